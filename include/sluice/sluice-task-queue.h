@@ -1,0 +1,76 @@
+/* sluice-task-queue.h: the shared task queue over one GThreadPool
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined(SLUICE_INSIDE) && !defined(SLUICE_COMPILATION)
+#error "Only <sluice/sluice.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include <sluice/sluice-version-macros.h>
+
+G_BEGIN_DECLS
+
+/**
+ * SluiceThreadFunc:
+ * @cancellable: (nullable): the cancellable of the work, to check now and then
+ * @user_data: (closure): the data given with the function
+ * @error: return location for an error
+ *
+ * A blocking function run in a thread of a [class@Sluice.TaskQueue].
+ *
+ * Returns: (nullable) (transfer full): the result, or %NULL with @error set
+ *   on failure (%NULL without an error is a valid result)
+ */
+typedef gpointer (*SluiceThreadFunc) (GCancellable *cancellable, gpointer user_data, GError **error);
+
+#define SLUICE_TYPE_TASK_QUEUE (sluice_task_queue_get_type ())
+
+SLUICE_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (SluiceTaskQueue, sluice_task_queue, SLUICE, TASK_QUEUE, GObject)
+
+SLUICE_AVAILABLE_IN_ALL
+SluiceTaskQueue *sluice_task_queue_new (guint max_threads);
+SLUICE_AVAILABLE_IN_ALL
+SluiceTaskQueue *sluice_task_queue_get_default (void);
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_task_queue_get_max_threads (SluiceTaskQueue *self);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_task_queue_set_max_threads (SluiceTaskQueue *self, guint max_threads);
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_task_queue_get_n_pending (SluiceTaskQueue *self);
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_task_queue_get_n_running (SluiceTaskQueue *self);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_task_queue_is_shut_down (SluiceTaskQueue *self);
+
+SLUICE_AVAILABLE_IN_ALL
+void sluice_task_queue_run_async (SluiceTaskQueue *self,
+                                  SluiceThreadFunc func,
+                                  gpointer func_data,
+                                  GDestroyNotify func_data_destroy,
+                                  GDestroyNotify result_destroy,
+                                  int priority,
+                                  GCancellable *cancellable,
+                                  GAsyncReadyCallback callback,
+                                  gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+gpointer sluice_task_queue_run_finish (SluiceTaskQueue *self,
+                                       GAsyncResult *result,
+                                       GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+SLUICE_AVAILABLE_IN_ALL
+void sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
+                                       gboolean cancel_pending,
+                                       GCancellable *cancellable,
+                                       GAsyncReadyCallback callback,
+                                       gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_task_queue_shutdown_finish (SluiceTaskQueue *self,
+                                            GAsyncResult *result,
+                                            GError **error);
+
+G_END_DECLS

@@ -1,0 +1,16 @@
+/* sluice-consumerator-private.h: a consumerator over a producer's buffer
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "sluice-reorder-buffer-private.h"
+
+G_BEGIN_DECLS
+
+/* The consumerator an ordered item producer hands to its consumer: it reads
+ * straight from @rb (no second queue). */
+SluiceConsumerator *sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb);
+
+G_END_DECLS

@@ -1,0 +1,485 @@
+/* sluice-consumerator.c: the blocking iterator of a consumer thread
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-consumerator-private.h"
+
+/**
+ * SluiceConsumerator:
+ *
+ * The consumer thread's view of a stream of items: a blocking iterator.
+ *
+ * [method@Sluice.Consumerator.next] blocks until the next item, the end of
+ * the stream (%FALSE without an error) or a failure (%FALSE with the error).
+ * Once it has returned %FALSE it keeps returning %FALSE, with the same error.
+ *
+ * A consumerator comes in two kinds:
+ *
+ * - The one a [class@Sluice.OrderedItemProducer] hands to its consumer
+ *   function reads straight from the producer's reorder buffer, in call
+ *   order. [method@Sluice.Consumerator.push] and
+ *   [method@Sluice.Consumerator.close] are not for it: the producer feeds it.
+ * - One made with [ctor@Sluice.Consumerator.new] is a thread-safe queue with
+ *   a capacity: any thread pushes, one thread iterates. A
+ *   [iface@Sluice.PushProducer] registered with
+ *   [method@Sluice.Consumerator.register_producer] is paused when the queue
+ *   holds @capacity items and resumed when it has drained to half of that.
+ *   A push never blocks and never drops an item: past the capacity (a
+ *   producer that was slow to pause) items wait in an overflow list.
+ *
+ * Items are taken in runs: the consumer thread takes every ready item in
+ * one visit and is woken only when it waits, so handing over an item costs
+ * no system call in the common case.
+ *
+ * Threading: [method@Sluice.Consumerator.next] belongs to one consumer
+ * thread at a time; every other function is safe to call from any thread.
+ */
+
+struct _SluiceConsumerator
+{
+  GObject parent_instance;
+
+  SluiceReorderBuffer *rb;
+  gboolean standalone;
+  guint capacity;
+
+  /* Serialises pause/resume of the registered producer so that they reach
+   * it in the order the fill level asked for them. Recursive because a
+   * producer may push from within pause or resume. */
+  GRecMutex flow_lock;
+  SluicePushProducer *producer;
+  gboolean producer_paused;
+
+  GError *close_error; /* set once, before the buffer is ended */
+};
+
+enum
+{
+  PROP_0,
+  PROP_CAPACITY,
+  PROP_N_ITEMS,
+  PROP_CLOSED,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (SluiceConsumerator, sluice_consumerator, G_TYPE_OBJECT)
+
+static void
+update_flow (SluiceConsumerator *self)
+{
+  guint64 live;
+
+  g_rec_mutex_lock (&self->flow_lock);
+  live = sluice_reorder_buffer_get_n_live (self->rb);
+  if (self->producer != NULL)
+    {
+      if (!self->producer_paused && live >= self->capacity)
+        {
+          self->producer_paused = TRUE;
+          sluice_push_producer_pause_producing (self->producer);
+        }
+      else if (self->producer_paused && live <= self->capacity / 2)
+        {
+          self->producer_paused = FALSE;
+          sluice_push_producer_resume_producing (self->producer);
+        }
+    }
+  g_rec_mutex_unlock (&self->flow_lock);
+}
+
+/* Consumer thread, at low water after a push found the queue full. */
+static void
+on_room (gpointer data)
+{
+  SluiceConsumerator *self = data;
+
+  update_flow (self);
+}
+
+static void
+sluice_consumerator_dispose (GObject *object)
+{
+  SluiceConsumerator *self = SLUICE_CONSUMERATOR (object);
+
+  if (self->standalone && self->rb != NULL)
+    {
+      g_autoptr (GError) error =
+        g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _("The consumerator was disposed"));
+
+      sluice_reorder_buffer_abort (self->rb, error);
+    }
+  g_rec_mutex_lock (&self->flow_lock);
+  g_clear_object (&self->producer);
+  g_rec_mutex_unlock (&self->flow_lock);
+
+  G_OBJECT_CLASS (sluice_consumerator_parent_class)->dispose (object);
+}
+
+static void
+sluice_consumerator_finalize (GObject *object)
+{
+  SluiceConsumerator *self = SLUICE_CONSUMERATOR (object);
+
+  g_clear_pointer (&self->rb, sluice_reorder_buffer_unref);
+  g_clear_error (&self->close_error);
+  g_rec_mutex_clear (&self->flow_lock);
+
+  G_OBJECT_CLASS (sluice_consumerator_parent_class)->finalize (object);
+}
+
+static void
+sluice_consumerator_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  SluiceConsumerator *self = SLUICE_CONSUMERATOR (object);
+
+  switch (prop_id)
+    {
+    case PROP_CAPACITY:
+      g_value_set_uint (value, self->capacity);
+      break;
+    case PROP_N_ITEMS:
+      g_value_set_uint (value, sluice_consumerator_get_n_items (self));
+      break;
+    case PROP_CLOSED:
+      g_value_set_boolean (value, sluice_consumerator_is_closed (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_consumerator_class_init (SluiceConsumeratorClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = sluice_consumerator_dispose;
+  object_class->finalize = sluice_consumerator_finalize;
+  object_class->get_property = sluice_consumerator_get_property;
+
+  /**
+   * SluiceConsumerator:capacity:
+   *
+   * The number of items at which a registered producer is paused (it is
+   * resumed at half of it). For the consumerator of an ordered item
+   * producer, the producer's window.
+   */
+  properties[PROP_CAPACITY] = g_param_spec_uint ("capacity", NULL, NULL, 1, G_MAXINT / 2, 1,
+                                                 G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceConsumerator:n-items:
+   *
+   * The number of live items: accepted and not yet taken by the consumer
+   * (for an ordered item producer: reserved slots, complete or not). It
+   * changes from many threads and is never notified: poll it.
+   */
+  properties[PROP_N_ITEMS] =
+    g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceConsumerator:closed:
+   *
+   * Whether the stream was closed or stopped: no more items will be
+   * accepted. Never notified: poll it.
+   */
+  properties[PROP_CLOSED] =
+    g_param_spec_boolean ("closed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+sluice_consumerator_init (SluiceConsumerator *self)
+{
+  g_rec_mutex_init (&self->flow_lock);
+}
+
+SluiceConsumerator *
+sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb)
+{
+  SluiceConsumerator *self = g_object_new (SLUICE_TYPE_CONSUMERATOR, NULL);
+
+  self->rb = sluice_reorder_buffer_ref (rb);
+  self->capacity = sluice_reorder_buffer_get_window (rb);
+  self->standalone = FALSE;
+
+  return self;
+}
+
+/**
+ * sluice_consumerator_new:
+ * @capacity: the number of items at which a registered producer is paused;
+ *   at least 1
+ * @item_free_func: (nullable): frees an item that is never taken (when the
+ *   consumerator is stopped or disposed with items in it)
+ *
+ * Creates a standalone consumerator: a bounded thread-safe queue that any
+ * thread pushes to and one thread iterates with
+ * [method@Sluice.Consumerator.next].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): a new consumerator
+ */
+SluiceConsumerator *
+sluice_consumerator_new (guint capacity, GDestroyNotify item_free_func)
+{
+  SluiceConsumerator *self;
+
+  g_return_val_if_fail (capacity > 0 && capacity <= G_MAXINT / 2, NULL);
+
+  self = g_object_new (SLUICE_TYPE_CONSUMERATOR, NULL);
+  self->rb = sluice_reorder_buffer_new (capacity, item_free_func, NULL);
+  self->capacity = capacity;
+  self->standalone = TRUE;
+  /* The room callback runs on the consumer thread inside next(), which
+   * needs a reference to us anyway. */
+  sluice_reorder_buffer_set_callbacks (self->rb, on_room, NULL, NULL, self, NULL);
+
+  return self;
+}
+
+/**
+ * sluice_consumerator_next:
+ * @self: a consumerator
+ * @out_item: (out) (transfer full) (optional) (nullable): the next item
+ * @error: return location for an error
+ *
+ * Blocks until the next item is there and gives it to the caller, or until
+ * the stream ends or fails.
+ *
+ * Items arrive in order (for an ordered item producer, the order of the
+ * produce calls). A pause of the producer
+ * ([method@Sluice.PushProducer.pause_producing]) holds the items back until
+ * it is resumed. Closing or stopping always wakes a blocked call.
+ *
+ * Call it from one consumer thread at a time; it is the only function of
+ * the consumerator that blocks.
+ *
+ * Returns: %TRUE with @out_item set; %FALSE at the end of the stream, with
+ *   @error set if it ended with a failure (a failed item, a stop, or a
+ *   close with an error)
+ */
+gboolean
+sluice_consumerator_next (SluiceConsumerator *self, gpointer *out_item, GError **error)
+{
+  gpointer item = NULL;
+  GError *local_error = NULL;
+
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (sluice_reorder_buffer_next (self->rb, &item, &local_error))
+    {
+      if (out_item != NULL)
+        *out_item = item;
+      else
+        sluice_reorder_buffer_free_item (self->rb, item);
+      return TRUE;
+    }
+
+  if (out_item != NULL)
+    *out_item = NULL;
+  if (local_error == NULL && self->close_error != NULL)
+    local_error = g_error_copy (self->close_error);
+  if (local_error != NULL)
+    g_propagate_error (error, local_error);
+  return FALSE;
+}
+
+/**
+ * sluice_consumerator_push:
+ * @self: a standalone consumerator
+ * @item: (transfer full) (nullable): the item
+ * @error: return location for an error
+ *
+ * Appends @item for the consumer. It never blocks: when the consumerator
+ * holds its capacity, the registered producer is paused, and items pushed
+ * before it takes effect still go in (nothing is dropped).
+ *
+ * After [method@Sluice.Consumerator.close] or a stop, the item is freed
+ * with the item free function and the push fails with
+ * %SLUICE_ERROR_STOPPED.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: %TRUE if the item was queued
+ */
+gboolean
+sluice_consumerator_push (SluiceConsumerator *self, gpointer item, GError **error)
+{
+  gboolean full;
+
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+  g_return_val_if_fail (self->standalone, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  sluice_reorder_buffer_lock (self->rb);
+  if (sluice_reorder_buffer_is_closed_locked (self->rb))
+    {
+      sluice_reorder_buffer_unlock (self->rb);
+      sluice_reorder_buffer_free_item (self->rb, item);
+      g_set_error_literal (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                           _("The consumerator is closed"));
+      return FALSE;
+    }
+  sluice_reorder_buffer_push_locked (self->rb, item);
+  full = !sluice_reorder_buffer_has_room_locked (self->rb);
+  sluice_reorder_buffer_unlock (self->rb);
+
+  if (full)
+    update_flow (self);
+
+  return TRUE;
+}
+
+/**
+ * sluice_consumerator_close:
+ * @self: a standalone consumerator
+ * @error: (nullable): the error to end the stream with, or %NULL for a
+ *   normal end
+ *
+ * Ends the stream: the consumer takes every item pushed so far, then
+ * [method@Sluice.Consumerator.next] returns %FALSE, with a copy of @error if
+ * one is given. Later pushes fail. Closing twice does nothing.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_consumerator_close (SluiceConsumerator *self, const GError *error)
+{
+  g_return_if_fail (SLUICE_IS_CONSUMERATOR (self));
+  g_return_if_fail (self->standalone);
+
+  sluice_reorder_buffer_lock (self->rb);
+  if (sluice_reorder_buffer_is_closed_locked (self->rb))
+    {
+      sluice_reorder_buffer_unlock (self->rb);
+      return;
+    }
+  if (error != NULL)
+    self->close_error = g_error_copy (error);
+  sluice_reorder_buffer_unlock (self->rb);
+
+  sluice_reorder_buffer_end (self->rb);
+}
+
+/**
+ * sluice_consumerator_register_producer:
+ * @self: a standalone consumerator
+ * @producer: the producer that feeds it
+ *
+ * Registers @producer for flow control: it is paused when the consumerator
+ * holds [property@Sluice.Consumerator:capacity] items and resumed when the
+ * consumer has drained it to half of that. Pauses and resumes alternate and
+ * are called from whichever thread pushed or consumed at that moment.
+ * Replaces any producer registered before.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_consumerator_register_producer (SluiceConsumerator *self, SluicePushProducer *producer)
+{
+  g_return_if_fail (SLUICE_IS_CONSUMERATOR (self));
+  g_return_if_fail (SLUICE_IS_PUSH_PRODUCER (producer));
+  g_return_if_fail (self->standalone);
+
+  g_rec_mutex_lock (&self->flow_lock);
+  g_set_object (&self->producer, producer);
+  self->producer_paused = FALSE;
+  g_rec_mutex_unlock (&self->flow_lock);
+
+  update_flow (self);
+}
+
+/**
+ * sluice_consumerator_unregister_producer:
+ * @self: a standalone consumerator
+ *
+ * Forgets the registered producer. A producer paused by @self is resumed
+ * first, so that nothing is left paused for good.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_consumerator_unregister_producer (SluiceConsumerator *self)
+{
+  g_autoptr (SluicePushProducer) producer = NULL;
+  gboolean was_paused;
+
+  g_return_if_fail (SLUICE_IS_CONSUMERATOR (self));
+
+  g_rec_mutex_lock (&self->flow_lock);
+  producer = g_steal_pointer (&self->producer);
+  was_paused = self->producer_paused;
+  self->producer_paused = FALSE;
+  if (producer != NULL && was_paused)
+    sluice_push_producer_resume_producing (producer);
+  g_rec_mutex_unlock (&self->flow_lock);
+}
+
+/**
+ * sluice_consumerator_get_capacity:
+ * @self: a consumerator
+ *
+ * Gets [property@Sluice.Consumerator:capacity].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the capacity
+ */
+guint
+sluice_consumerator_get_capacity (SluiceConsumerator *self)
+{
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), 0);
+
+  return self->capacity;
+}
+
+/**
+ * sluice_consumerator_get_n_items:
+ * @self: a consumerator
+ *
+ * Gets [property@Sluice.Consumerator:n-items], the live items.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the number of items accepted and not yet taken
+ */
+guint
+sluice_consumerator_get_n_items (SluiceConsumerator *self)
+{
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), 0);
+
+  return (guint) MIN (sluice_reorder_buffer_get_n_live (self->rb), G_MAXUINT);
+}
+
+/**
+ * sluice_consumerator_is_closed:
+ * @self: a consumerator
+ *
+ * Gets [property@Sluice.Consumerator:closed].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: whether the stream was closed or stopped
+ */
+gboolean
+sluice_consumerator_is_closed (SluiceConsumerator *self)
+{
+  gboolean closed;
+
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+
+  sluice_reorder_buffer_lock (self->rb);
+  closed = sluice_reorder_buffer_is_closed_locked (self->rb);
+  sluice_reorder_buffer_unlock (self->rb);
+
+  return closed;
+}

@@ -1,0 +1,1666 @@
+/* sluice-ordered-item-producer.c: results of asynchronous work, in call order
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-consumerator-private.h"
+#include "sluice-task-queue-private.h"
+
+/**
+ * SluiceOrderedItemProducer:
+ *
+ * Runs item functions, non-blocking ones on the caller's thread or blocking
+ * ones in a [class@Sluice.TaskQueue], and hands their results to ONE blocking
+ * consumer thread in the order the items were asked for, whatever order they
+ * finish in.
+ *
+ * ```c
+ * producer = sluice_ordered_item_producer_new (NULL, 64, g_free);
+ * sluice_ordered_item_producer_start (producer, write_all, out, NULL, NULL);
+ * for (guint i = 0; i < n; i++)
+ *   sluice_ordered_item_producer_produce_item_in_thread (producer, compress_block,
+ *                                                        block[i], NULL, G_PRIORITY_DEFAULT,
+ *                                                        NULL, NULL, NULL);
+ * sluice_ordered_item_producer_stop_async (producer, on_stopped, NULL);
+ * ```
+ *
+ * ## Life cycle
+ *
+ * [method@Sluice.OrderedItemProducer.start] runs the consumer function in a
+ * thread of its own; it takes the items with [method@Sluice.Consumerator.next].
+ * Items may be produced before the start: they wait in the buffer (within
+ * the window). [method@Sluice.OrderedItemProducer.stop_async] waits for every
+ * item asked for, ends the iteration (`next` returns %FALSE without an
+ * error), waits for the consumer function to return and gives its result.
+ *
+ * ## Errors
+ *
+ * When an item fails, the consumer receives every item before it, then
+ * `next` returns %FALSE with that error; items after it are freed, work
+ * still in flight is cancelled, later produce calls complete with
+ * %SLUICE_ERROR_STOPPED, and `stop` reports the error. With
+ * [property@Sluice.OrderedItemProducer:skip-failed] set, failed items are
+ * left out instead and reported by [signal@Sluice.OrderedItemProducer::item-failed].
+ *
+ * A consumer function that returns before the end, or fails, stops
+ * production the same way: later produce calls complete with
+ * %SLUICE_ERROR_STOPPED without running their function.
+ *
+ * ## Flow control
+ *
+ * The [property@Sluice.OrderedItemProducer:window] bounds the live items:
+ * asked for and not yet taken by the consumer. When it is full the producer
+ * is not [property@Sluice.OrderedItemProducer:ready]; it becomes ready again
+ * when the consumer has taken half of them. Async sources wait for that with
+ * the `notify::ready` signal, a source from
+ * [method@Sluice.OrderedItemProducer.create_ready_source], or by registering
+ * themselves as a [iface@Sluice.PushProducer] that is paused and resumed.
+ * A produce call made while the window is full is not refused: it waits, and
+ * its function runs on the owner context once there is room. Memory stays
+ * bounded by the window however slow the consumer.
+ *
+ * As a [iface@Sluice.PushProducer] itself, the producer can be paused
+ * (delivery to the consumer is held, items keep completing into the buffer),
+ * resumed, and stopped for good (in-flight items see their cancellable
+ * cancelled, buffered items are freed, the consumer gets
+ * %SLUICE_ERROR_STOPPED).
+ *
+ * ## Threading
+ *
+ * The producer belongs to the thread-default main context of the thread that
+ * created it, its owner context: callbacks, signals and property
+ * notifications are delivered there. The produce calls, slot completion and
+ * the push-producer methods are safe from any thread. The hot path, a slot
+ * completed and its item handed to the consumer, takes no trip through a main
+ * loop and allocates nothing.
+ */
+
+typedef enum
+{
+  STATE_CREATED,
+  STATE_STARTED,
+  STATE_STOPPING, /* stop asked for; the end is set once deferred calls ran */
+  STATE_CLOSED,   /* no more production: stopped, failed, consumer gone */
+} ProducerState;
+
+typedef enum
+{
+  REQUEST_ITEM,
+  REQUEST_THREAD,
+} RequestKind;
+
+/* A produce call that waits for room in the window (the slow path). */
+typedef struct
+{
+  RequestKind kind;
+  gpointer func;
+  gpointer func_data;
+  GDestroyNotify func_data_destroy;
+  int priority;
+  GCancellable *cancellable;
+  GTask *task;
+} Request;
+
+/* What the reorder buffer's callbacks reach us through: they run on other
+ * threads and may outlive us. */
+typedef struct
+{
+  GWeakRef producer;
+  GMainContext *context;
+} Link;
+
+/* What the consumer thread owns. */
+typedef struct
+{
+  SluiceConsumerator *consumerator;
+  SluiceReorderBuffer *rb;
+  SluiceConsumerFunc func;
+  gpointer user_data;
+  GDestroyNotify user_data_destroy;
+  GDestroyNotify result_free_func;
+  Link *link;
+  gpointer result;
+  GError *error;
+} ConsumerRun;
+
+struct _SluiceOrderedItemProducer
+{
+  GObject parent_instance;
+
+  GMainContext *owner_context;
+  SluiceTaskQueue *task_queue;
+  SluiceReorderBuffer *rb;
+  SluiceConsumerator *consumerator;
+  GDestroyNotify item_free_func;
+  guint window;
+  Link *link;
+
+  /* Under the reorder buffer's lock. */
+  ProducerState state;
+  GQueue deferred; /* of Request */
+  gboolean ready;
+
+  /* Owner context only. */
+  gboolean ready_notified;
+  SluicePushProducer *upstream;
+  gboolean upstream_paused;
+  GList *ready_sources;
+  GThread *thread;
+  gboolean consumer_returned;
+  gpointer result;
+  GError *consumer_error;
+  GDestroyNotify result_free_func;
+  GTask *stop_task;
+  gboolean started;
+  gboolean stop_called;
+};
+
+enum
+{
+  PROP_0,
+  PROP_TASK_QUEUE,
+  PROP_WINDOW,
+  PROP_SKIP_FAILED,
+  PROP_READY,
+  PROP_CONSUMERATOR,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+enum
+{
+  SIGNAL_ITEM_FAILED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void sluice_ordered_item_producer_push_producer_init (SluicePushProducerInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceOrderedItemProducer,
+                               sluice_ordered_item_producer,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_PUSH_PRODUCER,
+                                                      sluice_ordered_item_producer_push_producer_init))
+
+static GError *
+stopped_error (void)
+{
+  return g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                              _("The producer was stopped before the item could be produced"));
+}
+
+/* --- owner-context plumbing --- */
+
+static void
+link_free (gpointer data)
+{
+  Link *link = data;
+
+  g_weak_ref_clear (&link->producer);
+  g_main_context_unref (link->context);
+  g_free (link);
+}
+
+/* Runs @func (@data) on @context: at once if this thread is running it,
+ * else from an idle source. Not g_main_context_invoke(): from a thread that
+ * merely manages to acquire the context, it would run the owner's work
+ * there. Safe from any thread. */
+static void
+run_on_context (GMainContext *context, GSourceFunc func, gpointer data, GDestroyNotify destroy)
+{
+  GSource *source;
+
+  if (g_main_context_is_owner (context))
+    {
+      func (data);
+      if (destroy != NULL)
+        destroy (data);
+      return;
+    }
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, data, destroy);
+  g_source_set_static_name (source, "[sluice] owner callback");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+/* Runs @func (self) on the owner context. Safe from any thread. */
+static void
+invoke_on_owner (Link *link, GSourceFunc func)
+{
+  SluiceOrderedItemProducer *self = g_weak_ref_get (&link->producer);
+
+  if (self == NULL)
+    return;
+  run_on_context (link->context, func, self, g_object_unref);
+}
+
+static void refresh_ready (SluiceOrderedItemProducer *self);
+static void check_stop (SluiceOrderedItemProducer *self);
+static void run_deferred (SluiceOrderedItemProducer *self);
+
+static gboolean
+on_room_idle (gpointer data)
+{
+  SluiceOrderedItemProducer *self = data;
+
+  run_deferred (self);
+  refresh_ready (self);
+  check_stop (self);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+refresh_idle (gpointer data)
+{
+  SluiceOrderedItemProducer *self = data;
+
+  refresh_ready (self);
+  check_stop (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* Consumer thread: live items fell to low water while we wanted room. */
+static void
+rb_room_cb (gpointer data)
+{
+  Link *link = data;
+  SluiceOrderedItemProducer *self = g_weak_ref_get (&link->producer);
+
+  if (self == NULL)
+    return;
+  sluice_reorder_buffer_lock (self->rb);
+  self->ready = TRUE;
+  sluice_reorder_buffer_unlock (self->rb);
+  run_on_context (link->context, on_room_idle, self, g_object_unref);
+}
+
+typedef struct
+{
+  SluiceOrderedItemProducer *self;
+  guint64 seq;
+  GError *error;
+} FailedItem;
+
+static gboolean
+emit_item_failed (gpointer data)
+{
+  FailedItem *failed = data;
+
+  g_signal_emit (failed->self, signals[SIGNAL_ITEM_FAILED], 0, failed->seq, failed->error);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+failed_item_free (gpointer data)
+{
+  FailedItem *failed = data;
+
+  g_object_unref (failed->self);
+  g_error_free (failed->error);
+  g_free (failed);
+}
+
+/* Consumer thread, skip-failed mode. */
+static void
+rb_failed_cb (guint64 seq, GError *error, gpointer data)
+{
+  Link *link = data;
+  SluiceOrderedItemProducer *self = g_weak_ref_get (&link->producer);
+  FailedItem *failed;
+
+  if (self == NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+  failed = g_new (FailedItem, 1);
+  failed->self = self;
+  failed->seq = seq;
+  failed->error = error;
+  run_on_context (link->context, emit_item_failed, failed, failed_item_free);
+}
+
+/* Any thread: every slot pending at an abort has been completed. */
+static void
+rb_settled_cb (gpointer data)
+{
+  invoke_on_owner (data, refresh_idle);
+}
+
+/* --- ready state, sources, upstream --- */
+
+typedef struct
+{
+  GSource source;
+  SluiceOrderedItemProducer *producer;
+} ReadySource;
+
+static void
+refresh_ready (SluiceOrderedItemProducer *self)
+{
+  gboolean ready;
+
+  sluice_reorder_buffer_lock (self->rb);
+  ready = self->ready && self->state != STATE_CLOSED && g_queue_is_empty (&self->deferred);
+  sluice_reorder_buffer_unlock (self->rb);
+
+  if (ready == self->ready_notified)
+    return;
+  self->ready_notified = ready;
+
+  for (GList *l = self->ready_sources; l != NULL; l = l->next)
+    g_source_set_ready_time (l->data, ready ? 0 : -1);
+
+  if (self->upstream != NULL)
+    {
+      g_autoptr (SluicePushProducer) upstream = g_object_ref (self->upstream);
+
+      if (!ready && !self->upstream_paused)
+        {
+          self->upstream_paused = TRUE;
+          sluice_push_producer_pause_producing (upstream);
+        }
+      else if (ready && self->upstream_paused)
+        {
+          self->upstream_paused = FALSE;
+          sluice_push_producer_resume_producing (upstream);
+        }
+    }
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_READY]);
+}
+
+static gboolean
+ready_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  if (callback == NULL)
+    {
+      g_warning ("Ready source dispatched without callback. "
+                 "You must call g_source_set_callback().");
+      return G_SOURCE_REMOVE;
+    }
+  return callback (user_data);
+}
+
+static void
+ready_source_finalize (GSource *source)
+{
+  ReadySource *ready_source = (ReadySource *) source;
+  SluiceOrderedItemProducer *self = ready_source->producer;
+
+  self->ready_sources = g_list_remove (self->ready_sources, source);
+  g_object_unref (self);
+}
+
+static gboolean
+ready_source_closure_callback (gpointer data)
+{
+  GClosure *closure = data;
+  GValue result_value = G_VALUE_INIT;
+  gboolean result;
+
+  g_value_init (&result_value, G_TYPE_BOOLEAN);
+  g_closure_invoke (closure, &result_value, 0, NULL, NULL);
+  result = g_value_get_boolean (&result_value);
+  g_value_unset (&result_value);
+
+  return result;
+}
+
+static GSourceFuncs ready_source_funcs = {
+  .dispatch = ready_source_dispatch,
+  .finalize = ready_source_finalize,
+  .closure_callback = ready_source_closure_callback,
+};
+
+/* --- slots --- */
+
+static void
+cancel_child (GCancellable *cancellable, gpointer data)
+{
+  g_cancellable_cancel (data);
+}
+
+/* With the lock held: the extras of a fresh slot. */
+static void
+setup_slot_locked (SluiceOrderedItemProducer *self,
+                   SluiceSlot *slot,
+                   gpointer func,
+                   gpointer func_data,
+                   GDestroyNotify func_data_destroy,
+                   GCancellable *cancellable,
+                   GTask *task)
+{
+  slot->func = func;
+  slot->func_data = func_data;
+  slot->func_data_destroy = func_data_destroy;
+  slot->task = task;
+  slot->cancellable = NULL;
+  slot->user_cancellable = NULL;
+  slot->user_handler = 0;
+  slot->abort_handler = 0;
+
+  if (cancellable != NULL)
+    {
+      /* The item sees one cancellable that fires for the caller's or for a
+       * stop; we never cancel the caller's own. */
+      slot->cancellable = g_cancellable_new ();
+      slot->user_cancellable = g_object_ref (cancellable);
+    }
+}
+
+/* Outside the lock, before the function runs: connections may call back at
+ * once if a cancellable already fired. */
+static void
+connect_slot (SluiceSlot *slot)
+{
+  if (slot->cancellable == NULL)
+    return;
+  slot->user_handler = g_cancellable_connect (slot->user_cancellable, G_CALLBACK (cancel_child),
+                                              g_object_ref (slot->cancellable), g_object_unref);
+  slot->abort_handler = g_cancellable_connect (sluice_reorder_buffer_get_cancellable (slot->rb),
+                                               G_CALLBACK (cancel_child),
+                                               g_object_ref (slot->cancellable), g_object_unref);
+}
+
+static void
+finish_slot (SluiceSlot *slot, gpointer item, GError *error)
+{
+  GTask *task = g_steal_pointer (&slot->task);
+  GCancellable *child = g_steal_pointer (&slot->cancellable);
+  GCancellable *user_cancellable = g_steal_pointer (&slot->user_cancellable);
+  GCancellable *abort_cancellable = sluice_reorder_buffer_get_cancellable (slot->rb);
+  gulong user_handler = slot->user_handler;
+  gulong abort_handler = slot->abort_handler;
+  GError *task_error = NULL;
+  gboolean delivered;
+
+  if (task != NULL && error != NULL)
+    task_error = g_error_copy (error);
+
+  /* Disconnect while the buffer (and its cancellable) surely lives: once
+   * the slot is published the consumer may end and drop everything. Not
+   * g_cancellable_disconnect(): it waits for a running handler, which
+   * deadlocks when the slot is completed from within a cancellation. The
+   * handlers hold their own reference to the child. */
+  if (child != NULL)
+    {
+      g_signal_handler_disconnect (user_cancellable, user_handler);
+      g_signal_handler_disconnect (abort_cancellable, abort_handler);
+    }
+
+  delivered = sluice_reorder_buffer_complete (slot, item, error);
+
+  if (task != NULL)
+    {
+      if (task_error != NULL)
+        g_task_return_error (task, task_error);
+      else if (!delivered)
+        g_task_return_error (task, stopped_error ());
+      else
+        g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+  g_clear_object (&child);
+  g_clear_object (&user_cancellable);
+}
+
+/**
+ * sluice_slot_complete:
+ * @slot: a slot from an item function
+ * @item: (transfer full) (nullable): the item
+ *
+ * Completes @slot with @item, which the consumer will receive in its turn.
+ * If the producer was stopped meanwhile, @item is freed with the producer's
+ * item free function instead. Either way @slot is gone afterwards.
+ *
+ * This function is safe to call from any thread. It takes no lock and
+ * allocates nothing unless the consumer is asleep waiting for this very item.
+ */
+void
+sluice_slot_complete (SluiceSlot *slot, gpointer item)
+{
+  g_return_if_fail (slot != NULL);
+
+  finish_slot (slot, item, NULL);
+}
+
+/**
+ * sluice_slot_fail:
+ * @slot: a slot from an item function
+ * @error: (transfer full): what went wrong
+ *
+ * Completes @slot with a failure. By default the consumer receives the items
+ * before it, then the error, and production stops; see
+ * [property@Sluice.OrderedItemProducer:skip-failed].
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_slot_fail (SluiceSlot *slot, GError *error)
+{
+  g_return_if_fail (slot != NULL);
+  g_return_if_fail (error != NULL);
+
+  finish_slot (slot, NULL, error);
+}
+
+/**
+ * sluice_slot_get_cancellable:
+ * @slot: a slot from an item function
+ *
+ * Gets the cancellable the item's work should use: it is cancelled when the
+ * producer stops (by a stop, a failure or the consumer leaving) and, if the
+ * produce call was given a cancellable, when that one is.
+ *
+ * This function is safe to call from any thread until the slot is completed.
+ *
+ * Returns: (transfer none): the cancellable
+ */
+GCancellable *
+sluice_slot_get_cancellable (SluiceSlot *slot)
+{
+  g_return_val_if_fail (slot != NULL, NULL);
+
+  return slot->cancellable != NULL ? slot->cancellable
+                                   : sluice_reorder_buffer_get_cancellable (slot->rb);
+}
+
+/**
+ * sluice_slot_get_sequence:
+ * @slot: a slot from an item function
+ *
+ * Gets the place of the item in the output: 0 for the first produce call of
+ * the producer, 1 for the next, and so on.
+ *
+ * This function is safe to call from any thread until the slot is completed.
+ *
+ * Returns: the sequence number
+ */
+guint64
+sluice_slot_get_sequence (SluiceSlot *slot)
+{
+  g_return_val_if_fail (slot != NULL, 0);
+
+  return slot->seq;
+}
+
+/* A pool thread (or the thread that cancelled or shut the queue down). */
+static void
+run_in_thread (gpointer data, SluiceTaskReason reason)
+{
+  SluiceSlot *slot = data;
+  SluiceThreadFunc func = (SluiceThreadFunc) slot->func;
+  gpointer func_data = slot->func_data;
+  GDestroyNotify func_data_destroy = slot->func_data_destroy;
+  gpointer item = NULL;
+  GError *error = NULL;
+
+  if (reason == SLUICE_TASK_RUN && sluice_reorder_buffer_is_aborted (slot->rb))
+    reason = SLUICE_TASK_SHUT_DOWN;
+
+  switch (reason)
+    {
+    case SLUICE_TASK_RUN:
+      item = func (sluice_slot_get_cancellable (slot), func_data, &error);
+      break;
+    case SLUICE_TASK_CANCELLED:
+      error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _("Operation was cancelled"));
+      break;
+    case SLUICE_TASK_SHUT_DOWN:
+    default:
+      error = stopped_error ();
+      break;
+    }
+
+  if (func_data_destroy != NULL)
+    func_data_destroy (func_data);
+  finish_slot (slot, item, error);
+}
+
+/* Outside the lock: runs what a reserved slot was reserved for. */
+static void
+launch (SluiceOrderedItemProducer *self, SluiceSlot *slot, RequestKind kind, int priority)
+{
+  connect_slot (slot);
+
+  if (kind == REQUEST_ITEM)
+    {
+      SluiceItemFunc func = slot->func;
+      gpointer func_data = slot->func_data;
+      GDestroyNotify func_data_destroy = slot->func_data_destroy;
+
+      /* The function may complete the slot before it returns: read nothing
+       * of the slot after this call. */
+      func (slot, func_data);
+      if (func_data_destroy != NULL)
+        func_data_destroy (func_data);
+    }
+  else
+    {
+      sluice_task_queue_push (self->task_queue, priority, slot->user_cancellable, run_in_thread,
+                              slot);
+    }
+}
+
+static void
+request_fail (Request *request, GError *error)
+{
+  if (request->func_data_destroy != NULL)
+    request->func_data_destroy (request->func_data);
+  if (request->task != NULL)
+    {
+      g_task_return_error (request->task, g_error_copy (error));
+      g_object_unref (request->task);
+    }
+  g_clear_object (&request->cancellable);
+  g_free (request);
+}
+
+static void
+fail_deferred (SluiceOrderedItemProducer *self)
+{
+  GQueue deferred;
+  Request *request;
+  g_autoptr (GError) error = stopped_error ();
+
+  sluice_reorder_buffer_lock (self->rb);
+  deferred = self->deferred;
+  g_queue_init (&self->deferred);
+  sluice_reorder_buffer_unlock (self->rb);
+
+  while ((request = g_queue_pop_head (&deferred)) != NULL)
+    request_fail (request, error);
+}
+
+/* Owner context: starts deferred produce calls while there is room. */
+static void
+run_deferred (SluiceOrderedItemProducer *self)
+{
+  gboolean end_now = FALSE;
+
+  for (;;)
+    {
+      Request *request;
+      SluiceSlot *slot;
+
+      sluice_reorder_buffer_lock (self->rb);
+      if (g_queue_is_empty (&self->deferred))
+        {
+          /* A stop waits for the deferred calls before it sets the end. */
+          end_now = self->state == STATE_STOPPING;
+          sluice_reorder_buffer_unlock (self->rb);
+          break;
+        }
+      if (sluice_reorder_buffer_is_closed_locked (self->rb))
+        {
+          sluice_reorder_buffer_unlock (self->rb);
+          fail_deferred (self);
+          break;
+        }
+      if (!sluice_reorder_buffer_has_room_locked (self->rb))
+        {
+          self->ready = FALSE;
+          sluice_reorder_buffer_unlock (self->rb);
+          break;
+        }
+      request = g_queue_pop_head (&self->deferred);
+      slot = sluice_reorder_buffer_reserve_locked (self->rb);
+      setup_slot_locked (self, slot, request->func, request->func_data, request->func_data_destroy,
+                         request->cancellable, request->task);
+      if (!sluice_reorder_buffer_has_room_locked (self->rb))
+        self->ready = FALSE;
+      sluice_reorder_buffer_unlock (self->rb);
+
+      launch (self, slot, request->kind, request->priority);
+      g_clear_object (&request->cancellable);
+      g_free (request);
+    }
+
+  if (end_now)
+    sluice_reorder_buffer_end (self->rb);
+}
+
+static void
+produce (SluiceOrderedItemProducer *self,
+         RequestKind kind,
+         gpointer func,
+         gpointer func_data,
+         GDestroyNotify func_data_destroy,
+         int priority,
+         GCancellable *cancellable,
+         GAsyncReadyCallback callback,
+         gpointer user_data,
+         gpointer source_tag)
+{
+  GTask *task = NULL;
+  SluiceSlot *slot;
+  gboolean became_unready = FALSE;
+
+  if (callback != NULL)
+    {
+      task = g_task_new (self, cancellable, callback, user_data);
+      g_task_set_source_tag (task, source_tag);
+      g_task_set_check_cancellable (task, FALSE);
+    }
+
+  sluice_reorder_buffer_lock (self->rb);
+
+  if (self->state >= STATE_STOPPING || sluice_reorder_buffer_is_closed_locked (self->rb))
+    {
+      sluice_reorder_buffer_unlock (self->rb);
+      if (func_data_destroy != NULL)
+        func_data_destroy (func_data);
+      if (task != NULL)
+        {
+          g_task_return_error (task, stopped_error ());
+          g_object_unref (task);
+        }
+      return;
+    }
+
+  if (!g_queue_is_empty (&self->deferred) || !sluice_reorder_buffer_has_room_locked (self->rb))
+    {
+      /* The window is full: the call waits, in order, for room. */
+      Request *request = g_new0 (Request, 1);
+
+      request->kind = kind;
+      request->func = func;
+      request->func_data = func_data;
+      request->func_data_destroy = func_data_destroy;
+      request->priority = priority;
+      request->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+      request->task = task;
+      g_queue_push_tail (&self->deferred, request);
+      became_unready = self->ready;
+      self->ready = FALSE;
+      sluice_reorder_buffer_unlock (self->rb);
+      if (became_unready)
+        invoke_on_owner (self->link, refresh_idle);
+      return;
+    }
+
+  slot = sluice_reorder_buffer_reserve_locked (self->rb);
+  setup_slot_locked (self, slot, func, func_data, func_data_destroy, cancellable, task);
+  if (!sluice_reorder_buffer_has_room_locked (self->rb))
+    {
+      became_unready = self->ready;
+      self->ready = FALSE;
+    }
+  sluice_reorder_buffer_unlock (self->rb);
+
+  if (became_unready)
+    invoke_on_owner (self->link, refresh_idle);
+
+  launch (self, slot, kind, priority);
+}
+
+/**
+ * sluice_ordered_item_producer_produce_item:
+ * @self: a producer
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   non-blocking item function
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run (or
+ *   will never run)
+ * @cancellable: (nullable): cancels this item: the slot's cancellable
+ *   ([func@Sluice.slot_get_cancellable]) fires with it
+ * @callback: (scope async) (nullable) (closure user_data): called on the
+ *   thread-default context of this call once the item was produced (its slot
+ *   completed), failed or was refused
+ * @user_data: data for @callback
+ *
+ * Asks for one item, the next in the output order. @func is called at once
+ * with a [struct@Sluice.Slot] that it completes, now or later, from any
+ * thread. This wraps any GIO `_async`/`_finish` pair: start the operation in
+ * @func and complete the slot from its callback.
+ *
+ * If the window is full, @func runs later on the owner context, when the
+ * consumer has made room (the call is never refused for that: wait for
+ * [property@Sluice.OrderedItemProducer:ready] to avoid the queueing).
+ * After a stop, a failure or the consumer's return, @func is not called and
+ * the item completes with %SLUICE_ERROR_STOPPED: produce calls may race
+ * with those, so this is no programmer error.
+ *
+ * @callback serves concurrency limiting, as the Deferred of the seed: it
+ * says the item was handed to the buffer, not that the consumer took it.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_ordered_item_producer_produce_item (SluiceOrderedItemProducer *self,
+                                           SluiceItemFunc func,
+                                           gpointer func_data,
+                                           GDestroyNotify func_data_destroy,
+                                           GCancellable *cancellable,
+                                           GAsyncReadyCallback callback,
+                                           gpointer user_data)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  produce (self, REQUEST_ITEM, func, func_data, func_data_destroy, G_PRIORITY_DEFAULT, cancellable,
+           callback, user_data, sluice_ordered_item_producer_produce_item);
+}
+
+/**
+ * sluice_ordered_item_producer_produce_item_in_thread:
+ * @self: a producer
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function that returns the item
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run (or
+ *   will never run)
+ * @priority: the priority in the task queue (lower runs first)
+ * @cancellable: (nullable): cancels this item; if it fires before @func
+ *   runs, @func never runs and the item fails with %G_IO_ERROR_CANCELLED
+ * @callback: (scope async) (nullable) (closure user_data): called on the
+ *   thread-default context of this call once the item was produced
+ * @user_data: data for @callback
+ *
+ * Asks for one item, the next in the output order, made by @func in a
+ * thread of the producer's [class@Sluice.TaskQueue]: its return value
+ * (or error) completes the item. Otherwise as
+ * [method@Sluice.OrderedItemProducer.produce_item].
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_ordered_item_producer_produce_item_in_thread (SluiceOrderedItemProducer *self,
+                                                     SluiceThreadFunc func,
+                                                     gpointer func_data,
+                                                     GDestroyNotify func_data_destroy,
+                                                     int priority,
+                                                     GCancellable *cancellable,
+                                                     GAsyncReadyCallback callback,
+                                                     gpointer user_data)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  produce (self, REQUEST_THREAD, func, func_data, func_data_destroy, priority, cancellable,
+           callback, user_data, sluice_ordered_item_producer_produce_item_in_thread);
+}
+
+/**
+ * sluice_ordered_item_producer_produce_item_finish:
+ * @self: a producer
+ * @result: the result given to the produce call's callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.OrderedItemProducer.produce_item] or
+ * [method@Sluice.OrderedItemProducer.produce_item_in_thread].
+ *
+ * Returns: %TRUE if the item was handed to the buffer; %FALSE with @error
+ *   set if it failed (its own error, or %G_IO_ERROR_CANCELLED) or was
+ *   refused or dropped by a stop (%SLUICE_ERROR_STOPPED)
+ */
+gboolean
+sluice_ordered_item_producer_produce_item_finish (SluiceOrderedItemProducer *self,
+                                                  GAsyncResult *result,
+                                                  GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* --- the consumer thread --- */
+
+static gboolean
+consumer_returned_idle (gpointer data)
+{
+  ConsumerRun *run = data;
+  SluiceOrderedItemProducer *self = g_weak_ref_get (&run->link->producer);
+
+  if (self == NULL)
+    return G_SOURCE_REMOVE;
+
+  self->consumer_returned = TRUE;
+  self->result = g_steal_pointer (&run->result);
+  self->consumer_error = g_steal_pointer (&run->error);
+  if (self->thread != NULL)
+    g_thread_join (g_steal_pointer (&self->thread));
+
+  sluice_reorder_buffer_lock (self->rb);
+  self->state = STATE_CLOSED;
+  sluice_reorder_buffer_unlock (self->rb);
+  fail_deferred (self);
+  refresh_ready (self);
+  check_stop (self);
+
+  g_object_unref (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+consumer_run_free (gpointer data)
+{
+  ConsumerRun *run = data;
+
+  if (run->result != NULL && run->result_free_func != NULL)
+    run->result_free_func (run->result);
+  g_clear_error (&run->error);
+  link_free (run->link);
+  g_free (run);
+}
+
+static gpointer
+consumer_thread (gpointer data)
+{
+  ConsumerRun *run = data;
+  GMainContext *context = g_main_context_ref (run->link->context);
+
+  run->result = run->func (run->consumerator, run->user_data, &run->error);
+  if (run->result != NULL && run->error != NULL)
+    {
+      g_critical ("A SluiceConsumerFunc returned a result and set an error; "
+                  "the result is dropped");
+      if (run->result_free_func != NULL)
+        run->result_free_func (g_steal_pointer (&run->result));
+    }
+
+  /* Release everything before the owner hears of the return, so that a
+   * finished stop means nothing of ours is left. */
+  sluice_reorder_buffer_consumer_done (run->rb);
+  if (run->user_data_destroy != NULL)
+    run->user_data_destroy (run->user_data);
+  g_clear_object (&run->consumerator);
+  g_clear_pointer (&run->rb, sluice_reorder_buffer_unref);
+
+  run_on_context (context, consumer_returned_idle, run, consumer_run_free);
+  g_main_context_unref (context);
+  return NULL;
+}
+
+/**
+ * sluice_ordered_item_producer_start:
+ * @self: a producer
+ * @func: (scope notified) (closure user_data) (destroy user_data_destroy): the
+ *   blocking consumer function
+ * @user_data: data for @func
+ * @user_data_destroy: (nullable): frees @user_data when @func has returned
+ * @result_free_func: (nullable): frees the result of @func if nobody takes it
+ *   with [method@Sluice.OrderedItemProducer.stop_finish]
+ *
+ * Runs @func in a new thread of its own (a long-lived consumer must not
+ * hold a pool thread that item work needs). @func takes the items from the
+ * consumerator it is given; its return value is the result of the stop.
+ *
+ * A producer starts once; starting twice, or after a stop, is a programmer
+ * error.
+ *
+ * Call it on the owner context.
+ */
+void
+sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
+                                    SluiceConsumerFunc func,
+                                    gpointer user_data,
+                                    GDestroyNotify user_data_destroy,
+                                    GDestroyNotify result_free_func)
+{
+  ConsumerRun *run;
+  ProducerState state;
+
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (func != NULL);
+
+  sluice_reorder_buffer_lock (self->rb);
+  state = self->state;
+  sluice_reorder_buffer_unlock (self->rb);
+  g_return_if_fail (!self->stop_called);
+  g_return_if_fail (state == STATE_CREATED);
+
+  sluice_reorder_buffer_lock (self->rb);
+  self->state = STATE_STARTED;
+  sluice_reorder_buffer_unlock (self->rb);
+  self->started = TRUE;
+
+  run = g_new0 (ConsumerRun, 1);
+  run->consumerator = g_object_ref (self->consumerator);
+  run->rb = sluice_reorder_buffer_ref (self->rb);
+  run->func = func;
+  run->user_data = user_data;
+  run->user_data_destroy = user_data_destroy;
+  run->result_free_func = result_free_func;
+  run->link = g_new0 (Link, 1);
+  g_weak_ref_init (&run->link->producer, self);
+  run->link->context = g_main_context_ref (self->owner_context);
+  self->result_free_func = result_free_func;
+
+  self->thread = g_thread_new ("sluice-consumer", consumer_thread, run);
+}
+
+/* --- stopping --- */
+
+static void
+check_stop (SluiceOrderedItemProducer *self)
+{
+  GTask *task;
+  gboolean deferred_empty;
+  const GError *abort_error;
+
+  if (self->stop_task == NULL)
+    return;
+
+  sluice_reorder_buffer_lock (self->rb);
+  deferred_empty = g_queue_is_empty (&self->deferred);
+  sluice_reorder_buffer_unlock (self->rb);
+
+  /* A consumer that was started must have returned. */
+  if (self->started && !self->consumer_returned)
+    return;
+  if (!deferred_empty || !sluice_reorder_buffer_is_settled (self->rb))
+    return;
+
+  task = g_steal_pointer (&self->stop_task);
+  abort_error = sluice_reorder_buffer_get_abort_error (self->rb);
+
+  /* The first error wins: a failed item or a stop, then the consumer's. */
+  if (abort_error != NULL)
+    {
+      g_task_return_error (task, g_error_copy (abort_error));
+      if (self->result != NULL && self->result_free_func != NULL)
+        self->result_free_func (g_steal_pointer (&self->result));
+    }
+  else if (self->consumer_error != NULL)
+    g_task_return_error (task, g_steal_pointer (&self->consumer_error));
+  else
+    g_task_return_pointer (task, g_steal_pointer (&self->result), self->result_free_func);
+  g_object_unref (task);
+}
+
+/**
+ * sluice_ordered_item_producer_stop_async:
+ * @self: a producer
+ * @callback: (scope async) (nullable) (closure user_data): called on the
+ *   thread-default context of this call when the stop is complete
+ * @user_data: data for @callback
+ *
+ * Ends production: no more produce calls are accepted (they complete with
+ * %SLUICE_ERROR_STOPPED); every item already asked for is waited for; the
+ * consumer's iteration ends; and once the consumer function has returned,
+ * the stop completes with its result or the first error (a failed item, a
+ * [method@Sluice.PushProducer.stop_producing], or the consumer's own error).
+ *
+ * A stop before [method@Sluice.OrderedItemProducer.start] frees buffered
+ * items, cancels pending ones and completes with
+ * %SLUICE_ERROR_NOT_STARTED once they are all done. A paused producer stays
+ * paused: the stop completes after it is resumed. Calling it again completes
+ * at once with %SLUICE_ERROR_STOPPED.
+ *
+ * Call it on the owner context.
+ */
+void
+sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
+                                         GAsyncReadyCallback callback,
+                                         gpointer user_data)
+{
+  g_autoptr (GTask) task = NULL;
+  ProducerState state;
+
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+
+  task = g_task_new (self, NULL, callback, user_data);
+  g_task_set_source_tag (task, sluice_ordered_item_producer_stop_async);
+
+  if (self->stop_called)
+    {
+      g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
+                               _("The producer was already stopped"));
+      return;
+    }
+  self->stop_called = TRUE;
+  self->stop_task = g_steal_pointer (&task);
+
+  sluice_reorder_buffer_lock (self->rb);
+  state = self->state;
+  if (state == STATE_STARTED)
+    self->state = STATE_STOPPING;
+  sluice_reorder_buffer_unlock (self->rb);
+
+  if (state == STATE_CREATED)
+    {
+      g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED,
+                                                      _("The producer was never started"));
+
+      sluice_reorder_buffer_lock (self->rb);
+      self->state = STATE_CLOSED;
+      sluice_reorder_buffer_unlock (self->rb);
+      sluice_reorder_buffer_abort (self->rb, error);
+      fail_deferred (self);
+    }
+  else if (state == STATE_STARTED)
+    run_deferred (self); /* sets the end once nothing waits for room */
+
+  refresh_ready (self);
+  check_stop (self);
+}
+
+/**
+ * sluice_ordered_item_producer_stop_finish:
+ * @self: a producer
+ * @result: the result given to the stop's callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.OrderedItemProducer.stop_async].
+ *
+ * Returns: (transfer full) (nullable): the consumer function's result, or
+ *   %NULL with @error set
+ */
+gpointer
+sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *self,
+                                          GAsyncResult *result,
+                                          GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* --- push producer --- */
+
+static void
+sluice_ordered_item_producer_pause_producing (SluicePushProducer *producer)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (producer);
+
+  sluice_reorder_buffer_set_paused (self->rb, TRUE);
+}
+
+static void
+sluice_ordered_item_producer_resume_producing (SluicePushProducer *producer)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (producer);
+
+  sluice_reorder_buffer_set_paused (self->rb, FALSE);
+}
+
+static void
+sluice_ordered_item_producer_stop_producing (SluicePushProducer *producer)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (producer);
+  g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                                                  _("The producer was stopped"));
+
+  sluice_reorder_buffer_lock (self->rb);
+  if (self->state != STATE_CREATED)
+    self->state = STATE_CLOSED;
+  sluice_reorder_buffer_unlock (self->rb);
+
+  sluice_reorder_buffer_abort (self->rb, error);
+  fail_deferred (self);
+  invoke_on_owner (self->link, refresh_idle);
+}
+
+static void
+sluice_ordered_item_producer_push_producer_init (SluicePushProducerInterface *iface)
+{
+  iface->pause_producing = sluice_ordered_item_producer_pause_producing;
+  iface->resume_producing = sluice_ordered_item_producer_resume_producing;
+  iface->stop_producing = sluice_ordered_item_producer_stop_producing;
+}
+
+/* --- GObject --- */
+
+static void
+sluice_ordered_item_producer_constructed (GObject *object)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (object);
+
+  G_OBJECT_CLASS (sluice_ordered_item_producer_parent_class)->constructed (object);
+
+  if (self->task_queue == NULL)
+    self->task_queue = g_object_ref (sluice_task_queue_get_default ());
+
+  self->owner_context = g_main_context_ref_thread_default ();
+  self->rb = sluice_reorder_buffer_new (self->window, self->item_free_func, NULL);
+  self->link = g_new0 (Link, 1);
+  g_weak_ref_init (&self->link->producer, self);
+  self->link->context = g_main_context_ref (self->owner_context);
+  {
+    Link *rb_link = g_new0 (Link, 1);
+
+    g_weak_ref_init (&rb_link->producer, self);
+    rb_link->context = g_main_context_ref (self->owner_context);
+    sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, rb_settled_cb, rb_link,
+                                         link_free);
+  }
+  self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
+  self->ready = TRUE;
+  self->ready_notified = TRUE;
+}
+
+static void
+sluice_ordered_item_producer_dispose (GObject *object)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (object);
+
+  if (self->rb != NULL && !sluice_reorder_buffer_is_aborted (self->rb) &&
+      !sluice_reorder_buffer_is_settled (self->rb))
+    {
+      g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                                                      _("The producer was disposed"));
+
+      sluice_reorder_buffer_lock (self->rb);
+      self->state = STATE_CLOSED;
+      sluice_reorder_buffer_unlock (self->rb);
+      sluice_reorder_buffer_abort (self->rb, error);
+    }
+  if (self->rb != NULL)
+    fail_deferred (self);
+
+  /* A consumer still running ends on its own now; nothing waits for it. */
+  if (self->thread != NULL)
+    g_thread_unref (g_steal_pointer (&self->thread));
+
+  if (self->upstream != NULL && self->upstream_paused)
+    sluice_push_producer_resume_producing (self->upstream);
+  g_clear_object (&self->upstream);
+  g_clear_object (&self->consumerator);
+
+  G_OBJECT_CLASS (sluice_ordered_item_producer_parent_class)->dispose (object);
+}
+
+static void
+sluice_ordered_item_producer_finalize (GObject *object)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (object);
+
+  if (self->result != NULL && self->result_free_func != NULL)
+    self->result_free_func (self->result);
+  g_clear_error (&self->consumer_error);
+  g_clear_pointer (&self->rb, sluice_reorder_buffer_unref);
+  g_clear_pointer (&self->link, link_free);
+  g_clear_object (&self->task_queue);
+  g_clear_pointer (&self->owner_context, g_main_context_unref);
+
+  G_OBJECT_CLASS (sluice_ordered_item_producer_parent_class)->finalize (object);
+}
+
+static void
+sluice_ordered_item_producer_get_property (GObject *object,
+                                           guint prop_id,
+                                           GValue *value,
+                                           GParamSpec *pspec)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (object);
+
+  switch (prop_id)
+    {
+    case PROP_TASK_QUEUE:
+      g_value_set_object (value, self->task_queue);
+      break;
+    case PROP_WINDOW:
+      g_value_set_uint (value, self->window);
+      break;
+    case PROP_SKIP_FAILED:
+      g_value_set_boolean (value, sluice_ordered_item_producer_get_skip_failed (self));
+      break;
+    case PROP_READY:
+      g_value_set_boolean (value, self->ready_notified);
+      break;
+    case PROP_CONSUMERATOR:
+      g_value_set_object (value, self->consumerator);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_ordered_item_producer_set_property (GObject *object,
+                                           guint prop_id,
+                                           const GValue *value,
+                                           GParamSpec *pspec)
+{
+  SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (object);
+
+  switch (prop_id)
+    {
+    case PROP_TASK_QUEUE:
+      self->task_queue = g_value_dup_object (value);
+      break;
+    case PROP_WINDOW:
+      self->window = g_value_get_uint (value);
+      break;
+    case PROP_SKIP_FAILED:
+      sluice_ordered_item_producer_set_skip_failed (self, g_value_get_boolean (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = sluice_ordered_item_producer_constructed;
+  object_class->dispose = sluice_ordered_item_producer_dispose;
+  object_class->finalize = sluice_ordered_item_producer_finalize;
+  object_class->get_property = sluice_ordered_item_producer_get_property;
+  object_class->set_property = sluice_ordered_item_producer_set_property;
+
+  /**
+   * SluiceOrderedItemProducer:task-queue:
+   *
+   * The task queue that runs the blocking item functions; the default queue
+   * ([func@Sluice.TaskQueue.get_default]) unless one was given.
+   */
+  properties[PROP_TASK_QUEUE] =
+    g_param_spec_object ("task-queue", NULL, NULL, SLUICE_TYPE_TASK_QUEUE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:window:
+   *
+   * The most live items: asked for and not yet taken by the consumer. At
+   * the window the producer is not ready, and upstream producers are
+   * paused; they resume when half the window is free again.
+   */
+  properties[PROP_WINDOW] =
+    g_param_spec_uint ("window", NULL, NULL, 1, G_MAXINT / 2, 256,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:skip-failed:
+   *
+   * Whether a failed item is left out (and reported by
+   * [signal@Sluice.OrderedItemProducer::item-failed]) instead of ending the
+   * stream with its error. It applies to the items the consumer reaches
+   * after it is set. It may be set from any thread.
+   */
+  properties[PROP_SKIP_FAILED] =
+    g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:ready:
+   *
+   * Whether a produce call would start at once: %FALSE from the moment the
+   * window is full until the consumer has taken half of it, and for good
+   * after a stop. Notified on the owner context.
+   */
+  properties[PROP_READY] = g_param_spec_boolean (
+    "ready", NULL, NULL, TRUE, G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:consumerator:
+   *
+   * The iterator the consumer function reads.
+   */
+  properties[PROP_CONSUMERATOR] =
+    g_param_spec_object ("consumerator", NULL, NULL, SLUICE_TYPE_CONSUMERATOR,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * SluiceOrderedItemProducer::item-failed:
+   * @self: the producer
+   * @sequence: the place of the failed item in the output
+   * @error: why it failed
+   *
+   * Emitted on the owner context for each failed item that was left out, in
+   * [property@Sluice.OrderedItemProducer:skip-failed] mode.
+   */
+  signals[SIGNAL_ITEM_FAILED] = g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass),
+                                              G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                              2, G_TYPE_UINT64, G_TYPE_ERROR);
+}
+
+static void
+sluice_ordered_item_producer_init (SluiceOrderedItemProducer *self)
+{
+  self->window = 256;
+  g_queue_init (&self->deferred);
+}
+
+/**
+ * sluice_ordered_item_producer_new:
+ * @task_queue: (nullable): the task queue for blocking item functions, or
+ *   %NULL for the default one
+ * @window: the most live items (asked for and not yet consumed); at least 1
+ * @item_free_func: (nullable): frees an item that the consumer never takes
+ *
+ * Creates a producer that belongs to the thread-default main context of
+ * the calling thread.
+ *
+ * Returns: (transfer full): a new producer
+ */
+SluiceOrderedItemProducer *
+sluice_ordered_item_producer_new (SluiceTaskQueue *task_queue,
+                                  guint window,
+                                  GDestroyNotify item_free_func)
+{
+  SluiceOrderedItemProducer *self;
+
+  g_return_val_if_fail (task_queue == NULL || SLUICE_IS_TASK_QUEUE (task_queue), NULL);
+  g_return_val_if_fail (window > 0 && window <= G_MAXINT / 2, NULL);
+
+  /* The free function is no property: a function pointer is not a value. */
+  self = g_object_new (SLUICE_TYPE_ORDERED_ITEM_PRODUCER, "task-queue", task_queue, "window",
+                       window, NULL);
+  self->item_free_func = item_free_func;
+  sluice_reorder_buffer_set_item_free_func (self->rb, item_free_func);
+  return self;
+}
+
+/**
+ * sluice_ordered_item_producer_is_ready:
+ * @self: a producer
+ *
+ * Gets [property@Sluice.OrderedItemProducer:ready].
+ *
+ * Call it on the owner context.
+ *
+ * Returns: whether a produce call would start at once
+ */
+gboolean
+sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
+
+  return self->ready_notified;
+}
+
+/**
+ * sluice_ordered_item_producer_create_ready_source:
+ * @self: a producer
+ * @cancellable: (nullable): a cancellable that also dispatches the source
+ *
+ * Creates a source that dispatches whenever @self is
+ * [property@Sluice.OrderedItemProducer:ready], as the sources of a
+ * `GPollableOutputStream`: an async reader waits on it instead of blocking
+ * the main loop. Set a [callback@GLib.SourceFunc] with
+ * g_source_set_callback(); it keeps dispatching while ready unless it
+ * returns %G_SOURCE_REMOVE.
+ *
+ * Call it, and attach the source, on the owner context.
+ *
+ * Returns: (transfer full): a new source
+ */
+GSource *
+sluice_ordered_item_producer_create_ready_source (SluiceOrderedItemProducer *self,
+                                                  GCancellable *cancellable)
+{
+  GSource *source;
+  ReadySource *ready_source;
+
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+
+  source = g_source_new (&ready_source_funcs, sizeof (ReadySource));
+  g_source_set_static_name (source, "SluiceOrderedItemProducer ready");
+  ready_source = (ReadySource *) source;
+  ready_source->producer = g_object_ref (self);
+  self->ready_sources = g_list_prepend (self->ready_sources, source);
+  g_source_set_ready_time (source, self->ready_notified ? 0 : -1);
+
+  if (cancellable != NULL)
+    {
+      GSource *cancellable_source = g_cancellable_source_new (cancellable);
+
+      g_source_set_dummy_callback (cancellable_source);
+      g_source_add_child_source (source, cancellable_source);
+      g_source_unref (cancellable_source);
+    }
+
+  return source;
+}
+
+/**
+ * sluice_ordered_item_producer_register_producer:
+ * @self: a producer
+ * @upstream: the producer that feeds @self
+ *
+ * Registers @upstream for flow control: it is paused when @self stops
+ * being ready (the window is full) and resumed when it is ready again.
+ * Pauses and resumes alternate and are called on the owner context.
+ * Replaces (and resumes, if paused) any producer registered before.
+ *
+ * Call it on the owner context.
+ */
+void
+sluice_ordered_item_producer_register_producer (SluiceOrderedItemProducer *self,
+                                                SluicePushProducer *upstream)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (SLUICE_IS_PUSH_PRODUCER (upstream));
+
+  sluice_ordered_item_producer_unregister_producer (self);
+  self->upstream = g_object_ref (upstream);
+  self->upstream_paused = FALSE;
+  if (!self->ready_notified)
+    {
+      self->upstream_paused = TRUE;
+      sluice_push_producer_pause_producing (upstream);
+    }
+}
+
+/**
+ * sluice_ordered_item_producer_unregister_producer:
+ * @self: a producer
+ *
+ * Forgets the registered upstream producer, resuming it first if @self
+ * paused it.
+ *
+ * Call it on the owner context.
+ */
+void
+sluice_ordered_item_producer_unregister_producer (SluiceOrderedItemProducer *self)
+{
+  g_autoptr (SluicePushProducer) upstream = NULL;
+
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+
+  upstream = g_steal_pointer (&self->upstream);
+  if (upstream != NULL && self->upstream_paused)
+    sluice_push_producer_resume_producing (upstream);
+  self->upstream_paused = FALSE;
+}
+
+/**
+ * sluice_ordered_item_producer_get_consumerator:
+ * @self: a producer
+ *
+ * Gets the iterator the consumer function reads (the same one it is given).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer none): the consumerator
+ */
+SluiceConsumerator *
+sluice_ordered_item_producer_get_consumerator (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
+
+  return self->consumerator;
+}
+
+/**
+ * sluice_ordered_item_producer_get_task_queue:
+ * @self: a producer
+ *
+ * Gets [property@Sluice.OrderedItemProducer:task-queue].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer none): the task queue
+ */
+SluiceTaskQueue *
+sluice_ordered_item_producer_get_task_queue (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
+
+  return self->task_queue;
+}
+
+/**
+ * sluice_ordered_item_producer_get_window:
+ * @self: a producer
+ *
+ * Gets [property@Sluice.OrderedItemProducer:window].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the window
+ */
+guint
+sluice_ordered_item_producer_get_window (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), 0);
+
+  return self->window;
+}
+
+/**
+ * sluice_ordered_item_producer_get_skip_failed:
+ * @self: a producer
+ *
+ * Gets [property@Sluice.OrderedItemProducer:skip-failed].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: whether failed items are skipped
+ */
+gboolean
+sluice_ordered_item_producer_get_skip_failed (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
+
+  return sluice_reorder_buffer_get_skip_failed (self->rb);
+}
+
+/**
+ * sluice_ordered_item_producer_set_skip_failed:
+ * @self: a producer
+ * @skip_failed: whether to skip failed items
+ *
+ * Sets [property@Sluice.OrderedItemProducer:skip-failed].
+ *
+ * This function is safe to call from any thread; the notification is
+ * emitted on the calling thread.
+ */
+void
+sluice_ordered_item_producer_set_skip_failed (SluiceOrderedItemProducer *self,
+                                              gboolean skip_failed)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+
+  if (sluice_reorder_buffer_get_skip_failed (self->rb) == !!skip_failed)
+    return;
+  sluice_reorder_buffer_set_skip_failed (self->rb, skip_failed);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SKIP_FAILED]);
+}

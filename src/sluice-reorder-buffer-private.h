@@ -1,0 +1,132 @@
+/* sluice-reorder-buffer-private.h: the one mechanism that puts items in order
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "sluice-private.h"
+
+G_BEGIN_DECLS
+
+/* A slot is one entry of the ring, reused every `capacity` sequence numbers.
+ * Its life: FREE -> PENDING (reserved) -> READY or FAILED (completed, from any
+ * thread, without a lock) -> FREE (taken by the consumer). A consumer that
+ * sleeps on a PENDING slot marks it WAITED so that only that completion pays
+ * for a wake-up. After an abort, PENDING slots become ABANDONED and their
+ * completer frees what it brings. */
+typedef enum
+{
+  SLUICE_SLOT_FREE = 0,
+  SLUICE_SLOT_PENDING,
+  SLUICE_SLOT_WAITED,
+  SLUICE_SLOT_READY,
+  SLUICE_SLOT_FAILED,
+  SLUICE_SLOT_ABANDONED,
+} SluiceSlotState;
+
+typedef struct _SluiceReorderBuffer SluiceReorderBuffer;
+
+struct _SluiceSlot
+{
+  int state; /* SluiceSlotState, atomic */
+  guint64 seq;
+  SluiceReorderBuffer *rb;
+  gpointer item;
+  GError *error;
+
+  /* Per-item extras of the owner (the ordered item producer): set when the
+   * slot is reserved, taken by the completer before it publishes. */
+  gpointer func;
+  gpointer func_data;
+  GDestroyNotify func_data_destroy;
+  GCancellable *cancellable;      /* per-item child, only when the caller gave one */
+  GCancellable *user_cancellable; /* the one the caller gave */
+  gulong user_handler;
+  gulong abort_handler;
+  GTask *task; /* only when the caller wants a callback */
+};
+
+/* Called on the consumer thread when live items fell to the low-water mark
+ * while the owner was waiting for room. */
+typedef void (*SluiceReorderRoomFunc) (gpointer data);
+/* Called on the consumer thread for a failed item in skip-failed mode. */
+typedef void (*SluiceReorderFailedFunc) (guint64 seq, GError *error, gpointer data);
+/* Called once, from any thread, when an abort has settled: every slot that
+ * was pending at the abort has been completed. */
+typedef void (*SluiceReorderSettledFunc) (gpointer data);
+
+SluiceReorderBuffer *sluice_reorder_buffer_new (guint window,
+                                                GDestroyNotify item_free_func,
+                                                GCancellable *cancellable);
+SluiceReorderBuffer *sluice_reorder_buffer_ref (SluiceReorderBuffer *rb);
+void sluice_reorder_buffer_unref (SluiceReorderBuffer *rb);
+
+void sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
+                                          SluiceReorderRoomFunc room_func,
+                                          SluiceReorderFailedFunc failed_func,
+                                          SluiceReorderSettledFunc settled_func,
+                                          gpointer data,
+                                          GDestroyNotify data_destroy);
+
+guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
+GCancellable *sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb);
+void sluice_reorder_buffer_set_skip_failed (SluiceReorderBuffer *rb, gboolean skip_failed);
+gboolean sluice_reorder_buffer_get_skip_failed (SluiceReorderBuffer *rb);
+
+/* --- the owner side: every call here may come from any thread --- */
+void sluice_reorder_buffer_lock (SluiceReorderBuffer *rb);
+void sluice_reorder_buffer_unlock (SluiceReorderBuffer *rb);
+
+/* With the lock held: whether a reservation fits in the window now. When it
+ * does not, the room function will be called once live items fall to the
+ * low-water mark. */
+gboolean sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb);
+/* With the lock held, after has_room_locked said yes: the next slot. */
+SluiceSlot *sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb);
+/* With the lock held: whether the buffer was ended or aborted. */
+gboolean sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb);
+/* With the lock held: reserve a slot and complete it at once with @item; if
+ * the window is full the item waits in an overflow queue (the standalone
+ * consumerator's push). */
+void sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item);
+
+/* Before any item arrives. */
+void sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb, GDestroyNotify item_free_func);
+
+/* Frees one item with the item free function (NULL is fine). */
+void sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item);
+
+/* Number of live items: reserved (or pushed) and not yet handed out. */
+guint64 sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb);
+
+/* Completes @slot (lock-free). Ownership of @item and @error passes to the
+ * buffer. Returns TRUE when the result was buffered for the consumer, FALSE
+ * when the buffer had been aborted and the result was freed. */
+gboolean sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error);
+
+/* No more reservations: the consumer sees the end after the last reserved
+ * item. Returns FALSE if it was already ended or aborted. */
+gboolean sluice_reorder_buffer_end (SluiceReorderBuffer *rb);
+/* Stops everything: releases buffered items, abandons pending slots, cancels
+ * the cancellable, and the consumer's next call fails with @error (the
+ * first abort's error wins; NULL for a quiet stop where the consumer just
+ * ends). Any thread. Returns FALSE if it was already aborted. */
+gboolean sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error);
+gboolean sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb);
+/* The error of the first abort, if it had one (owned by the buffer, set once). */
+const GError *sluice_reorder_buffer_get_abort_error (SluiceReorderBuffer *rb);
+/* Whether every reserved slot has been completed (consumed, freed or
+ * abandoned and settled). */
+gboolean sluice_reorder_buffer_is_settled (SluiceReorderBuffer *rb);
+
+void sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused);
+
+/* --- the consumer side: one thread at a time --- */
+gboolean sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error);
+/* The consumer is done: frees what it holds. */
+void sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb);
+/* Whether the consumer saw the end (or an error) through next(). */
+gboolean sluice_reorder_buffer_consumer_finished (SluiceReorderBuffer *rb);
+
+G_END_DECLS

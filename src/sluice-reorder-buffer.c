@@ -1,0 +1,739 @@
+/* sluice-reorder-buffer.c: the one mechanism that puts items in order
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * An array ring indexed by sequence number. Completions publish into their
+ * slot with one compare-and-swap and no lock; the single consumer takes runs
+ * of ready slots into a private batch and hands them out one by one. A thread
+ * sleeps only when there is nothing to do, and is woken only by the event it
+ * waits for: the consumer marks the one slot it sleeps on, so every other
+ * completion stays lock-free.
+ *
+ * Window accounting: `accepted` counts reservations (plus overflow pushes),
+ * `handed` counts items the consumer has taken; `accepted - handed` are the
+ * live items, kept at or below the window by the owner, which asks for room
+ * with has_room_locked() and gets the room function called at low water.
+ */
+
+#include "sluice-reorder-buffer-private.h"
+
+/* Items the consumer takes per visit to the ring. */
+#define BATCH_MAX 64
+/* Polls of the awaited slot before the consumer goes to sleep: a wake-up
+ * costs ~5 µs on the machines this was tuned on, a poll a few ns. */
+#define SPIN_MAX 200
+
+enum
+{
+  FLAG_ENDED = 1 << 0,
+  FLAG_ABORTED = 1 << 1,
+  FLAG_PAUSED = 1 << 2,
+};
+
+struct _SluiceReorderBuffer
+{
+  int ref_count;
+  guint window;
+  guint low_water;
+  guint capacity;
+  guint mask;
+  SluiceSlot *ring;
+  GDestroyNotify item_free_func;
+  GCancellable *cancellable;
+
+  SluiceReorderRoomFunc room_func;
+  SluiceReorderFailedFunc failed_func;
+  SluiceReorderSettledFunc settled_func;
+  gpointer callback_data;
+  GDestroyNotify callback_data_destroy;
+
+  GMutex lock;
+  GCond cond;
+
+  /* Under the lock (read atomically elsewhere where marked). */
+  guint64 next_seq;
+  guint64 accepted; /* atomic reads */
+  guint64 end_seq;  /* atomic reads, valid with FLAG_ENDED */
+  GQueue overflow;
+  gboolean consumer_sleeping;
+  guint64 consumer_wait_seq;
+  GError *abort_error;
+  gboolean settled_by_abort;
+
+  int flags;     /* atomic */
+  int want_room; /* atomic */
+  int abandoned; /* atomic: abandoned slots not yet completed, + 1 during a walk */
+  int skip_failed;
+
+  /* The consumer's own, on a cache line of their own. */
+  G_GNUC_UNUSED char pad[64];
+  guint64 head;   /* next sequence number to take from the ring; atomic reads */
+  guint64 handed; /* items handed out; atomic reads */
+  gpointer batch[BATCH_MAX];
+  guint batch_len;
+  guint batch_pos;
+  gboolean finished;
+  gboolean finished_by_end;
+};
+
+static inline guint64
+load64 (const guint64 *p)
+{
+  return __atomic_load_n (p, __ATOMIC_SEQ_CST);
+}
+
+static inline void
+store64 (guint64 *p, guint64 v)
+{
+  __atomic_store_n (p, v, __ATOMIC_SEQ_CST);
+}
+
+static inline void
+cpu_relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause ();
+#elif defined(__aarch64__)
+  __asm__ __volatile__ ("yield");
+#endif
+}
+
+SluiceReorderBuffer *
+sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancellable *cancellable)
+{
+  SluiceReorderBuffer *rb;
+
+  g_return_val_if_fail (window > 0, NULL);
+  g_return_val_if_fail (window <= G_MAXINT / 2, NULL);
+
+  rb = g_new0 (SluiceReorderBuffer, 1);
+  rb->ref_count = 1;
+  rb->window = window;
+  rb->low_water = window / 2;
+  rb->capacity = 1;
+  while (rb->capacity < window)
+    rb->capacity <<= 1;
+  rb->mask = rb->capacity - 1;
+  rb->ring = g_new0 (SluiceSlot, rb->capacity);
+  for (guint i = 0; i < rb->capacity; i++)
+    rb->ring[i].rb = rb;
+  rb->item_free_func = item_free_func;
+  rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
+  g_mutex_init (&rb->lock);
+  g_cond_init (&rb->cond);
+  g_queue_init (&rb->overflow);
+
+  return rb;
+}
+
+SluiceReorderBuffer *
+sluice_reorder_buffer_ref (SluiceReorderBuffer *rb)
+{
+  g_atomic_int_inc (&rb->ref_count);
+  return rb;
+}
+
+static void
+free_item (SluiceReorderBuffer *rb, gpointer item)
+{
+  if (item != NULL && rb->item_free_func != NULL)
+    rb->item_free_func (item);
+}
+
+void
+sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb, GDestroyNotify item_free_func)
+{
+  rb->item_free_func = item_free_func;
+}
+
+void
+sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item)
+{
+  free_item (rb, item);
+}
+
+void
+sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
+{
+  gpointer item;
+
+  if (!g_atomic_int_dec_and_test (&rb->ref_count))
+    return;
+
+  /* Whatever is still buffered: completed slots, the overflow, the batch. */
+  for (guint i = 0; i < rb->capacity; i++)
+    {
+      SluiceSlot *slot = &rb->ring[i];
+
+      if (slot->state == SLUICE_SLOT_READY)
+        free_item (rb, slot->item);
+      else if (slot->state == SLUICE_SLOT_FAILED)
+        g_clear_error (&slot->error);
+      /* PENDING slots cannot exist here: each one is either completed or
+       * abandoned, and abandoned ones hold a reference. */
+      g_warn_if_fail (slot->state != SLUICE_SLOT_PENDING && slot->state != SLUICE_SLOT_WAITED);
+    }
+  while ((item = g_queue_pop_head (&rb->overflow)) != NULL)
+    free_item (rb, item);
+  for (guint i = rb->batch_pos; i < rb->batch_len; i++)
+    free_item (rb, rb->batch[i]);
+
+  if (rb->callback_data_destroy != NULL)
+    rb->callback_data_destroy (rb->callback_data);
+  g_clear_error (&rb->abort_error);
+  g_clear_object (&rb->cancellable);
+  g_mutex_clear (&rb->lock);
+  g_cond_clear (&rb->cond);
+  g_free (rb->ring);
+  g_free (rb);
+}
+
+void
+sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
+                                     SluiceReorderRoomFunc room_func,
+                                     SluiceReorderFailedFunc failed_func,
+                                     SluiceReorderSettledFunc settled_func,
+                                     gpointer data,
+                                     GDestroyNotify data_destroy)
+{
+  rb->room_func = room_func;
+  rb->failed_func = failed_func;
+  rb->settled_func = settled_func;
+  rb->callback_data = data;
+  rb->callback_data_destroy = data_destroy;
+}
+
+guint
+sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb)
+{
+  return rb->window;
+}
+
+GCancellable *
+sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb)
+{
+  return rb->cancellable;
+}
+
+void
+sluice_reorder_buffer_set_skip_failed (SluiceReorderBuffer *rb, gboolean skip_failed)
+{
+  g_atomic_int_set (&rb->skip_failed, !!skip_failed);
+}
+
+gboolean
+sluice_reorder_buffer_get_skip_failed (SluiceReorderBuffer *rb)
+{
+  return g_atomic_int_get (&rb->skip_failed);
+}
+
+void
+sluice_reorder_buffer_lock (SluiceReorderBuffer *rb)
+{
+  g_mutex_lock (&rb->lock);
+}
+
+void
+sluice_reorder_buffer_unlock (SluiceReorderBuffer *rb)
+{
+  g_mutex_unlock (&rb->lock);
+}
+
+guint64
+sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb)
+{
+  guint64 handed = load64 (&rb->handed);
+  guint64 accepted = load64 (&rb->accepted);
+
+  return accepted > handed ? accepted - handed : 0;
+}
+
+gboolean
+sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb)
+{
+  if (rb->accepted - load64 (&rb->handed) < rb->window)
+    return TRUE;
+
+  /* Ask the consumer to call back at low water, then look again: either it
+   * sees the request or we see its progress (both sides are seq_cst). */
+  g_atomic_int_set (&rb->want_room, 1);
+  return rb->accepted - load64 (&rb->handed) < rb->window;
+}
+
+gboolean
+sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb)
+{
+  return (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED)) != 0;
+}
+
+SluiceSlot *
+sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
+{
+  guint64 seq = rb->next_seq;
+  SluiceSlot *slot = &rb->ring[seq & rb->mask];
+
+  /* The window keeps reservations within the ring: seq < handed + window
+   * <= head + capacity, so the consumer has freed this slot. */
+  g_assert (g_atomic_int_get (&slot->state) == SLUICE_SLOT_FREE);
+
+  slot->seq = seq;
+  slot->item = NULL;
+  slot->error = NULL;
+  rb->next_seq = seq + 1;
+  store64 (&rb->accepted, rb->accepted + 1);
+
+  /* A consumer asleep waiting for this very number wants to hear of it. */
+  if (rb->consumer_sleeping && rb->consumer_wait_seq == seq)
+    g_atomic_int_set (&slot->state, SLUICE_SLOT_WAITED);
+  else
+    g_atomic_int_set (&slot->state, SLUICE_SLOT_PENDING);
+
+  return slot;
+}
+
+static void
+push_into_ring_locked (SluiceReorderBuffer *rb, gpointer item)
+{
+  guint64 seq = rb->next_seq;
+  SluiceSlot *slot = &rb->ring[seq & rb->mask];
+
+  slot->seq = seq;
+  slot->item = item;
+  slot->error = NULL;
+  rb->next_seq = seq + 1;
+  g_atomic_int_set (&slot->state, SLUICE_SLOT_READY);
+}
+
+static inline gboolean
+ring_has_space_locked (SluiceReorderBuffer *rb)
+{
+  return rb->next_seq - load64 (&rb->head) < rb->capacity;
+}
+
+void
+sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item)
+{
+  if (g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
+    push_into_ring_locked (rb, item);
+  else
+    g_queue_push_tail (&rb->overflow, item);
+  store64 (&rb->accepted, rb->accepted + 1);
+
+  if (rb->consumer_sleeping)
+    g_cond_signal (&rb->cond);
+}
+
+static void
+settle_one (SluiceReorderBuffer *rb)
+{
+  if (g_atomic_int_dec_and_test (&rb->abandoned))
+    {
+      g_mutex_lock (&rb->lock);
+      rb->settled_by_abort = TRUE;
+      g_mutex_unlock (&rb->lock);
+      if (rb->settled_func != NULL)
+        rb->settled_func (rb->callback_data);
+      /* The reference the abort took for its abandoned slots. */
+      sluice_reorder_buffer_unref (rb);
+    }
+}
+
+gboolean
+sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
+{
+  SluiceReorderBuffer *rb = slot->rb;
+  int new_state = error != NULL ? SLUICE_SLOT_FAILED : SLUICE_SLOT_READY;
+  int old;
+
+  slot->item = item;
+  slot->error = error;
+
+  /* The fast path: nobody waits on this slot. After this CAS the slot
+   * belongs to the consumer: touch nothing of it, nor of the buffer. */
+  if (g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING, new_state))
+    return TRUE;
+
+  old = g_atomic_int_get (&slot->state);
+  if (old == SLUICE_SLOT_WAITED)
+    {
+      gboolean published;
+
+      /* The consumer sleeps on this slot and cannot leave without the lock
+       * (it re-reads the state under it), so the buffer outlives this. An
+       * abort may still have abandoned the slot meanwhile: the CAS tells. */
+      g_mutex_lock (&rb->lock);
+      published = g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_WAITED, new_state);
+      if (published)
+        g_cond_signal (&rb->cond);
+      g_mutex_unlock (&rb->lock);
+      if (published)
+        return TRUE;
+      old = g_atomic_int_get (&slot->state);
+    }
+
+  g_assert (old == SLUICE_SLOT_ABANDONED);
+  slot->item = NULL;
+  slot->error = NULL;
+  free_item (rb, item);
+  g_clear_error (&error);
+  g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
+  settle_one (rb);
+  return FALSE;
+}
+
+static void
+wake_consumer_locked (SluiceReorderBuffer *rb)
+{
+  if (rb->consumer_sleeping)
+    g_cond_signal (&rb->cond);
+}
+
+gboolean
+sluice_reorder_buffer_end (SluiceReorderBuffer *rb)
+{
+  gboolean ended = FALSE;
+
+  g_mutex_lock (&rb->lock);
+  if ((g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED)) == 0)
+    {
+      store64 (&rb->end_seq, rb->next_seq + rb->overflow.length);
+      g_atomic_int_or (&rb->flags, FLAG_ENDED);
+      wake_consumer_locked (rb);
+      ended = TRUE;
+    }
+  g_mutex_unlock (&rb->lock);
+
+  return ended;
+}
+
+gboolean
+sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
+{
+  gpointer item;
+  GQueue overflow = G_QUEUE_INIT;
+
+  g_mutex_lock (&rb->lock);
+  if (g_atomic_int_get (&rb->flags) & FLAG_ABORTED)
+    {
+      g_mutex_unlock (&rb->lock);
+      return FALSE;
+    }
+  if (error != NULL)
+    rb->abort_error = g_error_copy (error);
+  /* The bias keeps the count above zero until the walk is over. */
+  g_atomic_int_set (&rb->abandoned, 1);
+  g_atomic_int_or (&rb->flags, FLAG_ABORTED);
+  overflow = rb->overflow;
+  g_queue_init (&rb->overflow);
+  wake_consumer_locked (rb);
+  g_mutex_unlock (&rb->lock);
+
+  /* No reservation can happen any more. Free what is complete, abandon what
+   * is pending; the consumer may race us for ready slots: the CAS decides. */
+  sluice_reorder_buffer_ref (rb);
+  for (guint i = 0; i < rb->capacity; i++)
+    {
+      SluiceSlot *slot = &rb->ring[i];
+      int state = g_atomic_int_get (&slot->state);
+
+      while (state != SLUICE_SLOT_FREE && state != SLUICE_SLOT_ABANDONED)
+        {
+          if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
+            {
+              gpointer slot_item = slot->item;
+              GError *slot_error = slot->error;
+
+              if (g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
+                {
+                  free_item (rb, slot_item);
+                  g_clear_error (&slot_error);
+                  break;
+                }
+            }
+          else
+            {
+              g_atomic_int_inc (&rb->abandoned);
+              if (g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_ABANDONED))
+                break;
+              g_atomic_int_add (&rb->abandoned, -1);
+            }
+          state = g_atomic_int_get (&slot->state);
+        }
+    }
+
+  while ((item = g_queue_pop_head (&overflow)) != NULL)
+    free_item (rb, item);
+
+  g_cancellable_cancel (rb->cancellable);
+
+  settle_one (rb);
+
+  return TRUE;
+}
+
+gboolean
+sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb)
+{
+  return (g_atomic_int_get (&rb->flags) & FLAG_ABORTED) != 0;
+}
+
+const GError *
+sluice_reorder_buffer_get_abort_error (SluiceReorderBuffer *rb)
+{
+  /* Written once under the lock before FLAG_ABORTED is raised. */
+  if (!sluice_reorder_buffer_is_aborted (rb))
+    return NULL;
+  return rb->abort_error;
+}
+
+gboolean
+sluice_reorder_buffer_is_settled (SluiceReorderBuffer *rb)
+{
+  gboolean settled;
+
+  g_mutex_lock (&rb->lock);
+  settled = rb->settled_by_abort || rb->finished_by_end;
+  g_mutex_unlock (&rb->lock);
+
+  return settled;
+}
+
+void
+sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
+{
+  g_mutex_lock (&rb->lock);
+  if (paused)
+    g_atomic_int_or (&rb->flags, FLAG_PAUSED);
+  else
+    g_atomic_int_and (&rb->flags, ~FLAG_PAUSED);
+  wake_consumer_locked (rb);
+  g_mutex_unlock (&rb->lock);
+}
+
+/* --- consumer side --- */
+
+/* The owner asked for room: tell it once live items fell to low water. */
+static inline void
+check_room (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (g_atomic_int_get (&rb->want_room)) &&
+      load64 (&rb->accepted) - rb->handed <= rb->low_water &&
+      g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL)
+    rb->room_func (rb->callback_data);
+}
+
+static void
+free_batch (SluiceReorderBuffer *rb)
+{
+  for (guint i = rb->batch_pos; i < rb->batch_len; i++)
+    free_item (rb, rb->batch[i]);
+  rb->batch_pos = rb->batch_len = 0;
+}
+
+/* Takes the run of completed slots at the head into the batch. Returns the
+ * number taken; 0 with *error set when the head slot failed (and is not to
+ * be skipped); 0 otherwise when the head is not complete. */
+static guint
+take_run (SluiceReorderBuffer *rb, GError **error)
+{
+  guint64 head = rb->head;
+  guint n = 0;
+
+  rb->batch_pos = 0;
+  while (n < BATCH_MAX)
+    {
+      SluiceSlot *slot = &rb->ring[head & rb->mask];
+      int state = g_atomic_int_get (&slot->state);
+
+      if (state == SLUICE_SLOT_READY)
+        {
+          gpointer item = slot->item;
+
+          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_READY, SLUICE_SLOT_FREE))
+            break; /* an abort freed it */
+          rb->batch[n++] = item;
+          head++;
+        }
+      else if (state == SLUICE_SLOT_FAILED)
+        {
+          GError *slot_error = slot->error;
+          guint64 seq = slot->seq;
+          gboolean skip = g_atomic_int_get (&rb->skip_failed);
+
+          /* Hand out what precedes a failure before reporting it. */
+          if (!skip && n > 0)
+            break;
+          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_FAILED, SLUICE_SLOT_FREE))
+            break;
+          head++;
+          if (!skip)
+            {
+              g_propagate_error (error, slot_error);
+              break;
+            }
+          /* A skipped failure no longer occupies the window. */
+          store64 (&rb->handed, rb->handed + 1);
+          if (rb->failed_func != NULL)
+            rb->failed_func (seq, slot_error, rb->callback_data);
+          else
+            g_error_free (slot_error);
+          check_room (rb);
+        }
+      else
+        break;
+    }
+
+  rb->batch_len = n;
+  store64 (&rb->head, head);
+  return n;
+}
+
+static inline gboolean
+head_is_complete (SluiceReorderBuffer *rb)
+{
+  int state = g_atomic_int_get (&rb->ring[rb->head & rb->mask].state);
+
+  return state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED;
+}
+
+/* Returns when the head slot may be complete or a flag changed. */
+static void
+wait_for_head (SluiceReorderBuffer *rb)
+{
+  guint64 seq = rb->head;
+  SluiceSlot *slot = &rb->ring[seq & rb->mask];
+  int flags = g_atomic_int_get (&rb->flags);
+
+  for (guint spin = 0; spin < SPIN_MAX; spin++)
+    {
+      if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
+        return;
+      cpu_relax ();
+    }
+
+  g_mutex_lock (&rb->lock);
+  for (;;)
+    {
+      int state;
+
+      flags = g_atomic_int_get (&rb->flags);
+      if (flags & (FLAG_ABORTED | FLAG_PAUSED))
+        break;
+      if ((flags & FLAG_ENDED) && seq == rb->end_seq)
+        break;
+
+      /* The standalone queue's overflow moves in once the ring drained. */
+      while (!g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
+        push_into_ring_locked (rb, g_queue_pop_head (&rb->overflow));
+
+      state = g_atomic_int_get (&slot->state);
+      if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
+        break;
+      if (state == SLUICE_SLOT_PENDING &&
+          !g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING, SLUICE_SLOT_WAITED))
+        continue;
+
+      rb->consumer_wait_seq = seq;
+      rb->consumer_sleeping = TRUE;
+      g_cond_wait (&rb->cond, &rb->lock);
+      rb->consumer_sleeping = FALSE;
+    }
+  g_mutex_unlock (&rb->lock);
+}
+
+static void
+wait_while_paused (SluiceReorderBuffer *rb)
+{
+  g_mutex_lock (&rb->lock);
+  while ((g_atomic_int_get (&rb->flags) & (FLAG_PAUSED | FLAG_ABORTED)) == FLAG_PAUSED)
+    {
+      rb->consumer_wait_seq = G_MAXUINT64;
+      rb->consumer_sleeping = TRUE;
+      g_cond_wait (&rb->cond, &rb->lock);
+      rb->consumer_sleeping = FALSE;
+    }
+  g_mutex_unlock (&rb->lock);
+}
+
+static gboolean
+finish (SluiceReorderBuffer *rb, gboolean by_end, GError **error)
+{
+  free_batch (rb);
+  if (!rb->finished)
+    {
+      g_mutex_lock (&rb->lock);
+      rb->finished = TRUE;
+      rb->finished_by_end = by_end;
+      g_mutex_unlock (&rb->lock);
+    }
+  if (!rb->finished_by_end && rb->abort_error != NULL)
+    g_propagate_error (error, g_error_copy (rb->abort_error));
+  return FALSE;
+}
+
+gboolean
+sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+{
+  if (rb->finished)
+    return finish (rb, rb->finished_by_end, error);
+
+  for (;;)
+    {
+      int flags = g_atomic_int_get (&rb->flags);
+      g_autoptr (GError) local_error = NULL;
+
+      if (G_UNLIKELY (flags & (FLAG_ABORTED | FLAG_PAUSED)))
+        {
+          if (flags & FLAG_ABORTED)
+            return finish (rb, FALSE, error);
+          wait_while_paused (rb);
+          continue;
+        }
+
+      if (G_LIKELY (rb->batch_pos < rb->batch_len))
+        {
+          *out_item = rb->batch[rb->batch_pos++];
+          store64 (&rb->handed, rb->handed + 1);
+          check_room (rb);
+          return TRUE;
+        }
+
+      if (take_run (rb, &local_error) > 0)
+        continue;
+
+      if (local_error != NULL)
+        {
+          /* In order, the failure comes now: stop everything after it. */
+          sluice_reorder_buffer_abort (rb, local_error);
+          return finish (rb, FALSE, error);
+        }
+
+      if ((flags & FLAG_ENDED) && rb->head == load64 (&rb->end_seq))
+        {
+          /* Re-check under the lock: the end was set there. */
+          return finish (rb, TRUE, error);
+        }
+
+      wait_for_head (rb);
+    }
+}
+
+void
+sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb)
+{
+  free_batch (rb);
+  if (!rb->finished_by_end)
+    sluice_reorder_buffer_abort (rb, NULL);
+}
+
+gboolean
+sluice_reorder_buffer_consumer_finished (SluiceReorderBuffer *rb)
+{
+  gboolean finished;
+
+  g_mutex_lock (&rb->lock);
+  finished = rb->finished;
+  g_mutex_unlock (&rb->lock);
+
+  return finished;
+}

@@ -1,0 +1,1182 @@
+/* test-ordered-item-producer.c: the semantics of SluiceOrderedItemProducer
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-test-util.h"
+
+/* --- items that count their own lives --- */
+
+static int items_allocated;
+static int items_freed;
+
+typedef struct
+{
+  guint64 value;
+} Item;
+
+static Item *
+item_new (guint64 value)
+{
+  Item *item = g_new (Item, 1);
+
+  item->value = value;
+  g_atomic_int_inc (&items_allocated);
+  return item;
+}
+
+static void
+item_free (gpointer data)
+{
+  g_atomic_int_inc (&items_freed);
+  g_free (data);
+}
+
+static void
+reset_counts (void)
+{
+  g_atomic_int_set (&items_allocated, 0);
+  g_atomic_int_set (&items_freed, 0);
+}
+
+static void
+assert_no_item_leaked (void)
+{
+  g_assert_cmpint (g_atomic_int_get (&items_allocated), ==, g_atomic_int_get (&items_freed));
+}
+
+/* --- a consumer that checks the order --- */
+
+typedef struct
+{
+  guint stop_after;  /* return early after this many items (0: never) */
+  gboolean fail;     /* with stop_after: fail instead of returning */
+  guint sleep_us;    /* per item */
+  int *consumed_ptr; /* counter the flow test reads while running */
+  GArray *values;    /* what arrived, in order */
+  GError *error;     /* what next() ended with */
+  gboolean ended;
+} Consumer;
+
+static Consumer *
+consumer_new (void)
+{
+  Consumer *consumer = g_new0 (Consumer, 1);
+
+  consumer->values = g_array_new (FALSE, FALSE, sizeof (guint64));
+  return consumer;
+}
+
+static void
+consumer_free (Consumer *consumer)
+{
+  g_array_unref (consumer->values);
+  g_clear_error (&consumer->error);
+  g_free (consumer);
+}
+
+/* The result is a guint64 * holding the number of items taken. */
+static gpointer
+consume (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  Consumer *consumer = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (consumerator, &item, &consumer->error))
+    {
+      g_array_append_val (consumer->values, ((Item *) item)->value);
+      item_free (item);
+      if (consumer->consumed_ptr != NULL)
+        g_atomic_int_inc (consumer->consumed_ptr);
+      if (consumer->sleep_us > 0)
+        g_usleep (consumer->sleep_us);
+      if (consumer->stop_after > 0 && consumer->values->len == consumer->stop_after)
+        {
+          if (consumer->fail)
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "consumer gave up at %u",
+                           consumer->values->len);
+              return NULL;
+            }
+          break;
+        }
+    }
+  consumer->ended = TRUE;
+  {
+    guint64 *count = g_new (guint64, 1);
+
+    *count = consumer->values->len;
+    return count;
+  }
+}
+
+static void
+assert_values_in_order (Consumer *consumer, guint64 first, guint n)
+{
+  g_assert_cmpuint (consumer->values->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (consumer->values, guint64, i), ==, first + i);
+}
+
+/* --- async helpers --- */
+
+static void
+store_result (GObject *source, GAsyncResult *result, gpointer data)
+{
+  GAsyncResult **out = data;
+
+  *out = g_object_ref (result);
+}
+
+static GAsyncResult *
+wait_result (GAsyncResult **slot)
+{
+  gint64 deadline = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
+
+  while (*slot == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      if (*slot == NULL)
+        g_usleep (100);
+    }
+  return *slot;
+}
+
+static guint64 *
+stop_sync (SluiceOrderedItemProducer *producer, GError **error)
+{
+  GAsyncResult *result = NULL;
+  guint64 *value;
+
+  sluice_ordered_item_producer_stop_async (producer, store_result, &result);
+  value = sluice_ordered_item_producer_stop_finish (producer, wait_result (&result), error);
+  g_object_unref (result);
+  return value;
+}
+
+static void
+spin_main_context (guint ms)
+{
+  gint64 until = g_get_monotonic_time () + ms * 1000;
+
+  while (g_get_monotonic_time () < until)
+    {
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+      g_usleep (500);
+    }
+}
+
+/* --- item functions --- */
+
+static void
+complete_now (SluiceSlot *slot, gpointer data)
+{
+  sluice_slot_complete (slot, item_new (GPOINTER_TO_SIZE (data)));
+}
+
+static gpointer
+make_in_thread (GCancellable *cancellable, gpointer data, GError **error)
+{
+  if (g_random_int_range (0, 4) == 0)
+    g_usleep (g_random_int_range (0, 200));
+  return item_new (GPOINTER_TO_SIZE (data));
+}
+
+static gpointer
+fail_in_thread (GCancellable *cancellable, gpointer data, GError **error)
+{
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "item %zu is bad",
+               GPOINTER_TO_SIZE (data));
+  return NULL;
+}
+
+typedef struct
+{
+  SluiceSlot *slot;
+  guint64 value;
+  GInputStream *stream;
+} AsyncItem;
+
+static void
+read_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  AsyncItem *async_item = data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
+                                                               &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_bytes_get_size (bytes), ==, sizeof (guint64));
+  g_assert_cmpmem (g_bytes_get_data (bytes, NULL), sizeof (guint64), &async_item->value,
+                   sizeof (guint64));
+  sluice_slot_complete (async_item->slot, item_new (async_item->value));
+  g_object_unref (async_item->stream);
+  g_free (async_item);
+}
+
+/* Completes later, from a GIO async read of the value's own bytes. */
+static void
+complete_from_gio (SluiceSlot *slot, gpointer data)
+{
+  AsyncItem *async_item = g_new0 (AsyncItem, 1);
+
+  async_item->slot = slot;
+  async_item->value = GPOINTER_TO_SIZE (data);
+  async_item->stream = g_memory_input_stream_new_from_data (
+    g_memdup2 (&async_item->value, sizeof (guint64)), sizeof (guint64), g_free);
+  g_input_stream_read_bytes_async (async_item->stream, sizeof (guint64), G_PRIORITY_DEFAULT,
+                                   sluice_slot_get_cancellable (slot), read_done, async_item);
+}
+
+typedef struct
+{
+  SluiceSlot *slot;
+  guint64 value;
+} LaterItem;
+
+static gboolean
+complete_later_cb (gpointer data)
+{
+  LaterItem *later = data;
+
+  sluice_slot_complete (later->slot, item_new (later->value));
+  g_free (later);
+  return G_SOURCE_REMOVE;
+}
+
+/* Completes from a timeout with a random delay: scrambles the order. */
+static void
+complete_later (SluiceSlot *slot, gpointer data)
+{
+  LaterItem *later = g_new (LaterItem, 1);
+
+  later->slot = slot;
+  later->value = GPOINTER_TO_SIZE (data);
+  g_timeout_add (g_random_int_range (0, 5), complete_later_cb, later);
+}
+
+/* --- tests --- */
+
+static void
+test_mixed_sources (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  guint n = sluice_test_scale (3000, 10);
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+
+  for (guint i = 0; i < n; i++)
+    {
+      gpointer value = GSIZE_TO_POINTER (i);
+
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      switch (i % 4)
+        {
+        case 0:
+          sluice_ordered_item_producer_produce_item (producer, complete_now, value, NULL, NULL,
+                                                     NULL, NULL);
+          break;
+        case 1:
+          sluice_ordered_item_producer_produce_item (producer, complete_from_gio, value, NULL, NULL,
+                                                     NULL, NULL);
+          break;
+        case 2:
+          sluice_ordered_item_producer_produce_item (producer, complete_later, value, NULL, NULL,
+                                                     NULL, NULL);
+          break;
+        default:
+          sluice_ordered_item_producer_produce_item_in_thread (
+            producer, make_in_thread, value, NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+          break;
+        }
+    }
+
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (count);
+  g_assert_cmpuint (*count, ==, n);
+  g_assert_true (consumer->ended);
+  g_assert_no_error (consumer->error);
+  assert_values_in_order (consumer, 0, n);
+  g_free (count);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static void
+test_stop_returns_result (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < 5; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 5);
+  assert_values_in_order (consumer, 0, 5);
+  g_free (count);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static void
+test_stop_before_any_item (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  guint64 *count;
+
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (count);
+  g_assert_cmpuint (*count, ==, 0);
+  g_assert_true (consumer->ended);
+  g_assert_no_error (consumer->error);
+  g_free (count);
+  consumer_free (consumer);
+}
+
+static void
+test_stop_twice (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  GAsyncResult *first = NULL, *second = NULL;
+  guint64 *count;
+
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  sluice_ordered_item_producer_stop_async (producer, store_result, &first);
+  sluice_ordered_item_producer_stop_async (producer, store_result, &second);
+
+  /* The second completes while the first is still pending or not: either
+   * way with STOPPED, and the first still gets the result. */
+  g_assert_null (
+    sluice_ordered_item_producer_stop_finish (producer, wait_result (&second), &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&error);
+  count = sluice_ordered_item_producer_stop_finish (producer, wait_result (&first), &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 0);
+  g_free (count);
+  g_clear_object (&first);
+  g_clear_object (&second);
+
+  /* And once more after it finished. */
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  consumer_free (consumer);
+}
+
+static void
+test_stop_not_started (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  for (guint i = 0; i < 3; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  g_assert_cmpint (g_atomic_int_get (&items_allocated), ==, 3);
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED);
+  /* The buffered items were released by the stop, not by the dispose. */
+  g_assert_cmpint (g_atomic_int_get (&items_freed), ==, 3);
+}
+
+static void
+produce_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  GError **out = data;
+  gboolean ok;
+
+  ok = sluice_ordered_item_producer_produce_item_finish (SLUICE_ORDERED_ITEM_PRODUCER (source),
+                                                         result, out);
+  g_assert_true (ok == (*out == NULL));
+  if (ok)
+    *out = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_EXISTS, "(no error: marker)");
+}
+
+static void
+test_item_error_in_middle (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  GError *item_errors[100] = { NULL };
+  guint n = 100, bad = 50;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 128, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < n; i++)
+    sluice_ordered_item_producer_produce_item_in_thread (
+      producer, i == bad ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
+      G_PRIORITY_DEFAULT, NULL, produce_done, &item_errors[i]);
+
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_cmpstr (error->message, ==, "item 50 is bad");
+
+  /* The consumer got exactly the items before the failure, then it. */
+  assert_values_in_order (consumer, 0, bad);
+  g_assert_error (consumer->error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+
+  /* Every produce callback ran; the failing one got its error. */
+  for (guint i = 0; i < n; i++)
+    {
+      wait_result ((GAsyncResult **) &item_errors[i]);
+      if (i == bad)
+        g_assert_error (item_errors[i], G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+      g_clear_error (&item_errors[i]);
+    }
+
+  /* Items after it were produced (or stopped) and freed, none twice. */
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+
+  /* A second stop after an error completes. */
+  g_clear_error (&error);
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+}
+
+static void
+on_item_failed (SluiceOrderedItemProducer *producer, guint64 seq, GError *error, gpointer data)
+{
+  GArray *failed = data;
+
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_array_append_val (failed, seq);
+}
+
+static void
+test_item_error_skipped (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  Consumer *consumer = consumer_new ();
+  guint n = 200;
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 16, item_free);
+  sluice_ordered_item_producer_set_skip_failed (producer, TRUE);
+  g_assert_true (sluice_ordered_item_producer_get_skip_failed (producer));
+  g_signal_connect (producer, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < n; i++)
+    {
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce_item_in_thread (
+        producer, i % 10 == 3 ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
+        G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    }
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, n - n / 10);
+  g_free (count);
+
+  /* All the others, in order. */
+  for (guint i = 0, j = 0; i < n; i++)
+    {
+      if (i % 10 == 3)
+        continue;
+      g_assert_cmpuint (g_array_index (consumer->values, guint64, j), ==, i);
+      j++;
+    }
+  spin_main_context (20);
+  g_assert_cmpuint (failed->len, ==, n / 10);
+  for (guint i = 0; i < failed->len; i++)
+    g_assert_cmpuint (g_array_index (failed, guint64, i), ==, i * 10 + 3);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static int item_funcs_run;
+
+static void
+count_and_complete (SluiceSlot *slot, gpointer data)
+{
+  g_atomic_int_inc (&item_funcs_run);
+  complete_now (slot, data);
+}
+
+static void
+run_consumer_leaves_early (gboolean fail)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  GError *late_error = NULL;
+  guint64 *count;
+
+  reset_counts ();
+  g_atomic_int_set (&item_funcs_run, 0);
+  consumer->stop_after = 10;
+  consumer->fail = fail;
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < 20; i++)
+    sluice_ordered_item_producer_produce_item (producer, count_and_complete, GSIZE_TO_POINTER (i),
+                                               NULL, NULL, NULL, NULL);
+
+  /* Wait until the consumer has returned: its return reaches the owner. */
+  {
+    gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+    while (!sluice_consumerator_is_closed (sluice_ordered_item_producer_get_consumerator (producer)))
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_main_context_iteration (NULL, FALSE);
+        g_usleep (100);
+      }
+    spin_main_context (10);
+  }
+
+  /* A later produce call does not run its function and reports STOPPED. */
+  sluice_ordered_item_producer_produce_item (producer, count_and_complete, GSIZE_TO_POINTER (99),
+                                             NULL, NULL, produce_done, &late_error);
+  wait_result ((GAsyncResult **) &late_error);
+  g_assert_error (late_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&late_error);
+  g_assert_cmpint (g_atomic_int_get (&item_funcs_run), ==, 20);
+
+  count = stop_sync (producer, &error);
+  if (fail)
+    {
+      g_assert_null (count);
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE);
+      g_assert_cmpstr (error->message, ==, "consumer gave up at 10");
+    }
+  else
+    {
+      g_assert_no_error (error);
+      g_assert_cmpuint (*count, ==, 10);
+      g_free (count);
+    }
+  assert_values_in_order (consumer, 0, 10);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static void
+test_consumer_returns_early (void)
+{
+  run_consumer_leaves_early (FALSE);
+}
+
+static void
+test_consumer_fails (void)
+{
+  run_consumer_leaves_early (TRUE);
+}
+
+static void
+test_pause_holds_delivery (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  int consumed = 0;
+  guint64 *count;
+
+  reset_counts ();
+  consumer->consumed_ptr = &consumed;
+  producer = sluice_ordered_item_producer_new (NULL, 128, item_free);
+  sluice_push_producer_pause_producing (SLUICE_PUSH_PRODUCER (producer));
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < 100; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+
+  /* Nothing may arrive while paused, however long we give it. */
+  spin_main_context (100);
+  g_assert_cmpint (g_atomic_int_get (&consumed), ==, 0);
+
+  /* Pausing mid-stream holds the rest too. */
+  sluice_push_producer_resume_producing (SLUICE_PUSH_PRODUCER (producer));
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 100);
+  assert_values_in_order (consumer, 0, 100);
+  g_free (count);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static int cancelled_seen;
+
+static void
+on_slot_cancelled (GCancellable *cancellable, gpointer data)
+{
+  SluiceSlot *slot = data;
+
+  g_atomic_int_inc (&cancelled_seen);
+  sluice_slot_fail (slot, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled"));
+}
+
+/* Never completes on its own: only a cancellation ends it. */
+static void
+complete_on_cancel (SluiceSlot *slot, gpointer data)
+{
+  GCancellable *cancellable = sluice_slot_get_cancellable (slot);
+
+  g_assert_nonnull (cancellable);
+  g_signal_connect (cancellable, "cancelled", G_CALLBACK (on_slot_cancelled), slot);
+}
+
+static void
+test_stop_producing (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GCancellable) own = g_cancellable_new ();
+  Consumer *consumer = consumer_new ();
+
+  reset_counts ();
+  g_atomic_int_set (&cancelled_seen, 0);
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < 5; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  /* In flight: one with the producer's cancellable, one with its own. */
+  sluice_ordered_item_producer_produce_item (producer, complete_on_cancel, NULL, NULL, NULL, NULL,
+                                             NULL);
+  sluice_ordered_item_producer_produce_item (producer, complete_on_cancel, NULL, NULL, own, NULL,
+                                             NULL);
+
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (producer));
+  g_assert_cmpint (g_atomic_int_get (&cancelled_seen), ==, 2);
+  /* The caller's own cancellable is left alone. */
+  g_assert_false (g_cancellable_is_cancelled (own));
+
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_true (consumer->ended);
+  g_assert_error (consumer->error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  /* Whatever it got before the stop came in order. */
+  assert_values_in_order (consumer, 0, consumer->values->len);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static void
+test_item_cancellable (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  Consumer *consumer = consumer_new ();
+  GError *item_error = NULL;
+
+  reset_counts ();
+  g_atomic_int_set (&cancelled_seen, 0);
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  sluice_ordered_item_producer_set_skip_failed (producer, TRUE);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
+                                             NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce_item (producer, complete_on_cancel, NULL, NULL, cancellable,
+                                             produce_done, &item_error);
+  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (1), NULL,
+                                             NULL, NULL, NULL);
+  g_cancellable_cancel (cancellable);
+  wait_result ((GAsyncResult **) &item_error);
+  g_assert_error (item_error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&item_error);
+  g_assert_cmpint (g_atomic_int_get (&cancelled_seen), ==, 1);
+  g_free (stop_sync (producer, &error));
+  g_assert_no_error (error);
+  assert_values_in_order (consumer, 0, 2);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+/* --- flow control --- */
+
+#define TEST_TYPE_SOURCE (test_source_get_type ())
+G_DECLARE_FINAL_TYPE (TestSource, test_source, TEST, SOURCE, GObject)
+
+/* An upstream push producer: it produces from a ready source while not
+ * paused, and counts pauses and resumes. */
+struct _TestSource
+{
+  GObject parent_instance;
+  gboolean paused;
+  guint pauses;
+  guint resumes;
+};
+
+static void
+test_source_pause (SluicePushProducer *producer)
+{
+  TestSource *self = TEST_SOURCE (producer);
+
+  g_assert_false (self->paused);
+  self->paused = TRUE;
+  self->pauses++;
+}
+
+static void
+test_source_resume (SluicePushProducer *producer)
+{
+  TestSource *self = TEST_SOURCE (producer);
+
+  g_assert_true (self->paused);
+  self->paused = FALSE;
+  self->resumes++;
+}
+
+static void
+test_source_stop (SluicePushProducer *producer)
+{
+}
+
+static void
+test_source_iface_init (SluicePushProducerInterface *iface)
+{
+  iface->pause_producing = test_source_pause;
+  iface->resume_producing = test_source_resume;
+  iface->stop_producing = test_source_stop;
+}
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (TestSource,
+                               test_source,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_PUSH_PRODUCER,
+                                                      test_source_iface_init))
+
+static void
+test_source_class_init (TestSourceClass *klass)
+{
+}
+
+static void
+test_source_init (TestSource *self)
+{
+}
+
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  TestSource *upstream;
+  guint next;
+  guint n;
+  int produced;
+  int *consumed;
+  int max_live;
+  guint max_n_items;
+  guint dispatches;
+  guint ready_true;
+  guint ready_false;
+  gboolean done;
+} Flow;
+
+static void
+flow_item (SluiceSlot *slot, gpointer data)
+{
+  Flow *flow = data;
+  int live = g_atomic_int_add (&flow->produced, 1) + 1 - g_atomic_int_get (flow->consumed);
+
+  flow->max_live = MAX (flow->max_live, live);
+  flow->max_n_items =
+    MAX (flow->max_n_items, sluice_consumerator_get_n_items (
+                              sluice_ordered_item_producer_get_consumerator (flow->producer)));
+  sluice_slot_complete (slot, item_new (sluice_slot_get_sequence (slot)));
+}
+
+static gboolean
+flow_dispatch (gpointer data)
+{
+  Flow *flow = data;
+
+  flow->dispatches++;
+  /* The source only dispatches when ready; produce while the upstream is
+   * not paused. */
+  while (!flow->upstream->paused && flow->next < flow->n)
+    {
+      sluice_ordered_item_producer_produce_item (flow->producer, flow_item, flow, NULL, NULL, NULL,
+                                                 NULL);
+      flow->next++;
+    }
+  if (flow->next == flow->n)
+    {
+      flow->done = TRUE;
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_ready_notify (GObject *object, GParamSpec *pspec, gpointer data)
+{
+  Flow *flow = data;
+
+  if (sluice_ordered_item_producer_is_ready (flow->producer))
+    flow->ready_true++;
+  else
+    flow->ready_false++;
+}
+
+static void
+test_flow_control (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (TestSource) upstream = g_object_new (TEST_TYPE_SOURCE, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSource) source = NULL;
+  Consumer *consumer = consumer_new ();
+  int consumed = 0;
+  guint window = 16;
+  Flow flow = { 0 };
+  guint64 *count;
+
+  reset_counts ();
+  consumer->consumed_ptr = &consumed;
+  consumer->sleep_us = 0;
+  producer = sluice_ordered_item_producer_new (NULL, window, item_free);
+  flow.producer = producer;
+  flow.upstream = upstream;
+  flow.n = sluice_test_scale (1000000, 100);
+  flow.consumed = &consumed;
+  g_signal_connect (producer, "notify::ready", G_CALLBACK (on_ready_notify), &flow);
+  sluice_ordered_item_producer_register_producer (producer, SLUICE_PUSH_PRODUCER (upstream));
+  source = sluice_ordered_item_producer_create_ready_source (producer, NULL);
+  g_source_set_callback (source, flow_dispatch, &flow, NULL);
+  g_source_attach (source, NULL);
+
+  /* Items pile up before the consumer starts: the window holds. */
+  while (!upstream->paused)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (flow.produced, ==, window);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  /* A consumer slower than the producer: it sleeps now and then. */
+  consumer->sleep_us = 1;
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  while (!flow.done)
+    g_main_context_iteration (NULL, TRUE);
+
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, flow.n);
+  g_free (count);
+  assert_values_in_order (consumer, 0, flow.n);
+
+  g_test_message ("max live %d, dispatches %u, pauses %u, resumes %u, ready %u/%u", flow.max_live,
+                  flow.dispatches, upstream->pauses, upstream->resumes, flow.ready_false,
+                  flow.ready_true);
+  /* The library's count of live items (reserved, not yet handed out). */
+  g_assert_cmpuint (flow.max_n_items, ==, window);
+  /* Ours counts an item consumed only after next() returned it, so the one
+   * item in the consumer's hands may show on top of the window. */
+  g_assert_cmpint (flow.max_live, >=, window);
+  g_assert_cmpint (flow.max_live, <=, window + 1);
+  /* The upstream was paused at high water and resumed at low water, in
+   * alternation, as often as ready went FALSE and TRUE. */
+  g_assert_cmpuint (upstream->pauses, >, 1);
+  g_assert_cmpuint (upstream->pauses, ==, flow.ready_false);
+  g_assert_cmpuint (upstream->resumes + 1, >=, upstream->pauses);
+  g_assert_cmpuint (flow.ready_true + 1, >=, flow.ready_false);
+  g_assert_cmpuint (flow.dispatches, >=, upstream->resumes);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+/* A produce call made while the window is full waits, in order. */
+static void
+test_window_full_defers (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  int produced_before_start;
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
+  for (guint i = 0; i < 50; i++)
+    {
+      if (i % 2)
+        sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i),
+                                                   NULL, NULL, NULL, NULL);
+      else
+        sluice_ordered_item_producer_produce_item_in_thread (
+          producer, make_in_thread, GSIZE_TO_POINTER (i), NULL, G_PRIORITY_DEFAULT, NULL, NULL,
+          NULL);
+    }
+  spin_main_context (20);
+  produced_before_start = g_atomic_int_get (&items_allocated);
+  g_assert_cmpint (produced_before_start, ==, 4);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 50);
+  g_free (count);
+  assert_values_in_order (consumer, 0, 50);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+/* --- the seed's failures --- */
+
+typedef struct
+{
+  GPtrArray *slots;
+} Reverse;
+
+static void
+keep_slot (SluiceSlot *slot, gpointer data)
+{
+  Reverse *reverse = data;
+
+  g_ptr_array_add (reverse->slots, slot);
+}
+
+static void
+test_reverse_order (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  guint n = sluice_test_scale (100000, 10);
+  Reverse reverse = { g_ptr_array_new () };
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, n, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < n; i++)
+    sluice_ordered_item_producer_produce_item (producer, keep_slot, &reverse, NULL, NULL, NULL,
+                                               NULL);
+  g_assert_cmpuint (reverse.slots->len, ==, n);
+  for (guint i = n; i-- > 0;)
+    {
+      SluiceSlot *slot = g_ptr_array_index (reverse.slots, i);
+
+      g_assert_cmpuint (sluice_slot_get_sequence (slot), ==, i);
+      sluice_slot_complete (slot, item_new (i));
+    }
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, n);
+  g_free (count);
+  assert_values_in_order (consumer, 0, n);
+  assert_no_item_leaked ();
+  g_ptr_array_unref (reverse.slots);
+  consumer_free (consumer);
+}
+
+/* --- dispose with work in flight --- */
+
+static gpointer
+complete_slots_later (gpointer data)
+{
+  GPtrArray *slots = data;
+
+  g_usleep (20000);
+  for (guint i = 0; i < slots->len; i++)
+    sluice_slot_complete (g_ptr_array_index (slots, i), item_new (i));
+  g_ptr_array_unref (slots);
+  return NULL;
+}
+
+static void
+test_dispose_in_flight (void)
+{
+  SluiceOrderedItemProducer *producer;
+  Reverse pending = { g_ptr_array_new () };
+  GThread *thread;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  /* Buffered (complete) items, then pending ones, then work in the pool. */
+  for (guint i = 0; i < 10; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  for (guint i = 0; i < 10; i++)
+    sluice_ordered_item_producer_produce_item (producer, keep_slot, &pending, NULL, NULL, NULL,
+                                               NULL);
+  for (guint i = 0; i < 10; i++)
+    sluice_ordered_item_producer_produce_item_in_thread (producer, make_in_thread,
+                                                         GSIZE_TO_POINTER (i), NULL,
+                                                         G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  thread = g_thread_new ("completer", complete_slots_later, g_ptr_array_ref (pending.slots));
+  g_object_unref (producer);
+  g_thread_join (thread);
+
+  /* Let the pool finish what it had. */
+  {
+    gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+    while (sluice_task_queue_get_n_pending (sluice_task_queue_get_default ()) +
+             sluice_task_queue_get_n_running (sluice_task_queue_get_default ()) >
+           0)
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_usleep (1000);
+      }
+  }
+  spin_main_context (10);
+  assert_no_item_leaked ();
+  g_ptr_array_unref (pending.slots);
+}
+
+static void
+test_dispose_running (void)
+{
+  SluiceOrderedItemProducer *producer;
+  Consumer *consumer = consumer_new ();
+  GWeakRef weak;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  g_weak_ref_init (&weak, producer);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < 10; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  /* Dropped without a stop: the consumer is told to stop and ends. */
+  g_object_unref (producer);
+  {
+    gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+    while (!consumer->ended)
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_usleep (1000);
+      }
+  }
+  spin_main_context (20);
+  g_assert_null (g_weak_ref_get (&weak));
+  g_weak_ref_clear (&weak);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+/* --- programmer errors --- */
+
+static gpointer
+consume_nothing (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  gpointer item;
+
+  while (sluice_consumerator_next (consumerator, &item, error))
+    item_free (item);
+  return NULL;
+}
+
+static void
+test_programmer_errors (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  GError *late_error = NULL;
+
+  if (!g_test_undefined ())
+    return;
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*window > 0*failed*");
+  g_assert_null (sluice_ordered_item_producer_new (NULL, 0, NULL));
+  g_test_assert_expected_messages ();
+
+  producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
+  sluice_ordered_item_producer_produce_item (producer, NULL, NULL, NULL, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
+  sluice_ordered_item_producer_produce_item_in_thread (producer, NULL, NULL, NULL, 0, NULL, NULL,
+                                                       NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL,
+                         "*assertion*SLUICE_IS_ORDERED_ITEM_PRODUCER*failed*");
+  sluice_ordered_item_producer_start (NULL, consume_nothing, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
+  sluice_ordered_item_producer_start (producer, NULL, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*slot != NULL*failed*");
+  sluice_slot_complete (NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  sluice_ordered_item_producer_start (producer, consume_nothing, NULL, NULL, NULL);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL,
+                         "*assertion*state == STATE_CREATED*failed*");
+  sluice_ordered_item_producer_start (producer, consume_nothing, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_no_error (error);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*!self->stop_called*failed*");
+  sluice_ordered_item_producer_start (producer, consume_nothing, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  /* Not a programmer error: a produce call after the stop. */
+  sluice_ordered_item_producer_produce_item (producer, complete_now, NULL, NULL, NULL,
+                                             produce_done, &late_error);
+  wait_result ((GAsyncResult **) &late_error);
+  g_assert_error (late_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&late_error);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/producer/order/mixed-sources", test_mixed_sources);
+  g_test_add_func ("/producer/order/reverse", test_reverse_order);
+  g_test_add_func ("/producer/stop/result", test_stop_returns_result);
+  g_test_add_func ("/producer/stop/before-any-item", test_stop_before_any_item);
+  g_test_add_func ("/producer/stop/twice", test_stop_twice);
+  g_test_add_func ("/producer/stop/not-started", test_stop_not_started);
+  g_test_add_func ("/producer/error/middle", test_item_error_in_middle);
+  g_test_add_func ("/producer/error/skip-failed", test_item_error_skipped);
+  g_test_add_func ("/producer/consumer/returns-early", test_consumer_returns_early);
+  g_test_add_func ("/producer/consumer/fails", test_consumer_fails);
+  g_test_add_func ("/producer/pause", test_pause_holds_delivery);
+  g_test_add_func ("/producer/stop-producing", test_stop_producing);
+  g_test_add_func ("/producer/item-cancellable", test_item_cancellable);
+  g_test_add_func ("/producer/flow/upstream-and-ready", test_flow_control);
+  g_test_add_func ("/producer/flow/window-full-defers", test_window_full_defers);
+  g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
+  g_test_add_func ("/producer/dispose/running", test_dispose_running);
+  g_test_add_func ("/producer/programmer-errors", test_programmer_errors);
+
+  return g_test_run ();
+}
