@@ -106,8 +106,8 @@ sluice_consumerator_dispose (GObject *object)
 
   if (self->standalone && self->rb != NULL)
     {
-      g_autoptr (GError) error =
-        g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _("The consumerator was disposed"));
+      g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                                                      _ ("The consumerator was disposed"));
 
       sluice_reorder_buffer_abort (self->rb, error);
     }
@@ -178,8 +178,8 @@ sluice_consumerator_class_init (SluiceConsumeratorClass *klass)
    * changes from many threads and is never notified: poll it.
    */
   properties[PROP_N_ITEMS] =
-    g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+      g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
    * SluiceConsumerator:closed:
@@ -188,8 +188,8 @@ sluice_consumerator_class_init (SluiceConsumeratorClass *klass)
    * accepted. Never notified: poll it.
    */
   properties[PROP_CLOSED] =
-    g_param_spec_boolean ("closed", NULL, NULL, FALSE,
-                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+      g_param_spec_boolean ("closed", NULL, NULL, FALSE,
+                            G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -326,7 +326,7 @@ sluice_consumerator_push (SluiceConsumerator *self, gpointer item, GError **erro
       sluice_reorder_buffer_unlock (self->rb);
       sluice_reorder_buffer_free_item (self->rb, item);
       g_set_error_literal (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED,
-                           _("The consumerator is closed"));
+                           _ ("The consumerator is closed"));
       return FALSE;
     }
   sluice_reorder_buffer_push_locked (self->rb, item);
@@ -363,11 +363,12 @@ sluice_consumerator_close (SluiceConsumerator *self, const GError *error)
       sluice_reorder_buffer_unlock (self->rb);
       return;
     }
+  /* The error and the end go together under the lock: a concurrent close
+   * sees the stream closed and changes nothing. */
   if (error != NULL)
     self->close_error = g_error_copy (error);
+  sluice_reorder_buffer_end_locked (self->rb);
   sluice_reorder_buffer_unlock (self->rb);
-
-  sluice_reorder_buffer_end (self->rb);
 }
 
 /**
@@ -379,7 +380,8 @@ sluice_consumerator_close (SluiceConsumerator *self, const GError *error)
  * holds [property@Sluice.Consumerator:capacity] items and resumed when the
  * consumer has drained it to half of that. Pauses and resumes alternate and
  * are called from whichever thread pushed or consumed at that moment.
- * Replaces any producer registered before.
+ * Replaces any producer registered before, resuming it first if @self
+ * paused it.
  *
  * This function is safe to call from any thread.
  */
@@ -391,7 +393,9 @@ sluice_consumerator_register_producer (SluiceConsumerator *self, SluicePushProdu
   g_return_if_fail (self->standalone);
 
   g_rec_mutex_lock (&self->flow_lock);
-  g_set_object (&self->producer, producer);
+  /* A replaced producer that we paused is resumed, never left paused. */
+  sluice_consumerator_unregister_producer (self);
+  self->producer = g_object_ref (producer);
   self->producer_paused = FALSE;
   g_rec_mutex_unlock (&self->flow_lock);
 

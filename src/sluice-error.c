@@ -14,4 +14,4 @@
  *
  * Returns: the error domain's quark
  */
-G_DEFINE_QUARK (sluice-error-quark, sluice_error)
+G_DEFINE_QUARK (sluice - error - quark, sluice_error)

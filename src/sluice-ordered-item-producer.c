@@ -178,17 +178,18 @@ static guint signals[N_SIGNALS];
 
 static void sluice_ordered_item_producer_push_producer_init (SluicePushProducerInterface *iface);
 
-G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceOrderedItemProducer,
-                               sluice_ordered_item_producer,
-                               G_TYPE_OBJECT,
-                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_PUSH_PRODUCER,
-                                                      sluice_ordered_item_producer_push_producer_init))
+G_DEFINE_FINAL_TYPE_WITH_CODE (
+    SluiceOrderedItemProducer,
+    sluice_ordered_item_producer,
+    G_TYPE_OBJECT,
+    G_IMPLEMENT_INTERFACE (SLUICE_TYPE_PUSH_PRODUCER,
+                           sluice_ordered_item_producer_push_producer_init))
 
 static GError *
 stopped_error (void)
 {
   return g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
-                              _("The producer was stopped before the item could be produced"));
+                              _ ("The producer was stopped before the item could be produced"));
 }
 
 /* --- owner-context plumbing --- */
@@ -610,7 +611,7 @@ run_in_thread (gpointer data, SluiceTaskReason reason)
       item = func (sluice_slot_get_cancellable (slot), func_data, &error);
       break;
     case SLUICE_TASK_CANCELLED:
-      error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _("Operation was cancelled"));
+      error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("Operation was cancelled"));
       break;
     case SLUICE_TASK_SHUT_DOWN:
     default:
@@ -1115,7 +1116,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
   if (self->stop_called)
     {
       g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
-                               _("The producer was already stopped"));
+                               _ ("The producer was already stopped"));
       return;
     }
   self->stop_called = TRUE;
@@ -1130,7 +1131,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
   if (state == STATE_CREATED)
     {
       g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED,
-                                                      _("The producer was never started"));
+                                                      _ ("The producer was never started"));
 
       sluice_reorder_buffer_lock (self->rb);
       self->state = STATE_CLOSED;
@@ -1189,8 +1190,8 @@ static void
 sluice_ordered_item_producer_stop_producing (SluicePushProducer *producer)
 {
   SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (producer);
-  g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
-                                                  _("The producer was stopped"));
+  g_autoptr (GError) error =
+      g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _ ("The producer was stopped"));
 
   sluice_reorder_buffer_lock (self->rb);
   if (self->state != STATE_CREATED)
@@ -1248,8 +1249,8 @@ sluice_ordered_item_producer_dispose (GObject *object)
   if (self->rb != NULL && !sluice_reorder_buffer_is_aborted (self->rb) &&
       !sluice_reorder_buffer_is_settled (self->rb))
     {
-      g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
-                                                      _("The producer was disposed"));
+      g_autoptr (GError) error =
+          g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _ ("The producer was disposed"));
 
       sluice_reorder_buffer_lock (self->rb);
       self->state = STATE_CLOSED;
@@ -1359,8 +1360,8 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * ([func@Sluice.TaskQueue.get_default]) unless one was given.
    */
   properties[PROP_TASK_QUEUE] =
-    g_param_spec_object ("task-queue", NULL, NULL, SLUICE_TYPE_TASK_QUEUE,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+      g_param_spec_object ("task-queue", NULL, NULL, SLUICE_TYPE_TASK_QUEUE,
+                           G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
   /**
    * SluiceOrderedItemProducer:window:
@@ -1370,8 +1371,8 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * paused; they resume when half the window is free again.
    */
   properties[PROP_WINDOW] =
-    g_param_spec_uint ("window", NULL, NULL, 1, G_MAXINT / 2, 256,
-                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+      g_param_spec_uint ("window", NULL, NULL, 1, G_MAXINT / 2, 256,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
   /**
    * SluiceOrderedItemProducer:skip-failed:
@@ -1382,8 +1383,8 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * after it is set. It may be set from any thread.
    */
   properties[PROP_SKIP_FAILED] =
-    g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
-                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+      g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
+                            G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
    * SluiceOrderedItemProducer:ready:
@@ -1392,8 +1393,9 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * window is full until the consumer has taken half of it, and for good
    * after a stop. Notified on the owner context.
    */
-  properties[PROP_READY] = g_param_spec_boolean (
-    "ready", NULL, NULL, TRUE, G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_READY] =
+      g_param_spec_boolean ("ready", NULL, NULL, TRUE,
+                            G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
    * SluiceOrderedItemProducer:consumerator:
@@ -1401,8 +1403,8 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * The iterator the consumer function reads.
    */
   properties[PROP_CONSUMERATOR] =
-    g_param_spec_object ("consumerator", NULL, NULL, SLUICE_TYPE_CONSUMERATOR,
-                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+      g_param_spec_object ("consumerator", NULL, NULL, SLUICE_TYPE_CONSUMERATOR,
+                           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -1415,9 +1417,9 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * Emitted on the owner context for each failed item that was left out, in
    * [property@Sluice.OrderedItemProducer:skip-failed] mode.
    */
-  signals[SIGNAL_ITEM_FAILED] = g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass),
-                                              G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
-                                              2, G_TYPE_UINT64, G_TYPE_ERROR);
+  signals[SIGNAL_ITEM_FAILED] =
+      g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                    NULL, G_TYPE_NONE, 2, G_TYPE_UINT64, G_TYPE_ERROR);
 }
 
 static void
@@ -1654,8 +1656,7 @@ sluice_ordered_item_producer_get_skip_failed (SluiceOrderedItemProducer *self)
  * emitted on the calling thread.
  */
 void
-sluice_ordered_item_producer_set_skip_failed (SluiceOrderedItemProducer *self,
-                                              gboolean skip_failed)
+sluice_ordered_item_producer_set_skip_failed (SluiceOrderedItemProducer *self, gboolean skip_failed)
 {
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
 

@@ -56,9 +56,8 @@ typedef void (*SluiceReorderFailedFunc) (guint64 seq, GError *error, gpointer da
  * was pending at the abort has been completed. */
 typedef void (*SluiceReorderSettledFunc) (gpointer data);
 
-SluiceReorderBuffer *sluice_reorder_buffer_new (guint window,
-                                                GDestroyNotify item_free_func,
-                                                GCancellable *cancellable);
+SluiceReorderBuffer *
+sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancellable *cancellable);
 SluiceReorderBuffer *sluice_reorder_buffer_ref (SluiceReorderBuffer *rb);
 void sluice_reorder_buffer_unref (SluiceReorderBuffer *rb);
 
@@ -92,7 +91,8 @@ gboolean sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb);
 void sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item);
 
 /* Before any item arrives. */
-void sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb, GDestroyNotify item_free_func);
+void sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb,
+                                               GDestroyNotify item_free_func);
 
 /* Frees one item with the item free function (NULL is fine). */
 void sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item);
@@ -108,6 +108,7 @@ gboolean sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError
 /* No more reservations: the consumer sees the end after the last reserved
  * item. Returns FALSE if it was already ended or aborted. */
 gboolean sluice_reorder_buffer_end (SluiceReorderBuffer *rb);
+gboolean sluice_reorder_buffer_end_locked (SluiceReorderBuffer *rb);
 /* Stops everything: releases buffered items, abandons pending slots, cancels
  * the cancellable, and the consumer's next call fails with @error (the
  * first abort's error wins; NULL for a quiet stop where the consumer just

@@ -94,7 +94,7 @@ cpu_relax (void)
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause ();
 #elif defined(__aarch64__)
-  __asm__ __volatile__ ("yield");
+  __asm__ __volatile__("yield");
 #endif
 }
 
@@ -389,18 +389,24 @@ wake_consumer_locked (SluiceReorderBuffer *rb)
 }
 
 gboolean
+sluice_reorder_buffer_end_locked (SluiceReorderBuffer *rb)
+{
+  if (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))
+    return FALSE;
+
+  store64 (&rb->end_seq, rb->next_seq + rb->overflow.length);
+  g_atomic_int_or (&rb->flags, FLAG_ENDED);
+  wake_consumer_locked (rb);
+  return TRUE;
+}
+
+gboolean
 sluice_reorder_buffer_end (SluiceReorderBuffer *rb)
 {
-  gboolean ended = FALSE;
+  gboolean ended;
 
   g_mutex_lock (&rb->lock);
-  if ((g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED)) == 0)
-    {
-      store64 (&rb->end_seq, rb->next_seq + rb->overflow.length);
-      g_atomic_int_or (&rb->flags, FLAG_ENDED);
-      wake_consumer_locked (rb);
-      ended = TRUE;
-    }
+  ended = sluice_reorder_buffer_end_locked (rb);
   g_mutex_unlock (&rb->lock);
 
   return ended;
@@ -549,7 +555,8 @@ take_run (SluiceReorderBuffer *rb, GError **error)
         {
           gpointer item = slot->item;
 
-          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_READY, SLUICE_SLOT_FREE))
+          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_READY,
+                                                  SLUICE_SLOT_FREE))
             break; /* an abort freed it */
           rb->batch[n++] = item;
           head++;
@@ -563,7 +570,8 @@ take_run (SluiceReorderBuffer *rb, GError **error)
           /* Hand out what precedes a failure before reporting it. */
           if (!skip && n > 0)
             break;
-          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_FAILED, SLUICE_SLOT_FREE))
+          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_FAILED,
+                                                  SLUICE_SLOT_FREE))
             break;
           head++;
           if (!skip)
@@ -630,7 +638,8 @@ wait_for_head (SluiceReorderBuffer *rb)
       if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
         break;
       if (state == SLUICE_SLOT_PENDING &&
-          !g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING, SLUICE_SLOT_WAITED))
+          !g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING,
+                                              SLUICE_SLOT_WAITED))
         continue;
 
       rb->consumer_wait_seq = seq;

@@ -53,7 +53,7 @@ typedef struct
 {
   guint stop_after;  /* return early after this many items (0: never) */
   gboolean fail;     /* with stop_after: fail instead of returning */
-  guint sleep_us;    /* per item */
+  guint busy_loops;  /* busy work per item: a slow consumer */
   int *consumed_ptr; /* counter the flow test reads while running */
   GArray *values;    /* what arrived, in order */
   GError *error;     /* what next() ended with */
@@ -90,8 +90,8 @@ consume (SluiceConsumerator *consumerator, gpointer data, GError **error)
       item_free (item);
       if (consumer->consumed_ptr != NULL)
         g_atomic_int_inc (consumer->consumed_ptr);
-      if (consumer->sleep_us > 0)
-        g_usleep (consumer->sleep_us);
+      for (volatile guint spin = 0; spin < consumer->busy_loops; spin++)
+        ;
       if (consumer->stop_after > 0 && consumer->values->len == consumer->stop_after)
         {
           if (consumer->fail)
@@ -206,8 +206,8 @@ read_done (GObject *source, GAsyncResult *result, gpointer data)
 {
   AsyncItem *async_item = data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
-                                                               &error);
+  g_autoptr (GBytes) bytes =
+      g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result, &error);
 
   g_assert_no_error (error);
   g_assert_cmpuint (g_bytes_get_size (bytes), ==, sizeof (guint64));
@@ -227,7 +227,7 @@ complete_from_gio (SluiceSlot *slot, gpointer data)
   async_item->slot = slot;
   async_item->value = GPOINTER_TO_SIZE (data);
   async_item->stream = g_memory_input_stream_new_from_data (
-    g_memdup2 (&async_item->value, sizeof (guint64)), sizeof (guint64), g_free);
+      g_memdup2 (&async_item->value, sizeof (guint64)), sizeof (guint64), g_free);
   g_input_stream_read_bytes_async (async_item->stream, sizeof (guint64), G_PRIORITY_DEFAULT,
                                    sluice_slot_get_cancellable (slot), read_done, async_item);
 }
@@ -296,7 +296,7 @@ test_mixed_sources (void)
           break;
         default:
           sluice_ordered_item_producer_produce_item_in_thread (
-            producer, make_in_thread, value, NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+              producer, make_in_thread, value, NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
           break;
         }
     }
@@ -373,7 +373,7 @@ test_stop_twice (void)
   /* The second completes while the first is still pending or not: either
    * way with STOPPED, and the first still gets the result. */
   g_assert_null (
-    sluice_ordered_item_producer_stop_finish (producer, wait_result (&second), &error));
+      sluice_ordered_item_producer_stop_finish (producer, wait_result (&second), &error));
   g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   g_clear_error (&error);
   count = sluice_ordered_item_producer_stop_finish (producer, wait_result (&first), &error);
@@ -434,8 +434,8 @@ test_item_error_in_middle (void)
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < n; i++)
     sluice_ordered_item_producer_produce_item_in_thread (
-      producer, i == bad ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
-      G_PRIORITY_DEFAULT, NULL, produce_done, &item_errors[i]);
+        producer, i == bad ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
+        G_PRIORITY_DEFAULT, NULL, produce_done, &item_errors[i]);
 
   g_assert_null (stop_sync (producer, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
@@ -494,8 +494,8 @@ test_item_error_skipped (void)
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
       sluice_ordered_item_producer_produce_item_in_thread (
-        producer, i % 10 == 3 ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
-        G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+          producer, i % 10 == 3 ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
+          G_PRIORITY_DEFAULT, NULL, NULL, NULL);
     }
   count = stop_sync (producer, &error);
   g_assert_no_error (error);
@@ -550,7 +550,8 @@ run_consumer_leaves_early (gboolean fail)
   {
     gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
 
-    while (!sluice_consumerator_is_closed (sluice_ordered_item_producer_get_consumerator (producer)))
+    while (
+        !sluice_consumerator_is_closed (sluice_ordered_item_producer_get_consumerator (producer)))
       {
         g_assert_cmpint (g_get_monotonic_time (), <, deadline);
         g_main_context_iteration (NULL, FALSE);
@@ -807,8 +808,8 @@ flow_item (SluiceSlot *slot, gpointer data)
 
   flow->max_live = MAX (flow->max_live, live);
   flow->max_n_items =
-    MAX (flow->max_n_items, sluice_consumerator_get_n_items (
-                              sluice_ordered_item_producer_get_consumerator (flow->producer)));
+      MAX (flow->max_n_items, sluice_consumerator_get_n_items (
+                                  sluice_ordered_item_producer_get_consumerator (flow->producer)));
   sluice_slot_complete (slot, item_new (sluice_slot_get_sequence (slot)));
 }
 
@@ -860,7 +861,6 @@ test_flow_control (void)
 
   reset_counts ();
   consumer->consumed_ptr = &consumed;
-  consumer->sleep_us = 0;
   producer = sluice_ordered_item_producer_new (NULL, window, item_free);
   flow.producer = producer;
   flow.upstream = upstream;
@@ -878,8 +878,8 @@ test_flow_control (void)
   g_assert_cmpint (flow.produced, ==, window);
   g_assert_false (sluice_ordered_item_producer_is_ready (producer));
 
-  /* A consumer slower than the producer: it sleeps now and then. */
-  consumer->sleep_us = 1;
+  /* A consumer slower than the producer: busy work on every item. */
+  consumer->busy_loops = 2000;
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   while (!flow.done)
     g_main_context_iteration (NULL, TRUE);
@@ -928,9 +928,9 @@ test_window_full_defers (void)
         sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i),
                                                    NULL, NULL, NULL, NULL);
       else
-        sluice_ordered_item_producer_produce_item_in_thread (
-          producer, make_in_thread, GSIZE_TO_POINTER (i), NULL, G_PRIORITY_DEFAULT, NULL, NULL,
-          NULL);
+        sluice_ordered_item_producer_produce_item_in_thread (producer, make_in_thread,
+                                                             GSIZE_TO_POINTER (i), NULL,
+                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
     }
   spin_main_context (20);
   produced_before_start = g_atomic_int_get (&items_allocated);
@@ -1027,9 +1027,8 @@ test_dispose_in_flight (void)
     sluice_ordered_item_producer_produce_item (producer, keep_slot, &pending, NULL, NULL, NULL,
                                                NULL);
   for (guint i = 0; i < 10; i++)
-    sluice_ordered_item_producer_produce_item_in_thread (producer, make_in_thread,
-                                                         GSIZE_TO_POINTER (i), NULL,
-                                                         G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce_item_in_thread (
+        producer, make_in_thread, GSIZE_TO_POINTER (i), NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
   thread = g_thread_new ("completer", complete_slots_later, g_ptr_array_ref (pending.slots));
   g_object_unref (producer);
   g_thread_join (thread);
@@ -1039,7 +1038,7 @@ test_dispose_in_flight (void)
     gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
 
     while (sluice_task_queue_get_n_pending (sluice_task_queue_get_default ()) +
-             sluice_task_queue_get_n_running (sluice_task_queue_get_default ()) >
+               sluice_task_queue_get_n_running (sluice_task_queue_get_default ()) >
            0)
       {
         g_assert_cmpint (g_get_monotonic_time (), <, deadline);
@@ -1147,8 +1146,8 @@ test_programmer_errors (void)
   g_test_assert_expected_messages ();
 
   /* Not a programmer error: a produce call after the stop. */
-  sluice_ordered_item_producer_produce_item (producer, complete_now, NULL, NULL, NULL,
-                                             produce_done, &late_error);
+  sluice_ordered_item_producer_produce_item (producer, complete_now, NULL, NULL, NULL, produce_done,
+                                             &late_error);
   wait_result ((GAsyncResult **) &late_error);
   g_assert_error (late_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   g_clear_error (&late_error);

@@ -77,7 +77,7 @@ hand_to_completers (SluiceSlot *slot, gpointer data)
 {
   Stress *stress = data;
   guint n_items = sluice_consumerator_get_n_items (
-    sluice_ordered_item_producer_get_consumerator (stress->producer));
+      sluice_ordered_item_producer_get_consumerator (stress->producer));
 
   stress->max_n_items = MAX (stress->max_n_items, n_items);
   g_async_queue_push (stress->slots, slot);
@@ -138,9 +138,8 @@ run_stress (guint n, guint window, guint thread_every)
         g_main_context_iteration (NULL, TRUE);
       if (thread_every > 0 && i % thread_every == 0)
         sluice_ordered_item_producer_produce_item_in_thread (stress.producer, in_thread,
-                                                             GSIZE_TO_POINTER ((gsize) i + 1),
-                                                             NULL, G_PRIORITY_DEFAULT, NULL, NULL,
-                                                             NULL);
+                                                             GSIZE_TO_POINTER ((gsize) i + 1), NULL,
+                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
       else
         sluice_ordered_item_producer_produce_item (stress.producer, hand_to_completers, &stress,
                                                    NULL, NULL, NULL, NULL);

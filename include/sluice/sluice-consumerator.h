@@ -24,17 +24,14 @@ SLUICE_AVAILABLE_IN_ALL
 SluiceConsumerator *sluice_consumerator_new (guint capacity, GDestroyNotify item_free_func);
 
 SLUICE_AVAILABLE_IN_ALL
-gboolean sluice_consumerator_next (SluiceConsumerator *self,
-                                   gpointer *out_item,
-                                   GError **error);
+gboolean sluice_consumerator_next (SluiceConsumerator *self, gpointer *out_item, GError **error);
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_consumerator_push (SluiceConsumerator *self, gpointer item, GError **error);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_consumerator_close (SluiceConsumerator *self, const GError *error);
 
 SLUICE_AVAILABLE_IN_ALL
-void sluice_consumerator_register_producer (SluiceConsumerator *self,
-                                            SluicePushProducer *producer);
+void sluice_consumerator_register_producer (SluiceConsumerator *self, SluicePushProducer *producer);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_consumerator_unregister_producer (SluiceConsumerator *self);
 

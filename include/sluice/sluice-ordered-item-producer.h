@@ -71,11 +71,8 @@ guint64 sluice_slot_get_sequence (SluiceSlot *slot);
 #define SLUICE_TYPE_ORDERED_ITEM_PRODUCER (sluice_ordered_item_producer_get_type ())
 
 SLUICE_AVAILABLE_IN_ALL
-G_DECLARE_FINAL_TYPE (SluiceOrderedItemProducer,
-                      sluice_ordered_item_producer,
-                      SLUICE,
-                      ORDERED_ITEM_PRODUCER,
-                      GObject)
+G_DECLARE_FINAL_TYPE (
+    SluiceOrderedItemProducer, sluice_ordered_item_producer, SLUICE, ORDERED_ITEM_PRODUCER, GObject)
 
 SLUICE_AVAILABLE_IN_ALL
 SluiceOrderedItemProducer *sluice_ordered_item_producer_new (SluiceTaskQueue *task_queue,

@@ -25,7 +25,9 @@ G_BEGIN_DECLS
  * Returns: (nullable) (transfer full): the result, or %NULL with @error set
  *   on failure (%NULL without an error is a valid result)
  */
-typedef gpointer (*SluiceThreadFunc) (GCancellable *cancellable, gpointer user_data, GError **error);
+typedef gpointer (*SluiceThreadFunc) (GCancellable *cancellable,
+                                      gpointer user_data,
+                                      GError **error);
 
 #define SLUICE_TYPE_TASK_QUEUE (sluice_task_queue_get_type ())
 
@@ -69,8 +71,7 @@ void sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
                                        GAsyncReadyCallback callback,
                                        gpointer user_data);
 SLUICE_AVAILABLE_IN_ALL
-gboolean sluice_task_queue_shutdown_finish (SluiceTaskQueue *self,
-                                            GAsyncResult *result,
-                                            GError **error);
+gboolean
+sluice_task_queue_shutdown_finish (SluiceTaskQueue *self, GAsyncResult *result, GError **error);
 
 G_END_DECLS

@@ -16,9 +16,9 @@
 #ifndef _SLUICE_EXTERN
 #if defined(_WIN32)
 #ifdef SLUICE_COMPILATION
-#define _SLUICE_EXTERN __declspec (dllexport) extern
+#define _SLUICE_EXTERN __declspec(dllexport) extern
 #else
-#define _SLUICE_EXTERN __declspec (dllimport) extern
+#define _SLUICE_EXTERN __declspec(dllimport) extern
 #endif
 #else
 #define _SLUICE_EXTERN __attribute__ ((visibility ("default"))) extern

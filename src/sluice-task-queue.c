@@ -1,0 +1,1022 @@
+/* sluice-task-queue.c: the shared task queue over one GThreadPool
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-task-queue-private.h"
+
+/**
+ * SluiceTaskQueue:
+ *
+ * A queue of blocking functions run by a bounded number of threads, by
+ * priority.
+ *
+ * Work is queued with a priority (a lower value runs first, as with
+ * `G_PRIORITY_*`; tasks of equal priority run in the order they were queued)
+ * and an optional [class@Gio.Cancellable]. [method@Sluice.TaskQueue.run_async]
+ * runs a [callback@Sluice.ThreadFunc] in a thread of the queue and hands its
+ * result back GIO-style, on the thread-default main context of the caller.
+ *
+ * The number of threads can change at any time
+ * ([property@Sluice.TaskQueue:max-threads]); lowering it lets the surplus
+ * threads leave after their current task. The queue can be shut down, either
+ * draining (what is queued still runs) or cancelling what is queued, with
+ * [method@Sluice.TaskQueue.shutdown_async].
+ *
+ * [func@Sluice.TaskQueue.get_default] returns a queue shared by the whole
+ * process, with one thread per processor, created on first use.
+ *
+ * ## Design
+ *
+ * The queue keeps its own priority queue (a binary heap ordered by priority,
+ * then by an insertion counter, stored by value in an array) under one mutex,
+ * and uses a non-exclusive [struct@GLib.ThreadPool] only for *runners*: a
+ * runner is pushed to the pool when work is queued and fewer runners than
+ * [property@Sluice.TaskQueue:max-threads] are alive; it then pops and runs
+ * tasks until the queue is empty (or it is surplus after the thread count was
+ * lowered). Queuing a task thus costs a lock and a heap insertion, with no
+ * allocation, while every thread is busy: the thread pool's own per-item cost
+ * is paid only when a thread starts.
+ *
+ * A runner holds a reference on the queue, and while a task is queued or
+ * running a runner is alive, so the queue is never finalized under its tasks.
+ *
+ * `SluiceTaskQueue` is MT-safe: every function may be called from any thread.
+ */
+
+/* One queued task, stored by value in the heap. */
+typedef struct
+{
+  int priority;
+  guint64 seq;               /* insertion order, for FIFO among equal priorities */
+  GCancellable *cancellable; /* owned, nullable */
+  SluiceTaskRunFunc run;
+  gpointer data;
+} SluiceTaskEntry;
+
+struct _SluiceTaskQueue
+{
+  GObject parent_instance;
+
+  GMutex mutex;
+  GThreadPool *pool; /* created in constructed () */
+
+  /* All below are protected by the mutex. */
+  GArray *heap; /* of SluiceTaskEntry, a min-heap by (priority, seq) */
+  guint64 next_seq;
+  guint max_threads;
+  guint n_runners; /* runners pushed to the pool and not yet returned */
+  guint n_running; /* tasks whose function is running */
+  guint n_active;  /* tasks taken from the heap whose run func has not returned */
+  gboolean shut_down;
+  GPtrArray *shutdown_waiters; /* (nullable) of GTask, owned */
+};
+
+G_DEFINE_FINAL_TYPE (SluiceTaskQueue, sluice_task_queue, G_TYPE_OBJECT)
+
+enum
+{
+  PROP_0,
+  PROP_MAX_THREADS,
+  PROP_N_PENDING,
+  PROP_N_RUNNING,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+/* The queue whose runner the current thread is running, if any: finalize
+ * must not wait for the pool from one of its own threads. */
+static GPrivate current_runner_queue = G_PRIVATE_INIT (NULL);
+
+static SluiceTaskQueue *default_queue; /* (atomic) */
+
+/* ---- the heap ---------------------------------------------------------- */
+
+static inline gboolean
+task_entry_before (const SluiceTaskEntry *a, const SluiceTaskEntry *b)
+{
+  return a->priority < b->priority || (a->priority == b->priority && a->seq < b->seq);
+}
+
+static void
+heap_insert (GArray *heap, const SluiceTaskEntry *entry)
+{
+  SluiceTaskEntry *entries;
+  guint i;
+
+  g_array_set_size (heap, heap->len + 1);
+  entries = (SluiceTaskEntry *) (gpointer) heap->data;
+
+  for (i = heap->len - 1; i > 0;)
+    {
+      guint parent = (i - 1) / 2;
+
+      if (!task_entry_before (entry, &entries[parent]))
+        break;
+      entries[i] = entries[parent];
+      i = parent;
+    }
+  entries[i] = *entry;
+}
+
+/* The heap must not be empty. */
+static void
+heap_pop (GArray *heap, SluiceTaskEntry *out)
+{
+  SluiceTaskEntry *entries = (SluiceTaskEntry *) (gpointer) heap->data;
+  guint n = heap->len - 1;
+  SluiceTaskEntry last = entries[n];
+  guint i = 0;
+
+  *out = entries[0];
+  g_array_set_size (heap, n);
+
+  if (n == 0)
+    return;
+
+  for (;;)
+    {
+      guint child = 2 * i + 1;
+
+      if (child >= n)
+        break;
+      if (child + 1 < n && task_entry_before (&entries[child + 1], &entries[child]))
+        child++;
+      if (!task_entry_before (&entries[child], &last))
+        break;
+      entries[i] = entries[child];
+      i = child;
+    }
+  entries[i] = last;
+}
+
+/* ---- runners and shutdown ---------------------------------------------- */
+
+static void
+push_runners (SluiceTaskQueue *self, guint n_runners)
+{
+  for (guint i = 0; i < n_runners; i++)
+    {
+      GError *error = NULL;
+
+      /* The runner holds a reference, dropped when the runner returns. If no
+       * thread could be started, the runner stays queued in the pool and
+       * runs when one of its threads is free. */
+      if (!g_thread_pool_push (self->pool, g_object_ref (self), &error))
+        {
+          g_warning ("Could not start a thread for a task queue: %s", error->message);
+          g_clear_error (&error);
+        }
+    }
+}
+
+/* How many runners to add for all that is queued (after the thread count
+ * was raised); counts them as alive. */
+static guint
+claim_runners_locked (SluiceTaskQueue *self)
+{
+  guint wanted;
+
+  if (self->heap->len == 0 || self->n_runners >= self->max_threads)
+    return 0;
+
+  wanted = MIN (self->max_threads - self->n_runners, self->heap->len);
+  self->n_runners += wanted;
+  return wanted;
+}
+
+/* Once shut down and idle, takes the shutdown operations to complete (after
+ * unlocking, with complete_shutdown_waiters ()). */
+static GPtrArray *
+take_shutdown_waiters_if_idle_locked (SluiceTaskQueue *self)
+{
+  if (!self->shut_down || self->heap->len > 0 || self->n_active > 0)
+    return NULL;
+  return g_steal_pointer (&self->shutdown_waiters);
+}
+
+static void
+complete_shutdown_waiters (GPtrArray *waiters)
+{
+  if (waiters == NULL)
+    return;
+
+  for (guint i = 0; i < waiters->len; i++)
+    {
+      GTask *task = g_ptr_array_index (waiters, i);
+      GSource *cancelled_source = g_task_get_task_data (task);
+
+      if (cancelled_source != NULL)
+        g_source_destroy (cancelled_source);
+      g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+  g_ptr_array_unref (waiters);
+}
+
+/* The GThreadPool function: runs tasks while there are some and this runner
+ * is not surplus. */
+static void
+sluice_task_queue_runner (gpointer data, gpointer user_data)
+{
+  SluiceTaskQueue *self = data; /* the runner's reference */
+  GPtrArray *waiters = NULL;
+
+  g_private_set (&current_runner_queue, self);
+
+  g_mutex_lock (&self->mutex);
+  for (;;)
+    {
+      SluiceTaskEntry entry;
+      SluiceTaskReason reason;
+
+      if (self->heap->len == 0 || self->n_runners > self->max_threads)
+        {
+          self->n_runners--;
+          break;
+        }
+
+      heap_pop (self->heap, &entry);
+      self->n_active++;
+      if (entry.cancellable != NULL && g_cancellable_is_cancelled (entry.cancellable))
+        reason = SLUICE_TASK_CANCELLED;
+      else
+        {
+          reason = SLUICE_TASK_RUN;
+          self->n_running++;
+        }
+      g_mutex_unlock (&self->mutex);
+
+      g_clear_object (&entry.cancellable);
+      entry.run (entry.data, reason);
+
+      g_mutex_lock (&self->mutex);
+      self->n_active--;
+      if (reason == SLUICE_TASK_RUN)
+        self->n_running--;
+      if (waiters == NULL)
+        waiters = take_shutdown_waiters_if_idle_locked (self);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  complete_shutdown_waiters (waiters);
+
+  /* This may be the last reference: finalize then knows (through
+   * current_runner_queue) not to wait for this thread. */
+  g_object_unref (self);
+  g_private_set (&current_runner_queue, NULL);
+}
+
+/* Queues a task, or returns FALSE without calling @run when the queue has
+ * been shut down. */
+static gboolean
+sluice_task_queue_push_internal (SluiceTaskQueue *self,
+                                 int priority,
+                                 GCancellable *cancellable,
+                                 SluiceTaskRunFunc run,
+                                 gpointer data)
+{
+  SluiceTaskEntry entry;
+  gboolean new_runner = FALSE;
+
+  entry.priority = priority;
+  entry.cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+  entry.run = run;
+  entry.data = data;
+
+  g_mutex_lock (&self->mutex);
+  if (self->shut_down)
+    {
+      g_mutex_unlock (&self->mutex);
+      g_clear_object (&entry.cancellable);
+      return FALSE;
+    }
+  entry.seq = self->next_seq++;
+  heap_insert (self->heap, &entry);
+  /* One task more needs at most one runner more. */
+  if (self->n_runners < self->max_threads)
+    {
+      self->n_runners++;
+      new_runner = TRUE;
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (new_runner)
+    push_runners (self, 1);
+  return TRUE;
+}
+
+/* Internal entry point: see sluice-task-queue-private.h. */
+void
+sluice_task_queue_push (SluiceTaskQueue *self,
+                        int priority,
+                        GCancellable *cancellable,
+                        SluiceTaskRunFunc run,
+                        gpointer data)
+{
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+  g_return_if_fail (run != NULL);
+
+  if (!sluice_task_queue_push_internal (self, priority, cancellable, run, data))
+    run (data, SLUICE_TASK_SHUT_DOWN);
+}
+
+/* ---- GObject ------------------------------------------------------------ */
+
+static void
+sluice_task_queue_constructed (GObject *object)
+{
+  SluiceTaskQueue *self = SLUICE_TASK_QUEUE (object);
+
+  G_OBJECT_CLASS (sluice_task_queue_parent_class)->constructed (object);
+
+  /* Shared (non-exclusive) threads: a non-exclusive pool cannot fail. */
+  self->pool = g_thread_pool_new (sluice_task_queue_runner, NULL,
+                                  (int) MIN (self->max_threads, (guint) G_MAXINT), FALSE, NULL);
+}
+
+static void
+sluice_task_queue_finalize (GObject *object)
+{
+  SluiceTaskQueue *self = SLUICE_TASK_QUEUE (object);
+
+  /* Every queued task has a live runner, and runners hold references. */
+  g_assert (self->heap->len == 0);
+  g_assert (self->shutdown_waiters == NULL || self->shutdown_waiters->len == 0);
+
+  /* No runner is left but the one, perhaps, that dropped the last reference
+   * from this very thread: waiting for it would never end. */
+  g_thread_pool_free (self->pool, FALSE, g_private_get (&current_runner_queue) != self);
+
+  g_array_unref (self->heap);
+  g_clear_pointer (&self->shutdown_waiters, g_ptr_array_unref);
+  g_mutex_clear (&self->mutex);
+
+  G_OBJECT_CLASS (sluice_task_queue_parent_class)->finalize (object);
+}
+
+static void
+sluice_task_queue_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  SluiceTaskQueue *self = SLUICE_TASK_QUEUE (object);
+
+  switch (prop_id)
+    {
+    case PROP_MAX_THREADS:
+      g_value_set_uint (value, sluice_task_queue_get_max_threads (self));
+      break;
+    case PROP_N_PENDING:
+      g_value_set_uint (value, sluice_task_queue_get_n_pending (self));
+      break;
+    case PROP_N_RUNNING:
+      g_value_set_uint (value, sluice_task_queue_get_n_running (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_task_queue_set_property (GObject *object,
+                                guint prop_id,
+                                const GValue *value,
+                                GParamSpec *pspec)
+{
+  SluiceTaskQueue *self = SLUICE_TASK_QUEUE (object);
+
+  switch (prop_id)
+    {
+    case PROP_MAX_THREADS:
+      sluice_task_queue_set_max_threads (self, g_value_get_uint (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_task_queue_class_init (SluiceTaskQueueClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = sluice_task_queue_constructed;
+  object_class->finalize = sluice_task_queue_finalize;
+  object_class->get_property = sluice_task_queue_get_property;
+  object_class->set_property = sluice_task_queue_set_property;
+
+  /**
+   * SluiceTaskQueue:max-threads:
+   *
+   * The largest number of tasks run at the same time, each in its own
+   * thread. Setting 0 means one per processor (as returned by
+   * g_get_num_processors()); reading gives the resulting number.
+   *
+   * It can be changed at any time, also while tasks run: raising it starts
+   * queued tasks at once; lowering it lets surplus threads leave after
+   * their current task. Change notifications are emitted in the thread that
+   * set it.
+   */
+  properties[PROP_MAX_THREADS] = g_param_spec_uint (
+      "max-threads", NULL, NULL, 0, G_MAXINT, 0,
+      G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceTaskQueue:n-pending:
+   *
+   * The number of tasks queued and not yet started (see
+   * [method@Sluice.TaskQueue.get_n_pending]).
+   *
+   * It changes in worker threads with every task, so it is never notified:
+   * poll it. Notifying would cost more than small tasks do.
+   */
+  properties[PROP_N_PENDING] =
+      g_param_spec_uint ("n-pending", NULL, NULL, 0, G_MAXUINT, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceTaskQueue:n-running:
+   *
+   * The number of tasks running right now (see
+   * [method@Sluice.TaskQueue.get_n_running]).
+   *
+   * It changes in worker threads with every task, so it is never notified:
+   * poll it. Notifying would cost more than small tasks do.
+   */
+  properties[PROP_N_RUNNING] =
+      g_param_spec_uint ("n-running", NULL, NULL, 0, G_MAXUINT, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+sluice_task_queue_init (SluiceTaskQueue *self)
+{
+  g_mutex_init (&self->mutex);
+  self->heap = g_array_sized_new (FALSE, FALSE, sizeof (SluiceTaskEntry), 64);
+  self->max_threads = 1; /* until the construct property is set */
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+/**
+ * sluice_task_queue_new:
+ * @max_threads: the largest number of tasks run at the same time, or 0 for
+ *   one per processor
+ *
+ * Creates a task queue. Its threads are shared with other non-exclusive
+ * thread pools of the process and started only when there is work.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): a new task queue
+ */
+SluiceTaskQueue *
+sluice_task_queue_new (guint max_threads)
+{
+  return g_object_new (SLUICE_TYPE_TASK_QUEUE, "max-threads", max_threads, NULL);
+}
+
+static gpointer
+create_default_queue (gpointer data)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (0);
+
+  g_atomic_pointer_set (&default_queue, queue);
+  return queue;
+}
+
+/**
+ * sluice_task_queue_get_default:
+ *
+ * Gets the task queue shared by the whole process, with one thread per
+ * processor. It is created on first use and lives until the process exits;
+ * it cannot be shut down.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer none): the default task queue
+ */
+SluiceTaskQueue *
+sluice_task_queue_get_default (void)
+{
+  static GOnce once = G_ONCE_INIT;
+
+  return g_once (&once, create_default_queue, NULL);
+}
+
+/**
+ * sluice_task_queue_get_max_threads:
+ * @self: a task queue
+ *
+ * Gets the largest number of tasks @self runs at the same time.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the maximum number of threads
+ */
+guint
+sluice_task_queue_get_max_threads (SluiceTaskQueue *self)
+{
+  guint max_threads;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  max_threads = self->max_threads;
+  g_mutex_unlock (&self->mutex);
+  return max_threads;
+}
+
+/**
+ * sluice_task_queue_set_max_threads:
+ * @self: a task queue
+ * @max_threads: the largest number of tasks run at the same time, or 0 for
+ *   one per processor
+ *
+ * Changes the number of threads of @self, also while tasks run. Raising it
+ * starts queued tasks at once; lowering it lets the surplus threads finish
+ * their current task and then leave.
+ *
+ * This function is safe to call from any thread;
+ * [property@Sluice.TaskQueue:max-threads] is notified in the calling thread.
+ */
+void
+sluice_task_queue_set_max_threads (SluiceTaskQueue *self, guint max_threads)
+{
+  guint new_runners = 0;
+  gboolean changed;
+
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+
+  if (max_threads == 0)
+    max_threads = g_get_num_processors ();
+  max_threads = MIN (max_threads, (guint) G_MAXINT);
+
+  g_mutex_lock (&self->mutex);
+  changed = self->max_threads != max_threads;
+  self->max_threads = max_threads;
+  if (self->pool != NULL)
+    {
+      /* Under the lock, so that concurrent changes reach the pool in the
+       * order they reach the queue. */
+      g_thread_pool_set_max_threads (self->pool, (int) max_threads, NULL);
+      new_runners = claim_runners_locked (self);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  push_runners (self, new_runners);
+
+  if (changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_THREADS]);
+}
+
+/**
+ * sluice_task_queue_get_n_pending:
+ * @self: a task queue
+ *
+ * Gets the number of tasks queued in @self and not yet started. A task
+ * whose cancellable was cancelled counts until a thread reaches it and
+ * drops it. The value may be out of date by the time it is returned; it is
+ * never notified (see [property@Sluice.TaskQueue:n-pending]).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the number of pending tasks
+ */
+guint
+sluice_task_queue_get_n_pending (SluiceTaskQueue *self)
+{
+  guint n_pending;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  n_pending = self->heap->len;
+  g_mutex_unlock (&self->mutex);
+  return n_pending;
+}
+
+/**
+ * sluice_task_queue_get_n_running:
+ * @self: a task queue
+ *
+ * Gets the number of tasks of @self running right now. The value may be out
+ * of date by the time it is returned; it is never notified (see
+ * [property@Sluice.TaskQueue:n-running]).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the number of running tasks
+ */
+guint
+sluice_task_queue_get_n_running (SluiceTaskQueue *self)
+{
+  guint n_running;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  n_running = self->n_running;
+  g_mutex_unlock (&self->mutex);
+  return n_running;
+}
+
+/**
+ * sluice_task_queue_is_shut_down:
+ * @self: a task queue
+ *
+ * Whether [method@Sluice.TaskQueue.shutdown_async] was called on @self
+ * (whether or not the shutdown has completed). A queue that is shut down
+ * refuses new tasks.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: %TRUE if @self is shut down
+ */
+gboolean
+sluice_task_queue_is_shut_down (SluiceTaskQueue *self)
+{
+  gboolean shut_down;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), FALSE);
+
+  g_mutex_lock (&self->mutex);
+  shut_down = self->shut_down;
+  g_mutex_unlock (&self->mutex);
+  return shut_down;
+}
+
+/* ---- run_async ---------------------------------------------------------- */
+
+enum
+{
+  RUN_TASK_PENDING,
+  RUN_TASK_CLAIMED, /* run, cancelled or refused: completed exactly once */
+};
+
+/* The task data of a run_async GTask. */
+typedef struct
+{
+  SluiceThreadFunc func;
+  gpointer func_data;
+  GDestroyNotify func_data_destroy;
+  GDestroyNotify result_destroy;
+  gulong cancelled_id;
+  int state; /* (atomic) RUN_TASK_PENDING, then RUN_TASK_CLAIMED */
+} SluiceRunTaskData;
+
+/* Releases func_data: the function has run or never will. */
+static void
+run_task_data_release (SluiceRunTaskData *rd)
+{
+  GDestroyNotify func_data_destroy = g_steal_pointer (&rd->func_data_destroy);
+  gpointer func_data = g_steal_pointer (&rd->func_data);
+
+  if (func_data_destroy != NULL)
+    func_data_destroy (func_data);
+}
+
+static gboolean
+run_task_claim (SluiceRunTaskData *rd)
+{
+  return g_atomic_int_compare_and_exchange (&rd->state, RUN_TASK_PENDING, RUN_TASK_CLAIMED);
+}
+
+/* GCancellable::cancelled, in the thread that cancels: completes the task at
+ * once; the queued entry is dropped when a thread reaches it. */
+static void
+run_task_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  GTask *task = data; /* kept alive by the queued entry until disconnected */
+  SluiceRunTaskData *rd = g_task_get_task_data (task);
+
+  if (!run_task_claim (rd))
+    return;
+  run_task_data_release (rd);
+  g_task_return_error_if_cancelled (task);
+}
+
+/* After this, run_task_cancelled_cb () is not running and will not run. */
+static void
+run_task_disconnect (GTask *task, SluiceRunTaskData *rd)
+{
+  if (rd->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (g_task_get_cancellable (task), rd->cancelled_id);
+      rd->cancelled_id = 0;
+    }
+}
+
+/* The SluiceTaskRunFunc of run_async; @data is a GTask reference. */
+static void
+run_task_run (gpointer data, SluiceTaskReason reason)
+{
+  GTask *task = data;
+  SluiceRunTaskData *rd = g_task_get_task_data (task);
+
+  run_task_disconnect (task, rd);
+
+  if (run_task_claim (rd))
+    {
+      switch (reason)
+        {
+        case SLUICE_TASK_RUN:
+          {
+            GError *error = NULL;
+            gpointer result;
+
+            result = rd->func (g_task_get_cancellable (task), rd->func_data, &error);
+            run_task_data_release (rd);
+            if (error != NULL)
+              {
+                if (result != NULL && rd->result_destroy != NULL)
+                  rd->result_destroy (result);
+                g_task_return_error (task, error);
+              }
+            else
+              g_task_return_pointer (task, result, rd->result_destroy);
+          }
+          break;
+
+        case SLUICE_TASK_CANCELLED:
+          run_task_data_release (rd);
+          g_task_return_error_if_cancelled (task);
+          break;
+
+        case SLUICE_TASK_SHUT_DOWN:
+        default:
+          run_task_data_release (rd);
+          g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "%s",
+                                   _ ("The task was cancelled by the shutdown of its task queue"));
+          break;
+        }
+    }
+
+  g_object_unref (task);
+}
+
+/**
+ * sluice_task_queue_run_async:
+ * @self: a task queue
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function to run in a thread of @self
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run or
+ *   will never run; it may be called in any thread
+ * @result_destroy: (nullable): frees a result of @func that is never
+ *   collected with [method@Sluice.TaskQueue.run_finish]
+ * @priority: the priority of the task: lower values run first (as with
+ *   `G_PRIORITY_DEFAULT`), tasks of equal priority in the order they were
+ *   queued; it is also the priority of the completion callback
+ * @cancellable: (nullable): a cancellable, also passed to @func
+ * @callback: (scope async) (closure user_data): called when the task completes
+ * @user_data: data for @callback
+ *
+ * Queues @func, to be run in a thread of @self; its result (or error)
+ * completes the operation, and @callback runs on the thread-default main
+ * context of the caller. Collect the result with
+ * [method@Sluice.TaskQueue.run_finish].
+ *
+ * If @cancellable is cancelled before @func starts, @func never runs and the
+ * operation completes at once with %G_IO_ERROR_CANCELLED. Once @func runs,
+ * it is up to @func to check @cancellable; if it is cancelled by the time
+ * @func returns, the operation still fails with %G_IO_ERROR_CANCELLED and
+ * the result is freed with @result_destroy.
+ *
+ * If @self is shut down, @func does not run and the operation fails with
+ * %SLUICE_ERROR_STOPPED; if @self is shut down cancelling pending tasks
+ * before @func starts, it fails with %G_IO_ERROR_CANCELLED.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_task_queue_run_async (SluiceTaskQueue *self,
+                             SluiceThreadFunc func,
+                             gpointer func_data,
+                             GDestroyNotify func_data_destroy,
+                             GDestroyNotify result_destroy,
+                             int priority,
+                             GCancellable *cancellable,
+                             GAsyncReadyCallback callback,
+                             gpointer user_data)
+{
+  GTask *task;
+  SluiceRunTaskData *rd;
+
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_task_queue_run_async);
+  g_task_set_priority (task, priority);
+
+  rd = g_new0 (SluiceRunTaskData, 1);
+  rd->func = func;
+  rd->func_data = func_data;
+  rd->func_data_destroy = func_data_destroy;
+  rd->result_destroy = result_destroy;
+  rd->state = RUN_TASK_PENDING;
+  g_task_set_task_data (task, rd, g_free);
+
+  if (cancellable != NULL)
+    {
+      rd->cancelled_id =
+          g_cancellable_connect (cancellable, G_CALLBACK (run_task_cancelled_cb), task, NULL);
+      if (g_atomic_int_get (&rd->state) != RUN_TASK_PENDING)
+        {
+          /* Already cancelled: completed, no need to queue it. */
+          run_task_disconnect (task, rd);
+          g_object_unref (task);
+          return;
+        }
+    }
+
+  /* The queued entry takes over the reference. */
+  if (sluice_task_queue_push_internal (self, priority, cancellable, run_task_run, task))
+    return;
+
+  run_task_disconnect (task, rd);
+  if (run_task_claim (rd))
+    {
+      run_task_data_release (rd);
+      g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
+                               _ ("The task queue has been shut down"));
+    }
+  g_object_unref (task);
+}
+
+/**
+ * sluice_task_queue_run_finish:
+ * @self: a task queue
+ * @result: the result given to the callback of
+ *   [method@Sluice.TaskQueue.run_async]
+ * @error: return location for an error
+ *
+ * Collects the result of [method@Sluice.TaskQueue.run_async]: what the
+ * function returned, or its error, %G_IO_ERROR_CANCELLED if the task was
+ * cancelled, or %SLUICE_ERROR_STOPPED if @self was shut down.
+ *
+ * This function is safe to call from any thread, normally from the
+ * callback.
+ *
+ * Returns: (nullable) (transfer full): the result of the function, or %NULL
+ *   with @error set (%NULL without an error if the function returned %NULL)
+ */
+gpointer
+sluice_task_queue_run_finish (SluiceTaskQueue *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, sluice_task_queue_run_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+/* The cancellable of a shutdown fired (on the caller's context): stop
+ * waiting, unless the shutdown has completed meanwhile. */
+static gboolean
+shutdown_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  GTask *task = data;
+  SluiceTaskQueue *self = g_task_get_source_object (task);
+  gboolean removed = FALSE;
+
+  g_mutex_lock (&self->mutex);
+  if (self->shutdown_waiters != NULL)
+    removed = g_ptr_array_remove_fast (self->shutdown_waiters, task);
+  g_mutex_unlock (&self->mutex);
+
+  if (removed)
+    {
+      g_task_return_error_if_cancelled (task);
+      g_object_unref (task); /* the waiters' reference */
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * sluice_task_queue_shutdown_async:
+ * @self: a task queue, not the default one
+ * @cancel_pending: whether to cancel the queued tasks instead of running them
+ * @cancellable: (nullable): a cancellable, to stop waiting (the queue is shut
+ *   down anyway)
+ * @callback: (scope async) (closure user_data): called when @self has no
+ *   task left, queued or running
+ * @user_data: data for @callback
+ *
+ * Shuts @self down: from now on it refuses new tasks
+ * ([method@Sluice.TaskQueue.run_async] fails with %SLUICE_ERROR_STOPPED).
+ * If @cancel_pending is %FALSE the queued tasks still run; if it is %TRUE
+ * they never run and fail with %G_IO_ERROR_CANCELLED. Either way, running
+ * tasks finish, and the operation completes, on the thread-default main
+ * context of the caller, once no task is queued or running.
+ *
+ * Calling it again is allowed: that operation completes when the first one
+ * does (and with @cancel_pending %TRUE, cancels what is still queued).
+ * Cancelling @cancellable completes the operation at once with
+ * %G_IO_ERROR_CANCELLED, but does not undo the shutdown.
+ *
+ * Shutting down the queue of [func@Sluice.TaskQueue.get_default] is a
+ * programmer error.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
+                                  gboolean cancel_pending,
+                                  GCancellable *cancellable,
+                                  GAsyncReadyCallback callback,
+                                  gpointer user_data)
+{
+  GTask *task;
+  GArray *cancelled = NULL;
+  GPtrArray *waiters = NULL;
+
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (self != g_atomic_pointer_get (&default_queue));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_task_queue_shutdown_async);
+
+  if (cancellable != NULL)
+    {
+      GSource *cancelled_source = g_cancellable_source_new (cancellable);
+
+      /* The source holds a reference on the task until it is destroyed, by
+       * its dispatch or by complete_shutdown_waiters (). */
+      g_task_attach_source (task, cancelled_source, G_SOURCE_FUNC (shutdown_cancelled_cb));
+      g_task_set_task_data (task, cancelled_source, (GDestroyNotify) g_source_unref);
+    }
+
+  g_mutex_lock (&self->mutex);
+  self->shut_down = TRUE;
+  if (cancel_pending && self->heap->len > 0)
+    {
+      cancelled = g_steal_pointer (&self->heap);
+      self->heap = g_array_sized_new (FALSE, FALSE, sizeof (SluiceTaskEntry), 0);
+      self->n_active += cancelled->len;
+    }
+  if (self->shutdown_waiters == NULL)
+    self->shutdown_waiters = g_ptr_array_new ();
+  g_ptr_array_add (self->shutdown_waiters, g_object_ref (task));
+  waiters = take_shutdown_waiters_if_idle_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  if (cancelled != NULL)
+    {
+      SluiceTaskEntry *entries = (SluiceTaskEntry *) (gpointer) cancelled->data;
+
+      for (guint i = 0; i < cancelled->len; i++)
+        {
+          g_clear_object (&entries[i].cancellable);
+          entries[i].run (entries[i].data, SLUICE_TASK_SHUT_DOWN);
+        }
+
+      g_mutex_lock (&self->mutex);
+      self->n_active -= cancelled->len;
+      if (waiters == NULL)
+        waiters = take_shutdown_waiters_if_idle_locked (self);
+      g_mutex_unlock (&self->mutex);
+
+      g_array_unref (cancelled);
+    }
+
+  complete_shutdown_waiters (waiters);
+  g_object_unref (task);
+}
+
+/**
+ * sluice_task_queue_shutdown_finish:
+ * @self: a task queue
+ * @result: the result given to the callback of
+ *   [method@Sluice.TaskQueue.shutdown_async]
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.TaskQueue.shutdown_async].
+ *
+ * This function is safe to call from any thread, normally from the
+ * callback.
+ *
+ * Returns: %TRUE once @self has no task left, %FALSE with @error set
+ *   (%G_IO_ERROR_CANCELLED) if the wait was cancelled
+ */
+gboolean
+sluice_task_queue_shutdown_finish (SluiceTaskQueue *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, sluice_task_queue_shutdown_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}

@@ -1,0 +1,1173 @@
+/* test-reorder-buffer.c: unit tests of the private reorder buffer
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-reorder-buffer-private.h"
+#include "sluice-test-util.h"
+
+#include <gio/gio.h>
+#include <string.h>
+
+/* Generous: a deadline only turns a hang into a failure. */
+#define TIMEOUT_SECONDS 60
+
+static gint64
+deadline_from_now (void)
+{
+  return g_get_monotonic_time () + TIMEOUT_SECONDS * G_USEC_PER_SEC;
+}
+
+/* Items are pointers into an array of counters: freeing one increments its
+ * own counter, so "freed exactly once, nothing twice" is checked per item. */
+static void
+counted_item_free (gpointer item)
+{
+  g_atomic_int_inc ((gint *) item);
+}
+
+static GQuark
+test_item_error_quark (void)
+{
+  return g_quark_from_static_string ("test-item-error-quark");
+}
+
+#define TEST_ITEM_ERROR (test_item_error_quark ())
+
+/* ---- a one-shot event between threads ------------------------------------ */
+
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  gboolean set;
+} Event;
+
+static void
+event_init (Event *event)
+{
+  g_mutex_init (&event->mutex);
+  g_cond_init (&event->cond);
+  event->set = FALSE;
+}
+
+static void
+event_clear (Event *event)
+{
+  g_mutex_clear (&event->mutex);
+  g_cond_clear (&event->cond);
+}
+
+static void
+event_set (Event *event)
+{
+  g_mutex_lock (&event->mutex);
+  event->set = TRUE;
+  g_cond_broadcast (&event->cond);
+  g_mutex_unlock (&event->mutex);
+}
+
+static void
+event_wait (Event *event)
+{
+  gint64 deadline = deadline_from_now ();
+
+  g_mutex_lock (&event->mutex);
+  while (!event->set)
+    {
+      if (!g_cond_wait_until (&event->cond, &event->mutex, deadline))
+        break;
+    }
+  g_assert_true (event->set);
+  g_mutex_unlock (&event->mutex);
+}
+
+/* ---- what the buffer's callbacks report ------------------------------------ */
+
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+
+  guint n_room;
+  gboolean room_flag; /* set by the room callback, cleared by its waiter */
+  guint n_settled;
+  GArray *failed_seqs; /* guint64 */
+  GPtrArray *failed_errors;
+
+  /* When set, the thread every room and failed callback must come from. */
+  GThread *consumer_thread;
+  guint n_wrong_thread;
+} Callbacks;
+
+static void
+callbacks_init (Callbacks *cb)
+{
+  memset (cb, 0, sizeof *cb);
+  g_mutex_init (&cb->mutex);
+  g_cond_init (&cb->cond);
+  cb->failed_seqs = g_array_new (FALSE, FALSE, sizeof (guint64));
+  cb->failed_errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
+}
+
+static void
+callbacks_clear (Callbacks *cb)
+{
+  g_mutex_clear (&cb->mutex);
+  g_cond_clear (&cb->cond);
+  g_array_unref (cb->failed_seqs);
+  g_ptr_array_unref (cb->failed_errors);
+}
+
+static void
+check_consumer_thread_locked (Callbacks *cb)
+{
+  if (cb->consumer_thread != NULL && cb->consumer_thread != g_thread_self ())
+    cb->n_wrong_thread++;
+}
+
+static void
+on_room (gpointer data)
+{
+  Callbacks *cb = data;
+
+  g_mutex_lock (&cb->mutex);
+  check_consumer_thread_locked (cb);
+  cb->n_room++;
+  cb->room_flag = TRUE;
+  g_cond_broadcast (&cb->cond);
+  g_mutex_unlock (&cb->mutex);
+}
+
+/* Takes ownership of @error. */
+static void
+on_failed (guint64 seq, GError *error, gpointer data)
+{
+  Callbacks *cb = data;
+
+  g_mutex_lock (&cb->mutex);
+  check_consumer_thread_locked (cb);
+  g_array_append_val (cb->failed_seqs, seq);
+  g_ptr_array_add (cb->failed_errors, error);
+  g_mutex_unlock (&cb->mutex);
+}
+
+static void
+on_settled (gpointer data)
+{
+  Callbacks *cb = data;
+
+  g_mutex_lock (&cb->mutex);
+  cb->n_settled++;
+  g_cond_broadcast (&cb->cond);
+  g_mutex_unlock (&cb->mutex);
+}
+
+static guint
+callbacks_get (Callbacks *cb, const guint *field)
+{
+  guint value;
+
+  g_mutex_lock (&cb->mutex);
+  value = *field;
+  g_mutex_unlock (&cb->mutex);
+  return value;
+}
+
+#define N_ROOM(cb) callbacks_get ((cb), &(cb)->n_room)
+#define N_SETTLED(cb) callbacks_get ((cb), &(cb)->n_settled)
+#define N_WRONG_THREAD(cb) callbacks_get ((cb), &(cb)->n_wrong_thread)
+
+static void
+set_all_callbacks (SluiceReorderBuffer *rb, Callbacks *cb)
+{
+  sluice_reorder_buffer_set_callbacks (rb, on_room, on_failed, on_settled, cb, NULL);
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+/* Reserves @n slots, each of which must fit. */
+static SluiceSlot **
+reserve_n (SluiceReorderBuffer *rb, guint n)
+{
+  SluiceSlot **slots = g_new (SluiceSlot *, n);
+
+  sluice_reorder_buffer_lock (rb);
+  for (guint i = 0; i < n; i++)
+    {
+      if (!sluice_reorder_buffer_has_room_locked (rb))
+        g_assert_true (sluice_reorder_buffer_has_room_locked (rb));
+      slots[i] = sluice_reorder_buffer_reserve_locked (rb);
+    }
+  sluice_reorder_buffer_unlock (rb);
+  return slots;
+}
+
+static gboolean
+has_room (SluiceReorderBuffer *rb)
+{
+  gboolean room;
+
+  sluice_reorder_buffer_lock (rb);
+  room = sluice_reorder_buffer_has_room_locked (rb);
+  sluice_reorder_buffer_unlock (rb);
+  return room;
+}
+
+static gboolean
+is_closed (SluiceReorderBuffer *rb)
+{
+  gboolean closed;
+
+  sluice_reorder_buffer_lock (rb);
+  closed = sluice_reorder_buffer_is_closed_locked (rb);
+  sluice_reorder_buffer_unlock (rb);
+  return closed;
+}
+
+static void
+expect_next_item (SluiceReorderBuffer *rb, gpointer expected)
+{
+  g_autoptr (GError) error = NULL;
+  gpointer item = NULL;
+
+  g_assert_true (sluice_reorder_buffer_next (rb, &item, &error));
+  g_assert_no_error (error);
+  g_assert_true (item == expected);
+}
+
+static void
+expect_next_end (SluiceReorderBuffer *rb)
+{
+  g_autoptr (GError) error = NULL;
+  gpointer item = NULL;
+
+  g_assert_false (sluice_reorder_buffer_next (rb, &item, &error));
+  g_assert_no_error (error);
+  g_assert_null (item);
+}
+
+static void
+expect_next_error (SluiceReorderBuffer *rb, GQuark domain, int code, const char *message)
+{
+  g_autoptr (GError) error = NULL;
+  gpointer item = NULL;
+
+  g_assert_false (sluice_reorder_buffer_next (rb, &item, &error));
+  g_assert_error (error, domain, code);
+  g_assert_cmpstr (error->message, ==, message);
+  g_assert_null (item);
+}
+
+/* A consumer thread that takes everything until the end and checks that
+ * item i is GUINT_TO_POINTER (i + 1). */
+typedef struct
+{
+  SluiceReorderBuffer *rb;
+  guint n_received;
+  guint n_bad_order;
+  guint64 max_live;
+  GError *error;
+} SequenceConsumer;
+
+static gpointer
+sequence_consumer_thread (gpointer data)
+{
+  SequenceConsumer *consumer = data;
+  gpointer item = NULL;
+
+  while (sluice_reorder_buffer_next (consumer->rb, &item, &consumer->error))
+    {
+      /* From the consumer thread the count is exact: only this thread
+       * lowers it. */
+      guint64 live = sluice_reorder_buffer_get_n_live (consumer->rb);
+
+      consumer->max_live = MAX (consumer->max_live, live);
+      if (GPOINTER_TO_UINT (item) != consumer->n_received + 1)
+        consumer->n_bad_order++;
+      consumer->n_received++;
+    }
+  return NULL;
+}
+
+/* ---- 1. completion in reverse order ----------------------------------------- */
+
+static void
+test_reverse (gconstpointer data)
+{
+  gboolean threaded = GPOINTER_TO_INT (data);
+  guint n = sluice_test_scale (100000, 50);
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (n, NULL, NULL);
+  SequenceConsumer consumer = { rb };
+  GThread *thread = NULL;
+  SluiceSlot **slots;
+
+  g_assert_cmpuint (sluice_reorder_buffer_get_window (rb), ==, n);
+
+  if (threaded)
+    thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+
+  slots = reserve_n (rb, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (slots[i]->seq, ==, i);
+  g_assert_false (has_room (rb));
+  /* With a consumer thread, it may already wait; it has taken nothing. */
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, n);
+
+  /* The last first: every item waits for the first one. */
+  for (guint i = n; i-- > 0;)
+    g_assert_true (sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL));
+  g_assert_true (sluice_reorder_buffer_end (rb));
+  g_assert_false (sluice_reorder_buffer_end (rb));
+  g_assert_true (is_closed (rb));
+
+  if (threaded)
+    g_thread_join (thread);
+  else
+    sequence_consumer_thread (&consumer);
+
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  g_assert_cmpuint (consumer.n_received, ==, n);
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 0);
+  g_assert_true (sluice_reorder_buffer_consumer_finished (rb));
+  g_assert_true (sluice_reorder_buffer_is_settled (rb));
+  g_assert_false (sluice_reorder_buffer_is_aborted (rb));
+  g_assert_null (sluice_reorder_buffer_get_abort_error (rb));
+  /* The end is sticky. */
+  expect_next_end (rb);
+
+  g_free (slots);
+  sluice_reorder_buffer_unref (rb);
+}
+
+/* ---- 2. the window and the room callback ------------------------------------ */
+
+static void
+test_window (void)
+{
+  static const guint windows[] = { 10, 7, 1 };
+
+  for (guint w = 0; w < G_N_ELEMENTS (windows); w++)
+    {
+      guint window = windows[w];
+      guint low_water = window / 2;
+      SluiceReorderBuffer *rb = sluice_reorder_buffer_new (window, NULL, NULL);
+      Callbacks cb;
+      guint next_value = 1;
+
+      g_test_message ("window %u", window);
+      callbacks_init (&cb);
+      cb.consumer_thread = g_thread_self ();
+      set_all_callbacks (rb, &cb);
+
+      /* Two full rounds: the room request re-arms after it fired. */
+      for (guint round = 1; round <= 2; round++)
+        {
+          SluiceSlot **slots = g_new (SluiceSlot *, window);
+
+          sluice_reorder_buffer_lock (rb);
+          for (guint i = 0; i < window; i++)
+            {
+              /* Room up to the window, exactly. */
+              g_assert_true (sluice_reorder_buffer_has_room_locked (rb));
+              slots[i] = sluice_reorder_buffer_reserve_locked (rb);
+            }
+          g_assert_false (sluice_reorder_buffer_has_room_locked (rb));
+          sluice_reorder_buffer_unlock (rb);
+          g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, window);
+
+          for (guint i = 0; i < window; i++)
+            g_assert_true (
+                sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (next_value + i), NULL));
+          /* Completing is not consuming: still no room, no call. */
+          g_assert_false (has_room (rb));
+          g_assert_cmpuint (N_ROOM (&cb), ==, round - 1);
+
+          for (guint taken = 1; taken <= window; taken++)
+            {
+              expect_next_item (rb, GUINT_TO_POINTER (next_value++));
+              /* Called once, when the live items fell to the low-water mark. */
+              g_assert_cmpuint (N_ROOM (&cb), ==, window - taken <= low_water ? round : round - 1);
+            }
+          g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 0);
+          g_free (slots);
+        }
+
+      /* Never asked (the window never filled): never called. */
+      {
+        SluiceSlot **slots = reserve_n (rb, window - 1);
+
+        g_assert_true (has_room (rb));
+        for (guint i = 0; i < window - 1; i++)
+          g_assert_true (
+              sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (next_value + i), NULL));
+        for (guint i = 0; i < window - 1; i++)
+          expect_next_item (rb, GUINT_TO_POINTER (next_value++));
+        g_free (slots);
+      }
+      g_assert_cmpuint (N_ROOM (&cb), ==, 2);
+      g_assert_cmpuint (N_WRONG_THREAD (&cb), ==, 0);
+      g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+
+      g_assert_true (sluice_reorder_buffer_end (rb));
+      expect_next_end (rb);
+      sluice_reorder_buffer_unref (rb);
+      callbacks_clear (&cb);
+    }
+}
+
+/* ---- 3. a failed slot ends the stream ---------------------------------------- */
+
+static void
+test_failed_slot (void)
+{
+  gint freed[10] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (16, counted_item_free, NULL);
+  SluiceSlot **slots = reserve_n (rb, 10);
+  const GError *abort_error;
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+
+  /* Backwards, all but the last; slot 5 fails. */
+  for (guint i = 9; i-- > 0;)
+    {
+      if (i == 5)
+        g_assert_true (sluice_reorder_buffer_complete (
+            slots[i], NULL,
+            g_error_new_literal (G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "slot 5 is bad")));
+      else
+        g_assert_true (sluice_reorder_buffer_complete (slots[i], &freed[i], NULL));
+    }
+
+  /* What comes before the failure is delivered. */
+  for (guint i = 0; i < 5; i++)
+    expect_next_item (rb, &freed[i]);
+  /* Then the failure, every time. */
+  expect_next_error (rb, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "slot 5 is bad");
+  expect_next_error (rb, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "slot 5 is bad");
+  g_assert_true (sluice_reorder_buffer_consumer_finished (rb));
+
+  /* It stopped everything: the failure is the abort error. */
+  g_assert_true (sluice_reorder_buffer_is_aborted (rb));
+  g_assert_true (is_closed (rb));
+  abort_error = sluice_reorder_buffer_get_abort_error (rb);
+  g_assert_error ((GError *) abort_error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_cmpstr (abort_error->message, ==, "slot 5 is bad");
+  g_assert_true (g_cancellable_is_cancelled (sluice_reorder_buffer_get_cancellable (rb)));
+
+  /* Delivered items are the consumer's; those after the failure were
+   * freed, once. */
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpint (freed[i], ==, 0);
+  for (guint i = 6; i < 9; i++)
+    g_assert_cmpint (freed[i], ==, 1);
+
+  /* The slot still pending is abandoned: its late result is freed. */
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+  g_assert_false (sluice_reorder_buffer_is_settled (rb));
+  g_assert_false (sluice_reorder_buffer_complete (slots[9], &freed[9], NULL));
+  g_assert_cmpint (freed[9], ==, 1);
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 1);
+  g_assert_true (sluice_reorder_buffer_is_settled (rb));
+
+  sluice_reorder_buffer_unref (rb);
+  for (guint i = 0; i < 10; i++)
+    g_assert_cmpint (freed[i], ==, i <= 5 ? 0 : 1);
+  g_assert_cmpuint (cb.n_settled, ==, 1);
+  g_free (slots);
+  callbacks_clear (&cb);
+}
+
+/* ---- 4. skip-failed mode ------------------------------------------------------ */
+
+static gboolean
+is_failing_seq (guint seq)
+{
+  return seq == 0 || seq == 3 || seq == 7 || seq == 8 || seq == 19;
+}
+
+static void
+test_skip_failed (gconstpointer data)
+{
+  gboolean with_callback = GPOINTER_TO_INT (data);
+  static const guint64 failing[] = { 0, 3, 7, 8, 19 };
+  const guint n = 20;
+  gint freed[20] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (32, counted_item_free, NULL);
+  SluiceSlot **slots;
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  cb.consumer_thread = g_thread_self ();
+  if (with_callback)
+    set_all_callbacks (rb, &cb);
+  g_assert_false (sluice_reorder_buffer_get_skip_failed (rb));
+  sluice_reorder_buffer_set_skip_failed (rb, TRUE);
+  g_assert_true (sluice_reorder_buffer_get_skip_failed (rb));
+
+  slots = reserve_n (rb, n);
+  for (guint i = n; i-- > 0;)
+    {
+      if (is_failing_seq (i))
+        g_assert_true (sluice_reorder_buffer_complete (
+            slots[i], NULL, g_error_new (TEST_ITEM_ERROR, (int) i, "item %u failed", i)));
+      else
+        g_assert_true (sluice_reorder_buffer_complete (slots[i], &freed[i], NULL));
+    }
+  g_assert_true (sluice_reorder_buffer_end (rb));
+
+  /* Every good item, in order; then a clean end. */
+  for (guint i = 0; i < n; i++)
+    {
+      if (!is_failing_seq (i))
+        expect_next_item (rb, &freed[i]);
+    }
+  expect_next_end (rb);
+  g_assert_false (sluice_reorder_buffer_is_aborted (rb));
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 0);
+  g_assert_true (has_room (rb));
+
+  /* Each failure reported once, in order, with its own error. */
+  if (with_callback)
+    {
+      g_assert_cmpuint (cb.failed_seqs->len, ==, G_N_ELEMENTS (failing));
+      for (guint i = 0; i < G_N_ELEMENTS (failing); i++)
+        {
+          GError *error = g_ptr_array_index (cb.failed_errors, i);
+          g_autofree char *message = g_strdup_printf ("item %u failed", (guint) failing[i]);
+
+          g_assert_cmpuint (g_array_index (cb.failed_seqs, guint64, i), ==, failing[i]);
+          g_assert_error (error, TEST_ITEM_ERROR, (int) failing[i]);
+          g_assert_cmpstr (error->message, ==, message);
+        }
+      g_assert_cmpuint (N_WRONG_THREAD (&cb), ==, 0);
+    }
+  else
+    {
+      g_assert_cmpuint (cb.failed_seqs->len, ==, 0);
+    }
+
+  sluice_reorder_buffer_unref (rb);
+  /* Delivered items are the consumer's: nothing was freed. */
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpint (freed[i], ==, 0);
+  g_free (slots);
+  callbacks_clear (&cb);
+}
+
+/* ---- 5. abort with pending slots --------------------------------------------- */
+
+static void
+test_abort_pending (void)
+{
+  gint freed[6] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, counted_item_free, NULL);
+  SluiceSlot **slots = reserve_n (rb, 6);
+  g_autoptr (GError) stop_error = NULL;
+  g_autoptr (GError) other_error = NULL;
+  const GError *abort_error;
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+
+  g_assert_true (sluice_reorder_buffer_complete (slots[0], &freed[0], NULL));
+  g_assert_true (sluice_reorder_buffer_complete (slots[1], &freed[1], NULL));
+  g_assert_true (sluice_reorder_buffer_complete (slots[3], &freed[3], NULL));
+
+  stop_error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped by the test");
+  g_assert_true (sluice_reorder_buffer_abort (rb, stop_error));
+  g_clear_error (&stop_error); /* the buffer keeps a copy */
+
+  /* Completed items are freed at once; nothing settled, 3 slots pending. */
+  g_assert_cmpint (freed[0], ==, 1);
+  g_assert_cmpint (freed[1], ==, 1);
+  g_assert_cmpint (freed[3], ==, 1);
+  g_assert_true (sluice_reorder_buffer_is_aborted (rb));
+  g_assert_true (is_closed (rb));
+  g_assert_true (g_cancellable_is_cancelled (sluice_reorder_buffer_get_cancellable (rb)));
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+  g_assert_false (sluice_reorder_buffer_is_settled (rb));
+
+  /* A second abort does nothing: the first error stays. */
+  other_error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "second abort");
+  g_assert_false (sluice_reorder_buffer_abort (rb, other_error));
+  g_assert_false (sluice_reorder_buffer_end (rb));
+  abort_error = sluice_reorder_buffer_get_abort_error (rb);
+  g_assert_error ((GError *) abort_error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpstr (abort_error->message, ==, "stopped by the test");
+
+  /* Late results are refused and freed; settled only after the last. */
+  g_assert_false (sluice_reorder_buffer_complete (slots[4], &freed[4], NULL));
+  g_assert_cmpint (freed[4], ==, 1);
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+  g_assert_false (sluice_reorder_buffer_complete (
+      slots[2], NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "late failure")));
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+  g_assert_false (sluice_reorder_buffer_is_settled (rb));
+  g_assert_false (sluice_reorder_buffer_complete (slots[5], &freed[5], NULL));
+  g_assert_cmpint (freed[5], ==, 1);
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 1);
+  g_assert_true (sluice_reorder_buffer_is_settled (rb));
+
+  /* The consumer sees the abort error. */
+  expect_next_error (rb, G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped by the test");
+  g_assert_true (sluice_reorder_buffer_consumer_finished (rb));
+
+  sluice_reorder_buffer_unref (rb);
+  g_assert_cmpuint (cb.n_settled, ==, 1);
+  for (guint i = 0; i < 6; i++)
+    g_assert_cmpint (freed[i], ==, i == 2 ? 0 : 1);
+  g_free (slots);
+  callbacks_clear (&cb);
+}
+
+/* A quiet abort (no error) with nothing pending settles at once; the
+ * consumer just ends. */
+static void
+test_abort_quiet (void)
+{
+  gint freed[3] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (4, counted_item_free, NULL);
+  SluiceSlot **slots = reserve_n (rb, 3);
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+  for (guint i = 0; i < 3; i++)
+    g_assert_true (sluice_reorder_buffer_complete (slots[i], &freed[i], NULL));
+  expect_next_item (rb, &freed[0]);
+
+  g_assert_true (sluice_reorder_buffer_abort (rb, NULL));
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 1);
+  g_assert_true (sluice_reorder_buffer_is_settled (rb));
+  g_assert_null (sluice_reorder_buffer_get_abort_error (rb));
+
+  /* The consumer's batch held items 1 and 2: freed, not handed out. */
+  expect_next_end (rb);
+  g_assert_cmpint (freed[0], ==, 0);
+  g_assert_cmpint (freed[1], ==, 1);
+  g_assert_cmpint (freed[2], ==, 1);
+
+  sluice_reorder_buffer_unref (rb);
+  g_assert_cmpint (freed[1], ==, 1);
+  g_assert_cmpint (freed[2], ==, 1);
+  g_assert_cmpuint (cb.n_settled, ==, 1);
+  g_free (slots);
+  callbacks_clear (&cb);
+}
+
+/* consumer_done() before the end stops the buffer quietly. */
+static void
+test_consumer_done (void)
+{
+  gint freed[4] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (4, counted_item_free, NULL);
+  SluiceSlot **slots = reserve_n (rb, 4);
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+  g_assert_true (sluice_reorder_buffer_complete (slots[0], &freed[0], NULL));
+  g_assert_true (sluice_reorder_buffer_complete (slots[1], &freed[1], NULL));
+  expect_next_item (rb, &freed[0]);
+
+  sluice_reorder_buffer_consumer_done (rb);
+  g_assert_true (sluice_reorder_buffer_is_aborted (rb));
+  g_assert_null (sluice_reorder_buffer_get_abort_error (rb));
+  g_assert_cmpint (freed[1], ==, 1);
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+
+  g_assert_false (sluice_reorder_buffer_complete (slots[3], &freed[3], NULL));
+  g_assert_false (sluice_reorder_buffer_complete (slots[2], &freed[2], NULL));
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 1);
+
+  sluice_reorder_buffer_unref (rb);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpint (freed[i], ==, i == 0 ? 0 : 1);
+  g_free (slots);
+  callbacks_clear (&cb);
+}
+
+/* An abort racing with completions and a consumer: every item is either
+ * delivered (in order, a prefix) or freed by the buffer, exactly once, and
+ * the settled callback comes exactly once. */
+
+typedef struct
+{
+  SluiceSlot **slots;
+  gint *freed;
+  guint first;
+  guint n;
+  gboolean backwards;
+  Event *start;
+} Completer;
+
+static gpointer
+completer_thread (gpointer data)
+{
+  Completer *completer = data;
+
+  event_wait (completer->start);
+  for (guint k = 0; k < completer->n; k++)
+    {
+      guint i = completer->first + (completer->backwards ? completer->n - 1 - k : k);
+
+      sluice_reorder_buffer_complete (completer->slots[i], &completer->freed[i], NULL);
+    }
+  return NULL;
+}
+
+typedef struct
+{
+  SluiceReorderBuffer *rb;
+  gint *freed;
+  guint n_received;
+  guint n_bad_order;
+  gboolean result;
+  GError *error;
+} PrefixConsumer;
+
+static gpointer
+prefix_consumer_thread (gpointer data)
+{
+  PrefixConsumer *consumer = data;
+  gpointer item = NULL;
+
+  while ((consumer->result = sluice_reorder_buffer_next (consumer->rb, &item, &consumer->error)))
+    {
+      if (item != &consumer->freed[consumer->n_received])
+        consumer->n_bad_order++;
+      consumer->n_received++;
+      /* The consumer frees what it got, with the same counter. */
+      counted_item_free (item);
+    }
+  return NULL;
+}
+
+static void
+test_abort_concurrent (void)
+{
+  enum
+  {
+    N_SLOTS = 64
+  };
+  guint n_rounds = sluice_test_scale (300, 15);
+  guint n_delivered_total = 0;
+
+  for (guint round = 0; round < n_rounds; round++)
+    {
+      gint freed[N_SLOTS] = { 0 };
+      SluiceReorderBuffer *rb = sluice_reorder_buffer_new (N_SLOTS, counted_item_free, NULL);
+      SluiceSlot **slots = reserve_n (rb, N_SLOTS);
+      g_autoptr (GError) stop_error =
+          g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "abort race");
+      Event start;
+      Completer completers[2] = {
+        { slots, freed, 0, N_SLOTS / 2, FALSE, &start },
+        { slots, freed, N_SLOTS / 2, N_SLOTS / 2, TRUE, &start },
+      };
+      PrefixConsumer consumer = { rb, freed };
+      GThread *threads[3];
+      Callbacks cb;
+
+      callbacks_init (&cb);
+      set_all_callbacks (rb, &cb);
+      event_init (&start);
+      threads[0] = g_thread_new ("consumer", prefix_consumer_thread, &consumer);
+      threads[1] = g_thread_new ("completer", completer_thread, &completers[0]);
+      threads[2] = g_thread_new ("completer", completer_thread, &completers[1]);
+
+      event_set (&start);
+      /* Vary how far the completions got before the abort. */
+      for (guint spin = 0; spin < (round % 8) * 200; spin++)
+        g_thread_yield ();
+      g_assert_true (sluice_reorder_buffer_abort (rb, stop_error));
+
+      for (guint t = 0; t < 3; t++)
+        g_thread_join (threads[t]);
+
+      g_assert_false (consumer.result);
+      g_assert_error (consumer.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+      n_delivered_total += consumer.n_received;
+
+      for (guint i = 0; i < N_SLOTS; i++)
+        g_assert_cmpint (freed[i], ==, 1);
+      g_assert_cmpuint (N_SETTLED (&cb), ==, 1);
+      g_assert_true (sluice_reorder_buffer_is_settled (rb));
+
+      sluice_reorder_buffer_unref (rb);
+      for (guint i = 0; i < N_SLOTS; i++)
+        g_assert_cmpint (freed[i], ==, 1);
+      g_clear_error (&consumer.error);
+      event_clear (&start);
+      callbacks_clear (&cb);
+      g_free (slots);
+    }
+  g_test_message ("%u items delivered before the aborts", n_delivered_total);
+}
+
+/* ---- 6. pause holds delivery --------------------------------------------------- */
+
+typedef struct
+{
+  SluiceReorderBuffer *rb;
+  GMutex mutex;
+  GArray *items; /* guint values received */
+  gboolean result;
+  GError *error;
+  Event started;
+} RecordingConsumer;
+
+static gpointer
+recording_consumer_thread (gpointer data)
+{
+  RecordingConsumer *consumer = data;
+  gpointer item = NULL;
+
+  event_set (&consumer->started);
+  while ((consumer->result = sluice_reorder_buffer_next (consumer->rb, &item, &consumer->error)))
+    {
+      guint value = GPOINTER_TO_UINT (item);
+
+      g_mutex_lock (&consumer->mutex);
+      g_array_append_val (consumer->items, value);
+      g_mutex_unlock (&consumer->mutex);
+    }
+  return NULL;
+}
+
+static guint
+recording_consumer_count (RecordingConsumer *consumer)
+{
+  guint n;
+
+  g_mutex_lock (&consumer->mutex);
+  n = consumer->items->len;
+  g_mutex_unlock (&consumer->mutex);
+  return n;
+}
+
+/* @ready_first: the items are complete before the consumer starts;
+ * otherwise they arrive while it waits for them. */
+static void
+test_pause (gconstpointer data)
+{
+  gboolean ready_first = GPOINTER_TO_INT (data);
+  const guint n = 10;
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (16, NULL, NULL);
+  RecordingConsumer consumer = { rb };
+  SluiceSlot **slots;
+  GThread *thread;
+
+  g_mutex_init (&consumer.mutex);
+  consumer.items = g_array_new (FALSE, FALSE, sizeof (guint));
+  event_init (&consumer.started);
+
+  if (ready_first)
+    {
+      slots = reserve_n (rb, n);
+      for (guint i = 0; i < n; i++)
+        g_assert_true (sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL));
+      sluice_reorder_buffer_set_paused (rb, TRUE);
+      thread = g_thread_new ("consumer", recording_consumer_thread, &consumer);
+      event_wait (&consumer.started);
+    }
+  else
+    {
+      thread = g_thread_new ("consumer", recording_consumer_thread, &consumer);
+      event_wait (&consumer.started);
+      /* Let it go to sleep waiting for the head (it has nothing either
+       * way). */
+      g_usleep (20 * 1000);
+      sluice_reorder_buffer_set_paused (rb, TRUE);
+      slots = reserve_n (rb, n);
+      for (guint i = 0; i < n; i++)
+        g_assert_true (sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL));
+    }
+  g_assert_true (sluice_reorder_buffer_end (rb));
+
+  /* "Nothing happened" check: paused, the consumer gets nothing. */
+  g_usleep (100 * 1000);
+  g_assert_cmpuint (recording_consumer_count (&consumer), ==, 0);
+  g_assert_false (sluice_reorder_buffer_consumer_finished (rb));
+
+  sluice_reorder_buffer_set_paused (rb, FALSE);
+  g_thread_join (thread);
+
+  g_assert_false (consumer.result);
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.items->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (consumer.items, guint, i), ==, i + 1);
+
+  g_free (slots);
+  g_array_unref (consumer.items);
+  g_mutex_clear (&consumer.mutex);
+  event_clear (&consumer.started);
+  sluice_reorder_buffer_unref (rb);
+}
+
+/* ---- 7. concurrency stress ------------------------------------------------------ */
+
+#define STRESS_WINDOW 64
+/* Every FAIL_PERIOD-th item fails in the skip-failed variant. */
+#define FAIL_PERIOD 97
+
+static SluiceSlot stress_sentinel;
+
+typedef struct
+{
+  GAsyncQueue *queue;
+  gboolean with_failures;
+  guint32 seed;
+  guint n_refused; /* completions that returned FALSE: must stay 0 */
+} StressCompleter;
+
+static void
+stress_complete (StressCompleter *completer, SluiceSlot *slot)
+{
+  guint64 seq = slot->seq; /* read before the slot is handed over */
+
+  if (completer->with_failures && seq % FAIL_PERIOD == FAIL_PERIOD - 1)
+    {
+      if (!sluice_reorder_buffer_complete (
+              slot, NULL, g_error_new (TEST_ITEM_ERROR, 1, "item %" G_GUINT64_FORMAT, seq)))
+        completer->n_refused++;
+    }
+  else
+    {
+      if (!sluice_reorder_buffer_complete (slot, GUINT_TO_POINTER ((guint) seq + 1), NULL))
+        completer->n_refused++;
+    }
+}
+
+static gpointer
+stress_completer_thread (gpointer data)
+{
+  StressCompleter *completer = data;
+  g_autoptr (GRand) rng = g_rand_new_with_seed (completer->seed);
+
+  for (;;)
+    {
+      SluiceSlot *a =
+          g_async_queue_timeout_pop (completer->queue, (guint64) TIMEOUT_SECONDS * G_USEC_PER_SEC);
+      SluiceSlot *b;
+      guint32 dice;
+
+      g_assert_nonnull (a);
+      if (a == &stress_sentinel)
+        break;
+
+      /* Take a second slot if one is there (never wait for it: the owner
+       * may need the first one completed to get room for more) and complete
+       * the two in random order. */
+      b = g_async_queue_try_pop (completer->queue);
+      dice = g_rand_int (rng);
+      if ((dice & 0x3ff) == 0)
+        g_usleep (g_rand_int_range (rng, 0, 4));
+      if (b == &stress_sentinel)
+        {
+          stress_complete (completer, a);
+          break;
+        }
+      if (b != NULL && (dice & 0x400))
+        {
+          stress_complete (completer, b);
+          stress_complete (completer, a);
+        }
+      else
+        {
+          stress_complete (completer, a);
+          if (b != NULL)
+            stress_complete (completer, b);
+        }
+    }
+  return NULL;
+}
+
+typedef struct
+{
+  SluiceReorderBuffer *rb;
+  gboolean with_failures;
+  guint n_received;
+  guint n_bad_order;
+  guint64 next_seq; /* expected sequence number of the next good item */
+  guint64 max_live;
+  GError *error;
+} StressConsumer;
+
+static gboolean
+stress_seq_fails (gboolean with_failures, guint64 seq)
+{
+  return with_failures && seq % FAIL_PERIOD == FAIL_PERIOD - 1;
+}
+
+static gpointer
+stress_consumer_thread (gpointer data)
+{
+  StressConsumer *consumer = data;
+  gpointer item = NULL;
+
+  while (sluice_reorder_buffer_next (consumer->rb, &item, &consumer->error))
+    {
+      guint64 live = sluice_reorder_buffer_get_n_live (consumer->rb);
+
+      consumer->max_live = MAX (consumer->max_live, live);
+      while (stress_seq_fails (consumer->with_failures, consumer->next_seq))
+        consumer->next_seq++;
+      if (GPOINTER_TO_UINT (item) != consumer->next_seq + 1)
+        consumer->n_bad_order++;
+      consumer->next_seq++;
+      consumer->n_received++;
+    }
+  return NULL;
+}
+
+static void
+test_stress (gconstpointer data)
+{
+  gboolean with_failures = GPOINTER_TO_INT (data);
+  guint n = sluice_test_scale (1000000, 50);
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (STRESS_WINDOW, NULL, NULL);
+  GAsyncQueue *queue = g_async_queue_new ();
+  StressCompleter completers[2] = {
+    { queue, with_failures, g_test_rand_int () },
+    { queue, with_failures, g_test_rand_int () },
+  };
+  StressConsumer consumer = { rb, with_failures };
+  GThread *completer_threads[2];
+  GThread *consumer_thread;
+  guint64 max_live = 0;
+  guint n_room_waits = 0;
+  guint n_failing = 0;
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+  sluice_reorder_buffer_set_skip_failed (rb, with_failures);
+
+  /* The room and failed callbacks must come from the consumer thread: hold
+   * the lock while it is created, so none can run before it is known. */
+  g_mutex_lock (&cb.mutex);
+  consumer_thread = g_thread_new ("consumer", stress_consumer_thread, &consumer);
+  cb.consumer_thread = consumer_thread;
+  g_mutex_unlock (&cb.mutex);
+  for (guint t = 0; t < 2; t++)
+    completer_threads[t] = g_thread_new ("completer", stress_completer_thread, &completers[t]);
+
+  for (guint64 seq = 0; seq < n; seq++)
+    {
+      SluiceSlot *slot;
+      guint64 live;
+
+      for (;;)
+        {
+          gint64 deadline;
+
+          /* Clear the flag before asking: a callback after the question
+           * sets it again, so no wake-up is lost. */
+          g_mutex_lock (&cb.mutex);
+          cb.room_flag = FALSE;
+          g_mutex_unlock (&cb.mutex);
+
+          sluice_reorder_buffer_lock (rb);
+          if (sluice_reorder_buffer_has_room_locked (rb))
+            {
+              slot = sluice_reorder_buffer_reserve_locked (rb);
+              /* Only this thread adds: exact at the moment of reading. */
+              live = sluice_reorder_buffer_get_n_live (rb);
+              sluice_reorder_buffer_unlock (rb);
+              break;
+            }
+          sluice_reorder_buffer_unlock (rb);
+
+          n_room_waits++;
+          deadline = deadline_from_now ();
+          g_mutex_lock (&cb.mutex);
+          while (!cb.room_flag)
+            {
+              if (!g_cond_wait_until (&cb.cond, &cb.mutex, deadline))
+                break;
+            }
+          g_assert_true (cb.room_flag);
+          g_mutex_unlock (&cb.mutex);
+        }
+
+      if (slot->seq != seq)
+        g_assert_cmpuint (slot->seq, ==, seq);
+      max_live = MAX (max_live, live);
+      if (stress_seq_fails (with_failures, seq))
+        n_failing++;
+      g_async_queue_push (queue, slot);
+    }
+  g_assert_true (sluice_reorder_buffer_end (rb));
+  g_async_queue_push (queue, &stress_sentinel);
+  g_async_queue_push (queue, &stress_sentinel);
+
+  for (guint t = 0; t < 2; t++)
+    g_thread_join (completer_threads[t]);
+  g_thread_join (consumer_thread);
+
+  g_test_message ("%u room waits, %u room callbacks", n_room_waits, cb.n_room);
+
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  g_assert_cmpuint (consumer.n_received, ==, n - n_failing);
+  g_assert_cmpuint (completers[0].n_refused + completers[1].n_refused, ==, 0);
+  /* Live items never exceeded the window, seen from either side. */
+  g_assert_cmpuint (max_live, <=, STRESS_WINDOW);
+  g_assert_cmpuint (consumer.max_live, <=, STRESS_WINDOW);
+  g_assert_cmpuint (cb.n_wrong_thread, ==, 0);
+  g_assert_cmpuint (cb.n_settled, ==, 0);
+  g_assert_true (sluice_reorder_buffer_is_settled (rb));
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 0);
+
+  /* In skip-failed mode, each failure was reported once, in order. */
+  g_assert_cmpuint (cb.failed_seqs->len, ==, n_failing);
+  for (guint i = 0; i < cb.failed_seqs->len; i++)
+    {
+      GError *error = g_ptr_array_index (cb.failed_errors, i);
+      guint64 seq = g_array_index (cb.failed_seqs, guint64, i);
+
+      if (seq != (guint64) i * FAIL_PERIOD + FAIL_PERIOD - 1)
+        g_assert_cmpuint (seq, ==, (guint64) i * FAIL_PERIOD + FAIL_PERIOD - 1);
+      g_assert_error (error, TEST_ITEM_ERROR, 1);
+    }
+
+  g_async_queue_unref (queue);
+  sluice_reorder_buffer_unref (rb);
+  callbacks_clear (&cb);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_data_func ("/reorder-buffer/reverse", GINT_TO_POINTER (FALSE), test_reverse);
+  g_test_add_data_func ("/reorder-buffer/reverse-threaded", GINT_TO_POINTER (TRUE), test_reverse);
+  g_test_add_func ("/reorder-buffer/window", test_window);
+  g_test_add_func ("/reorder-buffer/failed-slot", test_failed_slot);
+  g_test_add_data_func ("/reorder-buffer/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
+  g_test_add_data_func ("/reorder-buffer/skip-failed-no-callback", GINT_TO_POINTER (FALSE),
+                        test_skip_failed);
+  g_test_add_func ("/reorder-buffer/abort-pending", test_abort_pending);
+  g_test_add_func ("/reorder-buffer/abort-quiet", test_abort_quiet);
+  g_test_add_func ("/reorder-buffer/consumer-done", test_consumer_done);
+  g_test_add_func ("/reorder-buffer/abort-concurrent", test_abort_concurrent);
+  g_test_add_data_func ("/reorder-buffer/pause", GINT_TO_POINTER (TRUE), test_pause);
+  g_test_add_data_func ("/reorder-buffer/pause-while-waiting", GINT_TO_POINTER (FALSE), test_pause);
+  g_test_add_data_func ("/reorder-buffer/stress", GINT_TO_POINTER (FALSE), test_stress);
+  g_test_add_data_func ("/reorder-buffer/stress-skip-failed", GINT_TO_POINTER (TRUE), test_stress);
+
+  return g_test_run ();
+}

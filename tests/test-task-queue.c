@@ -1,0 +1,1239 @@
+/* test-task-queue.c: tests of SluiceTaskQueue
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-task-queue-private.h"
+#include "sluice-test-util.h"
+
+#include <string.h>
+
+#define TIMEOUT_SECONDS 30
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static gboolean
+tick_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* Iterates the default main context until @cond holds, waking up often so
+ * that state changed by worker threads is seen; fails after a deadline
+ * instead of hanging. */
+#define WAIT_UNTIL(cond)                                                                           \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    gint64 wait_deadline_ = g_get_monotonic_time () + TIMEOUT_SECONDS * G_USEC_PER_SEC;            \
+    guint wait_tick_ = g_timeout_add (2, tick_cb, NULL);                                           \
+    while (!(cond) && g_get_monotonic_time () < wait_deadline_)                                    \
+      g_main_context_iteration (NULL, TRUE);                                                       \
+    g_source_remove (wait_tick_);                                                                  \
+    if (!(cond))                                                                                   \
+      g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,                            \
+                           "timed out waiting for: " #cond);                                       \
+  }                                                                                                \
+  G_STMT_END
+
+/* Iterates the default main context for @msec milliseconds: lets anything
+ * that should not happen have its chance to happen. */
+static void
+iterate_for (guint msec)
+{
+  gint64 deadline = g_get_monotonic_time () + msec * 1000;
+  guint tick = g_timeout_add (2, tick_cb, NULL);
+
+  while (g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (tick);
+}
+
+/* A gate that blocking tasks pass: they wait inside until given a permit or
+ * until the gate opens, and it counts how many are inside at once. */
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  guint started;
+  guint current;
+  guint max_current;
+  guint permits;
+  gboolean open;
+} Gate;
+
+static void
+gate_init (Gate *gate)
+{
+  memset (gate, 0, sizeof *gate);
+  g_mutex_init (&gate->mutex);
+  g_cond_init (&gate->cond);
+}
+
+static void
+gate_clear (Gate *gate)
+{
+  g_mutex_clear (&gate->mutex);
+  g_cond_clear (&gate->cond);
+}
+
+static void
+gate_pass (Gate *gate)
+{
+  g_mutex_lock (&gate->mutex);
+  gate->started++;
+  gate->current++;
+  gate->max_current = MAX (gate->max_current, gate->current);
+  while (!gate->open && gate->permits == 0)
+    g_cond_wait (&gate->cond, &gate->mutex);
+  if (!gate->open)
+    gate->permits--;
+  gate->current--;
+  g_mutex_unlock (&gate->mutex);
+}
+
+static guint
+gate_get (Gate *gate, const guint *field)
+{
+  guint value;
+
+  g_mutex_lock (&gate->mutex);
+  value = *field;
+  g_mutex_unlock (&gate->mutex);
+  return value;
+}
+
+#define GATE_STARTED(gate) gate_get ((gate), &(gate)->started)
+#define GATE_CURRENT(gate) gate_get ((gate), &(gate)->current)
+#define GATE_MAX_CURRENT(gate) gate_get ((gate), &(gate)->max_current)
+
+static void
+gate_reset_max_current (Gate *gate)
+{
+  g_mutex_lock (&gate->mutex);
+  gate->max_current = gate->current;
+  g_mutex_unlock (&gate->mutex);
+}
+
+static void
+gate_grant (Gate *gate, guint n_permits)
+{
+  g_mutex_lock (&gate->mutex);
+  gate->permits += n_permits;
+  g_cond_broadcast (&gate->cond);
+  g_mutex_unlock (&gate->mutex);
+}
+
+static void
+gate_open (Gate *gate)
+{
+  g_mutex_lock (&gate->mutex);
+  gate->open = TRUE;
+  g_cond_broadcast (&gate->cond);
+  g_mutex_unlock (&gate->mutex);
+}
+
+static gpointer
+gate_thread_func (GCancellable *cancellable, gpointer data, GError **error)
+{
+  gate_pass (data);
+  return NULL;
+}
+
+/* The result of one run_async. */
+typedef struct
+{
+  guint n_completed;
+  gpointer result;
+  GError *error;
+} RunResult;
+
+static void
+run_result_clear (RunResult *r)
+{
+  g_clear_error (&r->error);
+}
+
+static void
+run_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  RunResult *r = user_data;
+
+  g_assert_true (SLUICE_IS_TASK_QUEUE (source));
+  r->result = sluice_task_queue_run_finish (SLUICE_TASK_QUEUE (source), res, &r->error);
+  r->n_completed++;
+}
+
+/* The result of one shutdown_async. */
+typedef struct
+{
+  guint n_completed;
+  gboolean ok;
+  GError *error;
+} ShutdownResult;
+
+static void
+shutdown_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  ShutdownResult *r = user_data;
+
+  r->ok = sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), res, &r->error);
+  r->n_completed++;
+}
+
+/* Shuts @queue down and waits for the operation: then nothing is queued or
+ * running. */
+static void
+shutdown_and_wait (SluiceTaskQueue *queue, gboolean cancel_pending)
+{
+  ShutdownResult r = { 0 };
+
+  sluice_task_queue_shutdown_async (queue, cancel_pending, NULL, shutdown_done_cb, &r);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_no_error (r.error);
+  g_assert_true (r.ok);
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 0);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 0);
+}
+
+/* Counts the calls of a private run function, and its last reason. */
+typedef struct
+{
+  int n_calls; /* (atomic) */
+  SluiceTaskReason reason;
+} PushProbe;
+
+static void
+push_probe_run (gpointer data, SluiceTaskReason reason)
+{
+  PushProbe *probe = data;
+
+  probe->reason = reason;
+  g_atomic_int_inc (&probe->n_calls);
+}
+
+/* Counts the runs of a SluiceThreadFunc and the destruction of its data. */
+typedef struct
+{
+  int n_runs;      /* (atomic) */
+  int n_destroyed; /* (atomic) */
+} FuncProbe;
+
+static gpointer
+func_probe_func (GCancellable *cancellable, gpointer data, GError **error)
+{
+  FuncProbe *probe = data;
+
+  g_atomic_int_inc (&probe->n_runs);
+  return NULL;
+}
+
+static void
+func_probe_destroy (gpointer data)
+{
+  FuncProbe *probe = data;
+
+  g_atomic_int_inc (&probe->n_destroyed);
+}
+
+static void
+set_flag_weak_notify (gpointer data, GObject *where_the_object_was)
+{
+  g_atomic_int_set ((int *) data, TRUE);
+}
+
+/* Drops the last reference to @queue and waits until it is finalized: no
+ * task, runner or operation may keep it alive once it is idle. */
+static void
+unref_and_wait_finalized (SluiceTaskQueue *queue)
+{
+  int finalized = FALSE;
+
+  g_object_weak_ref (G_OBJECT (queue), set_flag_weak_notify, &finalized);
+  g_object_unref (queue);
+  WAIT_UNTIL (g_atomic_int_get (&finalized));
+}
+
+/* ---- 1. priorities ---------------------------------------------------- */
+
+#define N_ORDER_TASKS 30
+
+typedef struct
+{
+  GMutex mutex;
+  guint order[N_ORDER_TASKS];
+  guint n_done;
+} OrderLog;
+
+typedef struct
+{
+  OrderLog *log;
+  guint index;
+} OrderTask;
+
+static void
+order_log_append (OrderLog *log, guint index)
+{
+  g_mutex_lock (&log->mutex);
+  g_assert_cmpuint (log->n_done, <, N_ORDER_TASKS);
+  log->order[log->n_done++] = index;
+  g_mutex_unlock (&log->mutex);
+}
+
+static gpointer
+order_thread_func (GCancellable *cancellable, gpointer data, GError **error)
+{
+  OrderTask *task = data;
+
+  order_log_append (task->log, task->index);
+  return GUINT_TO_POINTER (task->index + 1);
+}
+
+static void
+order_push_run (gpointer data, SluiceTaskReason reason)
+{
+  OrderTask *task = data;
+
+  g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
+  order_log_append (task->log, task->index);
+}
+
+static void
+gate_push_run (gpointer data, SluiceTaskReason reason)
+{
+  g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
+  gate_pass (data);
+}
+
+static int order_priorities[N_ORDER_TASKS];
+
+static int
+compare_by_priority (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  guint ia = *(const guint *) a;
+  guint ib = *(const guint *) b;
+
+  if (order_priorities[ia] != order_priorities[ib])
+    return order_priorities[ia] < order_priorities[ib] ? -1 : 1;
+  return ia < ib ? -1 : ia > ib;
+}
+
+/* One thread, blocked by a first task until all others are queued: they
+ * must then run by priority, in queuing order among equal priorities. */
+static void
+test_priority_order (gconstpointer data)
+{
+  gboolean use_private_push = GPOINTER_TO_INT (data);
+  static const int levels[] = { G_PRIORITY_DEFAULT,
+                                G_PRIORITY_HIGH,
+                                G_PRIORITY_LOW,
+                                G_PRIORITY_DEFAULT_IDLE,
+                                G_PRIORITY_HIGH_IDLE,
+                                -5,
+                                7 };
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  OrderLog log = { 0 };
+  OrderTask tasks[N_ORDER_TASKS];
+  RunResult results[N_ORDER_TASKS] = { { 0 } };
+  RunResult gate_result = { 0 };
+  guint expected[N_ORDER_TASKS];
+  Gate gate;
+
+  gate_init (&gate);
+  g_mutex_init (&log.mutex);
+
+  if (use_private_push)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &gate);
+  else
+    sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT,
+                                 NULL, run_done_cb, &gate_result);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+
+  for (guint i = 0; i < N_ORDER_TASKS; i++)
+    {
+      /* A mix in which every priority recurs, out of order. */
+      order_priorities[i] = levels[(i * 5 + i / 7) % G_N_ELEMENTS (levels)];
+      tasks[i].log = &log;
+      tasks[i].index = i;
+      expected[i] = i;
+      if (use_private_push)
+        sluice_task_queue_push (queue, order_priorities[i], NULL, order_push_run, &tasks[i]);
+      else
+        sluice_task_queue_run_async (queue, order_thread_func, &tasks[i], NULL, NULL,
+                                     order_priorities[i], NULL, run_done_cb, &results[i]);
+    }
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, N_ORDER_TASKS);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 1);
+
+  gate_open (&gate);
+  shutdown_and_wait (queue, FALSE);
+
+  g_assert_cmpuint (log.n_done, ==, N_ORDER_TASKS);
+  g_qsort_with_data (expected, N_ORDER_TASKS, sizeof (guint), compare_by_priority, NULL);
+  for (guint i = 0; i < N_ORDER_TASKS; i++)
+    g_assert_cmpuint (log.order[i], ==, expected[i]);
+
+  if (!use_private_push)
+    {
+      WAIT_UNTIL (gate_result.n_completed == 1);
+      g_assert_no_error (gate_result.error);
+      for (guint i = 0; i < N_ORDER_TASKS; i++)
+        {
+          WAIT_UNTIL (results[i].n_completed == 1);
+          g_assert_no_error (results[i].error);
+          g_assert_cmpuint (GPOINTER_TO_UINT (results[i].result), ==, i + 1);
+        }
+    }
+
+  g_mutex_clear (&log.mutex);
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 2. cancellation ------------------------------------------------------ */
+
+static void
+test_cancel_before_run (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  g_autoptr (GCancellable) later = g_cancellable_new ();
+  g_autoptr (GCancellable) already = g_cancellable_new ();
+  g_autoptr (GCancellable) push_already = g_cancellable_new ();
+  g_autoptr (GCancellable) push_later = g_cancellable_new ();
+  g_autoptr (GCancellable) unused = g_cancellable_new ();
+  FuncProbe later_probe = { 0 }, already_probe = { 0 }, control_probe = { 0 };
+  RunResult later_result = { 0 }, already_result = { 0 }, control_result = { 0 };
+  RunResult gate_result = { 0 };
+  PushProbe push_already_probe = { 0 }, push_later_probe = { 0 }, push_control_probe = { 0 };
+  Gate gate;
+
+  gate_init (&gate);
+
+  /* Occupy the only thread. */
+  sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
+                               run_done_cb, &gate_result);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+
+  /* Public: cancelled while queued. It completes at once, while the
+   * thread is still busy, and never runs. */
+  sluice_task_queue_run_async (queue, func_probe_func, &later_probe, func_probe_destroy, NULL,
+                               G_PRIORITY_DEFAULT, later, run_done_cb, &later_result);
+  sluice_task_queue_run_async (queue, func_probe_func, &control_probe, func_probe_destroy, NULL,
+                               G_PRIORITY_DEFAULT, unused, run_done_cb, &control_result);
+  g_cancellable_cancel (later);
+  WAIT_UNTIL (later_result.n_completed == 1);
+  g_assert_error (later_result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (later_result.result);
+  g_assert_cmpint (g_atomic_int_get (&later_probe.n_destroyed), ==, 1);
+  g_assert_cmpuint (GATE_CURRENT (&gate), ==, 1);
+
+  /* Public: cancelled before it is even queued. Never synchronous. */
+  g_cancellable_cancel (already);
+  sluice_task_queue_run_async (queue, func_probe_func, &already_probe, func_probe_destroy, NULL,
+                               G_PRIORITY_DEFAULT, already, run_done_cb, &already_result);
+  g_assert_cmpuint (already_result.n_completed, ==, 0);
+  WAIT_UNTIL (already_result.n_completed == 1);
+  g_assert_error (already_result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_atomic_int_get (&already_probe.n_destroyed), ==, 1);
+
+  /* Private: cancelled before the push, and after it. */
+  g_cancellable_cancel (push_already);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, push_already, push_probe_run,
+                          &push_already_probe);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, push_later, push_probe_run, &push_later_probe);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, unused, push_probe_run, &push_control_probe);
+  g_cancellable_cancel (push_later);
+
+  /* The cancelled public entry stays queued until reached; the one
+   * cancelled beforehand was never queued. */
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 5);
+  g_assert_cmpint (g_atomic_int_get (&push_already_probe.n_calls), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&push_later_probe.n_calls), ==, 0);
+
+  gate_open (&gate);
+  shutdown_and_wait (queue, FALSE);
+
+  g_assert_cmpint (g_atomic_int_get (&push_already_probe.n_calls), ==, 1);
+  g_assert_cmpint (push_already_probe.reason, ==, SLUICE_TASK_CANCELLED);
+  g_assert_cmpint (g_atomic_int_get (&push_later_probe.n_calls), ==, 1);
+  g_assert_cmpint (push_later_probe.reason, ==, SLUICE_TASK_CANCELLED);
+  g_assert_cmpint (g_atomic_int_get (&push_control_probe.n_calls), ==, 1);
+  g_assert_cmpint (push_control_probe.reason, ==, SLUICE_TASK_RUN);
+
+  WAIT_UNTIL (control_result.n_completed == 1 && gate_result.n_completed == 1);
+  g_assert_no_error (control_result.error);
+  g_assert_no_error (gate_result.error);
+  g_assert_cmpint (g_atomic_int_get (&control_probe.n_runs), ==, 1);
+  g_assert_cmpint (g_atomic_int_get (&control_probe.n_destroyed), ==, 1);
+
+  /* Nothing completed twice, and the cancelled ones never ran. */
+  iterate_for (20);
+  g_assert_cmpuint (later_result.n_completed, ==, 1);
+  g_assert_cmpuint (already_result.n_completed, ==, 1);
+  g_assert_cmpint (g_atomic_int_get (&later_probe.n_runs), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&later_probe.n_destroyed), ==, 1);
+  g_assert_cmpint (g_atomic_int_get (&already_probe.n_runs), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&already_probe.n_destroyed), ==, 1);
+
+  run_result_clear (&later_result);
+  run_result_clear (&already_result);
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 3. shutdown --------------------------------------------------------- */
+
+#define N_SHUTDOWN_TASKS 5
+
+static void
+test_shutdown (gconstpointer data)
+{
+  gboolean cancel_pending = GPOINTER_TO_INT (data);
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  FuncProbe probes[N_SHUTDOWN_TASKS] = { { 0 } };
+  RunResult results[N_SHUTDOWN_TASKS] = { { 0 } };
+  PushProbe push_probes[N_SHUTDOWN_TASKS] = { { 0 } };
+  FuncProbe late_probe = { 0 };
+  RunResult late_result = { 0 }, gate_result = { 0 };
+  PushProbe late_push_probe = { 0 };
+  ShutdownResult first = { 0 }, second = { 0 }, after = { 0 };
+  Gate gate;
+
+  gate_init (&gate);
+
+  sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
+                               run_done_cb, &gate_result);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+
+  for (guint i = 0; i < N_SHUTDOWN_TASKS; i++)
+    {
+      sluice_task_queue_run_async (queue, func_probe_func, &probes[i], func_probe_destroy, NULL,
+                                   G_PRIORITY_DEFAULT, NULL, run_done_cb, &results[i]);
+      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, push_probe_run, &push_probes[i]);
+    }
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 2 * N_SHUTDOWN_TASKS);
+  g_assert_false (sluice_task_queue_is_shut_down (queue));
+
+  sluice_task_queue_shutdown_async (queue, cancel_pending, NULL, shutdown_done_cb, &first);
+  g_assert_true (sluice_task_queue_is_shut_down (queue));
+
+  if (cancel_pending)
+    {
+      /* The queued private tasks are released during the call. */
+      for (guint i = 0; i < N_SHUTDOWN_TASKS; i++)
+        {
+          g_assert_cmpint (g_atomic_int_get (&push_probes[i].n_calls), ==, 1);
+          g_assert_cmpint (push_probes[i].reason, ==, SLUICE_TASK_SHUT_DOWN);
+          g_assert_cmpint (g_atomic_int_get (&probes[i].n_destroyed), ==, 1);
+        }
+      g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 0);
+    }
+  else
+    g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 2 * N_SHUTDOWN_TASKS);
+
+  /* New tasks are refused. */
+  sluice_task_queue_run_async (queue, func_probe_func, &late_probe, func_probe_destroy, NULL,
+                               G_PRIORITY_DEFAULT, NULL, run_done_cb, &late_result);
+  g_assert_cmpuint (late_result.n_completed, ==, 0);
+  WAIT_UNTIL (late_result.n_completed == 1);
+  g_assert_error (late_result.error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_cmpint (g_atomic_int_get (&late_probe.n_runs), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&late_probe.n_destroyed), ==, 1);
+
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, push_probe_run, &late_push_probe);
+  g_assert_cmpint (g_atomic_int_get (&late_push_probe.n_calls), ==, 1);
+  g_assert_cmpint (late_push_probe.reason, ==, SLUICE_TASK_SHUT_DOWN);
+
+  /* A second call completes with the first: not while a task runs. */
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_done_cb, &second);
+  iterate_for (30);
+  g_assert_cmpuint (first.n_completed, ==, 0);
+  g_assert_cmpuint (second.n_completed, ==, 0);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 1);
+
+  gate_open (&gate);
+  WAIT_UNTIL (first.n_completed == 1 && second.n_completed == 1);
+  g_assert_no_error (first.error);
+  g_assert_true (first.ok);
+  g_assert_no_error (second.error);
+  g_assert_true (second.ok);
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 0);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 0);
+
+  /* Exact outcome of every task. */
+  for (guint i = 0; i < N_SHUTDOWN_TASKS; i++)
+    {
+      g_assert_cmpint (g_atomic_int_get (&push_probes[i].n_calls), ==, 1);
+      g_assert_cmpint (push_probes[i].reason, ==,
+                       cancel_pending ? SLUICE_TASK_SHUT_DOWN : SLUICE_TASK_RUN);
+      g_assert_cmpint (g_atomic_int_get (&probes[i].n_runs), ==, cancel_pending ? 0 : 1);
+      g_assert_cmpint (g_atomic_int_get (&probes[i].n_destroyed), ==, 1);
+
+      WAIT_UNTIL (results[i].n_completed == 1);
+      if (cancel_pending)
+        g_assert_error (results[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      else
+        g_assert_no_error (results[i].error);
+      run_result_clear (&results[i]);
+    }
+  WAIT_UNTIL (gate_result.n_completed == 1);
+  g_assert_no_error (gate_result.error);
+
+  /* Shutting down an idle, shut down queue completes (never
+   * synchronously). */
+  sluice_task_queue_shutdown_async (queue, cancel_pending, NULL, shutdown_done_cb, &after);
+  g_assert_cmpuint (after.n_completed, ==, 0);
+  WAIT_UNTIL (after.n_completed == 1);
+  g_assert_true (after.ok);
+
+  run_result_clear (&late_result);
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* Cancelling the wait of a shutdown completes it at once; the queue stays
+ * shut down and drains. */
+static void
+test_shutdown_cancel_wait (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  ShutdownResult cancelled = { 0 };
+  PushProbe probe = { 0 };
+  Gate gate;
+
+  gate_init (&gate);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &gate);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, push_probe_run, &probe);
+
+  sluice_task_queue_shutdown_async (queue, FALSE, cancellable, shutdown_done_cb, &cancelled);
+  iterate_for (10);
+  g_assert_cmpuint (cancelled.n_completed, ==, 0);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (cancelled.n_completed == 1);
+  g_assert_error (cancelled.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (cancelled.ok);
+  g_assert_true (sluice_task_queue_is_shut_down (queue));
+  g_assert_cmpint (g_atomic_int_get (&probe.n_calls), ==, 0);
+
+  gate_open (&gate);
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpint (g_atomic_int_get (&probe.n_calls), ==, 1);
+  g_assert_cmpint (probe.reason, ==, SLUICE_TASK_RUN);
+  iterate_for (10);
+  g_assert_cmpuint (cancelled.n_completed, ==, 1);
+
+  g_clear_error (&cancelled.error);
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 4. thread count -------------------------------------------------- */
+
+#define N_THREAD_TASKS 8
+
+static void
+test_max_threads_while_busy (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  RunResult results[N_THREAD_TASKS] = { { 0 } };
+  Gate gate;
+
+  gate_init (&gate);
+
+  for (guint i = 0; i < N_THREAD_TASKS; i++)
+    sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT,
+                                 NULL, run_done_cb, &results[i]);
+
+  /* One thread: one task at a time. */
+  WAIT_UNTIL (GATE_CURRENT (&gate) == 1);
+  g_usleep (50 * 1000);
+  g_assert_cmpuint (GATE_CURRENT (&gate), ==, 1);
+  g_assert_cmpuint (GATE_MAX_CURRENT (&gate), ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, N_THREAD_TASKS - 1);
+
+  /* Raised to four while busy: four at once, never more. */
+  sluice_task_queue_set_max_threads (queue, 4);
+  g_assert_cmpuint (sluice_task_queue_get_max_threads (queue), ==, 4);
+  WAIT_UNTIL (GATE_CURRENT (&gate) == 4);
+  g_usleep (50 * 1000);
+  g_assert_cmpuint (GATE_CURRENT (&gate), ==, 4);
+  g_assert_cmpuint (GATE_MAX_CURRENT (&gate), ==, 4);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 4);
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, N_THREAD_TASKS - 4);
+
+  /* Lowered to one: the four running tasks finish, then one at a time. */
+  sluice_task_queue_set_max_threads (queue, 1);
+  g_assert_cmpuint (sluice_task_queue_get_max_threads (queue), ==, 1);
+  gate_grant (&gate, 4);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 5 && GATE_CURRENT (&gate) == 1);
+  gate_reset_max_current (&gate);
+  g_usleep (50 * 1000);
+  g_assert_cmpuint (GATE_STARTED (&gate), ==, 5);
+  g_assert_cmpuint (GATE_CURRENT (&gate), ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, N_THREAD_TASKS - 5);
+
+  gate_grant (&gate, N_THREAD_TASKS - 4);
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (GATE_STARTED (&gate), ==, N_THREAD_TASKS);
+  g_assert_cmpuint (GATE_MAX_CURRENT (&gate), ==, 1);
+
+  for (guint i = 0; i < N_THREAD_TASKS; i++)
+    {
+      WAIT_UNTIL (results[i].n_completed == 1);
+      g_assert_no_error (results[i].error);
+    }
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 5. counts and properties ---------------------------------------- */
+
+static void
+count_notify_cb (GObject *object, GParamSpec *pspec, gpointer user_data)
+{
+  guint *n_notify = user_data;
+
+  (*n_notify)++;
+}
+
+static void
+assert_counts (SluiceTaskQueue *queue, guint n_pending, guint n_running)
+{
+  guint prop_pending = G_MAXUINT, prop_running = G_MAXUINT;
+
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, n_pending);
+  g_assert_cmpuint (sluice_task_queue_get_n_running (queue), ==, n_running);
+  g_object_get (queue, "n-pending", &prop_pending, "n-running", &prop_running, NULL);
+  g_assert_cmpuint (prop_pending, ==, n_pending);
+  g_assert_cmpuint (prop_running, ==, n_running);
+}
+
+static void
+test_counts_and_properties (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  RunResult results[5] = { { 0 } };
+  guint max_threads = 0;
+  guint n_notify = 0;
+  Gate gate;
+
+  gate_init (&gate);
+
+  g_object_get (queue, "max-threads", &max_threads, NULL);
+  g_assert_cmpuint (max_threads, ==, 2);
+  assert_counts (queue, 0, 0);
+
+  g_signal_connect (queue, "notify::max-threads", G_CALLBACK (count_notify_cb), &n_notify);
+  g_object_set (queue, "max-threads", 0, NULL);
+  g_assert_cmpuint (sluice_task_queue_get_max_threads (queue), ==, g_get_num_processors ());
+  g_assert_cmpuint (n_notify, ==, g_get_num_processors () != 2 ? 1 : 0);
+  n_notify = 0;
+  sluice_task_queue_set_max_threads (queue, 2);
+  sluice_task_queue_set_max_threads (queue, 2);
+  g_assert_cmpuint (n_notify, ==, g_get_num_processors () != 2 ? 1 : 0);
+  g_assert_cmpuint (sluice_task_queue_get_max_threads (queue), ==, 2);
+
+  /* Two running, nothing pending. */
+  for (guint i = 0; i < 2; i++)
+    sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT,
+                                 NULL, run_done_cb, &results[i]);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 2);
+  assert_counts (queue, 0, 2);
+
+  /* Three more wait. */
+  for (guint i = 2; i < 5; i++)
+    sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT,
+                                 NULL, run_done_cb, &results[i]);
+  assert_counts (queue, 3, 2);
+
+  /* Two finish, two more start. */
+  gate_grant (&gate, 2);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 4);
+  assert_counts (queue, 1, 2);
+
+  /* All done. */
+  gate_open (&gate);
+  shutdown_and_wait (queue, FALSE);
+  assert_counts (queue, 0, 0);
+  for (guint i = 0; i < 5; i++)
+    {
+      WAIT_UNTIL (results[i].n_completed == 1);
+      g_assert_no_error (results[i].error);
+    }
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 6. destroy notifies ---------------------------------------------- */
+
+typedef struct
+{
+  int *n_freed;
+} Tracked;
+
+static void
+tracked_free (gpointer data)
+{
+  Tracked *tracked = data;
+
+  g_atomic_int_inc (tracked->n_freed);
+  g_free (tracked);
+}
+
+typedef struct
+{
+  FuncProbe probe;
+  int n_results_freed; /* (atomic) */
+  Gate *gate;          /* (nullable): wait here first */
+  gboolean fail;
+} ResultFuncData;
+
+static gpointer
+result_thread_func (GCancellable *cancellable, gpointer data, GError **error)
+{
+  ResultFuncData *fd = data;
+  Tracked *tracked;
+
+  g_atomic_int_inc (&fd->probe.n_runs);
+  if (fd->gate != NULL)
+    gate_pass (fd->gate);
+  if (fd->fail)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, "failed on purpose");
+      return NULL;
+    }
+  tracked = g_new0 (Tracked, 1);
+  tracked->n_freed = &fd->n_results_freed;
+  return tracked;
+}
+
+static void
+result_func_data_destroy (gpointer data)
+{
+  ResultFuncData *fd = data;
+
+  g_atomic_int_inc (&fd->probe.n_destroyed);
+}
+
+/* Drops the result unseen. */
+static void
+ignore_result_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  guint *n_completed = user_data;
+
+  (*n_completed)++;
+}
+
+static void
+test_destroy_notifies (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  g_autoptr (GCancellable) cancel_running = g_cancellable_new ();
+  g_autoptr (GCancellable) cancel_queued = g_cancellable_new ();
+  ResultFuncData uncollected = { 0 }, collected = { 0 }, cancelled_running = { 0 },
+                 cancelled_queued = { 0 }, shut_down = { 0 }, refused = { 0 }, failing = { 0 };
+  RunResult collected_result = { 0 }, cancelled_running_result = { 0 },
+            cancelled_queued_result = { 0 }, shut_down_result = { 0 }, refused_result = { 0 },
+            failing_result = { 0 };
+  guint n_uncollected_completed = 0;
+  Gate gate;
+
+  gate_init (&gate);
+
+  /* An uncollected result is freed with result_destroy; func_data after
+   * the function ran, before the callback. */
+  sluice_task_queue_run_async (queue, result_thread_func, &uncollected, result_func_data_destroy,
+                               tracked_free, G_PRIORITY_DEFAULT, NULL, ignore_result_cb,
+                               &n_uncollected_completed);
+  WAIT_UNTIL (n_uncollected_completed == 1 && g_atomic_int_get (&uncollected.n_results_freed) == 1);
+  g_assert_cmpint (g_atomic_int_get (&uncollected.probe.n_runs), ==, 1);
+  g_assert_cmpint (g_atomic_int_get (&uncollected.probe.n_destroyed), ==, 1);
+
+  /* A collected result is the caller's. */
+  sluice_task_queue_run_async (queue, result_thread_func, &collected, result_func_data_destroy,
+                               tracked_free, G_PRIORITY_DEFAULT, NULL, run_done_cb,
+                               &collected_result);
+  WAIT_UNTIL (collected_result.n_completed == 1);
+  g_assert_no_error (collected_result.error);
+  g_assert_nonnull (collected_result.result);
+  g_assert_cmpint (g_atomic_int_get (&collected.probe.n_destroyed), ==, 1);
+  iterate_for (10);
+  g_assert_cmpint (g_atomic_int_get (&collected.n_results_freed), ==, 0);
+  tracked_free (collected_result.result);
+  g_assert_cmpint (g_atomic_int_get (&collected.n_results_freed), ==, 1);
+
+  /* An error: no result, func_data released once. */
+  failing.fail = TRUE;
+  sluice_task_queue_run_async (queue, result_thread_func, &failing, result_func_data_destroy,
+                               tracked_free, G_PRIORITY_DEFAULT, NULL, run_done_cb,
+                               &failing_result);
+  WAIT_UNTIL (failing_result.n_completed == 1);
+  g_assert_error (failing_result.error, G_IO_ERROR, G_IO_ERROR_FAILED);
+  g_assert_null (failing_result.result);
+  g_assert_cmpint (g_atomic_int_get (&failing.probe.n_destroyed), ==, 1);
+
+  /* Cancelled while running: the function's result is freed, the
+   * operation fails with G_IO_ERROR_CANCELLED. */
+  cancelled_running.gate = &gate;
+  sluice_task_queue_run_async (queue, result_thread_func, &cancelled_running,
+                               result_func_data_destroy, tracked_free, G_PRIORITY_DEFAULT,
+                               cancel_running, run_done_cb, &cancelled_running_result);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+
+  /* Behind it: one cancelled while queued, one dropped by a cancelling
+   * shutdown. */
+  sluice_task_queue_run_async (queue, result_thread_func, &cancelled_queued,
+                               result_func_data_destroy, tracked_free, G_PRIORITY_DEFAULT,
+                               cancel_queued, run_done_cb, &cancelled_queued_result);
+  sluice_task_queue_run_async (queue, result_thread_func, &shut_down, result_func_data_destroy,
+                               tracked_free, G_PRIORITY_DEFAULT, NULL, run_done_cb,
+                               &shut_down_result);
+  g_cancellable_cancel (cancel_queued);
+  g_cancellable_cancel (cancel_running);
+  WAIT_UNTIL (cancelled_queued_result.n_completed == 1);
+  g_assert_error (cancelled_queued_result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_atomic_int_get (&cancelled_queued.probe.n_destroyed), ==, 1);
+
+  sluice_task_queue_shutdown_async (queue, TRUE, NULL, NULL, NULL);
+  g_assert_cmpint (g_atomic_int_get (&shut_down.probe.n_destroyed), ==, 1);
+
+  /* Refused after shutdown. */
+  sluice_task_queue_run_async (queue, result_thread_func, &refused, result_func_data_destroy,
+                               tracked_free, G_PRIORITY_DEFAULT, NULL, run_done_cb,
+                               &refused_result);
+  g_assert_cmpint (g_atomic_int_get (&refused.probe.n_destroyed), ==, 1);
+
+  gate_open (&gate);
+  WAIT_UNTIL (cancelled_running_result.n_completed == 1 && shut_down_result.n_completed == 1 &&
+              refused_result.n_completed == 1);
+  g_assert_error (cancelled_running_result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (cancelled_running_result.result);
+  WAIT_UNTIL (g_atomic_int_get (&cancelled_running.n_results_freed) == 1);
+  g_assert_error (shut_down_result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_error (refused_result.error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+
+  shutdown_and_wait (queue, FALSE);
+  iterate_for (10);
+
+  /* Exactly once on every path; the function ran only where it should. */
+  {
+    ResultFuncData *all[] = { &uncollected,      &collected, &failing, &cancelled_running,
+                              &cancelled_queued, &shut_down, &refused };
+    int runs[] = { 1, 1, 1, 1, 0, 0, 0 };
+
+    for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+      {
+        g_assert_cmpint (g_atomic_int_get (&all[i]->probe.n_destroyed), ==, 1);
+        g_assert_cmpint (g_atomic_int_get (&all[i]->probe.n_runs), ==, runs[i]);
+      }
+    g_assert_cmpint (g_atomic_int_get (&uncollected.n_results_freed), ==, 1);
+    g_assert_cmpint (g_atomic_int_get (&cancelled_running.n_results_freed), ==, 1);
+  }
+
+  run_result_clear (&failing_result);
+  run_result_clear (&cancelled_running_result);
+  run_result_clear (&cancelled_queued_result);
+  run_result_clear (&shut_down_result);
+  run_result_clear (&refused_result);
+  gate_clear (&gate);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- finalization with work in flight ----------------------------------- */
+
+/* Dropping the last reference while tasks are queued: they still run, and
+ * the queue is finalized after them (here in its own worker thread). */
+static void
+test_unref_while_busy (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  PushProbe probes[3] = { { 0 } };
+  int finalized = FALSE;
+  Gate gate;
+
+  gate_init (&gate);
+  g_object_weak_ref (G_OBJECT (queue), set_flag_weak_notify, &finalized);
+
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &gate);
+  for (guint i = 0; i < G_N_ELEMENTS (probes); i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, push_probe_run, &probes[i]);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+
+  g_object_unref (queue);
+  iterate_for (10);
+  g_assert_false (g_atomic_int_get (&finalized));
+
+  gate_open (&gate);
+  WAIT_UNTIL (g_atomic_int_get (&finalized));
+  for (guint i = 0; i < G_N_ELEMENTS (probes); i++)
+    {
+      g_assert_cmpint (g_atomic_int_get (&probes[i].n_calls), ==, 1);
+      g_assert_cmpint (probes[i].reason, ==, SLUICE_TASK_RUN);
+    }
+  gate_clear (&gate);
+}
+
+/* ---- the default queue ------------------------------------------------- */
+
+static void
+test_default_queue (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_get_default ();
+  FuncProbe probe = { 0 };
+  RunResult result = { 0 };
+
+  g_assert_true (SLUICE_IS_TASK_QUEUE (queue));
+  g_assert_true (queue == sluice_task_queue_get_default ());
+  g_assert_cmpuint (sluice_task_queue_get_max_threads (queue), ==, g_get_num_processors ());
+  g_assert_false (sluice_task_queue_is_shut_down (queue));
+
+  sluice_task_queue_run_async (queue, func_probe_func, &probe, func_probe_destroy, NULL,
+                               G_PRIORITY_DEFAULT, NULL, run_done_cb, &result);
+  WAIT_UNTIL (result.n_completed == 1);
+  g_assert_no_error (result.error);
+  g_assert_cmpint (g_atomic_int_get (&probe.n_runs), ==, 1);
+  g_assert_cmpint (g_atomic_int_get (&probe.n_destroyed), ==, 1);
+}
+
+/* ---- 7. programmer errors --------------------------------------------- */
+
+static void
+test_programmer_errors (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  FuncProbe probe = { 0 };
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
+  sluice_task_queue_run_async (queue, NULL, &probe, func_probe_destroy, NULL, G_PRIORITY_DEFAULT,
+                               NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+  g_assert_cmpint (probe.n_destroyed, ==, 0);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*SLUICE_IS_TASK_QUEUE*failed*");
+  sluice_task_queue_run_async (NULL, func_probe_func, &probe, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
+                               NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*SLUICE_IS_TASK_QUEUE*failed*");
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (NULL), ==, 0);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*SLUICE_IS_TASK_QUEUE*failed*");
+  g_assert_false (sluice_task_queue_is_shut_down (NULL));
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*run != NULL*failed*");
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*default_queue*failed*");
+  sluice_task_queue_shutdown_async (sluice_task_queue_get_default (), FALSE, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+  g_assert_false (sluice_task_queue_is_shut_down (sluice_task_queue_get_default ()));
+
+  g_assert_false (sluice_task_queue_is_shut_down (queue));
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 8. stress --------------------------------------------------------- */
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  int *calls; /* one counter per task */
+  guint first;
+  guint n;
+  guint32 seed;
+} StressPusher;
+
+/* A call to run adds 1, a call to release (any other reason) adds 1000. */
+#define STRESS_RELEASED 1000
+
+static void
+stress_run (gpointer data, SluiceTaskReason reason)
+{
+  int *call = data;
+
+  g_atomic_int_add (call, reason == SLUICE_TASK_RUN ? 1 : STRESS_RELEASED);
+}
+
+static gpointer
+stress_pusher_thread (gpointer data)
+{
+  StressPusher *pusher = data;
+  g_autoptr (GRand) rand = g_rand_new_with_seed (pusher->seed);
+
+  for (guint i = pusher->first; i < pusher->first + pusher->n; i++)
+    sluice_task_queue_push (pusher->queue, g_rand_int_range (rand, -100, 300), NULL, stress_run,
+                            &pusher->calls[i]);
+  return NULL;
+}
+
+/* Private pushes from two threads with random priorities while the thread
+ * count changes: every run function is called exactly once. With
+ * @cancel_midway the queue is shut down, cancelling, while they push. */
+static void
+test_stress (gconstpointer data)
+{
+  gboolean cancel_midway = GPOINTER_TO_INT (data);
+  guint n_tasks = sluice_test_scale (100000, 50);
+  SluiceTaskQueue *queue = sluice_task_queue_new (0);
+  g_autofree int *calls = g_new0 (int, n_tasks);
+  guint n_run = 0, n_released = 0;
+  StressPusher pushers[2];
+  GThread *threads[2];
+  guint toggles = 0;
+
+  for (guint t = 0; t < 2; t++)
+    {
+      pushers[t].queue = queue;
+      pushers[t].calls = calls;
+      pushers[t].first = t * (n_tasks / 2);
+      pushers[t].n = t == 0 ? n_tasks / 2 : n_tasks - n_tasks / 2;
+      pushers[t].seed = 1234 + t;
+      threads[t] = g_thread_new ("stress-pusher", stress_pusher_thread, &pushers[t]);
+    }
+
+  /* Change the thread count while they push. */
+  while (sluice_task_queue_get_n_pending (queue) + sluice_task_queue_get_n_running (queue) > 0 ||
+         toggles < 20)
+    {
+      sluice_task_queue_set_max_threads (queue, toggles % 2 == 0 ? 1 : 4);
+      if (cancel_midway && toggles == 10)
+        sluice_task_queue_shutdown_async (queue, TRUE, NULL, NULL, NULL);
+      toggles++;
+      g_usleep (500);
+      if (toggles > 100000)
+        break;
+    }
+
+  for (guint t = 0; t < 2; t++)
+    g_thread_join (threads[t]);
+  shutdown_and_wait (queue, FALSE);
+
+  /* Exactly one call per task (checked without an assertion per task). */
+  for (guint i = 0; i < n_tasks; i++)
+    {
+      if (calls[i] == 1)
+        n_run++;
+      else if (calls[i] == STRESS_RELEASED)
+        n_released++;
+      else
+        g_assert_cmpint (calls[i], ==, 1);
+    }
+  g_assert_cmpuint (n_run + n_released, ==, n_tasks);
+  if (!cancel_midway)
+    g_assert_cmpuint (n_released, ==, 0);
+  g_test_message ("%u tasks: %u run, %u released; %u thread count changes", n_tasks, n_run,
+                  n_released, toggles);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* Public tasks cancelled from another thread while they are queued or
+ * running: each completes exactly once and releases its data exactly once. */
+typedef struct
+{
+  GCancellable *cancellable;
+  FuncProbe probe;
+  RunResult result;
+} CancelStressTask;
+
+static gpointer
+cancel_stress_thread (gpointer data)
+{
+  CancelStressTask *tasks = data;
+  guint n_tasks = sluice_test_scale (2000, 10);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (42);
+
+  for (guint i = 0; i < n_tasks; i++)
+    if (g_rand_boolean (rand))
+      g_cancellable_cancel (tasks[i].cancellable);
+  return NULL;
+}
+
+static void
+test_stress_cancel (void)
+{
+  guint n_tasks = sluice_test_scale (2000, 10);
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  CancelStressTask *tasks = g_new0 (CancelStressTask, n_tasks);
+  GThread *canceller;
+  guint n_cancelled = 0;
+
+  for (guint i = 0; i < n_tasks; i++)
+    tasks[i].cancellable = g_cancellable_new ();
+
+  canceller = g_thread_new ("canceller", cancel_stress_thread, tasks);
+  for (guint i = 0; i < n_tasks; i++)
+    sluice_task_queue_run_async (queue, func_probe_func, &tasks[i].probe, func_probe_destroy, NULL,
+                                 i % 3, tasks[i].cancellable, run_done_cb, &tasks[i].result);
+  g_thread_join (canceller);
+  shutdown_and_wait (queue, FALSE);
+
+  for (guint i = 0; i < n_tasks; i++)
+    {
+      WAIT_UNTIL (tasks[i].result.n_completed >= 1);
+      g_assert_cmpint (g_atomic_int_get (&tasks[i].probe.n_destroyed), ==, 1);
+      g_assert_cmpint (g_atomic_int_get (&tasks[i].probe.n_runs), <=, 1);
+      if (tasks[i].result.error != NULL)
+        {
+          g_assert_error (tasks[i].result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+          g_assert_true (g_cancellable_is_cancelled (tasks[i].cancellable));
+          n_cancelled++;
+        }
+      else
+        g_assert_cmpint (g_atomic_int_get (&tasks[i].probe.n_runs), ==, 1);
+    }
+  iterate_for (10);
+  for (guint i = 0; i < n_tasks; i++)
+    {
+      g_assert_cmpuint (tasks[i].result.n_completed, ==, 1);
+      run_result_clear (&tasks[i].result);
+      g_object_unref (tasks[i].cancellable);
+    }
+  g_test_message ("%u of %u tasks cancelled", n_cancelled, n_tasks);
+  g_free (tasks);
+
+  unref_and_wait_finalized (queue);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_data_func ("/task-queue/priority-order/run-async", GINT_TO_POINTER (FALSE),
+                        test_priority_order);
+  g_test_add_data_func ("/task-queue/priority-order/push", GINT_TO_POINTER (TRUE),
+                        test_priority_order);
+  g_test_add_func ("/task-queue/cancel-before-run", test_cancel_before_run);
+  g_test_add_data_func ("/task-queue/shutdown/drain", GINT_TO_POINTER (FALSE), test_shutdown);
+  g_test_add_data_func ("/task-queue/shutdown/cancel-pending", GINT_TO_POINTER (TRUE),
+                        test_shutdown);
+  g_test_add_func ("/task-queue/shutdown/cancel-wait", test_shutdown_cancel_wait);
+  g_test_add_func ("/task-queue/max-threads-while-busy", test_max_threads_while_busy);
+  g_test_add_func ("/task-queue/counts-and-properties", test_counts_and_properties);
+  g_test_add_func ("/task-queue/destroy-notifies", test_destroy_notifies);
+  g_test_add_func ("/task-queue/unref-while-busy", test_unref_while_busy);
+  g_test_add_func ("/task-queue/default", test_default_queue);
+  g_test_add_func ("/task-queue/programmer-errors", test_programmer_errors);
+  g_test_add_data_func ("/task-queue/stress/push", GINT_TO_POINTER (FALSE), test_stress);
+  g_test_add_data_func ("/task-queue/stress/push-shutdown", GINT_TO_POINTER (TRUE), test_stress);
+  g_test_add_func ("/task-queue/stress/cancel", test_stress_cancel);
+
+  return g_test_run ();
+}
