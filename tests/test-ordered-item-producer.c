@@ -541,10 +541,11 @@ run_consumer_leaves_early (gboolean fail)
   consumer->stop_after = 10;
   consumer->fail = fail;
   producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
-  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  /* All 20 are produced before the consumer runs: it leaves after 10. */
   for (guint i = 0; i < 20; i++)
     sluice_ordered_item_producer_produce_item (producer, count_and_complete, GSIZE_TO_POINTER (i),
                                                NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
 
   /* Wait until the consumer has returned: its return reaches the owner. */
   {
