@@ -107,6 +107,7 @@ typedef struct
 {
   GWeakRef producer;
   GMainContext *context;
+  GThread *thread; /* that created the producer; compared, never dereferenced */
 } Link;
 
 /* What the consumer thread owns. */
@@ -128,6 +129,7 @@ struct _SluiceOrderedItemProducer
   GObject parent_instance;
 
   GMainContext *owner_context;
+  GThread *owner_thread;
   SluiceTaskQueue *task_queue;
   SluiceReorderBuffer *rb;
   SluiceConsumerator *consumerator;
@@ -142,6 +144,7 @@ struct _SluiceOrderedItemProducer
 
   /* Owner context only. */
   gboolean ready_notified;
+  gboolean closed_notified;
   SluicePushProducer *upstream;
   gboolean upstream_paused;
   GList *ready_sources;
@@ -162,6 +165,7 @@ enum
   PROP_WINDOW,
   PROP_SKIP_FAILED,
   PROP_READY,
+  PROP_CLOSED,
   PROP_CONSUMERATOR,
   N_PROPS
 };
@@ -204,18 +208,23 @@ link_free (gpointer data)
   g_free (link);
 }
 
-/* Runs @func (@data) on @context: at once if this thread is running it,
- * else from an idle source. Not g_main_context_invoke(): from a thread that
- * merely manages to acquire the context, it would run the owner's work
- * there. Safe from any thread. */
+/* Runs @func (@data) on the owner context: at once if this thread is
+ * running it, or is the thread that created the producer and can acquire
+ * it (no other thread runs it); else from an idle source. Not
+ * g_main_context_invoke(): from any thread that merely manages to acquire
+ * the context, it would run the owner's work there. Safe from any thread. */
 static void
-run_on_context (GMainContext *context, GSourceFunc func, gpointer data, GDestroyNotify destroy)
+run_on_owner (Link *link, GSourceFunc func, gpointer data, GDestroyNotify destroy)
 {
   GSource *source;
+  gboolean acquired = FALSE;
 
-  if (g_main_context_is_owner (context))
+  if (g_main_context_is_owner (link->context) ||
+      (g_thread_self () == link->thread && (acquired = g_main_context_acquire (link->context))))
     {
       func (data);
+      if (acquired)
+        g_main_context_release (link->context);
       if (destroy != NULL)
         destroy (data);
       return;
@@ -225,7 +234,7 @@ run_on_context (GMainContext *context, GSourceFunc func, gpointer data, GDestroy
   g_source_set_priority (source, G_PRIORITY_DEFAULT);
   g_source_set_callback (source, func, data, destroy);
   g_source_set_static_name (source, "[sluice] owner callback");
-  g_source_attach (source, context);
+  g_source_attach (source, link->context);
   g_source_unref (source);
 }
 
@@ -237,7 +246,7 @@ invoke_on_owner (Link *link, GSourceFunc func)
 
   if (self == NULL)
     return;
-  run_on_context (link->context, func, self, g_object_unref);
+  run_on_owner (link, func, self, g_object_unref);
 }
 
 static void refresh_ready (SluiceOrderedItemProducer *self);
@@ -277,7 +286,7 @@ rb_room_cb (gpointer data)
   sluice_reorder_buffer_lock (self->rb);
   self->ready = TRUE;
   sluice_reorder_buffer_unlock (self->rb);
-  run_on_context (link->context, on_room_idle, self, g_object_unref);
+  run_on_owner (link, on_room_idle, self, g_object_unref);
 }
 
 typedef struct
@@ -323,7 +332,7 @@ rb_failed_cb (guint64 seq, GError *error, gpointer data)
   failed->self = self;
   failed->seq = seq;
   failed->error = error;
-  run_on_context (link->context, emit_item_failed, failed, failed_item_free);
+  run_on_owner (link, emit_item_failed, failed, failed_item_free);
 }
 
 /* Any thread: every slot pending at an abort has been completed. */
@@ -344,36 +353,58 @@ typedef struct
 static void
 refresh_ready (SluiceOrderedItemProducer *self)
 {
-  gboolean ready;
+  gboolean closed, ready;
+  g_autoptr (SluicePushProducer) stop_upstream = NULL;
 
   sluice_reorder_buffer_lock (self->rb);
-  ready = self->ready && self->state != STATE_CLOSED && g_queue_is_empty (&self->deferred);
+  closed = self->state >= STATE_STOPPING || sluice_reorder_buffer_is_closed_locked (self->rb);
+  /* As a pollable stream is writable once closed (the write fails at once
+   * instead of blocking), a closed producer is ready: a produce call
+   * completes at once, with SLUICE_ERROR_STOPPED. */
+  ready = closed || (self->ready && g_queue_is_empty (&self->deferred));
   sluice_reorder_buffer_unlock (self->rb);
 
-  if (ready == self->ready_notified)
-    return;
-  self->ready_notified = ready;
+  g_object_freeze_notify (G_OBJECT (self));
 
-  for (GList *l = self->ready_sources; l != NULL; l = l->next)
-    g_source_set_ready_time (l->data, ready ? 0 : -1);
-
-  if (self->upstream != NULL)
+  if (closed && !self->closed_notified)
     {
-      g_autoptr (SluicePushProducer) upstream = g_object_ref (self->upstream);
-
-      if (!ready && !self->upstream_paused)
-        {
-          self->upstream_paused = TRUE;
-          sluice_push_producer_pause_producing (upstream);
-        }
-      else if (ready && self->upstream_paused)
-        {
-          self->upstream_paused = FALSE;
-          sluice_push_producer_resume_producing (upstream);
-        }
+      self->closed_notified = TRUE;
+      /* An upstream can deliver nothing any more: stop it and let go. */
+      stop_upstream = g_steal_pointer (&self->upstream);
+      self->upstream_paused = FALSE;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSED]);
     }
 
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_READY]);
+  if (ready != self->ready_notified)
+    {
+      self->ready_notified = ready;
+
+      for (GList *l = self->ready_sources; l != NULL; l = l->next)
+        g_source_set_ready_time (l->data, ready ? 0 : -1);
+
+      if (self->upstream != NULL)
+        {
+          g_autoptr (SluicePushProducer) upstream = g_object_ref (self->upstream);
+
+          if (!ready && !self->upstream_paused)
+            {
+              self->upstream_paused = TRUE;
+              sluice_push_producer_pause_producing (upstream);
+            }
+          else if (ready && self->upstream_paused)
+            {
+              self->upstream_paused = FALSE;
+              sluice_push_producer_resume_producing (upstream);
+            }
+        }
+
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_READY]);
+    }
+
+  if (stop_upstream != NULL)
+    sluice_push_producer_stop_producing (stop_upstream);
+
+  g_object_thaw_notify (G_OBJECT (self));
 }
 
 static gboolean
@@ -977,7 +1008,7 @@ consumer_thread (gpointer data)
   g_clear_object (&run->consumerator);
   g_clear_pointer (&run->rb, sluice_reorder_buffer_unref);
 
-  run_on_context (context, consumer_returned_idle, run, consumer_run_free);
+  run_on_owner (run->link, consumer_returned_idle, run, consumer_run_free);
   g_main_context_unref (context);
   return NULL;
 }
@@ -1035,6 +1066,7 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   run->link = g_new0 (Link, 1);
   g_weak_ref_init (&run->link->producer, self);
   run->link->context = g_main_context_ref (self->owner_context);
+  run->link->thread = self->owner_thread;
   self->result_free_func = result_free_func;
 
   self->thread = g_thread_new ("sluice-consumer", consumer_thread, run);
@@ -1224,15 +1256,18 @@ sluice_ordered_item_producer_constructed (GObject *object)
     self->task_queue = g_object_ref (sluice_task_queue_get_default ());
 
   self->owner_context = g_main_context_ref_thread_default ();
+  self->owner_thread = g_thread_self ();
   self->rb = sluice_reorder_buffer_new (self->window, self->item_free_func, NULL);
   self->link = g_new0 (Link, 1);
   g_weak_ref_init (&self->link->producer, self);
   self->link->context = g_main_context_ref (self->owner_context);
+  self->link->thread = self->owner_thread;
   {
     Link *rb_link = g_new0 (Link, 1);
 
     g_weak_ref_init (&rb_link->producer, self);
     rb_link->context = g_main_context_ref (self->owner_context);
+    rb_link->thread = self->owner_thread;
     sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, rb_settled_cb, rb_link,
                                          link_free);
   }
@@ -1309,6 +1344,9 @@ sluice_ordered_item_producer_get_property (GObject *object,
       break;
     case PROP_READY:
       g_value_set_boolean (value, self->ready_notified);
+      break;
+    case PROP_CLOSED:
+      g_value_set_boolean (value, self->closed_notified);
       break;
     case PROP_CONSUMERATOR:
       g_value_set_object (value, self->consumerator);
@@ -1389,12 +1427,30 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
   /**
    * SluiceOrderedItemProducer:ready:
    *
-   * Whether a produce call would start at once: %FALSE from the moment the
-   * window is full until the consumer has taken half of it, and for good
-   * after a stop. Notified on the owner context.
+   * Whether a produce call would start or complete at once instead of
+   * waiting for room: %FALSE from the moment the window is full until the
+   * consumer has taken half of it. Once the producer is
+   * [property@Sluice.OrderedItemProducer:closed] it is ready for good (a
+   * produce call then completes at once with %SLUICE_ERROR_STOPPED), as a
+   * closed pollable stream is writable. Notified on the owner context.
    */
+
   properties[PROP_READY] =
       g_param_spec_boolean ("ready", NULL, NULL, TRUE,
+                            G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:closed:
+   *
+   * Whether the producer accepts no more items: after
+   * [method@Sluice.OrderedItemProducer.stop_async],
+   * [method@Sluice.PushProducer.stop_producing], a failed item reaching the
+   * consumer, or the consumer function returning. Async sources should stop
+   * then. A registered upstream producer is stopped and unregistered at that
+   * moment. Notified on the owner context.
+   */
+  properties[PROP_CLOSED] =
+      g_param_spec_boolean ("closed", NULL, NULL, FALSE,
                             G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -1478,6 +1534,24 @@ sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)
 }
 
 /**
+ * sluice_ordered_item_producer_is_closed:
+ * @self: a producer
+ *
+ * Gets [property@Sluice.OrderedItemProducer:closed].
+ *
+ * Call it on the owner context.
+ *
+ * Returns: whether the producer accepts no more items
+ */
+gboolean
+sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
+
+  return self->closed_notified;
+}
+
+/**
  * sluice_ordered_item_producer_create_ready_source:
  * @self: a producer
  * @cancellable: (nullable): a cancellable that also dispatches the source
@@ -1529,7 +1603,9 @@ sluice_ordered_item_producer_create_ready_source (SluiceOrderedItemProducer *sel
  *
  * Registers @upstream for flow control: it is paused when @self stops
  * being ready (the window is full) and resumed when it is ready again.
- * Pauses and resumes alternate and are called on the owner context.
+ * Pauses and resumes alternate and are called on the owner context. When
+ * @self is closed, @upstream is stopped
+ * ([method@Sluice.PushProducer.stop_producing]) and unregistered.
  * Replaces (and resumes, if paused) any producer registered before.
  *
  * Call it on the owner context.

@@ -734,6 +734,7 @@ struct _TestSource
   gboolean paused;
   guint pauses;
   guint resumes;
+  guint stops;
 };
 
 static void
@@ -759,6 +760,7 @@ test_source_resume (SluicePushProducer *producer)
 static void
 test_source_stop (SluicePushProducer *producer)
 {
+  TEST_SOURCE (producer)->stops++;
 }
 
 static void
@@ -907,6 +909,70 @@ test_flow_control (void)
   g_assert_cmpuint (upstream->resumes + 1, >=, upstream->pauses);
   g_assert_cmpuint (flow.ready_true + 1, >=, flow.ready_false);
   g_assert_cmpuint (flow.dispatches, >=, upstream->resumes);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static gboolean
+count_dispatch (gpointer data)
+{
+  (*(guint *) data)++;
+  return G_SOURCE_CONTINUE;
+}
+
+/* When the consumer leaves, the producer is closed: waiters wake (ready),
+ * the upstream is stopped, produce calls complete at once. */
+static void
+test_closed_wakes_waiters (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (TestSource) upstream = g_object_new (TEST_TYPE_SOURCE, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSource) source = NULL;
+  Consumer *consumer = consumer_new ();
+  GError *late_error = NULL;
+  guint dispatched = 0;
+
+  reset_counts ();
+  consumer->stop_after = 1;
+  consumer->fail = TRUE;
+  producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
+  sluice_ordered_item_producer_register_producer (producer, SLUICE_PUSH_PRODUCER (upstream));
+  for (guint i = 0; i < 4; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+  g_assert_false (sluice_ordered_item_producer_is_closed (producer));
+  g_assert_true (upstream->paused);
+  source = sluice_ordered_item_producer_create_ready_source (producer, NULL);
+  g_source_set_callback (source, count_dispatch, &dispatched, NULL);
+  g_source_attach (source, NULL);
+
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  {
+    gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+    while (!sluice_ordered_item_producer_is_closed (producer))
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_main_context_iteration (NULL, FALSE);
+        g_usleep (100);
+      }
+  }
+  g_assert_true (sluice_ordered_item_producer_is_ready (producer));
+  g_assert_cmpuint (upstream->stops, ==, 1);
+  while (dispatched == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_destroy (source);
+
+  sluice_ordered_item_producer_produce_item (producer, complete_now, NULL, NULL, NULL, produce_done,
+                                             &late_error);
+  wait_result ((GAsyncResult **) &late_error);
+  g_assert_error (late_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&late_error);
+
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE);
   assert_no_item_leaked ();
   consumer_free (consumer);
 }
@@ -1174,6 +1240,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/item-cancellable", test_item_cancellable);
   g_test_add_func ("/producer/flow/upstream-and-ready", test_flow_control);
   g_test_add_func ("/producer/flow/window-full-defers", test_window_full_defers);
+  g_test_add_func ("/producer/flow/closed-wakes-waiters", test_closed_wakes_waiters);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
   g_test_add_func ("/producer/dispose/running", test_dispose_running);
   g_test_add_func ("/producer/programmer-errors", test_programmer_errors);

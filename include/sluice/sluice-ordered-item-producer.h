@@ -120,6 +120,8 @@ gpointer sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *se
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self);
+SLUICE_AVAILABLE_IN_ALL
 GSource *sluice_ordered_item_producer_create_ready_source (SluiceOrderedItemProducer *self,
                                                            GCancellable *cancellable);
 
