@@ -16,6 +16,8 @@ typedef struct
   GAsyncQueue *slots;
   guint window;
   guint max_n_items;
+  gboolean in_produce_call;
+  guint deferred; /* item functions not run within their produce call */
   gboolean done;
 } Stress;
 
@@ -80,6 +82,8 @@ hand_to_completers (SluiceSlot *slot, gpointer data)
       sluice_ordered_item_producer_get_consumerator (stress->producer));
 
   stress->max_n_items = MAX (stress->max_n_items, n_items);
+  if (!stress->in_produce_call)
+    stress->deferred++;
   g_async_queue_push (stress->slots, slot);
 }
 
@@ -141,8 +145,12 @@ run_stress (guint n, guint window, guint thread_every)
                                                              GSIZE_TO_POINTER ((gsize) i + 1), NULL,
                                                              G_PRIORITY_DEFAULT, NULL, NULL, NULL);
       else
-        sluice_ordered_item_producer_produce_item (stress.producer, hand_to_completers, &stress,
-                                                   NULL, NULL, NULL, NULL);
+        {
+          stress.in_produce_call = TRUE;
+          sluice_ordered_item_producer_produce_item (stress.producer, hand_to_completers, &stress,
+                                                     NULL, NULL, NULL, NULL);
+          stress.in_produce_call = FALSE;
+        }
     }
 
   sluice_ordered_item_producer_stop_async (stress.producer, stopped, &result);
@@ -157,13 +165,17 @@ run_stress (guint n, guint window, guint thread_every)
   for (guint i = 0; i < N_COMPLETERS; i++)
     g_thread_join (threads[i]);
 
-  g_test_message ("%u items, window %u: max live %u", n, window, stress.max_n_items);
+  g_test_message ("%u items, window %u: max live %u, deferred %u", n, window, stress.max_n_items,
+                  stress.deferred);
   g_assert_cmpuint (t->first_bad, ==, G_MAXUINT64);
   g_assert_cmpuint (t->count, ==, n);
   g_assert_cmpuint (t->sum, ==, (guint64) n * (n + 1) / 2);
   /* The window bounds the live items, and the load did fill it. */
   g_assert_cmpuint (stress.max_n_items, <=, window);
   g_assert_cmpuint (stress.max_n_items, >, 0);
+  /* The loop waits for is_ready(), so no call had to wait for room: the
+   * ready state is current on the thread that owns the producer. */
+  g_assert_cmpuint (stress.deferred, ==, 0);
 
   g_free (t);
   g_object_unref (stress.producer);

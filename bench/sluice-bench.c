@@ -1,0 +1,1426 @@
+/* sluice-bench.c: the core against the best baselines, side by side in one run
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Four workloads, each run by every implementation in this one process,
+ * alternating (the order rotates every repetition), several repetitions,
+ * medians with the spread. Implementations:
+ *
+ * - sluice: SluiceOrderedItemProducer through its public API only;
+ * - glib:   a plain GLib one: GThreadPool workers, an array ring under a
+ *           GMutex with GConds signalled only when the other side waits, a
+ *           consumer GThread, the same window with the same hysteresis;
+ * - tbb:    oneTBB parallel_pipeline, serial_in_order → parallel →
+ *           serial_in_order (bench-tbb.cpp, when oneTBB was found);
+ * - serial: the same work in one thread, no library: the floor and the
+ *           reference for speedups.
+ *
+ * Every run is checked (count, order, sums of item numbers and of the busy
+ * work results): a wrong result ends the bench with an error.
+ *
+ * Peak RSS: the high-water mark is reset before each run (/proc/self/clear_refs)
+ * and read after it; the slow consumer runs in a child process of its own
+ * (ru_maxrss from wait4()), at two sizes, to show RSS flat in the item count.
+ */
+
+#include <sluice/sluice.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench-common.h"
+
+#define MAX_REPS 64
+#define MAX_HANDOFF_BATCH 4096
+
+/* ---- options ----------------------------------------------------------- */
+
+static gboolean opt_quick;
+static int opt_reps;
+static int opt_window = 1024;
+static int opt_threads = 2;
+/* Items the producer hands to a completer thread at a time (handoff). */
+static int opt_handoff_batch = 256;
+static char *opt_only;
+static char *opt_impls;
+static gboolean opt_no_acquire;
+static double opt_scale = 1.0;
+/* Hidden: run one slow-consumer case in this (child) process. */
+static char *opt_child;
+static gint64 opt_child_n;
+static int opt_child_work_iters;
+static int opt_child_consumer_iters;
+
+static GOptionEntry option_entries[] = {
+  { "quick", 'q', 0, G_OPTION_ARG_NONE, &opt_quick, "Smoke run: small sizes, 2 repetitions", NULL },
+  { "reps", 'r', 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions (default 5, quick 2)", "N" },
+  { "window", 'w', 0, G_OPTION_ARG_INT, &opt_window, "Window: the most items in flight (1024)",
+    "N" },
+  { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Worker threads (2)", "N" },
+  { "handoff-batch", 'b', 0, G_OPTION_ARG_INT, &opt_handoff_batch,
+    "Handoff: slots handed to a completer thread at a time (256)", "N" },
+  { "only", 'o', 0, G_OPTION_ARG_STRING, &opt_only,
+    "Comma-separated workloads: handoff,small,large,slow", "LIST" },
+  { "impls", 'i', 0, G_OPTION_ARG_STRING, &opt_impls,
+    "Comma-separated implementations: sluice,glib,tbb,serial", "LIST" },
+  { "no-acquire", 0, 0, G_OPTION_ARG_NONE, &opt_no_acquire,
+    "Produce without holding the owner context (shows how :ready then lags)", NULL },
+  { "scale", 's', 0, G_OPTION_ARG_DOUBLE, &opt_scale, "Multiply every item count", "X" },
+  { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
+  { "child-n", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &opt_child_n, NULL, NULL },
+  { "child-work-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_work_iters, NULL,
+    NULL },
+  { "child-consumer-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_consumer_iters,
+    NULL, NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void fail (const char *format, ...) G_GNUC_NORETURN G_GNUC_PRINTF (1, 2);
+
+/* A wrong result, or a broken run: the bench ends with status 1. */
+static void
+fail (const char *format, ...)
+{
+  va_list args;
+
+  fflush (stdout);
+  fprintf (stderr, "sluice-bench: FAIL: ");
+  va_start (args, format);
+  vfprintf (stderr, format, args);
+  va_end (args);
+  fprintf (stderr, "\n");
+  exit (1);
+}
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Where the results of busy work that nobody checks go, so that they are
+ * computed all the same. */
+static volatile uint64_t sink;
+
+static guint32 busy_iters_per_us;
+
+static guint32
+iters_for_us (double us)
+{
+  return (guint32) MAX (1.0, us * busy_iters_per_us);
+}
+
+/* Busy-work iterations per microsecond, measured here: the best of a few
+ * rounds (the least disturbed). */
+static void
+calibrate (void)
+{
+  const guint32 iters = 20 * 1000 * 1000;
+  double best = G_MAXDOUBLE;
+
+  for (int round = 0; round < 5; round++)
+    {
+      double t0 = now ();
+
+      sink += bench_busy (round, iters);
+      best = MIN (best, now () - t0);
+    }
+  busy_iters_per_us = (guint32) MAX (1.0, iters / (best * 1e6));
+}
+
+/* Resets the peak resident set to the current one. */
+static void
+rss_reset_peak (void)
+{
+  int fd = open ("/proc/self/clear_refs", O_WRONLY);
+
+  if (fd >= 0)
+    {
+      if (write (fd, "5", 1) != 1)
+        {
+          /* Older kernels: the peak then covers the whole process so far. */
+        }
+      close (fd);
+    }
+}
+
+/* VmHWM in MiB, or NAN. */
+static double
+rss_peak_mb (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  if (!g_file_get_contents ("/proc/self/status", &status, NULL, NULL))
+    return NAN;
+  line = strstr (status, "VmHWM:");
+  if (line == NULL)
+    return NAN;
+  return g_ascii_strtod (line + 6, NULL) / 1024.0;
+}
+
+typedef struct
+{
+  double wall;
+  double cpu;    /* this process */
+  double system; /* every processor of the machine, busy */
+  long csw;
+} Usage;
+
+/* Seconds the machine's processors have been busy (any process, and time
+ * the hypervisor stole), from /proc/stat; 0 where it cannot be read. */
+static double
+system_busy_seconds (void)
+{
+  g_autofree char *stat = NULL;
+  guint64 v[8] = { 0 };
+
+  if (!g_file_get_contents ("/proc/stat", &stat, NULL, NULL) ||
+      sscanf (stat,
+              "cpu %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+              " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+              " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+              &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 8)
+    return 0;
+  /* user nice system [idle iowait] irq softirq steal */
+  return (double) (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / sysconf (_SC_CLK_TCK);
+}
+
+/* Runs disturbed by other load on the machine are repeated: the figures
+ * compare implementations, so they must see the same machine. */
+#define MAX_ATTEMPTS 3
+
+/* Cores that other processes took, beyond what the tick granularity of
+ * /proc/stat (two ticks per processor) can explain. */
+static double
+other_cores (double other_seconds, double wall)
+{
+  double slack = 2.0 * g_get_num_processors () / sysconf (_SC_CLK_TCK);
+
+  return MAX (0, other_seconds - slack) / wall;
+}
+
+static gboolean
+is_disturbed (double other_seconds, double wall)
+{
+  return other_cores (other_seconds, wall) > 0.15;
+}
+
+static void
+usage_now (Usage *usage)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  usage->system = system_busy_seconds ();
+  usage->wall = now ();
+  usage->cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+               ru.ru_stime.tv_usec * 1e-6;
+  usage->csw = ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+static void
+track_live (guint64 produced, guint64 *consumed, guint64 *max_live)
+{
+  guint64 live = produced - __atomic_load_n (consumed, __ATOMIC_SEQ_CST);
+
+  if (live > *max_live)
+    *max_live = live;
+}
+
+/* The completers of the handoff complete a full batch in this (shuffled)
+ * order, a partial one in reverse. */
+static guint shuffle[MAX_HANDOFF_BATCH];
+
+static void
+init_shuffle (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (42);
+
+  for (int i = 0; i < opt_handoff_batch; i++)
+    shuffle[i] = i;
+  for (int i = opt_handoff_batch - 1; i > 0; i--)
+    {
+      guint j = g_rand_int_range (rand, 0, i + 1);
+      guint t = shuffle[i];
+
+      shuffle[i] = shuffle[j];
+      shuffle[j] = t;
+    }
+}
+
+static inline guint
+shuffled (guint k, guint n)
+{
+  return n == (guint) opt_handoff_batch ? shuffle[k] : n - 1 - k;
+}
+
+/* ---- serial: no library, one thread ------------------------------------ */
+
+static void
+serial_run (const BenchParams *p, BenchResult *r)
+{
+  BenchTally tally;
+  double t0;
+
+  bench_tally_init (&tally);
+  t0 = now ();
+  for (guint64 i = 0; i < p->n; i++)
+    {
+      uint64_t value = bench_item_value (i, p->work_iters);
+
+      if (p->payload)
+        value = bench_block_take (bench_block_new (value));
+      /* Keep the loop a loop: no closed form, no vectors. */
+      __asm__ volatile("" : "+r"(value));
+      bench_tally_add (&tally, value, p->consumer_iters);
+    }
+  r->seconds = now () - t0;
+  r->tally = tally;
+}
+
+/* ---- sluice ------------------------------------------------------------ */
+
+typedef struct
+{
+  guint n;
+  struct
+  {
+    guint64 seq;
+    SluiceSlot *slot;
+  } entries[];
+} SlotBatch;
+
+typedef struct
+{
+  const BenchParams *p;
+  GThreadPool *completers; /* handoff */
+  SlotBatch *batch;        /* filled by the item function, main thread */
+  guint64 next_seq;        /* main thread */
+  guint64 consumed;        /* atomic, with track_live */
+  BenchTally tally;        /* consumer thread, read after the stop */
+} SluiceRun;
+
+static const BenchParams *sluice_current;
+
+/* A completer thread: completes a batch of slots out of order. */
+static void
+sluice_complete_batch (gpointer data, gpointer user_data)
+{
+  SlotBatch *batch = data;
+
+  for (guint k = 0; k < batch->n; k++)
+    {
+      guint j = shuffled (k, batch->n);
+
+      sluice_slot_complete (batch->entries[j].slot, GSIZE_TO_POINTER (batch->entries[j].seq + 1));
+    }
+  g_free (batch);
+}
+
+static void
+sluice_flush_batch (SluiceRun *run)
+{
+  if (run->batch == NULL)
+    return;
+  g_thread_pool_push (run->completers, g_steal_pointer (&run->batch), NULL);
+}
+
+/* The item function (main thread): the slot goes to a completer. */
+static void
+sluice_hand_to_completer (SluiceSlot *slot, gpointer data)
+{
+  SluiceRun *run = data;
+
+  if (run->batch == NULL)
+    {
+      run->batch =
+          g_malloc (sizeof (SlotBatch) + opt_handoff_batch * sizeof run->batch->entries[0]);
+      run->batch->n = 0;
+    }
+  run->batch->entries[run->batch->n].slot = slot;
+  run->batch->entries[run->batch->n].seq = run->next_seq++;
+  if (++run->batch->n == (guint) opt_handoff_batch)
+    sluice_flush_batch (run);
+}
+
+/* The blocking item function, in the task queue. */
+static gpointer
+sluice_work (GCancellable *cancellable, gpointer data, GError **error)
+{
+  const BenchParams *p = sluice_current;
+  uint64_t value = bench_item_value (GPOINTER_TO_SIZE (data), p->work_iters);
+
+  if (p->payload)
+    return bench_block_new (value);
+  return GSIZE_TO_POINTER (value);
+}
+
+static gpointer
+sluice_consume (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  SluiceRun *run = data;
+  const BenchParams *p = run->p;
+  gpointer item;
+
+  while (sluice_consumerator_next (consumerator, &item, error))
+    {
+      uint64_t value;
+
+      if (p->track_live)
+        __atomic_fetch_add (&run->consumed, 1, __ATOMIC_SEQ_CST);
+      value = p->payload ? bench_block_take (item) : GPOINTER_TO_SIZE (item);
+      bench_tally_add (&run->tally, value, p->consumer_iters);
+    }
+  return (*error == NULL) ? GINT_TO_POINTER (1) : NULL;
+}
+
+static void
+on_stopped (GObject *source, GAsyncResult *result, gpointer data)
+{
+  GAsyncResult **out = data;
+
+  *out = g_object_ref (result);
+}
+
+static void
+sluice_run (const BenchParams *p, BenchResult *r)
+{
+  GMainContext *context = g_main_context_default ();
+  SluiceRun run = { 0 };
+  SluiceTaskQueue *queue = NULL;
+  SluiceOrderedItemProducer *producer;
+  SluiceConsumerator *consumerator;
+  GAsyncResult *stop_result = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean handoff = p->work_iters == 0 && !p->payload;
+  gpointer ret;
+  double t0;
+
+  /* Hold the owner context while producing: the producer then updates
+   * :ready at once when the window fills (from another thread it would
+   * only do so when the context next iterates). */
+  if (!opt_no_acquire && !g_main_context_acquire (context))
+    fail ("cannot acquire the main context");
+
+  run.p = p;
+  bench_tally_init (&run.tally);
+  sluice_current = p;
+  if (handoff)
+    run.completers = g_thread_pool_new (sluice_complete_batch, &run, p->threads, TRUE, NULL);
+  else
+    queue = sluice_task_queue_new (p->threads);
+  producer = sluice_ordered_item_producer_new (queue, p->window, p->payload ? free : NULL);
+  consumerator = sluice_ordered_item_producer_get_consumerator (producer);
+
+  t0 = now ();
+  sluice_ordered_item_producer_start (producer, sluice_consume, &run, NULL, NULL);
+  for (guint64 i = 0; i < p->n; i++)
+    {
+      if (G_UNLIKELY (!sluice_ordered_item_producer_is_ready (producer)))
+        {
+          /* Never wait with slots in hand. */
+          sluice_flush_batch (&run);
+          while (!sluice_ordered_item_producer_is_ready (producer))
+            g_main_context_iteration (context, TRUE);
+        }
+      if (handoff)
+        sluice_ordered_item_producer_produce_item (producer, sluice_hand_to_completer, &run, NULL,
+                                                   NULL, NULL, NULL);
+      else
+        sluice_ordered_item_producer_produce_item_in_thread (producer, sluice_work,
+                                                             GSIZE_TO_POINTER (i), NULL,
+                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      if (p->track_live)
+        {
+          guint n_items = sluice_consumerator_get_n_items (consumerator);
+
+          r->max_n_items = MAX (r->max_n_items, n_items);
+          track_live (i + 1, &run.consumed, &r->max_live);
+        }
+    }
+  sluice_flush_batch (&run);
+
+  sluice_ordered_item_producer_stop_async (producer, on_stopped, &stop_result);
+  while (stop_result == NULL)
+    g_main_context_iteration (context, TRUE);
+  ret = sluice_ordered_item_producer_stop_finish (producer, stop_result, &error);
+  r->seconds = now () - t0;
+  if (ret == NULL)
+    fail ("sluice: the stop failed: %s", error != NULL ? error->message : "no result");
+
+  r->tally = run.tally;
+  g_object_unref (stop_result);
+  if (run.completers != NULL)
+    g_thread_pool_free (run.completers, FALSE, TRUE);
+  g_object_unref (producer);
+  g_clear_object (&queue);
+  if (!opt_no_acquire)
+    g_main_context_release (context);
+}
+
+/* ---- glib: the plain GLib implementation ------------------------------- */
+
+typedef struct
+{
+  guint n;
+  guint64 seqs[];
+} SeqBatch;
+
+typedef struct
+{
+  const BenchParams *p;
+  GThreadPool *pool;
+  SeqBatch *batch; /* handoff, main thread */
+
+  GMutex lock;
+  GCond data_cond;  /* the consumer waits for ring[head] */
+  GCond space_cond; /* the producer waits for room */
+  guint64 *values;
+  guint8 *full;
+  guint mask;
+  guint window;
+  guint low_water;
+  guint64 next; /* reserved */
+  guint64 head; /* taken by the consumer */
+  guint64 wait_seq;
+  gboolean consumer_waiting;
+  gboolean producer_waiting;
+  gboolean ended;
+
+  guint64 consumed; /* atomic, with track_live */
+  BenchTally tally; /* consumer thread */
+} GlibRun;
+
+static void
+glib_store (GlibRun *run, guint64 seq, guint64 value)
+{
+  g_mutex_lock (&run->lock);
+  run->values[seq & run->mask] = value;
+  run->full[seq & run->mask] = 1;
+  if (run->consumer_waiting && run->wait_seq == seq)
+    g_cond_signal (&run->data_cond);
+  g_mutex_unlock (&run->lock);
+}
+
+static void
+glib_complete_batch (gpointer data, gpointer user_data)
+{
+  SeqBatch *batch = data;
+
+  for (guint k = 0; k < batch->n; k++)
+    {
+      guint j = shuffled (k, batch->n);
+
+      glib_store (user_data, batch->seqs[j], batch->seqs[j] + 1);
+    }
+  g_free (batch);
+}
+
+static void
+glib_work (gpointer data, gpointer user_data)
+{
+  GlibRun *run = user_data;
+  guint64 seq = GPOINTER_TO_SIZE (data) - 1;
+  uint64_t value = bench_item_value (seq, run->p->work_iters);
+
+  if (run->p->payload)
+    value = (uint64_t) (uintptr_t) bench_block_new (value);
+  glib_store (run, seq, value);
+}
+
+static gpointer
+glib_consumer (gpointer data)
+{
+  GlibRun *run = data;
+  const BenchParams *p = run->p;
+
+  for (;;)
+    {
+      guint64 value;
+
+      g_mutex_lock (&run->lock);
+      while (!run->full[run->head & run->mask])
+        {
+          if (run->ended && run->head == run->next)
+            {
+              g_mutex_unlock (&run->lock);
+              return NULL;
+            }
+          run->wait_seq = run->head;
+          run->consumer_waiting = TRUE;
+          g_cond_wait (&run->data_cond, &run->lock);
+          run->consumer_waiting = FALSE;
+        }
+      value = run->values[run->head & run->mask];
+      run->full[run->head & run->mask] = 0;
+      run->head++;
+      if (run->producer_waiting && run->next - run->head <= run->low_water)
+        g_cond_signal (&run->space_cond);
+      g_mutex_unlock (&run->lock);
+
+      if (p->track_live)
+        __atomic_fetch_add (&run->consumed, 1, __ATOMIC_SEQ_CST);
+      if (p->payload)
+        value = bench_block_take ((gpointer) (uintptr_t) value);
+      bench_tally_add (&run->tally, value, p->consumer_iters);
+    }
+}
+
+static void
+glib_flush_batch (GlibRun *run)
+{
+  if (run->batch != NULL)
+    g_thread_pool_push (run->pool, g_steal_pointer (&run->batch), NULL);
+}
+
+static void
+glib_run (const BenchParams *p, BenchResult *r)
+{
+  GlibRun run = { 0 };
+  gboolean handoff = p->work_iters == 0 && !p->payload;
+  guint capacity = 1;
+  GThread *consumer;
+  double t0;
+
+  run.p = p;
+  bench_tally_init (&run.tally);
+  while (capacity < p->window)
+    capacity <<= 1;
+  run.values = g_new0 (guint64, capacity);
+  run.full = g_new0 (guint8, capacity);
+  run.mask = capacity - 1;
+  run.window = p->window;
+  run.low_water = p->window / 2;
+  g_mutex_init (&run.lock);
+  g_cond_init (&run.data_cond);
+  g_cond_init (&run.space_cond);
+  run.pool =
+      g_thread_pool_new (handoff ? glib_complete_batch : glib_work, &run, p->threads, TRUE, NULL);
+
+  t0 = now ();
+  consumer = g_thread_new ("glib-consumer", glib_consumer, &run);
+  for (guint64 i = 0; i < p->n; i++)
+    {
+      guint64 seq;
+
+      g_mutex_lock (&run.lock);
+      if (run.next - run.head >= run.window)
+        {
+          g_mutex_unlock (&run.lock);
+          glib_flush_batch (&run);
+          g_mutex_lock (&run.lock);
+          while (run.next - run.head > run.low_water)
+            {
+              run.producer_waiting = TRUE;
+              g_cond_wait (&run.space_cond, &run.lock);
+              run.producer_waiting = FALSE;
+            }
+        }
+      seq = run.next++;
+      g_mutex_unlock (&run.lock);
+
+      if (handoff)
+        {
+          if (run.batch == NULL)
+            {
+              run.batch = g_malloc (sizeof (SeqBatch) + opt_handoff_batch * sizeof (guint64));
+              run.batch->n = 0;
+            }
+          run.batch->seqs[run.batch->n] = seq;
+          if (++run.batch->n == (guint) opt_handoff_batch)
+            glib_flush_batch (&run);
+        }
+      else
+        g_thread_pool_push (run.pool, GSIZE_TO_POINTER (seq + 1), NULL);
+
+      if (p->track_live)
+        track_live (i + 1, &run.consumed, &r->max_live);
+    }
+  glib_flush_batch (&run);
+
+  g_mutex_lock (&run.lock);
+  run.ended = TRUE;
+  if (run.consumer_waiting)
+    g_cond_signal (&run.data_cond);
+  g_mutex_unlock (&run.lock);
+  g_thread_join (consumer);
+  r->seconds = now () - t0;
+  r->tally = run.tally;
+
+  g_thread_pool_free (run.pool, FALSE, TRUE);
+  g_mutex_clear (&run.lock);
+  g_cond_clear (&run.data_cond);
+  g_cond_clear (&run.space_cond);
+  g_free (run.values);
+  g_free (run.full);
+}
+
+/* ---- tbb --------------------------------------------------------------- */
+
+static void
+tbb_run (const BenchParams *p, BenchResult *r)
+{
+#ifdef HAVE_TBB
+  if (!bench_tbb_run (p, r))
+    fail ("tbb: the run failed");
+  /* oneTBB workers spin a while after their work runs out: let them fall
+   * asleep before the next implementation is timed. */
+  g_usleep (100 * 1000);
+#else
+  g_assert_not_reached ();
+#endif
+}
+
+/* ---- implementations and measurements ---------------------------------- */
+
+typedef enum
+{
+  IMPL_SLUICE,
+  IMPL_GLIB,
+  IMPL_TBB,
+  IMPL_SERIAL,
+  N_IMPLS
+} Impl;
+
+static const char *impl_names[N_IMPLS] = { "sluice", "glib", "tbb", "serial" };
+
+static gboolean
+impl_wanted (Impl impl)
+{
+  g_auto (GStrv) names = NULL;
+
+  if (opt_impls == NULL)
+    return TRUE;
+  names = g_strsplit (opt_impls, ",", -1);
+  return g_strv_contains ((const char *const *) names, impl_names[impl]);
+}
+
+static gboolean
+impl_available (Impl impl)
+{
+#ifdef HAVE_TBB
+  return TRUE;
+#else
+  return impl != IMPL_TBB;
+#endif
+}
+
+static void
+impl_run (Impl impl, const BenchParams *p, BenchResult *r)
+{
+  memset (r, 0, sizeof *r);
+  switch (impl)
+    {
+    case IMPL_SLUICE:
+      sluice_run (p, r);
+      break;
+    case IMPL_GLIB:
+      glib_run (p, r);
+      break;
+    case IMPL_TBB:
+      tbb_run (p, r);
+      break;
+    case IMPL_SERIAL:
+    default:
+      serial_run (p, r);
+      break;
+    }
+}
+
+static Impl
+impl_from_name (const char *name)
+{
+  for (int i = 0; i < N_IMPLS; i++)
+    if (g_strcmp0 (name, impl_names[i]) == 0)
+      return i;
+  fail ("unknown implementation %s", name);
+}
+
+/* What every run of a workload must have seen. */
+typedef struct
+{
+  guint64 n;
+  guint64 sum_hi;
+  gboolean sum_hi_known;
+  guint64 sink;
+  gboolean sink_known;
+} Expected;
+
+static void
+check_tally (const char *workload, Impl impl, const BenchTally *t, Expected *e)
+{
+  guint64 sum_lo = e->n * (e->n + 1) / 2;
+
+  if (!t->order_ok)
+    fail ("%s/%s: items out of order", workload, impl_names[impl]);
+  if (t->count != e->n)
+    fail ("%s/%s: %" G_GUINT64_FORMAT " items instead of %" G_GUINT64_FORMAT, workload,
+          impl_names[impl], t->count, e->n);
+  if (t->sum_lo != sum_lo)
+    fail ("%s/%s: sum of items %" G_GUINT64_FORMAT " instead of %" G_GUINT64_FORMAT, workload,
+          impl_names[impl], t->sum_lo, sum_lo);
+  if (!e->sum_hi_known)
+    {
+      e->sum_hi = t->sum_hi;
+      e->sum_hi_known = TRUE;
+    }
+  else if (t->sum_hi != e->sum_hi)
+    fail ("%s/%s: sum of work results %" G_GUINT64_FORMAT " instead of %" G_GUINT64_FORMAT,
+          workload, impl_names[impl], t->sum_hi, e->sum_hi);
+  if (!e->sink_known)
+    {
+      e->sink = t->sink;
+      e->sink_known = TRUE;
+    }
+  else if (t->sink != e->sink)
+    fail ("%s/%s: the consumer's work differs", workload, impl_names[impl]);
+  sink += t->sink;
+}
+
+typedef struct
+{
+  int n;
+  double seconds[MAX_REPS];
+  double cpu[MAX_REPS];   /* cores busy on average */
+  double csw[MAX_REPS];   /* context switches per 1000 items */
+  double rss[MAX_REPS];   /* peak RSS, MiB */
+  double other[MAX_REPS]; /* cores busy with other processes */
+  int n_retried;          /* runs repeated for other load */
+  int n_disturbed;        /* runs kept although disturbed */
+  guint64 max_live;
+  guint64 max_n_items;
+} Samples;
+
+typedef struct
+{
+  const char *name;
+  const char *title;
+  BenchParams params;
+  gboolean impls[N_IMPLS];
+  Samples samples[N_IMPLS];
+  Expected expected;
+  gboolean ran;
+} Workload;
+
+static int
+compare_doubles (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (const double *values, int n)
+{
+  double sorted[MAX_REPS];
+
+  if (n == 0)
+    return NAN;
+  memcpy (sorted, values, n * sizeof (double));
+  qsort (sorted, n, sizeof (double), compare_doubles);
+  return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
+static double
+min_of (const double *values, int n)
+{
+  double m = INFINITY;
+
+  for (int i = 0; i < n; i++)
+    m = MIN (m, values[i]);
+  return m;
+}
+
+static double
+max_of (const double *values, int n)
+{
+  double m = -INFINITY;
+
+  for (int i = 0; i < n; i++)
+    m = MAX (m, values[i]);
+  return m;
+}
+
+static void
+measure (Workload *w, Impl impl)
+{
+  Samples *s = &w->samples[impl];
+  BenchResult r;
+  Usage before, after;
+  double other;
+
+  for (int attempt = 1;; attempt++)
+    {
+      rss_reset_peak ();
+      usage_now (&before);
+      impl_run (impl, &w->params, &r);
+      usage_now (&after);
+      check_tally (w->name, impl, &r.tally, &w->expected);
+      other = (after.system - before.system) - (after.cpu - before.cpu);
+      if (!is_disturbed (other, after.wall - before.wall))
+        break;
+      if (attempt == MAX_ATTEMPTS)
+        {
+          s->n_disturbed++;
+          break;
+        }
+      s->n_retried++;
+      fprintf (stderr, "  %-8s %-7s: other load on the machine (%.2f cores), once more\n", w->name,
+               impl_names[impl], other_cores (other, after.wall - before.wall));
+      g_usleep (G_USEC_PER_SEC);
+    }
+
+  s->other[s->n] = other_cores (other, after.wall - before.wall);
+  s->seconds[s->n] = r.seconds;
+  s->cpu[s->n] = (after.cpu - before.cpu) / (after.wall - before.wall);
+  s->csw[s->n] = (after.csw - before.csw) * 1000.0 / w->params.n;
+  s->rss[s->n] = rss_peak_mb ();
+  s->max_live = MAX (s->max_live, r.max_live);
+  s->max_n_items = MAX (s->max_n_items, r.max_n_items);
+  s->n++;
+  fprintf (stderr, "  %-8s %-7s rep %d: %8.3f s  %10.0f items/s\n", w->name, impl_names[impl], s->n,
+           r.seconds, w->params.n / r.seconds);
+}
+
+/* The median over repetitions of the ratio of two implementations' times,
+ * each ratio taken within one repetition. */
+static void
+paired_ratio (const Workload *w, Impl num, Impl den, double *med, double *lo, double *hi)
+{
+  const Samples *a = &w->samples[num], *b = &w->samples[den];
+  double ratios[MAX_REPS];
+  int n = MIN (a->n, b->n);
+
+  for (int i = 0; i < n; i++)
+    ratios[i] = b->seconds[i] / a->seconds[i];
+  *med = median (ratios, n);
+  *lo = min_of (ratios, n);
+  *hi = max_of (ratios, n);
+}
+
+static void
+run_workload (Workload *w, int reps)
+{
+  Impl order[N_IMPLS];
+  int n_order = 0;
+  BenchParams warm = w->params;
+
+  fprintf (stderr, "%s: %" G_GUINT64_FORMAT " items, %d repetitions\n", w->name, w->params.n, reps);
+  /* The serial run goes first: it sets the expected work sums. */
+  for (int i = N_IMPLS - 1; i >= 0; i--)
+    if (w->impls[i] && impl_available (i))
+      order[n_order++] = i;
+
+  /* Warm-up: threads, allocator arenas, lazy initialisation. */
+  warm.n = MIN (w->params.n, 20000);
+  for (int i = 0; i < n_order; i++)
+    {
+      BenchResult r;
+      Expected e = { warm.n };
+
+      impl_run (order[i], &warm, &r);
+      check_tally (w->name, order[i], &r.tally, &e);
+    }
+
+  for (int rep = 0; rep < reps; rep++)
+    for (int i = 0; i < n_order; i++)
+      measure (w, order[(i + rep) % n_order]);
+  w->ran = TRUE;
+}
+
+/* ---- slow consumer: one child process per run -------------------------- */
+
+/* In the child: runs one case and prints what it saw. */
+static int
+child_main (void)
+{
+  BenchParams p = { 0 };
+  BenchResult r;
+
+  p.n = opt_child_n;
+  p.work_iters = opt_child_work_iters;
+  p.consumer_iters = opt_child_consumer_iters;
+  p.payload = 1;
+  p.track_live = 1;
+  p.window = opt_window;
+  p.threads = opt_threads;
+  impl_run (impl_from_name (opt_child), &p, &r);
+  printf ("CHILD %" G_GUINT64_FORMAT " %d %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+          " %" G_GUINT64_FORMAT " %.9f %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n",
+          r.tally.count, r.tally.order_ok, r.tally.sum_lo, r.tally.sum_hi, r.tally.sink, r.seconds,
+          r.max_live, r.max_n_items);
+  return 0;
+}
+
+/* Runs one slow-consumer case in a fresh process (fork + exec, so that
+ * nothing of this process counts); returns the CPU time other processes
+ * used meanwhile. */
+static double
+run_child (
+    Workload *w, Impl impl, guint64 n, Expected *e, BenchResult *result, struct rusage *out_ru)
+{
+  char *argv[16];
+  int argc = 0;
+  int fds[2];
+  pid_t pid;
+  int status;
+  struct rusage ru;
+  GString *out = g_string_new (NULL);
+  char buf[512];
+  ssize_t len;
+  BenchResult r = { 0 };
+  int order_ok = 0;
+  double system_before, wall_before, own;
+
+  argv[argc++] = "/proc/self/exe";
+  argv[argc++] = g_strdup_printf ("--child=%s", impl_names[impl]);
+  argv[argc++] = g_strdup_printf ("--child-n=%" G_GUINT64_FORMAT, n);
+  argv[argc++] = g_strdup_printf ("--child-work-iters=%u", w->params.work_iters);
+  argv[argc++] = g_strdup_printf ("--child-consumer-iters=%u", w->params.consumer_iters);
+  argv[argc++] = g_strdup_printf ("--window=%u", w->params.window);
+  argv[argc++] = g_strdup_printf ("--threads=%u", w->params.threads);
+  if (opt_no_acquire)
+    argv[argc++] = g_strdup ("--no-acquire");
+  argv[argc] = NULL;
+
+  if (pipe (fds) != 0)
+    fail ("pipe: %s", g_strerror (errno));
+  fflush (stdout);
+  fflush (stderr);
+  system_before = system_busy_seconds ();
+  wall_before = now ();
+  pid = fork ();
+  if (pid < 0)
+    fail ("fork: %s", g_strerror (errno));
+  if (pid == 0)
+    {
+      dup2 (fds[1], STDOUT_FILENO);
+      close (fds[0]);
+      close (fds[1]);
+      execv (argv[0], argv);
+      _exit (127);
+    }
+  close (fds[1]);
+  while ((len = read (fds[0], buf, sizeof buf)) > 0 || (len < 0 && errno == EINTR))
+    if (len > 0)
+      g_string_append_len (out, buf, len);
+  close (fds[0]);
+  while (wait4 (pid, &status, 0, &ru) < 0)
+    if (errno != EINTR)
+      fail ("wait4: %s", g_strerror (errno));
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    fail ("slow/%s: the child process failed (status %d)", impl_names[impl], status);
+  if (sscanf (out->str,
+              "CHILD %" G_GUINT64_FORMAT " %d %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+              " %" G_GUINT64_FORMAT " %lf %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+              &r.tally.count, &order_ok, &r.tally.sum_lo, &r.tally.sum_hi, &r.tally.sink,
+              &r.seconds, &r.max_live, &r.max_n_items) != 8)
+    fail ("slow/%s: unexpected output from the child: %s", impl_names[impl], out->str);
+  r.tally.order_ok = order_ok;
+  check_tally (w->name, impl, &r.tally, e);
+  own = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+        ru.ru_stime.tv_usec * 1e-6;
+
+  for (int i = 1; i < argc; i++)
+    g_free (argv[i]);
+  g_string_free (out, TRUE);
+  *result = r;
+  *out_ru = ru;
+  /* The other load over the child's whole life, per second of it. */
+  return (system_busy_seconds () - system_before - own) * r.seconds / (now () - wall_before);
+}
+
+static void
+measure_child (Workload *w, Impl impl, guint64 n, Samples *s, Expected *e)
+{
+  BenchResult r;
+  struct rusage ru;
+  double other;
+
+  for (int attempt = 1;; attempt++)
+    {
+      other = run_child (w, impl, n, e, &r, &ru);
+      if (!is_disturbed (other, r.seconds))
+        break;
+      if (attempt == MAX_ATTEMPTS)
+        {
+          s->n_disturbed++;
+          break;
+        }
+      s->n_retried++;
+      fprintf (stderr,
+               "  slow/%-6" G_GUINT64_FORMAT "k %-7s: other load on the machine "
+               "(%.2f cores), once more\n",
+               n / 1000, impl_names[impl], other_cores (other, r.seconds));
+      g_usleep (G_USEC_PER_SEC);
+    }
+
+  s->other[s->n] = other_cores (other, r.seconds);
+  s->seconds[s->n] = r.seconds;
+  s->cpu[s->n] = (ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+                  ru.ru_stime.tv_usec * 1e-6) /
+                 r.seconds;
+  s->csw[s->n] = (ru.ru_nvcsw + ru.ru_nivcsw) * 1000.0 / n;
+  s->rss[s->n] = ru.ru_maxrss / 1024.0;
+  s->max_live = MAX (s->max_live, r.max_live);
+  s->max_n_items = MAX (s->max_n_items, r.max_n_items);
+  s->n++;
+  fprintf (stderr,
+           "  slow/%-6" G_GUINT64_FORMAT "k %-7s rep %d: %8.3f s  %10.0f items/s  "
+           "max live %" G_GUINT64_FORMAT "  peak RSS %.1f MiB\n",
+           n / 1000, impl_names[impl], s->n, r.seconds, n / r.seconds, r.max_live,
+           ru.ru_maxrss / 1024.0);
+}
+
+/* The slow consumer at N/4 (the small workload @small) and N (@w). */
+static void
+run_slow (Workload *small, Workload *w, int reps)
+{
+  Impl order[N_IMPLS];
+  int n_order = 0;
+
+  fprintf (stderr, "%s: %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT " items, %d repetitions\n",
+           w->name, small->params.n, w->params.n, reps);
+  for (int i = 0; i < N_IMPLS; i++)
+    if (w->impls[i] && impl_available (i))
+      order[n_order++] = i;
+
+  for (int rep = 0; rep < reps; rep++)
+    for (int i = 0; i < n_order; i++)
+      {
+        Impl impl = order[(i + rep) % n_order];
+
+        measure_child (small, impl, small->params.n, &small->samples[impl], &small->expected);
+        measure_child (w, impl, w->params.n, &w->samples[impl], &w->expected);
+      }
+  small->ran = w->ran = TRUE;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void
+format_rate (char *buf, gsize size, double items_per_s)
+{
+  if (items_per_s >= 1e6)
+    g_snprintf (buf, size, "%.3f M", items_per_s / 1e6);
+  else
+    g_snprintf (buf, size, "%.1f k", items_per_s / 1e3);
+}
+
+static void
+print_table (Workload *workloads, int n_workloads)
+{
+  int n_retried = 0, n_disturbed = 0;
+
+  printf ("\n%-22s %-7s %11s %23s %9s %8s %5s %9s %9s %6s\n", "workload", "impl", "items/s",
+          "[min .. max] items/s", "ns/item", "speedup", "cores", "csw/kitem", "peak RSS", "other");
+  for (int k = 0; k < n_workloads; k++)
+    {
+      Workload *w = &workloads[k];
+
+      if (!w->ran)
+        continue;
+      for (int i = 0; i < N_IMPLS; i++)
+        {
+          Samples *s = &w->samples[i];
+          double t, rate, lo, hi;
+          char rate_s[32], lo_s[32], hi_s[32], range[64], speedup[32];
+
+          if (!w->impls[i])
+            continue;
+          if (!impl_available (i))
+            {
+              printf ("%-22s %-7s %11s   (oneTBB not found: skipped)\n", w->title, impl_names[i],
+                      "-");
+              continue;
+            }
+          if (s->n == 0)
+            continue;
+          t = median (s->seconds, s->n);
+          rate = w->params.n / t;
+          hi = w->params.n / min_of (s->seconds, s->n);
+          lo = w->params.n / max_of (s->seconds, s->n);
+          format_rate (rate_s, sizeof rate_s, rate);
+          format_rate (lo_s, sizeof lo_s, lo);
+          format_rate (hi_s, sizeof hi_s, hi);
+          g_snprintf (range, sizeof range, "[%s .. %s]", lo_s, hi_s);
+          if (w->samples[IMPL_SERIAL].n > 0 && i != IMPL_SERIAL)
+            {
+              double med, rlo, rhi;
+
+              paired_ratio (w, i, IMPL_SERIAL, &med, &rlo, &rhi);
+              g_snprintf (speedup, sizeof speedup, "%.3f", med);
+            }
+          else
+            g_snprintf (speedup, sizeof speedup, "%s", i == IMPL_SERIAL ? "1" : "-");
+          printf ("%-22s %-7s %11s %23s %9.1f %8s %5.2f %9.2f %5.1f MiB %6.2f\n", w->title,
+                  impl_names[i], rate_s, range, t * 1e9 / w->params.n, speedup,
+                  median (s->cpu, s->n), median (s->csw, s->n), median (s->rss, s->n),
+                  max_of (s->other, s->n));
+          n_retried += s->n_retried;
+          n_disturbed += s->n_disturbed;
+        }
+    }
+  printf ("\nother: the most CPU (cores) that other processes or the hypervisor took during a "
+          "kept run;\na run that saw more than 0.15 is repeated, up to %d times: %d repeated, "
+          "%d kept disturbed.\n",
+          MAX_ATTEMPTS, n_retried, n_disturbed);
+}
+
+static void
+print_ratio (const char *label, Workload *w, Impl a, Impl b)
+{
+  double med, lo, hi;
+
+  if (!w->ran || !impl_available (a) || !impl_available (b) || w->samples[a].n == 0 ||
+      w->samples[b].n == 0)
+    return;
+  paired_ratio (w, a, b, &med, &lo, &hi);
+  printf ("  %-28s %7.3f   [%.3f .. %.3f]\n", label, med, lo, hi);
+}
+
+static gboolean
+wanted (const char *name)
+{
+  g_auto (GStrv) names = NULL;
+
+  if (opt_only == NULL)
+    return TRUE;
+  names = g_strsplit (opt_only, ",", -1);
+  return g_strv_contains ((const char *const *) names, name);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  Workload w[6];
+  enum
+  {
+    W_HANDOFF,
+    W_SMALL,
+    W_LARGE,
+    W_SLOW_QUARTER,
+    W_SLOW,
+    N_WORKLOADS
+  };
+  int reps;
+  double q;
+  double t_start = now ();
+
+  context = g_option_context_new ("- Sluice benchmarks against GLib, oneTBB and serial baselines");
+  g_option_context_add_main_entries (context, option_entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 2;
+    }
+  if (opt_window < 1 || opt_threads < 1 || opt_scale <= 0 || opt_handoff_batch < 1 ||
+      opt_handoff_batch > MAX_HANDOFF_BATCH)
+    {
+      fprintf (stderr, "window, threads and scale must be positive, handoff-batch 1..%d\n",
+               MAX_HANDOFF_BATCH);
+      return 2;
+    }
+
+  if (opt_child != NULL)
+    return child_main ();
+
+  reps = opt_reps > 0 ? MIN (opt_reps, MAX_REPS) : (opt_quick ? 2 : 5);
+  q = (opt_quick ? 0.1 : 1.0) * opt_scale;
+  calibrate ();
+  init_shuffle ();
+
+  memset (w, 0, sizeof w);
+  for (int k = 0; k < N_WORKLOADS; k++)
+    {
+      w[k].params.window = opt_window;
+      w[k].params.threads = opt_threads;
+      for (int i = 0; i < N_IMPLS; i++)
+        w[k].impls[i] = impl_wanted (i);
+    }
+
+  w[W_HANDOFF].name = "handoff";
+  w[W_HANDOFF].title = "1 handoff (trivial)";
+  w[W_HANDOFF].params.n = (guint64) (10000000 * q);
+
+  w[W_SMALL].name = "small";
+  w[W_SMALL].title = "2 small work (2 us)";
+  w[W_SMALL].params.n = (guint64) (2000000 * q);
+  w[W_SMALL].params.work_iters = iters_for_us (2);
+
+  w[W_LARGE].name = "large";
+  w[W_LARGE].title = "3 large work (50 us)";
+  w[W_LARGE].params.n = (guint64) (100000 * q);
+  w[W_LARGE].params.work_iters = iters_for_us (50);
+
+  /* Producers spend 1 us per item; the consumer 3 us, three times more. */
+  for (int k = W_SLOW_QUARTER; k <= W_SLOW; k++)
+    {
+      w[k].name = "slow";
+      w[k].params.work_iters = iters_for_us (1);
+      w[k].params.consumer_iters = iters_for_us (3);
+      w[k].params.payload = 1;
+      w[k].params.track_live = 1;
+      w[k].impls[IMPL_SERIAL] = FALSE;
+    }
+  w[W_SLOW].title = "4 slow consumer (N)";
+  w[W_SLOW].params.n = (guint64) (2000000 * q);
+  w[W_SLOW_QUARTER].title = "4 slow consumer (N/4)";
+  w[W_SLOW_QUARTER].params.n = w[W_SLOW].params.n / 4;
+  for (int k = 0; k < N_WORKLOADS; k++)
+    {
+      w[k].params.n = MAX (w[k].params.n, 16);
+      w[k].expected.n = w[k].params.n;
+    }
+
+  printf ("Sluice benchmarks: %s mode, %d repetitions (slow consumer: %d), window %d, "
+          "%d worker threads, %u processors\n",
+          opt_quick ? "quick" : "full", reps, MIN (reps, 3), opt_window, opt_threads,
+          g_get_num_processors ());
+  printf ("items: handoff %" G_GUINT64_FORMAT " (completed out of order by %d threads, %d "
+          "slots at a time), small %" G_GUINT64_FORMAT ", large %" G_GUINT64_FORMAT
+          ", slow consumer %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT "\n",
+          w[W_HANDOFF].params.n, opt_threads, opt_handoff_batch, w[W_SMALL].params.n,
+          w[W_LARGE].params.n, w[W_SLOW_QUARTER].params.n, w[W_SLOW].params.n);
+  printf ("busy work: %u iterations/us (calibrated here); oneTBB: %s\n", busy_iters_per_us,
+#ifdef HAVE_TBB
+          "yes"
+#else
+          "not found, its column is skipped"
+#endif
+  );
+  fflush (stdout);
+
+  if (wanted ("handoff"))
+    run_workload (&w[W_HANDOFF], reps);
+  if (wanted ("small"))
+    run_workload (&w[W_SMALL], reps);
+  if (wanted ("large"))
+    run_workload (&w[W_LARGE], reps);
+  if (wanted ("slow"))
+    run_slow (&w[W_SLOW_QUARTER], &w[W_SLOW], MIN (reps, 3));
+
+  print_table (w, N_WORKLOADS);
+  printf ("\nitems/s, ns/item, cores (CPU time / wall time), csw/kitem (context switches of the "
+          "whole\nprocess per 1000 items) and peak RSS: medians over the repetitions; speedup: "
+          "serial time /\ntime, the median of the ratios within each repetition.\n");
+  printf ("\nratios within one repetition (median [min .. max]):\n");
+  print_ratio ("handoff sluice/tbb", &w[W_HANDOFF], IMPL_SLUICE, IMPL_TBB);
+  print_ratio ("handoff sluice/glib", &w[W_HANDOFF], IMPL_SLUICE, IMPL_GLIB);
+  print_ratio ("small sluice/tbb", &w[W_SMALL], IMPL_SLUICE, IMPL_TBB);
+  print_ratio ("small sluice/glib", &w[W_SMALL], IMPL_SLUICE, IMPL_GLIB);
+  print_ratio ("large sluice/serial (speedup)", &w[W_LARGE], IMPL_SLUICE, IMPL_SERIAL);
+  print_ratio ("large tbb/serial (speedup)", &w[W_LARGE], IMPL_TBB, IMPL_SERIAL);
+  print_ratio ("large glib/serial (speedup)", &w[W_LARGE], IMPL_GLIB, IMPL_SERIAL);
+  print_ratio ("slow consumer sluice/tbb", &w[W_SLOW], IMPL_SLUICE, IMPL_TBB);
+
+  if (w[W_SLOW].ran)
+    {
+      printf ("\nslow consumer, most live items (window %d): produced minus consumed as the "
+              "bench counts\nthem (an item counts as consumed once the consumer has "
+              "registered it, so the one item\nbeing handed over may add 1), and the "
+              "library's own count (sluice_consumerator_get_n_items):\n",
+              opt_window);
+      for (int i = 0; i < N_IMPLS; i++)
+        {
+          Samples *a = &w[W_SLOW_QUARTER].samples[i], *b = &w[W_SLOW].samples[i];
+
+          if (a->n == 0 && b->n == 0)
+            continue;
+          printf ("  %-7s bench %" G_GUINT64_FORMAT, impl_names[i], MAX (a->max_live, b->max_live));
+          if (i == IMPL_SLUICE)
+            printf ("   library %" G_GUINT64_FORMAT, MAX (a->max_n_items, b->max_n_items));
+          printf ("   peak RSS %.1f MiB at N/4, %.1f MiB at N\n", median (a->rss, a->n),
+                  median (b->rss, b->n));
+        }
+    }
+  printf ("\ntotal time %.0f s\n", now () - t_start);
+
+  /* The goals of the issue, then the machine-readable lines, last. */
+  {
+    double med, lo, hi;
+    Workload *h = &w[W_HANDOFF], *s = &w[W_SMALL], *l = &w[W_LARGE];
+    GString *results = g_string_new (NULL);
+
+    printf ("\ngoals (2 cores, same-run ratios):\n");
+#define RATIO_GOAL(key, wl, a, b, goal)                                                            \
+  if ((wl)->ran && (wl)->samples[a].n > 0 && (wl)->samples[b].n > 0)                               \
+    {                                                                                              \
+      paired_ratio (wl, a, b, &med, &lo, &hi);                                                     \
+      g_string_append_printf (results, "RESULT " key "=%.3f\n", med);                              \
+      if ((goal) > 0)                                                                              \
+        printf ("  %-26s %7.3f  (goal >= %.2f)  %s\n", key, med, (double) (goal),                  \
+                med >= (goal) ? "met" : "NOT MET");                                                \
+    }
+
+#ifndef HAVE_TBB
+    g_string_append (results, "RESULT tbb_available=0\n");
+    printf ("  (oneTBB not found: the goals against it are not measured)\n");
+#endif
+    RATIO_GOAL ("handoff_vs_tbb", h, IMPL_SLUICE, IMPL_TBB, 2.0);
+    RATIO_GOAL ("handoff_vs_glib", h, IMPL_SLUICE, IMPL_GLIB, 3.0);
+    RATIO_GOAL ("small_vs_tbb", s, IMPL_SLUICE, IMPL_TBB, 1.0);
+    RATIO_GOAL ("small_vs_glib", s, IMPL_SLUICE, IMPL_GLIB, 0);
+    RATIO_GOAL ("large_speedup", l, IMPL_SLUICE, IMPL_SERIAL, 1.95);
+    RATIO_GOAL ("large_speedup_tbb", l, IMPL_TBB, IMPL_SERIAL, 0);
+    RATIO_GOAL ("large_speedup_glib", l, IMPL_GLIB, IMPL_SERIAL, 0);
+#undef RATIO_GOAL
+    if (h->samples[IMPL_SLUICE].n > 0)
+      g_string_append_printf (
+          results, "RESULT handoff_items_per_s=%.0f\n",
+          h->params.n / median (h->samples[IMPL_SLUICE].seconds, h->samples[IMPL_SLUICE].n));
+    if (s->samples[IMPL_SLUICE].n > 0)
+      g_string_append_printf (
+          results, "RESULT small_items_per_s=%.0f\n",
+          s->params.n / median (s->samples[IMPL_SLUICE].seconds, s->samples[IMPL_SLUICE].n));
+    if (w[W_SLOW].samples[IMPL_SLUICE].n > 0)
+      {
+        Samples *big = &w[W_SLOW].samples[IMPL_SLUICE];
+        Samples *quarter = &w[W_SLOW_QUARTER].samples[IMPL_SLUICE];
+        double rss = median (big->rss, big->n);
+        double growth = rss / median (quarter->rss, quarter->n);
+        guint64 max_live = MAX (big->max_live, quarter->max_live);
+        guint64 max_n_items = MAX (big->max_n_items, quarter->max_n_items);
+
+        printf ("  %-26s %7" G_GUINT64_FORMAT "  (goal <= window %d)  %s\n",
+                "slow_consumer_max_n_items", max_n_items, opt_window,
+                max_n_items <= (guint64) opt_window ? "met" : "NOT MET");
+        printf ("  %-26s %7" G_GUINT64_FORMAT "  (goal <= window + 1)  %s\n",
+                "slow_consumer_max_live", max_live,
+                max_live <= (guint64) opt_window + 1 ? "met" : "NOT MET");
+        printf ("  %-26s %7.3f  (goal: flat, <= 1.10)  %s\n", "slow_consumer_rss_growth", growth,
+                growth <= 1.10 ? "met" : "NOT MET");
+        g_string_append_printf (results, "RESULT slow_consumer_window=%d\n", opt_window);
+        g_string_append_printf (results, "RESULT slow_consumer_max_live=%" G_GUINT64_FORMAT "\n",
+                                max_live);
+        g_string_append_printf (results, "RESULT slow_consumer_max_n_items=%" G_GUINT64_FORMAT "\n",
+                                max_n_items);
+        g_string_append_printf (results, "RESULT slow_consumer_peak_rss_mb=%.1f\n", rss);
+        g_string_append_printf (results, "RESULT slow_consumer_rss_growth=%.3f\n", growth);
+        g_string_append_printf (results, "RESULT slow_consumer_items_per_s=%.0f\n",
+                                w[W_SLOW].params.n / median (big->seconds, big->n));
+      }
+    printf ("\n%s", results->str);
+    g_string_free (results, TRUE);
+  }
+  return 0;
+}
