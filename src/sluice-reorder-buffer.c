@@ -52,8 +52,9 @@ struct _SluiceReorderBuffer
 
   /* Under the lock (read atomically elsewhere where marked). */
   guint64 next_seq;
-  guint64 accepted; /* atomic reads */
-  guint64 end_seq;  /* atomic reads, valid with FLAG_ENDED */
+  guint64 accepted;    /* atomic reads */
+  guint64 end_seq;     /* atomic reads, valid with FLAG_ENDED */
+  guint64 handed_seen; /* the owner's last look at `handed`: a lower bound */
   GQueue overflow;
   gboolean consumer_sleeping;
   guint64 consumer_wait_seq;
@@ -86,6 +87,13 @@ static inline void
 store64 (guint64 *p, guint64 v)
 {
   __atomic_store_n (p, v, __ATOMIC_SEQ_CST);
+}
+
+/* For counters only their owner writes, read elsewhere: no full fence. */
+static inline void
+publish64 (guint64 *p, guint64 v)
+{
+  __atomic_store_n (p, v, __ATOMIC_RELEASE);
 }
 
 static inline void
@@ -251,13 +259,20 @@ sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb)
 gboolean
 sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb)
 {
-  if (rb->accepted - load64 (&rb->handed) < rb->window)
+  /* The consumer's counter is read only when the last look says the window
+   * is full: its cache line does not bounce on every reservation. */
+  if (rb->accepted - rb->handed_seen < rb->window)
+    return TRUE;
+  rb->handed_seen = __atomic_load_n (&rb->handed, __ATOMIC_ACQUIRE);
+  if (rb->accepted - rb->handed_seen < rb->window)
     return TRUE;
 
-  /* Ask the consumer to call back at low water, then look again: either it
-   * sees the request or we see its progress (both sides are seq_cst). */
+  /* Ask the consumer to call back at low water, then look again. The
+   * consumer reads the request after every item and, with a full fence,
+   * before it sleeps, so the request cannot be missed for good. */
   g_atomic_int_set (&rb->want_room, 1);
-  return rb->accepted - load64 (&rb->handed) < rb->window;
+  rb->handed_seen = load64 (&rb->handed);
+  return rb->accepted - rb->handed_seen < rb->window;
 }
 
 gboolean
@@ -280,13 +295,15 @@ sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
   slot->item = NULL;
   slot->error = NULL;
   rb->next_seq = seq + 1;
-  store64 (&rb->accepted, rb->accepted + 1);
+  publish64 (&rb->accepted, rb->accepted + 1);
 
-  /* A consumer asleep waiting for this very number wants to hear of it. */
-  if (rb->consumer_sleeping && rb->consumer_wait_seq == seq)
-    g_atomic_int_set (&slot->state, SLUICE_SLOT_WAITED);
-  else
-    g_atomic_int_set (&slot->state, SLUICE_SLOT_PENDING);
+  /* A consumer asleep waiting for this very number wants to hear of it.
+   * The consumer reads slot states under the lock we hold, so a release
+   * store is enough. */
+  __atomic_store_n (&slot->state,
+                    (rb->consumer_sleeping && rb->consumer_wait_seq == seq) ? SLUICE_SLOT_WAITED
+                                                                            : SLUICE_SLOT_PENDING,
+                    __ATOMIC_RELEASE);
 
   return slot;
 }
@@ -518,11 +535,13 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 
 /* --- consumer side --- */
 
-/* The owner asked for room: tell it once live items fell to low water. */
+/* The owner asked for room: tell it once live items fell to low water. The
+ * request is read without a fence here; wait_for_head() fences before it
+ * looks again and sleeps. */
 static inline void
 check_room (SluiceReorderBuffer *rb)
 {
-  if (G_UNLIKELY (g_atomic_int_get (&rb->want_room)) &&
+  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)) &&
       load64 (&rb->accepted) - rb->handed <= rb->low_water &&
       g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL)
     rb->room_func (rb->callback_data);
@@ -580,7 +599,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
               break;
             }
           /* A skipped failure no longer occupies the window. */
-          store64 (&rb->handed, rb->handed + 1);
+          publish64 (&rb->handed, rb->handed + 1);
           if (rb->failed_func != NULL)
             rb->failed_func (seq, slot_error, rb->callback_data);
           else
@@ -611,6 +630,11 @@ wait_for_head (SluiceReorderBuffer *rb)
   guint64 seq = rb->head;
   SluiceSlot *slot = &rb->ring[seq & rb->mask];
   int flags = g_atomic_int_get (&rb->flags);
+
+  /* Pairs with has_room_locked(): our `handed` is visible before we read a
+   * room request that may have come while we handed items out. */
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  check_room (rb);
 
   for (guint spin = 0; spin < SPIN_MAX; spin++)
     {
@@ -702,7 +726,7 @@ sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError 
       if (G_LIKELY (rb->batch_pos < rb->batch_len))
         {
           *out_item = rb->batch[rb->batch_pos++];
-          store64 (&rb->handed, rb->handed + 1);
+          publish64 (&rb->handed, rb->handed + 1);
           check_room (rb);
           return TRUE;
         }

@@ -30,13 +30,13 @@
  *
  * ## Design
  *
- * The queue keeps its own priority queue (a binary heap ordered by priority,
- * then by an insertion counter, stored by value in an array) under one mutex,
+ * The queue keeps its own priority queue (one FIFO ring of tasks per
+ * priority level, the levels sorted, tasks stored by value) under one mutex,
  * and uses a non-exclusive [struct@GLib.ThreadPool] only for *runners*: a
  * runner is pushed to the pool when work is queued and fewer runners than
  * [property@Sluice.TaskQueue:max-threads] are alive; it then pops and runs
  * tasks until the queue is empty (or it is surplus after the thread count was
- * lowered). Queuing a task thus costs a lock and a heap insertion, with no
+ * lowered). Queuing a task thus costs a lock and a ring insertion, with no
  * allocation, while every thread is busy: the thread pool's own per-item cost
  * is paid only when a thread starts.
  *
@@ -46,7 +46,7 @@
  * `SluiceTaskQueue` is MT-safe: every function may be called from any thread.
  */
 
-/* One queued task, stored by value in the heap. */
+/* One queued task, stored by value in its level's ring. */
 typedef struct
 {
   int priority;
@@ -64,12 +64,13 @@ struct _SluiceTaskQueue
   GThreadPool *pool; /* created in constructed () */
 
   /* All below are protected by the mutex. */
-  GArray *heap; /* of SluiceTaskEntry, a min-heap by (priority, seq) */
+  GArray *levels; /* of Level, by ascending priority */
+  guint n_queued;
   guint64 next_seq;
   guint max_threads;
   guint n_runners; /* runners pushed to the pool and not yet returned */
   guint n_running; /* tasks whose function is running */
-  guint n_active;  /* tasks taken from the heap whose run func has not returned */
+  guint n_active;  /* tasks taken from the queue whose run func has not returned */
   gboolean shut_down;
   GPtrArray *shutdown_waiters; /* (nullable) of GTask, owned */
 };
@@ -93,64 +94,102 @@ static GPrivate current_runner_queue = G_PRIVATE_INIT (NULL);
 
 static SluiceTaskQueue *default_queue; /* (atomic) */
 
-/* ---- the heap ---------------------------------------------------------- */
+/* ---- the queue: one FIFO ring per priority level ---------------------- */
 
-static inline gboolean
-task_entry_before (const SluiceTaskEntry *a, const SluiceTaskEntry *b)
+/* Tasks of one priority, in the order they came: a ring that doubles. */
+typedef struct
 {
-  return a->priority < b->priority || (a->priority == b->priority && a->seq < b->seq);
+  int priority;
+  guint head;
+  guint len;
+  guint cap; /* a power of two, or 0 */
+  SluiceTaskEntry *ring;
+} Level;
+
+/* The levels are few (callers use a handful of priorities) and sorted, so a
+ * push or a pop costs O(1) in the common case of one priority, where a heap
+ * paid O(log n) cache misses across cores. */
+static void
+levels_push (GArray *levels, const SluiceTaskEntry *entry)
+{
+  Level *level = NULL;
+  guint lo = 0, hi = levels->len;
+
+  while (lo < hi)
+    {
+      guint mid = (lo + hi) / 2;
+      Level *l = &g_array_index (levels, Level, mid);
+
+      if (l->priority == entry->priority)
+        {
+          level = l;
+          break;
+        }
+      if (l->priority < entry->priority)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  if (level == NULL)
+    {
+      Level fresh = { entry->priority, 0, 0, 0, NULL };
+
+      g_array_insert_val (levels, lo, fresh);
+      level = &g_array_index (levels, Level, lo);
+    }
+
+  if (level->len == level->cap)
+    {
+      guint cap = MAX (level->cap * 2, 64);
+      SluiceTaskEntry *ring = g_new (SluiceTaskEntry, cap);
+
+      for (guint i = 0; i < level->len; i++)
+        ring[i] = level->ring[(level->head + i) & (level->cap - 1)];
+      g_free (level->ring);
+      level->ring = ring;
+      level->cap = cap;
+      level->head = 0;
+    }
+  level->ring[(level->head + level->len) & (level->cap - 1)] = *entry;
+  level->len++;
+}
+
+/* There must be a queued task. */
+static void
+levels_pop (GArray *levels, SluiceTaskEntry *out)
+{
+  for (guint i = 0; i < levels->len; i++)
+    {
+      Level *level = &g_array_index (levels, Level, i);
+
+      if (level->len == 0)
+        continue;
+      *out = level->ring[level->head];
+      level->head = (level->head + 1) & (level->cap - 1);
+      level->len--;
+      /* Many distinct priorities must not leave many empty rings behind. */
+      if (level->len == 0 && levels->len > 8)
+        g_array_remove_index (levels, i); /* level_clear() frees the ring */
+      return;
+    }
+  g_assert_not_reached ();
 }
 
 static void
-heap_insert (GArray *heap, const SluiceTaskEntry *entry)
+level_clear (gpointer data)
 {
-  SluiceTaskEntry *entries;
-  guint i;
+  Level *level = data;
 
-  g_array_set_size (heap, heap->len + 1);
-  entries = (SluiceTaskEntry *) (gpointer) heap->data;
-
-  for (i = heap->len - 1; i > 0;)
-    {
-      guint parent = (i - 1) / 2;
-
-      if (!task_entry_before (entry, &entries[parent]))
-        break;
-      entries[i] = entries[parent];
-      i = parent;
-    }
-  entries[i] = *entry;
+  g_free (level->ring);
 }
 
-/* The heap must not be empty. */
-static void
-heap_pop (GArray *heap, SluiceTaskEntry *out)
+static GArray *
+levels_new (void)
 {
-  SluiceTaskEntry *entries = (SluiceTaskEntry *) (gpointer) heap->data;
-  guint n = heap->len - 1;
-  SluiceTaskEntry last = entries[n];
-  guint i = 0;
+  GArray *levels = g_array_new (FALSE, FALSE, sizeof (Level));
 
-  *out = entries[0];
-  g_array_set_size (heap, n);
-
-  if (n == 0)
-    return;
-
-  for (;;)
-    {
-      guint child = 2 * i + 1;
-
-      if (child >= n)
-        break;
-      if (child + 1 < n && task_entry_before (&entries[child + 1], &entries[child]))
-        child++;
-      if (!task_entry_before (&entries[child], &last))
-        break;
-      entries[i] = entries[child];
-      i = child;
-    }
-  entries[i] = last;
+  g_array_set_clear_func (levels, level_clear);
+  return levels;
 }
 
 /* ---- runners and shutdown ---------------------------------------------- */
@@ -180,10 +219,10 @@ claim_runners_locked (SluiceTaskQueue *self)
 {
   guint wanted;
 
-  if (self->heap->len == 0 || self->n_runners >= self->max_threads)
+  if (self->n_queued == 0 || self->n_runners >= self->max_threads)
     return 0;
 
-  wanted = MIN (self->max_threads - self->n_runners, self->heap->len);
+  wanted = MIN (self->max_threads - self->n_runners, self->n_queued);
   self->n_runners += wanted;
   return wanted;
 }
@@ -193,7 +232,7 @@ claim_runners_locked (SluiceTaskQueue *self)
 static GPtrArray *
 take_shutdown_waiters_if_idle_locked (SluiceTaskQueue *self)
 {
-  if (!self->shut_down || self->heap->len > 0 || self->n_active > 0)
+  if (!self->shut_down || self->n_queued > 0 || self->n_active > 0)
     return NULL;
   return g_steal_pointer (&self->shutdown_waiters);
 }
@@ -233,13 +272,14 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
       SluiceTaskEntry entry;
       SluiceTaskReason reason;
 
-      if (self->heap->len == 0 || self->n_runners > self->max_threads)
+      if (self->n_queued == 0 || self->n_runners > self->max_threads)
         {
           self->n_runners--;
           break;
         }
 
-      heap_pop (self->heap, &entry);
+      levels_pop (self->levels, &entry);
+      self->n_queued--;
       self->n_active++;
       if (entry.cancellable != NULL && g_cancellable_is_cancelled (entry.cancellable))
         reason = SLUICE_TASK_CANCELLED;
@@ -295,7 +335,8 @@ sluice_task_queue_push_internal (SluiceTaskQueue *self,
       return FALSE;
     }
   entry.seq = self->next_seq++;
-  heap_insert (self->heap, &entry);
+  levels_push (self->levels, &entry);
+  self->n_queued++;
   /* One task more needs at most one runner more. */
   if (self->n_runners < self->max_threads)
     {
@@ -345,14 +386,14 @@ sluice_task_queue_finalize (GObject *object)
   SluiceTaskQueue *self = SLUICE_TASK_QUEUE (object);
 
   /* Every queued task has a live runner, and runners hold references. */
-  g_assert (self->heap->len == 0);
+  g_assert (self->n_queued == 0);
   g_assert (self->shutdown_waiters == NULL || self->shutdown_waiters->len == 0);
 
   /* No runner is left but the one, perhaps, that dropped the last reference
    * from this very thread: waiting for it would never end. */
   g_thread_pool_free (self->pool, FALSE, g_private_get (&current_runner_queue) != self);
 
-  g_array_unref (self->heap);
+  g_array_unref (self->levels);
   g_clear_pointer (&self->shutdown_waiters, g_ptr_array_unref);
   g_mutex_clear (&self->mutex);
 
@@ -457,7 +498,7 @@ static void
 sluice_task_queue_init (SluiceTaskQueue *self)
 {
   g_mutex_init (&self->mutex);
-  self->heap = g_array_sized_new (FALSE, FALSE, sizeof (SluiceTaskEntry), 64);
+  self->levels = levels_new ();
   self->max_threads = 1; /* until the construct property is set */
 }
 
@@ -596,7 +637,7 @@ sluice_task_queue_get_n_pending (SluiceTaskQueue *self)
   g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), 0);
 
   g_mutex_lock (&self->mutex);
-  n_pending = self->heap->len;
+  n_pending = self->n_queued;
   g_mutex_unlock (&self->mutex);
   return n_pending;
 }
@@ -960,10 +1001,17 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
 
   g_mutex_lock (&self->mutex);
   self->shut_down = TRUE;
-  if (cancel_pending && self->heap->len > 0)
+  if (cancel_pending && self->n_queued > 0)
     {
-      cancelled = g_steal_pointer (&self->heap);
-      self->heap = g_array_sized_new (FALSE, FALSE, sizeof (SluiceTaskEntry), 0);
+      cancelled = g_array_sized_new (FALSE, FALSE, sizeof (SluiceTaskEntry), self->n_queued);
+      while (self->n_queued > 0)
+        {
+          SluiceTaskEntry entry;
+
+          levels_pop (self->levels, &entry);
+          self->n_queued--;
+          g_array_append_val (cancelled, entry);
+        }
       self->n_active += cancelled->len;
     }
   if (self->shutdown_waiters == NULL)
