@@ -22,6 +22,10 @@
 /* Polls of the awaited slot before the consumer goes to sleep: a wake-up
  * costs ~5 µs on the machines this was tuned on, a poll a few ns. */
 #define SPIN_MAX 200
+/* A consumer with work in flight sleeps until up to this many items are
+ * complete, or for at most WAKE_DEADLINE_US, instead of waking per item. */
+#define WAKE_RUN_MAX 32
+#define WAKE_DEADLINE_US 1000
 
 enum
 {
@@ -628,7 +632,6 @@ static void
 wait_for_head (SluiceReorderBuffer *rb)
 {
   guint64 seq = rb->head;
-  SluiceSlot *slot = &rb->ring[seq & rb->mask];
   int flags = g_atomic_int_get (&rb->flags);
 
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
@@ -644,33 +647,64 @@ wait_for_head (SluiceReorderBuffer *rb)
     }
 
   g_mutex_lock (&rb->lock);
-  for (;;)
-    {
-      int state;
+  {
+    /* With several items in flight, sleep until a later one of them is
+     * complete (or a short deadline passes) rather than until the head is:
+     * one wake-up then hands over a run of items instead of one, which is
+     * what keeps a consumer from stealing a core from the workers. The
+     * deadline bounds the added latency, and covers items whose completion
+     * would wait for the consumer. */
+    guint64 in_flight = rb->next_seq > seq ? rb->next_seq - seq : 0;
+    guint64 target = seq;
+    gint64 deadline = 0;
 
-      flags = g_atomic_int_get (&rb->flags);
-      if (flags & (FLAG_ABORTED | FLAG_PAUSED))
-        break;
-      if ((flags & FLAG_ENDED) && seq == rb->end_seq)
-        break;
+    if (in_flight >= 2)
+      {
+        target = seq + MIN (in_flight - 1, WAKE_RUN_MAX - 1);
+        deadline = g_get_monotonic_time () + WAKE_DEADLINE_US;
+      }
 
-      /* The standalone queue's overflow moves in once the ring drained. */
-      while (!g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
-        push_into_ring_locked (rb, g_queue_pop_head (&rb->overflow));
+    for (;;)
+      {
+        SluiceSlot *awaited;
+        int state;
 
-      state = g_atomic_int_get (&slot->state);
-      if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
-        break;
-      if (state == SLUICE_SLOT_PENDING &&
-          !g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING,
-                                              SLUICE_SLOT_WAITED))
-        continue;
+        flags = g_atomic_int_get (&rb->flags);
+        if (flags & (FLAG_ABORTED | FLAG_PAUSED))
+          break;
+        if ((flags & FLAG_ENDED) && seq == rb->end_seq)
+          break;
 
-      rb->consumer_wait_seq = seq;
-      rb->consumer_sleeping = TRUE;
-      g_cond_wait (&rb->cond, &rb->lock);
-      rb->consumer_sleeping = FALSE;
-    }
+        /* The standalone queue's overflow moves in once the ring drained. */
+        while (!g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
+          push_into_ring_locked (rb, g_queue_pop_head (&rb->overflow));
+
+        if (target != seq && g_get_monotonic_time () >= deadline)
+          target = seq;
+        awaited = &rb->ring[target & rb->mask];
+        state = g_atomic_int_get (&awaited->state);
+        if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
+          {
+            if (target == seq || head_is_complete (rb))
+              break;
+            /* The later one is done but not the head: wait for the head. */
+            target = seq;
+            continue;
+          }
+        if (state == SLUICE_SLOT_PENDING &&
+            !g_atomic_int_compare_and_exchange (&awaited->state, SLUICE_SLOT_PENDING,
+                                                SLUICE_SLOT_WAITED))
+          continue;
+
+        rb->consumer_wait_seq = target;
+        rb->consumer_sleeping = TRUE;
+        if (target == seq)
+          g_cond_wait (&rb->cond, &rb->lock);
+        else if (!g_cond_wait_until (&rb->cond, &rb->lock, deadline))
+          target = seq;
+        rb->consumer_sleeping = FALSE;
+      }
+  }
   g_mutex_unlock (&rb->lock);
 }
 
