@@ -13,4 +13,10 @@ G_BEGIN_DECLS
  * straight from @rb (no second queue). */
 SluiceConsumerator *sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb);
 
+/* Items that are GValue *, as g_boxed_copy() makes them: what the _value
+ * functions make and take. */
+GValue *sluice_value_item_new (const GValue *value);
+void sluice_value_item_free (gpointer item);
+void sluice_consumerator_set_values (SluiceConsumerator *self);
+
 G_END_DECLS

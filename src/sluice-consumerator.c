@@ -52,6 +52,7 @@ struct _SluiceConsumerator
   gboolean producer_paused;
 
   GError *close_error; /* set once, before the buffer is ended */
+  gboolean values;     /* items are GValue *: the _value functions apply */
 };
 
 enum
@@ -245,6 +246,134 @@ sluice_consumerator_new (guint capacity, GDestroyNotify item_free_func)
   return self;
 }
 
+GValue *
+sluice_value_item_new (const GValue *value)
+{
+  GValue *item;
+
+  if (value != NULL)
+    return g_boxed_copy (G_TYPE_VALUE, value);
+  item = g_new0 (GValue, 1);
+  g_value_init (item, G_TYPE_POINTER);
+  return item;
+}
+
+void
+sluice_value_item_free (gpointer item)
+{
+  if (item != NULL)
+    g_boxed_free (G_TYPE_VALUE, item);
+}
+
+void
+sluice_consumerator_set_values (SluiceConsumerator *self)
+{
+  self->values = TRUE;
+}
+
+/**
+ * sluice_consumerator_new_for_values:
+ * @capacity: the number of items at which a registered producer is paused;
+ *   at least 1
+ *
+ * Creates a standalone consumerator whose items are values: pushed with
+ * [method@Sluice.Consumerator.push_value] and taken with
+ * [method@Sluice.Consumerator.next_value]. This is the form language
+ * bindings use: a [struct@GObject.Value] carries any of their objects.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): a new consumerator
+ */
+SluiceConsumerator *
+sluice_consumerator_new_for_values (guint capacity)
+{
+  SluiceConsumerator *self;
+
+  g_return_val_if_fail (capacity > 0 && capacity <= G_MAXINT / 2, NULL);
+
+  self = sluice_consumerator_new (capacity, sluice_value_item_free);
+  self->values = TRUE;
+  return self;
+}
+
+/**
+ * sluice_consumerator_next_value:
+ * @self: a consumerator of values
+ * @value: (out caller-allocates) (optional): an unset value
+ *   (`G_VALUE_INIT`) that receives the next item
+ * @error: return location for an error
+ *
+ * Blocks until the next item is there and moves it into @value, or until
+ * the stream ends or fails: [method@Sluice.Consumerator.next] for the
+ * consumerator of a producer made with
+ * [ctor@Sluice.OrderedItemProducer.new_for_values], or of one made with
+ * [ctor@Sluice.Consumerator.new_for_values]. This is the form language
+ * bindings use.
+ *
+ * Every call sets @value, also one that returns %FALSE: to a %NULL pointer
+ * (%G_TYPE_POINTER) then, because bindings convert every out value. Unset
+ * @value after each call.
+ *
+ * Call it from one consumer thread at a time.
+ *
+ * Returns: %TRUE with @value set to the item; %FALSE at the end of the
+ *   stream, with @error set if it ended with a failure
+ */
+gboolean
+sluice_consumerator_next_value (SluiceConsumerator *self, GValue *value, GError **error)
+{
+  GValue *item = NULL;
+
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+  g_return_val_if_fail (self->values, FALSE);
+  g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!sluice_consumerator_next (self, (gpointer *) &item, error))
+    {
+      if (value != NULL)
+        g_value_init (value, G_TYPE_POINTER);
+      return FALSE;
+    }
+
+  /* The item's contents move into @value: a GValue holds no pointer to
+   * itself, so the struct may be copied and its shell freed. */
+  if (value != NULL)
+    *value = *item;
+  else
+    g_value_unset (item);
+  g_free (item);
+  return TRUE;
+}
+
+/**
+ * sluice_consumerator_push_value:
+ * @self: a standalone consumerator of values
+ * @value: (nullable): the item, copied; %NULL for a %NULL pointer
+ * @error: return location for an error
+ *
+ * Appends a copy of @value for the consumer, as
+ * [method@Sluice.Consumerator.push] does with a pointer.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: %TRUE if the item was queued; %FALSE with %SLUICE_ERROR_STOPPED
+ *   after [method@Sluice.Consumerator.close] or a stop
+ */
+gboolean
+sluice_consumerator_push_value (SluiceConsumerator *self, const GValue *value, GError **error)
+{
+  GValue *item;
+
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+  g_return_val_if_fail (self->values, FALSE);
+  g_return_val_if_fail (value == NULL || G_IS_VALUE (value), FALSE);
+
+  item = sluice_value_item_new (value);
+  return sluice_consumerator_push (self, item, error);
+}
+
 /**
  * sluice_consumerator_next:
  * @self: a consumerator
@@ -369,6 +498,21 @@ sluice_consumerator_close (SluiceConsumerator *self, const GError *error)
     self->close_error = g_error_copy (error);
   sluice_reorder_buffer_end_locked (self->rb);
   sluice_reorder_buffer_unlock (self->rb);
+}
+
+/**
+ * sluice_consumerator_end:
+ * @self: a standalone consumerator
+ *
+ * Ends the stream normally: [method@Sluice.Consumerator.close] without an
+ * error, for language bindings that cannot pass a %NULL error.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_consumerator_end (SluiceConsumerator *self)
+{
+  sluice_consumerator_close (self, NULL);
 }
 
 /**

@@ -14,4 +14,7 @@
  *
  * Returns: the error domain's quark
  */
-G_DEFINE_QUARK (sluice - error - quark, sluice_error)
+/* clang-format would space out the quark's name as a subtraction. */
+/* clang-format off */
+G_DEFINE_QUARK (sluice-error-quark, sluice_error)
+/* clang-format on */

@@ -162,6 +162,7 @@ struct _SluiceOrderedItemProducer
   GTask *stop_task;
   gboolean started;
   gboolean stop_called;
+  gboolean values_consumer; /* started with start_values: the result is a GValue * */
 };
 
 enum
@@ -525,12 +526,13 @@ finish_slot (SluiceSlot *slot, gpointer item, GError *error)
    * the slot is published the consumer may end and drop everything. Not
    * g_cancellable_disconnect(): it waits for a running handler, which
    * deadlocks when the slot is completed from within a cancellation. The
-   * handlers hold their own reference to the child. */
-  if (child != NULL)
-    {
-      g_signal_handler_disconnect (user_cancellable, user_handler);
-      g_signal_handler_disconnect (abort_cancellable, abort_handler);
-    }
+   * handlers hold their own reference to the child. A handler id of 0: the
+   * cancellable had fired before, and g_cancellable_connect() ran the
+   * handler at once and kept nothing. */
+  if (user_handler != 0)
+    g_signal_handler_disconnect (user_cancellable, user_handler);
+  if (abort_handler != 0)
+    g_signal_handler_disconnect (abort_cancellable, abort_handler);
 
   delivered = sluice_reorder_buffer_complete (slot, item, error);
 
@@ -565,6 +567,31 @@ sluice_slot_complete (SluiceSlot *slot, gpointer item)
 {
   g_return_if_fail (slot != NULL);
 
+  finish_slot (slot, item, NULL);
+}
+
+/**
+ * sluice_slot_complete_value:
+ * @slot: a slot from an item function of a producer made with
+ *   [ctor@Sluice.OrderedItemProducer.new_for_values]
+ * @value: (nullable): the item, copied; %NULL for a %NULL pointer
+ *
+ * Completes @slot with a copy of @value, which the consumer will receive
+ * with [method@Sluice.Consumerator.next_value]. This is the form language
+ * bindings use: a [struct@GObject.Value] carries any of their objects, with
+ * its reference. Otherwise as [method@Sluice.Slot.complete].
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_slot_complete_value (SluiceSlot *slot, const GValue *value)
+{
+  GValue *item;
+
+  g_return_if_fail (slot != NULL);
+  g_return_if_fail (value == NULL || G_IS_VALUE (value));
+
+  item = sluice_value_item_new (value);
   finish_slot (slot, item, NULL);
 }
 
@@ -847,7 +874,7 @@ produce (SluiceOrderedItemProducer *self,
  * @func_data_destroy: (nullable): frees @func_data once @func has run (or
  *   will never run)
  * @cancellable: (nullable): cancels this item: the slot's cancellable
- *   ([func@Sluice.slot_get_cancellable]) fires with it
+ *   ([method@Sluice.Slot.get_cancellable]) fires with it
  * @callback: (scope async) (nullable) (closure user_data): called on the
  *   thread-default context of this call once the item was produced (its slot
  *   completed), failed or was refused
@@ -925,6 +952,94 @@ sluice_ordered_item_producer_produce_item_in_thread (SluiceOrderedItemProducer *
 
   produce (self, REQUEST_THREAD, func, func_data, func_data_destroy, priority, cancellable,
            callback, user_data, sluice_ordered_item_producer_produce_item_in_thread);
+}
+
+typedef struct
+{
+  SluiceValueThreadFunc func;
+  gpointer func_data;
+  GDestroyNotify func_data_destroy;
+} ValueThreadCall;
+
+static void
+value_thread_call_free (gpointer data)
+{
+  ValueThreadCall *call = data;
+
+  if (call->func_data_destroy != NULL)
+    call->func_data_destroy (call->func_data);
+  g_free (call);
+}
+
+/* A pool thread: a SluiceValueThreadFunc as a SluiceThreadFunc. */
+static gpointer
+run_value_thread_call (GCancellable *cancellable, gpointer data, GError **error)
+{
+  ValueThreadCall *call = data;
+  GValue *value = g_new0 (GValue, 1);
+  GError *local_error = NULL;
+
+  call->func (cancellable, value, call->func_data, &local_error);
+  if (local_error == NULL)
+    {
+      if (!G_IS_VALUE (value))
+        g_value_init (value, G_TYPE_POINTER);
+      return value;
+    }
+
+  /* A binding may have set the value before the error was raised. */
+  sluice_value_item_free (value);
+  g_propagate_error (error, local_error);
+  return NULL;
+}
+
+/**
+ * sluice_ordered_item_producer_produce_value_in_thread:
+ * @self: a producer made with [ctor@Sluice.OrderedItemProducer.new_for_values]
+ * @priority: the priority in the task queue (lower runs first)
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function that sets the item
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run (or
+ *   will never run)
+ * @cancellable: (nullable): cancels this item; if it fires before @func
+ *   runs, @func never runs and the item fails with %G_IO_ERROR_CANCELLED
+ * @callback: (scope async) (nullable) (closure user_data): called on the
+ *   thread-default context of this call once the item was produced
+ * @user_data: data for @callback
+ *
+ * Asks for one item, the next in the output order, made by @func in a
+ * thread of the producer's [class@Sluice.TaskQueue]: the value it sets (or
+ * its error) completes the item. This is the form language bindings use;
+ * otherwise as [method@Sluice.OrderedItemProducer.produce_item_in_thread].
+ * The priority comes first, as in g_idle_add_full(), so that bindings can
+ * leave out the optional arguments after @func.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_ordered_item_producer_produce_value_in_thread (SluiceOrderedItemProducer *self,
+                                                      int priority,
+                                                      SluiceValueThreadFunc func,
+                                                      gpointer func_data,
+                                                      GDestroyNotify func_data_destroy,
+                                                      GCancellable *cancellable,
+                                                      GAsyncReadyCallback callback,
+                                                      gpointer user_data)
+{
+  ValueThreadCall *call;
+
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (self->item_free_func == sluice_value_item_free);
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  call = g_new (ValueThreadCall, 1);
+  call->func = func;
+  call->func_data = func_data;
+  call->func_data_destroy = func_data_destroy;
+  produce (self, REQUEST_THREAD, run_value_thread_call, call, value_thread_call_free, priority,
+           cancellable, callback, user_data, sluice_ordered_item_producer_produce_value_in_thread);
 }
 
 /**
@@ -1026,8 +1141,8 @@ consumer_thread (gpointer data)
  *   blocking consumer function
  * @user_data: data for @func
  * @user_data_destroy: (nullable): frees @user_data when @func has returned
- * @result_free_func: (nullable): frees the result of @func if nobody takes it
- *   with [method@Sluice.OrderedItemProducer.stop_finish]
+ * @result_free_func: (nullable) (scope async): frees the result of @func if
+ *   nobody takes it with [method@Sluice.OrderedItemProducer.stop_finish]
  *
  * Runs @func in a new thread of its own (a long-lived consumer must not
  * hold a pool thread that item work needs). @func takes the items from the
@@ -1043,7 +1158,7 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
                                     SluiceConsumerFunc func,
                                     gpointer user_data,
                                     GDestroyNotify user_data_destroy,
-                                    GDestroyNotify result_free_func)
+                                    GFreeFunc result_free_func)
 {
   ConsumerRun *run;
   ProducerState state;
@@ -1076,6 +1191,82 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   self->result_free_func = result_free_func;
 
   self->thread = g_thread_new ("sluice-consumer", consumer_thread, run);
+}
+
+typedef struct
+{
+  SluiceValueConsumerFunc func;
+  gpointer user_data;
+  GDestroyNotify user_data_destroy;
+} ValueConsumerCall;
+
+static void
+value_consumer_call_free (gpointer data)
+{
+  ValueConsumerCall *call = data;
+
+  if (call->user_data_destroy != NULL)
+    call->user_data_destroy (call->user_data);
+  g_free (call);
+}
+
+/* The consumer thread: a SluiceValueConsumerFunc as a SluiceConsumerFunc. */
+static gpointer
+run_value_consumer (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  ValueConsumerCall *call = data;
+  GValue *result = g_new0 (GValue, 1);
+  GError *local_error = NULL;
+
+  call->func (consumerator, result, call->user_data, &local_error);
+  if (local_error != NULL)
+    {
+      /* A binding may have set the result before the error was raised. */
+      sluice_value_item_free (result);
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  if (!G_IS_VALUE (result))
+    g_value_init (result, G_TYPE_POINTER);
+  return result;
+}
+
+/**
+ * sluice_ordered_item_producer_start_values:
+ * @self: a producer made with [ctor@Sluice.OrderedItemProducer.new_for_values]
+ * @func: (scope notified) (closure user_data) (destroy user_data_destroy): the
+ *   blocking consumer function
+ * @user_data: data for @func
+ * @user_data_destroy: (nullable): frees @user_data when @func has returned
+ *
+ * Runs @func in a new thread of its own, as
+ * [method@Sluice.OrderedItemProducer.start] does; @func takes the items
+ * with [method@Sluice.Consumerator.next_value] and its result is collected
+ * with [method@Sluice.OrderedItemProducer.stop_finish_value]. This is the
+ * form language bindings use.
+ *
+ * Call it on the owner context.
+ */
+void
+sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
+                                           SluiceValueConsumerFunc func,
+                                           gpointer user_data,
+                                           GDestroyNotify user_data_destroy)
+{
+  ValueConsumerCall *call;
+
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (self->item_free_func == sluice_value_item_free);
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (!self->started && !self->stop_called);
+
+  call = g_new (ValueConsumerCall, 1);
+  call->func = func;
+  call->user_data = user_data;
+  call->user_data_destroy = user_data_destroy;
+  self->values_consumer = TRUE;
+  sluice_ordered_item_producer_start (self, run_value_consumer, call, value_consumer_call_free,
+                                      sluice_value_item_free);
 }
 
 /* --- stopping --- */
@@ -1202,6 +1393,33 @@ sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *self,
 {
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * sluice_ordered_item_producer_stop_finish_value:
+ * @self: a producer started with
+ *   [method@Sluice.OrderedItemProducer.start_values]
+ * @result: the result given to the stop's callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.OrderedItemProducer.stop_async] for a producer
+ * whose consumer was started with
+ * [method@Sluice.OrderedItemProducer.start_values]: the form language
+ * bindings use.
+ *
+ * Returns: (transfer full) (nullable): the consumer function's result, or
+ *   %NULL with @error set
+ */
+GValue *
+sluice_ordered_item_producer_stop_finish_value (SluiceOrderedItemProducer *self,
+                                                GAsyncResult *result,
+                                                GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (!self->started || self->values_consumer, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -1518,6 +1736,36 @@ sluice_ordered_item_producer_new (SluiceTaskQueue *task_queue,
                        window, NULL);
   self->item_free_func = item_free_func;
   sluice_reorder_buffer_set_item_free_func (self->rb, item_free_func);
+  return self;
+}
+
+/**
+ * sluice_ordered_item_producer_new_for_values:
+ * @task_queue: (nullable): the task queue for blocking item functions, or
+ *   %NULL for the default one
+ * @window: the most live items (asked for and not yet consumed); at least 1
+ *
+ * Creates a producer whose items are values (`GValue *`): its item
+ * functions complete their slots with [method@Sluice.Slot.complete_value]
+ * or run as [method@Sluice.OrderedItemProducer.produce_value_in_thread],
+ * and its consumer takes them with [method@Sluice.Consumerator.next_value].
+ * This is the form language bindings use: a [struct@GObject.Value] carries
+ * any of their objects, with its reference. Otherwise as
+ * [ctor@Sluice.OrderedItemProducer.new]: the producer belongs to the
+ * thread-default main context of the calling thread.
+ *
+ * Returns: (transfer full): a new producer
+ */
+SluiceOrderedItemProducer *
+sluice_ordered_item_producer_new_for_values (SluiceTaskQueue *task_queue, guint window)
+{
+  SluiceOrderedItemProducer *self;
+
+  g_return_val_if_fail (task_queue == NULL || SLUICE_IS_TASK_QUEUE (task_queue), NULL);
+  g_return_val_if_fail (window > 0 && window <= G_MAXINT / 2, NULL);
+
+  self = sluice_ordered_item_producer_new (task_queue, window, sluice_value_item_free);
+  sluice_consumerator_set_values (self->consumerator);
   return self;
 }
 

@@ -809,8 +809,8 @@ run_task_run (gpointer data, SluiceTaskReason reason)
  * @func_data: data for @func
  * @func_data_destroy: (nullable): frees @func_data once @func has run or
  *   will never run; it may be called in any thread
- * @result_destroy: (nullable): frees a result of @func that is never
- *   collected with [method@Sluice.TaskQueue.run_finish]
+ * @result_destroy: (nullable) (scope async): frees a result of @func that
+ *   is never collected with [method@Sluice.TaskQueue.run_finish]
  * @priority: the priority of the task: lower values run first (as with
  *   `G_PRIORITY_DEFAULT`), tasks of equal priority in the order they were
  *   queued; it is also the priority of the completion callback
@@ -840,7 +840,7 @@ sluice_task_queue_run_async (SluiceTaskQueue *self,
                              SluiceThreadFunc func,
                              gpointer func_data,
                              GDestroyNotify func_data_destroy,
-                             GDestroyNotify result_destroy,
+                             GFreeFunc result_destroy,
                              int priority,
                              GCancellable *cancellable,
                              GAsyncReadyCallback callback,

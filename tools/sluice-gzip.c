@@ -230,7 +230,7 @@ compress_block (GCancellable *cancellable, gpointer data, GError **error)
       if (ret != Z_OK && ret != Z_BUF_ERROR)
         {
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Compression failed: %s"),
-                       strm->msg != NULL ? strm->msg : "zlib error");
+                       strm->msg != NULL ? strm->msg : _ ("zlib error"));
           compressed_free (compressed);
           return NULL;
         }
@@ -489,8 +489,9 @@ show_progress (gpointer data)
   memset (bar, '=', filled);
   memset (bar + filled, ' ', 30 - filled);
   bar[30] = '\0';
+  fputc ('\r', stderr);
   /* TRANSLATORS: progress: bar, percent, bytes done, rate, time left */
-  fprintf (stderr, _ ("\r[%s] %3d%% %s %s/s ETA %s "), bar, (int) (fraction * 100), done_s, rate_s,
+  fprintf (stderr, _ ("[%s] %3d%% %s %s/s ETA %s "), bar, (int) (fraction * 100), done_s, rate_s,
            eta_s);
   fflush (stderr);
   return G_SOURCE_CONTINUE;
@@ -820,7 +821,7 @@ verify_gzip (const char *path, GBytes *expected, GError **error)
     return FALSE;
   if (inflateInit2 (&strm, 16 + MAX_WBITS) != Z_OK)
     {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, "inflateInit2 failed");
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("inflateInit2 failed"));
       return FALSE;
     }
   strm.next_in = (Bytef *) contents;
@@ -887,8 +888,9 @@ run_demo (SluiceTaskQueue *queue)
   g_unlink (tmp_path);
 
   printf (_ ("sluice-gzip demo: built-in text-like input, compressed and verified with zlib\n"));
-  printf (_ ("  size in      %12" G_GUINT64_FORMAT " bytes\n"), (guint64) size);
-  printf (_ ("  size out     %12" G_GUINT64_FORMAT " bytes\n"), job.writer.out_bytes);
+  /* Not G_GUINT64_FORMAT: xgettext cannot see through the macro. */
+  printf (_ ("  size in      %12llu bytes\n"), (unsigned long long) size);
+  printf (_ ("  size out     %12llu bytes\n"), (unsigned long long) job.writer.out_bytes);
   printf (_ ("  ratio        %12.2f%% saved\n"), ratio_percent (size, job.writer.out_bytes));
   printf (_ ("  time         %12.3f s\n"), seconds);
   printf (_ ("  throughput   %12.1f MB/s\n"), size / seconds / 1e6);

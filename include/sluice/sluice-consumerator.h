@@ -22,6 +22,8 @@ G_DECLARE_FINAL_TYPE (SluiceConsumerator, sluice_consumerator, SLUICE, CONSUMERA
 
 SLUICE_AVAILABLE_IN_ALL
 SluiceConsumerator *sluice_consumerator_new (guint capacity, GDestroyNotify item_free_func);
+SLUICE_AVAILABLE_IN_ALL
+SluiceConsumerator *sluice_consumerator_new_for_values (guint capacity);
 
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_consumerator_next (SluiceConsumerator *self, gpointer *out_item, GError **error);
@@ -29,6 +31,14 @@ SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_consumerator_push (SluiceConsumerator *self, gpointer item, GError **error);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_consumerator_close (SluiceConsumerator *self, const GError *error);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_consumerator_end (SluiceConsumerator *self);
+
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_consumerator_next_value (SluiceConsumerator *self, GValue *value, GError **error);
+SLUICE_AVAILABLE_IN_ALL
+gboolean
+sluice_consumerator_push_value (SluiceConsumerator *self, const GValue *value, GError **error);
 
 SLUICE_AVAILABLE_IN_ALL
 void sluice_consumerator_register_producer (SluiceConsumerator *self, SluicePushProducer *producer);

@@ -23,9 +23,10 @@ G_BEGIN_DECLS
  * The place of one item in the output order of a
  * [class@Sluice.OrderedItemProducer].
  *
- * An item function receives a slot and must complete it exactly once, with
- * [func@Sluice.slot_complete] or [func@Sluice.slot_fail], now or later, from
- * any thread. After that the slot is gone: do not touch it again.
+ * An item function receives a slot and must complete it exactly once,
+ * with [method@Sluice.Slot.complete] or [method@Sluice.Slot.fail], now or
+ * later, from any thread. After that the slot is gone: do not touch it
+ * again.
  */
 typedef struct _SluiceSlot SluiceSlot;
 
@@ -59,8 +60,54 @@ typedef gpointer (*SluiceConsumerFunc) (SluiceConsumerator *consumerator,
                                         gpointer user_data,
                                         GError **error);
 
+/**
+ * SluiceValueThreadFunc:
+ * @cancellable: (nullable): the cancellable of the item, to check now and then
+ * @value: (out caller-allocates): an unset value, to set to the item
+ * @user_data: (closure): the data given with the function
+ * @error: return location for an error
+ *
+ * A blocking function that makes one item as a [struct@GObject.Value], run
+ * in a thread of a [class@Sluice.TaskQueue]: the counterpart of
+ * [callback@Sluice.ThreadFunc] for producers made with
+ * [ctor@Sluice.OrderedItemProducer.new_for_values], usable from language
+ * bindings.
+ *
+ * Sets @value to the item, or @error on failure. A @value left unset is a
+ * %NULL pointer.
+ */
+typedef void (*SluiceValueThreadFunc) (GCancellable *cancellable,
+                                       GValue *value,
+                                       gpointer user_data,
+                                       GError **error);
+
+/**
+ * SluiceValueConsumerFunc:
+ * @consumerator: the iterator to take the items from, in order, with
+ *   [method@Sluice.Consumerator.next_value]
+ * @result: (out caller-allocates): an unset value, to set to the result
+ * @user_data: (closure): the data given to
+ *   [method@Sluice.OrderedItemProducer.start_values]
+ * @error: return location for an error
+ *
+ * The blocking consumer of a producer made with
+ * [ctor@Sluice.OrderedItemProducer.new_for_values]: the counterpart of
+ * [callback@Sluice.ConsumerFunc] for language bindings. It runs in a
+ * thread of its own and takes every item until
+ * [method@Sluice.Consumerator.next_value] returns %FALSE.
+ *
+ * Sets @result, which [method@Sluice.OrderedItemProducer.stop_finish_value]
+ * returns, or @error on failure. A @result left unset is a %NULL pointer.
+ */
+typedef void (*SluiceValueConsumerFunc) (SluiceConsumerator *consumerator,
+                                         GValue *result,
+                                         gpointer user_data,
+                                         GError **error);
+
 SLUICE_AVAILABLE_IN_ALL
 void sluice_slot_complete (SluiceSlot *slot, gpointer item);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_slot_complete_value (SluiceSlot *slot, const GValue *value);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_slot_fail (SluiceSlot *slot, GError *error);
 SLUICE_AVAILABLE_IN_ALL
@@ -78,13 +125,22 @@ SLUICE_AVAILABLE_IN_ALL
 SluiceOrderedItemProducer *sluice_ordered_item_producer_new (SluiceTaskQueue *task_queue,
                                                              guint window,
                                                              GDestroyNotify item_free_func);
+SLUICE_AVAILABLE_IN_ALL
+SluiceOrderedItemProducer *sluice_ordered_item_producer_new_for_values (SluiceTaskQueue *task_queue,
+                                                                        guint window);
 
 SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
                                          SluiceConsumerFunc func,
                                          gpointer user_data,
                                          GDestroyNotify user_data_destroy,
-                                         GDestroyNotify result_free_func);
+                                         GFreeFunc result_free_func);
+
+SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
+                                                SluiceValueConsumerFunc func,
+                                                gpointer user_data,
+                                                GDestroyNotify user_data_destroy);
 
 SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_produce_item (SluiceOrderedItemProducer *self,
@@ -104,6 +160,15 @@ void sluice_ordered_item_producer_produce_item_in_thread (SluiceOrderedItemProdu
                                                           GAsyncReadyCallback callback,
                                                           gpointer user_data);
 SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_produce_value_in_thread (SluiceOrderedItemProducer *self,
+                                                           int priority,
+                                                           SluiceValueThreadFunc func,
+                                                           gpointer func_data,
+                                                           GDestroyNotify func_data_destroy,
+                                                           GCancellable *cancellable,
+                                                           GAsyncReadyCallback callback,
+                                                           gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_produce_item_finish (SluiceOrderedItemProducer *self,
                                                            GAsyncResult *result,
                                                            GError **error);
@@ -116,6 +181,10 @@ SLUICE_AVAILABLE_IN_ALL
 gpointer sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *self,
                                                    GAsyncResult *result,
                                                    GError **error);
+SLUICE_AVAILABLE_IN_ALL
+GValue *sluice_ordered_item_producer_stop_finish_value (SluiceOrderedItemProducer *self,
+                                                        GAsyncResult *result,
+                                                        GError **error);
 
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self);
