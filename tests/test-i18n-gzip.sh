@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# test-i18n-gzip.sh: sluice-gzip speaks German under LANGUAGE=de
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# TAP output. Usage: test-i18n-gzip.sh SLUICE_GZIP
+# SLUICE_GZIP must find the build tree's catalogs: tests/meson.build builds
+# a copy of the tool whose LOCALEDIR is <build>/po.
+set -u
+
+GZ=$(realpath "${1:?usage: test-i18n-gzip.sh SLUICE_GZIP}")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+
+n=0
+ok () { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok () { n=$((n + 1)); echo "not ok $n - $1"; }
+
+# expect DESCRIPTION EXPECTED_STATUS EXPECTED_STDERR -- COMMAND...
+expect () {
+  local desc=$1 want_status=$2 want=$3
+  shift 4
+  local got status
+  got=$("$@" 2>&1 > /dev/null)
+  status=$?
+  if [ "$status" = "$want_status" ] && [ "$got" = "$want" ]; then
+    ok "$desc"
+  else
+    not_ok "$desc"
+    printf '# expected (status %s): %s\n# got      (status %s): %s\n' \
+      "$want_status" "$want" "$status" "$got"
+  fi
+}
+
+de () { env -u LC_ALL -u LC_MESSAGES LANGUAGE=de LANG=C.UTF-8 "$@"; }
+en () { env -u LC_ALL -u LC_MESSAGES -u LANGUAGE LANG=C.UTF-8 "$@"; }
+
+echo data > input
+echo old > input.gz
+mkdir dir
+
+expect "existing output, German" 1 \
+  "sluice-gzip: input.gz: existiert bereits, nicht überschrieben (-f überschreibt)" \
+  -- de "$GZ" input
+expect "existing output, English without LANGUAGE" 1 \
+  "sluice-gzip: input.gz: already exists, not overwritten (use -f to overwrite)" \
+  -- en "$GZ" input
+if [ -e input ] && [ "$(cat input.gz)" = old ]; then ok "input and existing output untouched"
+else not_ok "input and existing output untouched"; fi
+
+expect "a directory, German" 1 "sluice-gzip: dir: ist ein Verzeichnis, nicht komprimiert" \
+  -- de "$GZ" dir
+expect "a .gz input, German" 1 "sluice-gzip: input.gz: hat bereits die Endung .gz, nicht komprimiert" \
+  -- de "$GZ" input.gz
+expect "bad thread count, German" 1 "sluice-gzip: -p braucht eine Anzahl von Threads zwischen 1 und 1024" \
+  -- de "$GZ" -p 5000 input
+expect "bad block size, German" 1 "sluice-gzip: -b braucht eine Blockgröße zwischen 32 und 524288 KiB" \
+  -- de "$GZ" -b 1 input
+
+help=$(de "$GZ" --help 2>&1)
+for want in "[DATEI…]" "Die Eingabedateien behalten" "Nie einen Fortschrittsbalken zeigen" \
+            "DATEIen (oder die Standardeingabe) parallel und in Reihenfolge ins gzip-Format komprimieren."; do
+  case $help in
+    *"$want"*) ok "--help, German: $want" ;;
+    *) not_ok "--help, German: $want"; printf '%s\n' "$help" | sed 's/^/# /' ;;
+  esac
+done
+
+echo "1..$n"
