@@ -1,0 +1,441 @@
+#!/usr/bin/python3
+# test_producer.py: Sluice from Python, through GObject Introspection
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Run by meson test (tests/python/run-python-test.sh) with GI_TYPELIB_PATH and
+# LD_LIBRARY_PATH pointing into the build tree. TAP output. Skips (a
+# "1..0 # SKIP reason" plan, which meson reports as a skip) only when
+# python3-gi is missing, or when the library predates the GValue item API
+# that carries Python objects (new_for_values and friends).
+
+import gc
+import os
+import random
+import sys
+import threading
+import time
+import unittest
+import weakref
+
+SKIP = 0  # TAP: the "1..0 # SKIP" plan makes meson report a skip
+
+
+def skip_all(reason):
+    print("1..0 # SKIP " + reason)
+    sys.exit(SKIP)
+
+
+try:
+    import gi
+except ImportError:
+    skip_all("python3-gi is not installed (Debian: apt-get install python3-gi)")
+
+gi.require_version("GLib", "2.0")
+gi.require_version("GObject", "2.0")
+gi.require_version("Gio", "2.0")
+# A missing Sluice typelib is a failure, not a skip: the build made one.
+gi.require_version("Sluice", "1")
+from gi.repository import GLib, Gio, Sluice  # noqa: E402
+
+if not hasattr(Sluice.OrderedItemProducer, "new_for_values"):
+    skip_all(
+        "this Sluice has no GValue item API yet "
+        "(Sluice.OrderedItemProducer.new_for_values, Slot.complete_value, "
+        "Consumerator.next_value): gpointer items cannot carry Python objects"
+    )
+
+SCALE_DOWN = os.environ.get("SLUICE_TEST_SCALE_DOWN", "0") not in ("", "0")
+DEADLINE_S = 60
+
+
+class Item:
+    """A Python object that only Python knows: it must arrive as itself."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __repr__(self):
+        return "Item(%d)" % self.n
+
+
+def io_error(message, code=Gio.IOErrorEnum.FAILED):
+    return GLib.Error.new_literal(Gio.io_error_quark(), message, code)
+
+
+def run_until(loop_state, predicate):
+    """Iterates the default main context until predicate() or the deadline."""
+    context = GLib.MainContext.default()
+    deadline = time.monotonic() + DEADLINE_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting (%s)" % loop_state)
+        context.iteration(True)
+
+
+def stop_and_wait(producer):
+    """Stops @producer; returns ("ok", result) or ("error", GLib.Error)."""
+    outcome = []
+
+    def on_stopped(source, result, *unused):
+        try:
+            outcome.append(("ok", source.stop_finish_value(result)))
+        except GLib.Error as error:
+            outcome.append(("error", error))
+
+    producer.stop_async(on_stopped)
+    run_until("stop", lambda: outcome)
+    return outcome[0]
+
+
+def make_collecting_consumer(record):
+    """A consumer function that takes every item, in its own thread."""
+
+    def consume(consumerator, *unused):
+        record["thread"] = threading.get_ident()
+        got = record.setdefault("items", [])
+        while True:
+            try:
+                ok, item = consumerator.next_value()
+            except GLib.Error as error:
+                record["error"] = error
+                raise  # the stop reports the first error anyway
+            if not ok:
+                return len(got)
+            got.append(item)
+
+    return consume
+
+
+class ProducerTests(unittest.TestCase):
+    def setUp(self):
+        self.rng = random.Random(20260101)
+        self.completion_order = []
+        self.lock = threading.Lock()
+
+    def completed(self, n):
+        with self.lock:
+            self.completion_order.append(n)
+
+    # --- the ways an item can be made ---
+
+    def item_by_timeout(self, producer, n, value, delay_ms):
+        def item_func(slot, *unused):
+            def fire():
+                self.completed(n)
+                slot.complete_value(value)
+                return GLib.SOURCE_REMOVE
+
+            GLib.timeout_add(delay_ms, fire)
+
+        producer.produce_item(item_func)
+
+    def item_by_python_thread(self, producer, n, value, delay_s):
+        def item_func(slot, *unused):
+            def work():
+                time.sleep(delay_s)
+                self.completed(n)
+                slot.complete_value(value)
+
+            threading.Thread(target=work, daemon=True).start()
+
+        producer.produce_item(item_func)
+
+    def item_in_task_queue(self, producer, n, value, delay_s):
+        def thread_func(cancellable, *unused):
+            time.sleep(delay_s)
+            self.completed(n)
+            # PyGObject reads a tuple returned by a callback as its out
+            # values, one per element: wrap the item so that a tuple item
+            # arrives whole.
+            return (value,)
+
+        producer.produce_value_in_thread(GLib.PRIORITY_DEFAULT, thread_func)
+
+    def item_now(self, producer, n, value):
+        def item_func(slot, *unused):
+            self.completed(n)
+            slot.complete_value(value)
+
+        producer.produce_item(item_func)
+
+    def produce_scrambled(self, producer, values, fail_at=None, fail_how=None):
+        """Produces @values from the main loop, waiting on the ready source
+        when the window is full, with completions in scrambled order."""
+        state = {"next": 0}
+        n_items = len(values)
+
+        def feed(*unused):
+            while state["next"] < n_items and producer.is_ready():
+                n = state["next"]
+                state["next"] += 1
+                value = values[n]
+                if n == fail_at:
+                    self.produce_failing(producer, n, fail_how)
+                    continue
+                # The first item of each window is the slowest, so later
+                # ones always complete before it.
+                slow = n % 16 == 0
+                kind = self.rng.choice(("timeout", "thread", "task", "now"))
+                if kind == "timeout":
+                    self.item_by_timeout(producer, n, value, 25 if slow else self.rng.randint(0, 8))
+                elif kind == "thread":
+                    self.item_by_python_thread(
+                        producer, n, value, 0.025 if slow else self.rng.random() * 0.008
+                    )
+                elif kind == "task":
+                    self.item_in_task_queue(
+                        producer, n, value, 0.025 if slow else self.rng.random() * 0.008
+                    )
+                else:
+                    self.item_now(producer, n, value)
+            return state["next"] < n_items
+
+        source = producer.create_ready_source(None)
+        source.set_callback(feed)
+        source.attach(None)
+        run_until("producing", lambda: state["next"] >= n_items)
+        source.destroy()
+
+    def produce_failing(self, producer, n, how):
+        if how == "raise-in-thread":
+
+            def thread_func(cancellable, *unused):
+                time.sleep(0.02)  # later items complete first
+                self.completed(n)
+                raise io_error("item %d failed" % n)
+
+            producer.produce_value_in_thread(GLib.PRIORITY_DEFAULT, thread_func)
+        else:
+
+            def item_func(slot, *unused):
+                def fire():
+                    self.completed(n)
+                    slot.fail(io_error("item %d failed" % n))
+                    return GLib.SOURCE_REMOVE
+
+                GLib.timeout_add(20, fire)
+
+            producer.produce_item(item_func)
+
+    # --- tests ---
+
+    def test_python_objects_arrive_in_call_order(self):
+        n_items = 100 if SCALE_DOWN else 600
+        values = []
+        for n in range(n_items):
+            kind = n % 6
+            if kind == 0:
+                values.append(("tuple", n))
+            elif kind == 1:
+                values.append({"n": n})
+            elif kind == 2:
+                values.append(None)
+            elif kind == 3:
+                values.append("str %d" % n)
+            else:
+                values.append(Item(n))
+        record = {}
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 32)
+        producer.start_values(make_collecting_consumer(record))
+
+        self.produce_scrambled(producer, values)
+        status, result = stop_and_wait(producer)
+
+        self.assertEqual(status, "ok", result)
+        self.assertEqual(result, n_items)  # the consumer's return value
+        self.assertNotEqual(record["thread"], threading.get_ident())
+        self.assertNotIn("error", record)
+        got = record["items"]
+        self.assertEqual(len(got), n_items)
+        for n, (sent, received) in enumerate(zip(values, got)):
+            self.assertEqual(received, sent, "item %d" % n)
+            if isinstance(sent, (Item, tuple, dict)):
+                self.assertIs(received, sent, "item %d is the very object" % n)
+        # They really completed out of order.
+        self.assertEqual(sorted(self.completion_order), list(range(n_items)))
+        self.assertNotEqual(self.completion_order, list(range(n_items)))
+
+    def check_error_in_order(self, fail_how):
+        n_items, fail_at = 60, 23
+        values = [Item(n) for n in range(n_items)]
+        record = {}
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 16)
+        producer.start_values(make_collecting_consumer(record))
+
+        self.produce_scrambled(producer, values, fail_at=fail_at, fail_how=fail_how)
+        status, error = stop_and_wait(producer)
+
+        # The consumer got every item before the failure, in order, then the
+        # error itself as a GLib.Error; the stop reports the same error.
+        self.assertEqual([item.n for item in record["items"]], list(range(fail_at)))
+        for name, received in (("consumer", record["error"]), ("stop", error)):
+            self.assertIsInstance(received, GLib.Error, name)
+            self.assertTrue(received.matches(Gio.io_error_quark(), Gio.IOErrorEnum.FAILED), name)
+            self.assertEqual(received.message, "item %d failed" % fail_at, name)
+        self.assertEqual(status, "error")
+
+    def test_error_raised_in_thread_function_arrives_in_order(self):
+        self.check_error_in_order("raise-in-thread")
+
+    def test_slot_failed_from_main_loop_arrives_in_order(self):
+        self.check_error_in_order("slot-fail")
+
+    def test_skip_failed_reports_by_signal(self):
+        record = {}
+        failed = []
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 8)
+        producer.props.skip_failed = True
+        producer.connect(
+            "item-failed",
+            lambda source, seq, error: failed.append((seq, error.message, threading.get_ident())),
+        )
+        producer.start_values(make_collecting_consumer(record))
+        for n in range(10):
+            if n in (3, 7):
+                producer.produce_item(
+                    lambda slot, *unused, n=n: slot.fail(io_error("bad %d" % n))
+                )
+            else:
+                self.item_now(producer, n, Item(n))
+        status, result = stop_and_wait(producer)
+
+        self.assertEqual(status, "ok", result)
+        self.assertEqual([item.n for item in record["items"]], [0, 1, 2, 4, 5, 6, 8, 9])
+        self.assertEqual([(seq, message) for seq, message, _ in failed], [(3, "bad 3"), (7, "bad 7")])
+        self.assertTrue(all(thread == threading.get_ident() for _, _, thread in failed))
+
+    def test_consumer_error_stops_production(self):
+        produced = []
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 64)
+
+        def consume(consumerator, *unused):
+            for _ in range(5):
+                consumerator.next_value()
+            raise GLib.Error.new_literal(GLib.quark_from_string("test-consumer"), "disk full", 7)
+
+        def on_produced(source, result, *unused):
+            try:
+                produced.append(source.produce_item_finish(result))
+            except GLib.Error as error:
+                produced.append(error)
+
+        producer.start_values(consume)
+        for n in range(5):
+            self.item_now(producer, n, Item(n))
+        run_until("consumer gone", lambda: producer.props.closed)
+        producer.produce_item(lambda slot, *unused: self.fail("must not run"), callback=on_produced)
+        run_until("refused", lambda: produced)
+        status, error = stop_and_wait(producer)
+
+        self.assertTrue(produced[0].matches(Sluice.error_quark(), Sluice.Error.STOPPED))
+        self.assertEqual(status, "error")
+        self.assertEqual((error.message, error.code), ("disk full", 7))
+
+    def test_unconsumed_items_are_released(self):
+        alive = []
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 16)
+        for n in range(10):
+            item = Item(n)
+            alive.append(weakref.ref(item))
+            self.item_now(producer, n, item)
+            del item
+        gc.collect()
+        self.assertTrue(all(ref() is not None for ref in alive))  # the buffer holds them
+
+        status, error = stop_and_wait(producer)  # never started
+        gc.collect()
+        self.assertEqual(status, "error")
+        self.assertTrue(error.matches(Sluice.error_quark(), Sluice.Error.NOT_STARTED))
+        self.assertTrue(all(ref() is None for ref in alive), "items freed with their references")
+
+        status, error = stop_and_wait(producer)
+        self.assertTrue(error.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
+
+    def test_standalone_consumerator(self):
+        consumerator = Sluice.Consumerator.new_for_values(4)
+        sent = [Item(n) for n in range(50)]
+
+        def push_all():
+            for item in sent:
+                consumerator.push_value(item)
+            consumerator.close(io_error("end of input", Gio.IOErrorEnum.CLOSED))
+
+        pusher = threading.Thread(target=push_all)
+        pusher.start()
+        got = []
+        with self.assertRaises(GLib.Error) as caught:
+            while True:
+                ok, item = consumerator.next_value()
+                if not ok:
+                    break
+                got.append(item)
+        pusher.join()
+        self.assertEqual(got, sent)
+        self.assertTrue(all(a is b for a, b in zip(got, sent)))
+        self.assertTrue(caught.exception.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CLOSED))
+        with self.assertRaises(GLib.Error):
+            consumerator.push_value(Item(99))
+
+
+    @unittest.skipUnless(
+        hasattr(Sluice.Consumerator, "end"),
+        "no Sluice.Consumerator.end: PyGObject cannot pass None to close()",
+    )
+    def test_standalone_consumerator_normal_end(self):
+        consumerator = Sluice.Consumerator.new_for_values(8)
+        for n in range(3):
+            consumerator.push_value(Item(n))
+        consumerator.end()
+        got = []
+        while True:
+            ok, item = consumerator.next_value()
+            if not ok:
+                break
+            got.append(item.n)
+        self.assertEqual(got, [0, 1, 2])
+        self.assertIsNone(item)  # the end holds a NULL pointer: None
+
+
+class TapResult(unittest.TestResult):
+    """Prints TAP, which meson test reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def report(self, test, ok, note=""):
+        self.n += 1
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, test.id(), note), flush=True)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.report(test, True)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self.report(test, False)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self.report(test, False)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self.report(test, True, " # SKIP " + reason)
+
+
+def main():
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(ProducerTests)
+    if len(sys.argv) > 1:
+        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
+    result = TapResult()
+    suite.run(result)
+    print("1..%d" % result.n)
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
