@@ -1658,7 +1658,6 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * produce call then completes at once with %SLUICE_ERROR_STOPPED), as a
    * closed pollable stream is writable. Notified on the owner context.
    */
-
   properties[PROP_READY] =
       g_param_spec_boolean ("ready", NULL, NULL, TRUE,
                             G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);

@@ -20,6 +20,82 @@ sluice_test_scale (guint n, guint divisor)
   return n;
 }
 
+/* Generous: a deadline only turns a hang into a failure. */
+#define SLUICE_TEST_TIMEOUT_SECONDS 60
+
+static inline gint64
+deadline_from_now (void)
+{
+  return g_get_monotonic_time () + SLUICE_TEST_TIMEOUT_SECONDS * G_USEC_PER_SEC;
+}
+
+/* Items are pointers into an array of counters: freeing one increments its
+ * own counter, so "freed exactly once, nothing twice" is checked per item. */
+static inline void
+counted_item_free (gpointer item)
+{
+  g_atomic_int_inc ((gint *) item);
+}
+
+/* A one-shot event between threads. */
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  gboolean set;
+} Event;
+
+static inline void
+event_init (Event *event)
+{
+  g_mutex_init (&event->mutex);
+  g_cond_init (&event->cond);
+  event->set = FALSE;
+}
+
+static inline void
+event_clear (Event *event)
+{
+  g_mutex_clear (&event->mutex);
+  g_cond_clear (&event->cond);
+}
+
+static inline void
+event_set (Event *event)
+{
+  g_mutex_lock (&event->mutex);
+  event->set = TRUE;
+  g_cond_broadcast (&event->cond);
+  g_mutex_unlock (&event->mutex);
+}
+
+static inline gboolean
+event_is_set (Event *event)
+{
+  gboolean set;
+
+  g_mutex_lock (&event->mutex);
+  set = event->set;
+  g_mutex_unlock (&event->mutex);
+  return set;
+}
+
+/* Waits for @event; fails the test after the deadline instead of hanging. */
+static inline void
+event_wait (Event *event)
+{
+  gint64 deadline = deadline_from_now ();
+
+  g_mutex_lock (&event->mutex);
+  while (!event->set)
+    {
+      if (!g_cond_wait_until (&event->cond, &event->mutex, deadline))
+        break;
+    }
+  g_assert_true (event->set);
+  g_mutex_unlock (&event->mutex);
+}
+
 /* Spins the default main context until @flag is set or a (generous)
  * deadline passes; returns whether it was set. */
 static inline gboolean

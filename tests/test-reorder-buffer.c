@@ -11,23 +11,6 @@
 #include <gio/gio.h>
 #include <string.h>
 
-/* Generous: a deadline only turns a hang into a failure. */
-#define TIMEOUT_SECONDS 60
-
-static gint64
-deadline_from_now (void)
-{
-  return g_get_monotonic_time () + TIMEOUT_SECONDS * G_USEC_PER_SEC;
-}
-
-/* Items are pointers into an array of counters: freeing one increments its
- * own counter, so "freed exactly once, nothing twice" is checked per item. */
-static void
-counted_item_free (gpointer item)
-{
-  g_atomic_int_inc ((gint *) item);
-}
-
 static GQuark
 test_item_error_quark (void)
 {
@@ -35,54 +18,6 @@ test_item_error_quark (void)
 }
 
 #define TEST_ITEM_ERROR (test_item_error_quark ())
-
-/* ---- a one-shot event between threads ------------------------------------ */
-
-typedef struct
-{
-  GMutex mutex;
-  GCond cond;
-  gboolean set;
-} Event;
-
-static void
-event_init (Event *event)
-{
-  g_mutex_init (&event->mutex);
-  g_cond_init (&event->cond);
-  event->set = FALSE;
-}
-
-static void
-event_clear (Event *event)
-{
-  g_mutex_clear (&event->mutex);
-  g_cond_clear (&event->cond);
-}
-
-static void
-event_set (Event *event)
-{
-  g_mutex_lock (&event->mutex);
-  event->set = TRUE;
-  g_cond_broadcast (&event->cond);
-  g_mutex_unlock (&event->mutex);
-}
-
-static void
-event_wait (Event *event)
-{
-  gint64 deadline = deadline_from_now ();
-
-  g_mutex_lock (&event->mutex);
-  while (!event->set)
-    {
-      if (!g_cond_wait_until (&event->cond, &event->mutex, deadline))
-        break;
-    }
-  g_assert_true (event->set);
-  g_mutex_unlock (&event->mutex);
-}
 
 /* ---- what the buffer's callbacks report ------------------------------------ */
 
@@ -956,8 +891,8 @@ stress_completer_thread (gpointer data)
 
   for (;;)
     {
-      SluiceSlot *a =
-          g_async_queue_timeout_pop (completer->queue, (guint64) TIMEOUT_SECONDS * G_USEC_PER_SEC);
+      SluiceSlot *a = g_async_queue_timeout_pop (
+          completer->queue, (guint64) SLUICE_TEST_TIMEOUT_SECONDS * G_USEC_PER_SEC);
       SluiceSlot *b;
       guint32 dice;
 
