@@ -85,6 +85,14 @@ check "stdin to stdout through pipes" \
   bash -c "cat many | '$GZ' | gzip -dc | cmp -s - many"
 check "'-' reads stdin" bash -c "cat one | '$GZ' -c - | gzip -dc | cmp -s - one"
 
+"$GZ" --progress -c many 2> progress.err > progress.gz
+check "--progress draws a bar with rate and ETA on stderr" \
+  bash -c "grep -q 'ETA' progress.err && grep -q '100%' progress.err && grep -q '/s' progress.err"
+check "--progress leaves stdout a valid stream" bash -c "gzip -dc progress.gz | cmp -s - many"
+check "no progress bar when stderr is not a terminal" \
+  bash -c "'$GZ' -c many 2> quiet.err > /dev/null && ! grep -q 'ETA' quiet.err"
+check "-q and -v" bash -c "'$GZ' -q -c one > /dev/null && '$GZ' -v -k -f one 2>&1 | grep -q 'one:'"
+
 # --- files ---
 text file1 200000
 cp file1 file1.orig
