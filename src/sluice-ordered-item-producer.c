@@ -75,7 +75,7 @@
  * loop and allocates nothing.
  *
  * The consumer takes runs of items per wake-up. When it has nothing to take
- * while several items are in flight, it sleeps until a run of them (up to 32)
+ * while several items are in flight, it sleeps until a run of them (half of them)
  * is complete or for at most 1 ms, so an item may reach the consumer up to
  * 1 ms after it was completed; with one item in flight it wakes for that
  * item at once.

@@ -24,9 +24,11 @@
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
-/* A consumer with work in flight sleeps until up to this many items are
- * complete, or for at most WAKE_DEADLINE_US, instead of waking per item. */
-#define WAKE_RUN_MAX 32
+/* A consumer with work in flight sleeps until the item half-way through it
+ * (at most this far ahead) is complete, or for at most WAKE_DEADLINE_US,
+ * instead of waking per item: half, so that the other half keeps the
+ * workers busy while it takes the run. */
+#define WAKE_RUN_MAX 512
 #define WAKE_DEADLINE_US 1000
 
 enum
@@ -651,7 +653,8 @@ wait_for_head (SluiceReorderBuffer *rb)
   g_mutex_lock (&rb->lock);
   {
     /* With several items in flight, sleep until a later one of them is
-     * complete (or a short deadline passes) rather than until the head is:
+     * complete (half-way through them, or a short deadline passes) rather
+     * than until the head is:
      * one wake-up then hands over a run of items instead of one, which is
      * what keeps a consumer from stealing a core from the workers. The
      * deadline bounds the added latency, and covers items whose completion
@@ -662,7 +665,7 @@ wait_for_head (SluiceReorderBuffer *rb)
 
     if (in_flight >= 2)
       {
-        target = seq + MIN (in_flight - 1, WAKE_RUN_MAX - 1);
+        target = seq + MAX (1, MIN (in_flight / 2, WAKE_RUN_MAX - 1));
         deadline = g_get_monotonic_time () + WAKE_DEADLINE_US;
       }
 
