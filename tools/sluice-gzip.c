@@ -35,6 +35,8 @@
 #include <zlib.h>
 
 #define DICT_SIZE 32768
+/* Blocks per asynchronous read. */
+#define READ_BLOCKS 4
 #define EXIT_OK 0
 #define EXIT_ERROR 1
 #define EXIT_INTERRUPTED 130
@@ -409,21 +411,29 @@ on_read (GObject *source, GAsyncResult *result, gpointer data)
 
   if (n > 0)
     {
-      Block *block = g_new0 (Block, 1);
+      g_autoptr (GBytes) chunk = g_bytes_new_take (buffer, n);
 
-      block->data = g_bytes_new_take (buffer, n);
-      block->dict = job->previous != NULL ? g_bytes_ref (job->previous) : NULL;
-      block->level = job->level;
-      g_clear_pointer (&job->previous, g_bytes_unref);
-      job->previous = g_bytes_ref (block->data);
-      sluice_ordered_item_producer_produce_item_in_thread (
-          job->producer, compress_block, block, block_free, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      /* One item per block; a read brings READ_BLOCKS of them, which
+       * spares the reader thread hops and main-loop turns. */
+      for (gsize offset = 0; offset < n; offset += job->blocksize)
+        {
+          Block *block = g_new0 (Block, 1);
+
+          block->data = g_bytes_new_from_bytes (chunk, offset, MIN (job->blocksize, n - offset));
+          block->dict = job->previous != NULL ? g_bytes_ref (job->previous) : NULL;
+          block->level = job->level;
+          g_clear_pointer (&job->previous, g_bytes_unref);
+          job->previous = g_bytes_ref (block->data);
+          sluice_ordered_item_producer_produce_item_in_thread (job->producer, compress_block, block,
+                                                               block_free, G_PRIORITY_DEFAULT, NULL,
+                                                               NULL, NULL);
+        }
     }
   else
     g_free (buffer);
 
   /* read_all reads short only at the end of the input. */
-  if (n < job->blocksize || interrupted)
+  if (n < READ_BLOCKS * job->blocksize || interrupted)
     {
       g_clear_pointer (&job->previous, g_bytes_unref);
       job_stop (job);
@@ -453,9 +463,9 @@ read_next (Job *job)
       return;
     }
 
-  job->buffer = g_malloc (job->blocksize);
-  g_input_stream_read_all_async (job->in, job->buffer, job->blocksize, G_PRIORITY_DEFAULT,
-                                 job->cancellable, on_read, job);
+  job->buffer = g_malloc (READ_BLOCKS * job->blocksize);
+  g_input_stream_read_all_async (job->in, job->buffer, READ_BLOCKS * job->blocksize,
+                                 G_PRIORITY_DEFAULT, job->cancellable, on_read, job);
 }
 
 static void
@@ -507,7 +517,8 @@ compress_stream (Job *job, GError **error)
   /* A window of a few blocks per thread keeps the pool busy while the
    * writer writes; memory is bounded by it: window × (block + output). */
   job->producer = sluice_ordered_item_producer_new (
-      job->queue, MAX (8, 4 * sluice_task_queue_get_max_threads (job->queue)), compressed_free);
+      job->queue, MAX (4 * READ_BLOCKS, 4 * sluice_task_queue_get_max_threads (job->queue)),
+      compressed_free);
   job->started_us = g_get_monotonic_time ();
   current_job = job;
 
