@@ -75,10 +75,11 @@
  * loop and allocates nothing.
  *
  * The consumer takes runs of items per wake-up. When it has nothing to take
- * while several items are in flight, it sleeps until a run of them (half of them)
- * is complete or for at most 1 ms, so an item may reach the consumer up to
- * 1 ms after it was completed; with one item in flight it wakes for that
- * item at once.
+ * while several items are in flight, it sleeps until a run of them (half of
+ * them) is complete or for at most
+ * [property@Sluice.OrderedItemProducer:wake-latency] (1 ms by default), so an
+ * item may reach the consumer that much after it was completed; with one
+ * item in flight it wakes for that item at once.
  */
 
 typedef enum
@@ -171,6 +172,7 @@ enum
   PROP_TASK_QUEUE,
   PROP_WINDOW,
   PROP_SKIP_FAILED,
+  PROP_WAKE_LATENCY,
   PROP_READY,
   PROP_CLOSED,
   PROP_CONSUMERATOR,
@@ -1566,6 +1568,9 @@ sluice_ordered_item_producer_get_property (GObject *object,
     case PROP_SKIP_FAILED:
       g_value_set_boolean (value, sluice_ordered_item_producer_get_skip_failed (self));
       break;
+    case PROP_WAKE_LATENCY:
+      g_value_set_uint (value, sluice_ordered_item_producer_get_wake_latency (self));
+      break;
     case PROP_READY:
       g_value_set_boolean (value, self->ready_notified);
       break;
@@ -1598,6 +1603,9 @@ sluice_ordered_item_producer_set_property (GObject *object,
       break;
     case PROP_SKIP_FAILED:
       sluice_ordered_item_producer_set_skip_failed (self, g_value_get_boolean (value));
+      break;
+    case PROP_WAKE_LATENCY:
+      sluice_ordered_item_producer_set_wake_latency (self, g_value_get_uint (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1647,6 +1655,22 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
   properties[PROP_SKIP_FAILED] =
       g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
                             G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:wake-latency:
+   *
+   * How long, in microseconds, completed items may wait for a sleeping
+   * consumer while more items are in flight. Such a consumer sleeps until
+   * the item half-way through those in flight is complete, or for this
+   * long, and then takes the whole run: one wake-up per run of items rather
+   * than one per item, which leaves the cores to the workers. 0 wakes the
+   * consumer for each item at once. With one item in flight the consumer
+   * always wakes for it at once. It may be set from any thread and applies
+   * from the consumer's next sleep.
+   */
+  properties[PROP_WAKE_LATENCY] =
+      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, 1000,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
    * SluiceOrderedItemProducer:ready:
@@ -1993,4 +2017,47 @@ sluice_ordered_item_producer_set_skip_failed (SluiceOrderedItemProducer *self, g
     return;
   sluice_reorder_buffer_set_skip_failed (self->rb, skip_failed);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SKIP_FAILED]);
+}
+
+/**
+ * sluice_ordered_item_producer_get_wake_latency:
+ * @self: a producer
+ *
+ * Gets [property@Sluice.OrderedItemProducer:wake-latency].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the wake latency, in microseconds
+ */
+guint
+sluice_ordered_item_producer_get_wake_latency (SluiceOrderedItemProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), 0);
+
+  return sluice_reorder_buffer_get_wake_latency (self->rb);
+}
+
+/**
+ * sluice_ordered_item_producer_set_wake_latency:
+ * @self: a producer
+ * @microseconds: how long completed items may wait for a run, at most
+ *   %G_MAXINT; 0 to wake the consumer per item
+ *
+ * Sets [property@Sluice.OrderedItemProducer:wake-latency]: a consumer
+ * that does little per item (a writer) loses less time to wake-ups with a
+ * longer one, a consumer that must react at once wants 0.
+ *
+ * This function is safe to call from any thread; the notification is
+ * emitted on the calling thread.
+ */
+void
+sluice_ordered_item_producer_set_wake_latency (SluiceOrderedItemProducer *self, guint microseconds)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (microseconds <= G_MAXINT);
+
+  if (sluice_reorder_buffer_get_wake_latency (self->rb) == microseconds)
+    return;
+  sluice_reorder_buffer_set_wake_latency (self->rb, microseconds);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WAKE_LATENCY]);
 }

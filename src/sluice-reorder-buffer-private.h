@@ -72,6 +72,10 @@ guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
 GCancellable *sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb);
 void sluice_reorder_buffer_set_skip_failed (SluiceReorderBuffer *rb, gboolean skip_failed);
 gboolean sluice_reorder_buffer_get_skip_failed (SluiceReorderBuffer *rb);
+/* How long a sleeping consumer with several items in flight may wait for a
+ * run of them before it takes what is complete; 0: wake per item. */
+void sluice_reorder_buffer_set_wake_latency (SluiceReorderBuffer *rb, guint microseconds);
+guint sluice_reorder_buffer_get_wake_latency (SluiceReorderBuffer *rb);
 
 /* --- the owner side: every call here may come from any thread --- */
 void sluice_reorder_buffer_lock (SluiceReorderBuffer *rb);

@@ -25,7 +25,8 @@
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
 /* A consumer with work in flight sleeps until the item half-way through it
- * (at most this far ahead) is complete, or for at most WAKE_DEADLINE_US,
+ * (at most this far ahead) is complete, or for at most the wake latency
+ * (WAKE_DEADLINE_US unless the owner sets another),
  * instead of waking per item: half, so that the other half keeps the
  * workers busy while it takes the run. */
 #define WAKE_RUN_MAX 512
@@ -73,6 +74,7 @@ struct _SluiceReorderBuffer
   int want_room; /* atomic */
   int abandoned; /* atomic: abandoned slots not yet completed, + 1 during a walk */
   int skip_failed;
+  int wake_latency_us; /* atomic; 0: wake for the head item at once */
 
   /* The consumer's own, on a cache line of their own. */
   G_GNUC_UNUSED char pad[64];
@@ -134,6 +136,7 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   for (guint i = 0; i < rb->capacity; i++)
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
+  rb->wake_latency_us = WAKE_DEADLINE_US;
   rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
   g_mutex_init (&rb->lock);
   g_cond_init (&rb->cond);
@@ -241,6 +244,18 @@ gboolean
 sluice_reorder_buffer_get_skip_failed (SluiceReorderBuffer *rb)
 {
   return g_atomic_int_get (&rb->skip_failed);
+}
+
+void
+sluice_reorder_buffer_set_wake_latency (SluiceReorderBuffer *rb, guint microseconds)
+{
+  g_atomic_int_set (&rb->wake_latency_us, (int) MIN (microseconds, (guint) G_MAXINT));
+}
+
+guint
+sluice_reorder_buffer_get_wake_latency (SluiceReorderBuffer *rb)
+{
+  return (guint) g_atomic_int_get (&rb->wake_latency_us);
 }
 
 void
@@ -663,10 +678,12 @@ wait_for_head (SluiceReorderBuffer *rb)
     guint64 target = seq;
     gint64 deadline = 0;
 
-    if (in_flight >= 2)
+    int latency_us = g_atomic_int_get (&rb->wake_latency_us);
+
+    if (in_flight >= 2 && latency_us > 0)
       {
         target = seq + MAX (1, MIN (in_flight / 2, WAKE_RUN_MAX - 1));
-        deadline = g_get_monotonic_time () + WAKE_DEADLINE_US;
+        deadline = g_get_monotonic_time () + latency_us;
       }
 
     for (;;)

@@ -121,7 +121,7 @@ stopped (GObject *source, GAsyncResult *result, gpointer data)
 }
 
 static void
-run_stress (guint n, guint window, guint thread_every)
+run_stress (guint n, guint window, guint thread_every, guint wake_latency_us)
 {
   Stress stress = { 0 };
   GThread *threads[N_COMPLETERS];
@@ -132,6 +132,9 @@ run_stress (guint n, guint window, guint thread_every)
   stress.window = window;
   stress.slots = g_async_queue_new ();
   stress.producer = sluice_ordered_item_producer_new (NULL, window, NULL);
+  sluice_ordered_item_producer_set_wake_latency (stress.producer, wake_latency_us);
+  g_assert_cmpuint (sluice_ordered_item_producer_get_wake_latency (stress.producer), ==,
+                    wake_latency_us);
   for (guint i = 0; i < N_COMPLETERS; i++)
     threads[i] = g_thread_new ("completer", completer, &stress);
   sluice_ordered_item_producer_start (stress.producer, tally, NULL, NULL, g_free);
@@ -185,19 +188,32 @@ run_stress (guint n, guint window, guint thread_every)
 static void
 test_random_order_million (void)
 {
-  run_stress (sluice_test_scale (1000000, 50), 256, 0);
+  run_stress (sluice_test_scale (1000000, 50), 256, 0, 1000);
 }
 
 static void
 test_random_order_mixed_pool (void)
 {
-  run_stress (sluice_test_scale (300000, 30), 64, 3);
+  run_stress (sluice_test_scale (300000, 30), 64, 3, 1000);
 }
 
 static void
 test_random_order_tiny_window (void)
 {
-  run_stress (sluice_test_scale (200000, 20), 2, 5);
+  run_stress (sluice_test_scale (200000, 20), 2, 5, 1000);
+}
+
+/* The consumer woken for every item, and allowed to sleep long for runs. */
+static void
+test_random_order_wake_per_item (void)
+{
+  run_stress (sluice_test_scale (300000, 30), 64, 4, 0);
+}
+
+static void
+test_random_order_long_wake_latency (void)
+{
+  run_stress (sluice_test_scale (300000, 30), 64, 4, 50000);
 }
 
 int
@@ -208,6 +224,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/random-order/million", test_random_order_million);
   g_test_add_func ("/stress/random-order/mixed-pool", test_random_order_mixed_pool);
   g_test_add_func ("/stress/random-order/tiny-window", test_random_order_tiny_window);
+  g_test_add_func ("/stress/random-order/wake-per-item", test_random_order_wake_per_item);
+  g_test_add_func ("/stress/random-order/long-wake-latency", test_random_order_long_wake_latency);
 
   return g_test_run ();
 }

@@ -209,6 +209,11 @@ guint sluice_ordered_item_producer_get_window (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_get_skip_failed (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL
+guint sluice_ordered_item_producer_get_wake_latency (SluiceOrderedItemProducer *self);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_set_wake_latency (SluiceOrderedItemProducer *self,
+                                                    guint microseconds);
+SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_set_skip_failed (SluiceOrderedItemProducer *self,
                                                    gboolean skip_failed);
 
