@@ -1385,6 +1385,9 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
  *
  * Finishes [method@Sluice.OrderedItemProducer.stop_async].
  *
+ * Call it from the stop's callback, on the context where the stop was
+ * asked for.
+ *
  * Returns: (transfer full) (nullable): the consumer function's result, or
  *   %NULL with @error set
  */
@@ -1410,6 +1413,9 @@ sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *self,
  * whose consumer was started with
  * [method@Sluice.OrderedItemProducer.start_values]: the form language
  * bindings use.
+ *
+ * Call it from the stop's callback, on the context where the stop was
+ * asked for.
  *
  * Returns: (transfer full) (nullable): the consumer function's result, or
  *   %NULL with @error set
