@@ -956,43 +956,63 @@ sluice_ordered_item_producer_produce_item_in_thread (SluiceOrderedItemProducer *
            callback, user_data, sluice_ordered_item_producer_produce_item_in_thread);
 }
 
+/* A binding's function with its data: the value forms of the thread and
+ * consumer functions are adapted to the gpointer core through it. */
 typedef struct
 {
-  SluiceValueThreadFunc func;
-  gpointer func_data;
-  GDestroyNotify func_data_destroy;
-} ValueThreadCall;
+  gpointer func;
+  gpointer data;
+  GDestroyNotify data_destroy;
+} ValueCall;
+
+static ValueCall *
+value_call_new (gpointer func, gpointer data, GDestroyNotify data_destroy)
+{
+  ValueCall *call = g_new (ValueCall, 1);
+
+  call->func = func;
+  call->data = data;
+  call->data_destroy = data_destroy;
+  return call;
+}
 
 static void
-value_thread_call_free (gpointer data)
+value_call_free (gpointer data)
 {
-  ValueThreadCall *call = data;
+  ValueCall *call = data;
 
-  if (call->func_data_destroy != NULL)
-    call->func_data_destroy (call->func_data);
+  if (call->data_destroy != NULL)
+    call->data_destroy (call->data);
   g_free (call);
+}
+
+/* What a value function left: the value (a pointer-typed NULL if it set
+ * none), or NULL with its error. */
+static GValue *
+value_call_result (GValue *value, GError *local_error, GError **error)
+{
+  if (local_error != NULL)
+    {
+      /* A binding may have set the value before the error was raised. */
+      sluice_value_item_free (value);
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  if (!G_IS_VALUE (value))
+    g_value_init (value, G_TYPE_POINTER);
+  return value;
 }
 
 /* A pool thread: a SluiceValueThreadFunc as a SluiceThreadFunc. */
 static gpointer
 run_value_thread_call (GCancellable *cancellable, gpointer data, GError **error)
 {
-  ValueThreadCall *call = data;
+  ValueCall *call = data;
   GValue *value = g_new0 (GValue, 1);
   GError *local_error = NULL;
 
-  call->func (cancellable, value, call->func_data, &local_error);
-  if (local_error == NULL)
-    {
-      if (!G_IS_VALUE (value))
-        g_value_init (value, G_TYPE_POINTER);
-      return value;
-    }
-
-  /* A binding may have set the value before the error was raised. */
-  sluice_value_item_free (value);
-  g_propagate_error (error, local_error);
-  return NULL;
+  ((SluiceValueThreadFunc) call->func) (cancellable, value, call->data, &local_error);
+  return value_call_result (value, local_error, error);
 }
 
 /**
@@ -1029,18 +1049,13 @@ sluice_ordered_item_producer_produce_value_in_thread (SluiceOrderedItemProducer 
                                                       GAsyncReadyCallback callback,
                                                       gpointer user_data)
 {
-  ValueThreadCall *call;
-
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (self->item_free_func == sluice_value_item_free);
   g_return_if_fail (func != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  call = g_new (ValueThreadCall, 1);
-  call->func = func;
-  call->func_data = func_data;
-  call->func_data_destroy = func_data_destroy;
-  produce (self, REQUEST_THREAD, run_value_thread_call, call, value_thread_call_free, priority,
+  produce (self, REQUEST_THREAD, run_value_thread_call,
+           value_call_new (func, func_data, func_data_destroy), value_call_free, priority,
            cancellable, callback, user_data, sluice_ordered_item_producer_produce_value_in_thread);
 }
 
@@ -1195,42 +1210,16 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   self->thread = g_thread_new ("sluice-consumer", consumer_thread, run);
 }
 
-typedef struct
-{
-  SluiceValueConsumerFunc func;
-  gpointer user_data;
-  GDestroyNotify user_data_destroy;
-} ValueConsumerCall;
-
-static void
-value_consumer_call_free (gpointer data)
-{
-  ValueConsumerCall *call = data;
-
-  if (call->user_data_destroy != NULL)
-    call->user_data_destroy (call->user_data);
-  g_free (call);
-}
-
 /* The consumer thread: a SluiceValueConsumerFunc as a SluiceConsumerFunc. */
 static gpointer
 run_value_consumer (SluiceConsumerator *consumerator, gpointer data, GError **error)
 {
-  ValueConsumerCall *call = data;
+  ValueCall *call = data;
   GValue *result = g_new0 (GValue, 1);
   GError *local_error = NULL;
 
-  call->func (consumerator, result, call->user_data, &local_error);
-  if (local_error != NULL)
-    {
-      /* A binding may have set the result before the error was raised. */
-      sluice_value_item_free (result);
-      g_propagate_error (error, local_error);
-      return NULL;
-    }
-  if (!G_IS_VALUE (result))
-    g_value_init (result, G_TYPE_POINTER);
-  return result;
+  ((SluiceValueConsumerFunc) call->func) (consumerator, result, call->data, &local_error);
+  return value_call_result (result, local_error, error);
 }
 
 /**
@@ -1255,20 +1244,15 @@ sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
                                            gpointer user_data,
                                            GDestroyNotify user_data_destroy)
 {
-  ValueConsumerCall *call;
-
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (self->item_free_func == sluice_value_item_free);
   g_return_if_fail (func != NULL);
   g_return_if_fail (!self->started && !self->stop_called);
 
-  call = g_new (ValueConsumerCall, 1);
-  call->func = func;
-  call->user_data = user_data;
-  call->user_data_destroy = user_data_destroy;
   self->values_consumer = TRUE;
-  sluice_ordered_item_producer_start (self, run_value_consumer, call, value_consumer_call_free,
-                                      sluice_value_item_free);
+  sluice_ordered_item_producer_start (self, run_value_consumer,
+                                      value_call_new (func, user_data, user_data_destroy),
+                                      value_call_free, sluice_value_item_free);
 }
 
 /* --- stopping --- */
