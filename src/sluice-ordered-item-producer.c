@@ -1416,6 +1416,24 @@ sluice_ordered_item_producer_stop_finish_value (SluiceOrderedItemProducer *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* Stops production for good, from any thread: frees what is buffered,
+ * abandons and cancels what is in flight (the consumer gets
+ * SLUICE_ERROR_STOPPED with @message), refuses deferred calls. A second
+ * abort keeps the first one's error. */
+static void
+abort_production (SluiceOrderedItemProducer *self, const char *message)
+{
+  g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, message);
+
+  sluice_reorder_buffer_lock (self->rb);
+  if (self->state != STATE_CREATED)
+    self->state = STATE_CLOSED;
+  sluice_reorder_buffer_unlock (self->rb);
+
+  sluice_reorder_buffer_abort (self->rb, error);
+  fail_deferred (self);
+}
+
 /* --- push producer --- */
 
 static void
@@ -1438,16 +1456,8 @@ static void
 sluice_ordered_item_producer_stop_producing (SluicePushProducer *producer)
 {
   SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (producer);
-  g_autoptr (GError) error =
-      g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _ ("The producer was stopped"));
 
-  sluice_reorder_buffer_lock (self->rb);
-  if (self->state != STATE_CREATED)
-    self->state = STATE_CLOSED;
-  sluice_reorder_buffer_unlock (self->rb);
-
-  sluice_reorder_buffer_abort (self->rb, error);
-  fail_deferred (self);
+  abort_production (self, _ ("The producer was stopped"));
   invoke_on_owner (self->link, refresh_idle);
 }
 
@@ -1497,18 +1507,10 @@ sluice_ordered_item_producer_dispose (GObject *object)
 {
   SluiceOrderedItemProducer *self = SLUICE_ORDERED_ITEM_PRODUCER (object);
 
-  if (self->rb != NULL && !sluice_reorder_buffer_is_aborted (self->rb) &&
-      !sluice_reorder_buffer_is_settled (self->rb))
-    {
-      g_autoptr (GError) error =
-          g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _ ("The producer was disposed"));
-
-      sluice_reorder_buffer_lock (self->rb);
-      self->state = STATE_CLOSED;
-      sluice_reorder_buffer_unlock (self->rb);
-      sluice_reorder_buffer_abort (self->rb, error);
-    }
-  if (self->rb != NULL)
+  /* Not after a finished stop: nothing is left to abort then. */
+  if (self->rb != NULL && !sluice_reorder_buffer_is_settled (self->rb))
+    abort_production (self, _ ("The producer was disposed"));
+  else if (self->rb != NULL)
     fail_deferred (self);
 
   /* A consumer still running ends on its own now; nothing waits for it. */
