@@ -170,6 +170,22 @@ spin_main_context (guint ms)
     }
 }
 
+/* Runs the main context until @cond holds; fails the test after the
+ * deadline instead of hanging. */
+#define WAIT_UNTIL(cond)                                                                           \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    gint64 wait_deadline = deadline_from_now ();                                                   \
+                                                                                                   \
+    while (!(cond))                                                                                \
+      {                                                                                            \
+        g_assert_cmpint (g_get_monotonic_time (), <, wait_deadline);                               \
+        g_main_context_iteration (NULL, FALSE);                                                    \
+        g_usleep (100);                                                                            \
+      }                                                                                            \
+  }                                                                                                \
+  G_STMT_END
+
 /* --- item functions --- */
 
 static void
@@ -548,18 +564,9 @@ run_consumer_leaves_early (gboolean fail)
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
 
   /* Wait until the consumer has returned: its return reaches the owner. */
-  {
-    gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-
-    while (
-        !sluice_consumerator_is_closed (sluice_ordered_item_producer_get_consumerator (producer)))
-      {
-        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-        g_main_context_iteration (NULL, FALSE);
-        g_usleep (100);
-      }
-    spin_main_context (10);
-  }
+  WAIT_UNTIL (
+      sluice_consumerator_is_closed (sluice_ordered_item_producer_get_consumerator (producer)));
+  spin_main_context (10);
 
   /* A later produce call does not run its function and reports STOPPED. */
   sluice_ordered_item_producer_produce_item (producer, count_and_complete, GSIZE_TO_POINTER (99),
@@ -949,16 +956,7 @@ test_closed_wakes_waiters (void)
   g_source_attach (source, NULL);
 
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
-  {
-    gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-
-    while (!sluice_ordered_item_producer_is_closed (producer))
-      {
-        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-        g_main_context_iteration (NULL, FALSE);
-        g_usleep (100);
-      }
-  }
+  WAIT_UNTIL (sluice_ordered_item_producer_is_closed (producer));
   g_assert_true (sluice_ordered_item_producer_is_ready (producer));
   g_assert_cmpuint (upstream->stops, ==, 1);
   while (dispatched == 0)
@@ -1101,17 +1099,9 @@ test_dispose_in_flight (void)
   g_thread_join (thread);
 
   /* Let the pool finish what it had. */
-  {
-    gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-
-    while (sluice_task_queue_get_n_pending (sluice_task_queue_get_default ()) +
-               sluice_task_queue_get_n_running (sluice_task_queue_get_default ()) >
-           0)
-      {
-        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-        g_usleep (1000);
-      }
-  }
+  WAIT_UNTIL (sluice_task_queue_get_n_pending (sluice_task_queue_get_default ()) +
+                  sluice_task_queue_get_n_running (sluice_task_queue_get_default ()) ==
+              0);
   spin_main_context (10);
   assert_no_item_leaked ();
   g_ptr_array_unref (pending.slots);
@@ -1133,15 +1123,7 @@ test_dispose_running (void)
                                                NULL, NULL, NULL);
   /* Dropped without a stop: the consumer is told to stop and ends. */
   g_object_unref (producer);
-  {
-    gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-
-    while (!consumer->ended)
-      {
-        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-        g_usleep (1000);
-      }
-  }
+  WAIT_UNTIL (consumer->ended);
   spin_main_context (20);
   g_assert_null (g_weak_ref_get (&weak));
   g_weak_ref_clear (&weak);
