@@ -55,6 +55,8 @@ static char *opt_only;
 static char *opt_impls;
 static gboolean opt_no_acquire;
 static double opt_scale = 1.0;
+/* -1: the producer's default :wake-latency. */
+static int opt_wake_latency = -1;
 /* Hidden: run one slow-consumer case in this (child) process. */
 static char *opt_child;
 static gint64 opt_child_n;
@@ -76,6 +78,8 @@ static GOptionEntry option_entries[] = {
   { "no-acquire", 0, 0, G_OPTION_ARG_NONE, &opt_no_acquire,
     "Produce without holding the owner context (shows how :ready then lags)", NULL },
   { "scale", 's', 0, G_OPTION_ARG_DOUBLE, &opt_scale, "Multiply every item count", "X" },
+  { "wake-latency", 0, 0, G_OPTION_ARG_INT, &opt_wake_latency,
+    "Sluice: the producer's :wake-latency in us (default: the producer's own)", "US" },
   { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
   { "child-n", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &opt_child_n, NULL, NULL },
   { "child-work-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_work_iters, NULL,
@@ -427,6 +431,8 @@ sluice_run (const BenchParams *p, BenchResult *r)
     queue = sluice_task_queue_new (p->threads);
   producer = sluice_ordered_item_producer_new (queue, p->window, p->payload ? free : NULL);
   consumerator = sluice_ordered_item_producer_get_consumerator (producer);
+  if (opt_wake_latency >= 0)
+    sluice_ordered_item_producer_set_wake_latency (producer, (guint) opt_wake_latency);
 
   t0 = now ();
   sluice_ordered_item_producer_start (producer, sluice_consume, &run, NULL, NULL);

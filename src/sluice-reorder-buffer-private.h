@@ -131,6 +131,17 @@ void sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 gboolean sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error);
 /* The consumer is done: frees what it holds. */
 void sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb);
+/* What the consumer's waits cost: for tests and tuning. */
+typedef struct
+{
+  guint64 waits;    /* times next() found the head incomplete */
+  guint64 sleeps;   /* condition waits (each wake-up is a context switch) */
+  guint64 timeouts; /* sleeps for a later item ended by the wake latency */
+} SluiceReorderStats;
+
+/* Any thread (the counters only grow). */
+void sluice_reorder_buffer_get_stats (SluiceReorderBuffer *rb, SluiceReorderStats *stats);
+
 /* Whether the consumer saw the end (or an error) through next(). */
 gboolean sluice_reorder_buffer_consumer_finished (SluiceReorderBuffer *rb);
 

@@ -85,6 +85,7 @@ struct _SluiceReorderBuffer
   guint batch_pos;
   gboolean finished;
   gboolean finished_by_end;
+  SluiceReorderStats stats;
 };
 
 static inline guint64
@@ -104,6 +105,13 @@ static inline void
 publish64 (guint64 *p, guint64 v)
 {
   __atomic_store_n (p, v, __ATOMIC_RELEASE);
+}
+
+/* Counters only the consumer writes, on its slow path; read from anywhere. */
+static inline void
+stat_inc (guint64 *counter)
+{
+  __atomic_store_n (counter, __atomic_load_n (counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
 static inline void
@@ -388,19 +396,25 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
   slot->item = item;
   slot->error = error;
 
-  /* The fast path: nobody waits on this slot. After this CAS the slot
-   * belongs to the consumer: touch nothing of it, nor of the buffer. */
-  if (g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING, new_state))
-    return TRUE;
-
-  old = g_atomic_int_get (&slot->state);
-  if (old == SLUICE_SLOT_WAITED)
+  for (;;)
     {
       gboolean published;
 
+      /* The fast path: nobody waits on this slot. After this CAS the slot
+       * belongs to the consumer: touch nothing of it, nor of the buffer. */
+      if (g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING, new_state))
+        return TRUE;
+
+      old = g_atomic_int_get (&slot->state);
+      if (old == SLUICE_SLOT_PENDING)
+        continue;
+      if (old != SLUICE_SLOT_WAITED)
+        break;
+
       /* The consumer sleeps on this slot and cannot leave without the lock
        * (it re-reads the state under it), so the buffer outlives this. An
-       * abort may still have abandoned the slot meanwhile: the CAS tells. */
+       * abort may have abandoned the slot meanwhile, or the consumer
+       * stopped waiting for it (back to PENDING): the CAS tells. */
       g_mutex_lock (&rb->lock);
       published = g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_WAITED, new_state);
       if (published)
@@ -408,7 +422,6 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
       g_mutex_unlock (&rb->lock);
       if (published)
         return TRUE;
-      old = g_atomic_int_get (&slot->state);
     }
 
   g_assert (old == SLUICE_SLOT_ABANDONED);
@@ -646,6 +659,18 @@ head_is_complete (SluiceReorderBuffer *rb)
   return state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED;
 }
 
+/* With the lock held: the consumer stops waiting for the later slot
+ * @target and waits for the head @seq instead. A mark left behind would make
+ * the target's completion wake the consumer for nothing later. */
+static inline guint64
+retarget_to_head_locked (SluiceReorderBuffer *rb, guint64 target, guint64 seq)
+{
+  if (target != seq)
+    g_atomic_int_compare_and_exchange (&rb->ring[target & rb->mask].state, SLUICE_SLOT_WAITED,
+                                       SLUICE_SLOT_PENDING);
+  return seq;
+}
+
 /* Returns when the head slot may be complete or a flag changed. */
 static void
 wait_for_head (SluiceReorderBuffer *rb)
@@ -658,6 +683,7 @@ wait_for_head (SluiceReorderBuffer *rb)
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
   check_room (rb);
 
+  stat_inc (&rb->stats.waits);
   for (guint spin = 0; spin < SPIN_MAX; spin++)
     {
       if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
@@ -692,17 +718,18 @@ wait_for_head (SluiceReorderBuffer *rb)
         int state;
 
         flags = g_atomic_int_get (&rb->flags);
-        if (flags & (FLAG_ABORTED | FLAG_PAUSED))
-          break;
-        if ((flags & FLAG_ENDED) && seq == rb->end_seq)
-          break;
+        if ((flags & (FLAG_ABORTED | FLAG_PAUSED)) || ((flags & FLAG_ENDED) && seq == rb->end_seq))
+          {
+            retarget_to_head_locked (rb, target, seq);
+            break;
+          }
 
         /* The standalone queue's overflow moves in once the ring drained. */
         while (!g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
           push_into_ring_locked (rb, g_queue_pop_head (&rb->overflow));
 
         if (target != seq && g_get_monotonic_time () >= deadline)
-          target = seq;
+          target = retarget_to_head_locked (rb, target, seq);
         awaited = &rb->ring[target & rb->mask];
         state = g_atomic_int_get (&awaited->state);
         if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
@@ -720,10 +747,14 @@ wait_for_head (SluiceReorderBuffer *rb)
 
         rb->consumer_wait_seq = target;
         rb->consumer_sleeping = TRUE;
+        stat_inc (&rb->stats.sleeps);
         if (target == seq)
           g_cond_wait (&rb->cond, &rb->lock);
         else if (!g_cond_wait_until (&rb->cond, &rb->lock, deadline))
-          target = seq;
+          {
+            stat_inc (&rb->stats.timeouts);
+            target = retarget_to_head_locked (rb, target, seq);
+          }
         rb->consumer_sleeping = FALSE;
       }
   }
@@ -813,6 +844,14 @@ sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb)
   free_batch (rb);
   if (!rb->finished_by_end)
     sluice_reorder_buffer_abort (rb, NULL);
+}
+
+void
+sluice_reorder_buffer_get_stats (SluiceReorderBuffer *rb, SluiceReorderStats *stats)
+{
+  stats->waits = __atomic_load_n (&rb->stats.waits, __ATOMIC_RELAXED);
+  stats->sleeps = __atomic_load_n (&rb->stats.sleeps, __ATOMIC_RELAXED);
+  stats->timeouts = __atomic_load_n (&rb->stats.timeouts, __ATOMIC_RELAXED);
 }
 
 gboolean

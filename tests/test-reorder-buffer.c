@@ -227,6 +227,71 @@ sequence_consumer_thread (gpointer data)
   return NULL;
 }
 
+/* ---- a consumer that gave up waiting for a later item ---------------------- */
+
+static gboolean
+stats_reach (SluiceReorderBuffer *rb,
+             const guint64 *field_of_copy,
+             SluiceReorderStats *copy,
+             guint64 value)
+{
+  gint64 deadline = deadline_from_now ();
+
+  do
+    {
+      sluice_reorder_buffer_get_stats (rb, copy);
+      if (*field_of_copy >= value)
+        return TRUE;
+      g_usleep (1000);
+    }
+  while (g_get_monotonic_time () < deadline);
+  return FALSE;
+}
+
+/* With items in flight the consumer sleeps for a later one (marking it) for
+ * at most the wake latency, then for the head. The later item's completion
+ * must not wake it after that: every wake-up costs a context switch, and
+ * for 50 us items a stale mark doubled the consumer's sleeps. */
+static void
+test_stale_mark (void)
+{
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, NULL, NULL);
+  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SluiceReorderStats stats;
+  SluiceSlot **slots;
+  GThread *thread;
+
+  sluice_reorder_buffer_set_wake_latency (rb, 10 * 1000);
+  slots = reserve_n (rb, 4);
+  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+
+  /* It sleeps for a later item, times out, then sleeps for the head. */
+  g_assert_true (stats_reach (rb, &stats.timeouts, &stats, 1));
+  g_assert_true (stats_reach (rb, &stats.sleeps, &stats, 2));
+  g_assert_cmpuint (stats.timeouts, ==, 1);
+
+  /* Every later item completes: none of them is what it waits for. */
+  for (guint i = 1; i < 4; i++)
+    sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+  /* Time for a wrong wake-up to show (none is the right outcome). */
+  g_usleep (50 * 1000);
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_assert_cmpuint (stats.sleeps, ==, 2);
+
+  sluice_reorder_buffer_complete (slots[0], GUINT_TO_POINTER (1), NULL);
+  sluice_reorder_buffer_end (rb);
+  g_thread_join (thread);
+
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_received, ==, 4);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_assert_cmpuint (stats.sleeps, ==, 2);
+
+  g_free (slots);
+  sluice_reorder_buffer_unref (rb);
+}
+
 /* ---- 1. completion in reverse order ----------------------------------------- */
 
 static void
@@ -1091,6 +1156,7 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/reorder-buffer/reverse", GINT_TO_POINTER (FALSE), test_reverse);
   g_test_add_data_func ("/reorder-buffer/reverse-threaded", GINT_TO_POINTER (TRUE), test_reverse);
   g_test_add_func ("/reorder-buffer/window", test_window);
+  g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
   g_test_add_func ("/reorder-buffer/failed-slot", test_failed_slot);
   g_test_add_data_func ("/reorder-buffer/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
   g_test_add_data_func ("/reorder-buffer/skip-failed-no-callback", GINT_TO_POINTER (FALSE),
