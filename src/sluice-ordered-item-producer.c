@@ -75,9 +75,9 @@
  * loop and allocates nothing.
  *
  * The consumer takes runs of items per wake-up. When it has nothing to take
- * while several items are in flight, it sleeps until a run of them (half of
- * them) is complete or for at most
- * [property@Sluice.OrderedItemProducer:wake-latency] (1 ms by default), so an
+ * while several items are in flight, it sleeps until a run of them (three
+ * quarters of them) is complete or for at most
+ * [property@Sluice.OrderedItemProducer:wake-latency] (2 ms by default), so an
  * item may reach the consumer that much after it was completed; with one
  * item in flight it wakes for that item at once.
  */
@@ -1653,7 +1653,7 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    *
    * How long, in microseconds, completed items may wait for a sleeping
    * consumer while more items are in flight. Such a consumer sleeps until
-   * the item half-way through those in flight is complete, or for this
+   * the item three quarters through those in flight is complete, or for this
    * long, and then takes the whole run: one wake-up per run of items rather
    * than one per item, which leaves the cores to the workers. 0 wakes the
    * consumer for each item at once. With one item in flight the consumer
@@ -1661,7 +1661,7 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * from the consumer's next sleep.
    */
   properties[PROP_WAKE_LATENCY] =
-      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, 1000,
+      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, 2000,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
