@@ -207,6 +207,16 @@ stopped_error (void)
 
 /* --- owner-context plumbing --- */
 
+/* With the lock held, after the state or the deferred queue changed: new
+ * produce calls may take the lock-free path only while they would start at
+ * once anyway. */
+static void
+update_gate_locked (SluiceOrderedItemProducer *self)
+{
+  sluice_reorder_buffer_set_gate_locked (self->rb, self->state < STATE_STOPPING &&
+                                                       g_queue_is_empty (&self->deferred));
+}
+
 static void
 link_free (gpointer data)
 {
@@ -467,15 +477,14 @@ cancel_child (GCancellable *cancellable, gpointer data)
   g_cancellable_cancel (data);
 }
 
-/* With the lock held: the extras of a fresh slot. */
+/* The extras of a freshly reserved slot (only its reserver touches it). */
 static void
-setup_slot_locked (SluiceOrderedItemProducer *self,
-                   SluiceSlot *slot,
-                   gpointer func,
-                   gpointer func_data,
-                   GDestroyNotify func_data_destroy,
-                   GCancellable *cancellable,
-                   GTask *task)
+setup_slot (SluiceSlot *slot,
+            gpointer func,
+            gpointer func_data,
+            GDestroyNotify func_data_destroy,
+            GCancellable *cancellable,
+            GTask *task)
 {
   slot->func = func;
   slot->func_data = func_data;
@@ -739,6 +748,7 @@ fail_deferred (SluiceOrderedItemProducer *self)
   sluice_reorder_buffer_lock (self->rb);
   deferred = self->deferred;
   g_queue_init (&self->deferred);
+  update_gate_locked (self);
   sluice_reorder_buffer_unlock (self->rb);
 
   while ((request = g_queue_pop_head (&deferred)) != NULL)
@@ -761,6 +771,7 @@ run_deferred (SluiceOrderedItemProducer *self)
         {
           /* A stop waits for the deferred calls before it sets the end. */
           end_now = self->state == STATE_STOPPING;
+          update_gate_locked (self);
           sluice_reorder_buffer_unlock (self->rb);
           break;
         }
@@ -778,8 +789,8 @@ run_deferred (SluiceOrderedItemProducer *self)
         }
       request = g_queue_pop_head (&self->deferred);
       slot = sluice_reorder_buffer_reserve_locked (self->rb);
-      setup_slot_locked (self, slot, request->func, request->func_data, request->func_data_destroy,
-                         request->cancellable, request->task);
+      setup_slot (slot, request->func, request->func_data, request->func_data_destroy,
+                  request->cancellable, request->task);
       if (!sluice_reorder_buffer_has_room_locked (self->rb))
         self->ready = FALSE;
       sluice_reorder_buffer_unlock (self->rb);
@@ -816,6 +827,16 @@ produce (SluiceOrderedItemProducer *self,
       g_task_set_check_cancellable (task, FALSE);
     }
 
+  /* The common case: started or not, not stopping, nothing waiting for
+   * room, and the window far from full. */
+  slot = sluice_reorder_buffer_try_reserve (self->rb);
+  if (G_LIKELY (slot != NULL))
+    {
+      setup_slot (slot, func, func_data, func_data_destroy, cancellable, task);
+      launch (self, slot, kind, priority);
+      return;
+    }
+
   sluice_reorder_buffer_lock (self->rb);
 
   if (self->state >= STATE_STOPPING || sluice_reorder_buffer_is_closed_locked (self->rb))
@@ -844,6 +865,7 @@ produce (SluiceOrderedItemProducer *self,
       request->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
       request->task = task;
       g_queue_push_tail (&self->deferred, request);
+      update_gate_locked (self);
       became_unready = self->ready;
       self->ready = FALSE;
       sluice_reorder_buffer_unlock (self->rb);
@@ -853,7 +875,7 @@ produce (SluiceOrderedItemProducer *self,
     }
 
   slot = sluice_reorder_buffer_reserve_locked (self->rb);
-  setup_slot_locked (self, slot, func, func_data, func_data_destroy, cancellable, task);
+  setup_slot (slot, func, func_data, func_data_destroy, cancellable, task);
   if (!sluice_reorder_buffer_has_room_locked (self->rb))
     {
       became_unready = self->ready;
@@ -1102,6 +1124,7 @@ consumer_returned_idle (gpointer data)
 
   sluice_reorder_buffer_lock (self->rb);
   self->state = STATE_CLOSED;
+  update_gate_locked (self);
   sluice_reorder_buffer_unlock (self->rb);
   fail_deferred (self);
   refresh_ready (self);
@@ -1341,6 +1364,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
   state = self->state;
   if (state == STATE_STARTED)
     self->state = STATE_STOPPING;
+  update_gate_locked (self);
   sluice_reorder_buffer_unlock (self->rb);
 
   if (state == STATE_CREATED)
@@ -1350,6 +1374,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
 
       sluice_reorder_buffer_lock (self->rb);
       self->state = STATE_CLOSED;
+      update_gate_locked (self);
       sluice_reorder_buffer_unlock (self->rb);
       sluice_reorder_buffer_abort (self->rb, error);
       fail_deferred (self);
@@ -1428,6 +1453,7 @@ abort_production (SluiceOrderedItemProducer *self, const char *message)
   sluice_reorder_buffer_lock (self->rb);
   if (self->state != STATE_CREATED)
     self->state = STATE_CLOSED;
+  update_gate_locked (self);
   sluice_reorder_buffer_unlock (self->rb);
 
   sluice_reorder_buffer_abort (self->rb, error);
@@ -1500,6 +1526,10 @@ sluice_ordered_item_producer_constructed (GObject *object)
   self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
   self->ready = TRUE;
   self->ready_notified = TRUE;
+
+  sluice_reorder_buffer_lock (self->rb);
+  update_gate_locked (self);
+  sluice_reorder_buffer_unlock (self->rb);
 }
 
 static void

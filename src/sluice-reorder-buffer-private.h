@@ -87,6 +87,15 @@ void sluice_reorder_buffer_unlock (SluiceReorderBuffer *rb);
 gboolean sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb);
 /* With the lock held, after has_room_locked said yes: the next slot. */
 SluiceSlot *sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb);
+/* Without the lock, from any thread: the next slot, if the gate is open,
+ * the buffer neither ended nor aborted, and the window has room for it and
+ * one more; otherwise NULL, and the caller takes the locked path. This is
+ * the produce calls' fast path: one atomic instruction. */
+SluiceSlot *sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb);
+/* With the lock held: whether try_reserve() may reserve (closed at first).
+ * The owner keeps it closed while its own state forbids new reservations
+ * (calls waiting for room, a stop). */
+void sluice_reorder_buffer_set_gate_locked (SluiceReorderBuffer *rb, gboolean open);
 /* With the lock held: whether the buffer was ended or aborted. */
 gboolean sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb);
 /* With the lock held: reserve a slot and complete it at once with @item; if

@@ -62,25 +62,33 @@ struct _SluiceReorderBuffer
   GMutex lock;
   GCond cond;
 
-  /* Under the lock (read atomically elsewhere where marked). */
-  guint64 next_seq;
-  guint64 accepted;    /* atomic reads */
-  guint64 end_seq;     /* atomic reads, valid with FLAG_ENDED */
-  guint64 handed_seen; /* the owner's last look at `handed`: a lower bound */
+  /* Under the lock. */
   GQueue overflow;
-  gboolean consumer_sleeping;
-  guint64 consumer_wait_seq;
   GError *abort_error;
   gboolean settled_by_abort;
 
-  int flags;     /* atomic */
-  int want_room; /* atomic */
-  int abandoned; /* atomic: abandoned slots not yet completed, + 1 during a walk */
+  /* The reservers', on a cache line of their own: under the reservation
+   * lock (read atomically elsewhere where marked). */
+  G_GNUC_UNUSED char pad0[64];
+  int reserve_lock;    /* atomic: a spin lock, held for a few instructions */
+  int gate_open;       /* whether try_reserve() may reserve at all */
+  guint64 next_seq;    /* atomic reads */
+  guint64 accepted;    /* atomic reads */
+  guint64 handed_seen; /* the reservers' last look at `handed`: a lower bound */
+
+  /* Read by everybody, written rarely. */
+  G_GNUC_UNUSED char pad1[64];
+  int flags;             /* atomic */
+  int want_room;         /* atomic */
+  int consumer_sleeping; /* atomic; set under both locks, cleared under the lock */
+  int abandoned;         /* atomic: abandoned slots not yet completed, + 1 during a walk */
   int skip_failed;
-  int wake_latency_us; /* atomic; 0: wake for the head item at once */
+  int wake_latency_us;       /* atomic; 0: wake for the head item at once */
+  guint64 consumer_wait_seq; /* atomic; set with consumer_sleeping */
+  guint64 end_seq;           /* atomic reads, valid with FLAG_ENDED */
 
   /* The consumer's own, on a cache line of their own. */
-  G_GNUC_UNUSED char pad[64];
+  G_GNUC_UNUSED char pad2[64];
   guint64 head;   /* next sequence number to take from the ring; atomic reads */
   guint64 handed; /* items handed out; atomic reads */
   gpointer batch[BATCH_MAX];
@@ -127,6 +135,37 @@ cpu_relax (void)
 #endif
 }
 
+/* The reservation lock: it guards the sequence counters, and the rare
+ * changes that must not interleave with a reservation (the end, an abort, a
+ * consumer about to sleep on a slot not yet reserved). It is held for a few
+ * instructions and never while calling out or blocking, so a reservation
+ * costs one atomic instruction where a mutex costs two plus two calls: the
+ * owner's produce calls are the one per-item path that must lock at all.
+ * Lock order: rb->lock, then the reservation lock. */
+static inline void
+reserve_lock (SluiceReorderBuffer *rb)
+{
+  guint spins = 0;
+
+  while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0)
+    {
+      /* Wait without writing; a holder that was preempted gets the core. */
+      while (__atomic_load_n (&rb->reserve_lock, __ATOMIC_RELAXED) != 0)
+        {
+          if (++spins < 100)
+            cpu_relax ();
+          else
+            g_thread_yield ();
+        }
+    }
+}
+
+static inline void
+reserve_unlock (SluiceReorderBuffer *rb)
+{
+  __atomic_store_n (&rb->reserve_lock, 0, __ATOMIC_RELEASE);
+}
+
 SluiceReorderBuffer *
 sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancellable *cancellable)
 {
@@ -135,7 +174,8 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   g_return_val_if_fail (window > 0, NULL);
   g_return_val_if_fail (window <= G_MAXINT / 2, NULL);
 
-  rb = g_new0 (SluiceReorderBuffer, 1);
+  /* Aligned, so that the padding really separates the cache lines. */
+  rb = g_aligned_alloc0 (1, sizeof (SluiceReorderBuffer), 64);
   rb->ref_count = 1;
   rb->window = window;
   rb->low_water = window / 2;
@@ -215,7 +255,7 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
   g_mutex_clear (&rb->lock);
   g_cond_clear (&rb->cond);
   g_free (rb->ring);
-  g_free (rb);
+  g_aligned_free (rb);
 }
 
 void
@@ -290,23 +330,37 @@ sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb)
   return accepted > handed ? accepted - handed : 0;
 }
 
-gboolean
-sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb)
+/* With the reservation lock held: whether @n more reservations fit. */
+static inline gboolean
+fits_reserving (SluiceReorderBuffer *rb, guint n)
 {
   /* The consumer's counter is read only when the last look says the window
    * is full: its cache line does not bounce on every reservation. */
-  if (rb->accepted - rb->handed_seen < rb->window)
+  if (rb->accepted + n - rb->handed_seen <= rb->window)
     return TRUE;
   rb->handed_seen = __atomic_load_n (&rb->handed, __ATOMIC_ACQUIRE);
-  if (rb->accepted - rb->handed_seen < rb->window)
-    return TRUE;
+  return rb->accepted + n - rb->handed_seen <= rb->window;
+}
 
-  /* Ask the consumer to call back at low water, then look again. The
-   * consumer reads the request after every item and, with a full fence,
-   * before it sleeps, so the request cannot be missed for good. */
-  g_atomic_int_set (&rb->want_room, 1);
-  rb->handed_seen = load64 (&rb->handed);
-  return rb->accepted - rb->handed_seen < rb->window;
+gboolean
+sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb)
+{
+  gboolean room;
+
+  reserve_lock (rb);
+  room = fits_reserving (rb, 1);
+  if (!room)
+    {
+      /* Ask the consumer to call back at low water, then look again. The
+       * consumer reads the request after every item and, with a full
+       * fence, before it sleeps, so the request cannot be missed for good. */
+      g_atomic_int_set (&rb->want_room, 1);
+      rb->handed_seen = load64 (&rb->handed);
+      room = rb->accepted - rb->handed_seen < rb->window;
+    }
+  reserve_unlock (rb);
+
+  return room;
 }
 
 gboolean
@@ -315,11 +369,13 @@ sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb)
   return (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED)) != 0;
 }
 
-SluiceSlot *
-sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
+/* With the reservation lock held, and room for it. */
+static inline SluiceSlot *
+reserve_reserving (SluiceReorderBuffer *rb)
 {
   guint64 seq = rb->next_seq;
   SluiceSlot *slot = &rb->ring[seq & rb->mask];
+  gboolean waited;
 
   /* The window keeps reservations within the ring: seq < handed + window
    * <= head + capacity, so the consumer has freed this slot. */
@@ -328,22 +384,59 @@ sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
   slot->seq = seq;
   slot->item = NULL;
   slot->error = NULL;
-  rb->next_seq = seq + 1;
+  publish64 (&rb->next_seq, seq + 1);
   publish64 (&rb->accepted, rb->accepted + 1);
 
-  /* A consumer asleep waiting for this very number wants to hear of it.
-   * The consumer reads slot states under the lock we hold, so a release
-   * store is enough. */
-  __atomic_store_n (&slot->state,
-                    (rb->consumer_sleeping && rb->consumer_wait_seq == seq) ? SLUICE_SLOT_WAITED
-                                                                            : SLUICE_SLOT_PENDING,
+  /* A consumer asleep waiting for this very number wants to hear of it: it
+   * registers under the reservation lock we hold before it looks at the
+   * slot a last time, so a release store is enough. */
+  waited = g_atomic_int_get (&rb->consumer_sleeping) &&
+           __atomic_load_n (&rb->consumer_wait_seq, __ATOMIC_RELAXED) == seq;
+  __atomic_store_n (&slot->state, waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING,
                     __ATOMIC_RELEASE);
 
   return slot;
 }
 
+SluiceSlot *
+sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
+{
+  SluiceSlot *slot;
+
+  reserve_lock (rb);
+  slot = reserve_reserving (rb);
+  reserve_unlock (rb);
+
+  return slot;
+}
+
+SluiceSlot *
+sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
+{
+  SluiceSlot *slot = NULL;
+
+  reserve_lock (rb);
+  /* Room for this one and one more: the reservation that fills the window
+   * is left to the locked path, which also marks the producer not ready. */
+  if (G_LIKELY (rb->gate_open && fits_reserving (rb, 2) &&
+                !(g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))))
+    slot = reserve_reserving (rb);
+  reserve_unlock (rb);
+
+  return slot;
+}
+
+void
+sluice_reorder_buffer_set_gate_locked (SluiceReorderBuffer *rb, gboolean open)
+{
+  reserve_lock (rb);
+  rb->gate_open = open;
+  reserve_unlock (rb);
+}
+
+/* With both locks held. */
 static void
-push_into_ring_locked (SluiceReorderBuffer *rb, gpointer item)
+push_into_ring_reserving (SluiceReorderBuffer *rb, gpointer item)
 {
   guint64 seq = rb->next_seq;
   SluiceSlot *slot = &rb->ring[seq & rb->mask];
@@ -351,26 +444,41 @@ push_into_ring_locked (SluiceReorderBuffer *rb, gpointer item)
   slot->seq = seq;
   slot->item = item;
   slot->error = NULL;
-  rb->next_seq = seq + 1;
+  publish64 (&rb->next_seq, seq + 1);
   g_atomic_int_set (&slot->state, SLUICE_SLOT_READY);
 }
 
 static inline gboolean
-ring_has_space_locked (SluiceReorderBuffer *rb)
+ring_has_space_reserving (SluiceReorderBuffer *rb)
 {
   return rb->next_seq - load64 (&rb->head) < rb->capacity;
+}
+
+/* With the lock held: the standalone queue's overflow moves into the ring
+ * as far as it fits. */
+static void
+drain_overflow_locked (SluiceReorderBuffer *rb)
+{
+  if (g_queue_is_empty (&rb->overflow))
+    return;
+  reserve_lock (rb);
+  while (!g_queue_is_empty (&rb->overflow) && ring_has_space_reserving (rb))
+    push_into_ring_reserving (rb, g_queue_pop_head (&rb->overflow));
+  reserve_unlock (rb);
 }
 
 void
 sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item)
 {
-  if (g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
-    push_into_ring_locked (rb, item);
+  reserve_lock (rb);
+  if (g_queue_is_empty (&rb->overflow) && ring_has_space_reserving (rb))
+    push_into_ring_reserving (rb, item);
   else
     g_queue_push_tail (&rb->overflow, item);
   store64 (&rb->accepted, rb->accepted + 1);
+  reserve_unlock (rb);
 
-  if (rb->consumer_sleeping)
+  if (g_atomic_int_get (&rb->consumer_sleeping))
     g_cond_signal (&rb->cond);
 }
 
@@ -440,7 +548,7 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
 static void
 wake_consumer_locked (SluiceReorderBuffer *rb)
 {
-  if (rb->consumer_sleeping)
+  if (g_atomic_int_get (&rb->consumer_sleeping))
     g_cond_signal (&rb->cond);
 }
 
@@ -450,8 +558,11 @@ sluice_reorder_buffer_end_locked (SluiceReorderBuffer *rb)
   if (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))
     return FALSE;
 
+  /* No reservation may slip in between: the end is the last number. */
+  reserve_lock (rb);
   store64 (&rb->end_seq, rb->next_seq + rb->overflow.length);
   g_atomic_int_or (&rb->flags, FLAG_ENDED);
+  reserve_unlock (rb);
   wake_consumer_locked (rb);
   return TRUE;
 }
@@ -484,7 +595,10 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
     rb->abort_error = g_error_copy (error);
   /* The bias keeps the count above zero until the walk is over. */
   g_atomic_int_set (&rb->abandoned, 1);
+  /* After this no reservation can happen: the walk below sees every one. */
+  reserve_lock (rb);
   g_atomic_int_or (&rb->flags, FLAG_ABORTED);
+  reserve_unlock (rb);
   overflow = rb->overflow;
   g_queue_init (&rb->overflow);
   wake_consumer_locked (rb);
@@ -703,7 +817,8 @@ wait_for_head (SluiceReorderBuffer *rb)
      * what keeps a consumer from stealing a core from the workers. The
      * deadline bounds the added latency, and covers items whose completion
      * would wait for the consumer. */
-    guint64 in_flight = rb->next_seq > seq ? rb->next_seq - seq : 0;
+    guint64 next_seq = load64 (&rb->next_seq);
+    guint64 in_flight = next_seq > seq ? next_seq - seq : 0;
     guint64 target = seq;
     gint64 deadline = 0;
 
@@ -728,8 +843,7 @@ wait_for_head (SluiceReorderBuffer *rb)
           }
 
         /* The standalone queue's overflow moves in once the ring drained. */
-        while (!g_queue_is_empty (&rb->overflow) && ring_has_space_locked (rb))
-          push_into_ring_locked (rb, g_queue_pop_head (&rb->overflow));
+        drain_overflow_locked (rb);
 
         if (target != seq && g_get_monotonic_time () >= deadline)
           target = retarget_to_head_locked (rb, target, seq);
@@ -748,8 +862,27 @@ wait_for_head (SluiceReorderBuffer *rb)
                                                 SLUICE_SLOT_WAITED))
           continue;
 
-        rb->consumer_wait_seq = target;
-        rb->consumer_sleeping = TRUE;
+        if (state == SLUICE_SLOT_FREE)
+          {
+            /* Not reserved yet (only the head can be): reservations happen
+             * without our lock, so register under theirs and look again;
+             * the reservation then marks the slot for us. */
+            reserve_lock (rb);
+            __atomic_store_n (&rb->consumer_wait_seq, target, __ATOMIC_RELAXED);
+            g_atomic_int_set (&rb->consumer_sleeping, TRUE);
+            state = g_atomic_int_get (&awaited->state);
+            reserve_unlock (rb);
+            if (state != SLUICE_SLOT_FREE)
+              {
+                g_atomic_int_set (&rb->consumer_sleeping, FALSE);
+                continue;
+              }
+          }
+        else
+          {
+            __atomic_store_n (&rb->consumer_wait_seq, target, __ATOMIC_RELAXED);
+            g_atomic_int_set (&rb->consumer_sleeping, TRUE);
+          }
         stat_inc (&rb->stats.sleeps);
         if (target == seq)
           g_cond_wait (&rb->cond, &rb->lock);
@@ -758,7 +891,7 @@ wait_for_head (SluiceReorderBuffer *rb)
             stat_inc (&rb->stats.timeouts);
             target = retarget_to_head_locked (rb, target, seq);
           }
-        rb->consumer_sleeping = FALSE;
+        g_atomic_int_set (&rb->consumer_sleeping, FALSE);
       }
   }
   g_mutex_unlock (&rb->lock);
@@ -770,10 +903,10 @@ wait_while_paused (SluiceReorderBuffer *rb)
   g_mutex_lock (&rb->lock);
   while ((g_atomic_int_get (&rb->flags) & (FLAG_PAUSED | FLAG_ABORTED)) == FLAG_PAUSED)
     {
-      rb->consumer_wait_seq = G_MAXUINT64;
-      rb->consumer_sleeping = TRUE;
+      __atomic_store_n (&rb->consumer_wait_seq, G_MAXUINT64, __ATOMIC_RELAXED);
+      g_atomic_int_set (&rb->consumer_sleeping, TRUE);
       g_cond_wait (&rb->cond, &rb->lock);
-      rb->consumer_sleeping = FALSE;
+      g_atomic_int_set (&rb->consumer_sleeping, FALSE);
     }
   g_mutex_unlock (&rb->lock);
 }

@@ -292,6 +292,112 @@ test_stale_mark (void)
   sluice_reorder_buffer_unref (rb);
 }
 
+/* ---- the lock-free reservation -------------------------------------------- */
+
+static void
+set_gate (SluiceReorderBuffer *rb, gboolean open)
+{
+  sluice_reorder_buffer_lock (rb);
+  sluice_reorder_buffer_set_gate_locked (rb, open);
+  sluice_reorder_buffer_unlock (rb);
+}
+
+/* try_reserve() reserves only through an open gate, never the slot that
+ * fills the window (the locked path does that, and marks the owner not
+ * ready), and nothing once the buffer ended or was aborted. */
+static void
+test_try_reserve (void)
+{
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (4, NULL, NULL);
+  SluiceSlot *slots[4];
+
+  /* Closed at first: a standalone queue never reserves this way. */
+  g_assert_null (sluice_reorder_buffer_try_reserve (rb));
+  set_gate (rb, TRUE);
+
+  for (guint i = 0; i < 3; i++)
+    {
+      slots[i] = sluice_reorder_buffer_try_reserve (rb);
+      g_assert_nonnull (slots[i]);
+      g_assert_cmpuint (slots[i]->seq, ==, i);
+    }
+  g_assert_null (sluice_reorder_buffer_try_reserve (rb));
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 3);
+
+  /* The last one of the window goes through the lock. */
+  g_assert_true (has_room (rb));
+  sluice_reorder_buffer_lock (rb);
+  slots[3] = sluice_reorder_buffer_reserve_locked (rb);
+  sluice_reorder_buffer_unlock (rb);
+  g_assert_cmpuint (slots[3]->seq, ==, 3);
+  g_assert_false (has_room (rb));
+
+  /* Two taken: room for two again, so one more fits this way. */
+  for (guint i = 0; i < 4; i++)
+    sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+  expect_next_item (rb, GUINT_TO_POINTER (1));
+  g_assert_null (sluice_reorder_buffer_try_reserve (rb));
+  expect_next_item (rb, GUINT_TO_POINTER (2));
+  slots[0] = sluice_reorder_buffer_try_reserve (rb);
+  g_assert_nonnull (slots[0]);
+  g_assert_cmpuint (slots[0]->seq, ==, 4);
+
+  /* A closed gate stops it with room to spare. */
+  expect_next_item (rb, GUINT_TO_POINTER (3));
+  expect_next_item (rb, GUINT_TO_POINTER (4));
+  set_gate (rb, FALSE);
+  g_assert_null (sluice_reorder_buffer_try_reserve (rb));
+  set_gate (rb, TRUE);
+
+  /* After the end, nothing: the end is the last number. */
+  g_assert_true (sluice_reorder_buffer_end (rb));
+  g_assert_null (sluice_reorder_buffer_try_reserve (rb));
+  sluice_reorder_buffer_complete (slots[0], GUINT_TO_POINTER (5), NULL);
+  expect_next_item (rb, GUINT_TO_POINTER (5));
+  expect_next_end (rb);
+  sluice_reorder_buffer_unref (rb);
+
+  /* After an abort, nothing either. */
+  rb = sluice_reorder_buffer_new (4, NULL, NULL);
+  set_gate (rb, TRUE);
+  g_assert_true (sluice_reorder_buffer_abort (rb, NULL));
+  g_assert_null (sluice_reorder_buffer_try_reserve (rb));
+  sluice_reorder_buffer_unref (rb);
+}
+
+/* The consumer waits for a number nobody has reserved yet; a lock-free
+ * reservation must mark it so that the completion wakes the consumer. */
+static void
+test_wait_unreserved (void)
+{
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, NULL, NULL);
+  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SluiceReorderStats stats;
+  GThread *thread;
+
+  set_gate (rb, TRUE);
+  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+
+  for (guint i = 0; i < 50; i++)
+    {
+      SluiceSlot *slot;
+
+      /* Let the consumer fall asleep on number i first, most times. */
+      if (i % 2 == 0)
+        g_assert_true (stats_reach (rb, &stats.sleeps, &stats, i / 2 + 1));
+      slot = sluice_reorder_buffer_try_reserve (rb);
+      g_assert_nonnull (slot);
+      sluice_reorder_buffer_complete (slot, GUINT_TO_POINTER (i + 1), NULL);
+    }
+  sluice_reorder_buffer_end (rb);
+  g_thread_join (thread);
+
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_received, ==, 50);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  sluice_reorder_buffer_unref (rb);
+}
+
 /* ---- 1. completion in reverse order ----------------------------------------- */
 
 static void
@@ -1157,6 +1263,8 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/reorder-buffer/reverse-threaded", GINT_TO_POINTER (TRUE), test_reverse);
   g_test_add_func ("/reorder-buffer/window", test_window);
   g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
+  g_test_add_func ("/reorder-buffer/try-reserve", test_try_reserve);
+  g_test_add_func ("/reorder-buffer/wait-unreserved", test_wait_unreserved);
   g_test_add_func ("/reorder-buffer/failed-slot", test_failed_slot);
   g_test_add_data_func ("/reorder-buffer/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
   g_test_add_data_func ("/reorder-buffer/skip-failed-no-callback", GINT_TO_POINTER (FALSE),

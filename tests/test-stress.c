@@ -28,50 +28,67 @@ typedef struct
   guint64 first_bad; /* G_MAXUINT64 when all were in order */
 } Tally;
 
-/* Completer threads: take slots as they come, keep a few, and complete them
- * in a shuffled order, now and then after a short sleep. */
+/* A slot and what to complete it with. */
+typedef struct
+{
+  SluiceSlot *slot;
+  gpointer item;
+} Pending;
+
+/* Completer threads: take Pendings from the queue as they come, keep a few,
+ * and complete them in a shuffled order, now and then after a short sleep.
+ * GINT_TO_POINTER (1) tells them to quit. */
 static gpointer
 completer (gpointer data)
 {
-  Stress *stress = data;
-  SluiceSlot *held[SHUFFLE_MAX];
+  GAsyncQueue *queue = data;
+  Pending *held[SHUFFLE_MAX];
   guint n_held = 0;
   GRand *rand = g_rand_new ();
 
   for (;;)
     {
-      SluiceSlot *slot = g_async_queue_pop (stress->slots);
+      Pending *pending = g_async_queue_pop (queue);
       guint keep = g_rand_int_range (rand, 1, SHUFFLE_MAX + 1);
-      gboolean quit = slot == GINT_TO_POINTER (1);
+      gboolean quit = pending == GINT_TO_POINTER (1);
 
       /* Take what is queued, up to a random hand size; never wait with
        * slots in hand (the owner may be waiting for room). */
-      while (!quit && slot != NULL)
+      while (!quit && pending != NULL)
         {
-          held[n_held++] = slot;
+          held[n_held++] = pending;
           if (n_held >= keep)
             break;
-          slot = g_async_queue_try_pop (stress->slots);
-          quit = slot == GINT_TO_POINTER (1);
+          pending = g_async_queue_try_pop (queue);
+          quit = pending == GINT_TO_POINTER (1);
         }
 
       while (n_held > 0)
         {
           guint pick = g_rand_int_range (rand, 0, n_held);
-          SluiceSlot *done = held[pick];
-          guint64 seq = sluice_slot_get_sequence (done);
+          Pending *done = held[pick];
 
           held[pick] = held[--n_held];
           if (g_rand_int_range (rand, 0, 64) == 0)
             g_usleep (g_rand_int_range (rand, 0, 20));
-          sluice_slot_complete (done, GSIZE_TO_POINTER (seq + 1));
+          sluice_slot_complete (done->slot, done->item);
+          g_free (done);
         }
       if (quit)
         break;
     }
-  g_assert_cmpuint (n_held, ==, 0);
   g_rand_free (rand);
   return NULL;
+}
+
+static void
+push_pending (GAsyncQueue *queue, SluiceSlot *slot, gpointer item)
+{
+  Pending *pending = g_new (Pending, 1);
+
+  pending->slot = slot;
+  pending->item = item;
+  g_async_queue_push (queue, pending);
 }
 
 static void
@@ -84,7 +101,7 @@ hand_to_completers (SluiceSlot *slot, gpointer data)
   stress->max_n_items = MAX (stress->max_n_items, n_items);
   if (!stress->in_produce_call)
     stress->deferred++;
-  g_async_queue_push (stress->slots, slot);
+  push_pending (stress->slots, slot, GSIZE_TO_POINTER (sluice_slot_get_sequence (slot) + 1));
 }
 
 static gpointer
@@ -136,7 +153,7 @@ run_stress (guint n, guint window, guint thread_every, guint wake_latency_us)
   g_assert_cmpuint (sluice_ordered_item_producer_get_wake_latency (stress.producer), ==,
                     wake_latency_us);
   for (guint i = 0; i < N_COMPLETERS; i++)
-    threads[i] = g_thread_new ("completer", completer, &stress);
+    threads[i] = g_thread_new ("completer", completer, stress.slots);
   sluice_ordered_item_producer_start (stress.producer, tally, NULL, NULL, g_free);
 
   for (guint i = 0; i < n; i++)
@@ -216,6 +233,254 @@ test_random_order_long_wake_latency (void)
   run_stress (sluice_test_scale (300000, 30), 64, 4, 50000);
 }
 
+/* ---- several producer threads at once ------------------------------------ */
+
+#define N_PRODUCERS 4
+
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  GAsyncQueue *pending; /* of Pending, for the completers */
+  guint per_thread;
+  int n_running;   /* producer threads still producing, atomic */
+  gint *freed;     /* abort test: how often each item was freed */
+  gint *created;   /* abort test: whether each item was made */
+  int n_destroyed; /* func_data_destroy calls, atomic */
+} Crowd;
+
+typedef struct
+{
+  Crowd *crowd;
+  guint thread;
+  guint k;
+} Call;
+
+static gpointer
+crowd_item (Call *call)
+{
+  Crowd *crowd = call->crowd;
+  guint index = call->thread * crowd->per_thread + call->k;
+
+  if (crowd->freed != NULL)
+    {
+      g_atomic_int_inc (&crowd->created[index]);
+      return &crowd->freed[index];
+    }
+  /* (thread, k + 1): each thread's items must come in its call order. */
+  return GSIZE_TO_POINTER (((gsize) call->thread << 24) | (call->k + 1));
+}
+
+/* The item function: completes at once now and then, else hands the slot
+ * to the completers, which complete in random order. */
+static void
+crowd_func (SluiceSlot *slot, gpointer data)
+{
+  Call *call = data;
+
+  if (call->k % 5 == 0)
+    sluice_slot_complete (slot, crowd_item (call));
+  else
+    push_pending (call->crowd->pending, slot, crowd_item (call));
+}
+
+static gpointer
+crowd_thread_func (GCancellable *cancellable, gpointer data, GError **error)
+{
+  return crowd_item (data);
+}
+
+static void
+call_free (gpointer data)
+{
+  Call *call = data;
+
+  g_atomic_int_inc (&call->crowd->n_destroyed);
+  g_free (call);
+}
+
+typedef struct
+{
+  Crowd *crowd;
+  guint thread;
+} ProducerThread;
+
+static gpointer
+producer_thread (gpointer data)
+{
+  ProducerThread *pt = data;
+  Crowd *crowd = pt->crowd;
+
+  for (guint k = 0; k < crowd->per_thread; k++)
+    {
+      Call *call = g_new (Call, 1);
+
+      call->crowd = crowd;
+      call->thread = pt->thread;
+      call->k = k;
+      if (k % 7 == 3)
+        sluice_ordered_item_producer_produce_item_in_thread (crowd->producer, crowd_thread_func,
+                                                             call, call_free, G_PRIORITY_DEFAULT,
+                                                             NULL, NULL, NULL);
+      else
+        sluice_ordered_item_producer_produce_item (crowd->producer, crowd_func, call, call_free,
+                                                   NULL, NULL, NULL);
+    }
+  g_atomic_int_add (&crowd->n_running, -1);
+  g_main_context_wakeup (NULL);
+  return NULL;
+}
+
+typedef struct
+{
+  guint64 count;
+  guint64 n_bad_order;
+  guint next[N_PRODUCERS];
+  /* The abort test: consume this many, then stop the producer. */
+  guint stop_after;
+  Crowd *crowd;
+} CrowdTally;
+
+static gpointer
+crowd_tally (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  CrowdTally *t = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (consumerator, &item, error))
+    {
+      t->count++;
+      if (t->crowd->freed != NULL)
+        {
+          counted_item_free (item);
+          if (t->count == t->stop_after)
+            sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (t->crowd->producer));
+          continue;
+        }
+      {
+        guint thread = GPOINTER_TO_SIZE (item) >> 24;
+        guint k1 = GPOINTER_TO_SIZE (item) & 0xffffff;
+
+        if (thread >= N_PRODUCERS || k1 != t->next[thread] + 1)
+          t->n_bad_order++;
+        else
+          t->next[thread] = k1;
+      }
+    }
+  return *error == NULL ? t : NULL;
+}
+
+/* Runs N_PRODUCERS threads of produce calls against one consumer, the
+ * window small enough that calls race with full windows, deferred calls
+ * and (with @stop_after) a stop from the consumer. */
+static void
+run_crowd (guint per_thread, guint window, guint stop_after)
+{
+  Crowd crowd = { 0 };
+  CrowdTally tally = { 0 };
+  ProducerThread pts[N_PRODUCERS];
+  GThread *producers[N_PRODUCERS];
+  GThread *completers[N_COMPLETERS];
+  GAsyncResult *result = NULL;
+  g_autoptr (GError) error = NULL;
+  guint n = per_thread * N_PRODUCERS;
+  gpointer ret;
+
+  crowd.per_thread = per_thread;
+  crowd.pending = g_async_queue_new ();
+  crowd.n_running = N_PRODUCERS;
+  if (stop_after > 0)
+    {
+      crowd.freed = g_new0 (gint, n);
+      crowd.created = g_new0 (gint, n);
+    }
+  crowd.producer =
+      sluice_ordered_item_producer_new (NULL, window, stop_after > 0 ? counted_item_free : NULL);
+  tally.crowd = &crowd;
+  tally.stop_after = stop_after;
+
+  for (guint i = 0; i < N_COMPLETERS; i++)
+    completers[i] = g_thread_new ("completer", completer, crowd.pending);
+  sluice_ordered_item_producer_start (crowd.producer, crowd_tally, &tally, NULL, NULL);
+  for (guint i = 0; i < N_PRODUCERS; i++)
+    {
+      pts[i].crowd = &crowd;
+      pts[i].thread = i;
+      producers[i] = g_thread_new ("producer", producer_thread, &pts[i]);
+    }
+
+  /* Deferred calls run here, on the owner context. */
+  while (g_atomic_int_get (&crowd.n_running) > 0)
+    g_main_context_iteration (NULL, TRUE);
+  for (guint i = 0; i < N_PRODUCERS; i++)
+    g_thread_join (producers[i]);
+
+  sluice_ordered_item_producer_stop_async (crowd.producer, stopped, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  ret = sluice_ordered_item_producer_stop_finish (crowd.producer, result, &error);
+  g_object_unref (result);
+
+  for (guint i = 0; i < N_COMPLETERS; i++)
+    g_async_queue_push (crowd.pending, GINT_TO_POINTER (1));
+  for (guint i = 0; i < N_COMPLETERS; i++)
+    g_thread_join (completers[i]);
+  g_object_unref (crowd.producer);
+
+  /* Every call's data was freed exactly once, run or refused. */
+  g_assert_cmpint (crowd.n_destroyed, ==, n);
+
+  if (stop_after == 0)
+    {
+      g_assert_no_error (error);
+      g_assert_true (ret == &tally);
+      g_assert_cmpuint (tally.n_bad_order, ==, 0);
+      g_assert_cmpuint (tally.count, ==, n);
+      for (guint i = 0; i < N_PRODUCERS; i++)
+        g_assert_cmpuint (tally.next[i], ==, per_thread);
+    }
+  else
+    {
+      guint n_created = 0;
+
+      g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+      g_assert_null (ret);
+      g_assert_cmpuint (tally.count, >=, stop_after);
+      /* Each item that was made was freed once, by the consumer or by the
+       * stop; none was freed that was not made. */
+      for (guint i = 0; i < n; i++)
+        {
+          g_assert_cmpint (crowd.created[i], <=, 1);
+          g_assert_cmpint (crowd.freed[i], ==, crowd.created[i]);
+          n_created += crowd.created[i];
+        }
+      g_test_message ("%u of %u items made before the stop, %" G_GUINT64_FORMAT " consumed",
+                      n_created, n, tally.count);
+      g_free (crowd.freed);
+      g_free (crowd.created);
+    }
+  g_async_queue_unref (crowd.pending);
+}
+
+static void
+test_concurrent_producers (void)
+{
+  run_crowd (sluice_test_scale (50000, 25), 64, 0);
+}
+
+static void
+test_concurrent_producers_tiny_window (void)
+{
+  run_crowd (sluice_test_scale (20000, 20), 2, 0);
+}
+
+/* A stop while four threads produce: reservations race with the abort. */
+static void
+test_stop_while_producing (void)
+{
+  for (guint round = 0; round < 20; round++)
+    run_crowd (sluice_test_scale (5000, 10), 32, 1 + g_test_rand_int_range (0, 4000) / 10);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -226,6 +491,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/random-order/tiny-window", test_random_order_tiny_window);
   g_test_add_func ("/stress/random-order/wake-per-item", test_random_order_wake_per_item);
   g_test_add_func ("/stress/random-order/long-wake-latency", test_random_order_long_wake_latency);
+  g_test_add_func ("/stress/concurrent-producers", test_concurrent_producers);
+  g_test_add_func ("/stress/concurrent-producers/tiny-window",
+                   test_concurrent_producers_tiny_window);
+  g_test_add_func ("/stress/stop-while-producing", test_stop_while_producing);
 
   return g_test_run ();
 }
