@@ -125,16 +125,6 @@ stat_inc (guint64 *counter)
   __atomic_store_n (counter, __atomic_load_n (counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
-static inline void
-cpu_relax (void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause ();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
-
 /* The reservation lock: it guards the sequence counters, and the rare
  * changes that must not interleave with a reservation (the end, an abort, a
  * consumer about to sleep on a slot not yet reserved). It is held for a few
@@ -153,7 +143,7 @@ reserve_lock (SluiceReorderBuffer *rb)
       while (__atomic_load_n (&rb->reserve_lock, __ATOMIC_RELAXED) != 0)
         {
           if (++spins < 100)
-            cpu_relax ();
+            sluice_cpu_relax ();
           else
             g_thread_yield ();
         }
@@ -805,7 +795,7 @@ wait_for_head (SluiceReorderBuffer *rb)
     {
       if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
         return;
-      cpu_relax ();
+      sluice_cpu_relax ();
     }
 
   g_mutex_lock (&rb->lock);
