@@ -477,7 +477,17 @@ cancel_child (GCancellable *cancellable, gpointer data)
   g_cancellable_cancel (data);
 }
 
-/* The extras of a freshly reserved slot (only its reserver touches it). */
+/* What a slot carries only when the produce call asked for it. */
+struct _SluiceSlotExtras
+{
+  GCancellable *cancellable;      /* per-item child, only when the caller gave one */
+  GCancellable *user_cancellable; /* the one the caller gave */
+  gulong user_handler;
+  gulong abort_handler;
+  GTask *task; /* only when the caller wants a callback */
+};
+
+/* The data of a freshly reserved slot (only its reserver touches it). */
 static void
 setup_slot (SluiceSlot *slot,
             gpointer func,
@@ -489,18 +499,19 @@ setup_slot (SluiceSlot *slot,
   slot->func = func;
   slot->func_data = func_data;
   slot->func_data_destroy = func_data_destroy;
-  slot->task = task;
-  slot->cancellable = NULL;
-  slot->user_cancellable = NULL;
-  slot->user_handler = 0;
-  slot->abort_handler = 0;
+  slot->extras = NULL;
 
+  if (cancellable == NULL && task == NULL)
+    return;
+
+  slot->extras = g_new0 (SluiceSlotExtras, 1);
+  slot->extras->task = task;
   if (cancellable != NULL)
     {
       /* The item sees one cancellable that fires for the caller's or for a
        * stop; we never cancel the caller's own. */
-      slot->cancellable = g_cancellable_new ();
-      slot->user_cancellable = g_object_ref (cancellable);
+      slot->extras->cancellable = g_cancellable_new ();
+      slot->extras->user_cancellable = g_object_ref (cancellable);
     }
 }
 
@@ -509,26 +520,39 @@ setup_slot (SluiceSlot *slot,
 static void
 connect_slot (SluiceSlot *slot)
 {
-  if (slot->cancellable == NULL)
+  SluiceSlotExtras *extras = slot->extras;
+
+  if (extras == NULL || extras->cancellable == NULL)
     return;
-  slot->user_handler = g_cancellable_connect (slot->user_cancellable, G_CALLBACK (cancel_child),
-                                              g_object_ref (slot->cancellable), g_object_unref);
-  slot->abort_handler = g_cancellable_connect (sluice_reorder_buffer_get_cancellable (slot->rb),
-                                               G_CALLBACK (cancel_child),
-                                               g_object_ref (slot->cancellable), g_object_unref);
+  extras->user_handler = g_cancellable_connect (extras->user_cancellable, G_CALLBACK (cancel_child),
+                                                g_object_ref (extras->cancellable), g_object_unref);
+  extras->abort_handler = g_cancellable_connect (
+      sluice_reorder_buffer_get_cancellable (slot->rb), G_CALLBACK (cancel_child),
+      g_object_ref (extras->cancellable), g_object_unref);
 }
 
 static void
 finish_slot (SluiceSlot *slot, gpointer item, GError *error)
 {
-  GTask *task = g_steal_pointer (&slot->task);
-  GCancellable *child = g_steal_pointer (&slot->cancellable);
-  GCancellable *user_cancellable = g_steal_pointer (&slot->user_cancellable);
+  SluiceSlotExtras *extras = g_steal_pointer (&slot->extras);
+  GTask *task = NULL;
+  GCancellable *child = NULL;
+  GCancellable *user_cancellable = NULL;
   GCancellable *abort_cancellable = sluice_reorder_buffer_get_cancellable (slot->rb);
-  gulong user_handler = slot->user_handler;
-  gulong abort_handler = slot->abort_handler;
+  gulong user_handler = 0;
+  gulong abort_handler = 0;
   GError *task_error = NULL;
   gboolean delivered;
+
+  if (extras != NULL)
+    {
+      task = extras->task;
+      child = extras->cancellable;
+      user_cancellable = extras->user_cancellable;
+      user_handler = extras->user_handler;
+      abort_handler = extras->abort_handler;
+      g_free (extras);
+    }
 
   if (task != NULL && error != NULL)
     task_error = g_error_copy (error);
@@ -643,8 +667,9 @@ sluice_slot_get_cancellable (SluiceSlot *slot)
 {
   g_return_val_if_fail (slot != NULL, NULL);
 
-  return slot->cancellable != NULL ? slot->cancellable
-                                   : sluice_reorder_buffer_get_cancellable (slot->rb);
+  return slot->extras != NULL && slot->extras->cancellable != NULL
+             ? slot->extras->cancellable
+             : sluice_reorder_buffer_get_cancellable (slot->rb);
 }
 
 /**
@@ -719,8 +744,9 @@ launch (SluiceOrderedItemProducer *self, SluiceSlot *slot, RequestKind kind, int
     }
   else
     {
-      sluice_task_queue_push (self->task_queue, priority, slot->user_cancellable, run_in_thread,
-                              slot);
+      sluice_task_queue_push (self->task_queue, priority,
+                              slot->extras != NULL ? slot->extras->user_cancellable : NULL,
+                              run_in_thread, slot);
     }
 }
 

@@ -26,26 +26,27 @@ typedef enum
 } SluiceSlotState;
 
 typedef struct _SluiceReorderBuffer SluiceReorderBuffer;
+/* The owner's rarely used per-item extras (cancellables, a GTask). */
+typedef struct _SluiceSlotExtras SluiceSlotExtras;
 
+/* One cache line: the owner writes it, a completer then the consumer take
+ * it over, and each move costs one line, not two. */
 struct _SluiceSlot
 {
   int state; /* SluiceSlotState, atomic */
   guint64 seq;
   SluiceReorderBuffer *rb;
-  gpointer item;
-  GError *error;
+  gpointer item; /* the item; the GError of a FAILED slot */
 
-  /* Per-item extras of the owner (the ordered item producer): set when the
+  /* Per-item data of the owner (the ordered item producer): set when the
    * slot is reserved, taken by the completer before it publishes. */
   gpointer func;
   gpointer func_data;
   GDestroyNotify func_data_destroy;
-  GCancellable *cancellable;      /* per-item child, only when the caller gave one */
-  GCancellable *user_cancellable; /* the one the caller gave */
-  gulong user_handler;
-  gulong abort_handler;
-  GTask *task; /* only when the caller wants a callback */
-};
+  SluiceSlotExtras *extras; /* only when the caller gave a cancellable or a callback */
+} __attribute__ ((aligned (64)));
+
+G_STATIC_ASSERT (sizeof (SluiceSlot) == 64);
 
 /* Called on the consumer thread when live items fell to the low-water mark
  * while the owner was waiting for room. */

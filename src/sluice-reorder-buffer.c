@@ -177,7 +177,7 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   while (rb->capacity < window)
     rb->capacity <<= 1;
   rb->mask = rb->capacity - 1;
-  rb->ring = g_new0 (SluiceSlot, rb->capacity);
+  rb->ring = g_aligned_alloc0 (rb->capacity, sizeof (SluiceSlot), 64);
   for (guint i = 0; i < rb->capacity; i++)
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
@@ -232,7 +232,7 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
       if (slot->state == SLUICE_SLOT_READY)
         free_item (rb, slot->item);
       else if (slot->state == SLUICE_SLOT_FAILED)
-        g_clear_error (&slot->error);
+        g_error_free (slot->item);
       /* PENDING slots cannot exist here: each one is either completed or
        * abandoned, and abandoned ones hold a reference. */
       g_warn_if_fail (slot->state != SLUICE_SLOT_PENDING && slot->state != SLUICE_SLOT_WAITED);
@@ -248,7 +248,7 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
   g_clear_object (&rb->cancellable);
   g_mutex_clear (&rb->lock);
   g_cond_clear (&rb->cond);
-  g_free (rb->ring);
+  g_aligned_free (rb->ring);
   g_aligned_free (rb);
 }
 
@@ -378,13 +378,11 @@ reserve_reserving (SluiceReorderBuffer *rb)
 
   /* The consumer freed the slots ahead in its own cache: ask for them now,
    * for writing, so that the atomic instruction of a later reservation
-   * (which waits for every earlier store) does not wait for those misses. */
+   * (which waits for every earlier store) does not wait for that miss. */
   __builtin_prefetch (ahead, 1);
-  __builtin_prefetch ((char *) (ahead + 1) - 1, 1);
 
   slot->seq = seq;
   slot->item = NULL;
-  slot->error = NULL;
   publish64 (&rb->next_seq, seq + 1);
   publish64 (&rb->accepted, rb->accepted + 1);
 
@@ -444,7 +442,6 @@ push_into_ring_reserving (SluiceReorderBuffer *rb, gpointer item)
 
   slot->seq = seq;
   slot->item = item;
-  slot->error = NULL;
   publish64 (&rb->next_seq, seq + 1);
   g_atomic_int_set (&slot->state, SLUICE_SLOT_READY);
 }
@@ -505,8 +502,7 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
   int new_state = error != NULL ? SLUICE_SLOT_FAILED : SLUICE_SLOT_READY;
   int old;
 
-  slot->item = item;
-  slot->error = error;
+  slot->item = error != NULL ? (gpointer) error : item;
 
   for (;;)
     {
@@ -538,7 +534,6 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
 
   g_assert (old == SLUICE_SLOT_ABANDONED);
   slot->item = NULL;
-  slot->error = NULL;
   free_item (rb, item);
   g_clear_error (&error);
   g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
@@ -618,12 +613,13 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
           if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
             {
               gpointer slot_item = slot->item;
-              GError *slot_error = slot->error;
 
               if (g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
                 {
-                  free_item (rb, slot_item);
-                  g_clear_error (&slot_error);
+                  if (state == SLUICE_SLOT_FAILED)
+                    g_error_free (slot_item);
+                  else
+                    free_item (rb, slot_item);
                   break;
                 }
             }
@@ -736,7 +732,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
         }
       else if (state == SLUICE_SLOT_FAILED)
         {
-          GError *slot_error = slot->error;
+          GError *slot_error = slot->item;
           guint64 seq = slot->seq;
           gboolean skip = g_atomic_int_get (&rb->skip_failed);
 

@@ -370,7 +370,8 @@ test_try_reserve (void)
 static void
 test_wait_unreserved (void)
 {
-  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, NULL, NULL);
+  /* Room for all 50, however slow the consumer (valgrind). */
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (64, NULL, NULL);
   SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
   SluiceReorderStats stats;
   GThread *thread;
