@@ -519,10 +519,12 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
       if (old != SLUICE_SLOT_WAITED)
         break;
 
-      /* The consumer sleeps on this slot and cannot leave without the lock
-       * (it re-reads the state under it), so the buffer outlives this. An
-       * abort may have abandoned the slot meanwhile, or the consumer
-       * stopped waiting for it (back to PENDING): the CAS tells. */
+      /* The consumer sleeps on this slot, or did: it re-reads the state
+       * under the lock. The buffer outlives this: a slot not completed
+       * keeps it, through the consumer that must wait for it, or through
+       * the reference an abort takes for the slots it abandons. The
+       * consumer may have stopped waiting (back to PENDING) or an abort
+       * abandoned the slot meanwhile: the CAS tells. */
       g_mutex_lock (&rb->lock);
       published = g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_WAITED, new_state);
       if (published)

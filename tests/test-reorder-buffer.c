@@ -285,8 +285,8 @@ test_stale_mark (void)
   g_assert_no_error (consumer.error);
   g_assert_cmpuint (consumer.n_received, ==, 4);
   g_assert_cmpuint (consumer.n_bad_order, ==, 0);
-  sluice_reorder_buffer_get_stats (rb, &stats);
-  g_assert_cmpuint (stats.sleeps, ==, 2);
+  /* (No count of sleeps here: racing the end, the consumer may sleep once
+   * more after the last item, rightly.) */
 
   g_free (slots);
   sluice_reorder_buffer_unref (rb);
