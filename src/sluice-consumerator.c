@@ -24,7 +24,7 @@
  *   a capacity: any thread pushes, one thread iterates. A
  *   [iface@Sluice.PushProducer] registered with
  *   [method@Sluice.Consumerator.register_producer] is paused when the queue
- *   holds @capacity items and resumed when it has drained to half of that.
+ *   holds @capacity items and resumed when a quarter of that is free again.
  *   A push never blocks and never drops an item: past the capacity (a
  *   producer that was slow to pause) items wait in an overflow list.
  *
@@ -82,7 +82,7 @@ update_flow (SluiceConsumerator *self)
           self->producer_paused = TRUE;
           sluice_push_producer_pause_producing (self->producer);
         }
-      else if (self->producer_paused && live <= self->capacity / 2)
+      else if (self->producer_paused && live <= sluice_reorder_buffer_get_low_water (self->rb))
         {
           self->producer_paused = FALSE;
           sluice_push_producer_resume_producing (self->producer);
@@ -165,7 +165,8 @@ sluice_consumerator_class_init (SluiceConsumeratorClass *klass)
    * SluiceConsumerator:capacity:
    *
    * The number of items at which a registered producer is paused (it is
-   * resumed at half of it). For the consumerator of an ordered item
+   * resumed once a quarter of it, at least one, is free). For the
+   * consumerator of an ordered item
    * producer, the producer's window.
    */
   properties[PROP_CAPACITY] = g_param_spec_uint ("capacity", NULL, NULL, 1, G_MAXINT / 2, 1,
@@ -522,7 +523,8 @@ sluice_consumerator_end (SluiceConsumerator *self)
  *
  * Registers @producer for flow control: it is paused when the consumerator
  * holds [property@Sluice.Consumerator:capacity] items and resumed when the
- * consumer has drained it to half of that. Pauses and resumes alternate and
+ * consumer has freed a quarter of that (at least one item). Pauses and
+ * resumes alternate and
  * are called from whichever thread pushed or consumed at that moment.
  * Replaces any producer registered before, resuming it first if @self
  * paused it.

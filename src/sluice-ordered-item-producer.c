@@ -51,7 +51,7 @@
  * The [property@Sluice.OrderedItemProducer:window] bounds the live items:
  * asked for and not yet taken by the consumer. When it is full the producer
  * is not [property@Sluice.OrderedItemProducer:ready]; it becomes ready again
- * when the consumer has taken half of them. Async sources wait for that with
+ * when the consumer has taken a quarter of them. Async sources wait for that with
  * the `notify::ready` signal, a source from
  * [method@Sluice.OrderedItemProducer.create_ready_source], or by registering
  * themselves as a [iface@Sluice.PushProducer] that is paused and resumed.
@@ -1686,7 +1686,8 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    *
    * The most live items: asked for and not yet taken by the consumer. At
    * the window the producer is not ready, and upstream producers are
-   * paused; they resume when half the window is free again.
+   * paused; they resume when a quarter of the window (at least one item)
+   * is free again.
    */
   properties[PROP_WINDOW] =
       g_param_spec_uint ("window", NULL, NULL, 1, G_MAXINT / 2, 256,
@@ -1725,7 +1726,7 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    *
    * Whether a produce call would start or complete at once instead of
    * waiting for room: %FALSE from the moment the window is full until the
-   * consumer has taken half of it. Once the producer is
+   * consumer has taken a quarter of it. Once the producer is
    * [property@Sluice.OrderedItemProducer:closed] it is ready for good (a
    * produce call then completes at once with %SLUICE_ERROR_STOPPED), as a
    * closed pollable stream is writable. Notified on the owner context.

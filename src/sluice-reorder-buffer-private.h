@@ -70,6 +70,9 @@ void sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
                                           GDestroyNotify data_destroy);
 
 guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
+/* Live items at or below which the room function is called: the window
+ * less a quarter of it (at least one). */
+guint sluice_reorder_buffer_get_low_water (SluiceReorderBuffer *rb);
 GCancellable *sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb);
 void sluice_reorder_buffer_set_skip_failed (SluiceReorderBuffer *rb, gboolean skip_failed);
 gboolean sluice_reorder_buffer_get_skip_failed (SluiceReorderBuffer *rb);

@@ -401,13 +401,14 @@ test_register_when_full (void)
   g_assert_cmpuint (N_PAUSES (producer), ==, 1);
   g_assert_cmpuint (N_RESUMES (producer), ==, 0);
 
-  /* 6 live; the resume comes when 2 (capacity / 2) are left. */
+  /* 6 live; the resume comes when 3 are left (a quarter of the capacity
+   * is free). */
   for (guint i = 0; i < capacity + 2; i++)
     {
       g_assert_true (sluice_consumerator_next (consumerator, &item, &error));
       g_assert_no_error (error);
       g_assert_cmpuint (GPOINTER_TO_UINT (item), ==, i + 1);
-      g_assert_cmpuint (N_RESUMES (producer), ==, i + 1 >= 4 ? 1 : 0);
+      g_assert_cmpuint (N_RESUMES (producer), ==, i + 1 >= 3 ? 1 : 0);
     }
   g_assert_cmpuint (N_PAUSES (producer), ==, 1);
   g_assert_cmpuint (N_OUT_OF_TURN (producer), ==, 0);

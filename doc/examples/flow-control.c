@@ -6,7 +6,7 @@
  * ticker that asks for one item per iteration, as a socket reader would)
  * implements SluicePushProducer and registers with the ordered producer; a
  * slow consumer makes the window fill, the ticker is paused, and resumed
- * when the consumer has taken half the window. The test suite runs it; it
+ * when the consumer has taken a quarter of the window. The test suite runs it; it
  * checks that the live items never exceed the window.
  */
 
@@ -209,7 +209,7 @@ main (void)
 
   ticker = example_ticker_new (producer); /* ticks from the next iteration */
   /* From now on the producer pauses the ticker when the window is full,
-   * and resumes it when the consumer has taken half of it. */
+   * and resumes it when the consumer has taken a quarter of it. */
   sluice_ordered_item_producer_register_producer (producer, SLUICE_PUSH_PRODUCER (ticker));
   /* [/register] */
 
