@@ -975,6 +975,89 @@ test_closed_wakes_waiters (void)
   consumer_free (consumer);
 }
 
+/* A consumer that takes one item per permit, so that the test knows how
+ * many it took. */
+typedef struct
+{
+  GAsyncQueue *permits;
+  int taken; /* atomic */
+} GatedConsumer;
+
+static gpointer
+consume_gated (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  GatedConsumer *gated = data;
+  gpointer item;
+
+  for (;;)
+    {
+      g_async_queue_pop (gated->permits);
+      if (!sluice_consumerator_next (consumerator, &item, error))
+        break;
+      item_free (item);
+      g_atomic_int_inc (&gated->taken);
+    }
+  return *error == NULL ? g_strdup ("done") : NULL;
+}
+
+static void
+allow_items (GatedConsumer *gated, guint n)
+{
+  int before = g_atomic_int_get (&gated->taken);
+
+  for (guint i = 0; i < n; i++)
+    g_async_queue_push (gated->permits, GINT_TO_POINTER (1));
+  WAIT_UNTIL (g_atomic_int_get (&gated->taken) == before + (int) n);
+}
+
+/* Full at the window; ready again once a quarter of it is free, not
+ * before: with a window of 8, after the second item is taken. */
+static void
+test_ready_hysteresis (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  GatedConsumer gated = { g_async_queue_new (), 0 };
+  GAsyncResult *stop_result = NULL;
+  char *result;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  for (guint i = 0; i < 7; i++)
+    {
+      sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                                 NULL, NULL, NULL);
+      g_assert_true (sluice_ordered_item_producer_is_ready (producer));
+    }
+  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (7), NULL,
+                                             NULL, NULL, NULL);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  sluice_ordered_item_producer_start (producer, consume_gated, &gated, NULL, g_free);
+  allow_items (&gated, 1);
+  /* 7 live: no room yet, however long the owner context runs. */
+  spin_main_context (20);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  allow_items (&gated, 1);
+  /* 6 live, a quarter free: ready (the room callback runs on the owner
+   * context). */
+  WAIT_UNTIL (sluice_ordered_item_producer_is_ready (producer));
+
+  /* The rest, and the end. */
+  allow_items (&gated, 6);
+  g_async_queue_push (gated.permits, GINT_TO_POINTER (1));
+  sluice_ordered_item_producer_stop_async (producer, store_result, &stop_result);
+  result = sluice_ordered_item_producer_stop_finish (producer, wait_result (&stop_result), &error);
+  g_object_unref (stop_result);
+  g_assert_no_error (error);
+  g_assert_cmpstr (result, ==, "done");
+  g_free (result);
+  g_assert_cmpint (g_atomic_int_get (&gated.taken), ==, 8);
+  assert_no_item_leaked ();
+  g_async_queue_unref (gated.permits);
+}
+
 /* A produce call made while the window is full waits, in order. */
 static void
 test_window_full_defers (void)
@@ -1228,6 +1311,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/item-cancellable", test_item_cancellable);
   g_test_add_func ("/producer/flow/upstream-and-ready", test_flow_control);
   g_test_add_func ("/producer/flow/window-full-defers", test_window_full_defers);
+  g_test_add_func ("/producer/flow/ready-hysteresis", test_ready_hysteresis);
   g_test_add_func ("/producer/flow/closed-wakes-waiters", test_closed_wakes_waiters);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
   g_test_add_func ("/producer/dispose/running", test_dispose_running);
