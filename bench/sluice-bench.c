@@ -615,7 +615,9 @@ glib_run (const BenchParams *p, BenchResult *r)
   run.full = g_new0 (guint8, capacity);
   run.mask = capacity - 1;
   run.window = p->window;
-  run.low_water = p->window / 2;
+  /* The same hysteresis as the library: room again once a quarter of the
+   * window is free. */
+  run.low_water = p->window - MAX (1, p->window / 4);
   g_mutex_init (&run.lock);
   g_cond_init (&run.data_cond);
   g_cond_init (&run.space_cond);
