@@ -217,6 +217,15 @@ update_gate_locked (SluiceOrderedItemProducer *self)
                                                        g_queue_is_empty (&self->deferred));
 }
 
+/* With the lock held: every state change goes through here, so that the
+ * gate always follows the state. */
+static void
+set_state_locked (SluiceOrderedItemProducer *self, ProducerState state)
+{
+  self->state = state;
+  update_gate_locked (self);
+}
+
 static void
 link_free (gpointer data)
 {
@@ -1149,8 +1158,7 @@ consumer_returned_idle (gpointer data)
     g_thread_join (g_steal_pointer (&self->thread));
 
   sluice_reorder_buffer_lock (self->rb);
-  self->state = STATE_CLOSED;
-  update_gate_locked (self);
+  set_state_locked (self, STATE_CLOSED);
   sluice_reorder_buffer_unlock (self->rb);
   fail_deferred (self);
   refresh_ready (self);
@@ -1239,7 +1247,7 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   g_return_if_fail (state == STATE_CREATED);
 
   sluice_reorder_buffer_lock (self->rb);
-  self->state = STATE_STARTED;
+  set_state_locked (self, STATE_STARTED);
   sluice_reorder_buffer_unlock (self->rb);
   self->started = TRUE;
 
@@ -1389,8 +1397,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
   sluice_reorder_buffer_lock (self->rb);
   state = self->state;
   if (state == STATE_STARTED)
-    self->state = STATE_STOPPING;
-  update_gate_locked (self);
+    set_state_locked (self, STATE_STOPPING);
   sluice_reorder_buffer_unlock (self->rb);
 
   if (state == STATE_CREATED)
@@ -1399,8 +1406,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
                                                       _ ("The producer was never started"));
 
       sluice_reorder_buffer_lock (self->rb);
-      self->state = STATE_CLOSED;
-      update_gate_locked (self);
+      set_state_locked (self, STATE_CLOSED);
       sluice_reorder_buffer_unlock (self->rb);
       sluice_reorder_buffer_abort (self->rb, error);
       fail_deferred (self);
@@ -1478,8 +1484,7 @@ abort_production (SluiceOrderedItemProducer *self, const char *message)
 
   sluice_reorder_buffer_lock (self->rb);
   if (self->state != STATE_CREATED)
-    self->state = STATE_CLOSED;
-  update_gate_locked (self);
+    set_state_locked (self, STATE_CLOSED);
   sluice_reorder_buffer_unlock (self->rb);
 
   sluice_reorder_buffer_abort (self->rb, error);
