@@ -591,11 +591,27 @@ glib_consumer (gpointer data)
     }
 }
 
+/* Hands the batch being filled to the completer pool. */
 static void
-glib_flush_batch (GlibRun *run)
+seq_batch_flush (SeqBatch **batch, GThreadPool *pool)
 {
-  if (run->batch != NULL)
-    g_thread_pool_push (run->pool, g_steal_pointer (&run->batch), NULL);
+  if (*batch != NULL)
+    g_thread_pool_push (pool, g_steal_pointer (batch), NULL);
+}
+
+/* Adds @seq to the batch being filled; a full one goes to the pool. The
+ * glib and harness runs share it, so that they hand over alike. */
+static void
+seq_batch_add (SeqBatch **batch, guint64 seq, GThreadPool *pool)
+{
+  if (*batch == NULL)
+    {
+      *batch = g_malloc (sizeof (SeqBatch) + opt_handoff_batch * sizeof (guint64));
+      (*batch)->n = 0;
+    }
+  (*batch)->seqs[(*batch)->n] = seq;
+  if (++(*batch)->n == (guint) opt_handoff_batch)
+    seq_batch_flush (batch, pool);
 }
 
 static void
@@ -634,7 +650,7 @@ glib_run (const BenchParams *p, BenchResult *r)
       if (run.next - run.head >= run.window)
         {
           g_mutex_unlock (&run.lock);
-          glib_flush_batch (&run);
+          seq_batch_flush (&run.batch, run.pool);
           g_mutex_lock (&run.lock);
           while (run.next - run.head > run.low_water)
             {
@@ -647,23 +663,14 @@ glib_run (const BenchParams *p, BenchResult *r)
       g_mutex_unlock (&run.lock);
 
       if (handoff)
-        {
-          if (run.batch == NULL)
-            {
-              run.batch = g_malloc (sizeof (SeqBatch) + opt_handoff_batch * sizeof (guint64));
-              run.batch->n = 0;
-            }
-          run.batch->seqs[run.batch->n] = seq;
-          if (++run.batch->n == (guint) opt_handoff_batch)
-            glib_flush_batch (&run);
-        }
+        seq_batch_add (&run.batch, seq, run.pool);
       else
         g_thread_pool_push (run.pool, GSIZE_TO_POINTER (seq + 1), NULL);
 
       if (p->track_live)
         track_live (i + 1, &run.consumed, &r->max_live);
     }
-  glib_flush_batch (&run);
+  seq_batch_flush (&run.batch, run.pool);
 
   g_mutex_lock (&run.lock);
   run.ended = TRUE;
@@ -720,18 +727,8 @@ harness_run (const BenchParams *p, BenchResult *r)
   pool = g_thread_pool_new (harness_complete_batch, &run, p->threads, TRUE, NULL);
   t0 = now ();
   for (guint64 i = 0; i < p->n; i++)
-    {
-      if (run.batch == NULL)
-        {
-          run.batch = g_malloc (sizeof (SeqBatch) + opt_handoff_batch * sizeof (guint64));
-          run.batch->n = 0;
-        }
-      run.batch->seqs[run.batch->n] = i;
-      if (++run.batch->n == (guint) opt_handoff_batch)
-        g_thread_pool_push (pool, g_steal_pointer (&run.batch), NULL);
-    }
-  if (run.batch != NULL)
-    g_thread_pool_push (pool, g_steal_pointer (&run.batch), NULL);
+    seq_batch_add (&run.batch, i, pool);
+  seq_batch_flush (&run.batch, pool);
   g_thread_pool_free (pool, FALSE, TRUE);
   r->seconds = now () - t0;
 #ifdef __GLIBC__
