@@ -34,9 +34,7 @@
  * against 1 ms halved them again for 50 us items (54 -> 29 per 1000). */
 #define WAKE_RUN_MAX 1024
 /* How far ahead a reservation fetches the slot it will write. */
-#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 8
-#endif
 #define WAKE_DEADLINE_US 2000
 
 enum
