@@ -20,7 +20,9 @@
  *
  * Peak RSS: the high-water mark is reset before each run (/proc/self/clear_refs)
  * and read after it; the slow consumer runs in a child process of its own
- * (ru_maxrss from wait4()), at two sizes, to show RSS flat in the item count.
+ * (which reports its own VmHWM: ru_maxrss from wait4() would also count the
+ * pages it shared with this process between fork and exec), at two sizes,
+ * to show RSS flat in the item count.
  */
 
 #include <sluice/sluice.h>
@@ -45,6 +47,7 @@
 
 #define MAX_REPS 64
 #define MAX_HANDOFF_BATCH 4096
+#define MAX_HANDOFF_WINDOWS 4
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -54,6 +57,8 @@ static int opt_window = 1024;
 static int opt_threads = 2;
 /* Items the producer hands to a completer thread at a time (handoff). */
 static int opt_handoff_batch = 256;
+/* The handoff runs every implementation at each of these windows. */
+static char *opt_handoff_windows;
 static char *opt_only;
 static char *opt_impls;
 static gboolean opt_no_acquire;
@@ -74,6 +79,8 @@ static GOptionEntry option_entries[] = {
   { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Worker threads (2)", "N" },
   { "handoff-batch", 'b', 0, G_OPTION_ARG_INT, &opt_handoff_batch,
     "Handoff: slots handed to a completer thread at a time (256)", "N" },
+  { "handoff-windows", 0, 0, G_OPTION_ARG_STRING, &opt_handoff_windows,
+    "Handoff: the windows to run every implementation at (1024,4096,16384,65536)", "LIST" },
   { "only", 'o', 0, G_OPTION_ARG_STRING, &opt_only,
     "Comma-separated workloads: handoff,small,large,slow", "LIST" },
   { "impls", 'i', 0, G_OPTION_ARG_STRING, &opt_impls,
@@ -979,9 +986,10 @@ measure (Workload *w, Impl impl)
 /* The median over repetitions of the ratio of two implementations' times,
  * each ratio taken within one repetition. */
 static void
-paired_ratio (const Workload *w, Impl num, Impl den, double *med, double *lo, double *hi)
+paired_ratio2 (
+    const Workload *wa, Impl num, const Workload *wb, Impl den, double *med, double *lo, double *hi)
 {
-  const Samples *a = &w->samples[num], *b = &w->samples[den];
+  const Samples *a = &wa->samples[num], *b = &wb->samples[den];
   double ratios[MAX_REPS];
   int n = MIN (a->n, b->n);
 
@@ -993,33 +1001,62 @@ paired_ratio (const Workload *w, Impl num, Impl den, double *med, double *lo, do
 }
 
 static void
-run_workload (Workload *w, int reps)
+paired_ratio (const Workload *w, Impl num, Impl den, double *med, double *lo, double *hi)
 {
-  Impl order[N_IMPLS];
-  int n_order = 0;
-  BenchParams warm = w->params;
+  paired_ratio2 (w, num, w, den, med, lo, hi);
+}
 
-  fprintf (stderr, "%s: %" G_GUINT64_FORMAT " items, %d repetitions\n", w->name, w->params.n, reps);
-  /* The serial run goes first: it sets the expected work sums. */
-  for (int i = N_IMPLS - 1; i >= 0; i--)
-    if (w->impls[i] && impl_available (i))
-      order[n_order++] = i;
+/* Runs the @n workloads @ws (variants of one workload, e.g. at several
+ * windows) in alternation: every repetition runs each implementation of
+ * each of them once, so that ratios between any two runs of a repetition
+ * are taken close in time, in the same process. */
+static void
+run_workloads (Workload *ws, int n, int reps)
+{
+  Impl order[MAX_HANDOFF_WINDOWS][N_IMPLS];
+  int n_order[MAX_HANDOFF_WINDOWS] = { 0 };
 
-  /* Warm-up: threads, allocator arenas, lazy initialisation. */
-  warm.n = MIN (w->params.n, 20000);
-  for (int i = 0; i < n_order; i++)
+  g_assert (n >= 1 && n <= MAX_HANDOFF_WINDOWS);
+  for (int k = 0; k < n; k++)
     {
-      BenchResult r;
-      Expected e = { warm.n };
+      Workload *w = &ws[k];
+      BenchParams warm = w->params;
 
-      impl_run (order[i], &warm, &r);
-      check_tally (w->name, order[i], &r.tally, &e);
+      fprintf (stderr, "%s: %" G_GUINT64_FORMAT " items, window %u, %d repetitions\n", w->name,
+               w->params.n, w->params.window, reps);
+      /* The serial run goes first: it sets the expected work sums. */
+      for (int i = N_IMPLS - 1; i >= 0; i--)
+        if (w->impls[i] && impl_available (i))
+          order[k][n_order[k]++] = i;
+
+      /* Warm-up: threads, allocator arenas, lazy initialisation. */
+      warm.n = MIN (w->params.n, 20000);
+      for (int i = 0; i < n_order[k]; i++)
+        {
+          BenchResult r;
+          Expected e = { warm.n };
+
+          impl_run (order[k][i], &warm, &r);
+          check_tally (w->name, order[k][i], &r.tally, &e);
+        }
     }
 
   for (int rep = 0; rep < reps; rep++)
-    for (int i = 0; i < n_order; i++)
-      measure (w, order[(i + rep) % n_order]);
-  w->ran = TRUE;
+    for (int j = 0; j < n; j++)
+      {
+        int k = (j + rep) % n;
+
+        for (int i = 0; i < n_order[k]; i++)
+          measure (&ws[k], order[k][(i + rep) % n_order[k]]);
+      }
+  for (int k = 0; k < n; k++)
+    ws[k].ran = TRUE;
+}
+
+static void
+run_workload (Workload *w, int reps)
+{
+  run_workloads (w, 1, reps);
 }
 
 /* ---- slow consumer: one child process per run -------------------------- */
@@ -1039,10 +1076,12 @@ child_main (void)
   p.window = opt_window;
   p.threads = opt_threads;
   impl_run (impl_from_name (opt_child), &p, &r);
+  /* Our own peak: exec gave this process a memory map of its own, whose
+   * high-water mark (VmHWM) the parent's pages never counted in. */
   printf ("CHILD %" G_GUINT64_FORMAT " %d %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
-          " %" G_GUINT64_FORMAT " %.9f %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n",
+          " %" G_GUINT64_FORMAT " %.9f %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %.3f\n",
           r.tally.count, r.tally.order_ok, r.tally.sum_lo, r.tally.sum_hi, r.tally.sink, r.seconds,
-          r.max_live, r.max_n_items);
+          r.max_live, r.max_n_items, rss_peak_mb ());
   return 0;
 }
 
@@ -1050,8 +1089,13 @@ child_main (void)
  * nothing of this process counts); returns the CPU time other processes
  * used meanwhile. */
 static double
-run_child (
-    Workload *w, Impl impl, guint64 n, Expected *e, BenchResult *result, struct rusage *out_ru)
+run_child (Workload *w,
+           Impl impl,
+           guint64 n,
+           Expected *e,
+           BenchResult *result,
+           struct rusage *out_ru,
+           double *out_rss_mb)
 {
   char *argv[16];
   int argc = 0;
@@ -1064,7 +1108,7 @@ run_child (
   ssize_t len;
   BenchResult r = { 0 };
   int order_ok = 0;
-  double system_before, wall_before, own;
+  double system_before, wall_before, own, rss_mb = NAN;
 
   argv[argc++] = "/proc/self/exe";
   argv[argc++] = g_strdup_printf ("--child=%s", impl_names[impl]);
@@ -1106,9 +1150,9 @@ run_child (
     fail ("slow/%s: the child process failed (status %d)", impl_names[impl], status);
   if (sscanf (out->str,
               "CHILD %" G_GUINT64_FORMAT " %d %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
-              " %" G_GUINT64_FORMAT " %lf %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+              " %" G_GUINT64_FORMAT " %lf %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %lf",
               &r.tally.count, &order_ok, &r.tally.sum_lo, &r.tally.sum_hi, &r.tally.sink,
-              &r.seconds, &r.max_live, &r.max_n_items) != 8)
+              &r.seconds, &r.max_live, &r.max_n_items, &rss_mb) != 9)
     fail ("slow/%s: unexpected output from the child: %s", impl_names[impl], out->str);
   r.tally.order_ok = order_ok;
   check_tally (w->name, impl, &r.tally, e);
@@ -1120,6 +1164,7 @@ run_child (
   g_string_free (out, TRUE);
   *result = r;
   *out_ru = ru;
+  *out_rss_mb = rss_mb;
   /* The other load over the child's whole life, per second of it. */
   return (system_busy_seconds () - system_before - own) * r.seconds / (now () - wall_before);
 }
@@ -1129,11 +1174,11 @@ measure_child (Workload *w, Impl impl, guint64 n, Samples *s, Expected *e)
 {
   BenchResult r;
   struct rusage ru;
-  double other;
+  double other, rss_mb;
 
   for (int attempt = 1;; attempt++)
     {
-      other = run_child (w, impl, n, e, &r, &ru);
+      other = run_child (w, impl, n, e, &r, &ru, &rss_mb);
       if (!is_disturbed (other, r.seconds))
         break;
       if (attempt == MAX_ATTEMPTS)
@@ -1155,15 +1200,14 @@ measure_child (Workload *w, Impl impl, guint64 n, Samples *s, Expected *e)
                   ru.ru_stime.tv_usec * 1e-6) /
                  r.seconds;
   s->csw[s->n] = (ru.ru_nvcsw + ru.ru_nivcsw) * 1000.0 / n;
-  s->rss[s->n] = ru.ru_maxrss / 1024.0;
+  s->rss[s->n] = rss_mb;
   s->max_live = MAX (s->max_live, r.max_live);
   s->max_n_items = MAX (s->max_n_items, r.max_n_items);
   s->n++;
   fprintf (stderr,
            "  slow/%-6" G_GUINT64_FORMAT "k %-7s rep %d: %8.3f s  %10.0f items/s  "
            "max live %" G_GUINT64_FORMAT "  peak RSS %.1f MiB\n",
-           n / 1000, impl_names[impl], s->n, r.seconds, n / r.seconds, r.max_live,
-           ru.ru_maxrss / 1024.0);
+           n / 1000, impl_names[impl], s->n, r.seconds, n / r.seconds, r.max_live, rss_mb);
 }
 
 /* The slow consumer at N/4 (the small workload @small) and N (@w). */
@@ -1261,16 +1305,43 @@ print_table (Workload *workloads, int n_workloads)
           MAX_ATTEMPTS, n_retried, n_disturbed);
 }
 
+/* Whether @w ran @impl (NULL: no). */
+static gboolean
+has_samples (const Workload *w, Impl impl)
+{
+  return w != NULL && w->ran && impl_available (impl) && w->samples[impl].n > 0;
+}
+
 static void
-print_ratio (const char *label, Workload *w, Impl a, Impl b)
+print_ratio2 (const char *label, const Workload *wa, Impl a, const Workload *wb, Impl b)
 {
   double med, lo, hi;
 
-  if (!w->ran || !impl_available (a) || !impl_available (b) || w->samples[a].n == 0 ||
-      w->samples[b].n == 0)
+  if (!has_samples (wa, a) || !has_samples (wb, b))
     return;
-  paired_ratio (w, a, b, &med, &lo, &hi);
-  printf ("  %-28s %7.3f   [%.3f .. %.3f]\n", label, med, lo, hi);
+  paired_ratio2 (wa, a, wb, b, &med, &lo, &hi);
+  printf ("  %-30s %7.3f   [%.3f .. %.3f]\n", label, med, lo, hi);
+}
+
+static void
+print_ratio (const char *label, Workload *w, Impl a, Impl b)
+{
+  print_ratio2 (label, w, a, w, b);
+}
+
+/* The handoff run (one per window) in which @impl was fastest (median
+ * time), or NULL. */
+static const Workload *
+best_window (const Workload *hw, int n, Impl impl)
+{
+  const Workload *best = NULL;
+
+  for (int k = 0; k < n; k++)
+    if (has_samples (&hw[k], impl) &&
+        (best == NULL || median (hw[k].samples[impl].seconds, hw[k].samples[impl].n) <
+                             median (best->samples[impl].seconds, best->samples[impl].n)))
+      best = &hw[k];
+  return best;
 }
 
 static gboolean
@@ -1289,11 +1360,12 @@ main (int argc, char *argv[])
 {
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
-  Workload w[6];
+  /* The handoff at each of its windows, then the other workloads. */
+  Workload w[MAX_HANDOFF_WINDOWS + 4];
   enum
   {
     W_HANDOFF,
-    W_SMALL,
+    W_SMALL = MAX_HANDOFF_WINDOWS,
     W_LARGE,
     W_SLOW_QUARTER,
     W_SLOW,
@@ -1302,6 +1374,11 @@ main (int argc, char *argv[])
   int reps;
   double q;
   double t_start = now ();
+  guint handoff_windows[MAX_HANDOFF_WINDOWS];
+  int n_hw = 0;
+  Workload *hw = &w[W_HANDOFF];
+  char *handoff_titles[MAX_HANDOFF_WINDOWS] = { NULL };
+  const Workload *best_hw[N_IMPLS];
 
   context = g_option_context_new ("- Sluice benchmarks against GLib, oneTBB and serial baselines");
   g_option_context_add_main_entries (context, option_entries, NULL);
@@ -1317,6 +1394,30 @@ main (int argc, char *argv[])
                MAX_HANDOFF_BATCH);
       return 2;
     }
+
+  {
+    g_auto (GStrv) list =
+        g_strsplit (opt_handoff_windows ? opt_handoff_windows : "1024,4096,16384,65536", ",", -1);
+
+    for (int k = 0; list[k] != NULL; k++)
+      {
+        guint64 value;
+
+        if (n_hw == MAX_HANDOFF_WINDOWS ||
+            !g_ascii_string_to_unsigned (list[k], 10, 1, 1 << 20, &value, NULL))
+          {
+            fprintf (stderr, "handoff-windows: 1 to %d windows, each 1..%d\n", MAX_HANDOFF_WINDOWS,
+                     1 << 20);
+            return 2;
+          }
+        handoff_windows[n_hw++] = (guint) value;
+      }
+    if (n_hw == 0)
+      {
+        fprintf (stderr, "handoff-windows: at least one window\n");
+        return 2;
+      }
+  }
 
   if (opt_child != NULL)
     return child_main ();
@@ -1335,11 +1436,18 @@ main (int argc, char *argv[])
         w[k].impls[i] = impl_wanted (i);
     }
 
-  w[W_HANDOFF].name = "handoff";
-  w[W_HANDOFF].title = "1 handoff (trivial)";
-  w[W_HANDOFF].params.n = (guint64) (10000000 * q);
-
-  /* The harness belongs to the handoff alone. */
+  /* The handoff: every implementation at every window. The harness and
+   * the serial run have no window: they run once, with the first. */
+  for (int k = 0; k < n_hw; k++)
+    {
+      handoff_titles[k] = g_strdup_printf ("1 handoff, w %u", handoff_windows[k]);
+      hw[k].name = "handoff";
+      hw[k].title = handoff_titles[k];
+      hw[k].params.n = (guint64) (10000000 * q);
+      hw[k].params.window = handoff_windows[k];
+      if (k > 0)
+        hw[k].impls[IMPL_SERIAL] = FALSE;
+    }
   for (int k = 0; k < N_WORKLOADS; k++)
     if (k != W_HANDOFF)
       w[k].impls[IMPL_HARNESS] = FALSE;
@@ -1374,15 +1482,17 @@ main (int argc, char *argv[])
       w[k].expected.n = w[k].params.n;
     }
 
-  printf ("Sluice benchmarks: %s mode, %d repetitions (slow consumer: %d), window %d, "
-          "%d worker threads, %u processors\n",
-          opt_quick ? "quick" : "full", reps, MIN (reps, 3), opt_window, opt_threads,
-          g_get_num_processors ());
+  printf ("Sluice benchmarks: %s mode, %d repetitions (slow consumer: %d), window %d "
+          "(handoff:",
+          opt_quick ? "quick" : "full", reps, MIN (reps, 3), opt_window);
+  for (int k = 0; k < n_hw; k++)
+    printf (" %u", handoff_windows[k]);
+  printf ("), %d worker threads, %u processors\n", opt_threads, g_get_num_processors ());
   printf ("items: handoff %" G_GUINT64_FORMAT " (completed out of order by %d threads, %d "
           "slots at a time), small %" G_GUINT64_FORMAT ", large %" G_GUINT64_FORMAT
           ", slow consumer %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT "\n",
-          w[W_HANDOFF].params.n, opt_threads, opt_handoff_batch, w[W_SMALL].params.n,
-          w[W_LARGE].params.n, w[W_SLOW_QUARTER].params.n, w[W_SLOW].params.n);
+          hw[0].params.n, opt_threads, opt_handoff_batch, w[W_SMALL].params.n, w[W_LARGE].params.n,
+          w[W_SLOW_QUARTER].params.n, w[W_SLOW].params.n);
   printf ("busy work: %u iterations/us (calibrated here); oneTBB: %s\n", busy_iters_per_us,
 #ifdef HAVE_TBB
           "yes"
@@ -1393,7 +1503,7 @@ main (int argc, char *argv[])
   fflush (stdout);
 
   if (wanted ("handoff"))
-    run_workload (&w[W_HANDOFF], reps);
+    run_workloads (hw, n_hw, reps);
   if (wanted ("small"))
     run_workload (&w[W_SMALL], reps);
   if (wanted ("large"))
@@ -1405,11 +1515,33 @@ main (int argc, char *argv[])
   printf ("\nitems/s, ns/item, cores (CPU time / wall time), csw/kitem (context switches of the "
           "whole\nprocess per 1000 items) and peak RSS: medians over the repetitions; speedup: "
           "serial time /\ntime, the median of the ratios within each repetition.\n");
+  for (int i = 0; i < N_IMPLS; i++)
+    best_hw[i] = best_window (hw, n_hw, i);
   printf ("\nratios within one repetition (median [min .. max]):\n");
-  print_ratio ("handoff sluice/tbb", &w[W_HANDOFF], IMPL_SLUICE, IMPL_TBB);
-  print_ratio ("handoff sluice/glib", &w[W_HANDOFF], IMPL_SLUICE, IMPL_GLIB);
-  print_ratio ("handoff sluice/harness", &w[W_HANDOFF], IMPL_SLUICE, IMPL_HARNESS);
-  print_ratio ("handoff glib/harness", &w[W_HANDOFF], IMPL_GLIB, IMPL_HARNESS);
+  for (int k = 0; k < n_hw; k++)
+    {
+      char label[64];
+
+      g_snprintf (label, sizeof label, "handoff w %u sluice/tbb", handoff_windows[k]);
+      print_ratio (label, &hw[k], IMPL_SLUICE, IMPL_TBB);
+      g_snprintf (label, sizeof label, "handoff w %u sluice/glib", handoff_windows[k]);
+      print_ratio (label, &hw[k], IMPL_SLUICE, IMPL_GLIB);
+    }
+  if (best_hw[IMPL_SLUICE] != NULL)
+    {
+      printf ("  handoff, each at its best window (");
+      for (int i = IMPL_SLUICE; i <= IMPL_TBB; i++)
+        if (best_hw[i] != NULL)
+          printf ("%s%s %u", i == IMPL_SLUICE ? "" : ", ", impl_names[i],
+                  best_hw[i]->params.window);
+      printf ("):\n");
+    }
+  print_ratio2 ("handoff sluice/tbb", best_hw[IMPL_SLUICE], IMPL_SLUICE, best_hw[IMPL_TBB],
+                IMPL_TBB);
+  print_ratio2 ("handoff sluice/glib", best_hw[IMPL_SLUICE], IMPL_SLUICE, best_hw[IMPL_GLIB],
+                IMPL_GLIB);
+  print_ratio2 ("handoff sluice/harness", best_hw[IMPL_SLUICE], IMPL_SLUICE, &hw[0], IMPL_HARNESS);
+  print_ratio2 ("handoff glib/harness", best_hw[IMPL_GLIB], IMPL_GLIB, &hw[0], IMPL_HARNESS);
   print_ratio ("small sluice/tbb", &w[W_SMALL], IMPL_SLUICE, IMPL_TBB);
   print_ratio ("small sluice/glib", &w[W_SMALL], IMPL_SLUICE, IMPL_GLIB);
   print_ratio ("large sluice/serial (speedup)", &w[W_LARGE], IMPL_SLUICE, IMPL_SERIAL);
@@ -1442,37 +1574,60 @@ main (int argc, char *argv[])
   /* The goals of the issue, then the machine-readable lines, last. */
   {
     double med, lo, hi;
-    Workload *h = &w[W_HANDOFF], *s = &w[W_SMALL], *l = &w[W_LARGE];
+    Workload *s = &w[W_SMALL], *l = &w[W_LARGE];
+    const Workload *hs = best_hw[IMPL_SLUICE];
     GString *results = g_string_new (NULL);
 
     printf ("\ngoals (2 cores, same-run ratios):\n");
-#define RATIO_GOAL(key, wl, a, b, goal)                                                            \
-  if ((wl)->ran && (wl)->samples[a].n > 0 && (wl)->samples[b].n > 0)                               \
+#define RATIO2_GOAL(key, wa, a, wb, b, goal)                                                       \
+  if (has_samples (wa, a) && has_samples (wb, b))                                                  \
     {                                                                                              \
-      paired_ratio (wl, a, b, &med, &lo, &hi);                                                     \
+      paired_ratio2 (wa, a, wb, b, &med, &lo, &hi);                                                \
       g_string_append_printf (results, "RESULT " key "=%.3f\n", med);                              \
       if ((goal) > 0)                                                                              \
         printf ("  %-26s %7.3f  (goal >= %.2f)  %s\n", key, med, (double) (goal),                  \
                 med >= (goal) ? "met" : "NOT MET");                                                \
     }
+#define RATIO_GOAL(key, wl, a, b, goal) RATIO2_GOAL (key, wl, a, wl, b, goal)
 
 #ifndef HAVE_TBB
     g_string_append (results, "RESULT tbb_available=0\n");
     printf ("  (oneTBB not found: the goals against it are not measured)\n");
 #endif
-    RATIO_GOAL ("handoff_vs_tbb", h, IMPL_SLUICE, IMPL_TBB, 2.0);
-    RATIO_GOAL ("handoff_vs_glib", h, IMPL_SLUICE, IMPL_GLIB, 3.0);
-    RATIO_GOAL ("handoff_vs_harness", h, IMPL_SLUICE, IMPL_HARNESS, 0);
+    /* The handoff: each implementation at the window it did best with. */
+    RATIO2_GOAL ("handoff_vs_tbb", hs, IMPL_SLUICE, best_hw[IMPL_TBB], IMPL_TBB, 2.0);
+    RATIO2_GOAL ("handoff_vs_glib", hs, IMPL_SLUICE, best_hw[IMPL_GLIB], IMPL_GLIB, 3.0);
+    RATIO2_GOAL ("handoff_vs_harness", hs, IMPL_SLUICE, &hw[0], IMPL_HARNESS, 0);
+    for (int k = 0; k < n_hw; k++)
+      {
+        if (has_samples (&hw[k], IMPL_SLUICE) && has_samples (&hw[k], IMPL_TBB))
+          {
+            paired_ratio (&hw[k], IMPL_SLUICE, IMPL_TBB, &med, &lo, &hi);
+            g_string_append_printf (results, "RESULT handoff_vs_tbb_w%u=%.3f\n", handoff_windows[k],
+                                    med);
+          }
+        if (has_samples (&hw[k], IMPL_SLUICE) && has_samples (&hw[k], IMPL_GLIB))
+          {
+            paired_ratio (&hw[k], IMPL_SLUICE, IMPL_GLIB, &med, &lo, &hi);
+            g_string_append_printf (results, "RESULT handoff_vs_glib_w%u=%.3f\n",
+                                    handoff_windows[k], med);
+          }
+      }
+    for (int i = IMPL_SLUICE; i <= IMPL_TBB; i++)
+      if (best_hw[i] != NULL)
+        g_string_append_printf (results, "RESULT handoff_best_window_%s=%u\n", impl_names[i],
+                                best_hw[i]->params.window);
     RATIO_GOAL ("small_vs_tbb", s, IMPL_SLUICE, IMPL_TBB, 1.0);
     RATIO_GOAL ("small_vs_glib", s, IMPL_SLUICE, IMPL_GLIB, 0);
     RATIO_GOAL ("large_speedup", l, IMPL_SLUICE, IMPL_SERIAL, 1.95);
     RATIO_GOAL ("large_speedup_tbb", l, IMPL_TBB, IMPL_SERIAL, 0);
     RATIO_GOAL ("large_speedup_glib", l, IMPL_GLIB, IMPL_SERIAL, 0);
 #undef RATIO_GOAL
-    if (h->samples[IMPL_SLUICE].n > 0)
+#undef RATIO2_GOAL
+    if (hs != NULL)
       g_string_append_printf (
           results, "RESULT handoff_items_per_s=%.0f\n",
-          h->params.n / median (h->samples[IMPL_SLUICE].seconds, h->samples[IMPL_SLUICE].n));
+          hs->params.n / median (hs->samples[IMPL_SLUICE].seconds, hs->samples[IMPL_SLUICE].n));
     if (s->samples[IMPL_SLUICE].n > 0)
       g_string_append_printf (
           results, "RESULT small_items_per_s=%.0f\n",
@@ -1507,5 +1662,7 @@ main (int argc, char *argv[])
     printf ("\n%s", results->str);
     g_string_free (results, TRUE);
   }
+  for (int k = 0; k < n_hw; k++)
+    g_free (handoff_titles[k]);
   return 0;
 }
