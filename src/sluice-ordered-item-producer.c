@@ -1692,7 +1692,9 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * The most live items: asked for and not yet taken by the consumer. At
    * the window the producer is not ready, and upstream producers are
    * paused; they resume when a quarter of the window (at least one item)
-   * is free again.
+   * is free again. The window is also the depth of the pipeline: it must
+   * cover the wake-ups an item goes through at the rate you want (see
+   * the flow-control page: thousands of items for trivial ones).
    */
   properties[PROP_WINDOW] =
       g_param_spec_uint ("window", NULL, NULL, 1, G_MAXINT / 2, 256,
