@@ -1379,6 +1379,8 @@ main (int argc, char *argv[])
   Workload *hw = &w[W_HANDOFF];
   char *handoff_titles[MAX_HANDOFF_WINDOWS] = { NULL };
   const Workload *best_hw[N_IMPLS];
+  /* What the handoff's same-window ratios compare sluice with, in order. */
+  static const Impl handoff_baselines[] = { IMPL_TBB, IMPL_GLIB };
 
   context = g_option_context_new ("- Sluice benchmarks against GLib, oneTBB and serial baselines");
   g_option_context_add_main_entries (context, option_entries, NULL);
@@ -1519,14 +1521,14 @@ main (int argc, char *argv[])
     best_hw[i] = best_window (hw, n_hw, i);
   printf ("\nratios within one repetition (median [min .. max]):\n");
   for (int k = 0; k < n_hw; k++)
-    {
-      char label[64];
+    for (guint b = 0; b < G_N_ELEMENTS (handoff_baselines); b++)
+      {
+        char label[64];
 
-      g_snprintf (label, sizeof label, "handoff w %u sluice/tbb", handoff_windows[k]);
-      print_ratio (label, &hw[k], IMPL_SLUICE, IMPL_TBB);
-      g_snprintf (label, sizeof label, "handoff w %u sluice/glib", handoff_windows[k]);
-      print_ratio (label, &hw[k], IMPL_SLUICE, IMPL_GLIB);
-    }
+        g_snprintf (label, sizeof label, "handoff w %u sluice/%s", handoff_windows[k],
+                    impl_names[handoff_baselines[b]]);
+        print_ratio (label, &hw[k], IMPL_SLUICE, handoff_baselines[b]);
+      }
   if (best_hw[IMPL_SLUICE] != NULL)
     {
       printf ("  handoff, each at its best window (");
@@ -1599,20 +1601,13 @@ main (int argc, char *argv[])
     RATIO2_GOAL ("handoff_vs_glib", hs, IMPL_SLUICE, best_hw[IMPL_GLIB], IMPL_GLIB, 3.0);
     RATIO2_GOAL ("handoff_vs_harness", hs, IMPL_SLUICE, &hw[0], IMPL_HARNESS, 0);
     for (int k = 0; k < n_hw; k++)
-      {
-        if (has_samples (&hw[k], IMPL_SLUICE) && has_samples (&hw[k], IMPL_TBB))
+      for (guint b = 0; b < G_N_ELEMENTS (handoff_baselines); b++)
+        if (has_samples (&hw[k], IMPL_SLUICE) && has_samples (&hw[k], handoff_baselines[b]))
           {
-            paired_ratio (&hw[k], IMPL_SLUICE, IMPL_TBB, &med, &lo, &hi);
-            g_string_append_printf (results, "RESULT handoff_vs_tbb_w%u=%.3f\n", handoff_windows[k],
-                                    med);
+            paired_ratio (&hw[k], IMPL_SLUICE, handoff_baselines[b], &med, &lo, &hi);
+            g_string_append_printf (results, "RESULT handoff_vs_%s_w%u=%.3f\n",
+                                    impl_names[handoff_baselines[b]], handoff_windows[k], med);
           }
-        if (has_samples (&hw[k], IMPL_SLUICE) && has_samples (&hw[k], IMPL_GLIB))
-          {
-            paired_ratio (&hw[k], IMPL_SLUICE, IMPL_GLIB, &med, &lo, &hi);
-            g_string_append_printf (results, "RESULT handoff_vs_glib_w%u=%.3f\n",
-                                    handoff_windows[k], med);
-          }
-      }
     for (int i = IMPL_SLUICE; i <= IMPL_TBB; i++)
       if (best_hw[i] != NULL)
         g_string_append_printf (results, "RESULT handoff_best_window_%s=%u\n", impl_names[i],
