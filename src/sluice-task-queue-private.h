@@ -32,4 +32,8 @@ void sluice_task_queue_push (SluiceTaskQueue *self,
                              SluiceTaskRunFunc run,
                              gpointer data);
 
+/* For tests: how many tasks a thread takes at once, up to 8; 0 (the
+ * default) lets each thread choose by how long its last tasks took. */
+void sluice_task_queue_set_hand_size (SluiceTaskQueue *self, guint hand_size);
+
 G_END_DECLS

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #define TIMEOUT_SECONDS 30
+/* Tasks a thread takes at once in the tests of hands (the most it may). */
+#define HAND_TEST_SIZE 8
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -1211,6 +1213,231 @@ test_stress_cancel (void)
   unref_and_wait_finalized (queue);
 }
 
+/* ---- 9. hands: short tasks taken several at a time --------------------- */
+
+/* One thread took a blocking task and the seven after it at once: they are
+ * pending (not running), and a cancelling shutdown cancels them. */
+static void
+test_hand_counts_and_shutdown (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  PushProbe probes[HAND_TEST_SIZE - 1] = { { 0 } };
+  ShutdownResult shut = { 0 };
+  Gate first, held;
+
+  gate_init (&first);
+  gate_init (&held);
+  sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
+
+  /* Everything is queued before the thread looks again. */
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
+  WAIT_UNTIL (GATE_STARTED (&first) == 1);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &held);
+  for (guint i = 0; i < G_N_ELEMENTS (probes); i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, push_probe_run, &probes[i]);
+  assert_counts (queue, HAND_TEST_SIZE, 1);
+
+  gate_open (&first);
+  WAIT_UNTIL (GATE_STARTED (&held) == 1);
+  assert_counts (queue, HAND_TEST_SIZE - 1, 1);
+
+  /* The cancelled ones run in the shutdown call. */
+  sluice_task_queue_shutdown_async (queue, TRUE, NULL, shutdown_done_cb, &shut);
+  for (guint i = 0; i < G_N_ELEMENTS (probes); i++)
+    {
+      g_assert_cmpint (g_atomic_int_get (&probes[i].n_calls), ==, 1);
+      g_assert_cmpint (probes[i].reason, ==, SLUICE_TASK_SHUT_DOWN);
+    }
+  assert_counts (queue, 0, 1);
+  iterate_for (10);
+  g_assert_cmpuint (shut.n_completed, ==, 0);
+
+  gate_open (&held);
+  WAIT_UNTIL (shut.n_completed == 1);
+  g_assert_true (shut.ok);
+  assert_counts (queue, 0, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (probes); i++)
+    g_assert_cmpint (g_atomic_int_get (&probes[i].n_calls), ==, 1);
+
+  gate_clear (&first);
+  gate_clear (&held);
+  unref_and_wait_finalized (queue);
+}
+
+/* Threads added while one thread holds blocking tasks it took at once take
+ * them over. */
+static void
+test_hand_raise_max_threads (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Gate first, held;
+
+  gate_init (&first);
+  gate_init (&held);
+  sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
+
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
+  WAIT_UNTIL (GATE_STARTED (&first) == 1);
+  for (guint i = 0; i < HAND_TEST_SIZE; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &held);
+  gate_open (&first);
+  WAIT_UNTIL (GATE_STARTED (&held) == 1);
+  assert_counts (queue, HAND_TEST_SIZE - 1, 1);
+
+  sluice_task_queue_set_max_threads (queue, 4);
+  WAIT_UNTIL (GATE_CURRENT (&held) == 4);
+  assert_counts (queue, HAND_TEST_SIZE - 4, 4);
+
+  gate_open (&held);
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (GATE_STARTED (&held), ==, HAND_TEST_SIZE);
+  g_assert_cmpuint (GATE_MAX_CURRENT (&held), ==, 4);
+
+  gate_clear (&first);
+  gate_clear (&held);
+  unref_and_wait_finalized (queue);
+}
+
+/* Lowered while two threads hold tasks they took at once: the surplus
+ * thread puts back what it has not started, and from then on one task runs
+ * at a time. */
+static void
+test_hand_lower_max_threads (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  Gate first, held;
+
+  gate_init (&first);
+  gate_init (&held);
+  sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
+
+  for (guint i = 0; i < 2; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
+  WAIT_UNTIL (GATE_STARTED (&first) == 2);
+  for (guint i = 0; i < 2 * HAND_TEST_SIZE; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &held);
+  gate_open (&first);
+  WAIT_UNTIL (GATE_CURRENT (&held) == 2);
+  assert_counts (queue, 2 * HAND_TEST_SIZE - 2, 2);
+
+  sluice_task_queue_set_max_threads (queue, 1);
+  gate_grant (&held, 2);
+  WAIT_UNTIL (GATE_STARTED (&held) == 3 && GATE_CURRENT (&held) == 1);
+  gate_reset_max_current (&held);
+  iterate_for (50);
+  g_assert_cmpuint (GATE_STARTED (&held), ==, 3);
+  assert_counts (queue, 2 * HAND_TEST_SIZE - 3, 1);
+
+  gate_open (&held);
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (GATE_STARTED (&held), ==, 2 * HAND_TEST_SIZE);
+  g_assert_cmpuint (GATE_MAX_CURRENT (&held), ==, 1);
+
+  gate_clear (&first);
+  gate_clear (&held);
+  unref_and_wait_finalized (queue);
+}
+
+/* A task that waits for the next task to start, queued among many. */
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  gboolean next_started;
+  gboolean waited_out;   /* the first gave up waiting */
+  gboolean slow_fillers; /* each filler takes 50 us */
+  guint n_fillers;       /* filler tasks started */
+  guint fillers_before_next;
+} WaitNext;
+
+static void
+wait_next_first_run (gpointer data, SluiceTaskReason reason)
+{
+  WaitNext *w = data;
+  gint64 deadline = g_get_monotonic_time () + TIMEOUT_SECONDS * G_USEC_PER_SEC;
+
+  g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
+  g_mutex_lock (&w->mutex);
+  while (!w->next_started)
+    if (!g_cond_wait_until (&w->cond, &w->mutex, deadline))
+      {
+        w->waited_out = TRUE;
+        break;
+      }
+  g_mutex_unlock (&w->mutex);
+}
+
+static void
+wait_next_second_run (gpointer data, SluiceTaskReason reason)
+{
+  WaitNext *w = data;
+
+  g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
+  g_mutex_lock (&w->mutex);
+  w->next_started = TRUE;
+  w->fillers_before_next = w->n_fillers;
+  g_cond_broadcast (&w->cond);
+  g_mutex_unlock (&w->mutex);
+}
+
+static void
+wait_next_filler_run (gpointer data, SluiceTaskReason reason)
+{
+  WaitNext *w = data;
+
+  g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
+  g_mutex_lock (&w->mutex);
+  w->n_fillers++;
+  g_mutex_unlock (&w->mutex);
+  if (w->slow_fillers)
+    g_usleep (50);
+}
+
+/* Two threads; one takes a task that waits for the next one, and the next
+ * one in the same hand. The other thread takes it over: at once when
+ * nothing else is queued (@n_fillers small: that thread takes one of them
+ * at a time, so the first takes both), otherwise once the first has been
+ * stuck a while (well before the slow fillers queued after it ran out). */
+static void
+test_hand_wait_for_next (gconstpointer data)
+{
+  guint n_fillers = GPOINTER_TO_UINT (data);
+  guint hand_size = n_fillers > HAND_TEST_SIZE ? 2 : HAND_TEST_SIZE;
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  WaitNext w = { 0 };
+  Gate first;
+
+  gate_init (&first);
+  g_mutex_init (&w.mutex);
+  g_cond_init (&w.cond);
+  w.slow_fillers = n_fillers > HAND_TEST_SIZE;
+  sluice_task_queue_set_hand_size (queue, hand_size);
+
+  /* Both threads wait while the rest is queued, then take hand_size each. */
+  for (guint i = 0; i < 2; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
+  WAIT_UNTIL (GATE_STARTED (&first) == 2);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, wait_next_first_run, &w);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, wait_next_second_run, &w);
+  for (guint i = 0; i < n_fillers; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, wait_next_filler_run, &w);
+  gate_open (&first);
+
+  shutdown_and_wait (queue, FALSE);
+  g_assert_true (w.next_started);
+  g_assert_false (w.waited_out);
+  g_assert_cmpuint (w.n_fillers, ==, n_fillers);
+  g_test_message ("%u of %u fillers had started when the next task did", w.fillers_before_next,
+                  n_fillers);
+  if (n_fillers > HAND_TEST_SIZE)
+    g_assert_cmpuint (w.fillers_before_next, <, n_fillers);
+
+  g_mutex_clear (&w.mutex);
+  g_cond_clear (&w.cond);
+  gate_clear (&first);
+  unref_and_wait_finalized (queue);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1234,6 +1461,13 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/task-queue/stress/push", GINT_TO_POINTER (FALSE), test_stress);
   g_test_add_data_func ("/task-queue/stress/push-shutdown", GINT_TO_POINTER (TRUE), test_stress);
   g_test_add_func ("/task-queue/stress/cancel", test_stress_cancel);
+  g_test_add_func ("/task-queue/hand/counts-and-shutdown", test_hand_counts_and_shutdown);
+  g_test_add_func ("/task-queue/hand/raise-max-threads", test_hand_raise_max_threads);
+  g_test_add_func ("/task-queue/hand/lower-max-threads", test_hand_lower_max_threads);
+  g_test_add_data_func ("/task-queue/hand/wait-for-next/idle-thread", GUINT_TO_POINTER (2),
+                        test_hand_wait_for_next);
+  g_test_add_data_func ("/task-queue/hand/wait-for-next/stalled", GUINT_TO_POINTER (200),
+                        test_hand_wait_for_next);
 
   return g_test_run ();
 }
