@@ -55,8 +55,9 @@ static gboolean opt_quick;
 static int opt_reps;
 static int opt_window = 1024;
 static int opt_threads = 2;
-/* Items the producer hands to a completer thread at a time (handoff). */
-static int opt_handoff_batch = 256;
+/* Items the producer hands to a completer thread at a time (handoff); 0:
+ * by the window (handoff_batch_for ()). */
+static int opt_handoff_batch;
 /* The handoff runs every implementation at each of these windows. */
 static char *opt_handoff_windows;
 static char *opt_only;
@@ -78,7 +79,7 @@ static GOptionEntry option_entries[] = {
     "N" },
   { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Worker threads (2)", "N" },
   { "handoff-batch", 'b', 0, G_OPTION_ARG_INT, &opt_handoff_batch,
-    "Handoff: slots handed to a completer thread at a time (256)", "N" },
+    "Handoff: slots handed to a completer thread at a time (default: window/8, 256-4096)", "N" },
   { "handoff-windows", 0, 0, G_OPTION_ARG_STRING, &opt_handoff_windows,
     "Handoff: the windows to run every implementation at (1024,4096,16384,65536)", "LIST" },
   { "only", 'o', 0, G_OPTION_ARG_STRING, &opt_only,
@@ -257,18 +258,38 @@ track_live (guint64 produced, guint64 *consumed, guint64 *max_live)
     *max_live = live;
 }
 
-/* The completers of the handoff complete a full batch in this (shuffled)
- * order, a partial one in reverse. */
+/* The slots a completer gets at a time in the handoff: an eighth of the
+ * window (at least 256, at most MAX_HANDOFF_BATCH), the same for sluice,
+ * glib and the harness. With 256 at every window, handing the batches over
+ * (a GThreadPool push, often a futex wake-up) cost more per item than
+ * sluice's whole reorder and handoff at windows of 16384 and more, and
+ * the figures measured the pool (bench/README.md). */
+static guint
+handoff_batch_for (guint window)
+{
+  if (opt_handoff_batch > 0)
+    return (guint) opt_handoff_batch;
+  return CLAMP (window / 8, 256, MAX_HANDOFF_BATCH);
+}
+
+/* The batch size of the handoff run under way, and the (shuffled) order in
+ * which its completers complete a full batch; a partial one goes in
+ * reverse. Set by use_handoff_batch () before the run. */
+static guint handoff_batch;
 static guint shuffle[MAX_HANDOFF_BATCH];
 
 static void
-init_shuffle (void)
+use_handoff_batch (guint batch)
 {
-  g_autoptr (GRand) rand = g_rand_new_with_seed (42);
+  g_autoptr (GRand) rand = NULL;
 
-  for (int i = 0; i < opt_handoff_batch; i++)
+  if (batch == handoff_batch)
+    return;
+  handoff_batch = batch;
+  rand = g_rand_new_with_seed (42);
+  for (guint i = 0; i < batch; i++)
     shuffle[i] = i;
-  for (int i = opt_handoff_batch - 1; i > 0; i--)
+  for (guint i = batch - 1; i > 0; i--)
     {
       guint j = g_rand_int_range (rand, 0, i + 1);
       guint t = shuffle[i];
@@ -281,7 +302,7 @@ init_shuffle (void)
 static inline guint
 shuffled (guint k, guint n)
 {
-  return n == (guint) opt_handoff_batch ? shuffle[k] : n - 1 - k;
+  return n == handoff_batch ? shuffle[k] : n - 1 - k;
 }
 
 /* ---- serial: no library, one thread ------------------------------------ */
@@ -363,13 +384,12 @@ sluice_hand_to_completer (SluiceSlot *slot, gpointer data)
 
   if (run->batch == NULL)
     {
-      run->batch =
-          g_malloc (sizeof (SlotBatch) + opt_handoff_batch * sizeof run->batch->entries[0]);
+      run->batch = g_malloc (sizeof (SlotBatch) + handoff_batch * sizeof run->batch->entries[0]);
       run->batch->n = 0;
     }
   run->batch->entries[run->batch->n].slot = slot;
   run->batch->entries[run->batch->n].seq = run->next_seq++;
-  if (++run->batch->n == (guint) opt_handoff_batch)
+  if (++run->batch->n == handoff_batch)
     sluice_flush_batch (run);
 }
 
@@ -613,11 +633,11 @@ seq_batch_add (SeqBatch **batch, guint64 seq, GThreadPool *pool)
 {
   if (*batch == NULL)
     {
-      *batch = g_malloc (sizeof (SeqBatch) + opt_handoff_batch * sizeof (guint64));
+      *batch = g_malloc (sizeof (SeqBatch) + handoff_batch * sizeof (guint64));
       (*batch)->n = 0;
     }
   (*batch)->seqs[(*batch)->n] = seq;
-  if (++(*batch)->n == (guint) opt_handoff_batch)
+  if (++(*batch)->n == handoff_batch)
     seq_batch_flush (batch, pool);
 }
 
@@ -805,6 +825,8 @@ static void
 impl_run (Impl impl, const BenchParams *p, BenchResult *r)
 {
   memset (r, 0, sizeof *r);
+  if (p->work_iters == 0 && !p->payload)
+    use_handoff_batch (handoff_batch_for (p->window));
   switch (impl)
     {
     case IMPL_SLUICE:
@@ -1389,7 +1411,7 @@ main (int argc, char *argv[])
       fprintf (stderr, "%s\n", error->message);
       return 2;
     }
-  if (opt_window < 1 || opt_threads < 1 || opt_scale <= 0 || opt_handoff_batch < 1 ||
+  if (opt_window < 1 || opt_threads < 1 || opt_scale <= 0 || opt_handoff_batch < 0 ||
       opt_handoff_batch > MAX_HANDOFF_BATCH)
     {
       fprintf (stderr, "window, threads and scale must be positive, handoff-batch 1..%d\n",
@@ -1427,7 +1449,6 @@ main (int argc, char *argv[])
   reps = opt_reps > 0 ? MIN (opt_reps, MAX_REPS) : (opt_quick ? 2 : 5);
   q = (opt_quick ? 0.1 : 1.0) * opt_scale;
   calibrate ();
-  init_shuffle ();
 
   memset (w, 0, sizeof w);
   for (int k = 0; k < N_WORKLOADS; k++)
@@ -1490,11 +1511,15 @@ main (int argc, char *argv[])
   for (int k = 0; k < n_hw; k++)
     printf (" %u", handoff_windows[k]);
   printf ("), %d worker threads, %u processors\n", opt_threads, g_get_num_processors ());
-  printf ("items: handoff %" G_GUINT64_FORMAT " (completed out of order by %d threads, %d "
-          "slots at a time), small %" G_GUINT64_FORMAT ", large %" G_GUINT64_FORMAT
+  printf ("items: handoff %" G_GUINT64_FORMAT " (completed out of order by %d threads, a batch "
+          "of slots at a time:",
+          hw[0].params.n, opt_threads);
+  for (int k = 0; k < n_hw; k++)
+    printf ("%s %u at %u", k == 0 ? "" : ",", handoff_batch_for (handoff_windows[k]),
+            handoff_windows[k]);
+  printf ("), small %" G_GUINT64_FORMAT ", large %" G_GUINT64_FORMAT
           ", slow consumer %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT "\n",
-          hw[0].params.n, opt_threads, opt_handoff_batch, w[W_SMALL].params.n, w[W_LARGE].params.n,
-          w[W_SLOW_QUARTER].params.n, w[W_SLOW].params.n);
+          w[W_SMALL].params.n, w[W_LARGE].params.n, w[W_SLOW_QUARTER].params.n, w[W_SLOW].params.n);
   printf ("busy work: %u iterations/us (calibrated here); oneTBB: %s\n", busy_iters_per_us,
 #ifdef HAVE_TBB
           "yes"
@@ -1542,8 +1567,11 @@ main (int argc, char *argv[])
                 IMPL_TBB);
   print_ratio2 ("handoff sluice/glib", best_hw[IMPL_SLUICE], IMPL_SLUICE, best_hw[IMPL_GLIB],
                 IMPL_GLIB);
-  print_ratio2 ("handoff sluice/harness", best_hw[IMPL_SLUICE], IMPL_SLUICE, &hw[0], IMPL_HARNESS);
-  print_ratio2 ("handoff glib/harness", best_hw[IMPL_GLIB], IMPL_GLIB, &hw[0], IMPL_HARNESS);
+  /* The harness at the same window: the same batches. */
+  print_ratio2 ("handoff sluice/harness", best_hw[IMPL_SLUICE], IMPL_SLUICE, best_hw[IMPL_SLUICE],
+                IMPL_HARNESS);
+  print_ratio2 ("handoff glib/harness", best_hw[IMPL_GLIB], IMPL_GLIB, best_hw[IMPL_GLIB],
+                IMPL_HARNESS);
   print_ratio ("small sluice/tbb", &w[W_SMALL], IMPL_SLUICE, IMPL_TBB);
   print_ratio ("small sluice/glib", &w[W_SMALL], IMPL_SLUICE, IMPL_GLIB);
   print_ratio ("large sluice/serial (speedup)", &w[W_LARGE], IMPL_SLUICE, IMPL_SERIAL);
@@ -1599,7 +1627,7 @@ main (int argc, char *argv[])
     /* The handoff: each implementation at the window it did best with. */
     RATIO2_GOAL ("handoff_vs_tbb", hs, IMPL_SLUICE, best_hw[IMPL_TBB], IMPL_TBB, 2.0);
     RATIO2_GOAL ("handoff_vs_glib", hs, IMPL_SLUICE, best_hw[IMPL_GLIB], IMPL_GLIB, 3.0);
-    RATIO2_GOAL ("handoff_vs_harness", hs, IMPL_SLUICE, &hw[0], IMPL_HARNESS, 0);
+    RATIO2_GOAL ("handoff_vs_harness", hs, IMPL_SLUICE, hs, IMPL_HARNESS, 0);
     for (int k = 0; k < n_hw; k++)
       for (guint b = 0; b < G_N_ELEMENTS (handoff_baselines); b++)
         if (has_samples (&hw[k], IMPL_SLUICE) && has_samples (&hw[k], handoff_baselines[b]))
