@@ -77,7 +77,7 @@
  * The consumer takes runs of items per wake-up. When it has nothing to take
  * while several items are in flight, it sleeps until a run of them (three
  * quarters of them) is complete or for at most
- * [property@Sluice.OrderedItemProducer:wake-latency] (2 ms by default), so an
+ * [property@Sluice.OrderedItemProducer:wake-latency] (5 ms by default), so an
  * item may reach the consumer that much after it was completed; with one
  * item in flight it wakes for that item at once.
  */
@@ -1725,7 +1725,7 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * from the consumer's next sleep.
    */
   properties[PROP_WAKE_LATENCY] =
-      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, 2000,
+      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, 5000,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**

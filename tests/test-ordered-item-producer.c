@@ -1264,7 +1264,7 @@ test_programmer_errors (void)
                          "*assertion*microseconds <= G_MAXINT*failed*");
   sluice_ordered_item_producer_set_wake_latency (producer, G_MAXUINT);
   g_test_assert_expected_messages ();
-  g_assert_cmpuint (sluice_ordered_item_producer_get_wake_latency (producer), ==, 2000);
+  g_assert_cmpuint (sluice_ordered_item_producer_get_wake_latency (producer), ==, 5000);
 
   g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*slot != NULL*failed*");
   sluice_slot_complete (NULL, NULL);
