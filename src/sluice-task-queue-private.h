@@ -36,4 +36,8 @@ void sluice_task_queue_push (SluiceTaskQueue *self,
  * default) lets each thread choose by how long its last tasks took. */
 void sluice_task_queue_set_hand_size (SluiceTaskQueue *self, guint hand_size);
 
+/* For tests: how old (in µs) a hand must be before other threads take its
+ * tasks over while others are queued; -1: never. 100 by default. */
+void sluice_task_queue_set_hand_stall (SluiceTaskQueue *self, gint64 stall_us);
+
 G_END_DECLS

@@ -28,11 +28,13 @@
  * [func@Sluice.TaskQueue.get_default] returns a queue shared by the whole
  * process, with one thread per processor, created on first use.
  *
- * Tasks should not wait for one another. As in any pool with a bounded
- * number of threads, tasks that wait for tasks queued after them can take
- * every thread and wait for ever; and a thread here takes short tasks a few
- * at a time (see Design below), so a task may also wait for one that the
- * same thread took: another thread takes that one over once it is free.
+ * Tasks must not wait for tasks queued after them. As in any pool with a
+ * bounded number of threads, such waits can take every thread and last for
+ * ever; and here a thread takes short tasks a few at a time (see Design
+ * below), so they can also block where a pool taking one task at a time
+ * would get through: with two threads, each in a task that waits for the
+ * next task, which the same thread took. (A free thread takes such a task
+ * over.)
  *
  * ## Design
  *
@@ -59,9 +61,12 @@
  * longer are taken one at a time. The tasks a runner holds still count as
  * pending, a cancelling shutdown cancels those not started, a runner that
  * is surplus after the thread count was lowered puts them back, and other
- * threads take them over when nothing else is queued (a task may wait for
- * the next one), or before newer work once the runner has been in one task
- * for 100 µs.
+ * threads take them over, oldest first: when nothing else is queued (a task
+ * may wait for the next one), or before newer work once the hand is 100 µs
+ * old (one normally lasts about 20 µs: its runner is stuck in a task). A
+ * more urgent task queued meanwhile waits until a thread comes back to the
+ * queue: about the budget, unless the tasks turn out slower than the ones
+ * before them.
  *
  * A runner holds a reference on the queue, and while a task is queued or
  * running a runner is alive, so the queue is never finalized under its tasks.
@@ -98,7 +103,7 @@ struct _Hand
 {
   Hand *next;   /* under the mutex */
   guint len;    /* entries taken: written under the mutex */
-  gint64 taken; /* when: written under the mutex */
+  gint64 taken; /* about when (the runner's last look at the clock) */
   int claimed;  /* atomic: entries claimed so far (may run past len) */
   int running;  /* atomic: whether the runner is in a task's function */
   SluiceTaskEntry entries[HAND_MAX];
@@ -116,10 +121,11 @@ struct _SluiceTaskQueue
   guint n_queued;
   guint64 next_seq;
   guint max_threads;
-  guint n_runners; /* runners pushed to the pool and not yet returned */
-  guint n_active;  /* tasks taken from the queue whose run func has not returned */
-  Hand *hands;     /* of the runners alive */
-  guint hand_size; /* 0: by the time tasks take; else fixed (for tests) */
+  guint n_runners;      /* runners pushed to the pool and not yet returned */
+  guint n_active;       /* tasks taken from the queue whose run func has not returned */
+  Hand *hands;          /* of the runners alive */
+  guint hand_size;      /* 0: by the time tasks take; else fixed (for tests) */
+  gint64 hand_stall_us; /* HAND_STALL_US; -1: never (for tests) */
   gboolean shut_down;
   GPtrArray *shutdown_waiters; /* (nullable) of GTask, owned */
 
@@ -217,15 +223,25 @@ levels_push (GArray *levels, const SluiceTaskEntry *entry)
   level->len++;
 }
 
-/* Puts a task taken from the queue back, first of its priority. */
+/* Puts a task taken from the queue back among those of its priority, in
+ * queuing order: it is older than every task still queued but for others
+ * put back, which are at the front. */
 static void
-levels_push_front (GArray *levels, const SluiceTaskEntry *entry)
+levels_put_back (GArray *levels, const SluiceTaskEntry *entry)
 {
   Level *level = levels_get_room (levels, entry->priority);
+  guint mask = level->cap - 1;
+  guint pos = 0;
 
-  level->head = (level->head - 1) & (level->cap - 1);
-  level->ring[level->head] = *entry;
+  level->head = (level->head - 1) & mask;
   level->len++;
+  /* The older ones move one place to the front. */
+  while (pos + 1 < level->len && level->ring[(level->head + pos + 1) & mask].seq < entry->seq)
+    {
+      level->ring[(level->head + pos) & mask] = level->ring[(level->head + pos + 1) & mask];
+      pos++;
+    }
+  level->ring[(level->head + pos) & mask] = *entry;
 }
 
 /* Takes up to @n of the most urgent tasks, all of one priority, into @out;
@@ -321,27 +337,44 @@ hand_claim_locked (Hand *hand, SluiceTaskEntry *out)
   return TRUE;
 }
 
-/* Claims an entry another runner took and has not started: any, when
- * nothing is queued (that runner may be in a task waiting for it); else
- * only of a hand stuck for a while in one task and not less urgent than
- * what is queued (as a queue without hands would have started it by now). */
+/* Claims the oldest entry other runners took and have not started: of any
+ * hand when nothing is queued (its runner may be in a task waiting for it);
+ * else only of a hand taken HAND_STALL_US ago (its runner is stuck in a
+ * task) and not less urgent than what is queued, as a queue without hands
+ * would have started it by now. @now: the caller's recent time. */
 static gboolean
 claim_from_others_locked (SluiceTaskQueue *self, Hand *mine, gint64 now, SluiceTaskEntry *out)
 {
-  for (Hand *hand = self->hands; hand != NULL; hand = hand->next)
+  for (;;)
     {
-      if (hand == mine || (guint) g_atomic_int_get (&hand->claimed) >= hand->len)
-        continue;
-      if (self->n_queued > 0)
+      Hand *best = NULL;
+      const SluiceTaskEntry *best_next = NULL;
+
+      for (Hand *hand = self->hands; hand != NULL; hand = hand->next)
         {
-          if (now - hand->taken < HAND_STALL_US ||
-              hand->entries[0].priority > levels_top_priority (self->levels))
+          guint claimed = (guint) g_atomic_int_get (&hand->claimed);
+          const SluiceTaskEntry *next;
+
+          if (hand == mine || claimed >= hand->len)
             continue;
+          next = &hand->entries[claimed];
+          if (self->n_queued > 0 &&
+              (self->hand_stall_us < 0 || now - hand->taken < self->hand_stall_us ||
+               next->priority > levels_top_priority (self->levels)))
+            continue;
+          if (best == NULL || next->priority < best_next->priority ||
+              (next->priority == best_next->priority && next->seq < best_next->seq))
+            {
+              best = hand;
+              best_next = next;
+            }
         }
-      if (hand_claim_locked (hand, out))
+      if (best == NULL)
+        return FALSE;
+      if (hand_claim_locked (best, out))
         return TRUE;
+      /* Its runner took the last one meanwhile: look again. */
     }
-  return FALSE;
 }
 
 /* Tasks taken into hands that have not started. */
@@ -376,8 +409,8 @@ update_shrinking_locked (SluiceTaskQueue *self)
   g_atomic_int_set (&self->shrinking, self->n_runners > self->max_threads);
 }
 
-/* A surplus runner puts back what it took and has not started, in order,
- * before it leaves. */
+/* A surplus runner puts back what it took and has not started, in queuing
+ * order also when several do, before it leaves. */
 static void
 hand_give_back_locked (SluiceTaskQueue *self, Hand *hand)
 {
@@ -386,8 +419,8 @@ hand_give_back_locked (SluiceTaskQueue *self, Hand *hand)
 
   while (hand_claim_locked (hand, &entries[n]))
     n++;
-  for (guint i = n; i > 0; i--)
-    levels_push_front (self->levels, &entries[i - 1]);
+  for (guint i = 0; i < n; i++)
+    levels_put_back (self->levels, &entries[i]);
   self->n_queued += n;
   self->n_active -= n;
 }
@@ -437,10 +470,12 @@ complete_shutdown_waiters (GPtrArray *waiters)
   g_ptr_array_unref (waiters);
 }
 
-/* Only the hand's runner writes it; the getters read it under the mutex,
- * after `claimed`, which is changed by a full barrier after the flag is set:
- * a plain store is enough, where g_atomic_int_set() would be one more full
- * barrier per task. */
+/* Only the hand's runner writes it, the getters read it under the mutex. A
+ * release store (a plain mov on x86) where g_atomic_int_set() would be one
+ * more full barrier per task: the flag is set before the claim's atomic add,
+ * so a task is never counted neither pending nor running, but it may be
+ * counted both for a moment, or running once more when the claim fails
+ * (the counts may be out of date anyway). */
 static inline void
 hand_set_running (Hand *hand, gboolean running)
 {
@@ -634,6 +669,17 @@ sluice_task_queue_set_hand_size (SluiceTaskQueue *self, guint hand_size)
   g_mutex_unlock (&self->mutex);
 }
 
+/* Internal entry point: see sluice-task-queue-private.h. */
+void
+sluice_task_queue_set_hand_stall (SluiceTaskQueue *self, gint64 stall_us)
+{
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+
+  g_mutex_lock (&self->mutex);
+  self->hand_stall_us = stall_us < 0 ? -1 : stall_us;
+  g_mutex_unlock (&self->mutex);
+}
+
 /* ---- GObject ------------------------------------------------------------ */
 
 static void
@@ -767,6 +813,7 @@ sluice_task_queue_init (SluiceTaskQueue *self)
 {
   g_mutex_init (&self->mutex);
   self->levels = levels_new ();
+  self->hand_stall_us = HAND_STALL_US;
   self->max_threads = 1; /* until the construct property is set */
 }
 

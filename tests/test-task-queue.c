@@ -1310,6 +1310,7 @@ test_hand_lower_max_threads (void)
   gate_init (&first);
   gate_init (&held);
   sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
+  sluice_task_queue_set_hand_stall (queue, -1);
 
   for (guint i = 0; i < 2; i++)
     sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
@@ -1333,6 +1334,95 @@ test_hand_lower_max_threads (void)
   g_assert_cmpuint (GATE_STARTED (&held), ==, 2 * HAND_TEST_SIZE);
   g_assert_cmpuint (GATE_MAX_CURRENT (&held), ==, 1);
 
+  gate_clear (&first);
+  gate_clear (&held);
+  unref_and_wait_finalized (queue);
+}
+
+/* Tasks that note the order they start in, then pass a gate. */
+#define N_GIVE_BACK_TASKS 20
+
+typedef struct
+{
+  GMutex mutex;
+  guint order[N_GIVE_BACK_TASKS];
+  guint n;
+} StartLog;
+
+typedef struct
+{
+  StartLog *log;
+  Gate *gate;
+  guint index;
+} LoggedTask;
+
+static void
+logged_gate_run (gpointer data, SluiceTaskReason reason)
+{
+  LoggedTask *task = data;
+
+  g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
+  g_mutex_lock (&task->log->mutex);
+  task->log->order[task->log->n++] = task->index;
+  g_mutex_unlock (&task->log->mutex);
+  gate_pass (task->gate);
+}
+
+/* Three threads hold four blocking tasks each (0-3, 4-7, 8-11; 12-19 are
+ * queued) when the thread count drops to one: the two surplus threads put
+ * theirs back, and after the rest of the remaining thread's hand every task
+ * starts in queuing order, whichever surplus thread put its tasks back
+ * first. */
+static void
+test_hand_give_back_order (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (3);
+  LoggedTask tasks[N_GIVE_BACK_TASKS];
+  StartLog log = { 0 };
+  Gate first, held;
+  guint block;
+  int last = -1;
+
+  gate_init (&first);
+  gate_init (&held);
+  g_mutex_init (&log.mutex);
+  sluice_task_queue_set_hand_size (queue, 4);
+  /* Hands stay whole while tasks are queued, however slowly the threads
+   * start (valgrind). */
+  sluice_task_queue_set_hand_stall (queue, -1);
+
+  for (guint i = 0; i < 3; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
+  WAIT_UNTIL (GATE_STARTED (&first) == 3);
+  for (guint i = 0; i < N_GIVE_BACK_TASKS; i++)
+    {
+      tasks[i] = (LoggedTask){ &log, &held, i };
+      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, logged_gate_run, &tasks[i]);
+    }
+  gate_open (&first);
+  WAIT_UNTIL (GATE_CURRENT (&held) == 3);
+  assert_counts (queue, N_GIVE_BACK_TASKS - 3, 3);
+
+  sluice_task_queue_set_max_threads (queue, 1);
+  gate_grant (&held, 3);
+  WAIT_UNTIL (GATE_STARTED (&held) == 4 && GATE_CURRENT (&held) == 1);
+  gate_open (&held);
+  shutdown_and_wait (queue, FALSE);
+
+  g_assert_cmpuint (log.n, ==, N_GIVE_BACK_TASKS);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpuint (log.order[i] % 4, ==, 0);
+  /* The remaining thread's hand, then the rest in order. */
+  block = log.order[3] / 4;
+  for (guint i = 1; i < 4; i++)
+    g_assert_cmpuint (log.order[2 + i], ==, 4 * block + i);
+  for (guint i = 6; i < N_GIVE_BACK_TASKS; i++)
+    {
+      g_assert_cmpint ((int) log.order[i], >, last);
+      last = (int) log.order[i];
+    }
+
+  g_mutex_clear (&log.mutex);
   gate_clear (&first);
   gate_clear (&held);
   unref_and_wait_finalized (queue);
@@ -1464,6 +1554,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/task-queue/hand/counts-and-shutdown", test_hand_counts_and_shutdown);
   g_test_add_func ("/task-queue/hand/raise-max-threads", test_hand_raise_max_threads);
   g_test_add_func ("/task-queue/hand/lower-max-threads", test_hand_lower_max_threads);
+  g_test_add_func ("/task-queue/hand/give-back-order", test_hand_give_back_order);
   g_test_add_data_func ("/task-queue/hand/wait-for-next/idle-thread", GUINT_TO_POINTER (2),
                         test_hand_wait_for_next);
   g_test_add_data_func ("/task-queue/hand/wait-for-next/stalled", GUINT_TO_POINTER (200),
