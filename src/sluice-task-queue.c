@@ -64,9 +64,10 @@
  * threads take them over, oldest first: when nothing else is queued (a task
  * may wait for the next one), or before newer work once the hand is 100 µs
  * old (one normally lasts about 20 µs: its runner is stuck in a task). A
- * more urgent task queued meanwhile waits until a thread comes back to the
- * queue: about the budget, unless the tasks turn out slower than the ones
- * before them.
+ * runner also puts back what it holds when a more urgent task is queued
+ * (it reads the most urgent queued priority, kept on a cache line that is
+ * written only when that changes, between its tasks): such a task waits for
+ * the tasks in progress only, as without hands.
  *
  * A runner holds a reference on the queue, and while a task is queued or
  * running a runner is alive, so the queue is never finalized under its tasks.
@@ -131,7 +132,9 @@ struct _SluiceTaskQueue
 
   /* Read between the tasks of a hand, without the lock: a line of its own. */
   G_GNUC_UNUSED char pad[64];
-  int shrinking; /* atomic, written under the mutex: n_runners > max_threads */
+  int shrinking;    /* atomic, written under the mutex: n_runners > max_threads */
+  int top_priority; /* atomic, written under the mutex when it changes: the
+                       most urgent queued priority, G_MAXINT when none */
 };
 
 G_DEFINE_FINAL_TYPE (SluiceTaskQueue, sluice_task_queue, G_TYPE_OBJECT)
@@ -403,6 +406,24 @@ n_running_locked (SluiceTaskQueue *self)
   return n;
 }
 
+/* After n_queued changed. Written only when it changes: runners read it
+ * between the tasks of a hand. */
+static void
+update_top_priority_locked (SluiceTaskQueue *self)
+{
+  int top = self->n_queued > 0 ? levels_top_priority (self->levels) : G_MAXINT;
+
+  if (g_atomic_int_get (&self->top_priority) != top)
+    g_atomic_int_set (&self->top_priority, top);
+}
+
+/* Whether a task more urgent than the rest of @hand is queued. */
+static inline gboolean
+hand_outranked (SluiceTaskQueue *self, Hand *hand)
+{
+  return g_atomic_int_get (&self->top_priority) < hand->entries[0].priority;
+}
+
 static void
 update_shrinking_locked (SluiceTaskQueue *self)
 {
@@ -410,7 +431,8 @@ update_shrinking_locked (SluiceTaskQueue *self)
 }
 
 /* A surplus runner puts back what it took and has not started, in queuing
- * order also when several do, before it leaves. */
+ * order also when several do, before it leaves; so does a runner when a
+ * more urgent task was queued. */
 static void
 hand_give_back_locked (SluiceTaskQueue *self, Hand *hand)
 {
@@ -423,6 +445,7 @@ hand_give_back_locked (SluiceTaskQueue *self, Hand *hand)
     levels_put_back (self->levels, &entries[i]);
   self->n_queued += n;
   self->n_active -= n;
+  update_top_priority_locked (self);
 }
 
 /* How many runners to add for all that is queued (after the thread count
@@ -529,6 +552,8 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
           hand_give_back_locked (self, &hand);
           break;
         }
+      if ((guint) g_atomic_int_get (&hand.claimed) < hand.len && hand_outranked (self, &hand))
+        hand_give_back_locked (self, &hand);
 
       /* A hand left early (the thread count was lowered, but others left)
        * is finished first. */
@@ -556,6 +581,7 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
           hand.taken = last;
           self->n_queued -= hand.len;
           self->n_active += hand.len;
+          update_top_priority_locked (self);
           g_atomic_int_set (&hand.claimed, 0);
         }
       g_mutex_unlock (&self->mutex);
@@ -566,8 +592,10 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
 
           /* Counted as running before it is no longer pending. */
           hand_set_running (&hand, TRUE);
-          /* A surplus runner leaves after the task it is in. */
-          if (!first && G_UNLIKELY (g_atomic_int_get (&self->shrinking)))
+          /* A surplus runner leaves after the task it is in; more urgent
+           * work goes first. */
+          if (!first &&
+              G_UNLIKELY (g_atomic_int_get (&self->shrinking) || hand_outranked (self, &hand)))
             break;
           i = (guint) g_atomic_int_add (&hand.claimed, 1);
           if (i >= hand.len)
@@ -628,6 +656,7 @@ sluice_task_queue_push_internal (SluiceTaskQueue *self,
   entry.seq = self->next_seq++;
   levels_push (self->levels, &entry);
   self->n_queued++;
+  update_top_priority_locked (self);
   /* One task more needs at most one runner more. */
   if (self->n_runners < self->max_threads)
     {
@@ -814,6 +843,7 @@ sluice_task_queue_init (SluiceTaskQueue *self)
   g_mutex_init (&self->mutex);
   self->levels = levels_new ();
   self->hand_stall_us = HAND_STALL_US;
+  self->top_priority = G_MAXINT;
   self->max_threads = 1; /* until the construct property is set */
 }
 
@@ -1331,6 +1361,7 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
       /* Those in hands count as active already. */
       self->n_active += self->n_queued;
       self->n_queued = 0;
+      update_top_priority_locked (self);
       for (Hand *hand = self->hands; hand != NULL; hand = hand->next)
         while (hand_claim_locked (hand, &entry))
           g_array_append_val (cancelled, entry);

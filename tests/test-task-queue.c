@@ -1428,6 +1428,52 @@ test_hand_give_back_order (void)
   unref_and_wait_finalized (queue);
 }
 
+/* One thread holds a blocking task and the seven after it when a more
+ * urgent task is queued: it runs right after the blocking one, before the
+ * rest of the hand. */
+static void
+test_hand_urgent_first (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  LoggedTask tasks[HAND_TEST_SIZE + 1];
+  StartLog log = { 0 };
+  Gate first, held;
+
+  gate_init (&first);
+  gate_init (&held);
+  g_mutex_init (&log.mutex);
+  sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
+
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
+  WAIT_UNTIL (GATE_STARTED (&first) == 1);
+  for (guint i = 0; i < HAND_TEST_SIZE; i++)
+    {
+      tasks[i] = (LoggedTask){ &log, &held, i };
+      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, logged_gate_run, &tasks[i]);
+    }
+  gate_open (&first);
+  WAIT_UNTIL (GATE_STARTED (&held) == 1);
+  assert_counts (queue, HAND_TEST_SIZE - 1, 1);
+
+  /* Task 8, more urgent, queued while the hand holds 1-7. */
+  tasks[HAND_TEST_SIZE] = (LoggedTask){ &log, &held, HAND_TEST_SIZE };
+  sluice_task_queue_push (queue, G_PRIORITY_HIGH, NULL, logged_gate_run, &tasks[HAND_TEST_SIZE]);
+  assert_counts (queue, HAND_TEST_SIZE, 1);
+  gate_open (&held);
+  shutdown_and_wait (queue, FALSE);
+
+  g_assert_cmpuint (log.n, ==, HAND_TEST_SIZE + 1);
+  g_assert_cmpuint (log.order[0], ==, 0);
+  g_assert_cmpuint (log.order[1], ==, HAND_TEST_SIZE);
+  for (guint i = 2; i <= HAND_TEST_SIZE; i++)
+    g_assert_cmpuint (log.order[i], ==, i - 1);
+
+  g_mutex_clear (&log.mutex);
+  gate_clear (&first);
+  gate_clear (&held);
+  unref_and_wait_finalized (queue);
+}
+
 /* A task that waits for the next task to start, queued among many. */
 typedef struct
 {
@@ -1555,6 +1601,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/task-queue/hand/raise-max-threads", test_hand_raise_max_threads);
   g_test_add_func ("/task-queue/hand/lower-max-threads", test_hand_lower_max_threads);
   g_test_add_func ("/task-queue/hand/give-back-order", test_hand_give_back_order);
+  g_test_add_func ("/task-queue/hand/urgent-first", test_hand_urgent_first);
   g_test_add_data_func ("/task-queue/hand/wait-for-next/idle-thread", GUINT_TO_POINTER (2),
                         test_hand_wait_for_next);
   g_test_add_data_func ("/task-queue/hand/wait-for-next/stalled", GUINT_TO_POINTER (200),
