@@ -1725,7 +1725,7 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * from the consumer's next sleep.
    */
   properties[PROP_WAKE_LATENCY] =
-      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, 5000,
+      g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, SLUICE_WAKE_LATENCY_DEFAULT_US,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**

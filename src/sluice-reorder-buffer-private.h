@@ -26,6 +26,12 @@ typedef enum
 } SluiceSlotState;
 
 typedef struct _SluiceReorderBuffer SluiceReorderBuffer;
+
+/* How long completed items may wait for a sleeping consumer by default
+ * (the :wake-latency of the ordered item producer); sluice-reorder-buffer.c
+ * says how it was chosen. */
+#define SLUICE_WAKE_LATENCY_DEFAULT_US 5000
+
 /* The owner's rarely used per-item extras (cancellables, a GTask). */
 typedef struct _SluiceSlotExtras SluiceSlotExtras;
 

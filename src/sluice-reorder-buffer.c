@@ -26,19 +26,19 @@
 #define SPIN_MAX 40
 /* A consumer with work in flight sleeps until the item three quarters of the
  * way through it (at most this far ahead) is complete, or for at most the
- * wake latency (WAKE_DEADLINE_US unless the owner sets another), instead of
- * waking per item. The last quarter keeps the workers busy while it takes
- * the run and the owner refills the window. Measured on 2 cores (bench/run,
- * 2 us items): three quarters against half cut context switches by 15% and
- * brought small work from 0.96-0.97 to 0.98-1.00 of oneTBB; a 2 ms deadline
- * against 1 ms halved them again for 50 us items (54 -> 29 per 1000), and
+ * wake latency (SLUICE_WAKE_LATENCY_DEFAULT_US unless the owner sets
+ * another), instead of waking per item. The last quarter keeps the workers
+ * busy while it takes the run and the owner refills the window. Measured on
+ * 2 cores (bench/run, 2 us items): three quarters against half cut context
+ * switches by 15% and brought small work from 0.96-0.97 to 0.98-1.00 of
+ * oneTBB; a 2 ms deadline against 1 ms halved them again for 50 us items
+ * (54 -> 29 per 1000), and
  * 5 ms against 2 ms halved them once more (33 -> 16): each wake-up preempts
  * a worker, and the speedup of 50 us items went from 1.958 to 1.970 on
  * average (8 and 9 alternating runs of 3 repetitions, each within +-0.02). */
 #define WAKE_RUN_MAX 1024
 /* How far ahead a reservation fetches the slot it will write. */
 #define PREFETCH_AHEAD 8
-#define WAKE_DEADLINE_US 5000
 
 enum
 {
@@ -185,7 +185,7 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   for (guint i = 0; i < rb->capacity; i++)
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
-  rb->wake_latency_us = WAKE_DEADLINE_US;
+  rb->wake_latency_us = SLUICE_WAKE_LATENCY_DEFAULT_US;
   rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
   g_mutex_init (&rb->lock);
   g_cond_init (&rb->cond);
