@@ -1215,6 +1215,16 @@ test_stress_cancel (void)
 
 /* ---- 9. hands: short tasks taken several at a time --------------------- */
 
+/* Keeps @n_threads threads of @queue in tasks blocked at @gate: what is
+ * queued next waits, whole, until the gate opens and they take it. */
+static void
+hold_threads (SluiceTaskQueue *queue, Gate *gate, guint n_threads)
+{
+  for (guint i = 0; i < n_threads; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, gate);
+  WAIT_UNTIL (GATE_STARTED (gate) == n_threads);
+}
+
 /* One thread took a blocking task and the seven after it at once: they are
  * pending (not running), and a cancelling shutdown cancels them. */
 static void
@@ -1230,8 +1240,7 @@ test_hand_counts_and_shutdown (void)
   sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
 
   /* Everything is queued before the thread looks again. */
-  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
-  WAIT_UNTIL (GATE_STARTED (&first) == 1);
+  hold_threads (queue, &first, 1);
   sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &held);
   for (guint i = 0; i < G_N_ELEMENTS (probes); i++)
     sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, push_probe_run, &probes[i]);
@@ -1276,8 +1285,7 @@ test_hand_raise_max_threads (void)
   gate_init (&held);
   sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
 
-  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
-  WAIT_UNTIL (GATE_STARTED (&first) == 1);
+  hold_threads (queue, &first, 1);
   for (guint i = 0; i < HAND_TEST_SIZE; i++)
     sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &held);
   gate_open (&first);
@@ -1312,9 +1320,7 @@ test_hand_lower_max_threads (void)
   sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
   sluice_task_queue_set_hand_stall (queue, -1);
 
-  for (guint i = 0; i < 2; i++)
-    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
-  WAIT_UNTIL (GATE_STARTED (&first) == 2);
+  hold_threads (queue, &first, 2);
   for (guint i = 0; i < 2 * HAND_TEST_SIZE; i++)
     sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &held);
   gate_open (&first);
@@ -1368,6 +1374,24 @@ logged_gate_run (gpointer data, SluiceTaskReason reason)
   gate_pass (task->gate);
 }
 
+/* Queues tasks[@first .. @first + @n - 1], each noting its index in @log
+ * when it starts, then passing @gate. */
+static void
+push_logged_tasks (SluiceTaskQueue *queue,
+                   LoggedTask *tasks,
+                   guint first,
+                   guint n,
+                   int priority,
+                   StartLog *log,
+                   Gate *gate)
+{
+  for (guint i = first; i < first + n; i++)
+    {
+      tasks[i] = (LoggedTask){ log, gate, i };
+      sluice_task_queue_push (queue, priority, NULL, logged_gate_run, &tasks[i]);
+    }
+}
+
 /* Three threads hold four blocking tasks each (0-3, 4-7, 8-11; 12-19 are
  * queued) when the thread count drops to one: the two surplus threads put
  * theirs back, and after the rest of the remaining thread's hand every task
@@ -1391,14 +1415,8 @@ test_hand_give_back_order (void)
    * start (valgrind). */
   sluice_task_queue_set_hand_stall (queue, -1);
 
-  for (guint i = 0; i < 3; i++)
-    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
-  WAIT_UNTIL (GATE_STARTED (&first) == 3);
-  for (guint i = 0; i < N_GIVE_BACK_TASKS; i++)
-    {
-      tasks[i] = (LoggedTask){ &log, &held, i };
-      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, logged_gate_run, &tasks[i]);
-    }
+  hold_threads (queue, &first, 3);
+  push_logged_tasks (queue, tasks, 0, N_GIVE_BACK_TASKS, G_PRIORITY_DEFAULT, &log, &held);
   gate_open (&first);
   WAIT_UNTIL (GATE_CURRENT (&held) == 3);
   assert_counts (queue, N_GIVE_BACK_TASKS - 3, 3);
@@ -1444,20 +1462,14 @@ test_hand_urgent_first (void)
   g_mutex_init (&log.mutex);
   sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
 
-  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
-  WAIT_UNTIL (GATE_STARTED (&first) == 1);
-  for (guint i = 0; i < HAND_TEST_SIZE; i++)
-    {
-      tasks[i] = (LoggedTask){ &log, &held, i };
-      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, logged_gate_run, &tasks[i]);
-    }
+  hold_threads (queue, &first, 1);
+  push_logged_tasks (queue, tasks, 0, HAND_TEST_SIZE, G_PRIORITY_DEFAULT, &log, &held);
   gate_open (&first);
   WAIT_UNTIL (GATE_STARTED (&held) == 1);
   assert_counts (queue, HAND_TEST_SIZE - 1, 1);
 
   /* Task 8, more urgent, queued while the hand holds 1-7. */
-  tasks[HAND_TEST_SIZE] = (LoggedTask){ &log, &held, HAND_TEST_SIZE };
-  sluice_task_queue_push (queue, G_PRIORITY_HIGH, NULL, logged_gate_run, &tasks[HAND_TEST_SIZE]);
+  push_logged_tasks (queue, tasks, HAND_TEST_SIZE, 1, G_PRIORITY_HIGH, &log, &held);
   assert_counts (queue, HAND_TEST_SIZE, 1);
   gate_open (&held);
   shutdown_and_wait (queue, FALSE);
@@ -1550,9 +1562,7 @@ test_hand_wait_for_next (gconstpointer data)
   sluice_task_queue_set_hand_size (queue, hand_size);
 
   /* Both threads wait while the rest is queued, then take hand_size each. */
-  for (guint i = 0; i < 2; i++)
-    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &first);
-  WAIT_UNTIL (GATE_STARTED (&first) == 2);
+  hold_threads (queue, &first, 2);
   sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, wait_next_first_run, &w);
   sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, wait_next_second_run, &w);
   for (guint i = 0; i < n_fillers; i++)
