@@ -258,6 +258,13 @@ track_live (guint64 produced, guint64 *consumed, guint64 *max_live)
     *max_live = live;
 }
 
+/* Whether @p is the handoff: trivial items, completed through slots. */
+static inline gboolean
+is_handoff (const BenchParams *p)
+{
+  return p->work_iters == 0 && !p->payload;
+}
+
 /* The slots a completer gets at a time in the handoff: an eighth of the
  * window (at least 256, at most MAX_HANDOFF_BATCH), the same for sluice,
  * glib and the harness. With 256 at every window, handing the batches over
@@ -442,7 +449,7 @@ sluice_run (const BenchParams *p, BenchResult *r)
   SluiceConsumerator *consumerator;
   GAsyncResult *stop_result = NULL;
   g_autoptr (GError) error = NULL;
-  gboolean handoff = p->work_iters == 0 && !p->payload;
+  gboolean handoff = is_handoff (p);
   gpointer ret;
   double t0;
 
@@ -645,7 +652,7 @@ static void
 glib_run (const BenchParams *p, BenchResult *r)
 {
   GlibRun run = { 0 };
-  gboolean handoff = p->work_iters == 0 && !p->payload;
+  gboolean handoff = is_handoff (p);
   guint capacity = 1;
   GThread *consumer;
   double t0;
@@ -825,7 +832,7 @@ static void
 impl_run (Impl impl, const BenchParams *p, BenchResult *r)
 {
   memset (r, 0, sizeof *r);
-  if (p->work_iters == 0 && !p->payload)
+  if (is_handoff (p))
     use_handoff_batch (handoff_batch_for (p->window));
   switch (impl)
     {
