@@ -76,10 +76,11 @@
  *
  * The consumer takes runs of items per wake-up. When it has nothing to take
  * while several items are in flight, it sleeps until a run of them (three
- * quarters of them) is complete or for at most
- * [property@Sluice.OrderedItemProducer:wake-latency] (5 ms by default), so an
- * item may reach the consumer that much after it was completed; with one
- * item in flight it wakes for that item at once.
+ * quarters of them; of a whole window when it has just made room for a
+ * producer that was waiting for it, which is refilling the window) is
+ * complete or for at most [property@Sluice.OrderedItemProducer:wake-latency]
+ * (5 ms by default), so an item may reach the consumer that much after it
+ * was completed; with one item in flight it wakes for that item at once.
  */
 
 typedef enum
@@ -1717,9 +1718,11 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    *
    * How long, in microseconds, completed items may wait for a sleeping
    * consumer while more items are in flight. Such a consumer sleeps until
-   * the item three quarters through those in flight is complete, or for this
-   * long, and then takes the whole run: one wake-up per run of items rather
-   * than one per item, which leaves the cores to the workers. 0 wakes the
+   * the item three quarters through those in flight is complete (through a
+   * whole window, when the consumer has just made room for a producer that
+   * was waiting for it), or for this long, and then takes the whole run:
+   * one wake-up per run of items rather than one per item, which leaves the
+   * cores to the workers. 0 wakes the
    * consumer for each item at once. With one item in flight the consumer
    * always wakes for it at once. It may be set from any thread and applies
    * from the consumer's next sleep.

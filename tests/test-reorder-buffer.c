@@ -292,6 +292,121 @@ test_stale_mark (void)
   sluice_reorder_buffer_unref (rb);
 }
 
+/* ---- a run the owner is refilling -------------------------------------------- */
+
+static gboolean
+consumer_finishes (SluiceReorderBuffer *rb)
+{
+  gint64 deadline = deadline_from_now ();
+
+  while (!sluice_reorder_buffer_consumer_finished (rb))
+    {
+      if (g_get_monotonic_time () >= deadline)
+        return FALSE;
+      g_usleep (1000);
+    }
+  return TRUE;
+}
+
+/* With 2 or 3 items in flight (and no refill under way) the consumer sleeps
+ * for the last of them, not for a number nobody may ever reserve. */
+static void
+test_short_run (void)
+{
+  for (guint n = 2; n <= 3; n++)
+    {
+      SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, NULL, NULL);
+      SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+      SluiceReorderStats stats;
+      SluiceSlot **slots;
+      GThread *thread;
+
+      sluice_reorder_buffer_set_wake_latency (rb, G_MAXINT);
+      slots = reserve_n (rb, n);
+      thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+      g_assert_true (stats_reach (rb, &stats.sleeps, &stats, 1));
+      for (guint i = 0; i < n; i++)
+        sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+      /* It took the run and waits again, before any end. */
+      g_assert_true (stats_reach (rb, &stats.waits, &stats, 2));
+
+      sluice_reorder_buffer_end (rb);
+      g_thread_join (thread);
+      g_assert_no_error (consumer.error);
+      g_assert_cmpuint (consumer.n_received, ==, n);
+      g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+      g_free (slots);
+      sluice_reorder_buffer_unref (rb);
+    }
+}
+
+/* Window 8 (low water 6), a wake latency that never runs out: the owner
+ * filled the window and asked for room; the consumer takes the first 6,
+ * gives room back after 2, and sleeps with 2 in flight. The owner is
+ * refilling, so it sleeps for the item three quarters through a full window
+ * (number 11, not reserved yet) rather than for the last of the 2: one
+ * wake-up then takes a run of 6. With @end, the owner ends instead of
+ * refilling, and the end must wake it. */
+static void
+test_refill_run (gconstpointer data)
+{
+  gboolean end = GPOINTER_TO_INT (data);
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, NULL, NULL);
+  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SluiceReorderStats stats;
+  SluiceSlot **slots, **more = NULL;
+  GThread *thread;
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+  sluice_reorder_buffer_set_wake_latency (rb, G_MAXINT);
+  slots = reserve_n (rb, 8);
+  g_assert_false (has_room (rb));
+  for (guint i = 0; i < 6; i++)
+    sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+
+  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+  g_assert_true (stats_reach (rb, &stats.sleeps, &stats, 1));
+  g_assert_cmpuint (N_ROOM (&cb), ==, 1);
+
+  sluice_reorder_buffer_complete (slots[6], GUINT_TO_POINTER (7), NULL);
+  sluice_reorder_buffer_complete (slots[7], GUINT_TO_POINTER (8), NULL);
+  if (end)
+    {
+      sluice_reorder_buffer_end (rb);
+      g_assert_true (consumer_finishes (rb));
+      g_thread_join (thread);
+      g_assert_cmpuint (consumer.n_received, ==, 8);
+    }
+  else
+    {
+      /* The refill up to number 10: not yet the awaited one. */
+      more = reserve_n (rb, 4);
+      for (guint i = 0; i < 3; i++)
+        sluice_reorder_buffer_complete (more[i], GUINT_TO_POINTER (9 + i), NULL);
+      /* Time for a wake-up too early to show (none is the right outcome). */
+      g_usleep (50 * 1000);
+      sluice_reorder_buffer_get_stats (rb, &stats);
+      g_assert_cmpuint (stats.waits, ==, 1);
+      g_assert_cmpuint (stats.sleeps, ==, 1);
+
+      sluice_reorder_buffer_complete (more[3], GUINT_TO_POINTER (12), NULL);
+      sluice_reorder_buffer_end (rb);
+      g_assert_true (consumer_finishes (rb));
+      g_thread_join (thread);
+      g_assert_cmpuint (consumer.n_received, ==, 12);
+    }
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  g_assert_cmpuint (stats.timeouts, ==, 0);
+
+  g_free (slots);
+  g_free (more);
+  callbacks_clear (&cb);
+  sluice_reorder_buffer_unref (rb);
+}
+
 /* ---- the lock-free reservation -------------------------------------------- */
 
 static void
@@ -1265,6 +1380,9 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/reorder-buffer/reverse-threaded", GINT_TO_POINTER (TRUE), test_reverse);
   g_test_add_func ("/reorder-buffer/window", test_window);
   g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
+  g_test_add_func ("/reorder-buffer/short-run", test_short_run);
+  g_test_add_data_func ("/reorder-buffer/refill-run", GINT_TO_POINTER (FALSE), test_refill_run);
+  g_test_add_data_func ("/reorder-buffer/refill-run-end", GINT_TO_POINTER (TRUE), test_refill_run);
   g_test_add_func ("/reorder-buffer/try-reserve", test_try_reserve);
   g_test_add_func ("/reorder-buffer/wait-unreserved", test_wait_unreserved);
   g_test_add_func ("/reorder-buffer/failed-slot", test_failed_slot);
