@@ -1010,16 +1010,35 @@ allow_items (GatedConsumer *gated, guint n)
   WAIT_UNTIL (g_atomic_int_get (&gated->taken) == before + (int) n);
 }
 
+/* Lets the consumer take the last @n_rest items and the end, stops, and
+ * checks that it took @n_total in all and nothing leaked. */
+static void
+finish_gated (SluiceOrderedItemProducer *producer, GatedConsumer *gated, guint n_rest, int n_total)
+{
+  g_autoptr (GError) error = NULL;
+  GAsyncResult *stop_result = NULL;
+  char *result;
+
+  allow_items (gated, n_rest);
+  g_async_queue_push (gated->permits, GINT_TO_POINTER (1));
+  sluice_ordered_item_producer_stop_async (producer, store_result, &stop_result);
+  result = sluice_ordered_item_producer_stop_finish (producer, wait_result (&stop_result), &error);
+  g_object_unref (stop_result);
+  g_assert_no_error (error);
+  g_assert_cmpstr (result, ==, "done");
+  g_free (result);
+  g_assert_cmpint (g_atomic_int_get (&gated->taken), ==, n_total);
+  assert_no_item_leaked ();
+  g_async_queue_unref (gated->permits);
+}
+
 /* Full at the window; ready again once a quarter of it is free, not
  * before: with a window of 8, after the second item is taken. */
 static void
 test_ready_hysteresis (void)
 {
   g_autoptr (SluiceOrderedItemProducer) producer = NULL;
-  g_autoptr (GError) error = NULL;
   GatedConsumer gated = { g_async_queue_new (), 0 };
-  GAsyncResult *stop_result = NULL;
-  char *result;
 
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
@@ -1045,17 +1064,58 @@ test_ready_hysteresis (void)
   WAIT_UNTIL (sluice_ordered_item_producer_is_ready (producer));
 
   /* The rest, and the end. */
-  allow_items (&gated, 6);
+  finish_gated (producer, &gated, 6, 8);
+}
+
+static gpointer
+produce_two_thread (gpointer data)
+{
+  SluiceOrderedItemProducer *producer = data;
+
+  for (gsize i = 8; i < 10; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  return NULL;
+}
+
+/* The consumer makes room (the owner context hears of it later), and before
+ * the owner context runs, another thread's produce calls fill the window
+ * again: the producer must not say it is ready when it runs. */
+static void
+test_room_refilled_elsewhere (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  GatedConsumer gated = { g_async_queue_new (), 0 };
+  gint64 deadline;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  for (guint i = 0; i < 8; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+  sluice_ordered_item_producer_start (producer, consume_gated, &gated, NULL, g_free);
+
+  /* Two taken, 6 live: room, told before next() returned the second. The
+   * owner context does not run meanwhile. */
   g_async_queue_push (gated.permits, GINT_TO_POINTER (1));
-  sluice_ordered_item_producer_stop_async (producer, store_result, &stop_result);
-  result = sluice_ordered_item_producer_stop_finish (producer, wait_result (&stop_result), &error);
-  g_object_unref (stop_result);
-  g_assert_no_error (error);
-  g_assert_cmpstr (result, ==, "done");
-  g_free (result);
-  g_assert_cmpint (g_atomic_int_get (&gated.taken), ==, 8);
-  assert_no_item_leaked ();
-  g_async_queue_unref (gated.permits);
+  g_async_queue_push (gated.permits, GINT_TO_POINTER (1));
+  deadline = deadline_from_now ();
+  while (g_atomic_int_get (&gated.taken) < 2)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100);
+    }
+  g_thread_join (g_thread_new ("producer", produce_two_thread, producer));
+
+  spin_main_context (20);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  /* Two more taken: ready again. */
+  allow_items (&gated, 2);
+  WAIT_UNTIL (sluice_ordered_item_producer_is_ready (producer));
+
+  finish_gated (producer, &gated, 6, 10);
 }
 
 /* A produce call made while the window is full waits, in order. */
@@ -1312,6 +1372,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/flow/upstream-and-ready", test_flow_control);
   g_test_add_func ("/producer/flow/window-full-defers", test_window_full_defers);
   g_test_add_func ("/producer/flow/ready-hysteresis", test_ready_hysteresis);
+  g_test_add_func ("/producer/flow/room-refilled-elsewhere", test_room_refilled_elsewhere);
   g_test_add_func ("/producer/flow/closed-wakes-waiters", test_closed_wakes_waiters);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
   g_test_add_func ("/producer/dispose/running", test_dispose_running);
