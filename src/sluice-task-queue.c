@@ -531,6 +531,7 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
   Hand hand = { NULL, 0, 0, 0, FALSE, { { 0 } } };
   guint n_ran = 0; /* tasks run since the lock was last held */
   guint n_take = 1;
+  gboolean yielded = FALSE;
   gint64 last = g_get_monotonic_time ();
 
   g_private_set (&current_runner_queue, self);
@@ -569,8 +570,26 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
               sluice_mutex_lock_spinning (&self->mutex);
               continue;
             }
+          /* Nothing queued: give the core away once before leaving. The
+           * thread that queues work (the owner) often shares this core, and
+           * it was preempted by this runner when it woke it: it then gets
+           * to queue a run of tasks, where leaving at once made the two
+           * ping-pong, one task and two context switches at a time
+           * (bench/run, slow consumer: a runner started per 17 items, 300
+           * context switches per 1000 items; with the yield 31, and the
+           * consumer, no longer preempted as often, 0.96 -> 1.07 of
+           * oneTBB). Alone on its core, the yield returns at once. */
           if (self->n_queued == 0)
-            break;
+            {
+              if (yielded)
+                break;
+              yielded = TRUE;
+              g_mutex_unlock (&self->mutex);
+              g_thread_yield ();
+              sluice_mutex_lock_spinning (&self->mutex);
+              continue;
+            }
+          yielded = FALSE;
 
           /* As many as its last tasks say fit the budget, leaving some for
            * the other runners: one lock round trip then serves several
