@@ -43,8 +43,9 @@
  * and uses a non-exclusive [struct@GLib.ThreadPool] only for *runners*: a
  * runner is pushed to the pool when work is queued and fewer runners than
  * [property@Sluice.TaskQueue:max-threads] are alive; it then pops and runs
- * tasks until the queue is empty (or it is surplus after the thread count was
- * lowered). Queuing a task thus costs a lock and a ring insertion, with no
+ * tasks until the queue is empty (it yields its core once before it leaves,
+ * so that a producer it preempted gets to queue more) or it is surplus after
+ * the thread count was lowered. Queuing a task thus costs a lock and a ring insertion, with no
  * allocation, while every thread is busy: the thread pool's own per-item cost
  * is paid only when a thread starts. The queue's lock is tried a while
  * before a thread sleeps on it: the critical sections are short, and a
