@@ -91,13 +91,15 @@ update_flow (SluiceConsumerator *self)
   g_rec_mutex_unlock (&self->flow_lock);
 }
 
-/* Consumer thread, at low water after a push found the queue full. */
-static void
+/* Consumer thread, at low water after a push found the queue full. Pushed
+ * items are complete at once: no run to size. */
+static gboolean
 on_room (gpointer data)
 {
   SluiceConsumerator *self = data;
 
   update_flow (self);
+  return FALSE;
 }
 
 static void

@@ -285,11 +285,17 @@ static void refresh_ready (SluiceOrderedItemProducer *self);
 static void check_stop (SluiceOrderedItemProducer *self);
 static void run_deferred (SluiceOrderedItemProducer *self);
 
+/* Owner context: the consumer made room while we waited for it. */
 static gboolean
 on_room_idle (gpointer data)
 {
   SluiceOrderedItemProducer *self = data;
 
+  /* Produce calls from other threads may have filled the window again
+   * since the consumer made room: ask the buffer, not the callback. */
+  sluice_reorder_buffer_lock (self->rb);
+  self->ready = sluice_reorder_buffer_has_room_locked (self->rb);
+  sluice_reorder_buffer_unlock (self->rb);
   run_deferred (self);
   refresh_ready (self);
   check_stop (self);
@@ -353,19 +359,14 @@ on_room_source (gpointer data)
   Link *link = data;
   g_autoptr (SluiceOrderedItemProducer) self = g_weak_ref_get (&link->producer);
 
-  if (self == NULL)
-    return G_SOURCE_CONTINUE;
-  /* Produce calls from other threads may have filled the window again
-   * since the consumer made room: ask the buffer, not the callback. */
-  sluice_reorder_buffer_lock (self->rb);
-  self->ready = sluice_reorder_buffer_has_room_locked (self->rb);
-  sluice_reorder_buffer_unlock (self->rb);
-  on_room_idle (self);
+  if (self != NULL)
+    on_room_idle (self);
   return G_SOURCE_CONTINUE;
 }
 
-/* Consumer thread: live items fell to low water while we wanted room. */
-static void
+/* Consumer thread: live items fell to low water while we wanted room.
+ * Returns whether the owner refills the window from another thread now. */
+static gboolean
 rb_room_cb (gpointer data)
 {
   Link *link = data;
@@ -375,18 +376,16 @@ rb_room_cb (gpointer data)
     {
       g_atomic_int_set (&((RoomSource *) link->room_source)->raised, TRUE);
       g_main_context_wakeup (link->context);
-      return;
+      return TRUE;
     }
 
   /* A consumer on the owner's thread (pulling from the consumerator): the
-   * room must be taken at once, since that thread waits for the items. */
+   * room must be taken at once, since that thread waits for the items, and
+   * whatever refill comes has come when this returns. */
   self = g_weak_ref_get (&link->producer);
-  if (self == NULL)
-    return;
-  sluice_reorder_buffer_lock (self->rb);
-  self->ready = TRUE;
-  sluice_reorder_buffer_unlock (self->rb);
-  run_on_owner (link, on_room_idle, self, g_object_unref);
+  if (self != NULL)
+    run_on_owner (link, on_room_idle, self, g_object_unref);
+  return FALSE;
 }
 
 typedef struct
@@ -1803,14 +1802,16 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    *
    * How long, in microseconds, completed items may wait for a sleeping
    * consumer while more items are in flight. Such a consumer sleeps until
-   * the item three quarters through those in flight is complete (through a
-   * whole window, when the consumer has just made room for a producer that
-   * was waiting for it), or for this long, and then takes the whole run:
-   * one wake-up per run of items rather than one per item, which leaves the
-   * cores to the workers. 0 wakes the
-   * consumer for each item at once. With one item in flight the consumer
-   * always wakes for it at once. It may be set from any thread and applies
-   * from the consumer's next sleep.
+   * the item three quarters through those in flight is complete, or for this
+   * long, and then takes the whole run: one wake-up per run of items rather
+   * than one per item, which leaves the cores to the workers. When the
+   * consumer has just made room for a producer that was waiting for it, the
+   * run is three quarters of a whole window, which the producer is
+   * refilling; should the producer produce less than that and neither stop
+   * nor pause, what is complete waits this long. 0 wakes the consumer for
+   * each item at once. With one item in flight the consumer always wakes
+   * for it at once. It may be set from any thread and applies from the
+   * consumer's next sleep.
    */
   properties[PROP_WAKE_LATENCY] =
       g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, SLUICE_WAKE_LATENCY_DEFAULT_US,

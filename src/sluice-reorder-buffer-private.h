@@ -55,8 +55,10 @@ struct _SluiceSlot
 G_STATIC_ASSERT (sizeof (SluiceSlot) == 64);
 
 /* Called on the consumer thread when live items fell to the low-water mark
- * while the owner was waiting for room. */
-typedef void (*SluiceReorderRoomFunc) (gpointer data);
+ * while the owner was waiting for room. Returns whether the owner refills the
+ * window from another thread now: the consumer then sizes its next run by the
+ * window, and may wait for a number not reserved yet. */
+typedef gboolean (*SluiceReorderRoomFunc) (gpointer data);
 /* Called on the consumer thread for a failed item in skip-failed mode. */
 typedef void (*SluiceReorderFailedFunc) (guint64 seq, GError *error, gpointer data);
 /* Called once, from any thread, when an abort has settled: every slot that

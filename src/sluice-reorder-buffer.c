@@ -105,7 +105,7 @@ struct _SluiceReorderBuffer
   gpointer batch[BATCH_MAX];
   guint batch_len;
   guint batch_pos;
-  gboolean room_given; /* the room function ran since the last sleep */
+  gboolean refilling; /* the room function said the owner refills the window */
   gboolean finished;
   gboolean finished_by_end;
   SluiceReorderStats stats;
@@ -721,11 +721,9 @@ check_room (SluiceReorderBuffer *rb)
 {
   if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)) &&
       load64 (&rb->accepted) - rb->handed <= rb->low_water &&
-      g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL)
-    {
-      rb->room_given = TRUE;
-      rb->room_func (rb->callback_data);
-    }
+      g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL &&
+      rb->room_func (rb->callback_data))
+    rb->refilling = TRUE;
 }
 
 static void
@@ -822,11 +820,15 @@ wait_for_head (SluiceReorderBuffer *rb)
 {
   guint64 seq = rb->head;
   int flags = g_atomic_int_get (&rb->flags);
+  gboolean refilling;
 
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
    * room request that may have come while we handed items out. */
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
   check_room (rb);
+  /* Only for the sleep right after the room was given, if any. */
+  refilling = rb->refilling;
+  rb->refilling = FALSE;
 
   stat_inc (&rb->stats.waits);
   for (guint spin = 0; spin < SPIN_MAX; spin++)
@@ -858,13 +860,12 @@ wait_for_head (SluiceReorderBuffer *rb)
          * the window, so size the run by the window rather than by what is
          * in flight yet (a slot not reserved yet is marked by its
          * reservation, and the end retargets). */
-        guint64 run = rb->room_given ? MAX (in_flight, rb->window) : in_flight;
+        guint64 run = refilling ? MAX (in_flight, rb->window) : in_flight;
 
         /* The item three quarters through the run (the last of 2 or 3). */
         target = seq + MAX (1, MIN (run - run / 4, WAKE_RUN_MAX) - 1);
         deadline = g_get_monotonic_time () + latency_us;
       }
-    rb->room_given = FALSE;
 
     for (;;)
       {

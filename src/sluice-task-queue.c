@@ -563,6 +563,7 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
         {
           if (claim_from_others_locked (self, &hand, last, &entry))
             {
+              yielded = FALSE;
               hand_set_running (&hand, TRUE);
               g_mutex_unlock (&self->mutex);
               run_entry (&hand, &entry);

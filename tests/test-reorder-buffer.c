@@ -28,6 +28,7 @@ typedef struct
 
   guint n_room;
   gboolean room_flag; /* set by the room callback, cleared by its waiter */
+  gboolean refilling; /* what the room callback answers */
   guint n_settled;
   GArray *failed_seqs; /* guint64 */
   GPtrArray *failed_errors;
@@ -63,17 +64,20 @@ check_consumer_thread_locked (Callbacks *cb)
     cb->n_wrong_thread++;
 }
 
-static void
+static gboolean
 on_room (gpointer data)
 {
   Callbacks *cb = data;
+  gboolean refilling;
 
   g_mutex_lock (&cb->mutex);
   check_consumer_thread_locked (cb);
   cb->n_room++;
   cb->room_flag = TRUE;
+  refilling = cb->refilling;
   g_cond_broadcast (&cb->cond);
   g_mutex_unlock (&cb->mutex);
+  return refilling;
 }
 
 /* Takes ownership of @error. */
@@ -340,17 +344,25 @@ test_short_run (void)
     }
 }
 
+typedef enum
+{
+  REFILL,         /* the owner refills the window */
+  REFILL_END,     /* the owner says it refills, but ends instead */
+  REFILL_NOT_YET, /* the room callback says no refill is under way */
+} RefillCase;
+
 /* Window 8 (low water 6), a wake latency that never runs out: the owner
  * filled the window and asked for room; the consumer takes the first 6,
- * gives room back after 2, and sleeps with 2 in flight. The owner is
- * refilling, so it sleeps for the item three quarters through a full window
- * (number 11, not reserved yet) rather than for the last of the 2: one
- * wake-up then takes a run of 6. With @end, the owner ends instead of
- * refilling, and the end must wake it. */
+ * gives room back after 2, and sleeps with 2 in flight. If the room
+ * callback says the owner is refilling, it sleeps for the item three
+ * quarters through a full window (number 11, not reserved yet) rather than
+ * for the last of the 2: one wake-up then takes a run of 6. An end instead
+ * of the refill must wake it; without a refill under way it sleeps for the
+ * last of the 2. */
 static void
 test_refill_run (gconstpointer data)
 {
-  gboolean end = GPOINTER_TO_INT (data);
+  RefillCase refill = GPOINTER_TO_INT (data);
   SluiceReorderBuffer *rb = sluice_reorder_buffer_new (8, NULL, NULL);
   SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
   SluiceReorderStats stats;
@@ -359,6 +371,7 @@ test_refill_run (gconstpointer data)
   Callbacks cb;
 
   callbacks_init (&cb);
+  cb.refilling = refill != REFILL_NOT_YET;
   set_all_callbacks (rb, &cb);
   sluice_reorder_buffer_set_wake_latency (rb, G_MAXINT);
   slots = reserve_n (rb, 8);
@@ -372,7 +385,16 @@ test_refill_run (gconstpointer data)
 
   sluice_reorder_buffer_complete (slots[6], GUINT_TO_POINTER (7), NULL);
   sluice_reorder_buffer_complete (slots[7], GUINT_TO_POINTER (8), NULL);
-  if (end)
+  if (refill == REFILL_NOT_YET)
+    {
+      /* It took the 2 and waits again, before any end. */
+      g_assert_true (stats_reach (rb, &stats.waits, &stats, 2));
+      sluice_reorder_buffer_end (rb);
+      g_assert_true (consumer_finishes (rb));
+      g_thread_join (thread);
+      g_assert_cmpuint (consumer.n_received, ==, 8);
+    }
+  else if (refill == REFILL_END)
     {
       sluice_reorder_buffer_end (rb);
       g_assert_true (consumer_finishes (rb));
@@ -1381,8 +1403,11 @@ main (int argc, char *argv[])
   g_test_add_func ("/reorder-buffer/window", test_window);
   g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
   g_test_add_func ("/reorder-buffer/short-run", test_short_run);
-  g_test_add_data_func ("/reorder-buffer/refill-run", GINT_TO_POINTER (FALSE), test_refill_run);
-  g_test_add_data_func ("/reorder-buffer/refill-run-end", GINT_TO_POINTER (TRUE), test_refill_run);
+  g_test_add_data_func ("/reorder-buffer/refill-run", GINT_TO_POINTER (REFILL), test_refill_run);
+  g_test_add_data_func ("/reorder-buffer/refill-run-end", GINT_TO_POINTER (REFILL_END),
+                        test_refill_run);
+  g_test_add_data_func ("/reorder-buffer/refill-run-not-yet", GINT_TO_POINTER (REFILL_NOT_YET),
+                        test_refill_run);
   g_test_add_func ("/reorder-buffer/try-reserve", test_try_reserve);
   g_test_add_func ("/reorder-buffer/wait-unreserved", test_wait_unreserved);
   g_test_add_func ("/reorder-buffer/failed-slot", test_failed_slot);
