@@ -319,7 +319,8 @@ refresh_idle (gpointer data)
  * and needs a second wake-up (bench/run, 2 us items: 1 in 3 of its
  * wake-ups). This source is attached for the producer's life instead; the
  * consumer raises it with an atomic flag and g_main_context_wakeup(), which
- * takes no lock. */
+ * takes no lock (g_main_context_is_owner() holds the context's lock only to
+ * read its owner). */
 typedef struct
 {
   GSource source;

@@ -905,9 +905,9 @@ wait_for_head (SluiceReorderBuffer *rb)
         if (state == SLUICE_SLOT_FREE)
           {
             /* Not reserved yet (the head, or a number of the run the owner
-             * is refilling): reservations happen
-             * without our lock, so register under theirs and look again;
-             * the reservation then marks the slot for us. */
+             * is refilling): reservations happen without our lock, so
+             * register under theirs and look again; the reservation then
+             * marks the slot for us. */
             reserve_lock (rb);
             __atomic_store_n (&rb->consumer_wait_seq, target, __ATOMIC_RELAXED);
             g_atomic_int_set (&rb->consumer_sleeping, TRUE);

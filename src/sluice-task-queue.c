@@ -45,12 +45,13 @@
  * [property@Sluice.TaskQueue:max-threads] are alive; it then pops and runs
  * tasks until the queue is empty (it yields its core once before it leaves,
  * so that a producer it preempted gets to queue more) or it is surplus after
- * the thread count was lowered. Queuing a task thus costs a lock and a ring insertion, with no
- * allocation, while every thread is busy: the thread pool's own per-item cost
- * is paid only when a thread starts. The queue's lock is tried a while
- * before a thread sleeps on it: the critical sections are short, and a
- * [struct@GLib.Mutex] that sleeps at once made queuing from one thread while
- * two run 2 µs tasks cost ~170 futex calls per 1000 tasks (now ~10).
+ * the thread count was lowered. Queuing a task thus costs a lock and a ring
+ * insertion, with no allocation, while every thread is busy: the thread
+ * pool's own per-item cost is paid only when a thread starts. The queue's
+ * lock is tried a while before a thread sleeps on it: the critical sections
+ * are short, and a [struct@GLib.Mutex] that sleeps at once made queuing from
+ * one thread while two run 2 µs tasks cost ~170 futex calls per 1000 tasks
+ * (now ~10).
  *
  * A runner takes short tasks several at a time: as many of the most urgent
  * priority as its last tasks say take about 20 µs together (at most 8, and
