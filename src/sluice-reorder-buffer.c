@@ -36,12 +36,12 @@
  * 5 ms against 2 ms halved them once more (33 -> 16): each wake-up preempts
  * a worker, and the speedup of 50 us items went from 1.958 to 1.970 on
  * average (8 and 9 alternating runs of 3 repetitions, each within +-0.02).
- * Right after it made room for an owner that waited for it, the consumer
- * sizes the run by the window instead: the owner is refilling it, and what
- * is in flight yet is only the last quarter. Without this the consumer woke
- * twice per refill (a short run, then a long one): 11 -> 7 context switches
- * per 1000 items of 2 us, small work 1.013 -> 1.023 of oneTBB (means of 10
- * alternating processes each). */
+ * Right after it made room for an owner that waited for it and refills
+ * from another thread (the room function says so), the consumer sizes the
+ * run by the window instead: what is in flight yet is only the last quarter.
+ * Without this the consumer woke twice per refill (a short run, then a long
+ * one): 11 -> 7 context switches per 1000 items of 2 us, small work 1.013 ->
+ * 1.023 of oneTBB (means of 10 alternating processes each). */
 #define WAKE_RUN_MAX 1024
 /* How far ahead a reservation fetches the slot it will write. */
 #define PREFETCH_AHEAD 8
