@@ -233,6 +233,24 @@ test_random_order_long_wake_latency (void)
   run_stress (sluice_test_scale (300000, 30), 64, 4, 50000);
 }
 
+/* A wake latency that never runs out: the consumer wakes only for the item
+ * it sleeps on, which, right after it made room, may be one the owner has
+ * not reserved yet. The owner here always refills the window and ends with
+ * a stop, so every such number gets reserved or the end retargets the
+ * consumer: a consumer left asleep on a number nobody reserves hangs this
+ * test. */
+static void
+test_random_order_no_deadline (void)
+{
+  run_stress (sluice_test_scale (300000, 30), 64, 4, G_MAXINT);
+  run_stress (sluice_test_scale (300000, 30), 256, 0, G_MAXINT);
+  run_stress (sluice_test_scale (100000, 10), 3, 2, G_MAXINT);
+  /* Short runs of random length: the stop often comes with the last
+   * refill short of the number the consumer sleeps on. */
+  for (guint i = 0; i < sluice_test_scale (200, 20); i++)
+    run_stress (g_test_rand_int_range (100, 3000), 64, g_test_rand_bit () ? 0 : 3, G_MAXINT);
+}
+
 /* ---- several producer threads at once ------------------------------------ */
 
 #define N_PRODUCERS 4
@@ -491,6 +509,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/random-order/tiny-window", test_random_order_tiny_window);
   g_test_add_func ("/stress/random-order/wake-per-item", test_random_order_wake_per_item);
   g_test_add_func ("/stress/random-order/long-wake-latency", test_random_order_long_wake_latency);
+  g_test_add_func ("/stress/random-order/no-deadline", test_random_order_no_deadline);
   g_test_add_func ("/stress/concurrent-producers", test_concurrent_producers);
   g_test_add_func ("/stress/concurrent-producers/tiny-window",
                    test_concurrent_producers_tiny_window);
