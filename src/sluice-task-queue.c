@@ -365,7 +365,7 @@ claim_from_others_locked (SluiceTaskQueue *self, Hand *mine, gint64 now, SluiceT
           next = &hand->entries[claimed];
           if (self->n_queued > 0 &&
               (self->hand_stall_us < 0 || now - hand->taken < self->hand_stall_us ||
-               next->priority > levels_top_priority (self->levels)))
+               next->priority > g_atomic_int_get (&self->top_priority)))
             continue;
           if (best == NULL || next->priority < best_next->priority ||
               (next->priority == best_next->priority && next->seq < best_next->seq))
@@ -408,7 +408,8 @@ n_running_locked (SluiceTaskQueue *self)
   return n;
 }
 
-/* After n_queued changed. Written only when it changes: runners read it
+/* After n_queued changed: under the mutex, top_priority is then always the
+ * most urgent queued priority. Written only when it changes: runners read it
  * between the tasks of a hand. */
 static void
 update_top_priority_locked (SluiceTaskQueue *self)
@@ -678,7 +679,9 @@ sluice_task_queue_push_internal (SluiceTaskQueue *self,
   entry.seq = self->next_seq++;
   levels_push (self->levels, &entry);
   self->n_queued++;
-  update_top_priority_locked (self);
+  /* One task more can only make the most urgent priority more urgent. */
+  if (priority < g_atomic_int_get (&self->top_priority))
+    g_atomic_int_set (&self->top_priority, priority);
   /* One task more needs at most one runner more. */
   if (self->n_runners < self->max_threads)
     {
