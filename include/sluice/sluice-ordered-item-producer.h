@@ -61,27 +61,6 @@ typedef gpointer (*SluiceConsumerFunc) (SluiceConsumerator *consumerator,
                                         GError **error);
 
 /**
- * SluiceValueThreadFunc:
- * @cancellable: (nullable): the cancellable of the item, to check now and then
- * @value: (out caller-allocates): an unset value, to set to the item
- * @user_data: (closure): the data given with the function
- * @error: return location for an error
- *
- * A blocking function that makes one item as a [struct@GObject.Value], run
- * in a thread of a [class@Sluice.TaskQueue]: the counterpart of
- * [callback@Sluice.ThreadFunc] for producers made with
- * [ctor@Sluice.OrderedItemProducer.new_for_values], usable from language
- * bindings.
- *
- * Sets @value to the item, or @error on failure. A @value left unset is a
- * %NULL pointer.
- */
-typedef void (*SluiceValueThreadFunc) (GCancellable *cancellable,
-                                       GValue *value,
-                                       gpointer user_data,
-                                       GError **error);
-
-/**
  * SluiceValueConsumerFunc:
  * @consumerator: the iterator to take the items from, in order, with
  *   [method@Sluice.Consumerator.next_value]

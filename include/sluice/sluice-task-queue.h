@@ -29,6 +29,27 @@ typedef gpointer (*SluiceThreadFunc) (GCancellable *cancellable,
                                       gpointer user_data,
                                       GError **error);
 
+/**
+ * SluiceValueThreadFunc:
+ * @cancellable: (nullable): the cancellable of the item, to check now and then
+ * @value: (out caller-allocates): an unset value, to set to the item
+ * @user_data: (closure): the data given with the function
+ * @error: return location for an error
+ *
+ * A blocking function that makes one item as a [struct@GObject.Value], run
+ * in a thread of a [class@Sluice.TaskQueue]: the counterpart of
+ * [callback@Sluice.ThreadFunc] for producers made with
+ * [ctor@Sluice.OrderedItemProducer.new_for_values], usable from language
+ * bindings.
+ *
+ * Sets @value to the item, or @error on failure. A @value left unset is a
+ * %NULL pointer.
+ */
+typedef void (*SluiceValueThreadFunc) (GCancellable *cancellable,
+                                       GValue *value,
+                                       gpointer user_data,
+                                       GError **error);
+
 #define SLUICE_TYPE_TASK_QUEUE (sluice_task_queue_get_type ())
 
 SLUICE_AVAILABLE_IN_ALL
