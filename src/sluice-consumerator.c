@@ -462,7 +462,7 @@ sluice_consumerator_push (SluiceConsumerator *self, gpointer item, GError **erro
       return FALSE;
     }
   sluice_reorder_buffer_push_locked (self->rb, item);
-  full = !sluice_reorder_buffer_has_room_locked (self->rb);
+  full = !sluice_reorder_buffer_has_room_locked (self->rb, FALSE);
   sluice_reorder_buffer_unlock (self->rb);
 
   if (full)

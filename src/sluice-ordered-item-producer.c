@@ -56,7 +56,8 @@
  * [method@Sluice.OrderedItemProducer.create_ready_source], or by registering
  * themselves as a [iface@Sluice.PushProducer] that is paused and resumed.
  * A produce call made while the window is full is not refused: it waits, and
- * its function runs on the owner context once there is room. Memory stays
+ * its function runs on the owner context as soon as there is a place for it
+ * (waiting calls start in order, one per place the consumer frees). Memory stays
  * bounded by the window however slow the consumer.
  *
  * As a [iface@Sluice.PushProducer] itself, the producer can be paused
@@ -294,7 +295,8 @@ on_room_idle (gpointer data)
   /* Produce calls from other threads may have filled the window again
    * since the consumer made room: ask the buffer, not the callback. */
   sluice_reorder_buffer_lock (self->rb);
-  self->ready = sluice_reorder_buffer_has_room_locked (self->rb);
+  self->ready =
+      sluice_reorder_buffer_has_room_locked (self->rb, !g_queue_is_empty (&self->deferred));
   sluice_reorder_buffer_unlock (self->rb);
   run_deferred (self);
   refresh_ready (self);
@@ -888,7 +890,9 @@ run_deferred (SluiceOrderedItemProducer *self)
           fail_deferred (self);
           break;
         }
-      if (!sluice_reorder_buffer_has_room_locked (self->rb))
+      /* Each waiting call starts as soon as there is a place for it: the
+       * room function comes at the first free place while calls wait. */
+      if (!sluice_reorder_buffer_has_room_locked (self->rb, TRUE))
         {
           self->ready = FALSE;
           sluice_reorder_buffer_unlock (self->rb);
@@ -898,7 +902,7 @@ run_deferred (SluiceOrderedItemProducer *self)
       slot = sluice_reorder_buffer_reserve_locked (self->rb);
       setup_slot (slot, request->func, request->func_data, request->func_data_destroy,
                   request->cancellable, request->task);
-      if (!sluice_reorder_buffer_has_room_locked (self->rb))
+      if (!sluice_reorder_buffer_has_room_locked (self->rb, !g_queue_is_empty (&self->deferred)))
         self->ready = FALSE;
       sluice_reorder_buffer_unlock (self->rb);
 
@@ -959,7 +963,8 @@ produce (SluiceOrderedItemProducer *self,
       return;
     }
 
-  if (!g_queue_is_empty (&self->deferred) || !sluice_reorder_buffer_has_room_locked (self->rb))
+  if (!g_queue_is_empty (&self->deferred) ||
+      !sluice_reorder_buffer_has_room_locked (self->rb, TRUE))
     {
       /* The window is full: the call waits, in order, for room. */
       Request *request = g_new0 (Request, 1);
@@ -983,7 +988,7 @@ produce (SluiceOrderedItemProducer *self,
 
   slot = sluice_reorder_buffer_reserve_locked (self->rb);
   setup_slot (slot, func, func_data, func_data_destroy, cancellable, task);
-  if (!sluice_reorder_buffer_has_room_locked (self->rb))
+  if (!sluice_reorder_buffer_has_room_locked (self->rb, FALSE))
     {
       became_unready = self->ready;
       self->ready = FALSE;
@@ -1821,9 +1826,13 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
   /**
    * SluiceOrderedItemProducer:ready:
    *
-   * Whether a produce call would start or complete at once instead of
-   * waiting for room: %FALSE from the moment the window is full until the
-   * consumer has taken a quarter of it. Once the producer is
+   * Whether the producer asks for more produce calls: %FALSE from the
+   * moment the window is full (or a produce call waits for room) until the
+   * consumer has taken a quarter of the window, so that a source woken by
+   * it has room for a run of items, not for one. While it is %TRUE a
+   * produce call starts at once; while it is %FALSE a produce call starts
+   * at once only if there is a free place and no earlier call waits, and
+   * otherwise waits in order (see the class documentation). Once the producer is
    * [property@Sluice.OrderedItemProducer:closed] it is ready for good (a
    * produce call then completes at once with %SLUICE_ERROR_STOPPED), as a
    * closed pollable stream is writable. Notified on the owner context.
@@ -1946,7 +1955,7 @@ sluice_ordered_item_producer_new_for_values (SluiceTaskQueue *task_queue, guint 
  *
  * Call it on the owner context.
  *
- * Returns: whether a produce call would start at once
+ * Returns: whether the producer asks for more produce calls
  */
 gboolean
 sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)

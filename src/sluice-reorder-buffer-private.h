@@ -54,10 +54,10 @@ struct _SluiceSlot
 
 G_STATIC_ASSERT (sizeof (SluiceSlot) == 64);
 
-/* Called on the consumer thread when live items fell to the low-water mark
- * while the owner was waiting for room. Returns whether the owner refills the
- * window from another thread now: the consumer then sizes its next run by the
- * window, and may wait for a number not reserved yet. */
+/* Called on the consumer thread when live items fell to the level the owner
+ * asked for with has_room_locked() (see there) while it waited for room. Returns whether the owner
+ * refills the window from another thread now: the consumer then sizes its next run by the window,
+ * and may wait for a number not reserved yet. */
 typedef gboolean (*SluiceReorderRoomFunc) (gpointer data);
 /* Called on the consumer thread for a failed item in skip-failed mode. */
 typedef void (*SluiceReorderFailedFunc) (guint64 seq, GError *error, gpointer data);
@@ -95,8 +95,9 @@ void sluice_reorder_buffer_unlock (SluiceReorderBuffer *rb);
 
 /* With the lock held: whether a reservation fits in the window now. When it
  * does not, the room function will be called once live items fall to the
- * low-water mark. */
-gboolean sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb);
+ * low-water mark or, if @calls_wait (produce calls wait for room, each to
+ * start as soon as there is a place for it), as soon as one place is free. */
+gboolean sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_wait);
 /* With the lock held, after has_room_locked said yes: the next slot. */
 SluiceSlot *sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb);
 /* Without the lock, from any thread: the next slot, if the gate is open,

@@ -12,7 +12,8 @@
  * Window accounting: `accepted` counts reservations (plus overflow pushes),
  * `handed` counts items the consumer has taken; `accepted - handed` are the
  * live items, kept at or below the window by the owner, which asks for room
- * with has_room_locked() and gets the room function called at low water.
+ * with has_room_locked() and gets the room function called at low water (or
+ * at the first free place while produce calls wait for room).
  */
 
 #include "sluice-reorder-buffer-private.h"
@@ -91,6 +92,7 @@ struct _SluiceReorderBuffer
   G_GNUC_UNUSED char pad1[64];
   int flags;             /* atomic */
   int want_room;         /* atomic */
+  int room_level;        /* atomic: live items at or below which the room function is called */
   int consumer_sleeping; /* atomic; set under both locks, cleared under the lock */
   int abandoned;         /* atomic: abandoned slots not yet completed, + 1 during a walk */
   int skip_failed;
@@ -354,7 +356,7 @@ fits_reserving (SluiceReorderBuffer *rb, guint n)
 }
 
 gboolean
-sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb)
+sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_wait)
 {
   gboolean room;
 
@@ -362,9 +364,15 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb)
   room = fits_reserving (rb, 1);
   if (!room)
     {
-      /* Ask the consumer to call back at low water, then look again. The
-       * consumer reads the request after every item and, with a full
-       * fence, before it sleeps, so the request cannot be missed for good. */
+      /* Ask the consumer to call back at low water (or at the first free
+       * place for calls that wait), then look again. The consumer reads the
+       * request after every item and, with a full fence, before it sleeps,
+       * so the request cannot be missed for good. A lower level asked for
+       * earlier and not answered yet is raised, never lowered. */
+      int level = calls_wait ? (int) rb->window - 1 : (int) rb->low_water;
+
+      if (!g_atomic_int_get (&rb->want_room) || g_atomic_int_get (&rb->room_level) < level)
+        g_atomic_int_set (&rb->room_level, level);
       g_atomic_int_set (&rb->want_room, 1);
       rb->handed_seen = load64 (&rb->handed);
       room = rb->accepted - rb->handed_seen < rb->window;
@@ -713,17 +721,22 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 
 /* --- consumer side --- */
 
-/* The owner asked for room: tell it once live items fell to low water. The
- * request is read without a fence here; wait_for_head() fences before it
- * looks again and sleeps. */
+/* The owner asked for room: tell it once live items fell to the level it
+ * asked for (low water, or the first free place when produce calls wait for
+ * room). The request is read without a fence here; wait_for_head() fences
+ * before it looks again and sleeps. */
 static inline void
 check_room (SluiceReorderBuffer *rb)
 {
-  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)) &&
-      load64 (&rb->accepted) - rb->handed <= rb->low_water &&
+  guint64 live;
+
+  if (G_LIKELY (!__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
+    return;
+  live = load64 (&rb->accepted) - rb->handed;
+  if (live <= (guint64) g_atomic_int_get (&rb->room_level) &&
       g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL &&
-      rb->room_func (rb->callback_data))
-    rb->refilling = TRUE;
+      rb->room_func (rb->callback_data) && live <= rb->low_water)
+    rb->refilling = TRUE; /* a refill of a quarter window at least: size the run by it */
 }
 
 static void
@@ -763,11 +776,15 @@ take_run (SluiceReorderBuffer *rb, GError **error)
         {
           GError *slot_error = slot->item;
           guint64 seq = slot->seq;
-          gboolean skip = g_atomic_int_get (&rb->skip_failed);
+          gboolean skip;
 
-          /* Hand out what precedes a failure before reporting it. */
-          if (!skip && n > 0)
+          /* Hand out what precedes a failure first: the skip-failed flag
+           * applies to the items the consumer reaches after it is set, so
+           * it is read only once the consumer has taken every item before
+           * this one. */
+          if (n > 0)
             break;
+          skip = g_atomic_int_get (&rb->skip_failed);
           if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_FAILED,
                                                   SLUICE_SLOT_FREE))
             break;

@@ -1155,6 +1155,182 @@ test_window_full_defers (void)
   consumer_free (consumer);
 }
 
+/* A batch submitted when its last request arrives: items 1-7 complete only
+ * once item 8's function has run, and item 8 is asked for while the window
+ * (8) is full. Once the consumer takes item 0 there is a place for item 8:
+ * its function must run then, not only at the low-water mark (which the
+ * stream would never reach). */
+typedef struct
+{
+  GPtrArray *slots; /* the batch's slots, completed by its last request */
+  int n_last_runs;  /* atomic */
+} Batch;
+
+static void
+batch_request (SluiceSlot *slot, gpointer data)
+{
+  Batch *batch = data;
+
+  g_ptr_array_add (batch->slots, slot);
+}
+
+static void
+batch_last_request (SluiceSlot *slot, gpointer data)
+{
+  Batch *batch = data;
+
+  g_atomic_int_inc (&batch->n_last_runs);
+  g_ptr_array_add (batch->slots, slot);
+  for (guint i = 0; i < batch->slots->len; i++)
+    {
+      SluiceSlot *request = g_ptr_array_index (batch->slots, i);
+
+      sluice_slot_complete (request, item_new (sluice_slot_get_sequence (request)));
+    }
+  g_ptr_array_set_size (batch->slots, 0);
+}
+
+static void
+test_waiting_call_starts_at_first_place (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  Batch batch = { g_ptr_array_new (), 0 };
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
+                                             NULL, NULL, NULL);
+  for (guint i = 1; i < 8; i++)
+    sluice_ordered_item_producer_produce_item (producer, batch_request, &batch, NULL, NULL, NULL,
+                                               NULL);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+  /* The window is full: this call waits. */
+  sluice_ordered_item_producer_produce_item (producer, batch_last_request, &batch, NULL, NULL, NULL,
+                                             NULL);
+  g_assert_cmpint (g_atomic_int_get (&batch.n_last_runs), ==, 0);
+
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  WAIT_UNTIL (g_atomic_int_get (&batch.n_last_runs) == 1);
+
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 9);
+  g_free (count);
+  assert_values_in_order (consumer, 0, 9);
+  g_assert_cmpint (g_atomic_int_get (&batch.n_last_runs), ==, 1);
+  assert_no_item_leaked ();
+  g_ptr_array_unref (batch.slots);
+  consumer_free (consumer);
+}
+
+/* Waiting calls start one per free place, in order, while the producer
+ * stays not ready until the low-water mark (its hysteresis is for new
+ * callers only). */
+static void
+test_waiting_calls_one_per_place (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  GatedConsumer gated = { g_async_queue_new (), 0 };
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  for (guint i = 0; i < 11; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  g_assert_cmpint (g_atomic_int_get (&items_allocated), ==, 8);
+  sluice_ordered_item_producer_start (producer, consume_gated, &gated, NULL, g_free);
+
+  /* One taken: one place, and the first waiting call takes it. */
+  allow_items (&gated, 1);
+  WAIT_UNTIL (g_atomic_int_get (&items_allocated) == 9);
+  spin_main_context (20);
+  g_assert_cmpint (g_atomic_int_get (&items_allocated), ==, 9);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  /* Two more taken: the other two waiting calls start; the window is full
+   * again, so the producer is still not ready. */
+  allow_items (&gated, 2);
+  WAIT_UNTIL (g_atomic_int_get (&items_allocated) == 11);
+  spin_main_context (20);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  /* A quarter of the window free, nothing waiting: ready. */
+  allow_items (&gated, 2);
+  WAIT_UNTIL (sluice_ordered_item_producer_is_ready (producer));
+
+  finish_gated (producer, &gated, 6, 11);
+}
+
+/* skip-failed turned off by the consumer before it reaches a failed item:
+ * the item ends the stream with its error, although the consumer's run of
+ * items may have been taken from the buffer before the flag changed. */
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  guint skip_off_after; /* turn skip-failed off after taking this many */
+  GArray *values;
+  GError *error;
+} SkipToggler;
+
+static gpointer
+consume_toggling_skip (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  SkipToggler *toggler = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (consumerator, &item, &toggler->error))
+    {
+      g_array_append_val (toggler->values, ((Item *) item)->value);
+      item_free (item);
+      if (toggler->values->len == toggler->skip_off_after)
+        sluice_ordered_item_producer_set_skip_failed (toggler->producer, FALSE);
+    }
+  return NULL;
+}
+
+static void
+fail_now (SluiceSlot *slot, gpointer data)
+{
+  sluice_slot_fail (slot, g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "item %u failed",
+                                       GPOINTER_TO_UINT (data)));
+}
+
+static void
+test_skip_failed_read_when_reached (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  SkipToggler toggler = { NULL, 3, g_array_new (FALSE, FALSE, sizeof (guint64)), NULL };
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 16, item_free);
+  toggler.producer = producer;
+  sluice_ordered_item_producer_set_skip_failed (producer, TRUE);
+  g_signal_connect (producer, "item-failed", G_CALLBACK (on_item_failed), failed);
+  /* Every item complete before the consumer starts: it takes them in one
+   * run. */
+  for (guint i = 0; i < 10; i++)
+    sluice_ordered_item_producer_produce_item (producer, i == 5 ? fail_now : complete_now,
+                                               GUINT_TO_POINTER (i), NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_start (producer, consume_toggling_skip, &toggler, NULL, NULL);
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_cmpstr (error->message, ==, "item 5 failed");
+  g_assert_error (toggler.error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_cmpuint (toggler.values->len, ==, 5);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpuint (g_array_index (toggler.values, guint64, i), ==, i);
+  spin_main_context (20);
+  g_assert_cmpuint (failed->len, ==, 0);
+  assert_no_item_leaked ();
+  g_clear_error (&toggler.error);
+  g_array_unref (toggler.values);
+}
+
 /* --- the seed's failures --- */
 
 typedef struct
@@ -1374,6 +1550,11 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/flow/ready-hysteresis", test_ready_hysteresis);
   g_test_add_func ("/producer/flow/room-refilled-elsewhere", test_room_refilled_elsewhere);
   g_test_add_func ("/producer/flow/closed-wakes-waiters", test_closed_wakes_waiters);
+  g_test_add_func ("/producer/flow/waiting-call-starts-at-first-place",
+                   test_waiting_call_starts_at_first_place);
+  g_test_add_func ("/producer/flow/waiting-calls-one-per-place", test_waiting_calls_one_per_place);
+  g_test_add_func ("/producer/error/skip-failed-read-when-reached",
+                   test_skip_failed_read_when_reached);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
   g_test_add_func ("/producer/dispose/running", test_dispose_running);
   g_test_add_func ("/producer/programmer-errors", test_programmer_errors);

@@ -136,8 +136,8 @@ reserve_n (SluiceReorderBuffer *rb, guint n)
   sluice_reorder_buffer_lock (rb);
   for (guint i = 0; i < n; i++)
     {
-      if (!sluice_reorder_buffer_has_room_locked (rb))
-        g_assert_true (sluice_reorder_buffer_has_room_locked (rb));
+      if (!sluice_reorder_buffer_has_room_locked (rb, FALSE))
+        g_assert_true (sluice_reorder_buffer_has_room_locked (rb, FALSE));
       slots[i] = sluice_reorder_buffer_reserve_locked (rb);
     }
   sluice_reorder_buffer_unlock (rb);
@@ -150,7 +150,7 @@ has_room (SluiceReorderBuffer *rb)
   gboolean room;
 
   sluice_reorder_buffer_lock (rb);
-  room = sluice_reorder_buffer_has_room_locked (rb);
+  room = sluice_reorder_buffer_has_room_locked (rb, FALSE);
   sluice_reorder_buffer_unlock (rb);
   return room;
 }
@@ -617,10 +617,10 @@ test_window (void)
           for (guint i = 0; i < window; i++)
             {
               /* Room up to the window, exactly. */
-              g_assert_true (sluice_reorder_buffer_has_room_locked (rb));
+              g_assert_true (sluice_reorder_buffer_has_room_locked (rb, FALSE));
               slots[i] = sluice_reorder_buffer_reserve_locked (rb);
             }
-          g_assert_false (sluice_reorder_buffer_has_room_locked (rb));
+          g_assert_false (sluice_reorder_buffer_has_room_locked (rb, FALSE));
           sluice_reorder_buffer_unlock (rb);
           g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, window);
 
@@ -1323,7 +1323,7 @@ test_stress (gconstpointer data)
           g_mutex_unlock (&cb.mutex);
 
           sluice_reorder_buffer_lock (rb);
-          if (sluice_reorder_buffer_has_room_locked (rb))
+          if (sluice_reorder_buffer_has_room_locked (rb, FALSE))
             {
               slot = sluice_reorder_buffer_reserve_locked (rb);
               /* Only this thread adds: exact at the moment of reading. */
