@@ -668,6 +668,42 @@ finish_slot (SluiceSlot *slot, gpointer item, GError *error)
   g_clear_object (&user_cancellable);
 }
 
+/* The cancellable of a slot (the ring place, not a handle). */
+static GCancellable *
+slot_cancellable (SluiceSlot *slot)
+{
+  return slot->extras != NULL && slot->extras->cancellable != NULL
+             ? slot->extras->cancellable
+             : sluice_reorder_buffer_get_cancellable (slot->rb);
+}
+
+/* The slot behind the handle an item function got, or %NULL (with a
+ * critical naming its sequence number) when the handle's slot was completed
+ * already. @out_raw is the slot's ring place either way. */
+static SluiceSlot *
+slot_from_handle (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
+{
+  SluiceSlot *raw;
+  guint64 seq;
+
+  if (G_LIKELY (sluice_reorder_buffer_slot_from_handle (handle, &raw, &seq)))
+    {
+      if (out_raw != NULL)
+        *out_raw = raw;
+      return raw;
+    }
+  /* g_log(), not the structured g_critical(): GLib 2.74's
+   * g_test_expect_message() sees only the former, as it sees
+   * g_return_if_fail(). */
+  g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+         "%s: the slot of item %" G_GUINT64_FORMAT " was already completed; "
+         "a slot is completed exactly once",
+         func, seq);
+  if (out_raw != NULL)
+    *out_raw = raw;
+  return NULL;
+}
+
 /**
  * sluice_slot_complete:
  * @slot: a slot from an item function
@@ -677,15 +713,30 @@ finish_slot (SluiceSlot *slot, gpointer item, GError *error)
  * If the producer was stopped meanwhile, @item is freed with the producer's
  * item free function instead. Either way @slot is gone afterwards.
  *
+ * A slot is completed once. A second completion (or a use of the slot after
+ * its completion) while the producer exists is a programmer error that is
+ * detected, whatever happened in between: it is reported with a critical
+ * naming the item's sequence number and ignored (its item is freed), and
+ * the first result stands. Two completions at the very same moment from
+ * two threads are reported too, but which result the consumer receives is
+ * then not defined.
+ *
  * This function is safe to call from any thread. It takes no lock and
  * allocates nothing unless the consumer is asleep waiting for this very item.
  */
 void
 sluice_slot_complete (SluiceSlot *slot, gpointer item)
 {
+  SluiceSlot *raw;
+
   g_return_if_fail (slot != NULL);
 
-  finish_slot (slot, item, NULL);
+  if (G_UNLIKELY (slot_from_handle (slot, G_STRFUNC, &raw) == NULL))
+    {
+      sluice_reorder_buffer_free_item (raw->rb, item);
+      return;
+    }
+  finish_slot (raw, item, NULL);
 }
 
 /**
@@ -709,6 +760,9 @@ sluice_slot_complete_value (SluiceSlot *slot, const GValue *value)
   g_return_if_fail (slot != NULL);
   g_return_if_fail (value == NULL || G_IS_VALUE (value));
 
+  slot = slot_from_handle (slot, G_STRFUNC, NULL);
+  if (G_UNLIKELY (slot == NULL))
+    return;
   item = sluice_value_item_new (value);
   finish_slot (slot, item, NULL);
 }
@@ -720,7 +774,9 @@ sluice_slot_complete_value (SluiceSlot *slot, const GValue *value)
  *
  * Completes @slot with a failure. By default the consumer receives the items
  * before it, then the error, and production stops; see
- * [property@Sluice.OrderedItemProducer:skip-failed].
+ * [property@Sluice.OrderedItemProducer:skip-failed]. A second completion is
+ * reported and ignored as [method@Sluice.Slot.complete] says (@error is
+ * freed).
  *
  * This function is safe to call from any thread.
  */
@@ -730,6 +786,12 @@ sluice_slot_fail (SluiceSlot *slot, GError *error)
   g_return_if_fail (slot != NULL);
   g_return_if_fail (error != NULL);
 
+  slot = slot_from_handle (slot, G_STRFUNC, NULL);
+  if (G_UNLIKELY (slot == NULL))
+    {
+      g_error_free (error);
+      return;
+    }
   finish_slot (slot, NULL, error);
 }
 
@@ -750,9 +812,10 @@ sluice_slot_get_cancellable (SluiceSlot *slot)
 {
   g_return_val_if_fail (slot != NULL, NULL);
 
-  return slot->extras != NULL && slot->extras->cancellable != NULL
-             ? slot->extras->cancellable
-             : sluice_reorder_buffer_get_cancellable (slot->rb);
+  slot = slot_from_handle (slot, G_STRFUNC, NULL);
+  if (G_UNLIKELY (slot == NULL))
+    return NULL;
+  return slot_cancellable (slot);
 }
 
 /**
@@ -769,9 +832,15 @@ sluice_slot_get_cancellable (SluiceSlot *slot)
 guint64
 sluice_slot_get_sequence (SluiceSlot *slot)
 {
+  SluiceSlot *raw;
+  guint64 seq;
+
   g_return_val_if_fail (slot != NULL, 0);
 
-  return slot->seq;
+  if (G_UNLIKELY (!sluice_reorder_buffer_slot_from_handle (slot, &raw, &seq)))
+    g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+           "%s: the slot of item %" G_GUINT64_FORMAT " was already completed", G_STRFUNC, seq);
+  return seq;
 }
 
 /* A pool thread (or the thread that cancelled or shut the queue down). */
@@ -791,7 +860,7 @@ run_in_thread (gpointer data, SluiceTaskReason reason)
   switch (reason)
     {
     case SLUICE_TASK_RUN:
-      item = func (sluice_slot_get_cancellable (slot), func_data, &error);
+      item = func (slot_cancellable (slot), func_data, &error);
       break;
     case SLUICE_TASK_CANCELLED:
       error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("Operation was cancelled"));
@@ -821,7 +890,7 @@ launch (SluiceOrderedItemProducer *self, SluiceSlot *slot, RequestKind kind, int
 
       /* The function may complete the slot before it returns: read nothing
        * of the slot after this call. */
-      func (slot, func_data);
+      func (sluice_reorder_buffer_slot_handle (slot), func_data);
       if (func_data_destroy != NULL)
         func_data_destroy (func_data);
     }

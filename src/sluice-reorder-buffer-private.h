@@ -126,6 +126,20 @@ void sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item);
 /* Number of live items: reserved (or pushed) and not yet handed out. */
 guint64 sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb);
 
+/* The handle an item function gets for @slot, a reserved slot: its place in
+ * the ring with the low bits of its lap (22 on 64-bit machines, 5 elsewhere)
+ * folded into pointer bits the place does not use. A handle is not a
+ * pointer to dereference: slot_from_handle() checks it and gives the slot. */
+SluiceSlot *sluice_reorder_buffer_slot_handle (SluiceSlot *slot);
+/* The slot behind @handle and the sequence number the handle was made for
+ * (exact unless 2^22 laps of the ring, or 2^5 on 32-bit machines, passed
+ * since). Returns whether the slot still holds that number and waits for its
+ * completion; FALSE when it was completed (consumed or not, reused or not).
+ * The buffer must be alive. */
+gboolean sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle,
+                                                 SluiceSlot **out_slot,
+                                                 guint64 *out_seq);
+
 /* Completes @slot (lock-free). Ownership of @item and @error passes to the
  * buffer. Returns TRUE when the result was buffered for the consumer, FALSE
  * when the buffer had been aborted and the result was freed. */

@@ -47,6 +47,18 @@
 /* How far ahead a reservation fetches the slot it will write. */
 #define PREFETCH_AHEAD 8
 
+/* Slot handles (see sluice_reorder_buffer_slot_handle()): the low bits that
+ * the ring's 64-byte alignment leaves free hold a flag (bit 0: the top bits
+ * hold a tag too) and 5 bits of the lap; on 64-bit machines, where user
+ * space addresses fit in 48 bits, the top 16 bits hold 16 more. */
+#define HANDLE_LOW_MASK ((guintptr) 63)
+#define HANDLE_HAS_HIGH ((guintptr) 1)
+#define HANDLE_LOW_TAG_BITS 5
+#if GLIB_SIZEOF_VOID_P == 8
+#define HANDLE_HIGH_SHIFT 48
+#define HANDLE_HIGH_TAG_BITS 16
+#endif
+
 enum
 {
   FLAG_ENDED = 1 << 0,
@@ -61,6 +73,8 @@ struct _SluiceReorderBuffer
   guint low_water;
   guint capacity;
   guint mask;
+  guint lap_shift;    /* log2 (capacity): a sequence number's lap of the ring */
+  gboolean high_tags; /* slot handles carry lap bits in the pointer's top 16 bits */
   SluiceSlot *ring;
   GDestroyNotify item_free_func;
   GCancellable *cancellable;
@@ -188,9 +202,15 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   rb->low_water = window - MAX (1, window / 4);
   rb->capacity = 1;
   while (rb->capacity < window)
-    rb->capacity <<= 1;
+    {
+      rb->capacity <<= 1;
+      rb->lap_shift++;
+    }
   rb->mask = rb->capacity - 1;
   rb->ring = g_aligned_alloc0 (rb->capacity, sizeof (SluiceSlot), 64);
+#if GLIB_SIZEOF_VOID_P == 8
+  rb->high_tags = ((guintptr) (rb->ring + rb->capacity) >> HANDLE_HIGH_SHIFT) == 0;
+#endif
   for (guint i = 0; i < rb->capacity; i++)
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
@@ -568,13 +588,80 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
         return TRUE;
     }
 
-  g_assert (old == SLUICE_SLOT_ABANDONED);
+  if (G_UNLIKELY (old != SLUICE_SLOT_ABANDONED))
+    {
+      /* Completed by another thread since the caller checked its handle:
+       * two completions at the same moment. Which result the consumer
+       * gets is not defined; the process goes on. */
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "The slot of item %" G_GUINT64_FORMAT " was completed twice at the same time",
+             (guint64) slot->seq);
+      return FALSE;
+    }
   slot->item = NULL;
   free_item (rb, item);
   g_clear_error (&error);
   g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
   settle_one (rb);
   return FALSE;
+}
+
+SluiceSlot *
+sluice_reorder_buffer_slot_handle (SluiceSlot *slot)
+{
+  SluiceReorderBuffer *rb = slot->rb;
+  guint64 lap = slot->seq >> rb->lap_shift;
+  guintptr handle = (guintptr) slot | (guintptr) ((lap & ((1 << HANDLE_LOW_TAG_BITS) - 1)) << 1);
+
+#if GLIB_SIZEOF_VOID_P == 8
+  if (rb->high_tags)
+    handle |= HANDLE_HAS_HIGH |
+              (guintptr) ((lap >> HANDLE_LOW_TAG_BITS) & ((1 << HANDLE_HIGH_TAG_BITS) - 1))
+                  << HANDLE_HIGH_SHIFT;
+#endif
+  return (SluiceSlot *) handle;
+}
+
+gboolean
+sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle, SluiceSlot **out_slot, guint64 *out_seq)
+{
+  guintptr bits = (guintptr) handle;
+  guintptr raw = bits & ~HANDLE_LOW_MASK;
+  guint64 tag = (bits & HANDLE_LOW_MASK) >> 1;
+  guint tag_bits = HANDLE_LOW_TAG_BITS;
+  SluiceReorderBuffer *rb;
+  SluiceSlot *slot;
+  guint64 tag_mask, place_mask, seq, handle_seq;
+  int state;
+
+#if GLIB_SIZEOF_VOID_P == 8
+  if (bits & HANDLE_HAS_HIGH)
+    {
+      raw &= ((guintptr) 1 << HANDLE_HIGH_SHIFT) - 1;
+      tag |= (guint64) (bits >> HANDLE_HIGH_SHIFT) << HANDLE_LOW_TAG_BITS;
+      tag_bits += HANDLE_HIGH_TAG_BITS;
+    }
+#endif
+  slot = (SluiceSlot *) raw;
+  rb = slot->rb;
+  tag_mask = ((guint64) 1 << tag_bits) - 1;
+  place_mask = (tag_mask << rb->lap_shift) | rb->mask;
+
+  /* The state first: a reservation stores the number, then the state
+   * (release), so a state that belongs to a later number comes with it. */
+  state = g_atomic_int_get (&slot->state);
+  seq = __atomic_load_n (&slot->seq, __ATOMIC_ACQUIRE);
+
+  /* The handle's number: the latest one up to the slot's own with the
+   * slot's place in the ring and the handle's lap bits. */
+  handle_seq = (seq & ~place_mask) | (tag << rb->lap_shift) | (guint64) (slot - rb->ring);
+  if (handle_seq > seq)
+    handle_seq -= place_mask + 1;
+
+  *out_slot = slot;
+  *out_seq = handle_seq;
+  return handle_seq == seq && (state == SLUICE_SLOT_PENDING || state == SLUICE_SLOT_WAITED ||
+                               state == SLUICE_SLOT_ABANDONED);
 }
 
 static void

@@ -1380,6 +1380,92 @@ test_reverse_order (void)
   consumer_free (consumer);
 }
 
+/* --- a slot completed twice --- */
+
+static void
+expect_completed_twice (guint64 seq)
+{
+  g_autofree char *pattern =
+      g_strdup_printf ("*slot of item %" G_GUINT64_FORMAT " was already completed*", seq);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, pattern);
+}
+
+/* Second completions before the item is consumed, after it, and after its
+ * ring place was reused by later items: each is reported with the item's
+ * sequence number and ignored; the first result stands, the second is
+ * freed, and the later items are untouched. */
+static void
+test_slot_completed_twice (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  Reverse kept = { g_ptr_array_new () };
+  SluiceSlot *first, *second, *late;
+  guint64 *count;
+
+  if (!g_test_undefined ())
+    return;
+
+  reset_counts ();
+  /* A window of 2: ring places are reused every 2 items. */
+  producer = sluice_ordered_item_producer_new (NULL, 2, item_free);
+  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  first = g_ptr_array_index (kept.slots, 0);
+  sluice_slot_complete (first, item_new (0));
+
+  /* Twice before the consumer took it. */
+  expect_completed_twice (0);
+  sluice_slot_complete (first, item_new (1000));
+  g_test_assert_expected_messages ();
+  expect_completed_twice (0);
+  sluice_slot_fail (first, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "late"));
+  g_test_assert_expected_messages ();
+
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+
+  /* Items 1-4 through the same two places; item 4 stays pending in the
+   * place item 0 had. */
+  for (guint i = 1; i <= 4; i++)
+    {
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL,
+                                                 NULL);
+      if (i < 4)
+        sluice_slot_complete (g_ptr_array_index (kept.slots, i), item_new (i));
+    }
+  second = g_ptr_array_index (kept.slots, 1);
+  late = g_ptr_array_index (kept.slots, 4);
+  g_assert_cmpuint (sluice_slot_get_sequence (late), ==, 4);
+
+  /* Item 0's slot, its place now item 4's: the old handle is stale. */
+  expect_completed_twice (0);
+  sluice_slot_complete (first, item_new (2000));
+  g_test_assert_expected_messages ();
+  expect_completed_twice (0);
+  g_assert_null (sluice_slot_get_cancellable (first));
+  g_test_assert_expected_messages ();
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*slot of item 0 was already completed*");
+  g_assert_cmpuint (sluice_slot_get_sequence (first), ==, 0);
+  g_test_assert_expected_messages ();
+  /* Item 1's slot, consumed (or about to be). */
+  expect_completed_twice (1);
+  sluice_slot_complete (second, item_new (3000));
+  g_test_assert_expected_messages ();
+
+  sluice_slot_complete (late, item_new (4));
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, 5);
+  g_free (count);
+  assert_values_in_order (consumer, 0, 5);
+  assert_no_item_leaked ();
+  g_ptr_array_unref (kept.slots);
+  consumer_free (consumer);
+}
+
 /* --- dispose with work in flight --- */
 
 static gpointer
@@ -1555,6 +1641,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/flow/waiting-calls-one-per-place", test_waiting_calls_one_per_place);
   g_test_add_func ("/producer/error/skip-failed-read-when-reached",
                    test_skip_failed_read_when_reached);
+  g_test_add_func ("/producer/slot/completed-twice", test_slot_completed_twice);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
   g_test_add_func ("/producer/dispose/running", test_dispose_running);
   g_test_add_func ("/producer/programmer-errors", test_programmer_errors);

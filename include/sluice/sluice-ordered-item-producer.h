@@ -26,7 +26,11 @@ G_BEGIN_DECLS
  * An item function receives a slot and must complete it exactly once,
  * with [method@Sluice.Slot.complete] or [method@Sluice.Slot.fail], now or
  * later, from any thread. After that the slot is gone: do not touch it
- * again.
+ * again. A slot that is used after its completion is reported with a
+ * critical naming the item's sequence number and the use is ignored (see
+ * [method@Sluice.Slot.complete]).
+ *
+ * A `SluiceSlot *` is a handle, not a pointer to memory the caller may read.
  */
 typedef struct _SluiceSlot SluiceSlot;
 

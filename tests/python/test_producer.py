@@ -352,6 +352,27 @@ class ProducerTests(unittest.TestCase):
         status, error = stop_and_wait(producer)
         self.assertTrue(error.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
 
+    def test_slot_completed_twice_is_reported_and_ignored(self):
+        # A second completion must not abort the interpreter: the library
+        # logs a critical naming the item and ignores it; the first result
+        # stands, and items that reuse the slot's ring place are untouched.
+        record = {}
+        slots = []
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 2)
+        producer.start_values(make_collecting_consumer(record))
+        producer.produce_item(lambda slot, *unused: slots.append(slot))
+        slots[0].complete_value("first")
+        slots[0].complete_value("second")  # logged and ignored
+        slots[0].fail(io_error("late"))  # logged and ignored
+        for n in range(1, 5):
+            run_until("ready", producer.is_ready)
+            self.item_now(producer, n, n)
+        slots[0].complete_value("stale")  # its place now holds a later item
+        status, result = stop_and_wait(producer)
+
+        self.assertEqual(status, "ok", result)
+        self.assertEqual(record["items"], ["first", 1, 2, 3, 4])
+
     def test_standalone_consumerator(self):
         consumerator = Sluice.Consumerator.new_for_values(4)
         sent = [Item(n) for n in range(50)]
