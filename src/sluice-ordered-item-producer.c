@@ -116,8 +116,9 @@ typedef struct
 {
   GWeakRef producer;
   GMainContext *context;
-  GThread *thread;      /* that created the producer; compared, never dereferenced */
-  GSource *room_source; /* the reorder buffer's link only: a RoomSource */
+  GThread *thread;             /* that created the producer; compared, never dereferenced */
+  GSource *room_source;        /* the reorder buffer's link only: a RoomSource */
+  SluiceTaskQueue *task_queue; /* the reorder buffer's link only: for slot continuations */
 } Link;
 
 /* What the consumer thread owns. */
@@ -238,6 +239,7 @@ link_free (gpointer data)
   g_weak_ref_clear (&link->producer);
   g_main_context_unref (link->context);
   g_clear_pointer (&link->room_source, g_source_unref);
+  g_clear_object (&link->task_queue);
   g_free (link);
 }
 
@@ -1219,6 +1221,90 @@ run_value_thread_call (GCancellable *cancellable, gpointer data, GError **error)
 }
 
 /**
+ * sluice_slot_continue_in_thread:
+ * @slot: a slot from an item function
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function whose result completes @slot
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run (or
+ *   will never run)
+ *
+ * Continues the item of @slot with blocking work: runs @func in a thread of
+ * the producer's [class@Sluice.TaskQueue], at %G_PRIORITY_DEFAULT, with the
+ * slot's cancellable, and completes @slot with what @func returns, or fails
+ * it with @func's error, as
+ * [method@Sluice.OrderedItemProducer.produce_item_in_thread] does. This is
+ * the second half of an item that needs async I/O first and blocking work
+ * second (read a file, then hash it): call it from the I/O's callback
+ * instead of completing the slot.
+ *
+ * The slot is handed over: do not complete it yourself. If the producer
+ * stops before @func runs, @func does not run and the item fails with
+ * %SLUICE_ERROR_STOPPED; if the produce call's cancellable fires first, with
+ * %G_IO_ERROR_CANCELLED. A slot that was completed already is reported as
+ * [method@Sluice.Slot.complete] says, and @func never runs.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_slot_continue_in_thread (SluiceSlot *slot,
+                                SluiceThreadFunc func,
+                                gpointer func_data,
+                                GDestroyNotify func_data_destroy)
+{
+  Link *link;
+
+  g_return_if_fail (slot != NULL);
+  g_return_if_fail (func != NULL);
+
+  slot = slot_from_handle (slot, G_STRFUNC, NULL);
+  if (G_UNLIKELY (slot == NULL))
+    {
+      if (func_data_destroy != NULL)
+        func_data_destroy (func_data);
+      return;
+    }
+
+  /* The item function that got the slot read these before it ran. */
+  slot->func = func;
+  slot->func_data = func_data;
+  slot->func_data_destroy = func_data_destroy;
+  link = sluice_reorder_buffer_get_callback_data (slot->rb);
+  sluice_task_queue_push (link->task_queue, G_PRIORITY_DEFAULT,
+                          slot->extras != NULL ? slot->extras->user_cancellable : NULL,
+                          run_in_thread, slot);
+}
+
+/**
+ * sluice_slot_continue_value_in_thread:
+ * @slot: a slot from an item function of a producer made for values
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function that sets the item
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run (or
+ *   will never run)
+ *
+ * As [method@Sluice.Slot.continue_in_thread], for a producer whose items are
+ * values: the value @func sets (or its error) completes @slot. This is the
+ * form language bindings use.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_slot_continue_value_in_thread (SluiceSlot *slot,
+                                      SluiceValueThreadFunc func,
+                                      gpointer func_data,
+                                      GDestroyNotify func_data_destroy)
+{
+  g_return_if_fail (slot != NULL);
+  g_return_if_fail (func != NULL);
+
+  sluice_slot_continue_in_thread (slot, run_value_thread_call,
+                                  value_call_new (func, func_data, func_data_destroy),
+                                  value_call_free);
+}
+
+/**
  * sluice_ordered_item_producer_produce_value_in_thread:
  * @self: a producer made with [ctor@Sluice.OrderedItemProducer.new_for_values]
  * @priority: the priority in the task queue (lower runs first)
@@ -1708,6 +1794,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
     rb_link->context = g_main_context_ref (self->owner_context);
     rb_link->thread = self->owner_thread;
     rb_link->room_source = g_source_ref (self->room_source);
+    rb_link->task_queue = g_object_ref (self->task_queue);
     sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, rb_settled_cb, rb_link,
                                          link_free);
   }

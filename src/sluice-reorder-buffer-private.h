@@ -77,6 +77,8 @@ void sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
                                           gpointer data,
                                           GDestroyNotify data_destroy);
 
+/* The data given to set_callbacks(). */
+gpointer sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb);
 guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
 /* Live items at or below which the room function is called: the window
  * less a quarter of it (at least one). */

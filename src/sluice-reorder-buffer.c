@@ -300,6 +300,12 @@ sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
   rb->callback_data_destroy = data_destroy;
 }
 
+gpointer
+sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb)
+{
+  return rb->callback_data;
+}
+
 guint
 sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb)
 {

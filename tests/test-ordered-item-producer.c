@@ -1380,6 +1380,151 @@ test_reverse_order (void)
   consumer_free (consumer);
 }
 
+static void expect_completed_twice (guint64 seq);
+
+/* --- slot continuation: async first, blocking work second --- */
+
+static int continuation_data_freed;
+
+static void
+continuation_data_free (gpointer data)
+{
+  g_atomic_int_inc (&continuation_data_freed);
+}
+
+static gpointer
+square_in_thread (GCancellable *cancellable, gpointer data, GError **error)
+{
+  guint n = GPOINTER_TO_UINT (data);
+
+  g_usleep (g_random_int_range (0, 300));
+  if (n % 7 == 6)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "item %u failed", n);
+      return NULL;
+    }
+  return item_new ((guint64) n * n);
+}
+
+typedef struct
+{
+  SluiceSlot *slot;
+  guint n;
+} Continuation;
+
+static gboolean
+continue_later (gpointer data)
+{
+  Continuation *continuation = data;
+
+  sluice_slot_continue_in_thread (continuation->slot, square_in_thread,
+                                  GUINT_TO_POINTER (continuation->n), continuation_data_free);
+  g_free (continuation);
+  return G_SOURCE_REMOVE;
+}
+
+/* The "I/O" completes on the main context after a random delay, then the
+ * blocking half runs in the task queue. */
+static void
+read_then_square (SluiceSlot *slot, gpointer data)
+{
+  Continuation *continuation = g_new (Continuation, 1);
+
+  continuation->slot = slot;
+  continuation->n = GPOINTER_TO_UINT (data);
+  g_timeout_add (g_random_int_range (0, 3), continue_later, continuation);
+}
+
+static void
+test_slot_continue_in_thread (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  Consumer *consumer = consumer_new ();
+  guint n = 120;
+  guint64 *count;
+
+  reset_counts ();
+  g_atomic_int_set (&continuation_data_freed, 0);
+  producer = sluice_ordered_item_producer_new (NULL, 16, item_free);
+  sluice_ordered_item_producer_set_skip_failed (producer, TRUE);
+  g_signal_connect (producer, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (guint i = 0; i < n; i++)
+    {
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce_item (producer, read_then_square, GUINT_TO_POINTER (i),
+                                                 NULL, NULL, NULL, NULL);
+    }
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, n - n / 7);
+  g_free (count);
+  for (guint i = 0, j = 0; i < n; i++)
+    {
+      if (i % 7 == 6)
+        continue;
+      g_assert_cmpuint (g_array_index (consumer->values, guint64, j), ==, (guint64) i * i);
+      j++;
+    }
+  spin_main_context (20);
+  g_assert_cmpuint (failed->len, ==, n / 7);
+  g_assert_cmpint (g_atomic_int_get (&continuation_data_freed), ==, n);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static gpointer
+must_not_run (GCancellable *cancellable, gpointer data, GError **error)
+{
+  g_assert_not_reached ();
+  return NULL;
+}
+
+/* A continuation of a stopped producer does not run: the item fails with
+ * SLUICE_ERROR_STOPPED and the data is freed. A continuation of a slot
+ * completed already is reported and its data freed. */
+static void
+test_slot_continue_after_stop (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  Reverse kept = { g_ptr_array_new () };
+  Consumer *consumer = consumer_new ();
+
+  reset_counts ();
+  g_atomic_int_set (&continuation_data_freed, 0);
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (producer));
+  sluice_slot_continue_in_thread (g_ptr_array_index (kept.slots, 0), must_not_run, NULL,
+                                  continuation_data_free);
+  WAIT_UNTIL (g_atomic_int_get (&continuation_data_freed) == 1);
+
+  if (g_test_undefined ())
+    {
+      sluice_slot_complete (g_ptr_array_index (kept.slots, 1), item_new (1));
+      expect_completed_twice (1);
+      sluice_slot_continue_in_thread (g_ptr_array_index (kept.slots, 1), must_not_run, NULL,
+                                      continuation_data_free);
+      g_test_assert_expected_messages ();
+      g_assert_cmpint (g_atomic_int_get (&continuation_data_freed), ==, 2);
+    }
+  else
+    sluice_slot_complete (g_ptr_array_index (kept.slots, 1), item_new (1));
+
+  WAIT_UNTIL (consumer->ended);
+  g_assert_error (consumer->error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_ptr_array_unref (kept.slots);
+  g_clear_object (&producer);
+  spin_main_context (10);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
 /* --- a slot completed twice --- */
 
 static void
@@ -1642,6 +1787,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/error/skip-failed-read-when-reached",
                    test_skip_failed_read_when_reached);
   g_test_add_func ("/producer/slot/completed-twice", test_slot_completed_twice);
+  g_test_add_func ("/producer/slot/continue-in-thread", test_slot_continue_in_thread);
+  g_test_add_func ("/producer/slot/continue-after-stop", test_slot_continue_after_stop);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
   g_test_add_func ("/producer/dispose/running", test_dispose_running);
   g_test_add_func ("/producer/programmer-errors", test_programmer_errors);

@@ -94,6 +94,16 @@ void sluice_slot_complete_value (SluiceSlot *slot, const GValue *value);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_slot_fail (SluiceSlot *slot, GError *error);
 SLUICE_AVAILABLE_IN_ALL
+void sluice_slot_continue_in_thread (SluiceSlot *slot,
+                                     SluiceThreadFunc func,
+                                     gpointer func_data,
+                                     GDestroyNotify func_data_destroy);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_slot_continue_value_in_thread (SluiceSlot *slot,
+                                           SluiceValueThreadFunc func,
+                                           gpointer func_data,
+                                           GDestroyNotify func_data_destroy);
+SLUICE_AVAILABLE_IN_ALL
 GCancellable *sluice_slot_get_cancellable (SluiceSlot *slot);
 SLUICE_AVAILABLE_IN_ALL
 guint64 sluice_slot_get_sequence (SluiceSlot *slot);

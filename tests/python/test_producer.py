@@ -352,6 +352,42 @@ class ProducerTests(unittest.TestCase):
         status, error = stop_and_wait(producer)
         self.assertTrue(error.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
 
+    def test_slot_continued_in_thread(self):
+        # Async first (a timeout on the main loop), blocking work second (in
+        # the task queue): the value the thread function returns completes
+        # the slot, a raised GLib.Error fails it, and the order holds.
+        record = {}
+        failed = []
+        main_thread = threading.get_ident()
+        producer = Sluice.OrderedItemProducer.new_for_values(None, 8)
+        producer.props.skip_failed = True
+        producer.connect("item-failed", lambda source, seq, error: failed.append((seq, error.message)))
+        producer.start_values(make_collecting_consumer(record))
+
+        def square(cancellable, n):
+            self.assertNotEqual(threading.get_ident(), main_thread)
+            time.sleep(self.rng.random() * 0.002)
+            if n == 5:
+                raise io_error("item 5 failed")
+            return (Item(n * n),)
+
+        def item_func(slot, n):
+            def io_done():
+                slot.continue_value_in_thread(lambda cancellable, *unused: square(cancellable, n))
+                return GLib.SOURCE_REMOVE
+
+            GLib.timeout_add(self.rng.randint(0, 5), io_done)
+
+        for n in range(20):
+            run_until("ready", producer.is_ready)
+            producer.produce_item(lambda slot, *unused, n=n: item_func(slot, n))
+        status, result = stop_and_wait(producer)
+
+        self.assertEqual(status, "ok", result)
+        self.assertEqual([item.n for item in record["items"]], [n * n for n in range(20) if n != 5])
+        run_until("item-failed", lambda: failed)
+        self.assertEqual(failed, [(5, "item 5 failed")])
+
     def test_slot_completed_twice_is_reported_and_ignored(self):
         # A second completion must not abort the interpreter: the library
         # logs a critical naming the item and ignores it; the first result
