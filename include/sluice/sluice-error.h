@@ -28,6 +28,17 @@ G_BEGIN_DECLS
  *   item, the consumer returning or a shutdown) before the operation could
  *   take place
  * @SLUICE_ERROR_NOT_STARTED: the operation needs a started object
+ * @SLUICE_ERROR_SCHEDULER_STOPPED: the [class@Sluice.Cooperator] of a task
+ *   was stopped (or was already stopped when the task was given to it)
+ * @SLUICE_ERROR_TASK_STOPPED: the [class@Sluice.CooperativeTask] was stopped
+ * @SLUICE_ERROR_TASK_DONE: the [class@Sluice.CooperativeTask] has already
+ *   finished
+ * @SLUICE_ERROR_TASK_FAILED: the [class@Sluice.CooperativeTask] has already
+ *   failed
+ * @SLUICE_ERROR_NOT_PAUSED: resuming a [class@Sluice.CooperativeTask] that is
+ *   not paused
+ * @SLUICE_ERROR_NONE_READY: no job of a `SluiceJobQueue` is ready to
+ *   run (none is queued, or every queued one waits for its channel)
  *
  * Error codes in the %SLUICE_ERROR domain.
  */
@@ -36,6 +47,12 @@ typedef enum
   SLUICE_ERROR_FAILED,
   SLUICE_ERROR_STOPPED,
   SLUICE_ERROR_NOT_STARTED,
+  SLUICE_ERROR_SCHEDULER_STOPPED,
+  SLUICE_ERROR_TASK_STOPPED,
+  SLUICE_ERROR_TASK_DONE,
+  SLUICE_ERROR_TASK_FAILED,
+  SLUICE_ERROR_NOT_PAUSED,
+  SLUICE_ERROR_NONE_READY,
 } SluiceError;
 
 SLUICE_AVAILABLE_IN_ALL

@@ -16,4 +16,5 @@
 #include <sluice/sluice-task-queue.h>
 #include <sluice/sluice-consumerator.h>
 #include <sluice/sluice-ordered-item-producer.h>
+#include <sluice/sluice-cooperator.h>
 #undef SLUICE_INSIDE
