@@ -75,6 +75,18 @@
  * completed and its item handed to the consumer, takes no trip through a main
  * loop and allocates nothing.
  *
+ * The callback of an asynchronous call (a produce call's, a stop's) always
+ * runs from a main loop source on the thread-default context of the call,
+ * never inside a call you are making, even when the result is known at once
+ * (completing a slot from a timeout does not run the produce callback
+ * before [method@Sluice.Slot.complete] returns). Compare GTask, whose
+ * g_task_return_*() may call back at once. Property notifications and
+ * signals are emitted on the owner context, possibly inside a call made
+ * there, as GObject does. The destroy notify of the data given with a
+ * function runs once the function will not run again: on the thread that
+ * ran it last for item and thread functions, on the owner context for the
+ * consumer function.
+ *
  * The consumer takes runs of items per wake-up. When it has nothing to take
  * while several items are in flight, it sleeps until a run of them (three
  * quarters of them; of a whole window when it has just made room for a
@@ -554,6 +566,75 @@ static GSourceFuncs ready_source_funcs = {
   .closure_callback = ready_source_closure_callback,
 };
 
+/* --- completing GTasks ---
+ *
+ * The rule for every callback of an asynchronous call here: it runs from a
+ * source of its own on the thread-default context of the call, never inside
+ * a call the user is making (a slot completed from a timeout on the owner
+ * context, a stop_producing() there). g_task_return_*() alone calls back at
+ * once when it is called from another source of the task's context than the
+ * one that created the task, so the tasks are returned from an idle source.
+ * That costs an idle per task, and tasks exist only where a callback was
+ * asked for. */
+
+typedef struct
+{
+  GTask *task;
+  GError *error;
+  gpointer result;
+  GDestroyNotify result_free;
+  gboolean is_pointer;
+} LateReturn;
+
+static gboolean
+late_return_dispatch (gpointer data)
+{
+  LateReturn *late = data;
+
+  if (late->error != NULL)
+    g_task_return_error (late->task, g_steal_pointer (&late->error));
+  else if (late->is_pointer)
+    g_task_return_pointer (late->task, g_steal_pointer (&late->result), late->result_free);
+  else
+    g_task_return_boolean (late->task, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+late_return_free (gpointer data)
+{
+  LateReturn *late = data;
+
+  /* Left over only when the context went away before the source ran. */
+  g_clear_error (&late->error);
+  if (late->result != NULL && late->result_free != NULL)
+    late->result_free (late->result);
+  g_object_unref (late->task);
+  g_free (late);
+}
+
+/* Returns @task (transfer full) from an idle source on its context: with
+ * @error (transfer full) if set, else with @result if @is_pointer, else
+ * with TRUE. Safe from any thread. */
+static void
+task_return_later (
+    GTask *task, GError *error, gboolean is_pointer, gpointer result, GDestroyNotify result_free)
+{
+  LateReturn *late = g_new0 (LateReturn, 1);
+  GSource *source = g_idle_source_new ();
+
+  late->task = task;
+  late->error = error;
+  late->is_pointer = is_pointer;
+  late->result = result;
+  late->result_free = result_free;
+  g_source_set_priority (source, g_task_get_priority (task));
+  g_source_set_callback (source, late_return_dispatch, late, late_return_free);
+  g_source_set_static_name (source, "[sluice] async callback");
+  g_source_attach (source, g_task_get_context (task));
+  g_source_unref (source);
+}
+
 /* --- slots --- */
 
 static void
@@ -657,15 +738,11 @@ finish_slot (SluiceSlot *slot, gpointer item, GError *error)
   delivered = sluice_reorder_buffer_complete (slot, item, error);
 
   if (task != NULL)
-    {
-      if (task_error != NULL)
-        g_task_return_error (task, task_error);
-      else if (!delivered)
-        g_task_return_error (task, stopped_error ());
-      else
-        g_task_return_boolean (task, TRUE);
-      g_object_unref (task);
-    }
+    task_return_later (task,
+                       task_error != NULL ? task_error
+                       : !delivered       ? stopped_error ()
+                                          : NULL,
+                       FALSE, NULL, NULL);
   g_clear_object (&child);
   g_clear_object (&user_cancellable);
 }
@@ -910,10 +987,7 @@ request_fail (Request *request, GError *error)
   if (request->func_data_destroy != NULL)
     request->func_data_destroy (request->func_data);
   if (request->task != NULL)
-    {
-      g_task_return_error (request->task, g_error_copy (error));
-      g_object_unref (request->task);
-    }
+    task_return_later (request->task, g_error_copy (error), FALSE, NULL, NULL);
   g_clear_object (&request->cancellable);
   g_free (request);
 }
@@ -1027,10 +1101,7 @@ produce (SluiceOrderedItemProducer *self,
       if (func_data_destroy != NULL)
         func_data_destroy (func_data);
       if (task != NULL)
-        {
-          g_task_return_error (task, stopped_error ());
-          g_object_unref (task);
-        }
+        task_return_later (task, stopped_error (), FALSE, NULL, NULL);
       return;
     }
 
@@ -1374,12 +1445,23 @@ sluice_ordered_item_producer_produce_item_finish (SluiceOrderedItemProducer *sel
 
 /* --- the consumer thread --- */
 
+/* Owner context: the consumer's data goes where it came from (a binding
+ * such as GJS can release its closures on its own thread only). */
+static void
+consumer_run_release_user_data (ConsumerRun *run)
+{
+  if (run->user_data_destroy != NULL)
+    g_steal_pointer (&run->user_data_destroy) (run->user_data);
+}
+
 static gboolean
 consumer_returned_idle (gpointer data)
 {
   ConsumerRun *run = data;
   SluiceOrderedItemProducer *self = g_weak_ref_get (&run->link->producer);
 
+  /* Before the stop can complete. */
+  consumer_run_release_user_data (run);
   if (self == NULL)
     return G_SOURCE_REMOVE;
 
@@ -1405,6 +1487,7 @@ consumer_run_free (gpointer data)
 {
   ConsumerRun *run = data;
 
+  consumer_run_release_user_data (run);
   if (run->result != NULL && run->result_free_func != NULL)
     run->result_free_func (run->result);
   g_clear_error (&run->error);
@@ -1430,8 +1513,6 @@ consumer_thread (gpointer data)
   /* Release everything before the owner hears of the return, so that a
    * finished stop means nothing of ours is left. */
   sluice_reorder_buffer_consumer_done (run->rb);
-  if (run->user_data_destroy != NULL)
-    run->user_data_destroy (run->user_data);
   g_clear_object (&run->consumerator);
   g_clear_pointer (&run->rb, sluice_reorder_buffer_unref);
 
@@ -1446,7 +1527,8 @@ consumer_thread (gpointer data)
  * @func: (scope notified) (closure user_data) (destroy user_data_destroy): the
  *   blocking consumer function
  * @user_data: data for @func
- * @user_data_destroy: (nullable): frees @user_data when @func has returned
+ * @user_data_destroy: (nullable): frees @user_data when @func has returned,
+ *   on the owner context
  * @result_free_func: (nullable) (scope async): frees the result of @func if
  *   nobody takes it with [method@Sluice.OrderedItemProducer.stop_finish]
  *
@@ -1517,7 +1599,8 @@ run_value_consumer (SluiceConsumerator *consumerator, gpointer data, GError **er
  * @func: (scope notified) (closure user_data) (destroy user_data_destroy): the
  *   blocking consumer function
  * @user_data: data for @func
- * @user_data_destroy: (nullable): frees @user_data when @func has returned
+ * @user_data_destroy: (nullable): frees @user_data when @func has returned,
+ *   on the owner context
  *
  * Runs @func in a new thread of its own, as
  * [method@Sluice.OrderedItemProducer.start] does; @func takes the items
@@ -1572,15 +1655,14 @@ check_stop (SluiceOrderedItemProducer *self)
   /* The first error wins: a failed item or a stop, then the consumer's. */
   if (abort_error != NULL)
     {
-      g_task_return_error (task, g_error_copy (abort_error));
+      task_return_later (task, g_error_copy (abort_error), FALSE, NULL, NULL);
       if (self->result != NULL && self->result_free_func != NULL)
         self->result_free_func (g_steal_pointer (&self->result));
     }
   else if (self->consumer_error != NULL)
-    g_task_return_error (task, g_steal_pointer (&self->consumer_error));
+    task_return_later (task, g_steal_pointer (&self->consumer_error), FALSE, NULL, NULL);
   else
-    g_task_return_pointer (task, g_steal_pointer (&self->result), self->result_free_func);
-  g_object_unref (task);
+    task_return_later (task, NULL, TRUE, g_steal_pointer (&self->result), self->result_free_func);
 }
 
 /**
@@ -1619,8 +1701,10 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
 
   if (self->stop_called)
     {
-      g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
-                               _ ("The producer was already stopped"));
+      task_return_later (g_steal_pointer (&task),
+                         g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                                              _ ("The producer was already stopped")),
+                         FALSE, NULL, NULL);
       return;
     }
   self->stop_called = TRUE;

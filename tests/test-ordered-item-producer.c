@@ -1525,6 +1525,124 @@ test_slot_continue_after_stop (void)
   consumer_free (consumer);
 }
 
+/* --- where callbacks and destroy notifies run --- */
+
+static gpointer consume_nothing (SluiceConsumerator *consumerator, gpointer data, GError **error);
+
+typedef struct
+{
+  gboolean in_call; /* a Sluice call of ours is running */
+  int produce_callbacks;
+  gboolean stop_called_back;
+  SluiceSlot *slot;
+  SluiceOrderedItemProducer *producer;
+  GThread *destroy_thread;
+} Reentrancy;
+
+static void
+reentrancy_produced (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Reentrancy *r = data;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_false (r->in_call);
+  sluice_ordered_item_producer_produce_item_finish (SLUICE_ORDERED_ITEM_PRODUCER (source), result,
+                                                    &error);
+  r->produce_callbacks++;
+}
+
+static gboolean
+reentrancy_complete (gpointer data)
+{
+  Reentrancy *r = data;
+
+  r->in_call = TRUE;
+  sluice_slot_complete (r->slot, item_new (0));
+  r->in_call = FALSE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+reentrancy_stopped (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Reentrancy *r = data;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_false (r->in_call);
+  g_assert_null (sluice_ordered_item_producer_stop_finish (SLUICE_ORDERED_ITEM_PRODUCER (source),
+                                                           result, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  r->stop_called_back = TRUE;
+}
+
+static gboolean
+reentrancy_stop_producing (gpointer data)
+{
+  Reentrancy *r = data;
+
+  r->in_call = TRUE;
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (r->producer));
+  sluice_slot_complete (r->slot, item_new (1));
+  r->in_call = FALSE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+reentrancy_keep_slot (SluiceSlot *slot, gpointer data)
+{
+  ((Reentrancy *) data)->slot = slot;
+}
+
+static void
+note_destroy_thread (gpointer data)
+{
+  ((Reentrancy *) data)->destroy_thread = g_thread_self ();
+}
+
+/* A produce callback does not run inside the slot completion that caused
+ * it, nor a stop callback inside the stop_producing() that ended the
+ * stream, even on the owner context and in a later main loop iteration;
+ * the consumer function's data is released on the owner context. */
+static void
+test_callbacks_never_reentrant (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  Consumer *consumer = consumer_new ();
+  Reentrancy r = { 0 };
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  r.producer = producer;
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  sluice_ordered_item_producer_produce_item (producer, reentrancy_keep_slot, &r, NULL, NULL,
+                                             reentrancy_produced, &r);
+  g_idle_add (reentrancy_complete, &r);
+  WAIT_UNTIL (r.produce_callbacks == 1);
+
+  /* A pending item holds the stop; stop_producing() on the owner context
+   * and the completion of that item end it: neither callback may run
+   * inside those calls. */
+  sluice_ordered_item_producer_produce_item (producer, reentrancy_keep_slot, &r, NULL, NULL,
+                                             reentrancy_produced, &r);
+  sluice_ordered_item_producer_stop_async (producer, reentrancy_stopped, &r);
+  g_idle_add (reentrancy_stop_producing, &r);
+  WAIT_UNTIL (r.stop_called_back && r.produce_callbacks == 2);
+  consumer_free (consumer);
+  assert_no_item_leaked ();
+
+  /* A consumer's data is released on the owner context. */
+  g_clear_object (&producer);
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_start (producer, consume_nothing, &r, note_destroy_thread, NULL);
+  {
+    g_autoptr (GError) error = NULL;
+
+    g_assert_null (stop_sync (producer, &error));
+    g_assert_no_error (error);
+  }
+  g_assert_true (r.destroy_thread == g_thread_self ());
+}
+
 /* --- a slot completed twice --- */
 
 static void
@@ -1787,6 +1905,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/error/skip-failed-read-when-reached",
                    test_skip_failed_read_when_reached);
   g_test_add_func ("/producer/slot/completed-twice", test_slot_completed_twice);
+  g_test_add_func ("/producer/callbacks/never-reentrant", test_callbacks_never_reentrant);
   g_test_add_func ("/producer/slot/continue-in-thread", test_slot_continue_in_thread);
   g_test_add_func ("/producer/slot/continue-after-stop", test_slot_continue_after_stop);
   g_test_add_func ("/producer/dispose/in-flight", test_dispose_in_flight);
