@@ -37,7 +37,7 @@ G_BEGIN_DECLS
  *   failed
  * @SLUICE_ERROR_NOT_PAUSED: resuming a [class@Sluice.CooperativeTask] that is
  *   not paused
- * @SLUICE_ERROR_NONE_READY: no job of a `SluiceJobQueue` is ready to
+ * @SLUICE_ERROR_NONE_READY: no job of a [class@Sluice.JobQueue] is ready to
  *   run (none is queued, or every queued one waits for its channel)
  *
  * Error codes in the %SLUICE_ERROR domain.

@@ -17,4 +17,5 @@
 #include <sluice/sluice-consumerator.h>
 #include <sluice/sluice-ordered-item-producer.h>
 #include <sluice/sluice-cooperator.h>
+#include <sluice/sluice-job-queue.h>
 #undef SLUICE_INSIDE

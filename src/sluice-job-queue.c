@@ -1,0 +1,1088 @@
+/* sluice-job-queue.c: jobs run in FIFO order per channel, as a cooperative task
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+/**
+ * SluiceJobQueue:
+ *
+ * Jobs queued on named *channels*: jobs of one channel run one at a time,
+ * in the order they were put; jobs of different channels do not wait for
+ * each other (after spreadflow's `JobQueue`). A channel is thus a
+ * serialisation per key: put every job that touches one file, one account,
+ * one connection on the channel named after it.
+ *
+ * [method@Sluice.JobQueue.put_async] queues a [callback@Sluice.JobFunc]; the
+ * put completes with the job's result. A job runs on the queue's context
+ * and completes its [class@Sluice.Job] handle at once or later, from any
+ * thread (it may start asynchronous work first); while it is pending its
+ * channel is blocked, the other channels are not.
+ *
+ * The queue runs as a cooperative task ([method@Sluice.JobQueue.cooperate]):
+ * each step runs the next ready job; with none ready the task waits, at no
+ * cost, until a put or a completion makes one ready. With
+ * [property@Sluice.JobQueue:stop-when-empty] the task ends once nothing is
+ * queued or running. [method@Sluice.JobQueue.run_next] runs the next ready
+ * job without a cooperator (the seed's `get()`). Ready channels take turns
+ * (the seed scans its whole backlog for the first job of a free channel;
+ * here each free channel with jobs waits in a ring, so finding the next job
+ * costs the same however long the backlog).
+ *
+ * Cancelling the cancellable of a queued job removes it: it never runs and
+ * its put fails with %G_IO_ERROR_CANCELLED. A running job was given that
+ * cancellable ([method@Sluice.Job.get_cancellable]): cancelling it tells the
+ * job, and the put fails with %G_IO_ERROR_CANCELLED at once (the channel
+ * stays blocked until the job completes its handle).
+ * [method@Sluice.JobQueue.clear] drops every queued job, and their puts fail
+ * with %G_IO_ERROR_CANCELLED (the seed left them waiting for ever).
+ *
+ * ## Threads and callbacks
+ *
+ * The queue belongs to the thread that created it, which runs its context
+ * (the thread-default one at creation). Call its functions there; the
+ * [class@Sluice.Job] completion functions are safe from any thread. The put
+ * callbacks and the destroy notifies of job data are always dispatched from
+ * a source on the queue's context, never from inside a call you make:
+ * completing a job in its own function answers its put later.
+ */
+
+/**
+ * SluiceJob:
+ *
+ * The handle of a running job of a [class@Sluice.JobQueue]: the job completes
+ * it with a result or an error, once. It is also the
+ * [iface@Gio.AsyncResult] of the put.
+ */
+
+typedef enum
+{
+  PROP_0,
+  PROP_STOP_WHEN_EMPTY,
+  N_PROPS
+} JobQueueProperty;
+
+static GParamSpec *props[N_PROPS];
+
+typedef struct
+{
+  gint ref_count;
+  char *name;
+  GQueue jobs; /* queued, by SluiceJob.link */
+  gboolean busy;
+  gboolean in_ready;
+  GList ready_link;
+} Channel;
+
+typedef enum
+{
+  JOB_QUEUED,
+  JOB_RUNNING,
+  JOB_FINISHED, /* completed, or dropped from the backlog */
+} JobState;
+
+struct _SluiceJob
+{
+  GObject parent_instance;
+
+  SluiceJobQueue *queue; /* strong */
+  Channel *channel;      /* one reference */
+  SluiceJobFunc func;
+  gpointer func_data;
+  GDestroyNotify func_data_destroy;
+  GCancellable *cancellable;
+  GSource *cancel_source;
+  GAsyncReadyCallback callback;
+  gpointer user_data;
+
+  JobState state;
+  gint completed; /* atomic: the handle was completed */
+  gboolean answered;
+  gpointer result;
+  GDestroyNotify result_destroy;
+  gboolean result_is_value;
+  GError *error;
+
+  GList link;      /* channel->jobs while queued */
+  GList done_link; /* queue->remote_done or queue->deliveries */
+};
+
+typedef struct
+{
+  GSource source;
+  GWeakRef queue;
+} QueueSource;
+
+struct _SluiceJobQueue
+{
+  GObject parent_instance;
+
+  GMainContext *context;
+  GThread *owner_thread;
+  GHashTable *channels; /* name -> Channel, while it has jobs or one running */
+  GQueue ready;         /* Channels not busy with jobs queued */
+  guint n_queued;
+  guint n_running;
+  gboolean stop_when_empty;
+
+  GWeakRef task;
+  gboolean task_waiting;
+
+  GQueue deliveries; /* jobs whose put is to be answered */
+  GSource *event_source;
+
+  GMutex lock;
+  GQueue remote_done; /* jobs completed in other threads */
+  gint n_remote_done; /* atomic: remote_done.length, read without the lock */
+};
+
+static void sluice_job_async_result_iface_init (GAsyncResultIface *iface);
+
+G_DEFINE_FINAL_TYPE (SluiceJobQueue, sluice_job_queue, G_TYPE_OBJECT)
+G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceJob,
+                               sluice_job,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_RESULT,
+                                                      sluice_job_async_result_iface_init))
+
+static void job_queue_dispatch_events (SluiceJobQueue *self);
+
+/* --- channels --- */
+
+static void
+channel_unref (Channel *channel)
+{
+  if (--channel->ref_count > 0)
+    return;
+  g_free (channel->name);
+  g_free (channel);
+}
+
+static void
+job_queue_mark_ready (SluiceJobQueue *self, Channel *channel)
+{
+  if (channel->busy || channel->in_ready || channel->jobs.length == 0)
+    return;
+  channel->in_ready = TRUE;
+  g_queue_push_tail_link (&self->ready, &channel->ready_link);
+}
+
+/* A channel with nothing queued or running leaves the table. */
+static void
+job_queue_forget_if_idle (SluiceJobQueue *self, Channel *channel)
+{
+  if (channel->busy || channel->jobs.length > 0)
+    return;
+  if (channel->in_ready)
+    {
+      channel->in_ready = FALSE;
+      g_queue_unlink (&self->ready, &channel->ready_link);
+    }
+  g_hash_table_remove (self->channels, channel->name);
+}
+
+/* --- the cooperative task --- */
+
+static void
+job_queue_wake_task (SluiceJobQueue *self)
+{
+  SluiceCooperativeTask *task;
+
+  if (!self->task_waiting)
+    return;
+  self->task_waiting = FALSE;
+  task = g_weak_ref_get (&self->task);
+  if (task != NULL)
+    {
+      sluice_cooperative_task_wake (task, NULL);
+      g_object_unref (task);
+    }
+}
+
+/* --- the event source --- */
+
+static gboolean
+queue_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  g_autoptr (SluiceJobQueue) self = g_weak_ref_get (&((QueueSource *) source)->queue);
+
+  g_source_set_ready_time (source, -1);
+  if (self != NULL)
+    job_queue_dispatch_events (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+queue_source_finalize (GSource *source)
+{
+  g_weak_ref_clear (&((QueueSource *) source)->queue);
+}
+
+static GSourceFuncs queue_source_funcs = {
+  .dispatch = queue_source_dispatch,
+  .finalize = queue_source_finalize,
+};
+
+/* --- jobs --- */
+
+static void
+job_drop_cancel_source (SluiceJob *job)
+{
+  if (job->cancel_source == NULL)
+    return;
+  g_source_destroy (job->cancel_source);
+  g_clear_pointer (&job->cancel_source, g_source_unref);
+}
+
+/* Answers the put of @job from the event source (takes a reference). */
+static void
+job_queue_deliver_later (SluiceJobQueue *self, SluiceJob *job)
+{
+  g_object_ref (job);
+  g_queue_push_tail_link (&self->deliveries, &job->done_link);
+  g_source_set_ready_time (self->event_source, 0);
+}
+
+/* The answer to the put, once; on the context. */
+static void
+job_answer (SluiceJob *job)
+{
+  g_mutex_lock (&job->queue->lock);
+  if (job->answered)
+    {
+      g_mutex_unlock (&job->queue->lock);
+      return;
+    }
+  job->answered = TRUE;
+  g_mutex_unlock (&job->queue->lock);
+  if (job->callback != NULL)
+    job->callback (G_OBJECT (job->queue), G_ASYNC_RESULT (job), job->user_data);
+}
+
+static void
+job_release_data (SluiceJob *job)
+{
+  job_drop_cancel_source (job);
+  if (job->func_data_destroy != NULL)
+    g_steal_pointer (&job->func_data_destroy) (g_steal_pointer (&job->func_data));
+}
+
+/* A completed job frees its channel; on the owner thread. Takes over the
+ * running job's reference. */
+static void
+job_queue_job_done (SluiceJobQueue *self, SluiceJob *job)
+{
+  Channel *channel = job->channel;
+
+  job->state = JOB_FINISHED;
+  channel->busy = FALSE;
+  self->n_running--;
+  job_queue_mark_ready (self, channel);
+  job_queue_forget_if_idle (self, channel);
+  job_queue_wake_task (self);
+  job_queue_deliver_later (self, job);
+  g_object_unref (job);
+}
+
+static void
+job_queue_drain_remote (SluiceJobQueue *self)
+{
+  while (g_atomic_int_get (&self->n_remote_done) > 0)
+    {
+      GList *link;
+
+      g_mutex_lock (&self->lock);
+      link = g_queue_pop_head_link (&self->remote_done);
+      g_atomic_int_dec_and_test (&self->n_remote_done);
+      g_mutex_unlock (&self->lock);
+      job_queue_job_done (self, link->data);
+    }
+}
+
+static void
+job_queue_dispatch_events (SluiceJobQueue *self)
+{
+  GList *link;
+
+  job_queue_drain_remote (self);
+  while ((link = g_queue_pop_head_link (&self->deliveries)) != NULL)
+    {
+      SluiceJob *job = link->data;
+
+      job_answer (job);
+      job_release_data (job);
+      g_object_unref (job);
+    }
+}
+
+static gboolean
+job_on_owner_thread (SluiceJobQueue *self)
+{
+  return g_main_context_is_owner (self->context) || g_thread_self () == self->owner_thread;
+}
+
+static void
+job_finish (SluiceJob *self,
+            gpointer result,
+            GDestroyNotify result_destroy,
+            gboolean is_value,
+            GError *error)
+{
+  SluiceJobQueue *queue = self->queue;
+
+  if (!g_atomic_int_compare_and_exchange (&self->completed, 0, 1))
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "A SluiceJob of channel '%s' was completed twice; the second completion is "
+             "ignored",
+             self->channel->name);
+      if (result_destroy != NULL)
+        result_destroy (result);
+      g_clear_error (&error);
+      return;
+    }
+  /* A put answered already (cancelled while running) drops the result. */
+  g_mutex_lock (&queue->lock);
+  if (self->answered)
+    {
+      g_mutex_unlock (&queue->lock);
+      if (result_destroy != NULL)
+        result_destroy (result);
+      g_clear_error (&error);
+    }
+  else
+    {
+      self->result = result;
+      self->result_destroy = result_destroy;
+      self->result_is_value = is_value;
+      self->error = error;
+      g_mutex_unlock (&queue->lock);
+    }
+
+  if (job_on_owner_thread (queue))
+    {
+      job_queue_job_done (queue, self);
+      return;
+    }
+  g_mutex_lock (&queue->lock);
+  g_queue_push_tail_link (&queue->remote_done, &self->done_link);
+  g_atomic_int_inc (&queue->n_remote_done);
+  g_mutex_unlock (&queue->lock);
+  g_source_set_ready_time (queue->event_source, 0);
+}
+
+static GError *
+cancelled_error (void)
+{
+  return g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The job was cancelled"));
+}
+
+static gboolean
+job_cancelled (GCancellable *cancellable, gpointer user_data)
+{
+  SluiceJob *job = user_data;
+  SluiceJobQueue *queue = job->queue;
+
+  if (job->state == JOB_QUEUED)
+    {
+      g_queue_unlink (&job->channel->jobs, &job->link);
+      queue->n_queued--;
+      job_queue_forget_if_idle (queue, job->channel);
+      job->state = JOB_FINISHED;
+      job->error = cancelled_error ();
+      job_queue_deliver_later (queue, job);
+      g_object_unref (job); /* the backlog's */
+    }
+  else if (job->state == JOB_RUNNING)
+    {
+      gboolean answer_now = FALSE;
+
+      /* It has the cancellable: its put is answered now (unless it has
+       * completed already), its channel stays blocked until it completes. */
+      g_mutex_lock (&queue->lock);
+      if (!g_atomic_int_get (&job->completed) && !job->answered)
+        {
+          job->error = cancelled_error ();
+          job->answered = TRUE;
+          answer_now = TRUE;
+        }
+      g_mutex_unlock (&queue->lock);
+      if (answer_now && job->callback != NULL)
+        {
+          g_object_ref (job);
+          job->callback (G_OBJECT (queue), G_ASYNC_RESULT (job), job->user_data);
+          g_object_unref (job);
+        }
+    }
+  g_clear_pointer (&job->cancel_source, g_source_unref);
+  return G_SOURCE_REMOVE;
+}
+
+/* --- SluiceJob --- */
+
+static void
+sluice_job_init (SluiceJob *self)
+{
+  self->link.data = self;
+  self->done_link.data = self;
+}
+
+static void
+sluice_job_finalize (GObject *object)
+{
+  SluiceJob *self = SLUICE_JOB (object);
+
+  job_release_data (self);
+  if (self->result_destroy != NULL)
+    self->result_destroy (self->result);
+  g_clear_error (&self->error);
+  g_clear_object (&self->cancellable);
+  channel_unref (self->channel);
+  g_clear_object (&self->queue);
+
+  G_OBJECT_CLASS (sluice_job_parent_class)->finalize (object);
+}
+
+static void
+sluice_job_class_init (SluiceJobClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = sluice_job_finalize;
+}
+
+static gpointer
+sluice_job_get_user_data (GAsyncResult *result)
+{
+  return SLUICE_JOB (result)->user_data;
+}
+
+static GObject *
+sluice_job_ref_source_object (GAsyncResult *result)
+{
+  return g_object_ref (G_OBJECT (SLUICE_JOB (result)->queue));
+}
+
+static gboolean
+sluice_job_is_tagged (GAsyncResult *result, gpointer source_tag)
+{
+  return source_tag == sluice_job_queue_put_async;
+}
+
+static void
+sluice_job_async_result_iface_init (GAsyncResultIface *iface)
+{
+  iface->get_user_data = sluice_job_get_user_data;
+  iface->get_source_object = sluice_job_ref_source_object;
+  iface->is_tagged = sluice_job_is_tagged;
+}
+
+/**
+ * sluice_job_get_channel:
+ * @self: a job
+ *
+ * Returns the channel the job was put on.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer none): the job's channel
+ */
+const char *
+sluice_job_get_channel (SluiceJob *self)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB (self), NULL);
+
+  return self->channel->name;
+}
+
+/**
+ * sluice_job_get_cancellable:
+ * @self: a job
+ *
+ * Returns the cancellable given to the put: cancelled, the put fails with
+ * %G_IO_ERROR_CANCELLED, and the job should stop its work and complete.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer none) (nullable): the job's cancellable
+ */
+GCancellable *
+sluice_job_get_cancellable (SluiceJob *self)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB (self), NULL);
+
+  return self->cancellable;
+}
+
+/**
+ * sluice_job_complete: (skip)
+ * @self: a running job
+ * @result: (nullable) (transfer full): the job's result, for the put
+ * @result_destroy: (nullable): frees @result if the put does not take it
+ *
+ * Completes the job with @result: its channel is free again, and its put is
+ * answered from a source on the queue's context. Complete a job once.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_job_complete (SluiceJob *self, gpointer result, GDestroyNotify result_destroy)
+{
+  g_return_if_fail (SLUICE_IS_JOB (self));
+
+  job_finish (self, result, result_destroy, FALSE, NULL);
+}
+
+static void
+value_free (gpointer value)
+{
+  g_value_unset (value);
+  g_free (value);
+}
+
+/**
+ * sluice_job_complete_value: (rename-to sluice_job_complete)
+ * @self: a running job
+ * @value: (nullable): the job's result, copied; %NULL for none
+ *
+ * Completes the job with a copy of @value, which the put's
+ * [method@Sluice.JobQueue.put_finish_value] returns: the form language
+ * bindings use. Otherwise as [method@Sluice.Job.complete].
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_job_complete_value (SluiceJob *self, const GValue *value)
+{
+  GValue *copy = NULL;
+
+  g_return_if_fail (SLUICE_IS_JOB (self));
+  g_return_if_fail (value == NULL || G_IS_VALUE (value));
+
+  if (value != NULL)
+    {
+      copy = g_new0 (GValue, 1);
+      g_value_init (copy, G_VALUE_TYPE (value));
+      g_value_copy (value, copy);
+    }
+  job_finish (self, copy, copy != NULL ? value_free : NULL, TRUE, NULL);
+}
+
+/**
+ * sluice_job_fail:
+ * @self: a running job
+ * @error: (transfer full): why it failed
+ *
+ * Completes the job with a failure: its put fails with @error.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_job_fail (SluiceJob *self, GError *error)
+{
+  g_return_if_fail (SLUICE_IS_JOB (self));
+  g_return_if_fail (error != NULL);
+
+  job_finish (self, NULL, NULL, FALSE, error);
+}
+
+/* --- SluiceJobQueue --- */
+
+static void
+sluice_job_queue_init (SluiceJobQueue *self)
+{
+  self->context = g_main_context_ref_thread_default ();
+  self->owner_thread = g_thread_self ();
+  self->channels =
+      g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) channel_unref);
+  g_weak_ref_init (&self->task, NULL);
+  g_mutex_init (&self->lock);
+
+  self->event_source = g_source_new (&queue_source_funcs, sizeof (QueueSource));
+  g_weak_ref_init (&((QueueSource *) self->event_source)->queue, self);
+  g_source_set_static_name (self->event_source, "SluiceJobQueue events");
+  g_source_set_ready_time (self->event_source, -1);
+  g_source_attach (self->event_source, self->context);
+}
+
+static void
+sluice_job_queue_finalize (GObject *object)
+{
+  SluiceJobQueue *self = SLUICE_JOB_QUEUE (object);
+
+  /* Queued, running and undelivered jobs hold references: none is left. */
+  g_assert (self->n_queued == 0 && self->n_running == 0 && self->deliveries.length == 0);
+
+  g_hash_table_unref (self->channels);
+  g_weak_ref_clear (&self->task);
+  g_source_destroy (self->event_source);
+  g_source_unref (self->event_source);
+  g_mutex_clear (&self->lock);
+  g_main_context_unref (self->context);
+
+  G_OBJECT_CLASS (sluice_job_queue_parent_class)->finalize (object);
+}
+
+static void
+sluice_job_queue_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  SluiceJobQueue *self = SLUICE_JOB_QUEUE (object);
+
+  switch ((JobQueueProperty) prop_id)
+    {
+    case PROP_STOP_WHEN_EMPTY:
+      g_value_set_boolean (value, self->stop_when_empty);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_job_queue_set_property (GObject *object,
+                               guint prop_id,
+                               const GValue *value,
+                               GParamSpec *pspec)
+{
+  SluiceJobQueue *self = SLUICE_JOB_QUEUE (object);
+
+  switch ((JobQueueProperty) prop_id)
+    {
+    case PROP_STOP_WHEN_EMPTY:
+      sluice_job_queue_set_stop_when_empty (self, g_value_get_boolean (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_job_queue_class_init (SluiceJobQueueClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = sluice_job_queue_finalize;
+  object_class->get_property = sluice_job_queue_get_property;
+  object_class->set_property = sluice_job_queue_set_property;
+
+  /**
+   * SluiceJobQueue:stop-when-empty:
+   *
+   * Whether the queue's cooperative task ends once no job is queued or
+   * running (%FALSE by default: it waits for more).
+   */
+  props[PROP_STOP_WHEN_EMPTY] =
+      g_param_spec_boolean ("stop-when-empty", NULL, NULL, FALSE,
+                            G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, props);
+}
+
+/**
+ * sluice_job_queue_new:
+ *
+ * Creates an empty job queue on the thread-default main context of the
+ * calling thread, which must be the thread that runs that context. Run its
+ * jobs with [method@Sluice.JobQueue.cooperate] (or
+ * [method@Sluice.JobQueue.run_next]).
+ *
+ * Returns: (transfer full): a new job queue
+ */
+SluiceJobQueue *
+sluice_job_queue_new (void)
+{
+  return g_object_new (SLUICE_TYPE_JOB_QUEUE, NULL);
+}
+
+/**
+ * sluice_job_queue_put_async:
+ * @self: a job queue
+ * @channel: the channel: jobs of one channel run one at a time, in order
+ * @job: (scope notified) (closure job_data) (destroy job_data_destroy): the
+ *   job function
+ * @job_data: data for @job
+ * @job_data_destroy: (nullable): frees @job_data, from a source on the
+ *   queue's context, once the put was answered
+ * @cancellable: (nullable): removes the job if it is still queued; given to
+ *   the job if it runs
+ * @callback: (scope async) (closure user_data): called on the queue's
+ *   context with the job's result
+ * @user_data: data for @callback
+ *
+ * Queues @job on @channel. It runs (never inside this call) when the jobs
+ * put on @channel before it have completed, and the put completes with its
+ * result.
+ *
+ * Call it from the queue's thread.
+ */
+void
+sluice_job_queue_put_async (SluiceJobQueue *self,
+                            const char *channel,
+                            SluiceJobFunc job,
+                            gpointer job_data,
+                            GDestroyNotify job_data_destroy,
+                            GCancellable *cancellable,
+                            GAsyncReadyCallback callback,
+                            gpointer user_data)
+{
+  SluiceJob *handle;
+  Channel *ch;
+
+  g_return_if_fail (SLUICE_IS_JOB_QUEUE (self));
+  g_return_if_fail (channel != NULL);
+  g_return_if_fail (job != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  ch = g_hash_table_lookup (self->channels, channel);
+  if (ch == NULL)
+    {
+      ch = g_new0 (Channel, 1);
+      ch->ref_count = 1;
+      ch->name = g_strdup (channel);
+      ch->ready_link.data = ch;
+      g_hash_table_insert (self->channels, ch->name, ch);
+    }
+
+  handle = g_object_new (SLUICE_TYPE_JOB, NULL);
+  handle->queue = g_object_ref (self);
+  handle->channel = ch;
+  ch->ref_count++;
+  handle->func = job;
+  handle->func_data = job_data;
+  handle->func_data_destroy = job_data_destroy;
+  handle->callback = callback;
+  handle->user_data = user_data;
+  handle->state = JOB_QUEUED;
+  /* The backlog holds the handle's one reference. */
+  g_queue_push_tail_link (&ch->jobs, &handle->link);
+  self->n_queued++;
+  if (cancellable != NULL)
+    {
+      handle->cancellable = g_object_ref (cancellable);
+      handle->cancel_source = g_cancellable_source_new (cancellable);
+      g_source_set_callback (handle->cancel_source, G_SOURCE_FUNC (job_cancelled), handle, NULL);
+      g_source_set_static_name (handle->cancel_source, "SluiceJob cancel");
+      g_source_attach (handle->cancel_source, self->context);
+    }
+  job_queue_mark_ready (self, ch);
+  job_queue_wake_task (self);
+}
+
+static SluiceJob *
+job_from_result (SluiceJobQueue *self, GAsyncResult *result)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), NULL);
+  g_return_val_if_fail (SLUICE_IS_JOB (result), NULL);
+  g_return_val_if_fail (SLUICE_JOB (result)->queue == self, NULL);
+
+  return SLUICE_JOB (result);
+}
+
+/**
+ * sluice_job_queue_put_finish: (skip)
+ * @self: a job queue
+ * @result: the result given to the put's callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.JobQueue.put_async].
+ *
+ * Returns: (transfer full) (nullable): the result the job completed with
+ *   (for a job completed with [method@Sluice.Job.complete_value], a
+ *   [struct@GObject.Value] the caller unsets and frees); %NULL with @error
+ *   set when the job failed, or %G_IO_ERROR_CANCELLED when it was cancelled
+ *   or cleared
+ */
+gpointer
+sluice_job_queue_put_finish (SluiceJobQueue *self, GAsyncResult *result, GError **error)
+{
+  SluiceJob *job = job_from_result (self, result);
+
+  g_return_val_if_fail (job != NULL, NULL);
+
+  if (job->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return NULL;
+    }
+  job->result_destroy = NULL;
+  return g_steal_pointer (&job->result);
+}
+
+/**
+ * sluice_job_queue_put_finish_value: (rename-to sluice_job_queue_put_finish)
+ * @self: a job queue
+ * @result: the result given to the put's callback
+ * @value: (out caller-allocates): an unset value, set to the job's result
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.JobQueue.put_async] for a job that completed with
+ * [method@Sluice.Job.complete_value]: the form language bindings use. A job
+ * completed with a pointer yields it as a %G_TYPE_POINTER value.
+ *
+ * Returns: %TRUE with @value set; %FALSE with @error set when the job
+ *   failed, or %G_IO_ERROR_CANCELLED when it was cancelled or cleared
+ */
+gboolean
+sluice_job_queue_put_finish_value (SluiceJobQueue *self,
+                                   GAsyncResult *result,
+                                   GValue *value,
+                                   GError **error)
+{
+  SluiceJob *job = job_from_result (self, result);
+
+  g_return_val_if_fail (job != NULL, FALSE);
+  g_return_val_if_fail (value != NULL && !G_IS_VALUE (value), FALSE);
+
+  if (job->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  if (job->result_is_value && job->result != NULL)
+    {
+      g_value_init (value, G_VALUE_TYPE ((GValue *) job->result));
+      g_value_copy (job->result, value);
+    }
+  else if (!job->result_is_value)
+    {
+      g_value_init (value, G_TYPE_POINTER);
+      g_value_set_pointer (value, g_steal_pointer (&job->result));
+      job->result_destroy = NULL;
+    }
+  return TRUE;
+}
+
+static gboolean
+job_queue_run_next (SluiceJobQueue *self)
+{
+  g_autoptr (GError) error = NULL;
+  GList *link;
+  Channel *channel;
+  SluiceJob *job;
+
+  link = g_queue_pop_head_link (&self->ready);
+  if (link == NULL)
+    return FALSE;
+  channel = link->data;
+  channel->in_ready = FALSE;
+  job = g_queue_pop_head_link (&channel->jobs)->data;
+  self->n_queued--;
+  self->n_running++;
+  channel->busy = TRUE;
+  job->state = JOB_RUNNING;
+
+  /* The backlog's reference is the running job's, until it completes. */
+  if (!job->func (job, job->func_data, &error) &&
+      g_atomic_int_compare_and_exchange (&job->completed, 0, 1))
+    {
+      job->error = error != NULL ? g_steal_pointer (&error)
+                                 : g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_FAILED,
+                                                        _ ("A job failed without saying why"));
+      job_queue_job_done (self, job);
+    }
+  return TRUE;
+}
+
+/**
+ * sluice_job_queue_run_next:
+ * @self: a job queue
+ * @error: return location for an error
+ *
+ * Runs the first job of the next ready channel, without a cooperator (the
+ * seed's `get()`, which returned the job to run instead).
+ *
+ * Call it from the queue's thread, not from a job.
+ *
+ * Returns: %TRUE if a job ran; %FALSE with %SLUICE_ERROR_NONE_READY when
+ *   none is ready (none queued, or every queued one waits for its channel)
+ */
+gboolean
+sluice_job_queue_run_next (SluiceJobQueue *self, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  job_queue_drain_remote (self);
+  if (job_queue_run_next (self))
+    return TRUE;
+  g_set_error_literal (error, SLUICE_ERROR, SLUICE_ERROR_NONE_READY, _ ("No job is ready to run"));
+  return FALSE;
+}
+
+/**
+ * sluice_job_queue_clear:
+ * @self: a job queue
+ *
+ * Drops every queued job: none of them runs, and their puts fail with
+ * %G_IO_ERROR_CANCELLED (from the context, after this call). Running jobs
+ * are left alone.
+ *
+ * Call it from the queue's thread.
+ */
+void
+sluice_job_queue_clear (SluiceJobQueue *self)
+{
+  GHashTableIter iter;
+  Channel *channel;
+
+  g_return_if_fail (SLUICE_IS_JOB_QUEUE (self));
+
+  g_hash_table_iter_init (&iter, self->channels);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &channel))
+    {
+      GList *link;
+
+      while ((link = g_queue_pop_head_link (&channel->jobs)) != NULL)
+        {
+          SluiceJob *job = link->data;
+
+          self->n_queued--;
+          job->state = JOB_FINISHED;
+          job->error = cancelled_error ();
+          job_drop_cancel_source (job);
+          job_queue_deliver_later (self, job);
+          g_object_unref (job); /* the backlog's */
+        }
+      if (channel->in_ready)
+        {
+          channel->in_ready = FALSE;
+          g_queue_unlink (&self->ready, &channel->ready_link);
+        }
+      if (!channel->busy)
+        g_hash_table_iter_remove (&iter);
+    }
+  job_queue_wake_task (self);
+}
+
+static SluiceStepResult
+job_queue_step (SluiceCooperativeTask *task, gpointer user_data, GError **error)
+{
+  SluiceJobQueue *self = user_data;
+
+  job_queue_drain_remote (self);
+  if (job_queue_run_next (self))
+    return SLUICE_STEP_CONTINUE;
+  if (self->stop_when_empty && self->n_queued == 0 && self->n_running == 0)
+    return SLUICE_STEP_DONE;
+  self->task_waiting = TRUE;
+  return SLUICE_STEP_WAIT;
+}
+
+/**
+ * sluice_job_queue_cooperate:
+ * @self: a job queue
+ * @cooperator: (nullable): the cooperator to run the jobs on, or %NULL for
+ *   [func@Sluice.Cooperator.get_default]
+ *
+ * Runs the queue as a task of @cooperator: each step runs the next ready
+ * job; with none ready the task waits until a put or a completion makes one
+ * ready. It ends (done) when [property@Sluice.JobQueue:stop-when-empty] is
+ * set and nothing is queued or running; pause, resume or stop it as any
+ * task. A queue runs on one task at a time.
+ *
+ * The cooperator must be on the queue's context. Call it from the queue's
+ * thread.
+ *
+ * Returns: (transfer full): the queue's task
+ */
+SluiceCooperativeTask *
+sluice_job_queue_cooperate (SluiceJobQueue *self, SluiceCooperator *cooperator)
+{
+  g_autoptr (SluiceCooperativeTask) previous = NULL;
+  SluiceCooperativeTask *task;
+
+  g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), NULL);
+  g_return_val_if_fail (cooperator == NULL || SLUICE_IS_COOPERATOR (cooperator), NULL);
+
+  if (cooperator == NULL)
+    cooperator = sluice_cooperator_get_default ();
+  g_return_val_if_fail (sluice_cooperator_get_context (cooperator) == self->context, NULL);
+  previous = g_weak_ref_get (&self->task);
+  g_return_val_if_fail (previous == NULL || sluice_cooperative_task_get_state (previous) >=
+                                                SLUICE_COOPERATIVE_TASK_STATE_DONE,
+                        NULL);
+
+  task =
+      sluice_cooperator_cooperate (cooperator, job_queue_step, g_object_ref (self), g_object_unref);
+  g_weak_ref_set (&self->task, task);
+  self->task_waiting = FALSE;
+  return task;
+}
+
+/**
+ * sluice_job_queue_get_stop_when_empty:
+ * @self: a job queue
+ *
+ * Returns [property@Sluice.JobQueue:stop-when-empty].
+ *
+ * Call it from the queue's thread.
+ *
+ * Returns: whether the queue's task ends when the queue is empty
+ */
+gboolean
+sluice_job_queue_get_stop_when_empty (SluiceJobQueue *self)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), FALSE);
+
+  return self->stop_when_empty;
+}
+
+/**
+ * sluice_job_queue_set_stop_when_empty:
+ * @self: a job queue
+ * @stop_when_empty: whether the queue's task ends when the queue is empty
+ *
+ * Sets [property@Sluice.JobQueue:stop-when-empty]; a waiting task of an
+ * empty queue then ends at a coming tick.
+ *
+ * Call it from the queue's thread.
+ */
+void
+sluice_job_queue_set_stop_when_empty (SluiceJobQueue *self, gboolean stop_when_empty)
+{
+  g_return_if_fail (SLUICE_IS_JOB_QUEUE (self));
+
+  stop_when_empty = !!stop_when_empty;
+  if (self->stop_when_empty == stop_when_empty)
+    return;
+  self->stop_when_empty = stop_when_empty;
+  job_queue_wake_task (self);
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_STOP_WHEN_EMPTY]);
+}
+
+/**
+ * sluice_job_queue_get_n_queued:
+ * @self: a job queue
+ *
+ * Returns the number of jobs queued and not started.
+ *
+ * Call it from the queue's thread.
+ *
+ * Returns: the backlog's length
+ */
+guint
+sluice_job_queue_get_n_queued (SluiceJobQueue *self)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), 0);
+
+  return self->n_queued;
+}
+
+/**
+ * sluice_job_queue_get_n_running:
+ * @self: a job queue
+ *
+ * Returns the number of jobs started and not completed (as seen on the
+ * queue's context: a completion from another thread counts once the
+ * context has seen it).
+ *
+ * Call it from the queue's thread.
+ *
+ * Returns: the number of pending jobs
+ */
+guint
+sluice_job_queue_get_n_running (SluiceJobQueue *self)
+{
+  g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), 0);
+
+  return self->n_running;
+}

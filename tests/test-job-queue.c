@@ -1,0 +1,640 @@
+/* test-job-queue.c: SluiceJobQueue and SluiceJob
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The first five tests port spreadflow-core's
+ * spreadflow_core/test/test_jobqueue.py (JobQueueTestCase), each named after
+ * its original. The seed's iterator protocol (next() returns a Deferred to
+ * wait on, or None after running a job) is the queue's cooperative task
+ * here: a tick runs one step, and the task's state says whether it waits.
+ * Ticks are driven by hand through the cooperator's scheduler hook.
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-test-util.h"
+
+/* --- helpers --- */
+
+typedef struct
+{
+  gboolean pending;
+} HandScheduler;
+
+static void
+hand_scheduler (SluiceCooperator *cooperator, gboolean schedule, gpointer user_data)
+{
+  ((HandScheduler *) user_data)->pending = schedule;
+}
+
+static gboolean
+one_step_per_tick (SluiceCooperator *cooperator,
+                   guint n_steps,
+                   gint64 tick_start_time,
+                   gpointer user_data)
+{
+  return TRUE;
+}
+
+static void
+drain_context (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+/* A queue run by a task of a hand-driven cooperator, one step per tick. */
+typedef struct
+{
+  SluiceCooperator *cooperator;
+  HandScheduler scheduler;
+  SluiceJobQueue *queue;
+  SluiceCooperativeTask *task;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer unused)
+{
+  f->cooperator = sluice_cooperator_new ();
+  sluice_cooperator_set_scheduler (f->cooperator, hand_scheduler, &f->scheduler, NULL);
+  sluice_cooperator_set_termination_func (f->cooperator, one_step_per_tick, NULL, NULL);
+  f->queue = sluice_job_queue_new ();
+  f->task = sluice_job_queue_cooperate (f->queue, f->cooperator);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer unused)
+{
+  GWeakRef queue, cooperator;
+
+  g_weak_ref_init (&queue, f->queue);
+  g_weak_ref_init (&cooperator, f->cooperator);
+  sluice_cooperator_stop (f->cooperator);
+  drain_context ();
+  g_clear_object (&f->task);
+  g_clear_object (&f->queue);
+  g_clear_object (&f->cooperator);
+  drain_context ();
+  g_assert_null (g_weak_ref_get (&queue));
+  g_assert_null (g_weak_ref_get (&cooperator));
+  g_weak_ref_clear (&queue);
+  g_weak_ref_clear (&cooperator);
+}
+
+static void
+tick (Fixture *f)
+{
+  if (!f->scheduler.pending)
+    return;
+  f->scheduler.pending = FALSE;
+  sluice_cooperator_tick (f->cooperator);
+}
+
+static SluiceCooperativeTaskState
+task_state (Fixture *f)
+{
+  return sluice_cooperative_task_get_state (f->task);
+}
+
+/* The answer to a put. */
+typedef struct
+{
+  guint n_calls;
+  gpointer result;
+  GError *error;
+} Put;
+
+static void
+on_put (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Put *put = user_data;
+
+  put->n_calls++;
+  put->result = sluice_job_queue_put_finish (SLUICE_JOB_QUEUE (source), result, &put->error);
+}
+
+static void
+put_clear (Put *put)
+{
+  g_clear_pointer (&put->result, g_free);
+  g_clear_error (&put->error);
+}
+
+/* Completes at once with a copy of its data, a string. */
+static gboolean
+job_return_data (SluiceJob *job, gpointer user_data, GError **error)
+{
+  sluice_job_complete (job, g_strdup (user_data), g_free);
+  return TRUE;
+}
+
+static gboolean
+job_must_not_run (SluiceJob *job, gpointer user_data, GError **error)
+{
+  g_assert_not_reached ();
+  return FALSE;
+}
+
+/* Keeps its handle in *(SluiceJob **) user_data, to complete later. */
+static gboolean
+job_hold (SluiceJob *job, gpointer user_data, GError **error)
+{
+  *(SluiceJob **) user_data = g_object_ref (job);
+  return TRUE;
+}
+
+/* --- JobQueueTestCase --- */
+
+/* An empty queue's task waits, and keeps waiting without ticks. */
+static void
+test_returns_deferred_when_empty (Fixture *f, gconstpointer unused)
+{
+  GError *error = NULL;
+
+  g_assert_true (f->scheduler.pending);
+  tick (f);
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_WAITING);
+  g_assert_false (f->scheduler.pending);
+  tick (f);
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_WAITING);
+  drain_context ();
+  g_assert_false (f->scheduler.pending);
+
+  /* Without a cooperator: "none ready" is an error, not a crash. */
+  g_assert_false (sluice_job_queue_run_next (f->queue, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NONE_READY);
+  g_clear_error (&error);
+}
+
+/* A put wakes the waiting task without running the job; the next step
+ * runs it, and the step after that waits again. */
+static void
+test_fires_deferred_when_ready (Fixture *f, gconstpointer unused)
+{
+  Put put = { 0 };
+
+  tick (f);
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_WAITING);
+
+  sluice_job_queue_put_async (f->queue, "channel", job_return_data, "Bazinga!", NULL, NULL, on_put,
+                              &put);
+  /* Putting a job wakes the task... */
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_RUNNABLE);
+  g_assert_true (f->scheduler.pending);
+  /* ...but does not run it. */
+  g_assert_cmpuint (sluice_job_queue_get_n_queued (f->queue), ==, 1);
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 0);
+
+  /* A step runs it; the put is answered from the context. */
+  tick (f);
+  g_assert_cmpuint (sluice_job_queue_get_n_queued (f->queue), ==, 0);
+  g_assert_cmpuint (put.n_calls, ==, 0);
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 1);
+  g_assert_no_error (put.error);
+  g_assert_cmpstr (put.result, ==, "Bazinga!");
+
+  /* After a job the task wants to run again at once... */
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_RUNNABLE);
+  g_assert_true (f->scheduler.pending);
+  /* ...and waits again when the queue is empty. */
+  tick (f);
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_WAITING);
+  put_clear (&put);
+}
+
+typedef struct
+{
+  GPtrArray *results;
+  const char *args;
+} Recorder;
+
+static gboolean
+job_record (SluiceJob *job, gpointer user_data, GError **error)
+{
+  Recorder *recorder = user_data;
+
+  g_ptr_array_add (recorder->results, (gpointer) recorder->args);
+  sluice_job_complete (job, NULL, NULL);
+  return TRUE;
+}
+
+/* Jobs of one channel run in the order they were put. */
+static void
+test_iterates_in_fifo_order (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GPtrArray) results = g_ptr_array_new ();
+  Recorder recorders[4] = {
+    { results, "first, arg=one" },
+    { results, "second" },
+    { results, "" },
+    { results, "fourth, additional, positional, plus=some, key=words" },
+  };
+  GError *error = NULL;
+
+  for (guint i = 0; i < 4; i++)
+    sluice_job_queue_put_async (f->queue, "channel", job_record, &recorders[i], NULL, NULL, NULL,
+                                NULL);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_cmpuint (results->len, ==, i);
+      g_assert_true (sluice_job_queue_run_next (f->queue, &error));
+      g_assert_no_error (error);
+    }
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpstr (g_ptr_array_index (results, i), ==, recorders[i].args);
+
+  g_assert_false (sluice_job_queue_run_next (f->queue, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NONE_READY);
+  g_clear_error (&error);
+  drain_context ();
+}
+
+/* A job cancelled in the backlog never runs; its put fails with
+ * CANCELLED. */
+static void
+test_cancel_job_early (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  Put put = { 0 };
+  GError *error = NULL;
+
+  sluice_job_queue_put_async (f->queue, "channel", job_must_not_run, NULL, NULL, cancellable,
+                              on_put, &put);
+  g_cancellable_cancel (cancellable);
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 1);
+  g_assert_error (put.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpuint (sluice_job_queue_get_n_queued (f->queue), ==, 0);
+
+  g_assert_false (sluice_job_queue_run_next (f->queue, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NONE_READY);
+  g_clear_error (&error);
+  tick (f);
+  g_assert_cmpint (task_state (f), ==, SLUICE_COOPERATIVE_TASK_STATE_WAITING);
+  put_clear (&put);
+}
+
+typedef struct
+{
+  SluiceJob *job;
+  gboolean inner_cancelled;
+} Inner;
+
+static void
+on_inner_cancelled (GCancellable *cancellable, gpointer user_data)
+{
+  Inner *inner = user_data;
+
+  inner->inner_cancelled = TRUE;
+  sluice_job_fail (inner->job, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "inner"));
+}
+
+static gboolean
+job_cancellable_inner (SluiceJob *job, gpointer user_data, GError **error)
+{
+  Inner *inner = user_data;
+
+  inner->job = g_object_ref (job);
+  g_cancellable_connect (sluice_job_get_cancellable (job), G_CALLBACK (on_inner_cancelled), inner,
+                         NULL);
+  return TRUE;
+}
+
+/* Cancelling a running job cancels its work, and its put fails with
+ * CANCELLED. */
+static void
+test_propagates_cancel_to_job (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  Inner inner = { 0 };
+  Put put = { 0 };
+
+  sluice_job_queue_put_async (f->queue, "channel", job_cancellable_inner, &inner, NULL, cancellable,
+                              on_put, &put);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_assert_cmpuint (sluice_job_queue_get_n_running (f->queue), ==, 1);
+
+  g_cancellable_cancel (cancellable);
+  g_assert_true (inner.inner_cancelled);
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 1);
+  g_assert_error (put.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpuint (sluice_job_queue_get_n_running (f->queue), ==, 0);
+
+  g_clear_object (&inner.job);
+  put_clear (&put);
+}
+
+/* --- Sluice's own --- */
+
+/* clear drops the backlog and answers every dropped put with CANCELLED;
+ * the running job completes as it likes. */
+static void
+test_clear_completes_every_dropped_job (Fixture *f, gconstpointer unused)
+{
+  static const char *const channels[] = { "a", "b", "c" };
+  Put puts[3][5] = { { { 0 } } };
+  SluiceJob *running = NULL;
+
+  for (guint c = 0; c < 3; c++)
+    for (guint j = 0; j < 5; j++)
+      {
+        if (c == 0 && j == 0)
+          sluice_job_queue_put_async (f->queue, channels[c], job_hold, &running, NULL, NULL, on_put,
+                                      &puts[c][j]);
+        else
+          sluice_job_queue_put_async (f->queue, channels[c], job_must_not_run, NULL, NULL, NULL,
+                                      on_put, &puts[c][j]);
+      }
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_assert_nonnull (running);
+  g_assert_cmpuint (sluice_job_queue_get_n_queued (f->queue), ==, 14);
+
+  sluice_job_queue_clear (f->queue);
+  g_assert_cmpuint (sluice_job_queue_get_n_queued (f->queue), ==, 0);
+  g_assert_cmpuint (puts[1][0].n_calls, ==, 0);
+  drain_context ();
+  for (guint c = 0; c < 3; c++)
+    for (guint j = 0; j < 5; j++)
+      {
+        if (c == 0 && j == 0)
+          {
+            g_assert_cmpuint (puts[c][j].n_calls, ==, 0);
+            continue;
+          }
+        g_assert_cmpuint (puts[c][j].n_calls, ==, 1);
+        g_assert_error (puts[c][j].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+        put_clear (&puts[c][j]);
+      }
+
+  sluice_job_complete (running, g_strdup ("still done"), g_free);
+  drain_context ();
+  g_assert_cmpuint (puts[0][0].n_calls, ==, 1);
+  g_assert_cmpstr (puts[0][0].result, ==, "still done");
+  put_clear (&puts[0][0]);
+  g_clear_object (&running);
+  g_assert_false (sluice_job_queue_run_next (f->queue, NULL));
+}
+
+typedef struct
+{
+  GString *events;
+  const char *name;
+} LoggedJob;
+
+static gboolean
+complete_held_job (gpointer user_data)
+{
+  SluiceJob *job = user_data;
+
+  sluice_job_complete (job, NULL, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+job_log (SluiceJob *job, gpointer user_data, GError **error)
+{
+  LoggedJob *event = user_data;
+
+  g_string_append_printf (event->events, "%s ", event->name);
+  sluice_job_complete (job, NULL, NULL);
+  return TRUE;
+}
+
+static gboolean
+job_pending_200ms (SluiceJob *job, gpointer user_data, GError **error)
+{
+  LoggedJob *event = user_data;
+
+  g_string_append_printf (event->events, "%s ", event->name);
+  g_timeout_add_full (G_PRIORITY_DEFAULT, 200, complete_held_job, g_object_ref (job),
+                      g_object_unref);
+  return TRUE;
+}
+
+static void
+on_put_logged (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  LoggedJob *event = user_data;
+
+  g_assert_null (sluice_job_queue_put_finish (SLUICE_JOB_QUEUE (source), result, NULL));
+  g_string_append_printf (event->events, "%s-done ", event->name);
+}
+
+/* A pending job blocks its own channel only: with channel a's first job
+ * pending for 200 ms, the jobs of b and c all run meanwhile, and a's second
+ * job runs after its first completed. */
+static void
+test_pending_job_blocks_only_its_channel (void)
+{
+  g_autoptr (GString) events = g_string_new ("");
+  SluiceJobQueue *queue = sluice_job_queue_new ();
+  SluiceCooperativeTask *task;
+  LoggedJob a1 = { events, "a1" }, a2 = { events, "a2" };
+  LoggedJob others[6] = {
+    { events, "b1" }, { events, "b2" }, { events, "b3" },
+    { events, "c1" }, { events, "c2" }, { events, "c3" },
+  };
+  SluiceCooperator *cooperator = sluice_cooperator_new ();
+  gboolean done = FALSE;
+
+  sluice_job_queue_put_async (queue, "a", job_pending_200ms, &a1, NULL, NULL, on_put_logged, &a1);
+  sluice_job_queue_put_async (queue, "a", job_log, &a2, NULL, NULL, on_put_logged, &a2);
+  for (guint i = 0; i < 6; i++)
+    sluice_job_queue_put_async (queue, i < 3 ? "b" : "c", job_log, &others[i], NULL, NULL, NULL,
+                                NULL);
+  sluice_job_queue_set_stop_when_empty (queue, TRUE);
+  task = sluice_job_queue_cooperate (queue, cooperator);
+  while (!done)
+    {
+      g_main_context_iteration (NULL, TRUE);
+      done = sluice_cooperative_task_get_state (task) == SLUICE_COOPERATIVE_TASK_STATE_DONE;
+    }
+  drain_context ();
+  g_test_message ("events: %s", events->str);
+  /* Channels take turns; b and c run to the end while a1 is pending. */
+  g_assert_cmpstr (events->str, ==, "a1 b1 c1 b2 c2 b3 c3 a1-done a2 a2-done ");
+
+  g_object_unref (task);
+  g_object_unref (queue);
+  drain_context ();
+  g_object_unref (cooperator);
+}
+
+static gboolean
+job_fail_at_once (SluiceJob *job, gpointer user_data, GError **error)
+{
+  if (user_data != NULL)
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, user_data);
+  return FALSE;
+}
+
+/* A job that fails at once fails its put with its error; one that fails
+ * without an error (a binding's exception) with a generic one. */
+static void
+test_job_fails_at_once (Fixture *f, gconstpointer unused)
+{
+  Put with_error = { 0 }, without = { 0 };
+
+  sluice_job_queue_put_async (f->queue, "x", job_fail_at_once, "no such thing", NULL, NULL, on_put,
+                              &with_error);
+  sluice_job_queue_put_async (f->queue, "x", job_fail_at_once, NULL, NULL, NULL, on_put, &without);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  drain_context ();
+  g_assert_error (with_error.error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_assert_cmpstr (with_error.error->message, ==, "no such thing");
+  g_assert_error (without.error, SLUICE_ERROR, SLUICE_ERROR_FAILED);
+  put_clear (&with_error);
+  put_clear (&without);
+}
+
+static gpointer
+complete_in_thread (gpointer user_data)
+{
+  SluiceJob *job = user_data;
+
+  sluice_job_complete (job, g_strdup ("from a thread"), g_free);
+  g_object_unref (job);
+  return NULL;
+}
+
+static gboolean
+job_complete_in_thread (SluiceJob *job, gpointer user_data, GError **error)
+{
+  g_thread_unref (g_thread_new ("completer", complete_in_thread, g_object_ref (job)));
+  return TRUE;
+}
+
+/* Jobs completed in other threads free their channel and answer their put
+ * on the context; the task ends with stop-when-empty. */
+static void
+test_complete_from_thread (void)
+{
+  SluiceCooperator *cooperator = sluice_cooperator_new ();
+  SluiceJobQueue *queue = sluice_job_queue_new ();
+  g_autoptr (SluiceCooperativeTask) task = NULL;
+  Put puts[10] = { { 0 } };
+  gint64 deadline = deadline_from_now ();
+
+  for (guint i = 0; i < 10; i++)
+    sluice_job_queue_put_async (queue, "one", job_complete_in_thread, NULL, NULL, NULL, on_put,
+                                &puts[i]);
+  task = sluice_job_queue_cooperate (queue, cooperator);
+  g_object_set (queue, "stop-when-empty", TRUE, NULL);
+  while (sluice_cooperative_task_get_state (task) != SLUICE_COOPERATIVE_TASK_STATE_DONE &&
+         g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  drain_context ();
+  for (guint i = 0; i < 10; i++)
+    {
+      g_assert_cmpuint (puts[i].n_calls, ==, 1);
+      g_assert_cmpstr (puts[i].result, ==, "from a thread");
+      put_clear (&puts[i]);
+    }
+  g_clear_object (&task);
+  g_object_unref (queue);
+  drain_context ();
+  g_object_unref (cooperator);
+}
+
+static gboolean
+job_complete_twice (SluiceJob *job, gpointer user_data, GError **error)
+{
+  sluice_job_complete (job, NULL, NULL);
+  sluice_job_complete (job, g_strdup ("again"), g_free);
+  return TRUE;
+}
+
+/* Completing a job twice is a programmer error: a critical, the second
+ * result freed. */
+static void
+test_complete_twice (Fixture *f, gconstpointer unused)
+{
+  Put put = { 0 };
+
+  sluice_job_queue_put_async (f->queue, "x", job_complete_twice, NULL, NULL, NULL, on_put, &put);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*completed twice*");
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_test_assert_expected_messages ();
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 1);
+  g_assert_null (put.result);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*channel != NULL*");
+  sluice_job_queue_put_async (f->queue, NULL, job_must_not_run, NULL, NULL, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+}
+
+static void
+count_destroy (gpointer user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+static gboolean
+job_hold_counting (SluiceJob *job, gpointer user_data, GError **error)
+{
+  sluice_job_complete (job, NULL, NULL);
+  return TRUE;
+}
+
+/* Job data is released on the context after the put was answered, for
+ * run, cancelled and cleared jobs alike. */
+static void
+test_job_data_released_on_context (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  guint n_destroyed = 0;
+  Put puts[3] = { { 0 } };
+
+  sluice_job_queue_put_async (f->queue, "x", job_hold_counting, &n_destroyed, count_destroy, NULL,
+                              on_put, &puts[0]);
+  sluice_job_queue_put_async (f->queue, "y", job_must_not_run, &n_destroyed, count_destroy,
+                              cancellable, on_put, &puts[1]);
+  sluice_job_queue_put_async (f->queue, "z", job_must_not_run, &n_destroyed, count_destroy, NULL,
+                              on_put, &puts[2]);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_cancellable_cancel (cancellable);
+  sluice_job_queue_clear (f->queue);
+  g_assert_cmpuint (n_destroyed, ==, 0);
+  drain_context ();
+  g_assert_cmpuint (n_destroyed, ==, 3);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_assert_cmpuint (puts[i].n_calls, ==, 1);
+      put_clear (&puts[i]);
+    }
+}
+
+#define ADD_FIXTURE_TEST(path, func)                                                               \
+  g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  ADD_FIXTURE_TEST ("/job-queue/JobQueueTestCase/test_returns_deferred_when_empty",
+                    test_returns_deferred_when_empty);
+  ADD_FIXTURE_TEST ("/job-queue/JobQueueTestCase/test_fires_deferred_when_ready",
+                    test_fires_deferred_when_ready);
+  ADD_FIXTURE_TEST ("/job-queue/JobQueueTestCase/test_iterates_in_fifo_order",
+                    test_iterates_in_fifo_order);
+  ADD_FIXTURE_TEST ("/job-queue/JobQueueTestCase/test_cancel_job_early", test_cancel_job_early);
+  ADD_FIXTURE_TEST ("/job-queue/JobQueueTestCase/test_propagates_cancel_to_job",
+                    test_propagates_cancel_to_job);
+
+  ADD_FIXTURE_TEST ("/job-queue/clear-completes-every-dropped-job",
+                    test_clear_completes_every_dropped_job);
+  g_test_add_func ("/job-queue/pending-job-blocks-only-its-channel",
+                   test_pending_job_blocks_only_its_channel);
+  ADD_FIXTURE_TEST ("/job-queue/job-fails-at-once", test_job_fails_at_once);
+  g_test_add_func ("/job-queue/complete-from-thread", test_complete_from_thread);
+  ADD_FIXTURE_TEST ("/job-queue/complete-twice", test_complete_twice);
+  ADD_FIXTURE_TEST ("/job-queue/job-data-released-on-context", test_job_data_released_on_context);
+
+  return g_test_run ();
+}
