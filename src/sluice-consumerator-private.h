@@ -19,4 +19,12 @@ GValue *sluice_value_item_new (const GValue *value);
 void sluice_value_item_free (gpointer item);
 void sluice_consumerator_set_values (SluiceConsumerator *self);
 
+/* The next_async requests of a producer's consumerator are served by the
+ * producer's consumer thread when it was started without a function: it
+ * runs serve_requests(), which returns when the iteration is over and no
+ * request waits, or after interrupt_serving(), which the producer calls when
+ * it stops for good. */
+void sluice_consumerator_serve_requests (SluiceConsumerator *self);
+void sluice_consumerator_interrupt_serving (SluiceConsumerator *self);
+
 G_END_DECLS

@@ -53,6 +53,21 @@ struct _SluiceConsumerator
 
   GError *close_error; /* set once, before the buffer is ended */
   gboolean values;     /* items are GValue *: the _value functions apply */
+
+  /* Main-loop consumption (next_async): requests served in order by a
+   * thread that takes the items, the producer's consumer thread when it
+   * was started without a function, else one of our own. */
+  GMutex serve_lock;
+  GCond serve_cond;
+  GQueue requests;            /* of GTask */
+  gboolean served_by_owner;   /* the producer's consumer thread serves */
+  gboolean serving;           /* a thread of our own serves */
+  gboolean serve_interrupted; /* the producer stopped: the server leaves */
+  gboolean owner_done;        /* the producer's consumer thread stopped serving */
+  gboolean has_stash;         /* an item taken for a request cancelled meanwhile */
+  gpointer stash;
+  gboolean ended; /* a request got the end: later ones get it too */
+  GError *end_error;
 };
 
 enum
@@ -126,9 +141,16 @@ sluice_consumerator_finalize (GObject *object)
 {
   SluiceConsumerator *self = SLUICE_CONSUMERATOR (object);
 
+  /* Requests hold a reference to us: none is left here. */
+  g_assert (g_queue_is_empty (&self->requests));
+  if (self->has_stash)
+    sluice_reorder_buffer_free_item (self->rb, self->stash);
   g_clear_pointer (&self->rb, sluice_reorder_buffer_unref);
   g_clear_error (&self->close_error);
+  g_clear_error (&self->end_error);
   g_rec_mutex_clear (&self->flow_lock);
+  g_mutex_clear (&self->serve_lock);
+  g_cond_clear (&self->serve_cond);
 
   G_OBJECT_CLASS (sluice_consumerator_parent_class)->finalize (object);
 }
@@ -202,6 +224,9 @@ static void
 sluice_consumerator_init (SluiceConsumerator *self)
 {
   g_rec_mutex_init (&self->flow_lock);
+  g_mutex_init (&self->serve_lock);
+  g_cond_init (&self->serve_cond);
+  g_queue_init (&self->requests);
 }
 
 SluiceConsumerator *
@@ -212,6 +237,8 @@ sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb)
   self->rb = sluice_reorder_buffer_ref (rb);
   self->capacity = sluice_reorder_buffer_get_window (rb);
   self->standalone = FALSE;
+  /* next_async requests wait for the producer's consumer thread. */
+  self->served_by_owner = TRUE;
 
   return self;
 }
@@ -423,6 +450,319 @@ sluice_consumerator_next (SluiceConsumerator *self, gpointer *out_item, GError *
   if (local_error != NULL)
     g_propagate_error (error, local_error);
   return FALSE;
+}
+
+/* --- main-loop consumption --- */
+
+/* What a next_async request gets. */
+typedef struct
+{
+  SluiceReorderBuffer *rb;
+  gboolean ok;
+  gpointer item;
+} NextResult;
+
+static void
+next_result_free (gpointer data)
+{
+  NextResult *result = data;
+
+  if (result->ok)
+    sluice_reorder_buffer_free_item (result->rb, result->item);
+  sluice_reorder_buffer_unref (result->rb);
+  g_free (result);
+}
+
+/* The serving thread: answers one request with the next item (or the end).
+ * A request cancelled before the item came completes with
+ * G_IO_ERROR_CANCELLED and the item waits for the next request. */
+static void
+serve_one (SluiceConsumerator *self, GTask *task)
+{
+  NextResult *result;
+  GError *error = NULL;
+  gboolean ok;
+  gpointer item = NULL;
+
+  if (g_task_return_error_if_cancelled (task))
+    return;
+
+  g_mutex_lock (&self->serve_lock);
+  ok = self->has_stash;
+  item = g_steal_pointer (&self->stash);
+  self->has_stash = FALSE;
+  g_mutex_unlock (&self->serve_lock);
+  if (!ok)
+    ok = sluice_consumerator_next (self, &item, &error);
+
+  if (ok && g_cancellable_is_cancelled (g_task_get_cancellable (task)))
+    {
+      g_mutex_lock (&self->serve_lock);
+      self->stash = item;
+      self->has_stash = TRUE;
+      g_mutex_unlock (&self->serve_lock);
+      g_task_return_error_if_cancelled (task);
+      return;
+    }
+  if (!ok)
+    {
+      g_mutex_lock (&self->serve_lock);
+      if (!self->ended)
+        {
+          self->ended = TRUE;
+          self->end_error = error != NULL ? g_error_copy (error) : NULL;
+        }
+      g_mutex_unlock (&self->serve_lock);
+    }
+  if (error != NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  result = g_new0 (NextResult, 1);
+  result->rb = sluice_reorder_buffer_ref (self->rb);
+  result->ok = ok;
+  result->item = item;
+  g_task_return_pointer (task, result, next_result_free);
+}
+
+/* Answers @task at once after the producer's consumer thread stopped
+ * serving: with the end it saw, or the producer's stop. */
+static void
+answer_after_serving (SluiceConsumerator *self, GTask *task, gboolean ended, GError *end_error)
+{
+  const GError *abort_error = sluice_reorder_buffer_get_abort_error (self->rb);
+  NextResult *result;
+
+  if (ended && end_error != NULL)
+    g_task_return_error (task, end_error);
+  else if (!ended && abort_error != NULL)
+    g_task_return_error (task, g_error_copy (abort_error));
+  else if (!ended)
+    g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
+                             _ ("The producer was stopped"));
+  else
+    {
+      result = g_new0 (NextResult, 1);
+      result->rb = sluice_reorder_buffer_ref (self->rb);
+      g_task_return_pointer (task, result, next_result_free);
+    }
+}
+
+/* Serves requests until the iteration is over and no request waits, or the
+ * producer was stopped. With @linger_us >= 0 (a thread of our own) it also
+ * leaves when no request came for that long. Returns whether the iteration
+ * is over. */
+static gboolean
+serve (SluiceConsumerator *self, gint64 linger_us)
+{
+  gboolean over = FALSE;
+
+  for (;;)
+    {
+      GTask *task;
+
+      g_mutex_lock (&self->serve_lock);
+      while (g_queue_is_empty (&self->requests) && !self->serve_interrupted && !over)
+        {
+          if (linger_us < 0)
+            g_cond_wait (&self->serve_cond, &self->serve_lock);
+          else if (!g_cond_wait_until (&self->serve_cond, &self->serve_lock,
+                                       g_get_monotonic_time () + linger_us) &&
+                   g_queue_is_empty (&self->requests))
+            break;
+        }
+      task = g_queue_pop_head (&self->requests);
+      if (task == NULL)
+        {
+          if (linger_us >= 0)
+            self->serving = FALSE;
+          else
+            self->owner_done = TRUE; /* later requests are answered at once */
+          g_mutex_unlock (&self->serve_lock);
+          return over || self->serve_interrupted;
+        }
+      g_mutex_unlock (&self->serve_lock);
+
+      serve_one (self, task);
+      g_object_unref (task);
+      over = over || sluice_reorder_buffer_consumer_finished (self->rb);
+    }
+}
+
+static gpointer
+serve_thread (gpointer data)
+{
+  g_autoptr (SluiceConsumerator) self = data;
+
+  /* A thread of our own lingers a little for the next request: a consumer
+   * on a main loop asks again as soon as it has handled an item. */
+  serve (self, 100 * G_TIME_SPAN_MILLISECOND);
+  return NULL;
+}
+
+void
+sluice_consumerator_serve_requests (SluiceConsumerator *self)
+{
+  serve (self, -1);
+}
+
+void
+sluice_consumerator_interrupt_serving (SluiceConsumerator *self)
+{
+  g_mutex_lock (&self->serve_lock);
+  self->serve_interrupted = TRUE;
+  g_cond_broadcast (&self->serve_cond);
+  g_mutex_unlock (&self->serve_lock);
+}
+
+/**
+ * sluice_consumerator_next_async:
+ * @self: a consumerator
+ * @cancellable: (nullable): cancels this request
+ * @callback: (scope async) (closure user_data): called on the thread-default
+ *   context of this call with the next item, or the end
+ * @user_data: data for @callback
+ *
+ * Asks for the next item without blocking: the form for a consumer that
+ * runs on a main loop, such as a language that cannot run code on other
+ * threads (JavaScript with GJS). Finish with
+ * [method@Sluice.Consumerator.next_finish] or, for items that are values,
+ * [method@Sluice.Consumerator.next_value_finish].
+ *
+ * Requests are answered in the order they were made, each with the next
+ * item in order, by a thread that takes the items with
+ * [method@Sluice.Consumerator.next]: the consumer thread of an ordered item
+ * producer started without a consumer function, or else a thread of the
+ * consumerator's own (do not mix with calls to
+ * [method@Sluice.Consumerator.next]). Order, flow control and errors are
+ * those of [method@Sluice.Consumerator.next]. A request cancelled before its
+ * item was taken completes with %G_IO_ERROR_CANCELLED at once; one whose
+ * item the thread is waiting for completes with %G_IO_ERROR_CANCELLED when
+ * the item comes, and that item goes to the next request.
+ *
+ * This function is safe to call from any thread; the callback runs from a
+ * main loop source, never inside this call.
+ */
+void
+sluice_consumerator_next_async (SluiceConsumerator *self,
+                                GCancellable *cancellable,
+                                GAsyncReadyCallback callback,
+                                gpointer user_data)
+{
+  GTask *task;
+  gboolean spawn = FALSE;
+
+  g_return_if_fail (SLUICE_IS_CONSUMERATOR (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_consumerator_next_async);
+  /* An item is never dropped for a cancellation (see above). */
+  g_task_set_check_cancellable (task, FALSE);
+
+  g_mutex_lock (&self->serve_lock);
+  if (self->owner_done)
+    {
+      gboolean ended = self->ended;
+      GError *end_error = self->end_error != NULL ? g_error_copy (self->end_error) : NULL;
+
+      g_mutex_unlock (&self->serve_lock);
+      answer_after_serving (self, task, ended, end_error);
+      g_object_unref (task);
+      return;
+    }
+  g_queue_push_tail (&self->requests, task);
+  if (!self->served_by_owner && !self->serving)
+    self->serving = spawn = TRUE;
+  g_cond_signal (&self->serve_cond);
+  g_mutex_unlock (&self->serve_lock);
+
+  if (spawn)
+    g_thread_unref (g_thread_new ("sluice-next-async", serve_thread, g_object_ref (self)));
+}
+
+/**
+ * sluice_consumerator_next_finish:
+ * @self: a consumerator
+ * @result: the result given to the callback
+ * @out_item: (out) (transfer full) (optional) (nullable): the next item
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.Consumerator.next_async], with the meaning of
+ * [method@Sluice.Consumerator.next]'s return value.
+ *
+ * Returns: %TRUE with @out_item set; %FALSE at the end of the stream, with
+ *   @error set if it ended with a failure or the request was cancelled
+ */
+gboolean
+sluice_consumerator_next_finish (SluiceConsumerator *self,
+                                 GAsyncResult *result,
+                                 gpointer *out_item,
+                                 GError **error)
+{
+  NextResult *next;
+  gboolean ok;
+
+  if (out_item != NULL)
+    *out_item = NULL;
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  next = g_task_propagate_pointer (G_TASK (result), error);
+  if (next == NULL)
+    return FALSE;
+  ok = next->ok;
+  if (ok && out_item != NULL)
+    {
+      *out_item = g_steal_pointer (&next->item);
+      next->ok = FALSE;
+    }
+  next_result_free (next);
+  return ok;
+}
+
+/**
+ * sluice_consumerator_next_value_finish:
+ * @self: a consumerator of values
+ * @result: the result given to the callback
+ * @value: (out caller-allocates) (optional): an unset value
+ *   (`G_VALUE_INIT`) that receives the next item
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.Consumerator.next_async] for items that are
+ * values, as [method@Sluice.Consumerator.next_value] does: @value is set in
+ * every case, to a %NULL pointer when there is no item. This is the form
+ * language bindings use.
+ *
+ * Returns: %TRUE with @value set to the item; %FALSE at the end of the
+ *   stream, with @error set if it ended with a failure or the request was
+ *   cancelled
+ */
+gboolean
+sluice_consumerator_next_value_finish (SluiceConsumerator *self,
+                                       GAsyncResult *result,
+                                       GValue *value,
+                                       GError **error)
+{
+  GValue *item = NULL;
+
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
+  g_return_val_if_fail (self->values, FALSE);
+  g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
+
+  if (!sluice_consumerator_next_finish (self, result, (gpointer *) &item, error))
+    {
+      if (value != NULL)
+        g_value_init (value, G_TYPE_POINTER);
+      return FALSE;
+    }
+  if (value != NULL)
+    *value = *item;
+  else
+    g_value_unset (item);
+  g_free (item);
+  return TRUE;
 }
 
 /**

@@ -1521,11 +1521,19 @@ consumer_thread (gpointer data)
   return NULL;
 }
 
+/* The consumer thread of a producer started without a function. */
+static gpointer
+serve_next_requests (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  sluice_consumerator_serve_requests (consumerator);
+  return NULL;
+}
+
 /**
  * sluice_ordered_item_producer_start:
  * @self: a producer
- * @func: (scope notified) (closure user_data) (destroy user_data_destroy): the
- *   blocking consumer function
+ * @func: (scope notified) (closure user_data) (destroy user_data_destroy) (nullable):
+ *   the blocking consumer function, or %NULL to consume on a main loop
  * @user_data: data for @func
  * @user_data_destroy: (nullable): frees @user_data when @func has returned,
  *   on the owner context
@@ -1535,6 +1543,13 @@ consumer_thread (gpointer data)
  * Runs @func in a new thread of its own (a long-lived consumer must not
  * hold a pool thread that item work needs). @func takes the items from the
  * consumerator it is given; its return value is the result of the stop.
+ *
+ * Without @func, the items are taken on a main loop with
+ * [method@Sluice.Consumerator.next_async] on the producer's
+ * [property@Sluice.OrderedItemProducer:consumerator] (the consumer thread
+ * answers those requests, in order): the way for languages that cannot run
+ * code on other threads. The stop's result is then %NULL, and the stop
+ * completes once a request has received the end.
  *
  * A producer starts once; starting twice, or after a stop, is a programmer
  * error.
@@ -1552,7 +1567,6 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   ProducerState state;
 
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
-  g_return_if_fail (func != NULL);
 
   sluice_reorder_buffer_lock (self->rb);
   state = self->state;
@@ -1568,7 +1582,7 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   run = g_new0 (ConsumerRun, 1);
   run->consumerator = g_object_ref (self->consumerator);
   run->rb = sluice_reorder_buffer_ref (self->rb);
-  run->func = func;
+  run->func = func != NULL ? func : serve_next_requests;
   run->user_data = user_data;
   run->user_data_destroy = user_data_destroy;
   run->result_free_func = result_free_func;
@@ -1596,8 +1610,10 @@ run_value_consumer (SluiceConsumerator *consumerator, gpointer data, GError **er
 /**
  * sluice_ordered_item_producer_start_values:
  * @self: a producer made with [ctor@Sluice.OrderedItemProducer.new_for_values]
- * @func: (scope notified) (closure user_data) (destroy user_data_destroy): the
- *   blocking consumer function
+ * @func: (scope notified) (closure user_data) (destroy user_data_destroy) (nullable):
+ *   the blocking consumer function, or %NULL to consume on a main loop with
+ *   [method@Sluice.Consumerator.next_async] and
+ *   [method@Sluice.Consumerator.next_value_finish]
  * @user_data: data for @func
  * @user_data_destroy: (nullable): frees @user_data when @func has returned,
  *   on the owner context
@@ -1618,10 +1634,16 @@ sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
 {
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (self->item_free_func == sluice_value_item_free);
-  g_return_if_fail (func != NULL);
   g_return_if_fail (!self->started && !self->stop_called);
 
   self->values_consumer = TRUE;
+  if (func == NULL)
+    {
+      if (user_data_destroy != NULL)
+        user_data_destroy (user_data);
+      sluice_ordered_item_producer_start (self, NULL, NULL, NULL, sluice_value_item_free);
+      return;
+    }
   sluice_ordered_item_producer_start (self, run_value_consumer,
                                       value_call_new (func, user_data, user_data_destroy),
                                       value_call_free, sluice_value_item_free);
@@ -1805,6 +1827,7 @@ abort_production (SluiceOrderedItemProducer *self, const char *message)
 
   sluice_reorder_buffer_abort (self->rb, error);
   fail_deferred (self);
+  sluice_consumerator_interrupt_serving (self->consumerator);
 }
 
 /* --- push producer --- */

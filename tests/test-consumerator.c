@@ -244,6 +244,111 @@ test_fifo (void)
   g_assert_null (item);
 }
 
+/* ---- 1b. taken on a main loop (next_async) --------------------------------- */
+
+typedef struct
+{
+  SluiceConsumerator *consumerator;
+  guint n_received;
+  gboolean ended;
+  GError *error;
+} AsyncTaker;
+
+static void
+take_async (GObject *source, GAsyncResult *result, gpointer data)
+{
+  AsyncTaker *taker = data;
+  gpointer item = NULL;
+
+  if (!sluice_consumerator_next_finish (taker->consumerator, result, &item, &taker->error))
+    {
+      g_assert_null (item);
+      taker->ended = TRUE;
+      return;
+    }
+  if (GPOINTER_TO_UINT (item) != taker->n_received + 1)
+    g_assert_cmpuint (GPOINTER_TO_UINT (item), ==, taker->n_received + 1);
+  taker->n_received++;
+  sluice_consumerator_next_async (taker->consumerator, NULL, take_async, taker);
+}
+
+static void
+test_next_async (void)
+{
+  guint n_items = sluice_test_scale (20000, 20);
+  g_autoptr (SluiceConsumerator) consumerator = sluice_consumerator_new (64, NULL);
+  PushData push = { consumerator, n_items, 0, NULL };
+  AsyncTaker taker = { consumerator, 0, FALSE, NULL };
+  GThread *pusher;
+  gint64 deadline = deadline_from_now ();
+
+  pusher = g_thread_new ("pusher", push_then_close_thread, &push);
+  sluice_consumerator_next_async (consumerator, NULL, take_async, &taker);
+  while (!taker.ended)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_thread_join (pusher);
+  g_assert_no_error (taker.error);
+  g_assert_cmpuint (taker.n_received, ==, n_items);
+
+  /* The end is sticky here too. */
+  taker.ended = FALSE;
+  sluice_consumerator_next_async (consumerator, NULL, take_async, &taker);
+  while (!taker.ended)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (taker.error);
+  g_assert_cmpuint (taker.n_received, ==, n_items);
+}
+
+static void
+store_async_result (GObject *source, GAsyncResult *result, gpointer data)
+{
+  *(GAsyncResult **) data = g_object_ref (result);
+}
+
+/* A request cancelled while its item was awaited completes with
+ * G_IO_ERROR_CANCELLED; the item, when it comes, goes to the next request.
+ * One cancelled before it is served gets the error and no item. */
+static void
+test_next_async_cancelled (void)
+{
+  g_autoptr (SluiceConsumerator) consumerator = sluice_consumerator_new (8, NULL);
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr (GCancellable) cancelled = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  GAsyncResult *first = NULL, *second = NULL, *third = NULL;
+  gpointer item = NULL;
+  gint64 deadline = deadline_from_now ();
+
+  sluice_consumerator_next_async (consumerator, cancellable, store_async_result, &first);
+  /* Let the serving thread start waiting for the item. */
+  g_usleep (20000);
+  g_cancellable_cancel (cancellable);
+  g_cancellable_cancel (cancelled);
+  sluice_consumerator_next_async (consumerator, cancelled, store_async_result, &second);
+  sluice_consumerator_next_async (consumerator, NULL, store_async_result, &third);
+  g_assert_true (sluice_consumerator_push (consumerator, GUINT_TO_POINTER (7), NULL));
+  while (first == NULL || second == NULL || third == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_false (sluice_consumerator_next_finish (consumerator, first, &item, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_false (sluice_consumerator_next_finish (consumerator, second, &item, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_true (sluice_consumerator_next_finish (consumerator, third, &item, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (GPOINTER_TO_UINT (item), ==, 7);
+  g_object_unref (first);
+  g_object_unref (second);
+  g_object_unref (third);
+}
+
 /* ---- 2. bounded by flow control ------------------------------------------- */
 
 typedef struct
@@ -1034,6 +1139,8 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/consumerator/fifo", test_fifo);
+  g_test_add_func ("/consumerator/next-async", test_next_async);
+  g_test_add_func ("/consumerator/next-async-cancelled", test_next_async_cancelled);
   g_test_add_func ("/consumerator/bounded", test_flow_control);
   g_test_add_func ("/consumerator/unregister-resumes", test_unregister_resumes);
   g_test_add_func ("/consumerator/register-when-full", test_register_when_full);

@@ -9,7 +9,7 @@
 #error "Only <sluice/sluice.h> can be included directly."
 #endif
 
-#include <glib-object.h>
+#include <gio/gio.h>
 #include <sluice/sluice-version-macros.h>
 #include <sluice/sluice-push-producer.h>
 
@@ -27,6 +27,21 @@ SluiceConsumerator *sluice_consumerator_new_for_values (guint capacity);
 
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_consumerator_next (SluiceConsumerator *self, gpointer *out_item, GError **error);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_consumerator_next_async (SluiceConsumerator *self,
+                                     GCancellable *cancellable,
+                                     GAsyncReadyCallback callback,
+                                     gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_consumerator_next_finish (SluiceConsumerator *self,
+                                          GAsyncResult *result,
+                                          gpointer *out_item,
+                                          GError **error);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_consumerator_next_value_finish (SluiceConsumerator *self,
+                                                GAsyncResult *result,
+                                                GValue *value,
+                                                GError **error);
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_consumerator_push (SluiceConsumerator *self, gpointer item, GError **error);
 SLUICE_AVAILABLE_IN_ALL
