@@ -1,0 +1,137 @@
+// test_producer.js: Sluice from JavaScript (GJS), through GObject Introspection
+//
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// GJS runs JavaScript on its main thread only: items are produced with
+// non-blocking item functions and consumed on the main loop with
+// Consumerator.next_async(), the producer started without a consumer
+// function. Run by meson test with GI_TYPELIB_PATH and LD_LIBRARY_PATH
+// pointing into the build tree; prints TAP.
+
+imports.gi.versions.Sluice = '1';
+const { GLib, Gio, Sluice } = imports.gi;
+
+let nTests = 0;
+let failed = false;
+
+function ok(condition, name, detail) {
+    nTests++;
+    print(`${condition ? 'ok' : 'not ok'} ${nTests} - ${name}`);
+    if (!condition) {
+        failed = true;
+        if (detail !== undefined)
+            print(`# ${detail}`);
+    }
+}
+
+// Runs the default main context until done() or a deadline.
+function runUntil(what, done) {
+    const context = GLib.MainContext.default();
+    const deadline = GLib.get_monotonic_time() + 60 * 1000000;
+    while (!done()) {
+        if (GLib.get_monotonic_time() > deadline)
+            throw new Error(`timed out waiting for ${what}`);
+        context.iteration(true);
+    }
+}
+
+// Consumes every item on the main loop; returns the record it fills.
+function consumeOnMainLoop(producer) {
+    const record = { items: [], ended: false, error: null, maxLive: 0 };
+    const consumerator = producer.get_consumerator();
+    const next = () => consumerator.next_async(null, (source, result) => {
+        record.maxLive = Math.max(record.maxLive, consumerator.get_n_items());
+        try {
+            const [more, value] = consumerator.next_value_finish(result);
+            if (!more) {
+                record.ended = true;
+                return;
+            }
+            record.items.push(value);
+            next();
+        } catch (e) {
+            record.error = e;
+            record.ended = true;
+        }
+    });
+    next();
+    return record;
+}
+
+function stop(producer) {
+    const outcome = {};
+    producer.stop_async((source, result) => {
+        try {
+            outcome.result = producer.stop_finish_value(result);
+            outcome.ok = true;
+        } catch (e) {
+            outcome.error = e;
+            outcome.ok = false;
+        }
+    });
+    runUntil('the stop', () => outcome.ok !== undefined);
+    return outcome;
+}
+
+// Items completed out of order, from timeouts, arrive in call order.
+function testInOrder() {
+    const n = 200, window = 8;
+    const producer = Sluice.OrderedItemProducer.new_for_values(null, window);
+    producer.start_values(null);
+    const record = consumeOnMainLoop(producer);
+    const completed = [];
+    for (let i = 0; i < n; i++) {
+        runUntil('ready', () => producer.is_ready());
+        const value = `item ${i}`;
+        producer.produce_item(slot => {
+            GLib.timeout_add(GLib.PRIORITY_DEFAULT, (i * 7) % 5, () => {
+                completed.push(i);
+                slot.complete_value(value);
+                return GLib.SOURCE_REMOVE;
+            });
+        }, null, null);
+    }
+    const outcome = stop(producer);
+    ok(outcome.ok, 'in order: the stop succeeds', outcome.error);
+    ok(record.ended && record.error === null, 'in order: the consumer saw the end', record.error);
+    const expected = Array.from({ length: n }, (_, i) => `item ${i}`);
+    ok(JSON.stringify(record.items) === JSON.stringify(expected), 'in order: every item, once, in call order',
+        JSON.stringify(record.items.slice(0, 10)));
+    ok(JSON.stringify(completed) !== JSON.stringify([...completed].sort((a, b) => a - b)),
+        'in order: the items completed out of order');
+    ok(record.maxLive <= window, `in order: at most ${window} live items (saw ${record.maxLive})`);
+}
+
+// A failed item ends the stream after the items before it; the stop
+// reports its error.
+function testErrorReachesStop() {
+    const producer = Sluice.OrderedItemProducer.new_for_values(null, 16);
+    producer.start_values(null);
+    const record = consumeOnMainLoop(producer);
+    for (let i = 0; i < 10; i++) {
+        producer.produce_item(slot => {
+            if (i === 6)
+                slot.fail(new GLib.Error(Gio.io_error_quark(), Gio.IOErrorEnum.INVALID_DATA, 'item 6 failed'));
+            else
+                slot.complete_value(i);
+        }, null, null);
+    }
+    const outcome = stop(producer);
+    ok(!outcome.ok && outcome.error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.INVALID_DATA) &&
+        outcome.error.message === 'item 6 failed', 'error: the stop reports the item\'s error',
+        outcome.error);
+    ok(JSON.stringify(record.items) === '[0,1,2,3,4,5]', 'error: the items before it arrive',
+        JSON.stringify(record.items));
+    ok(record.error !== null && record.error.message === 'item 6 failed',
+        'error: the consumer receives the error in its place', record.error);
+}
+
+try {
+    testInOrder();
+    testErrorReachesStop();
+} catch (e) {
+    ok(false, 'no exception', `${e}\n${e.stack}`);
+}
+print(`1..${nTests}`);
+if (failed)
+    imports.system.exit(1);
