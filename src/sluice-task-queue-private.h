@@ -40,4 +40,7 @@ void sluice_task_queue_set_hand_size (SluiceTaskQueue *self, guint hand_size);
  * tasks over while others are queued; -1: never. 100 by default. */
 void sluice_task_queue_set_hand_stall (SluiceTaskQueue *self, gint64 stall_us);
 
+/* For tests: how many runners (threads of the queue) are alive. */
+guint sluice_task_queue_get_n_runners (SluiceTaskQueue *self);
+
 G_END_DECLS

@@ -14,10 +14,26 @@
  * priority.
  *
  * Work is queued with a priority (a lower value runs first, as with
- * `G_PRIORITY_*`; tasks of equal priority run in the order they were queued)
- * and an optional [class@Gio.Cancellable]. [method@Sluice.TaskQueue.run_async]
- * runs a [callback@Sluice.ThreadFunc] in a thread of the queue and hands its
- * result back GIO-style, on the thread-default main context of the caller.
+ * `G_PRIORITY_*`) and an optional [class@Gio.Cancellable].
+ * [method@Sluice.TaskQueue.run_async] runs a [callback@Sluice.ThreadFunc]
+ * in a thread of the queue and hands its result back GIO-style, on the
+ * thread-default main context of the caller.
+ *
+ * Tasks start by priority: a thread that looks for work takes the most
+ * urgent queued tasks, the oldest first. With one thread, tasks of equal
+ * priority thus start in the order they were queued. With several, a
+ * thread takes short tasks a few at a time (up to 8, its *hand*, as many
+ * as take about 20 µs together) and starts them one after another, so the
+ * order across threads is only roughly that of queuing: a task may start
+ * while older tasks of equal priority wait in another thread's hand for
+ * that thread's current task to return (or, when that task lasts, about
+ * 100 µs, for a free thread to take them over). Exactly: when a task
+ * starts, every task of equal priority queued before it has started or is
+ * in another thread's hand; none is still queued. A more urgent task waits
+ * only for the tasks in progress: threads put back the tasks they hold for
+ * it. (A task is *started* when a thread takes it from its hand to run it;
+ * a task whose cancellable was cancelled takes its turn like the others,
+ * and is then dropped.)
  *
  * The number of threads can change at any time
  * ([property@Sluice.TaskQueue:max-threads]); lowering it lets the surplus
@@ -30,51 +46,63 @@
  *
  * Tasks must not wait for tasks queued after them. As in any pool with a
  * bounded number of threads, such waits can take every thread and last for
- * ever; and here a thread takes short tasks a few at a time (see Design
- * below), so they can also block where a pool taking one task at a time
- * would get through: with two threads, each in a task that waits for the
- * next task, which the same thread took. (A free thread takes such a task
- * over.)
+ * ever; and here a thread takes short tasks a few at a time, so they can
+ * also block where a pool taking one task at a time would get through: with
+ * two threads, each in a task that waits for the next task, which the same
+ * thread took. (A free thread takes such a task over.)
  *
- * ## Design
+ * `SluiceTaskQueue` is MT-safe: every function may be called from any thread.
+ */
+
+/* How it works (for maintainers; the class doc above is for users).
  *
  * The queue keeps its own priority queue (one FIFO ring of tasks per
  * priority level, the levels sorted, tasks stored by value) under one mutex,
- * and uses a non-exclusive [struct@GLib.ThreadPool] only for *runners*: a
- * runner is pushed to the pool when work is queued and fewer runners than
- * [property@Sluice.TaskQueue:max-threads] are alive; it then pops and runs
- * tasks until the queue is empty (it yields its core once before it leaves,
- * so that a producer it preempted gets to queue more) or it is surplus after
- * the thread count was lowered. Queuing a task thus costs a lock and a ring
- * insertion, with no allocation, while every thread is busy: the thread
- * pool's own per-item cost is paid only when a thread starts. The queue's
- * lock is tried a while before a thread sleeps on it: the critical sections
- * are short, and a [struct@GLib.Mutex] that sleeps at once made queuing from
- * one thread while two run 2 µs tasks cost ~170 futex calls per 1000 tasks
- * (now ~10).
+ * and uses a non-exclusive `GThreadPool` only for *runners*: a runner is
+ * pushed to the pool when work is queued and fewer runners than
+ * `max-threads` are alive; it then runs tasks until the queue is empty (it
+ * yields its core once before it leaves, so that a producer it preempted
+ * gets to queue more) or it is surplus after the thread count was lowered.
+ * Queuing a task thus costs a lock and a ring insertion, with no allocation,
+ * while every thread is busy: the thread pool's own per-item cost is paid
+ * only when a thread starts. The queue's lock is tried a while before a
+ * thread sleeps on it: the critical sections are short, and a `GMutex` that
+ * sleeps at once made queuing from one thread while two run 2 µs tasks cost
+ * ~170 futex calls per 1000 tasks (now ~10).
  *
  * A runner takes short tasks several at a time: as many of the most urgent
  * priority as its last tasks say take about 20 µs together (at most 8, and
  * leaving some for the other threads), then runs them one after another
  * without the lock. With 2 µs tasks queued from one thread and run by two,
- * the lock's cache line no longer travels between the cores for every task:
- * the ordered producer's CPU time per item fell by ~60 ns (bench/run, small
- * work: 0.98-1.00 -> 1.00-1.04 of oneTBB's `parallel_pipeline`). Tasks that take
- * longer are taken one at a time. The tasks a runner holds still count as
- * pending, a cancelling shutdown cancels those not started, a runner that
- * is surplus after the thread count was lowered puts them back, and other
- * threads take them over, oldest first: when nothing else is queued (a task
- * may wait for the next one), or before newer work once the hand is 100 µs
- * old (one normally lasts about 20 µs: its runner is stuck in a task). A
- * runner also puts back what it holds when a more urgent task is queued
- * (it reads the most urgent queued priority, kept on a cache line that is
- * written only when that changes, between its tasks): such a task waits for
- * the tasks in progress only, as without hands.
+ * the lock's cache line no longer travels between the cores for every
+ * task: the ordered producer's CPU time per item fell by ~60 ns (bench/run,
+ * small work: 0.98-1.00 -> 1.00-1.04 of oneTBB's `parallel_pipeline`).
+ * Tasks that take longer are taken one at a time. The tasks a runner holds
+ * still count as pending, a cancelling shutdown cancels those not started,
+ * a runner that is surplus after the thread count was lowered puts them
+ * back, and other threads take them over, oldest first: when nothing else
+ * is queued (a task may wait for the next one), or before newer work once
+ * the hand is 100 µs old (one normally lasts about 20 µs: its runner is
+ * stuck in a task). A runner also puts back what it holds when a more
+ * urgent task is queued (it reads the most urgent queued priority, kept on
+ * a cache line that is written only when that changes, between its tasks):
+ * such a task waits for the tasks in progress only, as without hands.
+ * Whenever tasks are put back, every runner's unstarted tasks go back with
+ * them, in one critical section: tasks older than some held by a runner
+ * would otherwise sit in the queue while it starts newer ones (the class
+ * doc promises that never happens).
+ *
+ * Exact FIFO start order across threads was tried (issue 12): a shared
+ * ring of the next tasks that every runner claimed from in order, one
+ * compare-and-swap per task, with no hands. It was exact, simpler (no
+ * stalled hands, no take-over) and cost a cache line crossing the cores per
+ * task: bench/run --only small on this 2-vCPU host, alternating processes,
+ * sluice/serial speedup 1.46-1.51 against 1.59-1.67 with hands, sluice/tbb
+ * 1.28 against 1.38 (medians; a busy machine). Hands stayed.
  *
  * A runner holds a reference on the queue, and while a task is queued or
- * running a runner is alive, so the queue is never finalized under its tasks.
- *
- * `SluiceTaskQueue` is MT-safe: every function may be called from any thread.
+ * running a runner is alive, so the queue is never finalized under its
+ * tasks.
  */
 
 /* One queued task, stored by value in its level's ring. */
@@ -433,22 +461,52 @@ update_shrinking_locked (SluiceTaskQueue *self)
   g_atomic_int_set (&self->shrinking, self->n_runners > self->max_threads);
 }
 
-/* A surplus runner puts back what it took and has not started, in queuing
- * order also when several do, before it leaves; so does a runner when a
- * more urgent task was queued. */
+static int
+compare_entries_newest_first (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  const SluiceTaskEntry *ea = a, *eb = b;
+
+  return ea->seq < eb->seq ? 1 : ea->seq > eb->seq ? -1 : 0;
+}
+
+/* A surplus runner puts back what it took and has not started before it
+ * leaves; so does a runner when a more urgent task was queued. The other
+ * runners' unstarted tasks go back with them, all in queuing order: else
+ * tasks older than some a runner holds would sit in the queue while it
+ * starts those (a runner that finds its hand empty takes the oldest
+ * again). */
 static void
 hand_give_back_locked (SluiceTaskQueue *self, Hand *hand)
 {
-  SluiceTaskEntry entries[HAND_MAX];
-  guint n = 0;
+  SluiceTaskEntry stack_entries[4 * HAND_MAX];
+  SluiceTaskEntry *entries = stack_entries;
+  guint n_hands = 0, n = 0;
 
-  while (hand_claim_locked (hand, &entries[n]))
-    n++;
+  if ((guint) g_atomic_int_get (&hand->claimed) >= hand->len)
+    return;
+
+  for (Hand *h = self->hands; h != NULL; h = h->next)
+    n_hands++;
+  if (n_hands * HAND_MAX > G_N_ELEMENTS (stack_entries))
+    entries = g_new (SluiceTaskEntry, n_hands * HAND_MAX);
+
+  /* Claimed from every hand first, then put back: a runner that claims
+   * its next task meanwhile does so before any task is back in the
+   * queue. */
+  for (Hand *h = self->hands; h != NULL; h = h->next)
+    while (hand_claim_locked (h, &entries[n]))
+      n++;
+  /* Newest first: each is then older than every task of its level. */
+  g_qsort_with_data (entries, (int) n, sizeof (SluiceTaskEntry), compare_entries_newest_first,
+                     NULL);
   for (guint i = 0; i < n; i++)
     levels_put_back (self->levels, &entries[i]);
   self->n_queued += n;
   self->n_active -= n;
   update_top_priority_locked (self);
+
+  if (entries != stack_entries)
+    g_free (entries);
 }
 
 /* How many runners to add for all that is queued (after the thread count
@@ -732,6 +790,20 @@ sluice_task_queue_set_hand_stall (SluiceTaskQueue *self, gint64 stall_us)
   g_mutex_lock (&self->mutex);
   self->hand_stall_us = stall_us < 0 ? -1 : stall_us;
   g_mutex_unlock (&self->mutex);
+}
+
+/* Internal entry point: see sluice-task-queue-private.h. */
+guint
+sluice_task_queue_get_n_runners (SluiceTaskQueue *self)
+{
+  guint n_runners;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  n_runners = self->n_runners;
+  g_mutex_unlock (&self->mutex);
+  return n_runners;
 }
 
 /* ---- GObject ------------------------------------------------------------ */

@@ -1348,10 +1348,13 @@ test_hand_lower_max_threads (void)
 /* Tasks that note the order they start in, then pass a gate. */
 #define N_GIVE_BACK_TASKS 20
 
+/* Room for the longest log (tests of the start order). */
+#define START_LOG_SIZE 240
+
 typedef struct
 {
   GMutex mutex;
-  guint order[N_GIVE_BACK_TASKS];
+  guint order[START_LOG_SIZE];
   guint n;
 } StartLog;
 
@@ -1369,6 +1372,7 @@ logged_gate_run (gpointer data, SluiceTaskReason reason)
 
   g_assert_cmpint (reason, ==, SLUICE_TASK_RUN);
   g_mutex_lock (&task->log->mutex);
+  g_assert_cmpuint (task->log->n, <, START_LOG_SIZE);
   task->log->order[task->log->n++] = task->index;
   g_mutex_unlock (&task->log->mutex);
   gate_pass (task->gate);
@@ -1393,10 +1397,9 @@ push_logged_tasks (SluiceTaskQueue *queue,
 }
 
 /* Three threads hold four blocking tasks each (0-3, 4-7, 8-11; 12-19 are
- * queued) when the thread count drops to one: the two surplus threads put
- * theirs back, and after the rest of the remaining thread's hand every task
- * starts in queuing order, whichever surplus thread put its tasks back
- * first. */
+ * queued) when the thread count drops to one: the first surplus thread puts
+ * back what every thread holds, and every task then starts in queuing
+ * order, whichever threads leave. */
 static void
 test_hand_give_back_order (void)
 {
@@ -1404,7 +1407,6 @@ test_hand_give_back_order (void)
   LoggedTask tasks[N_GIVE_BACK_TASKS];
   StartLog log = { 0 };
   Gate first, held;
-  guint block;
   int last = -1;
 
   gate_init (&first);
@@ -1430,13 +1432,10 @@ test_hand_give_back_order (void)
   g_assert_cmpuint (log.n, ==, N_GIVE_BACK_TASKS);
   for (guint i = 0; i < 3; i++)
     g_assert_cmpuint (log.order[i] % 4, ==, 0);
-  /* The remaining thread's hand, then the rest in order. */
-  block = log.order[3] / 4;
-  for (guint i = 1; i < 4; i++)
-    g_assert_cmpuint (log.order[2 + i], ==, 4 * block + i);
-  for (guint i = 6; i < N_GIVE_BACK_TASKS; i++)
+  for (guint i = 3; i < N_GIVE_BACK_TASKS; i++)
     {
       g_assert_cmpint ((int) log.order[i], >, last);
+      g_assert_cmpuint (log.order[i] % 4 != 0 || log.order[i] >= 12, ==, TRUE);
       last = (int) log.order[i];
     }
 
@@ -1584,6 +1583,136 @@ test_hand_wait_for_next (gconstpointer data)
   unref_and_wait_finalized (queue);
 }
 
+/* ---- 10. start order across threads --------------------------------------- */
+
+#define N_ORDER_LOG START_LOG_SIZE
+
+/* What the class doc promises with several threads: when a task starts,
+ * every older task of equal priority has started or is in another thread's
+ * hand (up to 7 besides the one it runs). Four threads, each in a task
+ * blocked at a gate (so every task taken from a hand has started), let
+ * through one at a time: each time, the older tasks not started are at
+ * most 7 per other thread. */
+static void
+test_start_order_threads (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (4);
+  LoggedTask *tasks = g_new0 (LoggedTask, N_ORDER_LOG);
+  StartLog *log = g_new0 (StartLog, 1);
+  guint max_behind = 0;
+  Gate first, held;
+
+  gate_init (&first);
+  gate_init (&held);
+  g_mutex_init (&log->mutex);
+  sluice_task_queue_set_hand_size (queue, HAND_TEST_SIZE);
+
+  hold_threads (queue, &first, 4);
+  for (guint i = 0; i < N_ORDER_LOG; i++)
+    {
+      tasks[i] = (LoggedTask){ log, &held, i };
+      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, logged_gate_run, &tasks[i]);
+    }
+  gate_open (&first);
+
+  for (guint n_started = 4;; n_started++)
+    {
+      gboolean *started = g_new0 (gboolean, N_ORDER_LOG);
+      guint newest = 0, n_behind = 0;
+
+      WAIT_UNTIL (GATE_STARTED (&held) == n_started &&
+                  GATE_CURRENT (&held) == MIN (4, N_ORDER_LOG + 4 - n_started));
+      g_mutex_lock (&log->mutex);
+      g_assert_cmpuint (log->n, ==, n_started);
+      for (guint i = 0; i < log->n; i++)
+        {
+          started[log->order[i]] = TRUE;
+          newest = MAX (newest, log->order[i]);
+        }
+      g_mutex_unlock (&log->mutex);
+      for (guint i = 0; i < newest; i++)
+        n_behind += !started[i];
+      g_assert_cmpuint (n_behind, <=, (HAND_TEST_SIZE - 1) * 3);
+      max_behind = MAX (max_behind, n_behind);
+      g_free (started);
+
+      if (n_started == N_ORDER_LOG)
+        break;
+      gate_grant (&held, 1);
+    }
+  g_test_message ("at most %u older tasks had not started when one did", max_behind);
+
+  gate_open (&held);
+  shutdown_and_wait (queue, FALSE);
+  g_mutex_clear (&log->mutex);
+  g_free (log);
+  g_free (tasks);
+  gate_clear (&first);
+  gate_clear (&held);
+  unref_and_wait_finalized (queue);
+}
+
+/* Three threads hold hands 0-3, 4-7 and 8-11 (12-19 queued), each blocked
+ * in its first task at a gate of its own, when the thread count drops to
+ * one. The threads in 0 and 8 leave and put back what they hold: the one
+ * in 4, which stays, must not start 5-7 while 1-3 are queued (nor 12
+ * before 9-11): every task after 0, 8 and 4 starts in queuing order. */
+static void
+test_start_order_give_back (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (3);
+  LoggedTask tasks[20];
+  StartLog log = { 0 };
+  Gate first, gates[4];
+  static const guint expected[] = { 1, 2, 3, 5, 6, 7, 9, 10, 11 };
+  guint firsts = 0;
+
+  gate_init (&first);
+  for (guint g = 0; g < G_N_ELEMENTS (gates); g++)
+    gate_init (&gates[g]);
+  gate_open (&gates[3]);
+  g_mutex_init (&log.mutex);
+  sluice_task_queue_set_hand_size (queue, 4);
+  sluice_task_queue_set_hand_stall (queue, -1);
+
+  hold_threads (queue, &first, 3);
+  for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
+    {
+      tasks[i] = (LoggedTask){ &log, &gates[MIN (i / 4, 3)], i };
+      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, logged_gate_run, &tasks[i]);
+    }
+  gate_open (&first);
+  for (guint g = 0; g < 3; g++)
+    WAIT_UNTIL (GATE_CURRENT (&gates[g]) == 1);
+  assert_counts (queue, G_N_ELEMENTS (tasks) - 3, 3);
+
+  sluice_task_queue_set_max_threads (queue, 1);
+  gate_open (&gates[0]);
+  WAIT_UNTIL (sluice_task_queue_get_n_runners (queue) == 2);
+  gate_open (&gates[2]);
+  WAIT_UNTIL (sluice_task_queue_get_n_runners (queue) == 1);
+  gate_open (&gates[1]);
+  shutdown_and_wait (queue, FALSE);
+
+  g_assert_cmpuint (log.n, ==, G_N_ELEMENTS (tasks));
+  /* 0, 4 and 8 started together; then the queuing order. */
+  for (guint i = 0; i < 3; i++)
+    {
+      g_assert_cmpuint (log.order[i] % 4, ==, 0);
+      g_assert_cmpuint (log.order[i], <, 12);
+      firsts |= 1u << log.order[i] / 4;
+    }
+  g_assert_cmpuint (firsts, ==, 7);
+  for (guint i = 3; i < G_N_ELEMENTS (tasks); i++)
+    g_assert_cmpuint (log.order[i], ==, i - 3 < G_N_ELEMENTS (expected) ? expected[i - 3] : i);
+
+  g_mutex_clear (&log.mutex);
+  gate_clear (&first);
+  for (guint g = 0; g < G_N_ELEMENTS (gates); g++)
+    gate_clear (&gates[g]);
+  unref_and_wait_finalized (queue);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1616,6 +1745,8 @@ main (int argc, char *argv[])
                         test_hand_wait_for_next);
   g_test_add_data_func ("/task-queue/hand/wait-for-next/stalled", GUINT_TO_POINTER (200),
                         test_hand_wait_for_next);
+  g_test_add_func ("/task-queue/start-order/threads", test_start_order_threads);
+  g_test_add_func ("/task-queue/start-order/give-back", test_start_order_give_back);
 
   return g_test_run ();
 }
