@@ -499,7 +499,7 @@ sluice_run (const BenchParams *p, BenchResult *r)
     }
   sluice_flush_batch (&run);
 
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &stop_result);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stop_result);
   while (stop_result == NULL)
     g_main_context_iteration (context, TRUE);
   ret = sluice_ordered_item_producer_stop_finish (producer, stop_result, &error);

@@ -17,7 +17,7 @@ SluiceConsumerator *sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb)
  * functions make and take. */
 GValue *sluice_value_item_new (const GValue *value);
 void sluice_value_item_free (gpointer item);
-void sluice_consumerator_set_values (SluiceConsumerator *self);
+void sluice_consumerator_set_values (SluiceConsumerator *self, gboolean values);
 
 /* The next_async requests of a producer's consumerator are served by the
  * producer's consumer thread when it was started without a function: it

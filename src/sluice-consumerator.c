@@ -244,7 +244,7 @@ sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb)
 }
 
 /**
- * sluice_consumerator_new:
+ * sluice_consumerator_new: (skip)
  * @capacity: the number of items at which a registered producer is paused;
  *   at least 1
  * @item_free_func: (nullable): frees an item that is never taken (when the
@@ -296,13 +296,13 @@ sluice_value_item_free (gpointer item)
 }
 
 void
-sluice_consumerator_set_values (SluiceConsumerator *self)
+sluice_consumerator_set_values (SluiceConsumerator *self, gboolean values)
 {
-  self->values = TRUE;
+  self->values = values;
 }
 
 /**
- * sluice_consumerator_new_for_values:
+ * sluice_consumerator_new_for_values: (rename-to sluice_consumerator_new)
  * @capacity: the number of items at which a registered producer is paused;
  *   at least 1
  *
@@ -328,7 +328,7 @@ sluice_consumerator_new_for_values (guint capacity)
 }
 
 /**
- * sluice_consumerator_next_value:
+ * sluice_consumerator_next_value: (rename-to sluice_consumerator_next)
  * @self: a consumerator of values
  * @value: (out caller-allocates) (optional): an unset value
  *   (`G_VALUE_INIT`) that receives the next item
@@ -378,7 +378,7 @@ sluice_consumerator_next_value (SluiceConsumerator *self, GValue *value, GError 
 }
 
 /**
- * sluice_consumerator_push_value:
+ * sluice_consumerator_push_value: (rename-to sluice_consumerator_push)
  * @self: a standalone consumerator of values
  * @value: (nullable): the item, copied; %NULL for a %NULL pointer
  * @error: return location for an error
@@ -405,7 +405,7 @@ sluice_consumerator_push_value (SluiceConsumerator *self, const GValue *value, G
 }
 
 /**
- * sluice_consumerator_next:
+ * sluice_consumerator_next: (skip)
  * @self: a consumerator
  * @out_item: (out) (transfer full) (optional) (nullable): the next item
  * @error: return location for an error
@@ -683,7 +683,7 @@ sluice_consumerator_next_async (SluiceConsumerator *self,
 }
 
 /**
- * sluice_consumerator_next_finish:
+ * sluice_consumerator_next_finish: (skip)
  * @self: a consumerator
  * @result: the result given to the callback
  * @out_item: (out) (transfer full) (optional) (nullable): the next item
@@ -723,7 +723,7 @@ sluice_consumerator_next_finish (SluiceConsumerator *self,
 }
 
 /**
- * sluice_consumerator_next_value_finish:
+ * sluice_consumerator_next_value_finish: (rename-to sluice_consumerator_next_finish)
  * @self: a consumerator of values
  * @result: the result given to the callback
  * @value: (out caller-allocates) (optional): an unset value
@@ -766,7 +766,7 @@ sluice_consumerator_next_value_finish (SluiceConsumerator *self,
 }
 
 /**
- * sluice_consumerator_push:
+ * sluice_consumerator_push: (skip)
  * @self: a standalone consumerator
  * @item: (transfer full) (nullable): the item
  * @error: return location for an error

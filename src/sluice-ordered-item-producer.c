@@ -21,7 +21,7 @@
  *   sluice_ordered_item_producer_produce_item_in_thread (producer, compress_block,
  *                                                        block[i], NULL, G_PRIORITY_DEFAULT,
  *                                                        NULL, NULL, NULL);
- * sluice_ordered_item_producer_stop_async (producer, on_stopped, NULL);
+ * sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, NULL);
  * ```
  *
  * ## Life cycle
@@ -178,6 +178,8 @@ struct _SluiceOrderedItemProducer
   GError *consumer_error;
   GDestroyNotify result_free_func;
   GTask *stop_task;
+  GCancellable *stop_cancellable; /* with its handler, while the stop runs */
+  gulong stop_cancelled_handler;
   gboolean started;
   gboolean stop_called;
   gboolean values_consumer; /* started with start_values: the result is a GValue * */
@@ -784,7 +786,7 @@ slot_from_handle (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
 }
 
 /**
- * sluice_slot_complete:
+ * sluice_slot_complete: (skip)
  * @slot: a slot from an item function
  * @item: (transfer full) (nullable): the item
  *
@@ -819,7 +821,7 @@ sluice_slot_complete (SluiceSlot *slot, gpointer item)
 }
 
 /**
- * sluice_slot_complete_value:
+ * sluice_slot_complete_value: (rename-to sluice_slot_complete)
  * @slot: a slot from an item function of a producer made with
  *   [ctor@Sluice.OrderedItemProducer.new_for_values]
  * @value: (nullable): the item, copied; %NULL for a %NULL pointer
@@ -1193,7 +1195,7 @@ sluice_ordered_item_producer_produce_item (SluiceOrderedItemProducer *self,
 }
 
 /**
- * sluice_ordered_item_producer_produce_item_in_thread:
+ * sluice_ordered_item_producer_produce_item_in_thread: (skip)
  * @self: a producer
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
  *   blocking function that returns the item
@@ -1292,7 +1294,7 @@ run_value_thread_call (GCancellable *cancellable, gpointer data, GError **error)
 }
 
 /**
- * sluice_slot_continue_in_thread:
+ * sluice_slot_continue_in_thread: (skip)
  * @slot: a slot from an item function
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
  *   blocking function whose result completes @slot
@@ -1347,7 +1349,7 @@ sluice_slot_continue_in_thread (SluiceSlot *slot,
 }
 
 /**
- * sluice_slot_continue_value_in_thread:
+ * sluice_slot_continue_value_in_thread: (rename-to sluice_slot_continue_in_thread)
  * @slot: a slot from an item function of a producer made for values
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
  *   blocking function that sets the item
@@ -1375,15 +1377,17 @@ sluice_slot_continue_value_in_thread (SluiceSlot *slot,
                                   value_call_free);
 }
 
+/* The annotation must stay on the identifier line. */
+/* clang-format off */
 /**
- * sluice_ordered_item_producer_produce_value_in_thread:
+ * sluice_ordered_item_producer_produce_value_in_thread: (rename-to sluice_ordered_item_producer_produce_item_in_thread)
  * @self: a producer made with [ctor@Sluice.OrderedItemProducer.new_for_values]
- * @priority: the priority in the task queue (lower runs first)
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
  *   blocking function that sets the item
  * @func_data: data for @func
  * @func_data_destroy: (nullable): frees @func_data once @func has run (or
  *   will never run)
+ * @priority: the priority in the task queue (lower runs first)
  * @cancellable: (nullable): cancels this item; if it fires before @func
  *   runs, @func never runs and the item fails with %G_IO_ERROR_CANCELLED
  * @callback: (scope async) (nullable) (closure user_data): called on the
@@ -1394,17 +1398,16 @@ sluice_slot_continue_value_in_thread (SluiceSlot *slot,
  * thread of the producer's [class@Sluice.TaskQueue]: the value it sets (or
  * its error) completes the item. This is the form language bindings use;
  * otherwise as [method@Sluice.OrderedItemProducer.produce_item_in_thread].
- * The priority comes first, as in g_idle_add_full(), so that bindings can
- * leave out the optional arguments after @func.
  *
  * This function is safe to call from any thread.
  */
+/* clang-format on */
 void
 sluice_ordered_item_producer_produce_value_in_thread (SluiceOrderedItemProducer *self,
-                                                      int priority,
                                                       SluiceValueThreadFunc func,
                                                       gpointer func_data,
                                                       GDestroyNotify func_data_destroy,
+                                                      int priority,
                                                       GCancellable *cancellable,
                                                       GAsyncReadyCallback callback,
                                                       gpointer user_data)
@@ -1530,7 +1533,7 @@ serve_next_requests (SluiceConsumerator *consumerator, gpointer data, GError **e
 }
 
 /**
- * sluice_ordered_item_producer_start:
+ * sluice_ordered_item_producer_start: (skip)
  * @self: a producer
  * @func: (scope notified) (closure user_data) (destroy user_data_destroy) (nullable):
  *   the blocking consumer function, or %NULL to consume on a main loop
@@ -1608,7 +1611,7 @@ run_value_consumer (SluiceConsumerator *consumerator, gpointer data, GError **er
 }
 
 /**
- * sluice_ordered_item_producer_start_values:
+ * sluice_ordered_item_producer_start_values: (rename-to sluice_ordered_item_producer_start)
  * @self: a producer made with [ctor@Sluice.OrderedItemProducer.new_for_values]
  * @func: (scope notified) (closure user_data) (destroy user_data_destroy) (nullable):
  *   the blocking consumer function, or %NULL to consume on a main loop with
@@ -1651,6 +1654,35 @@ sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
 
 /* --- stopping --- */
 
+static void abort_with_error (SluiceOrderedItemProducer *self, const GError *error);
+
+/* Any thread: the stop's cancellable fired. */
+static void
+on_stop_cancelled (GCancellable *cancellable, gpointer data)
+{
+  Link *link = data;
+  g_autoptr (SluiceOrderedItemProducer) self = g_weak_ref_get (&link->producer);
+  g_autoptr (GError) error = NULL;
+
+  if (self == NULL)
+    return;
+  error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The stop was cancelled"));
+  abort_with_error (self, error);
+  invoke_on_owner (link, refresh_idle);
+}
+
+/* Owner context. Not g_cancellable_disconnect(): it deadlocks when called
+ * from within the handler (a cancel on the owner context completes the
+ * stop at once). */
+static void
+disconnect_stop_cancellable (SluiceOrderedItemProducer *self)
+{
+  if (self->stop_cancelled_handler != 0)
+    g_signal_handler_disconnect (self->stop_cancellable, self->stop_cancelled_handler);
+  self->stop_cancelled_handler = 0;
+  g_clear_object (&self->stop_cancellable);
+}
+
 static void
 check_stop (SluiceOrderedItemProducer *self)
 {
@@ -1672,6 +1704,7 @@ check_stop (SluiceOrderedItemProducer *self)
     return;
 
   task = g_steal_pointer (&self->stop_task);
+  disconnect_stop_cancellable (self);
   abort_error = sluice_reorder_buffer_get_abort_error (self->rb);
 
   /* The first error wins: a failed item or a stop, then the consumer's. */
@@ -1690,6 +1723,9 @@ check_stop (SluiceOrderedItemProducer *self)
 /**
  * sluice_ordered_item_producer_stop_async:
  * @self: a producer
+ * @cancellable: (nullable): aborts the stop: cancelling it stops production
+ *   at once as [method@Sluice.PushProducer.stop_producing] does, and the
+ *   stop completes with %G_IO_ERROR_CANCELLED (unless an error came first)
  * @callback: (scope async) (nullable) (closure user_data): called on the
  *   thread-default context of this call when the stop is complete
  * @user_data: data for @callback
@@ -1710,6 +1746,7 @@ check_stop (SluiceOrderedItemProducer *self)
  */
 void
 sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
+                                         GCancellable *cancellable,
                                          GAsyncReadyCallback callback,
                                          gpointer user_data)
 {
@@ -1717,7 +1754,10 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
   ProducerState state;
 
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
+  /* The cancellable aborts production; the stop then completes with its
+   * error through the usual path, not by GTask's own check. */
   task = g_task_new (self, NULL, callback, user_data);
   g_task_set_source_tag (task, sluice_ordered_item_producer_stop_async);
 
@@ -1731,6 +1771,13 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
     }
   self->stop_called = TRUE;
   self->stop_task = g_steal_pointer (&task);
+  if (cancellable != NULL)
+    {
+      self->stop_cancellable = g_object_ref (cancellable);
+      /* May run the handler at once: the stop task is in place. */
+      self->stop_cancelled_handler =
+          g_cancellable_connect (cancellable, G_CALLBACK (on_stop_cancelled), self->link, NULL);
+    }
 
   sluice_reorder_buffer_lock (self->rb);
   state = self->state;
@@ -1757,7 +1804,7 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
 }
 
 /**
- * sluice_ordered_item_producer_stop_finish:
+ * sluice_ordered_item_producer_stop_finish: (skip)
  * @self: a producer
  * @result: the result given to the stop's callback
  * @error: return location for an error
@@ -1781,8 +1828,10 @@ sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* The annotation must stay on the identifier line. */
+/* clang-format off */
 /**
- * sluice_ordered_item_producer_stop_finish_value:
+ * sluice_ordered_item_producer_stop_finish_value: (rename-to sluice_ordered_item_producer_stop_finish)
  * @self: a producer started with
  *   [method@Sluice.OrderedItemProducer.start_values]
  * @result: the result given to the stop's callback
@@ -1799,6 +1848,7 @@ sluice_ordered_item_producer_stop_finish (SluiceOrderedItemProducer *self,
  * Returns: (transfer full) (nullable): the consumer function's result, or
  *   %NULL with @error set
  */
+/* clang-format on */
 GValue *
 sluice_ordered_item_producer_stop_finish_value (SluiceOrderedItemProducer *self,
                                                 GAsyncResult *result,
@@ -1820,6 +1870,12 @@ abort_production (SluiceOrderedItemProducer *self, const char *message)
 {
   g_autoptr (GError) error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, message);
 
+  abort_with_error (self, error);
+}
+
+static void
+abort_with_error (SluiceOrderedItemProducer *self, const GError *error)
+{
   sluice_reorder_buffer_lock (self->rb);
   if (self->state != STATE_CREATED)
     set_state_locked (self, STATE_CLOSED);
@@ -1879,6 +1935,9 @@ sluice_ordered_item_producer_constructed (GObject *object)
 
   self->owner_context = g_main_context_ref_thread_default ();
   self->owner_thread = g_thread_self ();
+  /* Made with g_object_new(), as language bindings do, a producer carries
+   * values; sluice_ordered_item_producer_new() makes it carry pointers. */
+  self->item_free_func = sluice_value_item_free;
   self->rb = sluice_reorder_buffer_new (self->window, self->item_free_func, NULL);
   self->link = g_new0 (Link, 1);
   g_weak_ref_init (&self->link->producer, self);
@@ -1906,6 +1965,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
                                          link_free);
   }
   self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
+  sluice_consumerator_set_values (self->consumerator, TRUE);
   self->ready = TRUE;
   self->ready_notified = TRUE;
 
@@ -1925,6 +1985,7 @@ sluice_ordered_item_producer_dispose (GObject *object)
   else if (self->rb != NULL)
     fail_deferred (self);
 
+  disconnect_stop_cancellable (self);
   /* A consumer still running ends on its own now; nothing waits for it. */
   if (self->thread != NULL)
     g_thread_unref (g_steal_pointer (&self->thread));
@@ -2151,7 +2212,7 @@ sluice_ordered_item_producer_init (SluiceOrderedItemProducer *self)
 }
 
 /**
- * sluice_ordered_item_producer_new:
+ * sluice_ordered_item_producer_new: (skip)
  * @task_queue: (nullable): the task queue for blocking item functions, or
  *   %NULL for the default one
  * @window: the most live items (asked for and not yet consumed); at least 1
@@ -2177,11 +2238,12 @@ sluice_ordered_item_producer_new (SluiceTaskQueue *task_queue,
                        window, NULL);
   self->item_free_func = item_free_func;
   sluice_reorder_buffer_set_item_free_func (self->rb, item_free_func);
+  sluice_consumerator_set_values (self->consumerator, FALSE);
   return self;
 }
 
 /**
- * sluice_ordered_item_producer_new_for_values:
+ * sluice_ordered_item_producer_new_for_values: (rename-to sluice_ordered_item_producer_new)
  * @task_queue: (nullable): the task queue for blocking item functions, or
  *   %NULL for the default one
  * @window: the most live items (asked for and not yet consumed); at least 1
@@ -2193,7 +2255,9 @@ sluice_ordered_item_producer_new (SluiceTaskQueue *task_queue,
  * This is the form language bindings use: a [struct@GObject.Value] carries
  * any of their objects, with its reference. Otherwise as
  * [ctor@Sluice.OrderedItemProducer.new]: the producer belongs to the
- * thread-default main context of the calling thread.
+ * thread-default main context of the calling thread. A producer made with
+ * g_object_new() carries values too, as one made by a binding's
+ * constructor does (`Sluice.OrderedItemProducer(window=8)` in Python).
  *
  * Returns: (transfer full): a new producer
  */
@@ -2205,8 +2269,9 @@ sluice_ordered_item_producer_new_for_values (SluiceTaskQueue *task_queue, guint 
   g_return_val_if_fail (task_queue == NULL || SLUICE_IS_TASK_QUEUE (task_queue), NULL);
   g_return_val_if_fail (window > 0 && window <= G_MAXINT / 2, NULL);
 
-  self = sluice_ordered_item_producer_new (task_queue, window, sluice_value_item_free);
-  sluice_consumerator_set_values (self->consumerator);
+  /* Values are what g_object_new() gives. */
+  self = g_object_new (SLUICE_TYPE_ORDERED_ITEM_PRODUCER, "task-queue", task_queue, "window",
+                       window, NULL);
   return self;
 }
 

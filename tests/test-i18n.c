@@ -48,14 +48,14 @@ test_producer_never_started (void)
   g_autoptr (GError) error = NULL;
   gpointer result;
 
-  sluice_ordered_item_producer_stop_async (producer, store_result, &first);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &first);
   result = sluice_ordered_item_producer_stop_finish (producer, wait_result (&first), &error);
   g_assert_null (result);
   g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED);
   g_assert_cmpstr (error->message, ==, "Der Erzeuger wurde nie gestartet");
   g_clear_error (&error);
 
-  sluice_ordered_item_producer_stop_async (producer, store_result, &second);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &second);
   result = sluice_ordered_item_producer_stop_finish (producer, wait_result (&second), &error);
   g_assert_null (result);
   g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
@@ -104,7 +104,7 @@ test_producer_stopped (void)
   g_clear_error (&error);
 
   /* ...and the consumer and the stop see why. */
-  sluice_ordered_item_producer_stop_async (producer, store_result, &stopped);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &stopped);
   g_assert_null (
       sluice_ordered_item_producer_stop_finish (producer, wait_result (&stopped), &error));
   g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);

@@ -157,7 +157,7 @@ stop_sync (SluiceOrderedItemProducer *producer, GError **error)
   GAsyncResult *result = NULL;
   guint64 *value;
 
-  sluice_ordered_item_producer_stop_async (producer, store_result, &result);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &result);
   value = sluice_ordered_item_producer_stop_finish (producer, wait_result (&result), error);
   g_object_unref (result);
   return value;
@@ -389,8 +389,8 @@ test_stop_twice (void)
 
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
-  sluice_ordered_item_producer_stop_async (producer, store_result, &first);
-  sluice_ordered_item_producer_stop_async (producer, store_result, &second);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &first);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &second);
 
   /* The second completes while the first is still pending or not: either
    * way with STOPPED, and the first still gets the result. */
@@ -1027,7 +1027,7 @@ finish_gated (SluiceOrderedItemProducer *producer, GatedConsumer *gated, guint n
 
   allow_items (gated, n_rest);
   g_async_queue_push (gated->permits, GINT_TO_POINTER (1));
-  sluice_ordered_item_producer_stop_async (producer, store_result, &stop_result);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &stop_result);
   result = sluice_ordered_item_producer_stop_finish (producer, wait_result (&stop_result), &error);
   g_object_unref (stop_result);
   g_assert_no_error (error);
@@ -1630,7 +1630,7 @@ test_callbacks_never_reentrant (void)
    * inside those calls. */
   sluice_ordered_item_producer_produce_item (producer, reentrancy_keep_slot, &r, NULL, NULL,
                                              reentrancy_produced, &r);
-  sluice_ordered_item_producer_stop_async (producer, reentrancy_stopped, &r);
+  sluice_ordered_item_producer_stop_async (producer, NULL, reentrancy_stopped, &r);
   g_idle_add (reentrancy_stop_producing, &r);
   WAIT_UNTIL (r.stop_called_back && r.produce_callbacks == 2);
   consumer_free (consumer);
@@ -1802,6 +1802,41 @@ test_next_async_stop_producing (void)
   g_clear_object (&producer);
   spin_main_context (10);
   assert_no_item_leaked ();
+}
+
+/* Cancelling the stop's cancellable aborts as stop_producing() does; the
+ * stop and the consumer get G_IO_ERROR_CANCELLED. */
+static void
+test_stop_cancelled (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  GAsyncResult *result = NULL;
+  Reverse kept = { g_ptr_array_new () };
+  Consumer *consumer = consumer_new ();
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
+                                             NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_stop_async (producer, cancellable, store_result, &result);
+  spin_main_context (10);
+  g_assert_null (result); /* item 1 holds it */
+  g_cancellable_cancel (cancellable);
+  sluice_slot_complete (g_ptr_array_index (kept.slots, 0), item_new (1));
+  g_assert_null (
+      sluice_ordered_item_producer_stop_finish (producer, wait_result (&result), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_true (consumer->ended);
+  g_assert_error (consumer->error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_true (sluice_ordered_item_producer_is_closed (producer));
+  g_object_unref (result);
+  g_ptr_array_unref (kept.slots);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
 }
 
 /* --- a slot completed twice --- */
@@ -2044,6 +2079,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/stop/before-any-item", test_stop_before_any_item);
   g_test_add_func ("/producer/stop/twice", test_stop_twice);
   g_test_add_func ("/producer/stop/not-started", test_stop_not_started);
+  g_test_add_func ("/producer/stop/cancelled", test_stop_cancelled);
   g_test_add_func ("/producer/error/middle", test_item_error_in_middle);
   g_test_add_func ("/producer/error/skip-failed", test_item_error_skipped);
   g_test_add_func ("/producer/consumer/returns-early", test_consumer_returns_early);

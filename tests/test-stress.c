@@ -173,7 +173,7 @@ run_stress (guint n, guint window, guint thread_every, guint wake_latency_us)
         }
     }
 
-  sluice_ordered_item_producer_stop_async (stress.producer, stopped, &result);
+  sluice_ordered_item_producer_stop_async (stress.producer, NULL, stopped, &result);
   while (result == NULL)
     g_main_context_iteration (NULL, TRUE);
   t = sluice_ordered_item_producer_stop_finish (stress.producer, result, &error);
@@ -432,7 +432,7 @@ run_crowd (guint per_thread, guint window, guint stop_after)
   for (guint i = 0; i < N_PRODUCERS; i++)
     g_thread_join (producers[i]);
 
-  sluice_ordered_item_producer_stop_async (crowd.producer, stopped, &result);
+  sluice_ordered_item_producer_stop_async (crowd.producer, NULL, stopped, &result);
   while (result == NULL)
     g_main_context_iteration (NULL, TRUE);
   ret = sluice_ordered_item_producer_stop_finish (crowd.producer, result, &error);

@@ -95,7 +95,7 @@ stop_and_wait (SluiceOrderedItemProducer *producer, GError **error)
   GValue *value;
   gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
 
-  sluice_ordered_item_producer_stop_async (producer, store_result, &result);
+  sluice_ordered_item_producer_stop_async (producer, NULL, store_result, &result);
   while (result == NULL && g_get_monotonic_time () < deadline)
     g_main_context_iteration (NULL, TRUE);
   g_assert_nonnull (result);
@@ -204,9 +204,9 @@ test_values_in_call_order (void)
               producer, item_later, later_string (s, (10 - n) * 1000), NULL, NULL, NULL, NULL);
         }
       else
-        sluice_ordered_item_producer_produce_value_in_thread (producer, G_PRIORITY_DEFAULT,
-                                                              value_in_thread, GUINT_TO_POINTER (n),
-                                                              NULL, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce_value_in_thread (producer, value_in_thread,
+                                                              GUINT_TO_POINTER (n), NULL,
+                                                              G_PRIORITY_DEFAULT, NULL, NULL, NULL);
     }
   result = stop_and_wait (producer, &error);
   g_assert_no_error (error);
@@ -238,9 +238,9 @@ test_value_error_in_order (void)
 
   sluice_ordered_item_producer_start_values (producer, consume_values, received, received_free);
   for (guint n = 11; n < 20; n++)
-    sluice_ordered_item_producer_produce_value_in_thread (producer, G_PRIORITY_DEFAULT,
-                                                          value_in_thread, GUINT_TO_POINTER (n),
-                                                          NULL, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce_value_in_thread (producer, value_in_thread,
+                                                          GUINT_TO_POINTER (n), NULL,
+                                                          G_PRIORITY_DEFAULT, NULL, NULL, NULL);
   result = stop_and_wait (producer, &error);
   g_assert_null (result);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_FAILED);
@@ -273,9 +273,9 @@ test_value_error_seen_by_consumer (void)
   sluice_ordered_item_producer_start_values (producer, check_error_seen, received_new (),
                                              received_free);
   for (guint n = 11; n < 20; n++)
-    sluice_ordered_item_producer_produce_value_in_thread (producer, G_PRIORITY_DEFAULT,
-                                                          value_in_thread, GUINT_TO_POINTER (n),
-                                                          NULL, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce_value_in_thread (producer, value_in_thread,
+                                                          GUINT_TO_POINTER (n), NULL,
+                                                          G_PRIORITY_DEFAULT, NULL, NULL, NULL);
   g_assert_null (stop_and_wait (producer, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_FAILED);
 }

@@ -124,7 +124,7 @@ main (int argc, char *argv[])
                                                              GUINT_TO_POINTER (i), NULL,
                                                              G_PRIORITY_DEFAULT, NULL, NULL, NULL);
     }
-  sluice_ordered_item_producer_stop_async (producer, stopped, &received);
+  sluice_ordered_item_producer_stop_async (producer, NULL, stopped, &received);
   while (received == NULL)
     g_main_context_iteration (NULL, TRUE);
 

@@ -384,7 +384,7 @@ job_stop (Job *job)
   if (job->stop_called)
     return;
   job->stop_called = TRUE;
-  sluice_ordered_item_producer_stop_async (job->producer, on_stopped, job);
+  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
 }
 
 static void

@@ -148,7 +148,7 @@ a_failed_item_ends_the_stream (void)
   for (guint n = 0; n < 20; n++)
     sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL, NULL,
                                                NULL);
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &stopped);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
   wait_for (&stopped.done);
 
   /* The consumer got items 0 to 6, in order, then item 7's error... */
@@ -194,7 +194,7 @@ skipping_failed_items (void)
         sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL,
                                                    NULL, NULL);
     }
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &stopped);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
   wait_for (&stopped.done);
 
   /* Items 7 and 12 were left out and reported; the rest arrived in order
@@ -239,7 +239,7 @@ a_consumer_that_leaves (void)
     g_main_context_iteration (NULL, TRUE);
   g_assert_error (refused, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
 
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &stopped);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
   wait_for (&stopped.done);
   g_assert_no_error (stopped.error); /* the consumer returned without an error */
   g_assert_cmpint (g_atomic_int_get (&n_live), ==, 0);
@@ -259,12 +259,12 @@ stopping_twice_and_too_early (void)
   sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL, NULL,
                                              NULL);
   /* Never started: the stop frees the buffered item and says so... */
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &first);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &first);
   wait_for (&first.done);
   g_assert_error (first.error, SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED);
   g_assert_cmpint (g_atomic_int_get (&n_live), ==, 0);
   /* ...and a second stop completes at once. */
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &second);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &second);
   wait_for (&second.done);
   g_assert_error (second.error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   /* [/stop] */

@@ -216,7 +216,7 @@ main (void)
   while (example_ticker_get_next (ticker) < N_ITEMS)
     g_main_context_iteration (NULL, TRUE);
   sluice_ordered_item_producer_unregister_producer (producer);
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &done);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &done);
   while (!done)
     g_main_context_iteration (NULL, TRUE);
 

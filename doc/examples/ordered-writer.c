@@ -128,7 +128,7 @@ feed (gpointer user_data)
   if (feeder->next < feeder->n_pieces)
     return G_SOURCE_CONTINUE; /* the window is full: wait until it is ready */
 
-  sluice_ordered_item_producer_stop_async (feeder->producer, on_stopped, feeder);
+  sluice_ordered_item_producer_stop_async (feeder->producer, NULL, on_stopped, feeder);
   return G_SOURCE_REMOVE;
 }
 /* [/feed] */

@@ -23,19 +23,15 @@ gi.require_version("Sluice", "1")
 from gi.repository import Gio, GLib, Sluice  # noqa: E402
 # [/import]
 
-if not hasattr(Sluice.OrderedItemProducer, "new_for_values"):
-    print("SKIP: this Sluice has no value API (OrderedItemProducer.new_for_values)")
-    sys.exit(77)
-
 
 # [writer]
 def write_all(pieces, out):
     """The consumer: runs in a thread of its own and may block."""
     n_bytes = 0
     while True:
-        ok, piece = pieces.next_value()  # raises the GLib.Error of a failed piece
+        ok, piece = pieces.next()  # raises the GLib.Error of a failed piece
         if not ok:
-            return n_bytes  # what stop_finish_value() returns
+            return n_bytes  # what stop_finish() returns
         n_bytes += out.write(piece)
 # [/writer]
 
@@ -59,7 +55,7 @@ def fetch_file(slot, gfile):
     def loaded(source, result, *unused):
         try:
             ok, contents, etag = source.load_contents_finish(result)
-            slot.complete_value(contents)
+            slot.complete(contents)
         except GLib.Error as error:
             slot.fail(error)
 
@@ -85,8 +81,8 @@ def main():
     out_path = os.path.join(directory, "out")
     out = open(out_path, "wb")
     # [start]
-    producer = Sluice.OrderedItemProducer.new_for_values(None, 32)
-    producer.start_values(write_all, out)
+    producer = Sluice.OrderedItemProducer.new(None, 32)
+    producer.start(write_all, out)
     # [/start]
 
     # [feed]
@@ -94,7 +90,7 @@ def main():
 
     def on_stopped(source, result, *unused):
         try:
-            state["outcome"] = ("wrote", source.stop_finish_value(result))
+            state["outcome"] = ("wrote", source.stop_finish(result))
         except GLib.Error as error:
             state["outcome"] = ("failed", error)
 
@@ -107,12 +103,16 @@ def main():
             else:
                 # A tuple returned by a callback is read as its out values:
                 # wrap the item, (item,), whatever it is.
-                producer.produce_value_in_thread(
-                    GLib.PRIORITY_DEFAULT, lambda cancellable, *_, n=n: (render_record(cancellable, n),)
+                producer.produce_item_in_thread(
+                    lambda cancellable, *_, n=n: (render_record(cancellable, n),),
+                    (),  # PyGObject passes a tuple as the function's data
+                    GLib.PRIORITY_DEFAULT,
+                    None,
+                    None,
                 )
         if state["next"] < n_pieces:
             return GLib.SOURCE_CONTINUE  # the window is full: wait until ready
-        producer.stop_async(on_stopped)
+        producer.stop_async(None, on_stopped)
         return GLib.SOURCE_REMOVE
 
     ready = producer.create_ready_source(None)

@@ -154,10 +154,10 @@ void sluice_ordered_item_producer_produce_item_in_thread (SluiceOrderedItemProdu
                                                           gpointer user_data);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_produce_value_in_thread (SluiceOrderedItemProducer *self,
-                                                           int priority,
                                                            SluiceValueThreadFunc func,
                                                            gpointer func_data,
                                                            GDestroyNotify func_data_destroy,
+                                                           int priority,
                                                            GCancellable *cancellable,
                                                            GAsyncReadyCallback callback,
                                                            gpointer user_data);
@@ -168,6 +168,7 @@ gboolean sluice_ordered_item_producer_produce_item_finish (SluiceOrderedItemProd
 
 SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
+                                              GCancellable *cancellable,
                                               GAsyncReadyCallback callback,
                                               gpointer user_data);
 SLUICE_AVAILABLE_IN_ALL

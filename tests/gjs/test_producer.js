@@ -42,7 +42,7 @@ function consumeOnMainLoop(producer) {
     const next = () => consumerator.next_async(null, (source, result) => {
         record.maxLive = Math.max(record.maxLive, consumerator.get_n_items());
         try {
-            const [more, value] = consumerator.next_value_finish(result);
+            const [more, value] = consumerator.next_finish(result);
             if (!more) {
                 record.ended = true;
                 return;
@@ -60,9 +60,9 @@ function consumeOnMainLoop(producer) {
 
 function stop(producer) {
     const outcome = {};
-    producer.stop_async((source, result) => {
+    producer.stop_async(null, (source, result) => {
         try {
-            outcome.result = producer.stop_finish_value(result);
+            outcome.result = producer.stop_finish(result);
             outcome.ok = true;
         } catch (e) {
             outcome.error = e;
@@ -76,8 +76,8 @@ function stop(producer) {
 // Items completed out of order, from timeouts, arrive in call order.
 function testInOrder() {
     const n = 200, window = 8;
-    const producer = Sluice.OrderedItemProducer.new_for_values(null, window);
-    producer.start_values(null);
+    const producer = Sluice.OrderedItemProducer.new(null, window);
+    producer.start(null);
     const record = consumeOnMainLoop(producer);
     const completed = [];
     for (let i = 0; i < n; i++) {
@@ -86,7 +86,7 @@ function testInOrder() {
         producer.produce_item(slot => {
             GLib.timeout_add(GLib.PRIORITY_DEFAULT, (i * 7) % 5, () => {
                 completed.push(i);
-                slot.complete_value(value);
+                slot.complete(value);
                 return GLib.SOURCE_REMOVE;
             });
         }, null, null);
@@ -105,15 +105,15 @@ function testInOrder() {
 // A failed item ends the stream after the items before it; the stop
 // reports its error.
 function testErrorReachesStop() {
-    const producer = Sluice.OrderedItemProducer.new_for_values(null, 16);
-    producer.start_values(null);
+    const producer = Sluice.OrderedItemProducer.new(null, 16);
+    producer.start(null);
     const record = consumeOnMainLoop(producer);
     for (let i = 0; i < 10; i++) {
         producer.produce_item(slot => {
             if (i === 6)
                 slot.fail(new GLib.Error(Gio.io_error_quark(), Gio.IOErrorEnum.INVALID_DATA, 'item 6 failed'));
             else
-                slot.complete_value(i);
+                slot.complete(i);
         }, null, null);
     }
     const outcome = stop(producer);

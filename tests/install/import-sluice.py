@@ -17,9 +17,9 @@ from gi.repository import GIRepository, GLib, Sluice  # noqa: E402
 
 path = GIRepository.Repository.get_default().get_typelib_path("Sluice")
 assert path.startswith(sys.argv[1]), path
-producer = Sluice.OrderedItemProducer.new(None, 8, None)
+producer = Sluice.OrderedItemProducer.new(None, 8)
 assert producer.props.window == 8 and producer.props.ready
-consumerator = Sluice.Consumerator.new(4, None)
+consumerator = Sluice.Consumerator.new(4)
 consumerator.close(GLib.Error.new_literal(Sluice.error_quark(), "closed", Sluice.Error.FAILED))
 assert consumerator.props.closed
 try:

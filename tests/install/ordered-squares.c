@@ -63,7 +63,7 @@ main (void)
   for (guint n = 0; n < N_ITEMS; n++)
     sluice_ordered_item_producer_produce_item_in_thread (
         producer, square, GUINT_TO_POINTER (n), NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
-  sluice_ordered_item_producer_stop_async (producer, on_stopped, &stop);
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stop);
   while (!stop.done)
     g_main_context_iteration (NULL, TRUE);
 

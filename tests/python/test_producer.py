@@ -6,8 +6,8 @@
 # Run by meson test (tests/python/run-python-test.sh) with GI_TYPELIB_PATH and
 # LD_LIBRARY_PATH pointing into the build tree. TAP output. Skips (a
 # "1..0 # SKIP reason" plan, which meson reports as a skip) only when
-# python3-gi is missing, or when the library predates the GValue item API
-# that carries Python objects (new_for_values and friends).
+# python3-gi is missing. Items are GValues: the binding names of the value
+# forms (new_for_values, complete_value, ... renamed to new, complete, ...).
 
 import gc
 import os
@@ -37,13 +37,6 @@ gi.require_version("Gio", "2.0")
 # A missing Sluice typelib is a failure, not a skip: the build made one.
 gi.require_version("Sluice", "1")
 from gi.repository import GLib, Gio, Sluice  # noqa: E402
-
-if not hasattr(Sluice.OrderedItemProducer, "new_for_values"):
-    skip_all(
-        "this Sluice has no GValue item API yet "
-        "(Sluice.OrderedItemProducer.new_for_values, Slot.complete_value, "
-        "Consumerator.next_value): gpointer items cannot carry Python objects"
-    )
 
 SCALE_DOWN = os.environ.get("SLUICE_TEST_SCALE_DOWN", "0") not in ("", "0")
 DEADLINE_S = 60
@@ -79,11 +72,11 @@ def stop_and_wait(producer):
 
     def on_stopped(source, result, *unused):
         try:
-            outcome.append(("ok", source.stop_finish_value(result)))
+            outcome.append(("ok", source.stop_finish(result)))
         except GLib.Error as error:
             outcome.append(("error", error))
 
-    producer.stop_async(on_stopped)
+    producer.stop_async(None, on_stopped)
     run_until("stop", lambda: outcome)
     return outcome[0]
 
@@ -96,7 +89,7 @@ def make_collecting_consumer(record):
         got = record.setdefault("items", [])
         while True:
             try:
-                ok, item = consumerator.next_value()
+                ok, item = consumerator.next()
             except GLib.Error as error:
                 record["error"] = error
                 raise  # the stop reports the first error anyway
@@ -123,7 +116,7 @@ class ProducerTests(unittest.TestCase):
         def item_func(slot, *unused):
             def fire():
                 self.completed(n)
-                slot.complete_value(value)
+                slot.complete(value)
                 return GLib.SOURCE_REMOVE
 
             GLib.timeout_add(delay_ms, fire)
@@ -135,7 +128,7 @@ class ProducerTests(unittest.TestCase):
             def work():
                 time.sleep(delay_s)
                 self.completed(n)
-                slot.complete_value(value)
+                slot.complete(value)
 
             threading.Thread(target=work, daemon=True).start()
 
@@ -150,12 +143,12 @@ class ProducerTests(unittest.TestCase):
             # arrives whole.
             return (value,)
 
-        producer.produce_value_in_thread(GLib.PRIORITY_DEFAULT, thread_func)
+        producer.produce_item_in_thread(thread_func, (), GLib.PRIORITY_DEFAULT, None, None)
 
     def item_now(self, producer, n, value):
         def item_func(slot, *unused):
             self.completed(n)
-            slot.complete_value(value)
+            slot.complete(value)
 
         producer.produce_item(item_func)
 
@@ -205,7 +198,7 @@ class ProducerTests(unittest.TestCase):
                 self.completed(n)
                 raise io_error("item %d failed" % n)
 
-            producer.produce_value_in_thread(GLib.PRIORITY_DEFAULT, thread_func)
+            producer.produce_item_in_thread(thread_func, (), GLib.PRIORITY_DEFAULT, None, None)
         else:
 
             def item_func(slot, *unused):
@@ -236,8 +229,8 @@ class ProducerTests(unittest.TestCase):
             else:
                 values.append(Item(n))
         record = {}
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 32)
-        producer.start_values(make_collecting_consumer(record))
+        producer = Sluice.OrderedItemProducer.new(None, 32)
+        producer.start(make_collecting_consumer(record))
 
         self.produce_scrambled(producer, values)
         status, result = stop_and_wait(producer)
@@ -260,8 +253,8 @@ class ProducerTests(unittest.TestCase):
         n_items, fail_at = 60, 23
         values = [Item(n) for n in range(n_items)]
         record = {}
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 16)
-        producer.start_values(make_collecting_consumer(record))
+        producer = Sluice.OrderedItemProducer.new(None, 16)
+        producer.start(make_collecting_consumer(record))
 
         self.produce_scrambled(producer, values, fail_at=fail_at, fail_how=fail_how)
         status, error = stop_and_wait(producer)
@@ -284,13 +277,13 @@ class ProducerTests(unittest.TestCase):
     def test_skip_failed_reports_by_signal(self):
         record = {}
         failed = []
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 8)
+        producer = Sluice.OrderedItemProducer.new(None, 8)
         producer.props.skip_failed = True
         producer.connect(
             "item-failed",
             lambda source, seq, error: failed.append((seq, error.message, threading.get_ident())),
         )
-        producer.start_values(make_collecting_consumer(record))
+        producer.start(make_collecting_consumer(record))
         for n in range(10):
             if n in (3, 7):
                 producer.produce_item(
@@ -307,11 +300,11 @@ class ProducerTests(unittest.TestCase):
 
     def test_consumer_error_stops_production(self):
         produced = []
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 64)
+        producer = Sluice.OrderedItemProducer.new(None, 64)
 
         def consume(consumerator, *unused):
             for _ in range(5):
-                consumerator.next_value()
+                consumerator.next()
             raise GLib.Error.new_literal(GLib.quark_from_string("test-consumer"), "disk full", 7)
 
         def on_produced(source, result, *unused):
@@ -320,7 +313,7 @@ class ProducerTests(unittest.TestCase):
             except GLib.Error as error:
                 produced.append(error)
 
-        producer.start_values(consume)
+        producer.start(consume)
         for n in range(5):
             self.item_now(producer, n, Item(n))
         run_until("consumer gone", lambda: producer.props.closed)
@@ -334,7 +327,7 @@ class ProducerTests(unittest.TestCase):
 
     def test_unconsumed_items_are_released(self):
         alive = []
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 16)
+        producer = Sluice.OrderedItemProducer.new(None, 16)
         for n in range(10):
             item = Item(n)
             alive.append(weakref.ref(item))
@@ -359,10 +352,10 @@ class ProducerTests(unittest.TestCase):
         record = {}
         failed = []
         main_thread = threading.get_ident()
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 8)
+        producer = Sluice.OrderedItemProducer.new(None, 8)
         producer.props.skip_failed = True
         producer.connect("item-failed", lambda source, seq, error: failed.append((seq, error.message)))
-        producer.start_values(make_collecting_consumer(record))
+        producer.start(make_collecting_consumer(record))
 
         def square(cancellable, n):
             self.assertNotEqual(threading.get_ident(), main_thread)
@@ -373,7 +366,7 @@ class ProducerTests(unittest.TestCase):
 
         def item_func(slot, n):
             def io_done():
-                slot.continue_value_in_thread(lambda cancellable, *unused: square(cancellable, n))
+                slot.continue_in_thread(lambda cancellable, *unused: square(cancellable, n))
                 return GLib.SOURCE_REMOVE
 
             GLib.timeout_add(self.rng.randint(0, 5), io_done)
@@ -394,28 +387,28 @@ class ProducerTests(unittest.TestCase):
         # stands, and items that reuse the slot's ring place are untouched.
         record = {}
         slots = []
-        producer = Sluice.OrderedItemProducer.new_for_values(None, 2)
-        producer.start_values(make_collecting_consumer(record))
+        producer = Sluice.OrderedItemProducer.new(None, 2)
+        producer.start(make_collecting_consumer(record))
         producer.produce_item(lambda slot, *unused: slots.append(slot))
-        slots[0].complete_value("first")
-        slots[0].complete_value("second")  # logged and ignored
+        slots[0].complete("first")
+        slots[0].complete("second")  # logged and ignored
         slots[0].fail(io_error("late"))  # logged and ignored
         for n in range(1, 5):
             run_until("ready", producer.is_ready)
             self.item_now(producer, n, n)
-        slots[0].complete_value("stale")  # its place now holds a later item
+        slots[0].complete("stale")  # its place now holds a later item
         status, result = stop_and_wait(producer)
 
         self.assertEqual(status, "ok", result)
         self.assertEqual(record["items"], ["first", 1, 2, 3, 4])
 
     def test_standalone_consumerator(self):
-        consumerator = Sluice.Consumerator.new_for_values(4)
+        consumerator = Sluice.Consumerator.new(4)
         sent = [Item(n) for n in range(50)]
 
         def push_all():
             for item in sent:
-                consumerator.push_value(item)
+                consumerator.push(item)
             consumerator.close(io_error("end of input", Gio.IOErrorEnum.CLOSED))
 
         pusher = threading.Thread(target=push_all)
@@ -423,7 +416,7 @@ class ProducerTests(unittest.TestCase):
         got = []
         with self.assertRaises(GLib.Error) as caught:
             while True:
-                ok, item = consumerator.next_value()
+                ok, item = consumerator.next()
                 if not ok:
                     break
                 got.append(item)
@@ -432,7 +425,7 @@ class ProducerTests(unittest.TestCase):
         self.assertTrue(all(a is b for a, b in zip(got, sent)))
         self.assertTrue(caught.exception.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CLOSED))
         with self.assertRaises(GLib.Error):
-            consumerator.push_value(Item(99))
+            consumerator.push(Item(99))
 
 
     @unittest.skipUnless(
@@ -440,13 +433,13 @@ class ProducerTests(unittest.TestCase):
         "no Sluice.Consumerator.end: PyGObject cannot pass None to close()",
     )
     def test_standalone_consumerator_normal_end(self):
-        consumerator = Sluice.Consumerator.new_for_values(8)
+        consumerator = Sluice.Consumerator.new(8)
         for n in range(3):
-            consumerator.push_value(Item(n))
+            consumerator.push(Item(n))
         consumerator.end()
         got = []
         while True:
-            ok, item = consumerator.next_value()
+            ok, item = consumerator.next()
             if not ok:
                 break
             got.append(item.n)
