@@ -17,7 +17,11 @@
  * `G_PRIORITY_*`) and an optional [class@Gio.Cancellable].
  * [method@Sluice.TaskQueue.run_async] runs a [callback@Sluice.ThreadFunc]
  * in a thread of the queue and hands its result back GIO-style, on the
- * thread-default main context of the caller.
+ * thread-default main context of the caller, from its main loop (never
+ * from inside a call the caller makes); the data of the function is
+ * released there too. Language bindings use
+ * [method@Sluice.TaskQueue.run_value_async] (their `run_async`), whose
+ * function returns a [struct@GObject.Value]: any object of the language.
  *
  * Tasks start by priority: a thread that looks for work takes the most
  * urgent queued tasks, the oldest first. With one thread, tasks of equal
@@ -1143,18 +1147,24 @@ enum
   RUN_TASK_CLAIMED, /* run, cancelled or refused: completed exactly once */
 };
 
-/* The task data of a run_async GTask. */
+/* The task data of a run_async or run_value_async GTask. */
 typedef struct
 {
-  SluiceThreadFunc func;
+  SluiceThreadFunc func;            /* run_async's, or NULL */
+  SluiceValueThreadFunc value_func; /* run_value_async's, or NULL */
   gpointer func_data;
   GDestroyNotify func_data_destroy;
   GDestroyNotify result_destroy;
+  GAsyncReadyCallback callback; /* the caller's */
+  gpointer user_data;
   gulong cancelled_id;
   int state; /* (atomic) RUN_TASK_PENDING, then RUN_TASK_CLAIMED */
 } SluiceRunTaskData;
 
-/* Releases func_data: the function has run or never will. */
+/* Releases func_data: the function has run or never will. Called on the
+ * caller's context, when the result is delivered (run_task_done_cb ()),
+ * or, if the task is freed without that (its context was destroyed first),
+ * wherever that happens. */
 static void
 run_task_data_release (SluiceRunTaskData *rd)
 {
@@ -1165,6 +1175,29 @@ run_task_data_release (SluiceRunTaskData *rd)
     func_data_destroy (func_data);
 }
 
+static void
+run_task_data_free (gpointer data)
+{
+  SluiceRunTaskData *rd = data;
+
+  run_task_data_release (rd);
+  g_free (rd);
+}
+
+/* The GTask's own callback, on the caller's context, dispatched from its
+ * main loop (GTask's rule): releases func_data there, where bindings expect
+ * their closures to be freed (GJS cannot free one in another thread), then
+ * calls the caller's callback. */
+static void
+run_task_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SluiceRunTaskData *rd = g_task_get_task_data (G_TASK (result));
+
+  run_task_data_release (rd);
+  if (rd->callback != NULL)
+    rd->callback (source, result, rd->user_data);
+}
+
 static gboolean
 run_task_claim (SluiceRunTaskData *rd)
 {
@@ -1172,7 +1205,9 @@ run_task_claim (SluiceRunTaskData *rd)
 }
 
 /* GCancellable::cancelled, in the thread that cancels: completes the task at
- * once; the queued entry is dropped when a thread reaches it. */
+ * once (GTask then calls back from the caller's main loop, never from
+ * inside the cancel); the queued entry is dropped when a thread reaches
+ * it. */
 static void
 run_task_cancelled_cb (GCancellable *cancellable, gpointer data)
 {
@@ -1181,7 +1216,6 @@ run_task_cancelled_cb (GCancellable *cancellable, gpointer data)
 
   if (!run_task_claim (rd))
     return;
-  run_task_data_release (rd);
   g_task_return_error_if_cancelled (task);
 }
 
@@ -1194,6 +1228,63 @@ run_task_disconnect (GTask *task, SluiceRunTaskData *rd)
       g_cancellable_disconnect (g_task_get_cancellable (task), rd->cancelled_id);
       rd->cancelled_id = 0;
     }
+}
+
+/* A cancelling shutdown runs in the thread that calls it, perhaps in a
+ * dispatch of the task's own context, where g_task_return_*() would call
+ * back at once, inside the caller's shutdown call: the task returns from a
+ * source of its context instead. */
+static gboolean
+run_task_return_shut_down_cb (gpointer data)
+{
+  GTask *task = data;
+
+  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "%s",
+                           _ ("The task was cancelled by the shutdown of its task queue"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+value_free (gpointer data)
+{
+  g_boxed_free (G_TYPE_VALUE, data);
+}
+
+/* Runs the function of @rd, in a thread of the queue: returns its result,
+ * or sets @error. */
+static gpointer
+run_task_call (SluiceRunTaskData *rd, GCancellable *cancellable, GError **error)
+{
+  GError *local_error = NULL;
+  gpointer result;
+  GValue *value;
+
+  if (rd->func != NULL)
+    {
+      result = rd->func (cancellable, rd->func_data, &local_error);
+      if (local_error == NULL)
+        return result;
+      if (result != NULL && rd->result_destroy != NULL)
+        rd->result_destroy (result);
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+
+  value = g_new0 (GValue, 1);
+  rd->value_func (cancellable, value, rd->func_data, &local_error);
+  if (local_error != NULL)
+    {
+      /* A binding may have set the value before the error was raised. */
+      if (G_IS_VALUE (value))
+        g_value_unset (value);
+      g_free (value);
+      g_propagate_error (error, local_error);
+      return NULL;
+    }
+  /* Left unset: a NULL pointer, as documented. */
+  if (!G_IS_VALUE (value))
+    g_value_init (value, G_TYPE_POINTER);
+  return value;
 }
 
 /* The SluiceTaskRunFunc of run_async; @data is a GTask reference. */
@@ -1212,31 +1303,27 @@ run_task_run (gpointer data, SluiceTaskReason reason)
         case SLUICE_TASK_RUN:
           {
             GError *error = NULL;
-            gpointer result;
+            gpointer result = run_task_call (rd, g_task_get_cancellable (task), &error);
 
-            result = rd->func (g_task_get_cancellable (task), rd->func_data, &error);
-            run_task_data_release (rd);
             if (error != NULL)
-              {
-                if (result != NULL && rd->result_destroy != NULL)
-                  rd->result_destroy (result);
-                g_task_return_error (task, error);
-              }
+              g_task_return_error (task, error);
             else
               g_task_return_pointer (task, result, rd->result_destroy);
           }
           break;
 
         case SLUICE_TASK_CANCELLED:
-          run_task_data_release (rd);
           g_task_return_error_if_cancelled (task);
           break;
 
         case SLUICE_TASK_SHUT_DOWN:
         default:
-          run_task_data_release (rd);
-          g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "%s",
-                                   _ ("The task was cancelled by the shutdown of its task queue"));
+          {
+            GSource *source = g_idle_source_new ();
+
+            g_task_attach_source (task, source, run_task_return_shut_down_cb);
+            g_source_unref (source);
+          }
           break;
         }
     }
@@ -1244,69 +1331,37 @@ run_task_run (gpointer data, SluiceTaskReason reason)
   g_object_unref (task);
 }
 
-/**
- * sluice_task_queue_run_async:
- * @self: a task queue
- * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
- *   blocking function to run in a thread of @self
- * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data once @func has run or
- *   will never run; it may be called in any thread
- * @result_destroy: (nullable) (scope async): frees a result of @func that
- *   is never collected with [method@Sluice.TaskQueue.run_finish]
- * @priority: the priority of the task: lower values run first (as with
- *   `G_PRIORITY_DEFAULT`), tasks of equal priority in the order they were
- *   queued; it is also the priority of the completion callback
- * @cancellable: (nullable): a cancellable, also passed to @func
- * @callback: (scope async) (closure user_data): called when the task completes
- * @user_data: data for @callback
- *
- * Queues @func, to be run in a thread of @self; its result (or error)
- * completes the operation, and @callback runs on the thread-default main
- * context of the caller. Collect the result with
- * [method@Sluice.TaskQueue.run_finish].
- *
- * If @cancellable is cancelled before @func starts, @func never runs and the
- * operation completes at once with %G_IO_ERROR_CANCELLED. Once @func runs,
- * it is up to @func to check @cancellable; if it is cancelled by the time
- * @func returns, the operation still fails with %G_IO_ERROR_CANCELLED and
- * the result is freed with @result_destroy.
- *
- * If @self is shut down, @func does not run and the operation fails with
- * %SLUICE_ERROR_STOPPED; if @self is shut down cancelling pending tasks
- * before @func starts, it fails with %G_IO_ERROR_CANCELLED.
- *
- * This function is safe to call from any thread.
- */
-void
-sluice_task_queue_run_async (SluiceTaskQueue *self,
-                             SluiceThreadFunc func,
-                             gpointer func_data,
-                             GDestroyNotify func_data_destroy,
-                             GFreeFunc result_destroy,
-                             int priority,
-                             GCancellable *cancellable,
-                             GAsyncReadyCallback callback,
-                             gpointer user_data)
+/* Queues a run_async or run_value_async task. */
+static void
+run_task_queue (SluiceTaskQueue *self,
+                gpointer source_tag,
+                SluiceThreadFunc func,
+                SluiceValueThreadFunc value_func,
+                gpointer func_data,
+                GDestroyNotify func_data_destroy,
+                GDestroyNotify result_destroy,
+                int priority,
+                GCancellable *cancellable,
+                GAsyncReadyCallback callback,
+                gpointer user_data)
 {
   GTask *task;
   SluiceRunTaskData *rd;
 
-  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
-  g_return_if_fail (func != NULL);
-  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
-
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, sluice_task_queue_run_async);
+  task = g_task_new (self, cancellable, run_task_done_cb, NULL);
+  g_task_set_source_tag (task, source_tag);
   g_task_set_priority (task, priority);
 
   rd = g_new0 (SluiceRunTaskData, 1);
   rd->func = func;
+  rd->value_func = value_func;
   rd->func_data = func_data;
   rd->func_data_destroy = func_data_destroy;
   rd->result_destroy = result_destroy;
+  rd->callback = callback;
+  rd->user_data = user_data;
   rd->state = RUN_TASK_PENDING;
-  g_task_set_task_data (task, rd, g_free);
+  g_task_set_task_data (task, rd, run_task_data_free);
 
   if (cancellable != NULL)
     {
@@ -1327,16 +1382,75 @@ sluice_task_queue_run_async (SluiceTaskQueue *self,
 
   run_task_disconnect (task, rd);
   if (run_task_claim (rd))
-    {
-      run_task_data_release (rd);
-      g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
-                               _ ("The task queue has been shut down"));
-    }
+    g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
+                             _ ("The task queue has been shut down"));
   g_object_unref (task);
 }
 
 /**
- * sluice_task_queue_run_finish:
+ * sluice_task_queue_run_async: (skip)
+ * @self: a task queue
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function to run in a thread of @self
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run or
+ *   will never run, on the thread-default main context of the caller, just
+ *   before @callback
+ * @result_destroy: (nullable) (scope async): frees a result of @func that
+ *   is never collected with [method@Sluice.TaskQueue.run_finish]
+ * @priority: the priority of the task: lower values run first (as with
+ *   `G_PRIORITY_DEFAULT`), tasks of equal priority in the order they were
+ *   queued; it is also the priority of the completion callback
+ * @cancellable: (nullable): a cancellable, also passed to @func
+ * @callback: (scope async) (nullable) (closure user_data): called when the
+ *   task completes
+ * @user_data: data for @callback
+ *
+ * Queues @func, to be run in a thread of @self; its result (or error)
+ * completes the operation. Collect the result with
+ * [method@Sluice.TaskQueue.run_finish].
+ *
+ * @callback runs on the thread-default main context of the caller,
+ * dispatched from its main loop as [class@Gio.Task] does: never from inside
+ * this call, a cancellation or a shutdown. @func_data is released there
+ * too, just before @callback (if that context is destroyed before the
+ * operation completes, it is released wherever the operation is freed).
+ *
+ * If @cancellable is cancelled before @func starts, @func never runs and the
+ * operation completes at once with %G_IO_ERROR_CANCELLED. Once @func runs,
+ * it is up to @func to check @cancellable; if it is cancelled by the time
+ * @func returns, the operation still fails with %G_IO_ERROR_CANCELLED and
+ * the result is freed with @result_destroy.
+ *
+ * If @self is shut down, @func does not run and the operation fails with
+ * %SLUICE_ERROR_STOPPED; if @self is shut down cancelling pending tasks
+ * before @func starts, it fails with %G_IO_ERROR_CANCELLED.
+ *
+ * Language bindings use [method@Sluice.TaskQueue.run_value_async] instead.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_task_queue_run_async (SluiceTaskQueue *self,
+                             SluiceThreadFunc func,
+                             gpointer func_data,
+                             GDestroyNotify func_data_destroy,
+                             GFreeFunc result_destroy,
+                             int priority,
+                             GCancellable *cancellable,
+                             GAsyncReadyCallback callback,
+                             gpointer user_data)
+{
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  run_task_queue (self, sluice_task_queue_run_async, func, NULL, func_data, func_data_destroy,
+                  result_destroy, priority, cancellable, callback, user_data);
+}
+
+/**
+ * sluice_task_queue_run_finish: (skip)
  * @self: a task queue
  * @result: the result given to the callback of
  *   [method@Sluice.TaskQueue.run_async]
@@ -1358,6 +1472,86 @@ sluice_task_queue_run_finish (SluiceTaskQueue *self, GAsyncResult *result, GErro
   g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   g_return_val_if_fail (g_async_result_is_tagged (result, sluice_task_queue_run_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * sluice_task_queue_run_value_async: (rename-to sluice_task_queue_run_async)
+ * @self: a task queue
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy): the
+ *   blocking function to run in a thread of @self; it sets a value
+ * @func_data: (nullable): data for @func
+ * @func_data_destroy: (nullable): frees @func_data once @func has run or
+ *   will never run, on the thread-default main context of the caller, just
+ *   before @callback
+ * @priority: the priority of the task: lower values run first (as with
+ *   `G_PRIORITY_DEFAULT`), tasks of equal priority in the order they were
+ *   queued; it is also the priority of the completion callback
+ * @cancellable: (nullable): a cancellable, also passed to @func
+ * @callback: (scope async) (nullable) (closure user_data): called when the
+ *   task completes
+ * @user_data: data for @callback
+ *
+ * Queues @func, to be run in a thread of @self: the value it sets (or its
+ * error) completes the operation. Collect the value with
+ * [method@Sluice.TaskQueue.run_finish_value]. This is the form language
+ * bindings use (it is `run_async` there): a Python function returns any
+ * object, or raises a `GLib.Error`, and the object (or error) arrives as
+ * it was.
+ *
+ * Otherwise as [method@Sluice.TaskQueue.run_async]: @callback runs on the
+ * thread-default main context of the caller, dispatched from its main loop,
+ * never from inside this call, a cancellation or a shutdown, and
+ * @func_data is released there just before it. A value that is never
+ * collected is freed when the operation is (in any thread).
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_task_queue_run_value_async (SluiceTaskQueue *self,
+                                   SluiceValueThreadFunc func,
+                                   gpointer func_data,
+                                   GDestroyNotify func_data_destroy,
+                                   int priority,
+                                   GCancellable *cancellable,
+                                   GAsyncReadyCallback callback,
+                                   gpointer user_data)
+{
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  run_task_queue (self, sluice_task_queue_run_value_async, NULL, func, func_data, func_data_destroy,
+                  value_free, priority, cancellable, callback, user_data);
+}
+
+/**
+ * sluice_task_queue_run_finish_value: (rename-to sluice_task_queue_run_finish)
+ * @self: a task queue
+ * @result: the result given to the callback of
+ *   [method@Sluice.TaskQueue.run_value_async]
+ * @error: return location for an error
+ *
+ * Collects the result of [method@Sluice.TaskQueue.run_value_async]: the
+ * value the function set (a %NULL pointer value if it set none), or its
+ * error, %G_IO_ERROR_CANCELLED if the task was cancelled, or
+ * %SLUICE_ERROR_STOPPED if @self was shut down.
+ *
+ * This function is safe to call from any thread, normally from the
+ * callback.
+ *
+ * Returns: (nullable) (transfer full): the value, or %NULL with @error set;
+ *   free it with g_boxed_free() (%G_TYPE_VALUE), or g_value_unset() and
+ *   g_free()
+ */
+GValue *
+sluice_task_queue_run_finish_value (SluiceTaskQueue *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, sluice_task_queue_run_value_async), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);

@@ -152,6 +152,12 @@ typedef struct
 } RunResult;
 
 static void
+value_free_for_test (gpointer value)
+{
+  g_boxed_free (G_TYPE_VALUE, value);
+}
+
+static void
 run_result_clear (RunResult *r)
 {
   g_clear_error (&r->error);
@@ -215,6 +221,18 @@ push_probe_run (gpointer data, SluiceTaskReason reason)
   g_atomic_int_inc (&probe->n_calls);
 }
 
+/* The thread that runs the tests (and the default main context): where
+ * the func_data of run_async must be released. */
+static GThread *test_thread;
+static int n_destroyed_elsewhere; /* (atomic) */
+
+static void
+note_destroy_thread (void)
+{
+  if (g_thread_self () != test_thread)
+    g_atomic_int_inc (&n_destroyed_elsewhere);
+}
+
 /* Counts the runs of a SluiceThreadFunc and the destruction of its data. */
 typedef struct
 {
@@ -236,6 +254,7 @@ func_probe_destroy (gpointer data)
 {
   FuncProbe *probe = data;
 
+  note_destroy_thread ();
   g_atomic_int_inc (&probe->n_destroyed);
 }
 
@@ -524,12 +543,14 @@ test_shutdown (gconstpointer data)
 
   if (cancel_pending)
     {
-      /* The queued private tasks are released during the call. */
+      /* The queued private tasks are released during the call; the public
+       * ones complete, and release their data, from the main loop. */
       for (guint i = 0; i < N_SHUTDOWN_TASKS; i++)
         {
           g_assert_cmpint (g_atomic_int_get (&push_probes[i].n_calls), ==, 1);
           g_assert_cmpint (push_probes[i].reason, ==, SLUICE_TASK_SHUT_DOWN);
-          g_assert_cmpint (g_atomic_int_get (&probes[i].n_destroyed), ==, 1);
+          g_assert_cmpint (g_atomic_int_get (&probes[i].n_destroyed), ==, 0);
+          g_assert_cmpuint (results[i].n_completed, ==, 0);
         }
       g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 0);
     }
@@ -572,9 +593,9 @@ test_shutdown (gconstpointer data)
       g_assert_cmpint (push_probes[i].reason, ==,
                        cancel_pending ? SLUICE_TASK_SHUT_DOWN : SLUICE_TASK_RUN);
       g_assert_cmpint (g_atomic_int_get (&probes[i].n_runs), ==, cancel_pending ? 0 : 1);
-      g_assert_cmpint (g_atomic_int_get (&probes[i].n_destroyed), ==, 1);
 
       WAIT_UNTIL (results[i].n_completed == 1);
+      g_assert_cmpint (g_atomic_int_get (&probes[i].n_destroyed), ==, 1);
       if (cancel_pending)
         g_assert_error (results[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
       else
@@ -825,6 +846,7 @@ result_func_data_destroy (gpointer data)
 {
   ResultFuncData *fd = data;
 
+  note_destroy_thread ();
   g_atomic_int_inc (&fd->probe.n_destroyed);
 }
 
@@ -907,14 +929,18 @@ test_destroy_notifies (void)
   g_assert_error (cancelled_queued_result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_cmpint (g_atomic_int_get (&cancelled_queued.probe.n_destroyed), ==, 1);
 
+  /* Neither completes nor releases its data inside the call: that waits
+   * for the main loop. */
   sluice_task_queue_shutdown_async (queue, TRUE, NULL, NULL, NULL);
-  g_assert_cmpint (g_atomic_int_get (&shut_down.probe.n_destroyed), ==, 1);
+  g_assert_cmpuint (shut_down_result.n_completed, ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&shut_down.probe.n_destroyed), ==, 0);
 
   /* Refused after shutdown. */
   sluice_task_queue_run_async (queue, result_thread_func, &refused, result_func_data_destroy,
                                tracked_free, G_PRIORITY_DEFAULT, NULL, run_done_cb,
                                &refused_result);
-  g_assert_cmpint (g_atomic_int_get (&refused.probe.n_destroyed), ==, 1);
+  g_assert_cmpuint (refused_result.n_completed, ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&refused.probe.n_destroyed), ==, 0);
 
   gate_open (&gate);
   WAIT_UNTIL (cancelled_running_result.n_completed == 1 && shut_down_result.n_completed == 1 &&
@@ -942,6 +968,9 @@ test_destroy_notifies (void)
     g_assert_cmpint (g_atomic_int_get (&uncollected.n_results_freed), ==, 1);
     g_assert_cmpint (g_atomic_int_get (&cancelled_running.n_results_freed), ==, 1);
   }
+  /* Every func_data was released on the caller's context (this thread),
+   * also those of functions that ran in the queue's threads. */
+  g_assert_cmpint (g_atomic_int_get (&n_destroyed_elsewhere), ==, 0);
 
   run_result_clear (&failing_result);
   run_result_clear (&cancelled_running_result);
@@ -1713,10 +1742,258 @@ test_start_order_give_back (void)
   unref_and_wait_finalized (queue);
 }
 
+/* ---- 11. the value forms (what bindings use) ------------------------------ */
+
+typedef struct
+{
+  FuncProbe probe;  /* first: func_probe_destroy () releases it */
+  const char *text; /* (nullable): the value to set, as a string */
+  gboolean fail;    /* fail, after setting the value if there is one */
+} ValueFuncData;
+
+static void
+value_thread_func (GCancellable *cancellable, GValue *value, gpointer data, GError **error)
+{
+  ValueFuncData *vd = data;
+
+  g_assert_true (g_thread_self () != test_thread);
+  g_atomic_int_inc (&vd->probe.n_runs);
+  if (vd->text != NULL)
+    {
+      g_value_init (value, G_TYPE_STRING);
+      g_value_set_string (value, vd->text);
+    }
+  if (vd->fail)
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, "failed on purpose");
+}
+
+typedef struct
+{
+  guint n_completed;
+  GValue *value;
+  GError *error;
+  FuncProbe *probe;          /* of the function's data */
+  int n_destroyed_before;    /* its data released before the callback ran */
+  gboolean try_wrong_finish; /* first collect it with the pointer form */
+} ValueResult;
+
+static void
+value_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  ValueResult *r = user_data;
+
+  g_assert_true (g_thread_self () == test_thread);
+  r->n_destroyed_before = g_atomic_int_get (&r->probe->n_destroyed);
+  if (r->try_wrong_finish)
+    {
+      g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*is_tagged*failed*");
+      g_assert_null (sluice_task_queue_run_finish (SLUICE_TASK_QUEUE (source), res, NULL));
+      g_test_assert_expected_messages ();
+    }
+  r->value = sluice_task_queue_run_finish_value (SLUICE_TASK_QUEUE (source), res, &r->error);
+  r->n_completed++;
+}
+
+static void
+value_result_clear (ValueResult *r)
+{
+  g_clear_pointer (&r->value, value_free_for_test);
+  g_clear_error (&r->error);
+}
+
+/* A value set in a thread arrives as it was; an unset one is a NULL
+ * pointer; an error arrives as the error (and a value set before it is
+ * freed); a cancelled task never runs; an uncollected value is freed. The
+ * data of every function is released on this thread, before its callback. */
+static void
+test_value_forms (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  g_autoptr (GCancellable) cancelled = g_cancellable_new ();
+  ValueFuncData with_text = { { 0 }, "forty-two", FALSE }, unset = { { 0 }, NULL, FALSE },
+                failing = { { 0 }, "dropped", TRUE }, never = { { 0 }, "never", FALSE },
+                uncollected = { { 0 }, "uncollected", FALSE };
+  ValueFuncData *data[] = { &with_text, &unset, &failing, &never };
+  ValueResult results[G_N_ELEMENTS (data)] = { { 0 } };
+
+  g_cancellable_cancel (cancelled);
+  results[0].try_wrong_finish = TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (data); i++)
+    {
+      results[i].probe = &data[i]->probe;
+      sluice_task_queue_run_value_async (queue, value_thread_func, data[i], func_probe_destroy,
+                                         G_PRIORITY_DEFAULT, data[i] == &never ? cancelled : NULL,
+                                         value_done_cb, &results[i]);
+    }
+  sluice_task_queue_run_value_async (queue, value_thread_func, &uncollected, func_probe_destroy,
+                                     G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (data); i++)
+    g_assert_cmpuint (results[i].n_completed, ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (data); i++)
+    WAIT_UNTIL (results[i].n_completed == 1);
+  WAIT_UNTIL (g_atomic_int_get (&uncollected.probe.n_destroyed) == 1);
+
+  g_assert_no_error (results[0].error);
+  g_assert_true (G_VALUE_HOLDS_STRING (results[0].value));
+  g_assert_cmpstr (g_value_get_string (results[0].value), ==, "forty-two");
+
+  g_assert_no_error (results[1].error);
+  g_assert_true (G_VALUE_HOLDS_POINTER (results[1].value));
+  g_assert_null (g_value_get_pointer (results[1].value));
+
+  g_assert_error (results[2].error, G_IO_ERROR, G_IO_ERROR_FAILED);
+  g_assert_null (results[2].value);
+
+  g_assert_error (results[3].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (results[3].value);
+
+  for (guint i = 0; i < G_N_ELEMENTS (data); i++)
+    {
+      g_assert_cmpint (g_atomic_int_get (&data[i]->probe.n_runs), ==, data[i] == &never ? 0 : 1);
+      g_assert_cmpint (g_atomic_int_get (&data[i]->probe.n_destroyed), ==, 1);
+      g_assert_cmpint (results[i].n_destroyed_before, ==, 1);
+      value_result_clear (&results[i]);
+    }
+  g_assert_cmpint (g_atomic_int_get (&uncollected.probe.n_runs), ==, 1);
+  g_assert_cmpint (g_atomic_int_get (&n_destroyed_elsewhere), ==, 0);
+
+  shutdown_and_wait (queue, FALSE);
+  unref_and_wait_finalized (queue);
+}
+
+static void
+test_value_programmer_errors (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  FuncProbe probe = { 0 };
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
+  sluice_task_queue_run_value_async (queue, NULL, &probe, func_probe_destroy, G_PRIORITY_DEFAULT,
+                                     NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*SLUICE_IS_TASK_QUEUE*failed*");
+  sluice_task_queue_run_value_async (NULL, value_thread_func, &probe, func_probe_destroy,
+                                     G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*SLUICE_IS_TASK_QUEUE*failed*");
+  g_assert_null (sluice_task_queue_run_finish_value (NULL, NULL, NULL));
+  g_test_assert_expected_messages ();
+
+  /* Refused calls own nothing: the data was not released. */
+  g_assert_cmpint (probe.n_destroyed, ==, 0);
+  g_assert_cmpint (probe.n_runs, ==, 0);
+
+  unref_and_wait_finalized (queue);
+}
+
+/* ---- 12. callbacks come from the main loop -------------------------------- */
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  RunResult results[3];
+  ValueResult refused;
+  FuncProbe probes[3];
+  FuncProbe refused_probe;
+  gboolean in_call; /* inside a call this test makes, on the main context */
+  guint n_inside;   /* callbacks or releases that ran inside one */
+} Reentry;
+
+static Reentry *reentry;
+
+static void
+reentry_destroy (gpointer data)
+{
+  if (reentry->in_call)
+    reentry->n_inside++;
+  func_probe_destroy (data);
+}
+
+static void
+reentry_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  if (reentry->in_call)
+    reentry->n_inside++;
+  run_done_cb (source, res, user_data);
+}
+
+static void
+reentry_value_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  if (reentry->in_call)
+    reentry->n_inside++;
+  value_done_cb (source, res, user_data);
+}
+
+/* In a dispatch of the main context, later than the one that queued the
+ * tasks: a cancelling shutdown, then a refused task. */
+static gboolean
+shutdown_in_dispatch_cb (gpointer data)
+{
+  reentry->in_call = TRUE;
+  sluice_task_queue_shutdown_async (reentry->queue, TRUE, NULL, NULL, NULL);
+  reentry->refused.probe = &reentry->refused_probe;
+  sluice_task_queue_run_value_async (reentry->queue, value_thread_func, &reentry->refused_probe,
+                                     reentry_destroy, G_PRIORITY_DEFAULT, NULL,
+                                     reentry_value_done_cb, &reentry->refused);
+  reentry->in_call = FALSE;
+  return G_SOURCE_REMOVE;
+}
+
+/* GTask's rule, kept also where GTask alone would call back at once (a
+ * cancelling shutdown made in a dispatch of the caller's context): no
+ * callback and no release of func_data runs inside a call of the caller. */
+static void
+test_callbacks_from_main_loop (void)
+{
+  Reentry r = { 0 };
+  RunResult gate_result = { 0 };
+  Gate gate;
+
+  reentry = &r;
+  gate_init (&gate);
+  r.queue = sluice_task_queue_new (1);
+
+  sluice_task_queue_run_async (r.queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT,
+                               NULL, run_done_cb, &gate_result);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+  for (guint i = 0; i < G_N_ELEMENTS (r.results); i++)
+    sluice_task_queue_run_async (r.queue, func_probe_func, &r.probes[i], reentry_destroy, NULL,
+                                 G_PRIORITY_DEFAULT, NULL, reentry_done_cb, &r.results[i]);
+  iterate_for (5);
+
+  g_idle_add (shutdown_in_dispatch_cb, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (r.results); i++)
+    WAIT_UNTIL (r.results[i].n_completed == 1);
+  WAIT_UNTIL (r.refused.n_completed == 1);
+  g_assert_cmpuint (r.n_inside, ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (r.results); i++)
+    {
+      g_assert_error (r.results[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      g_assert_cmpint (r.probes[i].n_runs, ==, 0);
+      g_assert_cmpint (r.probes[i].n_destroyed, ==, 1);
+      run_result_clear (&r.results[i]);
+    }
+  g_assert_error (r.refused.error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_cmpint (r.refused_probe.n_destroyed, ==, 1);
+  value_result_clear (&r.refused);
+
+  gate_open (&gate);
+  WAIT_UNTIL (gate_result.n_completed == 1);
+  g_assert_no_error (gate_result.error);
+  WAIT_UNTIL (sluice_task_queue_get_n_running (r.queue) == 0);
+  gate_clear (&gate);
+  reentry = NULL;
+  unref_and_wait_finalized (r.queue);
+}
+
 int
 main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  test_thread = g_thread_self ();
 
   g_test_add_data_func ("/task-queue/priority-order/run-async", GINT_TO_POINTER (FALSE),
                         test_priority_order);
@@ -1745,8 +2022,12 @@ main (int argc, char *argv[])
                         test_hand_wait_for_next);
   g_test_add_data_func ("/task-queue/hand/wait-for-next/stalled", GUINT_TO_POINTER (200),
                         test_hand_wait_for_next);
+
   g_test_add_func ("/task-queue/start-order/threads", test_start_order_threads);
   g_test_add_func ("/task-queue/start-order/give-back", test_start_order_give_back);
+  g_test_add_func ("/task-queue/value/forms", test_value_forms);
+  g_test_add_func ("/task-queue/value/programmer-errors", test_value_programmer_errors);
+  g_test_add_func ("/task-queue/callbacks-from-main-loop", test_callbacks_from_main_loop);
 
   return g_test_run ();
 }

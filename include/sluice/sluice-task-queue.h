@@ -86,6 +86,20 @@ gpointer sluice_task_queue_run_finish (SluiceTaskQueue *self,
                                        GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
 SLUICE_AVAILABLE_IN_ALL
+void sluice_task_queue_run_value_async (SluiceTaskQueue *self,
+                                        SluiceValueThreadFunc func,
+                                        gpointer func_data,
+                                        GDestroyNotify func_data_destroy,
+                                        int priority,
+                                        GCancellable *cancellable,
+                                        GAsyncReadyCallback callback,
+                                        gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+GValue *sluice_task_queue_run_finish_value (SluiceTaskQueue *self,
+                                            GAsyncResult *result,
+                                            GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+SLUICE_AVAILABLE_IN_ALL
 void sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
                                        gboolean cancel_pending,
                                        GCancellable *cancellable,

@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+# test_task_queue.py: Sluice.TaskQueue from Python, through GObject Introspection
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Run by meson test (tests/python/run-python-test.sh) with GI_TYPELIB_PATH and
+# LD_LIBRARY_PATH pointing into the build tree. TAP output. Skips (a
+# "1..0 # SKIP reason" plan) only when python3-gi is missing.
+#
+# In Python, Sluice.TaskQueue.run_async and run_finish are the value forms
+# (sluice_task_queue_run_value_async, sluice_task_queue_run_finish_value):
+# the function returns any Python object, or raises a GLib.Error.
+#
+# PyGObject 3.42 (Debian 12) passes the data of a function that is not the
+# last callback of a call as variable arguments, like the callback's user
+# data: func_data is a tuple of the arguments the function gets after the
+# cancellable, () for none. A bare value (or None) there makes PyGObject
+# fail when the thread calls the function ("expected tuple for callback
+# user_data"). test_func_data_is_a_tuple_of_arguments shows the rule.
+
+import gc
+import sys
+import threading
+import time
+import unittest
+import weakref
+
+SKIP = 0  # TAP: the "1..0 # SKIP" plan makes meson report a skip
+
+
+def skip_all(reason):
+    print("1..0 # SKIP " + reason)
+    sys.exit(SKIP)
+
+
+try:
+    import gi
+except ImportError:
+    skip_all("python3-gi is not installed (Debian: apt-get install python3-gi)")
+
+gi.require_version("GLib", "2.0")
+gi.require_version("GObject", "2.0")
+gi.require_version("Gio", "2.0")
+# A missing Sluice typelib is a failure, not a skip: the build made one.
+gi.require_version("Sluice", "1")
+from gi.repository import GLib, Gio, Sluice  # noqa: E402
+
+DEADLINE_S = 60
+
+
+class Thing:
+    """A Python object that only Python knows: it must arrive as itself."""
+
+    def __init__(self, n):
+        self.n = n
+
+
+def io_error(message, code=Gio.IOErrorEnum.FAILED):
+    return GLib.Error.new_literal(Gio.io_error_quark(), message, code)
+
+
+def iterate_until(what, predicate):
+    """Iterates the default main context until predicate() or the deadline."""
+    context = GLib.MainContext.default()
+    deadline = time.monotonic() + DEADLINE_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        context.iteration(True)
+
+
+class Outcome:
+    """The outcome of one run_async, collected by its callback."""
+
+    def __init__(self):
+        self.done = False
+        self.value = None
+        self.error = None
+        self.user_data = None
+        self.callback_thread = None
+
+    def callback(self, source, result, *user_data):
+        self.callback_thread = threading.current_thread()
+        self.user_data = user_data
+        try:
+            self.value = source.run_finish(result)
+        except GLib.Error as error:
+            self.error = error
+        self.done = True
+
+
+def run(queue, func, func_data=(), priority=GLib.PRIORITY_DEFAULT, cancellable=None):
+    """Runs func in queue and iterates the main context until it completes."""
+    outcome = Outcome()
+    queue.run_async(func, func_data, priority, cancellable, outcome.callback)
+    iterate_until("the task to complete", lambda: outcome.done)
+    return outcome
+
+
+class TaskQueueTests(unittest.TestCase):
+    def setUp(self):
+        self.queue = Sluice.TaskQueue.new(2)
+
+    def tearDown(self):
+        done = []
+        self.queue.shutdown_async(False, None, lambda *unused: done.append(True))
+        iterate_until("the shutdown", lambda: done)
+        self.queue = None
+        gc.collect()
+
+    def test_value_forms_are_the_bindings_run_async(self):
+        self.assertEqual(
+            Sluice.TaskQueue.run_async.get_symbol(), "sluice_task_queue_run_value_async"
+        )
+        self.assertEqual(
+            Sluice.TaskQueue.run_finish.get_symbol(), "sluice_task_queue_run_finish_value"
+        )
+        self.assertFalse(hasattr(Sluice.TaskQueue, "run_value_async"))
+        self.assertFalse(hasattr(Sluice.TaskQueue, "run_finish_value"))
+
+    def test_objects_arrive_unchanged(self):
+        # Mutable objects arrive as themselves, the others equal.
+        for obj in (Thing(1), {"a": [1, 2]}, [Thing(2)], "text", 7, 2.5, True, None):
+            outcome = run(self.queue, lambda cancellable, o=obj: o)
+            self.assertIsNone(outcome.error, repr(obj))
+            if isinstance(obj, (Thing, dict, list)):
+                self.assertIs(outcome.value, obj)
+            else:
+                self.assertEqual(outcome.value, obj)
+
+    def test_function_runs_in_a_queue_thread_callback_on_the_main_thread(self):
+        threads = []
+
+        def func(cancellable):
+            threads.append(threading.current_thread())
+            self.assertIsInstance(cancellable, Gio.Cancellable)
+            return "done"
+
+        cancellable = Gio.Cancellable()
+        outcome = run(self.queue, func, cancellable=cancellable)
+        self.assertEqual(outcome.value, "done")
+        self.assertEqual(len(threads), 1)
+        self.assertIsNot(threads[0], threading.main_thread())
+        self.assertIs(outcome.callback_thread, threading.main_thread())
+
+    def test_glib_error_arrives_as_the_error_of_run_finish(self):
+        def func(cancellable):
+            raise io_error("no such thing", Gio.IOErrorEnum.NOT_FOUND)
+
+        outcome = run(self.queue, func)
+        self.assertIsNone(outcome.value)
+        self.assertIsNotNone(outcome.error)
+        self.assertEqual(outcome.error.domain, "g-io-error-quark")
+        self.assertEqual(outcome.error.code, Gio.IOErrorEnum.NOT_FOUND)
+        self.assertEqual(outcome.error.message, "no such thing")
+
+    def test_func_data_is_a_tuple_of_arguments(self):
+        received = []
+        thing = Thing(3)
+
+        def func(cancellable, *args):
+            received.append(args)
+            return args[-1] if args else None
+
+        outcome = run(self.queue, func, (1, "two", thing))
+        self.assertEqual(received[-1], (1, "two", thing))
+        self.assertIs(received[-1][2], thing)
+        self.assertIs(outcome.value, thing)
+
+        outcome = run(self.queue, func, ())
+        self.assertEqual(received[-1], ())
+        self.assertIsNone(outcome.value)
+
+    def test_callback_user_data(self):
+        outcome = Outcome()
+        self.queue.run_async(
+            lambda cancellable: 1, (), GLib.PRIORITY_DEFAULT, None, outcome.callback, "a", 2
+        )
+        iterate_until("the task to complete", lambda: outcome.done)
+        self.assertEqual(outcome.value, 1)
+        self.assertEqual(outcome.user_data, ("a", 2))
+
+    def test_func_data_released_on_the_main_thread_before_the_callback(self):
+        released_in = []
+
+        class Tracked:
+            def __del__(self):
+                released_in.append(threading.current_thread())
+
+        outcome = Outcome()
+        seen_at_callback = []
+
+        def callback(source, result):
+            seen_at_callback.append(len(released_in))
+            outcome.callback(source, result)
+
+        self.queue.run_async(
+            lambda cancellable, tracked: "ran", (Tracked(),), GLib.PRIORITY_DEFAULT, None, callback
+        )
+        iterate_until("the task to complete", lambda: outcome.done)
+        self.assertEqual(outcome.value, "ran")
+        self.assertEqual(seen_at_callback, [1])
+        self.assertEqual(released_in, [threading.main_thread()])
+
+    def test_cancelled_before_it_starts(self):
+        ran = []
+        cancellable = Gio.Cancellable()
+        cancellable.cancel()
+        outcome = run(self.queue, lambda cancellable: ran.append(1), cancellable=cancellable)
+        self.assertEqual(ran, [])
+        self.assertTrue(outcome.error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
+
+    def test_refused_after_shutdown(self):
+        queue = Sluice.TaskQueue.new(1)
+        shut = []
+        queue.shutdown_async(False, None, lambda *unused: shut.append(True))
+        iterate_until("the shutdown", lambda: shut)
+        ran = []
+        outcome = run(queue, lambda cancellable: ran.append(1))
+        self.assertEqual(ran, [])
+        self.assertTrue(outcome.error.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
+
+    def test_many_tasks_each_result_to_its_caller(self):
+        outcomes = []
+        for n in range(200):
+            outcome = Outcome()
+            outcomes.append(outcome)
+            self.queue.run_async(
+                lambda cancellable, n: Thing(n), (n,), GLib.PRIORITY_DEFAULT, None, outcome.callback
+            )
+        iterate_until("every task to complete", lambda: all(o.done for o in outcomes))
+        self.assertEqual([o.value.n for o in outcomes], list(range(200)))
+
+    def test_equal_priorities_start_in_queuing_order(self):
+        queue = Sluice.TaskQueue.new(1)
+        order = []
+        gate = threading.Event()
+        outcomes = [Outcome() for _ in range(21)]
+        queue.run_async(
+            lambda cancellable: gate.wait(DEADLINE_S),
+            (),
+            GLib.PRIORITY_DEFAULT,
+            None,
+            outcomes[0].callback,
+        )
+        for n in range(1, 21):
+            queue.run_async(
+                lambda cancellable, n: order.append(n),
+                (n,),
+                GLib.PRIORITY_LOW if n % 2 else GLib.PRIORITY_DEFAULT,
+                None,
+                outcomes[n].callback,
+            )
+        gate.set()
+        iterate_until("every task to complete", lambda: all(o.done for o in outcomes))
+        self.assertEqual(order, list(range(2, 21, 2)) + list(range(1, 21, 2)))
+        shut = []
+        queue.shutdown_async(False, None, lambda *unused: shut.append(True))
+        iterate_until("the shutdown", lambda: shut)
+
+    def test_queue_is_freed(self):
+        queue = Sluice.TaskQueue.new(1)
+        ref = weakref.ref(queue)
+        run(queue, lambda cancellable: None)
+        del queue
+        gc.collect()
+        iterate_until("the queue to be freed", lambda: ref() is None)
+
+
+class TapResult(unittest.TestResult):
+    """Prints TAP, which meson test reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def report(self, test, ok, note=""):
+        self.n += 1
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, test.id(), note), flush=True)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.report(test, True)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self.report(test, False)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self.report(test, False)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self.report(test, True, " # SKIP " + reason)
+
+
+def main():
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(TaskQueueTests)
+    if len(sys.argv) > 1:
+        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
+    result = TapResult()
+    suite.run(result)
+    print("1..%d" % result.n)
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
