@@ -39,7 +39,7 @@
  *
  * A cooperator belongs to the thread that runs its context. Its functions
  * and those of its tasks must be called there, except
- * [method@Sluice.CooperativeTask.wake], which is safe from any thread. Steps
+ * the wake functions, which are safe from any thread. Steps
  * run in that thread. Callbacks ([callback@Gio.AsyncReadyCallback]s,
  * `notify` signals) and the destroy notifies of step data are always
  * dispatched from a source on the cooperator's context, never from inside
@@ -1358,29 +1358,12 @@ sluice_cooperative_task_stop (SluiceCooperativeTask *self, GError **error)
   return TRUE;
 }
 
-/**
- * sluice_cooperative_task_wake:
- * @self: a task whose step returned %SLUICE_STEP_WAIT
- * @error: (nullable): why the work it waited for failed, or %NULL
- *
- * Ends the wait of the task (the seed's Deferred firing): without @error it
- * becomes runnable again (if not paused); with @error (copied) it fails with
- * it. A wake that comes while the step is still running (the work finished
- * at once) is kept for its %SLUICE_STEP_WAIT. A task that ended meanwhile
- * ignores it.
- *
- * Call it once for each %SLUICE_STEP_WAIT, while you hold a reference on
- * the task. This function is safe to call from any thread.
- */
-void
-sluice_cooperative_task_wake (SluiceCooperativeTask *self, const GError *error)
+static void
+task_wake (SluiceCooperativeTask *self, const GError *error)
 {
-  SluiceCooperator *cooperator;
+  SluiceCooperator *cooperator = self->cooperator;
   gboolean queued = FALSE;
 
-  g_return_if_fail (SLUICE_IS_COOPERATIVE_TASK (self));
-
-  cooperator = self->cooperator;
   g_mutex_lock (&cooperator->lock);
   if (!self->locked_ended)
     {
@@ -1405,6 +1388,47 @@ sluice_cooperative_task_wake (SluiceCooperativeTask *self, const GError *error)
     cooperator_drain_woken (cooperator);
   else
     cooperator_wake_events (cooperator);
+}
+
+/**
+ * sluice_cooperative_task_wake:
+ * @self: a task whose step returned %SLUICE_STEP_WAIT
+ *
+ * Ends the wait of the task (the seed's Deferred firing): it becomes
+ * runnable again (if not paused). A wake that comes while the step is still
+ * running (the work finished at once) is kept for its %SLUICE_STEP_WAIT. A
+ * task that ended meanwhile ignores it.
+ *
+ * Call it, or [method@Sluice.CooperativeTask.wake_with_error], once for each
+ * %SLUICE_STEP_WAIT, while you hold a reference on the task. This function
+ * is safe to call from any thread.
+ */
+void
+sluice_cooperative_task_wake (SluiceCooperativeTask *self)
+{
+  g_return_if_fail (SLUICE_IS_COOPERATIVE_TASK (self));
+
+  task_wake (self, NULL);
+}
+
+/**
+ * sluice_cooperative_task_wake_with_error:
+ * @self: a task whose step returned %SLUICE_STEP_WAIT
+ * @error: why the work it waited for failed
+ *
+ * Ends the wait of the task with a failure: the task fails with a copy of
+ * @error (the seed's Deferred failing). Otherwise as
+ * [method@Sluice.CooperativeTask.wake].
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_cooperative_task_wake_with_error (SluiceCooperativeTask *self, const GError *error)
+{
+  g_return_if_fail (SLUICE_IS_COOPERATIVE_TASK (self));
+  g_return_if_fail (error != NULL);
+
+  task_wake (self, error);
 }
 
 /**

@@ -195,7 +195,7 @@ job_queue_wake_task (SluiceJobQueue *self)
   task = g_weak_ref_get (&self->task);
   if (task != NULL)
     {
-      sluice_cooperative_task_wake (task, NULL);
+      sluice_cooperative_task_wake (task);
       g_object_unref (task);
     }
 }

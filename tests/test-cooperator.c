@@ -131,6 +131,9 @@ finish_cooperator (SluiceCooperator *cooperator)
   g_weak_ref_clear (&weak);
 }
 
+/* Threads a test started to wake tasks, joined before the leak check. */
+static GPtrArray *waker_threads;
+
 /* Runs one task on a cooperator of its own until it ends. */
 static void
 coiterate_to_end (SluiceCooperativeStepFunc step, gpointer step_data, Outcome *outcome)
@@ -140,6 +143,8 @@ coiterate_to_end (SluiceCooperativeStepFunc step, gpointer step_data, Outcome *o
   sluice_cooperator_coiterate_async (cooperator, step, step_data, NULL, NULL, on_coiterated,
                                      outcome);
   wait_for_outcome (outcome);
+  /* Threads that woke the task drop their references before the check. */
+  g_clear_pointer (&waker_threads, g_ptr_array_unref);
   finish_cooperator (cooperator);
 }
 
@@ -248,7 +253,7 @@ stop_and_go (gpointer user_data)
   Outstanding *outstanding = user_data;
 
   sluice_cooperator_stop (outstanding->cooperator);
-  sluice_cooperative_task_wake (outstanding->waiting_task, NULL);
+  sluice_cooperative_task_wake (outstanding->waiting_task);
   return G_SOURCE_REMOVE;
 }
 
@@ -313,7 +318,7 @@ wake_with_runtime_error (gpointer user_data)
   SluiceCooperativeTask *task = user_data;
   g_autoptr (GError) error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "RuntimeError");
 
-  sluice_cooperative_task_wake (task, error);
+  sluice_cooperative_task_wake_with_error (task, error);
   return G_SOURCE_REMOVE;
 }
 
@@ -339,7 +344,7 @@ step_wait_already_failed (SluiceCooperativeTask *task, gpointer user_data, GErro
       g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "RuntimeError");
 
   /* The work failed before the step returned (Twisted's defer.fail). */
-  sluice_cooperative_task_wake (task, work_error);
+  sluice_cooperative_task_wake_with_error (task, work_error);
   return SLUICE_STEP_WAIT;
 }
 
@@ -779,7 +784,7 @@ test_pause_while_deferred (RunState *rs, gconstpointer unused)
   g_assert_true (sluice_cooperative_task_resume (rs->task, NULL));
   pump (rs);
   ASSERT_WORK (rs, DEFERRED);
-  sluice_cooperative_task_wake (rs->task, NULL);
+  sluice_cooperative_task_wake (rs->task);
   pump (rs);
   ASSERT_WORK (rs, DEFERRED, 2);
 }
@@ -906,7 +911,7 @@ test_stop_deferred (RunState *rs, gconstpointer unused)
   pump (rs);
   g_assert_true (sluice_cooperative_task_stop (rs->task, NULL));
   pump (rs);
-  sluice_cooperative_task_wake (rs->task, NULL);
+  sluice_cooperative_task_wake (rs->task);
   pump (rs);
   drain_context ();
   ASSERT_NO_WORK (rs);
@@ -1075,7 +1080,7 @@ wake_from_thread (gpointer user_data)
 {
   SluiceCooperativeTask *task = user_data;
 
-  sluice_cooperative_task_wake (task, NULL);
+  sluice_cooperative_task_wake (task);
   g_object_unref (task);
   return NULL;
 }
@@ -1087,7 +1092,7 @@ step_wait_for_thread (SluiceCooperativeTask *task, gpointer user_data, GError **
 
   if (++(*n_steps) == 4)
     return SLUICE_STEP_DONE;
-  g_thread_unref (g_thread_new ("waker", wake_from_thread, g_object_ref (task)));
+  g_ptr_array_add (waker_threads, g_thread_new ("waker", wake_from_thread, g_object_ref (task)));
   return SLUICE_STEP_WAIT;
 }
 
@@ -1107,7 +1112,7 @@ on_thread_work_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   g_assert_no_error (error);
   g_assert_cmpint (GPOINTER_TO_INT (value), ==, 7);
-  sluice_cooperative_task_wake (task, NULL);
+  sluice_cooperative_task_wake (task);
   g_object_unref (task);
 }
 
@@ -1132,6 +1137,7 @@ test_wake_from (gconstpointer data)
   guint n_steps = 0;
   Outcome coiterated = { 0 };
 
+  waker_threads = g_ptr_array_new_with_free_func ((GDestroyNotify) g_thread_join);
   coiterate_to_end ((SluiceCooperativeStepFunc) data, &n_steps, &coiterated);
   g_assert_true (coiterated.ok);
   g_assert_cmpuint (n_steps, ==, 4);

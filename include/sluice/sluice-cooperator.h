@@ -84,7 +84,8 @@ G_DECLARE_FINAL_TYPE (
  *
  * To wait for asynchronous work, start it, keep a reference on @task for
  * its callback, and return %SLUICE_STEP_WAIT; the callback calls
- * [method@Sluice.CooperativeTask.wake] (with an error if the work failed).
+ * [method@Sluice.CooperativeTask.wake] (or
+ * [method@Sluice.CooperativeTask.wake_with_error] if the work failed).
  *
  * Returns: what the task does next; %SLUICE_STEP_FAILED with @error set on
  *   failure
@@ -191,7 +192,9 @@ gboolean sluice_cooperative_task_resume (SluiceCooperativeTask *self, GError **e
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_cooperative_task_stop (SluiceCooperativeTask *self, GError **error);
 SLUICE_AVAILABLE_IN_ALL
-void sluice_cooperative_task_wake (SluiceCooperativeTask *self, const GError *error);
+void sluice_cooperative_task_wake (SluiceCooperativeTask *self);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_cooperative_task_wake_with_error (SluiceCooperativeTask *self, const GError *error);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_cooperative_task_when_done_async (SluiceCooperativeTask *self,
                                               GCancellable *cancellable,

@@ -1,0 +1,53 @@
+# sluice_tap.py: unittest results as TAP, for meson test
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Shared by the Python tests of tests/python/ (they find it next to them).
+
+import sys
+import unittest
+
+
+class TapResult(unittest.TestResult):
+    """Prints TAP, which meson test reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def report(self, test, ok, note=""):
+        self.n += 1
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, test.id(), note), flush=True)
+
+    def report_error(self, test, err):
+        self.report(test, False)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.report(test, True)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self.report_error(test, err)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self.report_error(test, err)
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self.report(test, True, " # SKIP " + reason)
+
+
+def run(*test_case_classes):
+    """Runs the test cases (those named in argv, if any); the exit status."""
+    suite = unittest.TestSuite()
+    for case in test_case_classes:
+        suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(case))
+    if len(sys.argv) > 1:
+        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
+    result = TapResult()
+    suite.run(result)
+    print("1..%d" % result.n)
+    return 0 if result.wasSuccessful() else 1
