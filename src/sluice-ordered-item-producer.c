@@ -131,6 +131,12 @@ typedef struct
   GThread *thread;             /* that created the producer; compared, never dereferenced */
   GSource *room_source;        /* the reorder buffer's link only: a RoomSource */
   SluiceTaskQueue *task_queue; /* the reorder buffer's link only: for slot continuations */
+
+  /* The reorder buffer's link only: threads blocked in wait_ready(). */
+  GMutex wait_lock;
+  GCond wait_cond;
+  guint wait_gen; /* under wait_lock: bumped by every change a waiter looks for */
+  int n_waiters;  /* atomic */
 } Link;
 
 /* What the consumer thread owns. */
@@ -160,6 +166,7 @@ struct _SluiceOrderedItemProducer
   GDestroyNotify item_free_func;
   guint window;
   Link *link;
+  Link *rb_link; /* the reorder buffer's (it owns it): for wait_ready() */
 
   /* Under the reorder buffer's lock. */
   ProducerState state;
@@ -245,6 +252,30 @@ set_state_locked (SluiceOrderedItemProducer *self, ProducerState state)
   update_gate_locked (self);
 }
 
+static Link *
+link_new (void)
+{
+  Link *link = g_new0 (Link, 1);
+
+  g_mutex_init (&link->wait_lock);
+  g_cond_init (&link->wait_cond);
+  return link;
+}
+
+/* Any thread, after a change under the reorder buffer's lock that a thread
+ * in wait_ready() looks for (room, the end, a stop): wakes them. A waiter
+ * counts itself before it looks, so a change it did not see wakes it. */
+static void
+wake_ready_waiters (Link *link)
+{
+  if (g_atomic_int_get (&link->n_waiters) == 0)
+    return;
+  g_mutex_lock (&link->wait_lock);
+  link->wait_gen++;
+  g_cond_broadcast (&link->wait_cond);
+  g_mutex_unlock (&link->wait_lock);
+}
+
 static void
 link_free (gpointer data)
 {
@@ -254,6 +285,8 @@ link_free (gpointer data)
   g_main_context_unref (link->context);
   g_clear_pointer (&link->room_source, g_source_unref);
   g_clear_object (&link->task_queue);
+  g_mutex_clear (&link->wait_lock);
+  g_cond_clear (&link->wait_cond);
   g_free (link);
 }
 
@@ -393,6 +426,18 @@ rb_room_cb (gpointer data)
 
   if (!g_main_context_is_owner (link->context) && g_thread_self () != link->thread)
     {
+      /* Ready now, for the threads that look or wait: the owner context
+       * may not run (a producer fed from threads). It hears of it below. */
+      self = g_weak_ref_get (&link->producer);
+      if (self != NULL)
+        {
+          sluice_reorder_buffer_lock (self->rb);
+          self->ready =
+              sluice_reorder_buffer_has_room_locked (self->rb, !g_queue_is_empty (&self->deferred));
+          sluice_reorder_buffer_unlock (self->rb);
+          g_object_unref (self);
+          wake_ready_waiters (link);
+        }
       g_atomic_int_set (&((RoomSource *) link->room_source)->raised, TRUE);
       g_main_context_wakeup (link->context);
       return TRUE;
@@ -468,6 +513,19 @@ typedef struct
   SluiceOrderedItemProducer *producer;
 } ReadySource;
 
+/* Under the reorder buffer's lock: whether the producer is ready now (the
+ * property is what the owner context was last told). */
+static gboolean
+is_ready_locked (SluiceOrderedItemProducer *self, gboolean *out_closed)
+{
+  gboolean closed =
+      self->state >= STATE_STOPPING || sluice_reorder_buffer_is_closed_locked (self->rb);
+
+  if (out_closed != NULL)
+    *out_closed = closed;
+  return closed || (self->ready && g_queue_is_empty (&self->deferred));
+}
+
 static void
 refresh_ready (SluiceOrderedItemProducer *self)
 {
@@ -475,11 +533,10 @@ refresh_ready (SluiceOrderedItemProducer *self)
   g_autoptr (SluicePushProducer) stop_upstream = NULL;
 
   sluice_reorder_buffer_lock (self->rb);
-  closed = self->state >= STATE_STOPPING || sluice_reorder_buffer_is_closed_locked (self->rb);
   /* As a pollable stream is writable once closed (the write fails at once
    * instead of blocking), a closed producer is ready: a produce call
    * completes at once, with SLUICE_ERROR_STOPPED. */
-  ready = closed || (self->ready && g_queue_is_empty (&self->deferred));
+  ready = is_ready_locked (self, &closed);
   sluice_reorder_buffer_unlock (self->rb);
 
   g_object_freeze_notify (G_OBJECT (self));
@@ -522,6 +579,7 @@ refresh_ready (SluiceOrderedItemProducer *self)
   if (stop_upstream != NULL)
     sluice_push_producer_stop_producing (stop_upstream);
 
+  wake_ready_waiters (self->rb_link);
   g_object_thaw_notify (G_OBJECT (self));
 }
 
@@ -1589,7 +1647,7 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   run->user_data = user_data;
   run->user_data_destroy = user_data_destroy;
   run->result_free_func = result_free_func;
-  run->link = g_new0 (Link, 1);
+  run->link = link_new ();
   g_weak_ref_init (&run->link->producer, self);
   run->link->context = g_main_context_ref (self->owner_context);
   run->link->thread = self->owner_thread;
@@ -1884,6 +1942,7 @@ abort_with_error (SluiceOrderedItemProducer *self, const GError *error)
   sluice_reorder_buffer_abort (self->rb, error);
   fail_deferred (self);
   sluice_consumerator_interrupt_serving (self->consumerator);
+  wake_ready_waiters (self->rb_link);
 }
 
 /* --- push producer --- */
@@ -1939,13 +1998,13 @@ sluice_ordered_item_producer_constructed (GObject *object)
    * values; sluice_ordered_item_producer_new() makes it carry pointers. */
   self->item_free_func = sluice_value_item_free;
   self->rb = sluice_reorder_buffer_new (self->window, self->item_free_func, NULL);
-  self->link = g_new0 (Link, 1);
+  self->link = link_new ();
   g_weak_ref_init (&self->link->producer, self);
   self->link->context = g_main_context_ref (self->owner_context);
   self->link->thread = self->owner_thread;
   {
-    Link *rb_link = g_new0 (Link, 1);
-    Link *room_link = g_new0 (Link, 1);
+    Link *rb_link = link_new ();
+    Link *room_link = link_new ();
 
     g_weak_ref_init (&room_link->producer, self);
     room_link->context = g_main_context_ref (self->owner_context);
@@ -1961,6 +2020,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
     rb_link->thread = self->owner_thread;
     rb_link->room_source = g_source_ref (self->room_source);
     rb_link->task_queue = g_object_ref (self->task_queue);
+    self->rb_link = rb_link;
     sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, rb_settled_cb, rb_link,
                                          link_free);
   }
@@ -2279,18 +2339,127 @@ sluice_ordered_item_producer_new_for_values (SluiceTaskQueue *task_queue, guint 
  * sluice_ordered_item_producer_is_ready:
  * @self: a producer
  *
- * Gets [property@Sluice.OrderedItemProducer:ready].
+ * Gets whether the producer is ready, as
+ * [property@Sluice.OrderedItemProducer:ready] defines it. Called while the
+ * owner context is dispatching (a `notify::ready` handler, the ready
+ * source's callback), it returns the property, the value last notified
+ * there, so that it agrees with them. Anywhere else it reads the current
+ * state, which is right also when the owner context does not run at all (a
+ * producer fed from threads; see
+ * [method@Sluice.OrderedItemProducer.wait_ready]).
  *
- * Call it on the owner context.
+ * This function is safe to call from any thread.
  *
  * Returns: whether the producer asks for more produce calls
  */
 gboolean
 sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)
 {
+  gboolean ready;
+
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
 
-  return self->ready_notified;
+  if (g_main_context_is_owner (self->owner_context))
+    return self->ready_notified;
+  sluice_reorder_buffer_lock (self->rb);
+  ready = is_ready_locked (self, NULL);
+  sluice_reorder_buffer_unlock (self->rb);
+  return ready;
+}
+
+static void
+on_wait_cancelled (GCancellable *cancellable, gpointer data)
+{
+  Link *link = data;
+
+  g_mutex_lock (&link->wait_lock);
+  link->wait_gen++;
+  g_cond_broadcast (&link->wait_cond);
+  g_mutex_unlock (&link->wait_lock);
+}
+
+/**
+ * sluice_ordered_item_producer_wait_ready:
+ * @self: a producer
+ * @cancellable: (nullable): stops the wait
+ * @error: return location for an error
+ *
+ * Blocks until the producer is ready
+ * ([method@Sluice.OrderedItemProducer.is_ready]): the blocking counterpart
+ * of the ready source, for a thread that produces without a main loop.
+ * When the window is full, that is once the consumer has taken a quarter of
+ * it. It returns at once if the producer is ready.
+ *
+ * A closed producer (stopped, failed, its consumer gone) makes it return
+ * %FALSE with %SLUICE_ERROR_STOPPED: produce calls would fail now. It does
+ * not block on the owner context's thread while produce calls wait for room
+ * there (they start only when that context runs): produce without waiting
+ * or use the ready source on that thread.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: %TRUE when the producer is ready; %FALSE with @error set if it
+ *   is closed or @cancellable was cancelled
+ */
+gboolean
+sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
+                                         GCancellable *cancellable,
+                                         GError **error)
+{
+  Link *link;
+  gulong handler = 0;
+  gboolean ready = FALSE;
+
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  link = self->rb_link;
+  g_atomic_int_inc (&link->n_waiters);
+  if (cancellable != NULL)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (on_wait_cancelled), link, NULL);
+
+  for (;;)
+    {
+      gboolean closed, deferred;
+      guint gen;
+
+      g_mutex_lock (&link->wait_lock);
+      gen = link->wait_gen;
+      g_mutex_unlock (&link->wait_lock);
+
+      sluice_reorder_buffer_lock (self->rb);
+      ready = is_ready_locked (self, &closed);
+      deferred = !g_queue_is_empty (&self->deferred);
+      sluice_reorder_buffer_unlock (self->rb);
+
+      if (closed)
+        {
+          ready = FALSE;
+          g_set_error_literal (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                               _ ("The producer is closed"));
+          break;
+        }
+      if (ready || g_cancellable_set_error_if_cancelled (cancellable, error))
+        break;
+      if (deferred && g_thread_self () == self->owner_thread)
+        {
+          g_set_error_literal (error, SLUICE_ERROR, SLUICE_ERROR_FAILED,
+                               _ ("Produce calls wait for the owner context, which this "
+                                  "thread would block"));
+          break;
+        }
+
+      g_mutex_lock (&link->wait_lock);
+      while (link->wait_gen == gen)
+        g_cond_wait (&link->wait_cond, &link->wait_lock);
+      g_mutex_unlock (&link->wait_lock);
+    }
+
+  if (handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+  g_atomic_int_add (&link->n_waiters, -1);
+  return ready;
 }
 
 /**

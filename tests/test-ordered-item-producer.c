@@ -1839,6 +1839,131 @@ test_stop_cancelled (void)
   consumer_free (consumer);
 }
 
+/* --- waiting for room from a thread --- */
+
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  guint n;
+  guint max_live;
+  GCancellable *cancellable;
+  GError *error;
+  gboolean returned;
+} Feeder;
+
+static gpointer
+feed_from_thread (gpointer data)
+{
+  Feeder *feeder = data;
+  SluiceConsumerator *consumerator =
+      sluice_ordered_item_producer_get_consumerator (feeder->producer);
+
+  for (gsize i = 0; i < feeder->n; i++)
+    {
+      g_assert_true (
+          sluice_ordered_item_producer_wait_ready (feeder->producer, NULL, &feeder->error));
+      g_assert_true (sluice_ordered_item_producer_is_ready (feeder->producer));
+      sluice_ordered_item_producer_produce_item_in_thread (feeder->producer, make_in_thread,
+                                                           GSIZE_TO_POINTER (i), NULL,
+                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      feeder->max_live = MAX (feeder->max_live, sluice_consumerator_get_n_items (consumerator));
+    }
+  return NULL;
+}
+
+/* A thread feeds the producer, waiting for room before each item, while
+ * the owner context does not run at all: every item function runs (none
+ * waits for the owner context), the window holds, the order too. */
+static void
+test_wait_ready_from_thread (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  Feeder feeder = { NULL, sluice_test_scale (5000, 10), 0, NULL, NULL, FALSE };
+  gint64 deadline = deadline_from_now ();
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  feeder.producer = producer;
+  consumer->busy_loops = 2000;
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  g_thread_join (g_thread_new ("feeder", feed_from_thread, &feeder));
+  g_assert_no_error (feeder.error);
+  while (g_atomic_int_get (&items_allocated) < (int) feeder.n)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+  g_assert_cmpuint (feeder.max_live, <=, 8);
+
+  count = stop_sync (producer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, feeder.n);
+  g_free (count);
+  assert_values_in_order (consumer, 0, feeder.n);
+
+  /* Closed: no more waiting. */
+  g_assert_false (sluice_ordered_item_producer_wait_ready (producer, NULL, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+static gpointer
+wait_in_thread (gpointer data)
+{
+  Feeder *feeder = data;
+
+  if (!sluice_ordered_item_producer_wait_ready (feeder->producer, feeder->cancellable,
+                                                &feeder->error))
+    g_atomic_int_set (&feeder->returned, TRUE);
+  return NULL;
+}
+
+/* A wait on a full window ends with the cancellable, or with
+ * stop_producing(), from another thread. */
+static void
+test_wait_ready_cancelled_or_stopped (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  Feeder feeder = { NULL, 0, 0, cancellable, NULL, FALSE };
+  GThread *waiter;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
+  feeder.producer = producer;
+  for (gsize i = 0; i < 4; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  waiter = g_thread_new ("waiter", wait_in_thread, &feeder);
+  g_usleep (10000);
+  g_assert_false (g_atomic_int_get (&feeder.returned));
+  g_cancellable_cancel (cancellable);
+  g_thread_join (waiter);
+  g_assert_true (feeder.returned);
+  g_assert_error (feeder.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&feeder.error);
+
+  feeder.cancellable = NULL;
+  feeder.returned = FALSE;
+  waiter = g_thread_new ("waiter", wait_in_thread, &feeder);
+  g_usleep (10000);
+  g_assert_false (g_atomic_int_get (&feeder.returned));
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (producer));
+  g_thread_join (waiter);
+  g_assert_true (feeder.returned);
+  g_assert_error (feeder.error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&feeder.error);
+  g_clear_object (&producer);
+  spin_main_context (10);
+  assert_no_item_leaked ();
+}
+
 /* --- a slot completed twice --- */
 
 static void
@@ -2092,6 +2217,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/flow/ready-hysteresis", test_ready_hysteresis);
   g_test_add_func ("/producer/flow/room-refilled-elsewhere", test_room_refilled_elsewhere);
   g_test_add_func ("/producer/flow/closed-wakes-waiters", test_closed_wakes_waiters);
+  g_test_add_func ("/producer/flow/wait-ready-from-thread", test_wait_ready_from_thread);
+  g_test_add_func ("/producer/flow/wait-ready-cancelled-or-stopped",
+                   test_wait_ready_cancelled_or_stopped);
   g_test_add_func ("/producer/flow/waiting-call-starts-at-first-place",
                    test_waiting_call_starts_at_first_place);
   g_test_add_func ("/producer/flow/waiting-calls-one-per-place", test_waiting_calls_one_per_place);

@@ -183,6 +183,10 @@ GValue *sluice_ordered_item_producer_stop_finish_value (SluiceOrderedItemProduce
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
+                                                  GCancellable *cancellable,
+                                                  GError **error);
+SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL
 GSource *sluice_ordered_item_producer_create_ready_source (SluiceOrderedItemProducer *self,
