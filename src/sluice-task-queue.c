@@ -48,6 +48,11 @@
  * [func@Sluice.TaskQueue.get_default] returns a queue shared by the whole
  * process, with one thread per processor, created on first use.
  *
+ * [property@Sluice.TaskQueue:n-pending] and
+ * [property@Sluice.TaskQueue:n-running] are notified, a few times a second
+ * at most, on the thread-default main context of the thread that created
+ * the queue (the global default main context for the default queue).
+ *
  * Tasks must not wait for tasks queued after them. As in any pool with a
  * bounded number of threads, such waits can take every thread and last for
  * ever; and here a thread takes short tasks a few at a time, so they can
@@ -164,9 +169,13 @@ struct _SluiceTaskQueue
   gboolean shut_down;
   GPtrArray *shutdown_waiters; /* (nullable) of GTask, owned */
 
+  GMainContext *notify_context; /* (owned): where n-pending and n-running are notified */
+  GSource *notify_source;       /* (owned): a NotifySource attached to it */
+
   /* Read between the tasks of a hand, without the lock: a line of its own. */
   G_GNUC_UNUSED char pad[64];
   int shrinking;    /* atomic, written under the mutex: n_runners > max_threads */
+  int notify_armed; /* atomic: the notify source will look at the counts again */
   int top_priority; /* atomic, written under the mutex when it changes: the
                        most urgent queued priority, G_MAXINT when none */
 };
@@ -529,6 +538,151 @@ claim_runners_locked (SluiceTaskQueue *self)
   return wanted;
 }
 
+/* ---- n-pending and n-running notifications ------------------------------ */
+
+/* The counts change with every task, in the queue's threads: they are
+ * notified on the queue's notify context (the thread-default main context
+ * where it was created; the global default one for the default queue), at
+ * most once per NOTIFY_INTERVAL_US each. A source there, armed when a count
+ * changes and disarmed once two looks in a row find them unchanged, notifies
+ * what changed since the last look. Threads arm it only when @notify_armed
+ * is 0: while counts keep changing that costs a load per task of a line
+ * that is written only a few times a second. */
+#define NOTIFY_INTERVAL_US (100 * 1000)
+
+typedef struct
+{
+  GSource source;
+  GWeakRef queue;   /* the source does not keep the queue alive */
+  guint n_pending;  /* as last notified (owner context only) */
+  guint n_running;  /* as last notified (owner context only) */
+  gint64 last_look; /* atomic: when it last looked, monotonic µs */
+} NotifySource;
+
+/* Wakes the notify source: at once, or NOTIFY_INTERVAL_US after its last
+ * look. Any thread. */
+static void
+notify_source_wake (SluiceTaskQueue *self)
+{
+  NotifySource *ns = (NotifySource *) self->notify_source;
+  gint64 ready = __atomic_load_n (&ns->last_look, __ATOMIC_RELAXED) + NOTIFY_INTERVAL_US;
+
+  g_source_set_ready_time (self->notify_source, MAX (ready, 0));
+}
+
+/* Whether a count change must arm the notify source: after the change,
+ * with a full barrier between them (a hand's claim, an atomic add), or
+ * under the mutex (the source reads the counts under it). Then either this sees
+ * notify_armed cleared, or the source's next look sees the change. */
+static inline gboolean
+counts_need_look (SluiceTaskQueue *self)
+{
+  return G_UNLIKELY (!__atomic_load_n (&self->notify_armed, __ATOMIC_SEQ_CST));
+}
+
+/* Arms the notify source, unless another thread just did. Any thread. */
+static void
+counts_arm (SluiceTaskQueue *self)
+{
+  if (g_atomic_int_compare_and_exchange (&self->notify_armed, FALSE, TRUE))
+    notify_source_wake (self);
+}
+
+static void
+read_counts (SluiceTaskQueue *self, guint *n_pending, guint *n_running)
+{
+  g_mutex_lock (&self->mutex);
+  *n_pending = self->n_queued + n_unclaimed_locked (self);
+  *n_running = n_running_locked (self);
+  g_mutex_unlock (&self->mutex);
+}
+
+static gboolean
+notify_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  NotifySource *ns = (NotifySource *) source;
+  SluiceTaskQueue *self = g_weak_ref_get (&ns->queue);
+  guint n_pending, n_running;
+
+  g_source_set_ready_time (source, -1);
+  if (self == NULL)
+    return G_SOURCE_CONTINUE; /* being finalized: it destroys this source */
+  __atomic_store_n (&ns->last_look, g_source_get_time (source), __ATOMIC_RELAXED);
+
+  read_counts (self, &n_pending, &n_running);
+  if (n_pending == ns->n_pending && n_running == ns->n_running)
+    {
+      /* Settled: disarm, then look once more for a change made before
+       * that which the thread making it left to this source. */
+      __atomic_store_n (&self->notify_armed, FALSE, __ATOMIC_SEQ_CST);
+      __atomic_thread_fence (__ATOMIC_SEQ_CST);
+      read_counts (self, &n_pending, &n_running);
+      if (n_pending == ns->n_pending && n_running == ns->n_running)
+        {
+          g_object_unref (self);
+          return G_SOURCE_CONTINUE;
+        }
+      if (!g_atomic_int_compare_and_exchange (&self->notify_armed, FALSE, TRUE))
+        {
+          g_object_unref (self); /* the thread that armed it woke it */
+          return G_SOURCE_CONTINUE;
+        }
+    }
+
+  /* Changed: notify, and look again after the interval. */
+  g_object_freeze_notify (G_OBJECT (self));
+  if (n_pending != ns->n_pending)
+    {
+      ns->n_pending = n_pending;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_N_PENDING]);
+    }
+  if (n_running != ns->n_running)
+    {
+      ns->n_running = n_running;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_N_RUNNING]);
+    }
+  notify_source_wake (self);
+  g_object_thaw_notify (G_OBJECT (self));
+  g_object_unref (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+notify_source_finalize (GSource *source)
+{
+  NotifySource *ns = (NotifySource *) source;
+
+  g_weak_ref_clear (&ns->queue);
+}
+
+static GSourceFuncs notify_source_funcs = {
+  NULL, NULL, notify_source_dispatch, notify_source_finalize, NULL, NULL,
+};
+
+/* Notifies n-pending and n-running on @context from now on. Before the
+ * queue has any task. */
+static void
+notify_source_attach (SluiceTaskQueue *self, GMainContext *context)
+{
+  NotifySource *ns;
+
+  if (self->notify_source != NULL)
+    {
+      g_source_destroy (self->notify_source);
+      g_clear_pointer (&self->notify_source, g_source_unref);
+    }
+  g_clear_pointer (&self->notify_context, g_main_context_unref);
+
+  self->notify_context = g_main_context_ref (context);
+  self->notify_source = g_source_new (&notify_source_funcs, sizeof (NotifySource));
+  ns = (NotifySource *) self->notify_source;
+  g_weak_ref_init (&ns->queue, self);
+  ns->last_look = -NOTIFY_INTERVAL_US;
+  g_source_set_static_name (self->notify_source, "SluiceTaskQueue notify");
+  g_source_set_priority (self->notify_source, G_PRIORITY_DEFAULT_IDLE);
+  g_source_attach (self->notify_source, context);
+}
+
 /* Once shut down and idle, takes the shutdown operations to complete (after
  * unlocking, with complete_shutdown_waiters ()). */
 static GPtrArray *
@@ -598,6 +752,7 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
   guint n_take = 1;
   gboolean yielded = FALSE;
   gint64 last = g_get_monotonic_time ();
+  gboolean look;
 
   g_private_set (&current_runner_queue, self);
 
@@ -611,6 +766,9 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
 
       self->n_active -= n_ran;
       n_ran = 0;
+      /* The last task it ran no longer counts as running. */
+      if (counts_need_look (self))
+        counts_arm (self);
       if (waiters == NULL)
         waiters = take_shutdown_waiters_if_idle_locked (self);
       if (self->n_runners > self->max_threads)
@@ -629,7 +787,10 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
             {
               yielded = FALSE;
               hand_set_running (&hand, TRUE);
+              look = counts_need_look (self);
               g_mutex_unlock (&self->mutex);
+              if (look)
+                counts_arm (self);
               run_entry (&hand, &entry);
               n_ran = 1;
               last = g_get_monotonic_time ();
@@ -685,6 +846,8 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
           i = (guint) g_atomic_int_add (&hand.claimed, 1);
           if (i >= hand.len)
             break;
+          if (counts_need_look (self))
+            counts_arm (self);
           run_entry (&hand, &hand.entries[i]);
           n_ran++;
         }
@@ -725,6 +888,7 @@ sluice_task_queue_push_internal (SluiceTaskQueue *self,
 {
   SluiceTaskEntry entry;
   gboolean new_runner = FALSE;
+  gboolean look;
 
   entry.priority = priority;
   entry.cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
@@ -750,8 +914,11 @@ sluice_task_queue_push_internal (SluiceTaskQueue *self,
       self->n_runners++;
       new_runner = TRUE;
     }
+  look = counts_need_look (self);
   g_mutex_unlock (&self->mutex);
 
+  if (look)
+    counts_arm (self);
   if (new_runner)
     push_runners (self, 1);
   return TRUE;
@@ -822,6 +989,13 @@ sluice_task_queue_constructed (GObject *object)
   /* Shared (non-exclusive) threads: a non-exclusive pool cannot fail. */
   self->pool = g_thread_pool_new (sluice_task_queue_runner, NULL,
                                   (int) MIN (self->max_threads, (guint) G_MAXINT), FALSE, NULL);
+
+  {
+    GMainContext *context = g_main_context_ref_thread_default ();
+
+    notify_source_attach (self, context);
+    g_main_context_unref (context);
+  }
 }
 
 static void
@@ -837,6 +1011,9 @@ sluice_task_queue_finalize (GObject *object)
    * from this very thread: waiting for it would never end. */
   g_thread_pool_free (self->pool, FALSE, g_private_get (&current_runner_queue) != self);
 
+  g_source_destroy (self->notify_source);
+  g_clear_pointer (&self->notify_source, g_source_unref);
+  g_clear_pointer (&self->notify_context, g_main_context_unref);
   g_array_unref (self->levels);
   g_clear_pointer (&self->shutdown_waiters, g_ptr_array_unref);
   g_mutex_clear (&self->mutex);
@@ -915,8 +1092,14 @@ sluice_task_queue_class_init (SluiceTaskQueueClass *klass)
    * The number of tasks queued and not yet started (see
    * [method@Sluice.TaskQueue.get_n_pending]).
    *
-   * It changes in worker threads with every task, so it is never notified:
-   * poll it. Notifying would cost more than small tasks do.
+   * It is notified on the queue's notify context: the thread-default main
+   * context of the thread that created the queue, or for the queue of
+   * [func@Sluice.TaskQueue.get_default], the global default main context
+   * (g_main_context_default()). Notifications are coalesced, at most about
+   * ten a second: each says that the value differs from the one the last
+   * notification saw (one that changes and changes back in between is not
+   * notified), and once the value settles, the last notification saw it.
+   * Nothing is notified while that context is not iterated.
    */
   properties[PROP_N_PENDING] =
       g_param_spec_uint ("n-pending", NULL, NULL, 0, G_MAXUINT, 0,
@@ -928,8 +1111,9 @@ sluice_task_queue_class_init (SluiceTaskQueueClass *klass)
    * The number of tasks running right now (see
    * [method@Sluice.TaskQueue.get_n_running]).
    *
-   * It changes in worker threads with every task, so it is never notified:
-   * poll it. Notifying would cost more than small tasks do.
+   * It is notified as [property@Sluice.TaskQueue:n-pending] is: on the
+   * queue's notify context, at most about ten times a second, the last
+   * notification seeing the settled value.
    */
   properties[PROP_N_RUNNING] =
       g_param_spec_uint ("n-running", NULL, NULL, 0, G_MAXUINT, 0,
@@ -972,6 +1156,10 @@ static gpointer
 create_default_queue (gpointer data)
 {
   SluiceTaskQueue *queue = sluice_task_queue_new (0);
+
+  /* Shared by the whole process: its counts are notified where the
+   * application's main loop normally runs. */
+  notify_source_attach (queue, g_main_context_default ());
 
   g_atomic_pointer_set (&default_queue, queue);
   return queue;
@@ -1069,8 +1257,8 @@ sluice_task_queue_set_max_threads (SluiceTaskQueue *self, guint max_threads)
  *
  * Gets the number of tasks queued in @self and not yet started. A task
  * whose cancellable was cancelled counts until a thread reaches it and
- * drops it. The value may be out of date by the time it is returned; it is
- * never notified (see [property@Sluice.TaskQueue:n-pending]).
+ * drops it. The value may be out of date by the time it is returned; see
+ * [property@Sluice.TaskQueue:n-pending] for its notifications.
  *
  * This function is safe to call from any thread.
  *
@@ -1094,8 +1282,8 @@ sluice_task_queue_get_n_pending (SluiceTaskQueue *self)
  * @self: a task queue
  *
  * Gets the number of tasks of @self running right now. The value may be out
- * of date by the time it is returned; it is never notified (see
- * [property@Sluice.TaskQueue:n-running]).
+ * of date by the time it is returned; see
+ * [property@Sluice.TaskQueue:n-running] for its notifications.
  *
  * This function is safe to call from any thread.
  *
@@ -1618,6 +1806,7 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
   GTask *task;
   GArray *cancelled = NULL;
   GPtrArray *waiters = NULL;
+  gboolean look = FALSE;
 
   g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
   g_return_if_fail (self != g_atomic_pointer_get (&default_queue));
@@ -1656,6 +1845,7 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
       for (Hand *hand = self->hands; hand != NULL; hand = hand->next)
         while (hand_claim_locked (hand, &entry))
           g_array_append_val (cancelled, entry);
+      look = counts_need_look (self);
       if (cancelled->len == 0)
         g_clear_pointer (&cancelled, g_array_unref);
     }
@@ -1665,6 +1855,8 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
   waiters = take_shutdown_waiters_if_idle_locked (self);
   g_mutex_unlock (&self->mutex);
 
+  if (look)
+    counts_arm (self);
   if (cancelled != NULL)
     {
       SluiceTaskEntry *entries = (SluiceTaskEntry *) (gpointer) cancelled->data;

@@ -22,22 +22,27 @@ tick_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Iterates the default main context until @cond holds, waking up often so
- * that state changed by worker threads is seen; fails after a deadline
- * instead of hanging. */
-#define WAIT_UNTIL(cond)                                                                           \
+/* Iterates @context (NULL: the default one) until @cond holds, waking up
+ * often so that state changed by worker threads is seen; fails after a
+ * deadline instead of hanging. */
+#define WAIT_UNTIL_IN(context, cond)                                                               \
   G_STMT_START                                                                                     \
   {                                                                                                \
     gint64 wait_deadline_ = g_get_monotonic_time () + TIMEOUT_SECONDS * G_USEC_PER_SEC;            \
-    guint wait_tick_ = g_timeout_add (2, tick_cb, NULL);                                           \
+    GSource *wait_tick_ = g_timeout_source_new (2);                                                \
+    g_source_set_callback (wait_tick_, tick_cb, NULL, NULL);                                       \
+    g_source_attach (wait_tick_, (context));                                                       \
     while (!(cond) && g_get_monotonic_time () < wait_deadline_)                                    \
-      g_main_context_iteration (NULL, TRUE);                                                       \
-    g_source_remove (wait_tick_);                                                                  \
+      g_main_context_iteration ((context), TRUE);                                                  \
+    g_source_destroy (wait_tick_);                                                                 \
+    g_source_unref (wait_tick_);                                                                   \
     if (!(cond))                                                                                   \
       g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,                            \
                            "timed out waiting for: " #cond);                                       \
   }                                                                                                \
   G_STMT_END
+
+#define WAIT_UNTIL(cond) WAIT_UNTIL_IN (NULL, cond)
 
 /* Iterates the default main context for @msec milliseconds: lets anything
  * that should not happen have its chance to happen. */
@@ -1989,6 +1994,170 @@ test_callbacks_from_main_loop (void)
   unref_and_wait_finalized (r.queue);
 }
 
+/* ---- 13. n-pending and n-running notifications ------------------------- */
+
+typedef struct
+{
+  guint n_pending_notifies;
+  guint n_running_notifies;
+  guint last_pending; /* the value at the last notification */
+  guint last_running;
+  guint n_elsewhere; /* notifications in another thread than expected */
+  GThread *expected_thread;
+} CountWatch;
+
+static void
+count_watch_cb (GObject *object, GParamSpec *pspec, gpointer user_data)
+{
+  CountWatch *watch = user_data;
+
+  if (g_thread_self () != watch->expected_thread)
+    watch->n_elsewhere++;
+  if (g_str_equal (pspec->name, "n-pending"))
+    {
+      watch->n_pending_notifies++;
+      watch->last_pending = sluice_task_queue_get_n_pending (SLUICE_TASK_QUEUE (object));
+    }
+  else
+    {
+      watch->n_running_notifies++;
+      watch->last_running = sluice_task_queue_get_n_running (SLUICE_TASK_QUEUE (object));
+    }
+}
+
+static void
+count_watch_connect (CountWatch *watch, SluiceTaskQueue *queue)
+{
+  memset (watch, 0, sizeof *watch);
+  watch->expected_thread = g_thread_self ();
+  g_signal_connect (queue, "notify::n-pending", G_CALLBACK (count_watch_cb), watch);
+  g_signal_connect (queue, "notify::n-running", G_CALLBACK (count_watch_cb), watch);
+}
+
+static void
+count_push_run (gpointer data, SluiceTaskReason reason)
+{
+  g_atomic_int_inc ((int *) data);
+}
+
+/* Takes a while (about 50 µs, more under valgrind): counts that change for
+ * a few tenths of a second. */
+static void
+count_slow_push_run (gpointer data, SluiceTaskReason reason)
+{
+  g_usleep (50);
+  g_atomic_int_inc ((int *) data);
+}
+
+/* The counts are notified on the context of the thread that made the
+ * queue, in that thread, and the last notification sees the settled
+ * values; many tasks make few notifications. */
+static void
+test_count_notifications (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  guint n_tasks = sluice_test_scale (4000, 10);
+  int n_ran = 0;
+  CountWatch watch;
+  gint64 start, elapsed_us;
+  Gate gate;
+
+  gate_init (&gate);
+  count_watch_connect (&watch, queue);
+
+  /* Two running, five pending: notified once the main loop runs. */
+  hold_threads (queue, &gate, 2);
+  for (guint i = 0; i < 5; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, count_push_run, &n_ran);
+  WAIT_UNTIL (watch.last_pending == 5 && watch.last_running == 2);
+  g_assert_cmpuint (watch.n_pending_notifies, >=, 1);
+  g_assert_cmpuint (watch.n_running_notifies, >=, 1);
+
+  gate_open (&gate);
+  WAIT_UNTIL (watch.last_pending == 0 && watch.last_running == 0 && g_atomic_int_get (&n_ran) == 5);
+
+  /* Many tasks: a bounded number of notifications, however many times the
+   * counts change. */
+  watch.n_pending_notifies = 0;
+  watch.n_running_notifies = 0;
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < n_tasks; i++)
+    sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, count_slow_push_run, &n_ran);
+  WAIT_UNTIL (watch.last_pending == 0 && watch.last_running == 0 &&
+              (guint) g_atomic_int_get (&n_ran) == 5 + n_tasks);
+  elapsed_us = g_get_monotonic_time () - start;
+  g_test_message ("%u tasks in %" G_GINT64_FORMAT " us: %u n-pending and %u n-running "
+                  "notifications",
+                  n_tasks, elapsed_us, watch.n_pending_notifies, watch.n_running_notifies);
+  /* At most one look per 100 ms, each notifying a property at most once. */
+  g_assert_cmpuint (watch.n_pending_notifies, <=, elapsed_us / (100 * 1000) + 2);
+  g_assert_cmpuint (watch.n_running_notifies, <=, elapsed_us / (100 * 1000) + 2);
+  g_assert_cmpuint (watch.n_elsewhere, ==, 0);
+
+  /* Settled: nothing more. */
+  watch.n_pending_notifies = 0;
+  watch.n_running_notifies = 0;
+  iterate_for (250);
+  g_assert_cmpuint (watch.n_pending_notifies, ==, 0);
+  g_assert_cmpuint (watch.n_running_notifies, ==, 0);
+
+  gate_clear (&gate);
+  shutdown_and_wait (queue, FALSE);
+  unref_and_wait_finalized (queue);
+}
+
+/* A queue made where another context is the thread-default notifies only
+ * there: iterating the global default context delivers nothing. */
+static void
+test_count_notifications_context (void)
+{
+  GMainContext *context = g_main_context_new ();
+  SluiceTaskQueue *queue;
+  CountWatch watch;
+  Gate gate;
+
+  gate_init (&gate);
+  g_main_context_push_thread_default (context);
+  queue = sluice_task_queue_new (1);
+  g_main_context_pop_thread_default (context);
+  count_watch_connect (&watch, queue);
+
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &gate);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+  iterate_for (150);
+  g_assert_cmpuint (watch.n_pending_notifies + watch.n_running_notifies, ==, 0);
+
+  WAIT_UNTIL_IN (context, watch.last_running == 1);
+  gate_open (&gate);
+  WAIT_UNTIL_IN (context, watch.last_running == 0);
+  g_assert_cmpuint (watch.n_elsewhere, ==, 0);
+  g_assert_cmpuint (watch.n_pending_notifies, ==, 0); /* never anything pending */
+
+  gate_clear (&gate);
+  shutdown_and_wait (queue, FALSE);
+  unref_and_wait_finalized (queue);
+  g_main_context_unref (context);
+}
+
+/* The default queue notifies on the global default context. */
+static void
+test_count_notifications_default (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_get_default ();
+  CountWatch watch;
+  Gate gate;
+
+  gate_init (&gate);
+  count_watch_connect (&watch, queue);
+  sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &gate);
+  WAIT_UNTIL (watch.last_running == 1);
+  gate_open (&gate);
+  WAIT_UNTIL (watch.last_running == 0);
+  g_assert_cmpuint (watch.n_elsewhere, ==, 0);
+  g_signal_handlers_disconnect_by_data (queue, &watch);
+  gate_clear (&gate);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -2028,6 +2197,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/task-queue/value/forms", test_value_forms);
   g_test_add_func ("/task-queue/value/programmer-errors", test_value_programmer_errors);
   g_test_add_func ("/task-queue/callbacks-from-main-loop", test_callbacks_from_main_loop);
+  g_test_add_func ("/task-queue/notify/counts", test_count_notifications);
+  g_test_add_func ("/task-queue/notify/context", test_count_notifications_context);
+  g_test_add_func ("/task-queue/notify/default-queue", test_count_notifications_default);
 
   return g_test_run ();
 }
