@@ -381,6 +381,80 @@ class ProducerTests(unittest.TestCase):
         run_until("item-failed", lambda: failed)
         self.assertEqual(failed, [(5, "item 5 failed")])
 
+    def test_wait_ready_from_a_thread_without_main_loop(self):
+        # A Python thread feeds the producer, waiting for room before each
+        # item; nothing iterates the main context meanwhile.
+        record = {}
+        n_items, window = 300, 8
+        producer = Sluice.OrderedItemProducer(window=window)
+        producer.start(make_collecting_consumer(record))
+        live = []
+
+        def feed():
+            consumerator = producer.get_consumerator()
+            for n in range(n_items):
+                self.assertTrue(producer.wait_ready(None))
+                producer.produce_item(lambda slot, *unused, n=n: slot.complete(Item(n)))
+                live.append(consumerator.props.n_items)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        feeder.join(DEADLINE_S)
+        self.assertFalse(feeder.is_alive())
+        status, result = stop_and_wait(producer)
+        self.assertEqual(status, "ok", result)
+        self.assertEqual([item.n for item in record["items"]], list(range(n_items)))
+        self.assertLessEqual(max(live), window)
+        with self.assertRaises(GLib.Error) as caught:
+            producer.wait_ready(None)
+        self.assertTrue(caught.exception.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
+
+    def test_consume_on_the_main_loop(self):
+        # start(None): no consumer thread of ours; next_async() on the main
+        # loop takes the items in order, and the end.
+        producer = Sluice.OrderedItemProducer(window=4)
+        producer.start(None)
+        consumerator = producer.get_consumerator()
+        got, ended = [], []
+
+        def on_next(source, result, *unused):
+            ok, item = source.next_finish(result)
+            if not ok:
+                ended.append(True)
+                return
+            got.append(item)
+            source.next_async(None, on_next)
+
+        consumerator.next_async(None, on_next)
+        for n in range(40):
+            run_until("ready", producer.is_ready)
+            self.item_by_timeout(producer, n, Item(n), self.rng.randint(0, 4))
+        status, result = stop_and_wait(producer)
+        self.assertEqual(status, "ok", result)
+        self.assertIsNone(result)
+        self.assertEqual(ended, [True])
+        self.assertEqual([item.n for item in got], list(range(40)))
+
+    def test_stop_cancelled(self):
+        slots = []
+        producer = Sluice.OrderedItemProducer(window=4)
+        producer.start(make_collecting_consumer({}))
+        producer.produce_item(lambda slot, *unused: slots.append(slot))
+        cancellable = Gio.Cancellable()
+        outcome = []
+
+        def on_stopped(source, result, *unused):
+            try:
+                outcome.append(source.stop_finish(result))
+            except GLib.Error as error:
+                outcome.append(error)
+
+        producer.stop_async(cancellable, on_stopped)
+        cancellable.cancel()
+        slots[0].complete(Item(0))  # dropped: production was stopped
+        run_until("stop", lambda: outcome)
+        self.assertTrue(outcome[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
+
     def test_slot_completed_twice_is_reported_and_ignored(self):
         # A second completion must not abort the interpreter: the library
         # logs a critical naming the item and ignores it; the first result
