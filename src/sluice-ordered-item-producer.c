@@ -185,6 +185,8 @@ struct _SluiceOrderedItemProducer
   GError *consumer_error;
   GDestroyNotify result_free_func;
   GTask *stop_task;
+  GSource *progress_source;       /* while started and not stopped: notifies the counters */
+  guint64 notified_counts[4];     /* n-produced, n-consumed, n-failed, n-live as last notified */
   GCancellable *stop_cancellable; /* with its handler, while the stop runs */
   gulong stop_cancelled_handler;
   gboolean started;
@@ -202,6 +204,10 @@ enum
   PROP_READY,
   PROP_CLOSED,
   PROP_CONSUMERATOR,
+  PROP_N_PRODUCED,
+  PROP_N_CONSUMED,
+  PROP_N_FAILED,
+  PROP_N_LIVE,
   N_PROPS
 };
 
@@ -503,6 +509,66 @@ static void
 rb_settled_cb (gpointer data)
 {
   invoke_on_owner (data, refresh_idle);
+}
+
+/* --- progress --- */
+
+/* n-produced, n-consumed, n-failed, n-live, from any thread. */
+static void
+read_counts (SluiceOrderedItemProducer *self, guint64 counts[4])
+{
+  SluiceReorderProgress progress;
+
+  sluice_reorder_buffer_get_progress (self->rb, &progress);
+  counts[0] = progress.accepted;
+  counts[1] = progress.handed - progress.skipped;
+  counts[2] = progress.failed;
+  counts[3] = progress.accepted > progress.handed ? progress.accepted - progress.handed : 0;
+}
+
+/* Owner context: notifies the counters that changed since the last time. */
+static void
+notify_progress (SluiceOrderedItemProducer *self)
+{
+  guint64 counts[4];
+
+  read_counts (self, counts);
+  g_object_freeze_notify (G_OBJECT (self));
+  for (guint i = 0; i < G_N_ELEMENTS (counts); i++)
+    if (counts[i] != self->notified_counts[i])
+      {
+        self->notified_counts[i] = counts[i];
+        g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_N_PRODUCED + i]);
+      }
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+static gboolean
+on_progress_tick (gpointer data)
+{
+  notify_progress (data);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Owner context, from start(): ten looks a second, not one per item. */
+static void
+start_progress (SluiceOrderedItemProducer *self)
+{
+  self->progress_source = g_timeout_source_new (100);
+  g_source_set_callback (self->progress_source, on_progress_tick, self, NULL);
+  g_source_set_static_name (self->progress_source, "[sluice] progress");
+  g_source_attach (self->progress_source, self->owner_context);
+}
+
+/* Owner context: the stop completed, or the producer goes away. */
+static void
+stop_progress (SluiceOrderedItemProducer *self)
+{
+  if (self->progress_source == NULL)
+    return;
+  g_source_destroy (self->progress_source);
+  g_clear_pointer (&self->progress_source, g_source_unref);
+  notify_progress (self);
 }
 
 /* --- ready state, sources, upstream --- */
@@ -1639,6 +1705,7 @@ sluice_ordered_item_producer_start (SluiceOrderedItemProducer *self,
   set_state_locked (self, STATE_STARTED);
   sluice_reorder_buffer_unlock (self->rb);
   self->started = TRUE;
+  start_progress (self);
 
   run = g_new0 (ConsumerRun, 1);
   run->consumerator = g_object_ref (self->consumerator);
@@ -1763,6 +1830,7 @@ check_stop (SluiceOrderedItemProducer *self)
 
   task = g_steal_pointer (&self->stop_task);
   disconnect_stop_cancellable (self);
+  stop_progress (self);
   abort_error = sluice_reorder_buffer_get_abort_error (self->rb);
 
   /* The first error wins: a failed item or a stop, then the consumer's. */
@@ -2046,6 +2114,11 @@ sluice_ordered_item_producer_dispose (GObject *object)
     fail_deferred (self);
 
   disconnect_stop_cancellable (self);
+  if (self->progress_source != NULL)
+    {
+      g_source_destroy (self->progress_source);
+      g_clear_pointer (&self->progress_source, g_source_unref);
+    }
   /* A consumer still running ends on its own now; nothing waits for it. */
   if (self->thread != NULL)
     g_thread_unref (g_steal_pointer (&self->thread));
@@ -2107,6 +2180,20 @@ sluice_ordered_item_producer_get_property (GObject *object,
       break;
     case PROP_CONSUMERATOR:
       g_value_set_object (value, self->consumerator);
+      break;
+    case PROP_N_PRODUCED:
+    case PROP_N_CONSUMED:
+    case PROP_N_FAILED:
+    case PROP_N_LIVE:
+      {
+        guint64 counts[4];
+
+        read_counts (self, counts);
+        if (prop_id == PROP_N_LIVE)
+          g_value_set_uint (value, (guint) counts[3]);
+        else
+          g_value_set_uint64 (value, counts[prop_id - PROP_N_PRODUCED]);
+      }
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2247,6 +2334,56 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
   properties[PROP_CONSUMERATOR] =
       g_param_spec_object ("consumerator", NULL, NULL, SLUICE_TYPE_CONSUMERATOR,
                            G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:n-produced:
+   *
+   * The produce calls that took a place in the output: items asked for,
+   * whatever became of them. With
+   * [property@Sluice.OrderedItemProducer:n-consumed],
+   * [property@Sluice.OrderedItemProducer:n-failed] and
+   * [property@Sluice.OrderedItemProducer:n-live] it is what a progress bar
+   * needs. These four are notified on the owner context at most ten times
+   * a second while they change, from the start until the stop completes
+   * (and once more then); reading them gives the current value, from any
+   * thread.
+   */
+  properties[PROP_N_PRODUCED] =
+      g_param_spec_uint64 ("n-produced", NULL, NULL, 0, G_MAXUINT64, 0,
+                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:n-consumed:
+   *
+   * The items the consumer has taken. Notified as
+   * [property@Sluice.OrderedItemProducer:n-produced] says.
+   */
+  properties[PROP_N_CONSUMED] =
+      g_param_spec_uint64 ("n-consumed", NULL, NULL, 0, G_MAXUINT64, 0,
+                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:n-failed:
+   *
+   * The failed items the consumer has reached in order: skipped ones (see
+   * [property@Sluice.OrderedItemProducer:skip-failed]) and the one that
+   * ended the stream. Notified as
+   * [property@Sluice.OrderedItemProducer:n-produced] says.
+   */
+  properties[PROP_N_FAILED] =
+      g_param_spec_uint64 ("n-failed", NULL, NULL, 0, G_MAXUINT64, 0,
+                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceOrderedItemProducer:n-live:
+   *
+   * The live items: asked for and not yet taken by the consumer, at most
+   * the window. Notified as
+   * [property@Sluice.OrderedItemProducer:n-produced] says.
+   */
+  properties[PROP_N_LIVE] =
+      g_param_spec_uint ("n-live", NULL, NULL, 0, G_MAXUINT, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -2460,6 +2597,74 @@ sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
     g_cancellable_disconnect (cancellable, handler);
   g_atomic_int_add (&link->n_waiters, -1);
   return ready;
+}
+
+/**
+ * sluice_ordered_item_producer_get_stats:
+ * @self: a producer
+ *
+ * Gets a snapshot of where the stream stands, for a stats panel or a log
+ * line: a dictionary (`a{sv}`) with
+ *
+ * - `window` (`u`), `n-produced`, `n-consumed`, `n-failed`, `n-skipped`
+ *   (`t`), `n-live` (`u`): as the properties of these names
+ *   (`n-skipped`: the failed items left out by
+ *   [property@Sluice.OrderedItemProducer:skip-failed]);
+ * - `n-waiting-calls` (`u`): produce calls waiting for room;
+ * - `head` (`t`): the sequence number of the next item the consumer takes;
+ * - `head-wait-us` (`x`): how long the consumer has been waiting for that
+ *   item, in microseconds, or 0 when it is not waiting: a head-of-line
+ *   stall (one slow item holding back the ones after it) shows here;
+ * - `paused`, `ready`, `closed` (`b`);
+ * - `consumer-waits`, `consumer-sleeps` (`t`): how often the consumer found
+ *   the next item incomplete, and how often it slept for it.
+ *
+ * The values are read one by one while the stream runs: related counts may
+ * be a few items apart.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): a dictionary of the figures
+ */
+GVariant *
+sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self)
+{
+  SluiceReorderProgress progress;
+  SluiceReorderStats stats;
+  GVariantDict dict;
+  guint64 counts[4];
+  guint n_waiting;
+  gboolean ready, closed;
+
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), NULL);
+
+  sluice_reorder_buffer_lock (self->rb);
+  ready = is_ready_locked (self, &closed);
+  n_waiting = g_queue_get_length (&self->deferred);
+  sluice_reorder_buffer_unlock (self->rb);
+  read_counts (self, counts);
+  sluice_reorder_buffer_get_progress (self->rb, &progress);
+  sluice_reorder_buffer_get_stats (self->rb, &stats);
+
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "window", "u", self->window);
+  g_variant_dict_insert (&dict, "n-produced", "t", counts[0]);
+  g_variant_dict_insert (&dict, "n-consumed", "t", counts[1]);
+  g_variant_dict_insert (&dict, "n-failed", "t", counts[2]);
+  g_variant_dict_insert (&dict, "n-skipped", "t", progress.skipped);
+  g_variant_dict_insert (&dict, "n-live", "u", (guint) counts[3]);
+  g_variant_dict_insert (&dict, "n-waiting-calls", "u", n_waiting);
+  g_variant_dict_insert (&dict, "head", "t", progress.head);
+  g_variant_dict_insert (&dict, "head-wait-us", "x",
+                         progress.wait_since != 0
+                             ? MAX (g_get_monotonic_time () - progress.wait_since, 0)
+                             : (gint64) 0);
+  g_variant_dict_insert (&dict, "paused", "b", progress.paused);
+  g_variant_dict_insert (&dict, "ready", "b", ready);
+  g_variant_dict_insert (&dict, "closed", "b", closed);
+  g_variant_dict_insert (&dict, "consumer-waits", "t", stats.waits);
+  g_variant_dict_insert (&dict, "consumer-sleeps", "t", stats.sleeps);
+  return g_variant_ref_sink (g_variant_dict_end (&dict));
 }
 
 /**

@@ -180,6 +180,21 @@ typedef struct
 /* Any thread (the counters only grow). */
 void sluice_reorder_buffer_get_stats (SluiceReorderBuffer *rb, SluiceReorderStats *stats);
 
+/* Where the stream stands: for progress reports. */
+typedef struct
+{
+  guint64 accepted;  /* reserved (or pushed) */
+  guint64 handed;    /* taken by the consumer, skipped failures included */
+  guint64 failed;    /* failed items the consumer reached */
+  guint64 skipped;   /* of which skipped (skip-failed) */
+  guint64 head;      /* the next number the consumer takes */
+  gint64 wait_since; /* monotonic time the consumer began to wait for it, or 0 */
+  gboolean paused;
+} SluiceReorderProgress;
+
+/* Any thread; each field is read atomically, the whole is not a snapshot. */
+void sluice_reorder_buffer_get_progress (SluiceReorderBuffer *rb, SluiceReorderProgress *progress);
+
 /* Whether the consumer saw the end (or an error) through next(). */
 gboolean sluice_reorder_buffer_consumer_finished (SluiceReorderBuffer *rb);
 

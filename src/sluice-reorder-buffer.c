@@ -125,6 +125,9 @@ struct _SluiceReorderBuffer
   gboolean finished;
   gboolean finished_by_end;
   SluiceReorderStats stats;
+  guint64 n_failed;  /* failed items the consumer reached; atomic reads */
+  guint64 n_skipped; /* of which skipped; atomic reads */
+  gint64 wait_since; /* when the consumer began to wait for the head, or 0; atomic reads */
 };
 
 static inline guint64
@@ -882,12 +885,14 @@ take_run (SluiceReorderBuffer *rb, GError **error)
                                                   SLUICE_SLOT_FREE))
             break;
           head++;
+          publish64 (&rb->n_failed, rb->n_failed + 1);
           if (!skip)
             {
               g_propagate_error (error, slot_error);
               break;
             }
           /* A skipped failure no longer occupies the window. */
+          publish64 (&rb->n_skipped, rb->n_skipped + 1);
           publish64 (&rb->handed, rb->handed + 1);
           if (rb->failed_func != NULL)
             rb->failed_func (seq, slot_error, rb->callback_data);
@@ -901,6 +906,8 @@ take_run (SluiceReorderBuffer *rb, GError **error)
 
   rb->batch_len = n;
   store64 (&rb->head, head);
+  if (n > 0 && rb->wait_since != 0)
+    __atomic_store_n (&rb->wait_since, 0, __ATOMIC_RELAXED);
   return n;
 }
 
@@ -941,6 +948,8 @@ wait_for_head (SluiceReorderBuffer *rb)
   rb->refilling = FALSE;
 
   stat_inc (&rb->stats.waits);
+  if (rb->wait_since == 0)
+    __atomic_store_n (&rb->wait_since, g_get_monotonic_time (), __ATOMIC_RELAXED);
   for (guint spin = 0; spin < SPIN_MAX; spin++)
     {
       if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
@@ -1066,6 +1075,7 @@ static gboolean
 finish (SluiceReorderBuffer *rb, gboolean by_end, GError **error)
 {
   free_batch (rb);
+  __atomic_store_n (&rb->wait_since, 0, __ATOMIC_RELAXED);
   if (!rb->finished)
     {
       g_mutex_lock (&rb->lock);
@@ -1139,6 +1149,18 @@ sluice_reorder_buffer_get_stats (SluiceReorderBuffer *rb, SluiceReorderStats *st
   stats->waits = __atomic_load_n (&rb->stats.waits, __ATOMIC_RELAXED);
   stats->sleeps = __atomic_load_n (&rb->stats.sleeps, __ATOMIC_RELAXED);
   stats->timeouts = __atomic_load_n (&rb->stats.timeouts, __ATOMIC_RELAXED);
+}
+
+void
+sluice_reorder_buffer_get_progress (SluiceReorderBuffer *rb, SluiceReorderProgress *progress)
+{
+  progress->accepted = load64 (&rb->accepted);
+  progress->handed = load64 (&rb->handed);
+  progress->failed = load64 (&rb->n_failed);
+  progress->skipped = load64 (&rb->n_skipped);
+  progress->head = load64 (&rb->head);
+  progress->wait_since = __atomic_load_n (&rb->wait_since, __ATOMIC_RELAXED);
+  progress->paused = (g_atomic_int_get (&rb->flags) & FLAG_PAUSED) != 0;
 }
 
 gboolean

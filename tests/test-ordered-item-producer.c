@@ -1964,6 +1964,151 @@ test_wait_ready_cancelled_or_stopped (void)
   assert_no_item_leaked ();
 }
 
+/* --- progress and stats --- */
+
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  guint n_notifies;
+  guint64 last_consumed;
+  guint64 last_failed;
+} Progress;
+
+static void
+on_progress_notify (GObject *object, GParamSpec *pspec, gpointer data)
+{
+  Progress *progress = data;
+
+  if (g_str_has_prefix (pspec->name, "n-"))
+    g_assert_true (g_main_context_is_owner (g_main_context_default ()));
+  if (g_str_equal (pspec->name, "n-consumed"))
+    {
+      progress->n_notifies++;
+      g_object_get (object, "n-consumed", &progress->last_consumed, NULL);
+    }
+  else if (g_str_equal (pspec->name, "n-failed"))
+    g_object_get (object, "n-failed", &progress->last_failed, NULL);
+}
+
+static gpointer
+make_in_thread_or_fail (GCancellable *cancellable, gpointer data, GError **error)
+{
+  if (GPOINTER_TO_SIZE (data) % 100 == 7)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "item %zu failed",
+                   GPOINTER_TO_SIZE (data));
+      return NULL;
+    }
+  return make_in_thread (cancellable, data, error);
+}
+
+/* The counters are notified on the owner context, not per item: at most
+ * ten times a second (plus the last), and end with the final figures. */
+static void
+test_progress_notified (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  Progress progress = { 0 };
+  guint n = sluice_test_scale (20000, 20);
+  guint64 produced, consumed, failed;
+  guint live;
+  gint64 start_time, elapsed_ms;
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
+  sluice_ordered_item_producer_set_skip_failed (producer, TRUE);
+  g_signal_connect (producer, "notify", G_CALLBACK (on_progress_notify), &progress);
+  start_time = g_get_monotonic_time ();
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (gsize i = 0; i < n; i++)
+    {
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce_item_in_thread (producer, make_in_thread_or_fail,
+                                                           GSIZE_TO_POINTER (i), NULL,
+                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    }
+  count = stop_sync (producer, &error);
+  elapsed_ms = (g_get_monotonic_time () - start_time) / 1000;
+  g_assert_no_error (error);
+  g_assert_cmpuint (*count, ==, n - n / 100);
+  g_free (count);
+
+  g_object_get (producer, "n-produced", &produced, "n-consumed", &consumed, "n-failed", &failed,
+                "n-live", &live, NULL);
+  g_assert_cmpuint (produced, ==, n);
+  g_assert_cmpuint (consumed, ==, n - n / 100);
+  g_assert_cmpuint (failed, ==, n / 100);
+  g_assert_cmpuint (live, ==, 0);
+  /* The last notification carried the final figures. */
+  g_assert_cmpuint (progress.last_consumed, ==, consumed);
+  g_assert_cmpuint (progress.last_failed, ==, failed);
+  g_test_message ("%u notifications of n-consumed in %" G_GINT64_FORMAT " ms for %u items",
+                  progress.n_notifies, elapsed_ms, n);
+  g_assert_cmpuint (progress.n_notifies, >=, 1);
+  g_assert_cmpuint (progress.n_notifies, <=, elapsed_ms / 100 + 2);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
+/* A slow head item holds the others back: the stats show it. */
+static void
+test_stats_head_of_line (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) stats = NULL;
+  Reverse kept = { g_ptr_array_new () };
+  Consumer *consumer = consumer_new ();
+  guint64 head, n_consumed;
+  gint64 waited;
+  guint n_live;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 16, item_free);
+  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  for (gsize i = 1; i < 6; i++)
+    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
+                                               NULL, NULL, NULL);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  /* The consumer waits for item 0. */
+  WAIT_UNTIL (({
+    g_autoptr (GVariant) s = sluice_ordered_item_producer_get_stats (producer);
+    gint64 w = 0;
+
+    g_variant_lookup (s, "head-wait-us", "x", &w);
+    w > 0;
+  }));
+  stats = sluice_ordered_item_producer_get_stats (producer);
+  g_assert_true (g_variant_is_of_type (stats, G_VARIANT_TYPE_VARDICT));
+  g_assert_true (g_variant_lookup (stats, "head", "t", &head));
+  g_assert_true (g_variant_lookup (stats, "head-wait-us", "x", &waited));
+  g_assert_true (g_variant_lookup (stats, "n-live", "u", &n_live));
+  g_assert_true (g_variant_lookup (stats, "n-consumed", "t", &n_consumed));
+  g_assert_cmpuint (head, ==, 0);
+  g_assert_cmpint (waited, >, 0);
+  g_assert_cmpuint (n_live, ==, 6);
+  g_assert_cmpuint (n_consumed, ==, 0);
+  g_clear_pointer (&stats, g_variant_unref);
+
+  sluice_slot_complete (g_ptr_array_index (kept.slots, 0), item_new (0));
+  g_free (stop_sync (producer, &error));
+  g_assert_no_error (error);
+  stats = sluice_ordered_item_producer_get_stats (producer);
+  g_assert_true (g_variant_lookup (stats, "head", "t", &head));
+  g_assert_true (g_variant_lookup (stats, "head-wait-us", "x", &waited));
+  g_assert_true (g_variant_lookup (stats, "n-consumed", "t", &n_consumed));
+  g_assert_cmpuint (head, ==, 6);
+  g_assert_cmpint (waited, ==, 0);
+  g_assert_cmpuint (n_consumed, ==, 6);
+  g_ptr_array_unref (kept.slots);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
 /* --- a slot completed twice --- */
 
 static void
@@ -2226,6 +2371,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/error/skip-failed-read-when-reached",
                    test_skip_failed_read_when_reached);
   g_test_add_func ("/producer/slot/completed-twice", test_slot_completed_twice);
+  g_test_add_func ("/producer/progress/notified", test_progress_notified);
+  g_test_add_func ("/producer/progress/stats-head-of-line", test_stats_head_of_line);
   g_test_add_func ("/producer/next-async/in-order", test_next_async_in_order);
   g_test_add_func ("/producer/next-async/error", test_next_async_error);
   g_test_add_func ("/producer/next-async/stop-producing", test_next_async_stop_producing);

@@ -189,6 +189,8 @@ gboolean sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *sel
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL
+GVariant *sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self);
+SLUICE_AVAILABLE_IN_ALL
 GSource *sluice_ordered_item_producer_create_ready_source (SluiceOrderedItemProducer *self,
                                                            GCancellable *cancellable);
 

@@ -455,6 +455,29 @@ class ProducerTests(unittest.TestCase):
         run_until("stop", lambda: outcome)
         self.assertTrue(outcome[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
 
+    def test_progress_properties_and_stats(self):
+        record = {}
+        seen = []
+        producer = Sluice.OrderedItemProducer(window=8)
+        producer.connect("notify::n-consumed", lambda p, pspec: seen.append(p.props.n_consumed))
+        producer.start(make_collecting_consumer(record))
+        for n in range(50):
+            run_until("ready", producer.is_ready)
+            self.item_now(producer, n, n)
+        status, result = stop_and_wait(producer)
+        self.assertEqual(status, "ok", result)
+        self.assertEqual(
+            (producer.props.n_produced, producer.props.n_consumed, producer.props.n_failed),
+            (50, 50, 0),
+        )
+        self.assertEqual(producer.props.n_live, 0)
+        self.assertEqual(seen[-1], 50)
+        stats = producer.get_stats().unpack()
+        self.assertEqual(stats["n-consumed"], 50)
+        self.assertEqual(stats["head"], 50)
+        self.assertEqual(stats["head-wait-us"], 0)
+        self.assertTrue(stats["closed"])
+
     def test_slot_completed_twice_is_reported_and_ignored(self):
         # A second completion must not abort the interpreter: the library
         # logs a critical naming the item and ignores it; the first result
