@@ -85,7 +85,11 @@
  * there, as GObject does. The destroy notify of the data given with a
  * function runs once the function will not run again: on the thread that
  * ran it last for item and thread functions, on the owner context for the
- * consumer function.
+ * consumer function. The item free function runs on whichever thread lets
+ * go of an item that nobody will take: the one that completes a slot after
+ * a stop, the one that stops or disposes the producer (for items buffered
+ * then), or the consumer thread (for items it had taken from the buffer but
+ * not handed out); it must be safe to call from any thread.
  *
  * The consumer takes runs of items per wake-up. When it has nothing to take
  * while several items are in flight, it sleeps until a run of them (three

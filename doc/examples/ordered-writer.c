@@ -111,8 +111,12 @@ feed (gpointer user_data)
 {
   Feeder *feeder = user_data;
 
+  /* A closed producer (a piece failed, the writer gave up) is ready for
+   * good, as a closed stream is writable: it refuses every produce call at
+   * once. Stop asking then, and let the stop report why. */
   while (feeder->next < feeder->n_pieces &&
-         sluice_ordered_item_producer_is_ready (feeder->producer))
+         sluice_ordered_item_producer_is_ready (feeder->producer) &&
+         !sluice_ordered_item_producer_is_closed (feeder->producer))
     {
       guint n = feeder->next++;
 
@@ -125,7 +129,7 @@ feed (gpointer user_data)
                                                              GUINT_TO_POINTER (n), NULL,
                                                              G_PRIORITY_DEFAULT, NULL, NULL, NULL);
     }
-  if (feeder->next < feeder->n_pieces)
+  if (feeder->next < feeder->n_pieces && !sluice_ordered_item_producer_is_closed (feeder->producer))
     return G_SOURCE_CONTINUE; /* the window is full: wait until it is ready */
 
   sluice_ordered_item_producer_stop_async (feeder->producer, NULL, on_stopped, feeder);

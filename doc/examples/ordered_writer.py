@@ -95,7 +95,9 @@ def main():
             state["outcome"] = ("failed", error)
 
     def feed(*unused):
-        while state["next"] < n_pieces and producer.is_ready():
+        # A closed producer (a piece failed, the writer gave up) is ready for
+        # good and refuses every call: stop asking, let the stop say why.
+        while state["next"] < n_pieces and producer.is_ready() and not producer.props.closed:
             n = state["next"]
             state["next"] += 1
             if n in files:
@@ -110,7 +112,7 @@ def main():
                     None,
                     None,
                 )
-        if state["next"] < n_pieces:
+        if state["next"] < n_pieces and not producer.props.closed:
             return GLib.SOURCE_CONTINUE  # the window is full: wait until ready
         producer.stop_async(None, on_stopped)
         return GLib.SOURCE_REMOVE
