@@ -29,9 +29,9 @@
  * thread takes short tasks a few at a time (up to 8, its *hand*, as many
  * as take about 20 µs together) and starts them one after another, so the
  * order across threads is only roughly that of queuing: a task may start
- * while older tasks of equal priority wait in another thread's hand for
- * that thread's current task to return (or, when that task lasts, about
- * 100 µs, for a free thread to take them over). Exactly: when a task
+ * while older tasks of equal priority wait in another thread's hand until
+ * that thread's current task returns (or, if it lasts more than about
+ * 100 µs, until a free thread takes them over). Exactly: when a task
  * starts, every task of equal priority queued before it has started or is
  * in another thread's hand; none is still queued. A more urgent task waits
  * only for the tasks in progress: threads put back the tasks they hold for
