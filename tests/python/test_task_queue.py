@@ -19,11 +19,15 @@
 # user_data"). test_func_data_is_a_tuple_of_arguments shows the rule.
 
 import gc
+import os
 import sys
 import threading
 import time
 import unittest
 import weakref
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sluice_tap  # noqa: E402
 
 SKIP = 0  # TAP: the "1..0 # SKIP" plan makes meson report a skip
 
@@ -267,45 +271,5 @@ class TaskQueueTests(unittest.TestCase):
         iterate_until("the queue to be freed", lambda: ref() is None)
 
 
-class TapResult(unittest.TestResult):
-    """Prints TAP, which meson test reads."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def report(self, test, ok, note=""):
-        self.n += 1
-        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, test.id(), note), flush=True)
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.report(test, True)
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.report(test, False)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.report(test, False)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self.report(test, True, " # SKIP " + reason)
-
-
-def main():
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(TaskQueueTests)
-    if len(sys.argv) > 1:
-        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
-    result = TapResult()
-    suite.run(result)
-    print("1..%d" % result.n)
-    return 0 if result.wasSuccessful() else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sluice_tap.run(TaskQueueTests))
