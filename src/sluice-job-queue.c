@@ -126,7 +126,7 @@ struct _SluiceJobQueue
   guint n_running;
   gboolean stop_when_empty;
 
-  GWeakRef task;
+  SluiceCooperativeTask *task; /* weak: cleared by task_gone() */
   gboolean task_waiting;
 
   GQueue deliveries; /* jobs whose put is to be answered */
@@ -187,17 +187,11 @@ job_queue_forget_if_idle (SluiceJobQueue *self, Channel *channel)
 static void
 job_queue_wake_task (SluiceJobQueue *self)
 {
-  SluiceCooperativeTask *task;
-
   if (!self->task_waiting)
     return;
   self->task_waiting = FALSE;
-  task = g_weak_ref_get (&self->task);
-  if (task != NULL)
-    {
-      sluice_cooperative_task_wake (task);
-      g_object_unref (task);
-    }
+  if (self->task != NULL)
+    sluice_cooperative_task_wake (self->task);
 }
 
 /* --- the event source --- */
@@ -241,21 +235,28 @@ job_queue_deliver_later (SluiceJobQueue *self, SluiceJob *job)
 {
   g_object_ref (job);
   g_queue_push_tail_link (&self->deliveries, &job->done_link);
-  g_source_set_ready_time (self->event_source, 0);
+  /* Setting a ready time takes the context's lock: once per batch. */
+  if (self->deliveries.length == 1)
+    g_source_set_ready_time (self->event_source, 0);
 }
 
 /* The answer to the put, once; on the context. */
 static void
 job_answer (SluiceJob *job)
 {
-  g_mutex_lock (&job->queue->lock);
+  /* Only a job with a cancellable can be answered by its cancellation in
+   * one thread while it completes in another. */
+  if (job->cancellable != NULL)
+    g_mutex_lock (&job->queue->lock);
   if (job->answered)
     {
-      g_mutex_unlock (&job->queue->lock);
+      if (job->cancellable != NULL)
+        g_mutex_unlock (&job->queue->lock);
       return;
     }
   job->answered = TRUE;
-  g_mutex_unlock (&job->queue->lock);
+  if (job->cancellable != NULL)
+    g_mutex_unlock (&job->queue->lock);
   if (job->callback != NULL)
     job->callback (G_OBJECT (job->queue), G_ASYNC_RESULT (job), job->user_data);
 }
@@ -301,6 +302,12 @@ job_queue_drain_remote (SluiceJobQueue *self)
 }
 
 static void
+task_gone (gpointer queue, GObject *where_the_task_was)
+{
+  ((SluiceJobQueue *) queue)->task = NULL;
+}
+
+static void
 job_queue_dispatch_events (SluiceJobQueue *self)
 {
   GList *link;
@@ -342,11 +349,14 @@ job_finish (SluiceJob *self,
       g_clear_error (&error);
       return;
     }
-  /* A put answered already (cancelled while running) drops the result. */
-  g_mutex_lock (&queue->lock);
+  /* A put answered already (cancelled while running) drops the result;
+   * only a job with a cancellable can be. */
+  if (self->cancellable != NULL)
+    g_mutex_lock (&queue->lock);
   if (self->answered)
     {
-      g_mutex_unlock (&queue->lock);
+      if (self->cancellable != NULL)
+        g_mutex_unlock (&queue->lock);
       if (result_destroy != NULL)
         result_destroy (result);
       g_clear_error (&error);
@@ -357,7 +367,8 @@ job_finish (SluiceJob *self,
       self->result_destroy = result_destroy;
       self->result_is_value = is_value;
       self->error = error;
-      g_mutex_unlock (&queue->lock);
+      if (self->cancellable != NULL)
+        g_mutex_unlock (&queue->lock);
     }
 
   if (job_on_owner_thread (queue))
@@ -594,7 +605,6 @@ sluice_job_queue_init (SluiceJobQueue *self)
   self->owner_thread = g_thread_self ();
   self->channels =
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) channel_unref);
-  g_weak_ref_init (&self->task, NULL);
   g_mutex_init (&self->lock);
 
   self->event_source = g_source_new (&queue_source_funcs, sizeof (QueueSource));
@@ -613,7 +623,8 @@ sluice_job_queue_finalize (GObject *object)
   g_assert (self->n_queued == 0 && self->n_running == 0 && self->deliveries.length == 0);
 
   g_hash_table_unref (self->channels);
-  g_weak_ref_clear (&self->task);
+  if (self->task != NULL)
+    g_object_weak_unref (G_OBJECT (self->task), task_gone, self);
   g_source_destroy (self->event_source);
   g_source_unref (self->event_source);
   g_mutex_clear (&self->lock);
@@ -987,7 +998,6 @@ job_queue_step (SluiceCooperativeTask *task, gpointer user_data, GError **error)
 SluiceCooperativeTask *
 sluice_job_queue_cooperate (SluiceJobQueue *self, SluiceCooperator *cooperator)
 {
-  g_autoptr (SluiceCooperativeTask) previous = NULL;
   SluiceCooperativeTask *task;
 
   g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), NULL);
@@ -996,14 +1006,16 @@ sluice_job_queue_cooperate (SluiceJobQueue *self, SluiceCooperator *cooperator)
   if (cooperator == NULL)
     cooperator = sluice_cooperator_get_default ();
   g_return_val_if_fail (sluice_cooperator_get_context (cooperator) == self->context, NULL);
-  previous = g_weak_ref_get (&self->task);
-  g_return_val_if_fail (previous == NULL || sluice_cooperative_task_get_state (previous) >=
-                                                SLUICE_COOPERATIVE_TASK_STATE_DONE,
+  g_return_val_if_fail (self->task == NULL || sluice_cooperative_task_get_state (self->task) >=
+                                                  SLUICE_COOPERATIVE_TASK_STATE_DONE,
                         NULL);
 
   task =
       sluice_cooperator_cooperate (cooperator, job_queue_step, g_object_ref (self), g_object_unref);
-  g_weak_ref_set (&self->task, task);
+  if (self->task != NULL)
+    g_object_weak_unref (G_OBJECT (self->task), task_gone, self);
+  self->task = task;
+  g_object_weak_ref (G_OBJECT (task), task_gone, self);
   self->task_waiting = FALSE;
   return task;
 }
