@@ -690,8 +690,9 @@ sluice_cooperator_get_default (void)
  *   the hook that decides when ticks run, or %NULL for the default (a source
  *   on the cooperator's context)
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data, on the cooperator's
- *   context, when the hook is replaced or the cooperator finalized
+ * @func_data_destroy: (nullable): frees @func_data when the hook is
+ *   replaced (in that call) or the cooperator finalized (in the thread that
+ *   drops its last reference)
  *
  * Sets the scheduler hook (see [callback@Sluice.CooperatorSchedulerFunc]). A
  * tick requested from the previous hook is taken back from it and asked of
@@ -731,8 +732,9 @@ sluice_cooperator_set_scheduler (SluiceCooperator *self,
  *   decides after each step whether the tick ends, or %NULL for the
  *   default ([property@Sluice.Cooperator:time-slice])
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data, on the cooperator's
- *   context, when the function is replaced or the cooperator finalized
+ * @func_data_destroy: (nullable): frees @func_data when the function is
+ *   replaced (in that call) or the cooperator finalized (in the thread that
+ *   drops its last reference)
  *
  * Sets the termination function (see
  * [callback@Sluice.CooperatorTerminationFunc]).
