@@ -28,19 +28,18 @@ from gi.repository import Gio, GLib, Sluice  # noqa: E402
 def write_all(pieces, out):
     """The consumer: runs in a thread of its own and may block."""
     n_bytes = 0
-    while True:
-        ok, piece = pieces.next()  # raises the GLib.Error of a failed piece
-        if not ok:
-            return n_bytes  # what stop_finish() returns
+    for piece in pieces:  # in call order; raises the GLib.Error of a failed piece
         n_bytes += out.write(piece)
+    return n_bytes  # what stop_finish() returns
 # [/writer]
 
 
 # [render]
-def render_record(cancellable, n):
+def render_record(n):
     """Blocking: runs in a thread of the task queue."""
     time.sleep(random.random() * 0.003)
-    if cancellable.is_cancelled():
+    # The item's cancellable: fired when the producer stops.
+    if Gio.Cancellable.get_current().is_cancelled():
         raise GLib.Error.new_literal(
             Gio.io_error_quark(), "cancelled", Gio.IOErrorEnum.CANCELLED
         )
@@ -101,17 +100,9 @@ def main():
             n = state["next"]
             state["next"] += 1
             if n in files:
-                producer.produce_item(lambda slot, *_, f=files[n]: fetch_file(slot, f))
+                producer.produce_item(fetch_file, files[n])
             else:
-                # A tuple returned by a callback is read as its out values:
-                # wrap the item, (item,), whatever it is.
-                producer.produce_item_in_thread(
-                    lambda cancellable, *_, n=n: (render_record(cancellable, n),),
-                    (),  # PyGObject passes a tuple as the function's data
-                    GLib.PRIORITY_DEFAULT,
-                    None,
-                    None,
-                )
+                producer.produce_item_in_thread(render_record, n)
         if state["next"] < n_pieces and not producer.props.closed:
             return GLib.SOURCE_CONTINUE  # the window is full: wait until ready
         producer.stop_async(None, on_stopped)

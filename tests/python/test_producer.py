@@ -135,15 +135,13 @@ class ProducerTests(unittest.TestCase):
         producer.produce_item(item_func)
 
     def item_in_task_queue(self, producer, n, value, delay_s):
-        def thread_func(cancellable, *unused):
+        def thread_func(delay_s):
+            self.assertIsNotNone(Gio.Cancellable.get_current())  # the item's
             time.sleep(delay_s)
             self.completed(n)
-            # PyGObject reads a tuple returned by a callback as its out
-            # values, one per element: wrap the item so that a tuple item
-            # arrives whole.
-            return (value,)
+            return value  # any object, a tuple too (gi.overrides.Sluice)
 
-        producer.produce_item_in_thread(thread_func, (), GLib.PRIORITY_DEFAULT, None, None)
+        producer.produce_item_in_thread(thread_func, delay_s)
 
     def item_now(self, producer, n, value):
         def item_func(slot, *unused):
@@ -193,12 +191,12 @@ class ProducerTests(unittest.TestCase):
     def produce_failing(self, producer, n, how):
         if how == "raise-in-thread":
 
-            def thread_func(cancellable, *unused):
+            def thread_func():
                 time.sleep(0.02)  # later items complete first
                 self.completed(n)
                 raise io_error("item %d failed" % n)
 
-            producer.produce_item_in_thread(thread_func, (), GLib.PRIORITY_DEFAULT, None, None)
+            producer.produce_item_in_thread(thread_func)
         else:
 
             def item_func(slot, *unused):
@@ -357,16 +355,16 @@ class ProducerTests(unittest.TestCase):
         producer.connect("item-failed", lambda source, seq, error: failed.append((seq, error.message)))
         producer.start(make_collecting_consumer(record))
 
-        def square(cancellable, n):
+        def square(n):
             self.assertNotEqual(threading.get_ident(), main_thread)
             time.sleep(self.rng.random() * 0.002)
             if n == 5:
                 raise io_error("item 5 failed")
-            return (Item(n * n),)
+            return Item(n * n)
 
         def item_func(slot, n):
             def io_done():
-                slot.continue_in_thread(lambda cancellable, *unused: square(cancellable, n))
+                slot.continue_in_thread(square, n)
                 return GLib.SOURCE_REMOVE
 
             GLib.timeout_add(self.rng.randint(0, 5), io_done)
@@ -544,6 +542,96 @@ class ProducerTests(unittest.TestCase):
         self.assertIsNone(item)  # the end holds a NULL pointer: None
 
 
+class PythonicTests(unittest.TestCase):
+    """What gi.overrides.Sluice promises a Python programmer."""
+
+    def test_overrides_are_loaded(self):
+        self.assertEqual(Sluice.OrderedItemProducer.__module__, "gi.overrides.Sluice")
+
+    def test_any_callable_any_arguments_any_object(self):
+        big = 2**40
+        with Sluice.OrderedItemProducer(window=4) as producer:
+            producer.start(lambda items, tag: [tag] + list(items), "tag")
+            producer.produce_item(lambda slot, a, b: slot.complete((a, b)), 1, 2)
+            producer.produce_item(lambda slot, n: slot.complete(n), big)
+            producer.produce_item_in_thread(lambda a, b: {"sum": a + b}, 40, 2)
+            producer.produce_item_in_thread(lambda: None)
+            producer.produce_item(lambda slot: slot.continue_in_thread(pow, 2, 70))
+            producer.produce_item(lambda slot: slot.complete())
+        self.assertEqual(producer.result, ["tag", (1, 2), big, {"sum": 42}, None, 2**70, None])
+
+    def check_stop_error(self, producer, text):
+        with self.assertRaises(GLib.Error) as caught:
+            producer.stop()
+        self.assertTrue(caught.exception.matches(Sluice.error_quark(), Sluice.Error.FAILED))
+        self.assertEqual(caught.exception.message, text)
+
+    def test_exception_in_item_function_fails_that_item(self):
+        got = []
+        producer = Sluice.OrderedItemProducer(window=8)
+        producer.start(lambda items: got.extend(items))
+        producer.produce_item(lambda slot: slot.complete(0))
+
+        def bad(slot):
+            raise ValueError("no such record")
+
+        producer.produce_item(bad)
+        producer.produce_item(lambda slot: slot.complete(2))
+        self.check_stop_error(producer, "ValueError: no such record")
+        self.assertEqual(got, [0])
+
+    def test_exception_after_completion_keeps_the_item(self):
+        # The slot was handed over before the exception: it is not failed
+        # (nor completed twice); PyGObject prints the exception.
+        producer = Sluice.OrderedItemProducer(window=8)
+        producer.start(lambda items: list(items))
+
+        def completes_then_raises(slot):
+            slot.complete("kept")
+            raise RuntimeError("after the fact")
+
+        producer.produce_item(completes_then_raises)
+        self.assertEqual(producer.stop(), ["kept"])
+
+    def test_exception_in_thread_function_fails_that_item(self):
+        got = []
+        producer = Sluice.OrderedItemProducer(window=8)
+        producer.start(lambda items: got.extend(items))
+        producer.produce_item_in_thread(lambda: "first")
+        producer.produce_item_in_thread(lambda: 1 // 0)
+        self.check_stop_error(producer, "ZeroDivisionError: integer division or modulo by zero")
+        self.assertEqual(got, ["first"])
+
+    def test_exception_in_consumer_is_the_stop_error(self):
+        producer = Sluice.OrderedItemProducer(window=8)
+
+        def consume(items):
+            for item in items:
+                raise KeyError(item)
+
+        producer.start(consume)
+        producer.produce_item(lambda slot: slot.complete("x"))
+        self.check_stop_error(producer, "KeyError: 'x'")
+
+    def test_context_manager_stops_on_exception(self):
+        with self.assertRaises(RuntimeError):
+            with Sluice.OrderedItemProducer(window=4) as producer:
+                producer.start(lambda items: list(items))
+                # Completes later: the stop waits for it, as for any item
+                # in flight (an item that never completes would hold it).
+                producer.produce_item(lambda slot: GLib.timeout_add(30, slot.complete, 1))
+                raise RuntimeError("body failed")
+        self.assertTrue(producer.props.closed)
+
+    def test_iterate_a_standalone_consumerator(self):
+        consumerator = Sluice.Consumerator.new(8)
+        sent = [2**40, ("a", 1), None, Item(3)]
+        for item in sent:
+            consumerator.push(item)
+        consumerator.end()
+        self.assertEqual(list(consumerator), sent)
+
+
 class TapResult(unittest.TestResult):
     """Prints TAP, which meson test reads."""
 
@@ -575,7 +663,10 @@ class TapResult(unittest.TestResult):
 
 
 def main():
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(ProducerTests)
+    suite = unittest.TestSuite(
+        unittest.defaultTestLoader.loadTestsFromTestCase(case) for case in (ProducerTests, PythonicTests)
+    )
+    suite = unittest.TestSuite(t for group in suite for t in group)
     if len(sys.argv) > 1:
         suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
     result = TapResult()

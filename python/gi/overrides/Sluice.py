@@ -95,3 +95,253 @@ class JobQueue(Sluice.JobQueue):
 
 JobQueue = override(JobQueue)
 __all__.append("JobQueue")
+
+
+# --- the ordered item producer, its slots and consumerator, the task queue ---
+#
+# What a Python programmer expects, on top of the value forms of the C API:
+# - any callable with any arguments: produce_item(func, *args),
+#   (a thread function finds its item's cancellable with
+#   Gio.Cancellable.get_current()),
+#   produce_item_in_thread(func, *args, priority=..., ...), start(func, *args),
+#   slot.continue_in_thread(func, *args);
+# - an exception where it belongs: raised in an item function, it fails that
+#   slot (unless the function completed it); in a thread function, that
+#   item; in the consumer, the stop (GLib.Error carrying the text);
+# - any Python object carried unchanged (ints past 32 bits, tuples, None):
+#   items travel in a small carrier object, which PyGObject stores in a
+#   GValue of type GObject.TYPE_PYOBJECT with its reference, and the
+#   consumer side unwraps (a GObject.Value returned from a callback would be
+#   copied without its reference by PyGObject 3.42, and a plain int is
+#   stored as a 32-bit one);
+# - for item in consumerator, and a producer usable as a context manager,
+#   with a blocking stop() for scripts.
+
+
+class _Carried(object):
+    """An item on its way through the library, whatever it is."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item):
+        self.item = item
+
+
+def _unwrap(value):
+    return value.item if isinstance(value, _Carried) else value
+
+
+def _run_to_value(func, args):
+    """A ValueThreadFunc that calls func(*args) and carries its result."""
+
+    def thread_func(cancellable, *unused):
+        # The item's cancellable is the thread's current one meanwhile:
+        # Gio.Cancellable.get_current() in func, as GIO's own jobs do.
+        if cancellable is not None:
+            cancellable.push_current()
+        try:
+            result = func(*args)
+        except GLib.Error:
+            raise
+        except Exception as exc:
+            raise _as_glib_error(exc) from exc
+        finally:
+            if cancellable is not None:
+                cancellable.pop_current()
+        # In a 1-tuple: PyGObject reads a returned tuple as the out values.
+        return (_Carried(result),)
+
+    return thread_func
+
+
+def _async_callback(callback, user_data):
+    if callback is None:
+        return None
+
+    def on_done(source, result, *unused):
+        callback(source, result, *user_data)
+
+    return on_done
+
+
+def _iterate_until(context, done):
+    while not done():
+        context.iteration(True)
+
+
+class Slot(object):
+    """What a Python item function receives: the slot of one item.
+
+    complete(item), fail(error) and continue_in_thread(func, *args) forward
+    to the C slot and remember that the slot was handed over, so that an
+    exception raised afterwards does not complete it twice."""
+
+    __slots__ = ("_slot", "done")
+
+    def __init__(self, slot):
+        self._slot = slot
+        self.done = False
+
+    @property
+    def sequence(self):
+        return self._slot.get_sequence()
+
+    def get_sequence(self):
+        return self._slot.get_sequence()
+
+    def get_cancellable(self):
+        return self._slot.get_cancellable()
+
+    def complete(self, item=None):
+        self.done = True
+        self._slot.complete(_Carried(item))
+
+    def fail(self, error):
+        self.done = True
+        self._slot.fail(_as_glib_error(error))
+
+    def continue_in_thread(self, func, *args):
+        """Runs func(*args) in the producer's task queue; its return value
+        (or exception) completes the item."""
+        self.done = True
+        self._slot.continue_in_thread(_run_to_value(func, args))
+
+
+class OrderedItemProducer(Sluice.OrderedItemProducer):
+    def __init__(self, window=256, task_queue=None, **kwargs):
+        if task_queue is not None:
+            kwargs["task_queue"] = task_queue
+        super().__init__(window=window, **kwargs)
+        self._py_result = None
+        self._py_error = None
+
+    def produce_item(self, func, *args, cancellable=None, callback=None, user_data=()):
+        """Asks for the next item: calls func(slot, *args) now (or once there
+        is room), which completes the slot now or later, from any thread."""
+
+        def item_func(c_slot, *unused):
+            slot = Slot(c_slot)
+            try:
+                func(slot, *args)
+            except Exception as exc:
+                if slot.done:
+                    raise
+                slot.fail(exc)
+
+        super().produce_item(item_func, (), cancellable, _async_callback(callback, user_data), None)
+
+    def produce_item_in_thread(
+        self,
+        func,
+        *args,
+        priority=GLib.PRIORITY_DEFAULT,
+        cancellable=None,
+        callback=None,
+        user_data=(),
+    ):
+        """Asks for the next item: func(*args) runs in the task queue and its
+        return value is the item (an exception fails it)."""
+        super().produce_item_in_thread(
+            _run_to_value(func, args),
+            (),
+            priority,
+            cancellable,
+            _async_callback(callback, user_data),
+            None,
+        )
+
+    def start(self, func=None, *args):
+        """Runs func(consumerator, *args) in a thread of its own; its return
+        value is the stop's result, an exception the stop's error. Without
+        func, consume on the main loop with consumerator.next_async()."""
+        if func is None:
+            return super().start(None)
+
+        def consumer(consumerator, *unused):
+            try:
+                self._py_result = func(consumerator, *args)
+            except GLib.Error:
+                raise
+            except Exception as exc:
+                raise _as_glib_error(exc) from exc
+            # The result stays on the Python side (a GValue out value cannot
+            # carry every object through PyGObject 3.42); stop_finish gives it.
+            return None
+
+        return super().start(consumer)
+
+    def stop_async(self, cancellable=None, callback=None, *user_data):
+        return super().stop_async(cancellable, _async_callback(callback, user_data), None)
+
+    def stop_finish(self, result):
+        """The consumer's return value (GLib.Error raised on failure)."""
+        super().stop_finish(result)
+        return self._py_result
+
+    def stop(self, cancellable=None):
+        """Stops and waits, running the owner's main context meanwhile (call
+        it on that context's thread, outside a callback); returns the
+        consumer's result or raises the first error."""
+        outcome = []
+
+        def on_stopped(source, result, *unused):
+            try:
+                outcome.append((True, self.stop_finish(result)))
+            except GLib.Error as error:
+                outcome.append((False, error))
+
+        self.stop_async(cancellable, on_stopped)
+        _iterate_until(GLib.MainContext.ref_thread_default(), lambda: outcome)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        # The body failed: stop production at once (items in flight see
+        # their cancellable fire), then wait for the stop as always: it
+        # completes once every item asked for has completed.
+        if exc is not None:
+            self.stop_producing()
+            try:
+                self.stop()
+            except GLib.Error:
+                pass
+            return False
+        self.result = self.stop()
+        return False
+
+
+OrderedItemProducer = override(OrderedItemProducer)
+__all__.append("OrderedItemProducer")
+
+
+class Consumerator(Sluice.Consumerator):
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """The next item; StopIteration at the end, GLib.Error on failure."""
+        ok, item = self.next()
+        if not ok:
+            raise StopIteration
+        return item
+
+    def next(self):
+        """(True, item), or (False, None) at the end; GLib.Error on failure."""
+        ok, item = super().next()
+        return ok, _unwrap(item)
+
+    def next_finish(self, result):
+        ok, item = super().next_finish(result)
+        return ok, _unwrap(item)
+
+    def push(self, item=None):
+        return super().push(_Carried(item))
+
+
+Consumerator = override(Consumerator)
+__all__.append("Consumerator")
