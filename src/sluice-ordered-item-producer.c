@@ -1300,8 +1300,11 @@ produce (SluiceOrderedItemProducer *self,
  * the item completes with %SLUICE_ERROR_STOPPED: produce calls may race
  * with those, so this is no programmer error.
  *
- * @callback serves concurrency limiting, as the Deferred of the seed: it
- * says the item was handed to the buffer, not that the consumer took it.
+ * @callback serves concurrency limiting (a caller that keeps N items in
+ * flight starts the next one from it): it says the item was handed to the
+ * buffer, not that the consumer took it. The item itself goes to the
+ * consumer, so [method@Sluice.OrderedItemProducer.produce_item_finish]
+ * gives only whether it got there.
  *
  * This function is safe to call from any thread.
  */
