@@ -202,6 +202,123 @@ run_stress (guint n, guint window, guint thread_every, guint wake_latency_us)
   g_async_queue_unref (stress.slots);
 }
 
+/* --- consumed on the main loop (next_async), with cancelled requests and
+ * produce calls past the window --- */
+
+typedef struct
+{
+  SluiceConsumerator *consumerator;
+  GRand *rand;
+  Tally tally;
+  guint n_cancelled;
+  gboolean ended;
+  GError *error;
+} AsyncTally;
+
+static void take_next (AsyncTally *async);
+
+static void
+on_next (GObject *source, GAsyncResult *result, gpointer data)
+{
+  AsyncTally *async = data;
+  g_autoptr (GError) error = NULL;
+  gpointer item = NULL;
+
+  if (!sluice_consumerator_next_finish (async->consumerator, result, &item, &error))
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          async->n_cancelled++;
+          take_next (async);
+          return;
+        }
+      async->error = g_steal_pointer (&error);
+      async->ended = TRUE;
+      return;
+    }
+  if (GPOINTER_TO_SIZE (item) != async->tally.count + 1 && async->tally.first_bad == G_MAXUINT64)
+    async->tally.first_bad = async->tally.count;
+  async->tally.count++;
+  async->tally.sum += GPOINTER_TO_SIZE (item);
+  take_next (async);
+}
+
+/* One request at a time, now and then with a cancellable that fires before
+ * or while it waits: its item must go to the next request. */
+static void
+take_next (AsyncTally *async)
+{
+  g_autoptr (GCancellable) cancellable = NULL;
+
+  if (g_rand_int_range (async->rand, 0, 50) == 0)
+    cancellable = g_cancellable_new ();
+  sluice_consumerator_next_async (async->consumerator, cancellable, on_next, async);
+  if (cancellable != NULL)
+    g_cancellable_cancel (cancellable);
+}
+
+static void
+test_next_async_random_order (void)
+{
+  guint n = sluice_test_scale (100000, 50);
+  guint window = 64;
+  Stress stress = { 0 };
+  GThread *threads[N_COMPLETERS];
+  GAsyncResult *result = NULL;
+  g_autoptr (GError) error = NULL;
+  AsyncTally async = { 0 };
+
+  stress.window = window;
+  stress.slots = g_async_queue_new ();
+  stress.producer = sluice_ordered_item_producer_new (NULL, window, NULL);
+  for (guint i = 0; i < N_COMPLETERS; i++)
+    threads[i] = g_thread_new ("completer", completer, stress.slots);
+  async.consumerator = sluice_ordered_item_producer_get_consumerator (stress.producer);
+  async.rand = g_rand_new ();
+  async.tally.first_bad = G_MAXUINT64;
+  sluice_ordered_item_producer_start (stress.producer, NULL, NULL, NULL, NULL);
+  take_next (&async);
+
+  for (guint i = 0; i < n; i++)
+    {
+      /* Mostly within the window; every 97th call past it (it waits, and
+       * starts as soon as there is a place). */
+      while (i % 97 != 0 && !sluice_ordered_item_producer_is_ready (stress.producer))
+        g_main_context_iteration (NULL, TRUE);
+      if (i % 5 == 0)
+        sluice_ordered_item_producer_produce_item_in_thread (stress.producer, in_thread,
+                                                             GSIZE_TO_POINTER ((gsize) i + 1), NULL,
+                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      else
+        sluice_ordered_item_producer_produce_item (stress.producer, hand_to_completers, &stress,
+                                                   NULL, NULL, NULL, NULL);
+    }
+
+  sluice_ordered_item_producer_stop_async (stress.producer, NULL, stopped, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_null (sluice_ordered_item_producer_stop_finish (stress.producer, result, &error));
+  g_assert_no_error (error);
+  g_object_unref (result);
+  g_assert_true (async.ended);
+  g_assert_no_error (async.error);
+
+  for (guint i = 0; i < N_COMPLETERS; i++)
+    g_async_queue_push (stress.slots, GINT_TO_POINTER (1));
+  for (guint i = 0; i < N_COMPLETERS; i++)
+    g_thread_join (threads[i]);
+
+  g_test_message ("%u items on the main loop, window %u: max live %u, %u requests cancelled", n,
+                  window, stress.max_n_items, async.n_cancelled);
+  g_assert_cmpuint (async.tally.first_bad, ==, G_MAXUINT64);
+  g_assert_cmpuint (async.tally.count, ==, n);
+  g_assert_cmpuint (async.tally.sum, ==, (guint64) n * (n + 1) / 2);
+  g_assert_cmpuint (stress.max_n_items, <=, window);
+  g_rand_free (async.rand);
+  g_object_unref (stress.producer);
+  g_async_queue_unref (stress.slots);
+}
+
 static void
 test_random_order_million (void)
 {
@@ -514,6 +631,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/concurrent-producers/tiny-window",
                    test_concurrent_producers_tiny_window);
   g_test_add_func ("/stress/stop-while-producing", test_stop_while_producing);
+  g_test_add_func ("/stress/next-async/random-order", test_next_async_random_order);
 
   return g_test_run ();
 }
