@@ -31,19 +31,22 @@ typedef gpointer (*SluiceThreadFunc) (GCancellable *cancellable,
 
 /**
  * SluiceValueThreadFunc:
- * @cancellable: (nullable): the cancellable of the item, to check now and then
- * @value: (out caller-allocates): an unset value, to set to the item
+ * @cancellable: (nullable): the cancellable of the item or task, to check
+ *   now and then
+ * @value: (out caller-allocates): an unset value, to set to the result
  * @user_data: (closure): the data given with the function
  * @error: return location for an error
  *
- * A blocking function that makes one item as a [struct@GObject.Value], run
- * in a thread of a [class@Sluice.TaskQueue]: the counterpart of
+ * A blocking function that makes one result as a [struct@GObject.Value],
+ * run in a thread of a [class@Sluice.TaskQueue]: the counterpart of
  * [callback@Sluice.ThreadFunc] for producers made with
- * [ctor@Sluice.OrderedItemProducer.new_for_values], usable from language
- * bindings.
+ * [ctor@Sluice.OrderedItemProducer.new_for_values] and for
+ * [method@Sluice.TaskQueue.run_value_async], usable from language
+ * bindings (a Python function returns the object, or raises a
+ * `GLib.Error`).
  *
- * Sets @value to the item, or @error on failure. A @value left unset is a
- * %NULL pointer.
+ * Sets @value to the result, or @error on failure. A @value left unset is
+ * a %NULL pointer.
  */
 typedef void (*SluiceValueThreadFunc) (GCancellable *cancellable,
                                        GValue *value,
