@@ -471,6 +471,18 @@ run_workload (const char *workload, const char *unit, guint n, Impl *impls, int 
     }
 }
 
+/* RESULT lines: the rate of sluice (impls[0]) and its ratio to each other
+ * implementation, as PREFIX_UNITS_per_s and PREFIX_vs_NAME. */
+static void
+report (GString *results, const char *prefix, const char *units, Impl *impls, int n_impls, int reps)
+{
+  g_string_append_printf (results, "RESULT %s_%s_per_s=%.0f\n", prefix, units,
+                          median (impls[0].rates, reps));
+  for (int k = 1; k < n_impls; k++)
+    g_string_append_printf (results, "RESULT %s_vs_%s=%.3f\n", prefix, impls[k].name,
+                            paired_ratio (&impls[0], &impls[k], reps));
+}
+
 static gboolean
 wanted (const char *workload)
 {
@@ -521,13 +533,7 @@ main (int argc, char **argv)
       g_autofree char *name = g_strdup_printf ("steps (%u, %u tasks)", n_steps, N_TASKS);
 
       run_workload (name, "step", n_steps, impls, twisted ? 3 : 2, reps);
-      g_string_append_printf (results, "RESULT cooperator_steps_per_s=%.0f\n",
-                              median (impls[0].rates, reps));
-      g_string_append_printf (results, "RESULT cooperator_vs_idle=%.3f\n",
-                              paired_ratio (&impls[0], &impls[1], reps));
-      if (twisted)
-        g_string_append_printf (results, "RESULT cooperator_vs_twisted=%.3f\n",
-                                paired_ratio (&impls[0], &impls[2], reps));
+      report (results, "cooperator", "steps", impls, twisted ? 3 : 2, reps);
     }
   if (wanted ("jobs"))
     {
@@ -539,13 +545,7 @@ main (int argc, char **argv)
       g_autofree char *name = g_strdup_printf ("jobs (%u, %u channels)", n_jobs, N_CHANNELS);
 
       run_workload (name, "job", n_jobs, impls, twisted ? 3 : 2, reps);
-      g_string_append_printf (results, "RESULT jobqueue_jobs_per_s=%.0f\n",
-                              median (impls[0].rates, reps));
-      g_string_append_printf (results, "RESULT jobqueue_vs_glib=%.3f\n",
-                              paired_ratio (&impls[0], &impls[1], reps));
-      if (twisted)
-        g_string_append_printf (results, "RESULT jobqueue_vs_twisted=%.3f\n",
-                                paired_ratio (&impls[0], &impls[2], reps));
+      report (results, "jobqueue", "jobs", impls, twisted ? 3 : 2, reps);
     }
   printf ("%s", results->str);
   return 0;

@@ -13,41 +13,15 @@
 #include <sluice/sluice.h>
 
 #include "sluice-test-util.h"
+#include "cooperator-test-util.h"
 
 /* --- helpers --- */
-
-typedef struct
-{
-  gboolean pending;
-} HandScheduler;
-
-static void
-hand_scheduler (SluiceCooperator *cooperator, gboolean schedule, gpointer user_data)
-{
-  ((HandScheduler *) user_data)->pending = schedule;
-}
-
-static gboolean
-one_step_per_tick (SluiceCooperator *cooperator,
-                   guint n_steps,
-                   gint64 tick_start_time,
-                   gpointer user_data)
-{
-  return TRUE;
-}
-
-static void
-drain_context (void)
-{
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
-}
 
 /* A queue run by a task of a hand-driven cooperator, one step per tick. */
 typedef struct
 {
   SluiceCooperator *cooperator;
-  HandScheduler scheduler;
+  FakeScheduler scheduler;
   SluiceJobQueue *queue;
   SluiceCooperativeTask *task;
 } Fixture;
@@ -56,8 +30,8 @@ static void
 fixture_setup (Fixture *f, gconstpointer unused)
 {
   f->cooperator = sluice_cooperator_new ();
-  sluice_cooperator_set_scheduler (f->cooperator, hand_scheduler, &f->scheduler, NULL);
-  sluice_cooperator_set_termination_func (f->cooperator, one_step_per_tick, NULL, NULL);
+  sluice_cooperator_set_scheduler (f->cooperator, fake_scheduler, &f->scheduler, NULL);
+  sluice_cooperator_set_termination_func (f->cooperator, always_terminate, NULL, NULL);
   f->queue = sluice_job_queue_new ();
   f->task = sluice_job_queue_cooperate (f->queue, f->cooperator);
 }
@@ -84,10 +58,7 @@ fixture_teardown (Fixture *f, gconstpointer unused)
 static void
 tick (Fixture *f)
 {
-  if (!f->scheduler.pending)
-    return;
-  f->scheduler.pending = FALSE;
-  sluice_cooperator_tick (f->cooperator);
+  fake_scheduler_pump (&f->scheduler, f->cooperator);
 }
 
 static SluiceCooperativeTaskState
