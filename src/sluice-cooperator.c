@@ -653,7 +653,7 @@ sluice_cooperator_new (void)
  * sluice_cooperator_get_default:
  *
  * Returns the process-wide cooperator on the global default main context
- * (the seed's module-level `cooperate`), created started on first use. Use
+ * (Twisted's module-level `cooperate()`), created started on first use. Use
  * it unless you need a cooperator of your own: tasks of several
  * cooperators do not share time slices with each other.
  *
@@ -1429,10 +1429,10 @@ task_wake (SluiceCooperativeTask *self, const GError *error)
  * sluice_cooperative_task_wake:
  * @self: a task whose step returned %SLUICE_STEP_WAIT
  *
- * Ends the wait of the task (the seed's Deferred firing): it becomes
- * runnable again (if not paused). A wake that comes while the step is still
- * running (the work finished at once) is kept for its %SLUICE_STEP_WAIT. A
- * task that ended meanwhile ignores it.
+ * Ends the wait of the task: call it when the asynchronous work the step
+ * started has finished. The task becomes runnable again (if not paused). A wake that comes while
+ * the step is still running (the work finished at once) is kept for its %SLUICE_STEP_WAIT. A task
+ * that ended meanwhile ignores it.
  *
  * Call it, or [method@Sluice.CooperativeTask.wake_with_error], once for each
  * %SLUICE_STEP_WAIT, while you hold a reference on the task. This function
@@ -1452,7 +1452,7 @@ sluice_cooperative_task_wake (SluiceCooperativeTask *self)
  * @error: why the work it waited for failed
  *
  * Ends the wait of the task with a failure: the task fails with a copy of
- * @error (the seed's Deferred failing). Otherwise as
+ * @error (the asynchronous operation failed). Otherwise as
  * [method@Sluice.CooperativeTask.wake].
  *
  * This function is safe to call from any thread.

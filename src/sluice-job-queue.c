@@ -25,8 +25,8 @@
  * cost, until a put or a completion makes one ready. With
  * [property@Sluice.JobQueue:stop-when-empty] the task ends once nothing is
  * queued or running. [method@Sluice.JobQueue.run_next] runs the next ready
- * job without a cooperator (the seed's `get()`). Ready channels take turns
- * (the seed scans its whole backlog for the first job of a free channel;
+ * job without a cooperator (spreadflow's `JobQueue.get()`). Ready channels take turns
+ * (spreadflow's JobQueue scans its whole backlog for the first job of a free channel;
  * here each free channel with jobs waits in a ring, so finding the next job
  * costs the same however long the backlog).
  *
@@ -36,7 +36,7 @@
  * job, and the put fails with %G_IO_ERROR_CANCELLED at once (the channel
  * stays blocked until the job completes its handle).
  * [method@Sluice.JobQueue.clear] drops every queued job, and their puts fail
- * with %G_IO_ERROR_CANCELLED (the seed left them waiting for ever).
+ * with %G_IO_ERROR_CANCELLED (spreadflow's JobQueue left them waiting for ever).
  *
  * ## Threads and callbacks
  *
@@ -899,7 +899,7 @@ job_queue_run_next (SluiceJobQueue *self)
  * @error: return location for an error
  *
  * Runs the first job of the next ready channel, without a cooperator (the
- * seed's `get()`, which returned the job to run instead).
+ * `get()` of spreadflow's JobQueue, which returned the job to run instead).
  *
  * Call it from the queue's thread, not from a job.
  *

@@ -101,7 +101,7 @@ typedef SluiceStepResult (*SluiceCooperativeStepFunc) (SluiceCooperativeTask *ta
  *   request made last
  * @user_data: (closure): the data given with the function
  *
- * Decides when a cooperator's next tick runs (the seed's `scheduler`): when
+ * Decides when a cooperator's next tick runs (the `scheduler` of Twisted's Cooperator): when
  * asked with @schedule %TRUE, it arranges for
  * [method@Sluice.Cooperator.tick] to be called once, later, on the
  * cooperator's context; with %FALSE it cancels that call. The cooperator
@@ -123,7 +123,7 @@ typedef void (*SluiceCooperatorSchedulerFunc) (SluiceCooperator *cooperator,
  * @user_data: (closure): the data given with the function
  *
  * Called after each step of a tick: returns %TRUE to end the tick (the
- * seed's termination predicate). The default ends the tick when
+ * termination predicate of Twisted's Cooperator). The default ends the tick when
  * [property@Sluice.Cooperator:time-slice] has passed.
  *
  * Returns: %TRUE to end the tick now
