@@ -1295,7 +1295,10 @@ produce (SluiceOrderedItemProducer *self,
  *
  * If the window is full, @func runs later on the owner context, when the
  * consumer has made room (the call is never refused for that: wait for
- * [property@Sluice.OrderedItemProducer:ready] to avoid the queueing).
+ * [property@Sluice.OrderedItemProducer:ready] to avoid the queueing). On
+ * the owner context, the call that takes the last place makes the producer
+ * not ready before it returns (`notify::ready` is emitted within it), so a
+ * loop `while (is_ready ()) produce ();` there stays within the window.
  * After a stop, a failure or the consumer's return, @func is not called and
  * the item completes with %SLUICE_ERROR_STOPPED: produce calls may race
  * with those, so this is no programmer error.
@@ -2678,18 +2681,29 @@ sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self)
  * sluice_ordered_item_producer_is_closed:
  * @self: a producer
  *
- * Gets [property@Sluice.OrderedItemProducer:closed].
+ * Gets whether the producer is closed, as
+ * [property@Sluice.OrderedItemProducer:closed] defines it. As
+ * [method@Sluice.OrderedItemProducer.is_ready] does, it returns the
+ * property (the value last notified) while the owner context is
+ * dispatching, and reads the current state anywhere else.
  *
- * Call it on the owner context.
+ * This function is safe to call from any thread.
  *
  * Returns: whether the producer accepts no more items
  */
 gboolean
 sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self)
 {
+  gboolean closed;
+
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
 
-  return self->closed_notified;
+  if (g_main_context_is_owner (self->owner_context))
+    return self->closed_notified;
+  sluice_reorder_buffer_lock (self->rb);
+  is_ready_locked (self, &closed);
+  sluice_reorder_buffer_unlock (self->rb);
+  return closed;
 }
 
 /**

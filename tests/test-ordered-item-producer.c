@@ -962,7 +962,9 @@ test_closed_wakes_waiters (void)
   g_source_attach (source, NULL);
 
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
-  WAIT_UNTIL (sluice_ordered_item_producer_is_closed (producer));
+  /* is_closed() reads the current state; the upstream hears of it on the
+   * owner context. */
+  WAIT_UNTIL (sluice_ordered_item_producer_is_closed (producer) && upstream->stops > 0);
   g_assert_true (sluice_ordered_item_producer_is_ready (producer));
   g_assert_cmpuint (upstream->stops, ==, 1);
   while (dispatched == 0)
