@@ -58,7 +58,9 @@
  * [method@Sluice.PushProducer.stop_producing] with %SLUICE_ERROR_STOPPED.
  * When the producer closes (it was stopped, an item failed, the consumer
  * returned or failed) the reading stops and completes with
- * %SLUICE_ERROR_STOPPED, producing nothing more.
+ * %SLUICE_ERROR_STOPPED, producing nothing more. A stop or a cancel ends
+ * the reading at once, without waiting for a read in flight (a read
+ * blocked on a slow pipe): that read's bytes are dropped when it returns.
  *
  * Streams are closed at their end (or the reading's): the files' always,
  * the stream given to [ctor@Sluice.InputStreamProducer.new] unless
@@ -333,7 +335,10 @@ finish (SluiceInputStreamProducer *self, GError *error)
     sluice_ordered_item_producer_produce_item (self->producer, fail_slot, g_error_copy (error),
                                                (GDestroyNotify) g_error_free, NULL, NULL, NULL);
 
-  end_input (self);
+  /* A read still in flight is left to finish on its own (a read blocked on
+   * a slow pipe must not hold up a stop); its callback ends the input. */
+  if (!self->busy)
+    end_input (self);
   g_clear_pointer (&self->previous, g_bytes_unref);
   if (self->cancelled_id != 0)
     g_cancellable_disconnect (self->user_cancellable, self->cancelled_id);
@@ -396,13 +401,21 @@ produce_bytes (SluiceInputStreamProducer *self, guint8 *buffer, gsize n)
 static void
 on_read (GObject *source, GAsyncResult *result, gpointer data)
 {
-  SluiceInputStreamProducer *self = data;
+  g_autoptr (SluiceInputStreamProducer) self = data;
   guint8 *buffer = g_steal_pointer (&self->buffer);
   GError *error = NULL;
   gsize n = 0;
 
   self->busy = FALSE;
   g_input_stream_read_all_finish (G_INPUT_STREAM (source), result, &n, &error);
+  if (self->task == NULL)
+    {
+      /* The reading ended while this read was in flight. */
+      g_clear_error (&error);
+      g_free (buffer);
+      end_input (self);
+      return;
+    }
 
   /* What was read before an error is input too. */
   if (n > 0)
@@ -424,11 +437,18 @@ on_read (GObject *source, GAsyncResult *result, gpointer data)
 static void
 on_opened (GObject *source, GAsyncResult *result, gpointer data)
 {
-  SluiceInputStreamProducer *self = data;
+  g_autoptr (SluiceInputStreamProducer) self = data;
   GError *error = NULL;
   GFileInputStream *input = g_file_read_finish (G_FILE (source), result, &error);
 
   self->busy = FALSE;
+  if (self->task == NULL)
+    {
+      /* The reading ended while the file was being opened. */
+      g_clear_error (&error);
+      g_clear_object (&input);
+      return;
+    }
   if (input == NULL)
     {
       finish (self, reason_of (self, error));
@@ -440,18 +460,19 @@ on_opened (GObject *source, GAsyncResult *result, gpointer data)
 }
 
 /* Owner context, from the main loop: starts the next read or open, or
- * ends the reading. Does nothing while paused or while a read is in flight. */
+ * ends the reading. Does nothing while paused or while a read is in
+ * flight, unless the reading was stopped or cancelled: that ends it now. */
 static void
 step (SluiceInputStreamProducer *self)
 {
-  if (self->task == NULL || self->busy)
+  if (self->task == NULL)
     return;
   if (g_cancellable_is_cancelled (self->cancellable))
     {
       finish (self, ending_error (self));
       return;
     }
-  if (g_atomic_int_get (&self->paused))
+  if (self->busy || g_atomic_int_get (&self->paused))
     return;
 
   if (self->input == NULL)
@@ -463,14 +484,14 @@ step (SluiceInputStreamProducer *self)
         }
       self->busy = TRUE;
       g_file_read_async (self->files->pdata[self->next_file++], self->io_priority,
-                         self->cancellable, on_opened, self);
+                         self->cancellable, on_opened, g_object_ref (self));
       return;
     }
 
   self->busy = TRUE;
   self->buffer = g_malloc (self->chunk_size);
   g_input_stream_read_all_async (self->input, self->buffer, self->chunk_size, self->io_priority,
-                                 self->cancellable, on_read, self);
+                                 self->cancellable, on_read, g_object_ref (self));
 }
 
 /* Any thread: the cancellable of read_all was cancelled. */

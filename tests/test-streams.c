@@ -98,6 +98,9 @@ struct _TestSource
   GBytes *data;
   gsize pos;
   gsize fail_at;
+  gsize stall_at; /* reads block there until released */
+  int released;   /* atomic */
+  int stalled;    /* atomic */
 };
 
 G_DEFINE_FINAL_TYPE (TestSource, test_source, G_TYPE_INPUT_STREAM)
@@ -110,6 +113,13 @@ test_source_read (
   gsize len;
   const guint8 *data = g_bytes_get_data (self->data, &len);
   gsize end = MIN (len, self->fail_at);
+
+  if (self->pos >= self->stall_at)
+    {
+      g_atomic_int_set (&self->stalled, TRUE);
+      while (!g_atomic_int_get (&self->released))
+        g_usleep (1000);
+    }
 
   if (self->pos >= end && self->pos < len)
     {
@@ -140,6 +150,7 @@ test_source_class_init (TestSourceClass *klass)
 static void
 test_source_init (TestSource *self)
 {
+  self->stall_at = G_MAXSIZE;
 }
 
 static GInputStream *
@@ -658,6 +669,48 @@ test_stop_producing (void)
   run_clear (&run);
 }
 
+/* A stop does not wait for a read blocked on a slow input: the reading
+ * ends at once, and the read, when it returns, closes the stream. */
+static gboolean
+stop_when_stalled (gpointer data)
+{
+  Run *run = data;
+  TestSource *source = TEST_SOURCE (sluice_input_stream_producer_get_stream (run->reader));
+
+  if (!g_atomic_int_get (&source->stalled))
+    return G_SOURCE_CONTINUE;
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (run->producer));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_stop_during_blocked_read (void)
+{
+  gsize size = 10 * 1000;
+  g_autoptr (GBytes) input = random_bytes (size, 13);
+  g_autoptr (GInputStream) in = test_source_new (input, G_MAXSIZE);
+  g_autoptr (TestSink) sink = g_object_new (TEST_TYPE_SINK, NULL);
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  Run run = { 0 };
+
+  TEST_SOURCE (in)->stall_at = 3000;
+  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
+  sluice_output_stream_consumer_start (writer);
+  run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
+  g_timeout_add (5, stop_when_stalled, &run);
+  run_to_end (&run, NULL);
+
+  /* The producer's stop_producing stopped the reader too. */
+  g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_error (run.stop_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_false (g_input_stream_is_closed (in)); /* the read is still blocked */
+  g_atomic_int_set (&TEST_SOURCE (in)->released, TRUE);
+  while (!g_input_stream_is_closed (in))
+    g_main_context_iteration (NULL, TRUE);
+  run_clear (&run);
+}
+
 /* A producer of values (the bindings' form): items are values holding
  * GBytes, and anything else fails the writing. */
 static void
@@ -800,6 +853,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/streams/files/none", test_no_files);
   g_test_add_func ("/streams/cancel", test_cancel);
   g_test_add_func ("/streams/stop-producing", test_stop_producing);
+  g_test_add_func ("/streams/stop-during-blocked-read", test_stop_during_blocked_read);
   g_test_add_func ("/streams/programmer-errors", test_programmer_errors);
 
   return g_test_run ();
