@@ -38,12 +38,14 @@
 #define DICT_SIZE 32768
 #define EXIT_OK 0
 #define EXIT_ERROR 1
-#define EXIT_INTERRUPTED 130
+/* A compression stopped by a signal: main() ends by that signal, as gzip
+ * does, so the status is 128 + its number. */
+#define EXIT_INTERRUPTED (-1)
 
 /* --- options --- */
 
 static int opt_level = 6;
-static int opt_processes = 0;
+static int opt_processes = -1; /* -1: not given, the number of CPUs */
 static int opt_blocksize_kib = 128;
 static gboolean opt_stdout;
 static gboolean opt_keep;
@@ -287,12 +289,17 @@ typedef struct
   CrcFold crc;
   GMainLoop *loop;
   GError *error;
+  gboolean read_failed; /* the error is the input's, not the output's */
   gint64 started_us;
   guint progress_id;
 } Job;
 
 static Job *current_job;
-static gboolean interrupted;
+static int interrupted; /* the signal that stopped us, or 0 */
+
+/* The temporary output file, for the SIGPIPE handler to remove. */
+static char cleanup_path[4096];
+static volatile sig_atomic_t cleanup_armed;
 
 static void
 put_le32 (guint8 *p, guint32 v)
@@ -356,8 +363,12 @@ on_read_all (GObject *source, GAsyncResult *result, gpointer data)
 {
   Job *job = data;
 
-  /* A read error is an item of the output order too: the stop reports it. */
-  sluice_input_stream_producer_read_all_finish (job->reader, result, NULL);
+  g_autoptr (GError) error = NULL;
+
+  /* A read error is an item of the output order too: the stop reports it.
+   * A reader stopped by the producer says the output failed (or a signal). */
+  if (!sluice_input_stream_producer_read_all_finish (job->reader, result, &error))
+    job->read_failed = !g_error_matches (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   sluice_ordered_item_producer_stop_async (job->producer, on_stopped, job);
 }
 
@@ -487,14 +498,26 @@ compress_stream (Job *job, GError **error)
 }
 
 static gboolean
-on_sigint (gpointer data)
+on_signal (gpointer data)
 {
-  interrupted = TRUE;
+  interrupted = GPOINTER_TO_INT (data);
   /* Stops the reader too, without waiting for a read blocked on a slow
    * input; the stop then completes with SLUICE_ERROR_STOPPED. */
   if (current_job != NULL)
     sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
   return G_SOURCE_CONTINUE;
+}
+
+/* SIGPIPE cannot go through the main loop (g_unix_signal_add() refuses
+ * it): remove the temporary output here, with async-signal-safe calls
+ * only, and die by the signal, as gzip does. */
+static void
+on_sigpipe (int signo)
+{
+  if (cleanup_armed)
+    unlink (cleanup_path);
+  signal (signo, SIG_DFL);
+  raise (signo);
 }
 
 static SluiceTaskQueue *
@@ -525,6 +548,40 @@ ratio_percent (guint64 in, guint64 out)
   return in > 0 ? 100.0 * (1.0 - (double) out / (double) in) : 0.0;
 }
 
+/* What went wrong, in gzip's words (the system's message for an errno)
+ * rather than GIO's sentence around it. */
+static const char *
+reason (const GError *error)
+{
+  static const struct
+  {
+    GIOErrorEnum code;
+    int errnum;
+  } errnos[] = {
+    { G_IO_ERROR_NOT_FOUND, ENOENT },      { G_IO_ERROR_PERMISSION_DENIED, EACCES },
+    { G_IO_ERROR_NO_SPACE, ENOSPC },       { G_IO_ERROR_IS_DIRECTORY, EISDIR },
+    { G_IO_ERROR_NOT_DIRECTORY, ENOTDIR }, { G_IO_ERROR_READ_ONLY, EROFS },
+    { G_IO_ERROR_BROKEN_PIPE, EPIPE },     { G_IO_ERROR_FILENAME_TOO_LONG, ENAMETOOLONG },
+    { G_IO_ERROR_TOO_MANY_LINKS, ELOOP },
+  };
+
+  if (error->domain == G_IO_ERROR)
+    for (gsize i = 0; i < G_N_ELEMENTS (errnos); i++)
+      if (error->code == (int) errnos[i].code)
+        return g_strerror (errnos[i].errnum);
+  return error->message;
+}
+
+/* Reports a compression that failed; returns the exit status. */
+static int
+report_failure (const char *label, const GError *error)
+{
+  if (interrupted)
+    return EXIT_INTERRUPTED;
+  warn ("%s: %s", label, reason (error));
+  return EXIT_ERROR;
+}
+
 static int
 compress_to_stdout (SluiceTaskQueue *queue,
                     GInputStream *in,
@@ -539,13 +596,7 @@ compress_to_stdout (SluiceTaskQueue *queue,
 
   job_init (&job, queue, in, out, name, mtime, size_hint);
   if (!compress_stream (&job, &error))
-    {
-      if (interrupted)
-        warn ("%s", _ ("Interrupted"));
-      else
-        warn ("%s: %s", label, error->message);
-      return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
-    }
+    return report_failure (job.read_failed ? label : "stdout", error);
   if (opt_verbose)
     fprintf (stderr, "%s:\t%5.1f%%\n", label, ratio_percent (job.in_bytes, job.out_bytes));
   return EXIT_OK;
@@ -571,7 +622,7 @@ compress_file (SluiceTaskQueue *queue, const char *path)
                             G_FILE_QUERY_INFO_NONE, NULL, &error);
   if (info == NULL)
     {
-      warn ("%s: %s", path, error->message);
+      warn ("%s: %s", path, reason (error));
       return EXIT_ERROR;
     }
   if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
@@ -587,7 +638,7 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
     {
-      warn ("%s: %s", path, error->message);
+      warn ("%s: %s", path, reason (error));
       return EXIT_ERROR;
     }
   if (fstat (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (in)), &st) != 0)
@@ -622,6 +673,8 @@ compress_file (SluiceTaskQueue *queue, const char *path)
       return EXIT_ERROR;
     }
   out = g_unix_output_stream_new (fd, TRUE);
+  g_strlcpy (cleanup_path, tmp_path, sizeof cleanup_path);
+  cleanup_armed = strlen (tmp_path) < sizeof cleanup_path;
 
   job_init (&job, queue, G_INPUT_STREAM (in), out, base, (guint32) st.st_mtime,
             (guint64) st.st_size);
@@ -629,11 +682,9 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   if (!compress_stream (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
       g_unlink (tmp_path);
-      if (interrupted)
-        warn ("%s", _ ("Interrupted"));
-      else
-        warn ("%s: %s", path, error->message);
-      return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
+      cleanup_armed = FALSE;
+      /* A write error names the output, as gzip's does. */
+      return report_failure (job.read_failed ? path : out_path, error);
     }
 
   /* The mode and times of the input, as gzip keeps them. */
@@ -652,10 +703,15 @@ compress_file (SluiceTaskQueue *queue, const char *path)
       int saved = errno;
 
       g_unlink (tmp_path);
+      cleanup_armed = FALSE;
       warn ("%s: %s", out_path, g_strerror (saved));
       return EXIT_ERROR;
     }
-  if (opt_verbose)
+  cleanup_armed = FALSE;
+  if (opt_verbose && opt_keep)
+    fprintf (stderr, _ ("%s:\t%5.1f%% -- created %s\n"), path,
+             ratio_percent (job.in_bytes, job.out_bytes), out_path);
+  else if (opt_verbose)
     fprintf (stderr, _ ("%s:\t%5.1f%% -- replaced with %s\n"), path,
              ratio_percent (job.in_bytes, job.out_bytes), out_path);
   if (!opt_keep && g_unlink (path) != 0)
@@ -773,8 +829,7 @@ run_demo (SluiceTaskQueue *queue)
   if (!compress_stream (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
       g_unlink (tmp_path);
-      warn ("%s", interrupted ? _ ("Interrupted") : error->message);
-      return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
+      return report_failure (tmp_path, error);
     }
   end = g_get_monotonic_time ();
   seconds = (end - start) / 1e6;
@@ -800,25 +855,30 @@ run_demo (SluiceTaskQueue *queue)
   return EXIT_OK;
 }
 
-int
-main (int argc, char *argv[])
+/* Standard input to standard output. */
+static int
+compress_stdin (SluiceTaskQueue *queue)
+{
+  g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+
+  return compress_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
+}
+
+static int
+run (int argc, char *argv[])
 {
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (SluiceTaskQueue) queue = NULL;
+  gboolean to_stdout;
   int status = EXIT_OK;
-
-  setlocale (LC_ALL, "");
-  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
-  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
-  textdomain (GETTEXT_PACKAGE);
 
   context = g_option_context_new (NULL);
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (
       context, _ ("Compress FILEs (or standard input) in parallel into gzip format, in order.\n"
-                  "With no FILE and standard input a terminal, or with --demo, compress a "
-                  "built-in input and print a summary."));
+                  "A FILE of - is standard input. With --demo, compress a built-in input "
+                  "and print a summary."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
@@ -831,7 +891,7 @@ main (int argc, char *argv[])
               zlibVersion ());
       return EXIT_OK;
     }
-  if (opt_processes < 0 || opt_processes > 1024)
+  if (opt_processes != -1 && (opt_processes < 1 || opt_processes > 1024))
     {
       warn (_ ("-p needs a number of threads from 1 to 1024"));
       return EXIT_ERROR;
@@ -844,11 +904,13 @@ main (int argc, char *argv[])
   if (opt_quiet)
     opt_verbose = FALSE;
 
-  g_unix_signal_add (SIGINT, on_sigint, NULL);
-  g_unix_signal_add (SIGTERM, on_sigint, NULL);
+  g_unix_signal_add (SIGINT, on_signal, GINT_TO_POINTER (SIGINT));
+  g_unix_signal_add (SIGTERM, on_signal, GINT_TO_POINTER (SIGTERM));
+  g_unix_signal_add (SIGHUP, on_signal, GINT_TO_POINTER (SIGHUP));
+  signal (SIGPIPE, on_sigpipe);
   queue = make_queue ();
 
-  if (opt_demo || ((opt_files == NULL || opt_files[0] == NULL) && isatty (STDIN_FILENO)))
+  if (opt_demo)
     {
       if (!opt_progress)
         opt_no_progress = TRUE;
@@ -859,32 +921,50 @@ main (int argc, char *argv[])
   if (!opt_progress && !opt_no_progress && isatty (STDERR_FILENO))
     opt_progress = TRUE; /* shown only when the size is known */
 
-  if (opt_files == NULL || opt_files[0] == NULL || g_str_equal (opt_files[0], "-"))
-    {
-      g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
-
-      if (isatty (STDOUT_FILENO) && !opt_force)
-        {
-          warn (_ ("compressed data not written to a terminal (use -f to force)"));
-          return EXIT_ERROR;
-        }
-      return compress_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
-    }
-
-  if (opt_stdout && isatty (STDOUT_FILENO) && !opt_force)
+  /* As gzip: no FILE is standard input, and compressed data never goes to
+   * a terminal unless forced. */
+  to_stdout = opt_stdout || opt_files == NULL || opt_files[0] == NULL ||
+              g_strv_contains ((const char *const *) opt_files, "-");
+  if (to_stdout && isatty (STDOUT_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not written to a terminal (use -f to force)"));
       return EXIT_ERROR;
     }
+  if (opt_files == NULL || opt_files[0] == NULL)
+    return compress_stdin (queue);
+
   for (char **file = opt_files; *file != NULL && !interrupted; file++)
     {
-      int file_status = compress_file (queue, *file);
+      int file_status =
+          g_str_equal (*file, "-") ? compress_stdin (queue) : compress_file (queue, *file);
 
       if (file_status == EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED;
       if (file_status != EXIT_OK)
         status = file_status;
     }
+  return status;
+}
+
+int
+main (int argc, char *argv[])
+{
+  int status;
+
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  status = run (argc, argv);
   g_strfreev (opt_files);
+  if (interrupted)
+    {
+      /* Everything is cleaned up: end by the signal itself, as gzip does,
+       * so that the parent sees it (the shell's status is 128 + it). */
+      fflush (stdout);
+      signal (interrupted, SIG_DFL);
+      raise (interrupted);
+    }
   return status;
 }
