@@ -55,6 +55,18 @@
  * the same time). The getters are safe from any thread.
  */
 
+/* What the consumer thread uses. It holds no reference to the producer
+ * (nor to the consumer object, which does): a producer dropped without a
+ * stop is disposed, which ends the consumer thread. */
+typedef struct
+{
+  gatomicrefcount ref_count;
+  GOutputStream *stream;
+  gboolean close_stream;
+  gboolean values;       /* the items are GValue * holding GBytes */
+  guint64 bytes_written; /* atomic: written by the consumer thread */
+} Writing;
+
 struct _SluiceOutputStreamConsumer
 {
   GObject parent_instance;
@@ -62,8 +74,7 @@ struct _SluiceOutputStreamConsumer
   SluiceOrderedItemProducer *producer;
   GOutputStream *stream;
   gboolean close_stream;
-  gboolean started;
-  guint64 bytes_written; /* atomic: written by the consumer thread */
+  Writing *writing; /* once started */
 };
 
 enum
@@ -80,13 +91,31 @@ static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (SluiceOutputStreamConsumer, sluice_output_stream_consumer, G_TYPE_OBJECT)
 
+static Writing *
+writing_ref (Writing *writing)
+{
+  g_atomic_ref_count_inc (&writing->ref_count);
+  return writing;
+}
+
+static void
+writing_unref (gpointer data)
+{
+  Writing *writing = data;
+
+  if (!g_atomic_ref_count_dec (&writing->ref_count))
+    return;
+  g_object_unref (writing->stream);
+  g_free (writing);
+}
+
 /* The consumer thread: the bytes an item carries, borrowed from it. */
 static GBytes *
-item_bytes (SluiceOutputStreamConsumer *self, gpointer item, GError **error)
+item_bytes (Writing *writing, gpointer item, GError **error)
 {
   GValue *value;
 
-  if (!sluice_ordered_item_producer_carries_values (self->producer))
+  if (!writing->values)
     return item;
 
   value = item;
@@ -99,9 +128,9 @@ item_bytes (SluiceOutputStreamConsumer *self, gpointer item, GError **error)
 }
 
 static void
-item_free (SluiceOutputStreamConsumer *self, gpointer item)
+item_free (Writing *writing, gpointer item)
 {
-  if (sluice_ordered_item_producer_carries_values (self->producer))
+  if (writing->values)
     sluice_value_item_free (item);
   else
     g_bytes_unref (item);
@@ -109,30 +138,30 @@ item_free (SluiceOutputStreamConsumer *self, gpointer item)
 
 /* The consumer thread: writes every item, then flushes and closes. */
 static gboolean
-write_items (SluiceOutputStreamConsumer *self, SluiceConsumerator *items, GError **error)
+write_items (Writing *writing, SluiceConsumerator *items, GError **error)
 {
   GError *local_error = NULL;
   gpointer item;
 
   while (sluice_consumerator_next (items, &item, &local_error))
     {
-      GBytes *bytes = item_bytes (self, item, &local_error);
+      GBytes *bytes = item_bytes (writing, item, &local_error);
       gsize size = 0;
       const guint8 *data = bytes != NULL ? g_bytes_get_data (bytes, &size) : NULL;
       gsize written = 0;
-      gboolean ok = bytes != NULL && g_output_stream_write_all (self->stream, data, size, &written,
-                                                                NULL, &local_error);
+      gboolean ok = bytes != NULL && g_output_stream_write_all (writing->stream, data, size,
+                                                                &written, NULL, &local_error);
 
-      __atomic_add_fetch (&self->bytes_written, written, __ATOMIC_RELAXED);
-      item_free (self, item);
+      __atomic_add_fetch (&writing->bytes_written, written, __ATOMIC_RELAXED);
+      item_free (writing, item);
       if (!ok)
         break;
     }
 
   if (local_error == NULL)
-    g_output_stream_flush (self->stream, NULL, &local_error);
-  if (self->close_stream)
-    g_output_stream_close (self->stream, NULL, local_error == NULL ? &local_error : NULL);
+    g_output_stream_flush (writing->stream, NULL, &local_error);
+  if (writing->close_stream)
+    g_output_stream_close (writing->stream, NULL, local_error == NULL ? &local_error : NULL);
 
   if (local_error != NULL)
     {
@@ -162,6 +191,7 @@ sluice_output_stream_consumer_dispose (GObject *object)
 
   g_clear_object (&self->producer);
   g_clear_object (&self->stream);
+  g_clear_pointer (&self->writing, writing_unref);
 
   G_OBJECT_CLASS (sluice_output_stream_consumer_parent_class)->dispose (object);
 }
@@ -310,7 +340,9 @@ sluice_output_stream_consumer_new (SluiceOrderedItemProducer *producer, GOutputS
  * ([method@Sluice.OrderedItemProducer.start], or
  * [method@Sluice.OrderedItemProducer.start_values] for a producer made for
  * values): from now on its consumer thread writes every item, in order, to
- * the stream. The producer keeps @self alive until the writing ends.
+ * the stream. The writing holds no reference to the producer: a producer
+ * dropped without a stop is disposed, which ends the writing (and closes
+ * the stream, with [property@Sluice.OutputStreamConsumer:close-stream]).
  *
  * Starting twice, or starting a producer that was started or stopped, is a
  * programmer error.
@@ -320,16 +352,24 @@ sluice_output_stream_consumer_new (SluiceOrderedItemProducer *producer, GOutputS
 void
 sluice_output_stream_consumer_start (SluiceOutputStreamConsumer *self)
 {
-  g_return_if_fail (SLUICE_IS_OUTPUT_STREAM_CONSUMER (self));
-  g_return_if_fail (!self->started);
+  Writing *writing;
 
-  self->started = TRUE;
-  if (sluice_ordered_item_producer_carries_values (self->producer))
-    sluice_ordered_item_producer_start_values (self->producer, consume_values, g_object_ref (self),
-                                               g_object_unref);
+  g_return_if_fail (SLUICE_IS_OUTPUT_STREAM_CONSUMER (self));
+  g_return_if_fail (self->writing == NULL);
+
+  writing = g_new0 (Writing, 1);
+  g_atomic_ref_count_init (&writing->ref_count);
+  writing->stream = g_object_ref (self->stream);
+  writing->close_stream = self->close_stream;
+  writing->values = sluice_ordered_item_producer_carries_values (self->producer);
+  self->writing = writing;
+
+  if (writing->values)
+    sluice_ordered_item_producer_start_values (self->producer, consume_values,
+                                               writing_ref (writing), writing_unref);
   else
-    sluice_ordered_item_producer_start (self->producer, consume, g_object_ref (self),
-                                        g_object_unref, NULL);
+    sluice_ordered_item_producer_start (self->producer, consume, writing_ref (writing),
+                                        writing_unref, NULL);
 }
 
 /**
@@ -401,7 +441,7 @@ sluice_output_stream_consumer_set_close_stream (SluiceOutputStreamConsumer *self
                                                 gboolean close_stream)
 {
   g_return_if_fail (SLUICE_IS_OUTPUT_STREAM_CONSUMER (self));
-  g_return_if_fail (!self->started);
+  g_return_if_fail (self->writing == NULL);
 
   close_stream = !!close_stream;
   if (self->close_stream == close_stream)
@@ -426,5 +466,6 @@ sluice_output_stream_consumer_get_bytes_written (SluiceOutputStreamConsumer *sel
 {
   g_return_val_if_fail (SLUICE_IS_OUTPUT_STREAM_CONSUMER (self), 0);
 
-  return __atomic_load_n (&self->bytes_written, __ATOMIC_RELAXED);
+  return self->writing != NULL ? __atomic_load_n (&self->writing->bytes_written, __ATOMIC_RELAXED)
+                               : 0;
 }

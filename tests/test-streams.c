@@ -798,6 +798,31 @@ test_values (void)
   }
 }
 
+/* A started producer dropped without a stop is disposed: the writing
+ * holds no reference to it, and its consumer thread ends. */
+static void
+test_dropped_producer (void)
+{
+  g_autoptr (TestSink) sink = g_object_new (TEST_TYPE_SINK, NULL);
+  SluiceOrderedItemProducer *producer =
+      sluice_ordered_item_producer_new (NULL, 4, (GDestroyNotify) g_bytes_unref);
+  SluiceOutputStreamConsumer *writer =
+      sluice_output_stream_consumer_new (producer, G_OUTPUT_STREAM (sink));
+  gint64 deadline = deadline_from_now ();
+
+  g_object_add_weak_pointer (G_OBJECT (producer), (gpointer *) &producer);
+  g_object_add_weak_pointer (G_OBJECT (writer), (gpointer *) &writer);
+  sluice_output_stream_consumer_start (writer);
+  g_object_unref (writer);
+  g_object_unref (producer);
+  while (producer != NULL || writer != NULL || !g_output_stream_is_closed (G_OUTPUT_STREAM (sink)))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
 /* Programmer errors are criticals that leave everything as it was. */
 static void
 test_programmer_errors (void)
@@ -820,10 +845,10 @@ test_programmer_errors (void)
 
   writer = sluice_output_stream_consumer_new (producer, G_OUTPUT_STREAM (sink));
   sluice_output_stream_consumer_start (writer);
-  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*!self->started*");
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*self->writing == NULL*");
   sluice_output_stream_consumer_start (writer);
   g_test_assert_expected_messages ();
-  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*!self->started*");
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*self->writing == NULL*");
   sluice_output_stream_consumer_set_close_stream (writer, FALSE);
   g_test_assert_expected_messages ();
   g_assert_true (sluice_output_stream_consumer_get_close_stream (writer));
@@ -856,6 +881,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/streams/cancel", test_cancel);
   g_test_add_func ("/streams/stop-producing", test_stop_producing);
   g_test_add_func ("/streams/stop-during-blocked-read", test_stop_during_blocked_read);
+  g_test_add_func ("/streams/dropped-producer", test_dropped_producer);
   g_test_add_func ("/streams/programmer-errors", test_programmer_errors);
 
   return g_test_run ();
