@@ -5,6 +5,7 @@
 
 #include "sluice-consumerator-private.h"
 #include "sluice-task-queue-private.h"
+#include "sluice-ordered-item-producer-private.h"
 
 /**
  * SluiceOrderedItemProducer:
@@ -2938,4 +2939,26 @@ sluice_ordered_item_producer_set_wake_latency (SluiceOrderedItemProducer *self, 
     return;
   sluice_reorder_buffer_set_wake_latency (self->rb, microseconds);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WAKE_LATENCY]);
+}
+
+/* --- for the stream adapters (sluice-ordered-item-producer-private.h) --- */
+
+gboolean
+sluice_ordered_item_producer_carries_values (SluiceOrderedItemProducer *self)
+{
+  return self->item_free_func == sluice_value_item_free;
+}
+
+GMainContext *
+sluice_ordered_item_producer_get_owner_context (SluiceOrderedItemProducer *self)
+{
+  return self->owner_context;
+}
+
+void
+sluice_ordered_item_producer_unregister_if (SluiceOrderedItemProducer *self,
+                                            SluicePushProducer *upstream)
+{
+  if (self->upstream == upstream)
+    sluice_ordered_item_producer_unregister_producer (self);
 }

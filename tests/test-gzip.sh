@@ -6,7 +6,8 @@
 # TAP output. Usage: test-gzip.sh /path/to/sluice-gzip
 set -u
 
-GZ=$(realpath "${1:?usage: test-gzip.sh SLUICE_GZIP}")
+GZ=$(realpath "${1:?usage: test-gzip.sh SLUICE_GZIP [SLUICE_DEMO]}")
+DEMO=${2:+$(realpath "$2")}
 tmp=$(mktemp -d)
 cleanup () {
   if [ -n "${mounted:-}" ]; then umount "$tmp/full" 2>/dev/null; fi
@@ -113,6 +114,8 @@ status=$?
 check "missing input fails" test $status -ne 0
 check "missing input: message names it" bash -c "grep -q 'missing' <<< \"\$1\"" _ "$out"
 check "missing input: no .gz" test ! -e missing.gz
+check "missing input: gzip's message" \
+  test "$out" = "sluice-gzip: missing: No such file or directory"
 
 mkdir adir
 out=$("$GZ" adir 2>&1)
@@ -135,6 +138,8 @@ out=$("$GZ" -c many 2>&1 > /dev/full)
 status=$?
 check "write failure (/dev/full) fails" test $status -ne 0
 check "write failure: message" bash -c "grep -qi 'no space left' <<< \"\$1\"" _ "$out"
+check "write failure to stdout: named as gzip does" \
+  test "$out" = "sluice-gzip: stdout: No space left on device"
 
 # A read error in the middle of the input (/proc/self/mem reads fail).
 out=$("$GZ" -c /proc/self/mem 2>&1 > readerr.gz)
@@ -189,6 +194,8 @@ if mount -t tmpfs -o size=256k tmpfs full 2> /dev/null; then
   status=$?
   check "full disk fails" test $status -ne 0
   check "full disk: message" bash -c "grep -qi 'no space left' <<< \"\$1\"" _ "$out"
+  check "full disk: the message names the output, as gzip's" \
+    test "$out" = "sluice-gzip: full/data.gz: No space left on device"
   check "full disk: input kept, no .gz, no temporary" \
     bash -c "test \"\$(ls -A full)\" = data"
   umount full && mounted=
@@ -196,21 +203,76 @@ else
   skip "full disk fails" "cannot mount a tmpfs here"
 fi
 
-# SIGINT while reading from a slow input: no partial .gz, input kept.
-mkfifo slow
-(head -c 300000 /dev/urandom; sleep 3) > slow &
-writer=$!
-"$GZ" slow 2> sigint.err &
-pid=$!
-sleep 0.5
-kill -INT $pid
-wait $pid
+
+# A signal while reading from a slow input: the partial output is removed,
+# the input kept, and the exit status is 128 + the signal, as gzip's.
+signal_case () {
+  local sig=$1 want=$2 writer pid status
+  rm -f slow
+  mkfifo slow
+  (head -c 300000 /dev/urandom; sleep 3) > slow &
+  writer=$!
+  "$GZ" slow 2> signal.err &
+  pid=$!
+  sleep 0.5
+  kill -"$sig" $pid
+  wait $pid 2> /dev/null
+  status=$?
+  kill $writer 2> /dev/null
+  wait $writer 2> /dev/null
+  check "SIG$sig: exit status $want" test $status -eq "$want"
+  check "SIG$sig: no partial .gz, no temporary" bash -c "! ls -A | grep -q 'slow.gz'"
+  check "SIG$sig: input kept" test -p slow
+}
+signal_case INT 130
+signal_case TERM 143
+signal_case HUP 129
+signal_case PIPE 141
+
+# -v with -k: the input is kept, not replaced.
+cp file1.orig verbose
+out=$("$GZ" -v -k verbose 2>&1)
+check "-v -k says created, not replaced" \
+  bash -c "grep -q -- '-- created verbose.gz' <<< \"\$1\" && ! grep -q replaced <<< \"\$1\"" _ "$out"
+rm -f verbose.gz
+out=$("$GZ" -v verbose 2>&1)
+check "-v without -k says replaced" bash -c "grep -q -- '-- replaced with verbose.gz' <<< \"\$1\"" _ "$out"
+
+# -p 0 is refused, as the help says (1 to 1024).
+out=$("$GZ" -p 0 -c one 2>&1 > /dev/null)
 status=$?
-kill $writer 2> /dev/null
-wait $writer 2> /dev/null
-check "SIGINT: exit status 130" test $status -eq 130
-check "SIGINT: no partial .gz, no temporary" bash -c "! ls -A | grep -q 'slow.gz'"
-check "SIGINT: input kept" test -p slow
+check "-p 0 is refused" test $status -ne 0
+check "-p 0: message" bash -c "grep -q -- '-p needs a number of threads from 1 to 1024' <<< \"\$1\"" _ "$out"
+
+# - is standard input wherever it stands.
+printf 'abc' > abc
+check "- after a file reads stdin" \
+  bash -c "printf 'def' | '$GZ' -c abc - | gzip -dc | cmp -s - <(printf 'abcdef')"
+cp file1.orig dash1
+check "- between files: the files are replaced, stdin goes to stdout" \
+  bash -c "printf 'def' | '$GZ' -k dash1 - abc -f > dash.gz && gzip -dc dash.gz | cmp -s - <(printf 'def') && gzip -dc dash1.gz | cmp -s - file1.orig && test -f abc.gz"
+
+# No FILE and a terminal: gzip refuses to write compressed data there; the
+# demo runs only with --demo.
+if command -v script > /dev/null; then
+  out=$(script -qec "'$GZ'" /dev/null 2>&1 < /dev/null)
+  status=$?
+  check "a terminal: refused, not the demo" \
+    bash -c "[ $status -ne 0 ] && grep -q 'compressed data not written to a terminal' <<< \"\$1\" && ! grep -q verified <<< \"\$1\"" _ "$out"
+else
+  skip "a terminal: refused, not the demo" "script (util-linux) is not installed"
+fi
+
+if [ -n "$DEMO" ]; then
+  out=$("$DEMO" --help 2>&1)
+  status=$?
+  check "sluice-demo --help prints help, not the demo" \
+    bash -c "[ $status -eq 0 ] && grep -q 'Usage' <<< \"\$1\" && ! grep -q 'consumer received' <<< \"\$1\"" _ "$out"
+  check "sluice-demo runs" bash -c "'$DEMO' 12 | grep -q 'consumer received: *0 1 2 3 4 5 6 7 8 9 10 11\$'"
+else
+  skip "sluice-demo --help prints help, not the demo" "no sluice-demo given"
+  skip "sluice-demo runs" "no sluice-demo given"
+fi
 
 # --- the demo works with no terminal at all ---
 check "--demo with stdin from /dev/null into a pipe" \

@@ -9,7 +9,9 @@
  */
 
 #include <sluice/sluice.h>
+#include <locale.h>
 #include <stdio.h>
+#include <string.h>
 
 typedef struct
 {
@@ -100,9 +102,26 @@ int
 main (int argc, char *argv[])
 {
   g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GOptionContext) context = g_option_context_new ("[N]");
+  g_autoptr (GError) error = NULL;
   g_autofree char *received = NULL;
   guint n = 20;
 
+  setlocale (LC_ALL, "");
+  g_option_context_set_summary (context,
+                                "Asks for N items (default 20, at most 10000) that finish out of "
+                                "order,\nhalf on main-loop timers and half in the task queue, and "
+                                "shows that the\nconsumer thread receives them in order.");
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      fprintf (stderr, "sluice-demo: %s\n", error->message);
+      return 1;
+    }
+  if (argc > 2 || (argc == 2 && strspn (argv[1], "0123456789") != strlen (argv[1])))
+    {
+      fprintf (stderr, "sluice-demo: N must be a number (see --help)\n");
+      return 1;
+    }
   if (argc > 1)
     n = CLAMP (atoi (argv[1]), 1, 10000);
 

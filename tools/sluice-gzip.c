@@ -2,17 +2,18 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * The case Sluice exists for: the input is read with GIO asynchronous reads
- * on the main loop, one block per item; each block is deflated in the task
- * queue with the previous block's last 32 KiB as its dictionary; ONE writer
- * thread writes the compressed blocks in order. When the writer or the pool
- * falls behind, the producer stops being ready and the reader waits on its
- * ready source, so memory stays bounded by the window whatever the input.
+ * The case Sluice exists for, on the library's stream adapters: a
+ * SluiceInputStreamProducer reads the input with GIO asynchronous reads on
+ * the main loop, one block per item, and deflates each block in the task
+ * queue with the previous block's last 32 KiB as its dictionary; a
+ * SluiceOutputStreamConsumer, ONE writer thread, writes the compressed
+ * blocks in order. When the writer or the pool falls behind, the producer's
+ * window pauses the reader, so memory stays bounded whatever the input.
  *
  * The output is one gzip member: each block ends with a sync flush so that
  * the blocks concatenate, an empty final block closes the deflate stream,
- * and the CRC-32 of the whole input is combined from the blocks' CRCs with
- * zlib's crc32_combine().
+ * and the CRC-32 of the whole input is combined in input order from the
+ * blocks' CRCs with zlib's crc32_combine().
  *
  * Uses the public API of the library only.
  */
@@ -35,16 +36,16 @@
 #include <zlib.h>
 
 #define DICT_SIZE 32768
-/* Blocks per asynchronous read. */
-#define READ_BLOCKS 4
 #define EXIT_OK 0
 #define EXIT_ERROR 1
-#define EXIT_INTERRUPTED 130
+/* A compression stopped by a signal: main() ends by that signal, as gzip
+ * does, so the status is 128 + its number. */
+#define EXIT_INTERRUPTED (-1)
 
 /* --- options --- */
 
 static int opt_level = 6;
-static int opt_processes = 0;
+static int opt_processes = -1; /* -1: not given, the number of CPUs */
 static int opt_blocksize_kib = 128;
 static gboolean opt_stdout;
 static gboolean opt_keep;
@@ -120,40 +121,6 @@ static const GOptionEntry entries[] = {
 
 typedef struct
 {
-  GBytes *data;
-  GBytes *dict; /* nullable: the previous block */
-  int level;
-} Block;
-
-typedef struct
-{
-  guint8 *out;
-  gsize out_len;
-  gsize in_len;
-  guint32 crc;
-} Compressed;
-
-static void
-block_free (gpointer data)
-{
-  Block *block = data;
-
-  g_bytes_unref (block->data);
-  g_clear_pointer (&block->dict, g_bytes_unref);
-  g_free (block);
-}
-
-static void
-compressed_free (gpointer data)
-{
-  Compressed *compressed = data;
-
-  g_free (compressed->out);
-  g_free (compressed);
-}
-
-typedef struct
-{
   z_stream strm;
   int level;
 } Deflater;
@@ -184,7 +151,7 @@ get_deflater (int level)
     {
       deflater = g_new0 (Deflater, 1);
       deflater->level = level;
-      /* Raw deflate: the gzip header and trailer are the writer's. */
+      /* Raw deflate: the gzip header and trailer are written around it. */
       if (deflateInit2 (&deflater->strm, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         g_error ("deflateInit2 failed: out of memory");
       g_private_set (&thread_deflater, deflater);
@@ -195,21 +162,75 @@ get_deflater (int level)
   return &deflater->strm;
 }
 
-static gpointer
-compress_block (GCancellable *cancellable, gpointer data, GError **error)
+/* The CRC-32 of the whole input, folded in input order from the blocks'
+ * CRCs, which the pool threads compute in any order: a block that comes
+ * early waits in @early (at most a window of them). */
+typedef struct
 {
-  Block *block = data;
+  GMutex lock;
+  guint32 crc;
+  guint64 length;    /* of the input folded in so far */
+  GHashTable *early; /* offset (guint64 *) -> BlockCrc */
+} CrcFold;
+
+typedef struct
+{
+  guint32 crc;
+  gsize length;
+} BlockCrc;
+
+static void
+crc_fold_add (CrcFold *fold, guint64 offset, guint32 crc, gsize length)
+{
+  BlockCrc *early;
+
+  g_mutex_lock (&fold->lock);
+  if (offset != fold->length)
+    {
+      early = g_new (BlockCrc, 1);
+      early->crc = crc;
+      early->length = length;
+      g_hash_table_insert (fold->early, g_memdup2 (&offset, sizeof offset), early);
+      g_mutex_unlock (&fold->lock);
+      return;
+    }
+  for (;;)
+    {
+      fold->crc = (guint32) crc32_combine (fold->crc, crc, (z_off_t) length);
+      fold->length += length;
+      early = g_hash_table_lookup (fold->early, &fold->length);
+      if (early == NULL)
+        break;
+      crc = early->crc;
+      length = early->length;
+      g_hash_table_remove (fold->early, &fold->length);
+    }
+  g_mutex_unlock (&fold->lock);
+}
+
+/* The chunk function of the input stream producer: deflates @chunk with
+ * the last 32 KiB of @previous as its dictionary, ending with a sync flush
+ * so that the blocks concatenate. */
+static GBytes *
+compress_block (GBytes *chunk,
+                GBytes *previous,
+                guint64 offset,
+                GCancellable *cancellable,
+                gpointer data,
+                GError **error)
+{
+  CrcFold *fold = data;
   gsize in_len;
-  const guint8 *in = g_bytes_get_data (block->data, &in_len);
-  z_stream *strm = get_deflater (block->level);
-  Compressed *compressed = g_new0 (Compressed, 1);
+  const guint8 *in = g_bytes_get_data (chunk, &in_len);
+  z_stream *strm = get_deflater (opt_level);
+  guint8 *out;
   gsize cap;
   int ret;
 
-  if (block->dict != NULL)
+  if (previous != NULL)
     {
       gsize dict_len;
-      const guint8 *dict = g_bytes_get_data (block->dict, &dict_len);
+      const guint8 *dict = g_bytes_get_data (previous, &dict_len);
 
       if (dict_len > DICT_SIZE)
         {
@@ -221,10 +242,10 @@ compress_block (GCancellable *cancellable, gpointer data, GError **error)
 
   /* The bound covers Z_FINISH; a sync flush adds at most a few bytes. */
   cap = deflateBound (strm, in_len) + 64;
-  compressed->out = g_malloc (cap);
+  out = g_malloc (cap);
   strm->next_in = (Bytef *) in;
   strm->avail_in = (uInt) in_len;
-  strm->next_out = compressed->out;
+  strm->next_out = out;
   strm->avail_out = (uInt) cap;
   for (;;)
     {
@@ -233,34 +254,52 @@ compress_block (GCancellable *cancellable, gpointer data, GError **error)
         {
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Compression failed: %s"),
                        strm->msg != NULL ? strm->msg : _ ("zlib error"));
-          compressed_free (compressed);
+          g_free (out);
           return NULL;
         }
       if (strm->avail_in == 0 && strm->avail_out > 0)
         break;
       /* Never with deflateBound's margin, but be exact rather than sorry. */
-      compressed->out = g_realloc (compressed->out, cap * 2);
-      strm->next_out = compressed->out + cap;
+      out = g_realloc (out, cap * 2);
+      strm->next_out = out + cap;
       strm->avail_out = (uInt) cap;
       cap *= 2;
     }
-  compressed->out_len = cap - strm->avail_out;
-  compressed->in_len = in_len;
-  compressed->crc = (guint32) crc32 (crc32 (0, NULL, 0), in, (uInt) in_len);
+  crc_fold_add (fold, offset, (guint32) crc32 (crc32 (0, NULL, 0), in, (uInt) in_len), in_len);
 
-  return compressed;
+  return g_bytes_new_take (out, cap - strm->avail_out);
 }
 
-/* --- the writer, the one blocking consumer thread --- */
+/* --- one compression: reader on the main loop, producer, writer thread --- */
 
 typedef struct
 {
+  /* in */
+  SluiceTaskQueue *queue;
+  GInputStream *in;
   GOutputStream *out;
-  guint8 header[64];
-  gsize header_len;
-  guint64 in_bytes;  /* atomic: read by the progress bar */
-  guint64 out_bytes; /* written */
-} Writer;
+  GBytes *header;
+  guint64 size_hint; /* 0 when unknown */
+  /* out */
+  guint64 in_bytes;
+  guint64 out_bytes;
+  /* while it runs */
+  SluiceOrderedItemProducer *producer;
+  SluiceInputStreamProducer *reader;
+  CrcFold crc;
+  GMainLoop *loop;
+  GError *error;
+  gboolean read_failed; /* the error is the input's, not the output's */
+  gint64 started_us;
+  guint progress_id;
+} Job;
+
+static Job *current_job;
+static int interrupted; /* the signal that stopped us, or 0 */
+
+/* The temporary output file, for the SIGPIPE handler to remove. */
+static char cleanup_path[4096];
+static volatile sig_atomic_t cleanup_armed;
 
 static void
 put_le32 (guint8 *p, guint32 v)
@@ -271,201 +310,72 @@ put_le32 (guint8 *p, guint32 v)
   p[3] = (v >> 24) & 0xff;
 }
 
-/* Returns the Writer itself on success (not owned by the result). */
-static gpointer
-write_blocks (SluiceConsumerator *blocks, gpointer data, GError **error)
+/* The gzip header: magic, deflate, flags, mtime, extra flags, OS (Unix),
+ * and the original name when there is one. */
+static GBytes *
+make_header (const char *name, guint32 mtime, int level)
 {
-  Writer *writer = data;
-  guint32 crc = (guint32) crc32 (0, NULL, 0);
-  guint64 total = 0;
-  gpointer item;
-  /* An empty final block with fixed codes ends the deflate stream. */
-  static const guint8 final_block[2] = { 0x03, 0x00 };
-  guint8 trailer[8];
+  guint8 h[64];
+  gsize name_len = name != NULL ? MIN (strlen (name), sizeof h - 11) : 0;
 
-  if (!g_output_stream_write_all (writer->out, writer->header, writer->header_len, NULL, NULL,
-                                  error))
-    return NULL;
-  writer->out_bytes = writer->header_len;
-
-  while (sluice_consumerator_next (blocks, &item, error))
-    {
-      Compressed *compressed = item;
-      gboolean ok = g_output_stream_write_all (writer->out, compressed->out, compressed->out_len,
-                                               NULL, NULL, error);
-
-      crc = (guint32) crc32_combine (crc, compressed->crc, (z_off_t) compressed->in_len);
-      total += compressed->in_len;
-      writer->out_bytes += compressed->out_len;
-      __atomic_store_n (&writer->in_bytes, total, __ATOMIC_RELAXED);
-      compressed_free (compressed);
-      if (!ok)
-        return NULL;
-    }
-  if (*error != NULL)
-    return NULL;
-
-  put_le32 (trailer, crc);
-  put_le32 (trailer + 4, (guint32) (total & 0xffffffffu));
-  if (!g_output_stream_write_all (writer->out, final_block, sizeof final_block, NULL, NULL,
-                                  error) ||
-      !g_output_stream_write_all (writer->out, trailer, sizeof trailer, NULL, NULL, error) ||
-      !g_output_stream_flush (writer->out, NULL, error))
-    return NULL;
-  writer->out_bytes += sizeof final_block + sizeof trailer;
-
-  return writer;
+  h[0] = 0x1f;
+  h[1] = 0x8b;
+  h[2] = 8;
+  h[3] = name_len > 0 ? 0x08 : 0; /* FNAME */
+  put_le32 (h + 4, mtime);
+  h[8] = level == 9 ? 2 : level == 1 ? 4 : 0;
+  h[9] = 3;
+  if (name_len == 0)
+    return g_bytes_new (h, 10);
+  memcpy (h + 10, name, name_len);
+  h[10 + name_len] = 0;
+  return g_bytes_new (h, 10 + name_len + 1);
 }
-
-/* --- one compression: reader on the main loop, producer, writer --- */
-
-typedef struct
-{
-  SluiceTaskQueue *queue;
-  SluiceOrderedItemProducer *producer;
-  GInputStream *in;
-  GBytes *previous;
-  gsize blocksize;
-  int level;
-  GSource *ready_source;
-  guint8 *buffer; /* of the read in flight */
-  GCancellable *cancellable;
-  Writer writer;
-  GMainLoop *loop;
-  GError *error;
-  gboolean stop_called;
-  gboolean done;
-  /* progress */
-  guint64 size_hint; /* 0 when unknown */
-  gint64 started_us;
-  guint progress_id;
-} Job;
-
-static Job *current_job;
-static gboolean interrupted;
-
-static void read_next (Job *job);
-static void job_stop (Job *job);
 
 static void
-fail_slot_with (SluiceSlot *slot, gpointer data)
+job_init (Job *job,
+          SluiceTaskQueue *queue,
+          GInputStream *in,
+          GOutputStream *out,
+          const char *name,
+          guint32 mtime,
+          guint64 size_hint)
 {
-  sluice_slot_fail (slot, g_error_copy (data));
-}
-
-static gboolean
-on_ready (gpointer data)
-{
-  Job *job = data;
-
-  g_clear_pointer (&job->ready_source, g_source_destroy);
-  read_next (job);
-  return G_SOURCE_REMOVE;
+  memset (job, 0, sizeof *job);
+  job->queue = queue;
+  job->in = in;
+  job->out = out;
+  job->header = make_header (name, mtime, opt_level);
+  job->size_hint = size_hint;
 }
 
 static void
 on_stopped (GObject *source, GAsyncResult *result, gpointer data)
 {
   Job *job = data;
-  GError *error = NULL;
 
-  sluice_ordered_item_producer_stop_finish (job->producer, result, &error);
-  if (error != NULL && job->error == NULL)
-    job->error = error;
-  else
-    g_clear_error (&error);
-  job->done = TRUE;
+  sluice_ordered_item_producer_stop_finish (job->producer, result, &job->error);
   g_main_loop_quit (job->loop);
 }
 
 static void
-job_stop (Job *job)
+on_read_all (GObject *source, GAsyncResult *result, gpointer data)
 {
-  if (job->stop_called)
-    return;
-  job->stop_called = TRUE;
+  Job *job = data;
+
+  g_autoptr (GError) error = NULL;
+
+  /* A read error is an item of the output order too: the stop reports it.
+   * A reader stopped by the producer says the output failed (or a signal). */
+  if (!sluice_input_stream_producer_read_all_finish (job->reader, result, &error))
+    job->read_failed = !g_error_matches (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
 }
 
 static void
-on_read (GObject *source, GAsyncResult *result, gpointer data)
+complete_with_bytes (SluiceSlot *slot, gpointer data)
 {
-  Job *job = data;
-  guint8 *buffer = g_steal_pointer (&job->buffer);
-  GError *error = NULL;
-  gsize n = 0;
-
-  if (!g_input_stream_read_all_finish (G_INPUT_STREAM (source), result, &n, &error))
-    {
-      /* A read error takes its place in the output order: the writer stops
-       * there and the stop reports it. */
-      g_free (buffer);
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        sluice_ordered_item_producer_produce_item (job->producer, fail_slot_with, error,
-                                                   (GDestroyNotify) g_error_free, NULL, NULL, NULL);
-      else
-        g_error_free (error);
-      job_stop (job);
-      return;
-    }
-
-  if (n > 0)
-    {
-      g_autoptr (GBytes) chunk = g_bytes_new_take (buffer, n);
-
-      /* One item per block; a read brings READ_BLOCKS of them, which
-       * spares the reader thread hops and main-loop turns. */
-      for (gsize offset = 0; offset < n; offset += job->blocksize)
-        {
-          Block *block = g_new0 (Block, 1);
-
-          block->data = g_bytes_new_from_bytes (chunk, offset, MIN (job->blocksize, n - offset));
-          block->dict = job->previous != NULL ? g_bytes_ref (job->previous) : NULL;
-          block->level = job->level;
-          g_clear_pointer (&job->previous, g_bytes_unref);
-          job->previous = g_bytes_ref (block->data);
-          sluice_ordered_item_producer_produce_item_in_thread (job->producer, compress_block, block,
-                                                               block_free, G_PRIORITY_DEFAULT, NULL,
-                                                               NULL, NULL);
-        }
-    }
-  else
-    g_free (buffer);
-
-  /* read_all reads short only at the end of the input. */
-  if (n < READ_BLOCKS * job->blocksize || interrupted)
-    {
-      g_clear_pointer (&job->previous, g_bytes_unref);
-      job_stop (job);
-      return;
-    }
-  read_next (job);
-}
-
-static void
-read_next (Job *job)
-{
-  /* The writer failed or a stop came: reading on would be wasted. */
-  if (sluice_ordered_item_producer_is_closed (job->producer))
-    {
-      g_clear_pointer (&job->previous, g_bytes_unref);
-      job_stop (job);
-      return;
-    }
-
-  /* Flow control: while the window is full, wait for the producer. */
-  if (!sluice_ordered_item_producer_is_ready (job->producer))
-    {
-      job->ready_source = sluice_ordered_item_producer_create_ready_source (job->producer, NULL);
-      g_source_set_callback (job->ready_source, on_ready, job, NULL);
-      g_source_attach (job->ready_source, NULL);
-      g_source_unref (job->ready_source);
-      return;
-    }
-
-  job->buffer = g_malloc (READ_BLOCKS * job->blocksize);
-  g_input_stream_read_all_async (job->in, job->buffer, READ_BLOCKS * job->blocksize,
-                                 G_PRIORITY_DEFAULT, job->cancellable, on_read, job);
+  sluice_slot_complete (slot, g_bytes_ref (data));
 }
 
 static void
@@ -480,7 +390,7 @@ static gboolean
 show_progress (gpointer data)
 {
   Job *job = data;
-  guint64 done = __atomic_load_n (&job->writer.in_bytes, __ATOMIC_RELAXED);
+  guint64 done = sluice_input_stream_producer_get_bytes_read (job->reader);
   double elapsed = (g_get_monotonic_time () - job->started_us) / 1e6;
   double rate = elapsed > 0 ? done / elapsed : 0;
   double fraction = job->size_hint > 0 ? MIN (1.0, (double) done / job->size_hint) : 0;
@@ -507,32 +417,52 @@ show_progress (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Compresses @in to @out with the header @header. Returns whether it
- * worked; the totals are in job->writer. */
+/* Compresses job->in to job->out: the header, the blocks, an empty final
+ * block and the trailer. Returns whether it worked; the totals are in
+ * job->in_bytes and job->out_bytes. */
 static gboolean
 compress_stream (Job *job, GError **error)
 {
-  job->cancellable = g_cancellable_new ();
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  guint8 trailer[10] = { 0x03, 0x00 }; /* an empty final block with fixed codes */
+
+  g_mutex_init (&job->crc.lock);
+  job->crc.crc = (guint32) crc32 (0, NULL, 0);
+  job->crc.early = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
   job->loop = g_main_loop_new (NULL, FALSE);
   /* A window of a few blocks per thread keeps the pool busy while the
    * writer writes; memory is bounded by it: window × (block + output). */
   job->producer = sluice_ordered_item_producer_new (
-      job->queue, MAX (4 * READ_BLOCKS, 4 * sluice_task_queue_get_max_threads (job->queue)),
-      compressed_free);
+      job->queue, MAX (16, 4 * sluice_task_queue_get_max_threads (job->queue)),
+      (GDestroyNotify) g_bytes_unref);
   /* The writer does little per block: let it sleep through a run of
    * blocks (20 ms at most) instead of waking every millisecond, which
    * gives the compressing threads the cores: ~3x fewer context switches. */
   sluice_ordered_item_producer_set_wake_latency (job->producer, 20000);
+
+  /* The writer thread writes the header, then the blocks in order; the
+   * trailer needs the whole CRC, so it is written after the stop. */
+  writer = sluice_output_stream_consumer_new (job->producer, job->out);
+  sluice_output_stream_consumer_set_close_stream (writer, FALSE);
+  sluice_output_stream_consumer_start (writer);
+  sluice_ordered_item_producer_produce_item (job->producer, complete_with_bytes, job->header, NULL,
+                                             NULL, NULL, NULL);
+
+  /* Async reads on the main loop, one block per read, deflated in the
+   * task queue; the reader pauses itself while the window is full. */
+  job->reader =
+      sluice_input_stream_producer_new (job->producer, job->in, (gsize) opt_blocksize_kib * 1024);
+  sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
+  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, &job->crc, NULL);
+
   job->started_us = g_get_monotonic_time ();
   current_job = job;
-
-  sluice_ordered_item_producer_start (job->producer, write_blocks, &job->writer, NULL, NULL);
   /* A bar needs a size; --progress asks for bytes and rate without one. */
   if (opt_progress && !opt_no_progress && (job->size_hint > 0 || opt_progress_explicit))
     job->progress_id = g_timeout_add (200, show_progress, job);
-  read_next (job);
-  if (!job->done)
-    g_main_loop_run (job->loop);
+  sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
+                                               job);
+  g_main_loop_run (job->loop);
 
   if (job->progress_id != 0)
     {
@@ -541,12 +471,23 @@ compress_stream (Job *job, GError **error)
       g_source_remove (job->progress_id);
     }
   current_job = NULL;
-  g_cancellable_cancel (job->cancellable);
-  if (job->ready_source != NULL)
-    g_source_destroy (job->ready_source);
+  job->in_bytes = sluice_input_stream_producer_get_bytes_read (job->reader);
+  job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
+  if (job->error == NULL)
+    {
+      put_le32 (trailer + 2, job->crc.crc);
+      put_le32 (trailer + 6, (guint32) (job->crc.length & 0xffffffffu));
+      if (g_output_stream_write_all (job->out, trailer, sizeof trailer, NULL, NULL, &job->error) &&
+          g_output_stream_flush (job->out, NULL, &job->error))
+        job->out_bytes += sizeof trailer;
+    }
+
+  g_clear_object (&job->reader);
   g_clear_object (&job->producer);
-  g_clear_object (&job->cancellable);
   g_clear_pointer (&job->loop, g_main_loop_unref);
+  g_clear_pointer (&job->header, g_bytes_unref);
+  g_clear_pointer (&job->crc.early, g_hash_table_unref);
+  g_mutex_clear (&job->crc.lock);
 
   if (job->error != NULL)
     {
@@ -557,41 +498,26 @@ compress_stream (Job *job, GError **error)
 }
 
 static gboolean
-on_sigint (gpointer data)
+on_signal (gpointer data)
 {
-  interrupted = TRUE;
+  interrupted = GPOINTER_TO_INT (data);
+  /* Stops the reader too, without waiting for a read blocked on a slow
+   * input; the stop then completes with SLUICE_ERROR_STOPPED. */
   if (current_job != NULL)
-    {
-      /* A read blocked on a slow input is not waited for: stop now. */
-      g_cancellable_cancel (current_job->cancellable);
-      sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
-      job_stop (current_job);
-    }
+    sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
   return G_SOURCE_CONTINUE;
 }
 
-/* The gzip header: magic, deflate, flags, mtime, extra flags, OS (Unix),
- * and the original name when there is one. */
+/* SIGPIPE cannot go through the main loop (g_unix_signal_add() refuses
+ * it): remove the temporary output here, with async-signal-safe calls
+ * only, and die by the signal, as gzip does. */
 static void
-make_header (Writer *writer, const char *name, guint32 mtime, int level)
+on_sigpipe (int signo)
 {
-  guint8 *h = writer->header;
-  gsize name_len = name != NULL ? MIN (strlen (name), sizeof writer->header - 11) : 0;
-
-  h[0] = 0x1f;
-  h[1] = 0x8b;
-  h[2] = 8;
-  h[3] = name_len > 0 ? 0x08 : 0; /* FNAME */
-  put_le32 (h + 4, mtime);
-  h[8] = level == 9 ? 2 : level == 1 ? 4 : 0;
-  h[9] = 3;
-  writer->header_len = 10;
-  if (name_len > 0)
-    {
-      memcpy (h + 10, name, name_len);
-      h[10 + name_len] = 0;
-      writer->header_len += name_len + 1;
-    }
+  if (cleanup_armed)
+    unlink (cleanup_path);
+  signal (signo, SIG_DFL);
+  raise (signo);
 }
 
 static SluiceTaskQueue *
@@ -622,6 +548,40 @@ ratio_percent (guint64 in, guint64 out)
   return in > 0 ? 100.0 * (1.0 - (double) out / (double) in) : 0.0;
 }
 
+/* What went wrong, in gzip's words (the system's message for an errno)
+ * rather than GIO's sentence around it. */
+static const char *
+reason (const GError *error)
+{
+  static const struct
+  {
+    GIOErrorEnum code;
+    int errnum;
+  } errnos[] = {
+    { G_IO_ERROR_NOT_FOUND, ENOENT },      { G_IO_ERROR_PERMISSION_DENIED, EACCES },
+    { G_IO_ERROR_NO_SPACE, ENOSPC },       { G_IO_ERROR_IS_DIRECTORY, EISDIR },
+    { G_IO_ERROR_NOT_DIRECTORY, ENOTDIR }, { G_IO_ERROR_READ_ONLY, EROFS },
+    { G_IO_ERROR_BROKEN_PIPE, EPIPE },     { G_IO_ERROR_FILENAME_TOO_LONG, ENAMETOOLONG },
+    { G_IO_ERROR_TOO_MANY_LINKS, ELOOP },
+  };
+
+  if (error->domain == G_IO_ERROR)
+    for (gsize i = 0; i < G_N_ELEMENTS (errnos); i++)
+      if (error->code == (int) errnos[i].code)
+        return g_strerror (errnos[i].errnum);
+  return error->message;
+}
+
+/* Reports a compression that failed; returns the exit status. */
+static int
+report_failure (const char *label, const GError *error)
+{
+  if (interrupted)
+    return EXIT_INTERRUPTED;
+  warn ("%s: %s", label, reason (error));
+  return EXIT_ERROR;
+}
+
 static int
 compress_to_stdout (SluiceTaskQueue *queue,
                     GInputStream *in,
@@ -630,28 +590,15 @@ compress_to_stdout (SluiceTaskQueue *queue,
                     guint64 size_hint,
                     const char *label)
 {
-  Job job = { 0 };
+  Job job;
   g_autoptr (GError) error = NULL;
   g_autoptr (GOutputStream) out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
 
-  job.queue = queue;
-  job.in = in;
-  job.blocksize = (gsize) opt_blocksize_kib * 1024;
-  job.level = opt_level;
-  job.size_hint = size_hint;
-  job.writer.out = out;
-  make_header (&job.writer, name, mtime, opt_level);
+  job_init (&job, queue, in, out, name, mtime, size_hint);
   if (!compress_stream (&job, &error))
-    {
-      if (interrupted)
-        warn ("%s", _ ("Interrupted"));
-      else
-        warn ("%s: %s", label, error->message);
-      return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
-    }
+    return report_failure (job.read_failed ? label : "stdout", error);
   if (opt_verbose)
-    fprintf (stderr, "%s:\t%5.1f%%\n", label,
-             ratio_percent (job.writer.in_bytes, job.writer.out_bytes));
+    fprintf (stderr, "%s:\t%5.1f%%\n", label, ratio_percent (job.in_bytes, job.out_bytes));
   return EXIT_OK;
 }
 
@@ -667,7 +614,7 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   g_autofree char *dir = NULL;
   g_autofree char *base = NULL;
   g_autoptr (GOutputStream) out = NULL;
-  Job job = { 0 };
+  Job job;
   struct stat st;
   int fd;
 
@@ -675,7 +622,7 @@ compress_file (SluiceTaskQueue *queue, const char *path)
                             G_FILE_QUERY_INFO_NONE, NULL, &error);
   if (info == NULL)
     {
-      warn ("%s: %s", path, error->message);
+      warn ("%s: %s", path, reason (error));
       return EXIT_ERROR;
     }
   if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
@@ -691,7 +638,7 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
     {
-      warn ("%s: %s", path, error->message);
+      warn ("%s: %s", path, reason (error));
       return EXIT_ERROR;
     }
   if (fstat (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (in)), &st) != 0)
@@ -726,23 +673,18 @@ compress_file (SluiceTaskQueue *queue, const char *path)
       return EXIT_ERROR;
     }
   out = g_unix_output_stream_new (fd, TRUE);
+  g_strlcpy (cleanup_path, tmp_path, sizeof cleanup_path);
+  cleanup_armed = strlen (tmp_path) < sizeof cleanup_path;
 
-  job.queue = queue;
-  job.in = G_INPUT_STREAM (in);
-  job.blocksize = (gsize) opt_blocksize_kib * 1024;
-  job.level = opt_level;
-  job.size_hint = (guint64) st.st_size;
-  job.writer.out = out;
-  make_header (&job.writer, base, (guint32) st.st_mtime, opt_level);
+  job_init (&job, queue, G_INPUT_STREAM (in), out, base, (guint32) st.st_mtime,
+            (guint64) st.st_size);
 
   if (!compress_stream (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
       g_unlink (tmp_path);
-      if (interrupted)
-        warn ("%s", _ ("Interrupted"));
-      else
-        warn ("%s: %s", path, error->message);
-      return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
+      cleanup_armed = FALSE;
+      /* A write error names the output, as gzip's does. */
+      return report_failure (job.read_failed ? path : out_path, error);
     }
 
   /* The mode and times of the input, as gzip keeps them. */
@@ -761,12 +703,17 @@ compress_file (SluiceTaskQueue *queue, const char *path)
       int saved = errno;
 
       g_unlink (tmp_path);
+      cleanup_armed = FALSE;
       warn ("%s: %s", out_path, g_strerror (saved));
       return EXIT_ERROR;
     }
-  if (opt_verbose)
+  cleanup_armed = FALSE;
+  if (opt_verbose && opt_keep)
+    fprintf (stderr, _ ("%s:\t%5.1f%% -- created %s\n"), path,
+             ratio_percent (job.in_bytes, job.out_bytes), out_path);
+  else if (opt_verbose)
     fprintf (stderr, _ ("%s:\t%5.1f%% -- replaced with %s\n"), path,
-             ratio_percent (job.writer.in_bytes, job.writer.out_bytes), out_path);
+             ratio_percent (job.in_bytes, job.out_bytes), out_path);
   if (!opt_keep && g_unlink (path) != 0)
     {
       warn ("%s: %s", path, g_strerror (errno));
@@ -864,7 +811,7 @@ run_demo (SluiceTaskQueue *queue)
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp_path = NULL;
   g_autoptr (GOutputStream) out = NULL;
-  Job job = { 0 };
+  Job job;
   gint64 start, end;
   double seconds;
   int fd;
@@ -876,20 +823,13 @@ run_demo (SluiceTaskQueue *queue)
       return EXIT_ERROR;
     }
   out = g_unix_output_stream_new (fd, TRUE);
-  job.queue = queue;
-  job.in = in;
-  job.blocksize = (gsize) opt_blocksize_kib * 1024;
-  job.level = opt_level;
-  job.size_hint = size;
-  job.writer.out = out;
-  make_header (&job.writer, NULL, 0, opt_level);
+  job_init (&job, queue, in, out, NULL, 0, size);
 
   start = g_get_monotonic_time ();
   if (!compress_stream (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
       g_unlink (tmp_path);
-      warn ("%s", interrupted ? _ ("Interrupted") : error->message);
-      return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
+      return report_failure (tmp_path, error);
     }
   end = g_get_monotonic_time ();
   seconds = (end - start) / 1e6;
@@ -905,8 +845,8 @@ run_demo (SluiceTaskQueue *queue)
   printf (_ ("sluice-gzip demo: built-in text-like input, compressed and verified with zlib\n"));
   /* Not G_GUINT64_FORMAT: xgettext cannot see through the macro. */
   printf (_ ("  size in      %12llu bytes\n"), (unsigned long long) size);
-  printf (_ ("  size out     %12llu bytes\n"), (unsigned long long) job.writer.out_bytes);
-  printf (_ ("  ratio        %12.2f%% saved\n"), ratio_percent (size, job.writer.out_bytes));
+  printf (_ ("  size out     %12llu bytes\n"), (unsigned long long) job.out_bytes);
+  printf (_ ("  ratio        %12.2f%% saved\n"), ratio_percent (size, job.out_bytes));
   printf (_ ("  time         %12.3f s\n"), seconds);
   printf (_ ("  throughput   %12.1f MB/s\n"), size / seconds / 1e6);
   printf (_ ("  threads      %12u (level %d, blocks of %d KiB)\n"),
@@ -915,25 +855,30 @@ run_demo (SluiceTaskQueue *queue)
   return EXIT_OK;
 }
 
-int
-main (int argc, char *argv[])
+/* Standard input to standard output. */
+static int
+compress_stdin (SluiceTaskQueue *queue)
+{
+  g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+
+  return compress_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
+}
+
+static int
+run (int argc, char *argv[])
 {
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (SluiceTaskQueue) queue = NULL;
+  gboolean to_stdout;
   int status = EXIT_OK;
-
-  setlocale (LC_ALL, "");
-  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
-  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
-  textdomain (GETTEXT_PACKAGE);
 
   context = g_option_context_new (NULL);
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (
       context, _ ("Compress FILEs (or standard input) in parallel into gzip format, in order.\n"
-                  "With no FILE and standard input a terminal, or with --demo, compress a "
-                  "built-in input and print a summary."));
+                  "A FILE of - is standard input. With --demo, compress a built-in input "
+                  "and print a summary."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
@@ -946,7 +891,7 @@ main (int argc, char *argv[])
               zlibVersion ());
       return EXIT_OK;
     }
-  if (opt_processes < 0 || opt_processes > 1024)
+  if (opt_processes != -1 && (opt_processes < 1 || opt_processes > 1024))
     {
       warn (_ ("-p needs a number of threads from 1 to 1024"));
       return EXIT_ERROR;
@@ -959,11 +904,13 @@ main (int argc, char *argv[])
   if (opt_quiet)
     opt_verbose = FALSE;
 
-  g_unix_signal_add (SIGINT, on_sigint, NULL);
-  g_unix_signal_add (SIGTERM, on_sigint, NULL);
+  g_unix_signal_add (SIGINT, on_signal, GINT_TO_POINTER (SIGINT));
+  g_unix_signal_add (SIGTERM, on_signal, GINT_TO_POINTER (SIGTERM));
+  g_unix_signal_add (SIGHUP, on_signal, GINT_TO_POINTER (SIGHUP));
+  signal (SIGPIPE, on_sigpipe);
   queue = make_queue ();
 
-  if (opt_demo || ((opt_files == NULL || opt_files[0] == NULL) && isatty (STDIN_FILENO)))
+  if (opt_demo)
     {
       if (!opt_progress)
         opt_no_progress = TRUE;
@@ -974,32 +921,50 @@ main (int argc, char *argv[])
   if (!opt_progress && !opt_no_progress && isatty (STDERR_FILENO))
     opt_progress = TRUE; /* shown only when the size is known */
 
-  if (opt_files == NULL || opt_files[0] == NULL || g_str_equal (opt_files[0], "-"))
-    {
-      g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
-
-      if (isatty (STDOUT_FILENO) && !opt_force)
-        {
-          warn (_ ("compressed data not written to a terminal (use -f to force)"));
-          return EXIT_ERROR;
-        }
-      return compress_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
-    }
-
-  if (opt_stdout && isatty (STDOUT_FILENO) && !opt_force)
+  /* As gzip: no FILE is standard input, and compressed data never goes to
+   * a terminal unless forced. */
+  to_stdout = opt_stdout || opt_files == NULL || opt_files[0] == NULL ||
+              g_strv_contains ((const char *const *) opt_files, "-");
+  if (to_stdout && isatty (STDOUT_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not written to a terminal (use -f to force)"));
       return EXIT_ERROR;
     }
+  if (opt_files == NULL || opt_files[0] == NULL)
+    return compress_stdin (queue);
+
   for (char **file = opt_files; *file != NULL && !interrupted; file++)
     {
-      int file_status = compress_file (queue, *file);
+      int file_status =
+          g_str_equal (*file, "-") ? compress_stdin (queue) : compress_file (queue, *file);
 
       if (file_status == EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED;
       if (file_status != EXIT_OK)
         status = file_status;
     }
+  return status;
+}
+
+int
+main (int argc, char *argv[])
+{
+  int status;
+
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  status = run (argc, argv);
   g_strfreev (opt_files);
+  if (interrupted)
+    {
+      /* Everything is cleaned up: end by the signal itself, as gzip does,
+       * so that the parent sees it (the shell's status is 128 + it). */
+      fflush (stdout);
+      signal (interrupted, SIG_DFL);
+      raise (interrupted);
+    }
   return status;
 }

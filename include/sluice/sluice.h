@@ -18,4 +18,6 @@
 #include <sluice/sluice-ordered-item-producer.h>
 #include <sluice/sluice-cooperator.h>
 #include <sluice/sluice-job-queue.h>
+#include <sluice/sluice-output-stream-consumer.h>
+#include <sluice/sluice-input-stream-producer.h>
 #undef SLUICE_INSIDE

@@ -208,6 +208,11 @@ class Slot(object):
 
 
 class OrderedItemProducer(Sluice.OrderedItemProducer):
+    # Also for producers made by OrderedItemProducer.new(), which does not
+    # run __init__.
+    _py_result = None
+    _py_consumer = False
+
     def __init__(self, window=256, task_queue=None, **kwargs):
         if task_queue is not None:
             kwargs["task_queue"] = task_queue
@@ -268,6 +273,7 @@ class OrderedItemProducer(Sluice.OrderedItemProducer):
             # carry every object through PyGObject 3.42); stop_finish gives it.
             return None
 
+        self._py_consumer = True
         return super().start(consumer)
 
     def stop_async(self, cancellable=None, callback=None, *user_data):
@@ -275,8 +281,10 @@ class OrderedItemProducer(Sluice.OrderedItemProducer):
 
     def stop_finish(self, result):
         """The consumer's return value (GLib.Error raised on failure)."""
-        super().stop_finish(result)
-        return self._py_result
+        value = super().stop_finish(result)
+        # A Python consumer's result stayed on the Python side; another
+        # consumer's (a C one, such as an OutputStreamConsumer) is the value.
+        return self._py_result if self._py_consumer else _unwrap(value)
 
     def stop(self, cancellable=None):
         """Stops and waits, running the owner's main context meanwhile (call

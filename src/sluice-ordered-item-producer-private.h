@@ -1,0 +1,23 @@
+/* sluice-ordered-item-producer-private.h: what the stream adapters ask a producer
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "sluice-private.h"
+
+G_BEGIN_DECLS
+
+/* Whether @self was made with new_for_values(): its items are GValue *. */
+gboolean sluice_ordered_item_producer_carries_values (SluiceOrderedItemProducer *self);
+
+/* The context @self belongs to (not a new reference). */
+GMainContext *sluice_ordered_item_producer_get_owner_context (SluiceOrderedItemProducer *self);
+
+/* Unregisters @upstream if it is still the registered producer (an upstream
+ * that ends lets go of the producer, never of a successor). Owner context. */
+void sluice_ordered_item_producer_unregister_if (SluiceOrderedItemProducer *self,
+                                                 SluicePushProducer *upstream);
+
+G_END_DECLS
