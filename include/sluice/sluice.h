@@ -18,4 +18,5 @@
 #include <sluice/sluice-ordered-item-producer.h>
 #include <sluice/sluice-cooperator.h>
 #include <sluice/sluice-job-queue.h>
+#include <sluice/sluice-pipeline.h>
 #undef SLUICE_INSIDE
