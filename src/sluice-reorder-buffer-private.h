@@ -107,6 +107,11 @@ SluiceSlot *sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb);
  * one more; otherwise NULL, and the caller takes the locked path. This is
  * the produce calls' fast path: one atomic instruction. */
 SluiceSlot *sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb);
+/* Any thread: the slot reserved for @seq, which must have been reserved
+ * and not completed yet. For an owner that completes its reserved slots in
+ * an order of its own (the unordered pipeline: the n-th result to finish
+ * fills the n-th slot), rather than through the slot it was given. */
+SluiceSlot *sluice_reorder_buffer_get_reserved_slot (SluiceReorderBuffer *rb, guint64 seq);
 /* With the lock held: whether try_reserve() may reserve (closed at first).
  * The owner keeps it closed while its own state forbids new reservations
  * (calls waiting for room, a stop). */
@@ -122,7 +127,16 @@ void sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item);
 void sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb,
                                                GDestroyNotify item_free_func);
 
-/* Frees one item with the item free function (NULL is fine). */
+/* Before any item arrives: each slot holds a GPtrArray of items (possibly
+ * empty) instead of one item, and next() hands out the items of each list
+ * in turn (the pipeline's slot per input, completed with its outputs). The
+ * window, the progress counters and skip-failed count slots, not items. The
+ * lists are the buffer's: it frees them, and the items nobody took with
+ * the item free function. */
+void sluice_reorder_buffer_set_lists (SluiceReorderBuffer *rb, gboolean lists);
+
+/* Frees one item with the item free function (NULL is fine); in lists mode
+ * one item of a list, as next() hands them out. */
 void sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item);
 
 /* Number of live items: reserved (or pushed) and not yet handed out. */

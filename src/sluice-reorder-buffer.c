@@ -128,6 +128,10 @@ struct _SluiceReorderBuffer
   guint64 n_failed;  /* failed items the consumer reached; atomic reads */
   guint64 n_skipped; /* of which skipped; atomic reads */
   gint64 wait_since; /* when the consumer began to wait for the head, or 0; atomic reads */
+  GPtrArray *list;   /* lists mode: the list being handed out, from list_pos */
+  guint list_pos;
+
+  gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
 };
 
 static inline guint64
@@ -240,6 +244,32 @@ free_item (SluiceReorderBuffer *rb, gpointer item)
     rb->item_free_func (item);
 }
 
+/* In lists mode, the items of @list from @from on, and the list. */
+static void
+free_list_from (SluiceReorderBuffer *rb, GPtrArray *list, guint from)
+{
+  for (guint i = from; i < list->len; i++)
+    free_item (rb, list->pdata[i]);
+  g_ptr_array_unref (list);
+}
+
+/* What a slot (or the overflow, or the batch) holds: one item, or in lists
+ * mode a list of them. */
+static void
+free_slot_item (SluiceReorderBuffer *rb, gpointer item)
+{
+  if (rb->lists && item != NULL)
+    free_list_from (rb, item, 0);
+  else
+    free_item (rb, item);
+}
+
+void
+sluice_reorder_buffer_set_lists (SluiceReorderBuffer *rb, gboolean lists)
+{
+  rb->lists = lists;
+}
+
 void
 sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb, GDestroyNotify item_free_func)
 {
@@ -266,7 +296,7 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
       SluiceSlot *slot = &rb->ring[i];
 
       if (slot->state == SLUICE_SLOT_READY)
-        free_item (rb, slot->item);
+        free_slot_item (rb, slot->item);
       else if (slot->state == SLUICE_SLOT_FAILED)
         g_error_free (slot->item);
       /* PENDING slots cannot exist here: each one is either completed or
@@ -274,9 +304,11 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
       g_warn_if_fail (slot->state != SLUICE_SLOT_PENDING && slot->state != SLUICE_SLOT_WAITED);
     }
   while ((item = g_queue_pop_head (&rb->overflow)) != NULL)
-    free_item (rb, item);
+    free_slot_item (rb, item);
   for (guint i = rb->batch_pos; i < rb->batch_len; i++)
-    free_item (rb, rb->batch[i]);
+    free_slot_item (rb, rb->batch[i]);
+  if (rb->list != NULL)
+    free_list_from (rb, rb->list, rb->list_pos);
 
   if (rb->callback_data_destroy != NULL)
     rb->callback_data_destroy (rb->callback_data);
@@ -479,6 +511,15 @@ sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
   return slot;
 }
 
+SluiceSlot *
+sluice_reorder_buffer_get_reserved_slot (SluiceReorderBuffer *rb, guint64 seq)
+{
+  SluiceSlot *slot = &rb->ring[seq & rb->mask];
+
+  g_assert (seq < load64 (&rb->next_seq));
+  return slot;
+}
+
 void
 sluice_reorder_buffer_set_gate_locked (SluiceReorderBuffer *rb, gboolean open)
 {
@@ -608,7 +649,7 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
       return FALSE;
     }
   slot->item = NULL;
-  free_item (rb, item);
+  free_slot_item (rb, item);
   g_clear_error (&error);
   g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
   settle_one (rb);
@@ -751,7 +792,7 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
                   if (state == SLUICE_SLOT_FAILED)
                     g_error_free (slot_item);
                   else
-                    free_item (rb, slot_item);
+                    free_slot_item (rb, slot_item);
                   break;
                 }
             }
@@ -767,7 +808,7 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
     }
 
   while ((item = g_queue_pop_head (&overflow)) != NULL)
-    free_item (rb, item);
+    free_slot_item (rb, item);
 
   g_cancellable_cancel (rb->cancellable);
 
@@ -839,8 +880,10 @@ static void
 free_batch (SluiceReorderBuffer *rb)
 {
   for (guint i = rb->batch_pos; i < rb->batch_len; i++)
-    free_item (rb, rb->batch[i]);
+    free_slot_item (rb, rb->batch[i]);
   rb->batch_pos = rb->batch_len = 0;
+  if (rb->list != NULL)
+    free_list_from (rb, g_steal_pointer (&rb->list), rb->list_pos);
 }
 
 /* Takes the run of completed slots at the head into the batch. Returns the
@@ -1107,11 +1150,31 @@ sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError 
           continue;
         }
 
+      if (rb->list != NULL)
+        {
+          if (rb->list_pos < rb->list->len)
+            {
+              *out_item = rb->list->pdata[rb->list_pos++];
+              return TRUE;
+            }
+          g_clear_pointer (&rb->list, g_ptr_array_unref);
+        }
+
       if (G_LIKELY (rb->batch_pos < rb->batch_len))
         {
-          *out_item = rb->batch[rb->batch_pos++];
+          gpointer item = rb->batch[rb->batch_pos++];
+
+          /* The window counts slots: a list leaves it when it is taken,
+           * before its items are handed out. */
           publish64 (&rb->handed, rb->handed + 1);
           check_room (rb);
+          if (rb->lists)
+            {
+              rb->list = item;
+              rb->list_pos = 0;
+              continue;
+            }
+          *out_item = item;
           return TRUE;
         }
 

@@ -664,6 +664,58 @@ test_window (void)
     }
 }
 
+/* ---- lists: a slot holds a list of items, handed out one by one ------------- */
+
+static GPtrArray *
+list_of (gint *counters, guint from, guint n)
+{
+  GPtrArray *list = g_ptr_array_new ();
+
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (list, &counters[from + i]);
+  return list;
+}
+
+static void
+test_lists (void)
+{
+  gint counters[16] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (4, counted_item_free, NULL);
+  SluiceSlot **slots;
+
+  sluice_reorder_buffer_set_lists (rb, TRUE);
+  slots = reserve_n (rb, 4);
+  /* Completed out of order; an empty list is a slot with nothing in it. */
+  g_assert_true (sluice_reorder_buffer_complete (slots[2], list_of (counters, 3, 2), NULL));
+  g_assert_true (sluice_reorder_buffer_complete (slots[1], g_ptr_array_new (), NULL));
+  g_assert_true (sluice_reorder_buffer_complete (slots[0], list_of (counters, 0, 3), NULL));
+  /* The n-th reserved slot, found by its number. */
+  g_assert_true (sluice_reorder_buffer_get_reserved_slot (rb, 3) == slots[3]);
+  g_assert_true (sluice_reorder_buffer_complete (slots[3], list_of (counters, 5, 4), NULL));
+  g_free (slots);
+
+  for (guint i = 0; i < 4; i++)
+    expect_next_item (rb, &counters[i]);
+  /* The window counts slots: three taken, one holds the list in hand. */
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 1);
+  expect_next_item (rb, &counters[4]);
+  expect_next_item (rb, &counters[5]);
+  g_assert_cmpuint (sluice_reorder_buffer_get_n_live (rb), ==, 0);
+
+  /* The items of the list in hand that nobody took are freed, once. */
+  slots = reserve_n (rb, 1);
+  g_assert_true (sluice_reorder_buffer_complete (slots[0], list_of (counters, 9, 2), NULL));
+  g_free (slots);
+  sluice_reorder_buffer_consumer_done (rb);
+  sluice_reorder_buffer_unref (rb);
+  for (guint i = 0; i < 6; i++)
+    g_assert_cmpint (counters[i], ==, 0);
+  for (guint i = 6; i < 11; i++)
+    g_assert_cmpint (counters[i], ==, 1);
+  for (guint i = 11; i < G_N_ELEMENTS (counters); i++)
+    g_assert_cmpint (counters[i], ==, 0);
+}
+
 /* ---- 3. a failed slot ends the stream ---------------------------------------- */
 
 static void
@@ -1410,6 +1462,7 @@ main (int argc, char *argv[])
                         test_refill_run);
   g_test_add_func ("/reorder-buffer/try-reserve", test_try_reserve);
   g_test_add_func ("/reorder-buffer/wait-unreserved", test_wait_unreserved);
+  g_test_add_func ("/reorder-buffer/lists", test_lists);
   g_test_add_func ("/reorder-buffer/failed-slot", test_failed_slot);
   g_test_add_data_func ("/reorder-buffer/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
   g_test_add_data_func ("/reorder-buffer/skip-failed-no-callback", GINT_TO_POINTER (FALSE),

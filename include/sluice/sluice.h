@@ -20,4 +20,5 @@
 #include <sluice/sluice-job-queue.h>
 #include <sluice/sluice-output-stream-consumer.h>
 #include <sluice/sluice-input-stream-producer.h>
+#include <sluice/sluice-pipeline.h>
 #undef SLUICE_INSIDE

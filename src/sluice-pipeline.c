@@ -1,0 +1,1806 @@
+/* sluice-pipeline.c: multi-stage threaded processing of a stream of items
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Each input gets a slot of the reorder buffer when it is put (the window
+ * bounds the inputs between put and consumer), and travels the stages as a
+ * tree of nodes: what a stage function emits becomes child nodes of its
+ * input's node in the next stage. A node is done when its function has
+ * returned and its children are done; it then holds the flat list of its
+ * final outputs in emitted order. A root that is done completes a slot with
+ * that list (the buffer hands out the items of a list in turn), or with the
+ * input's error. With keep-order it is the input's own slot; without, the
+ * n-th root to finish fills the n-th slot, so outputs come as inputs finish.
+ * Completions never block: stage threads wait only for room in the next
+ * stage's queue, and the last stage for nothing, so the stages cannot
+ * deadlock whatever the consumer does.
+ */
+
+#include "sluice-consumerator-private.h"
+
+/**
+ * SluicePipeline:
+ *
+ * Runs a stream of items through stages, each a function run by its own
+ * threads, and hands the outputs of the last stage to a consumer: the
+ * multi-stage job manager of Python's jobq, without its hangs and silent
+ * losses.
+ *
+ * ```c
+ * pipeline = sluice_pipeline_new (TRUE, 1024, g_free);
+ * sluice_pipeline_add_stage (pipeline, "parse", 1, 1024, parse, NULL, NULL);
+ * sluice_pipeline_add_stage (pipeline, "work", 4, 1024, work, NULL, NULL);
+ * sluice_pipeline_start (pipeline, write_all, out, NULL);
+ * while ((line = next_line ()) != NULL)
+ *   sluice_pipeline_put (pipeline, line, NULL, NULL);
+ * sluice_pipeline_close_input (pipeline);
+ * sluice_pipeline_join (pipeline, -1, &error);
+ * ```
+ *
+ * ## Stages
+ *
+ * A stage is a [callback@Sluice.PipelineStageFunc], a name, a number of
+ * threads and the capacity of its input queue. The function takes one
+ * input and emits zero (the input is dropped), one or many outputs with
+ * [method@Sluice.PipelineEmitter.emit]; emitting blocks while the next
+ * stage's queue is full. Stages are added before the start.
+ *
+ * ## Input and output
+ *
+ * [method@Sluice.Pipeline.put] blocks while the window is full (see below)
+ * or the first stage's queue is; [method@Sluice.Pipeline.close_input]
+ * ends the input. The outputs are taken from the
+ * [property@Sluice.Pipeline:consumerator] (by a thread of yours with
+ * [method@Sluice.Consumerator.next], or on a main loop with
+ * [method@Sluice.Consumerator.next_async]), or by a consumer function
+ * that [method@Sluice.Pipeline.start] runs in a thread of its own. The
+ * consumerator ends after the outputs of the last input.
+ * [method@Sluice.Pipeline.join] waits until every stage has finished (and
+ * the consumer function has returned).
+ *
+ * The [property@Sluice.Pipeline:window] bounds the inputs between their
+ * put and the moment the consumer takes their first output; the queues
+ * bound the items waiting for each stage. Memory stays bounded however slow
+ * the consumer; an input that emits many outputs holds them until the
+ * consumer has taken them.
+ *
+ * ## Order
+ *
+ * With [property@Sluice.Pipeline:keep-order] the outputs come in input
+ * order, the outputs of one input together and in the order they were
+ * emitted (through every stage), whatever the thread counts. Without it
+ * the outputs of an input come together as soon as the input is through
+ * the last stage.
+ *
+ * ## Errors
+ *
+ * A stage function that fails fails its input: no output of that input is
+ * delivered, and later stages do no more work for it. By default the
+ * failure is delivered at its position (in input order with keep-order,
+ * else when the input finished): the consumer gets every output before it,
+ * then [method@Sluice.Consumerator.next] fails with the error; the pipeline
+ * then stops (later inputs are released with the item free function, puts
+ * fail with %SLUICE_ERROR_STOPPED) and [method@Sluice.Pipeline.join]
+ * reports the error. With [property@Sluice.Pipeline:skip-failed] the failed
+ * input is left out and reported by [signal@Sluice.Pipeline::item-failed].
+ * A failure is never silently lost.
+ *
+ * ## Threading
+ *
+ * The pipeline belongs to the thread-default main context of the thread
+ * that created it, its owner context: signals and the callbacks of
+ * [method@Sluice.Pipeline.join_async] run there, from a main loop source,
+ * never inside a call of yours. [method@Sluice.Pipeline.put],
+ * [method@Sluice.Pipeline.close_input], [method@Sluice.Pipeline.stop] and
+ * [method@Sluice.Pipeline.join] are safe from any thread. A started
+ * pipeline keeps itself alive until its threads have finished: close its
+ * input (or stop it) before you drop it. The item free function runs on
+ * whichever thread lets go of an item nobody will take; the destroy notify
+ * of a stage's data runs on the last of its threads to finish, that of the
+ * consumer's data on the consumer thread once the function returned.
+ */
+
+/**
+ * SluicePipelineEmitter:
+ *
+ * What a [callback@Sluice.PipelineStageFunc] emits its outputs through.
+ * Each stage thread has one; it is valid during the stage function's call
+ * only, on that thread.
+ */
+
+typedef struct _Node Node;
+typedef struct _Stage Stage;
+
+/* One item at one stage, and then the outputs that came of it. */
+struct _Node
+{
+  Node *parent; /* NULL for an input's root */
+  Node *root;
+  gpointer item;      /* until the stage function takes it */
+  int pending;        /* atomic: children not done, + 1 until the function returned */
+  GPtrArray *outputs; /* the last stage's emitted items; once done, the flat list */
+  GPtrArray *children;
+  GError *error;
+
+  /* Roots only. */
+  SluiceSlot *slot; /* keep-order: the input's own slot */
+  guint64 seq;      /* the input's number */
+  int failed;       /* atomic: a failure somewhere in the tree: skip the rest */
+};
+
+struct _Stage
+{
+  SluicePipeline *pipeline;
+  guint index;
+  char *name;
+  guint n_threads;
+  guint capacity;
+  SluicePipelineStageFunc func;
+  gpointer func_data;
+  GDestroyNotify func_data_destroy;
+
+  GMutex lock;
+  GCond not_empty;
+  GCond not_full;
+  GQueue queue;     /* of Node */
+  gboolean closed;  /* no more input will come (see also n_putting) */
+  guint n_alive;    /* threads that have not finished */
+  guint n_waiting;  /* threads waiting for an item */
+  guint n_blocked;  /* pushers waiting for room */
+  guint n_putting;  /* first stage: puts in progress, which may still queue */
+  guint max_queued; /* the most items the queue ever held */
+};
+
+struct _SluicePipelineEmitter
+{
+  GObject parent_instance;
+
+  Stage *stage;
+  Node *node; /* during a call of the stage function only */
+};
+
+G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
+
+struct _SluicePipeline
+{
+  GObject parent_instance;
+
+  GMainContext *owner_context;
+  SluiceReorderBuffer *rb;
+  SluiceConsumerator *consumerator;
+  GDestroyNotify item_free_func;
+  gboolean values;
+  gboolean keep_order;
+  guint window;
+  GPtrArray *stages; /* of Stage */
+  gulong cancelled_handler;
+
+  /* Under lock. */
+  GMutex lock;
+  GCond cond; /* room in the window, the end of the pipeline */
+  gboolean started;
+  gboolean stopped; /* stop(), or the consumer reached a failure or went away */
+  guint n_putting;  /* puts in progress: the first stage ends when they are done */
+  gboolean workers_done;
+  gboolean consumer_running;
+  gboolean finished;
+  GError *stage_error; /* the unskipped failure of the lowest input number */
+  guint64 stage_error_seq;
+  GError *consumer_error;
+  GList *join_tasks;  /* of GTask */
+  GPtrArray *threads; /* of GThread: the stage threads and the consumer, until joined */
+
+  int skip_failed;      /* atomic */
+  int stopping;         /* atomic: stage functions no longer run */
+  guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
+  SluicePipelineConsumerFunc consumer_func;
+  gpointer consumer_data;
+  GDestroyNotify consumer_data_destroy;
+};
+
+enum
+{
+  PROP_0,
+  PROP_KEEP_ORDER,
+  PROP_WINDOW,
+  PROP_SKIP_FAILED,
+  PROP_CONSUMERATOR,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+enum
+{
+  SIGNAL_ITEM_FAILED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (SluicePipeline, sluice_pipeline, G_TYPE_OBJECT)
+
+static GError *
+stopped_error (void)
+{
+  return g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _ ("The pipeline was stopped"));
+}
+
+static void
+free_item (SluicePipeline *self, gpointer item)
+{
+  if (item != NULL && self->item_free_func != NULL)
+    self->item_free_func (item);
+}
+
+/* --- owner context --- */
+
+/* Runs @func (@data) from an idle source on @context: never inside a call
+ * of the user's. */
+static void
+run_later (GMainContext *context, GSourceFunc func, gpointer data, GDestroyNotify destroy)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, data, destroy);
+  g_source_set_static_name (source, "[sluice] pipeline callback");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+typedef struct
+{
+  SluicePipeline *self;
+  guint64 seq;
+  GError *error;
+} FailedItem;
+
+static gboolean
+emit_item_failed (gpointer data)
+{
+  FailedItem *failed = data;
+
+  g_signal_emit (failed->self, signals[SIGNAL_ITEM_FAILED], 0, failed->seq, failed->error);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+failed_item_free (gpointer data)
+{
+  FailedItem *failed = data;
+
+  g_object_unref (failed->self);
+  g_error_free (failed->error);
+  g_free (failed);
+}
+
+/* --- nodes --- */
+
+static Node *
+node_new (Node *parent, gpointer item)
+{
+  Node *node = g_new0 (Node, 1);
+
+  node->parent = parent;
+  node->root = parent != NULL ? parent->root : node;
+  node->item = item;
+  node->pending = 1;
+  return node;
+}
+
+/* Frees @list and the items in it. */
+static void
+free_outputs (SluicePipeline *self, GPtrArray *list)
+{
+  if (list == NULL)
+    return;
+  for (guint i = 0; i < list->len; i++)
+    free_item (self, list->pdata[i]);
+  g_ptr_array_unref (list);
+}
+
+/* With the lock held: the failure join reports, the earliest input's. */
+static void
+record_stage_error_locked (SluicePipeline *self, guint64 seq, const GError *error)
+{
+  if (self->stage_error == NULL || seq < self->stage_error_seq)
+    {
+      g_clear_error (&self->stage_error);
+      self->stage_error = g_error_copy (error);
+      self->stage_error_seq = seq;
+    }
+}
+
+/* Any thread: @root is through every stage (or failed). */
+static void
+root_done (SluicePipeline *self, Node *root)
+{
+  SluiceSlot *slot = root->slot;
+  GPtrArray *outputs = g_steal_pointer (&root->outputs);
+  GError *error = g_steal_pointer (&root->error);
+
+  if (!self->keep_order)
+    slot = sluice_reorder_buffer_get_reserved_slot (
+        self->rb, __atomic_fetch_add (&self->n_roots_done, 1, __ATOMIC_SEQ_CST));
+  if (outputs == NULL)
+    outputs = g_ptr_array_new ();
+
+  if (error != NULL)
+    {
+      free_outputs (self, g_steal_pointer (&outputs));
+      if (g_atomic_int_get (&self->skip_failed))
+        {
+          FailedItem *failed = g_new (FailedItem, 1);
+
+          failed->self = g_object_ref (self);
+          failed->seq = root->seq;
+          failed->error = error;
+          run_later (self->owner_context, emit_item_failed, failed, failed_item_free);
+          sluice_reorder_buffer_complete (slot, g_ptr_array_new (), NULL);
+        }
+      else
+        {
+          g_mutex_lock (&self->lock);
+          record_stage_error_locked (self, root->seq, error);
+          g_mutex_unlock (&self->lock);
+          sluice_reorder_buffer_complete (slot, NULL, error);
+        }
+    }
+  else
+    sluice_reorder_buffer_complete (slot, outputs, NULL);
+  g_free (root);
+}
+
+static void node_release (SluicePipeline *self, Node *node);
+
+/* Any thread: @node's function returned and its children are done. */
+static void
+node_done (SluicePipeline *self, Node *node)
+{
+  if (node->children != NULL)
+    {
+      /* Gather the children's outputs in emitted order; the first failure
+       * in that order is the node's unless it failed itself. */
+      for (guint i = 0; i < node->children->len; i++)
+        {
+          Node *child = node->children->pdata[i];
+
+          if (child->error != NULL && node->error == NULL)
+            node->error = g_steal_pointer (&child->error);
+          g_clear_error (&child->error);
+          if (child->outputs != NULL && node->error == NULL)
+            {
+              if (node->outputs == NULL)
+                node->outputs = g_ptr_array_sized_new (child->outputs->len);
+              for (guint j = 0; j < child->outputs->len; j++)
+                g_ptr_array_add (node->outputs, child->outputs->pdata[j]);
+              g_ptr_array_set_size (child->outputs, 0);
+            }
+          free_outputs (self, child->outputs);
+          g_free (child);
+        }
+      g_clear_pointer (&node->children, g_ptr_array_unref);
+    }
+  if (node->error != NULL)
+    {
+      free_outputs (self, node->outputs);
+      node->outputs = NULL;
+    }
+
+  if (node->parent != NULL)
+    node_release (self, node->parent);
+  else
+    root_done (self, node);
+}
+
+/* Any thread: one part of @node is done (its function, or a child). */
+static void
+node_release (SluicePipeline *self, Node *node)
+{
+  if (g_atomic_int_dec_and_test (&node->pending))
+    node_done (self, node);
+}
+
+/* --- the window: puts wait for room in the reorder buffer --- */
+
+/* The reorder buffer's callback data, which it owns: the consumer may call
+ * back after the pipeline is gone. */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  guint gen; /* bumped by every change a put waiting for room looks for */
+} Room;
+
+static void
+room_free (gpointer data)
+{
+  Room *room = data;
+
+  g_mutex_clear (&room->lock);
+  g_cond_clear (&room->cond);
+  g_free (room);
+}
+
+static void
+room_wake (Room *room)
+{
+  g_mutex_lock (&room->lock);
+  room->gen++;
+  g_cond_broadcast (&room->cond);
+  g_mutex_unlock (&room->lock);
+}
+
+/* Consumer thread: a place is free in the window. Puts refill it from
+ * other threads. */
+static gboolean
+rb_room_cb (gpointer data)
+{
+  room_wake (data);
+  return TRUE;
+}
+
+/* --- stages --- */
+
+static inline SluicePipeline *
+stage_pipeline (Stage *stage)
+{
+  return stage->pipeline;
+}
+
+static inline gboolean
+is_stopping (SluicePipeline *self)
+{
+  return g_atomic_int_get (&self->stopping) != 0;
+}
+
+/* Any thread: queues @node, blocking while the queue is full. FALSE when
+ * the pipeline stops or @cancellable fires first. */
+static gboolean
+stage_push (Stage *stage, Node *node, GCancellable *cancellable)
+{
+  SluicePipeline *self = stage_pipeline (stage);
+  gboolean pushed = FALSE;
+
+  g_mutex_lock (&stage->lock);
+  while (stage->queue.length >= stage->capacity && !is_stopping (self) &&
+         !g_cancellable_is_cancelled (cancellable))
+    {
+      stage->n_blocked++;
+      g_cond_wait (&stage->not_full, &stage->lock);
+      stage->n_blocked--;
+    }
+  if (!is_stopping (self) && !g_cancellable_is_cancelled (cancellable))
+    {
+      g_queue_push_tail (&stage->queue, node);
+      stage->max_queued = MAX (stage->max_queued, stage->queue.length);
+      if (stage->n_waiting > 0)
+        g_cond_signal (&stage->not_empty);
+      pushed = TRUE;
+    }
+  g_mutex_unlock (&stage->lock);
+
+  return pushed;
+}
+
+/* A stage thread: the next item, or NULL once the stage's input is over. */
+static Node *
+stage_pop (Stage *stage)
+{
+  Node *node;
+
+  g_mutex_lock (&stage->lock);
+  for (;;)
+    {
+      node = g_queue_pop_head (&stage->queue);
+      if (node != NULL)
+        {
+          if (stage->n_blocked > 0)
+            g_cond_signal (&stage->not_full);
+          break;
+        }
+      /* The first stage's input is over only when the puts in progress
+       * are done too. */
+      if (stage->closed && stage->n_putting == 0)
+        break;
+      stage->n_waiting++;
+      g_cond_wait (&stage->not_empty, &stage->lock);
+      stage->n_waiting--;
+    }
+  g_mutex_unlock (&stage->lock);
+
+  return node;
+}
+
+static void
+stage_close (Stage *stage)
+{
+  g_mutex_lock (&stage->lock);
+  stage->closed = TRUE;
+  g_cond_broadcast (&stage->not_empty);
+  g_cond_broadcast (&stage->not_full);
+  g_mutex_unlock (&stage->lock);
+}
+
+static void
+stage_free (gpointer data)
+{
+  Stage *stage = data;
+
+  /* Never started: its data was not released by its last thread. */
+  if (stage->func_data_destroy != NULL)
+    stage->func_data_destroy (stage->func_data);
+  g_assert (g_queue_is_empty (&stage->queue));
+  g_free (stage->name);
+  g_mutex_clear (&stage->lock);
+  g_cond_clear (&stage->not_empty);
+  g_cond_clear (&stage->not_full);
+  g_free (stage);
+}
+
+static gboolean
+is_last_stage (Stage *stage)
+{
+  return stage->index + 1 == stage_pipeline (stage)->stages->len;
+}
+
+/* A stage thread: runs the function for @node, or lets the item go. */
+static void
+stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
+{
+  SluicePipeline *self = stage_pipeline (stage);
+  gpointer item = g_steal_pointer (&node->item);
+  GError *error = NULL;
+
+  if (is_stopping (self) || g_atomic_int_get (&node->root->failed))
+    free_item (self, item);
+  else
+    {
+      gboolean ok;
+
+      emitter->node = node;
+      ok = stage->func (emitter, item, stage->func_data, &error);
+      emitter->node = NULL;
+      if (!ok)
+        {
+          if (error == NULL)
+            {
+              g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+                     "The function of pipeline stage “%s” failed without an error", stage->name);
+              error =
+                  g_error_new (SLUICE_ERROR, SLUICE_ERROR_FAILED,
+                               _ ("Pipeline stage “%s” failed without saying why"), stage->name);
+            }
+          node->error = error;
+          g_atomic_int_set (&node->root->failed, 1);
+        }
+      else if (error != NULL)
+        {
+          g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+                 "The function of pipeline stage “%s” succeeded and set an error; "
+                 "the error is dropped",
+                 stage->name);
+          g_clear_error (&error);
+        }
+    }
+  node_release (self, node);
+}
+
+static void check_finished (SluicePipeline *self);
+
+/* The last stage's threads are done: every input is through. */
+static void
+workers_done (SluicePipeline *self)
+{
+  sluice_reorder_buffer_end (self->rb);
+  g_mutex_lock (&self->lock);
+  self->workers_done = TRUE;
+  g_mutex_unlock (&self->lock);
+  check_finished (self);
+}
+
+static gpointer
+stage_thread (gpointer data)
+{
+  Stage *stage = data;
+  SluicePipeline *self = stage_pipeline (stage);
+  SluicePipelineEmitter *emitter = g_object_new (SLUICE_TYPE_PIPELINE_EMITTER, NULL);
+  Node *node;
+  gboolean last;
+
+  emitter->stage = stage;
+  while ((node = stage_pop (stage)) != NULL)
+    stage_run (stage, emitter, node);
+  g_object_unref (emitter);
+
+  g_mutex_lock (&stage->lock);
+  last = --stage->n_alive == 0;
+  g_mutex_unlock (&stage->lock);
+  if (last)
+    {
+      if (stage->func_data_destroy != NULL)
+        g_steal_pointer (&stage->func_data_destroy) (stage->func_data);
+      if (is_last_stage (stage))
+        workers_done (self);
+      else
+        stage_close (self->stages->pdata[stage->index + 1]);
+    }
+  g_object_unref (self);
+  return NULL;
+}
+
+/* --- the end --- */
+
+typedef struct
+{
+  GTask *task;
+  GError *error;
+} JoinReturn;
+
+static gboolean
+join_return_cb (gpointer data)
+{
+  JoinReturn *ret = data;
+
+  if (ret->error != NULL)
+    g_task_return_error (ret->task, g_steal_pointer (&ret->error));
+  else
+    g_task_return_boolean (ret->task, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+join_return_free (gpointer data)
+{
+  JoinReturn *ret = data;
+
+  g_object_unref (ret->task);
+  g_clear_error (&ret->error);
+  g_free (ret);
+}
+
+/* Any thread: completes @task (transfer full) on its context, from a
+ * source. */
+static void
+join_return_later (GTask *task, GError *error)
+{
+  JoinReturn *ret = g_new (JoinReturn, 1);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  gulong handler = GPOINTER_TO_SIZE (g_task_get_task_data (task));
+
+  if (cancellable != NULL && handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+  ret->task = task;
+  ret->error = error;
+  run_later (g_task_get_context (task), join_return_cb, ret, join_return_free);
+}
+
+/* With the lock held, once finished: what join reports. */
+static gboolean
+result_locked (SluicePipeline *self, GError **error)
+{
+  if (self->consumer_error != NULL)
+    g_propagate_error (error, g_error_copy (self->consumer_error));
+  else if (self->stage_error != NULL)
+    g_propagate_error (error, g_error_copy (self->stage_error));
+  else if (self->stopped)
+    g_propagate_error (error, stopped_error ());
+  else
+    return TRUE;
+  return FALSE;
+}
+
+static void
+check_finished (SluicePipeline *self)
+{
+  GList *tasks = NULL;
+  GError *error = NULL;
+
+  g_mutex_lock (&self->lock);
+  if (!self->finished && self->workers_done && !self->consumer_running)
+    {
+      self->finished = TRUE;
+      g_cond_broadcast (&self->cond);
+      tasks = g_steal_pointer (&self->join_tasks);
+    }
+  if (tasks != NULL)
+    result_locked (self, &error);
+  g_mutex_unlock (&self->lock);
+
+  for (GList *l = tasks; l != NULL; l = l->next)
+    join_return_later (l->data, error != NULL ? g_error_copy (error) : NULL);
+  g_list_free (tasks);
+  g_clear_error (&error);
+}
+
+static gpointer
+consumer_thread (gpointer data)
+{
+  SluicePipeline *self = data;
+  GError *error = NULL;
+  gboolean ok;
+
+  ok = self->consumer_func (self->consumerator, self->consumer_data, &error);
+  if (ok && error != NULL)
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "A SluicePipelineConsumerFunc succeeded and set an error; the error is dropped");
+      g_clear_error (&error);
+    }
+  else if (!ok && error == NULL)
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "A SluicePipelineConsumerFunc failed without an error");
+      error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_FAILED,
+                                   _ ("The pipeline's consumer failed without saying why"));
+    }
+  /* Returning before the end stops the pipeline (through the buffer's
+   * cancellable). */
+  sluice_reorder_buffer_consumer_done (self->rb);
+  if (self->consumer_data_destroy != NULL)
+    g_steal_pointer (&self->consumer_data_destroy) (self->consumer_data);
+
+  g_mutex_lock (&self->lock);
+  self->consumer_error = error;
+  self->consumer_running = FALSE;
+  g_mutex_unlock (&self->lock);
+  check_finished (self);
+  g_object_unref (self);
+  return NULL;
+}
+
+/* Any thread: no stage function runs any more, blocked puts and emits
+ * give up, queued items are let go. */
+static void
+stop_internal (SluicePipeline *self, gboolean by_user)
+{
+  Room *room = sluice_reorder_buffer_get_callback_data (self->rb);
+
+  g_atomic_int_set (&self->stopping, 1);
+  if (by_user)
+    {
+      g_mutex_lock (&self->lock);
+      self->stopped = TRUE;
+      g_mutex_unlock (&self->lock);
+    }
+  room_wake (room);
+  for (guint i = 0; i < self->stages->len; i++)
+    {
+      Stage *stage = self->stages->pdata[i];
+
+      g_mutex_lock (&stage->lock);
+      if (i == 0)
+        stage->closed = TRUE;
+      g_cond_broadcast (&stage->not_empty);
+      g_cond_broadcast (&stage->not_full);
+      g_mutex_unlock (&stage->lock);
+    }
+  if (by_user)
+    {
+      g_autoptr (GError) error = stopped_error ();
+
+      sluice_reorder_buffer_abort (self->rb, error);
+    }
+}
+
+/* Any thread: the buffer was aborted (the consumer reached a failure, or
+ * went away before the end, or a stop). */
+static void
+on_buffer_cancelled (GCancellable *cancellable, gpointer data)
+{
+  stop_internal (data, FALSE);
+}
+
+/* --- GObject --- */
+
+static void
+sluice_pipeline_constructed (GObject *object)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+  Room *room = g_new0 (Room, 1);
+
+  G_OBJECT_CLASS (sluice_pipeline_parent_class)->constructed (object);
+
+  self->owner_context = g_main_context_ref_thread_default ();
+  g_mutex_init (&room->lock);
+  g_cond_init (&room->cond);
+  /* Values unless sluice_pipeline_new() says otherwise: what a binding's
+   * constructor makes. */
+  self->item_free_func = sluice_value_item_free;
+  self->values = TRUE;
+  self->rb = sluice_reorder_buffer_new (self->window, sluice_value_item_free, NULL);
+  sluice_reorder_buffer_set_lists (self->rb, TRUE);
+  sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, NULL, NULL, room, room_free);
+  self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
+  sluice_consumerator_set_values (self->consumerator, TRUE);
+}
+
+static void
+sluice_pipeline_dispose (GObject *object)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+
+  if (self->cancelled_handler != 0)
+    {
+      g_cancellable_disconnect (sluice_reorder_buffer_get_cancellable (self->rb),
+                                self->cancelled_handler);
+      self->cancelled_handler = 0;
+    }
+
+  G_OBJECT_CLASS (sluice_pipeline_parent_class)->dispose (object);
+}
+
+static void
+sluice_pipeline_finalize (GObject *object)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+
+  /* Join tasks hold a reference to us: none is left here. */
+  g_assert (self->join_tasks == NULL);
+  if (!self->started)
+    sluice_reorder_buffer_abort (self->rb, NULL);
+  g_ptr_array_unref (self->stages);
+  g_clear_object (&self->consumerator);
+  g_clear_pointer (&self->rb, sluice_reorder_buffer_unref);
+  g_clear_pointer (&self->owner_context, g_main_context_unref);
+  g_ptr_array_unref (self->threads);
+  g_clear_error (&self->stage_error);
+  g_clear_error (&self->consumer_error);
+  if (self->consumer_data_destroy != NULL)
+    self->consumer_data_destroy (self->consumer_data);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+
+  G_OBJECT_CLASS (sluice_pipeline_parent_class)->finalize (object);
+}
+
+static void
+sluice_pipeline_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+
+  switch (prop_id)
+    {
+    case PROP_KEEP_ORDER:
+      g_value_set_boolean (value, self->keep_order);
+      break;
+    case PROP_WINDOW:
+      g_value_set_uint (value, self->window);
+      break;
+    case PROP_SKIP_FAILED:
+      g_value_set_boolean (value, sluice_pipeline_get_skip_failed (self));
+      break;
+    case PROP_CONSUMERATOR:
+      g_value_set_object (value, self->consumerator);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_pipeline_set_property (GObject *object,
+                              guint prop_id,
+                              const GValue *value,
+                              GParamSpec *pspec)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+
+  switch (prop_id)
+    {
+    case PROP_KEEP_ORDER:
+      self->keep_order = g_value_get_boolean (value);
+      break;
+    case PROP_WINDOW:
+      self->window = g_value_get_uint (value);
+      break;
+    case PROP_SKIP_FAILED:
+      sluice_pipeline_set_skip_failed (self, g_value_get_boolean (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_pipeline_class_init (SluicePipelineClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = sluice_pipeline_constructed;
+  object_class->dispose = sluice_pipeline_dispose;
+  object_class->finalize = sluice_pipeline_finalize;
+  object_class->get_property = sluice_pipeline_get_property;
+  object_class->set_property = sluice_pipeline_set_property;
+
+  /**
+   * SluicePipeline:keep-order:
+   *
+   * Whether the outputs come in input order (the outputs of one input
+   * together, in emitted order) rather than as inputs finish.
+   */
+  properties[PROP_KEEP_ORDER] =
+      g_param_spec_boolean ("keep-order", NULL, NULL, FALSE,
+                            G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluicePipeline:window:
+   *
+   * The most inputs between their put and the moment the consumer takes
+   * their outputs; a put waits while the window is full.
+   */
+  properties[PROP_WINDOW] =
+      g_param_spec_uint ("window", NULL, NULL, 1, G_MAXINT / 2, 1024,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluicePipeline:skip-failed:
+   *
+   * Whether a failed input is left out (and reported by
+   * [signal@Sluice.Pipeline::item-failed]) instead of ending the stream
+   * with its error. It applies to inputs that fail after it is set; it may
+   * be set from any thread.
+   */
+  properties[PROP_SKIP_FAILED] =
+      g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
+                            G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluicePipeline:consumerator:
+   *
+   * The iterator the outputs are taken from.
+   */
+  properties[PROP_CONSUMERATOR] =
+      g_param_spec_object ("consumerator", NULL, NULL, SLUICE_TYPE_CONSUMERATOR,
+                           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * SluicePipeline::item-failed:
+   * @self: the pipeline
+   * @sequence: the number of the failed input (0 for the first put)
+   * @error: why it failed
+   *
+   * Emitted on the owner context for each failed input that was left out,
+   * in [property@Sluice.Pipeline:skip-failed] mode.
+   */
+  signals[SIGNAL_ITEM_FAILED] =
+      g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                    NULL, G_TYPE_NONE, 2, G_TYPE_UINT64, G_TYPE_ERROR);
+}
+
+static void
+sluice_pipeline_init (SluicePipeline *self)
+{
+  self->window = 1024;
+  self->stages = g_ptr_array_new_with_free_func (stage_free);
+  self->threads = g_ptr_array_new_with_free_func ((GDestroyNotify) g_thread_unref);
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+}
+
+static void
+sluice_pipeline_emitter_class_init (SluicePipelineEmitterClass *klass)
+{
+}
+
+static void
+sluice_pipeline_emitter_init (SluicePipelineEmitter *self)
+{
+}
+
+static gboolean
+is_started (SluicePipeline *self)
+{
+  gboolean started;
+
+  g_mutex_lock (&self->lock);
+  started = self->started;
+  g_mutex_unlock (&self->lock);
+  return started;
+}
+
+/* --- the emitter --- */
+
+/**
+ * sluice_pipeline_emitter_emit: (skip)
+ * @self: the emitter a stage function was given
+ * @item: (transfer full) (nullable): an output
+ *
+ * Sends @item to the next stage, or to the output from the last stage,
+ * after the outputs emitted before it. Blocks while the next stage's queue
+ * is full. When the pipeline stops, or the input has already failed in
+ * another stage, @item is freed with the item free function instead.
+ *
+ * Call it from the stage function it was given to, on its thread, during
+ * that call.
+ */
+void
+sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
+{
+  SluicePipeline *pipeline;
+  Node *node;
+  Node *child;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE_EMITTER (self));
+  g_return_if_fail (self->node != NULL);
+
+  pipeline = stage_pipeline (self->stage);
+  node = self->node;
+  if (is_stopping (pipeline) || g_atomic_int_get (&node->root->failed))
+    {
+      free_item (pipeline, item);
+      return;
+    }
+  if (is_last_stage (self->stage))
+    {
+      if (node->outputs == NULL)
+        node->outputs = g_ptr_array_new ();
+      g_ptr_array_add (node->outputs, item);
+      return;
+    }
+
+  child = node_new (node, item);
+  g_atomic_int_inc (&node->pending);
+  if (node->children == NULL)
+    node->children = g_ptr_array_new ();
+  g_ptr_array_add (node->children, child);
+  if (!stage_push (pipeline->stages->pdata[self->stage->index + 1], child, NULL))
+    {
+      free_item (pipeline, g_steal_pointer (&child->item));
+      node_release (pipeline, child);
+    }
+}
+
+/**
+ * sluice_pipeline_emitter_emit_value: (rename-to sluice_pipeline_emitter_emit)
+ * @self: the emitter a stage function was given
+ * @value: an output
+ *
+ * Sends a copy of @value on, as [method@Sluice.PipelineEmitter.emit] does:
+ * the form for a pipeline made with [ctor@Sluice.Pipeline.new_for_values].
+ *
+ * Call it from the stage function it was given to, on its thread, during
+ * that call.
+ */
+void
+sluice_pipeline_emitter_emit_value (SluicePipelineEmitter *self, const GValue *value)
+{
+  g_return_if_fail (SLUICE_IS_PIPELINE_EMITTER (self));
+  g_return_if_fail (self->node != NULL);
+  g_return_if_fail (stage_pipeline (self->stage)->values);
+
+  sluice_pipeline_emitter_emit (self, sluice_value_item_new (value));
+}
+
+/**
+ * sluice_pipeline_emitter_get_sequence:
+ * @self: the emitter a stage function was given
+ *
+ * Gets the number of the input (0 for the first put) the current item came
+ * from.
+ *
+ * Call it from the stage function it was given to, on its thread, during
+ * that call.
+ *
+ * Returns: the input's number
+ */
+guint64
+sluice_pipeline_emitter_get_sequence (SluicePipelineEmitter *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE_EMITTER (self), 0);
+  g_return_val_if_fail (self->node != NULL, 0);
+
+  return self->node->root->seq;
+}
+
+/* --- the pipeline --- */
+
+/**
+ * sluice_pipeline_new: (skip)
+ * @keep_order: whether the outputs come in input order
+ * @window: the most inputs between their put and the consumer; at least 1
+ * @item_free_func: (nullable): frees an item (input or output) that
+ *   nobody takes; it must be safe to call from any thread
+ *
+ * Creates a pipeline without stages, which belongs to the thread-default
+ * main context of the calling thread.
+ *
+ * Returns: (transfer full): a new pipeline
+ */
+SluicePipeline *
+sluice_pipeline_new (gboolean keep_order, guint window, GDestroyNotify item_free_func)
+{
+  SluicePipeline *self;
+
+  g_return_val_if_fail (window > 0 && window <= G_MAXINT / 2, NULL);
+
+  self = g_object_new (SLUICE_TYPE_PIPELINE, "keep-order", keep_order, "window", window, NULL);
+  self->item_free_func = item_free_func;
+  self->values = FALSE;
+  sluice_reorder_buffer_set_item_free_func (self->rb, item_free_func);
+  sluice_consumerator_set_values (self->consumerator, FALSE);
+  return self;
+}
+
+/**
+ * sluice_pipeline_new_for_values: (rename-to sluice_pipeline_new)
+ * @keep_order: whether the outputs come in input order
+ * @window: the most inputs between their put and the consumer; at least 1
+ *
+ * Creates a pipeline whose items are values (`GValue *`): its stages are
+ * added with [method@Sluice.Pipeline.add_value_stage], its inputs put with
+ * [method@Sluice.Pipeline.put_value], and its outputs taken with
+ * [method@Sluice.Consumerator.next_value]. This is the form language
+ * bindings use. A pipeline made with g_object_new() carries values too.
+ * Otherwise as [ctor@Sluice.Pipeline.new]: the pipeline belongs to the
+ * thread-default main context of the calling thread.
+ *
+ * Returns: (transfer full): a new pipeline
+ */
+SluicePipeline *
+sluice_pipeline_new_for_values (gboolean keep_order, guint window)
+{
+  g_return_val_if_fail (window > 0 && window <= G_MAXINT / 2, NULL);
+
+  return g_object_new (SLUICE_TYPE_PIPELINE, "keep-order", keep_order, "window", window, NULL);
+}
+
+/**
+ * sluice_pipeline_add_stage: (skip)
+ * @self: a pipeline not started yet
+ * @name: the stage's name, for messages and statistics
+ * @n_threads: the number of threads that run @func; at least 1
+ * @capacity: the most items waiting in the stage's input queue; at least 1
+ *   (jobq's default is 1024)
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
+ *   the stage function
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once the stage's
+ *   threads have finished, on the last of them
+ *
+ * Adds a stage after the ones added before.
+ *
+ * Call it on any thread, before [method@Sluice.Pipeline.start].
+ *
+ * Returns: the stage's index, from 0
+ */
+guint
+sluice_pipeline_add_stage (SluicePipeline *self,
+                           const char *name,
+                           guint n_threads,
+                           guint capacity,
+                           SluicePipelineStageFunc func,
+                           gpointer func_data,
+                           GDestroyNotify func_data_destroy)
+{
+  Stage *stage;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), 0);
+  g_return_val_if_fail (name != NULL, 0);
+  g_return_val_if_fail (n_threads > 0, 0);
+  g_return_val_if_fail (capacity > 0, 0);
+  g_return_val_if_fail (func != NULL, 0);
+  g_return_val_if_fail (!is_started (self), 0);
+
+  stage = g_new0 (Stage, 1);
+  stage->pipeline = self;
+  stage->index = self->stages->len;
+  stage->name = g_strdup (name);
+  stage->n_threads = n_threads;
+  stage->capacity = capacity;
+  stage->func = func;
+  stage->func_data = func_data;
+  stage->func_data_destroy = func_data_destroy;
+  g_mutex_init (&stage->lock);
+  g_cond_init (&stage->not_empty);
+  g_cond_init (&stage->not_full);
+  g_queue_init (&stage->queue);
+  g_ptr_array_add (self->stages, stage);
+  return stage->index;
+}
+
+typedef struct
+{
+  SluicePipelineValueStageFunc func;
+  gpointer data;
+  GDestroyNotify data_destroy;
+} ValueStage;
+
+static void
+value_stage_free (gpointer data)
+{
+  ValueStage *value_stage = data;
+
+  if (value_stage->data_destroy != NULL)
+    value_stage->data_destroy (value_stage->data);
+  g_free (value_stage);
+}
+
+static gboolean
+run_value_stage (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  ValueStage *value_stage = data;
+  gboolean ok = value_stage->func (emitter, item, value_stage->data, error);
+
+  sluice_value_item_free (item);
+  return ok;
+}
+
+/**
+ * sluice_pipeline_add_value_stage: (rename-to sluice_pipeline_add_stage)
+ * @self: a pipeline made with [ctor@Sluice.Pipeline.new_for_values], not
+ *   started yet
+ * @name: the stage's name, for messages and statistics
+ * @n_threads: the number of threads that run @func; at least 1
+ * @capacity: the most items waiting in the stage's input queue; at least 1
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
+ *   the stage function
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data once the stage's
+ *   threads have finished, on the last of them
+ *
+ * Adds a stage whose function takes values, as
+ * [method@Sluice.Pipeline.add_stage] does: the form language bindings use.
+ *
+ * Call it on any thread, before [method@Sluice.Pipeline.start].
+ *
+ * Returns: the stage's index, from 0
+ */
+guint
+sluice_pipeline_add_value_stage (SluicePipeline *self,
+                                 const char *name,
+                                 guint n_threads,
+                                 guint capacity,
+                                 SluicePipelineValueStageFunc func,
+                                 gpointer func_data,
+                                 GDestroyNotify func_data_destroy)
+{
+  ValueStage *value_stage;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), 0);
+  g_return_val_if_fail (self->values, 0);
+  g_return_val_if_fail (func != NULL, 0);
+
+  value_stage = g_new (ValueStage, 1);
+  value_stage->func = func;
+  value_stage->data = func_data;
+  value_stage->data_destroy = func_data_destroy;
+  return sluice_pipeline_add_stage (self, name, n_threads, capacity, run_value_stage, value_stage,
+                                    value_stage_free);
+}
+
+/**
+ * sluice_pipeline_get_n_stages:
+ * @self: a pipeline
+ *
+ * Gets the number of stages added.
+ *
+ * It is safe to call from any thread once the stages are added.
+ *
+ * Returns: the number of stages
+ */
+guint
+sluice_pipeline_get_n_stages (SluicePipeline *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), 0);
+
+  return self->stages->len;
+}
+
+/**
+ * sluice_pipeline_start:
+ * @self: a pipeline with at least one stage
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy) (nullable):
+ *   the blocking consumer, run in a thread of its own, or %NULL to take the
+ *   outputs from [property@Sluice.Pipeline:consumerator] yourself
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data on the consumer thread
+ *   once @func has returned
+ *
+ * Starts the stages' threads, and the consumer's. A consumer that returns
+ * before the end stops the pipeline; its failure is what
+ * [method@Sluice.Pipeline.join] reports. A pipeline starts once.
+ *
+ * Call it on any thread.
+ */
+void
+sluice_pipeline_start (SluicePipeline *self,
+                       SluicePipelineConsumerFunc func,
+                       gpointer func_data,
+                       GDestroyNotify func_data_destroy)
+{
+  gboolean started;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (self->stages->len > 0);
+  g_mutex_lock (&self->lock);
+  started = self->started;
+  self->started = TRUE;
+  g_mutex_unlock (&self->lock);
+  g_return_if_fail (!started);
+
+  self->cancelled_handler = g_cancellable_connect (sluice_reorder_buffer_get_cancellable (self->rb),
+                                                   G_CALLBACK (on_buffer_cancelled), self, NULL);
+
+  g_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->stages->len; i++)
+    {
+      Stage *stage = self->stages->pdata[i];
+
+      stage->n_alive = stage->n_threads;
+      for (guint t = 0; t < stage->n_threads; t++)
+        {
+          g_object_ref (self); /* the thread's */
+          g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
+        }
+    }
+  if (func != NULL)
+    {
+      self->consumer_func = func;
+      self->consumer_data = func_data;
+      self->consumer_data_destroy = func_data_destroy;
+      self->consumer_running = TRUE;
+      g_ptr_array_add (self->threads,
+                       g_thread_new ("sluice-consumer", consumer_thread, g_object_ref (self)));
+    }
+  g_mutex_unlock (&self->lock);
+}
+
+/* Any thread: a put's cancellable fired. */
+static void
+on_put_cancelled (GCancellable *cancellable, gpointer data)
+{
+  SluicePipeline *self = data;
+  Stage *head = self->stages->pdata[0];
+
+  room_wake (sluice_reorder_buffer_get_callback_data (self->rb));
+  g_mutex_lock (&head->lock);
+  g_cond_broadcast (&head->not_full);
+  g_mutex_unlock (&head->lock);
+}
+
+/* A put: a place in the window, or NULL with @error set. */
+static SluiceSlot *
+reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
+{
+  Room *room = sluice_reorder_buffer_get_callback_data (self->rb);
+  SluiceSlot *slot = NULL;
+
+  g_mutex_lock (&room->lock);
+  for (;;)
+    {
+      guint gen = room->gen;
+      gboolean closed;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        break;
+      sluice_reorder_buffer_lock (self->rb);
+      closed = is_stopping (self) || sluice_reorder_buffer_is_closed_locked (self->rb);
+      if (!closed && sluice_reorder_buffer_has_room_locked (self->rb, TRUE))
+        slot = sluice_reorder_buffer_reserve_locked (self->rb);
+      sluice_reorder_buffer_unlock (self->rb);
+      if (closed)
+        {
+          g_propagate_error (error, stopped_error ());
+          break;
+        }
+      if (slot != NULL)
+        break;
+      while (gen == room->gen)
+        g_cond_wait (&room->cond, &room->lock);
+    }
+  g_mutex_unlock (&room->lock);
+
+  return slot;
+}
+
+/**
+ * sluice_pipeline_put: (skip)
+ * @self: a started pipeline whose input is not closed
+ * @item: (transfer full) (nullable): the input
+ * @cancellable: (nullable): cancels the wait for room
+ * @error: return location for an error
+ *
+ * Gives @item to the first stage. Blocks while the window is full or the
+ * first stage's queue is. Fails with %SLUICE_ERROR_STOPPED once the
+ * pipeline stopped, or with %G_IO_ERROR_CANCELLED; @item is then freed
+ * with the item free function. The inputs are numbered in the order their
+ * puts took their place in the window.
+ *
+ * This function is safe to call from any thread, from several at once.
+ *
+ * Returns: %TRUE when @item was put
+ */
+gboolean
+sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancellable, GError **error)
+{
+  Stage *head;
+  SluiceSlot *slot;
+  Node *root;
+  gboolean closed;
+  gulong handler = 0;
+  GError *local_error = NULL;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (is_started (self), FALSE);
+
+  head = self->stages->pdata[0];
+  g_mutex_lock (&head->lock);
+  closed = head->closed;
+  if (!closed)
+    head->n_putting++;
+  g_mutex_unlock (&head->lock);
+  if (closed)
+    {
+      free_item (self, item);
+      if (is_stopping (self))
+        {
+          g_propagate_error (error, stopped_error ());
+          return FALSE;
+        }
+      g_return_val_if_fail (!closed, FALSE);
+    }
+
+  if (cancellable != NULL)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (on_put_cancelled), self, NULL);
+
+  slot = reserve_place (self, cancellable, &local_error);
+  if (slot != NULL)
+    {
+      root = node_new (NULL, item);
+      root->slot = slot;
+      root->seq = slot->seq;
+      if (!stage_push (head, root, cancellable))
+        {
+          /* Not accepted: the place it took in the window ends empty. */
+          if (!g_cancellable_set_error_if_cancelled (cancellable, &local_error))
+            local_error = stopped_error ();
+          free_item (self, g_steal_pointer (&root->item));
+          node_release (self, root);
+        }
+    }
+  else
+    free_item (self, item);
+
+  if (handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+
+  g_mutex_lock (&head->lock);
+  if (--head->n_putting == 0 && head->closed)
+    g_cond_broadcast (&head->not_empty);
+  g_mutex_unlock (&head->lock);
+
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * sluice_pipeline_put_value: (rename-to sluice_pipeline_put)
+ * @self: a started pipeline of values whose input is not closed
+ * @value: the input
+ * @cancellable: (nullable): cancels the wait for room
+ * @error: return location for an error
+ *
+ * Gives a copy of @value to the first stage, as
+ * [method@Sluice.Pipeline.put] does: the form for a pipeline made with
+ * [ctor@Sluice.Pipeline.new_for_values].
+ *
+ * This function is safe to call from any thread, from several at once.
+ *
+ * Returns: %TRUE when @value was put
+ */
+gboolean
+sluice_pipeline_put_value (SluicePipeline *self,
+                           const GValue *value,
+                           GCancellable *cancellable,
+                           GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (self->values, FALSE);
+
+  return sluice_pipeline_put (self, sluice_value_item_new (value), cancellable, error);
+}
+
+/**
+ * sluice_pipeline_close_input:
+ * @self: a started pipeline
+ *
+ * Ends the input: once the puts in progress are done and every input went
+ * through the stages, the stages' threads finish and the consumerator ends.
+ * Putting after this is a programmer error. Closing twice is harmless.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_pipeline_close_input (SluicePipeline *self)
+{
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (is_started (self));
+
+  stage_close (self->stages->pdata[0]);
+}
+
+/**
+ * sluice_pipeline_stop:
+ * @self: a started pipeline
+ *
+ * Stops the pipeline: no stage function starts any more (those running
+ * finish their current item), blocked puts and emits give up, items not
+ * delivered yet are freed with the item free function, the consumer's
+ * next call fails with %SLUICE_ERROR_STOPPED, and
+ * [method@Sluice.Pipeline.join] reports %SLUICE_ERROR_STOPPED unless a
+ * failure came first.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_pipeline_stop (SluicePipeline *self)
+{
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (is_started (self));
+
+  stop_internal (self, TRUE);
+}
+
+/**
+ * sluice_pipeline_join:
+ * @self: a started pipeline
+ * @timeout_us: how long to wait, in microseconds, or -1 to wait until
+ *   the end
+ * @error: return location for an error
+ *
+ * Waits until every stage's threads have finished (the input was closed
+ * and every input went through, or the pipeline stopped) and the consumer
+ * function, if any, has returned. With a consumerator instead of a
+ * function, it does not wait for the consumer to take the outputs.
+ *
+ * When @timeout_us passes first the pipeline is stopped, as
+ * [method@Sluice.Pipeline.stop] does, and the call fails with
+ * %G_IO_ERROR_TIMED_OUT.
+ *
+ * This function is safe to call from any thread but the pipeline's own.
+ *
+ * Returns: %TRUE when everything went through; %FALSE with @error set to
+ *   the consumer's failure, else the first failed input's (unless
+ *   skipped), else %SLUICE_ERROR_STOPPED after a stop
+ */
+gboolean
+sluice_pipeline_join (SluicePipeline *self, gint64 timeout_us, GError **error)
+{
+  gint64 deadline = timeout_us >= 0 ? g_get_monotonic_time () + timeout_us : -1;
+  GPtrArray *threads;
+  gboolean ok;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (is_started (self), FALSE);
+
+  g_mutex_lock (&self->lock);
+  while (!self->finished)
+    {
+      if (deadline < 0)
+        g_cond_wait (&self->cond, &self->lock);
+      else if (!g_cond_wait_until (&self->cond, &self->lock, deadline) && !self->finished)
+        {
+          g_mutex_unlock (&self->lock);
+          stop_internal (self, TRUE);
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                               _ ("The pipeline did not finish in time"));
+          return FALSE;
+        }
+    }
+  ok = result_locked (self, error);
+  /* The threads are on their way out: wait for them, so that nothing of
+   * ours runs once the pipeline is joined. */
+  threads = g_steal_pointer (&self->threads);
+  self->threads = g_ptr_array_new_with_free_func ((GDestroyNotify) g_thread_unref);
+  g_mutex_unlock (&self->lock);
+
+  g_ptr_array_set_free_func (threads, NULL);
+  for (guint i = 0; i < threads->len; i++)
+    {
+      GThread *thread = threads->pdata[i];
+
+      if (thread == g_thread_self ())
+        g_thread_unref (thread);
+      else
+        g_thread_join (thread);
+    }
+  g_ptr_array_unref (threads);
+
+  return ok;
+}
+
+/* Any thread: a join_async's cancellable fired. */
+static void
+on_join_cancelled (GCancellable *cancellable, gpointer data)
+{
+  GTask *task = data;
+  SluicePipeline *self = g_task_get_source_object (task);
+  GList *link;
+
+  g_mutex_lock (&self->lock);
+  link = g_list_find (self->join_tasks, task);
+  if (link != NULL)
+    self->join_tasks = g_list_delete_link (self->join_tasks, link);
+  g_mutex_unlock (&self->lock);
+  if (link == NULL)
+    return;
+
+  /* Not join_return_later(): a handler cannot disconnect itself. */
+  g_task_set_task_data (task, NULL, NULL);
+  {
+    JoinReturn *ret = g_new (JoinReturn, 1);
+
+    ret->task = task;
+    ret->error = NULL;
+    g_cancellable_set_error_if_cancelled (cancellable, &ret->error);
+    run_later (g_task_get_context (task), join_return_cb, ret, join_return_free);
+  }
+}
+
+/**
+ * sluice_pipeline_join_async:
+ * @self: a started pipeline
+ * @priority: the I/O priority of the request
+ * @cancellable: (nullable): cancels the wait (not the pipeline)
+ * @callback: (scope async): called when the pipeline has finished
+ * @user_data: data for @callback
+ *
+ * Waits, without blocking, for what [method@Sluice.Pipeline.join] waits
+ * for. @callback runs on the thread-default main context of the call,
+ * from a source, never inside this call.
+ *
+ * Call it on any thread that runs its thread-default main context.
+ */
+void
+sluice_pipeline_join_async (SluicePipeline *self,
+                            int priority,
+                            GCancellable *cancellable,
+                            GAsyncReadyCallback callback,
+                            gpointer user_data)
+{
+  GTask *task;
+  gboolean finished;
+  GError *error = NULL;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+  g_return_if_fail (is_started (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_pipeline_join_async);
+  g_task_set_priority (task, priority);
+  g_task_set_check_cancellable (task, FALSE);
+
+  g_mutex_lock (&self->lock);
+  finished = self->finished;
+  if (finished)
+    result_locked (self, &error);
+  else
+    self->join_tasks = g_list_prepend (self->join_tasks, task);
+  g_mutex_unlock (&self->lock);
+
+  if (finished)
+    {
+      join_return_later (task, error);
+      return;
+    }
+  if (cancellable != NULL)
+    {
+      /* Runs at once when already cancelled. */
+      gulong handler =
+          g_cancellable_connect (cancellable, G_CALLBACK (on_join_cancelled), task, NULL);
+
+      g_mutex_lock (&self->lock);
+      if (g_list_find (self->join_tasks, task) != NULL)
+        g_task_set_task_data (task, GSIZE_TO_POINTER (handler), NULL);
+      else if (handler != 0)
+        g_cancellable_disconnect (cancellable, handler);
+      g_mutex_unlock (&self->lock);
+    }
+}
+
+/**
+ * sluice_pipeline_join_finish:
+ * @self: a pipeline
+ * @result: the result given to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.Pipeline.join_async].
+ *
+ * Returns: as [method@Sluice.Pipeline.join] does; %FALSE with
+ *   %G_IO_ERROR_CANCELLED when the wait was cancelled
+ */
+gboolean
+sluice_pipeline_join_finish (SluicePipeline *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * sluice_pipeline_get_consumerator:
+ * @self: a pipeline
+ *
+ * Gets the iterator the outputs are taken from.
+ *
+ * It is safe to call from any thread.
+ *
+ * Returns: (transfer none): the consumerator
+ */
+SluiceConsumerator *
+sluice_pipeline_get_consumerator (SluicePipeline *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), NULL);
+
+  return self->consumerator;
+}
+
+/**
+ * sluice_pipeline_get_keep_order:
+ * @self: a pipeline
+ *
+ * Gets [property@Sluice.Pipeline:keep-order].
+ *
+ * It is safe to call from any thread.
+ *
+ * Returns: whether the outputs come in input order
+ */
+gboolean
+sluice_pipeline_get_keep_order (SluicePipeline *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+
+  return self->keep_order;
+}
+
+/**
+ * sluice_pipeline_get_skip_failed:
+ * @self: a pipeline
+ *
+ * Gets [property@Sluice.Pipeline:skip-failed].
+ *
+ * It is safe to call from any thread.
+ *
+ * Returns: whether failed inputs are left out
+ */
+gboolean
+sluice_pipeline_get_skip_failed (SluicePipeline *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+
+  return g_atomic_int_get (&self->skip_failed);
+}
+
+/**
+ * sluice_pipeline_set_skip_failed:
+ * @self: a pipeline
+ * @skip_failed: whether failed inputs are left out
+ *
+ * Sets [property@Sluice.Pipeline:skip-failed]. The notification is emitted
+ * on the calling thread.
+ *
+ * It is safe to call from any thread.
+ */
+void
+sluice_pipeline_set_skip_failed (SluicePipeline *self, gboolean skip_failed)
+{
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+
+  if (g_atomic_int_exchange (&self->skip_failed, !!skip_failed) != !!skip_failed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SKIP_FAILED]);
+}

@@ -1,0 +1,629 @@
+/* test-pipeline.c: SluicePipeline, exact outcomes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-test-util.h"
+
+/* Items are numbers in pointers, or (where freeing matters) g_new'd
+ * numbers freed with g_free. */
+#define N(p) ((guint64) GPOINTER_TO_SIZE (p))
+#define P(n) GSIZE_TO_POINTER ((gsize) (n))
+
+static GQuark
+test_error_quark (void)
+{
+  return g_quark_from_static_string ("test-pipeline-error-quark");
+}
+
+/* Up to @max_us of sleep, at random: completion order is shuffled. */
+static void
+random_delay (guint max_us)
+{
+  guint r = g_random_int_range (0, 4);
+
+  if (r == 0)
+    g_usleep (g_random_int_range (0, max_us + 1));
+  else if (r == 1)
+    g_thread_yield ();
+}
+
+/* ---- stages of the ordered tests: serial meaning below ------------------- */
+
+static gboolean
+add1 (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  random_delay (GPOINTER_TO_UINT (data));
+  sluice_pipeline_emitter_emit (emitter, P (N (item) + 1));
+  return TRUE;
+}
+
+static gboolean
+multi2 (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  random_delay (GPOINTER_TO_UINT (data));
+  sluice_pipeline_emitter_emit (emitter, P (N (item) * 2));
+  return TRUE;
+}
+
+/* n % 3 copies of n * 1000 + k: drops a third, fans out the rest. */
+static gboolean
+fan_out (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  guint64 n = N (item);
+
+  for (guint64 k = 0; k < n % 3; k++)
+    {
+      random_delay (GPOINTER_TO_UINT (data));
+      sluice_pipeline_emitter_emit (emitter, P (n * 1000 + k));
+    }
+  return TRUE;
+}
+
+static void
+serial_outputs (guint64 n_inputs, GArray *expected)
+{
+  for (guint64 i = 0; i < n_inputs; i++)
+    {
+      guint64 n = (i + 1) * 2;
+
+      for (guint64 k = 0; k < n % 3; k++)
+        {
+          guint64 out = n * 1000 + k;
+          g_array_append_val (expected, out);
+        }
+    }
+}
+
+static gboolean
+collect (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  GArray *got = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (outputs, &item, error))
+    {
+      guint64 n = N (item);
+      g_array_append_val (got, n);
+    }
+  return *error == NULL;
+}
+
+typedef struct
+{
+  gboolean keep_order;
+  guint n_inputs;
+  guint max_delay_us;
+  gboolean random_threads;
+} OrderCase;
+
+static void
+put_all (SluicePipeline *pipeline, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr (GError) error = NULL;
+
+      g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, &error));
+      g_assert_no_error (error);
+    }
+  sluice_pipeline_close_input (pipeline);
+}
+
+static void
+test_order (gconstpointer data)
+{
+  const OrderCase *c = data;
+  guint n = sluice_test_scale (c->n_inputs, 100);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) expected = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  SluicePipeline *pipeline;
+  guint threads[3] = { 1, 3, 2 };
+  gpointer delay = GUINT_TO_POINTER (c->max_delay_us);
+
+  if (c->random_threads)
+    for (guint i = 0; i < 3; i++)
+      threads[i] = g_random_int_range (1, 6);
+  g_test_message ("%u inputs, threads %u %u %u", n, threads[0], threads[1], threads[2]);
+
+  pipeline = sluice_pipeline_new (c->keep_order, g_random_int_range (1, 64), NULL);
+  g_assert_cmpuint (sluice_pipeline_add_stage (pipeline, "add1", threads[0], 4, add1, delay, NULL),
+                    ==, 0);
+  g_assert_cmpuint (
+      sluice_pipeline_add_stage (pipeline, "multi2", threads[1], 3, multi2, delay, NULL), ==, 1);
+  g_assert_cmpuint (
+      sluice_pipeline_add_stage (pipeline, "fan-out", threads[2], 2, fan_out, delay, NULL), ==, 2);
+  g_assert_cmpuint (sluice_pipeline_get_n_stages (pipeline), ==, 3);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  put_all (pipeline, n);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+
+  serial_outputs (n, expected);
+  g_assert_cmpuint (got->len, ==, expected->len);
+  if (c->keep_order)
+    {
+      for (guint i = 0; i < got->len; i++)
+        if (g_array_index (got, guint64, i) != g_array_index (expected, guint64, i))
+          g_error ("output %u is %" G_GUINT64_FORMAT ", not %" G_GUINT64_FORMAT, i,
+                   g_array_index (got, guint64, i), g_array_index (expected, guint64, i));
+    }
+  else
+    {
+      /* Every output once, the outputs of one input together in order. */
+      g_autoptr (GHashTable) seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+
+      for (guint i = 0; i < got->len; i++)
+        {
+          guint64 *out = &g_array_index (got, guint64, i);
+
+          g_assert_true (g_hash_table_add (seen, out));
+          if (*out % 1000 != 0)
+            g_assert_cmpuint (g_array_index (got, guint64, i - 1), ==, *out - 1);
+        }
+      for (guint i = 0; i < expected->len; i++)
+        g_assert_true (g_hash_table_contains (seen, &g_array_index (expected, guint64, i)));
+    }
+  g_object_unref (pipeline);
+}
+
+/* ---- consuming through the consumerator, from this thread --------------- */
+
+typedef struct
+{
+  SluicePipeline *pipeline;
+  guint n;
+} Feeder;
+
+static gpointer
+feed_thread (gpointer data)
+{
+  Feeder *feeder = data;
+
+  put_all (feeder->pipeline, feeder->n);
+  return NULL;
+}
+
+static void
+test_consumerator (void)
+{
+  guint n = sluice_test_scale (5000, 10);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 16, NULL);
+  SluiceConsumerator *outputs = sluice_pipeline_get_consumerator (pipeline);
+  g_autoptr (GArray) expected = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  Feeder feeder = { pipeline, n };
+  GThread *thread;
+  gpointer item;
+  guint i = 0;
+
+  sluice_pipeline_add_stage (pipeline, "add1", 2, 8, add1, GUINT_TO_POINTER (20), NULL);
+  sluice_pipeline_add_stage (pipeline, "multi2", 2, 8, multi2, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "fan-out", 3, 8, fan_out, NULL, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  thread = g_thread_new ("feeder", feed_thread, &feeder);
+
+  serial_outputs (n, expected);
+  while (sluice_consumerator_next (outputs, &item, &error))
+    {
+      g_assert_cmpuint (i, <, expected->len);
+      g_assert_cmpuint (N (item), ==, g_array_index (expected, guint64, i));
+      i++;
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (i, ==, expected->len);
+  g_thread_join (thread);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_object_unref (pipeline);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Items are g_new'd numbers: valgrind sees any that is lost or freed twice. */
+static gpointer
+boxed (guint64 n)
+{
+  return g_memdup2 (&n, sizeof n);
+}
+
+static gboolean
+boxed_pass (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  random_delay (50);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* Emits two outputs, then fails on inputs whose number % fail_mod == fail_at. */
+typedef struct
+{
+  guint64 fail_mod;
+  guint64 fail_at;
+} FailSpec;
+
+static gboolean
+boxed_fail (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  const FailSpec *spec = data;
+  guint64 n = *(guint64 *) item;
+
+  random_delay (50);
+  sluice_pipeline_emitter_emit (emitter, boxed (n * 10));
+  sluice_pipeline_emitter_emit (emitter, boxed (n * 10 + 1));
+  g_free (item);
+  if (n % spec->fail_mod == spec->fail_at)
+    {
+      g_set_error (error, test_error_quark (), 7, "input %" G_GUINT64_FORMAT " failed", n);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+put_boxed (SluicePipeline *pipeline, guint n, gboolean close)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr (GError) error = NULL;
+
+      if (!sluice_pipeline_put (pipeline, boxed (i), NULL, &error))
+        {
+          /* Only once the failure reached the consumer. */
+          g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+          break;
+        }
+    }
+  if (close)
+    sluice_pipeline_close_input (pipeline);
+}
+
+static gpointer
+feed_boxed_thread (gpointer data)
+{
+  Feeder *feeder = data;
+
+  put_boxed (feeder->pipeline, feeder->n, TRUE);
+  return NULL;
+}
+
+static void
+test_error_at_position (void)
+{
+  FailSpec spec = { G_MAXUINT64, 50 };
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, g_free);
+  SluiceConsumerator *outputs = sluice_pipeline_get_consumerator (pipeline);
+  g_autoptr (GError) error = NULL;
+  Feeder feeder = { pipeline, 200 };
+  GThread *thread;
+  gpointer item;
+  guint i = 0;
+
+  sluice_pipeline_add_stage (pipeline, "pass", 3, 4, boxed_pass, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "fail", 3, 4, boxed_fail, &spec, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  thread = g_thread_new ("feeder", feed_boxed_thread, &feeder);
+  while (sluice_consumerator_next (outputs, &item, &error))
+    {
+      g_assert_cmpuint (*(guint64 *) item, ==, (i / 2) * 10 + i % 2);
+      g_free (item);
+      i++;
+    }
+  /* Every output before input 50, none of its own, then its error. */
+  g_assert_cmpuint (i, ==, 100);
+  g_assert_error (error, test_error_quark (), 7);
+  g_assert_cmpstr (error->message, ==, "input 50 failed");
+  g_clear_error (&error);
+  g_assert_false (sluice_consumerator_next (outputs, &item, &error));
+  g_assert_error (error, test_error_quark (), 7);
+  g_clear_error (&error);
+
+  g_thread_join (thread);
+  g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_error (error, test_error_quark (), 7);
+  g_object_unref (pipeline);
+}
+
+static void
+on_item_failed (SluicePipeline *pipeline, guint64 seq, GError *error, gpointer data)
+{
+  GArray *failed = data;
+
+  g_assert_error (error, test_error_quark (), 7);
+  g_assert_true (g_main_context_is_owner (g_main_context_default ()));
+  g_array_append_val (failed, seq);
+}
+
+static gboolean
+collect_boxed (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  GArray *got = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (outputs, &item, error))
+    {
+      g_array_append_val (got, *(guint64 *) item);
+      g_free (item);
+    }
+  return *error == NULL;
+}
+
+static void
+test_skip_failed (gconstpointer data)
+{
+  gboolean keep_order = GPOINTER_TO_INT (data);
+  FailSpec spec = { 10, 3 };
+  guint n = 300;
+  SluicePipeline *pipeline = sluice_pipeline_new (keep_order, 16, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint64 expected_sum = 0, sum = 0;
+  guint j = 0;
+
+  sluice_pipeline_set_skip_failed (pipeline, TRUE);
+  g_assert_true (sluice_pipeline_get_skip_failed (pipeline));
+  g_signal_connect (pipeline, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 4, boxed_pass, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "fail", 4, 4, boxed_fail, &spec, NULL);
+  sluice_pipeline_start (pipeline, collect_boxed, got, NULL);
+  put_boxed (pipeline, n, TRUE);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+
+  /* The signals come from sources on this thread's context. */
+  while (failed->len < n / 10)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_false (g_main_context_iteration (NULL, FALSE));
+  for (guint i = 0; i < failed->len; i++)
+    sum += g_array_index (failed, guint64, i), expected_sum += i * 10 + 3;
+  g_assert_cmpuint (sum, ==, expected_sum);
+  if (keep_order)
+    for (guint i = 0; i < failed->len; i++)
+      g_assert_cmpuint (g_array_index (failed, guint64, i) % 10, ==, 3);
+
+  g_assert_cmpuint (got->len, ==, 2 * (n - n / 10));
+  if (keep_order)
+    for (guint i = 0; i < n; i++)
+      {
+        if (i % 10 == 3)
+          continue;
+        g_assert_cmpuint (g_array_index (got, guint64, j++), ==, i * 10);
+        g_assert_cmpuint (g_array_index (got, guint64, j++), ==, i * 10 + 1);
+      }
+  g_object_unref (pipeline);
+}
+
+/* ---- put blocks at capacity -------------------------------------------- */
+
+typedef struct
+{
+  Event release;
+  int n_put;     /* atomic */
+  int n_running; /* atomic */
+} Gate;
+
+static gboolean
+gated (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  Gate *gate = data;
+
+  g_atomic_int_inc (&gate->n_running);
+  event_wait (&gate->release);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+typedef struct
+{
+  SluicePipeline *pipeline;
+  Gate *gate;
+  guint n;
+} GatedFeeder;
+
+static gpointer
+gated_feed_thread (gpointer data)
+{
+  GatedFeeder *feeder = data;
+
+  for (guint i = 0; i < feeder->n; i++)
+    {
+      g_assert_true (sluice_pipeline_put (feeder->pipeline, P (i), NULL, NULL));
+      g_atomic_int_inc (&feeder->gate->n_put);
+    }
+  sluice_pipeline_close_input (feeder->pipeline);
+  return NULL;
+}
+
+/* Waits until @counter stops moving at @expected (or fails at the deadline). */
+static void
+assert_settles_at (int *counter, int expected)
+{
+  gint64 deadline = deadline_from_now ();
+
+  while (g_atomic_int_get (counter) < expected && g_get_monotonic_time () < deadline)
+    g_usleep (1000);
+  g_usleep (50000); /* and stays there */
+  g_assert_cmpint (g_atomic_int_get (counter), ==, expected);
+}
+
+static void
+test_put_blocks (gconstpointer data)
+{
+  gboolean by_window = GPOINTER_TO_INT (data);
+  /* The first stage's queue holds 4, its 2 threads hold one each; or the
+   * window holds 5 inputs in all. */
+  guint window = by_window ? 5 : 1024;
+  int expected = by_window ? 5 : 4 + 2;
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, window, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  Gate gate = { 0 };
+  GatedFeeder feeder = { pipeline, &gate, 100 };
+  GThread *thread;
+
+  event_init (&gate.release);
+  sluice_pipeline_add_stage (pipeline, "gated", 2, 4, gated, &gate, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  thread = g_thread_new ("feeder", gated_feed_thread, &feeder);
+
+  assert_settles_at (&gate.n_put, expected);
+  g_assert_cmpint (g_atomic_int_get (&gate.n_running), ==, by_window ? 2 : 2);
+  event_set (&gate.release);
+  g_thread_join (thread);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 100);
+  for (guint i = 0; i < 100; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+  event_clear (&gate.release);
+  g_object_unref (pipeline);
+}
+
+/* ---- a cancelled put, a stop, a join that times out -------------------- */
+
+static void
+test_cancel_and_timeout (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, g_free);
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  Gate gate = { 0 };
+  guint i;
+
+  event_init (&gate.release);
+  sluice_pipeline_add_stage (pipeline, "gated", 1, 2, gated, &gate, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  /* One running, two queued; the fourth put would block: cancel it. */
+  for (i = 0; i < 3; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, boxed (i), NULL, NULL));
+  g_cancellable_cancel (cancellable);
+  g_assert_false (sluice_pipeline_put (pipeline, boxed (i), cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  g_assert_false (sluice_pipeline_join (pipeline, 20000, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+  /* The timeout stopped it: puts fail, the running item finishes, the
+   * queued ones are freed. */
+  g_assert_false (sluice_pipeline_put (pipeline, boxed (9), NULL, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&error);
+  event_set (&gate.release);
+  g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&error);
+  g_assert_false (sluice_consumerator_next (sluice_pipeline_get_consumerator (pipeline),
+                                            &(gpointer){ NULL }, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  event_clear (&gate.release);
+  g_object_unref (pipeline);
+}
+
+/* ---- join_async: from a source on the caller's context ------------------ */
+
+static void
+on_joined (GObject *source, GAsyncResult *result, gpointer data)
+{
+  int *state = data;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (sluice_pipeline_join_finish (SLUICE_PIPELINE (source), result, &error));
+  g_assert_no_error (error);
+  *state = 2;
+}
+
+static void
+test_join_async (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 64, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  int state = 0;
+
+  sluice_pipeline_add_stage (pipeline, "add1", 2, 8, add1, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  put_all (pipeline, 100);
+  sluice_pipeline_join_async (pipeline, G_PRIORITY_DEFAULT, NULL, on_joined, &state);
+  g_assert_cmpint (state, ==, 0);
+  while (state != 2)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (got->len, ==, 100);
+
+  /* Once finished: still from a source, not inside the call. */
+  state = 1;
+  sluice_pipeline_join_async (pipeline, G_PRIORITY_DEFAULT, NULL, on_joined, &state);
+  g_assert_cmpint (state, ==, 1);
+  while (state != 2)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_object_unref (pipeline);
+}
+
+/* ---- programmer errors ------------------------------------------------- */
+
+static void
+test_programmer_errors (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 4, NULL);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion 'is_started (self)' failed*");
+  g_assert_false (sluice_pipeline_put (pipeline, P (1), NULL, NULL));
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion 'n_threads > 0' failed*");
+  sluice_pipeline_add_stage (pipeline, "none", 0, 4, add1, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion 'self->stages->len > 0'*");
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion 'self->values' failed*");
+  sluice_pipeline_put_value (pipeline, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+
+  sluice_pipeline_add_stage (pipeline, "add1", 1, 4, add1, NULL, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion '!is_started (self)' failed*");
+  sluice_pipeline_add_stage (pipeline, "late", 1, 4, add1, NULL, NULL);
+  g_test_assert_expected_messages ();
+  sluice_pipeline_close_input (pipeline);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion '!closed' failed*");
+  g_assert_false (sluice_pipeline_put (pipeline, P (1), NULL, NULL));
+  g_test_assert_expected_messages ();
+  g_assert_true (sluice_pipeline_join (pipeline, -1, NULL));
+  g_object_unref (pipeline);
+}
+
+static const OrderCase ordered = { TRUE, 3000, 100, FALSE };
+static const OrderCase unordered = { FALSE, 3000, 100, FALSE };
+static const OrderCase stress = { TRUE, 200000, 5, TRUE };
+static const OrderCase stress_unordered = { FALSE, 100000, 5, TRUE };
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
+  g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
+  g_test_add_func ("/pipeline/consumerator", test_consumerator);
+  g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
+  g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
+  g_test_add_data_func ("/pipeline/skip-failed-unordered", GINT_TO_POINTER (FALSE),
+                        test_skip_failed);
+  g_test_add_data_func ("/pipeline/put-blocks/queue", GINT_TO_POINTER (FALSE), test_put_blocks);
+  g_test_add_data_func ("/pipeline/put-blocks/window", GINT_TO_POINTER (TRUE), test_put_blocks);
+  g_test_add_func ("/pipeline/cancel-and-timeout", test_cancel_and_timeout);
+  g_test_add_func ("/pipeline/join-async", test_join_async);
+  g_test_add_func ("/pipeline/programmer-errors", test_programmer_errors);
+  g_test_add_data_func ("/pipeline/stress", &stress, test_order);
+  g_test_add_data_func ("/pipeline/stress-unordered", &stress_unordered, test_order);
+
+  return g_test_run ();
+}
