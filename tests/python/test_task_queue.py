@@ -8,15 +8,13 @@
 # "1..0 # SKIP reason" plan) only when python3-gi is missing.
 #
 # In Python, Sluice.TaskQueue.run_async and run_finish are the value forms
-# (sluice_task_queue_run_value_async, sluice_task_queue_run_finish_value):
-# the function returns any Python object, or raises a GLib.Error.
-#
-# PyGObject 3.42 (Debian 12) passes the data of a function that is not the
-# last callback of a call as variable arguments, like the callback's user
-# data: func_data is a tuple of the arguments the function gets after the
-# cancellable, () for none. A bare value (or None) there makes PyGObject
-# fail when the thread calls the function ("expected tuple for callback
-# user_data"). test_func_data_is_a_tuple_of_arguments shows the rule.
+# (sluice_task_queue_run_value_async, sluice_task_queue_run_finish_value),
+# wrapped by gi.overrides.Sluice: run_async(func, *args, priority=,
+# cancellable=, callback=, user_data=()) runs func(*args), which returns any
+# Python object or raises (the exception becomes run_finish's GLib.Error);
+# the task's cancellable is Gio.Cancellable.get_current() in func. (Raw
+# PyGObject 3.42 wanted func_data as a tuple, and failed with "expected
+# tuple for callback user_data" on a bare value.)
 
 import gc
 import os
@@ -94,9 +92,12 @@ class Outcome:
 
 
 def run(queue, func, func_data=(), priority=GLib.PRIORITY_DEFAULT, cancellable=None):
-    """Runs func in queue and iterates the main context until it completes."""
+    """Runs func(*func_data) in queue and iterates the main context until it
+    completes (gi.overrides.Sluice's run_async)."""
     outcome = Outcome()
-    queue.run_async(func, func_data, priority, cancellable, outcome.callback)
+    queue.run_async(
+        func, *func_data, priority=priority, cancellable=cancellable, callback=outcome.callback
+    )
     iterate_until("the task to complete", lambda: outcome.done)
     return outcome
 
@@ -113,19 +114,19 @@ class TaskQueueTests(unittest.TestCase):
         gc.collect()
 
     def test_value_forms_are_the_bindings_run_async(self):
-        self.assertEqual(
-            Sluice.TaskQueue.run_async.get_symbol(), "sluice_task_queue_run_value_async"
-        )
-        self.assertEqual(
-            Sluice.TaskQueue.run_finish.get_symbol(), "sluice_task_queue_run_finish_value"
-        )
+        # The override wraps the introspected methods, whose symbols say
+        # which C functions they are.
+        raw = Sluice.TaskQueue.__mro__[1]
+        self.assertEqual(Sluice.TaskQueue.__module__, "gi.overrides.Sluice")
+        self.assertEqual(raw.run_async.get_symbol(), "sluice_task_queue_run_value_async")
+        self.assertEqual(raw.run_finish.get_symbol(), "sluice_task_queue_run_finish_value")
         self.assertFalse(hasattr(Sluice.TaskQueue, "run_value_async"))
         self.assertFalse(hasattr(Sluice.TaskQueue, "run_finish_value"))
 
     def test_objects_arrive_unchanged(self):
         # Mutable objects arrive as themselves, the others equal.
         for obj in (Thing(1), {"a": [1, 2]}, [Thing(2)], "text", 7, 2.5, True, None):
-            outcome = run(self.queue, lambda cancellable, o=obj: o)
+            outcome = run(self.queue, lambda o=obj: o)
             self.assertIsNone(outcome.error, repr(obj))
             if isinstance(obj, (Thing, dict, list)):
                 self.assertIs(outcome.value, obj)
@@ -135,9 +136,10 @@ class TaskQueueTests(unittest.TestCase):
     def test_function_runs_in_a_queue_thread_callback_on_the_main_thread(self):
         threads = []
 
-        def func(cancellable):
+        def func():
             threads.append(threading.current_thread())
-            self.assertIsInstance(cancellable, Gio.Cancellable)
+            # The task's cancellable is the thread's current one.
+            self.assertIs(Gio.Cancellable.get_current(), cancellable)
             return "done"
 
         cancellable = Gio.Cancellable()
@@ -148,7 +150,7 @@ class TaskQueueTests(unittest.TestCase):
         self.assertIs(outcome.callback_thread, threading.main_thread())
 
     def test_glib_error_arrives_as_the_error_of_run_finish(self):
-        def func(cancellable):
+        def func():
             raise io_error("no such thing", Gio.IOErrorEnum.NOT_FOUND)
 
         outcome = run(self.queue, func)
@@ -158,11 +160,19 @@ class TaskQueueTests(unittest.TestCase):
         self.assertEqual(outcome.error.code, Gio.IOErrorEnum.NOT_FOUND)
         self.assertEqual(outcome.error.message, "no such thing")
 
+    def test_any_arguments_and_exceptions(self):
+        outcome = run(self.queue, pow, (2, 70))
+        self.assertEqual(outcome.value, 2**70)
+        outcome = run(self.queue, lambda: [][1])
+        self.assertIsNone(outcome.value)
+        self.assertTrue(outcome.error.matches(Sluice.error_quark(), Sluice.Error.FAILED))
+        self.assertEqual(outcome.error.message, "IndexError: list index out of range")
+
     def test_func_data_is_a_tuple_of_arguments(self):
         received = []
         thing = Thing(3)
 
-        def func(cancellable, *args):
+        def func(*args):
             received.append(args)
             return args[-1] if args else None
 
@@ -177,9 +187,7 @@ class TaskQueueTests(unittest.TestCase):
 
     def test_callback_user_data(self):
         outcome = Outcome()
-        self.queue.run_async(
-            lambda cancellable: 1, (), GLib.PRIORITY_DEFAULT, None, outcome.callback, "a", 2
-        )
+        self.queue.run_async(lambda: 1, callback=outcome.callback, user_data=("a", 2))
         iterate_until("the task to complete", lambda: outcome.done)
         self.assertEqual(outcome.value, 1)
         self.assertEqual(outcome.user_data, ("a", 2))
@@ -198,9 +206,7 @@ class TaskQueueTests(unittest.TestCase):
             seen_at_callback.append(len(released_in))
             outcome.callback(source, result)
 
-        self.queue.run_async(
-            lambda cancellable, tracked: "ran", (Tracked(),), GLib.PRIORITY_DEFAULT, None, callback
-        )
+        self.queue.run_async(lambda tracked: "ran", Tracked(), callback=callback)
         iterate_until("the task to complete", lambda: outcome.done)
         self.assertEqual(outcome.value, "ran")
         self.assertEqual(seen_at_callback, [1])
@@ -210,7 +216,7 @@ class TaskQueueTests(unittest.TestCase):
         ran = []
         cancellable = Gio.Cancellable()
         cancellable.cancel()
-        outcome = run(self.queue, lambda cancellable: ran.append(1), cancellable=cancellable)
+        outcome = run(self.queue, lambda: ran.append(1), cancellable=cancellable)
         self.assertEqual(ran, [])
         self.assertTrue(outcome.error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
 
@@ -220,7 +226,7 @@ class TaskQueueTests(unittest.TestCase):
         queue.shutdown_async(False, None, lambda *unused: shut.append(True))
         iterate_until("the shutdown", lambda: shut)
         ran = []
-        outcome = run(queue, lambda cancellable: ran.append(1))
+        outcome = run(queue, lambda: ran.append(1))
         self.assertEqual(ran, [])
         self.assertTrue(outcome.error.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
 
@@ -229,9 +235,7 @@ class TaskQueueTests(unittest.TestCase):
         for n in range(200):
             outcome = Outcome()
             outcomes.append(outcome)
-            self.queue.run_async(
-                lambda cancellable, n: Thing(n), (n,), GLib.PRIORITY_DEFAULT, None, outcome.callback
-            )
+            self.queue.run_async(Thing, n, callback=outcome.callback)
         iterate_until("every task to complete", lambda: all(o.done for o in outcomes))
         self.assertEqual([o.value.n for o in outcomes], list(range(200)))
 
@@ -240,20 +244,13 @@ class TaskQueueTests(unittest.TestCase):
         order = []
         gate = threading.Event()
         outcomes = [Outcome() for _ in range(21)]
-        queue.run_async(
-            lambda cancellable: gate.wait(DEADLINE_S),
-            (),
-            GLib.PRIORITY_DEFAULT,
-            None,
-            outcomes[0].callback,
-        )
+        queue.run_async(gate.wait, DEADLINE_S, callback=outcomes[0].callback)
         for n in range(1, 21):
             queue.run_async(
-                lambda cancellable, n: order.append(n),
-                (n,),
-                GLib.PRIORITY_LOW if n % 2 else GLib.PRIORITY_DEFAULT,
-                None,
-                outcomes[n].callback,
+                order.append,
+                n,
+                priority=GLib.PRIORITY_LOW if n % 2 else GLib.PRIORITY_DEFAULT,
+                callback=outcomes[n].callback,
             )
         gate.set()
         iterate_until("every task to complete", lambda: all(o.done for o in outcomes))
@@ -265,7 +262,7 @@ class TaskQueueTests(unittest.TestCase):
     def test_queue_is_freed(self):
         queue = Sluice.TaskQueue.new(1)
         ref = weakref.ref(queue)
-        run(queue, lambda cancellable: None)
+        run(queue, lambda: None)
         del queue
         gc.collect()
         iterate_until("the queue to be freed", lambda: ref() is None)

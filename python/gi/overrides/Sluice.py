@@ -104,7 +104,7 @@ __all__.append("JobQueue")
 #   (a thread function finds its item's cancellable with
 #   Gio.Cancellable.get_current()),
 #   produce_item_in_thread(func, *args, priority=..., ...), start(func, *args),
-#   slot.continue_in_thread(func, *args);
+#   slot.continue_in_thread(func, *args), TaskQueue.run_async(func, *args, ...);
 # - an exception where it belongs: raised in an item function, it fails that
 #   slot (unless the function completed it); in a thread function, that
 #   item; in the consumer, the stop (GLib.Error carrying the text);
@@ -353,3 +353,33 @@ class Consumerator(Sluice.Consumerator):
 
 Consumerator = override(Consumerator)
 __all__.append("Consumerator")
+
+
+class TaskQueue(Sluice.TaskQueue):
+    def run_async(
+        self,
+        func,
+        *args,
+        priority=GLib.PRIORITY_DEFAULT,
+        cancellable=None,
+        callback=None,
+        user_data=(),
+    ):
+        """Runs func(*args) in a thread of the queue; run_finish() gives its
+        return value (any object) or raises its exception as a GLib.Error.
+        func finds the task's cancellable with Gio.Cancellable.get_current()."""
+        return super().run_async(
+            _run_to_value(func, args),
+            (),
+            priority,
+            cancellable,
+            _async_callback(callback, user_data),
+            None,
+        )
+
+    def run_finish(self, result):
+        return _unwrap(super().run_finish(result))
+
+
+TaskQueue = override(TaskQueue)
+__all__.append("TaskQueue")
