@@ -237,8 +237,6 @@ sluice_consumerator_new_for_buffer (SluiceReorderBuffer *rb)
   self->rb = sluice_reorder_buffer_ref (rb);
   self->capacity = sluice_reorder_buffer_get_window (rb);
   self->standalone = FALSE;
-  /* next_async requests wait for the producer's consumer thread. */
-  self->served_by_owner = TRUE;
 
   return self;
 }
@@ -608,6 +606,42 @@ sluice_consumerator_serve_requests (SluiceConsumerator *self)
 }
 
 void
+sluice_consumerator_set_served_by_owner (SluiceConsumerator *self)
+{
+  g_mutex_lock (&self->serve_lock);
+  self->served_by_owner = TRUE;
+  g_mutex_unlock (&self->serve_lock);
+}
+
+void
+sluice_consumerator_finish_serving (SluiceConsumerator *self)
+{
+  GQueue requests;
+  GTask *task;
+  gboolean ended;
+  GError *end_error;
+
+  g_mutex_lock (&self->serve_lock);
+  if (!self->served_by_owner)
+    {
+      g_mutex_unlock (&self->serve_lock);
+      return;
+    }
+  self->owner_done = TRUE;
+  requests = self->requests;
+  g_queue_init (&self->requests);
+  ended = self->ended;
+  end_error = self->end_error;
+  g_mutex_unlock (&self->serve_lock);
+
+  while ((task = g_queue_pop_head (&requests)) != NULL)
+    {
+      answer_after_serving (self, task, ended, end_error != NULL ? g_error_copy (end_error) : NULL);
+      g_object_unref (task);
+    }
+}
+
+void
 sluice_consumerator_interrupt_serving (SluiceConsumerator *self)
 {
   g_mutex_lock (&self->serve_lock);
@@ -633,7 +667,9 @@ sluice_consumerator_interrupt_serving (SluiceConsumerator *self)
  * Requests are answered in the order they were made, each with the next
  * item in order, by a thread that takes the items with
  * [method@Sluice.Consumerator.next]: the consumer thread of an ordered item
- * producer started without a consumer function, or else a thread of the
+ * producer started without a consumer function (requests made before its
+ * start wait for it; a stop of a producer never started answers them), or
+ * else, for a standalone consumerator or a pipeline's, a thread of the
  * consumerator's own (do not mix with calls to
  * [method@Sluice.Consumerator.next]). Order, flow control and errors are
  * those of [method@Sluice.Consumerator.next]. A request cancelled before its

@@ -375,7 +375,8 @@ refresh_idle (gpointer data)
 }
 
 /* Room for an owner that waited for it comes from the consumer thread
- * every few hundred items, so it does not go through run_on_owner(): an idle
+ * every quarter window (every item while produce calls wait for room), so
+ * it does not go through run_on_owner(): an idle
  * source attached per call takes the owner context's lock and wakes the
  * owner while holding it, and the owner, woken, blocks on that lock at once
  * and needs a second wake-up (bench/run, 2 us items: 1 in 3 of its
@@ -437,18 +438,9 @@ rb_room_cb (gpointer data)
 
   if (!g_main_context_is_owner (link->context) && g_thread_self () != link->thread)
     {
-      /* Ready now, for the threads that look or wait: the owner context
-       * may not run (a producer fed from threads). It hears of it below. */
-      self = g_weak_ref_get (&link->producer);
-      if (self != NULL)
-        {
-          sluice_reorder_buffer_lock (self->rb);
-          self->ready =
-              sluice_reorder_buffer_has_room_locked (self->rb, !g_queue_is_empty (&self->deferred));
-          sluice_reorder_buffer_unlock (self->rb);
-          g_object_unref (self);
-          wake_ready_waiters (link);
-        }
+      /* Threads in wait_ready() look at the buffer themselves: the owner
+       * context may not run (a producer fed from threads). */
+      wake_ready_waiters (link);
       g_atomic_int_set (&((RoomSource *) link->room_source)->raised, TRUE);
       g_main_context_wakeup (link->context);
       return TRUE;
@@ -513,6 +505,7 @@ rb_failed_cb (guint64 seq, GError *error, gpointer data)
 static void
 rb_settled_cb (gpointer data)
 {
+  wake_ready_waiters (data);
   invoke_on_owner (data, refresh_idle);
 }
 
@@ -526,7 +519,7 @@ read_counts (SluiceOrderedItemProducer *self, guint64 counts[4])
 
   sluice_reorder_buffer_get_progress (self->rb, &progress);
   counts[0] = progress.accepted;
-  counts[1] = progress.handed - progress.skipped;
+  counts[1] = progress.handed > progress.skipped ? progress.handed - progress.skipped : 0;
   counts[2] = progress.failed;
   counts[3] = progress.accepted > progress.handed ? progress.accepted - progress.handed : 0;
 }
@@ -595,6 +588,18 @@ is_ready_locked (SluiceOrderedItemProducer *self, gboolean *out_closed)
   if (out_closed != NULL)
     *out_closed = closed;
   return closed || (self->ready && g_queue_is_empty (&self->deferred));
+}
+
+/* Under the reorder buffer's lock, for threads other than the owner's: as
+ * is_ready_locked(), and also ready once live items fell to the low-water
+ * mark, which the owner context (it may not run) has not heard of yet. */
+static gboolean
+is_ready_now_locked (SluiceOrderedItemProducer *self, gboolean *out_closed)
+{
+  if (is_ready_locked (self, out_closed))
+    return TRUE;
+  return g_queue_is_empty (&self->deferred) && sluice_reorder_buffer_get_n_live (self->rb) <=
+                                                   sluice_reorder_buffer_get_low_water (self->rb);
 }
 
 static void
@@ -928,8 +933,8 @@ slot_from_handle (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
  * detected, whatever happened in between: it is reported with a critical
  * naming the item's sequence number and ignored (its item is freed), and
  * the first result stands. Two completions at the very same moment from
- * two threads are reported too, but which result the consumer receives is
- * then not defined.
+ * two threads are not supported: they may go undetected and spoil the item
+ * (this check is for completions one after the other).
  *
  * This function is safe to call from any thread. It takes no lock and
  * allocates nothing unless the consumer is asleep waiting for this very item.
@@ -1651,6 +1656,10 @@ consumer_thread (gpointer data)
   /* Release everything before the owner hears of the return, so that a
    * finished stop means nothing of ours is left. */
   sluice_reorder_buffer_consumer_done (run->rb);
+  /* The producer is closed now: threads in wait_ready() hear of it here,
+   * the owner context (which may not run) below. */
+  wake_ready_waiters (sluice_reorder_buffer_get_callback_data (run->rb));
+  sluice_consumerator_finish_serving (run->consumerator);
   g_clear_object (&run->consumerator);
   g_clear_pointer (&run->rb, sluice_reorder_buffer_unref);
 
@@ -1793,18 +1802,22 @@ sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
 static void abort_with_error (SluiceOrderedItemProducer *self, const GError *error);
 
 /* Any thread: the stop's cancellable fired. */
+/* Any thread. @data is a link of the handler's own, freed with the handler
+ * (after a run in progress, unlike the producer's). */
 static void
 on_stop_cancelled (GCancellable *cancellable, gpointer data)
 {
   Link *link = data;
-  g_autoptr (SluiceOrderedItemProducer) self = g_weak_ref_get (&link->producer);
+  SluiceOrderedItemProducer *self = g_weak_ref_get (&link->producer);
   g_autoptr (GError) error = NULL;
 
   if (self == NULL)
     return;
   error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The stop was cancelled"));
   abort_with_error (self, error);
-  invoke_on_owner (link, refresh_idle);
+  /* Our reference goes to the owner context: a last unref there, not on
+   * whichever thread cancelled. */
+  run_on_owner (link, refresh_idle, self, g_object_unref);
 }
 
 /* Owner context. Not g_cancellable_disconnect(): it deadlocks when called
@@ -1910,10 +1923,15 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
   self->stop_task = g_steal_pointer (&task);
   if (cancellable != NULL)
     {
+      Link *link = link_new ();
+
       self->stop_cancellable = g_object_ref (cancellable);
       /* May run the handler at once: the stop task is in place. */
+      g_weak_ref_init (&link->producer, self);
+      link->context = g_main_context_ref (self->owner_context);
+      link->thread = self->owner_thread;
       self->stop_cancelled_handler =
-          g_cancellable_connect (cancellable, G_CALLBACK (on_stop_cancelled), self->link, NULL);
+          g_cancellable_connect (cancellable, G_CALLBACK (on_stop_cancelled), link, link_free);
     }
 
   sluice_reorder_buffer_lock (self->rb);
@@ -1930,8 +1948,9 @@ sluice_ordered_item_producer_stop_async (SluiceOrderedItemProducer *self,
       sluice_reorder_buffer_lock (self->rb);
       set_state_locked (self, STATE_CLOSED);
       sluice_reorder_buffer_unlock (self->rb);
-      sluice_reorder_buffer_abort (self->rb, error);
-      fail_deferred (self);
+      abort_with_error (self, error);
+      /* No consumer will serve next_async requests made before the start. */
+      sluice_consumerator_finish_serving (self->consumerator);
     }
   else if (state == STATE_STARTED)
     run_deferred (self); /* sets the end once nothing waits for room */
@@ -2105,6 +2124,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
   }
   self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
   sluice_consumerator_set_values (self->consumerator, TRUE);
+  sluice_consumerator_set_served_by_owner (self->consumerator);
   self->ready = TRUE;
   self->ready_notified = TRUE;
 
@@ -2488,13 +2508,14 @@ sluice_ordered_item_producer_new_for_values (SluiceTaskQueue *task_queue, guint 
  * @self: a producer
  *
  * Gets whether the producer is ready, as
- * [property@Sluice.OrderedItemProducer:ready] defines it. Called while the
- * owner context is dispatching (a `notify::ready` handler, the ready
- * source's callback), it returns the property, the value last notified
- * there, so that it agrees with them. Anywhere else it reads the current
- * state, which is right also when the owner context does not run at all (a
- * producer fed from threads; see
- * [method@Sluice.OrderedItemProducer.wait_ready]).
+ * [property@Sluice.OrderedItemProducer:ready] defines it. On the thread
+ * that created the producer it returns the property, the value last
+ * notified on the owner context, so that it agrees with `notify::ready` and
+ * the ready source (and costs no lock: feeding loops ask per item). On any
+ * other thread it reads the current state, which is right also when the
+ * owner context does not run at all (a producer fed from threads; see
+ * [method@Sluice.OrderedItemProducer.wait_ready]): the producer is ready
+ * there as soon as live items fell to the low-water mark.
  *
  * This function is safe to call from any thread.
  *
@@ -2507,10 +2528,11 @@ sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)
 
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
 
-  if (g_main_context_is_owner (self->owner_context))
+  /* Feeding loops ask per item: no lock on the owner's thread. */
+  if (g_thread_self () == self->owner_thread)
     return self->ready_notified;
   sluice_reorder_buffer_lock (self->rb);
-  ready = is_ready_locked (self, NULL);
+  ready = is_ready_now_locked (self, NULL);
   sluice_reorder_buffer_unlock (self->rb);
   return ready;
 }
@@ -2547,7 +2569,8 @@ on_wait_cancelled (GCancellable *cancellable, gpointer data)
  * This function is safe to call from any thread.
  *
  * Returns: %TRUE when the producer is ready; %FALSE with @error set if it
- *   is closed or @cancellable was cancelled
+ *   is closed, @cancellable was cancelled, or (%SLUICE_ERROR_FAILED) it
+ *   would block the owner context's thread that waiting calls need
  */
 gboolean
 sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
@@ -2577,8 +2600,11 @@ sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
       g_mutex_unlock (&link->wait_lock);
 
       sluice_reorder_buffer_lock (self->rb);
-      ready = is_ready_locked (self, &closed);
+      ready = is_ready_now_locked (self, &closed);
       deferred = !g_queue_is_empty (&self->deferred);
+      /* The consumer calls back (and wakes us) at low water. */
+      if (!ready)
+        sluice_reorder_buffer_want_room_locked (self->rb);
       sluice_reorder_buffer_unlock (self->rb);
 
       if (closed)
@@ -2685,8 +2711,8 @@ sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self)
  * Gets whether the producer is closed, as
  * [property@Sluice.OrderedItemProducer:closed] defines it. As
  * [method@Sluice.OrderedItemProducer.is_ready] does, it returns the
- * property (the value last notified) while the owner context is
- * dispatching, and reads the current state anywhere else.
+ * property (the value last notified) on the thread that created the
+ * producer, and reads the current state on any other thread.
  *
  * This function is safe to call from any thread.
  *
@@ -2699,7 +2725,7 @@ sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self)
 
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
 
-  if (g_main_context_is_owner (self->owner_context))
+  if (g_thread_self () == self->owner_thread)
     return self->closed_notified;
   sluice_reorder_buffer_lock (self->rb);
   is_ready_locked (self, &closed);

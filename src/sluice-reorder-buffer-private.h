@@ -112,6 +112,10 @@ SluiceSlot *sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb);
  * an order of its own (the unordered pipeline: the n-th result to finish
  * fills the n-th slot), rather than through the slot it was given. */
 SluiceSlot *sluice_reorder_buffer_get_reserved_slot (SluiceReorderBuffer *rb, guint64 seq);
+/* With the lock held: asks for the room function once live items are at
+ * or below the low-water mark, whether or not the window is full now (a
+ * thread waiting for the producer to be ready). */
+void sluice_reorder_buffer_want_room_locked (SluiceReorderBuffer *rb);
 /* With the lock held: whether try_reserve() may reserve (closed at first).
  * The owner keeps it closed while its own state forbids new reservations
  * (calls waiting for room, a stop). */
@@ -143,12 +147,12 @@ void sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item);
 guint64 sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb);
 
 /* The handle an item function gets for @slot, a reserved slot: its place in
- * the ring with the low bits of its lap (22 on 64-bit machines, 5 elsewhere)
- * folded into pointer bits the place does not use. A handle is not a
- * pointer to dereference: slot_from_handle() checks it and gives the slot. */
+ * the ring with the low bits of its lap (21 on 64-bit machines whose ring lies below 2^48, 5
+ * elsewhere) folded into pointer bits the place does not use. A handle is not a pointer to
+ * dereference: slot_from_handle() checks it and gives the slot. */
 SluiceSlot *sluice_reorder_buffer_slot_handle (SluiceSlot *slot);
 /* The slot behind @handle and the sequence number the handle was made for
- * (exact unless 2^22 laps of the ring, or 2^5 on 32-bit machines, passed
+ * (exact unless 2^21 laps of the ring, or 2^5, passed
  * since). Returns whether the slot still holds that number and waits for its
  * completion; FALSE when it was completed (consumed or not, reused or not).
  * The buffer must be alive. */

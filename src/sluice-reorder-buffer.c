@@ -68,7 +68,6 @@ enum
 
 struct _SluiceReorderBuffer
 {
-  int ref_count;
   guint window;
   guint low_water;
   guint capacity;
@@ -85,6 +84,9 @@ struct _SluiceReorderBuffer
   gpointer callback_data;
   GDestroyNotify callback_data_destroy;
 
+  /* Not on the first line: completers read the ring's geometry there for
+   * every slot handle, and a waited-for completion takes a reference. */
+  int ref_count;
   GMutex lock;
   GCond cond;
 
@@ -430,10 +432,10 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
        * request after every item and, with a full fence, before it sleeps,
        * so the request cannot be missed for good. A lower level asked for
        * earlier and not answered yet is raised, never lowered. */
-      int level = calls_wait ? (int) rb->window - 1 : (int) rb->low_water;
-
-      if (!g_atomic_int_get (&rb->want_room) || g_atomic_int_get (&rb->room_level) < level)
-        g_atomic_int_set (&rb->room_level, level);
+      /* The last caller knows whether calls wait now (its writers hold the
+       * lock): a level left high after the calls ran would end the
+       * hysteresis. */
+      g_atomic_int_set (&rb->room_level, calls_wait ? (int) rb->window - 1 : (int) rb->low_water);
       g_atomic_int_set (&rb->want_room, 1);
       rb->handed_seen = load64 (&rb->handed);
       room = rb->accepted - rb->handed_seen < rb->window;
@@ -441,6 +443,17 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
   reserve_unlock (rb);
 
   return room;
+}
+
+void
+sluice_reorder_buffer_want_room_locked (SluiceReorderBuffer *rb)
+{
+  reserve_lock (rb);
+  if (!g_atomic_int_get (&rb->want_room) ||
+      g_atomic_int_get (&rb->room_level) < (int) rb->low_water)
+    g_atomic_int_set (&rb->room_level, (int) rb->low_water);
+  g_atomic_int_set (&rb->want_room, 1);
+  reserve_unlock (rb);
 }
 
 gboolean
@@ -467,7 +480,7 @@ reserve_reserving (SluiceReorderBuffer *rb)
    * (which waits for every earlier store) does not wait for that miss. */
   __builtin_prefetch (ahead, 1);
 
-  slot->seq = seq;
+  __atomic_store_n (&slot->seq, seq, __ATOMIC_RELAXED); /* read by stale handles */
   slot->item = NULL;
   publish64 (&rb->next_seq, seq + 1);
   publish64 (&rb->accepted, rb->accepted + 1);
@@ -934,9 +947,11 @@ take_run (SluiceReorderBuffer *rb, GError **error)
               g_propagate_error (error, slot_error);
               break;
             }
-          /* A skipped failure no longer occupies the window. */
-          publish64 (&rb->n_skipped, rb->n_skipped + 1);
+          /* A skipped failure no longer occupies the window. Handed
+           * first: a reader takes skipped first, so handed - skipped
+           * never goes below zero. */
           publish64 (&rb->handed, rb->handed + 1);
+          publish64 (&rb->n_skipped, rb->n_skipped + 1);
           if (rb->failed_func != NULL)
             rb->failed_func (seq, slot_error, rb->callback_data);
           else
@@ -991,14 +1006,17 @@ wait_for_head (SluiceReorderBuffer *rb)
   rb->refilling = FALSE;
 
   stat_inc (&rb->stats.waits);
-  if (rb->wait_since == 0)
-    __atomic_store_n (&rb->wait_since, g_get_monotonic_time (), __ATOMIC_RELAXED);
   for (guint spin = 0; spin < SPIN_MAX; spin++)
     {
       if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
         return;
       sluice_cpu_relax ();
     }
+
+  /* A wait that outlasts the spin is one a stats reader may want to see
+   * (a head-of-line stall); the clock is read only here, off the spin. */
+  if (rb->wait_since == 0)
+    __atomic_store_n (&rb->wait_since, g_get_monotonic_time (), __ATOMIC_RELAXED);
 
   g_mutex_lock (&rb->lock);
   {
@@ -1217,10 +1235,10 @@ sluice_reorder_buffer_get_stats (SluiceReorderBuffer *rb, SluiceReorderStats *st
 void
 sluice_reorder_buffer_get_progress (SluiceReorderBuffer *rb, SluiceReorderProgress *progress)
 {
-  progress->accepted = load64 (&rb->accepted);
-  progress->handed = load64 (&rb->handed);
-  progress->failed = load64 (&rb->n_failed);
   progress->skipped = load64 (&rb->n_skipped);
+  progress->failed = load64 (&rb->n_failed);
+  progress->handed = load64 (&rb->handed);
+  progress->accepted = load64 (&rb->accepted);
   progress->head = load64 (&rb->head);
   progress->wait_since = __atomic_load_n (&rb->wait_since, __ATOMIC_RELAXED);
   progress->paused = (g_atomic_int_get (&rb->flags) & FLAG_PAUSED) != 0;

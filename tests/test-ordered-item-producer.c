@@ -1752,6 +1752,29 @@ run_async_consumer (guint n, gboolean fail)
   assert_no_item_leaked ();
 }
 
+/* A request made before a start that never comes is answered by the stop
+ * (the producer was never started), not left hanging. */
+static void
+test_next_async_stopped_unstarted (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  AsyncConsumer consumer = {
+    NULL, g_array_new (FALSE, FALSE, sizeof (guint64)), NULL, FALSE, 0, 8
+  };
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  consumer.consumerator = sluice_ordered_item_producer_get_consumerator (producer);
+  sluice_consumerator_next_async (consumer.consumerator, NULL, async_consumer_next, &consumer);
+  g_assert_null (stop_sync (producer, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED);
+  WAIT_UNTIL (consumer.ended);
+  g_assert_error (consumer.error, SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED);
+  g_clear_error (&consumer.error);
+  g_array_unref (consumer.values);
+}
+
 static void
 test_next_async_in_order (void)
 {
@@ -2378,6 +2401,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/next-async/in-order", test_next_async_in_order);
   g_test_add_func ("/producer/next-async/error", test_next_async_error);
   g_test_add_func ("/producer/next-async/stop-producing", test_next_async_stop_producing);
+  g_test_add_func ("/producer/next-async/stopped-unstarted", test_next_async_stopped_unstarted);
   g_test_add_func ("/producer/callbacks/never-reentrant", test_callbacks_never_reentrant);
   g_test_add_func ("/producer/slot/continue-in-thread", test_slot_continue_in_thread);
   g_test_add_func ("/producer/slot/continue-after-stop", test_slot_continue_after_stop);
