@@ -325,6 +325,27 @@ sluice_consumerator_new_for_values (guint capacity)
   return self;
 }
 
+/* What next_value() and next_value_finish() give: with @ok, the contents of
+ * @item move into @value (a GValue holds no pointer to itself, so the struct
+ * may be copied and its shell freed); without, @value is a NULL pointer, as
+ * bindings convert every out value. */
+static gboolean
+take_value_item (gboolean ok, GValue *item, GValue *value)
+{
+  if (!ok)
+    {
+      if (value != NULL)
+        g_value_init (value, G_TYPE_POINTER);
+      return FALSE;
+    }
+  if (value != NULL)
+    *value = *item;
+  else
+    g_value_unset (item);
+  g_free (item);
+  return TRUE;
+}
+
 /**
  * sluice_consumerator_next_value: (rename-to sluice_consumerator_next)
  * @self: a consumerator of values
@@ -352,27 +373,15 @@ gboolean
 sluice_consumerator_next_value (SluiceConsumerator *self, GValue *value, GError **error)
 {
   GValue *item = NULL;
+  gboolean ok;
 
   g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
   g_return_val_if_fail (self->values, FALSE);
   g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!sluice_consumerator_next (self, (gpointer *) &item, error))
-    {
-      if (value != NULL)
-        g_value_init (value, G_TYPE_POINTER);
-      return FALSE;
-    }
-
-  /* The item's contents move into @value: a GValue holds no pointer to
-   * itself, so the struct may be copied and its shell freed. */
-  if (value != NULL)
-    *value = *item;
-  else
-    g_value_unset (item);
-  g_free (item);
-  return TRUE;
+  ok = sluice_consumerator_next (self, (gpointer *) &item, error);
+  return take_value_item (ok, item, value);
 }
 
 /**
@@ -782,23 +791,14 @@ sluice_consumerator_next_value_finish (SluiceConsumerator *self,
                                        GError **error)
 {
   GValue *item = NULL;
+  gboolean ok;
 
   g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
   g_return_val_if_fail (self->values, FALSE);
   g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
 
-  if (!sluice_consumerator_next_finish (self, result, (gpointer *) &item, error))
-    {
-      if (value != NULL)
-        g_value_init (value, G_TYPE_POINTER);
-      return FALSE;
-    }
-  if (value != NULL)
-    *value = *item;
-  else
-    g_value_unset (item);
-  g_free (item);
-  return TRUE;
+  ok = sluice_consumerator_next_finish (self, result, (gpointer *) &item, error);
+  return take_value_item (ok, item, value);
 }
 
 /**

@@ -511,17 +511,24 @@ rb_settled_cb (gpointer data)
 
 /* --- progress --- */
 
-/* n-produced, n-consumed, n-failed, n-live, from any thread. */
+/* n-produced, n-consumed, n-failed, n-live of a progress snapshot. */
+static void
+counts_of_progress (const SluiceReorderProgress *progress, guint64 counts[4])
+{
+  counts[0] = progress->accepted;
+  counts[1] = progress->handed > progress->skipped ? progress->handed - progress->skipped : 0;
+  counts[2] = progress->failed;
+  counts[3] = progress->accepted > progress->handed ? progress->accepted - progress->handed : 0;
+}
+
+/* The same, read now, from any thread. */
 static void
 read_counts (SluiceOrderedItemProducer *self, guint64 counts[4])
 {
   SluiceReorderProgress progress;
 
   sluice_reorder_buffer_get_progress (self->rb, &progress);
-  counts[0] = progress.accepted;
-  counts[1] = progress.handed > progress.skipped ? progress.handed - progress.skipped : 0;
-  counts[2] = progress.failed;
-  counts[3] = progress.accepted > progress.handed ? progress.accepted - progress.handed : 0;
+  counts_of_progress (&progress, counts);
 }
 
 /* Owner context: notifies the counters that changed since the last time. */
@@ -558,15 +565,17 @@ start_progress (SluiceOrderedItemProducer *self)
   g_source_attach (self->progress_source, self->owner_context);
 }
 
-/* Owner context: the stop completed, or the producer goes away. */
+/* Owner context: the stop completed (@notify: the final figures), or the
+ * producer goes away. */
 static void
-stop_progress (SluiceOrderedItemProducer *self)
+stop_progress (SluiceOrderedItemProducer *self, gboolean notify)
 {
   if (self->progress_source == NULL)
     return;
   g_source_destroy (self->progress_source);
   g_clear_pointer (&self->progress_source, g_source_unref);
-  notify_progress (self);
+  if (notify)
+    notify_progress (self);
 }
 
 /* --- ready state, sources, upstream --- */
@@ -1854,7 +1863,7 @@ check_stop (SluiceOrderedItemProducer *self)
 
   task = g_steal_pointer (&self->stop_task);
   disconnect_stop_cancellable (self);
-  stop_progress (self);
+  stop_progress (self, TRUE);
   abort_error = sluice_reorder_buffer_get_abort_error (self->rb);
 
   /* The first error wins: a failed item or a stop, then the consumer's. */
@@ -2145,11 +2154,7 @@ sluice_ordered_item_producer_dispose (GObject *object)
     fail_deferred (self);
 
   disconnect_stop_cancellable (self);
-  if (self->progress_source != NULL)
-    {
-      g_source_destroy (self->progress_source);
-      g_clear_pointer (&self->progress_source, g_source_unref);
-    }
+  stop_progress (self, FALSE);
   /* A consumer still running ends on its own now; nothing waits for it. */
   if (self->thread != NULL)
     g_thread_unref (g_steal_pointer (&self->thread));
@@ -2537,15 +2542,11 @@ sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)
   return ready;
 }
 
+/* Connected only while its waiter counts itself in n_waiters. */
 static void
 on_wait_cancelled (GCancellable *cancellable, gpointer data)
 {
-  Link *link = data;
-
-  g_mutex_lock (&link->wait_lock);
-  link->wait_gen++;
-  g_cond_broadcast (&link->wait_cond);
-  g_mutex_unlock (&link->wait_lock);
+  wake_ready_waiters (data);
 }
 
 /**
@@ -2679,8 +2680,8 @@ sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self)
   ready = is_ready_locked (self, &closed);
   n_waiting = g_queue_get_length (&self->deferred);
   sluice_reorder_buffer_unlock (self->rb);
-  read_counts (self, counts);
   sluice_reorder_buffer_get_progress (self->rb, &progress);
+  counts_of_progress (&progress, counts);
   sluice_reorder_buffer_get_stats (self->rb, &stats);
 
   g_variant_dict_init (&dict, NULL);
