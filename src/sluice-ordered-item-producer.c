@@ -880,7 +880,7 @@ finish_slot (SluiceSlot *slot, gpointer item, GError *error)
   if (abort_handler != 0)
     g_signal_handler_disconnect (abort_cancellable, abort_handler);
 
-  delivered = sluice_reorder_buffer_complete (slot, item, error);
+  delivered = sluice_reorder_buffer_publish (slot, item, error);
 
   if (task != NULL)
     task_return_later (task,
@@ -901,21 +901,14 @@ slot_cancellable (SluiceSlot *slot)
              : sluice_reorder_buffer_get_cancellable (slot->rb);
 }
 
-/* The slot behind the handle an item function got, or %NULL (with a
- * critical naming its sequence number) when the handle's slot was completed
- * already. @out_raw is the slot's ring place either way. */
-static SluiceSlot *
-slot_from_handle (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
+/* The critical for a handle whose slot was completed already. */
+static void
+report_completed (SluiceSlot *handle, const char *func)
 {
   SluiceSlot *raw;
   guint64 seq;
 
-  if (G_LIKELY (sluice_reorder_buffer_slot_from_handle (handle, &raw, &seq)))
-    {
-      if (out_raw != NULL)
-        *out_raw = raw;
-      return raw;
-    }
+  sluice_reorder_buffer_slot_from_handle (handle, &raw, &seq);
   /* g_log(), not the structured g_critical(): GLib 2.74's
    * g_test_expect_message() sees only the former, as it sees
    * g_return_if_fail(). */
@@ -923,8 +916,33 @@ slot_from_handle (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
          "%s: the slot of item %" G_GUINT64_FORMAT " was already completed; "
          "a slot is completed exactly once",
          func, seq);
-  if (out_raw != NULL)
-    *out_raw = raw;
+}
+
+/* The slot behind the handle an item function got, or %NULL (with a
+ * critical naming its sequence number) when the handle's slot was completed
+ * already. */
+static SluiceSlot *
+slot_from_handle (SluiceSlot *handle, const char *func)
+{
+  SluiceSlot *raw;
+  guint64 seq;
+
+  if (G_LIKELY (sluice_reorder_buffer_slot_from_handle (handle, &raw, &seq)))
+    return raw;
+  report_completed (handle, func);
+  return NULL;
+}
+
+/* Claims the slot behind a handle for its completion (see
+ * sluice_reorder_buffer_claim()), or returns %NULL with a critical naming
+ * its sequence number when it was completed already, or is being completed
+ * by another thread at this moment. @out_raw is the ring place either way. */
+static inline SluiceSlot *
+claim_slot (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
+{
+  if (G_LIKELY (sluice_reorder_buffer_claim (handle, out_raw)))
+    return *out_raw;
+  report_completed (handle, func);
   return NULL;
 }
 
@@ -941,9 +959,9 @@ slot_from_handle (SluiceSlot *handle, const char *func, SluiceSlot **out_raw)
  * its completion) while the producer exists is a programmer error that is
  * detected, whatever happened in between: it is reported with a critical
  * naming the item's sequence number and ignored (its item is freed), and
- * the first result stands. Two completions at the very same moment from
- * two threads are not supported: they may go undetected and spoil the item
- * (this check is for completions one after the other).
+ * the first result stands. This holds for two completions at the very same
+ * moment from two threads too: exactly one of them completes the slot
+ * (which one is not defined), the other is reported.
  *
  * This function is safe to call from any thread. It takes no lock and
  * allocates nothing unless the consumer is asleep waiting for this very item.
@@ -955,7 +973,7 @@ sluice_slot_complete (SluiceSlot *slot, gpointer item)
 
   g_return_if_fail (slot != NULL);
 
-  if (G_UNLIKELY (slot_from_handle (slot, G_STRFUNC, &raw) == NULL))
+  if (G_UNLIKELY (claim_slot (slot, G_STRFUNC, &raw) == NULL))
     {
       sluice_reorder_buffer_free_item (raw->rb, item);
       return;
@@ -979,16 +997,10 @@ sluice_slot_complete (SluiceSlot *slot, gpointer item)
 void
 sluice_slot_complete_value (SluiceSlot *slot, const GValue *value)
 {
-  GValue *item;
-
   g_return_if_fail (slot != NULL);
   g_return_if_fail (value == NULL || G_IS_VALUE (value));
 
-  slot = slot_from_handle (slot, G_STRFUNC, NULL);
-  if (G_UNLIKELY (slot == NULL))
-    return;
-  item = sluice_value_item_new (value);
-  finish_slot (slot, item, NULL);
+  sluice_slot_complete (slot, sluice_value_item_new (value));
 }
 
 /**
@@ -1007,16 +1019,17 @@ sluice_slot_complete_value (SluiceSlot *slot, const GValue *value)
 void
 sluice_slot_fail (SluiceSlot *slot, GError *error)
 {
+  SluiceSlot *raw;
+
   g_return_if_fail (slot != NULL);
   g_return_if_fail (error != NULL);
 
-  slot = slot_from_handle (slot, G_STRFUNC, NULL);
-  if (G_UNLIKELY (slot == NULL))
+  if (G_UNLIKELY (claim_slot (slot, G_STRFUNC, &raw) == NULL))
     {
       g_error_free (error);
       return;
     }
-  finish_slot (slot, NULL, error);
+  finish_slot (raw, NULL, error);
 }
 
 /**
@@ -1036,7 +1049,7 @@ sluice_slot_get_cancellable (SluiceSlot *slot)
 {
   g_return_val_if_fail (slot != NULL, NULL);
 
-  slot = slot_from_handle (slot, G_STRFUNC, NULL);
+  slot = slot_from_handle (slot, G_STRFUNC);
   if (G_UNLIKELY (slot == NULL))
     return NULL;
   return slot_cancellable (slot);
@@ -1120,6 +1133,9 @@ launch (SluiceOrderedItemProducer *self, SluiceSlot *slot, RequestKind kind, int
     }
   else
     {
+      /* The task completes the slot: claimed now, by the thread that
+       * reserved it and has its line. */
+      sluice_reorder_buffer_claim_reserved (slot);
       sluice_task_queue_push (self->task_queue, priority,
                               slot->extras != NULL ? slot->extras->user_cancellable : NULL,
                               run_in_thread, slot);
@@ -1479,8 +1495,9 @@ sluice_slot_continue_in_thread (SluiceSlot *slot,
   g_return_if_fail (slot != NULL);
   g_return_if_fail (func != NULL);
 
-  slot = slot_from_handle (slot, G_STRFUNC, NULL);
-  if (G_UNLIKELY (slot == NULL))
+  /* The slot is the task's from now on: a completion by the caller, now
+   * or later, is reported. */
+  if (G_UNLIKELY (claim_slot (slot, G_STRFUNC, &slot) == NULL))
     {
       if (func_data_destroy != NULL)
         func_data_destroy (func_data);

@@ -10,11 +10,18 @@
 G_BEGIN_DECLS
 
 /* A slot is one entry of the ring, reused every `capacity` sequence numbers.
- * Its life: FREE -> PENDING (reserved) -> READY or FAILED (completed, from any
- * thread, without a lock) -> FREE (taken by the consumer). A consumer that
- * sleeps on a PENDING slot marks it WAITED so that only that completion pays
- * for a wake-up. After an abort, PENDING slots become ABANDONED and their
- * completer frees what it brings. */
+ * Its life: FREE -> PENDING (reserved) -> CLAIMED (a completer took it, from
+ * any thread, without a lock) -> READY or FAILED (published) -> FREE (taken
+ * by the consumer). A consumer that sleeps on a PENDING or CLAIMED slot marks
+ * it WAITED or CLAIMED_WAITED so that only that completion pays for a
+ * wake-up. After an abort, PENDING slots become ABANDONED (CLAIMED ones
+ * CLAIMED_ABANDONED) and their completer frees what it brings.
+ *
+ * The state word holds the kind in its low bits and, above them, the slot's
+ * tag: the low bits of its lap of the ring, as a slot handle carries them
+ * (see sluice_reorder_buffer_slot_handle()). A claim compares both in one
+ * atomic instruction: a handle whose slot was completed, and maybe reused,
+ * since can never claim it, and of two completions only one claims. */
 typedef enum
 {
   SLUICE_SLOT_FREE = 0,
@@ -23,7 +30,14 @@ typedef enum
   SLUICE_SLOT_READY,
   SLUICE_SLOT_FAILED,
   SLUICE_SLOT_ABANDONED,
+  SLUICE_SLOT_CLAIMED,
+  SLUICE_SLOT_CLAIMED_WAITED,
+  SLUICE_SLOT_CLAIMED_ABANDONED,
 } SluiceSlotState;
+
+#define SLUICE_SLOT_KIND_BITS 4
+#define SLUICE_SLOT_KIND(state) ((SluiceSlotState) ((state) & ((1 << SLUICE_SLOT_KIND_BITS) - 1)))
+#define SLUICE_SLOT_TAG_BITS(state) ((state) & ~((1 << SLUICE_SLOT_KIND_BITS) - 1))
 
 typedef struct _SluiceReorderBuffer SluiceReorderBuffer;
 
@@ -147,22 +161,99 @@ void sluice_reorder_buffer_free_item (SluiceReorderBuffer *rb, gpointer item);
 guint64 sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb);
 
 /* The handle an item function gets for @slot, a reserved slot: its place in
- * the ring with the low bits of its lap (21 on 64-bit machines whose ring lies below 2^48, 5
- * elsewhere) folded into pointer bits the place does not use. A handle is not a pointer to
- * dereference: slot_from_handle() checks it and gives the slot. */
+ * the ring with its tag (the low bits of its lap: 21 on 64-bit machines
+ * whose ring lies below 2^48, 5 elsewhere) folded into pointer bits the place
+ * does not use: 5 in the low bits the 64-byte alignment leaves free (bit 0
+ * flags the high ones), 16 in the top bits. A handle is not a pointer to
+ * dereference: claim() takes the slot behind it, slot_from_handle() checks
+ * it. */
 SluiceSlot *sluice_reorder_buffer_slot_handle (SluiceSlot *slot);
+
+#define SLUICE_SLOT_HANDLE_LOW_MASK ((guintptr) 63)
+#define SLUICE_SLOT_HANDLE_HAS_HIGH ((guintptr) 1)
+#define SLUICE_SLOT_HANDLE_LOW_TAG_BITS 5
+#if GLIB_SIZEOF_VOID_P == 8
+#define SLUICE_SLOT_HANDLE_HIGH_SHIFT 48
+#define SLUICE_SLOT_HANDLE_HIGH_TAG_BITS 16
+#endif
+
+/* The slot a handle names, and its tag as the state word holds it. */
+static inline SluiceSlot *
+sluice_slot_handle_decode (SluiceSlot *handle, int *out_tag_bits)
+{
+  guintptr bits = (guintptr) handle;
+  guintptr raw = bits & ~SLUICE_SLOT_HANDLE_LOW_MASK;
+  guint tag = (guint) ((bits & SLUICE_SLOT_HANDLE_LOW_MASK) >> 1);
+
+#if GLIB_SIZEOF_VOID_P == 8
+  if (bits & SLUICE_SLOT_HANDLE_HAS_HIGH)
+    {
+      raw &= ((guintptr) 1 << SLUICE_SLOT_HANDLE_HIGH_SHIFT) - 1;
+      tag |= (guint) (bits >> SLUICE_SLOT_HANDLE_HIGH_SHIFT) << SLUICE_SLOT_HANDLE_LOW_TAG_BITS;
+    }
+#endif
+  *out_tag_bits = (int) (tag << SLUICE_SLOT_KIND_BITS);
+  return (SluiceSlot *) raw;
+}
+
 /* The slot behind @handle and the sequence number the handle was made for
- * (exact unless 2^21 laps of the ring, or 2^5, passed
- * since). Returns whether the slot still holds that number and waits for its
- * completion; FALSE when it was completed (consumed or not, reused or not).
+ * (exact unless 2^21 laps of the ring, or 2^5, passed since). Returns
+ * whether the slot still holds that number and waits for its completion;
+ * FALSE when it was completed (claimed, consumed or not, reused or not).
  * The buffer must be alive. */
 gboolean sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle,
                                                  SluiceSlot **out_slot,
                                                  guint64 *out_seq);
 
-/* Completes @slot (lock-free). Ownership of @item and @error passes to the
- * buffer. Returns TRUE when the result was buffered for the consumer, FALSE
- * when the buffer had been aborted and the result was freed. */
+gboolean sluice_reorder_buffer_claim_slow (SluiceSlot *slot, int tag_bits);
+
+/* Any thread, lock-free: takes the slot behind @handle for its completion,
+ * which must follow with publish(). Returns FALSE when the slot was claimed
+ * already (by an earlier completion or one at the same moment): the caller
+ * reports it; *@out_slot is the ring place either way. The fast path is one
+ * atomic instruction, the first touch of the slot's line by this thread. */
+static inline gboolean
+sluice_reorder_buffer_claim (SluiceSlot *handle, SluiceSlot **out_slot)
+{
+  int tag_bits;
+  SluiceSlot *slot = sluice_slot_handle_decode (handle, &tag_bits);
+
+  *out_slot = slot;
+  if (G_LIKELY (g_atomic_int_compare_and_exchange (&slot->state, tag_bits | SLUICE_SLOT_PENDING,
+                                                   tag_bits | SLUICE_SLOT_CLAIMED)))
+    return TRUE;
+  return sluice_reorder_buffer_claim_slow (slot, tag_bits);
+}
+
+gboolean sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state);
+
+/* Completes @slot, which the caller claimed. Ownership of @item and @error
+ * passes to the buffer. Returns TRUE when the result was buffered for the
+ * consumer, FALSE when the buffer had been aborted and the result was
+ * freed. After it, the slot is the consumer's: touch nothing of it. */
+static inline gboolean
+sluice_reorder_buffer_publish (SluiceSlot *slot, gpointer item, GError *error)
+{
+  /* The line is ours since the claim: these cost no cache miss. */
+  int state = g_atomic_int_get (&slot->state);
+  int new_state =
+      SLUICE_SLOT_TAG_BITS (state) | (error != NULL ? SLUICE_SLOT_FAILED : SLUICE_SLOT_READY);
+
+  slot->item = error != NULL ? (gpointer) error : item;
+  if (G_LIKELY (SLUICE_SLOT_KIND (state) == SLUICE_SLOT_CLAIMED &&
+                g_atomic_int_compare_and_exchange (&slot->state, state, new_state)))
+    return TRUE;
+  return sluice_reorder_buffer_publish_slow (slot, state, new_state);
+}
+
+/* Claims @slot, a reserved slot (the ring place, not a handle) that no
+ * completer can have claimed yet: for owners that complete a slot through
+ * a path of their own. */
+void sluice_reorder_buffer_claim_reserved (SluiceSlot *slot);
+
+/* Claims @slot, a reserved slot (the ring place, not a handle), and
+ * publishes @item or @error in it: for owners that complete each slot once
+ * by construction. */
 gboolean sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error);
 
 /* No more reservations: the consumer sees the end after the last reserved

@@ -47,18 +47,6 @@
 /* How far ahead a reservation fetches the slot it will write. */
 #define PREFETCH_AHEAD 8
 
-/* Slot handles (see sluice_reorder_buffer_slot_handle()): the low bits that
- * the ring's 64-byte alignment leaves free hold a flag (bit 0: the top bits
- * hold a tag too) and 5 bits of the lap; on 64-bit machines, where user
- * space addresses fit in 48 bits, the top 16 bits hold 16 more. */
-#define HANDLE_LOW_MASK ((guintptr) 63)
-#define HANDLE_HAS_HIGH ((guintptr) 1)
-#define HANDLE_LOW_TAG_BITS 5
-#if GLIB_SIZEOF_VOID_P == 8
-#define HANDLE_HIGH_SHIFT 48
-#define HANDLE_HIGH_TAG_BITS 16
-#endif
-
 enum
 {
   FLAG_ENDED = 1 << 0,
@@ -74,6 +62,7 @@ struct _SluiceReorderBuffer
   guint mask;
   guint lap_shift;    /* log2 (capacity): a sequence number's lap of the ring */
   gboolean high_tags; /* slot handles carry lap bits in the pointer's top 16 bits */
+  guint tag_mask;     /* the lap bits slot handles and slot states carry */
   SluiceSlot *ring;
   GDestroyNotify item_free_func;
   GCancellable *cancellable;
@@ -218,8 +207,11 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   rb->mask = rb->capacity - 1;
   rb->ring = g_aligned_alloc0 (rb->capacity, sizeof (SluiceSlot), 64);
 #if GLIB_SIZEOF_VOID_P == 8
-  rb->high_tags = ((guintptr) (rb->ring + rb->capacity) >> HANDLE_HIGH_SHIFT) == 0;
+  rb->high_tags = ((guintptr) (rb->ring + rb->capacity) >> SLUICE_SLOT_HANDLE_HIGH_SHIFT) == 0;
 #endif
+  rb->tag_mask = (1u << (SLUICE_SLOT_HANDLE_LOW_TAG_BITS +
+                         (rb->high_tags ? SLUICE_SLOT_HANDLE_HIGH_TAG_BITS : 0))) -
+                 1;
   for (guint i = 0; i < rb->capacity; i++)
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
@@ -296,14 +288,16 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
   for (guint i = 0; i < rb->capacity; i++)
     {
       SluiceSlot *slot = &rb->ring[i];
+      SluiceSlotState kind = SLUICE_SLOT_KIND (slot->state);
 
-      if (slot->state == SLUICE_SLOT_READY)
+      if (kind == SLUICE_SLOT_READY)
         free_slot_item (rb, slot->item);
-      else if (slot->state == SLUICE_SLOT_FAILED)
+      else if (kind == SLUICE_SLOT_FAILED)
         g_error_free (slot->item);
-      /* PENDING slots cannot exist here: each one is either completed or
-       * abandoned, and abandoned ones hold a reference. */
-      g_warn_if_fail (slot->state != SLUICE_SLOT_PENDING && slot->state != SLUICE_SLOT_WAITED);
+      /* Pending or claimed slots cannot exist here: each one is either
+       * completed or abandoned, and abandoned ones hold a reference. */
+      g_warn_if_fail (kind == SLUICE_SLOT_FREE || kind == SLUICE_SLOT_READY ||
+                      kind == SLUICE_SLOT_FAILED);
     }
   while ((item = g_queue_pop_head (&rb->overflow)) != NULL)
     free_slot_item (rb, item);
@@ -473,7 +467,7 @@ reserve_reserving (SluiceReorderBuffer *rb)
 
   /* The window keeps reservations within the ring: seq < handed + window
    * <= head + capacity, so the consumer has freed this slot. */
-  g_assert (g_atomic_int_get (&slot->state) == SLUICE_SLOT_FREE);
+  g_assert (SLUICE_SLOT_KIND (g_atomic_int_get (&slot->state)) == SLUICE_SLOT_FREE);
 
   /* The consumer freed the slots ahead in its own cache: ask for them now,
    * for writing, so that the atomic instruction of a later reservation
@@ -490,7 +484,9 @@ reserve_reserving (SluiceReorderBuffer *rb)
    * slot a last time, so a release store is enough. */
   waited = g_atomic_int_get (&rb->consumer_sleeping) &&
            __atomic_load_n (&rb->consumer_wait_seq, __ATOMIC_RELAXED) == seq;
-  __atomic_store_n (&slot->state, waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING,
+  __atomic_store_n (&slot->state,
+                    (int) (((seq >> rb->lap_shift) & rb->tag_mask) << SLUICE_SLOT_KIND_BITS) |
+                        (waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING),
                     __ATOMIC_RELEASE);
 
   return slot;
@@ -604,83 +600,127 @@ settle_one (SluiceReorderBuffer *rb)
 }
 
 gboolean
-sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
+sluice_reorder_buffer_claim_slow (SluiceSlot *slot, int tag_bits)
 {
-  SluiceReorderBuffer *rb = slot->rb;
-  int new_state = error != NULL ? SLUICE_SLOT_FAILED : SLUICE_SLOT_READY;
-  int old;
-
-  slot->item = error != NULL ? (gpointer) error : item;
-
   for (;;)
     {
+      int state = g_atomic_int_get (&slot->state);
+      int claimed;
+
+      /* Another lap, or free: the handle's slot was completed and taken. */
+      if (SLUICE_SLOT_TAG_BITS (state) != tag_bits)
+        return FALSE;
+      switch (SLUICE_SLOT_KIND (state))
+        {
+        case SLUICE_SLOT_PENDING:
+          claimed = SLUICE_SLOT_CLAIMED;
+          break;
+        case SLUICE_SLOT_WAITED:
+          claimed = SLUICE_SLOT_CLAIMED_WAITED;
+          break;
+        case SLUICE_SLOT_ABANDONED:
+          claimed = SLUICE_SLOT_CLAIMED_ABANDONED;
+          break;
+        default:
+          /* Claimed or published already. */
+          return FALSE;
+        }
+      if (g_atomic_int_compare_and_exchange (&slot->state, state, tag_bits | claimed))
+        return TRUE;
+    }
+}
+
+gboolean
+sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state)
+{
+  for (;;)
+    {
+      SluiceReorderBuffer *rb = slot->rb;
       gboolean published;
 
-      /* The fast path: nobody waits on this slot. After this CAS the slot
-       * belongs to the consumer: touch nothing of it, nor of the buffer. */
-      if (g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_PENDING, new_state))
-        return TRUE;
+      switch (SLUICE_SLOT_KIND (state))
+        {
+        case SLUICE_SLOT_CLAIMED:
+          if (g_atomic_int_compare_and_exchange (&slot->state, state, new_state))
+            return TRUE;
+          break;
 
-      old = g_atomic_int_get (&slot->state);
-      if (old == SLUICE_SLOT_PENDING)
-        continue;
-      if (old != SLUICE_SLOT_WAITED)
-        break;
+        case SLUICE_SLOT_CLAIMED_WAITED:
+          /* The consumer sleeps on this slot, or did: it re-reads the
+           * state under the lock. The buffer outlives this: a slot not
+           * completed keeps it, through the consumer that must wait for
+           * it, or through the reference an abort takes for the slots it
+           * abandons. The consumer may have stopped waiting (back to
+           * CLAIMED) or an abort abandoned the slot meanwhile: the CAS
+           * tells.
+           *
+           * The signal comes after the unlock: a consumer woken while we
+           * hold the lock blocks on it at once and needs a second wake-up
+           * (bench/run, 2 us items: a third of its sleeps were that). It
+           * cannot miss the signal: it looked at the slot under the lock
+           * before it slept. Once the slot is published the consumer may
+           * take the item and let go of the buffer, so our own reference
+           * keeps the condition alive. */
+          sluice_reorder_buffer_ref (rb);
+          g_mutex_lock (&rb->lock);
+          published = g_atomic_int_compare_and_exchange (&slot->state, state, new_state);
+          g_mutex_unlock (&rb->lock);
+          if (published)
+            g_cond_signal (&rb->cond);
+          sluice_reorder_buffer_unref (rb);
+          if (published)
+            return TRUE;
+          break;
 
-      /* The consumer sleeps on this slot, or did: it re-reads the state
-       * under the lock. The buffer outlives this: a slot not completed
-       * keeps it, through the consumer that must wait for it, or through
-       * the reference an abort takes for the slots it abandons. The
-       * consumer may have stopped waiting (back to PENDING) or an abort
-       * abandoned the slot meanwhile: the CAS tells.
-       *
-       * The signal comes after the unlock: a consumer woken while we hold
-       * the lock blocks on it at once and needs a second wake-up (bench/run,
-       * 2 us items: a third of its sleeps were that). It cannot miss the
-       * signal: it looked at the slot under the lock before it slept. Once
-       * the slot is published the consumer may take the item and let go
-       * of the buffer, so our own reference keeps the condition alive. */
-      sluice_reorder_buffer_ref (rb);
-      g_mutex_lock (&rb->lock);
-      published = g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_WAITED, new_state);
-      g_mutex_unlock (&rb->lock);
-      if (published)
-        g_cond_signal (&rb->cond);
-      sluice_reorder_buffer_unref (rb);
-      if (published)
-        return TRUE;
+        case SLUICE_SLOT_CLAIMED_ABANDONED:
+          {
+            gpointer item = g_steal_pointer (&slot->item);
+
+            if (SLUICE_SLOT_KIND (new_state) == SLUICE_SLOT_FAILED)
+              g_error_free (item);
+            else
+              free_slot_item (rb, item);
+            g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
+            settle_one (rb);
+            return FALSE;
+          }
+
+        default:
+          g_assert_not_reached ();
+        }
+      state = g_atomic_int_get (&slot->state);
     }
+}
 
-  if (G_UNLIKELY (old != SLUICE_SLOT_ABANDONED))
-    {
-      /* Completed by another thread since the caller checked its handle:
-       * two completions at the same moment. Which result the consumer
-       * gets is not defined; the process goes on. */
-      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
-             "The slot of item %" G_GUINT64_FORMAT " was completed twice at the same time",
-             (guint64) slot->seq);
-      return FALSE;
-    }
-  slot->item = NULL;
-  free_slot_item (rb, item);
-  g_clear_error (&error);
-  g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
-  settle_one (rb);
-  return FALSE;
+void
+sluice_reorder_buffer_claim_reserved (SluiceSlot *slot)
+{
+  int state = g_atomic_int_get (&slot->state);
+  gboolean claimed = sluice_reorder_buffer_claim_slow (slot, SLUICE_SLOT_TAG_BITS (state));
+
+  /* The owner completes each reserved slot once. */
+  g_assert (claimed);
+}
+
+gboolean
+sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
+{
+  sluice_reorder_buffer_claim_reserved (slot);
+  return sluice_reorder_buffer_publish (slot, item, error);
 }
 
 SluiceSlot *
 sluice_reorder_buffer_slot_handle (SluiceSlot *slot)
 {
   SluiceReorderBuffer *rb = slot->rb;
-  guint64 lap = slot->seq >> rb->lap_shift;
-  guintptr handle = (guintptr) slot | (guintptr) ((lap & ((1 << HANDLE_LOW_TAG_BITS) - 1)) << 1);
+  guint tag = (guint) (slot->seq >> rb->lap_shift) & rb->tag_mask;
+  guintptr handle =
+      (guintptr) slot | (guintptr) ((tag & ((1u << SLUICE_SLOT_HANDLE_LOW_TAG_BITS) - 1)) << 1);
 
 #if GLIB_SIZEOF_VOID_P == 8
   if (rb->high_tags)
-    handle |= HANDLE_HAS_HIGH |
-              (guintptr) ((lap >> HANDLE_LOW_TAG_BITS) & ((1 << HANDLE_HIGH_TAG_BITS) - 1))
-                  << HANDLE_HIGH_SHIFT;
+    handle |= SLUICE_SLOT_HANDLE_HAS_HIGH | (guintptr) (tag >> SLUICE_SLOT_HANDLE_LOW_TAG_BITS)
+                                                << SLUICE_SLOT_HANDLE_HIGH_SHIFT;
 #endif
   return (SluiceSlot *) handle;
 }
@@ -688,27 +728,13 @@ sluice_reorder_buffer_slot_handle (SluiceSlot *slot)
 gboolean
 sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle, SluiceSlot **out_slot, guint64 *out_seq)
 {
-  guintptr bits = (guintptr) handle;
-  guintptr raw = bits & ~HANDLE_LOW_MASK;
-  guint64 tag = (bits & HANDLE_LOW_MASK) >> 1;
-  guint tag_bits = HANDLE_LOW_TAG_BITS;
-  SluiceReorderBuffer *rb;
-  SluiceSlot *slot;
-  guint64 tag_mask, place_mask, seq, handle_seq;
+  int tag_bits;
+  SluiceSlot *slot = sluice_slot_handle_decode (handle, &tag_bits);
+  SluiceReorderBuffer *rb = slot->rb;
+  guint64 tag = (guint64) tag_bits >> SLUICE_SLOT_KIND_BITS;
+  guint64 place_mask = ((guint64) rb->tag_mask << rb->lap_shift) | rb->mask;
+  guint64 seq, handle_seq;
   int state;
-
-#if GLIB_SIZEOF_VOID_P == 8
-  if (bits & HANDLE_HAS_HIGH)
-    {
-      raw &= ((guintptr) 1 << HANDLE_HIGH_SHIFT) - 1;
-      tag |= (guint64) (bits >> HANDLE_HIGH_SHIFT) << HANDLE_LOW_TAG_BITS;
-      tag_bits += HANDLE_HIGH_TAG_BITS;
-    }
-#endif
-  slot = (SluiceSlot *) raw;
-  rb = slot->rb;
-  tag_mask = ((guint64) 1 << tag_bits) - 1;
-  place_mask = (tag_mask << rb->lap_shift) | rb->mask;
 
   /* The state first: a reservation stores the number, then the state
    * (release), so a state that belongs to a later number comes with it. */
@@ -723,8 +749,15 @@ sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle, SluiceSlot **out_slo
 
   *out_slot = slot;
   *out_seq = handle_seq;
-  return handle_seq == seq && (state == SLUICE_SLOT_PENDING || state == SLUICE_SLOT_WAITED ||
-                               state == SLUICE_SLOT_ABANDONED);
+  switch (SLUICE_SLOT_KIND (state))
+    {
+    case SLUICE_SLOT_PENDING:
+    case SLUICE_SLOT_WAITED:
+    case SLUICE_SLOT_ABANDONED:
+      return SLUICE_SLOT_TAG_BITS (state) == tag_bits;
+    default:
+      return FALSE;
+    }
 }
 
 static void
@@ -794,15 +827,18 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
       SluiceSlot *slot = &rb->ring[i];
       int state = g_atomic_int_get (&slot->state);
 
-      while (state != SLUICE_SLOT_FREE && state != SLUICE_SLOT_ABANDONED)
+      for (;;)
         {
-          if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
+          SluiceSlotState kind = SLUICE_SLOT_KIND (state);
+          int abandoned;
+
+          if (kind == SLUICE_SLOT_READY || kind == SLUICE_SLOT_FAILED)
             {
               gpointer slot_item = slot->item;
 
               if (g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
                 {
-                  if (state == SLUICE_SLOT_FAILED)
+                  if (kind == SLUICE_SLOT_FAILED)
                     g_error_free (slot_item);
                   else
                     free_slot_item (rb, slot_item);
@@ -811,8 +847,15 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
             }
           else
             {
+              if (kind == SLUICE_SLOT_PENDING || kind == SLUICE_SLOT_WAITED)
+                abandoned = SLUICE_SLOT_ABANDONED;
+              else if (kind == SLUICE_SLOT_CLAIMED || kind == SLUICE_SLOT_CLAIMED_WAITED)
+                abandoned = SLUICE_SLOT_CLAIMED_ABANDONED;
+              else
+                break; /* free, or abandoned already */
               g_atomic_int_inc (&rb->abandoned);
-              if (g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_ABANDONED))
+              if (g_atomic_int_compare_and_exchange (&slot->state, state,
+                                                     SLUICE_SLOT_TAG_BITS (state) | abandoned))
                 break;
               g_atomic_int_add (&rb->abandoned, -1);
             }
@@ -913,18 +956,18 @@ take_run (SluiceReorderBuffer *rb, GError **error)
     {
       SluiceSlot *slot = &rb->ring[head & rb->mask];
       int state = g_atomic_int_get (&slot->state);
+      SluiceSlotState kind = SLUICE_SLOT_KIND (state);
 
-      if (state == SLUICE_SLOT_READY)
+      if (kind == SLUICE_SLOT_READY)
         {
           gpointer item = slot->item;
 
-          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_READY,
-                                                  SLUICE_SLOT_FREE))
+          if (!g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
             break; /* an abort freed it */
           rb->batch[n++] = item;
           head++;
         }
-      else if (state == SLUICE_SLOT_FAILED)
+      else if (kind == SLUICE_SLOT_FAILED)
         {
           GError *slot_error = slot->item;
           guint64 seq = slot->seq;
@@ -937,8 +980,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
           if (n > 0)
             break;
           skip = g_atomic_int_get (&rb->skip_failed);
-          if (!g_atomic_int_compare_and_exchange (&slot->state, SLUICE_SLOT_FAILED,
-                                                  SLUICE_SLOT_FREE))
+          if (!g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
             break;
           head++;
           publish64 (&rb->n_failed, rb->n_failed + 1);
@@ -972,9 +1014,30 @@ take_run (SluiceReorderBuffer *rb, GError **error)
 static inline gboolean
 head_is_complete (SluiceReorderBuffer *rb)
 {
-  int state = g_atomic_int_get (&rb->ring[rb->head & rb->mask].state);
+  SluiceSlotState kind = SLUICE_SLOT_KIND (g_atomic_int_get (&rb->ring[rb->head & rb->mask].state));
 
-  return state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED;
+  return kind == SLUICE_SLOT_READY || kind == SLUICE_SLOT_FAILED;
+}
+
+/* With the lock held: the consumer no longer waits for @slot. */
+static void
+unmark_locked (SluiceSlot *slot)
+{
+  for (;;)
+    {
+      int state = g_atomic_int_get (&slot->state);
+      int unmarked;
+
+      if (SLUICE_SLOT_KIND (state) == SLUICE_SLOT_WAITED)
+        unmarked = SLUICE_SLOT_PENDING;
+      else if (SLUICE_SLOT_KIND (state) == SLUICE_SLOT_CLAIMED_WAITED)
+        unmarked = SLUICE_SLOT_CLAIMED;
+      else
+        return;
+      if (g_atomic_int_compare_and_exchange (&slot->state, state,
+                                             SLUICE_SLOT_TAG_BITS (state) | unmarked))
+        return;
+    }
 }
 
 /* With the lock held: the consumer stops waiting for the later slot
@@ -984,8 +1047,7 @@ static inline guint64
 retarget_to_head_locked (SluiceReorderBuffer *rb, guint64 target, guint64 seq)
 {
   if (target != seq)
-    g_atomic_int_compare_and_exchange (&rb->ring[target & rb->mask].state, SLUICE_SLOT_WAITED,
-                                       SLUICE_SLOT_PENDING);
+    unmark_locked (&rb->ring[target & rb->mask]);
   return seq;
 }
 
@@ -1050,6 +1112,7 @@ wait_for_head (SluiceReorderBuffer *rb)
     for (;;)
       {
         SluiceSlot *awaited;
+        SluiceSlotState kind;
         int state;
 
         flags = g_atomic_int_get (&rb->flags);
@@ -1069,7 +1132,8 @@ wait_for_head (SluiceReorderBuffer *rb)
           target = retarget_to_head_locked (rb, target, seq);
         awaited = &rb->ring[target & rb->mask];
         state = g_atomic_int_get (&awaited->state);
-        if (state == SLUICE_SLOT_READY || state == SLUICE_SLOT_FAILED)
+        kind = SLUICE_SLOT_KIND (state);
+        if (kind == SLUICE_SLOT_READY || kind == SLUICE_SLOT_FAILED)
           {
             if (target == seq || head_is_complete (rb))
               break;
@@ -1077,12 +1141,17 @@ wait_for_head (SluiceReorderBuffer *rb)
             target = seq;
             continue;
           }
-        if (state == SLUICE_SLOT_PENDING &&
-            !g_atomic_int_compare_and_exchange (&awaited->state, SLUICE_SLOT_PENDING,
-                                                SLUICE_SLOT_WAITED))
+        /* Marked for the completer, who then pays for the wake-up. */
+        if (kind == SLUICE_SLOT_PENDING &&
+            !g_atomic_int_compare_and_exchange (&awaited->state, state,
+                                                SLUICE_SLOT_TAG_BITS (state) | SLUICE_SLOT_WAITED))
+          continue;
+        if (kind == SLUICE_SLOT_CLAIMED &&
+            !g_atomic_int_compare_and_exchange (
+                &awaited->state, state, SLUICE_SLOT_TAG_BITS (state) | SLUICE_SLOT_CLAIMED_WAITED))
           continue;
 
-        if (state == SLUICE_SLOT_FREE)
+        if (kind == SLUICE_SLOT_FREE)
           {
             /* Not reserved yet (the head, or a number of the run the owner
              * is refilling): reservations happen without our lock, so
@@ -1093,7 +1162,7 @@ wait_for_head (SluiceReorderBuffer *rb)
             g_atomic_int_set (&rb->consumer_sleeping, TRUE);
             state = g_atomic_int_get (&awaited->state);
             reserve_unlock (rb);
-            if (state != SLUICE_SLOT_FREE)
+            if (SLUICE_SLOT_KIND (state) != SLUICE_SLOT_FREE)
               {
                 g_atomic_int_set (&rb->consumer_sleeping, FALSE);
                 continue;

@@ -857,6 +857,73 @@ test_skip_failed (gconstpointer data)
   callbacks_clear (&cb);
 }
 
+/* ---- claims: one completion per slot, whatever the timing ------------------- */
+
+/* The interleavings of two completers of one slot, made one by one: the
+ * second claim comes while the first completion is under way (claimed, not
+ * yet published), after it, and after the ring place was reused. Only the
+ * first claim wins; an abort between a claim and its publication frees the
+ * item and settles. */
+static void
+test_claims (void)
+{
+  gint freed[4] = { 0 };
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (2, counted_item_free, NULL);
+  SluiceSlot **slots = reserve_n (rb, 2);
+  SluiceSlot *first = sluice_reorder_buffer_slot_handle (slots[0]);
+  SluiceSlot *second = sluice_reorder_buffer_slot_handle (slots[1]);
+  SluiceSlot *raw, *reused, *later;
+  gpointer item;
+  guint64 seq;
+  Callbacks cb;
+
+  callbacks_init (&cb);
+  set_all_callbacks (rb, &cb);
+
+  /* Two completers at the same moment: the first claims, the second fails
+   * before and after the first publishes. */
+  g_assert_true (sluice_reorder_buffer_claim (first, &raw));
+  g_assert_true (raw == slots[0]);
+  g_assert_false (sluice_reorder_buffer_claim (first, &raw));
+  g_assert_false (sluice_reorder_buffer_slot_from_handle (first, &raw, &seq));
+  g_assert_cmpuint (seq, ==, 0);
+  g_assert_true (sluice_reorder_buffer_publish (raw, &freed[0], NULL));
+  g_assert_false (sluice_reorder_buffer_claim (first, &raw));
+
+  /* Taken by the consumer, the place reused by item 2: still refused. */
+  g_assert_true (sluice_reorder_buffer_next (rb, &item, NULL));
+  g_assert_true (item == &freed[0]);
+  g_free (reserve_n (rb, 1));
+  reused = sluice_reorder_buffer_get_reserved_slot (rb, 2);
+  g_assert_true (reused == slots[0]);
+  later = sluice_reorder_buffer_slot_handle (reused);
+  g_assert_true (later != first);
+  g_assert_false (sluice_reorder_buffer_claim (first, &raw));
+  g_assert_true (sluice_reorder_buffer_slot_from_handle (later, &raw, &seq));
+  g_assert_cmpuint (seq, ==, 2);
+
+  /* Claimed, then the buffer aborts, then the publication: freed, settled. */
+  g_assert_true (sluice_reorder_buffer_claim (second, &raw));
+  g_assert_true (sluice_reorder_buffer_abort (rb, NULL));
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+  g_assert_false (sluice_reorder_buffer_publish (raw, &freed[1], NULL));
+  g_assert_cmpint (freed[1], ==, 1);
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 0);
+  /* An abandoned slot is claimed once too. */
+  g_assert_true (sluice_reorder_buffer_claim (later, &raw));
+  g_assert_false (sluice_reorder_buffer_claim (later, &raw));
+  g_assert_false (sluice_reorder_buffer_publish (raw, &freed[2], NULL));
+  g_assert_cmpint (freed[2], ==, 1);
+  g_assert_cmpuint (N_SETTLED (&cb), ==, 1);
+
+  sluice_reorder_buffer_consumer_done (rb);
+  sluice_reorder_buffer_unref (rb);
+  g_assert_cmpint (freed[0], ==, 0); /* the consumer's: it took it */
+  g_assert_cmpint (freed[3], ==, 0);
+  g_free (slots);
+  callbacks_clear (&cb);
+}
+
 /* ---- 5. abort with pending slots --------------------------------------------- */
 
 static void
@@ -1467,6 +1534,7 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/reorder-buffer/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
   g_test_add_data_func ("/reorder-buffer/skip-failed-no-callback", GINT_TO_POINTER (FALSE),
                         test_skip_failed);
+  g_test_add_func ("/reorder-buffer/claims", test_claims);
   g_test_add_func ("/reorder-buffer/abort-pending", test_abort_pending);
   g_test_add_func ("/reorder-buffer/abort-quiet", test_abort_quiet);
   g_test_add_func ("/reorder-buffer/consumer-done", test_consumer_done);
