@@ -140,8 +140,9 @@ typedef struct
   /* The reorder buffer's link only: threads blocked in wait_ready(). */
   GMutex wait_lock;
   GCond wait_cond;
-  guint wait_gen; /* under wait_lock: bumped by every change a waiter looks for */
-  int n_waiters;  /* atomic */
+  guint wait_gen;     /* under wait_lock: bumped by every change a waiter looks for */
+  int n_waiters;      /* atomic: the threads in wait_ready() and the tasks below */
+  GQueue ready_tasks; /* under wait_lock: wait_ready_async() tasks, owned */
 } Link;
 
 /* What the consumer thread owns. */
@@ -276,15 +277,29 @@ link_new (void)
 /* Any thread, after a change under the reorder buffer's lock that a thread
  * in wait_ready() looks for (room, the end, a stop): wakes them. A waiter
  * counts itself before it looks, so a change it did not see wakes it. */
+static void ready_task_check_later (GTask *task);
+
 static void
 wake_ready_waiters (Link *link)
 {
+  GQueue tasks;
+  GTask *task;
+
   if (g_atomic_int_get (&link->n_waiters) == 0)
     return;
   g_mutex_lock (&link->wait_lock);
   link->wait_gen++;
   g_cond_broadcast (&link->wait_cond);
+  tasks = link->ready_tasks;
+  g_queue_init (&link->ready_tasks);
   g_mutex_unlock (&link->wait_lock);
+
+  /* Each task looks again on its own context (it may wait again). */
+  while ((task = g_queue_pop_head (&tasks)) != NULL)
+    {
+      g_atomic_int_add (&link->n_waiters, -1);
+      ready_task_check_later (task);
+    }
 }
 
 static void
@@ -1357,6 +1372,56 @@ sluice_ordered_item_producer_produce_item (SluiceOrderedItemProducer *self,
 
   produce (self, REQUEST_ITEM, func, func_data, func_data_destroy, G_PRIORITY_DEFAULT, cancellable,
            callback, user_data, sluice_ordered_item_producer_produce_item);
+}
+
+/**
+ * sluice_ordered_item_producer_produce: (skip)
+ * @self: a producer
+ * @func: the non-blocking item function
+ * @func_data: data for @func, which the caller frees (or @func does)
+ *
+ * The common case of [method@Sluice.OrderedItemProducer.produce_item]:
+ * asks for the next item, made by @func, with no cancellable, no callback
+ * and nothing to free when @func has run.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_ordered_item_producer_produce (SluiceOrderedItemProducer *self,
+                                      SluiceItemFunc func,
+                                      gpointer func_data)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (func != NULL);
+
+  produce (self, REQUEST_ITEM, func, func_data, NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL,
+           sluice_ordered_item_producer_produce);
+}
+
+/**
+ * sluice_ordered_item_producer_produce_in_thread: (skip)
+ * @self: a producer
+ * @func: the blocking function that returns the item
+ * @func_data: data for @func, which the caller frees (or @func does)
+ *
+ * The common case of
+ * [method@Sluice.OrderedItemProducer.produce_item_in_thread]: asks for the
+ * next item, made by @func in a thread of the producer's task queue at the
+ * default priority, with no cancellable, no callback and nothing to free
+ * when @func has run.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_ordered_item_producer_produce_in_thread (SluiceOrderedItemProducer *self,
+                                                SluiceThreadFunc func,
+                                                gpointer func_data)
+{
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (func != NULL);
+
+  produce (self, REQUEST_THREAD, func, func_data, NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL,
+           sluice_ordered_item_producer_produce_in_thread);
 }
 
 /**
@@ -2652,6 +2717,182 @@ sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
     g_cancellable_disconnect (cancellable, handler);
   g_atomic_int_add (&link->n_waiters, -1);
   return ready;
+}
+
+/* --- wait_ready_async(): the same wait for a main loop --- */
+
+typedef struct
+{
+  GSource *cancel_source; /* on the task's context, while the wait lasts */
+} ReadyWait;
+
+static void
+ready_wait_free (gpointer data)
+{
+  ReadyWait *wait = data;
+
+  if (wait->cancel_source != NULL)
+    {
+      g_source_destroy (wait->cancel_source);
+      g_source_unref (wait->cancel_source);
+    }
+  g_free (wait);
+}
+
+/* On the task's context: the wait is over. Consumes @task. */
+static void
+ready_task_return (GTask *task, GError *error)
+{
+  ReadyWait *wait = g_task_get_task_data (task);
+
+  if (wait->cancel_source != NULL)
+    {
+      g_source_destroy (wait->cancel_source);
+      g_clear_pointer (&wait->cancel_source, g_source_unref);
+    }
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+/* On the task's context: looks at the producer, and either ends the wait
+ * or registers @task (transfer full) to be woken by the next change. */
+static gboolean
+ready_task_check (gpointer data)
+{
+  GTask *task = g_object_ref (data);
+  SluiceOrderedItemProducer *self = g_task_get_source_object (task);
+  Link *link = self->rb_link;
+  GError *error = NULL;
+  gboolean ready, closed;
+
+  if (g_cancellable_set_error_if_cancelled (g_task_get_cancellable (task), &error))
+    {
+      ready_task_return (task, error);
+      return G_SOURCE_REMOVE;
+    }
+
+  sluice_reorder_buffer_lock (self->rb);
+  ready = is_ready_now_locked (self, &closed);
+  if (!ready && !closed)
+    {
+      /* Registered under the buffer's lock: a change after this look
+       * wakes it. */
+      sluice_reorder_buffer_want_room_locked (self->rb);
+      g_mutex_lock (&link->wait_lock);
+      g_atomic_int_inc (&link->n_waiters);
+      g_queue_push_tail (&link->ready_tasks, task);
+      g_mutex_unlock (&link->wait_lock);
+      sluice_reorder_buffer_unlock (self->rb);
+      return G_SOURCE_REMOVE;
+    }
+  sluice_reorder_buffer_unlock (self->rb);
+
+  if (closed)
+    error = g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED, _ ("The producer is closed"));
+  ready_task_return (task, error);
+  return G_SOURCE_REMOVE;
+}
+
+/* Any thread. Consumes @task. */
+static void
+ready_task_check_later (GTask *task)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, g_task_get_priority (task));
+  g_source_set_callback (source, ready_task_check, task, g_object_unref);
+  g_source_set_static_name (source, "[sluice] wait_ready_async");
+  g_source_attach (source, g_task_get_context (task));
+  g_source_unref (source);
+}
+
+/* On the task's context: the cancellable fired. A task not registered is
+ * being looked at again, and that look sees the cancellation. */
+static gboolean
+ready_task_cancelled (GCancellable *cancellable, gpointer data)
+{
+  GTask *task = data;
+  SluiceOrderedItemProducer *self = g_task_get_source_object (task);
+  Link *link = self->rb_link;
+  gboolean registered;
+  GError *error = NULL;
+
+  g_mutex_lock (&link->wait_lock);
+  registered = g_queue_remove (&link->ready_tasks, task);
+  g_mutex_unlock (&link->wait_lock);
+  if (registered)
+    {
+      g_atomic_int_add (&link->n_waiters, -1);
+      g_cancellable_set_error_if_cancelled (cancellable, &error);
+      ready_task_return (task, error);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * sluice_ordered_item_producer_wait_ready_async:
+ * @self: a producer
+ * @cancellable: (nullable): stops the wait
+ * @callback: (scope async) (closure user_data): called on the thread-default
+ *   context of this call once the producer is ready or the wait failed
+ * @user_data: data for @callback
+ *
+ * Waits for the producer to be ready, as
+ * [method@Sluice.OrderedItemProducer.wait_ready] does, without blocking:
+ * for code that feeds the producer from a main loop other than the owner
+ * context's, or from a binding's `async` function. @callback runs from that
+ * loop, never from within this call, even when the producer is ready now.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_ordered_item_producer_wait_ready_async (SluiceOrderedItemProducer *self,
+                                               GCancellable *cancellable,
+                                               GAsyncReadyCallback callback,
+                                               gpointer user_data)
+{
+  GTask *task;
+  ReadyWait *wait;
+
+  g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_ordered_item_producer_wait_ready_async);
+  wait = g_new0 (ReadyWait, 1);
+  g_task_set_task_data (task, wait, ready_wait_free);
+  if (cancellable != NULL)
+    {
+      wait->cancel_source = g_cancellable_source_new (cancellable);
+      g_source_set_callback (wait->cancel_source, G_SOURCE_FUNC (ready_task_cancelled), task, NULL);
+      g_source_attach (wait->cancel_source, g_task_get_context (task));
+    }
+  ready_task_check_later (task);
+}
+
+/**
+ * sluice_ordered_item_producer_wait_ready_finish:
+ * @self: a producer
+ * @result: the result given to the wait's callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.OrderedItemProducer.wait_ready_async].
+ *
+ * Returns: %TRUE when the producer is ready; %FALSE with @error set if it
+ *   is closed (%SLUICE_ERROR_STOPPED) or the wait was cancelled
+ */
+gboolean
+sluice_ordered_item_producer_wait_ready_finish (SluiceOrderedItemProducer *self,
+                                                GAsyncResult *result,
+                                                GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /**

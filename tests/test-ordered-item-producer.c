@@ -306,20 +306,16 @@ test_mixed_sources (void)
       switch (i % 4)
         {
         case 0:
-          sluice_ordered_item_producer_produce_item (producer, complete_now, value, NULL, NULL,
-                                                     NULL, NULL);
+          sluice_ordered_item_producer_produce (producer, complete_now, value);
           break;
         case 1:
-          sluice_ordered_item_producer_produce_item (producer, complete_from_gio, value, NULL, NULL,
-                                                     NULL, NULL);
+          sluice_ordered_item_producer_produce (producer, complete_from_gio, value);
           break;
         case 2:
-          sluice_ordered_item_producer_produce_item (producer, complete_later, value, NULL, NULL,
-                                                     NULL, NULL);
+          sluice_ordered_item_producer_produce (producer, complete_later, value);
           break;
         default:
-          sluice_ordered_item_producer_produce_item_in_thread (
-              producer, make_in_thread, value, NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+          sluice_ordered_item_producer_produce_in_thread (producer, make_in_thread, value);
           break;
         }
     }
@@ -348,8 +344,7 @@ test_stop_returns_result (void)
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < 5; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   count = stop_sync (producer, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (*count, ==, 5);
@@ -421,8 +416,7 @@ test_stop_not_started (void)
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   for (guint i = 0; i < 3; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   g_assert_cmpint (g_atomic_int_get (&items_allocated), ==, 3);
   g_assert_null (stop_sync (producer, &error));
   g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_NOT_STARTED);
@@ -516,9 +510,8 @@ test_item_error_skipped (void)
     {
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
-      sluice_ordered_item_producer_produce_item_in_thread (
-          producer, i % 10 == 3 ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i), NULL,
-          G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      sluice_ordered_item_producer_produce_in_thread (
+          producer, i % 10 == 3 ? fail_in_thread : make_in_thread, GSIZE_TO_POINTER (i));
     }
   count = stop_sync (producer, &error);
   g_assert_no_error (error);
@@ -566,8 +559,7 @@ run_consumer_leaves_early (gboolean fail)
   producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
   /* All 20 are produced before the consumer runs: it leaves after 10. */
   for (guint i = 0; i < 20; i++)
-    sluice_ordered_item_producer_produce_item (producer, count_and_complete, GSIZE_TO_POINTER (i),
-                                               NULL, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, count_and_complete, GSIZE_TO_POINTER (i));
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
 
   /* Wait until the consumer has returned: its return reaches the owner. */
@@ -628,8 +620,7 @@ test_pause_holds_delivery (void)
   sluice_push_producer_pause_producing (SLUICE_PUSH_PRODUCER (producer));
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < 100; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
 
   /* Nothing may arrive while paused, however long we give it. */
   spin_main_context (100);
@@ -680,11 +671,9 @@ test_stop_producing (void)
   producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < 5; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   /* In flight: one with the producer's cancellable, one with its own. */
-  sluice_ordered_item_producer_produce_item (producer, complete_on_cancel, NULL, NULL, NULL, NULL,
-                                             NULL);
+  sluice_ordered_item_producer_produce (producer, complete_on_cancel, NULL);
   sluice_ordered_item_producer_produce_item (producer, complete_on_cancel, NULL, NULL, own, NULL,
                                              NULL);
 
@@ -717,12 +706,10 @@ test_item_cancellable (void)
   producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
   sluice_ordered_item_producer_set_skip_failed (producer, TRUE);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
-  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
-                                             NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (0));
   sluice_ordered_item_producer_produce_item (producer, complete_on_cancel, NULL, NULL, cancellable,
                                              produce_done, &item_error);
-  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (1), NULL,
-                                             NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (1));
   g_cancellable_cancel (cancellable);
   wait_result ((GAsyncResult **) &item_error);
   g_assert_error (item_error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
@@ -840,8 +827,7 @@ flow_dispatch (gpointer data)
    * not paused. */
   while (!flow->upstream->paused && flow->next < flow->n)
     {
-      sluice_ordered_item_producer_produce_item (flow->producer, flow_item, flow, NULL, NULL, NULL,
-                                                 NULL);
+      sluice_ordered_item_producer_produce (flow->producer, flow_item, flow);
       flow->next++;
     }
   if (flow->next == flow->n)
@@ -953,8 +939,7 @@ test_closed_wakes_waiters (void)
   producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
   sluice_ordered_item_producer_register_producer (producer, SLUICE_PUSH_PRODUCER (upstream));
   for (guint i = 0; i < 4; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   g_assert_false (sluice_ordered_item_producer_is_ready (producer));
   g_assert_false (sluice_ordered_item_producer_is_closed (producer));
   g_assert_true (upstream->paused);
@@ -1053,12 +1038,10 @@ test_ready_hysteresis (void)
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   for (guint i = 0; i < 7; i++)
     {
-      sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                                 NULL, NULL, NULL);
+      sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
       g_assert_true (sluice_ordered_item_producer_is_ready (producer));
     }
-  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (7), NULL,
-                                             NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (7));
   g_assert_false (sluice_ordered_item_producer_is_ready (producer));
 
   sluice_ordered_item_producer_start (producer, consume_gated, &gated, NULL, g_free);
@@ -1082,8 +1065,7 @@ produce_two_thread (gpointer data)
   SluiceOrderedItemProducer *producer = data;
 
   for (gsize i = 8; i < 10; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   return NULL;
 }
 
@@ -1100,8 +1082,7 @@ test_room_refilled_elsewhere (void)
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   for (guint i = 0; i < 8; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   g_assert_false (sluice_ordered_item_producer_is_ready (producer));
   sluice_ordered_item_producer_start (producer, consume_gated, &gated, NULL, g_free);
 
@@ -1142,12 +1123,10 @@ test_window_full_defers (void)
   for (guint i = 0; i < 50; i++)
     {
       if (i % 2)
-        sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i),
-                                                   NULL, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
       else
-        sluice_ordered_item_producer_produce_item_in_thread (producer, make_in_thread,
-                                                             GSIZE_TO_POINTER (i), NULL,
-                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce_in_thread (producer, make_in_thread,
+                                                        GSIZE_TO_POINTER (i));
     }
   spin_main_context (20);
   produced_before_start = g_atomic_int_get (&items_allocated);
@@ -1210,15 +1189,12 @@ test_waiting_call_starts_at_first_place (void)
 
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
-  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
-                                             NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (0));
   for (guint i = 1; i < 8; i++)
-    sluice_ordered_item_producer_produce_item (producer, batch_request, &batch, NULL, NULL, NULL,
-                                               NULL);
+    sluice_ordered_item_producer_produce (producer, batch_request, &batch);
   g_assert_false (sluice_ordered_item_producer_is_ready (producer));
   /* The window is full: this call waits. */
-  sluice_ordered_item_producer_produce_item (producer, batch_last_request, &batch, NULL, NULL, NULL,
-                                             NULL);
+  sluice_ordered_item_producer_produce (producer, batch_last_request, &batch);
   g_assert_cmpint (g_atomic_int_get (&batch.n_last_runs), ==, 0);
 
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
@@ -1247,8 +1223,7 @@ test_waiting_calls_one_per_place (void)
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   for (guint i = 0; i < 11; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   g_assert_cmpint (g_atomic_int_get (&items_allocated), ==, 8);
   sluice_ordered_item_producer_start (producer, consume_gated, &gated, NULL, g_free);
 
@@ -1323,8 +1298,8 @@ test_skip_failed_read_when_reached (void)
   /* Every item complete before the consumer starts: it takes them in one
    * run. */
   for (guint i = 0; i < 10; i++)
-    sluice_ordered_item_producer_produce_item (producer, i == 5 ? fail_now : complete_now,
-                                               GUINT_TO_POINTER (i), NULL, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, i == 5 ? fail_now : complete_now,
+                                          GUINT_TO_POINTER (i));
   sluice_ordered_item_producer_start (producer, consume_toggling_skip, &toggler, NULL, NULL);
   g_assert_null (stop_sync (producer, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
@@ -1369,8 +1344,7 @@ test_reverse_order (void)
   producer = sluice_ordered_item_producer_new (NULL, n, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < n; i++)
-    sluice_ordered_item_producer_produce_item (producer, keep_slot, &reverse, NULL, NULL, NULL,
-                                               NULL);
+    sluice_ordered_item_producer_produce (producer, keep_slot, &reverse);
   g_assert_cmpuint (reverse.slots->len, ==, n);
   for (guint i = n; i-- > 0;)
     {
@@ -1464,8 +1438,7 @@ test_slot_continue_in_thread (void)
     {
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
-      sluice_ordered_item_producer_produce_item (producer, read_then_square, GUINT_TO_POINTER (i),
-                                                 NULL, NULL, NULL, NULL);
+      sluice_ordered_item_producer_produce (producer, read_then_square, GUINT_TO_POINTER (i));
     }
   count = stop_sync (producer, &error);
   g_assert_no_error (error);
@@ -1506,8 +1479,8 @@ test_slot_continue_after_stop (void)
   g_atomic_int_set (&continuation_data_freed, 0);
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
-  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
-  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
   sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (producer));
   sluice_slot_continue_in_thread (g_ptr_array_index (kept.slots, 0), must_not_run, NULL,
                                   continuation_data_free);
@@ -1714,12 +1687,10 @@ run_async_consumer (guint n, gboolean fail)
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
       if (i % 3 == 0)
-        sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i),
-                                                   NULL, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
       else
-        sluice_ordered_item_producer_produce_item_in_thread (
-            producer, fail ? make_in_thread_slowly : make_in_thread, GSIZE_TO_POINTER (i), NULL,
-            G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce_in_thread (
+            producer, fail ? make_in_thread_slowly : make_in_thread, GSIZE_TO_POINTER (i));
     }
   g_assert_null (stop_sync (producer, &error));
   g_assert_true (consumer.ended);
@@ -1804,9 +1775,8 @@ test_next_async_stop_producing (void)
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   consumer.consumerator = sluice_ordered_item_producer_get_consumerator (producer);
   sluice_ordered_item_producer_start (producer, NULL, NULL, NULL, NULL);
-  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
-                                             NULL, NULL, NULL);
-  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (0));
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
   sluice_consumerator_next_async (consumer.consumerator, NULL, async_consumer_next, &consumer);
   WAIT_UNTIL (consumer.values->len == 1);
   spin_main_context (10);
@@ -1845,9 +1815,8 @@ test_stop_cancelled (void)
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
-  sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (0), NULL,
-                                             NULL, NULL, NULL);
-  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (0));
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
   sluice_ordered_item_producer_stop_async (producer, cancellable, store_result, &result);
   spin_main_context (10);
   g_assert_null (result); /* item 1 holds it */
@@ -1889,9 +1858,8 @@ feed_from_thread (gpointer data)
       g_assert_true (
           sluice_ordered_item_producer_wait_ready (feeder->producer, NULL, &feeder->error));
       g_assert_true (sluice_ordered_item_producer_is_ready (feeder->producer));
-      sluice_ordered_item_producer_produce_item_in_thread (feeder->producer, make_in_thread,
-                                                           GSIZE_TO_POINTER (i), NULL,
-                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      sluice_ordered_item_producer_produce_in_thread (feeder->producer, make_in_thread,
+                                                      GSIZE_TO_POINTER (i));
       feeder->max_live = MAX (feeder->max_live, sluice_consumerator_get_n_items (consumerator));
     }
   return NULL;
@@ -1962,8 +1930,7 @@ test_wait_ready_cancelled_or_stopped (void)
   producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
   feeder.producer = producer;
   for (gsize i = 0; i < 4; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   g_assert_false (sluice_ordered_item_producer_is_ready (producer));
 
   waiter = g_thread_new ("waiter", wait_in_thread, &feeder);
@@ -1988,6 +1955,119 @@ test_wait_ready_cancelled_or_stopped (void)
   g_clear_object (&producer);
   spin_main_context (10);
   assert_no_item_leaked ();
+}
+
+/* wait_ready_async() from another thread's main loop: the callback runs
+ * there, from its loop. */
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  GThread *callback_thread;
+  gboolean ok;
+  GError *error;
+} AsyncWaiter;
+
+static void
+on_ready_waited (GObject *source, GAsyncResult *result, gpointer data)
+{
+  AsyncWaiter *waiter = data;
+
+  waiter->callback_thread = g_thread_self ();
+  waiter->ok = sluice_ordered_item_producer_wait_ready_finish (
+      SLUICE_ORDERED_ITEM_PRODUCER (source), result, &waiter->error);
+}
+
+static gpointer
+wait_async_in_thread (gpointer data)
+{
+  AsyncWaiter *waiter = data;
+  GMainContext *context = g_main_context_new ();
+
+  g_main_context_push_thread_default (context);
+  sluice_ordered_item_producer_wait_ready_async (waiter->producer, NULL, on_ready_waited, waiter);
+  g_assert_null (waiter->callback_thread); /* never from within the call */
+  while (waiter->callback_thread == NULL)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+  return NULL;
+}
+
+/* The main-loop wait: returns once a quarter of a full window is consumed,
+ * at once (but from the loop) when ready, from the caller's context; a
+ * cancellation or a stop ends it with an error. */
+static void
+test_wait_ready_async (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  Reverse kept = { g_ptr_array_new () };
+  AsyncWaiter waiter = { 0 };
+  GAsyncResult *result = NULL;
+  GThread *thread;
+  guint64 *count;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 8, item_free);
+  for (gsize i = 0; i < 8; i++)
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+
+  /* Full: waits until the consumer makes room. */
+  sluice_ordered_item_producer_wait_ready_async (producer, NULL, store_result, &result);
+  spin_main_context (20);
+  g_assert_null (result);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  g_assert_true (
+      sluice_ordered_item_producer_wait_ready_finish (producer, wait_result (&result), &error));
+  g_assert_no_error (error);
+  g_clear_object (&result);
+
+  /* Ready: from another thread's loop, never within the call. */
+  waiter.producer = producer;
+  thread = g_thread_new ("async-waiter", wait_async_in_thread, &waiter);
+  g_thread_join (thread);
+  g_assert_true (waiter.callback_thread == thread);
+  g_assert_true (waiter.ok);
+  g_assert_no_error (waiter.error);
+
+  /* Full of pending items: a cancellation ends the wait... */
+  for (guint i = 0; i < 8; i++)
+    sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+  sluice_ordered_item_producer_wait_ready_async (producer, cancellable, store_result, &result);
+  spin_main_context (20);
+  g_assert_null (result);
+  g_cancellable_cancel (cancellable);
+  g_assert_false (
+      sluice_ordered_item_producer_wait_ready_finish (producer, wait_result (&result), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_clear_object (&result);
+
+  /* ... and so does a stop. */
+  sluice_ordered_item_producer_wait_ready_async (producer, NULL, store_result, &result);
+  spin_main_context (20);
+  g_assert_null (result);
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (producer));
+  g_assert_false (
+      sluice_ordered_item_producer_wait_ready_finish (producer, wait_result (&result), &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_clear_error (&error);
+  g_clear_object (&result);
+
+  for (guint i = 0; i < kept.slots->len; i++)
+    sluice_slot_complete (g_ptr_array_index (kept.slots, i), item_new (100 + i));
+  count = stop_sync (producer, &error);
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_free (count);
+  g_ptr_array_unref (kept.slots);
+  g_clear_object (&producer);
+  spin_main_context (10);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
 }
 
 /* --- progress and stats --- */
@@ -2053,9 +2133,8 @@ test_progress_notified (void)
     {
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
-      sluice_ordered_item_producer_produce_item_in_thread (producer, make_in_thread_or_fail,
-                                                           GSIZE_TO_POINTER (i), NULL,
-                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      sluice_ordered_item_producer_produce_in_thread (producer, make_in_thread_or_fail,
+                                                      GSIZE_TO_POINTER (i));
     }
   count = stop_sync (producer, &error);
   elapsed_ms = (g_get_monotonic_time () - start_time) / 1000;
@@ -2095,10 +2174,9 @@ test_stats_head_of_line (void)
 
   reset_counts ();
   producer = sluice_ordered_item_producer_new (NULL, 16, item_free);
-  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
   for (gsize i = 1; i < 6; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   /* The consumer waits for item 0. */
   WAIT_UNTIL (({
@@ -2166,7 +2244,7 @@ test_slot_completed_twice (void)
   reset_counts ();
   /* A window of 2: ring places are reused every 2 items. */
   producer = sluice_ordered_item_producer_new (NULL, 2, item_free);
-  sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
   first = g_ptr_array_index (kept.slots, 0);
   sluice_slot_complete (first, item_new (0));
 
@@ -2186,8 +2264,7 @@ test_slot_completed_twice (void)
     {
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
-      sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL,
-                                                 NULL);
+      sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
       if (i < 4)
         sluice_slot_complete (g_ptr_array_index (kept.slots, i), item_new (i));
     }
@@ -2284,7 +2361,7 @@ test_slot_completed_twice_at_once (void)
   producer = sluice_ordered_item_producer_new (NULL, n, item_free);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < n; i++)
-    sluice_ordered_item_producer_produce_item (producer, keep_slot, &kept, NULL, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
 
   /* The reports come from both threads: count them instead of expecting. */
   fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK);
@@ -2334,14 +2411,11 @@ test_dispose_in_flight (void)
   producer = sluice_ordered_item_producer_new (NULL, 64, item_free);
   /* Buffered (complete) items, then pending ones, then work in the pool. */
   for (guint i = 0; i < 10; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   for (guint i = 0; i < 10; i++)
-    sluice_ordered_item_producer_produce_item (producer, keep_slot, &pending, NULL, NULL, NULL,
-                                               NULL);
+    sluice_ordered_item_producer_produce (producer, keep_slot, &pending);
   for (guint i = 0; i < 10; i++)
-    sluice_ordered_item_producer_produce_item_in_thread (
-        producer, make_in_thread, GSIZE_TO_POINTER (i), NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce_in_thread (producer, make_in_thread, GSIZE_TO_POINTER (i));
   thread = g_thread_new ("completer", complete_slots_later, g_ptr_array_ref (pending.slots));
   g_object_unref (producer);
   g_thread_join (thread);
@@ -2367,8 +2441,7 @@ test_dispose_running (void)
   g_weak_ref_init (&weak, producer);
   sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
   for (guint i = 0; i < 10; i++)
-    sluice_ordered_item_producer_produce_item (producer, complete_now, GSIZE_TO_POINTER (i), NULL,
-                                               NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
   /* Dropped without a stop: the consumer is told to stop and ends. */
   g_object_unref (producer);
   WAIT_UNTIL (consumer->ended);
@@ -2408,7 +2481,7 @@ test_programmer_errors (void)
   producer = sluice_ordered_item_producer_new (NULL, 4, item_free);
 
   g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
-  sluice_ordered_item_producer_produce_item (producer, NULL, NULL, NULL, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce (producer, NULL, NULL);
   g_test_assert_expected_messages ();
 
   g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion*func != NULL*failed*");
@@ -2484,6 +2557,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/flow/waiting-calls-one-per-place", test_waiting_calls_one_per_place);
   g_test_add_func ("/producer/error/skip-failed-read-when-reached",
                    test_skip_failed_read_when_reached);
+  g_test_add_func ("/producer/flow/wait-ready-async", test_wait_ready_async);
   g_test_add_func ("/producer/slot/completed-twice", test_slot_completed_twice);
   g_test_add_func ("/producer/slot/completed-twice-at-once", test_slot_completed_twice_at_once);
   g_test_add_func ("/producer/progress/notified", test_progress_notified);

@@ -136,12 +136,10 @@ main (int argc, char *argv[])
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
       if (i % 2 == 0)
-        sluice_ordered_item_producer_produce_item (producer, item_from_timer, GUINT_TO_POINTER (i),
-                                                   NULL, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce (producer, item_from_timer, GUINT_TO_POINTER (i));
       else
-        sluice_ordered_item_producer_produce_item_in_thread (producer, item_in_thread,
-                                                             GUINT_TO_POINTER (i), NULL,
-                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce_in_thread (producer, item_in_thread,
+                                                        GUINT_TO_POINTER (i));
     }
   sluice_ordered_item_producer_stop_async (producer, NULL, stopped, &received);
   while (received == NULL)

@@ -146,8 +146,7 @@ a_failed_item_ends_the_stream (void)
   producer = sluice_ordered_item_producer_new (NULL, 32, item_free);
   sluice_ordered_item_producer_start (producer, record_all, &record, NULL, NULL);
   for (guint n = 0; n < 20; n++)
-    sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL, NULL,
-                                               NULL);
+    sluice_ordered_item_producer_produce (producer, seven_fails_late, NULL);
   sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
   wait_for (&stopped.done);
 
@@ -191,8 +190,7 @@ skipping_failed_items (void)
               producer, never_runs, NULL, NULL, G_PRIORITY_DEFAULT, cancellable, NULL, NULL);
         }
       else
-        sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL,
-                                                   NULL, NULL);
+        sluice_ordered_item_producer_produce (producer, seven_fails_late, NULL);
     }
   sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
   wait_for (&stopped.done);
@@ -227,8 +225,7 @@ a_consumer_that_leaves (void)
   producer = sluice_ordered_item_producer_new (NULL, 32, item_free);
   sluice_ordered_item_producer_start (producer, record_all, &record, NULL, NULL);
   for (guint n = 0; n < 5; n++)
-    sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL, NULL,
-                                               NULL);
+    sluice_ordered_item_producer_produce (producer, seven_fails_late, NULL);
   /* The consumer returns after 3 items; the producer closes... */
   while (!sluice_ordered_item_producer_is_closed (producer))
     g_main_context_iteration (NULL, TRUE);
@@ -256,8 +253,7 @@ stopping_twice_and_too_early (void)
 
   /* [stop] */
   producer = sluice_ordered_item_producer_new (NULL, 32, item_free);
-  sluice_ordered_item_producer_produce_item (producer, seven_fails_late, NULL, NULL, NULL, NULL,
-                                             NULL);
+  sluice_ordered_item_producer_produce (producer, seven_fails_late, NULL);
   /* Never started: the stop frees the buffered item and says so... */
   sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &first);
   wait_for (&first.done);

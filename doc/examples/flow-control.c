@@ -68,8 +68,7 @@ example_ticker_tick (gpointer user_data)
   n = self->next++;
   g_mutex_unlock (&self->lock);
 
-  sluice_ordered_item_producer_produce_item_in_thread (self->sink, square, GUINT_TO_POINTER (n),
-                                                       NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  sluice_ordered_item_producer_produce_in_thread (self->sink, square, GUINT_TO_POINTER (n));
   self->max_live = MAX (self->max_live, sluice_consumerator_get_n_items (consumerator));
   return G_SOURCE_CONTINUE;
 }

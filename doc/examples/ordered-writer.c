@@ -125,9 +125,8 @@ feed (gpointer user_data)
                                                    g_object_ref (feeder->files->pdata[n / 11]),
                                                    g_object_unref, NULL, NULL, NULL);
       else
-        sluice_ordered_item_producer_produce_item_in_thread (feeder->producer, render_record,
-                                                             GUINT_TO_POINTER (n), NULL,
-                                                             G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+        sluice_ordered_item_producer_produce_in_thread (feeder->producer, render_record,
+                                                        GUINT_TO_POINTER (n));
     }
   if (feeder->next < feeder->n_pieces && !sluice_ordered_item_producer_is_closed (feeder->producer))
     return G_SOURCE_CONTINUE; /* the window is full: wait until it is ready */

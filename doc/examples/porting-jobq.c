@@ -71,8 +71,7 @@ main (int argc, char *argv[])
 
   sluice_ordered_item_producer_start (producer, printarg, NULL, NULL, NULL);
   for (guint64 args = 0; args < n; args++) /* JobManager.put (args) */
-    sluice_ordered_item_producer_produce_item_in_thread (
-        producer, add1_multi2, GSIZE_TO_POINTER (args), NULL, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    sluice_ordered_item_producer_produce_in_thread (producer, add1_multi2, GSIZE_TO_POINTER (args));
   /* JobManager.join () */
   sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &done);
   while (!done)

@@ -136,6 +136,14 @@ void sluice_ordered_item_producer_start_values (SluiceOrderedItemProducer *self,
                                                 GDestroyNotify user_data_destroy);
 
 SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_produce (SluiceOrderedItemProducer *self,
+                                           SluiceItemFunc func,
+                                           gpointer func_data);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_produce_in_thread (SluiceOrderedItemProducer *self,
+                                                     SluiceThreadFunc func,
+                                                     gpointer func_data);
+SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_produce_item (SluiceOrderedItemProducer *self,
                                                 SluiceItemFunc func,
                                                 gpointer func_data,
@@ -186,6 +194,15 @@ SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
                                                   GCancellable *cancellable,
                                                   GError **error);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_wait_ready_async (SluiceOrderedItemProducer *self,
+                                                    GCancellable *cancellable,
+                                                    GAsyncReadyCallback callback,
+                                                    gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_ordered_item_producer_wait_ready_finish (SluiceOrderedItemProducer *self,
+                                                         GAsyncResult *result,
+                                                         GError **error);
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self);
 SLUICE_AVAILABLE_IN_ALL

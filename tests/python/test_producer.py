@@ -407,6 +407,48 @@ class ProducerTests(unittest.TestCase):
             producer.wait_ready(None)
         self.assertTrue(caught.exception.matches(Sluice.error_quark(), Sluice.Error.STOPPED))
 
+    def test_wait_ready_async_feeds_from_the_main_loop(self):
+        # The main-loop wait for room: a feeder that waits for
+        # wait_ready_async() before each item stays within the window, and
+        # a closed producer ends the wait with STOPPED.
+        record = {}
+        n_items, window = 200, 8
+        producer = Sluice.OrderedItemProducer(window=window)
+        producer.start(make_collecting_consumer(record))
+        consumerator = producer.get_consumerator()
+        state = {"n": 0, "done": False, "live": []}
+
+        def feed(source, result, *unused):
+            self.assertTrue(source.wait_ready_finish(result))
+            n = state["n"]
+            producer.produce_item(lambda slot, *unused, n=n: slot.complete(Item(n)))
+            state["live"].append(consumerator.props.n_items)
+            state["n"] += 1
+            if state["n"] < n_items:
+                producer.wait_ready_async(None, feed)
+            else:
+                state["done"] = True
+
+        producer.wait_ready_async(None, feed)
+        run_until("fed", lambda: state["done"])
+        status, result = stop_and_wait(producer)
+        self.assertEqual(status, "ok", result)
+        self.assertEqual([item.n for item in record["items"]], list(range(n_items)))
+        self.assertLessEqual(max(state["live"]), window)
+
+        outcome = []
+
+        def on_closed(source, result, *unused):
+            try:
+                source.wait_ready_finish(result)
+                outcome.append(None)
+            except GLib.Error as error:
+                outcome.append(error)
+
+        producer.wait_ready_async(None, on_closed)
+        run_until("closed", lambda: outcome)
+        self.assertTrue(outcome[0].matches(Sluice.error_quark(), Sluice.Error.STOPPED))
+
     def test_consume_on_the_main_loop(self):
         # start(None): no consumer thread of ours; next_async() on the main
         # loop takes the items in order, and the end.
