@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "bench-common.h"
+#include "latency.h"
 
 #define MAX_REPS 64
 #define MAX_HANDOFF_BATCH 4096
@@ -83,7 +84,7 @@ static GOptionEntry option_entries[] = {
   { "handoff-windows", 0, 0, G_OPTION_ARG_STRING, &opt_handoff_windows,
     "Handoff: the windows to run every implementation at (1024,4096,16384,65536)", "LIST" },
   { "only", 'o', 0, G_OPTION_ARG_STRING, &opt_only,
-    "Comma-separated workloads: handoff,small,large,slow", "LIST" },
+    "Comma-separated workloads: handoff,small,large,slow,latency", "LIST" },
   { "impls", 'i', 0, G_OPTION_ARG_STRING, &opt_impls,
     "Comma-separated implementations: sluice,glib,tbb,harness,serial", "LIST" },
   { "no-acquire", 0, 0, G_OPTION_ARG_NONE, &opt_no_acquire,
@@ -1689,6 +1690,8 @@ main (int argc, char *argv[])
         g_string_append_printf (results, "RESULT slow_consumer_items_per_s=%.0f\n",
                                 w[W_SLOW].params.n / median (big->seconds, big->n));
       }
+    if (wanted ("latency"))
+      bench_latency (opt_quick, reps, busy_iters_per_us, results);
     printf ("\n%s", results->str);
     g_string_free (results, TRUE);
   }

@@ -98,7 +98,8 @@
  * producer that was waiting for it, which is refilling the window) is
  * complete or for at most [property@Sluice.OrderedItemProducer:wake-latency]
  * (5 ms by default), so an item may reach the consumer that much after it
- * was completed; with one item in flight it wakes for that item at once.
+ * was completed; with fewer than 8 items in flight it wakes for each item at
+ * once.
  */
 
 typedef enum
@@ -2404,8 +2405,10 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * run is three quarters of a whole window, which the producer is
    * refilling; should the producer produce less than that and neither stop
    * nor pause, what is complete waits this long. 0 wakes the consumer for
-   * each item at once. With one item in flight the consumer always wakes
-   * for it at once. It may be set from any thread and applies from the
+   * each item at once. With fewer than 8 items in flight (and in the run)
+   * the consumer always wakes for the item it waits for at once: a run that
+   * short saves little, and a lightly loaded stream keeps the latency of a
+   * plain condition variable. It may be set from any thread and applies from the
    * consumer's next sleep.
    */
   properties[PROP_WAKE_LATENCY] =

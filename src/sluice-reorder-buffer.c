@@ -25,6 +25,11 @@
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
+/* Waking once per run of items (below) pays only when there are enough of
+ * them in flight to make a run: with fewer the consumer wakes per item,
+ * which keeps the latency of a lightly loaded stream at that of a plain
+ * condition variable (bench/run, latency). */
+#define WAKE_RUN_MIN_IN_FLIGHT 8
 /* A consumer with work in flight sleeps until the item three quarters of the
  * way through it (at most this far ahead) is complete, or for at most the
  * wake latency (SLUICE_WAKE_LATENCY_DEFAULT_US unless the owner sets
@@ -1095,17 +1100,16 @@ wait_for_head (SluiceReorderBuffer *rb)
     gint64 deadline = 0;
 
     int latency_us = g_atomic_int_get (&rb->wake_latency_us);
+    /* The owner waited for room and was just given it: it is refilling
+     * the window, so size the run by the window rather than by what is
+     * in flight yet (a slot not reserved yet is marked by its
+     * reservation, and the end retargets). */
+    guint64 run = refilling ? MAX (in_flight, rb->window) : in_flight;
 
-    if (in_flight >= 2 && latency_us > 0)
+    if (in_flight >= 2 && run >= WAKE_RUN_MIN_IN_FLIGHT && latency_us > 0)
       {
-        /* The owner waited for room and was just given it: it is refilling
-         * the window, so size the run by the window rather than by what is
-         * in flight yet (a slot not reserved yet is marked by its
-         * reservation, and the end retargets). */
-        guint64 run = refilling ? MAX (in_flight, rb->window) : in_flight;
-
-        /* The item three quarters through the run (the last of 2 or 3). */
-        target = seq + MAX (1, MIN (run - run / 4, WAKE_RUN_MAX) - 1);
+        /* The item three quarters through the run. */
+        target = seq + MIN (run - run / 4, WAKE_RUN_MAX) - 1;
         deadline = g_get_monotonic_time () + latency_us;
       }
 

@@ -471,7 +471,8 @@ test_put_blocks (gconstpointer data)
   thread = g_thread_new ("feeder", gated_feed_thread, &feeder);
 
   assert_settles_at (&gate.n_put, expected);
-  g_assert_cmpint (g_atomic_int_get (&gate.n_running), ==, by_window ? 2 : 2);
+  /* Both threads hold an item (each may take a while to be scheduled). */
+  assert_settles_at (&gate.n_running, 2);
   event_set (&gate.release);
   g_thread_join (thread);
   g_assert_true (sluice_pipeline_join (pipeline, -1, &error));

@@ -1,0 +1,420 @@
+/* latency.c: delivery latency with few items in flight
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The throughput workloads keep a window of items in flight; here only one
+ * or four are, the case of an interactive program. What is measured is the
+ * time from the moment an item becomes *deliverable* (it and every item
+ * before it are complete) to the moment the consumer has it: what ordering
+ * and waking cost, not the work.
+ *
+ * k completer threads (k = the items in flight) each take the items given
+ * to them in turn, busy-work a random 1-10 us, note the time and complete
+ * the item. The owner keeps k items in flight. Two implementations, run
+ * alternately in this process:
+ *
+ * - sluice: an ordered item producer with a window of k at its default
+ *   settings (public API only), the owner producing while it is ready;
+ * - cond: the plain handoff, a ring of k places under one GMutex, the
+ *   consumer waiting on a GCond that every completion signals, the owner
+ *   waiting on another for a free place.
+ */
+
+#include "latency.h"
+
+#include <sluice/sluice.h>
+
+#include <stdio.h>
+#include <time.h>
+
+#include "bench-common.h"
+
+#define LATENCY_WORK_MIN_US 1
+#define LATENCY_WORK_MAX_US 10
+
+typedef struct
+{
+  guint64 seq;
+  SluiceSlot *slot;
+} Job;
+
+typedef struct _Run Run;
+
+struct _Run
+{
+  guint64 n;
+  guint k;
+  guint32 iters_per_us;
+  Job *jobs;
+  gint64 *t_done; /* ns, written by the completers */
+  gint64 *t_recv; /* ns, written by the consumer */
+  GAsyncQueue **queues;
+  GThread **completers;
+  guint64 produced; /* the owner's */
+  gboolean order_ok;
+  void (*complete) (Run *run, Job *job);
+
+  /* cond only */
+  GMutex lock;
+  GCond items_cond;
+  GCond space_cond;
+  guint64 *ring; /* seq + 1 of the item in each place, 0 when empty */
+  guint64 consumed;
+};
+
+static Job stop_job;
+
+static inline gint64
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct
+{
+  Run *run;
+  GAsyncQueue *queue;
+} Completer;
+
+static gpointer
+completer_main (gpointer data)
+{
+  Completer *completer = data;
+  Run *run = completer->run;
+  guint32 span = (LATENCY_WORK_MAX_US - LATENCY_WORK_MIN_US) * run->iters_per_us;
+  Job *job;
+
+  while ((job = g_async_queue_pop (completer->queue)) != &stop_job)
+    {
+      guint32 iters = LATENCY_WORK_MIN_US * run->iters_per_us +
+                      (guint32) ((job->seq * 0x9E3779B97F4A7C15ull >> 40) % (span + 1));
+      volatile guint32 result = bench_busy (job->seq, iters);
+
+      (void) result;
+      run->t_done[job->seq] = now_ns ();
+      run->complete (run, job);
+    }
+  g_free (completer);
+  return NULL;
+}
+
+static void
+start_completers (Run *run)
+{
+  run->queues = g_new (GAsyncQueue *, run->k);
+  run->completers = g_new (GThread *, run->k);
+  for (guint i = 0; i < run->k; i++)
+    {
+      Completer *completer = g_new (Completer, 1);
+
+      run->queues[i] = g_async_queue_new ();
+      completer->run = run;
+      completer->queue = run->queues[i];
+      run->completers[i] = g_thread_new ("completer", completer_main, completer);
+    }
+}
+
+static void
+stop_completers (Run *run)
+{
+  for (guint i = 0; i < run->k; i++)
+    g_async_queue_push (run->queues[i], &stop_job);
+  for (guint i = 0; i < run->k; i++)
+    g_thread_join (run->completers[i]);
+  for (guint i = 0; i < run->k; i++)
+    g_async_queue_unref (run->queues[i]);
+  g_free (run->queues);
+  g_free (run->completers);
+}
+
+static inline void
+hand_out (Run *run, Job *job)
+{
+  g_async_queue_push (run->queues[job->seq % run->k], job);
+}
+
+static inline void
+received (Run *run, guint64 seq, guint64 expected)
+{
+  run->t_recv[seq] = now_ns ();
+  if (seq != expected)
+    run->order_ok = FALSE;
+}
+
+/* ---- sluice ---- */
+
+static void
+sluice_complete (Run *run, Job *job)
+{
+  sluice_slot_complete (job->slot, GSIZE_TO_POINTER (job->seq + 1));
+}
+
+static void
+sluice_item (SluiceSlot *slot, gpointer data)
+{
+  Run *run = data;
+  Job *job = &run->jobs[run->produced];
+
+  job->seq = run->produced++;
+  job->slot = slot;
+  hand_out (run, job);
+}
+
+static gpointer
+sluice_consume (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  Run *run = data;
+  gpointer item;
+  guint64 expected = 0;
+
+  while (sluice_consumerator_next (consumerator, &item, error))
+    received (run, GPOINTER_TO_SIZE (item) - 1, expected++);
+  return NULL;
+}
+
+static void
+on_stopped (GObject *source, GAsyncResult *result, gpointer data)
+{
+  gboolean *stopped = data;
+
+  sluice_ordered_item_producer_stop_finish (SLUICE_ORDERED_ITEM_PRODUCER (source), result, NULL);
+  *stopped = TRUE;
+}
+
+static void
+sluice_latency_run (Run *run)
+{
+  SluiceOrderedItemProducer *producer = sluice_ordered_item_producer_new (NULL, run->k, NULL);
+  gboolean stopped = FALSE;
+
+  run->complete = sluice_complete;
+  start_completers (run);
+  sluice_ordered_item_producer_start (producer, sluice_consume, run, NULL, NULL);
+  while (run->produced < run->n)
+    {
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce (producer, sluice_item, run);
+    }
+  sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
+  while (!stopped)
+    g_main_context_iteration (NULL, TRUE);
+  stop_completers (run);
+  g_object_unref (producer);
+}
+
+/* ---- cond ---- */
+
+static void
+cond_complete (Run *run, Job *job)
+{
+  g_mutex_lock (&run->lock);
+  run->ring[job->seq % run->k] = job->seq + 1;
+  g_cond_signal (&run->items_cond);
+  g_mutex_unlock (&run->lock);
+}
+
+static gpointer
+cond_consume (gpointer data)
+{
+  Run *run = data;
+
+  for (guint64 seq = 0; seq < run->n; seq++)
+    {
+      guint64 *place = &run->ring[seq % run->k];
+
+      g_mutex_lock (&run->lock);
+      while (*place != seq + 1)
+        g_cond_wait (&run->items_cond, &run->lock);
+      *place = 0;
+      run->consumed++;
+      g_cond_signal (&run->space_cond);
+      g_mutex_unlock (&run->lock);
+      received (run, seq, seq);
+    }
+  return NULL;
+}
+
+static void
+cond_latency_run (Run *run)
+{
+  GThread *consumer;
+
+  run->complete = cond_complete;
+  g_mutex_init (&run->lock);
+  g_cond_init (&run->items_cond);
+  g_cond_init (&run->space_cond);
+  run->ring = g_new0 (guint64, run->k);
+  start_completers (run);
+  consumer = g_thread_new ("consumer", cond_consume, run);
+  for (guint64 seq = 0; seq < run->n; seq++)
+    {
+      Job *job = &run->jobs[seq];
+
+      g_mutex_lock (&run->lock);
+      while (seq - run->consumed >= run->k)
+        g_cond_wait (&run->space_cond, &run->lock);
+      g_mutex_unlock (&run->lock);
+      job->seq = seq;
+      hand_out (run, job);
+    }
+  g_thread_join (consumer);
+  stop_completers (run);
+  g_free (run->ring);
+  g_cond_clear (&run->items_cond);
+  g_cond_clear (&run->space_cond);
+  g_mutex_clear (&run->lock);
+}
+
+/* ---- statistics ---- */
+
+static int
+compare_gint64 (const void *a, const void *b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static int
+compare_doubles (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static double
+median_of (double *values, int n)
+{
+  qsort (values, n, sizeof *values, compare_doubles);
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+/* p50 and p99 of deliverable-to-received, in us. */
+static void
+percentiles (Run *run, double *p50, double *p99)
+{
+  gint64 *lat = g_new (gint64, run->n);
+  gint64 deliverable = 0;
+
+  for (guint64 i = 0; i < run->n; i++)
+    {
+      deliverable = MAX (deliverable, run->t_done[i]);
+      lat[i] = MAX (0, run->t_recv[i] - deliverable);
+    }
+  qsort (lat, run->n, sizeof *lat, compare_gint64);
+  *p50 = lat[run->n / 2] / 1000.0;
+  *p99 = lat[run->n * 99 / 100] / 1000.0;
+  g_free (lat);
+}
+
+typedef enum
+{
+  LAT_SLUICE,
+  LAT_COND,
+  N_LAT_IMPLS
+} LatImpl;
+
+static const char *lat_names[N_LAT_IMPLS] = { "sluice", "cond" };
+
+static void
+run_once (LatImpl impl, guint k, guint64 n, guint32 iters_per_us, double *p50, double *p99)
+{
+  Run run = { 0 };
+
+  run.n = n;
+  run.k = k;
+  run.iters_per_us = iters_per_us;
+  run.jobs = g_new0 (Job, n);
+  run.t_done = g_new0 (gint64, n);
+  run.t_recv = g_new0 (gint64, n);
+  run.order_ok = TRUE;
+  if (impl == LAT_SLUICE)
+    sluice_latency_run (&run);
+  else
+    cond_latency_run (&run);
+  if (!run.order_ok)
+    {
+      fprintf (stderr, "latency: %s delivered out of order\n", lat_names[impl]);
+      exit (1);
+    }
+  for (guint64 i = 0; i < n; i++)
+    if (run.t_recv[i] == 0)
+      {
+        fprintf (stderr, "latency: %s lost item %" G_GUINT64_FORMAT "\n", lat_names[impl], i);
+        exit (1);
+      }
+  percentiles (&run, p50, p99);
+  g_free (run.jobs);
+  g_free (run.t_done);
+  g_free (run.t_recv);
+}
+
+void
+bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
+{
+  static const guint ks[] = { 1, 4 };
+  guint64 n = quick ? 2000 : 20000;
+  double p50[G_N_ELEMENTS (ks)][N_LAT_IMPLS][64], p99[G_N_ELEMENTS (ks)][N_LAT_IMPLS][64];
+  double ratio99[64], ratio50[64], v[64];
+
+  reps = MIN (reps, 64);
+  fprintf (stderr, "latency: %" G_GUINT64_FORMAT " items, 1 and 4 in flight, %d repetitions\n", n,
+           reps);
+  for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
+    {
+      double warm50, warm99;
+
+      run_once (LAT_SLUICE, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99);
+      run_once (LAT_COND, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99);
+    }
+  for (int rep = 0; rep < reps; rep++)
+    for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
+      for (int i = 0; i < N_LAT_IMPLS; i++)
+        {
+          LatImpl impl = (i + rep) % N_LAT_IMPLS;
+
+          run_once (impl, ks[j], n, iters_per_us, &p50[j][impl][rep], &p99[j][impl][rep]);
+          fprintf (stderr, "  latency %u in flight %-6s rep %d: p50 %7.1f us  p99 %7.1f us\n",
+                   ks[j], lat_names[impl], rep + 1, p50[j][impl][rep], p99[j][impl][rep]);
+        }
+
+  printf ("\nlatency from deliverable to received, %u-%u us of work per item, medians over %d "
+          "repetitions:\n",
+          LATENCY_WORK_MIN_US, LATENCY_WORK_MAX_US, reps);
+  for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
+    for (int impl = 0; impl < N_LAT_IMPLS; impl++)
+      {
+        double m50, m99;
+
+        memcpy (v, p50[j][impl], reps * sizeof *v);
+        m50 = median_of (v, reps);
+        memcpy (v, p99[j][impl], reps * sizeof *v);
+        m99 = median_of (v, reps);
+        printf ("  %u in flight  %-6s  p50 %7.1f us   p99 %7.1f us\n", ks[j], lat_names[impl], m50,
+                m99);
+      }
+  for (int rep = 0; rep < reps; rep++)
+    {
+      ratio99[rep] = p99[1][LAT_SLUICE][rep] / p99[1][LAT_COND][rep];
+      ratio50[rep] = p50[0][LAT_SLUICE][rep];
+    }
+  {
+    double r99 = median_of (ratio99, reps);
+    double r50 = median_of (ratio50, reps);
+
+    printf ("  %-26s %7.3f  (goal <= 1.20)  %s\n", "latency_p99_4_vs_cond", r99,
+            r99 <= 1.2 ? "met" : "NOT MET");
+    printf ("  %-26s %7.2f  (goal <= 4.00)  %s\n", "latency_p50_1_us", r50,
+            r50 <= 4.0 ? "met" : "NOT MET");
+    g_string_append_printf (results, "RESULT latency_p99_4_vs_cond=%.3f\n", r99);
+    g_string_append_printf (results, "RESULT latency_p50_1_us=%.2f\n", r50);
+    for (int rep = 0; rep < reps; rep++)
+      v[rep] = p50[0][LAT_COND][rep];
+    g_string_append_printf (results, "RESULT latency_p50_1_cond_us=%.2f\n", median_of (v, reps));
+  }
+}

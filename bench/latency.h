@@ -1,0 +1,12 @@
+/* latency.h: delivery latency with few items in flight (see latency.c)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+/* Runs the latency workload, prints its table and appends its RESULT lines
+ * to @results. */
+void bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results);
