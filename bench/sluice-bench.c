@@ -84,7 +84,7 @@ static GOptionEntry option_entries[] = {
   { "handoff-windows", 0, 0, G_OPTION_ARG_STRING, &opt_handoff_windows,
     "Handoff: the windows to run every implementation at (1024,4096,16384,65536)", "LIST" },
   { "only", 'o', 0, G_OPTION_ARG_STRING, &opt_only,
-    "Comma-separated workloads: handoff,small,large,slow,latency", "LIST" },
+    "Comma-separated workloads: handoff,tiny,small,large,slow,latency", "LIST" },
   { "impls", 'i', 0, G_OPTION_ARG_STRING, &opt_impls,
     "Comma-separated implementations: sluice,glib,tbb,harness,serial", "LIST" },
   { "no-acquire", 0, 0, G_OPTION_ARG_NONE, &opt_no_acquire,
@@ -1391,11 +1391,12 @@ main (int argc, char *argv[])
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   /* The handoff at each of its windows, then the other workloads. */
-  Workload w[MAX_HANDOFF_WINDOWS + 4];
+  Workload w[MAX_HANDOFF_WINDOWS + 5];
   enum
   {
     W_HANDOFF,
-    W_SMALL = MAX_HANDOFF_WINDOWS,
+    W_TINY = MAX_HANDOFF_WINDOWS,
+    W_SMALL,
     W_LARGE,
     W_SLOW_QUARTER,
     W_SLOW,
@@ -1480,8 +1481,13 @@ main (int argc, char *argv[])
       if (k > 0)
         hw[k].impls[IMPL_SERIAL] = FALSE;
     }
-  for (int k = W_SMALL; k < N_WORKLOADS; k++)
+  for (int k = W_TINY; k < N_WORKLOADS; k++)
     w[k].impls[IMPL_HARNESS] = FALSE;
+
+  w[W_TINY].name = "tiny";
+  w[W_TINY].title = "2 tiny work (0.5 us)";
+  w[W_TINY].params.n = (guint64) (4000000 * q);
+  w[W_TINY].params.work_iters = iters_for_us (0.5);
 
   w[W_SMALL].name = "small";
   w[W_SMALL].title = "2 small work (2 us)";
@@ -1525,9 +1531,10 @@ main (int argc, char *argv[])
   for (int k = 0; k < n_hw; k++)
     printf ("%s %u at %u", k == 0 ? "" : ",", handoff_batch_for (handoff_windows[k]),
             handoff_windows[k]);
-  printf ("), small %" G_GUINT64_FORMAT ", large %" G_GUINT64_FORMAT
+  printf ("), tiny %" G_GUINT64_FORMAT ", small %" G_GUINT64_FORMAT ", large %" G_GUINT64_FORMAT
           ", slow consumer %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT "\n",
-          w[W_SMALL].params.n, w[W_LARGE].params.n, w[W_SLOW_QUARTER].params.n, w[W_SLOW].params.n);
+          w[W_TINY].params.n, w[W_SMALL].params.n, w[W_LARGE].params.n, w[W_SLOW_QUARTER].params.n,
+          w[W_SLOW].params.n);
   printf ("busy work: %u iterations/us (calibrated here); oneTBB: %s\n", busy_iters_per_us,
 #ifdef HAVE_TBB
           "yes"
@@ -1539,6 +1546,8 @@ main (int argc, char *argv[])
 
   if (wanted ("handoff"))
     run_workloads (hw, n_hw, reps);
+  if (wanted ("tiny"))
+    run_workload (&w[W_TINY], reps);
   if (wanted ("small"))
     run_workload (&w[W_SMALL], reps);
   if (wanted ("large"))
@@ -1580,6 +1589,8 @@ main (int argc, char *argv[])
                 IMPL_HARNESS);
   print_ratio2 ("handoff glib/harness", best_hw[IMPL_GLIB], IMPL_GLIB, best_hw[IMPL_GLIB],
                 IMPL_HARNESS);
+  print_ratio ("tiny sluice/tbb", &w[W_TINY], IMPL_SLUICE, IMPL_TBB);
+  print_ratio ("tiny sluice/glib", &w[W_TINY], IMPL_SLUICE, IMPL_GLIB);
   print_ratio ("small sluice/tbb", &w[W_SMALL], IMPL_SLUICE, IMPL_TBB);
   print_ratio ("small sluice/glib", &w[W_SMALL], IMPL_SLUICE, IMPL_GLIB);
   print_ratio ("large sluice/serial (speedup)", &w[W_LARGE], IMPL_SLUICE, IMPL_SERIAL);
@@ -1612,7 +1623,7 @@ main (int argc, char *argv[])
   /* The goals of the issue, then the machine-readable lines, last. */
   {
     double med, lo, hi;
-    Workload *s = &w[W_SMALL], *l = &w[W_LARGE];
+    Workload *s = &w[W_SMALL], *l = &w[W_LARGE], *t = &w[W_TINY];
     const Workload *hs = best_hw[IMPL_SLUICE];
     GString *results = g_string_new (NULL);
 
@@ -1648,6 +1659,15 @@ main (int argc, char *argv[])
       if (best_hw[i] != NULL)
         g_string_append_printf (results, "RESULT handoff_best_window_%s=%u\n", impl_names[i],
                                 best_hw[i]->params.window);
+    /* Equal windows, the headline: the handoff at 1024 (issue 19). */
+    for (int k = 0; k < n_hw; k++)
+      if (handoff_windows[k] == 1024)
+        {
+          RATIO_GOAL ("handoff_w1024_vs_tbb", &hw[k], IMPL_SLUICE, IMPL_TBB, 1.5);
+          RATIO_GOAL ("handoff_w1024_vs_glib", &hw[k], IMPL_SLUICE, IMPL_GLIB, 1.5);
+        }
+    RATIO_GOAL ("tiny_vs_tbb", t, IMPL_SLUICE, IMPL_TBB, 1.0);
+    RATIO_GOAL ("tiny_vs_glib", t, IMPL_SLUICE, IMPL_GLIB, 0);
     RATIO_GOAL ("small_vs_tbb", s, IMPL_SLUICE, IMPL_TBB, 1.0);
     RATIO_GOAL ("small_vs_glib", s, IMPL_SLUICE, IMPL_GLIB, 0);
     RATIO_GOAL ("large_speedup", l, IMPL_SLUICE, IMPL_SERIAL, 1.95);
