@@ -6,6 +6,7 @@
 #include "sluice-private.h"
 
 #include "sluice-task-queue-private.h"
+#include "sluice-worker-private.h"
 
 /**
  * SluiceTaskQueue:
@@ -168,6 +169,11 @@ struct _SluiceTaskQueue
   gint64 hand_stall_us; /* HAND_STALL_US; -1: never (for tests) */
   gboolean shut_down;
   GPtrArray *shutdown_waiters; /* (nullable) of GTask, owned */
+  /* Named calls and hired workers (sluice-task-queue-calls.c), created on
+   * first use. Until their part of a shutdown is done, they count as one
+   * active task. */
+  SluiceCalls *calls;           /* (nullable) (owned) */
+  gboolean calls_shutting_down; /* their shutdown was started */
 
   GMainContext *notify_context; /* (owned): where n-pending and n-running are notified */
   GSource *notify_source;       /* (owned): a NotifySource attached to it */
@@ -1011,6 +1017,7 @@ sluice_task_queue_finalize (GObject *object)
    * from this very thread: waiting for it would never end. */
   g_thread_pool_free (self->pool, FALSE, g_private_get (&current_runner_queue) != self);
 
+  g_clear_pointer (&self->calls, sluice_calls_free);
   g_source_destroy (self->notify_source);
   g_clear_pointer (&self->notify_source, g_source_unref);
   g_clear_pointer (&self->notify_context, g_main_context_unref);
@@ -1807,6 +1814,7 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
   GArray *cancelled = NULL;
   GPtrArray *waiters = NULL;
   gboolean look = FALSE;
+  SluiceCalls *calls;
 
   g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
   g_return_if_fail (self != g_atomic_pointer_get (&default_queue));
@@ -1827,6 +1835,12 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
 
   g_mutex_lock (&self->mutex);
   self->shut_down = TRUE;
+  calls = self->calls;
+  if (calls != NULL && !self->calls_shutting_down)
+    {
+      self->calls_shutting_down = TRUE;
+      self->n_active++; /* until sluice_task_queue_calls_idle () */
+    }
   if (cancel_pending)
     {
       guint n_unclaimed = n_unclaimed_locked (self);
@@ -1876,8 +1890,48 @@ sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
       g_array_unref (cancelled);
     }
 
+  if (calls != NULL)
+    {
+      GMainContext *context = g_main_context_ref_thread_default ();
+
+      sluice_calls_shutdown (calls, cancel_pending, context);
+      g_main_context_unref (context);
+    }
+
   complete_shutdown_waiters (waiters);
   g_object_unref (task);
+}
+
+/* Internal entry point: see sluice-worker-private.h. */
+SluiceCalls *
+sluice_task_queue_ensure_calls (SluiceTaskQueue *self)
+{
+  SluiceCalls *calls;
+
+  g_mutex_lock (&self->mutex);
+  if (self->calls == NULL)
+    {
+      /* Born after the shutdown: there is nothing to wait for. */
+      self->calls = sluice_calls_new (self, self->shut_down);
+      self->calls_shutting_down = self->shut_down;
+    }
+  calls = self->calls;
+  g_mutex_unlock (&self->mutex);
+  return calls;
+}
+
+/* Internal entry point: see sluice-worker-private.h. */
+void
+sluice_task_queue_calls_idle (SluiceTaskQueue *self)
+{
+  GPtrArray *waiters;
+
+  g_mutex_lock (&self->mutex);
+  self->n_active--;
+  waiters = take_shutdown_waiters_if_idle_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  complete_shutdown_waiters (waiters);
 }
 
 /**

@@ -39,6 +39,17 @@ G_BEGIN_DECLS
  *   not paused
  * @SLUICE_ERROR_NONE_READY: no job of a [class@Sluice.JobQueue] is ready to
  *   run (none is queued, or every queued one waits for its channel)
+ * @SLUICE_ERROR_NO_WORKER: a named call of a [class@Sluice.TaskQueue] that
+ *   was shut down while no hired worker served the call's series
+ * @SLUICE_ERROR_WORKER_LOST: a named call whose workers were lost (their
+ *   process died) while they ran it, too many times to try it again
+ * @SLUICE_ERROR_UNKNOWN_FUNCTION: a named call of a function that its
+ *   worker does not have
+ * @SLUICE_ERROR_INVALID_ARGUMENTS: a named call whose arguments are not of
+ *   the type its function takes
+ * @SLUICE_ERROR_WORKER_FAILED: a worker could not run a named call: its
+ *   helper process could not be started, exited at start, or did not speak
+ *   the worker protocol
  *
  * Error codes in the %SLUICE_ERROR domain.
  */
@@ -53,6 +64,11 @@ typedef enum
   SLUICE_ERROR_TASK_FAILED,
   SLUICE_ERROR_NOT_PAUSED,
   SLUICE_ERROR_NONE_READY,
+  SLUICE_ERROR_NO_WORKER,
+  SLUICE_ERROR_WORKER_LOST,
+  SLUICE_ERROR_UNKNOWN_FUNCTION,
+  SLUICE_ERROR_INVALID_ARGUMENTS,
+  SLUICE_ERROR_WORKER_FAILED,
 } SluiceError;
 
 SLUICE_AVAILABLE_IN_ALL

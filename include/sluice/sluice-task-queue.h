@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 #include <sluice/sluice-version-macros.h>
+#include <sluice/sluice-worker.h>
 
 G_BEGIN_DECLS
 
@@ -111,5 +112,26 @@ void sluice_task_queue_shutdown_async (SluiceTaskQueue *self,
 SLUICE_AVAILABLE_IN_ALL
 gboolean
 sluice_task_queue_shutdown_finish (SluiceTaskQueue *self, GAsyncResult *result, GError **error);
+
+SLUICE_AVAILABLE_IN_ALL
+void sluice_task_queue_call_async (SluiceTaskQueue *self,
+                                   const char *series,
+                                   const char *name,
+                                   GVariant *args,
+                                   int priority,
+                                   int timeout_ms,
+                                   GCancellable *cancellable,
+                                   GAsyncReadyCallback callback,
+                                   gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+GVariant *sluice_task_queue_call_finish (SluiceTaskQueue *self,
+                                         GAsyncResult *result,
+                                         GError **error) G_GNUC_WARN_UNUSED_RESULT;
+SLUICE_AVAILABLE_IN_ALL
+void sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_task_queue_fire (SluiceTaskQueue *self, SluiceWorker *worker);
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_task_queue_get_n_calls (SluiceTaskQueue *self);
 
 G_END_DECLS

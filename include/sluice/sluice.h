@@ -13,7 +13,11 @@
 #include <sluice/sluice-enums.h>
 #include <sluice/sluice-error.h>
 #include <sluice/sluice-push-producer.h>
+#include <sluice/sluice-worker.h>
 #include <sluice/sluice-task-queue.h>
+#include <sluice/sluice-thread-worker.h>
+#include <sluice/sluice-worker-service.h>
+#include <sluice/sluice-process-worker.h>
 #include <sluice/sluice-consumerator.h>
 #include <sluice/sluice-ordered-item-producer.h>
 #include <sluice/sluice-cooperator.h>

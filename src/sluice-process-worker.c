@@ -1,0 +1,1211 @@
+/* sluice-process-worker.c: a worker that runs named calls in helper
+ * processes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-worker-dbus.h"
+#include "sluice-worker-wire-private.h"
+
+/**
+ * SluiceProcessWorker:
+ *
+ * A [iface@Sluice.Worker] that runs named calls in helper processes: a
+ * crash, a leak or a stuck call there cannot take the caller's process
+ * down, and CPU-bound work in languages with a global lock runs in
+ * parallel.
+ *
+ * It starts [property@Sluice.ProcessWorker:n-processes] copies of a
+ * helper program (its [property@Sluice.ProcessWorker:argv]) as
+ * [class@Gio.Subprocess]es, with its first task, and speaks D-Bus peer to
+ * peer with each over the helper's standard input and output
+ * ([class@Gio.DBusConnection] on the subprocess's pipes; the interface
+ * `org.sluice.Worker1`, whose XML is `src/org.sluice.Worker1.xml`). The
+ * helper serves named functions with a [class@Sluice.WorkerService]; the
+ * `sluice-worker` tool is a ready-made helper that loads them from
+ * modules.
+ *
+ * Each process runs up to [property@Sluice.ProcessWorker:max-calls]
+ * calls at once (in its own threads); the worker's capacity is the
+ * product of the two.
+ *
+ * - A process that dies (or closes its connection) is started again; the
+ *   calls it ran go back to the queue ([method@Sluice.WorkerTask.give_back]
+ *   with a lost worker), to run on another process: a call that was in
+ *   three processes that died fails with %SLUICE_ERROR_WORKER_LOST
+ *   instead of killing more.
+ * - A call past its timeout fails ([method@Sluice.TaskQueue.call_async]);
+ *   the process running it is killed and started again, and its other
+ *   calls go back to the queue (not counted as lost).
+ * - Cancelling a call cancels the function's cancellable in the helper.
+ * - A helper that cannot be started, exits before it is ready, or does
+ *   not speak the protocol (it writes something else on its standard
+ *   output) makes the calls waiting for it fail with
+ *   %SLUICE_ERROR_WORKER_FAILED and a message that says so, while no
+ *   process of the worker is ready; it is tried again for the next calls.
+ *
+ * The worker lives on the thread-default main context of the thread that
+ * created it (its *owner context*, which must run): processes are
+ * started and spoken to there. [method@Sluice.Worker.stop_async] closes
+ * the connections once the calls it holds are done (a helper then exits),
+ * and [method@Sluice.Worker.crash] kills the processes. Finalizing a
+ * worker kills its processes too.
+ *
+ * `SluiceProcessWorker` is MT-safe.
+ */
+
+#define WORKER_OBJECT_PATH "/org/sluice/Worker"
+#define WORKER_INTERFACE "org.sluice.Worker1"
+/* How long a helper whose connection failed may take to exit, so that
+ * the error can name its exit status. */
+#define EXIT_WAIT_MS 1000
+/* How long a stopped helper may take to exit before it is killed. */
+#define EXIT_GRACE_MS 5000
+
+typedef enum
+{
+  PROC_DOWN,
+  PROC_STARTING,
+  PROC_READY,
+} ProcState;
+
+typedef struct _Proc Proc;
+
+/* A call sent to a process. */
+typedef struct
+{
+  SluiceWorkerTask *task; /* (owned) */
+  guint64 id;
+  Proc *proc;
+  GDBusConnection *connection; /* (owned) */
+  gulong cancelled_id;
+} InFlight;
+
+struct _Proc
+{
+  SluiceProcessWorker *self; /* the worker owns this */
+  ProcState state;
+  GSubprocess *process;        /* (owned) (nullable) */
+  GDBusConnection *connection; /* (owned) (nullable) while ready */
+  gulong closed_id;
+  /* Cancelled when this process goes down: replies and notifications of
+   * it that come later are dropped. */
+  GCancellable *life;     /* (owned) (nullable) */
+  GSource *start_timeout; /* (owned) (nullable) */
+  GHashTable *in_flight;  /* id -> InFlight (owned) */
+  gint64 retry_at;        /* monotonic µs: not started again before */
+  guint n_start_failures; /* in a row */
+  gboolean kill_not_lost; /* killed for a timeout: its calls are not lost */
+  GError *start_error;    /* (owned) (nullable): its connection failed */
+};
+
+struct _SluiceProcessWorker
+{
+  GObject parent_instance;
+
+  char **argv;   /* (owned) */
+  char **series; /* (owned) (nullable) */
+  guint n_processes;
+  guint max_calls;
+  guint start_timeout_ms;
+  GMainContext *context; /* (owned): the owner context */
+  GSource *pump;         /* (owned): on the owner context */
+
+  GMutex mutex;
+  /* Under the mutex. */
+  GQueue pending;       /* of SluiceWorkerTask (owned), by priority */
+  GPtrArray *timed_out; /* of SluiceWorkerTask (owned) */
+  Proc *procs;
+  guint64 next_id;
+  gboolean active; /* it had a task: keep the processes up */
+  gboolean stopping;
+  gboolean crashed;
+  GPtrArray *stop_waiters; /* of GTask (owned) */
+};
+
+static void sluice_process_worker_iface_init (SluiceWorkerInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceProcessWorker,
+                               sluice_process_worker,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
+                                                      sluice_process_worker_iface_init))
+
+enum
+{
+  PROP_0,
+  PROP_ARGV,
+  PROP_SERIES,
+  PROP_N_PROCESSES,
+  PROP_MAX_CALLS,
+  PROP_START_TIMEOUT,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+static void proc_start (Proc *proc);
+static gboolean start_timeout_cb (gpointer data);
+
+/* What a callback of one process's life gets: once that life is
+ * cancelled (the process went down, or the worker was disposed), the
+ * callback must not touch @proc. */
+typedef struct
+{
+  Proc *proc;
+  GCancellable *life; /* (owned) */
+  guint64 id;         /* of the call, for replies */
+} ProcRef;
+
+static ProcRef *
+proc_ref_new (Proc *proc, guint64 id)
+{
+  ProcRef *ref = g_new (ProcRef, 1);
+
+  ref->proc = proc;
+  ref->life = g_object_ref (proc->life);
+  ref->id = id;
+  return ref;
+}
+
+/* Frees @ref; returns its process, or NULL if that life is over. */
+static Proc *
+proc_ref_take (ProcRef *ref)
+{
+  Proc *proc = g_cancellable_is_cancelled (ref->life) ? NULL : ref->proc;
+
+  g_object_unref (ref->life);
+  g_free (ref);
+  return proc;
+}
+
+/* Makes the pump run on the owner context. Any thread. */
+static void
+pump_wake (SluiceProcessWorker *self)
+{
+  g_source_set_ready_time (self->pump, 0);
+}
+
+static void
+pump_wake_at (SluiceProcessWorker *self, gint64 when)
+{
+  gint64 current = g_source_get_ready_time (self->pump);
+
+  if (current < 0 || when < current)
+    g_source_set_ready_time (self->pump, when);
+}
+
+static int
+compare_tasks (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  SluiceWorkerTask *ta = (SluiceWorkerTask *) a, *tb = (SluiceWorkerTask *) b;
+  int pa = sluice_worker_task_get_priority (ta), pb = sluice_worker_task_get_priority (tb);
+  guint64 sa = sluice_worker_task_get_sequence (ta), sb = sluice_worker_task_get_sequence (tb);
+
+  if (pa != pb)
+    return pa < pb ? -1 : 1;
+  return sa < sb ? -1 : sa > sb ? 1 : 0;
+}
+
+static void
+in_flight_free (gpointer data)
+{
+  InFlight *in_flight = data;
+
+  g_clear_object (&in_flight->task);
+  g_clear_object (&in_flight->connection);
+  g_free (in_flight);
+}
+
+/* Outside the mutex, never from inside the task's cancelled handler. */
+static void
+in_flight_disconnect (InFlight *in_flight)
+{
+  if (in_flight->cancelled_id != 0)
+    g_cancellable_disconnect (sluice_worker_task_get_cancellable (in_flight->task),
+                              in_flight->cancelled_id);
+  in_flight->cancelled_id = 0;
+}
+
+/* ---- a process going down -------------------------------------------- */
+
+static gboolean
+delayed_kill_cb (gpointer data)
+{
+  g_subprocess_force_exit (data);
+  return G_SOURCE_REMOVE;
+}
+
+/* Takes the process down: its calls go back to the queue (lost, unless it
+ * was killed for a timeout or is stopping). Owner context, with the mutex
+ * held; what to do afterwards goes into @given_back (InFlight). */
+static void
+proc_down_locked (Proc *proc, GPtrArray *given_back)
+{
+  SluiceProcessWorker *self = proc->self;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (proc->state == PROC_DOWN)
+    return;
+  g_hash_table_iter_init (&iter, proc->in_flight);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      g_ptr_array_add (given_back, value);
+      g_hash_table_iter_steal (&iter);
+    }
+  proc->state = PROC_DOWN;
+  g_clear_error (&proc->start_error);
+  g_cancellable_cancel (proc->life);
+  g_clear_object (&proc->life);
+  if (proc->start_timeout != NULL)
+    {
+      g_source_destroy (proc->start_timeout);
+      g_clear_pointer (&proc->start_timeout, g_source_unref);
+    }
+  if (proc->connection != NULL)
+    {
+      g_signal_handler_disconnect (proc->connection, proc->closed_id);
+      g_dbus_connection_close (proc->connection, NULL, NULL, NULL);
+      g_clear_object (&proc->connection);
+    }
+  if (proc->process != NULL)
+    {
+      if (self->stopping && !self->crashed)
+        {
+          /* It exits on its own once its connection is closed. */
+          GSource *source = g_timeout_source_new (EXIT_GRACE_MS);
+
+          g_source_set_callback (source, delayed_kill_cb, g_object_ref (proc->process),
+                                 g_object_unref);
+          g_source_attach (source, self->context);
+          g_source_unref (source);
+        }
+      else
+        g_subprocess_force_exit (proc->process);
+      g_clear_object (&proc->process);
+    }
+}
+
+static GPtrArray *
+take_stop_waiters_if_done_locked (SluiceProcessWorker *self)
+{
+  GPtrArray *waiters;
+
+  if (!self->stopping || self->stop_waiters->len == 0 || !g_queue_is_empty (&self->pending))
+    return NULL;
+  for (guint i = 0; i < self->n_processes; i++)
+    if (self->procs[i].state != PROC_DOWN)
+      return NULL;
+  waiters = g_steal_pointer (&self->stop_waiters);
+  self->stop_waiters = g_ptr_array_new ();
+  return waiters;
+}
+
+static void
+complete_stop_waiters (GPtrArray *waiters)
+{
+  if (waiters == NULL)
+    return;
+  for (guint i = 0; i < waiters->len; i++)
+    {
+      g_task_return_boolean (waiters->pdata[i], TRUE);
+      g_object_unref (waiters->pdata[i]);
+    }
+  g_ptr_array_unref (waiters);
+}
+
+/* Gives back what a process that went down held. Outside the mutex. */
+static void
+give_back_all (GPtrArray *given_back, gboolean lost)
+{
+  for (guint i = 0; i < given_back->len; i++)
+    {
+      InFlight *in_flight = given_back->pdata[i];
+
+      in_flight_disconnect (in_flight);
+      sluice_worker_task_give_back (in_flight->task, lost);
+      in_flight_free (in_flight);
+    }
+  g_ptr_array_unref (given_back);
+}
+
+/* The process @proc went down (it exited, or its connection closed). Owner
+ * context. */
+static void
+proc_went_down (Proc *proc)
+{
+  SluiceProcessWorker *self = proc->self;
+  GPtrArray *given_back = g_ptr_array_new ();
+  gboolean lost;
+  GPtrArray *waiters;
+
+  g_mutex_lock (&self->mutex);
+  lost = !proc->kill_not_lost && !self->stopping;
+  proc->kill_not_lost = FALSE;
+  proc_down_locked (proc, given_back);
+  waiters = take_stop_waiters_if_done_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  give_back_all (given_back, lost);
+  complete_stop_waiters (waiters);
+  pump_wake (self);
+}
+
+/* ---- starting a process ---------------------------------------------- */
+
+/* A helper that could not be started: while no process is ready, the
+ * calls waiting fail with @error; it is tried again later. Owner
+ * context. */
+static void
+proc_start_failed (Proc *proc, const GError *error)
+{
+  SluiceProcessWorker *self = proc->self;
+  GPtrArray *given_back = g_ptr_array_new ();
+  GPtrArray *failed = g_ptr_array_new_with_free_func (g_object_unref);
+  gboolean any_ready = FALSE;
+  GError *failure;
+  SluiceWorkerTask *task;
+  GPtrArray *waiters;
+
+  failure = g_error_new (SLUICE_ERROR, SLUICE_ERROR_WORKER_FAILED,
+                         _ ("The helper process “%s” could not be started: %s"), self->argv[0],
+                         error->message);
+  g_debug ("%s", failure->message);
+
+  g_mutex_lock (&self->mutex);
+  proc->n_start_failures++;
+  proc->retry_at =
+      g_get_monotonic_time () + MIN (50000 * (1 << MIN (proc->n_start_failures, 6)), 2000000);
+  proc_down_locked (proc, given_back);
+  for (guint i = 0; i < self->n_processes; i++)
+    any_ready |= self->procs[i].state == PROC_READY;
+  if (!any_ready)
+    while ((task = g_queue_pop_head (&self->pending)) != NULL)
+      g_ptr_array_add (failed, task);
+  waiters = take_stop_waiters_if_done_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  give_back_all (given_back, FALSE);
+  for (guint i = 0; i < failed->len; i++)
+    sluice_worker_task_return_error (failed->pdata[i], failure);
+  g_ptr_array_unref (failed);
+  g_error_free (failure);
+  complete_stop_waiters (waiters);
+  pump_wake_at (self, proc->retry_at);
+}
+
+static void
+connection_closed_cb (GDBusConnection *connection,
+                      gboolean remote_peer_vanished,
+                      GError *error,
+                      gpointer user_data)
+{
+  Proc *proc = user_data; /* disconnected before the process goes */
+
+  g_debug ("A helper process closed its connection");
+  proc_went_down (proc);
+}
+
+static void
+process_exited_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Proc *proc = proc_ref_take (user_data);
+  GError *error = NULL;
+
+  /* Cancelled: this process went down before, don't touch @proc. */
+  if (!g_subprocess_wait_finish (G_SUBPROCESS (source), result, &error) || proc == NULL)
+    {
+      g_clear_error (&error);
+      return;
+    }
+  if (proc->state == PROC_STARTING)
+    {
+      GError *exited = NULL;
+
+      if (g_subprocess_get_if_exited (G_SUBPROCESS (source)))
+        exited = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, _ ("it exited with status %d"),
+                              g_subprocess_get_exit_status (G_SUBPROCESS (source)));
+      else
+        exited = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, _ ("it was killed by signal %d"),
+                              g_subprocess_get_term_sig (G_SUBPROCESS (source)));
+      proc_start_failed (proc, exited);
+      g_error_free (exited);
+      return;
+    }
+  proc_went_down (proc);
+}
+
+static void
+connection_ready_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Proc *proc = proc_ref_take (user_data);
+  SluiceProcessWorker *self;
+  GDBusConnection *connection;
+  GError *error = NULL;
+
+  connection = g_dbus_connection_new_finish (result, &error);
+  if (proc == NULL)
+    {
+      /* Gone meanwhile (or the worker was disposed). */
+      g_clear_error (&error);
+      if (connection != NULL)
+        {
+          g_dbus_connection_close (connection, NULL, NULL, NULL);
+          g_object_unref (connection);
+        }
+      return;
+    }
+  self = proc->self;
+  if (connection == NULL)
+    {
+      /* A helper that exited says more with its exit status: wait a
+       * little for it (process_exited_cb ()), then report this. */
+      g_debug ("Could not connect to a helper process: %s", error->message);
+      proc->start_error = error;
+      if (proc->start_timeout != NULL)
+        {
+          g_source_destroy (proc->start_timeout);
+          g_source_unref (proc->start_timeout);
+        }
+      proc->start_timeout = g_timeout_source_new (EXIT_WAIT_MS);
+      g_source_set_callback (proc->start_timeout, start_timeout_cb, proc, NULL);
+      g_source_attach (proc->start_timeout, proc->self->context);
+      return;
+    }
+
+  g_mutex_lock (&self->mutex);
+  proc->state = PROC_READY;
+  proc->connection = connection;
+  proc->n_start_failures = 0;
+  proc->closed_id =
+      g_signal_connect (connection, "closed", G_CALLBACK (connection_closed_cb), proc);
+  if (proc->start_timeout != NULL)
+    {
+      g_source_destroy (proc->start_timeout);
+      g_clear_pointer (&proc->start_timeout, g_source_unref);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  pump_wake (self);
+}
+
+static gboolean
+start_timeout_cb (gpointer data)
+{
+  Proc *proc = data; /* the source is destroyed when the process goes */
+  GError *error = proc->start_error != NULL ? g_steal_pointer (&proc->start_error)
+                                            : g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                                           _ ("it was not ready after %u ms"),
+                                                           proc->self->start_timeout_ms);
+
+  g_clear_pointer (&proc->start_timeout, g_source_unref);
+  proc_start_failed (proc, error);
+  g_error_free (error);
+  return G_SOURCE_REMOVE;
+}
+
+/* Starts the helper of @proc. Owner context, without the mutex. */
+static void
+proc_start (Proc *proc)
+{
+  SluiceProcessWorker *self = proc->self;
+  GSubprocess *process;
+  GIOStream *stream;
+  GError *error = NULL;
+
+  process =
+      g_subprocess_newv ((const char *const *) self->argv,
+                         G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_mutex_lock (&self->mutex);
+  proc->state = PROC_STARTING;
+  proc->life = g_cancellable_new ();
+  proc->process = process;
+  g_mutex_unlock (&self->mutex);
+  if (process == NULL)
+    {
+      proc_start_failed (proc, error);
+      g_error_free (error);
+      return;
+    }
+
+  g_subprocess_wait_async (process, proc->life, process_exited_cb, proc_ref_new (proc, 0));
+  proc->start_timeout = g_timeout_source_new (self->start_timeout_ms);
+  g_source_set_callback (proc->start_timeout, start_timeout_cb, proc, NULL);
+  g_source_attach (proc->start_timeout, self->context);
+
+  stream = g_simple_io_stream_new (g_subprocess_get_stdout_pipe (process),
+                                   g_subprocess_get_stdin_pipe (process));
+  g_dbus_connection_new (stream, NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL,
+                         proc->life, connection_ready_cb, proc_ref_new (proc, 0));
+  g_object_unref (stream);
+}
+
+/* ---- calls --------------------------------------------------------------- */
+
+/* GCancellable::cancelled of a task sent to a process, in any thread:
+ * tells the helper. The reply comes as the function decides. */
+static void
+task_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  InFlight *in_flight = data; /* valid until disconnected */
+
+  g_dbus_connection_call (in_flight->connection, NULL, WORKER_OBJECT_PATH, WORKER_INTERFACE,
+                          "Cancel", g_variant_new ("(t)", in_flight->id), NULL,
+                          G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, NULL, NULL, NULL);
+}
+
+static void
+call_reply_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  guint64 id = ((ProcRef *) user_data)->id;
+  Proc *proc = proc_ref_take (user_data);
+  SluiceProcessWorker *self;
+  GError *error = NULL;
+  GVariant *value;
+  InFlight *in_flight = NULL;
+
+  value = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  /* The process went down (its life was cancelled): its calls were given
+   * back already. */
+  if (proc == NULL)
+    {
+      g_clear_pointer (&value, g_variant_unref);
+      g_clear_error (&error);
+      return;
+    }
+  self = proc->self;
+
+  g_mutex_lock (&self->mutex);
+  g_hash_table_steal_extended (proc->in_flight, &id, NULL, (gpointer *) &in_flight);
+  g_mutex_unlock (&self->mutex);
+  if (in_flight == NULL)
+    {
+      g_clear_pointer (&value, g_variant_unref);
+      g_clear_error (&error);
+      return;
+    }
+
+  in_flight_disconnect (in_flight);
+  if (value != NULL)
+    {
+      const char *type_string;
+      GVariant *data = g_variant_get_child_value (value, 1);
+      GVariant *inner;
+
+      g_variant_get_child (value, 0, "&s", &type_string);
+      inner = sluice_wire_get (type_string, data, &error);
+      if (inner != NULL)
+        {
+          sluice_worker_task_return_value (in_flight->task, inner);
+          g_variant_unref (inner);
+        }
+      else
+        {
+          sluice_worker_task_return_error (in_flight->task, error);
+          g_error_free (error);
+        }
+      g_variant_unref (data);
+      g_variant_unref (value);
+    }
+  else if (g_dbus_error_is_remote_error (error))
+    {
+      g_dbus_error_strip_remote_error (error);
+      sluice_worker_task_return_error (in_flight->task, error);
+      g_error_free (error);
+    }
+  else
+    {
+      /* The connection broke: the process is going down. */
+      g_debug ("A call to a helper process failed: %s", error->message);
+      g_error_free (error);
+      sluice_worker_task_give_back (in_flight->task, TRUE);
+    }
+  in_flight_free (in_flight);
+  pump_wake (self);
+}
+
+/* The pump, on the owner context: starts processes, sends calls, kills
+ * processes stuck in calls that timed out. */
+static gboolean
+pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  SluiceProcessWorker *self = user_data;
+  GPtrArray *to_start = g_ptr_array_new ();
+  GPtrArray *to_send = g_ptr_array_new ();
+  GPtrArray *skipped = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *timed_out;
+  GPtrArray *given_back = g_ptr_array_new ();
+  gint64 now = g_get_monotonic_time ();
+  gint64 next_retry = -1;
+  GPtrArray *waiters;
+
+  g_source_set_ready_time (source, -1);
+
+  g_mutex_lock (&self->mutex);
+  timed_out = g_steal_pointer (&self->timed_out);
+  self->timed_out = g_ptr_array_new_with_free_func (g_object_unref);
+  /* A process stuck in a call that timed out is killed; its other calls
+   * go back to the queue, not counted as lost. */
+  for (guint i = 0; i < timed_out->len; i++)
+    for (guint p = 0; p < self->n_processes; p++)
+      {
+        Proc *proc = &self->procs[p];
+        GHashTableIter iter;
+        gpointer value;
+        gboolean found = FALSE;
+
+        g_hash_table_iter_init (&iter, proc->in_flight);
+        while (!found && g_hash_table_iter_next (&iter, NULL, &value))
+          found = ((InFlight *) value)->task == timed_out->pdata[i];
+        if (found)
+          {
+            proc_down_locked (proc, given_back);
+            break;
+          }
+      }
+
+  if (!self->crashed && !self->stopping && self->active)
+    for (guint p = 0; p < self->n_processes; p++)
+      {
+        Proc *proc = &self->procs[p];
+
+        if (proc->state != PROC_DOWN)
+          continue;
+        if (proc->retry_at > now)
+          {
+            next_retry = next_retry < 0 ? proc->retry_at : MIN (next_retry, proc->retry_at);
+            continue;
+          }
+        g_ptr_array_add (to_start, proc);
+      }
+
+  /* Each call to the least busy ready process: short calls spread over
+   * the processes instead of queuing in the first. */
+  while (!g_queue_is_empty (&self->pending))
+    {
+      Proc *proc = NULL;
+
+      for (guint p = 0; p < self->n_processes; p++)
+        if (self->procs[p].state == PROC_READY &&
+            g_hash_table_size (self->procs[p].in_flight) < self->max_calls &&
+            (proc == NULL ||
+             g_hash_table_size (self->procs[p].in_flight) < g_hash_table_size (proc->in_flight)))
+          proc = &self->procs[p];
+      if (proc == NULL)
+        break;
+      {
+        SluiceWorkerTask *task = g_queue_pop_head (&self->pending);
+        InFlight *in_flight;
+
+        if (!sluice_worker_task_is_wanted (task))
+          {
+            g_ptr_array_add (skipped, task);
+            continue;
+          }
+        in_flight = g_new0 (InFlight, 1);
+        in_flight->task = task;
+        in_flight->id = self->next_id++;
+        in_flight->proc = proc;
+        in_flight->connection = g_object_ref (proc->connection);
+        g_hash_table_insert (proc->in_flight, g_memdup2 (&in_flight->id, sizeof (guint64)),
+                             in_flight);
+        g_ptr_array_add (to_send, in_flight);
+      }
+    }
+  /* Stopping: a process whose calls are done is closed (its helper
+   * exits). */
+  if (self->stopping && g_queue_is_empty (&self->pending))
+    for (guint p = 0; p < self->n_processes; p++)
+      if (g_hash_table_size (self->procs[p].in_flight) == 0)
+        proc_down_locked (&self->procs[p], given_back);
+  waiters = take_stop_waiters_if_done_locked (self);
+
+  /* Sent under the mutex, so that a crash in another thread cannot free
+   * an entry meanwhile; neither the call nor the connection of the
+   * cancellable handler calls back into this worker here (replies are
+   * dispatched on this context later, the handler takes no lock). */
+  for (guint i = 0; i < to_send->len; i++)
+    {
+      InFlight *in_flight = to_send->pdata[i];
+      ProcRef *reply = proc_ref_new (in_flight->proc, in_flight->id);
+      SluiceWorkerTask *task = in_flight->task;
+      GVariantBuilder call;
+
+      g_variant_builder_init (&call, G_VARIANT_TYPE ("(tssay)"));
+      g_variant_builder_add (&call, "t", in_flight->id);
+      g_variant_builder_add (&call, "s", sluice_worker_task_get_name (task));
+      sluice_wire_add (&call, sluice_worker_task_get_args (task));
+      g_dbus_connection_call (in_flight->connection, NULL, WORKER_OBJECT_PATH, WORKER_INTERFACE,
+                              "Call", g_variant_builder_end (&call), G_VARIANT_TYPE ("(say)"),
+                              G_DBUS_CALL_FLAGS_NO_AUTO_START, G_MAXINT, in_flight->proc->life,
+                              call_reply_cb, reply);
+      in_flight->cancelled_id =
+          g_cancellable_connect (sluice_worker_task_get_cancellable (task),
+                                 G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+    }
+  g_ptr_array_unref (to_send);
+  g_mutex_unlock (&self->mutex);
+
+  give_back_all (given_back, FALSE);
+  g_ptr_array_unref (timed_out);
+  for (guint i = 0; i < skipped->len; i++)
+    {
+      GError *error =
+          g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The call was cancelled"));
+
+      sluice_worker_task_return_error (skipped->pdata[i], error);
+      g_error_free (error);
+    }
+  g_ptr_array_unref (skipped);
+
+  for (guint i = 0; i < to_start->len; i++)
+    proc_start (to_start->pdata[i]);
+  g_ptr_array_unref (to_start);
+  if (next_retry >= 0)
+    pump_wake_at (self, next_retry);
+
+  complete_stop_waiters (waiters);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs pump_funcs = { NULL, NULL, pump_dispatch, NULL, NULL, NULL };
+
+/* ---- the worker interface ------------------------------------------------ */
+
+static void
+sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+
+  g_mutex_lock (&self->mutex);
+  if (self->crashed || self->stopping)
+    {
+      g_mutex_unlock (&self->mutex);
+      sluice_worker_task_give_back (task, TRUE);
+      return;
+    }
+  self->active = TRUE;
+  g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
+  g_mutex_unlock (&self->mutex);
+
+  pump_wake (self);
+}
+
+static char **
+sluice_process_worker_get_series (SluiceWorker *worker)
+{
+  return g_strdupv (SLUICE_PROCESS_WORKER (worker)->series);
+}
+
+static guint
+sluice_process_worker_get_capacity (SluiceWorker *worker)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+
+  return self->n_processes * self->max_calls;
+}
+
+static void
+sluice_process_worker_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+
+  g_mutex_lock (&self->mutex);
+  g_ptr_array_add (self->timed_out, g_object_ref (task));
+  g_mutex_unlock (&self->mutex);
+  pump_wake (self);
+}
+
+static void
+sluice_process_worker_stop_async (SluiceWorker *worker,
+                                  GCancellable *cancellable,
+                                  GAsyncReadyCallback callback,
+                                  gpointer user_data)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, sluice_process_worker_stop_async);
+  g_mutex_lock (&self->mutex);
+  self->stopping = TRUE;
+  g_ptr_array_add (self->stop_waiters, task);
+  g_mutex_unlock (&self->mutex);
+  /* The pump now closes processes as their calls end. */
+  pump_wake (self);
+}
+
+static gboolean
+sluice_process_worker_stop_finish (SluiceWorker *worker, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, worker), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static GPtrArray *
+sluice_process_worker_crash (SluiceWorker *worker)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *in_flights = g_ptr_array_new ();
+  SluiceWorkerTask *task;
+  GPtrArray *waiters;
+
+  g_mutex_lock (&self->mutex);
+  self->crashed = TRUE;
+  while ((task = g_queue_pop_head (&self->pending)) != NULL)
+    g_ptr_array_add (tasks, task);
+  for (guint p = 0; p < self->n_processes; p++)
+    {
+      Proc *proc = &self->procs[p];
+      GHashTableIter iter;
+      gpointer value;
+
+      g_hash_table_iter_init (&iter, proc->in_flight);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          g_ptr_array_add (in_flights, value);
+          g_hash_table_iter_steal (&iter);
+        }
+      /* Killed now; the rest of going down happens on the owner context,
+       * when it hears of it. */
+      if (proc->process != NULL)
+        g_subprocess_force_exit (proc->process);
+    }
+  waiters = take_stop_waiters_if_done_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  for (guint i = 0; i < in_flights->len; i++)
+    {
+      InFlight *in_flight = in_flights->pdata[i];
+
+      in_flight_disconnect (in_flight);
+      g_ptr_array_add (tasks, g_steal_pointer (&in_flight->task));
+      in_flight_free (in_flight);
+    }
+  g_ptr_array_unref (in_flights);
+  complete_stop_waiters (waiters);
+  return tasks;
+}
+
+static void
+sluice_process_worker_iface_init (SluiceWorkerInterface *iface)
+{
+  iface->get_series = sluice_process_worker_get_series;
+  iface->get_capacity = sluice_process_worker_get_capacity;
+  iface->run_task = sluice_process_worker_run_task;
+  iface->stop_async = sluice_process_worker_stop_async;
+  iface->stop_finish = sluice_process_worker_stop_finish;
+  iface->crash = sluice_process_worker_crash;
+  iface->task_timed_out = sluice_process_worker_task_timed_out;
+}
+
+/* ---- GObject ---------------------------------------------------------- */
+
+static void
+sluice_process_worker_constructed (GObject *object)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (object);
+
+  G_OBJECT_CLASS (sluice_process_worker_parent_class)->constructed (object);
+
+  g_return_if_fail (self->argv != NULL && self->argv[0] != NULL);
+
+  self->procs = g_new0 (Proc, self->n_processes);
+  for (guint p = 0; p < self->n_processes; p++)
+    {
+      self->procs[p].self = self;
+      self->procs[p].in_flight =
+          g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, in_flight_free);
+    }
+  self->context = g_main_context_ref_thread_default ();
+  self->pump = g_source_new (&pump_funcs, sizeof (GSource));
+  g_source_set_callback (self->pump, NULL, self, NULL);
+  g_source_set_static_name (self->pump, "SluiceProcessWorker");
+  g_source_attach (self->pump, self->context);
+}
+
+static void
+sluice_process_worker_dispose (GObject *object)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (object);
+  GPtrArray *given_back = g_ptr_array_new ();
+  GPtrArray *pending = g_ptr_array_new_with_free_func (g_object_unref);
+  SluiceWorkerTask *task;
+
+  if (self->procs != NULL)
+    {
+      g_mutex_lock (&self->mutex);
+      self->crashed = TRUE;
+      while ((task = g_queue_pop_head (&self->pending)) != NULL)
+        g_ptr_array_add (pending, task);
+      for (guint p = 0; p < self->n_processes; p++)
+        proc_down_locked (&self->procs[p], given_back);
+      g_mutex_unlock (&self->mutex);
+    }
+  give_back_all (given_back, FALSE);
+  for (guint i = 0; i < pending->len; i++)
+    sluice_worker_task_give_back (pending->pdata[i], FALSE);
+  g_ptr_array_unref (pending);
+
+  if (self->pump != NULL)
+    {
+      g_source_destroy (self->pump);
+      g_clear_pointer (&self->pump, g_source_unref);
+    }
+
+  G_OBJECT_CLASS (sluice_process_worker_parent_class)->dispose (object);
+}
+
+static void
+sluice_process_worker_finalize (GObject *object)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (object);
+
+  for (guint p = 0; self->procs != NULL && p < self->n_processes; p++)
+    g_hash_table_unref (self->procs[p].in_flight);
+  g_free (self->procs);
+  g_ptr_array_unref (self->timed_out);
+  g_ptr_array_unref (self->stop_waiters);
+  g_clear_pointer (&self->context, g_main_context_unref);
+  g_strfreev (self->argv);
+  g_strfreev (self->series);
+  g_mutex_clear (&self->mutex);
+
+  G_OBJECT_CLASS (sluice_process_worker_parent_class)->finalize (object);
+}
+
+static void
+sluice_process_worker_get_property (GObject *object,
+                                    guint prop_id,
+                                    GValue *value,
+                                    GParamSpec *pspec)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ARGV:
+      g_value_set_boxed (value, self->argv);
+      break;
+    case PROP_SERIES:
+      g_value_set_boxed (value, self->series);
+      break;
+    case PROP_N_PROCESSES:
+      g_value_set_uint (value, self->n_processes);
+      break;
+    case PROP_MAX_CALLS:
+      g_value_set_uint (value, self->max_calls);
+      break;
+    case PROP_START_TIMEOUT:
+      g_value_set_uint (value, self->start_timeout_ms);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_process_worker_set_property (GObject *object,
+                                    guint prop_id,
+                                    const GValue *value,
+                                    GParamSpec *pspec)
+{
+  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ARGV:
+      g_strfreev (self->argv);
+      self->argv = g_value_dup_boxed (value);
+      break;
+    case PROP_SERIES:
+      g_strfreev (self->series);
+      self->series = g_value_dup_boxed (value);
+      break;
+    case PROP_N_PROCESSES:
+      self->n_processes = MAX (g_value_get_uint (value), 1);
+      break;
+    case PROP_MAX_CALLS:
+      self->max_calls = MAX (g_value_get_uint (value), 1);
+      break;
+    case PROP_START_TIMEOUT:
+      self->start_timeout_ms = MAX (g_value_get_uint (value), 1);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sluice_process_worker_class_init (SluiceProcessWorkerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = sluice_process_worker_constructed;
+  object_class->dispose = sluice_process_worker_dispose;
+  object_class->finalize = sluice_process_worker_finalize;
+  object_class->get_property = sluice_process_worker_get_property;
+  object_class->set_property = sluice_process_worker_set_property;
+
+  /**
+   * SluiceProcessWorker:argv:
+   *
+   * The command line of the helper program (looked up in `PATH`), a
+   * program that serves named functions with a
+   * [class@Sluice.WorkerService], such as `sluice-worker MODULE`.
+   */
+  properties[PROP_ARGV] =
+      g_param_spec_boxed ("argv", NULL, NULL, G_TYPE_STRV,
+                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceProcessWorker:series:
+   *
+   * The series the worker serves besides the default one.
+   */
+  properties[PROP_SERIES] =
+      g_param_spec_boxed ("series", NULL, NULL, G_TYPE_STRV,
+                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceProcessWorker:n-processes:
+   *
+   * How many helper processes the worker keeps running.
+   */
+  properties[PROP_N_PROCESSES] =
+      g_param_spec_uint ("n-processes", NULL, NULL, 1, 1024, 1,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceProcessWorker:max-calls:
+   *
+   * How many calls each process runs at once (in the threads of its
+   * [class@Sluice.WorkerService]). More than one hides the round trip of
+   * short calls.
+   */
+  properties[PROP_MAX_CALLS] =
+      g_param_spec_uint ("max-calls", NULL, NULL, 1, 1024, 2,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SluiceProcessWorker:start-timeout:
+   *
+   * How long a helper may take, in milliseconds, from its start until its
+   * connection is set up; one that takes longer is killed, and counts as
+   * one that could not be started.
+   */
+  properties[PROP_START_TIMEOUT] =
+      g_param_spec_uint ("start-timeout", NULL, NULL, 1, G_MAXINT, 10000,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+sluice_process_worker_init (SluiceProcessWorker *self)
+{
+  g_mutex_init (&self->mutex);
+  g_queue_init (&self->pending);
+  self->timed_out = g_ptr_array_new_with_free_func (g_object_unref);
+  self->stop_waiters = g_ptr_array_new ();
+  self->n_processes = 1;
+  self->max_calls = 2;
+  self->start_timeout_ms = 10000;
+}
+
+/**
+ * sluice_process_worker_new:
+ * @argv: (array zero-terminated=1): the command line of the helper program
+ * @series: (nullable) (array zero-terminated=1): the series it serves
+ *   besides the default one, or %NULL
+ * @n_processes: how many helper processes it keeps running (at least 1)
+ *
+ * Creates a worker that runs named calls in helper processes, for a
+ * [method@Sluice.TaskQueue.hire]. The processes start with its first task.
+ * Its owner context is the thread-default main context of the caller.
+ *
+ * Returns: (transfer full): a new process worker
+ */
+SluiceProcessWorker *
+sluice_process_worker_new (const char *const *argv, const char *const *series, guint n_processes)
+{
+  g_return_val_if_fail (argv != NULL && argv[0] != NULL, NULL);
+
+  return g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "series", series, "n-processes",
+                       MAX (n_processes, 1), NULL);
+}
+
+/**
+ * sluice_process_worker_get_n_processes:
+ * @self: a process worker
+ *
+ * Gets how many helper processes @self keeps running.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the number of processes
+ */
+guint
+sluice_process_worker_get_n_processes (SluiceProcessWorker *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PROCESS_WORKER (self), 0);
+
+  return self->n_processes;
+}
+
+/**
+ * sluice_process_worker_get_max_calls:
+ * @self: a process worker
+ *
+ * Gets how many calls each process of @self runs at once.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the number of calls
+ */
+guint
+sluice_process_worker_get_max_calls (SluiceProcessWorker *self)
+{
+  g_return_val_if_fail (SLUICE_IS_PROCESS_WORKER (self), 0);
+
+  return self->max_calls;
+}
+
+/**
+ * sluice_process_worker_dup_pids:
+ * @self: a process worker
+ *
+ * Gets the process identifiers of the helper processes of @self that are
+ * running (started, ready or stuck), as strings (as
+ * g_subprocess_get_identifier() gives them).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): the process identifiers
+ */
+GStrv
+sluice_process_worker_dup_pids (SluiceProcessWorker *self)
+{
+  GPtrArray *pids;
+
+  g_return_val_if_fail (SLUICE_IS_PROCESS_WORKER (self), NULL);
+
+  pids = g_ptr_array_new ();
+  g_mutex_lock (&self->mutex);
+  for (guint p = 0; self->procs != NULL && p < self->n_processes; p++)
+    {
+      const char *id = self->procs[p].process != NULL
+                           ? g_subprocess_get_identifier (self->procs[p].process)
+                           : NULL;
+
+      if (id != NULL)
+        g_ptr_array_add (pids, g_strdup (id));
+    }
+  g_mutex_unlock (&self->mutex);
+  g_ptr_array_add (pids, NULL);
+  return (GStrv) g_ptr_array_free (pids, FALSE);
+}

@@ -1,0 +1,1052 @@
+/* sluice-task-queue-calls.c: named calls of the task queue, run by the
+ * workers it hires
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-worker-private.h"
+
+/* How it works (for maintainers).
+ *
+ * Named calls do not touch the queue's own threads, nor its mutex: the
+ * path of run_async stays as it was. They have a dispatcher of their own
+ * (SluiceCalls, created with the first call or hire), under its own
+ * mutex: one GSequence of queued calls per series, sorted by (priority,
+ * sequence number), so that a call that goes back to the queue lands at its
+ * old place; and the hired workers, each with the tasks it holds. A
+ * worker with room takes the most urgent head among the queues of the
+ * series it serves: a series that nobody serves just keeps its calls.
+ *
+ * Workers are given their tasks outside the mutex, by one thread at a time
+ * (the first that finds tasks to give; others leave theirs in the outbox
+ * for it): a worker thus gets its tasks in the order the dispatcher chose
+ * them, and a worker that completes a task inside run_task () does not
+ * recurse.
+ *
+ * A call's GTask returns from an idle source on its context, never from
+ * inside a call of the user (call_async, fire, shutdown, a cancellation).
+ * The dispatcher holds a reference on the GTask from call_async until it
+ * returns; each assignment (SluiceWorkerTask) holds one too, so the queue
+ * outlives the tasks its workers hold. A cancellation only schedules an
+ * idle source on the call's context (the handler takes no lock, so it can
+ * be connected under the mutex); the source does the rest.
+ *
+ * The queue's shutdown counts the named calls as one active task
+ * (sluice-task-queue.c) until they are all done and the hired workers have
+ * stopped (sluice_task_queue_calls_idle ()).
+ */
+
+/* A call that workers were lost in this many times fails. */
+#define MAX_WORKER_LOSSES 3
+
+struct _SluiceHired
+{
+  SluiceWorker *worker; /* (owned) */
+  char **series;        /* (owned) (nullable) */
+  guint capacity;
+  GHashTable *held; /* of SluiceWorkerTask, borrowed (the call holds them) */
+  gulong resigned_id;
+};
+
+typedef struct
+{
+  SluiceWorker *worker;   /* (owned) */
+  SluiceWorkerTask *task; /* (owned) */
+} Delivery;
+
+struct _SluiceCalls
+{
+  GMutex mutex;
+  SluiceTaskQueue *queue; /* not owned: the queue owns this */
+
+  GSequence *default_queue;  /* of GTask, borrowed (the dispatcher's reference) */
+  GHashTable *series_queues; /* series -> GSequence */
+  guint64 next_seq;
+  guint n_queued;
+  guint n_held;
+  GPtrArray *hired; /* of SluiceHired */
+  guint rotate;     /* the hired worker served first next time */
+
+  GQueue outbox; /* of Delivery */
+  gboolean delivering;
+
+  gboolean shut_down;
+  gboolean stopping; /* the workers are being stopped */
+  GMainContext *shutdown_context;
+  guint n_stopping;
+};
+
+/* What to do once the mutex is released. */
+typedef struct
+{
+  GPtrArray *returns;   /* of GTask (the dispatcher's reference) */
+  GPtrArray *cancel;    /* of GCancellable */
+  GPtrArray *destroy;   /* of GSource */
+  GPtrArray *timed_out; /* of SluiceWorkerTask, then SluiceWorker */
+  GPtrArray *unref;     /* of GObject */
+  gboolean stop_workers;
+} After;
+
+static void
+after_add (After *after, GPtrArray **array, gpointer item)
+{
+  if (*array == NULL)
+    *array = g_ptr_array_new ();
+  g_ptr_array_add (*array, item);
+}
+
+static void calls_deliver (SluiceCalls *calls);
+static void calls_stop_workers (SluiceCalls *calls);
+
+static gboolean
+call_return_cb (gpointer data)
+{
+  GTask *task = data;
+  SluiceCall *call = g_task_get_task_data (task);
+  GError *error;
+  GVariant *result;
+  gulong cancelled_id;
+
+  g_mutex_lock (&call->calls->mutex);
+  cancelled_id = call->cancelled_id;
+  call->cancelled_id = 0;
+  error = g_steal_pointer (&call->error);
+  result = g_steal_pointer (&call->result);
+  g_mutex_unlock (&call->calls->mutex);
+
+  if (cancelled_id != 0)
+    g_cancellable_disconnect (g_task_get_cancellable (task), cancelled_id);
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, result, (GDestroyNotify) g_variant_unref);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+after_run (SluiceCalls *calls, After *after)
+{
+  if (after->destroy != NULL)
+    {
+      for (guint i = 0; i < after->destroy->len; i++)
+        {
+          g_source_destroy (after->destroy->pdata[i]);
+          g_source_unref (after->destroy->pdata[i]);
+        }
+      g_ptr_array_unref (after->destroy);
+    }
+  if (after->cancel != NULL)
+    {
+      for (guint i = 0; i < after->cancel->len; i++)
+        {
+          g_cancellable_cancel (after->cancel->pdata[i]);
+          g_object_unref (after->cancel->pdata[i]);
+        }
+      g_ptr_array_unref (after->cancel);
+    }
+  if (after->timed_out != NULL)
+    {
+      for (guint i = 0; i + 1 < after->timed_out->len; i += 2)
+        {
+          SluiceWorkerTask *task = after->timed_out->pdata[i];
+          SluiceWorker *worker = after->timed_out->pdata[i + 1];
+          SluiceWorkerInterface *iface = SLUICE_WORKER_GET_IFACE (worker);
+
+          if (iface->task_timed_out != NULL)
+            iface->task_timed_out (worker, task);
+          g_object_unref (task);
+          g_object_unref (worker);
+        }
+      g_ptr_array_unref (after->timed_out);
+    }
+  if (after->returns != NULL)
+    {
+      for (guint i = 0; i < after->returns->len; i++)
+        {
+          GTask *task = after->returns->pdata[i];
+          GSource *source = g_idle_source_new ();
+
+          g_task_attach_source (task, source, call_return_cb);
+          g_source_unref (source);
+          g_object_unref (task);
+        }
+      g_ptr_array_unref (after->returns);
+    }
+  if (after->unref != NULL)
+    {
+      g_ptr_array_foreach (after->unref, (GFunc) (void (*) (void)) g_object_unref, NULL);
+      g_ptr_array_unref (after->unref);
+    }
+
+  calls_deliver (calls);
+  if (after->stop_workers)
+    calls_stop_workers (calls);
+}
+
+/* ---- the queues of calls, one per series ---------------------------------- */
+
+static int
+compare_calls (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  const SluiceCall *ca = g_task_get_task_data ((GTask *) a);
+  const SluiceCall *cb = g_task_get_task_data ((GTask *) b);
+
+  if (ca->priority != cb->priority)
+    return ca->priority < cb->priority ? -1 : 1;
+  return ca->seq < cb->seq ? -1 : ca->seq > cb->seq ? 1 : 0;
+}
+
+static GSequence *
+series_queue_locked (SluiceCalls *calls, const char *series, gboolean create)
+{
+  GSequence *queue;
+
+  if (series == NULL)
+    return calls->default_queue;
+  queue = g_hash_table_lookup (calls->series_queues, series);
+  if (queue == NULL && create)
+    {
+      queue = g_sequence_new (NULL);
+      g_hash_table_insert (calls->series_queues, g_strdup (series), queue);
+    }
+  return queue;
+}
+
+static void
+enqueue_locked (SluiceCalls *calls, GTask *task)
+{
+  SluiceCall *call = g_task_get_task_data (task);
+
+  call->queued_at = g_sequence_insert_sorted (series_queue_locked (calls, call->series, TRUE), task,
+                                              compare_calls, NULL);
+  calls->n_queued++;
+}
+
+static void
+dequeue_locked (SluiceCalls *calls, SluiceCall *call)
+{
+  g_sequence_remove (g_steal_pointer (&call->queued_at));
+  calls->n_queued--;
+}
+
+/* Decides the outcome of @call: @result or @error (taken). */
+static void
+complete_full_locked (SluiceCalls *calls,
+                      GTask *task,
+                      GVariant *result,
+                      GError *error,
+                      gboolean by_worker,
+                      After *after)
+{
+  SluiceCall *call = g_task_get_task_data (task);
+
+  g_assert (!call->done);
+  call->done = TRUE;
+  call->result = result;
+  call->error = error;
+  if (call->queued_at != NULL)
+    dequeue_locked (calls, call);
+  if (call->assigned != NULL && !by_worker)
+    {
+      /* The worker still holds it until it completes it. */
+      g_atomic_int_set (&call->assigned->wanted, FALSE);
+      after_add (after, &after->cancel, g_object_ref (call->assigned->cancellable));
+    }
+  if (call->timeout_source != NULL)
+    after_add (after, &after->destroy, g_steal_pointer (&call->timeout_source));
+  after_add (after, &after->returns, task);
+}
+
+static void
+complete_locked (SluiceCalls *calls, GTask *task, GVariant *result, GError *error, After *after)
+{
+  complete_full_locked (calls, task, result, error, FALSE, after);
+}
+
+static void
+complete_with_error_locked (
+    SluiceCalls *calls, GTask *task, GQuark domain, int code, const char *message, After *after)
+{
+  complete_locked (calls, task, NULL, g_error_new_literal (domain, code, message), after);
+}
+
+static gboolean
+hired_serves (SluiceHired *hired, const char *series)
+{
+  return series == NULL ||
+         (hired->series != NULL && g_strv_contains ((const char *const *) hired->series, series));
+}
+
+static gboolean
+series_served_locked (SluiceCalls *calls, const char *series)
+{
+  for (guint i = 0; i < calls->hired->len; i++)
+    if (hired_serves (calls->hired->pdata[i], series))
+      return TRUE;
+  return FALSE;
+}
+
+static void
+fail_all_locked (SluiceCalls *calls, GSequence *queue, int code, const char *message, After *after)
+{
+  GQuark domain = code == G_IO_ERROR_CANCELLED ? G_IO_ERROR : SLUICE_ERROR;
+
+  while (!g_sequence_is_empty (queue))
+    complete_with_error_locked (calls, g_sequence_get (g_sequence_get_begin_iter (queue)), domain,
+                                code, message, after);
+}
+
+/* After a shutdown: the calls of a series that nobody serves fail. */
+static void
+fail_unserved_locked (SluiceCalls *calls, After *after)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (!calls->shut_down)
+    return;
+  if (calls->hired->len == 0)
+    fail_all_locked (calls, calls->default_queue, SLUICE_ERROR_NO_WORKER,
+                     _ ("The task queue was shut down with no worker for the call"), after);
+  g_hash_table_iter_init (&iter, calls->series_queues);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    if (!series_served_locked (calls, key))
+      fail_all_locked (calls, value, SLUICE_ERROR_NO_WORKER,
+                       _ ("The task queue was shut down with no worker for the call"), after);
+}
+
+/* Once shut down with nothing left: the hired workers stop, then the
+ * queue hears that the named calls are done. */
+static void
+check_idle_locked (SluiceCalls *calls, After *after)
+{
+  if (calls->shut_down && !calls->stopping && calls->n_queued == 0 && calls->n_held == 0)
+    {
+      calls->stopping = TRUE;
+      after->stop_workers = TRUE;
+    }
+}
+
+/* ---- giving tasks to workers ------------------------------------------ */
+
+static void
+timeout_cb_locked (SluiceCalls *calls, GTask *task, After *after)
+{
+  SluiceCall *call = g_task_get_task_data (task);
+  SluiceWorkerTask *assigned = call->assigned;
+
+  if (call->done || assigned == NULL || assigned->hired == NULL)
+    return;
+  after_add (after, &after->timed_out, g_object_ref (assigned));
+  after_add (after, &after->timed_out, g_object_ref (assigned->hired->worker));
+  complete_locked (calls, task, NULL,
+                   g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                _ ("The call of “%s” timed out after %d ms"), call->name,
+                                call->timeout_ms),
+                   after);
+}
+
+static gboolean
+call_timeout_cb (gpointer data)
+{
+  GTask *task = data;
+  SluiceCall *call = g_task_get_task_data (task);
+  SluiceCalls *calls = call->calls;
+  After after = { 0 };
+
+  g_mutex_lock (&calls->mutex);
+  /* A timeout of an earlier assignment was destroyed with it. */
+  if (call->timeout_source == g_main_current_source ())
+    timeout_cb_locked (calls, task, &after);
+  g_mutex_unlock (&calls->mutex);
+
+  after_run (calls, &after);
+  return G_SOURCE_REMOVE;
+}
+
+/* The queued call @hired should take next, or NULL. */
+static GSequenceIter *
+best_for_locked (SluiceCalls *calls, SluiceHired *hired)
+{
+  GSequenceIter *best = NULL;
+
+  if (!g_sequence_is_empty (calls->default_queue))
+    best = g_sequence_get_begin_iter (calls->default_queue);
+  for (guint i = 0; hired->series != NULL && hired->series[i] != NULL; i++)
+    {
+      GSequence *queue = g_hash_table_lookup (calls->series_queues, hired->series[i]);
+      GSequenceIter *head;
+
+      if (queue == NULL || g_sequence_is_empty (queue))
+        continue;
+      head = g_sequence_get_begin_iter (queue);
+      if (best == NULL || compare_calls (g_sequence_get (head), g_sequence_get (best), NULL) < 0)
+        best = head;
+    }
+  return best;
+}
+
+static void
+assign_locked (SluiceCalls *calls, SluiceHired *hired, GTask *task)
+{
+  SluiceCall *call = g_task_get_task_data (task);
+  SluiceWorkerTask *assigned = sluice_worker_task_new (task, hired);
+  Delivery *delivery;
+
+  dequeue_locked (calls, call);
+  call->assigned = g_object_ref (assigned);
+  g_hash_table_add (hired->held, assigned);
+  calls->n_held++;
+
+  if (call->timeout_ms > 0)
+    {
+      call->timeout_source = g_timeout_source_new ((guint) call->timeout_ms);
+      g_task_attach_source (task, call->timeout_source, call_timeout_cb);
+    }
+
+  delivery = g_new (Delivery, 1);
+  delivery->worker = g_object_ref (hired->worker);
+  delivery->task = assigned;
+  g_queue_push_tail (&calls->outbox, delivery);
+}
+
+static void
+dispatch_locked (SluiceCalls *calls)
+{
+  guint n = calls->hired->len;
+
+  if (calls->n_queued == 0 || n == 0)
+    return;
+  for (guint k = 0; k < n; k++)
+    {
+      SluiceHired *hired = calls->hired->pdata[(calls->rotate + k) % n];
+
+      while (g_hash_table_size (hired->held) < hired->capacity)
+        {
+          GSequenceIter *best = best_for_locked (calls, hired);
+
+          if (best == NULL)
+            break;
+          assign_locked (calls, hired, g_sequence_get (best));
+        }
+    }
+  calls->rotate = (calls->rotate + 1) % n;
+}
+
+/* Gives the tasks in the outbox to their workers, outside the mutex, one
+ * thread at a time. */
+static void
+calls_deliver (SluiceCalls *calls)
+{
+  Delivery *delivery;
+
+  g_mutex_lock (&calls->mutex);
+  if (calls->delivering || g_queue_is_empty (&calls->outbox))
+    {
+      g_mutex_unlock (&calls->mutex);
+      return;
+    }
+  calls->delivering = TRUE;
+  while ((delivery = g_queue_pop_head (&calls->outbox)) != NULL)
+    {
+      g_mutex_unlock (&calls->mutex);
+      sluice_worker_run_task (delivery->worker, delivery->task);
+      g_object_unref (delivery->task);
+      g_object_unref (delivery->worker);
+      g_free (delivery);
+      g_mutex_lock (&calls->mutex);
+    }
+  calls->delivering = FALSE;
+  g_mutex_unlock (&calls->mutex);
+}
+
+/* Takes @task from its worker. Its call goes back to the queue, unless it
+ * is done; @worker_lost counts against it. */
+static void
+release_locked (SluiceCalls *calls, SluiceWorkerTask *task, gboolean worker_lost, After *after)
+{
+  GTask *call_task = task->call_task;
+  SluiceCall *call = g_task_get_task_data (call_task);
+
+  g_hash_table_remove (task->hired->held, task);
+  task->hired = NULL;
+  calls->n_held--;
+  g_atomic_int_set (&task->wanted, FALSE);
+  g_assert (call->assigned == task);
+  after_add (after, &after->unref, g_steal_pointer (&call->assigned));
+  if (call->timeout_source != NULL)
+    after_add (after, &after->destroy, g_steal_pointer (&call->timeout_source));
+  if (call->done)
+    return;
+
+  if (worker_lost && ++call->n_lost >= MAX_WORKER_LOSSES)
+    {
+      complete_locked (calls, call_task, NULL,
+                       g_error_new (SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST,
+                                    _ ("The call of “%s” was given up after its worker was "
+                                       "lost %u times"),
+                                    call->name, call->n_lost),
+                       after);
+      return;
+    }
+  enqueue_locked (calls, call_task);
+}
+
+void
+sluice_calls_task_completed (SluiceWorkerTask *task,
+                             GVariant *result,
+                             GError *error,
+                             gboolean worker_lost)
+{
+  SluiceCall *call = g_task_get_task_data (task->call_task);
+  SluiceCalls *calls = call->calls;
+  After after = { 0 };
+  GTask *call_task = task->call_task;
+
+  g_mutex_lock (&calls->mutex);
+  if (task->hired == NULL)
+    {
+      /* Taken back, or completed already. */
+      g_mutex_unlock (&calls->mutex);
+      g_clear_pointer (&result, g_variant_unref);
+      g_clear_error (&error);
+      return;
+    }
+
+  if ((result != NULL || error != NULL) && !call->done)
+    {
+      /* Decided now: release_locked () then leaves it done. */
+      complete_full_locked (calls, call_task, g_steal_pointer (&result), g_steal_pointer (&error),
+                            TRUE, &after);
+    }
+  release_locked (calls, task, worker_lost, &after);
+  dispatch_locked (calls);
+  check_idle_locked (calls, &after);
+  g_mutex_unlock (&calls->mutex);
+
+  g_clear_pointer (&result, g_variant_unref);
+  g_clear_error (&error);
+  after_run (calls, &after);
+}
+
+/* ---- cancellation ---------------------------------------------------------- */
+
+static gboolean
+call_cancelled_idle_cb (gpointer data)
+{
+  GTask *task = data;
+  SluiceCall *call = g_task_get_task_data (task);
+  SluiceCalls *calls = call->calls;
+  After after = { 0 };
+
+  g_mutex_lock (&calls->mutex);
+  if (!call->done)
+    complete_locked (
+        calls, task, NULL,
+        g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The call was cancelled")),
+        &after);
+  g_mutex_unlock (&calls->mutex);
+
+  after_run (calls, &after);
+  return G_SOURCE_REMOVE;
+}
+
+/* GCancellable::cancelled, in the thread that cancels: takes no lock, so
+ * that it can be connected under the mutex. The call's context does the
+ * rest. */
+static void
+call_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  GTask *task = data; /* alive until disconnected by call_return_cb () */
+  GSource *source = g_idle_source_new ();
+
+  g_task_attach_source (task, source, call_cancelled_idle_cb);
+  g_source_unref (source);
+}
+
+/* ---- the hired workers -------------------------------------------------- */
+
+static void
+hired_free (SluiceHired *hired)
+{
+  g_assert (g_hash_table_size (hired->held) == 0);
+  g_hash_table_unref (hired->held);
+  g_strfreev (hired->series);
+  g_object_unref (hired->worker);
+  g_free (hired);
+}
+
+static SluiceHired *
+find_hired_locked (SluiceCalls *calls, SluiceWorker *worker, guint *index)
+{
+  for (guint i = 0; i < calls->hired->len; i++)
+    {
+      SluiceHired *hired = calls->hired->pdata[i];
+
+      if (hired->worker == worker)
+        {
+          if (index != NULL)
+            *index = i;
+          return hired;
+        }
+    }
+  return NULL;
+}
+
+/* Detaches @worker, crashes it and puts the tasks it held back in the
+ * queue. Returns FALSE if it was not hired. */
+static gboolean
+calls_fire (SluiceCalls *calls, SluiceWorker *worker)
+{
+  SluiceHired *hired;
+  GPtrArray *crashed;
+  GHashTableIter iter;
+  gpointer key;
+  GPtrArray *held;
+  After after = { 0 };
+  guint index;
+
+  g_mutex_lock (&calls->mutex);
+  hired = find_hired_locked (calls, worker, &index);
+  if (hired != NULL)
+    g_ptr_array_remove_index (calls->hired, index);
+  g_mutex_unlock (&calls->mutex);
+  if (hired == NULL)
+    return FALSE;
+
+  g_signal_handler_disconnect (worker, hired->resigned_id);
+  crashed = sluice_worker_crash (worker);
+
+  g_mutex_lock (&calls->mutex);
+  /* Whatever it still holds goes back, whether it said so or not: in
+   * queuing order, each at its old place. */
+  held = g_ptr_array_new ();
+  g_hash_table_iter_init (&iter, hired->held);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    g_ptr_array_add (held, key);
+  for (guint i = 0; i < held->len; i++)
+    {
+      SluiceWorkerTask *task = held->pdata[i];
+
+      after_add (&after, &after.cancel, g_object_ref (task->cancellable));
+      release_locked (calls, task, FALSE, &after);
+    }
+  g_ptr_array_unref (held);
+  if (calls->hired->len > 0)
+    calls->rotate %= calls->hired->len;
+  fail_unserved_locked (calls, &after);
+  dispatch_locked (calls);
+  check_idle_locked (calls, &after);
+  g_mutex_unlock (&calls->mutex);
+
+  g_ptr_array_unref (crashed);
+  after_run (calls, &after);
+  hired_free (hired);
+  return TRUE;
+}
+
+static void
+worker_resigned_cb (SluiceWorker *worker, GError *error, gpointer data)
+{
+  SluiceCalls *calls = data;
+
+  g_debug ("A worker resigned: %s", error != NULL ? error->message : "");
+  calls_fire (calls, worker);
+}
+
+/* ---- stopping at shutdown ----------------------------------------------- */
+
+static void
+calls_stopped_one (SluiceCalls *calls)
+{
+  gboolean done;
+
+  g_mutex_lock (&calls->mutex);
+  done = --calls->n_stopping == 0;
+  g_mutex_unlock (&calls->mutex);
+  if (done)
+    sluice_task_queue_calls_idle (calls->queue);
+}
+
+static void
+worker_stopped_cb (GObject *source, GAsyncResult *result, gpointer data)
+{
+  SluiceCalls *calls = data;
+  GError *error = NULL;
+
+  if (!sluice_worker_stop_finish (SLUICE_WORKER (source), result, &error))
+    {
+      g_debug ("A worker did not stop cleanly: %s", error->message);
+      g_clear_error (&error);
+    }
+  calls_stopped_one (calls);
+}
+
+static gboolean
+stop_workers_cb (gpointer data)
+{
+  SluiceCalls *calls = data;
+  GPtrArray *workers = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&calls->mutex);
+  for (guint i = 0; i < calls->hired->len; i++)
+    g_ptr_array_add (workers, g_object_ref (((SluiceHired *) calls->hired->pdata[i])->worker));
+  calls->n_stopping = workers->len + 1;
+  g_mutex_unlock (&calls->mutex);
+
+  for (guint i = 0; i < workers->len; i++)
+    sluice_worker_stop_async (workers->pdata[i], NULL, worker_stopped_cb, calls);
+  g_ptr_array_unref (workers);
+  calls_stopped_one (calls);
+  return G_SOURCE_REMOVE;
+}
+
+/* The workers stop from the shutdown caller's context (their callbacks
+ * come there), never from inside a worker's call. The queue stays alive:
+ * its shutdown waits for this. */
+static void
+calls_stop_workers (SluiceCalls *calls)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_callback (source, stop_workers_cb, calls, NULL);
+  g_source_set_static_name (source, "SluiceTaskQueue stop workers");
+  g_source_attach (source, calls->shutdown_context);
+  g_source_unref (source);
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+SluiceCalls *
+sluice_calls_new (SluiceTaskQueue *queue, gboolean shut_down)
+{
+  SluiceCalls *calls = g_new0 (SluiceCalls, 1);
+
+  g_mutex_init (&calls->mutex);
+  calls->queue = queue;
+  calls->default_queue = g_sequence_new (NULL);
+  calls->series_queues =
+      g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_sequence_free);
+  calls->hired = g_ptr_array_new ();
+  g_queue_init (&calls->outbox);
+  /* Born after a shutdown: it has nothing to wait for. */
+  calls->shut_down = shut_down;
+  calls->stopping = shut_down;
+  return calls;
+}
+
+void
+sluice_calls_free (SluiceCalls *calls)
+{
+  /* Every call holds the queue alive, so none is left. */
+  g_assert (calls->n_queued == 0 && calls->n_held == 0);
+  g_assert (g_queue_is_empty (&calls->outbox));
+
+  for (guint i = 0; i < calls->hired->len; i++)
+    {
+      SluiceHired *hired = calls->hired->pdata[i];
+
+      g_signal_handler_disconnect (hired->worker, hired->resigned_id);
+      hired_free (hired);
+    }
+  g_ptr_array_unref (calls->hired);
+  g_sequence_free (calls->default_queue);
+  g_hash_table_unref (calls->series_queues);
+  g_clear_pointer (&calls->shutdown_context, g_main_context_unref);
+  g_mutex_clear (&calls->mutex);
+  g_free (calls);
+}
+
+void
+sluice_calls_shutdown (SluiceCalls *calls, gboolean cancel_pending, GMainContext *context)
+{
+  After after = { 0 };
+
+  g_mutex_lock (&calls->mutex);
+  calls->shut_down = TRUE;
+  if (calls->shutdown_context == NULL)
+    calls->shutdown_context = g_main_context_ref (context);
+  if (cancel_pending)
+    {
+      GHashTableIter iter;
+      gpointer value;
+      const char *message = _ ("The call was cancelled by the shutdown of its task queue");
+
+      fail_all_locked (calls, calls->default_queue, G_IO_ERROR_CANCELLED, message, &after);
+      g_hash_table_iter_init (&iter, calls->series_queues);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        fail_all_locked (calls, value, G_IO_ERROR_CANCELLED, message, &after);
+    }
+  fail_unserved_locked (calls, &after);
+  check_idle_locked (calls, &after);
+  g_mutex_unlock (&calls->mutex);
+
+  after_run (calls, &after);
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+static void
+call_free (gpointer data)
+{
+  SluiceCall *call = data;
+
+  g_assert (call->queued_at == NULL && call->assigned == NULL && call->timeout_source == NULL);
+  g_free (call->series);
+  g_free (call->name);
+  g_variant_unref (call->args);
+  g_clear_pointer (&call->result, g_variant_unref);
+  g_clear_error (&call->error);
+  g_free (call);
+}
+
+/* clang-format off */
+/**
+ * sluice_task_queue_call_async:
+ * @self: a task queue
+ * @series: (nullable): the series of the call: a worker that serves it
+ *   runs it; %NULL for the default series, which every worker serves
+ * @name: the name of the function to call
+ * @args: (nullable): the arguments of the function (a floating reference
+ *   is sunk); %NULL for none, an empty tuple
+ * @priority: the priority of the call: lower values run first (as with
+ *   `G_PRIORITY_DEFAULT`), calls of equal priority in the order they were
+ *   made; it is also the priority of the completion callback
+ * @timeout_ms: how long the call may run on a worker, in milliseconds,
+ *   or 0 (or less) for no limit
+ * @cancellable: (nullable): a cancellable
+ * @callback: (scope async) (nullable) (closure user_data): called when the
+ *   call completes
+ * @user_data: data for @callback
+ *
+ * Makes a *named call*: a worker hired with
+ * [method@Sluice.TaskQueue.hire] that serves @series runs the function it
+ * has under @name with @args, and its result (a [struct@GLib.Variant])
+ * completes the operation. Collect it with
+ * [method@Sluice.TaskQueue.call_finish]. This is the form of work that
+ * can cross a process boundary ([class@Sluice.ProcessWorker]); the
+ * queue's own threads, which run [method@Sluice.TaskQueue.run_async], do
+ * not serve it.
+ *
+ * Calls wait in the queue until a qualified worker has room for one; a
+ * worker takes the most urgent first, and among equals the oldest. A
+ * call of a series that no hired worker serves waits, without holding up
+ * other calls, until one is hired. A call whose worker is fired or
+ * resigns goes back to the queue at its old place and runs on another
+ * worker; a call whose worker was lost (its process died) three times
+ * while running it fails with %SLUICE_ERROR_WORKER_LOST.
+ *
+ * A call that runs longer than @timeout_ms fails with
+ * %G_IO_ERROR_TIMED_OUT; the function's cancellable is cancelled, and a
+ * worker that can replaces what runs it (a process worker kills the
+ * process). Cancelling @cancellable makes the call fail with
+ * %G_IO_ERROR_CANCELLED at once; the function's cancellable is cancelled
+ * too.
+ *
+ * If @self is shut down, the call fails with %SLUICE_ERROR_STOPPED; a call
+ * still queued when it is shut down runs if a hired worker serves its
+ * series, else fails with %SLUICE_ERROR_NO_WORKER (with %G_IO_ERROR_CANCELLED
+ * if the shutdown cancels pending tasks).
+ *
+ * @callback runs on the thread-default main context of the caller,
+ * dispatched from its main loop: never from inside this call, a
+ * cancellation, a fire or a shutdown.
+ *
+ * This function is safe to call from any thread.
+ */
+/* clang-format on */
+void
+sluice_task_queue_call_async (SluiceTaskQueue *self,
+                              const char *series,
+                              const char *name,
+                              GVariant *args,
+                              int priority,
+                              int timeout_ms,
+                              GCancellable *cancellable,
+                              GAsyncReadyCallback callback,
+                              gpointer user_data)
+{
+  SluiceCalls *calls;
+  SluiceCall *call;
+  GTask *task;
+  After after = { 0 };
+
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  calls = sluice_task_queue_ensure_calls (self);
+
+  call = g_new0 (SluiceCall, 1);
+  call->calls = calls;
+  call->series = g_strdup (series);
+  call->name = g_strdup (name);
+  call->args = args != NULL ? g_variant_ref_sink (args) : g_variant_ref_sink (g_variant_new ("()"));
+  call->priority = priority;
+  call->timeout_ms = timeout_ms;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_task_queue_call_async);
+  g_task_set_priority (task, priority);
+  g_task_set_task_data (task, call, call_free);
+
+  /* The dispatcher's reference, until the call returns. */
+  g_mutex_lock (&calls->mutex);
+  if (calls->shut_down)
+    complete_locked (calls, task, NULL,
+                     g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_STOPPED,
+                                          _ ("The task queue has been shut down")),
+                     &after);
+  else
+    {
+      call->seq = calls->next_seq++;
+      enqueue_locked (calls, task);
+      if (cancellable != NULL)
+        call->cancelled_id =
+            g_cancellable_connect (cancellable, G_CALLBACK (call_cancelled_cb), task, NULL);
+      dispatch_locked (calls);
+    }
+  g_mutex_unlock (&calls->mutex);
+
+  after_run (calls, &after);
+}
+
+/**
+ * sluice_task_queue_call_finish:
+ * @self: a task queue
+ * @result: the result given to the callback of
+ *   [method@Sluice.TaskQueue.call_async]
+ * @error: return location for an error
+ *
+ * Collects the result of [method@Sluice.TaskQueue.call_async]: what the
+ * function returned, or its error (with its domain and code, also from
+ * another process), %G_IO_ERROR_CANCELLED, %G_IO_ERROR_TIMED_OUT,
+ * %SLUICE_ERROR_WORKER_LOST, %SLUICE_ERROR_NO_WORKER or
+ * %SLUICE_ERROR_STOPPED as described there.
+ *
+ * This function is safe to call from any thread, normally from the
+ * callback.
+ *
+ * Returns: (transfer full): the result, or %NULL with @error set
+ */
+GVariant *
+sluice_task_queue_call_finish (SluiceTaskQueue *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, sluice_task_queue_call_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * sluice_task_queue_hire:
+ * @self: a task queue, not shut down
+ * @worker: a worker, not hired by any queue
+ *
+ * Hires @worker: from now on it runs named calls
+ * ([method@Sluice.TaskQueue.call_async]) of the default series and of the
+ * series it serves ([method@Sluice.Worker.get_series]), up to its
+ * capacity ([method@Sluice.Worker.get_capacity]) at once. Calls of those
+ * series that were waiting for a worker start at once. @self keeps a
+ * reference on @worker until it is fired, or @self is finalized; shutting
+ * @self down stops it ([method@Sluice.Worker.stop_async]).
+ *
+ * When @worker emits [signal@Sluice.Worker::resigned], @self fires it.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
+{
+  SluiceCalls *calls;
+  SluiceHired *hired;
+  After after = { 0 };
+
+  g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
+  g_return_if_fail (SLUICE_IS_WORKER (worker));
+
+  calls = sluice_task_queue_ensure_calls (self);
+
+  hired = g_new0 (SluiceHired, 1);
+  hired->worker = g_object_ref (worker);
+  hired->series = sluice_worker_get_series (worker);
+  hired->capacity = sluice_worker_get_capacity (worker);
+  hired->held = g_hash_table_new (NULL, NULL);
+
+  g_mutex_lock (&calls->mutex);
+  if (calls->shut_down || find_hired_locked (calls, worker, NULL) != NULL)
+    {
+      gboolean shut_down = calls->shut_down;
+
+      g_mutex_unlock (&calls->mutex);
+      hired_free (hired);
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL, "%s: %s", G_STRFUNC,
+             shut_down ? "the task queue is shut down" : "the worker is hired already");
+      return;
+    }
+  hired->resigned_id =
+      g_signal_connect (worker, "resigned", G_CALLBACK (worker_resigned_cb), calls);
+  g_ptr_array_add (calls->hired, hired);
+  dispatch_locked (calls);
+  g_mutex_unlock (&calls->mutex);
+
+  after_run (calls, &after);
+}
+
+/**
+ * sluice_task_queue_fire:
+ * @self: a task queue
+ * @worker: a worker hired by @self
+ *
+ * Fires @worker: @self crashes it ([method@Sluice.Worker.crash]) and puts
+ * the tasks it had not finished back in the queue, each at its old place,
+ * to run on other qualified workers (their calls are not failed), then
+ * drops its reference on @worker. Results @worker delivers later are
+ * ignored. A call that no hired worker serves any more waits for one; if
+ * @self is shut down, it fails with %SLUICE_ERROR_NO_WORKER.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: %TRUE if @worker was hired by @self (and is fired now)
+ */
+gboolean
+sluice_task_queue_fire (SluiceTaskQueue *self, SluiceWorker *worker)
+{
+  SluiceCalls *calls;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), FALSE);
+  g_return_val_if_fail (SLUICE_IS_WORKER (worker), FALSE);
+
+  calls = sluice_task_queue_ensure_calls (self);
+  return calls_fire (calls, worker);
+}
+
+/**
+ * sluice_task_queue_get_n_calls:
+ * @self: a task queue
+ *
+ * Gets the number of named calls of @self that have not completed: queued
+ * or held by a worker.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the number of calls
+ */
+guint
+sluice_task_queue_get_n_calls (SluiceTaskQueue *self)
+{
+  SluiceCalls *calls;
+  guint n;
+
+  g_return_val_if_fail (SLUICE_IS_TASK_QUEUE (self), 0);
+
+  calls = sluice_task_queue_ensure_calls (self);
+  g_mutex_lock (&calls->mutex);
+  n = calls->n_queued + calls->n_held;
+  g_mutex_unlock (&calls->mutex);
+  return n;
+}

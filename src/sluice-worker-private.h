@@ -1,0 +1,77 @@
+/* sluice-worker-private.h: named calls between the task queue and its
+ * workers
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "sluice-task-queue.h"
+#include "sluice-worker.h"
+
+G_BEGIN_DECLS
+
+typedef struct _SluiceCalls SluiceCalls;
+typedef struct _SluiceHired SluiceHired;
+
+/* One named call: the task data of the GTask of call_async. Its fields
+ * but the mutable ones (under the calls' mutex) never change. */
+typedef struct
+{
+  SluiceCalls *calls; /* the queue's; the GTask keeps the queue alive */
+  char *series;       /* nullable: the default series */
+  char *name;
+  GVariant *args; /* never floating, never NULL */
+  int priority;
+  int timeout_ms; /* <= 0: none */
+  guint64 seq;
+
+  /* Under the calls' mutex. */
+  GSequenceIter *queued_at;   /* while queued */
+  SluiceWorkerTask *assigned; /* (owned) while a worker holds it */
+  guint n_lost;               /* workers lost while running it */
+  gboolean done;              /* its result is decided */
+  GSource *timeout_source;    /* (owned) while assigned, with a timeout */
+  gulong cancelled_id;
+  GVariant *result; /* (owned) once done, until returned */
+  GError *error;    /* (owned) once done, until returned */
+} SluiceCall;
+
+/* A task given to a worker: one assignment of a call. A call that goes
+ * back to the queue gets a new one; completions of the old one are
+ * ignored. */
+struct _SluiceWorkerTask
+{
+  GObject parent_instance;
+
+  GTask *call_task;          /* (owned): task data is the SluiceCall */
+  GCancellable *cancellable; /* (owned): this assignment's */
+  SluiceHired *hired;        /* under the calls' mutex: NULL once released */
+  gboolean wanted;           /* (atomic) */
+};
+
+SluiceWorkerTask *sluice_worker_task_new (GTask *call_task, SluiceHired *hired);
+
+/* Called by the task's completion functions (sluice-worker.c) into the
+ * dispatcher (sluice-task-queue-calls.c); @result or @error or neither
+ * (given back). Takes @result and @error. */
+void sluice_calls_task_completed (SluiceWorkerTask *task,
+                                  GVariant *result,
+                                  GError *error,
+                                  gboolean worker_lost);
+
+/* The queue's named calls; created with the queue's first call or hire. */
+SluiceCalls *sluice_calls_new (SluiceTaskQueue *queue, gboolean shut_down);
+void sluice_calls_free (SluiceCalls *calls);
+/* The queue was shut down: fails, or drains, the queued calls; once none
+ * is left, stops the hired workers, then calls
+ * sluice_task_queue_calls_idle (). Again with @cancel_pending TRUE cancels
+ * what is still queued. */
+void sluice_calls_shutdown (SluiceCalls *calls, gboolean cancel_pending, GMainContext *context);
+
+/* sluice-task-queue.c: the calls of @queue, created if needed. */
+SluiceCalls *sluice_task_queue_ensure_calls (SluiceTaskQueue *queue);
+/* sluice-task-queue.c: the named calls part is done with its shutdown. */
+void sluice_task_queue_calls_idle (SluiceTaskQueue *queue);
+
+G_END_DECLS

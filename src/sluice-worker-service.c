@@ -1,0 +1,529 @@
+/* sluice-worker-service.c: the helper side of a process worker
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-function-registry-private.h"
+#include "sluice-worker-dbus.h"
+#include "sluice-worker-wire-private.h"
+
+#include <gio/gunixinputstream.h>
+#include <gio/gunixoutputstream.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <unistd.h>
+
+/**
+ * SluiceWorkerService:
+ *
+ * The helper side of a [class@Sluice.ProcessWorker]: a helper program
+ * registers named functions ([callback@Sluice.NamedFunc], the function
+ * type a [class@Sluice.ThreadWorker] serves too) and serves them, in its
+ * own threads, to the worker that started it.
+ *
+ * The protocol is D-Bus, peer to peer, over the helper's standard input
+ * and output: the interface `org.sluice.Worker1` (its XML,
+ * `src/org.sluice.Worker1.xml`, documents it) at the object path
+ * `/org/sluice/Worker`. A helper's main function is typically:
+ *
+ * ```c
+ * g_autoptr (SluiceWorkerService) service = sluice_worker_service_new (0);
+ *
+ * sluice_worker_service_register (service, "sum", "(ai)", sum, NULL, NULL);
+ * if (!sluice_worker_service_run (service, &error))
+ *   ...
+ * ```
+ *
+ * A function's error crosses back to the caller with its domain and code
+ * (as GDBus encodes errors it has no D-Bus name for), and its message.
+ * Cancelling a call in the worker's process cancels the function's
+ * [class@Gio.Cancellable] here.
+ *
+ * The `sluice-worker` tool is such a helper: it loads the functions from
+ * modules given on its command line.
+ */
+
+#define WORKER_OBJECT_PATH "/org/sluice/Worker"
+
+struct _SluiceWorkerService
+{
+  GObject parent_instance;
+
+  guint n_threads;
+  SluiceFunctionRegistry *registry;
+  GThreadPool *pool; /* (nullable) created when it first serves */
+  GMutex mutex;      /* for pool creation */
+};
+
+G_DEFINE_FINAL_TYPE (SluiceWorkerService, sluice_worker_service, G_TYPE_OBJECT)
+
+/* One connection served. */
+typedef struct
+{
+  gatomicrefcount ref;
+  SluiceWorkerService *service; /* (owned) */
+  GDBusConnection *connection;  /* (owned) (nullable) */
+  GTask *task;                  /* (owned) until the connection closes */
+  GMutex mutex;
+  GHashTable *running; /* id (guint64 *) -> GCancellable (owned) */
+  guint registration_id;
+  gulong closed_id;
+} Served;
+
+/* One call, run in a thread of the pool. */
+typedef struct
+{
+  Served *served; /* (owned) a reference */
+  GDBusMethodInvocation *invocation;
+  guint64 id;
+  char *name;
+  GVariant *args;
+  GCancellable *cancellable;
+} Job;
+
+static Served *
+served_ref (Served *served)
+{
+  g_atomic_ref_count_inc (&served->ref);
+  return served;
+}
+
+static void
+served_unref (Served *served)
+{
+  if (!g_atomic_ref_count_dec (&served->ref))
+    return;
+  g_assert (served->task == NULL);
+  g_hash_table_unref (served->running);
+  g_clear_object (&served->connection);
+  g_mutex_clear (&served->mutex);
+  g_object_unref (served->service);
+  g_free (served);
+}
+
+static void
+job_run (gpointer data, gpointer user_data)
+{
+  Job *job = data;
+  Served *served = job->served;
+  GError *error = NULL;
+  GVariant *result;
+
+  result = sluice_function_registry_call (served->service->registry, job->name, job->args,
+                                          job->cancellable, &error);
+  if (result != NULL)
+    {
+      GVariantBuilder reply;
+
+      g_variant_builder_init (&reply, G_VARIANT_TYPE ("(say)"));
+      sluice_wire_add (&reply, result);
+      g_dbus_method_invocation_return_value (job->invocation, g_variant_builder_end (&reply));
+      g_variant_unref (result);
+    }
+  else
+    g_dbus_method_invocation_take_error (job->invocation, error);
+
+  g_mutex_lock (&served->mutex);
+  g_hash_table_remove (served->running, &job->id);
+  g_mutex_unlock (&served->mutex);
+
+  g_object_unref (job->cancellable);
+  g_variant_unref (job->args);
+  g_free (job->name);
+  served_unref (served);
+  g_free (job);
+}
+
+static void
+method_call_cb (GDBusConnection *connection,
+                const char *sender,
+                const char *object_path,
+                const char *interface_name,
+                const char *method_name,
+                GVariant *parameters,
+                GDBusMethodInvocation *invocation,
+                gpointer user_data)
+{
+  Served *served = user_data;
+  SluiceWorkerService *self = served->service;
+
+  if (g_strcmp0 (method_name, "Call") == 0)
+    {
+      Job *job;
+      guint64 *key;
+      const char *args_type;
+      GVariant *args_data;
+      GVariant *args;
+      GError *error = NULL;
+
+      g_variant_get_child (parameters, 2, "&s", &args_type);
+      args_data = g_variant_get_child_value (parameters, 3);
+      args = sluice_wire_get (args_type, args_data, &error);
+      g_variant_unref (args_data);
+      if (args == NULL)
+        {
+          g_dbus_method_invocation_take_error (invocation, error);
+          return;
+        }
+      job = g_new0 (Job, 1);
+      g_variant_get (parameters, "(ts@s@ay)", &job->id, &job->name, NULL, NULL);
+      job->args = args;
+      job->served = served_ref (served);
+      job->invocation = invocation; /* the reply takes the reference */
+      job->cancellable = g_cancellable_new ();
+
+      key = g_new (guint64, 1);
+      *key = job->id;
+      g_mutex_lock (&served->mutex);
+      g_hash_table_replace (served->running, key, g_object_ref (job->cancellable));
+      g_mutex_unlock (&served->mutex);
+
+      g_thread_pool_push (self->pool, job, NULL);
+    }
+  else if (g_strcmp0 (method_name, "Cancel") == 0)
+    {
+      GCancellable *cancellable;
+      guint64 id;
+
+      g_variant_get (parameters, "(t)", &id);
+      g_mutex_lock (&served->mutex);
+      cancellable = g_hash_table_lookup (served->running, &id);
+      if (cancellable != NULL)
+        g_object_ref (cancellable);
+      g_mutex_unlock (&served->mutex);
+      if (cancellable != NULL)
+        {
+          g_cancellable_cancel (cancellable);
+          g_object_unref (cancellable);
+        }
+      g_dbus_method_invocation_return_value (invocation, NULL);
+    }
+  else
+    g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD,
+                                           "No method %s", method_name);
+}
+
+static const GDBusInterfaceVTable worker_vtable = { method_call_cb, NULL, NULL, { 0 } };
+
+/* The peer is gone (or closed the connection: its way of saying stop):
+ * the calls still running are cancelled, and serving ends. */
+static void
+connection_closed_cb (GDBusConnection *connection,
+                      gboolean remote_peer_vanished,
+                      GError *error,
+                      gpointer user_data)
+{
+  Served *served = user_data;
+  GHashTableIter iter;
+  gpointer value;
+  GPtrArray *cancellables = g_ptr_array_new_with_free_func (g_object_unref);
+  GTask *task;
+
+  g_mutex_lock (&served->mutex);
+  g_hash_table_iter_init (&iter, served->running);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    g_ptr_array_add (cancellables, g_object_ref (value));
+  g_mutex_unlock (&served->mutex);
+  for (guint i = 0; i < cancellables->len; i++)
+    g_cancellable_cancel (cancellables->pdata[i]);
+  g_ptr_array_unref (cancellables);
+
+  g_dbus_connection_unregister_object (connection, served->registration_id);
+  g_signal_handler_disconnect (connection, served->closed_id);
+  task = g_steal_pointer (&served->task);
+  g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+  served_unref (served); /* the connection's */
+}
+
+/* Only ANONYMOUS: a pipe carries no credentials, and the peer is the
+ * process that started this one. */
+static gboolean
+allow_mechanism_cb (GDBusAuthObserver *observer, const char *mechanism, gpointer user_data)
+{
+  return g_strcmp0 (mechanism, "ANONYMOUS") == 0;
+}
+
+static void
+connection_ready_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Served *served = user_data;
+  GError *error = NULL;
+  GTask *task;
+
+  served->connection = g_dbus_connection_new_finish (result, &error);
+  if (served->connection != NULL)
+    {
+      served->registration_id = g_dbus_connection_register_object (
+          served->connection, WORKER_OBJECT_PATH,
+          (GDBusInterfaceInfo *) &sluice_org_sluice_worker1_interface, &worker_vtable, served, NULL,
+          &error);
+    }
+  if (error != NULL)
+    {
+      if (served->connection != NULL)
+        g_dbus_connection_close (served->connection, NULL, NULL, NULL);
+      task = g_steal_pointer (&served->task);
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      served_unref (served);
+      return;
+    }
+  /* Its reference is the connection's, until it closes. */
+  served->closed_id =
+      g_signal_connect (served->connection, "closed", G_CALLBACK (connection_closed_cb), served);
+  g_dbus_connection_start_message_processing (served->connection);
+}
+
+/**
+ * sluice_worker_service_serve_stream_async:
+ * @self: a worker service
+ * @stream: the stream to serve on (the helper's standard input and output,
+ *   or one end of a socket pair)
+ * @cancellable: (nullable): a cancellable, for the setup of the connection
+ * @callback: (scope async) (closure user_data): called when the peer has
+ *   closed the connection (or gone away)
+ * @user_data: data for @callback
+ *
+ * Serves the functions of @self over @stream: the server side of a
+ * peer-to-peer D-Bus connection (`org.sluice.Worker1`). Calls run in the
+ * threads of @self; the operation completes, on the thread-default main
+ * context of the caller, when the peer closes the connection or goes
+ * away: the calls still running then see their cancellables cancelled.
+ * [method@Sluice.WorkerService.run] does this on standard input and
+ * output.
+ *
+ * Call it from the thread whose thread-default main context runs.
+ */
+void
+sluice_worker_service_serve_stream_async (SluiceWorkerService *self,
+                                          GIOStream *stream,
+                                          GCancellable *cancellable,
+                                          GAsyncReadyCallback callback,
+                                          gpointer user_data)
+{
+  Served *served;
+  GDBusAuthObserver *observer;
+  g_autofree char *guid = g_dbus_generate_guid ();
+
+  g_return_if_fail (SLUICE_IS_WORKER_SERVICE (self));
+  g_return_if_fail (G_IS_IO_STREAM (stream));
+
+  g_mutex_lock (&self->mutex);
+  if (self->pool == NULL)
+    self->pool = g_thread_pool_new (
+        job_run, NULL, self->n_threads > 0 ? (int) self->n_threads : (int) g_get_num_processors (),
+        FALSE, NULL);
+  g_mutex_unlock (&self->mutex);
+
+  served = g_new0 (Served, 1);
+  g_atomic_ref_count_init (&served->ref);
+  served->service = g_object_ref (self);
+  g_mutex_init (&served->mutex);
+  served->running = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_object_unref);
+  served->task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (served->task, sluice_worker_service_serve_stream_async);
+
+  observer = g_dbus_auth_observer_new ();
+  g_signal_connect (observer, "allow-mechanism", G_CALLBACK (allow_mechanism_cb), NULL);
+  g_dbus_connection_new (stream, guid,
+                         G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER |
+                             G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_ALLOW_ANONYMOUS |
+                             G_DBUS_CONNECTION_FLAGS_DELAY_MESSAGE_PROCESSING,
+                         observer, cancellable, connection_ready_cb, served);
+  g_object_unref (observer);
+}
+
+/**
+ * sluice_worker_service_serve_stream_finish:
+ * @self: a worker service
+ * @result: the result given to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.WorkerService.serve_stream_async].
+ *
+ * Returns: %TRUE once the peer has closed the connection, %FALSE with
+ *   @error set if it could not be set up (the peer does not speak D-Bus)
+ */
+gboolean
+sluice_worker_service_serve_stream_finish (SluiceWorkerService *self,
+                                           GAsyncResult *result,
+                                           GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+typedef struct
+{
+  gboolean done;
+  gboolean ok;
+  GError *error;
+} RunState;
+
+static void
+run_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  RunState *state = user_data;
+
+  state->ok = sluice_worker_service_serve_stream_finish (SLUICE_WORKER_SERVICE (source), result,
+                                                         &state->error);
+  state->done = TRUE;
+}
+
+/**
+ * sluice_worker_service_run:
+ * @self: a worker service
+ * @error: return location for an error
+ *
+ * Serves the functions of @self on the standard input and output of the
+ * process, until the [class@Sluice.ProcessWorker] that started it closes
+ * the connection or goes away. It iterates a main context of its own
+ * meanwhile.
+ *
+ * The protocol keeps the original standard input and output for itself:
+ * from now on the process's standard output (file descriptor 1) writes to
+ * its standard error, so that a function that prints does not disturb the
+ * protocol, and its standard input reads nothing.
+ *
+ * Call it once, typically from the main function of a helper program.
+ *
+ * Returns: %TRUE when the worker closed the connection, %FALSE with @error
+ *   set if serving could not start
+ */
+gboolean
+sluice_worker_service_run (SluiceWorkerService *self, GError **error)
+{
+  GMainContext *context;
+  GInputStream *in;
+  GOutputStream *out;
+  GIOStream *stream;
+  RunState state = { FALSE, FALSE, NULL };
+  int in_fd, out_fd, null_fd;
+
+  g_return_val_if_fail (SLUICE_IS_WORKER_SERVICE (self), FALSE);
+
+  in_fd = dup (0);
+  out_fd = dup (1);
+  null_fd = g_open ("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+  if (in_fd < 0 || out_fd < 0 || null_fd < 0 || dup2 (2, 1) < 0 || dup2 (null_fd, 0) < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "Could not set up standard input and output: %s", g_strerror (saved_errno));
+      return FALSE;
+    }
+  close (null_fd);
+  fcntl (in_fd, F_SETFD, FD_CLOEXEC);
+  fcntl (out_fd, F_SETFD, FD_CLOEXEC);
+
+  in = g_unix_input_stream_new (in_fd, TRUE);
+  out = g_unix_output_stream_new (out_fd, TRUE);
+  stream = g_simple_io_stream_new (in, out);
+  g_object_unref (in);
+  g_object_unref (out);
+
+  context = g_main_context_new ();
+  g_main_context_push_thread_default (context);
+  sluice_worker_service_serve_stream_async (self, stream, NULL, run_done_cb, &state);
+  while (!state.done)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+  g_object_unref (stream);
+
+  if (!state.ok)
+    {
+      g_propagate_error (error, state.error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+sluice_worker_service_finalize (GObject *object)
+{
+  SluiceWorkerService *self = SLUICE_WORKER_SERVICE (object);
+
+  /* The calls still running finish first. */
+  if (self->pool != NULL)
+    g_thread_pool_free (self->pool, FALSE, TRUE);
+  sluice_function_registry_free (self->registry);
+  g_mutex_clear (&self->mutex);
+
+  G_OBJECT_CLASS (sluice_worker_service_parent_class)->finalize (object);
+}
+
+static void
+sluice_worker_service_class_init (SluiceWorkerServiceClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = sluice_worker_service_finalize;
+}
+
+static void
+sluice_worker_service_init (SluiceWorkerService *self)
+{
+  g_mutex_init (&self->mutex);
+  self->registry = sluice_function_registry_new ();
+}
+
+/**
+ * sluice_worker_service_new:
+ * @n_threads: how many calls it runs at once, each in a thread; 0 for
+ *   one per processor
+ *
+ * Creates a worker service, for a helper program.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): a new worker service
+ */
+SluiceWorkerService *
+sluice_worker_service_new (guint n_threads)
+{
+  SluiceWorkerService *self = g_object_new (SLUICE_TYPE_WORKER_SERVICE, NULL);
+
+  self->n_threads = MIN (n_threads, (guint) G_MAXINT);
+  return self;
+}
+
+/**
+ * sluice_worker_service_register:
+ * @self: a worker service
+ * @name: the name that calls use
+ * @args_type: (nullable): the [struct@GLib.VariantType] (as a string) its
+ *   arguments must have, such as `"(si)"`; %NULL for any
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
+ *   the function
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data when @func is replaced
+ *   or @self is finalized
+ *
+ * Registers @func under @name, as [method@Sluice.ThreadWorker.register]
+ * does: a call of @name runs it in a thread of @self. A call with
+ * arguments of another type fails with %SLUICE_ERROR_INVALID_ARGUMENTS, a
+ * call of a name not registered with %SLUICE_ERROR_UNKNOWN_FUNCTION.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_worker_service_register (SluiceWorkerService *self,
+                                const char *name,
+                                const char *args_type,
+                                SluiceNamedFunc func,
+                                gpointer func_data,
+                                GDestroyNotify func_data_destroy)
+{
+  g_return_if_fail (SLUICE_IS_WORKER_SERVICE (self));
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (args_type == NULL || g_variant_type_string_is_valid (args_type));
+  g_return_if_fail (func != NULL);
+
+  sluice_function_registry_add (self->registry, name, args_type, func, func_data,
+                                func_data_destroy);
+}

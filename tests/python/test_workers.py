@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+# test_workers.py: named calls and thread workers from Python, through
+# GObject Introspection
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Run by meson test (tests/python/run-python-test.sh) with GI_TYPELIB_PATH and
+# LD_LIBRARY_PATH pointing into the build tree. TAP output. Skips (a
+# "1..0 # SKIP reason" plan) only when python3-gi is missing.
+
+import os
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sluice_tap  # noqa: E402
+
+try:
+    import gi
+except ImportError:
+    print("1..0 # SKIP python3-gi is not installed (Debian: apt-get install python3-gi)")
+    sys.exit(0)
+
+gi.require_version("GLib", "2.0")
+gi.require_version("Gio", "2.0")
+gi.require_version("Sluice", "1")
+from gi.repository import GLib, Gio, Sluice  # noqa: E402
+
+DEADLINE_S = 60
+
+
+def wait_until(cond):
+    context = GLib.MainContext.default()
+    deadline = GLib.get_monotonic_time() + DEADLINE_S * 1000000
+    tick = GLib.timeout_add(2, lambda: True)
+    try:
+        while not cond() and GLib.get_monotonic_time() < deadline:
+            context.iteration(True)
+    finally:
+        GLib.source_remove(tick)
+    assert cond(), "timed out"
+
+
+class NamedCalls(unittest.TestCase):
+    def setUp(self):
+        self.queue = Sluice.TaskQueue.new(1)
+        self.threads = []
+
+    def tearDown(self):
+        done = []
+        self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        wait_until(lambda: done)
+        self.assertEqual(done, [True])
+
+    def worker(self, series=None):
+        worker = Sluice.ThreadWorker.new(series, 1)
+
+        def add(args, cancellable, data):
+            a, b = args.unpack()
+            self.threads.append(threading.get_ident())
+            return GLib.Variant("(i)", (a + b,))
+
+        def words(args, cancellable, data):
+            (text,) = args.unpack()
+            return GLib.Variant("(as)", (text.split(),))
+
+        def fail(args, cancellable, data):
+            raise GLib.Error.new_literal(Gio.io_error_quark(), "no entry", Gio.IOErrorEnum.NOT_FOUND)
+
+        worker.register("add", "(ii)", add, None)
+        worker.register("words", "(s)", words, None)
+        worker.register("fail", None, fail, None)
+        return worker
+
+    def call(self, series, name, args, priority=GLib.PRIORITY_DEFAULT, timeout=0):
+        out = []
+
+        def done(queue, res):
+            try:
+                out.append(queue.call_finish(res))
+            except GLib.Error as e:
+                out.append(e)
+
+        self.queue.call_async(series, name, args, priority, timeout, None, done)
+        return out
+
+    def test_named_calls_with_variant_args(self):
+        self.queue.hire(self.worker())
+        outs = [self.call(None, "add", GLib.Variant("(ii)", (i, 100))) for i in range(20)]
+        words = self.call(None, "words", GLib.Variant("(s)", ("an ordered result",)))
+        wait_until(lambda: all(outs) and words)
+        self.assertEqual([o[0].unpack() for o in outs], [(i + 100,) for i in range(20)])
+        self.assertEqual(words[0].unpack(), (["an", "ordered", "result"],))
+        # One thread ran them all, not this one.
+        self.assertEqual(len(set(self.threads)), 1)
+        self.assertNotEqual(self.threads[0], threading.get_ident())
+
+    def test_errors(self):
+        self.queue.hire(self.worker())
+        failed = self.call(None, "fail", None)
+        bad = self.call(None, "add", GLib.Variant("(s)", ("x",)))
+        unknown = self.call(None, "nope", None)
+        wait_until(lambda: failed and bad and unknown)
+        self.assertTrue(failed[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.NOT_FOUND))
+        self.assertEqual(failed[0].message, "no entry")
+        self.assertTrue(bad[0].matches(Sluice.error_quark(), Sluice.Error.INVALID_ARGUMENTS))
+        self.assertTrue(unknown[0].matches(Sluice.error_quark(), Sluice.Error.UNKNOWN_FUNCTION))
+
+    def test_series(self):
+        self.queue.hire(self.worker(["gpu"]))
+        other = self.call("cpu", "add", GLib.Variant("(ii)", (1, 2)))
+        gpu = self.call("gpu", "add", GLib.Variant("(ii)", (3, 4)))
+        wait_until(lambda: gpu)
+        self.assertEqual(gpu[0].unpack(), (7,))
+        self.assertEqual(other, [])
+        self.assertEqual(self.queue.get_n_calls(), 1)
+        # The shutdown in tearDown fails the unserved one.
+        done = []
+        self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        wait_until(lambda: done and other)
+        self.assertTrue(other[0].matches(Sluice.error_quark(), Sluice.Error.NO_WORKER))
+
+
+if __name__ == "__main__":
+    sys.exit(sluice_tap.run(NamedCalls))

@@ -1,0 +1,555 @@
+/* test-process-worker.c: tests of SluiceProcessWorker and
+ * SluiceWorkerService, with sluice-worker helpers serving
+ * tests/worker-test-module.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The SIGKILL stress test runs 2,000 calls and 5 kills by default;
+ * SLUICE_TEST_FULL=1 runs the issue's full size (10,000 calls, 20 kills).
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-test-util.h"
+
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WAIT_UNTIL(cond)                                                                           \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    gint64 wait_deadline_ = deadline_from_now ();                                                  \
+    while (!(cond) && g_get_monotonic_time () < wait_deadline_)                                    \
+      g_main_context_iteration (NULL, TRUE);                                                       \
+    if (!(cond))                                                                                   \
+      g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,                            \
+                           "timed out waiting for: " #cond);                                       \
+  }                                                                                                \
+  G_STMT_END
+
+static gboolean
+tick_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+static const char *
+helper_tool (void)
+{
+  return g_getenv ("SLUICE_WORKER_TOOL");
+}
+
+static const char *
+test_module (void)
+{
+  return g_getenv ("SLUICE_WORKER_TEST_MODULE");
+}
+
+static SluiceProcessWorker *
+helper_worker_new (guint n_processes, guint max_calls)
+{
+  const char *argv[] = { helper_tool (), "--threads=4", test_module (), NULL };
+
+  return g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes", n_processes,
+                       "max-calls", max_calls, NULL);
+}
+
+/* ---- processes and file descriptors ---------------------------------- */
+
+static guint
+count_fds (void)
+{
+  GDir *dir = g_dir_open ("/proc/self/fd", 0, NULL);
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while (g_dir_read_name (dir) != NULL)
+    n++;
+  g_dir_close (dir);
+  return n;
+}
+
+/* Children of this process: all of them, or only zombies. */
+static guint
+count_children (gboolean zombies_only)
+{
+  GDir *dir = g_dir_open ("/proc", 0, NULL);
+  const char *name;
+  guint n = 0;
+  int self = getpid ();
+
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL, *stat = NULL;
+      const char *end;
+      char state;
+      int ppid;
+
+      if (!g_ascii_isdigit (name[0]))
+        continue;
+      path = g_build_filename ("/proc", name, "stat", NULL);
+      if (!g_file_get_contents (path, &stat, NULL, NULL))
+        continue;
+      /* pid (comm) state ppid ...: comm may hold anything but ')' last. */
+      end = strrchr (stat, ')');
+      if (end == NULL || sscanf (end + 1, " %c %d", &state, &ppid) != 2)
+        continue;
+      if (ppid == self && (!zombies_only || state == 'Z'))
+        n++;
+    }
+  g_dir_close (dir);
+  return n;
+}
+
+/* A fixture's start: what must be the same at its end. */
+typedef struct
+{
+  guint n_fds;
+} Before;
+
+static Before
+before (void)
+{
+  Before b = { count_fds () };
+
+  g_assert_cmpuint (count_children (FALSE), ==, 0);
+  return b;
+}
+
+/* No child left (GLib's worker thread reaps them soon after they exit),
+ * no zombie, no file descriptor leaked. */
+static void
+after (Before b)
+{
+  WAIT_UNTIL (count_children (FALSE) == 0);
+  g_assert_cmpuint (count_children (TRUE), ==, 0);
+  if (g_getenv ("SLUICE_TEST_SHOW_FDS") != NULL)
+    {
+      g_autofree char *cmd = g_strdup_printf ("ls -l /proc/%d/fd >&2", getpid ());
+
+      for (guint i = 0; i < 50; i++)
+        g_main_context_iteration (NULL, TRUE);
+      g_assert_true (system (cmd) >= 0);
+    }
+  WAIT_UNTIL (count_fds () <= b.n_fds);
+  g_assert_cmpuint (count_fds (), ==, b.n_fds);
+}
+
+/* ---- calls --------------------------------------------------------------- */
+
+typedef struct
+{
+  guint n_completed;
+  GVariant *result;
+  GError *error;
+} CallResult;
+
+static void
+call_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  CallResult *r = user_data;
+
+  r->result = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), res, &r->error);
+  r->n_completed++;
+}
+
+static void
+call_result_clear (CallResult *r)
+{
+  g_clear_pointer (&r->result, g_variant_unref);
+  g_clear_error (&r->error);
+}
+
+static void
+call (SluiceTaskQueue *queue, const char *name, GVariant *args, int timeout_ms, CallResult *r)
+{
+  sluice_task_queue_call_async (queue, NULL, name, args, G_PRIORITY_DEFAULT, timeout_ms, NULL,
+                                call_done_cb, r);
+}
+
+static gint32
+call_pid (SluiceTaskQueue *queue)
+{
+  CallResult r = { 0 };
+  gint32 pid;
+
+  call (queue, "pid", NULL, 0, &r);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_no_error (r.error);
+  g_variant_get (r.result, "(i)", &pid);
+  call_result_clear (&r);
+  return pid;
+}
+
+static void
+shutdown_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  gboolean *done = user_data;
+
+  g_assert_true (sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), res, NULL));
+  *done = TRUE;
+}
+
+static void
+shutdown_and_wait (SluiceTaskQueue *queue)
+{
+  gboolean done = FALSE;
+
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_done_cb, &done);
+  WAIT_UNTIL (done);
+}
+
+/* Named calls over two processes: results, in two processes, several in
+ * flight each; the helper's prints do not disturb the protocol. */
+static void
+test_calls (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (2, 3);
+  guint n = sluice_test_scale (2000, 10);
+  CallResult *r = g_new0 (CallResult, n);
+  CallResult printed = { 0 };
+  GHashTable *pids = g_hash_table_new (NULL, NULL);
+  GStrv ids;
+
+  g_assert_cmpuint (sluice_worker_get_capacity (SLUICE_WORKER (worker)), ==, 6);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, "print", NULL, 0, &printed);
+  for (guint i = 0; i < n; i++)
+    call (queue, "square", g_variant_new ("(x)", (gint64) i), 0, &r[i]);
+  for (guint i = 0; i < n; i++)
+    {
+      gint64 v;
+
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_no_error (r[i].error);
+      g_variant_get (r[i].result, "(x)", &v);
+      g_assert_cmpint (v, ==, (gint64) i * i);
+      call_result_clear (&r[i]);
+    }
+  WAIT_UNTIL (printed.n_completed == 1);
+  g_assert_no_error (printed.error);
+  call_result_clear (&printed);
+
+  ids = sluice_process_worker_dup_pids (worker);
+  g_assert_cmpuint (g_strv_length (ids), ==, 2);
+  g_strfreev (ids);
+  /* Six at once over two processes of three calls each: both. */
+  {
+    CallResult pid_r[6] = { { 0 } };
+
+    for (guint k = 0; k < 6; k++)
+      call (queue, "pid", NULL, 0, &pid_r[k]);
+    for (guint k = 0; k < 6; k++)
+      {
+        gint32 pid;
+
+        WAIT_UNTIL (pid_r[k].n_completed == 1);
+        g_assert_no_error (pid_r[k].error);
+        g_variant_get (pid_r[k].result, "(i)", &pid);
+        g_hash_table_add (pids, GINT_TO_POINTER (pid));
+        call_result_clear (&pid_r[k]);
+      }
+  }
+  g_assert_cmpuint (g_hash_table_size (pids), ==, 2);
+
+  shutdown_and_wait (queue);
+  g_hash_table_unref (pids);
+  g_free (r);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* Errors cross with their domain, code and message; arguments of the
+ * wrong type and unknown names fail that call only. */
+static void
+test_errors (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (1, 2);
+  CallResult failed = { 0 }, bad = { 0 }, unknown = { 0 }, ok = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, "fail", g_variant_new ("(s)", "no such thing"), 0, &failed);
+  call (queue, "square", g_variant_new ("(s)", "seven"), 0, &bad);
+  call (queue, "no-such-function", NULL, 0, &unknown);
+  call (queue, "square", g_variant_new ("(x)", (gint64) 7), 0, &ok);
+  WAIT_UNTIL (failed.n_completed && bad.n_completed && unknown.n_completed && ok.n_completed);
+  g_assert_error (failed.error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_assert_cmpstr (failed.error->message, ==, "no such thing");
+  g_assert_error (bad.error, SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (bad.error->message, "“(x)”"));
+  g_assert_error (unknown.error, SLUICE_ERROR, SLUICE_ERROR_UNKNOWN_FUNCTION);
+  g_assert_no_error (ok.error);
+  g_assert_cmpint (g_variant_get_int64 (g_variant_get_child_value (ok.result, 0)), ==, 49);
+  call_result_clear (&failed);
+  call_result_clear (&bad);
+  call_result_clear (&unknown);
+  call_result_clear (&ok);
+
+  shutdown_and_wait (queue);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* A call past its timeout fails with G_IO_ERROR_TIMED_OUT; the process
+ * stuck in it is killed and started again; its other call runs again on
+ * the new process and succeeds. */
+static void
+test_timeout (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (1, 2);
+  CallResult stuck = { 0 }, other = { 0 };
+  gint32 pid_before, pid_after;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  pid_before = call_pid (queue);
+  call (queue, "sleep", g_variant_new ("(u)", 600000), 300, &stuck);
+  call (queue, "sleep", g_variant_new ("(u)", 200), 0, &other);
+  WAIT_UNTIL (stuck.n_completed == 1);
+  g_assert_error (stuck.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  WAIT_UNTIL (other.n_completed == 1);
+  g_assert_no_error (other.error);
+  pid_after = call_pid (queue);
+  g_assert_cmpint (pid_before, !=, pid_after);
+  call_result_clear (&stuck);
+  call_result_clear (&other);
+
+  shutdown_and_wait (queue);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* Cancelling a call cancels the function's cancellable in the helper. */
+static void
+test_cancel_reaches_helper (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (1, 2);
+  GCancellable *cancellable = g_cancellable_new ();
+  g_autofree char *dir = g_dir_make_tmp ("sluice-test-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "cancelled", NULL);
+  CallResult r = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  g_assert_cmpint (call_pid (queue), >, 0); /* the helper is up */
+  sluice_task_queue_call_async (queue, NULL, "wait-cancel", g_variant_new ("(s)", path),
+                                G_PRIORITY_DEFAULT, 0, cancellable, call_done_cb, &r);
+  /* Let it reach the helper. */
+  for (guint i = 0; i < 20; i++)
+    g_main_context_iteration (NULL, TRUE);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  WAIT_UNTIL (g_file_test (path, G_FILE_TEST_EXISTS));
+  call_result_clear (&r);
+
+  shutdown_and_wait (queue);
+  g_unlink (path);
+  g_rmdir (dir);
+  g_object_unref (cancellable);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* A call that kills its helper runs again in a new one, and fails with
+ * SLUICE_ERROR_WORKER_LOST after the third; the worker still works. */
+static void
+test_worker_lost (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (2, 1);
+  CallResult r = { 0 }, ok = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, "die", NULL, 0, &r);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_error (r.error, SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+  call (queue, "square", g_variant_new ("(x)", (gint64) 3), 0, &ok);
+  WAIT_UNTIL (ok.n_completed == 1);
+  g_assert_no_error (ok.error);
+  call_result_clear (&r);
+  call_result_clear (&ok);
+
+  shutdown_and_wait (queue);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* A helper that cannot start, exits at start, or writes garbage: the call
+ * fails with SLUICE_ERROR_WORKER_FAILED and a message that says why, no
+ * hang. */
+static void
+test_bad_helper (gconstpointer data)
+{
+  const char *which = data;
+  const char *missing[] = { "/nonexistent/sluice-helper", NULL };
+  const char *exits[] = { "sh", "-c", "exit 3", NULL };
+  const char *garbage[] = { "sh", "-c", "echo 'this is not D-Bus'; sleep 30", NULL };
+  const char *const *argv = g_str_equal (which, "missing") ? missing
+                            : g_str_equal (which, "exits") ? exits
+                                                           : garbage;
+  const char *reason = g_str_equal (which, "missing") ? "nonexistent"
+                       : g_str_equal (which, "exits") ? "status 3"
+                                                      : "";
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker =
+      g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "start-timeout", 2000, NULL);
+  CallResult r = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, "square", g_variant_new ("(x)", (gint64) 3), 0, &r);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_error (r.error, SLUICE_ERROR, SLUICE_ERROR_WORKER_FAILED);
+  g_test_message ("%s: %s", which, r.error->message);
+  g_assert_nonnull (strstr (r.error->message, argv[0]));
+  g_assert_nonnull (strstr (r.error->message, reason));
+  call_result_clear (&r);
+
+  shutdown_and_wait (queue);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* SIGKILL of a helper at random moments during many calls: every call
+ * completes exactly once, with its result or SLUICE_ERROR_WORKER_LOST. */
+static void
+test_sigkill_stress (void)
+{
+  gboolean full = g_getenv ("SLUICE_TEST_FULL") != NULL;
+  guint n = sluice_test_scale (full ? 10000 : 2000, 10);
+  guint n_kills = full ? 20 : 5;
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (2, 2);
+  CallResult *r = g_new0 (CallResult, n);
+  guint kills = 0, n_lost = 0, next = 0;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  for (guint i = 0; i < n; i++)
+    call (queue, "square", g_variant_new ("(x)", (gint64) i), 0, &r[i]);
+  while (kills < n_kills && !r[n - 1].n_completed)
+    {
+      GStrv pids;
+      guint done_at = MIN (n - 1, next + (guint) g_random_int_range (1, (int) (n / n_kills)));
+
+      /* At a random completion count, kill a random helper. */
+      WAIT_UNTIL (r[done_at].n_completed || r[n - 1].n_completed);
+      next = done_at;
+      pids = sluice_process_worker_dup_pids (worker);
+      if (pids[0] != NULL)
+        {
+          guint which = (guint) g_random_int_range (0, (int) g_strv_length (pids));
+
+          kill ((pid_t) g_ascii_strtoll (pids[which], NULL, 10), SIGKILL);
+          kills++;
+        }
+      g_strfreev (pids);
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed >= 1);
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      if (r[i].error != NULL)
+        {
+          g_assert_error (r[i].error, SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+          n_lost++;
+        }
+      else
+        {
+          gint64 v;
+
+          g_variant_get (r[i].result, "(x)", &v);
+          g_assert_cmpint (v, ==, (gint64) i * i);
+        }
+    }
+  g_test_message ("%u calls, %u kills, %u calls lost", n, kills, n_lost);
+
+  shutdown_and_wait (queue);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      call_result_clear (&r[i]);
+    }
+  g_free (r);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+/* A worker dropped without a stop kills its helpers. */
+static void
+test_dispose_kills (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (2, 1);
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  g_assert_cmpint (call_pid (queue), >, 0);
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (worker)));
+  g_object_unref (worker);
+  shutdown_and_wait (queue);
+  g_object_unref (queue);
+  after (b);
+}
+
+static void
+warm_up (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new (1, 1);
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  g_assert_cmpint (call_pid (queue), >, 0);
+  shutdown_and_wait (queue);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  WAIT_UNTIL (count_children (FALSE) == 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_timeout_add (5, tick_cb, NULL);
+
+  if (helper_tool () == NULL || test_module () == NULL)
+    {
+      g_test_skip ("SLUICE_WORKER_TOOL and SLUICE_WORKER_TEST_MODULE are not set");
+      return g_test_run ();
+    }
+
+  /* Singletons that GIO creates on first use (GDBus's worker thread and
+   * its wake-up fd, the worker context of child watches) are not leaks:
+   * one round trip before any test counts descriptors. */
+  warm_up ();
+
+  g_test_add_func ("/process-worker/calls", test_calls);
+  g_test_add_func ("/process-worker/errors", test_errors);
+  g_test_add_func ("/process-worker/timeout", test_timeout);
+  g_test_add_func ("/process-worker/cancel-reaches-helper", test_cancel_reaches_helper);
+  g_test_add_func ("/process-worker/worker-lost", test_worker_lost);
+  g_test_add_data_func ("/process-worker/bad-helper/missing", "missing", test_bad_helper);
+  g_test_add_data_func ("/process-worker/bad-helper/exits", "exits", test_bad_helper);
+  g_test_add_data_func ("/process-worker/bad-helper/garbage", "garbage", test_bad_helper);
+  g_test_add_func ("/process-worker/sigkill-stress", test_sigkill_stress);
+  g_test_add_func ("/process-worker/dispose-kills", test_dispose_kills);
+
+  return g_test_run ();
+}

@@ -1,0 +1,1116 @@
+/* test-workers.c: tests of named calls, SluiceWorker and SluiceThreadWorker
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The tests named "asynqueue/..." port the behaviours that AsynQueue's own
+ * suites check (asynqueue/test/test_workers.py, test_tasks.py); those
+ * named "defect/..." each check one place where AsynQueue fails.
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-test-util.h"
+
+#include <string.h>
+
+#define WAIT_UNTIL(cond)                                                                           \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    gint64 wait_deadline_ = deadline_from_now ();                                                  \
+    while (!(cond) && g_get_monotonic_time () < wait_deadline_)                                    \
+      g_main_context_iteration (NULL, !(cond));                                                    \
+    if (!(cond))                                                                                   \
+      g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,                            \
+                           "timed out waiting for: " #cond);                                       \
+  }                                                                                                \
+  G_STMT_END
+
+static gboolean
+tick_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---- what the named functions of the tests share ------------------------ */
+
+/* A gate that calls wait at, and a log of the calls that ran: their
+ * argument and thread, in the order they ran. */
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  gboolean open;
+  guint waiting;
+  GArray *ran;        /* of gint32, the args of "record" */
+  GPtrArray *threads; /* of GThread, borrowed, the thread of each */
+} Log;
+
+static Log *
+log_new (void)
+{
+  Log *log = g_new0 (Log, 1);
+
+  g_mutex_init (&log->mutex);
+  g_cond_init (&log->cond);
+  log->ran = g_array_new (FALSE, FALSE, sizeof (gint32));
+  log->threads = g_ptr_array_new ();
+  return log;
+}
+
+static void
+log_free (Log *log)
+{
+  g_array_unref (log->ran);
+  g_ptr_array_unref (log->threads);
+  g_mutex_clear (&log->mutex);
+  g_cond_clear (&log->cond);
+  g_free (log);
+}
+
+static guint
+log_len (Log *log)
+{
+  guint n;
+
+  g_mutex_lock (&log->mutex);
+  n = log->ran->len;
+  g_mutex_unlock (&log->mutex);
+  return n;
+}
+
+static guint
+log_waiting (Log *log)
+{
+  guint n;
+
+  g_mutex_lock (&log->mutex);
+  n = log->waiting;
+  g_mutex_unlock (&log->mutex);
+  return n;
+}
+
+static void
+log_open (Log *log)
+{
+  g_mutex_lock (&log->mutex);
+  log->open = TRUE;
+  g_cond_broadcast (&log->cond);
+  g_mutex_unlock (&log->mutex);
+}
+
+/* "record" (i): logs its argument and thread, returns (i) doubled. */
+static GVariant *
+record_func (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  Log *log = data;
+  gint32 n;
+
+  g_variant_get (args, "(i)", &n);
+  g_mutex_lock (&log->mutex);
+  g_array_append_val (log->ran, n);
+  g_ptr_array_add (log->threads, g_thread_self ());
+  g_mutex_unlock (&log->mutex);
+  return g_variant_new ("(i)", 2 * n);
+}
+
+/* "gate" (): waits until the log's gate opens, or its cancellable is
+ * cancelled (then fails). */
+static GVariant *
+gate_func (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  Log *log = data;
+  gboolean cancelled = FALSE;
+
+  g_mutex_lock (&log->mutex);
+  log->waiting++;
+  while (!log->open && !(cancelled = g_cancellable_is_cancelled (cancellable)))
+    {
+      gint64 end = g_get_monotonic_time () + 2000;
+
+      g_cond_wait_until (&log->cond, &log->mutex, end);
+    }
+  log->waiting--;
+  g_mutex_unlock (&log->mutex);
+  if (cancelled)
+    {
+      g_cancellable_set_error_if_cancelled (cancellable, error);
+      return NULL;
+    }
+  return NULL;
+}
+
+/* "fail" (): fails with a G_IO_ERROR_PERMISSION_DENIED. */
+static GVariant *
+fail_func (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED, "denied");
+  return NULL;
+}
+
+static SluiceThreadWorker *
+thread_worker_new (const char *const *series, guint n_threads, Log *log)
+{
+  SluiceThreadWorker *worker = sluice_thread_worker_new (series, n_threads);
+
+  sluice_thread_worker_register (worker, "record", "(i)", record_func, log, NULL);
+  sluice_thread_worker_register (worker, "gate", NULL, gate_func, log, NULL);
+  sluice_thread_worker_register (worker, "fail", NULL, fail_func, NULL, NULL);
+  return worker;
+}
+
+/* The outcome of one call_async. */
+typedef struct
+{
+  guint n_completed;
+  GVariant *result;
+  GError *error;
+} CallResult;
+
+static void
+call_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  CallResult *r = user_data;
+
+  r->result = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), res, &r->error);
+  r->n_completed++;
+}
+
+static void
+call_result_clear (CallResult *r)
+{
+  g_clear_pointer (&r->result, g_variant_unref);
+  g_clear_error (&r->error);
+}
+
+static void
+call (SluiceTaskQueue *queue,
+      const char *series,
+      const char *name,
+      GVariant *args,
+      int priority,
+      CallResult *r)
+{
+  sluice_task_queue_call_async (queue, series, name, args, priority, 0, NULL, call_done_cb, r);
+}
+
+static void
+call_record (SluiceTaskQueue *queue, const char *series, gint32 n, int priority, CallResult *r)
+{
+  call (queue, series, "record", g_variant_new ("(i)", n), priority, r);
+}
+
+static gint32
+result_int (CallResult *r)
+{
+  gint32 n;
+
+  g_assert_no_error (r->error);
+  g_assert_nonnull (r->result);
+  g_variant_get (r->result, "(i)", &n);
+  return n;
+}
+
+typedef struct
+{
+  guint n_completed;
+  gboolean ok;
+} DoneFlag;
+
+static void
+shutdown_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  DoneFlag *d = user_data;
+
+  d->ok = sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), res, NULL);
+  d->n_completed++;
+}
+
+static void
+shutdown_and_wait (SluiceTaskQueue *queue, gboolean cancel_pending)
+{
+  DoneFlag d = { 0 };
+
+  sluice_task_queue_shutdown_async (queue, cancel_pending, NULL, shutdown_done_cb, &d);
+  WAIT_UNTIL (d.n_completed == 1);
+  g_assert_true (d.ok);
+}
+
+/* ---- a mock worker: holds what it is given until the test says ---------- */
+
+#define TEST_TYPE_MOCK_WORKER (test_mock_worker_get_type ())
+G_DECLARE_FINAL_TYPE (TestMockWorker, test_mock_worker, TEST, MOCK_WORKER, GObject)
+
+struct _TestMockWorker
+{
+  GObject parent_instance;
+  char **series;
+  guint capacity;
+  GPtrArray *held; /* of SluiceWorkerTask (owned) */
+  guint n_crashed;
+  guint n_stopped;
+};
+
+static void test_mock_worker_iface_init (SluiceWorkerInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (TestMockWorker,
+                               test_mock_worker,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
+                                                      test_mock_worker_iface_init))
+
+static char **
+mock_get_series (SluiceWorker *worker)
+{
+  return g_strdupv (TEST_MOCK_WORKER (worker)->series);
+}
+
+static guint
+mock_get_capacity (SluiceWorker *worker)
+{
+  return TEST_MOCK_WORKER (worker)->capacity;
+}
+
+static void
+mock_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  g_ptr_array_add (TEST_MOCK_WORKER (worker)->held, g_object_ref (task));
+}
+
+static void
+mock_stop_async (SluiceWorker *worker,
+                 GCancellable *cancellable,
+                 GAsyncReadyCallback callback,
+                 gpointer user_data)
+{
+  GTask *task = g_task_new (worker, cancellable, callback, user_data);
+
+  TEST_MOCK_WORKER (worker)->n_stopped++;
+  g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+static gboolean
+mock_stop_finish (SluiceWorker *worker, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static GPtrArray *
+mock_crash (SluiceWorker *worker)
+{
+  TestMockWorker *self = TEST_MOCK_WORKER (worker);
+  GPtrArray *tasks = g_steal_pointer (&self->held);
+
+  self->held = g_ptr_array_new_with_free_func (g_object_unref);
+  self->n_crashed++;
+  return tasks;
+}
+
+static void
+test_mock_worker_iface_init (SluiceWorkerInterface *iface)
+{
+  iface->get_series = mock_get_series;
+  iface->get_capacity = mock_get_capacity;
+  iface->run_task = mock_run_task;
+  iface->stop_async = mock_stop_async;
+  iface->stop_finish = mock_stop_finish;
+  iface->crash = mock_crash;
+}
+
+static void
+test_mock_worker_finalize (GObject *object)
+{
+  TestMockWorker *self = TEST_MOCK_WORKER (object);
+
+  g_strfreev (self->series);
+  g_ptr_array_unref (self->held);
+  G_OBJECT_CLASS (test_mock_worker_parent_class)->finalize (object);
+}
+
+static void
+test_mock_worker_class_init (TestMockWorkerClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = test_mock_worker_finalize;
+}
+
+static void
+test_mock_worker_init (TestMockWorker *self)
+{
+  self->held = g_ptr_array_new_with_free_func (g_object_unref);
+  self->capacity = 1;
+}
+
+static TestMockWorker *
+mock_worker_new (const char *const *series, guint capacity)
+{
+  TestMockWorker *self = g_object_new (TEST_TYPE_MOCK_WORKER, NULL);
+
+  self->series = g_strdupv ((char **) series);
+  self->capacity = capacity;
+  return self;
+}
+
+/* ---- ports of AsynQueue's tests ------------------------------------------- */
+
+/* test_tasks.py, TestTaskQueue.test_priority / test_workers.py ordering:
+ * with one thread busy, calls queued at several priorities run most urgent
+ * first, and equal ones in the order they were made. */
+static void
+test_priority_order (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  const int priorities[] = { 5, -3, 0, 5, -3, 10, 0, -3 };
+  const gint32 expected[] = { 1, 4, 7, 2, 6, 0, 3, 5 };
+  CallResult gate = { 0 }, r[G_N_ELEMENTS (priorities)] = { { 0 } };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, &gate);
+  WAIT_UNTIL (log_waiting (log) == 1);
+  for (guint i = 0; i < G_N_ELEMENTS (priorities); i++)
+    call_record (queue, NULL, (gint32) i, priorities[i], &r[i]);
+  log_open (log);
+  for (guint i = 0; i < G_N_ELEMENTS (priorities); i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpuint (log->ran->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    g_assert_cmpint (g_array_index (log->ran, gint32, i), ==, expected[i]);
+  g_assert_cmpuint (gate.n_completed, ==, 1);
+  g_assert_no_error (gate.error);
+  call_result_clear (&gate);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* test_workers.py, TestWorkers series / test_tasks.py TestAssignment: a
+ * call of a series runs only on a worker qualified for it; default calls
+ * run on any. */
+static void
+test_series_assignment (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log_a = log_new (), *log_b = log_new ();
+  const char *series_a[] = { "a", NULL }, *series_b[] = { "b", "c", NULL };
+  SluiceThreadWorker *wa = thread_worker_new (series_a, 1, log_a);
+  SluiceThreadWorker *wb = thread_worker_new (series_b, 1, log_b);
+  CallResult r[30] = { { 0 } };
+  guint n_default_a = 0;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (wa));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (wb));
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      const char *series = i % 3 == 0 ? "a" : i % 3 == 1 ? (i % 2 ? "b" : "c") : NULL;
+
+      call_record (queue, series, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  for (guint i = 0; i < log_a->ran->len; i++)
+    {
+      gint32 n = g_array_index (log_a->ran, gint32, i);
+
+      g_assert_cmpint (n % 3, !=, 1);
+      n_default_a += n % 3 == 2;
+    }
+  for (guint i = 0; i < log_b->ran->len; i++)
+    g_assert_cmpint (g_array_index (log_b->ran, gint32, i) % 3, !=, 0);
+  g_assert_cmpuint (log_a->ran->len + log_b->ran->len, ==, G_N_ELEMENTS (r));
+  g_test_message ("default calls on worker a: %u of 10", n_default_a);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (wa);
+  g_object_unref (wb);
+  g_object_unref (queue);
+  log_free (log_a);
+  log_free (log_b);
+}
+
+/* test_workers.py, resignation (setResignator): a worker that resigns
+ * hands its unfinished tasks back; they run on another worker, in their
+ * order. */
+static void
+test_resign_hands_back (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  TestMockWorker *mock = mock_worker_new (NULL, 3);
+  SluiceThreadWorker *worker;
+  SluiceWorkerTask *taken_back;
+  GError *why = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED, "lost");
+  CallResult r[5] = { { 0 } };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+  WAIT_UNTIL (mock->held->len == 3);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 5);
+
+  worker = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  /* The thread worker took the two the mock did not hold. */
+  WAIT_UNTIL (r[3].n_completed == 1 && r[4].n_completed == 1);
+  g_assert_cmpuint (r[0].n_completed, ==, 0);
+
+  taken_back = g_object_ref (mock->held->pdata[0]);
+  sluice_worker_resign (SLUICE_WORKER (mock), why);
+  g_error_free (why);
+  g_assert_cmpuint (mock->n_crashed, ==, 1);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  /* The handed back ones ran in their order. */
+  g_assert_cmpuint (log->ran->len, ==, 5);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpint (g_array_index (log->ran, gint32, 2 + i), ==, (gint32) i);
+  /* Completing a task taken back has no effect. */
+  g_assert_false (sluice_worker_task_is_wanted (taken_back));
+  g_assert_true (g_cancellable_is_cancelled (sluice_worker_task_get_cancellable (taken_back)));
+  sluice_worker_task_return_value (taken_back, g_variant_new ("(i)", -1));
+  g_object_unref (taken_back);
+  for (guint i = 0; i < 10; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_cmpuint (r[0].n_completed, ==, 1);
+
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (mock->n_stopped, ==, 0); /* fired: not stopped by the shutdown */
+  g_object_unref (mock);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* test_workers.py, crash: crashing a worker returns the tasks it had not
+ * finished; firing it puts them back in the queue at their old place. A
+ * thread worker returns the task in its function too, whose later result
+ * is dropped. */
+static void
+test_crash_returns_unfinished (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new (), *log2 = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  SluiceThreadWorker *second;
+  CallResult gate = { 0 }, r[3] = { { 0 } };
+
+  /* A one-thread worker of capacity 1 holds the gate call. */
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, &gate);
+  WAIT_UNTIL (log_waiting (log) == 1);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (worker)));
+  g_assert_false (sluice_task_queue_fire (queue, SLUICE_WORKER (worker)));
+  /* The gate call went back: its function saw its cancellable cancelled. */
+  WAIT_UNTIL (log_waiting (log) == 0);
+  g_assert_cmpuint (gate.n_completed, ==, 0);
+
+  /* The crash returned it; the next worker runs it, first. */
+  second = thread_worker_new (NULL, 1, log2);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (second));
+  WAIT_UNTIL (log_waiting (log2) == 1);
+  log_open (log2);
+  WAIT_UNTIL (gate.n_completed == 1);
+  g_assert_no_error (gate.error);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpuint (log->ran->len, ==, 0);
+  call_result_clear (&gate);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (second);
+  g_object_unref (queue);
+  log_free (log);
+  log_free (log2);
+}
+
+/* Crash itself (test_workers.py, crash returns a list of the uncompleted
+ * tasks): the tasks a mock held, transfer full. */
+static void
+test_crash_list (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 2);
+  CallResult r[2] = { { 0 } };
+  GPtrArray *tasks;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  call_record (queue, NULL, 7, G_PRIORITY_DEFAULT, &r[0]);
+  call_record (queue, NULL, 8, G_PRIORITY_DEFAULT, &r[1]);
+  WAIT_UNTIL (mock->held->len == 2);
+  g_assert_cmpstr (sluice_worker_task_get_name (mock->held->pdata[0]), ==, "record");
+  g_assert_cmpuint (sluice_worker_task_get_sequence (mock->held->pdata[0]), <,
+                    sluice_worker_task_get_sequence (mock->held->pdata[1]));
+
+  tasks = sluice_worker_crash (SLUICE_WORKER (mock));
+  g_assert_cmpuint (tasks->len, ==, 2);
+  /* Still hired: the worker completes them (a crashed mock still can). */
+  sluice_worker_task_return_value (tasks->pdata[1], g_variant_new ("(i)", 80));
+  sluice_worker_task_return_value (tasks->pdata[0], g_variant_new ("(i)", 70));
+  g_ptr_array_unref (tasks);
+  WAIT_UNTIL (r[0].n_completed == 1 && r[1].n_completed == 1);
+  g_assert_cmpint (result_int (&r[0]), ==, 70);
+  g_assert_cmpint (result_int (&r[1]), ==, 80);
+  call_result_clear (&r[0]);
+  call_result_clear (&r[1]);
+
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (mock->n_stopped, ==, 1);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+static void
+stop_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  DoneFlag *d = user_data;
+
+  d->ok = sluice_worker_stop_finish (SLUICE_WORKER (source), res, NULL);
+  d->n_completed++;
+}
+
+/* test_workers.py, stop: stopping a worker waits for the tasks it holds;
+ * the queue's shutdown (draining) waits for the queued calls too. */
+static void
+test_stop_waits_for_pending (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 2, log);
+  CallResult gate[2] = { { 0 } }, r[4] = { { 0 } };
+  DoneFlag shut = { 0 }, stop = { 0 };
+  GSource *tick = g_timeout_source_new (5);
+
+  g_source_set_callback (tick, tick_cb, NULL, NULL);
+  g_source_attach (tick, NULL);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, &gate[0]);
+  call (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, &gate[1]);
+  WAIT_UNTIL (log_waiting (log) == 2);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_done_cb, &shut);
+  for (guint i = 0; i < 20; i++)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (shut.n_completed, ==, 0);
+  g_assert_cmpuint (r[0].n_completed, ==, 0);
+
+  log_open (log);
+  WAIT_UNTIL (shut.n_completed == 1);
+  g_assert_true (shut.ok);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  call_result_clear (&gate[0]);
+  call_result_clear (&gate[1]);
+
+  /* The worker was stopped by the shutdown: it gives new tasks back. A
+   * second stop completes at once. */
+  sluice_worker_stop_async (SLUICE_WORKER (worker), NULL, stop_done_cb, &stop);
+  WAIT_UNTIL (stop.n_completed == 1);
+  g_assert_true (stop.ok);
+
+  g_source_destroy (tick);
+  g_source_unref (tick);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* A thread worker on its own: stop_async completes only once its tasks
+ * are done. */
+static void
+test_thread_worker_stop (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  CallResult gate = { 0 };
+  DoneFlag stop = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, &gate);
+  WAIT_UNTIL (log_waiting (log) == 1);
+  sluice_worker_stop_async (SLUICE_WORKER (worker), NULL, stop_done_cb, &stop);
+  for (guint i = 0; i < 10; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_cmpuint (stop.n_completed, ==, 0);
+  log_open (log);
+  WAIT_UNTIL (stop.n_completed == 1 && gate.n_completed == 1);
+  g_assert_true (stop.ok);
+  g_assert_no_error (gate.error);
+  call_result_clear (&gate);
+
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (worker)));
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* ---- AsynQueue's defects -------------------------------------------------- */
+
+/* AsynQueue blocks its whole queue on a task whose series no worker
+ * serves. Here it waits, others run past it, and it runs once a qualified
+ * worker is hired. */
+static void
+test_defect_unserved_series (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new (), *log_x = log_new ();
+  const char *series_x[] = { "x", NULL };
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  SluiceThreadWorker *worker_x;
+  CallResult unserved = { 0 }, r[5] = { { 0 } };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  /* Most urgent and first: still not in the way. */
+  call_record (queue, "x", 100, G_PRIORITY_HIGH, &unserved);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_LOW, &r[i]);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpuint (unserved.n_completed, ==, 0);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 1);
+
+  worker_x = thread_worker_new (series_x, 1, log_x);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker_x));
+  WAIT_UNTIL (unserved.n_completed == 1);
+  g_assert_cmpint (result_int (&unserved), ==, 200);
+  g_assert_cmpuint (log_len (log_x), ==, 1);
+  call_result_clear (&unserved);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (worker_x);
+  g_object_unref (queue);
+  log_free (log);
+  log_free (log_x);
+}
+
+/* AsynQueue's shutdown hangs with tasks queued. Here it completes in both
+ * modes: draining runs what a worker serves and fails the rest with
+ * SLUICE_ERROR_NO_WORKER; cancelling fails the queued ones with
+ * G_IO_ERROR_CANCELLED. A queue with no worker at all completes too. */
+static void
+test_defect_shutdown_with_queued (gconstpointer data)
+{
+  gboolean cancel_pending = GPOINTER_TO_INT (data);
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceTaskQueue *empty = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  CallResult gate = { 0 }, unserved = { 0 }, lonely = { 0 }, late = { 0 }, r[4] = { { 0 } };
+  DoneFlag shut = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, &gate);
+  WAIT_UNTIL (log_waiting (log) == 1);
+  call_record (queue, "nobody", 99, G_PRIORITY_DEFAULT, &unserved);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+
+  sluice_task_queue_shutdown_async (queue, cancel_pending, NULL, shutdown_done_cb, &shut);
+  WAIT_UNTIL (unserved.n_completed == 1);
+  if (cancel_pending)
+    g_assert_error (unserved.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  else
+    g_assert_error (unserved.error, SLUICE_ERROR, SLUICE_ERROR_NO_WORKER);
+  call_result_clear (&unserved);
+  /* New calls are refused. */
+  call_record (queue, NULL, 5, G_PRIORITY_DEFAULT, &late);
+  WAIT_UNTIL (late.n_completed == 1);
+  g_assert_error (late.error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  call_result_clear (&late);
+
+  log_open (log);
+  WAIT_UNTIL (shut.n_completed == 1);
+  g_assert_true (shut.ok);
+  g_assert_cmpuint (gate.n_completed, ==, 1);
+  g_assert_no_error (gate.error);
+  call_result_clear (&gate);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      if (cancel_pending)
+        g_assert_error (r[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      else
+        g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+
+  /* No worker ever: the call fails, the shutdown completes. */
+  call_record (empty, NULL, 1, G_PRIORITY_DEFAULT, &lonely);
+  shutdown_and_wait (empty, cancel_pending);
+  g_assert_cmpuint (lonely.n_completed, ==, 1);
+  if (cancel_pending)
+    g_assert_error (lonely.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  else
+    g_assert_error (lonely.error, SLUICE_ERROR, SLUICE_ERROR_NO_WORKER);
+  call_result_clear (&lonely);
+
+  g_object_unref (worker);
+  g_object_unref (queue);
+  g_object_unref (empty);
+  log_free (log);
+}
+
+/* AsynQueue runs tasks of equal priority in no defined order. Here they
+ * run in the order they were made, also after going back to the queue. */
+static void
+test_defect_equal_priority_fifo (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  TestMockWorker *mock = mock_worker_new (NULL, 4);
+  SluiceThreadWorker *worker;
+  guint n = sluice_test_scale (2000, 10);
+  CallResult *r = g_new0 (CallResult, n);
+
+  /* The mock takes the first four, then gives them back by crashing. */
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  for (guint i = 0; i < n; i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+  WAIT_UNTIL (mock->held->len == 4);
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (mock)));
+
+  worker = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  WAIT_UNTIL (r[n - 1].n_completed == 1);
+  g_assert_cmpuint (log->ran->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_cmpint (g_array_index (log->ran, gint32, i), ==, (gint32) i);
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      call_result_clear (&r[i]);
+    }
+
+  shutdown_and_wait (queue, FALSE);
+  g_free (r);
+  g_object_unref (mock);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* ---- the rest of named calls ------------------------------------------------ */
+
+/* A one-thread worker runs every call in the same thread, never in one of
+ * the queue's. */
+static void
+test_thread_affinity (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (2);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  CallResult r[50] = { { 0 } };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_record (queue, NULL, (gint32) i, G_PRIORITY_DEFAULT, &r[i]);
+  WAIT_UNTIL (r[G_N_ELEMENTS (r) - 1].n_completed == 1);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_true (log->threads->pdata[i] == log->threads->pdata[0]);
+      g_assert_true (log->threads->pdata[i] != g_thread_self ());
+      call_result_clear (&r[i]);
+    }
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* Errors: the function's own (domain and code kept), an unknown name,
+ * arguments of the wrong type. */
+static void
+test_call_errors (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  CallResult failed = { 0 }, unknown = { 0 }, bad_args = { 0 }, ok = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, NULL, "fail", NULL, G_PRIORITY_DEFAULT, &failed);
+  call (queue, NULL, "no-such-function", NULL, G_PRIORITY_DEFAULT, &unknown);
+  call (queue, NULL, "record", g_variant_new ("(s)", "seven"), G_PRIORITY_DEFAULT, &bad_args);
+  call_record (queue, NULL, 3, G_PRIORITY_DEFAULT, &ok);
+  WAIT_UNTIL (ok.n_completed == 1);
+  g_assert_error (failed.error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED);
+  g_assert_cmpstr (failed.error->message, ==, "denied");
+  g_assert_error (unknown.error, SLUICE_ERROR, SLUICE_ERROR_UNKNOWN_FUNCTION);
+  g_assert_nonnull (strstr (unknown.error->message, "no-such-function"));
+  g_assert_error (bad_args.error, SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (bad_args.error->message, "(i)"));
+  g_assert_nonnull (strstr (bad_args.error->message, "(s)"));
+  g_assert_cmpint (result_int (&ok), ==, 6);
+  call_result_clear (&failed);
+  call_result_clear (&unknown);
+  call_result_clear (&bad_args);
+  call_result_clear (&ok);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* A call past its timeout fails with G_IO_ERROR_TIMED_OUT and its
+ * function's cancellable is cancelled; the worker then takes the next. */
+static void
+test_timeout (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  CallResult stuck = { 0 }, next = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  sluice_task_queue_call_async (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, 50, NULL,
+                                call_done_cb, &stuck);
+  call_record (queue, NULL, 4, G_PRIORITY_DEFAULT, &next);
+  WAIT_UNTIL (stuck.n_completed == 1);
+  g_assert_error (stuck.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  WAIT_UNTIL (next.n_completed == 1);
+  g_assert_cmpint (result_int (&next), ==, 8);
+  g_assert_cmpuint (log_waiting (log), ==, 0);
+  call_result_clear (&stuck);
+  call_result_clear (&next);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* Cancelling: a queued call fails at once; a running one fails at once and
+ * its function sees its cancellable cancelled. Callbacks never come from
+ * inside the cancel. */
+static void
+test_cancel (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *worker = thread_worker_new (NULL, 1, log);
+  GCancellable *c_running = g_cancellable_new (), *c_queued = g_cancellable_new ();
+  CallResult running = { 0 }, queued = { 0 }, next = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  sluice_task_queue_call_async (queue, NULL, "gate", NULL, G_PRIORITY_DEFAULT, 0, c_running,
+                                call_done_cb, &running);
+  sluice_task_queue_call_async (queue, NULL, "record", g_variant_new ("(i)", 1), G_PRIORITY_DEFAULT,
+                                0, c_queued, call_done_cb, &queued);
+  call_record (queue, NULL, 2, G_PRIORITY_DEFAULT, &next);
+  WAIT_UNTIL (log_waiting (log) == 1);
+
+  g_cancellable_cancel (c_queued);
+  g_assert_cmpuint (queued.n_completed, ==, 0);
+  WAIT_UNTIL (queued.n_completed == 1);
+  g_assert_error (queued.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  g_cancellable_cancel (c_running);
+  g_assert_cmpuint (running.n_completed, ==, 0);
+  WAIT_UNTIL (running.n_completed == 1);
+  g_assert_error (running.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  WAIT_UNTIL (next.n_completed == 1);
+  g_assert_cmpint (result_int (&next), ==, 4);
+  /* The cancelled queued call never ran. */
+  g_assert_cmpuint (log_len (log), ==, 1);
+
+  call_result_clear (&running);
+  call_result_clear (&queued);
+  call_result_clear (&next);
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (c_running);
+  g_object_unref (c_queued);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* A call whose worker was lost three times fails with
+ * SLUICE_ERROR_WORKER_LOST; one given back without a loss just runs
+ * again. */
+static void
+test_worker_lost (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+  CallResult r = { 0 };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  call_record (queue, NULL, 1, G_PRIORITY_DEFAULT, &r);
+  for (guint i = 0; i < 5; i++)
+    {
+      SluiceWorkerTask *task;
+
+      WAIT_UNTIL (mock->held->len == 1);
+      task = g_ptr_array_steal_index (mock->held, 0);
+      g_assert_true (sluice_worker_task_is_wanted (task));
+      /* Two plain give-backs do not count. */
+      sluice_worker_task_give_back (task, i >= 2);
+      g_assert_false (sluice_worker_task_is_wanted (task));
+      g_object_unref (task);
+    }
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_error (r.error, SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+  g_assert_cmpuint (mock->held->len, ==, 0);
+  call_result_clear (&r);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+/* A worker that completes a task inside run_task: the callback still comes
+ * from the main loop, never from inside call_async. */
+static void
+test_callback_from_main_loop (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+  CallResult r = { 0 };
+  SluiceWorkerTask *task;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  call_record (queue, NULL, 1, G_PRIORITY_DEFAULT, &r);
+  g_assert_cmpuint (mock->held->len, ==, 1);
+  task = mock->held->pdata[0];
+  g_assert_cmpstr (sluice_worker_task_get_series (task), ==, NULL);
+  g_assert_cmpint (sluice_worker_task_get_priority (task), ==, G_PRIORITY_DEFAULT);
+  g_assert_cmpint (sluice_worker_task_get_timeout (task), ==, 0);
+  g_assert_true (g_variant_equal (sluice_worker_task_get_args (task), g_variant_new ("(i)", 1)));
+  sluice_worker_task_return_value (task, g_variant_new_string ("done"));
+  g_assert_cmpuint (r.n_completed, ==, 0);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_no_error (r.error);
+  g_assert_cmpstr (g_variant_get_string (r.result, NULL), ==, "done");
+  call_result_clear (&r);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+/* Many calls over two thread workers and a mock that resigns midway:
+ * every call completes exactly once with its own result. */
+static void
+test_stress (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  SluiceThreadWorker *w1 = thread_worker_new (NULL, 2, log);
+  SluiceThreadWorker *w2 = thread_worker_new (NULL, 1, log);
+  TestMockWorker *mock = mock_worker_new (NULL, 8);
+  guint n = sluice_test_scale (20000, 20);
+  CallResult *r = g_new0 (CallResult, n);
+  GError *why = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "gone");
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (w1));
+  for (guint i = 0; i < n; i++)
+    {
+      call_record (queue, NULL, (gint32) i, g_random_int_range (-2, 3), &r[i]);
+      if (i == n / 4)
+        sluice_task_queue_hire (queue, SLUICE_WORKER (w2));
+      if (i == n / 2)
+        sluice_worker_resign (SLUICE_WORKER (mock), why);
+    }
+  WAIT_UNTIL (sluice_task_queue_get_n_calls (queue) == 0);
+  for (guint i = 0; i < n; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpuint (log->ran->len, ==, n);
+
+  shutdown_and_wait (queue, FALSE);
+  g_error_free (why);
+  g_free (r);
+  g_object_unref (mock);
+  g_object_unref (w1);
+  g_object_unref (w2);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+static void
+test_programmer_errors (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*hired already*");
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  g_test_assert_expected_messages ();
+  shutdown_and_wait (queue, FALSE);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*shut down*");
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  g_test_assert_expected_messages ();
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  /* Wakes WAIT_UNTIL up to look at state that worker threads change. */
+  g_timeout_add (2, tick_cb, NULL);
+
+  g_test_add_func ("/workers/asynqueue/priority-order", test_priority_order);
+  g_test_add_func ("/workers/asynqueue/series-assignment", test_series_assignment);
+  g_test_add_func ("/workers/asynqueue/resign-hands-back", test_resign_hands_back);
+  g_test_add_func ("/workers/asynqueue/crash-returns-unfinished", test_crash_returns_unfinished);
+  g_test_add_func ("/workers/asynqueue/crash-list", test_crash_list);
+  g_test_add_func ("/workers/asynqueue/stop-waits-for-pending", test_stop_waits_for_pending);
+  g_test_add_func ("/workers/thread-worker/stop", test_thread_worker_stop);
+  g_test_add_func ("/workers/defect/unserved-series-does-not-block", test_defect_unserved_series);
+  g_test_add_data_func ("/workers/defect/shutdown-with-queued/drain", GINT_TO_POINTER (FALSE),
+                        test_defect_shutdown_with_queued);
+  g_test_add_data_func ("/workers/defect/shutdown-with-queued/cancel", GINT_TO_POINTER (TRUE),
+                        test_defect_shutdown_with_queued);
+  g_test_add_func ("/workers/defect/equal-priority-fifo", test_defect_equal_priority_fifo);
+  g_test_add_func ("/workers/thread-worker/affinity", test_thread_affinity);
+  g_test_add_func ("/workers/call/errors", test_call_errors);
+  g_test_add_func ("/workers/call/timeout", test_timeout);
+  g_test_add_func ("/workers/call/cancel", test_cancel);
+  g_test_add_func ("/workers/call/worker-lost", test_worker_lost);
+  g_test_add_func ("/workers/call/callback-from-main-loop", test_callback_from_main_loop);
+  g_test_add_func ("/workers/stress", test_stress);
+  g_test_add_func ("/workers/programmer-errors", test_programmer_errors);
+
+  return g_test_run ();
+}
