@@ -92,12 +92,22 @@
  * [method@Sluice.Pipeline.join_async] run there, from a main loop source,
  * never inside a call of yours. [method@Sluice.Pipeline.put],
  * [method@Sluice.Pipeline.close_input], [method@Sluice.Pipeline.stop] and
- * [method@Sluice.Pipeline.join] are safe from any thread. A started
- * pipeline keeps itself alive until its threads have finished: close its
- * input (or stop it) before you drop it. The item free function runs on
- * whichever thread lets go of an item nobody will take; the destroy notify
- * of a stage's data runs on the last of its threads to finish, that of the
- * consumer's data on the consumer thread once the function returned.
+ * [method@Sluice.Pipeline.join] are safe from any thread. The item free
+ * function runs on whichever thread lets go of an item nobody will take.
+ * The destroy notifies of the stage functions', key functions' and the
+ * consumer function's data run on the owner context, from a main loop
+ * source, once the stage's threads (or the consumer function) are done; if
+ * that context is never run again, they run when it is freed.
+ *
+ * A started pipeline keeps itself alive until its threads have finished.
+ * Dropping your last reference before then ends the input, as
+ * [method@Sluice.Pipeline.close_input] does, when a consumer function takes
+ * the outputs: what was put still goes through to it. Without a consumer
+ * function nobody is left to take the outputs, and the pipeline stops, as
+ * [method@Sluice.Pipeline.stop] does (a thread of yours still reading the
+ * consumerator then sees %SLUICE_ERROR_STOPPED: keep a reference to the
+ * pipeline while you read). Either way its threads finish and it frees
+ * itself; nothing waits forever.
  */
 
 /**
@@ -223,6 +233,8 @@ struct _SluicePipeline
   GError *consumer_error;
   GList *join_tasks;  /* of GTask */
   GPtrArray *threads; /* of GThread: the stage threads and the consumer, until joined */
+  guint n_holders;    /* running threads (and a last-reference handler): the toggle
+                       * reference is ours until they are gone */
 
   int skip_failed;      /* atomic */
   int stopping;         /* atomic: stage functions no longer run */
@@ -307,6 +319,68 @@ failed_item_free (gpointer data)
   g_object_unref (failed->self);
   g_error_free (failed->error);
   g_free (failed);
+}
+
+static gboolean
+destroy_now (gpointer data)
+{
+  return G_SOURCE_REMOVE;
+}
+
+/* Any thread: @destroy (@data) runs on the owner context, from a source (or
+ * when the context is freed with the source still in it). */
+static void
+destroy_later (SluicePipeline *self, GDestroyNotify destroy, gpointer data)
+{
+  if (destroy != NULL)
+    run_later (self->owner_context, destroy_now, data, destroy);
+}
+
+static void stop_internal (SluicePipeline *self, gboolean by_user);
+static void stage_close (Stage *stage);
+static void on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref);
+
+/* Any thread, the last thing a holder does: the last one lets the toggle
+ * reference go (which may finalize the pipeline). */
+static void
+release_holder (SluicePipeline *self)
+{
+  gboolean last;
+
+  g_mutex_lock (&self->lock);
+  last = --self->n_holders == 0;
+  g_mutex_unlock (&self->lock);
+  if (last)
+    g_object_remove_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
+}
+
+/* Any thread: the user's last reference went while the threads run. Nobody
+ * can put any more: the input ends. With a consumer function the outputs
+ * still go to it; with the consumerator nobody is left to take them: the
+ * pipeline stops. The pipeline frees itself once its threads are done. */
+static void
+on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+  gboolean held;
+
+  if (!is_last_ref)
+    return;
+  /* Hold the toggle reference while we work, unless the threads are gone
+   * and the last of them is letting it go. */
+  g_mutex_lock (&self->lock);
+  held = self->n_holders > 0;
+  if (held)
+    self->n_holders++;
+  g_mutex_unlock (&self->lock);
+  if (!held)
+    return;
+
+  if (self->consumer_func != NULL)
+    stage_close (self->stages->pdata[0]);
+  else
+    stop_internal (self, TRUE);
+  release_holder (self);
 }
 
 /* --- nodes --- */
@@ -851,14 +925,14 @@ stage_thread (gpointer data)
   g_mutex_unlock (&stage->lock);
   if (last)
     {
-      if (stage->func_data_destroy != NULL)
-        g_steal_pointer (&stage->func_data_destroy) (stage->func_data);
+      destroy_later (self, g_steal_pointer (&stage->func_data_destroy), stage->func_data);
+      destroy_later (self, g_steal_pointer (&stage->key_data_destroy), stage->key_data);
       if (is_last_stage (stage))
         workers_done (self);
       else
         stage_close (self->stages->pdata[stage->index + 1]);
     }
-  g_object_unref (self);
+  release_holder (self);
   return NULL;
 }
 
@@ -970,15 +1044,14 @@ consumer_thread (gpointer data)
   /* Returning before the end stops the pipeline (through the buffer's
    * cancellable). */
   sluice_reorder_buffer_consumer_done (self->rb);
-  if (self->consumer_data_destroy != NULL)
-    g_steal_pointer (&self->consumer_data_destroy) (self->consumer_data);
+  destroy_later (self, g_steal_pointer (&self->consumer_data_destroy), self->consumer_data);
 
   g_mutex_lock (&self->lock);
   self->consumer_error = error;
   self->consumer_running = FALSE;
   g_mutex_unlock (&self->lock);
   check_finished (self);
-  g_object_unref (self);
+  release_holder (self);
   return NULL;
 }
 
@@ -1393,8 +1466,8 @@ sluice_pipeline_new_for_values (gboolean keep_order, guint window)
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
  *   the stage function
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data once the stage's
- *   threads have finished, on the last of them
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
  *
  * Adds a stage after the ones added before.
  *
@@ -1487,8 +1560,8 @@ run_value_stage (SluicePipelineEmitter *emitter, gpointer item, gpointer data, G
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
  *   the stage function
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data once the stage's
- *   threads have finished, on the last of them
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
  *
  * Adds a stage whose function takes values, as
  * [method@Sluice.Pipeline.add_stage] does: the form language bindings use.
@@ -1533,8 +1606,8 @@ get_stage_to_change (SluicePipeline *self, guint index)
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
  *   the key function
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data, on the owner context
- *   once the pipeline has finished
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
  *
  * Makes @stage a dispatcher stage, as jobq's `dispatcher`: the inputs of
  * the stage with one key (what @func returns for them) run one at a time,
@@ -1593,8 +1666,8 @@ run_value_key (gconstpointer item, gpointer data)
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
  *   the key function
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data, on the owner context
- *   once the pipeline has finished
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
  *
  * Makes @stage a dispatcher stage whose key function takes values, as
  * [method@Sluice.Pipeline.set_stage_key_func] does: the form language
@@ -1643,7 +1716,7 @@ sluice_pipeline_get_n_stages (SluicePipeline *self)
  *   the blocking consumer, run in a thread of its own, or %NULL to take the
  *   outputs from [property@Sluice.Pipeline:consumerator] yourself
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data on the consumer thread
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
  *   once @func has returned
  *
  * Starts the stages' threads, and the consumer's. A consumer that returns
@@ -1671,17 +1744,22 @@ sluice_pipeline_start (SluicePipeline *self,
   self->cancelled_handler = g_cancellable_connect (sluice_reorder_buffer_get_cancellable (self->rb),
                                                    G_CALLBACK (on_buffer_cancelled), self, NULL);
 
+  for (guint i = 1; i < self->stages->len; i++)
+    if (((Stage *) self->stages->pdata[i])->key_func != NULL)
+      self->dispatch_after_head = TRUE;
+
+  /* The threads keep the pipeline alive through one toggle reference, so
+   * that we learn when the user's references are gone. */
+  g_object_add_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
   g_mutex_lock (&self->lock);
   for (guint i = 0; i < self->stages->len; i++)
     {
       Stage *stage = self->stages->pdata[i];
 
       stage->n_alive = stage->n_threads;
-      if (i > 0 && stage->key_func != NULL)
-        self->dispatch_after_head = TRUE;
       for (guint t = 0; t < stage->n_threads; t++)
         {
-          g_object_ref (self); /* the thread's */
+          self->n_holders++;
           g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
         }
     }
@@ -1691,8 +1769,8 @@ sluice_pipeline_start (SluicePipeline *self,
       self->consumer_data = func_data;
       self->consumer_data_destroy = func_data_destroy;
       self->consumer_running = TRUE;
-      g_ptr_array_add (self->threads,
-                       g_thread_new ("sluice-consumer", consumer_thread, g_object_ref (self)));
+      self->n_holders++;
+      g_ptr_array_add (self->threads, g_thread_new ("sluice-consumer", consumer_thread, self));
     }
   g_mutex_unlock (&self->lock);
 }

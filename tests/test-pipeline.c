@@ -814,6 +814,118 @@ test_error_while_emitting (gconstpointer data)
   g_object_unref (pipeline);
 }
 
+/* ---- destroy notifies on the owner context; dropped pipelines ---------- */
+
+static GThread *main_thread;
+
+static void
+count_destroy_on_main (gpointer data)
+{
+  g_assert_true (g_thread_self () == main_thread);
+  g_atomic_int_inc ((int *) data);
+}
+
+static void
+on_finalized (gpointer data, GObject *where_the_object_was)
+{
+  g_atomic_int_set ((int *) data, 1);
+}
+
+/* Runs the default context until @flag is at least @value. */
+static void
+iterate_until (int *flag, int value)
+{
+  gint64 deadline = deadline_from_now ();
+
+  while (g_atomic_int_get (flag) < value)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+typedef struct
+{
+  GArray *got;
+  int *destroyed;
+} Collector;
+
+static gboolean
+collect_counted (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  Collector *collector = data;
+
+  return collect_boxed (outputs, collector->got, error);
+}
+
+static void
+collector_destroy_on_main (gpointer data)
+{
+  Collector *collector = data;
+
+  count_destroy_on_main (collector->destroyed);
+}
+
+static void
+test_destroy_on_owner (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  int destroyed = 0;
+  Collector collector = { got, &destroyed };
+
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 4, boxed_pass, &destroyed, count_destroy_on_main);
+  sluice_pipeline_set_stage_key_func (pipeline, 0, key_of, &destroyed, count_destroy_on_main);
+  sluice_pipeline_start (pipeline, collect_counted, &collector, collector_destroy_on_main);
+  put_boxed (pipeline, 10, TRUE);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 10);
+  /* Nothing ran on the threads: they come from sources here. */
+  g_assert_cmpint (g_atomic_int_get (&destroyed), ==, 0);
+  iterate_until (&destroyed, 3);
+  g_object_unref (pipeline);
+  g_assert_cmpint (destroyed, ==, 3);
+}
+
+/* A started pipeline dropped before its input was closed: with a consumer
+ * function, what was put still goes through to it; with the consumerator,
+ * it stops. Either way the threads end and the pipeline frees itself (the
+ * items too: ASan and valgrind see any left). */
+static void
+test_dropped (gconstpointer data)
+{
+  gboolean with_consumer = GPOINTER_TO_INT (data);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  int destroyed = 0, finalized = 0;
+  Collector collector = { got, &destroyed };
+
+  g_object_weak_ref (G_OBJECT (pipeline), on_finalized, &finalized);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 4, boxed_pass, &destroyed, count_destroy_on_main);
+  if (with_consumer)
+    sluice_pipeline_start (pipeline, collect_counted, &collector, collector_destroy_on_main);
+  else
+    sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  put_boxed (pipeline, 6, FALSE);
+  g_object_unref (pipeline);
+
+  iterate_until (&destroyed, with_consumer ? 2 : 1);
+  iterate_until (&finalized, 1);
+  if (with_consumer)
+    {
+      g_assert_cmpuint (got->len, ==, 6);
+      for (guint i = 0; i < 6; i++)
+        g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+    }
+  /* Nothing more comes. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpint (destroyed, ==, with_consumer ? 2 : 1);
+}
+
 static const OrderCase ordered = { TRUE, 3000, 100, FALSE };
 static const OrderCase unordered = { FALSE, 3000, 100, FALSE };
 static const OrderCase stress = { TRUE, 200000, 5, TRUE };
@@ -829,6 +941,7 @@ int
 main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  main_thread = g_thread_self ();
 
   g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
@@ -852,6 +965,9 @@ main (int argc, char *argv[])
                         test_error_while_emitting);
   g_test_add_data_func ("/pipeline/error-while-emitting-skipped", GINT_TO_POINTER (TRUE),
                         test_error_while_emitting);
+  g_test_add_func ("/pipeline/destroy-on-owner", test_destroy_on_owner);
+  g_test_add_data_func ("/pipeline/dropped/consumer", GINT_TO_POINTER (TRUE), test_dropped);
+  g_test_add_data_func ("/pipeline/dropped/consumerator", GINT_TO_POINTER (FALSE), test_dropped);
   g_test_add_data_func ("/pipeline/stress", &stress, test_order);
   g_test_add_data_func ("/pipeline/stress-unordered", &stress_unordered, test_order);
 
