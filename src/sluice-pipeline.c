@@ -178,6 +178,7 @@ struct _Stage
   GHashTable *held; /* input number -> Held */
   guint64 next_seq; /* the input whose items are released next */
   guint n_keyed;    /* items in the key queues */
+  guint n_held;     /* items waiting for an earlier input */
 };
 
 typedef struct
@@ -239,6 +240,8 @@ struct _SluicePipeline
   int skip_failed;      /* atomic */
   int stopping;         /* atomic: stage functions no longer run */
   guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
+  guint64 n_in;         /* atomic: inputs put */
+  guint64 n_out;        /* atomic: inputs through every stage */
   SluicePipelineConsumerFunc consumer_func;
   gpointer consumer_data;
   GDestroyNotify consumer_data_destroy;
@@ -434,6 +437,7 @@ root_done (SluicePipeline *self, Node *root)
         self->rb, __atomic_fetch_add (&self->n_roots_done, 1, __ATOMIC_SEQ_CST));
   if (outputs == NULL)
     outputs = g_ptr_array_new ();
+  __atomic_fetch_add (&self->n_out, 1, __ATOMIC_RELAXED);
 
   if (error != NULL)
     {
@@ -603,6 +607,7 @@ static void
 hold_locked (Stage *stage, Node *node)
 {
   g_ptr_array_add (held_lookup_locked (stage, node->root->seq)->nodes, node);
+  stage->n_held++;
 }
 
 /* Input order among the nodes of one input at one stage: the places among
@@ -660,6 +665,7 @@ root_fed_locked (Stage *stage, guint64 seq)
       for (guint i = 0; i < held->nodes->len; i++)
         key_enqueue_locked (stage, held->nodes->pdata[i]);
       released |= held->nodes->len > 0;
+      stage->n_held -= held->nodes->len;
       g_hash_table_remove (stage->held, &stage->next_seq);
       stage->next_seq++;
     }
@@ -1883,6 +1889,8 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
       root = node_new (NULL, item);
       root->slot = slot;
       root->seq = seq;
+      /* Before anything can count it out. */
+      __atomic_fetch_add (&self->n_in, 1, __ATOMIC_RELAXED);
       if (self->dispatch_after_head)
         root->feeding = g_new0 (int, self->stages->len);
       node_entered_stage (self, root);
@@ -2166,6 +2174,116 @@ sluice_pipeline_join_finish (SluicePipeline *self, GAsyncResult *result, GError 
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* clang-format off */
+/**
+ * sluice_pipeline_get_stats:
+ * @self: a pipeline
+ *
+ * Gets where the pipeline stands, jobq's `stat()`: a dictionary
+ * (`a{sv}`) with these keys, which stay stable:
+ *
+ * - `in` (`t`): inputs put (that took a place in the window)
+ * - `out` (`t`): inputs through every stage (their outputs, if any, wait
+ *   for the consumer or were taken), failed and dropped ones included
+ * - `doing` (`t`): inputs between the two: `in` - `out`
+ * - `taken` (`t`): inputs whose outputs the consumer reached (their first
+ *   output, or their place for an input without outputs)
+ * - `keep-order` (`b`), `window` (`u`): the pipeline's properties
+ * - `stages` (`aa{sv}`): per stage, in order:
+ *   - `name` (`s`)
+ *   - `queue-size` (`u`): items waiting for a thread of the stage
+ *   - `queue-capacity` (`u`)
+ *   - `queue-max` (`u`): the largest `queue-size` seen
+ *   - `threads` (`u`): threads running, `idle` (`u`): of which waiting for an item
+ *   - `done` (`t`): items the function succeeded on, `failed` (`t`): items it failed
+ *   - a dispatcher stage also has `held` (`u`): items waiting for an
+ *     earlier input (not counted in `queue-size`), and `keys` (`u`): keys
+ *     with items queued or running
+ * - with [property@Sluice.Pipeline:keep-order], for finding head-of-line
+ *   stalls:
+ *   - `reorder-backlog` (`t`): inputs through every stage whose outputs
+ *     wait for an earlier input or the consumer: `out` - `taken`
+ *   - `head-sequence` (`t`): the number of the input the consumer takes next
+ *   - `head-wait-us` (`x`): how long the consumer has been waiting for that
+ *     input, in microseconds; 0 when it is not waiting
+ *
+ * The counters are read one by one while the pipeline runs, not as one
+ * snapshot: relations between them (`doing`) hold exactly only once the
+ * pipeline has finished.
+ *
+ * It is safe to call from any thread.
+ *
+ * Returns: (transfer full): the statistics, not floating
+ */
+/* clang-format on */
+GVariant *
+sluice_pipeline_get_stats (SluicePipeline *self)
+{
+  GVariantBuilder builder;
+  GVariantBuilder stages;
+  SluiceReorderProgress progress;
+  guint64 in, out;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), NULL);
+
+  sluice_reorder_buffer_get_progress (self->rb, &progress);
+  out = __atomic_load_n (&self->n_out, __ATOMIC_SEQ_CST);
+  in = __atomic_load_n (&self->n_in, __ATOMIC_SEQ_CST);
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&builder, "{sv}", "in", g_variant_new_uint64 (in));
+  g_variant_builder_add (&builder, "{sv}", "out", g_variant_new_uint64 (out));
+  g_variant_builder_add (&builder, "{sv}", "doing", g_variant_new_uint64 (in - MIN (in, out)));
+  g_variant_builder_add (&builder, "{sv}", "taken", g_variant_new_uint64 (progress.handed));
+  g_variant_builder_add (&builder, "{sv}", "keep-order", g_variant_new_boolean (self->keep_order));
+  g_variant_builder_add (&builder, "{sv}", "window", g_variant_new_uint32 (self->window));
+
+  g_variant_builder_init (&stages, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < self->stages->len; i++)
+    {
+      Stage *stage = self->stages->pdata[i];
+      GVariantBuilder one;
+
+      g_variant_builder_init (&one, G_VARIANT_TYPE_VARDICT);
+      g_mutex_lock (&stage->lock);
+      g_variant_builder_add (&one, "{sv}", "name", g_variant_new_string (stage->name));
+      g_variant_builder_add (&one, "{sv}", "queue-size",
+                             g_variant_new_uint32 (stage_length (stage)));
+      g_variant_builder_add (&one, "{sv}", "queue-capacity",
+                             g_variant_new_uint32 (stage->capacity));
+      g_variant_builder_add (&one, "{sv}", "queue-max", g_variant_new_uint32 (stage->max_queued));
+      g_variant_builder_add (&one, "{sv}", "threads", g_variant_new_uint32 (stage->n_alive));
+      g_variant_builder_add (&one, "{sv}", "idle", g_variant_new_uint32 (stage->n_waiting));
+      if (stage->key_func != NULL)
+        {
+          g_variant_builder_add (&one, "{sv}", "held", g_variant_new_uint32 (stage->n_held));
+          g_variant_builder_add (&one, "{sv}", "keys",
+                                 g_variant_new_uint32 (g_hash_table_size (stage->keys)));
+        }
+      g_mutex_unlock (&stage->lock);
+      g_variant_builder_add (
+          &one, "{sv}", "done",
+          g_variant_new_uint64 (__atomic_load_n (&stage->n_done, __ATOMIC_RELAXED)));
+      g_variant_builder_add (
+          &one, "{sv}", "failed",
+          g_variant_new_uint64 (__atomic_load_n (&stage->n_failed, __ATOMIC_RELAXED)));
+      g_variant_builder_add (&stages, "a{sv}", &one);
+    }
+  g_variant_builder_add (&builder, "{sv}", "stages", g_variant_builder_end (&stages));
+
+  if (self->keep_order)
+    {
+      gint64 wait_us = progress.wait_since != 0 ? g_get_monotonic_time () - progress.wait_since : 0;
+
+      g_variant_builder_add (&builder, "{sv}", "reorder-backlog",
+                             g_variant_new_uint64 (out - MIN (out, progress.handed)));
+      g_variant_builder_add (&builder, "{sv}", "head-sequence",
+                             g_variant_new_uint64 (progress.head));
+      g_variant_builder_add (&builder, "{sv}", "head-wait-us",
+                             g_variant_new_int64 (MAX (wait_us, 0)));
+    }
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
 }
 
 /**

@@ -926,6 +926,162 @@ test_dropped (gconstpointer data)
   g_assert_cmpint (destroyed, ==, with_consumer ? 2 : 1);
 }
 
+/* ---- statistics --------------------------------------------------------- */
+
+/* Holds input 0 until released; passes the others. */
+static gboolean
+hold_first (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  if (N (item) == 0)
+    event_wait (data);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static guint64
+key_parity (gconstpointer item, gpointer data)
+{
+  return N (item) % 2;
+}
+
+static gpointer
+consume_thread (gpointer data)
+{
+  SluiceConsumerator *outputs = data;
+  GArray *got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gpointer item;
+
+  while (sluice_consumerator_next (outputs, &item, &error))
+    {
+      guint64 n = N (item);
+      g_array_append_val (got, n);
+    }
+  g_assert_no_error (error);
+  return got;
+}
+
+static guint64
+stat_u (GVariant *dict, const char *key)
+{
+  g_autoptr (GVariant) v = g_variant_lookup_value (dict, key, NULL);
+
+  g_assert_nonnull (v);
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT32))
+    return g_variant_get_uint32 (v);
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_INT64))
+    return g_variant_get_int64 (v);
+  return g_variant_get_uint64 (v);
+}
+
+static GVariant *
+stage_stats (GVariant *stats, guint index)
+{
+  g_autoptr (GVariant) stages = g_variant_lookup_value (stats, "stages", G_VARIANT_TYPE ("aa{sv}"));
+
+  g_assert_nonnull (stages);
+  return g_variant_get_child_value (stages, index);
+}
+
+/* Input 0 is held in the first stage while inputs 1…4 go through: a
+ * head-of-line stall as get_stats shows it. With a dispatcher second stage,
+ * inputs 1…4 wait there for input 0 instead. */
+static void
+test_stats (gconstpointer data)
+{
+  gboolean keyed = GPOINTER_TO_INT (data);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 16, NULL);
+  gint64 deadline = deadline_from_now ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) stats = NULL;
+  g_autoptr (GVariant) first = NULL;
+  g_autoptr (GVariant) second = NULL;
+  g_autofree char *name = NULL;
+  GArray *got;
+  GThread *consumer;
+  Event release;
+
+  event_init (&release);
+  sluice_pipeline_add_stage (pipeline, "hold-first", 2, 4, hold_first, &release, NULL);
+  sluice_pipeline_add_stage (pipeline, "second", 2, 8, add1, NULL, NULL);
+  if (keyed)
+    sluice_pipeline_set_stage_key_func (pipeline, 1, key_parity, NULL, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  consumer = g_thread_new ("consumer", consume_thread, sluice_pipeline_get_consumerator (pipeline));
+  for (guint i = 0; i < 5; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+
+  /* Until everything but input 0 has moved as far as it can. */
+  for (;;)
+    {
+      g_autoptr (GVariant) s = NULL;
+
+      g_clear_pointer (&stats, g_variant_unref);
+      g_clear_pointer (&second, g_variant_unref);
+      stats = sluice_pipeline_get_stats (pipeline);
+      second = stage_stats (stats, 1);
+      if (stat_u (stats, "head-wait-us") > 0 && stat_u (second, "idle") == 2 &&
+          (keyed ? stat_u (second, "held") == 4 : stat_u (stats, "out") == 4))
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+  first = stage_stats (stats, 0);
+  g_assert_true (g_variant_lookup (first, "name", "s", &name));
+  g_assert_cmpstr (name, ==, "hold-first");
+  g_assert_cmpuint (stat_u (stats, "in"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "out"), ==, keyed ? 0 : 4);
+  g_assert_cmpuint (stat_u (stats, "doing"), ==, keyed ? 5 : 1);
+  g_assert_cmpuint (stat_u (stats, "taken"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "window"), ==, 16);
+  g_assert_cmpuint (stat_u (stats, "reorder-backlog"), ==, keyed ? 0 : 4);
+  g_assert_cmpuint (stat_u (stats, "head-sequence"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-size"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-capacity"), ==, 4);
+  g_assert_cmpuint (stat_u (first, "threads"), ==, 2);
+  g_assert_cmpuint (stat_u (first, "done"), ==, 4);
+  g_assert_cmpuint (stat_u (first, "failed"), ==, 0);
+  g_assert_cmpuint (stat_u (second, "queue-size"), ==, 0);
+  g_assert_cmpuint (stat_u (second, "queue-capacity"), ==, 8);
+  g_assert_cmpuint (stat_u (second, "done"), ==, keyed ? 0 : 4);
+  if (keyed)
+    g_assert_cmpuint (stat_u (second, "keys"), ==, 0);
+  else
+    g_assert_null (g_variant_lookup_value (second, "held", NULL));
+  g_clear_pointer (&first, g_variant_unref);
+  g_clear_pointer (&second, g_variant_unref);
+  g_clear_pointer (&stats, g_variant_unref);
+
+  event_set (&release);
+  sluice_pipeline_close_input (pipeline);
+  got = g_thread_join (consumer);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 5);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i + 1);
+  g_array_unref (got);
+
+  stats = sluice_pipeline_get_stats (pipeline);
+  first = stage_stats (stats, 0);
+  second = stage_stats (stats, 1);
+  g_assert_cmpuint (stat_u (stats, "in"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "out"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "doing"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "taken"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "reorder-backlog"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "head-sequence"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "head-wait-us"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "done"), ==, 5);
+  g_assert_cmpuint (stat_u (second, "done"), ==, 5);
+  g_assert_cmpuint (stat_u (first, "threads"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-max"), >=, 1);
+  if (keyed)
+    g_assert_cmpuint (stat_u (second, "held"), ==, 0);
+  event_clear (&release);
+  g_object_unref (pipeline);
+}
+
 static const OrderCase ordered = { TRUE, 3000, 100, FALSE };
 static const OrderCase unordered = { FALSE, 3000, 100, FALSE };
 static const OrderCase stress = { TRUE, 200000, 5, TRUE };
@@ -968,6 +1124,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/pipeline/destroy-on-owner", test_destroy_on_owner);
   g_test_add_data_func ("/pipeline/dropped/consumer", GINT_TO_POINTER (TRUE), test_dropped);
   g_test_add_data_func ("/pipeline/dropped/consumerator", GINT_TO_POINTER (FALSE), test_dropped);
+  g_test_add_data_func ("/pipeline/stats", GINT_TO_POINTER (FALSE), test_stats);
+  g_test_add_data_func ("/pipeline/stats/dispatcher", GINT_TO_POINTER (TRUE), test_stats);
   g_test_add_data_func ("/pipeline/stress", &stress, test_order);
   g_test_add_data_func ("/pipeline/stress-unordered", &stress_unordered, test_order);
 

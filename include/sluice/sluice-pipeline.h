@@ -187,6 +187,8 @@ SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_pipeline_join_finish (SluicePipeline *self, GAsyncResult *result, GError **error);
 
 SLUICE_AVAILABLE_IN_ALL
+GVariant *sluice_pipeline_get_stats (SluicePipeline *self);
+SLUICE_AVAILABLE_IN_ALL
 SluiceConsumerator *sluice_pipeline_get_consumerator (SluicePipeline *self);
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_pipeline_get_keep_order (SluicePipeline *self);
