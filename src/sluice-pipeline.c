@@ -92,12 +92,22 @@
  * [method@Sluice.Pipeline.join_async] run there, from a main loop source,
  * never inside a call of yours. [method@Sluice.Pipeline.put],
  * [method@Sluice.Pipeline.close_input], [method@Sluice.Pipeline.stop] and
- * [method@Sluice.Pipeline.join] are safe from any thread. A started
- * pipeline keeps itself alive until its threads have finished: close its
- * input (or stop it) before you drop it. The item free function runs on
- * whichever thread lets go of an item nobody will take; the destroy notify
- * of a stage's data runs on the last of its threads to finish, that of the
- * consumer's data on the consumer thread once the function returned.
+ * [method@Sluice.Pipeline.join] are safe from any thread. The item free
+ * function runs on whichever thread lets go of an item nobody will take.
+ * The destroy notifies of the stage functions', key functions' and the
+ * consumer function's data run on the owner context, from a main loop
+ * source, once the stage's threads (or the consumer function) are done; if
+ * that context is never run again, they run when it is freed.
+ *
+ * A started pipeline keeps itself alive until its threads have finished.
+ * Dropping your last reference before then ends the input, as
+ * [method@Sluice.Pipeline.close_input] does, when a consumer function takes
+ * the outputs: what was put still goes through to it. Without a consumer
+ * function nobody is left to take the outputs, and the pipeline stops, as
+ * [method@Sluice.Pipeline.stop] does (a thread of yours still reading the
+ * consumerator then sees %SLUICE_ERROR_STOPPED: keep a reference to the
+ * pipeline while you read). Either way its threads finish and it frees
+ * itself; nothing waits forever.
  */
 
 /**
@@ -121,8 +131,13 @@ struct _Node
   GPtrArray *outputs; /* the last stage's emitted items; once done, the flat list */
   GPtrArray *children;
   GError *error;
+  guint depth; /* the index of the stage it is an item of */
+  guint index; /* its place among its parent's children */
+  guint64 key; /* at a dispatcher stage: the key function's */
 
   /* Roots only. */
+  int *feeding;     /* atomic, per dispatcher stage k: the nodes of stages
+                     * before k not through yet (NULL without dispatchers) */
   SluiceSlot *slot; /* keep-order: the input's own slot */
   guint64 seq;      /* the input's number */
   int failed;       /* atomic: a failure somewhere in the tree: skip the rest */
@@ -149,7 +164,36 @@ struct _Stage
   guint n_blocked;  /* pushers waiting for room */
   guint n_putting;  /* first stage: puts in progress, which may still queue */
   guint max_queued; /* the most items the queue ever held */
+  guint64 n_done;   /* atomic: inputs the function succeeded on */
+  guint64 n_failed; /* atomic: inputs the function failed */
+
+  /* A dispatcher stage: its items wait, grouped by input, until every
+   * earlier input's items have arrived, then go in input order to queues
+   * per key; a key runs on one thread at a time. */
+  SluicePipelineKeyFunc key_func;
+  gpointer key_data;
+  GDestroyNotify key_data_destroy;
+  GHashTable *keys; /* guint64 key -> KeyQueue, while it has items */
+  GQueue ready;     /* of KeyQueue: items queued, none running */
+  GHashTable *held; /* input number -> Held */
+  guint64 next_seq; /* the input whose items are released next */
+  guint n_keyed;    /* items in the key queues */
+  guint n_held;     /* items waiting for an earlier input */
 };
+
+typedef struct
+{
+  guint64 key;
+  GQueue nodes;
+  gboolean running;
+} KeyQueue;
+
+typedef struct
+{
+  guint64 seq;
+  gboolean fed; /* every node of the stages before is through */
+  GPtrArray *nodes;
+} Held;
 
 struct _SluicePipelineEmitter
 {
@@ -172,7 +216,8 @@ struct _SluicePipeline
   gboolean values;
   gboolean keep_order;
   guint window;
-  GPtrArray *stages; /* of Stage */
+  GPtrArray *stages;            /* of Stage */
+  gboolean dispatch_after_head; /* a stage after the first has a key function */
   gulong cancelled_handler;
 
   /* Under lock. */
@@ -189,10 +234,14 @@ struct _SluicePipeline
   GError *consumer_error;
   GList *join_tasks;  /* of GTask */
   GPtrArray *threads; /* of GThread: the stage threads and the consumer, until joined */
+  guint n_holders;    /* running threads (and a last-reference handler): the toggle
+                       * reference is ours until they are gone */
 
   int skip_failed;      /* atomic */
   int stopping;         /* atomic: stage functions no longer run */
   guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
+  guint64 n_in;         /* atomic: inputs put */
+  guint64 n_out;        /* atomic: inputs through every stage */
   SluicePipelineConsumerFunc consumer_func;
   gpointer consumer_data;
   GDestroyNotify consumer_data_destroy;
@@ -275,6 +324,68 @@ failed_item_free (gpointer data)
   g_free (failed);
 }
 
+static gboolean
+destroy_now (gpointer data)
+{
+  return G_SOURCE_REMOVE;
+}
+
+/* Any thread: @destroy (@data) runs on the owner context, from a source (or
+ * when the context is freed with the source still in it). */
+static void
+destroy_later (SluicePipeline *self, GDestroyNotify destroy, gpointer data)
+{
+  if (destroy != NULL)
+    run_later (self->owner_context, destroy_now, data, destroy);
+}
+
+static void stop_internal (SluicePipeline *self, gboolean by_user);
+static void stage_close (Stage *stage);
+static void on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref);
+
+/* Any thread, the last thing a holder does: the last one lets the toggle
+ * reference go (which may finalize the pipeline). */
+static void
+release_holder (SluicePipeline *self)
+{
+  gboolean last;
+
+  g_mutex_lock (&self->lock);
+  last = --self->n_holders == 0;
+  g_mutex_unlock (&self->lock);
+  if (last)
+    g_object_remove_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
+}
+
+/* Any thread: the user's last reference went while the threads run. Nobody
+ * can put any more: the input ends. With a consumer function the outputs
+ * still go to it; with the consumerator nobody is left to take them: the
+ * pipeline stops. The pipeline frees itself once its threads are done. */
+static void
+on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
+{
+  SluicePipeline *self = SLUICE_PIPELINE (object);
+  gboolean held;
+
+  if (!is_last_ref)
+    return;
+  /* Hold the toggle reference while we work, unless the threads are gone
+   * and the last of them is letting it go. */
+  g_mutex_lock (&self->lock);
+  held = self->n_holders > 0;
+  if (held)
+    self->n_holders++;
+  g_mutex_unlock (&self->lock);
+  if (!held)
+    return;
+
+  if (self->consumer_func != NULL)
+    stage_close (self->stages->pdata[0]);
+  else
+    stop_internal (self, TRUE);
+  release_holder (self);
+}
+
 /* --- nodes --- */
 
 static Node *
@@ -284,6 +395,7 @@ node_new (Node *parent, gpointer item)
 
   node->parent = parent;
   node->root = parent != NULL ? parent->root : node;
+  node->depth = parent != NULL ? parent->depth + 1 : 0;
   node->item = item;
   node->pending = 1;
   return node;
@@ -325,6 +437,7 @@ root_done (SluicePipeline *self, Node *root)
         self->rb, __atomic_fetch_add (&self->n_roots_done, 1, __ATOMIC_SEQ_CST));
   if (outputs == NULL)
     outputs = g_ptr_array_new ();
+  __atomic_fetch_add (&self->n_out, 1, __ATOMIC_RELAXED);
 
   if (error != NULL)
     {
@@ -349,6 +462,7 @@ root_done (SluicePipeline *self, Node *root)
     }
   else
     sluice_reorder_buffer_complete (slot, outputs, NULL);
+  g_free (root->feeding);
   g_free (root);
 }
 
@@ -455,6 +569,174 @@ is_stopping (SluicePipeline *self)
   return g_atomic_int_get (&self->stopping) != 0;
 }
 
+/* With the stage's lock held: the items waiting for a thread. */
+static inline guint
+stage_length (Stage *stage)
+{
+  return stage->key_func != NULL ? stage->n_keyed : stage->queue.length;
+}
+
+/* --- dispatcher stages --- */
+
+static Held *
+held_lookup_locked (Stage *stage, guint64 seq)
+{
+  Held *held = g_hash_table_lookup (stage->held, &seq);
+
+  if (held == NULL)
+    {
+      held = g_new0 (Held, 1);
+      held->seq = seq;
+      held->nodes = g_ptr_array_new ();
+      g_hash_table_insert (stage->held, &held->seq, held);
+    }
+  return held;
+}
+
+static void
+held_free (gpointer data)
+{
+  Held *held = data;
+
+  g_ptr_array_unref (held->nodes);
+  g_free (held);
+}
+
+/* With the stage's lock held: @node waits for its input's turn. */
+static void
+hold_locked (Stage *stage, Node *node)
+{
+  g_ptr_array_add (held_lookup_locked (stage, node->root->seq)->nodes, node);
+  stage->n_held++;
+}
+
+/* Input order among the nodes of one input at one stage: the places among
+ * their parents' children, from the root down. Their ancestors are alive:
+ * a node is done only after its children. */
+static int
+compare_paths (gconstpointer a, gconstpointer b)
+{
+  const Node *x = *(Node *const *) a;
+  const Node *y = *(Node *const *) b;
+  int result = 0;
+
+  /* Same depth: walk up to the common ancestor; the last difference seen
+   * is the one nearest the root. */
+  while (x != y)
+    {
+      if (x->index != y->index)
+        result = x->index < y->index ? -1 : 1;
+      x = x->parent;
+      y = y->parent;
+    }
+  return result;
+}
+
+static void
+key_enqueue_locked (Stage *stage, Node *node)
+{
+  KeyQueue *kq = g_hash_table_lookup (stage->keys, &node->key);
+
+  if (kq == NULL)
+    {
+      kq = g_new0 (KeyQueue, 1);
+      kq->key = node->key;
+      g_hash_table_insert (stage->keys, &kq->key, kq);
+    }
+  if (kq->nodes.length == 0 && !kq->running)
+    g_queue_push_tail (&stage->ready, kq);
+  g_queue_push_tail (&kq->nodes, node);
+  stage->n_keyed++;
+  stage->max_queued = MAX (stage->max_queued, stage->n_keyed);
+}
+
+/* With the stage's lock held: every node of the stages before it is through
+ * for input @seq; releases the inputs whose turn it is. */
+static void
+root_fed_locked (Stage *stage, guint64 seq)
+{
+  Held *held = held_lookup_locked (stage, seq);
+  gboolean released = FALSE;
+
+  held->fed = TRUE;
+  while ((held = g_hash_table_lookup (stage->held, &stage->next_seq)) != NULL && held->fed)
+    {
+      g_ptr_array_sort (held->nodes, compare_paths);
+      for (guint i = 0; i < held->nodes->len; i++)
+        key_enqueue_locked (stage, held->nodes->pdata[i]);
+      released |= held->nodes->len > 0;
+      stage->n_held -= held->nodes->len;
+      g_hash_table_remove (stage->held, &stage->next_seq);
+      stage->next_seq++;
+    }
+  if (released && stage->n_waiting > 0)
+    g_cond_broadcast (&stage->not_empty);
+}
+
+static void
+root_fed (Stage *stage, guint64 seq)
+{
+  g_mutex_lock (&stage->lock);
+  root_fed_locked (stage, seq);
+  g_mutex_unlock (&stage->lock);
+}
+
+/* A dispatcher stage's thread: @key's item is through; the key's next item
+ * may run. */
+static void
+key_done (Stage *stage, guint64 key)
+{
+  KeyQueue *kq;
+
+  g_mutex_lock (&stage->lock);
+  kq = g_hash_table_lookup (stage->keys, &key);
+  kq->running = FALSE;
+  if (kq->nodes.length > 0)
+    {
+      g_queue_push_tail (&stage->ready, kq);
+      if (stage->n_waiting > 0)
+        g_cond_signal (&stage->not_empty);
+    }
+  else
+    g_hash_table_remove (stage->keys, &key);
+  g_mutex_unlock (&stage->lock);
+}
+
+/* Any thread: @node is through its stage (its function returned, or it was
+ * let go): for each dispatcher stage after it, one node less to wait for. */
+static void
+node_left_stage (SluicePipeline *self, Node *node)
+{
+  Node *root = node->root;
+
+  if (root->feeding == NULL)
+    return;
+  for (guint k = node->depth + 1; k < self->stages->len; k++)
+    {
+      Stage *stage = self->stages->pdata[k];
+
+      if (stage->key_func != NULL && g_atomic_int_dec_and_test (&root->feeding[k]))
+        root_fed (stage, root->seq);
+    }
+}
+
+/* Any thread, before @child is sent on: one node more that dispatcher stages
+ * after it wait for. */
+static void
+node_entered_stage (SluicePipeline *self, Node *child)
+{
+  Node *root = child->root;
+  Stage *stage = self->stages->pdata[child->depth];
+
+  if (stage->key_func != NULL)
+    child->key = stage->key_func (child->item, stage->key_data);
+  if (root->feeding == NULL)
+    return;
+  for (guint k = child->depth + 1; k < self->stages->len; k++)
+    if (((Stage *) self->stages->pdata[k])->key_func != NULL)
+      g_atomic_int_inc (&root->feeding[k]);
+}
+
 /* Any thread: queues @node, blocking while the queue is full. FALSE when
  * the pipeline stops or @cancellable fires first. */
 static gboolean
@@ -464,7 +746,7 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
   gboolean pushed = FALSE;
 
   g_mutex_lock (&stage->lock);
-  while (stage->queue.length >= stage->capacity && !is_stopping (self) &&
+  while (stage_length (stage) >= stage->capacity && !is_stopping (self) &&
          !g_cancellable_is_cancelled (cancellable))
     {
       stage->n_blocked++;
@@ -473,10 +755,15 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
     }
   if (!is_stopping (self) && !g_cancellable_is_cancelled (cancellable))
     {
-      g_queue_push_tail (&stage->queue, node);
-      stage->max_queued = MAX (stage->max_queued, stage->queue.length);
-      if (stage->n_waiting > 0)
-        g_cond_signal (&stage->not_empty);
+      if (stage->key_func != NULL)
+        hold_locked (stage, node);
+      else
+        {
+          g_queue_push_tail (&stage->queue, node);
+          stage->max_queued = MAX (stage->max_queued, stage->queue.length);
+          if (stage->n_waiting > 0)
+            g_cond_signal (&stage->not_empty);
+        }
       pushed = TRUE;
     }
   g_mutex_unlock (&stage->lock);
@@ -493,7 +780,20 @@ stage_pop (Stage *stage)
   g_mutex_lock (&stage->lock);
   for (;;)
     {
-      node = g_queue_pop_head (&stage->queue);
+      if (stage->key_func != NULL)
+        {
+          KeyQueue *kq = g_queue_pop_head (&stage->ready);
+
+          node = NULL;
+          if (kq != NULL)
+            {
+              node = g_queue_pop_head (&kq->nodes);
+              kq->running = TRUE;
+              stage->n_keyed--;
+            }
+        }
+      else
+        node = g_queue_pop_head (&stage->queue);
       if (node != NULL)
         {
           if (stage->n_blocked > 0)
@@ -531,7 +831,11 @@ stage_free (gpointer data)
   /* Never started: its data was not released by its last thread. */
   if (stage->func_data_destroy != NULL)
     stage->func_data_destroy (stage->func_data);
+  if (stage->key_data_destroy != NULL)
+    stage->key_data_destroy (stage->key_data);
   g_assert (g_queue_is_empty (&stage->queue));
+  g_clear_pointer (&stage->keys, g_hash_table_unref);
+  g_clear_pointer (&stage->held, g_hash_table_unref);
   g_free (stage->name);
   g_mutex_clear (&stage->lock);
   g_cond_clear (&stage->not_empty);
@@ -562,6 +866,7 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
       emitter->node = node;
       ok = stage->func (emitter, item, stage->func_data, &error);
       emitter->node = NULL;
+      __atomic_fetch_add (ok ? &stage->n_done : &stage->n_failed, 1, __ATOMIC_RELAXED);
       if (!ok)
         {
           if (error == NULL)
@@ -584,6 +889,7 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
           g_clear_error (&error);
         }
     }
+  node_left_stage (self, node);
   node_release (self, node);
 }
 
@@ -611,7 +917,13 @@ stage_thread (gpointer data)
 
   emitter->stage = stage;
   while ((node = stage_pop (stage)) != NULL)
-    stage_run (stage, emitter, node);
+    {
+      guint64 key = node->key;
+
+      stage_run (stage, emitter, node);
+      if (stage->key_func != NULL)
+        key_done (stage, key);
+    }
   g_object_unref (emitter);
 
   g_mutex_lock (&stage->lock);
@@ -619,14 +931,14 @@ stage_thread (gpointer data)
   g_mutex_unlock (&stage->lock);
   if (last)
     {
-      if (stage->func_data_destroy != NULL)
-        g_steal_pointer (&stage->func_data_destroy) (stage->func_data);
+      destroy_later (self, g_steal_pointer (&stage->func_data_destroy), stage->func_data);
+      destroy_later (self, g_steal_pointer (&stage->key_data_destroy), stage->key_data);
       if (is_last_stage (stage))
         workers_done (self);
       else
         stage_close (self->stages->pdata[stage->index + 1]);
     }
-  g_object_unref (self);
+  release_holder (self);
   return NULL;
 }
 
@@ -738,15 +1050,14 @@ consumer_thread (gpointer data)
   /* Returning before the end stops the pipeline (through the buffer's
    * cancellable). */
   sluice_reorder_buffer_consumer_done (self->rb);
-  if (self->consumer_data_destroy != NULL)
-    g_steal_pointer (&self->consumer_data_destroy) (self->consumer_data);
+  destroy_later (self, g_steal_pointer (&self->consumer_data_destroy), self->consumer_data);
 
   g_mutex_lock (&self->lock);
   self->consumer_error = error;
   self->consumer_running = FALSE;
   g_mutex_unlock (&self->lock);
   check_finished (self);
-  g_object_unref (self);
+  release_holder (self);
   return NULL;
 }
 
@@ -1046,10 +1357,13 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
   g_atomic_int_inc (&node->pending);
   if (node->children == NULL)
     node->children = g_ptr_array_new ();
+  child->index = node->children->len;
   g_ptr_array_add (node->children, child);
+  node_entered_stage (pipeline, child);
   if (!stage_push (pipeline->stages->pdata[self->stage->index + 1], child, NULL))
     {
       free_item (pipeline, g_steal_pointer (&child->item));
+      node_left_stage (pipeline, child);
       node_release (pipeline, child);
     }
 }
@@ -1158,8 +1472,8 @@ sluice_pipeline_new_for_values (gboolean keep_order, guint window)
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
  *   the stage function
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data once the stage's
- *   threads have finished, on the last of them
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
  *
  * Adds a stage after the ones added before.
  *
@@ -1202,28 +1516,41 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   return stage->index;
 }
 
+/* A function of the value forms, with its data. */
 typedef struct
 {
-  SluicePipelineValueStageFunc func;
+  gpointer func;
   gpointer data;
   GDestroyNotify data_destroy;
-} ValueStage;
+} ValueClosure;
+
+static ValueClosure *
+value_closure_new (gpointer func, gpointer data, GDestroyNotify data_destroy)
+{
+  ValueClosure *closure = g_new (ValueClosure, 1);
+
+  closure->func = func;
+  closure->data = data;
+  closure->data_destroy = data_destroy;
+  return closure;
+}
 
 static void
-value_stage_free (gpointer data)
+value_closure_free (gpointer data)
 {
-  ValueStage *value_stage = data;
+  ValueClosure *closure = data;
 
-  if (value_stage->data_destroy != NULL)
-    value_stage->data_destroy (value_stage->data);
-  g_free (value_stage);
+  if (closure->data_destroy != NULL)
+    closure->data_destroy (closure->data);
+  g_free (closure);
 }
 
 static gboolean
 run_value_stage (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
 {
-  ValueStage *value_stage = data;
-  gboolean ok = value_stage->func (emitter, item, value_stage->data, error);
+  ValueClosure *value_stage = data;
+  gboolean ok =
+      ((SluicePipelineValueStageFunc) value_stage->func) (emitter, item, value_stage->data, error);
 
   sluice_value_item_free (item);
   return ok;
@@ -1239,8 +1566,8 @@ run_value_stage (SluicePipelineEmitter *emitter, gpointer item, gpointer data, G
  * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
  *   the stage function
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data once the stage's
- *   threads have finished, on the last of them
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
  *
  * Adds a stage whose function takes values, as
  * [method@Sluice.Pipeline.add_stage] does: the form language bindings use.
@@ -1258,18 +1585,116 @@ sluice_pipeline_add_value_stage (SluicePipeline *self,
                                  gpointer func_data,
                                  GDestroyNotify func_data_destroy)
 {
-  ValueStage *value_stage;
-
   g_return_val_if_fail (SLUICE_IS_PIPELINE (self), 0);
   g_return_val_if_fail (self->values, 0);
   g_return_val_if_fail (func != NULL, 0);
 
-  value_stage = g_new (ValueStage, 1);
-  value_stage->func = func;
-  value_stage->data = func_data;
-  value_stage->data_destroy = func_data_destroy;
-  return sluice_pipeline_add_stage (self, name, n_threads, capacity, run_value_stage, value_stage,
-                                    value_stage_free);
+  return sluice_pipeline_add_stage (self, name, n_threads, capacity, run_value_stage,
+                                    value_closure_new (func, func_data, func_data_destroy),
+                                    value_closure_free);
+}
+
+static Stage *
+get_stage_to_change (SluicePipeline *self, guint index)
+{
+  if (index >= self->stages->len)
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL, "The pipeline has no stage %u", index);
+      return NULL;
+    }
+  return self->stages->pdata[index];
+}
+
+/**
+ * sluice_pipeline_set_stage_key_func: (skip)
+ * @self: a pipeline not started yet
+ * @stage: the index of the stage
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
+ *   the key function
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
+ *
+ * Makes @stage a dispatcher stage, as jobq's `dispatcher`: the inputs of
+ * the stage with one key (what @func returns for them) run one at a time,
+ * in input order; inputs with different keys run in parallel on the
+ * stage's threads.
+ *
+ * Input order at a stage is the order of the pipeline's inputs, and of the
+ * outputs one item emitted, through every stage before it: the order the
+ * stage would see if every stage before it had one thread. To keep it, the
+ * stage holds the items of an input until every earlier input has gone
+ * through the stages before it. Those waiting items do not count against
+ * the stage's capacity (a full queue there could stop the earlier input
+ * behind it): they are bounded by the window's inputs and what they emit.
+ * The output order is still that of [property@Sluice.Pipeline:keep-order].
+ *
+ * Call it on any thread, before [method@Sluice.Pipeline.start]; once per
+ * stage.
+ */
+void
+sluice_pipeline_set_stage_key_func (SluicePipeline *self,
+                                    guint stage,
+                                    SluicePipelineKeyFunc func,
+                                    gpointer func_data,
+                                    GDestroyNotify func_data_destroy)
+{
+  Stage *st;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (!is_started (self));
+  st = get_stage_to_change (self, stage);
+  if (st == NULL)
+    return;
+  g_return_if_fail (st->key_func == NULL);
+
+  st->key_func = func;
+  st->key_data = func_data;
+  st->key_data_destroy = func_data_destroy;
+  st->keys = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, g_free);
+  st->held = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, held_free);
+}
+
+static guint64
+run_value_key (gconstpointer item, gpointer data)
+{
+  ValueClosure *value_key = data;
+
+  return ((SluicePipelineValueKeyFunc) value_key->func) (item, value_key->data);
+}
+
+/**
+ * sluice_pipeline_set_stage_value_key_func: (rename-to sluice_pipeline_set_stage_key_func)
+ * @self: a pipeline made with [ctor@Sluice.Pipeline.new_for_values], not
+ *   started yet
+ * @stage: the index of the stage
+ * @func: (scope notified) (closure func_data) (destroy func_data_destroy):
+ *   the key function
+ * @func_data: data for @func
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
+ *   once the stage's threads have finished
+ *
+ * Makes @stage a dispatcher stage whose key function takes values, as
+ * [method@Sluice.Pipeline.set_stage_key_func] does: the form language
+ * bindings use.
+ *
+ * Call it on any thread, before [method@Sluice.Pipeline.start].
+ */
+void
+sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
+                                          guint stage,
+                                          SluicePipelineValueKeyFunc func,
+                                          gpointer func_data,
+                                          GDestroyNotify func_data_destroy)
+{
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (self->values);
+  g_return_if_fail (func != NULL);
+
+  sluice_pipeline_set_stage_key_func (self, stage, run_value_key,
+                                      value_closure_new (func, func_data, func_data_destroy),
+                                      value_closure_free);
 }
 
 /**
@@ -1297,7 +1722,7 @@ sluice_pipeline_get_n_stages (SluicePipeline *self)
  *   the blocking consumer, run in a thread of its own, or %NULL to take the
  *   outputs from [property@Sluice.Pipeline:consumerator] yourself
  * @func_data: data for @func
- * @func_data_destroy: (nullable): frees @func_data on the consumer thread
+ * @func_data_destroy: (nullable): frees @func_data on the owner context
  *   once @func has returned
  *
  * Starts the stages' threads, and the consumer's. A consumer that returns
@@ -1325,6 +1750,13 @@ sluice_pipeline_start (SluicePipeline *self,
   self->cancelled_handler = g_cancellable_connect (sluice_reorder_buffer_get_cancellable (self->rb),
                                                    G_CALLBACK (on_buffer_cancelled), self, NULL);
 
+  for (guint i = 1; i < self->stages->len; i++)
+    if (((Stage *) self->stages->pdata[i])->key_func != NULL)
+      self->dispatch_after_head = TRUE;
+
+  /* The threads keep the pipeline alive through one toggle reference, so
+   * that we learn when the user's references are gone. */
+  g_object_add_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
   g_mutex_lock (&self->lock);
   for (guint i = 0; i < self->stages->len; i++)
     {
@@ -1333,7 +1765,7 @@ sluice_pipeline_start (SluicePipeline *self,
       stage->n_alive = stage->n_threads;
       for (guint t = 0; t < stage->n_threads; t++)
         {
-          g_object_ref (self); /* the thread's */
+          self->n_holders++;
           g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
         }
     }
@@ -1343,8 +1775,8 @@ sluice_pipeline_start (SluicePipeline *self,
       self->consumer_data = func_data;
       self->consumer_data_destroy = func_data_destroy;
       self->consumer_running = TRUE;
-      g_ptr_array_add (self->threads,
-                       g_thread_new ("sluice-consumer", consumer_thread, g_object_ref (self)));
+      self->n_holders++;
+      g_ptr_array_add (self->threads, g_thread_new ("sluice-consumer", consumer_thread, self));
     }
   g_mutex_unlock (&self->lock);
 }
@@ -1452,17 +1884,29 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
   slot = reserve_place (self, cancellable, &local_error);
   if (slot != NULL)
     {
+      guint64 seq = slot->seq;
+
       root = node_new (NULL, item);
       root->slot = slot;
-      root->seq = slot->seq;
+      root->seq = seq;
+      /* Before anything can count it out. */
+      __atomic_fetch_add (&self->n_in, 1, __ATOMIC_RELAXED);
+      if (self->dispatch_after_head)
+        root->feeding = g_new0 (int, self->stages->len);
+      node_entered_stage (self, root);
       if (!stage_push (head, root, cancellable))
         {
           /* Not accepted: the place it took in the window ends empty. */
           if (!g_cancellable_set_error_if_cancelled (cancellable, &local_error))
             local_error = stopped_error ();
           free_item (self, g_steal_pointer (&root->item));
+          node_left_stage (self, root);
+          if (head->key_func != NULL)
+            root_fed (head, seq);
           node_release (self, root);
         }
+      else if (head->key_func != NULL)
+        root_fed (head, seq);
     }
   else
     free_item (self, item);
@@ -1730,6 +2174,116 @@ sluice_pipeline_join_finish (SluicePipeline *self, GAsyncResult *result, GError 
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* clang-format off */
+/**
+ * sluice_pipeline_get_stats:
+ * @self: a pipeline
+ *
+ * Gets where the pipeline stands, jobq's `stat()`: a dictionary
+ * (`a{sv}`) with these keys, which stay stable:
+ *
+ * - `in` (`t`): inputs put (that took a place in the window)
+ * - `out` (`t`): inputs through every stage (their outputs, if any, wait
+ *   for the consumer or were taken), failed and dropped ones included
+ * - `doing` (`t`): inputs between the two: `in` - `out`
+ * - `taken` (`t`): inputs whose outputs the consumer reached (their first
+ *   output, or their place for an input without outputs)
+ * - `keep-order` (`b`), `window` (`u`): the pipeline's properties
+ * - `stages` (`aa{sv}`): per stage, in order:
+ *   - `name` (`s`)
+ *   - `queue-size` (`u`): items waiting for a thread of the stage
+ *   - `queue-capacity` (`u`)
+ *   - `queue-max` (`u`): the largest `queue-size` seen
+ *   - `threads` (`u`): threads running, `idle` (`u`): of which waiting for an item
+ *   - `done` (`t`): items the function succeeded on, `failed` (`t`): items it failed
+ *   - a dispatcher stage also has `held` (`u`): items waiting for an
+ *     earlier input (not counted in `queue-size`), and `keys` (`u`): keys
+ *     with items queued or running
+ * - with [property@Sluice.Pipeline:keep-order], for finding head-of-line
+ *   stalls:
+ *   - `reorder-backlog` (`t`): inputs through every stage whose outputs
+ *     wait for an earlier input or the consumer: `out` - `taken`
+ *   - `head-sequence` (`t`): the number of the input the consumer takes next
+ *   - `head-wait-us` (`x`): how long the consumer has been waiting for that
+ *     input, in microseconds; 0 when it is not waiting
+ *
+ * The counters are read one by one while the pipeline runs, not as one
+ * snapshot: relations between them (`doing`) hold exactly only once the
+ * pipeline has finished.
+ *
+ * It is safe to call from any thread.
+ *
+ * Returns: (transfer full): the statistics, not floating
+ */
+/* clang-format on */
+GVariant *
+sluice_pipeline_get_stats (SluicePipeline *self)
+{
+  GVariantBuilder builder;
+  GVariantBuilder stages;
+  SluiceReorderProgress progress;
+  guint64 in, out;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), NULL);
+
+  sluice_reorder_buffer_get_progress (self->rb, &progress);
+  out = __atomic_load_n (&self->n_out, __ATOMIC_SEQ_CST);
+  in = __atomic_load_n (&self->n_in, __ATOMIC_SEQ_CST);
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&builder, "{sv}", "in", g_variant_new_uint64 (in));
+  g_variant_builder_add (&builder, "{sv}", "out", g_variant_new_uint64 (out));
+  g_variant_builder_add (&builder, "{sv}", "doing", g_variant_new_uint64 (in - MIN (in, out)));
+  g_variant_builder_add (&builder, "{sv}", "taken", g_variant_new_uint64 (progress.handed));
+  g_variant_builder_add (&builder, "{sv}", "keep-order", g_variant_new_boolean (self->keep_order));
+  g_variant_builder_add (&builder, "{sv}", "window", g_variant_new_uint32 (self->window));
+
+  g_variant_builder_init (&stages, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < self->stages->len; i++)
+    {
+      Stage *stage = self->stages->pdata[i];
+      GVariantBuilder one;
+
+      g_variant_builder_init (&one, G_VARIANT_TYPE_VARDICT);
+      g_mutex_lock (&stage->lock);
+      g_variant_builder_add (&one, "{sv}", "name", g_variant_new_string (stage->name));
+      g_variant_builder_add (&one, "{sv}", "queue-size",
+                             g_variant_new_uint32 (stage_length (stage)));
+      g_variant_builder_add (&one, "{sv}", "queue-capacity",
+                             g_variant_new_uint32 (stage->capacity));
+      g_variant_builder_add (&one, "{sv}", "queue-max", g_variant_new_uint32 (stage->max_queued));
+      g_variant_builder_add (&one, "{sv}", "threads", g_variant_new_uint32 (stage->n_alive));
+      g_variant_builder_add (&one, "{sv}", "idle", g_variant_new_uint32 (stage->n_waiting));
+      if (stage->key_func != NULL)
+        {
+          g_variant_builder_add (&one, "{sv}", "held", g_variant_new_uint32 (stage->n_held));
+          g_variant_builder_add (&one, "{sv}", "keys",
+                                 g_variant_new_uint32 (g_hash_table_size (stage->keys)));
+        }
+      g_mutex_unlock (&stage->lock);
+      g_variant_builder_add (
+          &one, "{sv}", "done",
+          g_variant_new_uint64 (__atomic_load_n (&stage->n_done, __ATOMIC_RELAXED)));
+      g_variant_builder_add (
+          &one, "{sv}", "failed",
+          g_variant_new_uint64 (__atomic_load_n (&stage->n_failed, __ATOMIC_RELAXED)));
+      g_variant_builder_add (&stages, "a{sv}", &one);
+    }
+  g_variant_builder_add (&builder, "{sv}", "stages", g_variant_builder_end (&stages));
+
+  if (self->keep_order)
+    {
+      gint64 wait_us = progress.wait_since != 0 ? g_get_monotonic_time () - progress.wait_since : 0;
+
+      g_variant_builder_add (&builder, "{sv}", "reorder-backlog",
+                             g_variant_new_uint64 (out - MIN (out, progress.handed)));
+      g_variant_builder_add (&builder, "{sv}", "head-sequence",
+                             g_variant_new_uint64 (progress.head));
+      g_variant_builder_add (&builder, "{sv}", "head-wait-us",
+                             g_variant_new_int64 (MAX (wait_us, 0)));
+    }
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
 }
 
 /**

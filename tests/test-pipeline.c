@@ -601,15 +601,504 @@ test_programmer_errors (void)
   g_object_unref (pipeline);
 }
 
+/* ---- dispatcher stages (jobq's dispatcher, and its defects) ------------ */
+
+#define N_KEYS 7
+
+/* What a keyed stage saw: per key, the last value and whether one runs. */
+typedef struct
+{
+  int running[N_KEYS]; /* atomic */
+  guint64 last[N_KEYS];
+  gboolean seen[N_KEYS];
+  guint64 fail_at; /* fails the item of this value, unless G_MAXUINT64 */
+  int n_run;       /* atomic */
+} KeyLog;
+
+static guint64
+key_of (gconstpointer item, gpointer data)
+{
+  return (*(const guint64 *) item / 1000) % N_KEYS;
+}
+
+/* n % 3 boxed copies of n * 1000 + k, k = 0, 1, …: drops, one, two. */
+static gboolean
+boxed_fan_out (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  guint64 n = *(guint64 *) item;
+
+  g_free (item);
+  for (guint64 k = 0; k < n % 3; k++)
+    {
+      random_delay (30);
+      sluice_pipeline_emitter_emit (emitter, boxed (n * 1000 + k));
+    }
+  return TRUE;
+}
+
+/* The keyed stage: one item of a key at a time, in input order; emits the
+ * item + 1. */
+static gboolean
+keyed_check (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  KeyLog *log = data;
+  guint64 v = *(guint64 *) item;
+  guint key = key_of (item, NULL);
+
+  g_assert_cmpint (g_atomic_int_add (&log->running[key], 1), ==, 0);
+  if (log->seen[key] && log->last[key] >= v)
+    g_error ("key %u: %" G_GUINT64_FORMAT " ran after %" G_GUINT64_FORMAT, key, v, log->last[key]);
+  log->seen[key] = TRUE;
+  log->last[key] = v;
+  random_delay (40);
+  g_atomic_int_inc (&log->n_run);
+  g_assert_cmpint (g_atomic_int_add (&log->running[key], -1), ==, 1);
+  if (v == log->fail_at)
+    {
+      g_free (item);
+      g_set_error (error, test_error_quark (), 7, "item %" G_GUINT64_FORMAT " failed", v);
+      return FALSE;
+    }
+  *(guint64 *) item = v + 1;
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* The serial outputs of spread → keyed → boxed_pass, up to the input of
+ * @fail_at (none of whose outputs is delivered). */
+static void
+keyed_serial_outputs (guint64 n_inputs, guint64 fail_at, GArray *expected)
+{
+  for (guint64 n = 0; n < n_inputs && n != fail_at / 1000; n++)
+    for (guint64 k = 0; k < n % 3; k++)
+      {
+        guint64 out = n * 1000 + k + 1;
+
+        g_array_append_val (expected, out);
+      }
+}
+
+typedef struct
+{
+  gboolean keep_order;
+  gboolean key_first; /* the keyed stage is the first */
+  gboolean fail;      /* an item of the keyed stage fails */
+} KeyCase;
+
+/* Boxed inputs 0…n-1 through (spread →) keyed → pass. The keyed stage
+ * checks its per-key order and exclusion; the outputs are the serial
+ * computation's (in order with keep-order), up to the failure. */
+static void
+test_dispatcher (gconstpointer data)
+{
+  const KeyCase *c = data;
+  guint n = sluice_test_scale (3000, 10);
+  KeyLog log = { { 0 } };
+  SluicePipeline *pipeline = sluice_pipeline_new (c->keep_order, 32, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) expected = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint keyed;
+
+  log.fail_at = G_MAXUINT64;
+  if (c->fail)
+    {
+      /* An input with two outputs: its second fails. */
+      guint64 m = n / 2;
+
+      while (m % 3 != 2)
+        m++;
+      log.fail_at = m * 1000 + 1;
+    }
+  if (!c->key_first)
+    sluice_pipeline_add_stage (pipeline, "spread", 3, 4, boxed_fan_out, NULL, NULL);
+  keyed = sluice_pipeline_add_stage (pipeline, "keyed", 4, 3, keyed_check, &log, NULL);
+  sluice_pipeline_set_stage_key_func (pipeline, keyed, key_of, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 4, boxed_pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect_boxed, got, NULL);
+  if (c->key_first)
+    {
+      /* The same inputs, spread by hand. */
+      for (guint64 i = 0; i < n; i++)
+        for (guint64 k = 0; k < i % 3; k++)
+          if (!sluice_pipeline_put (pipeline, boxed (i * 1000 + k), NULL, &error))
+            {
+              g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+              g_clear_error (&error);
+              goto closed;
+            }
+      sluice_pipeline_close_input (pipeline);
+    closed:;
+    }
+  else
+    put_boxed (pipeline, n, TRUE);
+
+  keyed_serial_outputs (n, log.fail_at, expected);
+  if (c->fail)
+    {
+      g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+      g_assert_error (error, test_error_quark (), 7);
+      /* Unordered, the outputs of later inputs may come before it. */
+      if (!c->keep_order)
+        return g_object_unref (pipeline);
+    }
+  else
+    {
+      g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+      g_assert_no_error (error);
+    }
+  g_assert_cmpuint (got->len, ==, expected->len);
+  if (c->keep_order)
+    for (guint i = 0; i < got->len; i++)
+      g_assert_cmpuint (g_array_index (got, guint64, i), ==, g_array_index (expected, guint64, i));
+  else
+    {
+      guint64 sum = 0, expected_sum = 0;
+
+      for (guint i = 0; i < got->len; i++)
+        sum += g_array_index (got, guint64, i),
+            expected_sum += g_array_index (expected, guint64, i);
+      g_assert_cmpuint (sum, ==, expected_sum);
+    }
+  if (!c->fail)
+    g_assert_cmpint (g_atomic_int_get (&log.n_run), ==, expected->len);
+  g_object_unref (pipeline);
+}
+
+/* jobq's defect: a worker that yields outputs and then raises loses the
+ * failure (logged, never reported) and the items already yielded. Here
+ * the input fails at its position: none of its outputs is delivered, every
+ * output of earlier inputs is, and join reports the error; in skip-failed
+ * mode it is reported by item-failed and the rest go on. */
+static void
+test_error_while_emitting (gconstpointer data)
+{
+  gboolean skip = GPOINTER_TO_INT (data);
+  FailSpec spec = { 7, 4 }; /* emits two, then fails, for inputs 4, 11, 18… */
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint n = 100, j = 0;
+
+  sluice_pipeline_set_skip_failed (pipeline, skip);
+  g_signal_connect (pipeline, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_pipeline_add_stage (pipeline, "emit-then-fail", 3, 2, boxed_fail, &spec, NULL);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 2, boxed_pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect_boxed, got, NULL);
+  put_boxed (pipeline, n, TRUE);
+  if (!skip)
+    {
+      g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+      g_assert_error (error, test_error_quark (), 7);
+      g_assert_cmpstr (error->message, ==, "input 4 failed");
+      g_assert_cmpuint (got->len, ==, 8);
+      for (guint i = 0; i < 8; i++)
+        g_assert_cmpuint (g_array_index (got, guint64, i), ==, (i / 2) * 10 + i % 2);
+    }
+  else
+    {
+      g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+      g_assert_no_error (error);
+      while (failed->len < (n + 2) / 7)
+        g_main_context_iteration (NULL, TRUE);
+      for (guint i = 0; i < failed->len; i++)
+        g_assert_cmpuint (g_array_index (failed, guint64, i), ==, 4 + 7 * i);
+      for (guint i = 0; i < n; i++)
+        if (i % 7 != 4)
+          {
+            g_assert_cmpuint (g_array_index (got, guint64, j++), ==, i * 10);
+            g_assert_cmpuint (g_array_index (got, guint64, j++), ==, i * 10 + 1);
+          }
+      g_assert_cmpuint (got->len, ==, j);
+    }
+  g_object_unref (pipeline);
+}
+
+/* ---- destroy notifies on the owner context; dropped pipelines ---------- */
+
+static GThread *main_thread;
+
+static void
+count_destroy_on_main (gpointer data)
+{
+  g_assert_true (g_thread_self () == main_thread);
+  g_atomic_int_inc ((int *) data);
+}
+
+static void
+on_finalized (gpointer data, GObject *where_the_object_was)
+{
+  g_atomic_int_set ((int *) data, 1);
+}
+
+/* Runs the default context until @flag is at least @value. */
+static void
+iterate_until (int *flag, int value)
+{
+  gint64 deadline = deadline_from_now ();
+
+  while (g_atomic_int_get (flag) < value)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+typedef struct
+{
+  GArray *got;
+  int *destroyed;
+} Collector;
+
+static gboolean
+collect_counted (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  Collector *collector = data;
+
+  return collect_boxed (outputs, collector->got, error);
+}
+
+static void
+collector_destroy_on_main (gpointer data)
+{
+  Collector *collector = data;
+
+  count_destroy_on_main (collector->destroyed);
+}
+
+static void
+test_destroy_on_owner (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  int destroyed = 0;
+  Collector collector = { got, &destroyed };
+
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 4, boxed_pass, &destroyed, count_destroy_on_main);
+  sluice_pipeline_set_stage_key_func (pipeline, 0, key_of, &destroyed, count_destroy_on_main);
+  sluice_pipeline_start (pipeline, collect_counted, &collector, collector_destroy_on_main);
+  put_boxed (pipeline, 10, TRUE);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 10);
+  /* Nothing ran on the threads: they come from sources here. */
+  g_assert_cmpint (g_atomic_int_get (&destroyed), ==, 0);
+  iterate_until (&destroyed, 3);
+  g_object_unref (pipeline);
+  g_assert_cmpint (destroyed, ==, 3);
+}
+
+/* A started pipeline dropped before its input was closed: with a consumer
+ * function, what was put still goes through to it; with the consumerator,
+ * it stops. Either way the threads end and the pipeline frees itself (the
+ * items too: ASan and valgrind see any left). */
+static void
+test_dropped (gconstpointer data)
+{
+  gboolean with_consumer = GPOINTER_TO_INT (data);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  int destroyed = 0, finalized = 0;
+  Collector collector = { got, &destroyed };
+
+  g_object_weak_ref (G_OBJECT (pipeline), on_finalized, &finalized);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 4, boxed_pass, &destroyed, count_destroy_on_main);
+  if (with_consumer)
+    sluice_pipeline_start (pipeline, collect_counted, &collector, collector_destroy_on_main);
+  else
+    sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  put_boxed (pipeline, 6, FALSE);
+  g_object_unref (pipeline);
+
+  iterate_until (&destroyed, with_consumer ? 2 : 1);
+  iterate_until (&finalized, 1);
+  if (with_consumer)
+    {
+      g_assert_cmpuint (got->len, ==, 6);
+      for (guint i = 0; i < 6; i++)
+        g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+    }
+  /* Nothing more comes. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpint (destroyed, ==, with_consumer ? 2 : 1);
+}
+
+/* ---- statistics --------------------------------------------------------- */
+
+/* Holds input 0 until released; passes the others. */
+static gboolean
+hold_first (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  if (N (item) == 0)
+    event_wait (data);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static guint64
+key_parity (gconstpointer item, gpointer data)
+{
+  return N (item) % 2;
+}
+
+static gpointer
+consume_thread (gpointer data)
+{
+  SluiceConsumerator *outputs = data;
+  GArray *got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gpointer item;
+
+  while (sluice_consumerator_next (outputs, &item, &error))
+    {
+      guint64 n = N (item);
+      g_array_append_val (got, n);
+    }
+  g_assert_no_error (error);
+  return got;
+}
+
+static guint64
+stat_u (GVariant *dict, const char *key)
+{
+  g_autoptr (GVariant) v = g_variant_lookup_value (dict, key, NULL);
+
+  g_assert_nonnull (v);
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT32))
+    return g_variant_get_uint32 (v);
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_INT64))
+    return g_variant_get_int64 (v);
+  return g_variant_get_uint64 (v);
+}
+
+static GVariant *
+stage_stats (GVariant *stats, guint index)
+{
+  g_autoptr (GVariant) stages = g_variant_lookup_value (stats, "stages", G_VARIANT_TYPE ("aa{sv}"));
+
+  g_assert_nonnull (stages);
+  return g_variant_get_child_value (stages, index);
+}
+
+/* Input 0 is held in the first stage while inputs 1…4 go through: a
+ * head-of-line stall as get_stats shows it. With a dispatcher second stage,
+ * inputs 1…4 wait there for input 0 instead. */
+static void
+test_stats (gconstpointer data)
+{
+  gboolean keyed = GPOINTER_TO_INT (data);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 16, NULL);
+  gint64 deadline = deadline_from_now ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) stats = NULL;
+  g_autoptr (GVariant) first = NULL;
+  g_autoptr (GVariant) second = NULL;
+  g_autofree char *name = NULL;
+  GArray *got;
+  GThread *consumer;
+  Event release;
+
+  event_init (&release);
+  sluice_pipeline_add_stage (pipeline, "hold-first", 2, 4, hold_first, &release, NULL);
+  sluice_pipeline_add_stage (pipeline, "second", 2, 8, add1, NULL, NULL);
+  if (keyed)
+    sluice_pipeline_set_stage_key_func (pipeline, 1, key_parity, NULL, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  consumer = g_thread_new ("consumer", consume_thread, sluice_pipeline_get_consumerator (pipeline));
+  for (guint i = 0; i < 5; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+
+  /* Until everything but input 0 has moved as far as it can. */
+  for (;;)
+    {
+      g_autoptr (GVariant) s = NULL;
+
+      g_clear_pointer (&stats, g_variant_unref);
+      g_clear_pointer (&second, g_variant_unref);
+      stats = sluice_pipeline_get_stats (pipeline);
+      second = stage_stats (stats, 1);
+      if (stat_u (stats, "head-wait-us") > 0 && stat_u (second, "idle") == 2 &&
+          (keyed ? stat_u (second, "held") == 4 : stat_u (stats, "out") == 4))
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+  first = stage_stats (stats, 0);
+  g_assert_true (g_variant_lookup (first, "name", "s", &name));
+  g_assert_cmpstr (name, ==, "hold-first");
+  g_assert_cmpuint (stat_u (stats, "in"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "out"), ==, keyed ? 0 : 4);
+  g_assert_cmpuint (stat_u (stats, "doing"), ==, keyed ? 5 : 1);
+  g_assert_cmpuint (stat_u (stats, "taken"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "window"), ==, 16);
+  g_assert_cmpuint (stat_u (stats, "reorder-backlog"), ==, keyed ? 0 : 4);
+  g_assert_cmpuint (stat_u (stats, "head-sequence"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-size"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-capacity"), ==, 4);
+  g_assert_cmpuint (stat_u (first, "threads"), ==, 2);
+  g_assert_cmpuint (stat_u (first, "done"), ==, 4);
+  g_assert_cmpuint (stat_u (first, "failed"), ==, 0);
+  g_assert_cmpuint (stat_u (second, "queue-size"), ==, 0);
+  g_assert_cmpuint (stat_u (second, "queue-capacity"), ==, 8);
+  g_assert_cmpuint (stat_u (second, "done"), ==, keyed ? 0 : 4);
+  if (keyed)
+    g_assert_cmpuint (stat_u (second, "keys"), ==, 0);
+  else
+    g_assert_null (g_variant_lookup_value (second, "held", NULL));
+  g_clear_pointer (&first, g_variant_unref);
+  g_clear_pointer (&second, g_variant_unref);
+  g_clear_pointer (&stats, g_variant_unref);
+
+  event_set (&release);
+  sluice_pipeline_close_input (pipeline);
+  got = g_thread_join (consumer);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 5);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i + 1);
+  g_array_unref (got);
+
+  stats = sluice_pipeline_get_stats (pipeline);
+  first = stage_stats (stats, 0);
+  second = stage_stats (stats, 1);
+  g_assert_cmpuint (stat_u (stats, "in"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "out"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "doing"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "taken"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "reorder-backlog"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "head-sequence"), ==, 5);
+  g_assert_cmpuint (stat_u (stats, "head-wait-us"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "done"), ==, 5);
+  g_assert_cmpuint (stat_u (second, "done"), ==, 5);
+  g_assert_cmpuint (stat_u (first, "threads"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-max"), >=, 1);
+  if (keyed)
+    g_assert_cmpuint (stat_u (second, "held"), ==, 0);
+  event_clear (&release);
+  g_object_unref (pipeline);
+}
+
 static const OrderCase ordered = { TRUE, 3000, 100, FALSE };
 static const OrderCase unordered = { FALSE, 3000, 100, FALSE };
 static const OrderCase stress = { TRUE, 200000, 5, TRUE };
 static const OrderCase stress_unordered = { FALSE, 100000, 5, TRUE };
 
+static const KeyCase key_ordered = { TRUE, FALSE, FALSE };
+static const KeyCase key_unordered = { FALSE, FALSE, FALSE };
+static const KeyCase key_first = { TRUE, TRUE, FALSE };
+static const KeyCase key_error = { TRUE, FALSE, TRUE };
+static const KeyCase key_error_unordered = { FALSE, FALSE, TRUE };
+
 int
 main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  main_thread = g_thread_self ();
 
   g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
@@ -623,6 +1112,21 @@ main (int argc, char *argv[])
   g_test_add_func ("/pipeline/cancel-and-timeout", test_cancel_and_timeout);
   g_test_add_func ("/pipeline/join-async", test_join_async);
   g_test_add_func ("/pipeline/programmer-errors", test_programmer_errors);
+  g_test_add_data_func ("/pipeline/dispatcher/keep-order", &key_ordered, test_dispatcher);
+  g_test_add_data_func ("/pipeline/dispatcher/unordered", &key_unordered, test_dispatcher);
+  g_test_add_data_func ("/pipeline/dispatcher/first-stage", &key_first, test_dispatcher);
+  g_test_add_data_func ("/pipeline/dispatcher/error", &key_error, test_dispatcher);
+  g_test_add_data_func ("/pipeline/dispatcher/error-unordered", &key_error_unordered,
+                        test_dispatcher);
+  g_test_add_data_func ("/pipeline/error-while-emitting", GINT_TO_POINTER (FALSE),
+                        test_error_while_emitting);
+  g_test_add_data_func ("/pipeline/error-while-emitting-skipped", GINT_TO_POINTER (TRUE),
+                        test_error_while_emitting);
+  g_test_add_func ("/pipeline/destroy-on-owner", test_destroy_on_owner);
+  g_test_add_data_func ("/pipeline/dropped/consumer", GINT_TO_POINTER (TRUE), test_dropped);
+  g_test_add_data_func ("/pipeline/dropped/consumerator", GINT_TO_POINTER (FALSE), test_dropped);
+  g_test_add_data_func ("/pipeline/stats", GINT_TO_POINTER (FALSE), test_stats);
+  g_test_add_data_func ("/pipeline/stats/dispatcher", GINT_TO_POINTER (TRUE), test_stats);
   g_test_add_data_func ("/pipeline/stress", &stress, test_order);
   g_test_add_data_func ("/pipeline/stress-unordered", &stress_unordered, test_order);
 

@@ -82,6 +82,34 @@ typedef gboolean (*SluicePipelineConsumerFunc) (SluiceConsumerator *outputs,
                                                 gpointer user_data,
                                                 GError **error);
 
+/**
+ * SluicePipelineKeyFunc:
+ * @item: (nullable): an input of the stage, not to be freed or changed
+ * @user_data: (closure): the data given with the function
+ *
+ * The key function of a dispatcher stage (see
+ * [method@Sluice.Pipeline.set_stage_key_func]): the inputs with one key run
+ * one at a time, in input order; inputs with different keys run in
+ * parallel. It runs on the thread that sends @item to the stage, before
+ * the stage function sees it.
+ *
+ * Returns: the key of @item
+ */
+typedef guint64 (*SluicePipelineKeyFunc) (gconstpointer item, gpointer user_data);
+
+/**
+ * SluicePipelineValueKeyFunc:
+ * @item: an input of the stage
+ * @user_data: (closure): the data given with the function
+ *
+ * The key function of a dispatcher stage of a pipeline made with
+ * [ctor@Sluice.Pipeline.new_for_values]: the counterpart of
+ * [callback@Sluice.PipelineKeyFunc] for language bindings.
+ *
+ * Returns: the key of @item
+ */
+typedef guint64 (*SluicePipelineValueKeyFunc) (const GValue *item, gpointer user_data);
+
 SLUICE_AVAILABLE_IN_ALL
 void sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item);
 SLUICE_AVAILABLE_IN_ALL
@@ -111,6 +139,18 @@ guint sluice_pipeline_add_value_stage (SluicePipeline *self,
                                        SluicePipelineValueStageFunc func,
                                        gpointer func_data,
                                        GDestroyNotify func_data_destroy);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_set_stage_key_func (SluicePipeline *self,
+                                         guint stage,
+                                         SluicePipelineKeyFunc func,
+                                         gpointer func_data,
+                                         GDestroyNotify func_data_destroy);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
+                                               guint stage,
+                                               SluicePipelineValueKeyFunc func,
+                                               gpointer func_data,
+                                               GDestroyNotify func_data_destroy);
 SLUICE_AVAILABLE_IN_ALL
 guint sluice_pipeline_get_n_stages (SluicePipeline *self);
 
@@ -146,6 +186,8 @@ void sluice_pipeline_join_async (SluicePipeline *self,
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_pipeline_join_finish (SluicePipeline *self, GAsyncResult *result, GError **error);
 
+SLUICE_AVAILABLE_IN_ALL
+GVariant *sluice_pipeline_get_stats (SluicePipeline *self);
 SLUICE_AVAILABLE_IN_ALL
 SluiceConsumerator *sluice_pipeline_get_consumerator (SluicePipeline *self);
 SLUICE_AVAILABLE_IN_ALL
