@@ -69,6 +69,23 @@ check "a file larger than 64 MiB" test "$(stat -c %s big)" -gt $((64 * 1024 * 10
 check "larger than 64 MiB round trip" roundtrip big
 rm -f big big.out.gz
 
+# --- decompression: ours both ways, and gzip's output ---
+# Ours compresses and decompresses; gzip compresses and ours decompresses.
+roundtrip_d () {
+  local file=$1
+  shift
+  "$GZ" -c "$file" > "$file.sg.gz" &&
+    "$GZ" -d "$@" -c "$file.sg.gz" | cmp -s - "$file" &&
+    gzip -c "$file" > "$file.g.gz" &&
+    "$GZ" -d "$@" -c "$file.g.gz" | cmp -s - "$file"
+}
+for f in empty one block blockplus many random repetitive; do
+  check "-d round trip: $f" roundtrip_d $f
+done
+check "-d with 1 thread" roundtrip_d many -p 1
+check "-d from a pipe" bash -c "cat many.g.gz | '$GZ' -d | cmp -s - many"
+check "--decompress --stdout" bash -c "'$GZ' --decompress --stdout many.g.gz | cmp -s - many"
+
 text level $((1024 * 1024))
 for level in 1 2 3 4 5 6 7 8 9; do
   check "level -$level" roundtrip level -$level
@@ -228,6 +245,115 @@ signal_case INT 130
 signal_case TERM 143
 signal_case HUP 129
 signal_case PIPE 141
+
+# --- decompression of files ---
+text dfile 300000
+cp dfile dfile.orig
+gzip -9 dfile
+chmod 604 dfile.gz
+touch -d '2021-03-04 05:06:07' dfile.gz
+check "-d replaces FILE.gz with FILE" bash -c "'$GZ' -d dfile.gz && test -f dfile && ! test -e dfile.gz"
+check "-d: FILE is the original" cmp -s dfile dfile.orig
+check "-d keeps the mode" test "$(stat -c %a dfile)" = 604
+check "-d keeps the mtime of FILE.gz" test "$(stat -c %Y dfile)" = "$(date -d '2021-03-04 05:06:07' +%s)"
+gzip -c dfile.orig > dfile.gz
+out=$("$GZ" -d dfile.gz 2>&1)
+status=$?
+check "-d: an existing FILE is not overwritten" \
+  bash -c "[ $status -eq 1 ] && grep -q 'dfile: already exists' <<< \"\$1\" && test -f dfile.gz" _ "$out"
+check "-d -f overwrites" bash -c "'$GZ' -d -f dfile.gz && cmp -s dfile dfile.orig && ! test -e dfile.gz"
+gzip -c dfile.orig > dfile.gz
+check "-d -k keeps FILE.gz" bash -c "rm -f dfile && '$GZ' -dk dfile.gz && cmp -s dfile dfile.orig && test -f dfile.gz"
+for suffix in -gz .z -z _z .Z; do
+  gzip -c dfile.orig > "sfx$suffix"
+  check "-d strips the suffix $suffix" bash -c "'$GZ' -d 'sfx$suffix' && cmp -s sfx dfile.orig && rm sfx"
+done
+gzip -c dfile.orig > arch.tgz
+check "-d: .tgz gives .tar" bash -c "'$GZ' -d arch.tgz && cmp -s arch.tar dfile.orig"
+cp dfile.orig nosuffix
+out=$("$GZ" -d nosuffix 2>&1)
+status=$?
+check "-d: unknown suffix: gzip's warning and status 2" \
+  bash -c "[ $status -eq 2 ] && [ \"\$1\" = 'sluice-gzip: nosuffix: unknown suffix -- ignored' ] && cmp -s nosuffix dfile.orig" _ "$out"
+
+# Called as gunzip and zcat.
+ln -s "$GZ" sluice-gunzip
+ln -s "$GZ" sluice-zcat
+gzip -c dfile.orig > alias.gz
+check "sluice-zcat writes to stdout and keeps FILE.gz" \
+  bash -c "./sluice-zcat alias.gz | cmp -s - dfile.orig && test -f alias.gz"
+check "sluice-gunzip replaces FILE.gz" \
+  bash -c "./sluice-gunzip alias.gz && cmp -s alias dfile.orig && ! test -e alias.gz"
+
+# Several members decompress to their concatenation, as gzip's.
+gzip -c one > m1.gz
+"$GZ" -c many > m2.gz
+: | gzip -c > m3.gz
+cat m1.gz m2.gz m3.gz m1.gz > multi.gz
+check "several members" bash -c "'$GZ' -dc multi.gz | cmp -s - <(cat one many one)"
+
+# Trailing garbage: a warning, status 2, the data written; -q silences it.
+cat m1.gz > trail.gz
+printf 'garbage' >> trail.gz
+out=$("$GZ" -dc trail.gz 2>&1 > trail.out)
+status=$?
+check "trailing garbage: status 2, data written" \
+  bash -c "[ $status -eq 2 ] && cmp -s trail.out one"
+check "trailing garbage: gzip's warning" \
+  test "$out" = "sluice-gzip: trail.gz: decompression OK, trailing garbage ignored"
+out=$("$GZ" -dcq trail.gz 2>&1 > /dev/null)
+status=$?
+check "trailing garbage with -q: silent, status 2" bash -c "[ $status -eq 2 ] && [ -z \"\$1\" ]" _ "$out"
+cp trail.gz trailf.gz
+check "trailing garbage: FILE.gz is decompressed" \
+  bash -c "'$GZ' -dq trailf.gz; [ \$? -eq 2 ] && cmp -s trailf one && ! test -e trailf.gz"
+{ cat m2.gz; head -c 1000 /dev/zero; } > zeros.gz
+out=$("$GZ" -dc zeros.gz 2>&1 > zeros.out)
+status=$?
+check "trailing zeros (tar's padding): ignored silently" \
+  bash -c "[ $status -eq 0 ] && [ -z \"\$1\" ] && cmp -s zeros.out many" _ "$out"
+
+# Damaged input: gzip's message, status 1, no output file, the input kept.
+gzip -c many > good.gz
+size=$(stat -c %s good.gz)
+damage () { # name offset byte-xor
+  cp good.gz "$1.gz"
+  /usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2])); b = f.read(1)[0]; f.seek(int(sys.argv[2])); f.write(bytes([b ^ int(sys.argv[3])]))" "$1.gz" "$2" "$3"
+}
+damage flipped $((size / 2)) 85
+damage badcrc $((size - 8)) 1
+damage badlen $((size - 2)) 1
+damage badmagic 0 1
+head -c $((size / 2)) good.gz > truncated.gz
+: > nothing.gz
+corrupt_case () { # name message
+  local out status
+  out=$("$GZ" -d "$1.gz" 2>&1)
+  status=$?
+  check "$1: status 1" test $status -eq 1
+  check "$1: gzip's message" test "$out" = "sluice-gzip: $1.gz: $2"
+  check "$1: no output file, the input kept" \
+    bash -c "! test -e '$1' && test -f '$1.gz' && ! ls -A | grep -q '^\\.$1'"
+}
+corrupt_case flipped "invalid compressed data--crc error"
+corrupt_case badcrc "invalid compressed data--crc error"
+corrupt_case badlen "invalid compressed data--length error"
+corrupt_case badmagic "not in gzip format"
+corrupt_case truncated "unexpected end of file"
+corrupt_case nothing "unexpected end of file"
+out=$("$GZ" -dc truncated.gz 2>&1 > truncated.out)
+status=$?
+check "truncated to stdout: status 1, what came before written (as gzip's)" \
+  bash -c "[ $status -eq 1 ] && cmp -s truncated.out <(gzip -dc truncated.gz 2> /dev/null)"
+# A damaged deflate block (not only a wrong CRC): format violated.
+/usr/bin/python3 -c "
+import zlib
+c = zlib.compressobj(6, zlib.DEFLATED, 31)
+d = c.compress(open('many', 'rb').read()) + c.flush()
+d = bytearray(d)
+d[10] = 0xff  # the first block header: an invalid block type
+open('badblock.gz', 'wb').write(bytes(d))"
+corrupt_case badblock "invalid compressed data--format violated"
 
 # -v with -k: the input is kept, not replaced.
 cp file1.orig verbose

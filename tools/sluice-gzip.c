@@ -48,6 +48,7 @@ static int opt_level = 6;
 static int opt_processes = -1; /* -1: not given, the number of CPUs */
 static int opt_blocksize_kib = 128;
 static gboolean opt_stdout;
+static gboolean opt_decompress;
 static gboolean opt_keep;
 static gboolean opt_force;
 static gboolean opt_quiet;
@@ -98,6 +99,8 @@ static const GOptionEntry entries[] = {
     N_ ("Compress blocks of KIB kibibytes (default 128, at least 32)"), "KIB" },
   { "stdout", 'c', 0, G_OPTION_ARG_NONE, &opt_stdout,
     N_ ("Write to standard output, keep the input files"), NULL },
+  { "decompress", 'd', 0, G_OPTION_ARG_NONE, &opt_decompress,
+    N_ ("Decompress (as sluice-gunzip does; sluice-zcat is -d -c)"), NULL },
   { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, N_ ("Keep the input files"), NULL },
   { "force", 'f', 0, G_OPTION_ARG_NONE, &opt_force,
     N_ ("Overwrite existing output files; write to a terminal"), NULL },
@@ -162,50 +165,128 @@ get_deflater (int level)
   return &deflater->strm;
 }
 
-/* The CRC-32 of the whole input, folded in input order from the blocks'
+/* The CRC-32 and length of the data, folded in order from the blocks'
  * CRCs, which the pool threads compute in any order: a block that comes
- * early waits in @early (at most a window of them). */
-typedef struct
-{
-  GMutex lock;
-  guint32 crc;
-  guint64 length;    /* of the input folded in so far */
-  GHashTable *early; /* offset (guint64 *) -> BlockCrc */
-} CrcFold;
-
+ * early waits in @early (at most a window of them). Compression folds one
+ * member; decompression checks each member against its trailer at its last
+ * block. */
 typedef struct
 {
   guint32 crc;
   gsize length;
-} BlockCrc;
+  gboolean member_end; /* the last block of a member: check it */
+  guint32 want_crc;    /* from the member's trailer */
+  guint32 want_length;
+} BlockCheck;
+
+typedef struct
+{
+  GMutex lock;
+  guint64 next;      /* the index of the block to fold next */
+  guint32 crc;       /* of the member so far */
+  guint64 length;    /* of the member so far */
+  GHashTable *early; /* index (guint64 *) -> BlockCheck */
+  int failed;        /* a GzError, or 0 */
+} CheckFold;
+
+/* What is wrong with a compressed input, in gzip's words. */
+typedef enum
+{
+  GZ_ERROR_NOT_GZIP = 1,
+  GZ_ERROR_TRUNCATED,
+  GZ_ERROR_FORMAT,
+  GZ_ERROR_CRC,
+  GZ_ERROR_LENGTH,
+} GzError;
+
+#define GZ_ERROR (gz_error_quark ())
+static GQuark gz_error_quark (void);
+G_DEFINE_QUARK (sluice - gzip - error - quark, gz_error)
 
 static void
-crc_fold_add (CrcFold *fold, guint64 offset, guint32 crc, gsize length)
+set_gz_error (GError **error, GzError code)
 {
-  BlockCrc *early;
+  const char *message = NULL;
+
+  switch (code)
+    {
+    case GZ_ERROR_NOT_GZIP:
+      message = _ ("not in gzip format");
+      break;
+    case GZ_ERROR_TRUNCATED:
+      message = _ ("unexpected end of file");
+      break;
+    case GZ_ERROR_FORMAT:
+      message = _ ("invalid compressed data--format violated");
+      break;
+    case GZ_ERROR_CRC:
+      message = _ ("invalid compressed data--crc error");
+      break;
+    case GZ_ERROR_LENGTH:
+      message = _ ("invalid compressed data--length error");
+      break;
+    }
+  g_set_error_literal (error, GZ_ERROR, code, message);
+}
+
+static void
+check_fold_init (CheckFold *fold)
+{
+  memset (fold, 0, sizeof *fold);
+  g_mutex_init (&fold->lock);
+  fold->early = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+}
+
+static void
+check_fold_clear (CheckFold *fold)
+{
+  g_clear_pointer (&fold->early, g_hash_table_unref);
+  g_mutex_clear (&fold->lock);
+}
+
+/* Folds block @index in; fails when it completes a member whose CRC or
+ * length is not its trailer's (and for every block after that). */
+static gboolean
+check_fold_add (CheckFold *fold, guint64 index, const BlockCheck *block, GError **error)
+{
+  BlockCheck b = *block;
+  BlockCheck *early;
 
   g_mutex_lock (&fold->lock);
-  if (offset != fold->length)
+  if (!fold->failed && index != fold->next)
     {
-      early = g_new (BlockCrc, 1);
-      early->crc = crc;
-      early->length = length;
-      g_hash_table_insert (fold->early, g_memdup2 (&offset, sizeof offset), early);
+      g_hash_table_insert (fold->early, g_memdup2 (&index, sizeof index),
+                           g_memdup2 (block, sizeof *block));
       g_mutex_unlock (&fold->lock);
-      return;
+      return TRUE;
     }
-  for (;;)
+  while (!fold->failed)
     {
-      fold->crc = (guint32) crc32_combine (fold->crc, crc, (z_off_t) length);
-      fold->length += length;
-      early = g_hash_table_lookup (fold->early, &fold->length);
+      fold->crc = (guint32) crc32_combine (fold->crc, b.crc, (z_off_t) b.length);
+      fold->length += b.length;
+      fold->next++;
+      if (b.member_end)
+        {
+          if (fold->crc != b.want_crc)
+            fold->failed = GZ_ERROR_CRC;
+          else if ((guint32) (fold->length & 0xffffffffu) != b.want_length)
+            fold->failed = GZ_ERROR_LENGTH;
+          fold->crc = 0;
+          fold->length = 0;
+        }
+      early = g_hash_table_lookup (fold->early, &fold->next);
       if (early == NULL)
         break;
-      crc = early->crc;
-      length = early->length;
-      g_hash_table_remove (fold->early, &fold->length);
+      b = *early;
+      g_hash_table_remove (fold->early, &fold->next);
     }
   g_mutex_unlock (&fold->lock);
+  if (fold->failed)
+    {
+      set_gz_error (error, fold->failed);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* The chunk function of the input stream producer: deflates @chunk with
@@ -219,7 +300,8 @@ compress_block (GBytes *chunk,
                 gpointer data,
                 GError **error)
 {
-  CrcFold *fold = data;
+  CheckFold *fold = data;
+  BlockCheck check = { 0 };
   gsize in_len;
   const guint8 *in = g_bytes_get_data (chunk, &in_len);
   z_stream *strm = get_deflater (opt_level);
@@ -265,7 +347,10 @@ compress_block (GBytes *chunk,
       strm->avail_out = (uInt) cap;
       cap *= 2;
     }
-  crc_fold_add (fold, offset, (guint32) crc32 (crc32 (0, NULL, 0), in, (uInt) in_len), in_len);
+  /* Every chunk but the last is a block long: the offset gives the index. */
+  check.crc = (guint32) crc32 (0, in, (uInt) in_len);
+  check.length = in_len;
+  check_fold_add (fold, offset / ((guint64) opt_blocksize_kib * 1024), &check, NULL);
 
   return g_bytes_new_take (out, cap - strm->avail_out);
 }
@@ -286,10 +371,16 @@ typedef struct
   /* while it runs */
   SluiceOrderedItemProducer *producer;
   SluiceInputStreamProducer *reader;
-  CrcFold crc;
+  CheckFold fold;
   GMainLoop *loop;
   GError *error;
-  gboolean read_failed; /* the error is the input's, not the output's */
+  gboolean input_failed; /* the error is the input's, not the output's */
+  /* decompression: the reader's producer, whose consumer inflates */
+  SluiceOrderedItemProducer *in_producer;
+  GError *inflate_error;
+  gboolean trailing_garbage;
+  char *orig_name; /* of the first member's header, or NULL */
+  guint32 orig_mtime;
   gint64 started_us;
   guint progress_id;
 } Job;
@@ -358,6 +449,8 @@ on_stopped (GObject *source, GAsyncResult *result, gpointer data)
   g_main_loop_quit (job->loop);
 }
 
+static void on_inflated (GObject *source, GAsyncResult *result, gpointer data);
+
 static void
 on_read_all (GObject *source, GAsyncResult *result, gpointer data)
 {
@@ -368,8 +461,12 @@ on_read_all (GObject *source, GAsyncResult *result, gpointer data)
   /* A read error is an item of the output order too: the stop reports it.
    * A reader stopped by the producer says the output failed (or a signal). */
   if (!sluice_input_stream_producer_read_all_finish (job->reader, result, &error))
-    job->read_failed = !g_error_matches (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
-  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+    job->input_failed = !g_error_matches (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  /* Decompressing, the reader feeds the inflater's producer first. */
+  if (job->in_producer != NULL)
+    sluice_ordered_item_producer_stop_async (job->in_producer, NULL, on_inflated, job);
+  else
+    sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
 }
 
 static void
@@ -426,9 +523,7 @@ compress_stream (Job *job, GError **error)
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
   guint8 trailer[10] = { 0x03, 0x00 }; /* an empty final block with fixed codes */
 
-  g_mutex_init (&job->crc.lock);
-  job->crc.crc = (guint32) crc32 (0, NULL, 0);
-  job->crc.early = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  check_fold_init (&job->fold);
   job->loop = g_main_loop_new (NULL, FALSE);
   /* A window of a few blocks per thread keeps the pool busy while the
    * writer writes; memory is bounded by it: window × (block + output). */
@@ -453,7 +548,7 @@ compress_stream (Job *job, GError **error)
   job->reader =
       sluice_input_stream_producer_new (job->producer, job->in, (gsize) opt_blocksize_kib * 1024);
   sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
-  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, &job->crc, NULL);
+  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, &job->fold, NULL);
 
   job->started_us = g_get_monotonic_time ();
   current_job = job;
@@ -475,8 +570,8 @@ compress_stream (Job *job, GError **error)
   job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
   if (job->error == NULL)
     {
-      put_le32 (trailer + 2, job->crc.crc);
-      put_le32 (trailer + 6, (guint32) (job->crc.length & 0xffffffffu));
+      put_le32 (trailer + 2, job->fold.crc);
+      put_le32 (trailer + 6, (guint32) (job->fold.length & 0xffffffffu));
       if (g_output_stream_write_all (job->out, trailer, sizeof trailer, NULL, NULL, &job->error) &&
           g_output_stream_flush (job->out, NULL, &job->error))
         job->out_bytes += sizeof trailer;
@@ -486,9 +581,359 @@ compress_stream (Job *job, GError **error)
   g_clear_object (&job->producer);
   g_clear_pointer (&job->loop, g_main_loop_unref);
   g_clear_pointer (&job->header, g_bytes_unref);
-  g_clear_pointer (&job->crc.early, g_hash_table_unref);
-  g_mutex_clear (&job->crc.lock);
+  check_fold_clear (&job->fold);
 
+  if (job->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* --- decompression: reader on the main loop, one inflating thread, CRCs in
+ * the task queue, writer thread --- */
+
+/* A decompressed block is this long at most (the last of a member may be
+ * shorter); compressed chunks are read INFLATE_IN_SIZE at a time. */
+#define INFLATE_OUT_SIZE (256 * 1024)
+#define INFLATE_IN_SIZE (128 * 1024)
+
+typedef struct
+{
+  GBytes *bytes;
+  guint64 index;
+  BlockCheck check;
+  CheckFold *fold;
+} OutBlock;
+
+static void
+out_block_free (gpointer data)
+{
+  OutBlock *block = data;
+
+  g_bytes_unref (block->bytes);
+  g_free (block);
+}
+
+/* In a pool thread: the block's CRC, folded in order and checked against
+ * the trailer at the end of each member; the item is the block itself. */
+static gpointer
+check_block (GCancellable *cancellable, gpointer data, GError **error)
+{
+  OutBlock *block = data;
+  gsize len;
+  const guint8 *p = g_bytes_get_data (block->bytes, &len);
+
+  block->check.crc = (guint32) crc32 (0, p, (uInt) len);
+  block->check.length = len;
+  if (!check_fold_add (block->fold, block->index, &block->check, error))
+    return NULL;
+  return g_bytes_ref (block->bytes);
+}
+
+typedef enum
+{
+  AT_MAGIC,   /* before a member: its two magic bytes, or the end */
+  IN_MEMBER,  /* zlib parses the header, the data and the trailer */
+  IN_ZEROS,   /* zeros after the last member (tar pads so): ignored */
+  IN_GARBAGE, /* anything else after a member: ignored, with a warning */
+} InflateState;
+
+/* The inflating thread's state, across the compressed chunks. */
+typedef struct
+{
+  Job *job;
+  z_stream strm;
+  gz_header head; /* of the first member */
+  char name[1024];
+  InflateState state;
+  guint members; /* ended so far */
+  guint8 magic[2];
+  gsize magic_len;
+  guint8 tail[8]; /* the last 8 bytes inflate took: the trailer at a member's end */
+  guint8 *out;
+  gsize out_len;
+  guint64 next_index;
+} Inflater;
+
+static guint32
+get_le32 (const guint8 *p)
+{
+  return (guint32) p[0] | (guint32) p[1] << 8 | (guint32) p[2] << 16 | (guint32) p[3] << 24;
+}
+
+static void
+remember_tail (Inflater *inf, const guint8 *p, gsize n)
+{
+  if (n >= sizeof inf->tail)
+    {
+      memcpy (inf->tail, p + n - sizeof inf->tail, sizeof inf->tail);
+      return;
+    }
+  memmove (inf->tail, inf->tail + n, sizeof inf->tail - n);
+  memcpy (inf->tail + sizeof inf->tail - n, p, n);
+}
+
+/* Hands the block decompressed so far to the producer: its CRC is taken
+ * in the task queue while this thread inflates on; the writer writes it
+ * in order. Waits while the window is full (the writer is behind). */
+static gboolean
+emit_block (Inflater *inf, gboolean member_end, GError **error)
+{
+  Job *job = inf->job;
+  OutBlock *block;
+
+  if (!sluice_ordered_item_producer_wait_ready (job->producer, NULL, error))
+    return FALSE;
+  block = g_new0 (OutBlock, 1);
+  block->bytes = g_bytes_new_take (inf->out, inf->out_len);
+  block->index = inf->next_index++;
+  block->fold = &job->fold;
+  if (member_end)
+    {
+      block->check.member_end = TRUE;
+      block->check.want_crc = get_le32 (inf->tail);
+      block->check.want_length = get_le32 (inf->tail + 4);
+    }
+  sluice_ordered_item_producer_produce_item_in_thread (
+      job->producer, check_block, block, out_block_free, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  inf->out = g_malloc (INFLATE_OUT_SIZE);
+  inf->out_len = 0;
+  return TRUE;
+}
+
+/* Inflates from @p until @len bytes are used or the member ends; *used
+ * says how many were. */
+static gboolean
+inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError **error)
+{
+  z_stream *strm = &inf->strm;
+  int ret;
+
+  strm->next_in = (Bytef *) p;
+  strm->avail_in = (uInt) len;
+  for (;;)
+    {
+      strm->next_out = inf->out + inf->out_len;
+      strm->avail_out = (uInt) (INFLATE_OUT_SIZE - inf->out_len);
+      ret = inflate (strm, Z_NO_FLUSH);
+      inf->out_len = INFLATE_OUT_SIZE - strm->avail_out;
+      if (ret == Z_STREAM_END)
+        break;
+      if (ret != Z_OK && ret != Z_BUF_ERROR)
+        {
+          /* What came before the damage still goes out, as gzip's does. */
+          if (inf->out_len > 0)
+            emit_block (inf, FALSE, NULL);
+          set_gz_error (error, GZ_ERROR_FORMAT);
+          return FALSE;
+        }
+      if (inf->out_len == INFLATE_OUT_SIZE && !emit_block (inf, FALSE, error))
+        return FALSE;
+      if (strm->avail_in == 0)
+        break;
+    }
+  *used = len - strm->avail_in;
+  remember_tail (inf, p, *used);
+  if (ret != Z_STREAM_END)
+    return TRUE;
+
+  if (inf->members == 0 && inf->head.done == 1)
+    {
+      Job *job = inf->job;
+
+      job->orig_mtime = (guint32) inf->head.time;
+      if (inf->head.name != NULL && inf->name[0] != '\0')
+        job->orig_name = g_strdup (inf->name);
+    }
+  inf->members++;
+  inf->state = AT_MAGIC;
+  inflateReset (strm);
+  return emit_block (inf, TRUE, error);
+}
+
+/* Takes one compressed chunk: members, the magic between them, and what
+ * may follow the last one. */
+static gboolean
+inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  gsize used;
+
+  while (len > 0)
+    switch (inf->state)
+      {
+      case AT_MAGIC:
+        if (inf->members > 0 && inf->magic_len == 0 && *p == 0)
+          {
+            inf->state = IN_ZEROS;
+            break;
+          }
+        inf->magic[inf->magic_len++] = *p++;
+        len--;
+        if (inf->magic[0] != 0x1f || (inf->magic_len == 2 && inf->magic[1] != 0x8b))
+          {
+            if (inf->members == 0)
+              {
+                set_gz_error (error, GZ_ERROR_NOT_GZIP);
+                return FALSE;
+              }
+            inf->job->trailing_garbage = TRUE;
+            inf->state = IN_GARBAGE;
+            break;
+          }
+        if (inf->magic_len < 2)
+          break;
+        inf->magic_len = 0;
+        inf->state = IN_MEMBER;
+        if (!inflate_member (inf, inf->magic, 2, &used, error))
+          return FALSE;
+        break;
+      case IN_MEMBER:
+        if (!inflate_member (inf, p, len, &used, error))
+          return FALSE;
+        p += used;
+        len -= used;
+        break;
+      case IN_ZEROS:
+        while (len > 0 && *p == 0)
+          p++, len--;
+        if (len > 0)
+          {
+            inf->job->trailing_garbage = TRUE;
+            inf->state = IN_GARBAGE;
+          }
+        break;
+      case IN_GARBAGE:
+        return TRUE;
+      }
+  return TRUE;
+}
+
+/* The end of the input: it must not end inside a member (or be empty). */
+static gboolean
+inflate_end (Inflater *inf, GError **error)
+{
+  if (inf->state == IN_MEMBER || inf->members == 0)
+    {
+      if (inf->out_len > 0)
+        emit_block (inf, FALSE, NULL);
+      set_gz_error (error, GZ_ERROR_TRUNCATED);
+      return FALSE;
+    }
+  if (inf->state == AT_MAGIC && inf->magic_len > 0)
+    inf->job->trailing_garbage = TRUE;
+  return TRUE;
+}
+
+/* The consumer of the compressed chunks, in a thread of its own: the one
+ * thread that inflates, as pigz -d has. */
+static gpointer
+inflate_all (SluiceConsumerator *input, gpointer data, GError **error)
+{
+  Inflater inf = { 0 };
+  gpointer chunk;
+  GError *local = NULL;
+  gboolean ok = TRUE;
+
+  inf.job = data;
+  inf.out = g_malloc (INFLATE_OUT_SIZE);
+  /* A gzip stream; the CRCs are checked in the task queue, not here. */
+  if (inflateInit2 (&inf.strm, 16 + MAX_WBITS) != Z_OK)
+    g_error ("inflateInit2 failed: out of memory");
+  inflateValidate (&inf.strm, 0);
+  inf.head.name = (Bytef *) inf.name;
+  inf.head.name_max = sizeof inf.name - 1;
+  inflateGetHeader (&inf.strm, &inf.head);
+
+  while (ok && sluice_consumerator_next (input, &chunk, &local))
+    {
+      gsize len;
+      const guint8 *p = g_bytes_get_data (chunk, &len);
+
+      ok = inflate_chunk (&inf, p, len, error);
+      g_bytes_unref (chunk);
+    }
+  if (ok && local != NULL)
+    {
+      /* A read error, or a stop. */
+      g_propagate_error (error, local);
+      ok = FALSE;
+    }
+  else if (ok)
+    ok = inflate_end (&inf, error);
+  g_clear_error (&local);
+
+  inflateEnd (&inf.strm);
+  g_free (inf.out);
+  return ok ? data : NULL;
+}
+
+static void
+on_inflated (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Job *job = data;
+
+  sluice_ordered_item_producer_stop_finish (job->in_producer, result, &job->inflate_error);
+  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+}
+
+/* Decompresses job->in to job->out; returns whether it worked (the totals
+ * are in job->in_bytes and job->out_bytes, the first member's name and
+ * time in job->orig_name and job->orig_mtime). */
+static gboolean
+decompress_stream (Job *job, GError **error)
+{
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  gboolean read_failed;
+
+  check_fold_init (&job->fold);
+  job->loop = g_main_loop_new (NULL, FALSE);
+  job->producer = sluice_ordered_item_producer_new (job->queue, 16, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (job->producer, job->out);
+  sluice_output_stream_consumer_set_close_stream (writer, FALSE);
+  sluice_output_stream_consumer_start (writer);
+
+  job->in_producer =
+      sluice_ordered_item_producer_new (job->queue, 8, (GDestroyNotify) g_bytes_unref);
+  sluice_ordered_item_producer_start (job->in_producer, inflate_all, job, NULL, NULL);
+  job->reader = sluice_input_stream_producer_new (job->in_producer, job->in, INFLATE_IN_SIZE);
+  sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
+
+  current_job = job;
+  sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
+                                               job);
+  g_main_loop_run (job->loop);
+  current_job = NULL;
+
+  job->in_bytes = sluice_input_stream_producer_get_bytes_read (job->reader);
+  job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
+  if (job->error == NULL && !g_output_stream_flush (job->out, NULL, &job->error))
+    job->input_failed = FALSE;
+
+  g_clear_object (&job->reader);
+  g_clear_object (&job->in_producer);
+  g_clear_object (&job->producer);
+  g_clear_pointer (&job->loop, g_main_loop_unref);
+  check_fold_clear (&job->fold);
+
+  /* The writer's error first (a CRC found wrong is the input's), then the
+   * inflater's (bad data, a read error); a stop is what a signal did. */
+  read_failed = job->input_failed;
+  if (job->error != NULL && !g_error_matches (job->error, SLUICE_ERROR, SLUICE_ERROR_STOPPED))
+    {
+      job->input_failed = job->error->domain == GZ_ERROR;
+      g_clear_error (&job->inflate_error);
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  if (job->inflate_error != NULL)
+    {
+      job->input_failed = read_failed || job->inflate_error->domain == GZ_ERROR;
+      g_clear_error (&job->error);
+      g_propagate_error (error, g_steal_pointer (&job->inflate_error));
+      return FALSE;
+    }
   if (job->error != NULL)
     {
       g_propagate_error (error, g_steal_pointer (&job->error));
@@ -504,7 +949,11 @@ on_signal (gpointer data)
   /* Stops the reader too, without waiting for a read blocked on a slow
    * input; the stop then completes with SLUICE_ERROR_STOPPED. */
   if (current_job != NULL)
-    sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
+    {
+      sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
+      if (current_job->in_producer != NULL)
+        sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->in_producer));
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -582,28 +1031,102 @@ report_failure (const char *label, const GError *error)
   return EXIT_ERROR;
 }
 
+/* gzip's exit status for a warning (trailing garbage, an unknown suffix),
+ * unless an error came too. */
+#define EXIT_WARNING 2
+
 static int
-compress_to_stdout (SluiceTaskQueue *queue,
-                    GInputStream *in,
-                    const char *name,
-                    guint32 mtime,
-                    guint64 size_hint,
-                    const char *label)
+worse_status (int a, int b)
+{
+  if (a == EXIT_ERROR || b == EXIT_ERROR)
+    return EXIT_ERROR;
+  return a != EXIT_OK ? a : b;
+}
+
+typedef gboolean (*StreamFunc) (Job *job, GError **error);
+
+static StreamFunc
+mode_stream_func (void)
+{
+  return opt_decompress ? decompress_stream : compress_stream;
+}
+
+/* After a job that worked: gzip's warning for what followed the last
+ * member, and its status. */
+static int
+job_status (const Job *job, const char *label)
+{
+  if (!job->trailing_garbage)
+    return EXIT_OK;
+  if (!opt_quiet)
+    warn (_ ("%s: decompression OK, trailing garbage ignored"), label);
+  return EXIT_WARNING;
+}
+
+static double
+job_ratio (const Job *job)
+{
+  /* Of the compressed size to the uncompressed, both ways. */
+  return opt_decompress ? ratio_percent (job->out_bytes, job->in_bytes)
+                        : ratio_percent (job->in_bytes, job->out_bytes);
+}
+
+static void
+job_clear (Job *job)
+{
+  g_clear_pointer (&job->header, g_bytes_unref);
+  g_clear_pointer (&job->orig_name, g_free);
+}
+
+static int
+stream_to_stdout (SluiceTaskQueue *queue,
+                  GInputStream *in,
+                  const char *name,
+                  guint32 mtime,
+                  guint64 size_hint,
+                  const char *label)
 {
   Job job;
+  int status;
   g_autoptr (GError) error = NULL;
   g_autoptr (GOutputStream) out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
 
   job_init (&job, queue, in, out, name, mtime, size_hint);
-  if (!compress_stream (&job, &error))
-    return report_failure (job.read_failed ? label : "stdout", error);
-  if (opt_verbose)
-    fprintf (stderr, "%s:\t%5.1f%%\n", label, ratio_percent (job.in_bytes, job.out_bytes));
-  return EXIT_OK;
+  if (!mode_stream_func () (&job, &error))
+    status = report_failure (job.input_failed ? label : "stdout", error);
+  else
+    {
+      status = job_status (&job, label);
+      if (opt_verbose)
+        fprintf (stderr, "%s:\t%5.1f%%\n", label, job_ratio (&job));
+    }
+  job_clear (&job);
+  return status;
+}
+
+/* The name FILE decompresses to: without its suffix (.tgz gives .tar), or
+ * NULL when it has none that gzip knows. */
+static char *
+decompressed_name (const char *path)
+{
+  static const char *const suffixes[][2] = {
+    { ".gz", "" }, { "-gz", "" }, { ".z", "" },       { "-z", "" },
+    { "_z", "" },  { ".Z", "" },  { ".tgz", ".tar" }, { ".taz", ".tar" },
+  };
+  g_autofree char *base = g_path_get_basename (path);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    if (g_str_has_suffix (base, suffixes[i][0]) && strlen (base) > strlen (suffixes[i][0]))
+      {
+        g_autofree char *stem = g_strndup (path, strlen (path) - strlen (suffixes[i][0]));
+
+        return g_strconcat (stem, suffixes[i][1], NULL);
+      }
+  return NULL;
 }
 
 static int
-compress_file (SluiceTaskQueue *queue, const char *path)
+process_file (SluiceTaskQueue *queue, const char *path)
 {
   g_autoptr (GFile) file = g_file_new_for_commandline_arg (path);
   g_autoptr (GFileInfo) info = NULL;
@@ -617,6 +1140,7 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   Job job;
   struct stat st;
   int fd;
+  int status;
 
   info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_TYPE "," G_FILE_ATTRIBUTE_STANDARD_SIZE,
                             G_FILE_QUERY_INFO_NONE, NULL, &error);
@@ -630,10 +1154,20 @@ compress_file (SluiceTaskQueue *queue, const char *path)
       warn (_ ("%s: is a directory, not compressed"), path);
       return EXIT_ERROR;
     }
-  if (g_str_has_suffix (path, ".gz") && !opt_stdout && !opt_force)
+  if (!opt_decompress && g_str_has_suffix (path, ".gz") && !opt_stdout && !opt_force)
     {
       warn (_ ("%s: already has the .gz suffix, not compressed"), path);
       return EXIT_ERROR;
+    }
+  if (opt_decompress && !opt_stdout)
+    {
+      out_path = decompressed_name (path);
+      if (out_path == NULL)
+        {
+          if (!opt_quiet)
+            warn (_ ("%s: unknown suffix -- ignored"), path);
+          return EXIT_WARNING;
+        }
     }
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
@@ -646,10 +1180,11 @@ compress_file (SluiceTaskQueue *queue, const char *path)
 
   base = g_path_get_basename (path);
   if (opt_stdout)
-    return compress_to_stdout (queue, G_INPUT_STREAM (in), base, (guint32) st.st_mtime,
-                               (guint64) st.st_size, path);
+    return stream_to_stdout (queue, G_INPUT_STREAM (in), base, (guint32) st.st_mtime,
+                             (guint64) st.st_size, path);
 
-  out_path = g_strconcat (path, ".gz", NULL);
+  if (out_path == NULL)
+    out_path = g_strconcat (path, ".gz", NULL);
   if (!opt_force && g_file_test (out_path, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
     {
       warn (_ ("%s: already exists, not overwritten (use -f to overwrite)"), out_path);
@@ -679,13 +1214,15 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   job_init (&job, queue, G_INPUT_STREAM (in), out, base, (guint32) st.st_mtime,
             (guint64) st.st_size);
 
-  if (!compress_stream (&job, &error) || !g_output_stream_close (out, NULL, &error))
+  if (!mode_stream_func () (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
       g_unlink (tmp_path);
       cleanup_armed = FALSE;
+      job_clear (&job);
       /* A write error names the output, as gzip's does. */
-      return report_failure (job.read_failed ? path : out_path, error);
+      return report_failure (job.input_failed ? path : out_path, error);
     }
+  status = job_status (&job, path);
 
   /* The mode and times of the input, as gzip keeps them. */
   {
@@ -704,22 +1241,22 @@ compress_file (SluiceTaskQueue *queue, const char *path)
 
       g_unlink (tmp_path);
       cleanup_armed = FALSE;
+      job_clear (&job);
       warn ("%s: %s", out_path, g_strerror (saved));
       return EXIT_ERROR;
     }
   cleanup_armed = FALSE;
   if (opt_verbose && opt_keep)
-    fprintf (stderr, _ ("%s:\t%5.1f%% -- created %s\n"), path,
-             ratio_percent (job.in_bytes, job.out_bytes), out_path);
+    fprintf (stderr, _ ("%s:\t%5.1f%% -- created %s\n"), path, job_ratio (&job), out_path);
   else if (opt_verbose)
-    fprintf (stderr, _ ("%s:\t%5.1f%% -- replaced with %s\n"), path,
-             ratio_percent (job.in_bytes, job.out_bytes), out_path);
+    fprintf (stderr, _ ("%s:\t%5.1f%% -- replaced with %s\n"), path, job_ratio (&job), out_path);
+  job_clear (&job);
   if (!opt_keep && g_unlink (path) != 0)
     {
       warn ("%s: %s", path, g_strerror (errno));
       return EXIT_ERROR;
     }
-  return EXIT_OK;
+  return status;
 }
 
 /* --- the demo --- */
@@ -857,11 +1394,11 @@ run_demo (SluiceTaskQueue *queue)
 
 /* Standard input to standard output. */
 static int
-compress_stdin (SluiceTaskQueue *queue)
+process_stdin (SluiceTaskQueue *queue)
 {
   g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
 
-  return compress_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
+  return stream_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
 }
 
 static int
@@ -871,14 +1408,27 @@ run (int argc, char *argv[])
   g_autoptr (GError) error = NULL;
   g_autoptr (SluiceTaskQueue) queue = NULL;
   gboolean to_stdout;
+  gboolean from_stdin;
   int status = EXIT_OK;
+
+  /* Called as sluice-gunzip or sluice-zcat (links to sluice-gzip), it
+   * decompresses, as gunzip and zcat do. */
+  {
+    g_autofree char *name = g_path_get_basename (argv[0]);
+
+    if (strstr (name, "gunzip") != NULL)
+      opt_decompress = TRUE;
+    else if (strstr (name, "zcat") != NULL)
+      opt_decompress = opt_stdout = TRUE;
+  }
 
   context = g_option_context_new (NULL);
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (
-      context, _ ("Compress FILEs (or standard input) in parallel into gzip format, in order.\n"
-                  "A FILE of - is standard input. With --demo, compress a built-in input "
-                  "and print a summary."));
+      context,
+      _ ("Compress FILEs (or standard input) in parallel into gzip format, in order, or\n"
+         "decompress them with -d. A FILE of - is standard input. With --demo, compress a\n"
+         "built-in input and print a summary."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
@@ -925,23 +1475,29 @@ run (int argc, char *argv[])
    * a terminal unless forced. */
   to_stdout = opt_stdout || opt_files == NULL || opt_files[0] == NULL ||
               g_strv_contains ((const char *const *) opt_files, "-");
-  if (to_stdout && isatty (STDOUT_FILENO) && !opt_force)
+  if (!opt_decompress && to_stdout && isatty (STDOUT_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not written to a terminal (use -f to force)"));
       return EXIT_ERROR;
     }
+  from_stdin = opt_files == NULL || opt_files[0] == NULL ||
+               g_strv_contains ((const char *const *) opt_files, "-");
+  if (opt_decompress && from_stdin && isatty (STDIN_FILENO) && !opt_force)
+    {
+      warn (_ ("compressed data not read from a terminal (use -f to force)"));
+      return EXIT_ERROR;
+    }
   if (opt_files == NULL || opt_files[0] == NULL)
-    return compress_stdin (queue);
+    return process_stdin (queue);
 
   for (char **file = opt_files; *file != NULL && !interrupted; file++)
     {
       int file_status =
-          g_str_equal (*file, "-") ? compress_stdin (queue) : compress_file (queue, *file);
+          g_str_equal (*file, "-") ? process_stdin (queue) : process_file (queue, *file);
 
       if (file_status == EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED;
-      if (file_status != EXIT_OK)
-        status = file_status;
+      status = worse_status (status, file_status);
     }
   return status;
 }
