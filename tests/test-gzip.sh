@@ -355,6 +355,132 @@ d[10] = 0xff  # the first block header: an invalid block type
 open('badblock.gz', 'wb').write(bytes(d))"
 corrupt_case badblock "invalid compressed data--format violated"
 
+# --- -t: test the integrity ---
+gzip -c many > tgood.gz
+check "-t: a good file: status 0, nothing written, FILE kept" \
+  bash -c "'$GZ' -t tgood.gz > t.out 2>&1 && ! test -s t.out && test -f tgood.gz && ! test -e tgood"
+out=$("$GZ" -tv tgood.gz 2>&1)
+check "-tv: gzip's OK line" test "$out" = "$(printf 'tgood.gz:\t OK')"
+check "-t from stdin" bash -c "'$GZ' -t < tgood.gz"
+out=$("$GZ" -t badcrc.gz tgood.gz badmagic.gz 2>&1)
+status=$?
+check "-t: damaged files: status 1, each named, the good one passes" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"\$(printf 'sluice-gzip: badcrc.gz: invalid compressed data--crc error\nsluice-gzip: badmagic.gz: not in gzip format')\" ]" _ "$out"
+"$GZ" -t trail.gz 2> /dev/null
+check "-t: trailing garbage: status 2" test $? -eq 2
+check "-t: no temporary or output file left" bash -c "! ls -A | grep -q '^\\.tgood\\|^tgood\$'"
+
+# --- -l: gzip's listing ---
+gzip -9 -c many > l9.gz
+gzip -n -c one > ln.gz
+: | gzip -c > lempty.gz
+cp random.sg.gz lrandom.gz
+cp many.sg.gz lmany.gz
+for f in l9.gz ln.gz lempty.gz lrandom.gz lmany.gz; do
+  check "-l equals gzip -l: $f" bash -c "diff <('$GZ' -l $f) <(gzip -l $f) > /dev/null"
+  check "-lv equals gzip -lv: $f" bash -c "diff <('$GZ' -lv $f) <(gzip -lv $f) > /dev/null"
+  check "-lvN equals gzip -lvN: $f" bash -c "diff <('$GZ' -lvN $f) <(gzip -lvN $f) > /dev/null"
+done
+check "-l of several files, with gzip's totals line" \
+  bash -c "diff <('$GZ' -l l9.gz ln.gz lrandom.gz) <(gzip -l l9.gz ln.gz lrandom.gz) > /dev/null"
+out=$("$GZ" -l nosuffix 2>&1)
+status=$?
+check "-l: not gzip: gzip's message, status 1" \
+  bash -c "[ $status -eq 1 ] && grep -q 'sluice-gzip: nosuffix: not in gzip format' <<< \"\$1\"" _ "$out"
+
+# --- -S, files already with the suffix ---
+cp dfile.orig sfile
+check "-S .foo writes FILE.foo" bash -c "'$GZ' -S .foo sfile && test -f sfile.foo && gzip -dc -S .foo sfile.foo | cmp -s - dfile.orig"
+check "-d -S .foo restores FILE" bash -c "'$GZ' -d -S .foo sfile.foo && cmp -s sfile dfile.orig && ! test -e sfile.foo"
+out=$("$GZ" -S '' sfile 2>&1)
+status=$?
+check "-S '' is refused" bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"sluice-gzip: invalid suffix ''\" ]" _ "$out"
+cp tgood.gz already.gz
+out=$("$GZ" already.gz 2>&1)
+status=$?
+check "FILE.gz: gzip's warning, status 0, unchanged" \
+  bash -c "[ $status -eq 0 ] && [ \"\$1\" = 'sluice-gzip: already.gz already has .gz suffix -- unchanged' ] && cmp -s already.gz tgood.gz && ! test -e already.gz.gz" _ "$out"
+cp tgood.gz already.tgz
+out=$("$GZ" -q already.tgz 2>&1)
+check "FILE.tgz with -q: silent, unchanged" bash -c "[ -z \"\$1\" ] && cmp -s already.tgz tgood.gz" _ "$out"
+cp dfile.orig already.foo
+out=$("$GZ" -S .foo already.foo 2>&1)
+check "-S .foo: FILE.foo already has it" \
+  test "$out" = "sluice-gzip: already.foo already has .foo suffix -- unchanged"
+check "-f compresses FILE.gz anyway" bash -c "'$GZ' -f -k already.gz && gzip -dc already.gz.gz | cmp -s - already.gz"
+
+# --- -n, -N: the name and time in the header ---
+header_field () { # file name|mtime
+  /usr/bin/python3 -c "
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+if sys.argv[2] == 'mtime':
+    print(struct.unpack('<I', d[4:8])[0])
+else:
+    print(d[10:d.index(b'\0', 10)].decode() if d[3] & 8 else '')" "$1" "$2"
+}
+cp dfile.orig named
+touch -d '2019-05-06 07:08:09' named
+"$GZ" -k named
+check "the name is stored by default" test "$(header_field named.gz name)" = named
+check "the time is stored by default" \
+  test "$(header_field named.gz mtime)" = "$(date -d '2019-05-06 07:08:09' +%s)"
+"$GZ" -n -c named > nameless.gz
+check "-n stores no name" test "$(header_field nameless.gz name)" = ""
+check "-n stores no time" test "$(header_field nameless.gz mtime)" = 0
+check "-n output decompresses" bash -c "gzip -dc nameless.gz | cmp -s - named"
+mkdir -p nd && cp named.gz nd/other.gz && touch -d '2022-01-01 00:00:00' nd/other.gz
+check "-d without -N: the name from FILE.gz, its time" \
+  bash -c "'$GZ' -dk nd/other.gz && cmp -s nd/other named && [ \$(stat -c %Y nd/other) = \$(date -d '2022-01-01 00:00:00' +%s) ]"
+check "-dN restores the stored name" \
+  bash -c "'$GZ' -dN nd/other.gz && cmp -s nd/named named && ! test -e nd/other.gz"
+check "-dN restores the stored time" \
+  test "$(stat -c %Y nd/named)" = "$(date -d '2019-05-06 07:08:09' +%s)"
+cp named.gz nd/again.gz
+out=$(cd nd && "$GZ" -dN again.gz 2>&1)
+status=$?
+check "-dN: an existing file of the stored name is not overwritten" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: named: already exists, not overwritten (use -f to overwrite)' ] && test -f nd/again.gz && ! ls -A nd | grep -q '^\\.'" _ "$out"
+
+# --- -r: directories, symbolic links ---
+mkdir -p tree/sub
+cp one tree/a
+cp many tree/sub/b
+cp tgood.gz tree/c.gz
+ln -s ../one tree/link
+out=$("$GZ" -r tree 2>&1)
+status=$?
+check "-r compresses the files of the tree" \
+  bash -c "gzip -dc tree/a.gz | cmp -s - one && gzip -dc tree/sub/b.gz | cmp -s - many && ! test -e tree/a && ! test -e tree/sub/b"
+check "-r leaves FILE.gz alone, silently" bash -c "cmp -s tree/c.gz tgood.gz && ! test -e tree/c.gz.gz"
+check "-r: a symbolic link is not followed: gzip's message, status 1" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: tree/link: Too many levels of symbolic links' ] && test -L tree/link && ! test -e tree/link.gz" _ "$out"
+out=$("$GZ" -dr tree 2>&1)
+status=$?
+check "-dr decompresses the tree" \
+  bash -c "cmp -s tree/a one && cmp -s tree/sub/b many && gzip -dc tgood.gz | cmp -s - tree/c && ! ls tree/sub | grep -q gz"
+check "-dr: the link again, status 1" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: tree/link: Too many levels of symbolic links' ]" _ "$out"
+out=$("$GZ" link-to-one 2>&1; ln -s one link-to-one; "$GZ" link-to-one 2>&1)
+check "a symbolic link FILE: not followed without -f" \
+  bash -c "grep -q 'link-to-one: Too many levels of symbolic links' <<< \"\$1\" && test -L link-to-one && ! test -e link-to-one.gz" _ "$out"
+check "-c follows a symbolic link" bash -c "'$GZ' -c link-to-one | gzip -dc | cmp -s - one"
+out=$("$GZ" tree 2>&1)
+status=$?
+check "a directory without -r: message, status 1" \
+  bash -c "[ $status -eq 1 ] && grep -q 'tree: is a directory' <<< \"\$1\"" _ "$out"
+if [ -z "$unreadable_skip" ]; then
+  mkdir -p perm/tree && cp one perm/tree/open && cp one perm/tree/secret && chmod 000 perm/tree/secret
+  chmod 777 perm/tree
+  chmod 755 "$tmp" # nobody reaches the tree
+  out=$("${as_user[@]}" $gz_as_user -r perm/tree 2>&1)
+  status=$?
+  check "-r: an unreadable file: Permission denied, status 1, the others done" \
+    bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: perm/tree/secret: Permission denied' ] && test -f perm/tree/open.gz && test -e perm/tree/secret" _ "$out"
+else
+  skip "-r: an unreadable file: Permission denied, status 1, the others done" "$unreadable_skip"
+fi
+
 # -v with -k: the input is kept, not replaced.
 cp file1.orig verbose
 out=$("$GZ" -v -k verbose 2>&1)

@@ -51,7 +51,7 @@ else not_ok "input and existing output untouched"; fi
 
 expect "a directory, German" 1 "sluice-gzip: dir: ist ein Verzeichnis, nicht komprimiert" \
   -- de "$GZ" dir
-expect "a .gz input, German" 1 "sluice-gzip: input.gz: hat bereits die Endung .gz, nicht komprimiert" \
+expect "a .gz input, German" 0 "sluice-gzip: input.gz hat bereits die Endung .gz – unverändert" \
   -- de "$GZ" input.gz
 expect "not gzip data, German" 1 "sluice-gzip: input.gz: nicht im gzip-Format" \
   -- de "$GZ" -dc input.gz

@@ -49,6 +49,12 @@ static int opt_processes = -1; /* -1: not given, the number of CPUs */
 static int opt_blocksize_kib = 128;
 static gboolean opt_stdout;
 static gboolean opt_decompress;
+static gboolean opt_test;
+static gboolean opt_list;
+static gboolean opt_recursive;
+static char *opt_suffix;
+static gboolean opt_no_name;
+static gboolean opt_name;
 static gboolean opt_keep;
 static gboolean opt_force;
 static gboolean opt_quiet;
@@ -101,6 +107,22 @@ static const GOptionEntry entries[] = {
     N_ ("Write to standard output, keep the input files"), NULL },
   { "decompress", 'd', 0, G_OPTION_ARG_NONE, &opt_decompress,
     N_ ("Decompress (as sluice-gunzip does; sluice-zcat is -d -c)"), NULL },
+  { "test", 't', 0, G_OPTION_ARG_NONE, &opt_test, N_ ("Test the integrity of compressed FILEs"),
+    NULL },
+  { "list", 'l', 0, G_OPTION_ARG_NONE, &opt_list,
+    N_ ("List the compressed and uncompressed sizes, ratio and name of compressed FILEs"), NULL },
+  { "recursive", 'r', 0, G_OPTION_ARG_NONE, &opt_recursive,
+    N_ ("Work on the files in directories, recursively"), NULL },
+  { "suffix", 'S', 0, G_OPTION_ARG_STRING, &opt_suffix,
+    N_ ("Use the suffix SUF on compressed files (default .gz)"), N_ ("SUF") },
+  { "no-name", 'n', 0, G_OPTION_ARG_NONE, &opt_no_name,
+    N_ ("Do not save the original name and time (compressing); do not restore them "
+        "(decompressing, the default)"),
+    NULL },
+  { "name", 'N', 0, G_OPTION_ARG_NONE, &opt_name,
+    N_ ("Save the original name and time (compressing, the default); restore them "
+        "(decompressing)"),
+    NULL },
   { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, N_ ("Keep the input files"), NULL },
   { "force", 'f', 0, G_OPTION_ARG_NONE, &opt_force,
     N_ ("Overwrite existing output files; write to a terminal"), NULL },
@@ -436,7 +458,9 @@ job_init (Job *job,
   job->queue = queue;
   job->in = in;
   job->out = out;
-  job->header = make_header (name, mtime, opt_level);
+  /* -n: neither the name nor the time, as gzip -n. */
+  job->header =
+      opt_no_name ? make_header (NULL, 0, opt_level) : make_header (name, mtime, opt_level);
   job->size_hint = size_hint;
 }
 
@@ -1078,6 +1102,55 @@ job_clear (Job *job)
   g_clear_pointer (&job->orig_name, g_free);
 }
 
+/* Compresses or decompresses @in to @out (standard output, or nowhere for
+ * -t); @label names the input in messages. */
+static int
+stream_to (SluiceTaskQueue *queue,
+           GInputStream *in,
+           GOutputStream *out,
+           const char *name,
+           guint32 mtime,
+           guint64 size_hint,
+           const char *label)
+{
+  Job job;
+  int status;
+  g_autoptr (GError) error = NULL;
+
+  job_init (&job, queue, in, out, name, mtime, size_hint);
+  if (!mode_stream_func () (&job, &error))
+    status = report_failure (job.input_failed ? label : "stdout", error);
+  else
+    {
+      status = job_status (&job, label);
+      if (opt_verbose && opt_test)
+        fprintf (stderr, _ ("%s:\t OK\n"), label);
+      else if (opt_verbose)
+        fprintf (stderr, "%s:\t%5.1f%%\n", label, job_ratio (&job));
+    }
+  job_clear (&job);
+  return status;
+}
+
+static GOutputStream *
+open_stdout_or_null (GError **error)
+{
+  int fd;
+
+  if (!opt_test)
+    return g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  fd = g_open ("/dev/null", O_WRONLY | O_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "/dev/null: %s",
+                   g_strerror (saved));
+      return NULL;
+    }
+  return g_unix_output_stream_new (fd, TRUE);
+}
+
 static int
 stream_to_stdout (SluiceTaskQueue *queue,
                   GInputStream *in,
@@ -1086,28 +1159,21 @@ stream_to_stdout (SluiceTaskQueue *queue,
                   guint64 size_hint,
                   const char *label)
 {
-  Job job;
-  int status;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GOutputStream) out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  g_autoptr (GOutputStream) out = open_stdout_or_null (&error);
 
-  job_init (&job, queue, in, out, name, mtime, size_hint);
-  if (!mode_stream_func () (&job, &error))
-    status = report_failure (job.input_failed ? label : "stdout", error);
-  else
+  if (out == NULL)
     {
-      status = job_status (&job, label);
-      if (opt_verbose)
-        fprintf (stderr, "%s:\t%5.1f%%\n", label, job_ratio (&job));
+      warn ("%s", error->message);
+      return EXIT_ERROR;
     }
-  job_clear (&job);
-  return status;
+  return stream_to (queue, in, out, name, mtime, size_hint, label);
 }
 
-/* The name FILE decompresses to: without its suffix (.tgz gives .tar), or
- * NULL when it has none that gzip knows. */
-static char *
-decompressed_name (const char *path)
+/* The suffix of a compressed file that gzip knows (-S's first), and what
+ * replaces it when decompressing: .tgz gives .tar. */
+static const char *
+known_suffix (const char *path, const char **replacement)
 {
   static const char *const suffixes[][2] = {
     { ".gz", "" }, { "-gz", "" }, { ".z", "" },       { "-z", "" },
@@ -1115,18 +1181,100 @@ decompressed_name (const char *path)
   };
   g_autofree char *base = g_path_get_basename (path);
 
+  *replacement = "";
+  if (opt_suffix != NULL && g_str_has_suffix (base, opt_suffix) &&
+      strlen (base) > strlen (opt_suffix))
+    return opt_suffix;
   for (gsize i = 0; i < G_N_ELEMENTS (suffixes); i++)
     if (g_str_has_suffix (base, suffixes[i][0]) && strlen (base) > strlen (suffixes[i][0]))
       {
-        g_autofree char *stem = g_strndup (path, strlen (path) - strlen (suffixes[i][0]));
-
-        return g_strconcat (stem, suffixes[i][1], NULL);
+        *replacement = suffixes[i][1];
+        return suffixes[i][0];
       }
   return NULL;
 }
 
+/* The name FILE decompresses to: without its suffix, or NULL when it has
+ * none that gzip knows. */
+static char *
+decompressed_name (const char *path)
+{
+  const char *replacement;
+  const char *suffix = known_suffix (path, &replacement);
+  g_autofree char *stem = NULL;
+
+  if (suffix == NULL)
+    return NULL;
+  stem = g_strndup (path, strlen (path) - strlen (suffix));
+  return g_strconcat (stem, replacement, NULL);
+}
+
+/* -N: the name stored in the header, in FILE's directory (never elsewhere:
+ * only its last component counts). */
+static char *
+restored_name (const char *path, const char *orig_name)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (orig_name);
+
+  if (g_str_equal (base, ".") || g_str_equal (base, "..") || g_str_equal (base, G_DIR_SEPARATOR_S))
+    return NULL;
+  if (strchr (path, G_DIR_SEPARATOR) == NULL)
+    return g_steal_pointer (&base);
+  return g_build_filename (dir, base, NULL);
+}
+
+static gboolean
+refuse_existing (const char *out_path)
+{
+  if (opt_force || !g_file_test (out_path, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
+    return FALSE;
+  warn (_ ("%s: already exists, not overwritten (use -f to overwrite)"), out_path);
+  return TRUE;
+}
+
+static int process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion);
+
 static int
-process_file (SluiceTaskQueue *queue, const char *path)
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* -r: every entry of a directory, in name order. */
+static int
+process_directory (SluiceTaskQueue *queue, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GDir) dir = g_dir_open (path, 0, &error);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  int status = EXIT_OK;
+
+  if (dir == NULL)
+    {
+      warn ("%s: %s", path, g_strerror (EACCES));
+      return EXIT_ERROR;
+    }
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  for (guint i = 0; i < names->len && !interrupted; i++)
+    {
+      g_autofree char *child = g_build_filename (path, names->pdata[i], NULL);
+      int child_status = process_path (queue, child, TRUE);
+
+      if (child_status == EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED;
+      status = worse_status (status, child_status);
+    }
+  return status;
+}
+
+static int list_file (const char *path);
+
+static int
+process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
 {
   g_autoptr (GFile) file = g_file_new_for_commandline_arg (path);
   g_autoptr (GFileInfo) info = NULL;
@@ -1139,36 +1287,54 @@ process_file (SluiceTaskQueue *queue, const char *path)
   g_autoptr (GOutputStream) out = NULL;
   Job job;
   struct stat st;
+  struct timespec times[2];
   int fd;
   int status;
+  const char *replacement;
+  const char *suffix;
 
+  /* As gzip, which opens with O_NOFOLLOW: a symbolic link is followed
+   * only with -f or -c. */
   info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_TYPE "," G_FILE_ATTRIBUTE_STANDARD_SIZE,
-                            G_FILE_QUERY_INFO_NONE, NULL, &error);
+                            opt_force || opt_stdout || opt_test || opt_list
+                                ? G_FILE_QUERY_INFO_NONE
+                                : G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS,
+                            NULL, &error);
   if (info == NULL)
     {
       warn ("%s: %s", path, reason (error));
       return EXIT_ERROR;
     }
+  if (g_file_info_get_file_type (info) == G_FILE_TYPE_SYMBOLIC_LINK)
+    {
+      warn ("%s: %s", path, g_strerror (ELOOP));
+      return EXIT_ERROR;
+    }
   if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
     {
+      if (opt_recursive)
+        return process_directory (queue, path);
       warn (_ ("%s: is a directory, not compressed"), path);
       return EXIT_ERROR;
     }
-  if (!opt_decompress && g_str_has_suffix (path, ".gz") && !opt_stdout && !opt_force)
+  suffix = known_suffix (path, &replacement);
+  if (!opt_decompress && suffix != NULL && !opt_stdout && !opt_force)
     {
-      warn (_ ("%s: already has the .gz suffix, not compressed"), path);
-      return EXIT_ERROR;
+      /* gzip's warning, not an error; silent in a recursion. */
+      if (!in_recursion && !opt_quiet)
+        warn (_ ("%s already has %s suffix -- unchanged"), path, suffix);
+      return EXIT_OK;
     }
-  if (opt_decompress && !opt_stdout)
+  if (opt_decompress && suffix == NULL && (in_recursion || (!opt_stdout && !opt_test && !opt_list)))
     {
-      out_path = decompressed_name (path);
-      if (out_path == NULL)
-        {
-          if (!opt_quiet)
-            warn (_ ("%s: unknown suffix -- ignored"), path);
-          return EXIT_WARNING;
-        }
+      if (in_recursion)
+        return EXIT_OK;
+      if (!opt_quiet)
+        warn (_ ("%s: unknown suffix -- ignored"), path);
+      return EXIT_WARNING;
     }
+  if (opt_list)
+    return list_file (path);
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
     {
@@ -1179,17 +1345,15 @@ process_file (SluiceTaskQueue *queue, const char *path)
     memset (&st, 0, sizeof st);
 
   base = g_path_get_basename (path);
-  if (opt_stdout)
+  if (opt_stdout || opt_test)
     return stream_to_stdout (queue, G_INPUT_STREAM (in), base, (guint32) st.st_mtime,
                              (guint64) st.st_size, path);
 
-  if (out_path == NULL)
-    out_path = g_strconcat (path, ".gz", NULL);
-  if (!opt_force && g_file_test (out_path, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
-    {
-      warn (_ ("%s: already exists, not overwritten (use -f to overwrite)"), out_path);
-      return EXIT_ERROR;
-    }
+  out_path = opt_decompress ? decompressed_name (path)
+                            : g_strconcat (path, opt_suffix != NULL ? opt_suffix : ".gz", NULL);
+  /* With -dN the name is known from the header only. */
+  if (!(opt_decompress && opt_name) && refuse_existing (out_path))
+    return EXIT_ERROR;
 
   /* Written to a temporary file beside it, renamed on success only. */
   dir = g_path_get_dirname (out_path);
@@ -1216,34 +1380,45 @@ process_file (SluiceTaskQueue *queue, const char *path)
 
   if (!mode_stream_func () (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
-      g_unlink (tmp_path);
-      cleanup_armed = FALSE;
-      job_clear (&job);
-      /* A write error names the output, as gzip's does. */
-      return report_failure (job.input_failed ? path : out_path, error);
+      status = report_failure (job.input_failed ? path : out_path, error);
+      goto failed;
     }
   status = job_status (&job, path);
 
-  /* The mode and times of the input, as gzip keeps them. */
-  {
-    struct timespec times[2] = { st.st_atim, st.st_mtim };
+  /* The mode and times of the input, as gzip keeps them; -N restores the
+   * name and time of the header. */
+  times[0] = st.st_atim;
+  times[1] = st.st_mtim;
+  if (opt_decompress && opt_name && job.orig_mtime != 0)
+    {
+      times[1].tv_sec = job.orig_mtime;
+      times[1].tv_nsec = 0;
+    }
+  if (opt_decompress && opt_name)
+    {
+      char *named = job.orig_name != NULL ? restored_name (path, job.orig_name) : NULL;
 
-    if (g_chmod (tmp_path, st.st_mode & 07777) != 0 ||
-        utimensat (AT_FDCWD, tmp_path, times, 0) != 0)
-      {
-        if (!opt_quiet)
-          warn (_ ("%s: could not keep the mode or times: %s"), out_path, g_strerror (errno));
-      }
-  }
+      if (named != NULL)
+        {
+          g_free (out_path);
+          out_path = named;
+        }
+      if (refuse_existing (out_path))
+        {
+          status = EXIT_ERROR;
+          goto failed;
+        }
+    }
+  if (g_chmod (tmp_path, st.st_mode & 07777) != 0 || utimensat (AT_FDCWD, tmp_path, times, 0) != 0)
+    {
+      if (!opt_quiet)
+        warn (_ ("%s: could not keep the mode or times: %s"), out_path, g_strerror (errno));
+    }
   if (g_rename (tmp_path, out_path) != 0)
     {
-      int saved = errno;
-
-      g_unlink (tmp_path);
-      cleanup_armed = FALSE;
-      job_clear (&job);
-      warn ("%s: %s", out_path, g_strerror (saved));
-      return EXIT_ERROR;
+      warn ("%s: %s", out_path, g_strerror (errno));
+      status = EXIT_ERROR;
+      goto failed;
     }
   cleanup_armed = FALSE;
   if (opt_verbose && opt_keep)
@@ -1257,6 +1432,123 @@ process_file (SluiceTaskQueue *queue, const char *path)
       return EXIT_ERROR;
     }
   return status;
+
+failed:
+  g_unlink (tmp_path);
+  cleanup_armed = FALSE;
+  job_clear (&job);
+  return status;
+}
+
+/* --- -l: gzip's listing, from the header and the trailer --- */
+
+static guint64 list_total_in, list_total_out;
+static guint64 list_header_bytes; /* of the last file: gzip's totals use it */
+static guint list_count;
+
+static void
+print_list_sizes (guint64 in, guint64 out, guint64 header_bytes, const char *name)
+{
+  /* gzip's ratio: of the deflate data (without header and trailer) to the
+   * uncompressed size. */
+  double num = (double) out - ((double) in - (double) header_bytes);
+
+  printf ("%19llu %19llu %5.1f%% %s\n", (unsigned long long) in, (unsigned long long) out,
+          out == 0 ? 0.0 : 100.0 * num / (double) out, name);
+}
+
+static int
+list_file (const char *path)
+{
+  static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  guint8 head[65536];
+  guint8 trailer[8];
+  gsize pos = 10;
+  ssize_t got;
+  struct stat st;
+  g_autofree char *name = NULL;
+  int fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  int flags;
+
+  if (fd < 0 || fstat (fd, &st) != 0)
+    {
+      warn ("%s: %s", path, g_strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return EXIT_ERROR;
+    }
+  got = pread (fd, head, sizeof head, 0);
+  if (got >= 2 && (head[0] != 0x1f || head[1] != 0x8b))
+    {
+      close (fd);
+      warn ("%s: %s", path, _ ("not in gzip format"));
+      return EXIT_ERROR;
+    }
+  /* The header's length: extra field, name, comment, header CRC. */
+  flags = got >= 10 ? head[3] : 0;
+  if (got >= 10 && (flags & 4))
+    pos = got >= 12 ? 12 + (gsize) (head[10] | head[11] << 8) : (gsize) got + 1;
+  for (int bit = 8; bit <= 16; bit <<= 1)
+    if (flags & bit)
+      {
+        gsize start = pos;
+
+        while (pos < (gsize) got && head[pos] != 0)
+          pos++;
+        /* -lN: the stored name, in FILE's directory, as gzip -lN. */
+        if (bit == 8 && opt_name && pos < (gsize) got && pos > start)
+          name = restored_name (path, (const char *) head + start);
+        pos++;
+      }
+  if (flags & 2)
+    pos += 2;
+  if (got < 10 || pos + 8 > (gsize) st.st_size || pread (fd, trailer, 8, st.st_size - 8) != 8)
+    {
+      close (fd);
+      warn ("%s: %s", path, _ ("unexpected end of file"));
+      return EXIT_ERROR;
+    }
+  close (fd);
+
+  if (name == NULL)
+    name = decompressed_name (path);
+  if (name == NULL)
+    name = g_strdup (path);
+  if (list_count++ == 0)
+    {
+      if (opt_verbose)
+        printf ("method  crc     date  time  ");
+      printf ("%s\n", "         compressed        uncompressed  ratio uncompressed_name");
+    }
+  if (opt_verbose)
+    {
+      /* As gzip -l: the time of FILE; with -N the stored one (if any). */
+      time_t when =
+          opt_name && get_le32 (head + 4) != 0 ? (time_t) get_le32 (head + 4) : st.st_mtime;
+      struct tm tm;
+
+      printf ("%5s %08x ", head[2] == 8 ? "defla" : "", get_le32 (trailer));
+      if (localtime_r (&when, &tm) != NULL)
+        printf ("%s%3d %02d:%02d ", months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min);
+      else
+        printf ("??? ?? ??:?? ");
+    }
+  list_header_bytes = pos + 8;
+  list_total_in += (guint64) st.st_size;
+  list_total_out += get_le32 (trailer + 4);
+  print_list_sizes ((guint64) st.st_size, get_le32 (trailer + 4), list_header_bytes, name);
+  return EXIT_OK;
+}
+
+static void
+list_totals (void)
+{
+  if (list_count < 2)
+    return;
+  if (opt_verbose)
+    printf ("%28s", "");
+  print_list_sizes (list_total_in, list_total_out, list_header_bytes, "(totals)");
 }
 
 /* --- the demo --- */
@@ -1453,6 +1745,14 @@ run (int argc, char *argv[])
     }
   if (opt_quiet)
     opt_verbose = FALSE;
+  if (opt_suffix != NULL && (opt_suffix[0] == '\0' || strchr (opt_suffix, '/') != NULL))
+    {
+      warn (_ ("invalid suffix '%s'"), opt_suffix);
+      return EXIT_ERROR;
+    }
+  /* -t and -l read compressed data and write none. */
+  if (opt_test || opt_list)
+    opt_decompress = TRUE;
 
   g_unix_signal_add (SIGINT, on_signal, GINT_TO_POINTER (SIGINT));
   g_unix_signal_add (SIGTERM, on_signal, GINT_TO_POINTER (SIGTERM));
@@ -1475,13 +1775,18 @@ run (int argc, char *argv[])
    * a terminal unless forced. */
   to_stdout = opt_stdout || opt_files == NULL || opt_files[0] == NULL ||
               g_strv_contains ((const char *const *) opt_files, "-");
+  from_stdin = opt_files == NULL || opt_files[0] == NULL ||
+               g_strv_contains ((const char *const *) opt_files, "-");
+  if (opt_list && from_stdin)
+    {
+      warn (_ ("-l lists FILEs, not standard input"));
+      return EXIT_ERROR;
+    }
   if (!opt_decompress && to_stdout && isatty (STDOUT_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not written to a terminal (use -f to force)"));
       return EXIT_ERROR;
     }
-  from_stdin = opt_files == NULL || opt_files[0] == NULL ||
-               g_strv_contains ((const char *const *) opt_files, "-");
   if (opt_decompress && from_stdin && isatty (STDIN_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not read from a terminal (use -f to force)"));
@@ -1493,12 +1798,14 @@ run (int argc, char *argv[])
   for (char **file = opt_files; *file != NULL && !interrupted; file++)
     {
       int file_status =
-          g_str_equal (*file, "-") ? process_stdin (queue) : process_file (queue, *file);
+          g_str_equal (*file, "-") ? process_stdin (queue) : process_path (queue, *file, FALSE);
 
       if (file_status == EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED;
       status = worse_status (status, file_status);
     }
+  if (opt_list)
+    list_totals ();
   return status;
 }
 
@@ -1514,6 +1821,7 @@ main (int argc, char *argv[])
 
   status = run (argc, argv);
   g_strfreev (opt_files);
+  g_free (opt_suffix);
   if (interrupted)
     {
       /* Everything is cleaned up: end by the signal itself, as gzip does,
