@@ -481,6 +481,85 @@ else
   skip "-r: an unreadable file: Permission denied, status 1, the others done" "$unreadable_skip"
 fi
 
+# --- interoperability: our output in other readers, theirs in ours ---
+pyunzip () { /usr/bin/python3 -c "import gzip, sys; sys.stdout.buffer.write(gzip.open(sys.argv[1]).read())" "$1"; }
+pyzip () { /usr/bin/python3 -c "import gzip, sys; sys.stdout.buffer.write(gzip.compress(open(sys.argv[1], 'rb').read()))" "$1"; }
+export -f pyunzip pyzip
+have_pigz=
+command -v pigz > /dev/null && have_pigz=1
+for f in empty one blockplus many; do
+  "$GZ" -c $f > io.gz
+  check "ours accepted by gzip -t, zcat, Python's gzip: $f" \
+    bash -c "gzip -t io.gz && zcat io.gz | cmp -s - $f && pyunzip io.gz | cmp -s - $f"
+  pyzip $f > py.gz
+  check "Python's gzip output accepted: $f" bash -c "'$GZ' -dc py.gz | cmp -s - $f"
+  if [ -n "$have_pigz" ]; then
+    check "ours accepted by pigz -d: $f" bash -c "pigz -dc io.gz | cmp -s - $f"
+    pigz -c $f > pz.gz
+    pigz -i -c $f > pzi.gz
+    check "pigz's output accepted: $f" \
+      bash -c "'$GZ' -dc pz.gz | cmp -s - $f && '$GZ' -dc pzi.gz | cmp -s - $f"
+  else
+    skip "ours accepted by pigz -d: $f" "pigz is not installed"
+    skip "pigz's output accepted: $f" "pigz is not installed"
+  fi
+done
+
+# --- -i: independent blocks and their index ---
+for f in one block blockplus many random; do
+  "$GZ" -i -c $f > ind.gz
+  check "-i accepted by gzip -t, zcat, Python's gzip: $f" \
+    bash -c "gzip -t ind.gz && zcat ind.gz | cmp -s - $f && pyunzip ind.gz | cmp -s - $f"
+  if [ -n "$have_pigz" ]; then
+    check "-i accepted by pigz -d: $f" bash -c "pigz -dc ind.gz | cmp -s - $f"
+  else
+    skip "-i accepted by pigz -d: $f" "pigz is not installed"
+  fi
+  check "-i decompressed by ours: $f" bash -c "'$GZ' -dc ind.gz | cmp -s - $f"
+  check "-i decompressed by ours from a pipe: $f" bash -c "cat ind.gz | '$GZ' -dc | cmp -s - $f"
+done
+"$GZ" -i -c empty > ind-empty.gz
+check "-i, empty input: no index, a valid stream" \
+  bash -c "gzip -t ind-empty.gz && '$GZ' -dc ind-empty.gz | cmp -s - empty && ! grep -q SLIX ind-empty.gz"
+"$GZ" -i -c many > ind.gz
+check "-i: the index member ends the file: XLEN, SLIX, an empty block, a zero trailer" \
+  test "$(tail -c 14 ind.gz | od -An -tx1 | tr -d ' \n')" = "534c49580300$(printf '0%.0s' {1..16})"
+if [ -n "$have_pigz" ]; then
+  pigz -i -c many > pigzi.gz
+  check "-i: within 1 % of pigz -i's size" \
+    awk -v a="$(stat -c %s ind.gz)" -v b="$(stat -c %s pigzi.gz)" 'BEGIN {exit !(a <= b * 1.01)}'
+else
+  skip "-i: within 1 % of pigz -i's size" "pigz is not installed"
+fi
+if command -v strace > /dev/null && strace -o /dev/null true 2> /dev/null; then
+  blocks=$(( ($(stat -c %s many) + 131071) / 131072 ))
+  strace -f -e trace=pread64 -o ind.trace "$GZ" -dc ind.gz > /dev/null
+  check "-d uses the index: one read per block" \
+    test "$(grep pread64 ind.trace | grep -cE '= [1-9][0-9]*$')" -ge "$blocks"
+else
+  skip "-d uses the index: one read per block" "strace does not work here"
+fi
+cp ind.gz ind-file.gz
+check "-d FILE.gz with an index" bash -c "'$GZ' -d ind-file.gz && cmp -s ind-file many"
+# A damaged block: gzip's message, status 1, no output.
+size=$(stat -c %s ind.gz)
+cp ind.gz inddmg.gz
+/usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2])); b = f.read(1)[0]; f.seek(int(sys.argv[2])); f.write(bytes([b ^ 85]))" inddmg.gz $((size / 2))
+out=$("$GZ" -d inddmg.gz 2>&1)
+status=$?
+check "-i, a damaged block: status 1, gzip's kind of message, no output" \
+  bash -c "[ $status -eq 1 ] && grep -q '^sluice-gzip: inddmg.gz: invalid compressed data--' <<< \"\$1\" && ! test -e inddmg && test -f inddmg.gz" _ "$out"
+# An index that disagrees with the file (a block size changed) is not used.
+/usr/bin/python3 -c "
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+xlen = d[-16] | d[-15] << 8
+start = len(d) - 10 - xlen - 12
+d[start + 16 + 20] ^= 1  # the first block's compressed size
+open(sys.argv[2], 'wb').write(bytes(d))" ind.gz indbad.gz
+check "-i, an index that disagrees with the file: ignored, the data right" \
+  bash -c "'$GZ' -dc indbad.gz | cmp -s - many"
+
 # -v with -k: the input is kept, not replaced.
 cp file1.orig verbose
 out=$("$GZ" -v -k verbose 2>&1)
