@@ -69,6 +69,23 @@ check "a file larger than 64 MiB" test "$(stat -c %s big)" -gt $((64 * 1024 * 10
 check "larger than 64 MiB round trip" roundtrip big
 rm -f big big.out.gz
 
+# --- decompression: ours both ways, and gzip's output ---
+# Ours compresses and decompresses; gzip compresses and ours decompresses.
+roundtrip_d () {
+  local file=$1
+  shift
+  "$GZ" -c "$file" > "$file.sg.gz" &&
+    "$GZ" -d "$@" -c "$file.sg.gz" | cmp -s - "$file" &&
+    gzip -c "$file" > "$file.g.gz" &&
+    "$GZ" -d "$@" -c "$file.g.gz" | cmp -s - "$file"
+}
+for f in empty one block blockplus many random repetitive; do
+  check "-d round trip: $f" roundtrip_d $f
+done
+check "-d with 1 thread" roundtrip_d many -p 1
+check "-d from a pipe" bash -c "cat many.g.gz | '$GZ' -d | cmp -s - many"
+check "--decompress --stdout" bash -c "'$GZ' --decompress --stdout many.g.gz | cmp -s - many"
+
 text level $((1024 * 1024))
 for level in 1 2 3 4 5 6 7 8 9; do
   check "level -$level" roundtrip level -$level
@@ -228,6 +245,320 @@ signal_case INT 130
 signal_case TERM 143
 signal_case HUP 129
 signal_case PIPE 141
+
+# --- decompression of files ---
+text dfile 300000
+cp dfile dfile.orig
+gzip -9 dfile
+chmod 604 dfile.gz
+touch -d '2021-03-04 05:06:07' dfile.gz
+check "-d replaces FILE.gz with FILE" bash -c "'$GZ' -d dfile.gz && test -f dfile && ! test -e dfile.gz"
+check "-d: FILE is the original" cmp -s dfile dfile.orig
+check "-d keeps the mode" test "$(stat -c %a dfile)" = 604
+check "-d keeps the mtime of FILE.gz" test "$(stat -c %Y dfile)" = "$(date -d '2021-03-04 05:06:07' +%s)"
+gzip -c dfile.orig > dfile.gz
+out=$("$GZ" -d dfile.gz 2>&1)
+status=$?
+check "-d: an existing FILE is not overwritten" \
+  bash -c "[ $status -eq 1 ] && grep -q 'dfile: already exists' <<< \"\$1\" && test -f dfile.gz" _ "$out"
+check "-d -f overwrites" bash -c "'$GZ' -d -f dfile.gz && cmp -s dfile dfile.orig && ! test -e dfile.gz"
+gzip -c dfile.orig > dfile.gz
+check "-d -k keeps FILE.gz" bash -c "rm -f dfile && '$GZ' -dk dfile.gz && cmp -s dfile dfile.orig && test -f dfile.gz"
+for suffix in -gz .z -z _z .Z; do
+  gzip -c dfile.orig > "sfx$suffix"
+  check "-d strips the suffix $suffix" bash -c "'$GZ' -d 'sfx$suffix' && cmp -s sfx dfile.orig && rm sfx"
+done
+gzip -c dfile.orig > arch.tgz
+check "-d: .tgz gives .tar" bash -c "'$GZ' -d arch.tgz && cmp -s arch.tar dfile.orig"
+cp dfile.orig nosuffix
+out=$("$GZ" -d nosuffix 2>&1)
+status=$?
+check "-d: unknown suffix: gzip's warning and status 2" \
+  bash -c "[ $status -eq 2 ] && [ \"\$1\" = 'sluice-gzip: nosuffix: unknown suffix -- ignored' ] && cmp -s nosuffix dfile.orig" _ "$out"
+
+# Called as gunzip and zcat.
+ln -s "$GZ" sluice-gunzip
+ln -s "$GZ" sluice-zcat
+gzip -c dfile.orig > alias.gz
+check "sluice-zcat writes to stdout and keeps FILE.gz" \
+  bash -c "./sluice-zcat alias.gz | cmp -s - dfile.orig && test -f alias.gz"
+check "sluice-gunzip replaces FILE.gz" \
+  bash -c "./sluice-gunzip alias.gz && cmp -s alias dfile.orig && ! test -e alias.gz"
+
+# Several members decompress to their concatenation, as gzip's.
+gzip -c one > m1.gz
+"$GZ" -c many > m2.gz
+: | gzip -c > m3.gz
+cat m1.gz m2.gz m3.gz m1.gz > multi.gz
+check "several members" bash -c "'$GZ' -dc multi.gz | cmp -s - <(cat one many one)"
+
+# Trailing garbage: a warning, status 2, the data written; -q silences it.
+cat m1.gz > trail.gz
+printf 'garbage' >> trail.gz
+out=$("$GZ" -dc trail.gz 2>&1 > trail.out)
+status=$?
+check "trailing garbage: status 2, data written" \
+  bash -c "[ $status -eq 2 ] && cmp -s trail.out one"
+check "trailing garbage: gzip's warning" \
+  test "$out" = "sluice-gzip: trail.gz: decompression OK, trailing garbage ignored"
+out=$("$GZ" -dcq trail.gz 2>&1 > /dev/null)
+status=$?
+check "trailing garbage with -q: silent, status 2" bash -c "[ $status -eq 2 ] && [ -z \"\$1\" ]" _ "$out"
+cp trail.gz trailf.gz
+check "trailing garbage: FILE.gz is decompressed" \
+  bash -c "'$GZ' -dq trailf.gz; [ \$? -eq 2 ] && cmp -s trailf one && ! test -e trailf.gz"
+{ cat m2.gz; head -c 1000 /dev/zero; } > zeros.gz
+out=$("$GZ" -dc zeros.gz 2>&1 > zeros.out)
+status=$?
+check "trailing zeros (tar's padding): ignored silently" \
+  bash -c "[ $status -eq 0 ] && [ -z \"\$1\" ] && cmp -s zeros.out many" _ "$out"
+
+# Damaged input: gzip's message, status 1, no output file, the input kept.
+gzip -c many > good.gz
+size=$(stat -c %s good.gz)
+damage () { # name offset byte-xor
+  cp good.gz "$1.gz"
+  /usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2])); b = f.read(1)[0]; f.seek(int(sys.argv[2])); f.write(bytes([b ^ int(sys.argv[3])]))" "$1.gz" "$2" "$3"
+}
+damage flipped $((size / 2)) 85
+damage badcrc $((size - 8)) 1
+damage badlen $((size - 2)) 1
+damage badmagic 0 1
+head -c $((size / 2)) good.gz > truncated.gz
+: > nothing.gz
+corrupt_case () { # name message
+  local out status
+  out=$("$GZ" -d "$1.gz" 2>&1)
+  status=$?
+  check "$1: status 1" test $status -eq 1
+  check "$1: gzip's message" test "$out" = "sluice-gzip: $1.gz: $2"
+  check "$1: no output file, the input kept" \
+    bash -c "! test -e '$1' && test -f '$1.gz' && ! ls -A | grep -q '^\\.$1'"
+}
+corrupt_case flipped "invalid compressed data--crc error"
+corrupt_case badcrc "invalid compressed data--crc error"
+corrupt_case badlen "invalid compressed data--length error"
+corrupt_case badmagic "not in gzip format"
+corrupt_case truncated "unexpected end of file"
+corrupt_case nothing "unexpected end of file"
+out=$("$GZ" -dc truncated.gz 2>&1 > truncated.out)
+status=$?
+check "truncated to stdout: status 1, what came before written (as gzip's)" \
+  bash -c "[ $status -eq 1 ] && cmp -s truncated.out <(gzip -dc truncated.gz 2> /dev/null)"
+# A damaged deflate block (not only a wrong CRC): format violated.
+/usr/bin/python3 -c "
+import zlib
+c = zlib.compressobj(6, zlib.DEFLATED, 31)
+d = c.compress(open('many', 'rb').read()) + c.flush()
+d = bytearray(d)
+d[10] = 0xff  # the first block header: an invalid block type
+open('badblock.gz', 'wb').write(bytes(d))"
+corrupt_case badblock "invalid compressed data--format violated"
+
+# --- -t: test the integrity ---
+gzip -c many > tgood.gz
+check "-t: a good file: status 0, nothing written, FILE kept" \
+  bash -c "'$GZ' -t tgood.gz > t.out 2>&1 && ! test -s t.out && test -f tgood.gz && ! test -e tgood"
+out=$("$GZ" -tv tgood.gz 2>&1)
+check "-tv: gzip's OK line" test "$out" = "$(printf 'tgood.gz:\t OK')"
+check "-t from stdin" bash -c "'$GZ' -t < tgood.gz"
+out=$("$GZ" -t badcrc.gz tgood.gz badmagic.gz 2>&1)
+status=$?
+check "-t: damaged files: status 1, each named, the good one passes" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"\$(printf 'sluice-gzip: badcrc.gz: invalid compressed data--crc error\nsluice-gzip: badmagic.gz: not in gzip format')\" ]" _ "$out"
+"$GZ" -t trail.gz 2> /dev/null
+check "-t: trailing garbage: status 2" test $? -eq 2
+check "-t: no temporary or output file left" bash -c "! ls -A | grep -q '^\\.tgood\\|^tgood\$'"
+
+# --- -l: gzip's listing ---
+gzip -9 -c many > l9.gz
+gzip -n -c one > ln.gz
+: | gzip -c > lempty.gz
+cp random.sg.gz lrandom.gz
+cp many.sg.gz lmany.gz
+for f in l9.gz ln.gz lempty.gz lrandom.gz lmany.gz; do
+  check "-l equals gzip -l: $f" bash -c "diff <('$GZ' -l $f) <(gzip -l $f) > /dev/null"
+  check "-lv equals gzip -lv: $f" bash -c "diff <('$GZ' -lv $f) <(gzip -lv $f) > /dev/null"
+  check "-lvN equals gzip -lvN: $f" bash -c "diff <('$GZ' -lvN $f) <(gzip -lvN $f) > /dev/null"
+done
+check "-l of several files, with gzip's totals line" \
+  bash -c "diff <('$GZ' -l l9.gz ln.gz lrandom.gz) <(gzip -l l9.gz ln.gz lrandom.gz) > /dev/null"
+out=$("$GZ" -l nosuffix 2>&1)
+status=$?
+check "-l: not gzip: gzip's message, status 1" \
+  bash -c "[ $status -eq 1 ] && grep -q 'sluice-gzip: nosuffix: not in gzip format' <<< \"\$1\"" _ "$out"
+
+# --- -S, files already with the suffix ---
+cp dfile.orig sfile
+check "-S .foo writes FILE.foo" bash -c "'$GZ' -S .foo sfile && test -f sfile.foo && gzip -dc -S .foo sfile.foo | cmp -s - dfile.orig"
+check "-d -S .foo restores FILE" bash -c "'$GZ' -d -S .foo sfile.foo && cmp -s sfile dfile.orig && ! test -e sfile.foo"
+out=$("$GZ" -S '' sfile 2>&1)
+status=$?
+check "-S '' is refused" bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"sluice-gzip: invalid suffix ''\" ]" _ "$out"
+cp tgood.gz already.gz
+out=$("$GZ" already.gz 2>&1)
+status=$?
+check "FILE.gz: gzip's warning, status 0, unchanged" \
+  bash -c "[ $status -eq 0 ] && [ \"\$1\" = 'sluice-gzip: already.gz already has .gz suffix -- unchanged' ] && cmp -s already.gz tgood.gz && ! test -e already.gz.gz" _ "$out"
+cp tgood.gz already.tgz
+out=$("$GZ" -q already.tgz 2>&1)
+check "FILE.tgz with -q: silent, unchanged" bash -c "[ -z \"\$1\" ] && cmp -s already.tgz tgood.gz" _ "$out"
+cp dfile.orig already.foo
+out=$("$GZ" -S .foo already.foo 2>&1)
+check "-S .foo: FILE.foo already has it" \
+  test "$out" = "sluice-gzip: already.foo already has .foo suffix -- unchanged"
+check "-f compresses FILE.gz anyway" bash -c "'$GZ' -f -k already.gz && gzip -dc already.gz.gz | cmp -s - already.gz"
+
+# --- -n, -N: the name and time in the header ---
+header_field () { # file name|mtime
+  /usr/bin/python3 -c "
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+if sys.argv[2] == 'mtime':
+    print(struct.unpack('<I', d[4:8])[0])
+else:
+    print(d[10:d.index(b'\0', 10)].decode() if d[3] & 8 else '')" "$1" "$2"
+}
+cp dfile.orig named
+touch -d '2019-05-06 07:08:09' named
+"$GZ" -k named
+check "the name is stored by default" test "$(header_field named.gz name)" = named
+check "the time is stored by default" \
+  test "$(header_field named.gz mtime)" = "$(date -d '2019-05-06 07:08:09' +%s)"
+"$GZ" -n -c named > nameless.gz
+check "-n stores no name" test "$(header_field nameless.gz name)" = ""
+check "-n stores no time" test "$(header_field nameless.gz mtime)" = 0
+check "-n output decompresses" bash -c "gzip -dc nameless.gz | cmp -s - named"
+mkdir -p nd && cp named.gz nd/other.gz && touch -d '2022-01-01 00:00:00' nd/other.gz
+check "-d without -N: the name from FILE.gz, its time" \
+  bash -c "'$GZ' -dk nd/other.gz && cmp -s nd/other named && [ \$(stat -c %Y nd/other) = \$(date -d '2022-01-01 00:00:00' +%s) ]"
+check "-dN restores the stored name" \
+  bash -c "'$GZ' -dN nd/other.gz && cmp -s nd/named named && ! test -e nd/other.gz"
+check "-dN restores the stored time" \
+  test "$(stat -c %Y nd/named)" = "$(date -d '2019-05-06 07:08:09' +%s)"
+cp named.gz nd/again.gz
+out=$(cd nd && "$GZ" -dN again.gz 2>&1)
+status=$?
+check "-dN: an existing file of the stored name is not overwritten" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: named: already exists, not overwritten (use -f to overwrite)' ] && test -f nd/again.gz && ! ls -A nd | grep -q '^\\.'" _ "$out"
+
+# --- -r: directories, symbolic links ---
+mkdir -p tree/sub
+cp one tree/a
+cp many tree/sub/b
+cp tgood.gz tree/c.gz
+ln -s ../one tree/link
+out=$("$GZ" -r tree 2>&1)
+status=$?
+check "-r compresses the files of the tree" \
+  bash -c "gzip -dc tree/a.gz | cmp -s - one && gzip -dc tree/sub/b.gz | cmp -s - many && ! test -e tree/a && ! test -e tree/sub/b"
+check "-r leaves FILE.gz alone, silently" bash -c "cmp -s tree/c.gz tgood.gz && ! test -e tree/c.gz.gz"
+check "-r: a symbolic link is not followed: gzip's message, status 1" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: tree/link: Too many levels of symbolic links' ] && test -L tree/link && ! test -e tree/link.gz" _ "$out"
+out=$("$GZ" -dr tree 2>&1)
+status=$?
+check "-dr decompresses the tree" \
+  bash -c "cmp -s tree/a one && cmp -s tree/sub/b many && gzip -dc tgood.gz | cmp -s - tree/c && ! ls tree/sub | grep -q gz"
+check "-dr: the link again, status 1" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: tree/link: Too many levels of symbolic links' ]" _ "$out"
+out=$("$GZ" link-to-one 2>&1; ln -s one link-to-one; "$GZ" link-to-one 2>&1)
+check "a symbolic link FILE: not followed without -f" \
+  bash -c "grep -q 'link-to-one: Too many levels of symbolic links' <<< \"\$1\" && test -L link-to-one && ! test -e link-to-one.gz" _ "$out"
+check "-c follows a symbolic link" bash -c "'$GZ' -c link-to-one | gzip -dc | cmp -s - one"
+out=$("$GZ" tree 2>&1)
+status=$?
+check "a directory without -r: message, status 1" \
+  bash -c "[ $status -eq 1 ] && grep -q 'tree: is a directory' <<< \"\$1\"" _ "$out"
+if [ -z "$unreadable_skip" ]; then
+  mkdir -p perm/tree && cp one perm/tree/open && cp one perm/tree/secret && chmod 000 perm/tree/secret
+  chmod 777 perm/tree
+  chmod 755 "$tmp" # nobody reaches the tree
+  out=$("${as_user[@]}" $gz_as_user -r perm/tree 2>&1)
+  status=$?
+  check "-r: an unreadable file: Permission denied, status 1, the others done" \
+    bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: perm/tree/secret: Permission denied' ] && test -f perm/tree/open.gz && test -e perm/tree/secret" _ "$out"
+else
+  skip "-r: an unreadable file: Permission denied, status 1, the others done" "$unreadable_skip"
+fi
+
+# --- interoperability: our output in other readers, theirs in ours ---
+pyunzip () { /usr/bin/python3 -c "import gzip, sys; sys.stdout.buffer.write(gzip.open(sys.argv[1]).read())" "$1"; }
+pyzip () { /usr/bin/python3 -c "import gzip, sys; sys.stdout.buffer.write(gzip.compress(open(sys.argv[1], 'rb').read()))" "$1"; }
+export -f pyunzip pyzip
+have_pigz=
+command -v pigz > /dev/null && have_pigz=1
+for f in empty one blockplus many; do
+  "$GZ" -c $f > io.gz
+  check "ours accepted by gzip -t, zcat, Python's gzip: $f" \
+    bash -c "gzip -t io.gz && zcat io.gz | cmp -s - $f && pyunzip io.gz | cmp -s - $f"
+  pyzip $f > py.gz
+  check "Python's gzip output accepted: $f" bash -c "'$GZ' -dc py.gz | cmp -s - $f"
+  if [ -n "$have_pigz" ]; then
+    check "ours accepted by pigz -d: $f" bash -c "pigz -dc io.gz | cmp -s - $f"
+    pigz -c $f > pz.gz
+    pigz -i -c $f > pzi.gz
+    check "pigz's output accepted: $f" \
+      bash -c "'$GZ' -dc pz.gz | cmp -s - $f && '$GZ' -dc pzi.gz | cmp -s - $f"
+  else
+    skip "ours accepted by pigz -d: $f" "pigz is not installed"
+    skip "pigz's output accepted: $f" "pigz is not installed"
+  fi
+done
+
+# --- -i: independent blocks and their index ---
+for f in one block blockplus many random; do
+  "$GZ" -i -c $f > ind.gz
+  check "-i accepted by gzip -t, zcat, Python's gzip: $f" \
+    bash -c "gzip -t ind.gz && zcat ind.gz | cmp -s - $f && pyunzip ind.gz | cmp -s - $f"
+  if [ -n "$have_pigz" ]; then
+    check "-i accepted by pigz -d: $f" bash -c "pigz -dc ind.gz | cmp -s - $f"
+  else
+    skip "-i accepted by pigz -d: $f" "pigz is not installed"
+  fi
+  check "-i decompressed by ours: $f" bash -c "'$GZ' -dc ind.gz | cmp -s - $f"
+  check "-i decompressed by ours from a pipe: $f" bash -c "cat ind.gz | '$GZ' -dc | cmp -s - $f"
+done
+"$GZ" -i -c empty > ind-empty.gz
+check "-i, empty input: no index, a valid stream" \
+  bash -c "gzip -t ind-empty.gz && '$GZ' -dc ind-empty.gz | cmp -s - empty && ! grep -q SLIX ind-empty.gz"
+"$GZ" -i -c many > ind.gz
+check "-i: the index member ends the file: XLEN, SLIX, an empty block, a zero trailer" \
+  test "$(tail -c 14 ind.gz | od -An -tx1 | tr -d ' \n')" = "534c49580300$(printf '0%.0s' {1..16})"
+if [ -n "$have_pigz" ]; then
+  pigz -i -c many > pigzi.gz
+  check "-i: within 1 % of pigz -i's size" \
+    awk -v a="$(stat -c %s ind.gz)" -v b="$(stat -c %s pigzi.gz)" 'BEGIN {exit !(a <= b * 1.01)}'
+else
+  skip "-i: within 1 % of pigz -i's size" "pigz is not installed"
+fi
+if command -v strace > /dev/null && strace -o /dev/null true 2> /dev/null; then
+  blocks=$(( ($(stat -c %s many) + 131071) / 131072 ))
+  strace -f -e trace=pread64 -o ind.trace "$GZ" -dc ind.gz > /dev/null
+  check "-d uses the index: one read per block" \
+    test "$(grep pread64 ind.trace | grep -cE '= [1-9][0-9]*$')" -ge "$blocks"
+else
+  skip "-d uses the index: one read per block" "strace does not work here"
+fi
+cp ind.gz ind-file.gz
+check "-d FILE.gz with an index" bash -c "'$GZ' -d ind-file.gz && cmp -s ind-file many"
+# A damaged block: gzip's message, status 1, no output.
+size=$(stat -c %s ind.gz)
+cp ind.gz inddmg.gz
+/usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2])); b = f.read(1)[0]; f.seek(int(sys.argv[2])); f.write(bytes([b ^ 85]))" inddmg.gz $((size / 2))
+out=$("$GZ" -d inddmg.gz 2>&1)
+status=$?
+check "-i, a damaged block: status 1, gzip's kind of message, no output" \
+  bash -c "[ $status -eq 1 ] && grep -q '^sluice-gzip: inddmg.gz: invalid compressed data--' <<< \"\$1\" && ! test -e inddmg && test -f inddmg.gz" _ "$out"
+# An index that disagrees with the file (a block size changed) is not used.
+/usr/bin/python3 -c "
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+xlen = d[-16] | d[-15] << 8
+start = len(d) - 10 - xlen - 12
+d[start + 16 + 20] ^= 1  # the first block's compressed size
+open(sys.argv[2], 'wb').write(bytes(d))" ind.gz indbad.gz
+check "-i, an index that disagrees with the file: ignored, the data right" \
+  bash -c "'$GZ' -dc indbad.gz | cmp -s - many"
 
 # -v with -k: the input is kept, not replaced.
 cp file1.orig verbose

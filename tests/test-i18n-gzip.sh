@@ -51,8 +51,10 @@ else not_ok "input and existing output untouched"; fi
 
 expect "a directory, German" 1 "sluice-gzip: dir: ist ein Verzeichnis, nicht komprimiert" \
   -- de "$GZ" dir
-expect "a .gz input, German" 1 "sluice-gzip: input.gz: hat bereits die Endung .gz, nicht komprimiert" \
+expect "a .gz input, German" 0 "sluice-gzip: input.gz hat bereits die Endung .gz – unverändert" \
   -- de "$GZ" input.gz
+expect "not gzip data, German" 1 "sluice-gzip: input.gz: nicht im gzip-Format" \
+  -- de "$GZ" -dc input.gz
 expect "bad thread count, German" 1 "sluice-gzip: -p braucht eine Anzahl von Threads zwischen 1 und 1024" \
   -- de "$GZ" -p 5000 input
 expect "bad block size, German" 1 "sluice-gzip: -b braucht eine Blockgröße zwischen 32 und 524288 KiB" \
@@ -60,7 +62,7 @@ expect "bad block size, German" 1 "sluice-gzip: -b braucht eine Blockgröße zwi
 
 help=$(de "$GZ" --help 2>&1)
 for want in "[DATEI…]" "Die Eingabedateien behalten" "Nie einen Fortschrittsbalken zeigen" \
-            "DATEIen (oder die Standardeingabe) parallel und in Reihenfolge ins gzip-Format komprimieren."; do
+            "Dekomprimieren (wie sluice-gunzip; sluice-zcat ist -d -c)" "oder mit -d dekomprimieren."; do
   case $help in
     *"$want"*) ok "--help, German: $want" ;;
     *) not_ok "--help, German: $want"; printf '%s\n' "$help" | sed 's/^/# /' ;;

@@ -48,6 +48,14 @@ static int opt_level = 6;
 static int opt_processes = -1; /* -1: not given, the number of CPUs */
 static int opt_blocksize_kib = 128;
 static gboolean opt_stdout;
+static gboolean opt_decompress;
+static gboolean opt_test;
+static gboolean opt_list;
+static gboolean opt_recursive;
+static char *opt_suffix;
+static gboolean opt_no_name;
+static gboolean opt_name;
+static gboolean opt_independent;
 static gboolean opt_keep;
 static gboolean opt_force;
 static gboolean opt_quiet;
@@ -98,6 +106,28 @@ static const GOptionEntry entries[] = {
     N_ ("Compress blocks of KIB kibibytes (default 128, at least 32)"), "KIB" },
   { "stdout", 'c', 0, G_OPTION_ARG_NONE, &opt_stdout,
     N_ ("Write to standard output, keep the input files"), NULL },
+  { "decompress", 'd', 0, G_OPTION_ARG_NONE, &opt_decompress,
+    N_ ("Decompress (as sluice-gunzip does; sluice-zcat is -d -c)"), NULL },
+  { "test", 't', 0, G_OPTION_ARG_NONE, &opt_test, N_ ("Test the integrity of compressed FILEs"),
+    NULL },
+  { "list", 'l', 0, G_OPTION_ARG_NONE, &opt_list,
+    N_ ("List the compressed and uncompressed sizes, ratio and name of compressed FILEs"), NULL },
+  { "recursive", 'r', 0, G_OPTION_ARG_NONE, &opt_recursive,
+    N_ ("Work on the files in directories, recursively"), NULL },
+  { "suffix", 'S', 0, G_OPTION_ARG_STRING, &opt_suffix,
+    N_ ("Use the suffix SUF on compressed files (default .gz)"), N_ ("SUF") },
+  { "no-name", 'n', 0, G_OPTION_ARG_NONE, &opt_no_name,
+    N_ ("Do not save the original name and time (compressing); do not restore them "
+        "(decompressing, the default)"),
+    NULL },
+  { "name", 'N', 0, G_OPTION_ARG_NONE, &opt_name,
+    N_ ("Save the original name and time (compressing, the default); restore them "
+        "(decompressing)"),
+    NULL },
+  { "independent", 'i', 0, G_OPTION_ARG_NONE, &opt_independent,
+    N_ ("Compress blocks independently (as pigz -i) and append an index of them, with which "
+        "sluice-gzip -d decompresses in parallel"),
+    NULL },
   { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, N_ ("Keep the input files"), NULL },
   { "force", 'f', 0, G_OPTION_ARG_NONE, &opt_force,
     N_ ("Overwrite existing output files; write to a terminal"), NULL },
@@ -162,51 +192,163 @@ get_deflater (int level)
   return &deflater->strm;
 }
 
-/* The CRC-32 of the whole input, folded in input order from the blocks'
+/* The CRC-32 and length of the data, folded in order from the blocks'
  * CRCs, which the pool threads compute in any order: a block that comes
- * early waits in @early (at most a window of them). */
-typedef struct
-{
-  GMutex lock;
-  guint32 crc;
-  guint64 length;    /* of the input folded in so far */
-  GHashTable *early; /* offset (guint64 *) -> BlockCrc */
-} CrcFold;
-
+ * early waits in @early (at most a window of them). Compression folds one
+ * member; decompression checks each member against its trailer at its last
+ * block. */
 typedef struct
 {
   guint32 crc;
   gsize length;
-} BlockCrc;
+  gboolean member_end; /* the last block of a member: check it */
+  guint32 want_crc;    /* from the member's trailer */
+  guint32 want_length;
+} BlockCheck;
+
+typedef struct
+{
+  GMutex lock;
+  guint64 next;      /* the index of the block to fold next */
+  guint32 crc;       /* of the member so far */
+  guint64 length;    /* of the member so far */
+  GHashTable *early; /* index (guint64 *) -> BlockCheck */
+  int failed;        /* a GzError, or 0 */
+} CheckFold;
+
+/* What is wrong with a compressed input, in gzip's words. */
+typedef enum
+{
+  GZ_ERROR_NOT_GZIP = 1,
+  GZ_ERROR_TRUNCATED,
+  GZ_ERROR_FORMAT,
+  GZ_ERROR_CRC,
+  GZ_ERROR_LENGTH,
+} GzError;
+
+#define GZ_ERROR (gz_error_quark ())
+static GQuark gz_error_quark (void);
+G_DEFINE_QUARK (sluice - gzip - error - quark, gz_error)
 
 static void
-crc_fold_add (CrcFold *fold, guint64 offset, guint32 crc, gsize length)
+set_gz_error (GError **error, GzError code)
 {
-  BlockCrc *early;
+  const char *message = NULL;
+
+  switch (code)
+    {
+    case GZ_ERROR_NOT_GZIP:
+      message = _ ("not in gzip format");
+      break;
+    case GZ_ERROR_TRUNCATED:
+      message = _ ("unexpected end of file");
+      break;
+    case GZ_ERROR_FORMAT:
+      message = _ ("invalid compressed data--format violated");
+      break;
+    case GZ_ERROR_CRC:
+      message = _ ("invalid compressed data--crc error");
+      break;
+    case GZ_ERROR_LENGTH:
+      message = _ ("invalid compressed data--length error");
+      break;
+    }
+  g_set_error_literal (error, GZ_ERROR, code, message);
+}
+
+static void
+check_fold_init (CheckFold *fold)
+{
+  memset (fold, 0, sizeof *fold);
+  g_mutex_init (&fold->lock);
+  fold->early = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+}
+
+static void
+check_fold_clear (CheckFold *fold)
+{
+  g_clear_pointer (&fold->early, g_hash_table_unref);
+  g_mutex_clear (&fold->lock);
+}
+
+/* Folds block @index in; fails when it completes a member whose CRC or
+ * length is not its trailer's (and for every block after that). */
+static gboolean
+check_fold_add (CheckFold *fold, guint64 index, const BlockCheck *block, GError **error)
+{
+  BlockCheck b = *block;
+  BlockCheck *early;
 
   g_mutex_lock (&fold->lock);
-  if (offset != fold->length)
+  if (!fold->failed && index != fold->next)
     {
-      early = g_new (BlockCrc, 1);
-      early->crc = crc;
-      early->length = length;
-      g_hash_table_insert (fold->early, g_memdup2 (&offset, sizeof offset), early);
+      g_hash_table_insert (fold->early, g_memdup2 (&index, sizeof index),
+                           g_memdup2 (block, sizeof *block));
       g_mutex_unlock (&fold->lock);
-      return;
+      return TRUE;
     }
-  for (;;)
+  while (!fold->failed)
     {
-      fold->crc = (guint32) crc32_combine (fold->crc, crc, (z_off_t) length);
-      fold->length += length;
-      early = g_hash_table_lookup (fold->early, &fold->length);
+      fold->crc = (guint32) crc32_combine (fold->crc, b.crc, (z_off_t) b.length);
+      fold->length += b.length;
+      fold->next++;
+      if (b.member_end)
+        {
+          if (fold->crc != b.want_crc)
+            fold->failed = GZ_ERROR_CRC;
+          else if ((guint32) (fold->length & 0xffffffffu) != b.want_length)
+            fold->failed = GZ_ERROR_LENGTH;
+          fold->crc = 0;
+          fold->length = 0;
+        }
+      early = g_hash_table_lookup (fold->early, &fold->next);
       if (early == NULL)
         break;
-      crc = early->crc;
-      length = early->length;
-      g_hash_table_remove (fold->early, &fold->length);
+      b = *early;
+      g_hash_table_remove (fold->early, &fold->next);
     }
   g_mutex_unlock (&fold->lock);
+  if (fold->failed)
+    {
+      set_gz_error (error, fold->failed);
+      return FALSE;
+    }
+  return TRUE;
 }
+
+/* One compression or decompression. */
+typedef struct
+{
+  /* in */
+  SluiceTaskQueue *queue;
+  GInputStream *in;
+  GOutputStream *out;
+  GBytes *header;
+  guint64 size_hint; /* 0 when unknown */
+  /* out */
+  guint64 in_bytes;
+  guint64 out_bytes;
+  /* while it runs */
+  SluiceOrderedItemProducer *producer;
+  SluiceInputStreamProducer *reader;
+  CheckFold fold;
+  GMainLoop *loop;
+  GError *error;
+  gboolean input_failed; /* the error is the input's, not the output's */
+  /* decompression: the reader's producer, whose consumer inflates */
+  SluiceOrderedItemProducer *in_producer;
+  GError *inflate_error;
+  gboolean trailing_garbage;
+  char *orig_name; /* of the first member's header, or NULL */
+  guint32 orig_mtime;
+  /* -i: the compressed size of each block (guint32), for the index */
+  GArray *block_sizes;
+  guint64 header_len;
+  /* decompression with an index */
+  int read_errno; /* atomic: a read of a block failed */
+  gint64 started_us;
+  guint progress_id;
+} Job;
 
 /* The chunk function of the input stream producer: deflates @chunk with
  * the last 32 KiB of @previous as its dictionary, ending with a sync flush
@@ -219,7 +361,9 @@ compress_block (GBytes *chunk,
                 gpointer data,
                 GError **error)
 {
-  CrcFold *fold = data;
+  Job *job = data;
+  BlockCheck check = { 0 };
+  guint64 index = offset / ((guint64) opt_blocksize_kib * 1024);
   gsize in_len;
   const guint8 *in = g_bytes_get_data (chunk, &in_len);
   z_stream *strm = get_deflater (opt_level);
@@ -227,7 +371,8 @@ compress_block (GBytes *chunk,
   gsize cap;
   int ret;
 
-  if (previous != NULL)
+  /* -i: no dictionary, so that each block inflates on its own. */
+  if (previous != NULL && !opt_independent)
     {
       gsize dict_len;
       const guint8 *dict = g_bytes_get_data (previous, &dict_len);
@@ -265,34 +410,23 @@ compress_block (GBytes *chunk,
       strm->avail_out = (uInt) cap;
       cap *= 2;
     }
-  crc_fold_add (fold, offset, (guint32) crc32 (crc32 (0, NULL, 0), in, (uInt) in_len), in_len);
+  /* Every chunk but the last is a block long: the offset gives the index. */
+  check.crc = (guint32) crc32 (0, in, (uInt) in_len);
+  check.length = in_len;
+  check_fold_add (&job->fold, index, &check, NULL);
+  if (opt_independent)
+    {
+      g_mutex_lock (&job->fold.lock);
+      if (job->block_sizes->len <= index)
+        g_array_set_size (job->block_sizes, (guint) index + 1);
+      g_array_index (job->block_sizes, guint32, index) = (guint32) (cap - strm->avail_out);
+      g_mutex_unlock (&job->fold.lock);
+    }
 
   return g_bytes_new_take (out, cap - strm->avail_out);
 }
 
 /* --- one compression: reader on the main loop, producer, writer thread --- */
-
-typedef struct
-{
-  /* in */
-  SluiceTaskQueue *queue;
-  GInputStream *in;
-  GOutputStream *out;
-  GBytes *header;
-  guint64 size_hint; /* 0 when unknown */
-  /* out */
-  guint64 in_bytes;
-  guint64 out_bytes;
-  /* while it runs */
-  SluiceOrderedItemProducer *producer;
-  SluiceInputStreamProducer *reader;
-  CrcFold crc;
-  GMainLoop *loop;
-  GError *error;
-  gboolean read_failed; /* the error is the input's, not the output's */
-  gint64 started_us;
-  guint progress_id;
-} Job;
 
 static Job *current_job;
 static int interrupted; /* the signal that stopped us, or 0 */
@@ -345,7 +479,9 @@ job_init (Job *job,
   job->queue = queue;
   job->in = in;
   job->out = out;
-  job->header = make_header (name, mtime, opt_level);
+  /* -n: neither the name nor the time, as gzip -n. */
+  job->header =
+      opt_no_name ? make_header (NULL, 0, opt_level) : make_header (name, mtime, opt_level);
   job->size_hint = size_hint;
 }
 
@@ -358,6 +494,8 @@ on_stopped (GObject *source, GAsyncResult *result, gpointer data)
   g_main_loop_quit (job->loop);
 }
 
+static void on_inflated (GObject *source, GAsyncResult *result, gpointer data);
+
 static void
 on_read_all (GObject *source, GAsyncResult *result, gpointer data)
 {
@@ -368,8 +506,12 @@ on_read_all (GObject *source, GAsyncResult *result, gpointer data)
   /* A read error is an item of the output order too: the stop reports it.
    * A reader stopped by the producer says the output failed (or a signal). */
   if (!sluice_input_stream_producer_read_all_finish (job->reader, result, &error))
-    job->read_failed = !g_error_matches (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
-  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+    job->input_failed = !g_error_matches (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  /* Decompressing, the reader feeds the inflater's producer first. */
+  if (job->in_producer != NULL)
+    sluice_ordered_item_producer_stop_async (job->in_producer, NULL, on_inflated, job);
+  else
+    sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
 }
 
 static void
@@ -417,6 +559,8 @@ show_progress (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static GBytes *make_index_member (Job *job);
+
 /* Compresses job->in to job->out: the header, the blocks, an empty final
  * block and the trailer. Returns whether it worked; the totals are in
  * job->in_bytes and job->out_bytes. */
@@ -426,9 +570,8 @@ compress_stream (Job *job, GError **error)
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
   guint8 trailer[10] = { 0x03, 0x00 }; /* an empty final block with fixed codes */
 
-  g_mutex_init (&job->crc.lock);
-  job->crc.crc = (guint32) crc32 (0, NULL, 0);
-  job->crc.early = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  check_fold_init (&job->fold);
+  job->block_sizes = g_array_new (FALSE, TRUE, sizeof (guint32));
   job->loop = g_main_loop_new (NULL, FALSE);
   /* A window of a few blocks per thread keeps the pool busy while the
    * writer writes; memory is bounded by it: window × (block + output). */
@@ -453,7 +596,7 @@ compress_stream (Job *job, GError **error)
   job->reader =
       sluice_input_stream_producer_new (job->producer, job->in, (gsize) opt_blocksize_kib * 1024);
   sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
-  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, &job->crc, NULL);
+  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, job, NULL);
 
   job->started_us = g_get_monotonic_time ();
   current_job = job;
@@ -475,20 +618,741 @@ compress_stream (Job *job, GError **error)
   job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
   if (job->error == NULL)
     {
-      put_le32 (trailer + 2, job->crc.crc);
-      put_le32 (trailer + 6, (guint32) (job->crc.length & 0xffffffffu));
+      put_le32 (trailer + 2, job->fold.crc);
+      put_le32 (trailer + 6, (guint32) (job->fold.length & 0xffffffffu));
       if (g_output_stream_write_all (job->out, trailer, sizeof trailer, NULL, NULL, &job->error) &&
           g_output_stream_flush (job->out, NULL, &job->error))
         job->out_bytes += sizeof trailer;
     }
+  if (job->error == NULL && opt_independent)
+    {
+      g_autoptr (GBytes) index = make_index_member (job);
+
+      if (index != NULL &&
+          g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
+                                     g_bytes_get_size (index), NULL, NULL, &job->error) &&
+          g_output_stream_flush (job->out, NULL, &job->error))
+        job->out_bytes += g_bytes_get_size (index);
+    }
+  g_clear_pointer (&job->block_sizes, g_array_unref);
 
   g_clear_object (&job->reader);
   g_clear_object (&job->producer);
   g_clear_pointer (&job->loop, g_main_loop_unref);
   g_clear_pointer (&job->header, g_bytes_unref);
-  g_clear_pointer (&job->crc.early, g_hash_table_unref);
-  g_mutex_clear (&job->crc.lock);
+  check_fold_clear (&job->fold);
 
+  if (job->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* --- decompression: reader on the main loop, one inflating thread, CRCs in
+ * the task queue, writer thread --- */
+
+/* A decompressed block is this long at most (the last of a member may be
+ * shorter); compressed chunks are read INFLATE_IN_SIZE at a time. */
+#define INFLATE_OUT_SIZE (256 * 1024)
+#define INFLATE_IN_SIZE (128 * 1024)
+
+typedef struct
+{
+  GBytes *bytes;
+  guint64 index;
+  BlockCheck check;
+  CheckFold *fold;
+} OutBlock;
+
+static void
+out_block_free (gpointer data)
+{
+  OutBlock *block = data;
+
+  g_bytes_unref (block->bytes);
+  g_free (block);
+}
+
+/* In a pool thread: the block's CRC, folded in order and checked against
+ * the trailer at the end of each member; the item is the block itself. */
+static gpointer
+check_block (GCancellable *cancellable, gpointer data, GError **error)
+{
+  OutBlock *block = data;
+  gsize len;
+  const guint8 *p = g_bytes_get_data (block->bytes, &len);
+
+  block->check.crc = (guint32) crc32 (0, p, (uInt) len);
+  block->check.length = len;
+  if (!check_fold_add (block->fold, block->index, &block->check, error))
+    return NULL;
+  return g_bytes_ref (block->bytes);
+}
+
+typedef enum
+{
+  AT_MAGIC,   /* before a member: its two magic bytes, or the end */
+  IN_MEMBER,  /* zlib parses the header, the data and the trailer */
+  IN_ZEROS,   /* zeros after the last member (tar pads so): ignored */
+  IN_GARBAGE, /* anything else after a member: ignored, with a warning */
+} InflateState;
+
+/* The inflating thread's state, across the compressed chunks. */
+typedef struct
+{
+  Job *job;
+  z_stream strm;
+  gz_header head; /* of the first member */
+  char name[1024];
+  InflateState state;
+  guint members; /* ended so far */
+  guint8 magic[2];
+  gsize magic_len;
+  guint8 tail[8]; /* the last 8 bytes inflate took: the trailer at a member's end */
+  guint8 *out;
+  gsize out_len;
+  guint64 next_index;
+} Inflater;
+
+static guint32
+get_le32 (const guint8 *p)
+{
+  return (guint32) p[0] | (guint32) p[1] << 8 | (guint32) p[2] << 16 | (guint32) p[3] << 24;
+}
+
+static void
+remember_tail (Inflater *inf, const guint8 *p, gsize n)
+{
+  if (n >= sizeof inf->tail)
+    {
+      memcpy (inf->tail, p + n - sizeof inf->tail, sizeof inf->tail);
+      return;
+    }
+  memmove (inf->tail, inf->tail + n, sizeof inf->tail - n);
+  memcpy (inf->tail + sizeof inf->tail - n, p, n);
+}
+
+/* Hands the block decompressed so far to the producer: its CRC is taken
+ * in the task queue while this thread inflates on; the writer writes it
+ * in order. Waits while the window is full (the writer is behind). */
+static gboolean
+emit_block (Inflater *inf, gboolean member_end, GError **error)
+{
+  Job *job = inf->job;
+  OutBlock *block;
+
+  if (!sluice_ordered_item_producer_wait_ready (job->producer, NULL, error))
+    return FALSE;
+  block = g_new0 (OutBlock, 1);
+  block->bytes = g_bytes_new_take (inf->out, inf->out_len);
+  block->index = inf->next_index++;
+  block->fold = &job->fold;
+  if (member_end)
+    {
+      block->check.member_end = TRUE;
+      block->check.want_crc = get_le32 (inf->tail);
+      block->check.want_length = get_le32 (inf->tail + 4);
+    }
+  sluice_ordered_item_producer_produce_item_in_thread (
+      job->producer, check_block, block, out_block_free, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  inf->out = g_malloc (INFLATE_OUT_SIZE);
+  inf->out_len = 0;
+  return TRUE;
+}
+
+/* Inflates from @p until @len bytes are used or the member ends; *used
+ * says how many were. */
+static gboolean
+inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError **error)
+{
+  z_stream *strm = &inf->strm;
+  int ret;
+
+  strm->next_in = (Bytef *) p;
+  strm->avail_in = (uInt) len;
+  for (;;)
+    {
+      strm->next_out = inf->out + inf->out_len;
+      strm->avail_out = (uInt) (INFLATE_OUT_SIZE - inf->out_len);
+      ret = inflate (strm, Z_NO_FLUSH);
+      inf->out_len = INFLATE_OUT_SIZE - strm->avail_out;
+      if (ret == Z_STREAM_END)
+        break;
+      if (ret != Z_OK && ret != Z_BUF_ERROR)
+        {
+          /* What came before the damage still goes out, as gzip's does. */
+          if (inf->out_len > 0)
+            emit_block (inf, FALSE, NULL);
+          set_gz_error (error, GZ_ERROR_FORMAT);
+          return FALSE;
+        }
+      if (inf->out_len == INFLATE_OUT_SIZE && !emit_block (inf, FALSE, error))
+        return FALSE;
+      if (strm->avail_in == 0)
+        break;
+    }
+  *used = len - strm->avail_in;
+  remember_tail (inf, p, *used);
+  if (ret != Z_STREAM_END)
+    return TRUE;
+
+  if (inf->members == 0 && inf->head.done == 1)
+    {
+      Job *job = inf->job;
+
+      job->orig_mtime = (guint32) inf->head.time;
+      if (inf->head.name != NULL && inf->name[0] != '\0')
+        job->orig_name = g_strdup (inf->name);
+    }
+  inf->members++;
+  inf->state = AT_MAGIC;
+  inflateReset (strm);
+  return emit_block (inf, TRUE, error);
+}
+
+/* Takes one compressed chunk: members, the magic between them, and what
+ * may follow the last one. */
+static gboolean
+inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  gsize used;
+
+  while (len > 0)
+    switch (inf->state)
+      {
+      case AT_MAGIC:
+        if (inf->members > 0 && inf->magic_len == 0 && *p == 0)
+          {
+            inf->state = IN_ZEROS;
+            break;
+          }
+        inf->magic[inf->magic_len++] = *p++;
+        len--;
+        if (inf->magic[0] != 0x1f || (inf->magic_len == 2 && inf->magic[1] != 0x8b))
+          {
+            if (inf->members == 0)
+              {
+                set_gz_error (error, GZ_ERROR_NOT_GZIP);
+                return FALSE;
+              }
+            inf->job->trailing_garbage = TRUE;
+            inf->state = IN_GARBAGE;
+            break;
+          }
+        if (inf->magic_len < 2)
+          break;
+        inf->magic_len = 0;
+        inf->state = IN_MEMBER;
+        if (!inflate_member (inf, inf->magic, 2, &used, error))
+          return FALSE;
+        break;
+      case IN_MEMBER:
+        if (!inflate_member (inf, p, len, &used, error))
+          return FALSE;
+        p += used;
+        len -= used;
+        break;
+      case IN_ZEROS:
+        while (len > 0 && *p == 0)
+          p++, len--;
+        if (len > 0)
+          {
+            inf->job->trailing_garbage = TRUE;
+            inf->state = IN_GARBAGE;
+          }
+        break;
+      case IN_GARBAGE:
+        return TRUE;
+      }
+  return TRUE;
+}
+
+/* The end of the input: it must not end inside a member (or be empty). */
+static gboolean
+inflate_end (Inflater *inf, GError **error)
+{
+  if (inf->state == IN_MEMBER || inf->members == 0)
+    {
+      if (inf->out_len > 0)
+        emit_block (inf, FALSE, NULL);
+      set_gz_error (error, GZ_ERROR_TRUNCATED);
+      return FALSE;
+    }
+  if (inf->state == AT_MAGIC && inf->magic_len > 0)
+    inf->job->trailing_garbage = TRUE;
+  return TRUE;
+}
+
+/* The consumer of the compressed chunks, in a thread of its own: the one
+ * thread that inflates, as pigz -d has. */
+static gpointer
+inflate_all (SluiceConsumerator *input, gpointer data, GError **error)
+{
+  Inflater inf = { 0 };
+  gpointer chunk;
+  GError *local = NULL;
+  gboolean ok = TRUE;
+
+  inf.job = data;
+  inf.out = g_malloc (INFLATE_OUT_SIZE);
+  /* A gzip stream; the CRCs are checked in the task queue, not here. */
+  if (inflateInit2 (&inf.strm, 16 + MAX_WBITS) != Z_OK)
+    g_error ("inflateInit2 failed: out of memory");
+  inflateValidate (&inf.strm, 0);
+  inf.head.name = (Bytef *) inf.name;
+  inf.head.name_max = sizeof inf.name - 1;
+  inflateGetHeader (&inf.strm, &inf.head);
+
+  while (ok && sluice_consumerator_next (input, &chunk, &local))
+    {
+      gsize len;
+      const guint8 *p = g_bytes_get_data (chunk, &len);
+
+      ok = inflate_chunk (&inf, p, len, error);
+      g_bytes_unref (chunk);
+    }
+  if (ok && local != NULL)
+    {
+      /* A read error, or a stop. */
+      g_propagate_error (error, local);
+      ok = FALSE;
+    }
+  else if (ok)
+    ok = inflate_end (&inf, error);
+  g_clear_error (&local);
+
+  inflateEnd (&inf.strm);
+  g_free (inf.out);
+  return ok ? data : NULL;
+}
+
+static void
+on_inflated (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Job *job = data;
+
+  sluice_ordered_item_producer_stop_finish (job->in_producer, result, &job->inflate_error);
+  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+}
+
+/* --- -i: independent blocks, their index, and parallel decompression ---
+ *
+ * With -i every block is deflated without the previous block as its
+ * dictionary, so that it inflates on its own, and after the member comes
+ * an index: one more gzip member, empty (gzip, pigz and zlib decompress it
+ * to nothing), whose header has an extra field (FEXTRA) with one subfield
+ * 'S' 'X' holding, all integers little-endian:
+ *
+ *   u32  the uncompressed size of a block (all but the last are that long)
+ *   u64  the uncompressed size of the whole data
+ *   u32  the length of the first member's header: where block 0 starts
+ *   u32  the number of blocks N
+ *   N ×  the compressed size of each block in order, as LEB128 varints
+ *        (each block ends with its sync flush, on a byte boundary)
+ *   u16  XLEN, the length of the extra field, again
+ *   4    "SLIX"
+ *
+ * The member ends with an empty final block (03 00) and a trailer of zeros,
+ * so that the index is found from the file's end: its last 16 bytes are
+ * XLEN, "SLIX", 03 00 and 8 zeros. An index that does not fit in an extra
+ * field (more than about 20,000 blocks: 2.5 GB of 128 KiB blocks) is not
+ * written. */
+
+#define INDEX_MAGIC "SLIX"
+
+static void
+put_le16 (GByteArray *a, guint v)
+{
+  guint8 b[2] = { v & 0xff, (v >> 8) & 0xff };
+
+  g_byte_array_append (a, b, 2);
+}
+
+static void
+append_le32 (GByteArray *a, guint32 v)
+{
+  guint8 b[4];
+
+  put_le32 (b, v);
+  g_byte_array_append (a, b, 4);
+}
+
+static GBytes *
+make_index_member (Job *job)
+{
+  static const guint8 start[12] = { 0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff };
+  static const guint8 end[10] = { 0x03, 0x00 };
+  g_autoptr (GByteArray) payload = g_byte_array_new ();
+  GByteArray *member;
+  guint xlen;
+
+  if (job->block_sizes->len == 0)
+    return NULL;
+  append_le32 (payload, (guint32) opt_blocksize_kib * 1024);
+  append_le32 (payload, (guint32) (job->fold.length & 0xffffffffu));
+  append_le32 (payload, (guint32) (job->fold.length >> 32));
+  append_le32 (payload, (guint32) g_bytes_get_size (job->header));
+  append_le32 (payload, job->block_sizes->len);
+  for (guint i = 0; i < job->block_sizes->len; i++)
+    {
+      guint32 v = g_array_index (job->block_sizes, guint32, i);
+
+      do
+        {
+          guint8 b = (v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+
+          g_byte_array_append (payload, &b, 1);
+          v >>= 7;
+        }
+      while (v != 0);
+    }
+  xlen = 4 + payload->len + 6;
+  if (xlen > 0xffff)
+    return NULL;
+  put_le16 (payload, xlen);
+  g_byte_array_append (payload, (const guint8 *) INDEX_MAGIC, 4);
+
+  member = g_byte_array_new ();
+  g_byte_array_append (member, start, 10);
+  put_le16 (member, xlen);
+  g_byte_array_append (member, (const guint8 *) "SX", 2);
+  put_le16 (member, payload->len);
+  g_byte_array_append (member, payload->data, payload->len);
+  g_byte_array_append (member, end, sizeof end);
+  return g_byte_array_free_to_bytes (member);
+}
+
+typedef struct
+{
+  int fd;
+  guint32 block_size;
+  guint64 total;
+  guint32 n_blocks;
+  guint64 *offsets; /* n_blocks + 1: where each block starts, and the last ends */
+  guint32 want_crc; /* the trailer of the first member */
+  guint32 want_length;
+} BlockIndex;
+
+static void
+block_index_free (BlockIndex *index)
+{
+  g_free (index->offsets);
+  g_free (index);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BlockIndex, block_index_free)
+
+static gboolean
+pread_all (int fd, guint8 *buf, gsize len, guint64 offset)
+{
+  while (len > 0)
+    {
+      ssize_t got = pread (fd, buf, len, (off_t) offset);
+
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got <= 0)
+        {
+          if (got == 0)
+            errno = 0;
+          return FALSE;
+        }
+      buf += got;
+      len -= (gsize) got;
+      offset += (guint64) got;
+    }
+  return TRUE;
+}
+
+/* The index at the end of the file @fd, if there is one and it agrees
+ * with the file: the blocks end where the index member begins, after the
+ * final empty block and the trailer. Anything else gives NULL: the file is
+ * then decompressed in one stream. */
+static BlockIndex *
+read_index (int fd)
+{
+  static const guint8 end[10] = { 0x03, 0x00 };
+  g_autoptr (BlockIndex) index = NULL;
+  g_autofree guint8 *member = NULL;
+  guint8 tail[16];
+  struct stat st;
+  guint64 start, pos, header_len;
+  guint xlen, payload_len;
+  const guint8 *p, *limit;
+
+  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size < 64 ||
+      !pread_all (fd, tail, sizeof tail, (guint64) st.st_size - sizeof tail) ||
+      memcmp (tail + 2, INDEX_MAGIC, 4) != 0 || memcmp (tail + 6, end, sizeof end) != 0)
+    return NULL;
+  xlen = tail[0] | tail[1] << 8;
+  if ((guint64) st.st_size < 12 + xlen + 10 + 20 || xlen < 4 + 20 + 6)
+    return NULL;
+  start = (guint64) st.st_size - 10 - xlen - 12;
+  member = g_malloc (12 + xlen);
+  if (!pread_all (fd, member, 12 + xlen, start) || member[0] != 0x1f || member[1] != 0x8b ||
+      member[2] != 8 || member[3] != 4 || (guint) (member[10] | member[11] << 8) != xlen ||
+      member[12] != 'S' || member[13] != 'X')
+    return NULL;
+  payload_len = member[14] | member[15] << 8;
+  if (payload_len != xlen - 4)
+    return NULL;
+  p = member + 16;
+  limit = p + payload_len - 6;
+
+  index = g_new0 (BlockIndex, 1);
+  index->fd = fd;
+  index->block_size = get_le32 (p);
+  index->total = get_le32 (p + 4) | (guint64) get_le32 (p + 8) << 32;
+  header_len = get_le32 (p + 12);
+  index->n_blocks = get_le32 (p + 16);
+  p += 20;
+  if (index->block_size == 0 || index->n_blocks == 0 || index->n_blocks > (guint32) (limit - p) ||
+      header_len < 10 || index->total > (guint64) index->n_blocks * index->block_size ||
+      index->total <= (guint64) (index->n_blocks - 1) * index->block_size)
+    return NULL;
+  index->offsets = g_new (guint64, index->n_blocks + 1);
+  pos = header_len;
+  for (guint32 i = 0; i < index->n_blocks; i++)
+    {
+      guint64 v = 0;
+      int shift = 0;
+
+      do
+        {
+          if (p >= limit || shift > 28)
+            return NULL;
+          v |= (guint64) (*p & 0x7f) << shift;
+          shift += 7;
+        }
+      while (*p++ & 0x80);
+      index->offsets[i] = pos;
+      pos += v;
+    }
+  index->offsets[index->n_blocks] = pos;
+  /* The blocks, the final empty block and the trailer, then the index. */
+  if (p != limit || pos + 10 != start || !pread_all (fd, tail, 10, pos) || tail[0] != 0x03 ||
+      tail[1] != 0x00)
+    return NULL;
+  index->want_crc = get_le32 (tail + 2);
+  index->want_length = get_le32 (tail + 6);
+  if (index->want_length != (guint32) (index->total & 0xffffffffu))
+    return NULL;
+  return g_steal_pointer (&index);
+}
+
+static void
+inflater_free (gpointer data)
+{
+  z_stream *strm = data;
+
+  inflateEnd (strm);
+  g_free (strm);
+}
+
+/* One raw inflate state per pool thread, reset for every block. */
+static GPrivate thread_inflater = G_PRIVATE_INIT (inflater_free);
+
+static z_stream *
+get_inflater (void)
+{
+  z_stream *strm = g_private_get (&thread_inflater);
+
+  if (strm != NULL)
+    {
+      inflateReset (strm);
+      return strm;
+    }
+  strm = g_new0 (z_stream, 1);
+  if (inflateInit2 (strm, -MAX_WBITS) != Z_OK)
+    g_error ("inflateInit2 failed: out of memory");
+  g_private_set (&thread_inflater, strm);
+  return strm;
+}
+
+typedef struct
+{
+  Job *job;
+  BlockIndex *index;
+  guint32 i;
+} IndexedBlock;
+
+/* In a pool thread: reads block i, inflates it on its own, checks that it
+ * is exactly its size, and folds its CRC (the last one checks the
+ * trailer). */
+static gpointer
+inflate_indexed_block (GCancellable *cancellable, gpointer data, GError **error)
+{
+  IndexedBlock *block = data;
+  BlockIndex *index = block->index;
+  guint32 i = block->i;
+  gsize in_len = index->offsets[i + 1] - index->offsets[i];
+  gsize out_len = i + 1 < index->n_blocks
+                      ? index->block_size
+                      : (gsize) (index->total - (guint64) i * index->block_size);
+  g_autofree guint8 *in = g_malloc (in_len);
+  guint8 *out;
+  z_stream *strm;
+  BlockCheck check = { 0 };
+  int ret;
+
+  if (!pread_all (index->fd, in, in_len, index->offsets[i]))
+    {
+      int saved = errno != 0 ? errno : EIO;
+
+      g_atomic_int_set (&block->job->read_errno, saved);
+      if (errno == 0)
+        set_gz_error (error, GZ_ERROR_TRUNCATED);
+      else
+        g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved), g_strerror (saved));
+      return NULL;
+    }
+  strm = get_inflater ();
+  out = g_malloc (out_len + 1);
+  strm->next_in = in;
+  strm->avail_in = (uInt) in_len;
+  strm->next_out = out;
+  strm->avail_out = (uInt) out_len + 1;
+  ret = inflate (strm, Z_SYNC_FLUSH);
+  if ((ret != Z_OK && ret != Z_BUF_ERROR) || strm->avail_in != 0 || strm->total_out != out_len)
+    {
+      g_free (out);
+      set_gz_error (error, GZ_ERROR_FORMAT);
+      return NULL;
+    }
+  check.crc = (guint32) crc32 (0, out, (uInt) out_len);
+  check.length = out_len;
+  if (i + 1 == index->n_blocks)
+    {
+      check.member_end = TRUE;
+      check.want_crc = index->want_crc;
+      check.want_length = index->want_length;
+    }
+  if (!check_fold_add (&block->job->fold, i, &check, error))
+    {
+      g_free (out);
+      return NULL;
+    }
+  return g_bytes_new_take (out, out_len);
+}
+
+/* Decompresses a file with an index: its blocks inflated in parallel in
+ * the task queue, written in order by the writer thread. */
+static gboolean
+decompress_indexed (Job *job, BlockIndex *index, GError **error)
+{
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+
+  check_fold_init (&job->fold);
+  job->loop = g_main_loop_new (NULL, FALSE);
+  job->producer = sluice_ordered_item_producer_new (
+      job->queue, MAX (16, 4 * sluice_task_queue_get_max_threads (job->queue)),
+      (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (job->producer, job->out);
+  sluice_output_stream_consumer_set_close_stream (writer, FALSE);
+  sluice_output_stream_consumer_start (writer);
+
+  /* All asked for at once: the producer runs them as its window makes room
+   * (the requests waiting are a few bytes each). */
+  for (guint32 i = 0; i < index->n_blocks; i++)
+    {
+      IndexedBlock *block = g_new (IndexedBlock, 1);
+
+      block->job = job;
+      block->index = index;
+      block->i = i;
+      sluice_ordered_item_producer_produce_item_in_thread (job->producer, inflate_indexed_block,
+                                                           block, g_free, G_PRIORITY_DEFAULT, NULL,
+                                                           NULL, NULL);
+    }
+  current_job = job;
+  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+  g_main_loop_run (job->loop);
+  current_job = NULL;
+
+  job->in_bytes = index->offsets[index->n_blocks];
+  job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
+  if (job->error == NULL)
+    g_output_stream_flush (job->out, NULL, &job->error);
+  g_clear_object (&job->producer);
+  g_clear_pointer (&job->loop, g_main_loop_unref);
+  check_fold_clear (&job->fold);
+  if (job->error != NULL)
+    {
+      job->input_failed = job->error->domain == GZ_ERROR || g_atomic_int_get (&job->read_errno);
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Decompresses job->in to job->out; returns whether it worked (the totals
+ * are in job->in_bytes and job->out_bytes, the first member's name and
+ * time in job->orig_name and job->orig_mtime). */
+static gboolean
+decompress_stream (Job *job, GError **error)
+{
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  gboolean read_failed;
+
+  /* A file of ours with an index: its blocks in parallel. */
+  if (G_IS_FILE_DESCRIPTOR_BASED (job->in))
+    {
+      g_autoptr (BlockIndex) index =
+          read_index (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (job->in)));
+
+      if (index != NULL)
+        return decompress_indexed (job, index, error);
+    }
+
+  check_fold_init (&job->fold);
+  job->loop = g_main_loop_new (NULL, FALSE);
+  job->producer = sluice_ordered_item_producer_new (job->queue, 16, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (job->producer, job->out);
+  sluice_output_stream_consumer_set_close_stream (writer, FALSE);
+  sluice_output_stream_consumer_start (writer);
+
+  job->in_producer =
+      sluice_ordered_item_producer_new (job->queue, 8, (GDestroyNotify) g_bytes_unref);
+  sluice_ordered_item_producer_start (job->in_producer, inflate_all, job, NULL, NULL);
+  job->reader = sluice_input_stream_producer_new (job->in_producer, job->in, INFLATE_IN_SIZE);
+  sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
+
+  current_job = job;
+  sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
+                                               job);
+  g_main_loop_run (job->loop);
+  current_job = NULL;
+
+  job->in_bytes = sluice_input_stream_producer_get_bytes_read (job->reader);
+  job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
+  if (job->error == NULL && !g_output_stream_flush (job->out, NULL, &job->error))
+    job->input_failed = FALSE;
+
+  g_clear_object (&job->reader);
+  g_clear_object (&job->in_producer);
+  g_clear_object (&job->producer);
+  g_clear_pointer (&job->loop, g_main_loop_unref);
+  check_fold_clear (&job->fold);
+
+  /* The writer's error first (a CRC found wrong is the input's), then the
+   * inflater's (bad data, a read error); a stop is what a signal did. */
+  read_failed = job->input_failed;
+  if (job->error != NULL && !g_error_matches (job->error, SLUICE_ERROR, SLUICE_ERROR_STOPPED))
+    {
+      job->input_failed = job->error->domain == GZ_ERROR;
+      g_clear_error (&job->inflate_error);
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  if (job->inflate_error != NULL)
+    {
+      job->input_failed = read_failed || job->inflate_error->domain == GZ_ERROR;
+      g_clear_error (&job->error);
+      g_propagate_error (error, g_steal_pointer (&job->inflate_error));
+      return FALSE;
+    }
   if (job->error != NULL)
     {
       g_propagate_error (error, g_steal_pointer (&job->error));
@@ -504,7 +1368,11 @@ on_signal (gpointer data)
   /* Stops the reader too, without waiting for a read blocked on a slow
    * input; the stop then completes with SLUICE_ERROR_STOPPED. */
   if (current_job != NULL)
-    sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
+    {
+      sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
+      if (current_job->in_producer != NULL)
+        sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->in_producer));
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -582,28 +1450,226 @@ report_failure (const char *label, const GError *error)
   return EXIT_ERROR;
 }
 
+/* gzip's exit status for a warning (trailing garbage, an unknown suffix),
+ * unless an error came too. */
+#define EXIT_WARNING 2
+
 static int
-compress_to_stdout (SluiceTaskQueue *queue,
-                    GInputStream *in,
-                    const char *name,
-                    guint32 mtime,
-                    guint64 size_hint,
-                    const char *label)
+worse_status (int a, int b)
+{
+  if (a == EXIT_ERROR || b == EXIT_ERROR)
+    return EXIT_ERROR;
+  return a != EXIT_OK ? a : b;
+}
+
+typedef gboolean (*StreamFunc) (Job *job, GError **error);
+
+static StreamFunc
+mode_stream_func (void)
+{
+  return opt_decompress ? decompress_stream : compress_stream;
+}
+
+/* After a job that worked: gzip's warning for what followed the last
+ * member, and its status. */
+static int
+job_status (const Job *job, const char *label)
+{
+  if (!job->trailing_garbage)
+    return EXIT_OK;
+  if (!opt_quiet)
+    warn (_ ("%s: decompression OK, trailing garbage ignored"), label);
+  return EXIT_WARNING;
+}
+
+static double
+job_ratio (const Job *job)
+{
+  /* Of the compressed size to the uncompressed, both ways. */
+  return opt_decompress ? ratio_percent (job->out_bytes, job->in_bytes)
+                        : ratio_percent (job->in_bytes, job->out_bytes);
+}
+
+static void
+job_clear (Job *job)
+{
+  g_clear_pointer (&job->header, g_bytes_unref);
+  g_clear_pointer (&job->orig_name, g_free);
+}
+
+/* Compresses or decompresses @in to @out (standard output, or nowhere for
+ * -t); @label names the input in messages. */
+static int
+stream_to (SluiceTaskQueue *queue,
+           GInputStream *in,
+           GOutputStream *out,
+           const char *name,
+           guint32 mtime,
+           guint64 size_hint,
+           const char *label)
 {
   Job job;
+  int status;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GOutputStream) out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
 
   job_init (&job, queue, in, out, name, mtime, size_hint);
-  if (!compress_stream (&job, &error))
-    return report_failure (job.read_failed ? label : "stdout", error);
-  if (opt_verbose)
-    fprintf (stderr, "%s:\t%5.1f%%\n", label, ratio_percent (job.in_bytes, job.out_bytes));
-  return EXIT_OK;
+  if (!mode_stream_func () (&job, &error))
+    status = report_failure (job.input_failed ? label : "stdout", error);
+  else
+    {
+      status = job_status (&job, label);
+      if (opt_verbose && opt_test)
+        fprintf (stderr, _ ("%s:\t OK\n"), label);
+      else if (opt_verbose)
+        fprintf (stderr, "%s:\t%5.1f%%\n", label, job_ratio (&job));
+    }
+  job_clear (&job);
+  return status;
+}
+
+static GOutputStream *
+open_stdout_or_null (GError **error)
+{
+  int fd;
+
+  if (!opt_test)
+    return g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  fd = g_open ("/dev/null", O_WRONLY | O_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "/dev/null: %s",
+                   g_strerror (saved));
+      return NULL;
+    }
+  return g_unix_output_stream_new (fd, TRUE);
 }
 
 static int
-compress_file (SluiceTaskQueue *queue, const char *path)
+stream_to_stdout (SluiceTaskQueue *queue,
+                  GInputStream *in,
+                  const char *name,
+                  guint32 mtime,
+                  guint64 size_hint,
+                  const char *label)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GOutputStream) out = open_stdout_or_null (&error);
+
+  if (out == NULL)
+    {
+      warn ("%s", error->message);
+      return EXIT_ERROR;
+    }
+  return stream_to (queue, in, out, name, mtime, size_hint, label);
+}
+
+/* The suffix of a compressed file that gzip knows (-S's first), and what
+ * replaces it when decompressing: .tgz gives .tar. */
+static const char *
+known_suffix (const char *path, const char **replacement)
+{
+  static const char *const suffixes[][2] = {
+    { ".gz", "" }, { "-gz", "" }, { ".z", "" },       { "-z", "" },
+    { "_z", "" },  { ".Z", "" },  { ".tgz", ".tar" }, { ".taz", ".tar" },
+  };
+  g_autofree char *base = g_path_get_basename (path);
+
+  *replacement = "";
+  if (opt_suffix != NULL && g_str_has_suffix (base, opt_suffix) &&
+      strlen (base) > strlen (opt_suffix))
+    return opt_suffix;
+  for (gsize i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    if (g_str_has_suffix (base, suffixes[i][0]) && strlen (base) > strlen (suffixes[i][0]))
+      {
+        *replacement = suffixes[i][1];
+        return suffixes[i][0];
+      }
+  return NULL;
+}
+
+/* The name FILE decompresses to: without its suffix, or NULL when it has
+ * none that gzip knows. */
+static char *
+decompressed_name (const char *path)
+{
+  const char *replacement;
+  const char *suffix = known_suffix (path, &replacement);
+  g_autofree char *stem = NULL;
+
+  if (suffix == NULL)
+    return NULL;
+  stem = g_strndup (path, strlen (path) - strlen (suffix));
+  return g_strconcat (stem, replacement, NULL);
+}
+
+/* -N: the name stored in the header, in FILE's directory (never elsewhere:
+ * only its last component counts). */
+static char *
+restored_name (const char *path, const char *orig_name)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (orig_name);
+
+  if (g_str_equal (base, ".") || g_str_equal (base, "..") || g_str_equal (base, G_DIR_SEPARATOR_S))
+    return NULL;
+  if (strchr (path, G_DIR_SEPARATOR) == NULL)
+    return g_steal_pointer (&base);
+  return g_build_filename (dir, base, NULL);
+}
+
+static gboolean
+refuse_existing (const char *out_path)
+{
+  if (opt_force || !g_file_test (out_path, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
+    return FALSE;
+  warn (_ ("%s: already exists, not overwritten (use -f to overwrite)"), out_path);
+  return TRUE;
+}
+
+static int process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion);
+
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* -r: every entry of a directory, in name order. */
+static int
+process_directory (SluiceTaskQueue *queue, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GDir) dir = g_dir_open (path, 0, &error);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  int status = EXIT_OK;
+
+  if (dir == NULL)
+    {
+      warn ("%s: %s", path, g_strerror (EACCES));
+      return EXIT_ERROR;
+    }
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  for (guint i = 0; i < names->len && !interrupted; i++)
+    {
+      g_autofree char *child = g_build_filename (path, names->pdata[i], NULL);
+      int child_status = process_path (queue, child, TRUE);
+
+      if (child_status == EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED;
+      status = worse_status (status, child_status);
+    }
+  return status;
+}
+
+static int list_file (const char *path);
+
+static int
+process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
 {
   g_autoptr (GFile) file = g_file_new_for_commandline_arg (path);
   g_autoptr (GFileInfo) info = NULL;
@@ -616,25 +1682,54 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   g_autoptr (GOutputStream) out = NULL;
   Job job;
   struct stat st;
+  struct timespec times[2];
   int fd;
+  int status;
+  const char *replacement;
+  const char *suffix;
 
+  /* As gzip, which opens with O_NOFOLLOW: a symbolic link is followed
+   * only with -f or -c. */
   info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_TYPE "," G_FILE_ATTRIBUTE_STANDARD_SIZE,
-                            G_FILE_QUERY_INFO_NONE, NULL, &error);
+                            opt_force || opt_stdout || opt_test || opt_list
+                                ? G_FILE_QUERY_INFO_NONE
+                                : G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS,
+                            NULL, &error);
   if (info == NULL)
     {
       warn ("%s: %s", path, reason (error));
       return EXIT_ERROR;
     }
+  if (g_file_info_get_file_type (info) == G_FILE_TYPE_SYMBOLIC_LINK)
+    {
+      warn ("%s: %s", path, g_strerror (ELOOP));
+      return EXIT_ERROR;
+    }
   if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
     {
+      if (opt_recursive)
+        return process_directory (queue, path);
       warn (_ ("%s: is a directory, not compressed"), path);
       return EXIT_ERROR;
     }
-  if (g_str_has_suffix (path, ".gz") && !opt_stdout && !opt_force)
+  suffix = known_suffix (path, &replacement);
+  if (!opt_decompress && suffix != NULL && !opt_stdout && !opt_force)
     {
-      warn (_ ("%s: already has the .gz suffix, not compressed"), path);
-      return EXIT_ERROR;
+      /* gzip's warning, not an error; silent in a recursion. */
+      if (!in_recursion && !opt_quiet)
+        warn (_ ("%s already has %s suffix -- unchanged"), path, suffix);
+      return EXIT_OK;
     }
+  if (opt_decompress && suffix == NULL && (in_recursion || (!opt_stdout && !opt_test && !opt_list)))
+    {
+      if (in_recursion)
+        return EXIT_OK;
+      if (!opt_quiet)
+        warn (_ ("%s: unknown suffix -- ignored"), path);
+      return EXIT_WARNING;
+    }
+  if (opt_list)
+    return list_file (path);
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
     {
@@ -645,16 +1740,15 @@ compress_file (SluiceTaskQueue *queue, const char *path)
     memset (&st, 0, sizeof st);
 
   base = g_path_get_basename (path);
-  if (opt_stdout)
-    return compress_to_stdout (queue, G_INPUT_STREAM (in), base, (guint32) st.st_mtime,
-                               (guint64) st.st_size, path);
+  if (opt_stdout || opt_test)
+    return stream_to_stdout (queue, G_INPUT_STREAM (in), base, (guint32) st.st_mtime,
+                             (guint64) st.st_size, path);
 
-  out_path = g_strconcat (path, ".gz", NULL);
-  if (!opt_force && g_file_test (out_path, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
-    {
-      warn (_ ("%s: already exists, not overwritten (use -f to overwrite)"), out_path);
-      return EXIT_ERROR;
-    }
+  out_path = opt_decompress ? decompressed_name (path)
+                            : g_strconcat (path, opt_suffix != NULL ? opt_suffix : ".gz", NULL);
+  /* With -dN the name is known from the header only. */
+  if (!(opt_decompress && opt_name) && refuse_existing (out_path))
+    return EXIT_ERROR;
 
   /* Written to a temporary file beside it, renamed on success only. */
   dir = g_path_get_dirname (out_path);
@@ -679,47 +1773,177 @@ compress_file (SluiceTaskQueue *queue, const char *path)
   job_init (&job, queue, G_INPUT_STREAM (in), out, base, (guint32) st.st_mtime,
             (guint64) st.st_size);
 
-  if (!compress_stream (&job, &error) || !g_output_stream_close (out, NULL, &error))
+  if (!mode_stream_func () (&job, &error) || !g_output_stream_close (out, NULL, &error))
     {
-      g_unlink (tmp_path);
-      cleanup_armed = FALSE;
-      /* A write error names the output, as gzip's does. */
-      return report_failure (job.read_failed ? path : out_path, error);
+      status = report_failure (job.input_failed ? path : out_path, error);
+      goto failed;
     }
+  status = job_status (&job, path);
 
-  /* The mode and times of the input, as gzip keeps them. */
-  {
-    struct timespec times[2] = { st.st_atim, st.st_mtim };
+  /* The mode and times of the input, as gzip keeps them; -N restores the
+   * name and time of the header. */
+  times[0] = st.st_atim;
+  times[1] = st.st_mtim;
+  if (opt_decompress && opt_name && job.orig_mtime != 0)
+    {
+      times[1].tv_sec = job.orig_mtime;
+      times[1].tv_nsec = 0;
+    }
+  if (opt_decompress && opt_name)
+    {
+      char *named = job.orig_name != NULL ? restored_name (path, job.orig_name) : NULL;
 
-    if (g_chmod (tmp_path, st.st_mode & 07777) != 0 ||
-        utimensat (AT_FDCWD, tmp_path, times, 0) != 0)
-      {
-        if (!opt_quiet)
-          warn (_ ("%s: could not keep the mode or times: %s"), out_path, g_strerror (errno));
-      }
-  }
+      if (named != NULL)
+        {
+          g_free (out_path);
+          out_path = named;
+        }
+      if (refuse_existing (out_path))
+        {
+          status = EXIT_ERROR;
+          goto failed;
+        }
+    }
+  if (g_chmod (tmp_path, st.st_mode & 07777) != 0 || utimensat (AT_FDCWD, tmp_path, times, 0) != 0)
+    {
+      if (!opt_quiet)
+        warn (_ ("%s: could not keep the mode or times: %s"), out_path, g_strerror (errno));
+    }
   if (g_rename (tmp_path, out_path) != 0)
     {
-      int saved = errno;
-
-      g_unlink (tmp_path);
-      cleanup_armed = FALSE;
-      warn ("%s: %s", out_path, g_strerror (saved));
-      return EXIT_ERROR;
+      warn ("%s: %s", out_path, g_strerror (errno));
+      status = EXIT_ERROR;
+      goto failed;
     }
   cleanup_armed = FALSE;
   if (opt_verbose && opt_keep)
-    fprintf (stderr, _ ("%s:\t%5.1f%% -- created %s\n"), path,
-             ratio_percent (job.in_bytes, job.out_bytes), out_path);
+    fprintf (stderr, _ ("%s:\t%5.1f%% -- created %s\n"), path, job_ratio (&job), out_path);
   else if (opt_verbose)
-    fprintf (stderr, _ ("%s:\t%5.1f%% -- replaced with %s\n"), path,
-             ratio_percent (job.in_bytes, job.out_bytes), out_path);
+    fprintf (stderr, _ ("%s:\t%5.1f%% -- replaced with %s\n"), path, job_ratio (&job), out_path);
+  job_clear (&job);
   if (!opt_keep && g_unlink (path) != 0)
     {
       warn ("%s: %s", path, g_strerror (errno));
       return EXIT_ERROR;
     }
+  return status;
+
+failed:
+  g_unlink (tmp_path);
+  cleanup_armed = FALSE;
+  job_clear (&job);
+  return status;
+}
+
+/* --- -l: gzip's listing, from the header and the trailer --- */
+
+static guint64 list_total_in, list_total_out;
+static guint64 list_header_bytes; /* of the last file: gzip's totals use it */
+static guint list_count;
+
+static void
+print_list_sizes (guint64 in, guint64 out, guint64 header_bytes, const char *name)
+{
+  /* gzip's ratio: of the deflate data (without header and trailer) to the
+   * uncompressed size. */
+  double num = (double) out - ((double) in - (double) header_bytes);
+
+  printf ("%19llu %19llu %5.1f%% %s\n", (unsigned long long) in, (unsigned long long) out,
+          out == 0 ? 0.0 : 100.0 * num / (double) out, name);
+}
+
+static int
+list_file (const char *path)
+{
+  static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  guint8 head[65536];
+  guint8 trailer[8];
+  gsize pos = 10;
+  ssize_t got;
+  struct stat st;
+  g_autofree char *name = NULL;
+  int fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  int flags;
+
+  if (fd < 0 || fstat (fd, &st) != 0)
+    {
+      warn ("%s: %s", path, g_strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return EXIT_ERROR;
+    }
+  got = pread (fd, head, sizeof head, 0);
+  if (got >= 2 && (head[0] != 0x1f || head[1] != 0x8b))
+    {
+      close (fd);
+      warn ("%s: %s", path, _ ("not in gzip format"));
+      return EXIT_ERROR;
+    }
+  /* The header's length: extra field, name, comment, header CRC. */
+  flags = got >= 10 ? head[3] : 0;
+  if (got >= 10 && (flags & 4))
+    pos = got >= 12 ? 12 + (gsize) (head[10] | head[11] << 8) : (gsize) got + 1;
+  for (int bit = 8; bit <= 16; bit <<= 1)
+    if (flags & bit)
+      {
+        gsize start = pos;
+
+        while (pos < (gsize) got && head[pos] != 0)
+          pos++;
+        /* -lN: the stored name, in FILE's directory, as gzip -lN. */
+        if (bit == 8 && opt_name && pos < (gsize) got && pos > start)
+          name = restored_name (path, (const char *) head + start);
+        pos++;
+      }
+  if (flags & 2)
+    pos += 2;
+  if (got < 10 || pos + 8 > (gsize) st.st_size || pread (fd, trailer, 8, st.st_size - 8) != 8)
+    {
+      close (fd);
+      warn ("%s: %s", path, _ ("unexpected end of file"));
+      return EXIT_ERROR;
+    }
+  close (fd);
+
+  if (name == NULL)
+    name = decompressed_name (path);
+  if (name == NULL)
+    name = g_strdup (path);
+  if (list_count++ == 0)
+    {
+      if (opt_verbose)
+        printf ("method  crc     date  time  ");
+      printf ("%s\n", "         compressed        uncompressed  ratio uncompressed_name");
+    }
+  if (opt_verbose)
+    {
+      /* As gzip -l: the time of FILE; with -N the stored one (if any). */
+      time_t when =
+          opt_name && get_le32 (head + 4) != 0 ? (time_t) get_le32 (head + 4) : st.st_mtime;
+      struct tm tm;
+
+      printf ("%5s %08x ", head[2] == 8 ? "defla" : "", get_le32 (trailer));
+      if (localtime_r (&when, &tm) != NULL)
+        printf ("%s%3d %02d:%02d ", months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min);
+      else
+        printf ("??? ?? ??:?? ");
+    }
+  list_header_bytes = pos + 8;
+  list_total_in += (guint64) st.st_size;
+  list_total_out += get_le32 (trailer + 4);
+  print_list_sizes ((guint64) st.st_size, get_le32 (trailer + 4), list_header_bytes, name);
   return EXIT_OK;
+}
+
+static void
+list_totals (void)
+{
+  if (list_count < 2)
+    return;
+  if (opt_verbose)
+    printf ("%28s", "");
+  print_list_sizes (list_total_in, list_total_out, list_header_bytes, "(totals)");
 }
 
 /* --- the demo --- */
@@ -857,11 +2081,11 @@ run_demo (SluiceTaskQueue *queue)
 
 /* Standard input to standard output. */
 static int
-compress_stdin (SluiceTaskQueue *queue)
+process_stdin (SluiceTaskQueue *queue)
 {
   g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
 
-  return compress_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
+  return stream_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
 }
 
 static int
@@ -871,14 +2095,27 @@ run (int argc, char *argv[])
   g_autoptr (GError) error = NULL;
   g_autoptr (SluiceTaskQueue) queue = NULL;
   gboolean to_stdout;
+  gboolean from_stdin;
   int status = EXIT_OK;
+
+  /* Called as sluice-gunzip or sluice-zcat (links to sluice-gzip), it
+   * decompresses, as gunzip and zcat do. */
+  {
+    g_autofree char *name = g_path_get_basename (argv[0]);
+
+    if (strstr (name, "gunzip") != NULL)
+      opt_decompress = TRUE;
+    else if (strstr (name, "zcat") != NULL)
+      opt_decompress = opt_stdout = TRUE;
+  }
 
   context = g_option_context_new (NULL);
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (
-      context, _ ("Compress FILEs (or standard input) in parallel into gzip format, in order.\n"
-                  "A FILE of - is standard input. With --demo, compress a built-in input "
-                  "and print a summary."));
+      context,
+      _ ("Compress FILEs (or standard input) in parallel into gzip format, in order, or\n"
+         "decompress them with -d. A FILE of - is standard input. With --demo, compress a\n"
+         "built-in input and print a summary."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
@@ -903,6 +2140,14 @@ run (int argc, char *argv[])
     }
   if (opt_quiet)
     opt_verbose = FALSE;
+  if (opt_suffix != NULL && (opt_suffix[0] == '\0' || strchr (opt_suffix, '/') != NULL))
+    {
+      warn (_ ("invalid suffix '%s'"), opt_suffix);
+      return EXIT_ERROR;
+    }
+  /* -t and -l read compressed data and write none. */
+  if (opt_test || opt_list)
+    opt_decompress = TRUE;
 
   g_unix_signal_add (SIGINT, on_signal, GINT_TO_POINTER (SIGINT));
   g_unix_signal_add (SIGTERM, on_signal, GINT_TO_POINTER (SIGTERM));
@@ -925,24 +2170,37 @@ run (int argc, char *argv[])
    * a terminal unless forced. */
   to_stdout = opt_stdout || opt_files == NULL || opt_files[0] == NULL ||
               g_strv_contains ((const char *const *) opt_files, "-");
-  if (to_stdout && isatty (STDOUT_FILENO) && !opt_force)
+  from_stdin = opt_files == NULL || opt_files[0] == NULL ||
+               g_strv_contains ((const char *const *) opt_files, "-");
+  if (opt_list && from_stdin)
+    {
+      warn (_ ("-l lists FILEs, not standard input"));
+      return EXIT_ERROR;
+    }
+  if (!opt_decompress && to_stdout && isatty (STDOUT_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not written to a terminal (use -f to force)"));
       return EXIT_ERROR;
     }
+  if (opt_decompress && from_stdin && isatty (STDIN_FILENO) && !opt_force)
+    {
+      warn (_ ("compressed data not read from a terminal (use -f to force)"));
+      return EXIT_ERROR;
+    }
   if (opt_files == NULL || opt_files[0] == NULL)
-    return compress_stdin (queue);
+    return process_stdin (queue);
 
   for (char **file = opt_files; *file != NULL && !interrupted; file++)
     {
       int file_status =
-          g_str_equal (*file, "-") ? compress_stdin (queue) : compress_file (queue, *file);
+          g_str_equal (*file, "-") ? process_stdin (queue) : process_path (queue, *file, FALSE);
 
       if (file_status == EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED;
-      if (file_status != EXIT_OK)
-        status = file_status;
+      status = worse_status (status, file_status);
     }
+  if (opt_list)
+    list_totals ();
   return status;
 }
 
@@ -958,6 +2216,7 @@ main (int argc, char *argv[])
 
   status = run (argc, argv);
   g_strfreev (opt_files);
+  g_free (opt_suffix);
   if (interrupted)
     {
       /* Everything is cleaned up: end by the signal itself, as gzip does,
