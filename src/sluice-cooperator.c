@@ -107,7 +107,13 @@ struct _SluiceCooperator
   gboolean running_notified; /* the value "running" was last notified with */
   guint time_slice;
 
-  GQueue runnable;   /* of SluiceCooperativeTask, by run_link */
+  /* The runnable tasks, a ring by run_link (circular: no link is NULL):
+   * next_run is the task whose step runs next, the one before it the last
+   * of the round, where a task made runnable goes. A task stays in the
+   * ring while its step runs, so a step that continues costs no relinking,
+   * only a move of next_run. */
+  GList *next_run;
+  guint n_runnable;
   GQueue tasks;      /* every task not ended, by all_link; one reference each */
   GQueue deliveries; /* tasks with news for the context, by deliver_link */
 
@@ -138,7 +144,7 @@ struct _SluiceCooperativeTask
   GList run_link;
   GList all_link;
   GList deliver_link;
-  gboolean queued;     /* run_link is in cooperator->runnable */
+  gboolean queued;     /* run_link is in the cooperator's ring of runnable tasks */
   gboolean delivering; /* deliver_link is in cooperator->deliveries */
   gboolean released;   /* the step data was destroyed */
 
@@ -223,7 +229,7 @@ cooperator_source_new (SluiceCooperator *self, const char *name, int priority)
 static gboolean
 cooperator_on_owner_thread (SluiceCooperator *self)
 {
-  return g_main_context_is_owner (self->context) || g_thread_self () == self->owner_thread;
+  return g_thread_self () == self->owner_thread || g_main_context_is_owner (self->context);
 }
 
 /* --- scheduling --- */
@@ -247,7 +253,7 @@ static void
 cooperator_reschedule (SluiceCooperator *self)
 {
   if (self->in_tick || self->tick_scheduled || !self->started || self->stopped ||
-      self->runnable.length == 0)
+      self->n_runnable == 0)
     return;
   self->tick_scheduled = TRUE;
   self->scheduler (self, TRUE, self->scheduler_data);
@@ -257,7 +263,7 @@ cooperator_reschedule (SluiceCooperator *self)
 static void
 cooperator_unschedule_if_idle (SluiceCooperator *self)
 {
-  if (!self->tick_scheduled || (self->runnable.length > 0 && !self->stopped))
+  if (!self->tick_scheduled || (self->n_runnable > 0 && !self->stopped))
     return;
   self->tick_scheduled = FALSE;
   self->scheduler (self, FALSE, self->scheduler_data);
@@ -313,18 +319,46 @@ task_make_runnable (SluiceCooperativeTask *task)
   if (task->queued || task->ended)
     return;
   task->queued = TRUE;
-  g_queue_push_tail_link (&self->runnable, &task->run_link);
+  /* At the end of the round: just before the next to run. */
+  if (self->next_run == NULL)
+    {
+      task->run_link.next = task->run_link.prev = &task->run_link;
+      self->next_run = &task->run_link;
+    }
+  else
+    {
+      GList *next = self->next_run;
+
+      task->run_link.next = next;
+      task->run_link.prev = next->prev;
+      next->prev->next = &task->run_link;
+      next->prev = &task->run_link;
+    }
+  self->n_runnable++;
   cooperator_reschedule (self);
 }
 
 static void
 task_unqueue (SluiceCooperativeTask *task)
 {
+  SluiceCooperator *self = task->cooperator;
+  GList *link = &task->run_link;
+
   if (!task->queued)
     return;
   task->queued = FALSE;
-  g_queue_unlink (&task->cooperator->runnable, &task->run_link);
-  cooperator_unschedule_if_idle (task->cooperator);
+  if (link->next == link)
+    self->next_run = NULL;
+  else
+    {
+      link->prev->next = link->next;
+      link->next->prev = link->prev;
+      if (self->next_run == link)
+        self->next_run = link->next;
+    }
+  link->next = link->prev = NULL;
+  self->n_runnable--;
+  cooperator_unschedule_if_idle (self);
 }
 
 /* Ends @task once, with @error (transfer full; NULL when done). */
@@ -1070,35 +1104,27 @@ sluice_cooperator_tick (SluiceCooperator *self)
   self->in_tick = TRUE;
   cooperator_drain_woken (self);
   tick_start_time = g_get_monotonic_time ();
-  while (!self->stopped && self->runnable.length > 0)
+  while (!self->stopped && self->next_run != NULL)
     {
       /* No reference per step: a live task is held by the live list, one
        * that ends in its step by its delivery, dispatched after the tick. */
-      SluiceCooperativeTask *task = g_queue_pop_head_link (&self->runnable)->data;
+      SluiceCooperativeTask *task = self->next_run->data;
       GError *error = NULL;
       SluiceStepResult result;
 
-      task->queued = FALSE;
       result = task->step (task, task->step_data, &error);
       n_steps++;
+      /* The task stays in the ring, last of the round now, unless its step
+       * took it out (a pause, a stop): next_run moved on then. */
+      if (G_LIKELY (self->next_run == &task->run_link))
+        self->next_run = task->run_link.next;
 
-      if (G_LIKELY (result == SLUICE_STEP_CONTINUE && error == NULL && !task->ended &&
-                    task->pause_count == 0 && !task->queued))
-        {
-          /* The common case, kept short: back to the end of the ring. */
-          task->queued = TRUE;
-          g_queue_push_tail_link (&self->runnable, &task->run_link);
-        }
-      else if (!task->ended)
+      if (G_UNLIKELY ((result != SLUICE_STEP_CONTINUE || error != NULL) && !task->ended))
         {
           switch (result)
             {
             case SLUICE_STEP_CONTINUE:
-              if (task->pause_count == 0 && !task->waiting && !task->queued)
-                {
-                  task->queued = TRUE;
-                  g_queue_push_tail_link (&self->runnable, &task->run_link);
-                }
+              /* Still in the ring, unless paused. */
               break;
             case SLUICE_STEP_DONE:
               task_end (task, SLUICE_COOPERATIVE_TASK_STATE_DONE, NULL);
@@ -1150,7 +1176,8 @@ sluice_cooperator_tick (SluiceCooperator *self)
               break;
             }
         }
-      g_clear_error (&error);
+      if (G_UNLIKELY (error != NULL))
+        g_clear_error (&error);
 
       if (G_UNLIKELY (self->termination != time_slice_over))
         {
