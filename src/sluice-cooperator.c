@@ -652,9 +652,14 @@ sluice_cooperator_class_init (SluiceCooperatorClass *klass)
    * SluiceCooperator:time-slice:
    *
    * How long a tick runs steps, in microseconds (10000, 10 ms, by
-   * default): after each step the tick ends once this much time has passed.
-   * A tick always runs at least one step. Not used while a termination
-   * function is set ([method@Sluice.Cooperator.set_termination_func]).
+   * default): the tick ends at the first look at the clock after this much
+   * time has passed. It looks after the first step, then every few steps:
+   * as many as ran in about 50 µs so far, at most 32 (reading the clock
+   * costs more than a trivial step). A tick thus ends at most 31 steps
+   * late, when slow steps follow many quick ones. A tick always runs at
+   * least one step. Not used while a termination function is set
+   * ([method@Sluice.Cooperator.set_termination_func]), which is asked after
+   * every step.
    */
   cooperator_props[PROP_COOPERATOR_TIME_SLICE] =
       g_param_spec_uint ("time-slice", NULL, NULL, 0, G_MAXUINT, DEFAULT_TIME_SLICE_US,
