@@ -84,15 +84,6 @@ static GParamSpec *task_props[N_TASK_PROPS];
 
 #define DEFAULT_TIME_SLICE_US 10000
 
-/* A source with a ready time: ready while there is something to do, at no
- * cost otherwise. It holds its cooperator weakly: a dispatch in progress
- * keeps it alive, a finalized one is not dispatched for. */
-typedef struct
-{
-  GSource source;
-  GWeakRef cooperator;
-} CooperatorSource;
-
 struct _SluiceCooperator
 {
   GObject parent_instance;
@@ -182,47 +173,21 @@ static void task_end (SluiceCooperativeTask *task, SluiceCooperativeTaskState st
 
 /* --- sources --- */
 
-static gboolean
-cooperator_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+/* The two sources are sluice_wake_source_new()'s: set while there is
+ * something to do, at no cost otherwise. They hold the cooperator weakly:
+ * a dispatch in progress keeps it alive, a finalized one is not dispatched
+ * for. */
+
+static void
+cooperator_tick_dispatch (gpointer self)
 {
-  CooperatorSource *cs = (CooperatorSource *) source;
-  g_autoptr (SluiceCooperator) self = g_weak_ref_get (&cs->cooperator);
-
-  g_source_set_ready_time (source, -1);
-  if (self == NULL)
-    return G_SOURCE_CONTINUE;
-
-  if (source == self->tick_source)
-    sluice_cooperator_tick (self);
-  else
-    cooperator_dispatch_events (self);
-  return G_SOURCE_CONTINUE;
+  sluice_cooperator_tick (self);
 }
 
 static void
-cooperator_source_finalize (GSource *source)
+cooperator_events_dispatch (gpointer self)
 {
-  CooperatorSource *cs = (CooperatorSource *) source;
-
-  g_weak_ref_clear (&cs->cooperator);
-}
-
-static GSourceFuncs cooperator_source_funcs = {
-  .dispatch = cooperator_source_dispatch,
-  .finalize = cooperator_source_finalize,
-};
-
-static GSource *
-cooperator_source_new (SluiceCooperator *self, const char *name, int priority)
-{
-  GSource *source = g_source_new (&cooperator_source_funcs, sizeof (CooperatorSource));
-
-  g_weak_ref_init (&((CooperatorSource *) source)->cooperator, self);
-  g_source_set_static_name (source, name);
-  g_source_set_priority (source, priority);
-  g_source_set_ready_time (source, -1);
-  g_source_attach (source, self->context);
-  return source;
+  cooperator_dispatch_events (self);
 }
 
 /* Whether the calling thread may touch the cooperator's state now. */
@@ -239,8 +204,12 @@ default_scheduler (SluiceCooperator *self, gboolean schedule, gpointer user_data
 {
   if (self->tick_source == NULL)
     self->tick_source =
-        cooperator_source_new (self, "SluiceCooperator tick", G_PRIORITY_DEFAULT_IDLE);
-  g_source_set_ready_time (self->tick_source, schedule ? 0 : -1);
+        sluice_wake_source_new (self, cooperator_tick_dispatch, "SluiceCooperator tick",
+                                G_PRIORITY_DEFAULT_IDLE, self->context);
+  if (schedule)
+    sluice_wake_source_set (self->tick_source);
+  else
+    sluice_wake_source_unset (self->tick_source);
 }
 
 static gboolean
@@ -272,7 +241,7 @@ cooperator_unschedule_if_idle (SluiceCooperator *self)
 static void
 cooperator_wake_events (SluiceCooperator *self)
 {
-  g_source_set_ready_time (self->event_source, 0);
+  sluice_wake_source_set (self->event_source);
 }
 
 /* --- task state --- */
@@ -287,7 +256,7 @@ task_queue_delivery (SluiceCooperativeTask *task)
   task->delivering = TRUE;
   g_object_ref (task);
   g_queue_push_tail_link (&self->deliveries, &task->deliver_link);
-  /* Setting a ready time takes the context's lock: once per batch. */
+  /* Setting the source takes the context's lock: once per batch. */
   if (self->deliveries.length == 1)
     cooperator_wake_events (self);
 }
@@ -539,7 +508,9 @@ sluice_cooperator_init (SluiceCooperator *self)
   self->scheduler = default_scheduler;
   self->termination = time_slice_over;
   g_mutex_init (&self->lock);
-  self->event_source = cooperator_source_new (self, "SluiceCooperator events", G_PRIORITY_DEFAULT);
+  self->event_source =
+      sluice_wake_source_new (self, cooperator_events_dispatch, "SluiceCooperator events",
+                              G_PRIORITY_DEFAULT, self->context);
 }
 
 static void

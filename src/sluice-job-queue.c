@@ -109,12 +109,6 @@ struct _SluiceJob
   GList done_link; /* queue->remote_done or queue->deliveries */
 };
 
-typedef struct
-{
-  GSource source;
-  GWeakRef queue;
-} QueueSource;
-
 #define JOB_POOL_SIZE 32
 
 struct _SluiceJobQueue
@@ -204,27 +198,12 @@ job_queue_wake_task (SluiceJobQueue *self)
 
 /* --- the event source --- */
 
-static gboolean
-queue_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
-{
-  g_autoptr (SluiceJobQueue) self = g_weak_ref_get (&((QueueSource *) source)->queue);
-
-  g_source_set_ready_time (source, -1);
-  if (self != NULL)
-    job_queue_dispatch_events (self);
-  return G_SOURCE_CONTINUE;
-}
-
+/* sluice_wake_source_new()'s, holding the queue weakly. */
 static void
-queue_source_finalize (GSource *source)
+queue_events_dispatch (gpointer self)
 {
-  g_weak_ref_clear (&((QueueSource *) source)->queue);
+  job_queue_dispatch_events (self);
 }
-
-static GSourceFuncs queue_source_funcs = {
-  .dispatch = queue_source_dispatch,
-  .finalize = queue_source_finalize,
-};
 
 /* --- jobs --- */
 
@@ -243,9 +222,9 @@ static void
 job_queue_deliver_later (SluiceJobQueue *self, SluiceJob *job)
 {
   sluice_queue_push_tail_link (&self->deliveries, &job->done_link);
-  /* Setting a ready time takes the context's lock: once per batch. */
+  /* Setting the source takes the context's lock: once per batch. */
   if (self->deliveries.length == 1)
-    g_source_set_ready_time (self->event_source, 0);
+    sluice_wake_source_set (self->event_source);
 }
 
 /* The answer to the put, once; on the context. */
@@ -432,7 +411,7 @@ job_finish (SluiceJob *self,
   g_queue_push_tail_link (&queue->remote_done, &self->done_link);
   g_atomic_int_inc (&queue->n_remote_done);
   g_mutex_unlock (&queue->lock);
-  g_source_set_ready_time (queue->event_source, 0);
+  sluice_wake_source_set (queue->event_source);
   g_object_unref (queue);
 }
 
@@ -654,11 +633,8 @@ sluice_job_queue_init (SluiceJobQueue *self)
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) channel_unref);
   g_mutex_init (&self->lock);
 
-  self->event_source = g_source_new (&queue_source_funcs, sizeof (QueueSource));
-  g_weak_ref_init (&((QueueSource *) self->event_source)->queue, self);
-  g_source_set_static_name (self->event_source, "SluiceJobQueue events");
-  g_source_set_ready_time (self->event_source, -1);
-  g_source_attach (self->event_source, self->context);
+  self->event_source = sluice_wake_source_new (self, queue_events_dispatch, "SluiceJobQueue events",
+                                               G_PRIORITY_DEFAULT, self->context);
 }
 
 static void

@@ -83,4 +83,16 @@ sluice_queue_pop_head_link (GQueue *queue)
   return link;
 }
 
+/* sluice-wake-source.c: a source dispatched while it is set, which costs
+ * no wake-up of the context when set by the thread that runs it. */
+typedef void (*SluiceWakeSourceFunc) (gpointer owner);
+
+GSource *sluice_wake_source_new (gpointer owner,
+                                 SluiceWakeSourceFunc func,
+                                 const char *name,
+                                 int priority,
+                                 GMainContext *context);
+void sluice_wake_source_set (GSource *source);
+void sluice_wake_source_unset (GSource *source);
+
 G_END_DECLS
