@@ -84,15 +84,6 @@ static GParamSpec *task_props[N_TASK_PROPS];
 
 #define DEFAULT_TIME_SLICE_US 10000
 
-/* A source with a ready time: ready while there is something to do, at no
- * cost otherwise. It holds its cooperator weakly: a dispatch in progress
- * keeps it alive, a finalized one is not dispatched for. */
-typedef struct
-{
-  GSource source;
-  GWeakRef cooperator;
-} CooperatorSource;
-
 struct _SluiceCooperator
 {
   GObject parent_instance;
@@ -107,7 +98,13 @@ struct _SluiceCooperator
   gboolean running_notified; /* the value "running" was last notified with */
   guint time_slice;
 
-  GQueue runnable;   /* of SluiceCooperativeTask, by run_link */
+  /* The runnable tasks, a ring by run_link (circular: no link is NULL):
+   * next_run is the task whose step runs next, the one before it the last
+   * of the round, where a task made runnable goes. A task stays in the
+   * ring while its step runs, so a step that continues costs no relinking,
+   * only a move of next_run. */
+  GList *next_run;
+  guint n_runnable;
   GQueue tasks;      /* every task not ended, by all_link; one reference each */
   GQueue deliveries; /* tasks with news for the context, by deliver_link */
 
@@ -138,7 +135,7 @@ struct _SluiceCooperativeTask
   GList run_link;
   GList all_link;
   GList deliver_link;
-  gboolean queued;     /* run_link is in cooperator->runnable */
+  gboolean queued;     /* run_link is in the cooperator's ring of runnable tasks */
   gboolean delivering; /* deliver_link is in cooperator->deliveries */
   gboolean released;   /* the step data was destroyed */
 
@@ -176,54 +173,28 @@ static void task_end (SluiceCooperativeTask *task, SluiceCooperativeTaskState st
 
 /* --- sources --- */
 
-static gboolean
-cooperator_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+/* The two sources are sluice_wake_source_new()'s: set while there is
+ * something to do, at no cost otherwise. They hold the cooperator weakly:
+ * a dispatch in progress keeps it alive, a finalized one is not dispatched
+ * for. */
+
+static void
+cooperator_tick_dispatch (gpointer self)
 {
-  CooperatorSource *cs = (CooperatorSource *) source;
-  g_autoptr (SluiceCooperator) self = g_weak_ref_get (&cs->cooperator);
-
-  g_source_set_ready_time (source, -1);
-  if (self == NULL)
-    return G_SOURCE_CONTINUE;
-
-  if (source == self->tick_source)
-    sluice_cooperator_tick (self);
-  else
-    cooperator_dispatch_events (self);
-  return G_SOURCE_CONTINUE;
+  sluice_cooperator_tick (self);
 }
 
 static void
-cooperator_source_finalize (GSource *source)
+cooperator_events_dispatch (gpointer self)
 {
-  CooperatorSource *cs = (CooperatorSource *) source;
-
-  g_weak_ref_clear (&cs->cooperator);
-}
-
-static GSourceFuncs cooperator_source_funcs = {
-  .dispatch = cooperator_source_dispatch,
-  .finalize = cooperator_source_finalize,
-};
-
-static GSource *
-cooperator_source_new (SluiceCooperator *self, const char *name, int priority)
-{
-  GSource *source = g_source_new (&cooperator_source_funcs, sizeof (CooperatorSource));
-
-  g_weak_ref_init (&((CooperatorSource *) source)->cooperator, self);
-  g_source_set_static_name (source, name);
-  g_source_set_priority (source, priority);
-  g_source_set_ready_time (source, -1);
-  g_source_attach (source, self->context);
-  return source;
+  cooperator_dispatch_events (self);
 }
 
 /* Whether the calling thread may touch the cooperator's state now. */
 static gboolean
 cooperator_on_owner_thread (SluiceCooperator *self)
 {
-  return g_main_context_is_owner (self->context) || g_thread_self () == self->owner_thread;
+  return g_thread_self () == self->owner_thread || g_main_context_is_owner (self->context);
 }
 
 /* --- scheduling --- */
@@ -233,8 +204,12 @@ default_scheduler (SluiceCooperator *self, gboolean schedule, gpointer user_data
 {
   if (self->tick_source == NULL)
     self->tick_source =
-        cooperator_source_new (self, "SluiceCooperator tick", G_PRIORITY_DEFAULT_IDLE);
-  g_source_set_ready_time (self->tick_source, schedule ? 0 : -1);
+        sluice_wake_source_new (self, cooperator_tick_dispatch, "SluiceCooperator tick",
+                                G_PRIORITY_DEFAULT_IDLE, self->context);
+  if (schedule)
+    sluice_wake_source_set (self->tick_source);
+  else
+    sluice_wake_source_unset (self->tick_source);
 }
 
 static gboolean
@@ -247,7 +222,7 @@ static void
 cooperator_reschedule (SluiceCooperator *self)
 {
   if (self->in_tick || self->tick_scheduled || !self->started || self->stopped ||
-      self->runnable.length == 0)
+      self->n_runnable == 0)
     return;
   self->tick_scheduled = TRUE;
   self->scheduler (self, TRUE, self->scheduler_data);
@@ -257,7 +232,7 @@ cooperator_reschedule (SluiceCooperator *self)
 static void
 cooperator_unschedule_if_idle (SluiceCooperator *self)
 {
-  if (!self->tick_scheduled || (self->runnable.length > 0 && !self->stopped))
+  if (!self->tick_scheduled || (self->n_runnable > 0 && !self->stopped))
     return;
   self->tick_scheduled = FALSE;
   self->scheduler (self, FALSE, self->scheduler_data);
@@ -266,7 +241,7 @@ cooperator_unschedule_if_idle (SluiceCooperator *self)
 static void
 cooperator_wake_events (SluiceCooperator *self)
 {
-  g_source_set_ready_time (self->event_source, 0);
+  sluice_wake_source_set (self->event_source);
 }
 
 /* --- task state --- */
@@ -281,7 +256,7 @@ task_queue_delivery (SluiceCooperativeTask *task)
   task->delivering = TRUE;
   g_object_ref (task);
   g_queue_push_tail_link (&self->deliveries, &task->deliver_link);
-  /* Setting a ready time takes the context's lock: once per batch. */
+  /* Setting the source takes the context's lock: once per batch. */
   if (self->deliveries.length == 1)
     cooperator_wake_events (self);
 }
@@ -313,18 +288,46 @@ task_make_runnable (SluiceCooperativeTask *task)
   if (task->queued || task->ended)
     return;
   task->queued = TRUE;
-  g_queue_push_tail_link (&self->runnable, &task->run_link);
+  /* At the end of the round: just before the next to run. */
+  if (self->next_run == NULL)
+    {
+      task->run_link.next = task->run_link.prev = &task->run_link;
+      self->next_run = &task->run_link;
+    }
+  else
+    {
+      GList *next = self->next_run;
+
+      task->run_link.next = next;
+      task->run_link.prev = next->prev;
+      next->prev->next = &task->run_link;
+      next->prev = &task->run_link;
+    }
+  self->n_runnable++;
   cooperator_reschedule (self);
 }
 
 static void
 task_unqueue (SluiceCooperativeTask *task)
 {
+  SluiceCooperator *self = task->cooperator;
+  GList *link = &task->run_link;
+
   if (!task->queued)
     return;
   task->queued = FALSE;
-  g_queue_unlink (&task->cooperator->runnable, &task->run_link);
-  cooperator_unschedule_if_idle (task->cooperator);
+  if (link->next == link)
+    self->next_run = NULL;
+  else
+    {
+      link->prev->next = link->next;
+      link->next->prev = link->prev;
+      if (self->next_run == link)
+        self->next_run = link->next;
+    }
+  link->next = link->prev = NULL;
+  self->n_runnable--;
+  cooperator_unschedule_if_idle (self);
 }
 
 /* Ends @task once, with @error (transfer full; NULL when done). */
@@ -505,7 +508,9 @@ sluice_cooperator_init (SluiceCooperator *self)
   self->scheduler = default_scheduler;
   self->termination = time_slice_over;
   g_mutex_init (&self->lock);
-  self->event_source = cooperator_source_new (self, "SluiceCooperator events", G_PRIORITY_DEFAULT);
+  self->event_source =
+      sluice_wake_source_new (self, cooperator_events_dispatch, "SluiceCooperator events",
+                              G_PRIORITY_DEFAULT, self->context);
 }
 
 static void
@@ -618,9 +623,14 @@ sluice_cooperator_class_init (SluiceCooperatorClass *klass)
    * SluiceCooperator:time-slice:
    *
    * How long a tick runs steps, in microseconds (10000, 10 ms, by
-   * default): after each step the tick ends once this much time has passed.
-   * A tick always runs at least one step. Not used while a termination
-   * function is set ([method@Sluice.Cooperator.set_termination_func]).
+   * default): the tick ends at the first look at the clock after this much
+   * time has passed. It looks after the first step, then every few steps:
+   * as many as ran in about 50 µs so far, at most 32 (reading the clock
+   * costs more than a trivial step). A tick thus ends at most 31 steps
+   * late, when slow steps follow many quick ones. A tick always runs at
+   * least one step. Not used while a termination function is set
+   * ([method@Sluice.Cooperator.set_termination_func]), which is asked after
+   * every step.
    */
   cooperator_props[PROP_COOPERATOR_TIME_SLICE] =
       g_param_spec_uint ("time-slice", NULL, NULL, 0, G_MAXUINT, DEFAULT_TIME_SLICE_US,
@@ -1070,35 +1080,27 @@ sluice_cooperator_tick (SluiceCooperator *self)
   self->in_tick = TRUE;
   cooperator_drain_woken (self);
   tick_start_time = g_get_monotonic_time ();
-  while (!self->stopped && self->runnable.length > 0)
+  while (!self->stopped && self->next_run != NULL)
     {
       /* No reference per step: a live task is held by the live list, one
        * that ends in its step by its delivery, dispatched after the tick. */
-      SluiceCooperativeTask *task = g_queue_pop_head_link (&self->runnable)->data;
+      SluiceCooperativeTask *task = self->next_run->data;
       GError *error = NULL;
       SluiceStepResult result;
 
-      task->queued = FALSE;
       result = task->step (task, task->step_data, &error);
       n_steps++;
+      /* The task stays in the ring, last of the round now, unless its step
+       * took it out (a pause, a stop): next_run moved on then. */
+      if (G_LIKELY (self->next_run == &task->run_link))
+        self->next_run = task->run_link.next;
 
-      if (G_LIKELY (result == SLUICE_STEP_CONTINUE && error == NULL && !task->ended &&
-                    task->pause_count == 0 && !task->queued))
-        {
-          /* The common case, kept short: back to the end of the ring. */
-          task->queued = TRUE;
-          g_queue_push_tail_link (&self->runnable, &task->run_link);
-        }
-      else if (!task->ended)
+      if (G_UNLIKELY ((result != SLUICE_STEP_CONTINUE || error != NULL) && !task->ended))
         {
           switch (result)
             {
             case SLUICE_STEP_CONTINUE:
-              if (task->pause_count == 0 && !task->waiting && !task->queued)
-                {
-                  task->queued = TRUE;
-                  g_queue_push_tail_link (&self->runnable, &task->run_link);
-                }
+              /* Still in the ring, unless paused. */
               break;
             case SLUICE_STEP_DONE:
               task_end (task, SLUICE_COOPERATIVE_TASK_STATE_DONE, NULL);
@@ -1150,7 +1152,8 @@ sluice_cooperator_tick (SluiceCooperator *self)
               break;
             }
         }
-      g_clear_error (&error);
+      if (G_UNLIKELY (error != NULL))
+        g_clear_error (&error);
 
       if (G_UNLIKELY (self->termination != time_slice_over))
         {

@@ -86,7 +86,8 @@ struct _SluiceJob
 {
   GObject parent_instance;
 
-  SluiceJobQueue *queue; /* strong */
+  /* From here on, job_clear() zeroes for reuse. */
+  SluiceJobQueue *queue; /* strong; NULL in the pool */
   Channel *channel;      /* one reference */
   SluiceJobFunc func;
   gpointer func_data;
@@ -108,11 +109,7 @@ struct _SluiceJob
   GList done_link; /* queue->remote_done or queue->deliveries */
 };
 
-typedef struct
-{
-  GSource source;
-  GWeakRef queue;
-} QueueSource;
+#define JOB_POOL_SIZE 32
 
 struct _SluiceJobQueue
 {
@@ -135,6 +132,11 @@ struct _SluiceJobQueue
   GMutex lock;
   GQueue remote_done; /* jobs completed in other threads */
   gint n_remote_done; /* atomic: remote_done.length, read without the lock */
+
+  /* Handles of answered jobs nobody else held, cleared for the next puts:
+   * creating and finalizing a GObject cost most of a trivial job. */
+  SluiceJob *pool[JOB_POOL_SIZE];
+  guint n_pool;
 };
 
 static void sluice_job_async_result_iface_init (GAsyncResultIface *iface);
@@ -165,7 +167,7 @@ job_queue_mark_ready (SluiceJobQueue *self, Channel *channel)
   if (channel->busy || channel->in_ready || channel->jobs.length == 0)
     return;
   channel->in_ready = TRUE;
-  g_queue_push_tail_link (&self->ready, &channel->ready_link);
+  sluice_queue_push_tail_link (&self->ready, &channel->ready_link);
 }
 
 /* A channel with nothing queued or running leaves the table. */
@@ -196,27 +198,12 @@ job_queue_wake_task (SluiceJobQueue *self)
 
 /* --- the event source --- */
 
-static gboolean
-queue_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
-{
-  g_autoptr (SluiceJobQueue) self = g_weak_ref_get (&((QueueSource *) source)->queue);
-
-  g_source_set_ready_time (source, -1);
-  if (self != NULL)
-    job_queue_dispatch_events (self);
-  return G_SOURCE_CONTINUE;
-}
-
+/* sluice_wake_source_new()'s, holding the queue weakly. */
 static void
-queue_source_finalize (GSource *source)
+queue_events_dispatch (gpointer self)
 {
-  g_weak_ref_clear (&((QueueSource *) source)->queue);
+  job_queue_dispatch_events (self);
 }
-
-static GSourceFuncs queue_source_funcs = {
-  .dispatch = queue_source_dispatch,
-  .finalize = queue_source_finalize,
-};
 
 /* --- jobs --- */
 
@@ -229,15 +216,15 @@ job_drop_cancel_source (SluiceJob *job)
   g_clear_pointer (&job->cancel_source, g_source_unref);
 }
 
-/* Answers the put of @job from the event source (takes a reference). */
+/* Answers the put of @job from the event source, which takes over the
+ * caller's reference. */
 static void
 job_queue_deliver_later (SluiceJobQueue *self, SluiceJob *job)
 {
-  g_object_ref (job);
-  g_queue_push_tail_link (&self->deliveries, &job->done_link);
-  /* Setting a ready time takes the context's lock: once per batch. */
+  sluice_queue_push_tail_link (&self->deliveries, &job->done_link);
+  /* Setting the source takes the context's lock: once per batch. */
   if (self->deliveries.length == 1)
-    g_source_set_ready_time (self->event_source, 0);
+    sluice_wake_source_set (self->event_source);
 }
 
 /* The answer to the put, once; on the context. */
@@ -258,7 +245,7 @@ job_answer (SluiceJob *job)
   if (job->cancellable != NULL)
     g_mutex_unlock (&job->queue->lock);
   if (job->callback != NULL)
-    job->callback (G_OBJECT (job->queue), G_ASYNC_RESULT (job), job->user_data);
+    job->callback ((GObject *) job->queue, (GAsyncResult *) job, job->user_data);
 }
 
 static void
@@ -269,8 +256,50 @@ job_release_data (SluiceJob *job)
     g_steal_pointer (&job->func_data_destroy) (g_steal_pointer (&job->func_data));
 }
 
-/* A completed job frees its channel; on the owner thread. Takes over the
- * running job's reference. */
+/* Releases all @job holds but its queue: to finalize or reuse it. */
+static void
+job_clear_but_queue (SluiceJob *job)
+{
+  job_release_data (job);
+  if (job->result_destroy != NULL)
+    job->result_destroy (job->result);
+  g_clear_error (&job->error);
+  g_clear_object (&job->cancellable);
+  if (job->channel != NULL)
+    channel_unref (job->channel);
+}
+
+/* Drops the delivery's reference to @job, on the owner thread, while the
+ * event source holds @self. A handle nobody else holds (no other
+ * reference, no weak reference or data set on it, no signal handler left)
+ * is cleared and kept for a coming put instead of being finalized. */
+static void
+job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
+{
+  GObject *object = (GObject *) job;
+
+  if (self->n_pool < JOB_POOL_SIZE && g_atomic_int_get (&object->ref_count) == 1 &&
+      g_atomic_pointer_get (&object->qdata) == NULL)
+    {
+      g_signal_handlers_destroy (job);
+      /* A handler's destroy notify may have taken a reference. */
+      if (g_atomic_int_get (&object->ref_count) == 1 &&
+          g_atomic_pointer_get (&object->qdata) == NULL)
+        {
+          job_clear_but_queue (job);
+          memset (&job->queue, 0, sizeof *job - G_STRUCT_OFFSET (SluiceJob, queue));
+          job->link.data = job;
+          job->done_link.data = job;
+          self->pool[self->n_pool++] = job;
+          g_object_unref (self); /* the job's */
+          return;
+        }
+    }
+  g_object_unref (job);
+}
+
+/* A completed job frees its channel; on the owner thread. Its delivery
+ * takes over the running job's reference. */
 static void
 job_queue_job_done (SluiceJobQueue *self, SluiceJob *job)
 {
@@ -283,7 +312,6 @@ job_queue_job_done (SluiceJobQueue *self, SluiceJob *job)
   job_queue_forget_if_idle (self, channel);
   job_queue_wake_task (self);
   job_queue_deliver_later (self, job);
-  g_object_unref (job);
 }
 
 static void
@@ -313,20 +341,20 @@ job_queue_dispatch_events (SluiceJobQueue *self)
   GList *link;
 
   job_queue_drain_remote (self);
-  while ((link = g_queue_pop_head_link (&self->deliveries)) != NULL)
+  while ((link = sluice_queue_pop_head_link (&self->deliveries)) != NULL)
     {
       SluiceJob *job = link->data;
 
       job_answer (job);
       job_release_data (job);
-      g_object_unref (job);
+      job_queue_recycle_or_unref (self, job);
     }
 }
 
 static gboolean
 job_on_owner_thread (SluiceJobQueue *self)
 {
-  return g_main_context_is_owner (self->context) || g_thread_self () == self->owner_thread;
+  return g_thread_self () == self->owner_thread || g_main_context_is_owner (self->context);
 }
 
 static void
@@ -376,11 +404,15 @@ job_finish (SluiceJob *self,
       job_queue_job_done (queue, self);
       return;
     }
+  /* Once pushed, the job may be answered and released on the context at
+   * any moment, and the queue with it: hold the queue until it is told. */
+  g_object_ref (queue);
   g_mutex_lock (&queue->lock);
   g_queue_push_tail_link (&queue->remote_done, &self->done_link);
   g_atomic_int_inc (&queue->n_remote_done);
   g_mutex_unlock (&queue->lock);
-  g_source_set_ready_time (queue->event_source, 0);
+  sluice_wake_source_set (queue->event_source);
+  g_object_unref (queue);
 }
 
 static GError *
@@ -402,8 +434,7 @@ job_cancelled (GCancellable *cancellable, gpointer user_data)
       job_queue_forget_if_idle (queue, job->channel);
       job->state = JOB_FINISHED;
       job->error = cancelled_error ();
-      job_queue_deliver_later (queue, job);
-      g_object_unref (job); /* the backlog's */
+      job_queue_deliver_later (queue, job); /* with the backlog's reference */
     }
   else if (job->state == JOB_RUNNING)
     {
@@ -444,12 +475,7 @@ sluice_job_finalize (GObject *object)
 {
   SluiceJob *self = SLUICE_JOB (object);
 
-  job_release_data (self);
-  if (self->result_destroy != NULL)
-    self->result_destroy (self->result);
-  g_clear_error (&self->error);
-  g_clear_object (&self->cancellable);
-  channel_unref (self->channel);
+  job_clear_but_queue (self);
   g_clear_object (&self->queue);
 
   G_OBJECT_CLASS (sluice_job_parent_class)->finalize (object);
@@ -607,11 +633,8 @@ sluice_job_queue_init (SluiceJobQueue *self)
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) channel_unref);
   g_mutex_init (&self->lock);
 
-  self->event_source = g_source_new (&queue_source_funcs, sizeof (QueueSource));
-  g_weak_ref_init (&((QueueSource *) self->event_source)->queue, self);
-  g_source_set_static_name (self->event_source, "SluiceJobQueue events");
-  g_source_set_ready_time (self->event_source, -1);
-  g_source_attach (self->event_source, self->context);
+  self->event_source = sluice_wake_source_new (self, queue_events_dispatch, "SluiceJobQueue events",
+                                               G_PRIORITY_DEFAULT, self->context);
 }
 
 static void
@@ -622,6 +645,8 @@ sluice_job_queue_finalize (GObject *object)
   /* Queued, running and undelivered jobs hold references: none is left. */
   g_assert (self->n_queued == 0 && self->n_running == 0 && self->deliveries.length == 0);
 
+  while (self->n_pool > 0)
+    g_object_unref (self->pool[--self->n_pool]);
   g_hash_table_unref (self->channels);
   if (self->task != NULL)
     g_object_weak_unref (G_OBJECT (self->task), task_gone, self);
@@ -753,7 +778,10 @@ sluice_job_queue_put_async (SluiceJobQueue *self,
       g_hash_table_insert (self->channels, ch->name, ch);
     }
 
-  handle = g_object_new (SLUICE_TYPE_JOB, NULL);
+  if (self->n_pool > 0)
+    handle = self->pool[--self->n_pool];
+  else
+    handle = g_object_new (SLUICE_TYPE_JOB, NULL);
   handle->queue = g_object_ref (self);
   handle->channel = ch;
   ch->ref_count++;
@@ -764,7 +792,7 @@ sluice_job_queue_put_async (SluiceJobQueue *self,
   handle->user_data = user_data;
   handle->state = JOB_QUEUED;
   /* The backlog holds the handle's one reference. */
-  g_queue_push_tail_link (&ch->jobs, &handle->link);
+  sluice_queue_push_tail_link (&ch->jobs, &handle->link);
   self->n_queued++;
   if (cancellable != NULL)
     {
@@ -783,9 +811,9 @@ job_from_result (SluiceJobQueue *self, GAsyncResult *result)
 {
   g_return_val_if_fail (SLUICE_IS_JOB_QUEUE (self), NULL);
   g_return_val_if_fail (SLUICE_IS_JOB (result), NULL);
-  g_return_val_if_fail (SLUICE_JOB (result)->queue == self, NULL);
+  g_return_val_if_fail (((SluiceJob *) result)->queue == self, NULL);
 
-  return SLUICE_JOB (result);
+  return (SluiceJob *) result;
 }
 
 /**
@@ -870,12 +898,12 @@ job_queue_run_next (SluiceJobQueue *self)
   Channel *channel;
   SluiceJob *job;
 
-  link = g_queue_pop_head_link (&self->ready);
+  link = sluice_queue_pop_head_link (&self->ready);
   if (link == NULL)
     return FALSE;
   channel = link->data;
   channel->in_ready = FALSE;
-  job = g_queue_pop_head_link (&channel->jobs)->data;
+  job = sluice_queue_pop_head_link (&channel->jobs)->data;
   self->n_queued--;
   self->n_running++;
   channel->busy = TRUE;
@@ -950,8 +978,7 @@ sluice_job_queue_clear (SluiceJobQueue *self)
           job->state = JOB_FINISHED;
           job->error = cancelled_error ();
           job_drop_cancel_source (job);
-          job_queue_deliver_later (self, job);
-          g_object_unref (job); /* the backlog's */
+          job_queue_deliver_later (self, job); /* with the backlog's reference */
         }
       if (channel->in_ready)
         {

@@ -50,4 +50,49 @@ sluice_mutex_lock_spinning (GMutex *mutex)
   g_mutex_lock (mutex);
 }
 
+/* g_queue_push_tail_link() and g_queue_pop_head_link(), inline: the
+ * cooperator's tick and the job queue run them for every step and every
+ * job, where the calls into GLib cost more than the work. */
+static inline void
+sluice_queue_push_tail_link (GQueue *queue, GList *link)
+{
+  link->next = NULL;
+  link->prev = queue->tail;
+  if (queue->tail != NULL)
+    queue->tail->next = link;
+  else
+    queue->head = link;
+  queue->tail = link;
+  queue->length++;
+}
+
+static inline GList *
+sluice_queue_pop_head_link (GQueue *queue)
+{
+  GList *link = queue->head;
+
+  if (link == NULL)
+    return NULL;
+  queue->head = link->next;
+  if (queue->head != NULL)
+    queue->head->prev = NULL;
+  else
+    queue->tail = NULL;
+  queue->length--;
+  link->next = NULL;
+  return link;
+}
+
+/* sluice-wake-source.c: a source dispatched while it is set, which costs
+ * no wake-up of the context when set by the thread that runs it. */
+typedef void (*SluiceWakeSourceFunc) (gpointer owner);
+
+GSource *sluice_wake_source_new (gpointer owner,
+                                 SluiceWakeSourceFunc func,
+                                 const char *name,
+                                 int priority,
+                                 GMainContext *context);
+void sluice_wake_source_set (GSource *source);
+void sluice_wake_source_unset (GSource *source);
+
 G_END_DECLS

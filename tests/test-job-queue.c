@@ -580,6 +580,106 @@ test_job_data_released_on_context (Fixture *f, gconstpointer unused)
     }
 }
 
+/* Remembers its handle (no reference) in *(SluiceJob **) user_data and
+ * completes with its channel's name. */
+static gboolean
+job_note_handle (SluiceJob *job, gpointer user_data, GError **error)
+{
+  *(SluiceJob **) user_data = job;
+  sluice_job_complete (job, g_strdup (sluice_job_get_channel (job)), g_free);
+  return TRUE;
+}
+
+static void
+on_put_keep_result (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  *(GAsyncResult **) user_data = g_object_ref (result);
+}
+
+static void
+set_flag (gpointer user_data, GObject *where_the_object_was)
+{
+  *(gboolean *) user_data = TRUE;
+}
+
+static void
+set_flag_destroy (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
+
+/* The queue reuses the handles of answered jobs that nobody else holds:
+ * a handle kept by the put's callback stays that job's, one with a weak
+ * reference, data or a signal handler is released as any GObject, and an
+ * answered job's result the callback did not take is freed. */
+static void
+test_handles_after_the_answer (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  SluiceJob *first = NULL, *second = NULL, *third = NULL;
+  GAsyncResult *kept = NULL;
+  gboolean weak_notified = FALSE, data_destroyed = FALSE, handler_destroyed = FALSE;
+  Put put = { 0 }, held_put = { 0 }, handler_put = { 0 };
+
+  /* An answer nobody finishes: the result is freed (valgrind, ASan). */
+  sluice_job_queue_put_async (f->queue, "unfinished", job_note_handle, &first, NULL, NULL, NULL,
+                              NULL);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  drain_context ();
+
+  /* The callback keeps its result: that handle is not reused. */
+  sluice_job_queue_put_async (f->queue, "kept", job_note_handle, &first, NULL, NULL,
+                              on_put_keep_result, &kept);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  drain_context ();
+  g_assert_true (kept == (GAsyncResult *) first);
+  sluice_job_queue_put_async (f->queue, "next", job_note_handle, &second, NULL, cancellable, on_put,
+                              &put);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_assert_true (second != first);
+  g_assert_cmpstr (sluice_job_get_channel (first), ==, "kept");
+  g_assert_cmpstr (sluice_job_get_channel (second), ==, "next");
+  g_assert_true (sluice_job_get_cancellable (second) == cancellable);
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 1);
+  g_assert_cmpstr (put.result, ==, "next");
+  put_clear (&put);
+  {
+    g_autofree char *result =
+        sluice_job_queue_put_finish (f->queue, kept, NULL); /* still the first job's */
+
+    g_assert_cmpstr (result, ==, "kept");
+  }
+  g_clear_object (&kept);
+
+  /* A weak reference, data and a signal handler on a handle are released
+   * once its put is answered, as when the last reference goes. */
+  sluice_job_queue_put_async (f->queue, "held", job_hold, &third, NULL, NULL, on_put, &held_put);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_object_weak_ref (G_OBJECT (third), set_flag, &weak_notified);
+  g_object_set_data_full (G_OBJECT (third), "test-data", &data_destroyed, set_flag_destroy);
+  sluice_job_complete (third, NULL, NULL);
+  g_clear_object (&third);
+  g_assert_false (weak_notified);
+  drain_context ();
+  g_assert_cmpuint (held_put.n_calls, ==, 1);
+  g_assert_true (weak_notified);
+  g_assert_true (data_destroyed);
+  put_clear (&held_put);
+  /* A signal handler alone. */
+  sluice_job_queue_put_async (f->queue, "handler", job_hold, &third, NULL, NULL, on_put,
+                              &handler_put);
+  g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+  g_signal_connect_data (third, "notify", G_CALLBACK (set_flag), &handler_destroyed,
+                         (GClosureNotify) (void (*) (void)) set_flag_destroy, 0);
+  sluice_job_complete (third, NULL, NULL);
+  g_clear_object (&third);
+  drain_context ();
+  g_assert_cmpuint (handler_put.n_calls, ==, 1);
+  g_assert_true (handler_destroyed);
+  put_clear (&handler_put);
+}
+
 #define ADD_FIXTURE_TEST(path, func)                                                               \
   g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
@@ -606,6 +706,7 @@ main (int argc, char **argv)
   g_test_add_func ("/job-queue/complete-from-thread", test_complete_from_thread);
   ADD_FIXTURE_TEST ("/job-queue/complete-twice", test_complete_twice);
   ADD_FIXTURE_TEST ("/job-queue/job-data-released-on-context", test_job_data_released_on_context);
+  ADD_FIXTURE_TEST ("/job-queue/handles-after-the-answer", test_handles_after_the_answer);
 
   return g_test_run ();
 }
