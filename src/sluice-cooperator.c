@@ -81,6 +81,7 @@ typedef enum
 
 static GParamSpec *cooperator_props[N_COOPERATOR_PROPS];
 static GParamSpec *task_props[N_TASK_PROPS];
+static guint notify_signal_id;
 
 #define DEFAULT_TIME_SLICE_US 10000
 
@@ -277,6 +278,15 @@ task_update_state (SluiceCooperativeTask *task)
   if (state == task->state)
     return;
   task->state = state;
+  /* A change nobody listens to costs no dispatch (a job queue's task waits
+   * and wakes once per batch of jobs). A handler connected later sees the
+   * changes after it, as with any GObject property. */
+  if (!g_signal_has_handler_pending (
+          task, notify_signal_id, g_param_spec_get_name_quark (task_props[PROP_TASK_STATE]), TRUE))
+    {
+      task->notified_state = state;
+      return;
+    }
   task_queue_delivery (task);
 }
 
@@ -1243,8 +1253,9 @@ sluice_cooperative_task_class_init (SluiceCooperativeTaskClass *klass)
    *
    * The state of the task. Notified from a source on the cooperator's
    * context after a change (changes in between may be merged into one
-   * notification).
+   * notification), to the handlers connected when it changed.
    */
+  notify_signal_id = g_signal_lookup ("notify", G_TYPE_OBJECT);
   task_props[PROP_TASK_STATE] =
       g_param_spec_enum ("state", NULL, NULL, SLUICE_TYPE_COOPERATIVE_TASK_STATE,
                          SLUICE_COOPERATIVE_TASK_STATE_RUNNABLE,

@@ -86,8 +86,9 @@ struct _SluiceJob
 {
   GObject parent_instance;
 
-  /* From here on, job_clear() zeroes for reuse. */
-  SluiceJobQueue *queue; /* strong; NULL in the pool */
+  /* From here on, job_queue_recycle_or_unref() zeroes for reuse. */
+  SluiceJobQueue *queue; /* held by the queue's n_live until answered, or owns_queue */
+  gboolean owns_queue;   /* the handle outlived its answer: a reference */
   Channel *channel;      /* one reference */
   SluiceJobFunc func;
   gpointer func_data;
@@ -121,6 +122,9 @@ struct _SluiceJobQueue
   GQueue ready;         /* Channels not busy with jobs queued */
   guint n_queued;
   guint n_running;
+  /* Jobs put and not released after their answer; while there are any, the
+   * queue holds a reference on itself (one for all, not one per job). */
+  guint n_live;
   gboolean stop_when_empty;
 
   SluiceCooperativeTask *task; /* weak: cleared by task_gone() */
@@ -269,8 +273,8 @@ job_clear_but_queue (SluiceJob *job)
     channel_unref (job->channel);
 }
 
-/* Drops the delivery's reference to @job, on the owner thread, while the
- * event source holds @self. A handle nobody else holds (no other
+/* Drops the delivery's reference to @job, on the owner thread. The caller
+ * holds @self (its n_live is not given back yet). A handle nobody else holds (no other
  * reference, no weak reference or data set on it, no signal handler left)
  * is cleared and kept for a coming put instead of being finalized. */
 static void
@@ -291,10 +295,12 @@ job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
           job->link.data = job;
           job->done_link.data = job;
           self->pool[self->n_pool++] = job;
-          g_object_unref (self); /* the job's */
           return;
         }
     }
+  /* Someone else holds the handle: it holds the queue from now on. */
+  job->owns_queue = TRUE;
+  g_object_ref (self);
   g_object_unref (job);
 }
 
@@ -348,6 +354,9 @@ job_queue_dispatch_events (SluiceJobQueue *self)
       job_answer (job);
       job_release_data (job);
       job_queue_recycle_or_unref (self, job);
+      /* The event source holds the queue meanwhile. */
+      if (--self->n_live == 0)
+        g_object_unref (self);
     }
 }
 
@@ -476,7 +485,8 @@ sluice_job_finalize (GObject *object)
   SluiceJob *self = SLUICE_JOB (object);
 
   job_clear_but_queue (self);
-  g_clear_object (&self->queue);
+  if (self->owns_queue)
+    g_object_unref (self->queue);
 
   G_OBJECT_CLASS (sluice_job_parent_class)->finalize (object);
 }
@@ -643,7 +653,8 @@ sluice_job_queue_finalize (GObject *object)
   SluiceJobQueue *self = SLUICE_JOB_QUEUE (object);
 
   /* Queued, running and undelivered jobs hold references: none is left. */
-  g_assert (self->n_queued == 0 && self->n_running == 0 && self->deliveries.length == 0);
+  g_assert (self->n_queued == 0 && self->n_running == 0 && self->deliveries.length == 0 &&
+            self->n_live == 0);
 
   while (self->n_pool > 0)
     g_object_unref (self->pool[--self->n_pool]);
@@ -782,7 +793,9 @@ sluice_job_queue_put_async (SluiceJobQueue *self,
     handle = self->pool[--self->n_pool];
   else
     handle = g_object_new (SLUICE_TYPE_JOB, NULL);
-  handle->queue = g_object_ref (self);
+  if (self->n_live++ == 0)
+    g_object_ref (self);
+  handle->queue = self;
   handle->channel = ch;
   ch->ref_count++;
   handle->func = job;

@@ -1159,6 +1159,31 @@ test_state_notify (RunState *rs, gconstpointer unused)
   g_signal_handlers_disconnect_by_data (rs->task, states);
 }
 
+/* A change of state goes to the handlers connected when it happened: one
+ * connected after a change (before the context dispatched) sees only the
+ * changes after it, and the end. */
+static void
+test_state_notify_after_connect (RunState *rs, gconstpointer unused)
+{
+  g_autoptr (GArray) states = g_array_new (FALSE, FALSE, sizeof (int));
+
+  g_assert_true (sluice_cooperative_task_pause (rs->task, NULL));
+  g_signal_connect (rs->task, "notify::state", G_CALLBACK (on_state_notify), states);
+  drain_context ();
+  g_assert_cmpuint (states->len, ==, 0);
+  g_assert_cmpint (sluice_cooperative_task_get_state (rs->task), ==,
+                   SLUICE_COOPERATIVE_TASK_STATE_PAUSED);
+  g_assert_true (sluice_cooperative_task_resume (rs->task, NULL));
+  drain_context ();
+  g_assert_cmpuint (states->len, ==, 1);
+  g_assert_cmpint (g_array_index (states, int, 0), ==, SLUICE_COOPERATIVE_TASK_STATE_RUNNABLE);
+  g_assert_true (sluice_cooperative_task_stop (rs->task, NULL));
+  drain_context ();
+  g_assert_cmpuint (states->len, ==, 2);
+  g_assert_cmpint (g_array_index (states, int, 1), ==, SLUICE_COOPERATIVE_TASK_STATE_STOPPED);
+  g_signal_handlers_disconnect_by_data (rs->task, states);
+}
+
 /* Cancelling a when_done wait answers that wait with CANCELLED and leaves
  * the task and the other waits alone. */
 static void
@@ -1306,6 +1331,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cooperator/step-data-destroyed-on-context",
                    test_step_data_destroyed_on_context);
   ADD_RUN_STATE_TEST ("/cooperator/state-notify", test_state_notify);
+  ADD_RUN_STATE_TEST ("/cooperator/state-notify-after-connect", test_state_notify_after_connect);
   ADD_RUN_STATE_TEST ("/cooperator/when-done-cancelled", test_when_done_cancelled);
   g_test_add_func ("/cooperator/coiterate-cancelled", test_coiterate_cancelled);
   g_test_add_func ("/cooperator/programmer-errors", test_programmer_errors);

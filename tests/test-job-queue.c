@@ -680,6 +680,51 @@ test_handles_after_the_answer (Fixture *f, gconstpointer unused)
   put_clear (&handler_put);
 }
 
+static void
+on_put_check_source (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GAsyncResult **kept = user_data;
+
+  g_assert_true (SLUICE_IS_JOB_QUEUE (source));
+  *kept = g_object_ref (result);
+}
+
+/* Live jobs keep their queue: dropped by its owner while a job runs, it
+ * answers the put, and a handle kept after the answer keeps it too. */
+static void
+test_jobs_keep_their_queue (void)
+{
+  SluiceJobQueue *queue = sluice_job_queue_new ();
+  SluiceJob *job = NULL;
+  GAsyncResult *kept = NULL;
+  GWeakRef weak;
+
+  g_weak_ref_init (&weak, queue);
+  sluice_job_queue_put_async (queue, "a", job_hold, &job, NULL, NULL, on_put_check_source, &kept);
+  g_assert_true (sluice_job_queue_run_next (queue, NULL));
+  g_object_unref (queue);
+  drain_context ();
+  {
+    g_autoptr (GObject) alive = g_weak_ref_get (&weak);
+
+    g_assert_nonnull (alive);
+  }
+  sluice_job_complete (job, NULL, NULL);
+  g_clear_object (&job);
+  drain_context ();
+  g_assert_nonnull (kept);
+  {
+    g_autoptr (GObject) source = g_async_result_get_source_object (kept);
+    g_autoptr (GObject) alive = g_weak_ref_get (&weak);
+
+    g_assert_true (source == alive);
+  }
+  g_clear_object (&kept);
+  drain_context ();
+  g_assert_null (g_weak_ref_get (&weak));
+  g_weak_ref_clear (&weak);
+}
+
 #define ADD_FIXTURE_TEST(path, func)                                                               \
   g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
@@ -707,6 +752,7 @@ main (int argc, char **argv)
   ADD_FIXTURE_TEST ("/job-queue/complete-twice", test_complete_twice);
   ADD_FIXTURE_TEST ("/job-queue/job-data-released-on-context", test_job_data_released_on_context);
   ADD_FIXTURE_TEST ("/job-queue/handles-after-the-answer", test_handles_after_the_answer);
+  g_test_add_func ("/job-queue/jobs-keep-their-queue", test_jobs_keep_their_queue);
 
   return g_test_run ();
 }
