@@ -246,6 +246,29 @@ signal_case TERM 143
 signal_case HUP 129
 signal_case PIPE 141
 
+# The same while decompressing: no partial FILE, FILE.gz kept.
+head -c 300000 /dev/urandom | gzip -1 > slowd.data
+signal_case_d () {
+  local sig=$1 want=$2 writer pid status
+  rm -f slowd.gz
+  mkfifo slowd.gz
+  (cat slowd.data; sleep 3) > slowd.gz &
+  writer=$!
+  "$GZ" -d slowd.gz 2> signal.err &
+  pid=$!
+  sleep 0.5
+  kill -"$sig" $pid
+  wait $pid 2> /dev/null
+  status=$?
+  kill $writer 2> /dev/null
+  wait $writer 2> /dev/null
+  check "-d, SIG$sig: exit status $want" test $status -eq "$want"
+  check "-d, SIG$sig: no partial output, no temporary, FILE.gz kept" \
+    bash -c "! ls -A | grep -q '^slowd\$\|^\.slowd' && test -p slowd.gz"
+}
+signal_case_d INT 130
+signal_case_d TERM 143
+
 # --- decompression of files ---
 text dfile 300000
 cp dfile dfile.orig
@@ -539,6 +562,8 @@ if command -v strace > /dev/null && strace -o /dev/null true 2> /dev/null; then
 else
   skip "-d uses the index: one read per block" "strace does not work here"
 fi
+check "-l of an -i file: the data's size and CRC (gzip -l shows the index member's 0)" \
+  bash -c "[ \"\$('$GZ' -lv ind.gz | awk 'NR == 2 {print \$2, \$7}')\" = \"\$(gzip -lv many.g.gz | awk 'NR == 2 {print \$2, \$7}')\" ]"
 cp ind.gz ind-file.gz
 check "-d FILE.gz with an index" bash -c "'$GZ' -d ind-file.gz && cmp -s ind-file many"
 # A damaged block: gzip's message, status 1, no output.

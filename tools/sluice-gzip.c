@@ -1859,6 +1859,7 @@ list_file (const char *path)
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
   guint8 head[65536];
   guint8 trailer[8];
+  guint64 uncompressed;
   gsize pos = 10;
   ssize_t got;
   struct stat st;
@@ -1904,6 +1905,18 @@ list_file (const char *path)
       warn ("%s: %s", path, _ ("unexpected end of file"));
       return EXIT_ERROR;
     }
+  uncompressed = get_le32 (trailer + 4);
+  /* A file of ours with an index: the sizes and CRC of the data, not of
+   * the empty index member whose trailer ends the file. */
+  {
+    g_autoptr (BlockIndex) index = read_index (fd);
+
+    if (index != NULL)
+      {
+        put_le32 (trailer, index->want_crc);
+        uncompressed = index->total;
+      }
+  }
   close (fd);
 
   if (name == NULL)
@@ -1931,8 +1944,8 @@ list_file (const char *path)
     }
   list_header_bytes = pos + 8;
   list_total_in += (guint64) st.st_size;
-  list_total_out += get_le32 (trailer + 4);
-  print_list_sizes ((guint64) st.st_size, get_le32 (trailer + 4), list_header_bytes, name);
+  list_total_out += uncompressed;
+  print_list_sizes ((guint64) st.st_size, uncompressed, list_header_bytes, name);
   return EXIT_OK;
 }
 
