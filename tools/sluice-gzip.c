@@ -26,6 +26,9 @@
 #include <gio/gunixinputstream.h>
 #include <gio/gunixoutputstream.h>
 #include <locale.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -2222,6 +2225,14 @@ main (int argc, char *argv[])
 {
   int status;
 
+#ifdef __GLIBC__
+  /* The blocks (128 KiB and more) come and go by the thousand: from the
+   * heap, kept there, rather than mapped and unmapped each time, which
+   * costs a page fault per 4 KiB (a third of the CPU time of an indexed
+   * decompression). Memory stays bounded by the producers' windows. */
+  mallopt (M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+  mallopt (M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+#endif
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
