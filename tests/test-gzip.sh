@@ -215,6 +215,12 @@ if mount -t tmpfs -o size=256k tmpfs full 2> /dev/null; then
     test "$out" = "sluice-gzip: full/data.gz: No space left on device"
   check "full disk: input kept, no .gz, no temporary" \
     bash -c "test \"\$(ls -A full)\" = data"
+  rm full/data
+  yes 'sluice' | head -c 400000 | gzip -c > full/big.gz
+  out=$("$GZ" -d full/big.gz 2>&1)
+  status=$?
+  check "-d, full disk: status 1, the output named, FILE.gz kept, no partial FILE" \
+    bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: full/big: No space left on device' ] && [ \"\$(ls -A full)\" = big.gz ]" _ "$out"
   umount full && mounted=
 else
   skip "full disk fails" "cannot mount a tmpfs here"
