@@ -621,8 +621,13 @@ if command -v script > /dev/null; then
   status=$?
   check "a terminal: refused, not the demo" \
     bash -c "[ $status -ne 0 ] && grep -q 'compressed data not written to a terminal' <<< \"\$1\" && ! grep -q verified <<< \"\$1\"" _ "$out"
+  out=$(script -qec "'$GZ' -d" /dev/null 2>&1)
+  status=$?
+  check "-d with a terminal on stdin: refused, as gzip" \
+    bash -c "[ $status -ne 0 ] && grep -q 'compressed data not read from a terminal' <<< \"\$1\"" _ "$out"
 else
   skip "a terminal: refused, not the demo" "script (util-linux) is not installed"
+  skip "-d with a terminal on stdin: refused, as gzip" "script (util-linux) is not installed"
 fi
 
 if [ -n "$DEMO" ]; then
