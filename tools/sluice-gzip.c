@@ -1129,6 +1129,10 @@ read_index (int fd)
     }
   index->offsets[index->n_blocks] = pos;
   /* The blocks, the final empty block and the trailer, then the index. */
+  /* No block larger than -b allows, no more than deflate's 1032:1: a
+   * forged index cannot make us allocate what the data cannot fill. */
+  if (index->block_size > 512u * 1024 * 1024 || index->total / 1032 > pos - header_len + 1)
+    return NULL;
   if (p != limit || pos + 10 != start || !pread_all (fd, tail, 10, pos) || tail[0] != 0x03 ||
       tail[1] != 0x00)
     return NULL;
