@@ -494,6 +494,10 @@ out=$("$GZ" link-to-one 2>&1; ln -s one link-to-one; "$GZ" link-to-one 2>&1)
 check "a symbolic link FILE: not followed without -f" \
   bash -c "grep -q 'link-to-one: Too many levels of symbolic links' <<< \"\$1\" && test -L link-to-one && ! test -e link-to-one.gz" _ "$out"
 check "-c follows a symbolic link" bash -c "'$GZ' -c link-to-one | gzip -dc | cmp -s - one"
+ln -s .. tree/sub/up
+check "-rc follows links to files, not to directories (no cycle)" \
+  bash -c "'$GZ' -rc tree | gzip -dc | cmp -s - <(cat tree/a tree/c tree/link tree/sub/b)"
+rm tree/sub/up
 out=$("$GZ" tree 2>&1)
 status=$?
 check "a directory without -r: message, status 1" \

@@ -13,7 +13,15 @@
  * The output is one gzip member: each block ends with a sync flush so that
  * the blocks concatenate, an empty final block closes the deflate stream,
  * and the CRC-32 of the whole input is combined in input order from the
- * blocks' CRCs with zlib's crc32_combine().
+ * blocks' CRCs with zlib's crc32_combine(). With -i the blocks have no
+ * dictionary and an index member follows (see "-i" below).
+ *
+ * Decompression (-d, -t; sluice-gunzip, sluice-zcat) reads the compressed
+ * input the same way into a producer whose consumer thread inflates (the
+ * one sequential part); its blocks take their CRC in the task queue,
+ * checked against each member's trailer, and a writer thread writes them
+ * in order. A file with an index has its blocks inflated in parallel.
+ * Options, messages and exit statuses are gzip's.
  *
  * Uses the public API of the library only.
  */
@@ -1690,20 +1698,27 @@ process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
   const char *suffix;
 
   /* As gzip, which opens with O_NOFOLLOW: a symbolic link is followed
-   * only with -f or -c. */
+   * only with -f or -c (or -t, -l), and never into a directory during -r
+   * (no cycles). */
   info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_TYPE "," G_FILE_ATTRIBUTE_STANDARD_SIZE,
-                            opt_force || opt_stdout || opt_test || opt_list
-                                ? G_FILE_QUERY_INFO_NONE
-                                : G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS,
-                            NULL, &error);
+                            G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, &error);
+  if (info != NULL && g_file_info_get_file_type (info) == G_FILE_TYPE_SYMBOLIC_LINK)
+    {
+      if (!opt_force && !opt_stdout && !opt_test && !opt_list)
+        {
+          warn ("%s: %s", path, g_strerror (ELOOP));
+          return EXIT_ERROR;
+        }
+      g_clear_object (&info);
+      info = g_file_query_info (file,
+                                G_FILE_ATTRIBUTE_STANDARD_TYPE "," G_FILE_ATTRIBUTE_STANDARD_SIZE,
+                                G_FILE_QUERY_INFO_NONE, NULL, &error);
+      if (info != NULL && in_recursion && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
+        return EXIT_OK;
+    }
   if (info == NULL)
     {
       warn ("%s: %s", path, reason (error));
-      return EXIT_ERROR;
-    }
-  if (g_file_info_get_file_type (info) == G_FILE_TYPE_SYMBOLIC_LINK)
-    {
-      warn ("%s: %s", path, g_strerror (ELOOP));
       return EXIT_ERROR;
     }
   if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
