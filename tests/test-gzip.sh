@@ -297,6 +297,8 @@ for suffix in -gz .z -z _z .Z; do
   gzip -c dfile.orig > "sfx$suffix"
   check "-d strips the suffix $suffix" bash -c "'$GZ' -d 'sfx$suffix' && cmp -s sfx dfile.orig && rm sfx"
 done
+gzip -c dfile.orig > bare.gz
+check "-d FILE finds FILE.gz, as gzip" bash -c "'$GZ' -d bare && cmp -s bare dfile.orig && ! test -e bare.gz"
 gzip -c dfile.orig > arch.tgz
 check "-d: .tgz gives .tar" bash -c "'$GZ' -d arch.tgz && cmp -s arch.tar dfile.orig"
 cp dfile.orig nosuffix

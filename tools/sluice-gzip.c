@@ -1716,6 +1716,17 @@ process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
       if (info != NULL && in_recursion && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
         return EXIT_OK;
     }
+  /* As gzip -d: FILE that does not exist may be named without its
+   * suffix. */
+  if (info == NULL && opt_decompress && !in_recursion &&
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+    {
+      g_autofree char *with_suffix =
+          g_strconcat (path, opt_suffix != NULL ? opt_suffix : ".gz", NULL);
+
+      if (g_file_test (with_suffix, G_FILE_TEST_EXISTS))
+        return process_path (queue, with_suffix, FALSE);
+    }
   if (info == NULL)
     {
       warn ("%s: %s", path, reason (error));
