@@ -215,6 +215,12 @@ if mount -t tmpfs -o size=256k tmpfs full 2> /dev/null; then
     test "$out" = "sluice-gzip: full/data.gz: No space left on device"
   check "full disk: input kept, no .gz, no temporary" \
     bash -c "test \"\$(ls -A full)\" = data"
+  rm full/data
+  yes 'sluice' | head -c 400000 | gzip -c > full/big.gz
+  out=$("$GZ" -d full/big.gz 2>&1)
+  status=$?
+  check "-d, full disk: status 1, the output named, FILE.gz kept, no partial FILE" \
+    bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: full/big: No space left on device' ] && [ \"\$(ls -A full)\" = big.gz ]" _ "$out"
   umount full && mounted=
 else
   skip "full disk fails" "cannot mount a tmpfs here"
@@ -246,6 +252,29 @@ signal_case TERM 143
 signal_case HUP 129
 signal_case PIPE 141
 
+# The same while decompressing: no partial FILE, FILE.gz kept.
+head -c 300000 /dev/urandom | gzip -1 > slowd.data
+signal_case_d () {
+  local sig=$1 want=$2 writer pid status
+  rm -f slowd.gz
+  mkfifo slowd.gz
+  (cat slowd.data; sleep 3) > slowd.gz &
+  writer=$!
+  "$GZ" -d slowd.gz 2> signal.err &
+  pid=$!
+  sleep 0.5
+  kill -"$sig" $pid
+  wait $pid 2> /dev/null
+  status=$?
+  kill $writer 2> /dev/null
+  wait $writer 2> /dev/null
+  check "-d, SIG$sig: exit status $want" test $status -eq "$want"
+  check "-d, SIG$sig: no partial output, no temporary, FILE.gz kept" \
+    bash -c "! ls -A | grep -q '^slowd\$\|^\.slowd' && test -p slowd.gz"
+}
+signal_case_d INT 130
+signal_case_d TERM 143
+
 # --- decompression of files ---
 text dfile 300000
 cp dfile dfile.orig
@@ -268,6 +297,8 @@ for suffix in -gz .z -z _z .Z; do
   gzip -c dfile.orig > "sfx$suffix"
   check "-d strips the suffix $suffix" bash -c "'$GZ' -d 'sfx$suffix' && cmp -s sfx dfile.orig && rm sfx"
 done
+gzip -c dfile.orig > bare.gz
+check "-d FILE finds FILE.gz, as gzip" bash -c "'$GZ' -d bare && cmp -s bare dfile.orig && ! test -e bare.gz"
 gzip -c dfile.orig > arch.tgz
 check "-d: .tgz gives .tar" bash -c "'$GZ' -d arch.tgz && cmp -s arch.tar dfile.orig"
 cp dfile.orig nosuffix
@@ -465,6 +496,10 @@ out=$("$GZ" link-to-one 2>&1; ln -s one link-to-one; "$GZ" link-to-one 2>&1)
 check "a symbolic link FILE: not followed without -f" \
   bash -c "grep -q 'link-to-one: Too many levels of symbolic links' <<< \"\$1\" && test -L link-to-one && ! test -e link-to-one.gz" _ "$out"
 check "-c follows a symbolic link" bash -c "'$GZ' -c link-to-one | gzip -dc | cmp -s - one"
+ln -s .. tree/sub/up
+check "-rc follows links to files, not to directories (no cycle)" \
+  bash -c "'$GZ' -rc tree | gzip -dc | cmp -s - <(cat tree/a tree/c tree/link tree/sub/b)"
+rm tree/sub/up
 out=$("$GZ" tree 2>&1)
 status=$?
 check "a directory without -r: message, status 1" \
@@ -533,12 +568,14 @@ else
 fi
 if command -v strace > /dev/null && strace -o /dev/null true 2> /dev/null; then
   blocks=$(( ($(stat -c %s many) + 131071) / 131072 ))
-  strace -f -e trace=pread64 -o ind.trace "$GZ" -dc ind.gz > /dev/null
+  ASAN_OPTIONS=detect_leaks=0 strace -f -e trace=pread64 -o ind.trace "$GZ" -dc ind.gz > /dev/null
   check "-d uses the index: one read per block" \
     test "$(grep pread64 ind.trace | grep -cE '= [1-9][0-9]*$')" -ge "$blocks"
 else
   skip "-d uses the index: one read per block" "strace does not work here"
 fi
+check "-l of an -i file: the data's size and CRC (gzip -l shows the index member's 0)" \
+  bash -c "[ \"\$('$GZ' -lv ind.gz | awk 'NR == 2 {print \$2, \$7}')\" = \"\$(gzip -lv many.g.gz | awk 'NR == 2 {print \$2, \$7}')\" ]"
 cp ind.gz ind-file.gz
 check "-d FILE.gz with an index" bash -c "'$GZ' -d ind-file.gz && cmp -s ind-file many"
 # A damaged block: gzip's message, status 1, no output.
@@ -590,8 +627,13 @@ if command -v script > /dev/null; then
   status=$?
   check "a terminal: refused, not the demo" \
     bash -c "[ $status -ne 0 ] && grep -q 'compressed data not written to a terminal' <<< \"\$1\" && ! grep -q verified <<< \"\$1\"" _ "$out"
+  out=$(script -qec "'$GZ' -d" /dev/null 2>&1)
+  status=$?
+  check "-d with a terminal on stdin: refused, as gzip" \
+    bash -c "[ $status -ne 0 ] && grep -q 'compressed data not read from a terminal' <<< \"\$1\"" _ "$out"
 else
   skip "a terminal: refused, not the demo" "script (util-linux) is not installed"
+  skip "-d with a terminal on stdin: refused, as gzip" "script (util-linux) is not installed"
 fi
 
 if [ -n "$DEMO" ]; then
