@@ -1009,7 +1009,11 @@ test_callback_from_main_loop (void)
   g_assert_cmpstr (sluice_worker_task_get_series (task), ==, NULL);
   g_assert_cmpint (sluice_worker_task_get_priority (task), ==, G_PRIORITY_DEFAULT);
   g_assert_cmpint (sluice_worker_task_get_timeout (task), ==, 0);
-  g_assert_true (g_variant_equal (sluice_worker_task_get_args (task), g_variant_new ("(i)", 1)));
+  {
+    g_autoptr (GVariant) one = g_variant_ref_sink (g_variant_new ("(i)", 1));
+
+    g_assert_true (g_variant_equal (sluice_worker_task_get_args (task), one));
+  }
   sluice_worker_task_return_value (task, g_variant_new_string ("done"));
   g_assert_cmpuint (r.n_completed, ==, 0);
   WAIT_UNTIL (r.n_completed == 1);
