@@ -111,6 +111,7 @@ produce_squares (SluiceTaskQueue *queue, guint n, SluiceProcessWorker *kill_work
   GAsyncResult *result = NULL;
   GError *error = NULL;
   guint n_failed = 0, kills = 0;
+  guint next_kill = n_kills > 0 ? (guint) g_random_int_range (0, (int) (n / n_kills)) : G_MAXUINT;
   Tally *t;
 
   if (kill_worker != NULL)
@@ -126,9 +127,13 @@ produce_squares (SluiceTaskQueue *queue, guint n, SluiceProcessWorker *kill_work
       sluice_ordered_item_producer_produce_call (producer, NULL, "square",
                                                  g_variant_new ("(x)", (gint64) i),
                                                  G_PRIORITY_DEFAULT, 0, NULL, NULL, NULL);
-      if (kill_worker != NULL && kills < n_kills &&
-          g_random_int_range (0, (int) (n / n_kills)) == 0)
-        kills += kill_a_helper (kill_worker);
+      /* Each kill at a random point of its share of the calls (or as soon
+       * after as a helper runs). */
+      if (kill_worker != NULL && kills < n_kills && i >= next_kill && kill_a_helper (kill_worker))
+        {
+          kills++;
+          next_kill = kills * (n / n_kills) + (guint) g_random_int_range (0, (int) (n / n_kills));
+        }
     }
   sluice_ordered_item_producer_stop_async (producer, NULL, stopped_cb, &result);
   while (result == NULL)
@@ -138,6 +143,7 @@ produce_squares (SluiceTaskQueue *queue, guint n, SluiceProcessWorker *kill_work
   g_object_unref (result);
 
   g_test_message ("%u calls, %u kills, %u failed", n, kills, n_failed);
+  g_assert_cmpuint (kills, ==, n_kills);
   g_assert_true (t->in_order);
   g_assert_cmpuint (t->count + n_failed, ==, n);
   if (n_failed == 0)
