@@ -94,7 +94,7 @@ struct _Proc
    * it that come later are dropped. */
   GCancellable *life;     /* (owned) (nullable) */
   GSource *start_timeout; /* (owned) (nullable) */
-  GHashTable *in_flight;  /* id -> InFlight (owned) */
+  GHashTable *in_flight;  /* &InFlight.id -> InFlight (owned) */
   gint64 retry_at;        /* monotonic µs: not started again before */
   guint n_start_failures; /* in a row */
   gboolean kill_not_lost; /* killed for a timeout: its calls are not lost */
@@ -710,8 +710,8 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         in_flight->id = self->next_id++;
         in_flight->proc = proc;
         in_flight->connection = g_object_ref (proc->connection);
-        g_hash_table_insert (proc->in_flight, g_memdup2 (&in_flight->id, sizeof (guint64)),
-                             in_flight);
+        /* Keyed by its own id: stealing it takes the key along. */
+        g_hash_table_insert (proc->in_flight, &in_flight->id, in_flight);
         g_ptr_array_add (to_send, in_flight);
       }
     }
@@ -919,7 +919,7 @@ sluice_process_worker_constructed (GObject *object)
     {
       self->procs[p].self = self;
       self->procs[p].in_flight =
-          g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, in_flight_free);
+          g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, in_flight_free);
     }
   self->context = g_main_context_ref_thread_default ();
   self->pump = g_source_new (&pump_funcs, sizeof (GSource));

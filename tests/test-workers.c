@@ -352,9 +352,9 @@ mock_worker_new (const char *const *series, guint capacity)
 
 /* ---- ports of AsynQueue's tests ------------------------------------------- */
 
-/* test_tasks.py, TestTaskQueue.test_priority / test_workers.py ordering:
- * with one thread busy, calls queued at several priorities run most urgent
- * first, and equal ones in the order they were made. */
+/* test_tasks.py, TestTask.test_priorityOtherTask (tasks order by
+ * priority), TestTaskHandlerRun.test_oneWorker: with one thread busy, calls queued at several
+ * priorities run most urgent first, and equal ones in the order they were made. */
 static void
 test_priority_order (void)
 {
@@ -390,8 +390,9 @@ test_priority_order (void)
   log_free (log);
 }
 
-/* test_workers.py, TestWorkers series / test_tasks.py TestAssignment: a
- * call of a series runs only on a worker qualified for it; default calls
+/* test_tasks.py, TestTaskHandlerHiring.test_hireClassQualifications and
+ * test_hireInstanceQualifications, TestTaskHandlerRun.test_multipleWorkers:
+ * a call of a series runs only on a worker qualified for it; default calls
  * run on any. */
 static void
 test_series_assignment (void)
@@ -438,8 +439,10 @@ test_series_assignment (void)
   log_free (log_b);
 }
 
-/* test_workers.py, resignation (setResignator): a worker that resigns
- * hands its unfinished tasks back; they run on another worker, in their
+/* IWorker.setResignator, test_tasks.py
+ * TestTaskHandlerHiring.test_terminateAfterTimeout (a terminated worker's
+ * unfinished task comes back, not done): a worker that resigns hands its
+ * unfinished tasks back; they run on another worker, in their
  * order. */
 static void
 test_resign_hands_back (void)
@@ -495,10 +498,10 @@ test_resign_hands_back (void)
   log_free (log);
 }
 
-/* test_workers.py, crash: crashing a worker returns the tasks it had not
- * finished; firing it puts them back in the queue at their old place. A
- * thread worker returns the task in its function too, whose later result
- * is dropped. */
+/* test_tasks.py, TestTaskHandlerHiring.test_terminateByCrashing: crashing
+ * a worker returns the tasks it had not finished; firing it puts them back in the queue at their
+ * old place. A thread worker returns the task in its function too, whose later result is dropped.
+ */
 static void
 test_crash_returns_unfinished (void)
 {
@@ -545,8 +548,9 @@ test_crash_returns_unfinished (void)
   log_free (log2);
 }
 
-/* Crash itself (test_workers.py, crash returns a list of the uncompleted
- * tasks): the tasks a mock held, transfer full. */
+/* Crash itself (test_tasks.py, test_terminateByCrashing's value=[task];
+ * IWorker.crash returns the uncompleted tasks): the tasks a mock held,
+ * transfer full. */
 static void
 test_crash_list (void)
 {
@@ -590,8 +594,10 @@ stop_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
   d->n_completed++;
 }
 
-/* test_workers.py, stop: stopping a worker waits for the tasks it holds;
- * the queue's shutdown (draining) waits for the queued calls too. */
+/* test_tasks.py, TestTaskHandlerHiring.test_terminateGracefully;
+ * test_workers.py, TestThreadWorker.test_stop and test_shutdown: stopping a
+ * worker waits for the tasks it holds; the queue's shutdown (draining)
+ * waits for the queued calls too. */
 static void
 test_stop_waits_for_pending (void)
 {
@@ -1009,7 +1015,11 @@ test_callback_from_main_loop (void)
   g_assert_cmpstr (sluice_worker_task_get_series (task), ==, NULL);
   g_assert_cmpint (sluice_worker_task_get_priority (task), ==, G_PRIORITY_DEFAULT);
   g_assert_cmpint (sluice_worker_task_get_timeout (task), ==, 0);
-  g_assert_true (g_variant_equal (sluice_worker_task_get_args (task), g_variant_new ("(i)", 1)));
+  {
+    g_autoptr (GVariant) one = g_variant_ref_sink (g_variant_new ("(i)", 1));
+
+    g_assert_true (g_variant_equal (sluice_worker_task_get_args (task), one));
+  }
   sluice_worker_task_return_value (task, g_variant_new_string ("done"));
   g_assert_cmpuint (r.n_completed, ==, 0);
   WAIT_UNTIL (r.n_completed == 1);

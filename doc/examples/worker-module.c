@@ -17,6 +17,7 @@
 
 #include <gmodule.h>
 
+/* [sum] */
 /* "sum" (ai) -> (x): the sum of the numbers. */
 static GVariant *
 sum (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
@@ -32,6 +33,7 @@ sum (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
   g_variant_unref (numbers);
   return g_variant_new ("(x)", total);
 }
+/* [/sum] */
 
 /* "busy" (u) -> (u): keeps a core busy for that many microseconds, then
  * returns the number. */
@@ -55,6 +57,7 @@ echo (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
   return g_variant_ref (args);
 }
 
+/* [init] */
 G_MODULE_EXPORT gboolean sluice_worker_module_init (SluiceWorkerService *service, GError **error);
 
 G_MODULE_EXPORT gboolean
@@ -65,3 +68,4 @@ sluice_worker_module_init (SluiceWorkerService *service, GError **error)
   sluice_worker_service_register (service, "echo", NULL, echo, NULL, NULL);
   return TRUE;
 }
+/* [/init] */

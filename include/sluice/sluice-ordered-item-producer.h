@@ -234,4 +234,26 @@ SLUICE_AVAILABLE_IN_ALL
 void sluice_ordered_item_producer_set_skip_failed (SluiceOrderedItemProducer *self,
                                                    gboolean skip_failed);
 
+/* Named calls (src/sluice-producer-call.c). */
+SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_produce_call (SluiceOrderedItemProducer *self,
+                                                const char *series,
+                                                const char *name,
+                                                GVariant *args,
+                                                int priority,
+                                                int timeout_ms,
+                                                GCancellable *cancellable,
+                                                GAsyncReadyCallback callback,
+                                                gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_ordered_item_producer_produce_call_value (SluiceOrderedItemProducer *self,
+                                                      const char *series,
+                                                      const char *name,
+                                                      GVariant *args,
+                                                      int priority,
+                                                      int timeout_ms,
+                                                      GCancellable *cancellable,
+                                                      GAsyncReadyCallback callback,
+                                                      gpointer user_data);
+
 G_END_DECLS

@@ -122,5 +122,40 @@ class NamedCalls(unittest.TestCase):
         self.assertTrue(other[0].matches(Sluice.error_quark(), Sluice.Error.NO_WORKER))
 
 
+class ProcessWorkers(unittest.TestCase):
+    """Helper processes: sluice-worker with a C module, and a helper in Python."""
+
+    def setUp(self):
+        self.queue = Sluice.TaskQueue.new(1)
+
+    def tearDown(self):
+        done = []
+        self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        wait_until(lambda: done)
+
+    def calls(self, name, args_list):
+        outs = []
+        for args in args_list:
+            out = []
+            outs.append(out)
+            self.queue.call_async(None, name, args, GLib.PRIORITY_DEFAULT, 0, None,
+                                  lambda q, res, out=out: out.append(q.call_finish(res)))
+        wait_until(lambda: all(outs))
+        return [o[0].unpack() for o in outs]
+
+    @unittest.skipUnless(os.environ.get("SLUICE_WORKER_TOOL"), "no sluice-worker tool given")
+    def test_sluice_worker_module(self):
+        argv = [os.environ["SLUICE_WORKER_TOOL"], os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]
+        self.queue.hire(Sluice.ProcessWorker.new(argv, None, 2))
+        got = self.calls("sum", [GLib.Variant("(ai)", (list(range(i)),)) for i in range(50)])
+        self.assertEqual(got, [(i * (i - 1) // 2,) for i in range(50)])
+
+    def test_python_helper(self):
+        helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_helper.py")
+        self.queue.hire(Sluice.ProcessWorker.new([sys.executable, helper], None, 1))
+        got = self.calls("upper", [GLib.Variant("(s)", (w,)) for w in ("ordered", "results")])
+        self.assertEqual(got, [("ORDERED",), ("RESULTS",)])
+
+
 if __name__ == "__main__":
-    sys.exit(sluice_tap.run(NamedCalls))
+    sys.exit(sluice_tap.run(NamedCalls, ProcessWorkers))

@@ -1,0 +1,308 @@
+/* worker-bench.c: named calls through a SluiceProcessWorker, 1 and 2
+ * helper processes, against Python's multiprocessing.Pool.imap
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Run through bench/worker-run. Workloads, each call one round trip to a
+ * sluice-worker helper serving doc/examples/worker-module.c (one thread
+ * per helper; 16 calls in flight per helper, --max-calls, so that it never
+ * waits for the next: Python's pool streams its tasks too):
+ *
+ * - trivial: "echo" of an integer;
+ * - busy50: "busy", 50 µs of CPU in the helper.
+ *
+ * 64 calls are kept in flight at the queue (each completion makes the
+ * next). The Python baseline (bench/worker_pool.py) runs the same two
+ * functions with multiprocessing.Pool(n).imap(chunksize=1), start-up
+ * excluded. Each rep runs the configurations in a rotated order; figures
+ * are medians over the reps, ratios the median of the ratios within a
+ * rep. Output: a table, then RESULT lines.
+ */
+
+#include <sluice/sluice.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IN_FLIGHT 64
+#define MAX_REPS 16
+
+static gboolean opt_quick;
+static int opt_reps;
+static int opt_max_calls = 16;
+static char *opt_tool;
+static char *opt_module;
+static char *opt_python = "/usr/bin/python3";
+static char *opt_pool_script;
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  const char *name;
+  gboolean busy;
+  guint n;
+  guint issued;
+  guint done;
+  guint failed;
+} Run;
+
+static void issue (Run *run);
+
+static void
+call_done_cb (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Run *run = data;
+  GError *error = NULL;
+  GVariant *value = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), result, &error);
+
+  if (value == NULL)
+    {
+      if (run->failed++ == 0)
+        g_printerr ("worker-bench: a call failed: %s\n", error->message);
+      g_error_free (error);
+    }
+  else
+    g_variant_unref (value);
+  run->done++;
+  issue (run);
+}
+
+static void
+issue (Run *run)
+{
+  while (run->issued < run->n && run->issued - run->done < IN_FLIGHT)
+    {
+      GVariant *args =
+          run->busy ? g_variant_new ("(u)", 50) : g_variant_new ("(i)", (gint32) run->issued);
+
+      run->issued++;
+      sluice_task_queue_call_async (run->queue, NULL, run->name, args, G_PRIORITY_DEFAULT, 0, NULL,
+                                    call_done_cb, run);
+    }
+}
+
+static void
+shutdown_cb (GObject *source, GAsyncResult *result, gpointer data)
+{
+  *(gboolean *) data = sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), result, NULL);
+}
+
+/* Calls per second through a process worker of @n_processes. */
+static double
+run_sluice (gboolean busy, guint n_processes, guint n)
+{
+  const char *argv[] = { opt_tool, "--threads=1", opt_module, NULL };
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv,
+                                              "n-processes", n_processes, "max-calls", 2, NULL);
+  Run warm = { queue, "echo", FALSE, 8 * n_processes, 0, 0, 0 };
+  Run run = { queue, busy ? "busy" : "echo", busy, n, 0, 0, 0 };
+  gboolean shut = FALSE;
+  gint64 start;
+  double rate;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  /* Warm up: every process started and answering. */
+  issue (&warm);
+  while (warm.done < warm.n)
+    g_main_context_iteration (NULL, TRUE);
+
+  start = g_get_monotonic_time ();
+  issue (&run);
+  while (run.done < run.n)
+    g_main_context_iteration (NULL, TRUE);
+  rate = run.n / ((g_get_monotonic_time () - start) / 1e6);
+  if (run.failed > 0 || warm.failed > 0)
+    {
+      g_printerr ("worker-bench: %u calls failed\n", run.failed + warm.failed);
+      exit (1);
+    }
+
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_cb, &shut);
+  while (!shut)
+    g_main_context_iteration (NULL, TRUE);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  return rate;
+}
+
+/* Calls per second of multiprocessing.Pool(@n_processes).imap, or -1. */
+static double
+run_pool (gboolean busy, guint n_processes, guint n)
+{
+  g_autofree char *n_str = g_strdup_printf ("%u", n);
+  g_autofree char *p_str = g_strdup_printf ("%u", n_processes);
+  const char *argv[] = {
+    opt_python, opt_pool_script, busy ? "busy" : "trivial", n_str, p_str, NULL
+  };
+  g_autofree char *out = NULL;
+  int status;
+  GError *error = NULL;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL, &status,
+                     &error) ||
+      !g_spawn_check_wait_status (status, &error))
+    {
+      g_printerr ("worker-bench: the Python pool failed: %s\n", error->message);
+      g_error_free (error);
+      return -1;
+    }
+  return g_ascii_strtod (out, NULL);
+}
+
+static int
+compare_doubles (const void *a, const void *b)
+{
+  double da = *(const double *) a, db = *(const double *) b;
+
+  return da < db ? -1 : da > db ? 1 : 0;
+}
+
+static double
+median (double *values, int n)
+{
+  double sorted[MAX_REPS];
+
+  memcpy (sorted, values, n * sizeof (double));
+  qsort (sorted, n, sizeof (double), compare_doubles);
+  return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
+static void
+min_max (double *values, int n, double *lo, double *hi)
+{
+  *lo = *hi = values[0];
+  for (int i = 1; i < n; i++)
+    {
+      *lo = MIN (*lo, values[i]);
+      *hi = MAX (*hi, values[i]);
+    }
+}
+
+enum
+{
+  C_TRIVIAL_1,
+  C_TRIVIAL_2,
+  C_BUSY_1,
+  C_BUSY_2,
+  C_POOL_TRIVIAL_2,
+  C_POOL_BUSY_2,
+  N_CONFIGS
+};
+
+static const char *config_names[N_CONFIGS] = {
+  "sluice trivial, 1 process",  "sluice trivial, 2 processes", "sluice busy50, 1 process",
+  "sluice busy50, 2 processes", "python pool trivial, 2",      "python pool busy50, 2",
+};
+
+int
+main (int argc, char **argv)
+{
+  GOptionEntry entries[] = {
+    { "quick", 0, 0, G_OPTION_ARG_NONE, &opt_quick, "Smoke run: few calls, 1 rep", NULL },
+    { "reps", 0, 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions (default 5)", "N" },
+    { "max-calls", 0, 0, G_OPTION_ARG_INT, &opt_max_calls, "Calls in flight per helper (16)", "N" },
+    { "tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_tool, "The sluice-worker helper", "PATH" },
+    { "module", 0, 0, G_OPTION_ARG_FILENAME, &opt_module, "The example module", "PATH" },
+    { "python", 0, 0, G_OPTION_ARG_FILENAME, &opt_python, "Python for the baseline", "PATH" },
+    { "pool-script", 0, 0, G_OPTION_ARG_FILENAME, &opt_pool_script, "worker_pool.py", "PATH" },
+    G_OPTION_ENTRY_NULL,
+  };
+  GOptionContext *context = g_option_context_new ("- process worker benchmark");
+  GError *error = NULL;
+  double rates[N_CONFIGS][MAX_REPS];
+  double speedup[MAX_REPS], vs_pool[MAX_REPS], vs_pool_busy[MAX_REPS];
+  guint n_trivial, n_busy;
+  int reps;
+  gboolean have_pool;
+
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error) || opt_tool == NULL ||
+      opt_module == NULL)
+    {
+      g_printerr ("worker-bench: %s\n", error != NULL ? error->message : "--tool and --module");
+      return 2;
+    }
+  g_option_context_free (context);
+  reps = CLAMP (opt_reps > 0 ? opt_reps : (opt_quick ? 1 : 5), 1, MAX_REPS);
+  n_trivial = opt_quick ? 2000 : 40000;
+  n_busy = opt_quick ? 1000 : 20000;
+  have_pool = opt_pool_script != NULL;
+
+  for (int rep = 0; rep < reps; rep++)
+    {
+      for (int k = 0; k < N_CONFIGS; k++)
+        {
+          int c = (k + rep) % N_CONFIGS;
+          double r;
+
+          switch (c)
+            {
+            case C_TRIVIAL_1:
+              r = run_sluice (FALSE, 1, n_trivial);
+              break;
+            case C_TRIVIAL_2:
+              r = run_sluice (FALSE, 2, n_trivial);
+              break;
+            case C_BUSY_1:
+              r = run_sluice (TRUE, 1, n_busy);
+              break;
+            case C_BUSY_2:
+              r = run_sluice (TRUE, 2, n_busy);
+              break;
+            case C_POOL_TRIVIAL_2:
+              r = have_pool ? run_pool (FALSE, 2, n_trivial) : -1;
+              break;
+            case C_POOL_BUSY_2:
+            default:
+              r = have_pool ? run_pool (TRUE, 2, n_busy) : -1;
+              break;
+            }
+          rates[c][rep] = r;
+          g_printerr ("  rep %d %-30s %10.0f calls/s\n", rep + 1, config_names[c], r);
+        }
+      speedup[rep] = rates[C_BUSY_2][rep] / rates[C_BUSY_1][rep];
+      vs_pool[rep] = rates[C_TRIVIAL_2][rep] / rates[C_POOL_TRIVIAL_2][rep];
+      vs_pool_busy[rep] = rates[C_BUSY_2][rep] / rates[C_POOL_BUSY_2][rep];
+    }
+
+  printf ("calls: trivial %u, busy50 %u; %d reps (median [min .. max])\n", n_trivial, n_busy, reps);
+  for (int c = 0; c < N_CONFIGS; c++)
+    {
+      double lo, hi;
+
+      if (rates[c][0] < 0)
+        continue;
+      min_max (rates[c], reps, &lo, &hi);
+      printf ("  %-30s %10.0f calls/s  [%.0f .. %.0f]\n", config_names[c], median (rates[c], reps),
+              lo, hi);
+    }
+  {
+    double lo, hi;
+
+    min_max (speedup, reps, &lo, &hi);
+    printf ("  busy50 speedup, 2 processes over 1: %.2f [%.2f .. %.2f] (goal >= 1.8)\n",
+            median (speedup, reps), lo, hi);
+    if (have_pool && rates[C_POOL_TRIVIAL_2][0] > 0)
+      {
+        min_max (vs_pool, reps, &lo, &hi);
+        printf ("  trivial, 2 processes, sluice / python pool: %.2f [%.2f .. %.2f] (goal >= 3)\n",
+                median (vs_pool, reps), lo, hi);
+        min_max (vs_pool_busy, reps, &lo, &hi);
+        printf ("  busy50, 2 processes, sluice / python pool: %.2f [%.2f .. %.2f]\n",
+                median (vs_pool_busy, reps), lo, hi);
+      }
+  }
+  printf ("RESULT process_calls_trivial_1p=%.0f\n", median (rates[C_TRIVIAL_1], reps));
+  printf ("RESULT process_calls_trivial_2p=%.0f\n", median (rates[C_TRIVIAL_2], reps));
+  printf ("RESULT process_calls_busy50_1p=%.0f\n", median (rates[C_BUSY_1], reps));
+  printf ("RESULT process_calls_busy50_2p=%.0f\n", median (rates[C_BUSY_2], reps));
+  printf ("RESULT process_speedup_2p_busy50=%.3f\n", median (speedup, reps));
+  if (have_pool && rates[C_POOL_TRIVIAL_2][0] > 0)
+    {
+      printf ("RESULT process_calls_vs_python_pool=%.3f\n", median (vs_pool, reps));
+      printf ("RESULT process_calls_vs_python_pool_busy50=%.3f\n", median (vs_pool_busy, reps));
+    }
+  return 0;
+}
