@@ -131,6 +131,18 @@ call_id (State *state, SluiceWorkerTask *task)
                           sluice_worker_task_get_sequence (task));
 }
 
+/* Takes the call @id out of the calls in flight, if it is there. */
+static gboolean
+steal_flight (State *state, const char *id, Flight **flight)
+{
+  gpointer key;
+
+  if (!g_hash_table_steal_extended (state->in_flight, id, &key, (gpointer *) flight))
+    return FALSE;
+  g_free (key);
+  return TRUE;
+}
+
 static GPtrArray *
 take_stop_waiters_if_idle_locked (State *state)
 {
@@ -349,7 +361,7 @@ take_reply (State *state, redisReply *entry)
   guint64 seq;
 
   g_mutex_lock (&state->mutex);
-  if (id != NULL && g_hash_table_steal_extended (state->in_flight, id, NULL, (gpointer *) &flight))
+  if (id != NULL && steal_flight (state, id, &flight))
     {
       seq = sluice_worker_task_get_sequence (flight->task);
       state->n_results++;
@@ -552,7 +564,7 @@ sluice_redis_worker_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task
   /* Withdrawn from its stream if no one has read it yet; a result that
    * comes anyway is dropped. */
   g_mutex_lock (&state->mutex);
-  if (g_hash_table_steal_extended (state->in_flight, id, NULL, (gpointer *) &flight))
+  if (steal_flight (state, id, &flight))
     {
       SluiceWorkerTask *held = g_steal_pointer (&flight->task);
 

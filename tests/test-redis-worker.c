@@ -71,8 +71,9 @@ server_start (const char *password)
   GError *error = NULL;
   gint64 deadline = deadline_from_now ();
   struct timeval tv = { 1, 0 };
+  g_autofree char *program = g_find_program_in_path ("redis-server");
 
-  if (g_find_program_in_path ("redis-server") == NULL)
+  if (program == NULL)
     {
       g_test_skip ("redis-server is not installed (Debian: apt-get install redis-server)");
       return NULL;
