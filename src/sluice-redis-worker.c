@@ -65,6 +65,7 @@ typedef struct
   GHashTable *attempts;    /* sequence -> attempts (GUINT_TO_POINTER) */
   GPtrArray *stop_waiters; /* of GTask (owned) */
   gboolean stopping;
+  gboolean failed; /* the connection was lost: resigning */
   gboolean closed; /* crashed, resigned or finalized */
   GWeakRef worker;
   guint64 n_sent, n_redelivered, n_duplicates, n_results;
@@ -195,7 +196,8 @@ close_locked (State *state)
   return tasks;
 }
 
-/* The connection is lost: resign, after giving the tasks back. */
+/* The connection is lost: resign (the queue that hired it fires it, and
+ * takes its tasks back with a crash), then give back what is left. */
 static void
 fail (State *state, GError *error)
 {
@@ -203,20 +205,15 @@ fail (State *state, GError *error)
   SluiceWorker *worker;
 
   g_mutex_lock (&state->mutex);
-  if (state->closed)
+  if (state->closed || state->failed)
     {
       g_mutex_unlock (&state->mutex);
       g_error_free (error);
       return;
     }
-  tasks = close_locked (state);
-  waiters = take_stop_waiters_if_idle_locked (state);
+  state->failed = TRUE;
   g_mutex_unlock (&state->mutex);
 
-  for (guint i = 0; i < tasks->len; i++)
-    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
-  g_ptr_array_unref (tasks);
-  complete_stop_waiters (waiters);
   worker = g_weak_ref_get (&state->worker);
   if (worker != NULL)
     {
@@ -224,6 +221,15 @@ fail (State *state, GError *error)
       g_object_unref (worker);
     }
   g_error_free (error);
+
+  g_mutex_lock (&state->mutex);
+  tasks = close_locked (state);
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  complete_stop_waiters (waiters);
 }
 
 static void

@@ -14,6 +14,8 @@
 #include "sluice-redis-private.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,12 +240,34 @@ sluice_redis_args_append (SluiceRedisArgs *args, redisContext *c, GError **error
   return TRUE;
 }
 
+/* hiredis writes with write (): to a connection the server closed, that
+ * raises SIGPIPE, which a library must not let kill its process. It is
+ * blocked in this thread while hiredis writes, and one raised is taken
+ * before it is unblocked. */
+static int
+get_reply_without_sigpipe (redisContext *c, void **reply)
+{
+  sigset_t pipe_set, old_set, pending;
+  struct timespec zero = { 0, 0 };
+  int status;
+
+  sigemptyset (&pipe_set);
+  sigaddset (&pipe_set, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &pipe_set, &old_set);
+  status = redisGetReply (c, reply);
+  if (status != REDIS_OK && sigpending (&pending) == 0 && sigismember (&pending, SIGPIPE) &&
+      !sigismember (&old_set, SIGPIPE))
+    sigtimedwait (&pipe_set, NULL, &zero);
+  pthread_sigmask (SIG_SETMASK, &old_set, NULL);
+  return status;
+}
+
 redisReply *
 sluice_redis_get_reply (redisContext *c, GError **error)
 {
   void *reply = NULL;
 
-  if (redisGetReply (c, &reply) != REDIS_OK || reply == NULL)
+  if (get_reply_without_sigpipe (c, &reply) != REDIS_OK || reply == NULL)
     {
       set_context_error (c, error);
       return NULL;

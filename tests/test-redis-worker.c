@@ -162,6 +162,7 @@ typedef struct
   GCancellable *cancellable;
   GThread *thread;
   gboolean ok;
+  GError *error;
 } Remote;
 
 static gpointer
@@ -170,12 +171,11 @@ remote_main (gpointer data)
   Remote *remote = data;
   const char *series[] = { "", "squares", NULL };
   SluiceWorkerService *service = sluice_worker_service_new (2);
-  GError *error = NULL;
 
   g_assert_true (sluice_worker_module_init (service, NULL));
-  remote->ok = sluice_worker_service_serve_redis (
-      service, remote->endpoint, NULL, series, remote->consumer, 0, 0, remote->cancellable, &error);
-  g_assert_no_error (error);
+  remote->ok =
+      sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
+                                         0, 0, remote->cancellable, &remote->error);
   g_object_unref (service);
   return NULL;
 }
@@ -192,12 +192,21 @@ remote_start (Server *server, const char *consumer)
   return remote;
 }
 
+static void remote_free (Remote *remote);
+
 static void
 remote_stop (Remote *remote)
 {
   g_cancellable_cancel (remote->cancellable);
   g_thread_join (remote->thread);
+  g_assert_no_error (remote->error);
   g_assert_true (remote->ok);
+  remote_free (remote);
+}
+
+static void
+remote_free (Remote *remote)
+{
   g_object_unref (remote->cancellable);
   g_free (remote->endpoint);
   g_free (remote->consumer);
@@ -205,6 +214,19 @@ remote_stop (Remote *remote)
 }
 
 /* ---- calls --------------------------------------------------------------- */
+
+static gboolean
+tick_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+quit_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
 
 typedef struct
 {
@@ -395,6 +417,36 @@ test_calls_in_order (void)
   server_stop (server);
 }
 
+/* A server, a remote worker in a thread, and a task queue that hired a
+ * Redis worker of the default series. */
+typedef struct
+{
+  Server *server;
+  Remote *remote;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+} Rig;
+
+static gboolean
+rig_start (Rig *rig)
+{
+  rig->server = server_start (NULL);
+  if (rig->server == NULL)
+    return FALSE;
+  rig->remote = remote_start (rig->server, "a");
+  rig->queue = producer_new (rig->server, NULL, 4, &rig->worker);
+  return TRUE;
+}
+
+static void
+rig_stop (Rig *rig)
+{
+  queue_shutdown (rig->queue);
+  g_object_unref (rig->worker);
+  remote_stop (rig->remote);
+  server_stop (rig->server);
+}
+
 /* Through an ordered producer: each item is a named call through Redis,
  * whose result fills its slot; the consumer sees every square in order,
  * while two remote workers answer in whatever order they finish. */
@@ -500,22 +552,17 @@ test_ordered_producer (void)
 static void
 test_errors_cross (void)
 {
-  Server *server = server_start (NULL);
-  SluiceRedisWorker *worker;
-  SluiceTaskQueue *queue;
-  Remote *a;
+  Rig rig;
   Calls *calls;
 
-  if (server == NULL)
+  if (!rig_start (&rig))
     return;
-  a = remote_start (server, "a");
-  queue = producer_new (server, NULL, 4, &worker);
 
   calls = calls_new (4);
-  call (queue, calls, 0, NULL, "fail", g_variant_new ("(s)", "no such thing"));
-  call (queue, calls, 1, NULL, "nonexistent", g_variant_new ("()"));
-  call (queue, calls, 2, NULL, "square", g_variant_new ("(s)", "text"));
-  call (queue, calls, 3, NULL, "square", g_variant_new ("(x)", (gint64) 7));
+  call (rig.queue, calls, 0, NULL, "fail", g_variant_new ("(s)", "no such thing"));
+  call (rig.queue, calls, 1, NULL, "nonexistent", g_variant_new ("()"));
+  call (rig.queue, calls, 2, NULL, "square", g_variant_new ("(s)", "text"));
+  call (rig.queue, calls, 3, NULL, "square", g_variant_new ("(x)", (gint64) 7));
   WAIT_UNTIL (calls->n_done == 4);
 
   g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
@@ -526,9 +573,86 @@ test_errors_cross (void)
   g_assert_cmpstr (g_variant_get_type_string (calls->results[3]), ==, "(x)");
 
   calls_free (calls, 4);
-  queue_shutdown (queue);
+  rig_stop (&rig);
+}
+
+/* A call past its timeout fails with G_IO_ERROR_TIMED_OUT at once; the
+ * remote worker's late result is dropped, and the worker serves on. */
+static void
+test_timeout (void)
+{
+  Rig rig;
+  Calls *calls;
+  CallData *data;
+
+  if (!rig_start (&rig))
+    return;
+  calls = calls_new (2);
+  data = g_new0 (CallData, 1);
+  data->calls = calls;
+  sluice_task_queue_call_async (rig.queue, NULL, "sleep", g_variant_new ("(u)", 600), 0, 100, NULL,
+                                call_done_cb, data);
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  WAIT_UNTIL (stat_of (rig.worker, "duplicates") == 1);
+  call (rig.queue, calls, 1, NULL, "square", g_variant_new ("(x)", (gint64) 5));
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_no_error (calls->errors[1]);
+
+  calls_free (calls, 2);
+  rig_stop (&rig);
+}
+
+static void
+shutdown_any_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_assert_true (sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), result, NULL));
+  *(gboolean *) user_data = TRUE;
+}
+
+/* Redis goes away mid-call: the worker resigns and gives its call back to
+ * the queue (which has no other worker: shutting down fails it with
+ * SLUICE_ERROR_NO_WORKER), the remote worker returns its error; nothing
+ * hangs. */
+static void
+test_connection_lost (void)
+{
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *a;
+  Calls *calls;
+  gboolean shut_down = FALSE;
+  gboolean resigned = FALSE;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  queue = producer_new (server, NULL, 4, &worker);
+  g_signal_connect_swapped (worker, "resigned", G_CALLBACK (quit_cb), &resigned);
+  calls = calls_new (1);
+  call (queue, calls, 0, NULL, "sleep", g_variant_new ("(u)", 400));
+  WAIT_UNTIL (stat_of (worker, "sent") == 1);
+  g_subprocess_force_exit (server->process);
+  g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
+  WAIT_UNTIL (g_atomic_int_get (&resigned));
+  g_assert_cmpuint (calls->n_done, ==, 0);
+
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_any_cb, &shut_down);
+  WAIT_UNTIL (shut_down && calls->n_done == 1);
+  g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_NO_WORKER);
+
+  g_cancellable_cancel (a->cancellable);
+  g_thread_join (a->thread);
+  g_assert_false (a->ok);
+  g_assert_nonnull (a->error);
+  g_test_message ("remote worker: %s", a->error->message);
+  g_clear_error (&a->error);
+  remote_free (a);
+
+  calls_free (calls, 1);
+  g_object_unref (queue);
   g_object_unref (worker);
-  remote_stop (a);
   server_stop (server);
 }
 
@@ -638,13 +762,6 @@ helper_kill (GSubprocess *helper)
   g_object_unref (helper);
 }
 
-static gboolean
-quit_cb (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
 /* Remote workers killed (SIGKILL) mid-call, at random moments: their
  * entries are reclaimed after the lease by the others, every call
  * completes exactly once with its right result, and the stats show the
@@ -736,10 +853,15 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  /* WAIT_UNTIL rechecks conditions that threads change (stats, signals
+   * emitted in the worker's threads) at least this often. */
+  g_timeout_add (10, tick_cb, NULL);
 
   g_test_add_func ("/redis-worker/calls", test_calls_in_order);
   g_test_add_func ("/redis-worker/ordered-producer", test_ordered_producer);
   g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
+  g_test_add_func ("/redis-worker/timeout", test_timeout);
+  g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
