@@ -579,3 +579,13 @@ sluice_worker_service_register (SluiceWorkerService *self,
   sluice_function_registry_add (self->registry, name, args_type, func, func_data,
                                 func_data_destroy);
 }
+
+/* For the Redis serving loop (sluice-redis-service.c). */
+#include "sluice-worker-service-private.h"
+
+SluiceFunctionRegistry *
+sluice_worker_service_get_registry (SluiceWorkerService *self, guint *n_threads)
+{
+  *n_threads = self->n_threads;
+  return self->registry;
+}

@@ -25,4 +25,5 @@
 #include <sluice/sluice-output-stream-consumer.h>
 #include <sluice/sluice-input-stream-producer.h>
 #include <sluice/sluice-pipeline.h>
+#include <sluice/sluice-redis-worker.h>
 #undef SLUICE_INSIDE

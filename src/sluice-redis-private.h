@@ -1,0 +1,84 @@
+/* sluice-redis-private.h: what both ends of the Redis workers share:
+ * endpoints, connections, commands, entries and values on the wire
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+#include <hiredis/hiredis.h>
+
+G_BEGIN_DECLS
+
+/* Key names (doc/remote-workers.md documents them). */
+#define SLUICE_REDIS_GROUP "sluice-workers"
+#define SLUICE_REDIS_CALLS_PREFIX "sluice:calls"
+#define SLUICE_REDIS_REPLIES_PREFIX "sluice:replies:"
+
+/* Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
+ * `unix:PATH`. */
+typedef struct
+{
+  char *host; /* NULL for a unix socket */
+  int port;
+  char *path; /* the unix socket, or NULL */
+  int db;
+  char *password; /* nullable */
+} SluiceRedisEndpoint;
+
+SluiceRedisEndpoint *
+sluice_redis_endpoint_parse (const char *endpoint, const char *password, GError **error);
+void sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint);
+
+/* A connection (blocking commands, each end uses its own in each of its
+ * threads): connected, authenticated and on its database, or NULL with
+ * @error set. Commands time out after @timeout_ms. */
+redisContext *
+sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error);
+
+/* A command's arguments, binary safe. */
+typedef struct
+{
+  GPtrArray *argv; /* of char * (owned) */
+  GArray *lens;    /* of size_t */
+} SluiceRedisArgs;
+
+void sluice_redis_args_init (SluiceRedisArgs *args);
+void sluice_redis_args_clear (SluiceRedisArgs *args);
+void sluice_redis_args_add (SluiceRedisArgs *args, const char *s);
+void sluice_redis_args_add_len (SluiceRedisArgs *args, const void *data, gsize len);
+void sluice_redis_args_add_printf (SluiceRedisArgs *args, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
+/* Appends @args to the pipeline of @c. */
+gboolean sluice_redis_args_append (SluiceRedisArgs *args, redisContext *c, GError **error);
+
+/* Sends @args and waits for the reply: NULL with @error set on a lost
+ * connection or an error reply. Clears @args. */
+redisReply *sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError **error);
+/* The next reply of a pipeline, errors as sluice_redis_command (). */
+redisReply *sluice_redis_get_reply (redisContext *c, GError **error);
+
+/* The stream of @series (NULL or "" for the default series). */
+char *sluice_redis_calls_stream (const char *series);
+
+/* A stream entry ([id, [field, value, ...]]): its fields, by name, as
+ * redisReply strings (not owned), or NULL if it is not an entry. */
+GHashTable *sluice_redis_entry_fields (redisReply *entry);
+const char *sluice_redis_field (GHashTable *fields, const char *name, gsize *len);
+
+/* Values cross as their type string and serialised data, little endian
+ * whatever the machine. */
+void sluice_redis_args_add_value (SluiceRedisArgs *args, GVariant *value);
+/* The value of the "type" and "value" fields; NULL with @error set if
+ * they are missing or not a definite type. Transfer full, not floating. */
+GVariant *sluice_redis_fields_get_value (GHashTable *fields,
+                                         const char *type_field,
+                                         const char *value_field,
+                                         GError **error);
+
+/* Errors cross as their domain (the quark's string), code and message. */
+void sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error);
+GError *sluice_redis_fields_get_error (GHashTable *fields);
+
+G_END_DECLS

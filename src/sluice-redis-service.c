@@ -1,0 +1,563 @@
+/* sluice-redis-service.c: a SluiceWorkerService serving its functions to
+ * Redis streams, as a member of a consumer group
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-redis-private.h"
+#include "sluice-worker-service-private.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#define COMMAND_TIMEOUT_MS 10000
+#define READ_BLOCK_MS 100
+#define DEFAULT_LEASE_MS 30000
+#define DEFAULT_MAX_DELIVERIES 3
+
+typedef struct
+{
+  SluiceFunctionRegistry *registry;
+  const char *consumer;
+  guint lease_ms;
+  guint max_deliveries;
+  guint n_threads;
+
+  GMutex mutex;
+  GCond cond;
+  GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
+  GError *failure;  /* (nullable) the first lost connection */
+
+  GMutex out_mutex;
+  redisContext *out; /* results, under out_mutex */
+} Serve;
+
+/* One entry read from a stream. */
+typedef struct
+{
+  char *key; /* "STREAM ENTRY-ID" */
+  char *stream;
+  char *entry_id;
+  char *call_id; /* nullable: malformed */
+  char *name;
+  char *reply; /* nullable: malformed */
+  GVariant *args;
+  GError *error; /* nullable: answer this instead of calling */
+  guint64 deliveries;
+} Job;
+
+static void
+job_free (Job *job)
+{
+  g_free (job->key);
+  g_free (job->stream);
+  g_free (job->entry_id);
+  g_free (job->call_id);
+  g_free (job->name);
+  g_free (job->reply);
+  g_clear_pointer (&job->args, g_variant_unref);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+static void
+serve_fail (Serve *serve, GError *error)
+{
+  g_mutex_lock (&serve->mutex);
+  if (serve->failure == NULL)
+    serve->failure = g_steal_pointer (&error);
+  g_cond_broadcast (&serve->cond);
+  g_mutex_unlock (&serve->mutex);
+  g_clear_error (&error);
+}
+
+/* Writes the answer and acknowledges (and deletes) the entry, in one
+ * transaction. */
+static void
+answer (Serve *serve, Job *job, GVariant *value, const GError *error)
+{
+  SluiceRedisArgs args;
+  GError *local = NULL;
+  guint n = 0;
+
+  g_mutex_lock (&serve->out_mutex);
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "MULTI");
+  if (sluice_redis_args_append (&args, serve->out, &local))
+    n++;
+  if (local == NULL && job->reply != NULL && job->call_id != NULL)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XADD");
+      sluice_redis_args_add (&args, job->reply);
+      sluice_redis_args_add (&args, "*");
+      sluice_redis_args_add (&args, "id");
+      sluice_redis_args_add (&args, job->call_id);
+      sluice_redis_args_add (&args, "worker");
+      sluice_redis_args_add (&args, serve->consumer);
+      sluice_redis_args_add (&args, "deliveries");
+      sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
+      if (value != NULL)
+        sluice_redis_args_add_value (&args, value);
+      else
+        sluice_redis_args_add_error (&args, error);
+      if (sluice_redis_args_append (&args, serve->out, &local))
+        n++;
+    }
+  if (local == NULL)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XACK");
+      sluice_redis_args_add (&args, job->stream);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      sluice_redis_args_add (&args, job->entry_id);
+      if (sluice_redis_args_append (&args, serve->out, &local))
+        n++;
+    }
+  if (local == NULL)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XDEL");
+      sluice_redis_args_add (&args, job->stream);
+      sluice_redis_args_add (&args, job->entry_id);
+      if (sluice_redis_args_append (&args, serve->out, &local))
+        n++;
+    }
+  if (local == NULL)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "EXEC");
+      if (sluice_redis_args_append (&args, serve->out, &local))
+        n++;
+    }
+  for (guint i = 0; i < n && local == NULL; i++)
+    {
+      redisReply *reply = sluice_redis_get_reply (serve->out, &local);
+
+      if (reply != NULL)
+        freeReplyObject (reply);
+    }
+  g_mutex_unlock (&serve->out_mutex);
+
+  if (local != NULL)
+    serve_fail (serve, local);
+}
+
+static void
+job_run (gpointer data, gpointer user_data)
+{
+  Job *job = data;
+  Serve *serve = user_data;
+
+  if (job->error != NULL)
+    answer (serve, job, NULL, job->error);
+  else
+    {
+      GError *error = NULL;
+      GVariant *result =
+          sluice_function_registry_call (serve->registry, job->name, job->args, NULL, &error);
+
+      answer (serve, job, result, error);
+      g_clear_pointer (&result, g_variant_unref);
+      g_clear_error (&error);
+    }
+
+  g_mutex_lock (&serve->mutex);
+  g_hash_table_remove (serve->held, job->key);
+  g_cond_broadcast (&serve->cond);
+  g_mutex_unlock (&serve->mutex);
+}
+
+/* Takes an entry of @stream into a job for the pool, or NULL when it is
+ * held already. */
+static Job *
+job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries)
+{
+  GHashTable *fields = sluice_redis_entry_fields (entry);
+  Job *job;
+
+  if (fields == NULL)
+    return NULL;
+  job = g_new0 (Job, 1);
+  job->stream = g_strdup (stream);
+  job->entry_id = g_strdup (entry->element[0]->str);
+  job->key = g_strconcat (stream, " ", job->entry_id, NULL);
+  job->call_id = g_strdup (sluice_redis_field (fields, "id", NULL));
+  job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
+  job->name = g_strdup (sluice_redis_field (fields, "fn", NULL));
+  job->deliveries = deliveries;
+  if (job->call_id == NULL || job->reply == NULL || job->name == NULL)
+    job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                              _ ("Malformed stream entry: no “%s”, “%s” or “%s” field"), "id", "fn",
+                              "reply");
+  else if (deliveries > serve->max_deliveries)
+    job->error =
+        g_error_new (SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST,
+                     _ ("The call was delivered %u times without an answer: its workers were lost"),
+                     (guint) deliveries);
+  else
+    job->args = sluice_redis_fields_get_value (fields, "type", "value", &job->error);
+  g_hash_table_unref (fields);
+
+  if (job->call_id == NULL || job->reply == NULL)
+    g_message ("Malformed entry %s in %s, acknowledged without an answer", job->entry_id, stream);
+
+  g_mutex_lock (&serve->mutex);
+  if (g_hash_table_contains (serve->held, job->key))
+    {
+      g_mutex_unlock (&serve->mutex);
+      job_free (job);
+      return NULL;
+    }
+  g_hash_table_insert (serve->held, g_strdup (job->key), job);
+  g_mutex_unlock (&serve->mutex);
+  return job;
+}
+
+static gboolean
+command_ok (redisContext *c, SluiceRedisArgs *args, GError **error)
+{
+  redisReply *reply = sluice_redis_command (c, args, error);
+
+  if (reply == NULL)
+    return FALSE;
+  freeReplyObject (reply);
+  return TRUE;
+}
+
+static gboolean
+create_group (redisContext *c, const char *stream, GError **error)
+{
+  SluiceRedisArgs args;
+  GError *local = NULL;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XGROUP");
+  sluice_redis_args_add (&args, "CREATE");
+  sluice_redis_args_add (&args, stream);
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  sluice_redis_args_add (&args, "0");
+  sluice_redis_args_add (&args, "MKSTREAM");
+  if (command_ok (c, &args, &local))
+    return TRUE;
+  if (strstr (local->message, "BUSYGROUP") != NULL)
+    {
+      g_error_free (local);
+      return TRUE;
+    }
+  g_propagate_error (error, local);
+  return FALSE;
+}
+
+/* Claims the entries of @stream that were idle past the lease (their
+ * worker died or lost its connection), with their delivery counts. */
+static gboolean
+reclaim (Serve *serve, redisContext *c, const char *stream, GThreadPool *pool, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply, *entries;
+  GPtrArray *jobs = g_ptr_array_new ();
+  gboolean ok = TRUE;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XAUTOCLAIM");
+  sluice_redis_args_add (&args, stream);
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  sluice_redis_args_add (&args, serve->consumer);
+  sluice_redis_args_add_printf (&args, "%u", serve->lease_ms);
+  sluice_redis_args_add (&args, "0-0");
+  sluice_redis_args_add (&args, "COUNT");
+  sluice_redis_args_add_printf (&args, "%u", MAX (serve->n_threads, 16));
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    {
+      g_ptr_array_unref (jobs);
+      return FALSE;
+    }
+  entries = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 ? reply->element[1] : NULL;
+  for (size_t i = 0; entries != NULL && i < entries->elements && ok; i++)
+    {
+      redisReply *entry = entries->element[i], *pending;
+      guint64 deliveries = 1;
+
+      if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+        continue;
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XPENDING");
+      sluice_redis_args_add (&args, stream);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      sluice_redis_args_add (&args, entry->element[0]->str);
+      sluice_redis_args_add (&args, entry->element[0]->str);
+      sluice_redis_args_add (&args, "1");
+      pending = sluice_redis_command (c, &args, error);
+      if (pending == NULL)
+        {
+          ok = FALSE;
+          break;
+        }
+      /* [[id, consumer, idle, deliveries]] */
+      if (pending->type == REDIS_REPLY_ARRAY && pending->elements == 1 &&
+          pending->element[0]->elements == 4 &&
+          pending->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
+        deliveries = (guint64) pending->element[0]->element[3]->integer;
+      freeReplyObject (pending);
+      g_ptr_array_add (jobs, job_new (serve, stream, entry, deliveries));
+    }
+  freeReplyObject (reply);
+  for (guint i = 0; i < jobs->len; i++)
+    if (jobs->pdata[i] != NULL)
+      g_thread_pool_push (pool, jobs->pdata[i], NULL);
+  g_ptr_array_unref (jobs);
+  return ok;
+}
+
+/* A long call keeps its claim: the entries held are claimed again, which
+ * resets their idle time (JUSTID does not count a delivery). */
+static gboolean
+renew (Serve *serve, redisContext *c, GError **error)
+{
+  GPtrArray *keys = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter iter;
+  gpointer key;
+  guint n = 0;
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&serve->mutex);
+  g_hash_table_iter_init (&iter, serve->held);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    g_ptr_array_add (keys, g_strdup (key));
+  g_mutex_unlock (&serve->mutex);
+
+  for (guint i = 0; i < keys->len && ok; i++)
+    {
+      char **parts = g_strsplit (keys->pdata[i], " ", 2);
+      SluiceRedisArgs args;
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XCLAIM");
+      sluice_redis_args_add (&args, parts[0]);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      sluice_redis_args_add (&args, serve->consumer);
+      sluice_redis_args_add (&args, "0");
+      sluice_redis_args_add (&args, parts[1]);
+      sluice_redis_args_add (&args, "JUSTID");
+      ok = sluice_redis_args_append (&args, c, error);
+      n += ok;
+      g_strfreev (parts);
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      redisReply *reply = sluice_redis_get_reply (c, ok ? error : NULL);
+
+      ok = ok && reply != NULL;
+      if (reply != NULL)
+        freeReplyObject (reply);
+    }
+  g_ptr_array_unref (keys);
+  return ok;
+}
+
+static gboolean
+read_new (Serve *serve,
+          redisContext *c,
+          char **streams,
+          guint n_streams,
+          guint count,
+          GThreadPool *pool,
+          GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XREADGROUP");
+  sluice_redis_args_add (&args, "GROUP");
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  sluice_redis_args_add (&args, serve->consumer);
+  sluice_redis_args_add (&args, "COUNT");
+  sluice_redis_args_add_printf (&args, "%u", count);
+  sluice_redis_args_add (&args, "BLOCK");
+  sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
+  sluice_redis_args_add (&args, "STREAMS");
+  for (guint i = 0; i < n_streams; i++)
+    sluice_redis_args_add (&args, streams[i]);
+  for (guint i = 0; i < n_streams; i++)
+    sluice_redis_args_add (&args, ">");
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    return FALSE;
+  /* [[stream, [entry, ...]], ...], or nil when the block timed out. */
+  for (size_t s = 0; reply->type == REDIS_REPLY_ARRAY && s < reply->elements; s++)
+    {
+      redisReply *per_stream = reply->element[s];
+
+      if (per_stream->type != REDIS_REPLY_ARRAY || per_stream->elements != 2)
+        continue;
+      for (size_t i = 0; i < per_stream->element[1]->elements; i++)
+        {
+          Job *job =
+              job_new (serve, per_stream->element[0]->str, per_stream->element[1]->element[i], 1);
+
+          if (job != NULL)
+            g_thread_pool_push (pool, job, NULL);
+        }
+    }
+  freeReplyObject (reply);
+  return TRUE;
+}
+
+/* clang-format off */
+/**
+ * sluice_worker_service_serve_redis:
+ * @self: a worker service
+ * @endpoint: where Redis is: `redis://HOST:PORT/DB` (an optional
+ *   `:PASSWORD@` before the host) or `unix:PATH`
+ * @password: (nullable): the password of Redis (`AUTH`), or %NULL
+ * @series: (array zero-terminated=1): the series to serve; `""` is the
+ *   default series
+ * @consumer: (nullable): the name of this member of the consumer group,
+ *   unique among them; %NULL for `HOST.PID`
+ * @lease_ms: how long an entry read by a member may stay unanswered
+ *   without a renewal before another member reclaims it; 0 for 30 s
+ * @max_deliveries: how many deliveries of an entry may go unanswered
+ *   before it is answered with %SLUICE_ERROR_WORKER_LOST; 0 for 3
+ * @cancellable: (nullable): cancel to stop serving
+ * @error: return location for an error
+ *
+ * Serves the functions of @self to the streams of @series in Redis, for
+ * [class@Sluice.RedisWorker]s of other processes or machines, until
+ * @cancellable is cancelled (then it returns %TRUE after the calls it
+ * runs are answered) or the connection is lost (it returns %FALSE, and
+ * the calls it held go to other members once their lease passes).
+ *
+ * It is a member of the consumer group `sluice-workers` of each stream,
+ * reads calls as its threads become free, writes each result to the
+ * caller's reply stream and acknowledges the entry in one transaction,
+ * renews its claim on the calls it runs, and on start and every third of
+ * the lease claims the entries other members left idle past the lease
+ * (`XAUTOCLAIM`). An entry that cannot be read is answered with
+ * %SLUICE_ERROR_INVALID_ARGUMENTS (or, with no reply stream to answer
+ * to, acknowledged with a warning).
+ *
+ * This function blocks: call it in a thread of its own or as the main
+ * function of a worker program. It is safe to call from any thread.
+ *
+ * Returns: %TRUE when it stopped because @cancellable was cancelled
+ */
+/* clang-format on */
+gboolean
+sluice_worker_service_serve_redis (SluiceWorkerService *self,
+                                   const char *endpoint,
+                                   const char *password,
+                                   const char *const *series,
+                                   const char *consumer,
+                                   guint lease_ms,
+                                   guint max_deliveries,
+                                   GCancellable *cancellable,
+                                   GError **error)
+{
+  SluiceRedisEndpoint *ep;
+  Serve serve = { 0 };
+  redisContext *c;
+  GThreadPool *pool;
+  char **streams;
+  guint n_streams;
+  char host[64] = "";
+  char *default_consumer = NULL;
+  gint64 next_reclaim = 0;
+  GError *local = NULL;
+
+  g_return_val_if_fail (SLUICE_IS_WORKER_SERVICE (self), FALSE);
+  g_return_val_if_fail (endpoint != NULL, FALSE);
+  g_return_val_if_fail (series != NULL && series[0] != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  ep = sluice_redis_endpoint_parse (endpoint, password, error);
+  if (ep == NULL)
+    return FALSE;
+  c = sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error);
+  serve.out = c != NULL ? sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error) : NULL;
+  sluice_redis_endpoint_free (ep);
+  if (serve.out == NULL)
+    {
+      if (c != NULL)
+        redisFree (c);
+      return FALSE;
+    }
+
+  n_streams = g_strv_length ((char **) series);
+  streams = g_new0 (char *, n_streams + 1);
+  for (guint i = 0; i < n_streams; i++)
+    streams[i] = sluice_redis_calls_stream (series[i]);
+  if (consumer == NULL)
+    {
+      gethostname (host, sizeof host - 1);
+      default_consumer = g_strdup_printf ("%s.%d", host, (int) getpid ());
+    }
+  serve.consumer = consumer != NULL ? consumer : default_consumer;
+  serve.registry = sluice_worker_service_get_registry (self, &serve.n_threads);
+  if (serve.n_threads == 0)
+    serve.n_threads = g_get_num_processors ();
+  serve.lease_ms = lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS;
+  serve.max_deliveries = max_deliveries > 0 ? max_deliveries : DEFAULT_MAX_DELIVERIES;
+  g_mutex_init (&serve.mutex);
+  g_cond_init (&serve.cond);
+  g_mutex_init (&serve.out_mutex);
+  serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
+  pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
+
+  for (guint i = 0; i < n_streams && local == NULL; i++)
+    create_group (c, streams[i], &local);
+
+  while (local == NULL && !g_cancellable_is_cancelled (cancellable))
+    {
+      gint64 now = g_get_monotonic_time ();
+      guint n_held;
+
+      g_mutex_lock (&serve.mutex);
+      if (serve.failure != NULL)
+        local = g_steal_pointer (&serve.failure);
+      n_held = g_hash_table_size (serve.held);
+      if (local == NULL && n_held >= serve.n_threads)
+        g_cond_wait_until (&serve.cond, &serve.mutex,
+                           now + READ_BLOCK_MS * G_TIME_SPAN_MILLISECOND);
+      g_mutex_unlock (&serve.mutex);
+      if (local != NULL)
+        break;
+
+      if (now >= next_reclaim)
+        {
+          for (guint i = 0; i < n_streams && local == NULL; i++)
+            reclaim (&serve, c, streams[i], pool, &local);
+          if (local == NULL)
+            renew (&serve, c, &local);
+          next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
+          continue;
+        }
+      if (n_held < serve.n_threads)
+        read_new (&serve, c, streams, n_streams, serve.n_threads - n_held, pool, &local);
+    }
+
+  /* The calls it runs are answered (or, with the connection lost, left to
+   * other members). */
+  g_thread_pool_free (pool, FALSE, TRUE);
+  if (local == NULL && serve.failure != NULL)
+    local = g_steal_pointer (&serve.failure);
+  g_clear_error (&serve.failure);
+  g_hash_table_unref (serve.held);
+  g_mutex_clear (&serve.out_mutex);
+  g_cond_clear (&serve.cond);
+  g_mutex_clear (&serve.mutex);
+  redisFree (serve.out);
+  redisFree (c);
+  g_strfreev (streams);
+  g_free (default_consumer);
+  if (local != NULL)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return TRUE;
+}

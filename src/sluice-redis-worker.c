@@ -1,0 +1,773 @@
+/* sluice-redis-worker.c: workers on other machines, through Redis Streams
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-redis-private.h"
+
+#include <string.h>
+#include <unistd.h>
+
+/**
+ * SluiceRedisWorker:
+ *
+ * A [iface@Sluice.Worker] whose calls run on other machines: it adds each
+ * named call it takes to a Redis stream of the call's series, where
+ * processes serving the series
+ * ([method@Sluice.WorkerService.serve_redis]) read them as members of a
+ * consumer group, and reads the results from a reply stream of its own.
+ * Ordering, the window and flow control stay with the producer that owns
+ * the [class@Sluice.TaskQueue] that hired it.
+ *
+ * It never has more calls in Redis than its `max-in-flight` (its
+ * capacity), so the memory Redis uses stays bounded too: remote workers
+ * delete an entry when they answer it, and the worker deletes the answers
+ * it reads.
+ *
+ * Delivery is at least once: a call whose remote worker died runs again
+ * elsewhere once its lease has passed. The worker keeps the first result
+ * of each call and drops the others (and results of calls it no longer
+ * holds), so each call completes exactly once. `doc/remote-workers.md`
+ * describes the protocol.
+ *
+ * Its two threads (one adds calls, one reads results) use blocking
+ * commands, each on a connection of its own; when the connection is lost
+ * the worker resigns ([signal@Sluice.Worker::resigned]), and the task
+ * queue gives its calls to other workers.
+ *
+ * `SluiceRedisWorker` is MT-safe.
+ */
+
+#define COMMAND_TIMEOUT_MS 10000
+#define READ_BLOCK_MS 200
+
+/* A call in Redis. */
+typedef struct
+{
+  SluiceWorkerTask *task; /* (owned) */
+  char *stream;
+  char *entry_id; /* (nullable) until XADD answered */
+} Flight;
+
+/* What the threads share with the object: they hold references on it. */
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  SluiceRedisEndpoint *endpoint;
+  char *client_id;
+  char *reply_stream;
+  GQueue to_send;          /* of SluiceWorkerTask (owned) */
+  GHashTable *in_flight;   /* call id (owned) -> Flight (owned) */
+  GPtrArray *withdraw;     /* of Flight (owned): entries to delete */
+  GHashTable *attempts;    /* sequence -> attempts (GUINT_TO_POINTER) */
+  GPtrArray *stop_waiters; /* of GTask (owned) */
+  gboolean stopping;
+  gboolean failed; /* the connection was lost: resigning */
+  gboolean closed; /* crashed, resigned or finalized */
+  GWeakRef worker;
+  guint64 n_sent, n_redelivered, n_duplicates, n_results;
+} State;
+
+struct _SluiceRedisWorker
+{
+  GObject parent_instance;
+
+  char **series;
+  guint max_in_flight;
+  State *state;
+  GThread *sender;
+  GThread *reader;
+};
+
+static void sluice_redis_worker_iface_init (SluiceWorkerInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceRedisWorker,
+                               sluice_redis_worker,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
+                                                      sluice_redis_worker_iface_init))
+
+static void
+flight_free (gpointer data)
+{
+  Flight *flight = data;
+
+  g_clear_object (&flight->task);
+  g_free (flight->stream);
+  g_free (flight->entry_id);
+  g_free (flight);
+}
+
+static void
+state_clear (gpointer data)
+{
+  State *state = data;
+
+  g_assert (g_queue_is_empty (&state->to_send));
+  g_hash_table_unref (state->in_flight);
+  g_ptr_array_unref (state->withdraw);
+  g_hash_table_unref (state->attempts);
+  g_ptr_array_unref (state->stop_waiters);
+  sluice_redis_endpoint_free (state->endpoint);
+  g_free (state->client_id);
+  g_free (state->reply_stream);
+  g_weak_ref_clear (&state->worker);
+  g_cond_clear (&state->cond);
+  g_mutex_clear (&state->mutex);
+}
+
+static void
+state_unref (State *state)
+{
+  g_atomic_rc_box_release_full (state, state_clear);
+}
+
+static char *
+call_id (State *state, SluiceWorkerTask *task)
+{
+  return g_strdup_printf ("%s:%" G_GUINT64_FORMAT, state->client_id,
+                          sluice_worker_task_get_sequence (task));
+}
+
+/* Takes the call @id out of the calls in flight, if it is there. */
+static gboolean
+steal_flight (State *state, const char *id, Flight **flight)
+{
+  gpointer key;
+
+  if (!g_hash_table_steal_extended (state->in_flight, id, &key, (gpointer *) flight))
+    return FALSE;
+  g_free (key);
+  return TRUE;
+}
+
+static GPtrArray *
+take_stop_waiters_if_idle_locked (State *state)
+{
+  GPtrArray *waiters;
+
+  if (!(state->stopping || state->closed) || !g_queue_is_empty (&state->to_send) ||
+      g_hash_table_size (state->in_flight) > 0 || state->stop_waiters->len == 0)
+    return NULL;
+  waiters = g_steal_pointer (&state->stop_waiters);
+  state->stop_waiters = g_ptr_array_new ();
+  return waiters;
+}
+
+static void
+complete_stop_waiters (GPtrArray *waiters)
+{
+  if (waiters == NULL)
+    return;
+  for (guint i = 0; i < waiters->len; i++)
+    {
+      g_task_return_boolean (waiters->pdata[i], TRUE);
+      g_object_unref (waiters->pdata[i]);
+    }
+  g_ptr_array_unref (waiters);
+}
+
+/* Takes every task @state holds (transfer full), and closes it. */
+static GPtrArray *
+close_locked (State *state)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  SluiceWorkerTask *task;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  state->closed = TRUE;
+  while ((task = g_queue_pop_head (&state->to_send)) != NULL)
+    g_ptr_array_add (tasks, task);
+  g_hash_table_iter_init (&iter, state->in_flight);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Flight *flight = value;
+
+      g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
+      g_hash_table_iter_steal (&iter);
+      g_free (key);
+      g_ptr_array_add (state->withdraw, flight);
+    }
+  g_cond_broadcast (&state->cond);
+  return tasks;
+}
+
+/* The connection is lost: resign (the queue that hired it fires it, and
+ * takes its tasks back with a crash), then give back what is left. */
+static void
+fail (State *state, GError *error)
+{
+  GPtrArray *tasks, *waiters;
+  SluiceWorker *worker;
+
+  g_mutex_lock (&state->mutex);
+  if (state->closed || state->failed)
+    {
+      g_mutex_unlock (&state->mutex);
+      g_error_free (error);
+      return;
+    }
+  state->failed = TRUE;
+  g_mutex_unlock (&state->mutex);
+
+  worker = g_weak_ref_get (&state->worker);
+  if (worker != NULL)
+    {
+      sluice_worker_resign (worker, error);
+      g_object_unref (worker);
+    }
+  g_error_free (error);
+
+  g_mutex_lock (&state->mutex);
+  tasks = close_locked (state);
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  complete_stop_waiters (waiters);
+}
+
+static void
+withdraw (State *state, redisContext *c)
+{
+  GPtrArray *flights;
+
+  g_mutex_lock (&state->mutex);
+  flights = g_steal_pointer (&state->withdraw);
+  state->withdraw = g_ptr_array_new_with_free_func (flight_free);
+  g_mutex_unlock (&state->mutex);
+
+  /* Best effort: a call that has started runs on, and its result is
+   * dropped. */
+  for (guint i = 0; i < flights->len && c != NULL; i++)
+    {
+      Flight *flight = flights->pdata[i];
+      SluiceRedisArgs args;
+      redisReply *reply;
+
+      if (flight->entry_id == NULL)
+        continue;
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XDEL");
+      sluice_redis_args_add (&args, flight->stream);
+      sluice_redis_args_add (&args, flight->entry_id);
+      reply = sluice_redis_command (c, &args, NULL);
+      if (reply != NULL)
+        freeReplyObject (reply);
+    }
+  g_ptr_array_unref (flights);
+}
+
+static gboolean
+send_one (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
+{
+  guint64 seq = sluice_worker_task_get_sequence (task);
+  char *id = call_id (state, task);
+  Flight *flight = g_new0 (Flight, 1);
+  guint attempt;
+  SluiceRedisArgs args;
+  redisReply *reply;
+
+  flight->stream = sluice_redis_calls_stream (sluice_worker_task_get_series (task));
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XADD");
+  sluice_redis_args_add (&args, flight->stream);
+  sluice_redis_args_add (&args, "*");
+  sluice_redis_args_add (&args, "id");
+  sluice_redis_args_add (&args, id);
+  sluice_redis_args_add (&args, "fn");
+  sluice_redis_args_add (&args, sluice_worker_task_get_name (task));
+  sluice_redis_args_add_value (&args, sluice_worker_task_get_args (task));
+  sluice_redis_args_add (&args, "reply");
+  sluice_redis_args_add (&args, state->reply_stream);
+
+  /* In the table before it is in Redis: its result can come at once. */
+  g_mutex_lock (&state->mutex);
+  attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
+  g_hash_table_insert (state->attempts, g_memdup2 (&seq, sizeof seq), GUINT_TO_POINTER (attempt));
+  flight->task = task;
+  g_hash_table_insert (state->in_flight, g_strdup (id), flight);
+  state->n_sent++;
+  g_mutex_unlock (&state->mutex);
+
+  sluice_redis_args_add (&args, "attempt");
+  sluice_redis_args_add_printf (&args, "%u", attempt);
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    {
+      g_free (id);
+      return FALSE;
+    }
+
+  g_mutex_lock (&state->mutex);
+  flight = g_hash_table_lookup (state->in_flight, id);
+  if (flight != NULL && reply->type == REDIS_REPLY_STRING)
+    flight->entry_id = g_strdup (reply->str);
+  g_mutex_unlock (&state->mutex);
+  freeReplyObject (reply);
+  g_free (id);
+  return TRUE;
+}
+
+static gpointer
+sender_main (gpointer data)
+{
+  State *state = data;
+  GError *error = NULL;
+  redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
+
+  if (c == NULL)
+    fail (state, g_steal_pointer (&error));
+
+  g_mutex_lock (&state->mutex);
+  while (c != NULL && !state->closed)
+    {
+      SluiceWorkerTask *task;
+
+      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 && !state->closed)
+        g_cond_wait (&state->cond, &state->mutex);
+      if (state->closed)
+        break;
+      task = g_queue_pop_head (&state->to_send);
+      g_mutex_unlock (&state->mutex);
+
+      withdraw (state, c);
+      if (task != NULL && !send_one (state, c, task, &error))
+        {
+          fail (state, g_steal_pointer (&error));
+          redisFree (g_steal_pointer (&c));
+        }
+
+      g_mutex_lock (&state->mutex);
+    }
+  g_mutex_unlock (&state->mutex);
+
+  withdraw (state, c);
+  if (c != NULL)
+    redisFree (c);
+  state_unref (state);
+  return NULL;
+}
+
+/* Completes the call of one reply entry, or drops the reply. */
+static void
+take_reply (State *state, redisReply *entry)
+{
+  GHashTable *fields = sluice_redis_entry_fields (entry);
+  const char *id = fields != NULL ? sluice_redis_field (fields, "id", NULL) : NULL;
+  const char *deliveries = fields != NULL ? sluice_redis_field (fields, "deliveries", NULL) : NULL;
+  Flight *flight = NULL;
+  GPtrArray *waiters;
+  guint64 seq;
+
+  g_mutex_lock (&state->mutex);
+  if (id != NULL && steal_flight (state, id, &flight))
+    {
+      seq = sluice_worker_task_get_sequence (flight->task);
+      state->n_results++;
+      if (deliveries != NULL && g_ascii_strtoull (deliveries, NULL, 10) > 1)
+        state->n_redelivered++;
+      g_hash_table_remove (state->attempts, &seq);
+    }
+  else
+    state->n_duplicates++;
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+
+  if (flight != NULL)
+    {
+      GError *error = NULL;
+      GVariant *value = NULL;
+
+      if (sluice_redis_field (fields, "type", NULL) != NULL)
+        value = sluice_redis_fields_get_value (fields, "type", "value", &error);
+      else
+        error = sluice_redis_fields_get_error (fields);
+      if (value != NULL)
+        {
+          sluice_worker_task_return_value (flight->task, value);
+          g_variant_unref (value);
+        }
+      else
+        {
+          sluice_worker_task_return_error (flight->task, error);
+          g_error_free (error);
+        }
+      flight_free (flight);
+    }
+  complete_stop_waiters (waiters);
+  if (fields != NULL)
+    g_hash_table_unref (fields);
+}
+
+static gpointer
+reader_main (gpointer data)
+{
+  State *state = data;
+  GError *error = NULL;
+  redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
+  char *last_id = g_strdup ("0-0");
+
+  if (c == NULL)
+    fail (state, g_steal_pointer (&error));
+
+  while (c != NULL && !g_atomic_int_get (&state->closed))
+    {
+      SluiceRedisArgs args;
+      redisReply *reply, *entries;
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XREAD");
+      sluice_redis_args_add (&args, "COUNT");
+      sluice_redis_args_add (&args, "256");
+      sluice_redis_args_add (&args, "BLOCK");
+      sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
+      sluice_redis_args_add (&args, "STREAMS");
+      sluice_redis_args_add (&args, state->reply_stream);
+      sluice_redis_args_add (&args, last_id);
+      reply = sluice_redis_command (c, &args, &error);
+      if (reply == NULL)
+        {
+          fail (state, g_steal_pointer (&error));
+          break;
+        }
+      /* [[stream, [entry, ...]]], or nil when the block timed out. */
+      if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+          reply->element[0]->elements != 2)
+        {
+          freeReplyObject (reply);
+          continue;
+        }
+      entries = reply->element[0]->element[1];
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XDEL");
+      sluice_redis_args_add (&args, state->reply_stream);
+      for (size_t i = 0; i < entries->elements; i++)
+        {
+          redisReply *entry = entries->element[i];
+
+          if (entry->type == REDIS_REPLY_ARRAY && entry->elements == 2)
+            {
+              g_free (last_id);
+              last_id = g_strdup (entry->element[0]->str);
+              sluice_redis_args_add (&args, last_id);
+            }
+          take_reply (state, entry);
+        }
+      freeReplyObject (reply);
+      /* The answers read leave Redis. */
+      reply = sluice_redis_command (c, &args, &error);
+      if (reply == NULL)
+        {
+          fail (state, g_steal_pointer (&error));
+          break;
+        }
+      freeReplyObject (reply);
+    }
+
+  if (c != NULL)
+    {
+      SluiceRedisArgs args;
+      redisReply *reply;
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "DEL");
+      sluice_redis_args_add (&args, state->reply_stream);
+      reply = sluice_redis_command (c, &args, NULL);
+      if (reply != NULL)
+        freeReplyObject (reply);
+      redisFree (c);
+    }
+  g_free (last_id);
+  state_unref (state);
+  return NULL;
+}
+
+static void
+sluice_redis_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  State *state = SLUICE_REDIS_WORKER (worker)->state;
+
+  g_mutex_lock (&state->mutex);
+  if (state->closed || state->stopping)
+    {
+      g_mutex_unlock (&state->mutex);
+      sluice_worker_task_give_back (task, TRUE);
+      return;
+    }
+  g_queue_push_tail (&state->to_send, g_object_ref (task));
+  g_cond_broadcast (&state->cond);
+  g_mutex_unlock (&state->mutex);
+}
+
+static char **
+sluice_redis_worker_get_series (SluiceWorker *worker)
+{
+  return g_strdupv (SLUICE_REDIS_WORKER (worker)->series);
+}
+
+static guint
+sluice_redis_worker_get_capacity (SluiceWorker *worker)
+{
+  return SLUICE_REDIS_WORKER (worker)->max_in_flight;
+}
+
+static void
+sluice_redis_worker_stop_async (SluiceWorker *worker,
+                                GCancellable *cancellable,
+                                GAsyncReadyCallback callback,
+                                gpointer user_data)
+{
+  State *state = SLUICE_REDIS_WORKER (worker)->state;
+  GTask *task = g_task_new (worker, cancellable, callback, user_data);
+  GPtrArray *waiters;
+
+  g_task_set_source_tag (task, sluice_redis_worker_stop_async);
+  g_mutex_lock (&state->mutex);
+  state->stopping = TRUE;
+  g_ptr_array_add (state->stop_waiters, task);
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  complete_stop_waiters (waiters);
+}
+
+static gboolean
+sluice_redis_worker_stop_finish (SluiceWorker *worker, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, worker), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static GPtrArray *
+sluice_redis_worker_crash (SluiceWorker *worker)
+{
+  State *state = SLUICE_REDIS_WORKER (worker)->state;
+  GPtrArray *tasks, *waiters;
+
+  g_mutex_lock (&state->mutex);
+  tasks = close_locked (state);
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  complete_stop_waiters (waiters);
+  return tasks;
+}
+
+static void
+sluice_redis_worker_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  State *state = SLUICE_REDIS_WORKER (worker)->state;
+  char *id = call_id (state, task);
+  Flight *flight = NULL;
+  GPtrArray *waiters;
+
+  /* Withdrawn from its stream if no one has read it yet; a result that
+   * comes anyway is dropped. */
+  g_mutex_lock (&state->mutex);
+  if (steal_flight (state, id, &flight))
+    {
+      SluiceWorkerTask *held = g_steal_pointer (&flight->task);
+
+      g_ptr_array_add (state->withdraw, flight);
+      g_cond_broadcast (&state->cond);
+      g_mutex_unlock (&state->mutex);
+      sluice_worker_task_give_back (held, FALSE);
+      g_object_unref (held);
+      g_mutex_lock (&state->mutex);
+    }
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  complete_stop_waiters (waiters);
+  g_free (id);
+}
+
+static void
+sluice_redis_worker_iface_init (SluiceWorkerInterface *iface)
+{
+  iface->get_series = sluice_redis_worker_get_series;
+  iface->get_capacity = sluice_redis_worker_get_capacity;
+  iface->run_task = sluice_redis_worker_run_task;
+  iface->stop_async = sluice_redis_worker_stop_async;
+  iface->stop_finish = sluice_redis_worker_stop_finish;
+  iface->crash = sluice_redis_worker_crash;
+  iface->task_timed_out = sluice_redis_worker_task_timed_out;
+}
+
+static void
+sluice_redis_worker_finalize (GObject *object)
+{
+  SluiceRedisWorker *self = SLUICE_REDIS_WORKER (object);
+  State *state = self->state;
+  GPtrArray *tasks;
+
+  g_mutex_lock (&state->mutex);
+  tasks = close_locked (state);
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+
+  /* The last reference may go in one of its threads (with a task it
+   * completes): that one leaves by itself. */
+  for (guint i = 0; i < 2; i++)
+    {
+      GThread *thread = i == 0 ? self->sender : self->reader;
+
+      if (thread == g_thread_self ())
+        g_thread_unref (thread);
+      else if (thread != NULL)
+        g_thread_join (thread);
+    }
+  state_unref (state);
+  g_strfreev (self->series);
+
+  G_OBJECT_CLASS (sluice_redis_worker_parent_class)->finalize (object);
+}
+
+static void
+sluice_redis_worker_class_init (SluiceRedisWorkerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = sluice_redis_worker_finalize;
+}
+
+static void
+sluice_redis_worker_init (SluiceRedisWorker *self)
+{
+  State *state = g_atomic_rc_box_new0 (State);
+
+  g_mutex_init (&state->mutex);
+  g_cond_init (&state->cond);
+  g_queue_init (&state->to_send);
+  state->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, flight_free);
+  state->withdraw = g_ptr_array_new_with_free_func (flight_free);
+  state->attempts = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  state->stop_waiters = g_ptr_array_new ();
+  g_weak_ref_init (&state->worker, self);
+  self->state = state;
+}
+
+/**
+ * sluice_redis_worker_new:
+ * @endpoint: where Redis is: `redis://HOST:PORT/DB` (an optional
+ *   `:PASSWORD@` before the host) or `unix:PATH`
+ * @password: (nullable): the password of Redis (`AUTH`), or %NULL
+ * @series: (nullable) (array zero-terminated=1): the series it serves
+ *   besides the default one, or %NULL
+ * @max_in_flight: how many calls it has in Redis at most (its capacity;
+ *   at least 1)
+ * @error: return location for an error
+ *
+ * Creates a worker whose calls run in remote processes serving its series
+ * through Redis ([method@Sluice.WorkerService.serve_redis]), for a
+ * [method@Sluice.TaskQueue.hire]. It connects at once, so an unreachable
+ * server or a wrong password fail here (%G_IO_ERROR_CONNECTION_REFUSED,
+ * %G_IO_ERROR_PERMISSION_DENIED), within 10 seconds.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer full): a new Redis worker, or %NULL with @error set
+ */
+SluiceRedisWorker *
+sluice_redis_worker_new (const char *endpoint,
+                         const char *password,
+                         const char *const *series,
+                         guint max_in_flight,
+                         GError **error)
+{
+  SluiceRedisEndpoint *ep;
+  redisContext *c;
+  SluiceRedisWorker *self;
+  State *state;
+  char host[64] = "";
+
+  g_return_val_if_fail (endpoint != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  ep = sluice_redis_endpoint_parse (endpoint, password, error);
+  if (ep == NULL)
+    return NULL;
+  c = sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error);
+  if (c == NULL)
+    {
+      sluice_redis_endpoint_free (ep);
+      return NULL;
+    }
+  redisFree (c);
+
+  self = g_object_new (SLUICE_TYPE_REDIS_WORKER, NULL);
+  self->series = g_strdupv ((char **) series);
+  self->max_in_flight = MAX (max_in_flight, 1);
+  state = self->state;
+  state->endpoint = ep;
+  gethostname (host, sizeof host - 1);
+  state->client_id = g_strdup_printf ("%s.%d.%08x", host, (int) getpid (), g_random_int ());
+  state->reply_stream = g_strconcat (SLUICE_REDIS_REPLIES_PREFIX, state->client_id, NULL);
+  self->sender = g_thread_new ("sluice-redis-send", sender_main, g_atomic_rc_box_acquire (state));
+  self->reader = g_thread_new ("sluice-redis-read", reader_main, g_atomic_rc_box_acquire (state));
+  return self;
+}
+
+/**
+ * sluice_redis_worker_get_client_id:
+ * @self: a Redis worker
+ *
+ * Gets the name of @self in Redis: call ids are `CLIENT-ID:SEQUENCE`, and
+ * its reply stream is `sluice:replies:CLIENT-ID`.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the client id
+ */
+const char *
+sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
+{
+  g_return_val_if_fail (SLUICE_IS_REDIS_WORKER (self), NULL);
+
+  return self->state->client_id;
+}
+
+/**
+ * sluice_redis_worker_get_stats:
+ * @self: a Redis worker
+ *
+ * Gets counters of @self, as a dictionary (`a{sv}`) of `t` values:
+ * `sent` (calls added to a stream, each attempt), `in-flight` (calls in
+ * Redis now), `results` (calls completed with a result),
+ * `redelivered` (results of calls a remote worker had reclaimed from
+ * another, after its lease passed), `duplicates` (results dropped: a
+ * call's second result, or a result of a call no longer held).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer floating): the counters
+ */
+GVariant *
+sluice_redis_worker_get_stats (SluiceRedisWorker *self)
+{
+  State *state;
+  GVariantBuilder builder;
+
+  g_return_val_if_fail (SLUICE_IS_REDIS_WORKER (self), NULL);
+
+  state = self->state;
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_mutex_lock (&state->mutex);
+  g_variant_builder_add (&builder, "{sv}", "sent", g_variant_new_uint64 (state->n_sent));
+  g_variant_builder_add (&builder, "{sv}", "in-flight",
+                         g_variant_new_uint64 (g_hash_table_size (state->in_flight)));
+  g_variant_builder_add (&builder, "{sv}", "results", g_variant_new_uint64 (state->n_results));
+  g_variant_builder_add (&builder, "{sv}", "redelivered",
+                         g_variant_new_uint64 (state->n_redelivered));
+  g_variant_builder_add (&builder, "{sv}", "duplicates",
+                         g_variant_new_uint64 (state->n_duplicates));
+  g_mutex_unlock (&state->mutex);
+  return g_variant_builder_end (&builder);
+}

@@ -1,0 +1,406 @@
+/* sluice-redis.c: what both ends of the Redis workers share
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * hiredis 0.14 (Debian 12) is used with blocking commands, each end in
+ * threads of its own with a connection per thread: its GLib adapter has
+ * no connect or command timeouts, and a blocking XREAD holds an
+ * asynchronous connection as long as a blocking one, so the adapter would
+ * buy nothing but a second code path.
+ */
+
+#include "sluice-private.h"
+
+#include "sluice-redis-private.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+SluiceRedisEndpoint *
+sluice_redis_endpoint_parse (const char *endpoint, const char *password, GError **error)
+{
+  SluiceRedisEndpoint *ep = g_new0 (SluiceRedisEndpoint, 1);
+
+  if (g_str_has_prefix (endpoint, "unix:") && endpoint[5] != '\0')
+    ep->path = g_strdup (endpoint + 5);
+  else if (g_str_has_prefix (endpoint, "redis://"))
+    {
+      const char *rest = endpoint + strlen ("redis://");
+      const char *at = strrchr (rest, '@');
+      const char *slash, *colon;
+      g_autofree char *hostport = NULL;
+
+      if (at != NULL)
+        {
+          /* [USER]:PASSWORD@: only the password is used. */
+          const char *pw = memchr (rest, ':', at - rest);
+
+          ep->password = pw != NULL ? g_strndup (pw + 1, at - pw - 1) : NULL;
+          rest = at + 1;
+        }
+      slash = strchr (rest, '/');
+      hostport = slash != NULL ? g_strndup (rest, slash - rest) : g_strdup (rest);
+      colon = strrchr (hostport, ':');
+      ep->port = 6379;
+      if (colon != NULL)
+        {
+          char *end = NULL;
+          guint64 port = g_ascii_strtoull (colon + 1, &end, 10);
+
+          if (end == colon + 1 || *end != '\0' || port == 0 || port > 65535)
+            goto bad;
+          ep->port = (int) port;
+          ep->host = g_strndup (hostport, colon - hostport);
+        }
+      else
+        ep->host = g_strdup (hostport);
+      if (ep->host[0] == '\0')
+        {
+          g_free (ep->host);
+          ep->host = g_strdup ("127.0.0.1");
+        }
+      if (slash != NULL && slash[1] != '\0')
+        {
+          char *end = NULL;
+          guint64 db = g_ascii_strtoull (slash + 1, &end, 10);
+
+          if (*end != '\0' || db > G_MAXINT)
+            goto bad;
+          ep->db = (int) db;
+        }
+    }
+  else
+    goto bad;
+
+  if (password != NULL)
+    {
+      g_free (ep->password);
+      ep->password = g_strdup (password);
+    }
+  return ep;
+
+bad:
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+               _ ("“%s” is not a Redis endpoint (redis://HOST:PORT/DB or unix:PATH)"), endpoint);
+  sluice_redis_endpoint_free (ep);
+  return NULL;
+}
+
+void
+sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint)
+{
+  if (endpoint == NULL)
+    return;
+  g_free (endpoint->host);
+  g_free (endpoint->path);
+  g_free (endpoint->password);
+  g_free (endpoint);
+}
+
+static struct timeval
+timeval_from_ms (guint ms)
+{
+  struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+  return tv;
+}
+
+static void
+set_context_error (redisContext *c, GError **error)
+{
+  int code = c->err == REDIS_ERR_EOF                     ? G_IO_ERROR_CONNECTION_CLOSED
+             : c->err == REDIS_ERR_IO && errno == EAGAIN ? G_IO_ERROR_TIMED_OUT
+                                                         : G_IO_ERROR_FAILED;
+
+  g_set_error (error, G_IO_ERROR, code, _ ("Redis connection: %s"),
+               c->errstr[0] != '\0' ? c->errstr : g_strerror (errno));
+}
+
+redisContext *
+sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error)
+{
+  struct timeval tv = timeval_from_ms (timeout_ms);
+  redisContext *c = endpoint->path != NULL
+                        ? redisConnectUnixWithTimeout (endpoint->path, tv)
+                        : redisConnectWithTimeout (endpoint->host, endpoint->port, tv);
+  SluiceRedisArgs args;
+  redisReply *reply;
+
+  if (c == NULL || c->err != 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED,
+                   _ ("Could not connect to Redis at %s%s%d: %s"),
+                   endpoint->path != NULL ? endpoint->path : endpoint->host,
+                   endpoint->path != NULL ? "" : ":", endpoint->path != NULL ? 0 : endpoint->port,
+                   c != NULL ? c->errstr : g_strerror (ENOMEM));
+      if (c != NULL)
+        redisFree (c);
+      return NULL;
+    }
+  redisSetTimeout (c, tv);
+
+  if (endpoint->password != NULL)
+    {
+      GError *local = NULL;
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "AUTH");
+      sluice_redis_args_add (&args, endpoint->password);
+      reply = sluice_redis_command (c, &args, &local);
+      if (reply == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                       _ ("Redis refused the password: %s"), local->message);
+          g_error_free (local);
+          redisFree (c);
+          return NULL;
+        }
+      freeReplyObject (reply);
+    }
+  if (endpoint->db != 0)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "SELECT");
+      sluice_redis_args_add_printf (&args, "%d", endpoint->db);
+      reply = sluice_redis_command (c, &args, error);
+      if (reply == NULL)
+        {
+          redisFree (c);
+          return NULL;
+        }
+      freeReplyObject (reply);
+    }
+  return c;
+}
+
+void
+sluice_redis_args_init (SluiceRedisArgs *args)
+{
+  args->argv = g_ptr_array_new_with_free_func (g_free);
+  args->lens = g_array_new (FALSE, FALSE, sizeof (size_t));
+}
+
+void
+sluice_redis_args_clear (SluiceRedisArgs *args)
+{
+  g_clear_pointer (&args->argv, g_ptr_array_unref);
+  g_clear_pointer (&args->lens, g_array_unref);
+}
+
+void
+sluice_redis_args_add_len (SluiceRedisArgs *args, const void *data, gsize len)
+{
+  size_t l = len;
+  char *copy = g_malloc (len + 1);
+
+  if (len > 0)
+    memcpy (copy, data, len);
+  copy[len] = '\0';
+  g_ptr_array_add (args->argv, copy);
+  g_array_append_val (args->lens, l);
+}
+
+void
+sluice_redis_args_add (SluiceRedisArgs *args, const char *s)
+{
+  sluice_redis_args_add_len (args, s, strlen (s));
+}
+
+void
+sluice_redis_args_add_printf (SluiceRedisArgs *args, const char *format, ...)
+{
+  va_list ap;
+  char *s;
+  size_t l;
+
+  va_start (ap, format);
+  s = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  l = strlen (s);
+  g_ptr_array_add (args->argv, s);
+  g_array_append_val (args->lens, l);
+}
+
+gboolean
+sluice_redis_args_append (SluiceRedisArgs *args, redisContext *c, GError **error)
+{
+  int status = redisAppendCommandArgv (c, (int) args->argv->len, (const char **) args->argv->pdata,
+                                       (const size_t *) (gpointer) args->lens->data);
+
+  sluice_redis_args_clear (args);
+  if (status != REDIS_OK)
+    {
+      set_context_error (c, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* hiredis writes with write (): to a connection the server closed, that
+ * raises SIGPIPE, which a library must not let kill its process. It is
+ * blocked in this thread while hiredis writes, and one raised is taken
+ * before it is unblocked. */
+static int
+get_reply_without_sigpipe (redisContext *c, void **reply)
+{
+  sigset_t pipe_set, old_set, pending;
+  struct timespec zero = { 0, 0 };
+  int status;
+
+  sigemptyset (&pipe_set);
+  sigaddset (&pipe_set, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &pipe_set, &old_set);
+  status = redisGetReply (c, reply);
+  if (status != REDIS_OK && sigpending (&pending) == 0 && sigismember (&pending, SIGPIPE) &&
+      !sigismember (&old_set, SIGPIPE))
+    sigtimedwait (&pipe_set, NULL, &zero);
+  pthread_sigmask (SIG_SETMASK, &old_set, NULL);
+  return status;
+}
+
+redisReply *
+sluice_redis_get_reply (redisContext *c, GError **error)
+{
+  void *reply = NULL;
+
+  if (get_reply_without_sigpipe (c, &reply) != REDIS_OK || reply == NULL)
+    {
+      set_context_error (c, error);
+      return NULL;
+    }
+  if (((redisReply *) reply)->type == REDIS_REPLY_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Redis: %s"),
+                   ((redisReply *) reply)->str);
+      freeReplyObject (reply);
+      return NULL;
+    }
+  return reply;
+}
+
+redisReply *
+sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError **error)
+{
+  if (!sluice_redis_args_append (args, c, error))
+    return NULL;
+  return sluice_redis_get_reply (c, error);
+}
+
+char *
+sluice_redis_calls_stream (const char *series)
+{
+  if (series == NULL || series[0] == '\0')
+    return g_strdup (SLUICE_REDIS_CALLS_PREFIX);
+  return g_strconcat (SLUICE_REDIS_CALLS_PREFIX ":", series, NULL);
+}
+
+GHashTable *
+sluice_redis_entry_fields (redisReply *entry)
+{
+  GHashTable *fields;
+  redisReply *kv;
+
+  if (entry == NULL || entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+      entry->element[0]->type != REDIS_REPLY_STRING)
+    return NULL;
+  kv = entry->element[1];
+  if (kv->type != REDIS_REPLY_ARRAY || kv->elements % 2 != 0)
+    return NULL;
+  fields = g_hash_table_new (g_str_hash, g_str_equal);
+  for (size_t i = 0; i + 1 < kv->elements; i += 2)
+    if (kv->element[i]->type == REDIS_REPLY_STRING &&
+        kv->element[i + 1]->type == REDIS_REPLY_STRING)
+      g_hash_table_insert (fields, kv->element[i]->str, kv->element[i + 1]);
+  return fields;
+}
+
+const char *
+sluice_redis_field (GHashTable *fields, const char *name, gsize *len)
+{
+  redisReply *value = g_hash_table_lookup (fields, name);
+
+  if (len != NULL)
+    *len = value != NULL ? value->len : 0;
+  return value != NULL ? value->str : NULL;
+}
+
+void
+sluice_redis_args_add_value (SluiceRedisArgs *args, GVariant *value)
+{
+  GVariant *wire =
+      G_BYTE_ORDER == G_LITTLE_ENDIAN ? g_variant_ref (value) : g_variant_byteswap (value);
+
+  sluice_redis_args_add (args, "type");
+  sluice_redis_args_add (args, g_variant_get_type_string (wire));
+  sluice_redis_args_add (args, "value");
+  sluice_redis_args_add_len (args, g_variant_get_data (wire), g_variant_get_size (wire));
+  g_variant_unref (wire);
+}
+
+GVariant *
+sluice_redis_fields_get_value (GHashTable *fields,
+                               const char *type_field,
+                               const char *value_field,
+                               GError **error)
+{
+  const char *type = sluice_redis_field (fields, type_field, NULL);
+  gsize len;
+  const char *data = sluice_redis_field (fields, value_field, &len);
+  GBytes *bytes;
+  GVariant *value;
+
+  if (type == NULL || data == NULL)
+    {
+      g_set_error (error, SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                   _ ("Malformed stream entry: no “%s” or “%s” field"), type_field, value_field);
+      return NULL;
+    }
+  if (!g_variant_type_string_is_valid (type) ||
+      !g_variant_type_is_definite ((const GVariantType *) type))
+    {
+      g_set_error (error, SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                   _ ("Malformed stream entry: “%s” is not a definite type"), type);
+      return NULL;
+    }
+  /* Untrusted data is safe: GVariant reads non-normal forms as defaults. */
+  bytes = g_bytes_new (data, len);
+  value = g_variant_new_from_bytes ((const GVariantType *) type, bytes, FALSE);
+  g_bytes_unref (bytes);
+  if (G_BYTE_ORDER != G_LITTLE_ENDIAN)
+    {
+      GVariant *swapped = g_variant_byteswap (value);
+
+      g_variant_unref (g_variant_ref_sink (value));
+      value = swapped;
+    }
+  return g_variant_ref_sink (value);
+}
+
+void
+sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error)
+{
+  sluice_redis_args_add (args, "domain");
+  sluice_redis_args_add (args, g_quark_to_string (error->domain));
+  sluice_redis_args_add (args, "code");
+  sluice_redis_args_add_printf (args, "%d", error->code);
+  sluice_redis_args_add (args, "message");
+  sluice_redis_args_add (args, error->message);
+}
+
+GError *
+sluice_redis_fields_get_error (GHashTable *fields)
+{
+  const char *domain = sluice_redis_field (fields, "domain", NULL);
+  const char *code = sluice_redis_field (fields, "code", NULL);
+  const char *message = sluice_redis_field (fields, "message", NULL);
+
+  if (domain == NULL || code == NULL || domain[0] == '\0')
+    return g_error_new (SLUICE_ERROR, SLUICE_ERROR_FAILED,
+                        _ ("Malformed reply: neither a value nor an error"));
+  return g_error_new_literal (g_quark_from_string (domain), (int) g_ascii_strtoll (code, NULL, 10),
+                              message != NULL ? message : "");
+}

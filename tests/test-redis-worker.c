@@ -1,0 +1,870 @@
+/* test-redis-worker.c: tests of SluiceRedisWorker and
+ * sluice_worker_service_serve_redis, each with a redis-server of its own
+ * on a private unix socket
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Skipped, with a message, when redis-server is not installed (CI
+ * installs it).
+ */
+
+#include <sluice/sluice.h>
+
+#include "sluice-test-util.h"
+
+#include <glib/gstdio.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <string.h>
+
+#define WAIT_UNTIL(cond)                                                                           \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    gint64 wait_deadline_ = deadline_from_now ();                                                  \
+    while (!(cond) && g_get_monotonic_time () < wait_deadline_)                                    \
+      g_main_context_iteration (NULL, TRUE);                                                       \
+    if (!(cond))                                                                                   \
+      g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,                            \
+                           "timed out waiting for: " #cond);                                       \
+  }                                                                                                \
+  G_STMT_END
+
+/* ---- a redis-server of the test's own -------------------------------- */
+
+/* Children die with the test, even when it fails. */
+static void
+die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static GSubprocess *
+spawn (const char *const *argv)
+{
+  g_autoptr (GSubprocessLauncher) launcher =
+      g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  GError *error = NULL;
+  GSubprocess *process;
+
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  process = g_subprocess_launcher_spawnv (launcher, argv, &error);
+  g_assert_no_error (error);
+  return process;
+}
+
+typedef struct
+{
+  char *dir;
+  char *socket;
+  char *endpoint;
+  GSubprocess *process;
+  redisContext *c; /* the test's own connection, for checks */
+} Server;
+
+static Server *
+server_start (const char *password)
+{
+  Server *server;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  GError *error = NULL;
+  gint64 deadline = deadline_from_now ();
+  struct timeval tv = { 1, 0 };
+  g_autofree char *program = g_find_program_in_path ("redis-server");
+
+  if (program == NULL)
+    {
+      g_test_skip ("redis-server is not installed (Debian: apt-get install redis-server)");
+      return NULL;
+    }
+  server = g_new0 (Server, 1);
+  server->dir = g_dir_make_tmp ("sluice-redis-XXXXXX", &error);
+  g_assert_no_error (error);
+  server->socket = g_build_filename (server->dir, "redis.sock", NULL);
+  server->endpoint = g_strconcat ("unix:", server->socket, NULL);
+  g_ptr_array_add (argv, "redis-server");
+  g_ptr_array_add (argv, "--port");
+  g_ptr_array_add (argv, "0");
+  g_ptr_array_add (argv, "--unixsocket");
+  g_ptr_array_add (argv, server->socket);
+  g_ptr_array_add (argv, "--save");
+  g_ptr_array_add (argv, "");
+  g_ptr_array_add (argv, "--appendonly");
+  g_ptr_array_add (argv, "no");
+  g_ptr_array_add (argv, "--dir");
+  g_ptr_array_add (argv, server->dir);
+  if (password != NULL)
+    {
+      g_ptr_array_add (argv, "--requirepass");
+      g_ptr_array_add (argv, (char *) password);
+    }
+  g_ptr_array_add (argv, NULL);
+  server->process = spawn ((const char *const *) argv->pdata);
+
+  /* It answers once its socket accepts. */
+  while (g_get_monotonic_time () < deadline)
+    {
+      redisContext *c = redisConnectUnixWithTimeout (server->socket, tv);
+
+      if (c != NULL && c->err == 0)
+        {
+          server->c = c;
+          break;
+        }
+      if (c != NULL)
+        redisFree (c);
+      g_usleep (10000);
+    }
+  g_assert_nonnull (server->c);
+  if (password != NULL)
+    freeReplyObject (redisCommand (server->c, "AUTH %s", password));
+  return server;
+}
+
+static void
+server_stop (Server *server)
+{
+  redisFree (server->c);
+  g_subprocess_force_exit (server->process);
+  g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
+  g_object_unref (server->process);
+  g_remove (server->socket);
+  g_rmdir (server->dir);
+  g_free (server->socket);
+  g_free (server->endpoint);
+  g_free (server->dir);
+  g_free (server);
+}
+
+static long long
+server_integer (Server *server, const char *command, const char *arg)
+{
+  redisReply *reply = redisCommand (server->c, "%s %s", command, arg);
+  long long n;
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_INTEGER);
+  n = reply->integer;
+  freeReplyObject (reply);
+  return n;
+}
+
+/* ---- remote workers in threads of the test --------------------------- */
+
+/* worker-test-module.c, linked in: square, fail, die, sleep... */
+gboolean sluice_worker_module_init (SluiceWorkerService *service, GError **error);
+
+typedef struct
+{
+  char *endpoint;
+  char *consumer;
+  GCancellable *cancellable;
+  GThread *thread;
+  gboolean ok;
+  GError *error;
+} Remote;
+
+static gpointer
+remote_main (gpointer data)
+{
+  Remote *remote = data;
+  const char *series[] = { "", "squares", NULL };
+  SluiceWorkerService *service = sluice_worker_service_new (2);
+
+  g_assert_true (sluice_worker_module_init (service, NULL));
+  remote->ok =
+      sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
+                                         0, 0, remote->cancellable, &remote->error);
+  g_object_unref (service);
+  return NULL;
+}
+
+static Remote *
+remote_start (Server *server, const char *consumer)
+{
+  Remote *remote = g_new0 (Remote, 1);
+
+  remote->endpoint = g_strdup (server->endpoint);
+  remote->consumer = g_strdup (consumer);
+  remote->cancellable = g_cancellable_new ();
+  remote->thread = g_thread_new ("remote", remote_main, remote);
+  return remote;
+}
+
+static void remote_free (Remote *remote);
+
+static void
+remote_stop (Remote *remote)
+{
+  g_cancellable_cancel (remote->cancellable);
+  g_thread_join (remote->thread);
+  g_assert_no_error (remote->error);
+  g_assert_true (remote->ok);
+  remote_free (remote);
+}
+
+static void
+remote_free (Remote *remote)
+{
+  g_object_unref (remote->cancellable);
+  g_free (remote->endpoint);
+  g_free (remote->consumer);
+  g_free (remote);
+}
+
+/* ---- calls --------------------------------------------------------------- */
+
+static gboolean
+tick_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+quit_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  GVariant **results;
+  GError **errors;
+  guint n_done;
+  guint *completions;
+} Calls;
+
+typedef struct
+{
+  Calls *calls;
+  guint index;
+} CallData;
+
+static void
+call_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  CallData *data = user_data;
+  Calls *calls = data->calls;
+
+  calls->completions[data->index]++;
+  calls->results[data->index] = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), result,
+                                                               &calls->errors[data->index]);
+  calls->n_done++;
+  g_free (data);
+}
+
+static Calls *
+calls_new (guint n)
+{
+  Calls *calls = g_new0 (Calls, 1);
+
+  calls->results = g_new0 (GVariant *, n);
+  calls->errors = g_new0 (GError *, n);
+  calls->completions = g_new0 (guint, n);
+  return calls;
+}
+
+static void
+calls_free (Calls *calls, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_clear_pointer (&calls->results[i], g_variant_unref);
+      g_clear_error (&calls->errors[i]);
+    }
+  g_free (calls->results);
+  g_free (calls->errors);
+  g_free (calls->completions);
+  g_free (calls);
+}
+
+static void
+call (SluiceTaskQueue *queue,
+      Calls *calls,
+      guint index,
+      const char *series,
+      const char *name,
+      GVariant *args)
+{
+  CallData *data = g_new0 (CallData, 1);
+
+  data->calls = calls;
+  data->index = index;
+  sluice_task_queue_call_async (queue, series, name, args, 0, 0, NULL, call_done_cb, data);
+}
+
+static void
+shutdown_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_assert_true (sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), result, NULL));
+  *(gboolean *) user_data = TRUE;
+}
+
+static void
+queue_shutdown (SluiceTaskQueue *queue)
+{
+  gboolean done = FALSE;
+
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_done_cb, &done);
+  WAIT_UNTIL (done);
+  g_object_unref (queue);
+}
+
+/* Each call i completed once, with i * i. */
+static void
+check_squares (Calls *calls, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      gint64 v;
+
+      g_assert_no_error (calls->errors[i]);
+      g_assert_cmpuint (calls->completions[i], ==, 1);
+      g_variant_get (calls->results[i], "(x)", &v);
+      g_assert_cmpint (v, ==, (gint64) i * i);
+    }
+}
+
+/* A task queue that hired a new Redis worker. */
+static SluiceTaskQueue *
+producer_new (Server *server, const char *series, guint max_in_flight, SluiceRedisWorker **worker)
+{
+  const char *strv[] = { series, NULL };
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  GError *error = NULL;
+
+  *worker = sluice_redis_worker_new (server->endpoint, NULL, strv, max_in_flight, &error);
+  g_assert_no_error (error);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (*worker));
+  return queue;
+}
+
+static guint64
+stat_of (SluiceRedisWorker *worker, const char *key)
+{
+  g_autoptr (GVariant) stats = g_variant_ref_sink (sluice_redis_worker_get_stats (worker));
+  guint64 value = 0;
+
+  g_assert_true (g_variant_lookup (stats, key, "t", &value));
+  return value;
+}
+
+/* Samples the calls in Redis: never more than the worker's capacity. */
+typedef struct
+{
+  Server *server;
+  long long max_seen;
+} Sampler;
+
+static gboolean
+sample_cb (gpointer data)
+{
+  Sampler *sampler = data;
+  long long n = server_integer (sampler->server, "XLEN", "sluice:calls:squares");
+
+  sampler->max_seen = MAX (sampler->max_seen, n);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Named calls through Redis to two remote workers: every result right,
+ * completed once, and never more calls in the stream than max-in-flight
+ * (entries are deleted when answered, so XLEN counts both the undelivered
+ * and the pending ones). */
+static void
+test_calls_in_order (void)
+{
+  const guint n = 3000, max_in_flight = 8;
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *a, *b;
+  Calls *calls;
+  Sampler sampler = { 0 };
+  guint sample_id;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  b = remote_start (server, "b");
+  queue = producer_new (server, "squares", max_in_flight, &worker);
+
+  sampler.server = server;
+  sample_id = g_timeout_add (1, sample_cb, &sampler);
+  calls = calls_new (n);
+  for (guint i = 0; i < n; i++)
+    call (queue, calls, i, "squares", "square", g_variant_new ("(x)", (gint64) i));
+  WAIT_UNTIL (calls->n_done == n);
+  g_source_remove (sample_id);
+
+  check_squares (calls, n);
+  g_test_message ("at most %lld calls in the stream (max-in-flight %u)", sampler.max_seen,
+                  max_in_flight);
+  g_assert_cmpint (sampler.max_seen, <=, max_in_flight);
+  g_assert_cmpuint (stat_of (worker, "sent"), ==, n);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+  g_assert_cmpuint (stat_of (worker, "in-flight"), ==, 0);
+  g_assert_cmpuint (stat_of (worker, "duplicates"), ==, 0);
+  /* Nothing left in Redis: answered entries and read answers are gone. */
+  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls:squares"), ==, 0);
+
+  calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (a);
+  remote_stop (b);
+  server_stop (server);
+}
+
+/* A server, a remote worker in a thread, and a task queue that hired a
+ * Redis worker of the default series. */
+typedef struct
+{
+  Server *server;
+  Remote *remote;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+} Rig;
+
+static gboolean
+rig_start (Rig *rig)
+{
+  rig->server = server_start (NULL);
+  if (rig->server == NULL)
+    return FALSE;
+  rig->remote = remote_start (rig->server, "a");
+  rig->queue = producer_new (rig->server, NULL, 4, &rig->worker);
+  return TRUE;
+}
+
+static void
+rig_stop (Rig *rig)
+{
+  queue_shutdown (rig->queue);
+  g_object_unref (rig->worker);
+  remote_stop (rig->remote);
+  server_stop (rig->server);
+}
+
+/* Through an ordered producer: each item is a named call through Redis,
+ * whose result fills its slot; the consumer sees every square in order,
+ * while two remote workers answer in whatever order they finish. */
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  gint64 n;
+} Item;
+
+static void
+item_call_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SluiceSlot *slot = user_data;
+  GError *error = NULL;
+  GVariant *value = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), result, &error);
+
+  if (value != NULL)
+    sluice_slot_complete (slot, value);
+  else
+    sluice_slot_fail (slot, error);
+}
+
+static void
+make_item (SluiceSlot *slot, gpointer data)
+{
+  Item *item = data;
+
+  sluice_task_queue_call_async (item->queue, "squares", "square", g_variant_new ("(x)", item->n), 0,
+                                0, NULL, item_call_done_cb, slot);
+}
+
+static gpointer
+consume_squares (SluiceConsumerator *consumerator, gpointer user_data, GError **error)
+{
+  gpointer item;
+  gint64 i = 0;
+
+  while (sluice_consumerator_next (consumerator, &item, error))
+    {
+      gint64 v;
+
+      g_variant_get (item, "(x)", &v);
+      g_assert_cmpint (v, ==, i * i);
+      g_variant_unref (item);
+      i++;
+    }
+  return GINT_TO_POINTER ((int) i);
+}
+
+static void
+stop_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GError *error = NULL;
+
+  *(int *) user_data = GPOINTER_TO_INT (sluice_ordered_item_producer_stop_finish (
+      SLUICE_ORDERED_ITEM_PRODUCER (source), result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_ordered_producer (void)
+{
+  const guint n = 2000;
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  SluiceOrderedItemProducer *producer;
+  Remote *a, *b;
+  int n_consumed = -1;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  b = remote_start (server, "b");
+  queue = producer_new (server, "squares", 16, &worker);
+  producer = sluice_ordered_item_producer_new (queue, 32, (GDestroyNotify) g_variant_unref);
+  sluice_ordered_item_producer_start (producer, consume_squares, NULL, NULL, NULL);
+  for (guint i = 0; i < n; i++)
+    {
+      Item *item = g_new0 (Item, 1);
+
+      item->queue = queue;
+      item->n = i;
+      sluice_ordered_item_producer_produce_item (producer, make_item, item, g_free, NULL, NULL,
+                                                 NULL);
+    }
+  sluice_ordered_item_producer_stop_async (producer, NULL, stop_done_cb, &n_consumed);
+  WAIT_UNTIL (n_consumed >= 0);
+  g_assert_cmpint (n_consumed, ==, n);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+
+  g_object_unref (producer);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (a);
+  remote_stop (b);
+  server_stop (server);
+}
+
+/* A function's error crosses back with its domain, code and message; an
+ * unknown function and arguments of the wrong type give the library's
+ * errors. */
+static void
+test_errors_cross (void)
+{
+  Rig rig;
+  Calls *calls;
+
+  if (!rig_start (&rig))
+    return;
+
+  calls = calls_new (4);
+  call (rig.queue, calls, 0, NULL, "fail", g_variant_new ("(s)", "no such thing"));
+  call (rig.queue, calls, 1, NULL, "nonexistent", g_variant_new ("()"));
+  call (rig.queue, calls, 2, NULL, "square", g_variant_new ("(s)", "text"));
+  call (rig.queue, calls, 3, NULL, "square", g_variant_new ("(x)", (gint64) 7));
+  WAIT_UNTIL (calls->n_done == 4);
+
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_assert_cmpstr (calls->errors[0]->message, ==, "no such thing");
+  g_assert_error (calls->errors[1], SLUICE_ERROR, SLUICE_ERROR_UNKNOWN_FUNCTION);
+  g_assert_error (calls->errors[2], SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_no_error (calls->errors[3]);
+  g_assert_cmpstr (g_variant_get_type_string (calls->results[3]), ==, "(x)");
+
+  calls_free (calls, 4);
+  rig_stop (&rig);
+}
+
+/* A call past its timeout fails with G_IO_ERROR_TIMED_OUT at once; the
+ * remote worker's late result is dropped, and the worker serves on. */
+static void
+test_timeout (void)
+{
+  Rig rig;
+  Calls *calls;
+  CallData *data;
+
+  if (!rig_start (&rig))
+    return;
+  calls = calls_new (2);
+  data = g_new0 (CallData, 1);
+  data->calls = calls;
+  sluice_task_queue_call_async (rig.queue, NULL, "sleep", g_variant_new ("(u)", 600), 0, 100, NULL,
+                                call_done_cb, data);
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  WAIT_UNTIL (stat_of (rig.worker, "duplicates") == 1);
+  call (rig.queue, calls, 1, NULL, "square", g_variant_new ("(x)", (gint64) 5));
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_no_error (calls->errors[1]);
+
+  calls_free (calls, 2);
+  rig_stop (&rig);
+}
+
+static void
+shutdown_any_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_assert_true (sluice_task_queue_shutdown_finish (SLUICE_TASK_QUEUE (source), result, NULL));
+  *(gboolean *) user_data = TRUE;
+}
+
+/* Redis goes away mid-call: the worker resigns and gives its call back to
+ * the queue (which has no other worker: shutting down fails it with
+ * SLUICE_ERROR_NO_WORKER), the remote worker returns its error; nothing
+ * hangs. */
+static void
+test_connection_lost (void)
+{
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *a;
+  Calls *calls;
+  gboolean shut_down = FALSE;
+  gboolean resigned = FALSE;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  queue = producer_new (server, NULL, 4, &worker);
+  g_signal_connect_swapped (worker, "resigned", G_CALLBACK (quit_cb), &resigned);
+  calls = calls_new (1);
+  call (queue, calls, 0, NULL, "sleep", g_variant_new ("(u)", 400));
+  WAIT_UNTIL (stat_of (worker, "sent") == 1);
+  g_subprocess_force_exit (server->process);
+  g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
+  WAIT_UNTIL (g_atomic_int_get (&resigned));
+  g_assert_cmpuint (calls->n_done, ==, 0);
+
+  sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_any_cb, &shut_down);
+  WAIT_UNTIL (shut_down && calls->n_done == 1);
+  g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_NO_WORKER);
+
+  g_cancellable_cancel (a->cancellable);
+  g_thread_join (a->thread);
+  g_assert_false (a->ok);
+  g_assert_nonnull (a->error);
+  g_test_message ("remote worker: %s", a->error->message);
+  g_clear_error (&a->error);
+  remote_free (a);
+
+  calls_free (calls, 1);
+  g_object_unref (queue);
+  g_object_unref (worker);
+  server_stop (server);
+}
+
+/* Malformed entries are answered with an error (when they name a reply
+ * stream) or acknowledged, and the worker keeps going. */
+static void
+test_malformed_entries (void)
+{
+  Server *server = server_start (NULL);
+  Remote *a;
+  redisReply *reply;
+  gint64 deadline;
+  gboolean answered = FALSE;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * garbage yes"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * id t:1 fn square reply "
+                                            "test:replies type ((( value x"));
+  deadline = deadline_from_now ();
+  while (!answered && g_get_monotonic_time () < deadline)
+    {
+      reply = redisCommand (server->c, "XRANGE test:replies - +");
+      g_assert_nonnull (reply);
+      if (reply->elements == 1)
+        {
+          redisReply *kv = reply->element[0]->element[1];
+          const char *domain = NULL, *code = NULL;
+
+          for (size_t i = 0; i + 1 < kv->elements; i += 2)
+            {
+              if (strcmp (kv->element[i]->str, "domain") == 0)
+                domain = kv->element[i + 1]->str;
+              if (strcmp (kv->element[i]->str, "code") == 0)
+                code = kv->element[i + 1]->str;
+            }
+          g_assert_cmpstr (domain, ==, g_quark_to_string (SLUICE_ERROR));
+          g_assert_cmpint (atoi (code), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
+          answered = TRUE;
+        }
+      freeReplyObject (reply);
+      g_usleep (5000);
+    }
+  g_assert_true (answered);
+  /* Both acknowledged and deleted. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
+  remote_stop (a);
+  server_stop (server);
+}
+
+/* An unreachable server, a wrong password and a malformed endpoint give
+ * clear errors at once. */
+static void
+test_connection_errors (void)
+{
+  Server *server;
+  SluiceRedisWorker *worker;
+  GError *error = NULL;
+  g_autofree char *endpoint = NULL;
+
+  worker = sluice_redis_worker_new ("unix:/nonexistent/redis.sock", NULL, NULL, 4, &error);
+  g_assert_null (worker);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_clear_error (&error);
+
+  worker = sluice_redis_worker_new ("http://example.com", NULL, NULL, 4, &error);
+  g_assert_null (worker);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  server = server_start ("s3cret");
+  if (server == NULL)
+    return;
+  worker = sluice_redis_worker_new (server->endpoint, "wrong", NULL, 4, &error);
+  g_assert_null (worker);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED);
+  g_clear_error (&error);
+  worker = sluice_redis_worker_new (server->endpoint, "s3cret", NULL, 4, &error);
+  g_assert_no_error (error);
+  g_object_unref (worker);
+  server_stop (server);
+}
+
+/* ---- remote workers in processes, killed ----------------------------- */
+
+static GSubprocess *
+helper_start (Server *server, const char *series, guint index, guint lease_ms, guint max_deliveries)
+{
+  g_autofree char *consumer = g_strdup_printf ("helper-%u", index);
+  g_autofree char *lease = g_strdup_printf ("%u", lease_ms);
+  g_autofree char *deliveries = g_strdup_printf ("%u", max_deliveries);
+  GError *error = NULL;
+  GSubprocess *helper =
+      g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, g_getenv ("SLUICE_REDIS_TEST_WORKER"),
+                        server->endpoint, series, consumer, lease, deliveries, NULL);
+
+  g_assert_no_error (error);
+  return helper;
+}
+
+static void
+helper_kill (GSubprocess *helper)
+{
+  g_subprocess_send_signal (helper, SIGKILL);
+  g_subprocess_wait (helper, NULL, NULL);
+  g_object_unref (helper);
+}
+
+/* Remote workers killed (SIGKILL) mid-call, at random moments: their
+ * entries are reclaimed after the lease by the others, every call
+ * completes exactly once with its right result, and the stats show the
+ * redeliveries. AsynQueue's "worker crash" behaviour, across machines. */
+static void
+test_killed_workers (void)
+{
+  const guint n = g_test_slow () ? 10000 : 1500, n_kills = g_test_slow () ? 20 : 4;
+  Server *server = server_start (NULL);
+  GSubprocess *helpers[2];
+  guint next_helper = 0;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  for (guint i = 0; i < 2; i++)
+    helpers[i] = helper_start (server, "slow", next_helper++, 300, 20);
+  queue = producer_new (server, "slow", 8, &worker);
+
+  calls = calls_new (n);
+  for (guint i = 0; i < n; i++)
+    call (queue, calls, i, "slow", "slow-square", g_variant_new ("(x)", (gint64) i));
+  for (guint k = 0; k < n_kills; k++)
+    {
+      gboolean woke = FALSE;
+      guint victim = g_random_int_range (0, 2);
+
+      g_timeout_add (g_random_int_range (20, 200), quit_cb, &woke);
+      WAIT_UNTIL (woke);
+      helper_kill (helpers[victim]);
+      helpers[victim] = helper_start (server, "slow", next_helper++, 300, 20);
+    }
+  WAIT_UNTIL (calls->n_done == n);
+
+  check_squares (calls, n);
+  g_test_message ("%u kills: %" G_GUINT64_FORMAT " redelivered, %" G_GUINT64_FORMAT
+                  " duplicates dropped",
+                  n_kills, stat_of (worker, "redelivered"), stat_of (worker, "duplicates"));
+  if (calls->n_done > 0 && stat_of (worker, "redelivered") == 0)
+    g_test_message ("no kill caught a call in its function");
+  g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+
+  calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  for (guint i = 0; i < 2; i++)
+    helper_kill (helpers[i]);
+  server_stop (server);
+}
+
+/* A call that kills every worker that runs it: past the maximum number of
+ * deliveries it fails with SLUICE_ERROR_WORKER_LOST, and the workers left
+ * keep serving. */
+static void
+test_worker_lost (void)
+{
+  Server *server = server_start (NULL);
+  GSubprocess *helpers[3];
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  for (guint i = 0; i < 3; i++)
+    helpers[i] = helper_start (server, "deadly", i, 200, 2);
+  queue = producer_new (server, "deadly", 4, &worker);
+
+  calls = calls_new (2);
+  call (queue, calls, 0, "deadly", "die", g_variant_new ("()"));
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+  g_assert_cmpuint (stat_of (worker, "redelivered"), ==, 1);
+  call (queue, calls, 1, "deadly", "square", g_variant_new ("(x)", (gint64) 3));
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_no_error (calls->errors[1]);
+
+  calls_free (calls, 2);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  for (guint i = 0; i < 3; i++)
+    helper_kill (helpers[i]);
+  server_stop (server);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  /* WAIT_UNTIL rechecks conditions that threads change (stats, signals
+   * emitted in the worker's threads) at least this often. */
+  g_timeout_add (10, tick_cb, NULL);
+
+  g_test_add_func ("/redis-worker/calls", test_calls_in_order);
+  g_test_add_func ("/redis-worker/ordered-producer", test_ordered_producer);
+  g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
+  g_test_add_func ("/redis-worker/timeout", test_timeout);
+  g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
+  g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
+  g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
+  g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
+  g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
+  return g_test_run ();
+}
