@@ -764,6 +764,14 @@ test_dispatcher (gconstpointer data)
   g_object_unref (pipeline);
 }
 
+static int
+compare_u64 (gconstpointer a, gconstpointer b)
+{
+  guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
 /* jobq's defect: a worker that yields outputs and then raises loses the
  * failure (logged, never reported) and the items already yielded. Here
  * the input fails at its position: none of its outputs is delivered, every
@@ -801,6 +809,8 @@ test_error_while_emitting (gconstpointer data)
       g_assert_no_error (error);
       while (failed->len < (n + 2) / 7)
         g_main_context_iteration (NULL, TRUE);
+      /* Reported as they fail, not in input order. */
+      g_array_sort (failed, compare_u64);
       for (guint i = 0; i < failed->len; i++)
         g_assert_cmpuint (g_array_index (failed, guint64, i), ==, 4 + 7 * i);
       for (guint i = 0; i < n; i++)
@@ -1082,6 +1092,215 @@ test_stats (gconstpointer data)
   g_object_unref (pipeline);
 }
 
+/* ---- puts from a main loop: put_async, the ready source ------------------ */
+
+typedef struct
+{
+  SluicePipeline *pipeline;
+  guint n_done;
+  guint n_put;
+  guint n_wanted;
+} AsyncPuts;
+
+static void
+on_put_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  AsyncPuts *puts = data;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (sluice_pipeline_put_finish (SLUICE_PIPELINE (source), result, &error));
+  g_assert_no_error (error);
+  puts->n_done++;
+}
+
+/* Many put_async calls at once: done in call order, callbacks on this
+ * context, never inside the call. */
+static void
+test_put_async (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  AsyncPuts puts = { pipeline, 0, 0, 200 };
+
+  sluice_pipeline_add_stage (pipeline, "add1", 3, 2, add1, GUINT_TO_POINTER (20), NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  for (guint i = 0; i < puts.n_wanted; i++)
+    sluice_pipeline_put_async (pipeline, P (i), NULL, on_put_done, &puts);
+  g_assert_cmpuint (puts.n_done, ==, 0);
+  while (puts.n_done < puts.n_wanted)
+    g_main_context_iteration (NULL, TRUE);
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, puts.n_wanted);
+  for (guint i = 0; i < got->len; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i + 1);
+  g_object_unref (pipeline);
+}
+
+static gboolean
+put_when_ready (gpointer data)
+{
+  AsyncPuts *puts = data;
+
+  g_assert_true (sluice_pipeline_put (puts->pipeline, P (puts->n_put), NULL, NULL));
+  if (++puts->n_put < puts->n_wanted)
+    return G_SOURCE_CONTINUE;
+  sluice_pipeline_close_input (puts->pipeline);
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs the default context until @counter stays at @expected for a while. */
+static void
+iterate_settles_at (guint *counter, guint expected)
+{
+  gint64 deadline = deadline_from_now ();
+  gint64 still_until;
+
+  while (*counter < expected && g_get_monotonic_time () < deadline)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  still_until = g_get_monotonic_time () + 50000;
+  while (g_get_monotonic_time () < still_until)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  g_assert_cmpuint (*counter, ==, expected);
+}
+
+/* The ready source dispatches while a put would not wait: one thread held
+ * in its function and two queued stop it; it resumes once the thread
+ * goes on. */
+static void
+test_ready_source (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 64, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  AsyncPuts puts = { pipeline, 0, 0, 30 };
+  Gate gate = { 0 };
+  GSource *source;
+
+  event_init (&gate.release);
+  sluice_pipeline_add_stage (pipeline, "gated", 1, 2, gated, &gate, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  source = sluice_pipeline_create_ready_source (pipeline, NULL);
+  g_source_set_callback (source, put_when_ready, &puts, NULL);
+  g_source_attach (source, NULL);
+
+  iterate_settles_at (&puts.n_put, 3);
+  event_set (&gate.release);
+  iterate_settles_at (&puts.n_put, puts.n_wanted);
+  g_assert_true (g_source_is_destroyed (source));
+  g_source_unref (source);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, puts.n_wanted);
+  for (guint i = 0; i < got->len; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+  event_clear (&gate.release);
+  g_object_unref (pipeline);
+}
+
+/* ---- run: jobq.run ------------------------------------------------------ */
+
+typedef struct
+{
+  guint next;
+  guint n;
+  guint fail_at; /* the input fails here */
+} Counter;
+
+static gboolean
+count_input (gpointer data, gpointer *out_item, GError **error)
+{
+  Counter *counter = data;
+
+  if (counter->next == counter->fail_at)
+    {
+      g_set_error (error, test_error_quark (), 9, "no input %u", counter->next);
+      return FALSE;
+    }
+  if (counter->next >= counter->n)
+    return FALSE;
+  *out_item = P (counter->next++);
+  return TRUE;
+}
+
+static gboolean
+cancel_at_10 (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  if (N (item) == 10)
+    g_cancellable_cancel (data);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static gboolean
+slow_pass (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  g_usleep (2000);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static void
+test_run (void)
+{
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  Counter counter = { 0, 500, G_MAXUINT };
+  SluicePipeline *pipeline;
+  int finalized = 0;
+
+  /* jobq.run (range (500), [add1, (multi2, 3)], keep_order=True) */
+  pipeline = sluice_pipeline_new (TRUE, 16, NULL);
+  sluice_pipeline_add_stage (pipeline, "add1", 1, 4, add1, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "multi2", 3, 4, multi2, GUINT_TO_POINTER (10), NULL);
+  g_assert_true (
+      sluice_pipeline_run (pipeline, count_input, &counter, collect, got, -1, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 500);
+  for (guint i = 0; i < got->len; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, (i + 1) * 2);
+  g_object_unref (pipeline);
+
+  /* The input fails: its error, after a stop. No consumer: dropped. */
+  counter = (Counter){ 0, 500, 50 };
+  pipeline = sluice_pipeline_new (TRUE, 16, NULL);
+  sluice_pipeline_add_stage (pipeline, "add1", 2, 4, add1, NULL, NULL);
+  g_assert_false (
+      sluice_pipeline_run (pipeline, count_input, &counter, NULL, NULL, -1, NULL, &error));
+  g_assert_error (error, test_error_quark (), 9);
+  g_clear_error (&error);
+  g_object_unref (pipeline);
+
+  /* Cancelled from a stage. */
+  counter = (Counter){ 0, 100000, G_MAXUINT };
+  pipeline = sluice_pipeline_new (FALSE, 16, NULL);
+  sluice_pipeline_add_stage (pipeline, "cancel", 2, 4, cancel_at_10, cancellable, NULL);
+  g_assert_false (
+      sluice_pipeline_run (pipeline, count_input, &counter, NULL, NULL, -1, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_cmpuint (counter.next, <, 100000);
+  g_object_unref (pipeline);
+
+  /* Out of time: returns at the timeout; the threads end after their item
+   * and the pipeline frees itself. */
+  counter = (Counter){ 0, 100000, G_MAXUINT };
+  pipeline = sluice_pipeline_new (FALSE, 16, NULL);
+  g_object_weak_ref (G_OBJECT (pipeline), on_finalized, &finalized);
+  sluice_pipeline_add_stage (pipeline, "slow", 2, 4, slow_pass, NULL, NULL);
+  g_assert_false (
+      sluice_pipeline_run (pipeline, count_input, &counter, NULL, NULL, 20000, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_cmpuint (counter.next, <, 100000);
+  g_object_unref (pipeline);
+  iterate_until (&finalized, 1);
+}
+
 static const OrderCase ordered = { TRUE, 3000, 100, FALSE };
 static const OrderCase unordered = { FALSE, 3000, 100, FALSE };
 static const OrderCase stress = { TRUE, 200000, 5, TRUE };
@@ -1126,6 +1345,9 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/pipeline/dropped/consumerator", GINT_TO_POINTER (FALSE), test_dropped);
   g_test_add_data_func ("/pipeline/stats", GINT_TO_POINTER (FALSE), test_stats);
   g_test_add_data_func ("/pipeline/stats/dispatcher", GINT_TO_POINTER (TRUE), test_stats);
+  g_test_add_func ("/pipeline/put-async", test_put_async);
+  g_test_add_func ("/pipeline/ready-source", test_ready_source);
+  g_test_add_func ("/pipeline/run", test_run);
   g_test_add_data_func ("/pipeline/stress", &stress, test_order);
   g_test_add_data_func ("/pipeline/stress-unordered", &stress_unordered, test_order);
 
