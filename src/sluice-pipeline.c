@@ -160,6 +160,13 @@ struct _Stage
   GQueue queue;     /* of Node */
   gboolean closed;  /* no more input will come (see also n_putting) */
   guint n_alive;    /* threads that have not finished */
+  gboolean spawned; /* start() started its threads */
+  gboolean ended;   /* the last thread finished: none starts any more */
+  double rate;      /* the most units per second (0: no limit) */
+  guint step;       /* units per item */
+  gint64 next_free; /* monotonic time the next item may start at */
+  GCond rate_cond;  /* broadcast by a stop */
+  int limited;      /* atomic: rate > 0 */
   guint n_waiting;  /* threads waiting for an item */
   guint n_blocked;  /* pushers waiting for room */
   guint n_putting;  /* first stage: puts in progress, which may still queue */
@@ -777,9 +784,13 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
   return pushed;
 }
 
-/* A stage thread: the next item, or NULL once the stage's input is over. */
+/* A stage thread: the next item, or NULL once the stage's input is over
+ * (with @last set for the stage's last thread) or, with @leave set, when
+ * the thread is one too many after a shrink. Either way the thread no
+ * longer counts as alive: one count under one lock, so that a shrink
+ * never leaves work without a thread. */
 static Node *
-stage_pop (Stage *stage)
+stage_pop (Stage *stage, gboolean *leave, gboolean *last)
 {
   Room *room = sluice_reorder_buffer_get_callback_data (stage_pipeline (stage)->rb);
   gboolean wake_sources = FALSE;
@@ -788,6 +799,16 @@ stage_pop (Stage *stage)
   g_mutex_lock (&stage->lock);
   for (;;)
     {
+      if (stage->n_alive > stage->n_threads)
+        {
+          stage->n_alive--;
+          *leave = TRUE;
+          node = NULL;
+          /* A push may have signalled this thread: pass it on. */
+          if (stage_length (stage) > 0)
+            g_cond_signal (&stage->not_empty);
+          break;
+        }
       if (stage->key_func != NULL)
         {
           KeyQueue *kq = g_queue_pop_head (&stage->ready);
@@ -806,13 +827,22 @@ stage_pop (Stage *stage)
         {
           if (stage->n_blocked > 0)
             g_cond_signal (&stage->not_full);
+          /* The others may be waiting for the end of a dispatcher stage. */
+          if (stage->closed && stage_length (stage) == 0 && stage->n_waiting > 0)
+            g_cond_broadcast (&stage->not_empty);
           wake_sources = stage->index == 0 && g_atomic_int_get (&room->n_sources) > 0;
           break;
         }
       /* The first stage's input is over only when the puts in progress
        * are done too. */
-      if (stage->closed && stage->n_putting == 0)
-        break;
+      /* A dispatcher stage is over only when the items of the keys that
+       * run are done too: they need a thread after their key's. */
+      if (stage->closed && stage->n_putting == 0 && stage_length (stage) == 0)
+        {
+          *last = --stage->n_alive == 0;
+          stage->ended = *last;
+          break;
+        }
       stage->n_waiting++;
       g_cond_wait (&stage->not_empty, &stage->lock);
       stage->n_waiting--;
@@ -851,6 +881,7 @@ stage_free (gpointer data)
   g_mutex_clear (&stage->lock);
   g_cond_clear (&stage->not_empty);
   g_cond_clear (&stage->not_full);
+  g_cond_clear (&stage->rate_cond);
   g_free (stage);
 }
 
@@ -858,6 +889,35 @@ static gboolean
 is_last_stage (Stage *stage)
 {
   return stage->index + 1 == stage_pipeline (stage)->stages->len;
+}
+
+/* How far behind its schedule a rate-limited stage may be and still catch
+ * up: a thread that wakes late (a loaded machine) does not slow the rate
+ * down, and a stage idle for longer saves no more credit than this. */
+#define RATE_CATCH_UP_US (100 * 1000)
+
+/* A stage thread: waits for the item's turn under the rate limit. Each item
+ * gets the next start time on one schedule, shared by the stage's threads,
+ * so the rate holds over any span whatever the threads do (jobq's
+ * limit_job_speed). A stop ends the wait. */
+static void
+rate_wait (Stage *stage)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 start;
+
+  g_mutex_lock (&stage->lock);
+  if (stage->rate <= 0)
+    {
+      g_mutex_unlock (&stage->lock);
+      return;
+    }
+  /* The first item starts the schedule now. */
+  start = stage->next_free == 0 ? now : MAX (now - RATE_CATCH_UP_US, stage->next_free);
+  stage->next_free = start + (gint64) (stage->step * (double) G_USEC_PER_SEC / stage->rate);
+  while (g_get_monotonic_time () < start && !is_stopping (stage_pipeline (stage)))
+    g_cond_wait_until (&stage->rate_cond, &stage->lock, start);
+  g_mutex_unlock (&stage->lock);
 }
 
 /* A stage thread: runs the function for @node, or lets the item go. */
@@ -874,6 +934,8 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
     {
       gboolean ok;
 
+      if (g_atomic_int_get (&stage->limited))
+        rate_wait (stage);
       emitter->node = node;
       ok = stage->func (emitter, item, stage->func_data, &error);
       emitter->node = NULL;
@@ -924,10 +986,11 @@ stage_thread (gpointer data)
   SluicePipeline *self = stage_pipeline (stage);
   SluicePipelineEmitter *emitter = g_object_new (SLUICE_TYPE_PIPELINE_EMITTER, NULL);
   Node *node;
-  gboolean last;
+  gboolean leave = FALSE;
+  gboolean last = FALSE;
 
   emitter->stage = stage;
-  while ((node = stage_pop (stage)) != NULL)
+  while ((node = stage_pop (stage, &leave, &last)) != NULL)
     {
       guint64 key = node->key;
 
@@ -936,10 +999,17 @@ stage_thread (gpointer data)
         key_done (stage, key);
     }
   g_object_unref (emitter);
+  if (leave)
+    {
+      /* Nobody joins a thread that left: it is detached once its GThread
+       * is gone, so thread churn does not pile up exited threads. */
+      g_mutex_lock (&self->lock);
+      g_ptr_array_remove_fast (self->threads, g_thread_self ());
+      g_mutex_unlock (&self->lock);
+      release_holder (self);
+      return NULL;
+    }
 
-  g_mutex_lock (&stage->lock);
-  last = --stage->n_alive == 0;
-  g_mutex_unlock (&stage->lock);
   if (last)
     {
       destroy_later (self, g_steal_pointer (&stage->func_data_destroy), stage->func_data);
@@ -951,6 +1021,17 @@ stage_thread (gpointer data)
     }
   release_holder (self);
   return NULL;
+}
+
+/* With the stage's lock held, the pipeline's not: one more thread. The
+ * caller counts it in n_alive. */
+static void
+add_stage_thread (SluicePipeline *self, Stage *stage)
+{
+  g_mutex_lock (&self->lock);
+  self->n_holders++;
+  g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
+  g_mutex_unlock (&self->lock);
 }
 
 /* --- the end --- */
@@ -1096,6 +1177,7 @@ stop_internal (SluicePipeline *self, gboolean by_user)
         stage->closed = TRUE;
       g_cond_broadcast (&stage->not_empty);
       g_cond_broadcast (&stage->not_full);
+      g_cond_broadcast (&stage->rate_cond);
       g_mutex_unlock (&stage->lock);
     }
   if (by_user)
@@ -1522,6 +1604,7 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   g_mutex_init (&stage->lock);
   g_cond_init (&stage->not_empty);
   g_cond_init (&stage->not_full);
+  g_cond_init (&stage->rate_cond);
   g_queue_init (&stage->queue);
   g_ptr_array_add (self->stages, stage);
   return stage->index;
@@ -1606,7 +1689,7 @@ sluice_pipeline_add_value_stage (SluicePipeline *self,
 }
 
 static Stage *
-get_stage_to_change (SluicePipeline *self, guint index)
+get_stage (SluicePipeline *self, guint index)
 {
   if (index >= self->stages->len)
     {
@@ -1655,7 +1738,7 @@ sluice_pipeline_set_stage_key_func (SluicePipeline *self,
   g_return_if_fail (SLUICE_IS_PIPELINE (self));
   g_return_if_fail (func != NULL);
   g_return_if_fail (!is_started (self));
-  st = get_stage_to_change (self, stage);
+  st = get_stage (self, stage);
   if (st == NULL)
     return;
   g_return_if_fail (st->key_func == NULL);
@@ -1709,6 +1792,124 @@ sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
 }
 
 /**
+ * sluice_pipeline_set_stage_threads:
+ * @self: a pipeline
+ * @stage: the index of the stage
+ * @n_threads: the number of threads that run the stage function; at
+ *   least 1
+ *
+ * Changes the number of threads of @stage, at any time, jobq's
+ * `set_thread_num`. New threads start before this call returns; threads
+ * too many leave as soon as they finish the item they are running (at
+ * once when idle), never in the middle of an item. Once the stage's
+ * threads have finished (its input is over), it only records the number.
+ *
+ * A dispatcher stage's count is fixed once started, as jobq's is: changing
+ * it then is a programmer error (not yet shown correct under stress).
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_threads)
+{
+  Stage *st;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (n_threads > 0);
+  st = get_stage (self, stage);
+  if (st == NULL)
+    return;
+
+  g_mutex_lock (&st->lock);
+  if (st->key_func != NULL && st->spawned)
+    {
+      g_mutex_unlock (&st->lock);
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "The thread count of dispatcher stage “%s” cannot change once started", st->name);
+      return;
+    }
+  st->n_threads = n_threads;
+  /* Before start() spawned them, it spawns n_threads; once ended, none. */
+  if (st->spawned && !st->ended)
+    {
+      for (; st->n_alive < n_threads; st->n_alive++)
+        add_stage_thread (self, st);
+      /* Idle threads too many leave now. */
+      if (st->n_alive > n_threads)
+        g_cond_broadcast (&st->not_empty);
+    }
+  g_mutex_unlock (&st->lock);
+}
+
+/**
+ * sluice_pipeline_get_stage_threads:
+ * @self: a pipeline
+ * @stage: the index of the stage
+ *
+ * Gets the number of threads @stage runs with (or will, while some leave
+ * after a shrink).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the stage's number of threads
+ */
+guint
+sluice_pipeline_get_stage_threads (SluicePipeline *self, guint stage)
+{
+  Stage *st;
+  guint n;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), 0);
+  st = get_stage (self, stage);
+  if (st == NULL)
+    return 0;
+  g_mutex_lock (&st->lock);
+  n = st->n_threads;
+  g_mutex_unlock (&st->lock);
+  return n;
+}
+
+/**
+ * sluice_pipeline_set_stage_rate_limit:
+ * @self: a pipeline
+ * @stage: the index of the stage
+ * @units_per_second: the most units per second, or 0 for no limit
+ * @step: the units each item counts for; at least 1
+ *
+ * Limits the rate at which @stage's threads start items, jobq's
+ * `limit_job_speed (max_job_speed, job_step)`: each item counts @step units
+ * and the stage starts at most @units_per_second units per second, so
+ * @units_per_second / @step items per second, whatever its number of
+ * threads. The items start on one schedule of evenly spaced times: a stage
+ * never runs ahead of it; late (a loaded machine, or no input) it catches up
+ * by at most 100 ms worth of items, so a stage idle for long saves no more
+ * credit than that. A stop ends a wait for the schedule at once.
+ *
+ * This function is safe to call from any thread, at any time.
+ */
+void
+sluice_pipeline_set_stage_rate_limit (SluicePipeline *self,
+                                      guint stage,
+                                      double units_per_second,
+                                      guint step)
+{
+  Stage *st;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (units_per_second >= 0);
+  g_return_if_fail (step > 0);
+  st = get_stage (self, stage);
+  if (st == NULL)
+    return;
+  g_mutex_lock (&st->lock);
+  st->rate = units_per_second;
+  st->step = step;
+  st->next_free = 0;
+  g_atomic_int_set (&st->limited, units_per_second > 0);
+  g_mutex_unlock (&st->lock);
+}
+
+/**
  * sluice_pipeline_get_n_stages:
  * @self: a pipeline
  *
@@ -1754,7 +1955,11 @@ sluice_pipeline_start (SluicePipeline *self,
   g_return_if_fail (self->stages->len > 0);
   g_mutex_lock (&self->lock);
   started = self->started;
-  self->started = TRUE;
+  if (!started)
+    {
+      self->started = TRUE;
+      self->n_holders = 1; /* this call's, until every thread is started */
+    }
   g_mutex_unlock (&self->lock);
   g_return_if_fail (!started);
 
@@ -1768,18 +1973,18 @@ sluice_pipeline_start (SluicePipeline *self,
   /* The threads keep the pipeline alive through one toggle reference, so
    * that we learn when the user's references are gone. */
   g_object_add_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
-  g_mutex_lock (&self->lock);
   for (guint i = 0; i < self->stages->len; i++)
     {
       Stage *stage = self->stages->pdata[i];
 
-      stage->n_alive = stage->n_threads;
-      for (guint t = 0; t < stage->n_threads; t++)
-        {
-          self->n_holders++;
-          g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
-        }
+      /* The stage's lock first, as set_stage_threads() takes them. */
+      g_mutex_lock (&stage->lock);
+      stage->spawned = TRUE;
+      for (; stage->n_alive < stage->n_threads; stage->n_alive++)
+        add_stage_thread (self, stage);
+      g_mutex_unlock (&stage->lock);
     }
+  g_mutex_lock (&self->lock);
   if (func != NULL)
     {
       self->consumer_func = func;
@@ -1790,6 +1995,7 @@ sluice_pipeline_start (SluicePipeline *self,
       g_ptr_array_add (self->threads, g_thread_new ("sluice-consumer", consumer_thread, self));
     }
   g_mutex_unlock (&self->lock);
+  release_holder (self);
 }
 
 /* Any thread: a put's cancellable fired. */

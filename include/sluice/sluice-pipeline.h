@@ -169,6 +169,15 @@ void sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
                                                gpointer func_data,
                                                GDestroyNotify func_data_destroy);
 SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_threads);
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_pipeline_get_stage_threads (SluicePipeline *self, guint stage);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_set_stage_rate_limit (SluicePipeline *self,
+                                           guint stage,
+                                           double units_per_second,
+                                           guint step);
+SLUICE_AVAILABLE_IN_ALL
 guint sluice_pipeline_get_n_stages (SluicePipeline *self);
 
 SLUICE_AVAILABLE_IN_ALL
