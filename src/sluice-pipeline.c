@@ -160,6 +160,13 @@ struct _Stage
   GQueue queue;     /* of Node */
   gboolean closed;  /* no more input will come (see also n_putting) */
   guint n_alive;    /* threads that have not finished */
+  gboolean spawned; /* start() started its threads */
+  gboolean ended;   /* the last thread finished: none starts any more */
+  double rate;      /* the most units per second (0: no limit) */
+  guint step;       /* units per item */
+  gint64 next_free; /* monotonic time the next item may start at */
+  GCond rate_cond;  /* broadcast by a stop */
+  int limited;      /* atomic: rate > 0 */
   guint n_waiting;  /* threads waiting for an item */
   guint n_blocked;  /* pushers waiting for room */
   guint n_putting;  /* first stage: puts in progress, which may still queue */
@@ -233,6 +240,8 @@ struct _SluicePipeline
   guint64 stage_error_seq;
   GError *consumer_error;
   GList *join_tasks;  /* of GTask */
+  GQueue async_puts;  /* of GTask: put_async calls, in order */
+  gboolean draining;  /* a thread does the async puts */
   GPtrArray *threads; /* of GThread: the stage threads and the consumer, until joined */
   guint n_holders;    /* running threads (and a last-reference handler): the toggle
                        * reference is ours until they are gone */
@@ -524,7 +533,9 @@ typedef struct
 {
   GMutex lock;
   GCond cond;
-  guint gen; /* bumped by every change a put waiting for room looks for */
+  guint gen;       /* bumped by every change a put waiting for room looks for */
+  GSList *sources; /* ready sources, woken with the puts */
+  int n_sources;   /* atomic: their number */
 } Room;
 
 static void
@@ -543,6 +554,8 @@ room_wake (Room *room)
   g_mutex_lock (&room->lock);
   room->gen++;
   g_cond_broadcast (&room->cond);
+  for (GSList *l = room->sources; l != NULL; l = l->next)
+    g_source_set_ready_time (l->data, 0);
   g_mutex_unlock (&room->lock);
 }
 
@@ -771,15 +784,31 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
   return pushed;
 }
 
-/* A stage thread: the next item, or NULL once the stage's input is over. */
+/* A stage thread: the next item, or NULL once the stage's input is over
+ * (with @last set for the stage's last thread) or, with @leave set, when
+ * the thread is one too many after a shrink. Either way the thread no
+ * longer counts as alive: one count under one lock, so that a shrink
+ * never leaves work without a thread. */
 static Node *
-stage_pop (Stage *stage)
+stage_pop (Stage *stage, gboolean *leave, gboolean *last)
 {
+  Room *room = sluice_reorder_buffer_get_callback_data (stage_pipeline (stage)->rb);
+  gboolean wake_sources = FALSE;
   Node *node;
 
   g_mutex_lock (&stage->lock);
   for (;;)
     {
+      if (stage->n_alive > stage->n_threads)
+        {
+          stage->n_alive--;
+          *leave = TRUE;
+          node = NULL;
+          /* A push may have signalled this thread: pass it on. */
+          if (stage_length (stage) > 0)
+            g_cond_signal (&stage->not_empty);
+          break;
+        }
       if (stage->key_func != NULL)
         {
           KeyQueue *kq = g_queue_pop_head (&stage->ready);
@@ -798,17 +827,29 @@ stage_pop (Stage *stage)
         {
           if (stage->n_blocked > 0)
             g_cond_signal (&stage->not_full);
+          /* The others may be waiting for the end of a dispatcher stage. */
+          if (stage->closed && stage_length (stage) == 0 && stage->n_waiting > 0)
+            g_cond_broadcast (&stage->not_empty);
+          wake_sources = stage->index == 0 && g_atomic_int_get (&room->n_sources) > 0;
           break;
         }
       /* The first stage's input is over only when the puts in progress
        * are done too. */
-      if (stage->closed && stage->n_putting == 0)
-        break;
+      /* A dispatcher stage is over only when the items of the keys that
+       * run are done too: they need a thread after their key's. */
+      if (stage->closed && stage->n_putting == 0 && stage_length (stage) == 0)
+        {
+          *last = --stage->n_alive == 0;
+          stage->ended = *last;
+          break;
+        }
       stage->n_waiting++;
       g_cond_wait (&stage->not_empty, &stage->lock);
       stage->n_waiting--;
     }
   g_mutex_unlock (&stage->lock);
+  if (wake_sources)
+    room_wake (room);
 
   return node;
 }
@@ -840,6 +881,7 @@ stage_free (gpointer data)
   g_mutex_clear (&stage->lock);
   g_cond_clear (&stage->not_empty);
   g_cond_clear (&stage->not_full);
+  g_cond_clear (&stage->rate_cond);
   g_free (stage);
 }
 
@@ -847,6 +889,35 @@ static gboolean
 is_last_stage (Stage *stage)
 {
   return stage->index + 1 == stage_pipeline (stage)->stages->len;
+}
+
+/* How far behind its schedule a rate-limited stage may be and still catch
+ * up: a thread that wakes late (a loaded machine) does not slow the rate
+ * down, and a stage idle for longer saves no more credit than this. */
+#define RATE_CATCH_UP_US (100 * 1000)
+
+/* A stage thread: waits for the item's turn under the rate limit. Each item
+ * gets the next start time on one schedule, shared by the stage's threads,
+ * so the rate holds over any span whatever the threads do (jobq's
+ * limit_job_speed). A stop ends the wait. */
+static void
+rate_wait (Stage *stage)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 start;
+
+  g_mutex_lock (&stage->lock);
+  if (stage->rate <= 0)
+    {
+      g_mutex_unlock (&stage->lock);
+      return;
+    }
+  /* The first item starts the schedule now. */
+  start = stage->next_free == 0 ? now : MAX (now - RATE_CATCH_UP_US, stage->next_free);
+  stage->next_free = start + (gint64) (stage->step * (double) G_USEC_PER_SEC / stage->rate);
+  while (g_get_monotonic_time () < start && !is_stopping (stage_pipeline (stage)))
+    g_cond_wait_until (&stage->rate_cond, &stage->lock, start);
+  g_mutex_unlock (&stage->lock);
 }
 
 /* A stage thread: runs the function for @node, or lets the item go. */
@@ -863,6 +934,8 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
     {
       gboolean ok;
 
+      if (g_atomic_int_get (&stage->limited))
+        rate_wait (stage);
       emitter->node = node;
       ok = stage->func (emitter, item, stage->func_data, &error);
       emitter->node = NULL;
@@ -913,10 +986,11 @@ stage_thread (gpointer data)
   SluicePipeline *self = stage_pipeline (stage);
   SluicePipelineEmitter *emitter = g_object_new (SLUICE_TYPE_PIPELINE_EMITTER, NULL);
   Node *node;
-  gboolean last;
+  gboolean leave = FALSE;
+  gboolean last = FALSE;
 
   emitter->stage = stage;
-  while ((node = stage_pop (stage)) != NULL)
+  while ((node = stage_pop (stage, &leave, &last)) != NULL)
     {
       guint64 key = node->key;
 
@@ -925,10 +999,17 @@ stage_thread (gpointer data)
         key_done (stage, key);
     }
   g_object_unref (emitter);
+  if (leave)
+    {
+      /* Nobody joins a thread that left: it is detached once its GThread
+       * is gone, so thread churn does not pile up exited threads. */
+      g_mutex_lock (&self->lock);
+      g_ptr_array_remove_fast (self->threads, g_thread_self ());
+      g_mutex_unlock (&self->lock);
+      release_holder (self);
+      return NULL;
+    }
 
-  g_mutex_lock (&stage->lock);
-  last = --stage->n_alive == 0;
-  g_mutex_unlock (&stage->lock);
   if (last)
     {
       destroy_later (self, g_steal_pointer (&stage->func_data_destroy), stage->func_data);
@@ -940,6 +1021,17 @@ stage_thread (gpointer data)
     }
   release_holder (self);
   return NULL;
+}
+
+/* With the stage's lock held, the pipeline's not: one more thread. The
+ * caller counts it in n_alive. */
+static void
+add_stage_thread (SluicePipeline *self, Stage *stage)
+{
+  g_mutex_lock (&self->lock);
+  self->n_holders++;
+  g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
+  g_mutex_unlock (&self->lock);
 }
 
 /* --- the end --- */
@@ -1085,6 +1177,7 @@ stop_internal (SluicePipeline *self, gboolean by_user)
         stage->closed = TRUE;
       g_cond_broadcast (&stage->not_empty);
       g_cond_broadcast (&stage->not_full);
+      g_cond_broadcast (&stage->rate_cond);
       g_mutex_unlock (&stage->lock);
     }
   if (by_user)
@@ -1511,6 +1604,7 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   g_mutex_init (&stage->lock);
   g_cond_init (&stage->not_empty);
   g_cond_init (&stage->not_full);
+  g_cond_init (&stage->rate_cond);
   g_queue_init (&stage->queue);
   g_ptr_array_add (self->stages, stage);
   return stage->index;
@@ -1595,7 +1689,7 @@ sluice_pipeline_add_value_stage (SluicePipeline *self,
 }
 
 static Stage *
-get_stage_to_change (SluicePipeline *self, guint index)
+get_stage (SluicePipeline *self, guint index)
 {
   if (index >= self->stages->len)
     {
@@ -1644,7 +1738,7 @@ sluice_pipeline_set_stage_key_func (SluicePipeline *self,
   g_return_if_fail (SLUICE_IS_PIPELINE (self));
   g_return_if_fail (func != NULL);
   g_return_if_fail (!is_started (self));
-  st = get_stage_to_change (self, stage);
+  st = get_stage (self, stage);
   if (st == NULL)
     return;
   g_return_if_fail (st->key_func == NULL);
@@ -1698,6 +1792,124 @@ sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
 }
 
 /**
+ * sluice_pipeline_set_stage_threads:
+ * @self: a pipeline
+ * @stage: the index of the stage
+ * @n_threads: the number of threads that run the stage function; at
+ *   least 1
+ *
+ * Changes the number of threads of @stage, at any time, jobq's
+ * `set_thread_num`. New threads start before this call returns; threads
+ * too many leave as soon as they finish the item they are running (at
+ * once when idle), never in the middle of an item. Once the stage's
+ * threads have finished (its input is over), it only records the number.
+ *
+ * A dispatcher stage's count is fixed once started, as jobq's is: changing
+ * it then is a programmer error (not yet shown correct under stress).
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_threads)
+{
+  Stage *st;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (n_threads > 0);
+  st = get_stage (self, stage);
+  if (st == NULL)
+    return;
+
+  g_mutex_lock (&st->lock);
+  if (st->key_func != NULL && st->spawned)
+    {
+      g_mutex_unlock (&st->lock);
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "The thread count of dispatcher stage “%s” cannot change once started", st->name);
+      return;
+    }
+  st->n_threads = n_threads;
+  /* Before start() spawned them, it spawns n_threads; once ended, none. */
+  if (st->spawned && !st->ended)
+    {
+      for (; st->n_alive < n_threads; st->n_alive++)
+        add_stage_thread (self, st);
+      /* Idle threads too many leave now. */
+      if (st->n_alive > n_threads)
+        g_cond_broadcast (&st->not_empty);
+    }
+  g_mutex_unlock (&st->lock);
+}
+
+/**
+ * sluice_pipeline_get_stage_threads:
+ * @self: a pipeline
+ * @stage: the index of the stage
+ *
+ * Gets the number of threads @stage runs with (or will, while some leave
+ * after a shrink).
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: the stage's number of threads
+ */
+guint
+sluice_pipeline_get_stage_threads (SluicePipeline *self, guint stage)
+{
+  Stage *st;
+  guint n;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), 0);
+  st = get_stage (self, stage);
+  if (st == NULL)
+    return 0;
+  g_mutex_lock (&st->lock);
+  n = st->n_threads;
+  g_mutex_unlock (&st->lock);
+  return n;
+}
+
+/**
+ * sluice_pipeline_set_stage_rate_limit:
+ * @self: a pipeline
+ * @stage: the index of the stage
+ * @units_per_second: the most units per second, or 0 for no limit
+ * @step: the units each item counts for; at least 1
+ *
+ * Limits the rate at which @stage's threads start items, jobq's
+ * `limit_job_speed (max_job_speed, job_step)`: each item counts @step units
+ * and the stage starts at most @units_per_second units per second, so
+ * @units_per_second / @step items per second, whatever its number of
+ * threads. The items start on one schedule of evenly spaced times: a stage
+ * never runs ahead of it; late (a loaded machine, or no input) it catches up
+ * by at most 100 ms worth of items, so a stage idle for long saves no more
+ * credit than that. A stop ends a wait for the schedule at once.
+ *
+ * This function is safe to call from any thread, at any time.
+ */
+void
+sluice_pipeline_set_stage_rate_limit (SluicePipeline *self,
+                                      guint stage,
+                                      double units_per_second,
+                                      guint step)
+{
+  Stage *st;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (units_per_second >= 0);
+  g_return_if_fail (step > 0);
+  st = get_stage (self, stage);
+  if (st == NULL)
+    return;
+  g_mutex_lock (&st->lock);
+  st->rate = units_per_second;
+  st->step = step;
+  st->next_free = 0;
+  g_atomic_int_set (&st->limited, units_per_second > 0);
+  g_mutex_unlock (&st->lock);
+}
+
+/**
  * sluice_pipeline_get_n_stages:
  * @self: a pipeline
  *
@@ -1743,7 +1955,11 @@ sluice_pipeline_start (SluicePipeline *self,
   g_return_if_fail (self->stages->len > 0);
   g_mutex_lock (&self->lock);
   started = self->started;
-  self->started = TRUE;
+  if (!started)
+    {
+      self->started = TRUE;
+      self->n_holders = 1; /* this call's, until every thread is started */
+    }
   g_mutex_unlock (&self->lock);
   g_return_if_fail (!started);
 
@@ -1757,18 +1973,18 @@ sluice_pipeline_start (SluicePipeline *self,
   /* The threads keep the pipeline alive through one toggle reference, so
    * that we learn when the user's references are gone. */
   g_object_add_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
-  g_mutex_lock (&self->lock);
   for (guint i = 0; i < self->stages->len; i++)
     {
       Stage *stage = self->stages->pdata[i];
 
-      stage->n_alive = stage->n_threads;
-      for (guint t = 0; t < stage->n_threads; t++)
-        {
-          self->n_holders++;
-          g_ptr_array_add (self->threads, g_thread_new ("sluice-stage", stage_thread, stage));
-        }
+      /* The stage's lock first, as set_stage_threads() takes them. */
+      g_mutex_lock (&stage->lock);
+      stage->spawned = TRUE;
+      for (; stage->n_alive < stage->n_threads; stage->n_alive++)
+        add_stage_thread (self, stage);
+      g_mutex_unlock (&stage->lock);
     }
+  g_mutex_lock (&self->lock);
   if (func != NULL)
     {
       self->consumer_func = func;
@@ -1779,6 +1995,7 @@ sluice_pipeline_start (SluicePipeline *self,
       g_ptr_array_add (self->threads, g_thread_new ("sluice-consumer", consumer_thread, self));
     }
   g_mutex_unlock (&self->lock);
+  release_holder (self);
 }
 
 /* Any thread: a put's cancellable fired. */
@@ -1952,6 +2169,474 @@ sluice_pipeline_put_value (SluicePipeline *self,
   g_return_val_if_fail (self->values, FALSE);
 
   return sluice_pipeline_put (self, sluice_value_item_new (value), cancellable, error);
+}
+
+/* --- puts for main-loop callers --- */
+
+/* Any thread: whether a put now would go on without waiting (or fail at
+ * once). */
+static gboolean
+can_put (SluicePipeline *self)
+{
+  Stage *head = self->stages->pdata[0];
+  gboolean room;
+
+  if (is_stopping (self))
+    return TRUE;
+  sluice_reorder_buffer_lock (self->rb);
+  /* When full, this asks the consumer to call back at the first free
+   * place: that wakes the sources. */
+  room = sluice_reorder_buffer_is_closed_locked (self->rb) ||
+         sluice_reorder_buffer_has_room_locked (self->rb, TRUE);
+  sluice_reorder_buffer_unlock (self->rb);
+  if (!room)
+    return FALSE;
+  g_mutex_lock (&head->lock);
+  /* A full queue wakes the sources when its threads take an item. */
+  room = head->closed || stage_length (head) < head->capacity;
+  g_mutex_unlock (&head->lock);
+  return room;
+}
+
+typedef struct
+{
+  GSource source;
+  SluicePipeline *pipeline;
+} ReadySource;
+
+static gboolean
+ready_source_prepare (GSource *source, int *timeout)
+{
+  *timeout = -1;
+  return can_put (((ReadySource *) source)->pipeline);
+}
+
+static gboolean
+ready_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  g_source_set_ready_time (source, -1);
+  if (callback == NULL)
+    {
+      g_warning ("A pipeline's ready source dispatched without a callback: call "
+                 "g_source_set_callback()");
+      return G_SOURCE_REMOVE;
+    }
+  return callback (user_data);
+}
+
+static void
+ready_source_finalize (GSource *source)
+{
+  ReadySource *ready = (ReadySource *) source;
+  Room *room = sluice_reorder_buffer_get_callback_data (ready->pipeline->rb);
+
+  g_mutex_lock (&room->lock);
+  room->sources = g_slist_remove (room->sources, source);
+  g_atomic_int_add (&room->n_sources, -1);
+  g_mutex_unlock (&room->lock);
+  g_object_unref (ready->pipeline);
+}
+
+static GSourceFuncs ready_source_funcs = {
+  ready_source_prepare, NULL, ready_source_dispatch, ready_source_finalize, NULL, NULL,
+};
+
+/**
+ * sluice_pipeline_create_ready_source:
+ * @self: a pipeline
+ * @cancellable: (nullable): a cancellable whose cancellation also
+ *   dispatches the source
+ *
+ * Creates a source that dispatches while a [method@Sluice.Pipeline.put]
+ * would go on without waiting: there is room in the window and in the
+ * first stage's queue (or the pipeline stopped and a put fails at once).
+ * Its callback is a [callback@GLib.SourceFunc], set with
+ * g_source_set_callback(); it is called again at every main loop
+ * iteration while that holds, as an idle source is, until it returns
+ * %G_SOURCE_REMOVE: put until a put would wait, then return
+ * %G_SOURCE_CONTINUE to be called once there is room again. With several
+ * putting threads the room may be gone before your put: a put can still
+ * wait, briefly.
+ *
+ * This is the flow control of a producer on a main loop, as
+ * g_pollable_input_stream_create_source() is for streams.
+ *
+ * It is safe to call from any thread; attach the source to the context
+ * that runs your puts.
+ *
+ * Returns: (transfer full): a new source
+ */
+GSource *
+sluice_pipeline_create_ready_source (SluicePipeline *self, GCancellable *cancellable)
+{
+  Room *room;
+  GSource *source;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+
+  source = g_source_new (&ready_source_funcs, sizeof (ReadySource));
+  g_source_set_static_name (source, "[sluice] pipeline ready");
+  ((ReadySource *) source)->pipeline = g_object_ref (self);
+  room = sluice_reorder_buffer_get_callback_data (self->rb);
+  g_mutex_lock (&room->lock);
+  room->sources = g_slist_prepend (room->sources, source);
+  g_atomic_int_inc (&room->n_sources);
+  g_mutex_unlock (&room->lock);
+  if (cancellable != NULL)
+    {
+      GSource *cancel_source = g_cancellable_source_new (cancellable);
+
+      g_source_set_dummy_callback (cancel_source);
+      g_source_add_child_source (source, cancel_source);
+      g_source_unref (cancel_source);
+    }
+  return source;
+}
+
+/* The consumer of a run without one: the outputs are let go. */
+static gboolean
+drop_outputs (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  gpointer item;
+
+  while (sluice_consumerator_next (outputs, &item, error))
+    free_item (data, item);
+  return *error == NULL;
+}
+
+/* Any thread: a run's cancellable fired. */
+static void
+on_run_cancelled (GCancellable *cancellable, gpointer data)
+{
+  stop_internal (data, TRUE);
+}
+
+/* Stops a run's pipeline at its deadline, even while a put waits. */
+typedef struct
+{
+  SluicePipeline *pipeline;
+  gint64 deadline;
+  GMutex lock;
+  GCond cond;
+  gboolean done;
+  gboolean fired;
+} Watchdog;
+
+static gpointer
+watchdog_thread (gpointer data)
+{
+  Watchdog *dog = data;
+  gboolean fire;
+
+  g_mutex_lock (&dog->lock);
+  while (!dog->done && g_cond_wait_until (&dog->cond, &dog->lock, dog->deadline))
+    ;
+  fire = dog->fired = !dog->done;
+  g_mutex_unlock (&dog->lock);
+  if (fire)
+    stop_internal (dog->pipeline, TRUE);
+  return NULL;
+}
+
+/* A thread of GLib's pool: does the queued async puts, in order. */
+static void
+drain_async_puts (GTask *drain, gpointer source_object, gpointer data, GCancellable *unused)
+{
+  SluicePipeline *self = source_object;
+
+  for (;;)
+    {
+      GTask *task;
+      GError *error = NULL;
+
+      g_mutex_lock (&self->lock);
+      task = g_queue_pop_head (&self->async_puts);
+      if (task == NULL)
+        self->draining = FALSE;
+      g_mutex_unlock (&self->lock);
+      if (task == NULL)
+        break;
+      if (sluice_pipeline_put (self, g_task_get_task_data (task), g_task_get_cancellable (task),
+                               &error))
+        g_task_return_boolean (task, TRUE);
+      else
+        g_task_return_error (task, error);
+      g_object_unref (task);
+    }
+  g_task_return_boolean (drain, TRUE);
+}
+
+/**
+ * sluice_pipeline_put_async: (skip)
+ * @self: a started pipeline whose input is not closed
+ * @item: (transfer full) (nullable): the input
+ * @cancellable: (nullable): cancels the wait for room
+ * @callback: (scope async): called once the item was put (or not)
+ * @user_data: data for @callback
+ *
+ * Puts @item as [method@Sluice.Pipeline.put] does, without blocking the
+ * calling thread: the puts of the async calls are done in the order of the
+ * calls, one at a time, by a thread of GLib's pool, and @callback runs on
+ * the thread-default main context of the call, from a source, never inside
+ * this call. Several calls may be in flight; keep their number bounded
+ * (for instance issue the next one from the callback, or use
+ * [method@Sluice.Pipeline.create_ready_source]), else the calls not done
+ * yet hold their items outside the pipeline's bounds.
+ *
+ * Call it on any thread that runs its thread-default main context.
+ */
+void
+sluice_pipeline_put_async (SluicePipeline *self,
+                           gpointer item,
+                           GCancellable *cancellable,
+                           GAsyncReadyCallback callback,
+                           gpointer user_data)
+{
+  GTask *task;
+  gboolean start;
+
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+  g_return_if_fail (is_started (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sluice_pipeline_put_async);
+  g_task_set_check_cancellable (task, FALSE);
+  g_task_set_task_data (task, item, NULL);
+  g_mutex_lock (&self->lock);
+  g_queue_push_tail (&self->async_puts, task);
+  start = !self->draining;
+  self->draining = TRUE;
+  g_mutex_unlock (&self->lock);
+  if (start)
+    {
+      GTask *drain = g_task_new (self, NULL, NULL, NULL);
+
+      g_task_set_source_tag (drain, drain_async_puts);
+      g_task_run_in_thread (drain, drain_async_puts);
+      g_object_unref (drain);
+    }
+}
+
+/**
+ * sluice_pipeline_put_value_async: (rename-to sluice_pipeline_put_async)
+ * @self: a started pipeline of values whose input is not closed
+ * @value: the input
+ * @cancellable: (nullable): cancels the wait for room
+ * @callback: (scope async): called once the value was put (or not)
+ * @user_data: data for @callback
+ *
+ * Puts a copy of @value as [method@Sluice.Pipeline.put_async] does: the form
+ * for a pipeline made with [ctor@Sluice.Pipeline.new_for_values].
+ *
+ * Call it on any thread that runs its thread-default main context.
+ */
+void
+sluice_pipeline_put_value_async (SluicePipeline *self,
+                                 const GValue *value,
+                                 GCancellable *cancellable,
+                                 GAsyncReadyCallback callback,
+                                 gpointer user_data)
+{
+  g_return_if_fail (SLUICE_IS_PIPELINE (self));
+  g_return_if_fail (self->values);
+
+  sluice_pipeline_put_async (self, sluice_value_item_new (value), cancellable, callback, user_data);
+}
+
+/**
+ * sluice_pipeline_put_finish:
+ * @self: a pipeline
+ * @result: the result given to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Sluice.Pipeline.put_async] (or its value form).
+ *
+ * Returns: %TRUE when the item was put; %FALSE as
+ *   [method@Sluice.Pipeline.put] fails (the item was freed)
+ */
+gboolean
+sluice_pipeline_put_finish (SluicePipeline *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * sluice_pipeline_run: (skip)
+ * @self: a pipeline with stages, not started yet
+ * @input: (scope call) (closure input_data): gives the inputs, one per call
+ * @input_data: data for @input
+ * @consumer: (scope call) (closure consumer_data) (nullable): takes the
+ *   outputs in a thread of its own, or %NULL to drop them
+ * @consumer_data: data for @consumer
+ * @timeout_us: the most time to run, in microseconds, or -1
+ * @cancellable: (nullable): stops the pipeline when cancelled
+ * @error: return location for an error
+ *
+ * Runs the pipeline over every input @input gives and waits for the end,
+ * as jobq's `run(input, workers)` does: starts it with @consumer, puts the
+ * inputs in turn on this thread, closes the input and joins. When @input
+ * fails, or @cancellable fires, the pipeline stops and that error is
+ * returned. When @timeout_us passes, it fails as
+ * [method@Sluice.Pipeline.join] does with a timeout.
+ *
+ * Call it on any thread but the pipeline's own; it blocks that thread.
+ *
+ * Returns: %TRUE when every input went through; %FALSE with @error set
+ */
+gboolean
+sluice_pipeline_run (SluicePipeline *self,
+                     SluicePipelineInputFunc input,
+                     gpointer input_data,
+                     SluicePipelineConsumerFunc consumer,
+                     gpointer consumer_data,
+                     gint64 timeout_us,
+                     GCancellable *cancellable,
+                     GError **error)
+{
+  gint64 deadline = timeout_us >= 0 ? g_get_monotonic_time () + timeout_us : -1;
+  GError *input_error = NULL;
+  GError *join_error = NULL;
+  gulong handler = 0;
+  Watchdog dog = { self, deadline };
+  GThread *dog_thread = NULL;
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (input != NULL, FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (!is_started (self), FALSE);
+
+  if (consumer != NULL)
+    sluice_pipeline_start (self, consumer, consumer_data, NULL);
+  else
+    sluice_pipeline_start (self, drop_outputs, self, NULL);
+  if (cancellable != NULL)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (on_run_cancelled), self, NULL);
+  if (deadline >= 0)
+    {
+      g_mutex_init (&dog.lock);
+      g_cond_init (&dog.cond);
+      dog_thread = g_thread_new ("sluice-run-timeout", watchdog_thread, &dog);
+    }
+  for (;;)
+    {
+      gpointer item = NULL;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, &input_error))
+        break;
+      if (!input (input_data, &item, &input_error))
+        break;
+      if (!sluice_pipeline_put (self, item, cancellable, NULL))
+        {
+          /* Stopped (the error comes from join) or cancelled. */
+          g_cancellable_set_error_if_cancelled (cancellable, &input_error);
+          break;
+        }
+    }
+  if (input_error != NULL)
+    stop_internal (self, TRUE);
+  else
+    sluice_pipeline_close_input (self);
+  sluice_pipeline_join (self, deadline < 0 ? -1 : MAX (deadline - g_get_monotonic_time (), 0),
+                        &join_error);
+  if (handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+  if (dog_thread != NULL)
+    {
+      g_mutex_lock (&dog.lock);
+      dog.done = TRUE;
+      g_cond_signal (&dog.cond);
+      g_mutex_unlock (&dog.lock);
+      g_thread_join (dog_thread);
+      g_mutex_clear (&dog.lock);
+      g_cond_clear (&dog.cond);
+      if (dog.fired && input_error == NULL)
+        {
+          g_clear_error (&join_error);
+          input_error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                             _ ("The pipeline did not finish in time"));
+        }
+    }
+  /* A stop of ours says why it stopped: the input's failure, or the
+   * cancellation. */
+  if (input_error == NULL && join_error != NULL)
+    g_cancellable_set_error_if_cancelled (cancellable, &input_error);
+  if (input_error != NULL)
+    {
+      g_clear_error (&join_error);
+      g_propagate_error (error, input_error);
+      return FALSE;
+    }
+  if (join_error != NULL)
+    {
+      g_propagate_error (error, join_error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+typedef struct
+{
+  const GValue *values;
+  guint n;
+  guint next;
+} ValueInputs;
+
+static gboolean
+next_value_input (gpointer data, gpointer *out_item, GError **error)
+{
+  ValueInputs *inputs = data;
+
+  if (inputs->next >= inputs->n)
+    return FALSE;
+  *out_item = sluice_value_item_new (&inputs->values[inputs->next++]);
+  return TRUE;
+}
+
+/**
+ * sluice_pipeline_run_values: (rename-to sluice_pipeline_run)
+ * @self: a pipeline of values with stages, not started yet
+ * @inputs: (array length=n_inputs): the inputs
+ * @n_inputs: the number of inputs
+ * @consumer: (scope call) (closure consumer_data) (nullable): takes the
+ *   outputs in a thread of its own, or %NULL to drop them
+ * @consumer_data: data for @consumer
+ * @timeout_us: the most time to run, in microseconds, or -1
+ * @cancellable: (nullable): stops the pipeline when cancelled
+ * @error: return location for an error
+ *
+ * Runs the pipeline over copies of @inputs, as [method@Sluice.Pipeline.run]
+ * does: the form for a pipeline made with
+ * [ctor@Sluice.Pipeline.new_for_values]. (Python's override also takes any
+ * iterable.)
+ *
+ * Call it on any thread but the pipeline's own; it blocks that thread.
+ *
+ * Returns: %TRUE when every input went through; %FALSE with @error set
+ */
+gboolean
+sluice_pipeline_run_values (SluicePipeline *self,
+                            const GValue *inputs,
+                            guint n_inputs,
+                            SluicePipelineConsumerFunc consumer,
+                            gpointer consumer_data,
+                            gint64 timeout_us,
+                            GCancellable *cancellable,
+                            GError **error)
+{
+  ValueInputs values = { inputs, n_inputs, 0 };
+
+  g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
+  g_return_val_if_fail (self->values, FALSE);
+  g_return_val_if_fail (inputs != NULL || n_inputs == 0, FALSE);
+
+  return sluice_pipeline_run (self, next_value_input, &values, consumer, consumer_data, timeout_us,
+                              cancellable, error);
 }
 
 /**

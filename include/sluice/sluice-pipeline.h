@@ -110,6 +110,23 @@ typedef guint64 (*SluicePipelineKeyFunc) (gconstpointer item, gpointer user_data
  */
 typedef guint64 (*SluicePipelineValueKeyFunc) (const GValue *item, gpointer user_data);
 
+/**
+ * SluicePipelineInputFunc:
+ * @user_data: (closure): the data given with the function
+ * @out_item: (out) (transfer full) (nullable): return location for the
+ *   next input
+ * @error: return location for an error
+ *
+ * Gives the inputs of [method@Sluice.Pipeline.run], one per call, as a
+ * Python iterator does.
+ *
+ * Returns: %TRUE with @out_item set; %FALSE at the end, or with @error set
+ *   when the input failed
+ */
+typedef gboolean (*SluicePipelineInputFunc) (gpointer user_data,
+                                             gpointer *out_item,
+                                             GError **error);
+
 SLUICE_AVAILABLE_IN_ALL
 void sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item);
 SLUICE_AVAILABLE_IN_ALL
@@ -152,6 +169,15 @@ void sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
                                                gpointer func_data,
                                                GDestroyNotify func_data_destroy);
 SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_threads);
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_pipeline_get_stage_threads (SluicePipeline *self, guint stage);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_set_stage_rate_limit (SluicePipeline *self,
+                                           guint stage,
+                                           double units_per_second,
+                                           guint step);
+SLUICE_AVAILABLE_IN_ALL
 guint sluice_pipeline_get_n_stages (SluicePipeline *self);
 
 SLUICE_AVAILABLE_IN_ALL
@@ -170,6 +196,40 @@ gboolean sluice_pipeline_put_value (SluicePipeline *self,
                                     const GValue *value,
                                     GCancellable *cancellable,
                                     GError **error);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_put_async (SluicePipeline *self,
+                                gpointer item,
+                                GCancellable *cancellable,
+                                GAsyncReadyCallback callback,
+                                gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_pipeline_put_value_async (SluicePipeline *self,
+                                      const GValue *value,
+                                      GCancellable *cancellable,
+                                      GAsyncReadyCallback callback,
+                                      gpointer user_data);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_pipeline_put_finish (SluicePipeline *self, GAsyncResult *result, GError **error);
+SLUICE_AVAILABLE_IN_ALL
+GSource *sluice_pipeline_create_ready_source (SluicePipeline *self, GCancellable *cancellable);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_pipeline_run (SluicePipeline *self,
+                              SluicePipelineInputFunc input,
+                              gpointer input_data,
+                              SluicePipelineConsumerFunc consumer,
+                              gpointer consumer_data,
+                              gint64 timeout_us,
+                              GCancellable *cancellable,
+                              GError **error);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_pipeline_run_values (SluicePipeline *self,
+                                     const GValue *inputs,
+                                     guint n_inputs,
+                                     SluicePipelineConsumerFunc consumer,
+                                     gpointer consumer_data,
+                                     gint64 timeout_us,
+                                     GCancellable *cancellable,
+                                     GError **error);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_pipeline_close_input (SluicePipeline *self);
 SLUICE_AVAILABLE_IN_ALL

@@ -77,6 +77,10 @@ class PipelineTests(unittest.TestCase):
         pipeline = Sluice.Pipeline.new(keep_order, 64)
         self.assertEqual(pipeline.add_stage("add1", 2, 16, add1), 0)
         self.assertEqual(pipeline.add_stage("drop-or-repeat", 3, 16, drop_odd_repeat_thirds), 1)
+        return self.feed_and_take(pipeline)
+
+    def feed_and_take(self, pipeline):
+        """Starts pipeline, puts 0…N-1 from a thread, returns the outputs."""
         pipeline.start(None)
         feeder = threading.Thread(target=feed, args=(pipeline, N))
         feeder.start()
@@ -111,6 +115,50 @@ class PipelineTests(unittest.TestCase):
         self.assertEqual(got, list(range(7)))
         with self.assertRaises(GLib.Error):
             pipeline.join(-1)
+
+    def test_dispatcher_keeps_per_key_order(self):
+        seen = {}
+        lock = threading.Lock()
+
+        def record(emitter, item):
+            with lock:
+                seen.setdefault(item % 5, []).append(item)
+            emitter.emit(item * 2)
+            return True
+
+        pipeline = Sluice.Pipeline.new(True, 32)
+        pipeline.add_stage("add1", 3, 8, add1)
+        pipeline.add_stage("keyed", 3, 8, record)
+        pipeline.set_stage_key_func(1, lambda item: item % 5)
+        got = self.feed_and_take(pipeline)
+        self.assertEqual(got, [(i + 1) * 2 for i in range(N)])
+        for key, items in seen.items():
+            self.assertEqual(items, sorted(items))
+
+    def test_run_and_stats(self):
+        got = []
+
+        def consume(outputs):
+            got.extend(outputs)
+            return True
+
+        pipeline = Sluice.Pipeline.new(True, 16)
+        pipeline.add_stage("add1", 2, 4, add1)
+        self.assertTrue(pipeline.run(list(range(100)), consume, -1, None))
+        self.assertEqual(got, list(range(1, 101)))
+        stats = pipeline.get_stats().unpack()
+        # Any iterable, as jobq.run takes.
+        got2 = []
+        pipeline2 = Sluice.Pipeline.new(True, 16)
+        pipeline2.add_stage("add1", 2, 4, add1)
+        self.assertTrue(pipeline2.run(iter(range(50)), lambda outputs: got2.extend(outputs) or True))
+        self.assertEqual(got2, list(range(1, 51)))
+        self.assertEqual(stats["in"], 100)
+        self.assertEqual(stats["out"], 100)
+        self.assertEqual(stats["doing"], 0)
+        self.assertEqual(stats["stages"][0]["name"], "add1")
+        self.assertEqual(stats["stages"][0]["done"], 100)
+        self.assertEqual(stats["stages"][0]["queue-capacity"], 4)
 
 
 def feed_until_stopped(pipeline, n):

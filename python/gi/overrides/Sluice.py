@@ -97,6 +97,50 @@ JobQueue = override(JobQueue)
 __all__.append("JobQueue")
 
 
+class Pipeline(Sluice.Pipeline):
+    def run(self, inputs, consumer=None, timeout_us=-1, cancellable=None):
+        """jobq.run: every item of inputs (any iterable) through the stages.
+
+        consumer(outputs) takes the outputs in a thread of its own (None
+        drops them). Returns True; raises GLib.Error as join does, or the
+        iterable's exception after stopping the pipeline.
+        """
+        consume = _drop_outputs if consumer is None else _guard_consumer(consumer)
+        if isinstance(inputs, (list, tuple)):
+            return super().run(list(inputs), consume, None, timeout_us, cancellable)
+        self.start(consume)
+        try:
+            for item in inputs:
+                self.put(item, cancellable)
+        except BaseException:
+            self.stop()
+            self.join(-1)
+            raise
+        self.close_input()
+        return self.join(timeout_us)
+
+
+def _guard_consumer(consumer):
+    def guarded_consumer(outputs, *unused):
+        try:
+            done = consumer(outputs)
+        except Exception as exc:
+            raise _as_glib_error(exc) from exc
+        return True if done is None else done
+
+    return guarded_consumer
+
+
+def _drop_outputs(outputs, *unused):
+    for _ in outputs:
+        pass
+    return True
+
+
+Pipeline = override(Pipeline)
+__all__.append("Pipeline")
+
+
 # --- the ordered item producer, its slots and consumerator, the task queue ---
 #
 # What a Python programmer expects, on top of the value forms of the C API:
