@@ -106,8 +106,11 @@ kill_a_helper (SluiceProcessWorker *worker)
 static void
 produce_squares (SluiceTaskQueue *queue, guint n, SluiceProcessWorker *kill_worker, guint n_kills)
 {
-  SluiceOrderedItemProducer *producer =
-      sluice_ordered_item_producer_new (queue, 256, (GDestroyNotify) g_variant_unref);
+  /* With kills, a window small enough that production waits for the
+   * helpers: they are up (and killable) while the calls are made, even
+   * when every call is slow (valgrind) and few are made. */
+  SluiceOrderedItemProducer *producer = sluice_ordered_item_producer_new (
+      queue, kill_worker != NULL ? 16 : 256, (GDestroyNotify) g_variant_unref);
   GAsyncResult *result = NULL;
   GError *error = NULL;
   guint n_failed = 0, kills = 0;
