@@ -1368,7 +1368,8 @@ sluice_pipeline_class_init (SluicePipelineClass *klass)
    * @error: why it failed
    *
    * Emitted on the owner context for each failed input that was left out,
-   * in [property@Sluice.Pipeline:skip-failed] mode.
+   * in [property@Sluice.Pipeline:skip-failed] mode, in the order the inputs
+   * failed (which need not be the input order).
    */
   signals[SIGNAL_ITEM_FAILED] =
       g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
