@@ -8,6 +8,7 @@
 
 #pragma once
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,30 @@ extern "C"
 
   /* The oneTBB baseline (bench-tbb.cpp): returns 0 when it could not run. */
   int bench_tbb_run (const BenchParams *params, BenchResult *result);
+
+  static inline int
+  bench_compare_doubles (const void *a, const void *b)
+  {
+    double x = *(const double *) a, y = *(const double *) b;
+
+    return x < y ? -1 : x > y;
+  }
+
+#define BENCH_MAX_REPS 64
+
+  /* The median of @n (at most BENCH_MAX_REPS) values, left in their order;
+   * NaN for none. */
+  static inline double
+  bench_median (const double *values, int n)
+  {
+    double sorted[BENCH_MAX_REPS];
+
+    if (n == 0)
+      return NAN;
+    memcpy (sorted, values, n * sizeof (double));
+    qsort (sorted, n, sizeof (double), bench_compare_doubles);
+    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
 
 #ifdef __cplusplus
 }

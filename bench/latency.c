@@ -279,21 +279,6 @@ compare_gint64 (const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-static int
-compare_doubles (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return x < y ? -1 : x > y;
-}
-
-static double
-median_of (double *values, int n)
-{
-  qsort (values, n, sizeof *values, compare_doubles);
-  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
 /* p50 and p99 of deliverable-to-received, in us. */
 static void
 percentiles (Run *run, double *p50, double *p99)
@@ -359,10 +344,11 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
 {
   static const guint ks[] = { 1, 4 };
   guint64 n = quick ? 2000 : 20000;
-  double p50[G_N_ELEMENTS (ks)][N_LAT_IMPLS][64], p99[G_N_ELEMENTS (ks)][N_LAT_IMPLS][64];
-  double ratio99[64], ratio50[64], v[64];
+  double p50[G_N_ELEMENTS (ks)][N_LAT_IMPLS][BENCH_MAX_REPS],
+      p99[G_N_ELEMENTS (ks)][N_LAT_IMPLS][BENCH_MAX_REPS];
+  double ratio99[BENCH_MAX_REPS], ratio50[BENCH_MAX_REPS], v[BENCH_MAX_REPS];
 
-  reps = MIN (reps, 64);
+  reps = MIN (reps, BENCH_MAX_REPS);
   fprintf (stderr, "latency: %" G_GUINT64_FORMAT " items, 1 and 4 in flight, %d repetitions\n", n,
            reps);
   for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
@@ -391,10 +377,8 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
       {
         double m50, m99;
 
-        memcpy (v, p50[j][impl], reps * sizeof *v);
-        m50 = median_of (v, reps);
-        memcpy (v, p99[j][impl], reps * sizeof *v);
-        m99 = median_of (v, reps);
+        m50 = bench_median (p50[j][impl], reps);
+        m99 = bench_median (p99[j][impl], reps);
         printf ("  %u in flight  %-6s  p50 %7.1f us   p99 %7.1f us\n", ks[j], lat_names[impl], m50,
                 m99);
       }
@@ -404,8 +388,8 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
       ratio50[rep] = p50[0][LAT_SLUICE][rep];
     }
   {
-    double r99 = median_of (ratio99, reps);
-    double r50 = median_of (ratio50, reps);
+    double r99 = bench_median (ratio99, reps);
+    double r50 = bench_median (ratio50, reps);
 
     printf ("  %-26s %7.3f  (goal <= 1.20)  %s\n", "latency_p99_4_vs_cond", r99,
             r99 <= 1.2 ? "met" : "NOT MET");
@@ -415,6 +399,6 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
     g_string_append_printf (results, "RESULT latency_p50_1_us=%.2f\n", r50);
     for (int rep = 0; rep < reps; rep++)
       v[rep] = p50[0][LAT_COND][rep];
-    g_string_append_printf (results, "RESULT latency_p50_1_cond_us=%.2f\n", median_of (v, reps));
+    g_string_append_printf (results, "RESULT latency_p50_1_cond_us=%.2f\n", bench_median (v, reps));
   }
 }

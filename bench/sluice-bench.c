@@ -46,7 +46,7 @@
 #include "bench-common.h"
 #include "latency.h"
 
-#define MAX_REPS 64
+#define MAX_REPS BENCH_MAX_REPS
 #define MAX_HANDOFF_BATCH 4096
 #define MAX_HANDOFF_WINDOWS 4
 
@@ -932,26 +932,6 @@ typedef struct
   gboolean ran;
 } Workload;
 
-static int
-compare_doubles (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return x < y ? -1 : x > y;
-}
-
-static double
-median (const double *values, int n)
-{
-  double sorted[MAX_REPS];
-
-  if (n == 0)
-    return NAN;
-  memcpy (sorted, values, n * sizeof (double));
-  qsort (sorted, n, sizeof (double), compare_doubles);
-  return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-}
-
 static double
 min_of (const double *values, int n)
 {
@@ -1025,7 +1005,7 @@ paired_ratio2 (
 
   for (int i = 0; i < n; i++)
     ratios[i] = b->seconds[i] / a->seconds[i];
-  *med = median (ratios, n);
+  *med = bench_median (ratios, n);
   *lo = min_of (ratios, n);
   *hi = max_of (ratios, n);
 }
@@ -1304,7 +1284,7 @@ print_table (Workload *workloads, int n_workloads)
             }
           if (s->n == 0)
             continue;
-          t = median (s->seconds, s->n);
+          t = bench_median (s->seconds, s->n);
           rate = w->params.n / t;
           hi = w->params.n / min_of (s->seconds, s->n);
           lo = w->params.n / max_of (s->seconds, s->n);
@@ -1323,8 +1303,8 @@ print_table (Workload *workloads, int n_workloads)
             g_snprintf (speedup, sizeof speedup, "%s", i == IMPL_SERIAL ? "1" : "-");
           printf ("%-22s %-7s %11s %23s %9.1f %8s %5.2f %9.2f %5.1f MiB %6.2f\n", w->title,
                   impl_names[i], rate_s, range, t * 1e9 / w->params.n, speedup,
-                  median (s->cpu, s->n), median (s->csw, s->n), median (s->rss, s->n),
-                  max_of (s->other, s->n));
+                  bench_median (s->cpu, s->n), bench_median (s->csw, s->n),
+                  bench_median (s->rss, s->n), max_of (s->other, s->n));
           n_retried += s->n_retried;
           n_disturbed += s->n_disturbed;
         }
@@ -1368,8 +1348,8 @@ best_window (const Workload *hw, int n, Impl impl)
 
   for (int k = 0; k < n; k++)
     if (has_samples (&hw[k], impl) &&
-        (best == NULL || median (hw[k].samples[impl].seconds, hw[k].samples[impl].n) <
-                             median (best->samples[impl].seconds, best->samples[impl].n)))
+        (best == NULL || bench_median (hw[k].samples[impl].seconds, hw[k].samples[impl].n) <
+                             bench_median (best->samples[impl].seconds, best->samples[impl].n)))
       best = &hw[k];
   return best;
 }
@@ -1614,8 +1594,8 @@ main (int argc, char *argv[])
           printf ("  %-7s bench %" G_GUINT64_FORMAT, impl_names[i], MAX (a->max_live, b->max_live));
           if (i == IMPL_SLUICE)
             printf ("   library %" G_GUINT64_FORMAT, MAX (a->max_n_items, b->max_n_items));
-          printf ("   peak RSS %.1f MiB at N/4, %.1f MiB at N\n", median (a->rss, a->n),
-                  median (b->rss, b->n));
+          printf ("   peak RSS %.1f MiB at N/4, %.1f MiB at N\n", bench_median (a->rss, a->n),
+                  bench_median (b->rss, b->n));
         }
     }
   printf ("\ntotal time %.0f s\n", now () - t_start);
@@ -1676,19 +1656,19 @@ main (int argc, char *argv[])
 #undef RATIO_GOAL
 #undef RATIO2_GOAL
     if (hs != NULL)
-      g_string_append_printf (
-          results, "RESULT handoff_items_per_s=%.0f\n",
-          hs->params.n / median (hs->samples[IMPL_SLUICE].seconds, hs->samples[IMPL_SLUICE].n));
+      g_string_append_printf (results, "RESULT handoff_items_per_s=%.0f\n",
+                              hs->params.n / bench_median (hs->samples[IMPL_SLUICE].seconds,
+                                                           hs->samples[IMPL_SLUICE].n));
     if (s->samples[IMPL_SLUICE].n > 0)
       g_string_append_printf (
           results, "RESULT small_items_per_s=%.0f\n",
-          s->params.n / median (s->samples[IMPL_SLUICE].seconds, s->samples[IMPL_SLUICE].n));
+          s->params.n / bench_median (s->samples[IMPL_SLUICE].seconds, s->samples[IMPL_SLUICE].n));
     if (w[W_SLOW].samples[IMPL_SLUICE].n > 0)
       {
         Samples *big = &w[W_SLOW].samples[IMPL_SLUICE];
         Samples *quarter = &w[W_SLOW_QUARTER].samples[IMPL_SLUICE];
-        double rss = median (big->rss, big->n);
-        double growth = rss / median (quarter->rss, quarter->n);
+        double rss = bench_median (big->rss, big->n);
+        double growth = rss / bench_median (quarter->rss, quarter->n);
         guint64 max_live = MAX (big->max_live, quarter->max_live);
         guint64 max_n_items = MAX (big->max_n_items, quarter->max_n_items);
 
@@ -1708,7 +1688,7 @@ main (int argc, char *argv[])
         g_string_append_printf (results, "RESULT slow_consumer_peak_rss_mb=%.1f\n", rss);
         g_string_append_printf (results, "RESULT slow_consumer_rss_growth=%.3f\n", growth);
         g_string_append_printf (results, "RESULT slow_consumer_items_per_s=%.0f\n",
-                                w[W_SLOW].params.n / median (big->seconds, big->n));
+                                w[W_SLOW].params.n / bench_median (big->seconds, big->n));
       }
     if (wanted ("latency"))
       bench_latency (opt_quick, reps, busy_iters_per_us, results);
