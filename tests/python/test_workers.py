@@ -96,6 +96,26 @@ class NamedCalls(unittest.TestCase):
         self.assertEqual(len(set(self.threads)), 1)
         self.assertNotEqual(self.threads[0], threading.get_ident())
 
+    def test_produce_call_results_in_order(self):
+        # An ordered producer fills its slots with named calls' results:
+        # GLib.Variants, in call order, through the window.
+        self.queue.hire(self.worker())
+        producer = Sluice.OrderedItemProducer(window=8, task_queue=self.queue)
+        got = []
+
+        def consume(consumerator, *unused):
+            for item in consumerator:
+                got.append(item.unpack())
+            return len(got)
+
+        producer.start(consume)
+        for i in range(50):
+            wait_until(producer.is_ready)
+            producer.produce_call(None, "add", GLib.Variant("(ii)", (i, 1)), GLib.PRIORITY_DEFAULT,
+                                  0, None, None)
+        self.assertEqual(producer.stop(), 50)
+        self.assertEqual(got, [(i + 1,) for i in range(50)])
+
     def test_errors(self):
         self.queue.hire(self.worker())
         failed = self.call(None, "fail", None)
