@@ -5,6 +5,7 @@
  */
 
 #include "sluice-private.h"
+#include "sluice-worker-private.h"
 
 #include "sluice-worker-dbus.h"
 #include "sluice-worker-wire-private.h"
@@ -304,19 +305,6 @@ take_stop_waiters_if_done_locked (SluiceProcessWorker *self)
   return waiters;
 }
 
-static void
-complete_stop_waiters (GPtrArray *waiters)
-{
-  if (waiters == NULL)
-    return;
-  for (guint i = 0; i < waiters->len; i++)
-    {
-      g_task_return_boolean (waiters->pdata[i], TRUE);
-      g_object_unref (waiters->pdata[i]);
-    }
-  g_ptr_array_unref (waiters);
-}
-
 /* Gives back what a process that went down held. Outside the mutex. */
 static void
 give_back_all (GPtrArray *given_back, gboolean lost)
@@ -350,7 +338,7 @@ proc_went_down (Proc *proc)
   g_mutex_unlock (&self->mutex);
 
   give_back_all (given_back, lost);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   pump_wake (self);
 }
 
@@ -393,7 +381,7 @@ proc_start_failed (Proc *proc, const GError *error)
     sluice_worker_task_return_error (failed->pdata[i], failure);
   g_ptr_array_unref (failed);
   g_error_free (failure);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   pump_wake_at (self, proc->retry_at);
 }
 
@@ -767,7 +755,7 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   if (next_retry >= 0)
     pump_wake_at (self, next_retry);
 
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   return G_SOURCE_CONTINUE;
 }
 
@@ -887,7 +875,7 @@ sluice_process_worker_crash (SluiceWorker *worker)
       in_flight_free (in_flight);
     }
   g_ptr_array_unref (in_flights);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   return tasks;
 }
 

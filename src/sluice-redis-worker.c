@@ -4,6 +4,7 @@
  */
 
 #include "sluice-private.h"
+#include "sluice-worker-private.h"
 
 #include "sluice-redis-private.h"
 
@@ -157,19 +158,6 @@ take_stop_waiters_if_idle_locked (State *state)
   return waiters;
 }
 
-static void
-complete_stop_waiters (GPtrArray *waiters)
-{
-  if (waiters == NULL)
-    return;
-  for (guint i = 0; i < waiters->len; i++)
-    {
-      g_task_return_boolean (waiters->pdata[i], TRUE);
-      g_object_unref (waiters->pdata[i]);
-    }
-  g_ptr_array_unref (waiters);
-}
-
 /* Takes every task @state holds (transfer full), and closes it. */
 static GPtrArray *
 close_locked (State *state)
@@ -229,7 +217,7 @@ fail (State *state, GError *error)
   for (guint i = 0; i < tasks->len; i++)
     sluice_worker_task_give_back (tasks->pdata[i], FALSE);
   g_ptr_array_unref (tasks);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
 }
 
 static void
@@ -401,7 +389,7 @@ take_reply (State *state, redisReply *entry)
         }
       flight_free (flight);
     }
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   if (fields != NULL)
     g_hash_table_unref (fields);
 }
@@ -534,7 +522,7 @@ sluice_redis_worker_stop_async (SluiceWorker *worker,
   g_ptr_array_add (state->stop_waiters, task);
   waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
 }
 
 static gboolean
@@ -555,7 +543,7 @@ sluice_redis_worker_crash (SluiceWorker *worker)
   tasks = close_locked (state);
   waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   return tasks;
 }
 
@@ -583,7 +571,7 @@ sluice_redis_worker_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task
     }
   waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   g_free (id);
 }
 

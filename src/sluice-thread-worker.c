@@ -4,6 +4,7 @@
  */
 
 #include "sluice-private.h"
+#include "sluice-worker-private.h"
 
 #include "sluice-function-registry-private.h"
 
@@ -110,19 +111,6 @@ take_stop_waiters_if_idle_locked (State *state)
 }
 
 static void
-complete_stop_waiters (GPtrArray *waiters)
-{
-  if (waiters == NULL)
-    return;
-  for (guint i = 0; i < waiters->len; i++)
-    {
-      g_task_return_boolean (waiters->pdata[i], TRUE);
-      g_object_unref (waiters->pdata[i]);
-    }
-  g_ptr_array_unref (waiters);
-}
-
-static void
 run_one (State *state, SluiceWorkerTask *task)
 {
   GCancellable *cancellable = sluice_worker_task_get_cancellable (task);
@@ -186,7 +174,7 @@ thread_main (gpointer data)
       if (waiters != NULL)
         {
           g_mutex_unlock (&state->mutex);
-          complete_stop_waiters (waiters);
+          sluice_worker_complete_stop_waiters (waiters);
           g_mutex_lock (&state->mutex);
         }
     }
@@ -277,7 +265,7 @@ sluice_thread_worker_stop_async (SluiceWorker *worker,
   g_cond_broadcast (&state->cond);
   g_mutex_unlock (&state->mutex);
 
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
 }
 
 static gboolean
@@ -316,7 +304,7 @@ sluice_thread_worker_crash (SluiceWorker *worker)
   waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
 
-  complete_stop_waiters (waiters);
+  sluice_worker_complete_stop_waiters (waiters);
   return tasks;
 }
 

@@ -74,4 +74,8 @@ SluiceCalls *sluice_task_queue_ensure_calls (SluiceTaskQueue *queue);
 /* sluice-task-queue.c: the named calls part is done with its shutdown. */
 void sluice_task_queue_calls_idle (SluiceTaskQueue *queue);
 
+/* Completes each stop_async() task of @waiters (transfer full; NULL for
+ * none) with TRUE: the stop waiters a worker took when it became idle. */
+void sluice_worker_complete_stop_waiters (GPtrArray *waiters);
+
 G_END_DECLS

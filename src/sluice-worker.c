@@ -490,3 +490,17 @@ sluice_worker_task_give_back (SluiceWorkerTask *self, gboolean worker_lost)
 
   sluice_calls_task_completed (self, NULL, NULL, worker_lost);
 }
+
+/* Internal entry point: see sluice-worker-private.h. */
+void
+sluice_worker_complete_stop_waiters (GPtrArray *waiters)
+{
+  if (waiters == NULL)
+    return;
+  for (guint i = 0; i < waiters->len; i++)
+    {
+      g_task_return_boolean (waiters->pdata[i], TRUE);
+      g_object_unref (waiters->pdata[i]);
+    }
+  g_ptr_array_unref (waiters);
+}
