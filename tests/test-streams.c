@@ -213,6 +213,19 @@ on_read_all (GObject *source, GAsyncResult *result, gpointer data)
   sluice_ordered_item_producer_stop_async (run->producer, NULL, on_stopped, run);
 }
 
+/* A producer of GBytes with a window of @window, written to @sink by a
+ * started writer (returned). */
+static SluiceOutputStreamConsumer *
+start_writer (Run *run, guint window, TestSink *sink)
+{
+  SluiceOutputStreamConsumer *writer;
+
+  run->producer = sluice_ordered_item_producer_new (NULL, window, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (run->producer, G_OUTPUT_STREAM (sink));
+  sluice_output_stream_consumer_start (writer);
+  return writer;
+}
+
 /* Reads, then stops, and waits for both. */
 static void
 run_to_end (Run *run, GCancellable *cancellable)
@@ -410,9 +423,7 @@ test_window_bounds_live_items (void)
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
   Run run = { 0 };
 
-  run.producer = sluice_ordered_item_producer_new (NULL, window, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, window, sink);
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   sink->reader = run.reader;
   sink->delay_us = 200; /* a slow consumer */
@@ -439,9 +450,7 @@ test_write_error (void)
   Run run = { 0 };
 
   sink->limit = 10500;
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   run_to_end (&run, NULL);
 
@@ -473,9 +482,7 @@ test_read_error (void)
   Jitter jitter;
 
   jitter_init (&jitter);
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   sluice_input_stream_producer_set_chunk_func (run.reader, jitter_chunk, &jitter, NULL);
   run_to_end (&run, NULL);
@@ -524,9 +531,7 @@ test_files (void)
   g_byte_array_append (expected, g_bytes_get_data (a, NULL), 2500);
   g_byte_array_append (expected, g_bytes_get_data (b, NULL), 1000);
 
-  run.producer = sluice_ordered_item_producer_new (NULL, 3, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 3, sink);
   run.reader = sluice_input_stream_producer_new_for_files (run.producer, files, 3, 1000);
   g_assert_null (sluice_input_stream_producer_get_stream (run.reader));
   run_to_end (&run, NULL);
@@ -564,9 +569,7 @@ test_files_missing (void)
   files[1] = g_file_new_for_path (missing_path);
   files[2] = write_temp_file (dir, "b", b);
 
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new_for_files (run.producer, files, 3, 1000);
   run_to_end (&run, NULL);
 
@@ -592,9 +595,7 @@ test_no_files (void)
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
   Run run = { 0 };
 
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new_for_files (run.producer, NULL, 0, 1000);
   run_to_end (&run, NULL); /* on_read_all asserts it does not run in the call */
 
@@ -621,9 +622,7 @@ test_cancel (void)
   jitter_init (&jitter);
   jitter.cancel_at_offset = cancellable;
   jitter.cancel_offset = 20000;
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   sluice_input_stream_producer_set_chunk_func (run.reader, jitter_chunk, &jitter, NULL);
   run_to_end (&run, cancellable);
@@ -657,9 +656,7 @@ test_stop_producing (void)
   Run run = { 0 };
 
   sink->delay_us = 100;
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   g_timeout_add (20, stop_reader, run.reader);
   run_to_end (&run, NULL);
@@ -696,9 +693,7 @@ test_stop_during_blocked_read (void)
   Run run = { 0 };
 
   TEST_SOURCE (in)->stall_at = 3000;
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   g_timeout_add (5, stop_when_stalled, &run);
   run_to_end (&run, NULL);
@@ -725,9 +720,7 @@ test_closed_before_read (void)
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
   Run run = { 0 };
 
-  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
-  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
-  sluice_output_stream_consumer_start (writer);
+  writer = start_writer (&run, 8, sink);
   sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (run.producer));
   while (!sluice_ordered_item_producer_is_closed (run.producer))
     g_main_context_iteration (NULL, TRUE);
