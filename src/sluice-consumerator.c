@@ -480,6 +480,61 @@ next_result_free (gpointer data)
   g_free (result);
 }
 
+/* A request's cancel handler, kept as its task data (0: none). */
+static gulong
+request_handler_id (GTask *task)
+{
+  return GPOINTER_TO_SIZE (g_task_get_task_data (task));
+}
+
+/* Outside the serve lock: a request was taken from the queue (to serve or
+ * to answer); its cancel handler is no longer needed. Waits for a handler
+ * running in another thread, which then finds the request gone. */
+static void
+request_taken (GTask *task)
+{
+  gulong id = request_handler_id (task);
+
+  if (id != 0)
+    g_cancellable_disconnect (g_task_get_cancellable (task), id);
+}
+
+/* The task's context, after a cancel took its request from the queue:
+ * answers it (not from the handler, which cannot disconnect itself). */
+static gboolean
+answer_cancelled_request (gpointer data)
+{
+  GTask *task = data;
+
+  request_taken (task);
+  g_task_return_error_if_cancelled (task);
+  return G_SOURCE_REMOVE;
+}
+
+/* Any thread: a queued request was cancelled. One still waiting in the
+ * queue leaves it and completes with G_IO_ERROR_CANCELLED at once (one
+ * being served completes when its item comes, see serve_one()). */
+static void
+request_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  GTask *task = data;
+  SluiceConsumerator *self = g_task_get_source_object (task);
+  gboolean removed;
+
+  g_mutex_lock (&self->serve_lock);
+  removed = g_queue_remove (&self->requests, task);
+  g_mutex_unlock (&self->serve_lock);
+  if (removed)
+    {
+      GSource *source = g_idle_source_new ();
+
+      g_source_set_static_name (source, "[sluice] cancelled next_async");
+      g_source_set_callback (source, answer_cancelled_request, task, g_object_unref);
+      g_source_attach (source, g_task_get_context (task));
+      g_source_unref (source);
+    }
+}
+
 /* The serving thread: answers one request with the next item (or the end).
  * A request cancelled before the item came completes with
  * G_IO_ERROR_CANCELLED and the item waits for the next request. */
@@ -591,6 +646,7 @@ serve (SluiceConsumerator *self, gint64 linger_us)
         }
       g_mutex_unlock (&self->serve_lock);
 
+      request_taken (task);
       serve_one (self, task);
       g_object_unref (task);
       over = over || sluice_reorder_buffer_consumer_finished (self->rb);
@@ -645,6 +701,7 @@ sluice_consumerator_finish_serving (SluiceConsumerator *self)
 
   while ((task = g_queue_pop_head (&requests)) != NULL)
     {
+      request_taken (task);
       answer_after_serving (self, task, ended, end_error != NULL ? g_error_copy (end_error) : NULL);
       g_object_unref (task);
     }
@@ -706,14 +763,31 @@ sluice_consumerator_next_async (SluiceConsumerator *self,
   /* An item is never dropped for a cancellation (see above). */
   g_task_set_check_cancellable (task, FALSE);
 
+  /* Connected before the request is queued, so that the serving thread
+   * finds its handler; a cancel before then does nothing but is seen
+   * below. */
+  if (cancellable != NULL)
+    g_task_set_task_data (task,
+                          GSIZE_TO_POINTER (g_cancellable_connect (
+                              cancellable, G_CALLBACK (request_cancelled_cb), task, NULL)),
+                          NULL);
+
   g_mutex_lock (&self->serve_lock);
-  if (self->owner_done)
+  if (self->owner_done || g_cancellable_is_cancelled (cancellable))
     {
       gboolean ended = self->ended;
       GError *end_error = self->end_error != NULL ? g_error_copy (self->end_error) : NULL;
+      gboolean owner_done = self->owner_done;
 
       g_mutex_unlock (&self->serve_lock);
-      answer_after_serving (self, task, ended, end_error);
+      request_taken (task);
+      if (owner_done)
+        answer_after_serving (self, task, ended, end_error);
+      else
+        {
+          g_clear_error (&end_error);
+          g_task_return_error_if_cancelled (task);
+        }
       g_object_unref (task);
       return;
     }

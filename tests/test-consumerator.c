@@ -349,6 +349,58 @@ test_next_async_cancelled (void)
   g_object_unref (third);
 }
 
+/* A request queued behind one that waits for its item, cancelled later
+ * (before and after it was made): it completes with G_IO_ERROR_CANCELLED
+ * while the first one still waits, and takes no item. */
+static void
+test_next_async_cancelled_in_queue (void)
+{
+  g_autoptr (SluiceConsumerator) consumerator = sluice_consumerator_new (8, NULL);
+  g_autoptr (GCancellable) later = g_cancellable_new ();
+  g_autoptr (GCancellable) before = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  GAsyncResult *first = NULL, *second = NULL, *third = NULL, *fourth = NULL;
+  gpointer item = NULL;
+  gint64 deadline = deadline_from_now ();
+
+  sluice_consumerator_next_async (consumerator, NULL, store_async_result, &first);
+  sluice_consumerator_next_async (consumerator, later, store_async_result, &second);
+  g_cancellable_cancel (before);
+  sluice_consumerator_next_async (consumerator, before, store_async_result, &third);
+  g_cancellable_cancel (later);
+  while (second == NULL || third == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_null (first);
+  g_assert_false (sluice_consumerator_next_finish (consumerator, second, &item, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_false (sluice_consumerator_next_finish (consumerator, third, &item, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* The first one, and one made after, get the items in order. */
+  sluice_consumerator_next_async (consumerator, NULL, store_async_result, &fourth);
+  g_assert_true (sluice_consumerator_push (consumerator, GUINT_TO_POINTER (7), NULL));
+  g_assert_true (sluice_consumerator_push (consumerator, GUINT_TO_POINTER (8), NULL));
+  while (first == NULL || fourth == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_true (sluice_consumerator_next_finish (consumerator, first, &item, &error));
+  g_assert_cmpuint (GPOINTER_TO_UINT (item), ==, 7);
+  g_assert_true (sluice_consumerator_next_finish (consumerator, fourth, &item, &error));
+  g_assert_cmpuint (GPOINTER_TO_UINT (item), ==, 8);
+  g_assert_no_error (error);
+  g_object_unref (first);
+  g_object_unref (second);
+  g_object_unref (third);
+  g_object_unref (fourth);
+}
+
 /* ---- 2. bounded by flow control ------------------------------------------- */
 
 typedef struct
@@ -1141,6 +1193,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/consumerator/fifo", test_fifo);
   g_test_add_func ("/consumerator/next-async", test_next_async);
   g_test_add_func ("/consumerator/next-async-cancelled", test_next_async_cancelled);
+  g_test_add_func ("/consumerator/next-async-cancelled-in-queue",
+                   test_next_async_cancelled_in_queue);
   g_test_add_func ("/consumerator/bounded", test_flow_control);
   g_test_add_func ("/consumerator/unregister-resumes", test_unregister_resumes);
   g_test_add_func ("/consumerator/register-when-full", test_register_when_full);
