@@ -750,13 +750,40 @@ node_entered_stage (SluicePipeline *self, Node *child)
       g_atomic_int_inc (&root->feeding[k]);
 }
 
-/* Any thread: queues @node, blocking while the queue is full. FALSE when
+/* Why a push that waits for room cannot wait forever.
+ *
+ * Progress. A push waits only on the items counted by stage_length(): a
+ * plain stage's queue, a dispatcher stage's key queues. None of them needs
+ * the pusher: a plain stage runs its items in any order, and an item in a
+ * key queue belongs to an input whose turn has come (every earlier input
+ * is through the stages before, root_fed_locked()), so it waits at most
+ * for the item of its key that is running on a thread. The items a
+ * dispatcher stage holds for an earlier input, which may well need the
+ * pusher's input to come through first, are not counted, so they never
+ * make anybody wait (they are bounded by the window and what an input
+ * emits). The last stage never waits (a root completes its slot without
+ * blocking), so by induction from the last stage back, the counted items
+ * of every stage run and leave: the count of the stage a push waits on
+ * drops below the capacity.
+ *
+ * Wake-ups. Every pop signals one waiting pusher (stage_pop()). A woken
+ * pusher that goes on without taking the room the pop freed (a push into a
+ * dispatcher stage only holds its node, which is not counted; or it gives
+ * up) passes the wake-up on while there is still room and a pusher waits.
+ * So while the count is below the capacity, some waiting pusher has a
+ * wake-up on its way. (Without the pass-on, two pushers into a dispatcher
+ * stage waiting on one pop: the first holds its node and returns, the
+ * second sleeps with the key queues empty, and if its input is the one the
+ * held items wait for, nothing pops again: the hang of session 7.)
+ *
+ * Any thread: queues @node, blocking while the queue is full. FALSE when
  * the pipeline stops or @cancellable fires first. */
 static gboolean
 stage_push (Stage *stage, Node *node, GCancellable *cancellable)
 {
   SluicePipeline *self = stage_pipeline (stage);
   gboolean pushed = FALSE;
+  gboolean woken = FALSE;
 
   g_mutex_lock (&stage->lock);
   while (stage_length (stage) >= stage->capacity && !is_stopping (self) &&
@@ -765,6 +792,7 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
       stage->n_blocked++;
       g_cond_wait (&stage->not_full, &stage->lock);
       stage->n_blocked--;
+      woken = TRUE;
     }
   if (!is_stopping (self) && !g_cancellable_is_cancelled (cancellable))
     {
@@ -779,6 +807,9 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
         }
       pushed = TRUE;
     }
+  /* The wake-up this push took was for room it did not fill: pass it on. */
+  if (woken && stage->n_blocked > 0 && stage_length (stage) < stage->capacity)
+    g_cond_signal (&stage->not_full);
   g_mutex_unlock (&stage->lock);
 
   return pushed;
