@@ -352,6 +352,20 @@ destroy_later (SluicePipeline *self, GDestroyNotify destroy, gpointer data)
     run_later (self->owner_context, destroy_now, data, destroy);
 }
 
+/* The monotonic time @timeout_us from now, or -1 for none: for -1, and for
+ * a timeout so large that the sum would overflow (jobq's
+ * test_default_timeout_is_not_too_large). */
+static gint64
+deadline_after (gint64 timeout_us)
+{
+  gint64 now;
+
+  if (timeout_us < 0)
+    return -1;
+  now = g_get_monotonic_time ();
+  return timeout_us > G_MAXINT64 - now ? -1 : now + timeout_us;
+}
+
 static void stop_internal (SluicePipeline *self, gboolean by_user);
 static void stage_close (Stage *stage);
 static void on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref);
@@ -2621,7 +2635,7 @@ sluice_pipeline_run (SluicePipeline *self,
                      GCancellable *cancellable,
                      GError **error)
 {
-  gint64 deadline = timeout_us >= 0 ? g_get_monotonic_time () + timeout_us : -1;
+  gint64 deadline = deadline_after (timeout_us);
   GError *input_error = NULL;
   GError *join_error = NULL;
   gulong handler = 0;
@@ -2830,7 +2844,7 @@ sluice_pipeline_stop (SluicePipeline *self)
 gboolean
 sluice_pipeline_join (SluicePipeline *self, gint64 timeout_us, GError **error)
 {
-  gint64 deadline = timeout_us >= 0 ? g_get_monotonic_time () + timeout_us : -1;
+  gint64 deadline = deadline_after (timeout_us);
   GPtrArray *threads;
   gboolean ok;
 
