@@ -1926,8 +1926,11 @@ sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
  * once when idle), never in the middle of an item. Once the stage's
  * threads have finished (its input is over), it only records the number.
  *
- * A dispatcher stage's count is fixed once started, as jobq's is: changing
- * it then is a programmer error (not yet shown correct under stress).
+ * A dispatcher stage's count may change too (jobq refuses: it binds keys
+ * to threads). Its keys are not bound to threads: a key's next item goes
+ * to whichever thread is free once the key's running item is done, and a
+ * thread leaves only between items, so one item per key at a time and the
+ * keys' input order hold whatever the count does.
  *
  * This function is safe to call from any thread.
  */
@@ -1943,13 +1946,6 @@ sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_th
     return;
 
   g_mutex_lock (&st->lock);
-  if (st->key_func != NULL && st->spawned)
-    {
-      g_mutex_unlock (&st->lock);
-      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
-             "The thread count of dispatcher stage “%s” cannot change once started", st->name);
-      return;
-    }
   st->n_threads = n_threads;
   /* Before start() spawned them, it spawns n_threads; once ended, none. */
   if (st->spawned && !st->ended)
@@ -2187,7 +2183,8 @@ reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
  * @error: return location for an error
  *
  * Gives @item to the first stage. Blocks while the window is full or the
- * first stage's queue is. Fails with %SLUICE_ERROR_STOPPED once the
+ * first stage's queue is (a put that had to wait goes on once a quarter of
+ * it is free again). Fails with %SLUICE_ERROR_STOPPED once the
  * pipeline stopped, or with %G_IO_ERROR_CANCELLED; @item is then freed
  * with the item free function. The inputs are numbered in the order their
  * puts took their place in the window.
