@@ -120,15 +120,6 @@ fail (const char *format, ...)
   exit (1);
 }
 
-static double
-now (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Where the results of busy work that nobody checks go, so that they are
  * computed all the same. */
 static volatile uint64_t sink;
@@ -139,24 +130,6 @@ static guint32
 iters_for_us (double us)
 {
   return (guint32) MAX (1.0, us * busy_iters_per_us);
-}
-
-/* Busy-work iterations per microsecond, measured here: the best of a few
- * rounds (the least disturbed). */
-static void
-calibrate (void)
-{
-  const guint32 iters = 20 * 1000 * 1000;
-  double best = G_MAXDOUBLE;
-
-  for (int round = 0; round < 5; round++)
-    {
-      double t0 = now ();
-
-      sink += bench_busy (round, iters);
-      best = MIN (best, now () - t0);
-    }
-  busy_iters_per_us = (guint32) MAX (1.0, iters / (best * 1e6));
 }
 
 /* Resets the peak resident set to the current one. */
@@ -244,7 +217,7 @@ usage_now (Usage *usage)
 
   getrusage (RUSAGE_SELF, &ru);
   usage->system = system_busy_seconds ();
-  usage->wall = now ();
+  usage->wall = bench_now ();
   usage->cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
                ru.ru_stime.tv_usec * 1e-6;
   usage->csw = ru.ru_nvcsw + ru.ru_nivcsw;
@@ -322,7 +295,7 @@ serial_run (const BenchParams *p, BenchResult *r)
   double t0;
 
   bench_tally_init (&tally);
-  t0 = now ();
+  t0 = bench_now ();
   for (guint64 i = 0; i < p->n; i++)
     {
       uint64_t value = bench_item_value (i, p->work_iters);
@@ -333,7 +306,7 @@ serial_run (const BenchParams *p, BenchResult *r)
       __asm__ volatile("" : "+r"(value));
       bench_tally_add (&tally, value, p->consumer_iters);
     }
-  r->seconds = now () - t0;
+  r->seconds = bench_now () - t0;
   r->tally = tally;
 }
 
@@ -472,7 +445,7 @@ sluice_run (const BenchParams *p, BenchResult *r)
   if (opt_wake_latency >= 0)
     sluice_ordered_item_producer_set_wake_latency (producer, (guint) opt_wake_latency);
 
-  t0 = now ();
+  t0 = bench_now ();
   sluice_ordered_item_producer_start (producer, sluice_consume, &run, NULL, NULL);
   for (guint64 i = 0; i < p->n; i++)
     {
@@ -504,7 +477,7 @@ sluice_run (const BenchParams *p, BenchResult *r)
   while (stop_result == NULL)
     g_main_context_iteration (context, TRUE);
   ret = sluice_ordered_item_producer_stop_finish (producer, stop_result, &error);
-  r->seconds = now () - t0;
+  r->seconds = bench_now () - t0;
   if (ret == NULL)
     fail ("sluice: the stop failed: %s", error != NULL ? error->message : "no result");
 
@@ -675,7 +648,7 @@ glib_run (const BenchParams *p, BenchResult *r)
   run.pool =
       g_thread_pool_new (handoff ? glib_complete_batch : glib_work, &run, p->threads, TRUE, NULL);
 
-  t0 = now ();
+  t0 = bench_now ();
   consumer = g_thread_new ("glib-consumer", glib_consumer, &run);
   for (guint64 i = 0; i < p->n; i++)
     {
@@ -713,7 +686,7 @@ glib_run (const BenchParams *p, BenchResult *r)
     g_cond_signal (&run.data_cond);
   g_mutex_unlock (&run.lock);
   g_thread_join (consumer);
-  r->seconds = now () - t0;
+  r->seconds = bench_now () - t0;
   r->tally = run.tally;
 
   g_thread_pool_free (run.pool, FALSE, TRUE);
@@ -760,12 +733,12 @@ harness_run (const BenchParams *p, BenchResult *r)
   double t0;
 
   pool = g_thread_pool_new (harness_complete_batch, &run, p->threads, TRUE, NULL);
-  t0 = now ();
+  t0 = bench_now ();
   for (guint64 i = 0; i < p->n; i++)
     seq_batch_add (&run.batch, i, pool);
   seq_batch_flush (&run.batch, pool);
   g_thread_pool_free (pool, FALSE, TRUE);
-  r->seconds = now () - t0;
+  r->seconds = bench_now () - t0;
 #ifdef __GLIBC__
   /* Nothing bounds the batches queued here: give their memory back, or
    * it stays in the heap and in the peak RSS of the runs after this one. */
@@ -932,26 +905,6 @@ typedef struct
   gboolean ran;
 } Workload;
 
-static double
-min_of (const double *values, int n)
-{
-  double m = INFINITY;
-
-  for (int i = 0; i < n; i++)
-    m = MIN (m, values[i]);
-  return m;
-}
-
-static double
-max_of (const double *values, int n)
-{
-  double m = -INFINITY;
-
-  for (int i = 0; i < n; i++)
-    m = MAX (m, values[i]);
-  return m;
-}
-
 static void
 measure (Workload *w, Impl impl)
 {
@@ -1006,8 +959,8 @@ paired_ratio2 (
   for (int i = 0; i < n; i++)
     ratios[i] = b->seconds[i] / a->seconds[i];
   *med = bench_median (ratios, n);
-  *lo = min_of (ratios, n);
-  *hi = max_of (ratios, n);
+  *lo = bench_min_of (ratios, n);
+  *hi = bench_max_of (ratios, n);
 }
 
 static void
@@ -1136,7 +1089,7 @@ run_child (Workload *w,
   fflush (stdout);
   fflush (stderr);
   system_before = system_busy_seconds ();
-  wall_before = now ();
+  wall_before = bench_now ();
   pid = fork ();
   if (pid < 0)
     fail ("fork: %s", g_strerror (errno));
@@ -1176,7 +1129,7 @@ run_child (Workload *w,
   *out_ru = ru;
   *out_rss_mb = rss_mb;
   /* The other load over the child's whole life, per second of it. */
-  return (system_busy_seconds () - system_before - own) * r.seconds / (now () - wall_before);
+  return (system_busy_seconds () - system_before - own) * r.seconds / (bench_now () - wall_before);
 }
 
 static void
@@ -1286,8 +1239,8 @@ print_table (Workload *workloads, int n_workloads)
             continue;
           t = bench_median (s->seconds, s->n);
           rate = w->params.n / t;
-          hi = w->params.n / min_of (s->seconds, s->n);
-          lo = w->params.n / max_of (s->seconds, s->n);
+          hi = w->params.n / bench_min_of (s->seconds, s->n);
+          lo = w->params.n / bench_max_of (s->seconds, s->n);
           format_rate (rate_s, sizeof rate_s, rate);
           format_rate (lo_s, sizeof lo_s, lo);
           format_rate (hi_s, sizeof hi_s, hi);
@@ -1304,7 +1257,7 @@ print_table (Workload *workloads, int n_workloads)
           printf ("%-22s %-7s %11s %23s %9.1f %8s %5.2f %9.2f %5.1f MiB %6.2f\n", w->title,
                   impl_names[i], rate_s, range, t * 1e9 / w->params.n, speedup,
                   bench_median (s->cpu, s->n), bench_median (s->csw, s->n),
-                  bench_median (s->rss, s->n), max_of (s->other, s->n));
+                  bench_median (s->rss, s->n), bench_max_of (s->other, s->n));
           n_retried += s->n_retried;
           n_disturbed += s->n_disturbed;
         }
@@ -1384,7 +1337,7 @@ main (int argc, char *argv[])
   };
   int reps;
   double q;
-  double t_start = now ();
+  double t_start = bench_now ();
   guint handoff_windows[MAX_HANDOFF_WINDOWS];
   int n_hw = 0;
   Workload *hw = &w[W_HANDOFF];
@@ -1437,7 +1390,7 @@ main (int argc, char *argv[])
 
   reps = opt_reps > 0 ? MIN (opt_reps, MAX_REPS) : (opt_quick ? 2 : 5);
   q = (opt_quick ? 0.1 : 1.0) * opt_scale;
-  calibrate ();
+  busy_iters_per_us = bench_calibrate ();
 
   memset (w, 0, sizeof w);
   for (int k = 0; k < N_WORKLOADS; k++)
@@ -1598,7 +1551,7 @@ main (int argc, char *argv[])
                   bench_median (b->rss, b->n));
         }
     }
-  printf ("\ntotal time %.0f s\n", now () - t_start);
+  printf ("\ntotal time %.0f s\n", bench_now () - t_start);
 
   /* The goals of the issue, then the machine-readable lines, last. */
   {

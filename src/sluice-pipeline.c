@@ -126,10 +126,12 @@ struct _Node
 {
   Node *parent; /* NULL for an input's root */
   Node *root;
-  gpointer item;      /* until the stage function takes it */
-  int pending;        /* atomic: children not done, + 1 until the function returned */
-  GPtrArray *outputs; /* the last stage's emitted items; once done, the flat list */
-  GPtrArray *children;
+  gpointer item;       /* until the stage function takes it */
+  int pending;         /* atomic: children not done, + 1 until the function returned */
+  GPtrArray *outputs;  /* the last stage's emitted items; once done, the flat list */
+  Node *first_child;   /* the first emitted (most nodes have one child) */
+  GPtrArray *children; /* the others, from the second */
+  guint n_children;
   GError *error;
   guint depth; /* the index of the stage it is an item of */
   guint index; /* its place among its parent's children */
@@ -157,22 +159,24 @@ struct _Stage
   GMutex lock;
   GCond not_empty;
   GCond not_full;
-  GQueue queue;     /* of Node */
-  gboolean closed;  /* no more input will come (see also n_putting) */
-  guint n_alive;    /* threads that have not finished */
-  gboolean spawned; /* start() started its threads */
-  gboolean ended;   /* the last thread finished: none starts any more */
-  double rate;      /* the most units per second (0: no limit) */
-  guint step;       /* units per item */
-  gint64 next_free; /* monotonic time the next item may start at */
-  GCond rate_cond;  /* broadcast by a stop */
-  int limited;      /* atomic: rate > 0 */
-  guint n_waiting;  /* threads waiting for an item */
-  guint n_blocked;  /* pushers waiting for room */
-  guint n_putting;  /* first stage: puts in progress, which may still queue */
-  guint max_queued; /* the most items the queue ever held */
-  guint64 n_done;   /* atomic: inputs the function succeeded on */
-  guint64 n_failed; /* atomic: inputs the function failed */
+  GQueue queue;       /* of Node */
+  gboolean closed;    /* no more input will come (see also n_putting) */
+  guint n_alive;      /* threads that have not finished */
+  gboolean spawned;   /* start() started its threads */
+  gboolean ended;     /* the last thread finished: none starts any more */
+  double rate;        /* the most units per second (0: no limit) */
+  guint step;         /* units per item */
+  gint64 next_free;   /* monotonic time the next item may start at */
+  GCond rate_cond;    /* broadcast by a stop */
+  int limited;        /* atomic: rate > 0 */
+  guint n_waiting;    /* threads waiting for an item */
+  guint n_blocked;    /* pushers waiting for room */
+  guint n_pop_wakes;  /* signals of not_empty no waiter has returned for yet */
+  guint n_push_wakes; /* the same for not_full */
+  guint n_putting;    /* first stage: puts in progress, which may still queue */
+  guint max_queued;   /* the most items the queue ever held */
+  guint64 n_done;     /* atomic: inputs the function succeeded on */
+  guint64 n_failed;   /* atomic: inputs the function failed */
 
   /* A dispatcher stage: its items wait, grouped by input, until every
    * earlier input's items have arrived, then go in input order to queues
@@ -229,8 +233,8 @@ struct _SluicePipeline
 
   /* Under lock. */
   GMutex lock;
-  GCond cond; /* room in the window, the end of the pipeline */
-  gboolean started;
+  GCond cond;       /* room in the window, the end of the pipeline */
+  int started;      /* atomic reads */
   gboolean stopped; /* stop(), or the consumer reached a failure or went away */
   guint n_putting;  /* puts in progress: the first stage ends when they are done */
   gboolean workers_done;
@@ -346,6 +350,20 @@ destroy_later (SluicePipeline *self, GDestroyNotify destroy, gpointer data)
 {
   if (destroy != NULL)
     run_later (self->owner_context, destroy_now, data, destroy);
+}
+
+/* The monotonic time @timeout_us from now, or -1 for none: for -1, and for
+ * a timeout so large that the sum would overflow (jobq's
+ * test_default_timeout_is_not_too_large). */
+static gint64
+deadline_after (gint64 timeout_us)
+{
+  gint64 now;
+
+  if (timeout_us < 0)
+    return -1;
+  now = g_get_monotonic_time ();
+  return timeout_us > G_MAXINT64 - now ? -1 : now + timeout_us;
 }
 
 static void stop_internal (SluicePipeline *self, gboolean by_user);
@@ -481,18 +499,23 @@ static void node_release (SluicePipeline *self, Node *node);
 static void
 node_done (SluicePipeline *self, Node *node)
 {
-  if (node->children != NULL)
+  if (node->n_children > 0)
     {
       /* Gather the children's outputs in emitted order; the first failure
        * in that order is the node's unless it failed itself. */
-      for (guint i = 0; i < node->children->len; i++)
+      for (guint i = 0; i < node->n_children; i++)
         {
-          Node *child = node->children->pdata[i];
+          Node *child = i == 0 ? node->first_child : node->children->pdata[i - 1];
 
           if (child->error != NULL && node->error == NULL)
             node->error = g_steal_pointer (&child->error);
           g_clear_error (&child->error);
-          if (child->outputs != NULL && node->error == NULL)
+          if (child->outputs != NULL && node->error == NULL && node->outputs == NULL &&
+              i + 1 == node->n_children)
+            /* The last (often the only) child with outputs: its list is
+             * the node's. */
+            node->outputs = g_steal_pointer (&child->outputs);
+          else if (child->outputs != NULL && node->error == NULL)
             {
               if (node->outputs == NULL)
                 node->outputs = g_ptr_array_sized_new (child->outputs->len);
@@ -503,7 +526,8 @@ node_done (SluicePipeline *self, Node *node)
           free_outputs (self, child->outputs);
           g_free (child);
         }
-      g_clear_pointer (&node->children, g_ptr_array_unref);
+      if (node->children != NULL)
+        g_ptr_array_unref (node->children);
     }
   if (node->error != NULL)
     {
@@ -587,6 +611,53 @@ static inline guint
 stage_length (Stage *stage)
 {
   return stage->key_func != NULL ? stage->n_keyed : stage->queue.length;
+}
+
+/* With the stage's lock held: wakes a thread waiting for an item, unless
+ * every waiting thread already has a wake-up on its way. A signal is a
+ * system call even when nobody sleeps: on a loaded machine a woken thread
+ * may take long to run, and every push meanwhile would make another. */
+static inline void
+wake_popper_locked (Stage *stage)
+{
+  if (stage->n_waiting > stage->n_pop_wakes)
+    {
+      stage->n_pop_wakes++;
+      g_cond_signal (&stage->not_empty);
+    }
+}
+
+static inline void
+wake_all_poppers_locked (Stage *stage)
+{
+  if (stage->n_waiting > 0)
+    {
+      stage->n_pop_wakes = stage->n_waiting;
+      g_cond_broadcast (&stage->not_empty);
+    }
+}
+
+/* The count at or below which a pusher waiting for room is woken: a
+ * quarter of the capacity below it (at least one), so that it pushes a run
+ * of items per wake-up rather than one (a full queue in front of the
+ * slowest stage would otherwise cost a wake-up, and a sleep, per item). */
+static inline guint
+stage_low_water (Stage *stage)
+{
+  return stage->capacity - MAX (1, stage->capacity / 4);
+}
+
+/* With the stage's lock held: wakes a pusher waiting for room, once the
+ * count is down to the low-water mark, unless every waiting pusher already
+ * has a wake-up on its way. */
+static inline void
+wake_pusher_locked (Stage *stage)
+{
+  if (stage->n_blocked > stage->n_push_wakes && stage_length (stage) <= stage_low_water (stage))
+    {
+      stage->n_push_wakes++;
+      g_cond_signal (&stage->not_full);
+    }
 }
 
 /* --- dispatcher stages --- */
@@ -682,8 +753,8 @@ root_fed_locked (Stage *stage, guint64 seq)
       g_hash_table_remove (stage->held, &stage->next_seq);
       stage->next_seq++;
     }
-  if (released && stage->n_waiting > 0)
-    g_cond_broadcast (&stage->not_empty);
+  if (released)
+    wake_all_poppers_locked (stage);
 }
 
 static void
@@ -707,8 +778,7 @@ key_done (Stage *stage, guint64 key)
   if (kq->nodes.length > 0)
     {
       g_queue_push_tail (&stage->ready, kq);
-      if (stage->n_waiting > 0)
-        g_cond_signal (&stage->not_empty);
+      wake_popper_locked (stage);
     }
   else
     g_hash_table_remove (stage->keys, &key);
@@ -750,13 +820,48 @@ node_entered_stage (SluicePipeline *self, Node *child)
       g_atomic_int_inc (&root->feeding[k]);
 }
 
-/* Any thread: queues @node, blocking while the queue is full. FALSE when
- * the pipeline stops or @cancellable fires first. */
+/* Why a push that waits for room cannot wait forever.
+ *
+ * Progress. A push waits only on the items counted by stage_length(): a
+ * plain stage's queue, a dispatcher stage's key queues. None of them needs
+ * the pusher: a plain stage runs its items in any order, and an item in a
+ * key queue belongs to an input whose turn has come (every earlier input
+ * is through the stages before, root_fed_locked()), so it waits at most
+ * for the item of its key that is running on a thread. The items a
+ * dispatcher stage holds until an earlier input (maybe the pusher's) is
+ * through the stages before it are not counted, so they never make anybody
+ * wait (they are bounded by the window and what an input emits). The last
+ * stage never waits (a root completes its slot without blocking), so by
+ * induction from the last stage back, the counted items of every stage run
+ * and leave: the count of the stage a push waits on drops to the low-water
+ * mark (and on to zero, unless pushes that do not wait keep it up; those
+ * are bounded by the window too).
+ *
+ * Wake-ups. Invariant: while the count is at or below the low-water mark
+ * and a pusher waits, some waiting pusher has a wake-up on its way
+ * (n_push_wakes counts those not returned yet). A pop that brings the
+ * count there signals one (wake_pusher_locked()). A woken pusher (or one
+ * back from a broadcast, or spuriously) re-checks after its push: one that
+ * did not take the room it was woken for (a push into a dispatcher stage
+ * only holds its node, which is not counted; or it gave up) or left it at
+ * or below the mark passes the wake-up on. Pushes that do not wait and
+ * releases of held items only raise the count. (Without the pass-on, two
+ * pushers into a dispatcher stage waiting on one pop: the first holds its
+ * node and returns, the second sleeps with the key queues empty, and if its
+ * input is the one the held items wait for, nothing pops again: the hang
+ * of session 7.)
+ *
+ * Any thread: queues @node, blocking while the queue is full. FALSE when
+ * the pipeline stops or @cancellable fires first. A put into the first
+ * stage passes @put_done: a put that is over here (queued in a plain
+ * stage, which is all it had to do) no longer counts as in progress, under
+ * the same lock, and @put_done is set. */
 static gboolean
-stage_push (Stage *stage, Node *node, GCancellable *cancellable)
+stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_done)
 {
   SluicePipeline *self = stage_pipeline (stage);
   gboolean pushed = FALSE;
+  gboolean woken = FALSE;
 
   g_mutex_lock (&stage->lock);
   while (stage_length (stage) >= stage->capacity && !is_stopping (self) &&
@@ -765,6 +870,9 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
       stage->n_blocked++;
       g_cond_wait (&stage->not_full, &stage->lock);
       stage->n_blocked--;
+      if (stage->n_push_wakes > 0)
+        stage->n_push_wakes--;
+      woken = TRUE;
     }
   if (!is_stopping (self) && !g_cancellable_is_cancelled (cancellable))
     {
@@ -774,11 +882,19 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable)
         {
           g_queue_push_tail (&stage->queue, node);
           stage->max_queued = MAX (stage->max_queued, stage->queue.length);
-          if (stage->n_waiting > 0)
-            g_cond_signal (&stage->not_empty);
+          wake_popper_locked (stage);
+          if (put_done != NULL)
+            {
+              *put_done = TRUE;
+              if (--stage->n_putting == 0 && stage->closed)
+                wake_all_poppers_locked (stage);
+            }
         }
       pushed = TRUE;
     }
+  /* The wake-up this push took was for room it did not fill: pass it on. */
+  if (woken)
+    wake_pusher_locked (stage);
   g_mutex_unlock (&stage->lock);
 
   return pushed;
@@ -806,7 +922,7 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
           node = NULL;
           /* A push may have signalled this thread: pass it on. */
           if (stage_length (stage) > 0)
-            g_cond_signal (&stage->not_empty);
+            wake_popper_locked (stage);
           break;
         }
       if (stage->key_func != NULL)
@@ -825,11 +941,10 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
         node = g_queue_pop_head (&stage->queue);
       if (node != NULL)
         {
-          if (stage->n_blocked > 0)
-            g_cond_signal (&stage->not_full);
+          wake_pusher_locked (stage);
           /* The others may be waiting for the end of a dispatcher stage. */
-          if (stage->closed && stage_length (stage) == 0 && stage->n_waiting > 0)
-            g_cond_broadcast (&stage->not_empty);
+          if (stage->closed && stage_length (stage) == 0)
+            wake_all_poppers_locked (stage);
           wake_sources = stage->index == 0 && g_atomic_int_get (&room->n_sources) > 0;
           break;
         }
@@ -846,6 +961,8 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
       stage->n_waiting++;
       g_cond_wait (&stage->not_empty, &stage->lock);
       stage->n_waiting--;
+      if (stage->n_pop_wakes > 0)
+        stage->n_pop_wakes--;
     }
   g_mutex_unlock (&stage->lock);
   if (wake_sources)
@@ -1161,6 +1278,9 @@ stop_internal (SluicePipeline *self, gboolean by_user)
   Room *room = sluice_reorder_buffer_get_callback_data (self->rb);
 
   g_atomic_int_set (&self->stopping, 1);
+  sluice_reorder_buffer_lock (self->rb);
+  sluice_reorder_buffer_set_gate_locked (self->rb, FALSE);
+  sluice_reorder_buffer_unlock (self->rb);
   if (by_user)
     {
       g_mutex_lock (&self->lock);
@@ -1396,15 +1516,11 @@ sluice_pipeline_emitter_init (SluicePipelineEmitter *self)
 {
 }
 
+/* Set once, under the lock; read without it (every put asks). */
 static gboolean
 is_started (SluicePipeline *self)
 {
-  gboolean started;
-
-  g_mutex_lock (&self->lock);
-  started = self->started;
-  g_mutex_unlock (&self->lock);
-  return started;
+  return g_atomic_int_get (&self->started);
 }
 
 /* --- the emitter --- */
@@ -1449,12 +1565,17 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
 
   child = node_new (node, item);
   g_atomic_int_inc (&node->pending);
-  if (node->children == NULL)
-    node->children = g_ptr_array_new ();
-  child->index = node->children->len;
-  g_ptr_array_add (node->children, child);
+  child->index = node->n_children++;
+  if (child->index == 0)
+    node->first_child = child;
+  else
+    {
+      if (node->children == NULL)
+        node->children = g_ptr_array_new ();
+      g_ptr_array_add (node->children, child);
+    }
   node_entered_stage (pipeline, child);
-  if (!stage_push (pipeline->stages->pdata[self->stage->index + 1], child, NULL))
+  if (!stage_push (pipeline->stages->pdata[self->stage->index + 1], child, NULL, NULL))
     {
       free_item (pipeline, g_steal_pointer (&child->item));
       node_left_stage (pipeline, child);
@@ -1805,8 +1926,11 @@ sluice_pipeline_set_stage_value_key_func (SluicePipeline *self,
  * once when idle), never in the middle of an item. Once the stage's
  * threads have finished (its input is over), it only records the number.
  *
- * A dispatcher stage's count is fixed once started, as jobq's is: changing
- * it then is a programmer error (not yet shown correct under stress).
+ * A dispatcher stage's count may change too (jobq refuses: it binds keys
+ * to threads). Its keys are not bound to threads: a key's next item goes
+ * to whichever thread is free once the key's running item is done, and a
+ * thread leaves only between items, so one item per key at a time and the
+ * keys' input order hold whatever the count does.
  *
  * This function is safe to call from any thread.
  */
@@ -1822,13 +1946,6 @@ sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_th
     return;
 
   g_mutex_lock (&st->lock);
-  if (st->key_func != NULL && st->spawned)
-    {
-      g_mutex_unlock (&st->lock);
-      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
-             "The thread count of dispatcher stage “%s” cannot change once started", st->name);
-      return;
-    }
   st->n_threads = n_threads;
   /* Before start() spawned them, it spawns n_threads; once ended, none. */
   if (st->spawned && !st->ended)
@@ -1958,7 +2075,7 @@ sluice_pipeline_start (SluicePipeline *self,
   started = self->started;
   if (!started)
     {
-      self->started = TRUE;
+      g_atomic_int_set (&self->started, TRUE);
       self->n_holders = 1; /* this call's, until every thread is started */
     }
   g_mutex_unlock (&self->lock);
@@ -1966,6 +2083,11 @@ sluice_pipeline_start (SluicePipeline *self,
 
   self->cancelled_handler = g_cancellable_connect (sluice_reorder_buffer_get_cancellable (self->rb),
                                                    G_CALLBACK (on_buffer_cancelled), self, NULL);
+  /* Puts take their place with one atomic step while there is room
+   * (reserve_place()); a stop closes the gate again. */
+  sluice_reorder_buffer_lock (self->rb);
+  sluice_reorder_buffer_set_gate_locked (self->rb, !is_stopping (self));
+  sluice_reorder_buffer_unlock (self->rb);
 
   for (guint i = 1; i < self->stages->len; i++)
     if (((Stage *) self->stages->pdata[i])->key_func != NULL)
@@ -2019,6 +2141,12 @@ reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
   Room *room = sluice_reorder_buffer_get_callback_data (self->rb);
   SluiceSlot *slot = NULL;
 
+  /* The fast path: room and no stop (the gate closes at a stop; a put that
+   * took its place just before then fails at the stage's queue). */
+  if (!g_cancellable_is_cancelled (cancellable) &&
+      (slot = sluice_reorder_buffer_try_reserve (self->rb)) != NULL)
+    return slot;
+
   g_mutex_lock (&room->lock);
   for (;;)
     {
@@ -2029,7 +2157,7 @@ reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
         break;
       sluice_reorder_buffer_lock (self->rb);
       closed = is_stopping (self) || sluice_reorder_buffer_is_closed_locked (self->rb);
-      if (!closed && sluice_reorder_buffer_has_room_locked (self->rb, TRUE))
+      if (!closed && sluice_reorder_buffer_has_room_locked (self->rb, FALSE))
         slot = sluice_reorder_buffer_reserve_locked (self->rb);
       sluice_reorder_buffer_unlock (self->rb);
       if (closed)
@@ -2055,7 +2183,8 @@ reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
  * @error: return location for an error
  *
  * Gives @item to the first stage. Blocks while the window is full or the
- * first stage's queue is. Fails with %SLUICE_ERROR_STOPPED once the
+ * first stage's queue is (a put that had to wait goes on once a quarter of
+ * it is free again). Fails with %SLUICE_ERROR_STOPPED once the
  * pipeline stopped, or with %G_IO_ERROR_CANCELLED; @item is then freed
  * with the item free function. The inputs are numbered in the order their
  * puts took their place in the window.
@@ -2072,6 +2201,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
   Node *root;
   gboolean closed;
   gulong handler = 0;
+  gboolean put_done = FALSE;
   GError *local_error = NULL;
 
   g_return_val_if_fail (SLUICE_IS_PIPELINE (self), FALSE);
@@ -2112,7 +2242,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
       if (self->dispatch_after_head)
         root->feeding = g_new0 (int, self->stages->len);
       node_entered_stage (self, root);
-      if (!stage_push (head, root, cancellable))
+      if (!stage_push (head, root, cancellable, &put_done))
         {
           /* Not accepted: the place it took in the window ends empty. */
           if (!g_cancellable_set_error_if_cancelled (cancellable, &local_error))
@@ -2132,10 +2262,13 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
   if (handler != 0)
     g_cancellable_disconnect (cancellable, handler);
 
-  g_mutex_lock (&head->lock);
-  if (--head->n_putting == 0 && head->closed)
-    g_cond_broadcast (&head->not_empty);
-  g_mutex_unlock (&head->lock);
+  if (!put_done)
+    {
+      g_mutex_lock (&head->lock);
+      if (--head->n_putting == 0 && head->closed)
+        wake_all_poppers_locked (head);
+      g_mutex_unlock (&head->lock);
+    }
 
   if (local_error != NULL)
     {
@@ -2499,7 +2632,7 @@ sluice_pipeline_run (SluicePipeline *self,
                      GCancellable *cancellable,
                      GError **error)
 {
-  gint64 deadline = timeout_us >= 0 ? g_get_monotonic_time () + timeout_us : -1;
+  gint64 deadline = deadline_after (timeout_us);
   GError *input_error = NULL;
   GError *join_error = NULL;
   gulong handler = 0;
@@ -2708,7 +2841,7 @@ sluice_pipeline_stop (SluicePipeline *self)
 gboolean
 sluice_pipeline_join (SluicePipeline *self, gint64 timeout_us, GError **error)
 {
-  gint64 deadline = timeout_us >= 0 ? g_get_monotonic_time () + timeout_us : -1;
+  gint64 deadline = deadline_after (timeout_us);
   GPtrArray *threads;
   gboolean ok;
 

@@ -4,6 +4,9 @@
  */
 
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <sluice/sluice.h>
 
@@ -64,6 +67,30 @@ fan_out (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **
   return TRUE;
 }
 
+/* The fourth stage's choice for @v: 0 drop, 2 two outputs (v, v + 500),
+ * else one (v); spread at random by a multiplicative hash. */
+static guint
+sift_choice (guint64 v)
+{
+  return (guint) ((v * G_GUINT64_CONSTANT (11400714819323198485)) >> 61) % 5;
+}
+
+static gboolean
+sift (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  guint64 v = N (item);
+  guint choice = sift_choice (v);
+
+  random_delay (GPOINTER_TO_UINT (data));
+  if (choice != 0)
+    sluice_pipeline_emitter_emit (emitter, P (v));
+  if (choice == 2)
+    sluice_pipeline_emitter_emit (emitter, P (v + 500));
+  return TRUE;
+}
+
+/* What add1, multi2, fan_out and sift give serially: the outputs of an
+ * input are n * 1000 + k (+ 500), n = (input + 1) * 2. */
 static void
 serial_outputs (guint64 n_inputs, GArray *expected)
 {
@@ -74,7 +101,12 @@ serial_outputs (guint64 n_inputs, GArray *expected)
       for (guint64 k = 0; k < n % 3; k++)
         {
           guint64 out = n * 1000 + k;
-          g_array_append_val (expected, out);
+          guint choice = sift_choice (out);
+
+          if (choice != 0)
+            g_array_append_val (expected, out);
+          if (choice == 2)
+            g_array_append_val (expected, (guint64){ out + 500 });
         }
     }
 }
@@ -97,6 +129,7 @@ typedef struct
 {
   gboolean keep_order;
   guint n_inputs;
+  guint full_inputs; /* with SLUICE_TEST_FULL=1 (0: n_inputs) */
   guint max_delay_us;
   gboolean random_threads; /* and changed live every few ms */
   gboolean keyed;          /* the second stage dispatches on 1000 keys */
@@ -138,7 +171,6 @@ typedef struct
   SluicePipeline *pipeline;
   int stop; /* atomic */
   guint n_changes;
-  gboolean skip_stage_1; /* a dispatcher stage: its count is fixed */
 } Changer;
 
 /* Changes a random stage's thread count every 2-6 ms. */
@@ -149,10 +181,8 @@ change_threads (gpointer data)
 
   while (!g_atomic_int_get (&changer->stop))
     {
-      guint stage = g_random_int_range (0, 3);
+      guint stage = g_random_int_range (0, 4);
 
-      if (stage == 1 && changer->skip_stage_1)
-        stage = 2;
       sluice_pipeline_set_stage_threads (changer->pipeline, stage, g_random_int_range (1, 6));
       changer->n_changes++;
       g_usleep (g_random_int_range (2000, 6000));
@@ -177,21 +207,23 @@ static void
 test_order (gconstpointer data)
 {
   const OrderCase *c = data;
-  guint n = sluice_test_scale (c->n_inputs, 100);
+  gboolean full = g_getenv ("SLUICE_TEST_FULL") != NULL;
+  guint n = sluice_test_scale (full && c->full_inputs > 0 ? c->full_inputs : c->n_inputs, 100);
   g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autoptr (GArray) expected = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autoptr (GError) error = NULL;
   SluicePipeline *pipeline;
-  guint threads[3] = { 1, 3, 2 };
+  guint threads[4] = { 1, 3, 2, 2 };
   gpointer delay = GUINT_TO_POINTER (c->max_delay_us);
   g_autofree StressKeys *keys = g_new0 (StressKeys, 1);
   Changer changer = { NULL };
   GThread *changer_thread = NULL;
 
   if (c->random_threads)
-    for (guint i = 0; i < 3; i++)
+    for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
       threads[i] = g_random_int_range (1, 6);
-  g_test_message ("%u inputs, threads %u %u %u", n, threads[0], threads[1], threads[2]);
+  g_test_message ("%u inputs, threads %u %u %u %u", n, threads[0], threads[1], threads[2],
+                  threads[3]);
 
   pipeline = sluice_pipeline_new (c->keep_order, g_random_int_range (1, 64), NULL);
   g_assert_cmpuint (sluice_pipeline_add_stage (pipeline, "add1", threads[0], 4, add1, delay, NULL),
@@ -207,12 +239,13 @@ test_order (gconstpointer data)
     sluice_pipeline_set_stage_key_func (pipeline, 1, stress_key, NULL, NULL);
   g_assert_cmpuint (
       sluice_pipeline_add_stage (pipeline, "fan-out", threads[2], 2, fan_out, delay, NULL), ==, 2);
-  g_assert_cmpuint (sluice_pipeline_get_n_stages (pipeline), ==, 3);
+  g_assert_cmpuint (sluice_pipeline_add_stage (pipeline, "sift", threads[3], 3, sift, delay, NULL),
+                    ==, 3);
+  g_assert_cmpuint (sluice_pipeline_get_n_stages (pipeline), ==, 4);
   sluice_pipeline_start (pipeline, collect, got, NULL);
   if (c->random_threads)
     {
       changer.pipeline = pipeline;
-      changer.skip_stage_1 = c->keyed;
       changer_thread = g_thread_new ("changer", change_threads, &changer);
     }
   put_all (pipeline, n);
@@ -236,19 +269,34 @@ test_order (gconstpointer data)
     }
   else
     {
-      /* Every output once, the outputs of one input together in order. */
-      g_autoptr (GHashTable) seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+      /* Every input's outputs once, together and in their serial order:
+       * each run of one input in got is its run in expected. */
+      g_autoptr (GHashTable) runs = g_hash_table_new (g_int64_hash, g_int64_equal);
+      guint i = 0;
 
-      for (guint i = 0; i < got->len; i++)
+      for (guint j = 0; j < expected->len; j++)
+        if (j == 0 || g_array_index (expected, guint64, j) / 1000 !=
+                          g_array_index (expected, guint64, j - 1) / 1000)
+          g_hash_table_insert (runs, &g_array_index (expected, guint64, j), GUINT_TO_POINTER (j));
+      while (i < got->len)
         {
-          guint64 *out = &g_array_index (got, guint64, i);
+          guint64 input = g_array_index (got, guint64, i) / 1000;
+          guint64 first = g_array_index (got, guint64, i);
+          gpointer start;
+          guint j;
 
-          g_assert_true (g_hash_table_add (seen, out));
-          if (*out % 1000 != 0)
-            g_assert_cmpuint (g_array_index (got, guint64, i - 1), ==, *out - 1);
+          /* A run starts where the input's run in expected does, once. */
+          g_assert_true (g_hash_table_steal_extended (runs, &first, NULL, &start));
+          for (j = GPOINTER_TO_UINT (start);
+               j < expected->len && g_array_index (expected, guint64, j) / 1000 == input; j++)
+            {
+              g_assert_cmpuint (i, <, got->len);
+              g_assert_cmpuint (g_array_index (got, guint64, i), ==,
+                                g_array_index (expected, guint64, j));
+              i++;
+            }
         }
-      for (guint i = 0; i < expected->len; i++)
-        g_assert_true (g_hash_table_contains (seen, &g_array_index (expected, guint64, i)));
+      g_assert_cmpuint (g_hash_table_size (runs), ==, 0);
     }
   g_object_unref (pipeline);
 }
@@ -286,6 +334,7 @@ test_consumerator (void)
   sluice_pipeline_add_stage (pipeline, "add1", 2, 8, add1, GUINT_TO_POINTER (20), NULL);
   sluice_pipeline_add_stage (pipeline, "multi2", 2, 8, multi2, NULL, NULL);
   sluice_pipeline_add_stage (pipeline, "fan-out", 3, 8, fan_out, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "sift", 2, 8, sift, NULL, NULL);
   sluice_pipeline_start (pipeline, NULL, NULL, NULL);
   thread = g_thread_new ("feeder", feed_thread, &feeder);
 
@@ -1485,27 +1534,1034 @@ test_rate_limit (void)
   Starts starts = { 0 };
   guint n = full ? 1001 : 40;
   double seconds;
+  gint64 t0;
 
   sluice_pipeline_add_stage (pipeline, "limited", 3, 16, note_start, &starts, NULL);
   sluice_pipeline_set_stage_rate_limit (pipeline, 0, 400, 4);
+  t0 = g_get_monotonic_time ();
   g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, n, G_MAXUINT }, NULL,
                                       NULL, -1, NULL, &error));
   g_assert_no_error (error);
   g_assert_cmpint (starts.n, ==, n);
-  /* n starts span n - 1 intervals of 10 ms. */
+  /* n starts span n - 1 intervals of 10 ms after the schedule's start,
+   * which is after t0 (the first start itself may be late: a loaded
+   * machine, valgrind). */
   seconds = (starts.last - starts.first) / (double) G_USEC_PER_SEC;
   g_test_message ("%u starts in %.3f s: %.1f per second", n, seconds, (n - 1) / seconds);
-  g_assert_cmpfloat (seconds, >=, (n - 1) * 0.01 - 0.001);
+  g_assert_cmpint (starts.last - t0, >=, (n - 1) * 10000);
   if (full)
     g_assert_cmpfloat (fabs ((n - 1) / seconds - 100) / 100, <, 0.05);
   g_object_unref (pipeline);
 }
 
-static const OrderCase ordered = { TRUE, 3000, 100, FALSE, FALSE };
-static const OrderCase unordered = { FALSE, 3000, 100, FALSE, FALSE };
-static const OrderCase stress = { TRUE, 200000, 5, TRUE, FALSE };
-static const OrderCase stress_unordered = { FALSE, 100000, 5, TRUE, FALSE };
-static const OrderCase stress_keyed = { TRUE, 50000, 5, TRUE, TRUE };
+/* ---- jobq's upstream tests (pykit3/k3jobq test/test_jobq.py) ------------
+ *
+ * Each named after the original case, porting its behaviour. jobq's
+ * sleeps that wait for a state are replaced by gates and by waiting for the
+ * statistics to settle (exact values then); the cases about time keep
+ * jobq's shape with wider tolerance bands (a loaded machine only makes
+ * things later), and longer sleeps where a margin had to hold.
+ */
+
+/* Whether upper time bands are checked: not under valgrind (the test setup
+ * scales sizes down there), which makes everything many times slower. */
+static gboolean
+upper_bands (void)
+{
+  return sluice_test_scale (10, 10) == 10;
+}
+
+/* Input counts of jobq's larger cases (10240): a tenth under valgrind. */
+static guint
+jobq_scale (guint n)
+{
+  return n > 1000 ? sluice_test_scale (n, 10) : n;
+}
+
+/* A stage that holds each item until the test lets it go: the n-th item to
+ * enter leaves once n items were released. */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  guint entered;
+  guint released;
+} Turnstile;
+
+static gboolean
+turnstile_pass (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  Turnstile *t = data;
+  guint me;
+
+  g_mutex_lock (&t->lock);
+  me = t->entered++;
+  g_cond_broadcast (&t->cond);
+  while (me >= t->released)
+    g_cond_wait (&t->cond, &t->lock);
+  g_mutex_unlock (&t->lock);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static void
+turnstile_release (Turnstile *t, guint n)
+{
+  g_mutex_lock (&t->lock);
+  t->released = n;
+  g_cond_broadcast (&t->cond);
+  g_mutex_unlock (&t->lock);
+}
+
+static void
+turnstile_wait_entered (Turnstile *t, guint n)
+{
+  gint64 deadline = deadline_from_now ();
+
+  g_mutex_lock (&t->lock);
+  while (t->entered < n)
+    g_assert_true (g_cond_wait_until (&t->cond, &t->lock, deadline));
+  g_mutex_unlock (&t->lock);
+}
+
+static gboolean
+pass (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* jobq's "doing": items inside a stage function (its threads not waiting
+ * for an item). */
+static guint64
+stage_busy (GVariant *stats, guint index)
+{
+  g_autoptr (GVariant) stage = stage_stats (stats, index);
+
+  return stat_u (stage, "threads") - stat_u (stage, "idle");
+}
+
+/* The statistics once @in inputs are in, stage 0 has @busy items in its
+ * function and @queued waiting, stage 1 (if any) none in its function, and
+ * @out inputs are through (waits for them to settle: the counters are not
+ * read as one snapshot). */
+static GVariant *
+stats_when (SluicePipeline *pipeline, guint in, guint busy, guint queued, guint out)
+{
+  gint64 deadline = deadline_from_now ();
+
+  for (;;)
+    {
+      GVariant *stats = sluice_pipeline_get_stats (pipeline);
+      g_autoptr (GVariant) first = stage_stats (stats, 0);
+
+      if (stage_busy (stats, 0) == busy &&
+          (sluice_pipeline_get_n_stages (pipeline) < 2 || stage_busy (stats, 1) == 0) &&
+          stat_u (first, "queue-size") == queued && stat_u (stats, "out") == out &&
+          stat_u (stats, "in") == in)
+        return stats;
+      g_variant_unref (stats);
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+}
+
+typedef struct
+{
+  SluicePipeline *pipeline;
+  guint n;
+} RunJob;
+
+/* k3jobq.run (list (range (n)), stages) in a thread, outputs dropped. */
+static gpointer
+run_thread (gpointer data)
+{
+  RunJob *job = data;
+  Counter counter = { 0, job->n, G_MAXUINT };
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (
+      sluice_pipeline_run (job->pipeline, count_input, &counter, NULL, NULL, -1, NULL, &error));
+  g_assert_no_error (error);
+  return NULL;
+}
+
+/* TestProbe: [(_sleep_1, n_threads), _nothing] over n inputs; the
+ * statistics show what the first stage is working on, then nothing. */
+static void
+probe_case (guint n, guint n_threads, gboolean keep_order)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (keep_order, 1024, NULL);
+  Turnstile t = { 0 };
+  RunJob job = { pipeline, n };
+  GThread *thread;
+  GVariant *stats;
+  g_autoptr (GVariant) first = NULL;
+  g_autoptr (GVariant) stages = NULL;
+  g_autofree char *name = NULL;
+
+  g_mutex_init (&t.lock);
+  g_cond_init (&t.cond);
+  sluice_pipeline_add_stage (pipeline, "_sleep_1", n_threads, 1024, turnstile_pass, &t, NULL);
+  sluice_pipeline_add_stage (pipeline, "_nothing", 1, 1024, pass, NULL, NULL);
+  thread = g_thread_new ("run", run_thread, &job);
+
+  /* Working on the first n_threads items, then on the next ones. */
+  for (guint round = 0; round < 2; round++)
+    {
+      guint started = MIN ((round + 1) * n_threads, n);
+
+      turnstile_wait_entered (&t, started);
+      stats = stats_when (pipeline, n, started - round * n_threads, n - started, round * n_threads);
+      g_assert_cmpuint (stat_u (stats, "doing"), ==, n - round * n_threads);
+      g_variant_unref (stats);
+      turnstile_release (&t, started);
+    }
+  turnstile_release (&t, G_MAXUINT);
+  g_thread_join (thread);
+
+  /* All done: the last statistics. */
+  stats = sluice_pipeline_get_stats (pipeline);
+  g_assert_cmpuint (stage_busy (stats, 0) + stage_busy (stats, 1), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "doing"), ==, 0);
+  g_assert_cmpuint (stat_u (stats, "out"), ==, n);
+  stages = g_variant_lookup_value (stats, "stages", NULL);
+  g_assert_cmpuint (g_variant_n_children (stages), ==, 2);
+  first = stage_stats (stats, 0);
+  g_assert_true (g_variant_lookup (first, "name", "s", &name));
+  g_assert_cmpstr (name, ==, "_sleep_1");
+  g_assert_cmpuint (stat_u (first, "queue-size"), ==, 0);
+  g_assert_cmpuint (stat_u (first, "queue-capacity"), ==, 1024);
+  g_assert_cmpuint (stat_u (first, "done"), ==, n);
+  g_variant_unref (stats);
+  g_object_unref (pipeline);
+  g_mutex_clear (&t.lock);
+  g_cond_clear (&t.cond);
+}
+
+static void
+test_probe_single_thread (void)
+{
+  probe_case (3, 1, FALSE);
+}
+
+static void
+test_probe_3_thread (void)
+{
+  probe_case (10, 3, FALSE);
+}
+
+static void
+test_probe_3_thread_keep_order (void)
+{
+  probe_case (10, 3, TRUE);
+}
+
+/* TestDispatcher: (_collect_by_tid, 3, x % 3) then _collect (the
+ * consumer). jobq runs a key on one thread of its own; Sluice runs a key's
+ * items one at a time in input order, on any thread: that is what is
+ * checked, with the output order. */
+#define N_DISPATCH_KEYS 3
+
+typedef struct
+{
+  GMutex lock;
+  int running[N_DISPATCH_KEYS];
+  GArray *seen[N_DISPATCH_KEYS]; /* per key, the items in the order run */
+} ByKey;
+
+static guint64
+mod3 (gconstpointer item, gpointer data)
+{
+  return N (item) % N_DISPATCH_KEYS;
+}
+
+static gboolean
+collect_by_key (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  ByKey *by_key = data;
+  guint64 n = N (item);
+  guint key = n % N_DISPATCH_KEYS;
+
+  g_assert_cmpint (g_atomic_int_add (&by_key->running[key], 1), ==, 0);
+  random_delay (20);
+  g_mutex_lock (&by_key->lock);
+  g_array_append_val (by_key->seen[key], n);
+  g_mutex_unlock (&by_key->lock);
+  g_assert_cmpint (g_atomic_int_add (&by_key->running[key], -1), ==, 1);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static void
+dispatcher_case (gboolean job_manager)
+{
+  const guint n = 1000;
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
+  g_autoptr (GArray) ordered = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  ByKey by_key = { 0 };
+
+  g_mutex_init (&by_key.lock);
+  for (guint k = 0; k < N_DISPATCH_KEYS; k++)
+    by_key.seen[k] = g_array_new (FALSE, FALSE, sizeof (guint64));
+  sluice_pipeline_add_stage (pipeline, "_collect_by_tid", N_DISPATCH_KEYS, 1024, collect_by_key,
+                             &by_key, NULL);
+  sluice_pipeline_set_stage_key_func (pipeline, 0, mod3, NULL, NULL);
+  if (job_manager)
+    {
+      sluice_pipeline_start (pipeline, collect, ordered, NULL);
+      /* jobq refuses to change a dispatcher's thread count (it raises
+       * JobWorkerError: its keys are bound to threads); Sluice's may
+       * change, the keys' order holds. */
+      sluice_pipeline_set_stage_threads (pipeline, 0, 10);
+      g_assert_cmpuint (sluice_pipeline_get_stage_threads (pipeline, 0), ==, 10);
+      for (guint i = 0; i < n; i++)
+        {
+          g_autoptr (GVariant) stats = NULL;
+          g_autoptr (GVariant) first = NULL;
+
+          if (i == n / 2)
+            sluice_pipeline_set_stage_threads (pipeline, 0, 2);
+
+          g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+          /* jobq's stat() has a "dispatcher" entry: ours, held and keys. */
+          stats = sluice_pipeline_get_stats (pipeline);
+          first = stage_stats (stats, 0);
+          g_assert_cmpuint (stat_u (first, "keys"), <=, N_DISPATCH_KEYS);
+          g_assert_cmpuint (stat_u (first, "held"), <=, 1024);
+        }
+      sluice_pipeline_close_input (pipeline);
+      g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+    }
+  else
+    g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, n, G_MAXUINT },
+                                        collect, ordered, -1, NULL, &error));
+  g_assert_no_error (error);
+
+  /* Each key's items ran one at a time, in input order. */
+  for (guint k = 0; k < N_DISPATCH_KEYS; k++)
+    {
+      GArray *seen = by_key.seen[k];
+
+      g_assert_cmpuint (seen->len, ==, (n - k + N_DISPATCH_KEYS - 1) / N_DISPATCH_KEYS);
+      for (guint i = 0; i < seen->len; i++)
+        g_assert_cmpuint (g_array_index (seen, guint64, i), ==, k + i * N_DISPATCH_KEYS);
+      g_array_unref (seen);
+    }
+  /* The output in input order. */
+  g_assert_cmpuint (ordered->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (ordered, guint64, i), ==, i);
+  g_mutex_clear (&by_key.lock);
+  g_object_unref (pipeline);
+}
+
+static void
+test_dispatcher_job_manager (void)
+{
+  dispatcher_case (TRUE);
+}
+
+static void
+test_dispatcher_run (void)
+{
+  dispatcher_case (FALSE);
+}
+
+/* TestTimeout: run (range (10), [_sleep_1, collect], timeout): the worker
+ * finishes the item it runs and starts no other; what it emits after the
+ * timeout is dropped. jobq's 0.1 s items and 0.05 / 0.15 s timeouts are
+ * 0.5 s and 0.25 / 0.75 s here, for margins a loaded machine keeps. */
+typedef struct
+{
+  GMutex lock;
+  GArray *got;
+} SleepGot;
+
+static gboolean
+sleep_half (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  SleepGot *sleep_got = data;
+  guint64 n = N (item);
+
+  g_mutex_lock (&sleep_got->lock);
+  g_array_append_val (sleep_got->got, n);
+  g_mutex_unlock (&sleep_got->lock);
+  g_usleep (G_USEC_PER_SEC / 2);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static void
+test_timeout (void)
+{
+  for (guint c = 0; c < 2; c++)
+    {
+      SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
+      g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+      g_autoptr (GError) error = NULL;
+      SleepGot sleep_got = { .got = g_array_new (FALSE, FALSE, sizeof (guint64)) };
+
+      g_mutex_init (&sleep_got.lock);
+      sluice_pipeline_add_stage (pipeline, "_sleep_1", 1, 1024, sleep_half, &sleep_got, NULL);
+      g_assert_false (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 10, G_MAXUINT },
+                                           collect, rst, c == 0 ? 250000 : 750000, NULL, &error));
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+      g_clear_error (&error);
+      /* jobq's sleep (0.2): here, until the worker has finished. */
+      g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+      g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+      g_assert_cmpuint (sleep_got.got->len, ==, c + 1);
+      for (guint i = 0; i <= c; i++)
+        g_assert_cmpuint (g_array_index (sleep_got.got, guint64, i), ==, i);
+      g_assert_cmpuint (rst->len, ==, c);
+      if (c == 1)
+        g_assert_cmpuint (g_array_index (rst, guint64, 0), ==, 0);
+      g_array_unref (sleep_got.got);
+      g_mutex_clear (&sleep_got.lock);
+      g_object_unref (pipeline);
+    }
+}
+
+/* TestJobManager */
+
+static gboolean
+sleep_ms (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  g_usleep (GPOINTER_TO_UINT (data) * 1000);
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* [_sleep (0.1 s), _collect], 3 puts, join: in order, after 0.3 s (jobq's
+ * band: ± 0.05 s; here at least 0.3 s, and well under the 10 s a loaded
+ * machine may add). */
+static void
+test_manager (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gint64 t0;
+  double seconds;
+
+  sluice_pipeline_add_stage (pipeline, "_sleep", 1, 1024, sleep_ms, GUINT_TO_POINTER (100), NULL);
+  sluice_pipeline_start (pipeline, collect, rst, NULL);
+  t0 = g_get_monotonic_time ();
+  for (guint i = 0; i < 3; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  seconds = (g_get_monotonic_time () - t0) / (double) G_USEC_PER_SEC;
+  g_test_message ("3 items of 0.1 s in %.3f s", seconds);
+  g_assert_cmpuint (rst->len, ==, 3);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, i);
+  g_assert_cmpfloat (seconds, >=, 0.3);
+  if (upper_bands ())
+    g_assert_cmpfloat (seconds, <, 10);
+  g_object_unref (pipeline);
+}
+
+/* [_sleep], 3 puts, join (timeout): returns at the timeout (jobq: 0.1 s
+ * items, 0.1 s timeout, 0.09 .. 0.11 s; here 0.5 s items and timeout,
+ * between the timeout and the 1.5 s the three items would take). */
+static void
+test_join_timeout (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GError) error = NULL;
+  gint64 t0;
+  double seconds;
+
+  sluice_pipeline_add_stage (pipeline, "_sleep", 1, 1024, sleep_ms, GUINT_TO_POINTER (500), NULL);
+  sluice_pipeline_start (pipeline, collect, g_array_new (FALSE, FALSE, sizeof (guint64)),
+                         (GDestroyNotify) g_array_unref);
+  t0 = g_get_monotonic_time ();
+  for (guint i = 0; i < 3; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+  g_assert_false (sluice_pipeline_join (pipeline, G_USEC_PER_SEC / 2, &error));
+  seconds = (g_get_monotonic_time () - t0) / (double) G_USEC_PER_SEC;
+  g_test_message ("join (0.5 s) returned after %.3f s", seconds);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_cmpfloat (seconds, >=, 0.5);
+  if (upper_bands ())
+    g_assert_cmpfloat (seconds, <, 1.5);
+  /* The worker stops after its item; the pipeline frees itself. */
+  g_object_unref (pipeline);
+}
+
+/* [_pass]: after each put, once through, in and out count it and nothing
+ * is being done (jobq counts its hidden _blackhole stage too: 2 per put). */
+static void
+test_stat (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GError) error = NULL;
+
+  sluice_pipeline_add_stage (pipeline, "_pass", 1, 1024, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, g_array_new (FALSE, FALSE, sizeof (guint64)),
+                         (GDestroyNotify) g_array_unref);
+  for (guint i = 0; i < 3; i++)
+    {
+      GVariant *stats;
+      g_autoptr (GVariant) first = NULL;
+
+      g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+      stats = stats_when (pipeline, i + 1, 0, 0, i + 1);
+      first = stage_stats (stats, 0);
+      g_assert_cmpuint (stat_u (stats, "doing"), ==, 0);
+      g_assert_cmpuint (stat_u (first, "done"), ==, i + 1);
+      g_variant_unref (stats);
+    }
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_object_unref (pipeline);
+}
+
+static gboolean
+append_value (SluicePipelineEmitter *emitter, const GValue *item, gpointer data, GError **error)
+{
+  g_array_append_val ((GArray *) data, (guint64){ g_value_get_uint64 (item) });
+  return TRUE;
+}
+
+/* [rst.append]: stat () must not fail on a stage function without the
+ * attributes jobq reads (a builtin); here: a value stage of a values
+ * pipeline, with an empty name, before the start and after the end. */
+static void
+test_stat_on_builtin_method (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new_for_values (FALSE, 16);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  GValue value = G_VALUE_INIT;
+
+  sluice_pipeline_add_value_stage (pipeline, "", 1, 16, append_value, rst, NULL);
+  for (guint pass = 0; pass < 2; pass++)
+    {
+      g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+      g_autoptr (GVariant) first = stage_stats (stats, 0);
+      g_autofree char *name = NULL;
+
+      g_assert_true (g_variant_lookup (first, "name", "s", &name));
+      g_assert_cmpstr (name, ==, "");
+      g_assert_cmpuint (stat_u (stats, "in"), ==, pass);
+      if (pass == 0)
+        {
+          sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+          g_value_init (&value, G_TYPE_UINT64);
+          g_value_set_uint64 (&value, 7);
+          g_assert_true (sluice_pipeline_put_value (pipeline, &value, NULL, NULL));
+          g_value_unset (&value);
+          sluice_pipeline_close_input (pipeline);
+          g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+          g_assert_no_error (error);
+        }
+    }
+  g_assert_cmpuint (rst->len, ==, 1);
+  g_assert_cmpuint (g_array_index (rst, guint64, 0), ==, 7);
+  g_object_unref (pipeline);
+}
+
+/* [_pass, rst.append]: an invalid count is refused; 10240 puts with the
+ * count changed (1 to 3) at most of them; every item comes through. */
+static void
+test_set_thread_num (void)
+{
+  const guint n = jobq_scale (10240);
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+
+  sluice_pipeline_add_stage (pipeline, "_pass", 1, 1024, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, rst, NULL);
+  /* jobq's 0, -1 and 1.1: a guint leaves 0. */
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion 'n_threads > 0' failed*");
+  sluice_pipeline_set_stage_threads (pipeline, 0, 0);
+  g_test_assert_expected_messages ();
+  g_assert_cmpuint (sluice_pipeline_get_stage_threads (pipeline, 0), ==, 1);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+      if (i % 91 != 0)
+        sluice_pipeline_set_stage_threads (pipeline, 0, i % 3 + 1);
+    }
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rst->len, ==, n);
+  g_array_sort (rst, compare_u64);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, i);
+  g_object_unref (pipeline);
+}
+
+/* [x.meth]: the statistics show the thread count, before and after a
+ * change (jobq's case is about finding a bound method's stage). */
+static void
+test_set_thread_num_with_object_method (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GError) error = NULL;
+
+  sluice_pipeline_add_stage (pipeline, "meth", 1, 1024, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  for (guint want = 1; want <= 2; want++)
+    {
+      g_autoptr (GVariant) stats = NULL;
+      g_autoptr (GVariant) first = NULL;
+
+      if (want == 2)
+        sluice_pipeline_set_stage_threads (pipeline, 0, 2);
+      stats = sluice_pipeline_get_stats (pipeline);
+      first = stage_stats (stats, 0);
+      g_assert_cmpuint (stat_u (first, "threads"), ==, want);
+      g_assert_cmpuint (sluice_pipeline_get_stage_threads (pipeline, 0), ==, want);
+    }
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_object_unref (pipeline);
+}
+
+typedef struct
+{
+  SluicePipeline *pipeline;
+  int running; /* atomic */
+} Setter;
+
+static gpointer
+change_thread_nr (gpointer data)
+{
+  Setter *setter = data;
+
+  while (g_atomic_int_get (&setter->running))
+    {
+      sluice_pipeline_set_stage_threads (setter->pipeline, 0, g_random_int_range (1, 5));
+      g_usleep (G_USEC_PER_SEC / 2);
+    }
+  return NULL;
+}
+
+/* The same with keep-order and 3 threads changing the count every 0.5 s:
+ * here the output is checked in order, not sorted. */
+static void
+test_set_thread_num_keep_order (void)
+{
+  const guint n = jobq_scale (10240);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  Setter setter = { pipeline, 1 };
+  GThread *threads[3];
+
+  sluice_pipeline_add_stage (pipeline, "_pass", 1, 1024, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, rst, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    threads[i] = g_thread_new ("setter", change_thread_nr, &setter);
+  for (guint i = 0; i < n; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rst->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, i);
+  g_atomic_int_set (&setter.running, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    g_thread_join (threads[i]);
+  g_object_unref (pipeline);
+}
+
+/* TestJobQ */
+
+static gboolean
+err_on_even (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  if (N (item) % 2 == 0)
+    {
+      g_set_error (error, test_error_quark (), 7, "even number");
+      return FALSE;
+    }
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* [err_on_even, collect]: jobq logs the exceptions and loses the items;
+ * with skip-failed the odd ones come through and item-failed reports each
+ * even one. */
+static void
+test_exception (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gint64 deadline = deadline_from_now ();
+
+  sluice_pipeline_set_skip_failed (pipeline, TRUE);
+  g_signal_connect (pipeline, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_pipeline_add_stage (pipeline, "err_on_even", 1, 1024, err_on_even, NULL, NULL);
+  g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 10, G_MAXUINT },
+                                      collect, rst, -1, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rst->len, ==, 5);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, 2 * i + 1);
+  while (failed->len < 5)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  g_array_sort (failed, compare_u64);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpuint (g_array_index (failed, guint64, i), ==, 2 * i);
+  g_object_unref (pipeline);
+}
+
+static gboolean
+discard_even (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  if (N (item) % 2 != 0)
+    sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+static gboolean
+multi2_sleep (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  g_usleep (20000);
+  sluice_pipeline_emitter_emit (emitter, P (N (item) * 2));
+  return TRUE;
+}
+
+typedef enum
+{
+  J_ADD1,
+  J_MULTI2,
+  J_DISCARD_EVEN,
+  J_MULTI2_SLEEP,
+} JobqWorker;
+
+typedef struct
+{
+  guint n_inputs;
+  JobqWorker workers[3];
+  guint threads[3];
+  guint n_workers;
+  /* The output: n_out items from first, by step (none for n_out 0). */
+  guint n_out;
+  guint64 first;
+  guint64 step;
+} JobqCase;
+
+/* Runs @c with keep-order or not; returns the outputs (sorted without). */
+static GArray *
+run_jobq_case (const JobqCase *c, gboolean keep_order)
+{
+  static const SluicePipelineStageFunc funcs[] = { add1, multi2, discard_even, multi2_sleep };
+  static const char *names[] = { "add1", "multi2", "discard_even", "multi2_sleep" };
+  SluicePipeline *pipeline = sluice_pipeline_new (keep_order, 1024, NULL);
+  GArray *rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint n_inputs = jobq_scale (c->n_inputs);
+  guint n_out = c->n_out == c->n_inputs ? n_inputs : c->n_out;
+
+  for (guint i = 0; i < c->n_workers; i++)
+    sluice_pipeline_add_stage (pipeline, names[c->workers[i]], c->threads[i], 1024,
+                               funcs[c->workers[i]], NULL, NULL);
+  g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, n_inputs, G_MAXUINT },
+                                      collect, rst, -1, NULL, &error));
+  g_assert_no_error (error);
+  g_object_unref (pipeline);
+  if (!keep_order)
+    g_array_sort (rst, compare_u64);
+  g_assert_cmpuint (rst->len, ==, n_out);
+  for (guint i = 0; i < n_out; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, c->first + i * c->step);
+  return rst;
+}
+
+/* jobq's cases: one thread per stage, the outputs in order. */
+static void
+test_sequential (void)
+{
+  static const JobqCase cases[] = {
+    { 3, { J_ADD1 }, { 1 }, 1, 3, 1, 1 },
+    { 3, { J_ADD1, J_MULTI2 }, { 1, 1 }, 2, 3, 2, 2 },
+    { 100, { J_ADD1, J_MULTI2, J_DISCARD_EVEN }, { 1, 1, 1 }, 3, 0, 0, 0 },
+    { 100, { J_ADD1, J_DISCARD_EVEN }, { 1, 1 }, 2, 50, 1, 2 },
+    { 10240, { J_ADD1, J_MULTI2 }, { 1, 1 }, 2, 10240, 2, 2 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_array_unref (run_jobq_case (&cases[i], FALSE));
+}
+
+/* jobq's cases with many threads: every output without keep-order, in
+ * order with it. */
+static void
+test_concurrent (void)
+{
+  static const JobqCase cases[] = {
+    { 100, { J_ADD1, J_MULTI2_SLEEP }, { 1, 10 }, 2, 100, 2, 2 },
+    { 10240, { J_ADD1, J_MULTI2 }, { 1, 4 }, 2, 10240, 2, 2 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_array_unref (run_jobq_case (&cases[i], FALSE));
+      g_array_unref (run_jobq_case (&cases[i], TRUE));
+    }
+}
+
+/* A generator worker: 0, 1, 2 with a sleep after each. */
+static gboolean
+gen (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  for (guint i = 0; i < 3; i++)
+    {
+      sluice_pipeline_emitter_emit (emitter, P (i));
+      g_usleep (20000);
+    }
+  return TRUE;
+}
+
+/* [(gen, 2), collect] over 3 inputs: with keep-order, each input's outputs
+ * together and in order; without, jobq only promises all nine: Sluice
+ * still keeps an input's outputs together. */
+static void
+test_generator (void)
+{
+  for (guint keep_order = 0; keep_order < 2; keep_order++)
+    {
+      SluicePipeline *pipeline = sluice_pipeline_new (keep_order, 1024, NULL);
+      g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+      g_autoptr (GError) error = NULL;
+
+      sluice_pipeline_add_stage (pipeline, "gen", 2, 1024, gen, NULL, NULL);
+      g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 3, G_MAXUINT },
+                                          collect, rst, -1, NULL, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (rst->len, ==, 9);
+      for (guint i = 0; i < 9; i++)
+        g_assert_cmpuint (g_array_index (rst, guint64, i), ==, i % 3);
+      g_object_unref (pipeline);
+    }
+}
+
+/* TestDefaultTimeout: a very large timeout (jobq's was too large for
+ * Thread.join) works as none. */
+static void
+test_default_timeout_is_not_too_large (void)
+{
+  gint64 timeouts[] = { -1, G_MAXINT64 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (timeouts); i++)
+    {
+      SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+      g_autoptr (GError) error = NULL;
+
+      sluice_pipeline_add_stage (pipeline, "_sleep_1", 1, 1024, sleep_ms, GUINT_TO_POINTER (20),
+                                 NULL);
+      g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 1, G_MAXUINT },
+                                          NULL, NULL, timeouts[i], NULL, &error));
+      g_assert_no_error (error);
+      g_object_unref (pipeline);
+    }
+}
+
+/* TestLimitJobSpeed: 300 inputs through a 100/s limit, then 10 threads:
+ * jobq checks int (seconds) == 3. The 300 starts span 2.99 s; the upper
+ * band is wide for a loaded machine. */
+static void
+test_limit_job_speed (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (FALSE, 1024, NULL);
+  g_autoptr (GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+  double seconds;
+
+  sluice_pipeline_add_stage (pipeline, "limit_job_speed", 1, 1024, pass, NULL, NULL);
+  sluice_pipeline_set_stage_rate_limit (pipeline, 0, 100, 1);
+  sluice_pipeline_add_stage (pipeline, "empty", 10, 1024, discard_even, NULL, NULL);
+  g_assert_true (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 300, G_MAXUINT }, NULL,
+                                      NULL, -1, NULL, &error));
+  g_assert_no_error (error);
+  seconds = (g_get_monotonic_time () - t0) / (double) G_USEC_PER_SEC;
+  g_test_message ("300 items at 100/s in %.3f s", seconds);
+  g_assert_cmpfloat (seconds, >=, 2.99);
+  if (upper_bands ())
+    g_assert_cmpfloat (seconds, <, 8);
+  g_object_unref (pipeline);
+}
+
+/* ---- memory: a slow consumer over many inputs ---------------------------
+ *
+ * Items are 1 KiB blocks counted while alive; a stage replaces each block
+ * by a new one (as real stages allocate their outputs). The live blocks
+ * stay bounded by the window (plus one per stage thread, the put in
+ * progress and the consumer's), and the resident set stays flat: read from
+ * /proc/self/statm once the pipeline runs full and then all along. */
+
+typedef struct
+{
+  guint64 n;
+  unsigned char fill[1024 - sizeof (guint64)];
+} Block;
+
+static int live_blocks;     /* atomic */
+static int max_live_blocks; /* atomic */
+
+static gpointer
+block_new (guint64 n)
+{
+  Block *block = g_new (Block, 1);
+  int live = g_atomic_int_add (&live_blocks, 1) + 1;
+  int max = g_atomic_int_get (&max_live_blocks);
+
+  while (live > max && !g_atomic_int_compare_and_exchange_full (&max_live_blocks, max, live, &max))
+    ;
+  block->n = n;
+  memset (block->fill, (int) (n & 0xff), sizeof block->fill);
+  return block;
+}
+
+static void
+block_free (gpointer data)
+{
+  g_atomic_int_add (&live_blocks, -1);
+  g_free (data);
+}
+
+static gboolean
+renew_block (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  Block *block = item;
+
+  g_assert_cmpuint (block->fill[sizeof block->fill - 1], ==, block->n & 0xff);
+  sluice_pipeline_emitter_emit (emitter, block_new (block->n + 1));
+  block_free (block);
+  return TRUE;
+}
+
+static gboolean
+rss_is_ours (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return FALSE;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return FALSE;
+#endif
+#endif
+  return g_getenv ("SLUICE_TEST_SCALE_DOWN") == NULL;
+}
+
+static gsize
+resident_bytes (void)
+{
+  g_autofree char *statm = NULL;
+  guint64 size = 0, resident = 0;
+
+  g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL, NULL));
+  g_assert_cmpint (sscanf (statm, "%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT, &size, &resident), ==,
+                   2);
+  return resident * sysconf (_SC_PAGESIZE);
+}
+
+/* Where the consumer's busy work goes, so that it is done. */
+static volatile guint64 consumer_sink;
+
+typedef struct
+{
+  guint64 n;         /* at least 100 */
+  gsize rss_settled; /* once a tenth of the inputs went through */
+  gsize rss_max;     /* after that */
+} SlowConsumer;
+
+static gboolean
+consume_slowly (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  SlowConsumer *c = data;
+  guint64 x = 88172645463325252ull;
+  gpointer item;
+  guint64 i = 0;
+
+  while (sluice_consumerator_next (outputs, &item, error))
+    {
+      Block *block = item;
+
+      g_assert_cmpuint (block->n, ==, i + 2);
+      /* The consumer is the slowest: a few µs of work per item. */
+      for (guint k = 0; k < 3000; k++)
+        {
+          x ^= x << 13;
+          x ^= x >> 7;
+          x ^= x << 17;
+        }
+      block_free (block);
+      i++;
+      if (i == c->n / 10)
+        c->rss_settled = c->rss_max = resident_bytes ();
+      else if (i > c->n / 10 && i % (c->n / 100) == 0)
+        c->rss_max = MAX (c->rss_max, resident_bytes ());
+    }
+  consumer_sink += x;
+  g_assert_cmpuint (i, ==, c->n);
+  return *error == NULL;
+}
+
+static void
+test_memory (void)
+{
+  gboolean full = g_getenv ("SLUICE_TEST_FULL") != NULL;
+  const guint window = 256;
+  SlowConsumer c = { MAX (sluice_test_scale (full ? 10000000 : 200000, 100), 100) };
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, window, block_free);
+  g_autoptr (GError) error = NULL;
+
+  g_atomic_int_set (&live_blocks, 0);
+  g_atomic_int_set (&max_live_blocks, 0);
+  sluice_pipeline_add_stage (pipeline, "renew", 2, 16, renew_block, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "renew-again", 2, 16, renew_block, NULL, NULL);
+  sluice_pipeline_start (pipeline, consume_slowly, &c, NULL);
+  for (guint64 i = 0; i < c.n; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, block_new (i), NULL, NULL));
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_object_unref (pipeline);
+
+  g_test_message ("%" G_GUINT64_FORMAT " inputs: at most %d live blocks; resident %.1f MiB once "
+                  "settled, at most %.1f MiB",
+                  c.n, g_atomic_int_get (&max_live_blocks), c.rss_settled / 1048576.0,
+                  c.rss_max / 1048576.0);
+  g_assert_cmpint (g_atomic_int_get (&live_blocks), ==, 0);
+  /* The window, one more per stage thread (its input and its output),
+   * the put in progress and the consumer's. */
+  g_assert_cmpint (g_atomic_int_get (&max_live_blocks), <=, window + 2 * 2 + 1 + 1);
+  /* Flat: a leak of one block per input would add 200 MiB at the CI size
+   * (10 GiB at the full one); allocator slack stays far below 8 MiB. Not
+   * under AddressSanitizer (it keeps freed blocks in quarantine) nor
+   * valgrind (its own bookkeeping grows). */
+  if (rss_is_ours ())
+    g_assert_cmpuint (c.rss_max, <=, c.rss_settled + 8 * 1048576);
+}
+
+static const OrderCase ordered = { TRUE, 3000, 0, 100, FALSE, FALSE };
+static const OrderCase unordered = { FALSE, 3000, 0, 100, FALSE, FALSE };
+/* The issue's size with SLUICE_TEST_FULL=1: 1,000,000 inputs through 4
+ * stages, thread counts changed live, drops and fan-outs; and the same with
+ * 1000 keys through a dispatcher stage. */
+static const OrderCase stress = { TRUE, 100000, 1000000, 5, TRUE, FALSE };
+static const OrderCase stress_unordered = { FALSE, 50000, 1000000, 5, TRUE, FALSE };
+static const OrderCase stress_keyed = { TRUE, 20000, 1000000, 5, TRUE, TRUE };
 
 static const KeyCase key_ordered = { TRUE, FALSE, FALSE };
 static const KeyCase key_unordered = { FALSE, FALSE, FALSE };
@@ -1553,10 +2609,35 @@ main (int argc, char *argv[])
   g_test_add_func ("/pipeline/rate-limit", test_rate_limit);
   g_test_add_data_func ("/pipeline/stress", &stress, test_order);
   g_test_add_data_func ("/pipeline/stress-unordered", &stress_unordered, test_order);
-  /* Known to hang at times (a dispatcher bug not found yet): run it with
-   * SLUICE_TEST_KEYED_STRESS=1 while fixing it. */
-  if (g_getenv ("SLUICE_TEST_KEYED_STRESS") != NULL)
-    g_test_add_data_func ("/pipeline/stress-keyed", &stress_keyed, test_order);
+  g_test_add_data_func ("/pipeline/stress-keyed", &stress_keyed, test_order);
+  g_test_add_func ("/pipeline/memory", test_memory);
+
+  /* jobq's upstream tests. */
+  g_test_add_func ("/pipeline/jobq/TestProbe/test_probe_single_thread", test_probe_single_thread);
+  g_test_add_func ("/pipeline/jobq/TestProbe/test_probe_3_thread", test_probe_3_thread);
+  g_test_add_func ("/pipeline/jobq/TestProbe/test_probe_3_thread_keep_order",
+                   test_probe_3_thread_keep_order);
+  g_test_add_func ("/pipeline/jobq/TestDispatcher/test_dispatcher_job_manager",
+                   test_dispatcher_job_manager);
+  g_test_add_func ("/pipeline/jobq/TestDispatcher/test_dispatcher_run", test_dispatcher_run);
+  g_test_add_func ("/pipeline/jobq/TestTimeout/test_timeout", test_timeout);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_manager", test_manager);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_join_timeout", test_join_timeout);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_stat", test_stat);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_stat_on_builtin_method",
+                   test_stat_on_builtin_method);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_set_thread_num", test_set_thread_num);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_set_thread_num_with_object_method",
+                   test_set_thread_num_with_object_method);
+  g_test_add_func ("/pipeline/jobq/TestJobManager/test_set_thread_num_keep_order",
+                   test_set_thread_num_keep_order);
+  g_test_add_func ("/pipeline/jobq/TestJobQ/test_exception", test_exception);
+  g_test_add_func ("/pipeline/jobq/TestJobQ/test_sequential", test_sequential);
+  g_test_add_func ("/pipeline/jobq/TestJobQ/test_concurrent", test_concurrent);
+  g_test_add_func ("/pipeline/jobq/TestJobQ/test_generator", test_generator);
+  g_test_add_func ("/pipeline/jobq/TestDefaultTimeout/test_default_timeout_is_not_too_large",
+                   test_default_timeout_is_not_too_large);
+  g_test_add_func ("/pipeline/jobq/TestLimitJobSpeed/test_limit_job_speed", test_limit_job_speed);
 
   return g_test_run ();
 }
