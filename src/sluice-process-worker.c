@@ -91,6 +91,7 @@ struct _Proc
   GSubprocess *process;        /* (owned) (nullable) */
   GDBusConnection *connection; /* (owned) (nullable) while ready */
   gulong closed_id;
+  guint filter_id; /* of the Results filter, while ready */
   /* Cancelled when this process goes down: replies and notifications of
    * it that come later are dropped. */
   GCancellable *life;     /* (owned) (nullable) */
@@ -101,6 +102,32 @@ struct _Proc
   gboolean kill_not_lost; /* killed for a timeout: its calls are not lost */
   GError *start_error;    /* (owned) (nullable): its connection failed */
 };
+
+/* Results signals that GDBus's thread took (results_filter_cb ()), for
+ * the pump. Shared with the filters, which may run after their removal. */
+typedef struct
+{
+  gatomicrefcount ref;
+  GMutex mutex;
+  GQueue items;          /* of InboxItem, under the mutex */
+  GSource *pump;         /* (owned) */
+  GMainContext *context; /* (owned): the pump's, kept alive for it */
+} Inbox;
+
+typedef struct
+{
+  GDBusMessage *message; /* (owned) */
+  Proc *proc;
+  GCancellable *life; /* (owned): the life of @proc that sent it */
+} InboxItem;
+
+/* The data of a Results filter: one life of a process. */
+typedef struct
+{
+  Inbox *inbox; /* (owned) */
+  Proc *proc;
+  GCancellable *life; /* (owned) */
+} ResultsFilter;
 
 struct _SluiceProcessWorker
 {
@@ -113,6 +140,7 @@ struct _SluiceProcessWorker
   guint start_timeout_ms;
   GMainContext *context; /* (owned): the owner context */
   GSource *pump;         /* (owned): on the owner context */
+  Inbox *inbox;          /* (owned) */
 
   GMutex mutex;
   /* Under the mutex. */
@@ -230,6 +258,177 @@ in_flight_disconnect (InFlight *in_flight)
   in_flight->cancelled_id = 0;
 }
 
+/* ---- results ------------------------------------------------------------ */
+
+static Inbox *
+inbox_ref (Inbox *inbox)
+{
+  g_atomic_ref_count_inc (&inbox->ref);
+  return inbox;
+}
+
+static void
+inbox_item_free (gpointer data)
+{
+  InboxItem *item = data;
+
+  g_object_unref (item->message);
+  g_object_unref (item->life);
+  g_free (item);
+}
+
+static void
+inbox_unref (Inbox *inbox)
+{
+  if (!g_atomic_ref_count_dec (&inbox->ref))
+    return;
+  g_queue_clear_full (&inbox->items, inbox_item_free);
+  g_source_unref (inbox->pump);
+  g_main_context_unref (inbox->context);
+  g_mutex_clear (&inbox->mutex);
+  g_free (inbox);
+}
+
+static void
+results_filter_free (gpointer data)
+{
+  ResultsFilter *filter = data;
+
+  inbox_unref (filter->inbox);
+  g_object_unref (filter->life);
+  g_free (filter);
+}
+
+/* Takes Results signals of a process as they arrive, in GDBus's thread,
+ * into the inbox, and wakes the pump: one wake-up of the owner context
+ * for all the signals that arrive meanwhile. */
+static GDBusMessage *
+results_filter_cb (GDBusConnection *connection,
+                   GDBusMessage *message,
+                   gboolean incoming,
+                   gpointer user_data)
+{
+  ResultsFilter *filter = user_data;
+  InboxItem *item;
+
+  if (!incoming || g_dbus_message_get_message_type (message) != G_DBUS_MESSAGE_TYPE_SIGNAL ||
+      g_strcmp0 (g_dbus_message_get_interface (message), WORKER_INTERFACE) != 0 ||
+      g_strcmp0 (g_dbus_message_get_member (message), "Results") != 0)
+    return message;
+  item = g_new (InboxItem, 1);
+  item->message = message;
+  item->proc = filter->proc;
+  item->life = g_object_ref (filter->life);
+  g_mutex_lock (&filter->inbox->mutex);
+  g_queue_push_tail (&filter->inbox->items, item);
+  g_mutex_unlock (&filter->inbox->mutex);
+  g_source_set_ready_time (filter->inbox->pump, 0);
+  return NULL;
+}
+
+/* Completes the calls whose results are in the inbox. Owner context,
+ * without the mutex. */
+static void
+inbox_drain (SluiceProcessWorker *self)
+{
+  GQueue items = G_QUEUE_INIT;
+  GPtrArray *done; /* InFlight, then its result or NULL, then its error or NULL */
+  InboxItem *item;
+
+  g_mutex_lock (&self->inbox->mutex);
+  items = self->inbox->items;
+  g_queue_init (&self->inbox->items);
+  g_mutex_unlock (&self->inbox->mutex);
+  if (items.length == 0)
+    return;
+
+  done = g_ptr_array_new ();
+  g_mutex_lock (&self->mutex);
+  for (GList *l = items.head; l != NULL; l = l->next)
+    {
+      GVariant *results;
+      SluiceWireValuesView values;
+      gsize n_errors, n_names, n_messages;
+      const guint64 *error_ids;
+      GVariant *names, *messages;
+      const char **error_names, **error_messages;
+
+      item = l->data;
+      /* A process that went down gave its calls back already. */
+      if (g_cancellable_is_cancelled (item->life))
+        continue;
+      results = sluice_wire_unpack (item->message, SLUICE_WIRE_RESULTS_TYPE);
+      if (results == NULL)
+        {
+          g_debug ("A helper process sent results without results");
+          continue;
+        }
+      if (sluice_wire_values_view (results, 0, &values))
+        for (gsize i = 0; i < values.n; i++)
+          {
+            InFlight *in_flight = NULL;
+            GError *error = NULL;
+
+            if (!g_hash_table_steal_extended (item->proc->in_flight, &values.ids[i], NULL,
+                                              (gpointer *) &in_flight))
+              continue;
+            g_ptr_array_add (done, in_flight);
+            g_ptr_array_add (done, sluice_wire_values_get (&values, i, &error));
+            g_ptr_array_add (done, error);
+          }
+      sluice_wire_values_view_clear (&values);
+
+      error_ids = sluice_wire_child_array (results, 4, sizeof (guint64), &n_errors);
+      names = g_variant_get_child_value (results, 5);
+      messages = g_variant_get_child_value (results, 6);
+      error_names = g_variant_get_strv (names, &n_names);
+      error_messages = g_variant_get_strv (messages, &n_messages);
+      for (gsize i = 0; n_names == n_errors && n_messages == n_errors && i < n_errors; i++)
+        {
+          InFlight *in_flight = NULL;
+          GError *error;
+
+          if (!g_hash_table_steal_extended (item->proc->in_flight, &error_ids[i], NULL,
+                                            (gpointer *) &in_flight))
+            continue;
+          /* Its domain and code, as GDBus decodes them. */
+          error = g_dbus_error_new_for_dbus_error (error_names[i], error_messages[i]);
+          g_dbus_error_strip_remote_error (error);
+          g_ptr_array_add (done, in_flight);
+          g_ptr_array_add (done, NULL);
+          g_ptr_array_add (done, error);
+        }
+      g_free (error_names);
+      g_free (error_messages);
+      g_variant_unref (names);
+      g_variant_unref (messages);
+      g_variant_unref (results);
+    }
+  g_mutex_unlock (&self->mutex);
+  g_queue_clear_full (&items, inbox_item_free);
+
+  for (guint i = 0; i < done->len; i += 3)
+    {
+      InFlight *in_flight = done->pdata[i];
+      GVariant *value = done->pdata[i + 1];
+      GError *error = done->pdata[i + 2];
+
+      in_flight_disconnect (in_flight);
+      if (value != NULL)
+        {
+          sluice_worker_task_return_value (in_flight->task, value);
+          g_variant_unref (value);
+        }
+      else
+        {
+          sluice_worker_task_return_error (in_flight->task, error);
+          g_error_free (error);
+        }
+      in_flight_free (in_flight);
+    }
+  g_ptr_array_unref (done);
+}
+
 /* ---- a process going down -------------------------------------------- */
 
 static gboolean
@@ -268,6 +467,7 @@ proc_down_locked (Proc *proc, GPtrArray *given_back)
     }
   if (proc->connection != NULL)
     {
+      g_dbus_connection_remove_filter (proc->connection, proc->filter_id);
       g_signal_handler_disconnect (proc->connection, proc->closed_id);
       g_dbus_connection_close (proc->connection, NULL, NULL, NULL);
       g_clear_object (&proc->connection);
@@ -330,6 +530,8 @@ proc_went_down (Proc *proc)
   gboolean lost;
   GPtrArray *waiters;
 
+  /* Results that arrived before count: those calls are done. */
+  inbox_drain (self);
   g_mutex_lock (&self->mutex);
   lost = !proc->kill_not_lost && !self->stopping;
   proc->kill_not_lost = FALSE;
@@ -470,6 +672,15 @@ connection_ready_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   proc->n_start_failures = 0;
   proc->closed_id =
       g_signal_connect (connection, "closed", G_CALLBACK (connection_closed_cb), proc);
+  {
+    ResultsFilter *filter = g_new (ResultsFilter, 1);
+
+    filter->inbox = inbox_ref (self->inbox);
+    filter->proc = proc;
+    filter->life = g_object_ref (proc->life);
+    proc->filter_id =
+        g_dbus_connection_add_filter (connection, results_filter_cb, filter, results_filter_free);
+  }
   if (proc->start_timeout != NULL)
     {
       g_source_destroy (proc->start_timeout);
@@ -545,76 +756,6 @@ task_cancelled_cb (GCancellable *cancellable, gpointer data)
                           G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, NULL, NULL, NULL);
 }
 
-static void
-call_reply_cb (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  guint64 id = ((ProcRef *) user_data)->id;
-  Proc *proc = proc_ref_take (user_data);
-  SluiceProcessWorker *self;
-  GError *error = NULL;
-  GVariant *value;
-  InFlight *in_flight = NULL;
-
-  value = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
-  /* The process went down (its life was cancelled): its calls were given
-   * back already. */
-  if (proc == NULL)
-    {
-      g_clear_pointer (&value, g_variant_unref);
-      g_clear_error (&error);
-      return;
-    }
-  self = proc->self;
-
-  g_mutex_lock (&self->mutex);
-  g_hash_table_steal_extended (proc->in_flight, &id, NULL, (gpointer *) &in_flight);
-  g_mutex_unlock (&self->mutex);
-  if (in_flight == NULL)
-    {
-      g_clear_pointer (&value, g_variant_unref);
-      g_clear_error (&error);
-      return;
-    }
-
-  in_flight_disconnect (in_flight);
-  if (value != NULL)
-    {
-      const char *type_string;
-      GVariant *data = g_variant_get_child_value (value, 1);
-      GVariant *inner;
-
-      g_variant_get_child (value, 0, "&s", &type_string);
-      inner = sluice_wire_get (type_string, data, &error);
-      if (inner != NULL)
-        {
-          sluice_worker_task_return_value (in_flight->task, inner);
-          g_variant_unref (inner);
-        }
-      else
-        {
-          sluice_worker_task_return_error (in_flight->task, error);
-          g_error_free (error);
-        }
-      g_variant_unref (data);
-      g_variant_unref (value);
-    }
-  else if (g_dbus_error_is_remote_error (error))
-    {
-      g_dbus_error_strip_remote_error (error);
-      sluice_worker_task_return_error (in_flight->task, error);
-      g_error_free (error);
-    }
-  else
-    {
-      /* The connection broke: the process is going down. */
-      g_debug ("A call to a helper process failed: %s", error->message);
-      g_error_free (error);
-      sluice_worker_task_give_back (in_flight->task, TRUE);
-    }
-  in_flight_free (in_flight);
-  pump_wake (self);
-}
-
 /* The pump, on the owner context: starts processes, sends calls, kills
  * processes stuck in calls that timed out. */
 static gboolean
@@ -631,6 +772,7 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   GPtrArray *waiters;
 
   g_source_set_ready_time (source, -1);
+  inbox_drain (self);
 
   g_mutex_lock (&self->mutex);
   timed_out = g_steal_pointer (&self->timed_out);
@@ -713,25 +855,54 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 
   /* Sent under the mutex, so that a crash in another thread cannot free
    * an entry meanwhile; neither the call nor the connection of the
-   * cancellable handler calls back into this worker here (replies are
-   * dispatched on this context later, the handler takes no lock). */
+   * cancellable handler calls back into this worker here (results are
+   * taken by the pump later, the handler takes no lock). One CallMany per
+   * process, sent before the handlers connect: a Cancel (which an already
+   * cancelled task sends at once) follows its call. */
+  for (guint p = 0; p < self->n_processes; p++)
+    {
+      Proc *proc = &self->procs[p];
+      GVariantBuilder calls;
+      GPtrArray *names = NULL;
+      SluiceWireValues args;
+      GDBusMessage *message;
+
+      for (guint i = 0; i < to_send->len; i++)
+        {
+          InFlight *in_flight = to_send->pdata[i];
+
+          if (in_flight->proc != proc)
+            continue;
+          if (names == NULL)
+            {
+              names = g_ptr_array_new ();
+              sluice_wire_values_init (&args);
+            }
+          g_ptr_array_add (names, (gpointer) sluice_worker_task_get_name (in_flight->task));
+          sluice_wire_values_add (&args, in_flight->id,
+                                  sluice_worker_task_get_args (in_flight->task));
+        }
+      if (names == NULL)
+        continue;
+      g_variant_builder_init (&calls, G_VARIANT_TYPE (SLUICE_WIRE_CALLS_TYPE));
+      g_variant_builder_add_value (
+          &calls, g_variant_new_strv ((const char *const *) names->pdata, names->len));
+      sluice_wire_values_end (&args, &calls);
+      g_ptr_array_unref (names);
+      message =
+          g_dbus_message_new_method_call (NULL, WORKER_OBJECT_PATH, WORKER_INTERFACE, "CallMany");
+      g_dbus_message_set_flags (message, G_DBUS_MESSAGE_FLAGS_NO_REPLY_EXPECTED);
+      sluice_wire_pack (message, g_variant_builder_end (&calls));
+      g_dbus_connection_send_message (proc->connection, message, G_DBUS_SEND_MESSAGE_FLAGS_NONE,
+                                      NULL, NULL);
+      g_object_unref (message);
+    }
   for (guint i = 0; i < to_send->len; i++)
     {
       InFlight *in_flight = to_send->pdata[i];
-      ProcRef *reply = proc_ref_new (in_flight->proc, in_flight->id);
-      SluiceWorkerTask *task = in_flight->task;
-      GVariantBuilder call;
 
-      g_variant_builder_init (&call, G_VARIANT_TYPE ("(tssay)"));
-      g_variant_builder_add (&call, "t", in_flight->id);
-      g_variant_builder_add (&call, "s", sluice_worker_task_get_name (task));
-      sluice_wire_add (&call, sluice_worker_task_get_args (task));
-      g_dbus_connection_call (in_flight->connection, NULL, WORKER_OBJECT_PATH, WORKER_INTERFACE,
-                              "Call", g_variant_builder_end (&call), G_VARIANT_TYPE ("(say)"),
-                              G_DBUS_CALL_FLAGS_NO_AUTO_START, G_MAXINT, in_flight->proc->life,
-                              call_reply_cb, reply);
       in_flight->cancelled_id =
-          g_cancellable_connect (sluice_worker_task_get_cancellable (task),
+          g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
                                  G_CALLBACK (task_cancelled_cb), in_flight, NULL);
     }
   g_ptr_array_unref (to_send);
@@ -914,6 +1085,12 @@ sluice_process_worker_constructed (GObject *object)
   g_source_set_callback (self->pump, NULL, self, NULL);
   g_source_set_static_name (self->pump, "SluiceProcessWorker");
   g_source_attach (self->pump, self->context);
+  self->inbox = g_new0 (Inbox, 1);
+  g_atomic_ref_count_init (&self->inbox->ref);
+  g_mutex_init (&self->inbox->mutex);
+  g_queue_init (&self->inbox->items);
+  self->inbox->pump = g_source_ref (self->pump);
+  self->inbox->context = g_main_context_ref (self->context);
 }
 
 static void
@@ -958,6 +1135,7 @@ sluice_process_worker_finalize (GObject *object)
   g_free (self->procs);
   g_ptr_array_unref (self->timed_out);
   g_ptr_array_unref (self->stop_waiters);
+  g_clear_pointer (&self->inbox, inbox_unref);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_strfreev (self->argv);
   g_strfreev (self->series);
