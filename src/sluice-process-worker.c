@@ -78,6 +78,7 @@ typedef struct _Proc Proc;
 typedef struct
 {
   SluiceWorkerTask *task; /* (owned) */
+  gboolean suspect;       /* it was in a process that died: it runs alone */
   guint64 id;
   Proc *proc;
   GDBusConnection *connection; /* (owned) */
@@ -756,6 +757,19 @@ task_cancelled_cb (GCancellable *cancellable, gpointer data)
                           G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, NULL, NULL, NULL);
 }
 
+/* Whether @proc runs a suspect (which then runs alone). */
+static gboolean
+proc_runs_suspect_locked (Proc *proc)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (g_hash_table_size (proc->in_flight) != 1)
+    return FALSE;
+  g_hash_table_iter_init (&iter, proc->in_flight);
+  return g_hash_table_iter_next (&iter, NULL, &value) && ((InFlight *) value)->suspect;
+}
+
 /* The pump, on the owner context: starts processes, sends calls, kills
  * processes stuck in calls that timed out. */
 static gboolean
@@ -813,17 +827,27 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       }
 
   /* Each call to the least busy ready process: short calls spread over
-   * the processes instead of queuing in the first. */
+   * the processes instead of queuing in the first. A call that was in a
+   * process that died (a suspect) runs alone in an idle process, so that
+   * only the call that kills processes is charged with their deaths, not
+   * the calls that waited behind it in the same batch; the calls behind
+   * it wait. */
   while (!g_queue_is_empty (&self->pending))
     {
+      SluiceWorkerTask *head = g_queue_peek_head (&self->pending);
+      gboolean suspect = head->n_lost > 0;
       Proc *proc = NULL;
 
       for (guint p = 0; p < self->n_processes; p++)
-        if (self->procs[p].state == PROC_READY &&
-            g_hash_table_size (self->procs[p].in_flight) < self->max_calls &&
-            (proc == NULL ||
-             g_hash_table_size (self->procs[p].in_flight) < g_hash_table_size (proc->in_flight)))
-          proc = &self->procs[p];
+        {
+          guint busy = g_hash_table_size (self->procs[p].in_flight);
+
+          if (self->procs[p].state != PROC_READY || busy >= self->max_calls ||
+              (suspect && busy > 0) || proc_runs_suspect_locked (&self->procs[p]))
+            continue;
+          if (proc == NULL || busy < g_hash_table_size (proc->in_flight))
+            proc = &self->procs[p];
+        }
       if (proc == NULL)
         break;
       {
@@ -837,6 +861,7 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
           }
         in_flight = g_new0 (InFlight, 1);
         in_flight->task = task;
+        in_flight->suspect = suspect;
         in_flight->id = self->next_id++;
         in_flight->proc = proc;
         in_flight->connection = g_object_ref (proc->connection);
