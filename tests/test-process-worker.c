@@ -516,6 +516,32 @@ result_pid (CallResult *r)
   return pid;
 }
 
+/* Each test of a batch: one helper with one thread, eight calls in flight. */
+typedef struct
+{
+  Before b;
+  SluiceTaskQueue *queue;
+  SluiceProcessWorker *worker;
+} Batch;
+
+static void
+batch_setup (Batch *f, gconstpointer data)
+{
+  f->b = before ();
+  f->queue = sluice_task_queue_new (1);
+  f->worker = helper_worker_new_full (1, 8, 1);
+  sluice_task_queue_hire (f->queue, SLUICE_WORKER (f->worker));
+}
+
+static void
+batch_teardown (Batch *f, gconstpointer data)
+{
+  shutdown_and_wait (f->queue);
+  g_object_unref (f->worker);
+  g_object_unref (f->queue);
+  after (f->b);
+}
+
 /* Calls made at once go to the helper in one CallMany (a helper with one
  * thread runs them in order). The outcomes of the first two arrive while
  * the third runs (the helper's flusher sends them: the last call of the
@@ -523,16 +549,13 @@ result_pid (CallResult *r)
  * had not finished: the ones behind the stuck call run once more, in the
  * new process; the ones that finished are not run again. */
 static void
-test_batch_crash (void)
+test_batch_crash (Batch *f, gconstpointer data)
 {
-  Before b = before ();
-  SluiceTaskQueue *queue = sluice_task_queue_new (1);
-  SluiceProcessWorker *worker = helper_worker_new_full (1, 8, 1);
+  SluiceTaskQueue *queue = f->queue;
   GCancellable *cancellable = g_cancellable_new ();
   CallResult r[5] = { { 0 } };
   gint32 first, second;
 
-  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   first = call_pid (queue);
   call (queue, "pid", NULL, 0, &r[0]);
   call (queue, "pid", NULL, 0, &r[1]);
@@ -559,11 +582,7 @@ test_batch_crash (void)
       call_result_clear (&r[i]);
     }
 
-  shutdown_and_wait (queue);
   g_object_unref (cancellable);
-  g_object_unref (worker);
-  g_object_unref (queue);
-  after (b);
 }
 
 /* A call in a batch that kills its helper: each call of the batch
@@ -571,14 +590,11 @@ test_batch_crash (void)
  * third death, the others with their results (run again if their
  * outcome had not left the helper). */
 static void
-test_batch_die (void)
+test_batch_die (Batch *f, gconstpointer data)
 {
-  Before b = before ();
-  SluiceTaskQueue *queue = sluice_task_queue_new (1);
-  SluiceProcessWorker *worker = helper_worker_new_full (1, 8, 1);
+  SluiceTaskQueue *queue = f->queue;
   CallResult r[5] = { { 0 } };
 
-  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   g_assert_cmpint (call_pid (queue), >, 0);
   call (queue, "square", g_variant_new ("(x)", (gint64) 2), 0, &r[0]);
   call (queue, "square", g_variant_new ("(x)", (gint64) 3), 0, &r[1]);
@@ -601,11 +617,6 @@ test_batch_die (void)
         }
       call_result_clear (&r[i]);
     }
-
-  shutdown_and_wait (queue);
-  g_object_unref (worker);
-  g_object_unref (queue);
-  after (b);
 }
 
 /* A call of a batch times out (in a function deaf to its cancellable): it
@@ -613,15 +624,12 @@ test_batch_die (void)
  * batch that waited behind it go back (not counted as lost) and run in the new process; the call
  * before it kept its result. */
 static void
-test_batch_timeout (void)
+test_batch_timeout (Batch *f, gconstpointer data)
 {
-  Before b = before ();
-  SluiceTaskQueue *queue = sluice_task_queue_new (1);
-  SluiceProcessWorker *worker = helper_worker_new_full (1, 8, 1);
+  SluiceTaskQueue *queue = f->queue;
   CallResult r[4] = { { 0 } };
   gint32 first, second;
 
-  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   first = call_pid (queue);
   call (queue, "pid", NULL, 0, &r[0]);
   call (queue, "hang", g_variant_new ("(u)", 600000), 1000, &r[1]);
@@ -639,11 +647,6 @@ test_batch_timeout (void)
   g_assert_cmpint (call_pid (queue), ==, second);
   for (guint i = 0; i < G_N_ELEMENTS (r); i++)
     call_result_clear (&r[i]);
-
-  shutdown_and_wait (queue);
-  g_object_unref (worker);
-  g_object_unref (queue);
-  after (b);
 }
 
 /* A worker dropped without a stop kills its helpers. */
@@ -704,9 +707,12 @@ main (int argc, char **argv)
   g_test_add_data_func ("/process-worker/bad-helper/garbage", "garbage", test_bad_helper);
   g_test_add_func ("/process-worker/sigkill-stress", test_sigkill_stress);
   g_test_add_func ("/process-worker/dispose-kills", test_dispose_kills);
-  g_test_add_func ("/process-worker/batch/crash", test_batch_crash);
-  g_test_add_func ("/process-worker/batch/die", test_batch_die);
-  g_test_add_func ("/process-worker/batch/timeout", test_batch_timeout);
+  g_test_add ("/process-worker/batch/crash", Batch, NULL, batch_setup, test_batch_crash,
+              batch_teardown);
+  g_test_add ("/process-worker/batch/die", Batch, NULL, batch_setup, test_batch_die,
+              batch_teardown);
+  g_test_add ("/process-worker/batch/timeout", Batch, NULL, batch_setup, test_batch_timeout,
+              batch_teardown);
 
   return g_test_run ();
 }
