@@ -28,15 +28,19 @@
  * `sluice-worker` tool is a ready-made helper that loads them from
  * modules.
  *
- * Each process runs up to [property@Sluice.ProcessWorker:max-calls]
- * calls at once (in its own threads); the worker's capacity is the
- * product of the two.
+ * Each process holds up to [property@Sluice.ProcessWorker:max-calls]
+ * calls at once (run in its own threads); the worker's capacity is the
+ * product of the two. The calls that are ready for a process go to it in
+ * one message, and their outcomes come back gathered as well (the
+ * `CallMany` method and `Results` signal of the protocol).
  *
  * - A process that dies (or closes its connection) is started again; the
- *   calls it ran go back to the queue ([method@Sluice.WorkerTask.give_back]
- *   with a lost worker), to run on another process: a call that was in
- *   three processes that died fails with %SLUICE_ERROR_WORKER_LOST
- *   instead of killing more.
+ *   calls it held whose outcomes had not arrived go back to the queue
+ *   ([method@Sluice.WorkerTask.give_back] with a lost worker), to run on
+ *   another process, each alone (so that the calls that merely waited
+ *   next to the one that killed the process are not charged again): a
+ *   call that was in three processes that died fails with
+ *   %SLUICE_ERROR_WORKER_LOST instead of killing more.
  * - A call past its timeout fails ([method@Sluice.TaskQueue.call_async]);
  *   the process running it is killed and started again, and its other
  *   calls go back to the queue (not counted as lost).
@@ -1274,9 +1278,12 @@ sluice_process_worker_class_init (SluiceProcessWorkerClass *klass)
   /**
    * SluiceProcessWorker:max-calls:
    *
-   * How many calls each process runs at once (in the threads of its
-   * [class@Sluice.WorkerService]). More than one hides the round trip of
-   * short calls.
+   * How many calls each process holds at once (it runs them in the
+   * threads of its [class@Sluice.WorkerService], the others wait there).
+   * More than one hides the round trip of short calls, and calls sent
+   * together share their messages and thread switches: short calls go
+   * several times faster with 16 than with 2. Calls sent to a process run
+   * there in the order they were sent, whatever their priority.
    */
   properties[PROP_MAX_CALLS] =
       g_param_spec_uint ("max-calls", NULL, NULL, 1, 1024, 2,
