@@ -190,17 +190,15 @@ typedef struct
 {
   Proc *proc;
   GCancellable *life; /* (owned) */
-  guint64 id;         /* of the call, for replies */
 } ProcRef;
 
 static ProcRef *
-proc_ref_new (Proc *proc, guint64 id)
+proc_ref_new (Proc *proc)
 {
   ProcRef *ref = g_new (ProcRef, 1);
 
   ref->proc = proc;
   ref->life = g_object_ref (proc->life);
-  ref->id = id;
   return ref;
 }
 
@@ -735,7 +733,7 @@ proc_start (Proc *proc)
       return;
     }
 
-  g_subprocess_wait_async (process, proc->life, process_exited_cb, proc_ref_new (proc, 0));
+  g_subprocess_wait_async (process, proc->life, process_exited_cb, proc_ref_new (proc));
   proc->start_timeout = g_timeout_source_new (self->start_timeout_ms);
   g_source_set_callback (proc->start_timeout, start_timeout_cb, proc, NULL);
   g_source_attach (proc->start_timeout, self->context);
@@ -743,7 +741,7 @@ proc_start (Proc *proc)
   stream = g_simple_io_stream_new (g_subprocess_get_stdout_pipe (process),
                                    g_subprocess_get_stdin_pipe (process));
   g_dbus_connection_new (stream, NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL,
-                         proc->life, connection_ready_cb, proc_ref_new (proc, 0));
+                         proc->life, connection_ready_cb, proc_ref_new (proc));
   g_object_unref (stream);
 }
 
@@ -842,6 +840,12 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       gboolean suspect = head->n_lost > 0;
       Proc *proc = NULL;
 
+      if (!sluice_worker_task_is_wanted (head))
+        {
+          g_ptr_array_add (skipped, g_queue_pop_head (&self->pending));
+          continue;
+        }
+
       for (guint p = 0; p < self->n_processes; p++)
         {
           guint busy = g_hash_table_size (self->procs[p].in_flight);
@@ -856,14 +860,8 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         break;
       {
         SluiceWorkerTask *task = g_queue_pop_head (&self->pending);
-        InFlight *in_flight;
+        InFlight *in_flight = g_new0 (InFlight, 1);
 
-        if (!sluice_worker_task_is_wanted (task))
-          {
-            g_ptr_array_add (skipped, task);
-            continue;
-          }
-        in_flight = g_new0 (InFlight, 1);
         in_flight->task = task;
         in_flight->suspect = suspect;
         in_flight->id = self->next_id++;

@@ -37,6 +37,12 @@
  *   ...
  * ```
  *
+ * A [class@Sluice.ProcessWorker] sends the calls that are ready in one
+ * message (`CallMany`); the service runs each in its threads and sends
+ * the outcomes of calls that end while others of that message still wait
+ * for a thread together (a `Results` signal), from its main context if a
+ * call runs long, so that a quick call never waits for a slow one.
+ *
  * A function's error crosses back to the caller with its domain and code
  * (as GDBus encodes errors it has no D-Bus name for), and its message.
  * Cancelling a call in the worker's process cancels the function's
