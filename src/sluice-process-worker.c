@@ -10,6 +10,8 @@
 #include "sluice-worker-dbus.h"
 #include "sluice-worker-wire-private.h"
 
+#include <signal.h>
+
 /**
  * SluiceProcessWorker:
  *
@@ -45,7 +47,8 @@
  *   the process running it is killed and started again, and its other
  *   calls go back to the queue (not counted as lost).
  * - Cancelling a call cancels the function's cancellable in the helper.
- * - A helper that cannot be started, exits before it is ready, or does
+ * - A helper that cannot be started, exits (or is killed by a signal other
+ *   than `SIGKILL`, which comes from outside) before it is ready, or does
  *   not speak the protocol (it writes something else on its standard
  *   output) makes the calls waiting for it fail with
  *   %SLUICE_ERROR_WORKER_FAILED and a message that says so, while no
@@ -550,10 +553,10 @@ proc_went_down (Proc *proc)
 /* ---- starting a process ---------------------------------------------- */
 
 /* A helper that could not be started: while no process is ready, the
- * calls waiting fail with @error; it is tried again later. Owner
- * context. */
+ * calls waiting fail with @error (if @fail_calls); it is tried again
+ * later. Owner context. */
 static void
-proc_start_failed (Proc *proc, const GError *error)
+proc_start_failed (Proc *proc, const GError *error, gboolean fail_calls)
 {
   SluiceProcessWorker *self = proc->self;
   GPtrArray *given_back = g_ptr_array_new ();
@@ -575,7 +578,7 @@ proc_start_failed (Proc *proc, const GError *error)
   proc_down_locked (proc, given_back);
   for (guint i = 0; i < self->n_processes; i++)
     any_ready |= self->procs[i].state == PROC_READY;
-  if (!any_ready)
+  if (!any_ready && fail_calls)
     while ((task = g_queue_pop_head (&self->pending)) != NULL)
       g_ptr_array_add (failed, task);
   waiters = take_stop_waiters_if_done_locked (self);
@@ -624,7 +627,11 @@ process_exited_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       else
         exited = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, _ ("it was killed by signal %d"),
                               g_subprocess_get_term_sig (G_SUBPROCESS (source)));
-      proc_start_failed (proc, exited);
+      /* SIGKILL comes from outside (a user, the OOM killer), not from a
+       * helper that cannot start: the calls wait for the next try. */
+      proc_start_failed (proc, exited,
+                         g_subprocess_get_if_exited (G_SUBPROCESS (source)) ||
+                             g_subprocess_get_term_sig (G_SUBPROCESS (source)) != SIGKILL);
       g_error_free (exited);
       return;
     }
@@ -704,7 +711,7 @@ start_timeout_cb (gpointer data)
                                                            proc->self->start_timeout_ms);
 
   g_clear_pointer (&proc->start_timeout, g_source_unref);
-  proc_start_failed (proc, error);
+  proc_start_failed (proc, error, TRUE);
   g_error_free (error);
   return G_SOURCE_REMOVE;
 }
@@ -728,7 +735,7 @@ proc_start (Proc *proc)
   g_mutex_unlock (&self->mutex);
   if (process == NULL)
     {
-      proc_start_failed (proc, error);
+      proc_start_failed (proc, error, TRUE);
       g_error_free (error);
       return;
     }
