@@ -795,7 +795,6 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   GPtrArray *waiters;
 
   g_source_set_ready_time (source, -1);
-  inbox_drain (self);
 
   g_mutex_lock (&self->mutex);
   timed_out = g_steal_pointer (&self->timed_out);
@@ -819,6 +818,13 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
             break;
           }
       }
+
+  /* Then the results that arrived: after the kills, so that a stuck
+   * process is killed even if the call that timed out answered its
+   * cancellation meanwhile (its other calls go back either way). */
+  g_mutex_unlock (&self->mutex);
+  inbox_drain (self);
+  g_mutex_lock (&self->mutex);
 
   if (!self->crashed && !self->stopping && self->active)
     for (guint p = 0; p < self->n_processes; p++)
