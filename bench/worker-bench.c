@@ -21,9 +21,12 @@
 
 #include <sluice/sluice.h>
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define IN_FLIGHT 64
 #define MAX_REPS 16
@@ -35,6 +38,39 @@ static char *opt_tool;
 static char *opt_module;
 static char *opt_python = "/usr/bin/python3";
 static char *opt_pool_script;
+static char *opt_only;
+
+/* CPU time (user + system) of the last run, in µs per call: of this
+ * process, and of its children (the helpers, or Python and its pool). */
+static double cpu_self_per_call;
+static double cpu_children_per_call;
+
+static gint64
+cpu_us (int who)
+{
+  struct rusage usage;
+
+  getrusage (who, &usage);
+  return (gint64) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * G_USEC_PER_SEC +
+         usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
+/* Waits until the processes @pids are gone (reaped), so that their CPU
+ * time counts in RUSAGE_CHILDREN. */
+static void
+wait_reaped (char **pids)
+{
+  for (guint i = 0; pids != NULL && pids[i] != NULL; i++)
+    {
+      pid_t pid = (pid_t) g_ascii_strtoll (pids[i], NULL, 10);
+
+      while (kill (pid, 0) == 0 || errno != ESRCH)
+        {
+          g_main_context_iteration (NULL, FALSE);
+          g_usleep (1000);
+        }
+    }
+}
 
 typedef struct
 {
@@ -94,12 +130,14 @@ run_sluice (gboolean busy, guint n_processes, guint n)
 {
   const char *argv[] = { opt_tool, "--threads=1", opt_module, NULL };
   SluiceTaskQueue *queue = sluice_task_queue_new (1);
-  SluiceProcessWorker *worker = g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv,
-                                              "n-processes", n_processes, "max-calls", 2, NULL);
+  SluiceProcessWorker *worker =
+      g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes", n_processes,
+                    "max-calls", MAX (opt_max_calls, 1), NULL);
   Run warm = { queue, "echo", FALSE, 8 * n_processes, 0, 0, 0 };
   Run run = { queue, busy ? "busy" : "echo", busy, n, 0, 0, 0 };
   gboolean shut = FALSE;
-  gint64 start;
+  gint64 start, self_start, children_start;
+  char **pids;
   double rate;
 
   sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
@@ -108,22 +146,31 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   while (warm.done < warm.n)
     g_main_context_iteration (NULL, TRUE);
 
+  /* The helpers' CPU time counts once they are reaped: the warm-up and
+   * start-up are in it, but little against the run. */
+  children_start = cpu_us (RUSAGE_CHILDREN);
+  self_start = cpu_us (RUSAGE_SELF);
   start = g_get_monotonic_time ();
   issue (&run);
   while (run.done < run.n)
     g_main_context_iteration (NULL, TRUE);
   rate = run.n / ((g_get_monotonic_time () - start) / 1e6);
+  cpu_self_per_call = (double) (cpu_us (RUSAGE_SELF) - self_start) / run.n;
   if (run.failed > 0 || warm.failed > 0)
     {
       g_printerr ("worker-bench: %u calls failed\n", run.failed + warm.failed);
       exit (1);
     }
 
+  pids = sluice_process_worker_dup_pids (worker);
   sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_cb, &shut);
   while (!shut)
     g_main_context_iteration (NULL, TRUE);
   g_object_unref (worker);
   g_object_unref (queue);
+  wait_reaped (pids);
+  g_strfreev (pids);
+  cpu_children_per_call = (double) (cpu_us (RUSAGE_CHILDREN) - children_start) / run.n;
   return rate;
 }
 
@@ -139,6 +186,7 @@ run_pool (gboolean busy, guint n_processes, guint n)
   g_autofree char *out = NULL;
   int status;
   GError *error = NULL;
+  gint64 children_start = cpu_us (RUSAGE_CHILDREN);
 
   if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL, &status,
                      &error) ||
@@ -148,6 +196,9 @@ run_pool (gboolean busy, guint n_processes, guint n)
       g_error_free (error);
       return -1;
     }
+  /* Python's start-up and its pool's are in it. */
+  cpu_self_per_call = 0;
+  cpu_children_per_call = (double) (cpu_us (RUSAGE_CHILDREN) - children_start) / n;
   return g_ascii_strtod (out, NULL);
 }
 
@@ -191,6 +242,11 @@ enum
   N_CONFIGS
 };
 
+/* For --only. */
+static const char *config_keys[N_CONFIGS] = {
+  "trivial1", "trivial2", "busy1", "busy2", "pool-trivial", "pool-busy",
+};
+
 static const char *config_names[N_CONFIGS] = {
   "sluice trivial, 1 process",  "sluice trivial, 2 processes", "sluice busy50, 1 process",
   "sluice busy50, 2 processes", "python pool trivial, 2",      "python pool busy50, 2",
@@ -207,11 +263,16 @@ main (int argc, char **argv)
     { "module", 0, 0, G_OPTION_ARG_FILENAME, &opt_module, "The example module", "PATH" },
     { "python", 0, 0, G_OPTION_ARG_FILENAME, &opt_python, "Python for the baseline", "PATH" },
     { "pool-script", 0, 0, G_OPTION_ARG_FILENAME, &opt_pool_script, "worker_pool.py", "PATH" },
+    { "only", 0, 0, G_OPTION_ARG_STRING, &opt_only,
+      "Run one configuration (trivial1, trivial2, busy1, busy2, pool-trivial, pool-busy) and "
+      "print its rate and CPU time per call, no RESULT lines",
+      "NAME" },
     G_OPTION_ENTRY_NULL,
   };
   GOptionContext *context = g_option_context_new ("- process worker benchmark");
   GError *error = NULL;
   double rates[N_CONFIGS][MAX_REPS];
+  double cpu_self[N_CONFIGS][MAX_REPS], cpu_children[N_CONFIGS][MAX_REPS];
   double speedup[MAX_REPS], vs_pool[MAX_REPS], vs_pool_busy[MAX_REPS];
   guint n_trivial, n_busy;
   int reps;
@@ -229,6 +290,32 @@ main (int argc, char **argv)
   n_trivial = opt_quick ? 2000 : 40000;
   n_busy = opt_quick ? 1000 : 20000;
   have_pool = opt_pool_script != NULL;
+
+  if (opt_only != NULL)
+    {
+      int c = 0;
+
+      while (c < N_CONFIGS && strcmp (config_keys[c], opt_only) != 0)
+        c++;
+      if (c == N_CONFIGS || (c >= C_POOL_TRIVIAL_2 && !have_pool))
+        {
+          g_printerr ("worker-bench: no configuration “%s”\n", opt_only);
+          return 2;
+        }
+      for (int rep = 0; rep < reps; rep++)
+        {
+          double r;
+
+          if (c >= C_POOL_TRIVIAL_2)
+            r = run_pool (c == C_POOL_BUSY_2, 2, c == C_POOL_BUSY_2 ? n_busy : n_trivial);
+          else
+            r = run_sluice (c >= C_BUSY_1, c == C_TRIVIAL_2 || c == C_BUSY_2 ? 2 : 1,
+                            c >= C_BUSY_1 ? n_busy : n_trivial);
+          printf ("%-30s %10.0f calls/s  cpu/call: self %.1f us, children %.1f us\n",
+                  config_names[c], r, cpu_self_per_call, cpu_children_per_call);
+        }
+      return 0;
+    }
 
   for (int rep = 0; rep < reps; rep++)
     {
@@ -260,7 +347,10 @@ main (int argc, char **argv)
               break;
             }
           rates[c][rep] = r;
-          g_printerr ("  rep %d %-30s %10.0f calls/s\n", rep + 1, config_names[c], r);
+          cpu_self[c][rep] = cpu_self_per_call;
+          cpu_children[c][rep] = cpu_children_per_call;
+          g_printerr ("  rep %d %-30s %10.0f calls/s  cpu/call: self %.1f us, children %.1f us\n",
+                      rep + 1, config_names[c], r, cpu_self_per_call, cpu_children_per_call);
         }
       speedup[rep] = rates[C_BUSY_2][rep] / rates[C_BUSY_1][rep];
       vs_pool[rep] = rates[C_TRIVIAL_2][rep] / rates[C_POOL_TRIVIAL_2][rep];
@@ -275,8 +365,9 @@ main (int argc, char **argv)
       if (rates[c][0] < 0)
         continue;
       min_max (rates[c], reps, &lo, &hi);
-      printf ("  %-30s %10.0f calls/s  [%.0f .. %.0f]\n", config_names[c], median (rates[c], reps),
-              lo, hi);
+      printf ("  %-30s %10.0f calls/s  [%.0f .. %.0f]  cpu/call: self %.1f us, children %.1f us\n",
+              config_names[c], median (rates[c], reps), lo, hi, median (cpu_self[c], reps),
+              median (cpu_children[c], reps));
     }
   {
     double lo, hi;
@@ -299,6 +390,16 @@ main (int argc, char **argv)
   printf ("RESULT process_calls_busy50_1p=%.0f\n", median (rates[C_BUSY_1], reps));
   printf ("RESULT process_calls_busy50_2p=%.0f\n", median (rates[C_BUSY_2], reps));
   printf ("RESULT process_speedup_2p_busy50=%.3f\n", median (speedup, reps));
+  {
+    double total[MAX_REPS];
+
+    for (int rep = 0; rep < reps; rep++)
+      total[rep] = cpu_self[C_TRIVIAL_2][rep] + cpu_children[C_TRIVIAL_2][rep];
+    printf ("RESULT process_cpu_us_per_call_trivial_2p=%.1f\n", median (total, reps));
+    if (have_pool && rates[C_POOL_TRIVIAL_2][0] > 0)
+      printf ("RESULT python_pool_cpu_us_per_call_trivial=%.1f\n",
+              median (cpu_children[C_POOL_TRIVIAL_2], reps));
+  }
   if (have_pool && rates[C_POOL_TRIVIAL_2][0] > 0)
     {
       printf ("RESULT process_calls_vs_python_pool=%.3f\n", median (vs_pool, reps));

@@ -395,6 +395,7 @@ assign_locked (SluiceCalls *calls, SluiceHired *hired, GTask *task)
   SluiceWorkerTask *assigned = sluice_worker_task_new (task, hired);
   Delivery *delivery;
 
+  assigned->n_lost = call->n_lost;
   dequeue_locked (calls, call);
   call->assigned = g_object_ref (assigned);
   g_hash_table_add (hired->held, assigned);

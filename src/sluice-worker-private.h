@@ -48,6 +48,7 @@ struct _SluiceWorkerTask
   GCancellable *cancellable; /* (owned): this assignment's */
   SluiceHired *hired;        /* under the calls' mutex: NULL once released */
   gboolean wanted;           /* (atomic) */
+  guint n_lost;              /* workers lost in its call before this assignment */
 };
 
 SluiceWorkerTask *sluice_worker_task_new (GTask *call_task, SluiceHired *hired);

@@ -37,6 +37,12 @@
  *   ...
  * ```
  *
+ * A [class@Sluice.ProcessWorker] sends the calls that are ready in one
+ * message (`CallMany`); the service runs each in its threads and sends
+ * the outcomes of calls that end while others of that message still wait
+ * for a thread together (a `Results` signal), from its main context if a
+ * call runs long, so that a quick call never waits for a slow one.
+ *
  * A function's error crosses back to the caller with its domain and code
  * (as GDBus encodes errors it has no D-Bus name for), and its message.
  * Cancelling a call in the worker's process cancels the function's
@@ -46,6 +52,7 @@
  * modules given on its command line.
  */
 
+#define WORKER_OBJECT_PATH "/org/sluice/Worker"
 #define WORKER_INTERFACE "org.sluice.Worker1"
 
 struct _SluiceWorkerService
@@ -60,24 +67,66 @@ struct _SluiceWorkerService
 
 G_DEFINE_FINAL_TYPE (SluiceWorkerService, sluice_worker_service, G_TYPE_OBJECT)
 
-/* One connection served. */
+/* One connection served.
+ *
+ * Outcomes of calls made with CallMany go out in Results signals, many in
+ * one: a call that ends while other calls of the connection wait for a
+ * thread leaves its outcome in the outbox, and the flusher (a source on
+ * the serving context) sends it unless the last of those calls, ending,
+ * sends the lot first. A call that ends with nothing waiting sends at
+ * once. */
 typedef struct
 {
   gatomicrefcount ref;
   SluiceWorkerService *service; /* (owned) */
   GDBusConnection *connection;  /* (owned) (nullable) */
   GTask *task;                  /* (owned) until the connection closes */
+  GMainContext *context;        /* (owned): where it is served */
+  GSource *flusher;             /* (owned) (nullable): on @context */
   GMutex mutex;
+  /* Under the mutex. */
   GHashTable *running; /* id (guint64 *) -> GCancellable (owned) */
+  guint n_waiting;     /* CallMany calls not started yet */
+  GArray *outbox;      /* of Outcome */
+  gboolean flush_pending;
+  gboolean closed;
+
   guint filter_id;
   gulong closed_id;
 } Served;
+
+/* The outcome of a call of a CallMany, until it is sent. */
+typedef struct
+{
+  guint64 id;
+  GVariant *result; /* (owned) (nullable) */
+  GError *error;    /* (owned) (nullable) */
+} Outcome;
+
+static void
+outcome_clear (gpointer data)
+{
+  Outcome *outcome = data;
+
+  g_clear_pointer (&outcome->result, g_variant_unref);
+  g_clear_error (&outcome->error);
+}
+
+static GArray *
+outbox_new (void)
+{
+  GArray *outbox = g_array_new (FALSE, FALSE, sizeof (Outcome));
+
+  g_array_set_clear_func (outbox, outcome_clear);
+  return outbox;
+}
 
 /* One call, run in a thread of the pool. */
 typedef struct
 {
   Served *served;        /* (owned) a reference */
-  GDBusMessage *message; /* (owned): the call, to reply to */
+  GDBusMessage *message; /* (owned) (nullable): a Call, to reply to; NULL
+                          * for one of a CallMany */
   guint64 id;
   char *name;
   GVariant *args;
@@ -98,6 +147,9 @@ served_unref (Served *served)
     return;
   g_assert (served->task == NULL);
   g_hash_table_unref (served->running);
+  g_array_unref (served->outbox);
+  g_clear_pointer (&served->flusher, g_source_unref);
+  g_main_context_unref (served->context);
   g_clear_object (&served->connection);
   g_mutex_clear (&served->mutex);
   g_object_unref (served->service);
@@ -129,6 +181,121 @@ reply (GDBusConnection *connection, GDBusMessage *call, GVariant *body, GError *
   g_object_unref (message);
 }
 
+/* Sends @batch (of Outcome, taken) in one Results signal. Any thread. */
+static void
+send_results (GDBusConnection *connection, GArray *batch)
+{
+  GDBusMessage *message =
+      g_dbus_message_new_signal (WORKER_OBJECT_PATH, WORKER_INTERFACE, "Results");
+  GVariantBuilder tuple;
+  SluiceWireValues values;
+  GArray *error_ids = g_array_new (FALSE, FALSE, sizeof (guint64));
+  GPtrArray *error_names = g_ptr_array_new_with_free_func (g_free);
+  GPtrArray *error_messages = g_ptr_array_new ();
+
+  sluice_wire_values_init (&values);
+  for (guint i = 0; i < batch->len; i++)
+    {
+      Outcome *outcome = &g_array_index (batch, Outcome, i);
+
+      if (outcome->result != NULL)
+        sluice_wire_values_add (&values, outcome->id, outcome->result);
+      else
+        {
+          g_array_append_val (error_ids, outcome->id);
+          g_ptr_array_add (error_names, g_dbus_error_encode_gerror (outcome->error));
+          g_ptr_array_add (error_messages, outcome->error->message);
+        }
+    }
+  g_variant_builder_init (&tuple, G_VARIANT_TYPE (SLUICE_WIRE_RESULTS_TYPE));
+  sluice_wire_values_end (&values, &tuple);
+  g_variant_builder_add_value (&tuple,
+                               g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, error_ids->data,
+                                                          error_ids->len, sizeof (guint64)));
+  g_variant_builder_add_value (
+      &tuple, g_variant_new_strv ((const char *const *) error_names->pdata, error_names->len));
+  g_variant_builder_add_value (
+      &tuple,
+      g_variant_new_strv ((const char *const *) error_messages->pdata, error_messages->len));
+  sluice_wire_pack (message, g_variant_builder_end (&tuple));
+  g_array_unref (error_ids);
+  g_ptr_array_unref (error_names);
+  g_ptr_array_unref (error_messages);
+  g_array_unref (batch);
+
+  /* Fails only once the connection is closed: nobody is listening. */
+  g_dbus_connection_send_message (connection, message, G_DBUS_SEND_MESSAGE_FLAGS_NONE, NULL, NULL);
+  g_object_unref (message);
+}
+
+/* The outcome of call @id of a CallMany (@result or @error, taken): sent
+ * now if no call of the connection waits for a thread, else left in the
+ * outbox for the flusher or the last of those calls. Any thread. */
+static void
+add_outcome (Served *served, guint64 id, GVariant *result, GError *error)
+{
+  Outcome outcome = { id, result, error };
+  GArray *batch = NULL;
+  gboolean wake = FALSE;
+
+  g_mutex_lock (&served->mutex);
+  g_hash_table_remove (served->running, &id);
+  if (!served->closed)
+    {
+      g_array_append_val (served->outbox, outcome);
+      outcome.result = NULL;
+      outcome.error = NULL;
+      if (served->n_waiting == 0)
+        {
+          batch = g_steal_pointer (&served->outbox);
+          served->outbox = outbox_new ();
+        }
+      else if (!served->flush_pending)
+        wake = served->flush_pending = TRUE;
+    }
+  g_mutex_unlock (&served->mutex);
+
+  outcome_clear (&outcome);
+  if (batch != NULL)
+    send_results (served->connection, batch);
+  if (wake)
+    g_source_set_ready_time (served->flusher, 0);
+}
+
+/* The flusher: sends what the outbox holds. Serving context. */
+static gboolean
+flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  Served *served = user_data;
+  GArray *batch = NULL;
+
+  g_source_set_ready_time (source, -1);
+  g_mutex_lock (&served->mutex);
+  served->flush_pending = FALSE;
+  if (served->outbox->len > 0)
+    {
+      batch = g_steal_pointer (&served->outbox);
+      served->outbox = outbox_new ();
+    }
+  g_mutex_unlock (&served->mutex);
+  if (batch != NULL)
+    send_results (served->connection, batch);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs flusher_funcs = { NULL, NULL, flusher_dispatch, NULL, NULL, NULL };
+
+static void
+job_free (Job *job)
+{
+  g_clear_object (&job->message);
+  g_object_unref (job->cancellable);
+  g_variant_unref (job->args);
+  g_free (job->name);
+  served_unref (job->served);
+  g_free (job);
+}
+
 static void
 job_run (gpointer data, gpointer user_data)
 {
@@ -137,8 +304,20 @@ job_run (gpointer data, gpointer user_data)
   GError *error = NULL;
   GVariant *result;
 
+  if (job->message == NULL)
+    {
+      g_mutex_lock (&served->mutex);
+      served->n_waiting--;
+      g_mutex_unlock (&served->mutex);
+    }
   result = sluice_function_registry_call (served->service->registry, job->name, job->args,
                                           job->cancellable, &error);
+  if (job->message == NULL)
+    {
+      add_outcome (served, job->id, result, error);
+      job_free (job);
+      return;
+    }
   if (result != NULL)
     {
       GVariantBuilder body;
@@ -154,28 +333,41 @@ job_run (gpointer data, gpointer user_data)
   g_mutex_lock (&served->mutex);
   g_hash_table_remove (served->running, &job->id);
   g_mutex_unlock (&served->mutex);
+  job_free (job);
+}
 
-  g_object_unref (job->message);
-  g_object_unref (job->cancellable);
-  g_variant_unref (job->args);
-  g_free (job->name);
-  served_unref (served);
-  g_free (job);
+/* A new job for call @id of @name, running (its cancellable registered);
+ * for the pool. */
+static Job *
+job_new (Served *served, GDBusMessage *message, guint64 id, const char *name, GVariant *args)
+{
+  Job *job = g_new0 (Job, 1);
+  guint64 *key = g_new (guint64, 1);
+
+  job->id = id;
+  job->name = g_strdup (name);
+  job->args = args;
+  job->served = served_ref (served);
+  job->message = message != NULL ? g_object_ref (message) : NULL;
+  job->cancellable = g_cancellable_new ();
+  *key = id;
+  g_mutex_lock (&served->mutex);
+  g_hash_table_replace (served->running, key, g_object_ref (job->cancellable));
+  g_mutex_unlock (&served->mutex);
+  return job;
 }
 
 /* A Call: its job goes to the pool. */
 static void
 handle_call (Served *served, GDBusMessage *message, GVariant *body)
 {
-  const char *args_type;
+  const char *args_type, *name;
   GVariant *args_data;
   GVariant *args;
   GError *error = NULL;
-  Job *job;
-  guint64 *key;
+  guint64 id;
 
-  g_variant_get_child (body, 2, "&s", &args_type);
-  args_data = g_variant_get_child_value (body, 3);
+  g_variant_get (body, "(t&s&s@ay)", &id, &name, &args_type, &args_data);
   args = sluice_wire_get (args_type, args_data, &error);
   g_variant_unref (args_data);
   if (args == NULL)
@@ -183,20 +375,60 @@ handle_call (Served *served, GDBusMessage *message, GVariant *body)
       reply (served->connection, message, NULL, error);
       return;
     }
-  job = g_new0 (Job, 1);
-  g_variant_get (body, "(ts@s@ay)", &job->id, &job->name, NULL, NULL);
-  job->args = args;
-  job->served = served_ref (served);
-  job->message = g_object_ref (message);
-  job->cancellable = g_cancellable_new ();
+  g_thread_pool_push (served->service->pool, job_new (served, message, id, name, args), NULL);
+}
 
-  key = g_new (guint64, 1);
-  *key = job->id;
+/* A CallMany: each call's job goes to the pool, its outcome into a
+ * Results signal. */
+static void
+handle_call_many (Served *served, GDBusMessage *message)
+{
+  GVariant *calls = sluice_wire_unpack (message, SLUICE_WIRE_CALLS_TYPE);
+  GVariant *names_variant;
+  const char **names;
+  SluiceWireValuesView args;
+  gsize n_names;
+
+  if (calls == NULL)
+    {
+      g_debug ("A CallMany without calls");
+      return;
+    }
+  names_variant = g_variant_get_child_value (calls, 0);
+  names = g_variant_get_strv (names_variant, &n_names);
+  g_variant_unref (names_variant);
+  if (!sluice_wire_values_view (calls, 1, &args) || n_names != args.n)
+    {
+      /* Only a peer that does not speak the protocol sends this: its
+       * calls cannot be told apart. */
+      g_debug ("A CallMany with inconsistent calls");
+      args.n = 0;
+    }
+
+  /* All counted as waiting before the first starts: outcomes wait for the
+   * last of them. */
   g_mutex_lock (&served->mutex);
-  g_hash_table_replace (served->running, key, g_object_ref (job->cancellable));
+  served->n_waiting += args.n;
   g_mutex_unlock (&served->mutex);
+  for (gsize i = 0; i < args.n; i++)
+    {
+      GError *error = NULL;
+      GVariant *value = sluice_wire_values_get (&args, i, &error);
 
-  g_thread_pool_push (served->service->pool, job, NULL);
+      if (value != NULL)
+        {
+          g_thread_pool_push (served->service->pool,
+                              job_new (served, NULL, args.ids[i], names[i], value), NULL);
+          continue;
+        }
+      g_mutex_lock (&served->mutex);
+      served->n_waiting--;
+      g_mutex_unlock (&served->mutex);
+      add_outcome (served, args.ids[i], NULL, error);
+    }
+  sluice_wire_values_view_clear (&args);
+  g_free (names);
+  g_variant_unref (calls);
 }
 
 /* A Cancel: cancels the call's cancellable, if it still runs. */
@@ -257,6 +489,8 @@ filter_cb (GDBusConnection *connection,
     reply (connection, message, NULL,
            g_error_new (G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS, "Not a valid call of %s.%s",
                         WORKER_INTERFACE, g_dbus_message_get_member (message)));
+  else if (g_str_equal (method->name, "CallMany"))
+    handle_call_many (served, message);
   else if (g_str_equal (method->name, "Call"))
     handle_call (served, message, body);
   else
@@ -280,10 +514,13 @@ connection_closed_cb (GDBusConnection *connection,
   GTask *task;
 
   g_mutex_lock (&served->mutex);
+  served->closed = TRUE;
+  g_array_set_size (served->outbox, 0);
   g_hash_table_iter_init (&iter, served->running);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     g_ptr_array_add (cancellables, g_object_ref (value));
   g_mutex_unlock (&served->mutex);
+  g_source_destroy (served->flusher);
   for (guint i = 0; i < cancellables->len; i++)
     g_cancellable_cancel (cancellables->pdata[i]);
   g_ptr_array_unref (cancellables);
@@ -320,9 +557,13 @@ connection_ready_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       served_unref (served);
       return;
     }
-  /* Its reference is the connection's, until it closes; the filter holds
-   * one of its own (a filter may still run in GDBus's thread after its
-   * removal). */
+  /* Its reference is the connection's, until it closes; the filter and
+   * the flusher hold one of their own (a filter may still run in GDBus's
+   * thread after its removal). */
+  served->flusher = g_source_new (&flusher_funcs, sizeof (GSource));
+  g_source_set_callback (served->flusher, NULL, served_ref (served), (GDestroyNotify) served_unref);
+  g_source_set_static_name (served->flusher, "SluiceWorkerService results");
+  g_source_attach (served->flusher, served->context);
   served->filter_id = g_dbus_connection_add_filter (
       served->connection, filter_cb, served_ref (served), (GDestroyNotify) served_unref);
   served->closed_id =
@@ -376,6 +617,8 @@ sluice_worker_service_serve_stream_async (SluiceWorkerService *self,
   served->service = g_object_ref (self);
   g_mutex_init (&served->mutex);
   served->running = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_object_unref);
+  served->outbox = outbox_new ();
+  served->context = g_main_context_ref_thread_default ();
   served->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (served->task, sluice_worker_service_serve_stream_async);
 

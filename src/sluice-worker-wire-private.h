@@ -5,7 +5,7 @@
 
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 G_BEGIN_DECLS
 
@@ -14,24 +14,28 @@ G_BEGIN_DECLS
  * serialisation (GLib's own format, in the byte order of the machine: the
  * two ends run on one). */
 
+/* @value's data, as an "ay". Floating. */
+static inline GVariant *
+sluice_wire_bytes (GVariant *value)
+{
+  return g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, g_variant_get_data (value),
+                                    g_variant_get_size (value), 1);
+}
+
 /* Appends @value's type and data ("say") to @builder. */
 static inline void
 sluice_wire_add (GVariantBuilder *builder, GVariant *value)
 {
   g_variant_builder_add (builder, "s", g_variant_get_type_string (value));
-  g_variant_builder_add_value (builder, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
-                                                                   g_variant_get_data (value),
-                                                                   g_variant_get_size (value), 1));
+  g_variant_builder_add_value (builder, sluice_wire_bytes (value));
 }
 
-/* The value of @type_string and @data (an "ay"), checked: NULL with
- * @error set if the type is not a definite type. Untrusted data is safe
- * (GVariant reads non-normal forms as defaults). Transfer full. */
+/* The value of @type_string and @size bytes at @bytes (copied), checked:
+ * NULL with @error set if the type is not a definite type. Untrusted data
+ * is safe (GVariant reads non-normal forms as defaults). Transfer full. */
 static inline GVariant *
-sluice_wire_get (const char *type_string, GVariant *data, GError **error)
+sluice_wire_value (const char *type_string, gconstpointer bytes, gsize size, GError **error)
 {
-  gsize size;
-  gconstpointer bytes;
   GBytes *copy;
   GVariant *value;
 
@@ -42,12 +46,172 @@ sluice_wire_get (const char *type_string, GVariant *data, GError **error)
                    type_string);
       return NULL;
     }
-  bytes = g_variant_get_fixed_array (data, &size, 1);
   copy = g_bytes_new (bytes, size);
   value = g_variant_ref_sink (
       g_variant_new_from_bytes ((const GVariantType *) type_string, copy, FALSE));
   g_bytes_unref (copy);
   return value;
 }
+
+/* The value of @type_string and @data (an "ay"), as sluice_wire_value ()
+ * reads it. */
+static inline GVariant *
+sluice_wire_get (const char *type_string, GVariant *data, GError **error)
+{
+  gsize size;
+  gconstpointer bytes = g_variant_get_fixed_array (data, &size, 1);
+
+  return sluice_wire_value (type_string, bytes, size, error);
+}
+
+/* Batches (CallMany, Results) cross as one byte array: the GVariant
+ * serialisation of a tuple of arrays, which GDBus reads and writes in one
+ * piece, where a D-Bus array of structures costs it (and GVariant) work
+ * for every member. A list of values is four arrays: ids (at), type
+ * strings (as), where each value's data ends (at) in the data of all of
+ * them (ay). */
+
+typedef struct
+{
+  GArray *ids;      /* of guint64 */
+  GPtrArray *types; /* of const char *, borrowed from the values */
+  GArray *ends;     /* of guint64 */
+  GByteArray *data;
+} SluiceWireValues;
+
+static inline void
+sluice_wire_values_init (SluiceWireValues *values)
+{
+  values->ids = g_array_new (FALSE, FALSE, sizeof (guint64));
+  values->types = g_ptr_array_new ();
+  values->ends = g_array_new (FALSE, FALSE, sizeof (guint64));
+  values->data = g_byte_array_new ();
+}
+
+/* Adds @value (which must live until sluice_wire_values_end ()). */
+static inline void
+sluice_wire_values_add (SluiceWireValues *values, guint64 id, GVariant *value)
+{
+  guint64 end;
+
+  g_array_append_val (values->ids, id);
+  g_ptr_array_add (values->types, (gpointer) g_variant_get_type_string (value));
+  g_byte_array_append (values->data, g_variant_get_data (value),
+                       (guint) g_variant_get_size (value));
+  end = values->data->len;
+  g_array_append_val (values->ends, end);
+}
+
+/* Frees @values; adds its four arrays to @builder (of a tuple). */
+static inline void
+sluice_wire_values_end (SluiceWireValues *values, GVariantBuilder *builder)
+{
+  g_variant_builder_add_value (builder,
+                               g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, values->ids->data,
+                                                          values->ids->len, sizeof (guint64)));
+  g_variant_builder_add_value (
+      builder, g_variant_new_strv ((const char *const *) values->types->pdata, values->types->len));
+  g_variant_builder_add_value (builder,
+                               g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, values->ends->data,
+                                                          values->ends->len, sizeof (guint64)));
+  g_variant_builder_add_value (
+      builder,
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, values->data->data, values->data->len, 1));
+  g_array_unref (values->ids);
+  g_ptr_array_unref (values->types);
+  g_array_unref (values->ends);
+  g_byte_array_unref (values->data);
+}
+
+/* A list of values read from a batch, pointing into it. */
+typedef struct
+{
+  gsize n;
+  const guint64 *ids;
+  const char **types; /* (owned) container */
+  const guint64 *ends;
+  const guint8 *data;
+  gsize size;
+} SluiceWireValuesView;
+
+static inline const void *
+sluice_wire_child_array (GVariant *tuple, gsize index, gsize element_size, gsize *n)
+{
+  GVariant *child = g_variant_get_child_value (tuple, index);
+  const void *elements = g_variant_get_fixed_array (child, n, element_size);
+
+  /* The tuple holds the data. */
+  g_variant_unref (child);
+  return elements;
+}
+
+/* Reads the list of values that starts at child @index of @tuple (which
+ * must outlive @view): FALSE if it is not consistent. */
+static inline gboolean
+sluice_wire_values_view (GVariant *tuple, gsize index, SluiceWireValuesView *view)
+{
+  GVariant *types = g_variant_get_child_value (tuple, index + 1);
+  gsize n_types, n_ends;
+
+  view->ids = sluice_wire_child_array (tuple, index, sizeof (guint64), &view->n);
+  view->types = g_variant_get_strv (types, &n_types);
+  g_variant_unref (types);
+  view->ends = sluice_wire_child_array (tuple, index + 2, sizeof (guint64), &n_ends);
+  view->data = sluice_wire_child_array (tuple, index + 3, 1, &view->size);
+  if (n_types != view->n || n_ends != view->n)
+    return FALSE;
+  for (gsize i = 0; i < view->n; i++)
+    if (view->ends[i] > view->size || (i > 0 && view->ends[i] < view->ends[i - 1]))
+      return FALSE;
+  return TRUE;
+}
+
+static inline void
+sluice_wire_values_view_clear (SluiceWireValuesView *view)
+{
+  g_free (view->types);
+  view->types = NULL;
+}
+
+/* Value @i of @view, checked as sluice_wire_value () does. */
+static inline GVariant *
+sluice_wire_values_get (SluiceWireValuesView *view, gsize i, GError **error)
+{
+  gsize start = i > 0 ? view->ends[i - 1] : 0;
+
+  return sluice_wire_value (view->types[i], view->data + start, view->ends[i] - start, error);
+}
+
+/* The tuple of type @type_string packed in @message's body (ay), or NULL
+ * if it has none. Transfer full. */
+static inline GVariant *
+sluice_wire_unpack (GDBusMessage *message, const char *type_string)
+{
+  GVariant *body = g_dbus_message_get_body (message);
+  GVariant *data;
+  GVariant *tuple;
+
+  if (body == NULL || !g_variant_is_of_type (body, G_VARIANT_TYPE ("(ay)")))
+    return NULL;
+  data = g_variant_get_child_value (body, 0);
+  tuple = sluice_wire_get (type_string, data, NULL);
+  g_variant_unref (data);
+  return tuple;
+}
+
+/* Sets @tuple (floating, sunk) as the body of @message, packed in an ay. */
+static inline void
+sluice_wire_pack (GDBusMessage *message, GVariant *tuple)
+{
+  g_variant_ref_sink (tuple);
+  g_dbus_message_set_body (message, g_variant_new ("(@ay)", sluice_wire_bytes (tuple)));
+  g_variant_unref (tuple);
+}
+
+/* The types of the packed batches. CallMany: the names of the functions,
+ * then the arguments. Results: the results, then the errors (ids, D-Bus
+ * error names as GDBus encodes a GError, messages). */
+#define SLUICE_WIRE_CALLS_TYPE "(asatasatay)"
+#define SLUICE_WIRE_RESULTS_TYPE "(atasatayatasas)"
 
 G_END_DECLS

@@ -48,12 +48,19 @@ test_module (void)
 }
 
 static SluiceProcessWorker *
-helper_worker_new (guint n_processes, guint max_calls)
+helper_worker_new_full (guint n_processes, guint max_calls, guint n_threads)
 {
-  const char *argv[] = { helper_tool (), "--threads=4", test_module (), NULL };
+  g_autofree char *threads = g_strdup_printf ("--threads=%u", n_threads);
+  const char *argv[] = { helper_tool (), threads, test_module (), NULL };
 
   return g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes", n_processes,
                        "max-calls", max_calls, NULL);
+}
+
+static SluiceProcessWorker *
+helper_worker_new (guint n_processes, guint max_calls)
+{
+  return helper_worker_new_full (n_processes, max_calls, 4);
 }
 
 /* ---- processes and file descriptors ---------------------------------- */
@@ -497,6 +504,151 @@ test_sigkill_stress (void)
   after (b);
 }
 
+/* ---- batches (CallMany) --------------------------------------------------- */
+
+static gint32
+result_pid (CallResult *r)
+{
+  gint32 pid;
+
+  g_assert_no_error (r->error);
+  g_variant_get (r->result, "(i)", &pid);
+  return pid;
+}
+
+/* Each test of a batch: one helper with one thread, eight calls in flight. */
+typedef struct
+{
+  Before b;
+  SluiceTaskQueue *queue;
+  SluiceProcessWorker *worker;
+} Batch;
+
+static void
+batch_setup (Batch *f, gconstpointer data)
+{
+  f->b = before ();
+  f->queue = sluice_task_queue_new (1);
+  f->worker = helper_worker_new_full (1, 8, 1);
+  sluice_task_queue_hire (f->queue, SLUICE_WORKER (f->worker));
+}
+
+static void
+batch_teardown (Batch *f, gconstpointer data)
+{
+  shutdown_and_wait (f->queue);
+  g_object_unref (f->worker);
+  g_object_unref (f->queue);
+  after (f->b);
+}
+
+/* Calls made at once go to the helper in one CallMany (a helper with one
+ * thread runs them in order). The outcomes of the first two arrive while
+ * the third runs (the helper's flusher sends them: the last call of the
+ * batch has not ended); a SIGKILL then gives back exactly the calls that
+ * had not finished: the ones behind the stuck call run once more, in the
+ * new process; the ones that finished are not run again. */
+static void
+test_batch_crash (Batch *f, gconstpointer data)
+{
+  SluiceTaskQueue *queue = f->queue;
+  GCancellable *cancellable = g_cancellable_new ();
+  CallResult r[5] = { { 0 } };
+  gint32 first, second;
+
+  first = call_pid (queue);
+  call (queue, "pid", NULL, 0, &r[0]);
+  call (queue, "pid", NULL, 0, &r[1]);
+  sluice_task_queue_call_async (queue, NULL, "sleep", g_variant_new ("(u)", 600000),
+                                G_PRIORITY_DEFAULT, 0, cancellable, call_done_cb, &r[2]);
+  call (queue, "pid", NULL, 0, &r[3]);
+  call (queue, "pid", NULL, 0, &r[4]);
+  WAIT_UNTIL (r[0].n_completed == 1 && r[1].n_completed == 1);
+  g_assert_cmpint (result_pid (&r[0]), ==, first);
+  g_assert_cmpint (result_pid (&r[1]), ==, first);
+  g_assert_cmpuint (r[2].n_completed + r[3].n_completed + r[4].n_completed, ==, 0);
+
+  kill ((pid_t) first, SIGKILL);
+  /* The stuck call went back too: it would hold up the others again. */
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (r[2].n_completed == 1 && r[3].n_completed == 1 && r[4].n_completed == 1);
+  g_assert_error (r[2].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  second = result_pid (&r[3]);
+  g_assert_cmpint (second, !=, first);
+  g_assert_cmpint (result_pid (&r[4]), ==, second);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      call_result_clear (&r[i]);
+    }
+
+  g_object_unref (cancellable);
+}
+
+/* A call in a batch that kills its helper: each call of the batch
+ * completes once, the killer with SLUICE_ERROR_WORKER_LOST after the
+ * third death, the others with their results (run again if their
+ * outcome had not left the helper). */
+static void
+test_batch_die (Batch *f, gconstpointer data)
+{
+  SluiceTaskQueue *queue = f->queue;
+  CallResult r[5] = { { 0 } };
+
+  g_assert_cmpint (call_pid (queue), >, 0);
+  call (queue, "square", g_variant_new ("(x)", (gint64) 2), 0, &r[0]);
+  call (queue, "square", g_variant_new ("(x)", (gint64) 3), 0, &r[1]);
+  call (queue, "die", NULL, 0, &r[2]);
+  call (queue, "square", g_variant_new ("(x)", (gint64) 4), 0, &r[3]);
+  call (queue, "square", g_variant_new ("(x)", (gint64) 5), 0, &r[4]);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    WAIT_UNTIL (r[i].n_completed == 1);
+  g_assert_error (r[2].error, SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      if (i != 2)
+        {
+          gint64 v;
+
+          g_assert_no_error (r[i].error);
+          g_variant_get (r[i].result, "(x)", &v);
+          g_assert_cmpint (v, ==, (gint64) (i < 2 ? i + 2 : i + 1) * (i < 2 ? i + 2 : i + 1));
+        }
+      call_result_clear (&r[i]);
+    }
+}
+
+/* A call of a batch times out (in a function deaf to its cancellable): it
+ * fails with G_IO_ERROR_TIMED_OUT, its process is killed and started again, and the calls of the
+ * batch that waited behind it go back (not counted as lost) and run in the new process; the call
+ * before it kept its result. */
+static void
+test_batch_timeout (Batch *f, gconstpointer data)
+{
+  SluiceTaskQueue *queue = f->queue;
+  CallResult r[4] = { { 0 } };
+  gint32 first, second;
+
+  first = call_pid (queue);
+  call (queue, "pid", NULL, 0, &r[0]);
+  call (queue, "hang", g_variant_new ("(u)", 600000), 1000, &r[1]);
+  call (queue, "pid", NULL, 0, &r[2]);
+  call (queue, "pid", NULL, 0, &r[3]);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    WAIT_UNTIL (r[i].n_completed == 1);
+  /* Ran before the stuck call; on a host slow enough to hold its outcome
+   * past the timeout, it went back and ran again: a result either way. */
+  g_assert_no_error (r[0].error);
+  g_assert_error (r[1].error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  second = result_pid (&r[2]);
+  g_assert_cmpint (second, !=, first);
+  g_assert_cmpint (result_pid (&r[3]), ==, second);
+  g_assert_cmpint (call_pid (queue), ==, second);
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call_result_clear (&r[i]);
+}
+
 /* A worker dropped without a stop kills its helpers. */
 static void
 test_dispose_kills (void)
@@ -555,6 +707,12 @@ main (int argc, char **argv)
   g_test_add_data_func ("/process-worker/bad-helper/garbage", "garbage", test_bad_helper);
   g_test_add_func ("/process-worker/sigkill-stress", test_sigkill_stress);
   g_test_add_func ("/process-worker/dispose-kills", test_dispose_kills);
+  g_test_add ("/process-worker/batch/crash", Batch, NULL, batch_setup, test_batch_crash,
+              batch_teardown);
+  g_test_add ("/process-worker/batch/die", Batch, NULL, batch_setup, test_batch_die,
+              batch_teardown);
+  g_test_add ("/process-worker/batch/timeout", Batch, NULL, batch_setup, test_batch_timeout,
+              batch_teardown);
 
   return g_test_run ();
 }

@@ -46,6 +46,18 @@ sleep_ms (GVariant *args, GCancellable *cancellable, gpointer data, GError **err
   return NULL;
 }
 
+/* "hang" (u) -> (): sleeps that many milliseconds, deaf to its
+ * cancellable: a process stuck in it must be killed. */
+static GVariant *
+hang (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  guint32 ms;
+
+  g_variant_get (args, "(u)", &ms);
+  g_usleep ((gulong) ms * 1000);
+  return g_variant_new ("()");
+}
+
 /* "wait-cancel" (s) -> (): waits until its cancellable is cancelled, then
  * creates the file at the path (the test's evidence) and fails. */
 static GVariant *
@@ -97,6 +109,7 @@ sluice_worker_module_init (SluiceWorkerService *service, GError **error)
   sluice_worker_service_register (service, "square", "(x)", square, NULL, NULL);
   sluice_worker_service_register (service, "pid", "()", pid, NULL, NULL);
   sluice_worker_service_register (service, "sleep", "(u)", sleep_ms, NULL, NULL);
+  sluice_worker_service_register (service, "hang", "(u)", hang, NULL, NULL);
   sluice_worker_service_register (service, "wait-cancel", "(s)", wait_cancel, NULL, NULL);
   sluice_worker_service_register (service, "die", NULL, die, NULL, NULL);
   sluice_worker_service_register (service, "fail", "(s)", fail, NULL, NULL);

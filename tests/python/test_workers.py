@@ -25,7 +25,7 @@ except ImportError:
 gi.require_version("GLib", "2.0")
 gi.require_version("Gio", "2.0")
 gi.require_version("Sluice", "1")
-from gi.repository import GLib, Gio, Sluice  # noqa: E402
+from gi.repository import GLib, GObject, Gio, Sluice  # noqa: E402
 
 DEADLINE_S = 60
 
@@ -42,7 +42,9 @@ def wait_until(cond):
     assert cond(), "timed out"
 
 
-class NamedCalls(unittest.TestCase):
+class QueueCase(unittest.TestCase):
+    """A task queue, shut down at the end; thread workers and calls."""
+
     def setUp(self):
         self.queue = Sluice.TaskQueue.new(1)
         self.threads = []
@@ -84,6 +86,9 @@ class NamedCalls(unittest.TestCase):
 
         self.queue.call_async(series, name, args, priority, timeout, None, done)
         return out
+
+
+class NamedCalls(QueueCase):
 
     def test_named_calls_with_variant_args(self):
         self.queue.hire(self.worker())
@@ -142,6 +147,104 @@ class NamedCalls(unittest.TestCase):
         self.assertTrue(other[0].matches(Sluice.error_quark(), Sluice.Error.NO_WORKER))
 
 
+class PyWorker(GObject.Object, Sluice.Worker):
+    """A SluiceWorker written in Python: it keeps the tasks it gets and
+    completes them when told to (from the main context), serves the
+    series "py" besides the default one."""
+
+    def __init__(self, capacity=2):
+        super().__init__()
+        self.capacity = capacity
+        self.held = []
+        self.timed_out = []
+        self.stopped = False
+
+    def do_get_series(self):
+        return ["py"]
+
+    def do_get_capacity(self):
+        return self.capacity
+
+    def do_run_task(self, task):
+        # The queue calls this from any thread.
+        self.held.append(task)
+
+    def do_stop_async(self, cancellable, callback, *user_data):
+        self.stopped = True
+        # The callback carries its C user data itself.
+        Gio.Task.new(self, cancellable, lambda source, res, *d: callback(source, res),
+                     None).return_boolean(True)
+
+    def do_stop_finish(self, result):
+        return result.propagate_boolean()
+
+    def do_crash(self):
+        held, self.held = self.held, []
+        return held
+
+    def do_task_timed_out(self, task):
+        self.timed_out.append(task.get_name())
+
+    def finish_all(self):
+        held, self.held = self.held, []
+        for task in held:
+            a, b = task.get_args().unpack()
+            task.return_value(GLib.Variant("(i)", (a * b,)))
+
+
+class PythonWorkers(QueueCase):
+    """SluiceWorker implemented in Python (its vfuncs), hired by a queue."""
+
+    def test_python_worker_runs_calls(self):
+        worker = PyWorker()
+        self.queue.hire(worker)
+        outs = [self.call("py", "mul", GLib.Variant("(ii)", (i, 10))) for i in range(5)]
+        wait_until(lambda: len(worker.held) == 2)
+        # Its capacity: two at once; the others wait in the queue.
+        self.assertEqual(self.queue.get_n_calls(), 5)
+        while not all(outs):
+            worker.finish_all()
+            GLib.MainContext.default().iteration(False)
+        self.assertEqual([o[0].unpack() for o in outs], [(i * 10,) for i in range(5)])
+        # tearDown's shutdown stops it through do_stop_async.
+        done = []
+        self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        wait_until(lambda: done)
+        self.assertTrue(worker.stopped)
+
+    def test_fire_gives_back_what_crash_returns(self):
+        worker = PyWorker(capacity=3)
+        self.queue.hire(worker)
+        outs = [self.call(None, "add", GLib.Variant("(ii)", (i, 1))) for i in range(3)]
+        wait_until(lambda: len(worker.held) == 3)
+        # Fired: the tasks that do_crash returns run on a thread worker.
+        self.queue.hire(self.worker())
+        self.assertTrue(self.queue.fire(worker))
+        wait_until(lambda: all(outs))
+        self.assertEqual([o[0].unpack() for o in outs], [(i + 1,) for i in range(3)])
+
+    def test_timeout_reaches_python_worker(self):
+        worker = PyWorker()
+        self.queue.hire(worker)
+        out = self.call(None, "mul", GLib.Variant("(ii)", (2, 3)), timeout=50)
+        wait_until(lambda: out)
+        self.assertTrue(out[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.TIMED_OUT))
+        self.assertEqual(worker.timed_out, ["mul"])
+        # Completing it late has no effect.
+        worker.finish_all()
+
+    def test_resigned_worker_is_fired(self):
+        worker = PyWorker()
+        self.queue.hire(worker)
+        out = self.call(None, "add", GLib.Variant("(ii)", (4, 5)))
+        wait_until(lambda: len(worker.held) == 1)
+        self.queue.hire(self.worker())
+        worker.resign(GLib.Error.new_literal(Gio.io_error_quark(), "gone", Gio.IOErrorEnum.CLOSED))
+        wait_until(lambda: out)
+        self.assertEqual(out[0].unpack(), (9,))
+        self.assertEqual(worker.held, [])
+
+
 class ProcessWorkers(unittest.TestCase):
     """Helper processes: sluice-worker with a C module, and a helper in Python."""
 
@@ -178,4 +281,4 @@ class ProcessWorkers(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sys.exit(sluice_tap.run(NamedCalls, ProcessWorkers))
+    sys.exit(sluice_tap.run(NamedCalls, PythonWorkers, ProcessWorkers))
