@@ -61,6 +61,10 @@
  * %SLUICE_ERROR_STOPPED, producing nothing more. A stop or a cancel ends
  * the reading at once, without waiting for a read in flight (a read
  * blocked on a slow pipe): that read's bytes are dropped when it returns.
+ * With [property@Sluice.InputStreamProducer:close-stream] %FALSE the
+ * stream is the caller's again when `read_all_async` completes, so it
+ * completes only once such a read has returned (cancelled: at once for
+ * pollable streams such as pipes and sockets).
  *
  * Streams are closed at their end (or the reading's): the files' always,
  * the stream given to [ctor@Sluice.InputStreamProducer.new] unless
@@ -112,6 +116,9 @@ struct _SluiceInputStreamProducer
 
   /* Owner context. */
   GTask *task;         /* of the read_all in progress */
+  GTask *ended_task;   /* of a read_all that ended with a read of the
+                        * caller's stream in flight: returned after it */
+  GError *ended_error; /* (nullable): what ended_task returns */
   gboolean ran;        /* read_all was called */
   gboolean busy;       /* a read or an open is in flight */
   guint next_file;     /* the index of the file to open next */
@@ -322,11 +329,21 @@ end_input (SluiceInputStreamProducer *self)
     g_input_stream_close_async (input, self->io_priority, NULL, NULL, NULL);
 }
 
+static void
+return_task (GTask *task, GError *error)
+{
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
 /* Ends the reading with @error (taken; %NULL at the end of the input). */
 static void
 finish (SluiceInputStreamProducer *self, GError *error)
 {
-  g_autoptr (GTask) task = g_steal_pointer (&self->task);
+  GTask *task = g_steal_pointer (&self->task);
 
   /* The error takes its place in the output order: the consumer receives
    * every chunk before it and the stop reports it. A closed producer
@@ -346,10 +363,17 @@ finish (SluiceInputStreamProducer *self, GError *error)
   g_clear_object (&self->user_cancellable);
   sluice_ordered_item_producer_unregister_if (self->producer, SLUICE_PUSH_PRODUCER (self));
 
-  if (error != NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_boolean (task, TRUE);
+  /* The caller's own stream (not closed by us) must be theirs again when
+   * read_all's callback runs: with a read of it still in flight (cancelled
+   * by the stop or the cancel; pollable streams return at once), the task
+   * completes when that read returns. */
+  if (self->busy && !self->input_owned)
+    {
+      self->ended_task = g_steal_pointer (&task);
+      self->ended_error = error;
+      return;
+    }
+  return_task (task, error);
 }
 
 /* The error that ends a reading whose reads were cancelled. */
@@ -414,6 +438,8 @@ on_read (GObject *source, GAsyncResult *result, gpointer data)
       g_clear_error (&error);
       g_free (buffer);
       end_input (self);
+      if (self->ended_task != NULL)
+        return_task (g_steal_pointer (&self->ended_task), g_steal_pointer (&self->ended_error));
       return;
     }
 

@@ -708,6 +708,59 @@ test_stop_during_blocked_read (void)
   run_clear (&run);
 }
 
+/* With close-stream FALSE the stream is the caller's again when read_all
+ * completes: a stop during a blocked read completes it only once that read
+ * has returned, and the callback can then close the stream. */
+static void
+on_read_all_close (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Run *run = data;
+  GInputStream *stream = sluice_input_stream_producer_get_stream (run->reader);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_false (g_input_stream_has_pending (stream));
+  g_assert_true (g_input_stream_close (stream, NULL, &error));
+  g_assert_no_error (error);
+  on_read_all (source, result, data);
+}
+
+static void
+test_stop_during_blocked_read_kept_stream (void)
+{
+  g_autoptr (GBytes) input = random_bytes (10 * 1000, 19);
+  g_autoptr (GInputStream) in = test_source_new (input, G_MAXSIZE);
+  g_autoptr (TestSink) sink = g_object_new (TEST_TYPE_SINK, NULL);
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  Run run = { 0 };
+  gint64 deadline = deadline_from_now ();
+
+  TEST_SOURCE (in)->stall_at = 3000;
+  writer = start_writer (&run, 8, sink);
+  run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
+  sluice_input_stream_producer_set_close_stream (run.reader, FALSE);
+  sluice_input_stream_producer_read_all_async (run.reader, G_PRIORITY_DEFAULT, NULL,
+                                               on_read_all_close, &run);
+  while (!g_atomic_int_get (&TEST_SOURCE (in)->stalled))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (run.producer));
+  /* The read is blocked: read_all waits for it. */
+  for (guint i = 0; i < 20; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_false (run.read_done);
+  g_atomic_int_set (&TEST_SOURCE (in)->released, TRUE);
+  while (!run.stop_done)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_true (g_input_stream_is_closed (in));
+  run_clear (&run);
+}
+
 /* A reader started on a producer that is closed already (stopped before
  * the reading) reads nothing and ends with SLUICE_ERROR_STOPPED. */
 static void
@@ -903,6 +956,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/streams/stop-producing", test_stop_producing);
   g_test_add_func ("/streams/stop-during-blocked-read", test_stop_during_blocked_read);
   g_test_add_func ("/streams/closed-before-read", test_closed_before_read);
+  g_test_add_func ("/streams/stop-during-blocked-read-kept-stream",
+                   test_stop_during_blocked_read_kept_stream);
   g_test_add_func ("/streams/dropped-producer", test_dropped_producer);
   g_test_add_func ("/streams/programmer-errors", test_programmer_errors);
 
