@@ -41,10 +41,9 @@ die_with_parent (gpointer data)
 }
 
 static GSubprocess *
-spawn (const char *const *argv)
+spawn (const char *const *argv, GSubprocessFlags flags)
 {
-  g_autoptr (GSubprocessLauncher) launcher =
-      g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  g_autoptr (GSubprocessLauncher) launcher = g_subprocess_launcher_new (flags);
   GError *error = NULL;
   GSubprocess *process;
 
@@ -100,7 +99,7 @@ server_start (const char *password)
       g_ptr_array_add (argv, (char *) password);
     }
   g_ptr_array_add (argv, NULL);
-  server->process = spawn ((const char *const *) argv->pdata);
+  server->process = spawn ((const char *const *) argv->pdata, G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
 
   /* It answers once its socket accepts. */
   while (g_get_monotonic_time () < deadline)
@@ -739,19 +738,28 @@ test_connection_errors (void)
 
 /* ---- remote workers in processes, killed ----------------------------- */
 
+/* `sluice-worker --redis` serving the test module with two threads. */
 static GSubprocess *
 helper_start (Server *server, const char *series, guint index, guint lease_ms, guint max_deliveries)
 {
-  g_autofree char *consumer = g_strdup_printf ("helper-%u", index);
-  g_autofree char *lease = g_strdup_printf ("%u", lease_ms);
-  g_autofree char *deliveries = g_strdup_printf ("%u", max_deliveries);
-  GError *error = NULL;
-  GSubprocess *helper =
-      g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, g_getenv ("SLUICE_REDIS_TEST_WORKER"),
-                        server->endpoint, series, consumer, lease, deliveries, NULL);
+  g_autofree char *redis = g_strconcat ("--redis=", server->endpoint, NULL);
+  g_autofree char *series_arg = g_strconcat ("--series=", series, NULL);
+  g_autofree char *consumer = g_strdup_printf ("--consumer=helper-%u", index);
+  g_autofree char *lease = g_strdup_printf ("--lease-ms=%u", lease_ms);
+  g_autofree char *deliveries = g_strdup_printf ("--max-deliveries=%u", max_deliveries);
+  const char *argv[] = {
+    g_getenv ("SLUICE_WORKER_TOOL"),
+    redis,
+    series_arg,
+    consumer,
+    lease,
+    deliveries,
+    "--threads=2",
+    g_getenv ("SLUICE_WORKER_TEST_MODULE"),
+    NULL,
+  };
 
-  g_assert_no_error (error);
-  return helper;
+  return spawn (argv, G_SUBPROCESS_FLAGS_NONE);
 }
 
 static void
@@ -849,6 +857,69 @@ test_worker_lost (void)
   server_stop (server);
 }
 
+static long long
+pending_count (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XPENDING %s sluice-workers", stream);
+  long long n = 0;
+
+  g_assert_nonnull (reply);
+  /* NOGROUP until a remote worker created the group. */
+  if (reply->type == REDIS_REPLY_ERROR)
+    {
+      freeReplyObject (reply);
+      return 0;
+    }
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  g_assert_cmpint (reply->element[0]->type, ==, REDIS_REPLY_INTEGER);
+  n = reply->element[0]->integer;
+  freeReplyObject (reply);
+  return n;
+}
+
+/* `sluice-worker --redis`: SIGTERM stops it cleanly (status 0) after it
+ * answered the call it was running; usage errors exit with status 2. */
+static void
+test_tool_sigterm (void)
+{
+  Server *server = server_start (NULL);
+  GSubprocess *helper;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+  GError *error = NULL;
+  const char *no_series[] = { g_getenv ("SLUICE_WORKER_TOOL"), "--redis=unix:/nonexistent",
+                              g_getenv ("SLUICE_WORKER_TEST_MODULE"), NULL };
+
+  if (server == NULL)
+    return;
+  helper = spawn (no_series, G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_assert_true (g_subprocess_wait (helper, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 2);
+  g_object_unref (helper);
+
+  helper = helper_start (server, "tool", 0, 0, 0);
+  queue = producer_new (server, "tool", 4, &worker);
+  calls = calls_new (1);
+  call (queue, calls, 0, "tool", "sleep", g_variant_new ("(u)", 300));
+  WAIT_UNTIL (pending_count (server, "sluice:calls:tool") == 1);
+  g_subprocess_send_signal (helper, SIGTERM);
+  g_assert_true (g_subprocess_wait (helper, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (helper));
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 0);
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_no_error (calls->errors[0]);
+  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls:tool"), ==, 0);
+
+  g_object_unref (helper);
+  calls_free (calls, 1);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  server_stop (server);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -866,5 +937,6 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
   g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
+  g_test_add_func ("/redis-worker/tool-sigterm", test_tool_sigterm);
   return g_test_run ();
 }
