@@ -16,6 +16,11 @@
 #define READ_BLOCK_MS 100
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_MAX_DELIVERIES 3
+/* Entries read ahead of the free threads: at least this many, or one per
+ * thread, so that a thread finds its next call read when it finishes. */
+#define MIN_READ_AHEAD 4
+/* Answers written in one transaction at most. */
+#define MAX_ANSWER_BATCH 256
 
 typedef struct
 {
@@ -24,14 +29,16 @@ typedef struct
   guint lease_ms;
   guint max_deliveries;
   guint n_threads;
+  guint max_held; /* threads plus read-ahead */
 
   GMutex mutex;
   GCond cond;
   GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
   GError *failure;  /* (nullable) the first lost connection */
+  GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
+  gboolean writer_stop;
 
-  GMutex out_mutex;
-  redisContext *out; /* results, under out_mutex */
+  redisContext *out; /* results: the writer thread's */
 } Serve;
 
 /* One entry read from a stream. */
@@ -46,6 +53,7 @@ typedef struct
   GVariant *args;
   GError *error; /* nullable: answer this instead of calling */
   guint64 deliveries;
+  GVariant *result; /* (nullable) once run */
 } Job;
 
 static void
@@ -58,6 +66,7 @@ job_free (Job *job)
   g_free (job->name);
   g_free (job->reply);
   g_clear_pointer (&job->args, g_variant_unref);
+  g_clear_pointer (&job->result, g_variant_unref);
   g_clear_error (&job->error);
   g_free (job);
 }
@@ -73,22 +82,42 @@ serve_fail (Serve *serve, GError *error)
   g_clear_error (&error);
 }
 
-/* Writes the answer and acknowledges (and deletes) the entry, in one
- * transaction. */
+/* Appends the ids of @jobs in @stream to @args. */
 static void
-answer (Serve *serve, Job *job, GVariant *value, const GError *error)
+args_add_entry_ids (SluiceRedisArgs *args, GPtrArray *jobs, const char *stream)
 {
-  SluiceRedisArgs args;
-  GError *local = NULL;
-  guint n = 0;
+  for (guint i = 0; i < jobs->len; i++)
+    {
+      Job *job = jobs->pdata[i];
 
-  g_mutex_lock (&serve->out_mutex);
+      if (strcmp (job->stream, stream) == 0)
+        sluice_redis_args_add (args, job->entry_id);
+    }
+}
+
+/* Writes the answers of @jobs and acknowledges (and deletes) their
+ * entries, all in one transaction: MULTI, an XADD per answer, an XACK and
+ * an XDEL per stream, EXEC. */
+static gboolean
+write_answers (Serve *serve, GPtrArray *jobs, GError **error)
+{
+  GPtrArray *streams = g_ptr_array_new ();
+  SluiceRedisArgs args;
+  guint n = 0;
+  gboolean ok;
+
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "MULTI");
-  if (sluice_redis_args_append (&args, serve->out, &local))
-    n++;
-  if (local == NULL && job->reply != NULL && job->call_id != NULL)
+  ok = sluice_redis_args_append (&args, serve->out, error);
+  n += ok;
+  for (guint i = 0; i < jobs->len && ok; i++)
     {
+      Job *job = jobs->pdata[i];
+
+      if (!g_ptr_array_find_with_equal_func (streams, job->stream, g_str_equal, NULL))
+        g_ptr_array_add (streams, job->stream);
+      if (job->reply == NULL || job->call_id == NULL)
+        continue;
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XADD");
       sluice_redis_args_add (&args, job->reply);
@@ -99,50 +128,84 @@ answer (Serve *serve, Job *job, GVariant *value, const GError *error)
       sluice_redis_args_add (&args, serve->consumer);
       sluice_redis_args_add (&args, "deliveries");
       sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
-      if (value != NULL)
-        sluice_redis_args_add_value (&args, value);
+      if (job->error == NULL)
+        sluice_redis_args_add_value (&args, job->result);
       else
-        sluice_redis_args_add_error (&args, error);
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
+        sluice_redis_args_add_error (&args, job->error);
+      ok = sluice_redis_args_append (&args, serve->out, error);
+      n += ok;
     }
-  if (local == NULL)
-    {
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XACK");
-      sluice_redis_args_add (&args, job->stream);
-      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
-      sluice_redis_args_add (&args, job->entry_id);
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
-    }
-  if (local == NULL)
-    {
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XDEL");
-      sluice_redis_args_add (&args, job->stream);
-      sluice_redis_args_add (&args, job->entry_id);
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
-    }
-  if (local == NULL)
+  for (guint s = 0; s < streams->len && ok; s++)
+    for (guint k = 0; k < 2 && ok; k++)
+      {
+        sluice_redis_args_init (&args);
+        sluice_redis_args_add (&args, k == 0 ? "XACK" : "XDEL");
+        sluice_redis_args_add (&args, streams->pdata[s]);
+        if (k == 0)
+          sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+        args_add_entry_ids (&args, jobs, streams->pdata[s]);
+        ok = sluice_redis_args_append (&args, serve->out, error);
+        n += ok;
+      }
+  if (ok)
     {
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "EXEC");
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
+      ok = sluice_redis_args_append (&args, serve->out, error);
+      n += ok;
     }
-  for (guint i = 0; i < n && local == NULL; i++)
+  for (guint i = 0; i < n && ok; i++)
     {
-      redisReply *reply = sluice_redis_get_reply (serve->out, &local);
+      redisReply *reply = sluice_redis_get_reply (serve->out, error);
 
+      ok = reply != NULL;
       if (reply != NULL)
         freeReplyObject (reply);
     }
-  g_mutex_unlock (&serve->out_mutex);
+  g_ptr_array_unref (streams);
+  return ok;
+}
 
-  if (local != NULL)
-    serve_fail (serve, local);
+/* The writer thread: writes the answers of the jobs that have run, as many
+ * as are ready in one transaction, so that the threads that run calls
+ * never wait for Redis. */
+static gpointer
+writer_main (gpointer data)
+{
+  Serve *serve = data;
+  GPtrArray *jobs = g_ptr_array_new ();
+
+  g_mutex_lock (&serve->mutex);
+  for (;;)
+    {
+      GError *error = NULL;
+      Job *job;
+
+      while (g_queue_is_empty (&serve->answers) && !serve->writer_stop)
+        g_cond_wait (&serve->cond, &serve->mutex);
+      if (g_queue_is_empty (&serve->answers))
+        break;
+      while (jobs->len < MAX_ANSWER_BATCH && (job = g_queue_pop_head (&serve->answers)) != NULL)
+        g_ptr_array_add (jobs, job);
+      g_mutex_unlock (&serve->mutex);
+
+      if (serve->out != NULL && !write_answers (serve, jobs, &error))
+        {
+          redisFree (g_steal_pointer (&serve->out));
+          serve_fail (serve, g_steal_pointer (&error));
+        }
+
+      /* Answered (or, with the connection lost, left to other members
+       * once their lease passes). */
+      g_mutex_lock (&serve->mutex);
+      for (guint i = 0; i < jobs->len; i++)
+        g_hash_table_remove (serve->held, ((Job *) jobs->pdata[i])->key);
+      g_ptr_array_set_size (jobs, 0);
+      g_cond_broadcast (&serve->cond);
+    }
+  g_mutex_unlock (&serve->mutex);
+  g_ptr_array_unref (jobs);
+  return NULL;
 }
 
 static void
@@ -151,21 +214,12 @@ job_run (gpointer data, gpointer user_data)
   Job *job = data;
   Serve *serve = user_data;
 
-  if (job->error != NULL)
-    answer (serve, job, NULL, job->error);
-  else
-    {
-      GError *error = NULL;
-      GVariant *result =
-          sluice_function_registry_call (serve->registry, job->name, job->args, NULL, &error);
-
-      answer (serve, job, result, error);
-      g_clear_pointer (&result, g_variant_unref);
-      g_clear_error (&error);
-    }
+  if (job->error == NULL)
+    job->result =
+        sluice_function_registry_call (serve->registry, job->name, job->args, NULL, &job->error);
 
   g_mutex_lock (&serve->mutex);
-  g_hash_table_remove (serve->held, job->key);
+  g_queue_push_tail (&serve->answers, job);
   g_cond_broadcast (&serve->cond);
   g_mutex_unlock (&serve->mutex);
 }
@@ -462,6 +516,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   Serve serve = { 0 };
   redisContext *c;
   GThreadPool *pool;
+  GThread *writer;
   char **streams;
   guint n_streams;
   char host[64] = "";
@@ -502,11 +557,13 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
     serve.n_threads = g_get_num_processors ();
   serve.lease_ms = lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS;
   serve.max_deliveries = max_deliveries > 0 ? max_deliveries : DEFAULT_MAX_DELIVERIES;
+  serve.max_held = serve.n_threads + MAX (serve.n_threads, MIN_READ_AHEAD);
   g_mutex_init (&serve.mutex);
   g_cond_init (&serve.cond);
-  g_mutex_init (&serve.out_mutex);
+  g_queue_init (&serve.answers);
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
   pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
+  writer = g_thread_new ("sluice-redis-answer", writer_main, &serve);
 
   for (guint i = 0; i < n_streams && local == NULL; i++)
     create_group (c, streams[i], &local);
@@ -520,7 +577,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
       if (serve.failure != NULL)
         local = g_steal_pointer (&serve.failure);
       n_held = g_hash_table_size (serve.held);
-      if (local == NULL && n_held >= serve.n_threads)
+      if (local == NULL && n_held >= serve.max_held)
         g_cond_wait_until (&serve.cond, &serve.mutex,
                            now + READ_BLOCK_MS * G_TIME_SPAN_MILLISECOND);
       g_mutex_unlock (&serve.mutex);
@@ -536,21 +593,26 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
           next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
           continue;
         }
-      if (n_held < serve.n_threads)
-        read_new (&serve, c, streams, n_streams, serve.n_threads - n_held, pool, &local);
+      if (n_held < serve.max_held)
+        read_new (&serve, c, streams, n_streams, serve.max_held - n_held, pool, &local);
     }
 
   /* The calls it runs are answered (or, with the connection lost, left to
    * other members). */
   g_thread_pool_free (pool, FALSE, TRUE);
+  g_mutex_lock (&serve.mutex);
+  serve.writer_stop = TRUE;
+  g_cond_broadcast (&serve.cond);
+  g_mutex_unlock (&serve.mutex);
+  g_thread_join (writer);
   if (local == NULL && serve.failure != NULL)
     local = g_steal_pointer (&serve.failure);
   g_clear_error (&serve.failure);
   g_hash_table_unref (serve.held);
-  g_mutex_clear (&serve.out_mutex);
   g_cond_clear (&serve.cond);
   g_mutex_clear (&serve.mutex);
-  redisFree (serve.out);
+  if (serve.out != NULL)
+    redisFree (serve.out);
   redisFree (c);
   g_strfreev (streams);
   g_free (default_consumer);

@@ -43,11 +43,14 @@
 
 #define COMMAND_TIMEOUT_MS 10000
 #define READ_BLOCK_MS 200
+/* Calls sent in one pipeline at most. */
+#define MAX_SEND_BATCH 256
 
 /* A call in Redis. */
 typedef struct
 {
   SluiceWorkerTask *task; /* (owned) */
+  char *id;               /* CLIENT-ID:SEQUENCE */
   char *stream;
   char *entry_id; /* (nullable) until XADD answered */
 } Flight;
@@ -97,6 +100,7 @@ flight_free (gpointer data)
   Flight *flight = data;
 
   g_clear_object (&flight->task);
+  g_free (flight->id);
   g_free (flight->stream);
   g_free (flight->entry_id);
   g_free (flight);
@@ -251,16 +255,18 @@ withdraw (State *state, redisContext *c)
   g_ptr_array_unref (flights);
 }
 
+/* Puts @task (transfer full) in flight, then (with @c) appends its XADD to
+ * the pipeline of @c: in the table first, as its result can come at once,
+ * and whatever happens, so that a lost connection gives it back. */
 static gboolean
-send_one (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
+append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
 {
   guint64 seq = sluice_worker_task_get_sequence (task);
-  char *id = call_id (state, task);
   Flight *flight = g_new0 (Flight, 1);
   guint attempt;
   SluiceRedisArgs args;
-  redisReply *reply;
 
+  flight->id = call_id (state, task);
   flight->stream = sluice_redis_calls_stream (sluice_worker_task_get_series (task));
 
   sluice_redis_args_init (&args);
@@ -268,39 +274,67 @@ send_one (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
   sluice_redis_args_add (&args, flight->stream);
   sluice_redis_args_add (&args, "*");
   sluice_redis_args_add (&args, "id");
-  sluice_redis_args_add (&args, id);
+  sluice_redis_args_add (&args, flight->id);
   sluice_redis_args_add (&args, "fn");
   sluice_redis_args_add (&args, sluice_worker_task_get_name (task));
   sluice_redis_args_add_value (&args, sluice_worker_task_get_args (task));
   sluice_redis_args_add (&args, "reply");
   sluice_redis_args_add (&args, state->reply_stream);
 
-  /* In the table before it is in Redis: its result can come at once. */
   g_mutex_lock (&state->mutex);
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
   g_hash_table_insert (state->attempts, g_memdup2 (&seq, sizeof seq), GUINT_TO_POINTER (attempt));
   flight->task = task;
-  g_hash_table_insert (state->in_flight, g_strdup (id), flight);
+  g_hash_table_insert (state->in_flight, g_strdup (flight->id), flight);
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
   sluice_redis_args_add (&args, "attempt");
   sluice_redis_args_add_printf (&args, "%u", attempt);
-  reply = sluice_redis_command (c, &args, error);
-  if (reply == NULL)
+  if (c == NULL)
     {
-      g_free (id);
+      sluice_redis_args_clear (&args);
       return FALSE;
     }
+  return sluice_redis_args_append (&args, c, error);
+}
 
-  g_mutex_lock (&state->mutex);
-  flight = g_hash_table_lookup (state->in_flight, id);
-  if (flight != NULL && reply->type == REDIS_REPLY_STRING)
-    flight->entry_id = g_strdup (reply->str);
-  g_mutex_unlock (&state->mutex);
-  freeReplyObject (reply);
-  g_free (id);
-  return TRUE;
+/* Sends the calls of @tasks (transfer full) in one pipeline, then reads
+ * the entry ids Redis gave them. */
+static gboolean
+send_all (State *state, redisContext *c, GPtrArray *tasks, GError **error)
+{
+  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+  guint n = 0;
+  gboolean ok = TRUE;
+
+  for (guint i = 0; i < tasks->len; i++)
+    {
+      SluiceWorkerTask *task = tasks->pdata[i];
+
+      g_ptr_array_add (ids, call_id (state, task));
+      ok = append_send (state, ok ? c : NULL, g_object_ref (task), error);
+      n += ok;
+    }
+  for (guint i = 0; i < n && ok; i++)
+    {
+      redisReply *reply = sluice_redis_get_reply (c, error);
+      Flight *flight;
+
+      if (reply == NULL)
+        {
+          ok = FALSE;
+          break;
+        }
+      g_mutex_lock (&state->mutex);
+      flight = g_hash_table_lookup (state->in_flight, ids->pdata[i]);
+      if (flight != NULL && flight->entry_id == NULL && reply->type == REDIS_REPLY_STRING)
+        flight->entry_id = g_strdup (reply->str);
+      g_mutex_unlock (&state->mutex);
+      freeReplyObject (reply);
+    }
+  g_ptr_array_unref (ids);
+  return ok;
 }
 
 static gpointer
@@ -309,6 +343,7 @@ sender_main (gpointer data)
   State *state = data;
   GError *error = NULL;
   redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
 
   if (c == NULL)
     fail (state, g_steal_pointer (&error));
@@ -322,15 +357,18 @@ sender_main (gpointer data)
         g_cond_wait (&state->cond, &state->mutex);
       if (state->closed)
         break;
-      task = g_queue_pop_head (&state->to_send);
+      /* All that waits, in one pipeline. */
+      while (tasks->len < MAX_SEND_BATCH && (task = g_queue_pop_head (&state->to_send)) != NULL)
+        g_ptr_array_add (tasks, task);
       g_mutex_unlock (&state->mutex);
 
       withdraw (state, c);
-      if (task != NULL && !send_one (state, c, task, &error))
+      if (!send_all (state, c, tasks, &error))
         {
           fail (state, g_steal_pointer (&error));
           redisFree (g_steal_pointer (&c));
         }
+      g_ptr_array_set_size (tasks, 0);
 
       g_mutex_lock (&state->mutex);
     }
@@ -339,6 +377,7 @@ sender_main (gpointer data)
   withdraw (state, c);
   if (c != NULL)
     redisFree (c);
+  g_ptr_array_unref (tasks);
   state_unref (state);
   return NULL;
 }
@@ -401,6 +440,7 @@ reader_main (gpointer data)
   GError *error = NULL;
   redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
   char *last_id = g_strdup ("0-0");
+  GPtrArray *read_ids = g_ptr_array_new_with_free_func (g_free);
 
   if (c == NULL)
     fail (state, g_steal_pointer (&error));
@@ -409,7 +449,19 @@ reader_main (gpointer data)
     {
       SluiceRedisArgs args;
       redisReply *reply, *entries;
+      gboolean ok = TRUE;
 
+      /* The answers read last time leave Redis, in the same round trip
+       * as the next read. */
+      if (read_ids->len > 0)
+        {
+          sluice_redis_args_init (&args);
+          sluice_redis_args_add (&args, "XDEL");
+          sluice_redis_args_add (&args, state->reply_stream);
+          for (guint i = 0; i < read_ids->len; i++)
+            sluice_redis_args_add (&args, read_ids->pdata[i]);
+          ok = sluice_redis_args_append (&args, c, &error);
+        }
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XREAD");
       sluice_redis_args_add (&args, "COUNT");
@@ -419,7 +471,19 @@ reader_main (gpointer data)
       sluice_redis_args_add (&args, "STREAMS");
       sluice_redis_args_add (&args, state->reply_stream);
       sluice_redis_args_add (&args, last_id);
-      reply = sluice_redis_command (c, &args, &error);
+      if (ok)
+        ok = sluice_redis_args_append (&args, c, &error);
+      else
+        sluice_redis_args_clear (&args);
+      if (ok && read_ids->len > 0)
+        {
+          reply = sluice_redis_get_reply (c, &error);
+          ok = reply != NULL;
+          if (reply != NULL)
+            freeReplyObject (reply);
+        }
+      g_ptr_array_set_size (read_ids, 0);
+      reply = ok ? sluice_redis_get_reply (c, &error) : NULL;
       if (reply == NULL)
         {
           fail (state, g_steal_pointer (&error));
@@ -433,9 +497,6 @@ reader_main (gpointer data)
           continue;
         }
       entries = reply->element[0]->element[1];
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XDEL");
-      sluice_redis_args_add (&args, state->reply_stream);
       for (size_t i = 0; i < entries->elements; i++)
         {
           redisReply *entry = entries->element[i];
@@ -444,17 +505,9 @@ reader_main (gpointer data)
             {
               g_free (last_id);
               last_id = g_strdup (entry->element[0]->str);
-              sluice_redis_args_add (&args, last_id);
+              g_ptr_array_add (read_ids, g_strdup (last_id));
             }
           take_reply (state, entry);
-        }
-      freeReplyObject (reply);
-      /* The answers read leave Redis. */
-      reply = sluice_redis_command (c, &args, &error);
-      if (reply == NULL)
-        {
-          fail (state, g_steal_pointer (&error));
-          break;
         }
       freeReplyObject (reply);
     }
@@ -473,6 +526,7 @@ reader_main (gpointer data)
       redisFree (c);
     }
   g_free (last_id);
+  g_ptr_array_unref (read_ids);
   state_unref (state);
   return NULL;
 }
