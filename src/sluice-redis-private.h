@@ -37,6 +37,29 @@ void sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint);
 redisContext *
 sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error);
 
+/* Whether @c still works after a command failed: FALSE when the
+ * connection is lost (an error reply leaves it working). */
+gboolean sluice_redis_connected (redisContext *c);
+
+/* Whether @error is an error reply that goes away by itself: Redis
+ * loading its data after a restart (LOADING), busy with a script (BUSY),
+ * a replica without its master (MASTERDOWN, TRYAGAIN). */
+gboolean sluice_redis_error_is_transient (const GError *error);
+
+/* Tells sluice_redis_reconnect () to give up. */
+typedef gboolean (*SluiceRedisStopFunc) (gpointer data);
+
+/* Connects as sluice_redis_connect (), trying again after 50 ms, 100 ms,
+ * ... up to every second until it succeeds, @stop returns TRUE (checked
+ * every 10 ms) or @deadline (monotonic time; 0 for none) passes: then
+ * NULL with @error set. */
+redisContext *sluice_redis_reconnect (const SluiceRedisEndpoint *endpoint,
+                                      guint timeout_ms,
+                                      gint64 deadline,
+                                      SluiceRedisStopFunc stop,
+                                      gpointer stop_data,
+                                      GError **error);
+
 /* A command's arguments, binary safe. */
 typedef struct
 {

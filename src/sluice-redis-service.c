@@ -21,6 +21,8 @@
 #define MIN_READ_AHEAD 4
 /* Answers written in one transaction at most. */
 #define MAX_ANSWER_BATCH 256
+/* Waits before trying again after Redis said it is loading or busy. */
+#define TRANSIENT_WAIT_MS 100
 
 typedef struct
 {
@@ -34,10 +36,10 @@ typedef struct
   GMutex mutex;
   GCond cond;
   GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
-  GError *failure;  /* (nullable) the first lost connection */
   GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
   gboolean writer_stop;
 
+  const SluiceRedisEndpoint *endpoint;
   redisContext *out; /* results: the writer thread's */
 } Serve;
 
@@ -69,17 +71,6 @@ job_free (Job *job)
   g_clear_pointer (&job->result, g_variant_unref);
   g_clear_error (&job->error);
   g_free (job);
-}
-
-static void
-serve_fail (Serve *serve, GError *error)
-{
-  g_mutex_lock (&serve->mutex);
-  if (serve->failure == NULL)
-    serve->failure = g_steal_pointer (&error);
-  g_cond_broadcast (&serve->cond);
-  g_mutex_unlock (&serve->mutex);
-  g_clear_error (&error);
 }
 
 /* Appends the ids of @jobs in @stream to @args. */
@@ -166,9 +157,24 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
   return ok;
 }
 
+static gboolean
+writer_should_stop (gpointer data)
+{
+  Serve *serve = data;
+  gboolean stop;
+
+  g_mutex_lock (&serve->mutex);
+  stop = serve->writer_stop;
+  g_mutex_unlock (&serve->mutex);
+  return stop;
+}
+
 /* The writer thread: writes the answers of the jobs that have run, as many
  * as are ready in one transaction, so that the threads that run calls
- * never wait for Redis. */
+ * never wait for Redis. A lost connection is made again (the answers are
+ * written then: a result may come twice, the producer drops the second);
+ * when it stops, it does not wait for Redis to come back, and the calls
+ * it could not answer go to other members after their lease. */
 static gpointer
 writer_main (gpointer data)
 {
@@ -189,14 +195,28 @@ writer_main (gpointer data)
         g_ptr_array_add (jobs, job);
       g_mutex_unlock (&serve->mutex);
 
-      if (serve->out != NULL && !write_answers (serve, jobs, &error))
+      while (serve->out != NULL && !write_answers (serve, jobs, &error))
         {
+          if (sluice_redis_connected (serve->out) && sluice_redis_error_is_transient (error))
+            {
+              g_clear_error (&error);
+              g_usleep (TRANSIENT_WAIT_MS * 1000);
+              continue;
+            }
+          if (sluice_redis_connected (serve->out))
+            {
+              /* Redis refused the transaction: nothing to try again. */
+              g_message ("Answers not written: %s", error->message);
+              g_clear_error (&error);
+              break;
+            }
+          g_message ("Redis connection lost (%s): reconnecting", error->message);
+          g_clear_error (&error);
           redisFree (g_steal_pointer (&serve->out));
-          serve_fail (serve, g_steal_pointer (&error));
+          serve->out = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0,
+                                               writer_should_stop, serve, NULL);
         }
 
-      /* Answered (or, with the connection lost, left to other members
-       * once their lease passes). */
       g_mutex_lock (&serve->mutex);
       for (guint i = 0; i < jobs->len; i++)
         g_hash_table_remove (serve->held, ((Job *) jobs->pdata[i])->key);
@@ -482,9 +502,15 @@ read_new (Serve *serve,
  *
  * Serves the functions of @self to the streams of @series in Redis, for
  * [class@Sluice.RedisWorker]s of other processes or machines, until
- * @cancellable is cancelled (then it returns %TRUE after the calls it
- * runs are answered) or the connection is lost (it returns %FALSE, and
- * the calls it held go to other members once their lease passes).
+ * @cancellable is cancelled: then it returns %TRUE after the calls it
+ * holds are answered.
+ *
+ * A connection lost while it serves (Redis restarted, the network down)
+ * is made again, after 50 ms, 100 ms, ... up to every second, for as long
+ * as it takes (a message on standard error says so); the groups are made
+ * again if Redis lost them. Answers of calls that ran meanwhile are
+ * written once it is back (a producer that sent the call again keeps the
+ * first result).
  *
  * It is a member of the consumer group `sluice-workers` of each stream,
  * reads calls as its threads become free, writes each result to the
@@ -498,7 +524,10 @@ read_new (Serve *serve,
  * This function blocks: call it in a thread of its own or as the main
  * function of a worker program. It is safe to call from any thread.
  *
- * Returns: %TRUE when it stopped because @cancellable was cancelled
+ * Returns: %TRUE when it stopped because @cancellable was cancelled;
+ *   %FALSE with @error set when it could not connect at the start (an
+ *   unreachable server, a wrong password) or Redis gave an error other
+ *   than a lost connection
  */
 /* clang-format on */
 gboolean
@@ -534,11 +563,11 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
     return FALSE;
   c = sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error);
   serve.out = c != NULL ? sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error) : NULL;
-  sluice_redis_endpoint_free (ep);
   if (serve.out == NULL)
     {
       if (c != NULL)
         redisFree (c);
+      sluice_redis_endpoint_free (ep);
       return FALSE;
     }
 
@@ -552,6 +581,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
       default_consumer = g_strdup_printf ("%s.%d", host, (int) getpid ());
     }
   serve.consumer = consumer != NULL ? consumer : default_consumer;
+  serve.endpoint = ep;
   serve.registry = sluice_worker_service_get_registry (self, &serve.n_threads);
   if (serve.n_threads == 0)
     serve.n_threads = g_get_num_processors ();
@@ -568,21 +598,47 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   for (guint i = 0; i < n_streams && local == NULL; i++)
     create_group (c, streams[i], &local);
 
-  while (local == NULL && !g_cancellable_is_cancelled (cancellable))
+  while (!g_cancellable_is_cancelled (cancellable))
     {
       gint64 now = g_get_monotonic_time ();
       guint n_held;
 
+      if (local != NULL)
+        {
+          if (sluice_redis_connected (c) && sluice_redis_error_is_transient (local))
+            {
+              g_clear_error (&local);
+              g_usleep (TRANSIENT_WAIT_MS * 1000);
+              continue;
+            }
+          if (sluice_redis_connected (c) && strstr (local->message, "NOGROUP") == NULL)
+            break;
+          /* Redis went away, or came back without the groups (it
+           * restarted without persistence): connect again and make them. */
+          if (!sluice_redis_connected (c))
+            {
+              g_message ("Redis connection lost (%s): reconnecting", local->message);
+              redisFree (g_steal_pointer (&c));
+            }
+          g_clear_error (&local);
+          if (c == NULL)
+            c = sluice_redis_reconnect (ep, COMMAND_TIMEOUT_MS, 0,
+                                        (SluiceRedisStopFunc) g_cancellable_is_cancelled,
+                                        cancellable, NULL);
+          if (c == NULL)
+            break;
+          for (guint i = 0; i < n_streams && local == NULL; i++)
+            create_group (c, streams[i], &local);
+          next_reclaim = 0;
+          continue;
+        }
+
       g_mutex_lock (&serve.mutex);
-      if (serve.failure != NULL)
-        local = g_steal_pointer (&serve.failure);
       n_held = g_hash_table_size (serve.held);
-      if (local == NULL && n_held >= serve.max_held)
+      if (n_held >= serve.max_held)
         g_cond_wait_until (&serve.cond, &serve.mutex,
                            now + READ_BLOCK_MS * G_TIME_SPAN_MILLISECOND);
       g_mutex_unlock (&serve.mutex);
-      if (local != NULL)
-        break;
 
       if (now >= next_reclaim)
         {
@@ -590,7 +646,8 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
             reclaim (&serve, c, streams[i], pool, &local);
           if (local == NULL)
             renew (&serve, c, &local);
-          next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
+          if (local == NULL)
+            next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
           continue;
         }
       if (n_held < serve.max_held)
@@ -605,15 +662,14 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_cond_broadcast (&serve.cond);
   g_mutex_unlock (&serve.mutex);
   g_thread_join (writer);
-  if (local == NULL && serve.failure != NULL)
-    local = g_steal_pointer (&serve.failure);
-  g_clear_error (&serve.failure);
   g_hash_table_unref (serve.held);
   g_cond_clear (&serve.cond);
   g_mutex_clear (&serve.mutex);
   if (serve.out != NULL)
     redisFree (serve.out);
-  redisFree (c);
+  if (c != NULL)
+    redisFree (c);
+  sluice_redis_endpoint_free (ep);
   g_strfreev (streams);
   g_free (default_consumer);
   if (local != NULL)

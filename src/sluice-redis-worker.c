@@ -34,15 +34,19 @@
  * describes the protocol.
  *
  * Its two threads (one adds calls, one reads results) use blocking
- * commands, each on a connection of its own; when the connection is lost
- * the worker resigns ([signal@Sluice.Worker::resigned]), and the task
- * queue gives its calls to other workers.
+ * commands, each on a connection of its own. When a connection is lost,
+ * the calls in flight go back to the task queue (to another worker, or
+ * back to this one) and the worker connects again, for up to 30 seconds
+ * ([method@Sluice.RedisWorker.set_reconnect_timeout]); past that it
+ * resigns ([signal@Sluice.Worker::resigned]) and the task queue gives its
+ * calls to other workers.
  *
  * `SluiceRedisWorker` is MT-safe.
  */
 
 #define COMMAND_TIMEOUT_MS 10000
 #define READ_BLOCK_MS 200
+#define DEFAULT_RECONNECT_MS 30000
 /* Calls sent in one pipeline at most. */
 #define MAX_SEND_BATCH 256
 
@@ -69,10 +73,11 @@ typedef struct
   GHashTable *attempts;    /* sequence -> attempts (GUINT_TO_POINTER) */
   GPtrArray *stop_waiters; /* of GTask (owned) */
   gboolean stopping;
-  gboolean failed; /* the connection was lost: resigning */
-  gboolean closed; /* crashed, resigned or finalized */
+  guint reconnect_ms; /* 0: resign when the connection is lost */
+  gboolean failed;    /* the connection was lost for good: resigning */
+  gboolean closed;    /* crashed, resigned or finalized */
   GWeakRef worker;
-  guint64 n_sent, n_redelivered, n_duplicates, n_results;
+  guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
 } State;
 
 struct _SluiceRedisWorker
@@ -162,18 +167,14 @@ take_stop_waiters_if_idle_locked (State *state)
   return waiters;
 }
 
-/* Takes every task @state holds (transfer full), and closes it. */
-static GPtrArray *
-close_locked (State *state)
+/* Takes the tasks of the calls in flight into @tasks; their entries are to
+ * be withdrawn. */
+static void
+take_in_flight_locked (State *state, GPtrArray *tasks)
 {
-  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
-  SluiceWorkerTask *task;
   GHashTableIter iter;
   gpointer key, value;
 
-  state->closed = TRUE;
-  while ((task = g_queue_pop_head (&state->to_send)) != NULL)
-    g_ptr_array_add (tasks, task);
   g_hash_table_iter_init (&iter, state->in_flight);
   while (g_hash_table_iter_next (&iter, &key, &value))
     {
@@ -184,6 +185,19 @@ close_locked (State *state)
       g_free (key);
       g_ptr_array_add (state->withdraw, flight);
     }
+}
+
+/* Takes every task @state holds (transfer full), and closes it. */
+static GPtrArray *
+close_locked (State *state)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  SluiceWorkerTask *task;
+
+  state->closed = TRUE;
+  while ((task = g_queue_pop_head (&state->to_send)) != NULL)
+    g_ptr_array_add (tasks, task);
+  take_in_flight_locked (state, tasks);
   g_cond_broadcast (&state->cond);
   return tasks;
 }
@@ -222,6 +236,61 @@ fail (State *state, GError *error)
     sluice_worker_task_give_back (tasks->pdata[i], FALSE);
   g_ptr_array_unref (tasks);
   sluice_worker_complete_stop_waiters (waiters);
+}
+
+static gboolean
+closed_cb (gpointer data)
+{
+  State *state = data;
+
+  return g_atomic_int_get (&state->closed);
+}
+
+/* The connection *@c of a thread was lost: the calls in flight go back to
+ * the queue (which may give them to this worker again: they wait to be
+ * sent), and the thread connects again for up to reconnect_ms. Past that
+ * (or with reconnect_ms 0) the worker resigns and the thread leaves:
+ * returns FALSE. */
+static gboolean
+lost (State *state, redisContext **c, GError *error)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *waiters;
+  guint reconnect_ms;
+  GError *local = NULL;
+
+  redisFree (g_steal_pointer (c));
+  g_mutex_lock (&state->mutex);
+  reconnect_ms = state->reconnect_ms;
+  if (reconnect_ms == 0 || state->closed)
+    {
+      g_mutex_unlock (&state->mutex);
+      fail (state, error);
+      return FALSE;
+    }
+  take_in_flight_locked (state, tasks);
+  state->n_reconnects++;
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+
+  g_debug ("Redis connection lost (%s): %u calls given back, reconnecting", error->message,
+           tasks->len);
+  g_error_free (error);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  sluice_worker_complete_stop_waiters (waiters);
+
+  *c = sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS,
+                               g_get_monotonic_time () +
+                                   (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
+                               closed_cb, state, &local);
+  if (*c == NULL)
+    {
+      fail (state, local);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void
@@ -363,11 +432,8 @@ sender_main (gpointer data)
       g_mutex_unlock (&state->mutex);
 
       withdraw (state, c);
-      if (!send_all (state, c, tasks, &error))
-        {
-          fail (state, g_steal_pointer (&error));
-          redisFree (g_steal_pointer (&c));
-        }
+      if (!send_all (state, c, tasks, &error) && !lost (state, &c, g_steal_pointer (&error)))
+        c = NULL;
       g_ptr_array_set_size (tasks, 0);
 
       g_mutex_lock (&state->mutex);
@@ -486,8 +552,9 @@ reader_main (gpointer data)
       reply = ok ? sluice_redis_get_reply (c, &error) : NULL;
       if (reply == NULL)
         {
-          fail (state, g_steal_pointer (&error));
-          break;
+          if (!lost (state, &c, g_steal_pointer (&error)))
+            break;
+          continue;
         }
       /* [[stream, [entry, ...]]], or nil when the block timed out. */
       if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
@@ -692,6 +759,7 @@ sluice_redis_worker_init (SluiceRedisWorker *self)
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
   state->attempts = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   state->stop_waiters = g_ptr_array_new ();
+  state->reconnect_ms = DEFAULT_RECONNECT_MS;
   g_weak_ref_init (&state->worker, self);
   self->state = state;
 }
@@ -785,7 +853,8 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  * Redis now), `results` (calls completed with a result),
  * `redelivered` (results of calls a remote worker had reclaimed from
  * another, after its lease passed), `duplicates` (results dropped: a
- * call's second result, or a result of a call no longer held).
+ * call's second result, or a result of a call no longer held),
+ * `reconnects` (connections lost and made again).
  *
  * This function is safe to call from any thread.
  *
@@ -810,6 +879,33 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
                          g_variant_new_uint64 (state->n_redelivered));
   g_variant_builder_add (&builder, "{sv}", "duplicates",
                          g_variant_new_uint64 (state->n_duplicates));
+  g_variant_builder_add (&builder, "{sv}", "reconnects",
+                         g_variant_new_uint64 (state->n_reconnects));
   g_mutex_unlock (&state->mutex);
   return g_variant_builder_end (&builder);
+}
+
+/**
+ * sluice_redis_worker_set_reconnect_timeout:
+ * @self: a Redis worker
+ * @timeout_ms: how long to try to connect again, in milliseconds; 0 to
+ *   resign at once
+ *
+ * Sets how long @self tries to connect again when its connection to Redis
+ * is lost (30 seconds by default), after 50 ms, 100 ms, ... up to every
+ * second. Meanwhile the calls it had in Redis go back to its task queue
+ * (which gives them to another worker or back to @self, where they wait to
+ * be sent again), so a call may run twice: the first result is kept.
+ * Past @timeout_ms it resigns ([signal@Sluice.Worker::resigned]).
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_redis_worker_set_reconnect_timeout (SluiceRedisWorker *self, guint timeout_ms)
+{
+  g_return_if_fail (SLUICE_IS_REDIS_WORKER (self));
+
+  g_mutex_lock (&self->state->mutex);
+  self->state->reconnect_ms = timeout_ms;
+  g_mutex_unlock (&self->state->mutex);
 }

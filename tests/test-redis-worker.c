@@ -58,18 +58,58 @@ typedef struct
   char *dir;
   char *socket;
   char *endpoint;
+  GStrv argv;
+  char *password;
   GSubprocess *process;
   redisContext *c; /* the test's own connection, for checks */
 } Server;
 
-static Server *
-server_start (const char *password)
+/* Starts (again) the server of @server, and connects once it answers. */
+static void
+server_spawn (Server *server)
 {
-  Server *server;
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  GError *error = NULL;
   gint64 deadline = deadline_from_now ();
   struct timeval tv = { 1, 0 };
+
+  server->process = spawn ((const char *const *) server->argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  /* It answers once its socket accepts (and, with persistence, once it
+   * has loaded its data). */
+  while (g_get_monotonic_time () < deadline)
+    {
+      redisContext *c = redisConnectUnixWithTimeout (server->socket, tv);
+      redisReply *reply = c != NULL && c->err == 0 ? redisCommand (c, "PING") : NULL;
+
+      if (reply != NULL && reply->type != REDIS_REPLY_ERROR)
+        {
+          freeReplyObject (reply);
+          server->c = c;
+          break;
+        }
+      if (reply != NULL && strstr (reply->str, "NOAUTH") != NULL)
+        {
+          freeReplyObject (reply);
+          server->c = c;
+          break;
+        }
+      if (reply != NULL)
+        freeReplyObject (reply);
+      if (c != NULL)
+        redisFree (c);
+      g_usleep (10000);
+    }
+  g_assert_nonnull (server->c);
+  if (server->password != NULL)
+    freeReplyObject (redisCommand (server->c, "AUTH %s", server->password));
+}
+
+/* A redis-server on a private socket; with @appendonly, every write is on
+ * disk before it is answered (appendfsync always). */
+static Server *
+server_start_full (const char *password, gboolean appendonly)
+{
+  Server *server;
+  g_autoptr (GStrvBuilder) argv = g_strv_builder_new ();
+  GError *error = NULL;
   g_autofree char *program = g_find_program_in_path ("redis-server");
 
   if (program == NULL)
@@ -82,54 +122,73 @@ server_start (const char *password)
   g_assert_no_error (error);
   server->socket = g_build_filename (server->dir, "redis.sock", NULL);
   server->endpoint = g_strconcat ("unix:", server->socket, NULL);
-  g_ptr_array_add (argv, "redis-server");
-  g_ptr_array_add (argv, "--port");
-  g_ptr_array_add (argv, "0");
-  g_ptr_array_add (argv, "--unixsocket");
-  g_ptr_array_add (argv, server->socket);
-  g_ptr_array_add (argv, "--save");
-  g_ptr_array_add (argv, "");
-  g_ptr_array_add (argv, "--appendonly");
-  g_ptr_array_add (argv, "no");
-  g_ptr_array_add (argv, "--dir");
-  g_ptr_array_add (argv, server->dir);
+  server->password = g_strdup (password);
+  g_strv_builder_add_many (argv, "redis-server", "--port", "0", "--unixsocket", server->socket,
+                           "--save", "", "--dir", server->dir, NULL);
+  if (appendonly)
+    g_strv_builder_add_many (argv, "--appendonly", "yes", "--appendfsync", "always", NULL);
+  else
+    g_strv_builder_add_many (argv, "--appendonly", "no", NULL);
   if (password != NULL)
-    {
-      g_ptr_array_add (argv, "--requirepass");
-      g_ptr_array_add (argv, (char *) password);
-    }
-  g_ptr_array_add (argv, NULL);
-  server->process = spawn ((const char *const *) argv->pdata, G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-
-  /* It answers once its socket accepts. */
-  while (g_get_monotonic_time () < deadline)
-    {
-      redisContext *c = redisConnectUnixWithTimeout (server->socket, tv);
-
-      if (c != NULL && c->err == 0)
-        {
-          server->c = c;
-          break;
-        }
-      if (c != NULL)
-        redisFree (c);
-      g_usleep (10000);
-    }
-  g_assert_nonnull (server->c);
-  if (password != NULL)
-    freeReplyObject (redisCommand (server->c, "AUTH %s", password));
+    g_strv_builder_add_many (argv, "--requirepass", password, NULL);
+  server->argv = g_strv_builder_end (argv);
+  server_spawn (server);
   return server;
+}
+
+static Server *
+server_start (const char *password)
+{
+  return server_start_full (password, FALSE);
+}
+
+/* Kills the server (SIGKILL: what was not on disk is lost) and starts it
+ * again on the same socket. */
+static void
+server_restart (Server *server)
+{
+  redisFree (g_steal_pointer (&server->c));
+  g_subprocess_force_exit (server->process);
+  g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
+  g_clear_object (&server->process);
+  server_spawn (server);
 }
 
 static void
 server_stop (Server *server)
 {
+  g_autoptr (GDir) dir = NULL;
+  const char *name;
+
   redisFree (server->c);
   g_subprocess_force_exit (server->process);
   g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
   g_object_unref (server->process);
-  g_remove (server->socket);
+  /* The socket, and the append-only files if any. */
+  dir = g_dir_open (server->dir, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (server->dir, name, NULL);
+
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        {
+          g_autoptr (GDir) sub = g_dir_open (path, 0, NULL);
+          const char *sub_name;
+
+          while (sub != NULL && (sub_name = g_dir_read_name (sub)) != NULL)
+            {
+              g_autofree char *sub_path = g_build_filename (path, sub_name, NULL);
+
+              g_remove (sub_path);
+            }
+          g_rmdir (path);
+        }
+      else
+        g_remove (path);
+    }
   g_rmdir (server->dir);
+  g_strfreev (server->argv);
+  g_free (server->password);
   g_free (server->socket);
   g_free (server->endpoint);
   g_free (server->dir);
@@ -505,19 +564,18 @@ stop_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   g_assert_no_error (error);
 }
 
+/* @n items through an ordered producer whose items are named calls through
+ * Redis to two remote workers; with @restart, Redis is restarted once a
+ * quarter of them is done. */
 static void
-test_ordered_producer (void)
+ordered_squares (Server *server, guint n, gboolean restart)
 {
-  const guint n = 2000;
-  Server *server = server_start (NULL);
   SluiceRedisWorker *worker;
   SluiceTaskQueue *queue;
   SluiceOrderedItemProducer *producer;
   Remote *a, *b;
   int n_consumed = -1;
 
-  if (server == NULL)
-    return;
   a = remote_start (server, "a");
   b = remote_start (server, "b");
   queue = producer_new (server, "squares", 16, &worker);
@@ -533,15 +591,36 @@ test_ordered_producer (void)
                                                  NULL);
     }
   sluice_ordered_item_producer_stop_async (producer, NULL, stop_done_cb, &n_consumed);
+  if (restart)
+    {
+      WAIT_UNTIL (stat_of (worker, "results") >= n / 4);
+      server_restart (server);
+    }
   WAIT_UNTIL (n_consumed >= 0);
   g_assert_cmpint (n_consumed, ==, n);
+  g_test_message ("%" G_GUINT64_FORMAT " sent for %u calls, %" G_GUINT64_FORMAT
+                  " duplicates dropped, %" G_GUINT64_FORMAT " reconnects",
+                  stat_of (worker, "sent"), n, stat_of (worker, "duplicates"),
+                  stat_of (worker, "reconnects"));
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+  if (restart)
+    g_assert_cmpuint (stat_of (worker, "reconnects"), >=, 1);
 
   g_object_unref (producer);
   queue_shutdown (queue);
   g_object_unref (worker);
   remote_stop (a);
   remote_stop (b);
+}
+
+static void
+test_ordered_producer (void)
+{
+  Server *server = server_start (NULL);
+
+  if (server == NULL)
+    return;
+  ordered_squares (server, 2000, FALSE);
   server_stop (server);
 }
 
@@ -609,10 +688,11 @@ shutdown_any_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   *(gboolean *) user_data = TRUE;
 }
 
-/* Redis goes away mid-call: the worker resigns and gives its call back to
- * the queue (which has no other worker: shutting down fails it with
- * SLUICE_ERROR_NO_WORKER), the remote worker returns its error; nothing
- * hangs. */
+/* Redis goes away mid-call and does not come back: the worker tries to
+ * connect again for its reconnect timeout, gives its call back to the
+ * queue, then resigns (the queue has no other worker: shutting down fails
+ * the call with SLUICE_ERROR_NO_WORKER); the remote worker keeps trying
+ * until it is cancelled. Nothing hangs. */
 static void
 test_connection_lost (void)
 {
@@ -628,6 +708,7 @@ test_connection_lost (void)
     return;
   a = remote_start (server, "a");
   queue = producer_new (server, NULL, 4, &worker);
+  sluice_redis_worker_set_reconnect_timeout (worker, 200);
   g_signal_connect_swapped (worker, "resigned", G_CALLBACK (quit_cb), &resigned);
   calls = calls_new (1);
   call (queue, calls, 0, NULL, "sleep", g_variant_new ("(u)", 400));
@@ -636,23 +717,50 @@ test_connection_lost (void)
   g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
   WAIT_UNTIL (g_atomic_int_get (&resigned));
   g_assert_cmpuint (calls->n_done, ==, 0);
+  g_assert_cmpuint (stat_of (worker, "reconnects"), >=, 1);
 
   sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_any_cb, &shut_down);
   WAIT_UNTIL (shut_down && calls->n_done == 1);
   g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_NO_WORKER);
 
-  g_cancellable_cancel (a->cancellable);
-  g_thread_join (a->thread);
-  g_assert_false (a->ok);
-  g_assert_nonnull (a->error);
-  g_test_message ("remote worker: %s", a->error->message);
-  g_clear_error (&a->error);
-  remote_free (a);
+  /* Cancelled while it waits for Redis to come back. */
+  remote_stop (a);
 
   calls_free (calls, 1);
   g_object_unref (queue);
   g_object_unref (worker);
   server_stop (server);
+}
+
+/* Redis restarted (SIGKILL, then started again on the same socket) in the
+ * middle of a run of an ordered producer whose items are named calls
+ * through Redis. Without persistence Redis loses the calls, the answers
+ * and the consumer group; with appendonly (fsync always) it keeps them.
+ * Either way both ends connect again, the producer-side worker gives the
+ * calls it had in Redis back to the queue, which sends them again, and
+ * the first result of each wins: the consumer sees every item exactly
+ * once, in order. */
+static void
+redis_restart (gboolean appendonly)
+{
+  Server *server = server_start_full (NULL, appendonly);
+
+  if (server == NULL)
+    return;
+  ordered_squares (server, 1000, TRUE);
+  server_stop (server);
+}
+
+static void
+test_redis_restart (void)
+{
+  redis_restart (FALSE);
+}
+
+static void
+test_redis_restart_appendonly (void)
+{
+  redis_restart (TRUE);
 }
 
 /* Malformed entries are answered with an error (when they name a reply
@@ -933,6 +1041,8 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
   g_test_add_func ("/redis-worker/timeout", test_timeout);
   g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
+  g_test_add_func ("/redis-worker/redis-restart", test_redis_restart);
+  g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
