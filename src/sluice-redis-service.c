@@ -21,6 +21,9 @@
 #define MIN_READ_AHEAD 4
 /* Answers written in one transaction at most. */
 #define MAX_ANSWER_BATCH 256
+/* Call ids of cancellations kept, for entries read after their cancel. */
+#define MAX_RECENT_CANCELS 1024
+#define CONTROL_BLOCK_MS 200
 /* Waits before trying again after Redis said it is loading or busy. */
 #define TRANSIENT_WAIT_MS 100
 
@@ -38,6 +41,10 @@ typedef struct
   GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
   GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
   gboolean writer_stop;
+  GHashTable *cancels;  /* call ids cancelled lately (owned by cancel_order) */
+  GQueue cancel_order;  /* of char *, oldest first */
+  GCancellable *caller; /* (nullable) serve_redis ()'s cancellable */
+  GCancellable *stop;   /* cancelled when serve_redis () stops */
 
   const SluiceRedisEndpoint *endpoint;
   redisContext *out; /* results: the writer thread's */
@@ -55,7 +62,8 @@ typedef struct
   GVariant *args;
   GError *error; /* nullable: answer this instead of calling */
   guint64 deliveries;
-  GVariant *result; /* (nullable) once run */
+  GVariant *result;          /* (nullable) once run */
+  GCancellable *cancellable; /* the function's: a cancel entry for its call */
 } Job;
 
 static void
@@ -70,6 +78,7 @@ job_free (Job *job)
   g_clear_pointer (&job->args, g_variant_unref);
   g_clear_pointer (&job->result, g_variant_unref);
   g_clear_error (&job->error);
+  g_object_unref (job->cancellable);
   g_free (job);
 }
 
@@ -228,15 +237,144 @@ writer_main (gpointer data)
   return NULL;
 }
 
+static gboolean
+stop_cb (gpointer data)
+{
+  Serve *serve = data;
+
+  return g_cancellable_is_cancelled (serve->stop) || g_cancellable_is_cancelled (serve->caller);
+}
+
+/* A cancel entry: cancels the GCancellable of the call's function if it is
+ * held here, and remembers the call for a while, in case its entry is read
+ * after the cancel. */
+static void
+take_cancel (Serve *serve, redisReply *entry)
+{
+  GHashTable *fields = sluice_redis_entry_fields (entry);
+  const char *id = fields != NULL ? sluice_redis_field (fields, "cancel", NULL) : NULL;
+  GPtrArray *cancel = g_ptr_array_new_with_free_func (g_object_unref);
+  GHashTableIter iter;
+  gpointer value;
+
+  g_mutex_lock (&serve->mutex);
+  if (id != NULL && !g_hash_table_contains (serve->cancels, id))
+    {
+      char *copy = g_strdup (id);
+
+      g_queue_push_tail (&serve->cancel_order, copy);
+      g_hash_table_add (serve->cancels, copy);
+      if (g_queue_get_length (&serve->cancel_order) > MAX_RECENT_CANCELS)
+        {
+          char *oldest = g_queue_pop_head (&serve->cancel_order);
+
+          g_hash_table_remove (serve->cancels, oldest);
+          g_free (oldest);
+        }
+      g_hash_table_iter_init (&iter, serve->held);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          Job *job = value;
+
+          if (job->call_id != NULL && strcmp (job->call_id, id) == 0)
+            g_ptr_array_add (cancel, g_object_ref (job->cancellable));
+        }
+    }
+  g_mutex_unlock (&serve->mutex);
+  /* Outside the mutex: handlers of the function may run. */
+  for (guint i = 0; i < cancel->len; i++)
+    g_cancellable_cancel (cancel->pdata[i]);
+  g_ptr_array_unref (cancel);
+  if (fields != NULL)
+    g_hash_table_unref (fields);
+}
+
+/* The control thread: reads every cancel entry (not as a group member:
+ * each remote worker sees all), from the last one there when it starts. */
+static gpointer
+control_main (gpointer data)
+{
+  Serve *serve = data;
+  redisContext *c = NULL;
+  char *last_id = NULL;
+
+  while (!stop_cb (serve))
+    {
+      SluiceRedisArgs args;
+      redisReply *reply;
+      GError *error = NULL;
+
+      if (c == NULL)
+        c = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0, stop_cb, serve, NULL);
+      if (c == NULL)
+        break;
+      if (last_id == NULL)
+        {
+          /* The newest entry: later ones are new. */
+          sluice_redis_args_init (&args);
+          sluice_redis_args_add (&args, "XREVRANGE");
+          sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_STREAM);
+          sluice_redis_args_add (&args, "+");
+          sluice_redis_args_add (&args, "-");
+          sluice_redis_args_add (&args, "COUNT");
+          sluice_redis_args_add (&args, "1");
+          reply = sluice_redis_command (c, &args, &error);
+          if (reply != NULL)
+            {
+              last_id = g_strdup (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+                                          reply->element[0]->type == REDIS_REPLY_ARRAY &&
+                                          reply->element[0]->elements == 2
+                                      ? reply->element[0]->element[0]->str
+                                      : "0-0");
+              freeReplyObject (reply);
+            }
+        }
+      else
+        {
+          redisReply *entries;
+
+          sluice_redis_args_init_xread (&args, SLUICE_REDIS_CONTROL_STREAM, last_id,
+                                        CONTROL_BLOCK_MS);
+          reply = sluice_redis_command (c, &args, &error);
+          entries = reply != NULL ? sluice_redis_xread_entries (reply) : NULL;
+          for (size_t i = 0; entries != NULL && i < entries->elements; i++)
+            {
+              redisReply *entry = entries->element[i];
+
+              if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+                continue;
+              g_free (last_id);
+              last_id = g_strdup (entry->element[0]->str);
+              take_cancel (serve, entry);
+            }
+          if (reply != NULL)
+            freeReplyObject (reply);
+        }
+      if (error != NULL)
+        {
+          if (!sluice_redis_connected (c))
+            redisFree (g_steal_pointer (&c));
+          else
+            g_usleep (TRANSIENT_WAIT_MS * 1000);
+          g_error_free (error);
+        }
+    }
+  if (c != NULL)
+    redisFree (c);
+  g_free (last_id);
+  return NULL;
+}
+
 static void
 job_run (gpointer data, gpointer user_data)
 {
   Job *job = data;
   Serve *serve = user_data;
 
-  if (job->error == NULL)
-    job->result =
-        sluice_function_registry_call (serve->registry, job->name, job->args, NULL, &job->error);
+  /* Cancelled before it started: not run. */
+  if (job->error == NULL && !g_cancellable_set_error_if_cancelled (job->cancellable, &job->error))
+    job->result = sluice_function_registry_call (serve->registry, job->name, job->args,
+                                                 job->cancellable, &job->error);
 
   g_mutex_lock (&serve->mutex);
   g_queue_push_tail (&serve->answers, job);
@@ -262,6 +400,7 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
   job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
   job->name = g_strdup (sluice_redis_field (fields, "fn", NULL));
   job->deliveries = deliveries;
+  job->cancellable = g_cancellable_new ();
   if (job->call_id == NULL || job->reply == NULL || job->name == NULL)
     job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
                               _ ("Malformed stream entry: no “%s”, “%s” or “%s” field"), "id", "fn",
@@ -286,6 +425,8 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
       return NULL;
     }
   g_hash_table_insert (serve->held, g_strdup (job->key), job);
+  if (job->call_id != NULL && g_hash_table_contains (serve->cancels, job->call_id))
+    g_cancellable_cancel (job->cancellable);
   g_mutex_unlock (&serve->mutex);
   return job;
 }
@@ -513,13 +654,19 @@ read_new (Serve *serve,
  * first result).
  *
  * It is a member of the consumer group `sluice-workers` of each stream,
- * reads calls as its threads become free, writes each result to the
- * caller's reply stream and acknowledges the entry in one transaction,
- * renews its claim on the calls it runs, and on start and every third of
- * the lease claims the entries other members left idle past the lease
- * (`XAUTOCLAIM`). An entry that cannot be read is answered with
- * %SLUICE_ERROR_INVALID_ARGUMENTS (or, with no reply stream to answer
- * to, acknowledged with a warning).
+ * reads calls for its threads and a few ahead, writes results to the
+ * callers' reply streams and acknowledges the entries in one transaction
+ * (the answers ready together in one), renews its claim on the calls it
+ * holds, and on start and every third of the lease claims the entries
+ * other members left idle past the lease (`XAUTOCLAIM`). An entry that
+ * cannot be read is answered with %SLUICE_ERROR_INVALID_ARGUMENTS (or,
+ * with no reply stream to answer to, acknowledged with a warning).
+ *
+ * A call the producer cancels (or that times out there) cancels the
+ * [class@Gio.Cancellable] its function gets, through the control stream
+ * `sluice:control` that every remote worker reads; a call cancelled before
+ * it started answers %G_IO_ERROR_CANCELLED without running. Cancelling
+ * @cancellable does not cancel the calls it runs.
  *
  * This function blocks: call it in a thread of its own or as the main
  * function of a worker program. It is safe to call from any thread.
@@ -545,7 +692,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   Serve serve = { 0 };
   redisContext *c;
   GThreadPool *pool;
-  GThread *writer;
+  GThread *writer, *control;
   char **streams;
   guint n_streams;
   char host[64] = "";
@@ -594,6 +741,11 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
   pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
   writer = g_thread_new ("sluice-redis-answer", writer_main, &serve);
+  serve.caller = cancellable;
+  serve.stop = g_cancellable_new ();
+  serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
+  g_queue_init (&serve.cancel_order);
+  control = g_thread_new ("sluice-redis-control", control_main, &serve);
 
   for (guint i = 0; i < n_streams && local == NULL; i++)
     create_group (c, streams[i], &local);
@@ -656,6 +808,8 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
 
   /* The calls it runs are answered (or, with the connection lost, left to
    * other members). */
+  g_cancellable_cancel (serve.stop);
+  g_thread_join (control);
   g_thread_pool_free (pool, FALSE, TRUE);
   g_mutex_lock (&serve.mutex);
   serve.writer_stop = TRUE;
@@ -663,6 +817,9 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_mutex_unlock (&serve.mutex);
   g_thread_join (writer);
   g_hash_table_unref (serve.held);
+  g_hash_table_unref (serve.cancels);
+  g_queue_clear_full (&serve.cancel_order, g_free);
+  g_object_unref (serve.stop);
   g_cond_clear (&serve.cond);
   g_mutex_clear (&serve.mutex);
   if (serve.out != NULL)

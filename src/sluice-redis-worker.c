@@ -50,17 +50,22 @@
 /* Calls sent in one pipeline at most. */
 #define MAX_SEND_BATCH 256
 
+typedef struct _State State;
+
 /* A call in Redis. */
 typedef struct
 {
-  SluiceWorkerTask *task; /* (owned) */
+  State *state;
+  SluiceWorkerTask *task; /* (owned) (nullable) once taken out */
   char *id;               /* CLIENT-ID:SEQUENCE */
   char *stream;
-  char *entry_id; /* (nullable) until XADD answered */
+  char *entry_id;            /* (nullable) until XADD answered */
+  GCancellable *cancellable; /* (owned) the task's */
+  gulong cancelled_id;
 } Flight;
 
 /* What the threads share with the object: they hold references on it. */
-typedef struct
+struct _State
 {
   GMutex mutex;
   GCond cond;
@@ -77,8 +82,9 @@ typedef struct
   gboolean failed;    /* the connection was lost for good: resigning */
   gboolean closed;    /* crashed, resigned or finalized */
   GWeakRef worker;
+  GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
   guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
-} State;
+};
 
 struct _SluiceRedisWorker
 {
@@ -99,11 +105,15 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceRedisWorker,
                                G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
                                                       sluice_redis_worker_iface_init))
 
+/* Never with the state's mutex held, nor from the cancelled handler. */
 static void
 flight_free (gpointer data)
 {
   Flight *flight = data;
 
+  if (flight->cancelled_id != 0)
+    g_cancellable_disconnect (flight->cancellable, flight->cancelled_id);
+  g_clear_object (&flight->cancellable);
   g_clear_object (&flight->task);
   g_free (flight->id);
   g_free (flight->stream);
@@ -121,6 +131,7 @@ state_clear (gpointer data)
   g_ptr_array_unref (state->withdraw);
   g_hash_table_unref (state->attempts);
   g_ptr_array_unref (state->stop_waiters);
+  g_ptr_array_unref (state->cancelled);
   sluice_redis_endpoint_free (state->endpoint);
   g_free (state->client_id);
   g_free (state->reply_stream);
@@ -293,23 +304,74 @@ lost (State *state, redisContext **c, GError *error)
   return TRUE;
 }
 
+/* GCancellable::cancelled of a call in flight (cancelled, or timed out),
+ * in any thread: while the worker still holds it, the sender withdraws
+ * it, gives it back and tells the remote workers. */
+static void
+task_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  Flight *flight = data; /* alive until disconnected */
+  State *state = flight->state;
+
+  g_mutex_lock (&state->mutex);
+  if (flight->task != NULL)
+    {
+      g_ptr_array_add (state->cancelled, g_strdup (flight->id));
+      g_cond_broadcast (&state->cond);
+    }
+  g_mutex_unlock (&state->mutex);
+}
+
+/* The calls cancelled since last time: those still in flight go back to
+ * the queue (their calls are done: it drops them) and to the entries to
+ * withdraw. Returns their ids (transfer full). */
+static GPtrArray *
+take_cancelled (State *state)
+{
+  GPtrArray *ids, *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&state->mutex);
+  ids = g_steal_pointer (&state->cancelled);
+  state->cancelled = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < ids->len; i++)
+    {
+      Flight *flight;
+
+      if (steal_flight (state, ids->pdata[i], &flight))
+        {
+          g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
+          g_ptr_array_add (state->withdraw, flight);
+        }
+    }
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  return ids;
+}
+
+/* Deletes the entries of the calls withdrawn (cancelled, timed out, given
+ * back) from their streams, where no remote worker has read them yet, and
+ * tells the remote workers of the calls cancelled (a cancel entry in the
+ * control stream), so that one running it cancels its function's
+ * GCancellable: all in one pipeline. Best effort: a result that comes
+ * anyway is dropped. */
 static void
 withdraw (State *state, redisContext *c)
 {
-  GPtrArray *flights;
+  GPtrArray *flights, *cancelled = take_cancelled (state);
+  guint n = 0;
+  gboolean ok = c != NULL;
 
   g_mutex_lock (&state->mutex);
   flights = g_steal_pointer (&state->withdraw);
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
   g_mutex_unlock (&state->mutex);
 
-  /* Best effort: a call that has started runs on, and its result is
-   * dropped. */
-  for (guint i = 0; i < flights->len && c != NULL; i++)
+  for (guint i = 0; i < flights->len && ok; i++)
     {
       Flight *flight = flights->pdata[i];
       SluiceRedisArgs args;
-      redisReply *reply;
 
       if (flight->entry_id == NULL)
         continue;
@@ -317,11 +379,37 @@ withdraw (State *state, redisContext *c)
       sluice_redis_args_add (&args, "XDEL");
       sluice_redis_args_add (&args, flight->stream);
       sluice_redis_args_add (&args, flight->entry_id);
-      reply = sluice_redis_command (c, &args, NULL);
+      ok = sluice_redis_args_append (&args, c, NULL);
+      n += ok;
+    }
+  for (guint i = 0; i < cancelled->len && ok; i++)
+    {
+      SluiceRedisArgs args;
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XADD");
+      sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_STREAM);
+      sluice_redis_args_add (&args, "MAXLEN");
+      sluice_redis_args_add (&args, "~");
+      sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_MAXLEN);
+      sluice_redis_args_add (&args, "*");
+      sluice_redis_args_add (&args, "cancel");
+      sluice_redis_args_add (&args, cancelled->pdata[i]);
+      ok = sluice_redis_args_append (&args, c, NULL);
+      n += ok;
+    }
+  /* A lost connection shows in the next command. */
+  for (guint i = 0; i < n; i++)
+    {
+      redisReply *reply = sluice_redis_get_reply (c, NULL);
+
+      if (reply == NULL && !sluice_redis_connected (c))
+        break;
       if (reply != NULL)
         freeReplyObject (reply);
     }
   g_ptr_array_unref (flights);
+  g_ptr_array_unref (cancelled);
 }
 
 /* Puts @task (transfer full) in flight, then (with @c) appends its XADD to
@@ -337,6 +425,14 @@ append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **err
 
   flight->id = call_id (state, task);
   flight->stream = sluice_redis_calls_stream (sluice_worker_task_get_series (task));
+  /* Before it is in the table (where the reader may complete and free it
+   * at once), outside the mutex (the handler runs now if it is cancelled
+   * already: it sees the task and this thread takes it out later). */
+  flight->state = state;
+  flight->task = task;
+  flight->cancellable = g_object_ref (sluice_worker_task_get_cancellable (task));
+  flight->cancelled_id =
+      g_cancellable_connect (flight->cancellable, G_CALLBACK (task_cancelled_cb), flight, NULL);
 
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "XADD");
@@ -353,7 +449,6 @@ append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **err
   g_mutex_lock (&state->mutex);
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
   g_hash_table_insert (state->attempts, g_memdup2 (&seq, sizeof seq), GUINT_TO_POINTER (attempt));
-  flight->task = task;
   g_hash_table_insert (state->in_flight, g_strdup (flight->id), flight);
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
@@ -422,7 +517,8 @@ sender_main (gpointer data)
     {
       SluiceWorkerTask *task;
 
-      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 && !state->closed)
+      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 &&
+             state->cancelled->len == 0 && !state->closed)
         g_cond_wait (&state->cond, &state->mutex);
       if (state->closed)
         break;
@@ -528,15 +624,7 @@ reader_main (gpointer data)
             sluice_redis_args_add (&args, read_ids->pdata[i]);
           ok = sluice_redis_args_append (&args, c, &error);
         }
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XREAD");
-      sluice_redis_args_add (&args, "COUNT");
-      sluice_redis_args_add (&args, "256");
-      sluice_redis_args_add (&args, "BLOCK");
-      sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
-      sluice_redis_args_add (&args, "STREAMS");
-      sluice_redis_args_add (&args, state->reply_stream);
-      sluice_redis_args_add (&args, last_id);
+      sluice_redis_args_init_xread (&args, state->reply_stream, last_id, READ_BLOCK_MS);
       if (ok)
         ok = sluice_redis_args_append (&args, c, &error);
       else
@@ -556,14 +644,12 @@ reader_main (gpointer data)
             break;
           continue;
         }
-      /* [[stream, [entry, ...]]], or nil when the block timed out. */
-      if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
-          reply->element[0]->elements != 2)
+      entries = sluice_redis_xread_entries (reply);
+      if (entries == NULL)
         {
           freeReplyObject (reply);
           continue;
         }
-      entries = reply->element[0]->element[1];
       for (size_t i = 0; i < entries->elements; i++)
         {
           redisReply *entry = entries->element[i];
@@ -759,6 +845,7 @@ sluice_redis_worker_init (SluiceRedisWorker *self)
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
   state->attempts = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   state->stop_waiters = g_ptr_array_new ();
+  state->cancelled = g_ptr_array_new_with_free_func (g_free);
   state->reconnect_ms = DEFAULT_RECONNECT_MS;
   g_weak_ref_init (&state->worker, self);
   self->state = state;

@@ -350,6 +350,33 @@ sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError **error)
   return sluice_redis_get_reply (c, error);
 }
 
+void
+sluice_redis_args_init_xread (SluiceRedisArgs *args,
+                              const char *stream,
+                              const char *last_id,
+                              guint block_ms)
+{
+  sluice_redis_args_init (args);
+  sluice_redis_args_add (args, "XREAD");
+  sluice_redis_args_add (args, "COUNT");
+  sluice_redis_args_add (args, "256");
+  sluice_redis_args_add (args, "BLOCK");
+  sluice_redis_args_add_printf (args, "%u", block_ms);
+  sluice_redis_args_add (args, "STREAMS");
+  sluice_redis_args_add (args, stream);
+  sluice_redis_args_add (args, last_id);
+}
+
+redisReply *
+sluice_redis_xread_entries (redisReply *reply)
+{
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+      reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
+      reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
+    return NULL;
+  return reply->element[0]->element[1];
+}
+
 char *
 sluice_redis_calls_stream (const char *series)
 {

@@ -208,6 +208,26 @@ server_integer (Server *server, const char *command, const char *arg)
   return n;
 }
 
+static long long
+pending_count (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XPENDING %s sluice-workers", stream);
+  long long n = 0;
+
+  g_assert_nonnull (reply);
+  /* NOGROUP until a remote worker created the group. */
+  if (reply->type == REDIS_REPLY_ERROR)
+    {
+      freeReplyObject (reply);
+      return 0;
+    }
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  g_assert_cmpint (reply->element[0]->type, ==, REDIS_REPLY_INTEGER);
+  n = reply->element[0]->integer;
+  freeReplyObject (reply);
+  return n;
+}
+
 /* ---- remote workers in threads of the test --------------------------- */
 
 /* worker-test-module.c, linked in: square, fail, die, sleep... */
@@ -681,6 +701,68 @@ test_timeout (void)
   rig_stop (&rig);
 }
 
+/* A call cancelled, and a call timed out, while a remote worker runs
+ * them: each fails at once (G_IO_ERROR_CANCELLED, G_IO_ERROR_TIMED_OUT),
+ * the cancel entry reaches the remote function's GCancellable (the
+ * function "wait-cancel" writes its file once it sees it), and the
+ * function's own CANCELLED answer is dropped as a late result. */
+static void
+test_remote_cancel (void)
+{
+  Rig rig;
+  Calls *calls;
+  g_autofree char *dir = NULL;
+  char *paths[2] = { NULL, NULL };
+  GCancellable *cancellable = g_cancellable_new ();
+  GError *error = NULL;
+
+  if (!rig_start (&rig))
+    {
+      g_object_unref (cancellable);
+      return;
+    }
+  dir = g_dir_make_tmp ("sluice-redis-cancel-XXXXXX", &error);
+  g_assert_no_error (error);
+  calls = calls_new (3);
+  for (guint i = 0; i < 2; i++)
+    {
+      CallData *data = g_new0 (CallData, 1);
+
+      paths[i] = g_strdup_printf ("%s/%u", dir, i);
+      data->calls = calls;
+      data->index = i;
+      /* The first is cancelled, the second times out after 300 ms. */
+      sluice_task_queue_call_async (rig.queue, NULL, "wait-cancel", g_variant_new ("(s)", paths[i]),
+                                    0, i == 0 ? 0 : 300, i == 0 ? cancellable : NULL, call_done_cb,
+                                    data);
+    }
+  /* Both read by the remote worker (two threads: both run). */
+  WAIT_UNTIL (pending_count (rig.server, "sluice:calls") == 2);
+  g_assert_false (g_file_test (paths[0], G_FILE_TEST_EXISTS));
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  WAIT_UNTIL (g_file_test (paths[0], G_FILE_TEST_EXISTS) &&
+              g_file_test (paths[1], G_FILE_TEST_EXISTS));
+  WAIT_UNTIL (stat_of (rig.worker, "duplicates") == 2);
+  g_assert_cmpint (server_integer (rig.server, "XLEN", "sluice:control"), ==, 2);
+
+  /* The worker serves on. */
+  call (rig.queue, calls, 2, NULL, "square", g_variant_new ("(x)", (gint64) 4));
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_no_error (calls->errors[2]);
+
+  for (guint i = 0; i < 2; i++)
+    g_remove (paths[i]);
+  g_rmdir (dir);
+  g_free (paths[0]);
+  g_free (paths[1]);
+  g_object_unref (cancellable);
+  calls_free (calls, 3);
+  rig_stop (&rig);
+}
+
 static void
 shutdown_any_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -965,26 +1047,6 @@ test_worker_lost (void)
   server_stop (server);
 }
 
-static long long
-pending_count (Server *server, const char *stream)
-{
-  redisReply *reply = redisCommand (server->c, "XPENDING %s sluice-workers", stream);
-  long long n = 0;
-
-  g_assert_nonnull (reply);
-  /* NOGROUP until a remote worker created the group. */
-  if (reply->type == REDIS_REPLY_ERROR)
-    {
-      freeReplyObject (reply);
-      return 0;
-    }
-  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
-  g_assert_cmpint (reply->element[0]->type, ==, REDIS_REPLY_INTEGER);
-  n = reply->element[0]->integer;
-  freeReplyObject (reply);
-  return n;
-}
-
 /* `sluice-worker --redis`: SIGTERM stops it cleanly (status 0) after it
  * answered the call it was running; usage errors exit with status 2. */
 static void
@@ -1040,6 +1102,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/ordered-producer", test_ordered_producer);
   g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
   g_test_add_func ("/redis-worker/timeout", test_timeout);
+  g_test_add_func ("/redis-worker/remote-cancel", test_remote_cancel);
   g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
   g_test_add_func ("/redis-worker/redis-restart", test_redis_restart);
   g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
