@@ -47,6 +47,8 @@
 #define COMMAND_TIMEOUT_MS 10000
 #define READ_BLOCK_MS 200
 #define DEFAULT_RECONNECT_MS 30000
+/* Waits before trying again after Redis said it is loading or busy. */
+#define TRANSIENT_WAIT_MS 100
 /* Calls sent in one pipeline at most. */
 #define MAX_SEND_BATCH 256
 
@@ -631,13 +633,23 @@ reader_main (gpointer data)
         sluice_redis_args_clear (&args);
       if (ok && read_ids->len > 0)
         {
+          /* An error reply to XDEL leaves the XREAD's to read. */
           reply = sluice_redis_get_reply (c, &error);
-          ok = reply != NULL;
+          ok = reply != NULL || sluice_redis_connected (c);
+          if (ok)
+            g_clear_error (&error);
           if (reply != NULL)
             freeReplyObject (reply);
         }
       g_ptr_array_set_size (read_ids, 0);
       reply = ok ? sluice_redis_get_reply (c, &error) : NULL;
+      if (reply == NULL && sluice_redis_connected (c) && sluice_redis_error_is_transient (error))
+        {
+          /* Redis is loading its data after a restart: wait. */
+          g_clear_error (&error);
+          g_usleep (TRANSIENT_WAIT_MS * 1000);
+          continue;
+        }
       if (reply == NULL)
         {
           if (!lost (state, &c, g_steal_pointer (&error)))
