@@ -453,7 +453,7 @@ sample_cb (gpointer data)
 static void
 test_calls_in_order (void)
 {
-  const guint n = 3000, max_in_flight = 8;
+  const guint n = sluice_test_scale (3000, 4), max_in_flight = 8;
   Server *server = server_start (NULL);
   SluiceRedisWorker *worker;
   SluiceTaskQueue *queue;
@@ -640,7 +640,7 @@ test_ordered_producer (void)
 
   if (server == NULL)
     return;
-  ordered_squares (server, 2000, FALSE);
+  ordered_squares (server, sluice_test_scale (2000, 4), FALSE);
   server_stop (server);
 }
 
@@ -829,7 +829,7 @@ redis_restart (gboolean appendonly)
 
   if (server == NULL)
     return;
-  ordered_squares (server, 1000, TRUE);
+  ordered_squares (server, sluice_test_scale (1000, 4), TRUE);
   server_stop (server);
 }
 
