@@ -33,6 +33,11 @@
  * holds), so each call completes exactly once. `doc/remote-workers.md`
  * describes the protocol.
  *
+ * A call cancelled or timed out is deleted from its stream if no remote
+ * worker has read it yet; otherwise a cancel entry in the control stream
+ * `sluice:control` cancels the [class@Gio.Cancellable] of the remote
+ * function that runs it (its result is dropped).
+ *
  * Its two threads (one adds calls, one reads results) use blocking
  * commands, each on a connection of its own. When a connection is lost,
  * the calls in flight go back to the task queue (to another worker, or
