@@ -41,10 +41,11 @@ typedef struct
   GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
   GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
   gboolean writer_stop;
-  GHashTable *cancels;  /* call ids cancelled lately (owned by cancel_order) */
-  GQueue cancel_order;  /* of char *, oldest first */
-  GCancellable *caller; /* (nullable) serve_redis ()'s cancellable */
-  GCancellable *stop;   /* cancelled when serve_redis () stops */
+  GHashTable *cancels;   /* call ids cancelled lately (owned by cancel_order) */
+  GQueue cancel_order;   /* of char *, oldest first */
+  GCancellable *caller;  /* (nullable) serve_redis ()'s cancellable */
+  GCancellable *stop;    /* cancelled when serve_redis () stops */
+  char *control_last_id; /* where the control thread starts reading */
 
   const SluiceRedisEndpoint *endpoint;
   redisContext *out; /* results: the writer thread's */
@@ -289,67 +290,69 @@ take_cancel (Serve *serve, redisReply *entry)
     g_hash_table_unref (fields);
 }
 
+/* The id of the newest entry of the control stream ("0-0" if none): the
+ * control thread reads the entries after it. */
+static char *
+newest_control_id (redisContext *c, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  char *id;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XREVRANGE");
+  sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_STREAM);
+  sluice_redis_args_add (&args, "+");
+  sluice_redis_args_add (&args, "-");
+  sluice_redis_args_add (&args, "COUNT");
+  sluice_redis_args_add (&args, "1");
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    return NULL;
+  id = g_strdup (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+                         reply->element[0]->type == REDIS_REPLY_ARRAY &&
+                         reply->element[0]->elements == 2
+                     ? reply->element[0]->element[0]->str
+                     : "0-0");
+  freeReplyObject (reply);
+  return id;
+}
+
 /* The control thread: reads every cancel entry (not as a group member:
- * each remote worker sees all), from the last one there when it starts. */
+ * each remote worker sees all), from the newest one there when
+ * serve_redis () started. */
 static gpointer
 control_main (gpointer data)
 {
   Serve *serve = data;
   redisContext *c = NULL;
-  char *last_id = NULL;
+  char *last_id = g_steal_pointer (&serve->control_last_id);
 
   while (!stop_cb (serve))
     {
       SluiceRedisArgs args;
-      redisReply *reply;
+      redisReply *reply, *entries;
       GError *error = NULL;
 
       if (c == NULL)
         c = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0, stop_cb, serve, NULL);
       if (c == NULL)
         break;
-      if (last_id == NULL)
+      sluice_redis_args_init_xread (&args, SLUICE_REDIS_CONTROL_STREAM, last_id, CONTROL_BLOCK_MS);
+      reply = sluice_redis_command (c, &args, &error);
+      entries = reply != NULL ? sluice_redis_xread_entries (reply) : NULL;
+      for (size_t i = 0; entries != NULL && i < entries->elements; i++)
         {
-          /* The newest entry: later ones are new. */
-          sluice_redis_args_init (&args);
-          sluice_redis_args_add (&args, "XREVRANGE");
-          sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_STREAM);
-          sluice_redis_args_add (&args, "+");
-          sluice_redis_args_add (&args, "-");
-          sluice_redis_args_add (&args, "COUNT");
-          sluice_redis_args_add (&args, "1");
-          reply = sluice_redis_command (c, &args, &error);
-          if (reply != NULL)
-            {
-              last_id = g_strdup (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-                                          reply->element[0]->type == REDIS_REPLY_ARRAY &&
-                                          reply->element[0]->elements == 2
-                                      ? reply->element[0]->element[0]->str
-                                      : "0-0");
-              freeReplyObject (reply);
-            }
-        }
-      else
-        {
-          redisReply *entries;
+          redisReply *entry = entries->element[i];
 
-          sluice_redis_args_init_xread (&args, SLUICE_REDIS_CONTROL_STREAM, last_id,
-                                        CONTROL_BLOCK_MS);
-          reply = sluice_redis_command (c, &args, &error);
-          entries = reply != NULL ? sluice_redis_xread_entries (reply) : NULL;
-          for (size_t i = 0; entries != NULL && i < entries->elements; i++)
-            {
-              redisReply *entry = entries->element[i];
-
-              if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
-                continue;
-              g_free (last_id);
-              last_id = g_strdup (entry->element[0]->str);
-              take_cancel (serve, entry);
-            }
-          if (reply != NULL)
-            freeReplyObject (reply);
+          if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+            continue;
+          g_free (last_id);
+          last_id = g_strdup (entry->element[0]->str);
+          take_cancel (serve, entry);
         }
+      if (reply != NULL)
+        freeReplyObject (reply);
       if (error != NULL)
         {
           if (!sluice_redis_connected (c))
@@ -740,15 +743,18 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_queue_init (&serve.answers);
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
   pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
+  /* Cancellations from now on reach this worker. */
+  for (guint i = 0; i < n_streams && local == NULL; i++)
+    create_group (c, streams[i], &local);
+  serve.control_last_id = local == NULL ? newest_control_id (c, &local) : NULL;
+  if (serve.control_last_id == NULL)
+    serve.control_last_id = g_strdup ("0-0");
   writer = g_thread_new ("sluice-redis-answer", writer_main, &serve);
   serve.caller = cancellable;
   serve.stop = g_cancellable_new ();
   serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
   g_queue_init (&serve.cancel_order);
   control = g_thread_new ("sluice-redis-control", control_main, &serve);
-
-  for (guint i = 0; i < n_streams && local == NULL; i++)
-    create_group (c, streams[i], &local);
 
   while (!g_cancellable_is_cancelled (cancellable))
     {

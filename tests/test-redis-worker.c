@@ -243,6 +243,21 @@ typedef struct
   GError *error;
 } Remote;
 
+/* "count-cancel" () -> error: counts itself as started, waits until its
+ * cancellable is cancelled, counts that it saw it, and fails. */
+static gint n_count_cancel_started, n_count_cancel_seen;
+
+static GVariant *
+count_cancel (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  g_atomic_int_inc (&n_count_cancel_started);
+  while (!g_cancellable_is_cancelled (cancellable))
+    g_usleep (1000);
+  g_atomic_int_inc (&n_count_cancel_seen);
+  g_cancellable_set_error_if_cancelled (cancellable, error);
+  return NULL;
+}
+
 static gpointer
 remote_main (gpointer data)
 {
@@ -251,6 +266,7 @@ remote_main (gpointer data)
   SluiceWorkerService *service = sluice_worker_service_new (2);
 
   g_assert_true (sluice_worker_module_init (service, NULL));
+  sluice_worker_service_register (service, "count-cancel", NULL, count_cancel, NULL, NULL);
   remote->ok =
       sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
                                          0, 0, remote->cancellable, &remote->error);
@@ -703,48 +719,41 @@ test_timeout (void)
 
 /* A call cancelled, and a call timed out, while a remote worker runs
  * them: each fails at once (G_IO_ERROR_CANCELLED, G_IO_ERROR_TIMED_OUT),
- * the cancel entry reaches the remote function's GCancellable (the
- * function "wait-cancel" writes its file once it sees it), and the
+ * the cancel entry reaches the remote function's GCancellable, and the
  * function's own CANCELLED answer is dropped as a late result. */
 static void
 test_remote_cancel (void)
 {
   Rig rig;
   Calls *calls;
-  g_autofree char *dir = NULL;
-  char *paths[2] = { NULL, NULL };
   GCancellable *cancellable = g_cancellable_new ();
-  GError *error = NULL;
 
   if (!rig_start (&rig))
     {
       g_object_unref (cancellable);
       return;
     }
-  dir = g_dir_make_tmp ("sluice-redis-cancel-XXXXXX", &error);
-  g_assert_no_error (error);
+  g_atomic_int_set (&n_count_cancel_started, 0);
+  g_atomic_int_set (&n_count_cancel_seen, 0);
   calls = calls_new (3);
   for (guint i = 0; i < 2; i++)
     {
       CallData *data = g_new0 (CallData, 1);
 
-      paths[i] = g_strdup_printf ("%s/%u", dir, i);
       data->calls = calls;
       data->index = i;
-      /* The first is cancelled, the second times out after 300 ms. */
-      sluice_task_queue_call_async (rig.queue, NULL, "wait-cancel", g_variant_new ("(s)", paths[i]),
-                                    0, i == 0 ? 0 : 300, i == 0 ? cancellable : NULL, call_done_cb,
-                                    data);
+      /* The first is cancelled, the second times out after 3 s. */
+      sluice_task_queue_call_async (rig.queue, NULL, "count-cancel", NULL, 0, i == 0 ? 0 : 3000,
+                                    i == 0 ? cancellable : NULL, call_done_cb, data);
     }
-  /* Both read by the remote worker (two threads: both run). */
-  WAIT_UNTIL (pending_count (rig.server, "sluice:calls") == 2);
-  g_assert_false (g_file_test (paths[0], G_FILE_TEST_EXISTS));
+  /* Both running in the remote worker (two threads). */
+  WAIT_UNTIL (g_atomic_int_get (&n_count_cancel_started) == 2);
+  g_assert_cmpint (g_atomic_int_get (&n_count_cancel_seen), ==, 0);
   g_cancellable_cancel (cancellable);
   WAIT_UNTIL (calls->n_done == 2);
   g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-  WAIT_UNTIL (g_file_test (paths[0], G_FILE_TEST_EXISTS) &&
-              g_file_test (paths[1], G_FILE_TEST_EXISTS));
+  WAIT_UNTIL (g_atomic_int_get (&n_count_cancel_seen) == 2);
   WAIT_UNTIL (stat_of (rig.worker, "duplicates") == 2);
   g_assert_cmpint (server_integer (rig.server, "XLEN", "sluice:control"), ==, 2);
 
@@ -753,11 +762,6 @@ test_remote_cancel (void)
   WAIT_UNTIL (calls->n_done == 3);
   g_assert_no_error (calls->errors[2]);
 
-  for (guint i = 0; i < 2; i++)
-    g_remove (paths[i]);
-  g_rmdir (dir);
-  g_free (paths[0]);
-  g_free (paths[1]);
   g_object_unref (cancellable);
   calls_free (calls, 3);
   rig_stop (&rig);
