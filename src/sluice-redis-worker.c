@@ -335,7 +335,7 @@ task_cancelled_cb (GCancellable *cancellable, gpointer data)
 static GPtrArray *
 take_cancelled (State *state)
 {
-  GPtrArray *ids, *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *ids, *waiters, *tasks = g_ptr_array_new_with_free_func (g_object_unref);
 
   g_mutex_lock (&state->mutex);
   ids = g_steal_pointer (&state->cancelled);
@@ -350,10 +350,12 @@ take_cancelled (State *state)
           g_ptr_array_add (state->withdraw, flight);
         }
     }
+  waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
   for (guint i = 0; i < tasks->len; i++)
     sluice_worker_task_give_back (tasks->pdata[i], FALSE);
   g_ptr_array_unref (tasks);
+  sluice_worker_complete_stop_waiters (waiters);
   return ids;
 }
 
