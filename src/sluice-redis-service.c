@@ -155,11 +155,14 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
       ok = sluice_redis_args_append (&args, serve->out, error);
       n += ok;
     }
-  for (guint i = 0; i < n && ok; i++)
+  /* Every reply is read, even after an error reply (a command refused
+   * while queued, say LOADING, then EXECABORT), so that the next pipeline
+   * starts clean; the first error is the one reported. */
+  for (guint i = 0; i < n && sluice_redis_connected (serve->out); i++)
     {
-      redisReply *reply = sluice_redis_get_reply (serve->out, error);
+      redisReply *reply = sluice_redis_get_reply (serve->out, ok ? error : NULL);
 
-      ok = reply != NULL;
+      ok = ok && reply != NULL;
       if (reply != NULL)
         freeReplyObject (reply);
     }
