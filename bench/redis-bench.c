@@ -3,18 +3,27 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Usage: redis-bench ENDPOINT [CALLS]
+ * Usage: redis-bench unix:SOCKET [CALLS]
  *   (start a server first: redis-server --port 0 --unixsocket /tmp/r.sock
  *    --save '' --appendonly no; then redis-bench unix:/tmp/r.sock)
  *
  * Remote workers are sluice_worker_service_serve_redis () loops in threads
- * of this process, one call at a time each; rows are run in rotated order
- * and printed as calls/s with the ratio of 2 remote workers over 1.
+ * of this process, one call at a time each; rows (a local process worker,
+ * 1, 2 and 4 remote workers) are run in rotated order and printed as
+ * calls/s with the ratios of 2 and 4 remote workers over 1. For the Redis
+ * rows it also prints the bytes per call on the wire (Redis's
+ * total_net_input_bytes + total_net_output_bytes, all connections: calls,
+ * answers, acknowledgements, reads) and the CPU time per call of this
+ * process (producer and remote workers) plus redis-server (INFO cpu): a
+ * figure that depends less on how loaded the machine is than calls/s.
  */
 
 #include <sluice/sluice.h>
 
+#include <hiredis/hiredis.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 
 /* doc/examples/worker-module.c, linked in: "busy" (u) keeps a core busy
  * that many microseconds. */
@@ -43,7 +52,60 @@ remote_main (gpointer data)
   return NULL;
 }
 
+#define MAX_REMOTE 4
+
 static guint n_done;
+
+/* What one row measured. */
+typedef struct
+{
+  double rate;              /* calls/s */
+  double bytes_per_call;    /* on the wire, through Redis */
+  double cpu_us_per_call;   /* this process and redis-server */
+  double redis_us_per_call; /* of which redis-server */
+} Row;
+
+/* A number of INFO's @section, or 0. */
+static double
+info_number (redisContext *c, const char *section, const char *name)
+{
+  redisReply *reply = redisCommand (c, "INFO %s", section);
+  g_autofree char *key = g_strconcat ("\n", name, ":", NULL);
+  const char *at;
+  double value = 0;
+
+  if (reply == NULL)
+    g_error ("INFO: %s", c->errstr);
+  if (reply->type == REDIS_REPLY_STRING && (at = strstr (reply->str, key)) != NULL)
+    value = g_ascii_strtod (at + strlen (key), NULL);
+  freeReplyObject (reply);
+  return value;
+}
+
+static double
+redis_bytes (redisContext *c)
+{
+  return info_number (c, "stats", "total_net_input_bytes") +
+         info_number (c, "stats", "total_net_output_bytes");
+}
+
+/* CPU seconds of this process. */
+static double
+cpu_seconds (void)
+{
+  struct rusage usage;
+
+  getrusage (RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+         usage.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of redis-server. */
+static double
+redis_cpu_seconds (redisContext *c)
+{
+  return info_number (c, "cpu", "used_cpu_user") + info_number (c, "cpu", "used_cpu_sys");
+}
 
 static void
 done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -59,17 +121,18 @@ done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 
 /* Calls per second with @n_remote remote workers (0: a local process
  * worker, sluice-worker with one thread). */
-static double
-run (const char *endpoint, guint n_remote, guint n_calls, guint32 us)
+static Row
+run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint32 us)
 {
   const char *series[] = { "bench", NULL };
   SluiceTaskQueue *queue = sluice_task_queue_new (1);
   SluiceWorker *worker;
-  Remote remotes[4];
-  GThread *threads[4];
+  Remote remotes[MAX_REMOTE];
+  GThread *threads[MAX_REMOTE];
   GError *error = NULL;
   gint64 start;
-  double rate;
+  double bytes, cpu, redis_cpu;
+  Row row;
 
   if (n_remote == 0)
     {
@@ -94,13 +157,19 @@ run (const char *endpoint, guint n_remote, guint n_calls, guint32 us)
   sluice_task_queue_hire (queue, worker);
 
   n_done = 0;
+  bytes = redis_bytes (c);
+  cpu = cpu_seconds ();
+  redis_cpu = redis_cpu_seconds (c);
   start = g_get_monotonic_time ();
   for (guint i = 0; i < n_calls; i++)
     sluice_task_queue_call_async (queue, "bench", "busy", g_variant_new ("(u)", us), 0, 0, NULL,
                                   done_cb, NULL);
   while (n_done < n_calls)
     g_main_context_iteration (NULL, TRUE);
-  rate = n_calls / ((g_get_monotonic_time () - start) / 1e6);
+  row.rate = n_calls / ((g_get_monotonic_time () - start) / 1e6);
+  row.redis_us_per_call = (redis_cpu_seconds (c) - redis_cpu) * 1e6 / n_calls;
+  row.cpu_us_per_call = (cpu_seconds () - cpu) * 1e6 / n_calls + row.redis_us_per_call;
+  row.bytes_per_call = (redis_bytes (c) - bytes) / n_calls;
 
   sluice_task_queue_fire (queue, worker);
   for (guint i = 0; i < n_remote; i++)
@@ -112,7 +181,7 @@ run (const char *endpoint, guint n_remote, guint n_calls, guint32 us)
     }
   g_object_unref (worker);
   g_object_unref (queue);
-  return rate;
+  return row;
 }
 
 int
@@ -120,29 +189,50 @@ main (int argc, char **argv)
 {
   guint n_calls = argc > 2 ? (guint) atoi (argv[2]) : 5000;
   const guint32 costs[] = { 0, 50 };
-  const guint workers[] = { 0, 1, 2 };
+  const guint workers[] = { 0, 1, 2, MAX_REMOTE };
+  enum
+  {
+    N_ROWS = G_N_ELEMENTS (workers),
+    N_ROUNDS = 3
+  };
+  redisContext *c;
 
-  if (argc < 2)
+  if (argc < 2 || !g_str_has_prefix (argv[1], "unix:"))
     {
-      g_printerr ("Usage: redis-bench ENDPOINT [CALLS]\n");
+      g_printerr ("Usage: redis-bench unix:SOCKET [CALLS]\n");
       return 2;
     }
-  for (guint c = 0; c < G_N_ELEMENTS (costs); c++)
+  c = redisConnectUnix (argv[1] + 5);
+  if (c == NULL || c->err != 0)
+    g_error ("%s: %s", argv[1], c != NULL ? c->errstr : "no memory");
+  for (guint k = 0; k < G_N_ELEMENTS (costs); k++)
     {
-      double rates[3] = { 0 };
+      Row rows[N_ROWS] = { 0 };
 
       /* Rotated order, so that no row always runs first. */
-      for (guint r = 0; r < 3; r++)
-        for (guint k = 0; k < 3; k++)
+      for (guint r = 0; r < N_ROUNDS; r++)
+        for (guint i = 0; i < N_ROWS; i++)
           {
-            guint w = (k + r) % 3;
+            guint w = (i + r) % N_ROWS;
+            Row row = run (argv[1], c, workers[w], n_calls, costs[k]);
 
-            rates[w] += run (argv[1], workers[w], n_calls, costs[c]) / 3;
+            rows[w].rate += row.rate / N_ROUNDS;
+            rows[w].bytes_per_call += row.bytes_per_call / N_ROUNDS;
+            rows[w].cpu_us_per_call += row.cpu_us_per_call / N_ROUNDS;
+            rows[w].redis_us_per_call += row.redis_us_per_call / N_ROUNDS;
           }
       g_print ("%2u us calls: local process worker %.0f/s, redis 1 worker %.0f/s, "
-               "redis 2 workers %.0f/s\n",
-               costs[c], rates[0], rates[1], rates[2]);
-      g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[c], rates[2] / rates[1]);
+               "2 workers %.0f/s, %u workers %.0f/s\n",
+               costs[k], rows[0].rate, rows[1].rate, rows[2].rate, MAX_REMOTE, rows[3].rate);
+      for (guint w = 1; w < N_ROWS; w++)
+        g_print ("   redis %u worker(s): %.0f bytes/call on the wire, %.1f us CPU/call "
+                 "(this process + redis-server, of which redis-server %.1f)\n",
+                 workers[w], rows[w].bytes_per_call, rows[w].cpu_us_per_call,
+                 rows[w].redis_us_per_call);
+      g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[k], rows[2].rate / rows[1].rate);
+      g_print ("RESULT redis_%u_over_1_%uus %.2f\n", MAX_REMOTE, costs[k],
+               rows[3].rate / rows[1].rate);
     }
+  redisFree (c);
   return 0;
 }

@@ -15,6 +15,10 @@ G_BEGIN_DECLS
 #define SLUICE_REDIS_GROUP "sluice-workers"
 #define SLUICE_REDIS_CALLS_PREFIX "sluice:calls"
 #define SLUICE_REDIS_REPLIES_PREFIX "sluice:replies:"
+/* Cancellations: entries with a "cancel" field, the call id; every remote
+ * worker reads all of them. Trimmed to about this many. */
+#define SLUICE_REDIS_CONTROL_STREAM "sluice:control"
+#define SLUICE_REDIS_CONTROL_MAXLEN "1000"
 
 /* Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
  * `unix:PATH`. */
@@ -37,6 +41,29 @@ void sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint);
 redisContext *
 sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error);
 
+/* Whether @c still works after a command failed: FALSE when the
+ * connection is lost (an error reply leaves it working). */
+gboolean sluice_redis_connected (redisContext *c);
+
+/* Whether @error is an error reply that goes away by itself: Redis
+ * loading its data after a restart (LOADING), busy with a script (BUSY),
+ * a replica without its master (MASTERDOWN, TRYAGAIN). */
+gboolean sluice_redis_error_is_transient (const GError *error);
+
+/* Tells sluice_redis_reconnect () to give up. */
+typedef gboolean (*SluiceRedisStopFunc) (gpointer data);
+
+/* Connects as sluice_redis_connect (), trying again after 50 ms, 100 ms,
+ * ... up to every second until it succeeds, @stop returns TRUE (checked
+ * every 10 ms) or @deadline (monotonic time; 0 for none) passes: then
+ * NULL with @error set. */
+redisContext *sluice_redis_reconnect (const SluiceRedisEndpoint *endpoint,
+                                      guint timeout_ms,
+                                      gint64 deadline,
+                                      SluiceRedisStopFunc stop,
+                                      gpointer stop_data,
+                                      GError **error);
+
 /* A command's arguments, binary safe. */
 typedef struct
 {
@@ -58,6 +85,16 @@ gboolean sluice_redis_args_append (SluiceRedisArgs *args, redisContext *c, GErro
 redisReply *sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError **error);
 /* The next reply of a pipeline, errors as sluice_redis_command (). */
 redisReply *sluice_redis_get_reply (redisContext *c, GError **error);
+
+/* Sets @args (initialised by this function) to read up to 256 entries of
+ * @stream after @last_id, blocking up to @block_ms. */
+void sluice_redis_args_init_xread (SluiceRedisArgs *args,
+                                   const char *stream,
+                                   const char *last_id,
+                                   guint block_ms);
+/* The entries of the answer of such an XREAD ([[stream, [entry, ...]]]),
+ * or NULL when there are none (nil: the block timed out). */
+redisReply *sluice_redis_xread_entries (redisReply *reply);
 
 /* The stream of @series (NULL or "" for the default series). */
 char *sluice_redis_calls_stream (const char *series);

@@ -16,6 +16,16 @@
 #define READ_BLOCK_MS 100
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_MAX_DELIVERIES 3
+/* Entries read ahead of the free threads: at least this many, or one per
+ * thread, so that a thread finds its next call read when it finishes. */
+#define MIN_READ_AHEAD 4
+/* Answers written in one transaction at most. */
+#define MAX_ANSWER_BATCH 256
+/* Call ids of cancellations kept, for entries read after their cancel. */
+#define MAX_RECENT_CANCELS 1024
+#define CONTROL_BLOCK_MS 200
+/* Waits before trying again after Redis said it is loading or busy. */
+#define TRANSIENT_WAIT_MS 100
 
 typedef struct
 {
@@ -24,14 +34,21 @@ typedef struct
   guint lease_ms;
   guint max_deliveries;
   guint n_threads;
+  guint max_held; /* threads plus read-ahead */
 
   GMutex mutex;
   GCond cond;
   GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
-  GError *failure;  /* (nullable) the first lost connection */
+  GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
+  gboolean writer_stop;
+  GHashTable *cancels;   /* call ids cancelled lately (owned by cancel_order) */
+  GQueue cancel_order;   /* of char *, oldest first */
+  GCancellable *caller;  /* (nullable) serve_redis ()'s cancellable */
+  GCancellable *stop;    /* cancelled when serve_redis () stops */
+  char *control_last_id; /* where the control thread starts reading */
 
-  GMutex out_mutex;
-  redisContext *out; /* results, under out_mutex */
+  const SluiceRedisEndpoint *endpoint;
+  redisContext *out; /* results: the writer thread's */
 } Serve;
 
 /* One entry read from a stream. */
@@ -46,6 +63,8 @@ typedef struct
   GVariant *args;
   GError *error; /* nullable: answer this instead of calling */
   guint64 deliveries;
+  GVariant *result;          /* (nullable) once run */
+  GCancellable *cancellable; /* the function's: a cancel entry for its call */
 } Job;
 
 static void
@@ -58,37 +77,48 @@ job_free (Job *job)
   g_free (job->name);
   g_free (job->reply);
   g_clear_pointer (&job->args, g_variant_unref);
+  g_clear_pointer (&job->result, g_variant_unref);
   g_clear_error (&job->error);
+  g_object_unref (job->cancellable);
   g_free (job);
 }
 
+/* Appends the ids of @jobs in @stream to @args. */
 static void
-serve_fail (Serve *serve, GError *error)
+args_add_entry_ids (SluiceRedisArgs *args, GPtrArray *jobs, const char *stream)
 {
-  g_mutex_lock (&serve->mutex);
-  if (serve->failure == NULL)
-    serve->failure = g_steal_pointer (&error);
-  g_cond_broadcast (&serve->cond);
-  g_mutex_unlock (&serve->mutex);
-  g_clear_error (&error);
+  for (guint i = 0; i < jobs->len; i++)
+    {
+      Job *job = jobs->pdata[i];
+
+      if (strcmp (job->stream, stream) == 0)
+        sluice_redis_args_add (args, job->entry_id);
+    }
 }
 
-/* Writes the answer and acknowledges (and deletes) the entry, in one
- * transaction. */
-static void
-answer (Serve *serve, Job *job, GVariant *value, const GError *error)
+/* Writes the answers of @jobs and acknowledges (and deletes) their
+ * entries, all in one transaction: MULTI, an XADD per answer, an XACK and
+ * an XDEL per stream, EXEC. */
+static gboolean
+write_answers (Serve *serve, GPtrArray *jobs, GError **error)
 {
+  GPtrArray *streams = g_ptr_array_new ();
   SluiceRedisArgs args;
-  GError *local = NULL;
   guint n = 0;
+  gboolean ok;
 
-  g_mutex_lock (&serve->out_mutex);
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "MULTI");
-  if (sluice_redis_args_append (&args, serve->out, &local))
-    n++;
-  if (local == NULL && job->reply != NULL && job->call_id != NULL)
+  ok = sluice_redis_args_append (&args, serve->out, error);
+  n += ok;
+  for (guint i = 0; i < jobs->len && ok; i++)
     {
+      Job *job = jobs->pdata[i];
+
+      if (!g_ptr_array_find_with_equal_func (streams, job->stream, g_str_equal, NULL))
+        g_ptr_array_add (streams, job->stream);
+      if (job->reply == NULL || job->call_id == NULL)
+        continue;
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XADD");
       sluice_redis_args_add (&args, job->reply);
@@ -99,50 +129,246 @@ answer (Serve *serve, Job *job, GVariant *value, const GError *error)
       sluice_redis_args_add (&args, serve->consumer);
       sluice_redis_args_add (&args, "deliveries");
       sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
-      if (value != NULL)
-        sluice_redis_args_add_value (&args, value);
+      if (job->error == NULL)
+        sluice_redis_args_add_value (&args, job->result);
       else
-        sluice_redis_args_add_error (&args, error);
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
+        sluice_redis_args_add_error (&args, job->error);
+      ok = sluice_redis_args_append (&args, serve->out, error);
+      n += ok;
     }
-  if (local == NULL)
-    {
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XACK");
-      sluice_redis_args_add (&args, job->stream);
-      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
-      sluice_redis_args_add (&args, job->entry_id);
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
-    }
-  if (local == NULL)
-    {
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XDEL");
-      sluice_redis_args_add (&args, job->stream);
-      sluice_redis_args_add (&args, job->entry_id);
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
-    }
-  if (local == NULL)
+  for (guint s = 0; s < streams->len && ok; s++)
+    for (guint k = 0; k < 2 && ok; k++)
+      {
+        sluice_redis_args_init (&args);
+        sluice_redis_args_add (&args, k == 0 ? "XACK" : "XDEL");
+        sluice_redis_args_add (&args, streams->pdata[s]);
+        if (k == 0)
+          sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+        args_add_entry_ids (&args, jobs, streams->pdata[s]);
+        ok = sluice_redis_args_append (&args, serve->out, error);
+        n += ok;
+      }
+  if (ok)
     {
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "EXEC");
-      if (sluice_redis_args_append (&args, serve->out, &local))
-        n++;
+      ok = sluice_redis_args_append (&args, serve->out, error);
+      n += ok;
     }
-  for (guint i = 0; i < n && local == NULL; i++)
+  /* Every reply is read, even after an error reply (a command refused
+   * while queued, say LOADING, then EXECABORT), so that the next pipeline
+   * starts clean; the first error is the one reported. */
+  for (guint i = 0; i < n && sluice_redis_connected (serve->out); i++)
     {
-      redisReply *reply = sluice_redis_get_reply (serve->out, &local);
+      redisReply *reply = sluice_redis_get_reply (serve->out, ok ? error : NULL);
 
+      ok = ok && reply != NULL;
       if (reply != NULL)
         freeReplyObject (reply);
     }
-  g_mutex_unlock (&serve->out_mutex);
+  g_ptr_array_unref (streams);
+  return ok;
+}
 
-  if (local != NULL)
-    serve_fail (serve, local);
+static gboolean
+writer_should_stop (gpointer data)
+{
+  Serve *serve = data;
+  gboolean stop;
+
+  g_mutex_lock (&serve->mutex);
+  stop = serve->writer_stop;
+  g_mutex_unlock (&serve->mutex);
+  return stop;
+}
+
+/* The writer thread: writes the answers of the jobs that have run, as many
+ * as are ready in one transaction, so that the threads that run calls
+ * never wait for Redis. A lost connection is made again (the answers are
+ * written then: a result may come twice, the producer drops the second);
+ * when it stops, it does not wait for Redis to come back, and the calls
+ * it could not answer go to other members after their lease. */
+static gpointer
+writer_main (gpointer data)
+{
+  Serve *serve = data;
+  GPtrArray *jobs = g_ptr_array_new ();
+
+  g_mutex_lock (&serve->mutex);
+  for (;;)
+    {
+      GError *error = NULL;
+      Job *job;
+
+      while (g_queue_is_empty (&serve->answers) && !serve->writer_stop)
+        g_cond_wait (&serve->cond, &serve->mutex);
+      if (g_queue_is_empty (&serve->answers))
+        break;
+      while (jobs->len < MAX_ANSWER_BATCH && (job = g_queue_pop_head (&serve->answers)) != NULL)
+        g_ptr_array_add (jobs, job);
+      g_mutex_unlock (&serve->mutex);
+
+      while (serve->out != NULL && !write_answers (serve, jobs, &error))
+        {
+          if (sluice_redis_connected (serve->out) && sluice_redis_error_is_transient (error))
+            {
+              g_clear_error (&error);
+              g_usleep (TRANSIENT_WAIT_MS * 1000);
+              continue;
+            }
+          if (sluice_redis_connected (serve->out))
+            {
+              /* Redis refused the transaction: nothing to try again. */
+              g_message ("Answers not written: %s", error->message);
+              g_clear_error (&error);
+              break;
+            }
+          g_message ("Redis connection lost (%s): reconnecting", error->message);
+          g_clear_error (&error);
+          redisFree (g_steal_pointer (&serve->out));
+          serve->out = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0,
+                                               writer_should_stop, serve, NULL);
+        }
+
+      g_mutex_lock (&serve->mutex);
+      for (guint i = 0; i < jobs->len; i++)
+        g_hash_table_remove (serve->held, ((Job *) jobs->pdata[i])->key);
+      g_ptr_array_set_size (jobs, 0);
+      g_cond_broadcast (&serve->cond);
+    }
+  g_mutex_unlock (&serve->mutex);
+  g_ptr_array_unref (jobs);
+  return NULL;
+}
+
+static gboolean
+stop_cb (gpointer data)
+{
+  Serve *serve = data;
+
+  return g_cancellable_is_cancelled (serve->stop) || g_cancellable_is_cancelled (serve->caller);
+}
+
+/* A cancel entry: cancels the GCancellable of the call's function if it is
+ * held here, and remembers the call for a while, in case its entry is read
+ * after the cancel. */
+static void
+take_cancel (Serve *serve, redisReply *entry)
+{
+  GHashTable *fields = sluice_redis_entry_fields (entry);
+  const char *id = fields != NULL ? sluice_redis_field (fields, "cancel", NULL) : NULL;
+  GPtrArray *cancel = g_ptr_array_new_with_free_func (g_object_unref);
+  GHashTableIter iter;
+  gpointer value;
+
+  g_mutex_lock (&serve->mutex);
+  if (id != NULL && !g_hash_table_contains (serve->cancels, id))
+    {
+      char *copy = g_strdup (id);
+
+      g_queue_push_tail (&serve->cancel_order, copy);
+      g_hash_table_add (serve->cancels, copy);
+      if (g_queue_get_length (&serve->cancel_order) > MAX_RECENT_CANCELS)
+        {
+          char *oldest = g_queue_pop_head (&serve->cancel_order);
+
+          g_hash_table_remove (serve->cancels, oldest);
+          g_free (oldest);
+        }
+      g_hash_table_iter_init (&iter, serve->held);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          Job *job = value;
+
+          if (job->call_id != NULL && strcmp (job->call_id, id) == 0)
+            g_ptr_array_add (cancel, g_object_ref (job->cancellable));
+        }
+    }
+  g_mutex_unlock (&serve->mutex);
+  /* Outside the mutex: handlers of the function may run. */
+  for (guint i = 0; i < cancel->len; i++)
+    g_cancellable_cancel (cancel->pdata[i]);
+  g_ptr_array_unref (cancel);
+  if (fields != NULL)
+    g_hash_table_unref (fields);
+}
+
+/* The id of the newest entry of the control stream ("0-0" if none): the
+ * control thread reads the entries after it. */
+static char *
+newest_control_id (redisContext *c, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  char *id;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XREVRANGE");
+  sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_STREAM);
+  sluice_redis_args_add (&args, "+");
+  sluice_redis_args_add (&args, "-");
+  sluice_redis_args_add (&args, "COUNT");
+  sluice_redis_args_add (&args, "1");
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    return NULL;
+  id = g_strdup (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+                         reply->element[0]->type == REDIS_REPLY_ARRAY &&
+                         reply->element[0]->elements == 2
+                     ? reply->element[0]->element[0]->str
+                     : "0-0");
+  freeReplyObject (reply);
+  return id;
+}
+
+/* The control thread: reads every cancel entry (not as a group member:
+ * each remote worker sees all), from the newest one there when
+ * serve_redis () started. */
+static gpointer
+control_main (gpointer data)
+{
+  Serve *serve = data;
+  redisContext *c = NULL;
+  char *last_id = g_steal_pointer (&serve->control_last_id);
+
+  while (!stop_cb (serve))
+    {
+      SluiceRedisArgs args;
+      redisReply *reply, *entries;
+      GError *error = NULL;
+
+      if (c == NULL)
+        c = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0, stop_cb, serve, NULL);
+      if (c == NULL)
+        break;
+      sluice_redis_args_init_xread (&args, SLUICE_REDIS_CONTROL_STREAM, last_id, CONTROL_BLOCK_MS);
+      reply = sluice_redis_command (c, &args, &error);
+      entries = reply != NULL ? sluice_redis_xread_entries (reply) : NULL;
+      for (size_t i = 0; entries != NULL && i < entries->elements; i++)
+        {
+          redisReply *entry = entries->element[i];
+
+          if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+            continue;
+          g_free (last_id);
+          last_id = g_strdup (entry->element[0]->str);
+          take_cancel (serve, entry);
+        }
+      if (reply != NULL)
+        freeReplyObject (reply);
+      if (error != NULL)
+        {
+          if (!sluice_redis_connected (c))
+            redisFree (g_steal_pointer (&c));
+          else
+            g_usleep (TRANSIENT_WAIT_MS * 1000);
+          g_error_free (error);
+        }
+    }
+  if (c != NULL)
+    redisFree (c);
+  g_free (last_id);
+  return NULL;
 }
 
 static void
@@ -151,21 +377,13 @@ job_run (gpointer data, gpointer user_data)
   Job *job = data;
   Serve *serve = user_data;
 
-  if (job->error != NULL)
-    answer (serve, job, NULL, job->error);
-  else
-    {
-      GError *error = NULL;
-      GVariant *result =
-          sluice_function_registry_call (serve->registry, job->name, job->args, NULL, &error);
-
-      answer (serve, job, result, error);
-      g_clear_pointer (&result, g_variant_unref);
-      g_clear_error (&error);
-    }
+  /* Cancelled before it started: not run. */
+  if (job->error == NULL && !g_cancellable_set_error_if_cancelled (job->cancellable, &job->error))
+    job->result = sluice_function_registry_call (serve->registry, job->name, job->args,
+                                                 job->cancellable, &job->error);
 
   g_mutex_lock (&serve->mutex);
-  g_hash_table_remove (serve->held, job->key);
+  g_queue_push_tail (&serve->answers, job);
   g_cond_broadcast (&serve->cond);
   g_mutex_unlock (&serve->mutex);
 }
@@ -188,6 +406,7 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
   job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
   job->name = g_strdup (sluice_redis_field (fields, "fn", NULL));
   job->deliveries = deliveries;
+  job->cancellable = g_cancellable_new ();
   if (job->call_id == NULL || job->reply == NULL || job->name == NULL)
     job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
                               _ ("Malformed stream entry: no “%s”, “%s” or “%s” field"), "id", "fn",
@@ -212,6 +431,8 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
       return NULL;
     }
   g_hash_table_insert (serve->held, g_strdup (job->key), job);
+  if (job->call_id != NULL && g_hash_table_contains (serve->cancels, job->call_id))
+    g_cancellable_cancel (job->cancellable);
   g_mutex_unlock (&serve->mutex);
   return job;
 }
@@ -428,23 +649,38 @@ read_new (Serve *serve,
  *
  * Serves the functions of @self to the streams of @series in Redis, for
  * [class@Sluice.RedisWorker]s of other processes or machines, until
- * @cancellable is cancelled (then it returns %TRUE after the calls it
- * runs are answered) or the connection is lost (it returns %FALSE, and
- * the calls it held go to other members once their lease passes).
+ * @cancellable is cancelled: then it returns %TRUE after the calls it
+ * holds are answered.
+ *
+ * A connection lost while it serves (Redis restarted, the network down)
+ * is made again, after 50 ms, 100 ms, ... up to every second, for as long
+ * as it takes (a message on standard error says so); the groups are made
+ * again if Redis lost them. Answers of calls that ran meanwhile are
+ * written once it is back (a producer that sent the call again keeps the
+ * first result).
  *
  * It is a member of the consumer group `sluice-workers` of each stream,
- * reads calls as its threads become free, writes each result to the
- * caller's reply stream and acknowledges the entry in one transaction,
- * renews its claim on the calls it runs, and on start and every third of
- * the lease claims the entries other members left idle past the lease
- * (`XAUTOCLAIM`). An entry that cannot be read is answered with
- * %SLUICE_ERROR_INVALID_ARGUMENTS (or, with no reply stream to answer
- * to, acknowledged with a warning).
+ * reads calls for its threads and a few ahead, writes results to the
+ * callers' reply streams and acknowledges the entries in one transaction
+ * (the answers ready together in one), renews its claim on the calls it
+ * holds, and on start and every third of the lease claims the entries
+ * other members left idle past the lease (`XAUTOCLAIM`). An entry that
+ * cannot be read is answered with %SLUICE_ERROR_INVALID_ARGUMENTS (or,
+ * with no reply stream to answer to, acknowledged with a warning).
+ *
+ * A call the producer cancels (or that times out there) cancels the
+ * [class@Gio.Cancellable] its function gets, through the control stream
+ * `sluice:control` that every remote worker reads; a call cancelled before
+ * it started answers %G_IO_ERROR_CANCELLED without running. Cancelling
+ * @cancellable does not cancel the calls it runs.
  *
  * This function blocks: call it in a thread of its own or as the main
  * function of a worker program. It is safe to call from any thread.
  *
- * Returns: %TRUE when it stopped because @cancellable was cancelled
+ * Returns: %TRUE when it stopped because @cancellable was cancelled;
+ *   %FALSE with @error set when it could not connect at the start (an
+ *   unreachable server, a wrong password) or Redis gave an error other
+ *   than a lost connection
  */
 /* clang-format on */
 gboolean
@@ -462,6 +698,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   Serve serve = { 0 };
   redisContext *c;
   GThreadPool *pool;
+  GThread *writer, *control;
   char **streams;
   guint n_streams;
   char host[64] = "";
@@ -479,11 +716,11 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
     return FALSE;
   c = sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error);
   serve.out = c != NULL ? sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error) : NULL;
-  sluice_redis_endpoint_free (ep);
   if (serve.out == NULL)
     {
       if (c != NULL)
         redisFree (c);
+      sluice_redis_endpoint_free (ep);
       return FALSE;
     }
 
@@ -497,35 +734,72 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
       default_consumer = g_strdup_printf ("%s.%d", host, (int) getpid ());
     }
   serve.consumer = consumer != NULL ? consumer : default_consumer;
+  serve.endpoint = ep;
   serve.registry = sluice_worker_service_get_registry (self, &serve.n_threads);
   if (serve.n_threads == 0)
     serve.n_threads = g_get_num_processors ();
   serve.lease_ms = lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS;
   serve.max_deliveries = max_deliveries > 0 ? max_deliveries : DEFAULT_MAX_DELIVERIES;
+  serve.max_held = serve.n_threads + MAX (serve.n_threads, MIN_READ_AHEAD);
   g_mutex_init (&serve.mutex);
   g_cond_init (&serve.cond);
-  g_mutex_init (&serve.out_mutex);
+  g_queue_init (&serve.answers);
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
   pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
-
+  /* Cancellations from now on reach this worker. */
   for (guint i = 0; i < n_streams && local == NULL; i++)
     create_group (c, streams[i], &local);
+  serve.control_last_id = local == NULL ? newest_control_id (c, &local) : NULL;
+  if (serve.control_last_id == NULL)
+    serve.control_last_id = g_strdup ("0-0");
+  writer = g_thread_new ("sluice-redis-answer", writer_main, &serve);
+  serve.caller = cancellable;
+  serve.stop = g_cancellable_new ();
+  serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
+  g_queue_init (&serve.cancel_order);
+  control = g_thread_new ("sluice-redis-control", control_main, &serve);
 
-  while (local == NULL && !g_cancellable_is_cancelled (cancellable))
+  while (!g_cancellable_is_cancelled (cancellable))
     {
       gint64 now = g_get_monotonic_time ();
       guint n_held;
 
+      if (local != NULL)
+        {
+          if (sluice_redis_connected (c) && sluice_redis_error_is_transient (local))
+            {
+              g_clear_error (&local);
+              g_usleep (TRANSIENT_WAIT_MS * 1000);
+              continue;
+            }
+          if (sluice_redis_connected (c) && strstr (local->message, "NOGROUP") == NULL)
+            break;
+          /* Redis went away, or came back without the groups (it
+           * restarted without persistence): connect again and make them. */
+          if (!sluice_redis_connected (c))
+            {
+              g_message ("Redis connection lost (%s): reconnecting", local->message);
+              redisFree (g_steal_pointer (&c));
+            }
+          g_clear_error (&local);
+          if (c == NULL)
+            c = sluice_redis_reconnect (ep, COMMAND_TIMEOUT_MS, 0,
+                                        (SluiceRedisStopFunc) g_cancellable_is_cancelled,
+                                        cancellable, NULL);
+          if (c == NULL)
+            break;
+          for (guint i = 0; i < n_streams && local == NULL; i++)
+            create_group (c, streams[i], &local);
+          next_reclaim = 0;
+          continue;
+        }
+
       g_mutex_lock (&serve.mutex);
-      if (serve.failure != NULL)
-        local = g_steal_pointer (&serve.failure);
       n_held = g_hash_table_size (serve.held);
-      if (local == NULL && n_held >= serve.n_threads)
+      if (n_held >= serve.max_held)
         g_cond_wait_until (&serve.cond, &serve.mutex,
                            now + READ_BLOCK_MS * G_TIME_SPAN_MILLISECOND);
       g_mutex_unlock (&serve.mutex);
-      if (local != NULL)
-        break;
 
       if (now >= next_reclaim)
         {
@@ -533,25 +807,35 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
             reclaim (&serve, c, streams[i], pool, &local);
           if (local == NULL)
             renew (&serve, c, &local);
-          next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
+          if (local == NULL)
+            next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
           continue;
         }
-      if (n_held < serve.n_threads)
-        read_new (&serve, c, streams, n_streams, serve.n_threads - n_held, pool, &local);
+      if (n_held < serve.max_held)
+        read_new (&serve, c, streams, n_streams, serve.max_held - n_held, pool, &local);
     }
 
   /* The calls it runs are answered (or, with the connection lost, left to
    * other members). */
+  g_cancellable_cancel (serve.stop);
+  g_thread_join (control);
   g_thread_pool_free (pool, FALSE, TRUE);
-  if (local == NULL && serve.failure != NULL)
-    local = g_steal_pointer (&serve.failure);
-  g_clear_error (&serve.failure);
+  g_mutex_lock (&serve.mutex);
+  serve.writer_stop = TRUE;
+  g_cond_broadcast (&serve.cond);
+  g_mutex_unlock (&serve.mutex);
+  g_thread_join (writer);
   g_hash_table_unref (serve.held);
-  g_mutex_clear (&serve.out_mutex);
+  g_hash_table_unref (serve.cancels);
+  g_queue_clear_full (&serve.cancel_order, g_free);
+  g_object_unref (serve.stop);
   g_cond_clear (&serve.cond);
   g_mutex_clear (&serve.mutex);
-  redisFree (serve.out);
-  redisFree (c);
+  if (serve.out != NULL)
+    redisFree (serve.out);
+  if (c != NULL)
+    redisFree (c);
+  sluice_redis_endpoint_free (ep);
   g_strfreev (streams);
   g_free (default_consumer);
   if (local != NULL)

@@ -33,27 +33,46 @@
  * holds), so each call completes exactly once. `doc/remote-workers.md`
  * describes the protocol.
  *
+ * A call cancelled or timed out is deleted from its stream if no remote
+ * worker has read it yet; otherwise a cancel entry in the control stream
+ * `sluice:control` cancels the [class@Gio.Cancellable] of the remote
+ * function that runs it (its result is dropped).
+ *
  * Its two threads (one adds calls, one reads results) use blocking
- * commands, each on a connection of its own; when the connection is lost
- * the worker resigns ([signal@Sluice.Worker::resigned]), and the task
- * queue gives its calls to other workers.
+ * commands, each on a connection of its own. When a connection is lost,
+ * the calls in flight go back to the task queue (to another worker, or
+ * back to this one) and the worker connects again, for up to 30 seconds
+ * ([method@Sluice.RedisWorker.set_reconnect_timeout]); past that it
+ * resigns ([signal@Sluice.Worker::resigned]) and the task queue gives its
+ * calls to other workers.
  *
  * `SluiceRedisWorker` is MT-safe.
  */
 
 #define COMMAND_TIMEOUT_MS 10000
 #define READ_BLOCK_MS 200
+#define DEFAULT_RECONNECT_MS 30000
+/* Waits before trying again after Redis said it is loading or busy. */
+#define TRANSIENT_WAIT_MS 100
+/* Calls sent in one pipeline at most. */
+#define MAX_SEND_BATCH 256
+
+typedef struct _State State;
 
 /* A call in Redis. */
 typedef struct
 {
-  SluiceWorkerTask *task; /* (owned) */
+  State *state;
+  SluiceWorkerTask *task; /* (owned) (nullable) once taken out */
+  char *id;               /* CLIENT-ID:SEQUENCE */
   char *stream;
-  char *entry_id; /* (nullable) until XADD answered */
+  char *entry_id;            /* (nullable) until XADD answered */
+  GCancellable *cancellable; /* (owned) the task's */
+  gulong cancelled_id;
 } Flight;
 
 /* What the threads share with the object: they hold references on it. */
-typedef struct
+struct _State
 {
   GMutex mutex;
   GCond cond;
@@ -66,11 +85,13 @@ typedef struct
   GHashTable *attempts;    /* sequence -> attempts (GUINT_TO_POINTER) */
   GPtrArray *stop_waiters; /* of GTask (owned) */
   gboolean stopping;
-  gboolean failed; /* the connection was lost: resigning */
-  gboolean closed; /* crashed, resigned or finalized */
+  guint reconnect_ms; /* 0: resign when the connection is lost */
+  gboolean failed;    /* the connection was lost for good: resigning */
+  gboolean closed;    /* crashed, resigned or finalized */
   GWeakRef worker;
-  guint64 n_sent, n_redelivered, n_duplicates, n_results;
-} State;
+  GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
+  guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
+};
 
 struct _SluiceRedisWorker
 {
@@ -91,12 +112,17 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceRedisWorker,
                                G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
                                                       sluice_redis_worker_iface_init))
 
+/* Never with the state's mutex held, nor from the cancelled handler. */
 static void
 flight_free (gpointer data)
 {
   Flight *flight = data;
 
+  if (flight->cancelled_id != 0)
+    g_cancellable_disconnect (flight->cancellable, flight->cancelled_id);
+  g_clear_object (&flight->cancellable);
   g_clear_object (&flight->task);
+  g_free (flight->id);
   g_free (flight->stream);
   g_free (flight->entry_id);
   g_free (flight);
@@ -112,6 +138,7 @@ state_clear (gpointer data)
   g_ptr_array_unref (state->withdraw);
   g_hash_table_unref (state->attempts);
   g_ptr_array_unref (state->stop_waiters);
+  g_ptr_array_unref (state->cancelled);
   sluice_redis_endpoint_free (state->endpoint);
   g_free (state->client_id);
   g_free (state->reply_stream);
@@ -158,18 +185,14 @@ take_stop_waiters_if_idle_locked (State *state)
   return waiters;
 }
 
-/* Takes every task @state holds (transfer full), and closes it. */
-static GPtrArray *
-close_locked (State *state)
+/* Takes the tasks of the calls in flight into @tasks; their entries are to
+ * be withdrawn. */
+static void
+take_in_flight_locked (State *state, GPtrArray *tasks)
 {
-  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
-  SluiceWorkerTask *task;
   GHashTableIter iter;
   gpointer key, value;
 
-  state->closed = TRUE;
-  while ((task = g_queue_pop_head (&state->to_send)) != NULL)
-    g_ptr_array_add (tasks, task);
   g_hash_table_iter_init (&iter, state->in_flight);
   while (g_hash_table_iter_next (&iter, &key, &value))
     {
@@ -180,6 +203,19 @@ close_locked (State *state)
       g_free (key);
       g_ptr_array_add (state->withdraw, flight);
     }
+}
+
+/* Takes every task @state holds (transfer full), and closes it. */
+static GPtrArray *
+close_locked (State *state)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  SluiceWorkerTask *task;
+
+  state->closed = TRUE;
+  while ((task = g_queue_pop_head (&state->to_send)) != NULL)
+    g_ptr_array_add (tasks, task);
+  take_in_flight_locked (state, tasks);
   g_cond_broadcast (&state->cond);
   return tasks;
 }
@@ -220,23 +256,131 @@ fail (State *state, GError *error)
   sluice_worker_complete_stop_waiters (waiters);
 }
 
+static gboolean
+closed_cb (gpointer data)
+{
+  State *state = data;
+
+  return g_atomic_int_get (&state->closed);
+}
+
+/* The connection *@c of a thread was lost: the calls in flight go back to
+ * the queue (which may give them to this worker again: they wait to be
+ * sent), and the thread connects again for up to reconnect_ms. Past that
+ * (or with reconnect_ms 0) the worker resigns and the thread leaves:
+ * returns FALSE. */
+static gboolean
+lost (State *state, redisContext **c, GError *error)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *waiters;
+  guint reconnect_ms;
+  GError *local = NULL;
+
+  redisFree (g_steal_pointer (c));
+  g_mutex_lock (&state->mutex);
+  reconnect_ms = state->reconnect_ms;
+  if (reconnect_ms == 0 || state->closed)
+    {
+      g_mutex_unlock (&state->mutex);
+      fail (state, error);
+      return FALSE;
+    }
+  take_in_flight_locked (state, tasks);
+  state->n_reconnects++;
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+
+  g_debug ("Redis connection lost (%s): %u calls given back, reconnecting", error->message,
+           tasks->len);
+  g_error_free (error);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  sluice_worker_complete_stop_waiters (waiters);
+
+  *c = sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS,
+                               g_get_monotonic_time () +
+                                   (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
+                               closed_cb, state, &local);
+  if (*c == NULL)
+    {
+      fail (state, local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* GCancellable::cancelled of a call in flight (cancelled, or timed out),
+ * in any thread: while the worker still holds it, the sender withdraws
+ * it, gives it back and tells the remote workers. */
+static void
+task_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  Flight *flight = data; /* alive until disconnected */
+  State *state = flight->state;
+
+  g_mutex_lock (&state->mutex);
+  if (flight->task != NULL)
+    {
+      g_ptr_array_add (state->cancelled, g_strdup (flight->id));
+      g_cond_broadcast (&state->cond);
+    }
+  g_mutex_unlock (&state->mutex);
+}
+
+/* The calls cancelled since last time: those still in flight go back to
+ * the queue (their calls are done: it drops them) and to the entries to
+ * withdraw. Returns their ids (transfer full). */
+static GPtrArray *
+take_cancelled (State *state)
+{
+  GPtrArray *ids, *waiters, *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&state->mutex);
+  ids = g_steal_pointer (&state->cancelled);
+  state->cancelled = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < ids->len; i++)
+    {
+      Flight *flight;
+
+      if (steal_flight (state, ids->pdata[i], &flight))
+        {
+          g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
+          g_ptr_array_add (state->withdraw, flight);
+        }
+    }
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  sluice_worker_complete_stop_waiters (waiters);
+  return ids;
+}
+
+/* Deletes the entries of the calls withdrawn (cancelled, timed out, given
+ * back) from their streams, where no remote worker has read them yet, and
+ * tells the remote workers of the calls cancelled (a cancel entry in the
+ * control stream), so that one running it cancels its function's
+ * GCancellable: all in one pipeline. Best effort: a result that comes
+ * anyway is dropped. */
 static void
 withdraw (State *state, redisContext *c)
 {
-  GPtrArray *flights;
+  GPtrArray *flights, *cancelled = take_cancelled (state);
+  guint n = 0;
+  gboolean ok = c != NULL;
 
   g_mutex_lock (&state->mutex);
   flights = g_steal_pointer (&state->withdraw);
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
   g_mutex_unlock (&state->mutex);
 
-  /* Best effort: a call that has started runs on, and its result is
-   * dropped. */
-  for (guint i = 0; i < flights->len && c != NULL; i++)
+  for (guint i = 0; i < flights->len && ok; i++)
     {
       Flight *flight = flights->pdata[i];
       SluiceRedisArgs args;
-      redisReply *reply;
 
       if (flight->entry_id == NULL)
         continue;
@@ -244,63 +388,126 @@ withdraw (State *state, redisContext *c)
       sluice_redis_args_add (&args, "XDEL");
       sluice_redis_args_add (&args, flight->stream);
       sluice_redis_args_add (&args, flight->entry_id);
-      reply = sluice_redis_command (c, &args, NULL);
+      ok = sluice_redis_args_append (&args, c, NULL);
+      n += ok;
+    }
+  for (guint i = 0; i < cancelled->len && ok; i++)
+    {
+      SluiceRedisArgs args;
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XADD");
+      sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_STREAM);
+      sluice_redis_args_add (&args, "MAXLEN");
+      sluice_redis_args_add (&args, "~");
+      sluice_redis_args_add (&args, SLUICE_REDIS_CONTROL_MAXLEN);
+      sluice_redis_args_add (&args, "*");
+      sluice_redis_args_add (&args, "cancel");
+      sluice_redis_args_add (&args, cancelled->pdata[i]);
+      ok = sluice_redis_args_append (&args, c, NULL);
+      n += ok;
+    }
+  /* A lost connection shows in the next command. */
+  for (guint i = 0; i < n; i++)
+    {
+      redisReply *reply = sluice_redis_get_reply (c, NULL);
+
+      if (reply == NULL && !sluice_redis_connected (c))
+        break;
       if (reply != NULL)
         freeReplyObject (reply);
     }
   g_ptr_array_unref (flights);
+  g_ptr_array_unref (cancelled);
 }
 
+/* Puts @task (transfer full) in flight, then (with @c) appends its XADD to
+ * the pipeline of @c: in the table first, as its result can come at once,
+ * and whatever happens, so that a lost connection gives it back. */
 static gboolean
-send_one (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
+append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
 {
   guint64 seq = sluice_worker_task_get_sequence (task);
-  char *id = call_id (state, task);
   Flight *flight = g_new0 (Flight, 1);
   guint attempt;
   SluiceRedisArgs args;
-  redisReply *reply;
 
+  flight->id = call_id (state, task);
   flight->stream = sluice_redis_calls_stream (sluice_worker_task_get_series (task));
+  /* Before it is in the table (where the reader may complete and free it
+   * at once), outside the mutex (the handler runs now if it is cancelled
+   * already: it sees the task and this thread takes it out later). */
+  flight->state = state;
+  flight->task = task;
+  flight->cancellable = g_object_ref (sluice_worker_task_get_cancellable (task));
+  flight->cancelled_id =
+      g_cancellable_connect (flight->cancellable, G_CALLBACK (task_cancelled_cb), flight, NULL);
 
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "XADD");
   sluice_redis_args_add (&args, flight->stream);
   sluice_redis_args_add (&args, "*");
   sluice_redis_args_add (&args, "id");
-  sluice_redis_args_add (&args, id);
+  sluice_redis_args_add (&args, flight->id);
   sluice_redis_args_add (&args, "fn");
   sluice_redis_args_add (&args, sluice_worker_task_get_name (task));
   sluice_redis_args_add_value (&args, sluice_worker_task_get_args (task));
   sluice_redis_args_add (&args, "reply");
   sluice_redis_args_add (&args, state->reply_stream);
 
-  /* In the table before it is in Redis: its result can come at once. */
   g_mutex_lock (&state->mutex);
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
   g_hash_table_insert (state->attempts, g_memdup2 (&seq, sizeof seq), GUINT_TO_POINTER (attempt));
-  flight->task = task;
-  g_hash_table_insert (state->in_flight, g_strdup (id), flight);
+  g_hash_table_insert (state->in_flight, g_strdup (flight->id), flight);
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
   sluice_redis_args_add (&args, "attempt");
   sluice_redis_args_add_printf (&args, "%u", attempt);
-  reply = sluice_redis_command (c, &args, error);
-  if (reply == NULL)
+  if (c == NULL)
     {
-      g_free (id);
+      sluice_redis_args_clear (&args);
       return FALSE;
     }
+  return sluice_redis_args_append (&args, c, error);
+}
 
-  g_mutex_lock (&state->mutex);
-  flight = g_hash_table_lookup (state->in_flight, id);
-  if (flight != NULL && reply->type == REDIS_REPLY_STRING)
-    flight->entry_id = g_strdup (reply->str);
-  g_mutex_unlock (&state->mutex);
-  freeReplyObject (reply);
-  g_free (id);
-  return TRUE;
+/* Sends the calls of @tasks (transfer full) in one pipeline, then reads
+ * the entry ids Redis gave them. */
+static gboolean
+send_all (State *state, redisContext *c, GPtrArray *tasks, GError **error)
+{
+  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+  guint n = 0;
+  gboolean ok = TRUE;
+
+  for (guint i = 0; i < tasks->len; i++)
+    {
+      SluiceWorkerTask *task = tasks->pdata[i];
+
+      g_ptr_array_add (ids, call_id (state, task));
+      ok = append_send (state, ok ? c : NULL, g_object_ref (task), error);
+      n += ok;
+    }
+  for (guint i = 0; i < n && ok; i++)
+    {
+      redisReply *reply = sluice_redis_get_reply (c, error);
+      Flight *flight;
+
+      if (reply == NULL)
+        {
+          ok = FALSE;
+          break;
+        }
+      g_mutex_lock (&state->mutex);
+      flight = g_hash_table_lookup (state->in_flight, ids->pdata[i]);
+      if (flight != NULL && flight->entry_id == NULL && reply->type == REDIS_REPLY_STRING)
+        flight->entry_id = g_strdup (reply->str);
+      g_mutex_unlock (&state->mutex);
+      freeReplyObject (reply);
+    }
+  g_ptr_array_unref (ids);
+  return ok;
 }
 
 static gpointer
@@ -309,6 +516,7 @@ sender_main (gpointer data)
   State *state = data;
   GError *error = NULL;
   redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
 
   if (c == NULL)
     fail (state, g_steal_pointer (&error));
@@ -318,19 +526,20 @@ sender_main (gpointer data)
     {
       SluiceWorkerTask *task;
 
-      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 && !state->closed)
+      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 &&
+             state->cancelled->len == 0 && !state->closed)
         g_cond_wait (&state->cond, &state->mutex);
       if (state->closed)
         break;
-      task = g_queue_pop_head (&state->to_send);
+      /* All that waits, in one pipeline. */
+      while (tasks->len < MAX_SEND_BATCH && (task = g_queue_pop_head (&state->to_send)) != NULL)
+        g_ptr_array_add (tasks, task);
       g_mutex_unlock (&state->mutex);
 
       withdraw (state, c);
-      if (task != NULL && !send_one (state, c, task, &error))
-        {
-          fail (state, g_steal_pointer (&error));
-          redisFree (g_steal_pointer (&c));
-        }
+      if (!send_all (state, c, tasks, &error) && !lost (state, &c, g_steal_pointer (&error)))
+        c = NULL;
+      g_ptr_array_set_size (tasks, 0);
 
       g_mutex_lock (&state->mutex);
     }
@@ -339,6 +548,7 @@ sender_main (gpointer data)
   withdraw (state, c);
   if (c != NULL)
     redisFree (c);
+  g_ptr_array_unref (tasks);
   state_unref (state);
   return NULL;
 }
@@ -401,6 +611,7 @@ reader_main (gpointer data)
   GError *error = NULL;
   redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
   char *last_id = g_strdup ("0-0");
+  GPtrArray *read_ids = g_ptr_array_new_with_free_func (g_free);
 
   if (c == NULL)
     fail (state, g_steal_pointer (&error));
@@ -409,33 +620,55 @@ reader_main (gpointer data)
     {
       SluiceRedisArgs args;
       redisReply *reply, *entries;
+      gboolean ok = TRUE;
 
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XREAD");
-      sluice_redis_args_add (&args, "COUNT");
-      sluice_redis_args_add (&args, "256");
-      sluice_redis_args_add (&args, "BLOCK");
-      sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
-      sluice_redis_args_add (&args, "STREAMS");
-      sluice_redis_args_add (&args, state->reply_stream);
-      sluice_redis_args_add (&args, last_id);
-      reply = sluice_redis_command (c, &args, &error);
+      /* The answers read last time leave Redis, in the same round trip
+       * as the next read. */
+      if (read_ids->len > 0)
+        {
+          sluice_redis_args_init (&args);
+          sluice_redis_args_add (&args, "XDEL");
+          sluice_redis_args_add (&args, state->reply_stream);
+          for (guint i = 0; i < read_ids->len; i++)
+            sluice_redis_args_add (&args, read_ids->pdata[i]);
+          ok = sluice_redis_args_append (&args, c, &error);
+        }
+      sluice_redis_args_init_xread (&args, state->reply_stream, last_id, READ_BLOCK_MS);
+      if (ok)
+        ok = sluice_redis_args_append (&args, c, &error);
+      else
+        sluice_redis_args_clear (&args);
+      if (ok && read_ids->len > 0)
+        {
+          /* An error reply to XDEL leaves the XREAD's to read. */
+          reply = sluice_redis_get_reply (c, &error);
+          ok = reply != NULL || sluice_redis_connected (c);
+          if (ok)
+            g_clear_error (&error);
+          if (reply != NULL)
+            freeReplyObject (reply);
+        }
+      g_ptr_array_set_size (read_ids, 0);
+      reply = ok ? sluice_redis_get_reply (c, &error) : NULL;
+      if (reply == NULL && sluice_redis_connected (c) && sluice_redis_error_is_transient (error))
+        {
+          /* Redis is loading its data after a restart: wait. */
+          g_clear_error (&error);
+          g_usleep (TRANSIENT_WAIT_MS * 1000);
+          continue;
+        }
       if (reply == NULL)
         {
-          fail (state, g_steal_pointer (&error));
-          break;
+          if (!lost (state, &c, g_steal_pointer (&error)))
+            break;
+          continue;
         }
-      /* [[stream, [entry, ...]]], or nil when the block timed out. */
-      if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
-          reply->element[0]->elements != 2)
+      entries = sluice_redis_xread_entries (reply);
+      if (entries == NULL)
         {
           freeReplyObject (reply);
           continue;
         }
-      entries = reply->element[0]->element[1];
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XDEL");
-      sluice_redis_args_add (&args, state->reply_stream);
       for (size_t i = 0; i < entries->elements; i++)
         {
           redisReply *entry = entries->element[i];
@@ -444,17 +677,9 @@ reader_main (gpointer data)
             {
               g_free (last_id);
               last_id = g_strdup (entry->element[0]->str);
-              sluice_redis_args_add (&args, last_id);
+              g_ptr_array_add (read_ids, g_strdup (last_id));
             }
           take_reply (state, entry);
-        }
-      freeReplyObject (reply);
-      /* The answers read leave Redis. */
-      reply = sluice_redis_command (c, &args, &error);
-      if (reply == NULL)
-        {
-          fail (state, g_steal_pointer (&error));
-          break;
         }
       freeReplyObject (reply);
     }
@@ -473,6 +698,7 @@ reader_main (gpointer data)
       redisFree (c);
     }
   g_free (last_id);
+  g_ptr_array_unref (read_ids);
   state_unref (state);
   return NULL;
 }
@@ -638,6 +864,8 @@ sluice_redis_worker_init (SluiceRedisWorker *self)
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
   state->attempts = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   state->stop_waiters = g_ptr_array_new ();
+  state->cancelled = g_ptr_array_new_with_free_func (g_free);
+  state->reconnect_ms = DEFAULT_RECONNECT_MS;
   g_weak_ref_init (&state->worker, self);
   self->state = state;
 }
@@ -731,7 +959,8 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  * Redis now), `results` (calls completed with a result),
  * `redelivered` (results of calls a remote worker had reclaimed from
  * another, after its lease passed), `duplicates` (results dropped: a
- * call's second result, or a result of a call no longer held).
+ * call's second result, or a result of a call no longer held),
+ * `reconnects` (connections lost and made again).
  *
  * This function is safe to call from any thread.
  *
@@ -756,6 +985,33 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
                          g_variant_new_uint64 (state->n_redelivered));
   g_variant_builder_add (&builder, "{sv}", "duplicates",
                          g_variant_new_uint64 (state->n_duplicates));
+  g_variant_builder_add (&builder, "{sv}", "reconnects",
+                         g_variant_new_uint64 (state->n_reconnects));
   g_mutex_unlock (&state->mutex);
   return g_variant_builder_end (&builder);
+}
+
+/**
+ * sluice_redis_worker_set_reconnect_timeout:
+ * @self: a Redis worker
+ * @timeout_ms: how long to try to connect again, in milliseconds; 0 to
+ *   resign at once
+ *
+ * Sets how long @self tries to connect again when its connection to Redis
+ * is lost (30 seconds by default), after 50 ms, 100 ms, ... up to every
+ * second. Meanwhile the calls it had in Redis go back to its task queue
+ * (which gives them to another worker or back to @self, where they wait to
+ * be sent again), so a call may run twice: the first result is kept.
+ * Past @timeout_ms it resigns ([signal@Sluice.Worker::resigned]).
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_redis_worker_set_reconnect_timeout (SluiceRedisWorker *self, guint timeout_ms)
+{
+  g_return_if_fail (SLUICE_IS_REDIS_WORKER (self));
+
+  g_mutex_lock (&self->state->mutex);
+  self->state->reconnect_ms = timeout_ms;
+  g_mutex_unlock (&self->state->mutex);
 }

@@ -177,6 +177,66 @@ sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GEr
   return c;
 }
 
+gboolean
+sluice_redis_connected (redisContext *c)
+{
+  return c != NULL && c->err == 0;
+}
+
+gboolean
+sluice_redis_error_is_transient (const GError *error)
+{
+  const char *const transient[] = { "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (transient); i++)
+    if (strstr (error->message, transient[i]) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
+#define RECONNECT_FIRST_MS 50
+#define RECONNECT_MAX_MS 1000
+#define RECONNECT_CHECK_MS 10
+
+redisContext *
+sluice_redis_reconnect (const SluiceRedisEndpoint *endpoint,
+                        guint timeout_ms,
+                        gint64 deadline,
+                        SluiceRedisStopFunc stop,
+                        gpointer stop_data,
+                        GError **error)
+{
+  guint backoff_ms = RECONNECT_FIRST_MS;
+
+  for (;;)
+    {
+      GError *local = NULL;
+      redisContext *c = sluice_redis_connect (endpoint, timeout_ms, &local);
+      gint64 wake;
+
+      if (c != NULL)
+        return c;
+      wake = g_get_monotonic_time () + backoff_ms * G_TIME_SPAN_MILLISECOND;
+      if (deadline > 0 && wake > deadline)
+        {
+          g_propagate_error (error, local);
+          return NULL;
+        }
+      g_error_free (local);
+      while (g_get_monotonic_time () < wake)
+        {
+          if (stop (stop_data))
+            {
+              g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                   _ ("Stopped while reconnecting to Redis"));
+              return NULL;
+            }
+          g_usleep (RECONNECT_CHECK_MS * 1000);
+        }
+      backoff_ms = MIN (backoff_ms * 2, RECONNECT_MAX_MS);
+    }
+}
+
 void
 sluice_redis_args_init (SluiceRedisArgs *args)
 {
@@ -288,6 +348,33 @@ sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError **error)
   if (!sluice_redis_args_append (args, c, error))
     return NULL;
   return sluice_redis_get_reply (c, error);
+}
+
+void
+sluice_redis_args_init_xread (SluiceRedisArgs *args,
+                              const char *stream,
+                              const char *last_id,
+                              guint block_ms)
+{
+  sluice_redis_args_init (args);
+  sluice_redis_args_add (args, "XREAD");
+  sluice_redis_args_add (args, "COUNT");
+  sluice_redis_args_add (args, "256");
+  sluice_redis_args_add (args, "BLOCK");
+  sluice_redis_args_add_printf (args, "%u", block_ms);
+  sluice_redis_args_add (args, "STREAMS");
+  sluice_redis_args_add (args, stream);
+  sluice_redis_args_add (args, last_id);
+}
+
+redisReply *
+sluice_redis_xread_entries (redisReply *reply)
+{
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+      reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
+      reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
+    return NULL;
+  return reply->element[0]->element[1];
 }
 
 char *

@@ -41,10 +41,9 @@ die_with_parent (gpointer data)
 }
 
 static GSubprocess *
-spawn (const char *const *argv)
+spawn (const char *const *argv, GSubprocessFlags flags)
 {
-  g_autoptr (GSubprocessLauncher) launcher =
-      g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  g_autoptr (GSubprocessLauncher) launcher = g_subprocess_launcher_new (flags);
   GError *error = NULL;
   GSubprocess *process;
 
@@ -59,18 +58,58 @@ typedef struct
   char *dir;
   char *socket;
   char *endpoint;
+  GStrv argv;
+  char *password;
   GSubprocess *process;
   redisContext *c; /* the test's own connection, for checks */
 } Server;
 
-static Server *
-server_start (const char *password)
+/* Starts (again) the server of @server, and connects once it answers. */
+static void
+server_spawn (Server *server)
 {
-  Server *server;
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  GError *error = NULL;
   gint64 deadline = deadline_from_now ();
   struct timeval tv = { 1, 0 };
+
+  server->process = spawn ((const char *const *) server->argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  /* It answers once its socket accepts (and, with persistence, once it
+   * has loaded its data). */
+  while (g_get_monotonic_time () < deadline)
+    {
+      redisContext *c = redisConnectUnixWithTimeout (server->socket, tv);
+      redisReply *reply = c != NULL && c->err == 0 ? redisCommand (c, "PING") : NULL;
+
+      if (reply != NULL && reply->type != REDIS_REPLY_ERROR)
+        {
+          freeReplyObject (reply);
+          server->c = c;
+          break;
+        }
+      if (reply != NULL && strstr (reply->str, "NOAUTH") != NULL)
+        {
+          freeReplyObject (reply);
+          server->c = c;
+          break;
+        }
+      if (reply != NULL)
+        freeReplyObject (reply);
+      if (c != NULL)
+        redisFree (c);
+      g_usleep (10000);
+    }
+  g_assert_nonnull (server->c);
+  if (server->password != NULL)
+    freeReplyObject (redisCommand (server->c, "AUTH %s", server->password));
+}
+
+/* A redis-server on a private socket; with @appendonly, every write is on
+ * disk before it is answered (appendfsync always). */
+static Server *
+server_start_full (const char *password, gboolean appendonly)
+{
+  Server *server;
+  g_autoptr (GStrvBuilder) argv = g_strv_builder_new ();
+  GError *error = NULL;
   g_autofree char *program = g_find_program_in_path ("redis-server");
 
   if (program == NULL)
@@ -83,54 +122,73 @@ server_start (const char *password)
   g_assert_no_error (error);
   server->socket = g_build_filename (server->dir, "redis.sock", NULL);
   server->endpoint = g_strconcat ("unix:", server->socket, NULL);
-  g_ptr_array_add (argv, "redis-server");
-  g_ptr_array_add (argv, "--port");
-  g_ptr_array_add (argv, "0");
-  g_ptr_array_add (argv, "--unixsocket");
-  g_ptr_array_add (argv, server->socket);
-  g_ptr_array_add (argv, "--save");
-  g_ptr_array_add (argv, "");
-  g_ptr_array_add (argv, "--appendonly");
-  g_ptr_array_add (argv, "no");
-  g_ptr_array_add (argv, "--dir");
-  g_ptr_array_add (argv, server->dir);
+  server->password = g_strdup (password);
+  g_strv_builder_add_many (argv, "redis-server", "--port", "0", "--unixsocket", server->socket,
+                           "--save", "", "--dir", server->dir, NULL);
+  if (appendonly)
+    g_strv_builder_add_many (argv, "--appendonly", "yes", "--appendfsync", "always", NULL);
+  else
+    g_strv_builder_add_many (argv, "--appendonly", "no", NULL);
   if (password != NULL)
-    {
-      g_ptr_array_add (argv, "--requirepass");
-      g_ptr_array_add (argv, (char *) password);
-    }
-  g_ptr_array_add (argv, NULL);
-  server->process = spawn ((const char *const *) argv->pdata);
-
-  /* It answers once its socket accepts. */
-  while (g_get_monotonic_time () < deadline)
-    {
-      redisContext *c = redisConnectUnixWithTimeout (server->socket, tv);
-
-      if (c != NULL && c->err == 0)
-        {
-          server->c = c;
-          break;
-        }
-      if (c != NULL)
-        redisFree (c);
-      g_usleep (10000);
-    }
-  g_assert_nonnull (server->c);
-  if (password != NULL)
-    freeReplyObject (redisCommand (server->c, "AUTH %s", password));
+    g_strv_builder_add_many (argv, "--requirepass", password, NULL);
+  server->argv = g_strv_builder_end (argv);
+  server_spawn (server);
   return server;
+}
+
+static Server *
+server_start (const char *password)
+{
+  return server_start_full (password, FALSE);
+}
+
+/* Kills the server (SIGKILL: what was not on disk is lost) and starts it
+ * again on the same socket. */
+static void
+server_restart (Server *server)
+{
+  redisFree (g_steal_pointer (&server->c));
+  g_subprocess_force_exit (server->process);
+  g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
+  g_clear_object (&server->process);
+  server_spawn (server);
 }
 
 static void
 server_stop (Server *server)
 {
+  g_autoptr (GDir) dir = NULL;
+  const char *name;
+
   redisFree (server->c);
   g_subprocess_force_exit (server->process);
   g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
   g_object_unref (server->process);
-  g_remove (server->socket);
+  /* The socket, and the append-only files if any. */
+  dir = g_dir_open (server->dir, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (server->dir, name, NULL);
+
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        {
+          g_autoptr (GDir) sub = g_dir_open (path, 0, NULL);
+          const char *sub_name;
+
+          while (sub != NULL && (sub_name = g_dir_read_name (sub)) != NULL)
+            {
+              g_autofree char *sub_path = g_build_filename (path, sub_name, NULL);
+
+              g_remove (sub_path);
+            }
+          g_rmdir (path);
+        }
+      else
+        g_remove (path);
+    }
   g_rmdir (server->dir);
+  g_strfreev (server->argv);
+  g_free (server->password);
   g_free (server->socket);
   g_free (server->endpoint);
   g_free (server->dir);
@@ -150,6 +208,26 @@ server_integer (Server *server, const char *command, const char *arg)
   return n;
 }
 
+static long long
+pending_count (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XPENDING %s sluice-workers", stream);
+  long long n = 0;
+
+  g_assert_nonnull (reply);
+  /* NOGROUP until a remote worker created the group. */
+  if (reply->type == REDIS_REPLY_ERROR)
+    {
+      freeReplyObject (reply);
+      return 0;
+    }
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  g_assert_cmpint (reply->element[0]->type, ==, REDIS_REPLY_INTEGER);
+  n = reply->element[0]->integer;
+  freeReplyObject (reply);
+  return n;
+}
+
 /* ---- remote workers in threads of the test --------------------------- */
 
 /* worker-test-module.c, linked in: square, fail, die, sleep... */
@@ -165,6 +243,21 @@ typedef struct
   GError *error;
 } Remote;
 
+/* "count-cancel" () -> error: counts itself as started, waits until its
+ * cancellable is cancelled, counts that it saw it, and fails. */
+static gint n_count_cancel_started, n_count_cancel_seen;
+
+static GVariant *
+count_cancel (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  g_atomic_int_inc (&n_count_cancel_started);
+  while (!g_cancellable_is_cancelled (cancellable))
+    g_usleep (1000);
+  g_atomic_int_inc (&n_count_cancel_seen);
+  g_cancellable_set_error_if_cancelled (cancellable, error);
+  return NULL;
+}
+
 static gpointer
 remote_main (gpointer data)
 {
@@ -173,6 +266,7 @@ remote_main (gpointer data)
   SluiceWorkerService *service = sluice_worker_service_new (2);
 
   g_assert_true (sluice_worker_module_init (service, NULL));
+  sluice_worker_service_register (service, "count-cancel", NULL, count_cancel, NULL, NULL);
   remote->ok =
       sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
                                          0, 0, remote->cancellable, &remote->error);
@@ -375,7 +469,7 @@ sample_cb (gpointer data)
 static void
 test_calls_in_order (void)
 {
-  const guint n = 3000, max_in_flight = 8;
+  const guint n = sluice_test_scale (3000, 4), max_in_flight = 8;
   Server *server = server_start (NULL);
   SluiceRedisWorker *worker;
   SluiceTaskQueue *queue;
@@ -506,19 +600,18 @@ stop_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   g_assert_no_error (error);
 }
 
+/* @n items through an ordered producer whose items are named calls through
+ * Redis to two remote workers; with @restart, Redis is restarted once a
+ * quarter of them is done. */
 static void
-test_ordered_producer (void)
+ordered_squares (Server *server, guint n, gboolean restart)
 {
-  const guint n = 2000;
-  Server *server = server_start (NULL);
   SluiceRedisWorker *worker;
   SluiceTaskQueue *queue;
   SluiceOrderedItemProducer *producer;
   Remote *a, *b;
   int n_consumed = -1;
 
-  if (server == NULL)
-    return;
   a = remote_start (server, "a");
   b = remote_start (server, "b");
   queue = producer_new (server, "squares", 16, &worker);
@@ -534,15 +627,36 @@ test_ordered_producer (void)
                                                  NULL);
     }
   sluice_ordered_item_producer_stop_async (producer, NULL, stop_done_cb, &n_consumed);
+  if (restart)
+    {
+      WAIT_UNTIL (stat_of (worker, "results") >= n / 4);
+      server_restart (server);
+    }
   WAIT_UNTIL (n_consumed >= 0);
   g_assert_cmpint (n_consumed, ==, n);
+  g_test_message ("%" G_GUINT64_FORMAT " sent for %u calls, %" G_GUINT64_FORMAT
+                  " duplicates dropped, %" G_GUINT64_FORMAT " reconnects",
+                  stat_of (worker, "sent"), n, stat_of (worker, "duplicates"),
+                  stat_of (worker, "reconnects"));
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+  if (restart)
+    g_assert_cmpuint (stat_of (worker, "reconnects"), >=, 1);
 
   g_object_unref (producer);
   queue_shutdown (queue);
   g_object_unref (worker);
   remote_stop (a);
   remote_stop (b);
+}
+
+static void
+test_ordered_producer (void)
+{
+  Server *server = server_start (NULL);
+
+  if (server == NULL)
+    return;
+  ordered_squares (server, sluice_test_scale (2000, 4), FALSE);
   server_stop (server);
 }
 
@@ -603,6 +717,56 @@ test_timeout (void)
   rig_stop (&rig);
 }
 
+/* A call cancelled, and a call timed out, while a remote worker runs
+ * them: each fails at once (G_IO_ERROR_CANCELLED, G_IO_ERROR_TIMED_OUT),
+ * the cancel entry reaches the remote function's GCancellable, and the
+ * function's own CANCELLED answer is dropped as a late result. */
+static void
+test_remote_cancel (void)
+{
+  Rig rig;
+  Calls *calls;
+  GCancellable *cancellable = g_cancellable_new ();
+
+  if (!rig_start (&rig))
+    {
+      g_object_unref (cancellable);
+      return;
+    }
+  g_atomic_int_set (&n_count_cancel_started, 0);
+  g_atomic_int_set (&n_count_cancel_seen, 0);
+  calls = calls_new (3);
+  for (guint i = 0; i < 2; i++)
+    {
+      CallData *data = g_new0 (CallData, 1);
+
+      data->calls = calls;
+      data->index = i;
+      /* The first is cancelled, the second times out after 3 s. */
+      sluice_task_queue_call_async (rig.queue, NULL, "count-cancel", NULL, 0, i == 0 ? 0 : 3000,
+                                    i == 0 ? cancellable : NULL, call_done_cb, data);
+    }
+  /* Both running in the remote worker (two threads). */
+  WAIT_UNTIL (g_atomic_int_get (&n_count_cancel_started) == 2);
+  g_assert_cmpint (g_atomic_int_get (&n_count_cancel_seen), ==, 0);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  WAIT_UNTIL (g_atomic_int_get (&n_count_cancel_seen) == 2);
+  WAIT_UNTIL (stat_of (rig.worker, "duplicates") == 2);
+  g_assert_cmpint (server_integer (rig.server, "XLEN", "sluice:control"), ==, 2);
+
+  /* The worker serves on. */
+  call (rig.queue, calls, 2, NULL, "square", g_variant_new ("(x)", (gint64) 4));
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_no_error (calls->errors[2]);
+
+  g_object_unref (cancellable);
+  calls_free (calls, 3);
+  rig_stop (&rig);
+}
+
 static void
 shutdown_any_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -610,10 +774,11 @@ shutdown_any_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   *(gboolean *) user_data = TRUE;
 }
 
-/* Redis goes away mid-call: the worker resigns and gives its call back to
- * the queue (which has no other worker: shutting down fails it with
- * SLUICE_ERROR_NO_WORKER), the remote worker returns its error; nothing
- * hangs. */
+/* Redis goes away mid-call and does not come back: the worker tries to
+ * connect again for its reconnect timeout, gives its call back to the
+ * queue, then resigns (the queue has no other worker: shutting down fails
+ * the call with SLUICE_ERROR_NO_WORKER); the remote worker keeps trying
+ * until it is cancelled. Nothing hangs. */
 static void
 test_connection_lost (void)
 {
@@ -629,6 +794,7 @@ test_connection_lost (void)
     return;
   a = remote_start (server, "a");
   queue = producer_new (server, NULL, 4, &worker);
+  sluice_redis_worker_set_reconnect_timeout (worker, 200);
   g_signal_connect_swapped (worker, "resigned", G_CALLBACK (quit_cb), &resigned);
   calls = calls_new (1);
   call (queue, calls, 0, NULL, "sleep", g_variant_new ("(u)", 400));
@@ -637,23 +803,50 @@ test_connection_lost (void)
   g_assert_true (g_subprocess_wait (server->process, NULL, NULL));
   WAIT_UNTIL (g_atomic_int_get (&resigned));
   g_assert_cmpuint (calls->n_done, ==, 0);
+  g_assert_cmpuint (stat_of (worker, "reconnects"), >=, 1);
 
   sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_any_cb, &shut_down);
   WAIT_UNTIL (shut_down && calls->n_done == 1);
   g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_NO_WORKER);
 
-  g_cancellable_cancel (a->cancellable);
-  g_thread_join (a->thread);
-  g_assert_false (a->ok);
-  g_assert_nonnull (a->error);
-  g_test_message ("remote worker: %s", a->error->message);
-  g_clear_error (&a->error);
-  remote_free (a);
+  /* Cancelled while it waits for Redis to come back. */
+  remote_stop (a);
 
   calls_free (calls, 1);
   g_object_unref (queue);
   g_object_unref (worker);
   server_stop (server);
+}
+
+/* Redis restarted (SIGKILL, then started again on the same socket) in the
+ * middle of a run of an ordered producer whose items are named calls
+ * through Redis. Without persistence Redis loses the calls, the answers
+ * and the consumer group; with appendonly (fsync always) it keeps them.
+ * Either way both ends connect again, the producer-side worker gives the
+ * calls it had in Redis back to the queue, which sends them again, and
+ * the first result of each wins: the consumer sees every item exactly
+ * once, in order. */
+static void
+redis_restart (gboolean appendonly)
+{
+  Server *server = server_start_full (NULL, appendonly);
+
+  if (server == NULL)
+    return;
+  ordered_squares (server, sluice_test_scale (1000, 4), TRUE);
+  server_stop (server);
+}
+
+static void
+test_redis_restart (void)
+{
+  redis_restart (FALSE);
+}
+
+static void
+test_redis_restart_appendonly (void)
+{
+  redis_restart (TRUE);
 }
 
 /* Malformed entries are answered with an error (when they name a reply
@@ -739,19 +932,28 @@ test_connection_errors (void)
 
 /* ---- remote workers in processes, killed ----------------------------- */
 
+/* `sluice-worker --redis` serving the test module with two threads. */
 static GSubprocess *
 helper_start (Server *server, const char *series, guint index, guint lease_ms, guint max_deliveries)
 {
-  g_autofree char *consumer = g_strdup_printf ("helper-%u", index);
-  g_autofree char *lease = g_strdup_printf ("%u", lease_ms);
-  g_autofree char *deliveries = g_strdup_printf ("%u", max_deliveries);
-  GError *error = NULL;
-  GSubprocess *helper =
-      g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, g_getenv ("SLUICE_REDIS_TEST_WORKER"),
-                        server->endpoint, series, consumer, lease, deliveries, NULL);
+  g_autofree char *redis = g_strconcat ("--redis=", server->endpoint, NULL);
+  g_autofree char *series_arg = g_strconcat ("--series=", series, NULL);
+  g_autofree char *consumer = g_strdup_printf ("--consumer=helper-%u", index);
+  g_autofree char *lease = g_strdup_printf ("--lease-ms=%u", lease_ms);
+  g_autofree char *deliveries = g_strdup_printf ("--max-deliveries=%u", max_deliveries);
+  const char *argv[] = {
+    g_getenv ("SLUICE_WORKER_TOOL"),
+    redis,
+    series_arg,
+    consumer,
+    lease,
+    deliveries,
+    "--threads=2",
+    g_getenv ("SLUICE_WORKER_TEST_MODULE"),
+    NULL,
+  };
 
-  g_assert_no_error (error);
-  return helper;
+  return spawn (argv, G_SUBPROCESS_FLAGS_NONE);
 }
 
 static void
@@ -849,6 +1051,49 @@ test_worker_lost (void)
   server_stop (server);
 }
 
+/* `sluice-worker --redis`: SIGTERM stops it cleanly (status 0) after it
+ * answered the call it was running; usage errors exit with status 2. */
+static void
+test_tool_sigterm (void)
+{
+  Server *server = server_start (NULL);
+  GSubprocess *helper;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+  GError *error = NULL;
+  const char *no_series[] = { g_getenv ("SLUICE_WORKER_TOOL"), "--redis=unix:/nonexistent",
+                              g_getenv ("SLUICE_WORKER_TEST_MODULE"), NULL };
+
+  if (server == NULL)
+    return;
+  helper = spawn (no_series, G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_assert_true (g_subprocess_wait (helper, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 2);
+  g_object_unref (helper);
+
+  helper = helper_start (server, "tool", 0, 0, 0);
+  queue = producer_new (server, "tool", 4, &worker);
+  calls = calls_new (1);
+  call (queue, calls, 0, "tool", "sleep", g_variant_new ("(u)", 300));
+  WAIT_UNTIL (pending_count (server, "sluice:calls:tool") == 1);
+  g_subprocess_send_signal (helper, SIGTERM);
+  g_assert_true (g_subprocess_wait (helper, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (helper));
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 0);
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_no_error (calls->errors[0]);
+  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls:tool"), ==, 0);
+
+  g_object_unref (helper);
+  calls_free (calls, 1);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  server_stop (server);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -861,10 +1106,14 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/ordered-producer", test_ordered_producer);
   g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
   g_test_add_func ("/redis-worker/timeout", test_timeout);
+  g_test_add_func ("/redis-worker/remote-cancel", test_remote_cancel);
   g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
+  g_test_add_func ("/redis-worker/redis-restart", test_redis_restart);
+  g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
   g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
+  g_test_add_func ("/redis-worker/tool-sigterm", test_tool_sigterm);
   return g_test_run ();
 }

@@ -20,6 +20,18 @@ square (GVariant *args, GCancellable *cancellable, gpointer data, GError **error
   return g_variant_new ("(x)", n * n);
 }
 
+/* "slow-square" (x) -> (x): the square, after 2 ms (the Redis tests kill
+ * workers in the middle of such calls). */
+static GVariant *
+slow_square (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  gint64 n;
+
+  g_variant_get (args, "(x)", &n);
+  g_usleep (2000);
+  return g_variant_new ("(x)", n * n);
+}
+
 /* "pid" () -> (i): the helper's process id. */
 static GVariant *
 pid (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
@@ -107,6 +119,7 @@ G_MODULE_EXPORT gboolean
 sluice_worker_module_init (SluiceWorkerService *service, GError **error)
 {
   sluice_worker_service_register (service, "square", "(x)", square, NULL, NULL);
+  sluice_worker_service_register (service, "slow-square", "(x)", slow_square, NULL, NULL);
   sluice_worker_service_register (service, "pid", "()", pid, NULL, NULL);
   sluice_worker_service_register (service, "sleep", "(u)", sleep_ms, NULL, NULL);
   sluice_worker_service_register (service, "hang", "(u)", hang, NULL, NULL);

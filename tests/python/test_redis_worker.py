@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+# test_redis_worker.py: remote workers through Redis from Python, through
+# GObject Introspection
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Run by meson test (tests/python/run-python-test.sh) with GI_TYPELIB_PATH and
+# LD_LIBRARY_PATH pointing into the build tree. TAP output. Each test case
+# starts its own redis-server on a private unix socket; skips (with a
+# message) without python3-gi or redis-server.
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sluice_tap  # noqa: E402
+
+try:
+    import gi
+except ImportError:
+    print("1..0 # SKIP python3-gi is not installed (Debian: apt-get install python3-gi)")
+    sys.exit(0)
+if shutil.which("redis-server") is None:
+    print("1..0 # SKIP redis-server is not installed (Debian: apt-get install redis-server)")
+    sys.exit(0)
+
+gi.require_version("GLib", "2.0")
+gi.require_version("Gio", "2.0")
+gi.require_version("Sluice", "1")
+from gi.repository import GLib, Gio, Sluice  # noqa: E402
+
+DEADLINE_S = 60
+
+
+def wait_until(cond):
+    context = GLib.MainContext.default()
+    deadline = GLib.get_monotonic_time() + DEADLINE_S * 1000000
+    tick = GLib.timeout_add(2, lambda: True)
+    try:
+        while not cond() and GLib.get_monotonic_time() < deadline:
+            context.iteration(True)
+    finally:
+        GLib.source_remove(tick)
+    assert cond(), "timed out"
+
+
+def stats(worker):
+    return worker.get_stats().unpack()
+
+
+class RedisWorkers(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="sluice-redis-py-")
+        self.socket = os.path.join(self.dir, "redis.sock")
+        self.endpoint = "unix:" + self.socket
+        self.server = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", self.socket, "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(self.socket)
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "redis-server did not start")
+            time.sleep(0.01)
+        self.helpers = []
+        self.queue = Sluice.TaskQueue.new(1)
+
+    def tearDown(self):
+        done = []
+        self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        wait_until(lambda: done)
+        for helper in self.helpers:
+            helper.send_signal(signal.SIGTERM)
+            self.assertEqual(helper.wait(DEADLINE_S), 0)
+        self.server.kill()
+        self.server.wait()
+        shutil.rmtree(self.dir)
+
+    def call(self, series, name, args, cancellable=None, timeout=0):
+        out = []
+
+        def done(queue, res):
+            try:
+                out.append(queue.call_finish(res))
+            except GLib.Error as e:
+                out.append(e)
+
+        self.queue.call_async(series, name, args, GLib.PRIORITY_DEFAULT, timeout, cancellable, done)
+        return out
+
+    @unittest.skipUnless(os.environ.get("SLUICE_WORKER_TOOL"), "no sluice-worker tool given")
+    def test_ordered_producer_through_sluice_worker(self):
+        # Two `sluice-worker --redis` processes serve the example module;
+        # an ordered producer fills its slots with the results, in order.
+        for i in range(2):
+            self.helpers.append(subprocess.Popen(
+                [os.environ["SLUICE_WORKER_TOOL"], "--redis=" + self.endpoint, "--series=py",
+                 "--consumer=py-%d" % i, "--threads=2",
+                 os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]))
+        worker = Sluice.RedisWorker.new(self.endpoint, None, ["py"], 8)
+        self.queue.hire(worker)
+        producer = Sluice.OrderedItemProducer(window=16, task_queue=self.queue)
+        got = []
+
+        def consume(consumerator, *unused):
+            for item in consumerator:
+                got.append(item.unpack())
+            return len(got)
+
+        producer.start(consume)
+        n = 300
+        for i in range(n):
+            wait_until(producer.is_ready)
+            producer.produce_call("py", "sum", GLib.Variant("(ai)", (list(range(i)),)),
+                                  GLib.PRIORITY_DEFAULT, 0, None, None)
+        self.assertEqual(producer.stop(), n)
+        self.assertEqual(got, [(i * (i - 1) // 2,) for i in range(n)])
+        counters = stats(worker)
+        self.assertEqual(counters["results"], n)
+        self.assertEqual(counters["in-flight"], 0)
+        self.assertEqual(counters["duplicates"], 0)
+
+    def test_python_remote_worker(self):
+        # The remote side in Python too: a WorkerService serving a Python
+        # function through Redis, in a thread; errors cross with their
+        # domain and code; a cancelled call reaches the function's
+        # cancellable.
+        service = Sluice.WorkerService.new(2)
+        started, seen_cancel = threading.Event(), threading.Event()
+
+        def upper(args, cancellable, data):
+            (text,) = args.unpack()
+            return GLib.Variant("(s)", (text.upper(),))
+
+        def fail(args, cancellable, data):
+            raise GLib.Error.new_literal(Gio.io_error_quark(), "no entry", Gio.IOErrorEnum.NOT_FOUND)
+
+        def wait_cancel(args, cancellable, data):
+            started.set()
+            while not cancellable.is_cancelled():
+                time.sleep(0.002)
+            seen_cancel.set()
+            cancellable.set_error_if_cancelled()
+
+        service.register("upper", "(s)", upper, None)
+        service.register("fail", None, fail, None)
+        service.register("wait-cancel", None, wait_cancel, None)
+        stop = Gio.Cancellable()
+        served = []
+
+        def serve():
+            served.append(service.serve_redis(self.endpoint, None, ["", "py"], "py-thread", 0, 0,
+                                              stop))
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            worker = Sluice.RedisWorker.new(self.endpoint, None, ["py"], 4)
+            self.queue.hire(worker)
+            words = [self.call("py", "upper", GLib.Variant("(s)", (w,)))
+                     for w in ("ordered", "remote", "results")]
+            failed = self.call(None, "fail", None)
+            unknown = self.call(None, "nope", None)
+            wait_until(lambda: all(words) and failed and unknown)
+            self.assertEqual([w[0].unpack() for w in words],
+                             [("ORDERED",), ("REMOTE",), ("RESULTS",)])
+            self.assertTrue(failed[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.NOT_FOUND))
+            self.assertEqual(failed[0].message, "no entry")
+            self.assertTrue(unknown[0].matches(Sluice.error_quark(),
+                                               Sluice.Error.UNKNOWN_FUNCTION))
+
+            cancellable = Gio.Cancellable()
+            waiting = self.call(None, "wait-cancel", None, cancellable)
+            # Running in the remote worker when it is cancelled.
+            wait_until(started.is_set)
+            cancellable.cancel()
+            wait_until(lambda: waiting)
+            self.assertTrue(waiting[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
+            self.assertTrue(seen_cancel.wait(DEADLINE_S))
+        finally:
+            stop.cancel()
+            thread.join(DEADLINE_S)
+        self.assertEqual(served, [True])
+
+
+if __name__ == "__main__":
+    sys.exit(sluice_tap.run(RedisWorkers))
