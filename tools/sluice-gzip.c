@@ -43,6 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <glib-unix.h>
+#include <libdeflate.h>
 #include <sluice/sluice.h>
 #include <zlib.h>
 
@@ -1151,33 +1152,48 @@ read_index (int fd)
   return g_steal_pointer (&index);
 }
 
-static void
-inflater_free (gpointer data)
+/* Each pool thread's means for indexed blocks, kept across blocks: a
+ * libdeflate decompressor and the buffer the compressed block is read into. */
+typedef struct
 {
-  z_stream *strm = data;
+  struct libdeflate_decompressor *decompressor;
+  guint8 *in;
+  gsize in_cap;
+} BlockInflater;
 
-  inflateEnd (strm);
-  g_free (strm);
+static void
+block_inflater_free (gpointer data)
+{
+  BlockInflater *inflater = data;
+
+  libdeflate_free_decompressor (inflater->decompressor);
+  g_free (inflater->in);
+  g_free (inflater);
 }
 
-/* One raw inflate state per pool thread, reset for every block. */
-static GPrivate thread_inflater = G_PRIVATE_INIT (inflater_free);
+static GPrivate thread_block_inflater = G_PRIVATE_INIT (block_inflater_free);
 
-static z_stream *
-get_inflater (void)
+/* This thread's block inflater, its buffer at least @in_len long. */
+static BlockInflater *
+get_block_inflater (gsize in_len)
 {
-  z_stream *strm = g_private_get (&thread_inflater);
+  BlockInflater *inflater = g_private_get (&thread_block_inflater);
 
-  if (strm != NULL)
+  if (inflater == NULL)
     {
-      inflateReset (strm);
-      return strm;
+      inflater = g_new0 (BlockInflater, 1);
+      inflater->decompressor = libdeflate_alloc_decompressor ();
+      if (inflater->decompressor == NULL)
+        g_error ("libdeflate_alloc_decompressor failed: out of memory");
+      g_private_set (&thread_block_inflater, inflater);
     }
-  strm = g_new0 (z_stream, 1);
-  if (inflateInit2 (strm, -MAX_WBITS) != Z_OK)
-    g_error ("inflateInit2 failed: out of memory");
-  g_private_set (&thread_inflater, strm);
-  return strm;
+  if (inflater->in_cap < in_len)
+    {
+      g_free (inflater->in);
+      inflater->in_cap = MAX (in_len, 2 * inflater->in_cap);
+      inflater->in = g_malloc (inflater->in_cap);
+    }
+  return inflater;
 }
 
 typedef struct
@@ -1189,10 +1205,14 @@ typedef struct
 
 /* In a pool thread: reads block i, inflates it on its own, checks that it
  * is exactly its size, and folds its CRC (the last one checks the
- * trailer). */
+ * trailer). A block is whole deflate blocks ending with a sync flush on a
+ * byte boundary; libdeflate, which inflates a buffer at once about twice as
+ * fast as zlib's inflate, wants a final block: the empty one that ends
+ * every member (03 00) is put after it. */
 static gpointer
 inflate_indexed_block (GCancellable *cancellable, gpointer data, GError **error)
 {
+  static const guint8 final_block[2] = { 0x03, 0x00 };
   IndexedBlock *block = data;
   BlockIndex *index = block->index;
   guint32 i = block->i;
@@ -1200,13 +1220,12 @@ inflate_indexed_block (GCancellable *cancellable, gpointer data, GError **error)
   gsize out_len = i + 1 < index->n_blocks
                       ? index->block_size
                       : (gsize) (index->total - (guint64) i * index->block_size);
-  g_autofree guint8 *in = g_malloc (in_len);
+  BlockInflater *inflater = get_block_inflater (in_len + sizeof final_block);
   guint8 *out;
-  z_stream *strm;
+  gsize used = 0;
   BlockCheck check = { 0 };
-  int ret;
 
-  if (!pread_all (index->fd, in, in_len, index->offsets[i]))
+  if (!pread_all (index->fd, inflater->in, in_len, index->offsets[i]))
     {
       int saved = errno != 0 ? errno : EIO;
 
@@ -1217,14 +1236,14 @@ inflate_indexed_block (GCancellable *cancellable, gpointer data, GError **error)
         g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved), g_strerror (saved));
       return NULL;
     }
-  strm = get_inflater ();
-  out = g_malloc (out_len + 1);
-  strm->next_in = in;
-  strm->avail_in = (uInt) in_len;
-  strm->next_out = out;
-  strm->avail_out = (uInt) out_len + 1;
-  ret = inflate (strm, Z_SYNC_FLUSH);
-  if ((ret != Z_OK && ret != Z_BUF_ERROR) || strm->avail_in != 0 || strm->total_out != out_len)
+  memcpy (inflater->in + in_len, final_block, sizeof final_block);
+  out = g_malloc (MAX (out_len, 1));
+  /* Without an actual_out argument, libdeflate fails unless the output is
+   * exactly out_len long; all of the input must be the block's. */
+  if (libdeflate_deflate_decompress_ex (inflater->decompressor, inflater->in,
+                                        in_len + sizeof final_block, out, out_len, &used,
+                                        NULL) != LIBDEFLATE_SUCCESS ||
+      used != in_len + sizeof final_block)
     {
       g_free (out);
       set_gz_error (error, GZ_ERROR_FORMAT);
