@@ -345,7 +345,8 @@ typedef struct
   SluiceOrderedItemProducer *in_producer;
   GError *inflate_error;
   gboolean trailing_garbage;
-  char *orig_name; /* of the first member's header, or NULL */
+  gboolean pass_through; /* -d -f to standard output: copy what is not gzip, as gzip */
+  char *orig_name;       /* of the first member's header, or NULL */
   guint32 orig_mtime;
   /* -i: the compressed size of each block (guint32), for the index */
   GArray *block_sizes;
@@ -703,6 +704,7 @@ typedef enum
   IN_MEMBER,  /* zlib parses the header, the data and the trailer */
   IN_ZEROS,   /* zeros after the last member (tar pads so): ignored */
   IN_GARBAGE, /* anything else after a member: ignored, with a warning */
+  IN_COPY,    /* -f to standard output: what is not gzip passes unchanged */
 } InflateState;
 
 /* The inflating thread's state, across the compressed chunks. */
@@ -818,6 +820,25 @@ inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError *
   return emit_block (inf, TRUE, error);
 }
 
+/* Copies @len bytes that are not gzip data to the output, as gzip -dcf
+ * (zcat -f) does. */
+static gboolean
+copy_through (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  while (len > 0)
+    {
+      gsize n = MIN (len, INFLATE_OUT_SIZE - inf->out_len);
+
+      memcpy (inf->out + inf->out_len, p, n);
+      inf->out_len += n;
+      p += n;
+      len -= n;
+      if (inf->out_len == INFLATE_OUT_SIZE && !emit_block (inf, FALSE, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 /* Takes one compressed chunk: members, the magic between them, and what
  * may follow the last one. */
 static gboolean
@@ -829,7 +850,7 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
     switch (inf->state)
       {
       case AT_MAGIC:
-        if (inf->members > 0 && inf->magic_len == 0 && *p == 0)
+        if (inf->members > 0 && inf->magic_len == 0 && *p == 0 && !inf->job->pass_through)
           {
             inf->state = IN_ZEROS;
             break;
@@ -838,6 +859,14 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
         len--;
         if (inf->magic[0] != 0x1f || (inf->magic_len == 2 && inf->magic[1] != 0x8b))
           {
+            /* -f to standard output: this and the rest pass unchanged. */
+            if (inf->job->pass_through)
+              {
+                inf->state = IN_COPY;
+                if (!copy_through (inf, inf->magic, inf->magic_len, error))
+                  return FALSE;
+                break;
+              }
             if (inf->members == 0)
               {
                 set_gz_error (error, GZ_ERROR_NOT_GZIP);
@@ -871,6 +900,8 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
         break;
       case IN_GARBAGE:
         return TRUE;
+      case IN_COPY:
+        return copy_through (inf, p, len, error);
       }
   return TRUE;
 }
@@ -879,6 +910,12 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
 static gboolean
 inflate_end (Inflater *inf, GError **error)
 {
+  /* -f to standard output: a lone first magic byte (or nothing) passes. */
+  if (inf->job->pass_through && inf->state == AT_MAGIC &&
+      !copy_through (inf, inf->magic, inf->magic_len, error))
+    return FALSE;
+  if (inf->job->pass_through && inf->state != IN_MEMBER)
+    return inf->out_len == 0 || emit_block (inf, FALSE, error);
   if (inf->state == IN_MEMBER || inf->members == 0)
     {
       if (inf->out_len > 0)
@@ -1541,6 +1578,7 @@ stream_to (SluiceTaskQueue *queue,
   g_autoptr (GError) error = NULL;
 
   job_init (&job, queue, in, out, name, mtime, size_hint);
+  job.pass_through = opt_decompress && opt_force;
   if (!mode_stream_func () (&job, &error))
     status = report_failure (job.input_failed ? label : "stdout", error);
   else
@@ -1755,8 +1793,10 @@ process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
     {
       if (opt_recursive)
         return process_directory (queue, path);
-      warn (_ ("%s: is a directory, not compressed"), path);
-      return EXIT_ERROR;
+      /* gzip's warning: status 2, silenced by -q. */
+      if (!opt_quiet)
+        warn (_ ("%s is a directory -- ignored"), path);
+      return EXIT_WARNING;
     }
   suffix = known_suffix (path, &replacement);
   if (!opt_decompress && suffix != NULL && !opt_stdout && !opt_force)
@@ -1898,33 +1938,99 @@ print_list_sizes (guint64 in, guint64 out, guint64 header_bytes, const char *nam
           out == 0 ? 0.0 : 100.0 * num / (double) out, name);
 }
 
+/* Reads all of @fd (standard input) for -l: the first bytes into @head
+ * (*got of them), the last 8 into @trailer; *size is the whole length. */
+static gboolean
+read_head_and_tail (
+    int fd, guint8 *head, gsize head_cap, ssize_t *got, guint8 trailer[8], guint64 *size)
+{
+  guint8 buf[65536];
+  guint8 last[8];
+  gsize last_len = 0;
+
+  *got = 0;
+  *size = 0;
+  for (;;)
+    {
+      gboolean into_head = (gsize) *got < head_cap;
+      guint8 *to = into_head ? head + *got : buf;
+      ssize_t n = read (fd, to, into_head ? head_cap - (gsize) *got : sizeof buf);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return FALSE;
+      if (n == 0)
+        break;
+      if (into_head)
+        *got += n;
+      *size += (guint64) n;
+      /* The last 8 bytes so far: of what came before, and of this read. */
+      if ((gsize) n >= sizeof last)
+        memcpy (last, to + n - sizeof last, sizeof last);
+      else
+        {
+          gsize keep = MIN (last_len, sizeof last - (gsize) n);
+
+          memmove (last, last + last_len - keep, keep);
+          memcpy (last + keep, to, (gsize) n);
+        }
+      last_len = MIN (sizeof last, last_len + (gsize) n);
+    }
+  if (last_len == sizeof last)
+    memcpy (trailer, last, sizeof last);
+  return TRUE;
+}
+
+/* gzip -l for @path, or for standard input when @path is NULL (named
+ * "stdout" in the list and "stdin" in messages, as gzip's). */
 static int
 list_file (const char *path)
 {
   static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  const char *label = path != NULL ? path : "stdin";
   guint8 head[65536];
   guint8 trailer[8];
   guint64 uncompressed;
+  guint64 size;
   gsize pos = 10;
   ssize_t got;
   struct stat st;
   g_autofree char *name = NULL;
-  int fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  int fd = path != NULL ? g_open (path, O_RDONLY | O_CLOEXEC, 0) : STDIN_FILENO;
   int flags;
+  gboolean read_ok;
 
   if (fd < 0 || fstat (fd, &st) != 0)
     {
-      warn ("%s: %s", path, g_strerror (errno));
-      if (fd >= 0)
+      warn ("%s: %s", label, g_strerror (errno));
+      if (fd >= 0 && path != NULL)
         close (fd);
       return EXIT_ERROR;
     }
-  got = pread (fd, head, sizeof head, 0);
+  if (path != NULL)
+    {
+      got = pread (fd, head, sizeof head, 0);
+      size = (guint64) st.st_size;
+      read_ok = got >= 0 && (size < 8 || pread (fd, trailer, 8, st.st_size - 8) == 8);
+    }
+  else
+    read_ok = read_head_and_tail (fd, head, sizeof head, &got, trailer, &size);
+  if (!read_ok)
+    {
+      int saved = errno;
+
+      if (path != NULL)
+        close (fd);
+      warn ("%s: %s", label, g_strerror (saved));
+      return EXIT_ERROR;
+    }
   if (got >= 2 && (head[0] != 0x1f || head[1] != 0x8b))
     {
-      close (fd);
-      warn ("%s: %s", path, _ ("not in gzip format"));
+      if (path != NULL)
+        close (fd);
+      warn ("%s: %s", label, _ ("not in gzip format"));
       return EXIT_ERROR;
     }
   /* The header's length: extra field, name, comment, header CRC. */
@@ -1940,15 +2046,16 @@ list_file (const char *path)
           pos++;
         /* -lN: the stored name, in FILE's directory, as gzip -lN. */
         if (bit == 8 && opt_name && pos < (gsize) got && pos > start)
-          name = restored_name (path, (const char *) head + start);
+          name = restored_name (path != NULL ? path : "stdout", (const char *) head + start);
         pos++;
       }
   if (flags & 2)
     pos += 2;
-  if (got < 10 || pos + 8 > (gsize) st.st_size || pread (fd, trailer, 8, st.st_size - 8) != 8)
+  if (got < 10 || pos + 8 > size)
     {
-      close (fd);
-      warn ("%s: %s", path, _ ("unexpected end of file"));
+      if (path != NULL)
+        close (fd);
+      warn ("%s: %s", label, _ ("unexpected end of file"));
       return EXIT_ERROR;
     }
   uncompressed = get_le32 (trailer + 4);
@@ -1963,12 +2070,13 @@ list_file (const char *path)
         uncompressed = index->total;
       }
   }
-  close (fd);
+  if (path != NULL)
+    close (fd);
 
-  if (name == NULL)
+  if (name == NULL && path != NULL)
     name = decompressed_name (path);
   if (name == NULL)
-    name = g_strdup (path);
+    name = g_strdup (path != NULL ? path : "stdout");
   if (list_count++ == 0)
     {
       if (opt_verbose)
@@ -1977,9 +2085,12 @@ list_file (const char *path)
     }
   if (opt_verbose)
     {
-      /* As gzip -l: the time of FILE; with -N the stored one (if any). */
-      time_t when =
-          opt_name && get_le32 (head + 4) != 0 ? (time_t) get_le32 (head + 4) : st.st_mtime;
+      /* As gzip -l: the time of FILE (of standard input if it is a file,
+       * else 0, as gzip's); with -N the stored one (if any). */
+      time_t when = path != NULL || S_ISREG (st.st_mode) ? st.st_mtime : 0;
+
+      if (opt_name && get_le32 (head + 4) != 0)
+        when = (time_t) get_le32 (head + 4);
       struct tm tm;
 
       printf ("%5s %08x ", head[2] == 8 ? "defla" : "", get_le32 (trailer));
@@ -1989,9 +2100,9 @@ list_file (const char *path)
         printf ("??? ?? ??:?? ");
     }
   list_header_bytes = pos + 8;
-  list_total_in += (guint64) st.st_size;
+  list_total_in += size;
   list_total_out += uncompressed;
-  print_list_sizes ((guint64) st.st_size, uncompressed, list_header_bytes, name);
+  print_list_sizes (size, uncompressed, list_header_bytes, name);
   return EXIT_OK;
 }
 
@@ -2142,8 +2253,11 @@ run_demo (SluiceTaskQueue *queue)
 static int
 process_stdin (SluiceTaskQueue *queue)
 {
-  g_autoptr (GInputStream) in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+  g_autoptr (GInputStream) in = NULL;
 
+  if (opt_list)
+    return list_file (NULL);
+  in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
   return stream_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
 }
 
@@ -2231,11 +2345,6 @@ run (int argc, char *argv[])
               g_strv_contains ((const char *const *) opt_files, "-");
   from_stdin = opt_files == NULL || opt_files[0] == NULL ||
                g_strv_contains ((const char *const *) opt_files, "-");
-  if (opt_list && from_stdin)
-    {
-      warn (_ ("-l lists FILEs, not standard input"));
-      return EXIT_ERROR;
-    }
   if (!opt_decompress && to_stdout && isatty (STDOUT_FILENO) && !opt_force)
     {
       warn (_ ("compressed data not written to a terminal (use -f to force)"));
