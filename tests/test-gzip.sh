@@ -325,6 +325,10 @@ check "sluice-zcat writes to stdout and keeps FILE.gz" \
 check "sluice-gunzip replaces FILE.gz" \
   bash -c "./sluice-gunzip alias.gz && cmp -s alias dfile.orig && ! test -e alias.gz"
 
+out=$(printf 'not gzip' | ./sluice-zcat 2>&1 > /dev/null)
+check "standard input is 'stdin' in messages, as gzip's" \
+  test "$out" = "sluice-gzip: stdin: not in gzip format"
+
 # zcat -f (gzip -dcf): what is not gzip data passes unchanged, as gzip's,
 # also after a member (zeros and a lone magic byte too); status 0.
 gzip -c one > f1.gz

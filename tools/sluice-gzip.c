@@ -2258,7 +2258,8 @@ process_stdin (SluiceTaskQueue *queue)
   if (opt_list)
     return list_file (NULL);
   in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
-  return stream_to_stdout (queue, in, NULL, 0, 0, _ ("(stdin)"));
+  /* gzip's name for it in messages. */
+  return stream_to_stdout (queue, in, NULL, 0, 0, "stdin");
 }
 
 static int
