@@ -236,6 +236,17 @@ else
 fi
 
 
+# Waits (10 s at most) until process $1 has $2 open: its signal handlers
+# are in place by then (a signal before them would find SIGINT ignored, as
+# bash leaves it for a background job), however slow a loaded host is.
+wait_open () {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    ls -l "/proc/$1/fd" 2> /dev/null | grep -q "/$2\$" && return
+    sleep 0.1
+  done
+}
+
 # A signal while reading from a slow input: the partial output is removed,
 # the input kept, and the exit status is 128 + the signal, as gzip's.
 signal_case () {
@@ -246,6 +257,7 @@ signal_case () {
   writer=$!
   "$GZ" slow 2> signal.err &
   pid=$!
+  wait_open $pid slow
   sleep 0.5
   kill -"$sig" $pid
   wait $pid 2> /dev/null
@@ -271,6 +283,7 @@ signal_case_d () {
   writer=$!
   "$GZ" -d slowd.gz 2> signal.err &
   pid=$!
+  wait_open $pid slowd.gz
   sleep 0.5
   kill -"$sig" $pid
   wait $pid 2> /dev/null
