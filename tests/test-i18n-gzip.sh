@@ -49,7 +49,7 @@ expect "existing output, English without LANGUAGE" 1 \
 if [ -e input ] && [ "$(cat input.gz)" = old ]; then ok "input and existing output untouched"
 else not_ok "input and existing output untouched"; fi
 
-expect "a directory, German" 1 "sluice-gzip: dir: ist ein Verzeichnis, nicht komprimiert" \
+expect "a directory, German" 2 "sluice-gzip: dir ist ein Verzeichnis – ignoriert" \
   -- de "$GZ" dir
 expect "a .gz input, German" 0 "sluice-gzip: input.gz hat bereits die Endung .gz – unverändert" \
   -- de "$GZ" input.gz
