@@ -325,6 +325,17 @@ sluice_consumerator_new_for_values (guint capacity)
   return self;
 }
 
+/* Sets an unset @value (if any) to a NULL pointer; returns FALSE. Every
+ * path of the value forms sets their out value, also a programmer error's:
+ * bindings convert it whatever the call returned. */
+static gboolean
+value_set_none (GValue *value)
+{
+  if (value != NULL && !G_IS_VALUE (value))
+    g_value_init (value, G_TYPE_POINTER);
+  return FALSE;
+}
+
 /* What next_value() and next_value_finish() give: with @ok, the contents of
  * @item move into @value (a GValue holds no pointer to itself, so the struct
  * may be copied and its shell freed); without, @value is a NULL pointer, as
@@ -333,11 +344,7 @@ static gboolean
 take_value_item (gboolean ok, GValue *item, GValue *value)
 {
   if (!ok)
-    {
-      if (value != NULL)
-        g_value_init (value, G_TYPE_POINTER);
-      return FALSE;
-    }
+    return value_set_none (value);
   if (value != NULL)
     *value = *item;
   else
@@ -375,10 +382,10 @@ sluice_consumerator_next_value (SluiceConsumerator *self, GValue *value, GError 
   GValue *item = NULL;
   gboolean ok;
 
-  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
-  g_return_val_if_fail (self->values, FALSE);
   g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), value_set_none (value));
+  g_return_val_if_fail (self->values, value_set_none (value));
+  g_return_val_if_fail (error == NULL || *error == NULL, value_set_none (value));
 
   ok = sluice_consumerator_next (self, (gpointer *) &item, error);
   return take_value_item (ok, item, value);
@@ -720,7 +727,7 @@ sluice_consumerator_interrupt_serving (SluiceConsumerator *self)
  * sluice_consumerator_next_async:
  * @self: a consumerator
  * @cancellable: (nullable): cancels this request
- * @callback: (scope async) (closure user_data): called on the thread-default
+ * @callback: (scope async) (nullable) (closure user_data): called on the thread-default
  *   context of this call with the next item, or the end
  * @user_data: data for @callback
  *
@@ -867,9 +874,9 @@ sluice_consumerator_next_value_finish (SluiceConsumerator *self,
   GValue *item = NULL;
   gboolean ok;
 
-  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
-  g_return_val_if_fail (self->values, FALSE);
   g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
+  g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), value_set_none (value));
+  g_return_val_if_fail (self->values, value_set_none (value));
 
   ok = sluice_consumerator_next_finish (self, result, (gpointer *) &item, error);
   return take_value_item (ok, item, value);

@@ -158,8 +158,8 @@ write_items (Writing *writing, SluiceConsumerator *items, GError **error)
         break;
     }
 
-  if (local_error == NULL)
-    g_output_stream_flush (writing->stream, NULL, &local_error);
+  /* After a failure too: what was written before it is the caller's. */
+  g_output_stream_flush (writing->stream, NULL, local_error == NULL ? &local_error : NULL);
   if (writing->close_stream)
     g_output_stream_close (writing->stream, NULL, local_error == NULL ? &local_error : NULL);
 
@@ -340,9 +340,10 @@ sluice_output_stream_consumer_new (SluiceOrderedItemProducer *producer, GOutputS
  * ([method@Sluice.OrderedItemProducer.start], or
  * [method@Sluice.OrderedItemProducer.start_values] for a producer made for
  * values): from now on its consumer thread writes every item, in order, to
- * the stream. The writing holds no reference to the producer: a producer
- * dropped without a stop is disposed, which ends the writing (and closes
- * the stream, with [property@Sluice.OutputStreamConsumer:close-stream]).
+ * the stream. The writing holds no reference to the producer, @self does: a
+ * producer dropped without a stop, together with @self, is disposed, which
+ * ends the writing (and closes the stream, with
+ * [property@Sluice.OutputStreamConsumer:close-stream]).
  *
  * Starting twice, or starting a producer that was started or stopped, is a
  * programmer error.

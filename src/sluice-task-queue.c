@@ -1782,7 +1782,7 @@ shutdown_cancelled_cb (GCancellable *cancellable, gpointer data)
  * @cancel_pending: whether to cancel the queued tasks instead of running them
  * @cancellable: (nullable): a cancellable, to stop waiting (the queue is shut
  *   down anyway)
- * @callback: (scope async) (closure user_data): called when @self has no
+ * @callback: (scope async) (nullable) (closure user_data): called when @self has no
  *   task left, queued or running
  * @user_data: data for @callback
  *

@@ -928,6 +928,20 @@ test_programmer_errors (void)
   g_assert_null (sluice_consumerator_new ((guint) G_MAXINT / 2 + 1, NULL));
   g_test_assert_expected_messages ();
 
+  /* The value form on a consumerator of pointers: the out value is set
+   * anyway (to a NULL pointer), as bindings convert it. */
+  {
+    g_autoptr (SluiceConsumerator) pointers = sluice_consumerator_new (2, NULL);
+    GValue value = G_VALUE_INIT;
+
+    g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*assertion 'self->values' failed");
+    g_assert_false (sluice_consumerator_next_value (pointers, &value, NULL));
+    g_test_assert_expected_messages ();
+    g_assert_true (G_VALUE_HOLDS_POINTER (&value));
+    g_assert_null (g_value_get_pointer (&value));
+    g_value_unset (&value);
+  }
+
   /* An error already set. */
   standalone = sluice_consumerator_new (2, NULL);
   g_assert_true (sluice_consumerator_push (standalone, GUINT_TO_POINTER (1), NULL));
