@@ -89,28 +89,29 @@ struct _SluiceJob
 {
   GObject parent_instance;
 
-  /* From here on, job_queue_recycle_or_unref() zeroes for reuse. */
+  /* From here on, job_queue_recycle_or_unref() zeroes for reuse. The fields
+   * every job touches come first, close together: a queue has many jobs in
+   * flight, and a handle's lines are out of the cache by the time it runs. */
   SluiceJobQueue *queue; /* held by the queue's n_live until answered, or owns_queue */
-  gboolean owns_queue;   /* the handle outlived its answer: a reference */
   Channel *channel;      /* one reference */
   SluiceJobFunc func;
   gpointer func_data;
+  GAsyncReadyCallback callback;
+  gpointer user_data;
+  gpointer result;
+  GError *error;
+  /* In channel->jobs while queued, then in queue->remote_done or
+   * queue->deliveries once completed (or dropped). */
+  GList link;
+  gint completed; /* atomic: the handle was completed */
+  JobState state;
+  gboolean answered;
+  gboolean result_is_value;
+  gboolean owns_queue; /* the handle outlived its answer: a reference */
+  GDestroyNotify result_destroy;
   GDestroyNotify func_data_destroy;
   GCancellable *cancellable;
   GSource *cancel_source;
-  GAsyncReadyCallback callback;
-  gpointer user_data;
-
-  JobState state;
-  gint completed; /* atomic: the handle was completed */
-  gboolean answered;
-  gpointer result;
-  GDestroyNotify result_destroy;
-  gboolean result_is_value;
-  GError *error;
-
-  GList link;      /* channel->jobs while queued */
-  GList done_link; /* queue->remote_done or queue->deliveries */
 };
 
 #define JOB_POOL_SIZE 32
@@ -233,7 +234,7 @@ job_drop_cancel_source (SluiceJob *job)
 static void
 job_queue_deliver_later (SluiceJobQueue *self, SluiceJob *job)
 {
-  sluice_queue_push_tail_link (&self->deliveries, &job->done_link);
+  sluice_queue_push_tail_link (&self->deliveries, &job->link);
   /* Setting the source takes the context's lock: once per batch. */
   if (job != self->answering_job && !self->event_set)
     {
@@ -304,7 +305,6 @@ job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
           job_clear_but_queue (job);
           memset (&job->queue, 0, sizeof *job - G_STRUCT_OFFSET (SluiceJob, queue));
           job->link.data = job;
-          job->done_link.data = job;
           self->pool[self->n_pool++] = job;
           return;
         }
@@ -436,7 +436,7 @@ job_finish (SluiceJob *self,
    * any moment, and the queue with it: hold the queue until it is told. */
   g_object_ref (queue);
   g_mutex_lock (&queue->lock);
-  g_queue_push_tail_link (&queue->remote_done, &self->done_link);
+  g_queue_push_tail_link (&queue->remote_done, &self->link);
   g_atomic_int_inc (&queue->n_remote_done);
   g_mutex_unlock (&queue->lock);
   sluice_wake_source_set (queue->event_source);
@@ -495,7 +495,6 @@ static void
 sluice_job_init (SluiceJob *self)
 {
   self->link.data = self;
-  self->done_link.data = self;
 }
 
 static void
