@@ -921,6 +921,27 @@ sluice_job_queue_put_finish_value (SluiceJobQueue *self,
   return TRUE;
 }
 
+/* Asks the CPU for the handle of the job to run after this one: with many
+ * jobs in flight, it was put long ago and is out of the cache by now. The
+ * fields a job's run, completion and answer touch are its first 132 bytes:
+ * three lines at most. */
+static inline void
+job_queue_prefetch_next (SluiceJobQueue *self)
+{
+#if defined(__GNUC__) || defined(__clang__)
+  GList *ready = self->ready.head;
+  GList *next;
+  char *handle;
+
+  if (ready == NULL || (next = ((Channel *) ready->data)->jobs.head) == NULL)
+    return;
+  handle = (char *) next - G_STRUCT_OFFSET (SluiceJob, link);
+  __builtin_prefetch (handle);
+  __builtin_prefetch (handle + 64);
+  __builtin_prefetch (handle + 128);
+#endif
+}
+
 /* Runs the next ready job; with @answer_here, its completion within its
  * function is left for the caller to answer. */
 static gboolean
@@ -937,6 +958,7 @@ job_queue_run_next (SluiceJobQueue *self, gboolean answer_here)
   channel = link->data;
   channel->in_ready = FALSE;
   job = sluice_queue_pop_head_link (&channel->jobs)->data;
+  job_queue_prefetch_next (self);
   self->n_queued--;
   self->n_running++;
   channel->busy = TRUE;
