@@ -135,14 +135,13 @@ complete_sluice_job (gpointer job)
   return G_SOURCE_REMOVE;
 }
 
-static gboolean
+static void
 sluice_trivial_job (SluiceJob *job, gpointer user_data, GError **error)
 {
   if (GPOINTER_TO_UINT (user_data) % 2 == 0)
     sluice_job_complete (job, user_data, NULL);
   else
     g_idle_add (complete_sluice_job, g_object_ref (job));
-  return TRUE;
 }
 
 static JobRun job_run;

@@ -881,44 +881,45 @@ sluice_job_queue_put_finish (SluiceJobQueue *self, GAsyncResult *result, GError 
  * sluice_job_queue_put_finish_value: (rename-to sluice_job_queue_put_finish)
  * @self: a job queue
  * @result: the result given to the put's callback
- * @value: (out caller-allocates): an unset value, set to the job's result
  * @error: return location for an error
  *
  * Finishes [method@Sluice.JobQueue.put_async] for a job that completed with
  * [method@Sluice.Job.complete_value]: the form language bindings use. A job
- * completed with a pointer yields it as a %G_TYPE_POINTER value.
+ * completed with no value, or with a pointer, yields it as a
+ * %G_TYPE_POINTER value.
  *
- * Returns: %TRUE with @value set; %FALSE with @error set when the job
- *   failed, or %G_IO_ERROR_CANCELLED when it was cancelled or cleared
+ * Returns: (nullable) (transfer full): the job's result; %NULL with @error
+ *   set when the job failed, or %G_IO_ERROR_CANCELLED when it was cancelled
+ *   or cleared. Free it with g_boxed_free() (%G_TYPE_VALUE), or
+ *   g_value_unset() and g_free().
  */
-gboolean
-sluice_job_queue_put_finish_value (SluiceJobQueue *self,
-                                   GAsyncResult *result,
-                                   GValue *value,
-                                   GError **error)
+GValue *
+sluice_job_queue_put_finish_value (SluiceJobQueue *self, GAsyncResult *result, GError **error)
 {
   SluiceJob *job = job_from_result (self, result);
+  GValue *value;
 
-  g_return_val_if_fail (job != NULL, FALSE);
-  g_return_val_if_fail (value != NULL && !G_IS_VALUE (value), FALSE);
+  g_return_val_if_fail (job != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (job->error != NULL)
     {
       g_propagate_error (error, g_steal_pointer (&job->error));
-      return FALSE;
+      return NULL;
     }
+  value = g_new0 (GValue, 1);
   if (job->result_is_value && job->result != NULL)
     {
       g_value_init (value, G_VALUE_TYPE ((GValue *) job->result));
       g_value_copy (job->result, value);
     }
-  else if (!job->result_is_value)
+  else
     {
       g_value_init (value, G_TYPE_POINTER);
       g_value_set_pointer (value, g_steal_pointer (&job->result));
       job->result_destroy = NULL;
     }
-  return TRUE;
+  return value;
 }
 
 /* Asks the CPU for the handle of the job to run after this one: with many
@@ -967,12 +968,10 @@ job_queue_run_next (SluiceJobQueue *self, gboolean answer_here)
     self->answering_job = job;
 
   /* The backlog's reference is the running job's, until it completes. */
-  if (!job->func (job, job->func_data, &error) &&
-      g_atomic_int_compare_and_exchange (&job->completed, 0, 1))
+  job->func (job, job->func_data, &error);
+  if (error != NULL && g_atomic_int_compare_and_exchange (&job->completed, 0, 1))
     {
-      job->error = error != NULL ? g_steal_pointer (&error)
-                                 : g_error_new_literal (SLUICE_ERROR, SLUICE_ERROR_FAILED,
-                                                        _ ("A job failed without saying why"));
+      job->error = g_steal_pointer (&error);
       job_queue_job_done (self, job);
     }
   self->answering_job = NULL;

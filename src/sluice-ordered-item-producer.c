@@ -3049,8 +3049,10 @@ sluice_ordered_item_producer_create_ready_source (SluiceOrderedItemProducer *sel
  * being ready (the window is full) and resumed when it is ready again.
  * Pauses and resumes alternate and are called on the owner context. When
  * @self is closed, @upstream is stopped
- * ([method@Sluice.PushProducer.stop_producing]) and unregistered.
- * Replaces (and resumes, if paused) any producer registered before.
+ * ([method@Sluice.PushProducer.stop_producing]) and unregistered; one
+ * registered with a producer that is closed already is stopped at once
+ * (and not registered). Replaces (and resumes, if paused) any producer
+ * registered before.
  *
  * Call it on the owner context.
  */
@@ -3062,6 +3064,13 @@ sluice_ordered_item_producer_register_producer (SluiceOrderedItemProducer *self,
   g_return_if_fail (SLUICE_IS_PUSH_PRODUCER (upstream));
 
   sluice_ordered_item_producer_unregister_producer (self);
+  /* The stop of upstreams happens when the producer closes: one that comes
+   * later would feed a producer that refuses every item. */
+  if (sluice_ordered_item_producer_is_closed (self))
+    {
+      sluice_push_producer_stop_producing (upstream);
+      return;
+    }
   self->upstream = g_object_ref (upstream);
   self->upstream_paused = FALSE;
   if (!self->ready_notified)

@@ -6,12 +6,15 @@
  * the call and completes its slot with the result.
  */
 
+#include "sluice-ordered-item-producer-private.h"
 #include "sluice-private.h"
 
-/* A call to make for one item. */
+/* A call to make for one item: the item function's data, shared with the
+ * calls it starts on the owner's context (atomic reference counted box). */
 typedef struct
 {
-  SluiceTaskQueue *queue; /* (owned) */
+  SluiceTaskQueue *queue;      /* (owned) */
+  GMainContext *owner_context; /* (owned) */
   char *series;
   char *name;
   GVariant *args; /* (owned) (nullable) */
@@ -20,23 +23,29 @@ typedef struct
   gboolean as_value; /* the slot takes a GValue holding the result */
 } ProducerCall;
 
-/* What the call's callback needs: the slot outlives the item function. */
+/* One item's call: the slot outlives the item function. */
 typedef struct
 {
+  ProducerCall *pc; /* (owned): a reference */
   SluiceSlot *slot;
-  gboolean as_value;
 } PendingCall;
 
 static void
-producer_call_free (gpointer data)
+producer_call_clear (gpointer data)
 {
   ProducerCall *pc = data;
 
   g_object_unref (pc->queue);
+  g_main_context_unref (pc->owner_context);
   g_free (pc->series);
   g_free (pc->name);
   g_clear_pointer (&pc->args, g_variant_unref);
-  g_free (pc);
+}
+
+static void
+producer_call_release (gpointer data)
+{
+  g_atomic_rc_box_release_full (data, producer_call_clear);
 }
 
 static void
@@ -48,7 +57,7 @@ call_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (value == NULL)
     sluice_slot_fail (pending->slot, error);
-  else if (pending->as_value)
+  else if (pending->pc->as_value)
     {
       GValue item = G_VALUE_INIT;
 
@@ -59,7 +68,23 @@ call_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   else
     sluice_slot_complete (pending->slot, value);
+  producer_call_release (pending->pc);
   g_free (pending);
+}
+
+/* Runs with the owner's context as the thread-default one, so that the
+ * call's callback comes there. */
+static gboolean
+start_call (gpointer data)
+{
+  PendingCall *pending = data;
+  ProducerCall *pc = pending->pc;
+
+  /* The slot's cancellable: a producer that stops cancels the call. */
+  sluice_task_queue_call_async (pc->queue, pc->series, pc->name, pc->args, pc->priority,
+                                pc->timeout_ms, sluice_slot_get_cancellable (pending->slot),
+                                call_done_cb, pending);
+  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -68,12 +93,13 @@ call_item_func (SluiceSlot *slot, gpointer user_data)
   ProducerCall *pc = user_data;
   PendingCall *pending = g_new (PendingCall, 1);
 
+  pending->pc = g_atomic_rc_box_acquire (pc);
   pending->slot = slot;
-  pending->as_value = pc->as_value;
-  /* The slot's cancellable: a producer that stops cancels the call. */
-  sluice_task_queue_call_async (pc->queue, pc->series, pc->name, pc->args, pc->priority,
-                                pc->timeout_ms, sluice_slot_get_cancellable (slot), call_done_cb,
-                                pending);
+  /* The item function runs in the thread that produced: from another
+   * thread than the owner's, the call's callback would go to that thread's
+   * context, which nobody may run. This calls at once where the owner's
+   * context is this thread's (or free), and from it otherwise. */
+  g_main_context_invoke_full (pc->owner_context, G_PRIORITY_DEFAULT, start_call, pending, NULL);
 }
 
 static void
@@ -88,17 +114,26 @@ produce_call (SluiceOrderedItemProducer *self,
               GAsyncReadyCallback callback,
               gpointer user_data)
 {
-  ProducerCall *pc = g_new0 (ProducerCall, 1);
+  ProducerCall *pc = g_atomic_rc_box_new0 (ProducerCall);
 
   pc->queue = g_object_ref (sluice_ordered_item_producer_get_task_queue (self));
+  pc->owner_context = g_main_context_ref (sluice_ordered_item_producer_get_owner_context (self));
   pc->series = g_strdup (series);
   pc->name = g_strdup (name);
   pc->args = args != NULL ? g_variant_ref_sink (args) : NULL;
   pc->priority = priority;
   pc->timeout_ms = timeout_ms;
   pc->as_value = as_value;
-  sluice_ordered_item_producer_produce_item (self, call_item_func, pc, producer_call_free,
+  sluice_ordered_item_producer_produce_item (self, call_item_func, pc, producer_call_release,
                                              cancellable, callback, user_data);
+}
+
+/* A floating @args given to a call refused for a programmer error. */
+static void
+sink_and_drop (GVariant *args)
+{
+  if (args != NULL)
+    g_variant_unref (g_variant_ref_sink (args));
 }
 
 /* clang-format off */
@@ -145,6 +180,13 @@ sluice_ordered_item_producer_produce_call (SluiceOrderedItemProducer *self,
 {
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (name != NULL);
+  if (sluice_ordered_item_producer_carries_values (self))
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "%s: the producer was made for values: use produce_call_value", G_STRFUNC);
+      sink_and_drop (args);
+      return;
+    }
 
   produce_call (self, FALSE, series, name, args, priority, timeout_ms, cancellable, callback,
                 user_data);
@@ -186,6 +228,13 @@ sluice_ordered_item_producer_produce_call_value (SluiceOrderedItemProducer *self
 {
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (name != NULL);
+  if (!sluice_ordered_item_producer_carries_values (self))
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             "%s: the producer was not made for values: use produce_call", G_STRFUNC);
+      sink_and_drop (args);
+      return;
+    }
 
   produce_call (self, TRUE, series, name, args, priority, timeout_ms, cancellable, callback,
                 user_data);

@@ -169,7 +169,7 @@ shutdown_and_wait (SluiceTaskQueue *queue)
 
   sluice_task_queue_shutdown_async (queue, FALSE, NULL, shutdown_cb, &done);
   while (!done)
-    g_main_context_iteration (NULL, TRUE);
+    g_main_context_iteration (g_main_context_get_thread_default (), TRUE);
 }
 
 static GVariant *
@@ -279,6 +279,116 @@ test_error_stops (void)
   g_object_unref (queue);
 }
 
+typedef struct
+{
+  SluiceOrderedItemProducer *producer;
+  GMainContext *owner_context;
+  guint n;
+  int done; /* atomic */
+} FromThread;
+
+static gpointer
+produce_from_thread (gpointer data)
+{
+  FromThread *from = data;
+
+  for (guint i = 0; i < from->n; i++)
+    sluice_ordered_item_producer_produce_call (from->producer, NULL, "square",
+                                               g_variant_new ("(x)", (gint64) i),
+                                               G_PRIORITY_DEFAULT, 0, NULL, NULL, NULL);
+  g_atomic_int_set (&from->done, TRUE);
+  g_main_context_wakeup (from->owner_context);
+  return NULL;
+}
+
+static gboolean
+deadline_passed (gpointer data)
+{
+  g_error ("the stop did not complete: a call's callback went to another context");
+  return G_SOURCE_REMOVE;
+}
+
+/* Calls produced from a thread of their own, the producer's owner running
+ * only its private context: each call's callback comes to the owner's
+ * context (not that thread's, which nobody runs), and every item arrives. */
+static void
+test_from_another_thread (void)
+{
+  GMainContext *context = g_main_context_new ();
+  SluiceTaskQueue *queue;
+  SluiceThreadWorker *worker;
+  FromThread from = { NULL, context, 200, FALSE };
+  GAsyncResult *result = NULL;
+  GSource *deadline;
+  GThread *thread;
+  Tally *t;
+
+  g_main_context_push_thread_default (context);
+  queue = sluice_task_queue_new (1);
+  worker = sluice_thread_worker_new (NULL, 2);
+  sluice_thread_worker_register (worker, "square", "(x)", square, NULL, NULL);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  from.producer = sluice_ordered_item_producer_new (queue, 8, (GDestroyNotify) g_variant_unref);
+  sluice_ordered_item_producer_start (from.producer, tally, NULL, NULL, g_free);
+  thread = g_thread_new ("producing", produce_from_thread, &from);
+  /* The owner runs its context while the thread produces. */
+  while (!g_atomic_int_get (&from.done))
+    g_main_context_iteration (context, TRUE);
+  g_thread_join (thread);
+  sluice_ordered_item_producer_stop_async (from.producer, NULL, stopped_cb, &result);
+  deadline = g_timeout_source_new_seconds (60);
+  g_source_set_callback (deadline, deadline_passed, NULL, NULL);
+  g_source_attach (deadline, context);
+  while (result == NULL)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (deadline);
+  g_source_unref (deadline);
+  t = sluice_ordered_item_producer_stop_finish (from.producer, result, NULL);
+  g_assert_nonnull (t);
+  g_assert_true (t->in_order);
+  g_assert_cmpuint (t->count, ==, from.n);
+  g_free (t);
+  g_object_unref (result);
+
+  shutdown_and_wait (queue);
+  g_object_unref (from.producer);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+}
+
+/* produce_call on a producer of values and produce_call_value on one of
+ * pointers are programmer errors: a critical, nothing produced, a floating
+ * argument sunk and freed. */
+static void
+test_wrong_kind (void)
+{
+  SluiceOrderedItemProducer *pointers = sluice_ordered_item_producer_new (NULL, 4, NULL);
+  SluiceOrderedItemProducer *values = sluice_ordered_item_producer_new_for_values (NULL, 4);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*made for values*");
+  sluice_ordered_item_producer_produce_call (values, NULL, "square",
+                                             g_variant_new ("(x)", (gint64) 1), G_PRIORITY_DEFAULT,
+                                             0, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*not made for values*");
+  sluice_ordered_item_producer_produce_call_value (pointers, NULL, "square",
+                                                   g_variant_new ("(x)", (gint64) 1),
+                                                   G_PRIORITY_DEFAULT, 0, NULL, NULL, NULL);
+  g_test_assert_expected_messages ();
+  for (guint i = 0; i < 2; i++)
+    {
+      guint64 n_produced = G_MAXUINT64;
+
+      g_object_get (i == 0 ? (gpointer) pointers : (gpointer) values, "n-produced", &n_produced,
+                    NULL);
+      g_assert_cmpuint (n_produced, ==, 0);
+    }
+  g_object_unref (pointers);
+  g_object_unref (values);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -286,6 +396,8 @@ main (int argc, char **argv)
 
   g_test_add_func ("/producer-call/thread-workers", test_thread_workers);
   g_test_add_func ("/producer-call/error-stops", test_error_stops);
+  g_test_add_func ("/producer-call/from-another-thread", test_from_another_thread);
+  g_test_add_func ("/producer-call/wrong-kind", test_wrong_kind);
   if (g_getenv ("SLUICE_WORKER_TOOL") != NULL && g_getenv ("SLUICE_WORKER_TEST_MODULE") != NULL)
     {
       g_test_add_func ("/producer-call/process-workers", test_process_workers);

@@ -713,6 +713,34 @@ test_stop_during_blocked_read (void)
   run_clear (&run);
 }
 
+/* A reader started on a producer that is closed already (stopped before
+ * the reading) reads nothing and ends with SLUICE_ERROR_STOPPED. */
+static void
+test_closed_before_read (void)
+{
+  gsize size = 1000 * 1000;
+  g_autoptr (GBytes) input = random_bytes (size, 17);
+  g_autoptr (GInputStream) in = g_memory_input_stream_new_from_bytes (input);
+  g_autoptr (TestSink) sink = g_object_new (TEST_TYPE_SINK, NULL);
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  Run run = { 0 };
+
+  run.producer = sluice_ordered_item_producer_new (NULL, 8, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
+  sluice_output_stream_consumer_start (writer);
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (run.producer));
+  while (!sluice_ordered_item_producer_is_closed (run.producer))
+    g_main_context_iteration (NULL, TRUE);
+  run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
+  run_to_end (&run, NULL);
+
+  g_assert_false (run.read_ok);
+  g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_cmpuint (sluice_input_stream_producer_get_chunks_read (run.reader), ==, 0);
+  g_assert_cmpuint (sink->data->len, ==, 0);
+  run_clear (&run);
+}
+
 /* A producer of values (the bindings' form): items are values holding
  * GBytes, and anything else fails the writing. */
 static void
@@ -881,6 +909,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/streams/cancel", test_cancel);
   g_test_add_func ("/streams/stop-producing", test_stop_producing);
   g_test_add_func ("/streams/stop-during-blocked-read", test_stop_during_blocked_read);
+  g_test_add_func ("/streams/closed-before-read", test_closed_before_read);
   g_test_add_func ("/streams/dropped-producer", test_dropped_producer);
   g_test_add_func ("/streams/programmer-errors", test_programmer_errors);
 

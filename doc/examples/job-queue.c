@@ -10,12 +10,11 @@
 
 /* [jobs] */
 /* Prints a message and completes at once. */
-static gboolean
+static void
 say (SluiceJob *job, gpointer message, GError **error)
 {
   g_print ("%s\n", (const char *) message);
   sluice_job_complete (job, NULL, NULL);
-  return TRUE;
 }
 
 static gboolean
@@ -26,12 +25,11 @@ complete_job (gpointer job)
 }
 
 /* Completes after some seconds: its channel waits, the others do not. */
-static gboolean
+static void
 wait_seconds (SluiceJob *job, gpointer seconds, GError **error)
 {
   g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, GPOINTER_TO_UINT (seconds), complete_job,
                               g_object_ref (job), g_object_unref);
-  return TRUE;
 }
 /* [/jobs] */
 

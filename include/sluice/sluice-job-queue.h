@@ -34,11 +34,13 @@ G_DECLARE_FINAL_TYPE (SluiceJob, sluice_job, SLUICE, JOB, GObject)
  * completes @job (from any thread) when that finishes. Until then the jobs
  * after it on its channel wait.
  *
- * Returns: %TRUE if the job completes (or has completed) @job; %FALSE with
- *   @error set when it failed at once (the job then fails with @error, and
- *   @job must not be completed)
+ * A job that fails at once sets @error (then it must not complete @job)
+ * or fails @job with [method@Sluice.Job.fail]; in a language binding it
+ * raises an exception. It returns nothing: a function of a binding that
+ * returns without a value has started its job, which it completes now or
+ * later.
  */
-typedef gboolean (*SluiceJobFunc) (SluiceJob *job, gpointer user_data, GError **error);
+typedef void (*SluiceJobFunc) (SluiceJob *job, gpointer user_data, GError **error);
 
 SLUICE_AVAILABLE_IN_ALL
 SluiceJobQueue *sluice_job_queue_new (void);
@@ -57,10 +59,9 @@ gpointer sluice_job_queue_put_finish (SluiceJobQueue *self,
                                       GAsyncResult *result,
                                       GError **error) G_GNUC_WARN_UNUSED_RESULT;
 SLUICE_AVAILABLE_IN_ALL
-gboolean sluice_job_queue_put_finish_value (SluiceJobQueue *self,
-                                            GAsyncResult *result,
-                                            GValue *value,
-                                            GError **error);
+GValue *sluice_job_queue_put_finish_value (SluiceJobQueue *self,
+                                           GAsyncResult *result,
+                                           GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_job_queue_run_next (SluiceJobQueue *self, GError **error);

@@ -11,29 +11,8 @@
 imports.gi.versions.Sluice = '1';
 const { GLib, Gio, Sluice } = imports.gi;
 
-let nTests = 0;
-let failed = false;
-
-function ok(condition, name, detail) {
-    nTests++;
-    print(`${condition ? 'ok' : 'not ok'} ${nTests} - ${name}`);
-    if (!condition) {
-        failed = true;
-        if (detail !== undefined)
-            print(`# ${detail}`);
-    }
-}
-
-// Runs the default main context until done() or a deadline.
-function runUntil(what, done) {
-    const context = GLib.MainContext.default();
-    const deadline = GLib.get_monotonic_time() + 60 * 1000000;
-    while (!done()) {
-        if (GLib.get_monotonic_time() > deadline)
-            throw new Error(`timed out waiting for ${what}`);
-        context.iteration(true);
-    }
-}
+imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
+const { ok, runUntil } = imports.tap;
 
 // Consumes every item on the main loop; returns the record it fills.
 function consumeOnMainLoop(producer) {
@@ -126,12 +105,4 @@ function testErrorReachesStop() {
         'error: the consumer receives the error in its place', record.error);
 }
 
-try {
-    testInOrder();
-    testErrorReachesStop();
-} catch (e) {
-    ok(false, 'no exception', `${e}\n${e.stack}`);
-}
-print(`1..${nTests}`);
-if (failed)
-    imports.system.exit(1);
+imports.tap.run([testInOrder, testErrorReachesStop]);

@@ -89,8 +89,7 @@ class JobQueue(Sluice.JobQueue):
 
     def put_finish(self, result):
         """The job's result (GLib.Error raised when it failed)."""
-        ok, value = super().put_finish(result)
-        return value
+        return super().put_finish(result)
 
 
 JobQueue = override(JobQueue)

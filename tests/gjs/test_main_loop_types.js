@@ -1,0 +1,239 @@
+// test_main_loop_types.js: the cooperator, the job queue and named calls
+// from JavaScript (GJS), through GObject Introspection
+//
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// These are the types a GJS program uses as they are meant to be used: JS
+// step functions and JS jobs run on the main loop (the cooperator's context),
+// and named calls run elsewhere with their results coming back to the main
+// loop. Run by meson test with GI_TYPELIB_PATH and LD_LIBRARY_PATH pointing
+// into the build tree; prints TAP.
+
+imports.gi.versions.Sluice = '1';
+const { GLib, Gio, Sluice } = imports.gi;
+
+imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
+const { ok, runUntil } = imports.tap;
+
+function same(got, expected, name) {
+    const a = JSON.stringify(got), b = JSON.stringify(expected);
+    ok(a === b, name, `got ${a}, expected ${b}`);
+}
+
+// Waits for the end of a cooperative task: ['ok', true] or ['error', e].
+function whenDone(task) {
+    const outcome = [];
+    task.when_done_async(null, (source, result) => {
+        try {
+            outcome.push(['ok', source.when_done_finish(result)]);
+        } catch (e) {
+            outcome.push(['error', e]);
+        }
+    });
+    runUntil('the end of a task', () => outcome.length > 0);
+    return outcome[0];
+}
+
+function testStepsTakeTurns() {
+    const cooperator = new Sluice.Cooperator();
+    const order = [];
+    const letters = word => {
+        const left = word.split('');
+        return () => {
+            order.push(left.shift());
+            return left.length === 0 ? Sluice.StepResult.DONE : Sluice.StepResult.CONTINUE;
+        };
+    };
+    // A termination function that ends each tick after one step makes the
+    // round robin visible.
+    cooperator.set_termination_func(() => true);
+    const tasks = ['abc', '123', 'de'].map(w => cooperator.cooperate(letters(w)));
+    for (const task of tasks)
+        same(whenDone(task), ['ok', true], 'a JS task ends done');
+    same(order.join(''), 'a1d b2e c3'.replace(/ /g, ''), 'JS steps take turns, round robin');
+}
+
+function testStepWaitsForATimeout() {
+    const cooperator = new Sluice.Cooperator();
+    let steps = 0;
+    let woken = 0;
+    const task = cooperator.cooperate(t => {
+        steps++;
+        if (steps === 3)
+            return Sluice.StepResult.DONE;
+        GLib.timeout_add(GLib.PRIORITY_DEFAULT, 20, () => {
+            woken++;
+            t.wake();
+            return GLib.SOURCE_REMOVE;
+        });
+        return Sluice.StepResult.WAIT;
+    });
+    same(whenDone(task), ['ok', true], 'a task waiting on timeouts ends done');
+    same([steps, woken], [3, 2], 'each wait ended by its timeout');
+}
+
+function testStepFailsWithAnError() {
+    const cooperator = new Sluice.Cooperator();
+    const task = cooperator.cooperate(t => {
+        t.wake_with_error(new GLib.Error(Gio.IOErrorEnum, Gio.IOErrorEnum.NOT_FOUND, 'no such thing'));
+        return Sluice.StepResult.WAIT;
+    });
+    const [kind, error] = whenDone(task);
+    ok(kind === 'error' && error.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.NOT_FOUND) &&
+        error.message === 'no such thing', 'a wake-up with an error fails the task with it',
+    `${kind} ${error}`);
+}
+
+function testStepThatThrows() {
+    const cooperator = new Sluice.Cooperator();
+    let steps = 0;
+    const task = cooperator.cooperate(() => {
+        if (++steps === 2)
+            throw new Error('thrown by a step');
+        return Sluice.StepResult.CONTINUE;
+    });
+    const [kind, error] = whenDone(task);
+    ok(kind === 'error' && error.message.includes('thrown by a step') && steps === 2,
+        'a step that throws fails its task with the exception\'s text', `${kind} ${error} ${steps}`);
+}
+
+function testCoiterate() {
+    const cooperator = new Sluice.Cooperator();
+    let left = 5;
+    const outcome = [];
+    cooperator.coiterate_async(() => --left === 0 ? Sluice.StepResult.DONE : Sluice.StepResult.CONTINUE,
+        null, (source, result) => outcome.push(source.coiterate_finish(result)));
+    runUntil('coiterate', () => outcome.length > 0);
+    same([outcome, left], [[true], 0], 'coiterate_async runs a JS step function to its end');
+}
+
+function testPauseResumeStop() {
+    const cooperator = new Sluice.Cooperator();
+    let steps = 0;
+    const task = cooperator.cooperate(() => {
+        steps++;
+        return Sluice.StepResult.CONTINUE;
+    });
+    runUntil('a first step', () => steps > 0);
+    task.pause();
+    const paused = steps;
+    const context = GLib.MainContext.default();
+    for (let i = 0; i < 20; i++)
+        context.iteration(false);
+    same([steps, task.state], [paused, Sluice.CooperativeTaskState.PAUSED],
+        'no step runs while paused');
+    task.resume();
+    runUntil('a step after resume', () => steps > paused);
+    task.stop();
+    const [kind, error] = whenDone(task);
+    ok(kind === 'error' && error.matches(Sluice.Error, Sluice.Error.TASK_STOPPED),
+        'stop ends the task with TASK_STOPPED', `${kind} ${error}`);
+    let again = null;
+    try {
+        task.stop();
+    } catch (e) {
+        again = e;
+    }
+    ok(again !== null && again.matches(Sluice.Error, Sluice.Error.TASK_STOPPED),
+        'stopping a stopped task throws, naming the state', `${again}`);
+}
+
+// The seed's docstring example: hello, what?, world!
+function testJobQueueChannels() {
+    const queue = new Sluice.JobQueue({ stop_when_empty: true });
+    const said = [];
+    const results = {};
+    const say = message => job => {
+        said.push(message);
+        job.complete(message);
+    };
+    const pause = ms => job => {
+        GLib.timeout_add(GLib.PRIORITY_DEFAULT, ms, () => {
+            job.complete(null);
+            return GLib.SOURCE_REMOVE;
+        });
+    };
+    const put = (channel, job, name) => queue.put_async(channel, job, null, (source, result) => {
+        results[name] = source.put_finish(result);
+    });
+    put('channel one', say('hello'), 'hello');
+    put('channel one', pause(200), 'pause 2');
+    put('channel one', say('world!'), 'world');
+    put('channel two', pause(100), 'pause 1');
+    put('channel two', say('what?'), 'what');
+    const task = queue.cooperate(new Sluice.Cooperator());
+    same(whenDone(task), ['ok', true], 'the job queue ends when empty');
+    runUntil('the last answers', () => Object.keys(results).length === 5);
+    same(said, ['hello', 'what?', 'world!'], 'JS jobs run in channel order, channels apart');
+    same([results.hello, results.world, results['pause 1']], ['hello', 'world!', null],
+        'put_finish gives each JS job\'s result');
+}
+
+function testJobQueueFailAndCancel() {
+    const queue = new Sluice.JobQueue();
+    queue.cooperate(new Sluice.Cooperator());
+    const outcomes = [];
+    const put = (job, cancellable) => queue.put_async('c', job, cancellable, (source, result) => {
+        try {
+            outcomes.push(['ok', source.put_finish(result)]);
+        } catch (e) {
+            outcomes.push(['error', e.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED) ? 'cancelled' : e.message]);
+        }
+    });
+    const cancellable = new Gio.Cancellable();
+    put(job => job.fail(new GLib.Error(Sluice.Error, Sluice.Error.FAILED, 'it broke')), null);
+    put(() => {
+        throw new Error('never runs');
+    }, cancellable);
+    put(() => {
+        throw new Error('thrown by a job');
+    }, null);
+    put(job => job.complete(42), null);
+    cancellable.cancel();
+    runUntil('four answers', () => outcomes.length === 4);
+    same(outcomes.sort(), [['error', 'cancelled'], ['error', 'it broke'],
+        ['error', 'thrown by a job'], ['ok', 42]].sort(),
+    'a failed job, a cancelled queued job, a job that throws, a job after them');
+}
+
+// GJS runs JavaScript on its main thread only, so a worker runs C functions:
+// a GJS program hires helper processes (sluice-worker with a module) and gets
+// the results of its named calls on the main loop.
+function testNamedCallsToAProcessWorker() {
+    const helper = GLib.getenv('SLUICE_WORKER_TOOL');
+    const module = GLib.getenv('SLUICE_WORKER_EXAMPLE_MODULE');
+    if (!helper || !module) {
+        imports.tap.skip('no sluice-worker or example module in the environment');
+        return;
+    }
+    const queue = new Sluice.TaskQueue();
+    queue.hire(Sluice.ProcessWorker.new([helper, module], null, 2));
+    const results = [];
+    for (let i = 0; i < 10; i++) {
+        const numbers = Array.from({ length: i + 1 }, (_, j) => j);
+        queue.call_async(null, 'sum', new GLib.Variant('(ai)', [numbers]), 0, -1, null,
+            (source, result) => results.push([i, source.call_finish(result).deep_unpack()[0]]));
+    }
+    let failure = null;
+    queue.call_async(null, 'no-such-function', null, 0, -1, null, (source, result) => {
+        try {
+            source.call_finish(result);
+        } catch (e) {
+            failure = e;
+        }
+    });
+    runUntil('eleven calls', () => results.length === 10 && failure !== null);
+    same(results.sort((a, b) => a[0] - b[0]).map(r => r[1]), [0, 1, 3, 6, 10, 15, 21, 28, 36, 45],
+        'named calls to helper processes answer on the main loop');
+    ok(failure.matches(Sluice.Error, Sluice.Error.UNKNOWN_FUNCTION),
+        'an unknown function throws UNKNOWN_FUNCTION', `${failure}`);
+    let done = false;
+    queue.shutdown_async(false, null, () => {
+        done = true;
+    });
+    runUntil('the shutdown', () => done);
+}
+
+imports.tap.run([testStepsTakeTurns, testStepWaitsForATimeout, testStepFailsWithAnError,
+    testStepThatThrows, testCoiterate, testPauseResumeStop, testJobQueueChannels, testJobQueueFailAndCancel,
+    testNamedCallsToAProcessWorker]);
