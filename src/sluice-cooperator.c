@@ -95,6 +95,7 @@ struct _SluiceCooperator
   gboolean started;
   gboolean stopped;
   gboolean in_tick;
+  gboolean in_source_tick; /* the tick running now came from tick_source */
   gboolean tick_scheduled;
   gboolean running_notified; /* the value "running" was last notified with */
   guint time_slice;
@@ -180,9 +181,22 @@ static void task_end (SluiceCooperativeTask *task, SluiceCooperativeTaskState st
  * for. */
 
 static void
-cooperator_tick_dispatch (gpointer self)
+cooperator_tick_dispatch (gpointer cooperator)
 {
+  SluiceCooperator *self = cooperator;
+
+  self->in_source_tick = TRUE;
   sluice_cooperator_tick (self);
+  self->in_source_tick = FALSE;
+}
+
+/* Whether the tick running now was dispatched from the default scheduler's
+ * source (not called by a scheduler hook): then a step runs from a source,
+ * not inside a call the application made, and may call its callbacks. */
+gboolean
+sluice_cooperator_in_source_tick (SluiceCooperator *self)
+{
+  return self->in_source_tick;
 }
 
 static void

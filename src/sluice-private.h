@@ -95,4 +95,7 @@ GSource *sluice_wake_source_new (gpointer owner,
 void sluice_wake_source_set (GSource *source);
 void sluice_wake_source_unset (GSource *source);
 
+/* sluice-cooperator.c */
+gboolean sluice_cooperator_in_source_tick (SluiceCooperator *self);
+
 G_END_DECLS

@@ -719,6 +719,97 @@ test_jobs_keep_their_queue (void)
   g_weak_ref_clear (&weak);
 }
 
+/* What happened to the puts of test_answered_in_its_tick. */
+typedef struct
+{
+  GString *events;
+  gboolean in_put;
+  SluiceJob *held;
+} TickLog;
+
+static void
+job_log_and_complete (SluiceJob *job, gpointer user_data, GError **error)
+{
+  TickLog *log = user_data;
+
+  g_string_append_printf (log->events, "%s ", sluice_job_get_channel (job));
+  sluice_job_complete (job, g_strdup (sluice_job_get_channel (job)), g_free);
+  /* Completing a job in its function answers it later. */
+  g_string_append_printf (log->events, "%s-completed ", sluice_job_get_channel (job));
+}
+
+static void
+job_log_and_hold (SluiceJob *job, gpointer user_data, GError **error)
+{
+  TickLog *log = user_data;
+
+  g_string_append_printf (log->events, "%s ", sluice_job_get_channel (job));
+  log->held = g_object_ref (job);
+}
+
+static void
+tick_log_data_destroy (gpointer user_data)
+{
+  TickLog *log = user_data;
+
+  g_string_append (log->events, "data-released ");
+}
+
+static void
+on_put_tick_log (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  TickLog *log = user_data;
+  g_autofree char *value = NULL;
+
+  g_assert_false (log->in_put);
+  g_assert_true (g_main_context_is_owner (g_main_context_default ()));
+  value = sluice_job_queue_put_finish (SLUICE_JOB_QUEUE (source), result, NULL);
+  g_string_append_printf (log->events, "%s-answered ", value);
+}
+
+/* With the default scheduler, a job that completes in its function is
+ * answered at the end of its step, in the tick that ran it: one dispatch
+ * of the context runs it and answers its put (and then releases its data),
+ * not inside the put or the completion. A job completed outside a tick is
+ * answered from the queue's source. */
+static void
+test_answered_in_its_tick (void)
+{
+  g_autoptr (GString) events = g_string_new ("");
+  TickLog log = { events, FALSE, NULL };
+  SluiceCooperator *cooperator = sluice_cooperator_new ();
+  SluiceJobQueue *queue = sluice_job_queue_new ();
+  SluiceCooperativeTask *task = sluice_job_queue_cooperate (queue, cooperator);
+
+  log.in_put = TRUE;
+  sluice_job_queue_put_async (queue, "a", job_log_and_complete, &log, tick_log_data_destroy, NULL,
+                              on_put_tick_log, &log);
+  sluice_job_queue_put_async (queue, "b", job_log_and_hold, &log, NULL, NULL, on_put_tick_log,
+                              &log);
+  log.in_put = FALSE;
+  g_assert_cmpstr (events->str, ==, "");
+
+  /* The first dispatch is the tick; its first step runs a. */
+  g_assert_true (g_main_context_iteration (NULL, FALSE));
+  g_assert_true (g_str_has_prefix (events->str, "a a-completed a-answered data-released "));
+
+  drain_context ();
+  g_assert_cmpstr (events->str, ==, "a a-completed a-answered data-released b ");
+  g_assert_nonnull (log.held);
+  sluice_job_complete (log.held, g_strdup ("b"), g_free);
+  g_assert_cmpstr (events->str, ==, "a a-completed a-answered data-released b ");
+  g_assert_true (g_main_context_iteration (NULL, FALSE));
+  g_assert_cmpstr (events->str, ==, "a a-completed a-answered data-released b b-answered ");
+  g_clear_object (&log.held);
+
+  sluice_cooperator_stop (cooperator);
+  drain_context ();
+  g_object_unref (task);
+  g_object_unref (queue);
+  drain_context ();
+  g_object_unref (cooperator);
+}
+
 #define ADD_FIXTURE_TEST(path, func)                                                               \
   g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
@@ -747,6 +838,7 @@ main (int argc, char **argv)
   ADD_FIXTURE_TEST ("/job-queue/job-data-released-on-context", test_job_data_released_on_context);
   ADD_FIXTURE_TEST ("/job-queue/handles-after-the-answer", test_handles_after_the_answer);
   g_test_add_func ("/job-queue/jobs-keep-their-queue", test_jobs_keep_their_queue);
+  g_test_add_func ("/job-queue/answered-in-its-tick", test_answered_in_its_tick);
 
   return g_test_run ();
 }
