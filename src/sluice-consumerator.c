@@ -130,7 +130,14 @@ sluice_consumerator_dispose (GObject *object)
       sluice_reorder_buffer_abort (self->rb, error);
     }
   g_rec_mutex_lock (&self->flow_lock);
-  g_clear_object (&self->producer);
+  {
+    g_autoptr (SluicePushProducer) producer = g_steal_pointer (&self->producer);
+
+    /* Nobody takes its items any more: stopped, not left paused for good. */
+    self->producer_paused = FALSE;
+    if (producer != NULL)
+      sluice_push_producer_stop_producing (producer);
+  }
   g_rec_mutex_unlock (&self->flow_lock);
 
   G_OBJECT_CLASS (sluice_consumerator_parent_class)->dispose (object);
@@ -986,7 +993,9 @@ sluice_consumerator_end (SluiceConsumerator *self)
  * resumes alternate and
  * are called from whichever thread pushed or consumed at that moment.
  * Replaces any producer registered before, resuming it first if @self
- * paused it.
+ * paused it. When @self is disposed, a producer still registered is
+ * stopped ([method@Sluice.PushProducer.stop_producing]): nothing takes its
+ * items any more.
  *
  * This function is safe to call from any thread.
  */

@@ -813,6 +813,24 @@ test_run_dispose_stops (void)
   g_assert_cmpint (freed[3], ==, 0);
 }
 
+/* A producer paused by a full consumerator that is then disposed is
+ * stopped: nothing would ever resume it. */
+static void
+test_dispose_stops_registered_producer (void)
+{
+  SluiceConsumerator *consumerator = sluice_consumerator_new (2, NULL);
+  g_autoptr (TestProducer) producer = test_producer_new ();
+
+  sluice_consumerator_register_producer (consumerator, SLUICE_PUSH_PRODUCER (producer));
+  g_assert_true (sluice_consumerator_push (consumerator, GUINT_TO_POINTER (1), NULL));
+  g_assert_true (sluice_consumerator_push (consumerator, GUINT_TO_POINTER (2), NULL));
+  g_assert_cmpuint (N_PAUSES (producer), ==, 1);
+  g_assert_cmpuint (N_STOPS (producer), ==, 0);
+  g_object_unref (consumerator);
+  g_assert_cmpuint (N_STOPS (producer), ==, 1);
+  g_assert_cmpuint (N_RESUMES (producer), ==, 0);
+}
+
 /* next() with no place for the item frees it. */
 static void
 test_next_without_out_item (void)
@@ -1207,6 +1225,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/consumerator/fifo", test_fifo);
   g_test_add_func ("/consumerator/next-async", test_next_async);
   g_test_add_func ("/consumerator/next-async-cancelled", test_next_async_cancelled);
+  g_test_add_func ("/consumerator/dispose-stops-registered-producer",
+                   test_dispose_stops_registered_producer);
   g_test_add_func ("/consumerator/next-async-cancelled-in-queue",
                    test_next_async_cancelled_in_queue);
   g_test_add_func ("/consumerator/bounded", test_flow_control);
