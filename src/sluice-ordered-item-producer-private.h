@@ -15,6 +15,10 @@ gboolean sluice_ordered_item_producer_carries_values (SluiceOrderedItemProducer 
 /* The context @self belongs to (not a new reference). */
 GMainContext *sluice_ordered_item_producer_get_owner_context (SluiceOrderedItemProducer *self);
 
+/* Cancelled when production is aborted (a stop_producing, a failure, a
+ * dispose): for a consumer's blocking calls. Any thread. */
+GCancellable *sluice_ordered_item_producer_get_abort_cancellable (SluiceOrderedItemProducer *self);
+
 /* Unregisters @upstream if it is still the registered producer (an upstream
  * that ends lets go of the producer, never of a successor). Owner context. */
 void sluice_ordered_item_producer_unregister_if (SluiceOrderedItemProducer *self,

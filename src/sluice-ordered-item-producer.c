@@ -168,6 +168,7 @@ struct _SluiceOrderedItemProducer
   GThread *owner_thread;
   GSource *room_source; /* attached to the owner context until dispose */
   SluiceTaskQueue *task_queue;
+  GCancellable *abort_cancellable; /* cancelled when production is aborted */
   SluiceReorderBuffer *rb;
   SluiceConsumerator *consumerator;
   GDestroyNotify item_free_func;
@@ -2130,6 +2131,7 @@ abort_with_error (SluiceOrderedItemProducer *self, const GError *error)
   sluice_reorder_buffer_unlock (self->rb);
 
   sluice_reorder_buffer_abort (self->rb, error);
+  g_cancellable_cancel (self->abort_cancellable);
   fail_deferred (self);
   sluice_consumerator_interrupt_serving (self->consumerator);
   wake_ready_waiters (self->rb_link);
@@ -2264,6 +2266,7 @@ sluice_ordered_item_producer_finalize (GObject *object)
   g_clear_pointer (&self->link, link_free);
   g_clear_pointer (&self->room_source, g_source_unref);
   g_clear_object (&self->task_queue);
+  g_clear_object (&self->abort_cancellable);
   g_clear_pointer (&self->owner_context, g_main_context_unref);
 
   G_OBJECT_CLASS (sluice_ordered_item_producer_parent_class)->finalize (object);
@@ -2526,6 +2529,7 @@ static void
 sluice_ordered_item_producer_init (SluiceOrderedItemProducer *self)
 {
   self->window = 256;
+  self->abort_cancellable = g_cancellable_new ();
   g_queue_init (&self->deferred);
 }
 
@@ -3250,6 +3254,12 @@ GMainContext *
 sluice_ordered_item_producer_get_owner_context (SluiceOrderedItemProducer *self)
 {
   return self->owner_context;
+}
+
+GCancellable *
+sluice_ordered_item_producer_get_abort_cancellable (SluiceOrderedItemProducer *self)
+{
+  return self->abort_cancellable;
 }
 
 void

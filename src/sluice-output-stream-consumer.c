@@ -37,6 +37,12 @@
  * item is dropped silently: the items after a failure are freed by the
  * producer and the stop fails.
  *
+ * A stop that aborts production
+ * ([method@Sluice.PushProducer.stop_producing], a failed item, disposing
+ * the producer) interrupts a write, flush or close blocked on the stream
+ * (a pipe to a reader that stalls, a socket), through the cancellable the
+ * writes are given: the stop does not wait for the stream.
+ *
  * At the end of the items the stream is flushed, then closed when
  * [property@Sluice.OutputStreamConsumer:close-stream] is set (the
  * default); an error there is the stop's error too. After a failure the
@@ -62,6 +68,7 @@ typedef struct
 {
   gatomicrefcount ref_count;
   GOutputStream *stream;
+  GCancellable *aborted; /* the producer's: a stop interrupts a blocked write */
   gboolean close_stream;
   gboolean values;       /* the items are GValue * holding GBytes */
   guint64 bytes_written; /* atomic: written by the consumer thread */
@@ -106,6 +113,7 @@ writing_unref (gpointer data)
   if (!g_atomic_ref_count_dec (&writing->ref_count))
     return;
   g_object_unref (writing->stream);
+  g_object_unref (writing->aborted);
   g_free (writing);
 }
 
@@ -149,8 +157,9 @@ write_items (Writing *writing, SluiceConsumerator *items, GError **error)
       gsize size = 0;
       const guint8 *data = bytes != NULL ? g_bytes_get_data (bytes, &size) : NULL;
       gsize written = 0;
-      gboolean ok = bytes != NULL && g_output_stream_write_all (writing->stream, data, size,
-                                                                &written, NULL, &local_error);
+      gboolean ok =
+          bytes != NULL && g_output_stream_write_all (writing->stream, data, size, &written,
+                                                      writing->aborted, &local_error);
 
       __atomic_add_fetch (&writing->bytes_written, written, __ATOMIC_RELAXED);
       item_free (writing, item);
@@ -159,9 +168,11 @@ write_items (Writing *writing, SluiceConsumerator *items, GError **error)
     }
 
   /* After a failure too: what was written before it is the caller's. */
-  g_output_stream_flush (writing->stream, NULL, local_error == NULL ? &local_error : NULL);
+  g_output_stream_flush (writing->stream, writing->aborted,
+                         local_error == NULL ? &local_error : NULL);
   if (writing->close_stream)
-    g_output_stream_close (writing->stream, NULL, local_error == NULL ? &local_error : NULL);
+    g_output_stream_close (writing->stream, writing->aborted,
+                           local_error == NULL ? &local_error : NULL);
 
   if (local_error != NULL)
     {
@@ -281,7 +292,8 @@ sluice_output_stream_consumer_class_init (SluiceOutputStreamConsumerClass *klass
    * item, or after a failure). %TRUE by default, so that an error the
    * close reports (a full disk on a network file system, say) reaches the
    * stop. Set it to %FALSE to write more to the stream after the stop;
-   * the stream is flushed either way. Set it before
+   * the stream is flushed either way (unless production was aborted,
+   * which interrupts the writing). Set it before
    * [method@Sluice.OutputStreamConsumer.start].
    */
   properties[PROP_CLOSE_STREAM] = g_param_spec_boolean (
@@ -361,6 +373,8 @@ sluice_output_stream_consumer_start (SluiceOutputStreamConsumer *self)
   writing = g_new0 (Writing, 1);
   g_atomic_ref_count_init (&writing->ref_count);
   writing->stream = g_object_ref (self->stream);
+  writing->aborted =
+      g_object_ref (sluice_ordered_item_producer_get_abort_cancellable (self->producer));
   writing->close_stream = self->close_stream;
   writing->values = sluice_ordered_item_producer_carries_values (self->producer);
   self->writing = writing;

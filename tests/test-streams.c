@@ -30,6 +30,8 @@ struct _TestSink
   guint n_writes;                    /* atomic */
   SluiceInputStreamProducer *reader; /* to count live items; not a reference */
   guint max_live;                    /* atomic */
+  gboolean block;                    /* writes block until cancelled */
+  int blocked;                       /* atomic: a write is blocked */
 };
 
 G_DEFINE_FINAL_TYPE (TestSink, test_sink, G_TYPE_OUTPUT_STREAM)
@@ -56,6 +58,14 @@ test_sink_write (GOutputStream *stream,
     }
   if (self->delay_us > 0)
     g_usleep (self->delay_us);
+  if (self->block)
+    {
+      g_atomic_int_set (&self->blocked, TRUE);
+      while (!g_cancellable_is_cancelled (cancellable))
+        g_usleep (1000);
+      g_cancellable_set_error_if_cancelled (cancellable, error);
+      return -1;
+    }
   if (room == 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE, "test: no space left");
@@ -761,6 +771,42 @@ test_stop_during_blocked_read_kept_stream (void)
   run_clear (&run);
 }
 
+/* A stop interrupts a write blocked on the stream (a stalled reader at
+ * the other end of a pipe): the stop does not wait for the stream. */
+static gboolean
+stop_when_write_blocked (gpointer data)
+{
+  Run *run = data;
+  TestSink *sink = TEST_SINK (g_object_get_data (G_OBJECT (run->producer), "sink"));
+
+  if (!g_atomic_int_get (&sink->blocked))
+    return G_SOURCE_CONTINUE;
+  sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (run->producer));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_stop_during_blocked_write (void)
+{
+  g_autoptr (GBytes) input = random_bytes (100 * 1000, 23);
+  g_autoptr (GInputStream) in = g_memory_input_stream_new_from_bytes (input);
+  g_autoptr (TestSink) sink = g_object_new (TEST_TYPE_SINK, NULL);
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  Run run = { 0 };
+
+  sink->block = TRUE;
+  writer = start_writer (&run, 8, sink);
+  g_object_set_data (G_OBJECT (run.producer), "sink", sink);
+  run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
+  g_timeout_add (5, stop_when_write_blocked, &run);
+  run_to_end (&run, NULL);
+
+  g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_error (run.stop_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_cmpuint (sink->data->len, ==, 0);
+  run_clear (&run);
+}
+
 /* A reader started on a producer that is closed already (stopped before
  * the reading) reads nothing and ends with SLUICE_ERROR_STOPPED. */
 static void
@@ -956,6 +1002,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/streams/stop-producing", test_stop_producing);
   g_test_add_func ("/streams/stop-during-blocked-read", test_stop_during_blocked_read);
   g_test_add_func ("/streams/closed-before-read", test_closed_before_read);
+  g_test_add_func ("/streams/stop-during-blocked-write", test_stop_during_blocked_write);
   g_test_add_func ("/streams/stop-during-blocked-read-kept-stream",
                    test_stop_during_blocked_read_kept_stream);
   g_test_add_func ("/streams/dropped-producer", test_dropped_producer);
