@@ -20,6 +20,14 @@ sluice_test_scale (guint n, guint divisor)
   return n;
 }
 
+/* Whether the tests run under valgrind (SLUICE_TEST_SCALE_DOWN set): for
+ * the few waits that must outlast a step of a slowed-down process. */
+static inline gboolean
+sluice_test_slowed_down (void)
+{
+  return sluice_test_scale (2, 2) == 1;
+}
+
 /* Generous: a deadline only turns a hang into a failure. */
 #define SLUICE_TEST_TIMEOUT_SECONDS 60
 

@@ -30,6 +30,7 @@ struct _TestSink
   guint n_writes;                    /* atomic */
   SluiceInputStreamProducer *reader; /* to count live items; not a reference */
   guint max_live;                    /* atomic */
+  guint fill_to;                     /* the first write waits for this many chunks read */
   gboolean block;                    /* writes block until cancelled */
   int blocked;                       /* atomic: a write is blocked */
 };
@@ -47,6 +48,18 @@ test_sink_write (GOutputStream *stream,
   guint n = g_atomic_int_add (&self->n_writes, 1) + 1;
   gsize room = self->limit - self->data->len;
 
+  /* A consumer slower than the reader, for certain: the reader fills the
+   * window before the first write goes on (or is paused trying). */
+  if (n == 1 && self->fill_to > 0)
+    {
+      gint64 deadline = g_get_monotonic_time () + SLUICE_TEST_TIMEOUT_SECONDS * G_USEC_PER_SEC;
+
+      while (sluice_input_stream_producer_get_chunks_read (self->reader) < self->fill_to)
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (1000);
+        }
+    }
   if (self->reader != NULL)
     {
       /* Items asked for minus items the consumer has taken (this one too). */
@@ -437,6 +450,7 @@ test_window_bounds_live_items (void)
   run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
   sink->reader = run.reader;
   sink->delay_us = 200; /* a slow consumer */
+  sink->fill_to = window;
   run_to_end (&run, NULL);
 
   g_assert_no_error (run.stop_error);
