@@ -103,7 +103,8 @@ call_item_func (SluiceSlot *slot, gpointer user_data)
 }
 
 static void
-produce_call (SluiceOrderedItemProducer *self,
+produce_call (const char *caller,
+              SluiceOrderedItemProducer *self,
               gboolean as_value,
               const char *series,
               const char *name,
@@ -114,7 +115,21 @@ produce_call (SluiceOrderedItemProducer *self,
               GAsyncReadyCallback callback,
               gpointer user_data)
 {
-  ProducerCall *pc = g_atomic_rc_box_new0 (ProducerCall);
+  ProducerCall *pc;
+
+  /* A GVariant handed over as a GValue (or the other way) would crash the
+   * consumer or the item free function later, in another thread. */
+  if (sluice_ordered_item_producer_carries_values (self) != as_value)
+    {
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
+             as_value ? "%s: the producer was not made for values: use produce_call"
+                      : "%s: the producer was made for values: use produce_call_value",
+             caller);
+      if (args != NULL)
+        g_variant_unref (g_variant_ref_sink (args));
+      return;
+    }
+  pc = g_atomic_rc_box_new0 (ProducerCall);
 
   pc->queue = g_object_ref (sluice_ordered_item_producer_get_task_queue (self));
   pc->owner_context = g_main_context_ref (sluice_ordered_item_producer_get_owner_context (self));
@@ -126,14 +141,6 @@ produce_call (SluiceOrderedItemProducer *self,
   pc->as_value = as_value;
   sluice_ordered_item_producer_produce_item (self, call_item_func, pc, producer_call_release,
                                              cancellable, callback, user_data);
-}
-
-/* A floating @args given to a call refused for a programmer error. */
-static void
-sink_and_drop (GVariant *args)
-{
-  if (args != NULL)
-    g_variant_unref (g_variant_ref_sink (args));
 }
 
 /* clang-format off */
@@ -180,16 +187,9 @@ sluice_ordered_item_producer_produce_call (SluiceOrderedItemProducer *self,
 {
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (name != NULL);
-  if (sluice_ordered_item_producer_carries_values (self))
-    {
-      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
-             "%s: the producer was made for values: use produce_call_value", G_STRFUNC);
-      sink_and_drop (args);
-      return;
-    }
 
-  produce_call (self, FALSE, series, name, args, priority, timeout_ms, cancellable, callback,
-                user_data);
+  produce_call (G_STRFUNC, self, FALSE, series, name, args, priority, timeout_ms, cancellable,
+                callback, user_data);
 }
 
 /* clang-format off */
@@ -228,14 +228,7 @@ sluice_ordered_item_producer_produce_call_value (SluiceOrderedItemProducer *self
 {
   g_return_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self));
   g_return_if_fail (name != NULL);
-  if (!sluice_ordered_item_producer_carries_values (self))
-    {
-      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
-             "%s: the producer was not made for values: use produce_call", G_STRFUNC);
-      sink_and_drop (args);
-      return;
-    }
 
-  produce_call (self, TRUE, series, name, args, priority, timeout_ms, cancellable, callback,
-                user_data);
+  produce_call (G_STRFUNC, self, TRUE, series, name, args, priority, timeout_ms, cancellable,
+                callback, user_data);
 }
