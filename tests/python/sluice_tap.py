@@ -7,6 +7,24 @@
 import sys
 import unittest
 
+DEADLINE_S = 60
+
+
+def wait_until(cond):
+    """Runs the default main context until cond() holds (asserted, within
+    DEADLINE_S); a 2 ms tick keeps it checking conditions set by threads."""
+    from gi.repository import GLib
+
+    context = GLib.MainContext.default()
+    deadline = GLib.get_monotonic_time() + DEADLINE_S * 1000000
+    tick = GLib.timeout_add(2, lambda: True)
+    try:
+        while not cond() and GLib.get_monotonic_time() < deadline:
+            context.iteration(True)
+    finally:
+        GLib.source_remove(tick)
+    assert cond(), "timed out"
+
 
 class TapResult(unittest.TestResult):
     """Prints TAP, which meson test reads."""

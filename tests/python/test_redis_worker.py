@@ -37,19 +37,8 @@ gi.require_version("Gio", "2.0")
 gi.require_version("Sluice", "1")
 from gi.repository import GLib, Gio, Sluice  # noqa: E402
 
-DEADLINE_S = 60
-
-
-def wait_until(cond):
-    context = GLib.MainContext.default()
-    deadline = GLib.get_monotonic_time() + DEADLINE_S * 1000000
-    tick = GLib.timeout_add(2, lambda: True)
-    try:
-        while not cond() and GLib.get_monotonic_time() < deadline:
-            context.iteration(True)
-    finally:
-        GLib.source_remove(tick)
-    assert cond(), "timed out"
+wait_until = sluice_tap.wait_until
+DEADLINE_S = sluice_tap.DEADLINE_S
 
 
 def stats(worker):
