@@ -10,9 +10,10 @@ import unittest
 DEADLINE_S = 60
 
 
-def wait_until(cond):
+def wait_until(cond, what="the condition"):
     """Runs the default main context until cond() holds (asserted, within
-    DEADLINE_S); a 2 ms tick keeps it checking conditions set by threads."""
+    DEADLINE_S; the message names what); a 2 ms tick keeps it checking
+    conditions set by threads."""
     from gi.repository import GLib
 
     context = GLib.MainContext.default()
@@ -23,7 +24,7 @@ def wait_until(cond):
             context.iteration(True)
     finally:
         GLib.source_remove(tick)
-    assert cond(), "timed out"
+    assert cond(), "timed out waiting for " + what
 
 
 class TapResult(unittest.TestResult):

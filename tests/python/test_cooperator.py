@@ -11,7 +11,6 @@
 import os
 import sys
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,17 +27,9 @@ gi.require_version("Gio", "2.0")
 gi.require_version("Sluice", "1")
 from gi.repository import GLib, Gio, Sluice  # noqa: E402
 
-DEADLINE_S = 60
+wait_until = sluice_tap.wait_until
 State = Sluice.CooperativeTaskState
 
-
-def iterate_until(predicate):
-    context = GLib.MainContext.default()
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        context.iteration(True)
 
 
 def drain():
@@ -58,7 +49,7 @@ def when_done(task):
             outcome.append(("error", error))
 
     task.when_done_async(None, on_done)
-    iterate_until(lambda: outcome)
+    wait_until(lambda: outcome)
     return outcome[0]
 
 
@@ -113,7 +104,7 @@ class CooperatorTests(unittest.TestCase):
             return Sluice.StepResult.WAIT
 
         task = cooperator.cooperate(step, None)
-        iterate_until(lambda: task.props.state == State.WAITING)
+        wait_until(lambda: task.props.state == State.WAITING)
         self.assertEqual(when_done(task), ("ok", True))
         self.assertEqual(len(steps), 3)
 
@@ -179,7 +170,7 @@ class CooperatorTests(unittest.TestCase):
             outcome.append((tag, cooperator.coiterate_finish(result)))
 
         cooperator.coiterate_async(step, left, None, on_done, "tag")
-        iterate_until(lambda: outcome)
+        wait_until(lambda: outcome)
         self.assertEqual(outcome, [("tag", True)])
 
     def test_pause_resume_stop_by_hand(self):
@@ -278,7 +269,7 @@ class JobQueueTests(unittest.TestCase):
         queue.cooperate(Sluice.Cooperator())
         thing = {"a": [1, 2]}
         outcome = put(queue, "c", lambda job, data: job.complete(data), thing)
-        iterate_until(lambda: outcome)
+        wait_until(lambda: outcome)
         self.assertEqual(outcome[0][0], "ok")
         self.assertIs(outcome[0][1], thing)
 
@@ -291,7 +282,7 @@ class JobQueueTests(unittest.TestCase):
 
         failed = put(queue, "c", job)
         after = put(queue, "c", lambda handle, data: handle.complete("next"))
-        iterate_until(lambda: failed and after)
+        wait_until(lambda: failed and after)
         kind, error = failed[0]
         self.assertEqual(kind, "error")
         self.assertIn("missing key", error.message)
@@ -306,7 +297,7 @@ class JobQueueTests(unittest.TestCase):
             threading.Thread(target=handle.complete, args=(value * 2,)).start()
 
         outcomes = [put(queue, "c", job, i) for i in range(5)]
-        iterate_until(lambda: all(outcomes))
+        wait_until(lambda: all(outcomes))
         self.assertEqual([o[0] for o in outcomes], [("ok", i * 2) for i in range(5)])
 
     def test_run_next_without_cooperator(self):
@@ -316,7 +307,7 @@ class JobQueueTests(unittest.TestCase):
         self.assertTrue(raised.exception.matches(Sluice.error_quark(), Sluice.Error.NONE_READY))
         outcome = put(queue, "c", lambda job, data: job.complete(7))
         self.assertTrue(queue.run_next())
-        iterate_until(lambda: outcome)
+        wait_until(lambda: outcome)
         self.assertEqual(outcome, [("ok", 7)])
 
     def test_clear_answers_every_put(self):

@@ -20,7 +20,6 @@ import gc
 import os
 import sys
 import threading
-import time
 import unittest
 import weakref
 
@@ -47,7 +46,8 @@ gi.require_version("Gio", "2.0")
 gi.require_version("Sluice", "1")
 from gi.repository import GLib, Gio, Sluice  # noqa: E402
 
-DEADLINE_S = 60
+DEADLINE_S = sluice_tap.DEADLINE_S
+wait_until = sluice_tap.wait_until
 
 
 class Thing:
@@ -60,15 +60,6 @@ class Thing:
 def io_error(message, code=Gio.IOErrorEnum.FAILED):
     return GLib.Error.new_literal(Gio.io_error_quark(), message, code)
 
-
-def iterate_until(what, predicate):
-    """Iterates the default main context until predicate() or the deadline."""
-    context = GLib.MainContext.default()
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        context.iteration(True)
 
 
 class Outcome:
@@ -98,7 +89,7 @@ def run(queue, func, func_data=(), priority=GLib.PRIORITY_DEFAULT, cancellable=N
     queue.run_async(
         func, *func_data, priority=priority, cancellable=cancellable, callback=outcome.callback
     )
-    iterate_until("the task to complete", lambda: outcome.done)
+    wait_until(lambda: outcome.done, "the task to complete")
     return outcome
 
 
@@ -109,7 +100,7 @@ class TaskQueueTests(unittest.TestCase):
     def tearDown(self):
         done = []
         self.queue.shutdown_async(False, None, lambda *unused: done.append(True))
-        iterate_until("the shutdown", lambda: done)
+        wait_until(lambda: done, "the shutdown")
         self.queue = None
         gc.collect()
 
@@ -188,7 +179,7 @@ class TaskQueueTests(unittest.TestCase):
     def test_callback_user_data(self):
         outcome = Outcome()
         self.queue.run_async(lambda: 1, callback=outcome.callback, user_data=("a", 2))
-        iterate_until("the task to complete", lambda: outcome.done)
+        wait_until(lambda: outcome.done, "the task to complete")
         self.assertEqual(outcome.value, 1)
         self.assertEqual(outcome.user_data, ("a", 2))
 
@@ -207,7 +198,7 @@ class TaskQueueTests(unittest.TestCase):
             outcome.callback(source, result)
 
         self.queue.run_async(lambda tracked: "ran", Tracked(), callback=callback)
-        iterate_until("the task to complete", lambda: outcome.done)
+        wait_until(lambda: outcome.done, "the task to complete")
         self.assertEqual(outcome.value, "ran")
         self.assertEqual(seen_at_callback, [1])
         self.assertEqual(released_in, [threading.main_thread()])
@@ -224,7 +215,7 @@ class TaskQueueTests(unittest.TestCase):
         queue = Sluice.TaskQueue.new(1)
         shut = []
         queue.shutdown_async(False, None, lambda *unused: shut.append(True))
-        iterate_until("the shutdown", lambda: shut)
+        wait_until(lambda: shut, "the shutdown")
         ran = []
         outcome = run(queue, lambda: ran.append(1))
         self.assertEqual(ran, [])
@@ -236,7 +227,7 @@ class TaskQueueTests(unittest.TestCase):
             outcome = Outcome()
             outcomes.append(outcome)
             self.queue.run_async(Thing, n, callback=outcome.callback)
-        iterate_until("every task to complete", lambda: all(o.done for o in outcomes))
+        wait_until(lambda: all(o.done for o in outcomes), "every task to complete")
         self.assertEqual([o.value.n for o in outcomes], list(range(200)))
 
     def test_equal_priorities_start_in_queuing_order(self):
@@ -253,11 +244,11 @@ class TaskQueueTests(unittest.TestCase):
                 callback=outcomes[n].callback,
             )
         gate.set()
-        iterate_until("every task to complete", lambda: all(o.done for o in outcomes))
+        wait_until(lambda: all(o.done for o in outcomes), "every task to complete")
         self.assertEqual(order, list(range(2, 21, 2)) + list(range(1, 21, 2)))
         shut = []
         queue.shutdown_async(False, None, lambda *unused: shut.append(True))
-        iterate_until("the shutdown", lambda: shut)
+        wait_until(lambda: shut, "the shutdown")
 
     def test_queue_is_freed(self):
         queue = Sluice.TaskQueue.new(1)
@@ -265,7 +256,7 @@ class TaskQueueTests(unittest.TestCase):
         run(queue, lambda: None)
         del queue
         gc.collect()
-        iterate_until("the queue to be freed", lambda: ref() is None)
+        wait_until(lambda: ref() is None, "the queue to be freed")
 
 
 if __name__ == "__main__":
