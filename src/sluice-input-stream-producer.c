@@ -75,7 +75,8 @@
  * Create it and call its methods on the owner context of the producer; the
  * reads run there, and so do the callback of `read_all_async` and the
  * destroy notify of the chunk function's data. Items made by the chunk
- * function are made in the task queue's threads. The push-producer methods
+ * function are made in the task queue's threads (on the owner context with
+ * [property@Sluice.InputStreamProducer:chunk-func-in-thread] %FALSE). The push-producer methods
  * and the getters are safe from any thread.
  */
 
@@ -98,8 +99,10 @@ typedef struct
   GBytes *chunk;
   GBytes *previous;
   guint64 offset;
-  ChunkFunc *func; /* nullable: the chunk is the item */
-  gboolean values; /* the producer carries values: the item is a GValue * */
+  ChunkFunc *func;           /* nullable: the chunk is the item */
+  gboolean values;           /* the producer carries values: the item is a GValue * */
+  gboolean in_thread;        /* func runs in the task queue, else on the owner context */
+  GCancellable *cancellable; /* of the reads, for func on the owner context */
 } Chunk;
 
 struct _SluiceInputStreamProducer
@@ -112,6 +115,7 @@ struct _SluiceInputStreamProducer
   GPtrArray *files;     /* of GFile, nullable */
   gsize chunk_size;
   gboolean close_stream;
+  gboolean chunk_func_in_thread;
   ChunkFunc *chunk_func;
 
   /* Owner context. */
@@ -145,6 +149,7 @@ enum
   PROP_STREAM,
   PROP_CHUNK_SIZE,
   PROP_CLOSE_STREAM,
+  PROP_CHUNK_FUNC_IN_THREAD,
   PROP_BYTES_READ,
   PROP_CHUNKS_READ,
   N_PROPS
@@ -224,6 +229,7 @@ chunk_free (gpointer data)
   g_clear_pointer (&chunk->chunk, g_bytes_unref);
   g_clear_pointer (&chunk->previous, g_bytes_unref);
   g_clear_pointer (&chunk->func, chunk_func_unref);
+  g_clear_object (&chunk->cancellable);
   g_free (chunk);
 }
 
@@ -243,7 +249,7 @@ make_item (GBytes *bytes, gboolean values)
   return item;
 }
 
-/* A thread of the task queue. */
+/* A thread of the task queue, or the owner context. */
 static gpointer
 run_chunk_func (GCancellable *cancellable, gpointer data, GError **error)
 {
@@ -281,6 +287,17 @@ produce_chunk (SluiceSlot *slot, gpointer data)
   if (chunk->func == NULL)
     {
       sluice_slot_complete (slot, make_item (g_steal_pointer (&chunk->chunk), chunk->values));
+      return;
+    }
+  if (!chunk->in_thread)
+    {
+      GError *error = NULL;
+      gpointer item = run_chunk_func (chunk->cancellable, chunk, &error);
+
+      if (item != NULL)
+        sluice_slot_complete (slot, item);
+      else
+        sluice_slot_fail (slot, error);
       return;
     }
   /* The blocking part runs in the task queue and completes the slot; it
@@ -411,6 +428,9 @@ produce_bytes (SluiceInputStreamProducer *self, guint8 *buffer, gsize n)
   chunk->offset = __atomic_load_n (&self->bytes_read, __ATOMIC_RELAXED);
   chunk->func = self->chunk_func != NULL ? chunk_func_ref (self->chunk_func) : NULL;
   chunk->values = sluice_ordered_item_producer_carries_values (self->producer);
+  chunk->in_thread = self->chunk_func_in_thread;
+  if (chunk->func != NULL && !chunk->in_thread)
+    chunk->cancellable = g_object_ref (self->cancellable);
   g_clear_pointer (&self->previous, g_bytes_unref);
   self->previous = g_bytes_ref (chunk->chunk);
   __atomic_add_fetch (&self->bytes_read, n, __ATOMIC_RELAXED);
@@ -636,6 +656,9 @@ sluice_input_stream_producer_get_property (GObject *object,
     case PROP_CLOSE_STREAM:
       g_value_set_boolean (value, self->close_stream);
       break;
+    case PROP_CHUNK_FUNC_IN_THREAD:
+      g_value_set_boolean (value, self->chunk_func_in_thread);
+      break;
     case PROP_BYTES_READ:
       g_value_set_uint64 (value, sluice_input_stream_producer_get_bytes_read (self));
       break;
@@ -668,6 +691,9 @@ sluice_input_stream_producer_set_property (GObject *object,
       break;
     case PROP_CLOSE_STREAM:
       sluice_input_stream_producer_set_close_stream (self, g_value_get_boolean (value));
+      break;
+    case PROP_CHUNK_FUNC_IN_THREAD:
+      sluice_input_stream_producer_set_chunk_func_in_thread (self, g_value_get_boolean (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -726,6 +752,25 @@ sluice_input_stream_producer_class_init (SluiceInputStreamProducerClass *klass)
       G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
+   * SluiceInputStreamProducer:chunk-func-in-thread:
+   *
+   * Whether the chunk function (see
+   * [method@Sluice.InputStreamProducer.set_chunk_func]) runs in the
+   * producer's task queue, several chunks at once (%TRUE, the default), or
+   * on the owner context, one chunk at a time as it is read (%FALSE).
+   *
+   * Set it to %FALSE for a function that must run on the owner's thread: a
+   * function written in a language whose functions run on the main thread
+   * only (JavaScript through GJS), or one that is cheaper than a thread
+   * hop. The items still reach the consumer in order; the function blocks
+   * the owner context while it runs. Set it before
+   * [method@Sluice.InputStreamProducer.read_all_async].
+   */
+  properties[PROP_CHUNK_FUNC_IN_THREAD] = g_param_spec_boolean (
+      "chunk-func-in-thread", NULL, NULL, TRUE,
+      G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
    * SluiceInputStreamProducer:bytes-read:
    *
    * How many bytes have been read so far (of all files). It is not
@@ -750,6 +795,7 @@ static void
 sluice_input_stream_producer_init (SluiceInputStreamProducer *self)
 {
   self->close_stream = TRUE;
+  self->chunk_func_in_thread = TRUE;
   self->chunk_size = 65536;
   self->cancellable = g_cancellable_new ();
 }
@@ -836,6 +882,9 @@ sluice_input_stream_producer_new_for_files (SluiceOrderedItemProducer *producer,
  * the chunk's slot with [method@Sluice.Slot.continue_in_thread]), for
  * several chunks at once; the items still reach the consumer in input
  * order. Without one, each chunk is its own item.
+ * [property@Sluice.InputStreamProducer:chunk-func-in-thread] %FALSE runs it
+ * on the owner context instead (for GJS, whose functions run on the main
+ * thread only).
  *
  * Setting it while reading is a programmer error.
  *
@@ -1044,6 +1093,49 @@ sluice_input_stream_producer_set_close_stream (SluiceInputStreamProducer *self,
     return;
   self->close_stream = close_stream;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSE_STREAM]);
+}
+
+/**
+ * sluice_input_stream_producer_get_chunk_func_in_thread:
+ * @self: an input stream producer
+ *
+ * Gets [property@Sluice.InputStreamProducer:chunk-func-in-thread].
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: whether the chunk function runs in the task queue
+ */
+gboolean
+sluice_input_stream_producer_get_chunk_func_in_thread (SluiceInputStreamProducer *self)
+{
+  g_return_val_if_fail (SLUICE_IS_INPUT_STREAM_PRODUCER (self), FALSE);
+
+  return self->chunk_func_in_thread;
+}
+
+/**
+ * sluice_input_stream_producer_set_chunk_func_in_thread:
+ * @self: an input stream producer, not reading yet
+ * @in_thread: %TRUE to run the chunk function in the task queue, %FALSE to
+ *   run it on the owner context
+ *
+ * Sets [property@Sluice.InputStreamProducer:chunk-func-in-thread]. Setting
+ * it once the reading has begun is a programmer error.
+ *
+ * Call it on the owner context of the producer.
+ */
+void
+sluice_input_stream_producer_set_chunk_func_in_thread (SluiceInputStreamProducer *self,
+                                                       gboolean in_thread)
+{
+  g_return_if_fail (SLUICE_IS_INPUT_STREAM_PRODUCER (self));
+  g_return_if_fail (!self->ran);
+
+  in_thread = !!in_thread;
+  if (self->chunk_func_in_thread == in_thread)
+    return;
+  self->chunk_func_in_thread = in_thread;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHUNK_FUNC_IN_THREAD]);
 }
 
 /**

@@ -957,6 +957,118 @@ test_dropped_producer (void)
     }
 }
 
+/* A chunk function on the owner context (chunk-func-in-thread FALSE, for
+ * GJS): each chunk's function runs on the owner thread as the chunk is
+ * read, in input order; the items reach the writer in order; an error from
+ * the function ends the production at its chunk. */
+typedef struct
+{
+  GThread *owner;
+  guint64 next_offset;
+  guint n_calls;
+  gboolean off_owner;
+  guint64 fail_offset; /* G_MAXUINT64: never */
+} OnOwner;
+
+static GBytes *
+on_owner_chunk (GBytes *chunk,
+                GBytes *previous,
+                guint64 offset,
+                GCancellable *cancellable,
+                gpointer user_data,
+                GError **error)
+{
+  OnOwner *on_owner = user_data;
+  gsize len;
+  const guint8 *p = g_bytes_get_data (chunk, &len);
+  guint8 *out;
+
+  on_owner->off_owner |= g_thread_self () != on_owner->owner;
+  g_assert_cmpuint (offset, ==, on_owner->next_offset);
+  g_assert_nonnull (cancellable);
+  g_assert_true ((offset == 0) == (previous == NULL));
+  on_owner->next_offset += len;
+  on_owner->n_calls++;
+  if (offset == on_owner->fail_offset)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "test: bad chunk");
+      return NULL;
+    }
+  out = g_malloc (len);
+  for (gsize i = 0; i < len; i++)
+    out[i] = p[len - 1 - i];
+  return g_bytes_new_take (out, len);
+}
+
+static void
+test_chunk_func_on_owner (void)
+{
+  gsize size = 10 * 1000 + 7;
+  g_autoptr (GBytes) input = random_bytes (size, 9);
+  const guint8 *in_data = g_bytes_get_data (input, NULL);
+  g_autoptr (SluiceTaskQueue) queue = sluice_task_queue_new (2);
+  g_autoptr (GInputStream) in = g_memory_input_stream_new_from_bytes (input);
+  g_autoptr (TestSink) sink = g_object_new (TEST_TYPE_SINK, NULL);
+  g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  g_autofree guint8 *expected = g_malloc (size);
+  OnOwner on_owner = { g_thread_self (), 0, 0, FALSE, G_MAXUINT64 };
+  Run run = { 0 };
+
+  for (gsize start = 0; start < size; start += 1000)
+    {
+      gsize len = MIN (1000, size - start);
+
+      for (gsize i = 0; i < len; i++)
+        expected[start + i] = in_data[start + len - 1 - i];
+    }
+  run.producer = sluice_ordered_item_producer_new (queue, 4, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
+  sluice_output_stream_consumer_start (writer);
+  run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
+  g_assert_true (sluice_input_stream_producer_get_chunk_func_in_thread (run.reader));
+  sluice_input_stream_producer_set_chunk_func_in_thread (run.reader, FALSE);
+  g_assert_false (sluice_input_stream_producer_get_chunk_func_in_thread (run.reader));
+  sluice_input_stream_producer_set_chunk_func (run.reader, on_owner_chunk, &on_owner, NULL);
+  run_to_end (&run, NULL);
+
+  g_assert_no_error (run.read_error);
+  g_assert_no_error (run.stop_error);
+  g_assert_false (on_owner.off_owner);
+  g_assert_cmpuint (on_owner.n_calls, ==, 11);
+  assert_bytes_equal (sink->data, expected, size);
+  /* Set once reading began: a programmer error, nothing changes. */
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*!self->ran*");
+  sluice_input_stream_producer_set_chunk_func_in_thread (run.reader, TRUE);
+  g_test_assert_expected_messages ();
+  g_assert_false (sluice_input_stream_producer_get_chunk_func_in_thread (run.reader));
+  run_clear (&run);
+  run = (Run){ 0 };
+  g_clear_object (&writer);
+  g_clear_object (&sink);
+
+  /* The function fails at the fourth chunk: three chunks are written, the
+   * reading and the stop report its error. */
+  on_owner = (OnOwner){ g_thread_self (), 0, 0, FALSE, 3000 };
+  g_clear_object (&in);
+  in = g_memory_input_stream_new_from_bytes (input);
+  sink = g_object_new (TEST_TYPE_SINK, NULL);
+  run.producer = sluice_ordered_item_producer_new (queue, 4, (GDestroyNotify) g_bytes_unref);
+  writer = sluice_output_stream_consumer_new (run.producer, G_OUTPUT_STREAM (sink));
+  sluice_output_stream_consumer_start (writer);
+  run.reader = g_object_new (SLUICE_TYPE_INPUT_STREAM_PRODUCER, "producer", run.producer, "stream",
+                             in, "chunk-size", (guint64) 1000, "chunk-func-in-thread", FALSE, NULL);
+  sluice_input_stream_producer_set_chunk_func (run.reader, on_owner_chunk, &on_owner, NULL);
+  run_to_end (&run, NULL);
+
+  g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_error (run.stop_error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_cmpstr (run.stop_error->message, ==, "test: bad chunk");
+  g_assert_false (on_owner.off_owner);
+  g_assert_cmpuint (on_owner.n_calls, >=, 4);
+  assert_bytes_equal (sink->data, expected, 3000);
+  run_clear (&run);
+}
+
 /* Programmer errors are criticals that leave everything as it was. */
 static void
 test_programmer_errors (void)
@@ -1020,6 +1132,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/streams/stop-during-blocked-read-kept-stream",
                    test_stop_during_blocked_read_kept_stream);
   g_test_add_func ("/streams/dropped-producer", test_dropped_producer);
+  g_test_add_func ("/streams/chunk-func-on-owner", test_chunk_func_on_owner);
   g_test_add_func ("/streams/programmer-errors", test_programmer_errors);
 
   return g_test_run ();

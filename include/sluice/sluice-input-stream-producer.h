@@ -31,7 +31,9 @@ G_BEGIN_DECLS
  * A blocking function that turns a chunk into the item produced for it
  * (compresses it, hashes it, …). It runs in a thread of the producer's task
  * queue; chunks are worked on in parallel and their items still reach the
- * consumer in input order.
+ * consumer in input order. With
+ * [property@Sluice.InputStreamProducer:chunk-func-in-thread] %FALSE it runs
+ * on the owner context instead, one chunk at a time.
  *
  * Returns: (transfer full) (nullable): the item, or %NULL with @error set:
  *   the item fails, and production ends there
@@ -86,6 +88,11 @@ gboolean sluice_input_stream_producer_get_close_stream (SluiceInputStreamProduce
 SLUICE_AVAILABLE_IN_ALL
 void sluice_input_stream_producer_set_close_stream (SluiceInputStreamProducer *self,
                                                     gboolean close_stream);
+SLUICE_AVAILABLE_IN_ALL
+gboolean sluice_input_stream_producer_get_chunk_func_in_thread (SluiceInputStreamProducer *self);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_input_stream_producer_set_chunk_func_in_thread (SluiceInputStreamProducer *self,
+                                                            gboolean in_thread);
 SLUICE_AVAILABLE_IN_ALL
 guint64 sluice_input_stream_producer_get_bytes_read (SluiceInputStreamProducer *self);
 SLUICE_AVAILABLE_IN_ALL

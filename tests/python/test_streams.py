@@ -159,6 +159,32 @@ class StreamTests(unittest.TestCase):
         self.assertEqual(stop[1].message, "chunk 5000 refused")
         self.assertEqual(out.steal_as_bytes().get_data(), self.parts[0][:5000])
 
+    def test_chunk_function_on_the_main_thread(self):
+        # chunk_func_in_thread False: the function runs on the owner's
+        # (here the main) thread, one chunk at a time, in input order.
+        data = self.parts[0]
+        source = Gio.MemoryInputStream.new_from_bytes(GLib.Bytes.new(data))
+        out = Gio.MemoryOutputStream.new_resizable()
+        producer = Sluice.OrderedItemProducer.new(None, 4)
+        Sluice.OutputStreamConsumer.new(producer, out).start()
+        reader = Sluice.InputStreamProducer(
+            producer=producer, stream=source, chunk_size=4096, chunk_func_in_thread=False
+        )
+        self.assertFalse(reader.get_chunk_func_in_thread())
+        seen = []
+
+        def upper(chunk, previous, offset, cancellable, *unused):
+            seen.append((threading.get_ident(), offset))
+            return GLib.Bytes.new(bytes(reversed(chunk.get_data())))
+
+        reader.set_chunk_func(upper)
+        read, stop = copy(reader, producer)
+        self.assertEqual(read, ("ok", True))
+        self.assertEqual(stop, ("ok", None))
+        self.assertEqual(seen, [(threading.get_ident(), o) for o in range(0, len(data), 4096)])
+        expected = b"".join(bytes(reversed(data[i : i + 4096])) for i in range(0, len(data), 4096))
+        self.assertTrue(out.steal_as_bytes().get_data() == expected)
+
     def test_write_error_reaches_stop(self):
         # A file opened for reading only: every write fails.
         out = Gio.UnixOutputStream.new(os.open(os.devnull, os.O_RDONLY), True)
