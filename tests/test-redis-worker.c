@@ -1102,6 +1102,139 @@ test_tool_sigterm (void)
   server_stop (server);
 }
 
+/* ---- sluice-gzip --redis --------------------------------------------- */
+
+/* Runs sluice-gzip with @args on @path and returns its standard output. */
+static GBytes *
+gzip_output (const char *const *args, const char *path)
+{
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto (GStrv) argv = NULL;
+  g_autoptr (GSubprocess) gzip = NULL;
+  GBytes *out = NULL;
+  GError *error = NULL;
+
+  g_strv_builder_add (builder, g_getenv ("SLUICE_GZIP_TOOL"));
+  g_strv_builder_addv (builder, (const char **) args);
+  g_strv_builder_add_many (builder, "-c", path, NULL);
+  argv = g_strv_builder_end (builder);
+  gzip = spawn ((const char *const *) argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  g_assert_true (g_subprocess_communicate (gzip, NULL, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (gzip));
+  g_assert_cmpint (g_subprocess_get_exit_status (gzip), ==, 0);
+  return out;
+}
+
+/* `gzip -t` accepts @data. */
+static void
+assert_gzip_valid (GBytes *data)
+{
+  const char *argv[] = { "gzip", "-t", NULL };
+  g_autoptr (GSubprocess) gzip = spawn (argv, G_SUBPROCESS_FLAGS_STDIN_PIPE);
+  GError *error = NULL;
+
+  g_assert_true (g_subprocess_communicate (gzip, data, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (gzip));
+  g_assert_cmpint (g_subprocess_get_exit_status (gzip), ==, 0);
+}
+
+/* The issue's proof that a real job can outgrow the machine: sluice-gzip
+ * --redis deflates its blocks in two `sluice-worker --redis` processes
+ * serving the module sluice-gzip-deflate, and its output is byte for byte
+ * that of the local run (with dictionaries, and with -i and its index),
+ * and gzip accepts it. */
+static void
+test_gzip (void)
+{
+  Server *server = server_start (NULL);
+  g_autofree char *redis = NULL;
+  g_autofree char *path = NULL;
+  g_autoptr (GString) text = g_string_new (NULL);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (17);
+  static const char *const words[] = { "ordered", "producer", "window", "block", "deflate",
+                                       "redis",   "stream",   "worker", "call",  "series" };
+  const char *const variants[][5] = {
+    { "-b", "32", NULL },
+    { "-9", "-i", "-b", "32" },
+  };
+  g_autofree char *gzip = g_find_program_in_path ("gzip");
+  GSubprocess *helpers[2];
+  GError *error = NULL;
+
+  if (server == NULL)
+    return;
+  if (gzip == NULL)
+    {
+      g_test_skip ("gzip is not installed");
+      server_stop (server);
+      return;
+    }
+  /* ~600 KiB of text that compresses as text does: 19 blocks of 32 KiB. */
+  while (text->len < 600 * 1024)
+    g_string_append_printf (text, "%s %u ", words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
+                            g_rand_int_range (rand, 0, 1000));
+  path = g_build_filename (server->dir, "input.txt", NULL);
+  g_assert_true (g_file_set_contents (path, text->str, (gssize) text->len, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (helpers); i++)
+    {
+      g_autofree char *redis_arg = g_strconcat ("--redis=", server->endpoint, NULL);
+      g_autofree char *consumer = g_strdup_printf ("--consumer=gzip-%u", i);
+      const char *argv[] = {
+        g_getenv ("SLUICE_WORKER_TOOL"),
+        redis_arg,
+        "--series=gzip",
+        consumer,
+        "--threads=1",
+        g_getenv ("SLUICE_GZIP_DEFLATE_MODULE"),
+        NULL,
+      };
+
+      helpers[i] = spawn (argv, G_SUBPROCESS_FLAGS_NONE);
+    }
+
+  redis = g_strconcat ("--redis=", server->endpoint, NULL);
+  for (guint v = 0; v < G_N_ELEMENTS (variants); v++)
+    {
+      g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+      g_auto (GStrv) remote_args = NULL;
+      g_autoptr (GBytes) local = NULL;
+      g_autoptr (GBytes) remote = NULL;
+
+      g_strv_builder_addv (builder, (const char **) variants[v]);
+      g_strv_builder_add (builder, redis);
+      remote_args = g_strv_builder_end (builder);
+      local = gzip_output (variants[v], path);
+      remote = gzip_output ((const char *const *) remote_args, path);
+      g_assert_cmpmem (g_bytes_get_data (remote, NULL), g_bytes_get_size (remote),
+                       g_bytes_get_data (local, NULL), g_bytes_get_size (local));
+      assert_gzip_valid (remote);
+    }
+  /* Both workers took part: the series' group has two consumers that read. */
+  {
+    redisReply *reply =
+        redisCommand (server->c, "XINFO CONSUMERS sluice:calls:gzip sluice-workers");
+
+    g_assert_nonnull (reply);
+    g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+    g_assert_cmpint (reply->elements, ==, 2);
+    freeReplyObject (reply);
+  }
+
+  for (guint i = 0; i < G_N_ELEMENTS (helpers); i++)
+    {
+      g_subprocess_send_signal (helpers[i], SIGTERM);
+      g_assert_true (g_subprocess_wait_check (helpers[i], NULL, &error));
+      g_assert_no_error (error);
+      g_object_unref (helpers[i]);
+    }
+  g_remove (path);
+  server_stop (server);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1123,5 +1256,6 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
   g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
   g_test_add_func ("/redis-worker/tool-sigterm", test_tool_sigterm);
+  g_test_add_func ("/redis-worker/gzip", test_gzip);
   return g_test_run ();
 }

@@ -23,6 +23,10 @@
  * in order. A file with an index has its blocks inflated in parallel.
  * Options, messages and exit statuses are gzip's.
  *
+ * With --redis the blocks are deflated by remote sluice-worker processes
+ * serving the module sluice-gzip-deflate, through Redis, as named calls
+ * of the producer (see "--redis" below and doc/remote-workers.md).
+ *
  * Uses the public API of the library only.
  */
 
@@ -47,7 +51,8 @@
 #include <sluice/sluice.h>
 #include <zlib.h>
 
-#define DICT_SIZE 32768
+#include "gzip-deflate-block.h"
+
 #define EXIT_OK 0
 #define EXIT_ERROR 1
 /* A compression stopped by a signal: main() ends by that signal, as gzip
@@ -78,6 +83,8 @@ static gboolean opt_progress_explicit;
 static gboolean opt_version;
 static gboolean opt_demo;
 static char **opt_files;
+static char *opt_redis;        /* --redis: deflate in remote sluice-worker processes */
+static char *opt_redis_series; /* their series, "gzip" by default */
 
 static gboolean
 set_level (const char *option_name, const char *value, gpointer data, GError **error)
@@ -149,54 +156,17 @@ static const GOptionEntry entries[] = {
   { "demo", 0, 0, G_OPTION_ARG_NONE, &opt_demo,
     N_ ("Compress a built-in input, verify it and print a summary"), NULL },
   { "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, N_ ("Print the version"), NULL },
+  { "redis", 0, 0, G_OPTION_ARG_STRING, &opt_redis,
+    N_ ("Deflate the blocks in sluice-worker processes serving the module sluice-gzip-deflate "
+        "through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:PATH)"),
+    N_ ("URL") },
+  { "redis-series", 0, 0, G_OPTION_ARG_STRING, &opt_redis_series,
+    N_ ("With --redis: the series the workers serve (default gzip)"), N_ ("NAME") },
   { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_files, NULL, N_ ("[FILE…]") },
   { NULL }
 };
 
 /* --- compression of one block, in a pool thread --- */
-
-typedef struct
-{
-  z_stream strm;
-  int level;
-} Deflater;
-
-static void
-deflater_free (gpointer data)
-{
-  Deflater *deflater = data;
-
-  deflateEnd (&deflater->strm);
-  g_free (deflater);
-}
-
-/* One deflate state per pool thread, reset for every block. */
-static GPrivate thread_deflater = G_PRIVATE_INIT (deflater_free);
-
-static z_stream *
-get_deflater (int level)
-{
-  Deflater *deflater = g_private_get (&thread_deflater);
-
-  if (deflater != NULL && deflater->level != level)
-    {
-      g_private_replace (&thread_deflater, NULL);
-      deflater = NULL;
-    }
-  if (deflater == NULL)
-    {
-      deflater = g_new0 (Deflater, 1);
-      deflater->level = level;
-      /* Raw deflate: the gzip header and trailer are written around it. */
-      if (deflateInit2 (&deflater->strm, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        g_error ("deflateInit2 failed: out of memory");
-      g_private_set (&thread_deflater, deflater);
-    }
-  else
-    deflateReset (&deflater->strm);
-
-  return &deflater->strm;
-}
 
 /* The CRC-32 and length of the data, folded in order from the blocks'
  * CRCs, which the pool threads compute in any order: a block that comes
@@ -373,49 +343,27 @@ compress_block (GBytes *chunk,
   guint64 index = offset / ((guint64) opt_blocksize_kib * 1024);
   gsize in_len;
   const guint8 *in = g_bytes_get_data (chunk, &in_len);
-  z_stream *strm = get_deflater (opt_level);
+  const guint8 *dict = NULL;
+  gsize dict_len = 0, out_len = 0;
+  const char *zlib_message = NULL;
   guint8 *out;
-  gsize cap;
-  int ret;
 
   /* -i: no dictionary, so that each block inflates on its own. */
   if (previous != NULL && !opt_independent)
     {
-      gsize dict_len;
-      const guint8 *dict = g_bytes_get_data (previous, &dict_len);
-
-      if (dict_len > DICT_SIZE)
+      dict = g_bytes_get_data (previous, &dict_len);
+      if (dict_len > GZIP_DICT_SIZE)
         {
-          dict += dict_len - DICT_SIZE;
-          dict_len = DICT_SIZE;
+          dict += dict_len - GZIP_DICT_SIZE;
+          dict_len = GZIP_DICT_SIZE;
         }
-      deflateSetDictionary (strm, dict, (uInt) dict_len);
     }
-
-  /* The bound covers Z_FINISH; a sync flush adds at most a few bytes. */
-  cap = deflateBound (strm, in_len) + 64;
-  out = g_malloc (cap);
-  strm->next_in = (Bytef *) in;
-  strm->avail_in = (uInt) in_len;
-  strm->next_out = out;
-  strm->avail_out = (uInt) cap;
-  for (;;)
+  out = gzip_deflate_block (opt_level, dict, dict_len, in, in_len, &out_len, &zlib_message);
+  if (out == NULL)
     {
-      ret = deflate (strm, Z_SYNC_FLUSH);
-      if (ret != Z_OK && ret != Z_BUF_ERROR)
-        {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Compression failed: %s"),
-                       strm->msg != NULL ? strm->msg : _ ("zlib error"));
-          g_free (out);
-          return NULL;
-        }
-      if (strm->avail_in == 0 && strm->avail_out > 0)
-        break;
-      /* Never with deflateBound's margin, but be exact rather than sorry. */
-      out = g_realloc (out, cap * 2);
-      strm->next_out = out + cap;
-      strm->avail_out = (uInt) cap;
-      cap *= 2;
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Compression failed: %s"),
+                   zlib_message != NULL ? zlib_message : _ ("zlib error"));
+      return NULL;
     }
   /* Every chunk but the last is a block long: the offset gives the index. */
   check.crc = (guint32) crc32 (0, in, (uInt) in_len);
@@ -426,11 +374,11 @@ compress_block (GBytes *chunk,
       g_mutex_lock (&job->fold.lock);
       if (job->block_sizes->len <= index)
         g_array_set_size (job->block_sizes, (guint) index + 1);
-      g_array_index (job->block_sizes, guint32, index) = (guint32) (cap - strm->avail_out);
+      g_array_index (job->block_sizes, guint32, index) = (guint32) out_len;
       g_mutex_unlock (&job->fold.lock);
     }
 
-  return g_bytes_new_take (out, cap - strm->avail_out);
+  return g_bytes_new_take (out, out_len);
 }
 
 /* --- one compression: reader on the main loop, producer, writer thread --- */
@@ -568,6 +516,48 @@ show_progress (gpointer data)
 
 static GBytes *make_index_member (Job *job);
 
+/* After the blocks: an empty final block, the trailer and with -i the
+ * index member, unless the job failed; then frees what the compression
+ * used and returns whether it worked. */
+static gboolean
+compress_stream_end (Job *job, GError **error)
+{
+  guint8 trailer[10] = { 0x03, 0x00 }; /* an empty final block with fixed codes */
+
+  if (job->error == NULL)
+    {
+      put_le32 (trailer + 2, job->fold.crc);
+      put_le32 (trailer + 6, (guint32) (job->fold.length & 0xffffffffu));
+      if (g_output_stream_write_all (job->out, trailer, sizeof trailer, NULL, NULL, &job->error) &&
+          g_output_stream_flush (job->out, NULL, &job->error))
+        job->out_bytes += sizeof trailer;
+    }
+  if (job->error == NULL && opt_independent)
+    {
+      g_autoptr (GBytes) index = make_index_member (job);
+
+      if (index != NULL &&
+          g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
+                                     g_bytes_get_size (index), NULL, NULL, &job->error) &&
+          g_output_stream_flush (job->out, NULL, &job->error))
+        job->out_bytes += g_bytes_get_size (index);
+    }
+  g_clear_pointer (&job->block_sizes, g_array_unref);
+  g_clear_object (&job->producer);
+  g_clear_pointer (&job->loop, g_main_loop_unref);
+  g_clear_pointer (&job->header, g_bytes_unref);
+  check_fold_clear (&job->fold);
+
+  if (job->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&job->error));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean compress_stream_redis (Job *job, GError **error);
+
 /* Compresses job->in to job->out: the header, the blocks, an empty final
  * block and the trailer. Returns whether it worked; the totals are in
  * job->in_bytes and job->out_bytes. */
@@ -575,7 +565,9 @@ static gboolean
 compress_stream (Job *job, GError **error)
 {
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
-  guint8 trailer[10] = { 0x03, 0x00 }; /* an empty final block with fixed codes */
+
+  if (opt_redis != NULL)
+    return compress_stream_redis (job, error);
 
   check_fold_init (&job->fold);
   job->block_sizes = g_array_new (FALSE, TRUE, sizeof (guint32));
@@ -623,37 +615,197 @@ compress_stream (Job *job, GError **error)
   current_job = NULL;
   job->in_bytes = sluice_input_stream_producer_get_bytes_read (job->reader);
   job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
-  if (job->error == NULL)
-    {
-      put_le32 (trailer + 2, job->fold.crc);
-      put_le32 (trailer + 6, (guint32) (job->fold.length & 0xffffffffu));
-      if (g_output_stream_write_all (job->out, trailer, sizeof trailer, NULL, NULL, &job->error) &&
-          g_output_stream_flush (job->out, NULL, &job->error))
-        job->out_bytes += sizeof trailer;
-    }
-  if (job->error == NULL && opt_independent)
-    {
-      g_autoptr (GBytes) index = make_index_member (job);
-
-      if (index != NULL &&
-          g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
-                                     g_bytes_get_size (index), NULL, NULL, &job->error) &&
-          g_output_stream_flush (job->out, NULL, &job->error))
-        job->out_bytes += g_bytes_get_size (index);
-    }
-  g_clear_pointer (&job->block_sizes, g_array_unref);
-
   g_clear_object (&job->reader);
-  g_clear_object (&job->producer);
-  g_clear_pointer (&job->loop, g_main_loop_unref);
-  g_clear_pointer (&job->header, g_bytes_unref);
-  check_fold_clear (&job->fold);
+  return compress_stream_end (job, error);
+}
 
-  if (job->error != NULL)
+/* --- --redis: the blocks deflated by remote sluice-worker processes ---
+ *
+ * The same stream as above, but each block is a named call, "deflate_block"
+ * of the module sluice-gzip-deflate (tools/sluice-gzip-deflate.c), made
+ * with sluice_ordered_item_producer_produce_call () to the workers of the
+ * series that a SluiceRedisWorker hired by the task queue reaches: the
+ * producer keeps the order and the window, the reader (on the main loop)
+ * waits for room before each block, and a consumer thread writes the
+ * compressed blocks in order and folds their CRCs. The call's arguments
+ * are the block, the last 32 KiB of the block before it (none with -i) and
+ * the level; its result (ayuu) the compressed block, its CRC-32 and its
+ * length. */
+
+typedef struct
+{
+  Job *job;
+  guint8 *buffer;   /* the block being read */
+  GBytes *previous; /* the block read before it */
+  GError *read_error;
+} RedisReader;
+
+static void redis_read_next (RedisReader *reader);
+
+static void
+redis_stop (RedisReader *reader)
+{
+  sluice_ordered_item_producer_stop_async (reader->job->producer, NULL, on_stopped, reader->job);
+}
+
+static void
+redis_on_read (GObject *source, GAsyncResult *result, gpointer data)
+{
+  RedisReader *reader = data;
+  gsize block_size = (gsize) opt_blocksize_kib * 1024;
+  gsize n = 0;
+  g_autoptr (GBytes) dict = NULL;
+  GBytes *block;
+  GVariant *args;
+
+  if (!g_input_stream_read_all_finish (G_INPUT_STREAM (source), result, &n, &reader->read_error))
+    n = 0;
+  if (n == 0)
     {
-      g_propagate_error (error, g_steal_pointer (&job->error));
-      return FALSE;
+      redis_stop (reader);
+      return;
     }
+  block = g_bytes_new_take (g_steal_pointer (&reader->buffer), n);
+  reader->job->in_bytes += n;
+  if (reader->previous != NULL && !opt_independent)
+    {
+      gsize previous_len = g_bytes_get_size (reader->previous);
+      gsize dict_len = MIN (previous_len, GZIP_DICT_SIZE);
+
+      dict = g_bytes_new_from_bytes (reader->previous, previous_len - dict_len, dict_len);
+    }
+  else
+    dict = g_bytes_new_static (NULL, 0);
+  args =
+      g_variant_new ("(@ay@ayi)", g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, block, TRUE),
+                     g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, dict, TRUE), opt_level);
+  sluice_ordered_item_producer_produce_call (reader->job->producer, opt_redis_series,
+                                             "deflate_block", args, G_PRIORITY_DEFAULT, 0, NULL,
+                                             NULL, NULL);
+  g_clear_pointer (&reader->previous, g_bytes_unref);
+  reader->previous = block;
+  if (n < block_size)
+    redis_stop (reader);
+  else
+    redis_read_next (reader);
+}
+
+static void
+redis_on_ready (GObject *source, GAsyncResult *result, gpointer data)
+{
+  RedisReader *reader = data;
+  gsize block_size = (gsize) opt_blocksize_kib * 1024;
+
+  /* Closed: the writer failed (or a signal stopped it); the stop says why. */
+  if (!sluice_ordered_item_producer_wait_ready_finish (reader->job->producer, result, NULL))
+    {
+      redis_stop (reader);
+      return;
+    }
+  reader->buffer = g_malloc (block_size);
+  g_input_stream_read_all_async (reader->job->in, reader->buffer, block_size, G_PRIORITY_DEFAULT,
+                                 NULL, redis_on_read, reader);
+}
+
+static void
+redis_read_next (RedisReader *reader)
+{
+  sluice_ordered_item_producer_wait_ready_async (reader->job->producer, NULL, redis_on_ready,
+                                                 reader);
+}
+
+/* The consumer thread: the header, then each compressed block in order. */
+static gpointer
+redis_write_blocks (SluiceConsumerator *items, gpointer data, GError **error)
+{
+  Job *job = data;
+  GError *local_error = NULL;
+  gpointer item;
+
+  if (g_output_stream_write_all (job->out, g_bytes_get_data (job->header, NULL),
+                                 g_bytes_get_size (job->header), NULL, NULL, &local_error))
+    job->out_bytes += g_bytes_get_size (job->header);
+  while (local_error == NULL && sluice_consumerator_next (items, &item, &local_error))
+    {
+      g_autoptr (GVariant) result = item;
+      g_autoptr (GVariant) compressed = NULL;
+      guint32 crc, length;
+      gsize size;
+      const guint8 *bytes;
+
+      if (!g_variant_is_of_type (result, G_VARIANT_TYPE ("(ayuu)")))
+        {
+          g_set_error (&local_error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                       _ ("A remote worker answered deflate_block with %s"),
+                       g_variant_get_type_string (result));
+          break;
+        }
+      g_variant_get (result, "(@ayuu)", &compressed, &crc, &length);
+      bytes = g_variant_get_fixed_array (compressed, &size, 1);
+      if (!g_output_stream_write_all (job->out, bytes, size, NULL, NULL, &local_error))
+        break;
+      job->out_bytes += size;
+      job->fold.crc = (guint32) crc32_combine (job->fold.crc, crc, (z_off_t) length);
+      job->fold.length += length;
+      if (opt_independent)
+        {
+          guint32 block_size = (guint32) size;
+
+          g_array_append_val (job->block_sizes, block_size);
+        }
+    }
+  if (local_error == NULL)
+    g_output_stream_flush (job->out, NULL, &local_error);
+  if (local_error != NULL)
+    g_propagate_error (error, local_error);
+  return NULL;
+}
+
+static gboolean
+compress_stream_redis (Job *job, GError **error)
+{
+  RedisReader reader = { .job = job };
+
+  check_fold_init (&job->fold);
+  job->block_sizes = g_array_new (FALSE, TRUE, sizeof (guint32));
+  job->loop = g_main_loop_new (NULL, FALSE);
+  job->producer = sluice_ordered_item_producer_new (
+      job->queue, MAX (16, 4 * sluice_task_queue_get_max_threads (job->queue)),
+      (GDestroyNotify) g_variant_unref);
+  sluice_ordered_item_producer_start (job->producer, redis_write_blocks, job, NULL, NULL);
+
+  current_job = job;
+  redis_read_next (&reader);
+  g_main_loop_run (job->loop);
+  current_job = NULL;
+
+  /* A read error comes before whatever the stop says (a cancelled call). */
+  if (reader.read_error != NULL)
+    {
+      g_clear_error (&job->error);
+      job->error = g_steal_pointer (&reader.read_error);
+      job->input_failed = TRUE;
+    }
+  g_clear_pointer (&reader.previous, g_bytes_unref);
+  g_free (reader.buffer);
+  return compress_stream_end (job, error);
+}
+
+/* --redis: hires a SluiceRedisWorker reaching the remote workers of the
+ * series; the password may come from SLUICE_REDIS_PASSWORD. */
+static gboolean
+hire_redis_worker (SluiceTaskQueue *queue, GError **error)
+{
+  const char *series[] = { opt_redis_series, NULL };
+  g_autoptr (SluiceRedisWorker) worker = NULL;
+
+  if (opt_redis_series == NULL)
+    series[0] = opt_redis_series = g_strdup ("gzip");
+  worker = sluice_redis_worker_new (opt_redis, g_getenv ("SLUICE_REDIS_PASSWORD"), series,
+                                    MAX (16, 4 * sluice_task_queue_get_max_threads (queue)), error);
+  if (worker == NULL)
+    return FALSE;
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   return TRUE;
 }
 
@@ -2328,6 +2480,11 @@ run (int argc, char *argv[])
   g_unix_signal_add (SIGHUP, on_signal, GINT_TO_POINTER (SIGHUP));
   signal (SIGPIPE, on_sigpipe);
   queue = make_queue ();
+  if (opt_redis != NULL && !opt_decompress && !hire_redis_worker (queue, &error))
+    {
+      warn ("%s: %s", opt_redis, error->message);
+      return EXIT_ERROR;
+    }
 
   if (opt_demo)
     {
@@ -2394,6 +2551,8 @@ main (int argc, char *argv[])
   status = run (argc, argv);
   g_strfreev (opt_files);
   g_free (opt_suffix);
+  g_free (opt_redis);
+  g_free (opt_redis_series);
   if (interrupted)
     {
       /* Everything is cleaned up: end by the signal itself, as gzip does,
