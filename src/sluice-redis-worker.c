@@ -69,6 +69,7 @@ typedef struct
   char *entry_id;            /* (nullable) until XADD answered */
   GCancellable *cancellable; /* (owned) the task's */
   gulong cancelled_id;
+  guint epoch; /* of the Redis instance it was sent to (State.epoch) */
 } Flight;
 
 /* What the threads share with the object: they hold references on it. */
@@ -83,6 +84,9 @@ struct _State
   GHashTable *in_flight;   /* call id (owned) -> Flight (owned) */
   GPtrArray *withdraw;     /* of Flight (owned): entries to delete */
   GHashTable *attempts;    /* sequence -> attempts (GUINT_TO_POINTER) */
+  guint max_tracked;       /* past this many attempts, forget those not held */
+  char *run_id;            /* of the Redis instance the calls go to */
+  guint epoch;             /* the number of run_id: one more at each restart */
   GPtrArray *stop_waiters; /* of GTask (owned) */
   gboolean stopping;
   guint reconnect_ms; /* 0: resign when the connection is lost */
@@ -142,6 +146,7 @@ state_clear (gpointer data)
   sluice_redis_endpoint_free (state->endpoint);
   g_free (state->client_id);
   g_free (state->reply_stream);
+  g_free (state->run_id);
   g_weak_ref_clear (&state->worker);
   g_cond_clear (&state->cond);
   g_mutex_clear (&state->mutex);
@@ -158,6 +163,51 @@ call_id (State *state, SluiceWorkerTask *task)
 {
   return g_strdup_printf ("%s:%" G_GUINT64_FORMAT, state->client_id,
                           sluice_worker_task_get_sequence (task));
+}
+
+/* Forgets how many times the call of @task was sent: it is done here. */
+static void
+forget_attempts_locked (State *state, SluiceWorkerTask *task)
+{
+  guint64 seq = sluice_worker_task_get_sequence (task);
+
+  g_hash_table_remove (state->attempts, &seq);
+}
+
+/* Adds the key of @task's attempts, if counted, to @held. */
+static void
+hold_attempts (GHashTable *attempts, GHashTable *held, SluiceWorkerTask *task)
+{
+  guint64 seq = sluice_worker_task_get_sequence (task);
+  gpointer key;
+
+  if (g_hash_table_lookup_extended (attempts, &seq, &key, NULL))
+    g_hash_table_add (held, key);
+}
+
+/* The attempts of calls given back when a connection was lost stay
+ * counted, in case they come back; those that went to other workers are
+ * forgotten once the table outgrows what the worker holds. */
+static void
+prune_attempts_locked (State *state)
+{
+  GHashTable *held;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (g_hash_table_size (state->attempts) <= state->max_tracked)
+    return;
+  held = g_hash_table_new (NULL, NULL);
+  g_hash_table_iter_init (&iter, state->in_flight);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    hold_attempts (state->attempts, held, ((Flight *) value)->task);
+  for (GList *l = state->to_send.head; l != NULL; l = l->next)
+    hold_attempts (state->attempts, held, l->data);
+  g_hash_table_iter_init (&iter, state->attempts);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (!g_hash_table_contains (held, key))
+      g_hash_table_iter_remove (&iter);
+  g_hash_table_unref (held);
 }
 
 /* Takes the call @id out of the calls in flight, if it is there. */
@@ -220,12 +270,27 @@ close_locked (State *state)
   return tasks;
 }
 
+/* Gives @tasks (transfer full) back to the queue. */
+static void
+give_back (State *state, GPtrArray *tasks)
+{
+  GPtrArray *waiters;
+
+  g_mutex_lock (&state->mutex);
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < tasks->len; i++)
+    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
+  g_ptr_array_unref (tasks);
+  sluice_worker_complete_stop_waiters (waiters);
+}
+
 /* The connection is lost: resign (the queue that hired it fires it, and
  * takes its tasks back with a crash), then give back what is left. */
 static void
 fail (State *state, GError *error)
 {
-  GPtrArray *tasks, *waiters;
+  GPtrArray *tasks;
   SluiceWorker *worker;
 
   g_mutex_lock (&state->mutex);
@@ -248,12 +313,8 @@ fail (State *state, GError *error)
 
   g_mutex_lock (&state->mutex);
   tasks = close_locked (state);
-  waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
-  for (guint i = 0; i < tasks->len; i++)
-    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
-  g_ptr_array_unref (tasks);
-  sluice_worker_complete_stop_waiters (waiters);
+  give_back (state, tasks);
 }
 
 static gboolean
@@ -264,16 +325,126 @@ closed_cb (gpointer data)
   return g_atomic_int_get (&state->closed);
 }
 
-/* The connection *@c of a thread was lost: the calls in flight go back to
- * the queue (which may give them to this worker again: they wait to be
- * sent), and the thread connects again for up to reconnect_ms. Past that
- * (or with reconnect_ms 0) the worker resigns and the thread leaves:
- * returns FALSE. */
-static gboolean
-lost (State *state, redisContext **c, GError *error)
+/* Names the connection @c of a thread (`sluice-ROLE.CLIENT-ID` in
+ * CLIENT LIST) and learns which Redis instance it reached (its run_id,
+ * new at every start of the server). */
+static char *
+greet (State *state, redisContext *c, const char *role, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  const char *line;
+  char *run_id = NULL;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "CLIENT");
+  sluice_redis_args_add (&args, "SETNAME");
+  sluice_redis_args_add_printf (&args, "sluice-%s.%s", role, state->client_id);
+  if (!sluice_redis_args_append (&args, c, error))
+    return NULL;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "INFO");
+  sluice_redis_args_add (&args, "server");
+  if (!sluice_redis_args_append (&args, c, error))
+    return NULL;
+  reply = sluice_redis_get_reply (c, error);
+  if (reply == NULL && !sluice_redis_connected (c))
+    return NULL;
+  g_clear_error (error);
+  if (reply != NULL)
+    freeReplyObject (reply);
+  reply = sluice_redis_get_reply (c, error);
+  if (reply == NULL)
+    return NULL;
+  line = reply->type == REDIS_REPLY_STRING ? strstr (reply->str, "run_id:") : NULL;
+  if (line != NULL)
+    run_id = g_strndup (line + 7, strcspn (line + 7, "\r\n"));
+  else
+    run_id = g_strdup ("");
+  freeReplyObject (reply);
+  return run_id;
+}
+
+/* A thread connected to the Redis instance @run_id: when it is not the
+ * one the calls in flight were sent to (Redis restarted and lost them, or
+ * at least may have), those calls go back to the queue, once (whichever
+ * thread learns it first), and *@epoch is the new instance's. The sender
+ * (@sending) also gives back the calls whose XADD it sent without reading
+ * the answer: they may not be in Redis. Calls sent to the same instance
+ * are left there: their results come on the reply stream, which the
+ * reader reads on from where it was. */
+static void
+connected_to (State *state, const char *run_id, gboolean sending, guint *epoch)
 {
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
-  GPtrArray *waiters;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_mutex_lock (&state->mutex);
+  if (state->run_id == NULL)
+    state->run_id = g_strdup (run_id);
+  else if (strcmp (state->run_id, run_id) != 0)
+    {
+      g_free (state->run_id);
+      state->run_id = g_strdup (run_id);
+      state->epoch++;
+    }
+  *epoch = state->epoch;
+  g_hash_table_iter_init (&iter, state->in_flight);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Flight *flight = value;
+
+      if (flight->epoch == state->epoch && !(sending && flight->entry_id == NULL))
+        continue;
+      g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
+      g_hash_table_iter_steal (&iter);
+      g_free (key);
+      g_ptr_array_add (state->withdraw, flight);
+    }
+  g_mutex_unlock (&state->mutex);
+  give_back (state, tasks);
+}
+
+/* Connects a thread, named by @role (a first connection, or again),
+ * within @deadline (0: one try); see connected_to (). */
+static redisContext *
+connect_thread (State *state, const char *role, gint64 deadline, guint *epoch, GError **error)
+{
+  for (;;)
+    {
+      redisContext *c = deadline == 0
+                            ? sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, error)
+                            : sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS, deadline,
+                                                      closed_cb, state, error);
+      char *run_id = c != NULL ? greet (state, c, role, error) : NULL;
+
+      if (run_id != NULL)
+        {
+          connected_to (state, run_id, g_str_equal (role, "send"), epoch);
+          g_free (run_id);
+          return c;
+        }
+      if (c != NULL)
+        redisFree (c);
+      if (deadline == 0 || g_get_monotonic_time () >= deadline || closed_cb (state))
+        return NULL;
+      g_clear_error (error);
+    }
+}
+
+/* The connection *@c of a thread was lost. It connects again at once if
+ * it can (a connection dropped, Redis still there: nothing is given
+ * back but what may not have reached Redis, see connected_to ()).
+ * Otherwise the calls in flight go back to the queue (which may give them
+ * to another worker, or back to this one: they wait to be sent) and the
+ * thread connects again for up to reconnect_ms. Past that (or with
+ * reconnect_ms 0) the worker resigns and the thread leaves: returns
+ * FALSE. */
+static gboolean
+lost (State *state, redisContext **c, const char *role, guint *epoch, GError *error)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
   guint reconnect_ms;
   GError *local = NULL;
 
@@ -283,26 +454,33 @@ lost (State *state, redisContext **c, GError *error)
   if (reconnect_ms == 0 || state->closed)
     {
       g_mutex_unlock (&state->mutex);
+      g_ptr_array_unref (tasks);
       fail (state, error);
       return FALSE;
     }
-  take_in_flight_locked (state, tasks);
   state->n_reconnects++;
-  waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
-
-  g_debug ("Redis connection lost (%s): %u calls given back, reconnecting", error->message,
-           tasks->len);
+  g_debug ("Redis connection lost (%s), reconnecting", error->message);
   g_error_free (error);
-  for (guint i = 0; i < tasks->len; i++)
-    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
-  g_ptr_array_unref (tasks);
-  sluice_worker_complete_stop_waiters (waiters);
 
-  *c = sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS,
-                               g_get_monotonic_time () +
-                                   (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
-                               closed_cb, state, &local);
+  *c = connect_thread (state, role, 0, epoch, &local);
+  if (*c != NULL)
+    {
+      g_ptr_array_unref (tasks);
+      return TRUE;
+    }
+  g_clear_error (&local);
+
+  /* Redis is not there: the calls in flight may go elsewhere meanwhile. */
+  g_mutex_lock (&state->mutex);
+  take_in_flight_locked (state, tasks);
+  g_mutex_unlock (&state->mutex);
+  g_debug ("%u calls given back", tasks->len);
+  give_back (state, tasks);
+
+  *c = connect_thread (state, role,
+                       g_get_monotonic_time () + (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
+                       epoch, &local);
   if (*c == NULL)
     {
       fail (state, local);
@@ -335,7 +513,7 @@ task_cancelled_cb (GCancellable *cancellable, gpointer data)
 static GPtrArray *
 take_cancelled (State *state)
 {
-  GPtrArray *ids, *waiters, *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *ids, *tasks = g_ptr_array_new_with_free_func (g_object_unref);
 
   g_mutex_lock (&state->mutex);
   ids = g_steal_pointer (&state->cancelled);
@@ -346,16 +524,13 @@ take_cancelled (State *state)
 
       if (steal_flight (state, ids->pdata[i], &flight))
         {
+          forget_attempts_locked (state, flight->task);
           g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
           g_ptr_array_add (state->withdraw, flight);
         }
     }
-  waiters = take_stop_waiters_if_idle_locked (state);
   g_mutex_unlock (&state->mutex);
-  for (guint i = 0; i < tasks->len; i++)
-    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
-  g_ptr_array_unref (tasks);
-  sluice_worker_complete_stop_waiters (waiters);
+  give_back (state, tasks);
   return ids;
 }
 
@@ -425,7 +600,7 @@ withdraw (State *state, redisContext *c)
  * the pipeline of @c: in the table first, as its result can come at once,
  * and whatever happens, so that a lost connection gives it back. */
 static gboolean
-append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **error)
+append_send (State *state, redisContext *c, guint epoch, SluiceWorkerTask *task, GError **error)
 {
   guint64 seq = sluice_worker_task_get_sequence (task);
   Flight *flight = g_new0 (Flight, 1);
@@ -439,6 +614,7 @@ append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **err
    * already: it sees the task and this thread takes it out later). */
   flight->state = state;
   flight->task = task;
+  flight->epoch = epoch;
   flight->cancellable = g_object_ref (sluice_worker_task_get_cancellable (task));
   flight->cancelled_id =
       g_cancellable_connect (flight->cancellable, G_CALLBACK (task_cancelled_cb), flight, NULL);
@@ -459,6 +635,7 @@ append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **err
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
   g_hash_table_insert (state->attempts, g_memdup2 (&seq, sizeof seq), GUINT_TO_POINTER (attempt));
   g_hash_table_insert (state->in_flight, g_strdup (flight->id), flight);
+  prune_attempts_locked (state);
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
@@ -472,12 +649,18 @@ append_send (State *state, redisContext *c, SluiceWorkerTask *task, GError **err
   return sluice_redis_args_append (&args, c, error);
 }
 
-/* Sends the calls of @tasks (transfer full) in one pipeline, then reads
- * the entry ids Redis gave them. */
+/* Sends the calls of @tasks in one pipeline over @c (connected to Redis
+ * instance @epoch), then reads the entry ids Redis gave them. Returns
+ * FALSE when the connection is lost. A call Redis refuses for a while
+ * (LOADING after a restart, BUSY with a script) is not in Redis: its task
+ * goes to @retry, to be sent again after a pause; a call refused for
+ * another reason (out of memory) fails with Redis's error. */
 static gboolean
-send_all (State *state, redisContext *c, GPtrArray *tasks, GError **error)
+send_all (
+    State *state, redisContext *c, guint epoch, GPtrArray *tasks, GPtrArray *retry, GError **error)
 {
   GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+  GPtrArray *none = g_ptr_array_new ();
   guint n = 0;
   gboolean ok = TRUE;
 
@@ -486,28 +669,82 @@ send_all (State *state, redisContext *c, GPtrArray *tasks, GError **error)
       SluiceWorkerTask *task = tasks->pdata[i];
 
       g_ptr_array_add (ids, call_id (state, task));
-      ok = append_send (state, ok ? c : NULL, g_object_ref (task), error);
+      ok = append_send (state, ok ? c : NULL, epoch, g_object_ref (task), error);
       n += ok;
     }
   for (guint i = 0; i < n && ok; i++)
     {
-      redisReply *reply = sluice_redis_get_reply (c, error);
-      Flight *flight;
+      GError *refused = NULL;
+      redisReply *reply = sluice_redis_get_reply (c, &refused);
+      Flight *flight = NULL;
 
-      if (reply == NULL)
+      if (reply == NULL && !sluice_redis_connected (c))
         {
+          g_propagate_error (error, refused);
           ok = FALSE;
           break;
         }
       g_mutex_lock (&state->mutex);
-      flight = g_hash_table_lookup (state->in_flight, ids->pdata[i]);
-      if (flight != NULL && flight->entry_id == NULL && reply->type == REDIS_REPLY_STRING)
-        flight->entry_id = g_strdup (reply->str);
+      if (reply != NULL)
+        {
+          flight = g_hash_table_lookup (state->in_flight, ids->pdata[i]);
+          if (flight != NULL && flight->entry_id == NULL && reply->type == REDIS_REPLY_STRING)
+            flight->entry_id = g_strdup (reply->str);
+          flight = NULL;
+        }
+      else if (steal_flight (state, ids->pdata[i], &flight) &&
+               !sluice_redis_error_is_transient (refused))
+        forget_attempts_locked (state, flight->task);
       g_mutex_unlock (&state->mutex);
-      freeReplyObject (reply);
+      if (flight != NULL)
+        {
+          SluiceWorkerTask *task = g_steal_pointer (&flight->task);
+
+          if (sluice_redis_error_is_transient (refused))
+            g_ptr_array_add (retry, task);
+          else
+            {
+              sluice_worker_task_return_error (task, refused);
+              g_object_unref (task);
+            }
+          flight_free (flight);
+        }
+      g_clear_error (&refused);
+      if (reply != NULL)
+        freeReplyObject (reply);
     }
   g_ptr_array_unref (ids);
+  /* Refused calls left the flights: the worker may be idle now. */
+  give_back (state, none);
   return ok;
+}
+
+/* Calls Redis refused for a while wait first in line, after a pause. */
+static void
+send_later (State *state, GPtrArray *retry)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+
+  if (retry->len == 0)
+    {
+      g_ptr_array_unref (tasks);
+      return;
+    }
+  g_usleep (TRANSIENT_WAIT_MS * 1000);
+  g_mutex_lock (&state->mutex);
+  for (guint i = retry->len; i-- > 0;)
+    {
+      /* Closed meanwhile: nothing is sent any more. */
+      if (state->closed)
+        g_ptr_array_add (tasks, retry->pdata[i]);
+      else
+        g_queue_push_head (&state->to_send, retry->pdata[i]);
+    }
+  g_ptr_array_set_free_func (retry, NULL);
+  g_ptr_array_set_size (retry, 0);
+  g_ptr_array_set_free_func (retry, g_object_unref);
+  g_mutex_unlock (&state->mutex);
+  give_back (state, tasks);
 }
 
 static gpointer
@@ -515,8 +752,10 @@ sender_main (gpointer data)
 {
   State *state = data;
   GError *error = NULL;
-  redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
+  guint epoch = 0;
+  redisContext *c = connect_thread (state, "send", 0, &epoch, &error);
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *retry = g_ptr_array_new_with_free_func (g_object_unref);
 
   if (c == NULL)
     fail (state, g_steal_pointer (&error));
@@ -537,9 +776,11 @@ sender_main (gpointer data)
       g_mutex_unlock (&state->mutex);
 
       withdraw (state, c);
-      if (!send_all (state, c, tasks, &error) && !lost (state, &c, g_steal_pointer (&error)))
+      if (!send_all (state, c, epoch, tasks, retry, &error) &&
+          !lost (state, &c, "send", &epoch, g_steal_pointer (&error)))
         c = NULL;
       g_ptr_array_set_size (tasks, 0);
+      send_later (state, retry);
 
       g_mutex_lock (&state->mutex);
     }
@@ -549,6 +790,7 @@ sender_main (gpointer data)
   if (c != NULL)
     redisFree (c);
   g_ptr_array_unref (tasks);
+  g_ptr_array_unref (retry);
   state_unref (state);
   return NULL;
 }
@@ -609,7 +851,8 @@ reader_main (gpointer data)
 {
   State *state = data;
   GError *error = NULL;
-  redisContext *c = sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, &error);
+  guint epoch = 0;
+  redisContext *c = connect_thread (state, "read", 0, &epoch, &error);
   char *last_id = g_strdup ("0-0");
   GPtrArray *read_ids = g_ptr_array_new_with_free_func (g_free);
 
@@ -648,7 +891,9 @@ reader_main (gpointer data)
           if (reply != NULL)
             freeReplyObject (reply);
         }
-      g_ptr_array_set_size (read_ids, 0);
+      /* Kept when the connection was lost before the XDEL went. */
+      if (ok)
+        g_ptr_array_set_size (read_ids, 0);
       reply = ok ? sluice_redis_get_reply (c, &error) : NULL;
       if (reply == NULL && sluice_redis_connected (c) && sluice_redis_error_is_transient (error))
         {
@@ -659,7 +904,7 @@ reader_main (gpointer data)
         }
       if (reply == NULL)
         {
-          if (!lost (state, &c, g_steal_pointer (&error)))
+          if (!lost (state, &c, "read", &epoch, g_steal_pointer (&error)))
             break;
           continue;
         }
@@ -788,6 +1033,7 @@ sluice_redis_worker_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task
     {
       SluiceWorkerTask *held = g_steal_pointer (&flight->task);
 
+      forget_attempts_locked (state, held);
       g_ptr_array_add (state->withdraw, flight);
       g_cond_broadcast (&state->cond);
       g_mutex_unlock (&state->mutex);
@@ -823,9 +1069,7 @@ sluice_redis_worker_finalize (GObject *object)
   g_mutex_lock (&state->mutex);
   tasks = close_locked (state);
   g_mutex_unlock (&state->mutex);
-  for (guint i = 0; i < tasks->len; i++)
-    sluice_worker_task_give_back (tasks->pdata[i], FALSE);
-  g_ptr_array_unref (tasks);
+  give_back (state, tasks);
 
   /* The last reference may go in one of its threads (with a task it
    * completes): that one leaves by itself. */
@@ -922,6 +1166,7 @@ sluice_redis_worker_new (const char *endpoint,
   self->series = g_strdupv ((char **) series);
   self->max_in_flight = MAX (max_in_flight, 1);
   state = self->state;
+  state->max_tracked = 2 * self->max_in_flight + 256;
   state->endpoint = ep;
   gethostname (host, sizeof host - 1);
   state->client_id = g_strdup_printf ("%s.%d.%08x", host, (int) getpid (), g_random_int ());
@@ -960,7 +1205,10 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  * `redelivered` (results of calls a remote worker had reclaimed from
  * another, after its lease passed), `duplicates` (results dropped: a
  * call's second result, or a result of a call no longer held),
- * `reconnects` (connections lost and made again).
+ * `reconnects` (connections lost and made again), `tracked` (calls
+ * whose attempts it counts: those it holds, and some it gave back when a
+ * connection was lost; at most twice `max-in-flight` plus 256 beyond
+ * those it holds).
  *
  * This function is safe to call from any thread.
  *
@@ -987,6 +1235,8 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
                          g_variant_new_uint64 (state->n_duplicates));
   g_variant_builder_add (&builder, "{sv}", "reconnects",
                          g_variant_new_uint64 (state->n_reconnects));
+  g_variant_builder_add (&builder, "{sv}", "tracked",
+                         g_variant_new_uint64 (g_hash_table_size (state->attempts)));
   g_mutex_unlock (&state->mutex);
   return g_variant_builder_end (&builder);
 }

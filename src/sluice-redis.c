@@ -132,10 +132,12 @@ sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GEr
 
   if (c == NULL || c->err != 0)
     {
+      g_autofree char *address = endpoint->path != NULL
+                                     ? g_strdup (endpoint->path)
+                                     : g_strdup_printf ("%s:%d", endpoint->host, endpoint->port);
+
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED,
-                   _ ("Could not connect to Redis at %s%s%d: %s"),
-                   endpoint->path != NULL ? endpoint->path : endpoint->host,
-                   endpoint->path != NULL ? "" : ":", endpoint->path != NULL ? 0 : endpoint->port,
+                   _ ("Could not connect to Redis at %s: %s"), address,
                    c != NULL ? c->errstr : g_strerror (ENOMEM));
       if (c != NULL)
         redisFree (c);

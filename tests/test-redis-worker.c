@@ -105,7 +105,7 @@ server_spawn (Server *server)
 /* A redis-server on a private socket; with @appendonly, every write is on
  * disk before it is answered (appendfsync always). */
 static Server *
-server_start_full (const char *password, gboolean appendonly)
+server_start_full (const char *password, gboolean appendonly, const char *const *extra)
 {
   Server *server;
   g_autoptr (GStrvBuilder) argv = g_strv_builder_new ();
@@ -131,6 +131,8 @@ server_start_full (const char *password, gboolean appendonly)
     g_strv_builder_add_many (argv, "--appendonly", "no", NULL);
   if (password != NULL)
     g_strv_builder_add_many (argv, "--requirepass", password, NULL);
+  if (extra != NULL)
+    g_strv_builder_addv (argv, (const char **) extra);
   server->argv = g_strv_builder_end (argv);
   server_spawn (server);
   return server;
@@ -139,7 +141,7 @@ server_start_full (const char *password, gboolean appendonly)
 static Server *
 server_start (const char *password)
 {
-  return server_start_full (password, FALSE);
+  return server_start_full (password, FALSE, NULL);
 }
 
 /* Kills the server (SIGKILL: what was not on disk is lost) and starts it
@@ -258,6 +260,21 @@ count_cancel (GVariant *args, GCancellable *cancellable, gpointer data, GError *
   return NULL;
 }
 
+/* "gated-square" (x) -> (x): waits until the test opens the gate, then
+ * answers the square. */
+static gint gate_open;
+
+static GVariant *
+gated_square (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  gint64 x;
+
+  while (!g_atomic_int_get (&gate_open))
+    g_usleep (1000);
+  g_variant_get (args, "(x)", &x);
+  return g_variant_new ("(x)", x * x);
+}
+
 static gpointer
 remote_main (gpointer data)
 {
@@ -267,6 +284,7 @@ remote_main (gpointer data)
 
   g_assert_true (sluice_worker_module_init (service, NULL));
   sluice_worker_service_register (service, "count-cancel", NULL, count_cancel, NULL, NULL);
+  sluice_worker_service_register (service, "gated-square", "(x)", gated_square, NULL, NULL);
   remote->ok =
       sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
                                          0, 0, remote->cancellable, &remote->error);
@@ -837,7 +855,7 @@ test_connection_lost (void)
 static void
 redis_restart (gboolean appendonly)
 {
-  Server *server = server_start_full (NULL, appendonly);
+  Server *server = server_start_full (NULL, appendonly, NULL);
 
   if (server == NULL)
     return;
@@ -1102,6 +1120,243 @@ test_tool_sigterm (void)
   server_stop (server);
 }
 
+/* Drops the connection of the client named @name (CLIENT KILL): Redis
+ * itself stays up. */
+static void
+kill_client (Server *server, const char *name)
+{
+  redisReply *reply = redisCommand (server->c, "CLIENT LIST");
+  g_autofree char *needle = g_strdup_printf (" name=%s ", name);
+  g_auto (GStrv) lines = NULL;
+  guint64 id = 0;
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_STRING);
+  lines = g_strsplit (reply->str, "\n", -1);
+  freeReplyObject (reply);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (strstr (lines[i], needle) != NULL)
+      id = g_ascii_strtoull (lines[i] + strlen ("id="), NULL, 10);
+  g_assert_cmpuint (id, >, 0);
+  reply = redisCommand (server->c, "CLIENT KILL ID %llu", (unsigned long long) id);
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_INTEGER);
+  g_assert_cmpint (reply->integer, ==, 1);
+  freeReplyObject (reply);
+}
+
+/* The producer-side worker's connections dropped while Redis stays up
+ * (CLIENT KILL): the calls in Redis are not given back (they are still
+ * there, and their results come on the reply stream, read on from where
+ * the reader was), so nothing is sent twice and every call completes
+ * once. The reader's connection is dropped while calls run; the sender's
+ * while it is idle, so that it notices with the next calls, which it
+ * sends again (they may not have reached Redis). */
+static void
+test_connection_dropped (void)
+{
+  const guint n = 6;
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  g_autofree char *reader_name = NULL, *sender_name = NULL;
+  Remote *remote;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  g_atomic_int_set (&gate_open, FALSE);
+  remote = remote_start (server, "a");
+  queue = producer_new (server, "squares", n, &worker);
+  reader_name = g_strconcat ("sluice-read.", sluice_redis_worker_get_client_id (worker), NULL);
+  sender_name = g_strconcat ("sluice-send.", sluice_redis_worker_get_client_id (worker), NULL);
+  calls = calls_new (2 * n);
+  for (guint i = 0; i < n; i++)
+    call (queue, calls, i, "squares", "gated-square", g_variant_new ("(x)", (gint64) i));
+  /* All in Redis, two of them running. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == n &&
+              pending_count (server, "sluice:calls:squares") >= 2);
+  kill_client (server, reader_name);
+  WAIT_UNTIL (stat_of (worker, "reconnects") == 1);
+  g_atomic_int_set (&gate_open, TRUE);
+  WAIT_UNTIL (calls->n_done == n);
+  g_assert_cmpuint (stat_of (worker, "sent"), ==, n);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+
+  kill_client (server, sender_name);
+  for (guint i = n; i < 2 * n; i++)
+    call (queue, calls, i, "squares", "gated-square", g_variant_new ("(x)", (gint64) i));
+  WAIT_UNTIL (calls->n_done == 2 * n);
+  check_squares (calls, 2 * n);
+  g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 2);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, 2 * n);
+  g_assert_cmpuint (stat_of (worker, "sent"), <=, 3 * n);
+
+  calls_free (calls, 2 * n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* Redis refuses a call for good (its stream's key holds a string:
+ * WRONGTYPE): the call fails with Redis's error, and the connection, which
+ * still works, is kept. */
+static void
+test_call_refused (void)
+{
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+  redisReply *reply;
+
+  if (server == NULL)
+    return;
+  reply = redisCommand (server->c, "SET sluice:calls:taken not-a-stream");
+  g_assert_nonnull (reply);
+  freeReplyObject (reply);
+  queue = producer_new (server, "taken", 4, &worker);
+  calls = calls_new (1);
+  call (queue, calls, 0, "taken", "square", g_variant_new ("(x)", (gint64) 2));
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_FAILED);
+  g_assert_nonnull (strstr (calls->errors[0]->message, "WRONGTYPE"));
+  g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 0);
+  g_assert_cmpuint (stat_of (worker, "in-flight"), ==, 0);
+  g_assert_cmpuint (stat_of (worker, "tracked"), ==, 0);
+
+  calls_free (calls, 1);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  server_stop (server);
+}
+
+/* A script keeps Redis busy (it answers BUSY to everything else, as it
+ * answers LOADING while it loads its data after a restart): the
+ * producer-side worker waits and sends its calls again, without taking it
+ * for a lost connection. */
+typedef struct
+{
+  Server *server;
+  guint busy_ms;
+} Busy;
+
+static gpointer
+busy_main (gpointer data)
+{
+  Busy *busy = data;
+  redisContext *c = redisConnectUnix (busy->server->socket);
+  redisReply *reply;
+
+  g_assert_true (c != NULL && c->err == 0);
+  reply = redisCommand (c, "EVAL %s 0 %u",
+                        "local t0 = redis.call('TIME') "
+                        "repeat local t = redis.call('TIME') "
+                        "until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > ARGV[1] * 1000 "
+                        "return 1",
+                        busy->busy_ms);
+  g_assert_nonnull (reply);
+  freeReplyObject (reply);
+  redisFree (c);
+  return NULL;
+}
+
+static void
+test_redis_busy (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  Busy busy = { server, sluice_test_slowed_down () ? 5000 : 1500 };
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  GThread *thread;
+  Remote *remote;
+  Calls *calls;
+  const guint n = 8;
+
+  if (server == NULL)
+    return;
+  g_atomic_int_set (&gate_open, TRUE);
+  remote = remote_start (server, "a");
+  queue = producer_new (server, "squares", n, &worker);
+  /* The groups exist before Redis is busy. */
+  calls = calls_new (n);
+  call (queue, calls, 0, "squares", "square", g_variant_new ("(x)", (gint64) 0));
+  WAIT_UNTIL (calls->n_done == 1);
+
+  thread = g_thread_new ("busy", busy_main, &busy);
+  for (;;)
+    {
+      redisReply *reply = redisCommand (server->c, "PING");
+      gboolean is_busy = reply->type == REDIS_REPLY_ERROR && g_str_has_prefix (reply->str, "BUSY");
+
+      freeReplyObject (reply);
+      if (is_busy)
+        break;
+      g_usleep (5000);
+    }
+  for (guint i = 1; i < n; i++)
+    call (queue, calls, i, "squares", "square", g_variant_new ("(x)", (gint64) i));
+  WAIT_UNTIL (calls->n_done == n);
+  g_thread_join (thread);
+  check_squares (calls, n);
+  g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 0);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+
+  calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* Calls that time out or are cancelled are done: the worker forgets their
+ * attempt counts, so its table stays bounded by what it holds. */
+static void
+test_attempts_bounded (void)
+{
+  const guint n = 200;
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  /* No remote worker: the calls wait in Redis until withdrawn. */
+  queue = producer_new (server, "nobody", 4, &worker);
+  calls = calls_new (n);
+  for (guint i = 0; i < n; i++)
+    {
+      CallData *data = g_new0 (CallData, 1);
+      g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+
+      data->calls = calls;
+      data->index = i;
+      sluice_task_queue_call_async (queue, "nobody", "square", g_variant_new ("(x)", (gint64) i), 0,
+                                    i % 2 == 0 ? 1 : 0, cancellable, call_done_cb, data);
+      if (i % 2 == 1)
+        {
+          WAIT_UNTIL (stat_of (worker, "sent") > i);
+          g_cancellable_cancel (cancellable);
+        }
+      g_assert_cmpuint (stat_of (worker, "tracked"), <=, 4);
+    }
+  WAIT_UNTIL (calls->n_done == n);
+  for (guint i = 0; i < n; i++)
+    g_assert_error (calls->errors[i], G_IO_ERROR,
+                    (int) (i % 2 == 0 ? G_IO_ERROR_TIMED_OUT : G_IO_ERROR_CANCELLED));
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 0);
+  g_assert_cmpuint (stat_of (worker, "tracked"), ==, 0);
+  g_assert_cmpuint (stat_of (worker, "sent"), >=, n / 2);
+
+  calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  server_stop (server);
+}
+
 /* ---- sluice-gzip --redis --------------------------------------------- */
 
 /* Runs sluice-gzip with @args on @path and returns its standard output. */
@@ -1257,5 +1512,9 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
   g_test_add_func ("/redis-worker/tool-sigterm", test_tool_sigterm);
   g_test_add_func ("/redis-worker/gzip", test_gzip);
+  g_test_add_func ("/redis-worker/connection-dropped", test_connection_dropped);
+  g_test_add_func ("/redis-worker/call-refused", test_call_refused);
+  g_test_add_func ("/redis-worker/redis-busy", test_redis_busy);
+  g_test_add_func ("/redis-worker/attempts-bounded", test_attempts_bounded);
   return g_test_run ();
 }

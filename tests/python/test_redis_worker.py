@@ -186,6 +186,27 @@ class RedisWorkers(unittest.TestCase):
             thread.join(DEADLINE_S)
         self.assertEqual(served, [True])
 
+    def test_reconnect_timeout(self):
+        # With a reconnect timeout of 0 the worker resigns as soon as its
+        # connection is lost (Redis gone), and its queue, with no other
+        # worker, fails the call it held on shutdown.
+        worker = Sluice.RedisWorker.new(self.endpoint, None, ["py"], 4)
+        worker.set_reconnect_timeout(0)
+        resigned = []
+        worker.connect("resigned", lambda w, error: resigned.append(error))
+        self.queue.hire(worker)
+        held = self.call("py", "sum", GLib.Variant("(ai)", ([1, 2],)))
+        wait_until(lambda: stats(worker)["sent"] == 1)
+        self.server.kill()
+        self.server.wait()
+        wait_until(lambda: resigned)
+        self.assertEqual(resigned[0].domain, GLib.quark_to_string(Gio.io_error_quark()))
+        self.assertEqual(held, [])
+        done = []
+        self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        wait_until(lambda: done and held)
+        self.assertTrue(held[0].matches(Sluice.error_quark(), Sluice.Error.NO_WORKER))
+
 
 if __name__ == "__main__":
     sys.exit(sluice_tap.run(RedisWorkers))
