@@ -18,9 +18,12 @@
 #define DEFAULT_MAX_DELIVERIES 3
 /* Entries read ahead of the free threads: at least this many, or one per
  * thread, so that a thread finds its next call read when it finishes. */
-#define MIN_READ_AHEAD 4
+#define MIN_READ_AHEAD 8
 /* Answers written in one transaction at most. */
 #define MAX_ANSWER_BATCH 256
+/* How long the writer lets an answer wait for others to write with it,
+ * while calls still run. */
+#define ANSWER_DELAY_US 500
 /* Call ids of cancellations kept, for entries read after their cancel. */
 #define MAX_RECENT_CANCELS 1024
 #define CONTROL_BLOCK_MS 200
@@ -34,10 +37,13 @@ typedef struct
   guint lease_ms;
   guint max_deliveries;
   guint n_threads;
-  guint max_held; /* threads plus read-ahead */
+  guint max_held;     /* calls read and not answered: threads plus read-ahead */
+  guint refill_below; /* read more once fewer than this are unanswered */
+  guint answer_batch; /* answers the writer writes without waiting more */
 
   GMutex mutex;
-  GCond cond;
+  GCond cond;       /* the writer's: answers to write, or stop */
+  GCond room;       /* the reader's: room for more calls */
   GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
   GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
   gboolean writer_stop;
@@ -65,7 +71,15 @@ typedef struct
   guint64 deliveries;
   GVariant *result;          /* (nullable) once run */
   GCancellable *cancellable; /* the function's: a cancel entry for its call */
+  gint64 answered_us;        /* when it was run */
 } Job;
+
+/* Calls read and not answered yet (queued for a thread, or running). */
+static guint
+n_unanswered_locked (Serve *serve)
+{
+  return g_hash_table_size (serve->held) - serve->answers.length;
+}
 
 static void
 job_free (Job *job)
@@ -200,8 +214,21 @@ writer_main (gpointer data)
       GError *error = NULL;
       Job *job;
 
-      while (g_queue_is_empty (&serve->answers) && !serve->writer_stop)
-        g_cond_wait (&serve->cond, &serve->mutex);
+      /* Answers go together: when enough are ready, when no other call
+       * runs (or waits to), or when the first has waited long enough. */
+      while (!serve->writer_stop)
+        {
+          Job *first = g_queue_peek_head (&serve->answers);
+
+          if (first == NULL)
+            g_cond_wait (&serve->cond, &serve->mutex);
+          else if (serve->answers.length >= serve->answer_batch ||
+                   n_unanswered_locked (serve) == 0 ||
+                   g_get_monotonic_time () >= first->answered_us + ANSWER_DELAY_US)
+            break;
+          else
+            g_cond_wait_until (&serve->cond, &serve->mutex, first->answered_us + ANSWER_DELAY_US);
+        }
       if (g_queue_is_empty (&serve->answers))
         break;
       while (jobs->len < MAX_ANSWER_BATCH && (job = g_queue_pop_head (&serve->answers)) != NULL)
@@ -234,7 +261,7 @@ writer_main (gpointer data)
       for (guint i = 0; i < jobs->len; i++)
         g_hash_table_remove (serve->held, ((Job *) jobs->pdata[i])->key);
       g_ptr_array_set_size (jobs, 0);
-      g_cond_broadcast (&serve->cond);
+      g_cond_signal (&serve->room);
     }
   g_mutex_unlock (&serve->mutex);
   g_ptr_array_unref (jobs);
@@ -382,9 +409,16 @@ job_run (gpointer data, gpointer user_data)
     job->result = sluice_function_registry_call (serve->registry, job->name, job->args,
                                                  job->cancellable, &job->error);
 
+  job->answered_us = g_get_monotonic_time ();
   g_mutex_lock (&serve->mutex);
   g_queue_push_tail (&serve->answers, job);
-  g_cond_broadcast (&serve->cond);
+  /* The writer waits for the first answer, for a batch, or for the last
+   * call to be answered; the reader for few enough calls unanswered. */
+  if (serve->answers.length == 1 || serve->answers.length == serve->answer_batch ||
+      n_unanswered_locked (serve) == 0)
+    g_cond_signal (&serve->cond);
+  if (n_unanswered_locked (serve) + 1 == serve->refill_below)
+    g_cond_signal (&serve->room);
   g_mutex_unlock (&serve->mutex);
 }
 
@@ -741,8 +775,12 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   serve.lease_ms = lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS;
   serve.max_deliveries = max_deliveries > 0 ? max_deliveries : DEFAULT_MAX_DELIVERIES;
   serve.max_held = serve.n_threads + MAX (serve.n_threads, MIN_READ_AHEAD);
+  /* Read again once half the read-ahead is taken: a few calls per read. */
+  serve.refill_below = serve.n_threads + MAX (serve.n_threads, MIN_READ_AHEAD) / 2 + 1;
+  serve.answer_batch = MAX (serve.n_threads, MIN_READ_AHEAD / 2);
   g_mutex_init (&serve.mutex);
   g_cond_init (&serve.cond);
+  g_cond_init (&serve.room);
   g_queue_init (&serve.answers);
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
   pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
@@ -762,7 +800,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   while (!g_cancellable_is_cancelled (cancellable))
     {
       gint64 now = g_get_monotonic_time ();
-      guint n_held;
+      guint n_held, n_unanswered;
 
       if (local != NULL)
         {
@@ -794,11 +832,16 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
           continue;
         }
 
+      /* Room for a few more calls: fewer than refill_below unanswered,
+       * and the answers waiting to be written not too many. */
       g_mutex_lock (&serve.mutex);
+      n_unanswered = n_unanswered_locked (&serve);
       n_held = g_hash_table_size (serve.held);
-      if (n_held >= serve.max_held)
-        g_cond_wait_until (&serve.cond, &serve.mutex,
+      if (n_unanswered >= serve.refill_below || n_held >= 2 * serve.max_held)
+        g_cond_wait_until (&serve.room, &serve.mutex,
                            now + READ_BLOCK_MS * G_TIME_SPAN_MILLISECOND);
+      n_unanswered = n_unanswered_locked (&serve);
+      n_held = g_hash_table_size (serve.held);
       g_mutex_unlock (&serve.mutex);
 
       if (now >= next_reclaim)
@@ -811,8 +854,9 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
             next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
           continue;
         }
-      if (n_held < serve.max_held)
-        read_new (&serve, c, streams, n_streams, serve.max_held - n_held, pool, &local);
+      if (n_unanswered < serve.refill_below && n_held < 2 * serve.max_held)
+        read_new (&serve, c, streams, n_streams,
+                  MIN (serve.max_held - n_unanswered, 2 * serve.max_held - n_held), pool, &local);
     }
 
   /* The calls it runs are answered (or, with the connection lost, left to
@@ -830,6 +874,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_queue_clear_full (&serve.cancel_order, g_free);
   g_object_unref (serve.stop);
   g_cond_clear (&serve.cond);
+  g_cond_clear (&serve.room);
   g_mutex_clear (&serve.mutex);
   if (serve.out != NULL)
     redisFree (serve.out);
