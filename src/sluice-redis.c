@@ -313,6 +313,10 @@ get_reply_without_sigpipe (redisContext *c, void **reply)
   struct timespec zero = { 0, 0 };
   int status;
 
+  /* Nothing to write (a reply of a pipeline whose commands went with the
+   * first): no SIGPIPE, and two system calls fewer. */
+  if (c->obuf == NULL || sdslen (c->obuf) == 0)
+    return redisGetReply (c, reply);
   sigemptyset (&pipe_set);
   sigaddset (&pipe_set, SIGPIPE);
   pthread_sigmask (SIG_BLOCK, &pipe_set, &old_set);
