@@ -340,6 +340,10 @@ inbox_drain (SluiceProcessWorker *self)
   GQueue items = G_QUEUE_INIT;
   GPtrArray *done; /* InFlight, then its result or NULL, then its error or NULL */
   InboxItem *item;
+  SluiceWorkerTask **tasks;
+  GVariant **outcomes;
+  GError **errors;
+  guint n;
 
   g_mutex_lock (&self->inbox->mutex);
   items = self->inbox->items;
@@ -413,25 +417,26 @@ inbox_drain (SluiceProcessWorker *self)
   g_mutex_unlock (&self->mutex);
   g_queue_clear_full (&items, inbox_item_free);
 
-  for (guint i = 0; i < done->len; i += 3)
+  /* All completed at once: one delivery of the next calls. */
+  n = done->len / 3;
+  tasks = g_new (SluiceWorkerTask *, n);
+  outcomes = g_new (GVariant *, n);
+  errors = g_new (GError *, n);
+  for (guint i = 0; i < n; i++)
     {
-      InFlight *in_flight = done->pdata[i];
-      GVariant *value = done->pdata[i + 1];
-      GError *error = done->pdata[i + 2];
+      InFlight *in_flight = done->pdata[3 * i];
 
       in_flight_disconnect (in_flight);
-      if (value != NULL)
-        {
-          sluice_worker_task_return_value (in_flight->task, value);
-          g_variant_unref (value);
-        }
-      else
-        {
-          sluice_worker_task_return_error (in_flight->task, error);
-          g_error_free (error);
-        }
-      in_flight_free (in_flight);
+      tasks[i] = in_flight->task;
+      outcomes[i] = done->pdata[3 * i + 1];
+      errors[i] = done->pdata[3 * i + 2];
     }
+  sluice_calls_tasks_completed (tasks, outcomes, errors, n, FALSE);
+  for (guint i = 0; i < n; i++)
+    in_flight_free (done->pdata[3 * i]);
+  g_free (tasks);
+  g_free (outcomes);
+  g_free (errors);
   g_ptr_array_unref (done);
 }
 

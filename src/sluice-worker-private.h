@@ -60,6 +60,11 @@ void sluice_calls_task_completed (SluiceWorkerTask *task,
                                   GVariant *result,
                                   GError *error,
                                   gboolean worker_lost);
+/* The same for the @n tasks of @tasks, each with its result and error
+ * (taken; the arrays are not), under one lock and with one delivery of
+ * the next tasks. */
+void sluice_calls_tasks_completed (
+    SluiceWorkerTask **tasks, GVariant **results, GError **errors, guint n, gboolean worker_lost);
 
 /* The queue's named calls; created with the queue's first call or hire. */
 SluiceCalls *sluice_calls_new (SluiceTaskQueue *queue, gboolean shut_down);
