@@ -942,13 +942,17 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
                                       NULL, NULL);
       g_object_unref (message);
     }
+  /* Only a call that its caller can cancel needs a Cancel: the task's
+   * cancellable is otherwise cancelled for a timeout or a crash, and the
+   * process is killed for both. */
   for (guint i = 0; i < to_send->len; i++)
     {
       InFlight *in_flight = to_send->pdata[i];
 
-      in_flight->cancelled_id =
-          g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
-                                 G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+      if (g_task_get_cancellable (in_flight->task->call_task) != NULL)
+        in_flight->cancelled_id =
+            g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
+                                   G_CALLBACK (task_cancelled_cb), in_flight, NULL);
     }
   g_ptr_array_unref (to_send);
   g_mutex_unlock (&self->mutex);
