@@ -36,7 +36,8 @@
  * one message, and their outcomes come back gathered as well (the
  * `CallMany` method and `Results` signal of the protocol).
  *
- * - A process that dies (or closes its connection) is started again; the
+ * - A process that dies (or closes its connection, or sends a malformed
+ *   batch of results: a warning says so) is started again; the
  *   calls it held whose outcomes had not arrived go back to the queue
  *   ([method@Sluice.WorkerTask.give_back] with a lost worker), to run on
  *   another process, each alone (so that the calls that merely waited
@@ -332,8 +333,18 @@ results_filter_cb (GDBusConnection *connection,
   return NULL;
 }
 
-/* Completes the calls whose results are in the inbox. Owner context,
- * without the mutex. */
+static void proc_take_down (Proc *proc);
+
+static void
+malformed_add (GPtrArray **malformed, InboxItem *item)
+{
+  if (*malformed == NULL)
+    *malformed = g_ptr_array_new ();
+  g_ptr_array_add (*malformed, item);
+}
+
+/* Completes the calls whose results are in the inbox; a process that sent
+ * a malformed batch goes down. Owner context, without the mutex. */
 static void
 inbox_drain (SluiceProcessWorker *self)
 {
@@ -344,6 +355,7 @@ inbox_drain (SluiceProcessWorker *self)
   GVariant **outcomes;
   GError **errors;
   guint n;
+  GPtrArray *malformed = NULL; /* of InboxItem, borrowed */
 
   g_mutex_lock (&self->inbox->mutex);
   items = self->inbox->items;
@@ -370,44 +382,48 @@ inbox_drain (SluiceProcessWorker *self)
       results = sluice_wire_unpack (item->message, SLUICE_WIRE_RESULTS_TYPE);
       if (results == NULL)
         {
-          g_debug ("A helper process sent results without results");
+          malformed_add (&malformed, item);
           continue;
         }
-      if (sluice_wire_values_view (results, 0, &values))
-        for (gsize i = 0; i < values.n; i++)
-          {
-            InFlight *in_flight = NULL;
-            GError *error = NULL;
-
-            if (!g_hash_table_steal_extended (item->proc->in_flight, &values.ids[i], NULL,
-                                              (gpointer *) &in_flight))
-              continue;
-            g_ptr_array_add (done, in_flight);
-            g_ptr_array_add (done, sluice_wire_values_get (&values, i, &error));
-            g_ptr_array_add (done, error);
-          }
-      sluice_wire_values_view_clear (&values);
-
       error_ids = sluice_wire_child_array (results, 4, sizeof (guint64), &n_errors);
       names = g_variant_get_child_value (results, 5);
       messages = g_variant_get_child_value (results, 6);
       error_names = g_variant_get_strv (names, &n_names);
       error_messages = g_variant_get_strv (messages, &n_messages);
-      for (gsize i = 0; n_names == n_errors && n_messages == n_errors && i < n_errors; i++)
+      if (!sluice_wire_values_view (results, 0, &values) || n_names != n_errors ||
+          n_messages != n_errors)
+        malformed_add (&malformed, item);
+      else
         {
-          InFlight *in_flight = NULL;
-          GError *error;
+          for (gsize i = 0; i < values.n; i++)
+            {
+              InFlight *in_flight = NULL;
+              GError *error = NULL;
 
-          if (!g_hash_table_steal_extended (item->proc->in_flight, &error_ids[i], NULL,
-                                            (gpointer *) &in_flight))
-            continue;
-          /* Its domain and code, as GDBus decodes them. */
-          error = g_dbus_error_new_for_dbus_error (error_names[i], error_messages[i]);
-          g_dbus_error_strip_remote_error (error);
-          g_ptr_array_add (done, in_flight);
-          g_ptr_array_add (done, NULL);
-          g_ptr_array_add (done, error);
+              if (!g_hash_table_steal_extended (item->proc->in_flight, &values.ids[i], NULL,
+                                                (gpointer *) &in_flight))
+                continue;
+              g_ptr_array_add (done, in_flight);
+              g_ptr_array_add (done, sluice_wire_values_get (&values, i, &error));
+              g_ptr_array_add (done, error);
+            }
+          for (gsize i = 0; i < n_errors; i++)
+            {
+              InFlight *in_flight = NULL;
+              GError *error;
+
+              if (!g_hash_table_steal_extended (item->proc->in_flight, &error_ids[i], NULL,
+                                                (gpointer *) &in_flight))
+                continue;
+              /* Its domain and code, as GDBus decodes them. */
+              error = g_dbus_error_new_for_dbus_error (error_names[i], error_messages[i]);
+              g_dbus_error_strip_remote_error (error);
+              g_ptr_array_add (done, in_flight);
+              g_ptr_array_add (done, NULL);
+              g_ptr_array_add (done, error);
+            }
         }
+      sluice_wire_values_view_clear (&values);
       g_free (error_names);
       g_free (error_messages);
       g_variant_unref (names);
@@ -415,7 +431,6 @@ inbox_drain (SluiceProcessWorker *self)
       g_variant_unref (results);
     }
   g_mutex_unlock (&self->mutex);
-  g_queue_clear_full (&items, inbox_item_free);
 
   /* All completed at once: one delivery of the next calls. */
   n = done->len / 3;
@@ -438,6 +453,22 @@ inbox_drain (SluiceProcessWorker *self)
   g_free (outcomes);
   g_free (errors);
   g_ptr_array_unref (done);
+
+  /* A process that sent a malformed batch does not speak the protocol
+   * (its calls cannot be told apart): it goes down as if it had died. */
+  for (guint i = 0; malformed != NULL && i < malformed->len; i++)
+    {
+      item = malformed->pdata[i];
+      if (g_cancellable_is_cancelled (item->life))
+        continue;
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+             "A helper process of “%s” sent a malformed batch of results: its connection is "
+             "closed, and its calls go back to the queue as if it had died",
+             self->argv[0]);
+      proc_take_down (item->proc);
+    }
+  g_clear_pointer (&malformed, g_ptr_array_unref);
+  g_queue_clear_full (&items, inbox_item_free);
 }
 
 /* ---- a process going down -------------------------------------------- */
@@ -536,13 +567,22 @@ give_back_all (GPtrArray *given_back, gboolean lost)
 static void
 proc_went_down (Proc *proc)
 {
+  /* Results that arrived before count: those calls are done. */
+  inbox_drain (proc->self);
+  proc_take_down (proc);
+}
+
+/* Takes @proc down, if it is not already: its calls go back to the
+ * queue, lost unless it was killed for a timeout or is stopping. Owner
+ * context. */
+static void
+proc_take_down (Proc *proc)
+{
   SluiceProcessWorker *self = proc->self;
   GPtrArray *given_back = g_ptr_array_new ();
   gboolean lost;
   GPtrArray *waiters;
 
-  /* Results that arrived before count: those calls are done. */
-  inbox_drain (self);
   g_mutex_lock (&self->mutex);
   lost = !proc->kill_not_lost && !self->stopping;
   proc->kill_not_lost = FALSE;

@@ -378,8 +378,20 @@ handle_call (Served *served, GDBusMessage *message, GVariant *body)
   g_thread_pool_push (served->service->pool, job_new (served, message, id, name, args), NULL);
 }
 
+/* Only a peer that does not speak the protocol sends a malformed batch:
+ * its calls cannot be told apart, and it cannot be told which failed, so
+ * the connection closes (serving ends; the worker takes this process as
+ * dead). */
+static void
+close_malformed (Served *served)
+{
+  g_log (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+         "The peer sent a malformed batch of calls (CallMany): the connection is closed");
+  g_dbus_connection_close (served->connection, NULL, NULL, NULL);
+}
+
 /* A CallMany: each call's job goes to the pool, its outcome into a
- * Results signal. */
+ * Results signal; a malformed one closes the connection. */
 static void
 handle_call_many (Served *served, GDBusMessage *message)
 {
@@ -391,7 +403,7 @@ handle_call_many (Served *served, GDBusMessage *message)
 
   if (calls == NULL)
     {
-      g_debug ("A CallMany without calls");
+      close_malformed (served);
       return;
     }
   names_variant = g_variant_get_child_value (calls, 0);
@@ -399,9 +411,7 @@ handle_call_many (Served *served, GDBusMessage *message)
   g_variant_unref (names_variant);
   if (!sluice_wire_values_view (calls, 1, &args) || n_names != args.n)
     {
-      /* Only a peer that does not speak the protocol sends this: its
-       * calls cannot be told apart. */
-      g_debug ("A CallMany with inconsistent calls");
+      close_malformed (served);
       args.n = 0;
     }
 
