@@ -1036,7 +1036,12 @@ sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
       return;
     }
   self->active = TRUE;
-  g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
+  /* Tasks mostly come in order: after the last, without a walk. */
+  if (g_queue_is_empty (&self->pending) ||
+      compare_tasks (g_queue_peek_tail (&self->pending), task, NULL) < 0)
+    g_queue_push_tail (&self->pending, g_object_ref (task));
+  else
+    g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
   g_mutex_unlock (&self->mutex);
 
   pump_wake (self);

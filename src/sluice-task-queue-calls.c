@@ -100,7 +100,7 @@ typedef struct
 typedef struct
 {
   GPtrArray *returns;   /* of GTask (the dispatcher's reference) */
-  GPtrArray *cancel;    /* of GCancellable */
+  GPtrArray *cancel;    /* of SluiceWorkerTask, to cancel */
   GPtrArray *destroy;   /* of GSource */
   GPtrArray *timed_out; /* of SluiceWorkerTask, then SluiceWorker */
   GPtrArray *unref;     /* of GObject */
@@ -235,7 +235,7 @@ after_run (SluiceCalls *calls, After *after)
     {
       for (guint i = 0; i < after->cancel->len; i++)
         {
-          g_cancellable_cancel (after->cancel->pdata[i]);
+          sluice_worker_task_cancel (after->cancel->pdata[i]);
           g_object_unref (after->cancel->pdata[i]);
         }
       g_ptr_array_unref (after->cancel);
@@ -341,7 +341,7 @@ complete_full_locked (SluiceCalls *calls,
     {
       /* The worker still holds it until it completes it. */
       g_atomic_int_set (&call->assigned->wanted, FALSE);
-      after_add (after, &after->cancel, g_object_ref (call->assigned->cancellable));
+      after_add (after, &after->cancel, g_object_ref (call->assigned));
     }
   if (call->timeout_source != NULL)
     after_add (after, &after->destroy, g_steal_pointer (&call->timeout_source));
@@ -746,7 +746,7 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
     {
       SluiceWorkerTask *task = held->pdata[i];
 
-      after_add (&after, &after.cancel, g_object_ref (task->cancellable));
+      after_add (&after, &after.cancel, g_object_ref (task));
       release_locked (calls, task, FALSE, &after);
     }
   g_ptr_array_unref (held);
