@@ -36,7 +36,8 @@
  * one message, and their outcomes come back gathered as well (the
  * `CallMany` method and `Results` signal of the protocol).
  *
- * - A process that dies (or closes its connection) is started again; the
+ * - A process that dies (or closes its connection, or sends a malformed
+ *   batch of results: a warning says so) is started again; the
  *   calls it held whose outcomes had not arrived go back to the queue
  *   ([method@Sluice.WorkerTask.give_back] with a lost worker), to run on
  *   another process, each alone (so that the calls that merely waited
@@ -332,14 +333,29 @@ results_filter_cb (GDBusConnection *connection,
   return NULL;
 }
 
-/* Completes the calls whose results are in the inbox. Owner context,
- * without the mutex. */
+static void proc_take_down (Proc *proc);
+
+static void
+malformed_add (GPtrArray **malformed, InboxItem *item)
+{
+  if (*malformed == NULL)
+    *malformed = g_ptr_array_new ();
+  g_ptr_array_add (*malformed, item);
+}
+
+/* Completes the calls whose results are in the inbox; a process that sent
+ * a malformed batch goes down. Owner context, without the mutex. */
 static void
 inbox_drain (SluiceProcessWorker *self)
 {
   GQueue items = G_QUEUE_INIT;
   GPtrArray *done; /* InFlight, then its result or NULL, then its error or NULL */
   InboxItem *item;
+  SluiceWorkerTask **tasks;
+  GVariant **outcomes;
+  GError **errors;
+  guint n;
+  GPtrArray *malformed = NULL; /* of InboxItem, borrowed */
 
   g_mutex_lock (&self->inbox->mutex);
   items = self->inbox->items;
@@ -366,44 +382,48 @@ inbox_drain (SluiceProcessWorker *self)
       results = sluice_wire_unpack (item->message, SLUICE_WIRE_RESULTS_TYPE);
       if (results == NULL)
         {
-          g_debug ("A helper process sent results without results");
+          malformed_add (&malformed, item);
           continue;
         }
-      if (sluice_wire_values_view (results, 0, &values))
-        for (gsize i = 0; i < values.n; i++)
-          {
-            InFlight *in_flight = NULL;
-            GError *error = NULL;
-
-            if (!g_hash_table_steal_extended (item->proc->in_flight, &values.ids[i], NULL,
-                                              (gpointer *) &in_flight))
-              continue;
-            g_ptr_array_add (done, in_flight);
-            g_ptr_array_add (done, sluice_wire_values_get (&values, i, &error));
-            g_ptr_array_add (done, error);
-          }
-      sluice_wire_values_view_clear (&values);
-
       error_ids = sluice_wire_child_array (results, 4, sizeof (guint64), &n_errors);
       names = g_variant_get_child_value (results, 5);
       messages = g_variant_get_child_value (results, 6);
       error_names = g_variant_get_strv (names, &n_names);
       error_messages = g_variant_get_strv (messages, &n_messages);
-      for (gsize i = 0; n_names == n_errors && n_messages == n_errors && i < n_errors; i++)
+      if (!sluice_wire_values_view (results, 0, &values) || n_names != n_errors ||
+          n_messages != n_errors)
+        malformed_add (&malformed, item);
+      else
         {
-          InFlight *in_flight = NULL;
-          GError *error;
+          for (gsize i = 0; i < values.n; i++)
+            {
+              InFlight *in_flight = NULL;
+              GError *error = NULL;
 
-          if (!g_hash_table_steal_extended (item->proc->in_flight, &error_ids[i], NULL,
-                                            (gpointer *) &in_flight))
-            continue;
-          /* Its domain and code, as GDBus decodes them. */
-          error = g_dbus_error_new_for_dbus_error (error_names[i], error_messages[i]);
-          g_dbus_error_strip_remote_error (error);
-          g_ptr_array_add (done, in_flight);
-          g_ptr_array_add (done, NULL);
-          g_ptr_array_add (done, error);
+              if (!g_hash_table_steal_extended (item->proc->in_flight, &values.ids[i], NULL,
+                                                (gpointer *) &in_flight))
+                continue;
+              g_ptr_array_add (done, in_flight);
+              g_ptr_array_add (done, sluice_wire_values_get (&values, i, &error));
+              g_ptr_array_add (done, error);
+            }
+          for (gsize i = 0; i < n_errors; i++)
+            {
+              InFlight *in_flight = NULL;
+              GError *error;
+
+              if (!g_hash_table_steal_extended (item->proc->in_flight, &error_ids[i], NULL,
+                                                (gpointer *) &in_flight))
+                continue;
+              /* Its domain and code, as GDBus decodes them. */
+              error = g_dbus_error_new_for_dbus_error (error_names[i], error_messages[i]);
+              g_dbus_error_strip_remote_error (error);
+              g_ptr_array_add (done, in_flight);
+              g_ptr_array_add (done, NULL);
+              g_ptr_array_add (done, error);
+            }
         }
+      sluice_wire_values_view_clear (&values);
       g_free (error_names);
       g_free (error_messages);
       g_variant_unref (names);
@@ -411,28 +431,44 @@ inbox_drain (SluiceProcessWorker *self)
       g_variant_unref (results);
     }
   g_mutex_unlock (&self->mutex);
-  g_queue_clear_full (&items, inbox_item_free);
 
-  for (guint i = 0; i < done->len; i += 3)
+  /* All completed at once: one delivery of the next calls. */
+  n = done->len / 3;
+  tasks = g_new (SluiceWorkerTask *, n);
+  outcomes = g_new (GVariant *, n);
+  errors = g_new (GError *, n);
+  for (guint i = 0; i < n; i++)
     {
-      InFlight *in_flight = done->pdata[i];
-      GVariant *value = done->pdata[i + 1];
-      GError *error = done->pdata[i + 2];
+      InFlight *in_flight = done->pdata[3 * i];
 
       in_flight_disconnect (in_flight);
-      if (value != NULL)
-        {
-          sluice_worker_task_return_value (in_flight->task, value);
-          g_variant_unref (value);
-        }
-      else
-        {
-          sluice_worker_task_return_error (in_flight->task, error);
-          g_error_free (error);
-        }
-      in_flight_free (in_flight);
+      tasks[i] = in_flight->task;
+      outcomes[i] = done->pdata[3 * i + 1];
+      errors[i] = done->pdata[3 * i + 2];
     }
+  sluice_calls_tasks_completed (tasks, outcomes, errors, n, FALSE);
+  for (guint i = 0; i < n; i++)
+    in_flight_free (done->pdata[3 * i]);
+  g_free (tasks);
+  g_free (outcomes);
+  g_free (errors);
   g_ptr_array_unref (done);
+
+  /* A process that sent a malformed batch does not speak the protocol
+   * (its calls cannot be told apart): it goes down as if it had died. */
+  for (guint i = 0; malformed != NULL && i < malformed->len; i++)
+    {
+      item = malformed->pdata[i];
+      if (g_cancellable_is_cancelled (item->life))
+        continue;
+      g_log (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+             "A helper process of “%s” sent a malformed batch of results: its connection is "
+             "closed, and its calls go back to the queue as if it had died",
+             self->argv[0]);
+      proc_take_down (item->proc);
+    }
+  g_clear_pointer (&malformed, g_ptr_array_unref);
+  g_queue_clear_full (&items, inbox_item_free);
 }
 
 /* ---- a process going down -------------------------------------------- */
@@ -531,13 +567,22 @@ give_back_all (GPtrArray *given_back, gboolean lost)
 static void
 proc_went_down (Proc *proc)
 {
+  /* Results that arrived before count: those calls are done. */
+  inbox_drain (proc->self);
+  proc_take_down (proc);
+}
+
+/* Takes @proc down, if it is not already: its calls go back to the
+ * queue, lost unless it was killed for a timeout or is stopping. Owner
+ * context. */
+static void
+proc_take_down (Proc *proc)
+{
   SluiceProcessWorker *self = proc->self;
   GPtrArray *given_back = g_ptr_array_new ();
   gboolean lost;
   GPtrArray *waiters;
 
-  /* Results that arrived before count: those calls are done. */
-  inbox_drain (self);
   g_mutex_lock (&self->mutex);
   lost = !proc->kill_not_lost && !self->stopping;
   proc->kill_not_lost = FALSE;
@@ -937,13 +982,17 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
                                       NULL, NULL);
       g_object_unref (message);
     }
+  /* Only a call that its caller can cancel needs a Cancel: the task's
+   * cancellable is otherwise cancelled for a timeout or a crash, and the
+   * process is killed for both. */
   for (guint i = 0; i < to_send->len; i++)
     {
       InFlight *in_flight = to_send->pdata[i];
 
-      in_flight->cancelled_id =
-          g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
-                                 G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+      if (g_task_get_cancellable (in_flight->task->call_task) != NULL)
+        in_flight->cancelled_id =
+            g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
+                                   G_CALLBACK (task_cancelled_cb), in_flight, NULL);
     }
   g_ptr_array_unref (to_send);
   g_mutex_unlock (&self->mutex);
@@ -987,7 +1036,12 @@ sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
       return;
     }
   self->active = TRUE;
-  g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
+  /* Tasks mostly come in order: after the last, without a walk. */
+  if (g_queue_is_empty (&self->pending) ||
+      compare_tasks (g_queue_peek_tail (&self->pending), task, NULL) < 0)
+    g_queue_push_tail (&self->pending, g_object_ref (task));
+  else
+    g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
   g_mutex_unlock (&self->mutex);
 
   pump_wake (self);

@@ -25,8 +25,15 @@
  * them, and a worker that completes a task inside run_task () does not
  * recurse.
  *
- * A call's GTask returns from an idle source on its context, never from
- * inside a call of the user (call_async, fire, shutdown, a cancellation).
+ * A call's GTask returns from a source on its context, never from inside
+ * a call of the user (call_async, fire, shutdown, a cancellation): the
+ * calls that complete meanwhile for one context and priority wait in one
+ * returner (a source), which returns them all, in the order they
+ * completed, in one dispatch. A returner exists while it holds calls: it
+ * is made for the first, and destroyed by its dispatch, which takes them
+ * all (calls completing during that dispatch go to a new one, for the
+ * next iteration). Each call held keeps the queue alive, so a returner
+ * never outlives the dispatcher.
  * The dispatcher holds a reference on the GTask from call_async until it
  * returns; each assignment (SluiceWorkerTask) holds one too, so the queue
  * outlives the tasks its workers hold. A cancellation only schedules an
@@ -71,6 +78,7 @@ struct _SluiceCalls
 
   GQueue outbox; /* of Delivery */
   gboolean delivering;
+  GPtrArray *returners; /* of Returner, attached, each holding calls */
 
   gboolean shut_down;
   gboolean stopping; /* the workers are being stopped */
@@ -78,11 +86,21 @@ struct _SluiceCalls
   guint n_stopping;
 };
 
+/* Calls that completed, to return on one context at one priority. */
+typedef struct
+{
+  GSource source;
+  SluiceCalls *calls;
+  GMainContext *context; /* its tasks hold it */
+  int priority;
+  GPtrArray *tasks; /* of GTask (the dispatcher's reference), under the calls' mutex */
+} Returner;
+
 /* What to do once the mutex is released. */
 typedef struct
 {
   GPtrArray *returns;   /* of GTask (the dispatcher's reference) */
-  GPtrArray *cancel;    /* of GCancellable */
+  GPtrArray *cancel;    /* of SluiceWorkerTask, to cancel */
   GPtrArray *destroy;   /* of GSource */
   GPtrArray *timed_out; /* of SluiceWorkerTask, then SluiceWorker */
   GPtrArray *unref;     /* of GObject */
@@ -100,29 +118,105 @@ after_add (After *after, GPtrArray **array, gpointer item)
 static void calls_deliver (SluiceCalls *calls);
 static void calls_stop_workers (SluiceCalls *calls);
 
-static gboolean
-call_return_cb (gpointer data)
+/* What a returning call takes from the dispatcher. */
+typedef struct
 {
-  GTask *task = data;
-  SluiceCall *call = g_task_get_task_data (task);
-  GError *error;
+  GTask *task; /* the dispatcher's reference */
   GVariant *result;
+  GError *error;
   gulong cancelled_id;
+} Return;
 
-  g_mutex_lock (&call->calls->mutex);
-  cancelled_id = call->cancelled_id;
-  call->cancelled_id = 0;
-  error = g_steal_pointer (&call->error);
-  result = g_steal_pointer (&call->result);
-  g_mutex_unlock (&call->calls->mutex);
+/* Returns the calls @source holds, in the order they completed. Their
+ * context. */
+static gboolean
+returner_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  Returner *returner = (Returner *) source;
+  SluiceCalls *calls = returner->calls; /* alive: its calls hold the queue */
+  GArray *returns;
+  SluiceTaskQueue *queue;
 
-  if (cancelled_id != 0)
-    g_cancellable_disconnect (g_task_get_cancellable (task), cancelled_id);
-  if (error != NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, result, (GDestroyNotify) g_variant_unref);
+  g_mutex_lock (&calls->mutex);
+  returns = g_array_sized_new (FALSE, FALSE, sizeof (Return), returner->tasks->len);
+  for (guint i = 0; i < returner->tasks->len; i++)
+    {
+      GTask *task = returner->tasks->pdata[i];
+      SluiceCall *call = g_task_get_task_data (task);
+      Return ret = { task, g_steal_pointer (&call->result), g_steal_pointer (&call->error),
+                     call->cancelled_id };
+
+      call->cancelled_id = 0;
+      g_array_append_val (returns, ret);
+    }
+  g_ptr_array_set_size (returner->tasks, 0);
+  g_ptr_array_remove_fast (calls->returners, returner);
+  g_source_destroy (source);
+  g_mutex_unlock (&calls->mutex);
+
+  /* The last call returned may drop the last reference to the queue. */
+  queue = g_object_ref (g_task_get_source_object (g_array_index (returns, Return, 0).task));
+  for (guint i = 0; i < returns->len; i++)
+    {
+      Return *ret = &g_array_index (returns, Return, i);
+
+      if (ret->cancelled_id != 0)
+        g_cancellable_disconnect (g_task_get_cancellable (ret->task), ret->cancelled_id);
+      if (ret->error != NULL)
+        g_task_return_error (ret->task, ret->error);
+      else
+        g_task_return_pointer (ret->task, ret->result, (GDestroyNotify) g_variant_unref);
+      g_object_unref (ret->task);
+    }
+  g_array_unref (returns);
+  g_object_unref (queue);
   return G_SOURCE_REMOVE;
+}
+
+static void
+returner_finalize (GSource *source)
+{
+  Returner *returner = (Returner *) source;
+
+  g_assert (returner->tasks->len == 0);
+  g_ptr_array_unref (returner->tasks);
+}
+
+static GSourceFuncs returner_funcs = {
+  NULL, NULL, returner_dispatch, returner_finalize, NULL, NULL,
+};
+
+/* Queues @task (the dispatcher's reference, taken) to return from the
+ * returner of its context and priority. */
+static void
+return_later_locked (SluiceCalls *calls, GTask *task)
+{
+  GMainContext *context = g_task_get_context (task);
+  int priority = g_task_get_priority (task);
+  Returner *returner = NULL;
+
+  for (guint i = 0; returner == NULL && i < calls->returners->len; i++)
+    {
+      Returner *r = calls->returners->pdata[i];
+
+      if (r->context == context && r->priority == priority)
+        returner = r;
+    }
+  if (returner == NULL)
+    {
+      returner = (Returner *) g_source_new (&returner_funcs, sizeof (Returner));
+      returner->calls = calls;
+      returner->context = context;
+      returner->priority = priority;
+      returner->tasks = g_ptr_array_new ();
+      g_source_set_priority (&returner->source, priority);
+      g_source_set_ready_time (&returner->source, 0);
+      g_source_set_static_name (&returner->source, "SluiceTaskQueue call returns");
+      g_ptr_array_add (calls->returners, returner);
+      g_source_attach (&returner->source, context);
+      g_source_unref (&returner->source);
+    }
+  g_ptr_array_add (returner->tasks, task);
 }
 
 static void
@@ -141,7 +235,7 @@ after_run (SluiceCalls *calls, After *after)
     {
       for (guint i = 0; i < after->cancel->len; i++)
         {
-          g_cancellable_cancel (after->cancel->pdata[i]);
+          sluice_worker_task_cancel (after->cancel->pdata[i]);
           g_object_unref (after->cancel->pdata[i]);
         }
       g_ptr_array_unref (after->cancel);
@@ -163,15 +257,10 @@ after_run (SluiceCalls *calls, After *after)
     }
   if (after->returns != NULL)
     {
+      g_mutex_lock (&calls->mutex);
       for (guint i = 0; i < after->returns->len; i++)
-        {
-          GTask *task = after->returns->pdata[i];
-          GSource *source = g_idle_source_new ();
-
-          g_task_attach_source (task, source, call_return_cb);
-          g_source_unref (source);
-          g_object_unref (task);
-        }
+        return_later_locked (calls, after->returns->pdata[i]);
+      g_mutex_unlock (&calls->mutex);
       g_ptr_array_unref (after->returns);
     }
   if (after->unref != NULL)
@@ -252,7 +341,7 @@ complete_full_locked (SluiceCalls *calls,
     {
       /* The worker still holds it until it completes it. */
       g_atomic_int_set (&call->assigned->wanted, FALSE);
-      after_add (after, &after->cancel, g_object_ref (call->assigned->cancellable));
+      after_add (after, &after->cancel, g_object_ref (call->assigned));
     }
   if (call->timeout_source != NULL)
     after_add (after, &after->destroy, g_steal_pointer (&call->timeout_source));
@@ -495,41 +584,67 @@ release_locked (SluiceCalls *calls, SluiceWorkerTask *task, gboolean worker_lost
   enqueue_locked (calls, call_task);
 }
 
+/* Takes @result and @error. */
+static void
+task_completed_locked (SluiceCalls *calls,
+                       SluiceWorkerTask *task,
+                       GVariant *result,
+                       GError *error,
+                       gboolean worker_lost,
+                       After *after)
+{
+  GTask *call_task = task->call_task;
+  SluiceCall *call = g_task_get_task_data (call_task);
+
+  if (task->hired == NULL)
+    {
+      /* Taken back, or completed already. */
+      g_clear_pointer (&result, g_variant_unref);
+      g_clear_error (&error);
+      return;
+    }
+  if ((result != NULL || error != NULL) && !call->done)
+    {
+      /* Decided now: release_locked () then leaves it done. */
+      complete_full_locked (calls, call_task, g_steal_pointer (&result), g_steal_pointer (&error),
+                            TRUE, after);
+    }
+  g_clear_pointer (&result, g_variant_unref);
+  g_clear_error (&error);
+  release_locked (calls, task, worker_lost, after);
+}
+
 void
 sluice_calls_task_completed (SluiceWorkerTask *task,
                              GVariant *result,
                              GError *error,
                              gboolean worker_lost)
 {
-  SluiceCall *call = g_task_get_task_data (task->call_task);
-  SluiceCalls *calls = call->calls;
-  After after = { 0 };
-  GTask *call_task = task->call_task;
+  sluice_calls_tasks_completed (&task, &result, &error, 1, worker_lost);
+}
 
-  g_mutex_lock (&calls->mutex);
-  if (task->hired == NULL)
+void
+sluice_calls_tasks_completed (
+    SluiceWorkerTask **tasks, GVariant **results, GError **errors, guint n, gboolean worker_lost)
+{
+  guint i = 0;
+
+  /* Under one lock for each run of tasks of the same queue. */
+  while (i < n)
     {
-      /* Taken back, or completed already. */
+      SluiceCalls *calls = ((SluiceCall *) g_task_get_task_data (tasks[i]->call_task))->calls;
+      After after = { 0 };
+
+      g_mutex_lock (&calls->mutex);
+      for (; i < n && ((SluiceCall *) g_task_get_task_data (tasks[i]->call_task))->calls == calls;
+           i++)
+        task_completed_locked (calls, tasks[i], results[i], errors[i], worker_lost, &after);
+      dispatch_locked (calls);
+      check_idle_locked (calls, &after);
       g_mutex_unlock (&calls->mutex);
-      g_clear_pointer (&result, g_variant_unref);
-      g_clear_error (&error);
-      return;
-    }
 
-  if ((result != NULL || error != NULL) && !call->done)
-    {
-      /* Decided now: release_locked () then leaves it done. */
-      complete_full_locked (calls, call_task, g_steal_pointer (&result), g_steal_pointer (&error),
-                            TRUE, &after);
+      after_run (calls, &after);
     }
-  release_locked (calls, task, worker_lost, &after);
-  dispatch_locked (calls);
-  check_idle_locked (calls, &after);
-  g_mutex_unlock (&calls->mutex);
-
-  g_clear_pointer (&result, g_variant_unref);
-  g_clear_error (&error);
-  after_run (calls, &after);
 }
 
 /* ---- cancellation ---------------------------------------------------------- */
@@ -631,7 +746,7 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
     {
       SluiceWorkerTask *task = held->pdata[i];
 
-      after_add (&after, &after.cancel, g_object_ref (task->cancellable));
+      after_add (&after, &after.cancel, g_object_ref (task));
       release_locked (calls, task, FALSE, &after);
     }
   g_ptr_array_unref (held);
@@ -732,6 +847,7 @@ sluice_calls_new (SluiceTaskQueue *queue, gboolean shut_down)
       g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_sequence_free);
   calls->hired = g_ptr_array_new ();
   g_queue_init (&calls->outbox);
+  calls->returners = g_ptr_array_new ();
   /* Born after a shutdown: it has nothing to wait for. */
   calls->shut_down = shut_down;
   calls->stopping = shut_down;
@@ -744,6 +860,7 @@ sluice_calls_free (SluiceCalls *calls)
   /* Every call holds the queue alive, so none is left. */
   g_assert (calls->n_queued == 0 && calls->n_held == 0);
   g_assert (g_queue_is_empty (&calls->outbox));
+  g_assert (calls->returners->len == 0);
 
   for (guint i = 0; i < calls->hired->len; i++)
     {
@@ -753,6 +870,7 @@ sluice_calls_free (SluiceCalls *calls)
       hired_free (hired);
     }
   g_ptr_array_unref (calls->hired);
+  g_ptr_array_unref (calls->returners);
   g_sequence_free (calls->default_queue);
   g_hash_table_unref (calls->series_queues);
   g_clear_pointer (&calls->shutdown_context, g_main_context_unref);

@@ -1352,9 +1352,12 @@ typedef struct
   GDestroyNotify result_destroy;
   GAsyncReadyCallback callback; /* the caller's */
   gpointer user_data;
+  GCancellable *cancellable; /* (owned) until disconnected */
   gulong cancelled_id;
   int state; /* (atomic) RUN_TASK_PENDING, then RUN_TASK_CLAIMED */
 } SluiceRunTaskData;
+
+static void run_task_disconnect (SluiceRunTaskData *rd);
 
 /* Releases func_data: the function has run or never will. Called on the
  * caller's context, when the result is delivered (run_task_done_cb ()),
@@ -1375,6 +1378,8 @@ run_task_data_free (gpointer data)
 {
   SluiceRunTaskData *rd = data;
 
+  /* Freed without its callback (its context was destroyed first). */
+  run_task_disconnect (rd);
   run_task_data_release (rd);
   g_free (rd);
 }
@@ -1388,6 +1393,7 @@ run_task_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   SluiceRunTaskData *rd = g_task_get_task_data (G_TASK (result));
 
+  run_task_disconnect (rd);
   run_task_data_release (rd);
   if (rd->callback != NULL)
     rd->callback (source, result, rd->user_data);
@@ -1414,15 +1420,18 @@ run_task_cancelled_cb (GCancellable *cancellable, gpointer data)
   g_task_return_error_if_cancelled (task);
 }
 
-/* After this, run_task_cancelled_cb () is not running and will not run. */
+/* After this, run_task_cancelled_cb () is not running and will not run.
+ * Never from inside a "cancelled" handler of the task's cancellable:
+ * g_cancellable_disconnect () would wait there for itself. */
 static void
-run_task_disconnect (GTask *task, SluiceRunTaskData *rd)
+run_task_disconnect (SluiceRunTaskData *rd)
 {
   if (rd->cancelled_id != 0)
     {
-      g_cancellable_disconnect (g_task_get_cancellable (task), rd->cancelled_id);
+      g_cancellable_disconnect (rd->cancellable, rd->cancelled_id);
       rd->cancelled_id = 0;
     }
+  g_clear_object (&rd->cancellable);
 }
 
 /* A cancelling shutdown runs in the thread that calls it, perhaps in a
@@ -1489,7 +1498,13 @@ run_task_run (gpointer data, SluiceTaskReason reason)
   GTask *task = data;
   SluiceRunTaskData *rd = g_task_get_task_data (task);
 
-  run_task_disconnect (task, rd);
+  /* A shutdown that cancels pending tasks runs in the thread that calls
+   * it, perhaps from a "cancelled" handler of this very cancellable: the
+   * handler then goes when the task returns, on its context
+   * (run_task_done_cb ()); the task lives until then (its return holds
+   * it). A thread of the queue disconnects at once. */
+  if (reason != SLUICE_TASK_SHUT_DOWN)
+    run_task_disconnect (rd);
 
   if (run_task_claim (rd))
     {
@@ -1560,12 +1575,14 @@ run_task_queue (SluiceTaskQueue *self,
 
   if (cancellable != NULL)
     {
+      rd->cancellable = g_object_ref (cancellable);
       rd->cancelled_id =
           g_cancellable_connect (cancellable, G_CALLBACK (run_task_cancelled_cb), task, NULL);
       if (g_atomic_int_get (&rd->state) != RUN_TASK_PENDING)
         {
-          /* Already cancelled: completed, no need to queue it. */
-          run_task_disconnect (task, rd);
+          /* Already cancelled: completed, no need to queue it (and
+           * nothing was connected). */
+          run_task_disconnect (rd);
           g_object_unref (task);
           return;
         }
@@ -1575,7 +1592,7 @@ run_task_queue (SluiceTaskQueue *self,
   if (sluice_task_queue_push_internal (self, priority, cancellable, run_task_run, task))
     return;
 
-  run_task_disconnect (task, rd);
+  run_task_disconnect (rd);
   if (run_task_claim (rd))
     g_task_return_new_error (task, SLUICE_ERROR, SLUICE_ERROR_STOPPED, "%s",
                              _ ("The task queue has been shut down"));
@@ -1801,7 +1818,9 @@ shutdown_cancelled_cb (GCancellable *cancellable, gpointer data)
  * Shutting down the queue of [func@Sluice.TaskQueue.get_default] is a
  * programmer error.
  *
- * This function is safe to call from any thread.
+ * This function is safe to call from any thread, also from a
+ * [signal@Gio.Cancellable::cancelled] handler of a queued task's
+ * cancellable.
  */
 void
 sluice_task_queue_shutdown_async (SluiceTaskQueue *self,

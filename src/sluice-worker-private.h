@@ -44,14 +44,19 @@ struct _SluiceWorkerTask
 {
   GObject parent_instance;
 
-  GTask *call_task;          /* (owned): task data is the SluiceCall */
-  GCancellable *cancellable; /* (owned): this assignment's */
-  SluiceHired *hired;        /* under the calls' mutex: NULL once released */
-  gboolean wanted;           /* (atomic) */
-  guint n_lost;              /* workers lost in its call before this assignment */
+  GTask *call_task; /* (owned): task data is the SluiceCall */
+  /* (atomic) (owned) (nullable): this assignment's, made when first asked
+   * for (most calls never are), cancelled at once if @cancelled */
+  GCancellable *cancellable;
+  gboolean cancelled; /* (atomic) */
+  SluiceHired *hired; /* under the calls' mutex: NULL once released */
+  gboolean wanted;    /* (atomic) */
+  guint n_lost;       /* workers lost in its call before this assignment */
 };
 
 SluiceWorkerTask *sluice_worker_task_new (GTask *call_task, SluiceHired *hired);
+/* Cancels the cancellable of @task, now or when it is made. Any thread. */
+void sluice_worker_task_cancel (SluiceWorkerTask *task);
 
 /* Called by the task's completion functions (sluice-worker.c) into the
  * dispatcher (sluice-task-queue-calls.c); @result or @error or neither
@@ -60,6 +65,11 @@ void sluice_calls_task_completed (SluiceWorkerTask *task,
                                   GVariant *result,
                                   GError *error,
                                   gboolean worker_lost);
+/* The same for the @n tasks of @tasks, each with its result and error
+ * (taken; the arrays are not), under one lock and with one delivery of
+ * the next tasks. */
+void sluice_calls_tasks_completed (
+    SluiceWorkerTask **tasks, GVariant **results, GError **errors, guint n, gboolean worker_lost);
 
 /* The queue's named calls; created with the queue's first call or hire. */
 SluiceCalls *sluice_calls_new (SluiceTaskQueue *queue, gboolean shut_down);

@@ -39,9 +39,10 @@
  *
  * A [class@Sluice.ProcessWorker] sends the calls that are ready in one
  * message (`CallMany`); the service runs each in its threads and sends
- * the outcomes of calls that end while others of that message still wait
- * for a thread together (a `Results` signal), from its main context if a
- * call runs long, so that a quick call never waits for a slow one.
+ * the outcomes of calls that end while others still wait for a thread
+ * together (a `Results` signal): half the worker's window at a time, or
+ * what there is after a millisecond, so that a quick call does not wait
+ * long for slow ones.
  *
  * A function's error crosses back to the caller with its domain and code
  * (as GDBus encodes errors it has no D-Bus name for), and its message.
@@ -71,10 +72,16 @@ G_DEFINE_FINAL_TYPE (SluiceWorkerService, sluice_worker_service, G_TYPE_OBJECT)
  *
  * Outcomes of calls made with CallMany go out in Results signals, many in
  * one: a call that ends while other calls of the connection wait for a
- * thread leaves its outcome in the outbox, and the flusher (a source on
- * the serving context) sends it unless the last of those calls, ending,
- * sends the lot first. A call that ends with nothing waiting sends at
- * once. */
+ * thread leaves its outcome in the outbox, until the outbox holds half the
+ * window (the most calls the worker has had here unanswered: it then
+ * refills that half while the other half runs) or no call waits any more;
+ * the call that ends then sends the lot. So that an outcome does not wait
+ * long behind slow calls, the flusher (a source on the serving context)
+ * sends what the outbox holds FLUSH_DELAY_US after an outcome was left
+ * there. A call that ends with nothing waiting sends at once. */
+
+/* How long an outcome may wait in the outbox for others. */
+#define FLUSH_DELAY_US 1000
 typedef struct
 {
   gatomicrefcount ref;
@@ -87,6 +94,8 @@ typedef struct
   /* Under the mutex. */
   GHashTable *running; /* id (guint64 *) -> GCancellable (owned) */
   guint n_waiting;     /* CallMany calls not started yet */
+  guint n_unanswered;  /* CallMany calls whose outcome was not sent */
+  guint window;        /* the most calls unanswered at once */
   GArray *outbox;      /* of Outcome */
   gboolean flush_pending;
   gboolean closed;
@@ -228,9 +237,19 @@ send_results (GDBusConnection *connection, GArray *batch)
   g_object_unref (message);
 }
 
+static GArray *
+take_outbox_locked (Served *served)
+{
+  GArray *batch = g_steal_pointer (&served->outbox);
+
+  served->outbox = outbox_new ();
+  served->n_unanswered -= batch->len;
+  return batch;
+}
+
 /* The outcome of call @id of a CallMany (@result or @error, taken): sent
- * now if no call of the connection waits for a thread, else left in the
- * outbox for the flusher or the last of those calls. Any thread. */
+ * now with the outbox if no call of the connection waits for a thread or
+ * the outbox holds half the window, else left there. Any thread. */
 static void
 add_outcome (Served *served, guint64 id, GVariant *result, GError *error)
 {
@@ -245,11 +264,8 @@ add_outcome (Served *served, guint64 id, GVariant *result, GError *error)
       g_array_append_val (served->outbox, outcome);
       outcome.result = NULL;
       outcome.error = NULL;
-      if (served->n_waiting == 0)
-        {
-          batch = g_steal_pointer (&served->outbox);
-          served->outbox = outbox_new ();
-        }
+      if (served->n_waiting == 0 || 2 * served->outbox->len >= served->window)
+        batch = take_outbox_locked (served);
       else if (!served->flush_pending)
         wake = served->flush_pending = TRUE;
     }
@@ -258,8 +274,9 @@ add_outcome (Served *served, guint64 id, GVariant *result, GError *error)
   outcome_clear (&outcome);
   if (batch != NULL)
     send_results (served->connection, batch);
+  /* Armed once until it runs: outcomes left later are sent earlier. */
   if (wake)
-    g_source_set_ready_time (served->flusher, 0);
+    g_source_set_ready_time (served->flusher, g_get_monotonic_time () + FLUSH_DELAY_US);
 }
 
 /* The flusher: sends what the outbox holds. Serving context. */
@@ -273,10 +290,7 @@ flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   g_mutex_lock (&served->mutex);
   served->flush_pending = FALSE;
   if (served->outbox->len > 0)
-    {
-      batch = g_steal_pointer (&served->outbox);
-      served->outbox = outbox_new ();
-    }
+    batch = take_outbox_locked (served);
   g_mutex_unlock (&served->mutex);
   if (batch != NULL)
     send_results (served->connection, batch);
@@ -378,8 +392,20 @@ handle_call (Served *served, GDBusMessage *message, GVariant *body)
   g_thread_pool_push (served->service->pool, job_new (served, message, id, name, args), NULL);
 }
 
+/* Only a peer that does not speak the protocol sends a malformed batch:
+ * its calls cannot be told apart, and it cannot be told which failed, so
+ * the connection closes (serving ends; the worker takes this process as
+ * dead). */
+static void
+close_malformed (Served *served)
+{
+  g_log (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+         "The peer sent a malformed batch of calls (CallMany): the connection is closed");
+  g_dbus_connection_close (served->connection, NULL, NULL, NULL);
+}
+
 /* A CallMany: each call's job goes to the pool, its outcome into a
- * Results signal. */
+ * Results signal; a malformed one closes the connection. */
 static void
 handle_call_many (Served *served, GDBusMessage *message)
 {
@@ -391,7 +417,7 @@ handle_call_many (Served *served, GDBusMessage *message)
 
   if (calls == NULL)
     {
-      g_debug ("A CallMany without calls");
+      close_malformed (served);
       return;
     }
   names_variant = g_variant_get_child_value (calls, 0);
@@ -399,9 +425,7 @@ handle_call_many (Served *served, GDBusMessage *message)
   g_variant_unref (names_variant);
   if (!sluice_wire_values_view (calls, 1, &args) || n_names != args.n)
     {
-      /* Only a peer that does not speak the protocol sends this: its
-       * calls cannot be told apart. */
-      g_debug ("A CallMany with inconsistent calls");
+      close_malformed (served);
       args.n = 0;
     }
 
@@ -409,6 +433,8 @@ handle_call_many (Served *served, GDBusMessage *message)
    * last of them. */
   g_mutex_lock (&served->mutex);
   served->n_waiting += args.n;
+  served->n_unanswered += args.n;
+  served->window = MAX (served->window, served->n_unanswered);
   g_mutex_unlock (&served->mutex);
   for (gsize i = 0; i < args.n; i++)
     {

@@ -270,7 +270,6 @@ sluice_worker_task_new (GTask *call_task, SluiceHired *hired)
   SluiceWorkerTask *self = g_object_new (SLUICE_TYPE_WORKER_TASK, NULL);
 
   self->call_task = g_object_ref (call_task);
-  self->cancellable = g_cancellable_new ();
   self->hired = hired;
   self->wanted = TRUE;
   return self;
@@ -407,9 +406,33 @@ sluice_worker_task_get_sequence (SluiceWorkerTask *self)
 GCancellable *
 sluice_worker_task_get_cancellable (SluiceWorkerTask *self)
 {
+  GCancellable *cancellable;
+
   g_return_val_if_fail (SLUICE_IS_WORKER_TASK (self), NULL);
 
-  return self->cancellable;
+  cancellable = g_atomic_pointer_get (&self->cancellable);
+  if (cancellable != NULL)
+    return cancellable;
+  cancellable = g_cancellable_new ();
+  if (!g_atomic_pointer_compare_and_exchange (&self->cancellable, NULL, cancellable))
+    g_object_unref (cancellable);
+  else if (g_atomic_int_get (&self->cancelled))
+    g_cancellable_cancel (cancellable);
+  return g_atomic_pointer_get (&self->cancellable);
+}
+
+/* Internal entry point: see sluice-worker-private.h. The flag is set
+ * before the pointer is read, and a getter reads the flag after it sets
+ * the pointer: one of them cancels. */
+void
+sluice_worker_task_cancel (SluiceWorkerTask *task)
+{
+  GCancellable *cancellable;
+
+  g_atomic_int_set (&task->cancelled, TRUE);
+  cancellable = g_atomic_pointer_get (&task->cancellable);
+  if (cancellable != NULL)
+    g_cancellable_cancel (cancellable);
 }
 
 /**

@@ -12,6 +12,8 @@
 
 #include "sluice-test-util.h"
 
+#include <gio/gunixinputstream.h>
+#include <gio/gunixoutputstream.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <string.h>
@@ -438,6 +440,186 @@ test_bad_helper (gconstpointer data)
   after (b);
 }
 
+/* ---- malformed batches ------------------------------------------------ */
+
+/* This test program, run with --malformed-helper, is a helper that speaks
+ * D-Bus but answers every CallMany with a Results signal that is not a
+ * batch. */
+static GDBusMessage *
+malformed_filter_cb (GDBusConnection *connection,
+                     GDBusMessage *message,
+                     gboolean incoming,
+                     gpointer user_data)
+{
+  GDBusMessage *results;
+
+  if (!incoming || g_dbus_message_get_message_type (message) != G_DBUS_MESSAGE_TYPE_METHOD_CALL ||
+      g_strcmp0 (g_dbus_message_get_member (message), "CallMany") != 0)
+    return message;
+  results = g_dbus_message_new_signal ("/org/sluice/Worker", "org.sluice.Worker1", "Results");
+  g_dbus_message_set_body (results, g_variant_new ("(s)", "not a batch"));
+  g_dbus_connection_send_message (connection, results, G_DBUS_SEND_MESSAGE_FLAGS_NONE, NULL, NULL);
+  g_object_unref (results);
+  g_object_unref (message);
+  return NULL;
+}
+
+static gboolean
+allow_anonymous_cb (GDBusAuthObserver *observer, const char *mechanism, gpointer user_data)
+{
+  return g_strcmp0 (mechanism, "ANONYMOUS") == 0;
+}
+
+static void
+quit_on_closed_cb (GDBusConnection *connection,
+                   gboolean remote_peer_vanished,
+                   GError *error,
+                   gpointer user_data)
+{
+  g_main_loop_quit (user_data);
+}
+
+static int
+malformed_helper_main (void)
+{
+  GInputStream *in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+  GOutputStream *out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  GIOStream *stream = g_simple_io_stream_new (in, out);
+  GDBusAuthObserver *observer = g_dbus_auth_observer_new ();
+  g_autofree char *guid = g_dbus_generate_guid ();
+  GMainLoop *loop = g_main_loop_new (NULL, FALSE);
+  GDBusConnection *connection;
+
+  g_signal_connect (observer, "allow-mechanism", G_CALLBACK (allow_anonymous_cb), NULL);
+  connection =
+      g_dbus_connection_new_sync (stream, guid,
+                                  G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER |
+                                      G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_ALLOW_ANONYMOUS |
+                                      G_DBUS_CONNECTION_FLAGS_DELAY_MESSAGE_PROCESSING,
+                                  observer, NULL, NULL);
+  if (connection == NULL)
+    return 1;
+  g_dbus_connection_add_filter (connection, malformed_filter_cb, NULL, NULL);
+  g_signal_connect (connection, "closed", G_CALLBACK (quit_on_closed_cb), loop);
+  g_dbus_connection_start_message_processing (connection);
+  g_main_loop_run (loop);
+  g_object_unref (connection);
+  g_main_loop_unref (loop);
+  g_object_unref (observer);
+  g_object_unref (stream);
+  g_object_unref (out);
+  g_object_unref (in);
+  return 0;
+}
+
+/* A helper that answers with a malformed batch of results: its connection
+ * is closed, with a warning, and its calls go back to the queue as for a
+ * death (not left to wait for a timeout, there is none): the call, which
+ * met three such helpers, fails with SLUICE_ERROR_WORKER_LOST. */
+static void
+test_malformed_results (void)
+{
+  g_autofree char *self_exe = g_file_read_link ("/proc/self/exe", NULL);
+  const char *argv[] = { self_exe, "--malformed-helper", NULL };
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, NULL);
+  CallResult r = { 0 };
+
+  g_assert_nonnull (self_exe);
+  for (guint i = 0; i < 3; i++)
+    g_test_expect_message ("Sluice", G_LOG_LEVEL_WARNING, "*malformed batch of results*");
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  call (queue, "square", g_variant_new ("(x)", (gint64) 3), 0, &r);
+  WAIT_UNTIL (r.n_completed == 1);
+  g_test_assert_expected_messages ();
+  g_assert_error (r.error, SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+  g_assert_null (r.result);
+  call_result_clear (&r);
+
+  shutdown_and_wait (queue);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+static void
+set_true_cb (GDBusConnection *connection,
+             gboolean remote_peer_vanished,
+             GError *error,
+             gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
+
+/* A malformed batch of calls (two names for one call): the helper says
+ * so on its standard error, closes the connection and exits. */
+static void
+test_malformed_calls (void)
+{
+  const char *argv[] = { helper_tool (), test_module (), NULL };
+  const char *names[] = { "square", "square", NULL };
+  const guint64 ids[] = { 1 }, ends[] = { 8 };
+  const char *types[] = { "(x)", NULL };
+  const gint64 value = 3;
+  Before b = before ();
+  GError *error = NULL;
+  GSubprocess *process;
+  GIOStream *stream;
+  GDBusConnection *connection;
+  GDBusMessage *message;
+  GVariant *batch;
+  gboolean closed = FALSE;
+  char err[4096];
+  gsize n_err = 0;
+
+  process = g_subprocess_newv (argv,
+                               G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                   G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                               &error);
+  g_assert_no_error (error);
+  stream = g_simple_io_stream_new (g_subprocess_get_stdout_pipe (process),
+                                   g_subprocess_get_stdin_pipe (process));
+  connection = g_dbus_connection_new_sync (
+      stream, NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_signal_connect (connection, "closed", G_CALLBACK (set_true_cb), &closed);
+
+  batch = g_variant_ref_sink (g_variant_new (
+      "(^as@at^as@at@ay)", names,
+      g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ids, 1, sizeof (guint64)), types,
+      g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ends, 1, sizeof (guint64)),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, &value, sizeof value, 1)));
+  message =
+      g_dbus_message_new_method_call (NULL, "/org/sluice/Worker", "org.sluice.Worker1", "CallMany");
+  g_dbus_message_set_flags (message, G_DBUS_MESSAGE_FLAGS_NO_REPLY_EXPECTED);
+  g_dbus_message_set_body (
+      message, g_variant_new ("(@ay)", g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+                                                                  g_variant_get_data (batch),
+                                                                  g_variant_get_size (batch), 1)));
+  g_dbus_connection_send_message (connection, message, G_DBUS_SEND_MESSAGE_FLAGS_NONE, NULL,
+                                  &error);
+  g_assert_no_error (error);
+
+  WAIT_UNTIL (closed);
+  g_subprocess_wait (process, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (process));
+  g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 0);
+  g_input_stream_read_all (g_subprocess_get_stderr_pipe (process), err, sizeof err - 1, &n_err,
+                           NULL, &error);
+  g_assert_no_error (error);
+  err[n_err] = '\0';
+  g_assert_nonnull (strstr (err, "malformed batch of calls"));
+
+  g_object_unref (message);
+  g_variant_unref (batch);
+  g_object_unref (connection);
+  g_object_unref (stream);
+  g_object_unref (process);
+  after (b);
+}
+
 /* SIGKILL of a helper at random moments during many calls: every call
  * completes exactly once, with its result or SLUICE_ERROR_WORKER_LOST. */
 static void
@@ -683,6 +865,9 @@ warm_up (void)
 int
 main (int argc, char **argv)
 {
+  if (argc == 2 && g_str_equal (argv[1], "--malformed-helper"))
+    return malformed_helper_main ();
+
   g_test_init (&argc, &argv, NULL);
   g_timeout_add (5, tick_cb, NULL);
 
@@ -705,6 +890,8 @@ main (int argc, char **argv)
   g_test_add_data_func ("/process-worker/bad-helper/missing", "missing", test_bad_helper);
   g_test_add_data_func ("/process-worker/bad-helper/exits", "exits", test_bad_helper);
   g_test_add_data_func ("/process-worker/bad-helper/garbage", "garbage", test_bad_helper);
+  g_test_add_func ("/process-worker/malformed/results", test_malformed_results);
+  g_test_add_func ("/process-worker/malformed/calls", test_malformed_calls);
   g_test_add_func ("/process-worker/sigkill-stress", test_sigkill_stress);
   g_test_add_func ("/process-worker/dispose-kills", test_dispose_kills);
   g_test_add ("/process-worker/batch/crash", Batch, NULL, batch_setup, test_batch_crash,

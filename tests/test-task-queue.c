@@ -623,6 +623,85 @@ test_shutdown (gconstpointer data)
   unref_and_wait_finalized (queue);
 }
 
+/* A cancelling shutdown made from a "cancelled" handler of the
+ * cancellable of a task it cancels: it must not disconnect the task's own
+ * handler there (GLib's g_cancellable_disconnect () waits for the handlers
+ * of a cancellable being cancelled to return: a deadlock). The handler is
+ * connected before the task (it runs first, the task is still queued) or
+ * after it (the task's handler has completed it already). */
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  ShutdownResult *shut;
+  guint n_calls;
+} ShutdownInHandler;
+
+static void
+shutdown_in_handler_cb (GCancellable *cancellable, gpointer data)
+{
+  ShutdownInHandler *h = data;
+
+  h->n_calls++;
+  sluice_task_queue_shutdown_async (h->queue, TRUE, NULL, shutdown_done_cb, h->shut);
+}
+
+static void
+test_shutdown_in_cancelled_handler (gconstpointer data)
+{
+  gboolean handler_first = GPOINTER_TO_INT (data);
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  GCancellable *cancellable = g_cancellable_new ();
+  FuncProbe probe = { 0 };
+  RunResult result = { 0 }, gate_result = { 0 };
+  ShutdownResult shut = { 0 };
+  ShutdownInHandler h = { queue, &shut, 0 };
+  Gate gate;
+
+  gate_init (&gate);
+  sluice_task_queue_run_async (queue, gate_thread_func, &gate, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
+                               run_done_cb, &gate_result);
+  WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+
+  if (handler_first)
+    g_signal_connect (cancellable, "cancelled", G_CALLBACK (shutdown_in_handler_cb), &h);
+  sluice_task_queue_run_async (queue, func_probe_func, &probe, func_probe_destroy, NULL,
+                               G_PRIORITY_DEFAULT, cancellable, run_done_cb, &result);
+  if (!handler_first)
+    g_signal_connect (cancellable, "cancelled", G_CALLBACK (shutdown_in_handler_cb), &h);
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 1);
+
+  g_cancellable_cancel (cancellable);
+  g_assert_cmpuint (h.n_calls, ==, 1);
+  g_assert_true (sluice_task_queue_is_shut_down (queue));
+  g_assert_cmpuint (sluice_task_queue_get_n_pending (queue), ==, 0);
+  g_assert_cmpuint (result.n_completed, ==, 0);
+
+  WAIT_UNTIL (result.n_completed == 1);
+  g_assert_error (result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_atomic_int_get (&probe.n_runs), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&probe.n_destroyed), ==, 1);
+
+  gate_open (&gate);
+  WAIT_UNTIL (shut.n_completed == 1);
+  g_assert_no_error (shut.error);
+  g_assert_true (shut.ok);
+  WAIT_UNTIL (gate_result.n_completed == 1);
+  g_assert_no_error (gate_result.error);
+
+  /* Cancelled again (after a reset): the task's handler is gone. */
+  g_signal_handlers_disconnect_by_func (cancellable, shutdown_in_handler_cb, &h);
+  g_cancellable_reset (cancellable);
+  g_cancellable_cancel (cancellable);
+  iterate_for (10);
+  g_assert_cmpuint (result.n_completed, ==, 1);
+
+  run_result_clear (&result);
+  run_result_clear (&gate_result);
+  gate_clear (&gate);
+  g_object_unref (cancellable);
+  unref_and_wait_finalized (queue);
+}
+
 /* Cancelling the wait of a shutdown completes it at once; the queue stays
  * shut down and drains. */
 static void
@@ -2173,6 +2252,10 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/task-queue/shutdown/cancel-pending", GINT_TO_POINTER (TRUE),
                         test_shutdown);
   g_test_add_func ("/task-queue/shutdown/cancel-wait", test_shutdown_cancel_wait);
+  g_test_add_data_func ("/task-queue/shutdown/in-cancelled-handler/before", GINT_TO_POINTER (TRUE),
+                        test_shutdown_in_cancelled_handler);
+  g_test_add_data_func ("/task-queue/shutdown/in-cancelled-handler/after", GINT_TO_POINTER (FALSE),
+                        test_shutdown_in_cancelled_handler);
   g_test_add_func ("/task-queue/max-threads-while-busy", test_max_threads_while_busy);
   g_test_add_func ("/task-queue/counts-and-properties", test_counts_and_properties);
   g_test_add_func ("/task-queue/destroy-notifies", test_destroy_notifies);

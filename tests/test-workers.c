@@ -919,6 +919,135 @@ test_timeout (void)
   log_free (log);
 }
 
+/* Calls that complete together return together, from their callers'
+ * contexts: in the order they completed (whatever the order they were
+ * made), never from inside the completion, each on the thread that made
+ * it. Two threads make calls with their own thread-default contexts; the
+ * test completes them, shuffled, from the main thread. */
+#define N_RETURN_THREADS 2
+#define N_RETURN_CALLS 16
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  GMainContext *context;
+  GThread *thread;
+  gint32 first;        /* its calls are first, first + 1, ... */
+  GAsyncQueue *log;    /* of call numbers + 1, in the order they returned */
+  gint n_made;         /* (atomic) */
+  gint n_returned;     /* (atomic) */
+  gint n_wrong_thread; /* (atomic) */
+  gint quit;           /* (atomic) */
+} ReturnThread;
+
+static void
+return_order_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  ReturnThread *rt = user_data;
+  GError *error = NULL;
+  GVariant *result = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), res, &error);
+  gint32 n;
+
+  g_assert_no_error (error);
+  g_variant_get (result, "(i)", &n);
+  g_variant_unref (result);
+  if (g_thread_self () != rt->thread || !g_main_context_is_owner (rt->context))
+    g_atomic_int_inc (&rt->n_wrong_thread);
+  g_async_queue_push (rt->log, GINT_TO_POINTER (n + 1));
+  g_atomic_int_inc (&rt->n_returned);
+}
+
+static gpointer
+return_thread_func (gpointer data)
+{
+  ReturnThread *rt = data;
+
+  g_main_context_push_thread_default (rt->context);
+  for (gint32 i = 0; i < N_RETURN_CALLS; i++)
+    sluice_task_queue_call_async (rt->queue, NULL, "record", g_variant_new ("(i)", rt->first + i),
+                                  G_PRIORITY_DEFAULT, 0, NULL, return_order_cb, rt);
+  g_atomic_int_set (&rt->n_made, N_RETURN_CALLS);
+  while (!g_atomic_int_get (&rt->quit))
+    g_main_context_iteration (rt->context, TRUE);
+  g_main_context_pop_thread_default (rt->context);
+  return NULL;
+}
+
+static gint32
+task_int (SluiceWorkerTask *task)
+{
+  gint32 n;
+
+  g_variant_get (sluice_worker_task_get_args (task), "(i)", &n);
+  return n;
+}
+
+static void
+test_returns_in_completion_order (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, N_RETURN_THREADS * N_RETURN_CALLS);
+  ReturnThread rt[N_RETURN_THREADS];
+  GPtrArray *held;
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  for (guint t = 0; t < N_RETURN_THREADS; t++)
+    {
+      memset (&rt[t], 0, sizeof rt[t]);
+      rt[t].queue = queue;
+      rt[t].first = (gint32) (1000 * t);
+      rt[t].context = g_main_context_new ();
+      rt[t].log = g_async_queue_new ();
+      rt[t].thread = g_thread_new ("returns", return_thread_func, &rt[t]);
+    }
+  for (guint t = 0; t < N_RETURN_THREADS; t++)
+    WAIT_UNTIL (g_atomic_int_get (&rt[t].n_made) == N_RETURN_CALLS);
+  WAIT_UNTIL (mock->held->len == N_RETURN_THREADS * N_RETURN_CALLS);
+
+  /* All completed, in a random order, from this thread. */
+  held = g_steal_pointer (&mock->held);
+  mock->held = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = held->len; i > 1; i--)
+    {
+      guint j = (guint) g_random_int_range (0, (gint32) i);
+      gpointer tmp = held->pdata[i - 1];
+
+      held->pdata[i - 1] = held->pdata[j];
+      held->pdata[j] = tmp;
+    }
+  for (guint i = 0; i < held->len; i++)
+    {
+      SluiceWorkerTask *task = held->pdata[i];
+
+      sluice_worker_task_return_value (task, g_variant_new ("(i)", task_int (task)));
+    }
+
+  for (guint t = 0; t < N_RETURN_THREADS; t++)
+    {
+      WAIT_UNTIL (g_atomic_int_get (&rt[t].n_returned) == N_RETURN_CALLS);
+      g_assert_cmpint (g_atomic_int_get (&rt[t].n_wrong_thread), ==, 0);
+      /* Its calls, in the order they were completed. */
+      for (guint i = 0; i < held->len; i++)
+        {
+          gint32 n = task_int (held->pdata[i]);
+
+          if (n / 1000 == (gint32) t)
+            g_assert_cmpint (GPOINTER_TO_INT (g_async_queue_pop (rt[t].log)) - 1, ==, n);
+        }
+      g_assert_cmpint (g_async_queue_length (rt[t].log), ==, 0);
+      g_atomic_int_set (&rt[t].quit, TRUE);
+      g_main_context_wakeup (rt[t].context);
+      g_thread_join (rt[t].thread);
+      g_async_queue_unref (rt[t].log);
+      g_main_context_unref (rt[t].context);
+    }
+  g_ptr_array_unref (held);
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
 /* Cancelling: a queued call fails at once; a running one fails at once and
  * its function sees its cancellable cancelled. Callbacks never come from
  * inside the cancel. */
@@ -1119,6 +1248,7 @@ main (int argc, char **argv)
   g_test_add_func ("/workers/call/cancel", test_cancel);
   g_test_add_func ("/workers/call/worker-lost", test_worker_lost);
   g_test_add_func ("/workers/call/callback-from-main-loop", test_callback_from_main_loop);
+  g_test_add_func ("/workers/call/returns-in-completion-order", test_returns_in_completion_order);
   g_test_add_func ("/workers/stress", test_stress);
   g_test_add_func ("/workers/programmer-errors", test_programmer_errors);
 
