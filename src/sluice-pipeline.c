@@ -170,6 +170,9 @@ struct _Stage
   GCond rate_cond;    /* broadcast by a stop */
   int limited;        /* atomic: rate > 0 */
   guint n_waiting;    /* threads waiting for an item */
+  guint n_untimed;    /* of them, those that sleep without a deadline */
+  guint wake_at;      /* the count at which a push wakes a thread that sleeps
+                       * with a deadline (see stage_wait_locked()) */
   guint n_blocked;    /* pushers waiting for room */
   guint n_pop_wakes;  /* signals of not_empty no waiter has returned for yet */
   guint n_push_wakes; /* the same for not_full */
@@ -614,13 +617,16 @@ stage_length (Stage *stage)
 }
 
 /* With the stage's lock held: wakes a thread waiting for an item, unless
- * every waiting thread already has a wake-up on its way. A signal is a
- * system call even when nobody sleeps: on a loaded machine a woken thread
- * may take long to run, and every push meanwhile would make another. */
+ * every waiting thread already has a wake-up on its way, or every waiting
+ * thread sleeps with a deadline and the count is below the run they wait
+ * for (stage_wait_locked()). A signal is a system call even when nobody
+ * sleeps: on a loaded machine a woken thread may take long to run, and
+ * every push meanwhile would make another. */
 static inline void
 wake_popper_locked (Stage *stage)
 {
-  if (stage->n_waiting > stage->n_pop_wakes)
+  if (stage->n_waiting > stage->n_pop_wakes &&
+      (stage->n_untimed > 0 || stage_length (stage) >= stage->wake_at))
     {
       stage->n_pop_wakes++;
       g_cond_signal (&stage->not_empty);
@@ -900,6 +906,53 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_d
   return pushed;
 }
 
+/* The wake-up rule. A stage thread that finds its queue empty while the
+ * pipeline has at least WAKE_RUN_MIN_IN_FLIGHT inputs in flight sleeps
+ * until a run of items is queued (a quarter of what is in flight, at most
+ * WAKE_RUN_MAX items and half the capacity) or WAKE_LATENCY_US passes,
+ * whichever comes first, and then takes what is there; pushes below the
+ * run do not wake it (wake_popper_locked()). With fewer inputs in flight,
+ * or after such a wait found nothing, it sleeps without a deadline and the
+ * first push wakes it, as a plain condition variable: a lightly loaded
+ * pipeline gets no added latency, a busy one at most WAKE_LATENCY_US per
+ * stage. No item waits in a queue while every thread of its stage sleeps
+ * for good: a thread sleeping without a deadline is woken by any push
+ * (n_untimed), one with a deadline wakes at it by itself, and a run, the
+ * end of the input and a stop wake them all the same. Dispatcher stages
+ * always wake per item. */
+#define WAKE_RUN_MIN_IN_FLIGHT 8
+#define WAKE_RUN_MAX 64
+#define WAKE_LATENCY_US 1000
+/* With the stage's lock held: sleeps until a push (or a run of them, or
+ * the deadline, see above) or a broadcast. *@timed_out set when a wait
+ * with a deadline ended by it: the next one has none. */
+static void
+stage_wait_locked (Stage *stage, gboolean *timed_out)
+{
+  SluicePipeline *self = stage_pipeline (stage);
+  guint64 in_flight = __atomic_load_n (&self->n_in, __ATOMIC_RELAXED) -
+                      __atomic_load_n (&self->n_out, __ATOMIC_RELAXED);
+
+  stage->n_waiting++;
+  if (stage->key_func == NULL && !*timed_out && in_flight >= WAKE_RUN_MIN_IN_FLIGHT &&
+      stage->capacity >= 4)
+    {
+      gint64 deadline = g_get_monotonic_time () + WAKE_LATENCY_US;
+
+      stage->wake_at = (guint) MIN (in_flight / 4, MIN (WAKE_RUN_MAX, stage->capacity / 2));
+      *timed_out = !g_cond_wait_until (&stage->not_empty, &stage->lock, deadline);
+    }
+  else
+    {
+      stage->n_untimed++;
+      g_cond_wait (&stage->not_empty, &stage->lock);
+      stage->n_untimed--;
+    }
+  stage->n_waiting--;
+  if (stage->n_pop_wakes > 0)
+    stage->n_pop_wakes--;
+}
+
 /* A stage thread: the next item, or NULL once the stage's input is over
  * (with @last set for the stage's last thread) or, with @leave set, when
  * the thread is one too many after a shrink. Either way the thread no
@@ -910,6 +963,7 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
 {
   Room *room = sluice_reorder_buffer_get_callback_data (stage_pipeline (stage)->rb);
   gboolean wake_sources = FALSE;
+  gboolean timed_out = FALSE;
   Node *node;
 
   g_mutex_lock (&stage->lock);
@@ -938,7 +992,16 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
             }
         }
       else
-        node = g_queue_pop_head (&stage->queue);
+        {
+          node = g_queue_pop_head (&stage->queue);
+          /* What is left is for the others (their pushes may not have
+           * woken them: a run). */
+          if (stage->queue.length > 0 && stage->n_waiting > stage->n_pop_wakes)
+            {
+              stage->n_pop_wakes++;
+              g_cond_signal (&stage->not_empty);
+            }
+        }
       if (node != NULL)
         {
           wake_pusher_locked (stage);
@@ -958,11 +1021,7 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
           stage->ended = *last;
           break;
         }
-      stage->n_waiting++;
-      g_cond_wait (&stage->not_empty, &stage->lock);
-      stage->n_waiting--;
-      if (stage->n_pop_wakes > 0)
-        stage->n_pop_wakes--;
+      stage_wait_locked (stage, &timed_out);
     }
   g_mutex_unlock (&stage->lock);
   if (wake_sources)
