@@ -169,6 +169,10 @@ struct _Stage
   gint64 next_free;   /* monotonic time the next item may start at */
   GCond rate_cond;    /* broadcast by a stop */
   int limited;        /* atomic: rate > 0 */
+  int shrink;         /* atomic: n_alive > n_threads: threads are to leave */
+  GPtrArray *batches; /* of PopBatch: its threads' taken items */
+  guint n_batched;    /* items taken into batches, until their owner comes
+                       * back to the lock (counted against the capacity) */
   guint n_waiting;    /* threads waiting for an item */
   guint n_untimed;    /* of them, those that sleep without a deadline */
   guint wake_at;      /* the count at which a push wakes a thread that sleeps
@@ -201,6 +205,23 @@ typedef struct
   GQueue nodes;
   gboolean running;
 } KeyQueue;
+
+/* The most items a plain stage's thread takes from its queue per lock (its
+ * share of what is queued, see stage_pop()). */
+#define POP_BATCH_MAX 32
+
+/* A plain stage's thread's items taken from the queue, not started yet.
+ * The owner takes from the front without the stage's lock; a thread with
+ * nothing to do steals from the back under the lock; both through one
+ * compare-and-swap of span (next | end << 32), so each item goes exactly
+ * once. The owner refills it under the lock, only when it is empty: no
+ * thief reads it meanwhile. */
+typedef struct
+{
+  guint64 span;  /* atomic */
+  guint counted; /* under the stage's lock: in the stage's n_batched */
+  Node *nodes[POP_BATCH_MAX];
+} PopBatch;
 
 typedef struct
 {
@@ -616,6 +637,81 @@ stage_length (Stage *stage)
   return stage->key_func != NULL ? stage->n_keyed : stage->queue.length;
 }
 
+static Node *
+batch_take_front (PopBatch *batch)
+{
+  guint64 span = __atomic_load_n (&batch->span, __ATOMIC_ACQUIRE);
+
+  while ((guint32) span < (guint32) (span >> 32))
+    if (__atomic_compare_exchange_n (&batch->span, &span, span + 1, FALSE, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+      return batch->nodes[(guint32) span];
+  return NULL;
+}
+
+/* With the stage's lock held. */
+static Node *
+batch_take_back (PopBatch *batch)
+{
+  guint64 span = __atomic_load_n (&batch->span, __ATOMIC_ACQUIRE);
+
+  while ((guint32) span < (guint32) (span >> 32))
+    {
+      guint32 end = (guint32) (span >> 32) - 1;
+
+      if (__atomic_compare_exchange_n (&batch->span, &span, (guint64) end << 32 | (guint32) span,
+                                       FALSE, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return batch->nodes[end];
+    }
+  return NULL;
+}
+
+/* With the stage's lock held: an item of another thread's batch. */
+static Node *
+steal_locked (Stage *stage, PopBatch *own)
+{
+  for (guint i = 0; i < stage->batches->len; i++)
+    {
+      PopBatch *batch = stage->batches->pdata[i];
+      Node *node;
+
+      if (batch != own && (node = batch_take_back (batch)) != NULL)
+        {
+          batch->counted--;
+          stage->n_batched--;
+          return node;
+        }
+    }
+  return NULL;
+}
+
+/* With the stage's lock held: the items counted against the capacity: the
+ * queue's and those its threads took into their batches (until they come
+ * back to the lock: a batch a thread is through still counts until then,
+ * which only makes pushes wait for its next visit). */
+static inline guint
+stage_queued (Stage *stage)
+{
+  return stage_length (stage) + stage->n_batched;
+}
+
+/* With the stage's lock held: the items in its threads' batches, not
+ * started yet. */
+static guint
+n_unstarted_locked (Stage *stage)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < stage->batches->len; i++)
+    {
+      PopBatch *batch = stage->batches->pdata[i];
+      guint64 span = __atomic_load_n (&batch->span, __ATOMIC_ACQUIRE);
+
+      n += (guint32) (span >> 32) - MIN ((guint32) span, (guint32) (span >> 32));
+    }
+  return n;
+}
+
 /* With the stage's lock held: wakes a thread waiting for an item, unless
  * every waiting thread already has a wake-up on its way, or every waiting
  * thread sleeps with a deadline and the count is below the run they wait
@@ -659,7 +755,7 @@ stage_low_water (Stage *stage)
 static inline void
 wake_pusher_locked (Stage *stage)
 {
-  if (stage->n_blocked > stage->n_push_wakes && stage_length (stage) <= stage_low_water (stage))
+  if (stage->n_blocked > stage->n_push_wakes && stage_queued (stage) <= stage_low_water (stage))
     {
       stage->n_push_wakes++;
       g_cond_signal (&stage->not_full);
@@ -828,8 +924,10 @@ node_entered_stage (SluicePipeline *self, Node *child)
 
 /* Why a push that waits for room cannot wait forever.
  *
- * Progress. A push waits only on the items counted by stage_length(): a
- * plain stage's queue, a dispatcher stage's key queues. None of them needs
+ * Progress. A push waits only on the items counted by stage_queued(): a
+ * plain stage's queue and its threads' batches (a thread comes back to the
+ * lock, and uncounts its batch, once it ran it: its items need nothing
+ * from the pusher either), a dispatcher stage's key queues. None of them needs
  * the pusher: a plain stage runs its items in any order, and an item in a
  * key queue belongs to an input whose turn has come (every earlier input
  * is through the stages before, root_fed_locked()), so it waits at most
@@ -870,7 +968,7 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_d
   gboolean woken = FALSE;
 
   g_mutex_lock (&stage->lock);
-  while (stage_length (stage) >= stage->capacity && !is_stopping (self) &&
+  while (stage_queued (stage) >= stage->capacity && !is_stopping (self) &&
          !g_cancellable_is_cancelled (cancellable))
     {
       stage->n_blocked++;
@@ -959,19 +1057,35 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
  * longer counts as alive: one count under one lock, so that a shrink
  * never leaves work without a thread. */
 static Node *
-stage_pop (Stage *stage, gboolean *leave, gboolean *last)
+stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
 {
   Room *room = sluice_reorder_buffer_get_callback_data (stage_pipeline (stage)->rb);
   gboolean wake_sources = FALSE;
   gboolean timed_out = FALSE;
   Node *node;
 
+  if (!g_atomic_int_get (&stage->shrink) && (node = batch_take_front (batch)) != NULL)
+    return node;
+
   g_mutex_lock (&stage->lock);
+  /* Leaving maybe: what it did not start goes back, in order. */
+  while ((node = batch_take_back (batch)) != NULL)
+    g_queue_push_head (&stage->queue, node);
+  if (batch->counted > 0)
+    {
+      /* Its batch no longer counts: room for pushes and puts. */
+      stage->n_batched -= batch->counted;
+      batch->counted = 0;
+      wake_pusher_locked (stage);
+      wake_sources = stage->index == 0 && g_atomic_int_get (&room->n_sources) > 0;
+    }
   for (;;)
     {
       if (stage->n_alive > stage->n_threads)
         {
           stage->n_alive--;
+          g_atomic_int_set (&stage->shrink, stage->n_alive > stage->n_threads);
+          g_ptr_array_remove_fast (stage->batches, batch);
           *leave = TRUE;
           node = NULL;
           /* A push may have signalled this thread: pass it on. */
@@ -993,7 +1107,18 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
         }
       else
         {
+          guint share;
+
           node = g_queue_pop_head (&stage->queue);
+          /* Its share of the rest, up to a batch, without the lock. */
+          share = MIN (stage->queue.length / MAX (stage->n_threads, 1), POP_BATCH_MAX);
+          for (guint i = 0; i < share; i++)
+            batch->nodes[i] = g_queue_pop_head (&stage->queue);
+          __atomic_store_n (&batch->span, (guint64) share << 32, __ATOMIC_RELEASE);
+          batch->counted = share;
+          stage->n_batched += share;
+          if (node == NULL)
+            node = steal_locked (stage, batch);
           /* What is left is for the others (their pushes may not have
            * woken them: a run). */
           if (stage->queue.length > 0 && stage->n_waiting > stage->n_pop_wakes)
@@ -1019,6 +1144,7 @@ stage_pop (Stage *stage, gboolean *leave, gboolean *last)
         {
           *last = --stage->n_alive == 0;
           stage->ended = *last;
+          g_ptr_array_remove_fast (stage->batches, batch);
           break;
         }
       stage_wait_locked (stage, &timed_out);
@@ -1053,6 +1179,7 @@ stage_free (gpointer data)
   g_assert (g_queue_is_empty (&stage->queue));
   g_clear_pointer (&stage->keys, g_hash_table_unref);
   g_clear_pointer (&stage->held, g_hash_table_unref);
+  g_ptr_array_unref (stage->batches);
   g_free (stage->name);
   g_mutex_clear (&stage->lock);
   g_cond_clear (&stage->not_empty);
@@ -1162,11 +1289,15 @@ stage_thread (gpointer data)
   SluicePipeline *self = stage_pipeline (stage);
   SluicePipelineEmitter *emitter = g_object_new (SLUICE_TYPE_PIPELINE_EMITTER, NULL);
   Node *node;
+  PopBatch batch = { 0 };
   gboolean leave = FALSE;
   gboolean last = FALSE;
 
   emitter->stage = stage;
-  while ((node = stage_pop (stage, &leave, &last)) != NULL)
+  g_mutex_lock (&stage->lock);
+  g_ptr_array_add (stage->batches, &batch);
+  g_mutex_unlock (&stage->lock);
+  while ((node = stage_pop (stage, &batch, &leave, &last)) != NULL)
     {
       guint64 key = node->key;
 
@@ -1783,6 +1914,7 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   stage->func_data = func_data;
   stage->func_data_destroy = func_data_destroy;
   g_mutex_init (&stage->lock);
+  stage->batches = g_ptr_array_new ();
   g_cond_init (&stage->not_empty);
   g_cond_init (&stage->not_full);
   g_cond_init (&stage->rate_cond);
@@ -2011,6 +2143,7 @@ sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_th
     {
       for (; st->n_alive < n_threads; st->n_alive++)
         add_stage_thread (self, st);
+      g_atomic_int_set (&st->shrink, st->n_alive > n_threads);
       /* Idle threads too many leave now. */
       if (st->n_alive > n_threads)
         g_cond_broadcast (&st->not_empty);
@@ -2386,7 +2519,7 @@ can_put (SluicePipeline *self)
     return FALSE;
   g_mutex_lock (&head->lock);
   /* A full queue wakes the sources when its threads take an item. */
-  room = head->closed || stage_length (head) < head->capacity;
+  room = head->closed || stage_queued (head) < head->capacity;
   g_mutex_unlock (&head->lock);
   return room;
 }
@@ -3126,8 +3259,9 @@ sluice_pipeline_get_stats (SluicePipeline *self)
       g_variant_builder_init (&one, G_VARIANT_TYPE_VARDICT);
       g_mutex_lock (&stage->lock);
       g_variant_builder_add (&one, "{sv}", "name", g_variant_new_string (stage->name));
-      g_variant_builder_add (&one, "{sv}", "queue-size",
-                             g_variant_new_uint32 (stage_length (stage)));
+      g_variant_builder_add (
+          &one, "{sv}", "queue-size",
+          g_variant_new_uint32 (stage_length (stage) + n_unstarted_locked (stage)));
       g_variant_builder_add (&one, "{sv}", "queue-capacity",
                              g_variant_new_uint32 (stage->capacity));
       g_variant_builder_add (&one, "{sv}", "queue-max", g_variant_new_uint32 (stage->max_queued));
