@@ -641,6 +641,27 @@ else
 fi
 check "-l of an -i file: the data's size and CRC (gzip -l shows the index member's 0)" \
   bash -c "[ \"\$('$GZ' -lv ind.gz | awk 'NR == 2 {print \$2, \$7}')\" = \"\$(gzip -lv many.g.gz | awk 'NR == 2 {print \$2, \$7}')\" ]"
+# -l of an -i file, from the file and from a pipe, as gzip -l would list
+# the data: the file's size, the size gzip -d gives, gzip's ratio with the
+# index member counted as header (computed here from the file's bytes).
+"$GZ" -i -b 32 -c many > ind32.gz
+list_expect () {
+  local in out xlen name_len
+  in=$(stat -c %s "$1")
+  out=$(gzip -dc "$1" | wc -c)
+  xlen=$(tail -c 16 "$1" | od -An -tu2 -N2 | tr -d ' ')
+  name_len=$(( $(head -c 65536 "$1" | tail -c +11 | od -An -c | tr -d ' \n' | sed 's/\\0.*//' | wc -c) + 1 ))
+  awk -v i="$in" -v o="$out" -v h=$((10 + name_len + 8 + 12 + xlen + 10)) -v n="$2" \
+    'BEGIN {printf "%d %d %.1f%% %s\n", i, o, 100 * (o - (i - h)) / o, n}'
+}
+for f in ind.gz ind32.gz; do
+  check "-l of an -i file: sizes, ratio and name as gzip -l would list the data: $f" \
+    bash -c "[ \"\$('$GZ' -l $f | awk 'NR == 2 {print \$1, \$2, \$3, \$4}')\" = '$(list_expect $f "${f%.gz}")' ]"
+  check "-l of an -i file from a pipe: the same, named stdout: $f" \
+    bash -c "[ \"\$(cat $f | '$GZ' -l | awk 'NR == 2 {print \$1, \$2, \$3, \$4}')\" = '$(list_expect $f stdout)' ]"
+done
+check "-l of an -i file: the expectation is not gzip -l's own (which shows 0)" \
+  bash -c "[ \"\$(gzip -l ind32.gz 2> /dev/null | awk 'NR == 2 {print \$2}')\" = 0 ]"
 cp ind.gz ind-file.gz
 check "-d FILE.gz with an index" bash -c "'$GZ' -d ind-file.gz && cmp -s ind-file many"
 # A damaged block: gzip's message, status 1, no output.
