@@ -683,6 +683,30 @@ open(sys.argv[2], 'wb').write(bytes(d))" ind.gz indbad.gz
 check "-i, an index that disagrees with the file: ignored, the data right" \
   bash -c "'$GZ' -dc indbad.gz | cmp -s - many"
 
+# -i past the index's capacity (an extra field of at most 65,535 bytes:
+# 21,835 blocks whose compressed sizes take 3 varint bytes, as random data's
+# at -b 32): the file is written without the index, with a warning, status
+# 0, and is still right. 700 MB through deflate: SLUICE_TEST_FULL=1 only.
+check "--help says when -i leaves the index out" \
+  bash -c "'$GZ' --help | grep -q 'left out, with a warning, past about 21,800 blocks'"
+if [ "${SLUICE_TEST_FULL:-}" = 1 ]; then
+  head -c $((21900 * 32768)) /dev/urandom |
+    tee >(cksum > noidx.sum) |
+    "$GZ" -1 -i -b 32 -c 2> noidx.err | tee >(tail -c 16 > noidx.tail) | "$GZ" -dc | cksum > noidx.back.sum
+  status=${PIPESTATUS[2]}
+  sleep 1 # the process substitutions finish writing
+  check "-i past the index's capacity: a warning naming the blocks, status 0" \
+    bash -c "[ $status -eq 0 ] && grep -q '^sluice-gzip: stdin: 21900 blocks are too many for the index of -i: written without it' noidx.err"
+  check "-i past the index's capacity: no index at the end, the data comes back" \
+    bash -c "! grep -q SLIX noidx.tail && cmp -s noidx.sum noidx.back.sum"
+else
+  skip "-i past the index's capacity: a warning naming the blocks, status 0" "SLUICE_TEST_FULL=1 runs it (700 MB)"
+  skip "-i past the index's capacity: no index at the end, the data comes back" "SLUICE_TEST_FULL=1 runs it (700 MB)"
+fi
+"$GZ" -i -b 32 -c many 2> noidx-small.err | tail -c 16 > noidx-small.tail
+check "-i within the capacity: the index, no warning" \
+  bash -c "grep -q SLIX noidx-small.tail && test ! -s noidx-small.err"
+
 # -v with -k: the input is kept, not replaced.
 cp file1.orig verbose
 out=$("$GZ" -v -k verbose 2>&1)

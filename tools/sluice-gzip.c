@@ -140,7 +140,9 @@ static const GOptionEntry entries[] = {
   { "name", 'N', 0, G_OPTION_ARG_NONE, &opt_name,
     N_ ("Store the name and time (the default); with -d, restore them"), NULL },
   { "independent", 'i', 0, G_OPTION_ARG_NONE, &opt_independent,
-    N_ ("Compress blocks independently (as pigz -i), with an index for a parallel -d"), NULL },
+    N_ ("Compress blocks independently (as pigz -i), with an index for a parallel -d "
+        "(left out, with a warning, past about 21,800 blocks: 2.7 GB at -b 128)"),
+    NULL },
   { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, N_ ("Keep the input files"), NULL },
   { "force", 'f', 0, G_OPTION_ARG_NONE, &opt_force,
     N_ ("Overwrite existing output files; write to a terminal"), NULL },
@@ -321,6 +323,7 @@ typedef struct
   /* -i: the compressed size of each block (guint32), for the index */
   GArray *block_sizes;
   guint64 header_len;
+  guint index_left_out; /* the number of blocks, when too many for the index */
   /* decompression with an index */
   int read_errno; /* atomic: a read of a block failed */
   gint64 started_us;
@@ -536,10 +539,11 @@ compress_stream_end (Job *job, GError **error)
     {
       g_autoptr (GBytes) index = make_index_member (job);
 
-      if (index != NULL &&
-          g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
-                                     g_bytes_get_size (index), NULL, NULL, &job->error) &&
-          g_output_stream_flush (job->out, NULL, &job->error))
+      if (index == NULL)
+        job->index_left_out = job->block_sizes->len;
+      else if (g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
+                                          g_bytes_get_size (index), NULL, NULL, &job->error) &&
+               g_output_stream_flush (job->out, NULL, &job->error))
         job->out_bytes += g_bytes_get_size (index);
     }
   g_clear_pointer (&job->block_sizes, g_array_unref);
@@ -1152,8 +1156,10 @@ on_inflated (GObject *source, GAsyncResult *result, gpointer data)
  * The member ends with an empty final block (03 00) and a trailer of zeros,
  * so that the index is found from the file's end: its last 16 bytes are
  * XLEN, "SLIX", 03 00 and 8 zeros. An index that does not fit in an extra
- * field (more than about 20,000 blocks: 2.5 GB of 128 KiB blocks) is not
- * written. */
+ * field (XLEN at most 65,535: about 21,800 blocks of incompressible data,
+ * 2.7 GB of 128 KiB blocks; more for compressible data, whose block sizes
+ * take fewer varint bytes) is not written, with a warning (job_status);
+ * the file is then a plain multi-block gzip file, inflated in one stream. */
 
 #define INDEX_MAGIC "SLIX"
 
@@ -1717,6 +1723,12 @@ mode_stream_func (void)
 static int
 job_status (const Job *job, const char *label)
 {
+  /* -i past the index's capacity: the file is right, only -d cannot
+   * inflate it in parallel; a warning, the status stays 0. */
+  if (job->index_left_out > 0 && !opt_quiet)
+    warn (_ ("%s: %u blocks are too many for the index of -i: written without it "
+             "(a larger -b makes fewer blocks)"),
+          label, job->index_left_out);
   if (!job->trailing_garbage)
     return EXIT_OK;
   if (!opt_quiet)
