@@ -641,6 +641,27 @@ else
 fi
 check "-l of an -i file: the data's size and CRC (gzip -l shows the index member's 0)" \
   bash -c "[ \"\$('$GZ' -lv ind.gz | awk 'NR == 2 {print \$2, \$7}')\" = \"\$(gzip -lv many.g.gz | awk 'NR == 2 {print \$2, \$7}')\" ]"
+# -l of an -i file, from the file and from a pipe, as gzip -l would list
+# the data: the file's size, the size gzip -d gives, gzip's ratio with the
+# index member counted as header (computed here from the file's bytes).
+"$GZ" -i -b 32 -c many > ind32.gz
+list_expect () {
+  local in out xlen name_len
+  in=$(stat -c %s "$1")
+  out=$(gzip -dc "$1" | wc -c)
+  xlen=$(tail -c 16 "$1" | od -An -tu2 -N2 | tr -d ' ')
+  name_len=$(( $(head -c 65536 "$1" | tail -c +11 | od -An -c | tr -d ' \n' | sed 's/\\0.*//' | wc -c) + 1 ))
+  awk -v i="$in" -v o="$out" -v h=$((10 + name_len + 8 + 12 + xlen + 10)) -v n="$2" \
+    'BEGIN {printf "%d %d %.1f%% %s\n", i, o, 100 * (o - (i - h)) / o, n}'
+}
+for f in ind.gz ind32.gz; do
+  check "-l of an -i file: sizes, ratio and name as gzip -l would list the data: $f" \
+    bash -c "[ \"\$('$GZ' -l $f | awk 'NR == 2 {print \$1, \$2, \$3, \$4}')\" = '$(list_expect $f "${f%.gz}")' ]"
+  check "-l of an -i file from a pipe: the same, named stdout: $f" \
+    bash -c "[ \"\$(cat $f | '$GZ' -l | awk 'NR == 2 {print \$1, \$2, \$3, \$4}')\" = '$(list_expect $f stdout)' ]"
+done
+check "-l of an -i file: the expectation is not gzip -l's own (which shows 0)" \
+  bash -c "[ \"\$(gzip -l ind32.gz 2> /dev/null | awk 'NR == 2 {print \$2}')\" = 0 ]"
 cp ind.gz ind-file.gz
 check "-d FILE.gz with an index" bash -c "'$GZ' -d ind-file.gz && cmp -s ind-file many"
 # A damaged block: gzip's message, status 1, no output.
@@ -661,6 +682,30 @@ d[start + 16 + 20] ^= 1  # the first block's compressed size
 open(sys.argv[2], 'wb').write(bytes(d))" ind.gz indbad.gz
 check "-i, an index that disagrees with the file: ignored, the data right" \
   bash -c "'$GZ' -dc indbad.gz | cmp -s - many"
+
+# -i past the index's capacity (an extra field of at most 65,535 bytes:
+# 21,835 blocks whose compressed sizes take 3 varint bytes, as random data's
+# at -b 32): the file is written without the index, with a warning, status
+# 0, and is still right. 700 MB through deflate: SLUICE_TEST_FULL=1 only.
+check "--help says when -i leaves the index out" \
+  bash -c "'$GZ' --help | grep -q 'left out, with a warning, past about 21,800 blocks'"
+if [ "${SLUICE_TEST_FULL:-}" = 1 ]; then
+  head -c $((21900 * 32768)) /dev/urandom |
+    tee >(cksum > noidx.sum) |
+    "$GZ" -1 -i -b 32 -c 2> noidx.err | tee >(tail -c 16 > noidx.tail) | "$GZ" -dc | cksum > noidx.back.sum
+  status=${PIPESTATUS[2]}
+  sleep 1 # the process substitutions finish writing
+  check "-i past the index's capacity: a warning naming the blocks, status 0" \
+    bash -c "[ $status -eq 0 ] && grep -q '^sluice-gzip: stdin: 21900 blocks are too many for the index of -i: written without it' noidx.err"
+  check "-i past the index's capacity: no index at the end, the data comes back" \
+    bash -c "! grep -q SLIX noidx.tail && cmp -s noidx.sum noidx.back.sum"
+else
+  skip "-i past the index's capacity: a warning naming the blocks, status 0" "SLUICE_TEST_FULL=1 runs it (700 MB)"
+  skip "-i past the index's capacity: no index at the end, the data comes back" "SLUICE_TEST_FULL=1 runs it (700 MB)"
+fi
+"$GZ" -i -b 32 -c many 2> noidx-small.err | tail -c 16 > noidx-small.tail
+check "-i within the capacity: the index, no warning" \
+  bash -c "grep -q SLIX noidx-small.tail && test ! -s noidx-small.err"
 
 # -v with -k: the input is kept, not replaced.
 cp file1.orig verbose

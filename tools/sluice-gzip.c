@@ -140,7 +140,9 @@ static const GOptionEntry entries[] = {
   { "name", 'N', 0, G_OPTION_ARG_NONE, &opt_name,
     N_ ("Store the name and time (the default); with -d, restore them"), NULL },
   { "independent", 'i', 0, G_OPTION_ARG_NONE, &opt_independent,
-    N_ ("Compress blocks independently (as pigz -i), with an index for a parallel -d"), NULL },
+    N_ ("Compress blocks independently (as pigz -i), with an index for a parallel -d "
+        "(left out, with a warning, past about 21,800 blocks: 2.7 GB at -b 128)"),
+    NULL },
   { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, N_ ("Keep the input files"), NULL },
   { "force", 'f', 0, G_OPTION_ARG_NONE, &opt_force,
     N_ ("Overwrite existing output files; write to a terminal"), NULL },
@@ -321,6 +323,7 @@ typedef struct
   /* -i: the compressed size of each block (guint32), for the index */
   GArray *block_sizes;
   guint64 header_len;
+  guint index_left_out; /* the number of blocks, when too many for the index */
   /* decompression with an index */
   int read_errno; /* atomic: a read of a block failed */
   gint64 started_us;
@@ -536,10 +539,11 @@ compress_stream_end (Job *job, GError **error)
     {
       g_autoptr (GBytes) index = make_index_member (job);
 
-      if (index != NULL &&
-          g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
-                                     g_bytes_get_size (index), NULL, NULL, &job->error) &&
-          g_output_stream_flush (job->out, NULL, &job->error))
+      if (index == NULL)
+        job->index_left_out = job->block_sizes->len;
+      else if (g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
+                                          g_bytes_get_size (index), NULL, NULL, &job->error) &&
+               g_output_stream_flush (job->out, NULL, &job->error))
         job->out_bytes += g_bytes_get_size (index);
     }
   g_clear_pointer (&job->block_sizes, g_array_unref);
@@ -1152,8 +1156,10 @@ on_inflated (GObject *source, GAsyncResult *result, gpointer data)
  * The member ends with an empty final block (03 00) and a trailer of zeros,
  * so that the index is found from the file's end: its last 16 bytes are
  * XLEN, "SLIX", 03 00 and 8 zeros. An index that does not fit in an extra
- * field (more than about 20,000 blocks: 2.5 GB of 128 KiB blocks) is not
- * written. */
+ * field (XLEN at most 65,535: about 21,800 blocks of incompressible data,
+ * 2.7 GB of 128 KiB blocks; more for compressible data, whose block sizes
+ * take fewer varint bytes) is not written, with a warning (job_status);
+ * the file is then a plain multi-block gzip file, inflated in one stream. */
 
 #define INDEX_MAGIC "SLIX"
 
@@ -1228,6 +1234,7 @@ typedef struct
   guint64 *offsets; /* n_blocks + 1: where each block starts, and the last ends */
   guint32 want_crc; /* the trailer of the first member */
   guint32 want_length;
+  guint member_size; /* of the index member */
 } BlockIndex;
 
 static void
@@ -1261,34 +1268,37 @@ pread_all (int fd, guint8 *buf, gsize len, guint64 offset)
   return TRUE;
 }
 
-/* The index at the end of the file @fd, if there is one and it agrees
- * with the file: the blocks end where the index member begins, after the
- * final empty block and the trailer. Anything else gives NULL: the file is
- * then decompressed in one stream. */
+/* The most of a file's end that its index member and the data's final
+ * block and trailer before it can take. */
+#define INDEX_TAIL_MAX (12 + 0xffff + 10 + 10)
+
+/* The index in @tail, the last @tail_len bytes of a file of @file_size
+ * bytes, if there is one and it agrees with the file: the blocks end where
+ * the index member begins, after the final empty block and the trailer.
+ * Anything else gives NULL: the file is then decompressed in one stream.
+ * The index's fd is -1. */
 static BlockIndex *
-read_index (int fd)
+parse_index (const guint8 *tail, gsize tail_len, guint64 file_size)
 {
   static const guint8 end[10] = { 0x03, 0x00 };
   g_autoptr (BlockIndex) index = NULL;
-  g_autofree guint8 *member = NULL;
-  guint8 tail[16];
-  struct stat st;
+  const guint8 *member, *last;
   guint64 start, pos, header_len;
   guint xlen, payload_len;
   const guint8 *p, *limit;
 
-  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size < 64 ||
-      !pread_all (fd, tail, sizeof tail, (guint64) st.st_size - sizeof tail) ||
-      memcmp (tail + 2, INDEX_MAGIC, 4) != 0 || memcmp (tail + 6, end, sizeof end) != 0)
+  if (file_size < 64 || tail_len < 16)
     return NULL;
-  xlen = tail[0] | tail[1] << 8;
-  if ((guint64) st.st_size < 12 + xlen + 10 + 20 || xlen < 4 + 20 + 6)
+  last = tail + tail_len - 16;
+  if (memcmp (last + 2, INDEX_MAGIC, 4) != 0 || memcmp (last + 6, end, sizeof end) != 0)
     return NULL;
-  start = (guint64) st.st_size - 10 - xlen - 12;
-  member = g_malloc (12 + xlen);
-  if (!pread_all (fd, member, 12 + xlen, start) || member[0] != 0x1f || member[1] != 0x8b ||
-      member[2] != 8 || member[3] != 4 || (guint) (member[10] | member[11] << 8) != xlen ||
-      member[12] != 'S' || member[13] != 'X')
+  xlen = last[0] | last[1] << 8;
+  if (file_size < 12 + xlen + 10 + 20 || xlen < 4 + 20 + 6 || tail_len < 12 + xlen + 10 + 10)
+    return NULL;
+  start = file_size - 10 - xlen - 12;
+  member = tail + tail_len - 10 - xlen - 12;
+  if (member[0] != 0x1f || member[1] != 0x8b || member[2] != 8 || member[3] != 4 ||
+      (guint) (member[10] | member[11] << 8) != xlen || member[12] != 'S' || member[13] != 'X')
     return NULL;
   payload_len = member[14] | member[15] << 8;
   if (payload_len != xlen - 4)
@@ -1297,7 +1307,7 @@ read_index (int fd)
   limit = p + payload_len - 6;
 
   index = g_new0 (BlockIndex, 1);
-  index->fd = fd;
+  index->fd = -1;
   index->block_size = get_le32 (p);
   index->total = get_le32 (p + 4) | (guint64) get_le32 (p + 8) << 32;
   header_len = get_le32 (p + 12);
@@ -1331,14 +1341,35 @@ read_index (int fd)
    * forged index cannot make us allocate what the data cannot fill. */
   if (index->block_size > 512u * 1024 * 1024 || index->total / 1032 > pos - header_len + 1)
     return NULL;
-  if (p != limit || pos + 10 != start || !pread_all (fd, tail, 10, pos) || tail[0] != 0x03 ||
-      tail[1] != 0x00)
+  if (p != limit || pos + 10 != start || member[-10] != 0x03 || member[-9] != 0x00)
     return NULL;
-  index->want_crc = get_le32 (tail + 2);
-  index->want_length = get_le32 (tail + 6);
+  index->want_crc = get_le32 (member - 8);
+  index->want_length = get_le32 (member - 4);
   if (index->want_length != (guint32) (index->total & 0xffffffffu))
     return NULL;
+  index->member_size = 12 + xlen + 10;
   return g_steal_pointer (&index);
+}
+
+/* The index at the end of the file @fd, if there is one (see parse_index). */
+static BlockIndex *
+read_index (int fd)
+{
+  g_autofree guint8 *tail = NULL;
+  struct stat st;
+  gsize len;
+  BlockIndex *index;
+
+  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size < 64)
+    return NULL;
+  len = (gsize) MIN ((guint64) st.st_size, INDEX_TAIL_MAX);
+  tail = g_malloc (len);
+  if (!pread_all (fd, tail, len, (guint64) st.st_size - len))
+    return NULL;
+  index = parse_index (tail, len, (guint64) st.st_size);
+  if (index != NULL)
+    index->fd = fd;
+  return index;
 }
 
 /* Each pool thread's means for indexed blocks, kept across blocks: a
@@ -1692,6 +1723,12 @@ mode_stream_func (void)
 static int
 job_status (const Job *job, const char *label)
 {
+  /* -i past the index's capacity: the file is right, only -d cannot
+   * inflate it in parallel; a warning, the status stays 0. */
+  if (job->index_left_out > 0 && !opt_quiet)
+    warn (_ ("%s: %u blocks are too many for the index of -i: written without it "
+             "(a larger -b makes fewer blocks)"),
+          label, job->index_left_out);
   if (!job->trailing_garbage)
     return EXIT_OK;
   if (!opt_quiet)
@@ -2090,18 +2127,36 @@ print_list_sizes (guint64 in, guint64 out, guint64 header_bytes, const char *nam
           out == 0 ? 0.0 : 100.0 * num / (double) out, name);
 }
 
+/* Keeps the last INDEX_TAIL_MAX bytes seen in @tail (*tail_len of them)
+ * as @n more bytes @data arrive. */
+static void
+tail_push (guint8 *tail, gsize *tail_len, const guint8 *data, gsize n)
+{
+  gsize take = MIN (n, INDEX_TAIL_MAX);
+  gsize keep = MIN (*tail_len, INDEX_TAIL_MAX - take);
+
+  memmove (tail, tail + *tail_len - keep, keep);
+  memcpy (tail + keep, data + n - take, take);
+  *tail_len = keep + take;
+}
+
 /* Reads all of @fd (standard input) for -l: the first bytes into @head
- * (*got of them), the last 8 into @trailer; *size is the whole length. */
+ * (*got of them), the last INDEX_TAIL_MAX into @tail (*tail_len of them);
+ * *size is the whole length. */
 static gboolean
-read_head_and_tail (
-    int fd, guint8 *head, gsize head_cap, ssize_t *got, guint8 trailer[8], guint64 *size)
+read_head_and_tail (int fd,
+                    guint8 *head,
+                    gsize head_cap,
+                    ssize_t *got,
+                    guint8 *tail,
+                    gsize *tail_len,
+                    guint64 *size)
 {
   guint8 buf[65536];
-  guint8 last[8];
-  gsize last_len = 0;
 
   *got = 0;
   *size = 0;
+  *tail_len = 0;
   for (;;)
     {
       gboolean into_head = (gsize) *got < head_cap;
@@ -2117,20 +2172,8 @@ read_head_and_tail (
       if (into_head)
         *got += n;
       *size += (guint64) n;
-      /* The last 8 bytes so far: of what came before, and of this read. */
-      if ((gsize) n >= sizeof last)
-        memcpy (last, to + n - sizeof last, sizeof last);
-      else
-        {
-          gsize keep = MIN (last_len, sizeof last - (gsize) n);
-
-          memmove (last, last + last_len - keep, keep);
-          memcpy (last + keep, to, (gsize) n);
-        }
-      last_len = MIN (sizeof last, last_len + (gsize) n);
+      tail_push (tail, tail_len, to, (gsize) n);
     }
-  if (last_len == sizeof last)
-    memcpy (trailer, last, sizeof last);
   return TRUE;
 }
 
@@ -2143,7 +2186,10 @@ list_file (const char *path)
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
   const char *label = path != NULL ? path : "stdin";
   guint8 head[65536];
-  guint8 trailer[8];
+  guint8 trailer[8] = { 0 };
+  g_autofree guint8 *tail = g_malloc (INDEX_TAIL_MAX);
+  gsize tail_len = 0;
+  guint64 index_bytes = 0;
   guint64 uncompressed;
   guint64 size;
   gsize pos = 10;
@@ -2165,10 +2211,13 @@ list_file (const char *path)
     {
       got = pread (fd, head, sizeof head, 0);
       size = (guint64) st.st_size;
-      read_ok = got >= 0 && (size < 8 || pread (fd, trailer, 8, st.st_size - 8) == 8);
+      tail_len = (gsize) MIN (size, INDEX_TAIL_MAX);
+      read_ok = got >= 0 && pread_all (fd, tail, tail_len, size - tail_len);
     }
   else
-    read_ok = read_head_and_tail (fd, head, sizeof head, &got, trailer, &size);
+    read_ok = read_head_and_tail (fd, head, sizeof head, &got, tail, &tail_len, &size);
+  if (tail_len >= 8)
+    memcpy (trailer, tail + tail_len - 8, 8);
   if (!read_ok)
     {
       int saved = errno;
@@ -2211,15 +2260,17 @@ list_file (const char *path)
       return EXIT_ERROR;
     }
   uncompressed = get_le32 (trailer + 4);
-  /* A file of ours with an index: the sizes and CRC of the data, not of
-   * the empty index member whose trailer ends the file. */
+  /* A file of ours with an index, from a file or a pipe: the sizes and
+   * CRC of the data, not of the empty index member whose trailer ends the
+   * file; its bytes count as header in the ratio, as the data's header. */
   {
-    g_autoptr (BlockIndex) index = read_index (fd);
+    g_autoptr (BlockIndex) index = parse_index (tail, tail_len, size);
 
     if (index != NULL)
       {
         put_le32 (trailer, index->want_crc);
         uncompressed = index->total;
+        index_bytes = index->member_size;
       }
   }
   if (path != NULL)
@@ -2251,7 +2302,7 @@ list_file (const char *path)
       else
         printf ("??? ?? ??:?? ");
     }
-  list_header_bytes = pos + 8;
+  list_header_bytes = pos + 8 + index_bytes;
   list_total_in += size;
   list_total_out += uncompressed;
   print_list_sizes (size, uncompressed, list_header_bytes, name);

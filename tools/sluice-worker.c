@@ -8,13 +8,19 @@
  *                      [--lease-ms=MS] [--max-deliveries=N] [--threads=N]
  *                      MODULE...
  *
- * Each MODULE is a shared object (a path, or a name GModule finds) that
- * exports
+ * Each MODULE is a shared object that exports
  *
  *   gboolean sluice_worker_module_init (SluiceWorkerService *service,
  *                                       GError **error);
  *
  * which registers its functions with sluice_worker_service_register ().
+ * MODULE is a path when it has a '/'; a bare name (with or without ".so",
+ * as "sluice-gzip-deflate") is looked for in the directories of the
+ * environment variable SLUICE_WORKER_MODULE_PATH (':'-separated; an
+ * uninstalled build points it at its tools/), then in the installed module
+ * directory LIBDIR/sluice (SLUICE_WORKER_MODULEDIR), then by the dynamic
+ * linker's search (LD_LIBRARY_PATH, the system's library directories);
+ * when none has it the error lists where it looked.
  *
  * Without --redis the helper serves them on its standard input and output
  * (D-Bus peer to peer, org.sluice.Worker1) until the worker closes the
@@ -29,22 +35,70 @@
  * the process list, from the environment variable SLUICE_REDIS_PASSWORD.
  */
 
+#include <glib/gi18n.h>
 #include <sluice/sluice.h>
 
 #include <glib-unix.h>
 #include <gmodule.h>
+#include <string.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdlib.h>
 
 typedef gboolean (*ModuleInit) (SluiceWorkerService *service, GError **error);
 
-static gboolean
-load_module (SluiceWorkerService *service, const char *path, GError **error)
+/* The file of module @name: @name itself when it has a '/', else the first
+ * of NAME and NAME.so in the directories of SLUICE_WORKER_MODULE_PATH and
+ * in SLUICE_WORKER_MODULEDIR that exists; NULL when none does, with the
+ * places tried in @tried (newline-separated). */
+static char *
+find_module (const char *name, GString *tried)
 {
-  GModule *module = g_module_open (path, G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL);
+  const char *env = g_getenv ("SLUICE_WORKER_MODULE_PATH");
+  g_autofree char *path_list =
+      g_strdup_printf ("%s%s%s", env != NULL ? env : "", env != NULL && *env != '\0' ? ":" : "",
+                       SLUICE_WORKER_MODULEDIR);
+  g_auto (GStrv) dirs = g_strsplit (path_list, ":", -1);
+  g_autofree char *with_so =
+      g_str_has_suffix (name, ".so") ? NULL : g_strconcat (name, ".so", NULL);
+  const char *names[] = { name, with_so };
+
+  if (strchr (name, '/') != NULL)
+    return g_strdup (name);
+  for (guint d = 0; dirs[d] != NULL; d++)
+    for (guint k = 0; k < G_N_ELEMENTS (names) && names[k] != NULL; k++)
+      {
+        g_autofree char *path = NULL;
+
+        if (dirs[d][0] == '\0')
+          continue;
+        path = g_build_filename (dirs[d], names[k], NULL);
+        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+          return g_steal_pointer (&path);
+        g_string_append_printf (tried, "\n  %s", path);
+      }
+  return NULL;
+}
+
+static gboolean
+load_module (SluiceWorkerService *service, const char *name, GError **error)
+{
+  g_autoptr (GString) tried = g_string_new (NULL);
+  g_autofree char *path = find_module (name, tried);
+  GModule *module;
   ModuleInit init = NULL;
 
+  /* Not in our directories: the dynamic linker's search, as before. */
+  module = g_module_open (path != NULL ? path : name, G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL);
+  if (module == NULL && path == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _ ("module not found; looked for:%s\n"
+                      "  and in the dynamic linker's search path "
+                      "(set SLUICE_WORKER_MODULE_PATH to add directories, or give a path)"),
+                   tried->str);
+      return FALSE;
+    }
   if (module == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", g_module_error ());
@@ -53,7 +107,7 @@ load_module (SluiceWorkerService *service, const char *path, GError **error)
   if (!g_module_symbol (module, "sluice_worker_module_init", (gpointer *) &init) || init == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "%s has no function sluice_worker_module_init", path);
+                   "%s has no function sluice_worker_module_init", path != NULL ? path : name);
       g_module_close (module);
       return FALSE;
     }
@@ -155,13 +209,23 @@ main (int argc, char **argv)
   GError *error = NULL;
   int status = EXIT_SUCCESS;
   const char *usage_error = NULL;
+  g_autofree char *description = NULL;
 
   setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   g_option_context_set_summary (options, "Serves the named functions of MODULEs to the "
                                          "SluiceProcessWorker that started it,\n"
                                          "on standard input and output, or with --redis to the "
                                          "SluiceRedisWorkers of the series\n"
                                          "(until SIGTERM or SIGINT).");
+  description = g_strdup_printf (
+      _ ("A MODULE with a '/' is a path; a bare name, with or without \".so\", is looked\n"
+         "for in the directories of SLUICE_WORKER_MODULE_PATH (':'-separated), then in\n"
+         "the installed module directory %s,\n"
+         "then in the dynamic linker's search path."),
+      SLUICE_WORKER_MODULEDIR);
+  g_option_context_set_description (options, description);
   g_option_context_add_main_entries (options, entries, NULL);
   if (!g_option_context_parse (options, &argc, &argv, &error))
     usage_error = error->message;
