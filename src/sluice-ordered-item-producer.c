@@ -7,6 +7,8 @@
 #include "sluice-task-queue-private.h"
 #include "sluice-ordered-item-producer-private.h"
 
+#include <pthread.h>
+
 /**
  * SluiceOrderedItemProducer:
  *
@@ -166,6 +168,9 @@ struct _SluiceOrderedItemProducer
 
   GMainContext *owner_context;
   GThread *owner_thread;
+  /* The same thread for the per-item checks: pthread_self () reads a
+   * register where g_thread_self () looks up thread-specific data. */
+  pthread_t owner_pthread;
   GSource *room_source; /* attached to the owner context until dispose */
   SluiceTaskQueue *task_queue;
   GCancellable *abort_cancellable; /* cancelled when production is aborted */
@@ -357,6 +362,13 @@ invoke_on_owner (Link *link, GSourceFunc func)
   if (self == NULL)
     return;
   run_on_owner (link, func, self, g_object_unref);
+}
+
+/* Whether the calling thread created the producer. */
+static inline gboolean
+is_owner_thread (SluiceOrderedItemProducer *self)
+{
+  return pthread_equal (pthread_self (), self->owner_pthread);
 }
 
 static void refresh_ready (SluiceOrderedItemProducer *self);
@@ -2186,6 +2198,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
 
   self->owner_context = g_main_context_ref_thread_default ();
   self->owner_thread = g_thread_self ();
+  self->owner_pthread = pthread_self ();
   /* Made with g_object_new(), as language bindings do, a producer carries
    * values; sluice_ordered_item_producer_new() makes it carry pointers. */
   self->item_free_func = sluice_value_item_free;
@@ -2623,7 +2636,7 @@ sluice_ordered_item_producer_is_ready (SluiceOrderedItemProducer *self)
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
 
   /* Feeding loops ask per item: no lock on the owner's thread. */
-  if (g_thread_self () == self->owner_thread)
+  if (is_owner_thread (self))
     return self->ready_notified;
   sluice_reorder_buffer_lock (self->rb);
   ready = is_ready_now_locked (self, NULL);
@@ -2706,7 +2719,7 @@ sluice_ordered_item_producer_wait_ready (SluiceOrderedItemProducer *self,
         }
       if (ready || g_cancellable_set_error_if_cancelled (cancellable, error))
         break;
-      if (deferred && g_thread_self () == self->owner_thread)
+      if (deferred && is_owner_thread (self))
         {
           g_set_error_literal (error, SLUICE_ERROR, SLUICE_ERROR_FAILED,
                                _ ("Produce calls wait for the owner context, which this "
@@ -2991,7 +3004,7 @@ sluice_ordered_item_producer_is_closed (SluiceOrderedItemProducer *self)
 
   g_return_val_if_fail (SLUICE_IS_ORDERED_ITEM_PRODUCER (self), FALSE);
 
-  if (g_thread_self () == self->owner_thread)
+  if (is_owner_thread (self))
     return self->closed_notified;
   sluice_reorder_buffer_lock (self->rb);
   is_ready_locked (self, &closed);
