@@ -1493,6 +1493,103 @@ test_gzip (void)
   server_stop (server);
 }
 
+/* Runs sluice-gzip with @args (ending in the file) until it exits, and
+ * returns its exit status and (*@err) its standard error. */
+static int
+gzip_fails (const char *const *args, char **err)
+{
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto (GStrv) argv = NULL;
+  g_autoptr (GSubprocess) gzip = NULL;
+  GError *error = NULL;
+
+  g_strv_builder_add (builder, g_getenv ("SLUICE_GZIP_TOOL"));
+  g_strv_builder_addv (builder, (const char **) args);
+  argv = g_strv_builder_end (builder);
+  gzip = spawn ((const char *const *) argv, G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_assert_true (g_subprocess_communicate_utf8 (gzip, NULL, NULL, NULL, err, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (gzip));
+  return g_subprocess_get_exit_status (gzip);
+}
+
+/* sluice-gzip --redis fails, naming the endpoint, and leaves no output:
+ * when Redis goes away in the middle of a file (its worker resigns once
+ * it cannot connect again: no hang waiting for a worker), when Redis is
+ * not there at the start, and with blocks too large for a Redis value. */
+typedef struct
+{
+  Server *server;
+  char *path;
+  int status;
+  char *err;
+} LostGzip;
+
+static gpointer
+lost_gzip_main (gpointer data)
+{
+  LostGzip *lost = data;
+  g_autofree char *redis = g_strconcat ("--redis=", lost->server->endpoint, NULL);
+  const char *args[] = { redis, "-b", "32", "-k", lost->path, NULL };
+
+  lost->status = gzip_fails (args, &lost->err);
+  return NULL;
+}
+
+static void
+test_gzip_redis_lost (void)
+{
+  Server *server = server_start (NULL);
+  LostGzip lost = { server };
+  g_autofree char *gz = NULL;
+  g_autofree char *data = NULL;
+  g_autofree char *err = NULL;
+  const char *unreachable[] = { "--redis=unix:/nonexistent/redis.sock", "-k", NULL, NULL };
+  g_autofree char *redis = NULL;
+  GError *error = NULL;
+  GThread *thread;
+
+  if (server == NULL)
+    return;
+  /* 1 MiB: 32 blocks, more than the window: sluice-gzip waits for room. */
+  lost.path = g_build_filename (server->dir, "input", NULL);
+  gz = g_strconcat (lost.path, ".gz", NULL);
+  data = g_malloc0 (1024 * 1024);
+  g_assert_true (g_file_set_contents (lost.path, data, 1024 * 1024, &error));
+  g_assert_no_error (error);
+
+  /* No remote worker: the calls wait in Redis until it goes away. */
+  thread = g_thread_new ("gzip", lost_gzip_main, &lost);
+  while (server_integer (server, "EXISTS", "sluice:calls:gzip") == 0)
+    g_usleep (10000);
+  freeReplyObject (redisCommand (server->c, "SHUTDOWN NOSAVE"));
+  g_thread_join (thread);
+  g_assert_cmpint (lost.status, ==, 1);
+  g_assert_nonnull (strstr (lost.err, server->endpoint));
+  g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+  g_free (lost.err);
+
+  unreachable[2] = lost.path;
+  g_assert_cmpint (gzip_fails (unreachable, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "unix:/nonexistent/redis.sock"));
+  g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&err, g_free);
+
+  redis = g_strconcat ("--redis=", server->endpoint, NULL);
+  {
+    const char *too_large[] = { redis, "-b", "524288", "-k", lost.path, NULL };
+
+    g_assert_cmpint (gzip_fails (too_large, &err), ==, 1);
+    g_assert_nonnull (strstr (err, "Redis"));
+    g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+  }
+
+  g_remove (lost.path);
+  g_free (lost.path);
+  server_spawn (server);
+  server_stop (server);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1515,6 +1612,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
   g_test_add_func ("/redis-worker/tool-sigterm", test_tool_sigterm);
   g_test_add_func ("/redis-worker/gzip", test_gzip);
+  g_test_add_func ("/redis-worker/gzip-redis-lost", test_gzip_redis_lost);
   g_test_add_func ("/redis-worker/connection-dropped", test_connection_dropped);
   g_test_add_func ("/redis-worker/call-refused", test_call_refused);
   g_test_add_func ("/redis-worker/redis-busy", test_redis_busy);
