@@ -875,6 +875,27 @@ test_redis_restart_appendonly (void)
   redis_restart (TRUE);
 }
 
+/* The same with INFO denied to the user (an ACL): the worker cannot learn
+ * which instance it reached, so it takes every connection made again for
+ * a restart (all its calls in flight go back to the queue and are sent
+ * again); it still connects, and no call is lost. */
+static void
+test_redis_restart_info_denied (void)
+{
+  const char *extra[] = { "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-info", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  redisReply *reply;
+
+  if (server == NULL)
+    return;
+  reply = redisCommand (server->c, "INFO server");
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ERROR);
+  freeReplyObject (reply);
+  ordered_squares (server, sluice_test_scale (1000, 4), TRUE);
+  server_stop (server);
+}
+
 /* Malformed entries are answered with an error (when they name a reply
  * stream) or acknowledged, and the worker keeps going. */
 static void
@@ -1606,6 +1627,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
   g_test_add_func ("/redis-worker/redis-restart", test_redis_restart);
   g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
+  g_test_add_func ("/redis-worker/redis-restart-info-denied", test_redis_restart_info_denied);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
