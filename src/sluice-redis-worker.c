@@ -89,6 +89,7 @@ struct _State
   guint epoch;             /* the number of run_id: one more at each restart */
   GPtrArray *stop_waiters; /* of GTask (owned) */
   gboolean stopping;
+  gint64 resume_at;   /* nothing is sent before (Redis was loading, busy) */
   guint reconnect_ms; /* 0: resign when the connection is lost */
   gboolean failed;    /* the connection was lost for good: resigning */
   gboolean closed;    /* crashed, resigned or finalized */
@@ -726,7 +727,9 @@ send_all (
   return ok;
 }
 
-/* Calls Redis refused for a while wait first in line, after a pause. */
+/* Calls Redis refused for a while wait first in line, in to_send (where a
+ * cancel or a timeout withdraws them: they are skipped, see take_to_send
+ * ()), and nothing is sent for a pause. */
 static void
 send_later (State *state, GPtrArray *retry)
 {
@@ -737,7 +740,6 @@ send_later (State *state, GPtrArray *retry)
       g_ptr_array_unref (tasks);
       return;
     }
-  g_usleep (TRANSIENT_WAIT_MS * 1000);
   g_mutex_lock (&state->mutex);
   for (guint i = retry->len; i-- > 0;)
     {
@@ -747,11 +749,50 @@ send_later (State *state, GPtrArray *retry)
       else
         g_queue_push_head (&state->to_send, retry->pdata[i]);
     }
+  state->resume_at = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
   g_ptr_array_set_free_func (retry, NULL);
   g_ptr_array_set_size (retry, 0);
   g_ptr_array_set_free_func (retry, g_object_unref);
   g_mutex_unlock (&state->mutex);
   give_back (state, tasks);
+}
+
+/* Waits for something to do: calls to send (once the pause after a
+ * refusal is over), entries to withdraw, calls cancelled. */
+static void
+wait_for_work_locked (State *state)
+{
+  while (state->withdraw->len == 0 && state->cancelled->len == 0 && !state->closed)
+    {
+      if (g_queue_is_empty (&state->to_send))
+        g_cond_wait (&state->cond, &state->mutex);
+      else if (g_get_monotonic_time () < state->resume_at)
+        g_cond_wait_until (&state->cond, &state->mutex, state->resume_at);
+      else
+        break;
+    }
+}
+
+/* Takes what waits to be sent into @tasks (unless Redis refused calls a
+ * moment ago), and the calls no longer wanted (cancelled or timed out
+ * while they waited) into @unwanted, to give back without sending them. */
+static void
+take_to_send_locked (State *state, GPtrArray *tasks, GPtrArray *unwanted)
+{
+  SluiceWorkerTask *task;
+
+  if (g_get_monotonic_time () < state->resume_at)
+    return;
+  while (tasks->len < MAX_SEND_BATCH && (task = g_queue_pop_head (&state->to_send)) != NULL)
+    {
+      if (sluice_worker_task_is_wanted (task))
+        g_ptr_array_add (tasks, task);
+      else
+        {
+          forget_attempts_locked (state, task);
+          g_ptr_array_add (unwanted, task);
+        }
+    }
 }
 
 static gpointer
@@ -770,18 +811,17 @@ sender_main (gpointer data)
   g_mutex_lock (&state->mutex);
   while (c != NULL && !state->closed)
     {
-      SluiceWorkerTask *task;
+      GPtrArray *unwanted;
 
-      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 &&
-             state->cancelled->len == 0 && !state->closed)
-        g_cond_wait (&state->cond, &state->mutex);
+      wait_for_work_locked (state);
       if (state->closed)
         break;
       /* All that waits, in one pipeline. */
-      while (tasks->len < MAX_SEND_BATCH && (task = g_queue_pop_head (&state->to_send)) != NULL)
-        g_ptr_array_add (tasks, task);
+      unwanted = g_ptr_array_new_with_free_func (g_object_unref);
+      take_to_send_locked (state, tasks, unwanted);
       g_mutex_unlock (&state->mutex);
 
+      give_back (state, unwanted);
       withdraw (state, c);
       if (!send_all (state, c, epoch, tasks, retry, &error) &&
           !lost (state, &c, "send", &epoch, g_steal_pointer (&error)))

@@ -1283,6 +1283,24 @@ busy_main (gpointer data)
   return NULL;
 }
 
+/* Starts the script, and returns once Redis answers BUSY. */
+static GThread *
+busy_start (Busy *busy)
+{
+  GThread *thread = g_thread_new ("busy", busy_main, busy);
+
+  for (;;)
+    {
+      redisReply *reply = redisCommand (busy->server->c, "PING");
+      gboolean is_busy = reply->type == REDIS_REPLY_ERROR && g_str_has_prefix (reply->str, "BUSY");
+
+      freeReplyObject (reply);
+      if (is_busy)
+        return thread;
+      g_usleep (5000);
+    }
+}
+
 static void
 test_redis_busy (void)
 {
@@ -1306,17 +1324,7 @@ test_redis_busy (void)
   call (queue, calls, 0, "squares", "square", g_variant_new ("(x)", (gint64) 0));
   WAIT_UNTIL (calls->n_done == 1);
 
-  thread = g_thread_new ("busy", busy_main, &busy);
-  for (;;)
-    {
-      redisReply *reply = redisCommand (server->c, "PING");
-      gboolean is_busy = reply->type == REDIS_REPLY_ERROR && g_str_has_prefix (reply->str, "BUSY");
-
-      freeReplyObject (reply);
-      if (is_busy)
-        break;
-      g_usleep (5000);
-    }
+  thread = busy_start (&busy);
   for (guint i = 1; i < n; i++)
     call (queue, calls, i, "squares", "square", g_variant_new ("(x)", (gint64) i));
   WAIT_UNTIL (calls->n_done == n);
@@ -1326,6 +1334,73 @@ test_redis_busy (void)
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
 
   calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* A call cancelled while Redis answers BUSY (the worker waits to send it
+ * again) is withdrawn: it completes cancelled and is never added to its
+ * stream, so no remote worker runs it. */
+static void
+test_redis_busy_cancel (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  Busy busy = { server, sluice_test_slowed_down () ? 8000 : 2000 };
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  GThread *thread;
+  Remote *remote;
+  Calls *calls;
+  CallData *data;
+  redisReply *reply;
+  guint64 sent;
+  long long added = -1;
+
+  if (server == NULL)
+    return;
+  g_atomic_int_set (&n_count_cancel_started, 0);
+  remote = remote_start (server, "a");
+  queue = producer_new (server, "squares", 4, &worker);
+  calls = calls_new (3);
+  /* The groups exist before Redis is busy. */
+  call (queue, calls, 0, NULL, "square", g_variant_new ("(x)", (gint64) 0));
+  WAIT_UNTIL (calls->n_done == 1);
+
+  thread = busy_start (&busy);
+  sent = stat_of (worker, "sent");
+  data = g_new0 (CallData, 1);
+  data->calls = calls;
+  data->index = 1;
+  sluice_task_queue_call_async (queue, NULL, "count-cancel", NULL, 0, 0, cancellable, call_done_cb,
+                                data);
+  /* Sent, and refused (or about to be). */
+  WAIT_UNTIL (stat_of (worker, "sent") > sent);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_thread_join (thread);
+
+  /* The worker serves on; the cancelled call never reached the stream. */
+  call (queue, calls, 2, NULL, "square", g_variant_new ("(x)", (gint64) 2));
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_no_error (calls->errors[2]);
+  g_assert_cmpint (g_atomic_int_get (&n_count_cancel_started), ==, 0);
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 0);
+  g_assert_cmpuint (stat_of (worker, "tracked"), ==, 0);
+  reply = redisCommand (server->c, "XINFO STREAM sluice:calls");
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  for (size_t i = 0; i + 1 < reply->elements; i += 2)
+    if (g_str_equal (reply->element[i]->str, "entries-added"))
+      added = reply->element[i + 1]->integer;
+  freeReplyObject (reply);
+  g_assert_cmpint (added, ==, 2);
+
+  calls_free (calls, 3);
   queue_shutdown (queue);
   g_object_unref (worker);
   remote_stop (remote);
@@ -1638,6 +1713,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/connection-dropped", test_connection_dropped);
   g_test_add_func ("/redis-worker/call-refused", test_call_refused);
   g_test_add_func ("/redis-worker/redis-busy", test_redis_busy);
+  g_test_add_func ("/redis-worker/redis-busy-cancel", test_redis_busy_cancel);
   g_test_add_func ("/redis-worker/attempts-bounded", test_attempts_bounded);
   return g_test_run ();
 }
