@@ -89,6 +89,7 @@ struct _State
   guint epoch;             /* the number of run_id: one more at each restart */
   GPtrArray *stop_waiters; /* of GTask (owned) */
   gboolean stopping;
+  gint64 resume_at;   /* nothing is sent before (Redis was loading, busy) */
   guint reconnect_ms; /* 0: resign when the connection is lost */
   gboolean failed;    /* the connection was lost for good: resigning */
   gboolean closed;    /* crashed, resigned or finalized */
@@ -326,69 +327,75 @@ closed_cb (gpointer data)
 }
 
 /* Names the connection @c of a thread (`sluice-ROLE.CLIENT-ID` in
- * CLIENT LIST) and learns which Redis instance it reached (its run_id,
- * new at every start of the server). */
-static char *
-greet (State *state, redisContext *c, const char *role, GError **error)
+ * CLIENT LIST) and learns which Redis instance it reached: *@run_id, new
+ * at every start of the server, or %NULL when unknown (INFO denied by an
+ * ACL or renamed, or no run_id in its answer). Fails only when the
+ * connection does. */
+static gboolean
+greet (State *state, redisContext *c, const char *role, char **run_id, GError **error)
 {
   SluiceRedisArgs args;
   redisReply *reply;
   const char *line;
-  char *run_id = NULL;
 
+  *run_id = NULL;
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "CLIENT");
   sluice_redis_args_add (&args, "SETNAME");
   sluice_redis_args_add_printf (&args, "sluice-%s.%s", role, state->client_id);
   if (!sluice_redis_args_append (&args, c, error))
-    return NULL;
+    return FALSE;
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "INFO");
   sluice_redis_args_add (&args, "server");
   if (!sluice_redis_args_append (&args, c, error))
-    return NULL;
-  reply = sluice_redis_get_reply (c, error);
-  if (reply == NULL && !sluice_redis_connected (c))
-    return NULL;
-  g_clear_error (error);
-  if (reply != NULL)
-    freeReplyObject (reply);
-  reply = sluice_redis_get_reply (c, error);
-  if (reply == NULL)
-    return NULL;
-  line = reply->type == REDIS_REPLY_STRING ? strstr (reply->str, "run_id:") : NULL;
-  if (line != NULL)
-    run_id = g_strndup (line + 7, strcspn (line + 7, "\r\n"));
-  else
-    run_id = g_strdup ("");
-  freeReplyObject (reply);
-  return run_id;
+    return FALSE;
+  for (guint i = 0; i < 2; i++)
+    {
+      GError *refused = NULL;
+
+      reply = sluice_redis_get_reply (c, &refused);
+      if (reply == NULL && !sluice_redis_connected (c))
+        {
+          g_propagate_error (error, refused);
+          return FALSE;
+        }
+      g_clear_error (&refused);
+      /* The answer to INFO (the name is best effort). */
+      line = i == 1 && reply != NULL && reply->type == REDIS_REPLY_STRING
+                 ? strstr (reply->str, "run_id:")
+                 : NULL;
+      if (line != NULL && strcspn (line + 7, "\r\n") > 0)
+        *run_id = g_strndup (line + 7, strcspn (line + 7, "\r\n"));
+      if (reply != NULL)
+        freeReplyObject (reply);
+    }
+  return TRUE;
 }
 
-/* A thread connected to the Redis instance @run_id: when it is not the
- * one the calls in flight were sent to (Redis restarted and lost them, or
- * at least may have), those calls go back to the queue, once (whichever
- * thread learns it first), and *@epoch is the new instance's. The sender
- * (@sending) also gives back the calls whose XADD it sent without reading
- * the answer: they may not be in Redis. Calls sent to the same instance
- * are left there: their results come on the reply stream, which the
- * reader reads on from where it was. */
+/* A thread connected to the Redis instance @run_id (%NULL: unknown): when
+ * it is not the one the calls in flight were sent to (Redis restarted and
+ * lost them, or at least may have; an unknown instance may be a new one,
+ * except at the first connection of a thread), those calls go back to the
+ * queue, once (whichever thread learns it first), and *@epoch is the new
+ * instance's. The sender (@sending) also gives back the calls whose XADD
+ * it sent without reading the answer: they may not be in Redis. Calls sent
+ * to the same instance are left there: their results come on the reply
+ * stream, which the reader reads on from where it was. */
 static void
-connected_to (State *state, const char *run_id, gboolean sending, guint *epoch)
+connected_to (State *state, const char *run_id, gboolean first, gboolean sending, guint *epoch)
 {
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
   GHashTableIter iter;
   gpointer key, value;
+  gboolean same;
 
   g_mutex_lock (&state->mutex);
-  if (state->run_id == NULL)
-    state->run_id = g_strdup (run_id);
-  else if (strcmp (state->run_id, run_id) != 0)
-    {
-      g_free (state->run_id);
-      state->run_id = g_strdup (run_id);
-      state->epoch++;
-    }
+  same = run_id != NULL && state->run_id != NULL && strcmp (state->run_id, run_id) == 0;
+  if (!same && !(first && (run_id == NULL || state->run_id == NULL)))
+    state->epoch++;
+  g_free (state->run_id);
+  state->run_id = g_strdup (run_id);
   *epoch = state->epoch;
   g_hash_table_iter_init (&iter, state->in_flight);
   while (g_hash_table_iter_next (&iter, &key, &value))
@@ -406,10 +413,11 @@ connected_to (State *state, const char *run_id, gboolean sending, guint *epoch)
   give_back (state, tasks);
 }
 
-/* Connects a thread, named by @role (a first connection, or again),
+/* Connects a thread, named by @role (its @first connection, or again),
  * within @deadline (0: one try); see connected_to (). */
 static redisContext *
-connect_thread (State *state, const char *role, gint64 deadline, guint *epoch, GError **error)
+connect_thread (
+    State *state, const char *role, gboolean first, gint64 deadline, guint *epoch, GError **error)
 {
   for (;;)
     {
@@ -417,11 +425,11 @@ connect_thread (State *state, const char *role, gint64 deadline, guint *epoch, G
                             ? sluice_redis_connect (state->endpoint, COMMAND_TIMEOUT_MS, error)
                             : sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS, deadline,
                                                       closed_cb, state, error);
-      char *run_id = c != NULL ? greet (state, c, role, error) : NULL;
+      char *run_id = NULL;
 
-      if (run_id != NULL)
+      if (c != NULL && greet (state, c, role, &run_id, error))
         {
-          connected_to (state, run_id, g_str_equal (role, "send"), epoch);
+          connected_to (state, run_id, first, g_str_equal (role, "send"), epoch);
           g_free (run_id);
           return c;
         }
@@ -463,7 +471,7 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
   g_debug ("Redis connection lost (%s), reconnecting", error->message);
   g_error_free (error);
 
-  *c = connect_thread (state, role, 0, epoch, &local);
+  *c = connect_thread (state, role, FALSE, 0, epoch, &local);
   if (*c != NULL)
     {
       g_ptr_array_unref (tasks);
@@ -478,7 +486,7 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
   g_debug ("%u calls given back", tasks->len);
   give_back (state, tasks);
 
-  *c = connect_thread (state, role,
+  *c = connect_thread (state, role, FALSE,
                        g_get_monotonic_time () + (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
                        epoch, &local);
   if (*c == NULL)
@@ -719,7 +727,9 @@ send_all (
   return ok;
 }
 
-/* Calls Redis refused for a while wait first in line, after a pause. */
+/* Calls Redis refused for a while wait first in line, in to_send (where a
+ * cancel or a timeout withdraws them: they are skipped, see take_to_send
+ * ()), and nothing is sent for a pause. */
 static void
 send_later (State *state, GPtrArray *retry)
 {
@@ -730,7 +740,6 @@ send_later (State *state, GPtrArray *retry)
       g_ptr_array_unref (tasks);
       return;
     }
-  g_usleep (TRANSIENT_WAIT_MS * 1000);
   g_mutex_lock (&state->mutex);
   for (guint i = retry->len; i-- > 0;)
     {
@@ -740,11 +749,50 @@ send_later (State *state, GPtrArray *retry)
       else
         g_queue_push_head (&state->to_send, retry->pdata[i]);
     }
+  state->resume_at = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
   g_ptr_array_set_free_func (retry, NULL);
   g_ptr_array_set_size (retry, 0);
   g_ptr_array_set_free_func (retry, g_object_unref);
   g_mutex_unlock (&state->mutex);
   give_back (state, tasks);
+}
+
+/* Waits for something to do: calls to send (once the pause after a
+ * refusal is over), entries to withdraw, calls cancelled. */
+static void
+wait_for_work_locked (State *state)
+{
+  while (state->withdraw->len == 0 && state->cancelled->len == 0 && !state->closed)
+    {
+      if (g_queue_is_empty (&state->to_send))
+        g_cond_wait (&state->cond, &state->mutex);
+      else if (g_get_monotonic_time () < state->resume_at)
+        g_cond_wait_until (&state->cond, &state->mutex, state->resume_at);
+      else
+        break;
+    }
+}
+
+/* Takes what waits to be sent into @tasks (unless Redis refused calls a
+ * moment ago), and the calls no longer wanted (cancelled or timed out
+ * while they waited) into @unwanted, to give back without sending them. */
+static void
+take_to_send_locked (State *state, GPtrArray *tasks, GPtrArray *unwanted)
+{
+  SluiceWorkerTask *task;
+
+  if (g_get_monotonic_time () < state->resume_at)
+    return;
+  while (tasks->len < MAX_SEND_BATCH && (task = g_queue_pop_head (&state->to_send)) != NULL)
+    {
+      if (sluice_worker_task_is_wanted (task))
+        g_ptr_array_add (tasks, task);
+      else
+        {
+          forget_attempts_locked (state, task);
+          g_ptr_array_add (unwanted, task);
+        }
+    }
 }
 
 static gpointer
@@ -753,7 +801,7 @@ sender_main (gpointer data)
   State *state = data;
   GError *error = NULL;
   guint epoch = 0;
-  redisContext *c = connect_thread (state, "send", 0, &epoch, &error);
+  redisContext *c = connect_thread (state, "send", TRUE, 0, &epoch, &error);
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
   GPtrArray *retry = g_ptr_array_new_with_free_func (g_object_unref);
 
@@ -763,18 +811,17 @@ sender_main (gpointer data)
   g_mutex_lock (&state->mutex);
   while (c != NULL && !state->closed)
     {
-      SluiceWorkerTask *task;
+      GPtrArray *unwanted;
 
-      while (g_queue_is_empty (&state->to_send) && state->withdraw->len == 0 &&
-             state->cancelled->len == 0 && !state->closed)
-        g_cond_wait (&state->cond, &state->mutex);
+      wait_for_work_locked (state);
       if (state->closed)
         break;
       /* All that waits, in one pipeline. */
-      while (tasks->len < MAX_SEND_BATCH && (task = g_queue_pop_head (&state->to_send)) != NULL)
-        g_ptr_array_add (tasks, task);
+      unwanted = g_ptr_array_new_with_free_func (g_object_unref);
+      take_to_send_locked (state, tasks, unwanted);
       g_mutex_unlock (&state->mutex);
 
+      give_back (state, unwanted);
       withdraw (state, c);
       if (!send_all (state, c, epoch, tasks, retry, &error) &&
           !lost (state, &c, "send", &epoch, g_steal_pointer (&error)))
@@ -852,7 +899,7 @@ reader_main (gpointer data)
   State *state = data;
   GError *error = NULL;
   guint epoch = 0;
-  redisContext *c = connect_thread (state, "read", 0, &epoch, &error);
+  redisContext *c = connect_thread (state, "read", TRUE, 0, &epoch, &error);
   char *last_id = g_strdup ("0-0");
   GPtrArray *read_ids = g_ptr_array_new_with_free_func (g_free);
 

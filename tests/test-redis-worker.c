@@ -875,6 +875,27 @@ test_redis_restart_appendonly (void)
   redis_restart (TRUE);
 }
 
+/* The same with INFO denied to the user (an ACL): the worker cannot learn
+ * which instance it reached, so it takes every connection made again for
+ * a restart (all its calls in flight go back to the queue and are sent
+ * again); it still connects, and no call is lost. */
+static void
+test_redis_restart_info_denied (void)
+{
+  const char *extra[] = { "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-info", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  redisReply *reply;
+
+  if (server == NULL)
+    return;
+  reply = redisCommand (server->c, "INFO server");
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ERROR);
+  freeReplyObject (reply);
+  ordered_squares (server, sluice_test_scale (1000, 4), TRUE);
+  server_stop (server);
+}
+
 /* Malformed entries are answered with an error (when they name a reply
  * stream) or acknowledged, and the worker keeps going. */
 static void
@@ -1262,6 +1283,24 @@ busy_main (gpointer data)
   return NULL;
 }
 
+/* Starts the script, and returns once Redis answers BUSY. */
+static GThread *
+busy_start (Busy *busy)
+{
+  GThread *thread = g_thread_new ("busy", busy_main, busy);
+
+  for (;;)
+    {
+      redisReply *reply = redisCommand (busy->server->c, "PING");
+      gboolean is_busy = reply->type == REDIS_REPLY_ERROR && g_str_has_prefix (reply->str, "BUSY");
+
+      freeReplyObject (reply);
+      if (is_busy)
+        return thread;
+      g_usleep (5000);
+    }
+}
+
 static void
 test_redis_busy (void)
 {
@@ -1285,17 +1324,7 @@ test_redis_busy (void)
   call (queue, calls, 0, "squares", "square", g_variant_new ("(x)", (gint64) 0));
   WAIT_UNTIL (calls->n_done == 1);
 
-  thread = g_thread_new ("busy", busy_main, &busy);
-  for (;;)
-    {
-      redisReply *reply = redisCommand (server->c, "PING");
-      gboolean is_busy = reply->type == REDIS_REPLY_ERROR && g_str_has_prefix (reply->str, "BUSY");
-
-      freeReplyObject (reply);
-      if (is_busy)
-        break;
-      g_usleep (5000);
-    }
+  thread = busy_start (&busy);
   for (guint i = 1; i < n; i++)
     call (queue, calls, i, "squares", "square", g_variant_new ("(x)", (gint64) i));
   WAIT_UNTIL (calls->n_done == n);
@@ -1305,6 +1334,73 @@ test_redis_busy (void)
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
 
   calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* A call cancelled while Redis answers BUSY (the worker waits to send it
+ * again) is withdrawn: it completes cancelled and is never added to its
+ * stream, so no remote worker runs it. */
+static void
+test_redis_busy_cancel (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  Busy busy = { server, sluice_test_slowed_down () ? 8000 : 2000 };
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  GThread *thread;
+  Remote *remote;
+  Calls *calls;
+  CallData *data;
+  redisReply *reply;
+  guint64 sent;
+  long long added = -1;
+
+  if (server == NULL)
+    return;
+  g_atomic_int_set (&n_count_cancel_started, 0);
+  remote = remote_start (server, "a");
+  queue = producer_new (server, "squares", 4, &worker);
+  calls = calls_new (3);
+  /* The groups exist before Redis is busy. */
+  call (queue, calls, 0, NULL, "square", g_variant_new ("(x)", (gint64) 0));
+  WAIT_UNTIL (calls->n_done == 1);
+
+  thread = busy_start (&busy);
+  sent = stat_of (worker, "sent");
+  data = g_new0 (CallData, 1);
+  data->calls = calls;
+  data->index = 1;
+  sluice_task_queue_call_async (queue, NULL, "count-cancel", NULL, 0, 0, cancellable, call_done_cb,
+                                data);
+  /* Sent, and refused (or about to be). */
+  WAIT_UNTIL (stat_of (worker, "sent") > sent);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_thread_join (thread);
+
+  /* The worker serves on; the cancelled call never reached the stream. */
+  call (queue, calls, 2, NULL, "square", g_variant_new ("(x)", (gint64) 2));
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_no_error (calls->errors[2]);
+  g_assert_cmpint (g_atomic_int_get (&n_count_cancel_started), ==, 0);
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 0);
+  g_assert_cmpuint (stat_of (worker, "tracked"), ==, 0);
+  reply = redisCommand (server->c, "XINFO STREAM sluice:calls");
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  for (size_t i = 0; i + 1 < reply->elements; i += 2)
+    if (g_str_equal (reply->element[i]->str, "entries-added"))
+      added = reply->element[i + 1]->integer;
+  freeReplyObject (reply);
+  g_assert_cmpint (added, ==, 2);
+
+  calls_free (calls, 3);
   queue_shutdown (queue);
   g_object_unref (worker);
   remote_stop (remote);
@@ -1493,6 +1589,102 @@ test_gzip (void)
   server_stop (server);
 }
 
+/* Runs sluice-gzip with @args (ending in the file) until it exits, and
+ * returns its exit status and (*@err) its standard error. */
+static int
+gzip_fails (const char *const *args, char **err)
+{
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto (GStrv) argv = NULL;
+  g_autoptr (GSubprocess) gzip = NULL;
+  GError *error = NULL;
+
+  g_strv_builder_add (builder, g_getenv ("SLUICE_GZIP_TOOL"));
+  g_strv_builder_addv (builder, (const char **) args);
+  argv = g_strv_builder_end (builder);
+  gzip = spawn ((const char *const *) argv, G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_assert_true (g_subprocess_communicate_utf8 (gzip, NULL, NULL, NULL, err, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (gzip));
+  return g_subprocess_get_exit_status (gzip);
+}
+
+/* sluice-gzip --redis fails, naming the endpoint, and leaves no output:
+ * when Redis goes away in the middle of a file (its worker resigns once
+ * it cannot connect again: no hang waiting for a worker), when Redis is
+ * not there at the start, and with blocks too large for a Redis value. */
+typedef struct
+{
+  Server *server;
+  char *path;
+  int status;
+  char *err;
+} LostGzip;
+
+static gpointer
+lost_gzip_main (gpointer data)
+{
+  LostGzip *lost = data;
+  g_autofree char *redis = g_strconcat ("--redis=", lost->server->endpoint, NULL);
+  const char *args[] = { redis, "-b", "32", "-k", lost->path, NULL };
+
+  lost->status = gzip_fails (args, &lost->err);
+  return NULL;
+}
+
+static void
+test_gzip_redis_lost (void)
+{
+  Server *server = server_start (NULL);
+  LostGzip lost = { server };
+  g_autofree char *gz = NULL;
+  g_autofree char *data = NULL;
+  g_autofree char *err = NULL;
+  const char *unreachable[] = { "--redis=unix:/nonexistent/redis.sock", "-k", NULL, NULL };
+  g_autofree char *redis = NULL;
+  GError *error = NULL;
+  GThread *thread;
+
+  if (server == NULL)
+    return;
+  /* 1 MiB: 32 blocks, more than the window: sluice-gzip waits for room. */
+  lost.path = g_build_filename (server->dir, "input", NULL);
+  gz = g_strconcat (lost.path, ".gz", NULL);
+  data = g_malloc0 (1024 * 1024);
+  g_assert_true (g_file_set_contents (lost.path, data, 1024 * 1024, &error));
+  g_assert_no_error (error);
+
+  /* No remote worker: the calls wait in Redis until it goes away. */
+  thread = g_thread_new ("gzip", lost_gzip_main, &lost);
+  while (server_integer (server, "EXISTS", "sluice:calls:gzip") == 0)
+    g_usleep (10000);
+  freeReplyObject (redisCommand (server->c, "SHUTDOWN NOSAVE"));
+  g_thread_join (thread);
+  g_assert_cmpint (lost.status, ==, 1);
+  g_assert_nonnull (strstr (lost.err, server->endpoint));
+  g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+  g_free (lost.err);
+
+  unreachable[2] = lost.path;
+  g_assert_cmpint (gzip_fails (unreachable, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "unix:/nonexistent/redis.sock"));
+  g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&err, g_free);
+
+  redis = g_strconcat ("--redis=", server->endpoint, NULL);
+  {
+    const char *too_large[] = { redis, "-b", "524288", "-k", lost.path, NULL };
+
+    g_assert_cmpint (gzip_fails (too_large, &err), ==, 1);
+    g_assert_nonnull (strstr (err, "Redis"));
+    g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+  }
+
+  g_remove (lost.path);
+  g_free (lost.path);
+  server_stop (server); /* gone already */
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1509,15 +1701,18 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/connection-lost", test_connection_lost);
   g_test_add_func ("/redis-worker/redis-restart", test_redis_restart);
   g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
+  g_test_add_func ("/redis-worker/redis-restart-info-denied", test_redis_restart_info_denied);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
   g_test_add_func ("/redis-worker/worker-lost", test_worker_lost);
   g_test_add_func ("/redis-worker/tool-sigterm", test_tool_sigterm);
   g_test_add_func ("/redis-worker/gzip", test_gzip);
+  g_test_add_func ("/redis-worker/gzip-redis-lost", test_gzip_redis_lost);
   g_test_add_func ("/redis-worker/connection-dropped", test_connection_dropped);
   g_test_add_func ("/redis-worker/call-refused", test_call_refused);
   g_test_add_func ("/redis-worker/redis-busy", test_redis_busy);
+  g_test_add_func ("/redis-worker/redis-busy-cancel", test_redis_busy_cancel);
   g_test_add_func ("/redis-worker/attempts-bounded", test_attempts_bounded);
   return g_test_run ();
 }

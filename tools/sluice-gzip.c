@@ -646,6 +646,10 @@ typedef struct
 
 static void redis_read_next (RedisReader *reader);
 
+/* Why the Redis worker resigned (Redis lost for good): the job running
+ * fails with it, and so does each one after it. */
+static GError *redis_lost;
+
 static void
 redis_stop (RedisReader *reader)
 {
@@ -779,21 +783,63 @@ compress_stream_redis (Job *job, GError **error)
   sluice_ordered_item_producer_start (job->producer, redis_write_blocks, job, NULL, NULL);
 
   current_job = job;
-  redis_read_next (&reader);
+  if (redis_lost != NULL)
+    redis_stop (&reader);
+  else
+    redis_read_next (&reader);
   g_main_loop_run (job->loop);
   current_job = NULL;
 
-  /* A read error comes before whatever the stop says (a cancelled call). */
-  if (reader.read_error != NULL)
+  /* A read error comes before whatever the stop says (a cancelled call);
+   * a lost Redis before both (no worker will take the calls). */
+  if (redis_lost != NULL)
+    {
+      g_clear_error (&job->error);
+      job->error = g_error_copy (redis_lost);
+      job->input_failed = TRUE;
+    }
+  else if (reader.read_error != NULL)
     {
       g_clear_error (&job->error);
       job->error = g_steal_pointer (&reader.read_error);
       job->input_failed = TRUE;
     }
+  g_clear_error (&reader.read_error);
   g_clear_pointer (&reader.previous, g_bytes_unref);
   g_free (reader.buffer);
   return compress_stream_end (job, error);
 }
+
+/* On the main loop: the job running stops, its calls cancelled (no worker
+ * of the series is left to take them). */
+static gboolean
+redis_lost_cb (gpointer data)
+{
+  const GError *error = data;
+
+  if (redis_lost == NULL)
+    redis_lost = g_error_new (error->domain, error->code, "%s: %s", opt_redis, error->message);
+  if (current_job != NULL)
+    sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (current_job->producer));
+  return G_SOURCE_REMOVE;
+}
+
+/* SluiceWorker::resigned, in one of the worker's threads. */
+static void
+on_redis_resigned (SluiceWorker *worker, const GError *error, gpointer data)
+{
+  g_idle_add_full (G_PRIORITY_DEFAULT, redis_lost_cb, g_error_copy (error),
+                   (GDestroyNotify) g_error_free);
+}
+
+/* A block and its arguments must fit in one Redis value: 512 MB at most
+ * by default (proto-max-bulk-len), beyond which Redis closes the
+ * connection. */
+#define REDIS_MAX_BLOCK_KIB (511 * 1024)
+
+/* How long the worker tries to reach Redis again once it is lost, before
+ * it resigns and the file fails. */
+#define REDIS_RECONNECT_MS 5000
 
 /* --redis: hires a SluiceRedisWorker reaching the remote workers of the
  * series; the password may come from SLUICE_REDIS_PASSWORD. */
@@ -803,12 +849,22 @@ hire_redis_worker (SluiceTaskQueue *queue, GError **error)
   const char *series[] = { opt_redis_series, NULL };
   g_autoptr (SluiceRedisWorker) worker = NULL;
 
+  if (opt_blocksize_kib > REDIS_MAX_BLOCK_KIB)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _ ("blocks of more than %d KiB do not fit in a Redis value"),
+                   REDIS_MAX_BLOCK_KIB);
+      return FALSE;
+    }
   if (opt_redis_series == NULL)
     series[0] = opt_redis_series = g_strdup ("gzip");
   worker = sluice_redis_worker_new (opt_redis, g_getenv ("SLUICE_REDIS_PASSWORD"), series,
                                     MAX (16, 4 * sluice_task_queue_get_max_threads (queue)), error);
   if (worker == NULL)
     return FALSE;
+  /* Redis lost for good: no hang waiting for a worker that is gone. */
+  sluice_redis_worker_set_reconnect_timeout (worker, REDIS_RECONNECT_MS);
+  g_signal_connect (worker, "resigned", G_CALLBACK (on_redis_resigned), NULL);
   sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   return TRUE;
 }
