@@ -142,11 +142,23 @@ returner_take_locked (Returner *returner, Return *ret)
 
   if (returner->next == returner->tasks->len)
     return FALSE;
+  call = g_task_get_task_data (returner->tasks->pdata[returner->next]);
+  /* GTask would return a task created in this iteration of the main loop
+   * from an idle of its own, after the calls that follow: it waits, with
+   * them, for the next iteration. */
+  if (call->created >= g_source_get_time (&returner->source))
+    return FALSE;
   ret->task = returner->tasks->pdata[returner->next++];
-  call = g_task_get_task_data (ret->task);
-  ret->cancellable = g_task_get_cancellable (ret->task);
+  ret->cancellable = call->cancellable;
   ret->result = g_steal_pointer (&call->result);
   ret->error = g_steal_pointer (&call->error);
+  /* As GTask does for a task with a cancellable (check-cancellable). */
+  if (ret->error == NULL && g_cancellable_is_cancelled (call->cancellable))
+    {
+      g_clear_pointer (&ret->result, g_variant_unref);
+      ret->error =
+          g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The call was cancelled"));
+    }
   ret->cancelled_id = call->cancelled_id;
   call->cancelled_id = 0;
   if (returner->next == returner->tasks->len)
@@ -159,7 +171,7 @@ returner_take_locked (Returner *returner, Return *ret)
   return TRUE;
 }
 
-/* Returns the calls @source holds, in the order they completed, one at a
+/* Returns the calls @source holds, in the order they were queued, one at a
  * time: at most those it held when the dispatch began (the calls that
  * complete meanwhile return in the next iteration). A callback that
  * iterates the context (a nested main loop) dispatches the returner again
@@ -948,6 +960,7 @@ call_free (gpointer data)
   g_variant_unref (call->args);
   g_clear_pointer (&call->result, g_variant_unref);
   g_clear_error (&call->error);
+  g_clear_object (&call->cancellable);
   g_free (call);
 }
 
@@ -1001,7 +1014,14 @@ call_free (gpointer data)
  *
  * @callback runs on the thread-default main context of the caller,
  * dispatched from its main loop: never from inside this call, a
- * cancellation, a fire or a shutdown.
+ * cancellation, a fire or a shutdown. Calls of one context and priority
+ * return in the order they were queued to return, once their results were
+ * decided (completed, failed, cancelled or timed out): that is the order
+ * of the decisions made in one thread, but one decided in another thread
+ * a moment earlier may be queued after it. A callback that iterates the
+ * context (a nested main loop) sees the calls queued after its own return
+ * there. A call made in the main loop iteration that would return it
+ * returns in the next one, with those queued after it.
  *
  * This function is safe to call from any thread.
  */
@@ -1036,7 +1056,10 @@ sluice_task_queue_call_async (SluiceTaskQueue *self,
   call->priority = priority;
   call->timeout_ms = timeout_ms;
 
-  task = g_task_new (self, cancellable, callback, user_data);
+  call->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+
+  task = g_task_new (self, NULL, callback, user_data);
+  call->created = g_get_monotonic_time ();
   g_task_set_source_tag (task, sluice_task_queue_call_async);
   g_task_set_priority (task, priority);
   g_task_set_task_data (task, call, call_free);
