@@ -989,7 +989,9 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
     {
       InFlight *in_flight = to_send->pdata[i];
 
-      if (g_task_get_cancellable (in_flight->task->call_task) != NULL)
+      SluiceCall *call = g_task_get_task_data (in_flight->task->call_task);
+
+      if (call->cancellable != NULL)
         in_flight->cancelled_id =
             g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
                                    G_CALLBACK (task_cancelled_cb), in_flight, NULL);

@@ -28,12 +28,14 @@
  * A call's GTask returns from a source on its context, never from inside
  * a call of the user (call_async, fire, shutdown, a cancellation): the
  * calls that complete meanwhile for one context and priority wait in one
- * returner (a source), which returns them all, in the order they
- * completed, in one dispatch. A returner exists while it holds calls: it
- * is made for the first, and destroyed by its dispatch, which takes them
- * all (calls completing during that dispatch go to a new one, for the
- * next iteration). Each call held keeps the queue alive, so a returner
- * never outlives the dispatcher.
+ * returner (a source), which returns them, in the order they were queued
+ * there, in one dispatch: one at a time, taken under the mutex, at most as
+ * many as it held when the dispatch began (calls completing meanwhile wait
+ * for the next iteration). A callback that iterates the context dispatches
+ * the returner again (it can recurse), so the rest of its batch returns
+ * there. A returner exists while it holds calls: it is made for the first,
+ * and destroyed when its last is taken. Each call held keeps the queue
+ * alive, so a returner never outlives the dispatcher.
  * The dispatcher holds a reference on the GTask from call_async until it
  * returns; each assignment (SluiceWorkerTask) holds one too, so the queue
  * outlives the tasks its workers hold. A cancellation only schedules an
@@ -94,6 +96,7 @@ typedef struct
   GMainContext *context; /* its tasks hold it */
   int priority;
   GPtrArray *tasks; /* of GTask (the dispatcher's reference), under the calls' mutex */
+  guint next;       /* the first of @tasks not yet returned */
 } Returner;
 
 /* What to do once the mutex is released. */
@@ -121,56 +124,94 @@ static void calls_stop_workers (SluiceCalls *calls);
 /* What a returning call takes from the dispatcher. */
 typedef struct
 {
-  GTask *task; /* the dispatcher's reference */
+  GTask *task;               /* the dispatcher's reference */
+  GCancellable *cancellable; /* the call's */
   GVariant *result;
   GError *error;
   gulong cancelled_id;
 } Return;
 
-/* Returns the calls @source holds, in the order they completed. Their
- * context. */
+/* Takes the next call of @returner into @ret, or returns FALSE: it holds
+ * none. The last taken destroys the returner (a new one holds the calls
+ * that complete next). Under the calls' mutex. */
+static gboolean
+returner_take_locked (Returner *returner, Return *ret)
+{
+  SluiceCalls *calls = returner->calls;
+  SluiceCall *call;
+
+  if (returner->next == returner->tasks->len)
+    return FALSE;
+  call = g_task_get_task_data (returner->tasks->pdata[returner->next]);
+  /* GTask would return a task created in this iteration of the main loop
+   * from an idle of its own, after the calls that follow: it waits, with
+   * them, for the next iteration. */
+  if (call->created >= g_source_get_time (&returner->source))
+    return FALSE;
+  ret->task = returner->tasks->pdata[returner->next++];
+  ret->cancellable = call->cancellable;
+  ret->result = g_steal_pointer (&call->result);
+  ret->error = g_steal_pointer (&call->error);
+  /* As GTask does for a task with a cancellable (check-cancellable). */
+  if (ret->error == NULL && g_cancellable_is_cancelled (call->cancellable))
+    {
+      g_clear_pointer (&ret->result, g_variant_unref);
+      ret->error =
+          g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, _ ("The call was cancelled"));
+    }
+  ret->cancelled_id = call->cancelled_id;
+  call->cancelled_id = 0;
+  if (returner->next == returner->tasks->len)
+    {
+      g_ptr_array_set_size (returner->tasks, 0);
+      returner->next = 0;
+      g_ptr_array_remove_fast (calls->returners, returner);
+      g_source_destroy (&returner->source);
+    }
+  return TRUE;
+}
+
+/* Returns the calls @source holds, in the order they were queued, one at a
+ * time: at most those it held when the dispatch began (the calls that
+ * complete meanwhile return in the next iteration). A callback that
+ * iterates the context (a nested main loop) dispatches the returner again
+ * (it can recurse), which returns the rest of the batch there, in order.
+ * Their context. */
 static gboolean
 returner_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
   Returner *returner = (Returner *) source;
   SluiceCalls *calls = returner->calls; /* alive: its calls hold the queue */
-  GArray *returns;
   SluiceTaskQueue *queue;
+  Return ret;
+  guint n;
 
   g_mutex_lock (&calls->mutex);
-  returns = g_array_sized_new (FALSE, FALSE, sizeof (Return), returner->tasks->len);
-  for (guint i = 0; i < returner->tasks->len; i++)
+  n = returner->tasks->len - returner->next;
+  if (n == 0)
     {
-      GTask *task = returner->tasks->pdata[i];
-      SluiceCall *call = g_task_get_task_data (task);
-      Return ret = { task, g_steal_pointer (&call->result), g_steal_pointer (&call->error),
-                     call->cancelled_id };
-
-      call->cancelled_id = 0;
-      g_array_append_val (returns, ret);
+      /* Emptied by a nested dispatch, and destroyed. */
+      g_mutex_unlock (&calls->mutex);
+      return G_SOURCE_REMOVE;
     }
-  g_ptr_array_set_size (returner->tasks, 0);
-  g_ptr_array_remove_fast (calls->returners, returner);
-  g_source_destroy (source);
-  g_mutex_unlock (&calls->mutex);
-
-  /* The last call returned may drop the last reference to the queue. */
-  queue = g_object_ref (g_task_get_source_object (g_array_index (returns, Return, 0).task));
-  for (guint i = 0; i < returns->len; i++)
+  /* The last call returned may drop the last reference to the queue, and
+   * with it the calls and the returner's place in them. */
+  queue = g_object_ref (g_task_get_source_object (returner->tasks->pdata[returner->next]));
+  for (guint i = 0; i < n && returner_take_locked (returner, &ret); i++)
     {
-      Return *ret = &g_array_index (returns, Return, i);
-
-      if (ret->cancelled_id != 0)
-        g_cancellable_disconnect (g_task_get_cancellable (ret->task), ret->cancelled_id);
-      if (ret->error != NULL)
-        g_task_return_error (ret->task, ret->error);
+      g_mutex_unlock (&calls->mutex);
+      if (ret.cancelled_id != 0)
+        g_cancellable_disconnect (ret.cancellable, ret.cancelled_id);
+      if (ret.error != NULL)
+        g_task_return_error (ret.task, ret.error);
       else
-        g_task_return_pointer (ret->task, ret->result, (GDestroyNotify) g_variant_unref);
-      g_object_unref (ret->task);
+        g_task_return_pointer (ret.task, ret.result, (GDestroyNotify) g_variant_unref);
+      g_object_unref (ret.task);
+      g_mutex_lock (&calls->mutex);
     }
-  g_array_unref (returns);
+  g_mutex_unlock (&calls->mutex);
   g_object_unref (queue);
-  return G_SOURCE_REMOVE;
+  return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -211,6 +252,7 @@ return_later_locked (SluiceCalls *calls, GTask *task)
       returner->tasks = g_ptr_array_new ();
       g_source_set_priority (&returner->source, priority);
       g_source_set_ready_time (&returner->source, 0);
+      g_source_set_can_recurse (&returner->source, TRUE);
       g_source_set_static_name (&returner->source, "SluiceTaskQueue call returns");
       g_ptr_array_add (calls->returners, returner);
       g_source_attach (&returner->source, context);
@@ -918,6 +960,7 @@ call_free (gpointer data)
   g_variant_unref (call->args);
   g_clear_pointer (&call->result, g_variant_unref);
   g_clear_error (&call->error);
+  g_clear_object (&call->cancellable);
   g_free (call);
 }
 
@@ -971,7 +1014,14 @@ call_free (gpointer data)
  *
  * @callback runs on the thread-default main context of the caller,
  * dispatched from its main loop: never from inside this call, a
- * cancellation, a fire or a shutdown.
+ * cancellation, a fire or a shutdown. Calls of one context and priority
+ * return in the order they were queued to return, once their results were
+ * decided (completed, failed, cancelled or timed out): that is the order
+ * of the decisions made in one thread, but one decided in another thread
+ * a moment earlier may be queued after it. A callback that iterates the
+ * context (a nested main loop) sees the calls queued after its own return
+ * there. A call made in the main loop iteration that would return it
+ * returns in the next one, with those queued after it.
  *
  * This function is safe to call from any thread.
  */
@@ -1006,7 +1056,10 @@ sluice_task_queue_call_async (SluiceTaskQueue *self,
   call->priority = priority;
   call->timeout_ms = timeout_ms;
 
-  task = g_task_new (self, cancellable, callback, user_data);
+  call->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+
+  task = g_task_new (self, NULL, callback, user_data);
+  call->created = g_get_monotonic_time ();
   g_task_set_source_tag (task, sluice_task_queue_call_async);
   g_task_set_priority (task, priority);
   g_task_set_task_data (task, call, call_free);

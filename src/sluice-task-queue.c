@@ -1408,16 +1408,33 @@ run_task_claim (SluiceRunTaskData *rd)
 /* GCancellable::cancelled, in the thread that cancels: completes the task at
  * once (GTask then calls back from the caller's main loop, never from
  * inside the cancel); the queued entry is dropped when a thread reaches
- * it. */
+ * it.
+ *
+ * The task is alive on entry while unclaimed: the queued entry holds it,
+ * and whoever else drops that reference disconnects first (run_task_run ()
+ * in a thread of the queue, run_task_queue () when the push fails), which
+ * waits for this handler (g_cancellable_disconnect () waits for a running
+ * emission). A cancelling shutdown (SLUICE_TASK_SHUT_DOWN) does not
+ * disconnect: its claim either wins, and then the return holds the task
+ * until run_task_done_cb () disconnects, or fails because this handler
+ * won, and then it drops the last reference at once, perhaps before
+ * g_task_return_*() took one. So the handler takes its own reference
+ * before claiming. A task already claimed elsewhere is not touched: it may
+ * be in finalization, run_task_data_free () waiting here, when its context
+ * was destroyed with its return pending (the window between the check
+ * and the reference is left open only to that case). */
 static void
 run_task_cancelled_cb (GCancellable *cancellable, gpointer data)
 {
-  GTask *task = data; /* kept alive by the queued entry until disconnected */
+  GTask *task = data;
   SluiceRunTaskData *rd = g_task_get_task_data (task);
 
-  if (!run_task_claim (rd))
+  if (g_atomic_int_get (&rd->state) != RUN_TASK_PENDING)
     return;
-  g_task_return_error_if_cancelled (task);
+  g_object_ref (task);
+  if (run_task_claim (rd))
+    g_task_return_error_if_cancelled (task);
+  g_object_unref (task);
 }
 
 /* After this, run_task_cancelled_cb () is not running and will not run.

@@ -25,6 +25,11 @@ typedef struct
   int priority;
   int timeout_ms; /* <= 0: none */
   guint64 seq;
+  /* (owned) (nullable): the caller's. Not the GTask's (it has none): GTask
+   * would return a task whose cancellable is cancelled from an idle of its
+   * own, out of the order the calls completed. */
+  GCancellable *cancellable;
+  gint64 created; /* monotonic time, not before the GTask's creation */
 
   /* Under the calls' mutex. */
   GSequenceIter *queued_at;   /* while queued */

@@ -1326,6 +1326,78 @@ test_stress_cancel (void)
   unref_and_wait_finalized (queue);
 }
 
+/* Issue 16 (review/race.c): a cancelling shutdown racing a cancel of each
+ * queued task. The cancel's handler may win a task and the shutdown then
+ * drop the queued entry's reference, which was the last: the handler must
+ * still hold the task when it returns it. Each round queues tasks behind a
+ * blocked thread, then cancels them from another thread while the shutdown
+ * cancels them here; each completes once, cancelled. */
+#define N_RACE_TASKS 100
+
+typedef struct
+{
+  GCancellable *cancellables[N_RACE_TASKS];
+  int go; /* (atomic) */
+} CancelRace;
+
+static gpointer
+cancel_race_thread (gpointer data)
+{
+  CancelRace *race = data;
+
+  while (!g_atomic_int_get (&race->go))
+    ;
+  for (guint i = 0; i < N_RACE_TASKS; i++)
+    g_cancellable_cancel (race->cancellables[i]);
+  return NULL;
+}
+
+static void
+test_stress_cancel_shutdown_race (void)
+{
+  guint n_rounds = sluice_test_scale (600, 60);
+
+  for (guint round = 0; round < n_rounds; round++)
+    {
+      SluiceTaskQueue *queue = sluice_task_queue_new (1);
+      CancelRace race = { { NULL } };
+      RunResult results[N_RACE_TASKS] = { { 0 } };
+      FuncProbe probes[N_RACE_TASKS] = { { 0 } };
+      ShutdownResult shut = { 0 };
+      Gate gate;
+      GThread *canceller;
+
+      gate_init (&gate);
+      sluice_task_queue_push (queue, G_PRIORITY_DEFAULT, NULL, gate_push_run, &gate);
+      WAIT_UNTIL (GATE_STARTED (&gate) == 1);
+      for (guint i = 0; i < N_RACE_TASKS; i++)
+        {
+          race.cancellables[i] = g_cancellable_new ();
+          sluice_task_queue_run_async (queue, func_probe_func, &probes[i], NULL, NULL,
+                                       G_PRIORITY_DEFAULT, race.cancellables[i], run_done_cb,
+                                       &results[i]);
+        }
+      canceller = g_thread_new ("canceller", cancel_race_thread, &race);
+      g_atomic_int_set (&race.go, TRUE);
+      sluice_task_queue_shutdown_async (queue, TRUE, NULL, shutdown_done_cb, &shut);
+      g_thread_join (canceller);
+      gate_open (&gate);
+
+      WAIT_UNTIL (shut.n_completed == 1);
+      g_assert_no_error (shut.error);
+      for (guint i = 0; i < N_RACE_TASKS; i++)
+        {
+          WAIT_UNTIL (results[i].n_completed == 1);
+          g_assert_error (results[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+          g_assert_cmpint (g_atomic_int_get (&probes[i].n_runs), ==, 0);
+          run_result_clear (&results[i]);
+          g_object_unref (race.cancellables[i]);
+        }
+      unref_and_wait_finalized (queue);
+      gate_clear (&gate);
+    }
+}
+
 /* ---- 9. hands: short tasks taken several at a time --------------------- */
 
 /* Keeps @n_threads threads of @queue in tasks blocked at @gate: what is
@@ -2265,6 +2337,7 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/task-queue/stress/push", GINT_TO_POINTER (FALSE), test_stress);
   g_test_add_data_func ("/task-queue/stress/push-shutdown", GINT_TO_POINTER (TRUE), test_stress);
   g_test_add_func ("/task-queue/stress/cancel", test_stress_cancel);
+  g_test_add_func ("/task-queue/stress/cancel-shutdown-race", test_stress_cancel_shutdown_race);
   g_test_add_func ("/task-queue/hand/counts-and-shutdown", test_hand_counts_and_shutdown);
   g_test_add_func ("/task-queue/hand/raise-max-threads", test_hand_raise_max_threads);
   g_test_add_func ("/task-queue/hand/lower-max-threads", test_hand_lower_max_threads);

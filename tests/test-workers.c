@@ -1048,6 +1048,130 @@ test_returns_in_completion_order (void)
   g_object_unref (queue);
 }
 
+/* Issue 16 (review /review/nested-loop): the callback of a call that
+ * iterates its context (a nested main loop) sees the calls completed after
+ * it in the same batch return there, in the order they completed. */
+#define N_NESTED_CALLS 3
+
+static GArray *nested_log; /* of int: call i returning, -i its nested loop done */
+
+static void
+nested_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  GError *error = NULL;
+  GVariant *v = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), res, &error);
+  int id = GPOINTER_TO_INT (user_data);
+  gint32 value;
+
+  g_assert_no_error (error);
+  g_assert_true (g_variant_is_of_type (v, G_VARIANT_TYPE ("(i)")));
+  g_variant_get (v, "(i)", &value);
+  g_assert_cmpint (value, ==, id);
+  g_variant_unref (v);
+  g_array_append_val (nested_log, id);
+  if (id == 1)
+    {
+      /* Waits for the last call of its batch. */
+      WAIT_UNTIL (nested_log->len == N_NESTED_CALLS);
+      id = -1;
+      g_array_append_val (nested_log, id);
+    }
+}
+
+static void
+test_nested_loop_in_callback (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, N_NESTED_CALLS);
+  const int expected[] = { 1, 2, 3, -1 };
+
+  nested_log = g_array_new (FALSE, FALSE, sizeof (int));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  for (int id = 1; id <= N_NESTED_CALLS; id++)
+    sluice_task_queue_call_async (queue, NULL, "f", g_variant_new ("(i)", id), G_PRIORITY_DEFAULT,
+                                  0, NULL, nested_cb, GINT_TO_POINTER (id));
+  WAIT_UNTIL (mock->held->len == N_NESTED_CALLS);
+  /* All complete, in order, before the main loop runs again: one batch. */
+  for (int want = 1; want <= N_NESTED_CALLS; want++)
+    for (guint i = 0; i < mock->held->len; i++)
+      if (task_int (mock->held->pdata[i]) == want)
+        sluice_worker_task_return_value (mock->held->pdata[i], g_variant_new ("(i)", want));
+  WAIT_UNTIL (nested_log->len == G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    g_assert_cmpint (g_array_index (nested_log, int, i), ==, expected[i]);
+
+  g_array_unref (nested_log);
+  g_ptr_array_set_size (mock->held, 0);
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+/* Issue 16 (review /review/cancel-order): a call cancelled (the
+ * cancellation decided), then another completed, before the calls return:
+ * the cancelled one returns first (GTask would defer a task whose
+ * cancellable is cancelled to an idle of its own). */
+static GArray *cancel_order_log; /* of int */
+
+static void
+cancel_order_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  GError *error = NULL;
+  GVariant *v = sluice_task_queue_call_finish (SLUICE_TASK_QUEUE (source), res, &error);
+  int id = GPOINTER_TO_INT (user_data);
+
+  if (id == 1)
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  else
+    g_assert_no_error (error);
+  g_assert_true ((v == NULL) == (id == 1));
+  g_clear_pointer (&v, g_variant_unref);
+  g_clear_error (&error);
+  g_array_append_val (cancel_order_log, id);
+}
+
+static void
+test_cancelled_returns_in_order (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 2);
+  GCancellable *cancellable = g_cancellable_new ();
+  GCancellable *first = NULL;
+
+  cancel_order_log = g_array_new (FALSE, FALSE, sizeof (int));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (mock));
+  sluice_task_queue_call_async (queue, NULL, "f", g_variant_new ("(i)", 1), G_PRIORITY_DEFAULT, 0,
+                                cancellable, cancel_order_cb, GINT_TO_POINTER (1));
+  sluice_task_queue_call_async (queue, NULL, "f", g_variant_new ("(i)", 2), G_PRIORITY_DEFAULT, 0,
+                                NULL, cancel_order_cb, GINT_TO_POINTER (2));
+  WAIT_UNTIL (mock->held->len == 2);
+  for (guint i = 0; i < mock->held->len; i++)
+    if (task_int (mock->held->pdata[i]) == 1)
+      first = sluice_worker_task_get_cancellable (mock->held->pdata[i]);
+  g_cancellable_cancel (cancellable);
+  /* The cancellation's source runs (one iteration): it cancels the
+   * worker's task, and call 1 waits to return, from a returner that runs
+   * in the next iteration. */
+  WAIT_UNTIL (g_cancellable_is_cancelled (first));
+  for (guint i = 0; i < mock->held->len; i++)
+    if (task_int (mock->held->pdata[i]) == 2)
+      sluice_worker_task_return_value (mock->held->pdata[i], g_variant_new ("(i)", 2));
+  WAIT_UNTIL (cancel_order_log->len == 2);
+  g_assert_cmpint (g_array_index (cancel_order_log, int, 0), ==, 1);
+  g_assert_cmpint (g_array_index (cancel_order_log, int, 1), ==, 2);
+
+  g_array_unref (cancel_order_log);
+  g_object_unref (cancellable);
+  /* The worker gives up the cancelled call too. */
+  for (guint i = 0; i < mock->held->len; i++)
+    if (task_int (mock->held->pdata[i]) == 1)
+      sluice_worker_task_return_value (mock->held->pdata[i], g_variant_new ("(i)", 1));
+  g_ptr_array_set_size (mock->held, 0);
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
 /* Cancelling: a queued call fails at once; a running one fails at once and
  * its function sees its cancellable cancelled. Callbacks never come from
  * inside the cancel. */
@@ -1249,6 +1373,8 @@ main (int argc, char **argv)
   g_test_add_func ("/workers/call/worker-lost", test_worker_lost);
   g_test_add_func ("/workers/call/callback-from-main-loop", test_callback_from_main_loop);
   g_test_add_func ("/workers/call/returns-in-completion-order", test_returns_in_completion_order);
+  g_test_add_func ("/workers/call/nested-loop-in-callback", test_nested_loop_in_callback);
+  g_test_add_func ("/workers/call/cancelled-returns-in-order", test_cancelled_returns_in_order);
   g_test_add_func ("/workers/stress", test_stress);
   g_test_add_func ("/workers/programmer-errors", test_programmer_errors);
 
