@@ -539,14 +539,9 @@ request_cancelled_cb (GCancellable *cancellable, gpointer data)
   removed = g_queue_remove (&self->requests, task);
   g_mutex_unlock (&self->serve_lock);
   if (removed)
-    {
-      GSource *source = g_idle_source_new ();
-
-      g_source_set_static_name (source, "[sluice] cancelled next_async");
-      g_source_set_callback (source, answer_cancelled_request, task, g_object_unref);
-      g_source_attach (source, g_task_get_context (task));
-      g_source_unref (source);
-    }
+    sluice_idle_attach (g_task_get_context (task), G_PRIORITY_DEFAULT_IDLE,
+                        "[sluice] cancelled next_async", answer_cancelled_request, task,
+                        g_object_unref);
 }
 
 /* The serving thread: answers one request with the next item (or the end).

@@ -199,8 +199,6 @@ chunk_func_free (gpointer data)
 static void
 chunk_func_unref (ChunkFunc *func)
 {
-  GSource *source;
-
   if (!g_atomic_ref_count_dec (&func->ref_count))
     return;
   if (func->destroy == NULL ||
@@ -211,12 +209,8 @@ chunk_func_unref (ChunkFunc *func)
       chunk_func_free (func);
       return;
     }
-  source = g_idle_source_new ();
-  g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, chunk_func_destroy_idle, func, chunk_func_free);
-  g_source_set_static_name (source, "[sluice] chunk function data destroy");
-  g_source_attach (source, func->context);
-  g_source_unref (source);
+  sluice_idle_attach (func->context, G_PRIORITY_DEFAULT, "[sluice] chunk function data destroy",
+                      chunk_func_destroy_idle, func, chunk_func_free);
 }
 
 /* --- chunks --- */
@@ -327,13 +321,8 @@ step_idle (gpointer data)
 static void
 schedule_step (SluiceInputStreamProducer *self)
 {
-  GSource *source = g_idle_source_new ();
-
-  g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, step_idle, g_object_ref (self), g_object_unref);
-  g_source_set_static_name (source, "[sluice] input stream producer step");
-  g_source_attach (source, self->context);
-  g_source_unref (source);
+  sluice_idle_attach (self->context, G_PRIORITY_DEFAULT, "[sluice] input stream producer step",
+                      step_idle, g_object_ref (self), g_object_unref);
 }
 
 static void

@@ -331,7 +331,6 @@ link_free (gpointer data)
 static void
 run_on_owner (Link *link, GSourceFunc func, gpointer data, GDestroyNotify destroy)
 {
-  GSource *source;
   gboolean acquired = FALSE;
 
   if (g_main_context_is_owner (link->context) ||
@@ -345,12 +344,8 @@ run_on_owner (Link *link, GSourceFunc func, gpointer data, GDestroyNotify destro
       return;
     }
 
-  source = g_idle_source_new ();
-  g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, func, data, destroy);
-  g_source_set_static_name (source, "[sluice] owner callback");
-  g_source_attach (source, link->context);
-  g_source_unref (source);
+  sluice_idle_attach (link->context, G_PRIORITY_DEFAULT, "[sluice] owner callback", func, data,
+                      destroy);
 }
 
 /* Runs @func (self) on the owner context. Safe from any thread. */
@@ -795,18 +790,14 @@ task_return_later (
     GTask *task, GError *error, gboolean is_pointer, gpointer result, GDestroyNotify result_free)
 {
   LateReturn *late = g_new0 (LateReturn, 1);
-  GSource *source = g_idle_source_new ();
 
   late->task = task;
   late->error = error;
   late->is_pointer = is_pointer;
   late->result = result;
   late->result_free = result_free;
-  g_source_set_priority (source, g_task_get_priority (task));
-  g_source_set_callback (source, late_return_dispatch, late, late_return_free);
-  g_source_set_static_name (source, "[sluice] async callback");
-  g_source_attach (source, g_task_get_context (task));
-  g_source_unref (source);
+  sluice_idle_attach (g_task_get_context (task), g_task_get_priority (task),
+                      "[sluice] async callback", late_return_dispatch, late, late_return_free);
 }
 
 /* --- slots --- */
@@ -2820,13 +2811,8 @@ ready_task_check (gpointer data)
 static void
 ready_task_check_later (GTask *task)
 {
-  GSource *source = g_idle_source_new ();
-
-  g_source_set_priority (source, g_task_get_priority (task));
-  g_source_set_callback (source, ready_task_check, task, g_object_unref);
-  g_source_set_static_name (source, "[sluice] wait_ready_async");
-  g_source_attach (source, g_task_get_context (task));
-  g_source_unref (source);
+  sluice_idle_attach (g_task_get_context (task), g_task_get_priority (task),
+                      "[sluice] wait_ready_async", ready_task_check, task, g_object_unref);
 }
 
 /* On the task's context: the cancellable fired. A task not registered is

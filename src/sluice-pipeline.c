@@ -326,13 +326,8 @@ free_item (SluicePipeline *self, gpointer item)
 static void
 run_later (GMainContext *context, GSourceFunc func, gpointer data, GDestroyNotify destroy)
 {
-  GSource *source = g_idle_source_new ();
-
-  g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, func, data, destroy);
-  g_source_set_static_name (source, "[sluice] pipeline callback");
-  g_source_attach (source, context);
-  g_source_unref (source);
+  sluice_idle_attach (context, G_PRIORITY_DEFAULT, "[sluice] pipeline callback", func, data,
+                      destroy);
 }
 
 typedef struct

@@ -50,6 +50,27 @@ sluice_mutex_lock_spinning (GMutex *mutex)
   g_mutex_lock (mutex);
 }
 
+/* Runs @func (@data) from an idle source at @priority on @context: never
+ * inside the call that asks for it. @destroy frees @data once the source is
+ * gone, also when it never ran. @static_name names the source (a string
+ * that lives for ever). Any thread. */
+static inline void
+sluice_idle_attach (GMainContext *context,
+                    int priority,
+                    const char *static_name,
+                    GSourceFunc func,
+                    gpointer data,
+                    GDestroyNotify destroy)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, priority);
+  g_source_set_callback (source, func, data, destroy);
+  g_source_set_static_name (source, static_name);
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
 /* g_queue_push_tail_link() and g_queue_pop_head_link(), inline: the
  * cooperator's tick and the job queue run them for every step and every
  * job, where the calls into GLib cost more than the work. */

@@ -867,12 +867,8 @@ stop_workers_cb (gpointer data)
 static void
 calls_stop_workers (SluiceCalls *calls)
 {
-  GSource *source = g_idle_source_new ();
-
-  g_source_set_callback (source, stop_workers_cb, calls, NULL);
-  g_source_set_static_name (source, "SluiceTaskQueue stop workers");
-  g_source_attach (source, calls->shutdown_context);
-  g_source_unref (source);
+  sluice_idle_attach (calls->shutdown_context, G_PRIORITY_DEFAULT_IDLE,
+                      "SluiceTaskQueue stop workers", stop_workers_cb, calls, NULL);
 }
 
 /* ---- life cycle ------------------------------------------------------- */
