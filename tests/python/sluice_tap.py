@@ -10,6 +10,26 @@ import unittest
 DEADLINE_S = 60
 
 
+def skip_all(reason):
+    """Skips the whole test: the TAP plan "1..0 # SKIP reason", which meson
+    reports as a skip."""
+    print("1..0 # SKIP " + reason)
+    sys.exit(0)
+
+
+def require_gi():
+    """Asks gi for the versions the tests use (GLib, GObject, Gio 2.0 and
+    Sluice 1); skips the whole test when python3-gi is missing. A missing
+    Sluice typelib is a failure, not a skip: the build made one."""
+    try:
+        import gi
+    except ImportError:
+        skip_all("python3-gi is not installed (Debian: apt-get install python3-gi)")
+    for namespace in ("GLib", "GObject", "Gio"):
+        gi.require_version(namespace, "2.0")
+    gi.require_version("Sluice", "1")
+
+
 def wait_until(cond, what="the condition"):
     """Runs the default main context until cond() holds (asserted, within
     DEADLINE_S; the message names what); a 2 ms tick keeps it checking

@@ -16,16 +16,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sluice_tap  # noqa: E402
 
-SKIP = 0  # TAP: the "1..0 # SKIP" plan makes meson report a skip
-
-try:
-    import gi
-except ImportError:
-    print("1..0 # SKIP python3-gi is not installed (Debian: apt-get install python3-gi)")
-    sys.exit(SKIP)
-
-gi.require_version("GLib", "2.0")
-gi.require_version("Sluice", "1")
+sluice_tap.require_gi()
 from gi.repository import GLib, Sluice  # noqa: E402
 
 SCALE_DOWN = os.environ.get("SLUICE_TEST_SCALE_DOWN", "0") not in ("", "0")

@@ -16,15 +16,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sluice_tap  # noqa: E402
 
-try:
-    import gi
-except ImportError:
-    print("1..0 # SKIP python3-gi is not installed (Debian: apt-get install python3-gi)")
-    sys.exit(0)
-
-gi.require_version("GLib", "2.0")
-gi.require_version("Gio", "2.0")
-gi.require_version("Sluice", "1")
+sluice_tap.require_gi()
 from gi.repository import GLib, GObject, Gio, Sluice  # noqa: E402
 
 wait_until = sluice_tap.wait_until
