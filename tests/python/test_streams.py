@@ -167,10 +167,10 @@ class StreamTests(unittest.TestCase):
         out = Gio.MemoryOutputStream.new_resizable()
         producer = Sluice.OrderedItemProducer.new(None, 4)
         Sluice.OutputStreamConsumer.new(producer, out).start()
-        reader = Sluice.InputStreamProducer(
-            producer=producer, stream=source, chunk_size=4096, chunk_func_in_thread=False
-        )
-        self.assertFalse(reader.get_chunk_func_in_thread())
+        reader = Sluice.InputStreamProducer(producer=producer, stream=source, chunk_size=4096)
+        self.assertTrue(reader.get_chunk_func_in_thread())
+        reader.set_chunk_func_in_thread(False)
+        self.assertFalse(reader.props.chunk_func_in_thread)
         seen = []
 
         def upper(chunk, previous, offset, cancellable, *unused):
