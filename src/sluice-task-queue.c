@@ -1437,18 +1437,26 @@ run_task_cancelled_cb (GCancellable *cancellable, gpointer data)
   g_object_unref (task);
 }
 
-/* After this, run_task_cancelled_cb () is not running and will not run.
- * Never from inside a "cancelled" handler of the task's cancellable:
- * g_cancellable_disconnect () would wait there for itself. */
+/* After this, run_task_cancelled_cb () is not running and will not run,
+ * or another thread is disconnecting it. Any thread, and two at once: a
+ * thread of the queue reaching the entry of a task that its handler
+ * already returned, and the return on the task's context
+ * (run_task_done_cb ()); the one that takes the cancellable disconnects.
+ * The other goes on at once, which is safe: the task is claimed, so the
+ * handler, if it still runs, touches nothing. Never from inside a
+ * "cancelled" handler of the task's cancellable: g_cancellable_disconnect
+ * () would wait there for itself. */
 static void
 run_task_disconnect (SluiceRunTaskData *rd)
 {
+  GCancellable *cancellable = g_atomic_pointer_exchange (&rd->cancellable, NULL);
+
+  if (cancellable == NULL)
+    return;
   if (rd->cancelled_id != 0)
-    {
-      g_cancellable_disconnect (rd->cancellable, rd->cancelled_id);
-      rd->cancelled_id = 0;
-    }
-  g_clear_object (&rd->cancellable);
+    g_cancellable_disconnect (cancellable, rd->cancelled_id);
+  rd->cancelled_id = 0;
+  g_object_unref (cancellable);
 }
 
 /* A cancelling shutdown runs in the thread that calls it, perhaps in a
