@@ -767,6 +767,19 @@ on_put_tick_log (GObject *source, GAsyncResult *result, gpointer user_data)
   g_string_append_printf (log->events, "%s-answered ", value);
 }
 
+/* Stops @cooperator and frees it with @task and @queue, as the tests that
+ * run the default scheduler end. */
+static void
+stop_and_free (SluiceCooperator *cooperator, SluiceCooperativeTask *task, SluiceJobQueue *queue)
+{
+  sluice_cooperator_stop (cooperator);
+  drain_context ();
+  g_object_unref (task);
+  g_object_unref (queue);
+  drain_context ();
+  g_object_unref (cooperator);
+}
+
 /* With the default scheduler, a job that completes in its function is
  * answered at the end of its step, in the tick that ran it: one dispatch
  * of the context runs it and answers its put (and then releases its data),
@@ -802,12 +815,84 @@ test_answered_in_its_tick (void)
   g_assert_cmpstr (events->str, ==, "a a-completed a-answered data-released b b-answered ");
   g_clear_object (&log.held);
 
-  sluice_cooperator_stop (cooperator);
+  stop_and_free (cooperator, task, queue);
+}
+
+/* A chain of jobs on one channel, each completed from an idle source and
+ * each put from the answer to the one before. */
+typedef struct
+{
+  SluiceJobQueue *queue;
+  GString *events;
+  SluiceJob *held;
+  guint n_left;
+} Chain;
+
+static void
+job_run_and_hold (SluiceJob *job, gpointer user_data, GError **error)
+{
+  Chain *chain = user_data;
+
+  g_string_append (chain->events, "run ");
+  chain->held = g_object_ref (job);
+}
+
+static gboolean
+complete_chain_job (gpointer user_data)
+{
+  Chain *chain = user_data;
+
+  g_string_append (chain->events, "complete ");
+  sluice_job_complete (chain->held, NULL, NULL);
+  g_clear_object (&chain->held);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_put_chain (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Chain *chain = user_data;
+
+  g_assert_null (sluice_job_queue_put_finish (SLUICE_JOB_QUEUE (source), result, NULL));
+  g_string_append (chain->events, "answered ");
+  if (chain->n_left > 0)
+    {
+      chain->n_left--;
+      sluice_job_queue_put_async (chain->queue, "a", job_run_and_hold, chain, NULL, NULL,
+                                  on_put_chain, chain);
+    }
+}
+
+/* A job completed from a source of its own (an idle here: a timeout or an
+ * I/O callback alike) is answered in the next iteration of the context,
+ * and the job its answer puts runs in that same iteration: the queue's
+ * source and the cooperator's tick share a priority. */
+static void
+test_answer_and_next_job_share_an_iteration (void)
+{
+  g_autoptr (GString) events = g_string_new ("");
+  SluiceCooperator *cooperator = sluice_cooperator_new ();
+  SluiceJobQueue *queue = sluice_job_queue_new ();
+  SluiceCooperativeTask *task = sluice_job_queue_cooperate (queue, cooperator);
+  Chain chain = { queue, events, NULL, 1 };
+
+  sluice_job_queue_put_async (queue, "a", job_run_and_hold, &chain, NULL, NULL, on_put_chain,
+                              &chain);
   drain_context ();
-  g_object_unref (task);
-  g_object_unref (queue);
+  g_assert_cmpstr (events->str, ==, "run ");
+
+  g_idle_add (complete_chain_job, &chain);
+  g_assert_true (g_main_context_iteration (NULL, FALSE));
+  g_assert_cmpstr (events->str, ==, "run complete ");
+  g_assert_true (g_main_context_iteration (NULL, FALSE));
+  g_assert_cmpstr (events->str, ==, "run complete answered run ");
+
+  g_idle_add (complete_chain_job, &chain);
   drain_context ();
-  g_object_unref (cooperator);
+  g_assert_cmpstr (events->str, ==, "run complete answered run complete answered ");
+  g_assert_null (chain.held);
+
+  stop_and_free (cooperator, task, queue);
 }
 
 #define ADD_FIXTURE_TEST(path, func)                                                               \
@@ -839,6 +924,8 @@ main (int argc, char **argv)
   ADD_FIXTURE_TEST ("/job-queue/handles-after-the-answer", test_handles_after_the_answer);
   g_test_add_func ("/job-queue/jobs-keep-their-queue", test_jobs_keep_their_queue);
   g_test_add_func ("/job-queue/answered-in-its-tick", test_answered_in_its_tick);
+  g_test_add_func ("/job-queue/answer-and-next-job-share-an-iteration",
+                   test_answer_and_next_job_share_an_iteration);
 
   return g_test_run ();
 }
