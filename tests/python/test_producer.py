@@ -18,28 +18,15 @@ import time
 import unittest
 import weakref
 
-SKIP = 0  # TAP: the "1..0 # SKIP" plan makes meson report a skip
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sluice_tap  # noqa: E402
 
-
-def skip_all(reason):
-    print("1..0 # SKIP " + reason)
-    sys.exit(SKIP)
-
-
-try:
-    import gi
-except ImportError:
-    skip_all("python3-gi is not installed (Debian: apt-get install python3-gi)")
-
-gi.require_version("GLib", "2.0")
-gi.require_version("GObject", "2.0")
-gi.require_version("Gio", "2.0")
-# A missing Sluice typelib is a failure, not a skip: the build made one.
-gi.require_version("Sluice", "1")
+sluice_tap.require_gi()
 from gi.repository import GLib, Gio, Sluice  # noqa: E402
 
+wait_until = sluice_tap.wait_until
+
 SCALE_DOWN = os.environ.get("SLUICE_TEST_SCALE_DOWN", "0") not in ("", "0")
-DEADLINE_S = 60
 
 
 class Item:
@@ -56,15 +43,6 @@ def io_error(message, code=Gio.IOErrorEnum.FAILED):
     return GLib.Error.new_literal(Gio.io_error_quark(), message, code)
 
 
-def run_until(loop_state, predicate):
-    """Iterates the default main context until predicate() or the deadline."""
-    context = GLib.MainContext.default()
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting (%s)" % loop_state)
-        context.iteration(True)
-
 
 def stop_and_wait(producer):
     """Stops @producer; returns ("ok", result) or ("error", GLib.Error)."""
@@ -77,7 +55,7 @@ def stop_and_wait(producer):
             outcome.append(("error", error))
 
     producer.stop_async(None, on_stopped)
-    run_until("stop", lambda: outcome)
+    wait_until(lambda: outcome, "stop")
     return outcome[0]
 
 
@@ -185,7 +163,7 @@ class ProducerTests(unittest.TestCase):
         source = producer.create_ready_source(None)
         source.set_callback(feed)
         source.attach(None)
-        run_until("producing", lambda: state["next"] >= n_items)
+        wait_until(lambda: state["next"] >= n_items, "producing")
         source.destroy()
 
     def produce_failing(self, producer, n, how):
@@ -314,9 +292,9 @@ class ProducerTests(unittest.TestCase):
         producer.start(consume)
         for n in range(5):
             self.item_now(producer, n, Item(n))
-        run_until("consumer gone", lambda: producer.props.closed)
+        wait_until(lambda: producer.props.closed, "consumer gone")
         producer.produce_item(lambda slot, *unused: self.fail("must not run"), callback=on_produced)
-        run_until("refused", lambda: produced)
+        wait_until(lambda: produced, "refused")
         status, error = stop_and_wait(producer)
 
         self.assertTrue(produced[0].matches(Sluice.error_quark(), Sluice.Error.STOPPED))
@@ -370,13 +348,13 @@ class ProducerTests(unittest.TestCase):
             GLib.timeout_add(self.rng.randint(0, 5), io_done)
 
         for n in range(20):
-            run_until("ready", producer.is_ready)
+            wait_until(producer.is_ready, "ready")
             producer.produce_item(lambda slot, *unused, n=n: item_func(slot, n))
         status, result = stop_and_wait(producer)
 
         self.assertEqual(status, "ok", result)
         self.assertEqual([item.n for item in record["items"]], [n * n for n in range(20) if n != 5])
-        run_until("item-failed", lambda: failed)
+        wait_until(lambda: failed, "item-failed")
         self.assertEqual(failed, [(5, "item 5 failed")])
 
     def test_wait_ready_from_a_thread_without_main_loop(self):
@@ -397,7 +375,7 @@ class ProducerTests(unittest.TestCase):
 
         feeder = threading.Thread(target=feed)
         feeder.start()
-        feeder.join(DEADLINE_S)
+        feeder.join(sluice_tap.DEADLINE_S)
         self.assertFalse(feeder.is_alive())
         status, result = stop_and_wait(producer)
         self.assertEqual(status, "ok", result)
@@ -430,7 +408,7 @@ class ProducerTests(unittest.TestCase):
                 state["done"] = True
 
         producer.wait_ready_async(None, feed)
-        run_until("fed", lambda: state["done"])
+        wait_until(lambda: state["done"], "fed")
         status, result = stop_and_wait(producer)
         self.assertEqual(status, "ok", result)
         self.assertEqual([item.n for item in record["items"]], list(range(n_items)))
@@ -446,7 +424,7 @@ class ProducerTests(unittest.TestCase):
                 outcome.append(error)
 
         producer.wait_ready_async(None, on_closed)
-        run_until("closed", lambda: outcome)
+        wait_until(lambda: outcome, "closed")
         self.assertTrue(outcome[0].matches(Sluice.error_quark(), Sluice.Error.STOPPED))
 
     def test_consume_on_the_main_loop(self):
@@ -467,7 +445,7 @@ class ProducerTests(unittest.TestCase):
 
         consumerator.next_async(None, on_next)
         for n in range(40):
-            run_until("ready", producer.is_ready)
+            wait_until(producer.is_ready, "ready")
             self.item_by_timeout(producer, n, Item(n), self.rng.randint(0, 4))
         status, result = stop_and_wait(producer)
         self.assertEqual(status, "ok", result)
@@ -492,7 +470,7 @@ class ProducerTests(unittest.TestCase):
         producer.stop_async(cancellable, on_stopped)
         cancellable.cancel()
         slots[0].complete(Item(0))  # dropped: production was stopped
-        run_until("stop", lambda: outcome)
+        wait_until(lambda: outcome, "stop")
         self.assertTrue(outcome[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
 
     def test_progress_properties_and_stats(self):
@@ -502,7 +480,7 @@ class ProducerTests(unittest.TestCase):
         producer.connect("notify::n-consumed", lambda p, pspec: seen.append(p.props.n_consumed))
         producer.start(make_collecting_consumer(record))
         for n in range(50):
-            run_until("ready", producer.is_ready)
+            wait_until(producer.is_ready, "ready")
             self.item_now(producer, n, n)
         status, result = stop_and_wait(producer)
         self.assertEqual(status, "ok", result)
@@ -531,7 +509,7 @@ class ProducerTests(unittest.TestCase):
         slots[0].complete("second")  # logged and ignored
         slots[0].fail(io_error("late"))  # logged and ignored
         for n in range(1, 5):
-            run_until("ready", producer.is_ready)
+            wait_until(producer.is_ready, "ready")
             self.item_now(producer, n, n)
         slots[0].complete("stale")  # its place now holds a later item
         status, result = stop_and_wait(producer)
@@ -674,48 +652,6 @@ class PythonicTests(unittest.TestCase):
         self.assertEqual(list(consumerator), sent)
 
 
-class TapResult(unittest.TestResult):
-    """Prints TAP, which meson test reads."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def report(self, test, ok, note=""):
-        self.n += 1
-        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, test.id(), note), flush=True)
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.report(test, True)
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.report(test, False)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.report(test, False)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self.report(test, True, " # SKIP " + reason)
-
-
-def main():
-    suite = unittest.TestSuite(
-        unittest.defaultTestLoader.loadTestsFromTestCase(case) for case in (ProducerTests, PythonicTests)
-    )
-    suite = unittest.TestSuite(t for group in suite for t in group)
-    if len(sys.argv) > 1:
-        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
-    result = TapResult()
-    suite.run(result)
-    print("1..%d" % result.n)
-    return 0 if result.wasSuccessful() else 1
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sluice_tap.run(ProducerTests, PythonicTests))

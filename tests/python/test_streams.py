@@ -15,37 +15,17 @@ import random
 import sys
 import tempfile
 import threading
-import time
 import unittest
 
-SKIP = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sluice_tap  # noqa: E402
 
-
-def skip_all(reason):
-    print("1..0 # SKIP " + reason)
-    sys.exit(SKIP)
-
-
-try:
-    import gi
-except ImportError:
-    skip_all("python3-gi is not installed (Debian: apt-get install python3-gi)")
-
-gi.require_version("GLib", "2.0")
-gi.require_version("Gio", "2.0")
-gi.require_version("Sluice", "1")
+sluice_tap.require_gi()
 from gi.repository import GLib, Gio, Sluice  # noqa: E402
 
-DEADLINE_S = 60
+wait_until = sluice_tap.wait_until
 
 
-def run_until(what, predicate):
-    context = GLib.MainContext.default()
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        context.iteration(True)
 
 
 def copy(reader, producer):
@@ -66,7 +46,7 @@ def copy(reader, producer):
         producer.stop_async(None, on_stopped)
 
     reader.read_all_async(GLib.PRIORITY_DEFAULT, None, on_read_all)
-    run_until("the stop", lambda: "stop" in outcome)
+    wait_until(lambda: "stop" in outcome, "the stop")
     return outcome["read"], outcome["stop"]
 
 
@@ -202,37 +182,6 @@ class StreamTests(unittest.TestCase):
         self.assertLess(reader.get_bytes_read(), len(self.parts[0]))
 
 
-class TapResult(unittest.TestResult):
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def report(self, test, ok, note=""):
-        self.n += 1
-        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, test.id(), note), flush=True)
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.report(test, True)
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.report(test, False)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.report(test, False)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
-
-
-def main():
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(StreamTests)
-    result = TapResult()
-    suite.run(result)
-    print("1..%d" % result.n)
-    return 0 if result.wasSuccessful() else 1
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sluice_tap.run(StreamTests))
