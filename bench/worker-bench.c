@@ -5,7 +5,8 @@
  *
  * Run through bench/worker-run. Workloads, each call one round trip to a
  * sluice-worker helper serving doc/examples/worker-module.c (one thread
- * per helper; 16 calls in flight per helper, --max-calls, so that it never
+ * per helper; the worker's own window per helper, which adapts to the
+ * calls (at most 64; --max-calls caps it otherwise), so that it never
  * waits for the next: Python's pool streams its tasks too):
  *
  * - trivial: "echo" of an integer;
@@ -33,7 +34,7 @@
 
 static gboolean opt_quick;
 static int opt_reps;
-static int opt_max_calls = 16;
+static int opt_max_calls; /* 0: the worker's default */
 static char *opt_tool;
 static char *opt_module;
 static char *opt_python = "/usr/bin/python3";
@@ -131,8 +132,10 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   const char *argv[] = { opt_tool, "--threads=1", opt_module, NULL };
   SluiceTaskQueue *queue = sluice_task_queue_new (1);
   SluiceProcessWorker *worker =
-      g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes", n_processes,
-                    "max-calls", MAX (opt_max_calls, 1), NULL);
+      opt_max_calls > 0 ? g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes",
+                                        n_processes, "max-calls", opt_max_calls, NULL)
+                        : g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes",
+                                        n_processes, NULL);
   Run warm = { queue, "echo", FALSE, 8 * n_processes, 0, 0, 0 };
   Run run = { queue, busy ? "busy" : "echo", busy, n, 0, 0, 0 };
   gboolean shut = FALSE;
@@ -258,7 +261,8 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "quick", 0, 0, G_OPTION_ARG_NONE, &opt_quick, "Smoke run: few calls, 1 rep", NULL },
     { "reps", 0, 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions (default 5)", "N" },
-    { "max-calls", 0, 0, G_OPTION_ARG_INT, &opt_max_calls, "Calls in flight per helper (16)", "N" },
+    { "max-calls", 0, 0, G_OPTION_ARG_INT, &opt_max_calls,
+      "Most calls in flight per helper (the worker's default)", "N" },
     { "tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_tool, "The sluice-worker helper", "PATH" },
     { "module", 0, 0, G_OPTION_ARG_FILENAME, &opt_module, "The example module", "PATH" },
     { "python", 0, 0, G_OPTION_ARG_FILENAME, &opt_python, "Python for the baseline", "PATH" },

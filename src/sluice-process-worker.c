@@ -32,9 +32,14 @@
  *
  * Each process holds up to [property@Sluice.ProcessWorker:max-calls]
  * calls at once (run in its own threads); the worker's capacity is the
- * product of the two. The calls that are ready for a process go to it in
- * one message, and their outcomes come back gathered as well (the
- * `CallMany` method and `Results` signal of the protocol).
+ * product of the two. How many it holds adapts to the time its calls
+ * take: about 10 ms of its work (at least 4), so that quick calls go in
+ * big batches and slow ones do not wait long in a process behind others.
+ * The calls that are ready for a process go to it at once, in one
+ * message (the `CallMany` method of the protocol): batches grow when
+ * calls come faster than they can be sent, and a call never waits for
+ * others to join it. Outcomes come back gathered the same way (the
+ * `Results` signal).
  *
  * - A process that dies (or closes its connection, or sends a malformed
  *   batch of results: a warning says so) is started again; the
@@ -72,6 +77,15 @@
 #define EXIT_WAIT_MS 1000
 /* How long a stopped helper may take to exit before it is killed. */
 #define EXIT_GRACE_MS 5000
+/* The window of a process adapts to the time its calls take (measured
+ * from the worker: what the process answers per µs while it holds calls,
+ * the round trips in it): about WINDOW_TARGET_US of its work, so that a
+ * call does not wait long there behind others (priorities and the spread
+ * over the processes happen in the worker) while quick calls go in
+ * batches big enough to share their messages. Within MIN_WINDOW (or
+ * max-calls if less) and max-calls; a process starts at MIN_WINDOW. */
+#define WINDOW_TARGET_US 10000.0
+#define MIN_WINDOW 4
 
 typedef enum
 {
@@ -110,6 +124,12 @@ struct _Proc
   guint n_start_failures; /* in a row */
   gboolean kill_not_lost; /* killed for a timeout: its calls are not lost */
   GError *start_error;    /* (owned) (nullable): its connection failed */
+  /* Its window (the most calls it holds now), from the time its calls
+   * take: see proc_measure_locked (). Under the mutex. */
+  guint window;
+  double call_us;   /* µs per call it answered while busy (average), or 0 */
+  gint64 busy_mark; /* monotonic µs since its last answer while it held
+                     * calls (or since it got calls), or -1 */
 };
 
 /* Results signals that GDBus's thread took (results_filter_cb ()), for
@@ -343,6 +363,23 @@ malformed_add (GPtrArray **malformed, InboxItem *item)
   g_ptr_array_add (*malformed, item);
 }
 
+/* @proc answered @n calls at @now: its time per call, and its window.
+ * With the mutex. */
+static void
+proc_measure_locked (Proc *proc, guint n, gint64 now)
+{
+  SluiceProcessWorker *self = proc->self;
+  double sample, want;
+
+  if (n == 0 || proc->busy_mark < 0)
+    return;
+  sample = (double) MAX (now - proc->busy_mark, 1) / n;
+  proc->call_us = proc->call_us > 0 ? 0.75 * proc->call_us + 0.25 * sample : sample;
+  proc->busy_mark = g_hash_table_size (proc->in_flight) > 0 ? now : -1;
+  want = WINDOW_TARGET_US / proc->call_us;
+  proc->window = (guint) CLAMP (want, MIN (MIN_WINDOW, self->max_calls), self->max_calls);
+}
+
 /* Completes the calls whose results are in the inbox; a process that sent
  * a malformed batch goes down. Owner context, without the mutex. */
 static void
@@ -356,6 +393,7 @@ inbox_drain (SluiceProcessWorker *self)
   GError **errors;
   guint n;
   GPtrArray *malformed = NULL; /* of InboxItem, borrowed */
+  gint64 now = g_get_monotonic_time ();
 
   g_mutex_lock (&self->inbox->mutex);
   items = self->inbox->items;
@@ -395,6 +433,8 @@ inbox_drain (SluiceProcessWorker *self)
         malformed_add (&malformed, item);
       else
         {
+          guint n_before = g_hash_table_size (item->proc->in_flight);
+
           for (gsize i = 0; i < values.n; i++)
             {
               InFlight *in_flight = NULL;
@@ -422,6 +462,8 @@ inbox_drain (SluiceProcessWorker *self)
               g_ptr_array_add (done, NULL);
               g_ptr_array_add (done, error);
             }
+          proc_measure_locked (item->proc, n_before - g_hash_table_size (item->proc->in_flight),
+                               now);
         }
       sluice_wire_values_view_clear (&values);
       g_free (error_names);
@@ -499,6 +541,7 @@ proc_down_locked (Proc *proc, GPtrArray *given_back)
       g_hash_table_iter_steal (&iter);
     }
   proc->state = PROC_DOWN;
+  proc->busy_mark = -1;
   g_clear_error (&proc->start_error);
   g_cancellable_cancel (proc->life);
   g_clear_object (&proc->life);
@@ -908,7 +951,7 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         {
           guint busy = g_hash_table_size (self->procs[p].in_flight);
 
-          if (self->procs[p].state != PROC_READY || busy >= self->max_calls ||
+          if (self->procs[p].state != PROC_READY || busy >= self->procs[p].window ||
               (suspect && busy > 0) || proc_runs_suspect_locked (&self->procs[p]))
             continue;
           if (proc == NULL || busy < g_hash_table_size (proc->in_flight))
@@ -925,6 +968,8 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         in_flight->id = self->next_id++;
         in_flight->proc = proc;
         in_flight->connection = g_object_ref (proc->connection);
+        if (g_hash_table_size (proc->in_flight) == 0)
+          proc->busy_mark = now;
         /* Keyed by its own id: stealing it takes the key along. */
         g_hash_table_insert (proc->in_flight, &in_flight->id, in_flight);
         g_ptr_array_add (to_send, in_flight);
@@ -1173,6 +1218,8 @@ sluice_process_worker_constructed (GObject *object)
   for (guint p = 0; p < self->n_processes; p++)
     {
       self->procs[p].self = self;
+      self->procs[p].window = MIN (MIN_WINDOW, self->max_calls);
+      self->procs[p].busy_mark = -1;
       self->procs[p].in_flight =
           g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, in_flight_free);
     }
@@ -1345,15 +1392,17 @@ sluice_process_worker_class_init (SluiceProcessWorkerClass *klass)
   /**
    * SluiceProcessWorker:max-calls:
    *
-   * How many calls each process holds at once (it runs them in the
+   * The most calls each process holds at once (it runs them in the
    * threads of its [class@Sluice.WorkerService], the others wait there).
-   * More than one hides the round trip of short calls, and calls sent
-   * together share their messages and thread switches: short calls go
-   * several times faster with 16 than with 2. Calls sent to a process run
-   * there in the order they were sent, whatever their priority.
+   * Within it, a process holds about 10 ms of its work (at least 4
+   * calls, or max-calls if less): more than one hides the round trip of
+   * short calls, and calls sent together share their messages and thread
+   * switches (trivial calls go about twice as fast with 64 as with 16).
+   * Calls sent to a process run there in the order they were sent,
+   * whatever their priority.
    */
   properties[PROP_MAX_CALLS] =
-      g_param_spec_uint ("max-calls", NULL, NULL, 1, 1024, 2,
+      g_param_spec_uint ("max-calls", NULL, NULL, 1, 1024, 64,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -1378,7 +1427,7 @@ sluice_process_worker_init (SluiceProcessWorker *self)
   self->timed_out = g_ptr_array_new_with_free_func (g_object_unref);
   self->stop_waiters = g_ptr_array_new ();
   self->n_processes = 1;
-  self->max_calls = 2;
+  self->max_calls = 64;
   self->start_timeout_ms = 10000;
 }
 

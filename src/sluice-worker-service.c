@@ -38,16 +38,18 @@
  * ```
  *
  * A [class@Sluice.ProcessWorker] sends the calls that are ready in one
- * message (`CallMany`); the service runs each in its threads and sends
- * the outcomes of calls that end while others still wait for a thread
- * together (a `Results` signal): half the worker's window at a time, or
- * what there is after a millisecond, so that a quick call does not wait
- * long for slow ones.
+ * message (`CallMany`); the service runs them in its threads, in the
+ * order they came, and sends each outcome at once (a `Results` signal),
+ * unless a message is being sent: the outcomes of the calls that end
+ * meanwhile go together in the next message. An outcome never waits for
+ * calls still running, and batches grow with the load.
  *
  * A function's error crosses back to the caller with its domain and code
  * (as GDBus encodes errors it has no D-Bus name for), and its message.
  * Cancelling a call in the worker's process cancels the function's
- * [class@Gio.Cancellable] here.
+ * [class@Gio.Cancellable] here. That cancellable is the function's only
+ * while it runs: a thread's calls share one until it is cancelled, so a
+ * function must not keep it (or a handler on it) after it returns.
  *
  * The `sluice-worker` tool is such a helper: it loads the functions from
  * modules given on its command line.
@@ -70,18 +72,44 @@ G_DEFINE_FINAL_TYPE (SluiceWorkerService, sluice_worker_service, G_TYPE_OBJECT)
 
 /* One connection served.
  *
+ * Calls wait in the connection's queue (@waiting) for a runner: a task of
+ * the service's thread pool that runs calls of the queue one after the
+ * other until it is empty. A batch of calls starts at most as many runners
+ * as the pool has threads (one g_thread_pool_push () per runner, not per
+ * call). A runner's cancellable serves call after call until one is
+ * cancelled (then it makes a new one): no GCancellable per call.
+ *
  * Outcomes of calls made with CallMany go out in Results signals, many in
- * one: a call that ends while other calls of the connection wait for a
- * thread leaves its outcome in the outbox, until the outbox holds half the
- * window (the most calls the worker has had here unanswered: it then
- * refills that half while the other half runs) or no call waits any more;
- * the call that ends then sends the lot. So that an outcome does not wait
- * long behind slow calls, the flusher (a source on the serving context)
- * sends what the outbox holds FLUSH_DELAY_US after an outcome was left
- * there. A call that ends with nothing waiting sends at once. */
+ * one: an outcome goes into the outbox, and the flusher (a source on the
+ * serving context) sends what the outbox holds, up to MAX_OUTCOMES a
+ * message, again and again until it is empty. The outcomes of calls that
+ * end while a message is being built and sent go together in the next
+ * one. The flusher is woken at once, unless calls that came here wait
+ * for a thread and outnumber the outcomes in the outbox: the outcomes
+ * then wait for theirs (those calls are here: nothing waits for calls
+ * that have not come), up to FLUSH_DELAY_US. That is half the worker's
+ * window at a time when calls keep coming (the worker refills that half
+ * while the other half runs), and every outcome at once when the helper
+ * runs out of calls. Without it (the flusher always woken at once: tried
+ * in session 10), 50 µs calls on one thread went one outcome a message,
+ * and the worker's process spent about a third more CPU per call. */
 
-/* How long an outcome may wait in the outbox for others. */
+/* The most outcomes in one Results signal: a big message delays the
+ * first outcome in it. */
+#define MAX_OUTCOMES 256
+/* How long an outcome may wait for those of the calls waiting behind it. */
 #define FLUSH_DELAY_US 1000
+
+typedef struct _Job Job;
+
+/* A thread of the pool running the calls of a connection. */
+typedef struct
+{
+  Job *job;                  /* the call it runs, or NULL */
+  GCancellable *cancellable; /* (owned) (nullable) for its calls */
+  gboolean spent;            /* @cancellable was (or is being) cancelled */
+} Runner;
+
 typedef struct
 {
   gatomicrefcount ref;
@@ -92,12 +120,12 @@ typedef struct
   GSource *flusher;             /* (owned) (nullable): on @context */
   GMutex mutex;
   /* Under the mutex. */
-  GHashTable *running; /* id (guint64 *) -> GCancellable (owned) */
-  guint n_waiting;     /* CallMany calls not started yet */
-  guint n_unanswered;  /* CallMany calls whose outcome was not sent */
-  guint window;        /* the most calls unanswered at once */
-  GArray *outbox;      /* of Outcome */
-  gboolean flush_pending;
+  GQueue waiting;       /* of Job (owned): calls not started yet */
+  GPtrArray *runners;   /* of Runner, in their threads' stacks */
+  guint n_runners;      /* started, running or about to */
+  GArray *outbox;       /* of Outcome */
+  gboolean flushing;    /* the flusher is woken, or sends */
+  gboolean flush_armed; /* the flusher is to wake within FLUSH_DELAY_US */
   gboolean closed;
 
   guint filter_id;
@@ -130,17 +158,36 @@ outbox_new (void)
   return outbox;
 }
 
-/* One call, run in a thread of the pool. */
-typedef struct
+/* One call, waiting in its connection's queue, then run by a runner. */
+struct _Job
 {
-  Served *served;        /* (owned) a reference */
+  GList link;            /* in Served.waiting */
   GDBusMessage *message; /* (owned) (nullable): a Call, to reply to; NULL
                           * for one of a CallMany */
   guint64 id;
   char *name;
   GVariant *args;
-  GCancellable *cancellable;
-} Job;
+  gboolean cancelled; /* a Cancel came before it started */
+};
+
+static void
+job_free (Job *job)
+{
+  g_clear_object (&job->message);
+  g_variant_unref (job->args);
+  g_free (job->name);
+  g_free (job);
+}
+
+/* Frees the jobs in @jobs (their links are their own). */
+static void
+jobs_clear (GQueue *jobs)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (jobs)) != NULL)
+    job_free (link->data);
+}
 
 static Served *
 served_ref (Served *served)
@@ -155,7 +202,8 @@ served_unref (Served *served)
   if (!g_atomic_ref_count_dec (&served->ref))
     return;
   g_assert (served->task == NULL);
-  g_hash_table_unref (served->running);
+  jobs_clear (&served->waiting);
+  g_ptr_array_unref (served->runners);
   g_array_unref (served->outbox);
   g_clear_pointer (&served->flusher, g_source_unref);
   g_main_context_unref (served->context);
@@ -237,138 +285,182 @@ send_results (GDBusConnection *connection, GArray *batch)
   g_object_unref (message);
 }
 
-static GArray *
-take_outbox_locked (Served *served)
-{
-  GArray *batch = g_steal_pointer (&served->outbox);
-
-  served->outbox = outbox_new ();
-  served->n_unanswered -= batch->len;
-  return batch;
-}
-
-/* The outcome of call @id of a CallMany (@result or @error, taken): sent
- * now with the outbox if no call of the connection waits for a thread or
- * the outbox holds half the window, else left there. Any thread. */
+/* Leaves the outcome of call @id of a CallMany (@result or @error, taken)
+ * in the outbox, and wakes the flusher: at once, unless it is awake
+ * already, or calls wait here (they will end soon after) and the outbox
+ * holds fewer outcomes than them: then within FLUSH_DELAY_US. */
 static void
-add_outcome (Served *served, guint64 id, GVariant *result, GError *error)
+add_outcome_locked (Served *served, guint64 id, GVariant *result, GError *error)
 {
   Outcome outcome = { id, result, error };
-  GArray *batch = NULL;
-  gboolean wake = FALSE;
 
-  g_mutex_lock (&served->mutex);
-  g_hash_table_remove (served->running, &id);
-  if (!served->closed)
+  if (served->closed)
     {
-      g_array_append_val (served->outbox, outcome);
-      outcome.result = NULL;
-      outcome.error = NULL;
-      if (served->n_waiting == 0 || 2 * served->outbox->len >= served->window)
-        batch = take_outbox_locked (served);
-      else if (!served->flush_pending)
-        wake = served->flush_pending = TRUE;
+      outcome_clear (&outcome);
+      return;
     }
-  g_mutex_unlock (&served->mutex);
-
-  outcome_clear (&outcome);
-  if (batch != NULL)
-    send_results (served->connection, batch);
-  /* Armed once until it runs: outcomes left later are sent earlier. */
-  if (wake)
-    g_source_set_ready_time (served->flusher, g_get_monotonic_time () + FLUSH_DELAY_US);
+  g_array_append_val (served->outbox, outcome);
+  if (served->flushing)
+    return;
+  if (served->outbox->len < served->waiting.length && served->outbox->len < MAX_OUTCOMES)
+    {
+      if (!served->flush_armed)
+        g_source_set_ready_time (served->flusher, g_get_monotonic_time () + FLUSH_DELAY_US);
+      served->flush_armed = TRUE;
+      return;
+    }
+  served->flushing = TRUE;
+  g_source_set_ready_time (served->flusher, 0);
 }
 
-/* The flusher: sends what the outbox holds. Serving context. */
+/* The flusher: sends what the outbox holds, until it is empty; outcomes
+ * added meanwhile go in the next message. Serving context. */
 static gboolean
 flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
   Served *served = user_data;
-  GArray *batch = NULL;
 
   g_source_set_ready_time (source, -1);
-  g_mutex_lock (&served->mutex);
-  served->flush_pending = FALSE;
-  if (served->outbox->len > 0)
-    batch = take_outbox_locked (served);
-  g_mutex_unlock (&served->mutex);
-  if (batch != NULL)
-    send_results (served->connection, batch);
+  for (;;)
+    {
+      GArray *batch;
+
+      g_mutex_lock (&served->mutex);
+      served->flushing = TRUE;
+      served->flush_armed = FALSE;
+      if (served->outbox->len == 0)
+        {
+          served->flushing = FALSE;
+          g_mutex_unlock (&served->mutex);
+          break;
+        }
+      if (served->outbox->len <= MAX_OUTCOMES)
+        {
+          batch = served->outbox;
+          served->outbox = outbox_new ();
+        }
+      else
+        {
+          batch = outbox_new ();
+          g_array_append_vals (batch, served->outbox->data, MAX_OUTCOMES);
+          /* Moved, not copied: removed without clearing them. */
+          g_array_set_clear_func (served->outbox, NULL);
+          g_array_remove_range (served->outbox, 0, MAX_OUTCOMES);
+          g_array_set_clear_func (served->outbox, outcome_clear);
+        }
+      g_mutex_unlock (&served->mutex);
+      send_results (served->connection, batch);
+    }
   return G_SOURCE_CONTINUE;
 }
 
 static GSourceFuncs flusher_funcs = { NULL, NULL, flusher_dispatch, NULL, NULL, NULL };
 
+/* A runner: runs the calls waiting in its connection (@data, a reference
+ * taken) until none is left. A thread of the pool. */
 static void
-job_free (Job *job)
+runner_run (gpointer data, gpointer user_data)
 {
-  g_clear_object (&job->message);
-  g_object_unref (job->cancellable);
-  g_variant_unref (job->args);
-  g_free (job->name);
-  served_unref (job->served);
-  g_free (job);
-}
-
-static void
-job_run (gpointer data, gpointer user_data)
-{
-  Job *job = data;
-  Served *served = job->served;
-  GError *error = NULL;
-  GVariant *result;
-
-  if (job->message == NULL)
-    {
-      g_mutex_lock (&served->mutex);
-      served->n_waiting--;
-      g_mutex_unlock (&served->mutex);
-    }
-  result = sluice_function_registry_call (served->service->registry, job->name, job->args,
-                                          job->cancellable, &error);
-  if (job->message == NULL)
-    {
-      add_outcome (served, job->id, result, error);
-      job_free (job);
-      return;
-    }
-  if (result != NULL)
-    {
-      GVariantBuilder body;
-
-      g_variant_builder_init (&body, G_VARIANT_TYPE ("(say)"));
-      sluice_wire_add (&body, result);
-      reply (served->connection, job->message, g_variant_builder_end (&body), NULL);
-      g_variant_unref (result);
-    }
-  else
-    reply (served->connection, job->message, NULL, error);
+  Served *served = data;
+  Runner runner = { NULL, NULL, FALSE };
 
   g_mutex_lock (&served->mutex);
-  g_hash_table_remove (served->running, &job->id);
+  g_ptr_array_add (served->runners, &runner);
+  for (;;)
+    {
+      GList *link = served->closed ? NULL : g_queue_pop_head_link (&served->waiting);
+      Job *job;
+      gboolean cancel;
+      GError *error = NULL;
+      GVariant *result;
+
+      if (link == NULL)
+        break;
+      job = link->data;
+      runner.job = job;
+      if (runner.cancellable == NULL)
+        runner.cancellable = g_cancellable_new ();
+      cancel = job->cancelled;
+      runner.spent |= cancel;
+      g_mutex_unlock (&served->mutex);
+
+      if (cancel)
+        g_cancellable_cancel (runner.cancellable);
+      result = sluice_function_registry_call (served->service->registry, job->name, job->args,
+                                              runner.cancellable, &error);
+      if (job->message != NULL)
+        {
+          if (result != NULL)
+            {
+              GVariantBuilder body;
+
+              g_variant_builder_init (&body, G_VARIANT_TYPE ("(say)"));
+              sluice_wire_add (&body, result);
+              reply (served->connection, job->message, g_variant_builder_end (&body), NULL);
+              g_variant_unref (result);
+            }
+          else
+            reply (served->connection, job->message, NULL, error);
+        }
+
+      g_mutex_lock (&served->mutex);
+      runner.job = NULL;
+      if (job->message == NULL)
+        add_outcome_locked (served, job->id, result, error);
+      /* A cancelled cancellable serves no other call. */
+      if (runner.spent)
+        {
+          g_clear_object (&runner.cancellable);
+          runner.spent = FALSE;
+        }
+      job_free (job);
+    }
+  served->n_runners--;
+  g_ptr_array_remove_fast (served->runners, &runner);
   g_mutex_unlock (&served->mutex);
-  job_free (job);
+
+  g_clear_object (&runner.cancellable);
+  served_unref (served);
 }
 
-/* A new job for call @id of @name, running (its cancellable registered);
- * for the pool. */
-static Job *
-job_new (Served *served, GDBusMessage *message, guint64 id, const char *name, GVariant *args)
+/* Queues @jobs (of Job, taken) and starts the runners they need. Any
+ * thread. */
+static void
+run_jobs (Served *served, GQueue *jobs)
+{
+  guint n_threads = (guint) g_thread_pool_get_max_threads (served->service->pool);
+  guint n_start = 0;
+
+  g_mutex_lock (&served->mutex);
+  if (served->closed)
+    {
+      g_mutex_unlock (&served->mutex);
+      jobs_clear (jobs);
+      return;
+    }
+  while (!g_queue_is_empty (jobs))
+    g_queue_push_tail_link (&served->waiting, g_queue_pop_head_link (jobs));
+  if (served->n_runners < n_threads)
+    n_start = MIN (n_threads - served->n_runners, served->waiting.length);
+  served->n_runners += n_start;
+  g_mutex_unlock (&served->mutex);
+
+  for (guint i = 0; i < n_start; i++)
+    g_thread_pool_push (served->service->pool, served_ref (served), NULL);
+}
+
+/* Appends a new job for call @id of @name (@args taken) to @jobs. */
+static void
+job_add (GQueue *jobs, GDBusMessage *message, guint64 id, const char *name, GVariant *args)
 {
   Job *job = g_new0 (Job, 1);
-  guint64 *key = g_new (guint64, 1);
 
+  job->link.data = job;
   job->id = id;
   job->name = g_strdup (name);
   job->args = args;
-  job->served = served_ref (served);
   job->message = message != NULL ? g_object_ref (message) : NULL;
-  job->cancellable = g_cancellable_new ();
-  *key = id;
-  g_mutex_lock (&served->mutex);
-  g_hash_table_replace (served->running, key, g_object_ref (job->cancellable));
-  g_mutex_unlock (&served->mutex);
-  return job;
+  g_queue_push_tail_link (jobs, &job->link);
 }
 
 /* A Call: its job goes to the pool. */
@@ -389,7 +481,12 @@ handle_call (Served *served, GDBusMessage *message, GVariant *body)
       reply (served->connection, message, NULL, error);
       return;
     }
-  g_thread_pool_push (served->service->pool, job_new (served, message, id, name, args), NULL);
+  {
+    GQueue jobs = G_QUEUE_INIT;
+
+    job_add (&jobs, message, id, name, args);
+    run_jobs (served, &jobs);
+  }
 }
 
 /* Only a peer that does not speak the protocol sends a malformed batch:
@@ -414,6 +511,7 @@ handle_call_many (Served *served, GDBusMessage *message)
   const char **names;
   SluiceWireValuesView args;
   gsize n_names;
+  GQueue jobs = G_QUEUE_INIT;
 
   if (calls == NULL)
     {
@@ -429,35 +527,54 @@ handle_call_many (Served *served, GDBusMessage *message)
       args.n = 0;
     }
 
-  /* All counted as waiting before the first starts: outcomes wait for the
-   * last of them. */
-  g_mutex_lock (&served->mutex);
-  served->n_waiting += args.n;
-  served->n_unanswered += args.n;
-  served->window = MAX (served->window, served->n_unanswered);
-  g_mutex_unlock (&served->mutex);
   for (gsize i = 0; i < args.n; i++)
     {
       GError *error = NULL;
       GVariant *value = sluice_wire_values_get (&args, i, &error);
 
       if (value != NULL)
+        job_add (&jobs, NULL, args.ids[i], names[i], value);
+      else
         {
-          g_thread_pool_push (served->service->pool,
-                              job_new (served, NULL, args.ids[i], names[i], value), NULL);
-          continue;
+          g_mutex_lock (&served->mutex);
+          add_outcome_locked (served, args.ids[i], NULL, error);
+          g_mutex_unlock (&served->mutex);
         }
-      g_mutex_lock (&served->mutex);
-      served->n_waiting--;
-      g_mutex_unlock (&served->mutex);
-      add_outcome (served, args.ids[i], NULL, error);
     }
+  run_jobs (served, &jobs);
   sluice_wire_values_view_clear (&args);
   g_free (names);
   g_variant_unref (calls);
 }
 
-/* A Cancel: cancels the call's cancellable, if it still runs. */
+/* The cancellable of the runner running call @id (a reference), spent
+ * (it serves no other call); or NULL, and a call @id that waits is marked
+ * to start cancelled. Under the mutex. */
+static GCancellable *
+take_cancellable_locked (Served *served, guint64 id)
+{
+  for (guint i = 0; i < served->runners->len; i++)
+    {
+      Runner *runner = served->runners->pdata[i];
+
+      if (runner->job != NULL && runner->job->id == id)
+        {
+          runner->spent = TRUE;
+          return g_object_ref (runner->cancellable);
+        }
+    }
+  /* A rare message: a walk of the calls waiting here. */
+  for (GList *l = served->waiting.head; l != NULL; l = l->next)
+    if (((Job *) l->data)->id == id)
+      {
+        ((Job *) l->data)->cancelled = TRUE;
+        break;
+      }
+  return NULL;
+}
+
+/* A Cancel: cancels call @id's cancellable if it runs, or has it start
+ * cancelled if it waits. */
 static void
 handle_cancel (Served *served, GDBusMessage *message, GVariant *body)
 {
@@ -466,9 +583,7 @@ handle_cancel (Served *served, GDBusMessage *message, GVariant *body)
 
   g_variant_get (body, "(t)", &id);
   g_mutex_lock (&served->mutex);
-  cancellable = g_hash_table_lookup (served->running, &id);
-  if (cancellable != NULL)
-    g_object_ref (cancellable);
+  cancellable = take_cancellable_locked (served, id);
   g_mutex_unlock (&served->mutex);
   if (cancellable != NULL)
     {
@@ -534,19 +649,28 @@ connection_closed_cb (GDBusConnection *connection,
                       gpointer user_data)
 {
   Served *served = user_data;
-  GHashTableIter iter;
-  gpointer value;
   GPtrArray *cancellables = g_ptr_array_new_with_free_func (g_object_unref);
+  GQueue waiting;
   GTask *task;
 
   g_mutex_lock (&served->mutex);
   served->closed = TRUE;
   g_array_set_size (served->outbox, 0);
-  g_hash_table_iter_init (&iter, served->running);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    g_ptr_array_add (cancellables, g_object_ref (value));
+  waiting = served->waiting;
+  g_queue_init (&served->waiting);
+  for (guint i = 0; i < served->runners->len; i++)
+    {
+      Runner *runner = served->runners->pdata[i];
+
+      if (runner->job != NULL)
+        {
+          runner->spent = TRUE;
+          g_ptr_array_add (cancellables, g_object_ref (runner->cancellable));
+        }
+    }
   g_mutex_unlock (&served->mutex);
   g_source_destroy (served->flusher);
+  jobs_clear (&waiting);
   for (guint i = 0; i < cancellables->len; i++)
     g_cancellable_cancel (cancellables->pdata[i]);
   g_ptr_array_unref (cancellables);
@@ -634,15 +758,16 @@ sluice_worker_service_serve_stream_async (SluiceWorkerService *self,
   g_mutex_lock (&self->mutex);
   if (self->pool == NULL)
     self->pool = g_thread_pool_new (
-        job_run, NULL, self->n_threads > 0 ? (int) self->n_threads : (int) g_get_num_processors (),
-        FALSE, NULL);
+        runner_run, NULL,
+        self->n_threads > 0 ? (int) self->n_threads : (int) g_get_num_processors (), FALSE, NULL);
   g_mutex_unlock (&self->mutex);
 
   served = g_new0 (Served, 1);
   g_atomic_ref_count_init (&served->ref);
   served->service = g_object_ref (self);
   g_mutex_init (&served->mutex);
-  served->running = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_object_unref);
+  g_queue_init (&served->waiting);
+  served->runners = g_ptr_array_new ();
   served->outbox = outbox_new ();
   served->context = g_main_context_ref_thread_default ();
   served->task = g_task_new (self, cancellable, callback, user_data);

@@ -377,6 +377,62 @@ test_cancel_reaches_helper (void)
   after (b);
 }
 
+/* A call cancelled while it waits in the helper behind another (one
+ * thread there) starts with its cancellable cancelled; the call after it
+ * on the same thread gets a cancellable that is not (a helper's thread
+ * keeps one for its calls until it is cancelled). */
+static void
+test_cancel_waiting_in_helper (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new_full (1, 4, 1);
+  GCancellable *first = g_cancellable_new ();
+  GCancellable *second = g_cancellable_new ();
+  g_autofree char *dir = g_dir_make_tmp ("sluice-test-XXXXXX", NULL);
+  g_autofree char *path_first = g_build_filename (dir, "first", NULL);
+  g_autofree char *path_second = g_build_filename (dir, "second", NULL);
+  CallResult r[3] = { { 0 } };
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  g_assert_cmpint (call_pid (queue), >, 0); /* the helper is up */
+  /* Both in one CallMany: the second waits for the helper's one thread. */
+  sluice_task_queue_call_async (queue, NULL, "wait-cancel", g_variant_new ("(s)", path_first),
+                                G_PRIORITY_DEFAULT, 0, first, call_done_cb, &r[0]);
+  sluice_task_queue_call_async (queue, NULL, "wait-cancel", g_variant_new ("(s)", path_second),
+                                G_PRIORITY_DEFAULT, 0, second, call_done_cb, &r[1]);
+  /* Behind them, on the same thread: "sleep" fails if its cancellable is
+   * cancelled. */
+  call (queue, "sleep", g_variant_new ("(u)", 1), 0, &r[2]);
+  /* Let them reach the helper. */
+  for (guint i = 0; i < 20; i++)
+    g_main_context_iteration (NULL, TRUE);
+  g_cancellable_cancel (second);
+  g_cancellable_cancel (first);
+  WAIT_UNTIL (r[0].n_completed == 1 && r[1].n_completed == 1);
+  g_assert_error (r[0].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_error (r[1].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  /* Both ran in the helper, and saw their cancellation (the calls
+   * returned at once). */
+  WAIT_UNTIL (g_file_test (path_first, G_FILE_TEST_EXISTS));
+  WAIT_UNTIL (g_file_test (path_second, G_FILE_TEST_EXISTS));
+
+  WAIT_UNTIL (r[2].n_completed == 1);
+  g_assert_no_error (r[2].error);
+  for (guint i = 0; i < 3; i++)
+    call_result_clear (&r[i]);
+
+  shutdown_and_wait (queue);
+  g_unlink (path_first);
+  g_unlink (path_second);
+  g_rmdir (dir);
+  g_object_unref (first);
+  g_object_unref (second);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
 /* A call that kills its helper runs again in a new one, and fails with
  * SLUICE_ERROR_WORKER_LOST after the third; the worker still works. */
 static void
@@ -886,6 +942,7 @@ main (int argc, char **argv)
   g_test_add_func ("/process-worker/errors", test_errors);
   g_test_add_func ("/process-worker/timeout", test_timeout);
   g_test_add_func ("/process-worker/cancel-reaches-helper", test_cancel_reaches_helper);
+  g_test_add_func ("/process-worker/cancel-waiting-in-helper", test_cancel_waiting_in_helper);
   g_test_add_func ("/process-worker/worker-lost", test_worker_lost);
   g_test_add_data_func ("/process-worker/bad-helper/missing", "missing", test_bad_helper);
   g_test_add_data_func ("/process-worker/bad-helper/exits", "exits", test_bad_helper);

@@ -19,7 +19,10 @@ G_BEGIN_DECLS
  * @args: the arguments of the call, of the type the function was registered
  *   with
  * @cancellable: (nullable): cancelled when the call is cancelled, times out
- *   or is no longer wanted: check it now and then
+ *   or is no longer wanted: check it now and then. It is the call's only
+ *   while the function runs (a [class@Sluice.WorkerService] gives the
+ *   next call on the thread the same one if it was not cancelled): do not
+ *   keep it, or a handler on it, after returning
  * @user_data: (closure): the data given with the function
  * @error: return location for an error
  *
