@@ -369,7 +369,7 @@ compress_block (GBytes *chunk,
       return NULL;
     }
   /* Every chunk but the last is a block long: the offset gives the index. */
-  check.crc = (guint32) crc32 (0, in, (uInt) in_len);
+  check.crc = libdeflate_crc32 (0, in, in_len);
   check.length = in_len;
   check_fold_add (&job->fold, index, &check, NULL);
   if (opt_independent)
@@ -903,7 +903,7 @@ check_block (GCancellable *cancellable, gpointer data, GError **error)
   gsize len;
   const guint8 *p = g_bytes_get_data (block->bytes, &len);
 
-  block->check.crc = (guint32) crc32 (0, p, (uInt) len);
+  block->check.crc = libdeflate_crc32 (0, p, len);
   block->check.length = len;
   if (!check_fold_add (block->fold, block->index, &block->check, error))
     return NULL;
@@ -1525,7 +1525,7 @@ inflate_indexed_block (GCancellable *cancellable, gpointer data, GError **error)
       set_gz_error (error, GZ_ERROR_FORMAT);
       return NULL;
     }
-  check.crc = (guint32) crc32 (0, out, (uInt) out_len);
+  check.crc = libdeflate_crc32 (0, out, out_len);
   check.length = out_len;
   if (i + 1 == index->n_blocks)
     {
