@@ -483,6 +483,53 @@ out=$(head -c 15 l9.gz | "$GZ" -l 2>&1)
 status=$?
 check "-l from a pipe: truncated: gzip's message, status 1" \
   bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: stdin: unexpected end of file' ]" _ "$out"
+# gzip -l decompresses what it lists (as -t): a file cut anywhere, damaged
+# or with garbage after it is not listed but gets -t's message and status;
+# before, the last 8 bytes of whatever was there were taken for a trailer.
+# list_case NAME STATUS MESSAGE: ours from the file and from a pipe, and
+# gzip's own, say MESSAGE (gzip's "gzip: " for ours' "sluice-gzip: ",
+# gzip's blank line aside) with STATUS and list nothing.
+list_case () {
+  local name=$1 want_status=$2 want=$3 out err status label
+  for how in file pipe gzip; do
+    label=$name
+    case $how in
+      file) "$GZ" -l "$name" > lc.out 2> lc.err; status=$? ;;
+      pipe) "$GZ" -l < "$name" > lc.out 2> lc.err; status=$?; label=stdin ;;
+      gzip) gzip -l "$name" > lc.out 2> lc.err; status=$? ;;
+    esac
+    err=$(grep -v '^$' lc.err | sed 's/^gzip: /sluice-gzip: /')
+    check "-l, $name ($how): status $want_status, '$want', nothing listed" \
+      bash -c "[ $status -eq $want_status ] && [ \"\$1\" = \"sluice-gzip: $label: $want\" ] && test ! -s lc.out" _ "$err"
+  done
+}
+head -c 30 l9.gz > lcut30.gz
+list_case lcut30.gz 1 "unexpected end of file"
+head -c $(( $(stat -c %s l9.gz) - 1 )) l9.gz > lcut1.gz
+list_case lcut1.gz 1 "unexpected end of file"
+{ cat l9.gz; printf 'garbage'; } > lgarbage.gz
+list_case lgarbage.gz 2 "decompression OK, trailing garbage ignored"
+/usr/bin/python3 -c "
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+d[-8] ^= 1
+open(sys.argv[2], 'wb').write(bytes(d))" l9.gz lbadcrc.gz
+list_case lbadcrc.gz 1 "invalid compressed data--crc error"
+out=$("$GZ" -lq lgarbage.gz 2>&1)
+check "-lq, trailing garbage: silent, status 2" bash -c "[ $? -eq 2 ] && [ -z \"\$1\" ]" _ "$out"
+check "-l of a cut file among good ones: the others listed, status 1" \
+  bash -c "'$GZ' -l ln.gz lcut30.gz l9.gz > lc3.out 2> /dev/null; [ \$? -eq 1 ] &&
+    diff lc3.out <(gzip -l ln.gz l9.gz) > /dev/null"
+# One byte after a member: gzip takes it for the start of a member cut short
+# (two bytes or more are trailing garbage).
+for b in x '\037'; do
+  { cat ln.gz; printf "$b"; } > lbyte.gz
+  out=$("$GZ" -t lbyte.gz 2>&1)
+  status=$?
+  gzip_out=$(gzip -t lbyte.gz 2>&1 | grep -v '^$' | sed 's/^gzip: /sluice-gzip: /')
+  check "-t, one byte ($b) after the last member: 'unexpected end of file', status 1, as gzip" \
+    bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: lbyte.gz: unexpected end of file' ] && [ \"\$1\" = \"\$2\" ]" _ "$out" "$gzip_out"
+done
 
 # --- -S, files already with the suffix ---
 cp dfile.orig sfile

@@ -323,6 +323,9 @@ typedef struct
   guint64 header_len;
   /* decompression with an index */
   int read_errno; /* atomic: a read of a block failed */
+  /* -l of standard input: what it keeps of the compressed data as the
+   * inflating thread takes it (the stream is read once) */
+  struct _ListRecord *record;
   gint64 started_us;
   guint progress_id;
 } Job;
@@ -1065,6 +1068,10 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
           }
         inf->magic[inf->magic_len++] = *p++;
         len--;
+        /* After a member gzip takes two bytes before it decides: one alone
+         * at the end is a member cut short, not garbage. */
+        if (inf->members > 0 && inf->magic_len < 2 && !inf->job->pass_through)
+          break;
         if (inf->magic[0] != 0x1f || (inf->magic_len == 2 && inf->magic[1] != 0x8b))
           {
             /* -f to standard output: this and the rest pass unchanged. */
@@ -1132,9 +1139,14 @@ inflate_end (Inflater *inf, GError **error)
       return FALSE;
     }
   if (inf->state == AT_MAGIC && inf->magic_len > 0)
-    inf->job->trailing_garbage = TRUE;
+    {
+      set_gz_error (error, GZ_ERROR_TRUNCATED);
+      return FALSE;
+    }
   return TRUE;
 }
+
+static void list_record_push (struct _ListRecord *record, const guint8 *p, gsize n);
 
 /* The consumer of the compressed chunks, in a thread of its own: the one
  * thread that inflates, as pigz -d has. */
@@ -1161,6 +1173,8 @@ inflate_all (SluiceConsumerator *input, gpointer data, GError **error)
       gsize len;
       const guint8 *p = g_bytes_get_data (chunk, &len);
 
+      if (inf.job->record != NULL)
+        list_record_push (inf.job->record, p, len);
       ok = inflate_chunk (&inf, p, len, error);
       g_bytes_unref (chunk);
     }
@@ -1844,7 +1858,7 @@ decompress_stream (Job *job, GError **error)
   gboolean read_failed;
 
   /* A file of ours with an index: its blocks in parallel. */
-  if (G_IS_FILE_DESCRIPTOR_BASED (job->in))
+  if (G_IS_FILE_DESCRIPTOR_BASED (job->in) && job->record == NULL)
     {
       g_autoptr (BlockIndex) index =
           read_index (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (job->in)));
@@ -2076,13 +2090,9 @@ stream_to (SluiceTaskQueue *queue,
 }
 
 static GOutputStream *
-open_stdout_or_null (GError **error)
+open_null (GError **error)
 {
-  int fd;
-
-  if (!opt_test)
-    return g_unix_output_stream_new (STDOUT_FILENO, FALSE);
-  fd = g_open ("/dev/null", O_WRONLY | O_CLOEXEC, 0);
+  int fd = g_open ("/dev/null", O_WRONLY | O_CLOEXEC, 0);
   if (fd < 0)
     {
       int saved = errno;
@@ -2092,6 +2102,14 @@ open_stdout_or_null (GError **error)
       return NULL;
     }
   return g_unix_output_stream_new (fd, TRUE);
+}
+
+static GOutputStream *
+open_stdout_or_null (GError **error)
+{
+  if (!opt_test)
+    return g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  return open_null (error);
 }
 
 static int
@@ -2214,7 +2232,7 @@ process_directory (SluiceTaskQueue *queue, const char *path)
   return status;
 }
 
-static int list_file (const char *path);
+static int list_file (SluiceTaskQueue *queue, const char *path);
 
 static int
 process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
@@ -2297,7 +2315,7 @@ process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
       return EXIT_WARNING;
     }
   if (opt_list)
-    return list_file (path);
+    return list_file (queue, path);
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
     {
@@ -2433,47 +2451,61 @@ tail_push (guint8 *tail, gsize *tail_len, const guint8 *data, gsize n)
   *tail_len = keep + take;
 }
 
-/* Reads all of @fd (standard input) for -l: the first bytes into @head
- * (*got of them), the last INDEX_TAIL_MAX into @tail (*tail_len of them);
- * *size is the whole length. */
-static gboolean
-read_head_and_tail (int fd,
-                    guint8 *head,
-                    gsize head_cap,
-                    ssize_t *got,
-                    guint8 *tail,
-                    gsize *tail_len,
-                    guint64 *size)
+/* What -l keeps of standard input, read once: its first bytes, its last
+ * INDEX_TAIL_MAX and its length. */
+typedef struct _ListRecord
 {
-  guint8 buf[65536];
+  guint8 head[65536];
+  gsize head_len;
+  guint8 tail[INDEX_TAIL_MAX];
+  gsize tail_len;
+  guint64 size;
+} ListRecord;
 
-  *got = 0;
-  *size = 0;
-  *tail_len = 0;
-  for (;;)
+static void
+list_record_push (ListRecord *record, const guint8 *p, gsize n)
+{
+  gsize to_head = MIN (n, sizeof record->head - record->head_len);
+
+  memcpy (record->head + record->head_len, p, to_head);
+  record->head_len += to_head;
+  tail_push (record->tail, &record->tail_len, p, n);
+  record->size += n;
+}
+
+/* -l first decompresses @fd to nowhere, as gzip -l does (and -t): a
+ * truncated or damaged file gets -t's message and status and is not
+ * listed, nor one with trailing garbage (gzip's warning, status 2). With
+ * @record it keeps what the listing needs of the data as it goes. */
+static int
+list_test (SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record)
+{
+  g_autoptr (GInputStream) in = g_unix_input_stream_new (fd, FALSE);
+  g_autoptr (GOutputStream) out = NULL;
+  g_autoptr (GError) error = NULL;
+  Job job;
+  int status;
+
+  out = open_null (&error);
+  if (out == NULL)
     {
-      gboolean into_head = (gsize) *got < head_cap;
-      guint8 *to = into_head ? head + *got : buf;
-      ssize_t n = read (fd, to, into_head ? head_cap - (gsize) *got : sizeof buf);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return FALSE;
-      if (n == 0)
-        break;
-      if (into_head)
-        *got += n;
-      *size += (guint64) n;
-      tail_push (tail, tail_len, to, (gsize) n);
+      warn ("%s", error->message);
+      return EXIT_ERROR;
     }
-  return TRUE;
+  job_init (&job, queue, in, out, NULL, 0, 0);
+  job.record = record;
+  if (!decompress_stream (&job, &error))
+    status = report_failure (job.input_failed ? label : "stdout", error);
+  else
+    status = job_status (&job, label);
+  job_clear (&job);
+  return status;
 }
 
 /* gzip -l for @path, or for standard input when @path is NULL (named
  * "stdout" in the list and "stdin" in messages, as gzip's). */
 static int
-list_file (const char *path)
+list_file (SluiceTaskQueue *queue, const char *path)
 {
   static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -2481,6 +2513,7 @@ list_file (const char *path)
   guint8 head[65536];
   guint8 trailer[8] = { 0 };
   g_autofree guint8 *tail = g_malloc (INDEX_TAIL_MAX);
+  g_autofree ListRecord *record = path == NULL ? g_new0 (ListRecord, 1) : NULL;
   gsize tail_len = 0;
   guint64 index_bytes = 0;
   guint64 uncompressed;
@@ -2491,7 +2524,8 @@ list_file (const char *path)
   g_autofree char *name = NULL;
   int fd = path != NULL ? g_open (path, O_RDONLY | O_CLOEXEC, 0) : STDIN_FILENO;
   int flags;
-  gboolean read_ok;
+  gboolean read_ok = TRUE;
+  int status;
 
   if (fd < 0 || fstat (fd, &st) != 0)
     {
@@ -2499,6 +2533,13 @@ list_file (const char *path)
       if (fd >= 0 && path != NULL)
         close (fd);
       return EXIT_ERROR;
+    }
+  status = list_test (queue, fd, label, record);
+  if (status != EXIT_OK)
+    {
+      if (path != NULL)
+        close (fd);
+      return status;
     }
   if (path != NULL)
     {
@@ -2508,7 +2549,13 @@ list_file (const char *path)
       read_ok = got >= 0 && pread_all (fd, tail, tail_len, size - tail_len);
     }
   else
-    read_ok = read_head_and_tail (fd, head, sizeof head, &got, tail, &tail_len, &size);
+    {
+      got = (ssize_t) record->head_len;
+      memcpy (head, record->head, record->head_len);
+      size = record->size;
+      tail_len = record->tail_len;
+      memcpy (tail, record->tail, tail_len);
+    }
   if (tail_len >= 8)
     memcpy (trailer, tail + tail_len - 8, 8);
   if (!read_ok)
@@ -2748,7 +2795,7 @@ process_stdin (SluiceTaskQueue *queue)
   g_autoptr (GInputStream) in = NULL;
 
   if (opt_list)
-    return list_file (NULL);
+    return list_file (queue, NULL);
   in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
   /* gzip's name for it in messages. */
   return stream_to_stdout (queue, in, NULL, 0, 0, "stdin");
