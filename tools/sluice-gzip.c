@@ -4,7 +4,8 @@
  *
  * The case Sluice exists for, on the library's stream adapters: a
  * SluiceInputStreamProducer reads the input with GIO asynchronous reads on
- * the main loop, one block per item, and deflates each block in the task
+ * the main loop (a regular file: a thread of its own with blocking reads,
+ * see file_reader), one block per item, and deflates each block in the task
  * queue with the previous block's last 32 KiB as its dictionary; a
  * SluiceOutputStreamConsumer, ONE writer thread, writes the compressed
  * blocks in order. When the writer or the pool falls behind, the producer's
@@ -307,6 +308,7 @@ typedef struct
   /* while it runs */
   SluiceOrderedItemProducer *producer;
   SluiceInputStreamProducer *reader;
+  guint64 bytes_read; /* under fold.lock: compressing a regular file, by its reader thread */
   CheckFold fold;
   GMainLoop *loop;
   GError *error;
@@ -486,11 +488,26 @@ format_size (char *buf, gsize len, guint64 bytes)
   g_strlcpy (buf, s, len);
 }
 
+/* The bytes read so far: by the stream producer, or by the reader thread
+ * of a regular file (file_reader). */
+static guint64
+job_bytes_read (Job *job)
+{
+  if (job->reader != NULL)
+    return sluice_input_stream_producer_get_bytes_read (job->reader);
+  guint64 n;
+
+  g_mutex_lock (&job->fold.lock);
+  n = job->bytes_read;
+  g_mutex_unlock (&job->fold.lock);
+  return n;
+}
+
 static gboolean
 show_progress (gpointer data)
 {
   Job *job = data;
-  guint64 done = sluice_input_stream_producer_get_bytes_read (job->reader);
+  guint64 done = job_bytes_read (job);
   double elapsed = (g_get_monotonic_time () - job->started_us) / 1e6;
   double rate = elapsed > 0 ? done / elapsed : 0;
   double fraction = job->size_hint > 0 ? MIN (1.0, (double) done / job->size_hint) : 0;
@@ -561,6 +578,153 @@ compress_stream_end (Job *job, GError **error)
 
 static gboolean compress_stream_redis (Job *job, GError **error);
 
+/* --- compressing a regular file: its blocks read by a thread of their own ---
+ *
+ * A regular file is read with blocking read()s of a block each by one
+ * thread, which hands each block to the task queue and waits for room in
+ * the window when it is full, so that a block reaches a compressing thread
+ * without the two hops of GIO's asynchronous reads (a GIO pool thread,
+ * then the main loop), as pigz's reading thread does. Pipes and terminals,
+ * whose reads may block for good, keep the stream producer's cancellable
+ * asynchronous reads. */
+
+typedef struct
+{
+  Job *job;
+  GBytes *chunk;
+  GBytes *previous; /* nullable: the block before it, the dictionary */
+  guint64 offset;
+} ReadBlock;
+
+static void
+read_block_free (gpointer data)
+{
+  ReadBlock *block = data;
+
+  g_bytes_unref (block->chunk);
+  g_clear_pointer (&block->previous, g_bytes_unref);
+  g_free (block);
+}
+
+static gpointer
+compress_read_block (GCancellable *cancellable, gpointer data, GError **error)
+{
+  ReadBlock *block = data;
+
+  return compress_block (block->chunk, block->previous, block->offset, cancellable, block->job,
+                         error);
+}
+
+static void
+fail_slot (SluiceSlot *slot, gpointer data)
+{
+  sluice_slot_fail (slot, g_error_copy (data));
+}
+
+/* On the main loop, once the reader thread is done: the stop waits for
+ * the blocks and the writer. */
+static gboolean
+file_reader_done (gpointer data)
+{
+  Job *job = data;
+
+  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+  return G_SOURCE_REMOVE;
+}
+
+/* Reads up to @len bytes into @buf, as many as there are before the end;
+ * *got says how many. */
+static gboolean
+read_full (int fd, guint8 *buf, gsize len, gsize *got, GError **error)
+{
+  *got = 0;
+  while (*got < len)
+    {
+      ssize_t n = read (fd, buf + *got, len - *got);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int saved = errno;
+
+          /* GIO's words (and translations), as the stream producer's. */
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                       g_dgettext ("glib20", "Error reading from file: %s"), g_strerror (saved));
+          return FALSE;
+        }
+      if (n == 0)
+        break;
+      *got += (gsize) n;
+    }
+  return TRUE;
+}
+
+/* The reader thread: a block per read, until the end, an error, or the
+ * producer closes (the writer failed, or a signal stopped it). A read
+ * error is the item after the blocks read before it, as the stream
+ * producer's. */
+static gpointer
+file_reader (gpointer data)
+{
+  Job *job = data;
+  int fd = g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (job->in));
+  gsize block_size = (gsize) opt_blocksize_kib * 1024;
+  GBytes *previous = NULL;
+  guint64 offset = 0;
+
+  while (sluice_ordered_item_producer_wait_ready (job->producer, NULL, NULL))
+    {
+      g_autoptr (GError) error = NULL;
+      guint8 *buf = g_malloc (block_size);
+      ReadBlock *block;
+      gsize n;
+
+      if (!read_full (fd, buf, block_size, &n, &error))
+        {
+          g_free (buf);
+          job->input_failed = TRUE;
+          sluice_ordered_item_producer_produce_item (
+              job->producer, fail_slot, g_steal_pointer (&error), (GDestroyNotify) g_error_free,
+              NULL, NULL, NULL);
+          break;
+        }
+      if (n == 0)
+        {
+          g_free (buf);
+          break;
+        }
+      block = g_new (ReadBlock, 1);
+      block->job = job;
+      block->chunk = g_bytes_new_take (buf, n);
+      block->previous = previous;
+      block->offset = offset;
+      previous = g_bytes_ref (block->chunk);
+      sluice_ordered_item_producer_produce_item_in_thread (job->producer, compress_read_block,
+                                                           block, read_block_free,
+                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      offset += n;
+      g_mutex_lock (&job->fold.lock);
+      job->bytes_read = offset;
+      g_mutex_unlock (&job->fold.lock);
+      if (n < block_size)
+        break;
+    }
+  g_clear_pointer (&previous, g_bytes_unref);
+  g_idle_add (file_reader_done, job);
+  return NULL;
+}
+
+static gboolean
+is_regular_file (GInputStream *in)
+{
+  struct stat st;
+
+  return G_IS_FILE_DESCRIPTOR_BASED (in) &&
+         fstat (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (in)), &st) == 0 &&
+         S_ISREG (st.st_mode);
+}
+
 /* Compresses job->in to job->out: the header, the blocks, an empty final
  * block and the trailer. Returns whether it worked; the totals are in
  * job->in_bytes and job->out_bytes. */
@@ -568,6 +732,7 @@ static gboolean
 compress_stream (Job *job, GError **error)
 {
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  GThread *reader_thread = NULL;
 
   if (opt_redis != NULL)
     return compress_stream_redis (job, error);
@@ -593,21 +758,30 @@ compress_stream (Job *job, GError **error)
   sluice_ordered_item_producer_produce_item (job->producer, complete_with_bytes, job->header, NULL,
                                              NULL, NULL, NULL);
 
-  /* Async reads on the main loop, one block per read, deflated in the
+  /* A regular file: read by a thread of its own (see file_reader). Else
+   * async reads on the main loop, one block per read, deflated in the
    * task queue; the reader pauses itself while the window is full. */
-  job->reader =
-      sluice_input_stream_producer_new (job->producer, job->in, (gsize) opt_blocksize_kib * 1024);
-  sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
-  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, job, NULL);
+  if (!is_regular_file (job->in))
+    {
+      job->reader = sluice_input_stream_producer_new (job->producer, job->in,
+                                                      (gsize) opt_blocksize_kib * 1024);
+      sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
+      sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, job, NULL);
+    }
 
   job->started_us = g_get_monotonic_time ();
   current_job = job;
   /* A bar needs a size; --progress asks for bytes and rate without one. */
   if (opt_progress && !opt_no_progress && (job->size_hint > 0 || opt_progress_explicit))
     job->progress_id = g_timeout_add (200, show_progress, job);
-  sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
-                                               job);
+  if (job->reader != NULL)
+    sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
+                                                 job);
+  else
+    reader_thread = g_thread_new ("sluice-gzip-read", file_reader, job);
   g_main_loop_run (job->loop);
+  if (reader_thread != NULL)
+    g_thread_join (reader_thread);
 
   if (job->progress_id != 0)
     {
@@ -616,7 +790,7 @@ compress_stream (Job *job, GError **error)
       g_source_remove (job->progress_id);
     }
   current_job = NULL;
-  job->in_bytes = sluice_input_stream_producer_get_bytes_read (job->reader);
+  job->in_bytes = job_bytes_read (job);
   job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
   g_clear_object (&job->reader);
   return compress_stream_end (job, error);
