@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# test-i18n-gzip.sh: sluice-gzip speaks German under LANGUAGE=de
+# test-i18n-gzip.sh: sluice-gzip, and sluice-worker that deflates for its
+# --redis, speak German under LANGUAGE=de
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# TAP output. Usage: test-i18n-gzip.sh SLUICE_GZIP
-# SLUICE_GZIP must find the build tree's catalogs: tests/meson.build builds
-# a copy of the tool whose LOCALEDIR is <build>/po.
+# TAP output. Usage: test-i18n-gzip.sh SLUICE_GZIP [SLUICE_WORKER]
+# Both must find the build tree's catalogs: tests/meson.build builds copies
+# of the tools whose LOCALEDIR is <build>/po.
 set -u
 
-GZ=$(realpath "${1:?usage: test-i18n-gzip.sh SLUICE_GZIP}")
+GZ=$(realpath "${1:?usage: test-i18n-gzip.sh SLUICE_GZIP [SLUICE_WORKER]}")
+W=${2:+$(realpath "$2")}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
@@ -68,5 +70,27 @@ for want in "[DATEI…]" "Die Eingabedateien behalten" "Nie einen Fortschrittsba
     *) not_ok "--help, German: $want"; printf '%s\n' "$help" | sed 's/^/# /' ;;
   esac
 done
+
+# sluice-worker: a module that is nowhere, the message listing where it
+# was looked for (the paths, which depend on the prefix, left out here).
+worker_not_found () { # de|en
+  "$1" env -u SLUICE_WORKER_MODULE_PATH "$W" no-such-module < /dev/null 2>&1 > /dev/null |
+    sed -e '/^  \//d' >&2
+  return "${PIPESTATUS[0]}"
+}
+if [ -n "$W" ]; then
+  expect "sluice-worker: a module not found, German" 1 \
+    "sluice-worker: no-such-module: Modul nicht gefunden; gesucht als:
+  und im Suchpfad des dynamischen Linkers (SLUICE_WORKER_MODULE_PATH fügt Verzeichnisse hinzu, oder einen Pfad angeben)" \
+    -- worker_not_found de
+  expect "sluice-worker: a module not found, English without LANGUAGE" 1 \
+    "sluice-worker: no-such-module: module not found; looked for:
+  and in the dynamic linker's search path (set SLUICE_WORKER_MODULE_PATH to add directories, or give a path)" \
+    -- worker_not_found en
+  case $(de "$W" --help 2>&1) in
+    *"Ein MODUL mit »/« ist ein Pfad"*) ok "sluice-worker --help, German: how a MODULE is found" ;;
+    *) not_ok "sluice-worker --help, German: how a MODULE is found" ;;
+  esac
+fi
 
 echo "1..$n"

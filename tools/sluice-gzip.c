@@ -4,7 +4,8 @@
  *
  * The case Sluice exists for, on the library's stream adapters: a
  * SluiceInputStreamProducer reads the input with GIO asynchronous reads on
- * the main loop, one block per item, and deflates each block in the task
+ * the main loop (a regular file: a thread of its own with blocking reads,
+ * see file_reader), one block per item, and deflates each block in the task
  * queue with the previous block's last 32 KiB as its dictionary; a
  * SluiceOutputStreamConsumer, ONE writer thread, writes the compressed
  * blocks in order. When the writer or the pool falls behind, the producer's
@@ -140,9 +141,7 @@ static const GOptionEntry entries[] = {
   { "name", 'N', 0, G_OPTION_ARG_NONE, &opt_name,
     N_ ("Store the name and time (the default); with -d, restore them"), NULL },
   { "independent", 'i', 0, G_OPTION_ARG_NONE, &opt_independent,
-    N_ ("Compress blocks independently (as pigz -i), with an index for a parallel -d "
-        "(left out, with a warning, past about 21,800 blocks: 2.7 GB at -b 128)"),
-    NULL },
+    N_ ("Compress blocks independently (as pigz -i), with an index for a parallel -d"), NULL },
   { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, N_ ("Keep the input files"), NULL },
   { "force", 'f', 0, G_OPTION_ARG_NONE, &opt_force,
     N_ ("Overwrite existing output files; write to a terminal"), NULL },
@@ -309,6 +308,7 @@ typedef struct
   /* while it runs */
   SluiceOrderedItemProducer *producer;
   SluiceInputStreamProducer *reader;
+  guint64 bytes_read; /* under fold.lock: compressing a regular file, by its reader thread */
   CheckFold fold;
   GMainLoop *loop;
   GError *error;
@@ -323,9 +323,11 @@ typedef struct
   /* -i: the compressed size of each block (guint32), for the index */
   GArray *block_sizes;
   guint64 header_len;
-  guint index_left_out; /* the number of blocks, when too many for the index */
   /* decompression with an index */
   int read_errno; /* atomic: a read of a block failed */
+  /* -l of standard input: what it keeps of the compressed data as the
+   * inflating thread takes it (the stream is read once) */
+  struct _ListRecord *record;
   gint64 started_us;
   guint progress_id;
 } Job;
@@ -369,7 +371,7 @@ compress_block (GBytes *chunk,
       return NULL;
     }
   /* Every chunk but the last is a block long: the offset gives the index. */
-  check.crc = (guint32) crc32 (0, in, (uInt) in_len);
+  check.crc = libdeflate_crc32 (0, in, in_len);
   check.length = in_len;
   check_fold_add (&job->fold, index, &check, NULL);
   if (opt_independent)
@@ -486,11 +488,26 @@ format_size (char *buf, gsize len, guint64 bytes)
   g_strlcpy (buf, s, len);
 }
 
+/* The bytes read so far: by the stream producer, or by the reader thread
+ * of a regular file (file_reader). */
+static guint64
+job_bytes_read (Job *job)
+{
+  if (job->reader != NULL)
+    return sluice_input_stream_producer_get_bytes_read (job->reader);
+  guint64 n;
+
+  g_mutex_lock (&job->fold.lock);
+  n = job->bytes_read;
+  g_mutex_unlock (&job->fold.lock);
+  return n;
+}
+
 static gboolean
 show_progress (gpointer data)
 {
   Job *job = data;
-  guint64 done = sluice_input_stream_producer_get_bytes_read (job->reader);
+  guint64 done = job_bytes_read (job);
   double elapsed = (g_get_monotonic_time () - job->started_us) / 1e6;
   double rate = elapsed > 0 ? done / elapsed : 0;
   double fraction = job->size_hint > 0 ? MIN (1.0, (double) done / job->size_hint) : 0;
@@ -517,7 +534,7 @@ show_progress (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-static GBytes *make_index_member (Job *job);
+static GBytes *make_index (Job *job);
 
 /* After the blocks: an empty final block, the trailer and with -i the
  * index member, unless the job failed; then frees what the compression
@@ -537,13 +554,12 @@ compress_stream_end (Job *job, GError **error)
     }
   if (job->error == NULL && opt_independent)
     {
-      g_autoptr (GBytes) index = make_index_member (job);
+      g_autoptr (GBytes) index = make_index (job);
 
-      if (index == NULL)
-        job->index_left_out = job->block_sizes->len;
-      else if (g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
-                                          g_bytes_get_size (index), NULL, NULL, &job->error) &&
-               g_output_stream_flush (job->out, NULL, &job->error))
+      if (index != NULL &&
+          g_output_stream_write_all (job->out, g_bytes_get_data (index, NULL),
+                                     g_bytes_get_size (index), NULL, NULL, &job->error) &&
+          g_output_stream_flush (job->out, NULL, &job->error))
         job->out_bytes += g_bytes_get_size (index);
     }
   g_clear_pointer (&job->block_sizes, g_array_unref);
@@ -562,6 +578,153 @@ compress_stream_end (Job *job, GError **error)
 
 static gboolean compress_stream_redis (Job *job, GError **error);
 
+/* --- compressing a regular file: its blocks read by a thread of their own ---
+ *
+ * A regular file is read with blocking read()s of a block each by one
+ * thread, which hands each block to the task queue and waits for room in
+ * the window when it is full, so that a block reaches a compressing thread
+ * without the two hops of GIO's asynchronous reads (a GIO pool thread,
+ * then the main loop), as pigz's reading thread does. Pipes and terminals,
+ * whose reads may block for good, keep the stream producer's cancellable
+ * asynchronous reads. */
+
+typedef struct
+{
+  Job *job;
+  GBytes *chunk;
+  GBytes *previous; /* nullable: the block before it, the dictionary */
+  guint64 offset;
+} ReadBlock;
+
+static void
+read_block_free (gpointer data)
+{
+  ReadBlock *block = data;
+
+  g_bytes_unref (block->chunk);
+  g_clear_pointer (&block->previous, g_bytes_unref);
+  g_free (block);
+}
+
+static gpointer
+compress_read_block (GCancellable *cancellable, gpointer data, GError **error)
+{
+  ReadBlock *block = data;
+
+  return compress_block (block->chunk, block->previous, block->offset, cancellable, block->job,
+                         error);
+}
+
+static void
+fail_slot (SluiceSlot *slot, gpointer data)
+{
+  sluice_slot_fail (slot, g_error_copy (data));
+}
+
+/* On the main loop, once the reader thread is done: the stop waits for
+ * the blocks and the writer. */
+static gboolean
+file_reader_done (gpointer data)
+{
+  Job *job = data;
+
+  sluice_ordered_item_producer_stop_async (job->producer, NULL, on_stopped, job);
+  return G_SOURCE_REMOVE;
+}
+
+/* Reads up to @len bytes into @buf, as many as there are before the end;
+ * *got says how many. */
+static gboolean
+read_full (int fd, guint8 *buf, gsize len, gsize *got, GError **error)
+{
+  *got = 0;
+  while (*got < len)
+    {
+      ssize_t n = read (fd, buf + *got, len - *got);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int saved = errno;
+
+          /* GIO's words (and translations), as the stream producer's. */
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                       g_dgettext ("glib20", "Error reading from file: %s"), g_strerror (saved));
+          return FALSE;
+        }
+      if (n == 0)
+        break;
+      *got += (gsize) n;
+    }
+  return TRUE;
+}
+
+/* The reader thread: a block per read, until the end, an error, or the
+ * producer closes (the writer failed, or a signal stopped it). A read
+ * error is the item after the blocks read before it, as the stream
+ * producer's. */
+static gpointer
+file_reader (gpointer data)
+{
+  Job *job = data;
+  int fd = g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (job->in));
+  gsize block_size = (gsize) opt_blocksize_kib * 1024;
+  GBytes *previous = NULL;
+  guint64 offset = 0;
+
+  while (sluice_ordered_item_producer_wait_ready (job->producer, NULL, NULL))
+    {
+      g_autoptr (GError) error = NULL;
+      guint8 *buf = g_malloc (block_size);
+      ReadBlock *block;
+      gsize n;
+
+      if (!read_full (fd, buf, block_size, &n, &error))
+        {
+          g_free (buf);
+          job->input_failed = TRUE;
+          sluice_ordered_item_producer_produce_item (
+              job->producer, fail_slot, g_steal_pointer (&error), (GDestroyNotify) g_error_free,
+              NULL, NULL, NULL);
+          break;
+        }
+      if (n == 0)
+        {
+          g_free (buf);
+          break;
+        }
+      block = g_new (ReadBlock, 1);
+      block->job = job;
+      block->chunk = g_bytes_new_take (buf, n);
+      block->previous = previous;
+      block->offset = offset;
+      previous = g_bytes_ref (block->chunk);
+      sluice_ordered_item_producer_produce_item_in_thread (job->producer, compress_read_block,
+                                                           block, read_block_free,
+                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      offset += n;
+      g_mutex_lock (&job->fold.lock);
+      job->bytes_read = offset;
+      g_mutex_unlock (&job->fold.lock);
+      if (n < block_size)
+        break;
+    }
+  g_clear_pointer (&previous, g_bytes_unref);
+  g_idle_add (file_reader_done, job);
+  return NULL;
+}
+
+static gboolean
+is_regular_file (GInputStream *in)
+{
+  struct stat st;
+
+  return G_IS_FILE_DESCRIPTOR_BASED (in) &&
+         fstat (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (in)), &st) == 0 &&
+         S_ISREG (st.st_mode);
+}
+
 /* Compresses job->in to job->out: the header, the blocks, an empty final
  * block and the trailer. Returns whether it worked; the totals are in
  * job->in_bytes and job->out_bytes. */
@@ -569,6 +732,7 @@ static gboolean
 compress_stream (Job *job, GError **error)
 {
   g_autoptr (SluiceOutputStreamConsumer) writer = NULL;
+  GThread *reader_thread = NULL;
 
   if (opt_redis != NULL)
     return compress_stream_redis (job, error);
@@ -594,21 +758,30 @@ compress_stream (Job *job, GError **error)
   sluice_ordered_item_producer_produce_item (job->producer, complete_with_bytes, job->header, NULL,
                                              NULL, NULL, NULL);
 
-  /* Async reads on the main loop, one block per read, deflated in the
+  /* A regular file: read by a thread of its own (see file_reader). Else
+   * async reads on the main loop, one block per read, deflated in the
    * task queue; the reader pauses itself while the window is full. */
-  job->reader =
-      sluice_input_stream_producer_new (job->producer, job->in, (gsize) opt_blocksize_kib * 1024);
-  sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
-  sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, job, NULL);
+  if (!is_regular_file (job->in))
+    {
+      job->reader = sluice_input_stream_producer_new (job->producer, job->in,
+                                                      (gsize) opt_blocksize_kib * 1024);
+      sluice_input_stream_producer_set_close_stream (job->reader, FALSE);
+      sluice_input_stream_producer_set_chunk_func (job->reader, compress_block, job, NULL);
+    }
 
   job->started_us = g_get_monotonic_time ();
   current_job = job;
   /* A bar needs a size; --progress asks for bytes and rate without one. */
   if (opt_progress && !opt_no_progress && (job->size_hint > 0 || opt_progress_explicit))
     job->progress_id = g_timeout_add (200, show_progress, job);
-  sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
-                                               job);
+  if (job->reader != NULL)
+    sluice_input_stream_producer_read_all_async (job->reader, G_PRIORITY_DEFAULT, NULL, on_read_all,
+                                                 job);
+  else
+    reader_thread = g_thread_new ("sluice-gzip-read", file_reader, job);
   g_main_loop_run (job->loop);
+  if (reader_thread != NULL)
+    g_thread_join (reader_thread);
 
   if (job->progress_id != 0)
     {
@@ -617,7 +790,7 @@ compress_stream (Job *job, GError **error)
       g_source_remove (job->progress_id);
     }
   current_job = NULL;
-  job->in_bytes = sluice_input_stream_producer_get_bytes_read (job->reader);
+  job->in_bytes = job_bytes_read (job);
   job->out_bytes = sluice_output_stream_consumer_get_bytes_written (writer);
   g_clear_object (&job->reader);
   return compress_stream_end (job, error);
@@ -903,7 +1076,7 @@ check_block (GCancellable *cancellable, gpointer data, GError **error)
   gsize len;
   const guint8 *p = g_bytes_get_data (block->bytes, &len);
 
-  block->check.crc = (guint32) crc32 (0, p, (uInt) len);
+  block->check.crc = libdeflate_crc32 (0, p, len);
   block->check.length = len;
   if (!check_fold_add (block->fold, block->index, &block->check, error))
     return NULL;
@@ -1069,6 +1242,10 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
           }
         inf->magic[inf->magic_len++] = *p++;
         len--;
+        /* After a member gzip takes two bytes before it decides: one alone
+         * at the end is a member cut short, not garbage. */
+        if (inf->members > 0 && inf->magic_len < 2 && !inf->job->pass_through)
+          break;
         if (inf->magic[0] != 0x1f || (inf->magic_len == 2 && inf->magic[1] != 0x8b))
           {
             /* -f to standard output: this and the rest pass unchanged. */
@@ -1136,9 +1313,14 @@ inflate_end (Inflater *inf, GError **error)
       return FALSE;
     }
   if (inf->state == AT_MAGIC && inf->magic_len > 0)
-    inf->job->trailing_garbage = TRUE;
+    {
+      set_gz_error (error, GZ_ERROR_TRUNCATED);
+      return FALSE;
+    }
   return TRUE;
 }
+
+static void list_record_push (struct _ListRecord *record, const guint8 *p, gsize n);
 
 /* The consumer of the compressed chunks, in a thread of its own: the one
  * thread that inflates, as pigz -d has. */
@@ -1165,6 +1347,8 @@ inflate_all (SluiceConsumerator *input, gpointer data, GError **error)
       gsize len;
       const guint8 *p = g_bytes_get_data (chunk, &len);
 
+      if (inf.job->record != NULL)
+        list_record_push (inf.job->record, p, len);
       ok = inflate_chunk (&inf, p, len, error);
       g_bytes_unref (chunk);
     }
@@ -1211,13 +1395,34 @@ on_inflated (GObject *source, GAsyncResult *result, gpointer data)
  *
  * The member ends with an empty final block (03 00) and a trailer of zeros,
  * so that the index is found from the file's end: its last 16 bytes are
- * XLEN, "SLIX", 03 00 and 8 zeros. An index that does not fit in an extra
- * field (XLEN at most 65,535: about 21,800 blocks of incompressible data,
- * 2.7 GB of 128 KiB blocks; more for compressible data, whose block sizes
- * take fewer varint bytes) is not written, with a warning (job_status);
- * the file is then a plain multi-block gzip file, inflated in one stream. */
+ * XLEN, "SLIX", 03 00 and 8 zeros.
+ *
+ * An index too large for one extra field (XLEN at most 65,535: about
+ * 21,800 blocks of incompressible data, 2.7 GB of 128 KiB blocks; more for
+ * compressible data, whose sizes take fewer varint bytes) is a chain of
+ * such members, one after another, each with as many blocks as fit, and
+ * the magic "SLIC"; after the same first four fields come:
+ *
+ *   u32  the index of the member's first block F
+ *   u32  the number of its blocks C (F + C: the next member's F, or N)
+ *   u32  the CRC-32 of the whole data (the trailer before the chain's)
+ *   u64  the length of the whole chain, of all its members
+ *   C ×  the compressed size of each of its blocks, as LEB128 varints
+ *   u16  XLEN, "SLIC"
+ *
+ * so that the last member alone gives the data's sizes and CRC (what -l
+ * prints, even from a pipe) and where the chain starts. */
 
 #define INDEX_MAGIC "SLIX"
+#define INDEX_CHAIN_MAGIC "SLIC"
+/* The fixed fields of a member's payload, before its blocks' sizes. */
+#define INDEX_FIXED 20
+#define INDEX_CHAIN_FIXED 40
+/* An extra field: "SX", its length, the payload, XLEN and the magic. */
+#define INDEX_XLEN_MAX 0xffff
+#define INDEX_XLEN(payload_len) (4 + (payload_len) + 6)
+/* A member: the header to XLEN, the extra field, an empty block, a trailer. */
+#define INDEX_MEMBER_SIZE(xlen) (12 + (xlen) + 10)
 
 static void
 put_le16 (GByteArray *a, guint v)
@@ -1236,49 +1441,138 @@ append_le32 (GByteArray *a, guint32 v)
   g_byte_array_append (a, b, 4);
 }
 
-static GBytes *
-make_index_member (Job *job)
+static void
+append_le64 (GByteArray *a, guint64 v)
 {
-  static const guint8 start[12] = { 0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff };
-  static const guint8 end[10] = { 0x03, 0x00 };
-  g_autoptr (GByteArray) payload = g_byte_array_new ();
-  GByteArray *member;
-  guint xlen;
+  append_le32 (a, (guint32) (v & 0xffffffffu));
+  append_le32 (a, (guint32) (v >> 32));
+}
 
-  if (job->block_sizes->len == 0)
-    return NULL;
-  append_le32 (payload, (guint32) opt_blocksize_kib * 1024);
-  append_le32 (payload, (guint32) (job->fold.length & 0xffffffffu));
-  append_le32 (payload, (guint32) (job->fold.length >> 32));
-  append_le32 (payload, (guint32) g_bytes_get_size (job->header));
-  append_le32 (payload, job->block_sizes->len);
-  for (guint i = 0; i < job->block_sizes->len; i++)
+static guint
+varint_len (guint32 v)
+{
+  guint n = 1;
+
+  while (v > 0x7f)
     {
-      guint32 v = g_array_index (job->block_sizes, guint32, i);
-
-      do
-        {
-          guint8 b = (v & 0x7f) | (v > 0x7f ? 0x80 : 0);
-
-          g_byte_array_append (payload, &b, 1);
-          v >>= 7;
-        }
-      while (v != 0);
+      v >>= 7;
+      n++;
     }
-  xlen = 4 + payload->len + 6;
-  if (xlen > 0xffff)
-    return NULL;
-  put_le16 (payload, xlen);
-  g_byte_array_append (payload, (const guint8 *) INDEX_MAGIC, 4);
+  return n;
+}
 
-  member = g_byte_array_new ();
-  g_byte_array_append (member, start, 10);
-  put_le16 (member, xlen);
-  g_byte_array_append (member, (const guint8 *) "SX", 2);
-  put_le16 (member, payload->len);
-  g_byte_array_append (member, payload->data, payload->len);
-  g_byte_array_append (member, end, sizeof end);
-  return g_byte_array_free_to_bytes (member);
+static void
+append_varint (GByteArray *a, guint32 v)
+{
+  do
+    {
+      guint8 b = (v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+
+      g_byte_array_append (a, &b, 1);
+      v >>= 7;
+    }
+  while (v != 0);
+}
+
+/* Appends to @out the member whose payload is @payload (its fixed fields
+ * and sizes), with XLEN and @magic after it. */
+static void
+append_index_member (GByteArray *out, GByteArray *payload, const char *magic)
+{
+  static const guint8 start[10] = { 0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff };
+  static const guint8 end[10] = { 0x03, 0x00 };
+  guint xlen = INDEX_XLEN (payload->len);
+
+  put_le16 (payload, xlen);
+  g_byte_array_append (payload, (const guint8 *) magic, 4);
+  g_byte_array_append (out, start, sizeof start);
+  put_le16 (out, xlen);
+  g_byte_array_append (out, (const guint8 *) "SX", 2);
+  put_le16 (out, payload->len);
+  g_byte_array_append (out, payload->data, payload->len);
+  g_byte_array_append (out, end, sizeof end);
+}
+
+/* The most blocks in one member of a chain: as many as fit, or fewer for
+ * the tests (SLUICE_GZIP_INDEX_MEMBER_BLOCKS), which make chains of small
+ * files that way. */
+static guint
+index_member_blocks_max (void)
+{
+  const char *s = g_getenv ("SLUICE_GZIP_INDEX_MEMBER_BLOCKS");
+  guint64 n = s != NULL ? g_ascii_strtoull (s, NULL, 10) : 0;
+
+  return n > 0 && n < G_MAXUINT ? (guint) n : G_MAXUINT;
+}
+
+static GBytes *
+make_index (Job *job)
+{
+  const guint32 *sizes = (const guint32 *) job->block_sizes->data;
+  guint n = job->block_sizes->len;
+  guint members_max = index_member_blocks_max ();
+  gsize sizes_len = 0;
+  g_autoptr (GArray) counts = NULL; /* of each member of a chain */
+  g_autoptr (GByteArray) payload = g_byte_array_new ();
+  GByteArray *out = g_byte_array_new ();
+  guint64 chain_bytes = 0;
+  guint first = 0;
+
+  if (n == 0)
+    {
+      g_byte_array_unref (out);
+      return NULL;
+    }
+  for (guint i = 0; i < n; i++)
+    sizes_len += varint_len (sizes[i]);
+  if (INDEX_XLEN (INDEX_FIXED + sizes_len) <= INDEX_XLEN_MAX && n <= members_max)
+    {
+      /* One member. */
+      append_le32 (payload, (guint32) opt_blocksize_kib * 1024);
+      append_le64 (payload, job->fold.length);
+      append_le32 (payload, (guint32) g_bytes_get_size (job->header));
+      append_le32 (payload, n);
+      for (guint i = 0; i < n; i++)
+        append_varint (payload, sizes[i]);
+      append_index_member (out, payload, INDEX_MAGIC);
+      return g_byte_array_free_to_bytes (out);
+    }
+
+  /* A chain: as many blocks in each member as fit, then the members. */
+  counts = g_array_new (FALSE, FALSE, sizeof (guint));
+  while (first < n)
+    {
+      guint count = 0;
+      gsize len = INDEX_CHAIN_FIXED;
+
+      while (first + count < n && count < members_max &&
+             INDEX_XLEN (len + varint_len (sizes[first + count])) <= INDEX_XLEN_MAX)
+        len += varint_len (sizes[first + count++]);
+      g_array_append_val (counts, count);
+      chain_bytes += INDEX_MEMBER_SIZE (INDEX_XLEN (len));
+      first += count;
+    }
+  first = 0;
+  for (guint m = 0; m < counts->len; m++)
+    {
+      guint count = g_array_index (counts, guint, m);
+
+      g_byte_array_set_size (payload, 0);
+      append_le32 (payload, (guint32) opt_blocksize_kib * 1024);
+      append_le64 (payload, job->fold.length);
+      append_le32 (payload, (guint32) g_bytes_get_size (job->header));
+      append_le32 (payload, n);
+      append_le32 (payload, first);
+      append_le32 (payload, count);
+      append_le32 (payload, job->fold.crc);
+      append_le64 (payload, chain_bytes);
+      for (guint i = first; i < first + count; i++)
+        append_varint (payload, sizes[i]);
+      append_index_member (out, payload, INDEX_CHAIN_MAGIC);
+      first += count;
+    }
+  g_assert (out->len == chain_bytes);
+  return g_byte_array_free_to_bytes (out);
 }
 
 typedef struct
@@ -1290,7 +1584,7 @@ typedef struct
   guint64 *offsets; /* n_blocks + 1: where each block starts, and the last ends */
   guint32 want_crc; /* the trailer of the first member */
   guint32 want_length;
-  guint member_size; /* of the index member */
+  guint64 member_size; /* of the index: its member, or all of its chain's */
 } BlockIndex;
 
 static void
@@ -1324,87 +1618,213 @@ pread_all (int fd, guint8 *buf, gsize len, guint64 offset)
   return TRUE;
 }
 
-/* The most of a file's end that its index member and the data's final
- * block and trailer before it can take. */
-#define INDEX_TAIL_MAX (12 + 0xffff + 10 + 10)
+/* The most of a file's end that an index member and the data's final
+ * block and trailer before it can take (a chain takes more: see
+ * read_index). */
+#define INDEX_TAIL_MAX (INDEX_MEMBER_SIZE (INDEX_XLEN_MAX) + 10 + 10)
+
+/* One member of an index, as read. */
+typedef struct
+{
+  gboolean chained;
+  guint32 block_size;
+  guint64 total;
+  guint32 header_len;
+  guint32 n_blocks;
+  guint32 first; /* its first block */
+  guint32 count; /* its blocks */
+  guint32 crc;   /* chained: of the whole data */
+  guint64 chain_bytes;
+  const guint8 *sizes; /* count varints, up to sizes_end */
+  const guint8 *sizes_end;
+  gsize size; /* of the member */
+} IndexMember;
+
+/* The index member that ends at @end, with @avail bytes of the buffer
+ * before @end, if that is one. */
+static gboolean
+parse_index_member (const guint8 *end, gsize avail, IndexMember *m)
+{
+  static const guint8 empty_end[10] = { 0x03, 0x00 };
+  const guint8 *last = end - 16, *member, *p;
+  guint xlen, fixed;
+
+  if (avail < 16 || memcmp (last + 6, empty_end, sizeof empty_end) != 0)
+    return FALSE;
+  m->chained = memcmp (last + 2, INDEX_CHAIN_MAGIC, 4) == 0;
+  if (!m->chained && memcmp (last + 2, INDEX_MAGIC, 4) != 0)
+    return FALSE;
+  fixed = m->chained ? INDEX_CHAIN_FIXED : INDEX_FIXED;
+  xlen = last[0] | last[1] << 8;
+  if (xlen < INDEX_XLEN (fixed) || avail < INDEX_MEMBER_SIZE (xlen))
+    return FALSE;
+  m->size = INDEX_MEMBER_SIZE (xlen);
+  member = end - m->size;
+  if (member[0] != 0x1f || member[1] != 0x8b || member[2] != 8 || member[3] != 4 ||
+      (guint) (member[10] | member[11] << 8) != xlen || member[12] != 'S' || member[13] != 'X' ||
+      (guint) (member[14] | member[15] << 8) != xlen - 4)
+    return FALSE;
+  p = member + 16;
+  m->block_size = get_le32 (p);
+  m->total = get_le32 (p + 4) | (guint64) get_le32 (p + 8) << 32;
+  m->header_len = get_le32 (p + 12);
+  m->n_blocks = get_le32 (p + 16);
+  m->first = m->chained ? get_le32 (p + 20) : 0;
+  m->count = m->chained ? get_le32 (p + 24) : m->n_blocks;
+  m->crc = m->chained ? get_le32 (p + 28) : 0;
+  m->chain_bytes = m->chained ? get_le32 (p + 32) | (guint64) get_le32 (p + 36) << 32 : m->size;
+  m->sizes = p + fixed;
+  m->sizes_end = p + (xlen - 4) - 6;
+  /* Every size takes a byte at least. */
+  return m->count > 0 && m->count <= (gsize) (m->sizes_end - m->sizes) && m->first < m->n_blocks &&
+         m->count <= m->n_blocks - m->first;
+}
 
 /* The index in @tail, the last @tail_len bytes of a file of @file_size
- * bytes, if there is one and it agrees with the file: the blocks end where
- * the index member begins, after the final empty block and the trailer.
- * Anything else gives NULL: the file is then decompressed in one stream.
- * The index's fd is -1. */
+ * bytes, if there is one, whole in @tail, and it agrees with the file: the
+ * blocks end where the index begins, after the final empty block and the
+ * trailer. Anything else gives NULL: the file is then decompressed in one
+ * stream. The index's fd is -1. */
 static BlockIndex *
 parse_index (const guint8 *tail, gsize tail_len, guint64 file_size)
 {
-  static const guint8 end[10] = { 0x03, 0x00 };
   g_autoptr (BlockIndex) index = NULL;
-  const guint8 *member, *last;
-  guint64 start, pos, header_len;
-  guint xlen, payload_len;
-  const guint8 *p, *limit;
+  g_autoptr (GArray) members = g_array_new (FALSE, FALSE, sizeof (IndexMember));
+  IndexMember last, m;
+  const guint8 *chain, *end;
+  guint64 start, pos;
+  guint32 want_first;
 
-  if (file_size < 64 || tail_len < 16)
+  if (file_size < 64 || tail_len > file_size ||
+      !parse_index_member (tail + tail_len, tail_len, &last))
     return NULL;
-  last = tail + tail_len - 16;
-  if (memcmp (last + 2, INDEX_MAGIC, 4) != 0 || memcmp (last + 6, end, sizeof end) != 0)
+  if (last.chain_bytes + 20 > tail_len || last.first + last.count != last.n_blocks)
     return NULL;
-  xlen = last[0] | last[1] << 8;
-  if (file_size < 12 + xlen + 10 + 20 || xlen < 4 + 20 + 6 || tail_len < 12 + xlen + 10 + 10)
+  chain = tail + tail_len - last.chain_bytes;
+  start = file_size - last.chain_bytes;
+  /* The members, from the last back to the first. */
+  end = tail + tail_len;
+  want_first = last.n_blocks;
+  while (end > chain)
+    {
+      if (!parse_index_member (end, (gsize) (end - chain), &m) || m.chained != last.chained ||
+          m.block_size != last.block_size || m.total != last.total ||
+          m.header_len != last.header_len || m.n_blocks != last.n_blocks || m.crc != last.crc ||
+          m.chain_bytes != last.chain_bytes || m.first + m.count != want_first)
+        return NULL;
+      g_array_prepend_val (members, m);
+      want_first = m.first;
+      end -= m.size;
+    }
+  if (end != chain || want_first != 0)
     return NULL;
-  start = file_size - 10 - xlen - 12;
-  member = tail + tail_len - 10 - xlen - 12;
-  if (member[0] != 0x1f || member[1] != 0x8b || member[2] != 8 || member[3] != 4 ||
-      (guint) (member[10] | member[11] << 8) != xlen || member[12] != 'S' || member[13] != 'X')
-    return NULL;
-  payload_len = member[14] | member[15] << 8;
-  if (payload_len != xlen - 4)
-    return NULL;
-  p = member + 16;
-  limit = p + payload_len - 6;
 
   index = g_new0 (BlockIndex, 1);
   index->fd = -1;
-  index->block_size = get_le32 (p);
-  index->total = get_le32 (p + 4) | (guint64) get_le32 (p + 8) << 32;
-  header_len = get_le32 (p + 12);
-  index->n_blocks = get_le32 (p + 16);
-  p += 20;
-  if (index->block_size == 0 || index->n_blocks == 0 || index->n_blocks > (guint32) (limit - p) ||
-      header_len < 10 || index->total > (guint64) index->n_blocks * index->block_size ||
+  index->block_size = last.block_size;
+  index->total = last.total;
+  index->n_blocks = last.n_blocks;
+  if (index->block_size == 0 || last.header_len < 10 ||
+      index->total > (guint64) index->n_blocks * index->block_size ||
       index->total <= (guint64) (index->n_blocks - 1) * index->block_size)
     return NULL;
   index->offsets = g_new (guint64, index->n_blocks + 1);
-  pos = header_len;
-  for (guint32 i = 0; i < index->n_blocks; i++)
+  pos = last.header_len;
+  for (guint k = 0; k < members->len; k++)
     {
-      guint64 v = 0;
-      int shift = 0;
+      const IndexMember *mk = &g_array_index (members, IndexMember, k);
+      const guint8 *p = mk->sizes;
 
-      do
+      for (guint32 i = mk->first; i < mk->first + mk->count; i++)
         {
-          if (p >= limit || shift > 28)
-            return NULL;
-          v |= (guint64) (*p & 0x7f) << shift;
-          shift += 7;
+          guint64 v = 0;
+          int shift = 0;
+
+          do
+            {
+              if (p >= mk->sizes_end || shift > 28)
+                return NULL;
+              v |= (guint64) (*p & 0x7f) << shift;
+              shift += 7;
+            }
+          while (*p++ & 0x80);
+          index->offsets[i] = pos;
+          pos += v;
         }
-      while (*p++ & 0x80);
-      index->offsets[i] = pos;
-      pos += v;
+      if (p != mk->sizes_end)
+        return NULL;
     }
   index->offsets[index->n_blocks] = pos;
   /* The blocks, the final empty block and the trailer, then the index. */
   /* No block larger than -b allows, no more than deflate's 1032:1: a
    * forged index cannot make us allocate what the data cannot fill. */
-  if (index->block_size > 512u * 1024 * 1024 || index->total / 1032 > pos - header_len + 1)
+  if (index->block_size > 512u * 1024 * 1024 || index->total / 1032 > pos - last.header_len + 1)
     return NULL;
-  if (p != limit || pos + 10 != start || member[-10] != 0x03 || member[-9] != 0x00)
+  if (pos + 10 != start || chain[-10] != 0x03 || chain[-9] != 0x00)
     return NULL;
-  index->want_crc = get_le32 (member - 8);
-  index->want_length = get_le32 (member - 4);
-  if (index->want_length != (guint32) (index->total & 0xffffffffu))
+  index->want_crc = get_le32 (chain - 8);
+  index->want_length = get_le32 (chain - 4);
+  if (index->want_length != (guint32) (index->total & 0xffffffffu) ||
+      (last.chained && index->want_crc != last.crc))
     return NULL;
-  index->member_size = 12 + xlen + 10;
+  index->member_size = last.chain_bytes;
   return g_steal_pointer (&index);
+}
+
+/* The length of the end of a file whose last @tail_len bytes are @tail
+ * that parse_index needs: INDEX_TAIL_MAX, or more for a chain; 0 when
+ * there is no index. A chain's length is bounded by what its blocks can
+ * take (5 varint bytes each, a member each at worst) so that a forged one
+ * cannot make us read much more than the file's index. */
+static guint64
+index_tail_len (const guint8 *tail, gsize tail_len, guint64 file_size)
+{
+  IndexMember last;
+
+  if (!parse_index_member (tail + tail_len, tail_len, &last))
+    return 0;
+  if (!last.chained)
+    return MIN (file_size, INDEX_TAIL_MAX);
+  if (last.chain_bytes + 20 > file_size ||
+      last.chain_bytes >
+          (guint64) last.n_blocks * (5 + INDEX_MEMBER_SIZE (INDEX_XLEN (INDEX_CHAIN_FIXED))))
+    return 0;
+  return last.chain_bytes + 20;
+}
+
+/* For -l: the data's CRC-32 and size and the index's length, if the file
+ * whose last @tail_len bytes are @tail ends with an index; of a chain,
+ * from its last member alone (a pipe's tail may not hold the others). */
+static gboolean
+index_summary (const guint8 *tail,
+               gsize tail_len,
+               guint64 file_size,
+               guint32 *crc,
+               guint64 *total,
+               guint64 *index_bytes)
+{
+  g_autoptr (BlockIndex) index = NULL;
+  IndexMember last;
+
+  if (!parse_index_member (tail + tail_len, tail_len, &last) ||
+      index_tail_len (tail, tail_len, file_size) == 0)
+    return FALSE;
+  if (last.chained)
+    {
+      if (last.first + last.count != last.n_blocks)
+        return FALSE;
+      *crc = last.crc;
+      *total = last.total;
+      *index_bytes = last.chain_bytes;
+      return TRUE;
+    }
+  index = parse_index (tail, tail_len, file_size);
+  if (index == NULL)
+    return FALSE;
+  *crc = index->want_crc;
+  *total = index->total;
+  *index_bytes = index->member_size;
+  return TRUE;
 }
 
 /* The index at the end of the file @fd, if there is one (see parse_index). */
@@ -1413,15 +1833,26 @@ read_index (int fd)
 {
   g_autofree guint8 *tail = NULL;
   struct stat st;
-  gsize len;
+  guint64 len, need;
   BlockIndex *index;
 
   if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size < 64)
     return NULL;
-  len = (gsize) MIN ((guint64) st.st_size, INDEX_TAIL_MAX);
+  len = MIN ((guint64) st.st_size, INDEX_TAIL_MAX);
   tail = g_malloc (len);
   if (!pread_all (fd, tail, len, (guint64) st.st_size - len))
     return NULL;
+  need = index_tail_len (tail, len, (guint64) st.st_size);
+  if (need == 0)
+    return NULL;
+  if (need > len)
+    {
+      len = need;
+      g_free (tail);
+      tail = g_malloc (len);
+      if (!pread_all (fd, tail, len, (guint64) st.st_size - len))
+        return NULL;
+    }
   index = parse_index (tail, len, (guint64) st.st_size);
   if (index != NULL)
     index->fd = fd;
@@ -1525,7 +1956,7 @@ inflate_indexed_block (GCancellable *cancellable, gpointer data, GError **error)
       set_gz_error (error, GZ_ERROR_FORMAT);
       return NULL;
     }
-  check.crc = (guint32) crc32 (0, out, (uInt) out_len);
+  check.crc = libdeflate_crc32 (0, out, out_len);
   check.length = out_len;
   if (i + 1 == index->n_blocks)
     {
@@ -1601,7 +2032,7 @@ decompress_stream (Job *job, GError **error)
   gboolean read_failed;
 
   /* A file of ours with an index: its blocks in parallel. */
-  if (G_IS_FILE_DESCRIPTOR_BASED (job->in))
+  if (G_IS_FILE_DESCRIPTOR_BASED (job->in) && job->record == NULL)
     {
       g_autoptr (BlockIndex) index =
           read_index (g_file_descriptor_based_get_fd (G_FILE_DESCRIPTOR_BASED (job->in)));
@@ -1779,12 +2210,6 @@ mode_stream_func (void)
 static int
 job_status (const Job *job, const char *label)
 {
-  /* -i past the index's capacity: the file is right, only -d cannot
-   * inflate it in parallel; a warning, the status stays 0. */
-  if (job->index_left_out > 0 && !opt_quiet)
-    warn (_ ("%s: %u blocks are too many for the index of -i: written without it "
-             "(a larger -b makes fewer blocks)"),
-          label, job->index_left_out);
   if (!job->trailing_garbage)
     return EXIT_OK;
   if (!opt_quiet)
@@ -1839,13 +2264,9 @@ stream_to (SluiceTaskQueue *queue,
 }
 
 static GOutputStream *
-open_stdout_or_null (GError **error)
+open_null (GError **error)
 {
-  int fd;
-
-  if (!opt_test)
-    return g_unix_output_stream_new (STDOUT_FILENO, FALSE);
-  fd = g_open ("/dev/null", O_WRONLY | O_CLOEXEC, 0);
+  int fd = g_open ("/dev/null", O_WRONLY | O_CLOEXEC, 0);
   if (fd < 0)
     {
       int saved = errno;
@@ -1855,6 +2276,14 @@ open_stdout_or_null (GError **error)
       return NULL;
     }
   return g_unix_output_stream_new (fd, TRUE);
+}
+
+static GOutputStream *
+open_stdout_or_null (GError **error)
+{
+  if (!opt_test)
+    return g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  return open_null (error);
 }
 
 static int
@@ -1977,7 +2406,7 @@ process_directory (SluiceTaskQueue *queue, const char *path)
   return status;
 }
 
-static int list_file (const char *path);
+static int list_file (SluiceTaskQueue *queue, const char *path);
 
 static int
 process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
@@ -2060,7 +2489,7 @@ process_path (SluiceTaskQueue *queue, const char *path, gboolean in_recursion)
       return EXIT_WARNING;
     }
   if (opt_list)
-    return list_file (path);
+    return list_file (queue, path);
   in = g_file_read (file, NULL, &error);
   if (in == NULL)
     {
@@ -2196,47 +2625,61 @@ tail_push (guint8 *tail, gsize *tail_len, const guint8 *data, gsize n)
   *tail_len = keep + take;
 }
 
-/* Reads all of @fd (standard input) for -l: the first bytes into @head
- * (*got of them), the last INDEX_TAIL_MAX into @tail (*tail_len of them);
- * *size is the whole length. */
-static gboolean
-read_head_and_tail (int fd,
-                    guint8 *head,
-                    gsize head_cap,
-                    ssize_t *got,
-                    guint8 *tail,
-                    gsize *tail_len,
-                    guint64 *size)
+/* What -l keeps of standard input, read once: its first bytes, its last
+ * INDEX_TAIL_MAX and its length. */
+typedef struct _ListRecord
 {
-  guint8 buf[65536];
+  guint8 head[65536];
+  gsize head_len;
+  guint8 tail[INDEX_TAIL_MAX];
+  gsize tail_len;
+  guint64 size;
+} ListRecord;
 
-  *got = 0;
-  *size = 0;
-  *tail_len = 0;
-  for (;;)
+static void
+list_record_push (ListRecord *record, const guint8 *p, gsize n)
+{
+  gsize to_head = MIN (n, sizeof record->head - record->head_len);
+
+  memcpy (record->head + record->head_len, p, to_head);
+  record->head_len += to_head;
+  tail_push (record->tail, &record->tail_len, p, n);
+  record->size += n;
+}
+
+/* -l first decompresses @fd to nowhere, as gzip -l does (and -t): a
+ * truncated or damaged file gets -t's message and status and is not
+ * listed, nor one with trailing garbage (gzip's warning, status 2). With
+ * @record it keeps what the listing needs of the data as it goes. */
+static int
+list_test (SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record)
+{
+  g_autoptr (GInputStream) in = g_unix_input_stream_new (fd, FALSE);
+  g_autoptr (GOutputStream) out = NULL;
+  g_autoptr (GError) error = NULL;
+  Job job;
+  int status;
+
+  out = open_null (&error);
+  if (out == NULL)
     {
-      gboolean into_head = (gsize) *got < head_cap;
-      guint8 *to = into_head ? head + *got : buf;
-      ssize_t n = read (fd, to, into_head ? head_cap - (gsize) *got : sizeof buf);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return FALSE;
-      if (n == 0)
-        break;
-      if (into_head)
-        *got += n;
-      *size += (guint64) n;
-      tail_push (tail, tail_len, to, (gsize) n);
+      warn ("%s", error->message);
+      return EXIT_ERROR;
     }
-  return TRUE;
+  job_init (&job, queue, in, out, NULL, 0, 0);
+  job.record = record;
+  if (!decompress_stream (&job, &error))
+    status = report_failure (job.input_failed ? label : "stdout", error);
+  else
+    status = job_status (&job, label);
+  job_clear (&job);
+  return status;
 }
 
 /* gzip -l for @path, or for standard input when @path is NULL (named
  * "stdout" in the list and "stdin" in messages, as gzip's). */
 static int
-list_file (const char *path)
+list_file (SluiceTaskQueue *queue, const char *path)
 {
   static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -2244,6 +2687,7 @@ list_file (const char *path)
   guint8 head[65536];
   guint8 trailer[8] = { 0 };
   g_autofree guint8 *tail = g_malloc (INDEX_TAIL_MAX);
+  g_autofree ListRecord *record = path == NULL ? g_new0 (ListRecord, 1) : NULL;
   gsize tail_len = 0;
   guint64 index_bytes = 0;
   guint64 uncompressed;
@@ -2254,7 +2698,8 @@ list_file (const char *path)
   g_autofree char *name = NULL;
   int fd = path != NULL ? g_open (path, O_RDONLY | O_CLOEXEC, 0) : STDIN_FILENO;
   int flags;
-  gboolean read_ok;
+  gboolean read_ok = TRUE;
+  int status;
 
   if (fd < 0 || fstat (fd, &st) != 0)
     {
@@ -2262,6 +2707,13 @@ list_file (const char *path)
       if (fd >= 0 && path != NULL)
         close (fd);
       return EXIT_ERROR;
+    }
+  status = list_test (queue, fd, label, record);
+  if (status != EXIT_OK)
+    {
+      if (path != NULL)
+        close (fd);
+      return status;
     }
   if (path != NULL)
     {
@@ -2271,7 +2723,13 @@ list_file (const char *path)
       read_ok = got >= 0 && pread_all (fd, tail, tail_len, size - tail_len);
     }
   else
-    read_ok = read_head_and_tail (fd, head, sizeof head, &got, tail, &tail_len, &size);
+    {
+      got = (ssize_t) record->head_len;
+      memcpy (head, record->head, record->head_len);
+      size = record->size;
+      tail_len = record->tail_len;
+      memcpy (tail, record->tail, tail_len);
+    }
   if (tail_len >= 8)
     memcpy (trailer, tail + tail_len - 8, 8);
   if (!read_ok)
@@ -2320,14 +2778,10 @@ list_file (const char *path)
    * CRC of the data, not of the empty index member whose trailer ends the
    * file; its bytes count as header in the ratio, as the data's header. */
   {
-    g_autoptr (BlockIndex) index = parse_index (tail, tail_len, size);
+    guint32 crc;
 
-    if (index != NULL)
-      {
-        put_le32 (trailer, index->want_crc);
-        uncompressed = index->total;
-        index_bytes = index->member_size;
-      }
+    if (index_summary (tail, tail_len, size, &crc, &uncompressed, &index_bytes))
+      put_le32 (trailer, crc);
   }
   if (path != NULL)
     close (fd);
@@ -2515,7 +2969,7 @@ process_stdin (SluiceTaskQueue *queue)
   g_autoptr (GInputStream) in = NULL;
 
   if (opt_list)
-    return list_file (NULL);
+    return list_file (queue, NULL);
   in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
   /* gzip's name for it in messages. */
   return stream_to_stdout (queue, in, NULL, 0, 0, "stdin");

@@ -214,6 +214,8 @@ main (int argc, char **argv)
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  /* _() looks in the default domain: without this, in "messages". */
+  textdomain (GETTEXT_PACKAGE);
   g_option_context_set_summary (options, "Serves the named functions of MODULEs to the "
                                          "SluiceProcessWorker that started it,\n"
                                          "on standard input and output, or with --redis to the "
