@@ -790,12 +790,12 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   serve.control_last_id = local == NULL ? newest_control_id (c, &local) : NULL;
   if (serve.control_last_id == NULL)
     serve.control_last_id = g_strdup ("0-0");
-  writer = g_thread_new ("sluice-redis-answer", writer_main, &serve);
+  writer = g_thread_new ("sluice-answer", writer_main, &serve);
   serve.caller = cancellable;
   serve.stop = g_cancellable_new ();
   serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
   g_queue_init (&serve.cancel_order);
-  control = g_thread_new ("sluice-redis-control", control_main, &serve);
+  control = g_thread_new ("sluice-control", control_main, &serve);
 
   while (!g_cancellable_is_cancelled (cancellable))
     {

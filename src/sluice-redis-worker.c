@@ -1218,8 +1218,8 @@ sluice_redis_worker_new (const char *endpoint,
   gethostname (host, sizeof host - 1);
   state->client_id = g_strdup_printf ("%s.%d.%08x", host, (int) getpid (), g_random_int ());
   state->reply_stream = g_strconcat (SLUICE_REDIS_REPLIES_PREFIX, state->client_id, NULL);
-  self->sender = g_thread_new ("sluice-redis-send", sender_main, g_atomic_rc_box_acquire (state));
-  self->reader = g_thread_new ("sluice-redis-read", reader_main, g_atomic_rc_box_acquire (state));
+  self->sender = g_thread_new ("sluice-redis-se", sender_main, g_atomic_rc_box_acquire (state));
+  self->reader = g_thread_new ("sluice-redis-re", reader_main, g_atomic_rc_box_acquire (state));
   return self;
 }
 
