@@ -86,6 +86,30 @@ redisReply *sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError
 /* The next reply of a pipeline, errors as sluice_redis_command (). */
 redisReply *sluice_redis_get_reply (redisContext *c, GError **error);
 
+/* Connections driven by poll () (one thread, several connections): after
+ * connecting (blocking), a connection is made non-blocking; hiredis then
+ * writes what it can (sluice_redis_flush ()), reads what is there
+ * (sluice_redis_read_some ()), and replies are taken from what was read
+ * (sluice_redis_take_reply ()). The thread must block SIGPIPE. */
+void sluice_redis_set_nonblocking (redisContext *c, gboolean nonblocking);
+/* Writes what it can of the pipeline of @c: FALSE with @error set when the
+ * connection is lost. */
+gboolean sluice_redis_flush (redisContext *c, GError **error);
+/* Whether @c has commands not yet written. */
+gboolean sluice_redis_has_output (redisContext *c);
+/* Reads what has come, up to about 1 MiB: FALSE with @error set when the
+ * connection is lost. */
+gboolean sluice_redis_read_some (redisContext *c, GError **error);
+
+typedef enum
+{
+  SLUICE_REDIS_TAKE_NONE,    /* no complete reply read yet */
+  SLUICE_REDIS_TAKE_REPLY,   /* *reply (transfer full) */
+  SLUICE_REDIS_TAKE_REFUSED, /* an error reply, in *error */
+  SLUICE_REDIS_TAKE_BROKEN,  /* a protocol error: the connection is lost (*error) */
+} SluiceRedisTake;
+SluiceRedisTake sluice_redis_take_reply (redisContext *c, redisReply **reply, GError **error);
+
 /* Sets @args (initialised by this function) to read up to 256 entries of
  * @stream after @last_id, blocking up to @block_ms. */
 void sluice_redis_args_init_xread (SluiceRedisArgs *args,

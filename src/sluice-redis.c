@@ -14,6 +14,7 @@
 #include "sluice-redis-private.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -346,6 +347,87 @@ sluice_redis_get_reply (redisContext *c, GError **error)
       return NULL;
     }
   return reply;
+}
+
+void
+sluice_redis_set_nonblocking (redisContext *c, gboolean nonblocking)
+{
+  int flags = fcntl (c->fd, F_GETFL);
+
+  if (flags != -1)
+    fcntl (c->fd, F_SETFL, nonblocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+  /* hiredis takes EAGAIN for "later" only without REDIS_BLOCK. */
+  if (nonblocking)
+    c->flags &= ~REDIS_BLOCK;
+  else
+    c->flags |= REDIS_BLOCK;
+}
+
+gboolean
+sluice_redis_has_output (redisContext *c)
+{
+  return c->obuf != NULL && sdslen (c->obuf) > 0;
+}
+
+gboolean
+sluice_redis_flush (redisContext *c, GError **error)
+{
+  int done = 0;
+
+  if (!sluice_redis_has_output (c))
+    return TRUE;
+  if (redisBufferWrite (c, &done) != REDIS_OK)
+    {
+      set_context_error (c, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Reads of hiredis's 16 KiB in one sluice_redis_read_some () at most. */
+#define MAX_READS 64
+
+gboolean
+sluice_redis_read_some (redisContext *c, GError **error)
+{
+  for (guint i = 0; i < MAX_READS; i++)
+    {
+      size_t before = c->reader->len;
+
+      if (redisBufferRead (c) != REDIS_OK)
+        {
+          set_context_error (c, error);
+          return FALSE;
+        }
+      /* Nothing more for now (EAGAIN). */
+      if (c->reader->len == before)
+        break;
+    }
+  return TRUE;
+}
+
+SluiceRedisTake
+sluice_redis_take_reply (redisContext *c, redisReply **reply, GError **error)
+{
+  void *taken = NULL;
+
+  *reply = NULL;
+  if (redisGetReplyFromReader (c, &taken) != REDIS_OK)
+    {
+      set_context_error (c, error);
+      return SLUICE_REDIS_TAKE_BROKEN;
+    }
+  if (taken == NULL)
+    return SLUICE_REDIS_TAKE_NONE;
+  if (((redisReply *) taken)->type == REDIS_REPLY_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Redis: %s"),
+                   ((redisReply *) taken)->str);
+      freeReplyObject (taken);
+      return SLUICE_REDIS_TAKE_REFUSED;
+    }
+  *reply = taken;
+  return SLUICE_REDIS_TAKE_REPLY;
 }
 
 redisReply *
