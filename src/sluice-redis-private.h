@@ -20,6 +20,20 @@ G_BEGIN_DECLS
 #define SLUICE_REDIS_CONTROL_STREAM "sluice:control"
 #define SLUICE_REDIS_CONTROL_MAXLEN "1000"
 
+/* The protocol version of the entries (doc/remote-workers.md), with
+ * one-letter field names. A call: `v` (this version), `i`
+ * (CLIENT-ID:SEQUENCE), `f` (the function), `t` and `a` (the arguments'
+ * type and data), `n` (the attempt); it is answered on the reply stream
+ * sluice:replies:CLIENT-ID. An answer: `i` (the SEQUENCE), `w` (the remote
+ * worker), `d` (the deliveries, when more than 1), then `t` and `r` (the
+ * result's type and data) or `e`, `c` and `m` (the error's domain, code
+ * and message). Version 1 (session 9 and before) had no `v` and long
+ * names (`id`, `fn`, `type`, `value`, `reply`, `attempt`; answers `id`,
+ * `worker`, `deliveries`, `type`, `value` or `domain`, `code`,
+ * `message`): a remote worker answers such an entry with an error, in
+ * version 1's names. */
+#define SLUICE_REDIS_PROTOCOL "2"
+
 /* Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
  * `unix:PATH`. */
 typedef struct
@@ -122,6 +136,8 @@ redisReply *sluice_redis_xread_entries (redisReply *reply);
 
 /* The stream of @series (NULL or "" for the default series). */
 char *sluice_redis_calls_stream (const char *series);
+/* The reply stream of the call @call_id (CLIENT-ID:SEQUENCE), or NULL. */
+char *sluice_redis_reply_stream (const char *call_id);
 
 /* A stream entry ([id, [field, value, ...]]): its fields, by name, as
  * redisReply strings (not owned), or NULL if it is not an entry. */
@@ -130,7 +146,10 @@ const char *sluice_redis_field (GHashTable *fields, const char *name, gsize *len
 
 /* Values cross as their type string and serialised data, little endian
  * whatever the machine. */
-void sluice_redis_args_add_value (SluiceRedisArgs *args, GVariant *value);
+void sluice_redis_args_add_value (SluiceRedisArgs *args,
+                                  const char *type_field,
+                                  const char *value_field,
+                                  GVariant *value);
 /* The value of the "type" and "value" fields; NULL with @error set if
  * they are missing or not a definite type. Transfer full, not floating. */
 GVariant *sluice_redis_fields_get_value (GHashTable *fields,
@@ -138,8 +157,9 @@ GVariant *sluice_redis_fields_get_value (GHashTable *fields,
                                          const char *value_field,
                                          GError **error);
 
-/* Errors cross as their domain (the quark's string), code and message. */
-void sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error);
+/* Errors cross as their domain (the quark's string), code and message
+ * (`e`, `c`, `m`; with @version1, `domain`, `code`, `message`). */
+void sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error, gboolean version1);
 GError *sluice_redis_fields_get_error (GHashTable *fields);
 
 G_END_DECLS

@@ -67,7 +67,8 @@ typedef struct
   char *name;
   char *reply; /* nullable: malformed */
   GVariant *args;
-  GError *error; /* nullable: answer this instead of calling */
+  GError *error;     /* nullable: answer this instead of calling */
+  gboolean version1; /* an entry of version 1: answered in its names */
   guint64 deliveries;
   GVariant *result;          /* (nullable) once run */
   GCancellable *cancellable; /* the function's: a cancel entry for its call */
@@ -137,16 +138,28 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
       sluice_redis_args_add (&args, "XADD");
       sluice_redis_args_add (&args, job->reply);
       sluice_redis_args_add (&args, "*");
-      sluice_redis_args_add (&args, "id");
-      sluice_redis_args_add (&args, job->call_id);
-      sluice_redis_args_add (&args, "worker");
-      sluice_redis_args_add (&args, serve->consumer);
-      sluice_redis_args_add (&args, "deliveries");
-      sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
-      if (job->error == NULL)
-        sluice_redis_args_add_value (&args, job->result);
+      if (job->version1)
+        {
+          sluice_redis_args_add (&args, "id");
+          sluice_redis_args_add (&args, job->call_id);
+        }
       else
-        sluice_redis_args_add_error (&args, job->error);
+        {
+          /* The reply stream is the caller's: the sequence is enough. */
+          sluice_redis_args_add (&args, "i");
+          sluice_redis_args_add (&args, strrchr (job->call_id, ':') + 1);
+          sluice_redis_args_add (&args, "w");
+          sluice_redis_args_add (&args, serve->consumer);
+          if (job->deliveries > 1)
+            {
+              sluice_redis_args_add (&args, "d");
+              sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
+            }
+        }
+      if (job->error == NULL)
+        sluice_redis_args_add_value (&args, "t", "r", job->result);
+      else
+        sluice_redis_args_add_error (&args, job->error, job->version1);
       ok = sluice_redis_args_append (&args, serve->out, error);
       n += ok;
     }
@@ -428,6 +441,7 @@ static Job *
 job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries)
 {
   GHashTable *fields = sluice_redis_entry_fields (entry);
+  const char *version;
   Job *job;
 
   if (fields == NULL)
@@ -436,22 +450,45 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
   job->stream = g_strdup (stream);
   job->entry_id = g_strdup (entry->element[0]->str);
   job->key = g_strconcat (stream, " ", job->entry_id, NULL);
-  job->call_id = g_strdup (sluice_redis_field (fields, "id", NULL));
-  job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
-  job->name = g_strdup (sluice_redis_field (fields, "fn", NULL));
   job->deliveries = deliveries;
   job->cancellable = g_cancellable_new ();
-  if (job->call_id == NULL || job->reply == NULL || job->name == NULL)
+  version = sluice_redis_field (fields, "v", NULL);
+  if (version == NULL && sluice_redis_field (fields, "id", NULL) != NULL)
+    {
+      /* Version 1 (no "v"): answered with an error, in its names. */
+      job->version1 = TRUE;
+      job->call_id = g_strdup (sluice_redis_field (fields, "id", NULL));
+      job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
+      job->error =
+          g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                       _ ("The call came in version 1 of the Redis entries, this worker reads "
+                          "version %s: update the producer’s Sluice"),
+                       SLUICE_REDIS_PROTOCOL);
+    }
+  else
+    {
+      job->call_id = g_strdup (sluice_redis_field (fields, "i", NULL));
+      job->reply = job->call_id != NULL ? sluice_redis_reply_stream (job->call_id) : NULL;
+      job->name = g_strdup (sluice_redis_field (fields, "f", NULL));
+    }
+  if (job->error != NULL)
+    g_message ("Entry %s in %s of version 1, answered with an error", job->entry_id, stream);
+  else if (version != NULL && strcmp (version, SLUICE_REDIS_PROTOCOL) != 0)
+    job->error =
+        g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                     _ ("The call came in version %s of the Redis entries, this worker reads "
+                        "version %s"),
+                     version, SLUICE_REDIS_PROTOCOL);
+  else if (job->reply == NULL || job->name == NULL)
     job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
-                              _ ("Malformed stream entry: no “%s”, “%s” or “%s” field"), "id", "fn",
-                              "reply");
+                              _ ("Malformed stream entry: no “%s” or “%s” field"), "i", "f");
   else if (deliveries > serve->max_deliveries)
     job->error =
         g_error_new (SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST,
                      _ ("The call was delivered %u times without an answer: its workers were lost"),
                      (guint) deliveries);
   else
-    job->args = sluice_redis_fields_get_value (fields, "type", "value", &job->error);
+    job->args = sluice_redis_fields_get_value (fields, "t", "a", &job->error);
   g_hash_table_unref (fields);
 
   if (job->call_id == NULL || job->reply == NULL)

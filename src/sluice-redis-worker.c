@@ -852,13 +852,13 @@ append_send (Io *io, gboolean send, SluiceWorkerTask *task, GError **error)
   sluice_redis_args_add (&args, "XADD");
   sluice_redis_args_add (&args, flight->stream);
   sluice_redis_args_add (&args, "*");
-  sluice_redis_args_add (&args, "id");
+  sluice_redis_args_add (&args, "v");
+  sluice_redis_args_add (&args, SLUICE_REDIS_PROTOCOL);
+  sluice_redis_args_add (&args, "i");
   sluice_redis_args_add (&args, flight->id);
-  sluice_redis_args_add (&args, "fn");
+  sluice_redis_args_add (&args, "f");
   sluice_redis_args_add (&args, sluice_worker_task_get_name (task));
-  sluice_redis_args_add_value (&args, sluice_worker_task_get_args (task));
-  sluice_redis_args_add (&args, "reply");
-  sluice_redis_args_add (&args, state->reply_stream);
+  sluice_redis_args_add_value (&args, "t", "a", sluice_worker_task_get_args (task));
 
   g_mutex_lock (&state->mutex);
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
@@ -868,7 +868,7 @@ append_send (Io *io, gboolean send, SluiceWorkerTask *task, GError **error)
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
-  sluice_redis_args_add (&args, "attempt");
+  sluice_redis_args_add (&args, "n");
   sluice_redis_args_add_printf (&args, "%u", attempt);
   if (!send)
     {
@@ -975,9 +975,9 @@ take_answers (Io *io, redisReply *entries)
     {
       redisReply *entry = entries->element[i];
       GHashTable *fields = sluice_redis_entry_fields (entry);
-      const char *id = fields != NULL ? sluice_redis_field (fields, "id", NULL) : NULL;
-      const char *deliveries =
-          fields != NULL ? sluice_redis_field (fields, "deliveries", NULL) : NULL;
+      const char *seq = fields != NULL ? sluice_redis_field (fields, "i", NULL) : NULL;
+      const char *deliveries = fields != NULL ? sluice_redis_field (fields, "d", NULL) : NULL;
+      char *id = seq != NULL ? g_strconcat (state->client_id, ":", seq, NULL) : NULL;
       Flight *flight = NULL;
       GError *error = NULL;
       GVariant *value = NULL;
@@ -992,21 +992,22 @@ take_answers (Io *io, redisReply *entries)
       g_mutex_lock (&state->mutex);
       if (id != NULL && steal_flight (state, id, &flight))
         {
-          guint64 seq = sluice_worker_task_get_sequence (flight->task);
+          guint64 sequence = sluice_worker_task_get_sequence (flight->task);
 
           state->n_results++;
           if (deliveries != NULL && g_ascii_strtoull (deliveries, NULL, 10) > 1)
             state->n_redelivered++;
-          g_hash_table_remove (state->attempts, &seq);
+          g_hash_table_remove (state->attempts, &sequence);
         }
       else
         state->n_duplicates++;
       g_mutex_unlock (&state->mutex);
 
+      g_free (id);
       if (flight != NULL)
         {
-          if (sluice_redis_field (fields, "type", NULL) != NULL)
-            value = sluice_redis_fields_get_value (fields, "type", "value", &error);
+          if (sluice_redis_field (fields, "t", NULL) != NULL)
+            value = sluice_redis_fields_get_value (fields, "t", "r", &error);
           else
             error = sluice_redis_fields_get_error (fields);
           g_ptr_array_add (flights, flight);

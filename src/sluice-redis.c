@@ -473,6 +473,16 @@ sluice_redis_calls_stream (const char *series)
   return g_strconcat (SLUICE_REDIS_CALLS_PREFIX ":", series, NULL);
 }
 
+char *
+sluice_redis_reply_stream (const char *call_id)
+{
+  const char *colon = strrchr (call_id, ':');
+
+  if (colon == NULL || colon == call_id)
+    return NULL;
+  return g_strdup_printf ("%s%.*s", SLUICE_REDIS_REPLIES_PREFIX, (int) (colon - call_id), call_id);
+}
+
 GHashTable *
 sluice_redis_entry_fields (redisReply *entry)
 {
@@ -504,14 +514,17 @@ sluice_redis_field (GHashTable *fields, const char *name, gsize *len)
 }
 
 void
-sluice_redis_args_add_value (SluiceRedisArgs *args, GVariant *value)
+sluice_redis_args_add_value (SluiceRedisArgs *args,
+                             const char *type_field,
+                             const char *value_field,
+                             GVariant *value)
 {
   GVariant *wire =
       G_BYTE_ORDER == G_LITTLE_ENDIAN ? g_variant_ref (value) : g_variant_byteswap (value);
 
-  sluice_redis_args_add (args, "type");
+  sluice_redis_args_add (args, type_field);
   sluice_redis_args_add (args, g_variant_get_type_string (wire));
-  sluice_redis_args_add (args, "value");
+  sluice_redis_args_add (args, value_field);
   sluice_redis_args_add_len (args, g_variant_get_data (wire), g_variant_get_size (wire));
   g_variant_unref (wire);
 }
@@ -556,22 +569,22 @@ sluice_redis_fields_get_value (GHashTable *fields,
 }
 
 void
-sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error)
+sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error, gboolean version1)
 {
-  sluice_redis_args_add (args, "domain");
+  sluice_redis_args_add (args, version1 ? "domain" : "e");
   sluice_redis_args_add (args, g_quark_to_string (error->domain));
-  sluice_redis_args_add (args, "code");
+  sluice_redis_args_add (args, version1 ? "code" : "c");
   sluice_redis_args_add_printf (args, "%d", error->code);
-  sluice_redis_args_add (args, "message");
+  sluice_redis_args_add (args, version1 ? "message" : "m");
   sluice_redis_args_add (args, error->message);
 }
 
 GError *
 sluice_redis_fields_get_error (GHashTable *fields)
 {
-  const char *domain = sluice_redis_field (fields, "domain", NULL);
-  const char *code = sluice_redis_field (fields, "code", NULL);
-  const char *message = sluice_redis_field (fields, "message", NULL);
+  const char *domain = sluice_redis_field (fields, "e", NULL);
+  const char *code = sluice_redis_field (fields, "c", NULL);
+  const char *message = sluice_redis_field (fields, "m", NULL);
 
   if (domain == NULL || code == NULL || domain[0] == '\0')
     return g_error_new (SLUICE_ERROR, SLUICE_ERROR_FAILED,

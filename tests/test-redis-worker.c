@@ -896,49 +896,79 @@ test_redis_restart_info_denied (void)
   server_stop (server);
 }
 
+/* The value of @field in the stream entry @entry ([id, [field, value,
+ * ...]]), or NULL. */
+static const char *
+entry_field (redisReply *entry, const char *field)
+{
+  redisReply *kv = entry->element[1];
+
+  for (size_t i = 0; i + 1 < kv->elements; i += 2)
+    if (strcmp (kv->element[i]->str, field) == 0)
+      return kv->element[i + 1]->str;
+  return NULL;
+}
+
+/* Waits for the first entry of @stream (transfer full: the XRANGE reply). */
+static redisReply *
+first_entry (Server *server, const char *stream)
+{
+  gint64 deadline = deadline_from_now ();
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      redisReply *reply = redisCommand (server->c, "XRANGE %s - + COUNT 1", stream);
+
+      g_assert_nonnull (reply);
+      if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1)
+        return reply;
+      freeReplyObject (reply);
+      g_usleep (5000);
+    }
+  g_assert_not_reached ();
+}
+
 /* Malformed entries are answered with an error (when they name a reply
- * stream) or acknowledged, and the worker keeps going. */
+ * stream) or acknowledged, and the worker keeps going. An entry of
+ * version 1 of the protocol (long field names, no "v") is answered with an
+ * error that says so, in version 1's names (what such a producer reads);
+ * one of an unknown version likewise, in this version's. */
 static void
 test_malformed_entries (void)
 {
   Server *server = server_start (NULL);
   Remote *a;
   redisReply *reply;
-  gint64 deadline;
-  gboolean answered = FALSE;
 
   if (server == NULL)
     return;
   a = remote_start (server, "a");
   freeReplyObject (redisCommand (server->c, "XADD sluice:calls * garbage yes"));
-  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * id t:1 fn square reply "
-                                            "test:replies type ((( value x"));
-  deadline = deadline_from_now ();
-  while (!answered && g_get_monotonic_time () < deadline)
-    {
-      reply = redisCommand (server->c, "XRANGE test:replies - +");
-      g_assert_nonnull (reply);
-      if (reply->elements == 1)
-        {
-          redisReply *kv = reply->element[0]->element[1];
-          const char *domain = NULL, *code = NULL;
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 2 i t:1 f square t ((( a x"));
+  reply = first_entry (server, "sluice:replies:t");
+  g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "1");
+  g_assert_cmpstr (entry_field (reply->element[0], "e"), ==, g_quark_to_string (SLUICE_ERROR));
+  g_assert_cmpint (atoi (entry_field (reply->element[0], "c")), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "not a definite type"));
+  freeReplyObject (reply);
 
-          for (size_t i = 0; i + 1 < kv->elements; i += 2)
-            {
-              if (strcmp (kv->element[i]->str, "domain") == 0)
-                domain = kv->element[i + 1]->str;
-              if (strcmp (kv->element[i]->str, "code") == 0)
-                code = kv->element[i + 1]->str;
-            }
-          g_assert_cmpstr (domain, ==, g_quark_to_string (SLUICE_ERROR));
-          g_assert_cmpint (atoi (code), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
-          answered = TRUE;
-        }
-      freeReplyObject (reply);
-      g_usleep (5000);
-    }
-  g_assert_true (answered);
-  /* Both acknowledged and deleted. */
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * id old:7 fn square reply "
+                                            "test:replies type (x) value 12345678"));
+  reply = first_entry (server, "test:replies");
+  g_assert_cmpstr (entry_field (reply->element[0], "id"), ==, "old:7");
+  g_assert_cmpstr (entry_field (reply->element[0], "domain"), ==, g_quark_to_string (SLUICE_ERROR));
+  g_assert_cmpint (atoi (entry_field (reply->element[0], "code")), ==,
+                   SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "message"), "version 1"));
+  freeReplyObject (reply);
+
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i new:9 f square"));
+  reply = first_entry (server, "sluice:replies:new");
+  g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "9");
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 3"));
+  freeReplyObject (reply);
+
+  /* All acknowledged and deleted. */
   WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
   remote_stop (a);
   server_stop (server);
