@@ -137,6 +137,10 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XADD");
       sluice_redis_args_add (&args, job->reply);
+      /* Only to a producer that lives (its reply stream expires when it
+       * died); version 1 producers do not make theirs. */
+      if (!job->version1)
+        sluice_redis_args_add (&args, "NOMKSTREAM");
       sluice_redis_args_add (&args, "*");
       if (job->version1)
         {

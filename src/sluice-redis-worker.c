@@ -61,6 +61,7 @@
 #define COMMAND_TIMEOUT_MS 10000
 #define READ_BLOCK_MS 200
 #define DEFAULT_RECONNECT_MS 30000
+#define DEFAULT_REPLY_TTL_MS 60000
 /* Waits before trying again after Redis said it is loading or busy. */
 #define TRANSIENT_WAIT_MS 100
 /* Calls sent in one pipeline at most. */
@@ -107,8 +108,10 @@ struct _State
   gboolean stopping;
   gint64 resume_at;   /* nothing is sent before (Redis was loading, busy) */
   guint reconnect_ms; /* 0: resign when the connection is lost */
-  gboolean failed;    /* the connection was lost for good: resigning */
-  gboolean closed;    /* crashed, resigned or finalized */
+  guint reply_ttl_ms; /* of the reply stream, renewed every third; 0: none */
+  gboolean reply_ttl_changed;
+  gboolean failed; /* the connection was lost for good: resigning */
+  gboolean closed; /* crashed, resigned or finalized */
   GWeakRef worker;
   GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
   guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
@@ -432,6 +435,105 @@ connected_to (State *state, const char *run_id, gboolean first, gboolean sending
   give_back (state, tasks);
 }
 
+/* Appends to @c the commands that make the reply stream (empty: an entry
+ * trimmed at once) and give it its time to live. */
+static gboolean
+append_make_reply_stream (State *state, redisContext *c, guint ttl_ms, GError **error)
+{
+  SluiceRedisArgs args;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XADD");
+  sluice_redis_args_add (&args, state->reply_stream);
+  sluice_redis_args_add (&args, "MAXLEN");
+  sluice_redis_args_add (&args, "0");
+  sluice_redis_args_add (&args, "*");
+  sluice_redis_args_add (&args, "made");
+  sluice_redis_args_add (&args, "1");
+  if (!sluice_redis_args_append (&args, c, error))
+    return FALSE;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "PEXPIRE");
+  sluice_redis_args_add (&args, state->reply_stream);
+  sluice_redis_args_add_printf (&args, "%u", ttl_ms);
+  return sluice_redis_args_append (&args, c, error);
+}
+
+/* Makes the reply stream if Redis does not have it (remote workers answer
+ * only to an existing one: `XADD NOMKSTREAM`, so that the stream of a
+ * producer that died expires for good), with its time to live (blocking,
+ * on the send connection when it connects). *@made tells whether it had
+ * to: answers written meanwhile were dropped. */
+static gboolean
+ensure_reply_stream (State *state, redisContext *c, gboolean *made, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  guint ttl_ms;
+
+  g_mutex_lock (&state->mutex);
+  ttl_ms = state->reply_ttl_ms;
+  state->reply_ttl_changed = FALSE;
+  g_mutex_unlock (&state->mutex);
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "EXISTS");
+  sluice_redis_args_add (&args, state->reply_stream);
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    return FALSE;
+  *made = reply->type == REDIS_REPLY_INTEGER && reply->integer == 0;
+  freeReplyObject (reply);
+  if (*made)
+    {
+      if (!append_make_reply_stream (state, c, ttl_ms > 0 ? ttl_ms : G_MAXINT32, error))
+        return FALSE;
+    }
+  else
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, ttl_ms > 0 ? "PEXPIRE" : "PERSIST");
+      sluice_redis_args_add (&args, state->reply_stream);
+      if (ttl_ms > 0)
+        sluice_redis_args_add_printf (&args, "%u", ttl_ms);
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+    }
+  for (guint i = 0; i < (*made ? 2u : 1u); i++)
+    {
+      reply = sluice_redis_get_reply (c, error);
+      if (reply == NULL)
+        return FALSE;
+      freeReplyObject (reply);
+    }
+  /* Without a time to live: none. */
+  if (*made && ttl_ms == 0)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "PERSIST");
+      sluice_redis_args_add (&args, state->reply_stream);
+      reply = sluice_redis_command (c, &args, error);
+      if (reply == NULL)
+        return FALSE;
+      freeReplyObject (reply);
+    }
+  return TRUE;
+}
+
+/* The reply stream was gone (it expired while the producer could not
+ * renew it, or someone deleted it): the answers to the calls in flight
+ * may have been dropped, so they go back to the queue. */
+static void
+reply_stream_lost (State *state)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&state->mutex);
+  take_in_flight_locked (state, tasks);
+  g_mutex_unlock (&state->mutex);
+  g_debug ("Reply stream %s was gone: %u calls given back", state->reply_stream, tasks->len);
+  give_back (state, tasks);
+}
+
 /* Connects the connection @role ("send" or "read") of the I/O thread (its
  * @first, or again) within @deadline (0: one try), non-blocking once
  * greeted; see connected_to (). */
@@ -446,14 +548,19 @@ connect_role (
                             : sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS, deadline,
                                                       closed_cb, state, error);
       char *run_id = NULL;
+      gboolean send = g_str_equal (role, "send"), made = FALSE;
 
-      if (c != NULL && greet (state, c, role, &run_id, error))
+      if (c != NULL && greet (state, c, role, &run_id, error) &&
+          (!send || ensure_reply_stream (state, c, &made, error)))
         {
-          connected_to (state, run_id, first, g_str_equal (role, "send"), epoch);
+          connected_to (state, run_id, first, send, epoch);
           g_free (run_id);
+          if (made && !first)
+            reply_stream_lost (state);
           sluice_redis_set_nonblocking (c, TRUE);
           return c;
         }
+      g_free (run_id);
       if (c != NULL)
         redisFree (c);
       if (deadline == 0 || g_get_monotonic_time () >= deadline || closed_cb (state))
@@ -589,19 +696,22 @@ typedef struct
   redisContext *send;
   GQueue expected; /* of Expected: the replies awaited on send */
   redisContext *read;
-  gboolean reading;      /* an XREAD is pending on read */
-  gint64 read_resume_us; /* no XREAD before (Redis was loading) */
-  char *last_id;         /* of the last answer read */
-  gboolean trim;         /* answers were read: trim the reply stream */
-  gboolean send_ready;   /* poll () saw something on send */
-  gboolean read_ready;   /* ... on read */
-  GPtrArray *retry;      /* of SluiceWorkerTask (owned): refused for a while */
+  gboolean reading;       /* an XREAD is pending on read */
+  gint64 read_resume_us;  /* no XREAD before (Redis was loading) */
+  char *last_id;          /* of the last answer read */
+  gboolean trim;          /* answers were read: trim the reply stream */
+  gint64 next_renewal_us; /* of the reply stream's time to live */
+  guint reply_ttl_ms;     /* the last one set */
+  gboolean send_ready;    /* poll () saw something on send */
+  gboolean read_ready;    /* ... on read */
+  GPtrArray *retry;       /* of SluiceWorkerTask (owned): refused for a while */
 } Io;
 
 /* A reply awaited on the send connection. */
 typedef struct
 {
-  char *call_id; /* (nullable) of a call's XADD; NULL for other commands */
+  char *call_id;    /* (nullable) of a call's XADD; NULL for other commands */
+  gboolean renewal; /* of the reply stream's time to live */
   gint64 sent_us;
 } Expected;
 
@@ -617,7 +727,7 @@ expected_free (gpointer data)
 static void
 expect (Io *io, const char *call_id)
 {
-  Expected *expected = g_new (Expected, 1);
+  Expected *expected = g_new0 (Expected, 1);
 
   expected->call_id = g_strdup (call_id);
   expected->sent_us = g_get_monotonic_time ();
@@ -723,6 +833,16 @@ take_send_replies (Io *io, GError **error)
           return FALSE;
         default:
           break;
+        }
+      if (((Expected *) g_queue_peek_head (&io->expected))->renewal && reply != NULL &&
+          reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        {
+          /* The reply stream was gone. */
+          if (!append_make_reply_stream (io->state, io->send, io->reply_ttl_ms, error))
+            return FALSE;
+          expect (io, NULL);
+          expect (io, NULL);
+          reply_stream_lost (io->state);
         }
       id = expected_pop (io);
       if (id != NULL)
@@ -921,6 +1041,35 @@ take_to_send_locked (State *state, GPtrArray *tasks, GPtrArray *unwanted)
     }
 }
 
+/* Renews the time to live of the reply stream every third of it (or at
+ * once when it was changed). */
+static gboolean
+renew_reply_stream (Io *io, GError **error)
+{
+  State *state = io->state;
+  gint64 now = g_get_monotonic_time ();
+  SluiceRedisArgs args;
+  gboolean changed;
+
+  g_mutex_lock (&state->mutex);
+  changed = state->reply_ttl_changed;
+  state->reply_ttl_changed = FALSE;
+  io->reply_ttl_ms = state->reply_ttl_ms;
+  g_mutex_unlock (&state->mutex);
+  if (!changed && (io->reply_ttl_ms == 0 || now < io->next_renewal_us))
+    return TRUE;
+  io->next_renewal_us = now + (gint64) io->reply_ttl_ms * G_TIME_SPAN_MILLISECOND / 3;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, io->reply_ttl_ms > 0 ? "PEXPIRE" : "PERSIST");
+  sluice_redis_args_add (&args, state->reply_stream);
+  if (io->reply_ttl_ms > 0)
+    sluice_redis_args_add_printf (&args, "%u", io->reply_ttl_ms);
+  if (!append (io, &args, NULL, error))
+    return FALSE;
+  ((Expected *) g_queue_peek_tail (&io->expected))->renewal = io->reply_ttl_ms > 0;
+  return TRUE;
+}
+
 /* Sends what waits: withdrawals, cancels, calls. FALSE when the send
  * connection is lost. */
 static gboolean
@@ -940,6 +1089,8 @@ send_pending (Io *io, GError **error)
   /* Each in flight, sent or not: a lost connection gives them back. */
   for (guint i = 0; i < tasks->len; i++)
     ok = append_send (io, ok, g_object_ref (tasks->pdata[i]), error) && ok;
+  if (ok)
+    ok = renew_reply_stream (io, error);
   if (ok && io->trim)
     {
       SluiceRedisArgs args;
@@ -1129,6 +1280,8 @@ io_poll (Io *io)
     fds[2].events |= POLLOUT;
   if (!io->reading)
     until = MIN (until, io->read_resume_us);
+  if (io->reply_ttl_ms > 0)
+    until = MIN (until, io->next_renewal_us);
 
   g_mutex_lock (&state->mutex);
   if (!g_queue_is_empty (&io->expected))
@@ -1144,7 +1297,7 @@ io_poll (Io *io)
     }
   if (!g_queue_is_empty (&state->to_send) && now < state->resume_at)
     until = MIN (until, state->resume_at);
-  wait = !has_work_locked (state, now);
+  wait = !has_work_locked (state, now) && !state->reply_ttl_changed;
   state->io_polling = wait;
   g_mutex_unlock (&state->mutex);
   if (!wait)
@@ -1436,6 +1589,7 @@ sluice_redis_worker_init (SluiceRedisWorker *self)
   state->stop_waiters = g_ptr_array_new ();
   state->cancelled = g_ptr_array_new_with_free_func (g_free);
   state->reconnect_ms = DEFAULT_RECONNECT_MS;
+  state->reply_ttl_ms = DEFAULT_REPLY_TTL_MS;
   g_weak_ref_init (&state->worker, self);
   self->state = state;
 }
@@ -1588,5 +1742,33 @@ sluice_redis_worker_set_reconnect_timeout (SluiceRedisWorker *self, guint timeou
 
   g_mutex_lock (&self->state->mutex);
   self->state->reconnect_ms = timeout_ms;
+  g_mutex_unlock (&self->state->mutex);
+}
+
+/**
+ * sluice_redis_worker_set_reply_ttl:
+ * @self: a Redis worker
+ * @ttl_ms: the time to live of its reply stream, in milliseconds; 0 for
+ *   none
+ *
+ * Sets the time to live of the reply stream of @self in Redis (60 seconds
+ * by default), which it renews every third of that while it lives, so
+ * that the stream of a producer that died (and did not delete it) expires.
+ * Remote workers answer only to a reply stream that exists: an answer to a
+ * producer that is gone is dropped. If @self could not renew it in time
+ * (its connection was lost for longer), it makes the stream again and
+ * sends the calls it had in Redis again.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_redis_worker_set_reply_ttl (SluiceRedisWorker *self, guint ttl_ms)
+{
+  g_return_if_fail (SLUICE_IS_REDIS_WORKER (self));
+
+  g_mutex_lock (&self->state->mutex);
+  self->state->reply_ttl_ms = ttl_ms;
+  self->state->reply_ttl_changed = TRUE;
+  wake_io_locked (self->state);
   g_mutex_unlock (&self->state->mutex);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WAIT_UNTIL(cond)                                                                           \
   G_STMT_START                                                                                     \
@@ -943,6 +944,10 @@ test_malformed_entries (void)
   if (server == NULL)
     return;
   a = remote_start (server, "a");
+  /* The reply streams of living producers of version 2 exist (answers
+   * are written only to those). */
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:t MAXLEN 0 * made 1"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:new MAXLEN 0 * made 1"));
   freeReplyObject (redisCommand (server->c, "XADD sluice:calls * garbage yes"));
   freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 2 i t:1 f square t ((( a x"));
   reply = first_entry (server, "sluice:replies:t");
@@ -971,6 +976,135 @@ test_malformed_entries (void)
   /* All acknowledged and deleted. */
   WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
   remote_stop (a);
+  server_stop (server);
+}
+
+/* The time to live of @key in milliseconds (-2: no such key, -1: none). */
+static long long
+server_pttl (Server *server, const char *key)
+{
+  return server_integer (server, "PTTL", key);
+}
+
+/* A reply stream lives while its producer does (its time to live
+ * renewed), and expires once the producer died without deleting it (the
+ * child process leaves with _exit ()); remote workers do not make a reply
+ * stream that is gone (an answer to a dead producer is dropped). */
+static void
+test_reply_ttl (void)
+{
+  Server *server;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  g_autofree char *stream = NULL;
+  redisReply *reply;
+  long long ttl;
+  Remote *remote;
+
+  if (g_test_subprocess ())
+    {
+      /* The producer that dies. */
+      const char *endpoint = g_getenv ("SLUICE_TEST_REDIS_ENDPOINT");
+      redisContext *c = redisConnectUnix (endpoint + strlen ("unix:"));
+      GError *error = NULL;
+
+      g_assert_true (c != NULL && c->err == 0);
+      worker = sluice_redis_worker_new (endpoint, NULL, NULL, 4, &error);
+      g_assert_no_error (error);
+      sluice_redis_worker_set_reply_ttl (worker, 300);
+      stream = g_strconcat ("sluice:replies:", sluice_redis_worker_get_client_id (worker), NULL);
+      for (;;)
+        {
+          reply = redisCommand (c, "PTTL %s", stream);
+          g_assert_nonnull (reply);
+          ttl = reply->integer;
+          freeReplyObject (reply);
+          if (ttl > 0 && ttl <= 300)
+            break;
+          g_usleep (1000);
+        }
+      _exit (0);
+    }
+
+  server = server_start (NULL);
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 4, &worker);
+  stream = g_strconcat ("sluice:replies:", sluice_redis_worker_get_client_id (worker), NULL);
+  /* Made at once, with the default time to live (60 s). */
+  WAIT_UNTIL (server_pttl (server, stream) > 0);
+  g_assert_cmpint (server_pttl (server, stream), <=, 60000);
+  /* Set, then renewed every third of it: it runs down below 2.5 s, then
+   * goes up again. */
+  sluice_redis_worker_set_reply_ttl (worker, 3000);
+  WAIT_UNTIL (server_pttl (server, stream) <= 3000);
+  WAIT_UNTIL (server_pttl (server, stream) < 2500);
+  WAIT_UNTIL (server_pttl (server, stream) >= 2500);
+  g_assert_cmpint (server_pttl (server, stream), <=, 3000);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  /* Deleted when the worker is finalized. */
+  g_assert_cmpint (server_pttl (server, stream), ==, -2);
+
+  /* A producer that died: its stream expires. */
+  g_setenv ("SLUICE_TEST_REDIS_ENDPOINT", server->endpoint, TRUE);
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  reply = redisCommand (server->c, "KEYS sluice:replies:*");
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->elements, ==, 1);
+  g_free (stream);
+  stream = g_strdup (reply->element[0]->str);
+  freeReplyObject (reply);
+  WAIT_UNTIL (server_pttl (server, stream) == -2);
+
+  /* An answer to a reply stream that is gone is dropped (the entry is
+   * acknowledged and deleted all the same). */
+  remote = remote_start (server, "a");
+  freeReplyObject (redisCommand (server->c,
+                                 "XADD sluice:calls:squares * v 2 i gone:1 f square "
+                                 "t (x) a %b",
+                                 "\x03\0\0\0\0\0\0\0", (size_t) 8));
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 0);
+  g_assert_cmpint (server_pttl (server, "sluice:replies:gone"), ==, -2);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* The reply stream vanished while a call was in Redis (deleted here; it
+ * could have expired while the producer was cut off from Redis): the
+ * producer notices when it renews it, makes it again and sends the call
+ * again, which completes once. */
+static void
+test_reply_stream_lost (void)
+{
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  g_autofree char *stream = NULL;
+  Remote *remote;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 4, &worker);
+  sluice_redis_worker_set_reply_ttl (worker, 600);
+  stream = g_strconcat ("sluice:replies:", sluice_redis_worker_get_client_id (worker), NULL);
+  calls = calls_new (1);
+  call (queue, calls, 0, "squares", "square", g_variant_new ("(x)", (gint64) 0));
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 1);
+  freeReplyObject (redisCommand (server->c, "DEL %s", stream));
+  WAIT_UNTIL (stat_of (worker, "sent") == 2);
+  g_assert_cmpint (server_pttl (server, stream), >, 0);
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == 1);
+  check_squares (calls, 1);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, 1);
+
+  calls_free (calls, 1);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
   server_stop (server);
 }
 
@@ -1744,5 +1878,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/redis-busy", test_redis_busy);
   g_test_add_func ("/redis-worker/redis-busy-cancel", test_redis_busy_cancel);
   g_test_add_func ("/redis-worker/attempts-bounded", test_attempts_bounded);
+  g_test_add_func ("/redis-worker/reply-ttl", test_reply_ttl);
+  g_test_add_func ("/redis-worker/reply-stream-lost", test_reply_stream_lost);
   return g_test_run ();
 }
