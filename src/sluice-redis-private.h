@@ -55,6 +55,11 @@ void sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint);
 redisContext *
 sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error);
 
+/* The largest value Redis takes in one command argument
+ * (`proto-max-bulk-len`, CONFIG GET; blocking), or 0 when unknown (CONFIG
+ * denied by an ACL or renamed). Fails only when the connection does. */
+gboolean sluice_redis_max_bulk (redisContext *c, guint64 *max_bulk, GError **error);
+
 /* Whether @c still works after a command failed: FALSE when the
  * connection is lost (an error reply leaves it working). */
 gboolean sluice_redis_connected (redisContext *c);

@@ -40,6 +40,7 @@ typedef struct
   guint max_held;     /* calls read and not answered: threads plus read-ahead */
   guint refill_below; /* read more once fewer than this are unanswered */
   guint answer_batch; /* answers the writer writes without waiting more */
+  guint64 max_bulk;   /* Redis's proto-max-bulk-len, or 0 when unknown */
 
   GMutex mutex;
   GCond cond;       /* the writer's: answers to write, or stop */
@@ -425,6 +426,18 @@ job_run (gpointer data, gpointer user_data)
   if (job->error == NULL && !g_cancellable_set_error_if_cancelled (job->cancellable, &job->error))
     job->result = sluice_function_registry_call (serve->registry, job->name, job->args,
                                                  job->cancellable, &job->error);
+  /* A result Redis would not take (it would close the connection, again
+   * at each try): the call fails instead. */
+  if (job->result != NULL && serve->max_bulk > 0 &&
+      g_variant_get_size (job->result) > serve->max_bulk)
+    {
+      job->error = g_error_new (G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                                _ ("The result of “%s” takes %llu bytes, more than Redis takes in "
+                                   "one value (proto-max-bulk-len %llu)"),
+                                job->name, (unsigned long long) g_variant_get_size (job->result),
+                                (unsigned long long) serve->max_bulk);
+      g_clear_pointer (&job->result, g_variant_unref);
+    }
 
   job->answered_us = g_get_monotonic_time ();
   g_mutex_lock (&serve->mutex);
@@ -829,6 +842,8 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   for (guint i = 0; i < n_streams && local == NULL; i++)
     create_group (c, streams[i], &local);
   serve.control_last_id = local == NULL ? newest_control_id (c, &local) : NULL;
+  if (local == NULL)
+    sluice_redis_max_bulk (c, &serve.max_bulk, &local);
   if (serve.control_last_id == NULL)
     serve.control_last_id = g_strdup ("0-0");
   writer = g_thread_new ("sluice-answer", writer_main, &serve);

@@ -110,8 +110,9 @@ struct _State
   guint reconnect_ms; /* 0: resign when the connection is lost */
   guint reply_ttl_ms; /* of the reply stream, renewed every third; 0: none */
   gboolean reply_ttl_changed;
-  gboolean failed; /* the connection was lost for good: resigning */
-  gboolean closed; /* crashed, resigned or finalized */
+  guint64 max_bulk; /* Redis's proto-max-bulk-len, or 0 when unknown */
+  gboolean failed;  /* the connection was lost for good: resigning */
+  gboolean closed;  /* crashed, resigned or finalized */
   GWeakRef worker;
   GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
   guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
@@ -550,9 +551,18 @@ connect_role (
       char *run_id = NULL;
       gboolean send = g_str_equal (role, "send"), made = FALSE;
 
+      guint64 max_bulk = 0;
+
       if (c != NULL && greet (state, c, role, &run_id, error) &&
-          (!send || ensure_reply_stream (state, c, &made, error)))
+          (!send || (ensure_reply_stream (state, c, &made, error) &&
+                     sluice_redis_max_bulk (c, &max_bulk, error))))
         {
+          if (send)
+            {
+              g_mutex_lock (&state->mutex);
+              state->max_bulk = max_bulk;
+              g_mutex_unlock (&state->mutex);
+            }
           connected_to (state, run_id, first, send, epoch);
           g_free (run_id);
           if (made && !first)
@@ -1070,6 +1080,35 @@ renew_reply_stream (Io *io, GError **error)
   return TRUE;
 }
 
+/* Fails the call of @task if its arguments are larger
+ * than Redis takes in one value (which would make Redis close the
+ * connection, again at each attempt): TRUE then. */
+static gboolean
+fail_if_too_large (State *state, SluiceWorkerTask *task)
+{
+  gsize size = g_variant_get_size (sluice_worker_task_get_args (task));
+  guint64 max_bulk;
+  GError *error;
+
+  g_mutex_lock (&state->mutex);
+  max_bulk = state->max_bulk;
+  if (max_bulk == 0 || size <= max_bulk)
+    {
+      g_mutex_unlock (&state->mutex);
+      return FALSE;
+    }
+  forget_attempts_locked (state, task);
+  g_mutex_unlock (&state->mutex);
+  error = g_error_new (G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                       _ ("The arguments of “%s” take %llu bytes, more than Redis takes in one "
+                          "value (proto-max-bulk-len %llu)"),
+                       sluice_worker_task_get_name (task), (unsigned long long) size,
+                       (unsigned long long) max_bulk);
+  sluice_worker_task_return_error (task, error);
+  g_error_free (error);
+  return TRUE;
+}
+
 /* Sends what waits: withdrawals, cancels, calls. FALSE when the send
  * connection is lost. */
 static gboolean
@@ -1088,7 +1127,8 @@ send_pending (Io *io, GError **error)
   ok = withdraw (io, error);
   /* Each in flight, sent or not: a lost connection gives them back. */
   for (guint i = 0; i < tasks->len; i++)
-    ok = append_send (io, ok, g_object_ref (tasks->pdata[i]), error) && ok;
+    if (!fail_if_too_large (state, tasks->pdata[i]))
+      ok = append_send (io, ok, g_object_ref (tasks->pdata[i]), error) && ok;
   if (ok)
     ok = renew_reply_stream (io, error);
   if (ok && io->trim)

@@ -181,6 +181,37 @@ sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GEr
 }
 
 gboolean
+sluice_redis_max_bulk (redisContext *c, guint64 *max_bulk, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  GError *local = NULL;
+
+  *max_bulk = 0;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "CONFIG");
+  sluice_redis_args_add (&args, "GET");
+  sluice_redis_args_add (&args, "proto-max-bulk-len");
+  reply = sluice_redis_command (c, &args, &local);
+  if (reply == NULL)
+    {
+      if (!sluice_redis_connected (c))
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+      g_error_free (local);
+      return TRUE;
+    }
+  /* [name, value] */
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[1]->type == REDIS_REPLY_STRING)
+    *max_bulk = g_ascii_strtoull (reply->element[1]->str, NULL, 10);
+  freeReplyObject (reply);
+  return TRUE;
+}
+
+gboolean
 sluice_redis_connected (redisContext *c)
 {
   return c != NULL && c->err == 0;

@@ -276,6 +276,19 @@ gated_square (GVariant *args, GCancellable *cancellable, gpointer data, GError *
   return g_variant_new ("(x)", x * x);
 }
 
+/* "zeros" (u) -> (ay): that many zero bytes. */
+static GVariant *
+zeros (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  guint32 n;
+  gpointer bytes;
+
+  g_variant_get (args, "(u)", &n);
+  bytes = g_malloc0 (n);
+  return g_variant_new (
+      "(@ay)", g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, bytes, n, TRUE, g_free, bytes));
+}
+
 static gpointer
 remote_main (gpointer data)
 {
@@ -286,6 +299,7 @@ remote_main (gpointer data)
   g_assert_true (sluice_worker_module_init (service, NULL));
   sluice_worker_service_register (service, "count-cancel", NULL, count_cancel, NULL, NULL);
   sluice_worker_service_register (service, "gated-square", "(x)", gated_square, NULL, NULL);
+  sluice_worker_service_register (service, "zeros", "(u)", zeros, NULL, NULL);
   remote->ok =
       sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
                                          0, 0, remote->cancellable, &remote->error);
@@ -1023,6 +1037,8 @@ test_reply_ttl (void)
             break;
           g_usleep (1000);
         }
+      /* For the parent, which may come after the stream expired. */
+      freeReplyObject (redisCommand (c, "SET test:dead-stream %s", stream));
       _exit (0);
     }
 
@@ -1050,11 +1066,11 @@ test_reply_ttl (void)
   g_setenv ("SLUICE_TEST_REDIS_ENDPOINT", server->endpoint, TRUE);
   g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_passed ();
-  reply = redisCommand (server->c, "KEYS sluice:replies:*");
+  reply = redisCommand (server->c, "GET test:dead-stream");
   g_assert_nonnull (reply);
-  g_assert_cmpint (reply->elements, ==, 1);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_STRING);
   g_free (stream);
-  stream = g_strdup (reply->element[0]->str);
+  stream = g_strdup (reply->str);
   freeReplyObject (reply);
   WAIT_UNTIL (server_pttl (server, stream) == -2);
 
@@ -1095,7 +1111,7 @@ test_reply_stream_lost (void)
   WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 1);
   freeReplyObject (redisCommand (server->c, "DEL %s", stream));
   WAIT_UNTIL (stat_of (worker, "sent") == 2);
-  g_assert_cmpint (server_pttl (server, stream), >, 0);
+  WAIT_UNTIL (server_pttl (server, stream) > 0);
   remote = remote_start (server, "a");
   WAIT_UNTIL (calls->n_done == 1);
   check_squares (calls, 1);
@@ -1105,6 +1121,72 @@ test_reply_stream_lost (void)
   queue_shutdown (queue);
   g_object_unref (worker);
   remote_stop (remote);
+  server_stop (server);
+}
+
+/* A call of @n_bytes of arguments (of "square", which fails on them if
+ * they reach it), and a call of "zeros" with a result of @n_zeros bytes,
+ * through @server; @calls gets their outcomes. */
+static void
+big_calls (Server *server, guint n_bytes, guint n_zeros, Calls *calls)
+{
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue = producer_new (server, "squares", 4, &worker);
+  Remote *remote = remote_start (server, "a");
+  g_autofree guint8 *bytes = g_malloc0 (n_bytes);
+
+  call (
+      queue, calls, 0, "squares", "square",
+      g_variant_new ("(@ay)", g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, n_bytes, 1)));
+  call (queue, calls, 1, "squares", "zeros", g_variant_new ("(u)", n_zeros));
+  call (queue, calls, 2, "squares", "square", g_variant_new ("(x)", (gint64) 3));
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 0);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+}
+
+/* A Redis that takes at most 1 MiB in one value (proto-max-bulk-len):
+ * a call whose arguments are larger fails at once (sent, Redis would
+ * close the connection, again at each attempt), and so does one whose
+ * result is larger (the remote worker checks); smaller calls go through.
+ * Where CONFIG is denied (an ACL) the limit is unknown: nothing is
+ * checked, calls within the limit work as before. */
+static void
+test_max_bulk (void)
+{
+  const char *small[] = { "--proto-max-bulk-len", "1mb", NULL };
+  const char *denied[] = {
+    "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config", NULL
+  };
+  Server *server = server_start_full (NULL, FALSE, small);
+  Calls *calls;
+  gint64 v;
+
+  if (server == NULL)
+    return;
+  calls = calls_new (3);
+  big_calls (server, 2 << 20, 2 << 20, calls);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_nonnull (strstr (calls->errors[0]->message, "proto-max-bulk-len 1048576"));
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_nonnull (strstr (calls->errors[1]->message, "“zeros”"));
+  g_assert_no_error (calls->errors[2]);
+  g_variant_get (calls->results[2], "(x)", &v);
+  g_assert_cmpint (v, ==, 9);
+  calls_free (calls, 3);
+  server_stop (server);
+
+  server = server_start_full (NULL, FALSE, denied);
+  calls = calls_new (3);
+  big_calls (server, 1000, 1000, calls);
+  /* Through to the remote function, which wants an "(x)". */
+  g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_no_error (calls->errors[1]);
+  g_assert_cmpuint (g_variant_get_size (calls->results[1]), ==, 1000);
+  g_assert_no_error (calls->errors[2]);
+  calls_free (calls, 3);
   server_stop (server);
 }
 
@@ -1880,5 +1962,6 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/attempts-bounded", test_attempts_bounded);
   g_test_add_func ("/redis-worker/reply-ttl", test_reply_ttl);
   g_test_add_func ("/redis-worker/reply-stream-lost", test_reply_stream_lost);
+  g_test_add_func ("/redis-worker/max-bulk", test_max_bulk);
   return g_test_run ();
 }
