@@ -1857,8 +1857,10 @@ gzip_fails (const char *const *args, char **err)
 
 /* sluice-gzip --redis fails, naming the endpoint, and leaves no output:
  * when Redis goes away in the middle of a file (its worker resigns once
- * it cannot connect again: no hang waiting for a worker), when Redis is
- * not there at the start, and with blocks too large for a Redis value. */
+ * it cannot connect again within --redis-reconnect-timeout, 0.5 s here:
+ * no hang waiting for a worker), when Redis is not there at the start,
+ * with blocks too large for a Redis value, and with a negative reconnect
+ * timeout. */
 typedef struct
 {
   Server *server;
@@ -1872,7 +1874,9 @@ lost_gzip_main (gpointer data)
 {
   LostGzip *lost = data;
   g_autofree char *redis = g_strconcat ("--redis=", lost->server->endpoint, NULL);
-  const char *args[] = { redis, "-b", "32", "-k", lost->path, NULL };
+  const char *args[] = {
+    redis, "--redis-reconnect-timeout=0.5", "-b", "32", "-k", lost->path, NULL
+  };
 
   lost->status = gzip_fails (args, &lost->err);
   return NULL;
@@ -1920,10 +1924,14 @@ test_gzip_redis_lost (void)
   redis = g_strconcat ("--redis=", server->endpoint, NULL);
   {
     const char *too_large[] = { redis, "-b", "524288", "-k", lost.path, NULL };
+    const char *negative[] = { redis, "--redis-reconnect-timeout=-1", "-k", lost.path, NULL };
 
     g_assert_cmpint (gzip_fails (too_large, &err), ==, 1);
     g_assert_nonnull (strstr (err, "Redis"));
     g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+    g_clear_pointer (&err, g_free);
+    g_assert_cmpint (gzip_fails (negative, &err), ==, 1);
+    g_assert_nonnull (strstr (err, "--redis-reconnect-timeout"));
   }
 
   g_remove (lost.path);
