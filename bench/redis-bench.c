@@ -16,6 +16,12 @@
  * answers, acknowledgements, reads) and the CPU time per call of this
  * process (producer and remote workers) plus redis-server (INFO cpu): a
  * figure that depends less on how loaded the machine is than calls/s.
+ * It splits that CPU time between the producer (the main thread and the
+ * Redis worker's threads), the remote workers (their serving, answering,
+ * control and pool threads) and redis-server, from each thread's
+ * /proc/self/task/TID/schedstat (run time in ns and times scheduled in),
+ * and counts the context switches per call of this process
+ * (getrusage: voluntary and involuntary).
  */
 
 #include <sluice/sluice.h>
@@ -24,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 /* doc/examples/worker-module.c, linked in: "busy" (u) keeps a core busy
  * that many microseconds. */
@@ -57,13 +64,103 @@ remote_main (gpointer data)
 static guint n_done;
 
 /* What one row measured. */
+/* Where a thread's time counts: the producer's main thread, the Redis
+ * worker's threads ("sluice-redis-io", or "sluice-redis-send" and "-read"
+ * before session 10), and the remote workers' serving loops ("remote",
+ * reading calls), pool threads (running them), answer writers and control
+ * readers. */
+typedef enum
+{
+  ROLE_MAIN,
+  ROLE_REDIS_WORKER,
+  ROLE_REMOTE_READ,
+  ROLE_REMOTE_POOL,
+  ROLE_REMOTE_ANSWER,
+  ROLE_REMOTE_OTHER,
+  N_ROLES
+} Role;
+
+static const char *const role_names[N_ROLES] = {
+  "producer main", "producer redis", "remote read", "remote run", "remote answer", "remote other",
+};
+
 typedef struct
 {
   double rate;              /* calls/s */
   double bytes_per_call;    /* on the wire, through Redis */
   double cpu_us_per_call;   /* this process and redis-server */
   double redis_us_per_call; /* of which redis-server */
+  double switches_per_call; /* context switches of this process */
+  double us_per_call[N_ROLES];
+  double runs_per_call[N_ROLES]; /* times its threads were scheduled in */
 } Row;
+
+static Role
+thread_role (const char *tid, const char *comm)
+{
+  if (atoi (tid) == getpid ())
+    return ROLE_MAIN;
+  if (g_str_has_prefix (comm, "sluice-redis-io") || g_str_has_prefix (comm, "sluice-redis-se") ||
+      g_str_has_prefix (comm, "sluice-redis-re"))
+    return ROLE_REDIS_WORKER;
+  if (g_str_has_prefix (comm, "remote"))
+    return ROLE_REMOTE_READ;
+  if (g_str_has_prefix (comm, "pool"))
+    return ROLE_REMOTE_POOL;
+  if (g_str_has_prefix (comm, "sluice-answer"))
+    return ROLE_REMOTE_ANSWER;
+  return ROLE_REMOTE_OTHER;
+}
+
+/* Run time (ns) and times scheduled in of each thread of this process,
+ * summed by role, minus what @before (tid -> guint64[2], nullable) had;
+ * @now (nullable) gets the figures of each thread. */
+static void
+thread_times (GHashTable *before, GHashTable *now, double ns[N_ROLES], double runs[N_ROLES])
+{
+  GDir *dir = g_dir_open ("/proc/self/task", 0, NULL);
+  const char *tid;
+
+  for (guint r = 0; r < N_ROLES; r++)
+    ns[r] = runs[r] = 0;
+  while (dir != NULL && (tid = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *comm_path = g_strdup_printf ("/proc/self/task/%s/comm", tid);
+      g_autofree char *stat_path = g_strdup_printf ("/proc/self/task/%s/schedstat", tid);
+      g_autofree char *comm = NULL, *stat = NULL;
+      guint64 *figures, *old;
+      Role role;
+      char *end;
+
+      if (!g_file_get_contents (comm_path, &comm, NULL, NULL) ||
+          !g_file_get_contents (stat_path, &stat, NULL, NULL))
+        continue;
+      figures = g_new0 (guint64, 2);
+      figures[0] = g_ascii_strtoull (stat, &end, 10);
+      g_ascii_strtoull (end, &end, 10); /* time waiting to run */
+      figures[1] = g_ascii_strtoull (end, NULL, 10);
+      role = thread_role (tid, comm);
+      old = before != NULL ? g_hash_table_lookup (before, GINT_TO_POINTER (atoi (tid))) : NULL;
+      ns[role] += figures[0] - (old != NULL ? old[0] : 0);
+      runs[role] += figures[1] - (old != NULL ? old[1] : 0);
+      if (now != NULL)
+        g_hash_table_insert (now, GINT_TO_POINTER (atoi (tid)), figures);
+      else
+        g_free (figures);
+    }
+  if (dir != NULL)
+    g_dir_close (dir);
+}
+
+/* Context switches of this process so far. */
+static double
+context_switches (void)
+{
+  struct rusage usage;
+
+  getrusage (RUSAGE_SELF, &usage);
+  return (double) usage.ru_nvcsw + usage.ru_nivcsw;
+}
 
 /* A number of INFO's @section, or 0. */
 static double
@@ -131,7 +228,9 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   GThread *threads[MAX_REMOTE];
   GError *error = NULL;
   gint64 start;
-  double bytes, cpu, redis_cpu;
+  double bytes, cpu, redis_cpu, switches;
+  double ns[N_ROLES], runs[N_ROLES];
+  GHashTable *before = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   Row row;
 
   if (n_remote == 0)
@@ -160,6 +259,8 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   bytes = redis_bytes (c);
   cpu = cpu_seconds ();
   redis_cpu = redis_cpu_seconds (c);
+  switches = context_switches ();
+  thread_times (NULL, before, ns, runs);
   start = g_get_monotonic_time ();
   for (guint i = 0; i < n_calls; i++)
     sluice_task_queue_call_async (queue, "bench", "busy", g_variant_new ("(u)", us), 0, 0, NULL,
@@ -170,6 +271,14 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   row.redis_us_per_call = (redis_cpu_seconds (c) - redis_cpu) * 1e6 / n_calls;
   row.cpu_us_per_call = (cpu_seconds () - cpu) * 1e6 / n_calls + row.redis_us_per_call;
   row.bytes_per_call = (redis_bytes (c) - bytes) / n_calls;
+  row.switches_per_call = (context_switches () - switches) / n_calls;
+  thread_times (before, NULL, ns, runs);
+  for (guint r = 0; r < N_ROLES; r++)
+    {
+      row.us_per_call[r] = ns[r] / 1e3 / n_calls;
+      row.runs_per_call[r] = runs[r] / n_calls;
+    }
+  g_hash_table_unref (before);
 
   sluice_task_queue_fire (queue, worker);
   for (guint i = 0; i < n_remote; i++)
@@ -220,6 +329,12 @@ main (int argc, char **argv)
             rows[w].bytes_per_call += row.bytes_per_call / N_ROUNDS;
             rows[w].cpu_us_per_call += row.cpu_us_per_call / N_ROUNDS;
             rows[w].redis_us_per_call += row.redis_us_per_call / N_ROUNDS;
+            rows[w].switches_per_call += row.switches_per_call / N_ROUNDS;
+            for (guint j = 0; j < N_ROLES; j++)
+              {
+                rows[w].us_per_call[j] += row.us_per_call[j] / N_ROUNDS;
+                rows[w].runs_per_call[j] += row.runs_per_call[j] / N_ROUNDS;
+              }
           }
       g_print ("%2u us calls: local process worker %.0f/s, redis 1 worker %.0f/s, "
                "2 workers %.0f/s, %u workers %.0f/s\n",
@@ -229,6 +344,16 @@ main (int argc, char **argv)
                  "(this process + redis-server, of which redis-server %.1f)\n",
                  workers[w], rows[w].bytes_per_call, rows[w].cpu_us_per_call,
                  rows[w].redis_us_per_call);
+      for (guint w = 1; w < N_ROWS; w++)
+        {
+          g_print ("   redis %u worker(s): %.2f context switches/call (this process); "
+                   "CPU us/call (threads scheduled in per call):",
+                   workers[w], rows[w].switches_per_call);
+          for (guint j = 0; j < N_ROLES; j++)
+            g_print ("%s %s %.1f (%.2f)", j == 0 ? "" : ",", role_names[j], rows[w].us_per_call[j],
+                     rows[w].runs_per_call[j]);
+          g_print (", redis-server %.1f\n", rows[w].redis_us_per_call);
+        }
       g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[k], rows[2].rate / rows[1].rate);
       g_print ("RESULT redis_%u_over_1_%uus %.2f\n", MAX_REMOTE, costs[k],
                rows[3].rate / rows[1].rate);

@@ -20,6 +20,20 @@ G_BEGIN_DECLS
 #define SLUICE_REDIS_CONTROL_STREAM "sluice:control"
 #define SLUICE_REDIS_CONTROL_MAXLEN "1000"
 
+/* The protocol version of the entries (doc/remote-workers.md), with
+ * one-letter field names. A call: `v` (this version), `i`
+ * (CLIENT-ID:SEQUENCE), `f` (the function), `t` and `a` (the arguments'
+ * type and data), `n` (the attempt); it is answered on the reply stream
+ * sluice:replies:CLIENT-ID. An answer: `i` (the SEQUENCE), `w` (the remote
+ * worker), `d` (the deliveries, when more than 1), then `t` and `r` (the
+ * result's type and data) or `e`, `c` and `m` (the error's domain, code
+ * and message). Version 1 (session 9 and before) had no `v` and long
+ * names (`id`, `fn`, `type`, `value`, `reply`, `attempt`; answers `id`,
+ * `worker`, `deliveries`, `type`, `value` or `domain`, `code`,
+ * `message`): a remote worker answers such an entry with an error, in
+ * version 1's names. */
+#define SLUICE_REDIS_PROTOCOL "2"
+
 /* Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
  * `unix:PATH`. */
 typedef struct
@@ -40,6 +54,11 @@ void sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint);
  * @error set. Commands time out after @timeout_ms. */
 redisContext *
 sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error);
+
+/* The largest value Redis takes in one command argument
+ * (`proto-max-bulk-len`, CONFIG GET; blocking), or 0 when unknown (CONFIG
+ * denied by an ACL or renamed). Fails only when the connection does. */
+gboolean sluice_redis_max_bulk (redisContext *c, guint64 *max_bulk, GError **error);
 
 /* Whether @c still works after a command failed: FALSE when the
  * connection is lost (an error reply leaves it working). */
@@ -86,6 +105,30 @@ redisReply *sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError
 /* The next reply of a pipeline, errors as sluice_redis_command (). */
 redisReply *sluice_redis_get_reply (redisContext *c, GError **error);
 
+/* Connections driven by poll () (one thread, several connections): after
+ * connecting (blocking), a connection is made non-blocking; hiredis then
+ * writes what it can (sluice_redis_flush ()), reads what is there
+ * (sluice_redis_read_some ()), and replies are taken from what was read
+ * (sluice_redis_take_reply ()). The thread must block SIGPIPE. */
+void sluice_redis_set_nonblocking (redisContext *c, gboolean nonblocking);
+/* Writes what it can of the pipeline of @c: FALSE with @error set when the
+ * connection is lost. */
+gboolean sluice_redis_flush (redisContext *c, GError **error);
+/* Whether @c has commands not yet written. */
+gboolean sluice_redis_has_output (redisContext *c);
+/* Reads what has come, up to about 1 MiB: FALSE with @error set when the
+ * connection is lost. */
+gboolean sluice_redis_read_some (redisContext *c, GError **error);
+
+typedef enum
+{
+  SLUICE_REDIS_TAKE_NONE,    /* no complete reply read yet */
+  SLUICE_REDIS_TAKE_REPLY,   /* *reply (transfer full) */
+  SLUICE_REDIS_TAKE_REFUSED, /* an error reply, in *error */
+  SLUICE_REDIS_TAKE_BROKEN,  /* a protocol error: the connection is lost (*error) */
+} SluiceRedisTake;
+SluiceRedisTake sluice_redis_take_reply (redisContext *c, redisReply **reply, GError **error);
+
 /* Sets @args (initialised by this function) to read up to 256 entries of
  * @stream after @last_id, blocking up to @block_ms. */
 void sluice_redis_args_init_xread (SluiceRedisArgs *args,
@@ -98,6 +141,8 @@ redisReply *sluice_redis_xread_entries (redisReply *reply);
 
 /* The stream of @series (NULL or "" for the default series). */
 char *sluice_redis_calls_stream (const char *series);
+/* The reply stream of the call @call_id (CLIENT-ID:SEQUENCE), or NULL. */
+char *sluice_redis_reply_stream (const char *call_id);
 
 /* A stream entry ([id, [field, value, ...]]): its fields, by name, as
  * redisReply strings (not owned), or NULL if it is not an entry. */
@@ -106,7 +151,10 @@ const char *sluice_redis_field (GHashTable *fields, const char *name, gsize *len
 
 /* Values cross as their type string and serialised data, little endian
  * whatever the machine. */
-void sluice_redis_args_add_value (SluiceRedisArgs *args, GVariant *value);
+void sluice_redis_args_add_value (SluiceRedisArgs *args,
+                                  const char *type_field,
+                                  const char *value_field,
+                                  GVariant *value);
 /* The value of the "type" and "value" fields; NULL with @error set if
  * they are missing or not a definite type. Transfer full, not floating. */
 GVariant *sluice_redis_fields_get_value (GHashTable *fields,
@@ -114,8 +162,9 @@ GVariant *sluice_redis_fields_get_value (GHashTable *fields,
                                          const char *value_field,
                                          GError **error);
 
-/* Errors cross as their domain (the quark's string), code and message. */
-void sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error);
+/* Errors cross as their domain (the quark's string), code and message
+ * (`e`, `c`, `m`; with @version1, `domain`, `code`, `message`). */
+void sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error, gboolean version1);
 GError *sluice_redis_fields_get_error (GHashTable *fields);
 
 G_END_DECLS

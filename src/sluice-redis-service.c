@@ -40,6 +40,7 @@ typedef struct
   guint max_held;     /* calls read and not answered: threads plus read-ahead */
   guint refill_below; /* read more once fewer than this are unanswered */
   guint answer_batch; /* answers the writer writes without waiting more */
+  guint64 max_bulk;   /* Redis's proto-max-bulk-len, or 0 when unknown */
 
   GMutex mutex;
   GCond cond;       /* the writer's: answers to write, or stop */
@@ -67,7 +68,8 @@ typedef struct
   char *name;
   char *reply; /* nullable: malformed */
   GVariant *args;
-  GError *error; /* nullable: answer this instead of calling */
+  GError *error;     /* nullable: answer this instead of calling */
+  gboolean version1; /* an entry of version 1: answered in its names */
   guint64 deliveries;
   GVariant *result;          /* (nullable) once run */
   GCancellable *cancellable; /* the function's: a cancel entry for its call */
@@ -136,17 +138,33 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XADD");
       sluice_redis_args_add (&args, job->reply);
+      /* Only to a producer that lives (its reply stream expires when it
+       * died); version 1 producers do not make theirs. */
+      if (!job->version1)
+        sluice_redis_args_add (&args, "NOMKSTREAM");
       sluice_redis_args_add (&args, "*");
-      sluice_redis_args_add (&args, "id");
-      sluice_redis_args_add (&args, job->call_id);
-      sluice_redis_args_add (&args, "worker");
-      sluice_redis_args_add (&args, serve->consumer);
-      sluice_redis_args_add (&args, "deliveries");
-      sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
-      if (job->error == NULL)
-        sluice_redis_args_add_value (&args, job->result);
+      if (job->version1)
+        {
+          sluice_redis_args_add (&args, "id");
+          sluice_redis_args_add (&args, job->call_id);
+        }
       else
-        sluice_redis_args_add_error (&args, job->error);
+        {
+          /* The reply stream is the caller's: the sequence is enough. */
+          sluice_redis_args_add (&args, "i");
+          sluice_redis_args_add (&args, strrchr (job->call_id, ':') + 1);
+          sluice_redis_args_add (&args, "w");
+          sluice_redis_args_add (&args, serve->consumer);
+          if (job->deliveries > 1)
+            {
+              sluice_redis_args_add (&args, "d");
+              sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
+            }
+        }
+      if (job->error == NULL)
+        sluice_redis_args_add_value (&args, "t", "r", job->result);
+      else
+        sluice_redis_args_add_error (&args, job->error, job->version1);
       ok = sluice_redis_args_append (&args, serve->out, error);
       n += ok;
     }
@@ -408,6 +426,18 @@ job_run (gpointer data, gpointer user_data)
   if (job->error == NULL && !g_cancellable_set_error_if_cancelled (job->cancellable, &job->error))
     job->result = sluice_function_registry_call (serve->registry, job->name, job->args,
                                                  job->cancellable, &job->error);
+  /* A result Redis would not take (it would close the connection, again
+   * at each try): the call fails instead. */
+  if (job->result != NULL && serve->max_bulk > 0 &&
+      g_variant_get_size (job->result) > serve->max_bulk)
+    {
+      job->error = g_error_new (G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                                _ ("The result of “%s” takes %llu bytes, more than Redis takes in "
+                                   "one value (proto-max-bulk-len %llu)"),
+                                job->name, (unsigned long long) g_variant_get_size (job->result),
+                                (unsigned long long) serve->max_bulk);
+      g_clear_pointer (&job->result, g_variant_unref);
+    }
 
   job->answered_us = g_get_monotonic_time ();
   g_mutex_lock (&serve->mutex);
@@ -428,6 +458,7 @@ static Job *
 job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries)
 {
   GHashTable *fields = sluice_redis_entry_fields (entry);
+  const char *version;
   Job *job;
 
   if (fields == NULL)
@@ -436,22 +467,45 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
   job->stream = g_strdup (stream);
   job->entry_id = g_strdup (entry->element[0]->str);
   job->key = g_strconcat (stream, " ", job->entry_id, NULL);
-  job->call_id = g_strdup (sluice_redis_field (fields, "id", NULL));
-  job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
-  job->name = g_strdup (sluice_redis_field (fields, "fn", NULL));
   job->deliveries = deliveries;
   job->cancellable = g_cancellable_new ();
-  if (job->call_id == NULL || job->reply == NULL || job->name == NULL)
+  version = sluice_redis_field (fields, "v", NULL);
+  if (version == NULL && sluice_redis_field (fields, "id", NULL) != NULL)
+    {
+      /* Version 1 (no "v"): answered with an error, in its names. */
+      job->version1 = TRUE;
+      job->call_id = g_strdup (sluice_redis_field (fields, "id", NULL));
+      job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
+      job->error =
+          g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                       _ ("The call came in version 1 of the Redis entries, this worker reads "
+                          "version %s: update the producer’s Sluice"),
+                       SLUICE_REDIS_PROTOCOL);
+    }
+  else
+    {
+      job->call_id = g_strdup (sluice_redis_field (fields, "i", NULL));
+      job->reply = job->call_id != NULL ? sluice_redis_reply_stream (job->call_id) : NULL;
+      job->name = g_strdup (sluice_redis_field (fields, "f", NULL));
+    }
+  if (job->error != NULL)
+    g_message ("Entry %s in %s of version 1, answered with an error", job->entry_id, stream);
+  else if (version != NULL && strcmp (version, SLUICE_REDIS_PROTOCOL) != 0)
+    job->error =
+        g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                     _ ("The call came in version %s of the Redis entries, this worker reads "
+                        "version %s"),
+                     version, SLUICE_REDIS_PROTOCOL);
+  else if (job->reply == NULL || job->name == NULL)
     job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
-                              _ ("Malformed stream entry: no “%s”, “%s” or “%s” field"), "id", "fn",
-                              "reply");
+                              _ ("Malformed stream entry: no “%s” or “%s” field"), "i", "f");
   else if (deliveries > serve->max_deliveries)
     job->error =
         g_error_new (SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST,
                      _ ("The call was delivered %u times without an answer: its workers were lost"),
                      (guint) deliveries);
   else
-    job->args = sluice_redis_fields_get_value (fields, "type", "value", &job->error);
+    job->args = sluice_redis_fields_get_value (fields, "t", "a", &job->error);
   g_hash_table_unref (fields);
 
   if (job->call_id == NULL || job->reply == NULL)
@@ -788,14 +842,16 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   for (guint i = 0; i < n_streams && local == NULL; i++)
     create_group (c, streams[i], &local);
   serve.control_last_id = local == NULL ? newest_control_id (c, &local) : NULL;
+  if (local == NULL)
+    sluice_redis_max_bulk (c, &serve.max_bulk, &local);
   if (serve.control_last_id == NULL)
     serve.control_last_id = g_strdup ("0-0");
-  writer = g_thread_new ("sluice-redis-answer", writer_main, &serve);
+  writer = g_thread_new ("sluice-answer", writer_main, &serve);
   serve.caller = cancellable;
   serve.stop = g_cancellable_new ();
   serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
   g_queue_init (&serve.cancel_order);
-  control = g_thread_new ("sluice-redis-control", control_main, &serve);
+  control = g_thread_new ("sluice-control", control_main, &serve);
 
   while (!g_cancellable_is_cancelled (cancellable))
     {

@@ -8,8 +8,17 @@
 
 #include "sluice-redis-private.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#ifndef POLLRDHUP
+#define POLLRDHUP 0
+#endif
 
 /**
  * SluiceRedisWorker:
@@ -38,8 +47,8 @@
  * `sluice:control` cancels the [class@Gio.Cancellable] of the remote
  * function that runs it (its result is dropped).
  *
- * Its two threads (one adds calls, one reads results) use blocking
- * commands, each on a connection of its own. When a connection is lost,
+ * One thread of its own drives two connections (one adds calls, one reads
+ * results, with a blocking `XREAD`), polled together. When a connection is lost,
  * the calls in flight go back to the task queue (to another worker, or
  * back to this one) and the worker connects again, for up to 30 seconds
  * ([method@Sluice.RedisWorker.set_reconnect_timeout]); past that it
@@ -52,10 +61,15 @@
 #define COMMAND_TIMEOUT_MS 10000
 #define READ_BLOCK_MS 200
 #define DEFAULT_RECONNECT_MS 30000
+#define DEFAULT_REPLY_TTL_MS 60000
 /* Waits before trying again after Redis said it is loading or busy. */
 #define TRANSIENT_WAIT_MS 100
 /* Calls sent in one pipeline at most. */
 #define MAX_SEND_BATCH 256
+/* How long the replies to calls sent may wait to be read until the I/O
+ * thread wakes for something else: a call refused (LOADING, out of
+ * memory) is seen this much later. */
+#define SEND_REPLY_DELAY_US 2000
 
 typedef struct _State State;
 
@@ -69,14 +83,17 @@ typedef struct
   char *entry_id;            /* (nullable) until XADD answered */
   GCancellable *cancellable; /* (owned) the task's */
   gulong cancelled_id;
-  guint epoch; /* of the Redis instance it was sent to (State.epoch) */
+  guint epoch;       /* of the Redis instance it was sent to (State.epoch) */
+  gboolean awaiting; /* the reply to its XADD (its entry id) is not read yet */
 } Flight;
 
 /* What the threads share with the object: they hold references on it. */
 struct _State
 {
   GMutex mutex;
-  GCond cond;
+  int wake_fd;         /* an eventfd: wakes the I/O thread */
+  gboolean io_polling; /* the I/O thread waits in poll () */
+  gboolean io_woken;   /* and was woken */
   SluiceRedisEndpoint *endpoint;
   char *client_id;
   char *reply_stream;
@@ -91,8 +108,11 @@ struct _State
   gboolean stopping;
   gint64 resume_at;   /* nothing is sent before (Redis was loading, busy) */
   guint reconnect_ms; /* 0: resign when the connection is lost */
-  gboolean failed;    /* the connection was lost for good: resigning */
-  gboolean closed;    /* crashed, resigned or finalized */
+  guint reply_ttl_ms; /* of the reply stream, renewed every third; 0: none */
+  gboolean reply_ttl_changed;
+  guint64 max_bulk; /* Redis's proto-max-bulk-len, or 0 when unknown */
+  gboolean failed;  /* the connection was lost for good: resigning */
+  gboolean closed;  /* crashed, resigned or finalized */
   GWeakRef worker;
   GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
   guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
@@ -105,11 +125,11 @@ struct _SluiceRedisWorker
   char **series;
   guint max_in_flight;
   State *state;
-  GThread *sender;
-  GThread *reader;
+  GThread *io;
 };
 
 static void sluice_redis_worker_iface_init (SluiceWorkerInterface *iface);
+static void wake_io_locked (State *state);
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceRedisWorker,
                                sluice_redis_worker,
@@ -123,6 +143,8 @@ flight_free (gpointer data)
 {
   Flight *flight = data;
 
+  if (flight == NULL)
+    return;
   if (flight->cancelled_id != 0)
     g_cancellable_disconnect (flight->cancellable, flight->cancelled_id);
   g_clear_object (&flight->cancellable);
@@ -149,7 +171,8 @@ state_clear (gpointer data)
   g_free (state->reply_stream);
   g_free (state->run_id);
   g_weak_ref_clear (&state->worker);
-  g_cond_clear (&state->cond);
+  if (state->wake_fd >= 0)
+    close (state->wake_fd);
   g_mutex_clear (&state->mutex);
 }
 
@@ -267,7 +290,7 @@ close_locked (State *state)
   while ((task = g_queue_pop_head (&state->to_send)) != NULL)
     g_ptr_array_add (tasks, task);
   take_in_flight_locked (state, tasks);
-  g_cond_broadcast (&state->cond);
+  wake_io_locked (state);
   return tasks;
 }
 
@@ -413,10 +436,110 @@ connected_to (State *state, const char *run_id, gboolean first, gboolean sending
   give_back (state, tasks);
 }
 
-/* Connects a thread, named by @role (its @first connection, or again),
- * within @deadline (0: one try); see connected_to (). */
+/* Appends to @c the commands that make the reply stream (empty: an entry
+ * trimmed at once) and give it its time to live. */
+static gboolean
+append_make_reply_stream (State *state, redisContext *c, guint ttl_ms, GError **error)
+{
+  SluiceRedisArgs args;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XADD");
+  sluice_redis_args_add (&args, state->reply_stream);
+  sluice_redis_args_add (&args, "MAXLEN");
+  sluice_redis_args_add (&args, "0");
+  sluice_redis_args_add (&args, "*");
+  sluice_redis_args_add (&args, "made");
+  sluice_redis_args_add (&args, "1");
+  if (!sluice_redis_args_append (&args, c, error))
+    return FALSE;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "PEXPIRE");
+  sluice_redis_args_add (&args, state->reply_stream);
+  sluice_redis_args_add_printf (&args, "%u", ttl_ms);
+  return sluice_redis_args_append (&args, c, error);
+}
+
+/* Makes the reply stream if Redis does not have it (remote workers answer
+ * only to an existing one: `XADD NOMKSTREAM`, so that the stream of a
+ * producer that died expires for good), with its time to live (blocking,
+ * on the send connection when it connects). *@made tells whether it had
+ * to: answers written meanwhile were dropped. */
+static gboolean
+ensure_reply_stream (State *state, redisContext *c, gboolean *made, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  guint ttl_ms;
+
+  g_mutex_lock (&state->mutex);
+  ttl_ms = state->reply_ttl_ms;
+  state->reply_ttl_changed = FALSE;
+  g_mutex_unlock (&state->mutex);
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "EXISTS");
+  sluice_redis_args_add (&args, state->reply_stream);
+  reply = sluice_redis_command (c, &args, error);
+  if (reply == NULL)
+    return FALSE;
+  *made = reply->type == REDIS_REPLY_INTEGER && reply->integer == 0;
+  freeReplyObject (reply);
+  if (*made)
+    {
+      if (!append_make_reply_stream (state, c, ttl_ms > 0 ? ttl_ms : G_MAXINT32, error))
+        return FALSE;
+    }
+  else
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, ttl_ms > 0 ? "PEXPIRE" : "PERSIST");
+      sluice_redis_args_add (&args, state->reply_stream);
+      if (ttl_ms > 0)
+        sluice_redis_args_add_printf (&args, "%u", ttl_ms);
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+    }
+  for (guint i = 0; i < (*made ? 2u : 1u); i++)
+    {
+      reply = sluice_redis_get_reply (c, error);
+      if (reply == NULL)
+        return FALSE;
+      freeReplyObject (reply);
+    }
+  /* Without a time to live: none. */
+  if (*made && ttl_ms == 0)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "PERSIST");
+      sluice_redis_args_add (&args, state->reply_stream);
+      reply = sluice_redis_command (c, &args, error);
+      if (reply == NULL)
+        return FALSE;
+      freeReplyObject (reply);
+    }
+  return TRUE;
+}
+
+/* The reply stream was gone (it expired while the producer could not
+ * renew it, or someone deleted it): the answers to the calls in flight
+ * may have been dropped, so they go back to the queue. */
+static void
+reply_stream_lost (State *state)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&state->mutex);
+  take_in_flight_locked (state, tasks);
+  g_mutex_unlock (&state->mutex);
+  g_debug ("Reply stream %s was gone: %u calls given back", state->reply_stream, tasks->len);
+  give_back (state, tasks);
+}
+
+/* Connects the connection @role ("send" or "read") of the I/O thread (its
+ * @first, or again) within @deadline (0: one try), non-blocking once
+ * greeted; see connected_to (). */
 static redisContext *
-connect_thread (
+connect_role (
     State *state, const char *role, gboolean first, gint64 deadline, guint *epoch, GError **error)
 {
   for (;;)
@@ -426,13 +549,28 @@ connect_thread (
                             : sluice_redis_reconnect (state->endpoint, COMMAND_TIMEOUT_MS, deadline,
                                                       closed_cb, state, error);
       char *run_id = NULL;
+      gboolean send = g_str_equal (role, "send"), made = FALSE;
 
-      if (c != NULL && greet (state, c, role, &run_id, error))
+      guint64 max_bulk = 0;
+
+      if (c != NULL && greet (state, c, role, &run_id, error) &&
+          (!send || (ensure_reply_stream (state, c, &made, error) &&
+                     sluice_redis_max_bulk (c, &max_bulk, error))))
         {
-          connected_to (state, run_id, first, g_str_equal (role, "send"), epoch);
+          if (send)
+            {
+              g_mutex_lock (&state->mutex);
+              state->max_bulk = max_bulk;
+              g_mutex_unlock (&state->mutex);
+            }
+          connected_to (state, run_id, first, send, epoch);
           g_free (run_id);
+          if (made && !first)
+            reply_stream_lost (state);
+          sluice_redis_set_nonblocking (c, TRUE);
           return c;
         }
+      g_free (run_id);
       if (c != NULL)
         redisFree (c);
       if (deadline == 0 || g_get_monotonic_time () >= deadline || closed_cb (state))
@@ -441,14 +579,13 @@ connect_thread (
     }
 }
 
-/* The connection *@c of a thread was lost. It connects again at once if
- * it can (a connection dropped, Redis still there: nothing is given
- * back but what may not have reached Redis, see connected_to ()).
- * Otherwise the calls in flight go back to the queue (which may give them
- * to another worker, or back to this one: they wait to be sent) and the
- * thread connects again for up to reconnect_ms. Past that (or with
- * reconnect_ms 0) the worker resigns and the thread leaves: returns
- * FALSE. */
+/* The connection *@c (@role) was lost. It connects again at once if it
+ * can (a connection dropped, Redis still there: nothing is given back but
+ * what may not have reached Redis, see connected_to ()). Otherwise the
+ * calls in flight go back to the queue (which may give them to another
+ * worker, or back to this one: they wait to be sent) and it connects
+ * again for up to reconnect_ms. Past that (or with reconnect_ms 0) the
+ * worker resigns and the I/O thread leaves: returns FALSE. */
 static gboolean
 lost (State *state, redisContext **c, const char *role, guint *epoch, GError *error)
 {
@@ -471,7 +608,7 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
   g_debug ("Redis connection lost (%s), reconnecting", error->message);
   g_error_free (error);
 
-  *c = connect_thread (state, role, FALSE, 0, epoch, &local);
+  *c = connect_role (state, role, FALSE, 0, epoch, &local);
   if (*c != NULL)
     {
       g_ptr_array_unref (tasks);
@@ -486,9 +623,9 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
   g_debug ("%u calls given back", tasks->len);
   give_back (state, tasks);
 
-  *c = connect_thread (state, role, FALSE,
-                       g_get_monotonic_time () + (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
-                       epoch, &local);
+  *c = connect_role (state, role, FALSE,
+                     g_get_monotonic_time () + (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
+                     epoch, &local);
   if (*c == NULL)
     {
       fail (state, local);
@@ -497,9 +634,22 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
   return TRUE;
 }
 
+/* Wakes the I/O thread if it waits in poll () (once until it wakes). */
+static void
+wake_io_locked (State *state)
+{
+  guint64 one = 1;
+
+  if (!state->io_polling || state->io_woken)
+    return;
+  state->io_woken = TRUE;
+  if (write (state->wake_fd, &one, sizeof one) < 0)
+    g_warning ("Could not wake the Redis worker: %s", g_strerror (errno));
+}
+
 /* GCancellable::cancelled of a call in flight (cancelled, or timed out),
- * in any thread: while the worker still holds it, the sender withdraws
- * it, gives it back and tells the remote workers. */
+ * in any thread: while the worker still holds it, the I/O thread
+ * withdraws it, gives it back and tells the remote workers. */
 static void
 task_cancelled_cb (GCancellable *cancellable, gpointer data)
 {
@@ -510,7 +660,7 @@ task_cancelled_cb (GCancellable *cancellable, gpointer data)
   if (flight->task != NULL)
     {
       g_ptr_array_add (state->cancelled, g_strdup (flight->id));
-      g_cond_broadcast (&state->cond);
+      wake_io_locked (state);
     }
   g_mutex_unlock (&state->mutex);
 }
@@ -542,22 +692,232 @@ take_cancelled (State *state)
   return ids;
 }
 
+/* The I/O thread: one thread, two connections. "send" takes the calls
+ * (XADD), the deletions of withdrawn calls and of the answers read, and
+ * the cancel entries, pipelined; their replies are read as they come, and
+ * only looked at once it wakes for something else or they are a moment
+ * old (SEND_REPLY_DELAY_US), so that a call costs no wake-up for its XADD's
+ * reply. "read" always has one blocking XREAD of the reply stream
+ * pending. */
+typedef struct
+{
+  State *state;
+  guint epoch; /* of the Redis instance the connections reached */
+  redisContext *send;
+  GQueue expected; /* of Expected: the replies awaited on send */
+  redisContext *read;
+  gboolean reading;       /* an XREAD is pending on read */
+  gint64 read_resume_us;  /* no XREAD before (Redis was loading) */
+  char *last_id;          /* of the last answer read */
+  gboolean trim;          /* answers were read: trim the reply stream */
+  gint64 next_renewal_us; /* of the reply stream's time to live */
+  guint reply_ttl_ms;     /* the last one set */
+  gboolean send_ready;    /* poll () saw something on send */
+  gboolean read_ready;    /* ... on read */
+  GPtrArray *retry;       /* of SluiceWorkerTask (owned): refused for a while */
+} Io;
+
+/* A reply awaited on the send connection. */
+typedef struct
+{
+  char *call_id;    /* (nullable) of a call's XADD; NULL for other commands */
+  gboolean renewal; /* of the reply stream's time to live */
+  gint64 sent_us;
+} Expected;
+
+static void
+expected_free (gpointer data)
+{
+  Expected *expected = data;
+
+  g_free (expected->call_id);
+  g_free (expected);
+}
+
+static void
+expect (Io *io, const char *call_id)
+{
+  Expected *expected = g_new0 (Expected, 1);
+
+  expected->call_id = g_strdup (call_id);
+  expected->sent_us = g_get_monotonic_time ();
+  g_queue_push_tail (&io->expected, expected);
+}
+
+/* Takes the id of the call the next reply is about (transfer full;
+ * nullable). */
+static char *
+expected_pop (Io *io)
+{
+  Expected *expected = g_queue_pop_head (&io->expected);
+  char *id = expected != NULL ? g_steal_pointer (&expected->call_id) : NULL;
+
+  g_free (expected);
+  return id;
+}
+
+static void
+expected_clear (Io *io)
+{
+  g_queue_clear_full (&io->expected, expected_free);
+  g_queue_init (&io->expected);
+}
+
+/* Appends @args to the send connection, for a reply about @call_id (or
+ * none). */
+static gboolean
+append (Io *io, SluiceRedisArgs *args, const char *call_id, GError **error)
+{
+  if (!sluice_redis_args_append (args, io->send, error))
+    return FALSE;
+  expect (io, call_id);
+  return TRUE;
+}
+
+/* The flight of @id, in flight or being withdrawn. */
+static Flight *
+find_flight_locked (State *state, const char *id)
+{
+  Flight *flight = g_hash_table_lookup (state->in_flight, id);
+
+  for (guint i = 0; flight == NULL && i < state->withdraw->len; i++)
+    if (strcmp (((Flight *) state->withdraw->pdata[i])->id, id) == 0)
+      flight = state->withdraw->pdata[i];
+  return flight;
+}
+
+/* The reply to the XADD of the call @id: the entry id Redis gave it, or
+ * a refusal. A call Redis refuses for a while (LOADING after a restart,
+ * BUSY with a script) is not in Redis: its task goes to io->retry, to be
+ * sent again after a pause; a call refused for another reason (out of
+ * memory) fails with Redis's error. */
+static void
+take_send_reply (Io *io, const char *id, redisReply *reply, GError *refused)
+{
+  State *state = io->state;
+  Flight *flight;
+
+  g_mutex_lock (&state->mutex);
+  flight = find_flight_locked (state, id);
+  if (flight != NULL)
+    flight->awaiting = FALSE;
+  if (flight != NULL && reply != NULL && flight->entry_id == NULL &&
+      reply->type == REDIS_REPLY_STRING)
+    flight->entry_id = g_strdup (reply->str);
+  flight = NULL;
+  if (refused != NULL && steal_flight (state, id, &flight) &&
+      !sluice_redis_error_is_transient (refused))
+    forget_attempts_locked (state, flight->task);
+  g_mutex_unlock (&state->mutex);
+  if (flight != NULL)
+    {
+      SluiceWorkerTask *task = g_steal_pointer (&flight->task);
+
+      if (sluice_redis_error_is_transient (refused))
+        g_ptr_array_add (io->retry, task);
+      else
+        {
+          sluice_worker_task_return_error (task, refused);
+          g_object_unref (task);
+        }
+      flight_free (flight);
+    }
+}
+
+/* Takes the replies read on the send connection. FALSE when it is lost. */
+static gboolean
+take_send_replies (Io *io, GError **error)
+{
+  for (;;)
+    {
+      redisReply *reply;
+      GError *refused = NULL;
+      char *id;
+
+      switch (sluice_redis_take_reply (io->send, &reply, &refused))
+        {
+        case SLUICE_REDIS_TAKE_NONE:
+          return TRUE;
+        case SLUICE_REDIS_TAKE_BROKEN:
+          g_propagate_error (error, refused);
+          return FALSE;
+        default:
+          break;
+        }
+      if (((Expected *) g_queue_peek_head (&io->expected))->renewal && reply != NULL &&
+          reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        {
+          /* The reply stream was gone. */
+          if (!append_make_reply_stream (io->state, io->send, io->reply_ttl_ms, error))
+            return FALSE;
+          expect (io, NULL);
+          expect (io, NULL);
+          reply_stream_lost (io->state);
+        }
+      id = expected_pop (io);
+      if (id != NULL)
+        take_send_reply (io, id, reply, refused);
+      g_free (id);
+      g_clear_error (&refused);
+      if (reply != NULL)
+        freeReplyObject (reply);
+    }
+}
+
+/* Calls Redis refused for a while wait first in line, in to_send (where a
+ * cancel or a timeout withdraws them: they are skipped, see
+ * take_to_send_locked ()), and nothing is sent for a pause. */
+static void
+send_later (State *state, GPtrArray *retry)
+{
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&state->mutex);
+  for (guint i = retry->len; i-- > 0;)
+    {
+      /* Closed meanwhile: nothing is sent any more. */
+      if (state->closed)
+        g_ptr_array_add (tasks, retry->pdata[i]);
+      else
+        g_queue_push_head (&state->to_send, retry->pdata[i]);
+    }
+  if (retry->len > 0)
+    state->resume_at = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+  g_ptr_array_set_free_func (retry, NULL);
+  g_ptr_array_set_size (retry, 0);
+  g_ptr_array_set_free_func (retry, g_object_unref);
+  g_mutex_unlock (&state->mutex);
+  /* Refused calls left the flights: the worker may be idle now. */
+  give_back (state, tasks);
+}
+
 /* Deletes the entries of the calls withdrawn (cancelled, timed out, given
  * back) from their streams, where no remote worker has read them yet, and
  * tells the remote workers of the calls cancelled (a cancel entry in the
  * control stream), so that one running it cancels its function's
- * GCancellable: all in one pipeline. Best effort: a result that comes
- * anyway is dropped. */
-static void
-withdraw (State *state, redisContext *c)
+ * GCancellable. Best effort: a result that comes anyway is dropped. A
+ * call whose XADD's reply has not been read yet waits for it (its entry
+ * id). */
+static gboolean
+withdraw (Io *io, GError **error)
 {
+  State *state = io->state;
   GPtrArray *flights, *cancelled = take_cancelled (state);
-  guint n = 0;
-  gboolean ok = c != NULL;
+  gboolean ok = TRUE;
 
   g_mutex_lock (&state->mutex);
   flights = g_steal_pointer (&state->withdraw);
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
+  for (guint i = 0; i < flights->len; i++)
+    {
+      Flight *flight = flights->pdata[i];
+
+      if (flight->awaiting)
+        {
+          g_ptr_array_add (state->withdraw, flight);
+          flights->pdata[i] = NULL;
+        }
+    }
   g_mutex_unlock (&state->mutex);
 
   for (guint i = 0; i < flights->len && ok; i++)
@@ -565,14 +925,13 @@ withdraw (State *state, redisContext *c)
       Flight *flight = flights->pdata[i];
       SluiceRedisArgs args;
 
-      if (flight->entry_id == NULL)
+      if (flight == NULL || flight->entry_id == NULL)
         continue;
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XDEL");
       sluice_redis_args_add (&args, flight->stream);
       sluice_redis_args_add (&args, flight->entry_id);
-      ok = sluice_redis_args_append (&args, c, NULL);
-      n += ok;
+      ok = append (io, &args, NULL, error);
     }
   for (guint i = 0; i < cancelled->len && ok; i++)
     {
@@ -587,29 +946,20 @@ withdraw (State *state, redisContext *c)
       sluice_redis_args_add (&args, "*");
       sluice_redis_args_add (&args, "cancel");
       sluice_redis_args_add (&args, cancelled->pdata[i]);
-      ok = sluice_redis_args_append (&args, c, NULL);
-      n += ok;
-    }
-  /* A lost connection shows in the next command. */
-  for (guint i = 0; i < n; i++)
-    {
-      redisReply *reply = sluice_redis_get_reply (c, NULL);
-
-      if (reply == NULL && !sluice_redis_connected (c))
-        break;
-      if (reply != NULL)
-        freeReplyObject (reply);
+      ok = append (io, &args, NULL, error);
     }
   g_ptr_array_unref (flights);
   g_ptr_array_unref (cancelled);
+  return ok;
 }
 
-/* Puts @task (transfer full) in flight, then (with @c) appends its XADD to
- * the pipeline of @c: in the table first, as its result can come at once,
+/* Puts @task (transfer full) in flight, then (if @send) appends its XADD
+ * to the send connection: in the table first, as its result can come at once,
  * and whatever happens, so that a lost connection gives it back. */
 static gboolean
-append_send (State *state, redisContext *c, guint epoch, SluiceWorkerTask *task, GError **error)
+append_send (Io *io, gboolean send, SluiceWorkerTask *task, GError **error)
 {
+  State *state = io->state;
   guint64 seq = sluice_worker_task_get_sequence (task);
   Flight *flight = g_new0 (Flight, 1);
   guint attempt;
@@ -617,12 +967,13 @@ append_send (State *state, redisContext *c, guint epoch, SluiceWorkerTask *task,
 
   flight->id = call_id (state, task);
   flight->stream = sluice_redis_calls_stream (sluice_worker_task_get_series (task));
-  /* Before it is in the table (where the reader may complete and free it
-   * at once), outside the mutex (the handler runs now if it is cancelled
-   * already: it sees the task and this thread takes it out later). */
+  /* Before it is in the table (where a reply may complete and free it),
+   * outside the mutex (the handler runs now if it is cancelled already:
+   * it sees the task and the I/O thread takes it out later). */
   flight->state = state;
   flight->task = task;
-  flight->epoch = epoch;
+  flight->epoch = io->epoch;
+  flight->awaiting = TRUE;
   flight->cancellable = g_object_ref (sluice_worker_task_get_cancellable (task));
   flight->cancelled_id =
       g_cancellable_connect (flight->cancellable, G_CALLBACK (task_cancelled_cb), flight, NULL);
@@ -631,13 +982,13 @@ append_send (State *state, redisContext *c, guint epoch, SluiceWorkerTask *task,
   sluice_redis_args_add (&args, "XADD");
   sluice_redis_args_add (&args, flight->stream);
   sluice_redis_args_add (&args, "*");
-  sluice_redis_args_add (&args, "id");
+  sluice_redis_args_add (&args, "v");
+  sluice_redis_args_add (&args, SLUICE_REDIS_PROTOCOL);
+  sluice_redis_args_add (&args, "i");
   sluice_redis_args_add (&args, flight->id);
-  sluice_redis_args_add (&args, "fn");
+  sluice_redis_args_add (&args, "f");
   sluice_redis_args_add (&args, sluice_worker_task_get_name (task));
-  sluice_redis_args_add_value (&args, sluice_worker_task_get_args (task));
-  sluice_redis_args_add (&args, "reply");
-  sluice_redis_args_add (&args, state->reply_stream);
+  sluice_redis_args_add_value (&args, "t", "a", sluice_worker_task_get_args (task));
 
   g_mutex_lock (&state->mutex);
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
@@ -647,130 +998,35 @@ append_send (State *state, redisContext *c, guint epoch, SluiceWorkerTask *task,
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
-  sluice_redis_args_add (&args, "attempt");
+  sluice_redis_args_add (&args, "n");
   sluice_redis_args_add_printf (&args, "%u", attempt);
-  if (c == NULL)
+  if (!send)
     {
       sluice_redis_args_clear (&args);
       return FALSE;
     }
-  return sluice_redis_args_append (&args, c, error);
+  return append (io, &args, flight->id, error);
 }
 
-/* Sends the calls of @tasks in one pipeline over @c (connected to Redis
- * instance @epoch), then reads the entry ids Redis gave them. Returns
- * FALSE when the connection is lost. A call Redis refuses for a while
- * (LOADING after a restart, BUSY with a script) is not in Redis: its task
- * goes to @retry, to be sent again after a pause; a call refused for
- * another reason (out of memory) fails with Redis's error. */
+/* Whether a withdrawn call's entry id is known (or it is not in Redis). */
 static gboolean
-send_all (
-    State *state, redisContext *c, guint epoch, GPtrArray *tasks, GPtrArray *retry, GError **error)
+withdraw_ready_locked (State *state)
 {
-  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
-  GPtrArray *none = g_ptr_array_new ();
-  guint n = 0;
-  gboolean ok = TRUE;
-
-  for (guint i = 0; i < tasks->len; i++)
-    {
-      SluiceWorkerTask *task = tasks->pdata[i];
-
-      g_ptr_array_add (ids, call_id (state, task));
-      ok = append_send (state, ok ? c : NULL, epoch, g_object_ref (task), error);
-      n += ok;
-    }
-  for (guint i = 0; i < n && ok; i++)
-    {
-      GError *refused = NULL;
-      redisReply *reply = sluice_redis_get_reply (c, &refused);
-      Flight *flight = NULL;
-
-      if (reply == NULL && !sluice_redis_connected (c))
-        {
-          g_propagate_error (error, refused);
-          ok = FALSE;
-          break;
-        }
-      g_mutex_lock (&state->mutex);
-      if (reply != NULL)
-        {
-          flight = g_hash_table_lookup (state->in_flight, ids->pdata[i]);
-          if (flight != NULL && flight->entry_id == NULL && reply->type == REDIS_REPLY_STRING)
-            flight->entry_id = g_strdup (reply->str);
-          flight = NULL;
-        }
-      else if (steal_flight (state, ids->pdata[i], &flight) &&
-               !sluice_redis_error_is_transient (refused))
-        forget_attempts_locked (state, flight->task);
-      g_mutex_unlock (&state->mutex);
-      if (flight != NULL)
-        {
-          SluiceWorkerTask *task = g_steal_pointer (&flight->task);
-
-          if (sluice_redis_error_is_transient (refused))
-            g_ptr_array_add (retry, task);
-          else
-            {
-              sluice_worker_task_return_error (task, refused);
-              g_object_unref (task);
-            }
-          flight_free (flight);
-        }
-      g_clear_error (&refused);
-      if (reply != NULL)
-        freeReplyObject (reply);
-    }
-  g_ptr_array_unref (ids);
-  /* Refused calls left the flights: the worker may be idle now. */
-  give_back (state, none);
-  return ok;
+  for (guint i = 0; i < state->withdraw->len; i++)
+    if (!((Flight *) state->withdraw->pdata[i])->awaiting)
+      return TRUE;
+  return FALSE;
 }
 
-/* Calls Redis refused for a while wait first in line, in to_send (where a
- * cancel or a timeout withdraws them: they are skipped, see take_to_send
- * ()), and nothing is sent for a pause. */
-static void
-send_later (State *state, GPtrArray *retry)
+/* Whether there is something to do at once: calls to send (once the
+ * pause after a refusal is over), entries to withdraw, calls cancelled,
+ * or closing. */
+static gboolean
+has_work_locked (State *state, gint64 now)
 {
-  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
-
-  if (retry->len == 0)
-    {
-      g_ptr_array_unref (tasks);
-      return;
-    }
-  g_mutex_lock (&state->mutex);
-  for (guint i = retry->len; i-- > 0;)
-    {
-      /* Closed meanwhile: nothing is sent any more. */
-      if (state->closed)
-        g_ptr_array_add (tasks, retry->pdata[i]);
-      else
-        g_queue_push_head (&state->to_send, retry->pdata[i]);
-    }
-  state->resume_at = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
-  g_ptr_array_set_free_func (retry, NULL);
-  g_ptr_array_set_size (retry, 0);
-  g_ptr_array_set_free_func (retry, g_object_unref);
-  g_mutex_unlock (&state->mutex);
-  give_back (state, tasks);
-}
-
-/* Waits for something to do: calls to send (once the pause after a
- * refusal is over), entries to withdraw, calls cancelled. */
-static void
-wait_for_work_locked (State *state)
-{
-  while (state->withdraw->len == 0 && state->cancelled->len == 0 && !state->closed)
-    {
-      if (g_queue_is_empty (&state->to_send))
-        g_cond_wait (&state->cond, &state->mutex);
-      else if (g_get_monotonic_time () < state->resume_at)
-        g_cond_wait_until (&state->cond, &state->mutex, state->resume_at);
-      else
-        break;
-    }
+  return state->closed || state->cancelled->len > 0 ||
+         (state->withdraw->len > 0 && withdraw_ready_locked (state)) ||
+         (!g_queue_is_empty (&state->to_send) && now >= state->resume_at);
 }
 
 /* Takes what waits to be sent into @tasks (unless Redis refused calls a
@@ -795,202 +1051,421 @@ take_to_send_locked (State *state, GPtrArray *tasks, GPtrArray *unwanted)
     }
 }
 
-static gpointer
-sender_main (gpointer data)
+/* Renews the time to live of the reply stream every third of it (or at
+ * once when it was changed). */
+static gboolean
+renew_reply_stream (Io *io, GError **error)
 {
-  State *state = data;
-  GError *error = NULL;
-  guint epoch = 0;
-  redisContext *c = connect_thread (state, "send", TRUE, 0, &epoch, &error);
-  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
-  GPtrArray *retry = g_ptr_array_new_with_free_func (g_object_unref);
-
-  if (c == NULL)
-    fail (state, g_steal_pointer (&error));
+  State *state = io->state;
+  gint64 now = g_get_monotonic_time ();
+  SluiceRedisArgs args;
+  gboolean changed;
 
   g_mutex_lock (&state->mutex);
-  while (c != NULL && !state->closed)
-    {
-      GPtrArray *unwanted;
-
-      wait_for_work_locked (state);
-      if (state->closed)
-        break;
-      /* All that waits, in one pipeline. */
-      unwanted = g_ptr_array_new_with_free_func (g_object_unref);
-      take_to_send_locked (state, tasks, unwanted);
-      g_mutex_unlock (&state->mutex);
-
-      give_back (state, unwanted);
-      withdraw (state, c);
-      if (!send_all (state, c, epoch, tasks, retry, &error) &&
-          !lost (state, &c, "send", &epoch, g_steal_pointer (&error)))
-        c = NULL;
-      g_ptr_array_set_size (tasks, 0);
-      send_later (state, retry);
-
-      g_mutex_lock (&state->mutex);
-    }
+  changed = state->reply_ttl_changed;
+  state->reply_ttl_changed = FALSE;
+  io->reply_ttl_ms = state->reply_ttl_ms;
   g_mutex_unlock (&state->mutex);
-
-  withdraw (state, c);
-  if (c != NULL)
-    redisFree (c);
-  g_ptr_array_unref (tasks);
-  g_ptr_array_unref (retry);
-  state_unref (state);
-  return NULL;
+  if (!changed && (io->reply_ttl_ms == 0 || now < io->next_renewal_us))
+    return TRUE;
+  io->next_renewal_us = now + (gint64) io->reply_ttl_ms * G_TIME_SPAN_MILLISECOND / 3;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, io->reply_ttl_ms > 0 ? "PEXPIRE" : "PERSIST");
+  sluice_redis_args_add (&args, state->reply_stream);
+  if (io->reply_ttl_ms > 0)
+    sluice_redis_args_add_printf (&args, "%u", io->reply_ttl_ms);
+  if (!append (io, &args, NULL, error))
+    return FALSE;
+  ((Expected *) g_queue_peek_tail (&io->expected))->renewal = io->reply_ttl_ms > 0;
+  return TRUE;
 }
 
-/* Completes the call of one reply entry, or drops the reply. */
-static void
-take_reply (State *state, redisReply *entry)
+/* Fails the call of @task if its arguments are larger
+ * than Redis takes in one value (which would make Redis close the
+ * connection, again at each attempt): TRUE then. */
+static gboolean
+fail_if_too_large (State *state, SluiceWorkerTask *task)
 {
-  GHashTable *fields = sluice_redis_entry_fields (entry);
-  const char *id = fields != NULL ? sluice_redis_field (fields, "id", NULL) : NULL;
-  const char *deliveries = fields != NULL ? sluice_redis_field (fields, "deliveries", NULL) : NULL;
-  Flight *flight = NULL;
-  GPtrArray *waiters;
-  guint64 seq;
+  gsize size = g_variant_get_size (sluice_worker_task_get_args (task));
+  guint64 max_bulk;
+  GError *error;
 
   g_mutex_lock (&state->mutex);
-  if (id != NULL && steal_flight (state, id, &flight))
+  max_bulk = state->max_bulk;
+  if (max_bulk == 0 || size <= max_bulk)
     {
-      seq = sluice_worker_task_get_sequence (flight->task);
-      state->n_results++;
-      if (deliveries != NULL && g_ascii_strtoull (deliveries, NULL, 10) > 1)
-        state->n_redelivered++;
-      g_hash_table_remove (state->attempts, &seq);
+      g_mutex_unlock (&state->mutex);
+      return FALSE;
     }
-  else
-    state->n_duplicates++;
-  waiters = take_stop_waiters_if_idle_locked (state);
+  forget_attempts_locked (state, task);
   g_mutex_unlock (&state->mutex);
+  error = g_error_new (G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                       _ ("The arguments of “%s” take %llu bytes, more than Redis takes in one "
+                          "value (proto-max-bulk-len %llu)"),
+                       sluice_worker_task_get_name (task), (unsigned long long) size,
+                       (unsigned long long) max_bulk);
+  sluice_worker_task_return_error (task, error);
+  g_error_free (error);
+  return TRUE;
+}
 
-  if (flight != NULL)
+/* Sends what waits: withdrawals, cancels, calls. FALSE when the send
+ * connection is lost. */
+static gboolean
+send_pending (Io *io, GError **error)
+{
+  State *state = io->state;
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *unwanted = g_ptr_array_new_with_free_func (g_object_unref);
+  gboolean ok;
+
+  g_mutex_lock (&state->mutex);
+  take_to_send_locked (state, tasks, unwanted);
+  g_mutex_unlock (&state->mutex);
+  give_back (state, unwanted);
+
+  ok = withdraw (io, error);
+  /* Each in flight, sent or not: a lost connection gives them back. */
+  for (guint i = 0; i < tasks->len; i++)
+    if (!fail_if_too_large (state, tasks->pdata[i]))
+      ok = append_send (io, ok, g_object_ref (tasks->pdata[i]), error) && ok;
+  if (ok)
+    ok = renew_reply_stream (io, error);
+  if (ok && io->trim)
     {
+      SluiceRedisArgs args;
+
+      /* The answers read leave Redis (all before the last one read). */
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XTRIM");
+      sluice_redis_args_add (&args, state->reply_stream);
+      sluice_redis_args_add (&args, "MINID");
+      sluice_redis_args_add (&args, io->last_id);
+      ok = append (io, &args, NULL, error);
+      io->trim = !ok;
+    }
+  if (ok)
+    ok = sluice_redis_flush (io->send, error);
+  g_ptr_array_unref (tasks);
+  return ok;
+}
+
+/* Completes the calls of the answers of an XREAD, under one lock of their
+ * queue, or drops the answers. */
+static void
+take_answers (Io *io, redisReply *entries)
+{
+  State *state = io->state;
+  GPtrArray *flights = g_ptr_array_new ();
+  GPtrArray *tasks = g_ptr_array_new ();
+  GPtrArray *results = g_ptr_array_new ();
+  GPtrArray *errors = g_ptr_array_new ();
+  GPtrArray *waiters;
+
+  for (size_t i = 0; i < entries->elements; i++)
+    {
+      redisReply *entry = entries->element[i];
+      GHashTable *fields = sluice_redis_entry_fields (entry);
+      const char *seq = fields != NULL ? sluice_redis_field (fields, "i", NULL) : NULL;
+      const char *deliveries = fields != NULL ? sluice_redis_field (fields, "d", NULL) : NULL;
+      char *id = seq != NULL ? g_strconcat (state->client_id, ":", seq, NULL) : NULL;
+      Flight *flight = NULL;
       GError *error = NULL;
       GVariant *value = NULL;
 
-      if (sluice_redis_field (fields, "type", NULL) != NULL)
-        value = sluice_redis_fields_get_value (fields, "type", "value", &error);
-      else
-        error = sluice_redis_fields_get_error (fields);
-      if (value != NULL)
+      if (entry->type == REDIS_REPLY_ARRAY && entry->elements == 2 &&
+          entry->element[0]->type == REDIS_REPLY_STRING)
         {
-          sluice_worker_task_return_value (flight->task, value);
-          g_variant_unref (value);
+          g_free (io->last_id);
+          io->last_id = g_strdup (entry->element[0]->str);
+          io->trim = TRUE;
+        }
+      g_mutex_lock (&state->mutex);
+      if (id != NULL && steal_flight (state, id, &flight))
+        {
+          guint64 sequence = sluice_worker_task_get_sequence (flight->task);
+
+          state->n_results++;
+          if (deliveries != NULL && g_ascii_strtoull (deliveries, NULL, 10) > 1)
+            state->n_redelivered++;
+          g_hash_table_remove (state->attempts, &sequence);
         }
       else
+        state->n_duplicates++;
+      g_mutex_unlock (&state->mutex);
+
+      g_free (id);
+      if (flight != NULL)
         {
-          sluice_worker_task_return_error (flight->task, error);
-          g_error_free (error);
+          if (sluice_redis_field (fields, "t", NULL) != NULL)
+            value = sluice_redis_fields_get_value (fields, "t", "r", &error);
+          else
+            error = sluice_redis_fields_get_error (fields);
+          g_ptr_array_add (flights, flight);
+          g_ptr_array_add (tasks, flight->task);
+          g_ptr_array_add (results, value);
+          g_ptr_array_add (errors, error);
         }
-      flight_free (flight);
+      if (fields != NULL)
+        g_hash_table_unref (fields);
     }
+  if (tasks->len > 0)
+    sluice_calls_tasks_completed ((SluiceWorkerTask **) tasks->pdata, (GVariant **) results->pdata,
+                                  (GError **) errors->pdata, tasks->len, FALSE);
+  g_ptr_array_set_free_func (flights, flight_free);
+  g_ptr_array_unref (flights);
+  g_ptr_array_unref (tasks);
+  g_ptr_array_unref (results);
+  g_ptr_array_unref (errors);
+
+  g_mutex_lock (&state->mutex);
+  waiters = take_stop_waiters_if_idle_locked (state);
+  g_mutex_unlock (&state->mutex);
   sluice_worker_complete_stop_waiters (waiters);
-  if (fields != NULL)
-    g_hash_table_unref (fields);
+}
+
+/* Takes the replies read on the read connection (its XREAD's). FALSE when
+ * it is lost. */
+static gboolean
+take_read_replies (Io *io, GError **error)
+{
+  for (;;)
+    {
+      redisReply *reply, *entries;
+      GError *refused = NULL;
+
+      switch (sluice_redis_take_reply (io->read, &reply, &refused))
+        {
+        case SLUICE_REDIS_TAKE_NONE:
+          return TRUE;
+        case SLUICE_REDIS_TAKE_BROKEN:
+          g_propagate_error (error, refused);
+          return FALSE;
+        case SLUICE_REDIS_TAKE_REFUSED:
+          /* Redis is loading its data after a restart: wait. */
+          io->reading = FALSE;
+          if (!sluice_redis_error_is_transient (refused))
+            g_message ("Reading the answers: %s", refused->message);
+          io->read_resume_us =
+              g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+          g_error_free (refused);
+          continue;
+        default:
+          break;
+        }
+      io->reading = FALSE;
+      entries = sluice_redis_xread_entries (reply);
+      if (entries != NULL)
+        take_answers (io, entries);
+      freeReplyObject (reply);
+    }
+}
+
+/* Sends the next XREAD, unless one is pending (or Redis was loading). */
+static gboolean
+read_next (Io *io, gint64 now, GError **error)
+{
+  SluiceRedisArgs args;
+
+  if (io->reading || now < io->read_resume_us)
+    return TRUE;
+  sluice_redis_args_init_xread (&args, io->state->reply_stream, io->last_id, READ_BLOCK_MS);
+  if (!sluice_redis_args_append (&args, io->read, error) || !sluice_redis_flush (io->read, error))
+    return FALSE;
+  io->reading = TRUE;
+  return TRUE;
+}
+
+/* A connection of @io was lost: connects it again (see lost ()); FALSE
+ * when the worker resigned. */
+static gboolean
+io_lost (Io *io, gboolean send, GError *error)
+{
+  if (send)
+    {
+      State *state = io->state;
+
+      /* The replies awaited will not come: the calls whose XADD they
+       * answer may not be in Redis (connected_to () gives them back), and
+       * the entry ids of those withdrawn stay unknown. */
+      expected_clear (io);
+      g_mutex_lock (&state->mutex);
+      for (guint i = 0; i < state->withdraw->len; i++)
+        ((Flight *) state->withdraw->pdata[i])->awaiting = FALSE;
+      g_mutex_unlock (&state->mutex);
+      return lost (state, &io->send, "send", &io->epoch, error);
+    }
+  io->reading = FALSE;
+  return lost (io->state, &io->read, "read", &io->epoch, error);
+}
+
+/* Waits in poll () for the connections, the wake-up of another thread, or
+ * the next deadline. */
+static void
+io_poll (Io *io)
+{
+  State *state = io->state;
+  gint64 now = g_get_monotonic_time (), until = now + G_TIME_SPAN_SECOND;
+  struct pollfd fds[3] = {
+    { .fd = state->wake_fd, .events = POLLIN },
+    { .fd = io->send->fd, .events = POLLRDHUP },
+    { .fd = io->read->fd, .events = POLLIN },
+  };
+  gboolean wait;
+
+  io->send_ready = io->read_ready = FALSE;
+  if (sluice_redis_has_output (io->send))
+    fds[1].events |= POLLOUT;
+  if (sluice_redis_has_output (io->read))
+    fds[2].events |= POLLOUT;
+  if (!io->reading)
+    until = MIN (until, io->read_resume_us);
+  if (io->reply_ttl_ms > 0)
+    until = MIN (until, io->next_renewal_us);
+
+  g_mutex_lock (&state->mutex);
+  if (!g_queue_is_empty (&io->expected))
+    {
+      gint64 due = ((Expected *) g_queue_peek_head (&io->expected))->sent_us + SEND_REPLY_DELAY_US;
+
+      /* The replies are wanted now when they are due, or hold the entry
+       * ids of calls to withdraw. */
+      if (now >= due || state->withdraw->len > 0)
+        fds[1].events |= POLLIN;
+      else
+        until = MIN (until, due);
+    }
+  if (!g_queue_is_empty (&state->to_send) && now < state->resume_at)
+    until = MIN (until, state->resume_at);
+  wait = !has_work_locked (state, now) && !state->reply_ttl_changed;
+  state->io_polling = wait;
+  g_mutex_unlock (&state->mutex);
+  if (!wait)
+    return;
+
+  if (poll (fds, G_N_ELEMENTS (fds), (int) MAX (0, (until - now + 999) / 1000)) < 0 &&
+      errno != EINTR)
+    g_warning ("poll: %s", g_strerror (errno));
+  io->send_ready = fds[1].revents != 0;
+  io->read_ready = fds[2].revents != 0;
+
+  g_mutex_lock (&state->mutex);
+  state->io_polling = FALSE;
+  if (state->io_woken)
+    {
+      guint64 count;
+
+      state->io_woken = FALSE;
+      if (read (state->wake_fd, &count, sizeof count) < 0)
+        g_warning ("Could not read the wake-ups of the Redis worker: %s", g_strerror (errno));
+    }
+  g_mutex_unlock (&state->mutex);
+}
+
+/* One round of the I/O thread: sends, reads, waits. FALSE when the worker
+ * resigned. */
+static gboolean
+io_round (Io *io)
+{
+  GError *error = NULL;
+  gint64 now = g_get_monotonic_time ();
+
+  /* Whatever came (the replies on send also when it woke for answers:
+   * they are there by then, no wake-up of their own), and what waits:
+   * answers, calls, refusals. */
+  if (io->read_ready &&
+      (!sluice_redis_read_some (io->read, &error) || !take_read_replies (io, &error)))
+    return io_lost (io, FALSE, error);
+  if ((io->send_ready || (io->read_ready && !g_queue_is_empty (&io->expected))) &&
+      (!sluice_redis_read_some (io->send, &error) || !take_send_replies (io, &error)))
+    return io_lost (io, TRUE, error);
+  if (io->retry->len > 0)
+    send_later (io->state, io->retry);
+  if (!send_pending (io, &error))
+    return io_lost (io, TRUE, error);
+  if (!read_next (io, now, &error) || !sluice_redis_flush (io->read, &error))
+    return io_lost (io, FALSE, error);
+  io_poll (io);
+  return TRUE;
 }
 
 static gpointer
-reader_main (gpointer data)
+io_main (gpointer data)
 {
   State *state = data;
   GError *error = NULL;
-  guint epoch = 0;
-  redisContext *c = connect_thread (state, "read", TRUE, 0, &epoch, &error);
-  char *last_id = g_strdup ("0-0");
-  GPtrArray *read_ids = g_ptr_array_new_with_free_func (g_free);
+  Io io = { .state = state, .last_id = g_strdup ("0-0"), .read_ready = TRUE };
+  sigset_t pipe_set;
 
-  if (c == NULL)
+  /* Writes to a connection Redis closed must not raise SIGPIPE: this
+   * thread's connections are its only writers. */
+  sigemptyset (&pipe_set);
+  sigaddset (&pipe_set, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &pipe_set, NULL);
+
+  g_queue_init (&io.expected);
+  io.retry = g_ptr_array_new_with_free_func (g_object_unref);
+  io.send = connect_role (state, "send", TRUE, 0, &io.epoch, &error);
+  io.read = io.send != NULL ? connect_role (state, "read", TRUE, 0, &io.epoch, &error) : NULL;
+  if (io.read == NULL)
     fail (state, g_steal_pointer (&error));
 
-  while (c != NULL && !g_atomic_int_get (&state->closed))
-    {
-      SluiceRedisArgs args;
-      redisReply *reply, *entries;
-      gboolean ok = TRUE;
+  while (io.read != NULL && io.send != NULL && !g_atomic_int_get (&state->closed))
+    if (!io_round (&io))
+      break;
 
-      /* The answers read last time leave Redis, in the same round trip
-       * as the next read. */
-      if (read_ids->len > 0)
-        {
-          sluice_redis_args_init (&args);
-          sluice_redis_args_add (&args, "XDEL");
-          sluice_redis_args_add (&args, state->reply_stream);
-          for (guint i = 0; i < read_ids->len; i++)
-            sluice_redis_args_add (&args, read_ids->pdata[i]);
-          ok = sluice_redis_args_append (&args, c, &error);
-        }
-      sluice_redis_args_init_xread (&args, state->reply_stream, last_id, READ_BLOCK_MS);
-      if (ok)
-        ok = sluice_redis_args_append (&args, c, &error);
-      else
-        sluice_redis_args_clear (&args);
-      if (ok && read_ids->len > 0)
-        {
-          /* An error reply to XDEL leaves the XREAD's to read. */
-          reply = sluice_redis_get_reply (c, &error);
-          ok = reply != NULL || sluice_redis_connected (c);
-          if (ok)
-            g_clear_error (&error);
-          if (reply != NULL)
-            freeReplyObject (reply);
-        }
-      /* Kept when the connection was lost before the XDEL went. */
-      if (ok)
-        g_ptr_array_set_size (read_ids, 0);
-      reply = ok ? sluice_redis_get_reply (c, &error) : NULL;
-      if (reply == NULL && sluice_redis_connected (c) && sluice_redis_error_is_transient (error))
-        {
-          /* Redis is loading its data after a restart: wait. */
-          g_clear_error (&error);
-          g_usleep (TRANSIENT_WAIT_MS * 1000);
-          continue;
-        }
-      if (reply == NULL)
-        {
-          if (!lost (state, &c, "read", &epoch, g_steal_pointer (&error)))
-            break;
-          continue;
-        }
-      entries = sluice_redis_xread_entries (reply);
-      if (entries == NULL)
-        {
-          freeReplyObject (reply);
-          continue;
-        }
-      for (size_t i = 0; i < entries->elements; i++)
-        {
-          redisReply *entry = entries->element[i];
-
-          if (entry->type == REDIS_REPLY_ARRAY && entry->elements == 2)
-            {
-              g_free (last_id);
-              last_id = g_strdup (entry->element[0]->str);
-              g_ptr_array_add (read_ids, g_strdup (last_id));
-            }
-          take_reply (state, entry);
-        }
-      freeReplyObject (reply);
-    }
-
-  if (c != NULL)
+  /* Closed: the replies awaited (the entry ids of the calls to withdraw),
+   * the withdrawals, and the reply stream deleted, blocking. */
+  if (io.send != NULL)
     {
       SluiceRedisArgs args;
       redisReply *reply;
 
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "DEL");
-      sluice_redis_args_add (&args, state->reply_stream);
-      reply = sluice_redis_command (c, &args, NULL);
-      if (reply != NULL)
-        freeReplyObject (reply);
-      redisFree (c);
+      sluice_redis_set_nonblocking (io.send, FALSE);
+      while (!g_queue_is_empty (&io.expected) && sluice_redis_connected (io.send))
+        {
+          GError *refused = NULL;
+          char *id;
+
+          reply = sluice_redis_get_reply (io.send, &refused);
+          if (reply == NULL && !sluice_redis_connected (io.send))
+            {
+              g_clear_error (&refused);
+              break;
+            }
+          id = expected_pop (&io);
+          if (id != NULL)
+            take_send_reply (&io, id, reply, refused);
+          g_free (id);
+          g_clear_error (&refused);
+          if (reply != NULL)
+            freeReplyObject (reply);
+        }
+      expected_clear (&io);
+      if (sluice_redis_connected (io.send) && withdraw (&io, NULL))
+        {
+          sluice_redis_args_init (&args);
+          sluice_redis_args_add (&args, "DEL");
+          sluice_redis_args_add (&args, state->reply_stream);
+          if (append (&io, &args, NULL, NULL))
+            for (guint n = g_queue_get_length (&io.expected); n > 0; n--)
+              {
+                reply = sluice_redis_get_reply (io.send, NULL);
+                if (reply == NULL && !sluice_redis_connected (io.send))
+                  break;
+                if (reply != NULL)
+                  freeReplyObject (reply);
+              }
+        }
+      expected_clear (&io);
+      redisFree (io.send);
     }
-  g_free (last_id);
-  g_ptr_array_unref (read_ids);
+  if (io.read != NULL)
+    redisFree (io.read);
+  /* Refused calls not sent again go back. */
+  send_later (state, io.retry);
+  g_ptr_array_unref (io.retry);
+  g_free (io.last_id);
   state_unref (state);
   return NULL;
 }
@@ -1008,7 +1483,7 @@ sluice_redis_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
       return;
     }
   g_queue_push_tail (&state->to_send, g_object_ref (task));
-  g_cond_broadcast (&state->cond);
+  wake_io_locked (state);
   g_mutex_unlock (&state->mutex);
 }
 
@@ -1082,7 +1557,7 @@ sluice_redis_worker_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task
 
       forget_attempts_locked (state, held);
       g_ptr_array_add (state->withdraw, flight);
-      g_cond_broadcast (&state->cond);
+      wake_io_locked (state);
       g_mutex_unlock (&state->mutex);
       sluice_worker_task_give_back (held, FALSE);
       g_object_unref (held);
@@ -1118,17 +1593,12 @@ sluice_redis_worker_finalize (GObject *object)
   g_mutex_unlock (&state->mutex);
   give_back (state, tasks);
 
-  /* The last reference may go in one of its threads (with a task it
-   * completes): that one leaves by itself. */
-  for (guint i = 0; i < 2; i++)
-    {
-      GThread *thread = i == 0 ? self->sender : self->reader;
-
-      if (thread == g_thread_self ())
-        g_thread_unref (thread);
-      else if (thread != NULL)
-        g_thread_join (thread);
-    }
+  /* The last reference may go in its thread (with a task it completes):
+   * that one leaves by itself. */
+  if (self->io == g_thread_self ())
+    g_thread_unref (self->io);
+  else if (self->io != NULL)
+    g_thread_join (self->io);
   state_unref (state);
   g_strfreev (self->series);
 
@@ -1149,7 +1619,9 @@ sluice_redis_worker_init (SluiceRedisWorker *self)
   State *state = g_atomic_rc_box_new0 (State);
 
   g_mutex_init (&state->mutex);
-  g_cond_init (&state->cond);
+  state->wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (state->wake_fd < 0)
+    g_error ("eventfd: %s", g_strerror (errno));
   g_queue_init (&state->to_send);
   state->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, flight_free);
   state->withdraw = g_ptr_array_new_with_free_func (flight_free);
@@ -1157,6 +1629,7 @@ sluice_redis_worker_init (SluiceRedisWorker *self)
   state->stop_waiters = g_ptr_array_new ();
   state->cancelled = g_ptr_array_new_with_free_func (g_free);
   state->reconnect_ms = DEFAULT_RECONNECT_MS;
+  state->reply_ttl_ms = DEFAULT_REPLY_TTL_MS;
   g_weak_ref_init (&state->worker, self);
   self->state = state;
 }
@@ -1218,8 +1691,7 @@ sluice_redis_worker_new (const char *endpoint,
   gethostname (host, sizeof host - 1);
   state->client_id = g_strdup_printf ("%s.%d.%08x", host, (int) getpid (), g_random_int ());
   state->reply_stream = g_strconcat (SLUICE_REDIS_REPLIES_PREFIX, state->client_id, NULL);
-  self->sender = g_thread_new ("sluice-redis-send", sender_main, g_atomic_rc_box_acquire (state));
-  self->reader = g_thread_new ("sluice-redis-read", reader_main, g_atomic_rc_box_acquire (state));
+  self->io = g_thread_new ("sluice-redis-io", io_main, g_atomic_rc_box_acquire (state));
   return self;
 }
 
@@ -1310,5 +1782,33 @@ sluice_redis_worker_set_reconnect_timeout (SluiceRedisWorker *self, guint timeou
 
   g_mutex_lock (&self->state->mutex);
   self->state->reconnect_ms = timeout_ms;
+  g_mutex_unlock (&self->state->mutex);
+}
+
+/**
+ * sluice_redis_worker_set_reply_ttl:
+ * @self: a Redis worker
+ * @ttl_ms: the time to live of its reply stream, in milliseconds; 0 for
+ *   none
+ *
+ * Sets the time to live of the reply stream of @self in Redis (60 seconds
+ * by default), which it renews every third of that while it lives, so
+ * that the stream of a producer that died (and did not delete it) expires.
+ * Remote workers answer only to a reply stream that exists: an answer to a
+ * producer that is gone is dropped. If @self could not renew it in time
+ * (its connection was lost for longer), it makes the stream again and
+ * sends the calls it had in Redis again.
+ *
+ * This function is safe to call from any thread.
+ */
+void
+sluice_redis_worker_set_reply_ttl (SluiceRedisWorker *self, guint ttl_ms)
+{
+  g_return_if_fail (SLUICE_IS_REDIS_WORKER (self));
+
+  g_mutex_lock (&self->state->mutex);
+  self->state->reply_ttl_ms = ttl_ms;
+  self->state->reply_ttl_changed = TRUE;
+  wake_io_locked (self->state);
   g_mutex_unlock (&self->state->mutex);
 }

@@ -14,6 +14,7 @@
 #include "sluice-redis-private.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -177,6 +178,37 @@ sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GEr
       freeReplyObject (reply);
     }
   return c;
+}
+
+gboolean
+sluice_redis_max_bulk (redisContext *c, guint64 *max_bulk, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  GError *local = NULL;
+
+  *max_bulk = 0;
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "CONFIG");
+  sluice_redis_args_add (&args, "GET");
+  sluice_redis_args_add (&args, "proto-max-bulk-len");
+  reply = sluice_redis_command (c, &args, &local);
+  if (reply == NULL)
+    {
+      if (!sluice_redis_connected (c))
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+      g_error_free (local);
+      return TRUE;
+    }
+  /* [name, value] */
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[1]->type == REDIS_REPLY_STRING)
+    *max_bulk = g_ascii_strtoull (reply->element[1]->str, NULL, 10);
+  freeReplyObject (reply);
+  return TRUE;
 }
 
 gboolean
@@ -348,6 +380,87 @@ sluice_redis_get_reply (redisContext *c, GError **error)
   return reply;
 }
 
+void
+sluice_redis_set_nonblocking (redisContext *c, gboolean nonblocking)
+{
+  int flags = fcntl (c->fd, F_GETFL);
+
+  if (flags != -1)
+    fcntl (c->fd, F_SETFL, nonblocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+  /* hiredis takes EAGAIN for "later" only without REDIS_BLOCK. */
+  if (nonblocking)
+    c->flags &= ~REDIS_BLOCK;
+  else
+    c->flags |= REDIS_BLOCK;
+}
+
+gboolean
+sluice_redis_has_output (redisContext *c)
+{
+  return c->obuf != NULL && sdslen (c->obuf) > 0;
+}
+
+gboolean
+sluice_redis_flush (redisContext *c, GError **error)
+{
+  int done = 0;
+
+  if (!sluice_redis_has_output (c))
+    return TRUE;
+  if (redisBufferWrite (c, &done) != REDIS_OK)
+    {
+      set_context_error (c, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Reads of hiredis's 16 KiB in one sluice_redis_read_some () at most. */
+#define MAX_READS 64
+
+gboolean
+sluice_redis_read_some (redisContext *c, GError **error)
+{
+  for (guint i = 0; i < MAX_READS; i++)
+    {
+      size_t before = c->reader->len;
+
+      if (redisBufferRead (c) != REDIS_OK)
+        {
+          set_context_error (c, error);
+          return FALSE;
+        }
+      /* Nothing more for now (EAGAIN). */
+      if (c->reader->len == before)
+        break;
+    }
+  return TRUE;
+}
+
+SluiceRedisTake
+sluice_redis_take_reply (redisContext *c, redisReply **reply, GError **error)
+{
+  void *taken = NULL;
+
+  *reply = NULL;
+  if (redisGetReplyFromReader (c, &taken) != REDIS_OK)
+    {
+      set_context_error (c, error);
+      return SLUICE_REDIS_TAKE_BROKEN;
+    }
+  if (taken == NULL)
+    return SLUICE_REDIS_TAKE_NONE;
+  if (((redisReply *) taken)->type == REDIS_REPLY_ERROR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Redis: %s"),
+                   ((redisReply *) taken)->str);
+      freeReplyObject (taken);
+      return SLUICE_REDIS_TAKE_REFUSED;
+    }
+  *reply = taken;
+  return SLUICE_REDIS_TAKE_REPLY;
+}
+
 redisReply *
 sluice_redis_command (redisContext *c, SluiceRedisArgs *args, GError **error)
 {
@@ -391,6 +504,16 @@ sluice_redis_calls_stream (const char *series)
   return g_strconcat (SLUICE_REDIS_CALLS_PREFIX ":", series, NULL);
 }
 
+char *
+sluice_redis_reply_stream (const char *call_id)
+{
+  const char *colon = strrchr (call_id, ':');
+
+  if (colon == NULL || colon == call_id)
+    return NULL;
+  return g_strdup_printf ("%s%.*s", SLUICE_REDIS_REPLIES_PREFIX, (int) (colon - call_id), call_id);
+}
+
 GHashTable *
 sluice_redis_entry_fields (redisReply *entry)
 {
@@ -422,14 +545,17 @@ sluice_redis_field (GHashTable *fields, const char *name, gsize *len)
 }
 
 void
-sluice_redis_args_add_value (SluiceRedisArgs *args, GVariant *value)
+sluice_redis_args_add_value (SluiceRedisArgs *args,
+                             const char *type_field,
+                             const char *value_field,
+                             GVariant *value)
 {
   GVariant *wire =
       G_BYTE_ORDER == G_LITTLE_ENDIAN ? g_variant_ref (value) : g_variant_byteswap (value);
 
-  sluice_redis_args_add (args, "type");
+  sluice_redis_args_add (args, type_field);
   sluice_redis_args_add (args, g_variant_get_type_string (wire));
-  sluice_redis_args_add (args, "value");
+  sluice_redis_args_add (args, value_field);
   sluice_redis_args_add_len (args, g_variant_get_data (wire), g_variant_get_size (wire));
   g_variant_unref (wire);
 }
@@ -474,22 +600,22 @@ sluice_redis_fields_get_value (GHashTable *fields,
 }
 
 void
-sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error)
+sluice_redis_args_add_error (SluiceRedisArgs *args, const GError *error, gboolean version1)
 {
-  sluice_redis_args_add (args, "domain");
+  sluice_redis_args_add (args, version1 ? "domain" : "e");
   sluice_redis_args_add (args, g_quark_to_string (error->domain));
-  sluice_redis_args_add (args, "code");
+  sluice_redis_args_add (args, version1 ? "code" : "c");
   sluice_redis_args_add_printf (args, "%d", error->code);
-  sluice_redis_args_add (args, "message");
+  sluice_redis_args_add (args, version1 ? "message" : "m");
   sluice_redis_args_add (args, error->message);
 }
 
 GError *
 sluice_redis_fields_get_error (GHashTable *fields)
 {
-  const char *domain = sluice_redis_field (fields, "domain", NULL);
-  const char *code = sluice_redis_field (fields, "code", NULL);
-  const char *message = sluice_redis_field (fields, "message", NULL);
+  const char *domain = sluice_redis_field (fields, "e", NULL);
+  const char *code = sluice_redis_field (fields, "c", NULL);
+  const char *message = sluice_redis_field (fields, "m", NULL);
 
   if (domain == NULL || code == NULL || domain[0] == '\0')
     return g_error_new (SLUICE_ERROR, SLUICE_ERROR_FAILED,

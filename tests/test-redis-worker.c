@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WAIT_UNTIL(cond)                                                                           \
   G_STMT_START                                                                                     \
@@ -275,6 +276,19 @@ gated_square (GVariant *args, GCancellable *cancellable, gpointer data, GError *
   return g_variant_new ("(x)", x * x);
 }
 
+/* "zeros" (u) -> (ay): that many zero bytes. */
+static GVariant *
+zeros (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  guint32 n;
+  gpointer bytes;
+
+  g_variant_get (args, "(u)", &n);
+  bytes = g_malloc0 (n);
+  return g_variant_new (
+      "(@ay)", g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, bytes, n, TRUE, g_free, bytes));
+}
+
 static gpointer
 remote_main (gpointer data)
 {
@@ -285,6 +299,7 @@ remote_main (gpointer data)
   g_assert_true (sluice_worker_module_init (service, NULL));
   sluice_worker_service_register (service, "count-cancel", NULL, count_cancel, NULL, NULL);
   sluice_worker_service_register (service, "gated-square", "(x)", gated_square, NULL, NULL);
+  sluice_worker_service_register (service, "zeros", "(u)", zeros, NULL, NULL);
   remote->ok =
       sluice_worker_service_serve_redis (service, remote->endpoint, NULL, series, remote->consumer,
                                          0, 0, remote->cancellable, &remote->error);
@@ -896,51 +911,282 @@ test_redis_restart_info_denied (void)
   server_stop (server);
 }
 
+/* The value of @field in the stream entry @entry ([id, [field, value,
+ * ...]]), or NULL. */
+static const char *
+entry_field (redisReply *entry, const char *field)
+{
+  redisReply *kv = entry->element[1];
+
+  for (size_t i = 0; i + 1 < kv->elements; i += 2)
+    if (strcmp (kv->element[i]->str, field) == 0)
+      return kv->element[i + 1]->str;
+  return NULL;
+}
+
+/* Waits for the first entry of @stream (transfer full: the XRANGE reply). */
+static redisReply *
+first_entry (Server *server, const char *stream)
+{
+  gint64 deadline = deadline_from_now ();
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      redisReply *reply = redisCommand (server->c, "XRANGE %s - + COUNT 1", stream);
+
+      g_assert_nonnull (reply);
+      if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1)
+        return reply;
+      freeReplyObject (reply);
+      g_usleep (5000);
+    }
+  g_assert_not_reached ();
+}
+
 /* Malformed entries are answered with an error (when they name a reply
- * stream) or acknowledged, and the worker keeps going. */
+ * stream) or acknowledged, and the worker keeps going. An entry of
+ * version 1 of the protocol (long field names, no "v") is answered with an
+ * error that says so, in version 1's names (what such a producer reads);
+ * one of an unknown version likewise, in this version's. */
 static void
 test_malformed_entries (void)
 {
   Server *server = server_start (NULL);
   Remote *a;
   redisReply *reply;
-  gint64 deadline;
-  gboolean answered = FALSE;
 
   if (server == NULL)
     return;
   a = remote_start (server, "a");
+  /* The reply streams of living producers of version 2 exist (answers
+   * are written only to those). */
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:t MAXLEN 0 * made 1"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:new MAXLEN 0 * made 1"));
   freeReplyObject (redisCommand (server->c, "XADD sluice:calls * garbage yes"));
-  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * id t:1 fn square reply "
-                                            "test:replies type ((( value x"));
-  deadline = deadline_from_now ();
-  while (!answered && g_get_monotonic_time () < deadline)
-    {
-      reply = redisCommand (server->c, "XRANGE test:replies - +");
-      g_assert_nonnull (reply);
-      if (reply->elements == 1)
-        {
-          redisReply *kv = reply->element[0]->element[1];
-          const char *domain = NULL, *code = NULL;
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 2 i t:1 f square t ((( a x"));
+  reply = first_entry (server, "sluice:replies:t");
+  g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "1");
+  g_assert_cmpstr (entry_field (reply->element[0], "e"), ==, g_quark_to_string (SLUICE_ERROR));
+  g_assert_cmpint (atoi (entry_field (reply->element[0], "c")), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "not a definite type"));
+  freeReplyObject (reply);
 
-          for (size_t i = 0; i + 1 < kv->elements; i += 2)
-            {
-              if (strcmp (kv->element[i]->str, "domain") == 0)
-                domain = kv->element[i + 1]->str;
-              if (strcmp (kv->element[i]->str, "code") == 0)
-                code = kv->element[i + 1]->str;
-            }
-          g_assert_cmpstr (domain, ==, g_quark_to_string (SLUICE_ERROR));
-          g_assert_cmpint (atoi (code), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
-          answered = TRUE;
-        }
-      freeReplyObject (reply);
-      g_usleep (5000);
-    }
-  g_assert_true (answered);
-  /* Both acknowledged and deleted. */
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * id old:7 fn square reply "
+                                            "test:replies type (x) value 12345678"));
+  reply = first_entry (server, "test:replies");
+  g_assert_cmpstr (entry_field (reply->element[0], "id"), ==, "old:7");
+  g_assert_cmpstr (entry_field (reply->element[0], "domain"), ==, g_quark_to_string (SLUICE_ERROR));
+  g_assert_cmpint (atoi (entry_field (reply->element[0], "code")), ==,
+                   SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "message"), "version 1"));
+  freeReplyObject (reply);
+
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i new:9 f square"));
+  reply = first_entry (server, "sluice:replies:new");
+  g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "9");
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 3"));
+  freeReplyObject (reply);
+
+  /* All acknowledged and deleted. */
   WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
   remote_stop (a);
+  server_stop (server);
+}
+
+/* The time to live of @key in milliseconds (-2: no such key, -1: none). */
+static long long
+server_pttl (Server *server, const char *key)
+{
+  return server_integer (server, "PTTL", key);
+}
+
+/* A reply stream lives while its producer does (its time to live
+ * renewed), and expires once the producer died without deleting it (the
+ * child process leaves with _exit ()); remote workers do not make a reply
+ * stream that is gone (an answer to a dead producer is dropped). */
+static void
+test_reply_ttl (void)
+{
+  Server *server;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  g_autofree char *stream = NULL;
+  redisReply *reply;
+  long long ttl;
+  Remote *remote;
+
+  if (g_test_subprocess ())
+    {
+      /* The producer that dies. */
+      const char *endpoint = g_getenv ("SLUICE_TEST_REDIS_ENDPOINT");
+      redisContext *c = redisConnectUnix (endpoint + strlen ("unix:"));
+      GError *error = NULL;
+
+      g_assert_true (c != NULL && c->err == 0);
+      worker = sluice_redis_worker_new (endpoint, NULL, NULL, 4, &error);
+      g_assert_no_error (error);
+      sluice_redis_worker_set_reply_ttl (worker, 300);
+      stream = g_strconcat ("sluice:replies:", sluice_redis_worker_get_client_id (worker), NULL);
+      for (;;)
+        {
+          reply = redisCommand (c, "PTTL %s", stream);
+          g_assert_nonnull (reply);
+          ttl = reply->integer;
+          freeReplyObject (reply);
+          if (ttl > 0 && ttl <= 300)
+            break;
+          g_usleep (1000);
+        }
+      /* For the parent, which may come after the stream expired. */
+      freeReplyObject (redisCommand (c, "SET test:dead-stream %s", stream));
+      _exit (0);
+    }
+
+  server = server_start (NULL);
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 4, &worker);
+  stream = g_strconcat ("sluice:replies:", sluice_redis_worker_get_client_id (worker), NULL);
+  /* Made at once, with the default time to live (60 s). */
+  WAIT_UNTIL (server_pttl (server, stream) > 0);
+  g_assert_cmpint (server_pttl (server, stream), <=, 60000);
+  /* Set, then renewed every third of it: it runs down below 2.5 s, then
+   * goes up again. */
+  sluice_redis_worker_set_reply_ttl (worker, 3000);
+  WAIT_UNTIL (server_pttl (server, stream) <= 3000);
+  WAIT_UNTIL (server_pttl (server, stream) < 2500);
+  WAIT_UNTIL (server_pttl (server, stream) >= 2500);
+  g_assert_cmpint (server_pttl (server, stream), <=, 3000);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  /* Deleted when the worker is finalized. */
+  g_assert_cmpint (server_pttl (server, stream), ==, -2);
+
+  /* A producer that died: its stream expires. */
+  g_setenv ("SLUICE_TEST_REDIS_ENDPOINT", server->endpoint, TRUE);
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  reply = redisCommand (server->c, "GET test:dead-stream");
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_STRING);
+  g_free (stream);
+  stream = g_strdup (reply->str);
+  freeReplyObject (reply);
+  WAIT_UNTIL (server_pttl (server, stream) == -2);
+
+  /* An answer to a reply stream that is gone is dropped (the entry is
+   * acknowledged and deleted all the same). */
+  remote = remote_start (server, "a");
+  freeReplyObject (redisCommand (server->c,
+                                 "XADD sluice:calls:squares * v 2 i gone:1 f square "
+                                 "t (x) a %b",
+                                 "\x03\0\0\0\0\0\0\0", (size_t) 8));
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 0);
+  g_assert_cmpint (server_pttl (server, "sluice:replies:gone"), ==, -2);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* The reply stream vanished while a call was in Redis (deleted here; it
+ * could have expired while the producer was cut off from Redis): the
+ * producer notices when it renews it, makes it again and sends the call
+ * again, which completes once. */
+static void
+test_reply_stream_lost (void)
+{
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  g_autofree char *stream = NULL;
+  Remote *remote;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 4, &worker);
+  sluice_redis_worker_set_reply_ttl (worker, 600);
+  stream = g_strconcat ("sluice:replies:", sluice_redis_worker_get_client_id (worker), NULL);
+  calls = calls_new (1);
+  call (queue, calls, 0, "squares", "square", g_variant_new ("(x)", (gint64) 0));
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 1);
+  freeReplyObject (redisCommand (server->c, "DEL %s", stream));
+  WAIT_UNTIL (stat_of (worker, "sent") == 2);
+  WAIT_UNTIL (server_pttl (server, stream) > 0);
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == 1);
+  check_squares (calls, 1);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, 1);
+
+  calls_free (calls, 1);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+  server_stop (server);
+}
+
+/* A call of @n_bytes of arguments (of "square", which fails on them if
+ * they reach it), and a call of "zeros" with a result of @n_zeros bytes,
+ * through @server; @calls gets their outcomes. */
+static void
+big_calls (Server *server, guint n_bytes, guint n_zeros, Calls *calls)
+{
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue = producer_new (server, "squares", 4, &worker);
+  Remote *remote = remote_start (server, "a");
+  g_autofree guint8 *bytes = g_malloc0 (n_bytes);
+
+  call (
+      queue, calls, 0, "squares", "square",
+      g_variant_new ("(@ay)", g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, n_bytes, 1)));
+  call (queue, calls, 1, "squares", "zeros", g_variant_new ("(u)", n_zeros));
+  call (queue, calls, 2, "squares", "square", g_variant_new ("(x)", (gint64) 3));
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 0);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+}
+
+/* A Redis that takes at most 1 MiB in one value (proto-max-bulk-len):
+ * a call whose arguments are larger fails at once (sent, Redis would
+ * close the connection, again at each attempt), and so does one whose
+ * result is larger (the remote worker checks); smaller calls go through.
+ * Where CONFIG is denied (an ACL) the limit is unknown: nothing is
+ * checked, calls within the limit work as before. */
+static void
+test_max_bulk (void)
+{
+  const char *small[] = { "--proto-max-bulk-len", "1mb", NULL };
+  const char *denied[] = {
+    "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config", NULL
+  };
+  Server *server = server_start_full (NULL, FALSE, small);
+  Calls *calls;
+  gint64 v;
+
+  if (server == NULL)
+    return;
+  calls = calls_new (3);
+  big_calls (server, 2 << 20, 2 << 20, calls);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_nonnull (strstr (calls->errors[0]->message, "proto-max-bulk-len 1048576"));
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_nonnull (strstr (calls->errors[1]->message, "“zeros”"));
+  g_assert_no_error (calls->errors[2]);
+  g_variant_get (calls->results[2], "(x)", &v);
+  g_assert_cmpint (v, ==, 9);
+  calls_free (calls, 3);
+  server_stop (server);
+
+  server = server_start_full (NULL, FALSE, denied);
+  calls = calls_new (3);
+  big_calls (server, 1000, 1000, calls);
+  /* Through to the remote function, which wants an "(x)". */
+  g_assert_error (calls->errors[0], SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_no_error (calls->errors[1]);
+  g_assert_cmpuint (g_variant_get_size (calls->results[1]), ==, 1000);
+  g_assert_no_error (calls->errors[2]);
+  calls_free (calls, 3);
   server_stop (server);
 }
 
@@ -1611,8 +1857,10 @@ gzip_fails (const char *const *args, char **err)
 
 /* sluice-gzip --redis fails, naming the endpoint, and leaves no output:
  * when Redis goes away in the middle of a file (its worker resigns once
- * it cannot connect again: no hang waiting for a worker), when Redis is
- * not there at the start, and with blocks too large for a Redis value. */
+ * it cannot connect again within --redis-reconnect-timeout, 0.5 s here:
+ * no hang waiting for a worker), when Redis is not there at the start,
+ * with blocks too large for a Redis value, and with a negative reconnect
+ * timeout. */
 typedef struct
 {
   Server *server;
@@ -1626,7 +1874,9 @@ lost_gzip_main (gpointer data)
 {
   LostGzip *lost = data;
   g_autofree char *redis = g_strconcat ("--redis=", lost->server->endpoint, NULL);
-  const char *args[] = { redis, "-b", "32", "-k", lost->path, NULL };
+  const char *args[] = {
+    redis, "--redis-reconnect-timeout=0.5", "-b", "32", "-k", lost->path, NULL
+  };
 
   lost->status = gzip_fails (args, &lost->err);
   return NULL;
@@ -1674,10 +1924,14 @@ test_gzip_redis_lost (void)
   redis = g_strconcat ("--redis=", server->endpoint, NULL);
   {
     const char *too_large[] = { redis, "-b", "524288", "-k", lost.path, NULL };
+    const char *negative[] = { redis, "--redis-reconnect-timeout=-1", "-k", lost.path, NULL };
 
     g_assert_cmpint (gzip_fails (too_large, &err), ==, 1);
     g_assert_nonnull (strstr (err, "Redis"));
     g_assert_false (g_file_test (gz, G_FILE_TEST_EXISTS));
+    g_clear_pointer (&err, g_free);
+    g_assert_cmpint (gzip_fails (negative, &err), ==, 1);
+    g_assert_nonnull (strstr (err, "--redis-reconnect-timeout"));
   }
 
   g_remove (lost.path);
@@ -1714,5 +1968,8 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/redis-busy", test_redis_busy);
   g_test_add_func ("/redis-worker/redis-busy-cancel", test_redis_busy_cancel);
   g_test_add_func ("/redis-worker/attempts-bounded", test_attempts_bounded);
+  g_test_add_func ("/redis-worker/reply-ttl", test_reply_ttl);
+  g_test_add_func ("/redis-worker/reply-stream-lost", test_reply_stream_lost);
+  g_test_add_func ("/redis-worker/max-bulk", test_max_bulk);
   return g_test_run ();
 }

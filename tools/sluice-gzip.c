@@ -84,8 +84,9 @@ static gboolean opt_progress_explicit;
 static gboolean opt_version;
 static gboolean opt_demo;
 static char **opt_files;
-static char *opt_redis;        /* --redis: deflate in remote sluice-worker processes */
-static char *opt_redis_series; /* their series, "gzip" by default */
+static char *opt_redis;                  /* --redis: deflate in remote sluice-worker processes */
+static char *opt_redis_series;           /* their series, "gzip" by default */
+static double opt_redis_reconnect_s = 5; /* --redis-reconnect-timeout */
 
 static gboolean
 set_level (const char *option_name, const char *value, gpointer data, GError **error)
@@ -163,6 +164,10 @@ static const GOptionEntry entries[] = {
     N_ ("URL") },
   { "redis-series", 0, 0, G_OPTION_ARG_STRING, &opt_redis_series,
     N_ ("With --redis: the series the workers serve (default gzip)"), N_ ("NAME") },
+  { "redis-reconnect-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_redis_reconnect_s,
+    N_ ("With --redis: how long to try to reach Redis again once it is lost before the file "
+        "fails (default 5; 0: at once)"),
+    N_ ("SECONDS") },
   { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_files, NULL, N_ ("[FILE…]") },
   { NULL }
 };
@@ -1010,10 +1015,6 @@ on_redis_resigned (SluiceWorker *worker, const GError *error, gpointer data)
  * connection. */
 #define REDIS_MAX_BLOCK_KIB (511 * 1024)
 
-/* How long the worker tries to reach Redis again once it is lost, before
- * it resigns and the file fails. */
-#define REDIS_RECONNECT_MS 5000
-
 /* --redis: hires a SluiceRedisWorker reaching the remote workers of the
  * series; the password may come from SLUICE_REDIS_PASSWORD. */
 static gboolean
@@ -1029,6 +1030,13 @@ hire_redis_worker (SluiceTaskQueue *queue, GError **error)
                    REDIS_MAX_BLOCK_KIB);
       return FALSE;
     }
+  if (!(opt_redis_reconnect_s >= 0 && opt_redis_reconnect_s <= G_MAXUINT / 1000))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _ ("--redis-reconnect-timeout must be between 0 and %u seconds"),
+                   G_MAXUINT / 1000);
+      return FALSE;
+    }
   if (opt_redis_series == NULL)
     series[0] = opt_redis_series = g_strdup ("gzip");
   worker = sluice_redis_worker_new (opt_redis, g_getenv ("SLUICE_REDIS_PASSWORD"), series,
@@ -1036,7 +1044,7 @@ hire_redis_worker (SluiceTaskQueue *queue, GError **error)
   if (worker == NULL)
     return FALSE;
   /* Redis lost for good: no hang waiting for a worker that is gone. */
-  sluice_redis_worker_set_reconnect_timeout (worker, REDIS_RECONNECT_MS);
+  sluice_redis_worker_set_reconnect_timeout (worker, (guint) (opt_redis_reconnect_s * 1000));
   g_signal_connect (worker, "resigned", G_CALLBACK (on_redis_resigned), NULL);
   sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   return TRUE;

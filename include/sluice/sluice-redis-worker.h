@@ -33,6 +33,8 @@ SLUICE_AVAILABLE_IN_ALL
 GVariant *sluice_redis_worker_get_stats (SluiceRedisWorker *self);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_redis_worker_set_reconnect_timeout (SluiceRedisWorker *self, guint timeout_ms);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_redis_worker_set_reply_ttl (SluiceRedisWorker *self, guint ttl_ms);
 
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_worker_service_serve_redis (SluiceWorkerService *self,

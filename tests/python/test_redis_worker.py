@@ -94,6 +94,16 @@ class RedisWorkers(unittest.TestCase):
                  "--consumer=py-%d" % i, "--threads=2",
                  os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]))
         worker = Sluice.RedisWorker.new(self.endpoint, None, ["py"], 8)
+        # Its reply stream lives 10 s past the last renewal.
+        worker.set_reply_ttl(10000)
+        stream = "sluice:replies:" + worker.get_client_id()
+
+        def reply_ttl():
+            out = subprocess.run(["redis-cli", "-s", self.socket, "PTTL", stream],
+                                 capture_output=True, text=True, check=True).stdout
+            return int(out.strip())
+
+        wait_until(lambda: 0 < reply_ttl() <= 10000)
         self.queue.hire(worker)
         producer = Sluice.OrderedItemProducer(window=16, task_queue=self.queue)
         got = []
