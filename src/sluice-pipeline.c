@@ -173,8 +173,10 @@ struct _Stage
   GPtrArray *batches; /* of PopBatch: its threads' taken items */
   guint n_batched;    /* items taken into batches, until their owner comes
                        * back to the lock (counted against the capacity) */
-  guint n_waiting;    /* threads waiting for an item */
-  guint n_untimed;    /* of them, those that sleep without a deadline */
+  guint n_waiting;    /* threads waiting for an item (atomic writes under the
+                       * lock, as n_untimed and n_threads) */
+  int n_untimed;      /* of them, those that sleep without a deadline (atomic
+                       * writes under the lock: emitters read it without) */
   guint wake_at;      /* the count at which a push wakes a thread that sleeps
                        * with a deadline (see stage_wait_locked()) */
   guint n_blocked;    /* pushers waiting for room */
@@ -230,12 +232,24 @@ typedef struct
   GPtrArray *nodes;
 } Held;
 
+/* The most outputs a stage thread keeps before it pushes them into the
+ * next stage under one lock (see emitter_flush()). */
+#define PUSH_BATCH_MAX 32
+/* How long the oldest of them may wait when the thread's function returns. */
+#define PUSH_LATENCY_US 100
+
 struct _SluicePipelineEmitter
 {
   GObject parent_instance;
 
   Stage *stage;
   Node *node; /* during a call of the stage function only */
+
+  /* Children emitted into the next stage (a plain one), not pushed yet. */
+  Node *push[PUSH_BATCH_MAX];
+  guint n_push;
+  gint64 call_start; /* monotonic time the current call started */
+  gint64 push_since; /* the start of the call that emitted push[0] */
 };
 
 G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
@@ -950,36 +964,47 @@ node_entered_stage (SluicePipeline *self, Node *child)
  * input is the one the held items wait for, nothing pops again: the hang
  * of session 7.)
  *
- * Any thread: queues @node, blocking while the queue is full. FALSE when
- * the pipeline stops or @cancellable fires first. A put into the first
- * stage passes @put_done: a put that is over here (queued in a plain
- * stage, which is all it had to do) no longer counts as in progress, under
- * the same lock, and @put_done is set. */
-static gboolean
-stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_done)
+ * Runs. A stage thread pushes the children in its push buffer in one run
+ * under one lock (emitter_flush()), waiting for room before each as a push
+ * of one would: the argument holds for each push of the run. The buffered
+ * children are not counted anywhere; they are in the hands of a running
+ * thread, which pushes them before it sleeps (see emitter_flush()), so no
+ * pusher or popper ever waits for them.
+ *
+ * Any thread: queues @n_nodes @nodes in turn, blocking while the queue is
+ * full. Returns how many were queued: fewer when the pipeline stops or
+ * @cancellable fires first. A put into the first stage passes @put_done
+ * (with one node): a put that is over here (queued in a plain stage, which
+ * is all it had to do) no longer counts as in progress, under the same
+ * lock, and @put_done is set. */
+static guint
+stage_push_run (
+    Stage *stage, Node **nodes, guint n_nodes, GCancellable *cancellable, gboolean *put_done)
 {
   SluicePipeline *self = stage_pipeline (stage);
-  gboolean pushed = FALSE;
   gboolean woken = FALSE;
+  guint pushed;
 
   g_mutex_lock (&stage->lock);
-  while (stage_queued (stage) >= stage->capacity && !is_stopping (self) &&
-         !g_cancellable_is_cancelled (cancellable))
+  for (pushed = 0; pushed < n_nodes; pushed++)
     {
-      stage->n_blocked++;
-      g_cond_wait (&stage->not_full, &stage->lock);
-      stage->n_blocked--;
-      if (stage->n_push_wakes > 0)
-        stage->n_push_wakes--;
-      woken = TRUE;
-    }
-  if (!is_stopping (self) && !g_cancellable_is_cancelled (cancellable))
-    {
+      while (stage_queued (stage) >= stage->capacity && !is_stopping (self) &&
+             !g_cancellable_is_cancelled (cancellable))
+        {
+          stage->n_blocked++;
+          g_cond_wait (&stage->not_full, &stage->lock);
+          stage->n_blocked--;
+          if (stage->n_push_wakes > 0)
+            stage->n_push_wakes--;
+          woken = TRUE;
+        }
+      if (is_stopping (self) || g_cancellable_is_cancelled (cancellable))
+        break;
       if (stage->key_func != NULL)
-        hold_locked (stage, node);
+        hold_locked (stage, nodes[pushed]);
       else
         {
-          g_queue_push_tail (&stage->queue, node);
+          g_queue_push_tail (&stage->queue, nodes[pushed]);
           stage->max_queued = MAX (stage->max_queued, stage->queue.length);
           wake_popper_locked (stage);
           if (put_done != NULL)
@@ -989,7 +1014,6 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_d
                 wake_all_poppers_locked (stage);
             }
         }
-      pushed = TRUE;
     }
   /* The wake-up this push took was for room it did not fill: pass it on. */
   if (woken)
@@ -997,6 +1021,73 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_d
   g_mutex_unlock (&stage->lock);
 
   return pushed;
+}
+
+static gboolean
+stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_done)
+{
+  return stage_push_run (stage, &node, 1, cancellable, put_done) == 1;
+}
+
+/* Any thread: @child was not pushed (the pipeline stops): its item goes. */
+static void
+release_unpushed (SluicePipeline *self, Node *child)
+{
+  free_item (self, g_steal_pointer (&child->item));
+  node_left_stage (self, child);
+  node_release (self, child);
+}
+
+/* The push buffer. A stage thread keeps the children its function emits
+ * into a plain next stage (up to PUSH_BATCH_MAX) and pushes them in one run
+ * under one lock: when the buffer is full; when the thread goes back to its
+ * own stage's lock (its pop batch is empty: before it could sleep, leave or
+ * end); before it waits under a rate limit; and when its function returns
+ * and the oldest has waited PUSH_LATENCY_US or a thread of the next stage
+ * sleeps without a deadline (a lightly loaded pipeline). Children into a
+ * dispatcher stage are pushed at once: they must be held before their
+ * parent leaves its stage (root_fed()). Buffered children are not counted
+ * against the next stage's capacity: at most PUSH_BATCH_MAX per thread,
+ * and they hold nothing up, since the thread is running (a blocked flush
+ * waits exactly as its pushes one by one would, see above stage_push_run()).
+ * Outputs of one input may thus wait for up to one call of the same
+ * thread's function (or the latency): a stage function must not block
+ * waiting for what later stages do with its thread's earlier outputs. */
+static void
+emitter_flush (SluicePipelineEmitter *emitter)
+{
+  SluicePipeline *self = stage_pipeline (emitter->stage);
+  guint n = emitter->n_push;
+  guint pushed;
+
+  if (n == 0)
+    return;
+  emitter->n_push = 0;
+  pushed =
+      stage_push_run (self->stages->pdata[emitter->stage->index + 1], emitter->push, n, NULL, NULL);
+  for (guint i = pushed; i < n; i++)
+    release_unpushed (self, emitter->push[i]);
+}
+
+/* A stage thread, its function returned: pushes its buffered children when
+ * the oldest has waited long enough (counted from the start of the call
+ * that emitted it: a slow or blocking function's outputs go on when it
+ * returns), when a thread of the next stage sleeps without a deadline
+ * (which the next push would wake) or when all of them wait (the lock is
+ * free: no contention to save). Racy reads: a hint. */
+static void
+emitter_returned (SluicePipelineEmitter *emitter)
+{
+  Stage *next;
+
+  if (emitter->n_push == 0)
+    return;
+  next = stage_pipeline (emitter->stage)->stages->pdata[emitter->stage->index + 1];
+  if (__atomic_load_n (&next->n_untimed, __ATOMIC_RELAXED) > 0 ||
+      __atomic_load_n (&next->n_waiting, __ATOMIC_RELAXED) >=
+          __atomic_load_n (&next->n_threads, __ATOMIC_RELAXED) ||
+      g_get_monotonic_time () - emitter->push_since >= PUSH_LATENCY_US)
+    emitter_flush (emitter);
 }
 
 /* The wake-up rule. A stage thread that finds its queue empty while the
@@ -1026,7 +1117,7 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
   guint64 in_flight = __atomic_load_n (&self->n_in, __ATOMIC_RELAXED) -
                       __atomic_load_n (&self->n_out, __ATOMIC_RELAXED);
 
-  stage->n_waiting++;
+  __atomic_store_n (&stage->n_waiting, stage->n_waiting + 1, __ATOMIC_RELAXED);
   if (stage->key_func == NULL && !*timed_out && in_flight >= WAKE_RUN_MIN_IN_FLIGHT &&
       stage->capacity >= 4)
     {
@@ -1037,11 +1128,11 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
     }
   else
     {
-      stage->n_untimed++;
+      __atomic_store_n (&stage->n_untimed, stage->n_untimed + 1, __ATOMIC_RELAXED);
       g_cond_wait (&stage->not_empty, &stage->lock);
-      stage->n_untimed--;
+      __atomic_store_n (&stage->n_untimed, stage->n_untimed - 1, __ATOMIC_RELAXED);
     }
-  stage->n_waiting--;
+  __atomic_store_n (&stage->n_waiting, stage->n_waiting - 1, __ATOMIC_RELAXED);
   if (stage->n_pop_wakes > 0)
     stage->n_pop_wakes--;
 }
@@ -1052,7 +1143,8 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
  * longer counts as alive: one count under one lock, so that a shrink
  * never leaves work without a thread. */
 static Node *
-stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
+stage_pop (
+    Stage *stage, SluicePipelineEmitter *emitter, PopBatch *batch, gboolean *leave, gboolean *last)
 {
   Room *room = sluice_reorder_buffer_get_callback_data (stage_pipeline (stage)->rb);
   gboolean wake_sources = FALSE;
@@ -1062,6 +1154,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
   if (!g_atomic_int_get (&stage->shrink) && (node = batch_take_front (batch)) != NULL)
     return node;
 
+  emitter_flush (emitter);
   g_mutex_lock (&stage->lock);
   /* Leaving maybe: what it did not start goes back, in order. */
   while ((node = batch_take_back (batch)) != NULL)
@@ -1233,10 +1326,15 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
       gboolean ok;
 
       if (g_atomic_int_get (&stage->limited))
-        rate_wait (stage);
+        {
+          emitter_flush (emitter);
+          rate_wait (stage);
+        }
       emitter->node = node;
+      emitter->call_start = g_get_monotonic_time ();
       ok = stage->func (emitter, item, stage->func_data, &error);
       emitter->node = NULL;
+      emitter_returned (emitter);
       __atomic_fetch_add (ok ? &stage->n_done : &stage->n_failed, 1, __ATOMIC_RELAXED);
       if (!ok)
         {
@@ -1292,7 +1390,7 @@ stage_thread (gpointer data)
   g_mutex_lock (&stage->lock);
   g_ptr_array_add (stage->batches, &batch);
   g_mutex_unlock (&stage->lock);
-  while ((node = stage_pop (stage, &batch, &leave, &last)) != NULL)
+  while ((node = stage_pop (stage, emitter, &batch, &leave, &last)) != NULL)
     {
       guint64 key = node->key;
 
@@ -1300,6 +1398,7 @@ stage_thread (gpointer data)
       if (stage->key_func != NULL)
         key_done (stage, key);
     }
+  g_assert (emitter->n_push == 0);
   g_object_unref (emitter);
   if (leave)
     {
@@ -1717,8 +1816,13 @@ is_started (SluicePipeline *self)
  *
  * Sends @item to the next stage, or to the output from the last stage,
  * after the outputs emitted before it. Blocks while the next stage's queue
- * is full. When the pipeline stops, or the input has already failed in
- * another stage, @item is freed with the item free function instead.
+ * is full. The thread may keep @item in a small buffer and send it with
+ * later outputs: at the latest when it has no more items to run, or when a
+ * call of the stage function returns 100 µs or more after the start of the
+ * call that emitted @item. A stage function must not wait for what later
+ * stages do with earlier outputs of its thread. When the pipeline stops, or the input has
+ * already failed in another stage, @item is freed with the item free
+ * function instead.
  *
  * Call it from the stage function it was given to, on its thread, during
  * that call.
@@ -1729,6 +1833,7 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
   SluicePipeline *pipeline;
   Node *node;
   Node *child;
+  Stage *next;
 
   g_return_if_fail (SLUICE_IS_PIPELINE_EMITTER (self));
   g_return_if_fail (self->node != NULL);
@@ -1760,12 +1865,18 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
       g_ptr_array_add (node->children, child);
     }
   node_entered_stage (pipeline, child);
-  if (!stage_push (pipeline->stages->pdata[self->stage->index + 1], child, NULL, NULL))
+  next = pipeline->stages->pdata[self->stage->index + 1];
+  if (next->key_func == NULL)
     {
-      free_item (pipeline, g_steal_pointer (&child->item));
-      node_left_stage (pipeline, child);
-      node_release (pipeline, child);
+      /* The push buffer (see emitter_flush()). */
+      if (self->n_push == 0)
+        self->push_since = self->call_start;
+      self->push[self->n_push++] = child;
+      if (self->n_push == PUSH_BATCH_MAX)
+        emitter_flush (self);
     }
+  else if (!stage_push (next, child, NULL, NULL))
+    release_unpushed (pipeline, child);
 }
 
 /**
@@ -2132,7 +2243,7 @@ sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_th
     return;
 
   g_mutex_lock (&st->lock);
-  st->n_threads = n_threads;
+  __atomic_store_n (&st->n_threads, n_threads, __ATOMIC_RELAXED);
   /* Before start() spawned them, it spawns n_threads; once ended, none. */
   if (st->spawned && !st->ended)
     {

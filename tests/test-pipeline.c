@@ -301,6 +301,65 @@ test_order (gconstpointer data)
   g_object_unref (pipeline);
 }
 
+/* ---- wide fan-outs: the push buffer fills and flushes mid-call ---------- */
+
+/* n % 70 outputs n * 1000 + k: more than a thread's push buffer holds. */
+static gboolean
+fan_out_wide (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  guint64 n = N (item);
+
+  for (guint64 k = 0; k < n % 70; k++)
+    {
+      if (k % 16 == 0)
+        random_delay (GPOINTER_TO_UINT (data));
+      sluice_pipeline_emitter_emit (emitter, P (n * 1000 + k));
+    }
+  return TRUE;
+}
+
+static gboolean
+pass_delayed (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  random_delay (GPOINTER_TO_UINT (data));
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* A stage whose outputs overflow its threads' push buffers, into a stage
+ * with a queue of 2 (the flushes block between their pushes), with
+ * completion order shuffled: every output once, in order. */
+static void
+test_wide_fan_out (void)
+{
+  guint n = sluice_test_scale (3000, 100);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, g_random_int_range (1, 32), NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gpointer delay = GUINT_TO_POINTER (5);
+  guint j = 0;
+
+  sluice_pipeline_add_stage (pipeline, "wide", g_random_int_range (1, 4), 4, fan_out_wide, delay,
+                             NULL);
+  sluice_pipeline_add_stage (pipeline, "narrow", g_random_int_range (1, 4), 2, pass_delayed, delay,
+                             NULL);
+  sluice_pipeline_add_stage (pipeline, "last", 2, 3, pass_delayed, delay, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  put_all (pipeline, n);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+
+  for (guint64 i = 0; i < n; i++)
+    for (guint64 k = 0; k < i % 70; k++)
+      {
+        g_assert_cmpuint (j, <, got->len);
+        g_assert_cmpuint (g_array_index (got, guint64, j), ==, i * 1000 + k);
+        j++;
+      }
+  g_assert_cmpuint (j, ==, got->len);
+  g_object_unref (pipeline);
+}
+
 /* ---- consuming through the consumerator, from this thread --------------- */
 
 typedef struct
@@ -2577,6 +2636,7 @@ main (int argc, char *argv[])
 
   g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
+  g_test_add_func ("/pipeline/wide-fan-out", test_wide_fan_out);
   g_test_add_func ("/pipeline/consumerator", test_consumerator);
   g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
   g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
