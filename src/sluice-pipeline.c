@@ -370,6 +370,20 @@ failed_item_free (gpointer data)
   g_free (failed);
 }
 
+/* Any thread: item-failed for input @seq from a source on the owner
+ * context. Sources of one priority attached from one thread are
+ * dispatched in the order they were attached. */
+static void
+item_failed_later (SluicePipeline *self, guint64 seq, GError *error)
+{
+  FailedItem *failed = g_new (FailedItem, 1);
+
+  failed->self = g_object_ref (self);
+  failed->seq = seq;
+  failed->error = error;
+  run_later (self->owner_context, emit_item_failed, failed, failed_item_free);
+}
+
 static gboolean
 destroy_now (gpointer data)
 {
@@ -502,14 +516,22 @@ root_done (SluicePipeline *self, Node *root)
   if (error != NULL)
     {
       free_outputs (self, g_steal_pointer (&outputs));
-      if (g_atomic_int_get (&self->skip_failed))
+      if (self->keep_order)
         {
-          FailedItem *failed = g_new (FailedItem, 1);
-
-          failed->self = g_object_ref (self);
-          failed->seq = root->seq;
-          failed->error = error;
-          run_later (self->owner_context, emit_item_failed, failed, failed_item_free);
+          /* The buffer skips it or fails the consumer with it when the
+           * consumer reaches its place (rb_failed_cb()): item-failed comes
+           * in input order. Join reports it unless it is skipped. */
+          if (!g_atomic_int_get (&self->skip_failed))
+            {
+              g_mutex_lock (&self->lock);
+              record_stage_error_locked (self, root->seq, error);
+              g_mutex_unlock (&self->lock);
+            }
+          sluice_reorder_buffer_complete (slot, NULL, error);
+        }
+      else if (g_atomic_int_get (&self->skip_failed))
+        {
+          item_failed_later (self, root->seq, error);
           sluice_reorder_buffer_complete (slot, g_ptr_array_new (), NULL);
         }
       else
@@ -590,6 +612,7 @@ typedef struct
 {
   GMutex lock;
   GCond cond;
+  GWeakRef pipeline;
   guint gen;       /* bumped by every change a put waiting for room looks for */
   GSList *sources; /* ready sources, woken with the puts */
   int n_sources;   /* atomic: their number */
@@ -600,6 +623,7 @@ room_free (gpointer data)
 {
   Room *room = data;
 
+  g_weak_ref_clear (&room->pipeline);
   g_mutex_clear (&room->lock);
   g_cond_clear (&room->cond);
   g_free (room);
@@ -623,6 +647,29 @@ rb_room_cb (gpointer data)
 {
   room_wake (data);
   return TRUE;
+}
+
+/* Consumer thread, keep-order with skip-failed: the consumer reached the
+ * failed input @seq (in input order) and skipped it. If skip-failed was
+ * set after the input failed, join no longer reports it. */
+static void
+rb_failed_cb (guint64 seq, GError *error, gpointer data)
+{
+  Room *room = data;
+  SluicePipeline *self = g_weak_ref_get (&room->pipeline);
+
+  if (self == NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+  g_mutex_lock (&self->lock);
+  if (self->stage_error != NULL && self->stage_error_seq == seq)
+    g_clear_error (&self->stage_error);
+  g_mutex_unlock (&self->lock);
+  /* Not the last reference: the source holds one. */
+  item_failed_later (self, seq, error);
+  g_object_unref (self);
 }
 
 /* --- stages --- */
@@ -1613,13 +1660,14 @@ sluice_pipeline_constructed (GObject *object)
   self->owner_context = g_main_context_ref_thread_default ();
   g_mutex_init (&room->lock);
   g_cond_init (&room->cond);
+  g_weak_ref_init (&room->pipeline, self);
   /* Values unless sluice_pipeline_new() says otherwise: what a binding's
    * constructor makes. */
   self->item_free_func = sluice_value_item_free;
   self->values = TRUE;
   self->rb = sluice_reorder_buffer_new (self->window, sluice_value_item_free, NULL);
   sluice_reorder_buffer_set_lists (self->rb, TRUE);
-  sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, NULL, NULL, room, room_free);
+  sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, NULL, room, room_free);
   self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
   sluice_consumerator_set_values (self->consumerator, TRUE);
 }
@@ -1747,8 +1795,10 @@ sluice_pipeline_class_init (SluicePipelineClass *klass)
    *
    * Whether a failed input is left out (and reported by
    * [signal@Sluice.Pipeline::item-failed]) instead of ending the stream
-   * with its error. It applies to inputs that fail after it is set; it may
-   * be set from any thread.
+   * with its error. With [property@Sluice.Pipeline:keep-order] it applies
+   * to the failures the consumer reaches after it is set (a failure waits
+   * at its place until the consumer gets there); without, to the inputs
+   * that fail after it is set. It may be set from any thread.
    */
   properties[PROP_SKIP_FAILED] =
       g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
@@ -1772,8 +1822,12 @@ sluice_pipeline_class_init (SluicePipelineClass *klass)
    * @error: why it failed
    *
    * Emitted on the owner context for each failed input that was left out,
-   * in [property@Sluice.Pipeline:skip-failed] mode, in the order the inputs
-   * failed (which need not be the input order).
+   * in [property@Sluice.Pipeline:skip-failed] mode. With
+   * [property@Sluice.Pipeline:keep-order] the signals come in input order:
+   * each once the consumer has reached the failed input's place (after the
+   * outputs of the inputs before it were taken); failed inputs that a stop
+   * released before the consumer reached them are not reported. Without
+   * keep-order they come in the order the inputs failed.
    */
   signals[SIGNAL_ITEM_FAILED] =
       g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
@@ -3473,6 +3527,9 @@ sluice_pipeline_set_skip_failed (SluicePipeline *self, gboolean skip_failed)
 {
   g_return_if_fail (SLUICE_IS_PIPELINE (self));
 
+  /* With keep-order the buffer skips failures, as the consumer reaches them. */
+  if (self->keep_order)
+    sluice_reorder_buffer_set_skip_failed (self->rb, skip_failed);
   if (g_atomic_int_exchange (&self->skip_failed, !!skip_failed) != !!skip_failed)
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SKIP_FAILED]);
 }
