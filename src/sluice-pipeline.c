@@ -173,10 +173,8 @@ struct _Stage
   GPtrArray *batches; /* of PopBatch: its threads' taken items */
   guint n_batched;    /* items taken into batches, until their owner comes
                        * back to the lock (counted against the capacity) */
-  guint n_waiting;    /* threads waiting for an item (atomic writes under the
-                       * lock, as n_untimed and n_threads) */
-  int n_untimed;      /* of them, those that sleep without a deadline (atomic
-                       * writes under the lock: emitters read it without) */
+  guint n_waiting;    /* threads waiting for an item */
+  guint n_untimed;    /* of them, those that sleep without a deadline */
   guint wake_at;      /* the count at which a push wakes a thread that sleeps
                        * with a deadline (see stage_wait_locked()) */
   guint n_blocked;    /* pushers waiting for room */
@@ -232,11 +230,9 @@ typedef struct
   GPtrArray *nodes;
 } Held;
 
-/* The most outputs a stage thread keeps before it pushes them into the
- * next stage under one lock (see emitter_flush()). */
+/* The most outputs a stage function's call keeps before it pushes them
+ * into the next stage under one lock (see emitter_flush()). */
 #define PUSH_BATCH_MAX 32
-/* How long the oldest of them may wait when the thread's function returns. */
-#define PUSH_LATENCY_US 100
 
 struct _SluicePipelineEmitter
 {
@@ -248,8 +244,6 @@ struct _SluicePipelineEmitter
   /* Children emitted into the next stage (a plain one), not pushed yet. */
   Node *push[PUSH_BATCH_MAX];
   guint n_push;
-  gint64 call_start; /* monotonic time the current call started */
-  gint64 push_since; /* the start of the call that emitted push[0] */
 };
 
 G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
@@ -1015,8 +1009,9 @@ node_entered_stage (SluicePipeline *self, Node *child)
  * under one lock (emitter_flush()), waiting for room before each as a push
  * of one would: the argument holds for each push of the run. The buffered
  * children are not counted anywhere; they are in the hands of a running
- * thread, which pushes them before it sleeps (see emitter_flush()), so no
- * pusher or popper ever waits for them.
+ * stage function, whose thread pushes them when it returns (or when the
+ * buffer is full), before it can sleep, so no pusher or popper waits for
+ * them.
  *
  * Any thread: queues @n_nodes @nodes in turn, blocking while the queue is
  * full. Returns how many were queued: fewer when the pipeline stops or
@@ -1085,21 +1080,19 @@ release_unpushed (SluicePipeline *self, Node *child)
   node_release (self, child);
 }
 
-/* The push buffer. A stage thread keeps the children its function emits
- * into a plain next stage (up to PUSH_BATCH_MAX) and pushes them in one run
- * under one lock: when the buffer is full; when the thread goes back to its
- * own stage's lock (its pop batch is empty: before it could sleep, leave or
- * end); before it waits under a rate limit; and when its function returns
- * and the oldest has waited PUSH_LATENCY_US or a thread of the next stage
- * sleeps without a deadline (a lightly loaded pipeline). Children into a
- * dispatcher stage are pushed at once: they must be held before their
- * parent leaves its stage (root_fed()). Buffered children are not counted
- * against the next stage's capacity: at most PUSH_BATCH_MAX per thread,
- * and they hold nothing up, since the thread is running (a blocked flush
- * waits exactly as its pushes one by one would, see above stage_push_run()).
- * Outputs of one input may thus wait for up to one call of the same
- * thread's function (or the latency): a stage function must not block
- * waiting for what later stages do with its thread's earlier outputs. */
+/* The push buffer. During a call of its function a stage thread keeps the
+ * children emitted into a plain next stage (up to PUSH_BATCH_MAX) and
+ * pushes them in one run under one lock when the buffer is full and when
+ * the function returns (one-to-many stages take the lock once per run).
+ * Children into a dispatcher stage are pushed at once: they must be held
+ * before their parent leaves its stage (root_fed()). Buffered children are
+ * not counted against the next stage's capacity: at most PUSH_BATCH_MAX per
+ * thread, in the hands of a running function, and a blocked flush waits
+ * exactly as its pushes one by one would (see above stage_push_run()).
+ * (Keeping them across calls, until the thread goes back to its queue,
+ * cost more than it saved on a loaded 2-core machine: a clock read per
+ * call to bound the wait for a blocking function, and bursts into the
+ * next stage; see doc/pipeline.md.) */
 static void
 emitter_flush (SluicePipelineEmitter *emitter)
 {
@@ -1114,27 +1107,6 @@ emitter_flush (SluicePipelineEmitter *emitter)
       stage_push_run (self->stages->pdata[emitter->stage->index + 1], emitter->push, n, NULL, NULL);
   for (guint i = pushed; i < n; i++)
     release_unpushed (self, emitter->push[i]);
-}
-
-/* A stage thread, its function returned: pushes its buffered children when
- * the oldest has waited long enough (counted from the start of the call
- * that emitted it: a slow or blocking function's outputs go on when it
- * returns), when a thread of the next stage sleeps without a deadline
- * (which the next push would wake) or when all of them wait (the lock is
- * free: no contention to save). Racy reads: a hint. */
-static void
-emitter_returned (SluicePipelineEmitter *emitter)
-{
-  Stage *next;
-
-  if (emitter->n_push == 0)
-    return;
-  next = stage_pipeline (emitter->stage)->stages->pdata[emitter->stage->index + 1];
-  if (__atomic_load_n (&next->n_untimed, __ATOMIC_RELAXED) > 0 ||
-      __atomic_load_n (&next->n_waiting, __ATOMIC_RELAXED) >=
-          __atomic_load_n (&next->n_threads, __ATOMIC_RELAXED) ||
-      g_get_monotonic_time () - emitter->push_since >= PUSH_LATENCY_US)
-    emitter_flush (emitter);
 }
 
 /* The wake-up rule. A stage thread that finds its queue empty while the
@@ -1164,7 +1136,7 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
   guint64 in_flight = __atomic_load_n (&self->n_in, __ATOMIC_RELAXED) -
                       __atomic_load_n (&self->n_out, __ATOMIC_RELAXED);
 
-  __atomic_store_n (&stage->n_waiting, stage->n_waiting + 1, __ATOMIC_RELAXED);
+  stage->n_waiting++;
   if (stage->key_func == NULL && !*timed_out && in_flight >= WAKE_RUN_MIN_IN_FLIGHT &&
       stage->capacity >= 4)
     {
@@ -1175,11 +1147,11 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
     }
   else
     {
-      __atomic_store_n (&stage->n_untimed, stage->n_untimed + 1, __ATOMIC_RELAXED);
+      stage->n_untimed++;
       g_cond_wait (&stage->not_empty, &stage->lock);
-      __atomic_store_n (&stage->n_untimed, stage->n_untimed - 1, __ATOMIC_RELAXED);
+      stage->n_untimed--;
     }
-  __atomic_store_n (&stage->n_waiting, stage->n_waiting - 1, __ATOMIC_RELAXED);
+  stage->n_waiting--;
   if (stage->n_pop_wakes > 0)
     stage->n_pop_wakes--;
 }
@@ -1190,8 +1162,7 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
  * longer counts as alive: one count under one lock, so that a shrink
  * never leaves work without a thread. */
 static Node *
-stage_pop (
-    Stage *stage, SluicePipelineEmitter *emitter, PopBatch *batch, gboolean *leave, gboolean *last)
+stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
 {
   Room *room = sluice_reorder_buffer_get_callback_data (stage_pipeline (stage)->rb);
   gboolean wake_sources = FALSE;
@@ -1201,7 +1172,6 @@ stage_pop (
   if (!g_atomic_int_get (&stage->shrink) && (node = batch_take_front (batch)) != NULL)
     return node;
 
-  emitter_flush (emitter);
   g_mutex_lock (&stage->lock);
   /* Leaving maybe: what it did not start goes back, in order. */
   while ((node = batch_take_back (batch)) != NULL)
@@ -1373,15 +1343,11 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
       gboolean ok;
 
       if (g_atomic_int_get (&stage->limited))
-        {
-          emitter_flush (emitter);
-          rate_wait (stage);
-        }
+        rate_wait (stage);
       emitter->node = node;
-      emitter->call_start = g_get_monotonic_time ();
       ok = stage->func (emitter, item, stage->func_data, &error);
       emitter->node = NULL;
-      emitter_returned (emitter);
+      emitter_flush (emitter);
       __atomic_fetch_add (ok ? &stage->n_done : &stage->n_failed, 1, __ATOMIC_RELAXED);
       if (!ok)
         {
@@ -1437,7 +1403,7 @@ stage_thread (gpointer data)
   g_mutex_lock (&stage->lock);
   g_ptr_array_add (stage->batches, &batch);
   g_mutex_unlock (&stage->lock);
-  while ((node = stage_pop (stage, emitter, &batch, &leave, &last)) != NULL)
+  while ((node = stage_pop (stage, &batch, &leave, &last)) != NULL)
     {
       guint64 key = node->key;
 
@@ -1870,11 +1836,10 @@ is_started (SluicePipeline *self)
  *
  * Sends @item to the next stage, or to the output from the last stage,
  * after the outputs emitted before it. Blocks while the next stage's queue
- * is full. The thread may keep @item in a small buffer and send it with
- * later outputs: at the latest when it has no more items to run, or when a
- * call of the stage function returns 100 µs or more after the start of the
- * call that emitted @item. A stage function must not wait for what later
- * stages do with earlier outputs of its thread. When the pipeline stops, or the input has
+ * is full. Outputs into a stage without a key function may wait in a small
+ * buffer until the stage function returns (or a few more are emitted), to
+ * go on in one run: a stage function must not wait for what later stages
+ * do with the outputs it emitted during the same call. When the pipeline stops, or the input has
  * already failed in another stage, @item is freed with the item free
  * function instead.
  *
@@ -1923,8 +1888,6 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
   if (next->key_func == NULL)
     {
       /* The push buffer (see emitter_flush()). */
-      if (self->n_push == 0)
-        self->push_since = self->call_start;
       self->push[self->n_push++] = child;
       if (self->n_push == PUSH_BATCH_MAX)
         emitter_flush (self);
@@ -2297,7 +2260,7 @@ sluice_pipeline_set_stage_threads (SluicePipeline *self, guint stage, guint n_th
     return;
 
   g_mutex_lock (&st->lock);
-  __atomic_store_n (&st->n_threads, n_threads, __ATOMIC_RELAXED);
+  st->n_threads = n_threads;
   /* Before start() spawned them, it spawns n_threads; once ended, none. */
   if (st->spawned && !st->ended)
     {
