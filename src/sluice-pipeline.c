@@ -230,12 +230,20 @@ typedef struct
   GPtrArray *nodes;
 } Held;
 
+/* The most outputs a stage function's call keeps before it pushes them
+ * into the next stage under one lock (see emitter_flush()). */
+#define PUSH_BATCH_MAX 32
+
 struct _SluicePipelineEmitter
 {
   GObject parent_instance;
 
   Stage *stage;
   Node *node; /* during a call of the stage function only */
+
+  /* Children emitted into the next stage (a plain one), not pushed yet. */
+  Node *push[PUSH_BATCH_MAX];
+  guint n_push;
 };
 
 G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
@@ -354,6 +362,20 @@ failed_item_free (gpointer data)
   g_object_unref (failed->self);
   g_error_free (failed->error);
   g_free (failed);
+}
+
+/* Any thread: item-failed for input @seq from a source on the owner
+ * context. Sources of one priority attached from one thread are
+ * dispatched in the order they were attached. */
+static void
+item_failed_later (SluicePipeline *self, guint64 seq, GError *error)
+{
+  FailedItem *failed = g_new (FailedItem, 1);
+
+  failed->self = g_object_ref (self);
+  failed->seq = seq;
+  failed->error = error;
+  run_later (self->owner_context, emit_item_failed, failed, failed_item_free);
 }
 
 static gboolean
@@ -488,14 +510,22 @@ root_done (SluicePipeline *self, Node *root)
   if (error != NULL)
     {
       free_outputs (self, g_steal_pointer (&outputs));
-      if (g_atomic_int_get (&self->skip_failed))
+      if (self->keep_order)
         {
-          FailedItem *failed = g_new (FailedItem, 1);
-
-          failed->self = g_object_ref (self);
-          failed->seq = root->seq;
-          failed->error = error;
-          run_later (self->owner_context, emit_item_failed, failed, failed_item_free);
+          /* The buffer skips it or fails the consumer with it when the
+           * consumer reaches its place (rb_failed_cb()): item-failed comes
+           * in input order. Join reports it unless it is skipped. */
+          if (!g_atomic_int_get (&self->skip_failed))
+            {
+              g_mutex_lock (&self->lock);
+              record_stage_error_locked (self, root->seq, error);
+              g_mutex_unlock (&self->lock);
+            }
+          sluice_reorder_buffer_complete (slot, NULL, error);
+        }
+      else if (g_atomic_int_get (&self->skip_failed))
+        {
+          item_failed_later (self, root->seq, error);
           sluice_reorder_buffer_complete (slot, g_ptr_array_new (), NULL);
         }
       else
@@ -576,6 +606,7 @@ typedef struct
 {
   GMutex lock;
   GCond cond;
+  GWeakRef pipeline;
   guint gen;       /* bumped by every change a put waiting for room looks for */
   GSList *sources; /* ready sources, woken with the puts */
   int n_sources;   /* atomic: their number */
@@ -586,6 +617,7 @@ room_free (gpointer data)
 {
   Room *room = data;
 
+  g_weak_ref_clear (&room->pipeline);
   g_mutex_clear (&room->lock);
   g_cond_clear (&room->cond);
   g_free (room);
@@ -609,6 +641,29 @@ rb_room_cb (gpointer data)
 {
   room_wake (data);
   return TRUE;
+}
+
+/* Consumer thread, keep-order with skip-failed: the consumer reached the
+ * failed input @seq (in input order) and skipped it. If skip-failed was
+ * set after the input failed, join no longer reports it. */
+static void
+rb_failed_cb (guint64 seq, GError *error, gpointer data)
+{
+  Room *room = data;
+  SluicePipeline *self = g_weak_ref_get (&room->pipeline);
+
+  if (self == NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+  g_mutex_lock (&self->lock);
+  if (self->stage_error != NULL && self->stage_error_seq == seq)
+    g_clear_error (&self->stage_error);
+  g_mutex_unlock (&self->lock);
+  /* Not the last reference: the source holds one. */
+  item_failed_later (self, seq, error);
+  g_object_unref (self);
 }
 
 /* --- stages --- */
@@ -950,36 +1005,48 @@ node_entered_stage (SluicePipeline *self, Node *child)
  * input is the one the held items wait for, nothing pops again: the hang
  * of session 7.)
  *
- * Any thread: queues @node, blocking while the queue is full. FALSE when
- * the pipeline stops or @cancellable fires first. A put into the first
- * stage passes @put_done: a put that is over here (queued in a plain
- * stage, which is all it had to do) no longer counts as in progress, under
- * the same lock, and @put_done is set. */
-static gboolean
-stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_done)
+ * Runs. A stage thread pushes the children in its push buffer in one run
+ * under one lock (emitter_flush()), waiting for room before each as a push
+ * of one would: the argument holds for each push of the run. The buffered
+ * children are not counted anywhere; they are in the hands of a running
+ * stage function, whose thread pushes them when it returns (or when the
+ * buffer is full), before it can sleep, so no pusher or popper waits for
+ * them.
+ *
+ * Any thread: queues @n_nodes @nodes in turn, blocking while the queue is
+ * full. Returns how many were queued: fewer when the pipeline stops or
+ * @cancellable fires first. A put into the first stage passes @put_done
+ * (with one node): a put that is over here (queued in a plain stage, which
+ * is all it had to do) no longer counts as in progress, under the same
+ * lock, and @put_done is set. */
+static guint
+stage_push_run (
+    Stage *stage, Node **nodes, guint n_nodes, GCancellable *cancellable, gboolean *put_done)
 {
   SluicePipeline *self = stage_pipeline (stage);
-  gboolean pushed = FALSE;
   gboolean woken = FALSE;
+  guint pushed;
 
   g_mutex_lock (&stage->lock);
-  while (stage_queued (stage) >= stage->capacity && !is_stopping (self) &&
-         !g_cancellable_is_cancelled (cancellable))
+  for (pushed = 0; pushed < n_nodes; pushed++)
     {
-      stage->n_blocked++;
-      g_cond_wait (&stage->not_full, &stage->lock);
-      stage->n_blocked--;
-      if (stage->n_push_wakes > 0)
-        stage->n_push_wakes--;
-      woken = TRUE;
-    }
-  if (!is_stopping (self) && !g_cancellable_is_cancelled (cancellable))
-    {
+      while (stage_queued (stage) >= stage->capacity && !is_stopping (self) &&
+             !g_cancellable_is_cancelled (cancellable))
+        {
+          stage->n_blocked++;
+          g_cond_wait (&stage->not_full, &stage->lock);
+          stage->n_blocked--;
+          if (stage->n_push_wakes > 0)
+            stage->n_push_wakes--;
+          woken = TRUE;
+        }
+      if (is_stopping (self) || g_cancellable_is_cancelled (cancellable))
+        break;
       if (stage->key_func != NULL)
-        hold_locked (stage, node);
+        hold_locked (stage, nodes[pushed]);
       else
         {
-          g_queue_push_tail (&stage->queue, node);
+          g_queue_push_tail (&stage->queue, nodes[pushed]);
           stage->max_queued = MAX (stage->max_queued, stage->queue.length);
           wake_popper_locked (stage);
           if (put_done != NULL)
@@ -989,7 +1056,6 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_d
                 wake_all_poppers_locked (stage);
             }
         }
-      pushed = TRUE;
     }
   /* The wake-up this push took was for room it did not fill: pass it on. */
   if (woken)
@@ -997,6 +1063,50 @@ stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_d
   g_mutex_unlock (&stage->lock);
 
   return pushed;
+}
+
+static gboolean
+stage_push (Stage *stage, Node *node, GCancellable *cancellable, gboolean *put_done)
+{
+  return stage_push_run (stage, &node, 1, cancellable, put_done) == 1;
+}
+
+/* Any thread: @child was not pushed (the pipeline stops): its item goes. */
+static void
+release_unpushed (SluicePipeline *self, Node *child)
+{
+  free_item (self, g_steal_pointer (&child->item));
+  node_left_stage (self, child);
+  node_release (self, child);
+}
+
+/* The push buffer. During a call of its function a stage thread keeps the
+ * children emitted into a plain next stage (up to PUSH_BATCH_MAX) and
+ * pushes them in one run under one lock when the buffer is full and when
+ * the function returns (one-to-many stages take the lock once per run).
+ * Children into a dispatcher stage are pushed at once: they must be held
+ * before their parent leaves its stage (root_fed()). Buffered children are
+ * not counted against the next stage's capacity: at most PUSH_BATCH_MAX per
+ * thread, in the hands of a running function, and a blocked flush waits
+ * exactly as its pushes one by one would (see above stage_push_run()).
+ * (Keeping them across calls, until the thread goes back to its queue,
+ * cost more than it saved on a loaded 2-core machine: a clock read per
+ * call to bound the wait for a blocking function, and bursts into the
+ * next stage; see doc/pipeline.md.) */
+static void
+emitter_flush (SluicePipelineEmitter *emitter)
+{
+  SluicePipeline *self = stage_pipeline (emitter->stage);
+  guint n = emitter->n_push;
+  guint pushed;
+
+  if (n == 0)
+    return;
+  emitter->n_push = 0;
+  pushed =
+      stage_push_run (self->stages->pdata[emitter->stage->index + 1], emitter->push, n, NULL, NULL);
+  for (guint i = pushed; i < n; i++)
+    release_unpushed (self, emitter->push[i]);
 }
 
 /* The wake-up rule. A stage thread that finds its queue empty while the
@@ -1237,6 +1347,7 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
       emitter->node = node;
       ok = stage->func (emitter, item, stage->func_data, &error);
       emitter->node = NULL;
+      emitter_flush (emitter);
       __atomic_fetch_add (ok ? &stage->n_done : &stage->n_failed, 1, __ATOMIC_RELAXED);
       if (!ok)
         {
@@ -1300,6 +1411,7 @@ stage_thread (gpointer data)
       if (stage->key_func != NULL)
         key_done (stage, key);
     }
+  g_assert (emitter->n_push == 0);
   g_object_unref (emitter);
   if (leave)
     {
@@ -1514,13 +1626,14 @@ sluice_pipeline_constructed (GObject *object)
   self->owner_context = g_main_context_ref_thread_default ();
   g_mutex_init (&room->lock);
   g_cond_init (&room->cond);
+  g_weak_ref_init (&room->pipeline, self);
   /* Values unless sluice_pipeline_new() says otherwise: what a binding's
    * constructor makes. */
   self->item_free_func = sluice_value_item_free;
   self->values = TRUE;
   self->rb = sluice_reorder_buffer_new (self->window, sluice_value_item_free, NULL);
   sluice_reorder_buffer_set_lists (self->rb, TRUE);
-  sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, NULL, NULL, room, room_free);
+  sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, NULL, room, room_free);
   self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
   sluice_consumerator_set_values (self->consumerator, TRUE);
 }
@@ -1648,8 +1761,10 @@ sluice_pipeline_class_init (SluicePipelineClass *klass)
    *
    * Whether a failed input is left out (and reported by
    * [signal@Sluice.Pipeline::item-failed]) instead of ending the stream
-   * with its error. It applies to inputs that fail after it is set; it may
-   * be set from any thread.
+   * with its error. With [property@Sluice.Pipeline:keep-order] it applies
+   * to the failures the consumer reaches after it is set (a failure waits
+   * at its place until the consumer gets there); without, to the inputs
+   * that fail after it is set. It may be set from any thread.
    */
   properties[PROP_SKIP_FAILED] =
       g_param_spec_boolean ("skip-failed", NULL, NULL, FALSE,
@@ -1673,8 +1788,12 @@ sluice_pipeline_class_init (SluicePipelineClass *klass)
    * @error: why it failed
    *
    * Emitted on the owner context for each failed input that was left out,
-   * in [property@Sluice.Pipeline:skip-failed] mode, in the order the inputs
-   * failed (which need not be the input order).
+   * in [property@Sluice.Pipeline:skip-failed] mode. With
+   * [property@Sluice.Pipeline:keep-order] the signals come in input order:
+   * each once the consumer has reached the failed input's place (after the
+   * outputs of the inputs before it were taken); failed inputs that a stop
+   * released before the consumer reached them are not reported. Without
+   * keep-order they come in the order the inputs failed.
    */
   signals[SIGNAL_ITEM_FAILED] =
       g_signal_new ("item-failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
@@ -1717,8 +1836,12 @@ is_started (SluicePipeline *self)
  *
  * Sends @item to the next stage, or to the output from the last stage,
  * after the outputs emitted before it. Blocks while the next stage's queue
- * is full. When the pipeline stops, or the input has already failed in
- * another stage, @item is freed with the item free function instead.
+ * is full. Outputs into a stage without a key function may wait in a small
+ * buffer until the stage function returns (or a few more are emitted), to
+ * go on in one run: a stage function must not wait for what later stages
+ * do with the outputs it emitted during the same call. When the pipeline stops, or the input has
+ * already failed in another stage, @item is freed with the item free
+ * function instead.
  *
  * Call it from the stage function it was given to, on its thread, during
  * that call.
@@ -1729,6 +1852,7 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
   SluicePipeline *pipeline;
   Node *node;
   Node *child;
+  Stage *next;
 
   g_return_if_fail (SLUICE_IS_PIPELINE_EMITTER (self));
   g_return_if_fail (self->node != NULL);
@@ -1760,12 +1884,16 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
       g_ptr_array_add (node->children, child);
     }
   node_entered_stage (pipeline, child);
-  if (!stage_push (pipeline->stages->pdata[self->stage->index + 1], child, NULL, NULL))
+  next = pipeline->stages->pdata[self->stage->index + 1];
+  if (next->key_func == NULL)
     {
-      free_item (pipeline, g_steal_pointer (&child->item));
-      node_left_stage (pipeline, child);
-      node_release (pipeline, child);
+      /* The push buffer (see emitter_flush()). */
+      self->push[self->n_push++] = child;
+      if (self->n_push == PUSH_BATCH_MAX)
+        emitter_flush (self);
     }
+  else if (!stage_push (next, child, NULL, NULL))
+    release_unpushed (pipeline, child);
 }
 
 /**
@@ -3362,6 +3490,9 @@ sluice_pipeline_set_skip_failed (SluicePipeline *self, gboolean skip_failed)
 {
   g_return_if_fail (SLUICE_IS_PIPELINE (self));
 
+  /* With keep-order the buffer skips failures, as the consumer reaches them. */
+  if (self->keep_order)
+    sluice_reorder_buffer_set_skip_failed (self->rb, skip_failed);
   if (g_atomic_int_exchange (&self->skip_failed, !!skip_failed) != !!skip_failed)
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SKIP_FAILED]);
 }

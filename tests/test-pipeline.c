@@ -301,6 +301,65 @@ test_order (gconstpointer data)
   g_object_unref (pipeline);
 }
 
+/* ---- wide fan-outs: the push buffer fills and flushes mid-call ---------- */
+
+/* n % 70 outputs n * 1000 + k: more than a thread's push buffer holds. */
+static gboolean
+fan_out_wide (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  guint64 n = N (item);
+
+  for (guint64 k = 0; k < n % 70; k++)
+    {
+      if (k % 16 == 0)
+        random_delay (GPOINTER_TO_UINT (data));
+      sluice_pipeline_emitter_emit (emitter, P (n * 1000 + k));
+    }
+  return TRUE;
+}
+
+static gboolean
+pass_delayed (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  random_delay (GPOINTER_TO_UINT (data));
+  sluice_pipeline_emitter_emit (emitter, item);
+  return TRUE;
+}
+
+/* A stage whose outputs overflow its threads' push buffers, into a stage
+ * with a queue of 2 (the flushes block between their pushes), with
+ * completion order shuffled: every output once, in order. */
+static void
+test_wide_fan_out (void)
+{
+  guint n = sluice_test_scale (3000, 100);
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, g_random_int_range (1, 32), NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gpointer delay = GUINT_TO_POINTER (5);
+  guint j = 0;
+
+  sluice_pipeline_add_stage (pipeline, "wide", g_random_int_range (1, 4), 4, fan_out_wide, delay,
+                             NULL);
+  sluice_pipeline_add_stage (pipeline, "narrow", g_random_int_range (1, 4), 2, pass_delayed, delay,
+                             NULL);
+  sluice_pipeline_add_stage (pipeline, "last", 2, 3, pass_delayed, delay, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  put_all (pipeline, n);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+
+  for (guint64 i = 0; i < n; i++)
+    for (guint64 k = 0; k < i % 70; k++)
+      {
+        g_assert_cmpuint (j, <, got->len);
+        g_assert_cmpuint (g_array_index (got, guint64, j), ==, i * 1000 + k);
+        j++;
+      }
+  g_assert_cmpuint (j, ==, got->len);
+  g_object_unref (pipeline);
+}
+
 /* ---- consuming through the consumerator, from this thread --------------- */
 
 typedef struct
@@ -514,8 +573,9 @@ test_skip_failed (gconstpointer data)
     sum += g_array_index (failed, guint64, i), expected_sum += i * 10 + 3;
   g_assert_cmpuint (sum, ==, expected_sum);
   if (keep_order)
+    /* In input order, whatever order the inputs finished in. */
     for (guint i = 0; i < failed->len; i++)
-      g_assert_cmpuint (g_array_index (failed, guint64, i) % 10, ==, 3);
+      g_assert_cmpuint (g_array_index (failed, guint64, i), ==, i * 10 + 3);
 
   g_assert_cmpuint (got->len, ==, 2 * (n - n / 10));
   if (keep_order)
@@ -2559,6 +2619,61 @@ static const OrderCase unordered = { FALSE, 3000, 0, 100, FALSE, FALSE };
 /* The issue's size with SLUICE_TEST_FULL=1: 1,000,000 inputs through 4
  * stages, thread counts changed live, drops and fan-outs; and the same with
  * 1000 keys through a dispatcher stage. */
+/* Keep-order: skip-failed set after the inputs failed, before the consumer
+ * reached them: the failures are skipped (the flag counts when the consumer
+ * reaches a failure), reported in input order, and join reports none. */
+static void
+test_skip_failed_late (void)
+{
+  FailSpec spec = { 7, 2 };
+  guint n = 60;
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 64, g_free);
+  SluiceConsumerator *outputs = sluice_pipeline_get_consumerator (pipeline);
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gint64 deadline = deadline_from_now ();
+  gpointer item;
+  guint j = 0;
+
+  g_signal_connect (pipeline, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_pipeline_add_stage (pipeline, "fail", 3, 8, boxed_fail, &spec, NULL);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 8, boxed_pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, NULL, NULL, NULL);
+  put_boxed (pipeline, n, TRUE);
+  /* Every input through, none taken yet. */
+  for (;;)
+    {
+      g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+
+      if (stat_u (stats, "out") == n)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+  sluice_pipeline_set_skip_failed (pipeline, TRUE);
+  while (sluice_consumerator_next (outputs, &item, &error))
+    {
+      guint64 v = *(guint64 *) item;
+
+      while (j % 7 == 2)
+        j++;
+      g_assert_cmpuint (v, ==, j * 10 + (v % 10));
+      if (v % 10 == 1)
+        j++;
+      g_free (item);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (j, ==, n);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  while (failed->len < (n + 4) / 7)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_false (g_main_context_iteration (NULL, FALSE));
+  for (guint i = 0; i < failed->len; i++)
+    g_assert_cmpuint (g_array_index (failed, guint64, i), ==, i * 7 + 2);
+  g_object_unref (pipeline);
+}
+
 static const OrderCase stress = { TRUE, 100000, 1000000, 5, TRUE, FALSE };
 static const OrderCase stress_unordered = { FALSE, 50000, 1000000, 5, TRUE, FALSE };
 static const OrderCase stress_keyed = { TRUE, 20000, 1000000, 5, TRUE, TRUE };
@@ -2577,11 +2692,13 @@ main (int argc, char *argv[])
 
   g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
+  g_test_add_func ("/pipeline/wide-fan-out", test_wide_fan_out);
   g_test_add_func ("/pipeline/consumerator", test_consumerator);
   g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
   g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
   g_test_add_data_func ("/pipeline/skip-failed-unordered", GINT_TO_POINTER (FALSE),
                         test_skip_failed);
+  g_test_add_func ("/pipeline/skip-failed-late", test_skip_failed_late);
   g_test_add_data_func ("/pipeline/put-blocks/queue", GINT_TO_POINTER (FALSE), test_put_blocks);
   g_test_add_data_func ("/pipeline/put-blocks/window", GINT_TO_POINTER (TRUE), test_put_blocks);
   g_test_add_func ("/pipeline/cancel-and-timeout", test_cancel_and_timeout);
