@@ -2918,8 +2918,10 @@ sluice_ordered_item_producer_wait_ready_finish (SluiceOrderedItemProducer *self,
  *   item, in microseconds, or 0 when it is not waiting: a head-of-line
  *   stall (one slow item holding back the ones after it) shows here;
  * - `paused`, `ready`, `closed` (`b`);
- * - `consumer-waits`, `consumer-sleeps` (`t`): how often the consumer found
- *   the next item incomplete, and how often it slept for it.
+ * - `consumer-waits`, `consumer-sleeps`, `consumer-spins` (`t`): how often
+ *   the consumer found the next item incomplete, how often it slept for it,
+ *   and how often a short spin got it without a sleep (with few items in
+ *   flight, see the performance notes).
  *
  * The values are read one by one while the stream runs: related counts may
  * be a few items apart.
@@ -2966,6 +2968,7 @@ sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self)
   g_variant_dict_insert (&dict, "closed", "b", closed);
   g_variant_dict_insert (&dict, "consumer-waits", "t", stats.waits);
   g_variant_dict_insert (&dict, "consumer-sleeps", "t", stats.sleeps);
+  g_variant_dict_insert (&dict, "consumer-spins", "t", stats.spins);
   return g_variant_ref_sink (g_variant_dict_end (&dict));
 }
 

@@ -284,6 +284,7 @@ typedef struct
   guint64 waits;    /* times next() found the head incomplete */
   guint64 sleeps;   /* condition waits (each wake-up is a context switch) */
   guint64 timeouts; /* sleeps for a later item ended by the wake latency */
+  guint64 spins;    /* waits the adaptive spin ended without a sleep */
 } SluiceReorderStats;
 
 /* Any thread (the counters only grow). */
