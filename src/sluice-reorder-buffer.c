@@ -939,18 +939,22 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
  * asked for (low water, or the first free place when produce calls wait for
  * room). The request is read without a fence here; wait_for_head() fences
  * before it looks again and sleeps. */
-static inline void
-check_room (SluiceReorderBuffer *rb)
+static G_GNUC_NO_INLINE void
+answer_room (SluiceReorderBuffer *rb)
 {
-  guint64 live;
+  guint64 live = load64 (&rb->accepted) - rb->handed;
 
-  if (G_LIKELY (!__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
-    return;
-  live = load64 (&rb->accepted) - rb->handed;
   if (live <= (guint64) g_atomic_int_get (&rb->room_level) &&
       g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL &&
       rb->room_func (rb->callback_data) && live <= rb->low_water)
     rb->refilling = TRUE; /* a refill of a quarter window at least: size the run by it */
+}
+
+static inline void
+check_room (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
+    answer_room (rb);
 }
 
 static void
@@ -1320,8 +1324,8 @@ finish (SluiceReorderBuffer *rb, gboolean by_end, GError **error)
   return FALSE;
 }
 
-gboolean
-sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+static G_GNUC_NO_INLINE gboolean
+next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
 {
   if (rb->finished)
     return finish (rb, rb->finished_by_end, error);
@@ -1385,6 +1389,22 @@ sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError 
 
       wait_for_head (rb);
     }
+}
+
+gboolean
+sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+{
+  /* The common case, in a small frame: an item of the batch to hand out,
+   * single items, no pause or abort (next_slow () does the same then). */
+  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
+                !(g_atomic_int_get (&rb->flags) & (FLAG_ABORTED | FLAG_PAUSED))))
+    {
+      *out_item = rb->batch[rb->batch_pos++];
+      publish64 (&rb->handed, rb->handed + 1);
+      check_room (rb);
+      return TRUE;
+    }
+  return next_slow (rb, out_item, error);
 }
 
 void
