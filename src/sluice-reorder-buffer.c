@@ -730,22 +730,6 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
   return sluice_reorder_buffer_publish (slot, item, error);
 }
 
-SluiceSlot *
-sluice_reorder_buffer_slot_handle (SluiceSlot *slot)
-{
-  SluiceReorderBuffer *rb = slot->rb;
-  guint tag = (guint) (slot->seq >> rb->lap_shift) & rb->tag_mask;
-  guintptr handle =
-      (guintptr) slot | (guintptr) ((tag & ((1u << SLUICE_SLOT_HANDLE_LOW_TAG_BITS) - 1)) << 1);
-
-#if GLIB_SIZEOF_VOID_P == 8
-  if (rb->high_tags)
-    handle |= SLUICE_SLOT_HANDLE_HAS_HIGH | (guintptr) (tag >> SLUICE_SLOT_HANDLE_LOW_TAG_BITS)
-                                                << SLUICE_SLOT_HANDLE_HIGH_SHIFT;
-#endif
-  return (SluiceSlot *) handle;
-}
-
 gboolean
 sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle, SluiceSlot **out_slot, guint64 *out_seq)
 {
