@@ -295,6 +295,11 @@ void sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 
 /* --- the consumer side: one thread at a time --- */
 gboolean sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error);
+/* next()'s common case alone: hands out an item the consumer took into its
+ * batch already, if there is one and nothing else is going on (no pause, no
+ * abort, single items). Returns FALSE otherwise, having done nothing: then
+ * call next(). */
+gboolean sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item);
 /* The consumer is done: frees what it holds. */
 void sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb);
 /* What the consumer's waits cost: for tests and tuning. */

@@ -1376,7 +1376,7 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
 }
 
 gboolean
-sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
 {
   /* The common case, in a small frame: an item of the batch to hand out,
    * single items, no pause or abort (next_slow () does the same then). */
@@ -1388,6 +1388,14 @@ sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError 
       check_room (rb);
       return TRUE;
     }
+  return FALSE;
+}
+
+gboolean
+sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+{
+  if (sluice_reorder_buffer_next_batched (rb, out_item))
+    return TRUE;
   return next_slow (rb, out_item, error);
 }
 
