@@ -178,12 +178,12 @@ stat_inc (guint64 *counter)
  * costs one atomic instruction where a mutex costs two plus two calls: the
  * owner's produce calls are the one per-item path that must lock at all.
  * Lock order: rb->lock, then the reservation lock. */
-static inline void
-reserve_lock (SluiceReorderBuffer *rb)
+static G_GNUC_NO_INLINE void
+reserve_lock_contended (SluiceReorderBuffer *rb)
 {
   guint spins = 0;
 
-  while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0)
+  do
     {
       /* Wait without writing; a holder that was preempted gets the core. */
       while (__atomic_load_n (&rb->reserve_lock, __ATOMIC_RELAXED) != 0)
@@ -194,6 +194,16 @@ reserve_lock (SluiceReorderBuffer *rb)
             g_thread_yield ();
         }
     }
+  while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0);
+}
+
+/* The uncontended case inline and alone: the waiting loop's registers
+ * would make every reservation save and restore four (issue 19). */
+static inline void
+reserve_lock (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0))
+    reserve_lock_contended (rb);
 }
 
 static inline void
