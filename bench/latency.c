@@ -51,6 +51,8 @@ struct _Run
   GAsyncQueue **queues;
   GThread **completers;
   guint64 produced; /* the owner's */
+  guint64 spins;    /* sluice: waits of the consumer a spin ended */
+  guint64 sleeps;   /* sluice: waits it slept through */
   gboolean order_ok;
   void (*complete) (Run *run, Job *job);
 
@@ -202,6 +204,12 @@ sluice_latency_run (Run *run)
   sluice_ordered_item_producer_stop_async (producer, NULL, on_stopped, &stopped);
   while (!stopped)
     g_main_context_iteration (NULL, TRUE);
+  {
+    g_autoptr (GVariant) stats = sluice_ordered_item_producer_get_stats (producer);
+
+    g_variant_lookup (stats, "consumer-spins", "t", &run->spins);
+    g_variant_lookup (stats, "consumer-sleeps", "t", &run->sleeps);
+  }
   stop_completers (run);
   g_object_unref (producer);
 }
@@ -306,8 +314,15 @@ typedef enum
 
 static const char *lat_names[N_LAT_IMPLS] = { "sluice", "cond" };
 
+/* @waits: the sluice consumer's spins and sleeps, or NULL. */
 static void
-run_once (LatImpl impl, guint k, guint64 n, guint32 iters_per_us, double *p50, double *p99)
+run_once (LatImpl impl,
+          guint k,
+          guint64 n,
+          guint32 iters_per_us,
+          double *p50,
+          double *p99,
+          guint64 *waits)
 {
   Run run = { 0 };
 
@@ -334,6 +349,11 @@ run_once (LatImpl impl, guint k, guint64 n, guint32 iters_per_us, double *p50, d
         exit (1);
       }
   percentiles (&run, p50, p99);
+  if (waits != NULL)
+    {
+      waits[0] = run.spins;
+      waits[1] = run.sleeps;
+    }
   g_free (run.jobs);
   g_free (run.t_done);
   g_free (run.t_recv);
@@ -355,8 +375,8 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
     {
       double warm50, warm99;
 
-      run_once (LAT_SLUICE, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99);
-      run_once (LAT_COND, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99);
+      run_once (LAT_SLUICE, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99, NULL);
+      run_once (LAT_COND, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99, NULL);
     }
   for (int rep = 0; rep < reps; rep++)
     for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
@@ -364,9 +384,14 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
         {
           LatImpl impl = (i + rep) % N_LAT_IMPLS;
 
-          run_once (impl, ks[j], n, iters_per_us, &p50[j][impl][rep], &p99[j][impl][rep]);
-          fprintf (stderr, "  latency %u in flight %-6s rep %d: p50 %7.1f us  p99 %7.1f us\n",
-                   ks[j], lat_names[impl], rep + 1, p50[j][impl][rep], p99[j][impl][rep]);
+          guint64 waits[2] = { 0, 0 };
+
+          run_once (impl, ks[j], n, iters_per_us, &p50[j][impl][rep], &p99[j][impl][rep], waits);
+          fprintf (stderr,
+                   "  latency %u in flight %-6s rep %d: p50 %7.1f us  p99 %7.1f us  (spins "
+                   "%" G_GUINT64_FORMAT ", sleeps %" G_GUINT64_FORMAT ")\n",
+                   ks[j], lat_names[impl], rep + 1, p50[j][impl][rep], p99[j][impl][rep], waits[0],
+                   waits[1]);
         }
 
   printf ("\nlatency from deliverable to received, %u-%u us of work per item, medians over %d "

@@ -425,6 +425,32 @@ sluice_consumerator_push_value (SluiceConsumerator *self, const GValue *value, G
   return sluice_consumerator_push (self, item, error);
 }
 
+/* sluice_consumerator_next () past the batch: the reorder buffer's whole
+ * next (), or a stream closed with an error. */
+static G_GNUC_NO_INLINE gboolean
+next_slow (SluiceConsumerator *self, gpointer *out_item, GError **error)
+{
+  gpointer item = NULL;
+  GError *local_error = NULL;
+
+  if (sluice_reorder_buffer_next (self->rb, &item, &local_error))
+    {
+      if (out_item != NULL)
+        *out_item = item;
+      else
+        sluice_reorder_buffer_free_item (self->rb, item);
+      return TRUE;
+    }
+
+  if (out_item != NULL)
+    *out_item = NULL;
+  if (local_error == NULL && self->close_error != NULL)
+    local_error = g_error_copy (self->close_error);
+  if (local_error != NULL)
+    g_propagate_error (error, local_error);
+  return FALSE;
+}
+
 /**
  * sluice_consumerator_next: (skip)
  * @self: a consumerator
@@ -449,28 +475,14 @@ sluice_consumerator_push_value (SluiceConsumerator *self, const GValue *value, G
 gboolean
 sluice_consumerator_next (SluiceConsumerator *self, gpointer *out_item, GError **error)
 {
-  gpointer item = NULL;
-  GError *local_error = NULL;
-
   g_return_val_if_fail (SLUICE_IS_CONSUMERATOR (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (sluice_reorder_buffer_next (self->rb, &item, &local_error))
-    {
-      if (out_item != NULL)
-        *out_item = item;
-      else
-        sluice_reorder_buffer_free_item (self->rb, item);
-      return TRUE;
-    }
-
-  if (out_item != NULL)
-    *out_item = NULL;
-  if (local_error == NULL && self->close_error != NULL)
-    local_error = g_error_copy (self->close_error);
-  if (local_error != NULL)
-    g_propagate_error (error, local_error);
-  return FALSE;
+  /* An item of the batch, in a frame with no local whose address is taken
+   * (no stack protector): the common case of a busy stream. */
+  if (G_LIKELY (out_item != NULL) && sluice_reorder_buffer_next_batched (self->rb, out_item))
+    return TRUE;
+  return next_slow (self, out_item, error);
 }
 
 /* --- main-loop consumption --- */

@@ -166,8 +166,11 @@ guint64 sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb);
  * does not use: 5 in the low bits the 64-byte alignment leaves free (bit 0
  * flags the high ones), 16 in the top bits. A handle is not a pointer to
  * dereference: claim() takes the slot behind it, slot_from_handle() checks
- * it. */
-SluiceSlot *sluice_reorder_buffer_slot_handle (SluiceSlot *slot);
+ * it. Made from the lap tag the slot's state word holds from its
+ * reservation until its completion (inline: the owner makes one per item,
+ * without a read of the buffer). A tag with no bits above the low 5 gets no
+ * high part: decoding does not tell the two forms apart. */
+static inline SluiceSlot *sluice_reorder_buffer_slot_handle (SluiceSlot *slot);
 
 #define SLUICE_SLOT_HANDLE_LOW_MASK ((guintptr) 63)
 #define SLUICE_SLOT_HANDLE_HAS_HIGH ((guintptr) 1)
@@ -176,6 +179,22 @@ SluiceSlot *sluice_reorder_buffer_slot_handle (SluiceSlot *slot);
 #define SLUICE_SLOT_HANDLE_HIGH_SHIFT 48
 #define SLUICE_SLOT_HANDLE_HIGH_TAG_BITS 16
 #endif
+
+static inline SluiceSlot *
+sluice_reorder_buffer_slot_handle (SluiceSlot *slot)
+{
+  guint tag =
+      (guint) SLUICE_SLOT_TAG_BITS (g_atomic_int_get (&slot->state)) >> SLUICE_SLOT_KIND_BITS;
+  guintptr handle =
+      (guintptr) slot | (guintptr) ((tag & ((1u << SLUICE_SLOT_HANDLE_LOW_TAG_BITS) - 1)) << 1);
+
+#if GLIB_SIZEOF_VOID_P == 8
+  if ((tag >> SLUICE_SLOT_HANDLE_LOW_TAG_BITS) != 0)
+    handle |= SLUICE_SLOT_HANDLE_HAS_HIGH | (guintptr) (tag >> SLUICE_SLOT_HANDLE_LOW_TAG_BITS)
+                                                << SLUICE_SLOT_HANDLE_HIGH_SHIFT;
+#endif
+  return (SluiceSlot *) handle;
+}
 
 /* The slot a handle names, and its tag as the state word holds it. */
 static inline SluiceSlot *
@@ -276,6 +295,11 @@ void sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 
 /* --- the consumer side: one thread at a time --- */
 gboolean sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error);
+/* next()'s common case alone: hands out an item the consumer took into its
+ * batch already, if there is one and nothing else is going on (no pause, no
+ * abort, single items). Returns FALSE otherwise, having done nothing: then
+ * call next(). */
+gboolean sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item);
 /* The consumer is done: frees what it holds. */
 void sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb);
 /* What the consumer's waits cost: for tests and tuning. */
@@ -284,6 +308,7 @@ typedef struct
   guint64 waits;    /* times next() found the head incomplete */
   guint64 sleeps;   /* condition waits (each wake-up is a context switch) */
   guint64 timeouts; /* sleeps for a later item ended by the wake latency */
+  guint64 spins;    /* waits the adaptive spin ended without a sleep */
 } SluiceReorderStats;
 
 /* Any thread (the counters only grow). */

@@ -25,6 +25,18 @@
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
+/* The adaptive spin of a consumer with few items in flight (below
+ * WAKE_RUN_MIN_IN_FLIGHT), after the polls above; the rule is in
+ * adaptive_spin () and doc/performance.md. A spin never lasts longer than
+ * SPIN_LIMIT_US: a futex wake-up costs 5-10 µs on the VMs this was measured
+ * on, and waits much longer than that are better slept through. */
+#define SPIN_LIMIT_US 50
+/* A wait recorded counts at most this much, so that one long idle spell is
+ * forgotten after a few short waits. */
+#define SPIN_WAIT_CLAMP_US 1000
+/* After n failed spins in a row the next 2^(n-1) - 1 eligible waits do not
+ * spin (n - 1 at most this). */
+#define SPIN_BACKOFF_MAX 10
 /* Waking once per run of items (below) pays only when there are enough of
  * them in flight to make a run: with fewer the consumer wakes per item,
  * which keeps the latency of a lightly loaded stream at that of a plain
@@ -124,6 +136,9 @@ struct _SluiceReorderBuffer
   guint64 n_failed;  /* failed items the consumer reached; atomic reads */
   guint64 n_skipped; /* of which skipped; atomic reads */
   gint64 wait_since; /* when the consumer began to wait for the head, or 0; atomic reads */
+  guint spin_avg_us; /* moving average of recent waits with few in flight (adaptive_spin ()) */
+  guint spin_skip;   /* such waits left that do not spin: the back-off after failed spins */
+  guint spin_fails;  /* spins in a row that ended in a sleep */
   GPtrArray *list;   /* lists mode: the list being handed out, from list_pos */
   guint list_pos;
 
@@ -163,12 +178,12 @@ stat_inc (guint64 *counter)
  * costs one atomic instruction where a mutex costs two plus two calls: the
  * owner's produce calls are the one per-item path that must lock at all.
  * Lock order: rb->lock, then the reservation lock. */
-static inline void
-reserve_lock (SluiceReorderBuffer *rb)
+static G_GNUC_NO_INLINE void
+reserve_lock_contended (SluiceReorderBuffer *rb)
 {
   guint spins = 0;
 
-  while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0)
+  do
     {
       /* Wait without writing; a holder that was preempted gets the core. */
       while (__atomic_load_n (&rb->reserve_lock, __ATOMIC_RELAXED) != 0)
@@ -179,6 +194,16 @@ reserve_lock (SluiceReorderBuffer *rb)
             g_thread_yield ();
         }
     }
+  while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0);
+}
+
+/* The uncontended case inline and alone: the waiting loop's registers
+ * would make every reservation save and restore four (issue 19). */
+static inline void
+reserve_lock (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0))
+    reserve_lock_contended (rb);
 }
 
 static inline void
@@ -221,6 +246,7 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
   rb->wake_latency_us = SLUICE_WAKE_LATENCY_DEFAULT_US;
+  rb->spin_avg_us = SPIN_LIMIT_US;
   rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
   g_mutex_init (&rb->lock);
   g_cond_init (&rb->cond);
@@ -714,22 +740,6 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
   return sluice_reorder_buffer_publish (slot, item, error);
 }
 
-SluiceSlot *
-sluice_reorder_buffer_slot_handle (SluiceSlot *slot)
-{
-  SluiceReorderBuffer *rb = slot->rb;
-  guint tag = (guint) (slot->seq >> rb->lap_shift) & rb->tag_mask;
-  guintptr handle =
-      (guintptr) slot | (guintptr) ((tag & ((1u << SLUICE_SLOT_HANDLE_LOW_TAG_BITS) - 1)) << 1);
-
-#if GLIB_SIZEOF_VOID_P == 8
-  if (rb->high_tags)
-    handle |= SLUICE_SLOT_HANDLE_HAS_HIGH | (guintptr) (tag >> SLUICE_SLOT_HANDLE_LOW_TAG_BITS)
-                                                << SLUICE_SLOT_HANDLE_HIGH_SHIFT;
-#endif
-  return (SluiceSlot *) handle;
-}
-
 gboolean
 sluice_reorder_buffer_slot_from_handle (SluiceSlot *handle, SluiceSlot **out_slot, guint64 *out_seq)
 {
@@ -923,18 +933,22 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
  * asked for (low water, or the first free place when produce calls wait for
  * room). The request is read without a fence here; wait_for_head() fences
  * before it looks again and sleeps. */
-static inline void
-check_room (SluiceReorderBuffer *rb)
+static G_GNUC_NO_INLINE void
+answer_room (SluiceReorderBuffer *rb)
 {
-  guint64 live;
+  guint64 live = load64 (&rb->accepted) - rb->handed;
 
-  if (G_LIKELY (!__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
-    return;
-  live = load64 (&rb->accepted) - rb->handed;
   if (live <= (guint64) g_atomic_int_get (&rb->room_level) &&
       g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL &&
       rb->room_func (rb->callback_data) && live <= rb->low_water)
     rb->refilling = TRUE; /* a refill of a quarter window at least: size the run by it */
+}
+
+static inline void
+check_room (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
+    answer_room (rb);
 }
 
 static void
@@ -1056,6 +1070,73 @@ retarget_to_head_locked (SluiceReorderBuffer *rb, guint64 target, guint64 seq)
   return seq;
 }
 
+/* A wait of @wait_us with few in flight ended: the moving average (a
+ * quarter weight for the newest) that decides whether the next one spins. */
+static inline void
+note_short_wait (SluiceReorderBuffer *rb, gint64 wait_us)
+{
+  guint w = (guint) CLAMP (wait_us, 0, SPIN_WAIT_CLAMP_US);
+
+  rb->spin_avg_us = rb->spin_avg_us - rb->spin_avg_us / 4 + w / 4;
+}
+
+/* The adaptive spin: with few items in flight every item the consumer
+ * sleeps for costs a futex wake-up (5-10 µs on a VM, more than the item's
+ * whole delivery otherwise), and the wake-up batching of wait_for_head ()
+ * does not apply. So the consumer keeps polling the head, instead of
+ * sleeping, while that pays:
+ *
+ * - only while the moving average of its recent waits (each measured from
+ *   the start of the wait to the head's completion, sleeps included) is at
+ *   most SPIN_LIMIT_US, and for at most twice that average plus 2 µs,
+ *   never longer than SPIN_LIMIT_US;
+ * - a spin that ends without the item (the wait was longer, or the thread
+ *   lost its core: the machine is oversubscribed) sleeps as before; after
+ *   two such spins in a row the next 1, 3, 7 ... 1023 eligible waits do not
+ *   spin at all; a spin that succeeds ends the back-off.
+ *
+ * An idle consumer therefore spins at most once for SPIN_LIMIT_US and then
+ * sleeps: its long waits raise the average above the limit. Returns whether
+ * the head is complete (or a flag changed) within the spin; @start is when
+ * the wait began. */
+static gboolean
+adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
+{
+  gint64 end;
+  gint64 now;
+
+  if (rb->spin_skip > 0)
+    {
+      rb->spin_skip--;
+      return FALSE;
+    }
+  if (rb->spin_avg_us > SPIN_LIMIT_US)
+    return FALSE;
+
+  end = start + MIN (SPIN_LIMIT_US, 2 * rb->spin_avg_us + 2);
+  do
+    {
+      /* The clock once every 16 polls: a poll is a load and a pause. */
+      for (guint i = 0; i < 16; i++)
+        {
+          if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
+            {
+              note_short_wait (rb, g_get_monotonic_time () - start);
+              rb->spin_fails = 0;
+              stat_inc (&rb->stats.spins);
+              return TRUE;
+            }
+          sluice_cpu_relax ();
+        }
+      now = g_get_monotonic_time ();
+    }
+  while (now < end);
+
+  rb->spin_fails = MIN (rb->spin_fails + 1, SPIN_BACKOFF_MAX + 1);
+  rb->spin_skip = (1u << (rb->spin_fails - 1)) - 1;
+  return FALSE;
+}
+
 /* Returns when the head slot may be complete or a flag changed. */
 static void
 wait_for_head (SluiceReorderBuffer *rb)
@@ -1063,6 +1144,8 @@ wait_for_head (SluiceReorderBuffer *rb)
   guint64 seq = rb->head;
   int flags = g_atomic_int_get (&rb->flags);
   gboolean refilling;
+  gboolean few;
+  gint64 start = 0;
 
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
    * room request that may have come while we handed items out. */
@@ -1080,10 +1163,21 @@ wait_for_head (SluiceReorderBuffer *rb)
       sluice_cpu_relax ();
     }
 
+  /* Few in flight: the wake-up batching below does not apply, the
+   * adaptive spin may. */
+  few = MAX (load64 (&rb->next_seq) - seq, refilling ? rb->window : 0) < WAKE_RUN_MIN_IN_FLIGHT;
+  if (few)
+    {
+      start = g_get_monotonic_time ();
+      if (adaptive_spin (rb, flags, start))
+        return;
+    }
+
   /* A wait that outlasts the spin is one a stats reader may want to see
    * (a head-of-line stall); the clock is read only here, off the spin. */
   if (rb->wait_since == 0)
-    __atomic_store_n (&rb->wait_since, g_get_monotonic_time (), __ATOMIC_RELAXED);
+    __atomic_store_n (&rb->wait_since, start != 0 ? start : g_get_monotonic_time (),
+                      __ATOMIC_RELAXED);
 
   g_mutex_lock (&rb->lock);
   {
@@ -1189,6 +1283,8 @@ wait_for_head (SluiceReorderBuffer *rb)
       }
   }
   g_mutex_unlock (&rb->lock);
+  if (few)
+    note_short_wait (rb, g_get_monotonic_time () - start);
 }
 
 static void
@@ -1222,8 +1318,8 @@ finish (SluiceReorderBuffer *rb, gboolean by_end, GError **error)
   return FALSE;
 }
 
-gboolean
-sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+static G_GNUC_NO_INLINE gboolean
+next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
 {
   if (rb->finished)
     return finish (rb, rb->finished_by_end, error);
@@ -1289,6 +1385,30 @@ sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError 
     }
 }
 
+gboolean
+sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
+{
+  /* The common case, in a small frame: an item of the batch to hand out,
+   * single items, no pause or abort (next_slow () does the same then). */
+  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
+                !(g_atomic_int_get (&rb->flags) & (FLAG_ABORTED | FLAG_PAUSED))))
+    {
+      *out_item = rb->batch[rb->batch_pos++];
+      publish64 (&rb->handed, rb->handed + 1);
+      check_room (rb);
+      return TRUE;
+    }
+  return FALSE;
+}
+
+gboolean
+sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
+{
+  if (sluice_reorder_buffer_next_batched (rb, out_item))
+    return TRUE;
+  return next_slow (rb, out_item, error);
+}
+
 void
 sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb)
 {
@@ -1303,6 +1423,7 @@ sluice_reorder_buffer_get_stats (SluiceReorderBuffer *rb, SluiceReorderStats *st
   stats->waits = __atomic_load_n (&rb->stats.waits, __ATOMIC_RELAXED);
   stats->sleeps = __atomic_load_n (&rb->stats.sleeps, __ATOMIC_RELAXED);
   stats->timeouts = __atomic_load_n (&rb->stats.timeouts, __ATOMIC_RELAXED);
+  stats->spins = __atomic_load_n (&rb->stats.spins, __ATOMIC_RELAXED);
 }
 
 void

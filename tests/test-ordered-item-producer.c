@@ -2168,7 +2168,7 @@ test_stats_head_of_line (void)
   g_autoptr (GVariant) stats = NULL;
   Reverse kept = { g_ptr_array_new () };
   Consumer *consumer = consumer_new ();
-  guint64 head, n_consumed;
+  guint64 head, n_consumed, n_waits, n_sleeps, n_spins;
   gint64 waited;
   guint n_live;
 
@@ -2208,6 +2208,13 @@ test_stats_head_of_line (void)
   g_assert_cmpuint (head, ==, 6);
   g_assert_cmpint (waited, ==, 0);
   g_assert_cmpuint (n_consumed, ==, 6);
+  /* It waited for item 0 past any spin (the head wait shows only then);
+   * a spin ends a wait without a sleep. */
+  g_assert_true (g_variant_lookup (stats, "consumer-waits", "t", &n_waits));
+  g_assert_true (g_variant_lookup (stats, "consumer-sleeps", "t", &n_sleeps));
+  g_assert_true (g_variant_lookup (stats, "consumer-spins", "t", &n_spins));
+  g_assert_cmpuint (n_waits, >=, 1);
+  g_assert_cmpuint (n_spins, <, n_waits);
   g_ptr_array_unref (kept.slots);
   assert_no_item_leaked ();
   consumer_free (consumer);

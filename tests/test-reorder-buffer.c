@@ -10,6 +10,7 @@
 
 #include <gio/gio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static GQuark
 test_item_error_quark (void)
@@ -546,6 +547,77 @@ test_wait_unreserved (void)
   g_assert_no_error (consumer.error);
   g_assert_cmpuint (consumer.n_received, ==, 50);
   g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  sluice_reorder_buffer_unref (rb);
+}
+
+/* ---- the adaptive spin goes quiet with the producer ------------------------- */
+
+static double
+process_cpu_seconds (void)
+{
+  struct rusage usage;
+
+  g_assert_cmpint (getrusage (RUSAGE_SELF, &usage), ==, 0);
+  return (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+         (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+/* One item in flight at a time, each completed as soon as the consumer has
+ * taken the one before: its waits are short, so it spins for them (how
+ * often is not asserted: on a busy machine spins fail). Then the producer
+ * goes idle for a second while the consumer waits: the consumer must sleep
+ * through it, so the process uses far less processor time than the second
+ * (a consumer that kept spinning would use all of it). Not a timing
+ * assertion on speed: the bound is half the wall time. */
+static void
+test_idle_no_spin (void)
+{
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (4, NULL, NULL);
+  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SluiceReorderStats stats;
+  SluiceReorderProgress progress;
+  GThread *thread;
+  guint n = sluice_test_scale (2000, 200);
+  gint64 idle_start;
+  double cpu;
+
+  set_gate (rb, TRUE);
+  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+  for (guint i = 0; i < n; i++)
+    {
+      SluiceSlot *slot = sluice_reorder_buffer_try_reserve (rb);
+      gint64 deadline = deadline_from_now ();
+
+      g_assert_nonnull (slot);
+      sluice_reorder_buffer_complete (slot, GUINT_TO_POINTER (i + 1), NULL);
+      do
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_thread_yield ();
+          sluice_reorder_buffer_get_progress (rb, &progress);
+        }
+      while (progress.handed < i + 1);
+    }
+
+  cpu = process_cpu_seconds ();
+  idle_start = g_get_monotonic_time ();
+  g_usleep (G_USEC_PER_SEC);
+  cpu = process_cpu_seconds () - cpu;
+  g_test_message ("idle: %.3f s of processor time in %.3f s", cpu,
+                  (g_get_monotonic_time () - idle_start) / 1e6);
+  g_assert_cmpfloat (cpu, <, 0.5);
+
+  sluice_reorder_buffer_end (rb);
+  g_thread_join (thread);
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_test_message ("%" G_GUINT64_FORMAT " waits, %" G_GUINT64_FORMAT " sleeps, %" G_GUINT64_FORMAT
+                  " spins",
+                  stats.waits, stats.sleeps, stats.spins);
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_received, ==, n);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  /* Each wait ends at most one spin, and the idle one was slept through. */
+  g_assert_cmpuint (stats.spins, <, stats.waits);
   sluice_reorder_buffer_unref (rb);
 }
 
@@ -1535,6 +1607,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/reorder-buffer/window", test_window);
   g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
   g_test_add_func ("/reorder-buffer/short-run", test_short_run);
+  g_test_add_func ("/reorder-buffer/idle-no-spin", test_idle_no_spin);
   g_test_add_data_func ("/reorder-buffer/refill-run", GINT_TO_POINTER (REFILL), test_refill_run);
   g_test_add_data_func ("/reorder-buffer/refill-run-end", GINT_TO_POINTER (REFILL_END),
                         test_refill_run);
