@@ -688,7 +688,9 @@ test_stop_producing (void)
   g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   g_assert_error (run.stop_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
   g_assert_cmpuint (sink->data->len, <, size);
-  g_assert_true (memcmp (sink->data->data, g_bytes_get_data (input, NULL), sink->data->len) == 0);
+  /* A stop before the first write leaves nothing (and a NULL array). */
+  g_assert_true (sink->data->len == 0 ||
+                 memcmp (sink->data->data, g_bytes_get_data (input, NULL), sink->data->len) == 0);
   run_clear (&run);
 }
 
