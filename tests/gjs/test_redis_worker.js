@@ -146,8 +146,12 @@ function testNamedCallsThroughRedis() {
             shut = true;
         });
         runFor('the shutdown', () => shut);
-        for (const w of workers)
-            ok(stopProcess(w).get_if_exited() && w.get_exit_status() === 0, 'a worker exits 0 on SIGTERM');
+        workers.forEach((w, i) => {
+            stopProcess(w);
+            const how = w.get_if_exited() ? `exit status ${w.get_exit_status()}`
+                : `killed by signal ${w.get_if_signaled() ? w.get_term_sig() : '?'}`;
+            ok(w.get_if_exited() && w.get_exit_status() === 0, `worker ${i + 1} exits 0 on SIGTERM`, how);
+        });
         stopProcess(server);
         for (const name of ['redis.sock', 'dump.rdb'])
             GLib.unlink(GLib.build_filenamev([dir, name]));
