@@ -93,26 +93,30 @@ struct _SluiceJob
 
   /* From here on, job_queue_recycle_or_unref() zeroes for reuse. The fields
    * every job touches come first, close together: a queue has many jobs in
-   * flight, and a handle's lines are out of the cache by the time it runs. */
-  SluiceJobQueue *queue; /* held by the queue's n_live until answered, or owns_queue */
-  Channel *channel;      /* one reference */
+   * flight, and a handle's lines are out of the cache by the time it runs.
+   * With the GObject header, the first line holds what running a job reads,
+   * the second what completing and answering it reads. */
+  Channel *channel; /* one reference */
   SluiceJobFunc func;
   gpointer func_data;
   GAsyncReadyCallback callback;
   gpointer user_data;
-  gpointer result;
-  GError *error;
   /* In channel->jobs while queued, then in queue->remote_done or
    * queue->deliveries once completed (or dropped). */
   GList link;
+  SluiceJobQueue *queue; /* held by the queue's n_live until answered, or owns_queue */
+  gpointer result;
+  GError *error;
   gint completed; /* atomic: the handle was completed */
-  JobState state;
-  gboolean answered;
-  gboolean result_is_value;
-  gboolean owns_queue; /* the handle outlived its answer: a reference */
+  /* Bytes of their own, not bit-fields: job_finish() may write one in
+   * another thread. */
+  guint8 state; /* a JobState */
+  guint8 answered;
+  guint8 result_is_value;
+  guint8 owns_queue; /* the handle outlived its answer: a reference */
+  GCancellable *cancellable;
   GDestroyNotify result_destroy;
   GDestroyNotify func_data_destroy;
-  GCancellable *cancellable;
   GSource *cancel_source;
 };
 
@@ -305,7 +309,7 @@ job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
           g_atomic_pointer_get (&object->qdata) == NULL)
         {
           job_clear_but_queue (job);
-          memset (&job->queue, 0, sizeof *job - G_STRUCT_OFFSET (SluiceJob, queue));
+          memset (&job->channel, 0, sizeof *job - G_STRUCT_OFFSET (SluiceJob, channel));
           job->link.data = job;
           self->pool[self->n_pool++] = job;
           return;
