@@ -360,6 +360,18 @@ get_reply_without_sigpipe (redisContext *c, void **reply)
   return status;
 }
 
+/* An error reply is Redis refusing the command: @error says why, and the
+ * reply is freed. */
+static gboolean
+reply_refused (void *reply, GError **error)
+{
+  if (((redisReply *) reply)->type != REDIS_REPLY_ERROR)
+    return FALSE;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Redis: %s"), ((redisReply *) reply)->str);
+  freeReplyObject (reply);
+  return TRUE;
+}
+
 redisReply *
 sluice_redis_get_reply (redisContext *c, GError **error)
 {
@@ -370,13 +382,8 @@ sluice_redis_get_reply (redisContext *c, GError **error)
       set_context_error (c, error);
       return NULL;
     }
-  if (((redisReply *) reply)->type == REDIS_REPLY_ERROR)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Redis: %s"),
-                   ((redisReply *) reply)->str);
-      freeReplyObject (reply);
-      return NULL;
-    }
+  if (reply_refused (reply, error))
+    return NULL;
   return reply;
 }
 
@@ -450,13 +457,8 @@ sluice_redis_take_reply (redisContext *c, redisReply **reply, GError **error)
     }
   if (taken == NULL)
     return SLUICE_REDIS_TAKE_NONE;
-  if (((redisReply *) taken)->type == REDIS_REPLY_ERROR)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Redis: %s"),
-                   ((redisReply *) taken)->str);
-      freeReplyObject (taken);
-      return SLUICE_REDIS_TAKE_REFUSED;
-    }
+  if (reply_refused (taken, error))
+    return SLUICE_REDIS_TAKE_REFUSED;
   *reply = taken;
   return SLUICE_REDIS_TAKE_REPLY;
 }
