@@ -2664,6 +2664,13 @@ static gboolean
 ready_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
   g_source_set_ready_time (source, -1);
+  /* A wake-up (room_wake() sets the ready time) can be stale: a put may
+   * have taken the room between the stage thread's pop and its wake-up,
+   * and the ready time dispatches without prepare(). Without room, wait
+   * for the next wake-up (set after this reset, so none is lost) rather
+   * than let the callback's put block the context. */
+  if (!can_put (((ReadySource *) source)->pipeline))
+    return G_SOURCE_CONTINUE;
   if (callback == NULL)
     {
       g_warning ("A pipeline's ready source dispatched without a callback: call "
