@@ -5,6 +5,8 @@
 
 #include "sluice-private.h"
 
+#include <pthread.h>
+
 /**
  * SluiceCooperator:
  *
@@ -90,7 +92,11 @@ struct _SluiceCooperator
   GObject parent_instance;
 
   GMainContext *context;
-  GThread *owner_thread; /* NULL for the default cooperator */
+  /* The thread that made it; pthread_self () reads a register where
+   * g_thread_self () looks up thread-specific data. The default cooperator
+   * has none: it belongs to whichever thread runs the default context. */
+  pthread_t owner_thread;
+  gboolean has_owner_thread;
 
   gboolean started;
   gboolean stopped;
@@ -209,7 +215,8 @@ cooperator_events_dispatch (gpointer self)
 static gboolean
 cooperator_on_owner_thread (SluiceCooperator *self)
 {
-  return g_thread_self () == self->owner_thread || g_main_context_is_owner (self->context);
+  return (self->has_owner_thread && pthread_equal (pthread_self (), self->owner_thread)) ||
+         g_main_context_is_owner (self->context);
 }
 
 /* --- scheduling --- */
@@ -526,7 +533,8 @@ static void
 sluice_cooperator_init (SluiceCooperator *self)
 {
   self->context = g_main_context_ref_thread_default ();
-  self->owner_thread = g_thread_self ();
+  self->owner_thread = pthread_self ();
+  self->has_owner_thread = TRUE;
   self->started = TRUE;
   self->time_slice = DEFAULT_TIME_SLICE_US;
   self->scheduler = default_scheduler;
@@ -711,7 +719,7 @@ sluice_cooperator_get_default (void)
       g_main_context_pop_thread_default (g_main_context_default ());
       /* Whichever thread made it, it belongs to the one that runs the
        * default context: wakes from elsewhere go through its source. */
-      cooperator->owner_thread = NULL;
+      cooperator->has_owner_thread = FALSE;
       g_once_init_leave (&default_cooperator, (gsize) cooperator);
     }
   return (SluiceCooperator *) default_cooperator;
