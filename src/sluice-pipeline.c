@@ -17,6 +17,7 @@
  */
 
 #include "sluice-consumerator-private.h"
+#include "sluice-pipeline-private.h"
 
 /**
  * SluicePipeline:
@@ -3502,4 +3503,24 @@ sluice_pipeline_set_skip_failed (SluicePipeline *self, gboolean skip_failed)
     sluice_reorder_buffer_set_skip_failed (self->rb, skip_failed);
   if (g_atomic_int_exchange (&self->skip_failed, !!skip_failed) != !!skip_failed)
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SKIP_FAILED]);
+}
+
+/* --- for the call stage (sluice-pipeline-call.c) --- */
+
+gboolean
+sluice_pipeline_carries_values (SluicePipeline *self)
+{
+  return self->values;
+}
+
+gboolean
+sluice_pipeline_is_started (SluicePipeline *self)
+{
+  return is_started (self);
+}
+
+GCancellable *
+sluice_pipeline_get_stop_cancellable (SluicePipeline *self)
+{
+  return sluice_reorder_buffer_get_cancellable (self->rb);
 }

@@ -12,6 +12,7 @@
 #include <gio/gio.h>
 #include <sluice/sluice-version-macros.h>
 #include <sluice/sluice-consumerator.h>
+#include <sluice/sluice-task-queue.h>
 
 G_BEGIN_DECLS
 
@@ -156,6 +157,17 @@ guint sluice_pipeline_add_value_stage (SluicePipeline *self,
                                        SluicePipelineValueStageFunc func,
                                        gpointer func_data,
                                        GDestroyNotify func_data_destroy);
+/* A stage whose work runs on workers (src/sluice-pipeline-call.c). */
+SLUICE_AVAILABLE_IN_ALL
+guint sluice_pipeline_add_call_stage (SluicePipeline *self,
+                                      const char *name,
+                                      guint n_calls,
+                                      guint capacity,
+                                      SluiceTaskQueue *queue,
+                                      const char *series,
+                                      const char *function,
+                                      int priority,
+                                      int timeout_ms);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_pipeline_set_stage_key_func (SluicePipeline *self,
                                          guint stage,

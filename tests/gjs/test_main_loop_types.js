@@ -234,6 +234,67 @@ function testNamedCallsToAProcessWorker() {
     runUntil('the shutdown', () => done);
 }
 
+// A pipeline whose stages are named calls to helper processes: JavaScript
+// puts on the main loop (put_async) and takes the results there
+// (next_async), in input order, while the stages' threads wait for the calls.
+function testPipelineOfNamedCalls() {
+    const helper = GLib.getenv('SLUICE_WORKER_TOOL');
+    const module = GLib.getenv('SLUICE_WORKER_EXAMPLE_MODULE');
+    if (!helper || !module) {
+        imports.tap.skip('no sluice-worker or example module in the environment');
+        return;
+    }
+    const queue = new Sluice.TaskQueue();
+    queue.hire(Sluice.ProcessWorker.new([helper, module], null, 2));
+    const pipeline = Sluice.Pipeline.new(true, 8);
+    pipeline.add_call_stage('sum', 4, 4, queue, null, 'sum', GLib.PRIORITY_DEFAULT, 0);
+    pipeline.add_call_stage('echo', 2, 4, queue, null, 'echo', GLib.PRIORITY_DEFAULT, 0);
+    pipeline.start(null);
+
+    const n = 40;
+    const got = [];
+    let ended = false;
+    const consumerator = pipeline.get_consumerator();
+    const next = () => consumerator.next_async(null, (source, result) => {
+        const [more, item] = consumerator.next_finish(result);
+        if (more) {
+            got.push(item.deep_unpack()[0]);
+            next();
+        } else {
+            ended = true;
+        }
+    });
+    next();
+    let i = 0;
+    const put = () => {
+        if (i === n) {
+            pipeline.close_input();
+            return;
+        }
+        const numbers = Array.from({ length: i }, (_, j) => j);
+        i++;
+        pipeline.put_async(new GLib.Variant('(ai)', [numbers]), null, (source, result) => {
+            source.put_finish(result);
+            put();
+        });
+    };
+    put();
+    runUntil('the pipeline\'s outputs', () => ended);
+    same(got, Array.from({ length: n }, (_, k) => k * (k - 1) / 2),
+        'a pipeline of named calls gives every result once, in input order, on the main loop');
+    let joined = null;
+    pipeline.join_async(GLib.PRIORITY_DEFAULT, null, (source, result) => {
+        joined = source.join_finish(result);
+    });
+    runUntil('the join', () => joined !== null);
+    ok(joined === true, 'join_async reports the end');
+    let done = false;
+    queue.shutdown_async(false, null, () => {
+        done = true;
+    });
+    runUntil('the shutdown', () => done);
+}
+
 imports.tap.run([testStepsTakeTurns, testStepWaitsForATimeout, testStepFailsWithAnError,
     testStepThatThrows, testCoiterate, testPauseResumeStop, testJobQueueChannels, testJobQueueFailAndCancel,
-    testNamedCallsToAProcessWorker]);
+    testNamedCallsToAProcessWorker, testPipelineOfNamedCalls]);

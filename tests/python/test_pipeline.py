@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sluice_tap  # noqa: E402
 
 sluice_tap.require_gi()
-from gi.repository import GLib, Sluice  # noqa: E402
+from gi.repository import Gio, GLib, Sluice  # noqa: E402
 
 SCALE_DOWN = os.environ.get("SLUICE_TEST_SCALE_DOWN", "0") not in ("", "0")
 N = 200 if SCALE_DOWN else 2000
@@ -150,6 +150,48 @@ class PipelineTests(unittest.TestCase):
         self.assertEqual(stats["stages"][0]["name"], "add1")
         self.assertEqual(stats["stages"][0]["done"], 100)
         self.assertEqual(stats["stages"][0]["queue-capacity"], 4)
+
+    def test_call_stage_runs_on_workers(self):
+        # A stage whose work is a named call to the task queue's workers
+        # (here a thread worker with a Python function): GLib.Variants in
+        # and out, results in input order, a failed call at its position.
+        queue = Sluice.TaskQueue.new(1)
+        worker = Sluice.ThreadWorker.new(None, 2)
+        ran_in = set()
+
+        def square(args, cancellable, data):
+            (n,) = args.unpack()
+            ran_in.add(threading.get_ident())
+            if n == 40:
+                raise GLib.Error.new_literal(Gio.io_error_quark(), "no 40", Gio.IOErrorEnum.INVALID_DATA)
+            return GLib.Variant("(x)", (n * n,))
+
+        worker.register("square", "(x)", square, None)
+        queue.hire(worker)
+
+        def to_args(emitter, item):
+            emitter.emit(GLib.Variant("(x)", (item,)))
+            return True
+
+        pipeline = Sluice.Pipeline.new(True, 16)
+        self.assertEqual(pipeline.add_stage("to-args", 1, 4, to_args), 0)
+        self.assertEqual(
+            pipeline.add_call_stage("square", 3, 4, queue, None, "square", GLib.PRIORITY_DEFAULT, 0), 1
+        )
+        pipeline.start(None)
+        feeder = threading.Thread(target=feed_until_stopped, args=(pipeline, 100))
+        feeder.start()
+        got = []
+        with self.assertRaises(GLib.Error) as raised:
+            for item in pipeline.get_consumerator():
+                got.append(item.unpack())
+        feeder.join()
+        self.assertTrue(raised.exception.matches(Gio.io_error_quark(), Gio.IOErrorEnum.INVALID_DATA))
+        self.assertEqual(got, [(i * i,) for i in range(40)])
+        self.assertNotIn(threading.get_ident(), ran_in)
+        done = []
+        queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+        sluice_tap.wait_until(lambda: done)
 
 
 def feed_until_stopped(pipeline, n):
