@@ -1931,16 +1931,28 @@ test_dispatcher_run (void)
 
 /* TestTimeout: run (range (10), [_sleep_1, collect], timeout): the worker
  * finishes the item it runs and starts no other; what it emits after the
- * timeout is dropped. jobq's 0.1 s items and 0.05 / 0.15 s timeouts are
- * 0.5 s and 0.25 / 0.75 s here, for margins a loaded machine keeps. */
+ * timeout is dropped. jobq's items sleep 0.1 s against timeouts of 0.05 s
+ * (the first item is running) and 0.15 s (the second is running, the
+ * first's output is in). Here input c (0, then 1) waits at a gate the test
+ * opens only once the run has returned, and the inputs before it return at
+ * once: at the timeout it is running whatever the machine's speed, and its
+ * output comes after the stop. Only the start of input c before the
+ * timeout (and the collection of the outputs before it) depends on the
+ * scheduler: an attempt where the machine was too slow for that (input c
+ * did not start, or an earlier output was not collected in time) is
+ * checked for what holds anyway and repeated with twice the timeout (it
+ * failed at load 20 with a fixed 0.25 s). */
 typedef struct
 {
   GMutex lock;
-  GArray *got;
+  GArray *got;     /* the inputs whose function started, in order */
+  guint finished;  /* functions that returned */
+  guint64 gate_at; /* the input that waits at the gate */
+  Event gate;
 } SleepGot;
 
 static gboolean
-sleep_half (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+sleep_at_gate (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
 {
   SleepGot *sleep_got = data;
   guint64 n = N (item);
@@ -1948,9 +1960,59 @@ sleep_half (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError
   g_mutex_lock (&sleep_got->lock);
   g_array_append_val (sleep_got->got, n);
   g_mutex_unlock (&sleep_got->lock);
-  g_usleep (G_USEC_PER_SEC / 2);
+  if (n == sleep_got->gate_at)
+    event_wait (&sleep_got->gate);
   sluice_pipeline_emitter_emit (emitter, item);
+  g_mutex_lock (&sleep_got->lock);
+  sleep_got->finished++;
+  g_mutex_unlock (&sleep_got->lock);
   return TRUE;
+}
+
+/* One attempt with input @c running at the timeout @timeout_us; returns
+ * whether the machine was fast enough for the exact outcome (checked). */
+static gboolean
+timeout_attempt (guint c, gint64 timeout_us)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  SleepGot sleep_got = { .got = g_array_new (FALSE, FALSE, sizeof (guint64)), .gate_at = c };
+  gboolean in_time;
+
+  g_mutex_init (&sleep_got.lock);
+  event_init (&sleep_got.gate);
+  sluice_pipeline_add_stage (pipeline, "_sleep_1", 1, 1024, sleep_at_gate, &sleep_got, NULL);
+  g_assert_false (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 10, G_MAXUINT },
+                                       collect, rst, timeout_us, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+  /* The run is over: input c may finish now, after the stop. */
+  event_set (&sleep_got.gate);
+  /* jobq's sleep (0.2): here, until the worker has finished. */
+  g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+
+  /* Whatever the machine: the started inputs are the first ones, in order,
+   * each ran to its end, none started after input c (which returned only
+   * after the stop), and input c's output was dropped. */
+  g_assert_cmpuint (sleep_got.got->len, <=, c + 1);
+  for (guint i = 0; i < sleep_got.got->len; i++)
+    g_assert_cmpuint (g_array_index (sleep_got.got, guint64, i), ==, i);
+  g_assert_cmpuint (sleep_got.finished, ==, sleep_got.got->len);
+  g_assert_cmpuint (rst->len, <=, c);
+  for (guint i = 0; i < rst->len; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, i);
+  in_time = sleep_got.got->len == c + 1 && rst->len == c;
+  if (!in_time)
+    g_test_message ("input %u: %u started, %u collected in %" G_GINT64_FORMAT " us: again", c,
+                    sleep_got.got->len, rst->len, timeout_us);
+
+  g_array_unref (sleep_got.got);
+  g_mutex_clear (&sleep_got.lock);
+  event_clear (&sleep_got.gate);
+  g_object_unref (pipeline);
+  return in_time;
 }
 
 static void
@@ -1958,29 +2020,13 @@ test_timeout (void)
 {
   for (guint c = 0; c < 2; c++)
     {
-      SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
-      g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
-      g_autoptr (GError) error = NULL;
-      SleepGot sleep_got = { .got = g_array_new (FALSE, FALSE, sizeof (guint64)) };
+      gint64 timeout_us = sluice_test_slowed_down () ? 1000000 : 250000;
+      guint attempt;
 
-      g_mutex_init (&sleep_got.lock);
-      sluice_pipeline_add_stage (pipeline, "_sleep_1", 1, 1024, sleep_half, &sleep_got, NULL);
-      g_assert_false (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 10, G_MAXUINT },
-                                           collect, rst, c == 0 ? 250000 : 750000, NULL, &error));
-      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-      g_clear_error (&error);
-      /* jobq's sleep (0.2): here, until the worker has finished. */
-      g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
-      g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
-      g_assert_cmpuint (sleep_got.got->len, ==, c + 1);
-      for (guint i = 0; i <= c; i++)
-        g_assert_cmpuint (g_array_index (sleep_got.got, guint64, i), ==, i);
-      g_assert_cmpuint (rst->len, ==, c);
-      if (c == 1)
-        g_assert_cmpuint (g_array_index (rst, guint64, 0), ==, 0);
-      g_array_unref (sleep_got.got);
-      g_mutex_clear (&sleep_got.lock);
-      g_object_unref (pipeline);
+      /* At most 0.25 s * 2^7 = 32 s (the test's deadlines are 60 s). */
+      for (attempt = 0; attempt < 8 && !timeout_attempt (c, timeout_us); attempt++)
+        timeout_us *= 2;
+      g_assert_cmpuint (attempt, <, 8);
     }
 }
 
