@@ -2120,6 +2120,9 @@ test_stat (void)
       first = stage_stats (stats, 0);
       g_assert_cmpuint (stat_u (stats, "doing"), ==, 0);
       g_assert_cmpuint (stat_u (first, "done"), ==, i + 1);
+      /* The thread is idle again (stats_when()): it went to sleep after
+       * each input (and maybe before the first, and spuriously). */
+      g_assert_cmpuint (stat_u (first, "sleeps"), >=, i + 1);
       g_variant_unref (stats);
     }
   sluice_pipeline_close_input (pipeline);
