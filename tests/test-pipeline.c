@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sluice/sluice.h>
@@ -1929,6 +1930,91 @@ test_dispatcher_run (void)
   dispatcher_case (FALSE);
 }
 
+/* An idle pipeline uses no CPU: after a burst of inputs, with nothing in
+ * flight, its threads sleep until the next push (no polling by deadline,
+ * no spinning; see "The stage locks" and "The wake-up rule" in
+ * doc/pipeline.md). Checked without timing: over a second of idleness the
+ * stages' sleeps grow by at most one per thread (a thread that slept with
+ * a deadline while inputs were in flight wakes at it once and then sleeps
+ * for good); and, as /reorder-buffer/idle-no-spin, the process uses less
+ * than half the second's processor time. */
+static double
+process_cpu_seconds (void)
+{
+  struct rusage usage;
+
+  g_assert_cmpint (getrusage (RUSAGE_SELF, &usage), ==, 0);
+  return (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+         (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+static guint64
+total_sleeps (SluicePipeline *pipeline, guint *n_threads)
+{
+  g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+  guint64 sleeps = 0;
+
+  *n_threads = 0;
+  for (guint i = 0; i < sluice_pipeline_get_n_stages (pipeline); i++)
+    {
+      g_autoptr (GVariant) stage = stage_stats (stats, i);
+
+      sleeps += stat_u (stage, "sleeps");
+      *n_threads += stat_u (stage, "threads");
+    }
+  return sleeps;
+}
+
+static void
+test_idle_no_spin (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 64, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint n = sluice_test_scale (5000, 10);
+  gint64 deadline = deadline_from_now ();
+  guint64 sleeps;
+  guint n_threads;
+  double cpu;
+
+  sluice_pipeline_add_stage (pipeline, "one", 1, 16, pass, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "two", 2, 16, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  for (guint i = 0; i < n; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+  /* Every input through and every thread waiting for an item. */
+  for (;;)
+    {
+      g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+      g_autoptr (GVariant) one = stage_stats (stats, 0);
+      g_autoptr (GVariant) two = stage_stats (stats, 1);
+
+      if (stat_u (stats, "out") == n && stat_u (one, "idle") == 1 && stat_u (two, "idle") == 2)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+
+  sleeps = total_sleeps (pipeline, &n_threads);
+  cpu = process_cpu_seconds ();
+  g_usleep (G_USEC_PER_SEC);
+  cpu = process_cpu_seconds () - cpu;
+  g_test_message ("idle: %.3f s of processor time in 1 s, %" G_GUINT64_FORMAT
+                  " sleeps then %" G_GUINT64_FORMAT,
+                  cpu, sleeps, total_sleeps (pipeline, &n_threads));
+  g_assert_cmpuint (n_threads, ==, 3);
+  g_assert_cmpuint (total_sleeps (pipeline, &n_threads), <=, sleeps + n_threads);
+  g_assert_cmpfloat (cpu, <, 0.5);
+
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+  g_object_unref (pipeline);
+}
+
 /* TestTimeout: run (range (10), [_sleep_1, collect], timeout): the worker
  * finishes the item it runs and starts no other; what it emits after the
  * timeout is dropped. jobq's items sleep 0.1 s against timeouts of 0.05 s
@@ -2742,6 +2828,7 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
   g_test_add_func ("/pipeline/wide-fan-out", test_wide_fan_out);
+  g_test_add_func ("/pipeline/idle-no-spin", test_idle_no_spin);
   g_test_add_func ("/pipeline/consumerator", test_consumerator);
   g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
   g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
