@@ -74,7 +74,21 @@ cpu_now (void)
          ru.ru_stime.tv_usec * 1e-6;
 }
 
+/* This process's context switches (voluntary and not) so far. */
+static double
+switches_now (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return (double) ru.ru_nvcsw + (double) ru.ru_nivcsw;
+}
+
 static guint32 busy_iters_per_us;
+
+/* The last Sluice run's sleeps of its stage threads waiting for an item,
+ * summed over the stages (get_stats()). */
+static guint64 last_sleeps;
 
 static void G_GNUC_NORETURN G_GNUC_PRINTF (1, 2) fail (const char *format, ...)
 {
@@ -150,6 +164,20 @@ sluice_run (uint64_t n, guint32 work_iters, BenchTally *tally)
   if (!sluice_pipeline_join (pipeline, -1, &error))
     fail ("join: %s", error->message);
   t0 = bench_now () - t0;
+  last_sleeps = 0;
+  {
+    g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+    g_autoptr (GVariant) stages = g_variant_lookup_value (stats, "stages", NULL);
+
+    for (gsize i = 0; stages != NULL && i < g_variant_n_children (stages); i++)
+      {
+        g_autoptr (GVariant) stage = g_variant_get_child_value (stages, i);
+        guint64 v;
+
+        if (g_variant_lookup (stage, "sleeps", "t", &v))
+          last_sleeps += v;
+      }
+  }
   g_object_unref (pipeline);
   return t0;
 }
@@ -308,15 +336,23 @@ run_workload (Workload *w, int reps)
           uint64_t n = w->n[impl];
           BenchTally t;
           double cpu = cpu_now ();
+          double switches = switches_now ();
           double seconds = impl_run (impl, n, w->work_iters, &t);
 
           cpu = cpu_now () - cpu;
+          switches = switches_now () - switches;
           check (w, impl, &t, n);
           w->seconds[impl][rep] = seconds;
           w->cpu_per_item[impl][rep] = cpu * 1e6 / n;
-          fprintf (stderr, "  %-8s %-7s rep %d: %8.3f s %10.0f items/s %7.3f µs CPU/item\n",
-                   w->name, impl_names[impl], rep + 1, seconds, n / seconds,
+          fprintf (stderr, "  %-8s %-7s rep %d: %8.3f s %10.0f items/s %7.3f µs CPU/item", w->name,
+                   impl_names[impl], rep + 1, seconds, n / seconds,
                    impl == IMPL_PYTHON ? NAN : cpu * 1e6 / n);
+          /* Load-independent proxies of the wake-ups per item. */
+          if (impl != IMPL_PYTHON)
+            fprintf (stderr, " %6.3f switches/item", switches / n);
+          if (impl == IMPL_SLUICE)
+            fprintf (stderr, " %6.3f stage sleeps/item", (double) last_sleeps / n);
+          fprintf (stderr, "\n");
         }
     }
   w->n_reps = reps;

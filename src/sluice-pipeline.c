@@ -157,7 +157,8 @@ struct _Stage
   gpointer func_data;
   GDestroyNotify func_data_destroy;
 
-  GMutex lock;
+  GMutex lock; /* taken with sluice_mutex_lock_spinning(): held for a few
+                * dozen instructions, by three or more threads per item */
   GCond not_empty;
   GCond not_full;
   GQueue queue;       /* of Node */
@@ -183,6 +184,7 @@ struct _Stage
   guint n_push_wakes; /* the same for not_full */
   guint n_putting;    /* first stage: puts in progress, which may still queue */
   guint max_queued;   /* the most items the queue ever held */
+  guint64 n_sleeps;   /* waits of its threads for an item that slept */
   guint64 n_done;     /* atomic: inputs the function succeeded on */
   guint64 n_failed;   /* atomic: inputs the function failed */
 
@@ -913,7 +915,7 @@ root_fed_locked (Stage *stage, guint64 seq)
 static void
 root_fed (Stage *stage, guint64 seq)
 {
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   root_fed_locked (stage, seq);
   g_mutex_unlock (&stage->lock);
 }
@@ -925,7 +927,7 @@ key_done (Stage *stage, guint64 key)
 {
   KeyQueue *kq;
 
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   kq = g_hash_table_lookup (stage->keys, &key);
   kq->running = FALSE;
   if (kq->nodes.length > 0)
@@ -1028,7 +1030,7 @@ stage_push_run (
   gboolean woken = FALSE;
   guint pushed;
 
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   for (pushed = 0; pushed < n_nodes; pushed++)
     {
       while (stage_queued (stage) >= stage->capacity && !is_stopping (self) &&
@@ -1138,6 +1140,7 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
                       __atomic_load_n (&self->n_out, __ATOMIC_RELAXED);
 
   stage->n_waiting++;
+  stage->n_sleeps++;
   if (stage->key_func == NULL && !*timed_out && in_flight >= WAKE_RUN_MIN_IN_FLIGHT &&
       stage->capacity >= 4)
     {
@@ -1173,7 +1176,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
   if (!g_atomic_int_get (&stage->shrink) && (node = batch_take_front (batch)) != NULL)
     return node;
 
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   /* Leaving maybe: what it did not start goes back, in order. */
   while ((node = batch_take_back (batch)) != NULL)
     g_queue_push_head (&stage->queue, node);
@@ -1265,7 +1268,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
 static void
 stage_close (Stage *stage)
 {
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   stage->closed = TRUE;
   g_cond_broadcast (&stage->not_empty);
   g_cond_broadcast (&stage->not_full);
@@ -1315,7 +1318,7 @@ rate_wait (Stage *stage)
   gint64 now = g_get_monotonic_time ();
   gint64 start;
 
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   if (stage->rate <= 0)
     {
       g_mutex_unlock (&stage->lock);
@@ -1401,7 +1404,7 @@ stage_thread (gpointer data)
   gboolean last = FALSE;
 
   emitter->stage = stage;
-  g_mutex_lock (&stage->lock);
+  sluice_mutex_lock_spinning (&stage->lock);
   g_ptr_array_add (stage->batches, &batch);
   g_mutex_unlock (&stage->lock);
   while ((node = stage_pop (stage, &batch, &leave, &last)) != NULL)
@@ -1590,7 +1593,7 @@ stop_internal (SluicePipeline *self, gboolean by_user)
     {
       Stage *stage = self->stages->pdata[i];
 
-      g_mutex_lock (&stage->lock);
+      sluice_mutex_lock_spinning (&stage->lock);
       if (i == 0)
         stage->closed = TRUE;
       g_cond_broadcast (&stage->not_empty);
@@ -2417,7 +2420,7 @@ sluice_pipeline_start (SluicePipeline *self,
       Stage *stage = self->stages->pdata[i];
 
       /* The stage's lock first, as set_stage_threads() takes them. */
-      g_mutex_lock (&stage->lock);
+      sluice_mutex_lock_spinning (&stage->lock);
       stage->spawned = TRUE;
       for (; stage->n_alive < stage->n_threads; stage->n_alive++)
         add_stage_thread (self, stage);
@@ -2445,7 +2448,7 @@ on_put_cancelled (GCancellable *cancellable, gpointer data)
   Stage *head = self->stages->pdata[0];
 
   room_wake (sluice_reorder_buffer_get_callback_data (self->rb));
-  g_mutex_lock (&head->lock);
+  sluice_mutex_lock_spinning (&head->lock);
   g_cond_broadcast (&head->not_full);
   g_mutex_unlock (&head->lock);
 }
@@ -2526,7 +2529,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
   g_return_val_if_fail (is_started (self), FALSE);
 
   head = self->stages->pdata[0];
-  g_mutex_lock (&head->lock);
+  sluice_mutex_lock_spinning (&head->lock);
   closed = head->closed;
   if (!closed)
     head->n_putting++;
@@ -2580,7 +2583,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
 
   if (!put_done)
     {
-      g_mutex_lock (&head->lock);
+      sluice_mutex_lock_spinning (&head->lock);
       if (--head->n_putting == 0 && head->closed)
         wake_all_poppers_locked (head);
       g_mutex_unlock (&head->lock);
@@ -2641,7 +2644,7 @@ can_put (SluicePipeline *self)
   sluice_reorder_buffer_unlock (self->rb);
   if (!room)
     return FALSE;
-  g_mutex_lock (&head->lock);
+  sluice_mutex_lock_spinning (&head->lock);
   /* A full queue wakes the sources when its threads take an item. */
   room = head->closed || stage_queued (head) < head->capacity;
   g_mutex_unlock (&head->lock);
@@ -3339,6 +3342,9 @@ sluice_pipeline_join_finish (SluicePipeline *self, GAsyncResult *result, GError 
  *   - `queue-capacity` (`u`)
  *   - `queue-max` (`u`): the largest `queue-size` seen
  *   - `threads` (`u`): threads running, `idle` (`u`): of which waiting for an item
+ *   - `sleeps` (`t`): how often its threads went to sleep waiting for an
+ *     item; each sleep costs a wake-up (a system call and a context switch),
+ *     so `sleeps` / `done` near 1 means the stage wakes per item
  *   - `done` (`t`): items the function succeeded on, `failed` (`t`): items it failed
  *   - a dispatcher stage also has `held` (`u`): items waiting for an
  *     earlier input (not counted in `queue-size`), and `keys` (`u`): keys
@@ -3388,7 +3394,7 @@ sluice_pipeline_get_stats (SluicePipeline *self)
       GVariantBuilder one;
 
       g_variant_builder_init (&one, G_VARIANT_TYPE_VARDICT);
-      g_mutex_lock (&stage->lock);
+      sluice_mutex_lock_spinning (&stage->lock);
       g_variant_builder_add (&one, "{sv}", "name", g_variant_new_string (stage->name));
       g_variant_builder_add (
           &one, "{sv}", "queue-size",
@@ -3398,6 +3404,7 @@ sluice_pipeline_get_stats (SluicePipeline *self)
       g_variant_builder_add (&one, "{sv}", "queue-max", g_variant_new_uint32 (stage->max_queued));
       g_variant_builder_add (&one, "{sv}", "threads", g_variant_new_uint32 (stage->n_alive));
       g_variant_builder_add (&one, "{sv}", "idle", g_variant_new_uint32 (stage->n_waiting));
+      g_variant_builder_add (&one, "{sv}", "sleeps", g_variant_new_uint64 (stage->n_sleeps));
       if (stage->key_func != NULL)
         {
           g_variant_builder_add (&one, "{sv}", "held", g_variant_new_uint32 (stage->n_held));

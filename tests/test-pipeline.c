@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sluice/sluice.h>
@@ -1929,18 +1930,115 @@ test_dispatcher_run (void)
   dispatcher_case (FALSE);
 }
 
+/* An idle pipeline uses no CPU: after a burst of inputs, with nothing in
+ * flight, its threads sleep until the next push (no polling by deadline,
+ * no spinning; see "The stage locks" and "The wake-up rule" in
+ * doc/pipeline.md). Checked without timing: over a second of idleness the
+ * stages' sleeps grow by at most one per thread (a thread that slept with
+ * a deadline while inputs were in flight wakes at it once and then sleeps
+ * for good); and, as /reorder-buffer/idle-no-spin, the process uses less
+ * than half the second's processor time. */
+static double
+process_cpu_seconds (void)
+{
+  struct rusage usage;
+
+  g_assert_cmpint (getrusage (RUSAGE_SELF, &usage), ==, 0);
+  return (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+         (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+static guint64
+total_sleeps (SluicePipeline *pipeline, guint *n_threads)
+{
+  g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+  guint64 sleeps = 0;
+
+  *n_threads = 0;
+  for (guint i = 0; i < sluice_pipeline_get_n_stages (pipeline); i++)
+    {
+      g_autoptr (GVariant) stage = stage_stats (stats, i);
+
+      sleeps += stat_u (stage, "sleeps");
+      *n_threads += stat_u (stage, "threads");
+    }
+  return sleeps;
+}
+
+static void
+test_idle_no_spin (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 64, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint n = sluice_test_scale (5000, 10);
+  gint64 deadline = deadline_from_now ();
+  guint64 sleeps;
+  guint n_threads;
+  double cpu;
+
+  sluice_pipeline_add_stage (pipeline, "one", 1, 16, pass, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "two", 2, 16, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  for (guint i = 0; i < n; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+  /* Every input through and every thread waiting for an item. */
+  for (;;)
+    {
+      g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+      g_autoptr (GVariant) one = stage_stats (stats, 0);
+      g_autoptr (GVariant) two = stage_stats (stats, 1);
+
+      if (stat_u (stats, "out") == n && stat_u (one, "idle") == 1 && stat_u (two, "idle") == 2)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
+
+  sleeps = total_sleeps (pipeline, &n_threads);
+  cpu = process_cpu_seconds ();
+  g_usleep (G_USEC_PER_SEC);
+  cpu = process_cpu_seconds () - cpu;
+  g_test_message ("idle: %.3f s of processor time in 1 s, %" G_GUINT64_FORMAT
+                  " sleeps then %" G_GUINT64_FORMAT,
+                  cpu, sleeps, total_sleeps (pipeline, &n_threads));
+  g_assert_cmpuint (n_threads, ==, 3);
+  g_assert_cmpuint (total_sleeps (pipeline, &n_threads), <=, sleeps + n_threads);
+  g_assert_cmpfloat (cpu, <, 0.5);
+
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+  g_object_unref (pipeline);
+}
+
 /* TestTimeout: run (range (10), [_sleep_1, collect], timeout): the worker
  * finishes the item it runs and starts no other; what it emits after the
- * timeout is dropped. jobq's 0.1 s items and 0.05 / 0.15 s timeouts are
- * 0.5 s and 0.25 / 0.75 s here, for margins a loaded machine keeps. */
+ * timeout is dropped. jobq's items sleep 0.1 s against timeouts of 0.05 s
+ * (the first item is running) and 0.15 s (the second is running, the
+ * first's output is in). Here input c (0, then 1) waits at a gate the test
+ * opens only once the run has returned, and the inputs before it return at
+ * once: at the timeout it is running whatever the machine's speed, and its
+ * output comes after the stop. Only the start of input c before the
+ * timeout (and the collection of the outputs before it) depends on the
+ * scheduler: an attempt where the machine was too slow for that (input c
+ * did not start, or an earlier output was not collected in time) is
+ * checked for what holds anyway and repeated with twice the timeout (it
+ * failed at load 20 with a fixed 0.25 s). */
 typedef struct
 {
   GMutex lock;
-  GArray *got;
+  GArray *got;     /* the inputs whose function started, in order */
+  guint finished;  /* functions that returned */
+  guint64 gate_at; /* the input that waits at the gate */
+  Event gate;
 } SleepGot;
 
 static gboolean
-sleep_half (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+sleep_at_gate (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
 {
   SleepGot *sleep_got = data;
   guint64 n = N (item);
@@ -1948,9 +2046,59 @@ sleep_half (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError
   g_mutex_lock (&sleep_got->lock);
   g_array_append_val (sleep_got->got, n);
   g_mutex_unlock (&sleep_got->lock);
-  g_usleep (G_USEC_PER_SEC / 2);
+  if (n == sleep_got->gate_at)
+    event_wait (&sleep_got->gate);
   sluice_pipeline_emitter_emit (emitter, item);
+  g_mutex_lock (&sleep_got->lock);
+  sleep_got->finished++;
+  g_mutex_unlock (&sleep_got->lock);
   return TRUE;
+}
+
+/* One attempt with input @c running at the timeout @timeout_us; returns
+ * whether the machine was fast enough for the exact outcome (checked). */
+static gboolean
+timeout_attempt (guint c, gint64 timeout_us)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
+  g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  SleepGot sleep_got = { .got = g_array_new (FALSE, FALSE, sizeof (guint64)), .gate_at = c };
+  gboolean in_time;
+
+  g_mutex_init (&sleep_got.lock);
+  event_init (&sleep_got.gate);
+  sluice_pipeline_add_stage (pipeline, "_sleep_1", 1, 1024, sleep_at_gate, &sleep_got, NULL);
+  g_assert_false (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 10, G_MAXUINT },
+                                       collect, rst, timeout_us, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+  /* The run is over: input c may finish now, after the stop. */
+  event_set (&sleep_got.gate);
+  /* jobq's sleep (0.2): here, until the worker has finished. */
+  g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+
+  /* Whatever the machine: the started inputs are the first ones, in order,
+   * each ran to its end, none started after input c (which returned only
+   * after the stop), and input c's output was dropped. */
+  g_assert_cmpuint (sleep_got.got->len, <=, c + 1);
+  for (guint i = 0; i < sleep_got.got->len; i++)
+    g_assert_cmpuint (g_array_index (sleep_got.got, guint64, i), ==, i);
+  g_assert_cmpuint (sleep_got.finished, ==, sleep_got.got->len);
+  g_assert_cmpuint (rst->len, <=, c);
+  for (guint i = 0; i < rst->len; i++)
+    g_assert_cmpuint (g_array_index (rst, guint64, i), ==, i);
+  in_time = sleep_got.got->len == c + 1 && rst->len == c;
+  if (!in_time)
+    g_test_message ("input %u: %u started, %u collected in %" G_GINT64_FORMAT " us: again", c,
+                    sleep_got.got->len, rst->len, timeout_us);
+
+  g_array_unref (sleep_got.got);
+  g_mutex_clear (&sleep_got.lock);
+  event_clear (&sleep_got.gate);
+  g_object_unref (pipeline);
+  return in_time;
 }
 
 static void
@@ -1958,29 +2106,13 @@ test_timeout (void)
 {
   for (guint c = 0; c < 2; c++)
     {
-      SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 1024, NULL);
-      g_autoptr (GArray) rst = g_array_new (FALSE, FALSE, sizeof (guint64));
-      g_autoptr (GError) error = NULL;
-      SleepGot sleep_got = { .got = g_array_new (FALSE, FALSE, sizeof (guint64)) };
+      gint64 timeout_us = sluice_test_slowed_down () ? 1000000 : 250000;
+      guint attempt;
 
-      g_mutex_init (&sleep_got.lock);
-      sluice_pipeline_add_stage (pipeline, "_sleep_1", 1, 1024, sleep_half, &sleep_got, NULL);
-      g_assert_false (sluice_pipeline_run (pipeline, count_input, &(Counter){ 0, 10, G_MAXUINT },
-                                           collect, rst, c == 0 ? 250000 : 750000, NULL, &error));
-      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-      g_clear_error (&error);
-      /* jobq's sleep (0.2): here, until the worker has finished. */
-      g_assert_false (sluice_pipeline_join (pipeline, -1, &error));
-      g_assert_error (error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
-      g_assert_cmpuint (sleep_got.got->len, ==, c + 1);
-      for (guint i = 0; i <= c; i++)
-        g_assert_cmpuint (g_array_index (sleep_got.got, guint64, i), ==, i);
-      g_assert_cmpuint (rst->len, ==, c);
-      if (c == 1)
-        g_assert_cmpuint (g_array_index (rst, guint64, 0), ==, 0);
-      g_array_unref (sleep_got.got);
-      g_mutex_clear (&sleep_got.lock);
-      g_object_unref (pipeline);
+      /* At most 0.25 s * 2^7 = 32 s (the test's deadlines are 60 s). */
+      for (attempt = 0; attempt < 8 && !timeout_attempt (c, timeout_us); attempt++)
+        timeout_us *= 2;
+      g_assert_cmpuint (attempt, <, 8);
     }
 }
 
@@ -2074,6 +2206,9 @@ test_stat (void)
       first = stage_stats (stats, 0);
       g_assert_cmpuint (stat_u (stats, "doing"), ==, 0);
       g_assert_cmpuint (stat_u (first, "done"), ==, i + 1);
+      /* The thread is idle again (stats_when()): it went to sleep after
+       * each input (and maybe before the first, and spuriously). */
+      g_assert_cmpuint (stat_u (first, "sleeps"), >=, i + 1);
       g_variant_unref (stats);
     }
   sluice_pipeline_close_input (pipeline);
@@ -2693,6 +2828,7 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/pipeline/keep-order", &ordered, test_order);
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
   g_test_add_func ("/pipeline/wide-fan-out", test_wide_fan_out);
+  g_test_add_func ("/pipeline/idle-no-spin", test_idle_no_spin);
   g_test_add_func ("/pipeline/consumerator", test_consumerator);
   g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
   g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
