@@ -93,6 +93,8 @@ typedef struct
   double switches_per_call; /* context switches of this process */
   double us_per_call[N_ROLES];
   double runs_per_call[N_ROLES]; /* times its threads were scheduled in */
+  double commands_per_call;      /* Redis commands run (INFO commandstats) */
+  char *commands;                /* (owned) the most frequent ones, per call */
 } Row;
 
 static Role
@@ -179,6 +181,60 @@ info_number (redisContext *c, const char *section, const char *name)
   return value;
 }
 
+/* The calls of each command so far (INFO commandstats): name -> count. */
+static GHashTable *
+redis_commands (redisContext *c)
+{
+  redisReply *reply = redisCommand (c, "INFO commandstats");
+  GHashTable *counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto (GStrv) lines = NULL;
+
+  if (reply == NULL)
+    g_error ("INFO: %s", c->errstr);
+  lines = g_strsplit (reply->type == REDIS_REPLY_STRING ? reply->str : "", "\n", -1);
+  freeReplyObject (reply);
+  /* cmdstat_xadd:calls=N,usec=... */
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *calls = strstr (lines[i], ":calls=");
+
+      if (!g_str_has_prefix (lines[i], "cmdstat_") || calls == NULL)
+        continue;
+      g_hash_table_insert (counts, g_strndup (lines[i] + 8, calls - lines[i] - 8),
+                           GSIZE_TO_POINTER (g_ascii_strtoull (calls + 7, NULL, 10)));
+    }
+  return counts;
+}
+
+/* The commands run since @before, per call: their sum in *@total, and
+ * those run at least once per 100 calls, listed. */
+static char *
+redis_commands_since (redisContext *c, GHashTable *before, guint n_calls, double *total)
+{
+  GHashTable *now = redis_commands (c);
+  GString *list = g_string_new (NULL);
+  GHashTableIter iter;
+  gpointer name, count;
+
+  *total = 0;
+  g_hash_table_iter_init (&iter, now);
+  while (g_hash_table_iter_next (&iter, &name, &count))
+    {
+      double per_call = (double) (GPOINTER_TO_SIZE (count) -
+                                  GPOINTER_TO_SIZE (g_hash_table_lookup (before, name))) /
+                        n_calls;
+
+      /* Not the bench's own INFO commands. */
+      if (strcmp (name, "info") == 0)
+        continue;
+      *total += per_call;
+      if (per_call >= 0.01)
+        g_string_append_printf (list, " %s %.2f", (char *) name, per_call);
+    }
+  g_hash_table_unref (now);
+  return g_string_free (list, FALSE);
+}
+
 static double
 redis_bytes (redisContext *c)
 {
@@ -231,6 +287,7 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   double bytes, cpu, redis_cpu, switches;
   double ns[N_ROLES], runs[N_ROLES];
   GHashTable *before = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  GHashTable *commands;
   Row row;
 
   if (n_remote == 0)
@@ -260,6 +317,7 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   cpu = cpu_seconds ();
   redis_cpu = redis_cpu_seconds (c);
   switches = context_switches ();
+  commands = redis_commands (c);
   thread_times (NULL, before, ns, runs);
   start = g_get_monotonic_time ();
   for (guint i = 0; i < n_calls; i++)
@@ -272,6 +330,8 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   row.cpu_us_per_call = (cpu_seconds () - cpu) * 1e6 / n_calls + row.redis_us_per_call;
   row.bytes_per_call = (redis_bytes (c) - bytes) / n_calls;
   row.switches_per_call = (context_switches () - switches) / n_calls;
+  row.commands = redis_commands_since (c, commands, n_calls, &row.commands_per_call);
+  g_hash_table_unref (commands);
   thread_times (before, NULL, ns, runs);
   for (guint r = 0; r < N_ROLES; r++)
     {
@@ -330,6 +390,10 @@ main (int argc, char **argv)
             rows[w].cpu_us_per_call += row.cpu_us_per_call / N_ROUNDS;
             rows[w].redis_us_per_call += row.redis_us_per_call / N_ROUNDS;
             rows[w].switches_per_call += row.switches_per_call / N_ROUNDS;
+            rows[w].commands_per_call += row.commands_per_call / N_ROUNDS;
+            /* The list of the last round. */
+            g_free (rows[w].commands);
+            rows[w].commands = row.commands;
             for (guint j = 0; j < N_ROLES; j++)
               {
                 rows[w].us_per_call[j] += row.us_per_call[j] / N_ROUNDS;
@@ -354,6 +418,11 @@ main (int argc, char **argv)
                      rows[w].runs_per_call[j]);
           g_print (", redis-server %.1f\n", rows[w].redis_us_per_call);
         }
+      for (guint w = 1; w < N_ROWS; w++)
+        g_print ("   redis %u worker(s): %.2f Redis commands/call (last round:%s)\n", workers[w],
+                 rows[w].commands_per_call, rows[w].commands);
+      for (guint w = 0; w < N_ROWS; w++)
+        g_free (rows[w].commands);
       g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[k], rows[2].rate / rows[1].rate);
       g_print ("RESULT redis_%u_over_1_%uus %.2f\n", MAX_REMOTE, costs[k],
                rows[3].rate / rows[1].rate);
