@@ -595,8 +595,22 @@ static gboolean
 make_groups (Io *io, GError **error)
 {
   for (guint i = 0; i < io->n_streams; i++)
-    if (!create_group (io->in, io->streams[i], error))
-      return FALSE;
+    {
+      SluiceRedisArgs args;
+
+      if (!create_group (io->in, io->streams[i], error))
+        return FALSE;
+      /* A member from the start, not from the first entry it gets
+       * (XINFO CONSUMERS lists it, and XAUTOCLAIM never left it out). */
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XGROUP");
+      sluice_redis_args_add (&args, "CREATECONSUMER");
+      sluice_redis_args_add (&args, io->streams[i]);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      sluice_redis_args_add (&args, io->serve->consumer);
+      if (!command_ok (io->in, &args, error))
+        return FALSE;
+    }
   return TRUE;
 }
 
