@@ -1240,14 +1240,34 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_queue_init (&serve.cancel_order);
   io.pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
   g_queue_init (&io.written);
-  /* Cancellations from now on reach this worker. */
-  if (make_groups (&io, &local))
-    io.ctl_last_id = newest_control_id (io.in, &local);
-  if (local == NULL)
-    sluice_redis_max_bulk (io.in, &serve.max_bulk, &local);
+  /* The groups, where the control stream is now (cancellations from now
+   * on reach this worker) and the largest value Redis takes. Redis lost
+   * meanwhile (or loading): again, as once it serves. */
+  while (!(make_groups (&io, &local) &&
+           (io.ctl_last_id = newest_control_id (io.in, &local)) != NULL &&
+           sluice_redis_max_bulk (io.in, &serve.max_bulk, &local)))
+    {
+      gboolean lost = !sluice_redis_connected (io.in);
+
+      if (!lost && !sluice_redis_error_is_transient (local))
+        break;
+      if (lost)
+        g_message ("Redis connection lost (%s): reconnecting", local->message);
+      g_clear_error (&local);
+      g_clear_pointer (&io.ctl_last_id, g_free);
+      if (!lost)
+        g_usleep (TRANSIENT_WAIT_MS * 1000);
+      else
+        {
+          redisFree (io.in);
+          io.in = sluice_redis_reconnect (ep, COMMAND_TIMEOUT_MS, 0, stop_cb, &serve, NULL);
+        }
+      if (io.in == NULL || g_cancellable_is_cancelled (cancellable))
+        break;
+    }
   if (io.ctl_last_id == NULL)
     io.ctl_last_id = g_strdup ("0-0");
-  if (local == NULL)
+  if (local == NULL && io.in != NULL && !g_cancellable_is_cancelled (cancellable))
     io_run (&io);
 
   /* The calls it runs are answered (or, with the connection lost, left to
