@@ -17,11 +17,14 @@
  * process (producer and remote workers) plus redis-server (INFO cpu): a
  * figure that depends less on how loaded the machine is than calls/s.
  * It splits that CPU time between the producer (the main thread and the
- * Redis worker's threads), the remote workers (their serving, answering,
- * control and pool threads) and redis-server, from each thread's
+ * Redis worker's threads), the remote workers (their serving thread, pool
+ * threads and, before session 11, answering and control threads) and
+ * redis-server, from each thread's
  * /proc/self/task/TID/schedstat (run time in ns and times scheduled in),
  * and counts the context switches per call of this process
- * (getrusage: voluntary and involuntary).
+ * (getrusage: voluntary and involuntary) and the Redis commands per call
+ * (INFO commandstats, less the bench's own INFO; the list shows those of
+ * the last round run at least once per 100 calls).
  */
 
 #include <sluice/sluice.h>
@@ -63,12 +66,13 @@ remote_main (gpointer data)
 
 static guint n_done;
 
-/* What one row measured. */
 /* Where a thread's time counts: the producer's main thread, the Redis
  * worker's threads ("sluice-redis-io", or "sluice-redis-send" and "-read"
- * before session 10), and the remote workers' serving loops ("remote",
- * reading calls), pool threads (running them), answer writers and control
- * readers. */
+ * before session 10), and the remote workers' serving threads ("remote":
+ * since session 11 their only Redis thread, reading, answering and reading
+ * the control stream; before, reading calls only), pool threads (running
+ * them), and before session 11 their answer writers ("sluice-answer") and
+ * control readers ("remote other"). */
 typedef enum
 {
   ROLE_MAIN,
@@ -81,7 +85,8 @@ typedef enum
 } Role;
 
 static const char *const role_names[N_ROLES] = {
-  "producer main", "producer redis", "remote read", "remote run", "remote answer", "remote other",
+  "producer main", "producer redis", "remote read (s11: I/O)",
+  "remote run",    "remote answer",  "remote other",
 };
 
 typedef struct

@@ -257,7 +257,7 @@ take_cancel (Serve *serve, redisReply *entry)
 }
 
 /* The id of the newest entry of the control stream ("0-0" if none): the
- * control thread reads the entries after it. */
+ * I/O thread reads the entries after it. */
 static char *
 newest_control_id (redisContext *c, GError **error)
 {
