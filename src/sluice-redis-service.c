@@ -1274,6 +1274,8 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
    * other members). */
   g_thread_pool_free (io.pool, FALSE, TRUE);
   g_queue_clear_full (&io.written, (GDestroyNotify) written_free);
+  /* Answers not written (Redis lost as it stopped): their jobs are held. */
+  g_queue_clear (&serve.answers);
   g_hash_table_unref (serve.held);
   g_hash_table_unref (serve.cancels);
   g_queue_clear_full (&serve.cancel_order, g_free);
