@@ -17,11 +17,14 @@
  * process (producer and remote workers) plus redis-server (INFO cpu): a
  * figure that depends less on how loaded the machine is than calls/s.
  * It splits that CPU time between the producer (the main thread and the
- * Redis worker's threads), the remote workers (their serving, answering,
- * control and pool threads) and redis-server, from each thread's
+ * Redis worker's threads), the remote workers (their serving thread, pool
+ * threads and, before session 11, answering and control threads) and
+ * redis-server, from each thread's
  * /proc/self/task/TID/schedstat (run time in ns and times scheduled in),
  * and counts the context switches per call of this process
- * (getrusage: voluntary and involuntary).
+ * (getrusage: voluntary and involuntary) and the Redis commands per call
+ * (INFO commandstats, less the bench's own INFO; the list shows those of
+ * the last round run at least once per 100 calls).
  */
 
 #include <sluice/sluice.h>
@@ -63,12 +66,13 @@ remote_main (gpointer data)
 
 static guint n_done;
 
-/* What one row measured. */
 /* Where a thread's time counts: the producer's main thread, the Redis
  * worker's threads ("sluice-redis-io", or "sluice-redis-send" and "-read"
- * before session 10), and the remote workers' serving loops ("remote",
- * reading calls), pool threads (running them), answer writers and control
- * readers. */
+ * before session 10), and the remote workers' serving threads ("remote":
+ * since session 11 their only Redis thread, reading, answering and reading
+ * the control stream; before, reading calls only), pool threads (running
+ * them), and before session 11 their answer writers ("sluice-answer") and
+ * control readers ("remote other"). */
 typedef enum
 {
   ROLE_MAIN,
@@ -81,7 +85,8 @@ typedef enum
 } Role;
 
 static const char *const role_names[N_ROLES] = {
-  "producer main", "producer redis", "remote read", "remote run", "remote answer", "remote other",
+  "producer main", "producer redis", "remote read (s11: I/O)",
+  "remote run",    "remote answer",  "remote other",
 };
 
 typedef struct
@@ -93,6 +98,8 @@ typedef struct
   double switches_per_call; /* context switches of this process */
   double us_per_call[N_ROLES];
   double runs_per_call[N_ROLES]; /* times its threads were scheduled in */
+  double commands_per_call;      /* Redis commands run (INFO commandstats) */
+  char *commands;                /* (owned) the most frequent ones, per call */
 } Row;
 
 static Role
@@ -179,6 +186,60 @@ info_number (redisContext *c, const char *section, const char *name)
   return value;
 }
 
+/* The calls of each command so far (INFO commandstats): name -> count. */
+static GHashTable *
+redis_commands (redisContext *c)
+{
+  redisReply *reply = redisCommand (c, "INFO commandstats");
+  GHashTable *counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto (GStrv) lines = NULL;
+
+  if (reply == NULL)
+    g_error ("INFO: %s", c->errstr);
+  lines = g_strsplit (reply->type == REDIS_REPLY_STRING ? reply->str : "", "\n", -1);
+  freeReplyObject (reply);
+  /* cmdstat_xadd:calls=N,usec=... */
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *calls = strstr (lines[i], ":calls=");
+
+      if (!g_str_has_prefix (lines[i], "cmdstat_") || calls == NULL)
+        continue;
+      g_hash_table_insert (counts, g_strndup (lines[i] + 8, calls - lines[i] - 8),
+                           GSIZE_TO_POINTER (g_ascii_strtoull (calls + 7, NULL, 10)));
+    }
+  return counts;
+}
+
+/* The commands run since @before, per call: their sum in *@total, and
+ * those run at least once per 100 calls, listed. */
+static char *
+redis_commands_since (redisContext *c, GHashTable *before, guint n_calls, double *total)
+{
+  GHashTable *now = redis_commands (c);
+  GString *list = g_string_new (NULL);
+  GHashTableIter iter;
+  gpointer name, count;
+
+  *total = 0;
+  g_hash_table_iter_init (&iter, now);
+  while (g_hash_table_iter_next (&iter, &name, &count))
+    {
+      double per_call = (double) (GPOINTER_TO_SIZE (count) -
+                                  GPOINTER_TO_SIZE (g_hash_table_lookup (before, name))) /
+                        n_calls;
+
+      /* Not the bench's own INFO commands. */
+      if (strcmp (name, "info") == 0)
+        continue;
+      *total += per_call;
+      if (per_call >= 0.01)
+        g_string_append_printf (list, " %s %.2f", (char *) name, per_call);
+    }
+  g_hash_table_unref (now);
+  return g_string_free (list, FALSE);
+}
+
 static double
 redis_bytes (redisContext *c)
 {
@@ -231,6 +292,7 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   double bytes, cpu, redis_cpu, switches;
   double ns[N_ROLES], runs[N_ROLES];
   GHashTable *before = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  GHashTable *commands;
   Row row;
 
   if (n_remote == 0)
@@ -260,6 +322,7 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   cpu = cpu_seconds ();
   redis_cpu = redis_cpu_seconds (c);
   switches = context_switches ();
+  commands = redis_commands (c);
   thread_times (NULL, before, ns, runs);
   start = g_get_monotonic_time ();
   for (guint i = 0; i < n_calls; i++)
@@ -272,6 +335,8 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   row.cpu_us_per_call = (cpu_seconds () - cpu) * 1e6 / n_calls + row.redis_us_per_call;
   row.bytes_per_call = (redis_bytes (c) - bytes) / n_calls;
   row.switches_per_call = (context_switches () - switches) / n_calls;
+  row.commands = redis_commands_since (c, commands, n_calls, &row.commands_per_call);
+  g_hash_table_unref (commands);
   thread_times (before, NULL, ns, runs);
   for (guint r = 0; r < N_ROLES; r++)
     {
@@ -330,6 +395,10 @@ main (int argc, char **argv)
             rows[w].cpu_us_per_call += row.cpu_us_per_call / N_ROUNDS;
             rows[w].redis_us_per_call += row.redis_us_per_call / N_ROUNDS;
             rows[w].switches_per_call += row.switches_per_call / N_ROUNDS;
+            rows[w].commands_per_call += row.commands_per_call / N_ROUNDS;
+            /* The list of the last round. */
+            g_free (rows[w].commands);
+            rows[w].commands = row.commands;
             for (guint j = 0; j < N_ROLES; j++)
               {
                 rows[w].us_per_call[j] += row.us_per_call[j] / N_ROUNDS;
@@ -354,6 +423,11 @@ main (int argc, char **argv)
                      rows[w].runs_per_call[j]);
           g_print (", redis-server %.1f\n", rows[w].redis_us_per_call);
         }
+      for (guint w = 1; w < N_ROWS; w++)
+        g_print ("   redis %u worker(s): %.2f Redis commands/call (last round:%s)\n", workers[w],
+                 rows[w].commands_per_call, rows[w].commands);
+      for (guint w = 0; w < N_ROWS; w++)
+        g_free (rows[w].commands);
       g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[k], rows[2].rate / rows[1].rate);
       g_print ("RESULT redis_%u_over_1_%uus %.2f\n", MAX_REMOTE, costs[k],
                rows[3].rate / rows[1].rate);

@@ -8,6 +8,7 @@
 
 #include <glib.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 
 G_BEGIN_DECLS
 
@@ -111,6 +112,19 @@ redisReply *sluice_redis_get_reply (redisContext *c, GError **error);
  * (sluice_redis_read_some ()), and replies are taken from what was read
  * (sluice_redis_take_reply ()). The thread must block SIGPIPE. */
 void sluice_redis_set_nonblocking (redisContext *c, gboolean nonblocking);
+/* Wakes a thread waiting in poll () on @wake_fd (an eventfd) if it is
+ * @polling, once until it wakes (*@woken; the waiter clears it and reads
+ * @wake_fd). Called under the lock that guards @polling and *@woken. */
+void sluice_redis_wake_locked (int wake_fd, gboolean polling, gboolean *woken);
+/* Waits in poll () for @fds (the first is @wake_fd) up to @until
+ * (monotonic time), then, under @mutex, clears *@polling and takes the
+ * wake-ups (see sluice_redis_wake_locked ()). */
+void sluice_redis_poll (struct pollfd *fds,
+                        guint n_fds,
+                        gint64 until,
+                        GMutex *mutex,
+                        gboolean *polling,
+                        gboolean *woken);
 /* Writes what it can of the pipeline of @c: FALSE with @error set when the
  * connection is lost. */
 gboolean sluice_redis_flush (redisContext *c, GError **error);

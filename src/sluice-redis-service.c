@@ -9,7 +9,12 @@
 #include "sluice-redis-private.h"
 #include "sluice-worker-service-private.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define COMMAND_TIMEOUT_MS 10000
@@ -27,6 +32,8 @@
 /* Call ids of cancellations kept, for entries read after their cancel. */
 #define MAX_RECENT_CANCELS 1024
 #define CONTROL_BLOCK_MS 200
+/* The I/O thread looks at the time at least this often. */
+#define MAX_POLL_MS 1000
 /* Waits before trying again after Redis said it is loading or busy. */
 #define TRANSIENT_WAIT_MS 100
 
@@ -43,19 +50,16 @@ typedef struct
   guint64 max_bulk;   /* Redis's proto-max-bulk-len, or 0 when unknown */
 
   GMutex mutex;
-  GCond cond;       /* the writer's: answers to write, or stop */
-  GCond room;       /* the reader's: room for more calls */
-  GHashTable *held; /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
-  GQueue answers;   /* of Job (not owned: held), run and waiting to be written */
-  gboolean writer_stop;
-  GHashTable *cancels;   /* call ids cancelled lately (owned by cancel_order) */
-  GQueue cancel_order;   /* of char *, oldest first */
-  GCancellable *caller;  /* (nullable) serve_redis ()'s cancellable */
-  GCancellable *stop;    /* cancelled when serve_redis () stops */
-  char *control_last_id; /* where the control thread starts reading */
+  GHashTable *held;     /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
+  GQueue answers;       /* of Job (not owned: held), run and waiting to be written */
+  int wake_fd;          /* an eventfd: wakes the I/O thread */
+  gboolean io_polling;  /* the I/O thread waits in poll () */
+  gboolean io_woken;    /* and wake_fd was written since */
+  GHashTable *cancels;  /* call ids cancelled lately (owned by cancel_order) */
+  GQueue cancel_order;  /* of char *, oldest first */
+  GCancellable *caller; /* (nullable) serve_redis ()'s cancellable */
 
   const SluiceRedisEndpoint *endpoint;
-  redisContext *out; /* results: the writer thread's */
 } Serve;
 
 /* One entry read from a stream. */
@@ -112,11 +116,13 @@ args_add_entry_ids (SluiceRedisArgs *args, GPtrArray *jobs, const char *stream)
     }
 }
 
-/* Writes the answers of @jobs and acknowledges (and deletes) their
- * entries, all in one transaction: MULTI, an XADD per answer, an XACK and
- * an XDEL per stream, EXEC. */
-static gboolean
-write_answers (Serve *serve, GPtrArray *jobs, GError **error)
+/* Appends the answers of @jobs to the pipeline of @c, with the
+ * acknowledgements (and deletions) of their entries, all in one
+ * transaction: MULTI, an XADD per answer, an XACK and an XDEL per stream,
+ * EXEC. Returns the number of replies to read (0 with @error set when the
+ * connection is lost). */
+static guint
+append_answers (Serve *serve, redisContext *c, GPtrArray *jobs, GError **error)
 {
   GPtrArray *streams = g_ptr_array_new ();
   SluiceRedisArgs args;
@@ -125,7 +131,7 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
 
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "MULTI");
-  ok = sluice_redis_args_append (&args, serve->out, error);
+  ok = sluice_redis_args_append (&args, c, error);
   n += ok;
   for (guint i = 0; i < jobs->len && ok; i++)
     {
@@ -165,7 +171,7 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
         sluice_redis_args_add_value (&args, "t", "r", job->result);
       else
         sluice_redis_args_add_error (&args, job->error, job->version1);
-      ok = sluice_redis_args_append (&args, serve->out, error);
+      ok = sluice_redis_args_append (&args, c, error);
       n += ok;
     }
   for (guint s = 0; s < streams->len && ok; s++)
@@ -177,113 +183,25 @@ write_answers (Serve *serve, GPtrArray *jobs, GError **error)
         if (k == 0)
           sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
         args_add_entry_ids (&args, jobs, streams->pdata[s]);
-        ok = sluice_redis_args_append (&args, serve->out, error);
+        ok = sluice_redis_args_append (&args, c, error);
         n += ok;
       }
   if (ok)
     {
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "EXEC");
-      ok = sluice_redis_args_append (&args, serve->out, error);
+      ok = sluice_redis_args_append (&args, c, error);
       n += ok;
     }
-  /* Every reply is read, even after an error reply (a command refused
-   * while queued, say LOADING, then EXECABORT), so that the next pipeline
-   * starts clean; the first error is the one reported. */
-  for (guint i = 0; i < n && sluice_redis_connected (serve->out); i++)
-    {
-      redisReply *reply = sluice_redis_get_reply (serve->out, ok ? error : NULL);
-
-      ok = ok && reply != NULL;
-      if (reply != NULL)
-        freeReplyObject (reply);
-    }
   g_ptr_array_unref (streams);
-  return ok;
+  return ok ? n : 0;
 }
 
-static gboolean
-writer_should_stop (gpointer data)
+/* Wakes the I/O thread if it waits in poll () (once until it wakes). */
+static void
+wake_io_locked (Serve *serve)
 {
-  Serve *serve = data;
-  gboolean stop;
-
-  g_mutex_lock (&serve->mutex);
-  stop = serve->writer_stop;
-  g_mutex_unlock (&serve->mutex);
-  return stop;
-}
-
-/* The writer thread: writes the answers of the jobs that have run, as many
- * as are ready in one transaction, so that the threads that run calls
- * never wait for Redis. A lost connection is made again (the answers are
- * written then: a result may come twice, the producer drops the second);
- * when it stops, it does not wait for Redis to come back, and the calls
- * it could not answer go to other members after their lease. */
-static gpointer
-writer_main (gpointer data)
-{
-  Serve *serve = data;
-  GPtrArray *jobs = g_ptr_array_new ();
-
-  g_mutex_lock (&serve->mutex);
-  for (;;)
-    {
-      GError *error = NULL;
-      Job *job;
-
-      /* Answers go together: when enough are ready, when no other call
-       * runs (or waits to), or when the first has waited long enough. */
-      while (!serve->writer_stop)
-        {
-          Job *first = g_queue_peek_head (&serve->answers);
-
-          if (first == NULL)
-            g_cond_wait (&serve->cond, &serve->mutex);
-          else if (serve->answers.length >= serve->answer_batch ||
-                   n_unanswered_locked (serve) == 0 ||
-                   g_get_monotonic_time () >= first->answered_us + ANSWER_DELAY_US)
-            break;
-          else
-            g_cond_wait_until (&serve->cond, &serve->mutex, first->answered_us + ANSWER_DELAY_US);
-        }
-      if (g_queue_is_empty (&serve->answers))
-        break;
-      while (jobs->len < MAX_ANSWER_BATCH && (job = g_queue_pop_head (&serve->answers)) != NULL)
-        g_ptr_array_add (jobs, job);
-      g_mutex_unlock (&serve->mutex);
-
-      while (serve->out != NULL && !write_answers (serve, jobs, &error))
-        {
-          if (sluice_redis_connected (serve->out) && sluice_redis_error_is_transient (error))
-            {
-              g_clear_error (&error);
-              g_usleep (TRANSIENT_WAIT_MS * 1000);
-              continue;
-            }
-          if (sluice_redis_connected (serve->out))
-            {
-              /* Redis refused the transaction: nothing to try again. */
-              g_message ("Answers not written: %s", error->message);
-              g_clear_error (&error);
-              break;
-            }
-          g_message ("Redis connection lost (%s): reconnecting", error->message);
-          g_clear_error (&error);
-          redisFree (g_steal_pointer (&serve->out));
-          serve->out = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0,
-                                               writer_should_stop, serve, NULL);
-        }
-
-      g_mutex_lock (&serve->mutex);
-      for (guint i = 0; i < jobs->len; i++)
-        g_hash_table_remove (serve->held, ((Job *) jobs->pdata[i])->key);
-      g_ptr_array_set_size (jobs, 0);
-      g_cond_signal (&serve->room);
-    }
-  g_mutex_unlock (&serve->mutex);
-  g_ptr_array_unref (jobs);
-  return NULL;
+  sluice_redis_wake_locked (serve->wake_fd, serve->io_polling, &serve->io_woken);
 }
 
 static gboolean
@@ -291,7 +209,7 @@ stop_cb (gpointer data)
 {
   Serve *serve = data;
 
-  return g_cancellable_is_cancelled (serve->stop) || g_cancellable_is_cancelled (serve->caller);
+  return g_cancellable_is_cancelled (serve->caller);
 }
 
 /* A cancel entry: cancels the GCancellable of the call's function if it is
@@ -339,7 +257,7 @@ take_cancel (Serve *serve, redisReply *entry)
 }
 
 /* The id of the newest entry of the control stream ("0-0" if none): the
- * control thread reads the entries after it. */
+ * I/O thread reads the entries after it. */
 static char *
 newest_control_id (redisContext *c, GError **error)
 {
@@ -364,56 +282,6 @@ newest_control_id (redisContext *c, GError **error)
                      : "0-0");
   freeReplyObject (reply);
   return id;
-}
-
-/* The control thread: reads every cancel entry (not as a group member:
- * each remote worker sees all), from the newest one there when
- * serve_redis () started. */
-static gpointer
-control_main (gpointer data)
-{
-  Serve *serve = data;
-  redisContext *c = NULL;
-  char *last_id = g_steal_pointer (&serve->control_last_id);
-
-  while (!stop_cb (serve))
-    {
-      SluiceRedisArgs args;
-      redisReply *reply, *entries;
-      GError *error = NULL;
-
-      if (c == NULL)
-        c = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0, stop_cb, serve, NULL);
-      if (c == NULL)
-        break;
-      sluice_redis_args_init_xread (&args, SLUICE_REDIS_CONTROL_STREAM, last_id, CONTROL_BLOCK_MS);
-      reply = sluice_redis_command (c, &args, &error);
-      entries = reply != NULL ? sluice_redis_xread_entries (reply) : NULL;
-      for (size_t i = 0; entries != NULL && i < entries->elements; i++)
-        {
-          redisReply *entry = entries->element[i];
-
-          if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
-            continue;
-          g_free (last_id);
-          last_id = g_strdup (entry->element[0]->str);
-          take_cancel (serve, entry);
-        }
-      if (reply != NULL)
-        freeReplyObject (reply);
-      if (error != NULL)
-        {
-          if (!sluice_redis_connected (c))
-            redisFree (g_steal_pointer (&c));
-          else
-            g_usleep (TRANSIENT_WAIT_MS * 1000);
-          g_error_free (error);
-        }
-    }
-  if (c != NULL)
-    redisFree (c);
-  g_free (last_id);
-  return NULL;
 }
 
 static void
@@ -442,13 +310,12 @@ job_run (gpointer data, gpointer user_data)
   job->answered_us = g_get_monotonic_time ();
   g_mutex_lock (&serve->mutex);
   g_queue_push_tail (&serve->answers, job);
-  /* The writer waits for the first answer, for a batch, or for the last
-   * call to be answered; the reader for few enough calls unanswered. */
+  /* The I/O thread waits for the first answer (to know how long the
+   * answers may wait), for a batch, for the last call to be answered, or
+   * for few enough calls unanswered to read more. */
   if (serve->answers.length == 1 || serve->answers.length == serve->answer_batch ||
-      n_unanswered_locked (serve) == 0)
-    g_cond_signal (&serve->cond);
-  if (n_unanswered_locked (serve) + 1 == serve->refill_below)
-    g_cond_signal (&serve->room);
+      n_unanswered_locked (serve) == 0 || n_unanswered_locked (serve) + 1 == serve->refill_below)
+    wake_io_locked (serve);
   g_mutex_unlock (&serve->mutex);
 }
 
@@ -668,35 +535,135 @@ renew (Serve *serve, redisContext *c, GError **error)
   return ok;
 }
 
-static gboolean
-read_new (Serve *serve,
-          redisContext *c,
-          char **streams,
-          guint n_streams,
-          guint count,
-          GThreadPool *pool,
-          GError **error)
+/* A transaction of answers written, its replies not all read. */
+typedef struct
 {
-  SluiceRedisArgs args;
-  redisReply *reply;
+  GPtrArray *jobs; /* of Job (held) */
+  guint n_replies; /* still to read */
+  GError *refused; /* the first refusal among them */
+} Written;
 
-  sluice_redis_args_init (&args);
-  sluice_redis_args_add (&args, "XREADGROUP");
-  sluice_redis_args_add (&args, "GROUP");
-  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
-  sluice_redis_args_add (&args, serve->consumer);
-  sluice_redis_args_add (&args, "COUNT");
-  sluice_redis_args_add_printf (&args, "%u", count);
-  sluice_redis_args_add (&args, "BLOCK");
-  sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
-  sluice_redis_args_add (&args, "STREAMS");
-  for (guint i = 0; i < n_streams; i++)
-    sluice_redis_args_add (&args, streams[i]);
-  for (guint i = 0; i < n_streams; i++)
-    sluice_redis_args_add (&args, ">");
-  reply = sluice_redis_command (c, &args, error);
-  if (reply == NULL)
-    return FALSE;
+static void
+written_free (Written *written)
+{
+  g_ptr_array_unref (written->jobs);
+  g_clear_error (&written->refused);
+  g_free (written);
+}
+
+/* The I/O thread of serve_redis () (the thread that called it): its three
+ * connections, non-blocking, polled together with an eventfd that the
+ * threads running calls write only while it waits in poll (). */
+typedef struct
+{
+  Serve *serve;
+  char **streams;
+  guint n_streams;
+  GThreadPool *pool;
+  redisContext *in;  /* XREADGROUP; and, blocking, the groups, reclaims, renewals */
+  redisContext *out; /* the answers */
+  redisContext *ctl; /* the control stream */
+  gboolean in_ready, out_ready, ctl_ready;           /* poll () saw something there */
+  gboolean reading;                                  /* an XREADGROUP is pending on in */
+  gboolean ctl_reading;                              /* an XREAD is pending on ctl */
+  char *ctl_last_id;                                 /* the last cancel entry read */
+  GQueue written;                                    /* of Written, oldest first */
+  gint64 in_resume_us, out_resume_us, ctl_resume_us; /* after LOADING, BUSY */
+  gint64 next_reclaim_us;
+  GError *error; /* a refusal that ends serve_redis () */
+} Io;
+
+static gboolean
+io_stopping (Io *io)
+{
+  return io->error != NULL || g_cancellable_is_cancelled (io->serve->caller);
+}
+
+/* Runs @func on the connection in, blocking (nothing is pending on it). */
+static gboolean
+io_blocking (Io *io, gboolean (*func) (Io *io, GError **error), GError **error)
+{
+  gboolean ok;
+
+  sluice_redis_set_nonblocking (io->in, FALSE);
+  ok = func (io, error);
+  sluice_redis_set_nonblocking (io->in, TRUE);
+  return ok;
+}
+
+static gboolean
+make_groups (Io *io, GError **error)
+{
+  for (guint i = 0; i < io->n_streams; i++)
+    {
+      SluiceRedisArgs args;
+
+      if (!create_group (io->in, io->streams[i], error))
+        return FALSE;
+      /* A member from the start, not from the first entry it gets
+       * (XINFO CONSUMERS lists it, and XAUTOCLAIM never left it out). */
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XGROUP");
+      sluice_redis_args_add (&args, "CREATECONSUMER");
+      sluice_redis_args_add (&args, io->streams[i]);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      sluice_redis_args_add (&args, io->serve->consumer);
+      if (!command_ok (io->in, &args, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+reclaim_and_renew (Io *io, GError **error)
+{
+  for (guint i = 0; i < io->n_streams; i++)
+    if (!reclaim (io->serve, io->in, io->streams[i], io->pool, error))
+      return FALSE;
+  return renew (io->serve, io->in, error);
+}
+
+/* Redis refused a command on in (@refused): after LOADING or BUSY it reads
+ * again a little later; after NOGROUP (it restarted without its data) the
+ * groups are made again; another refusal ends serve_redis (). FALSE with
+ * @error set when the connection is lost. */
+static gboolean
+in_refused (Io *io, GError *refused, GError **error)
+{
+  GError *local = NULL;
+
+  if (sluice_redis_error_is_transient (refused))
+    {
+      io->in_resume_us = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+      g_error_free (refused);
+      return TRUE;
+    }
+  if (strstr (refused->message, "NOGROUP") == NULL)
+    {
+      if (io->error == NULL)
+        io->error = refused;
+      else
+        g_error_free (refused);
+      return TRUE;
+    }
+  g_error_free (refused);
+  if (io_blocking (io, make_groups, &local))
+    {
+      io->next_reclaim_us = 0;
+      return TRUE;
+    }
+  if (!sluice_redis_connected (io->in))
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return in_refused (io, local, error);
+}
+
+/* Takes the entries of an XREADGROUP's reply into jobs for the pool. */
+static void
+take_entries (Io *io, redisReply *reply)
+{
   /* [[stream, [entry, ...]], ...], or nil when the block timed out. */
   for (size_t s = 0; reply->type == REDIS_REPLY_ARRAY && s < reply->elements; s++)
     {
@@ -706,15 +673,446 @@ read_new (Serve *serve,
         continue;
       for (size_t i = 0; i < per_stream->element[1]->elements; i++)
         {
-          Job *job =
-              job_new (serve, per_stream->element[0]->str, per_stream->element[1]->element[i], 1);
+          Job *job = job_new (io->serve, per_stream->element[0]->str,
+                              per_stream->element[1]->element[i], 1);
 
           if (job != NULL)
-            g_thread_pool_push (pool, job, NULL);
+            g_thread_pool_push (io->pool, job, NULL);
         }
+    }
+}
+
+/* Takes one reply (transfer full), or the refusal (transfer full) of a
+ * command; FALSE with @error set when the connection is lost. */
+typedef gboolean (*TakeFunc) (Io *io, redisReply *reply, GError *refused, GError **error);
+
+/* Hands the replies that came on @c to @take, in order. */
+static gboolean
+take_replies (Io *io, redisContext *c, TakeFunc take, GError **error)
+{
+  for (;;)
+    {
+      redisReply *reply;
+      GError *refused = NULL;
+
+      switch (sluice_redis_take_reply (c, &reply, &refused))
+        {
+        case SLUICE_REDIS_TAKE_NONE:
+          return TRUE;
+        case SLUICE_REDIS_TAKE_BROKEN:
+          g_propagate_error (error, refused);
+          return FALSE;
+        default:
+          if (!take (io, reply, refused, error))
+            return FALSE;
+        }
+    }
+}
+
+/* A reply on in: calls, or a refusal. */
+static gboolean
+take_in_reply (Io *io, redisReply *reply, GError *refused, GError **error)
+{
+  io->reading = FALSE;
+  if (refused != NULL)
+    return in_refused (io, refused, error);
+  take_entries (io, reply);
+  freeReplyObject (reply);
+  return TRUE;
+}
+
+/* Reclaims and renews when it is time, then reads more calls when there
+ * is room for them, unless a read is pending (it returns within
+ * READ_BLOCK_MS) or serve_redis () stops. */
+static gboolean
+read_next (Io *io, gint64 now, GError **error)
+{
+  Serve *serve = io->serve;
+  SluiceRedisArgs args;
+  guint n_held, n_unanswered;
+  GError *local = NULL;
+
+  if (io->reading || io_stopping (io) || now < io->in_resume_us)
+    return TRUE;
+  if (now >= io->next_reclaim_us)
+    {
+      if (!io_blocking (io, reclaim_and_renew, &local))
+        {
+          if (!sluice_redis_connected (io->in))
+            {
+              g_propagate_error (error, local);
+              return FALSE;
+            }
+          return in_refused (io, local, error);
+        }
+      io->next_reclaim_us = now + (gint64) serve->lease_ms * G_TIME_SPAN_MILLISECOND / 3;
+    }
+  g_mutex_lock (&serve->mutex);
+  n_unanswered = n_unanswered_locked (serve);
+  n_held = g_hash_table_size (serve->held);
+  g_mutex_unlock (&serve->mutex);
+  /* Room for a few more calls: fewer than refill_below unanswered, and
+   * the answers waiting to be written not too many. */
+  if (n_unanswered >= serve->refill_below || n_held >= 2 * serve->max_held)
+    return TRUE;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XREADGROUP");
+  sluice_redis_args_add (&args, "GROUP");
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  sluice_redis_args_add (&args, serve->consumer);
+  sluice_redis_args_add (&args, "COUNT");
+  sluice_redis_args_add_printf (&args, "%u",
+                                MIN (serve->max_held - n_unanswered, 2 * serve->max_held - n_held));
+  sluice_redis_args_add (&args, "BLOCK");
+  sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
+  sluice_redis_args_add (&args, "STREAMS");
+  for (guint i = 0; i < io->n_streams; i++)
+    sluice_redis_args_add (&args, io->streams[i]);
+  for (guint i = 0; i < io->n_streams; i++)
+    sluice_redis_args_add (&args, ">");
+  if (!sluice_redis_args_append (&args, io->in, error))
+    return FALSE;
+  io->reading = TRUE;
+  return TRUE;
+}
+
+/* Whether the answers waiting are written now: they go together, when
+ * enough are ready, when no other call runs (or waits to), or when the
+ * first has waited long enough; *@due gets when the first will have. */
+static gboolean
+answers_due_locked (Serve *serve, gint64 now, gint64 *due)
+{
+  Job *first = g_queue_peek_head (&serve->answers);
+
+  if (first == NULL)
+    return FALSE;
+  *due = first->answered_us + ANSWER_DELAY_US;
+  return serve->answers.length >= serve->answer_batch || n_unanswered_locked (serve) == 0 ||
+         now >= *due;
+}
+
+/* Puts the jobs of @jobs back before the answers waiting, to be written
+ * again. */
+static void
+answers_again (Serve *serve, GPtrArray *jobs)
+{
+  g_mutex_lock (&serve->mutex);
+  for (guint i = jobs->len; i > 0; i--)
+    g_queue_push_head (&serve->answers, jobs->pdata[i - 1]);
+  g_mutex_unlock (&serve->mutex);
+}
+
+/* Appends the answers due, as many transactions as it takes. */
+static gboolean
+write_answers (Io *io, gint64 now, GError **error)
+{
+  Serve *serve = io->serve;
+  gint64 due;
+
+  if (now < io->out_resume_us)
+    return TRUE;
+  for (;;)
+    {
+      Written *written;
+      Job *job;
+
+      g_mutex_lock (&serve->mutex);
+      if (!answers_due_locked (serve, now, &due))
+        {
+          g_mutex_unlock (&serve->mutex);
+          return TRUE;
+        }
+      written = g_new0 (Written, 1);
+      written->jobs = g_ptr_array_new ();
+      while (written->jobs->len < MAX_ANSWER_BATCH &&
+             (job = g_queue_pop_head (&serve->answers)) != NULL)
+        g_ptr_array_add (written->jobs, job);
+      g_mutex_unlock (&serve->mutex);
+
+      written->n_replies = append_answers (serve, io->out, written->jobs, error);
+      if (written->n_replies == 0)
+        {
+          answers_again (serve, written->jobs);
+          written_free (written);
+          return FALSE;
+        }
+      g_queue_push_tail (&io->written, written);
+    }
+}
+
+/* All the replies of @written came: its jobs are done (or, when Redis was
+ * loading or busy, written again a little later). */
+static void
+written_done (Io *io, Written *written)
+{
+  Serve *serve = io->serve;
+
+  if (written->refused != NULL && sluice_redis_error_is_transient (written->refused))
+    {
+      io->out_resume_us = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+      answers_again (serve, written->jobs);
+      written_free (written);
+      return;
+    }
+  /* Redis refused the transaction: nothing to try again. */
+  if (written->refused != NULL)
+    g_message ("Answers not written: %s", written->refused->message);
+  g_mutex_lock (&serve->mutex);
+  for (guint i = 0; i < written->jobs->len; i++)
+    g_hash_table_remove (serve->held, ((Job *) written->jobs->pdata[i])->key);
+  g_mutex_unlock (&serve->mutex);
+  written_free (written);
+}
+
+/* A reply on out, counted against its transaction; the first refusal of
+ * a transaction is the one reported (a command refused while queued, say
+ * LOADING, then EXECABORT). */
+static gboolean
+take_out_reply (Io *io, redisReply *reply, GError *refused, GError **error)
+{
+  Written *written = g_queue_peek_head (&io->written);
+
+  if (reply != NULL)
+    freeReplyObject (reply);
+  if (written == NULL)
+    {
+      /* Nothing was written: Redis is confused. */
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s",
+                   refused != NULL ? refused->message : "a reply that was not asked for");
+      g_clear_error (&refused);
+      return FALSE;
+    }
+  if (refused != NULL && written->refused == NULL)
+    written->refused = refused;
+  else
+    g_clear_error (&refused);
+  if (--written->n_replies == 0)
+    written_done (io, g_queue_pop_head (&io->written));
+  return TRUE;
+}
+
+/* Reads the next cancel entries, unless a read is pending. */
+static gboolean
+control_next (Io *io, gint64 now, GError **error)
+{
+  SluiceRedisArgs args;
+
+  if (io->ctl_reading || io_stopping (io) || now < io->ctl_resume_us)
+    return TRUE;
+  sluice_redis_args_init_xread (&args, SLUICE_REDIS_CONTROL_STREAM, io->ctl_last_id,
+                                CONTROL_BLOCK_MS);
+  if (!sluice_redis_args_append (&args, io->ctl, error))
+    return FALSE;
+  io->ctl_reading = TRUE;
+  return TRUE;
+}
+
+/* A reply on ctl: cancel entries, every one, not as a group member (each
+ * remote worker sees all), from the newest one there when serve_redis ()
+ * started. */
+static gboolean
+take_ctl_reply (Io *io, redisReply *reply, GError *refused, GError **error)
+{
+  redisReply *entries;
+
+  io->ctl_reading = FALSE;
+  if (refused != NULL)
+    {
+      io->ctl_resume_us = g_get_monotonic_time () + TRANSIENT_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+      g_error_free (refused);
+      return TRUE;
+    }
+  entries = sluice_redis_xread_entries (reply);
+  for (size_t i = 0; entries != NULL && i < entries->elements; i++)
+    {
+      redisReply *entry = entries->element[i];
+
+      if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+        continue;
+      g_free (io->ctl_last_id);
+      io->ctl_last_id = g_strdup (entry->element[0]->str);
+      take_cancel (io->serve, entry);
     }
   freeReplyObject (reply);
   return TRUE;
+}
+
+/* The connection *@c was lost (@error): what was pending on it is undone
+ * (a read is sent again, the answers written are written again: a result
+ * may come twice, the producer drops the second) and it is made again,
+ * blocking, for as long as it takes; FALSE when serve_redis () stops
+ * meanwhile (or stopped: then it does not wait for Redis to come back, and
+ * the calls it could not answer go to other members after their lease). */
+static gboolean
+io_lost (Io *io, redisContext **c, GError *error)
+{
+  Serve *serve = io->serve;
+  gboolean stopping = io_stopping (io);
+  GError *local = NULL;
+
+  if (!stopping)
+    g_message ("Redis connection lost (%s): reconnecting", error->message);
+  g_error_free (error);
+  redisFree (g_steal_pointer (c));
+  if (c == &io->in)
+    io->reading = FALSE;
+  else if (c == &io->ctl)
+    io->ctl_reading = FALSE;
+  else
+    while (!g_queue_is_empty (&io->written))
+      {
+        Written *written = g_queue_pop_tail (&io->written);
+
+        answers_again (serve, written->jobs);
+        written_free (written);
+      }
+  if (stopping)
+    return FALSE;
+  for (;;)
+    {
+      *c = sluice_redis_reconnect (serve->endpoint, COMMAND_TIMEOUT_MS, 0, stop_cb, serve, NULL);
+      if (*c == NULL)
+        return FALSE;
+      if (c != &io->in || make_groups (io, &local))
+        break;
+      /* Redis is still loading, say: again. */
+      g_debug ("Making the groups again: %s", local->message);
+      g_clear_error (&local);
+      redisFree (g_steal_pointer (c));
+    }
+  if (c == &io->in)
+    io->next_reclaim_us = 0;
+  sluice_redis_set_nonblocking (*c, TRUE);
+  return TRUE;
+}
+
+/* Waits in poll () for the connections, the wake-up of a thread that ran a
+ * call (or of the caller's cancellable), or the next deadline. */
+static void
+io_poll (Io *io)
+{
+  Serve *serve = io->serve;
+  gint64 now = g_get_monotonic_time (), until = now + MAX_POLL_MS * G_TIME_SPAN_MILLISECOND;
+  gint64 due = G_MAXINT64;
+  struct pollfd fds[4] = {
+    { .fd = serve->wake_fd, .events = POLLIN },
+    { .fd = io->in->fd, .events = POLLIN },
+    { .fd = io->out->fd, .events = POLLIN },
+    { .fd = io->ctl->fd, .events = POLLIN },
+  };
+  redisContext *contexts[4] = { NULL, io->in, io->out, io->ctl };
+  gboolean stopping = io_stopping (io), work;
+
+  for (guint i = 1; i < G_N_ELEMENTS (fds); i++)
+    if (sluice_redis_has_output (contexts[i]))
+      fds[i].events |= POLLOUT;
+  if (!io->reading && !stopping)
+    until = MIN (until, MAX (io->in_resume_us, io->next_reclaim_us));
+  if (!io->ctl_reading && !stopping)
+    until = MIN (until, io->ctl_resume_us);
+
+  g_mutex_lock (&serve->mutex);
+  work = now >= io->out_resume_us && answers_due_locked (serve, now, &due);
+  if (due != G_MAXINT64)
+    until = MIN (until, MAX (due, io->out_resume_us));
+  /* Room to read more. */
+  if (!io->reading && !stopping && now >= io->in_resume_us &&
+      n_unanswered_locked (serve) < serve->refill_below &&
+      g_hash_table_size (serve->held) < 2 * serve->max_held)
+    work = TRUE;
+  /* Stopping: the last answers were written. */
+  if (stopping && !io->reading && g_hash_table_size (serve->held) == 0)
+    work = TRUE;
+  serve->io_polling = !work;
+  g_mutex_unlock (&serve->mutex);
+  /* With work to do now, only a look at what came meanwhile. */
+  sluice_redis_poll (fds, G_N_ELEMENTS (fds), work ? 0 : until, &serve->mutex, &serve->io_polling,
+                     &serve->io_woken);
+  io->in_ready = fds[1].revents != 0;
+  io->out_ready = fds[2].revents != 0;
+  io->ctl_ready = fds[3].revents != 0;
+}
+
+/* One round of the I/O thread: reads what came, writes, waits. FALSE when
+ * serve_redis () stops. */
+static gboolean
+io_round (Io *io)
+{
+  GError *error = NULL;
+  gint64 now;
+
+  if (io->in_ready && (!sluice_redis_read_some (io->in, &error) ||
+                       !take_replies (io, io->in, take_in_reply, &error)))
+    return io_lost (io, &io->in, error);
+  if (io->out_ready && (!sluice_redis_read_some (io->out, &error) ||
+                        !take_replies (io, io->out, take_out_reply, &error)))
+    return io_lost (io, &io->out, error);
+  if (io->ctl_ready && (!sluice_redis_read_some (io->ctl, &error) ||
+                        !take_replies (io, io->ctl, take_ctl_reply, &error)))
+    return io_lost (io, &io->ctl, error);
+
+  if (io_stopping (io) && !io->reading)
+    {
+      gboolean done;
+
+      g_mutex_lock (&io->serve->mutex);
+      done = g_hash_table_size (io->serve->held) == 0;
+      g_mutex_unlock (&io->serve->mutex);
+      if (done)
+        return FALSE;
+    }
+
+  now = g_get_monotonic_time ();
+  if (!write_answers (io, now, &error) || !sluice_redis_flush (io->out, &error))
+    return io_lost (io, &io->out, error);
+  if (!read_next (io, now, &error) || !sluice_redis_flush (io->in, &error))
+    return io_lost (io, &io->in, error);
+  if (!control_next (io, now, &error) || !sluice_redis_flush (io->ctl, &error))
+    return io_lost (io, &io->ctl, error);
+  io_poll (io);
+  return TRUE;
+}
+
+static void
+caller_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  Serve *serve = data;
+  guint64 one = 1;
+
+  if (write (serve->wake_fd, &one, sizeof one) < 0)
+    g_warning ("Could not wake the Redis I/O thread: %s", g_strerror (errno));
+}
+
+/* Serves until the caller's cancellable is cancelled (or Redis refuses
+ * something it cannot go on after: io->error), in the calling thread. */
+static void
+io_run (Io *io)
+{
+  sigset_t pipe_set, old_set, pending;
+  struct timespec zero = { 0, 0 };
+  gulong handler;
+
+  /* Writes to a connection Redis closed must not raise SIGPIPE: blocked
+   * while it serves, and one raised is taken before it is unblocked. */
+  sigemptyset (&pipe_set);
+  sigaddset (&pipe_set, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &pipe_set, &old_set);
+  sluice_redis_set_nonblocking (io->in, TRUE);
+  sluice_redis_set_nonblocking (io->out, TRUE);
+  sluice_redis_set_nonblocking (io->ctl, TRUE);
+  handler =
+      g_cancellable_connect (io->serve->caller, G_CALLBACK (caller_cancelled_cb), io->serve, NULL);
+  io->in_ready = io->out_ready = io->ctl_ready = FALSE;
+
+  while (io_round (io))
+    ;
+
+  g_cancellable_disconnect (io->serve->caller, handler);
+  if (!sigismember (&old_set, SIGPIPE) && sigpending (&pending) == 0 &&
+      sigismember (&pending, SIGPIPE))
+    sigtimedwait (&pipe_set, NULL, &zero);
+  pthread_sigmask (SIG_SETMASK, &old_set, NULL);
 }
 
 /* clang-format off */
@@ -784,14 +1182,9 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
 {
   SluiceRedisEndpoint *ep;
   Serve serve = { 0 };
-  redisContext *c;
-  GThreadPool *pool;
-  GThread *writer, *control;
-  char **streams;
-  guint n_streams;
+  Io io = { 0 };
   char host[64] = "";
   char *default_consumer = NULL;
-  gint64 next_reclaim = 0;
   GError *local = NULL;
 
   g_return_val_if_fail (SLUICE_IS_WORKER_SERVICE (self), FALSE);
@@ -802,20 +1195,27 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   ep = sluice_redis_endpoint_parse (endpoint, password, error);
   if (ep == NULL)
     return FALSE;
-  c = sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error);
-  serve.out = c != NULL ? sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error) : NULL;
-  if (serve.out == NULL)
+  io.in = sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error);
+  io.out = io.in != NULL ? sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error) : NULL;
+  io.ctl = io.out != NULL ? sluice_redis_connect (ep, COMMAND_TIMEOUT_MS, error) : NULL;
+  serve.wake_fd = io.ctl != NULL ? eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+  if (io.ctl != NULL && serve.wake_fd < 0)
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "eventfd: %s",
+                 g_strerror (errno));
+  if (serve.wake_fd < 0)
     {
-      if (c != NULL)
-        redisFree (c);
+      g_clear_pointer (&io.in, redisFree);
+      g_clear_pointer (&io.out, redisFree);
+      g_clear_pointer (&io.ctl, redisFree);
       sluice_redis_endpoint_free (ep);
       return FALSE;
     }
 
-  n_streams = g_strv_length ((char **) series);
-  streams = g_new0 (char *, n_streams + 1);
-  for (guint i = 0; i < n_streams; i++)
-    streams[i] = sluice_redis_calls_stream (series[i]);
+  io.serve = &serve;
+  io.n_streams = g_strv_length ((char **) series);
+  io.streams = g_new0 (char *, io.n_streams + 1);
+  for (guint i = 0; i < io.n_streams; i++)
+    io.streams[i] = sluice_redis_calls_stream (series[i]);
   if (consumer == NULL)
     {
       gethostname (host, sizeof host - 1);
@@ -823,6 +1223,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
     }
   serve.consumer = consumer != NULL ? consumer : default_consumer;
   serve.endpoint = ep;
+  serve.caller = cancellable;
   serve.registry = sluice_worker_service_get_registry (self, &serve.n_threads);
   if (serve.n_threads == 0)
     serve.n_threads = g_get_num_processors ();
@@ -833,112 +1234,63 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   serve.refill_below = serve.n_threads + MAX (serve.n_threads, MIN_READ_AHEAD) / 2 + 1;
   serve.answer_batch = MAX (serve.n_threads, MIN_READ_AHEAD / 2);
   g_mutex_init (&serve.mutex);
-  g_cond_init (&serve.cond);
-  g_cond_init (&serve.room);
   g_queue_init (&serve.answers);
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
-  pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
-  /* Cancellations from now on reach this worker. */
-  for (guint i = 0; i < n_streams && local == NULL; i++)
-    create_group (c, streams[i], &local);
-  serve.control_last_id = local == NULL ? newest_control_id (c, &local) : NULL;
-  if (local == NULL)
-    sluice_redis_max_bulk (c, &serve.max_bulk, &local);
-  if (serve.control_last_id == NULL)
-    serve.control_last_id = g_strdup ("0-0");
-  writer = g_thread_new ("sluice-answer", writer_main, &serve);
-  serve.caller = cancellable;
-  serve.stop = g_cancellable_new ();
   serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
   g_queue_init (&serve.cancel_order);
-  control = g_thread_new ("sluice-control", control_main, &serve);
-
-  while (!g_cancellable_is_cancelled (cancellable))
+  io.pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
+  g_queue_init (&io.written);
+  /* The groups, where the control stream is now (cancellations from now
+   * on reach this worker) and the largest value Redis takes. Redis lost
+   * meanwhile (or loading): again, as once it serves. */
+  while (!(make_groups (&io, &local) &&
+           (io.ctl_last_id = newest_control_id (io.in, &local)) != NULL &&
+           sluice_redis_max_bulk (io.in, &serve.max_bulk, &local)))
     {
-      gint64 now = g_get_monotonic_time ();
-      guint n_held, n_unanswered;
+      gboolean lost = !sluice_redis_connected (io.in);
 
-      if (local != NULL)
+      if (!lost && !sluice_redis_error_is_transient (local))
+        break;
+      if (lost)
+        g_message ("Redis connection lost (%s): reconnecting", local->message);
+      g_clear_error (&local);
+      g_clear_pointer (&io.ctl_last_id, g_free);
+      if (!lost)
+        g_usleep (TRANSIENT_WAIT_MS * 1000);
+      else
         {
-          if (sluice_redis_connected (c) && sluice_redis_error_is_transient (local))
-            {
-              g_clear_error (&local);
-              g_usleep (TRANSIENT_WAIT_MS * 1000);
-              continue;
-            }
-          if (sluice_redis_connected (c) && strstr (local->message, "NOGROUP") == NULL)
-            break;
-          /* Redis went away, or came back without the groups (it
-           * restarted without persistence): connect again and make them. */
-          if (!sluice_redis_connected (c))
-            {
-              g_message ("Redis connection lost (%s): reconnecting", local->message);
-              redisFree (g_steal_pointer (&c));
-            }
-          g_clear_error (&local);
-          if (c == NULL)
-            c = sluice_redis_reconnect (ep, COMMAND_TIMEOUT_MS, 0,
-                                        (SluiceRedisStopFunc) g_cancellable_is_cancelled,
-                                        cancellable, NULL);
-          if (c == NULL)
-            break;
-          for (guint i = 0; i < n_streams && local == NULL; i++)
-            create_group (c, streams[i], &local);
-          next_reclaim = 0;
-          continue;
+          redisFree (io.in);
+          io.in = sluice_redis_reconnect (ep, COMMAND_TIMEOUT_MS, 0, stop_cb, &serve, NULL);
         }
-
-      /* Room for a few more calls: fewer than refill_below unanswered,
-       * and the answers waiting to be written not too many. */
-      g_mutex_lock (&serve.mutex);
-      n_unanswered = n_unanswered_locked (&serve);
-      n_held = g_hash_table_size (serve.held);
-      if (n_unanswered >= serve.refill_below || n_held >= 2 * serve.max_held)
-        g_cond_wait_until (&serve.room, &serve.mutex,
-                           now + READ_BLOCK_MS * G_TIME_SPAN_MILLISECOND);
-      n_unanswered = n_unanswered_locked (&serve);
-      n_held = g_hash_table_size (serve.held);
-      g_mutex_unlock (&serve.mutex);
-
-      if (now >= next_reclaim)
-        {
-          for (guint i = 0; i < n_streams && local == NULL; i++)
-            reclaim (&serve, c, streams[i], pool, &local);
-          if (local == NULL)
-            renew (&serve, c, &local);
-          if (local == NULL)
-            next_reclaim = now + (gint64) serve.lease_ms * G_TIME_SPAN_MILLISECOND / 3;
-          continue;
-        }
-      if (n_unanswered < serve.refill_below && n_held < 2 * serve.max_held)
-        read_new (&serve, c, streams, n_streams,
-                  MIN (serve.max_held - n_unanswered, 2 * serve.max_held - n_held), pool, &local);
+      if (io.in == NULL || g_cancellable_is_cancelled (cancellable))
+        break;
     }
+  if (io.ctl_last_id == NULL)
+    io.ctl_last_id = g_strdup ("0-0");
+  if (local == NULL && io.in != NULL && !g_cancellable_is_cancelled (cancellable))
+    io_run (&io);
 
   /* The calls it runs are answered (or, with the connection lost, left to
    * other members). */
-  g_cancellable_cancel (serve.stop);
-  g_thread_join (control);
-  g_thread_pool_free (pool, FALSE, TRUE);
-  g_mutex_lock (&serve.mutex);
-  serve.writer_stop = TRUE;
-  g_cond_broadcast (&serve.cond);
-  g_mutex_unlock (&serve.mutex);
-  g_thread_join (writer);
+  g_thread_pool_free (io.pool, FALSE, TRUE);
+  g_queue_clear_full (&io.written, (GDestroyNotify) written_free);
+  /* Answers not written (Redis lost as it stopped): their jobs are held. */
+  g_queue_clear (&serve.answers);
   g_hash_table_unref (serve.held);
   g_hash_table_unref (serve.cancels);
   g_queue_clear_full (&serve.cancel_order, g_free);
-  g_object_unref (serve.stop);
-  g_cond_clear (&serve.cond);
-  g_cond_clear (&serve.room);
   g_mutex_clear (&serve.mutex);
-  if (serve.out != NULL)
-    redisFree (serve.out);
-  if (c != NULL)
-    redisFree (c);
+  close (serve.wake_fd);
+  g_clear_pointer (&io.in, redisFree);
+  g_clear_pointer (&io.out, redisFree);
+  g_clear_pointer (&io.ctl, redisFree);
+  g_free (io.ctl_last_id);
   sluice_redis_endpoint_free (ep);
-  g_strfreev (streams);
+  g_strfreev (io.streams);
   g_free (default_consumer);
+  if (local == NULL)
+    local = g_steal_pointer (&io.error);
+  g_clear_error (&io.error);
   if (local != NULL)
     {
       g_propagate_error (error, local);

@@ -638,13 +638,7 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
 static void
 wake_io_locked (State *state)
 {
-  guint64 one = 1;
-
-  if (!state->io_polling || state->io_woken)
-    return;
-  state->io_woken = TRUE;
-  if (write (state->wake_fd, &one, sizeof one) < 0)
-    g_warning ("Could not wake the Redis worker: %s", g_strerror (errno));
+  sluice_redis_wake_locked (state->wake_fd, state->io_polling, &state->io_woken);
 }
 
 /* GCancellable::cancelled of a call in flight (cancelled, or timed out),
@@ -1343,23 +1337,10 @@ io_poll (Io *io)
   if (!wait)
     return;
 
-  if (poll (fds, G_N_ELEMENTS (fds), (int) MAX (0, (until - now + 999) / 1000)) < 0 &&
-      errno != EINTR)
-    g_warning ("poll: %s", g_strerror (errno));
+  sluice_redis_poll (fds, G_N_ELEMENTS (fds), until, &state->mutex, &state->io_polling,
+                     &state->io_woken);
   io->send_ready = fds[1].revents != 0;
   io->read_ready = fds[2].revents != 0;
-
-  g_mutex_lock (&state->mutex);
-  state->io_polling = FALSE;
-  if (state->io_woken)
-    {
-      guint64 count;
-
-      state->io_woken = FALSE;
-      if (read (state->wake_fd, &count, sizeof count) < 0)
-        g_warning ("Could not read the wake-ups of the Redis worker: %s", g_strerror (errno));
-    }
-  g_mutex_unlock (&state->mutex);
 }
 
 /* One round of the I/O thread: sends, reads, waits. FALSE when the worker

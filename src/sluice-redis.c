@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 SluiceRedisEndpoint *
 sluice_redis_endpoint_parse (const char *endpoint, const char *password, GError **error)
@@ -399,6 +400,43 @@ sluice_redis_set_nonblocking (redisContext *c, gboolean nonblocking)
     c->flags &= ~REDIS_BLOCK;
   else
     c->flags |= REDIS_BLOCK;
+}
+
+void
+sluice_redis_wake_locked (int wake_fd, gboolean polling, gboolean *woken)
+{
+  guint64 one = 1;
+
+  if (!polling || *woken)
+    return;
+  *woken = TRUE;
+  if (write (wake_fd, &one, sizeof one) < 0)
+    g_warning ("Could not wake the Redis I/O thread: %s", g_strerror (errno));
+}
+
+void
+sluice_redis_poll (struct pollfd *fds,
+                   guint n_fds,
+                   gint64 until,
+                   GMutex *mutex,
+                   gboolean *polling,
+                   gboolean *woken)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (poll (fds, n_fds, (int) MAX (0, (until - now + 999) / 1000)) < 0 && errno != EINTR)
+    g_warning ("poll: %s", g_strerror (errno));
+  g_mutex_lock (mutex);
+  *polling = FALSE;
+  if (*woken || fds[0].revents != 0)
+    {
+      guint64 count;
+
+      *woken = FALSE;
+      if (read (fds[0].fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        g_warning ("Could not read the wake-ups of the Redis I/O thread: %s", g_strerror (errno));
+    }
+  g_mutex_unlock (mutex);
 }
 
 gboolean

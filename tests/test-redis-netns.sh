@@ -31,9 +31,10 @@ for tool in ip redis-server redis-cli gzip; do
   command -v "$tool" > /dev/null || skip "$tool is not installed"
 done
 
-# Names and subnets of this run: two runs at once do not collide.
-tag=$(( $$ % 100000 ))
-sub=$(( ($$ % 60) * 4 + 10 ))
+# The subnets of this run, 10.231.(SUB+1) and 10.231.(SUB+2), and the
+# names of its namespaces and links, all follow from SUB; a run claims SUB
+# by creating the namespace sluice-SUB-1 (`ip netns add` fails when it
+# exists), so runs at once (or a crashed run's leftovers) never share one.
 port=7379
 tmp=$(mktemp -d)
 pids=()
@@ -54,10 +55,21 @@ cleanup () {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-if ! ip netns add "sluice-$tag-probe" 2> /dev/null; then
+if ! ip netns add "sluice-probe-$$" 2> /dev/null; then
   skip "cannot create network namespaces (needs root or CAP_NET_ADMIN)"
 fi
-ip netns delete "sluice-$tag-probe"
+ip netns delete "sluice-probe-$$"
+
+sub=
+for (( k = 0; k < 62; k++ )); do
+  candidate=$(( (($$ + k) % 62) * 4 + 8 ))
+  if ip netns add "sluice-$candidate-1" 2> /dev/null; then
+    sub=$candidate
+    namespaces+=("sluice-$sub-1")
+    break
+  fi
+done
+[ -n "$sub" ] || { echo "Bail out! no free subnet: sluice-* namespaces left over?"; exit 1; }
 
 n=0
 failed=0
@@ -65,18 +77,20 @@ ok () { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok () { n=$((n + 1)); echo "not ok $n - $1"; failed=1; }
 bail () { echo "Bail out! $1"; exit 1; }
 
-# Two "machines": namespace i, link slh$tag$i (here) <-> sln$tag$i (there).
+# Two "machines": namespace i, link slh$sub-$i (here) <-> sln$sub-$i (there).
 for i in 1 2; do
-  ns="sluice-$tag-$i"
+  ns="sluice-$sub-$i"
   net="10.231.$((sub + i))"
-  ip netns add "$ns" || bail "ip netns add $ns"
-  namespaces+=("$ns")
-  ip link add "slh$tag$i" type veth peer name "sln$tag$i" || bail "ip link add"
-  ip link set "sln$tag$i" netns "$ns" || bail "ip link set netns"
-  ip addr add "$net.1/24" dev "slh$tag$i" || bail "ip addr add here"
-  ip link set "slh$tag$i" up || bail "ip link set up here"
-  ip netns exec "$ns" ip addr add "$net.2/24" dev "sln$tag$i" || bail "ip addr add there"
-  ip netns exec "$ns" ip link set "sln$tag$i" up || bail "ip link set up there"
+  if [ "$i" != 1 ]; then
+    ip netns add "$ns" || bail "ip netns add $ns"
+    namespaces+=("$ns")
+  fi
+  ip link add "slh$sub-$i" type veth peer name "sln$sub-$i" || bail "ip link add"
+  ip link set "sln$sub-$i" netns "$ns" || bail "ip link set netns"
+  ip addr add "$net.1/24" dev "slh$sub-$i" || bail "ip addr add here"
+  ip link set "slh$sub-$i" up || bail "ip link set up here"
+  ip netns exec "$ns" ip addr add "$net.2/24" dev "sln$sub-$i" || bail "ip addr add there"
+  ip netns exec "$ns" ip link set "sln$sub-$i" up || bail "ip link set up there"
   ip netns exec "$ns" ip link set lo up
 done
 ok "two network namespaces joined by veth pairs"
@@ -96,9 +110,24 @@ ok "redis-server bound to $a1 and $a2"
 
 # A worker per namespace, each reaching Redis through its own link.
 for i in 1 2; do
-  ip netns exec "sluice-$tag-$i" "$worker_tool" --redis="redis://10.231.$((sub + i)).1:$port" \
+  ip netns exec "sluice-$sub-$i" "$worker_tool" --redis="redis://10.231.$((sub + i)).1:$port" \
     --series=gzip --consumer="netns-$i" --threads=1 "$module" &
   pids+=($!)
+done
+
+# Both in the consumer group before the job starts (a worker joins as it
+# starts, XGROUP CREATECONSUMER; before session 11 it joined with the first
+# entry it got, and under load the other worker could do the whole job
+# first). Waits for the event, however long the start takes under load; the
+# test's own timeout is the bound.
+members () {
+  redis-cli -h "$a1" -p "$port" XINFO CONSUMERS sluice:calls:gzip sluice-workers 2> /dev/null
+}
+until grep -q "^netns-1$" <<< "$(members)" && grep -q "^netns-2$" <<< "$(members)"; do
+  for k in 1 2; do
+    kill -0 "${pids[k]}" 2> /dev/null || bail "the worker of namespace $k exited"
+  done
+  sleep 0.05
 done
 
 # Some text that compresses as text does (~400 KiB, 13 blocks of 32 KiB).

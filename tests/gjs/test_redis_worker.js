@@ -50,6 +50,20 @@ function startServer(dir) {
     return [server, `unix:${socket}`];
 }
 
+// The consumers of the group of @stream (XINFO CONSUMERS, inline).
+function members(endpoint, stream) {
+    const address = Gio.UnixSocketAddress.new(endpoint.replace(/^unix:/, ''));
+    try {
+        const connection = new Gio.SocketClient().connect(address, null);
+        connection.get_output_stream().write_all(`XINFO CONSUMERS ${stream} sluice-workers\r\n`, null);
+        const reply = connection.get_input_stream().read_bytes(65536, null).toArray();
+        connection.close(null);
+        return String.fromCharCode(...reply).split('\r\n');
+    } catch (e) {
+        return [];
+    }
+}
+
 function stopProcess(process) {
     let done = false;
     process.send_signal(15);
@@ -146,6 +160,13 @@ function testNamedCallsThroughRedis() {
             shut = true;
         });
         runFor('the shutdown', () => shut);
+        // Every worker serves (it joins the group once its SIGTERM handler
+        // is in place) before it gets SIGTERM: one still starting would die
+        // of it, as any program does before it handles the signal.
+        runFor('the workers to join the group', () => {
+            const names = members(endpoint, 'sluice:calls:js');
+            return workers.every((w, i) => names.includes(`js-${i}`));
+        });
         workers.forEach((w, i) => {
             stopProcess(w);
             const how = w.get_if_exited() ? `exit status ${w.get_exit_status()}`

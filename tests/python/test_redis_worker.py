@@ -61,10 +61,25 @@ class RedisWorkers(unittest.TestCase):
         self.helpers = []
         self.queue = Sluice.TaskQueue.new(1)
 
+    def members(self, stream):
+        # The consumers of the group of @stream (XINFO CONSUMERS, inline).
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(self.socket)
+            s.sendall(b"XINFO CONSUMERS %s sluice-workers\r\n" % stream.encode())
+            s.settimeout(DEADLINE_S)
+            reply = s.recv(65536)
+        return reply.decode(errors="replace").split("\r\n")
+
     def tearDown(self):
         done = []
         self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
         wait_until(lambda: done)
+        # Every helper serves (it joins the group once its SIGTERM handler
+        # is in place) before it gets SIGTERM: one still starting would die
+        # of it, as any program does before it handles the signal.
+        if self.helpers:
+            wait_until(lambda: all("py-%d" % i in self.members("sluice:calls:py")
+                                   for i in range(len(self.helpers))))
         for helper in self.helpers:
             helper.send_signal(signal.SIGTERM)
             self.assertEqual(helper.wait(DEADLINE_S), 0)
