@@ -532,6 +532,7 @@ delayed_kill_cb (gpointer data)
 typedef struct
 {
   GSubprocess *process; /* (owned) */
+  char pid[16];         /* its identifier, for debugging */
   guint n_checks;
   guint n_zombie; /* checks in a row that found it a zombie */
 } ReapWatch;
@@ -572,7 +573,11 @@ reap_check_cb (gpointer data)
   const char *pid = g_subprocess_get_identifier (watch->process);
 
   if (pid == NULL || ++watch->n_checks > REAP_CHECKS)
-    return G_SOURCE_REMOVE; /* reaped (or left to GLib) */
+    {
+      g_debug ("Helper process %s: %s", watch->pid,
+               pid == NULL ? "reaped" : "not reaped, left to GLib");
+      return G_SOURCE_REMOVE;
+    }
   if (!is_zombie (pid))
     watch->n_zombie = 0;
   else if (++watch->n_zombie >= 2)
@@ -592,6 +597,10 @@ reap_watch_start (GSubprocess *process, GMainContext *context)
   GSource *source = g_timeout_source_new (REAP_CHECK_MS);
 
   watch->process = g_object_ref (process);
+  g_strlcpy (watch->pid,
+             g_subprocess_get_identifier (process) != NULL ? g_subprocess_get_identifier (process)
+                                                           : "?",
+             sizeof watch->pid);
   g_source_set_callback (source, reap_check_cb, watch, reap_watch_free);
   g_source_set_static_name (source, "SluiceProcessWorker reap");
   g_source_attach (source, context);

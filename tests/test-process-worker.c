@@ -117,11 +117,17 @@ count_children_full (gboolean zombies_only, gboolean show)
           if (show)
             {
               g_autofree char *wchan_path = g_build_filename ("/proc", name, "wchan", NULL);
-              g_autofree char *wchan = NULL;
+              g_autofree char *status_path = g_build_filename ("/proc", name, "status", NULL);
+              g_autofree char *wchan = NULL, *status = NULL;
+              const char *tracer;
 
               g_file_get_contents (wchan_path, &wchan, NULL, NULL);
-              g_printerr ("# child %s: %.*s, state %c, waiting in %s\n", name,
-                          (int) (end + 1 - stat), stat, state, wchan != NULL ? wchan : "?");
+              g_file_get_contents (status_path, &status, NULL, NULL);
+              tracer = status != NULL ? strstr (status, "TracerPid:") : NULL;
+              g_printerr ("# child %s: %.*s, state %c, waiting in %s, %.*s\n", name,
+                          (int) (end + 1 - stat), stat, state, wchan != NULL ? wchan : "?",
+                          tracer != NULL ? (int) strcspn (tracer, "\n") : 0,
+                          tracer != NULL ? tracer : "");
             }
         }
     }
@@ -160,8 +166,18 @@ after (Before b)
 
     while (count_children (FALSE) > 0 && g_get_monotonic_time () < deadline)
       g_main_context_iteration (NULL, TRUE);
-    /* Which ones, and where they are stuck, before failing. */
+    /* Which ones, and where they are stuck, before failing; whether a
+     * SIGCHLD gets GLib to reap them (it reaps the children it watches). */
     if (count_children_full (FALSE, TRUE) > 0)
+      {
+        gint64 end = g_get_monotonic_time () + G_USEC_PER_SEC;
+
+        kill (getpid (), SIGCHLD);
+        while (g_get_monotonic_time () < end)
+          g_main_context_iteration (NULL, TRUE);
+        g_printerr ("# after a SIGCHLD: %u children left\n", count_children (FALSE));
+      }
+    if (count_children (FALSE) > 0)
       g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,
                            "timed out waiting for: count_children (FALSE) == 0");
   }
