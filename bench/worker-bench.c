@@ -35,6 +35,7 @@
 static gboolean opt_quick;
 static int opt_reps;
 static int opt_max_calls; /* 0: the worker's default */
+static int opt_calls;     /* 0: the default number of calls per run */
 static char *opt_tool;
 static char *opt_module;
 static char *opt_python = "/usr/bin/python3";
@@ -261,6 +262,8 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "quick", 0, 0, G_OPTION_ARG_NONE, &opt_quick, "Smoke run: few calls, 1 rep", NULL },
     { "reps", 0, 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions (default 5)", "N" },
+    { "calls", 0, 0, G_OPTION_ARG_INT, &opt_calls,
+      "Calls per run (profiling: runs of two sizes give the cost per call)", "N" },
     { "max-calls", 0, 0, G_OPTION_ARG_INT, &opt_max_calls,
       "Most calls in flight per helper (the worker's default)", "N" },
     { "tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_tool, "The sluice-worker helper", "PATH" },
@@ -293,6 +296,8 @@ main (int argc, char **argv)
   reps = CLAMP (opt_reps > 0 ? opt_reps : (opt_quick ? 1 : 5), 1, MAX_REPS);
   n_trivial = opt_quick ? 2000 : 40000;
   n_busy = opt_quick ? 1000 : 20000;
+  if (opt_calls > 0)
+    n_trivial = n_busy = (guint) opt_calls;
   have_pool = opt_pool_script != NULL;
 
   if (opt_only != NULL)

@@ -11,6 +11,8 @@
 #include "sluice-worker-wire-private.h"
 
 #include <signal.h>
+#include <string.h>
+#include <unistd.h>
 
 /**
  * SluiceProcessWorker:
@@ -522,6 +524,89 @@ delayed_kill_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* How often a helper that went down is looked at until GLib has reaped
+ * it, and for how long at most. */
+#define REAP_CHECK_MS 500
+#define REAP_CHECKS 120
+
+typedef struct
+{
+  GSubprocess *process; /* (owned) */
+  char pid[16];         /* its identifier, for debugging */
+  guint n_checks;
+  guint n_zombie; /* checks in a row that found it a zombie */
+} ReapWatch;
+
+static void
+reap_watch_free (gpointer data)
+{
+  ReapWatch *watch = data;
+
+  g_object_unref (watch->process);
+  g_free (watch);
+}
+
+/* Whether process @pid has exited and waits to be reaped. */
+static gboolean
+is_zombie (const char *pid)
+{
+  g_autofree char *path = g_build_filename ("/proc", pid, "stat", NULL);
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (!g_file_get_contents (path, &stat, NULL, NULL))
+    return FALSE;
+  end = strrchr (stat, ')'); /* after "pid (comm" */
+  return end != NULL && end[1] == ' ' && end[2] == 'Z';
+}
+
+/* GLib (before 2.76, where child watches use pidfds) reaps a child when a
+ * SIGCHLD makes its worker thread look at every child it watches; under
+ * load a helper that went down was seen to stay a zombie, unreaped, until
+ * another child exited (CI: test-process-worker waited 60 s for it). A
+ * helper found a zombie twice in a row is reaped by a SIGCHLD raised here:
+ * GLib's handler looks again (it reaps only the children it watches). */
+static gboolean
+reap_check_cb (gpointer data)
+{
+  ReapWatch *watch = data;
+  const char *pid = g_subprocess_get_identifier (watch->process);
+
+  if (pid == NULL || ++watch->n_checks > REAP_CHECKS)
+    {
+      g_debug ("Helper process %s: %s", watch->pid,
+               pid == NULL ? "reaped" : "not reaped, left to GLib");
+      return G_SOURCE_REMOVE;
+    }
+  if (!is_zombie (pid))
+    watch->n_zombie = 0;
+  else if (++watch->n_zombie >= 2)
+    {
+      g_debug ("Helper process %s is still a zombie: raising SIGCHLD", pid);
+      kill (getpid (), SIGCHLD);
+      watch->n_zombie = 0;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* Watches @process, which went down, until it is reaped. */
+static void
+reap_watch_start (GSubprocess *process, GMainContext *context)
+{
+  ReapWatch *watch = g_new0 (ReapWatch, 1);
+  GSource *source = g_timeout_source_new (REAP_CHECK_MS);
+
+  watch->process = g_object_ref (process);
+  g_strlcpy (watch->pid,
+             g_subprocess_get_identifier (process) != NULL ? g_subprocess_get_identifier (process)
+                                                           : "?",
+             sizeof watch->pid);
+  g_source_set_callback (source, reap_check_cb, watch, reap_watch_free);
+  g_source_set_static_name (source, "SluiceProcessWorker reap");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
 /* Takes the process down: its calls go back to the queue (lost, unless it
  * was killed for a timeout or is stopping). Owner context, with the mutex
  * held; what to do afterwards goes into @given_back (InFlight). */
@@ -571,6 +656,7 @@ proc_down_locked (Proc *proc, GPtrArray *given_back)
         }
       else
         g_subprocess_force_exit (proc->process);
+      reap_watch_start (proc->process, self->context);
       g_clear_object (&proc->process);
     }
 }

@@ -55,8 +55,12 @@ helper_worker_new_full (guint n_processes, guint max_calls, guint n_threads)
   g_autofree char *threads = g_strdup_printf ("--threads=%u", n_threads);
   const char *argv[] = { helper_tool (), threads, test_module (), NULL };
 
+  /* A helper under ASan or valgrind on a loaded machine can take more
+   * than the default 10 s to start: that is not what these tests test
+   * (bad-helper/garbage sets its own). */
   return g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes", n_processes,
-                       "max-calls", max_calls, NULL);
+                       "max-calls", max_calls, "start-timeout", SLUICE_TEST_TIMEOUT_SECONDS * 1000,
+                       NULL);
 }
 
 static SluiceProcessWorker *
@@ -80,9 +84,11 @@ count_fds (void)
   return n;
 }
 
-/* Children of this process: all of them, or only zombies. */
+/* Children of this process: all of them, or only zombies; with @show,
+ * each is described on standard error (pid, state, name, where it
+ * waits), for a test that times out waiting for them to go. */
 static guint
-count_children (gboolean zombies_only)
+count_children_full (gboolean zombies_only, gboolean show)
 {
   GDir *dir = g_dir_open ("/proc", 0, NULL);
   const char *name;
@@ -106,10 +112,33 @@ count_children (gboolean zombies_only)
       if (end == NULL || sscanf (end + 1, " %c %d", &state, &ppid) != 2)
         continue;
       if (ppid == self && (!zombies_only || state == 'Z'))
-        n++;
+        {
+          n++;
+          if (show)
+            {
+              g_autofree char *wchan_path = g_build_filename ("/proc", name, "wchan", NULL);
+              g_autofree char *status_path = g_build_filename ("/proc", name, "status", NULL);
+              g_autofree char *wchan = NULL, *status = NULL;
+              const char *tracer;
+
+              g_file_get_contents (wchan_path, &wchan, NULL, NULL);
+              g_file_get_contents (status_path, &status, NULL, NULL);
+              tracer = status != NULL ? strstr (status, "TracerPid:") : NULL;
+              g_printerr ("# child %s: %.*s, state %c, waiting in %s, %.*s\n", name,
+                          (int) (end + 1 - stat), stat, state, wchan != NULL ? wchan : "?",
+                          tracer != NULL ? (int) strcspn (tracer, "\n") : 0,
+                          tracer != NULL ? tracer : "");
+            }
+        }
     }
   g_dir_close (dir);
   return n;
+}
+
+static guint
+count_children (gboolean zombies_only)
+{
+  return count_children_full (zombies_only, FALSE);
 }
 
 /* A fixture's start: what must be the same at its end. */
@@ -132,7 +161,26 @@ before (void)
 static void
 after (Before b)
 {
-  WAIT_UNTIL (count_children (FALSE) == 0);
+  {
+    gint64 deadline = deadline_from_now ();
+
+    while (count_children (FALSE) > 0 && g_get_monotonic_time () < deadline)
+      g_main_context_iteration (NULL, TRUE);
+    /* Which ones, and where they are stuck, before failing; whether a
+     * SIGCHLD gets GLib to reap them (it reaps the children it watches). */
+    if (count_children_full (FALSE, TRUE) > 0)
+      {
+        gint64 end = g_get_monotonic_time () + G_USEC_PER_SEC;
+
+        kill (getpid (), SIGCHLD);
+        while (g_get_monotonic_time () < end)
+          g_main_context_iteration (NULL, TRUE);
+        g_printerr ("# after a SIGCHLD: %u children left\n", count_children (FALSE));
+      }
+    if (count_children (FALSE) > 0)
+      g_assertion_message (G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC,
+                           "timed out waiting for: count_children (FALSE) == 0");
+  }
   g_assert_cmpuint (count_children (TRUE), ==, 0);
   if (g_getenv ("SLUICE_TEST_SHOW_FDS") != NULL)
     {
@@ -579,7 +627,9 @@ test_malformed_results (void)
   const char *argv[] = { self_exe, "--malformed-helper", NULL };
   Before b = before ();
   SluiceTaskQueue *queue = sluice_task_queue_new (1);
-  SluiceProcessWorker *worker = g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, NULL);
+  SluiceProcessWorker *worker =
+      g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "start-timeout",
+                    SLUICE_TEST_TIMEOUT_SECONDS * 1000, NULL);
   CallResult r = { 0 };
 
   g_assert_nonnull (self_exe);

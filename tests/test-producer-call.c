@@ -207,7 +207,7 @@ helper_worker_new (guint n_processes)
                          g_getenv ("SLUICE_WORKER_TEST_MODULE"), NULL };
 
   return g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes", n_processes,
-                       "max-calls", 4, NULL);
+                       "max-calls", 4, "start-timeout", SLUICE_TEST_TIMEOUT_SECONDS * 1000, NULL);
 }
 
 /* Many calls over two helper processes, results in order. */
