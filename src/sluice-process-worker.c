@@ -11,6 +11,7 @@
 #include "sluice-worker-wire-private.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -524,40 +525,36 @@ delayed_kill_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* How often a helper that went down is looked at until GLib has reaped
- * it, and for how long at most. */
+/* How often a helper that went down is looked at until it is reaped, and
+ * for how long at most. */
 #define REAP_CHECK_MS 500
 #define REAP_CHECKS 120
 
 typedef struct
 {
-  GSubprocess *process; /* (owned) */
-  char pid[16];         /* its identifier, for debugging */
+  char pid[16];
   guint n_checks;
   guint n_zombie; /* checks in a row that found it a zombie */
 } ReapWatch;
 
-static void
-reap_watch_free (gpointer data)
-{
-  ReapWatch *watch = data;
-
-  g_object_unref (watch->process);
-  g_free (watch);
-}
-
-/* Whether process @pid has exited and waits to be reaped. */
-static gboolean
-is_zombie (const char *pid)
+/* The state letter of process @pid if it is a child of this process ('Z'
+ * for a zombie), 0 if there is no such child (reaped, or the pid is now
+ * another process's). */
+static char
+child_state (const char *pid)
 {
   g_autofree char *path = g_build_filename ("/proc", pid, "stat", NULL);
   g_autofree char *stat = NULL;
   const char *end;
+  char state;
+  long ppid;
 
   if (!g_file_get_contents (path, &stat, NULL, NULL))
-    return FALSE;
+    return 0;
   end = strrchr (stat, ')'); /* after "pid (comm" */
-  return end != NULL && end[1] == ' ' && end[2] == 'Z';
+  if (end == NULL || sscanf (end + 1, " %c %ld", &state, &ppid) != 2 || ppid != (long) getpid ())
+    return 0;
+  return state;
 }
 
 /* GLib (before 2.76, where child watches use pidfds) reaps a child when a
@@ -565,24 +562,25 @@ is_zombie (const char *pid)
  * load a helper that went down was seen to stay a zombie, unreaped, until
  * another child exited (CI: test-process-worker waited 60 s for it). A
  * helper found a zombie twice in a row is reaped by a SIGCHLD raised here:
- * GLib's handler looks again (it reaps only the children it watches). */
+ * GLib's handler looks again (it reaps only the children it watches). The
+ * watch holds the pid only, not the GSubprocess and its pipes. */
 static gboolean
 reap_check_cb (gpointer data)
 {
   ReapWatch *watch = data;
-  const char *pid = g_subprocess_get_identifier (watch->process);
+  char state = child_state (watch->pid);
 
-  if (pid == NULL || ++watch->n_checks > REAP_CHECKS)
+  if (state == 0 || ++watch->n_checks > REAP_CHECKS)
     {
       g_debug ("Helper process %s: %s", watch->pid,
-               pid == NULL ? "reaped" : "not reaped, left to GLib");
+               state == 0 ? "reaped" : "not reaped, left to GLib");
       return G_SOURCE_REMOVE;
     }
-  if (!is_zombie (pid))
+  if (state != 'Z')
     watch->n_zombie = 0;
   else if (++watch->n_zombie >= 2)
     {
-      g_debug ("Helper process %s is still a zombie: raising SIGCHLD", pid);
+      g_debug ("Helper process %s is still a zombie: raising SIGCHLD", watch->pid);
       kill (getpid (), SIGCHLD);
       watch->n_zombie = 0;
     }
@@ -593,15 +591,16 @@ reap_check_cb (gpointer data)
 static void
 reap_watch_start (GSubprocess *process, GMainContext *context)
 {
-  ReapWatch *watch = g_new0 (ReapWatch, 1);
-  GSource *source = g_timeout_source_new (REAP_CHECK_MS);
+  const char *pid = g_subprocess_get_identifier (process);
+  ReapWatch *watch;
+  GSource *source;
 
-  watch->process = g_object_ref (process);
-  g_strlcpy (watch->pid,
-             g_subprocess_get_identifier (process) != NULL ? g_subprocess_get_identifier (process)
-                                                           : "?",
-             sizeof watch->pid);
-  g_source_set_callback (source, reap_check_cb, watch, reap_watch_free);
+  if (pid == NULL)
+    return; /* reaped already */
+  watch = g_new0 (ReapWatch, 1);
+  g_strlcpy (watch->pid, pid, sizeof watch->pid);
+  source = g_timeout_source_new (REAP_CHECK_MS);
+  g_source_set_callback (source, reap_check_cb, watch, g_free);
   g_source_set_static_name (source, "SluiceProcessWorker reap");
   g_source_attach (source, context);
   g_source_unref (source);
