@@ -431,6 +431,29 @@ d[10] = 0xff  # the first block header: an invalid block type
 open('badblock.gz', 'wb').write(bytes(d))"
 corrupt_case badblock "invalid compressed data--format violated"
 
+# A member cut short and followed by another (cat part.gz whole.gz): the
+# next member's bytes are read as the rest of the first, and zlib stops at
+# a distance before the member's start where gzip reads on; gzip's word
+# then depends on what follows: each case as gzip's first message, status 1.
+# (Not every such file: gzip's inflate takes some blocks that zlib refuses;
+# this whole file after 1,000 bytes of itself is one, see the issue notes.)
+gzip -c one > cutnext-one.gz
+head -c 131072 many | gzip -c > cutnext-block.gz
+seen=""
+for next in cutnext-one.gz cutnext-block.gz; do
+  for cut in 5 12 100 1000; do
+    { head -c $cut good.gz; cat $next; } > cutnext.gz
+    gzip_out=$(gzip -t cutnext.gz 2>&1 | sed -n 's/^gzip: //p' | head -n 1)
+    out=$("$GZ" -t cutnext.gz 2>&1)
+    status=$?
+    seen+="${gzip_out##*: }|"
+    check "-t, a member cut at $cut followed by $next: status 1, gzip's message ($gzip_out)" \
+      bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"sluice-gzip: \$2\" ]" _ "$out" "$gzip_out"
+  done
+done
+check "-t, members cut short: the cases cover a CRC error and the end of the input" \
+  bash -c "[[ '$seen' == *'crc error|'* && '$seen' == *'unexpected end of file|'* ]]"
+
 # --- -t: test the integrity ---
 gzip -c many > tgood.gz
 check "-t: a good file: status 0, nothing written, FILE kept" \

@@ -1098,7 +1098,14 @@ typedef enum
   IN_ZEROS,   /* zeros after the last member (tar pads so): ignored */
   IN_GARBAGE, /* anything else after a member: ignored, with a warning */
   IN_COPY,    /* -f to standard output: what is not gzip passes unchanged */
+  IN_LENIENT, /* a distance before the member's start: on as gzip, see lenient_start */
 } InflateState;
+
+/* What a member's first inflate calls took, for lenient_start: a distance
+ * can reach before the member's start only in its first 32 KiB of output,
+ * and whatever deflate data makes that (empty blocks without end) is kept
+ * up to this many bytes. */
+#define LENIENT_KEEP_MAX (1024 * 1024)
 
 /* The inflating thread's state, across the compressed chunks. */
 typedef struct
@@ -1115,6 +1122,17 @@ typedef struct
   guint8 *out;
   gsize out_len;
   guint64 next_index;
+  /* lenient_start: the member's input so far (NULL past LENIENT_KEEP_MAX),
+   * then the raw inflater that goes on with it and what it found */
+  GByteArray *member_in;
+  gboolean member_in_dropped;
+  z_stream lenient;
+  gboolean lenient_init;
+  gboolean lenient_end; /* its deflate data ended: the trailer comes */
+  guint32 lenient_crc;
+  guint32 lenient_length;
+  guint8 lenient_trailer[8];
+  gsize lenient_trailer_len;
 } Inflater;
 
 static guint32
@@ -1163,12 +1181,130 @@ emit_block (Inflater *inf, gboolean member_end, GError **error)
   return TRUE;
 }
 
+/* The length of the gzip header at @h (@len bytes of the member): to its
+ * deflate data, after the extra field, name, comment and header CRC; FALSE
+ * when @len bytes do not hold all of it. */
+static gboolean
+gzip_header_length (const guint8 *h, gsize len, gsize *header_len)
+{
+  gsize pos = 10;
+
+  if (len < 10)
+    return FALSE;
+  if (h[3] & 4)
+    pos = len >= 12 ? 12 + (gsize) (h[10] | h[11] << 8) : len + 1;
+  for (int bit = 8; bit <= 16; bit <<= 1)
+    if (h[3] & bit)
+      {
+        while (pos < len && h[pos] != 0)
+          pos++;
+        pos++;
+      }
+  if (h[3] & 2)
+    pos += 2;
+  *header_len = pos;
+  return pos <= len;
+}
+
+/* The raw inflater of lenient_start takes @len more bytes @p of the
+ * member, then its trailer; fails once the member's end is known, or at
+ * a damage it cannot go past. */
+static gboolean
+lenient_feed (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  z_stream *strm = &inf->lenient;
+  guint8 scratch[16384];
+  gsize n;
+
+  while (!inf->lenient_end && len > 0)
+    {
+      int ret;
+
+      strm->next_in = (Bytef *) p;
+      strm->avail_in = (uInt) len;
+      strm->next_out = scratch;
+      strm->avail_out = sizeof scratch;
+      ret = inflate (strm, Z_NO_FLUSH);
+      n = sizeof scratch - strm->avail_out;
+      inf->lenient_crc = libdeflate_crc32 (inf->lenient_crc, scratch, n);
+      inf->lenient_length += (guint32) n;
+      p += len - strm->avail_in;
+      len = strm->avail_in;
+      if (ret == Z_STREAM_END)
+        inf->lenient_end = TRUE;
+      else if (ret != Z_OK && ret != Z_BUF_ERROR)
+        {
+          set_gz_error (error, GZ_ERROR_FORMAT);
+          return FALSE;
+        }
+    }
+  n = MIN (len, sizeof inf->lenient_trailer - inf->lenient_trailer_len);
+  memcpy (inf->lenient_trailer + inf->lenient_trailer_len, p, n);
+  inf->lenient_trailer_len += n;
+  if (inf->lenient_trailer_len < sizeof inf->lenient_trailer)
+    return TRUE;
+  /* gzip checks the CRC first, then the length. Both right although a
+   * distance reached before the member's start: what was written is not
+   * the data all the same, so it stays an error, of the format. */
+  if (get_le32 (inf->lenient_trailer) != inf->lenient_crc)
+    set_gz_error (error, GZ_ERROR_CRC);
+  else if (get_le32 (inf->lenient_trailer + 4) != inf->lenient_length)
+    set_gz_error (error, GZ_ERROR_LENGTH);
+  else
+    set_gz_error (error, GZ_ERROR_FORMAT);
+  return FALSE;
+}
+
+/* zlib stops at a distance that reaches before the member's start
+ * ("invalid distance too far back"); gzip's own inflate does not check
+ * that and goes on with what its window holds, so a member cut short and
+ * followed by another (cat part.gz whole.gz) ends, in gzip's words, as
+ * the rest of the input decides: a CRC error, a format error, or the end
+ * of the input. A raw inflater with a window of zeros goes on from the
+ * member's start the same way (the bits parse alike whatever the window
+ * holds); what it inflates is not the data and is not written, only its
+ * CRC and length are checked against the trailer. @p, @len: the bytes
+ * of the failing call, after inf->member_in. */
+static gboolean
+lenient_start (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  static const guint8 zeros[GZIP_DICT_SIZE];
+  gsize header_len;
+  gboolean ok;
+
+  if (inf->member_in_dropped)
+    {
+      set_gz_error (error, GZ_ERROR_FORMAT);
+      return FALSE;
+    }
+  if (inf->member_in == NULL)
+    inf->member_in = g_byte_array_new ();
+  g_byte_array_append (inf->member_in, p, (guint) len);
+  /* zlib took the header whole before any distance. */
+  if (!gzip_header_length (inf->member_in->data, inf->member_in->len, &header_len) ||
+      inflateInit2 (&inf->lenient, -MAX_WBITS) != Z_OK)
+    {
+      set_gz_error (error, GZ_ERROR_FORMAT);
+      return FALSE;
+    }
+  inf->lenient_init = TRUE;
+  inflateSetDictionary (&inf->lenient, zeros, sizeof zeros);
+  inf->state = IN_LENIENT;
+  ok = lenient_feed (inf, inf->member_in->data + header_len, inf->member_in->len - header_len,
+                     error);
+  g_clear_pointer (&inf->member_in, g_byte_array_unref);
+  return ok;
+}
+
 /* Inflates from @p until @len bytes are used or the member ends; *used
  * says how many were. */
 static gboolean
 inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError **error)
 {
   z_stream *strm = &inf->strm;
+  /* lenient_start needs the member's input while a distance can reach
+   * before its start. */
+  gboolean keep = strm->total_out < GZIP_DICT_SIZE && !inf->member_in_dropped;
   int ret;
 
   strm->next_in = (Bytef *) p;
@@ -1186,6 +1322,9 @@ inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError *
           /* What came before the damage still goes out, as gzip's does. */
           if (inf->out_len > 0)
             emit_block (inf, FALSE, NULL);
+          if (ret == Z_DATA_ERROR && keep && strm->msg != NULL &&
+              strcmp (strm->msg, "invalid distance too far back") == 0)
+            return lenient_start (inf, p, len, error);
           set_gz_error (error, GZ_ERROR_FORMAT);
           return FALSE;
         }
@@ -1197,7 +1336,21 @@ inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError *
   *used = len - strm->avail_in;
   remember_tail (inf, p, *used);
   if (ret != Z_STREAM_END)
-    return TRUE;
+    {
+      if (keep)
+        {
+          if (inf->member_in == NULL)
+            inf->member_in = g_byte_array_new ();
+          if (inf->member_in->len + *used > LENIENT_KEEP_MAX)
+            inf->member_in_dropped = TRUE;
+          else
+            g_byte_array_append (inf->member_in, p, (guint) *used);
+        }
+      return TRUE;
+    }
+  if (inf->member_in != NULL)
+    g_byte_array_set_size (inf->member_in, 0);
+  inf->member_in_dropped = FALSE;
 
   if (inf->members == 0 && inf->head.done == 1)
     {
@@ -1299,6 +1452,8 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
         return TRUE;
       case IN_COPY:
         return copy_through (inf, p, len, error);
+      case IN_LENIENT:
+        return lenient_feed (inf, p, len, error);
       }
   return TRUE;
 }
@@ -1311,9 +1466,9 @@ inflate_end (Inflater *inf, GError **error)
   if (inf->job->pass_through && inf->state == AT_MAGIC &&
       !copy_through (inf, inf->magic, inf->magic_len, error))
     return FALSE;
-  if (inf->job->pass_through && inf->state != IN_MEMBER)
+  if (inf->job->pass_through && inf->state != IN_MEMBER && inf->state != IN_LENIENT)
     return inf->out_len == 0 || emit_block (inf, FALSE, error);
-  if (inf->state == IN_MEMBER || inf->members == 0)
+  if (inf->state == IN_MEMBER || inf->state == IN_LENIENT || inf->members == 0)
     {
       if (inf->out_len > 0)
         emit_block (inf, FALSE, NULL);
@@ -1371,6 +1526,10 @@ inflate_all (SluiceConsumerator *input, gpointer data, GError **error)
   g_clear_error (&local);
 
   inflateEnd (&inf.strm);
+  if (inf.lenient_init)
+    inflateEnd (&inf.lenient);
+  if (inf.member_in != NULL)
+    g_byte_array_unref (inf.member_in);
   g_free (inf.out);
   return ok ? data : NULL;
 }
