@@ -2817,9 +2817,11 @@ list_record_push (ListRecord *record, const guint8 *p, gsize n)
 /* -l first decompresses @fd to nowhere, as gzip -l does (and -t): a
  * truncated or damaged file gets -t's message and status and is not
  * listed, nor one with trailing garbage (gzip's warning, status 2). With
- * @record it keeps what the listing needs of the data as it goes. */
+ * @record it keeps what the listing needs of the data as it goes;
+ * *@decompressed: the length of the data, of all its members. */
 static int
-list_test (SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record)
+list_test (
+    SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record, guint64 *decompressed)
 {
   g_autoptr (GInputStream) in = g_unix_input_stream_new (fd, FALSE);
   g_autoptr (GOutputStream) out = NULL;
@@ -2839,6 +2841,7 @@ list_test (SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record
     status = report_failure (job.input_failed ? label : "stdout", error);
   else
     status = job_status (&job, label);
+  *decompressed = job.out_bytes;
   job_clear (&job);
   return status;
 }
@@ -2857,7 +2860,7 @@ list_file (SluiceTaskQueue *queue, const char *path)
   g_autofree ListRecord *record = path == NULL ? g_new0 (ListRecord, 1) : NULL;
   gsize tail_len = 0;
   guint64 index_bytes = 0;
-  guint64 uncompressed;
+  guint64 uncompressed, decompressed = 0;
   guint64 size;
   gsize pos = 10;
   ssize_t got;
@@ -2875,7 +2878,7 @@ list_file (SluiceTaskQueue *queue, const char *path)
         close (fd);
       return EXIT_ERROR;
     }
-  status = list_test (queue, fd, label, record);
+  status = list_test (queue, fd, label, record, &decompressed);
   if (status != EXIT_OK)
     {
       if (path != NULL)
@@ -2943,12 +2946,23 @@ list_file (SluiceTaskQueue *queue, const char *path)
   uncompressed = get_le32 (trailer + 4);
   /* A file of ours with an index, from a file or a pipe: the sizes and
    * CRC of the data, not of the empty index member whose trailer ends the
-   * file; its bytes count as header in the ratio, as the data's header. */
+   * file; its bytes count as header in the ratio, as the data's header.
+   * The last member's summary is taken only when it tells the length that
+   * was just decompressed, from every member: the chain is not walked
+   * (the decompression read it all, and works from a pipe, where the
+   * chain's start is gone), but an index that is not of this whole data
+   * (cat a.gz b.gz of two -i files: b's) is not believed, and the listing
+   * is gzip's, of the last member. */
   {
     guint32 crc;
+    guint64 total, bytes;
 
-    if (index_summary (tail, tail_len, size, &crc, &uncompressed, &index_bytes))
-      put_le32 (trailer, crc);
+    if (index_summary (tail, tail_len, size, &crc, &total, &bytes) && total == decompressed)
+      {
+        put_le32 (trailer, crc);
+        uncompressed = total;
+        index_bytes = bytes;
+      }
   }
   if (path != NULL)
     close (fd);
