@@ -693,6 +693,50 @@ for f in one block blockplus many random; do
   check "-i decompressed by ours: $f" bash -c "'$GZ' -dc ind.gz | cmp -s - $f"
   check "-i decompressed by ours from a pipe: $f" bash -c "cat ind.gz | '$GZ' -dc | cmp -s - $f"
 done
+# --deflate=libdeflate: libdeflate's blocks made to concatenate (the final
+# block's BFINAL cleared, an empty stored block after it) into ONE member.
+# The number of gzip members of a file, for Python's zlib.
+members () {
+  /usr/bin/python3 -c "
+import sys, zlib
+d = open(sys.argv[1], 'rb').read()
+n = 0
+while d:
+    z = zlib.decompressobj(31)
+    z.decompress(d)
+    d = z.unused_data
+    n += 1
+print(n)" "$1"
+}
+export -f members
+for f in empty one block blockplus many random repetitive; do
+  levels=6
+  if [ $f = blockplus ] || [ $f = many ]; then levels="1 6 9"; fi
+  for lv in $levels; do
+    "$GZ" -$lv -p 2 --deflate=libdeflate -c $f > ld.gz
+    check_accepted ld.gz $f "--deflate=libdeflate -$lv, $f"
+    check "--deflate=libdeflate -$lv, $f: one member, decompressed by ours, -l as gzip -l" \
+      bash -c "[ \$(members ld.gz) = 1 ] && '$GZ' -dc ld.gz | cmp -s - $f &&
+        [ \"\$('$GZ' -l ld.gz)\" = \"\$(gzip -l ld.gz)\" ]"
+  done
+done
+"$GZ" -6 -b 32 --deflate=libdeflate -c many > ld.gz
+check "--deflate=libdeflate -b 32: one member, accepted" \
+  bash -c "[ \$(members ld.gz) = 1 ] && gzip -dc ld.gz | cmp -s - many"
+"$GZ" -i --deflate=libdeflate -c many > ldi.gz
+check_accepted ldi.gz many "--deflate=libdeflate -i"
+if command -v strace > /dev/null && strace -o /dev/null true 2> /dev/null; then
+  blocks=$(( ($(stat -c %s many) + 131071) / 131072 ))
+  ASAN_OPTIONS=detect_leaks=0 strace -f -e trace=pread64 -o ldi.trace "$GZ" -dc ldi.gz > ldi.out
+  check "--deflate=libdeflate -i: -d uses the index, one read per block" \
+    bash -c "cmp -s ldi.out many && [ \$(grep pread64 ldi.trace | grep -cE '= [1-9][0-9]*$') -ge $blocks ]"
+else
+  skip "--deflate=libdeflate -i: -d uses the index, one read per block" "strace does not work here"
+fi
+out=$("$GZ" --deflate=gzip -c one 2>&1 > /dev/null)
+status=$?
+check "--deflate of no engine: refused, status 1" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: --deflate needs zlib or libdeflate' ]" _ "$out"
 "$GZ" -i -c empty > ind-empty.gz
 check "-i, empty input: no index, a valid stream" \
   bash -c "gzip -t ind-empty.gz && '$GZ' -dc ind-empty.gz | cmp -s - empty && ! grep -q SLIX ind-empty.gz"
@@ -772,19 +816,6 @@ d = open(sys.argv[1], 'rb').read()
 z = zlib.decompressobj(31)
 z.decompress(d)
 print(len(z.unused_data))" "$1"
-}
-# The number of gzip members of a file, for Python's zlib.
-members () {
-  /usr/bin/python3 -c "
-import sys, zlib
-d = open(sys.argv[1], 'rb').read()
-n = 0
-while d:
-    z = zlib.decompressobj(31)
-    z.decompress(d)
-    d = z.unused_data
-    n += 1
-print(n)" "$1"
 }
 SLUICE_GZIP_INDEX_MEMBER_BLOCKS=7 "$GZ" -i -b 32 -c many > chain.gz
 chain_blocks=$(( ($(stat -c %s many) + 32767) / 32768 ))

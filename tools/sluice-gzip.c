@@ -87,6 +87,8 @@ static char **opt_files;
 static char *opt_redis;                  /* --redis: deflate in remote sluice-worker processes */
 static char *opt_redis_series;           /* their series, "gzip" by default */
 static double opt_redis_reconnect_s = 5; /* --redis-reconnect-timeout */
+static char *opt_deflate;                /* --deflate: zlib or libdeflate */
+static gboolean use_libdeflate;
 
 static gboolean
 set_level (const char *option_name, const char *value, gpointer data, GError **error)
@@ -158,6 +160,11 @@ static const GOptionEntry entries[] = {
   { "demo", 0, 0, G_OPTION_ARG_NONE, &opt_demo,
     N_ ("Compress a built-in input, verify it and print a summary"), NULL },
   { "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, N_ ("Print the version"), NULL },
+  { "deflate", 0, 0, G_OPTION_ARG_STRING, &opt_deflate,
+    N_ ("Deflate with ENGINE: zlib (default: each block with the last 32 KiB of the one before "
+        "as its dictionary) or libdeflate (faster and smaller here, blocks without a dictionary "
+        "as with -i; one gzip member all the same)"),
+    N_ ("ENGINE") },
   { "redis", 0, 0, G_OPTION_ARG_STRING, &opt_redis,
     N_ ("Deflate the blocks in sluice-worker processes serving the module sluice-gzip-deflate "
         "through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:PATH)"),
@@ -368,7 +375,10 @@ compress_block (GBytes *chunk,
           dict_len = GZIP_DICT_SIZE;
         }
     }
-  out = gzip_deflate_block (opt_level, dict, dict_len, in, in_len, &out_len, &zlib_message);
+  if (use_libdeflate)
+    out = gzip_deflate_block_libdeflate (opt_level, in, in_len, &out_len, &zlib_message);
+  else
+    out = gzip_deflate_block (opt_level, dict, dict_len, in, in_len, &out_len, &zlib_message);
   if (out == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Compression failed: %s"),
@@ -3204,6 +3214,18 @@ run (int argc, char *argv[])
   if (opt_blocksize_kib < 32 || opt_blocksize_kib > 512 * 1024)
     {
       warn (_ ("-b needs a block size from 32 to 524288 KiB"));
+      return EXIT_ERROR;
+    }
+  if (opt_deflate != NULL && !g_str_equal (opt_deflate, "zlib") &&
+      !g_str_equal (opt_deflate, "libdeflate"))
+    {
+      warn (_ ("--deflate needs zlib or libdeflate"));
+      return EXIT_ERROR;
+    }
+  use_libdeflate = opt_deflate != NULL && g_str_equal (opt_deflate, "libdeflate");
+  if (use_libdeflate && opt_redis != NULL)
+    {
+      warn (_ ("--deflate=libdeflate cannot be used with --redis: its workers deflate with zlib"));
       return EXIT_ERROR;
     }
   if (opt_quiet)
