@@ -18,3 +18,6 @@ guint8 *gzip_deflate_block (int level,
                             gsize in_len,
                             gsize *out_len,
                             const char **zlib_message);
+
+guint8 *gzip_deflate_block_libdeflate (
+    int level, const guint8 *in, gsize in_len, gsize *out_len, const char **message);

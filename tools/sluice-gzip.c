@@ -87,6 +87,8 @@ static char **opt_files;
 static char *opt_redis;                  /* --redis: deflate in remote sluice-worker processes */
 static char *opt_redis_series;           /* their series, "gzip" by default */
 static double opt_redis_reconnect_s = 5; /* --redis-reconnect-timeout */
+static char *opt_deflate;                /* --deflate: zlib or libdeflate */
+static gboolean use_libdeflate;
 
 static gboolean
 set_level (const char *option_name, const char *value, gpointer data, GError **error)
@@ -158,6 +160,11 @@ static const GOptionEntry entries[] = {
   { "demo", 0, 0, G_OPTION_ARG_NONE, &opt_demo,
     N_ ("Compress a built-in input, verify it and print a summary"), NULL },
   { "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, N_ ("Print the version"), NULL },
+  { "deflate", 0, 0, G_OPTION_ARG_STRING, &opt_deflate,
+    N_ ("Deflate with ENGINE: zlib (default: each block with the last 32 KiB of the one before "
+        "as its dictionary) or libdeflate (faster and smaller here, blocks without a dictionary "
+        "as with -i; one gzip member all the same)"),
+    N_ ("ENGINE") },
   { "redis", 0, 0, G_OPTION_ARG_STRING, &opt_redis,
     N_ ("Deflate the blocks in sluice-worker processes serving the module sluice-gzip-deflate "
         "through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:PATH)"),
@@ -368,7 +375,10 @@ compress_block (GBytes *chunk,
           dict_len = GZIP_DICT_SIZE;
         }
     }
-  out = gzip_deflate_block (opt_level, dict, dict_len, in, in_len, &out_len, &zlib_message);
+  if (use_libdeflate)
+    out = gzip_deflate_block_libdeflate (opt_level, in, in_len, &out_len, &zlib_message);
+  else
+    out = gzip_deflate_block (opt_level, dict, dict_len, in, in_len, &out_len, &zlib_message);
   if (out == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, _ ("Compression failed: %s"),
@@ -1098,7 +1108,14 @@ typedef enum
   IN_ZEROS,   /* zeros after the last member (tar pads so): ignored */
   IN_GARBAGE, /* anything else after a member: ignored, with a warning */
   IN_COPY,    /* -f to standard output: what is not gzip passes unchanged */
+  IN_LENIENT, /* a distance before the member's start: on as gzip, see lenient_start */
 } InflateState;
+
+/* What a member's first inflate calls took, for lenient_start: a distance
+ * can reach before the member's start only in its first 32 KiB of output,
+ * and whatever deflate data makes that (empty blocks without end) is kept
+ * up to this many bytes. */
+#define LENIENT_KEEP_MAX (1024 * 1024)
 
 /* The inflating thread's state, across the compressed chunks. */
 typedef struct
@@ -1115,6 +1132,17 @@ typedef struct
   guint8 *out;
   gsize out_len;
   guint64 next_index;
+  /* lenient_start: the member's input so far (NULL past LENIENT_KEEP_MAX),
+   * then the raw inflater that goes on with it and what it found */
+  GByteArray *member_in;
+  gboolean member_in_dropped;
+  z_stream lenient;
+  gboolean lenient_init;
+  gboolean lenient_end; /* its deflate data ended: the trailer comes */
+  guint32 lenient_crc;
+  guint32 lenient_length;
+  guint8 lenient_trailer[8];
+  gsize lenient_trailer_len;
 } Inflater;
 
 static guint32
@@ -1163,12 +1191,130 @@ emit_block (Inflater *inf, gboolean member_end, GError **error)
   return TRUE;
 }
 
+/* The length of the gzip header at @h (@len bytes of the member): to its
+ * deflate data, after the extra field, name, comment and header CRC; FALSE
+ * when @len bytes do not hold all of it. */
+static gboolean
+gzip_header_length (const guint8 *h, gsize len, gsize *header_len)
+{
+  gsize pos = 10;
+
+  if (len < 10)
+    return FALSE;
+  if (h[3] & 4)
+    pos = len >= 12 ? 12 + (gsize) (h[10] | h[11] << 8) : len + 1;
+  for (int bit = 8; bit <= 16; bit <<= 1)
+    if (h[3] & bit)
+      {
+        while (pos < len && h[pos] != 0)
+          pos++;
+        pos++;
+      }
+  if (h[3] & 2)
+    pos += 2;
+  *header_len = pos;
+  return pos <= len;
+}
+
+/* The raw inflater of lenient_start takes @len more bytes @p of the
+ * member, then its trailer; fails once the member's end is known, or at
+ * a damage it cannot go past. */
+static gboolean
+lenient_feed (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  z_stream *strm = &inf->lenient;
+  guint8 scratch[16384];
+  gsize n;
+
+  while (!inf->lenient_end && len > 0)
+    {
+      int ret;
+
+      strm->next_in = (Bytef *) p;
+      strm->avail_in = (uInt) len;
+      strm->next_out = scratch;
+      strm->avail_out = sizeof scratch;
+      ret = inflate (strm, Z_NO_FLUSH);
+      n = sizeof scratch - strm->avail_out;
+      inf->lenient_crc = libdeflate_crc32 (inf->lenient_crc, scratch, n);
+      inf->lenient_length += (guint32) n;
+      p += len - strm->avail_in;
+      len = strm->avail_in;
+      if (ret == Z_STREAM_END)
+        inf->lenient_end = TRUE;
+      else if (ret != Z_OK && ret != Z_BUF_ERROR)
+        {
+          set_gz_error (error, GZ_ERROR_FORMAT);
+          return FALSE;
+        }
+    }
+  n = MIN (len, sizeof inf->lenient_trailer - inf->lenient_trailer_len);
+  memcpy (inf->lenient_trailer + inf->lenient_trailer_len, p, n);
+  inf->lenient_trailer_len += n;
+  if (inf->lenient_trailer_len < sizeof inf->lenient_trailer)
+    return TRUE;
+  /* gzip checks the CRC first, then the length. Both right although a
+   * distance reached before the member's start: what was written is not
+   * the data all the same, so it stays an error, of the format. */
+  if (get_le32 (inf->lenient_trailer) != inf->lenient_crc)
+    set_gz_error (error, GZ_ERROR_CRC);
+  else if (get_le32 (inf->lenient_trailer + 4) != inf->lenient_length)
+    set_gz_error (error, GZ_ERROR_LENGTH);
+  else
+    set_gz_error (error, GZ_ERROR_FORMAT);
+  return FALSE;
+}
+
+/* zlib stops at a distance that reaches before the member's start
+ * ("invalid distance too far back"); gzip's own inflate does not check
+ * that and goes on with what its window holds, so a member cut short and
+ * followed by another (cat part.gz whole.gz) ends, in gzip's words, as
+ * the rest of the input decides: a CRC error, a format error, or the end
+ * of the input. A raw inflater with a window of zeros goes on from the
+ * member's start the same way (the bits parse alike whatever the window
+ * holds); what it inflates is not the data and is not written, only its
+ * CRC and length are checked against the trailer. @p, @len: the bytes
+ * of the failing call, after inf->member_in. */
+static gboolean
+lenient_start (Inflater *inf, const guint8 *p, gsize len, GError **error)
+{
+  static const guint8 zeros[GZIP_DICT_SIZE];
+  gsize header_len;
+  gboolean ok;
+
+  if (inf->member_in_dropped)
+    {
+      set_gz_error (error, GZ_ERROR_FORMAT);
+      return FALSE;
+    }
+  if (inf->member_in == NULL)
+    inf->member_in = g_byte_array_new ();
+  g_byte_array_append (inf->member_in, p, (guint) len);
+  /* zlib took the header whole before any distance. */
+  if (!gzip_header_length (inf->member_in->data, inf->member_in->len, &header_len) ||
+      inflateInit2 (&inf->lenient, -MAX_WBITS) != Z_OK)
+    {
+      set_gz_error (error, GZ_ERROR_FORMAT);
+      return FALSE;
+    }
+  inf->lenient_init = TRUE;
+  inflateSetDictionary (&inf->lenient, zeros, sizeof zeros);
+  inf->state = IN_LENIENT;
+  ok = lenient_feed (inf, inf->member_in->data + header_len, inf->member_in->len - header_len,
+                     error);
+  g_clear_pointer (&inf->member_in, g_byte_array_unref);
+  return ok;
+}
+
 /* Inflates from @p until @len bytes are used or the member ends; *used
  * says how many were. */
 static gboolean
 inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError **error)
 {
   z_stream *strm = &inf->strm;
+  /* lenient_start needs the member's input while a distance can reach
+   * before its start. */
+  gboolean keep = strm->total_out < GZIP_DICT_SIZE && !inf->member_in_dropped;
   int ret;
 
   strm->next_in = (Bytef *) p;
@@ -1186,6 +1332,9 @@ inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError *
           /* What came before the damage still goes out, as gzip's does. */
           if (inf->out_len > 0)
             emit_block (inf, FALSE, NULL);
+          if (ret == Z_DATA_ERROR && keep && strm->msg != NULL &&
+              strcmp (strm->msg, "invalid distance too far back") == 0)
+            return lenient_start (inf, p, len, error);
           set_gz_error (error, GZ_ERROR_FORMAT);
           return FALSE;
         }
@@ -1197,7 +1346,21 @@ inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError *
   *used = len - strm->avail_in;
   remember_tail (inf, p, *used);
   if (ret != Z_STREAM_END)
-    return TRUE;
+    {
+      if (keep)
+        {
+          if (inf->member_in == NULL)
+            inf->member_in = g_byte_array_new ();
+          if (inf->member_in->len + *used > LENIENT_KEEP_MAX)
+            inf->member_in_dropped = TRUE;
+          else
+            g_byte_array_append (inf->member_in, p, (guint) *used);
+        }
+      return TRUE;
+    }
+  if (inf->member_in != NULL)
+    g_byte_array_set_size (inf->member_in, 0);
+  inf->member_in_dropped = FALSE;
 
   if (inf->members == 0 && inf->head.done == 1)
     {
@@ -1299,6 +1462,8 @@ inflate_chunk (Inflater *inf, const guint8 *p, gsize len, GError **error)
         return TRUE;
       case IN_COPY:
         return copy_through (inf, p, len, error);
+      case IN_LENIENT:
+        return lenient_feed (inf, p, len, error);
       }
   return TRUE;
 }
@@ -1311,9 +1476,9 @@ inflate_end (Inflater *inf, GError **error)
   if (inf->job->pass_through && inf->state == AT_MAGIC &&
       !copy_through (inf, inf->magic, inf->magic_len, error))
     return FALSE;
-  if (inf->job->pass_through && inf->state != IN_MEMBER)
+  if (inf->job->pass_through && inf->state != IN_MEMBER && inf->state != IN_LENIENT)
     return inf->out_len == 0 || emit_block (inf, FALSE, error);
-  if (inf->state == IN_MEMBER || inf->members == 0)
+  if (inf->state == IN_MEMBER || inf->state == IN_LENIENT || inf->members == 0)
     {
       if (inf->out_len > 0)
         emit_block (inf, FALSE, NULL);
@@ -1371,6 +1536,10 @@ inflate_all (SluiceConsumerator *input, gpointer data, GError **error)
   g_clear_error (&local);
 
   inflateEnd (&inf.strm);
+  if (inf.lenient_init)
+    inflateEnd (&inf.lenient);
+  if (inf.member_in != NULL)
+    g_byte_array_unref (inf.member_in);
   g_free (inf.out);
   return ok ? data : NULL;
 }
@@ -2658,9 +2827,11 @@ list_record_push (ListRecord *record, const guint8 *p, gsize n)
 /* -l first decompresses @fd to nowhere, as gzip -l does (and -t): a
  * truncated or damaged file gets -t's message and status and is not
  * listed, nor one with trailing garbage (gzip's warning, status 2). With
- * @record it keeps what the listing needs of the data as it goes. */
+ * @record it keeps what the listing needs of the data as it goes;
+ * *@decompressed: the length of the data, of all its members. */
 static int
-list_test (SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record)
+list_test (
+    SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record, guint64 *decompressed)
 {
   g_autoptr (GInputStream) in = g_unix_input_stream_new (fd, FALSE);
   g_autoptr (GOutputStream) out = NULL;
@@ -2680,6 +2851,7 @@ list_test (SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record
     status = report_failure (job.input_failed ? label : "stdout", error);
   else
     status = job_status (&job, label);
+  *decompressed = job.out_bytes;
   job_clear (&job);
   return status;
 }
@@ -2698,7 +2870,7 @@ list_file (SluiceTaskQueue *queue, const char *path)
   g_autofree ListRecord *record = path == NULL ? g_new0 (ListRecord, 1) : NULL;
   gsize tail_len = 0;
   guint64 index_bytes = 0;
-  guint64 uncompressed;
+  guint64 uncompressed, decompressed = 0;
   guint64 size;
   gsize pos = 10;
   ssize_t got;
@@ -2716,7 +2888,7 @@ list_file (SluiceTaskQueue *queue, const char *path)
         close (fd);
       return EXIT_ERROR;
     }
-  status = list_test (queue, fd, label, record);
+  status = list_test (queue, fd, label, record, &decompressed);
   if (status != EXIT_OK)
     {
       if (path != NULL)
@@ -2784,12 +2956,23 @@ list_file (SluiceTaskQueue *queue, const char *path)
   uncompressed = get_le32 (trailer + 4);
   /* A file of ours with an index, from a file or a pipe: the sizes and
    * CRC of the data, not of the empty index member whose trailer ends the
-   * file; its bytes count as header in the ratio, as the data's header. */
+   * file; its bytes count as header in the ratio, as the data's header.
+   * The last member's summary is taken only when it tells the length that
+   * was just decompressed, from every member: the chain is not walked
+   * (the decompression read it all, and works from a pipe, where the
+   * chain's start is gone), but an index that is not of this whole data
+   * (cat a.gz b.gz of two -i files: b's) is not believed, and the listing
+   * is gzip's, of the last member. */
   {
     guint32 crc;
+    guint64 total, bytes;
 
-    if (index_summary (tail, tail_len, size, &crc, &uncompressed, &index_bytes))
-      put_le32 (trailer, crc);
+    if (index_summary (tail, tail_len, size, &crc, &total, &bytes) && total == decompressed)
+      {
+        put_le32 (trailer, crc);
+        uncompressed = total;
+        index_bytes = bytes;
+      }
   }
   if (path != NULL)
     close (fd);
@@ -3031,6 +3214,18 @@ run (int argc, char *argv[])
   if (opt_blocksize_kib < 32 || opt_blocksize_kib > 512 * 1024)
     {
       warn (_ ("-b needs a block size from 32 to 524288 KiB"));
+      return EXIT_ERROR;
+    }
+  if (opt_deflate != NULL && !g_str_equal (opt_deflate, "zlib") &&
+      !g_str_equal (opt_deflate, "libdeflate"))
+    {
+      warn (_ ("--deflate needs zlib or libdeflate"));
+      return EXIT_ERROR;
+    }
+  use_libdeflate = opt_deflate != NULL && g_str_equal (opt_deflate, "libdeflate");
+  if (use_libdeflate && opt_redis != NULL)
+    {
+      warn (_ ("--deflate=libdeflate cannot be used with --redis: its workers deflate with zlib"));
       return EXIT_ERROR;
     }
   if (opt_quiet)
