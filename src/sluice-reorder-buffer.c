@@ -18,8 +18,6 @@
 
 #include "sluice-reorder-buffer-private.h"
 
-/* Items the consumer takes per visit to the ring. */
-#define BATCH_MAX 64
 /* Polls of the awaited slot before the consumer goes to sleep: a wake-up
  * costs ~5 µs on the machines this was tuned on, but a consumer spinning
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
@@ -61,89 +59,6 @@
  * one): 11 -> 7 context switches per 1000 items of 2 us, small work 1.013 ->
  * 1.023 of oneTBB (means of 10 alternating processes each). */
 #define WAKE_RUN_MAX 1024
-/* How far ahead a reservation fetches the slot it will write. */
-#define PREFETCH_AHEAD 8
-
-enum
-{
-  FLAG_ENDED = 1 << 0,
-  FLAG_ABORTED = 1 << 1,
-  FLAG_PAUSED = 1 << 2,
-};
-
-struct _SluiceReorderBuffer
-{
-  guint window;
-  guint low_water;
-  guint capacity;
-  guint mask;
-  guint lap_shift;    /* log2 (capacity): a sequence number's lap of the ring */
-  gboolean high_tags; /* slot handles carry lap bits in the pointer's top 16 bits */
-  guint tag_mask;     /* the lap bits slot handles and slot states carry */
-  SluiceSlot *ring;
-  GDestroyNotify item_free_func;
-  GCancellable *cancellable;
-
-  SluiceReorderRoomFunc room_func;
-  SluiceReorderFailedFunc failed_func;
-  SluiceReorderSettledFunc settled_func;
-  gpointer callback_data;
-  GDestroyNotify callback_data_destroy;
-
-  /* Not on the first line: completers read the ring's geometry there for
-   * every slot handle, and a waited-for completion takes a reference. */
-  int ref_count;
-  GMutex lock;
-  GCond cond;
-
-  /* Under the lock. */
-  GQueue overflow;
-  GError *abort_error;
-  gboolean settled_by_abort;
-
-  /* The reservers', on a cache line of their own: under the reservation
-   * lock (read atomically elsewhere where marked). */
-  G_GNUC_UNUSED char pad0[64];
-  int reserve_lock;    /* atomic: a spin lock, held for a few instructions */
-  int gate_open;       /* whether try_reserve() may reserve at all */
-  guint64 next_seq;    /* atomic reads */
-  guint64 accepted;    /* atomic reads */
-  guint64 handed_seen; /* the reservers' last look at `handed`: a lower bound */
-
-  /* Read by everybody, written rarely. */
-  G_GNUC_UNUSED char pad1[64];
-  int flags;             /* atomic */
-  int want_room;         /* atomic */
-  int room_level;        /* atomic: live items at or below which the room function is called */
-  int consumer_sleeping; /* atomic; set under both locks, cleared under the lock */
-  int abandoned;         /* atomic: abandoned slots not yet completed, + 1 during a walk */
-  int skip_failed;
-  int wake_latency_us;       /* atomic; 0: wake for the head item at once */
-  guint64 consumer_wait_seq; /* atomic; set with consumer_sleeping */
-  guint64 end_seq;           /* atomic reads, valid with FLAG_ENDED */
-
-  /* The consumer's own, on a cache line of their own. */
-  G_GNUC_UNUSED char pad2[64];
-  guint64 head;   /* next sequence number to take from the ring; atomic reads */
-  guint64 handed; /* items handed out; atomic reads */
-  gpointer batch[BATCH_MAX];
-  guint batch_len;
-  guint batch_pos;
-  gboolean refilling; /* the room function said the owner refills the window */
-  gboolean finished;
-  gboolean finished_by_end;
-  SluiceReorderStats stats;
-  guint64 n_failed;  /* failed items the consumer reached; atomic reads */
-  guint64 n_skipped; /* of which skipped; atomic reads */
-  gint64 wait_since; /* when the consumer began to wait for the head, or 0; atomic reads */
-  guint spin_avg_us; /* moving average of recent waits with few in flight (adaptive_spin ()) */
-  guint spin_skip;   /* such waits left that do not spin: the back-off after failed spins */
-  guint spin_fails;  /* spins in a row that ended in a sleep */
-  GPtrArray *list;   /* lists mode: the list being handed out, from list_pos */
-  guint list_pos;
-
-  gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
-};
 
 static inline guint64
 load64 (const guint64 *p)
@@ -171,15 +86,9 @@ stat_inc (guint64 *counter)
   __atomic_store_n (counter, __atomic_load_n (counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
-/* The reservation lock: it guards the sequence counters, and the rare
- * changes that must not interleave with a reservation (the end, an abort, a
- * consumer about to sleep on a slot not yet reserved). It is held for a few
- * instructions and never while calling out or blocking, so a reservation
- * costs one atomic instruction where a mutex costs two plus two calls: the
- * owner's produce calls are the one per-item path that must lock at all.
- * Lock order: rb->lock, then the reservation lock. */
-static G_GNUC_NO_INLINE void
-reserve_lock_contended (SluiceReorderBuffer *rb)
+/* The reservation lock's waiting loop (the header has the lock). */
+G_GNUC_NO_INLINE void
+sluice_reorder_buffer_reserve_lock_contended (SluiceReorderBuffer *rb)
 {
   guint spins = 0;
 
@@ -195,21 +104,6 @@ reserve_lock_contended (SluiceReorderBuffer *rb)
         }
     }
   while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0);
-}
-
-/* The uncontended case inline and alone: the waiting loop's registers
- * would make every reservation save and restore four (issue 19). */
-static inline void
-reserve_lock (SluiceReorderBuffer *rb)
-{
-  if (G_UNLIKELY (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0))
-    reserve_lock_contended (rb);
-}
-
-static inline void
-reserve_unlock (SluiceReorderBuffer *rb)
-{
-  __atomic_store_n (&rb->reserve_lock, 0, __ATOMIC_RELEASE);
 }
 
 SluiceReorderBuffer *
@@ -431,25 +325,13 @@ sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb)
   return accepted > handed ? accepted - handed : 0;
 }
 
-/* With the reservation lock held: whether @n more reservations fit. */
-static inline gboolean
-fits_reserving (SluiceReorderBuffer *rb, guint n)
-{
-  /* The consumer's counter is read only when the last look says the window
-   * is full: its cache line does not bounce on every reservation. */
-  if (rb->accepted + n - rb->handed_seen <= rb->window)
-    return TRUE;
-  rb->handed_seen = __atomic_load_n (&rb->handed, __ATOMIC_ACQUIRE);
-  return rb->accepted + n - rb->handed_seen <= rb->window;
-}
-
 gboolean
 sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_wait)
 {
   gboolean room;
 
-  reserve_lock (rb);
-  room = fits_reserving (rb, 1);
+  sluice_reorder_buffer_reserve_lock (rb);
+  room = sluice_reorder_buffer_fits_reserving (rb, 1);
   if (!room)
     {
       /* Ask the consumer to call back at low water (or at the first free
@@ -465,7 +347,7 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
       rb->handed_seen = load64 (&rb->handed);
       room = rb->accepted - rb->handed_seen < rb->window;
     }
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 
   return room;
 }
@@ -473,54 +355,18 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
 void
 sluice_reorder_buffer_want_room_locked (SluiceReorderBuffer *rb)
 {
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   if (!g_atomic_int_get (&rb->want_room) ||
       g_atomic_int_get (&rb->room_level) < (int) rb->low_water)
     g_atomic_int_set (&rb->room_level, (int) rb->low_water);
   g_atomic_int_set (&rb->want_room, 1);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 }
 
 gboolean
 sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb)
 {
-  return (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED)) != 0;
-}
-
-/* With the reservation lock held, and room for it. */
-static inline SluiceSlot *
-reserve_reserving (SluiceReorderBuffer *rb)
-{
-  guint64 seq = rb->next_seq;
-  SluiceSlot *slot = &rb->ring[seq & rb->mask];
-  SluiceSlot *ahead = &rb->ring[(seq + PREFETCH_AHEAD) & rb->mask];
-  gboolean waited;
-
-  /* The window keeps reservations within the ring: seq < handed + window
-   * <= head + capacity, so the consumer has freed this slot. */
-  g_assert (SLUICE_SLOT_KIND (g_atomic_int_get (&slot->state)) == SLUICE_SLOT_FREE);
-
-  /* The consumer freed the slots ahead in its own cache: ask for them now,
-   * for writing, so that the atomic instruction of a later reservation
-   * (which waits for every earlier store) does not wait for that miss. */
-  __builtin_prefetch (ahead, 1);
-
-  __atomic_store_n (&slot->seq, seq, __ATOMIC_RELAXED); /* read by stale handles */
-  slot->item = NULL;
-  publish64 (&rb->next_seq, seq + 1);
-  publish64 (&rb->accepted, rb->accepted + 1);
-
-  /* A consumer asleep waiting for this very number wants to hear of it: it
-   * registers under the reservation lock we hold before it looks at the
-   * slot a last time, so a release store is enough. */
-  waited = g_atomic_int_get (&rb->consumer_sleeping) &&
-           __atomic_load_n (&rb->consumer_wait_seq, __ATOMIC_RELAXED) == seq;
-  __atomic_store_n (&slot->state,
-                    (int) (((seq >> rb->lap_shift) & rb->tag_mask) << SLUICE_SLOT_KIND_BITS) |
-                        (waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING),
-                    __ATOMIC_RELEASE);
-
-  return slot;
+  return (g_atomic_int_get (&rb->flags) & (SLUICE_RB_ENDED | SLUICE_RB_ABORTED)) != 0;
 }
 
 SluiceSlot *
@@ -528,25 +374,9 @@ sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
 {
   SluiceSlot *slot;
 
-  reserve_lock (rb);
-  slot = reserve_reserving (rb);
-  reserve_unlock (rb);
-
-  return slot;
-}
-
-SluiceSlot *
-sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
-{
-  SluiceSlot *slot = NULL;
-
-  reserve_lock (rb);
-  /* Room for this one and one more: the reservation that fills the window
-   * is left to the locked path, which also marks the producer not ready. */
-  if (G_LIKELY (rb->gate_open && fits_reserving (rb, 2) &&
-                !(g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))))
-    slot = reserve_reserving (rb);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
+  slot = sluice_reorder_buffer_reserve_reserving (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 
   return slot;
 }
@@ -563,9 +393,9 @@ sluice_reorder_buffer_get_reserved_slot (SluiceReorderBuffer *rb, guint64 seq)
 void
 sluice_reorder_buffer_set_gate_locked (SluiceReorderBuffer *rb, gboolean open)
 {
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   rb->gate_open = open;
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 }
 
 /* With both locks held. */
@@ -594,22 +424,22 @@ drain_overflow_locked (SluiceReorderBuffer *rb)
 {
   if (g_queue_is_empty (&rb->overflow))
     return;
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   while (!g_queue_is_empty (&rb->overflow) && ring_has_space_reserving (rb))
     push_into_ring_reserving (rb, g_queue_pop_head (&rb->overflow));
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 }
 
 void
 sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item)
 {
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   if (g_queue_is_empty (&rb->overflow) && ring_has_space_reserving (rb))
     push_into_ring_reserving (rb, item);
   else
     g_queue_push_tail (&rb->overflow, item);
   store64 (&rb->accepted, rb->accepted + 1);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 
   if (g_atomic_int_get (&rb->consumer_sleeping))
     g_cond_signal (&rb->cond);
@@ -785,14 +615,14 @@ wake_consumer_locked (SluiceReorderBuffer *rb)
 gboolean
 sluice_reorder_buffer_end_locked (SluiceReorderBuffer *rb)
 {
-  if (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))
+  if (g_atomic_int_get (&rb->flags) & (SLUICE_RB_ENDED | SLUICE_RB_ABORTED))
     return FALSE;
 
   /* No reservation may slip in between: the end is the last number. */
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   store64 (&rb->end_seq, rb->next_seq + rb->overflow.length);
-  g_atomic_int_or (&rb->flags, FLAG_ENDED);
-  reserve_unlock (rb);
+  g_atomic_int_or (&rb->flags, SLUICE_RB_ENDED);
+  sluice_reorder_buffer_reserve_unlock (rb);
   wake_consumer_locked (rb);
   return TRUE;
 }
@@ -816,7 +646,7 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
   GQueue overflow = G_QUEUE_INIT;
 
   g_mutex_lock (&rb->lock);
-  if (g_atomic_int_get (&rb->flags) & FLAG_ABORTED)
+  if (g_atomic_int_get (&rb->flags) & SLUICE_RB_ABORTED)
     {
       g_mutex_unlock (&rb->lock);
       return FALSE;
@@ -826,9 +656,9 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
   /* The bias keeps the count above zero until the walk is over. */
   g_atomic_int_set (&rb->abandoned, 1);
   /* After this no reservation can happen: the walk below sees every one. */
-  reserve_lock (rb);
-  g_atomic_int_or (&rb->flags, FLAG_ABORTED);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
+  g_atomic_int_or (&rb->flags, SLUICE_RB_ABORTED);
+  sluice_reorder_buffer_reserve_unlock (rb);
   overflow = rb->overflow;
   g_queue_init (&rb->overflow);
   wake_consumer_locked (rb);
@@ -891,13 +721,13 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
 gboolean
 sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb)
 {
-  return (g_atomic_int_get (&rb->flags) & FLAG_ABORTED) != 0;
+  return (g_atomic_int_get (&rb->flags) & SLUICE_RB_ABORTED) != 0;
 }
 
 const GError *
 sluice_reorder_buffer_get_abort_error (SluiceReorderBuffer *rb)
 {
-  /* Written once under the lock before FLAG_ABORTED is raised. */
+  /* Written once under the lock before SLUICE_RB_ABORTED is raised. */
   if (!sluice_reorder_buffer_is_aborted (rb))
     return NULL;
   return rb->abort_error;
@@ -920,9 +750,9 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 {
   g_mutex_lock (&rb->lock);
   if (paused)
-    g_atomic_int_or (&rb->flags, FLAG_PAUSED);
+    g_atomic_int_or (&rb->flags, SLUICE_RB_PAUSED);
   else
-    g_atomic_int_and (&rb->flags, ~FLAG_PAUSED);
+    g_atomic_int_and (&rb->flags, ~SLUICE_RB_PAUSED);
   wake_consumer_locked (rb);
   g_mutex_unlock (&rb->lock);
 }
@@ -971,7 +801,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
   guint n = 0;
 
   rb->batch_pos = 0;
-  while (n < BATCH_MAX)
+  while (n < SLUICE_RB_BATCH_MAX)
     {
       SluiceSlot *slot = &rb->ring[head & rb->mask];
       int state = g_atomic_int_get (&slot->state);
@@ -1214,13 +1044,14 @@ wait_for_head (SluiceReorderBuffer *rb)
         int state;
 
         flags = g_atomic_int_get (&rb->flags);
-        if ((flags & (FLAG_ABORTED | FLAG_PAUSED)) || ((flags & FLAG_ENDED) && seq == rb->end_seq))
+        if ((flags & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED)) ||
+            ((flags & SLUICE_RB_ENDED) && seq == rb->end_seq))
           {
             retarget_to_head_locked (rb, target, seq);
             break;
           }
         /* Ended before the owner reserved the awaited number. */
-        if ((flags & FLAG_ENDED) && target >= rb->end_seq)
+        if ((flags & SLUICE_RB_ENDED) && target >= rb->end_seq)
           target = retarget_to_head_locked (rb, target, seq);
 
         /* The standalone queue's overflow moves in once the ring drained. */
@@ -1255,11 +1086,11 @@ wait_for_head (SluiceReorderBuffer *rb)
              * is refilling): reservations happen without our lock, so
              * register under theirs and look again; the reservation then
              * marks the slot for us. */
-            reserve_lock (rb);
+            sluice_reorder_buffer_reserve_lock (rb);
             __atomic_store_n (&rb->consumer_wait_seq, target, __ATOMIC_RELAXED);
             g_atomic_int_set (&rb->consumer_sleeping, TRUE);
             state = g_atomic_int_get (&awaited->state);
-            reserve_unlock (rb);
+            sluice_reorder_buffer_reserve_unlock (rb);
             if (SLUICE_SLOT_KIND (state) != SLUICE_SLOT_FREE)
               {
                 g_atomic_int_set (&rb->consumer_sleeping, FALSE);
@@ -1291,7 +1122,8 @@ static void
 wait_while_paused (SluiceReorderBuffer *rb)
 {
   g_mutex_lock (&rb->lock);
-  while ((g_atomic_int_get (&rb->flags) & (FLAG_PAUSED | FLAG_ABORTED)) == FLAG_PAUSED)
+  while ((g_atomic_int_get (&rb->flags) & (SLUICE_RB_PAUSED | SLUICE_RB_ABORTED)) ==
+         SLUICE_RB_PAUSED)
     {
       __atomic_store_n (&rb->consumer_wait_seq, G_MAXUINT64, __ATOMIC_RELAXED);
       g_atomic_int_set (&rb->consumer_sleeping, TRUE);
@@ -1329,9 +1161,9 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
       int flags = g_atomic_int_get (&rb->flags);
       g_autoptr (GError) local_error = NULL;
 
-      if (G_UNLIKELY (flags & (FLAG_ABORTED | FLAG_PAUSED)))
+      if (G_UNLIKELY (flags & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED)))
         {
-          if (flags & FLAG_ABORTED)
+          if (flags & SLUICE_RB_ABORTED)
             return finish (rb, FALSE, error);
           wait_while_paused (rb);
           continue;
@@ -1375,7 +1207,7 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
           return finish (rb, FALSE, error);
         }
 
-      if ((flags & FLAG_ENDED) && rb->head == load64 (&rb->end_seq))
+      if ((flags & SLUICE_RB_ENDED) && rb->head == load64 (&rb->end_seq))
         {
           /* Re-check under the lock: the end was set there. */
           return finish (rb, TRUE, error);
@@ -1391,7 +1223,7 @@ sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
   /* The common case, in a small frame: an item of the batch to hand out,
    * single items, no pause or abort (next_slow () does the same then). */
   if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
-                !(g_atomic_int_get (&rb->flags) & (FLAG_ABORTED | FLAG_PAUSED))))
+                !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED))))
     {
       *out_item = rb->batch[rb->batch_pos++];
       publish64 (&rb->handed, rb->handed + 1);
@@ -1435,7 +1267,7 @@ sluice_reorder_buffer_get_progress (SluiceReorderBuffer *rb, SluiceReorderProgre
   progress->accepted = load64 (&rb->accepted);
   progress->head = load64 (&rb->head);
   progress->wait_since = __atomic_load_n (&rb->wait_since, __ATOMIC_RELAXED);
-  progress->paused = (g_atomic_int_get (&rb->flags) & FLAG_PAUSED) != 0;
+  progress->paused = (g_atomic_int_get (&rb->flags) & SLUICE_RB_PAUSED) != 0;
 }
 
 gboolean
