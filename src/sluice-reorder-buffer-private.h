@@ -408,13 +408,11 @@ struct _SluiceReorderBuffer
   gboolean finished;
   gboolean finished_by_end;
   SluiceReorderStats stats;
-  guint64 n_failed;  /* failed items the consumer reached; atomic reads */
-  guint64 n_skipped; /* of which skipped; atomic reads */
-  gint64 wait_since; /* when the consumer began to wait for the head, or 0; atomic reads */
-  guint spin_avg_us; /* moving average of recent waits with few in flight (adaptive_spin ()) */
-  guint spin_skip;   /* such waits left that do not spin: the back-off after failed spins */
-  guint spin_fails;  /* spins in a row that ended in a sleep */
-  GPtrArray *list;   /* lists mode: the list being handed out, from list_pos */
+  guint64 n_failed;         /* failed items the consumer reached; atomic reads */
+  guint64 n_skipped;        /* of which skipped; atomic reads */
+  gint64 wait_since;        /* when the consumer began to wait for the head, or 0; atomic reads */
+  SluiceSpinRule spin_rule; /* waits with few in flight (adaptive_spin ()) */
+  GPtrArray *list;          /* lists mode: the list being handed out, from list_pos */
   guint list_pos;
 
   gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */

@@ -24,17 +24,8 @@
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
 /* The adaptive spin of a consumer with few items in flight (below
- * WAKE_RUN_MIN_IN_FLIGHT), after the polls above; the rule is in
- * adaptive_spin () and doc/performance.md. A spin never lasts longer than
- * SPIN_LIMIT_US: a futex wake-up costs 5-10 µs on the VMs this was measured
- * on, and waits much longer than that are better slept through. */
-#define SPIN_LIMIT_US 50
-/* A wait recorded counts at most this much, so that one long idle spell is
- * forgotten after a few short waits. */
-#define SPIN_WAIT_CLAMP_US 1000
-/* After n failed spins in a row the next 2^(n-1) - 1 eligible waits do not
- * spin (n - 1 at most this). */
-#define SPIN_BACKOFF_MAX 10
+ * WAKE_RUN_MIN_IN_FLIGHT), after the polls above: SluiceSpinRule
+ * (sluice-private.h) and adaptive_spin (). */
 /* Waking once per run of items (below) pays only when there are enough of
  * them in flight to make a run: with fewer the consumer wakes per item,
  * which keeps the latency of a lightly loaded stream at that of a plain
@@ -140,7 +131,7 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
   rb->wake_latency_us = SLUICE_WAKE_LATENCY_DEFAULT_US;
-  rb->spin_avg_us = SPIN_LIMIT_US;
+  sluice_spin_rule_init (&rb->spin_rule);
   rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
   g_mutex_init (&rb->lock);
   g_cond_init (&rb->cond);
@@ -900,16 +891,6 @@ retarget_to_head_locked (SluiceReorderBuffer *rb, guint64 target, guint64 seq)
   return seq;
 }
 
-/* A wait of @wait_us with few in flight ended: the moving average (a
- * quarter weight for the newest) that decides whether the next one spins. */
-static inline void
-note_short_wait (SluiceReorderBuffer *rb, gint64 wait_us)
-{
-  guint w = (guint) CLAMP (wait_us, 0, SPIN_WAIT_CLAMP_US);
-
-  rb->spin_avg_us = rb->spin_avg_us - rb->spin_avg_us / 4 + w / 4;
-}
-
 /* The adaptive spin: with few items in flight every item the consumer
  * sleeps for costs a futex wake-up (5-10 µs on a VM, more than the item's
  * whole delivery otherwise), and the wake-up batching of wait_for_head ()
@@ -918,32 +899,25 @@ note_short_wait (SluiceReorderBuffer *rb, gint64 wait_us)
  *
  * - only while the moving average of its recent waits (each measured from
  *   the start of the wait to the head's completion, sleeps included) is at
- *   most SPIN_LIMIT_US, and for at most twice that average plus 2 µs,
- *   never longer than SPIN_LIMIT_US;
+ *   most SLUICE_SPIN_LIMIT_US, and for at most twice that average plus 2 µs,
+ *   never longer than SLUICE_SPIN_LIMIT_US;
  * - a spin that ends without the item (the wait was longer, or the thread
  *   lost its core: the machine is oversubscribed) sleeps as before; after
  *   two such spins in a row the next 1, 3, 7 ... 1023 eligible waits do not
  *   spin at all; a spin that succeeds ends the back-off.
  *
- * An idle consumer therefore spins at most once for SPIN_LIMIT_US and then
+ * An idle consumer therefore spins at most once for SLUICE_SPIN_LIMIT_US and then
  * sleeps: its long waits raise the average above the limit. Returns whether
  * the head is complete (or a flag changed) within the spin; @start is when
  * the wait began. */
 static gboolean
 adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
 {
-  gint64 end;
+  gint64 end = sluice_spin_rule_deadline (&rb->spin_rule, start);
   gint64 now;
 
-  if (rb->spin_skip > 0)
-    {
-      rb->spin_skip--;
-      return FALSE;
-    }
-  if (rb->spin_avg_us > SPIN_LIMIT_US)
+  if (end == 0)
     return FALSE;
-
-  end = start + MIN (SPIN_LIMIT_US, 2 * rb->spin_avg_us + 2);
   do
     {
       /* The clock once every 16 polls: a poll is a load and a pause. */
@@ -951,8 +925,8 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
         {
           if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
             {
-              note_short_wait (rb, g_get_monotonic_time () - start);
-              rb->spin_fails = 0;
+              sluice_spin_rule_note_wait (&rb->spin_rule, g_get_monotonic_time () - start);
+              sluice_spin_rule_succeeded (&rb->spin_rule);
               stat_inc (&rb->stats.spins);
               return TRUE;
             }
@@ -962,8 +936,7 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
     }
   while (now < end);
 
-  rb->spin_fails = MIN (rb->spin_fails + 1, SPIN_BACKOFF_MAX + 1);
-  rb->spin_skip = (1u << (rb->spin_fails - 1)) - 1;
+  sluice_spin_rule_failed (&rb->spin_rule);
   return FALSE;
 }
 
@@ -1115,7 +1088,7 @@ wait_for_head (SluiceReorderBuffer *rb)
   }
   g_mutex_unlock (&rb->lock);
   if (few)
-    note_short_wait (rb, g_get_monotonic_time () - start);
+    sluice_spin_rule_note_wait (&rb->spin_rule, g_get_monotonic_time () - start);
 }
 
 static void
