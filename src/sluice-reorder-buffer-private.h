@@ -91,6 +91,12 @@ void sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
                                           gpointer data,
                                           GDestroyNotify data_destroy);
 
+/* Before any reservation: *@flag (atomic) becomes 1 whenever a room
+ * request is made (has_room_locked () without room, want_room_locked ());
+ * only its owner clears it. It must live as long as the buffer (the
+ * producer's room source, held by the callback data). */
+void sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag);
+
 /* The data given to set_callbacks(). */
 gpointer sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb);
 guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
@@ -362,6 +368,7 @@ struct _SluiceReorderBuffer
   SluiceReorderRoomFunc room_func;
   SluiceReorderFailedFunc failed_func;
   SluiceReorderSettledFunc settled_func;
+  int *room_wanted; /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
   gpointer callback_data;
   GDestroyNotify callback_data_destroy;
 

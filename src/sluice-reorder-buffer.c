@@ -247,6 +247,20 @@ sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
   rb->callback_data_destroy = data_destroy;
 }
 
+void
+sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag)
+{
+  rb->room_wanted = flag;
+}
+
+/* With the reservation lock held: a room request was made. */
+static inline void
+raise_room_wanted (SluiceReorderBuffer *rb)
+{
+  if (rb->room_wanted != NULL)
+    g_atomic_int_set (rb->room_wanted, 1);
+}
+
 gpointer
 sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb)
 {
@@ -335,6 +349,7 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
        * hysteresis. */
       g_atomic_int_set (&rb->room_level, calls_wait ? (int) rb->window - 1 : (int) rb->low_water);
       g_atomic_int_set (&rb->want_room, 1);
+      raise_room_wanted (rb);
       rb->handed_seen = load64 (&rb->handed);
       room = rb->accepted - rb->handed_seen < rb->window;
     }
@@ -351,6 +366,7 @@ sluice_reorder_buffer_want_room_locked (SluiceReorderBuffer *rb)
       g_atomic_int_get (&rb->room_level) < (int) rb->low_water)
     g_atomic_int_set (&rb->room_level, (int) rb->low_water);
   g_atomic_int_set (&rb->want_room, 1);
+  raise_room_wanted (rb);
   sluice_reorder_buffer_reserve_unlock (rb);
 }
 
