@@ -298,11 +298,8 @@ void sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 
 /* --- the consumer side: one thread at a time --- */
 gboolean sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error);
-/* next()'s common case alone: hands out an item the consumer took into its
- * batch already, if there is one and nothing else is going on (no pause, no
- * abort, single items). Returns FALSE otherwise, having done nothing: then
- * call next(). */
-gboolean sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item);
+/* sluice_reorder_buffer_next_batched (): next()'s common case, inline at
+ * the end of this file. */
 /* The consumer is done: frees what it holds. */
 void sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb);
 /* What the consumer's waits cost: for tests and tuning. */
@@ -515,6 +512,37 @@ sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
   sluice_reorder_buffer_reserve_unlock (rb);
 
   return slot;
+}
+
+void sluice_reorder_buffer_answer_room (SluiceReorderBuffer *rb);
+
+/* Consumer thread, after `handed` grew: answers a room request of the
+ * owner (answer_room () in sluice-reorder-buffer.c) if there is one. */
+static inline void
+sluice_reorder_buffer_check_room (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
+    sluice_reorder_buffer_answer_room (rb);
+}
+
+/* next()'s common case alone, inline in the consumerator's next(): hands
+ * out an item the consumer took into its batch already, if there is one
+ * and nothing else is going on (no pause, no abort, single items). Returns
+ * FALSE otherwise, having done nothing: then call next(). */
+static inline gboolean
+sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
+{
+  /* The common case, in a small frame: an item of the batch to hand out,
+   * single items, no pause or abort (next_slow () does the same then). */
+  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
+                !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED))))
+    {
+      *out_item = rb->batch[rb->batch_pos++];
+      __atomic_store_n (&rb->handed, rb->handed + 1, __ATOMIC_RELEASE);
+      sluice_reorder_buffer_check_room (rb);
+      return TRUE;
+    }
+  return FALSE;
 }
 
 G_END_DECLS

@@ -770,8 +770,8 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
  * asked for (low water, or the first free place when produce calls wait for
  * room). The request is read without a fence here; wait_for_head() fences
  * before it looks again and sleeps. */
-static G_GNUC_NO_INLINE void
-answer_room (SluiceReorderBuffer *rb)
+G_GNUC_NO_INLINE void
+sluice_reorder_buffer_answer_room (SluiceReorderBuffer *rb)
 {
   guint64 live = load64 (&rb->accepted) - rb->handed;
 
@@ -779,13 +779,6 @@ answer_room (SluiceReorderBuffer *rb)
       g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL &&
       rb->room_func (rb->callback_data) && live <= rb->low_water)
     rb->refilling = TRUE; /* a refill of a quarter window at least: size the run by it */
-}
-
-static inline void
-check_room (SluiceReorderBuffer *rb)
-{
-  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
-    answer_room (rb);
 }
 
 static void
@@ -854,7 +847,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
             rb->failed_func (seq, slot_error, rb->callback_data);
           else
             g_error_free (slot_error);
-          check_room (rb);
+          sluice_reorder_buffer_check_room (rb);
         }
       else
         break;
@@ -969,7 +962,7 @@ wait_for_head (SluiceReorderBuffer *rb)
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
    * room request that may have come while we handed items out. */
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
-  check_room (rb);
+  sluice_reorder_buffer_check_room (rb);
   /* Only for the sleep right after the room was given, if any. */
   refilling = rb->refilling;
   rb->refilling = FALSE;
@@ -1175,7 +1168,7 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
           /* The window counts slots: a list leaves it when it is taken,
            * before its items are handed out. */
           publish64 (&rb->handed, rb->handed + 1);
-          check_room (rb);
+          sluice_reorder_buffer_check_room (rb);
           if (rb->lists)
             {
               rb->list = item;
@@ -1204,22 +1197,6 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
 
       wait_for_head (rb);
     }
-}
-
-gboolean
-sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
-{
-  /* The common case, in a small frame: an item of the batch to hand out,
-   * single items, no pause or abort (next_slow () does the same then). */
-  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
-                !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED))))
-    {
-      *out_item = rb->batch[rb->batch_pos++];
-      publish64 (&rb->handed, rb->handed + 1);
-      check_room (rb);
-      return TRUE;
-    }
-  return FALSE;
 }
 
 gboolean
