@@ -426,7 +426,7 @@ typedef struct
   int raised;         /* atomic */
   int owner_spinning; /* atomic: the owner polls `raised`, no wake-up needed */
   int room_wanted;    /* atomic: set by the buffer with its room request, cleared here */
-  gboolean few;       /* a window below OWNER_SPIN_MAX_WINDOW: the owner may spin */
+  gboolean few;       /* a window of OWNER_SPIN_MAX_WINDOW at most: the owner may spin */
   /* The owner's (the thread that iterates the context). */
   SluiceSpinRule spin_rule;
   gint64 wait_start;  /* when the owner began to wait for room, or 0 */
@@ -435,13 +435,16 @@ typedef struct
   guint64 spin_fails; /* atomic reads: spins that ended in a sleep */
 } RoomSource;
 
-/* The owner spins for room (below) only with a window this small: there a
- * refill is one item, each costs the owner a wake-up, and the consumer's
- * own for the room sat between an item's completion and its delivery
- * (bench/run latency_p50_1_us). With larger windows a refill is a quarter
- * of the window: rarer, and a spinning owner would take a core the workers
- * and the consumer use. */
-#define OWNER_SPIN_MAX_WINDOW 8
+/* The owner spins for room (below) only with a window this small: one item
+ * in flight, where each item costs the owner a wake-up and the consumer's
+ * wake-up of the owner sat between an item's completion and its delivery
+ * (bench/run latency_p50_1_us). With 4 in flight on 2 cores a spinning
+ * owner takes a core from 4 workers and the consumer: at load 19 the p99
+ * latency with 4 in flight came out worse in 2 of 3 alternations (noise,
+ * but a risk to a goal that is met), so it stays off there until a quiet
+ * run says otherwise. With larger windows a refill is a quarter of the
+ * window: rarer, and the workers need the cores. */
+#define OWNER_SPIN_MAX_WINDOW 1
 
 /* The owner's adaptive spin for room, from the room source's prepare ()
  * (the owner context is about to poll, and may sleep): with a small window
@@ -2383,7 +2386,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
 
     self->room_source = g_source_new (&room_source_funcs, sizeof (RoomSource));
     rs = (RoomSource *) self->room_source;
-    rs->few = self->window < OWNER_SPIN_MAX_WINDOW;
+    rs->few = self->window <= OWNER_SPIN_MAX_WINDOW;
     sluice_spin_rule_init (&rs->spin_rule);
     g_source_set_priority (self->room_source, G_PRIORITY_DEFAULT);
     g_source_set_callback (self->room_source, on_room_source, room_link, link_free);
@@ -3105,7 +3108,7 @@ sluice_ordered_item_producer_wait_ready_finish (SluiceOrderedItemProducer *self,
  *   and how often a short spin got it without a sleep (with few items in
  *   flight, see the performance notes).
  * - `owner-spins`, `owner-spin-fails` (`t`): how often the owner context,
- *   waiting for room with a window below 8, got it by a short spin without
+ *   waiting for room with a window of 1, got it by a short spin without
  *   a sleep, and how often such a spin ended in a sleep.
  *
  * The values are read one by one while the stream runs: related counts may
