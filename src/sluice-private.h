@@ -31,6 +31,76 @@ sluice_cpu_relax (void)
 #endif
 }
 
+/* The adaptive spin rule (doc/overview.md) of a thread that waits for
+ * another with few items in flight: the consumer for the head item
+ * (sluice-reorder-buffer.c) and the owner for room (the ordered item
+ * producer's room source). A futex or poll wake-up costs 5-10 µs on the
+ * VMs this was measured on, more than a short wait itself; a spin takes a
+ * core the workers may need. So a thread spins only while the moving
+ * average of its recent waits (the newest weighing a quarter, each counted
+ * up to SLUICE_SPIN_WAIT_CLAMP_US) is at most SLUICE_SPIN_LIMIT_US, and for
+ * at most twice that average plus 2 µs, never above the limit; after two
+ * failed spins in a row the next 1, 3, 7 ... 1023 eligible waits do not
+ * spin; a spin that succeeds ends the back-off. An idle waiter so spins at
+ * most once and then sleeps. One waiting thread owns each rule. */
+#define SLUICE_SPIN_LIMIT_US 50
+#define SLUICE_SPIN_WAIT_CLAMP_US 1000
+#define SLUICE_SPIN_BACKOFF_MAX 10
+
+typedef struct
+{
+  guint avg_us; /* moving average of recent waits */
+  guint skip;   /* eligible waits left that do not spin: the back-off */
+  guint fails;  /* spins in a row that ended without what they waited for */
+} SluiceSpinRule;
+
+static inline void
+sluice_spin_rule_init (SluiceSpinRule *rule)
+{
+  rule->avg_us = SLUICE_SPIN_LIMIT_US;
+  rule->skip = 0;
+  rule->fails = 0;
+}
+
+/* An eligible wait begins at @start (monotonic µs): until when to spin, or
+ * 0 for no spin this time. */
+static inline gint64
+sluice_spin_rule_deadline (SluiceSpinRule *rule, gint64 start)
+{
+  if (rule->skip > 0)
+    {
+      rule->skip--;
+      return 0;
+    }
+  if (rule->avg_us > SLUICE_SPIN_LIMIT_US)
+    return 0;
+  return start + MIN (SLUICE_SPIN_LIMIT_US, 2 * rule->avg_us + 2);
+}
+
+/* A wait of @wait_us ended, spun through or slept through. */
+static inline void
+sluice_spin_rule_note_wait (SluiceSpinRule *rule, gint64 wait_us)
+{
+  guint w = (guint) CLAMP (wait_us, 0, SLUICE_SPIN_WAIT_CLAMP_US);
+
+  rule->avg_us = rule->avg_us - rule->avg_us / 4 + w / 4;
+}
+
+/* A spin got what it waited for (note the wait too). */
+static inline void
+sluice_spin_rule_succeeded (SluiceSpinRule *rule)
+{
+  rule->fails = 0;
+}
+
+/* A spin reached its deadline: the thread sleeps now. */
+static inline void
+sluice_spin_rule_failed (SluiceSpinRule *rule)
+{
+  rule->fails = MIN (rule->fails + 1, SLUICE_SPIN_BACKOFF_MAX + 1);
+  rule->skip = (1u << (rule->fails - 1)) - 1;
+}
+
 /* Locks @mutex, trying a while before it sleeps. A GMutex that finds its
  * holder busy goes straight into the kernel, and so does its unlock then:
  * for critical sections of a few dozen instructions taken from three

@@ -91,6 +91,12 @@ void sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
                                           gpointer data,
                                           GDestroyNotify data_destroy);
 
+/* Before any reservation: *@flag (atomic) becomes 1 whenever a room
+ * request is made (has_room_locked () without room, want_room_locked ());
+ * only its owner clears it. It must live as long as the buffer (the
+ * producer's room source, held by the callback data). */
+void sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag);
+
 /* The data given to set_callbacks(). */
 gpointer sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb);
 guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
@@ -116,11 +122,8 @@ void sluice_reorder_buffer_unlock (SluiceReorderBuffer *rb);
 gboolean sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_wait);
 /* With the lock held, after has_room_locked said yes: the next slot. */
 SluiceSlot *sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb);
-/* Without the lock, from any thread: the next slot, if the gate is open,
- * the buffer neither ended nor aborted, and the window has room for it and
- * one more; otherwise NULL, and the caller takes the locked path. This is
- * the produce calls' fast path: one atomic instruction. */
-SluiceSlot *sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb);
+/* sluice_reorder_buffer_try_reserve (): the produce calls' fast path, inline
+ * at the end of this file. */
 /* Any thread: the slot reserved for @seq, which must have been reserved
  * and not completed yet. For an owner that completes its reserved slots in
  * an order of its own (the unordered pipeline: the n-th result to finish
@@ -295,11 +298,8 @@ void sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 
 /* --- the consumer side: one thread at a time --- */
 gboolean sluice_reorder_buffer_next (SluiceReorderBuffer *rb, gpointer *out_item, GError **error);
-/* next()'s common case alone: hands out an item the consumer took into its
- * batch already, if there is one and nothing else is going on (no pause, no
- * abort, single items). Returns FALSE otherwise, having done nothing: then
- * call next(). */
-gboolean sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item);
+/* sluice_reorder_buffer_next_batched (): next()'s common case, inline at
+ * the end of this file. */
 /* The consumer is done: frees what it holds. */
 void sluice_reorder_buffer_consumer_done (SluiceReorderBuffer *rb);
 /* What the consumer's waits cost: for tests and tuning. */
@@ -331,5 +331,218 @@ void sluice_reorder_buffer_get_progress (SluiceReorderBuffer *rb, SluiceReorderP
 
 /* Whether the consumer saw the end (or an error) through next(). */
 gboolean sluice_reorder_buffer_consumer_finished (SluiceReorderBuffer *rb);
+
+/* --- the buffer's layout, here so that the produce calls' fast path
+ * (try_reserve ()) is inline in them (issue 19): nothing outside
+ * sluice-reorder-buffer.c touches these fields. --- */
+
+/* Items the consumer takes per visit to the ring. */
+#define SLUICE_RB_BATCH_MAX 64
+
+/* How far ahead a reservation fetches the slot it will write. */
+#define SLUICE_RB_PREFETCH_AHEAD 8
+
+enum
+{
+  SLUICE_RB_ENDED = 1 << 0,
+  SLUICE_RB_ABORTED = 1 << 1,
+  SLUICE_RB_PAUSED = 1 << 2,
+};
+
+struct _SluiceReorderBuffer
+{
+  guint window;
+  guint low_water;
+  guint capacity;
+  guint mask;
+  guint lap_shift;    /* log2 (capacity): a sequence number's lap of the ring */
+  gboolean high_tags; /* slot handles carry lap bits in the pointer's top 16 bits */
+  guint tag_mask;     /* the lap bits slot handles and slot states carry */
+  SluiceSlot *ring;
+  GDestroyNotify item_free_func;
+  GCancellable *cancellable;
+
+  SluiceReorderRoomFunc room_func;
+  SluiceReorderFailedFunc failed_func;
+  SluiceReorderSettledFunc settled_func;
+  int *room_wanted; /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
+  gpointer callback_data;
+  GDestroyNotify callback_data_destroy;
+
+  /* Not on the first line: completers read the ring's geometry there for
+   * every slot handle, and a waited-for completion takes a reference. */
+  int ref_count;
+  GMutex lock;
+  GCond cond;
+
+  /* Under the lock. */
+  GQueue overflow;
+  GError *abort_error;
+  gboolean settled_by_abort;
+
+  /* The reservers', on a cache line of their own: under the reservation
+   * lock (read atomically elsewhere where marked). */
+  G_GNUC_UNUSED char pad0[64];
+  int reserve_lock;    /* atomic: a spin lock, held for a few instructions */
+  int gate_open;       /* whether try_reserve() may reserve at all */
+  guint64 next_seq;    /* atomic reads */
+  guint64 accepted;    /* atomic reads */
+  guint64 handed_seen; /* the reservers' last look at `handed`: a lower bound */
+
+  /* Read by everybody, written rarely. */
+  G_GNUC_UNUSED char pad1[64];
+  int flags;             /* atomic */
+  int want_room;         /* atomic */
+  int room_level;        /* atomic: live items at or below which the room function is called */
+  int consumer_sleeping; /* atomic; set under both locks, cleared under the lock */
+  int abandoned;         /* atomic: abandoned slots not yet completed, + 1 during a walk */
+  int skip_failed;
+  int wake_latency_us;       /* atomic; 0: wake for the head item at once */
+  guint64 consumer_wait_seq; /* atomic; set with consumer_sleeping */
+  guint64 end_seq;           /* atomic reads, valid with SLUICE_RB_ENDED */
+
+  /* The consumer's own, on a cache line of their own. */
+  G_GNUC_UNUSED char pad2[64];
+  guint64 head;   /* next sequence number to take from the ring; atomic reads */
+  guint64 handed; /* items handed out; atomic reads */
+  gpointer batch[SLUICE_RB_BATCH_MAX];
+  guint batch_len;
+  guint batch_pos;
+  gboolean refilling; /* the room function said the owner refills the window */
+  gboolean finished;
+  gboolean finished_by_end;
+  SluiceReorderStats stats;
+  guint64 n_failed;         /* failed items the consumer reached; atomic reads */
+  guint64 n_skipped;        /* of which skipped; atomic reads */
+  gint64 wait_since;        /* when the consumer began to wait for the head, or 0; atomic reads */
+  SluiceSpinRule spin_rule; /* waits with few in flight (adaptive_spin ()) */
+  GPtrArray *list;          /* lists mode: the list being handed out, from list_pos */
+  guint list_pos;
+
+  gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
+};
+
+void sluice_reorder_buffer_reserve_lock_contended (SluiceReorderBuffer *rb);
+
+/* The reservation lock: it guards the sequence counters, and the rare
+ * changes that must not interleave with a reservation (the end, an abort, a
+ * consumer about to sleep on a slot not yet reserved). It is held for a few
+ * instructions and never while calling out or blocking, so a reservation
+ * costs one atomic instruction where a mutex costs two plus two calls: the
+ * owner's produce calls are the one per-item path that must lock at all.
+ * Lock order: rb->lock, then the reservation lock. The uncontended case
+ * inline and alone: the waiting loop's registers would make every
+ * reservation save and restore four (issue 19). */
+static inline void
+sluice_reorder_buffer_reserve_lock (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0))
+    sluice_reorder_buffer_reserve_lock_contended (rb);
+}
+
+static inline void
+sluice_reorder_buffer_reserve_unlock (SluiceReorderBuffer *rb)
+{
+  __atomic_store_n (&rb->reserve_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* With the reservation lock held: whether @n more reservations fit. */
+static inline gboolean
+sluice_reorder_buffer_fits_reserving (SluiceReorderBuffer *rb, guint n)
+{
+  /* The consumer's counter is read only when the last look says the window
+   * is full: its cache line does not bounce on every reservation. */
+  if (rb->accepted + n - rb->handed_seen <= rb->window)
+    return TRUE;
+  rb->handed_seen = __atomic_load_n (&rb->handed, __ATOMIC_ACQUIRE);
+  return rb->accepted + n - rb->handed_seen <= rb->window;
+}
+
+/* With the reservation lock held, and room for it. */
+static inline SluiceSlot *
+sluice_reorder_buffer_reserve_reserving (SluiceReorderBuffer *rb)
+{
+  guint64 seq = rb->next_seq;
+  SluiceSlot *slot = &rb->ring[seq & rb->mask];
+  SluiceSlot *ahead = &rb->ring[(seq + SLUICE_RB_PREFETCH_AHEAD) & rb->mask];
+  gboolean waited;
+
+  /* The window keeps reservations within the ring: seq < handed + window
+   * <= head + capacity, so the consumer has freed this slot. */
+  g_assert (SLUICE_SLOT_KIND (g_atomic_int_get (&slot->state)) == SLUICE_SLOT_FREE);
+
+  /* The consumer freed the slots ahead in its own cache: ask for them now,
+   * for writing, so that the atomic instruction of a later reservation
+   * (which waits for every earlier store) does not wait for that miss. */
+  __builtin_prefetch (ahead, 1);
+
+  __atomic_store_n (&slot->seq, seq, __ATOMIC_RELAXED); /* read by stale handles */
+  slot->item = NULL;
+  __atomic_store_n (&rb->next_seq, seq + 1, __ATOMIC_RELEASE);
+  __atomic_store_n (&rb->accepted, rb->accepted + 1, __ATOMIC_RELEASE);
+
+  /* A consumer asleep waiting for this very number wants to hear of it: it
+   * registers under the reservation lock we hold before it looks at the
+   * slot a last time, so a release store is enough. */
+  waited = g_atomic_int_get (&rb->consumer_sleeping) &&
+           __atomic_load_n (&rb->consumer_wait_seq, __ATOMIC_RELAXED) == seq;
+  __atomic_store_n (&slot->state,
+                    (int) (((seq >> rb->lap_shift) & rb->tag_mask) << SLUICE_SLOT_KIND_BITS) |
+                        (waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING),
+                    __ATOMIC_RELEASE);
+
+  return slot;
+}
+
+/* Without the lock, from any thread: the next slot, if the gate is open,
+ * the buffer neither ended nor aborted, and the window has room for it and
+ * one more; otherwise NULL, and the caller takes the locked path. This is
+ * the produce calls' fast path: one atomic instruction. */
+static inline SluiceSlot *
+sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
+{
+  SluiceSlot *slot = NULL;
+
+  sluice_reorder_buffer_reserve_lock (rb);
+  /* Room for this one and one more: the reservation that fills the window
+   * is left to the locked path, which also marks the producer not ready. */
+  if (G_LIKELY (rb->gate_open && sluice_reorder_buffer_fits_reserving (rb, 2) &&
+                !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ENDED | SLUICE_RB_ABORTED))))
+    slot = sluice_reorder_buffer_reserve_reserving (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
+
+  return slot;
+}
+
+void sluice_reorder_buffer_answer_room (SluiceReorderBuffer *rb);
+
+/* Consumer thread, after `handed` grew: answers a room request of the
+ * owner (answer_room () in sluice-reorder-buffer.c) if there is one. */
+static inline void
+sluice_reorder_buffer_check_room (SluiceReorderBuffer *rb)
+{
+  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
+    sluice_reorder_buffer_answer_room (rb);
+}
+
+/* next()'s common case alone, inline in the consumerator's next(): hands
+ * out an item the consumer took into its batch already, if there is one
+ * and nothing else is going on (no pause, no abort, single items). Returns
+ * FALSE otherwise, having done nothing: then call next(). */
+static inline gboolean
+sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
+{
+  /* The common case, in a small frame: an item of the batch to hand out,
+   * single items, no pause or abort (next_slow () does the same then). */
+  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
+                !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED))))
+    {
+      *out_item = rb->batch[rb->batch_pos++];
+      __atomic_store_n (&rb->handed, rb->handed + 1, __ATOMIC_RELEASE);
+      sluice_reorder_buffer_check_room (rb);
+      return TRUE;
+    }
+  return FALSE;
+}
 
 G_END_DECLS

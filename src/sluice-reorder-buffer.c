@@ -18,25 +18,14 @@
 
 #include "sluice-reorder-buffer-private.h"
 
-/* Items the consumer takes per visit to the ring. */
-#define BATCH_MAX 64
 /* Polls of the awaited slot before the consumer goes to sleep: a wake-up
  * costs ~5 µs on the machines this was tuned on, but a consumer spinning
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
 /* The adaptive spin of a consumer with few items in flight (below
- * WAKE_RUN_MIN_IN_FLIGHT), after the polls above; the rule is in
- * adaptive_spin () and doc/performance.md. A spin never lasts longer than
- * SPIN_LIMIT_US: a futex wake-up costs 5-10 µs on the VMs this was measured
- * on, and waits much longer than that are better slept through. */
-#define SPIN_LIMIT_US 50
-/* A wait recorded counts at most this much, so that one long idle spell is
- * forgotten after a few short waits. */
-#define SPIN_WAIT_CLAMP_US 1000
-/* After n failed spins in a row the next 2^(n-1) - 1 eligible waits do not
- * spin (n - 1 at most this). */
-#define SPIN_BACKOFF_MAX 10
+ * WAKE_RUN_MIN_IN_FLIGHT), after the polls above: SluiceSpinRule
+ * (sluice-private.h) and adaptive_spin (). */
 /* Waking once per run of items (below) pays only when there are enough of
  * them in flight to make a run: with fewer the consumer wakes per item,
  * which keeps the latency of a lightly loaded stream at that of a plain
@@ -61,89 +50,6 @@
  * one): 11 -> 7 context switches per 1000 items of 2 us, small work 1.013 ->
  * 1.023 of oneTBB (means of 10 alternating processes each). */
 #define WAKE_RUN_MAX 1024
-/* How far ahead a reservation fetches the slot it will write. */
-#define PREFETCH_AHEAD 8
-
-enum
-{
-  FLAG_ENDED = 1 << 0,
-  FLAG_ABORTED = 1 << 1,
-  FLAG_PAUSED = 1 << 2,
-};
-
-struct _SluiceReorderBuffer
-{
-  guint window;
-  guint low_water;
-  guint capacity;
-  guint mask;
-  guint lap_shift;    /* log2 (capacity): a sequence number's lap of the ring */
-  gboolean high_tags; /* slot handles carry lap bits in the pointer's top 16 bits */
-  guint tag_mask;     /* the lap bits slot handles and slot states carry */
-  SluiceSlot *ring;
-  GDestroyNotify item_free_func;
-  GCancellable *cancellable;
-
-  SluiceReorderRoomFunc room_func;
-  SluiceReorderFailedFunc failed_func;
-  SluiceReorderSettledFunc settled_func;
-  gpointer callback_data;
-  GDestroyNotify callback_data_destroy;
-
-  /* Not on the first line: completers read the ring's geometry there for
-   * every slot handle, and a waited-for completion takes a reference. */
-  int ref_count;
-  GMutex lock;
-  GCond cond;
-
-  /* Under the lock. */
-  GQueue overflow;
-  GError *abort_error;
-  gboolean settled_by_abort;
-
-  /* The reservers', on a cache line of their own: under the reservation
-   * lock (read atomically elsewhere where marked). */
-  G_GNUC_UNUSED char pad0[64];
-  int reserve_lock;    /* atomic: a spin lock, held for a few instructions */
-  int gate_open;       /* whether try_reserve() may reserve at all */
-  guint64 next_seq;    /* atomic reads */
-  guint64 accepted;    /* atomic reads */
-  guint64 handed_seen; /* the reservers' last look at `handed`: a lower bound */
-
-  /* Read by everybody, written rarely. */
-  G_GNUC_UNUSED char pad1[64];
-  int flags;             /* atomic */
-  int want_room;         /* atomic */
-  int room_level;        /* atomic: live items at or below which the room function is called */
-  int consumer_sleeping; /* atomic; set under both locks, cleared under the lock */
-  int abandoned;         /* atomic: abandoned slots not yet completed, + 1 during a walk */
-  int skip_failed;
-  int wake_latency_us;       /* atomic; 0: wake for the head item at once */
-  guint64 consumer_wait_seq; /* atomic; set with consumer_sleeping */
-  guint64 end_seq;           /* atomic reads, valid with FLAG_ENDED */
-
-  /* The consumer's own, on a cache line of their own. */
-  G_GNUC_UNUSED char pad2[64];
-  guint64 head;   /* next sequence number to take from the ring; atomic reads */
-  guint64 handed; /* items handed out; atomic reads */
-  gpointer batch[BATCH_MAX];
-  guint batch_len;
-  guint batch_pos;
-  gboolean refilling; /* the room function said the owner refills the window */
-  gboolean finished;
-  gboolean finished_by_end;
-  SluiceReorderStats stats;
-  guint64 n_failed;  /* failed items the consumer reached; atomic reads */
-  guint64 n_skipped; /* of which skipped; atomic reads */
-  gint64 wait_since; /* when the consumer began to wait for the head, or 0; atomic reads */
-  guint spin_avg_us; /* moving average of recent waits with few in flight (adaptive_spin ()) */
-  guint spin_skip;   /* such waits left that do not spin: the back-off after failed spins */
-  guint spin_fails;  /* spins in a row that ended in a sleep */
-  GPtrArray *list;   /* lists mode: the list being handed out, from list_pos */
-  guint list_pos;
-
-  gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
-};
 
 static inline guint64
 load64 (const guint64 *p)
@@ -171,15 +77,9 @@ stat_inc (guint64 *counter)
   __atomic_store_n (counter, __atomic_load_n (counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
-/* The reservation lock: it guards the sequence counters, and the rare
- * changes that must not interleave with a reservation (the end, an abort, a
- * consumer about to sleep on a slot not yet reserved). It is held for a few
- * instructions and never while calling out or blocking, so a reservation
- * costs one atomic instruction where a mutex costs two plus two calls: the
- * owner's produce calls are the one per-item path that must lock at all.
- * Lock order: rb->lock, then the reservation lock. */
-static G_GNUC_NO_INLINE void
-reserve_lock_contended (SluiceReorderBuffer *rb)
+/* The reservation lock's waiting loop (the header has the lock). */
+G_GNUC_NO_INLINE void
+sluice_reorder_buffer_reserve_lock_contended (SluiceReorderBuffer *rb)
 {
   guint spins = 0;
 
@@ -195,21 +95,6 @@ reserve_lock_contended (SluiceReorderBuffer *rb)
         }
     }
   while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0);
-}
-
-/* The uncontended case inline and alone: the waiting loop's registers
- * would make every reservation save and restore four (issue 19). */
-static inline void
-reserve_lock (SluiceReorderBuffer *rb)
-{
-  if (G_UNLIKELY (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0))
-    reserve_lock_contended (rb);
-}
-
-static inline void
-reserve_unlock (SluiceReorderBuffer *rb)
-{
-  __atomic_store_n (&rb->reserve_lock, 0, __ATOMIC_RELEASE);
 }
 
 SluiceReorderBuffer *
@@ -246,7 +131,7 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
     rb->ring[i].rb = rb;
   rb->item_free_func = item_free_func;
   rb->wake_latency_us = SLUICE_WAKE_LATENCY_DEFAULT_US;
-  rb->spin_avg_us = SPIN_LIMIT_US;
+  sluice_spin_rule_init (&rb->spin_rule);
   rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
   g_mutex_init (&rb->lock);
   g_cond_init (&rb->cond);
@@ -362,6 +247,20 @@ sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
   rb->callback_data_destroy = data_destroy;
 }
 
+void
+sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag)
+{
+  rb->room_wanted = flag;
+}
+
+/* With the reservation lock held: a room request was made. */
+static inline void
+raise_room_wanted (SluiceReorderBuffer *rb)
+{
+  if (rb->room_wanted != NULL)
+    g_atomic_int_set (rb->room_wanted, 1);
+}
+
 gpointer
 sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb)
 {
@@ -431,25 +330,13 @@ sluice_reorder_buffer_get_n_live (SluiceReorderBuffer *rb)
   return accepted > handed ? accepted - handed : 0;
 }
 
-/* With the reservation lock held: whether @n more reservations fit. */
-static inline gboolean
-fits_reserving (SluiceReorderBuffer *rb, guint n)
-{
-  /* The consumer's counter is read only when the last look says the window
-   * is full: its cache line does not bounce on every reservation. */
-  if (rb->accepted + n - rb->handed_seen <= rb->window)
-    return TRUE;
-  rb->handed_seen = __atomic_load_n (&rb->handed, __ATOMIC_ACQUIRE);
-  return rb->accepted + n - rb->handed_seen <= rb->window;
-}
-
 gboolean
 sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_wait)
 {
   gboolean room;
 
-  reserve_lock (rb);
-  room = fits_reserving (rb, 1);
+  sluice_reorder_buffer_reserve_lock (rb);
+  room = sluice_reorder_buffer_fits_reserving (rb, 1);
   if (!room)
     {
       /* Ask the consumer to call back at low water (or at the first free
@@ -462,10 +349,11 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
        * hysteresis. */
       g_atomic_int_set (&rb->room_level, calls_wait ? (int) rb->window - 1 : (int) rb->low_water);
       g_atomic_int_set (&rb->want_room, 1);
+      raise_room_wanted (rb);
       rb->handed_seen = load64 (&rb->handed);
       room = rb->accepted - rb->handed_seen < rb->window;
     }
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 
   return room;
 }
@@ -473,54 +361,19 @@ sluice_reorder_buffer_has_room_locked (SluiceReorderBuffer *rb, gboolean calls_w
 void
 sluice_reorder_buffer_want_room_locked (SluiceReorderBuffer *rb)
 {
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   if (!g_atomic_int_get (&rb->want_room) ||
       g_atomic_int_get (&rb->room_level) < (int) rb->low_water)
     g_atomic_int_set (&rb->room_level, (int) rb->low_water);
   g_atomic_int_set (&rb->want_room, 1);
-  reserve_unlock (rb);
+  raise_room_wanted (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 }
 
 gboolean
 sluice_reorder_buffer_is_closed_locked (SluiceReorderBuffer *rb)
 {
-  return (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED)) != 0;
-}
-
-/* With the reservation lock held, and room for it. */
-static inline SluiceSlot *
-reserve_reserving (SluiceReorderBuffer *rb)
-{
-  guint64 seq = rb->next_seq;
-  SluiceSlot *slot = &rb->ring[seq & rb->mask];
-  SluiceSlot *ahead = &rb->ring[(seq + PREFETCH_AHEAD) & rb->mask];
-  gboolean waited;
-
-  /* The window keeps reservations within the ring: seq < handed + window
-   * <= head + capacity, so the consumer has freed this slot. */
-  g_assert (SLUICE_SLOT_KIND (g_atomic_int_get (&slot->state)) == SLUICE_SLOT_FREE);
-
-  /* The consumer freed the slots ahead in its own cache: ask for them now,
-   * for writing, so that the atomic instruction of a later reservation
-   * (which waits for every earlier store) does not wait for that miss. */
-  __builtin_prefetch (ahead, 1);
-
-  __atomic_store_n (&slot->seq, seq, __ATOMIC_RELAXED); /* read by stale handles */
-  slot->item = NULL;
-  publish64 (&rb->next_seq, seq + 1);
-  publish64 (&rb->accepted, rb->accepted + 1);
-
-  /* A consumer asleep waiting for this very number wants to hear of it: it
-   * registers under the reservation lock we hold before it looks at the
-   * slot a last time, so a release store is enough. */
-  waited = g_atomic_int_get (&rb->consumer_sleeping) &&
-           __atomic_load_n (&rb->consumer_wait_seq, __ATOMIC_RELAXED) == seq;
-  __atomic_store_n (&slot->state,
-                    (int) (((seq >> rb->lap_shift) & rb->tag_mask) << SLUICE_SLOT_KIND_BITS) |
-                        (waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING),
-                    __ATOMIC_RELEASE);
-
-  return slot;
+  return (g_atomic_int_get (&rb->flags) & (SLUICE_RB_ENDED | SLUICE_RB_ABORTED)) != 0;
 }
 
 SluiceSlot *
@@ -528,25 +381,9 @@ sluice_reorder_buffer_reserve_locked (SluiceReorderBuffer *rb)
 {
   SluiceSlot *slot;
 
-  reserve_lock (rb);
-  slot = reserve_reserving (rb);
-  reserve_unlock (rb);
-
-  return slot;
-}
-
-SluiceSlot *
-sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
-{
-  SluiceSlot *slot = NULL;
-
-  reserve_lock (rb);
-  /* Room for this one and one more: the reservation that fills the window
-   * is left to the locked path, which also marks the producer not ready. */
-  if (G_LIKELY (rb->gate_open && fits_reserving (rb, 2) &&
-                !(g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))))
-    slot = reserve_reserving (rb);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
+  slot = sluice_reorder_buffer_reserve_reserving (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 
   return slot;
 }
@@ -563,9 +400,9 @@ sluice_reorder_buffer_get_reserved_slot (SluiceReorderBuffer *rb, guint64 seq)
 void
 sluice_reorder_buffer_set_gate_locked (SluiceReorderBuffer *rb, gboolean open)
 {
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   rb->gate_open = open;
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 }
 
 /* With both locks held. */
@@ -594,22 +431,22 @@ drain_overflow_locked (SluiceReorderBuffer *rb)
 {
   if (g_queue_is_empty (&rb->overflow))
     return;
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   while (!g_queue_is_empty (&rb->overflow) && ring_has_space_reserving (rb))
     push_into_ring_reserving (rb, g_queue_pop_head (&rb->overflow));
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 }
 
 void
 sluice_reorder_buffer_push_locked (SluiceReorderBuffer *rb, gpointer item)
 {
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   if (g_queue_is_empty (&rb->overflow) && ring_has_space_reserving (rb))
     push_into_ring_reserving (rb, item);
   else
     g_queue_push_tail (&rb->overflow, item);
   store64 (&rb->accepted, rb->accepted + 1);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_unlock (rb);
 
   if (g_atomic_int_get (&rb->consumer_sleeping))
     g_cond_signal (&rb->cond);
@@ -785,14 +622,14 @@ wake_consumer_locked (SluiceReorderBuffer *rb)
 gboolean
 sluice_reorder_buffer_end_locked (SluiceReorderBuffer *rb)
 {
-  if (g_atomic_int_get (&rb->flags) & (FLAG_ENDED | FLAG_ABORTED))
+  if (g_atomic_int_get (&rb->flags) & (SLUICE_RB_ENDED | SLUICE_RB_ABORTED))
     return FALSE;
 
   /* No reservation may slip in between: the end is the last number. */
-  reserve_lock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
   store64 (&rb->end_seq, rb->next_seq + rb->overflow.length);
-  g_atomic_int_or (&rb->flags, FLAG_ENDED);
-  reserve_unlock (rb);
+  g_atomic_int_or (&rb->flags, SLUICE_RB_ENDED);
+  sluice_reorder_buffer_reserve_unlock (rb);
   wake_consumer_locked (rb);
   return TRUE;
 }
@@ -816,7 +653,7 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
   GQueue overflow = G_QUEUE_INIT;
 
   g_mutex_lock (&rb->lock);
-  if (g_atomic_int_get (&rb->flags) & FLAG_ABORTED)
+  if (g_atomic_int_get (&rb->flags) & SLUICE_RB_ABORTED)
     {
       g_mutex_unlock (&rb->lock);
       return FALSE;
@@ -826,9 +663,9 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
   /* The bias keeps the count above zero until the walk is over. */
   g_atomic_int_set (&rb->abandoned, 1);
   /* After this no reservation can happen: the walk below sees every one. */
-  reserve_lock (rb);
-  g_atomic_int_or (&rb->flags, FLAG_ABORTED);
-  reserve_unlock (rb);
+  sluice_reorder_buffer_reserve_lock (rb);
+  g_atomic_int_or (&rb->flags, SLUICE_RB_ABORTED);
+  sluice_reorder_buffer_reserve_unlock (rb);
   overflow = rb->overflow;
   g_queue_init (&rb->overflow);
   wake_consumer_locked (rb);
@@ -891,13 +728,13 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
 gboolean
 sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb)
 {
-  return (g_atomic_int_get (&rb->flags) & FLAG_ABORTED) != 0;
+  return (g_atomic_int_get (&rb->flags) & SLUICE_RB_ABORTED) != 0;
 }
 
 const GError *
 sluice_reorder_buffer_get_abort_error (SluiceReorderBuffer *rb)
 {
-  /* Written once under the lock before FLAG_ABORTED is raised. */
+  /* Written once under the lock before SLUICE_RB_ABORTED is raised. */
   if (!sluice_reorder_buffer_is_aborted (rb))
     return NULL;
   return rb->abort_error;
@@ -920,9 +757,9 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
 {
   g_mutex_lock (&rb->lock);
   if (paused)
-    g_atomic_int_or (&rb->flags, FLAG_PAUSED);
+    g_atomic_int_or (&rb->flags, SLUICE_RB_PAUSED);
   else
-    g_atomic_int_and (&rb->flags, ~FLAG_PAUSED);
+    g_atomic_int_and (&rb->flags, ~SLUICE_RB_PAUSED);
   wake_consumer_locked (rb);
   g_mutex_unlock (&rb->lock);
 }
@@ -933,8 +770,8 @@ sluice_reorder_buffer_set_paused (SluiceReorderBuffer *rb, gboolean paused)
  * asked for (low water, or the first free place when produce calls wait for
  * room). The request is read without a fence here; wait_for_head() fences
  * before it looks again and sleeps. */
-static G_GNUC_NO_INLINE void
-answer_room (SluiceReorderBuffer *rb)
+G_GNUC_NO_INLINE void
+sluice_reorder_buffer_answer_room (SluiceReorderBuffer *rb)
 {
   guint64 live = load64 (&rb->accepted) - rb->handed;
 
@@ -942,13 +779,6 @@ answer_room (SluiceReorderBuffer *rb)
       g_atomic_int_compare_and_exchange (&rb->want_room, 1, 0) && rb->room_func != NULL &&
       rb->room_func (rb->callback_data) && live <= rb->low_water)
     rb->refilling = TRUE; /* a refill of a quarter window at least: size the run by it */
-}
-
-static inline void
-check_room (SluiceReorderBuffer *rb)
-{
-  if (G_UNLIKELY (__atomic_load_n (&rb->want_room, __ATOMIC_RELAXED)))
-    answer_room (rb);
 }
 
 static void
@@ -971,7 +801,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
   guint n = 0;
 
   rb->batch_pos = 0;
-  while (n < BATCH_MAX)
+  while (n < SLUICE_RB_BATCH_MAX)
     {
       SluiceSlot *slot = &rb->ring[head & rb->mask];
       int state = g_atomic_int_get (&slot->state);
@@ -1017,7 +847,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
             rb->failed_func (seq, slot_error, rb->callback_data);
           else
             g_error_free (slot_error);
-          check_room (rb);
+          sluice_reorder_buffer_check_room (rb);
         }
       else
         break;
@@ -1070,16 +900,6 @@ retarget_to_head_locked (SluiceReorderBuffer *rb, guint64 target, guint64 seq)
   return seq;
 }
 
-/* A wait of @wait_us with few in flight ended: the moving average (a
- * quarter weight for the newest) that decides whether the next one spins. */
-static inline void
-note_short_wait (SluiceReorderBuffer *rb, gint64 wait_us)
-{
-  guint w = (guint) CLAMP (wait_us, 0, SPIN_WAIT_CLAMP_US);
-
-  rb->spin_avg_us = rb->spin_avg_us - rb->spin_avg_us / 4 + w / 4;
-}
-
 /* The adaptive spin: with few items in flight every item the consumer
  * sleeps for costs a futex wake-up (5-10 µs on a VM, more than the item's
  * whole delivery otherwise), and the wake-up batching of wait_for_head ()
@@ -1088,32 +908,25 @@ note_short_wait (SluiceReorderBuffer *rb, gint64 wait_us)
  *
  * - only while the moving average of its recent waits (each measured from
  *   the start of the wait to the head's completion, sleeps included) is at
- *   most SPIN_LIMIT_US, and for at most twice that average plus 2 µs,
- *   never longer than SPIN_LIMIT_US;
+ *   most SLUICE_SPIN_LIMIT_US, and for at most twice that average plus 2 µs,
+ *   never longer than SLUICE_SPIN_LIMIT_US;
  * - a spin that ends without the item (the wait was longer, or the thread
  *   lost its core: the machine is oversubscribed) sleeps as before; after
  *   two such spins in a row the next 1, 3, 7 ... 1023 eligible waits do not
  *   spin at all; a spin that succeeds ends the back-off.
  *
- * An idle consumer therefore spins at most once for SPIN_LIMIT_US and then
+ * An idle consumer therefore spins at most once for SLUICE_SPIN_LIMIT_US and then
  * sleeps: its long waits raise the average above the limit. Returns whether
  * the head is complete (or a flag changed) within the spin; @start is when
  * the wait began. */
 static gboolean
 adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
 {
-  gint64 end;
+  gint64 end = sluice_spin_rule_deadline (&rb->spin_rule, start);
   gint64 now;
 
-  if (rb->spin_skip > 0)
-    {
-      rb->spin_skip--;
-      return FALSE;
-    }
-  if (rb->spin_avg_us > SPIN_LIMIT_US)
+  if (end == 0)
     return FALSE;
-
-  end = start + MIN (SPIN_LIMIT_US, 2 * rb->spin_avg_us + 2);
   do
     {
       /* The clock once every 16 polls: a poll is a load and a pause. */
@@ -1121,8 +934,8 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
         {
           if (head_is_complete (rb) || g_atomic_int_get (&rb->flags) != flags)
             {
-              note_short_wait (rb, g_get_monotonic_time () - start);
-              rb->spin_fails = 0;
+              sluice_spin_rule_note_wait (&rb->spin_rule, g_get_monotonic_time () - start);
+              sluice_spin_rule_succeeded (&rb->spin_rule);
               stat_inc (&rb->stats.spins);
               return TRUE;
             }
@@ -1132,8 +945,7 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start)
     }
   while (now < end);
 
-  rb->spin_fails = MIN (rb->spin_fails + 1, SPIN_BACKOFF_MAX + 1);
-  rb->spin_skip = (1u << (rb->spin_fails - 1)) - 1;
+  sluice_spin_rule_failed (&rb->spin_rule);
   return FALSE;
 }
 
@@ -1150,7 +962,7 @@ wait_for_head (SluiceReorderBuffer *rb)
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
    * room request that may have come while we handed items out. */
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
-  check_room (rb);
+  sluice_reorder_buffer_check_room (rb);
   /* Only for the sleep right after the room was given, if any. */
   refilling = rb->refilling;
   rb->refilling = FALSE;
@@ -1214,13 +1026,14 @@ wait_for_head (SluiceReorderBuffer *rb)
         int state;
 
         flags = g_atomic_int_get (&rb->flags);
-        if ((flags & (FLAG_ABORTED | FLAG_PAUSED)) || ((flags & FLAG_ENDED) && seq == rb->end_seq))
+        if ((flags & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED)) ||
+            ((flags & SLUICE_RB_ENDED) && seq == rb->end_seq))
           {
             retarget_to_head_locked (rb, target, seq);
             break;
           }
         /* Ended before the owner reserved the awaited number. */
-        if ((flags & FLAG_ENDED) && target >= rb->end_seq)
+        if ((flags & SLUICE_RB_ENDED) && target >= rb->end_seq)
           target = retarget_to_head_locked (rb, target, seq);
 
         /* The standalone queue's overflow moves in once the ring drained. */
@@ -1255,11 +1068,11 @@ wait_for_head (SluiceReorderBuffer *rb)
              * is refilling): reservations happen without our lock, so
              * register under theirs and look again; the reservation then
              * marks the slot for us. */
-            reserve_lock (rb);
+            sluice_reorder_buffer_reserve_lock (rb);
             __atomic_store_n (&rb->consumer_wait_seq, target, __ATOMIC_RELAXED);
             g_atomic_int_set (&rb->consumer_sleeping, TRUE);
             state = g_atomic_int_get (&awaited->state);
-            reserve_unlock (rb);
+            sluice_reorder_buffer_reserve_unlock (rb);
             if (SLUICE_SLOT_KIND (state) != SLUICE_SLOT_FREE)
               {
                 g_atomic_int_set (&rb->consumer_sleeping, FALSE);
@@ -1284,14 +1097,15 @@ wait_for_head (SluiceReorderBuffer *rb)
   }
   g_mutex_unlock (&rb->lock);
   if (few)
-    note_short_wait (rb, g_get_monotonic_time () - start);
+    sluice_spin_rule_note_wait (&rb->spin_rule, g_get_monotonic_time () - start);
 }
 
 static void
 wait_while_paused (SluiceReorderBuffer *rb)
 {
   g_mutex_lock (&rb->lock);
-  while ((g_atomic_int_get (&rb->flags) & (FLAG_PAUSED | FLAG_ABORTED)) == FLAG_PAUSED)
+  while ((g_atomic_int_get (&rb->flags) & (SLUICE_RB_PAUSED | SLUICE_RB_ABORTED)) ==
+         SLUICE_RB_PAUSED)
     {
       __atomic_store_n (&rb->consumer_wait_seq, G_MAXUINT64, __ATOMIC_RELAXED);
       g_atomic_int_set (&rb->consumer_sleeping, TRUE);
@@ -1329,9 +1143,9 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
       int flags = g_atomic_int_get (&rb->flags);
       g_autoptr (GError) local_error = NULL;
 
-      if (G_UNLIKELY (flags & (FLAG_ABORTED | FLAG_PAUSED)))
+      if (G_UNLIKELY (flags & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED)))
         {
-          if (flags & FLAG_ABORTED)
+          if (flags & SLUICE_RB_ABORTED)
             return finish (rb, FALSE, error);
           wait_while_paused (rb);
           continue;
@@ -1354,7 +1168,7 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
           /* The window counts slots: a list leaves it when it is taken,
            * before its items are handed out. */
           publish64 (&rb->handed, rb->handed + 1);
-          check_room (rb);
+          sluice_reorder_buffer_check_room (rb);
           if (rb->lists)
             {
               rb->list = item;
@@ -1375,7 +1189,7 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
           return finish (rb, FALSE, error);
         }
 
-      if ((flags & FLAG_ENDED) && rb->head == load64 (&rb->end_seq))
+      if ((flags & SLUICE_RB_ENDED) && rb->head == load64 (&rb->end_seq))
         {
           /* Re-check under the lock: the end was set there. */
           return finish (rb, TRUE, error);
@@ -1383,22 +1197,6 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
 
       wait_for_head (rb);
     }
-}
-
-gboolean
-sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
-{
-  /* The common case, in a small frame: an item of the batch to hand out,
-   * single items, no pause or abort (next_slow () does the same then). */
-  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
-                !(g_atomic_int_get (&rb->flags) & (FLAG_ABORTED | FLAG_PAUSED))))
-    {
-      *out_item = rb->batch[rb->batch_pos++];
-      publish64 (&rb->handed, rb->handed + 1);
-      check_room (rb);
-      return TRUE;
-    }
-  return FALSE;
 }
 
 gboolean
@@ -1435,7 +1233,7 @@ sluice_reorder_buffer_get_progress (SluiceReorderBuffer *rb, SluiceReorderProgre
   progress->accepted = load64 (&rb->accepted);
   progress->head = load64 (&rb->head);
   progress->wait_since = __atomic_load_n (&rb->wait_since, __ATOMIC_RELAXED);
-  progress->paused = (g_atomic_int_get (&rb->flags) & FLAG_PAUSED) != 0;
+  progress->paused = (g_atomic_int_get (&rb->flags) & SLUICE_RB_PAUSED) != 0;
 }
 
 gboolean

@@ -2220,6 +2220,82 @@ test_stats_head_of_line (void)
   consumer_free (consumer);
 }
 
+static guint64
+stat_u64 (SluiceOrderedItemProducer *producer, const char *key)
+{
+  g_autoptr (GVariant) stats = sluice_ordered_item_producer_get_stats (producer);
+  guint64 value = 0;
+
+  g_assert_true (g_variant_lookup (stats, key, "t", &value));
+  return value;
+}
+
+static gboolean
+count_tick (gpointer data)
+{
+  (*(guint *) data)++;
+  return G_SOURCE_CONTINUE;
+}
+
+/* The owner's adaptive spin for room (window below 8): items one at a
+ * time, each completed at once, so its waits for room are short and it may
+ * spin for them (how often is not asserted: on a busy machine spins fail).
+ * Then the head item stays incomplete while the owner context iterates 200
+ * times (a 1 ms timeout): that one wait spins at most once, whatever the
+ * machine's speed, so an idle owner burns no processor. */
+static void
+test_owner_idle_no_spin (void)
+{
+  g_autoptr (SluiceOrderedItemProducer) producer = NULL;
+  g_autoptr (GError) error = NULL;
+  Consumer *consumer = consumer_new ();
+  Reverse kept = { g_ptr_array_new () };
+  guint n = sluice_test_scale (2000, 200);
+  guint64 fails_before, fails_idle, spins, fails;
+  guint ticks = 0;
+  guint tick_id;
+
+  reset_counts ();
+  producer = sluice_ordered_item_producer_new (NULL, 1, item_free);
+  sluice_ordered_item_producer_start (producer, consume, consumer, NULL, g_free);
+  for (gsize i = 0; i < n; i++)
+    {
+      while (!sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce (producer, complete_now, GSIZE_TO_POINTER (i));
+    }
+  while (!sluice_ordered_item_producer_is_ready (producer))
+    g_main_context_iteration (NULL, TRUE);
+
+  /* Idle: the window is full with an item nobody completes. */
+  sluice_ordered_item_producer_produce (producer, keep_slot, &kept);
+  g_assert_false (sluice_ordered_item_producer_is_ready (producer));
+  fails_before = stat_u64 (producer, "owner-spin-fails");
+  tick_id = g_timeout_add (1, count_tick, &ticks);
+  while (ticks < 200)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (tick_id);
+  fails_idle = stat_u64 (producer, "owner-spin-fails") - fails_before;
+  g_assert_cmpuint (fails_idle, <=, 1);
+
+  sluice_slot_complete (g_ptr_array_index (kept.slots, 0), item_new (n));
+  g_free (stop_sync (producer, &error));
+  g_assert_no_error (error);
+  spins = stat_u64 (producer, "owner-spins");
+  fails = stat_u64 (producer, "owner-spin-fails");
+  g_test_message ("owner: %" G_GUINT64_FORMAT " spins, %" G_GUINT64_FORMAT
+                  " failed spins (%" G_GUINT64_FORMAT " while idle) in %u waits",
+                  spins, fails, fails_idle, n + 1);
+  /* At most one spin per wait for room. */
+  g_assert_cmpuint (spins + fails, <=, n + 1);
+  g_assert_cmpuint (consumer->values->len, ==, n + 1);
+  for (guint i = 0; i <= n; i++)
+    g_assert_cmpuint (g_array_index (consumer->values, guint64, i), ==, i);
+  g_ptr_array_unref (kept.slots);
+  assert_no_item_leaked ();
+  consumer_free (consumer);
+}
+
 /* --- a slot completed twice --- */
 
 static void
@@ -2569,6 +2645,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/producer/slot/completed-twice-at-once", test_slot_completed_twice_at_once);
   g_test_add_func ("/producer/progress/notified", test_progress_notified);
   g_test_add_func ("/producer/progress/stats-head-of-line", test_stats_head_of_line);
+  g_test_add_func ("/producer/owner-idle-no-spin", test_owner_idle_no_spin);
   g_test_add_func ("/producer/next-async/in-order", test_next_async_in_order);
   g_test_add_func ("/producer/next-async/error", test_next_async_error);
   g_test_add_func ("/producer/next-async/stop-producing", test_next_async_stop_producing);
