@@ -7,6 +7,7 @@
 
 #include <glib.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 /* Stress sizes shrink only under valgrind (the test setup sets
  * SLUICE_TEST_SCALE_DOWN), never in the normal and sanitizer runs. */
@@ -26,6 +27,18 @@ static inline gboolean
 sluice_test_slowed_down (void)
 {
   return sluice_test_scale (2, 2) == 1;
+}
+
+/* The processor time (user and system) this process has used, in seconds:
+ * the idle-no-spin tests check that waiting burns none. */
+static inline double
+sluice_test_process_cpu_seconds (void)
+{
+  struct rusage usage;
+
+  g_assert_cmpint (getrusage (RUSAGE_SELF, &usage), ==, 0);
+  return (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+         (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
 }
 
 /* Generous: a deadline only turns a hang into a failure. */

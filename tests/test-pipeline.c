@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sluice/sluice.h>
@@ -1938,16 +1937,6 @@ test_dispatcher_run (void)
  * a deadline while inputs were in flight wakes at it once and then sleeps
  * for good); and, as /reorder-buffer/idle-no-spin, the process uses less
  * than half the second's processor time. */
-static double
-process_cpu_seconds (void)
-{
-  struct rusage usage;
-
-  g_assert_cmpint (getrusage (RUSAGE_SELF, &usage), ==, 0);
-  return (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
-         (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
-}
-
 static guint64
 total_sleeps (SluicePipeline *pipeline, guint *n_threads)
 {
@@ -1996,9 +1985,9 @@ test_idle_no_spin (void)
     }
 
   sleeps = total_sleeps (pipeline, &n_threads);
-  cpu = process_cpu_seconds ();
+  cpu = sluice_test_process_cpu_seconds ();
   g_usleep (G_USEC_PER_SEC);
-  cpu = process_cpu_seconds () - cpu;
+  cpu = sluice_test_process_cpu_seconds () - cpu;
   g_test_message ("idle: %.3f s of processor time in 1 s, %" G_GUINT64_FORMAT
                   " sleeps then %" G_GUINT64_FORMAT,
                   cpu, sleeps, total_sleeps (pipeline, &n_threads));

@@ -10,7 +10,6 @@
 
 #include <gio/gio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 static GQuark
 test_item_error_quark (void)
@@ -552,16 +551,6 @@ test_wait_unreserved (void)
 
 /* ---- the adaptive spin goes quiet with the producer ------------------------- */
 
-static double
-process_cpu_seconds (void)
-{
-  struct rusage usage;
-
-  g_assert_cmpint (getrusage (RUSAGE_SELF, &usage), ==, 0);
-  return (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
-         (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
-}
-
 /* One item in flight at a time, each completed as soon as the consumer has
  * taken the one before: its waits are short, so it spins for them (how
  * often is not asserted: on a busy machine spins fail). Then the producer
@@ -599,10 +588,10 @@ test_idle_no_spin (void)
       while (progress.handed < i + 1);
     }
 
-  cpu = process_cpu_seconds ();
+  cpu = sluice_test_process_cpu_seconds ();
   idle_start = g_get_monotonic_time ();
   g_usleep (G_USEC_PER_SEC);
-  cpu = process_cpu_seconds () - cpu;
+  cpu = sluice_test_process_cpu_seconds () - cpu;
   g_test_message ("idle: %.3f s of processor time in %.3f s", cpu,
                   (g_get_monotonic_time () - idle_start) / 1e6);
   g_assert_cmpfloat (cpu, <, 0.5);
