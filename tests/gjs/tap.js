@@ -21,6 +21,12 @@ function ok(condition, name, detail) {
     }
 }
 
+// ok() on equal JSON forms, with both in the detail when they differ.
+function same(got, expected, name) {
+    const a = JSON.stringify(got), b = JSON.stringify(expected);
+    ok(a === b, name, `got ${a}, expected ${b}`);
+}
+
 function skip(reason) {
     nTests++;
     print(`ok ${nTests} # SKIP ${reason}`);
@@ -35,6 +41,42 @@ function runUntil(what, done) {
             throw new Error(`timed out waiting for ${what}`);
         context.iteration(true);
     }
+}
+
+// Takes every item of @consumerator on the main loop (next_async) into the
+// record it returns: the items, whether the end (or an error) came, the
+// error, and the most items the consumerator held at once.
+function consumeOnMainLoop(consumerator) {
+    const record = { items: [], ended: false, error: null, maxLive: 0 };
+    const next = () => consumerator.next_async(null, (source, result) => {
+        record.maxLive = Math.max(record.maxLive, consumerator.get_n_items());
+        try {
+            const [more, value] = consumerator.next_finish(result);
+            if (!more) {
+                record.ended = true;
+                return;
+            }
+            record.items.push(value);
+            next();
+        } catch (e) {
+            record.error = e;
+            record.ended = true;
+        }
+    });
+    next();
+    return record;
+}
+
+// The worker tests' helper program and example module, from the
+// environment: [helper, module], or null (with a SKIP line) without them.
+function workerHelper() {
+    const helper = GLib.getenv('SLUICE_WORKER_TOOL');
+    const module = GLib.getenv('SLUICE_WORKER_EXAMPLE_MODULE');
+    if (!helper || !module) {
+        skip('no sluice-worker or example module in the environment');
+        return null;
+    }
+    return [helper, module];
 }
 
 // Runs each test function, a throw counting as a failure; then the plan.

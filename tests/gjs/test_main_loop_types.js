@@ -13,12 +13,7 @@ imports.gi.versions.Sluice = '1';
 const { GLib, Gio, Sluice } = imports.gi;
 
 imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
-const { ok, runUntil } = imports.tap;
-
-function same(got, expected, name) {
-    const a = JSON.stringify(got), b = JSON.stringify(expected);
-    ok(a === b, name, `got ${a}, expected ${b}`);
-}
+const { consumeOnMainLoop, ok, runUntil, same, workerHelper } = imports.tap;
 
 // Waits for the end of a cooperative task: ['ok', true] or ['error', e].
 function whenDone(task) {
@@ -200,14 +195,11 @@ function testJobQueueFailAndCancel() {
 // a GJS program hires helper processes (sluice-worker with a module) and gets
 // the results of its named calls on the main loop.
 function testNamedCallsToAProcessWorker() {
-    const helper = GLib.getenv('SLUICE_WORKER_TOOL');
-    const module = GLib.getenv('SLUICE_WORKER_EXAMPLE_MODULE');
-    if (!helper || !module) {
-        imports.tap.skip('no sluice-worker or example module in the environment');
+    const argv = workerHelper();
+    if (argv === null)
         return;
-    }
     const queue = new Sluice.TaskQueue();
-    queue.hire(Sluice.ProcessWorker.new([helper, module], null, 2));
+    queue.hire(Sluice.ProcessWorker.new(argv, null, 2));
     const results = [];
     for (let i = 0; i < 10; i++) {
         const numbers = Array.from({ length: i + 1 }, (_, j) => j);
@@ -238,33 +230,18 @@ function testNamedCallsToAProcessWorker() {
 // puts on the main loop (put_async) and takes the results there
 // (next_async), in input order, while the stages' threads wait for the calls.
 function testPipelineOfNamedCalls() {
-    const helper = GLib.getenv('SLUICE_WORKER_TOOL');
-    const module = GLib.getenv('SLUICE_WORKER_EXAMPLE_MODULE');
-    if (!helper || !module) {
-        imports.tap.skip('no sluice-worker or example module in the environment');
+    const argv = workerHelper();
+    if (argv === null)
         return;
-    }
     const queue = new Sluice.TaskQueue();
-    queue.hire(Sluice.ProcessWorker.new([helper, module], null, 2));
+    queue.hire(Sluice.ProcessWorker.new(argv, null, 2));
     const pipeline = Sluice.Pipeline.new(true, 8);
     pipeline.add_call_stage('sum', 4, 4, queue, null, 'sum', GLib.PRIORITY_DEFAULT, 0);
     pipeline.add_call_stage('echo', 2, 4, queue, null, 'echo', GLib.PRIORITY_DEFAULT, 0);
     pipeline.start(null);
 
     const n = 40;
-    const got = [];
-    let ended = false;
-    const consumerator = pipeline.get_consumerator();
-    const next = () => consumerator.next_async(null, (source, result) => {
-        const [more, item] = consumerator.next_finish(result);
-        if (more) {
-            got.push(item.deep_unpack()[0]);
-            next();
-        } else {
-            ended = true;
-        }
-    });
-    next();
+    const record = consumeOnMainLoop(pipeline.get_consumerator());
     let i = 0;
     const put = () => {
         if (i === n) {
@@ -279,8 +256,8 @@ function testPipelineOfNamedCalls() {
         });
     };
     put();
-    runUntil('the pipeline\'s outputs', () => ended);
-    same(got, Array.from({ length: n }, (_, k) => k * (k - 1) / 2),
+    runUntil('the pipeline\'s outputs', () => record.ended);
+    same(record.items.map(item => item.deep_unpack()[0]), Array.from({ length: n }, (_, k) => k * (k - 1) / 2),
         'a pipeline of named calls gives every result once, in input order, on the main loop');
     let joined = null;
     pipeline.join_async(GLib.PRIORITY_DEFAULT, null, (source, result) => {

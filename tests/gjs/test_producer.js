@@ -12,30 +12,7 @@ imports.gi.versions.Sluice = '1';
 const { GLib, Gio, Sluice } = imports.gi;
 
 imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
-const { ok, runUntil } = imports.tap;
-
-// Consumes every item on the main loop; returns the record it fills.
-function consumeOnMainLoop(producer) {
-    const record = { items: [], ended: false, error: null, maxLive: 0 };
-    const consumerator = producer.get_consumerator();
-    const next = () => consumerator.next_async(null, (source, result) => {
-        record.maxLive = Math.max(record.maxLive, consumerator.get_n_items());
-        try {
-            const [more, value] = consumerator.next_finish(result);
-            if (!more) {
-                record.ended = true;
-                return;
-            }
-            record.items.push(value);
-            next();
-        } catch (e) {
-            record.error = e;
-            record.ended = true;
-        }
-    });
-    next();
-    return record;
-}
+const { consumeOnMainLoop, ok, runUntil } = imports.tap;
 
 function stop(producer) {
     const outcome = {};
@@ -57,7 +34,7 @@ function testInOrder() {
     const n = 200, window = 8;
     const producer = Sluice.OrderedItemProducer.new(null, window);
     producer.start(null);
-    const record = consumeOnMainLoop(producer);
+    const record = consumeOnMainLoop(producer.get_consumerator());
     const completed = [];
     for (let i = 0; i < n; i++) {
         runUntil('ready', () => producer.is_ready());
@@ -86,7 +63,7 @@ function testInOrder() {
 function testErrorReachesStop() {
     const producer = Sluice.OrderedItemProducer.new(null, 16);
     producer.start(null);
-    const record = consumeOnMainLoop(producer);
+    const record = consumeOnMainLoop(producer.get_consumerator());
     for (let i = 0; i < 10; i++) {
         producer.produce_item(slot => {
             if (i === 6)

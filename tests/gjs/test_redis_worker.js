@@ -13,12 +13,7 @@ imports.gi.versions.Sluice = '1';
 const { GLib, Gio, Sluice } = imports.gi;
 
 imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
-const { ok, run, runUntil, skip } = imports.tap;
-
-function same(got, expected, name) {
-    const a = JSON.stringify(got), b = JSON.stringify(expected);
-    ok(a === b, name, `got ${a}, expected ${b}`);
-}
+const { consumeOnMainLoop, ok, run, runUntil, same, skip, workerHelper } = imports.tap;
 
 // Runs the main loop for a while (the condition is checked every 10 ms).
 function runFor(what, done) {
@@ -75,12 +70,10 @@ function stopProcess(process) {
 }
 
 function testNamedCallsThroughRedis() {
-    const helper = GLib.getenv('SLUICE_WORKER_TOOL');
-    const module = GLib.getenv('SLUICE_WORKER_EXAMPLE_MODULE');
-    if (!helper || !module) {
-        skip('no sluice-worker or example module in the environment');
+    const argv = workerHelper();
+    if (argv === null)
         return;
-    }
+    const [helper, module] = argv;
     if (GLib.find_program_in_path('redis-server') === null) {
         skip('redis-server is not installed (Debian: apt-get install redis-server)');
         return;
@@ -98,19 +91,7 @@ function testNamedCallsThroughRedis() {
         // main loop with next_async.
         const producer = new Sluice.OrderedItemProducer({ window: 16, task_queue: queue });
         producer.start(null);
-        const consumerator = producer.get_consumerator();
-        const got = [];
-        let ended = false;
-        const next = () => consumerator.next_async(null, (source, result) => {
-            const [more, item] = consumerator.next_finish(result);
-            if (more) {
-                got.push(item.deep_unpack()[0]);
-                next();
-            } else {
-                ended = true;
-            }
-        });
-        next();
+        const record = consumeOnMainLoop(producer.get_consumerator());
         const n = 100;
         let i = 0;
         const feed = () => {
@@ -132,9 +113,9 @@ function testNamedCallsThroughRedis() {
                 stopped = `${e}`;
             }
         });
-        runFor('the end of the items', () => ended && stopped !== null);
+        runFor('the end of the items', () => record.ended && stopped !== null);
         same(stopped, 'ok', 'the producer stops cleanly');
-        same(got, Array.from({ length: n }, (_, k) => k * (k - 1) / 2),
+        same(record.items.map(item => item.deep_unpack()[0]), Array.from({ length: n }, (_, k) => k * (k - 1) / 2),
             'every remote result arrives once, in call order, on the main loop');
         const stats = worker.get_stats().deep_unpack();
         ok(stats['results'].deep_unpack() === n && stats['in-flight'].deep_unpack() === 0,
