@@ -11,9 +11,13 @@
 # - each callback's closure and destroy parameters are the ones its doc
 #   comment names (g-ir-scanner 1.74 guesses them when a function has two
 #   GDestroyNotify parameters, and guesses wrong);
+# - every introspectable function is called from a Python test (its
+#   Python name appears in tests/python/ or the override);
 # - the error domain is a proper quark name.
 # With python3-gi it also loads the typelib and calls a few functions.
 
+import glob
+import os
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -154,6 +158,26 @@ def main():
         if known_scanner_guesses and not problems
         else None,
     )
+
+    # --- called from Python ---
+    # Each introspectable function's Python name (the one it shadows, for a
+    # value form) appears in a Python test or in the override that wraps it
+    # (test_api_calls.py calls the ones no scenario needs). A name shared by
+    # several classes counts once: a first guard, not a proof.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sources = glob.glob(os.path.join(here, "*.py"))
+    sources += glob.glob(os.path.join(here, "..", "..", "python", "gi", "overrides", "*.py"))
+    python_text = ""
+    for path in sources:
+        if os.path.basename(path) != os.path.basename(__file__):
+            with open(path) as f:
+                python_text += f.read()
+    problems = []
+    for element in callables(namespace):
+        name = element.get("shadows") or element.get("name")
+        if element.get("introspectable") != "0" and not re.search(r"\b%s\b" % name, python_text):
+            problems.append("%s (as %s)" % (element.get(C + "identifier"), name))
+    check("every introspectable function is called from a Python test", problems)
 
     # --- error domain ---
     problems = []
