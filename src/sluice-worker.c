@@ -52,10 +52,42 @@ sluice_worker_real_get_capacity (SluiceWorker *self)
   return 1;
 }
 
+/* The default stop: nothing to wait for. A binding that cannot implement
+ * a virtual function taking a callback (GJS) gets this one. */
+static void
+sluice_worker_real_stop_async (SluiceWorker *self,
+                               GCancellable *cancellable,
+                               GAsyncReadyCallback callback,
+                               gpointer user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, sluice_worker_real_stop_async);
+  g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+static gboolean
+sluice_worker_real_stop_finish (SluiceWorker *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static GPtrArray *
+sluice_worker_real_crash (SluiceWorker *self)
+{
+  return NULL;
+}
+
 static void
 sluice_worker_default_init (SluiceWorkerInterface *iface)
 {
   iface->get_capacity = sluice_worker_real_get_capacity;
+  iface->stop_async = sluice_worker_real_stop_async;
+  iface->stop_finish = sluice_worker_real_stop_finish;
+  iface->crash = sluice_worker_real_crash;
 
   /**
    * SluiceWorker::resigned:
@@ -145,6 +177,11 @@ sluice_worker_run_task (SluiceWorker *self, SluiceWorkerTask *task)
  * [class@Sluice.TaskQueue] stops the workers it hired when it is shut
  * down; do not stop a worker that is still hired (fire it with
  * [method@Sluice.TaskQueue.fire]).
+ *
+ * An implementation that does not override it stops at once: enough for
+ * a worker whose tasks are all completed by the time its queue's shutdown
+ * stops it, and the only choice in a language that cannot implement a
+ * virtual function taking a callback (GJS).
  *
  * This function is safe to call from any thread.
  */

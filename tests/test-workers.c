@@ -350,6 +350,56 @@ mock_worker_new (const char *const *series, guint capacity)
   return self;
 }
 
+/* ---- a minimal worker: run_task only, the interface's defaults else ---- */
+
+#define TEST_TYPE_MINIMAL_WORKER (test_minimal_worker_get_type ())
+G_DECLARE_FINAL_TYPE (TestMinimalWorker, test_minimal_worker, TEST, MINIMAL_WORKER, GObject)
+
+struct _TestMinimalWorker
+{
+  GObject parent_instance;
+  GPtrArray *held; /* of SluiceWorkerTask (owned) */
+};
+
+static void test_minimal_worker_iface_init (SluiceWorkerInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (TestMinimalWorker,
+                               test_minimal_worker,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
+                                                      test_minimal_worker_iface_init))
+
+static void
+minimal_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  g_ptr_array_add (TEST_MINIMAL_WORKER (worker)->held, g_object_ref (task));
+}
+
+static void
+test_minimal_worker_iface_init (SluiceWorkerInterface *iface)
+{
+  iface->run_task = minimal_run_task;
+}
+
+static void
+test_minimal_worker_finalize (GObject *object)
+{
+  g_ptr_array_unref (TEST_MINIMAL_WORKER (object)->held);
+  G_OBJECT_CLASS (test_minimal_worker_parent_class)->finalize (object);
+}
+
+static void
+test_minimal_worker_class_init (TestMinimalWorkerClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = test_minimal_worker_finalize;
+}
+
+static void
+test_minimal_worker_init (TestMinimalWorker *self)
+{
+  self->held = g_ptr_array_new_with_free_func (g_object_unref);
+}
+
 /* ---- ports of AsynQueue's tests ------------------------------------------- */
 
 /* test_tasks.py, TestTask.test_priorityOtherTask (tasks order by
@@ -546,6 +596,60 @@ test_crash_returns_unfinished (void)
   g_object_unref (queue);
   log_free (log);
   log_free (log2);
+}
+
+/* A worker that implements only run_task (as GJS must: it cannot
+ * implement stop_async, which takes a callback) gets the interface's
+ * defaults: capacity 1, no series, a crash that returns nothing (the queue
+ * takes back what it holds anyway: the call runs on the next worker) and a
+ * stop that completes at once. */
+static void
+test_interface_defaults (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMinimalWorker *minimal = g_object_new (TEST_TYPE_MINIMAL_WORKER, NULL);
+  TestMinimalWorker *second = g_object_new (TEST_TYPE_MINIMAL_WORKER, NULL);
+  SluiceThreadWorker *worker;
+  Log *log = log_new ();
+  CallResult r[2] = { { 0 } };
+  GPtrArray *crashed;
+  char **series;
+
+  g_assert_cmpuint (sluice_worker_get_capacity (SLUICE_WORKER (minimal)), ==, 1);
+  series = sluice_worker_get_series (SLUICE_WORKER (minimal));
+  g_assert_null (series);
+  crashed = sluice_worker_crash (SLUICE_WORKER (minimal));
+  g_assert_cmpuint (crashed->len, ==, 0);
+  g_ptr_array_unref (crashed);
+
+  sluice_task_queue_hire (queue, SLUICE_WORKER (minimal));
+  call_record (queue, NULL, 7, G_PRIORITY_DEFAULT, &r[0]);
+  WAIT_UNTIL (minimal->held->len == 1);
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (minimal)));
+  g_assert_false (sluice_worker_task_is_wanted (minimal->held->pdata[0]));
+  /* Taken back although the crash returned nothing: it runs on the next. */
+  worker = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  WAIT_UNTIL (r[0].n_completed == 1);
+  g_assert_cmpint (result_int (&r[0]), ==, 14);
+  call_result_clear (&r[0]);
+
+  /* The default stop: the shutdown waits for the held call, then stops it. */
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (worker)));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (second));
+  call_record (queue, NULL, 8, G_PRIORITY_DEFAULT, &r[1]);
+  WAIT_UNTIL (second->held->len == 1);
+  sluice_worker_task_return_value (second->held->pdata[0], g_variant_new ("(i)", 16));
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (r[1].n_completed, ==, 1);
+  g_assert_cmpint (result_int (&r[1]), ==, 16);
+  call_result_clear (&r[1]);
+
+  g_object_unref (worker);
+  g_object_unref (second);
+  g_object_unref (minimal);
+  g_object_unref (queue);
+  log_free (log);
 }
 
 /* Crash itself (test_tasks.py, test_terminateByCrashing's value=[task];
@@ -1358,6 +1462,7 @@ main (int argc, char **argv)
   g_test_add_func ("/workers/asynqueue/resign-hands-back", test_resign_hands_back);
   g_test_add_func ("/workers/asynqueue/crash-returns-unfinished", test_crash_returns_unfinished);
   g_test_add_func ("/workers/asynqueue/crash-list", test_crash_list);
+  g_test_add_func ("/workers/interface/defaults", test_interface_defaults);
   g_test_add_func ("/workers/asynqueue/stop-waits-for-pending", test_stop_waits_for_pending);
   g_test_add_func ("/workers/thread-worker/stop", test_thread_worker_stop);
   g_test_add_func ("/workers/defect/unserved-series-does-not-block", test_defect_unserved_series);

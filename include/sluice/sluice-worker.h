@@ -62,10 +62,12 @@ G_DECLARE_INTERFACE (SluiceWorker, sluice_worker, SLUICE, WORKER, GObject)
  *   [method@Sluice.WorkerTask.return_error] or
  *   [method@Sluice.WorkerTask.give_back]. Called from any thread, never
  *   with more tasks held than the capacity says.
- * @stop_async: stops the worker once the tasks it holds are done
+ * @stop_async: stops the worker once the tasks it holds are done; the
+ *   default completes at once (see [method@Sluice.Worker.stop_async])
  * @stop_finish: finishes @stop_async
  * @crash: stops the worker at once; returns the tasks it had not finished
- *   (transfer full), whose later completions are ignored
+ *   (transfer full), whose later completions are ignored; the default
+ *   returns none (the queue takes back what the worker holds anyway)
  * @task_timed_out: optional: a task the worker holds has passed its
  *   timeout (its call has failed with %G_IO_ERROR_TIMED_OUT and its
  *   cancellable is cancelled); a worker that can, replaces what runs it

@@ -10,7 +10,7 @@
 // into the build tree; prints TAP.
 
 imports.gi.versions.Sluice = '1';
-const { GLib, Gio, Sluice } = imports.gi;
+const { GLib, GObject, Gio, Sluice } = imports.gi;
 
 imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
 const { consumeOnMainLoop, ok, runUntil, same, workerHelper } = imports.tap;
@@ -272,6 +272,90 @@ function testPipelineOfNamedCalls() {
     runUntil('the shutdown', () => done);
 }
 
+// A SluiceWorker written in JavaScript: it serves the series 'js' and
+// answers each task later on the main loop (as a GJS program would after
+// an HTTP request, say). GJS cannot implement stop_async (a virtual
+// function taking a callback): the interface's default stop serves it, and
+// its crash is the default too (the queue takes back what it held).
+const TimerWorker = GObject.registerClass({ Implements: [Sluice.Worker] },
+    class TimerWorker extends GObject.Object {
+        _init() {
+            super._init();
+            this.held = [];
+            this.answering = true;
+        }
+
+        vfunc_get_series() {
+            return ['js'];
+        }
+
+        vfunc_get_capacity() {
+            return 2;
+        }
+
+        vfunc_run_task(task) {
+            this.held.push(task);
+            if (!this.answering)
+                return;
+            GLib.timeout_add(GLib.PRIORITY_DEFAULT, 5, () => {
+                const [a, b] = task.get_args().deep_unpack();
+                this.held.splice(this.held.indexOf(task), 1);
+                task.return_value(new GLib.Variant('(i)', [a * b]));
+                return GLib.SOURCE_REMOVE;
+            });
+        }
+    });
+
+function testJavaScriptWorker() {
+    const queue = new Sluice.TaskQueue();
+    const worker = new TimerWorker();
+    queue.hire(worker);
+    const call = (a, b, out) => queue.call_async('js', 'mul', new GLib.Variant('(ii)', [a, b]), 0, -1, null,
+        (source, result) => {
+            try {
+                out.push(source.call_finish(result).deep_unpack()[0]);
+            } catch (e) {
+                out.push(e);
+            }
+        });
+    const products = [];
+    for (let i = 0; i < 6; i++)
+        call(i, 7, products);
+    runUntil('six calls', () => products.length === 6);
+    same(products, [0, 7, 14, 21, 28, 35], 'a worker in JavaScript answers its calls on the main loop, in order');
+
+    // Fired while it holds two calls: the default crash returns none, the
+    // queue takes them back; no other worker serves 'js', so the shutdown
+    // fails them with NO_WORKER.
+    worker.answering = false;
+    const late = [];
+    call(1, 1, late);
+    call(2, 2, late);
+    runUntil('two held calls', () => worker.held.length === 2);
+    ok(queue.fire(worker), 'the worker is fired');
+    let done = false;
+    queue.shutdown_async(false, null, () => {
+        done = true;
+    });
+    runUntil('the shutdown', () => done && late.length === 2);
+    ok(late.every(e => e instanceof GLib.Error && e.matches(Sluice.Error, Sluice.Error.NO_WORKER)),
+        'the calls it held fail with NO_WORKER at the shutdown', `${late}`);
+
+    // Hired again by a new queue and shut down: the default stop_async.
+    const other = new Sluice.TaskQueue();
+    const second = new TimerWorker();
+    other.hire(second);
+    const more = [];
+    other.call_async('js', 'mul', new GLib.Variant('(ii)', [3, 4]), 0, -1, null,
+        (source, result) => more.push(source.call_finish(result).deep_unpack()[0]));
+    let stopped = false;
+    other.shutdown_async(false, null, () => {
+        stopped = true;
+    });
+    runUntil('the second shutdown', () => stopped);
+    same(more, [12], 'a shutdown waits for the held call, then stops the worker with the default stop');
+}
+
 imports.tap.run([testStepsTakeTurns, testStepWaitsForATimeout, testStepFailsWithAnError,
     testStepThatThrows, testCoiterate, testPauseResumeStop, testJobQueueChannels, testJobQueueFailAndCancel,
-    testNamedCallsToAProcessWorker, testPipelineOfNamedCalls]);
+    testNamedCallsToAProcessWorker, testPipelineOfNamedCalls, testJavaScriptWorker]);
