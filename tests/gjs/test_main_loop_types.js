@@ -199,7 +199,7 @@ function testNamedCallsToAProcessWorker() {
     if (argv === null)
         return;
     const queue = new Sluice.TaskQueue();
-    queue.hire(Sluice.ProcessWorker.new(argv, null, 2));
+    queue.hire(new Sluice.ProcessWorker({ argv, n_processes: 2, start_timeout: 60000 }));
     const results = [];
     for (let i = 0; i < 10; i++) {
         const numbers = Array.from({ length: i + 1 }, (_, j) => j);
@@ -234,7 +234,7 @@ function testPipelineOfNamedCalls() {
     if (argv === null)
         return;
     const queue = new Sluice.TaskQueue();
-    queue.hire(Sluice.ProcessWorker.new(argv, null, 2));
+    queue.hire(new Sluice.ProcessWorker({ argv, n_processes: 2, start_timeout: 60000 }));
     const pipeline = Sluice.Pipeline.new(true, 8);
     pipeline.add_call_stage('sum', 4, 4, queue, null, 'sum', GLib.PRIORITY_DEFAULT, 0);
     pipeline.add_call_stage('echo', 2, 4, queue, null, 'echo', GLib.PRIORITY_DEFAULT, 0);

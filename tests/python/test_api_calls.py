@@ -527,6 +527,7 @@ class ProcessWorkerCalls(unittest.TestCase):
     def test_processes_and_pids(self):
         argv = [os.environ["SLUICE_WORKER_TOOL"], os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]
         worker = Sluice.ProcessWorker.new(argv, None, 2)
+        worker.props.start_timeout = 60000  # slow starts under sanitizers
         self.assertEqual(worker.get_n_processes(), 2)
         self.assertEqual(worker.get_max_calls(), worker.props.max_calls)
         queue = Sluice.TaskQueue.new(1)

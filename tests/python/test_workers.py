@@ -225,6 +225,13 @@ class PythonWorkers(QueueCase):
         self.assertEqual(worker.held, [])
 
 
+def helpers(argv, n_processes):
+    """A process worker whose helpers may take a minute to start: under
+    AddressSanitizer on a loaded machine a Python helper took over the
+    default 10 s."""
+    return Sluice.ProcessWorker(argv=argv, n_processes=n_processes, start_timeout=60000)
+
+
 class ProcessWorkers(unittest.TestCase):
     """Helper processes: sluice-worker with a C module, and a helper in Python."""
 
@@ -249,13 +256,13 @@ class ProcessWorkers(unittest.TestCase):
     @unittest.skipUnless(os.environ.get("SLUICE_WORKER_TOOL"), "no sluice-worker tool given")
     def test_sluice_worker_module(self):
         argv = [os.environ["SLUICE_WORKER_TOOL"], os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]
-        self.queue.hire(Sluice.ProcessWorker.new(argv, None, 2))
+        self.queue.hire(helpers(argv, 2))
         got = self.calls("sum", [GLib.Variant("(ai)", (list(range(i)),)) for i in range(50)])
         self.assertEqual(got, [(i * (i - 1) // 2,) for i in range(50)])
 
     def test_python_helper(self):
         helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_helper.py")
-        self.queue.hire(Sluice.ProcessWorker.new([sys.executable, helper], None, 1))
+        self.queue.hire(helpers([sys.executable, helper], 1))
         got = self.calls("upper", [GLib.Variant("(s)", (w,)) for w in ("ordered", "results")])
         self.assertEqual(got, [("ORDERED",), ("RESULTS",)])
 
