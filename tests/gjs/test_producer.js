@@ -9,7 +9,7 @@
 // pointing into the build tree; prints TAP.
 
 imports.gi.versions.Sluice = '1';
-const { GLib, Gio, Sluice } = imports.gi;
+const { GLib, GObject, Gio, Sluice } = imports.gi;
 
 imports.searchPath.unshift(GLib.path_get_dirname(new Error().fileName.replace(/^file:\/\//, '')));
 const { consumeOnMainLoop, ok, runUntil } = imports.tap;
@@ -82,4 +82,82 @@ function testErrorReachesStop() {
         'error: the consumer receives the error in its place', record.error);
 }
 
-imports.tap.run([testInOrder, testErrorReachesStop]);
+// A source written in JavaScript (a SluicePushProducer, as a program
+// reading a socket would be) feeds the producer as fast as it can and is
+// paused while the window is full, resumed when the slow consumer has made
+// room: the calls alternate, on the main loop, and every item arrives once,
+// in order.
+const TickSource = GObject.registerClass({ Implements: [Sluice.PushProducer] },
+    class TickSource extends GObject.Object {
+        _init(producer, n) {
+            super._init();
+            this.producer = producer;
+            this.n = n;
+            this.next = 0;
+            this.paused = false;
+            this.calls = [];
+            this.tick();
+        }
+
+        tick() {
+            GLib.idle_add(GLib.PRIORITY_DEFAULT, () => {
+                if (this.paused || this.next === this.n)
+                    return GLib.SOURCE_REMOVE;
+                const i = this.next++;
+                this.producer.produce_item(slot => slot.complete(i), null, null);
+                return GLib.SOURCE_CONTINUE;
+            });
+        }
+
+        vfunc_pause_producing() {
+            this.calls.push('pause');
+            this.paused = true;
+        }
+
+        vfunc_resume_producing() {
+            this.calls.push('resume');
+            this.paused = false;
+            this.tick();
+        }
+
+        vfunc_stop_producing() {
+            this.calls.push('stop');
+        }
+    });
+
+function testUpstreamPausedWhileWindowFull() {
+    const n = 60, window = 4;
+    const producer = Sluice.OrderedItemProducer.new(null, window);
+    producer.start(null);
+    const source = new TickSource(producer, n);
+    producer.register_producer(source);
+    // A slow consumer: one item every 2 ms.
+    const consumerator = producer.get_consumerator();
+    const items = [];
+    let maxLive = 0;
+    const take = () => consumerator.next_async(null, (c, result) => {
+        maxLive = Math.max(maxLive, c.get_n_items());
+        const [more, value] = c.next_finish(result);
+        if (!more)
+            return;
+        items.push(value);
+        GLib.timeout_add(GLib.PRIORITY_DEFAULT, 2, () => {
+            take();
+            return GLib.SOURCE_REMOVE;
+        });
+    });
+    take();
+    runUntil('every item', () => items.length === n);
+    const pauses = source.calls.filter(c => c === 'pause').length;
+    ok(pauses > 0, `upstream: the source was paused (${pauses} times)`);
+    ok(source.calls.every((c, k) => c === (k % 2 === 0 ? 'pause' : 'resume')),
+        'upstream: pauses and resumes alternate', source.calls.join(' '));
+    ok(JSON.stringify(items) === JSON.stringify(Array.from({ length: n }, (_, i) => i)),
+        'upstream: every item once, in order');
+    ok(maxLive <= window, `upstream: at most ${window} items waited for the consumer (saw ${maxLive})`);
+    const outcome = stop(producer);
+    ok(outcome.ok && source.calls[source.calls.length - 1] === 'stop',
+        'upstream: the stop stops the registered source', source.calls.join(' '));
+}
+
+imports.tap.run([testInOrder, testErrorReachesStop, testUpstreamPausedWhileWindowFull]);
