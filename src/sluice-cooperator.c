@@ -5,8 +5,6 @@
 
 #include "sluice-private.h"
 
-#include <pthread.h>
-
 /**
  * SluiceCooperator:
  *
@@ -92,10 +90,9 @@ struct _SluiceCooperator
   GObject parent_instance;
 
   GMainContext *context;
-  /* The thread that made it; pthread_self () reads a register where
-   * g_thread_self () looks up thread-specific data. The default cooperator
-   * has none: it belongs to whichever thread runs the default context. */
-  pthread_t owner_thread;
+  /* The thread that made it. The default cooperator has none: it belongs
+   * to whichever thread runs the default context. */
+  SluiceThreadId owner_thread;
   gboolean has_owner_thread;
 
   gboolean started;
@@ -215,7 +212,7 @@ cooperator_events_dispatch (gpointer self)
 static gboolean
 cooperator_on_owner_thread (SluiceCooperator *self)
 {
-  return (self->has_owner_thread && pthread_equal (pthread_self (), self->owner_thread)) ||
+  return (self->has_owner_thread && sluice_thread_id_is_self (self->owner_thread)) ||
          g_main_context_is_owner (self->context);
 }
 
@@ -533,7 +530,7 @@ static void
 sluice_cooperator_init (SluiceCooperator *self)
 {
   self->context = g_main_context_ref_thread_default ();
-  self->owner_thread = pthread_self ();
+  self->owner_thread = sluice_thread_id_self ();
   self->has_owner_thread = TRUE;
   self->started = TRUE;
   self->time_slice = DEFAULT_TIME_SLICE_US;

@@ -5,8 +5,6 @@
 
 #include "sluice-private.h"
 
-#include <pthread.h>
-
 /**
  * SluiceJobQueue:
  *
@@ -129,9 +127,9 @@ struct _SluiceJobQueue
   GObject parent_instance;
 
   GMainContext *context;
-  pthread_t owner_thread; /* pthread_self (): a register, not a lookup */
-  GHashTable *channels;   /* name -> Channel, while it has jobs or one running */
-  GQueue ready;           /* Channels not busy with jobs queued */
+  SluiceThreadId owner_thread; /* sluice_thread_id_self () */
+  GHashTable *channels;        /* name -> Channel, while it has jobs or one running */
+  GQueue ready;                /* Channels not busy with jobs queued */
   guint n_queued;
   guint n_running;
   /* Jobs put and not released after their answer; while there are any, the
@@ -390,8 +388,7 @@ job_queue_dispatch_events (SluiceJobQueue *self)
 static gboolean
 job_on_owner_thread (SluiceJobQueue *self)
 {
-  return pthread_equal (pthread_self (), self->owner_thread) ||
-         g_main_context_is_owner (self->context);
+  return sluice_thread_id_is_self (self->owner_thread) || g_main_context_is_owner (self->context);
 }
 
 static void
@@ -665,7 +662,7 @@ static void
 sluice_job_queue_init (SluiceJobQueue *self)
 {
   self->context = g_main_context_ref_thread_default ();
-  self->owner_thread = pthread_self ();
+  self->owner_thread = sluice_thread_id_self ();
   self->channels =
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) channel_unref);
   g_mutex_init (&self->lock);

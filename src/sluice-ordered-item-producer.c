@@ -7,8 +7,6 @@
 #include "sluice-task-queue-private.h"
 #include "sluice-ordered-item-producer-private.h"
 
-#include <pthread.h>
-
 /**
  * SluiceOrderedItemProducer:
  *
@@ -168,15 +166,8 @@ struct _SluiceOrderedItemProducer
 
   GMainContext *owner_context;
   GThread *owner_thread;
-  /* The same thread for the per-item checks: a register (the thread
-   * pointer) or pthread_self (), where g_thread_self () looks up
-   * thread-specific data. */
-#ifdef HAVE_BUILTIN_THREAD_POINTER
-  gpointer owner_pthread;
-#else
-  pthread_t owner_pthread;
-#endif
-  GSource *room_source; /* attached to the owner context until dispose */
+  SluiceThreadId owner_thread_id; /* the same, for the per-item checks */
+  GSource *room_source;           /* attached to the owner context until dispose */
   SluiceTaskQueue *task_queue;
   GCancellable *abort_cancellable; /* cancelled when production is aborted */
   SluiceReorderBuffer *rb;
@@ -364,18 +355,12 @@ invoke_on_owner (Link *link, GSourceFunc func)
   run_on_owner (link, func, self, g_object_unref);
 }
 
-/* Whether the calling thread created the producer. The thread pointer
- * (the TCB's address, one register: fs on x86-64) differs between live
- * threads as pthread_self () does, without a call through the PLT (issue
- * 19: is_ready () per item). */
+/* Whether the calling thread created the producer (issue 19: is_ready ()
+ * per item). */
 static inline gboolean
 is_owner_thread (SluiceOrderedItemProducer *self)
 {
-#ifdef HAVE_BUILTIN_THREAD_POINTER
-  return __builtin_thread_pointer () == self->owner_pthread;
-#else
-  return pthread_equal (pthread_self (), self->owner_pthread);
-#endif
+  return sluice_thread_id_is_self (self->owner_thread_id);
 }
 
 static void refresh_ready (SluiceOrderedItemProducer *self);
@@ -2362,11 +2347,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
 
   self->owner_context = g_main_context_ref_thread_default ();
   self->owner_thread = g_thread_self ();
-#ifdef HAVE_BUILTIN_THREAD_POINTER
-  self->owner_pthread = __builtin_thread_pointer ();
-#else
-  self->owner_pthread = pthread_self ();
-#endif
+  self->owner_thread_id = sluice_thread_id_self ();
   /* Made with g_object_new(), as language bindings do, a producer carries
    * values; sluice_ordered_item_producer_new() makes it carry pointers. */
   self->item_free_func = sluice_value_item_free;

@@ -9,6 +9,10 @@
 
 #include <sluice/sluice.h>
 
+#ifndef HAVE_BUILTIN_THREAD_POINTER
+#include <pthread.h>
+#endif
+
 G_BEGIN_DECLS
 
 /* The library's messages come from its own text domain, bound on first use
@@ -19,6 +23,39 @@ const char *sluice_gettext (const char *msgid) G_GNUC_FORMAT (1);
 #define _(String) sluice_gettext (String)
 #undef N_
 #define N_(String) (String)
+
+/* The calling thread, for the owner-thread checks the producer, the
+ * cooperator and the job queue make per item, step or job: the thread
+ * pointer (the TCB's address, one register read: fs on x86-64) where the
+ * compiler has __builtin_thread_pointer (meson check), else pthread_self ()
+ * (a call through the PLT). g_thread_self () would look up thread-specific
+ * data. Both differ between live threads. */
+#ifdef HAVE_BUILTIN_THREAD_POINTER
+typedef gconstpointer SluiceThreadId;
+#else
+typedef pthread_t SluiceThreadId;
+#endif
+
+static inline SluiceThreadId
+sluice_thread_id_self (void)
+{
+#ifdef HAVE_BUILTIN_THREAD_POINTER
+  return __builtin_thread_pointer ();
+#else
+  return pthread_self ();
+#endif
+}
+
+/* Whether the calling thread is @id (from sluice_thread_id_self ()). */
+static inline gboolean
+sluice_thread_id_is_self (SluiceThreadId id)
+{
+#ifdef HAVE_BUILTIN_THREAD_POINTER
+  return __builtin_thread_pointer () == id;
+#else
+  return pthread_equal (pthread_self (), id);
+#endif
+}
 
 /* A pause in a spin loop: it lets the other hyperthread run. */
 static inline void

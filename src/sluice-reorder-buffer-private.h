@@ -103,7 +103,7 @@ guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
 /* Live items at or below which the room function is called: the window
  * less a quarter of it (at least one). */
 guint sluice_reorder_buffer_get_low_water (SluiceReorderBuffer *rb);
-GCancellable *sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb);
+/* sluice_reorder_buffer_get_cancellable () is inline, after the struct. */
 void sluice_reorder_buffer_set_skip_failed (SluiceReorderBuffer *rb, gboolean skip_failed);
 gboolean sluice_reorder_buffer_get_skip_failed (SluiceReorderBuffer *rb);
 /* How long a sleeping consumer with several items in flight may wait for a
@@ -287,7 +287,7 @@ gboolean sluice_reorder_buffer_end_locked (SluiceReorderBuffer *rb);
  * first abort's error wins; NULL for a quiet stop where the consumer just
  * ends). Any thread. Returns FALSE if it was already aborted. */
 gboolean sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error);
-gboolean sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb);
+/* sluice_reorder_buffer_is_aborted () is inline, after the struct. */
 /* The error of the first abort, if it had one (owned by the buffer, set once). */
 const GError *sluice_reorder_buffer_get_abort_error (SluiceReorderBuffer *rb);
 /* Whether every reserved slot has been completed (consumed, freed or
@@ -421,6 +421,20 @@ struct _SluiceReorderBuffer
 
   gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
 };
+
+/* Read by a pool thread for every item (issue 19): inline. Any thread. */
+static inline gboolean
+sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb)
+{
+  return (g_atomic_int_get (&rb->flags) & SLUICE_RB_ABORTED) != 0;
+}
+
+/* The buffer's cancellable, cancelled by an abort. Any thread. */
+static inline GCancellable *
+sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb)
+{
+  return rb->cancellable;
+}
 
 void sluice_reorder_buffer_reserve_lock_contended (SluiceReorderBuffer *rb);
 

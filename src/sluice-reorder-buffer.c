@@ -279,12 +279,6 @@ sluice_reorder_buffer_get_low_water (SluiceReorderBuffer *rb)
   return rb->low_water;
 }
 
-GCancellable *
-sluice_reorder_buffer_get_cancellable (SluiceReorderBuffer *rb)
-{
-  return rb->cancellable;
-}
-
 void
 sluice_reorder_buffer_set_skip_failed (SluiceReorderBuffer *rb, gboolean skip_failed)
 {
@@ -723,12 +717,6 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
   settle_one (rb);
 
   return TRUE;
-}
-
-gboolean
-sluice_reorder_buffer_is_aborted (SluiceReorderBuffer *rb)
-{
-  return (g_atomic_int_get (&rb->flags) & SLUICE_RB_ABORTED) != 0;
 }
 
 const GError *

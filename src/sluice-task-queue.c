@@ -266,10 +266,15 @@ levels_get_room (GArray *levels, int priority)
   return level;
 }
 
-static void
+static inline void
 levels_push (GArray *levels, const SluiceTaskEntry *entry)
 {
-  Level *level = levels_get_room (levels, entry->priority);
+  Level *level = levels->len > 0 ? &g_array_index (levels, Level, 0) : NULL;
+
+  /* Most pushes go to the most urgent level, which has room (issue 19:
+   * one push per item of an ordered producer). */
+  if (G_UNLIKELY (level == NULL || level->priority != entry->priority || level->len == level->cap))
+    level = levels_get_room (levels, entry->priority);
 
   level->ring[(level->head + level->len) & (level->cap - 1)] = *entry;
   level->len++;
@@ -884,8 +889,9 @@ sluice_task_queue_runner (gpointer data, gpointer user_data)
 }
 
 /* Queues a task, or returns FALSE without calling @run when the queue has
- * been shut down. */
-static gboolean
+ * been shut down. Inline: the ordered producer queues one task per item
+ * through sluice_task_queue_push () (issue 19). */
+G_ALWAYS_INLINE static inline gboolean
 sluice_task_queue_push_internal (SluiceTaskQueue *self,
                                  int priority,
                                  GCancellable *cancellable,

@@ -1128,6 +1128,9 @@ test_window_full_defers (void)
         sluice_ordered_item_producer_produce_in_thread (producer, make_in_thread,
                                                         GSIZE_TO_POINTER (i));
     }
+  /* The two items made in a thread may take a while under valgrind: wait
+   * for all four, then give a fifth the chance to be made (wrongly). */
+  WAIT_UNTIL (g_atomic_int_get (&items_allocated) >= 4);
   spin_main_context (20);
   produced_before_start = g_atomic_int_get (&items_allocated);
   g_assert_cmpint (produced_before_start, ==, 4);
