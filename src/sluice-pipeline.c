@@ -130,6 +130,8 @@ struct _Node
   gpointer item;       /* until the stage function takes it */
   int pending;         /* atomic: children not done, + 1 until the function returned */
   GPtrArray *outputs;  /* the last stage's emitted items; once done, the flat list */
+  gpointer output;     /* the one output instead of a list, with single set */
+  gboolean single;     /* the outputs are one item, @output (most nodes) */
   Node *first_child;   /* the first emitted (most nodes have one child) */
   GPtrArray *children; /* the others, from the second */
   guint n_children;
@@ -247,6 +249,10 @@ struct _SluicePipelineEmitter
   /* Children emitted into the next stage (a plain one), not pushed yet. */
   Node *push[PUSH_BATCH_MAX];
   guint n_push;
+
+  /* The call's first output, not made a child yet (see stage_run()). */
+  gpointer stash;
+  gboolean stashed;
 };
 
 G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
@@ -483,6 +489,35 @@ free_outputs (SluicePipeline *self, GPtrArray *list)
   g_ptr_array_unref (list);
 }
 
+/* Adds @item to @node's outputs: the first one alone, without a list. */
+static void
+node_add_output (Node *node, gpointer item)
+{
+  if (node->outputs == NULL && !node->single)
+    {
+      node->output = item;
+      node->single = TRUE;
+      return;
+    }
+  if (node->single)
+    {
+      node->outputs = g_ptr_array_new ();
+      g_ptr_array_add (node->outputs, g_steal_pointer (&node->output));
+      node->single = FALSE;
+    }
+  g_ptr_array_add (node->outputs, item);
+}
+
+/* Frees @node's outputs and the items in them. */
+static void
+node_clear_outputs (SluicePipeline *self, Node *node)
+{
+  free_outputs (self, g_steal_pointer (&node->outputs));
+  if (node->single)
+    free_item (self, g_steal_pointer (&node->output));
+  node->single = FALSE;
+}
+
 /* With the lock held: the failure join reports, the earliest input's. */
 static void
 record_stage_error_locked (SluicePipeline *self, guint64 seq, const GError *error)
@@ -500,19 +535,16 @@ static void
 root_done (SluicePipeline *self, Node *root)
 {
   SluiceSlot *slot = root->slot;
-  GPtrArray *outputs = g_steal_pointer (&root->outputs);
   GError *error = g_steal_pointer (&root->error);
 
   if (!self->keep_order)
     slot = sluice_reorder_buffer_get_reserved_slot (
         self->rb, __atomic_fetch_add (&self->n_roots_done, 1, __ATOMIC_SEQ_CST));
-  if (outputs == NULL)
-    outputs = g_ptr_array_new ();
   __atomic_fetch_add (&self->n_out, 1, __ATOMIC_RELAXED);
 
   if (error != NULL)
     {
-      free_outputs (self, g_steal_pointer (&outputs));
+      node_clear_outputs (self, root);
       if (self->keep_order)
         {
           /* The buffer skips it or fails the consumer with it when the
@@ -539,8 +571,11 @@ root_done (SluicePipeline *self, Node *root)
           sluice_reorder_buffer_complete (slot, NULL, error);
         }
     }
+  else if (root->single)
+    sluice_reorder_buffer_complete_single (slot, root->output);
   else
-    sluice_reorder_buffer_complete (slot, outputs, NULL);
+    sluice_reorder_buffer_complete (slot, root->outputs != NULL ? root->outputs : g_ptr_array_new (),
+                                    NULL);
   g_free (root->feeding);
   g_free (root);
 }
@@ -562,30 +597,34 @@ node_done (SluicePipeline *self, Node *node)
           if (child->error != NULL && node->error == NULL)
             node->error = g_steal_pointer (&child->error);
           g_clear_error (&child->error);
-          if (child->outputs != NULL && node->error == NULL && node->outputs == NULL &&
+          if (node->error == NULL && node->outputs == NULL && !node->single &&
               i + 1 == node->n_children)
-            /* The last (often the only) child with outputs: its list is
-             * the node's. */
-            node->outputs = g_steal_pointer (&child->outputs);
-          else if (child->outputs != NULL && node->error == NULL)
             {
-              if (node->outputs == NULL)
-                node->outputs = g_ptr_array_sized_new (child->outputs->len);
-              for (guint j = 0; j < child->outputs->len; j++)
-                g_ptr_array_add (node->outputs, child->outputs->pdata[j]);
-              g_ptr_array_set_size (child->outputs, 0);
+              /* The last (often the only) child with outputs: its list is
+               * the node's. */
+              node->outputs = g_steal_pointer (&child->outputs);
+              node->output = g_steal_pointer (&child->output);
+              node->single = child->single;
+              child->single = FALSE;
             }
-          free_outputs (self, child->outputs);
+          else if (node->error == NULL)
+            {
+              if (child->single)
+                node_add_output (node, g_steal_pointer (&child->output));
+              for (guint j = 0; child->outputs != NULL && j < child->outputs->len; j++)
+                node_add_output (node, child->outputs->pdata[j]);
+              if (child->outputs != NULL)
+                g_ptr_array_set_size (child->outputs, 0);
+              child->single = FALSE;
+            }
+          node_clear_outputs (self, child);
           g_free (child);
         }
       if (node->children != NULL)
         g_ptr_array_unref (node->children);
     }
   if (node->error != NULL)
-    {
-      free_outputs (self, node->outputs);
-      node->outputs = NULL;
-    }
+    node_clear_outputs (self, node);
 
   if (node->parent != NULL)
     node_release (self, node->parent);
@@ -1374,6 +1413,28 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
                  stage->name);
           g_clear_error (&error);
         }
+      if (emitter->stashed)
+        {
+          /* The call's one output (emit() keeps the first one in a
+           * pipeline without dispatchers after its head): @node carries
+           * it into the next stage itself, in the place of a child, which
+           * saves the child and its gathering (node_done()). It keeps its
+           * pending count for the function it now goes to. */
+          gpointer output = g_steal_pointer (&emitter->stash);
+
+          emitter->stashed = FALSE;
+          if (ok && !is_stopping (self) && !g_atomic_int_get (&node->root->failed))
+            {
+              Stage *next = self->stages->pdata[stage->index + 1];
+
+              node->item = output;
+              node->depth++;
+              if (!stage_push (next, node, NULL, NULL))
+                release_unpushed (self, node);
+              return;
+            }
+          free_item (self, output);
+        }
     }
   node_left_stage (self, node);
   node_release (self, node);
@@ -1850,13 +1911,13 @@ is_started (SluicePipeline *self)
  * Call it from the stage function it was given to, on its thread, during
  * that call.
  */
+static void emit_child (SluicePipelineEmitter *self, Node *node, gpointer item);
+
 void
 sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
 {
   SluicePipeline *pipeline;
   Node *node;
-  Node *child;
-  Stage *next;
 
   g_return_if_fail (SLUICE_IS_PIPELINE_EMITTER (self));
   g_return_if_fail (self->node != NULL);
@@ -1870,11 +1931,33 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
     }
   if (is_last_stage (self->stage))
     {
-      if (node->outputs == NULL)
-        node->outputs = g_ptr_array_new ();
-      g_ptr_array_add (node->outputs, item);
+      node_add_output (node, item);
       return;
     }
+  if (!pipeline->dispatch_after_head && node->n_children == 0 && !self->stashed)
+    {
+      /* Maybe the call's only output: its node may carry it on (see
+       * stage_run()). */
+      self->stash = item;
+      self->stashed = TRUE;
+      return;
+    }
+  if (self->stashed)
+    {
+      self->stashed = FALSE;
+      emit_child (self, node, g_steal_pointer (&self->stash));
+    }
+  emit_child (self, node, item);
+}
+
+/* @item is an output of @node (which is not at the last stage): a child
+ * node of it at the next stage. */
+static void
+emit_child (SluicePipelineEmitter *self, Node *node, gpointer item)
+{
+  SluicePipeline *pipeline = stage_pipeline (self->stage);
+  Node *child;
+  Stage *next;
 
   child = node_new (node, item);
   g_atomic_int_inc (&node->pending);
