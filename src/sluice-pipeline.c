@@ -125,6 +125,7 @@ typedef struct _Stage Stage;
 /* One item at one stage, and then the outputs that came of it. */
 struct _Node
 {
+  Node *next;   /* in a plain stage's queue */
   Node *parent; /* NULL for an input's root */
   Node *root;
   gpointer item;       /* until the stage function takes it */
@@ -148,6 +149,52 @@ struct _Node
   int failed;       /* atomic: a failure somewhere in the tree: skip the rest */
 };
 
+/* A queue of nodes linked through their next: pushing and popping allocate
+ * nothing. */
+typedef struct
+{
+  Node *head;
+  Node *tail;
+  guint length;
+} NodeQueue;
+
+static inline void
+node_queue_push_tail (NodeQueue *queue, Node *node)
+{
+  node->next = NULL;
+  if (queue->tail != NULL)
+    queue->tail->next = node;
+  else
+    queue->head = node;
+  queue->tail = node;
+  queue->length++;
+}
+
+static inline void
+node_queue_push_head (NodeQueue *queue, Node *node)
+{
+  node->next = queue->head;
+  queue->head = node;
+  if (queue->tail == NULL)
+    queue->tail = node;
+  queue->length++;
+}
+
+static inline Node *
+node_queue_pop_head (NodeQueue *queue)
+{
+  Node *node = queue->head;
+
+  if (node != NULL)
+    {
+      queue->head = node->next;
+      if (queue->head == NULL)
+        queue->tail = NULL;
+      queue->length--;
+    }
+  return node;
+}
+
 struct _Stage
 {
   SluicePipeline *pipeline;
@@ -163,7 +210,7 @@ struct _Stage
                 * dozen instructions, by three or more threads per item */
   GCond not_empty;
   GCond not_full;
-  GQueue queue;       /* of Node */
+  NodeQueue queue;    /* a plain stage's */
   gboolean closed;    /* no more input will come (see also n_putting) */
   guint n_alive;      /* threads that have not finished */
   gboolean spawned;   /* start() started its threads */
@@ -1088,7 +1135,7 @@ stage_push_run (
         hold_locked (stage, nodes[pushed]);
       else
         {
-          g_queue_push_tail (&stage->queue, nodes[pushed]);
+          node_queue_push_tail (&stage->queue, nodes[pushed]);
           stage->max_queued = MAX (stage->max_queued, stage->queue.length);
           wake_popper_locked (stage);
           if (put_done != NULL)
@@ -1218,7 +1265,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
   sluice_mutex_lock_spinning (&stage->lock);
   /* Leaving maybe: what it did not start goes back, in order. */
   while ((node = batch_take_back (batch)) != NULL)
-    g_queue_push_head (&stage->queue, node);
+    node_queue_push_head (&stage->queue, node);
   if (batch->counted > 0)
     {
       /* Its batch no longer counts: room for pushes and puts. */
@@ -1257,11 +1304,11 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
         {
           guint share;
 
-          node = g_queue_pop_head (&stage->queue);
+          node = node_queue_pop_head (&stage->queue);
           /* Its share of the rest, up to a batch, without the lock. */
           share = MIN (stage->queue.length / MAX (stage->n_threads, 1), POP_BATCH_MAX);
           for (guint i = 0; i < share; i++)
-            batch->nodes[i] = g_queue_pop_head (&stage->queue);
+            batch->nodes[i] = node_queue_pop_head (&stage->queue);
           __atomic_store_n (&batch->span, (guint64) share << 32, __ATOMIC_RELEASE);
           batch->counted = share;
           stage->n_batched += share;
@@ -1324,7 +1371,7 @@ stage_free (gpointer data)
     stage->func_data_destroy (stage->func_data);
   if (stage->key_data_destroy != NULL)
     stage->key_data_destroy (stage->key_data);
-  g_assert (g_queue_is_empty (&stage->queue));
+  g_assert (stage->queue.length == 0);
   g_clear_pointer (&stage->keys, g_hash_table_unref);
   g_clear_pointer (&stage->held, g_hash_table_unref);
   g_ptr_array_unref (stage->batches);
@@ -2128,7 +2175,6 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   g_cond_init (&stage->not_empty);
   g_cond_init (&stage->not_full);
   g_cond_init (&stage->rate_cond);
-  g_queue_init (&stage->queue);
   g_ptr_array_add (self->stages, stage);
   return stage->index;
 }
