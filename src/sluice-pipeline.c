@@ -211,7 +211,8 @@ struct _Stage
   GCond not_empty;
   GCond not_full;
   NodeQueue queue;    /* a plain stage's */
-  gboolean closed;    /* no more input will come (see also n_putting) */
+  gboolean closed;    /* no more input will come (see also n_putting); set
+                       * atomically under the lock, read atomically by puts */
   guint n_alive;      /* threads that have not finished */
   gboolean spawned;   /* start() started its threads */
   gboolean ended;     /* the last thread finished: none starts any more */
@@ -231,7 +232,8 @@ struct _Stage
   guint n_blocked;    /* pushers waiting for room */
   guint n_pop_wakes;  /* signals of not_empty no waiter has returned for yet */
   guint n_push_wakes; /* the same for not_full */
-  guint n_putting;    /* first stage: puts in progress, which may still queue */
+  int n_putting;      /* first stage, atomic: puts in progress, which may still
+                       * queue (see sluice_pipeline_put()) */
   guint max_queued;   /* the most items the queue ever held */
   guint64 n_sleeps;   /* waits of its threads for an item that slept */
   guint64 n_done;     /* atomic: inputs the function succeeded on */
@@ -1141,7 +1143,7 @@ stage_push_run (
           if (put_done != NULL)
             {
               *put_done = TRUE;
-              if (--stage->n_putting == 0 && stage->closed)
+              if (g_atomic_int_dec_and_test (&stage->n_putting) && stage->closed)
                 wake_all_poppers_locked (stage);
             }
         }
@@ -1335,7 +1337,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
        * are done too. */
       /* A dispatcher stage is over only when the items of the keys that
        * run are done too: they need a thread after their key's. */
-      if (stage->closed && stage->n_putting == 0 && stage_length (stage) == 0)
+      if (stage->closed && g_atomic_int_get (&stage->n_putting) == 0 && stage_length (stage) == 0)
         {
           *last = --stage->n_alive == 0;
           stage->ended = *last;
@@ -1355,7 +1357,7 @@ static void
 stage_close (Stage *stage)
 {
   sluice_mutex_lock_spinning (&stage->lock);
-  stage->closed = TRUE;
+  g_atomic_int_set (&stage->closed, TRUE);
   g_cond_broadcast (&stage->not_empty);
   g_cond_broadcast (&stage->not_full);
   g_mutex_unlock (&stage->lock);
@@ -1703,7 +1705,7 @@ stop_internal (SluicePipeline *self, gboolean by_user)
 
       sluice_mutex_lock_spinning (&stage->lock);
       if (i == 0)
-        stage->closed = TRUE;
+        g_atomic_int_set (&stage->closed, TRUE);
       g_cond_broadcast (&stage->not_empty);
       g_cond_broadcast (&stage->not_full);
       g_cond_broadcast (&stage->rate_cond);
@@ -2582,6 +2584,17 @@ on_put_cancelled (GCancellable *cancellable, gpointer data)
   g_mutex_unlock (&head->lock);
 }
 
+/* A put that did not queue its item is over: the first stage's threads may
+ * be waiting for it to end. */
+static void
+put_leave (Stage *head)
+{
+  sluice_mutex_lock_spinning (&head->lock);
+  if (g_atomic_int_dec_and_test (&head->n_putting) && head->closed)
+    wake_all_poppers_locked (head);
+  g_mutex_unlock (&head->lock);
+}
+
 /* A put: a place in the window, or NULL with @error set. */
 static SluiceSlot *
 reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
@@ -2657,14 +2670,16 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   g_return_val_if_fail (is_started (self), FALSE);
 
+  /* In progress before the look at closed, without the lock: a put that
+   * finds the stage open is seen by its last thread, which reads n_putting
+   * after closed was set (both sequentially consistent), and waits for
+   * it; one that finds it closed leaves (put_leave()). */
   head = self->stages->pdata[0];
-  sluice_mutex_lock_spinning (&head->lock);
-  closed = head->closed;
-  if (!closed)
-    head->n_putting++;
-  g_mutex_unlock (&head->lock);
+  g_atomic_int_inc (&head->n_putting);
+  closed = g_atomic_int_get (&head->closed);
   if (closed)
     {
+      put_leave (head);
       free_item (self, item);
       if (is_stopping (self))
         {
@@ -2711,12 +2726,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
     g_cancellable_disconnect (cancellable, handler);
 
   if (!put_done)
-    {
-      sluice_mutex_lock_spinning (&head->lock);
-      if (--head->n_putting == 0 && head->closed)
-        wake_all_poppers_locked (head);
-      g_mutex_unlock (&head->lock);
-    }
+    put_leave (head);
 
   if (local_error != NULL)
     {
