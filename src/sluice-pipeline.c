@@ -206,6 +206,8 @@ struct _Stage
   gpointer func_data;
   GDestroyNotify func_data_destroy;
 
+  /* Read for every item: not on the lock's lines. */
+  G_GNUC_UNUSED char pad_lock[64];
   GMutex lock; /* taken with sluice_mutex_lock_spinning(): held for a few
                 * dozen instructions, by three or more threads per item */
   GCond not_empty;
@@ -236,8 +238,12 @@ struct _Stage
                        * queue (see sluice_pipeline_put()) */
   guint max_queued;   /* the most items the queue ever held */
   guint64 n_sleeps;   /* waits of its threads for an item that slept */
-  guint64 n_done;     /* atomic: inputs the function succeeded on */
-  guint64 n_failed;   /* atomic: inputs the function failed */
+  /* Written by its threads for every item: off the lines of the fields
+   * under the lock. */
+  G_GNUC_UNUSED char pad0[64];
+  guint64 n_done;   /* atomic: inputs the function succeeded on */
+  guint64 n_failed; /* atomic: inputs the function failed */
+  G_GNUC_UNUSED char pad1[64];
 
   /* A dispatcher stage: its items wait, grouped by input, until every
    * earlier input's items have arrived, then go in input order to queues
@@ -340,14 +346,23 @@ struct _SluicePipeline
   guint n_holders;    /* running threads (and a last-reference handler): the toggle
                        * reference is ours until they are gone */
 
-  int skip_failed;      /* atomic */
-  int stopping;         /* atomic: stage functions no longer run */
-  guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
-  guint64 n_in;         /* atomic: inputs put */
-  guint64 n_out;        /* atomic: inputs through every stage */
   SluicePipelineConsumerFunc consumer_func;
   gpointer consumer_data;
   GDestroyNotify consumer_data_destroy;
+
+  /* Read for every item, written rarely. */
+  int skip_failed; /* atomic */
+  int stopping;    /* atomic: stage functions no longer run */
+
+  /* The counters written for every item, each on a cache line of its own:
+   * the puts write n_in, the threads that finish inputs n_out, and neither
+   * line is the one every stage thread reads (above). */
+  G_GNUC_UNUSED char pad0[64];
+  guint64 n_in; /* atomic: inputs put */
+  G_GNUC_UNUSED char pad1[64];
+  guint64 n_out;        /* atomic: inputs through every stage */
+  guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
+  G_GNUC_UNUSED char pad2[64];
 };
 
 enum
