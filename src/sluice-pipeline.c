@@ -308,6 +308,10 @@ struct _SluicePipelineEmitter
   /* The call's first output, not made a child yet (see stage_run()). */
   gpointer stash;
   gboolean stashed;
+
+  /* Roots this thread finished, for reuse (root_free()). */
+  Node *freed;
+  guint n_freed;
 };
 
 G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
@@ -362,7 +366,14 @@ struct _SluicePipeline
   G_GNUC_UNUSED char pad1[64];
   guint64 n_out;        /* atomic: inputs through every stage */
   guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
+
+  /* Root nodes for reuse (root_new(), root_free()). */
   G_GNUC_UNUSED char pad2[64];
+  Node *put_chain; /* atomic: the chain puts take roots from */
+  GMutex pool_lock;
+  Node *pool;     /* chains of free roots, under pool_lock */
+  guint n_chains; /* their number */
+  G_GNUC_UNUSED char pad3[64];
 };
 
 enum
@@ -529,17 +540,129 @@ on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
 
 /* --- nodes --- */
 
-static Node *
-node_new (Node *parent, gpointer item)
+static void
+node_init (Node *node, Node *parent, gpointer item)
 {
-  Node *node = g_new0 (Node, 1);
-
   node->parent = parent;
   node->root = parent != NULL ? parent->root : node;
   node->depth = parent != NULL ? parent->depth + 1 : 0;
   node->item = item;
   node->pending = 1;
+}
+
+static Node *
+node_new (Node *parent, gpointer item)
+{
+  Node *node = g_new0 (Node, 1);
+
+  node_init (node, parent, item);
   return node;
+}
+
+/* Root nodes are reused: a stage thread keeps the roots it finished in a
+ * chain, and gives every NODE_CHAIN_LEN of them to the pipeline's pool in
+ * one go; puts take a chain from the pool and their roots from it. Each
+ * root costs no call of malloc() and free() (which, between threads, meet
+ * at the arena's lock), and the shared lines are touched once per chain.
+ * The pool keeps at most a window's worth (pool_max_chains()). */
+#define NODE_CHAIN_LEN 32
+
+/* The emitter of the stage thread we run on, if any. */
+static GPrivate current_emitter = G_PRIVATE_INIT (NULL);
+
+static guint
+pool_max_chains (SluicePipeline *self)
+{
+  return self->window / NODE_CHAIN_LEN + 2;
+}
+
+/* Frees @chain, roots linked through their next. */
+static void
+chain_free (Node *chain)
+{
+  while (chain != NULL)
+    {
+      Node *next = chain->next;
+
+      g_free (chain);
+      chain = next;
+    }
+}
+
+/* Any thread: @chain (roots linked through their next) goes to the pool. */
+static void
+pool_give (SluicePipeline *self, Node *chain)
+{
+  gboolean kept = FALSE;
+
+  g_mutex_lock (&self->pool_lock);
+  if (self->n_chains < pool_max_chains (self))
+    {
+      /* Chains are linked through their first node's parent. */
+      chain->parent = self->pool;
+      self->pool = chain;
+      self->n_chains++;
+      kept = TRUE;
+    }
+  g_mutex_unlock (&self->pool_lock);
+  if (!kept)
+    chain_free (chain);
+}
+
+/* Any thread (a put): a root for @item. */
+static Node *
+root_new (SluicePipeline *self, gpointer item)
+{
+  Node *chain = __atomic_exchange_n (&self->put_chain, NULL, __ATOMIC_ACQUIRE);
+  Node *node;
+
+  if (chain == NULL)
+    {
+      g_mutex_lock (&self->pool_lock);
+      chain = self->pool;
+      if (chain != NULL)
+        {
+          self->pool = chain->parent;
+          self->n_chains--;
+        }
+      g_mutex_unlock (&self->pool_lock);
+      if (chain == NULL)
+        return node_new (NULL, item);
+    }
+  node = chain;
+  chain = chain->next;
+  if (chain != NULL)
+    {
+      Node *none = NULL;
+
+      /* Another put may have put its own back meanwhile. */
+      if (!__atomic_compare_exchange_n (&self->put_chain, &none, chain, FALSE, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        pool_give (self, chain);
+    }
+  memset (node, 0, sizeof *node);
+  node_init (node, NULL, item);
+  return node;
+}
+
+/* Any thread: @root is done with. */
+static void
+root_free (SluicePipeline *self, Node *root)
+{
+  SluicePipelineEmitter *emitter = g_private_get (&current_emitter);
+
+  if (emitter == NULL || emitter->stage->pipeline != self)
+    {
+      g_free (root);
+      return;
+    }
+  root->next = emitter->freed;
+  emitter->freed = root;
+  if (++emitter->n_freed == NODE_CHAIN_LEN)
+    {
+      pool_give (self, g_steal_pointer (&emitter->freed));
+      emitter->n_freed = 0;
+    }
 }
 
 /* Frees @list and the items in it. */
@@ -641,7 +764,7 @@ root_done (SluicePipeline *self, Node *root)
     sluice_reorder_buffer_complete (slot, root->outputs != NULL ? root->outputs : g_ptr_array_new (),
                                     NULL);
   g_free (root->feeding);
-  g_free (root);
+  root_free (self, root);
 }
 
 static void node_release (SluicePipeline *self, Node *node);
@@ -1529,6 +1652,7 @@ stage_thread (gpointer data)
   gboolean last = FALSE;
 
   emitter->stage = stage;
+  g_private_set (&current_emitter, emitter);
   sluice_mutex_lock_spinning (&stage->lock);
   g_ptr_array_add (stage->batches, &batch);
   g_mutex_unlock (&stage->lock);
@@ -1541,6 +1665,9 @@ stage_thread (gpointer data)
         key_done (stage, key);
     }
   g_assert (emitter->n_push == 0);
+  g_private_set (&current_emitter, NULL);
+  if (emitter->freed != NULL)
+    pool_give (self, g_steal_pointer (&emitter->freed));
   g_object_unref (emitter);
   if (leave)
     {
@@ -1800,6 +1927,15 @@ sluice_pipeline_finalize (GObject *object)
   g_clear_error (&self->consumer_error);
   if (self->consumer_data_destroy != NULL)
     self->consumer_data_destroy (self->consumer_data);
+  chain_free (self->put_chain);
+  while (self->pool != NULL)
+    {
+      Node *chain = self->pool;
+
+      self->pool = chain->parent;
+      chain_free (chain);
+    }
+  g_mutex_clear (&self->pool_lock);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
 
@@ -1936,6 +2072,7 @@ sluice_pipeline_init (SluicePipeline *self)
   self->stages = g_ptr_array_new_with_free_func (stage_free);
   self->threads = g_ptr_array_new_with_free_func ((GDestroyNotify) g_thread_unref);
   g_mutex_init (&self->lock);
+  g_mutex_init (&self->pool_lock);
   g_cond_init (&self->cond);
 }
 
@@ -2712,7 +2849,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
     {
       guint64 seq = slot->seq;
 
-      root = node_new (NULL, item);
+      root = root_new (self, item);
       root->slot = slot;
       root->seq = seq;
       /* Before anything can count it out. */
