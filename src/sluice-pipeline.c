@@ -761,8 +761,8 @@ root_done (SluicePipeline *self, Node *root)
   else if (root->single)
     sluice_reorder_buffer_complete_single (slot, root->output);
   else
-    sluice_reorder_buffer_complete (slot, root->outputs != NULL ? root->outputs : g_ptr_array_new (),
-                                    NULL);
+    sluice_reorder_buffer_complete (
+        slot, root->outputs != NULL ? root->outputs : g_ptr_array_new (), NULL);
   g_free (root->feeding);
   root_free (self, root);
 }
