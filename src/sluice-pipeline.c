@@ -5,7 +5,8 @@
  * Each input gets a slot of the reorder buffer when it is put (the window
  * bounds the inputs between put and consumer), and travels the stages as a
  * tree of nodes: what a stage function emits becomes child nodes of its
- * input's node in the next stage. A node is done when its function has
+ * input's node in the next stage (a call's one output goes on in the node
+ * itself, see stage_run()). A node is done when its function has
  * returned and its children are done; it then holds the flat list of its
  * final outputs in emitted order. A root that is done completes a slot with
  * that list (the buffer hands out the items of a list in turn), or with the
