@@ -949,7 +949,13 @@ batch_take_front (PopBatch *batch)
   while ((guint32) span < (guint32) (span >> 32))
     if (__atomic_compare_exchange_n (&batch->span, &span, span + 1, FALSE, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
-      return batch->nodes[(guint32) span];
+      {
+        /* The next node's line is another thread's: ask for it now, while
+         * this one runs (a stale pointer only wastes the fetch). */
+        if ((guint32) span + 1 < (guint32) (span >> 32))
+          __builtin_prefetch (batch->nodes[(guint32) span + 1], 1);
+        return batch->nodes[(guint32) span];
+      }
   return NULL;
 }
 
