@@ -5,7 +5,8 @@
  * Each input gets a slot of the reorder buffer when it is put (the window
  * bounds the inputs between put and consumer), and travels the stages as a
  * tree of nodes: what a stage function emits becomes child nodes of its
- * input's node in the next stage. A node is done when its function has
+ * input's node in the next stage (a call's one output goes on in the node
+ * itself, see stage_run()). A node is done when its function has
  * returned and its children are done; it then holds the flat list of its
  * final outputs in emitted order. A root that is done completes a slot with
  * that list (the buffer hands out the items of a list in turn), or with the
@@ -125,11 +126,14 @@ typedef struct _Stage Stage;
 /* One item at one stage, and then the outputs that came of it. */
 struct _Node
 {
+  Node *next;   /* a free root's, in a chain (root_free()) */
   Node *parent; /* NULL for an input's root */
   Node *root;
   gpointer item;       /* until the stage function takes it */
   int pending;         /* atomic: children not done, + 1 until the function returned */
   GPtrArray *outputs;  /* the last stage's emitted items; once done, the flat list */
+  gpointer output;     /* the one output instead of a list, with single set */
+  gboolean single;     /* the outputs are one item, @output (most nodes) */
   Node *first_child;   /* the first emitted (most nodes have one child) */
   GPtrArray *children; /* the others, from the second */
   guint n_children;
@@ -146,6 +150,76 @@ struct _Node
   int failed;       /* atomic: a failure somewhere in the tree: skip the rest */
 };
 
+/* A plain stage's queue: a ring of node pointers, grown when full (pushes
+ * wait for room at the stage's capacity, so it rarely is). A pop copies
+ * pointers from a few shared cache lines and touches no node: a batch of
+ * pops (stage_pop()) costs no chain of cache misses, one node after the
+ * other's next, as a linked list does. */
+typedef struct
+{
+  Node **ring;
+  guint mask; /* the ring's size less one: a power of two less one */
+  guint head;
+  guint length;
+} NodeQueue;
+
+static void
+node_queue_init (NodeQueue *queue, guint capacity)
+{
+  guint size = 8;
+
+  /* Grown as needed beyond a few pages. */
+  while (size < MIN (capacity, 1024))
+    size *= 2;
+  queue->ring = g_new (Node *, size);
+  queue->mask = size - 1;
+}
+
+static void
+node_queue_grow (NodeQueue *queue)
+{
+  guint size = queue->mask + 1;
+  Node **ring = g_new (Node *, 2 * size);
+
+  for (guint i = 0; i < queue->length; i++)
+    ring[i] = queue->ring[(queue->head + i) & queue->mask];
+  g_free (queue->ring);
+  queue->ring = ring;
+  queue->mask = 2 * size - 1;
+  queue->head = 0;
+}
+
+static inline void
+node_queue_push_tail (NodeQueue *queue, Node *node)
+{
+  if (G_UNLIKELY (queue->length > queue->mask))
+    node_queue_grow (queue);
+  queue->ring[(queue->head + queue->length++) & queue->mask] = node;
+}
+
+static inline void
+node_queue_push_head (NodeQueue *queue, Node *node)
+{
+  if (G_UNLIKELY (queue->length > queue->mask))
+    node_queue_grow (queue);
+  queue->head = (queue->head - 1) & queue->mask;
+  queue->ring[queue->head] = node;
+  queue->length++;
+}
+
+static inline Node *
+node_queue_pop_head (NodeQueue *queue)
+{
+  Node *node;
+
+  if (queue->length == 0)
+    return NULL;
+  node = queue->ring[queue->head];
+  queue->head = (queue->head + 1) & queue->mask;
+  queue->length--;
+  return node;
+}
+
 struct _Stage
 {
   SluicePipeline *pipeline;
@@ -157,12 +231,15 @@ struct _Stage
   gpointer func_data;
   GDestroyNotify func_data_destroy;
 
+  /* Read for every item: not on the lock's lines. */
+  G_GNUC_UNUSED char pad_lock[64];
   GMutex lock; /* taken with sluice_mutex_lock_spinning(): held for a few
                 * dozen instructions, by three or more threads per item */
   GCond not_empty;
   GCond not_full;
-  GQueue queue;       /* of Node */
-  gboolean closed;    /* no more input will come (see also n_putting) */
+  NodeQueue queue;    /* a plain stage's */
+  gboolean closed;    /* no more input will come (see also n_putting); set
+                       * atomically under the lock, read atomically by puts */
   guint n_alive;      /* threads that have not finished */
   gboolean spawned;   /* start() started its threads */
   gboolean ended;     /* the last thread finished: none starts any more */
@@ -182,11 +259,16 @@ struct _Stage
   guint n_blocked;    /* pushers waiting for room */
   guint n_pop_wakes;  /* signals of not_empty no waiter has returned for yet */
   guint n_push_wakes; /* the same for not_full */
-  guint n_putting;    /* first stage: puts in progress, which may still queue */
+  int n_putting;      /* first stage, atomic: puts in progress, which may still
+                       * queue (see sluice_pipeline_put()) */
   guint max_queued;   /* the most items the queue ever held */
   guint64 n_sleeps;   /* waits of its threads for an item that slept */
-  guint64 n_done;     /* atomic: inputs the function succeeded on */
-  guint64 n_failed;   /* atomic: inputs the function failed */
+  /* Written by its threads for every item: off the lines of the fields
+   * under the lock. */
+  G_GNUC_UNUSED char pad0[64];
+  guint64 n_done;   /* atomic: inputs the function succeeded on */
+  guint64 n_failed; /* atomic: inputs the function failed */
+  G_GNUC_UNUSED char pad1[64];
 
   /* A dispatcher stage: its items wait, grouped by input, until every
    * earlier input's items have arrived, then go in input order to queues
@@ -247,6 +329,14 @@ struct _SluicePipelineEmitter
   /* Children emitted into the next stage (a plain one), not pushed yet. */
   Node *push[PUSH_BATCH_MAX];
   guint n_push;
+
+  /* The call's first output, not made a child yet (see stage_run()). */
+  gpointer stash;
+  gboolean stashed;
+
+  /* Roots this thread finished, for reuse (root_free()). */
+  Node *freed;
+  guint n_freed;
 };
 
 G_DEFINE_FINAL_TYPE (SluicePipelineEmitter, sluice_pipeline_emitter, G_TYPE_OBJECT)
@@ -285,14 +375,30 @@ struct _SluicePipeline
   guint n_holders;    /* running threads (and a last-reference handler): the toggle
                        * reference is ours until they are gone */
 
-  int skip_failed;      /* atomic */
-  int stopping;         /* atomic: stage functions no longer run */
-  guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
-  guint64 n_in;         /* atomic: inputs put */
-  guint64 n_out;        /* atomic: inputs through every stage */
   SluicePipelineConsumerFunc consumer_func;
   gpointer consumer_data;
   GDestroyNotify consumer_data_destroy;
+
+  /* Read for every item, written rarely. */
+  int skip_failed; /* atomic */
+  int stopping;    /* atomic: stage functions no longer run */
+
+  /* The counters written for every item, each on a cache line of its own:
+   * the puts write n_in, the threads that finish inputs n_out, and neither
+   * line is the one every stage thread reads (above). */
+  G_GNUC_UNUSED char pad0[64];
+  guint64 n_in; /* atomic: inputs put */
+  G_GNUC_UNUSED char pad1[64];
+  guint64 n_out;        /* atomic: inputs through every stage */
+  guint64 n_roots_done; /* atomic: the slot the next unordered result fills */
+
+  /* Root nodes for reuse (root_new(), root_free()). */
+  G_GNUC_UNUSED char pad2[64];
+  Node *put_chain; /* atomic: the chain puts take roots from */
+  GMutex pool_lock;
+  Node *pool;     /* chains of free roots, under pool_lock */
+  guint n_chains; /* their number */
+  G_GNUC_UNUSED char pad3[64];
 };
 
 enum
@@ -459,17 +565,129 @@ on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
 
 /* --- nodes --- */
 
-static Node *
-node_new (Node *parent, gpointer item)
+static void
+node_init (Node *node, Node *parent, gpointer item)
 {
-  Node *node = g_new0 (Node, 1);
-
   node->parent = parent;
   node->root = parent != NULL ? parent->root : node;
   node->depth = parent != NULL ? parent->depth + 1 : 0;
   node->item = item;
   node->pending = 1;
+}
+
+static Node *
+node_new (Node *parent, gpointer item)
+{
+  Node *node = g_new0 (Node, 1);
+
+  node_init (node, parent, item);
   return node;
+}
+
+/* Root nodes are reused: a stage thread keeps the roots it finished in a
+ * chain, and gives every NODE_CHAIN_LEN of them to the pipeline's pool in
+ * one go; puts take a chain from the pool and their roots from it. Each
+ * root costs no call of malloc() and free() (which, between threads, meet
+ * at the arena's lock), and the shared lines are touched once per chain.
+ * The pool keeps at most a window's worth (pool_max_chains()). */
+#define NODE_CHAIN_LEN 32
+
+/* The emitter of the stage thread we run on, if any. */
+static GPrivate current_emitter = G_PRIVATE_INIT (NULL);
+
+static guint
+pool_max_chains (SluicePipeline *self)
+{
+  return self->window / NODE_CHAIN_LEN + 2;
+}
+
+/* Frees @chain, roots linked through their next. */
+static void
+chain_free (Node *chain)
+{
+  while (chain != NULL)
+    {
+      Node *next = chain->next;
+
+      g_free (chain);
+      chain = next;
+    }
+}
+
+/* Any thread: @chain (roots linked through their next) goes to the pool. */
+static void
+pool_give (SluicePipeline *self, Node *chain)
+{
+  gboolean kept = FALSE;
+
+  g_mutex_lock (&self->pool_lock);
+  if (self->n_chains < pool_max_chains (self))
+    {
+      /* Chains are linked through their first node's parent. */
+      chain->parent = self->pool;
+      self->pool = chain;
+      self->n_chains++;
+      kept = TRUE;
+    }
+  g_mutex_unlock (&self->pool_lock);
+  if (!kept)
+    chain_free (chain);
+}
+
+/* Any thread (a put): a root for @item. */
+static Node *
+root_new (SluicePipeline *self, gpointer item)
+{
+  Node *chain = __atomic_exchange_n (&self->put_chain, NULL, __ATOMIC_ACQUIRE);
+  Node *node;
+
+  if (chain == NULL)
+    {
+      g_mutex_lock (&self->pool_lock);
+      chain = self->pool;
+      if (chain != NULL)
+        {
+          self->pool = chain->parent;
+          self->n_chains--;
+        }
+      g_mutex_unlock (&self->pool_lock);
+      if (chain == NULL)
+        return node_new (NULL, item);
+    }
+  node = chain;
+  chain = chain->next;
+  if (chain != NULL)
+    {
+      Node *none = NULL;
+
+      /* Another put may have put its own back meanwhile. */
+      if (!__atomic_compare_exchange_n (&self->put_chain, &none, chain, FALSE, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        pool_give (self, chain);
+    }
+  memset (node, 0, sizeof *node);
+  node_init (node, NULL, item);
+  return node;
+}
+
+/* Any thread: @root is done with. */
+static void
+root_free (SluicePipeline *self, Node *root)
+{
+  SluicePipelineEmitter *emitter = g_private_get (&current_emitter);
+
+  if (emitter == NULL || emitter->stage->pipeline != self)
+    {
+      g_free (root);
+      return;
+    }
+  root->next = emitter->freed;
+  emitter->freed = root;
+  if (++emitter->n_freed == NODE_CHAIN_LEN)
+    {
+      pool_give (self, g_steal_pointer (&emitter->freed));
+      emitter->n_freed = 0;
+    }
 }
 
 /* Frees @list and the items in it. */
@@ -481,6 +699,35 @@ free_outputs (SluicePipeline *self, GPtrArray *list)
   for (guint i = 0; i < list->len; i++)
     free_item (self, list->pdata[i]);
   g_ptr_array_unref (list);
+}
+
+/* Adds @item to @node's outputs: the first one alone, without a list. */
+static void
+node_add_output (Node *node, gpointer item)
+{
+  if (node->outputs == NULL && !node->single)
+    {
+      node->output = item;
+      node->single = TRUE;
+      return;
+    }
+  if (node->single)
+    {
+      node->outputs = g_ptr_array_new ();
+      g_ptr_array_add (node->outputs, g_steal_pointer (&node->output));
+      node->single = FALSE;
+    }
+  g_ptr_array_add (node->outputs, item);
+}
+
+/* Frees @node's outputs and the items in them. */
+static void
+node_clear_outputs (SluicePipeline *self, Node *node)
+{
+  free_outputs (self, g_steal_pointer (&node->outputs));
+  if (node->single)
+    free_item (self, g_steal_pointer (&node->output));
+  node->single = FALSE;
 }
 
 /* With the lock held: the failure join reports, the earliest input's. */
@@ -500,19 +747,16 @@ static void
 root_done (SluicePipeline *self, Node *root)
 {
   SluiceSlot *slot = root->slot;
-  GPtrArray *outputs = g_steal_pointer (&root->outputs);
   GError *error = g_steal_pointer (&root->error);
 
   if (!self->keep_order)
     slot = sluice_reorder_buffer_get_reserved_slot (
         self->rb, __atomic_fetch_add (&self->n_roots_done, 1, __ATOMIC_SEQ_CST));
-  if (outputs == NULL)
-    outputs = g_ptr_array_new ();
   __atomic_fetch_add (&self->n_out, 1, __ATOMIC_RELAXED);
 
   if (error != NULL)
     {
-      free_outputs (self, g_steal_pointer (&outputs));
+      node_clear_outputs (self, root);
       if (self->keep_order)
         {
           /* The buffer skips it or fails the consumer with it when the
@@ -539,10 +783,13 @@ root_done (SluicePipeline *self, Node *root)
           sluice_reorder_buffer_complete (slot, NULL, error);
         }
     }
+  else if (root->single)
+    sluice_reorder_buffer_complete_single (slot, root->output);
   else
-    sluice_reorder_buffer_complete (slot, outputs, NULL);
+    sluice_reorder_buffer_complete (
+        slot, root->outputs != NULL ? root->outputs : g_ptr_array_new (), NULL);
   g_free (root->feeding);
-  g_free (root);
+  root_free (self, root);
 }
 
 static void node_release (SluicePipeline *self, Node *node);
@@ -562,30 +809,34 @@ node_done (SluicePipeline *self, Node *node)
           if (child->error != NULL && node->error == NULL)
             node->error = g_steal_pointer (&child->error);
           g_clear_error (&child->error);
-          if (child->outputs != NULL && node->error == NULL && node->outputs == NULL &&
+          if (node->error == NULL && node->outputs == NULL && !node->single &&
               i + 1 == node->n_children)
-            /* The last (often the only) child with outputs: its list is
-             * the node's. */
-            node->outputs = g_steal_pointer (&child->outputs);
-          else if (child->outputs != NULL && node->error == NULL)
             {
-              if (node->outputs == NULL)
-                node->outputs = g_ptr_array_sized_new (child->outputs->len);
-              for (guint j = 0; j < child->outputs->len; j++)
-                g_ptr_array_add (node->outputs, child->outputs->pdata[j]);
-              g_ptr_array_set_size (child->outputs, 0);
+              /* The last (often the only) child with outputs: its list is
+               * the node's. */
+              node->outputs = g_steal_pointer (&child->outputs);
+              node->output = g_steal_pointer (&child->output);
+              node->single = child->single;
+              child->single = FALSE;
             }
-          free_outputs (self, child->outputs);
+          else if (node->error == NULL)
+            {
+              if (child->single)
+                node_add_output (node, g_steal_pointer (&child->output));
+              for (guint j = 0; child->outputs != NULL && j < child->outputs->len; j++)
+                node_add_output (node, child->outputs->pdata[j]);
+              if (child->outputs != NULL)
+                g_ptr_array_set_size (child->outputs, 0);
+              child->single = FALSE;
+            }
+          node_clear_outputs (self, child);
           g_free (child);
         }
       if (node->children != NULL)
         g_ptr_array_unref (node->children);
     }
   if (node->error != NULL)
-    {
-      free_outputs (self, node->outputs);
-      node->outputs = NULL;
-    }
+    node_clear_outputs (self, node);
 
   if (node->parent != NULL)
     node_release (self, node->parent);
@@ -698,7 +949,13 @@ batch_take_front (PopBatch *batch)
   while ((guint32) span < (guint32) (span >> 32))
     if (__atomic_compare_exchange_n (&batch->span, &span, span + 1, FALSE, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
-      return batch->nodes[(guint32) span];
+      {
+        /* The next node's line is another thread's: ask for it now, while
+         * this one runs (a stale pointer only wastes the fetch). */
+        if ((guint32) span + 1 < (guint32) (span >> 32))
+          __builtin_prefetch (batch->nodes[(guint32) span + 1], 1);
+        return batch->nodes[(guint32) span];
+      }
   return NULL;
 }
 
@@ -1049,13 +1306,13 @@ stage_push_run (
         hold_locked (stage, nodes[pushed]);
       else
         {
-          g_queue_push_tail (&stage->queue, nodes[pushed]);
+          node_queue_push_tail (&stage->queue, nodes[pushed]);
           stage->max_queued = MAX (stage->max_queued, stage->queue.length);
           wake_popper_locked (stage);
           if (put_done != NULL)
             {
               *put_done = TRUE;
-              if (--stage->n_putting == 0 && stage->closed)
+              if (g_atomic_int_dec_and_test (&stage->n_putting) && stage->closed)
                 wake_all_poppers_locked (stage);
             }
         }
@@ -1179,7 +1436,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
   sluice_mutex_lock_spinning (&stage->lock);
   /* Leaving maybe: what it did not start goes back, in order. */
   while ((node = batch_take_back (batch)) != NULL)
-    g_queue_push_head (&stage->queue, node);
+    node_queue_push_head (&stage->queue, node);
   if (batch->counted > 0)
     {
       /* Its batch no longer counts: room for pushes and puts. */
@@ -1218,11 +1475,11 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
         {
           guint share;
 
-          node = g_queue_pop_head (&stage->queue);
+          node = node_queue_pop_head (&stage->queue);
           /* Its share of the rest, up to a batch, without the lock. */
           share = MIN (stage->queue.length / MAX (stage->n_threads, 1), POP_BATCH_MAX);
           for (guint i = 0; i < share; i++)
-            batch->nodes[i] = g_queue_pop_head (&stage->queue);
+            batch->nodes[i] = node_queue_pop_head (&stage->queue);
           __atomic_store_n (&batch->span, (guint64) share << 32, __ATOMIC_RELEASE);
           batch->counted = share;
           stage->n_batched += share;
@@ -1249,7 +1506,7 @@ stage_pop (Stage *stage, PopBatch *batch, gboolean *leave, gboolean *last)
        * are done too. */
       /* A dispatcher stage is over only when the items of the keys that
        * run are done too: they need a thread after their key's. */
-      if (stage->closed && stage->n_putting == 0 && stage_length (stage) == 0)
+      if (stage->closed && g_atomic_int_get (&stage->n_putting) == 0 && stage_length (stage) == 0)
         {
           *last = --stage->n_alive == 0;
           stage->ended = *last;
@@ -1269,7 +1526,7 @@ static void
 stage_close (Stage *stage)
 {
   sluice_mutex_lock_spinning (&stage->lock);
-  stage->closed = TRUE;
+  g_atomic_int_set (&stage->closed, TRUE);
   g_cond_broadcast (&stage->not_empty);
   g_cond_broadcast (&stage->not_full);
   g_mutex_unlock (&stage->lock);
@@ -1285,7 +1542,8 @@ stage_free (gpointer data)
     stage->func_data_destroy (stage->func_data);
   if (stage->key_data_destroy != NULL)
     stage->key_data_destroy (stage->key_data);
-  g_assert (g_queue_is_empty (&stage->queue));
+  g_assert (stage->queue.length == 0);
+  g_free (stage->queue.ring);
   g_clear_pointer (&stage->keys, g_hash_table_unref);
   g_clear_pointer (&stage->held, g_hash_table_unref);
   g_ptr_array_unref (stage->batches);
@@ -1374,6 +1632,28 @@ stage_run (Stage *stage, SluicePipelineEmitter *emitter, Node *node)
                  stage->name);
           g_clear_error (&error);
         }
+      if (emitter->stashed)
+        {
+          /* The call's one output (emit() keeps the first one in a
+           * pipeline without dispatchers after its head): @node carries
+           * it into the next stage itself, in the place of a child, which
+           * saves the child and its gathering (node_done()). It keeps its
+           * pending count for the function it now goes to. */
+          gpointer output = g_steal_pointer (&emitter->stash);
+
+          emitter->stashed = FALSE;
+          if (ok && !is_stopping (self) && !g_atomic_int_get (&node->root->failed))
+            {
+              Stage *next = self->stages->pdata[stage->index + 1];
+
+              node->item = output;
+              node->depth++;
+              if (!stage_push (next, node, NULL, NULL))
+                release_unpushed (self, node);
+              return;
+            }
+          free_item (self, output);
+        }
     }
   node_left_stage (self, node);
   node_release (self, node);
@@ -1404,6 +1684,7 @@ stage_thread (gpointer data)
   gboolean last = FALSE;
 
   emitter->stage = stage;
+  g_private_set (&current_emitter, emitter);
   sluice_mutex_lock_spinning (&stage->lock);
   g_ptr_array_add (stage->batches, &batch);
   g_mutex_unlock (&stage->lock);
@@ -1416,6 +1697,9 @@ stage_thread (gpointer data)
         key_done (stage, key);
     }
   g_assert (emitter->n_push == 0);
+  g_private_set (&current_emitter, NULL);
+  if (emitter->freed != NULL)
+    pool_give (self, g_steal_pointer (&emitter->freed));
   g_object_unref (emitter);
   if (leave)
     {
@@ -1595,7 +1879,7 @@ stop_internal (SluicePipeline *self, gboolean by_user)
 
       sluice_mutex_lock_spinning (&stage->lock);
       if (i == 0)
-        stage->closed = TRUE;
+        g_atomic_int_set (&stage->closed, TRUE);
       g_cond_broadcast (&stage->not_empty);
       g_cond_broadcast (&stage->not_full);
       g_cond_broadcast (&stage->rate_cond);
@@ -1675,6 +1959,15 @@ sluice_pipeline_finalize (GObject *object)
   g_clear_error (&self->consumer_error);
   if (self->consumer_data_destroy != NULL)
     self->consumer_data_destroy (self->consumer_data);
+  chain_free (self->put_chain);
+  while (self->pool != NULL)
+    {
+      Node *chain = self->pool;
+
+      self->pool = chain->parent;
+      chain_free (chain);
+    }
+  g_mutex_clear (&self->pool_lock);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
 
@@ -1811,6 +2104,7 @@ sluice_pipeline_init (SluicePipeline *self)
   self->stages = g_ptr_array_new_with_free_func (stage_free);
   self->threads = g_ptr_array_new_with_free_func ((GDestroyNotify) g_thread_unref);
   g_mutex_init (&self->lock);
+  g_mutex_init (&self->pool_lock);
   g_cond_init (&self->cond);
 }
 
@@ -1850,13 +2144,13 @@ is_started (SluicePipeline *self)
  * Call it from the stage function it was given to, on its thread, during
  * that call.
  */
+static void emit_child (SluicePipelineEmitter *self, Node *node, gpointer item);
+
 void
 sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
 {
   SluicePipeline *pipeline;
   Node *node;
-  Node *child;
-  Stage *next;
 
   g_return_if_fail (SLUICE_IS_PIPELINE_EMITTER (self));
   g_return_if_fail (self->node != NULL);
@@ -1870,11 +2164,33 @@ sluice_pipeline_emitter_emit (SluicePipelineEmitter *self, gpointer item)
     }
   if (is_last_stage (self->stage))
     {
-      if (node->outputs == NULL)
-        node->outputs = g_ptr_array_new ();
-      g_ptr_array_add (node->outputs, item);
+      node_add_output (node, item);
       return;
     }
+  if (!pipeline->dispatch_after_head && node->n_children == 0 && !self->stashed)
+    {
+      /* Maybe the call's only output: its node may carry it on (see
+       * stage_run()). */
+      self->stash = item;
+      self->stashed = TRUE;
+      return;
+    }
+  if (self->stashed)
+    {
+      self->stashed = FALSE;
+      emit_child (self, node, g_steal_pointer (&self->stash));
+    }
+  emit_child (self, node, item);
+}
+
+/* @item is an output of @node (which is not at the last stage): a child
+ * node of it at the next stage. */
+static void
+emit_child (SluicePipelineEmitter *self, Node *node, gpointer item)
+{
+  SluicePipeline *pipeline = stage_pipeline (self->stage);
+  Node *child;
+  Stage *next;
 
   child = node_new (node, item);
   g_atomic_int_inc (&node->pending);
@@ -2037,6 +2353,7 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   stage->name = g_strdup (name);
   stage->n_threads = n_threads;
   stage->capacity = capacity;
+  node_queue_init (&stage->queue, capacity);
   stage->func = func;
   stage->func_data = func_data;
   stage->func_data_destroy = func_data_destroy;
@@ -2045,7 +2362,6 @@ sluice_pipeline_add_stage (SluicePipeline *self,
   g_cond_init (&stage->not_empty);
   g_cond_init (&stage->not_full);
   g_cond_init (&stage->rate_cond);
-  g_queue_init (&stage->queue);
   g_ptr_array_add (self->stages, stage);
   return stage->index;
 }
@@ -2453,6 +2769,17 @@ on_put_cancelled (GCancellable *cancellable, gpointer data)
   g_mutex_unlock (&head->lock);
 }
 
+/* A put that did not queue its item is over: the first stage's threads may
+ * be waiting for it to end. */
+static void
+put_leave (Stage *head)
+{
+  sluice_mutex_lock_spinning (&head->lock);
+  if (g_atomic_int_dec_and_test (&head->n_putting) && head->closed)
+    wake_all_poppers_locked (head);
+  g_mutex_unlock (&head->lock);
+}
+
 /* A put: a place in the window, or NULL with @error set. */
 static SluiceSlot *
 reserve_place (SluicePipeline *self, GCancellable *cancellable, GError **error)
@@ -2528,14 +2855,16 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   g_return_val_if_fail (is_started (self), FALSE);
 
+  /* In progress before the look at closed, without the lock: a put that
+   * finds the stage open is seen by its last thread, which reads n_putting
+   * after closed was set (both sequentially consistent), and waits for
+   * it; one that finds it closed leaves (put_leave()). */
   head = self->stages->pdata[0];
-  sluice_mutex_lock_spinning (&head->lock);
-  closed = head->closed;
-  if (!closed)
-    head->n_putting++;
-  g_mutex_unlock (&head->lock);
+  g_atomic_int_inc (&head->n_putting);
+  closed = g_atomic_int_get (&head->closed);
   if (closed)
     {
+      put_leave (head);
       free_item (self, item);
       if (is_stopping (self))
         {
@@ -2553,7 +2882,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
     {
       guint64 seq = slot->seq;
 
-      root = node_new (NULL, item);
+      root = root_new (self, item);
       root->slot = slot;
       root->seq = seq;
       /* Before anything can count it out. */
@@ -2582,12 +2911,7 @@ sluice_pipeline_put (SluicePipeline *self, gpointer item, GCancellable *cancella
     g_cancellable_disconnect (cancellable, handler);
 
   if (!put_done)
-    {
-      sluice_mutex_lock_spinning (&head->lock);
-      if (--head->n_putting == 0 && head->closed)
-        wake_all_poppers_locked (head);
-      g_mutex_unlock (&head->lock);
-    }
+    put_leave (head);
 
   if (local_error != NULL)
     {

@@ -53,7 +53,8 @@ typedef struct _SluiceSlotExtras SluiceSlotExtras;
  * it over, and each move costs one line, not two. */
 struct _SluiceSlot
 {
-  int state; /* SluiceSlotState, atomic */
+  int state;  /* SluiceSlotState, atomic */
+  int single; /* lists mode: the item is one item, not a list (complete_single ()) */
   guint64 seq;
   SluiceReorderBuffer *rb;
   gpointer item; /* the item; the GError of a FAILED slot */
@@ -155,6 +156,11 @@ void sluice_reorder_buffer_set_item_free_func (SluiceReorderBuffer *rb,
  * lists are the buffer's: it frees them, and the items nobody took with
  * the item free function. */
 void sluice_reorder_buffer_set_lists (SluiceReorderBuffer *rb, gboolean lists);
+
+/* Lists mode: claims @slot, a reserved slot (the ring place), and publishes
+ * the one item @item in it, without a list around it: next() hands it out
+ * as it would a list of one (the pipeline's inputs with one output). */
+gboolean sluice_reorder_buffer_complete_single (SluiceSlot *slot, gpointer item);
 
 /* Frees one item with the item free function (NULL is fine); in lists mode
  * one item of a list, as next() hands them out. */
@@ -406,6 +412,7 @@ struct _SluiceReorderBuffer
   guint64 head;   /* next sequence number to take from the ring; atomic reads */
   guint64 handed; /* items handed out; atomic reads */
   gpointer batch[SLUICE_RB_BATCH_MAX];
+  guint64 batch_single; /* lists mode: bit i, batch[i] is one item, not a list */
   guint batch_len;
   guint batch_pos;
   gboolean refilling; /* the room function said the owner refills the window */
@@ -492,6 +499,7 @@ sluice_reorder_buffer_reserve_reserving (SluiceReorderBuffer *rb)
 
   __atomic_store_n (&slot->seq, seq, __ATOMIC_RELAXED); /* read by stale handles */
   slot->item = NULL;
+  slot->single = FALSE;
   __atomic_store_n (&rb->next_seq, seq + 1, __ATOMIC_RELEASE);
   __atomic_store_n (&rb->accepted, rb->accepted + 1, __ATOMIC_RELEASE);
 
@@ -541,14 +549,16 @@ sluice_reorder_buffer_check_room (SluiceReorderBuffer *rb)
 
 /* next()'s common case alone, inline in the consumerator's next(): hands
  * out an item the consumer took into its batch already, if there is one
- * and nothing else is going on (no pause, no abort, single items). Returns
+ * and nothing else is going on (no pause, no abort, a single item rather
+ * than a list). Returns
  * FALSE otherwise, having done nothing: then call next(). */
 static inline gboolean
 sluice_reorder_buffer_next_batched (SluiceReorderBuffer *rb, gpointer *out_item)
 {
   /* The common case, in a small frame: an item of the batch to hand out,
    * single items, no pause or abort (next_slow () does the same then). */
-  if (G_LIKELY (rb->batch_pos < rb->batch_len && !rb->lists &&
+  if (G_LIKELY (rb->batch_pos < rb->batch_len &&
+                (!rb->lists || (rb->list == NULL && (rb->batch_single >> rb->batch_pos) & 1)) &&
                 !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ABORTED | SLUICE_RB_PAUSED))))
     {
       *out_item = rb->batch[rb->batch_pos++];

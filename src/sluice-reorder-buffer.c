@@ -166,9 +166,9 @@ free_list_from (SluiceReorderBuffer *rb, GPtrArray *list, guint from)
 /* What a slot (or the overflow, or the batch) holds: one item, or in lists
  * mode a list of them. */
 static void
-free_slot_item (SluiceReorderBuffer *rb, gpointer item)
+free_slot_item (SluiceReorderBuffer *rb, gpointer item, gboolean single)
 {
-  if (rb->lists && item != NULL)
+  if (rb->lists && !single && item != NULL)
     free_list_from (rb, item, 0);
   else
     free_item (rb, item);
@@ -207,7 +207,7 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
       SluiceSlotState kind = SLUICE_SLOT_KIND (slot->state);
 
       if (kind == SLUICE_SLOT_READY)
-        free_slot_item (rb, slot->item);
+        free_slot_item (rb, slot->item, slot->single);
       else if (kind == SLUICE_SLOT_FAILED)
         g_error_free (slot->item);
       /* Pending or claimed slots cannot exist here: each one is either
@@ -216,9 +216,9 @@ sluice_reorder_buffer_unref (SluiceReorderBuffer *rb)
                       kind == SLUICE_SLOT_FAILED);
     }
   while ((item = g_queue_pop_head (&rb->overflow)) != NULL)
-    free_slot_item (rb, item);
+    free_slot_item (rb, item, FALSE);
   for (guint i = rb->batch_pos; i < rb->batch_len; i++)
-    free_slot_item (rb, rb->batch[i]);
+    free_slot_item (rb, rb->batch[i], (rb->batch_single >> i) & 1);
   if (rb->list != NULL)
     free_list_from (rb, rb->list, rb->list_pos);
 
@@ -408,6 +408,7 @@ push_into_ring_reserving (SluiceReorderBuffer *rb, gpointer item)
 
   slot->seq = seq;
   slot->item = item;
+  slot->single = FALSE;
   publish64 (&rb->next_seq, seq + 1);
   g_atomic_int_set (&slot->state, SLUICE_SLOT_READY);
 }
@@ -541,7 +542,7 @@ sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state)
             if (SLUICE_SLOT_KIND (new_state) == SLUICE_SLOT_FAILED)
               g_error_free (item);
             else
-              free_slot_item (rb, item);
+              free_slot_item (rb, item, slot->single);
             g_atomic_int_set (&slot->state, SLUICE_SLOT_FREE);
             settle_one (rb);
             return FALSE;
@@ -569,6 +570,15 @@ sluice_reorder_buffer_complete (SluiceSlot *slot, gpointer item, GError *error)
 {
   sluice_reorder_buffer_claim_reserved (slot);
   return sluice_reorder_buffer_publish (slot, item, error);
+}
+
+gboolean
+sluice_reorder_buffer_complete_single (SluiceSlot *slot, gpointer item)
+{
+  sluice_reorder_buffer_claim_reserved (slot);
+  /* Published with the item: the consumer reads it after the state. */
+  slot->single = TRUE;
+  return sluice_reorder_buffer_publish (slot, item, NULL);
 }
 
 gboolean
@@ -681,13 +691,14 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
           if (kind == SLUICE_SLOT_READY || kind == SLUICE_SLOT_FAILED)
             {
               gpointer slot_item = slot->item;
+              gboolean single = slot->single;
 
               if (g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
                 {
                   if (kind == SLUICE_SLOT_FAILED)
                     g_error_free (slot_item);
                   else
-                    free_slot_item (rb, slot_item);
+                    free_slot_item (rb, slot_item, single);
                   break;
                 }
             }
@@ -710,7 +721,7 @@ sluice_reorder_buffer_abort (SluiceReorderBuffer *rb, const GError *error)
     }
 
   while ((item = g_queue_pop_head (&overflow)) != NULL)
-    free_slot_item (rb, item);
+    free_slot_item (rb, item, FALSE);
 
   g_cancellable_cancel (rb->cancellable);
 
@@ -773,7 +784,7 @@ static void
 free_batch (SluiceReorderBuffer *rb)
 {
   for (guint i = rb->batch_pos; i < rb->batch_len; i++)
-    free_slot_item (rb, rb->batch[i]);
+    free_slot_item (rb, rb->batch[i], (rb->batch_single >> i) & 1);
   rb->batch_pos = rb->batch_len = 0;
   if (rb->list != NULL)
     free_list_from (rb, g_steal_pointer (&rb->list), rb->list_pos);
@@ -789,6 +800,7 @@ take_run (SluiceReorderBuffer *rb, GError **error)
   guint n = 0;
 
   rb->batch_pos = 0;
+  rb->batch_single = 0;
   while (n < SLUICE_RB_BATCH_MAX)
     {
       SluiceSlot *slot = &rb->ring[head & rb->mask];
@@ -798,9 +810,11 @@ take_run (SluiceReorderBuffer *rb, GError **error)
       if (kind == SLUICE_SLOT_READY)
         {
           gpointer item = slot->item;
+          guint64 single = slot->single;
 
           if (!g_atomic_int_compare_and_exchange (&slot->state, state, SLUICE_SLOT_FREE))
             break; /* an abort freed it */
+          rb->batch_single |= single << n;
           rb->batch[n++] = item;
           head++;
         }
@@ -1151,13 +1165,14 @@ next_slow (SluiceReorderBuffer *rb, gpointer *out_item, GError **error)
 
       if (G_LIKELY (rb->batch_pos < rb->batch_len))
         {
+          gboolean single = (rb->batch_single >> rb->batch_pos) & 1;
           gpointer item = rb->batch[rb->batch_pos++];
 
           /* The window counts slots: a list leaves it when it is taken,
            * before its items are handed out. */
           publish64 (&rb->handed, rb->handed + 1);
           sluice_reorder_buffer_check_room (rb);
-          if (rb->lists)
+          if (rb->lists && !single)
             {
               rb->list = item;
               rb->list_pos = 0;

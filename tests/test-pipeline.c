@@ -589,6 +589,61 @@ test_skip_failed (gconstpointer data)
   g_object_unref (pipeline);
 }
 
+/* Emits one output, then fails on inputs whose number % fail_mod == fail_at:
+ * the one output a node would carry on itself (stage_run()) is let go. */
+static gboolean
+boxed_one_fail (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
+{
+  const FailSpec *spec = data;
+  guint64 n = *(guint64 *) item;
+
+  sluice_pipeline_emitter_emit (emitter, boxed (n * 10));
+  g_free (item);
+  if (n % spec->fail_mod == spec->fail_at)
+    {
+      g_set_error (error, test_error_quark (), 7, "input %" G_GUINT64_FORMAT " failed", n);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* One output per input through three stages, some inputs failing after
+ * their one output: the others come in order, each once. */
+static void
+test_one_output_then_fail (void)
+{
+  FailSpec spec = { 7, 2 };
+  guint n = 2000;
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 64, g_free);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) failed = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  guint n_failing = 0, j = 0;
+
+  sluice_pipeline_set_skip_failed (pipeline, TRUE);
+  g_signal_connect (pipeline, "item-failed", G_CALLBACK (on_item_failed), failed);
+  sluice_pipeline_add_stage (pipeline, "one-fail", 3, 8, boxed_one_fail, &spec, NULL);
+  sluice_pipeline_add_stage (pipeline, "pass", 2, 8, boxed_pass, NULL, NULL);
+  sluice_pipeline_add_stage (pipeline, "last", 2, 8, boxed_pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect_boxed, got, NULL);
+  put_boxed (pipeline, n, TRUE);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < n; i++)
+    n_failing += i % 7 == 2;
+  while (failed->len < n_failing)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_false (g_main_context_iteration (NULL, FALSE));
+  for (guint i = 0; i < failed->len; i++)
+    g_assert_cmpuint (g_array_index (failed, guint64, i), ==, i * 7 + 2);
+
+  for (guint i = 0; i < n; i++)
+    if (i % 7 != 2)
+      g_assert_cmpuint (g_array_index (got, guint64, j++), ==, i * 10);
+  g_assert_cmpuint (got->len, ==, j);
+  g_object_unref (pipeline);
+}
+
 /* ---- put blocks at capacity -------------------------------------------- */
 
 typedef struct
@@ -2821,6 +2876,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/pipeline/consumerator", test_consumerator);
   g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
   g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
+  g_test_add_func ("/pipeline/one-output-then-fail", test_one_output_then_fail);
   g_test_add_data_func ("/pipeline/skip-failed-unordered", GINT_TO_POINTER (FALSE),
                         test_skip_failed);
   g_test_add_func ("/pipeline/skip-failed-late", test_skip_failed_late);
