@@ -184,6 +184,11 @@ struct _SluiceProcessWorker
   gboolean stopping;
   gboolean crashed;
   GPtrArray *stop_waiters; /* of GTask (owned) */
+  /* Counters (sluice_process_worker_get_stats ()). */
+  guint64 n_sent;            /* calls sent */
+  guint64 n_call_messages;   /* CallMany messages sent */
+  guint64 n_outcomes;        /* outcomes received */
+  guint64 n_result_messages; /* Results messages received */
 };
 
 static void sluice_process_worker_iface_init (SluiceWorkerInterface *iface);
@@ -437,6 +442,9 @@ inbox_drain (SluiceProcessWorker *self)
       else
         {
           guint n_before = g_hash_table_size (item->proc->in_flight);
+
+          self->n_result_messages++;
+          self->n_outcomes += values.n + n_errors;
 
           for (gsize i = 0; i < values.n; i++)
             {
@@ -1103,6 +1111,8 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       g_variant_builder_add_value (
           &calls, g_variant_new_strv ((const char *const *) names->pdata, names->len));
       sluice_wire_values_end (&args, &calls);
+      self->n_call_messages++;
+      self->n_sent += names->len;
       g_ptr_array_unref (names);
       message =
           g_dbus_message_new_method_call (NULL, WORKER_OBJECT_PATH, WORKER_INTERFACE, "CallMany");
@@ -1607,4 +1617,51 @@ sluice_process_worker_dup_pids (SluiceProcessWorker *self)
   g_mutex_unlock (&self->mutex);
   g_ptr_array_add (pids, NULL);
   return (GStrv) g_ptr_array_free (pids, FALSE);
+}
+
+/**
+ * sluice_process_worker_get_stats:
+ * @self: a process worker
+ *
+ * Gets counters of @self, as a dictionary (`a{sv}`) of `t` values, since
+ * it was created: `calls-sent` (calls sent to its processes, each
+ * attempt), `call-messages` (the `CallMany` messages that carried them),
+ * `outcomes` (results and errors received) and `result-messages` (the
+ * `Results` messages that carried them: what its helpers sent); and now:
+ * `pending` (tasks it holds that wait for room in a process), `in-flight`
+ * (calls in its processes) and `capacity` (the tasks it takes at once:
+ * the sum of its processes' windows, see
+ * [property@Sluice.ProcessWorker:max-calls]). Messages per call tell how
+ * well calls share their messages.
+ *
+ * This function is safe to call from any thread.
+ *
+ * Returns: (transfer floating): the counters
+ */
+GVariant *
+sluice_process_worker_get_stats (SluiceProcessWorker *self)
+{
+  GVariantBuilder builder;
+  guint64 in_flight = 0;
+
+  g_return_val_if_fail (SLUICE_IS_PROCESS_WORKER (self), NULL);
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_mutex_lock (&self->mutex);
+  for (guint p = 0; self->procs != NULL && p < self->n_processes; p++)
+    in_flight += g_hash_table_size (self->procs[p].in_flight);
+  g_variant_builder_add (&builder, "{sv}", "calls-sent", g_variant_new_uint64 (self->n_sent));
+  g_variant_builder_add (&builder, "{sv}", "call-messages",
+                         g_variant_new_uint64 (self->n_call_messages));
+  g_variant_builder_add (&builder, "{sv}", "outcomes", g_variant_new_uint64 (self->n_outcomes));
+  g_variant_builder_add (&builder, "{sv}", "result-messages",
+                         g_variant_new_uint64 (self->n_result_messages));
+  g_variant_builder_add (&builder, "{sv}", "pending",
+                         g_variant_new_uint64 (g_queue_get_length (&self->pending)));
+  g_variant_builder_add (&builder, "{sv}", "in-flight", g_variant_new_uint64 (in_flight));
+  g_mutex_unlock (&self->mutex);
+  g_variant_builder_add (
+      &builder, "{sv}", "capacity",
+      g_variant_new_uint64 (sluice_process_worker_get_capacity (SLUICE_WORKER (self))));
+  return g_variant_builder_end (&builder);
 }

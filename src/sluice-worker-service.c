@@ -127,6 +127,11 @@ typedef struct
   gboolean flushing;    /* the flusher is woken, or sends */
   gboolean flush_armed; /* the flusher is to wake within FLUSH_DELAY_US */
   gboolean closed;
+  /* Counters, said at debug level when the connection closes. */
+  guint64 n_calls;           /* calls that came in CallMany messages */
+  guint64 n_call_messages;   /* those messages */
+  guint64 n_outcomes;        /* their outcomes sent */
+  guint64 n_result_messages; /* the Results messages that carried them */
 
   guint filter_id;
   gulong closed_id;
@@ -348,6 +353,8 @@ flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
           g_array_remove_range (served->outbox, 0, MAX_OUTCOMES);
           g_array_set_clear_func (served->outbox, outcome_clear);
         }
+      served->n_result_messages++;
+      served->n_outcomes += batch->len;
       g_mutex_unlock (&served->mutex);
       send_results (served->connection, batch);
     }
@@ -526,6 +533,10 @@ handle_call_many (Served *served, GDBusMessage *message)
       close_malformed (served);
       args.n = 0;
     }
+  g_mutex_lock (&served->mutex);
+  served->n_call_messages++;
+  served->n_calls += args.n;
+  g_mutex_unlock (&served->mutex);
 
   for (gsize i = 0; i < args.n; i++)
     {
@@ -654,6 +665,10 @@ connection_closed_cb (GDBusConnection *connection,
   GTask *task;
 
   g_mutex_lock (&served->mutex);
+  g_debug ("Served %" G_GUINT64_FORMAT " calls in %" G_GUINT64_FORMAT
+           " CallMany messages; sent %" G_GUINT64_FORMAT " outcomes in %" G_GUINT64_FORMAT
+           " Results messages",
+           served->n_calls, served->n_call_messages, served->n_outcomes, served->n_result_messages);
   served->closed = TRUE;
   g_array_set_size (served->outbox, 0);
   waiting = served->waiting;

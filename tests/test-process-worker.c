@@ -312,6 +312,30 @@ test_calls (void)
       }
   }
   g_assert_cmpuint (g_hash_table_size (pids), ==, 2);
+  /* Every call sent once (no process died), its outcome received; at
+   * most one message per call each way. */
+  {
+    GVariant *stats = g_variant_ref_sink (sluice_process_worker_get_stats (worker));
+    guint64 sent, call_messages, outcomes, result_messages, pending, in_flight, capacity;
+
+    g_assert_true (g_variant_lookup (stats, "calls-sent", "t", &sent));
+    g_assert_true (g_variant_lookup (stats, "call-messages", "t", &call_messages));
+    g_assert_true (g_variant_lookup (stats, "outcomes", "t", &outcomes));
+    g_assert_true (g_variant_lookup (stats, "result-messages", "t", &result_messages));
+    g_assert_true (g_variant_lookup (stats, "pending", "t", &pending));
+    g_assert_true (g_variant_lookup (stats, "in-flight", "t", &in_flight));
+    g_assert_true (g_variant_lookup (stats, "capacity", "t", &capacity));
+    g_assert_cmpuint (sent, ==, n + 7);
+    g_assert_cmpuint (outcomes, ==, n + 7);
+    g_assert_cmpuint (call_messages, >=, 2);
+    g_assert_cmpuint (call_messages, <=, sent);
+    g_assert_cmpuint (result_messages, >=, 2);
+    g_assert_cmpuint (result_messages, <=, outcomes);
+    g_assert_cmpuint (pending, ==, 0);
+    g_assert_cmpuint (in_flight, ==, 0);
+    g_assert_cmpuint (capacity, ==, 6);
+    g_variant_unref (stats);
+  }
 
   shutdown_and_wait (queue);
   g_hash_table_unref (pids);

@@ -249,9 +249,14 @@ class ProcessWorkers(unittest.TestCase):
     @unittest.skipUnless(os.environ.get("SLUICE_WORKER_TOOL"), "no sluice-worker tool given")
     def test_sluice_worker_module(self):
         argv = [os.environ["SLUICE_WORKER_TOOL"], os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]
-        self.queue.hire(Sluice.ProcessWorker.new(argv, None, 2))
+        worker = Sluice.ProcessWorker.new(argv, None, 2)
+        self.queue.hire(worker)
         got = self.calls("sum", [GLib.Variant("(ai)", (list(range(i)),)) for i in range(50)])
         self.assertEqual(got, [(i * (i - 1) // 2,) for i in range(50)])
+        stats = worker.get_stats().unpack()
+        self.assertEqual((stats["calls-sent"], stats["outcomes"], stats["in-flight"]), (50, 50, 0))
+        self.assertTrue(1 <= stats["call-messages"] <= 50)
+        self.assertTrue(1 <= stats["result-messages"] <= 50)
 
     def test_python_helper(self):
         helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_helper.py")
