@@ -34,10 +34,13 @@
  * modules.
  *
  * Each process holds up to [property@Sluice.ProcessWorker:max-calls]
- * calls at once (run in its own threads); the worker's capacity is the
- * product of the two. How many it holds adapts to the time its calls
- * take: about 10 ms of its work (at least 4), so that quick calls go in
- * big batches and slow ones do not wait long in a process behind others.
+ * calls at once (run in its own threads). How many it holds (its window)
+ * adapts to the time its calls take: about 10 ms of its work (at least
+ * 4), so that quick calls go in big batches and slow ones do not wait
+ * long in a process behind others. The worker's capacity (the tasks its
+ * [class@Sluice.TaskQueue] gives it at once) is the sum of the windows,
+ * and follows them ([signal@Sluice.Worker::capacity-changed]): the calls
+ * beyond them stay in the queue, where another worker can take them.
  * The calls that are ready for a process go to it at once, in one
  * message (the `CallMany` method of the protocol): batches grow when
  * calls come faster than they can be sent, and a call never waits for
@@ -180,6 +183,7 @@ struct _SluiceProcessWorker
   GPtrArray *timed_out; /* of SluiceWorkerTask (owned) */
   Proc *procs;
   guint64 next_id;
+  guint capacity;  /* (atomic): the sum of the processes' windows */
   gboolean active; /* it had a task: keep the processes up */
   gboolean stopping;
   gboolean crashed;
@@ -388,6 +392,23 @@ proc_measure_locked (Proc *proc, guint n, gint64 now)
   proc->window = (guint) CLAMP (want, MIN (MIN_WINDOW, self->max_calls), self->max_calls);
 }
 
+/* The worker's capacity (what the task queue gives it at once) follows the
+ * windows of its processes: the tasks beyond them would only wait here,
+ * while another worker of the queue could run them. TRUE if it changed.
+ * With the mutex. */
+static gboolean
+capacity_update_locked (SluiceProcessWorker *self)
+{
+  guint capacity = 0;
+
+  for (guint p = 0; p < self->n_processes; p++)
+    capacity += self->procs[p].window;
+  if (capacity == (guint) g_atomic_int_get (&self->capacity))
+    return FALSE;
+  g_atomic_int_set (&self->capacity, capacity);
+  return TRUE;
+}
+
 /* Completes the calls whose results are in the inbox; a process that sent
  * a malformed batch goes down. Owner context, without the mutex. */
 static void
@@ -402,6 +423,7 @@ inbox_drain (SluiceProcessWorker *self)
   guint n;
   GPtrArray *malformed = NULL; /* of InboxItem, borrowed */
   gint64 now = g_get_monotonic_time ();
+  gboolean capacity_changed;
 
   g_mutex_lock (&self->inbox->mutex);
   items = self->inbox->items;
@@ -483,7 +505,12 @@ inbox_drain (SluiceProcessWorker *self)
       g_variant_unref (messages);
       g_variant_unref (results);
     }
+  capacity_changed = capacity_update_locked (self);
   g_mutex_unlock (&self->mutex);
+
+  /* The task queue gives it tasks up to its new capacity. */
+  if (capacity_changed)
+    sluice_worker_capacity_changed (SLUICE_WORKER (self));
 
   /* All completed at once: one delivery of the next calls. */
   n = done->len / 3;
@@ -1198,9 +1225,7 @@ sluice_process_worker_get_series (SluiceWorker *worker)
 static guint
 sluice_process_worker_get_capacity (SluiceWorker *worker)
 {
-  SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
-
-  return self->n_processes * self->max_calls;
+  return (guint) g_atomic_int_get (&SLUICE_PROCESS_WORKER (worker)->capacity);
 }
 
 static void
@@ -1318,6 +1343,7 @@ sluice_process_worker_constructed (GObject *object)
       self->procs[p].in_flight =
           g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, in_flight_free);
     }
+  capacity_update_locked (self);
   self->context = g_main_context_ref_thread_default ();
   self->pump = g_source_new (&pump_funcs, sizeof (GSource));
   g_source_set_callback (self->pump, NULL, self, NULL);

@@ -345,6 +345,73 @@ test_calls (void)
   after (b);
 }
 
+static guint64
+stat_of (SluiceProcessWorker *worker, const char *name)
+{
+  GVariant *stats = g_variant_ref_sink (sluice_process_worker_get_stats (worker));
+  guint64 value = G_MAXUINT64;
+
+  g_assert_true (g_variant_lookup (stats, name, "t", &value));
+  g_variant_unref (stats);
+  return value;
+}
+
+/* The task queue gives a process worker no more tasks than the windows of
+ * its processes (its capacity follows them): calls of 20 ms keep the one
+ * process's window at its least, 4, whatever the machine's speed (a
+ * window holds about 10 ms of work), so of 12 calls the worker holds 4 at
+ * most; the others wait in the queue, where a thread worker hired beside
+ * it takes some. */
+static GVariant *
+thread_sleep (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  /* Every call of the test sleeps 20 ms. */
+  g_atomic_int_inc ((int *) data);
+  g_usleep (20 * 1000);
+  return NULL;
+}
+
+static void
+test_capacity_follows_window (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new_full (1, 64, 1);
+  SluiceThreadWorker *thread_worker = sluice_thread_worker_new (NULL, 1);
+  int n_in_thread = 0;
+  CallResult r[12] = { { 0 } };
+  guint n_done = 0;
+
+  g_assert_cmpuint (sluice_worker_get_capacity (SLUICE_WORKER (worker)), ==, 4);
+  sluice_thread_worker_register (thread_worker, "sleep", "(u)", thread_sleep, &n_in_thread, NULL);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (thread_worker));
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call (queue, "sleep", g_variant_new ("(u)", 20), 0, &r[i]);
+  while (n_done < G_N_ELEMENTS (r))
+    {
+      g_assert_cmpuint (stat_of (worker, "capacity"), ==, 4);
+      g_assert_cmpuint (stat_of (worker, "pending") + stat_of (worker, "in-flight"), <=, 4);
+      g_main_context_iteration (NULL, TRUE);
+      n_done = 0;
+      for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+        n_done += r[i].n_completed;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_no_error (r[i].error);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpint (g_atomic_int_get (&n_in_thread), >=, 1);
+  g_assert_cmpuint (stat_of (worker, "outcomes"), ==, G_N_ELEMENTS (r) - n_in_thread);
+
+  shutdown_and_wait (queue);
+  g_object_unref (thread_worker);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
 /* Errors cross with their domain, code and message; arguments of the
  * wrong type and unknown names fail that call only. */
 static void
@@ -1014,6 +1081,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/process-worker/calls", test_calls);
   g_test_add_func ("/process-worker/errors", test_errors);
+  g_test_add_func ("/process-worker/capacity-follows-window", test_capacity_follows_window);
   g_test_add_func ("/process-worker/timeout", test_timeout);
   g_test_add_func ("/process-worker/cancel-reaches-helper", test_cancel_reaches_helper);
   g_test_add_func ("/process-worker/cancel-waiting-in-helper", test_cancel_waiting_in_helper);
