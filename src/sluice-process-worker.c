@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /**
@@ -106,6 +107,15 @@ typedef enum
   PROC_READY,
 } ProcState;
 
+/* A helper process as /proc names it: its pid, and its start time (in
+ * clock ticks since boot), which tells it from a later process that got
+ * the same pid. */
+typedef struct
+{
+  char pid[16];
+  guint64 start_time;
+} ChildId;
+
 typedef struct _Proc Proc;
 
 /* A call sent to a process. */
@@ -136,6 +146,7 @@ struct _Proc
   guint n_start_failures; /* in a row */
   gboolean kill_not_lost; /* killed for a timeout: its calls are not lost */
   GError *start_error;    /* (owned) (nullable): its connection failed */
+  ChildId child_id;       /* of @process, read when it started */
   /* Its window (the most calls it holds now), from the time its calls
    * take: see proc_measure_locked (). Under the mutex. */
   guint window;
@@ -573,28 +584,36 @@ delayed_kill_cb (gpointer data)
 
 typedef struct
 {
-  char pid[16];
+  ChildId id;
+  GWeakRef process; /* its GSubprocess while GLib watches it */
   guint n_checks;
   guint n_zombie; /* checks in a row that found it a zombie */
 } ReapWatch;
 
 /* The state letter of process @pid if it is a child of this process ('Z'
  * for a zombie), 0 if there is no such child (reaped, or the pid is now
- * another process's). */
+ * another process's); its start time in @start_time. */
 static char
-child_state (const char *pid)
+child_state (const char *pid, guint64 *start_time)
 {
   g_autofree char *path = g_build_filename ("/proc", pid, "stat", NULL);
   g_autofree char *stat = NULL;
   const char *end;
   char state;
   long ppid;
+  unsigned long long start;
 
   if (!g_file_get_contents (path, &stat, NULL, NULL))
     return 0;
   end = strrchr (stat, ')'); /* after "pid (comm" */
-  if (end == NULL || sscanf (end + 1, " %c %ld", &state, &ppid) != 2 || ppid != (long) getpid ())
+  /* Fields 3 (state), 4 (ppid) and 22 (start time) of proc(5). */
+  if (end == NULL ||
+      sscanf (end + 1,
+              " %c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+              &state, &ppid, &start) != 3 ||
+      ppid != (long) getpid ())
     return 0;
+  *start_time = start;
   return state;
 }
 
@@ -603,45 +622,108 @@ child_state (const char *pid)
  * load a helper that went down was seen to stay a zombie, unreaped, until
  * another child exited (CI: test-process-worker waited 60 s for it). A
  * helper found a zombie twice in a row is reaped by a SIGCHLD raised here:
- * GLib's handler looks again (it reaps only the children it watches). The
- * watch holds the pid only, not the GSubprocess and its pipes. */
+ * GLib's handler looks again (it reaps only the children it watches).
+ *
+ * A second kind was seen under ASan (session 11, ~2 in 45 loaded runs):
+ * GLib had completed the helper's GSubprocess (its identifier NULL), yet
+ * /proc still listed it as our zombie. GLib 2.74's child watch takes a
+ * waitpid () that fails with ECHILD as an exit with status 0, and stops
+ * watching; only a waitpid () that can see the child (__WALL, for a child
+ * whose exit signal is not SIGCHLD) reaps it then. So a helper that GLib
+ * no longer watches (its GSubprocess is gone or has no identifier), and
+ * that is still our zombie with the same start time (not a later process
+ * with its pid), is reaped here, and the debug log says so with the
+ * status GLib had reported. The watch holds the pid and a weak reference
+ * to the GSubprocess only, not its pipes. */
 static gboolean
 reap_check_cb (gpointer data)
 {
   ReapWatch *watch = data;
-  char state = child_state (watch->pid);
+  guint64 start_time = 0;
+  char state = child_state (watch->id.pid, &start_time);
+  GSubprocess *process;
+  gboolean watched;
 
+  if (state != 0 && start_time != watch->id.start_time)
+    state = 0; /* another process has its pid: it was reaped */
   if (state == 0 || ++watch->n_checks > REAP_CHECKS)
     {
-      g_debug ("Helper process %s: %s", watch->pid,
-               state == 0 ? "reaped" : "not reaped, left to GLib");
+      g_debug ("Helper process %s (started at %" G_GUINT64_FORMAT "): %s", watch->id.pid,
+               watch->id.start_time, state == 0 ? "reaped" : "not reaped, left to GLib");
       return G_SOURCE_REMOVE;
     }
   if (state != 'Z')
-    watch->n_zombie = 0;
+    {
+      watch->n_zombie = 0;
+      return G_SOURCE_CONTINUE;
+    }
+  process = g_weak_ref_get (&watch->process);
+  watched = process != NULL && g_subprocess_get_identifier (process) != NULL;
+  if (!watched)
+    {
+      int status = 0;
+      pid_t pid = (pid_t) g_ascii_strtoll (watch->id.pid, NULL, 10);
+      pid_t reaped = waitpid (pid, &status, WNOHANG | __WALL);
+
+      g_debug ("Helper process %s: GLib no longer watches it (%s %d), yet it is still our "
+               "zombie: waitpid () gives %d, wait status %d",
+               watch->id.pid,
+               process == NULL                        ? "its GSubprocess is gone, status"
+               : g_subprocess_get_if_exited (process) ? "it said exit status"
+                                                      : "it said signal",
+               process == NULL                        ? -1
+               : g_subprocess_get_if_exited (process) ? g_subprocess_get_exit_status (process)
+                                                      : g_subprocess_get_term_sig (process),
+               (int) reaped, status);
+    }
   else if (++watch->n_zombie >= 2)
     {
-      g_debug ("Helper process %s is still a zombie: raising SIGCHLD", watch->pid);
+      g_debug ("Helper process %s is still a zombie: raising SIGCHLD", watch->id.pid);
       kill (getpid (), SIGCHLD);
       watch->n_zombie = 0;
     }
+  g_clear_object (&process);
   return G_SOURCE_CONTINUE;
 }
 
-/* Watches @process, which went down, until it is reaped. */
 static void
-reap_watch_start (GSubprocess *process, GMainContext *context)
+reap_watch_free (gpointer data)
 {
-  const char *pid = g_subprocess_get_identifier (process);
+  ReapWatch *watch = data;
+
+  g_weak_ref_clear (&watch->process);
+  g_free (watch);
+}
+
+/* What @process (just started, or NULL) is, for the reap watch. */
+static void
+child_id_read (ChildId *id, GSubprocess *process)
+{
+  const char *pid = process != NULL ? g_subprocess_get_identifier (process) : NULL;
+
+  id->pid[0] = '\0';
+  if (pid == NULL)
+    return;
+  g_strlcpy (id->pid, pid, sizeof id->pid);
+  if (child_state (id->pid, &id->start_time) == 0)
+    id->pid[0] = '\0';
+}
+
+/* Watches @process (started as @id), which went down, until it is
+ * reaped. */
+static void
+reap_watch_start (GSubprocess *process, const ChildId *id, GMainContext *context)
+{
   ReapWatch *watch;
   GSource *source;
 
-  if (pid == NULL)
-    return; /* reaped already */
+  if (id->pid[0] == '\0')
+    return; /* its start time could not be read */
   watch = g_new0 (ReapWatch, 1);
-  g_strlcpy (watch->pid, pid, sizeof watch->pid);
+  watch->id = *id;
+  g_weak_ref_init (&watch->process, process);
   source = g_timeout_source_new (REAP_CHECK_MS);
-  g_source_set_callback (source, reap_check_cb, watch, g_free);
+  g_source_set_callback (source, reap_check_cb, watch, reap_watch_free);
   g_source_set_static_name (source, "SluiceProcessWorker reap");
   g_source_attach (source, context);
   g_source_unref (source);
@@ -696,7 +778,7 @@ proc_down_locked (Proc *proc, GPtrArray *given_back)
         }
       else
         g_subprocess_force_exit (proc->process);
-      reap_watch_start (proc->process, self->context);
+      reap_watch_start (proc->process, &proc->child_id, self->context);
       g_clear_object (&proc->process);
     }
 }
@@ -947,6 +1029,7 @@ proc_start (Proc *proc)
   proc->life = g_cancellable_new ();
   proc->process = process;
   g_mutex_unlock (&self->mutex);
+  child_id_read (&proc->child_id, process);
   if (process == NULL)
     {
       proc_start_failed (proc, error, TRUE);

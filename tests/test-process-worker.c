@@ -124,10 +124,20 @@ count_children_full (gboolean zombies_only, gboolean show)
               g_file_get_contents (wchan_path, &wchan, NULL, NULL);
               g_file_get_contents (status_path, &status, NULL, NULL);
               tracer = status != NULL ? strstr (status, "TracerPid:") : NULL;
-              g_printerr ("# child %s: %.*s, state %c, waiting in %s, %.*s\n", name,
-                          (int) (end + 1 - stat), stat, state, wchan != NULL ? wchan : "?",
-                          tracer != NULL ? (int) strcspn (tracer, "\n") : 0,
-                          tracer != NULL ? tracer : "");
+              unsigned long long start = 0;
+
+              /* Its start time (field 22) tells a helper from a later
+               * process that got its pid (the library's reap watch logs
+               * the helpers it watched, with theirs, at debug level). */
+              sscanf (
+                  end + 1,
+                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+                  "%llu",
+                  &start);
+              g_printerr (
+                  "# child %s: %.*s, state %c, started at %llu, waiting in %s, %.*s\n", name,
+                  (int) (end + 1 - stat), stat, state, start, wchan != NULL ? wchan : "?",
+                  tracer != NULL ? (int) strcspn (tracer, "\n") : 0, tracer != NULL ? tracer : "");
             }
         }
     }
