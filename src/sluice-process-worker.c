@@ -626,14 +626,15 @@ child_state (const char *pid, guint64 *start_time)
  *
  * A second kind was seen under ASan (session 11, ~2 in 45 loaded runs):
  * GLib had completed the helper's GSubprocess (its identifier NULL), yet
- * /proc still listed it as our zombie. GLib 2.74's child watch takes a
- * waitpid () that fails with ECHILD as an exit with status 0, and stops
- * watching; only a waitpid () that can see the child (__WALL, for a child
- * whose exit signal is not SIGCHLD) reaps it then. So a helper that GLib
- * no longer watches (its GSubprocess is gone or has no identifier), and
- * that is still our zombie with the same start time (not a later process
- * with its pid), is reaped here, and the debug log says so with the
- * status GLib had reported. The watch holds the pid and a weak reference
+ * /proc listed a zombie child of ours under its pid. Either that pid was
+ * taken by a later child (pid_max is 32768 here: the start time tells),
+ * or GLib's waitpid () failed: GLib 2.74 then takes the child as exited
+ * with status 0 and stops watching it (it warns of ECHILD, which a test
+ * makes fatal: not seen, so this is the less likely one). For the second,
+ * a helper that GLib no longer watches (its GSubprocess gone or without
+ * identifier), still our zombie with the same start time, is reaped here
+ * with waitpid (__WALL), and the debug log says what GLib had reported.
+ * The watch holds the pid, its start time and a weak reference
  * to the GSubprocess only, not its pipes. */
 static gboolean
 reap_check_cb (gpointer data)
