@@ -626,14 +626,17 @@ child_state (const char *pid, guint64 *start_time)
  *
  * A second kind was seen under ASan (session 11, ~2 in 45 loaded runs):
  * GLib had completed the helper's GSubprocess (its identifier NULL), yet
- * /proc listed a zombie child of ours under its pid. Either that pid was
- * taken by a later child (pid_max is 32768 here: the start time tells),
- * or GLib's waitpid () failed: GLib 2.74 then takes the child as exited
- * with status 0 and stops watching it (it warns of ECHILD, which a test
- * makes fatal: not seen, so this is the less likely one). For the second,
- * a helper that GLib no longer watches (its GSubprocess gone or without
- * identifier), still our zombie with the same start time, is reaped here
- * with waitpid (__WALL), and the debug log says what GLib had reported.
+ * /proc listed a zombie child of ours under its pid. Session 12 caught one
+ * (ASan, load ~35, /process-worker/dispose-kills after sigkill-stress, 1
+ * in ~20 runs): GLib had dropped the GSubprocess (finalized: its child
+ * watch had fired), yet the helper, same pid and same start time (so not
+ * a later process), was still our zombie; waitpid (pid, WNOHANG | __WALL)
+ * here reaped it at once, wait status 9 (SIGKILL). Why GLib 2.74's child
+ * watch fired without reaping it is not known (no ECHILD warning, which a
+ * test makes fatal, was logged). So a helper that GLib no longer watches
+ * (its GSubprocess gone or without identifier), still our zombie with the
+ * same start time, is reaped here, and the debug log says so with what
+ * GLib had reported.
  * The watch holds the pid, its start time and a weak reference
  * to the GSubprocess only, not its pipes. */
 static gboolean
