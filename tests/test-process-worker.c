@@ -200,8 +200,12 @@ after (Before b)
         g_main_context_iteration (NULL, TRUE);
       g_assert_true (system (cmd) >= 0);
     }
+  /* No more than before: an fd of an earlier round trip that GDBus's or
+   * GLib's worker thread had not closed yet when before () counted may
+   * close during the test (seen in the first test after warm_up (): 9 vs
+   * 10, sessions 11 and 12); that hides a leak no more than == would. */
   WAIT_UNTIL (count_fds () <= b.n_fds);
-  g_assert_cmpuint (count_fds (), ==, b.n_fds);
+  g_assert_cmpuint (count_fds (), <=, b.n_fds);
 }
 
 /* ---- calls --------------------------------------------------------------- */
