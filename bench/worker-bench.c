@@ -46,6 +46,32 @@ static char *opt_only;
  * process, and of its children (the helpers, or Python and its pool). */
 static double cpu_self_per_call;
 static double cpu_children_per_call;
+/* Of the last run of a process worker: messages per call (CallMany sent,
+ * Results received), and context switches per call (voluntary and not) of
+ * this process and its children. */
+static double call_messages_per_call;
+static double result_messages_per_call;
+static double switches_per_call;
+
+static gint64
+switches (int who)
+{
+  struct rusage usage;
+
+  getrusage (who, &usage);
+  return usage.ru_nvcsw + usage.ru_nivcsw;
+}
+
+static guint64
+stat_of (SluiceProcessWorker *worker, const char *name)
+{
+  GVariant *stats = g_variant_ref_sink (sluice_process_worker_get_stats (worker));
+  guint64 value = 0;
+
+  g_variant_lookup (stats, name, "t", &value);
+  g_variant_unref (stats);
+  return value;
+}
 
 static gint64
 cpu_us (int who)
@@ -140,7 +166,8 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   Run warm = { queue, "echo", FALSE, 8 * n_processes, 0, 0, 0 };
   Run run = { queue, busy ? "busy" : "echo", busy, n, 0, 0, 0 };
   gboolean shut = FALSE;
-  gint64 start, self_start, children_start;
+  gint64 start, self_start, children_start, switches_start;
+  guint64 sent_start, call_messages_start, outcomes_start, result_messages_start;
   char **pids;
   double rate;
 
@@ -154,12 +181,22 @@ run_sluice (gboolean busy, guint n_processes, guint n)
    * start-up are in it, but little against the run. */
   children_start = cpu_us (RUSAGE_CHILDREN);
   self_start = cpu_us (RUSAGE_SELF);
+  switches_start = switches (RUSAGE_SELF) + switches (RUSAGE_CHILDREN);
+  sent_start = stat_of (worker, "calls-sent");
+  call_messages_start = stat_of (worker, "call-messages");
+  outcomes_start = stat_of (worker, "outcomes");
+  result_messages_start = stat_of (worker, "result-messages");
   start = g_get_monotonic_time ();
   issue (&run);
   while (run.done < run.n)
     g_main_context_iteration (NULL, TRUE);
   rate = run.n / ((g_get_monotonic_time () - start) / 1e6);
   cpu_self_per_call = (double) (cpu_us (RUSAGE_SELF) - self_start) / run.n;
+  call_messages_per_call = (double) (stat_of (worker, "call-messages") - call_messages_start) /
+                           MAX (stat_of (worker, "calls-sent") - sent_start, 1);
+  result_messages_per_call =
+      (double) (stat_of (worker, "result-messages") - result_messages_start) /
+      MAX (stat_of (worker, "outcomes") - outcomes_start, 1);
   if (run.failed > 0 || warm.failed > 0)
     {
       g_printerr ("worker-bench: %u calls failed\n", run.failed + warm.failed);
@@ -175,6 +212,8 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   wait_reaped (pids);
   g_strfreev (pids);
   cpu_children_per_call = (double) (cpu_us (RUSAGE_CHILDREN) - children_start) / run.n;
+  switches_per_call =
+      (double) (switches (RUSAGE_SELF) + switches (RUSAGE_CHILDREN) - switches_start) / run.n;
   return rate;
 }
 
@@ -280,6 +319,7 @@ main (int argc, char **argv)
   GError *error = NULL;
   double rates[N_CONFIGS][MAX_REPS];
   double cpu_self[N_CONFIGS][MAX_REPS], cpu_children[N_CONFIGS][MAX_REPS];
+  double messages[N_CONFIGS][MAX_REPS];
   double speedup[MAX_REPS], vs_pool[MAX_REPS], vs_pool_busy[MAX_REPS];
   guint n_trivial, n_busy;
   int reps;
@@ -320,8 +360,12 @@ main (int argc, char **argv)
           else
             r = run_sluice (c >= C_BUSY_1, c == C_TRIVIAL_2 || c == C_BUSY_2 ? 2 : 1,
                             c >= C_BUSY_1 ? n_busy : n_trivial);
-          printf ("%-30s %10.0f calls/s  cpu/call: self %.1f us, children %.1f us\n",
-                  config_names[c], r, cpu_self_per_call, cpu_children_per_call);
+          printf ("%-30s %10.0f calls/s  cpu/call: self %.1f us, children %.1f us", config_names[c],
+                  r, cpu_self_per_call, cpu_children_per_call);
+          if (c < C_POOL_TRIVIAL_2)
+            printf ("  messages/call: %.3f calls, %.3f results  switches/call %.2f",
+                    call_messages_per_call, result_messages_per_call, switches_per_call);
+          printf ("\n");
         }
       return 0;
     }
@@ -358,8 +402,14 @@ main (int argc, char **argv)
           rates[c][rep] = r;
           cpu_self[c][rep] = cpu_self_per_call;
           cpu_children[c][rep] = cpu_children_per_call;
-          g_printerr ("  rep %d %-30s %10.0f calls/s  cpu/call: self %.1f us, children %.1f us\n",
+          messages[c][rep] =
+              c < C_POOL_TRIVIAL_2 ? call_messages_per_call + result_messages_per_call : 0;
+          g_printerr ("  rep %d %-30s %10.0f calls/s  cpu/call: self %.1f us, children %.1f us",
                       rep + 1, config_names[c], r, cpu_self_per_call, cpu_children_per_call);
+          if (c < C_POOL_TRIVIAL_2)
+            g_printerr ("  messages/call: %.3f calls, %.3f results  switches/call %.2f",
+                        call_messages_per_call, result_messages_per_call, switches_per_call);
+          g_printerr ("\n");
         }
       speedup[rep] = rates[C_BUSY_2][rep] / rates[C_BUSY_1][rep];
       vs_pool[rep] = rates[C_TRIVIAL_2][rep] / rates[C_POOL_TRIVIAL_2][rep];
@@ -374,9 +424,12 @@ main (int argc, char **argv)
       if (rates[c][0] < 0)
         continue;
       min_max (rates[c], reps, &lo, &hi);
-      printf ("  %-30s %10.0f calls/s  [%.0f .. %.0f]  cpu/call: self %.1f us, children %.1f us\n",
+      printf ("  %-30s %10.0f calls/s  [%.0f .. %.0f]  cpu/call: self %.1f us, children %.1f us",
               config_names[c], median (rates[c], reps), lo, hi, median (cpu_self[c], reps),
               median (cpu_children[c], reps));
+      if (c < C_POOL_TRIVIAL_2)
+        printf ("  messages/call %.3f", median (messages[c], reps));
+      printf ("\n");
     }
   {
     double lo, hi;

@@ -57,6 +57,7 @@ struct _SluiceHired
   guint capacity;
   GHashTable *held; /* of SluiceWorkerTask, borrowed (the call holds them) */
   gulong resigned_id;
+  gulong capacity_id;
 };
 
 typedef struct
@@ -775,6 +776,7 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
     return FALSE;
 
   g_signal_handler_disconnect (worker, hired->resigned_id);
+  g_signal_handler_disconnect (worker, hired->capacity_id);
   crashed = sluice_worker_crash (worker);
 
   g_mutex_lock (&calls->mutex);
@@ -812,6 +814,28 @@ worker_resigned_cb (SluiceWorker *worker, GError *error, gpointer data)
 
   g_debug ("A worker resigned: %s", error != NULL ? error->message : "");
   calls_fire (calls, worker);
+}
+
+/* The worker's capacity changed: the queue gives it tasks up to the new
+ * one (a smaller one keeps what it holds, and gives no more until it holds
+ * fewer). */
+static void
+worker_capacity_changed_cb (SluiceWorker *worker, gpointer data)
+{
+  SluiceCalls *calls = data;
+  guint capacity = sluice_worker_get_capacity (worker);
+  SluiceHired *hired;
+  After after = { 0 };
+
+  g_mutex_lock (&calls->mutex);
+  hired = find_hired_locked (calls, worker, NULL);
+  if (hired != NULL && hired->capacity != capacity)
+    {
+      hired->capacity = capacity;
+      dispatch_locked (calls);
+    }
+  g_mutex_unlock (&calls->mutex);
+  after_run (calls, &after);
 }
 
 /* ---- stopping at shutdown ----------------------------------------------- */
@@ -905,6 +929,7 @@ sluice_calls_free (SluiceCalls *calls)
       SluiceHired *hired = calls->hired->pdata[i];
 
       g_signal_handler_disconnect (hired->worker, hired->resigned_id);
+      g_signal_handler_disconnect (hired->worker, hired->capacity_id);
       hired_free (hired);
     }
   g_ptr_array_unref (calls->hired);
@@ -1118,7 +1143,8 @@ sluice_task_queue_call_finish (SluiceTaskQueue *self, GAsyncResult *result, GErr
  * Hires @worker: from now on it runs named calls
  * ([method@Sluice.TaskQueue.call_async]) of the default series and of the
  * series it serves ([method@Sluice.Worker.get_series]), up to its
- * capacity ([method@Sluice.Worker.get_capacity]) at once. Calls of those
+ * capacity ([method@Sluice.Worker.get_capacity], read again when it
+ * emits [signal@Sluice.Worker::capacity-changed]) at once. Calls of those
  * series that were waiting for a worker start at once. @self keeps a
  * reference on @worker until it is fired, or @self is finalized; shutting
  * @self down stops it ([method@Sluice.Worker.stop_async]).
@@ -1158,11 +1184,15 @@ sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
     }
   hired->resigned_id =
       g_signal_connect (worker, "resigned", G_CALLBACK (worker_resigned_cb), calls);
+  hired->capacity_id =
+      g_signal_connect (worker, "capacity-changed", G_CALLBACK (worker_capacity_changed_cb), calls);
   g_ptr_array_add (calls->hired, hired);
   dispatch_locked (calls);
   g_mutex_unlock (&calls->mutex);
 
   after_run (calls, &after);
+  /* In case it changed before the handler was connected. */
+  worker_capacity_changed_cb (worker, calls);
 }
 
 /**

@@ -41,6 +41,7 @@ G_DEFINE_INTERFACE (SluiceWorker, sluice_worker, G_TYPE_OBJECT)
 enum
 {
   SIGNAL_RESIGNED,
+  SIGNAL_CAPACITY_CHANGED,
   N_SIGNALS
 };
 
@@ -103,6 +104,20 @@ sluice_worker_default_init (SluiceWorkerInterface *iface)
   worker_signals[SIGNAL_RESIGNED] =
       g_signal_new ("resigned", G_TYPE_FROM_INTERFACE (iface), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
                     NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+
+  /**
+   * SluiceWorker::capacity-changed:
+   * @worker: the worker
+   *
+   * Emitted by a worker whose capacity ([method@Sluice.Worker.get_capacity])
+   * changed ([method@Sluice.Worker.capacity_changed]), in whatever thread
+   * it changed, with none of its locks held. A [class@Sluice.TaskQueue]
+   * that hired it reads its capacity again: it gives it more tasks at once
+   * if it grew, and no more until it holds fewer if it shrank.
+   */
+  worker_signals[SIGNAL_CAPACITY_CHANGED] =
+      g_signal_new ("capacity-changed", G_TYPE_FROM_INTERFACE (iface), G_SIGNAL_RUN_LAST, 0, NULL,
+                    NULL, NULL, G_TYPE_NONE, 0);
 }
 
 /**
@@ -134,7 +149,8 @@ sluice_worker_get_series (SluiceWorker *self)
  * @self: a worker
  *
  * Gets how many tasks @self takes at once. A [class@Sluice.TaskQueue]
- * reads it when it hires @self.
+ * reads it when it hires @self, and again when @self emits
+ * [signal@Sluice.Worker::capacity-changed].
  *
  * This function is safe to call from any thread.
  *
@@ -146,6 +162,26 @@ sluice_worker_get_capacity (SluiceWorker *self)
   g_return_val_if_fail (SLUICE_IS_WORKER (self), 1);
 
   return MAX (SLUICE_WORKER_GET_IFACE (self)->get_capacity (self), 1);
+}
+
+/**
+ * sluice_worker_capacity_changed:
+ * @self: a worker
+ *
+ * Says that the capacity of @self ([vfunc@Sluice.Worker.get_capacity])
+ * changed: emits [signal@Sluice.Worker::capacity-changed], so that the
+ * [class@Sluice.TaskQueue] that hired @self reads it again. A
+ * [class@Sluice.ProcessWorker] does so as the windows of its processes
+ * adapt to the time its calls take.
+ *
+ * Call it from any thread, with none of the worker's locks held.
+ */
+void
+sluice_worker_capacity_changed (SluiceWorker *self)
+{
+  g_return_if_fail (SLUICE_IS_WORKER (self));
+
+  g_signal_emit (self, worker_signals[SIGNAL_CAPACITY_CHANGED], 0);
 }
 
 /**

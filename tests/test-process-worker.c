@@ -124,10 +124,20 @@ count_children_full (gboolean zombies_only, gboolean show)
               g_file_get_contents (wchan_path, &wchan, NULL, NULL);
               g_file_get_contents (status_path, &status, NULL, NULL);
               tracer = status != NULL ? strstr (status, "TracerPid:") : NULL;
-              g_printerr ("# child %s: %.*s, state %c, waiting in %s, %.*s\n", name,
-                          (int) (end + 1 - stat), stat, state, wchan != NULL ? wchan : "?",
-                          tracer != NULL ? (int) strcspn (tracer, "\n") : 0,
-                          tracer != NULL ? tracer : "");
+              unsigned long long start = 0;
+
+              /* Its start time (field 22) tells a helper from a later
+               * process that got its pid (the library's reap watch logs
+               * the helpers it watched, with theirs, at debug level). */
+              sscanf (
+                  end + 1,
+                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+                  "%llu",
+                  &start);
+              g_printerr (
+                  "# child %s: %.*s, state %c, started at %llu, waiting in %s, %.*s\n", name,
+                  (int) (end + 1 - stat), stat, state, start, wchan != NULL ? wchan : "?",
+                  tracer != NULL ? (int) strcspn (tracer, "\n") : 0, tracer != NULL ? tracer : "");
             }
         }
     }
@@ -190,8 +200,12 @@ after (Before b)
         g_main_context_iteration (NULL, TRUE);
       g_assert_true (system (cmd) >= 0);
     }
+  /* No more than before: an fd of an earlier round trip that GDBus's or
+   * GLib's worker thread had not closed yet when before () counted may
+   * close during the test (seen in the first test after warm_up (): 9 vs
+   * 10, sessions 11 and 12); that hides a leak no more than == would. */
   WAIT_UNTIL (count_fds () <= b.n_fds);
-  g_assert_cmpuint (count_fds (), ==, b.n_fds);
+  g_assert_cmpuint (count_fds (), <=, b.n_fds);
 }
 
 /* ---- calls --------------------------------------------------------------- */
@@ -312,10 +326,101 @@ test_calls (void)
       }
   }
   g_assert_cmpuint (g_hash_table_size (pids), ==, 2);
+  /* Every call sent once (no process died), its outcome received; at
+   * most one message per call each way. */
+  {
+    GVariant *stats = g_variant_ref_sink (sluice_process_worker_get_stats (worker));
+    guint64 sent, call_messages, outcomes, result_messages, pending, in_flight, capacity;
+
+    g_assert_true (g_variant_lookup (stats, "calls-sent", "t", &sent));
+    g_assert_true (g_variant_lookup (stats, "call-messages", "t", &call_messages));
+    g_assert_true (g_variant_lookup (stats, "outcomes", "t", &outcomes));
+    g_assert_true (g_variant_lookup (stats, "result-messages", "t", &result_messages));
+    g_assert_true (g_variant_lookup (stats, "pending", "t", &pending));
+    g_assert_true (g_variant_lookup (stats, "in-flight", "t", &in_flight));
+    g_assert_true (g_variant_lookup (stats, "capacity", "t", &capacity));
+    g_assert_cmpuint (sent, ==, n + 7);
+    g_assert_cmpuint (outcomes, ==, n + 7);
+    g_assert_cmpuint (call_messages, >=, 2);
+    g_assert_cmpuint (call_messages, <=, sent);
+    g_assert_cmpuint (result_messages, >=, 2);
+    g_assert_cmpuint (result_messages, <=, outcomes);
+    g_assert_cmpuint (pending, ==, 0);
+    g_assert_cmpuint (in_flight, ==, 0);
+    g_assert_cmpuint (capacity, ==, 6);
+    g_variant_unref (stats);
+  }
 
   shutdown_and_wait (queue);
   g_hash_table_unref (pids);
   g_free (r);
+  g_object_unref (worker);
+  g_object_unref (queue);
+  after (b);
+}
+
+static guint64
+stat_of (SluiceProcessWorker *worker, const char *name)
+{
+  GVariant *stats = g_variant_ref_sink (sluice_process_worker_get_stats (worker));
+  guint64 value = G_MAXUINT64;
+
+  g_assert_true (g_variant_lookup (stats, name, "t", &value));
+  g_variant_unref (stats);
+  return value;
+}
+
+/* The task queue gives a process worker no more tasks than the windows of
+ * its processes (its capacity follows them): calls of 20 ms keep the one
+ * process's window at its least, 4, whatever the machine's speed (a
+ * window holds about 10 ms of work), so of 12 calls the worker holds 4 at
+ * most; the others wait in the queue, where a thread worker hired beside
+ * it takes some. */
+static GVariant *
+thread_sleep (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  /* Every call of the test sleeps 20 ms. */
+  g_atomic_int_inc ((int *) data);
+  g_usleep (20 * 1000);
+  return NULL;
+}
+
+static void
+test_capacity_follows_window (void)
+{
+  Before b = before ();
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  SluiceProcessWorker *worker = helper_worker_new_full (1, 64, 1);
+  SluiceThreadWorker *thread_worker = sluice_thread_worker_new (NULL, 1);
+  int n_in_thread = 0;
+  CallResult r[12] = { { 0 } };
+  guint n_done = 0;
+
+  g_assert_cmpuint (sluice_worker_get_capacity (SLUICE_WORKER (worker)), ==, 4);
+  sluice_thread_worker_register (thread_worker, "sleep", "(u)", thread_sleep, &n_in_thread, NULL);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
+  sluice_task_queue_hire (queue, SLUICE_WORKER (thread_worker));
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    call (queue, "sleep", g_variant_new ("(u)", 20), 0, &r[i]);
+  while (n_done < G_N_ELEMENTS (r))
+    {
+      g_assert_cmpuint (stat_of (worker, "capacity"), ==, 4);
+      g_assert_cmpuint (stat_of (worker, "pending") + stat_of (worker, "in-flight"), <=, 4);
+      g_main_context_iteration (NULL, TRUE);
+      n_done = 0;
+      for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+        n_done += r[i].n_completed;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (r); i++)
+    {
+      g_assert_no_error (r[i].error);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpint (g_atomic_int_get (&n_in_thread), >=, 1);
+  g_assert_cmpuint (stat_of (worker, "outcomes"), ==, G_N_ELEMENTS (r) - n_in_thread);
+
+  shutdown_and_wait (queue);
+  g_object_unref (thread_worker);
   g_object_unref (worker);
   g_object_unref (queue);
   after (b);
@@ -638,8 +743,10 @@ test_malformed_results (void)
   sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   call (queue, "square", g_variant_new ("(x)", (gint64) 3), 0, &r);
   WAIT_UNTIL (r.n_completed == 1);
-  g_test_assert_expected_messages ();
+  /* The error first: if it is not the one expected, its message says
+   * why (seen once under valgrind at load 35: fewer than three warnings). */
   g_assert_error (r.error, SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST);
+  g_test_assert_expected_messages ();
   g_assert_null (r.result);
   call_result_clear (&r);
 
@@ -990,6 +1097,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/process-worker/calls", test_calls);
   g_test_add_func ("/process-worker/errors", test_errors);
+  g_test_add_func ("/process-worker/capacity-follows-window", test_capacity_follows_window);
   g_test_add_func ("/process-worker/timeout", test_timeout);
   g_test_add_func ("/process-worker/cancel-reaches-helper", test_cancel_reaches_helper);
   g_test_add_func ("/process-worker/cancel-waiting-in-helper", test_cancel_waiting_in_helper);

@@ -30,5 +30,7 @@ SLUICE_AVAILABLE_IN_ALL
 guint sluice_process_worker_get_max_calls (SluiceProcessWorker *self);
 SLUICE_AVAILABLE_IN_ALL
 GStrv sluice_process_worker_dup_pids (SluiceProcessWorker *self);
+SLUICE_AVAILABLE_IN_ALL
+GVariant *sluice_process_worker_get_stats (SluiceProcessWorker *self);
 
 G_END_DECLS

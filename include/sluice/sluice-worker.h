@@ -55,7 +55,8 @@ G_DECLARE_INTERFACE (SluiceWorker, sluice_worker, SLUICE, WORKER, GObject)
  * @get_series: returns the series the worker serves besides the default
  *   one, as a %NULL-terminated array (transfer full); %NULL for none
  * @get_capacity: returns how many tasks the worker takes at once (at least
- *   1)
+ *   1); a worker whose capacity changes calls
+ *   [method@Sluice.Worker.capacity_changed]
  * @run_task: takes a task, to run it when and where the worker sees fit,
  *   the most urgent of those it holds first; the worker completes it later
  *   (or now) with [method@Sluice.WorkerTask.return_value],
@@ -99,6 +100,8 @@ SLUICE_AVAILABLE_IN_ALL
 char **sluice_worker_get_series (SluiceWorker *self) G_GNUC_WARN_UNUSED_RESULT;
 SLUICE_AVAILABLE_IN_ALL
 guint sluice_worker_get_capacity (SluiceWorker *self);
+SLUICE_AVAILABLE_IN_ALL
+void sluice_worker_capacity_changed (SluiceWorker *self);
 SLUICE_AVAILABLE_IN_ALL
 void sluice_worker_run_task (SluiceWorker *self, SluiceWorkerTask *task);
 SLUICE_AVAILABLE_IN_ALL

@@ -175,6 +175,12 @@ class PyWorker(GObject.Object, Sluice.Worker):
 class PythonWorkers(QueueCase):
     """SluiceWorker implemented in Python (its vfuncs), hired by a queue."""
 
+    def finish_until_done(self, worker, outs):
+        while not all(outs):
+            worker.finish_all()
+            GLib.MainContext.default().iteration(False)
+        self.assertEqual([o[0].unpack() for o in outs], [(i * 10,) for i in range(len(outs))])
+
     def test_python_worker_runs_calls(self):
         worker = PyWorker()
         self.queue.hire(worker)
@@ -182,15 +188,24 @@ class PythonWorkers(QueueCase):
         wait_until(lambda: len(worker.held) == 2)
         # Its capacity: two at once; the others wait in the queue.
         self.assertEqual(self.queue.get_n_calls(), 5)
-        while not all(outs):
-            worker.finish_all()
-            GLib.MainContext.default().iteration(False)
-        self.assertEqual([o[0].unpack() for o in outs], [(i * 10,) for i in range(5)])
+        self.finish_until_done(worker, outs)
         # tearDown's shutdown stops it through do_stop_async.
         done = []
         self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
         wait_until(lambda: done)
         self.assertTrue(worker.stopped)
+
+    def test_capacity_changed(self):
+        worker = PyWorker()
+        self.queue.hire(worker)
+        outs = [self.call("py", "mul", GLib.Variant("(ii)", (i, 10))) for i in range(5)]
+        wait_until(lambda: len(worker.held) == 2)
+        # The queue reads the capacity again when told, and gives more.
+        worker.capacity = 4
+        worker.capacity_changed()
+        wait_until(lambda: len(worker.held) == 4)
+        self.assertEqual(self.queue.get_n_calls(), 5)
+        self.finish_until_done(worker, outs)
 
     def test_fire_gives_back_what_crash_returns(self):
         worker = PyWorker(capacity=3)
@@ -256,9 +271,14 @@ class ProcessWorkers(unittest.TestCase):
     @unittest.skipUnless(os.environ.get("SLUICE_WORKER_TOOL"), "no sluice-worker tool given")
     def test_sluice_worker_module(self):
         argv = [os.environ["SLUICE_WORKER_TOOL"], os.environ["SLUICE_WORKER_EXAMPLE_MODULE"]]
-        self.queue.hire(helpers(argv, 2))
+        worker = helpers(argv, 2)
+        self.queue.hire(worker)
         got = self.calls("sum", [GLib.Variant("(ai)", (list(range(i)),)) for i in range(50)])
         self.assertEqual(got, [(i * (i - 1) // 2,) for i in range(50)])
+        stats = worker.get_stats().unpack()
+        self.assertEqual((stats["calls-sent"], stats["outcomes"], stats["in-flight"]), (50, 50, 0))
+        self.assertTrue(1 <= stats["call-messages"] <= 50)
+        self.assertTrue(1 <= stats["result-messages"] <= 50)
 
     def test_python_helper(self):
         helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_helper.py")
