@@ -29,6 +29,15 @@
 /* How long the writer lets an answer wait for others to write with it,
  * while calls still run. */
 #define ANSWER_DELAY_US 500
+/* Answered entries leave their stream by an XTRIM ... MINID below the
+ * group's oldest pending entry and last delivered one (trim_script), run
+ * in the answers' transaction once this many entries were acknowledged
+ * since the last one, or when nothing else is held. */
+#define TRIM_EVERY 32
+/* Entries acknowledged that a trim has not removed yet (newer than an
+ * entry another call still holds) are deleted (XDEL) past this many, so
+ * that a long call does not keep every entry answered after it. */
+#define MAX_ACKED_KEPT 256
 /* Call ids of cancellations kept, for entries read after their cancel. */
 #define MAX_RECENT_CANCELS 1024
 #define CONTROL_BLOCK_MS 200
@@ -58,6 +67,7 @@ typedef struct
   GHashTable *cancels;  /* call ids cancelled lately (owned by cancel_order) */
   GQueue cancel_order;  /* of char *, oldest first */
   GCancellable *caller; /* (nullable) serve_redis ()'s cancellable */
+  GHashTable *acked;    /* stream -> Acked: only the I/O thread's */
 
   const SluiceRedisEndpoint *endpoint;
 } Serve;
@@ -79,6 +89,77 @@ typedef struct
   GCancellable *cancellable; /* the function's: a cancel entry for its call */
   gint64 answered_us;        /* when it was run */
 } Job;
+
+/* The entries of a stream this member acknowledged and no trim is known
+ * to have removed. */
+typedef struct
+{
+  GQueue ids;       /* of char * */
+  guint since_trim; /* acknowledged since the last trim */
+} Acked;
+
+static void
+acked_free (gpointer data)
+{
+  Acked *acked = data;
+
+  g_queue_clear_full (&acked->ids, g_free);
+  g_free (acked);
+}
+
+/* Trims the stream KEYS[1] below the oldest entry pending in the group
+ * ARGV[1] and, with none pending, up to its last delivered entry: what it
+ * removes is acknowledged (ids only grow, and the script runs at once, so
+ * no member can take an entry meanwhile). Returns the MINID used. */
+static const char trim_script[] =
+    "local s, group = KEYS[1], ARGV[1]\n"
+    "local last\n"
+    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+    "  if f['name'] == group then last = f['last-delivered-id'] end\n"
+    "end\n"
+    "if not last then return '0-0' end\n"
+    "local p = redis.call('XPENDING', s, group)\n"
+    "local minid = p[2]\n"
+    "if p[1] == 0 then\n"
+    "  local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
+    "  minid = ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)\n"
+    "end\n"
+    "redis.call('XTRIM', s, 'MINID', minid)\n"
+    "return minid\n";
+
+/* Compares two stream entry ids (MS-SEQ). */
+static int
+entry_id_compare (const char *a, const char *b)
+{
+  guint64 ms_a = g_ascii_strtoull (a, (char **) &a, 10),
+          ms_b = g_ascii_strtoull (b, (char **) &b, 10);
+  guint64 seq_a = *a == '-' ? g_ascii_strtoull (a + 1, NULL, 10) : 0;
+  guint64 seq_b = *b == '-' ? g_ascii_strtoull (b + 1, NULL, 10) : 0;
+
+  if (ms_a != ms_b)
+    return ms_a < ms_b ? -1 : 1;
+  return seq_a < seq_b ? -1 : seq_a > seq_b;
+}
+
+/* A trim of @stream used @minid: the entries before it are gone. */
+static void
+acked_trimmed (Serve *serve, const char *stream, const char *minid)
+{
+  Acked *acked = g_hash_table_lookup (serve->acked, stream);
+  GList *next;
+
+  for (GList *l = acked != NULL ? acked->ids.head : NULL; l != NULL; l = next)
+    {
+      next = l->next;
+      if (entry_id_compare (l->data, minid) < 0)
+        {
+          g_free (l->data);
+          g_queue_delete_link (&acked->ids, l);
+        }
+    }
+}
 
 /* Calls read and not answered yet (queued for a thread, or running). */
 static guint
@@ -103,30 +184,111 @@ job_free (Job *job)
   g_free (job);
 }
 
-/* Appends the ids of @jobs in @stream to @args. */
-static void
-args_add_entry_ids (SluiceRedisArgs *args, GPtrArray *jobs, const char *stream)
+/* A trim in a transaction of answers: where its reply is in EXEC's. */
+typedef struct
 {
+  char *stream;
+  guint index;
+} TrimAt;
+
+static void
+trim_at_free (gpointer data)
+{
+  TrimAt *at = data;
+
+  g_free (at->stream);
+  g_free (at);
+}
+
+/* Appends the acknowledgement of @jobs's entries in @stream to the
+ * transaction on @c (the *@n_queued-th command of it), the deletion of
+ * those acknowledged long ago that no trim removed, and a trim when it is
+ * time (@idle: nothing else is held), noted in @trims. */
+static gboolean
+append_ack (Serve *serve,
+            redisContext *c,
+            GPtrArray *jobs,
+            const char *stream,
+            gboolean idle,
+            guint *n_queued,
+            GPtrArray *trims,
+            GError **error)
+{
+  Acked *acked = g_hash_table_lookup (serve->acked, stream);
+  SluiceRedisArgs args;
+
+  if (acked == NULL)
+    {
+      acked = g_new0 (Acked, 1);
+      g_queue_init (&acked->ids);
+      g_hash_table_insert (serve->acked, g_strdup (stream), acked);
+    }
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XACK");
+  sluice_redis_args_add (&args, stream);
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
   for (guint i = 0; i < jobs->len; i++)
     {
       Job *job = jobs->pdata[i];
 
-      if (strcmp (job->stream, stream) == 0)
-        sluice_redis_args_add (args, job->entry_id);
+      if (strcmp (job->stream, stream) != 0)
+        continue;
+      sluice_redis_args_add (&args, job->entry_id);
+      g_queue_push_tail (&acked->ids, g_strdup (job->entry_id));
+      acked->since_trim++;
     }
+  if (!sluice_redis_args_append (&args, c, error))
+    return FALSE;
+  (*n_queued)++;
+  if (acked->ids.length > MAX_ACKED_KEPT)
+    {
+      /* Kept by an entry still pending before them: deleted instead. */
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XDEL");
+      sluice_redis_args_add (&args, stream);
+      while (acked->ids.length > MAX_ACKED_KEPT / 2)
+        {
+          char *id = g_queue_pop_head (&acked->ids);
+
+          sluice_redis_args_add (&args, id);
+          g_free (id);
+        }
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+      (*n_queued)++;
+    }
+  if (acked->since_trim >= TRIM_EVERY || idle)
+    {
+      TrimAt *at = g_new0 (TrimAt, 1);
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "EVAL");
+      sluice_redis_args_add (&args, trim_script);
+      sluice_redis_args_add (&args, "1");
+      sluice_redis_args_add (&args, stream);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+      at->stream = g_strdup (stream);
+      at->index = (*n_queued)++;
+      g_ptr_array_add (trims, at);
+      acked->since_trim = 0;
+    }
+  return TRUE;
 }
 
 /* Appends the answers of @jobs to the pipeline of @c, with the
- * acknowledgements (and deletions) of their entries, all in one
- * transaction: MULTI, an XADD per answer, an XACK and an XDEL per stream,
- * EXEC. Returns the number of replies to read (0 with @error set when the
- * connection is lost). */
+ * acknowledgements of their entries, all in one transaction: MULTI, an
+ * XADD per answer, an XACK per stream (and now and then a trim, see
+ * append_ack ()), EXEC. Returns the number of replies to read (0 with
+ * @error set when the connection is lost). */
 static guint
-append_answers (Serve *serve, redisContext *c, GPtrArray *jobs, GError **error)
+append_answers (
+    Serve *serve, redisContext *c, GPtrArray *jobs, gboolean idle, GPtrArray *trims, GError **error)
 {
   GPtrArray *streams = g_ptr_array_new ();
   SluiceRedisArgs args;
-  guint n = 0;
+  guint n = 0, n_queued = 0;
   gboolean ok;
 
   sluice_redis_args_init (&args);
@@ -173,19 +335,15 @@ append_answers (Serve *serve, redisContext *c, GPtrArray *jobs, GError **error)
         sluice_redis_args_add_error (&args, job->error, job->version1);
       ok = sluice_redis_args_append (&args, c, error);
       n += ok;
+      n_queued += ok;
     }
   for (guint s = 0; s < streams->len && ok; s++)
-    for (guint k = 0; k < 2 && ok; k++)
-      {
-        sluice_redis_args_init (&args);
-        sluice_redis_args_add (&args, k == 0 ? "XACK" : "XDEL");
-        sluice_redis_args_add (&args, streams->pdata[s]);
-        if (k == 0)
-          sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
-        args_add_entry_ids (&args, jobs, streams->pdata[s]);
-        ok = sluice_redis_args_append (&args, c, error);
-        n += ok;
-      }
+    {
+      guint before = n_queued;
+
+      ok = append_ack (serve, c, jobs, streams->pdata[s], idle, &n_queued, trims, error);
+      n += n_queued - before;
+    }
   if (ok)
     {
       sluice_redis_args_init (&args);
@@ -538,15 +696,17 @@ renew (Serve *serve, redisContext *c, GError **error)
 /* A transaction of answers written, its replies not all read. */
 typedef struct
 {
-  GPtrArray *jobs; /* of Job (held) */
-  guint n_replies; /* still to read */
-  GError *refused; /* the first refusal among them */
+  GPtrArray *jobs;  /* of Job (held) */
+  GPtrArray *trims; /* of TrimAt */
+  guint n_replies;  /* still to read */
+  GError *refused;  /* the first refusal among them */
 } Written;
 
 static void
 written_free (Written *written)
 {
   g_ptr_array_unref (written->jobs);
+  g_ptr_array_unref (written->trims);
   g_clear_error (&written->refused);
   g_free (written);
 }
@@ -808,13 +968,17 @@ static gboolean
 write_answers (Io *io, gint64 now, GError **error)
 {
   Serve *serve = io->serve;
+  guint n_written = 0;
   gint64 due;
 
   if (now < io->out_resume_us)
     return TRUE;
+  for (GList *l = io->written.head; l != NULL; l = l->next)
+    n_written += ((Written *) l->data)->jobs->len;
   for (;;)
     {
       Written *written;
+      gboolean idle;
       Job *job;
 
       g_mutex_lock (&serve->mutex);
@@ -825,18 +989,23 @@ write_answers (Io *io, gint64 now, GError **error)
         }
       written = g_new0 (Written, 1);
       written->jobs = g_ptr_array_new ();
+      written->trims = g_ptr_array_new_with_free_func (trim_at_free);
       while (written->jobs->len < MAX_ANSWER_BATCH &&
              (job = g_queue_pop_head (&serve->answers)) != NULL)
         g_ptr_array_add (written->jobs, job);
+      /* No call left to run: the streams are trimmed. */
+      idle = n_unanswered_locked (serve) == n_written + written->jobs->len;
       g_mutex_unlock (&serve->mutex);
 
-      written->n_replies = append_answers (serve, io->out, written->jobs, error);
+      written->n_replies =
+          append_answers (serve, io->out, written->jobs, idle, written->trims, error);
       if (written->n_replies == 0)
         {
           answers_again (serve, written->jobs);
           written_free (written);
           return FALSE;
         }
+      n_written += written->jobs->len;
       g_queue_push_tail (&io->written, written);
     }
 }
@@ -873,6 +1042,16 @@ take_out_reply (Io *io, redisReply *reply, GError *refused, GError **error)
 {
   Written *written = g_queue_peek_head (&io->written);
 
+  /* EXEC's reply: the MINIDs of the trims. */
+  if (written != NULL && written->n_replies == 1 && reply != NULL &&
+      reply->type == REDIS_REPLY_ARRAY)
+    for (guint i = 0; i < written->trims->len; i++)
+      {
+        TrimAt *at = written->trims->pdata[i];
+
+        if (at->index < reply->elements && reply->element[at->index]->type == REDIS_REPLY_STRING)
+          acked_trimmed (io->serve, at->stream, reply->element[at->index]->str);
+      }
   if (reply != NULL)
     freeReplyObject (reply);
   if (written == NULL)
@@ -1237,6 +1416,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_queue_init (&serve.answers);
   serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
   serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
+  serve.acked = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, acked_free);
   g_queue_init (&serve.cancel_order);
   io.pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
   g_queue_init (&io.written);
@@ -1278,6 +1458,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_queue_clear (&serve.answers);
   g_hash_table_unref (serve.held);
   g_hash_table_unref (serve.cancels);
+  g_hash_table_unref (serve.acked);
   g_queue_clear_full (&serve.cancel_order, g_free);
   g_mutex_clear (&serve.mutex);
   close (serve.wake_fd);

@@ -33,8 +33,8 @@
  *
  * It never has more calls in Redis than its `max-in-flight` (its
  * capacity), so the memory Redis uses stays bounded too: remote workers
- * delete an entry when they answer it, and the worker deletes the answers
- * it reads.
+ * trim the entries they answered from the streams, and the worker trims the
+ * answers it reads.
  *
  * Delivery is at least once: a call whose remote worker died runs again
  * elsewhere once its lease has passed. The worker keeps the first result

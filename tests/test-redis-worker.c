@@ -198,10 +198,10 @@ server_stop (Server *server)
   g_free (server);
 }
 
+/* The integer of @reply (transfer full). */
 static long long
-server_integer (Server *server, const char *command, const char *arg)
+integer_of (redisReply *reply)
 {
-  redisReply *reply = redisCommand (server->c, "%s %s", command, arg);
   long long n;
 
   g_assert_nonnull (reply);
@@ -209,6 +209,12 @@ server_integer (Server *server, const char *command, const char *arg)
   n = reply->integer;
   freeReplyObject (reply);
   return n;
+}
+
+static long long
+server_integer (Server *server, const char *command, const char *arg)
+{
+  return integer_of (redisCommand (server->c, "%s %s", command, arg));
 }
 
 static long long
@@ -478,27 +484,58 @@ stat_of (SluiceRedisWorker *worker, const char *key)
   return value;
 }
 
-/* Samples the calls in Redis: never more than the worker's capacity. */
+/* The entries of @stream not answered yet: those the group has not
+ * delivered plus those pending, counted at once (a script). */
+static long long
+unanswered_entries (Server *server, const char *stream)
+{
+  static const char script[] =
+      "local s, last = KEYS[1], nil\n"
+      "if redis.call('EXISTS', s) == 0 then return 0 end\n"
+      "for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n"
+      "  local f = {}\n"
+      "  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+      "  if f['name'] == 'sluice-workers' then last = f['last-delivered-id'] end\n"
+      "end\n"
+      "if not last then return redis.call('XLEN', s) end\n"
+      "return #redis.call('XRANGE', s, '(' .. last, '+')\n"
+      "  + redis.call('XPENDING', s, 'sluice-workers')[1]\n";
+
+  return integer_of (redisCommand (server->c, "EVAL %s 1 %s", script, stream));
+}
+
+/* Answered entries a remote worker may leave in a stream (its trims keep
+ * those after an entry still pending, up to this many: see
+ * doc/remote-workers.md, "Memory in Redis"). */
+#define ACKED_KEPT_PER_MEMBER 256
+
+/* Samples the calls in Redis: never more unanswered than the worker's
+ * capacity, nor more entries in all than that plus what each of
+ * @n_members may leave answered. */
 typedef struct
 {
   Server *server;
-  long long max_seen;
+  guint n_members;
+  long long max_seen, max_len;
 } Sampler;
 
 static gboolean
 sample_cb (gpointer data)
 {
   Sampler *sampler = data;
-  long long n = server_integer (sampler->server, "XLEN", "sluice:calls:squares");
 
-  sampler->max_seen = MAX (sampler->max_seen, n);
+  sampler->max_seen =
+      MAX (sampler->max_seen, unanswered_entries (sampler->server, "sluice:calls:squares"));
+  sampler->max_len =
+      MAX (sampler->max_len, server_integer (sampler->server, "XLEN", "sluice:calls:squares"));
   return G_SOURCE_CONTINUE;
 }
 
 /* Named calls through Redis to two remote workers: every result right,
- * completed once, and never more calls in the stream than max-in-flight
- * (entries are deleted when answered, so XLEN counts both the undelivered
- * and the pending ones). */
+ * completed once, never more calls unanswered in the stream (undelivered
+ * or pending) than max-in-flight, and the stream's length within its
+ * bound (answered entries are trimmed now and then); once all is
+ * answered, the stream is empty. */
 static void
 test_calls_in_order (void)
 {
@@ -518,6 +555,7 @@ test_calls_in_order (void)
   queue = producer_new (server, "squares", max_in_flight, &worker);
 
   sampler.server = server;
+  sampler.n_members = 2;
   sample_id = g_timeout_add (1, sample_cb, &sampler);
   calls = calls_new (n);
   for (guint i = 0; i < n; i++)
@@ -526,15 +564,18 @@ test_calls_in_order (void)
   g_source_remove (sample_id);
 
   check_squares (calls, n);
-  g_test_message ("at most %lld calls in the stream (max-in-flight %u)", sampler.max_seen,
-                  max_in_flight);
+  g_test_message ("at most %lld calls unanswered in the stream (max-in-flight %u), "
+                  "at most %lld entries",
+                  sampler.max_seen, max_in_flight, sampler.max_len);
   g_assert_cmpint (sampler.max_seen, <=, max_in_flight);
+  g_assert_cmpint (sampler.max_len, <=, max_in_flight + sampler.n_members * ACKED_KEPT_PER_MEMBER);
   g_assert_cmpuint (stat_of (worker, "sent"), ==, n);
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
   g_assert_cmpuint (stat_of (worker, "in-flight"), ==, 0);
   g_assert_cmpuint (stat_of (worker, "duplicates"), ==, 0);
-  /* Nothing left in Redis: answered entries and read answers are gone. */
-  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls:squares"), ==, 0);
+  /* Nothing left in Redis once all is answered: the last answers trim
+   * the stream. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 0);
 
   calls_free (calls, n);
   queue_shutdown (queue);
@@ -572,6 +613,44 @@ rig_stop (Rig *rig)
   g_object_unref (rig->worker);
   remote_stop (rig->remote);
   server_stop (rig->server);
+}
+
+/* A call running long keeps its entry pending, and the trims keep every
+ * entry after it: past ACKED_KEPT_PER_MEMBER the remote worker deletes
+ * those it answered instead, so the stream stays within its bound; once
+ * the long call is answered, the stream is empty. */
+static void
+test_trim_bounded (void)
+{
+  const guint n = 3 * ACKED_KEPT_PER_MEMBER / 2;
+  Rig rig;
+  Calls *calls;
+  long long max_len = 0;
+
+  g_atomic_int_set (&gate_open, FALSE);
+  if (!rig_start (&rig))
+    return;
+  calls = calls_new (n + 1);
+  call (rig.queue, calls, n, NULL, "gated-square", g_variant_new ("(x)", (gint64) n));
+  WAIT_UNTIL (pending_count (rig.server, "sluice:calls") == 1);
+  for (guint i = 0; i < n; i++)
+    {
+      call (rig.queue, calls, i, NULL, "square", g_variant_new ("(x)", (gint64) i));
+      /* One at a time: each answered before the next is sent. */
+      WAIT_UNTIL (calls->n_done == i + 1);
+      max_len = MAX (max_len, server_integer (rig.server, "XLEN", "sluice:calls"));
+    }
+  g_test_message ("at most %lld entries with one pending before %u answered", max_len, n);
+  g_assert_cmpint (max_len, <=, 1 + ACKED_KEPT_PER_MEMBER);
+  g_assert_cmpint (max_len, >, 1);
+  g_assert_cmpint (unanswered_entries (rig.server, "sluice:calls"), ==, 1);
+  g_atomic_int_set (&gate_open, TRUE);
+  WAIT_UNTIL (calls->n_done == n + 1);
+  check_squares (calls, n + 1);
+  WAIT_UNTIL (server_integer (rig.server, "XLEN", "sluice:calls") == 0);
+
+  calls_free (calls, n + 1);
+  rig_stop (&rig);
 }
 
 /* Through an ordered producer: each item is a named call through Redis,
@@ -987,7 +1066,7 @@ test_malformed_entries (void)
   g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 3"));
   freeReplyObject (reply);
 
-  /* All acknowledged and deleted. */
+  /* All acknowledged, and trimmed. */
   WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
   remote_stop (a);
   server_stop (server);
@@ -1075,7 +1154,7 @@ test_reply_ttl (void)
   WAIT_UNTIL (server_pttl (server, stream) == -2);
 
   /* An answer to a reply stream that is gone is dropped (the entry is
-   * acknowledged and deleted all the same). */
+   * acknowledged and trimmed all the same). */
   remote = remote_start (server, "a");
   freeReplyObject (redisCommand (server->c,
                                  "XADD sluice:calls:squares * v 2 i gone:1 f square "
@@ -1948,6 +2027,7 @@ main (int argc, char **argv)
   g_timeout_add (10, tick_cb, NULL);
 
   g_test_add_func ("/redis-worker/calls", test_calls_in_order);
+  g_test_add_func ("/redis-worker/trim-bounded", test_trim_bounded);
   g_test_add_func ("/redis-worker/ordered-producer", test_ordered_producer);
   g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
   g_test_add_func ("/redis-worker/timeout", test_timeout);
