@@ -237,6 +237,19 @@ pending_count (Server *server, const char *stream)
   return n;
 }
 
+/* The members of the group of @stream (0 before it exists). */
+static long long
+consumers_of (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XINFO CONSUMERS %s sluice-workers", stream);
+  long long n;
+
+  g_assert_nonnull (reply);
+  n = reply->type == REDIS_REPLY_ARRAY ? (long long) reply->elements : 0;
+  freeReplyObject (reply);
+  return n;
+}
+
 /* ---- remote workers in threads of the test --------------------------- */
 
 /* worker-test-module.c, linked in: square, fail, die, sleep... */
@@ -445,19 +458,46 @@ queue_shutdown (SluiceTaskQueue *queue)
   g_object_unref (queue);
 }
 
-/* Each call i completed once, with i * i. */
+/* Frees @calls (@n), shuts @queue down, and stops @worker, @remote and
+ * @server. */
 static void
-check_squares (Calls *calls, guint n)
+finish (Calls *calls,
+        guint n,
+        SluiceTaskQueue *queue,
+        SluiceRedisWorker *worker,
+        Remote *remote,
+        Server *server)
+{
+  calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  if (remote != NULL)
+    remote_stop (remote);
+  server_stop (server);
+}
+
+/* Each call i but @but completed once, with i * i. */
+static void
+check_squares_but (Calls *calls, guint n, guint but)
 {
   for (guint i = 0; i < n; i++)
     {
       gint64 v;
 
+      if (i == but)
+        continue;
       g_assert_no_error (calls->errors[i]);
       g_assert_cmpuint (calls->completions[i], ==, 1);
       g_variant_get (calls->results[i], "(x)", &v);
       g_assert_cmpint (v, ==, (gint64) i * i);
     }
+}
+
+/* Each call i completed once, with i * i. */
+static void
+check_squares (Calls *calls, guint n)
+{
+  check_squares_but (calls, n, G_MAXUINT);
 }
 
 /* A task queue that hired a new Redis worker. */
@@ -1060,10 +1100,10 @@ test_malformed_entries (void)
   g_assert_nonnull (strstr (entry_field (reply->element[0], "message"), "version 1"));
   freeReplyObject (reply);
 
-  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i new:9 f square"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 4 i new:9 f square"));
   reply = first_entry (server, "sluice:replies:new");
   g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "9");
-  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 3"));
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 4"));
   freeReplyObject (reply);
 
   /* All acknowledged, and trimmed. */
@@ -1196,11 +1236,7 @@ test_reply_stream_lost (void)
   check_squares (calls, 1);
   g_assert_cmpuint (stat_of (worker, "results"), ==, 1);
 
-  calls_free (calls, 1);
-  queue_shutdown (queue);
-  g_object_unref (worker);
-  remote_stop (remote);
-  server_stop (server);
+  finish (calls, 1, queue, worker, remote, server);
 }
 
 /* A call of @n_bytes of arguments (of "square", which fails on them if
@@ -1658,11 +1694,7 @@ test_redis_busy (void)
   g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 0);
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
 
-  calls_free (calls, n);
-  queue_shutdown (queue);
-  g_object_unref (worker);
-  remote_stop (remote);
-  server_stop (server);
+  finish (calls, n, queue, worker, remote, server);
 }
 
 /* A call cancelled while Redis answers BUSY (the worker waits to send it
@@ -1725,11 +1757,384 @@ test_redis_busy_cancel (void)
   freeReplyObject (reply);
   g_assert_cmpint (added, ==, 2);
 
+  finish (calls, 3, queue, worker, remote, server);
+}
+
+/* A call of a batch (version 3) for the test to write by hand: @type
+ * and @data are its arguments'. */
+static GVariant *
+batch_call (guint64 seq, const char *name, const char *type, const void *data, gsize len)
+{
+  return g_variant_new ("(tss@ayu)", seq, name, type,
+                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1), 1);
+}
+
+/* Waits for @n answers of version 3 in @stream, from worker "a", and
+ * returns them sorted by their call's sequence (an a(tusaysis)). */
+static GVariant *
+batch_answers (Server *server, const char *stream, guint n)
+{
+  gint64 deadline = deadline_from_now ();
+  GVariant *sorted[16] = { NULL };
+  guint found = 0;
+
+  g_assert_cmpuint (n, <=, G_N_ELEMENTS (sorted));
+  while (found < n && g_get_monotonic_time () < deadline)
+    {
+      redisReply *reply = redisCommand (server->c, "XRANGE %s - +", stream);
+
+      g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+      found = 0;
+      memset (sorted, 0, sizeof sorted);
+      for (size_t e = 0; e < reply->elements; e++)
+        {
+          redisReply *kv = reply->element[e]->element[1];
+          GBytes *bytes = NULL;
+          GVariant *answers;
+
+          for (size_t i = 0; i + 1 < kv->elements; i += 2)
+            if (g_str_equal (kv->element[i]->str, "b"))
+              bytes = g_bytes_new (kv->element[i + 1]->str, kv->element[i + 1]->len);
+          g_assert_cmpstr (entry_field (reply->element[e], "v"), ==, "3");
+          g_assert_cmpstr (entry_field (reply->element[e], "w"), ==, "a");
+          g_assert_nonnull (bytes);
+          answers = g_variant_ref_sink (
+              g_variant_new_from_bytes (G_VARIANT_TYPE ("a(tusaysis)"), bytes, FALSE));
+          g_bytes_unref (bytes);
+          if (G_BYTE_ORDER != G_LITTLE_ENDIAN)
+            {
+              GVariant *swapped = g_variant_byteswap (answers);
+
+              g_variant_unref (answers);
+              answers = swapped;
+            }
+          for (gsize k = 0; k < g_variant_n_children (answers); k++)
+            {
+              GVariant *answer = g_variant_get_child_value (answers, k);
+              guint64 seq;
+
+              g_variant_get_child (answer, 0, "t", &seq);
+              g_assert_cmpuint (seq, >=, 1);
+              g_assert_cmpuint (seq, <=, n);
+              g_assert_null (sorted[seq - 1]);
+              sorted[seq - 1] = answer;
+              found++;
+            }
+          g_variant_unref (answers);
+        }
+      freeReplyObject (reply);
+      if (found < n)
+        {
+          for (guint i = 0; i < n; i++)
+            g_clear_pointer (&sorted[i], g_variant_unref);
+          g_usleep (5000);
+        }
+    }
+  g_assert_cmpuint (found, ==, n);
+  return g_variant_ref_sink (g_variant_new_array (G_VARIANT_TYPE ("(tusaysis)"), sorted, n));
+}
+
+/* A batch whose second call has arguments of no definite type and whose
+ * third names a function the worker does not have: those two fail with
+ * their errors, the others are answered, all in one answer entry of
+ * version 3; a batch that cannot be read at all is answered, in version
+ * 2's names, to the call its `i` names (which fails the producer's whole
+ * batch). */
+static void
+test_batch_malformed_call (void)
+{
+  Server *server = server_start (NULL);
+  const gint64 three = GINT64_TO_LE (3), five = GINT64_TO_LE (5);
+  GVariantBuilder builder;
+  g_autoptr (GVariant) batch = NULL, answers = NULL;
+  Remote *a;
+  redisReply *reply;
+  guint64 seq;
+  guint32 deliveries;
+  gint32 code;
+  const char *type, *domain, *message;
+  GVariant *data;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:t MAXLEN 0 * made 1"));
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tssayu)"));
+  g_variant_builder_add_value (&builder, batch_call (1, "square", "(x)", &three, 8));
+  g_variant_builder_add_value (&builder, batch_call (2, "square", "(((", "", 0));
+  g_variant_builder_add_value (&builder, batch_call (3, "nonexistent", "()", "", 0));
+  g_variant_builder_add_value (&builder, batch_call (4, "square", "(x)", &five, 8));
+  batch = g_variant_ref_sink (g_variant_builder_end (&builder));
+  if (G_BYTE_ORDER != G_LITTLE_ENDIAN)
+    {
+      GVariant *swapped = g_variant_byteswap (batch);
+
+      g_variant_unref (batch);
+      batch = swapped;
+    }
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i t:1 b %b",
+                                 g_variant_get_data (batch), g_variant_get_size (batch)));
+  /* The answers, in one entry or more (as the calls finish). */
+  answers = batch_answers (server, "sluice:replies:t", 4);
+  for (guint k = 0; k < 4; k++)
+    {
+      g_variant_get_child (answers, k, "(tu&s@ay&si&s)", &seq, &deliveries, &type, &data, &domain,
+                           &code, &message);
+      g_assert_cmpuint (seq, ==, k + 1);
+      g_assert_cmpuint (deliveries, ==, 1);
+      if (k == 0 || k == 3)
+        {
+          gint64 v;
+
+          g_assert_cmpstr (type, ==, "(x)");
+          g_assert_cmpstr (domain, ==, "");
+          g_assert_cmpuint (g_variant_get_size (data), ==, 8);
+          memcpy (&v, g_variant_get_data (data), 8);
+          g_assert_cmpint (GINT64_FROM_LE (v), ==, k == 0 ? 9 : 25);
+        }
+      else
+        {
+          g_assert_cmpstr (type, ==, "");
+          g_assert_cmpstr (domain, ==, g_quark_to_string (SLUICE_ERROR));
+          g_assert_cmpint (code, ==,
+                           k == 1 ? SLUICE_ERROR_INVALID_ARGUMENTS : SLUICE_ERROR_UNKNOWN_FUNCTION);
+          if (k == 1)
+            g_assert_nonnull (strstr (message, "not a definite type"));
+        }
+      g_variant_unref (data);
+    }
+
+  /* A batch that cannot be read. */
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:u MAXLEN 0 * made 1"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i u:7 b garbage"));
+  reply = first_entry (server, "sluice:replies:u");
+  g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "7");
+  g_assert_cmpint (atoi (entry_field (reply->element[0], "c")), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "no calls"));
+  freeReplyObject (reply);
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
+  remote_stop (a);
+  server_stop (server);
+}
+
+/* Makes @n calls (square of i, series "squares" except @series, or
+ * "@name" for the call @odd) while Redis is busy: the worker sends them
+ * again together once it is free, in one entry (a worker of 4 calls per
+ * entry: max-in-flight 16). Returns the busy thread, joined. */
+static gboolean client_connected (Server *server, const char *name);
+
+static void
+calls_in_one_batch (Server *server,
+                    SluiceRedisWorker *worker,
+                    SluiceTaskQueue *queue,
+                    Calls *calls,
+                    guint n,
+                    const char *series,
+                    guint odd,
+                    const char *name,
+                    GVariant *odd_args,
+                    GCancellable *cancellable)
+{
+  Busy busy = { server, sluice_test_slowed_down () ? 1500 : 400 };
+  g_autofree char *reader =
+      g_strconcat ("sluice-read.", sluice_redis_worker_get_client_id (worker), NULL);
+  GThread *thread;
+
+  /* Connected (a connection greeting while Redis is busy fails). */
+  WAIT_UNTIL (client_connected (server, reader));
+  thread = busy_start (&busy);
+
+  for (guint i = 0; i < n; i++)
+    {
+      CallData *data = g_new0 (CallData, 1);
+
+      data->calls = calls;
+      data->index = i;
+      sluice_task_queue_call_async (
+          queue, series, i == odd ? name : "square",
+          i == odd && odd_args != NULL ? odd_args : g_variant_new ("(x)", (gint64) i), 0, 0,
+          i == odd ? cancellable : NULL, call_done_cb, data);
+    }
+  g_thread_join (thread);
+}
+
+/* Whether a connection named @name is connected to @server. */
+static gboolean
+client_connected (Server *server, const char *name)
+{
+  redisReply *reply = redisCommand (server->c, "CLIENT LIST");
+  g_autofree char *field = g_strdup_printf ("name=%s ", name);
+  gboolean found;
+
+  g_assert_nonnull (reply);
+  found = reply->type == REDIS_REPLY_STRING && strstr (reply->str, field) != NULL;
+  freeReplyObject (reply);
+  return found;
+}
+
+/* The entries ever added to @stream. */
+static long long
+entries_added (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XINFO STREAM %s", stream);
+  long long added = -1;
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  for (size_t i = 0; i + 1 < reply->elements; i += 2)
+    if (g_str_equal (reply->element[i]->str, "entries-added"))
+      added = reply->element[i + 1]->integer;
+  freeReplyObject (reply);
+  return added;
+}
+
+/* A call of a batch cancelled while no remote worker has read the batch:
+ * it fails at once, the batch stays in its stream (the other calls are
+ * still wanted: no XDEL), and once a remote worker comes, the others are
+ * answered (it runs the cancelled one too, not having seen the cancel:
+ * that answer is dropped). */
+static void
+test_batch_cancel (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *remote;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, NULL, 16, &worker);
+  calls = calls_new (3);
+  calls_in_one_batch (server, worker, queue, calls, 3, NULL, 1, "square", NULL, cancellable);
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 3 &&
+              server_integer (server, "XLEN", "sluice:calls") == 1);
+  g_assert_cmpint (entries_added (server, "sluice:calls"), ==, 1);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  /* The cancel entry went after any deletion. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:control") == 1);
+  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls"), ==, 1);
+
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_no_error (calls->errors[0]);
+  g_assert_no_error (calls->errors[2]);
+  g_assert_cmpuint (calls->completions[0] + calls->completions[1] + calls->completions[2], ==, 3);
+  WAIT_UNTIL (stat_of (worker, "duplicates") == 1);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, 2);
+  finish (calls, 3, queue, worker, remote, server);
+}
+
+/* A batch of three calls whose remote worker is killed (SIGKILL) while
+ * it runs the second, having answered the others: the member that
+ * reclaims the batch after its lease splits it into an entry per call
+ * (each counting the delivery that died, `p`), and runs them: every call
+ * completes once (the first and third answers come twice: the second
+ * ones are dropped), the second with a redelivery. */
+static void
+test_batch_reclaimed (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  GSubprocess *helpers[2];
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+  redisReply *reply;
+  guint holder;
+
+  if (server == NULL)
+    return;
+  for (guint i = 0; i < 2; i++)
+    helpers[i] = helper_start (server, "lossy", i, 300, 3);
+  queue = producer_new (server, "lossy", 16, &worker);
+  /* Members of the group before Redis is busy. */
+  WAIT_UNTIL (consumers_of (server, "sluice:calls:lossy") == 2);
+  calls = calls_new (3);
+  calls_in_one_batch (server, worker, queue, calls, 3, "lossy", 1, "sleep",
+                      g_variant_new ("(u)", sluice_test_slowed_down () ? 5000 : 1000), NULL);
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_cmpuint (calls->n_done, ==, 2);
+  g_assert_cmpuint (calls->completions[1], ==, 0);
+  reply = redisCommand (server->c, "XPENDING sluice:calls:lossy sluice-workers - + 1");
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  g_assert_cmpint (reply->elements, ==, 1);
+  holder = g_str_equal (reply->element[0]->element[1]->str, "helper-0") ? 0 : 1;
+  freeReplyObject (reply);
+  helper_kill (helpers[holder]);
+  helpers[holder] = NULL;
+
+  WAIT_UNTIL (calls->n_done == 3);
+  check_squares_but (calls, 3, 1);
+  g_assert_no_error (calls->errors[1]);
+  g_assert_cmpuint (stat_of (worker, "entries"), <, stat_of (worker, "sent"));
+  /* The batch, and the entry of each of its calls. */
+  g_assert_cmpint (entries_added (server, "sluice:calls:lossy"), ==, 4);
+  WAIT_UNTIL (stat_of (worker, "duplicates") == 2);
+  g_assert_cmpuint (stat_of (worker, "redelivered"), ==, 1);
+
   calls_free (calls, 3);
   queue_shutdown (queue);
   g_object_unref (worker);
-  remote_stop (remote);
+  for (guint i = 0; i < 2; i++)
+    if (helpers[i] != NULL)
+      helper_kill (helpers[i]);
   server_stop (server);
+}
+
+/* A remote worker of version 2 (played by the test: what session 11's
+ * answers to an entry of another version) reads the batch of a producer
+ * of version 3, and answers its `i` (the batch's first call) with its
+ * version error: every call of the batch fails with that error, none
+ * waits. */
+static void
+test_version2_peer (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  freeReplyObject (
+      redisCommand (server->c, "XGROUP CREATE sluice:calls sluice-workers 0 MKSTREAM"));
+  queue = producer_new (server, NULL, 16, &worker);
+  calls = calls_new (3);
+  calls_in_one_batch (server, worker, queue, calls, 3, NULL, G_MAXUINT, NULL, NULL, NULL);
+  while (calls->n_done < 3)
+    {
+      redisReply *reply = redisCommand (
+          server->c, "XREADGROUP GROUP sluice-workers old COUNT 10 STREAMS sluice:calls >");
+      redisReply *entries = reply->type == REDIS_REPLY_ARRAY ? reply->element[0]->element[1] : NULL;
+
+      for (size_t i = 0; entries != NULL && i < entries->elements; i++)
+        {
+          const char *id = entry_field (entries->element[i], "i");
+          const char *colon = strrchr (id, ':');
+
+          g_assert_cmpstr (entry_field (entries->element[i], "v"), ==, "3");
+          freeReplyObject (redisCommand (
+              server->c, "XADD sluice:replies:%b NOMKSTREAM * i %s w old e %s c %d m %s", id,
+              (size_t) (colon - id), colon + 1, g_quark_to_string (SLUICE_ERROR),
+              SLUICE_ERROR_INVALID_ARGUMENTS,
+              "The call came in version 3 of the Redis entries, this worker reads version 2"));
+        }
+      freeReplyObject (reply);
+      g_main_context_iteration (NULL, FALSE);
+    }
+  for (guint i = 0; i < 3; i++)
+    {
+      g_assert_error (calls->errors[i], SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+      g_assert_nonnull (strstr (calls->errors[i]->message, "version 3"));
+    }
+  g_assert_cmpint (entries_added (server, "sluice:calls"), ==, 1);
+  finish (calls, 3, queue, worker, NULL, server);
 }
 
 /* Calls that time out or are cancelled are done: the worker forgets their
@@ -1893,15 +2298,7 @@ test_gzip (void)
       assert_gzip_valid (remote);
     }
   /* Both workers took part: the series' group has two consumers that read. */
-  {
-    redisReply *reply =
-        redisCommand (server->c, "XINFO CONSUMERS sluice:calls:gzip sluice-workers");
-
-    g_assert_nonnull (reply);
-    g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
-    g_assert_cmpint (reply->elements, ==, 2);
-    freeReplyObject (reply);
-  }
+  g_assert_cmpint (consumers_of (server, "sluice:calls:gzip"), ==, 2);
 
   for (guint i = 0; i < G_N_ELEMENTS (helpers); i++)
     {
@@ -2051,5 +2448,9 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/reply-ttl", test_reply_ttl);
   g_test_add_func ("/redis-worker/reply-stream-lost", test_reply_stream_lost);
   g_test_add_func ("/redis-worker/max-bulk", test_max_bulk);
+  g_test_add_func ("/redis-worker/batch-malformed-call", test_batch_malformed_call);
+  g_test_add_func ("/redis-worker/batch-cancel", test_batch_cancel);
+  g_test_add_func ("/redis-worker/batch-reclaimed", test_batch_reclaimed);
+  g_test_add_func ("/redis-worker/version2-peer", test_version2_peer);
   return g_test_run ();
 }
