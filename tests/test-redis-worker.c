@@ -1776,6 +1776,7 @@ batch_answers (Server *server, const char *stream, guint n)
 {
   gint64 deadline = deadline_from_now ();
   GVariant *sorted[16] = { NULL };
+  GVariant *all;
   guint found = 0;
 
   g_assert_cmpuint (n, <=, G_N_ELEMENTS (sorted));
@@ -1831,7 +1832,10 @@ batch_answers (Server *server, const char *stream, guint n)
         }
     }
   g_assert_cmpuint (found, ==, n);
-  return g_variant_ref_sink (g_variant_new_array (G_VARIANT_TYPE ("(tusaysis)"), sorted, n));
+  all = g_variant_ref_sink (g_variant_new_array (G_VARIANT_TYPE ("(tusaysis)"), sorted, n));
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (sorted[i]);
+  return all;
 }
 
 /* A batch whose second call has arguments of no definite type and whose
