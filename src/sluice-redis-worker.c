@@ -47,6 +47,9 @@
  * `sluice:control` cancels the [class@Gio.Cancellable] of the remote
  * function that runs it (its result is dropped).
  *
+ * Calls ready together go in one stream entry (up to a quarter of
+ * `max-in-flight`), and remote workers answer several per entry.
+ *
  * One thread of its own drives two connections (one adds calls, one reads
  * results, with a blocking `XREAD`), polled together. When a connection is lost,
  * the calls in flight go back to the task queue (to another worker, or
