@@ -1939,7 +1939,7 @@ calls_in_one_batch (Server *server,
                     GVariant *odd_args,
                     GCancellable *cancellable)
 {
-  Busy busy = { server, sluice_test_slowed_down () ? 1500 : 400 };
+  Busy busy = { server, sluice_test_slowed_down () ? 3000 : 1000 };
   g_autofree char *reader =
       g_strconcat ("sluice-read.", sluice_redis_worker_get_client_id (worker), NULL);
   GThread *thread;
