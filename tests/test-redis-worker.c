@@ -2060,7 +2060,7 @@ test_batch_reclaimed (void)
   WAIT_UNTIL (consumers_of (server, "sluice:calls:lossy") == 2);
   calls = calls_new (3);
   calls_in_one_batch (server, worker, queue, calls, 3, "lossy", 1, "sleep",
-                      g_variant_new ("(u)", sluice_test_slowed_down () ? 5000 : 1000), NULL);
+                      g_variant_new ("(u)", sluice_test_slowed_down () ? 10000 : 3000), NULL);
   WAIT_UNTIL (calls->n_done == 2);
   g_assert_cmpuint (calls->n_done, ==, 2);
   g_assert_cmpuint (calls->completions[1], ==, 0);
