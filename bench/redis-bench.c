@@ -99,6 +99,7 @@ typedef struct
   double us_per_call[N_ROLES];
   double runs_per_call[N_ROLES]; /* times its threads were scheduled in */
   double commands_per_call;      /* Redis commands run (INFO commandstats) */
+  double calls_per_entry;        /* calls per stream entry (stats: sent / entries) */
   char *commands;                /* (owned) the most frequent ones, per call */
 } Row;
 
@@ -338,6 +339,19 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   row.commands = redis_commands_since (c, commands, n_calls, &row.commands_per_call);
   g_hash_table_unref (commands);
   thread_times (before, NULL, ns, runs);
+  row.calls_per_entry = 0;
+  if (n_remote > 0)
+    {
+      g_autoptr (GVariant) stats =
+          g_variant_ref_sink (sluice_redis_worker_get_stats (SLUICE_REDIS_WORKER (worker)));
+      guint64 sent = 0, entries = 0;
+
+      g_variant_lookup (stats, "sent", "t", &sent);
+      /* Before session 12: one call per entry, no "entries". */
+      if (!g_variant_lookup (stats, "entries", "t", &entries))
+        entries = sent;
+      row.calls_per_entry = entries > 0 ? (double) sent / entries : 0;
+    }
   for (guint r = 0; r < N_ROLES; r++)
     {
       row.us_per_call[r] = ns[r] / 1e3 / n_calls;
@@ -396,6 +410,7 @@ main (int argc, char **argv)
             rows[w].redis_us_per_call += row.redis_us_per_call / N_ROUNDS;
             rows[w].switches_per_call += row.switches_per_call / N_ROUNDS;
             rows[w].commands_per_call += row.commands_per_call / N_ROUNDS;
+            rows[w].calls_per_entry += row.calls_per_entry / N_ROUNDS;
             /* The list of the last round. */
             g_free (rows[w].commands);
             rows[w].commands = row.commands;
@@ -424,8 +439,9 @@ main (int argc, char **argv)
           g_print (", redis-server %.1f\n", rows[w].redis_us_per_call);
         }
       for (guint w = 1; w < N_ROWS; w++)
-        g_print ("   redis %u worker(s): %.2f Redis commands/call (last round:%s)\n", workers[w],
-                 rows[w].commands_per_call, rows[w].commands);
+        g_print ("   redis %u worker(s): %.2f Redis commands/call, %.2f calls/entry (last "
+                 "round:%s)\n",
+                 workers[w], rows[w].commands_per_call, rows[w].calls_per_entry, rows[w].commands);
       for (guint w = 0; w < N_ROWS; w++)
         g_free (rows[w].commands);
       g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[k], rows[2].rate / rows[1].rate);

@@ -22,18 +22,30 @@ G_BEGIN_DECLS
 #define SLUICE_REDIS_CONTROL_MAXLEN "1000"
 
 /* The protocol version of the entries (doc/remote-workers.md), with
- * one-letter field names. A call: `v` (this version), `i`
- * (CLIENT-ID:SEQUENCE), `f` (the function), `t` and `a` (the arguments'
- * type and data), `n` (the attempt); it is answered on the reply stream
- * sluice:replies:CLIENT-ID. An answer: `i` (the SEQUENCE), `w` (the remote
- * worker), `d` (the deliveries, when more than 1), then `t` and `r` (the
- * result's type and data) or `e`, `c` and `m` (the error's domain, code
- * and message). Version 1 (session 9 and before) had no `v` and long
- * names (`id`, `fn`, `type`, `value`, `reply`, `attempt`; answers `id`,
- * `worker`, `deliveries`, `type`, `value` or `domain`, `code`,
- * `message`): a remote worker answers such an entry with an error, in
- * version 1's names. */
-#define SLUICE_REDIS_PROTOCOL "2"
+ * one-letter field names. Version 3: a call entry holds several calls of
+ * one client: `v` (this version), `i` (CLIENT-ID:SEQUENCE of the first,
+ * which a remote worker of version 2 answers with its version error), `b`
+ * (the calls: SLUICE_REDIS_CALLS_TYPE, little endian: sequence, function,
+ * the arguments' type and data, attempt) and, for the entries a remote
+ * worker split from a batch whose worker died, `p` (the deliveries of the
+ * batch before). Answers to them go to the reply stream
+ * sluice:replies:CLIENT-ID, several per entry: `v`, `w` (the remote
+ * worker) and `b` (SLUICE_REDIS_ANSWERS_TYPE: sequence, deliveries, the
+ * result's type and data, or an empty type and the error's domain, code
+ * and message). Version 2 (sessions 10 and 11): one call per entry, `v`,
+ * `i` (CLIENT-ID:SEQUENCE), `f`, `t`, `a`, `n`; its answer `i` (the
+ * SEQUENCE), `w`, `d` (the deliveries, when more than 1), then `t` and `r`
+ * or `e`, `c` and `m`; remote workers still serve it, and answer in its
+ * names. Version 1 (session 9 and before) had no `v` and long names (`id`,
+ * `fn`, `type`, `value`, `reply`, `attempt`; answers `id`, `worker`,
+ * `deliveries`, `type`, `value` or `domain`, `code`, `message`): a remote
+ * worker answers such an entry with an error, in version 1's names. */
+#define SLUICE_REDIS_PROTOCOL "3"
+#define SLUICE_REDIS_CALLS_TYPE "a(tssayu)"
+#define SLUICE_REDIS_ANSWERS_TYPE "a(tusaysis)"
+/* Bytes of calls (or answers) in one entry at most, unless one alone is
+ * larger. */
+#define SLUICE_REDIS_MAX_ENTRY_BYTES (1024 * 1024)
 
 /* Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
  * `unix:PATH`. */
@@ -175,6 +187,27 @@ GVariant *sluice_redis_fields_get_value (GHashTable *fields,
                                          const char *type_field,
                                          const char *value_field,
                                          GError **error);
+
+/* A value of @type (a type string, checked) from its serialisation
+ * @data, little endian; NULL with @error set when @type is not a definite
+ * type. Transfer full, not floating. */
+GVariant *sluice_redis_value_new (const char *type, const void *data, gsize len, GError **error);
+/* @value little endian (transfer full; @value is not consumed). */
+GVariant *sluice_redis_value_to_wire (GVariant *value);
+/* The value @data of @type, received: a GVariant of that type whatever
+ * the bytes are (untrusted data reads as defaults), or NULL when @data
+ * is not of a definite type. Transfer full, not floating. */
+GVariant *sluice_redis_wire_to_value (const char *type, redisReply *data);
+
+/* Sets @args (initialised by this function) to add an entry of version 3
+ * to @stream (with NOMKSTREAM if @nomkstream): `v`, @name_field (`i` or
+ * `w`) with @name, and `b`, @batch little endian. */
+void sluice_redis_args_init_batch (SluiceRedisArgs *args,
+                                   const char *stream,
+                                   gboolean nomkstream,
+                                   const char *name_field,
+                                   const char *name,
+                                   GVariant *batch);
 
 /* Errors cross as their domain (the quark's string), code and message
  * (`e`, `c`, `m`; with @version1, `domain`, `code`, `message`). */

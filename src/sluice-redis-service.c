@@ -29,6 +29,15 @@
 /* How long the writer lets an answer wait for others to write with it,
  * while calls still run. */
 #define ANSWER_DELAY_US 500
+/* Answered entries leave their stream by an XTRIM ... MINID below the
+ * group's oldest pending entry and last delivered one (trim_script), run
+ * in the answers' transaction once this many entries were acknowledged
+ * since the last one, or when nothing else is held. */
+#define TRIM_EVERY 32
+/* Entries acknowledged that a trim has not removed yet (newer than an
+ * entry another call still holds) are deleted (XDEL) past this many, so
+ * that a long call does not keep every entry answered after it. */
+#define MAX_ACKED_KEPT 256
 /* Call ids of cancellations kept, for entries read after their cancel. */
 #define MAX_RECENT_CANCELS 1024
 #define CONTROL_BLOCK_MS 200
@@ -50,7 +59,10 @@ typedef struct
   guint64 max_bulk;   /* Redis's proto-max-bulk-len, or 0 when unknown */
 
   GMutex mutex;
-  GHashTable *held;     /* "STREAM ENTRY-ID" (owned) -> Job: read, not answered */
+  GHashTable *held;  /* "STREAM ENTRY-ID" (owned) -> Entry: read, not all answered */
+  guint n_calls;     /* the calls of those entries not answered */
+  double calls_read; /* calls and entries read (for the calls per entry) */
+  double entries_read;
   GQueue answers;       /* of Job (not owned: held), run and waiting to be written */
   int wake_fd;          /* an eventfd: wakes the I/O thread */
   gboolean io_polling;  /* the I/O thread waits in poll () */
@@ -58,17 +70,22 @@ typedef struct
   GHashTable *cancels;  /* call ids cancelled lately (owned by cancel_order) */
   GQueue cancel_order;  /* of char *, oldest first */
   GCancellable *caller; /* (nullable) serve_redis ()'s cancellable */
+  GHashTable *acked;    /* stream -> Acked: only the I/O thread's */
 
   const SluiceRedisEndpoint *endpoint;
 } Serve;
 
-/* One entry read from a stream. */
+typedef struct _Entry Entry;
+
+/* One call read from a stream. */
 typedef struct
 {
-  char *key; /* "STREAM ENTRY-ID" */
-  char *stream;
-  char *entry_id;
-  char *call_id; /* nullable: malformed */
+  Entry *entry;         /* its entry, which owns it */
+  const char *stream;   /* the entry's */
+  const char *entry_id; /* the entry's */
+  gboolean batched;     /* of version 3: answered with others */
+  guint64 seq;          /* of version 3: its sequence */
+  char *call_id;        /* nullable: malformed */
   char *name;
   char *reply; /* nullable: malformed */
   GVariant *args;
@@ -80,19 +97,100 @@ typedef struct
   gint64 answered_us;        /* when it was run */
 } Job;
 
+/* An entry read from a stream: one call, or several (version 3). */
+struct _Entry
+{
+  char *key; /* "STREAM ENTRY-ID" */
+  char *stream;
+  char *entry_id;
+  GPtrArray *jobs;     /* of Job (owned) */
+  GVariant *batch;     /* (nullable) the calls of a version 3 entry */
+  char *client_call;   /* (nullable) its `i` */
+  guint n_unappended;  /* calls whose answer is in no transaction yet */
+  guint n_unconfirmed; /* calls whose answer's transaction is not confirmed */
+};
+
+/* The entries of a stream this member acknowledged and no trim is known
+ * to have removed. */
+typedef struct
+{
+  GQueue ids;       /* of char * */
+  guint since_trim; /* acknowledged since the last trim */
+} Acked;
+
+static void
+acked_free (gpointer data)
+{
+  Acked *acked = data;
+
+  g_queue_clear_full (&acked->ids, g_free);
+  g_free (acked);
+}
+
+/* Trims the stream KEYS[1] below the oldest entry pending in the group
+ * ARGV[1] and, with none pending, up to its last delivered entry: what it
+ * removes is acknowledged (ids only grow, and the script runs at once, so
+ * no member can take an entry meanwhile). Returns the MINID used. */
+static const char trim_script[] =
+    "local s, group = KEYS[1], ARGV[1]\n"
+    "local last\n"
+    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+    "  if f['name'] == group then last = f['last-delivered-id'] end\n"
+    "end\n"
+    "if not last then return '0-0' end\n"
+    "local p = redis.call('XPENDING', s, group)\n"
+    "local minid = p[2]\n"
+    "if p[1] == 0 then\n"
+    "  local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
+    "  minid = ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)\n"
+    "end\n"
+    "redis.call('XTRIM', s, 'MINID', minid)\n"
+    "return minid\n";
+
+/* Compares two stream entry ids (MS-SEQ). */
+static int
+entry_id_compare (const char *a, const char *b)
+{
+  guint64 ms_a = g_ascii_strtoull (a, (char **) &a, 10),
+          ms_b = g_ascii_strtoull (b, (char **) &b, 10);
+  guint64 seq_a = *a == '-' ? g_ascii_strtoull (a + 1, NULL, 10) : 0;
+  guint64 seq_b = *b == '-' ? g_ascii_strtoull (b + 1, NULL, 10) : 0;
+
+  if (ms_a != ms_b)
+    return ms_a < ms_b ? -1 : 1;
+  return seq_a < seq_b ? -1 : seq_a > seq_b;
+}
+
+/* A trim of @stream used @minid: the entries before it are gone. */
+static void
+acked_trimmed (Serve *serve, const char *stream, const char *minid)
+{
+  Acked *acked = g_hash_table_lookup (serve->acked, stream);
+  GList *next;
+
+  for (GList *l = acked != NULL ? acked->ids.head : NULL; l != NULL; l = next)
+    {
+      next = l->next;
+      if (entry_id_compare (l->data, minid) < 0)
+        {
+          g_free (l->data);
+          g_queue_delete_link (&acked->ids, l);
+        }
+    }
+}
+
 /* Calls read and not answered yet (queued for a thread, or running). */
 static guint
 n_unanswered_locked (Serve *serve)
 {
-  return g_hash_table_size (serve->held) - serve->answers.length;
+  return serve->n_calls - serve->answers.length;
 }
 
 static void
 job_free (Job *job)
 {
-  g_free (job->key);
-  g_free (job->stream);
-  g_free (job->entry_id);
   g_free (job->call_id);
   g_free (job->name);
   g_free (job->reply);
@@ -103,98 +201,273 @@ job_free (Job *job)
   g_free (job);
 }
 
-/* Appends the ids of @jobs in @stream to @args. */
 static void
-args_add_entry_ids (SluiceRedisArgs *args, GPtrArray *jobs, const char *stream)
+entry_free (Entry *entry)
 {
+  g_ptr_array_unref (entry->jobs);
+  g_clear_pointer (&entry->batch, g_variant_unref);
+  g_free (entry->client_call);
+  g_free (entry->key);
+  g_free (entry->stream);
+  g_free (entry->entry_id);
+  g_free (entry);
+}
+
+/* A trim in a transaction of answers: where its reply is in EXEC's. */
+typedef struct
+{
+  char *stream;
+  guint index;
+} TrimAt;
+
+static void
+trim_at_free (gpointer data)
+{
+  TrimAt *at = data;
+
+  g_free (at->stream);
+  g_free (at);
+}
+
+/* Appends the acknowledgement of @entries in @stream to the
+ * transaction on @c (the *@n_queued-th command of it), the deletion of
+ * those acknowledged long ago that no trim removed, and a trim when it is
+ * time (@idle: nothing else is held), noted in @trims. */
+static gboolean
+append_ack (Serve *serve,
+            redisContext *c,
+            GPtrArray *entries,
+            const char *stream,
+            gboolean idle,
+            guint *n_queued,
+            GPtrArray *trims,
+            GError **error)
+{
+  Acked *acked = g_hash_table_lookup (serve->acked, stream);
+  SluiceRedisArgs args;
+
+  if (acked == NULL)
+    {
+      acked = g_new0 (Acked, 1);
+      g_queue_init (&acked->ids);
+      g_hash_table_insert (serve->acked, g_strdup (stream), acked);
+    }
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XACK");
+  sluice_redis_args_add (&args, stream);
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  for (guint i = 0; i < entries->len; i++)
+    {
+      Entry *entry = entries->pdata[i];
+
+      if (strcmp (entry->stream, stream) != 0)
+        continue;
+      sluice_redis_args_add (&args, entry->entry_id);
+      g_queue_push_tail (&acked->ids, g_strdup (entry->entry_id));
+      acked->since_trim++;
+    }
+  if (!sluice_redis_args_append (&args, c, error))
+    return FALSE;
+  (*n_queued)++;
+  if (acked->ids.length > MAX_ACKED_KEPT)
+    {
+      /* Kept by an entry still pending before them: deleted instead. */
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XDEL");
+      sluice_redis_args_add (&args, stream);
+      while (acked->ids.length > MAX_ACKED_KEPT / 2)
+        {
+          char *id = g_queue_pop_head (&acked->ids);
+
+          sluice_redis_args_add (&args, id);
+          g_free (id);
+        }
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+      (*n_queued)++;
+    }
+  if (acked->since_trim >= TRIM_EVERY || idle)
+    {
+      TrimAt *at = g_new0 (TrimAt, 1);
+
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "EVAL");
+      sluice_redis_args_add (&args, trim_script);
+      sluice_redis_args_add (&args, "1");
+      sluice_redis_args_add (&args, stream);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+      at->stream = g_strdup (stream);
+      at->index = (*n_queued)++;
+      g_ptr_array_add (trims, at);
+      acked->since_trim = 0;
+    }
+  return TRUE;
+}
+
+/* Appends the XADD of an answer of version 1 or 2 (one per entry). */
+static gboolean
+append_single_answer (Serve *serve, redisContext *c, Job *job, GError **error)
+{
+  SluiceRedisArgs args;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "XADD");
+  sluice_redis_args_add (&args, job->reply);
+  /* Only to a producer that lives (its reply stream expires when it
+   * died); version 1 producers do not make theirs. */
+  if (!job->version1)
+    sluice_redis_args_add (&args, "NOMKSTREAM");
+  sluice_redis_args_add (&args, "*");
+  if (job->version1)
+    {
+      sluice_redis_args_add (&args, "id");
+      sluice_redis_args_add (&args, job->call_id);
+    }
+  else
+    {
+      /* The reply stream is the caller's: the sequence is enough. */
+      sluice_redis_args_add (&args, "i");
+      sluice_redis_args_add (&args, strrchr (job->call_id, ':') + 1);
+      sluice_redis_args_add (&args, "w");
+      sluice_redis_args_add (&args, serve->consumer);
+      if (job->deliveries > 1)
+        {
+          sluice_redis_args_add (&args, "d");
+          sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
+        }
+    }
+  if (job->error == NULL)
+    sluice_redis_args_add_value (&args, "t", "r", job->result);
+  else
+    sluice_redis_args_add_error (&args, job->error, job->version1);
+  return sluice_redis_args_append (&args, c, error);
+}
+
+/* The answer of @job in a version 3 entry (SLUICE_REDIS_ANSWERS_TYPE's
+ * element; floating). */
+static GVariant *
+batched_answer (Job *job)
+{
+  GVariant *wire = job->error == NULL ? sluice_redis_value_to_wire (job->result) : NULL;
+  GVariant *answer = g_variant_new (
+      "(tus@aysis)", job->seq, (guint32) job->deliveries,
+      wire != NULL ? g_variant_get_type_string (wire) : "",
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, wire != NULL ? g_variant_get_data (wire) : "",
+                                 wire != NULL ? g_variant_get_size (wire) : 0, 1),
+      job->error != NULL ? g_quark_to_string (job->error->domain) : "",
+      job->error != NULL ? job->error->code : 0, job->error != NULL ? job->error->message : "");
+
+  g_clear_pointer (&wire, g_variant_unref);
+  return answer;
+}
+
+/* Appends the XADDs of the answers of version 3 of @jobs to @reply (one
+ * entry each SLUICE_REDIS_MAX_ENTRY_BYTES); *@n_queued counts them. */
+static gboolean
+append_batched_answers (Serve *serve,
+                        redisContext *c,
+                        GPtrArray *jobs,
+                        const char *reply,
+                        guint *n_queued,
+                        GError **error)
+{
+  guint i = 0;
+
+  while (i < jobs->len)
+    {
+      GVariantBuilder builder;
+      SluiceRedisArgs args;
+      GVariant *answers;
+      gsize bytes = 0;
+      guint n = 0;
+
+      g_variant_builder_init (&builder, G_VARIANT_TYPE (SLUICE_REDIS_ANSWERS_TYPE));
+      for (; i < jobs->len && (n == 0 || bytes < SLUICE_REDIS_MAX_ENTRY_BYTES); i++)
+        {
+          Job *job = jobs->pdata[i];
+
+          if (!job->batched || g_strcmp0 (job->reply, reply) != 0)
+            continue;
+          bytes += job->result != NULL ? g_variant_get_size (job->result) : 64;
+          g_variant_builder_add_value (&builder, batched_answer (job));
+          n++;
+        }
+      answers = g_variant_ref_sink (g_variant_builder_end (&builder));
+      if (n == 0)
+        {
+          g_variant_unref (answers);
+          break;
+        }
+      sluice_redis_args_init_batch (&args, reply, TRUE, "w", serve->consumer, answers);
+      g_variant_unref (answers);
+      if (!sluice_redis_args_append (&args, c, error))
+        return FALSE;
+      (*n_queued)++;
+    }
+  return TRUE;
+}
+
+/* Appends the answers of @jobs to the pipeline of @c, with the
+ * acknowledgements of the entries all of whose calls are answered then,
+ * all in one transaction: MULTI, an XADD per answer of version 1 or 2 and
+ * per reply stream for those of version 3, an XACK per stream (and now
+ * and then a trim, see append_ack ()), EXEC. Returns the number of
+ * replies to read (0 with @error set when the connection is lost). */
+static guint
+append_answers (
+    Serve *serve, redisContext *c, GPtrArray *jobs, gboolean idle, GPtrArray *trims, GError **error)
+{
+  GPtrArray *streams = g_ptr_array_new ();
+  GPtrArray *replies = g_ptr_array_new ();
+  GPtrArray *entries = g_ptr_array_new ();
+  SluiceRedisArgs args;
+  guint n_queued = 0;
+  gboolean ok;
+
   for (guint i = 0; i < jobs->len; i++)
     {
       Job *job = jobs->pdata[i];
 
-      if (strcmp (job->stream, stream) == 0)
-        sluice_redis_args_add (args, job->entry_id);
+      /* The last answer of its entry: the entry is acknowledged. */
+      if (--job->entry->n_unappended == 0)
+        {
+          g_ptr_array_add (entries, job->entry);
+          if (!g_ptr_array_find_with_equal_func (streams, job->stream, g_str_equal, NULL))
+            g_ptr_array_add (streams, (gpointer) job->stream);
+        }
+      if (job->batched && job->reply != NULL &&
+          !g_ptr_array_find_with_equal_func (replies, job->reply, g_str_equal, NULL))
+        g_ptr_array_add (replies, job->reply);
     }
-}
-
-/* Appends the answers of @jobs to the pipeline of @c, with the
- * acknowledgements (and deletions) of their entries, all in one
- * transaction: MULTI, an XADD per answer, an XACK and an XDEL per stream,
- * EXEC. Returns the number of replies to read (0 with @error set when the
- * connection is lost). */
-static guint
-append_answers (Serve *serve, redisContext *c, GPtrArray *jobs, GError **error)
-{
-  GPtrArray *streams = g_ptr_array_new ();
-  SluiceRedisArgs args;
-  guint n = 0;
-  gboolean ok;
-
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "MULTI");
   ok = sluice_redis_args_append (&args, c, error);
-  n += ok;
   for (guint i = 0; i < jobs->len && ok; i++)
     {
       Job *job = jobs->pdata[i];
 
-      if (!g_ptr_array_find_with_equal_func (streams, job->stream, g_str_equal, NULL))
-        g_ptr_array_add (streams, job->stream);
-      if (job->reply == NULL || job->call_id == NULL)
+      if (job->batched || job->reply == NULL || job->call_id == NULL)
         continue;
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "XADD");
-      sluice_redis_args_add (&args, job->reply);
-      /* Only to a producer that lives (its reply stream expires when it
-       * died); version 1 producers do not make theirs. */
-      if (!job->version1)
-        sluice_redis_args_add (&args, "NOMKSTREAM");
-      sluice_redis_args_add (&args, "*");
-      if (job->version1)
-        {
-          sluice_redis_args_add (&args, "id");
-          sluice_redis_args_add (&args, job->call_id);
-        }
-      else
-        {
-          /* The reply stream is the caller's: the sequence is enough. */
-          sluice_redis_args_add (&args, "i");
-          sluice_redis_args_add (&args, strrchr (job->call_id, ':') + 1);
-          sluice_redis_args_add (&args, "w");
-          sluice_redis_args_add (&args, serve->consumer);
-          if (job->deliveries > 1)
-            {
-              sluice_redis_args_add (&args, "d");
-              sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries);
-            }
-        }
-      if (job->error == NULL)
-        sluice_redis_args_add_value (&args, "t", "r", job->result);
-      else
-        sluice_redis_args_add_error (&args, job->error, job->version1);
-      ok = sluice_redis_args_append (&args, c, error);
-      n += ok;
+      ok = append_single_answer (serve, c, job, error);
+      n_queued += ok;
     }
+  for (guint r = 0; r < replies->len && ok; r++)
+    ok = append_batched_answers (serve, c, jobs, replies->pdata[r], &n_queued, error);
   for (guint s = 0; s < streams->len && ok; s++)
-    for (guint k = 0; k < 2 && ok; k++)
-      {
-        sluice_redis_args_init (&args);
-        sluice_redis_args_add (&args, k == 0 ? "XACK" : "XDEL");
-        sluice_redis_args_add (&args, streams->pdata[s]);
-        if (k == 0)
-          sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
-        args_add_entry_ids (&args, jobs, streams->pdata[s]);
-        ok = sluice_redis_args_append (&args, c, error);
-        n += ok;
-      }
+    ok = append_ack (serve, c, entries, streams->pdata[s], idle, &n_queued, trims, error);
   if (ok)
     {
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "EXEC");
       ok = sluice_redis_args_append (&args, c, error);
-      n += ok;
     }
   g_ptr_array_unref (streams);
-  return ok ? n : 0;
+  g_ptr_array_unref (replies);
+  g_ptr_array_unref (entries);
+  /* MULTI, the commands queued, EXEC. */
+  return ok ? n_queued + 2 : 0;
 }
 
 /* Wakes the I/O thread if it waits in poll () (once until it wakes). */
@@ -241,10 +514,15 @@ take_cancel (Serve *serve, redisReply *entry)
       g_hash_table_iter_init (&iter, serve->held);
       while (g_hash_table_iter_next (&iter, NULL, &value))
         {
-          Job *job = value;
+          GPtrArray *jobs = ((Entry *) value)->jobs;
 
-          if (job->call_id != NULL && strcmp (job->call_id, id) == 0)
-            g_ptr_array_add (cancel, g_object_ref (job->cancellable));
+          for (guint i = 0; i < jobs->len; i++)
+            {
+              Job *job = jobs->pdata[i];
+
+              if (job->call_id != NULL && strcmp (job->call_id, id) == 0)
+                g_ptr_array_add (cancel, g_object_ref (job->cancellable));
+            }
         }
     }
   g_mutex_unlock (&serve->mutex);
@@ -319,29 +597,102 @@ job_run (gpointer data, gpointer user_data)
   g_mutex_unlock (&serve->mutex);
 }
 
-/* Takes an entry of @stream into a job for the pool, or NULL when it is
- * held already. */
+/* A job of @entry, for the call @call_id (nullable: malformed). */
 static Job *
-job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries)
+job_add (Entry *entry, char *call_id)
 {
-  GHashTable *fields = sluice_redis_entry_fields (entry);
+  Job *job = g_new0 (Job, 1);
+
+  job->entry = entry;
+  job->stream = entry->stream;
+  job->entry_id = entry->entry_id;
+  job->cancellable = g_cancellable_new ();
+  job->call_id = call_id;
+  job->reply = call_id != NULL ? sluice_redis_reply_stream (call_id) : NULL;
+  g_ptr_array_add (entry->jobs, job);
+  return job;
+}
+
+/* The calls of a version 3 entry (`b`): one job each; a call that cannot
+ * be read fails alone. FALSE when there is no batch to read. */
+static gboolean
+take_batch (
+    Serve *serve, Entry *entry, GHashTable *fields, const char *client_call, guint64 deliveries)
+{
+  const char *colon = strrchr (client_call, ':');
+  const char *prior = sluice_redis_field (fields, "p", NULL);
+  GVariant *batch =
+      sluice_redis_wire_to_value (SLUICE_REDIS_CALLS_TYPE, g_hash_table_lookup (fields, "b"));
+  gsize n;
+
+  if (batch == NULL || colon == NULL || (n = g_variant_n_children (batch)) == 0)
+    {
+      g_clear_pointer (&batch, g_variant_unref);
+      return FALSE;
+    }
+  /* Deliveries of the batch it was split from, when its worker died. */
+  if (prior != NULL)
+    deliveries += g_ascii_strtoull (prior, NULL, 10);
+  entry->batch = batch;
+  for (gsize k = 0; k < n; k++)
+    {
+      guint64 seq;
+      const char *name, *type;
+      GVariant *data;
+      guint32 attempt;
+      Job *job;
+
+      g_variant_get_child (batch, k, "(t&s&s@ayu)", &seq, &name, &type, &data, &attempt);
+      job = job_add (entry, g_strdup_printf ("%.*s:%" G_GUINT64_FORMAT, (int) (colon - client_call),
+                                             client_call, seq));
+      job->batched = TRUE;
+      job->seq = seq;
+      job->name = g_strdup (name);
+      job->deliveries = deliveries;
+      if (deliveries > serve->max_deliveries)
+        job->error = g_error_new (
+            SLUICE_ERROR, SLUICE_ERROR_WORKER_LOST,
+            _ ("The call was delivered %u times without an answer: its workers were lost"),
+            (guint) deliveries);
+      else
+        job->args = sluice_redis_value_new (type, g_variant_get_data (data),
+                                            g_variant_get_size (data), &job->error);
+      g_variant_unref (data);
+    }
+  return TRUE;
+}
+
+/* Takes an entry of @stream into jobs for the pool (in the entry), or
+ * NULL when it is not an entry or held already. */
+static Entry *
+entry_new (Serve *serve, const char *stream, redisReply *reply, guint64 deliveries)
+{
+  GHashTable *fields = sluice_redis_entry_fields (reply);
   const char *version;
+  Entry *entry;
   Job *job;
 
   if (fields == NULL)
     return NULL;
-  job = g_new0 (Job, 1);
-  job->stream = g_strdup (stream);
-  job->entry_id = g_strdup (entry->element[0]->str);
-  job->key = g_strconcat (stream, " ", job->entry_id, NULL);
-  job->deliveries = deliveries;
-  job->cancellable = g_cancellable_new ();
+  entry = g_new0 (Entry, 1);
+  entry->stream = g_strdup (stream);
+  entry->entry_id = g_strdup (reply->element[0]->str);
+  entry->key = g_strconcat (stream, " ", entry->entry_id, NULL);
+  entry->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
   version = sluice_redis_field (fields, "v", NULL);
+  entry->client_call = g_strdup (sluice_redis_field (fields, "i", NULL));
+  if (g_strcmp0 (version, SLUICE_REDIS_PROTOCOL) == 0 && entry->client_call != NULL &&
+      take_batch (serve, entry, fields, entry->client_call, deliveries))
+    goto done;
+
+  /* One call: of version 2 (or 1, or 3 unreadable: answered with an
+   * error in version 2's names, which fails the whole batch). */
   if (version == NULL && sluice_redis_field (fields, "id", NULL) != NULL)
     {
       /* Version 1 (no "v"): answered with an error, in its names. */
+      job = job_add (entry, g_strdup (sluice_redis_field (fields, "id", NULL)));
       job->version1 = TRUE;
-      job->call_id = g_strdup (sluice_redis_field (fields, "id", NULL));
+      g_free (job->reply);
       job->reply = g_strdup (sluice_redis_field (fields, "reply", NULL));
       job->error =
           g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
@@ -351,17 +702,20 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
     }
   else
     {
-      job->call_id = g_strdup (sluice_redis_field (fields, "i", NULL));
-      job->reply = job->call_id != NULL ? sluice_redis_reply_stream (job->call_id) : NULL;
+      job = job_add (entry, g_strdup (entry->client_call));
       job->name = g_strdup (sluice_redis_field (fields, "f", NULL));
     }
+  job->deliveries = deliveries;
   if (job->error != NULL)
-    g_message ("Entry %s in %s of version 1, answered with an error", job->entry_id, stream);
-  else if (version != NULL && strcmp (version, SLUICE_REDIS_PROTOCOL) != 0)
+    g_message ("Entry %s in %s of version 1, answered with an error", entry->entry_id, stream);
+  else if (g_strcmp0 (version, SLUICE_REDIS_PROTOCOL) == 0)
+    job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                              _ ("Malformed stream entry: no calls (“%s”) in a batch"), "b");
+  else if (version != NULL && strcmp (version, "2") != 0)
     job->error =
         g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
                      _ ("The call came in version %s of the Redis entries, this worker reads "
-                        "version %s"),
+                        "versions 2 and %s"),
                      version, SLUICE_REDIS_PROTOCOL);
   else if (job->reply == NULL || job->name == NULL)
     job->error = g_error_new (SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
@@ -373,23 +727,47 @@ job_new (Serve *serve, const char *stream, redisReply *entry, guint64 deliveries
                      (guint) deliveries);
   else
     job->args = sluice_redis_fields_get_value (fields, "t", "a", &job->error);
-  g_hash_table_unref (fields);
-
   if (job->call_id == NULL || job->reply == NULL)
-    g_message ("Malformed entry %s in %s, acknowledged without an answer", job->entry_id, stream);
+    g_message ("Malformed entry %s in %s, acknowledged without an answer", entry->entry_id, stream);
 
+done:
+  g_hash_table_unref (fields);
+  entry->n_unappended = entry->n_unconfirmed = entry->jobs->len;
   g_mutex_lock (&serve->mutex);
-  if (g_hash_table_contains (serve->held, job->key))
+  if (g_hash_table_contains (serve->held, entry->key))
     {
       g_mutex_unlock (&serve->mutex);
-      job_free (job);
+      entry_free (entry);
       return NULL;
     }
-  g_hash_table_insert (serve->held, g_strdup (job->key), job);
-  if (job->call_id != NULL && g_hash_table_contains (serve->cancels, job->call_id))
-    g_cancellable_cancel (job->cancellable);
+  g_hash_table_insert (serve->held, g_strdup (entry->key), entry);
+  serve->n_calls += entry->jobs->len;
+  serve->calls_read += entry->jobs->len;
+  serve->entries_read++;
+  for (guint i = 0; i < entry->jobs->len; i++)
+    {
+      job = entry->jobs->pdata[i];
+      if (job->call_id != NULL && g_hash_table_contains (serve->cancels, job->call_id))
+        g_cancellable_cancel (job->cancellable);
+    }
   g_mutex_unlock (&serve->mutex);
-  return job;
+  return entry;
+}
+
+/* How many times @entry was delivered (with those of the batch it was
+ * split from). */
+static guint64
+deliveries_of (Entry *entry)
+{
+  return entry->jobs->len > 0 ? ((Job *) entry->jobs->pdata[0])->deliveries : 1;
+}
+
+/* Hands the calls of @entry to the pool. */
+static void
+entry_run (Entry *entry, GThreadPool *pool)
+{
+  for (guint i = 0; i < entry->jobs->len; i++)
+    g_thread_pool_push (pool, entry->jobs->pdata[i], NULL);
 }
 
 static gboolean
@@ -427,6 +805,87 @@ create_group (redisContext *c, const char *stream, GError **error)
   return FALSE;
 }
 
+/* Splits @entry, a batch reclaimed from a member that died or was lost,
+ * into an entry per call, each with the deliveries of the batch so far
+ * (`p`), in one transaction with the acknowledgement of the batch: a call
+ * that kills its worker is counted alone, and the others run. FALSE when
+ * the transaction failed (the batch then runs as it is). */
+static gboolean
+split_batch (Serve *serve, redisContext *c, Entry *entry, GError **error)
+{
+  SluiceRedisArgs args;
+  redisReply *reply;
+  guint n = 0;
+  gboolean ok;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "MULTI");
+  ok = sluice_redis_args_append (&args, c, error);
+  n += ok;
+  for (guint k = 0; k < entry->jobs->len && ok; k++)
+    {
+      Job *job = entry->jobs->pdata[k];
+      GVariant *call = g_variant_get_child_value (entry->batch, k);
+      GVariant *one = g_variant_ref_sink (g_variant_new_array (NULL, &call, 1));
+
+      sluice_redis_args_init_batch (&args, entry->stream, FALSE, "i", job->call_id, one);
+      sluice_redis_args_add (&args, "p");
+      sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT, job->deliveries - 1);
+      g_variant_unref (one);
+      g_variant_unref (call);
+      ok = sluice_redis_args_append (&args, c, error);
+      n += ok;
+    }
+  if (ok)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "XACK");
+      sluice_redis_args_add (&args, entry->stream);
+      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+      sluice_redis_args_add (&args, entry->entry_id);
+      ok = sluice_redis_args_append (&args, c, error);
+      n += ok;
+    }
+  if (ok)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "EXEC");
+      ok = sluice_redis_args_append (&args, c, error);
+      n += ok;
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      GError *local = NULL;
+
+      reply = sluice_redis_get_reply (c, &local);
+      if (reply == NULL)
+        {
+          ok = FALSE;
+          if (error != NULL && *error == NULL)
+            g_propagate_error (error, local);
+          else
+            g_clear_error (&local);
+          if (!sluice_redis_connected (c))
+            break;
+        }
+      else
+        {
+          /* EXEC answers nil when it did not run. */
+          ok = ok && (i + 1 < n || reply->type == REDIS_REPLY_ARRAY);
+          freeReplyObject (reply);
+        }
+    }
+  if (!ok)
+    return FALSE;
+  g_message ("Batch %s in %s reclaimed after %u deliveries: split into %u entries", entry->entry_id,
+             entry->stream, (guint) deliveries_of (entry), entry->jobs->len);
+  g_mutex_lock (&serve->mutex);
+  serve->n_calls -= entry->jobs->len;
+  g_hash_table_remove (serve->held, entry->key);
+  g_mutex_unlock (&serve->mutex);
+  return TRUE;
+}
+
 /* Claims the entries of @stream that were idle past the lease (their
  * worker died or lost its connection), with their delivery counts. */
 static gboolean
@@ -434,7 +893,7 @@ reclaim (Serve *serve, redisContext *c, const char *stream, GThreadPool *pool, G
 {
   SluiceRedisArgs args;
   redisReply *reply, *entries;
-  GPtrArray *jobs = g_ptr_array_new ();
+  GPtrArray *held = g_ptr_array_new ();
   gboolean ok = TRUE;
 
   sluice_redis_args_init (&args);
@@ -449,7 +908,7 @@ reclaim (Serve *serve, redisContext *c, const char *stream, GThreadPool *pool, G
   reply = sluice_redis_command (c, &args, error);
   if (reply == NULL)
     {
-      g_ptr_array_unref (jobs);
+      g_ptr_array_unref (held);
       return FALSE;
     }
   entries = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 ? reply->element[1] : NULL;
@@ -479,13 +938,28 @@ reclaim (Serve *serve, redisContext *c, const char *stream, GThreadPool *pool, G
           pending->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
         deliveries = (guint64) pending->element[0]->element[3]->integer;
       freeReplyObject (pending);
-      g_ptr_array_add (jobs, job_new (serve, stream, entry, deliveries));
+      g_ptr_array_add (held, entry_new (serve, stream, entry, deliveries));
     }
   freeReplyObject (reply);
-  for (guint i = 0; i < jobs->len; i++)
-    if (jobs->pdata[i] != NULL)
-      g_thread_pool_push (pool, jobs->pdata[i], NULL);
-  g_ptr_array_unref (jobs);
+  for (guint i = 0; i < held->len; i++)
+    {
+      Entry *entry = held->pdata[i];
+      GError *local = NULL;
+
+      if (entry == NULL)
+        continue;
+      if (deliveries_of (entry) > 1 && entry->batch != NULL && entry->jobs->len > 1)
+        {
+          if (ok && split_batch (serve, c, entry, &local))
+            continue;
+          if (local != NULL)
+            g_message ("Could not split batch %s in %s: %s", entry->entry_id, stream,
+                       local->message);
+          g_clear_error (&local);
+        }
+      entry_run (entry, pool);
+    }
+  g_ptr_array_unref (held);
   return ok;
 }
 
@@ -538,15 +1012,17 @@ renew (Serve *serve, redisContext *c, GError **error)
 /* A transaction of answers written, its replies not all read. */
 typedef struct
 {
-  GPtrArray *jobs; /* of Job (held) */
-  guint n_replies; /* still to read */
-  GError *refused; /* the first refusal among them */
+  GPtrArray *jobs;  /* of Job (held) */
+  GPtrArray *trims; /* of TrimAt */
+  guint n_replies;  /* still to read */
+  GError *refused;  /* the first refusal among them */
 } Written;
 
 static void
 written_free (Written *written)
 {
   g_ptr_array_unref (written->jobs);
+  g_ptr_array_unref (written->trims);
   g_clear_error (&written->refused);
   g_free (written);
 }
@@ -673,11 +1149,11 @@ take_entries (Io *io, redisReply *reply)
         continue;
       for (size_t i = 0; i < per_stream->element[1]->elements; i++)
         {
-          Job *job = job_new (io->serve, per_stream->element[0]->str,
-                              per_stream->element[1]->element[i], 1);
+          Entry *entry = entry_new (io->serve, per_stream->element[0]->str,
+                                    per_stream->element[1]->element[i], 1);
 
-          if (job != NULL)
-            g_thread_pool_push (io->pool, job, NULL);
+          if (entry != NULL)
+            entry_run (entry, io->pool);
         }
     }
 }
@@ -729,7 +1205,7 @@ read_next (Io *io, gint64 now, GError **error)
 {
   Serve *serve = io->serve;
   SluiceRedisArgs args;
-  guint n_held, n_unanswered;
+  guint n_held, n_unanswered, count;
   GError *local = NULL;
 
   if (io->reading || io_stopping (io) || now < io->in_resume_us)
@@ -749,7 +1225,13 @@ read_next (Io *io, gint64 now, GError **error)
     }
   g_mutex_lock (&serve->mutex);
   n_unanswered = n_unanswered_locked (serve);
-  n_held = g_hash_table_size (serve->held);
+  n_held = serve->n_calls;
+  /* Entries, as many as the calls there is room for, at the calls per
+   * entry read so far. */
+  count = MIN (serve->max_held - MIN (n_unanswered, serve->max_held),
+               2 * serve->max_held - MIN (n_held, 2 * serve->max_held));
+  if (serve->entries_read > 0)
+    count = MAX (1, (guint) (count * serve->entries_read / serve->calls_read));
   g_mutex_unlock (&serve->mutex);
   /* Room for a few more calls: fewer than refill_below unanswered, and
    * the answers waiting to be written not too many. */
@@ -762,8 +1244,7 @@ read_next (Io *io, gint64 now, GError **error)
   sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
   sluice_redis_args_add (&args, serve->consumer);
   sluice_redis_args_add (&args, "COUNT");
-  sluice_redis_args_add_printf (&args, "%u",
-                                MIN (serve->max_held - n_unanswered, 2 * serve->max_held - n_held));
+  sluice_redis_args_add_printf (&args, "%u", count);
   sluice_redis_args_add (&args, "BLOCK");
   sluice_redis_args_add_printf (&args, "%d", READ_BLOCK_MS);
   sluice_redis_args_add (&args, "STREAMS");
@@ -799,7 +1280,12 @@ answers_again (Serve *serve, GPtrArray *jobs)
 {
   g_mutex_lock (&serve->mutex);
   for (guint i = jobs->len; i > 0; i--)
-    g_queue_push_head (&serve->answers, jobs->pdata[i - 1]);
+    {
+      Job *job = jobs->pdata[i - 1];
+
+      job->entry->n_unappended++;
+      g_queue_push_head (&serve->answers, job);
+    }
   g_mutex_unlock (&serve->mutex);
 }
 
@@ -808,13 +1294,17 @@ static gboolean
 write_answers (Io *io, gint64 now, GError **error)
 {
   Serve *serve = io->serve;
+  guint n_written = 0;
   gint64 due;
 
   if (now < io->out_resume_us)
     return TRUE;
+  for (GList *l = io->written.head; l != NULL; l = l->next)
+    n_written += ((Written *) l->data)->jobs->len;
   for (;;)
     {
       Written *written;
+      gboolean idle;
       Job *job;
 
       g_mutex_lock (&serve->mutex);
@@ -825,18 +1315,23 @@ write_answers (Io *io, gint64 now, GError **error)
         }
       written = g_new0 (Written, 1);
       written->jobs = g_ptr_array_new ();
+      written->trims = g_ptr_array_new_with_free_func (trim_at_free);
       while (written->jobs->len < MAX_ANSWER_BATCH &&
              (job = g_queue_pop_head (&serve->answers)) != NULL)
         g_ptr_array_add (written->jobs, job);
+      /* No call left to run: the streams are trimmed. */
+      idle = n_unanswered_locked (serve) == n_written + written->jobs->len;
       g_mutex_unlock (&serve->mutex);
 
-      written->n_replies = append_answers (serve, io->out, written->jobs, error);
+      written->n_replies =
+          append_answers (serve, io->out, written->jobs, idle, written->trims, error);
       if (written->n_replies == 0)
         {
           answers_again (serve, written->jobs);
           written_free (written);
           return FALSE;
         }
+      n_written += written->jobs->len;
       g_queue_push_tail (&io->written, written);
     }
 }
@@ -860,7 +1355,14 @@ written_done (Io *io, Written *written)
     g_message ("Answers not written: %s", written->refused->message);
   g_mutex_lock (&serve->mutex);
   for (guint i = 0; i < written->jobs->len; i++)
-    g_hash_table_remove (serve->held, ((Job *) written->jobs->pdata[i])->key);
+    {
+      Entry *entry = ((Job *) written->jobs->pdata[i])->entry;
+
+      serve->n_calls--;
+      /* The last answer of the entry: its jobs go with it. */
+      if (--entry->n_unconfirmed == 0)
+        g_hash_table_remove (serve->held, entry->key);
+    }
   g_mutex_unlock (&serve->mutex);
   written_free (written);
 }
@@ -873,6 +1375,16 @@ take_out_reply (Io *io, redisReply *reply, GError *refused, GError **error)
 {
   Written *written = g_queue_peek_head (&io->written);
 
+  /* EXEC's reply: the MINIDs of the trims. */
+  if (written != NULL && written->n_replies == 1 && reply != NULL &&
+      reply->type == REDIS_REPLY_ARRAY)
+    for (guint i = 0; i < written->trims->len; i++)
+      {
+        TrimAt *at = written->trims->pdata[i];
+
+        if (at->index < reply->elements && reply->element[at->index]->type == REDIS_REPLY_STRING)
+          acked_trimmed (io->serve, at->stream, reply->element[at->index]->str);
+      }
   if (reply != NULL)
     freeReplyObject (reply);
   if (written == NULL)
@@ -1018,8 +1530,7 @@ io_poll (Io *io)
     until = MIN (until, MAX (due, io->out_resume_us));
   /* Room to read more. */
   if (!io->reading && !stopping && now >= io->in_resume_us &&
-      n_unanswered_locked (serve) < serve->refill_below &&
-      g_hash_table_size (serve->held) < 2 * serve->max_held)
+      n_unanswered_locked (serve) < serve->refill_below && serve->n_calls < 2 * serve->max_held)
     work = TRUE;
   /* Stopping: the last answers were written. */
   if (stopping && !io->reading && g_hash_table_size (serve->held) == 0)
@@ -1235,8 +1746,9 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   serve.answer_batch = MAX (serve.n_threads, MIN_READ_AHEAD / 2);
   g_mutex_init (&serve.mutex);
   g_queue_init (&serve.answers);
-  serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) job_free);
+  serve.held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) entry_free);
   serve.cancels = g_hash_table_new (g_str_hash, g_str_equal);
+  serve.acked = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, acked_free);
   g_queue_init (&serve.cancel_order);
   io.pool = g_thread_pool_new (job_run, &serve, (int) serve.n_threads, TRUE, NULL);
   g_queue_init (&io.written);
@@ -1278,6 +1790,7 @@ sluice_worker_service_serve_redis (SluiceWorkerService *self,
   g_queue_clear (&serve.answers);
   g_hash_table_unref (serve.held);
   g_hash_table_unref (serve.cancels);
+  g_hash_table_unref (serve.acked);
   g_queue_clear_full (&serve.cancel_order, g_free);
   g_mutex_clear (&serve.mutex);
   close (serve.wake_fd);

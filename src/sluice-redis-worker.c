@@ -33,8 +33,8 @@
  *
  * It never has more calls in Redis than its `max-in-flight` (its
  * capacity), so the memory Redis uses stays bounded too: remote workers
- * delete an entry when they answer it, and the worker deletes the answers
- * it reads.
+ * trim the entries they answered from the streams, and the worker trims the
+ * answers it reads.
  *
  * Delivery is at least once: a call whose remote worker died runs again
  * elsewhere once its lease has passed. The worker keeps the first result
@@ -46,6 +46,9 @@
  * worker has read it yet; otherwise a cancel entry in the control stream
  * `sluice:control` cancels the [class@Gio.Cancellable] of the remote
  * function that runs it (its result is dropped).
+ *
+ * Calls ready together go in one stream entry (up to a quarter of
+ * `max-in-flight`), and remote workers answer several per entry.
  *
  * One thread of its own drives two connections (one adds calls, one reads
  * results, with a blocking `XREAD`), polled together. When a connection is lost,
@@ -73,6 +76,14 @@
 
 typedef struct _State State;
 
+/* The calls sent in one entry (version 3 of the protocol). */
+typedef struct
+{
+  guint n_open;  /* its calls still in flight (under the state's mutex) */
+  guint n_calls; /* its calls; 0 once its entry is deleted */
+  guint size;    /* its calls */
+} Batch;
+
 /* A call in Redis. */
 typedef struct
 {
@@ -85,6 +96,7 @@ typedef struct
   gulong cancelled_id;
   guint epoch;       /* of the Redis instance it was sent to (State.epoch) */
   gboolean awaiting; /* the reply to its XADD (its entry id) is not read yet */
+  Batch *batch;      /* (owned: a reference) the calls of its entry */
 } Flight;
 
 /* What the threads share with the object: they hold references on it. */
@@ -115,7 +127,8 @@ struct _State
   gboolean closed;  /* crashed, resigned or finalized */
   GWeakRef worker;
   GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
-  guint64 n_sent, n_redelivered, n_duplicates, n_results, n_reconnects;
+  guint max_per_entry;  /* calls in one entry at most */
+  guint64 n_sent, n_entries, n_redelivered, n_duplicates, n_results, n_reconnects;
 };
 
 struct _SluiceRedisWorker
@@ -152,7 +165,17 @@ flight_free (gpointer data)
   g_free (flight->id);
   g_free (flight->stream);
   g_free (flight->entry_id);
+  if (flight->batch != NULL)
+    g_rc_box_release (flight->batch);
   g_free (flight);
+}
+
+/* @flight left the calls in flight (answered, withdrawn or given back). */
+static void
+flight_left_locked (Flight *flight)
+{
+  if (flight->batch != NULL && flight->batch->n_open > 0)
+    flight->batch->n_open--;
 }
 
 static void
@@ -243,6 +266,7 @@ steal_flight (State *state, const char *id, Flight **flight)
   if (!g_hash_table_steal_extended (state->in_flight, id, &key, (gpointer *) flight))
     return FALSE;
   g_free (key);
+  flight_left_locked (*flight);
   return TRUE;
 }
 
@@ -275,6 +299,7 @@ take_in_flight_locked (State *state, GPtrArray *tasks)
       g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
       g_hash_table_iter_steal (&iter);
       g_free (key);
+      flight_left_locked (flight);
       g_ptr_array_add (state->withdraw, flight);
     }
 }
@@ -430,6 +455,7 @@ connected_to (State *state, const char *run_id, gboolean first, gboolean sending
       g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
       g_hash_table_iter_steal (&iter);
       g_free (key);
+      flight_left_locked (flight);
       g_ptr_array_add (state->withdraw, flight);
     }
   g_mutex_unlock (&state->mutex);
@@ -714,8 +740,8 @@ typedef struct
 /* A reply awaited on the send connection. */
 typedef struct
 {
-  char *call_id;    /* (nullable) of a call's XADD; NULL for other commands */
-  gboolean renewal; /* of the reply stream's time to live */
+  GPtrArray *call_ids; /* (nullable) of char *: the calls of an XADD; NULL for other commands */
+  gboolean renewal;    /* of the reply stream's time to live */
   gint64 sent_us;
 } Expected;
 
@@ -724,30 +750,30 @@ expected_free (gpointer data)
 {
   Expected *expected = data;
 
-  g_free (expected->call_id);
+  g_clear_pointer (&expected->call_ids, g_ptr_array_unref);
   g_free (expected);
 }
 
 static void
-expect (Io *io, const char *call_id)
+expect (Io *io, GPtrArray *call_ids)
 {
   Expected *expected = g_new0 (Expected, 1);
 
-  expected->call_id = g_strdup (call_id);
+  expected->call_ids = call_ids;
   expected->sent_us = g_get_monotonic_time ();
   g_queue_push_tail (&io->expected, expected);
 }
 
-/* Takes the id of the call the next reply is about (transfer full;
+/* Takes the ids of the calls the next reply is about (transfer full;
  * nullable). */
-static char *
+static GPtrArray *
 expected_pop (Io *io)
 {
   Expected *expected = g_queue_pop_head (&io->expected);
-  char *id = expected != NULL ? g_steal_pointer (&expected->call_id) : NULL;
+  GPtrArray *ids = expected != NULL ? g_steal_pointer (&expected->call_ids) : NULL;
 
   g_free (expected);
-  return id;
+  return ids;
 }
 
 static void
@@ -757,14 +783,17 @@ expected_clear (Io *io)
   g_queue_init (&io->expected);
 }
 
-/* Appends @args to the send connection, for a reply about @call_id (or
- * none). */
+/* Appends @args to the send connection, for a reply about @call_ids
+ * (transfer full; or none). */
 static gboolean
-append (Io *io, SluiceRedisArgs *args, const char *call_id, GError **error)
+append (Io *io, SluiceRedisArgs *args, GPtrArray *call_ids, GError **error)
 {
   if (!sluice_redis_args_append (args, io->send, error))
-    return FALSE;
-  expect (io, call_id);
+    {
+      g_clear_pointer (&call_ids, g_ptr_array_unref);
+      return FALSE;
+    }
+  expect (io, call_ids);
   return TRUE;
 }
 
@@ -818,6 +847,15 @@ take_send_reply (Io *io, const char *id, redisReply *reply, GError *refused)
     }
 }
 
+/* The reply to an XADD of the calls @ids (nullable: another command). */
+static void
+take_send_replies_for (Io *io, GPtrArray *ids, redisReply *reply, GError *refused)
+{
+  for (guint i = 0; ids != NULL && i < ids->len; i++)
+    take_send_reply (io, ids->pdata[i], reply, refused);
+  g_clear_pointer (&ids, g_ptr_array_unref);
+}
+
 /* Takes the replies read on the send connection. FALSE when it is lost. */
 static gboolean
 take_send_replies (Io *io, GError **error)
@@ -826,7 +864,6 @@ take_send_replies (Io *io, GError **error)
     {
       redisReply *reply;
       GError *refused = NULL;
-      char *id;
 
       switch (sluice_redis_take_reply (io->send, &reply, &refused))
         {
@@ -848,10 +885,7 @@ take_send_replies (Io *io, GError **error)
           expect (io, NULL);
           reply_stream_lost (io->state);
         }
-      id = expected_pop (io);
-      if (id != NULL)
-        take_send_reply (io, id, reply, refused);
-      g_free (id);
+      take_send_replies_for (io, expected_pop (io), reply, refused);
       g_clear_error (&refused);
       if (reply != NULL)
         freeReplyObject (reply);
@@ -897,6 +931,7 @@ withdraw (Io *io, GError **error)
 {
   State *state = io->state;
   GPtrArray *flights, *cancelled = take_cancelled (state);
+  GPtrArray *entries = g_ptr_array_new (); /* of Flight (in flights) */
   gboolean ok = TRUE;
 
   g_mutex_lock (&state->mutex);
@@ -911,16 +946,21 @@ withdraw (Io *io, GError **error)
           g_ptr_array_add (state->withdraw, flight);
           flights->pdata[i] = NULL;
         }
+      /* An entry with other calls still in flight stays; one whose
+       * calls all left goes once. */
+      else if (flight->entry_id != NULL && flight->batch->n_open == 0 && flight->batch->n_calls > 0)
+        {
+          flight->batch->n_calls = 0;
+          g_ptr_array_add (entries, flight);
+        }
     }
   g_mutex_unlock (&state->mutex);
 
-  for (guint i = 0; i < flights->len && ok; i++)
+  for (guint i = 0; i < entries->len && ok; i++)
     {
-      Flight *flight = flights->pdata[i];
+      Flight *flight = entries->pdata[i];
       SluiceRedisArgs args;
 
-      if (flight == NULL || flight->entry_id == NULL)
-        continue;
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XDEL");
       sluice_redis_args_add (&args, flight->stream);
@@ -942,22 +982,25 @@ withdraw (Io *io, GError **error)
       sluice_redis_args_add (&args, cancelled->pdata[i]);
       ok = append (io, &args, NULL, error);
     }
+  g_ptr_array_unref (entries);
   g_ptr_array_unref (flights);
   g_ptr_array_unref (cancelled);
   return ok;
 }
 
-/* Puts @task (transfer full) in flight, then (if @send) appends its XADD
- * to the send connection: in the table first, as its result can come at once,
- * and whatever happens, so that a lost connection gives it back. */
-static gboolean
-append_send (Io *io, gboolean send, SluiceWorkerTask *task, GError **error)
+/* Puts @task (transfer full) in flight, in @batch: in the table first,
+ * as its result can come at once, and whatever happens, so that a lost
+ * connection gives it back. Returns its call (SLUICE_REDIS_CALLS_TYPE's
+ * element, floating). */
+static GVariant *
+flight_new (Io *io, Batch *batch, SluiceWorkerTask *task)
 {
   State *state = io->state;
   guint64 seq = sluice_worker_task_get_sequence (task);
   Flight *flight = g_new0 (Flight, 1);
+  GVariant *wire = sluice_redis_value_to_wire (sluice_worker_task_get_args (task));
+  GVariant *call;
   guint attempt;
-  SluiceRedisArgs args;
 
   flight->id = call_id (state, task);
   flight->stream = sluice_redis_calls_stream (sluice_worker_task_get_series (task));
@@ -968,38 +1011,120 @@ append_send (Io *io, gboolean send, SluiceWorkerTask *task, GError **error)
   flight->task = task;
   flight->epoch = io->epoch;
   flight->awaiting = TRUE;
+  flight->batch = g_rc_box_acquire (batch);
   flight->cancellable = g_object_ref (sluice_worker_task_get_cancellable (task));
   flight->cancelled_id =
       g_cancellable_connect (flight->cancellable, G_CALLBACK (task_cancelled_cb), flight, NULL);
-
-  sluice_redis_args_init (&args);
-  sluice_redis_args_add (&args, "XADD");
-  sluice_redis_args_add (&args, flight->stream);
-  sluice_redis_args_add (&args, "*");
-  sluice_redis_args_add (&args, "v");
-  sluice_redis_args_add (&args, SLUICE_REDIS_PROTOCOL);
-  sluice_redis_args_add (&args, "i");
-  sluice_redis_args_add (&args, flight->id);
-  sluice_redis_args_add (&args, "f");
-  sluice_redis_args_add (&args, sluice_worker_task_get_name (task));
-  sluice_redis_args_add_value (&args, "t", "a", sluice_worker_task_get_args (task));
 
   g_mutex_lock (&state->mutex);
   attempt = GPOINTER_TO_UINT (g_hash_table_lookup (state->attempts, &seq)) + 1;
   g_hash_table_insert (state->attempts, g_memdup2 (&seq, sizeof seq), GUINT_TO_POINTER (attempt));
   g_hash_table_insert (state->in_flight, g_strdup (flight->id), flight);
+  batch->n_open++;
+  batch->n_calls++;
+  batch->size++;
   prune_attempts_locked (state);
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
-  sluice_redis_args_add (&args, "n");
-  sluice_redis_args_add_printf (&args, "%u", attempt);
+  call = g_variant_new ("(tss@ayu)", seq, sluice_worker_task_get_name (task),
+                        g_variant_get_type_string (wire),
+                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, g_variant_get_data (wire),
+                                                   g_variant_get_size (wire), 1),
+                        attempt);
+  g_variant_unref (wire);
+  return call;
+}
+
+/* Puts @n tasks of @tasks (transfer full), from @first, of one series, in
+ * flight, and (if @send) appends one XADD of them all to the send
+ * connection (version 3 of the protocol: `v`, `i` naming the first call,
+ * `b` the calls). */
+static gboolean
+append_batch (Io *io, gboolean send, SluiceWorkerTask **tasks, guint n, GError **error)
+{
+  State *state = io->state;
+  Batch *batch = g_rc_box_new0 (Batch);
+  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+  char *stream = sluice_redis_calls_stream (sluice_worker_task_get_series (tasks[0]));
+  GVariantBuilder builder;
+  GVariant *calls;
+  SluiceRedisArgs args;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE (SLUICE_REDIS_CALLS_TYPE));
+  for (guint i = 0; i < n; i++)
+    {
+      g_ptr_array_add (ids, call_id (state, tasks[i]));
+      g_variant_builder_add_value (&builder, flight_new (io, batch, tasks[i]));
+    }
+  g_rc_box_release (batch);
+  calls = g_variant_ref_sink (g_variant_builder_end (&builder));
+  g_mutex_lock (&state->mutex);
+  state->n_entries++;
+  g_mutex_unlock (&state->mutex);
   if (!send)
     {
-      sluice_redis_args_clear (&args);
+      g_variant_unref (calls);
+      g_ptr_array_unref (ids);
+      g_free (stream);
       return FALSE;
     }
-  return append (io, &args, flight->id, error);
+  sluice_redis_args_init_batch (&args, stream, FALSE, "i", ids->pdata[0], calls);
+  g_variant_unref (calls);
+  g_free (stream);
+  return append (io, &args, ids, error);
+}
+
+/* Sends @tasks (transfer full) in entries of one series each, of at most
+ * max_per_entry calls and SLUICE_REDIS_MAX_ENTRY_BYTES (unless one call
+ * alone is larger). */
+static gboolean
+append_sends (Io *io, gboolean ok, GPtrArray *tasks, GError **error)
+{
+  State *state = io->state;
+  GPtrArray *series = g_ptr_array_new ();
+
+  for (guint i = 0; i < tasks->len; i++)
+    {
+      const char *name = sluice_worker_task_get_series (tasks->pdata[i]);
+      guint j = 0;
+
+      while (j < series->len && g_strcmp0 (series->pdata[j], name) != 0)
+        j++;
+      if (j == series->len)
+        g_ptr_array_add (series, (gpointer) name);
+    }
+  for (guint k = 0; k < series->len; k++)
+    {
+      GPtrArray *group = g_ptr_array_new ();
+      gsize bytes = 0;
+
+      for (guint i = 0; i <= tasks->len; i++)
+        {
+          SluiceWorkerTask *task = i < tasks->len ? tasks->pdata[i] : NULL;
+          gsize size = task != NULL ? g_variant_get_size (sluice_worker_task_get_args (task)) : 0;
+
+          if (task != NULL &&
+              g_strcmp0 (sluice_worker_task_get_series (task), series->pdata[k]) != 0)
+            continue;
+          if (group->len > 0 && (task == NULL || group->len == state->max_per_entry ||
+                                 bytes + size > SLUICE_REDIS_MAX_ENTRY_BYTES))
+            {
+              ok = append_batch (io, ok, (SluiceWorkerTask **) group->pdata, group->len, error) &&
+                   ok;
+              g_ptr_array_set_size (group, 0);
+              bytes = 0;
+            }
+          if (task != NULL)
+            {
+              g_ptr_array_add (group, g_object_ref (task));
+              bytes += size;
+            }
+        }
+      g_ptr_array_unref (group);
+    }
+  g_ptr_array_unref (series);
+  return ok;
 }
 
 /* Whether a withdrawn call's entry id is known (or it is not in Redis). */
@@ -1120,9 +1245,10 @@ send_pending (Io *io, GError **error)
 
   ok = withdraw (io, error);
   /* Each in flight, sent or not: a lost connection gives them back. */
-  for (guint i = 0; i < tasks->len; i++)
-    if (!fail_if_too_large (state, tasks->pdata[i]))
-      ok = append_send (io, ok, g_object_ref (tasks->pdata[i]), error) && ok;
+  for (guint i = tasks->len; i > 0; i--)
+    if (fail_if_too_large (state, tasks->pdata[i - 1]))
+      g_ptr_array_remove_index (tasks, i - 1);
+  ok = append_sends (io, ok, tasks, error);
   if (ok)
     ok = renew_reply_stream (io, error);
   if (ok && io->trim)
@@ -1144,16 +1270,112 @@ send_pending (Io *io, GError **error)
   return ok;
 }
 
+/* The results of an XREAD, to complete under one lock of their queue. */
+typedef struct
+{
+  GPtrArray *flights, *tasks, *results, *errors;
+} Completions;
+
+/* The answer of the call @seq (@deliveries, @value or @error: transfer
+ * full): completes it if it is held, else dropped. Returns its flight
+ * (or NULL when dropped). */
+static Flight *
+answer_call (
+    Io *io, Completions *done, guint64 seq, guint64 deliveries, GVariant *value, GError *error)
+{
+  State *state = io->state;
+  char *id = g_strdup_printf ("%s:%" G_GUINT64_FORMAT, state->client_id, seq);
+  Flight *flight = NULL;
+
+  g_mutex_lock (&state->mutex);
+  if (steal_flight (state, id, &flight))
+    {
+      state->n_results++;
+      if (deliveries > 1)
+        state->n_redelivered++;
+      g_hash_table_remove (state->attempts, &seq);
+    }
+  else
+    state->n_duplicates++;
+  g_mutex_unlock (&state->mutex);
+  g_free (id);
+  if (flight == NULL)
+    {
+      g_clear_pointer (&value, g_variant_unref);
+      g_clear_error (&error);
+      return NULL;
+    }
+  g_ptr_array_add (done->flights, flight);
+  g_ptr_array_add (done->tasks, flight->task);
+  g_ptr_array_add (done->results, value);
+  g_ptr_array_add (done->errors, error);
+  return flight;
+}
+
+/* The answers of a version 3 entry (`b`); a malformed one fails its call. */
+static void
+take_batched_answers (Io *io, Completions *done, GHashTable *fields)
+{
+  GVariant *answers =
+      sluice_redis_wire_to_value (SLUICE_REDIS_ANSWERS_TYPE, g_hash_table_lookup (fields, "b"));
+  gsize n = answers != NULL ? g_variant_n_children (answers) : 0;
+
+  for (gsize k = 0; k < n; k++)
+    {
+      guint64 seq;
+      guint32 deliveries;
+      gint32 code;
+      const char *type, *domain, *message;
+      GVariant *data, *value = NULL;
+      GError *error = NULL;
+
+      g_variant_get_child (answers, k, "(tu&s@ay&si&s)", &seq, &deliveries, &type, &data, &domain,
+                           &code, &message);
+      if (domain[0] != '\0')
+        error = g_error_new_literal (g_quark_from_string (domain), code, message);
+      else
+        value = sluice_redis_value_new (type, g_variant_get_data (data), g_variant_get_size (data),
+                                        &error);
+      g_variant_unref (data);
+      answer_call (io, done, seq, deliveries, value, error);
+    }
+  g_clear_pointer (&answers, g_variant_unref);
+}
+
+/* A remote worker of version 2 answers a batch (version 3) with its error
+ * about the version, to the batch's first call: the batch's other calls
+ * fail with it too. */
+static void
+fail_batch (Io *io, Completions *done, Flight *first, const GError *error)
+{
+  State *state = io->state;
+  GArray *others = g_array_new (FALSE, FALSE, sizeof (guint64));
+  GHashTableIter iter;
+  gpointer value;
+
+  g_mutex_lock (&state->mutex);
+  g_hash_table_iter_init (&iter, state->in_flight);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (((Flight *) value)->batch == first->batch)
+      {
+        guint64 seq = sluice_worker_task_get_sequence (((Flight *) value)->task);
+
+        g_array_append_val (others, seq);
+      }
+  g_mutex_unlock (&state->mutex);
+  for (guint i = 0; i < others->len; i++)
+    answer_call (io, done, g_array_index (others, guint64, i), 1, NULL, g_error_copy (error));
+  g_array_unref (others);
+}
+
 /* Completes the calls of the answers of an XREAD, under one lock of their
  * queue, or drops the answers. */
 static void
 take_answers (Io *io, redisReply *entries)
 {
   State *state = io->state;
-  GPtrArray *flights = g_ptr_array_new ();
-  GPtrArray *tasks = g_ptr_array_new ();
-  GPtrArray *results = g_ptr_array_new ();
-  GPtrArray *errors = g_ptr_array_new ();
+  Completions done = { g_ptr_array_new (), g_ptr_array_new (), g_ptr_array_new (),
+                       g_ptr_array_new () };
   GPtrArray *waiters;
 
   for (size_t i = 0; i < entries->elements; i++)
@@ -1162,10 +1384,6 @@ take_answers (Io *io, redisReply *entries)
       GHashTable *fields = sluice_redis_entry_fields (entry);
       const char *seq = fields != NULL ? sluice_redis_field (fields, "i", NULL) : NULL;
       const char *deliveries = fields != NULL ? sluice_redis_field (fields, "d", NULL) : NULL;
-      char *id = seq != NULL ? g_strconcat (state->client_id, ":", seq, NULL) : NULL;
-      Flight *flight = NULL;
-      GError *error = NULL;
-      GVariant *value = NULL;
 
       if (entry->type == REDIS_REPLY_ARRAY && entry->elements == 2 &&
           entry->element[0]->type == REDIS_REPLY_STRING)
@@ -1174,43 +1392,43 @@ take_answers (Io *io, redisReply *entries)
           io->last_id = g_strdup (entry->element[0]->str);
           io->trim = TRUE;
         }
-      g_mutex_lock (&state->mutex);
-      if (id != NULL && steal_flight (state, id, &flight))
+      if (fields != NULL && g_hash_table_contains (fields, "b"))
+        take_batched_answers (io, &done, fields);
+      else if (seq != NULL)
         {
-          guint64 sequence = sluice_worker_task_get_sequence (flight->task);
+          /* Version 2: one answer. */
+          GError *error = NULL;
+          GVariant *value = NULL;
+          Flight *flight;
 
-          state->n_results++;
-          if (deliveries != NULL && g_ascii_strtoull (deliveries, NULL, 10) > 1)
-            state->n_redelivered++;
-          g_hash_table_remove (state->attempts, &sequence);
-        }
-      else
-        state->n_duplicates++;
-      g_mutex_unlock (&state->mutex);
-
-      g_free (id);
-      if (flight != NULL)
-        {
           if (sluice_redis_field (fields, "t", NULL) != NULL)
             value = sluice_redis_fields_get_value (fields, "t", "r", &error);
           else
             error = sluice_redis_fields_get_error (fields);
-          g_ptr_array_add (flights, flight);
-          g_ptr_array_add (tasks, flight->task);
-          g_ptr_array_add (results, value);
-          g_ptr_array_add (errors, error);
+          flight = answer_call (io, &done, g_ascii_strtoull (seq, NULL, 10),
+                                deliveries != NULL ? g_ascii_strtoull (deliveries, NULL, 10) : 1,
+                                value, error);
+          if (flight != NULL && flight->batch->size > 1 && done.errors->pdata[done.errors->len - 1])
+            fail_batch (io, &done, flight, done.errors->pdata[done.errors->len - 1]);
+        }
+      else
+        {
+          g_mutex_lock (&state->mutex);
+          state->n_duplicates++;
+          g_mutex_unlock (&state->mutex);
         }
       if (fields != NULL)
         g_hash_table_unref (fields);
     }
-  if (tasks->len > 0)
-    sluice_calls_tasks_completed ((SluiceWorkerTask **) tasks->pdata, (GVariant **) results->pdata,
-                                  (GError **) errors->pdata, tasks->len, FALSE);
-  g_ptr_array_set_free_func (flights, flight_free);
-  g_ptr_array_unref (flights);
-  g_ptr_array_unref (tasks);
-  g_ptr_array_unref (results);
-  g_ptr_array_unref (errors);
+  if (done.tasks->len > 0)
+    sluice_calls_tasks_completed ((SluiceWorkerTask **) done.tasks->pdata,
+                                  (GVariant **) done.results->pdata, (GError **) done.errors->pdata,
+                                  done.tasks->len, FALSE);
+  g_ptr_array_set_free_func (done.flights, flight_free);
+  g_ptr_array_unref (done.flights);
+  g_ptr_array_unref (done.tasks);
+  g_ptr_array_unref (done.results);
+  g_ptr_array_unref (done.errors);
 
   g_mutex_lock (&state->mutex);
   waiters = take_stop_waiters_if_idle_locked (state);
@@ -1406,7 +1624,6 @@ io_main (gpointer data)
       while (!g_queue_is_empty (&io.expected) && sluice_redis_connected (io.send))
         {
           GError *refused = NULL;
-          char *id;
 
           reply = sluice_redis_get_reply (io.send, &refused);
           if (reply == NULL && !sluice_redis_connected (io.send))
@@ -1414,10 +1631,7 @@ io_main (gpointer data)
               g_clear_error (&refused);
               break;
             }
-          id = expected_pop (&io);
-          if (id != NULL)
-            take_send_reply (&io, id, reply, refused);
-          g_free (id);
+          take_send_replies_for (&io, expected_pop (&io), reply, refused);
           g_clear_error (&refused);
           if (reply != NULL)
             freeReplyObject (reply);
@@ -1668,6 +1882,9 @@ sluice_redis_worker_new (const char *endpoint,
   self->max_in_flight = MAX (max_in_flight, 1);
   state = self->state;
   state->max_tracked = 2 * self->max_in_flight + 256;
+  /* A quarter of the window per entry, so that several remote workers
+   * share the calls. */
+  state->max_per_entry = CLAMP (self->max_in_flight / 4, 1, 64);
   state->endpoint = ep;
   gethostname (host, sizeof host - 1);
   state->client_id = g_strdup_printf ("%s.%d.%08x", host, (int) getpid (), g_random_int ());
@@ -1700,7 +1917,8 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  * @self: a Redis worker
  *
  * Gets counters of @self, as a dictionary (`a{sv}`) of `t` values:
- * `sent` (calls added to a stream, each attempt), `in-flight` (calls in
+ * `sent` (calls added to a stream, each attempt), `entries` (the stream
+ * entries they went in: several calls ready together go in one), `in-flight` (calls in
  * Redis now), `results` (calls completed with a result),
  * `redelivered` (results of calls a remote worker had reclaimed from
  * another, after its lease passed), `duplicates` (results dropped: a
@@ -1726,6 +1944,7 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
   g_mutex_lock (&state->mutex);
   g_variant_builder_add (&builder, "{sv}", "sent", g_variant_new_uint64 (state->n_sent));
+  g_variant_builder_add (&builder, "{sv}", "entries", g_variant_new_uint64 (state->n_entries));
   g_variant_builder_add (&builder, "{sv}", "in-flight",
                          g_variant_new_uint64 (g_hash_table_size (state->in_flight)));
   g_variant_builder_add (&builder, "{sv}", "results", g_variant_new_uint64 (state->n_results));

@@ -584,14 +584,19 @@ sluice_redis_field (GHashTable *fields, const char *name, gsize *len)
   return value != NULL ? value->str : NULL;
 }
 
+GVariant *
+sluice_redis_value_to_wire (GVariant *value)
+{
+  return G_BYTE_ORDER == G_LITTLE_ENDIAN ? g_variant_ref (value) : g_variant_byteswap (value);
+}
+
 void
 sluice_redis_args_add_value (SluiceRedisArgs *args,
                              const char *type_field,
                              const char *value_field,
                              GVariant *value)
 {
-  GVariant *wire =
-      G_BYTE_ORDER == G_LITTLE_ENDIAN ? g_variant_ref (value) : g_variant_byteswap (value);
+  GVariant *wire = sluice_redis_value_to_wire (value);
 
   sluice_redis_args_add (args, type_field);
   sluice_redis_args_add (args, g_variant_get_type_string (wire));
@@ -600,24 +605,37 @@ sluice_redis_args_add_value (SluiceRedisArgs *args,
   g_variant_unref (wire);
 }
 
-GVariant *
-sluice_redis_fields_get_value (GHashTable *fields,
-                               const char *type_field,
-                               const char *value_field,
-                               GError **error)
+void
+sluice_redis_args_init_batch (SluiceRedisArgs *args,
+                              const char *stream,
+                              gboolean nomkstream,
+                              const char *name_field,
+                              const char *name,
+                              GVariant *batch)
 {
-  const char *type = sluice_redis_field (fields, type_field, NULL);
-  gsize len;
-  const char *data = sluice_redis_field (fields, value_field, &len);
+  GVariant *wire = sluice_redis_value_to_wire (batch);
+
+  sluice_redis_args_init (args);
+  sluice_redis_args_add (args, "XADD");
+  sluice_redis_args_add (args, stream);
+  if (nomkstream)
+    sluice_redis_args_add (args, "NOMKSTREAM");
+  sluice_redis_args_add (args, "*");
+  sluice_redis_args_add (args, "v");
+  sluice_redis_args_add (args, SLUICE_REDIS_PROTOCOL);
+  sluice_redis_args_add (args, name_field);
+  sluice_redis_args_add (args, name);
+  sluice_redis_args_add (args, "b");
+  sluice_redis_args_add_len (args, g_variant_get_data (wire), g_variant_get_size (wire));
+  g_variant_unref (wire);
+}
+
+GVariant *
+sluice_redis_value_new (const char *type, const void *data, gsize len, GError **error)
+{
   GBytes *bytes;
   GVariant *value;
 
-  if (type == NULL || data == NULL)
-    {
-      g_set_error (error, SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
-                   _ ("Malformed stream entry: no “%s” or “%s” field"), type_field, value_field);
-      return NULL;
-    }
   if (!g_variant_type_string_is_valid (type) ||
       !g_variant_type_is_definite ((const GVariantType *) type))
     {
@@ -637,6 +655,33 @@ sluice_redis_fields_get_value (GHashTable *fields,
       value = swapped;
     }
   return g_variant_ref_sink (value);
+}
+
+GVariant *
+sluice_redis_wire_to_value (const char *type, redisReply *data)
+{
+  if (data == NULL || data->type != REDIS_REPLY_STRING)
+    return NULL;
+  return sluice_redis_value_new (type, data->str, data->len, NULL);
+}
+
+GVariant *
+sluice_redis_fields_get_value (GHashTable *fields,
+                               const char *type_field,
+                               const char *value_field,
+                               GError **error)
+{
+  const char *type = sluice_redis_field (fields, type_field, NULL);
+  gsize len;
+  const char *data = sluice_redis_field (fields, value_field, &len);
+
+  if (type == NULL || data == NULL)
+    {
+      g_set_error (error, SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS,
+                   _ ("Malformed stream entry: no “%s” or “%s” field"), type_field, value_field);
+      return NULL;
+    }
+  return sluice_redis_value_new (type, data, len, error);
 }
 
 void

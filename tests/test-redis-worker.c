@@ -198,10 +198,10 @@ server_stop (Server *server)
   g_free (server);
 }
 
+/* The integer of @reply (transfer full). */
 static long long
-server_integer (Server *server, const char *command, const char *arg)
+integer_of (redisReply *reply)
 {
-  redisReply *reply = redisCommand (server->c, "%s %s", command, arg);
   long long n;
 
   g_assert_nonnull (reply);
@@ -209,6 +209,12 @@ server_integer (Server *server, const char *command, const char *arg)
   n = reply->integer;
   freeReplyObject (reply);
   return n;
+}
+
+static long long
+server_integer (Server *server, const char *command, const char *arg)
+{
+  return integer_of (redisCommand (server->c, "%s %s", command, arg));
 }
 
 static long long
@@ -227,6 +233,19 @@ pending_count (Server *server, const char *stream)
   g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
   g_assert_cmpint (reply->element[0]->type, ==, REDIS_REPLY_INTEGER);
   n = reply->element[0]->integer;
+  freeReplyObject (reply);
+  return n;
+}
+
+/* The members of the group of @stream (0 before it exists). */
+static long long
+consumers_of (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XINFO CONSUMERS %s sluice-workers", stream);
+  long long n;
+
+  g_assert_nonnull (reply);
+  n = reply->type == REDIS_REPLY_ARRAY ? (long long) reply->elements : 0;
   freeReplyObject (reply);
   return n;
 }
@@ -439,19 +458,46 @@ queue_shutdown (SluiceTaskQueue *queue)
   g_object_unref (queue);
 }
 
-/* Each call i completed once, with i * i. */
+/* Frees @calls (@n), shuts @queue down, and stops @worker, @remote and
+ * @server. */
 static void
-check_squares (Calls *calls, guint n)
+finish (Calls *calls,
+        guint n,
+        SluiceTaskQueue *queue,
+        SluiceRedisWorker *worker,
+        Remote *remote,
+        Server *server)
+{
+  calls_free (calls, n);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  if (remote != NULL)
+    remote_stop (remote);
+  server_stop (server);
+}
+
+/* Each call i but @but completed once, with i * i. */
+static void
+check_squares_but (Calls *calls, guint n, guint but)
 {
   for (guint i = 0; i < n; i++)
     {
       gint64 v;
 
+      if (i == but)
+        continue;
       g_assert_no_error (calls->errors[i]);
       g_assert_cmpuint (calls->completions[i], ==, 1);
       g_variant_get (calls->results[i], "(x)", &v);
       g_assert_cmpint (v, ==, (gint64) i * i);
     }
+}
+
+/* Each call i completed once, with i * i. */
+static void
+check_squares (Calls *calls, guint n)
+{
+  check_squares_but (calls, n, G_MAXUINT);
 }
 
 /* A task queue that hired a new Redis worker. */
@@ -478,27 +524,58 @@ stat_of (SluiceRedisWorker *worker, const char *key)
   return value;
 }
 
-/* Samples the calls in Redis: never more than the worker's capacity. */
+/* The entries of @stream not answered yet: those the group has not
+ * delivered plus those pending, counted at once (a script). */
+static long long
+unanswered_entries (Server *server, const char *stream)
+{
+  static const char script[] =
+      "local s, last = KEYS[1], nil\n"
+      "if redis.call('EXISTS', s) == 0 then return 0 end\n"
+      "for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n"
+      "  local f = {}\n"
+      "  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+      "  if f['name'] == 'sluice-workers' then last = f['last-delivered-id'] end\n"
+      "end\n"
+      "if not last then return redis.call('XLEN', s) end\n"
+      "return #redis.call('XRANGE', s, '(' .. last, '+')\n"
+      "  + redis.call('XPENDING', s, 'sluice-workers')[1]\n";
+
+  return integer_of (redisCommand (server->c, "EVAL %s 1 %s", script, stream));
+}
+
+/* Answered entries a remote worker may leave in a stream (its trims keep
+ * those after an entry still pending, up to this many: see
+ * doc/remote-workers.md, "Memory in Redis"). */
+#define ACKED_KEPT_PER_MEMBER 256
+
+/* Samples the calls in Redis: never more unanswered than the worker's
+ * capacity, nor more entries in all than that plus what each of
+ * @n_members may leave answered. */
 typedef struct
 {
   Server *server;
-  long long max_seen;
+  guint n_members;
+  long long max_seen, max_len;
 } Sampler;
 
 static gboolean
 sample_cb (gpointer data)
 {
   Sampler *sampler = data;
-  long long n = server_integer (sampler->server, "XLEN", "sluice:calls:squares");
 
-  sampler->max_seen = MAX (sampler->max_seen, n);
+  sampler->max_seen =
+      MAX (sampler->max_seen, unanswered_entries (sampler->server, "sluice:calls:squares"));
+  sampler->max_len =
+      MAX (sampler->max_len, server_integer (sampler->server, "XLEN", "sluice:calls:squares"));
   return G_SOURCE_CONTINUE;
 }
 
 /* Named calls through Redis to two remote workers: every result right,
- * completed once, and never more calls in the stream than max-in-flight
- * (entries are deleted when answered, so XLEN counts both the undelivered
- * and the pending ones). */
+ * completed once, never more calls unanswered in the stream (undelivered
+ * or pending) than max-in-flight, and the stream's length within its
+ * bound (answered entries are trimmed now and then); once all is
+ * answered, the stream is empty. */
 static void
 test_calls_in_order (void)
 {
@@ -518,6 +595,7 @@ test_calls_in_order (void)
   queue = producer_new (server, "squares", max_in_flight, &worker);
 
   sampler.server = server;
+  sampler.n_members = 2;
   sample_id = g_timeout_add (1, sample_cb, &sampler);
   calls = calls_new (n);
   for (guint i = 0; i < n; i++)
@@ -526,15 +604,18 @@ test_calls_in_order (void)
   g_source_remove (sample_id);
 
   check_squares (calls, n);
-  g_test_message ("at most %lld calls in the stream (max-in-flight %u)", sampler.max_seen,
-                  max_in_flight);
+  g_test_message ("at most %lld calls unanswered in the stream (max-in-flight %u), "
+                  "at most %lld entries",
+                  sampler.max_seen, max_in_flight, sampler.max_len);
   g_assert_cmpint (sampler.max_seen, <=, max_in_flight);
+  g_assert_cmpint (sampler.max_len, <=, max_in_flight + sampler.n_members * ACKED_KEPT_PER_MEMBER);
   g_assert_cmpuint (stat_of (worker, "sent"), ==, n);
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
   g_assert_cmpuint (stat_of (worker, "in-flight"), ==, 0);
   g_assert_cmpuint (stat_of (worker, "duplicates"), ==, 0);
-  /* Nothing left in Redis: answered entries and read answers are gone. */
-  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls:squares"), ==, 0);
+  /* Nothing left in Redis once all is answered: the last answers trim
+   * the stream. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 0);
 
   calls_free (calls, n);
   queue_shutdown (queue);
@@ -572,6 +653,44 @@ rig_stop (Rig *rig)
   g_object_unref (rig->worker);
   remote_stop (rig->remote);
   server_stop (rig->server);
+}
+
+/* A call running long keeps its entry pending, and the trims keep every
+ * entry after it: past ACKED_KEPT_PER_MEMBER the remote worker deletes
+ * those it answered instead, so the stream stays within its bound; once
+ * the long call is answered, the stream is empty. */
+static void
+test_trim_bounded (void)
+{
+  const guint n = 3 * ACKED_KEPT_PER_MEMBER / 2;
+  Rig rig;
+  Calls *calls;
+  long long max_len = 0;
+
+  g_atomic_int_set (&gate_open, FALSE);
+  if (!rig_start (&rig))
+    return;
+  calls = calls_new (n + 1);
+  call (rig.queue, calls, n, NULL, "gated-square", g_variant_new ("(x)", (gint64) n));
+  WAIT_UNTIL (pending_count (rig.server, "sluice:calls") == 1);
+  for (guint i = 0; i < n; i++)
+    {
+      call (rig.queue, calls, i, NULL, "square", g_variant_new ("(x)", (gint64) i));
+      /* One at a time: each answered before the next is sent. */
+      WAIT_UNTIL (calls->n_done == i + 1);
+      max_len = MAX (max_len, server_integer (rig.server, "XLEN", "sluice:calls"));
+    }
+  g_test_message ("at most %lld entries with one pending before %u answered", max_len, n);
+  g_assert_cmpint (max_len, <=, 1 + ACKED_KEPT_PER_MEMBER);
+  g_assert_cmpint (max_len, >, 1);
+  g_assert_cmpint (unanswered_entries (rig.server, "sluice:calls"), ==, 1);
+  g_atomic_int_set (&gate_open, TRUE);
+  WAIT_UNTIL (calls->n_done == n + 1);
+  check_squares (calls, n + 1);
+  WAIT_UNTIL (server_integer (rig.server, "XLEN", "sluice:calls") == 0);
+
+  calls_free (calls, n + 1);
+  rig_stop (&rig);
 }
 
 /* Through an ordered producer: each item is a named call through Redis,
@@ -981,13 +1100,13 @@ test_malformed_entries (void)
   g_assert_nonnull (strstr (entry_field (reply->element[0], "message"), "version 1"));
   freeReplyObject (reply);
 
-  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i new:9 f square"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 4 i new:9 f square"));
   reply = first_entry (server, "sluice:replies:new");
   g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "9");
-  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 3"));
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "version 4"));
   freeReplyObject (reply);
 
-  /* All acknowledged and deleted. */
+  /* All acknowledged, and trimmed. */
   WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
   remote_stop (a);
   server_stop (server);
@@ -1075,7 +1194,7 @@ test_reply_ttl (void)
   WAIT_UNTIL (server_pttl (server, stream) == -2);
 
   /* An answer to a reply stream that is gone is dropped (the entry is
-   * acknowledged and deleted all the same). */
+   * acknowledged and trimmed all the same). */
   remote = remote_start (server, "a");
   freeReplyObject (redisCommand (server->c,
                                  "XADD sluice:calls:squares * v 2 i gone:1 f square "
@@ -1117,11 +1236,7 @@ test_reply_stream_lost (void)
   check_squares (calls, 1);
   g_assert_cmpuint (stat_of (worker, "results"), ==, 1);
 
-  calls_free (calls, 1);
-  queue_shutdown (queue);
-  g_object_unref (worker);
-  remote_stop (remote);
-  server_stop (server);
+  finish (calls, 1, queue, worker, remote, server);
 }
 
 /* A call of @n_bytes of arguments (of "square", which fails on them if
@@ -1579,11 +1694,7 @@ test_redis_busy (void)
   g_assert_cmpuint (stat_of (worker, "reconnects"), ==, 0);
   g_assert_cmpuint (stat_of (worker, "results"), ==, n);
 
-  calls_free (calls, n);
-  queue_shutdown (queue);
-  g_object_unref (worker);
-  remote_stop (remote);
-  server_stop (server);
+  finish (calls, n, queue, worker, remote, server);
 }
 
 /* A call cancelled while Redis answers BUSY (the worker waits to send it
@@ -1646,11 +1757,388 @@ test_redis_busy_cancel (void)
   freeReplyObject (reply);
   g_assert_cmpint (added, ==, 2);
 
+  finish (calls, 3, queue, worker, remote, server);
+}
+
+/* A call of a batch (version 3) for the test to write by hand: @type
+ * and @data are its arguments'. */
+static GVariant *
+batch_call (guint64 seq, const char *name, const char *type, const void *data, gsize len)
+{
+  return g_variant_new ("(tss@ayu)", seq, name, type,
+                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1), 1);
+}
+
+/* Waits for @n answers of version 3 in @stream, from worker "a", and
+ * returns them sorted by their call's sequence (an a(tusaysis)). */
+static GVariant *
+batch_answers (Server *server, const char *stream, guint n)
+{
+  gint64 deadline = deadline_from_now ();
+  GVariant *sorted[16] = { NULL };
+  GVariant *all;
+  guint found = 0;
+
+  g_assert_cmpuint (n, <=, G_N_ELEMENTS (sorted));
+  while (found < n && g_get_monotonic_time () < deadline)
+    {
+      redisReply *reply = redisCommand (server->c, "XRANGE %s - +", stream);
+
+      g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+      found = 0;
+      memset (sorted, 0, sizeof sorted);
+      for (size_t e = 0; e < reply->elements; e++)
+        {
+          redisReply *kv = reply->element[e]->element[1];
+          GBytes *bytes = NULL;
+          GVariant *answers;
+
+          for (size_t i = 0; i + 1 < kv->elements; i += 2)
+            if (g_str_equal (kv->element[i]->str, "b"))
+              bytes = g_bytes_new (kv->element[i + 1]->str, kv->element[i + 1]->len);
+          g_assert_cmpstr (entry_field (reply->element[e], "v"), ==, "3");
+          g_assert_cmpstr (entry_field (reply->element[e], "w"), ==, "a");
+          g_assert_nonnull (bytes);
+          answers = g_variant_ref_sink (
+              g_variant_new_from_bytes (G_VARIANT_TYPE ("a(tusaysis)"), bytes, FALSE));
+          g_bytes_unref (bytes);
+          if (G_BYTE_ORDER != G_LITTLE_ENDIAN)
+            {
+              GVariant *swapped = g_variant_byteswap (answers);
+
+              g_variant_unref (answers);
+              answers = swapped;
+            }
+          for (gsize k = 0; k < g_variant_n_children (answers); k++)
+            {
+              GVariant *answer = g_variant_get_child_value (answers, k);
+              guint64 seq;
+
+              g_variant_get_child (answer, 0, "t", &seq);
+              g_assert_cmpuint (seq, >=, 1);
+              g_assert_cmpuint (seq, <=, n);
+              g_assert_null (sorted[seq - 1]);
+              sorted[seq - 1] = answer;
+              found++;
+            }
+          g_variant_unref (answers);
+        }
+      freeReplyObject (reply);
+      if (found < n)
+        {
+          for (guint i = 0; i < n; i++)
+            g_clear_pointer (&sorted[i], g_variant_unref);
+          g_usleep (5000);
+        }
+    }
+  g_assert_cmpuint (found, ==, n);
+  all = g_variant_ref_sink (g_variant_new_array (G_VARIANT_TYPE ("(tusaysis)"), sorted, n));
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (sorted[i]);
+  return all;
+}
+
+/* A batch whose second call has arguments of no definite type and whose
+ * third names a function the worker does not have: those two fail with
+ * their errors, the others are answered, all in one answer entry of
+ * version 3; a batch that cannot be read at all is answered, in version
+ * 2's names, to the call its `i` names (which fails the producer's whole
+ * batch). */
+static void
+test_batch_malformed_call (void)
+{
+  Server *server = server_start (NULL);
+  const gint64 three = GINT64_TO_LE (3), five = GINT64_TO_LE (5);
+  GVariantBuilder builder;
+  g_autoptr (GVariant) batch = NULL, answers = NULL;
+  Remote *a;
+  redisReply *reply;
+  guint64 seq;
+  guint32 deliveries;
+  gint32 code;
+  const char *type, *domain, *message;
+  GVariant *data;
+
+  if (server == NULL)
+    return;
+  a = remote_start (server, "a");
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:t MAXLEN 0 * made 1"));
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tssayu)"));
+  g_variant_builder_add_value (&builder, batch_call (1, "square", "(x)", &three, 8));
+  g_variant_builder_add_value (&builder, batch_call (2, "square", "(((", "", 0));
+  g_variant_builder_add_value (&builder, batch_call (3, "nonexistent", "()", "", 0));
+  g_variant_builder_add_value (&builder, batch_call (4, "square", "(x)", &five, 8));
+  batch = g_variant_ref_sink (g_variant_builder_end (&builder));
+  if (G_BYTE_ORDER != G_LITTLE_ENDIAN)
+    {
+      GVariant *swapped = g_variant_byteswap (batch);
+
+      g_variant_unref (batch);
+      batch = swapped;
+    }
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i t:1 b %b",
+                                 g_variant_get_data (batch), g_variant_get_size (batch)));
+  /* The answers, in one entry or more (as the calls finish). */
+  answers = batch_answers (server, "sluice:replies:t", 4);
+  for (guint k = 0; k < 4; k++)
+    {
+      g_variant_get_child (answers, k, "(tu&s@ay&si&s)", &seq, &deliveries, &type, &data, &domain,
+                           &code, &message);
+      g_assert_cmpuint (seq, ==, k + 1);
+      g_assert_cmpuint (deliveries, ==, 1);
+      if (k == 0 || k == 3)
+        {
+          gint64 v;
+
+          g_assert_cmpstr (type, ==, "(x)");
+          g_assert_cmpstr (domain, ==, "");
+          g_assert_cmpuint (g_variant_get_size (data), ==, 8);
+          memcpy (&v, g_variant_get_data (data), 8);
+          g_assert_cmpint (GINT64_FROM_LE (v), ==, k == 0 ? 9 : 25);
+        }
+      else
+        {
+          g_assert_cmpstr (type, ==, "");
+          g_assert_cmpstr (domain, ==, g_quark_to_string (SLUICE_ERROR));
+          g_assert_cmpint (code, ==,
+                           k == 1 ? SLUICE_ERROR_INVALID_ARGUMENTS : SLUICE_ERROR_UNKNOWN_FUNCTION);
+          if (k == 1)
+            g_assert_nonnull (strstr (message, "not a definite type"));
+        }
+      g_variant_unref (data);
+    }
+
+  /* A batch that cannot be read. */
+  freeReplyObject (redisCommand (server->c, "XADD sluice:replies:u MAXLEN 0 * made 1"));
+  freeReplyObject (redisCommand (server->c, "XADD sluice:calls * v 3 i u:7 b garbage"));
+  reply = first_entry (server, "sluice:replies:u");
+  g_assert_cmpstr (entry_field (reply->element[0], "i"), ==, "7");
+  g_assert_cmpint (atoi (entry_field (reply->element[0], "c")), ==, SLUICE_ERROR_INVALID_ARGUMENTS);
+  g_assert_nonnull (strstr (entry_field (reply->element[0], "m"), "no calls"));
+  freeReplyObject (reply);
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls") == 0);
+  remote_stop (a);
+  server_stop (server);
+}
+
+/* Makes @n calls (square of i, series "squares" except @series, or
+ * "@name" for the call @odd) while Redis is busy: the worker sends them
+ * again together once it is free, in one entry (a worker of 4 calls per
+ * entry: max-in-flight 16). Returns the busy thread, joined. */
+static gboolean client_connected (Server *server, const char *name);
+
+static void
+calls_in_one_batch (Server *server,
+                    SluiceRedisWorker *worker,
+                    SluiceTaskQueue *queue,
+                    Calls *calls,
+                    guint n,
+                    const char *series,
+                    guint odd,
+                    const char *name,
+                    GVariant *odd_args,
+                    GCancellable *cancellable)
+{
+  Busy busy = { server, sluice_test_slowed_down () ? 3000 : 1000 };
+  g_autofree char *reader =
+      g_strconcat ("sluice-read.", sluice_redis_worker_get_client_id (worker), NULL);
+  GThread *thread;
+
+  /* Connected (a connection greeting while Redis is busy fails). */
+  WAIT_UNTIL (client_connected (server, reader));
+  thread = busy_start (&busy);
+
+  for (guint i = 0; i < n; i++)
+    {
+      CallData *data = g_new0 (CallData, 1);
+
+      data->calls = calls;
+      data->index = i;
+      sluice_task_queue_call_async (
+          queue, series, i == odd ? name : "square",
+          i == odd && odd_args != NULL ? odd_args : g_variant_new ("(x)", (gint64) i), 0, 0,
+          i == odd ? cancellable : NULL, call_done_cb, data);
+    }
+  g_thread_join (thread);
+}
+
+/* Whether a connection named @name is connected to @server. */
+static gboolean
+client_connected (Server *server, const char *name)
+{
+  redisReply *reply = redisCommand (server->c, "CLIENT LIST");
+  g_autofree char *field = g_strdup_printf ("name=%s ", name);
+  gboolean found;
+
+  g_assert_nonnull (reply);
+  found = reply->type == REDIS_REPLY_STRING && strstr (reply->str, field) != NULL;
+  freeReplyObject (reply);
+  return found;
+}
+
+/* The entries ever added to @stream. */
+static long long
+entries_added (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XINFO STREAM %s", stream);
+  long long added = -1;
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  for (size_t i = 0; i + 1 < reply->elements; i += 2)
+    if (g_str_equal (reply->element[i]->str, "entries-added"))
+      added = reply->element[i + 1]->integer;
+  freeReplyObject (reply);
+  return added;
+}
+
+/* A call of a batch cancelled while no remote worker has read the batch:
+ * it fails at once, the batch stays in its stream (the other calls are
+ * still wanted: no XDEL), and once a remote worker comes, the others are
+ * answered (it runs the cancelled one too, not having seen the cancel:
+ * that answer is dropped). */
+static void
+test_batch_cancel (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *remote;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, NULL, 16, &worker);
+  calls = calls_new (3);
+  calls_in_one_batch (server, worker, queue, calls, 3, NULL, 1, "square", NULL, cancellable);
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 3 &&
+              server_integer (server, "XLEN", "sluice:calls") == 1);
+  g_assert_cmpint (entries_added (server, "sluice:calls"), ==, 1);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 1);
+  g_assert_error (calls->errors[1], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  /* The cancel entry went after any deletion. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:control") == 1);
+  g_assert_cmpint (server_integer (server, "XLEN", "sluice:calls"), ==, 1);
+
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == 3);
+  g_assert_no_error (calls->errors[0]);
+  g_assert_no_error (calls->errors[2]);
+  g_assert_cmpuint (calls->completions[0] + calls->completions[1] + calls->completions[2], ==, 3);
+  WAIT_UNTIL (stat_of (worker, "duplicates") == 1);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, 2);
+  finish (calls, 3, queue, worker, remote, server);
+}
+
+/* A batch of three calls whose remote worker is killed (SIGKILL) while
+ * it runs the second, having answered the others: the member that
+ * reclaims the batch after its lease splits it into an entry per call
+ * (each counting the delivery that died, `p`), and runs them: every call
+ * completes once (the first and third answers come twice: the second
+ * ones are dropped), the second with a redelivery. */
+static void
+test_batch_reclaimed (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  GSubprocess *helpers[2];
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+  redisReply *reply;
+  guint holder;
+
+  if (server == NULL)
+    return;
+  for (guint i = 0; i < 2; i++)
+    helpers[i] = helper_start (server, "lossy", i, 300, 3);
+  queue = producer_new (server, "lossy", 16, &worker);
+  /* Members of the group before Redis is busy. */
+  WAIT_UNTIL (consumers_of (server, "sluice:calls:lossy") == 2);
+  calls = calls_new (3);
+  calls_in_one_batch (server, worker, queue, calls, 3, "lossy", 1, "sleep",
+                      g_variant_new ("(u)", sluice_test_slowed_down () ? 10000 : 3000), NULL);
+  WAIT_UNTIL (calls->n_done == 2);
+  g_assert_cmpuint (calls->n_done, ==, 2);
+  g_assert_cmpuint (calls->completions[1], ==, 0);
+  reply = redisCommand (server->c, "XPENDING sluice:calls:lossy sluice-workers - + 1");
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  g_assert_cmpint (reply->elements, ==, 1);
+  holder = g_str_equal (reply->element[0]->element[1]->str, "helper-0") ? 0 : 1;
+  freeReplyObject (reply);
+  helper_kill (helpers[holder]);
+  helpers[holder] = NULL;
+
+  WAIT_UNTIL (calls->n_done == 3);
+  check_squares_but (calls, 3, 1);
+  g_assert_no_error (calls->errors[1]);
+  g_assert_cmpuint (stat_of (worker, "entries"), <, stat_of (worker, "sent"));
+  /* The batch, and the entry of each of its calls. */
+  g_assert_cmpint (entries_added (server, "sluice:calls:lossy"), ==, 4);
+  WAIT_UNTIL (stat_of (worker, "duplicates") == 2);
+  g_assert_cmpuint (stat_of (worker, "redelivered"), ==, 1);
+
   calls_free (calls, 3);
   queue_shutdown (queue);
   g_object_unref (worker);
-  remote_stop (remote);
+  for (guint i = 0; i < 2; i++)
+    if (helpers[i] != NULL)
+      helper_kill (helpers[i]);
   server_stop (server);
+}
+
+/* A remote worker of version 2 (played by the test: what session 11's
+ * answers to an entry of another version) reads the batch of a producer
+ * of version 3, and answers its `i` (the batch's first call) with its
+ * version error: every call of the batch fails with that error, none
+ * waits. */
+static void
+test_version2_peer (void)
+{
+  const char *extra[] = { "--busy-reply-threshold", "50", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  freeReplyObject (
+      redisCommand (server->c, "XGROUP CREATE sluice:calls sluice-workers 0 MKSTREAM"));
+  queue = producer_new (server, NULL, 16, &worker);
+  calls = calls_new (3);
+  calls_in_one_batch (server, worker, queue, calls, 3, NULL, G_MAXUINT, NULL, NULL, NULL);
+  while (calls->n_done < 3)
+    {
+      redisReply *reply = redisCommand (
+          server->c, "XREADGROUP GROUP sluice-workers old COUNT 10 STREAMS sluice:calls >");
+      redisReply *entries = reply->type == REDIS_REPLY_ARRAY ? reply->element[0]->element[1] : NULL;
+
+      for (size_t i = 0; entries != NULL && i < entries->elements; i++)
+        {
+          const char *id = entry_field (entries->element[i], "i");
+          const char *colon = strrchr (id, ':');
+
+          g_assert_cmpstr (entry_field (entries->element[i], "v"), ==, "3");
+          freeReplyObject (redisCommand (
+              server->c, "XADD sluice:replies:%b NOMKSTREAM * i %s w old e %s c %d m %s", id,
+              (size_t) (colon - id), colon + 1, g_quark_to_string (SLUICE_ERROR),
+              SLUICE_ERROR_INVALID_ARGUMENTS,
+              "The call came in version 3 of the Redis entries, this worker reads version 2"));
+        }
+      freeReplyObject (reply);
+      g_main_context_iteration (NULL, FALSE);
+    }
+  for (guint i = 0; i < 3; i++)
+    {
+      g_assert_error (calls->errors[i], SLUICE_ERROR, SLUICE_ERROR_INVALID_ARGUMENTS);
+      g_assert_nonnull (strstr (calls->errors[i]->message, "version 3"));
+    }
+  g_assert_cmpint (entries_added (server, "sluice:calls"), ==, 1);
+  finish (calls, 3, queue, worker, NULL, server);
 }
 
 /* Calls that time out or are cancelled are done: the worker forgets their
@@ -1814,15 +2302,7 @@ test_gzip (void)
       assert_gzip_valid (remote);
     }
   /* Both workers took part: the series' group has two consumers that read. */
-  {
-    redisReply *reply =
-        redisCommand (server->c, "XINFO CONSUMERS sluice:calls:gzip sluice-workers");
-
-    g_assert_nonnull (reply);
-    g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
-    g_assert_cmpint (reply->elements, ==, 2);
-    freeReplyObject (reply);
-  }
+  g_assert_cmpint (consumers_of (server, "sluice:calls:gzip"), ==, 2);
 
   for (guint i = 0; i < G_N_ELEMENTS (helpers); i++)
     {
@@ -1948,6 +2428,7 @@ main (int argc, char **argv)
   g_timeout_add (10, tick_cb, NULL);
 
   g_test_add_func ("/redis-worker/calls", test_calls_in_order);
+  g_test_add_func ("/redis-worker/trim-bounded", test_trim_bounded);
   g_test_add_func ("/redis-worker/ordered-producer", test_ordered_producer);
   g_test_add_func ("/redis-worker/errors-cross", test_errors_cross);
   g_test_add_func ("/redis-worker/timeout", test_timeout);
@@ -1971,5 +2452,9 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/reply-ttl", test_reply_ttl);
   g_test_add_func ("/redis-worker/reply-stream-lost", test_reply_stream_lost);
   g_test_add_func ("/redis-worker/max-bulk", test_max_bulk);
+  g_test_add_func ("/redis-worker/batch-malformed-call", test_batch_malformed_call);
+  g_test_add_func ("/redis-worker/batch-cancel", test_batch_cancel);
+  g_test_add_func ("/redis-worker/batch-reclaimed", test_batch_reclaimed);
+  g_test_add_func ("/redis-worker/version2-peer", test_version2_peer);
   return g_test_run ();
 }
