@@ -436,13 +436,15 @@ corrupt_case badblock "invalid compressed data--format violated"
 # A member cut short and followed by another (cat part.gz whole.gz): the
 # next member's bytes are read as the rest of the first, and zlib stops at
 # a distance before the member's start where gzip reads on; gzip's word
-# then depends on what follows: each case as gzip's first message, status 1.
-# (Not every such file: gzip's inflate takes some blocks that zlib refuses;
-# this whole file after 1,000 bytes of itself is one, see the issue notes.)
+# then depends on what follows: each case as gzip's first message, status 1;
+# -dc writes what gzip writes, the bytes inflated past the cut too (a
+# window of zeros before the member, as gzip's in a file's first member).
+# The whole file after 1,000 bytes of itself: a CRC error (inflated 5 MB
+# on: the failing chunk's input was fed twice to the raw inflater before).
 gzip -c one > cutnext-one.gz
 head -c 131072 many | gzip -c > cutnext-block.gz
 seen=""
-for next in cutnext-one.gz cutnext-block.gz; do
+for next in cutnext-one.gz cutnext-block.gz good.gz; do
   for cut in 5 12 100 1000; do
     { head -c $cut good.gz; cat $next; } > cutnext.gz
     gzip_out=$(gzip -t cutnext.gz 2>&1 | sed -n 's/^gzip: //p' | head -n 1)
@@ -451,8 +453,16 @@ for next in cutnext-one.gz cutnext-block.gz; do
     seen+="${gzip_out##*: }|"
     check "-t, a member cut at $cut followed by $next: status 1, gzip's message ($gzip_out)" \
       bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"sluice-gzip: \$2\" ]" _ "$out" "$gzip_out"
+    "$GZ" -dc cutnext.gz > cutnext.out 2> /dev/null
+    status=$?
+    check "-dc, a member cut at $cut followed by $next: status 1, gzip's bytes" \
+      bash -c "[ $status -eq 1 ] && gzip -dc cutnext.gz 2> /dev/null | cmp -s - cutnext.out"
   done
 done
+{ head -c 1000 good.gz; cat good.gz; } > cutself.gz
+check "good.gz cut at 1,000 bytes then itself: gzip's CRC error, 5 MB as gzip writes them" \
+  bash -c "[ \"\$('$GZ' -dc cutself.gz 2>&1 > cutself.out)\" = 'sluice-gzip: cutself.gz: invalid compressed data--crc error' ] &&
+    gzip -dc cutself.gz 2> /dev/null | cmp -s - cutself.out && [ \$(stat -c %s cutself.out) -gt 5000000 ]"
 check "-t, members cut short: the cases cover a CRC error and the end of the input" \
   bash -c "[[ '$seen' == *'crc error|'* && '$seen' == *'unexpected end of file|'* ]]"
 
@@ -935,6 +945,16 @@ open(sys.argv[2], 'wb').write(bytes(d))" chain.gz chainlie.gz
 check "-l of a chain whose last summary disagrees with the data: as gzip -l, from a file and a pipe" \
   bash -c "[ \"\$('$GZ' -l chainlie.gz)\" = \"\$(gzip -l chainlie.gz)\" ] &&
     [ \"\$(cat chainlie.gz | '$GZ' -l | awk 'NR == 2 {print \$2}')\" = 0 ] && '$GZ' -t chainlie.gz"
+# ... and its CRC-32 (u32 after F and C): one bit off, gzip -lv's listing.
+/usr/bin/python3 -c "
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+d[d.rfind(b'\x1f\x8b\x08\x04') + 12 + 4 + 28] ^= 1
+open(sys.argv[2], 'wb').write(bytes(d))" chain.gz chaincrc.gz
+check "-lv of a chain whose last summary has another CRC: as gzip -lv, from a file and a pipe" \
+  bash -c "[ \"\$('$GZ' -lv chaincrc.gz)\" = \"\$(gzip -lv chaincrc.gz)\" ] &&
+    [ \"\$(cat chaincrc.gz | '$GZ' -l | awk 'NR == 2 {print \$2}')\" = 0 ] && '$GZ' -t chaincrc.gz &&
+    [ \"\$('$GZ' -lv chain.gz | awk 'NR == 2 {print \$2}')\" = \"\$(/usr/bin/python3 -c 'import zlib; print(\"%08x\" % zlib.crc32(open(\"many\", \"rb\").read()))')\" ]"
 check "--help no longer says that -i leaves the index out" \
   bash -c "! '$GZ' --help | grep -q 'left out'"
 if [ "${SLUICE_TEST_FULL:-}" = 1 ]; then

@@ -203,6 +203,7 @@ typedef struct
   guint32 crc;       /* of the member so far */
   guint64 length;    /* of the member so far */
   GHashTable *early; /* index (guint64 *) -> BlockCheck */
+  guint32 all_crc;   /* of all the blocks folded, across members (-l) */
   int failed;        /* a GzError, or 0 */
 } CheckFold;
 
@@ -280,6 +281,7 @@ check_fold_add (CheckFold *fold, guint64 index, const BlockCheck *block, GError 
   while (!fold->failed)
     {
       fold->crc = (guint32) crc32_combine (fold->crc, b.crc, (z_off_t) b.length);
+      fold->all_crc = (guint32) crc32_combine (fold->all_crc, b.crc, (z_off_t) b.length);
       fold->length += b.length;
       fold->next++;
       if (b.member_end)
@@ -1358,6 +1360,7 @@ typedef struct
   gboolean lenient_end; /* its deflate data ended: the trailer comes */
   guint32 lenient_crc;
   guint32 lenient_length;
+  guint64 lenient_skip; /* of its output: what the strict inflate wrote before */
   guint8 lenient_trailer[8];
   gsize lenient_trailer_len;
 } Inflater;
@@ -1433,6 +1436,19 @@ gzip_header_length (const guint8 *h, gsize len, gsize *header_len)
   return pos <= len;
 }
 
+/* A member that fails its format: gzip writes its output a window (32
+ * KiB from the member's start) at a time and drops the part window it
+ * holds, so only whole windows of the @member_total bytes inflated go out;
+ * the rest of inf->out is dropped. */
+static void
+drop_part_window (Inflater *inf, guint64 member_total)
+{
+  guint64 flushed = member_total / GZIP_DICT_SIZE * GZIP_DICT_SIZE;
+  guint64 emitted = member_total - inf->out_len;
+
+  inf->out_len = flushed > emitted ? (gsize) (flushed - emitted) : 0;
+}
+
 /* The raw inflater of lenient_start takes @len more bytes @p of the
  * member, then its trailer; fails once the member's end is known, or at
  * a damage it cannot go past. */
@@ -1441,7 +1457,7 @@ lenient_feed (Inflater *inf, const guint8 *p, gsize len, GError **error)
 {
   z_stream *strm = &inf->lenient;
   guint8 scratch[16384];
-  gsize n;
+  gsize n, skip;
 
   while (!inf->lenient_end && len > 0)
     {
@@ -1457,12 +1473,28 @@ lenient_feed (Inflater *inf, const guint8 *p, gsize len, GError **error)
       inf->lenient_length += (guint32) n;
       p += len - strm->avail_in;
       len = strm->avail_in;
+      /* Written as gzip writes it (the same bytes in a file's first
+       * member, whose window gzip starts with zeros too), after what the
+       * strict inflate wrote. */
+      skip = MIN (inf->lenient_skip, n);
+      inf->lenient_skip -= skip;
+      for (gsize at = skip; at < n;)
+        {
+          gsize take = MIN (n - at, INFLATE_OUT_SIZE - inf->out_len);
+
+          memcpy (inf->out + inf->out_len, scratch + at, take);
+          inf->out_len += take;
+          at += take;
+          if (inf->out_len == INFLATE_OUT_SIZE && !emit_block (inf, FALSE, error))
+            return FALSE;
+        }
       if (ret == Z_STREAM_END)
         inf->lenient_end = TRUE;
       else if (ret != Z_OK && ret != Z_BUF_ERROR)
         {
           set_gz_error (error, GZ_ERROR_FORMAT);
-          return FALSE;
+          drop_part_window (inf, inf->lenient_length);
+          goto failed;
         }
     }
   n = MIN (len, sizeof inf->lenient_trailer - inf->lenient_trailer_len);
@@ -1479,6 +1511,10 @@ lenient_feed (Inflater *inf, const guint8 *p, gsize len, GError **error)
     set_gz_error (error, GZ_ERROR_LENGTH);
   else
     set_gz_error (error, GZ_ERROR_FORMAT);
+failed:
+  /* What it inflated goes out before the error, as gzip's does. */
+  if (inf->out_len > 0)
+    emit_block (inf, FALSE, NULL);
   return FALSE;
 }
 
@@ -1515,6 +1551,7 @@ lenient_start (Inflater *inf, const guint8 *p, gsize len, GError **error)
       return FALSE;
     }
   inf->lenient_init = TRUE;
+  inf->lenient_skip = inf->strm.total_out;
   inflateSetDictionary (&inf->lenient, zeros, sizeof zeros);
   inf->state = IN_LENIENT;
   ok = lenient_feed (inf, inf->member_in->data + header_len, inf->member_in->len - header_len,
@@ -1546,12 +1583,21 @@ inflate_member (Inflater *inf, const guint8 *p, gsize len, gsize *used, GError *
         break;
       if (ret != Z_OK && ret != Z_BUF_ERROR)
         {
-          /* What came before the damage still goes out, as gzip's does. */
-          if (inf->out_len > 0)
-            emit_block (inf, FALSE, NULL);
           if (ret == Z_DATA_ERROR && keep && strm->msg != NULL &&
               strcmp (strm->msg, "invalid distance too far back") == 0)
-            return lenient_start (inf, p, len, error);
+            {
+              /* It goes on from there: what came before goes out. */
+              if (inf->out_len > 0)
+                emit_block (inf, FALSE, NULL);
+              /* It took the whole call's input. */
+              *used = len;
+              return lenient_start (inf, p, len, error);
+            }
+          /* What came before the damage still goes out, as gzip's does:
+           * its whole windows. */
+          drop_part_window (inf, strm->total_out);
+          if (inf->out_len > 0)
+            emit_block (inf, FALSE, NULL);
           set_gz_error (error, GZ_ERROR_FORMAT);
           return FALSE;
         }
@@ -3045,10 +3091,15 @@ list_record_push (ListRecord *record, const guint8 *p, gsize n)
  * truncated or damaged file gets -t's message and status and is not
  * listed, nor one with trailing garbage (gzip's warning, status 2). With
  * @record it keeps what the listing needs of the data as it goes;
- * *@decompressed: the length of the data, of all its members. */
+ * *@decompressed: the length of the data, of all its members, and
+ * *@decompressed_crc its CRC-32. */
 static int
-list_test (
-    SluiceTaskQueue *queue, int fd, const char *label, ListRecord *record, guint64 *decompressed)
+list_test (SluiceTaskQueue *queue,
+           int fd,
+           const char *label,
+           ListRecord *record,
+           guint64 *decompressed,
+           guint32 *decompressed_crc)
 {
   g_autoptr (GInputStream) in = g_unix_input_stream_new (fd, FALSE);
   g_autoptr (GOutputStream) out = NULL;
@@ -3069,6 +3120,7 @@ list_test (
   else
     status = job_status (&job, label);
   *decompressed = job.out_bytes;
+  *decompressed_crc = job.fold.all_crc;
   job_clear (&job);
   return status;
 }
@@ -3088,6 +3140,7 @@ list_file (SluiceTaskQueue *queue, const char *path)
   gsize tail_len = 0;
   guint64 index_bytes = 0;
   guint64 uncompressed, decompressed = 0;
+  guint32 decompressed_crc = 0;
   guint64 size;
   gsize pos = 10;
   ssize_t got;
@@ -3105,7 +3158,7 @@ list_file (SluiceTaskQueue *queue, const char *path)
         close (fd);
       return EXIT_ERROR;
     }
-  status = list_test (queue, fd, label, record, &decompressed);
+  status = list_test (queue, fd, label, record, &decompressed, &decompressed_crc);
   if (status != EXIT_OK)
     {
       if (path != NULL)
@@ -3174,8 +3227,9 @@ list_file (SluiceTaskQueue *queue, const char *path)
   /* A file of ours with an index, from a file or a pipe: the sizes and
    * CRC of the data, not of the empty index member whose trailer ends the
    * file; its bytes count as header in the ratio, as the data's header.
-   * The last member's summary is taken only when it tells the length that
-   * was just decompressed, from every member: the chain is not walked
+   * The last member's summary is taken only when it tells the length and
+   * the CRC-32 of what was just decompressed, from every member (each
+   * member was checked against its own trailer): the chain is not walked
    * (the decompression read it all, and works from a pipe, where the
    * chain's start is gone), but an index that is not of this whole data
    * (cat a.gz b.gz of two -i files: b's) is not believed, and the listing
@@ -3184,7 +3238,8 @@ list_file (SluiceTaskQueue *queue, const char *path)
     guint32 crc;
     guint64 total, bytes;
 
-    if (index_summary (tail, tail_len, size, &crc, &total, &bytes) && total == decompressed)
+    if (index_summary (tail, tail_len, size, &crc, &total, &bytes) && total == decompressed &&
+        crc == decompressed_crc)
       {
         put_le32 (trailer, crc);
         uncompressed = total;
