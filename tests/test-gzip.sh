@@ -8,6 +8,8 @@ set -u
 
 GZ=$(realpath "${1:?usage: test-gzip.sh SLUICE_GZIP [SLUICE_DEMO]}")
 DEMO=${2:+$(realpath "$2")}
+# The bench's corpus generator, for --deflate=auto's size bound.
+CORPUS_PY=$(realpath "$(dirname "$0")/../bench/make-corpus.py")
 tmp=$(mktemp -d)
 cleanup () {
   if [ -n "${mounted:-}" ]; then umount "$tmp/full" 2>/dev/null; fi
@@ -434,13 +436,15 @@ corrupt_case badblock "invalid compressed data--format violated"
 # A member cut short and followed by another (cat part.gz whole.gz): the
 # next member's bytes are read as the rest of the first, and zlib stops at
 # a distance before the member's start where gzip reads on; gzip's word
-# then depends on what follows: each case as gzip's first message, status 1.
-# (Not every such file: gzip's inflate takes some blocks that zlib refuses;
-# this whole file after 1,000 bytes of itself is one, see the issue notes.)
+# then depends on what follows: each case as gzip's first message, status 1;
+# -dc writes what gzip writes, the bytes inflated past the cut too (a
+# window of zeros before the member, as gzip's in a file's first member).
+# The whole file after 1,000 bytes of itself: a CRC error (inflated 5 MB
+# on: the failing chunk's input was fed twice to the raw inflater before).
 gzip -c one > cutnext-one.gz
 head -c 131072 many | gzip -c > cutnext-block.gz
 seen=""
-for next in cutnext-one.gz cutnext-block.gz; do
+for next in cutnext-one.gz cutnext-block.gz good.gz; do
   for cut in 5 12 100 1000; do
     { head -c $cut good.gz; cat $next; } > cutnext.gz
     gzip_out=$(gzip -t cutnext.gz 2>&1 | sed -n 's/^gzip: //p' | head -n 1)
@@ -449,8 +453,16 @@ for next in cutnext-one.gz cutnext-block.gz; do
     seen+="${gzip_out##*: }|"
     check "-t, a member cut at $cut followed by $next: status 1, gzip's message ($gzip_out)" \
       bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"sluice-gzip: \$2\" ]" _ "$out" "$gzip_out"
+    "$GZ" -dc cutnext.gz > cutnext.out 2> /dev/null
+    status=$?
+    check "-dc, a member cut at $cut followed by $next: status 1, gzip's bytes" \
+      bash -c "[ $status -eq 1 ] && gzip -dc cutnext.gz 2> /dev/null | cmp -s - cutnext.out"
   done
 done
+{ head -c 1000 good.gz; cat good.gz; } > cutself.gz
+check "good.gz cut at 1,000 bytes then itself: gzip's CRC error, 5 MB as gzip writes them" \
+  bash -c "[ \"\$('$GZ' -dc cutself.gz 2>&1 > cutself.out)\" = 'sluice-gzip: cutself.gz: invalid compressed data--crc error' ] &&
+    gzip -dc cutself.gz 2> /dev/null | cmp -s - cutself.out && [ \$(stat -c %s cutself.out) -gt 5000000 ]"
 check "-t, members cut short: the cases cover a CRC error and the end of the input" \
   bash -c "[[ '$seen' == *'crc error|'* && '$seen' == *'unexpected end of file|'* ]]"
 
@@ -733,10 +745,67 @@ if command -v strace > /dev/null && strace -o /dev/null true 2> /dev/null; then
 else
   skip "--deflate=libdeflate -i: -d uses the index, one read per block" "strace does not work here"
 fi
+# --deflate=auto: probe blocks deflated both ways decide, block by block,
+# whether libdeflate (no dictionary) or zlib deflates the blocks after them
+# (tools/sluice-gzip.c, "--deflate=auto"). One member as above; the choice
+# depends on the data only; the size stays within AUTO_BOUND of zlib's.
+AUTO_BOUND=1.005
+# "Z L P": the blocks deflated with zlib, with libdeflate, and the probes.
+auto_blocks () {
+  G_MESSAGES_DEBUG=all "$GZ" --deflate=auto "$@" 2>&1 > auto.gz |
+    sed -n 's/.*--deflate=auto: \([0-9]*\) blocks with zlib, \([0-9]*\) with libdeflate, \([0-9]*\) probes.*/\1 \2 \3/p'
+}
+within_bound () { awk -v a="$(stat -c %s "$1")" -v b="$(stat -c %s "$2")" -v k=$AUTO_BOUND 'BEGIN {exit !(a <= b * k)}'; }
+for f in empty one block blockplus many random repetitive; do
+  "$GZ" -p 2 --deflate=auto -c $f > la.gz
+  check_accepted la.gz $f "--deflate=auto, $f"
+  check "--deflate=auto, $f: one member, decompressed by ours, -l as gzip -l" \
+    bash -c "[ \$(members la.gz) = 1 ] && '$GZ' -dc la.gz | cmp -s - $f &&
+      [ \"\$('$GZ' -l la.gz)\" = \"\$(gzip -l la.gz)\" ]"
+done
+"$GZ" -p 1 --deflate=auto -c many > la1.gz
+"$GZ" -p 3 -b 32 --deflate=auto -c many > la3-32.gz
+"$GZ" -p 1 -b 32 --deflate=auto -c many > la1-32.gz
+check "--deflate=auto: the same bytes with 1 or 3 threads and from a pipe" \
+  bash -c "'$GZ' -p 3 --deflate=auto -c many | cmp -s - la1.gz &&
+    cat many | '$GZ' -p 2 --deflate=auto | cmp -s - <('$GZ' -n --deflate=auto -c many) &&
+    cmp -s la1-32.gz la3-32.gz &&
+    gzip -dc la3-32.gz | cmp -s - many"
+"$GZ" -c many > zl.gz
+read -r z l p < <(auto_blocks -c many)
+check "--deflate=auto on the 16-word text: zlib after the probes ($z, $l, $p), within $AUTO_BOUND of zlib" \
+  bash -c "[ '$l' = 0 ] && [ '$z' -gt 30 ] && [ '$p' -ge 2 ] && gzip -dc auto.gz | cmp -s - many &&
+    $(declare -f within_bound); AUTO_BOUND=$AUTO_BOUND; within_bound auto.gz zl.gz"
+/usr/bin/python3 "$CORPUS_PY" corpus 4
+"$GZ" -c corpus > zl.gz
+"$GZ" --deflate=libdeflate -c corpus > ld.gz
+read -r z l p < <(auto_blocks -c corpus)
+check "--deflate=auto on the bench corpus: libdeflate after the probes ($z, $l, $p), no larger than libdeflate, within $AUTO_BOUND of zlib" \
+  bash -c "[ '$z' = 0 ] && [ '$l' -gt 20 ] && gzip -dc auto.gz | cmp -s - corpus &&
+    [ \$(stat -c %s auto.gz) -le \$(stat -c %s ld.gz) ] &&
+    $(declare -f within_bound); AUTO_BOUND=$AUTO_BOUND; within_bound auto.gz zl.gz"
+# The corpus, source text (libdeflate 4 % larger), the 16-word text and
+# random data in one file: both engines, each where it wins.
+cp corpus mixed.tar
+tar cf - -C /usr/include glib-2.0 2> /dev/null >> mixed.tar
+cat many random >> mixed.tar
+"$GZ" -c mixed.tar > zl.gz
+read -r z l p < <(auto_blocks -c mixed.tar)
+check "--deflate=auto on headers, corpus, text, random: both engines ($z, $l, $p), within $AUTO_BOUND of zlib" \
+  bash -c "[ '$z' -gt 10 ] && [ '$l' -gt 10 ] && gzip -dc auto.gz | cmp -s - mixed.tar &&
+    $(declare -f within_bound); AUTO_BOUND=$AUTO_BOUND; within_bound auto.gz zl.gz"
+out=$("$GZ" --deflate=auto --redis=unix:/nonexistent -c one 2>&1 > /dev/null)
+status=$?
+check "--deflate=auto with --redis: refused before Redis is reached, status 1, saying why" \
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = \"sluice-gzip: --deflate=auto cannot be used with --redis: its probe blocks are deflated both ways in this process's threads; give --deflate=zlib or --deflate=libdeflate\" ]" _ "$out"
+"$GZ" -i --deflate=auto -c many > lai.gz
+check_accepted lai.gz many "--deflate=auto -i"
+check "--deflate=auto -i: the index, decompressed by ours" \
+  bash -c "grep -q SLIX lai.gz && '$GZ' -dc lai.gz | cmp -s - many"
 out=$("$GZ" --deflate=gzip -c one 2>&1 > /dev/null)
 status=$?
 check "--deflate of no engine: refused, status 1" \
-  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: --deflate needs zlib or libdeflate' ]" _ "$out"
+  bash -c "[ $status -eq 1 ] && [ \"\$1\" = 'sluice-gzip: --deflate needs zlib, libdeflate or auto' ]" _ "$out"
 "$GZ" -i -c empty > ind-empty.gz
 check "-i, empty input: no index, a valid stream" \
   bash -c "gzip -t ind-empty.gz && '$GZ' -dc ind-empty.gz | cmp -s - empty && ! grep -q SLIX ind-empty.gz"
@@ -876,6 +945,16 @@ open(sys.argv[2], 'wb').write(bytes(d))" chain.gz chainlie.gz
 check "-l of a chain whose last summary disagrees with the data: as gzip -l, from a file and a pipe" \
   bash -c "[ \"\$('$GZ' -l chainlie.gz)\" = \"\$(gzip -l chainlie.gz)\" ] &&
     [ \"\$(cat chainlie.gz | '$GZ' -l | awk 'NR == 2 {print \$2}')\" = 0 ] && '$GZ' -t chainlie.gz"
+# ... and its CRC-32 (u32 after F and C): one bit off, gzip -lv's listing.
+/usr/bin/python3 -c "
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+d[d.rfind(b'\x1f\x8b\x08\x04') + 12 + 4 + 28] ^= 1
+open(sys.argv[2], 'wb').write(bytes(d))" chain.gz chaincrc.gz
+check "-lv of a chain whose last summary has another CRC: as gzip -lv, from a file and a pipe" \
+  bash -c "[ \"\$('$GZ' -lv chaincrc.gz)\" = \"\$(gzip -lv chaincrc.gz)\" ] &&
+    [ \"\$(cat chaincrc.gz | '$GZ' -l | awk 'NR == 2 {print \$2}')\" = 0 ] && '$GZ' -t chaincrc.gz &&
+    [ \"\$('$GZ' -lv chain.gz | awk 'NR == 2 {print \$2}')\" = \"\$(/usr/bin/python3 -c 'import zlib; print(\"%08x\" % zlib.crc32(open(\"many\", \"rb\").read()))')\" ]"
 check "--help no longer says that -i leaves the index out" \
   bash -c "! '$GZ' --help | grep -q 'left out'"
 if [ "${SLUICE_TEST_FULL:-}" = 1 ]; then

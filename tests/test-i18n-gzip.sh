@@ -57,11 +57,11 @@ expect "a .gz input, German" 0 "sluice-gzip: input.gz hat bereits die Endung .gz
   -- de "$GZ" input.gz
 expect "not gzip data, German" 1 "sluice-gzip: input.gz: nicht im gzip-Format" \
   -- de "$GZ" -dc input.gz
-expect "--deflate of no engine, German" 1 "sluice-gzip: --deflate braucht zlib oder libdeflate" \
+expect "--deflate of no engine, German" 1 "sluice-gzip: --deflate braucht zlib, libdeflate oder auto" \
   -- de "$GZ" --deflate=gzip -c input
-expect "--deflate=libdeflate with --redis, German" 1 \
-  "sluice-gzip: --deflate=libdeflate geht nicht mit --redis: dessen Worker komprimieren mit zlib" \
-  -- de "$GZ" --deflate=libdeflate --redis=unix:/nonexistent -c input
+expect "--deflate=auto with --redis, German" 1 \
+  "sluice-gzip: --deflate=auto geht nicht mit --redis: seine Probeblöcke werden in den Threads dieses Prozesses auf beide Arten komprimiert; geben Sie --deflate=zlib oder --deflate=libdeflate an" \
+  -- de "$GZ" --deflate=auto --redis=unix:/nonexistent -c input
 expect "bad thread count, German" 1 "sluice-gzip: -p braucht eine Anzahl von Threads zwischen 1 und 1024" \
   -- de "$GZ" -p 5000 input
 expect "bad block size, German" 1 "sluice-gzip: -b braucht eine Blockgröße zwischen 32 und 524288 KiB" \
