@@ -2243,9 +2243,10 @@ test_gzip (void)
   g_autoptr (GRand) rand = g_rand_new_with_seed (17);
   static const char *const words[] = { "ordered", "producer", "window", "block", "deflate",
                                        "redis",   "stream",   "worker", "call",  "series" };
-  const char *const variants[][5] = {
-    { "-b", "32", NULL },
-    { "-9", "-i", "-b", "32" },
+  /* Each names its engine: the local default (auto) is not --redis's (zlib). */
+  const char *const variants[][6] = {
+    { "--deflate=zlib", "-b", "32", NULL },
+    { "--deflate=zlib", "-9", "-i", "-b", "32" },
     { "--deflate=libdeflate", "-b", "32" },
   };
   g_autofree char *gzip = g_find_program_in_path ("gzip");
@@ -2302,6 +2303,15 @@ test_gzip (void)
                        g_bytes_get_data (local, NULL), g_bytes_get_size (local));
       assert_gzip_valid (remote);
     }
+  /* With --redis and no --deflate, zlib (auto cannot deflate remotely). */
+  {
+    const char *const plain[] = { "-b", "32", redis, NULL };
+    g_autoptr (GBytes) local = gzip_output (variants[0], path);
+    g_autoptr (GBytes) remote = gzip_output (plain, path);
+
+    g_assert_cmpmem (g_bytes_get_data (remote, NULL), g_bytes_get_size (remote),
+                     g_bytes_get_data (local, NULL), g_bytes_get_size (local));
+  }
   /* Both workers took part: the series' group has two consumers that read. */
   g_assert_cmpint (consumers_of (server, "sluice:calls:gzip"), ==, 2);
 

@@ -161,10 +161,10 @@ static const GOptionEntry entries[] = {
     N_ ("Compress a built-in input, verify it and print a summary"), NULL },
   { "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, N_ ("Print the version"), NULL },
   { "deflate", 0, 0, G_OPTION_ARG_STRING, &opt_deflate,
-    N_ ("Deflate with ENGINE: zlib (default: each block with the last 32 KiB of the one before "
-        "as its dictionary), libdeflate (faster, blocks without a dictionary as with -i; one gzip "
-        "member all the same) or auto (libdeflate where a probe block every 16 or 64 says it is "
-        "at most 0.5 % larger than zlib, else zlib)"),
+    N_ ("Deflate with ENGINE: auto (the default; zlib with --redis: libdeflate where a probe "
+        "block every 16 or 64 says it is at most 0.5 % larger than zlib, else zlib), zlib (each "
+        "block with the last 32 KiB of the one before as its dictionary) or libdeflate (faster, "
+        "blocks without a dictionary as with -i; one gzip member all the same)"),
     N_ ("ENGINE") },
   { "redis", 0, 0, G_OPTION_ARG_STRING, &opt_redis,
     N_ ("Deflate the blocks in sluice-worker processes serving the module sluice-gzip-deflate "
@@ -3488,7 +3488,11 @@ run (int argc, char *argv[])
       warn (_ ("-b needs a block size from 32 to 524288 KiB"));
       return EXIT_ERROR;
     }
-  if (opt_deflate == NULL || g_str_equal (opt_deflate, "zlib"))
+  /* The default: auto, which --redis cannot do (its probes deflate both
+   * ways here): zlib there. */
+  if (opt_deflate == NULL)
+    deflate_with = opt_redis != NULL ? DEFLATE_ZLIB : DEFLATE_AUTO;
+  else if (g_str_equal (opt_deflate, "zlib"))
     deflate_with = DEFLATE_ZLIB;
   else if (g_str_equal (opt_deflate, "libdeflate"))
     deflate_with = DEFLATE_LIBDEFLATE;
