@@ -436,6 +436,16 @@ typedef struct
   guint64 fail_at;
 } FailSpec;
 
+/* Fails input @n (test error 7) if @spec chooses it. */
+static gboolean
+fail_spec_check (const FailSpec *spec, guint64 n, GError **error)
+{
+  if (n % spec->fail_mod != spec->fail_at)
+    return TRUE;
+  g_set_error (error, test_error_quark (), 7, "input %" G_GUINT64_FORMAT " failed", n);
+  return FALSE;
+}
+
 static gboolean
 boxed_fail (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError **error)
 {
@@ -446,12 +456,7 @@ boxed_fail (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GError
   sluice_pipeline_emitter_emit (emitter, boxed (n * 10));
   sluice_pipeline_emitter_emit (emitter, boxed (n * 10 + 1));
   g_free (item);
-  if (n % spec->fail_mod == spec->fail_at)
-    {
-      g_set_error (error, test_error_quark (), 7, "input %" G_GUINT64_FORMAT " failed", n);
-      return FALSE;
-    }
-  return TRUE;
+  return fail_spec_check (spec, n, error);
 }
 
 static void
@@ -599,12 +604,7 @@ boxed_one_fail (SluicePipelineEmitter *emitter, gpointer item, gpointer data, GE
 
   sluice_pipeline_emitter_emit (emitter, boxed (n * 10));
   g_free (item);
-  if (n % spec->fail_mod == spec->fail_at)
-    {
-      g_set_error (error, test_error_quark (), 7, "input %" G_GUINT64_FORMAT " failed", n);
-      return FALSE;
-    }
-  return TRUE;
+  return fail_spec_check (spec, n, error);
 }
 
 /* One output per input through three stages, some inputs failing after
