@@ -73,6 +73,9 @@
  * thread wakes for something else: a call refused (LOADING, out of
  * memory) is seen this much later. */
 #define SEND_REPLY_DELAY_US 2000
+/* The answers read leave the reply stream by an XTRIM once this many were
+ * read since the last one, or once no call is in flight. */
+#define REPLY_TRIM_EVERY 32
 
 typedef struct _State State;
 
@@ -729,7 +732,7 @@ typedef struct
   gboolean reading;       /* an XREAD is pending on read */
   gint64 read_resume_us;  /* no XREAD before (Redis was loading) */
   char *last_id;          /* of the last answer read */
-  gboolean trim;          /* answers were read: trim the reply stream */
+  guint n_untrimmed;      /* answer entries read since the reply stream's last trim */
   gint64 next_renewal_us; /* of the reply stream's time to live */
   guint reply_ttl_ms;     /* the last one set */
   gboolean send_ready;    /* poll () saw something on send */
@@ -1236,7 +1239,7 @@ send_pending (Io *io, GError **error)
   State *state = io->state;
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
   GPtrArray *unwanted = g_ptr_array_new_with_free_func (g_object_unref);
-  gboolean ok;
+  gboolean ok, trim;
 
   g_mutex_lock (&state->mutex);
   take_to_send_locked (state, tasks, unwanted);
@@ -1251,18 +1254,27 @@ send_pending (Io *io, GError **error)
   ok = append_sends (io, ok, tasks, error);
   if (ok)
     ok = renew_reply_stream (io, error);
-  if (ok && io->trim)
+  trim = io->n_untrimmed >= REPLY_TRIM_EVERY;
+  if (ok && io->n_untrimmed > 0 && io->n_untrimmed < REPLY_TRIM_EVERY)
+    {
+      g_mutex_lock (&state->mutex);
+      trim = g_hash_table_size (state->in_flight) == 0;
+      g_mutex_unlock (&state->mutex);
+    }
+  if (ok && trim)
     {
       SluiceRedisArgs args;
 
-      /* The answers read leave Redis (all before the last one read). */
+      /* The answers read leave Redis (all before the last one read): now
+       * and then, or once no call is in flight. */
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XTRIM");
       sluice_redis_args_add (&args, state->reply_stream);
       sluice_redis_args_add (&args, "MINID");
       sluice_redis_args_add (&args, io->last_id);
       ok = append (io, &args, NULL, error);
-      io->trim = !ok;
+      if (ok)
+        io->n_untrimmed = 0;
     }
   if (ok)
     ok = sluice_redis_flush (io->send, error);
@@ -1390,7 +1402,7 @@ take_answers (Io *io, redisReply *entries)
         {
           g_free (io->last_id);
           io->last_id = g_strdup (entry->element[0]->str);
-          io->trim = TRUE;
+          io->n_untrimmed++;
         }
       if (fields != NULL && g_hash_table_contains (fields, "b"))
         take_batched_answers (io, &done, fields);
