@@ -3,7 +3,8 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Usage: redis-bench unix:SOCKET [CALLS]
+ * Usage: redis-bench unix:SOCKET [CALLS [WORKERS:US]]
+ *   (WORKERS:US: only that row, say 2:50, one round: for profiling)
  *   (start a server first: redis-server --port 0 --unixsocket /tmp/r.sock
  *    --save '' --appendonly no; then redis-bench unix:/tmp/r.sock)
  *
@@ -393,6 +394,23 @@ main (int argc, char **argv)
   c = redisConnectUnix (argv[1] + 5);
   if (c == NULL || c->err != 0)
     g_error ("%s: %s", argv[1], c != NULL ? c->errstr : "no memory");
+  if (argc > 3)
+    {
+      guint n_remote = (guint) atoi (argv[3]);
+      const char *colon = strchr (argv[3], ':');
+      Row row = run (argv[1], c, n_remote, n_calls, colon != NULL ? (guint32) atoi (colon + 1) : 0);
+
+      g_print ("%u worker(s): %.0f calls/s, %.1f us CPU/call (redis-server %.1f), %.2f context "
+               "switches/call,",
+               n_remote, row.rate, row.cpu_us_per_call, row.redis_us_per_call,
+               row.switches_per_call);
+      for (guint j = 0; j < N_ROLES; j++)
+        g_print (" %s %.1f (%.2f)", role_names[j], row.us_per_call[j], row.runs_per_call[j]);
+      g_print (", %.2f commands/call:%s\n", row.commands_per_call, row.commands);
+      g_free (row.commands);
+      redisFree (c);
+      return 0;
+    }
   for (guint k = 0; k < G_N_ELEMENTS (costs); k++)
     {
       Row rows[N_ROWS] = { 0 };
