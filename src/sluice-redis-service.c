@@ -1344,8 +1344,10 @@ write_answers (Io *io, gint64 now, GError **error)
       g_mutex_unlock (&serve->mutex);
       if (idle && !io_stopping (io))
         {
-          if (io->idle_trim_us == 0)
-            io->idle_trim_us = now + IDLE_TRIM_DELAY_MS * G_TIME_SPAN_MILLISECOND;
+          /* From the last idle transaction: the trim after it then sees
+           * the member idle, unless calls came since (their last
+           * answers set it again). */
+          io->idle_trim_us = now + IDLE_TRIM_DELAY_MS * G_TIME_SPAN_MILLISECOND;
           idle = FALSE;
         }
 
@@ -1364,7 +1366,8 @@ write_answers (Io *io, gint64 now, GError **error)
 
 /* Trims the streams acknowledged in since their last trim, in a
  * transaction of its own, once it is time and the member still holds
- * nothing (else the next idle transaction of answers sets the time
+ * nothing (else calls came since the last idle transaction of answers:
+ * the last transaction of their answers is idle and sets the time
  * again). */
 static gboolean
 write_idle_trims (Io *io, gint64 now, GError **error)
