@@ -653,13 +653,18 @@ take_batch (
   entry->batch = batch;
   for (gsize k = 0; k < n; k++)
     {
+      /* (seq, function, args type, args data, attempt) */
+      GVariant *call = g_variant_get_child_value (batch, k), *m[4];
       guint64 seq;
       const char *name, *type;
       GVariant *data;
-      guint32 attempt;
       Job *job;
 
-      g_variant_get_child (batch, k, "(t&s&s@ayu)", &seq, &name, &type, &data, &attempt);
+      sluice_redis_tuple_members (call, 0, 4, m);
+      seq = g_variant_get_uint64 (m[0]);
+      name = g_variant_get_string (m[1], NULL);
+      type = g_variant_get_string (m[2], NULL);
+      data = m[3];
       job = job_add (entry, g_strdup_printf ("%.*s:%" G_GUINT64_FORMAT, (int) (colon - client_call),
                                              client_call, seq));
       job->batched = TRUE;
@@ -674,7 +679,8 @@ take_batch (
       else
         job->args = sluice_redis_value_new (type, g_variant_get_data (data),
                                             g_variant_get_size (data), &job->error);
-      g_variant_unref (data);
+      sluice_redis_members_clear (m, 4);
+      g_variant_unref (call);
     }
   return TRUE;
 }

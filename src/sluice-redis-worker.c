@@ -1334,22 +1334,31 @@ take_batched_answers (Io *io, Completions *done, GHashTable *fields)
 
   for (gsize k = 0; k < n; k++)
     {
-      guint64 seq;
-      guint32 deliveries;
-      gint32 code;
-      const char *type, *domain, *message;
-      GVariant *data, *value = NULL;
+      /* (seq, deliveries, type, data, domain, code, message): the code
+       * and message only for an error. */
+      GVariant *answer = g_variant_get_child_value (answers, k), *m[5], *error_m[2];
+      const char *domain;
+      GVariant *value = NULL;
       GError *error = NULL;
 
-      g_variant_get_child (answers, k, "(tu&s@ay&si&s)", &seq, &deliveries, &type, &data, &domain,
-                           &code, &message);
+      sluice_redis_tuple_members (answer, 0, 5, m);
+      domain = g_variant_get_string (m[4], NULL);
       if (domain[0] != '\0')
-        error = g_error_new_literal (g_quark_from_string (domain), code, message);
+        {
+          sluice_redis_tuple_members (answer, 5, 2, error_m);
+          error =
+              g_error_new_literal (g_quark_from_string (domain), g_variant_get_int32 (error_m[0]),
+                                   g_variant_get_string (error_m[1], NULL));
+          sluice_redis_members_clear (error_m, 2);
+        }
       else
-        value = sluice_redis_value_new (type, g_variant_get_data (data), g_variant_get_size (data),
-                                        &error);
-      g_variant_unref (data);
-      answer_call (io, done, seq, deliveries, value, error);
+        value =
+            sluice_redis_value_new (g_variant_get_string (m[2], NULL), g_variant_get_data (m[3]),
+                                    g_variant_get_size (m[3]), &error);
+      answer_call (io, done, g_variant_get_uint64 (m[0]), g_variant_get_uint32 (m[1]), value,
+                   error);
+      sluice_redis_members_clear (m, 5);
+      g_variant_unref (answer);
     }
   g_clear_pointer (&answers, g_variant_unref);
 }

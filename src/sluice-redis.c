@@ -662,6 +662,20 @@ sluice_redis_value_new (const char *type, const void *data, gsize len, GError **
   return g_variant_ref_sink (value);
 }
 
+void
+sluice_redis_tuple_members (GVariant *tuple, guint first, guint n, GVariant **members)
+{
+  for (guint i = 0; i < n; i++)
+    members[i] = g_variant_get_child_value (tuple, first + i);
+}
+
+void
+sluice_redis_members_clear (GVariant **members, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (members[i]);
+}
+
 GVariant *
 sluice_redis_wire_to_value (const char *type, redisReply *data)
 {
