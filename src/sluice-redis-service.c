@@ -368,13 +368,19 @@ static GVariant *
 batched_answer (Job *job)
 {
   GVariant *wire = job->error == NULL ? sluice_redis_value_to_wire (job->result) : NULL;
-  GVariant *answer = g_variant_new (
-      "(tus@aysis)", job->seq, (guint32) job->deliveries,
-      wire != NULL ? g_variant_get_type_string (wire) : "",
-      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, wire != NULL ? g_variant_get_data (wire) : "",
-                                 wire != NULL ? g_variant_get_size (wire) : 0, 1),
-      job->error != NULL ? g_quark_to_string (job->error->domain) : "",
-      job->error != NULL ? job->error->code : 0, job->error != NULL ? job->error->message : "");
+  /* (tusaysis), built from its members: cheaper than from a format
+   * string. */
+  GVariant *members[] = {
+    g_variant_new_uint64 (job->seq),
+    g_variant_new_uint32 ((guint32) job->deliveries),
+    g_variant_new_string (wire != NULL ? g_variant_get_type_string (wire) : ""),
+    g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, wire != NULL ? g_variant_get_data (wire) : "",
+                               wire != NULL ? g_variant_get_size (wire) : 0, 1),
+    g_variant_new_string (job->error != NULL ? g_quark_to_string (job->error->domain) : ""),
+    g_variant_new_int32 (job->error != NULL ? job->error->code : 0),
+    g_variant_new_string (job->error != NULL ? job->error->message : ""),
+  };
+  GVariant *answer = g_variant_new_tuple (members, G_N_ELEMENTS (members));
 
   g_clear_pointer (&wire, g_variant_unref);
   return answer;

@@ -1030,11 +1030,19 @@ flight_new (Io *io, Batch *batch, SluiceWorkerTask *task)
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
-  call = g_variant_new ("(tss@ayu)", seq, sluice_worker_task_get_name (task),
-                        g_variant_get_type_string (wire),
-                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, g_variant_get_data (wire),
-                                                   g_variant_get_size (wire), 1),
-                        attempt);
+  /* (tssayu), built from its members: cheaper than from a format string. */
+  {
+    GVariant *members[] = {
+      g_variant_new_uint64 (seq),
+      g_variant_new_string (sluice_worker_task_get_name (task)),
+      g_variant_new_string (g_variant_get_type_string (wire)),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, g_variant_get_data (wire),
+                                 g_variant_get_size (wire), 1),
+      g_variant_new_uint32 (attempt),
+    };
+
+    call = g_variant_new_tuple (members, G_N_ELEMENTS (members));
+  }
   g_variant_unref (wire);
   return call;
 }
