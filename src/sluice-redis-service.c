@@ -1389,16 +1389,26 @@ write_idle_trims (Io *io, gint64 now, GError **error)
   GHashTableIter iter;
   gpointer stream, acked;
   Written *written;
-  guint n_queued = 0;
-  gboolean idle, ok;
+  guint n_queued = 0, n_written = 0;
+  gboolean idle, confirming, ok, due = FALSE;
 
   if (io->idle_trim_us == 0 || now < io->idle_trim_us || now < io->out_resume_us)
     return TRUE;
   io->idle_trim_us = 0;
+  for (GList *l = io->written.head; l != NULL; l = l->next)
+    n_written += ((Written *) l->data)->jobs->len;
   g_mutex_lock (&serve->mutex);
   idle = serve->n_calls == 0 && g_queue_is_empty (&io->written);
+  /* Every call held is answered, its transaction's replies awaited: once
+   * they came, it is idle (a slow round trip, not new calls). */
+  confirming = !idle && serve->n_calls == n_written;
   g_mutex_unlock (&serve->mutex);
-  if (!idle)
+  if (confirming)
+    io->idle_trim_us = now + IDLE_TRIM_DELAY_MS * G_TIME_SPAN_MILLISECOND;
+  g_hash_table_iter_init (&iter, serve->acked);
+  while (!due && g_hash_table_iter_next (&iter, NULL, &acked))
+    due = ((Acked *) acked)->since_trim > 0;
+  if (!idle || !due)
     return TRUE;
   written = g_new0 (Written, 1);
   written->jobs = g_ptr_array_new ();
