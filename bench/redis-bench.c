@@ -3,7 +3,8 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Usage: redis-bench unix:SOCKET [CALLS]
+ * Usage: redis-bench unix:SOCKET [CALLS [WORKERS:US]]
+ *   (WORKERS:US: only that row, say 2:50, one round: for profiling)
  *   (start a server first: redis-server --port 0 --unixsocket /tmp/r.sock
  *    --save '' --appendonly no; then redis-bench unix:/tmp/r.sock)
  *
@@ -25,6 +26,10 @@
  * (getrusage: voluntary and involuntary) and the Redis commands per call
  * (INFO commandstats, less the bench's own INFO; the list shows those of
  * the last round run at least once per 100 calls).
+ * From the CPU per call it prints the ceiling this machine's cores put
+ * on each row (N cores / CPU per call; a worker runs one call at a time:
+ * 1 / call cost) and so on the 2-over-1 ratio: where both rows are
+ * CPU-bound, the ratio is only that of their CPU per call.
  */
 
 #include <sluice/sluice.h>
@@ -393,6 +398,23 @@ main (int argc, char **argv)
   c = redisConnectUnix (argv[1] + 5);
   if (c == NULL || c->err != 0)
     g_error ("%s: %s", argv[1], c != NULL ? c->errstr : "no memory");
+  if (argc > 3)
+    {
+      guint n_remote = (guint) atoi (argv[3]);
+      const char *colon = strchr (argv[3], ':');
+      Row row = run (argv[1], c, n_remote, n_calls, colon != NULL ? (guint32) atoi (colon + 1) : 0);
+
+      g_print ("%u worker(s): %.0f calls/s, %.1f us CPU/call (redis-server %.1f), %.2f context "
+               "switches/call,",
+               n_remote, row.rate, row.cpu_us_per_call, row.redis_us_per_call,
+               row.switches_per_call);
+      for (guint j = 0; j < N_ROLES; j++)
+        g_print (" %s %.1f (%.2f)", role_names[j], row.us_per_call[j], row.runs_per_call[j]);
+      g_print (", %.2f commands/call:%s\n", row.commands_per_call, row.commands);
+      g_free (row.commands);
+      redisFree (c);
+      return 0;
+    }
   for (guint k = 0; k < G_N_ELEMENTS (costs); k++)
     {
       Row rows[N_ROWS] = { 0 };
@@ -444,6 +466,21 @@ main (int argc, char **argv)
                  workers[w], rows[w].commands_per_call, rows[w].calls_per_entry, rows[w].commands);
       for (guint w = 0; w < N_ROWS; w++)
         g_free (rows[w].commands);
+      {
+        /* What the CPU allows on this machine's N cores: a row runs at
+         * most N / C calls per second (C: CPU per call, all threads and
+         * redis-server), and one worker at most one call at a time. */
+        double n_cores = g_get_num_processors ();
+        double best_1 = n_cores * 1e6 / rows[1].cpu_us_per_call;
+        double best_2 = MIN (n_cores * 1e6 / rows[2].cpu_us_per_call,
+                             costs[k] > 0 ? 2e6 / costs[k] : G_MAXDOUBLE);
+
+        if (costs[k] > 0)
+          best_1 = MIN (best_1, 1e6 / costs[k]);
+        g_print ("   ceiling on %.0f cores from the CPU per call: 1 worker %.0f/s, 2 workers "
+                 "%.0f/s, 2 over 1 %.2f (1.7 needs 2 workers at <= %.1f us CPU/call)\n",
+                 n_cores, best_1, best_2, best_2 / best_1, n_cores * 1e6 / (1.7 * best_1));
+      }
       g_print ("RESULT redis_2_over_1_%uus %.2f\n", costs[k], rows[2].rate / rows[1].rate);
       g_print ("RESULT redis_%u_over_1_%uus %.2f\n", MAX_REMOTE, costs[k],
                rows[3].rate / rows[1].rate);

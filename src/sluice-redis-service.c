@@ -32,8 +32,11 @@
 /* Answered entries leave their stream by an XTRIM ... MINID below the
  * group's oldest pending entry and last delivered one (trim_script), run
  * in the answers' transaction once this many entries were acknowledged
- * since the last one, or when nothing else is held. */
+ * since the last one, or in a transaction of its own once nothing was
+ * held for IDLE_TRIM_DELAY_MS (a worker that runs out of calls now and
+ * then would otherwise trim with most of its answers). */
 #define TRIM_EVERY 32
+#define IDLE_TRIM_DELAY_MS 20
 /* Entries acknowledged that a trim has not removed yet (newer than an
  * entry another call still holds) are deleted (XDEL) past this many, so
  * that a long call does not keep every entry answered after it. */
@@ -229,6 +232,35 @@ trim_at_free (gpointer data)
   g_free (at);
 }
 
+/* Appends the trim of @stream (trim_script) to the transaction on @c (the
+ * *@n_queued-th command of it), noted in @trims. */
+static gboolean
+append_trim (redisContext *c,
+             const char *stream,
+             Acked *acked,
+             guint *n_queued,
+             GPtrArray *trims,
+             GError **error)
+{
+  SluiceRedisArgs args;
+  TrimAt *at;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "EVAL");
+  sluice_redis_args_add (&args, trim_script);
+  sluice_redis_args_add (&args, "1");
+  sluice_redis_args_add (&args, stream);
+  sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  if (!sluice_redis_args_append (&args, c, error))
+    return FALSE;
+  at = g_new0 (TrimAt, 1);
+  at->stream = g_strdup (stream);
+  at->index = (*n_queued)++;
+  g_ptr_array_add (trims, at);
+  acked->since_trim = 0;
+  return TRUE;
+}
+
 /* Appends the acknowledgement of @entries in @stream to the
  * transaction on @c (the *@n_queued-th command of it), the deletion of
  * those acknowledged long ago that no trim removed, and a trim when it is
@@ -287,22 +319,7 @@ append_ack (Serve *serve,
       (*n_queued)++;
     }
   if (acked->since_trim >= TRIM_EVERY || idle)
-    {
-      TrimAt *at = g_new0 (TrimAt, 1);
-
-      sluice_redis_args_init (&args);
-      sluice_redis_args_add (&args, "EVAL");
-      sluice_redis_args_add (&args, trim_script);
-      sluice_redis_args_add (&args, "1");
-      sluice_redis_args_add (&args, stream);
-      sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
-      if (!sluice_redis_args_append (&args, c, error))
-        return FALSE;
-      at->stream = g_strdup (stream);
-      at->index = (*n_queued)++;
-      g_ptr_array_add (trims, at);
-      acked->since_trim = 0;
-    }
+    return append_trim (c, stream, acked, n_queued, trims, error);
   return TRUE;
 }
 
@@ -351,13 +368,19 @@ static GVariant *
 batched_answer (Job *job)
 {
   GVariant *wire = job->error == NULL ? sluice_redis_value_to_wire (job->result) : NULL;
-  GVariant *answer = g_variant_new (
-      "(tus@aysis)", job->seq, (guint32) job->deliveries,
-      wire != NULL ? g_variant_get_type_string (wire) : "",
-      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, wire != NULL ? g_variant_get_data (wire) : "",
-                                 wire != NULL ? g_variant_get_size (wire) : 0, 1),
-      job->error != NULL ? g_quark_to_string (job->error->domain) : "",
-      job->error != NULL ? job->error->code : 0, job->error != NULL ? job->error->message : "");
+  /* (tusaysis), built from its members: cheaper than from a format
+   * string. */
+  GVariant *members[] = {
+    g_variant_new_uint64 (job->seq),
+    g_variant_new_uint32 ((guint32) job->deliveries),
+    g_variant_new_string (wire != NULL ? g_variant_get_type_string (wire) : ""),
+    g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, wire != NULL ? g_variant_get_data (wire) : "",
+                               wire != NULL ? g_variant_get_size (wire) : 0, 1),
+    g_variant_new_string (job->error != NULL ? g_quark_to_string (job->error->domain) : ""),
+    g_variant_new_int32 (job->error != NULL ? job->error->code : 0),
+    g_variant_new_string (job->error != NULL ? job->error->message : ""),
+  };
+  GVariant *answer = g_variant_new_tuple (members, G_N_ELEMENTS (members));
 
   g_clear_pointer (&wire, g_variant_unref);
   return answer;
@@ -636,13 +659,18 @@ take_batch (
   entry->batch = batch;
   for (gsize k = 0; k < n; k++)
     {
+      /* (seq, function, args type, args data, attempt) */
+      GVariant *call = g_variant_get_child_value (batch, k), *m[4];
       guint64 seq;
       const char *name, *type;
       GVariant *data;
-      guint32 attempt;
       Job *job;
 
-      g_variant_get_child (batch, k, "(t&s&s@ayu)", &seq, &name, &type, &data, &attempt);
+      sluice_redis_tuple_members (call, 0, 4, m);
+      seq = g_variant_get_uint64 (m[0]);
+      name = g_variant_get_string (m[1], NULL);
+      type = g_variant_get_string (m[2], NULL);
+      data = m[3];
       job = job_add (entry, g_strdup_printf ("%.*s:%" G_GUINT64_FORMAT, (int) (colon - client_call),
                                              client_call, seq));
       job->batched = TRUE;
@@ -657,7 +685,8 @@ take_batch (
       else
         job->args = sluice_redis_value_new (type, g_variant_get_data (data),
                                             g_variant_get_size (data), &job->error);
-      g_variant_unref (data);
+      sluice_redis_members_clear (m, 4);
+      g_variant_unref (call);
     }
   return TRUE;
 }
@@ -1046,7 +1075,8 @@ typedef struct
   GQueue written;                                    /* of Written, oldest first */
   gint64 in_resume_us, out_resume_us, ctl_resume_us; /* after LOADING, BUSY */
   gint64 next_reclaim_us;
-  GError *error; /* a refusal that ends serve_redis () */
+  gint64 idle_trim_us; /* when the streams are trimmed, nothing being held; or 0 */
+  GError *error;       /* a refusal that ends serve_redis () */
 } Io;
 
 static gboolean
@@ -1319,9 +1349,19 @@ write_answers (Io *io, gint64 now, GError **error)
       while (written->jobs->len < MAX_ANSWER_BATCH &&
              (job = g_queue_pop_head (&serve->answers)) != NULL)
         g_ptr_array_add (written->jobs, job);
-      /* No call left to run: the streams are trimmed. */
+      /* No call left to run: the streams are trimmed, in this transaction
+       * when it is the last one, else once the member stayed idle a
+       * moment (write_idle_trims ()). */
       idle = n_unanswered_locked (serve) == n_written + written->jobs->len;
       g_mutex_unlock (&serve->mutex);
+      if (idle && !io_stopping (io))
+        {
+          /* From the last idle transaction: the trim after it then sees
+           * the member idle, unless calls came since (their last
+           * answers set it again). */
+          io->idle_trim_us = now + IDLE_TRIM_DELAY_MS * G_TIME_SPAN_MILLISECOND;
+          idle = FALSE;
+        }
 
       written->n_replies =
           append_answers (serve, io->out, written->jobs, idle, written->trims, error);
@@ -1334,6 +1374,62 @@ write_answers (Io *io, gint64 now, GError **error)
       n_written += written->jobs->len;
       g_queue_push_tail (&io->written, written);
     }
+}
+
+/* Trims the streams acknowledged in since their last trim, in a
+ * transaction of its own, once it is time and the member still holds
+ * nothing (else calls came since the last idle transaction of answers:
+ * the last transaction of their answers is idle and sets the time
+ * again). */
+static gboolean
+write_idle_trims (Io *io, gint64 now, GError **error)
+{
+  Serve *serve = io->serve;
+  SluiceRedisArgs args;
+  GHashTableIter iter;
+  gpointer stream, acked;
+  Written *written;
+  guint n_queued = 0, n_written = 0;
+  gboolean idle, confirming, ok, due = FALSE;
+
+  if (io->idle_trim_us == 0 || now < io->idle_trim_us || now < io->out_resume_us)
+    return TRUE;
+  io->idle_trim_us = 0;
+  for (GList *l = io->written.head; l != NULL; l = l->next)
+    n_written += ((Written *) l->data)->jobs->len;
+  g_mutex_lock (&serve->mutex);
+  idle = serve->n_calls == 0 && g_queue_is_empty (&io->written);
+  /* Every call held is answered, its transaction's replies awaited: once
+   * they came, it is idle (a slow round trip, not new calls). */
+  confirming = !idle && serve->n_calls == n_written;
+  g_mutex_unlock (&serve->mutex);
+  if (confirming)
+    io->idle_trim_us = now + IDLE_TRIM_DELAY_MS * G_TIME_SPAN_MILLISECOND;
+  g_hash_table_iter_init (&iter, serve->acked);
+  while (!due && g_hash_table_iter_next (&iter, NULL, &acked))
+    due = ((Acked *) acked)->since_trim > 0;
+  if (!idle || !due)
+    return TRUE;
+  written = g_new0 (Written, 1);
+  written->jobs = g_ptr_array_new ();
+  written->trims = g_ptr_array_new_with_free_func (trim_at_free);
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, "MULTI");
+  ok = sluice_redis_args_append (&args, io->out, error);
+  g_hash_table_iter_init (&iter, serve->acked);
+  while (ok && g_hash_table_iter_next (&iter, &stream, &acked))
+    if (((Acked *) acked)->since_trim > 0)
+      ok = append_trim (io->out, stream, acked, &n_queued, written->trims, error);
+  if (ok)
+    {
+      sluice_redis_args_init (&args);
+      sluice_redis_args_add (&args, "EXEC");
+      ok = sluice_redis_args_append (&args, io->out, error);
+    }
+  /* MULTI, the trims, EXEC: its replies are read like those of answers. */
+  written->n_replies = n_queued + 2;
+  g_queue_push_tail (&io->written, written);
+  return ok;
 }
 
 /* All the replies of @written came: its jobs are done (or, when Redis was
@@ -1533,8 +1629,11 @@ io_poll (Io *io)
       n_unanswered_locked (serve) < serve->refill_below && serve->n_calls < 2 * serve->max_held)
     work = TRUE;
   /* Stopping: the last answers were written. */
-  if (stopping && !io->reading && g_hash_table_size (serve->held) == 0)
+  if (stopping && !io->reading && g_hash_table_size (serve->held) == 0 &&
+      g_queue_is_empty (&io->written))
     work = TRUE;
+  if (io->idle_trim_us != 0)
+    until = MIN (until, MAX (io->idle_trim_us, io->out_resume_us));
   serve->io_polling = !work;
   g_mutex_unlock (&serve->mutex);
   /* With work to do now, only a look at what came meanwhile. */
@@ -1563,19 +1662,23 @@ io_round (Io *io)
                         !take_replies (io, io->ctl, take_ctl_reply, &error)))
     return io_lost (io, &io->ctl, error);
 
+  now = g_get_monotonic_time ();
   if (io_stopping (io) && !io->reading)
     {
       gboolean done;
 
       g_mutex_lock (&io->serve->mutex);
-      done = g_hash_table_size (io->serve->held) == 0;
+      done = g_hash_table_size (io->serve->held) == 0 && g_queue_is_empty (&io->written);
       g_mutex_unlock (&io->serve->mutex);
-      if (done)
+      if (done && io->idle_trim_us == 0)
         return FALSE;
+      /* The streams are trimmed before it stops. */
+      if (done)
+        io->idle_trim_us = MIN (io->idle_trim_us, now);
     }
 
-  now = g_get_monotonic_time ();
-  if (!write_answers (io, now, &error) || !sluice_redis_flush (io->out, &error))
+  if (!write_answers (io, now, &error) || !write_idle_trims (io, now, &error) ||
+      !sluice_redis_flush (io->out, &error))
     return io_lost (io, &io->out, error);
   if (!read_next (io, now, &error) || !sluice_redis_flush (io->in, &error))
     return io_lost (io, &io->in, error);

@@ -73,6 +73,9 @@
  * thread wakes for something else: a call refused (LOADING, out of
  * memory) is seen this much later. */
 #define SEND_REPLY_DELAY_US 2000
+/* The answers read leave the reply stream by an XTRIM once this many were
+ * read since the last one, or once no call is in flight. */
+#define REPLY_TRIM_EVERY 32
 
 typedef struct _State State;
 
@@ -729,7 +732,7 @@ typedef struct
   gboolean reading;       /* an XREAD is pending on read */
   gint64 read_resume_us;  /* no XREAD before (Redis was loading) */
   char *last_id;          /* of the last answer read */
-  gboolean trim;          /* answers were read: trim the reply stream */
+  guint n_untrimmed;      /* answer entries read since the reply stream's last trim */
   gint64 next_renewal_us; /* of the reply stream's time to live */
   guint reply_ttl_ms;     /* the last one set */
   gboolean send_ready;    /* poll () saw something on send */
@@ -1027,11 +1030,19 @@ flight_new (Io *io, Batch *batch, SluiceWorkerTask *task)
   state->n_sent++;
   g_mutex_unlock (&state->mutex);
 
-  call = g_variant_new ("(tss@ayu)", seq, sluice_worker_task_get_name (task),
-                        g_variant_get_type_string (wire),
-                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, g_variant_get_data (wire),
-                                                   g_variant_get_size (wire), 1),
-                        attempt);
+  /* (tssayu), built from its members: cheaper than from a format string. */
+  {
+    GVariant *members[] = {
+      g_variant_new_uint64 (seq),
+      g_variant_new_string (sluice_worker_task_get_name (task)),
+      g_variant_new_string (g_variant_get_type_string (wire)),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, g_variant_get_data (wire),
+                                 g_variant_get_size (wire), 1),
+      g_variant_new_uint32 (attempt),
+    };
+
+    call = g_variant_new_tuple (members, G_N_ELEMENTS (members));
+  }
   g_variant_unref (wire);
   return call;
 }
@@ -1236,7 +1247,7 @@ send_pending (Io *io, GError **error)
   State *state = io->state;
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
   GPtrArray *unwanted = g_ptr_array_new_with_free_func (g_object_unref);
-  gboolean ok;
+  gboolean ok, trim;
 
   g_mutex_lock (&state->mutex);
   take_to_send_locked (state, tasks, unwanted);
@@ -1251,18 +1262,27 @@ send_pending (Io *io, GError **error)
   ok = append_sends (io, ok, tasks, error);
   if (ok)
     ok = renew_reply_stream (io, error);
-  if (ok && io->trim)
+  trim = io->n_untrimmed >= REPLY_TRIM_EVERY;
+  if (ok && io->n_untrimmed > 0 && io->n_untrimmed < REPLY_TRIM_EVERY)
+    {
+      g_mutex_lock (&state->mutex);
+      trim = g_hash_table_size (state->in_flight) == 0;
+      g_mutex_unlock (&state->mutex);
+    }
+  if (ok && trim)
     {
       SluiceRedisArgs args;
 
-      /* The answers read leave Redis (all before the last one read). */
+      /* The answers read leave Redis (all before the last one read): now
+       * and then, or once no call is in flight. */
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XTRIM");
       sluice_redis_args_add (&args, state->reply_stream);
       sluice_redis_args_add (&args, "MINID");
       sluice_redis_args_add (&args, io->last_id);
       ok = append (io, &args, NULL, error);
-      io->trim = !ok;
+      if (ok)
+        io->n_untrimmed = 0;
     }
   if (ok)
     ok = sluice_redis_flush (io->send, error);
@@ -1322,22 +1342,31 @@ take_batched_answers (Io *io, Completions *done, GHashTable *fields)
 
   for (gsize k = 0; k < n; k++)
     {
-      guint64 seq;
-      guint32 deliveries;
-      gint32 code;
-      const char *type, *domain, *message;
-      GVariant *data, *value = NULL;
+      /* (seq, deliveries, type, data, domain, code, message): the code
+       * and message only for an error. */
+      GVariant *answer = g_variant_get_child_value (answers, k), *m[5], *error_m[2];
+      const char *domain;
+      GVariant *value = NULL;
       GError *error = NULL;
 
-      g_variant_get_child (answers, k, "(tu&s@ay&si&s)", &seq, &deliveries, &type, &data, &domain,
-                           &code, &message);
+      sluice_redis_tuple_members (answer, 0, 5, m);
+      domain = g_variant_get_string (m[4], NULL);
       if (domain[0] != '\0')
-        error = g_error_new_literal (g_quark_from_string (domain), code, message);
+        {
+          sluice_redis_tuple_members (answer, 5, 2, error_m);
+          error =
+              g_error_new_literal (g_quark_from_string (domain), g_variant_get_int32 (error_m[0]),
+                                   g_variant_get_string (error_m[1], NULL));
+          sluice_redis_members_clear (error_m, 2);
+        }
       else
-        value = sluice_redis_value_new (type, g_variant_get_data (data), g_variant_get_size (data),
-                                        &error);
-      g_variant_unref (data);
-      answer_call (io, done, seq, deliveries, value, error);
+        value =
+            sluice_redis_value_new (g_variant_get_string (m[2], NULL), g_variant_get_data (m[3]),
+                                    g_variant_get_size (m[3]), &error);
+      answer_call (io, done, g_variant_get_uint64 (m[0]), g_variant_get_uint32 (m[1]), value,
+                   error);
+      sluice_redis_members_clear (m, 5);
+      g_variant_unref (answer);
     }
   g_clear_pointer (&answers, g_variant_unref);
 }
@@ -1390,7 +1419,7 @@ take_answers (Io *io, redisReply *entries)
         {
           g_free (io->last_id);
           io->last_id = g_strdup (entry->element[0]->str);
-          io->trim = TRUE;
+          io->n_untrimmed++;
         }
       if (fields != NULL && g_hash_table_contains (fields, "b"))
         take_batched_answers (io, &done, fields);
