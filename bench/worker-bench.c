@@ -12,8 +12,12 @@
  * - trivial: "echo" of an integer;
  * - busy50: "busy", 50 µs of CPU in the helper.
  *
- * 64 calls are kept in flight at the queue (each completion makes the
- * next). The Python baseline (bench/worker_pool.py) runs the same two
+ * 64 calls per helper process are kept in flight at the queue (each
+ * completion makes the next), so that each helper holds as many as its
+ * window (at most 64) whatever their number, as 1 helper does (until
+ * session 13 it was 64 in all: 32 per helper with 2, which kept the
+ * batches of 2 helpers half the size of 1's; --in-flight-total keeps that total with any
+ * number of helpers, as before). The Python baseline (bench/worker_pool.py) runs the same two
  * functions with multiprocessing.Pool(n).imap(chunksize=1), start-up
  * excluded. Each rep runs the configurations in a rotated order; figures
  * are medians over the reps, ratios the median of the ratios within a
@@ -28,9 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+/* Calls kept in flight at the queue, per helper process. */
 #define IN_FLIGHT 64
 #define MAX_REPS 16
+#define MAX_THREADS 64
+
+static int opt_in_flight = IN_FLIGHT; /* per helper process */
+static gboolean opt_in_flight_total;  /* opt_in_flight in all, not per process */
+static gboolean opt_per_thread;
 
 static gboolean opt_quick;
 static int opt_reps;
@@ -100,12 +111,116 @@ wait_reaped (char **pids)
     }
 }
 
+/* --per-thread: CPU time and context switches of each thread of this
+ * process and of the helpers, from /proc (clock ticks; runs of a second
+ * or more make them precise to a few per cent). */
+typedef struct
+{
+  char who[48];
+  gint64 tid;
+  gint64 ticks;
+  gint64 switches;
+} ThreadStat;
+
+typedef struct
+{
+  guint n;
+  ThreadStat threads[MAX_THREADS];
+} ThreadStats;
+
+static gint64
+status_field (const char *status, const char *name)
+{
+  const char *at = strstr (status, name);
+
+  return at != NULL ? g_ascii_strtoll (at + strlen (name), NULL, 10) : 0;
+}
+
+static void
+thread_stats_add (ThreadStats *stats, const char *pid, const char *role)
+{
+  g_autofree char *dir_name = g_strdup_printf ("/proc/%s/task", pid);
+  GDir *dir = g_dir_open (dir_name, 0, NULL);
+  const char *tid;
+
+  while (dir != NULL && stats->n < MAX_THREADS && (tid = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *stat_name = g_strdup_printf ("%s/%s/stat", dir_name, tid);
+      g_autofree char *status_name = g_strdup_printf ("%s/%s/status", dir_name, tid);
+      g_autofree char *stat = NULL, *status = NULL;
+      ThreadStat *thread = &stats->threads[stats->n];
+      char *comm_end;
+      char **fields;
+
+      if (!g_file_get_contents (stat_name, &stat, NULL, NULL) ||
+          !g_file_get_contents (status_name, &status, NULL, NULL) ||
+          (comm_end = strrchr (stat, ')')) == NULL)
+        continue;
+      *comm_end = '\0';
+      g_snprintf (thread->who, sizeof thread->who, "%s %s", role, strchr (stat, '(') + 1);
+      thread->tid = g_ascii_strtoll (tid, NULL, 10);
+      /* After the comm: state is field 3, utime 14, stime 15. */
+      fields = g_strsplit (comm_end + 2, " ", 16);
+      thread->ticks = g_strv_length (fields) > 13 ? g_ascii_strtoll (fields[11], NULL, 10) +
+                                                        g_ascii_strtoll (fields[12], NULL, 10)
+                                                  : 0;
+      g_strfreev (fields);
+      thread->switches = status_field (status, "voluntary_ctxt_switches:") +
+                         status_field (status, "nonvoluntary_ctxt_switches:");
+      stats->n++;
+    }
+  if (dir != NULL)
+    g_dir_close (dir);
+}
+
+static void
+thread_stats_take (ThreadStats *stats, SluiceProcessWorker *worker)
+{
+  g_auto (GStrv) pids = sluice_process_worker_dup_pids (worker);
+  g_autofree char *self = g_strdup_printf ("%d", (int) getpid ());
+
+  stats->n = 0;
+  thread_stats_add (stats, self, "parent");
+  for (guint i = 0; pids != NULL && pids[i] != NULL; i++)
+    {
+      char role[16];
+
+      g_snprintf (role, sizeof role, "helper%u", i + 1);
+      thread_stats_add (stats, pids[i], role);
+    }
+}
+
+/* Prints each thread's CPU µs and switches per call between @start and
+ * @end, those that ran. */
+static void
+thread_stats_print (const ThreadStats *start, const ThreadStats *end, guint n)
+{
+  double tick_us = 1e6 / sysconf (_SC_CLK_TCK);
+
+  for (guint i = 0; i < end->n; i++)
+    {
+      const ThreadStat *e = &end->threads[i];
+      gint64 ticks = e->ticks, switches = e->switches;
+
+      for (guint j = 0; j < start->n; j++)
+        if (start->threads[j].tid == e->tid)
+          {
+            ticks -= start->threads[j].ticks;
+            switches -= start->threads[j].switches;
+          }
+      if (ticks > 0 || switches > 0)
+        g_printerr ("    %-32s cpu %6.1f us/call  switches %.3f/call\n", e->who,
+                    ticks * tick_us / n, (double) switches / n);
+    }
+}
+
 typedef struct
 {
   SluiceTaskQueue *queue;
   const char *name;
   gboolean busy;
   guint n;
+  guint in_flight;
   guint issued;
   guint done;
   guint failed;
@@ -135,7 +250,7 @@ call_done_cb (GObject *source, GAsyncResult *result, gpointer data)
 static void
 issue (Run *run)
 {
-  while (run->issued < run->n && run->issued - run->done < IN_FLIGHT)
+  while (run->issued < run->n && run->issued - run->done < run->in_flight)
     {
       GVariant *args =
           run->busy ? g_variant_new ("(u)", 50) : g_variant_new ("(i)", (gint32) run->issued);
@@ -163,13 +278,15 @@ run_sluice (gboolean busy, guint n_processes, guint n)
                                         n_processes, "max-calls", opt_max_calls, NULL)
                         : g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes",
                                         n_processes, NULL);
-  Run warm = { queue, "echo", FALSE, 8 * n_processes, 0, 0, 0 };
-  Run run = { queue, busy ? "busy" : "echo", busy, n, 0, 0, 0 };
+  guint in_flight = (guint) MAX (opt_in_flight, 1) * (opt_in_flight_total ? 1 : n_processes);
+  Run warm = { queue, "echo", FALSE, 8 * n_processes, in_flight, 0, 0, 0 };
+  Run run = { queue, busy ? "busy" : "echo", busy, n, in_flight, 0, 0, 0 };
   gboolean shut = FALSE;
   gint64 start, self_start, children_start, switches_start;
   guint64 sent_start, call_messages_start, outcomes_start, result_messages_start;
   char **pids;
   double rate;
+  ThreadStats *threads_start = NULL, *threads_end = NULL;
 
   sluice_task_queue_hire (queue, SLUICE_WORKER (worker));
   /* Warm up: every process started and answering. */
@@ -186,11 +303,24 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   call_messages_start = stat_of (worker, "call-messages");
   outcomes_start = stat_of (worker, "outcomes");
   result_messages_start = stat_of (worker, "result-messages");
+  if (opt_per_thread)
+    {
+      threads_start = g_new0 (ThreadStats, 1);
+      threads_end = g_new0 (ThreadStats, 1);
+      thread_stats_take (threads_start, worker);
+    }
   start = g_get_monotonic_time ();
   issue (&run);
   while (run.done < run.n)
     g_main_context_iteration (NULL, TRUE);
   rate = run.n / ((g_get_monotonic_time () - start) / 1e6);
+  if (opt_per_thread)
+    {
+      thread_stats_take (threads_end, worker);
+      thread_stats_print (threads_start, threads_end, run.n);
+      g_free (threads_start);
+      g_free (threads_end);
+    }
   cpu_self_per_call = (double) (cpu_us (RUSAGE_SELF) - self_start) / run.n;
   call_messages_per_call = (double) (stat_of (worker, "call-messages") - call_messages_start) /
                            MAX (stat_of (worker, "calls-sent") - sent_start, 1);
@@ -303,6 +433,13 @@ main (int argc, char **argv)
     { "reps", 0, 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions (default 5)", "N" },
     { "calls", 0, 0, G_OPTION_ARG_INT, &opt_calls,
       "Calls per run (profiling: runs of two sizes give the cost per call)", "N" },
+    { "in-flight", 0, 0, G_OPTION_ARG_INT, &opt_in_flight,
+      "Calls kept in flight at the queue per helper process (default 64)", "N" },
+    { "in-flight-total", 0, 0, G_OPTION_ARG_NONE, &opt_in_flight_total,
+      "--in-flight counts the calls in flight in all (the bench until session 13), not per helper",
+      NULL },
+    { "per-thread", 0, 0, G_OPTION_ARG_NONE, &opt_per_thread,
+      "Print each thread's CPU time and context switches per call (from /proc)", NULL },
     { "max-calls", 0, 0, G_OPTION_ARG_INT, &opt_max_calls,
       "Most calls in flight per helper (the worker's default)", "N" },
     { "tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_tool, "The sluice-worker helper", "PATH" },

@@ -135,6 +135,7 @@ typedef struct
   guint64 n_call_messages;   /* those messages */
   guint64 n_outcomes;        /* their outcomes sent */
   guint64 n_result_messages; /* the Results messages that carried them */
+  guint64 n_flusher_wakes;   /* the flusher woken by a runner (to send or arm) */
 
   guint filter_id;
   gulong closed_id;
@@ -313,12 +314,16 @@ add_outcome_locked (Served *served, guint64 id, GVariant *result, GError *error)
   if (served->outbox->len < 2 * served->waiting.length && served->outbox->len < MAX_OUTCOMES)
     {
       if (!served->flush_armed)
-        g_source_set_ready_time (served->flusher, g_get_monotonic_time () + FLUSH_DELAY_US);
+        {
+          g_source_set_ready_time (served->flusher, g_get_monotonic_time () + FLUSH_DELAY_US);
+          served->n_flusher_wakes++;
+        }
       served->flush_armed = TRUE;
       return;
     }
   served->flushing = TRUE;
   g_source_set_ready_time (served->flusher, 0);
+  served->n_flusher_wakes++;
 }
 
 /* The flusher: sends what the outbox holds, until it is empty; outcomes
@@ -327,6 +332,7 @@ static gboolean
 flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
   Served *served = user_data;
+  gboolean sent = FALSE;
 
   g_source_set_ready_time (source, -1);
   for (;;)
@@ -339,6 +345,18 @@ flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       if (served->outbox->len == 0)
         {
           served->flushing = FALSE;
+          /* Calls run or wait: the flusher arms its own delay now (from
+           * its own dispatch, which wakes no thread), so that their
+           * outcomes find it armed and wake it only to send at once:
+           * one wake-up of this thread per Results, not two (session
+           * 13). An outcome still waits at most FLUSH_DELAY_US: it comes
+           * after this. With nothing to send then, it is not armed
+           * again until an outcome comes. */
+          if (sent && !served->closed && (served->n_runners > 0 || served->waiting.length > 0))
+            {
+              served->flush_armed = TRUE;
+              g_source_set_ready_time (source, g_get_monotonic_time () + FLUSH_DELAY_US);
+            }
           g_mutex_unlock (&served->mutex);
           break;
         }
@@ -360,6 +378,7 @@ flusher_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       served->n_outcomes += batch->len;
       g_mutex_unlock (&served->mutex);
       send_results (served->connection, batch);
+      sent = TRUE;
     }
   return G_SOURCE_CONTINUE;
 }
@@ -670,8 +689,9 @@ connection_closed_cb (GDBusConnection *connection,
   g_mutex_lock (&served->mutex);
   g_debug ("Served %" G_GUINT64_FORMAT " calls in %" G_GUINT64_FORMAT
            " CallMany messages; sent %" G_GUINT64_FORMAT " outcomes in %" G_GUINT64_FORMAT
-           " Results messages",
-           served->n_calls, served->n_call_messages, served->n_outcomes, served->n_result_messages);
+           " Results messages; the flusher woken %" G_GUINT64_FORMAT " times by runners",
+           served->n_calls, served->n_call_messages, served->n_outcomes, served->n_result_messages,
+           served->n_flusher_wakes);
   served->closed = TRUE;
   g_array_set_size (served->outbox, 0);
   waiting = served->waiting;

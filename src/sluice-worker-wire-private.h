@@ -94,10 +94,23 @@ sluice_wire_values_add (SluiceWireValues *values, guint64 id, GVariant *value)
 {
   guint64 end;
 
+  gsize size = g_variant_get_size (value);
+  guint64 small[32]; /* aligned for any GVariant */
+
   g_array_append_val (values->ids, id);
   g_ptr_array_add (values->types, (gpointer) g_variant_get_type_string (value));
-  g_byte_array_append (values->data, g_variant_get_data (value),
-                       (guint) g_variant_get_size (value));
+  /* g_variant_get_data () would serialise a small value built from parts
+   * (a result of g_variant_new ()) into a new buffer of its own, kept
+   * with it: serialised on the stack instead (g_variant_store () needs
+   * an aligned place; the values in @data are not aligned, the reader
+   * copies them). */
+  if (size <= sizeof small)
+    {
+      g_variant_store (value, small);
+      g_byte_array_append (values->data, (const guint8 *) small, (guint) size);
+    }
+  else
+    g_byte_array_append (values->data, g_variant_get_data (value), (guint) size);
   end = values->data->len;
   g_array_append_val (values->ends, end);
 }
