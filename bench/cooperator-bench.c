@@ -36,6 +36,7 @@
 static gboolean opt_quick;
 static int opt_reps = 0;
 static char *opt_only;
+static char *opt_impl;
 static gboolean opt_no_twisted;
 static char *opt_python = "/usr/bin/python3";
 static char *opt_twisted_script;
@@ -452,6 +453,11 @@ run_workload (const char *workload, const char *unit, guint n, Impl *impls, int 
       {
         Impl *impl = &impls[(r + k) % n_impls];
 
+        if (opt_impl != NULL && !g_str_equal (opt_impl, impl->name))
+          {
+            impl->rates[r] = NAN;
+            continue;
+          }
         impl->rates[r] = impl->run (n);
         fprintf (stderr, "  %s rep %d %-8s %12.0f %s/s\n", workload, r + 1, impl->name,
                  impl->rates[r], unit);
@@ -495,6 +501,8 @@ main (int argc, char **argv)
     { "quick", 0, 0, G_OPTION_ARG_NONE, &opt_quick, "a smoke run (a tenth of the counts)", NULL },
     { "reps", 0, 0, G_OPTION_ARG_INT, &opt_reps, "repetitions (default 5, 2 with --quick)", "N" },
     { "only", 0, 0, G_OPTION_ARG_STRING, &opt_only, "one workload: steps or jobs", "NAME" },
+    { "impl", 0, 0, G_OPTION_ARG_STRING, &opt_impl,
+      "run one implementation only (sluice, idle, glib or twisted: for profiling)", "NAME" },
     { "no-twisted", 0, 0, G_OPTION_ARG_NONE, &opt_no_twisted, "skip the Twisted runs", NULL },
     { "python", 0, 0, G_OPTION_ARG_FILENAME, &opt_python, "the Python with Twisted", "PATH" },
     { "twisted-script", 0, 0, G_OPTION_ARG_FILENAME, &opt_twisted_script,
