@@ -59,6 +59,11 @@
  * The handle of a running job of a [class@Sluice.JobQueue]: the job completes
  * it with a result or an error, once. It is also the
  * [iface@Gio.AsyncResult] of the put.
+ *
+ * A handle nobody holds once its put was answered is reused by the queue for
+ * a later put. A handle has no properties and emits no signal; should a
+ * signal handler be connected to it anyway, the handler is destroyed within
+ * 16 reuses of the handle, or with the queue, not when the job ends.
  */
 
 typedef enum
@@ -118,9 +123,15 @@ struct _SluiceJob
   GDestroyNotify result_destroy;
   GDestroyNotify func_data_destroy;
   GSource *cancel_source;
+  /* Kept across reuses: how many times the handle was reused since its
+   * signal handlers were last destroyed (job_queue_recycle_or_unref()). */
+  guint8 n_unchecked_reuses;
 };
 
 #define JOB_POOL_SIZE 32
+/* A pooled handle's signal handlers are destroyed on every this many reuses
+ * of it (see job_queue_recycle_or_unref()). */
+#define JOB_HANDLER_CHECK_INTERVAL 16
 
 struct _SluiceJobQueue
 {
@@ -319,9 +330,16 @@ job_reset (SluiceJob *job)
 
 /* Drops the delivery's reference to @job, on the owner thread. The caller
  * holds @self (its n_live is not given back yet). A handle nobody else holds
- * (no other reference, no weak reference or data set on it, no signal
- * handler left) is cleared and kept for a coming put instead of being
- * finalized. */
+ * (no other reference, no weak reference or data set on it) is cleared and
+ * kept for a coming put instead of being finalized.
+ *
+ * Signal handlers connected to a handle (it emits none: a job has no
+ * properties) are destroyed on every JOB_HANDLER_CHECK_INTERVAL-th reuse of
+ * it, and when it is finalized, not on every reuse:
+ * g_signal_handlers_destroy() takes GObject's global signal lock, and GLib
+ * 2.74 has no lock-free test for handlers; that lock and its hash lookup
+ * cost about 6 % of a trivial job (bench/cooperator-run). Handlers connected
+ * per job thus pile up to that many on a handle, never without bound. */
 static void
 job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
 {
@@ -330,7 +348,11 @@ job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
   if (self->n_pool < JOB_POOL_SIZE && g_atomic_int_get (&object->ref_count) == 1 &&
       g_atomic_pointer_get (&object->qdata) == NULL)
     {
-      g_signal_handlers_destroy (job);
+      if (++job->n_unchecked_reuses >= JOB_HANDLER_CHECK_INTERVAL)
+        {
+          job->n_unchecked_reuses = 0;
+          g_signal_handlers_destroy (job);
+        }
       /* A handler's destroy notify may have taken a reference. */
       if (g_atomic_int_get (&object->ref_count) == 1 &&
           g_atomic_pointer_get (&object->qdata) == NULL)
