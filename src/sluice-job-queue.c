@@ -59,6 +59,11 @@
  * The handle of a running job of a [class@Sluice.JobQueue]: the job completes
  * it with a result or an error, once. It is also the
  * [iface@Gio.AsyncResult] of the put.
+ *
+ * A handle nobody holds once its put was answered is reused by the queue for
+ * a later put. A handle has no properties and emits no signal; should a
+ * signal handler be connected to it anyway, the handler is destroyed within
+ * 16 reuses of the handle, or with the queue, not when the job ends.
  */
 
 typedef enum
@@ -91,11 +96,11 @@ struct _SluiceJob
 {
   GObject parent_instance;
 
-  /* From here on, job_queue_recycle_or_unref() zeroes for reuse. The fields
-   * every job touches come first, close together: a queue has many jobs in
-   * flight, and a handle's lines are out of the cache by the time it runs.
-   * With the GObject header, the first line holds what running a job reads,
-   * the second what completing and answering it reads. */
+  /* job_reset() clears these for reuse. The fields every job touches come
+   * first, close together: a queue has many jobs in flight, and a handle's
+   * lines are out of the cache by the time it runs. With the GObject header,
+   * the first line holds what running a job reads, the second what
+   * completing and answering it reads. */
   Channel *channel; /* one reference */
   SluiceJobFunc func;
   gpointer func_data;
@@ -118,9 +123,15 @@ struct _SluiceJob
   GDestroyNotify result_destroy;
   GDestroyNotify func_data_destroy;
   GSource *cancel_source;
+  /* Kept across reuses: how many times the handle was reused since its
+   * signal handlers were last destroyed (job_queue_recycle_or_unref()). */
+  guint8 n_unchecked_reuses;
 };
 
 #define JOB_POOL_SIZE 32
+/* A pooled handle's signal handlers are destroyed on every this many reuses
+ * of it (see job_queue_recycle_or_unref()). */
+#define JOB_HANDLER_CHECK_INTERVAL 16
 
 struct _SluiceJobQueue
 {
@@ -291,10 +302,44 @@ job_clear_but_queue (SluiceJob *job)
     channel_unref (job->channel);
 }
 
+/* Clears a released handle (job_clear_but_queue() done) for its next put.
+ * Field by field: a memset() of the span compiled to `rep stos`, slow to
+ * start for 150 bytes. */
+static void
+job_reset (SluiceJob *job)
+{
+  job->channel = NULL;
+  job->func = NULL;
+  job->func_data = NULL;
+  job->callback = NULL;
+  job->user_data = NULL;
+  job->link.next = job->link.prev = NULL;
+  job->queue = NULL;
+  job->result = NULL;
+  job->error = NULL;
+  job->completed = 0;
+  job->state = JOB_QUEUED;
+  job->answered = FALSE;
+  job->result_is_value = FALSE;
+  job->owns_queue = FALSE;
+  job->cancellable = NULL;
+  job->result_destroy = NULL;
+  job->func_data_destroy = NULL;
+  job->cancel_source = NULL;
+}
+
 /* Drops the delivery's reference to @job, on the owner thread. The caller
- * holds @self (its n_live is not given back yet). A handle nobody else holds (no other
- * reference, no weak reference or data set on it, no signal handler left)
- * is cleared and kept for a coming put instead of being finalized. */
+ * holds @self (its n_live is not given back yet). A handle nobody else holds
+ * (no other reference, no weak reference or data set on it) is cleared and
+ * kept for a coming put instead of being finalized.
+ *
+ * Signal handlers connected to a handle (it emits none: a job has no
+ * properties) are destroyed on every JOB_HANDLER_CHECK_INTERVAL-th reuse of
+ * it, and when it is finalized, not on every reuse:
+ * g_signal_handlers_destroy() takes GObject's global signal lock, and GLib
+ * 2.74 has no lock-free test for handlers; that lock and its hash lookup
+ * cost about 6 % of a trivial job (bench/cooperator-run). Handlers connected
+ * per job thus pile up to that many on a handle, never without bound. */
 static void
 job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
 {
@@ -303,14 +348,17 @@ job_queue_recycle_or_unref (SluiceJobQueue *self, SluiceJob *job)
   if (self->n_pool < JOB_POOL_SIZE && g_atomic_int_get (&object->ref_count) == 1 &&
       g_atomic_pointer_get (&object->qdata) == NULL)
     {
-      g_signal_handlers_destroy (job);
+      if (++job->n_unchecked_reuses >= JOB_HANDLER_CHECK_INTERVAL)
+        {
+          job->n_unchecked_reuses = 0;
+          g_signal_handlers_destroy (job);
+        }
       /* A handler's destroy notify may have taken a reference. */
       if (g_atomic_int_get (&object->ref_count) == 1 &&
           g_atomic_pointer_get (&object->qdata) == NULL)
         {
           job_clear_but_queue (job);
-          memset (&job->channel, 0, sizeof *job - G_STRUCT_OFFSET (SluiceJob, channel));
-          job->link.data = job;
+          job_reset (job);
           self->pool[self->n_pool++] = job;
           return;
         }
@@ -329,10 +377,21 @@ job_queue_job_done (SluiceJobQueue *self, SluiceJob *job)
   Channel *channel = job->channel;
 
   job->state = JOB_FINISHED;
-  channel->busy = FALSE;
   self->n_running--;
-  job_queue_mark_ready (self, channel);
-  job_queue_forget_if_idle (self, channel);
+  /* A busy channel is never in the ready ring: it goes there now if it has
+   * jobs queued, else it leaves the table. (Not job_queue_mark_ready() and
+   * job_queue_forget_if_idle(): reading busy and in_ready back right after
+   * storing busy stalled the CPU on every job, the load wider than the store
+   * it had to wait for.) */
+  g_assert (!channel->in_ready);
+  channel->busy = FALSE;
+  if (channel->jobs.length > 0)
+    {
+      channel->in_ready = TRUE;
+      sluice_queue_push_tail_link (&self->ready, &channel->ready_link);
+    }
+  else
+    g_hash_table_remove (self->channels, channel->name);
   job_queue_wake_task (self);
   job_queue_deliver_later (self, job);
 }
@@ -391,6 +450,18 @@ job_on_owner_thread (SluiceJobQueue *self)
   return sluice_thread_id_is_self (self->owner_thread) || g_main_context_is_owner (self->context);
 }
 
+/* Marks @job completed without a barrier (g_atomic_int_set() is an
+ * exchange on x86, as costly as a compare-and-exchange). */
+static inline void
+job_set_completed_relaxed (SluiceJob *job)
+{
+#if defined(__GNUC__) || defined(__clang__)
+  __atomic_store_n (&job->completed, 1, __ATOMIC_RELAXED);
+#else
+  g_atomic_int_set (&job->completed, 1);
+#endif
+}
+
 static void
 job_finish (SluiceJob *self,
             gpointer result,
@@ -399,8 +470,24 @@ job_finish (SluiceJob *self,
             GError *error)
 {
   SluiceJobQueue *queue = self->queue;
+  gboolean on_owner_thread = job_on_owner_thread (queue);
+  gboolean first;
 
-  if (!g_atomic_int_compare_and_exchange (&self->completed, 0, 1))
+  /* Completing a job twice is a programmer error; the second completion is
+   * caught while the handle was not answered and reused yet. On the owner
+   * thread, a plain test and store: only a completion racing it in another
+   * thread, the same error, could slip through (a compare-and-exchange
+   * drains the CPU's store buffer: 4 % of a trivial job). Elsewhere, the
+   * compare-and-exchange decides between racing completions. */
+  if (on_owner_thread)
+    {
+      first = !g_atomic_int_get (&self->completed);
+      if (first)
+        job_set_completed_relaxed (self);
+    }
+  else
+    first = g_atomic_int_compare_and_exchange (&self->completed, 0, 1);
+  if (!first)
     {
       g_log (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL,
              "A SluiceJob of channel '%s' was completed twice; the second completion is "
@@ -433,7 +520,7 @@ job_finish (SluiceJob *self,
         g_mutex_unlock (&queue->lock);
     }
 
-  if (job_on_owner_thread (queue))
+  if (on_owner_thread)
     {
       job_queue_job_done (queue, self);
       return;

@@ -604,14 +604,19 @@ set_flag_destroy (gpointer user_data)
 
 /* The queue reuses the handles of answered jobs that nobody else holds:
  * a handle kept by the put's callback stays that job's, one with a weak
- * reference, data or a signal handler is released as any GObject, and an
- * answered job's result the callback did not take is freed. */
+ * reference or data is released as any GObject, and an answered job's
+ * result the callback did not take is freed. A signal handler on a handle
+ * (a job emits none) does not keep it from reuse: it is destroyed within
+ * 16 reuses of the handle, or with the queue (see
+ * test_handler_destroyed_with_the_queue): destroying handlers takes
+ * GObject's global signal lock, too costly for every job. */
 static void
 test_handles_after_the_answer (Fixture *f, gconstpointer unused)
 {
   g_autoptr (GCancellable) cancellable = g_cancellable_new ();
-  SluiceJob *first = NULL, *second = NULL, *third = NULL;
+  SluiceJob *first = NULL, *second = NULL, *third = NULL, *handler_handle;
   GAsyncResult *kept = NULL;
+  guint n_reuses;
   gboolean weak_notified = FALSE, data_destroyed = FALSE, handler_destroyed = FALSE;
   Put put = { 0 }, held_put = { 0 }, handler_put = { 0 };
 
@@ -666,12 +671,50 @@ test_handles_after_the_answer (Fixture *f, gconstpointer unused)
   g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
   g_signal_connect_data (third, "notify", G_CALLBACK (set_flag), &handler_destroyed,
                          (GClosureNotify) (void (*) (void)) set_flag_destroy, 0);
+  handler_handle = third;
   sluice_job_complete (third, NULL, NULL);
   g_clear_object (&third);
   drain_context ();
   g_assert_cmpuint (handler_put.n_calls, ==, 1);
-  g_assert_true (handler_destroyed);
   put_clear (&handler_put);
+  /* The handle was pooled, last: the next puts reuse it, and its handler is
+   * destroyed at the latest on the 16th reuse since it was last checked
+   * (one of them was the answer above). */
+  for (n_reuses = 0; !handler_destroyed; n_reuses++)
+    {
+      SluiceJob *handle = NULL;
+
+      g_assert_cmpuint (n_reuses, <, 15);
+      sluice_job_queue_put_async (f->queue, "reuse", job_note_handle, &handle, NULL, NULL, NULL,
+                                  NULL);
+      g_assert_true (sluice_job_queue_run_next (f->queue, NULL));
+      g_assert_true (handle == handler_handle);
+      drain_context ();
+    }
+}
+
+/* A handler left on a pooled handle is destroyed with the queue. */
+static void
+test_handler_destroyed_with_the_queue (void)
+{
+  SluiceJobQueue *queue = sluice_job_queue_new ();
+  SluiceJob *job = NULL;
+  gboolean handler_destroyed = FALSE;
+  Put put = { 0 };
+
+  sluice_job_queue_put_async (queue, "a", job_hold, &job, NULL, NULL, on_put, &put);
+  g_assert_true (sluice_job_queue_run_next (queue, NULL));
+  g_signal_connect_data (job, "notify", G_CALLBACK (set_flag), &handler_destroyed,
+                         (GClosureNotify) (void (*) (void)) set_flag_destroy, 0);
+  sluice_job_complete (job, NULL, NULL);
+  g_clear_object (&job);
+  drain_context ();
+  g_assert_cmpuint (put.n_calls, ==, 1);
+  put_clear (&put);
+  g_assert_false (handler_destroyed); /* the first reuse of a new handle: not checked */
+  g_object_unref (queue);
+  drain_context ();
+  g_assert_true (handler_destroyed);
 }
 
 static void
@@ -922,6 +965,8 @@ main (int argc, char **argv)
   ADD_FIXTURE_TEST ("/job-queue/complete-twice", test_complete_twice);
   ADD_FIXTURE_TEST ("/job-queue/job-data-released-on-context", test_job_data_released_on_context);
   ADD_FIXTURE_TEST ("/job-queue/handles-after-the-answer", test_handles_after_the_answer);
+  g_test_add_func ("/job-queue/handler-destroyed-with-the-queue",
+                   test_handler_destroyed_with_the_queue);
   g_test_add_func ("/job-queue/jobs-keep-their-queue", test_jobs_keep_their_queue);
   g_test_add_func ("/job-queue/answered-in-its-tick", test_answered_in_its_tick);
   g_test_add_func ("/job-queue/answer-and-next-job-share-an-iteration",

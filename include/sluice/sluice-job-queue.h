@@ -32,7 +32,8 @@ G_DECLARE_FINAL_TYPE (SluiceJob, sluice_job, SLUICE, JOB, GObject)
  * A job of a [class@Sluice.JobQueue], run on the queue's main context. It
  * must not block: it completes @job now, or starts asynchronous work and
  * completes @job (from any thread) when that finishes. Until then the jobs
- * after it on its channel wait.
+ * after it on its channel wait. The queue holds @job until it is completed:
+ * a job completing it later needs no reference of its own.
  *
  * A job that fails at once sets @error (then it must not complete @job)
  * or fails @job with [method@Sluice.Job.fail]; in a language binding it
