@@ -12,13 +12,15 @@
  * - trivial: "echo" of an integer;
  * - busy50: "busy", 50 µs of CPU in the helper.
  *
- * 64 calls per helper process are kept in flight at the queue (each
- * completion makes the next), so that each helper holds as many as its
- * window (at most 64) whatever their number, as 1 helper does (until
- * session 13 it was 64 in all: 32 per helper with 2, which kept the
- * batches of 2 helpers half the size of 1's; --in-flight-total keeps that total with any
- * number of helpers, as before). The Python baseline (bench/worker_pool.py) runs the same two
- * functions with multiprocessing.Pool(n).imap(chunksize=1), start-up
+ * 256 calls are kept in flight at the queue (each completion makes the
+ * next), with 1 helper as with 2: the same setting for both, and the
+ * default window of a SluiceOrderedItemProducer, so each helper holds as
+ * many as its window (at most 64) whatever their number (session 12 kept
+ * 64 in all, 32 per helper with 2, which kept the batches of 2 helpers
+ * half the size of 1's: --in-flight 64 runs that bench;
+ * --in-flight-per-helper counts N per helper). The Python baseline
+ * (bench/worker_pool.py) runs the same two functions with
+ * multiprocessing.Pool(n).imap(chunksize=1), start-up
  * excluded. Each rep runs the configurations in a rotated order; figures
  * are medians over the reps, ratios the median of the ratios within a
  * rep. Output: a table, then RESULT lines.
@@ -34,13 +36,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* Calls kept in flight at the queue, per helper process. */
-#define IN_FLIGHT 64
+/* Calls kept in flight at the queue, in all: a producer's default window. */
+#define IN_FLIGHT 256
 #define MAX_REPS 16
 #define MAX_THREADS 64
 
-static int opt_in_flight = IN_FLIGHT; /* per helper process */
-static gboolean opt_in_flight_total;  /* opt_in_flight in all, not per process */
+static int opt_in_flight = IN_FLIGHT;     /* in all */
+static gboolean opt_in_flight_per_helper; /* opt_in_flight per helper process */
 static gboolean opt_per_thread;
 
 static gboolean opt_quick;
@@ -278,7 +280,7 @@ run_sluice (gboolean busy, guint n_processes, guint n)
                                         n_processes, "max-calls", opt_max_calls, NULL)
                         : g_object_new (SLUICE_TYPE_PROCESS_WORKER, "argv", argv, "n-processes",
                                         n_processes, NULL);
-  guint in_flight = (guint) MAX (opt_in_flight, 1) * (opt_in_flight_total ? 1 : n_processes);
+  guint in_flight = (guint) MAX (opt_in_flight, 1) * (opt_in_flight_per_helper ? n_processes : 1);
   Run warm = { queue, "echo", FALSE, 8 * n_processes, in_flight, 0, 0, 0 };
   Run run = { queue, busy ? "busy" : "echo", busy, n, in_flight, 0, 0, 0 };
   gboolean shut = FALSE;
@@ -434,10 +436,9 @@ main (int argc, char **argv)
     { "calls", 0, 0, G_OPTION_ARG_INT, &opt_calls,
       "Calls per run (profiling: runs of two sizes give the cost per call)", "N" },
     { "in-flight", 0, 0, G_OPTION_ARG_INT, &opt_in_flight,
-      "Calls kept in flight at the queue per helper process (default 64)", "N" },
-    { "in-flight-total", 0, 0, G_OPTION_ARG_NONE, &opt_in_flight_total,
-      "--in-flight counts the calls in flight in all (the bench until session 13), not per helper",
-      NULL },
+      "Calls kept in flight at the queue, in all (default 256; session 12's bench: 64)", "N" },
+    { "in-flight-per-helper", 0, 0, G_OPTION_ARG_NONE, &opt_in_flight_per_helper,
+      "--in-flight counts the calls in flight per helper process, not in all", NULL },
     { "per-thread", 0, 0, G_OPTION_ARG_NONE, &opt_per_thread,
       "Print each thread's CPU time and context switches per call (from /proc)", NULL },
     { "max-calls", 0, 0, G_OPTION_ARG_INT, &opt_max_calls,
