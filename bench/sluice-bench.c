@@ -1038,6 +1038,37 @@ paired_ratio (const Workload *w, Impl num, Impl den, double *med, double *lo, do
   paired_ratio2 (w, num, w, den, med, lo, hi);
 }
 
+/* CPU time (user + system of the whole process) per item of repetition @i,
+ * in µs: less sensitive to other load than the wall-clock time, which a
+ * busy machine stretches (issue 19). */
+static double
+cpu_us_per_item (const Workload *w, Impl impl, int i)
+{
+  const Samples *s = &w->samples[impl];
+
+  return s->cpu[i] * s->seconds[i] * 1e6 / (double) w->params.n;
+}
+
+/* The median CPU µs per item of @impl, and the paired ratio of @den's CPU
+ * per item to @num's within each repetition (> 1: @num spends less). */
+static void
+paired_cpu_ratio (
+    const Workload *w, Impl num, Impl den, double *num_us, double *den_us, double *med)
+{
+  double a[MAX_REPS], b[MAX_REPS], ratios[MAX_REPS];
+  int n = MIN (w->samples[num].n, w->samples[den].n);
+
+  for (int i = 0; i < n; i++)
+    {
+      a[i] = cpu_us_per_item (w, num, i);
+      b[i] = cpu_us_per_item (w, den, i);
+      ratios[i] = b[i] / a[i];
+    }
+  *num_us = bench_median (a, n);
+  *den_us = bench_median (b, n);
+  *med = bench_median (ratios, n);
+}
+
 /* Runs the @n workloads @ws (variants of one workload, e.g. at several
  * windows) in alternation: every repetition runs each implementation of
  * each of them once, so that ratios between any two runs of a repetition
@@ -1687,6 +1718,17 @@ main (int argc, char *argv[])
       g_string_append_printf (results, "RESULT handoff_items_per_s=%.0f\n",
                               hs->params.n / bench_median (hs->samples[IMPL_SLUICE].seconds,
                                                            hs->samples[IMPL_SLUICE].n));
+    /* The load-independent side of small_vs_unsync: CPU per item. */
+    if (has_samples (s, IMPL_SLUICE) && has_samples (s, IMPL_UNSYNC))
+      {
+        double sluice_us, unsync_us;
+
+        paired_cpu_ratio (s, IMPL_SLUICE, IMPL_UNSYNC, &sluice_us, &unsync_us, &med);
+        g_string_append_printf (results,
+                                "RESULT small_cpu_us_sluice=%.3f\nRESULT small_cpu_us_unsync=%.3f\n"
+                                "RESULT small_cpu_vs_unsync=%.3f\n",
+                                sluice_us, unsync_us, med);
+      }
     if (s->samples[IMPL_SLUICE].n > 0)
       g_string_append_printf (
           results, "RESULT small_items_per_s=%.0f\n",
