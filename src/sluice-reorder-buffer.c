@@ -1056,12 +1056,17 @@ wait_for_head (SluiceReorderBuffer *rb)
   if (few)
     {
       start = g_get_monotonic_time ();
-      if (adaptive_spin (rb, flags, start))
-        return;
-      /* A sleep for the head follows: may a completer take it for us and
-       * answer the owner (take_early_locked ())? Asked here, outside our
-       * lock: the answer may look at the owner's context. */
+      /* May a completer take the head for us and answer the owner
+       * (take_early_locked ())? Asked here, outside our lock: the answer
+       * may look at the owner's context. */
       early_ok = rb->early_may_func != NULL && rb->early_may_func (rb->callback_data);
+      /* With the owner waiting for room the sleep is the faster way: the
+       * completer answers the owner beside our wake-up, where a spin that
+       * gets the item leaves the answer on our way to it (bench/latency,
+       * 1 in flight, quiet host: p50 3.0-3.7 us sleeping against 5.8
+       * spinning). */
+      if (!(early_ok && g_atomic_int_get (&rb->want_room)) && adaptive_spin (rb, flags, start))
+        return;
     }
 
   /* A wait that outlasts the spin is one a stats reader may want to see
