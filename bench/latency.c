@@ -54,6 +54,7 @@ struct _Run
   guint64 spins;       /* sluice: waits of the consumer a spin ended */
   guint64 sleeps;      /* sluice: waits it slept through */
   guint64 owner_spins; /* sluice: the owner's waits for room a spin ended */
+  guint64 early;       /* sluice: items a completer took for the sleeping consumer */
   gboolean order_ok;
   void (*complete) (Run *run, Job *job);
 
@@ -211,6 +212,7 @@ sluice_latency_run (Run *run)
     g_variant_lookup (stats, "consumer-spins", "t", &run->spins);
     g_variant_lookup (stats, "consumer-sleeps", "t", &run->sleeps);
     g_variant_lookup (stats, "owner-spins", "t", &run->owner_spins);
+    g_variant_lookup (stats, "early-room-answers", "t", &run->early);
   }
   stop_completers (run);
   g_object_unref (producer);
@@ -316,8 +318,8 @@ typedef enum
 
 static const char *lat_names[N_LAT_IMPLS] = { "sluice", "cond" };
 
-/* @waits: the sluice consumer's spins and sleeps, the owner's spins, or
- * NULL. */
+/* @waits: the sluice consumer's spins and sleeps, the owner's spins, the
+ * early room answers, or NULL. */
 static void
 run_once (LatImpl impl,
           guint k,
@@ -357,6 +359,7 @@ run_once (LatImpl impl,
       waits[0] = run.spins;
       waits[1] = run.sleeps;
       waits[2] = run.owner_spins;
+      waits[3] = run.early;
     }
   g_free (run.jobs);
   g_free (run.t_done);
@@ -388,15 +391,15 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
         {
           LatImpl impl = (i + rep) % N_LAT_IMPLS;
 
-          guint64 waits[3] = { 0, 0, 0 };
+          guint64 waits[4] = { 0, 0, 0, 0 };
 
           run_once (impl, ks[j], n, iters_per_us, &p50[j][impl][rep], &p99[j][impl][rep], waits);
           fprintf (stderr,
                    "  latency %u in flight %-6s rep %d: p50 %7.1f us  p99 %7.1f us  (spins "
                    "%" G_GUINT64_FORMAT ", sleeps %" G_GUINT64_FORMAT
-                   ", owner spins %" G_GUINT64_FORMAT ")\n",
+                   ", owner spins %" G_GUINT64_FORMAT ", early answers %" G_GUINT64_FORMAT ")\n",
                    ks[j], lat_names[impl], rep + 1, p50[j][impl][rep], p99[j][impl][rep], waits[0],
-                   waits[1], waits[2]);
+                   waits[1], waits[2], waits[3]);
         }
 
   printf ("\nlatency from deliverable to received, %u-%u us of work per item, medians over %d "

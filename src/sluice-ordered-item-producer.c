@@ -539,6 +539,47 @@ on_room_source (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* Any thread: whether the room may be given from another thread than the
+ * owner's, i.e. the calling thread is not the owner's. */
+static gboolean
+room_is_remote (Link *link)
+{
+  return g_thread_self () != link->thread && !g_main_context_is_owner (link->context);
+}
+
+/* Any thread, the owner's included: gives the owner its room by raising
+ * the room source, without calling out on this thread. */
+static void
+room_raise (Link *link)
+{
+  RoomSource *rs = (RoomSource *) link->room_source;
+
+  /* Threads in wait_ready() look at the buffer themselves: the owner
+   * context may not run (a producer fed from threads). */
+  wake_ready_waiters (link);
+  g_atomic_int_set (&rs->raised, TRUE);
+  /* An owner spinning for room sees the raise (room_source_spin ()). */
+  if (!g_atomic_int_get (&rs->owner_spinning))
+    g_main_context_wakeup (link->context);
+}
+
+/* Consumer thread, about to sleep for the next item: whether a completer
+ * may answer a room request for it (the reorder buffer's early room
+ * answer): not for a consumer on the owner's thread, whose refill happens
+ * inside rb_room_cb (). */
+static gboolean
+rb_early_room_may (gpointer data)
+{
+  return room_is_remote (data);
+}
+
+/* The completing thread, for a consumer rb_early_room_may () allowed. */
+static void
+rb_early_room_answer (gpointer data)
+{
+  room_raise (data);
+}
+
 /* Consumer thread: live items fell to low water while we wanted room.
  * Returns whether the owner refills the window from another thread now. */
 static gboolean
@@ -547,17 +588,9 @@ rb_room_cb (gpointer data)
   Link *link = data;
   SluiceOrderedItemProducer *self;
 
-  if (!g_main_context_is_owner (link->context) && g_thread_self () != link->thread)
+  if (room_is_remote (link))
     {
-      /* Threads in wait_ready() look at the buffer themselves: the owner
-       * context may not run (a producer fed from threads). */
-      RoomSource *rs = (RoomSource *) link->room_source;
-
-      wake_ready_waiters (link);
-      g_atomic_int_set (&rs->raised, TRUE);
-      /* An owner spinning for room sees the raise (room_source_spin ()). */
-      if (!g_atomic_int_get (&rs->owner_spinning))
-        g_main_context_wakeup (link->context);
+      room_raise (link);
       return TRUE;
     }
 
@@ -2385,6 +2418,7 @@ sluice_ordered_item_producer_constructed (GObject *object)
     self->rb_link = rb_link;
     sluice_reorder_buffer_set_callbacks (self->rb, rb_room_cb, rb_failed_cb, rb_settled_cb, rb_link,
                                          link_free);
+    sluice_reorder_buffer_set_early_room (self->rb, rb_early_room_may, rb_early_room_answer);
   }
   self->consumerator = sluice_consumerator_new_for_buffer (self->rb);
   sluice_consumerator_set_values (self->consumerator, TRUE);
@@ -3090,7 +3124,10 @@ sluice_ordered_item_producer_wait_ready_finish (SluiceOrderedItemProducer *self,
  *   flight, see the performance notes).
  * - `owner-spins`, `owner-spin-fails` (`t`): how often the owner context,
  *   waiting for room with a window of 1, got it by a short spin without
- *   a sleep, and how often such a spin ended in a sleep.
+ *   a sleep, and how often such a spin ended in a sleep;
+ * - `early-room-answers` (`t`): how often a completing thread took the
+ *   next item for the sleeping consumer and gave the owner its room itself
+ *   (with few items in flight, see the performance notes).
  *
  * The values are read one by one while the stream runs: related counts may
  * be a few items apart.
@@ -3144,6 +3181,7 @@ sluice_ordered_item_producer_get_stats (SluiceOrderedItemProducer *self)
   g_variant_dict_insert (
       &dict, "owner-spin-fails", "t",
       __atomic_load_n (&((RoomSource *) self->room_source)->spin_fails, __ATOMIC_RELAXED));
+  g_variant_dict_insert (&dict, "early-room-answers", "t", stats.early);
   return g_variant_ref_sink (g_variant_dict_end (&dict));
 }
 

@@ -92,6 +92,25 @@ void sluice_reorder_buffer_set_callbacks (SluiceReorderBuffer *rb,
                                           gpointer data,
                                           GDestroyNotify data_destroy);
 
+/* The early room answer (issue 19), optional: a completing thread that
+ * completes the head item while the consumer sleeps for exactly that item,
+ * with a room request of the owner open that taking the item satisfies, takes
+ * the item for the consumer (out of the ring, counted as handed) and answers
+ * the request itself, after waking the consumer: the owner's wake-up runs in
+ * parallel with the consumer's instead of between its wake-up and the return
+ * of next(). @may_func runs on the consumer thread, without the buffer's lock,
+ * before it sleeps for the head with few items in flight: whether an answer
+ * from another thread serves this consumer (not when the refill must happen
+ * inside the answer, on the consumer's own thread). @answer_func runs on the
+ * completing thread, any thread, the owner's included: it must only signal
+ * the owner, never call out on the calling thread. */
+typedef gboolean (*SluiceReorderEarlyMayFunc) (gpointer data);
+typedef void (*SluiceReorderEarlyAnswerFunc) (gpointer data);
+
+void sluice_reorder_buffer_set_early_room (SluiceReorderBuffer *rb,
+                                           SluiceReorderEarlyMayFunc may_func,
+                                           SluiceReorderEarlyAnswerFunc answer_func);
+
 /* Before any reservation: *@flag (atomic) becomes 1 whenever a room
  * request is made (has_room_locked () without room, want_room_locked ());
  * only its owner clears it. It must live as long as the buffer (the
@@ -313,8 +332,9 @@ typedef struct
 {
   guint64 waits;    /* times next() found the head incomplete */
   guint64 sleeps;   /* condition waits (each wake-up is a context switch) */
-  guint64 timeouts; /* sleeps for a later item ended by the wake latency */
+  guint64 timeouts; /* waits for a later item ended by the wake latency */
   guint64 spins;    /* waits the adaptive spin ended without a sleep */
+  guint64 early;    /* items a completer took for the sleeping consumer (early room answer) */
 } SluiceReorderStats;
 
 /* Any thread (the counters only grow). */
@@ -371,6 +391,8 @@ struct _SluiceReorderBuffer
   SluiceReorderRoomFunc room_func;
   SluiceReorderFailedFunc failed_func;
   SluiceReorderSettledFunc settled_func;
+  SluiceReorderEarlyMayFunc early_may_func;
+  SluiceReorderEarlyAnswerFunc early_answer_func;
   int *room_wanted; /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
   gpointer callback_data;
   GDestroyNotify callback_data_destroy;
@@ -425,6 +447,13 @@ struct _SluiceReorderBuffer
   SluiceSpinRule spin_rule; /* waits with few in flight (adaptive_spin ()) */
   GPtrArray *list;          /* lists mode: the list being handed out, from list_pos */
   guint list_pos;
+  /* The early room answer: set under the lock while the consumer sleeps
+   * for the head (early_ok: it may be done for this sleep), by a completer
+   * (the rest: the item it took, counted as handed already). */
+  gboolean early_ok;
+  gboolean early_taken;
+  gboolean early_single;
+  gpointer early_item;
 
   gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
 };
