@@ -347,8 +347,7 @@ run (const char *endpoint, redisContext *c, guint n_remote, guint n_calls, guint
   row.calls_per_entry = 0;
   if (n_remote > 0)
     {
-      g_autoptr (GVariant) stats =
-          g_variant_ref_sink (sluice_redis_worker_get_stats (SLUICE_REDIS_WORKER (worker)));
+      g_autoptr (GVariant) stats = sluice_redis_worker_get_stats (SLUICE_REDIS_WORKER (worker));
       guint64 sent = 0, entries = 0;
 
       g_variant_lookup (stats, "sent", "t", &sent);

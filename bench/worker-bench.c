@@ -78,7 +78,7 @@ switches (int who)
 static guint64
 stat_of (SluiceProcessWorker *worker, const char *name)
 {
-  GVariant *stats = g_variant_ref_sink (sluice_process_worker_get_stats (worker));
+  GVariant *stats = sluice_process_worker_get_stats (worker);
   guint64 value = 0;
 
   g_variant_lookup (stats, name, "t", &value);

@@ -1775,7 +1775,8 @@ sluice_process_worker_dup_pids (SluiceProcessWorker *self)
  *
  * This function is safe to call from any thread.
  *
- * Returns: (transfer floating): the counters
+ * Returns: (transfer full): the counters, not floating (as every
+ *   `get_stats` of the library): free them with g_variant_unref()
  */
 GVariant *
 sluice_process_worker_get_stats (SluiceProcessWorker *self)
@@ -1802,5 +1803,5 @@ sluice_process_worker_get_stats (SluiceProcessWorker *self)
   g_variant_builder_add (
       &builder, "{sv}", "capacity",
       g_variant_new_uint64 (sluice_process_worker_get_capacity (SLUICE_WORKER (self))));
-  return g_variant_builder_end (&builder);
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
 }

@@ -1959,7 +1959,8 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  *
  * This function is safe to call from any thread.
  *
- * Returns: (transfer floating): the counters
+ * Returns: (transfer full): the counters, not floating (as every
+ *   `get_stats` of the library): free them with g_variant_unref()
  */
 GVariant *
 sluice_redis_worker_get_stats (SluiceRedisWorker *self)
@@ -1986,7 +1987,7 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
   g_variant_builder_add (&builder, "{sv}", "tracked",
                          g_variant_new_uint64 (g_hash_table_size (state->attempts)));
   g_mutex_unlock (&state->mutex);
-  return g_variant_builder_end (&builder);
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
 }
 
 /**

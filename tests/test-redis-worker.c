@@ -517,8 +517,11 @@ producer_new (Server *server, const char *series, guint max_in_flight, SluiceRed
 static guint64
 stat_of (SluiceRedisWorker *worker, const char *key)
 {
-  g_autoptr (GVariant) stats = g_variant_ref_sink (sluice_redis_worker_get_stats (worker));
+  g_autoptr (GVariant) stats = sluice_redis_worker_get_stats (worker);
   guint64 value = 0;
+
+  /* (transfer full), not floating, as every get_stats of the library. */
+  g_assert_false (g_variant_is_floating (stats));
 
   g_assert_true (g_variant_lookup (stats, key, "t", &value));
   return value;
