@@ -79,12 +79,18 @@
 
 typedef struct _State State;
 
-/* The calls sent in one entry (version 3 of the protocol). */
+/* The calls sent in one entry (version 3 of the protocol): one attempt
+ * of each. The entry id is the batch's, from the reply to its own XADD:
+ * never matched by call id, which an earlier attempt of one of its calls
+ * shares (issue 17: that attempt, given back, took the id of this entry
+ * and withdrew it, the other calls in it with it). */
 typedef struct
 {
-  guint n_open;  /* its calls still in flight (under the state's mutex) */
-  guint n_calls; /* its calls; 0 once its entry is deleted */
-  guint size;    /* its calls */
+  guint n_open;      /* its calls still in flight (under the state's mutex) */
+  guint n_calls;     /* its calls; 0 once its entry is deleted */
+  guint size;        /* its calls */
+  char *entry_id;    /* (nullable) until its XADD is answered; under the mutex */
+  gboolean awaiting; /* the reply to its XADD is awaited on the send connection */
 } Batch;
 
 /* A call in Redis. */
@@ -94,12 +100,10 @@ typedef struct
   SluiceWorkerTask *task; /* (owned) (nullable) once taken out */
   char *id;               /* CLIENT-ID:SEQUENCE */
   char *stream;
-  char *entry_id;            /* (nullable) until XADD answered */
   GCancellable *cancellable; /* (owned) the task's */
   gulong cancelled_id;
-  guint epoch;       /* of the Redis instance it was sent to (State.epoch) */
-  gboolean awaiting; /* the reply to its XADD (its entry id) is not read yet */
-  Batch *batch;      /* (owned: a reference) the calls of its entry */
+  guint epoch;  /* of the Redis instance it was sent to (State.epoch) */
+  Batch *batch; /* (owned: a reference) the calls of its entry */
 } Flight;
 
 /* What the threads share with the object: they hold references on it. */
@@ -153,6 +157,18 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (SluiceRedisWorker,
                                G_IMPLEMENT_INTERFACE (SLUICE_TYPE_WORKER,
                                                       sluice_redis_worker_iface_init))
 
+static void
+batch_clear (gpointer data)
+{
+  g_free (((Batch *) data)->entry_id);
+}
+
+static void
+batch_release (Batch *batch)
+{
+  g_rc_box_release_full (batch, batch_clear);
+}
+
 /* Never with the state's mutex held, nor from the cancelled handler. */
 static void
 flight_free (gpointer data)
@@ -167,9 +183,8 @@ flight_free (gpointer data)
   g_clear_object (&flight->task);
   g_free (flight->id);
   g_free (flight->stream);
-  g_free (flight->entry_id);
   if (flight->batch != NULL)
-    g_rc_box_release (flight->batch);
+    batch_release (flight->batch);
   g_free (flight);
 }
 
@@ -453,7 +468,7 @@ connected_to (State *state, const char *run_id, gboolean first, gboolean sending
     {
       Flight *flight = value;
 
-      if (flight->epoch == state->epoch && !(sending && flight->entry_id == NULL))
+      if (flight->epoch == state->epoch && !(sending && flight->batch->entry_id == NULL))
         continue;
       g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
       g_hash_table_iter_steal (&iter);
@@ -744,6 +759,7 @@ typedef struct
 typedef struct
 {
   GPtrArray *call_ids; /* (nullable) of char *: the calls of an XADD; NULL for other commands */
+  Batch *batch;        /* (nullable) (owned: a reference) the calls of that XADD */
   gboolean renewal;    /* of the reply stream's time to live */
   gint64 sent_us;
 } Expected;
@@ -754,6 +770,7 @@ expected_free (gpointer data)
   Expected *expected = data;
 
   g_clear_pointer (&expected->call_ids, g_ptr_array_unref);
+  g_clear_pointer (&expected->batch, batch_release);
   g_free (expected);
 }
 
@@ -767,21 +784,16 @@ expect (Io *io, GPtrArray *call_ids)
   g_queue_push_tail (&io->expected, expected);
 }
 
-/* Takes the ids of the calls the next reply is about (transfer full;
- * nullable). */
-static GPtrArray *
-expected_pop (Io *io)
-{
-  Expected *expected = g_queue_pop_head (&io->expected);
-  GPtrArray *ids = expected != NULL ? g_steal_pointer (&expected->call_ids) : NULL;
-
-  g_free (expected);
-  return ids;
-}
-
+/* The replies awaited will not come (the send connection was lost, or
+ * is closed): the entry ids of their batches stay unknown. */
 static void
 expected_clear (Io *io)
 {
+  g_mutex_lock (&io->state->mutex);
+  for (GList *l = io->expected.head; l != NULL; l = l->next)
+    if (((Expected *) l->data)->batch != NULL)
+      ((Expected *) l->data)->batch->awaiting = FALSE;
+  g_mutex_unlock (&io->state->mutex);
   g_queue_clear_full (&io->expected, expected_free);
   g_queue_init (&io->expected);
 }
@@ -800,39 +812,23 @@ append (Io *io, SluiceRedisArgs *args, GPtrArray *call_ids, GError **error)
   return TRUE;
 }
 
-/* The flight of @id, in flight or being withdrawn. */
-static Flight *
-find_flight_locked (State *state, const char *id)
-{
-  Flight *flight = g_hash_table_lookup (state->in_flight, id);
-
-  for (guint i = 0; flight == NULL && i < state->withdraw->len; i++)
-    if (strcmp (((Flight *) state->withdraw->pdata[i])->id, id) == 0)
-      flight = state->withdraw->pdata[i];
-  return flight;
-}
-
-/* The reply to the XADD of the call @id: the entry id Redis gave it, or
- * a refusal. A call Redis refuses for a while (LOADING after a restart,
- * BUSY with a script) is not in Redis: its task goes to io->retry, to be
- * sent again after a pause; a call refused for another reason (out of
- * memory) fails with Redis's error. */
+/* The reply to the XADD of @batch about its call @id: a call Redis
+ * refused for a while (LOADING after a restart, BUSY with a script) is not
+ * in Redis: its task goes to io->retry, to be sent again after a pause; a
+ * call refused for another reason (out of memory) fails with Redis's
+ * error. Only the attempt of @batch is taken out: another attempt of the
+ * call (sent again since) has a reply of its own. */
 static void
-take_send_reply (Io *io, const char *id, redisReply *reply, GError *refused)
+take_refused (Io *io, Batch *batch, const char *id, GError *refused)
 {
   State *state = io->state;
-  Flight *flight;
+  Flight *flight = NULL;
 
   g_mutex_lock (&state->mutex);
-  flight = find_flight_locked (state, id);
-  if (flight != NULL)
-    flight->awaiting = FALSE;
-  if (flight != NULL && reply != NULL && flight->entry_id == NULL &&
-      reply->type == REDIS_REPLY_STRING)
-    flight->entry_id = g_strdup (reply->str);
-  flight = NULL;
-  if (refused != NULL && steal_flight (state, id, &flight) &&
-      !sluice_redis_error_is_transient (refused))
+  flight = g_hash_table_lookup (state->in_flight, id);
+  if (flight == NULL || flight->batch != batch || !steal_flight (state, id, &flight))
+    flight = NULL;
+  else if (!sluice_redis_error_is_transient (refused))
     forget_attempts_locked (state, flight->task);
   g_mutex_unlock (&state->mutex);
   if (flight != NULL)
@@ -850,13 +846,26 @@ take_send_reply (Io *io, const char *id, redisReply *reply, GError *refused)
     }
 }
 
-/* The reply to an XADD of the calls @ids (nullable: another command). */
+/* The reply to the command @expected (transfer full) awaited: for an
+ * XADD of calls, the entry id Redis gave their batch, or a refusal. */
 static void
-take_send_replies_for (Io *io, GPtrArray *ids, redisReply *reply, GError *refused)
+take_send_reply (Io *io, Expected *expected, redisReply *reply, GError *refused)
 {
-  for (guint i = 0; ids != NULL && i < ids->len; i++)
-    take_send_reply (io, ids->pdata[i], reply, refused);
-  g_clear_pointer (&ids, g_ptr_array_unref);
+  State *state = io->state;
+  Batch *batch = expected != NULL ? expected->batch : NULL;
+
+  if (batch != NULL)
+    {
+      g_mutex_lock (&state->mutex);
+      batch->awaiting = FALSE;
+      if (reply != NULL && reply->type == REDIS_REPLY_STRING && batch->entry_id == NULL)
+        batch->entry_id = g_strdup (reply->str);
+      g_mutex_unlock (&state->mutex);
+      for (guint i = 0; refused != NULL && i < expected->call_ids->len; i++)
+        take_refused (io, batch, expected->call_ids->pdata[i], refused);
+    }
+  if (expected != NULL)
+    expected_free (expected);
 }
 
 /* Takes the replies read on the send connection. FALSE when it is lost. */
@@ -888,7 +897,7 @@ take_send_replies (Io *io, GError **error)
           expect (io, NULL);
           reply_stream_lost (io->state);
         }
-      take_send_replies_for (io, expected_pop (io), reply, refused);
+      take_send_reply (io, g_queue_pop_head (&io->expected), reply, refused);
       g_clear_error (&refused);
       if (reply != NULL)
         freeReplyObject (reply);
@@ -944,14 +953,15 @@ withdraw (Io *io, GError **error)
     {
       Flight *flight = flights->pdata[i];
 
-      if (flight->awaiting)
+      if (flight->batch->awaiting)
         {
           g_ptr_array_add (state->withdraw, flight);
           flights->pdata[i] = NULL;
         }
       /* An entry with other calls still in flight stays; one whose
        * calls all left goes once. */
-      else if (flight->entry_id != NULL && flight->batch->n_open == 0 && flight->batch->n_calls > 0)
+      else if (flight->batch->entry_id != NULL && flight->batch->n_open == 0 &&
+               flight->batch->n_calls > 0)
         {
           flight->batch->n_calls = 0;
           g_ptr_array_add (entries, flight);
@@ -967,7 +977,7 @@ withdraw (Io *io, GError **error)
       sluice_redis_args_init (&args);
       sluice_redis_args_add (&args, "XDEL");
       sluice_redis_args_add (&args, flight->stream);
-      sluice_redis_args_add (&args, flight->entry_id);
+      sluice_redis_args_add (&args, flight->batch->entry_id);
       ok = append (io, &args, NULL, error);
     }
   for (guint i = 0; i < cancelled->len && ok; i++)
@@ -1013,7 +1023,6 @@ flight_new (Io *io, Batch *batch, SluiceWorkerTask *task)
   flight->state = state;
   flight->task = task;
   flight->epoch = io->epoch;
-  flight->awaiting = TRUE;
   flight->batch = g_rc_box_acquire (batch);
   flight->cancellable = g_object_ref (sluice_worker_task_get_cancellable (task));
   flight->cancelled_id =
@@ -1068,22 +1077,28 @@ append_batch (Io *io, gboolean send, SluiceWorkerTask **tasks, guint n, GError *
       g_ptr_array_add (ids, call_id (state, tasks[i]));
       g_variant_builder_add_value (&builder, flight_new (io, batch, tasks[i]));
     }
-  g_rc_box_release (batch);
   calls = g_variant_ref_sink (g_variant_builder_end (&builder));
   g_mutex_lock (&state->mutex);
   state->n_entries++;
   g_mutex_unlock (&state->mutex);
-  if (!send)
+  if (send)
     {
-      g_variant_unref (calls);
-      g_ptr_array_unref (ids);
-      g_free (stream);
-      return FALSE;
+      sluice_redis_args_init_batch (&args, stream, FALSE, "i", ids->pdata[0], calls);
+      send = append (io, &args, g_steal_pointer (&ids), error);
     }
-  sluice_redis_args_init_batch (&args, stream, FALSE, "i", ids->pdata[0], calls);
+  if (send)
+    {
+      /* Its reply, the batch's entry id, is awaited. */
+      ((Expected *) g_queue_peek_tail (&io->expected))->batch = g_rc_box_acquire (batch);
+      g_mutex_lock (&state->mutex);
+      batch->awaiting = TRUE;
+      g_mutex_unlock (&state->mutex);
+    }
+  batch_release (batch);
   g_variant_unref (calls);
+  g_clear_pointer (&ids, g_ptr_array_unref);
   g_free (stream);
-  return append (io, &args, ids, error);
+  return send;
 }
 
 /* Sends @tasks (transfer full) in entries of one series each, of at most
@@ -1143,7 +1158,7 @@ static gboolean
 withdraw_ready_locked (State *state)
 {
   for (guint i = 0; i < state->withdraw->len; i++)
-    if (!((Flight *) state->withdraw->pdata[i])->awaiting)
+    if (!((Flight *) state->withdraw->pdata[i])->batch->awaiting)
       return TRUE;
   return FALSE;
 }
@@ -1524,17 +1539,11 @@ io_lost (Io *io, gboolean send, GError *error)
 {
   if (send)
     {
-      State *state = io->state;
-
       /* The replies awaited will not come: the calls whose XADD they
        * answer may not be in Redis (connected_to () gives them back), and
-       * the entry ids of those withdrawn stay unknown. */
+       * the entry ids of their batches stay unknown. */
       expected_clear (io);
-      g_mutex_lock (&state->mutex);
-      for (guint i = 0; i < state->withdraw->len; i++)
-        ((Flight *) state->withdraw->pdata[i])->awaiting = FALSE;
-      g_mutex_unlock (&state->mutex);
-      return lost (state, &io->send, "send", &io->epoch, error);
+      return lost (io->state, &io->send, "send", &io->epoch, error);
     }
   io->reading = FALSE;
   return lost (io->state, &io->read, "read", &io->epoch, error);
@@ -1660,7 +1669,7 @@ io_main (gpointer data)
               g_clear_error (&refused);
               break;
             }
-          take_send_replies_for (&io, expected_pop (&io), reply, refused);
+          take_send_reply (&io, g_queue_pop_head (&io.expected), reply, refused);
           g_clear_error (&refused);
           if (reply != NULL)
             freeReplyObject (reply);

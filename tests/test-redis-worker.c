@@ -2433,6 +2433,100 @@ test_gzip_redis_lost (void)
   server_stop (server); /* gone already */
 }
 
+static void
+redis_command_ok (Server *server, const char *command)
+{
+  redisReply *reply = redisCommand (server->c, command);
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_STATUS);
+  freeReplyObject (reply);
+}
+
+/* The entry id in the reply to an XADD belongs to the attempt of the
+ * calls that XADD sent, never to another attempt of one of its calls
+ * (issue 17, the restart hang: a reply taken by the call's id went to an
+ * earlier attempt, given back with its XADD unanswered, whose entry was
+ * then withdrawn: XDEL deleted the new entry with the other calls in it,
+ * which were never answered). Made step by step with CLIENT PAUSE WRITE
+ * (XADDs wait in Redis, unanswered) and CLIENT KILL, INFO denied (every
+ * reconnect counts as a restart: all calls in flight go back):
+ * 1. X and Y sent (in one entry or two), which wait (paused); the
+ *    sender's connection is dropped: those XADDs never run, and X and Y
+ *    go back with no entry id (those attempts never get an answer);
+ * 2. sent again in one entry, which Redis adds;
+ * 3. paused; the reader's connection is dropped: X and Y go back (their
+ *    entry withdrawn) and are sent again in one entry, which waits;
+ * 4. X is cancelled (its attempt leaves the calls in flight), then Redis
+ *    runs the waiting commands: the entry of X and Y must stay for Y,
+ *    whose result comes once a remote worker starts. */
+static void
+test_reply_to_its_attempt (void)
+{
+  const char *extra[] = { "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-info", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  g_autofree char *reader_name = NULL, *sender_name = NULL;
+  GCancellable *cancellable;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  CallData *data;
+  Remote *remote;
+  Calls *calls;
+  guint64 n_entries;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 8, &worker);
+  reader_name = g_strconcat ("sluice-read.", sluice_redis_worker_get_client_id (worker), NULL);
+  sender_name = g_strconcat ("sluice-send.", sluice_redis_worker_get_client_id (worker), NULL);
+  cancellable = g_cancellable_new ();
+  calls = calls_new (2);
+  /* Connected (the reply stream made) before the pause. */
+  WAIT_UNTIL (client_connected (server, reader_name));
+
+  /* 1. */
+  redis_command_ok (server, "CLIENT PAUSE 100000 WRITE");
+  data = g_new0 (CallData, 1);
+  data->calls = calls;
+  data->index = 0;
+  sluice_task_queue_call_async (queue, "squares", "square", g_variant_new ("(x)", (gint64) 0), 0, 0,
+                                cancellable, call_done_cb, data);
+  call (queue, calls, 1, "squares", "square", g_variant_new ("(x)", (gint64) 1));
+  WAIT_UNTIL (stat_of (worker, "sent") == 2);
+  /* One entry, or one each. */
+  n_entries = stat_of (worker, "entries");
+  kill_client (server, sender_name);
+  redis_command_ok (server, "CLIENT UNPAUSE");
+
+  /* 2. */
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == 1);
+  g_assert_cmpuint (stat_of (worker, "sent"), ==, 4);
+  g_assert_cmpuint (stat_of (worker, "entries"), ==, n_entries + 1);
+
+  /* 3. */
+  redis_command_ok (server, "CLIENT PAUSE 100000 WRITE");
+  kill_client (server, reader_name);
+  WAIT_UNTIL (stat_of (worker, "sent") == 6);
+  g_assert_cmpuint (stat_of (worker, "entries"), ==, n_entries + 2);
+
+  /* 4. */
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 1 && calls->n_done == 1);
+  g_assert_error (calls->errors[0], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  redis_command_ok (server, "CLIENT UNPAUSE");
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == 2);
+  check_squares_but (calls, 2, 0);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, 1);
+
+  g_object_unref (cancellable);
+  calls_free (calls, 2);
+  queue_shutdown (queue);
+  g_object_unref (worker);
+  remote_stop (remote);
+  server_stop (server);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2451,6 +2545,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/redis-restart", test_redis_restart);
   g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
   g_test_add_func ("/redis-worker/redis-restart-info-denied", test_redis_restart_info_denied);
+  g_test_add_func ("/redis-worker/reply-to-its-attempt", test_reply_to_its_attempt);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
