@@ -1016,19 +1016,30 @@ test_redis_restart_appendonly (void)
  * which instance it reached, so it takes every connection made again for
  * a restart (all its calls in flight go back to the queue and are sent
  * again); it still connects, and no call is lost. */
-static void
-test_redis_restart_info_denied (void)
+/* A server whose default user may not run INFO (nor learn the run_id). */
+static Server *
+server_start_info_denied (void)
 {
   const char *extra[] = { "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-info", NULL };
   Server *server = server_start_full (NULL, FALSE, extra);
   redisReply *reply;
 
   if (server == NULL)
-    return;
+    return NULL;
   reply = redisCommand (server->c, "INFO server");
   g_assert_nonnull (reply);
   g_assert_cmpint (reply->type, ==, REDIS_REPLY_ERROR);
   freeReplyObject (reply);
+  return server;
+}
+
+static void
+test_redis_restart_info_denied (void)
+{
+  Server *server = server_start_info_denied ();
+
+  if (server == NULL)
+    return;
   ordered_squares (server, sluice_test_scale (1000, 4), TRUE);
   server_stop (server);
 }
@@ -2463,8 +2474,7 @@ redis_command_ok (Server *server, const char *command)
 static void
 test_reply_to_its_attempt (void)
 {
-  const char *extra[] = { "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-info", NULL };
-  Server *server = server_start_full (NULL, FALSE, extra);
+  Server *server = server_start_info_denied ();
   g_autofree char *reader_name = NULL, *sender_name = NULL;
   GCancellable *cancellable;
   SluiceRedisWorker *worker;
