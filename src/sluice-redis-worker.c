@@ -483,16 +483,34 @@ connected_to (State *state, const char *run_id, gboolean first, gboolean sending
 /* Appends to @c the commands that make the reply stream (empty: an entry
  * trimmed at once) and give it its time to live. */
 static gboolean
-append_make_reply_stream (State *state, redisContext *c, guint ttl_ms, GError **error)
+append_make_reply_stream (
+    State *state, redisContext *c, guint ttl_ms, const char *after_id, GError **error)
 {
   SluiceRedisArgs args;
+  guint64 ms = 0, seq = 0;
+  const char *dash = strchr (after_id, '-');
 
+  /* The marker's id follows the last answer read, so that every answer
+   * to come has a higher id than that, which the reader asks for, even
+   * where the clock of a Redis made anew is behind the old one's. */
+  if (dash != NULL)
+    {
+      g_autofree char *ms_part = g_strndup (after_id, dash - after_id);
+
+      if (!g_ascii_string_to_unsigned (ms_part, 10, 0, G_MAXUINT64, &ms, NULL) ||
+          !g_ascii_string_to_unsigned (dash + 1, 10, 0, G_MAXUINT64, &seq, NULL))
+        ms = seq = 0;
+    }
+  if (seq == G_MAXUINT64)
+    ms++, seq = 0;
+  else
+    seq++;
   sluice_redis_args_init (&args);
   sluice_redis_args_add (&args, "XADD");
   sluice_redis_args_add (&args, state->reply_stream);
   sluice_redis_args_add (&args, "MAXLEN");
   sluice_redis_args_add (&args, "0");
-  sluice_redis_args_add (&args, "*");
+  sluice_redis_args_add_printf (&args, "%" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT, ms, seq);
   sluice_redis_args_add (&args, "made");
   sluice_redis_args_add (&args, "1");
   if (!sluice_redis_args_append (&args, c, error))
@@ -510,7 +528,8 @@ append_make_reply_stream (State *state, redisContext *c, guint ttl_ms, GError **
  * on the send connection when it connects). *@made tells whether it had
  * to: answers written meanwhile were dropped. */
 static gboolean
-ensure_reply_stream (State *state, redisContext *c, gboolean *made, GError **error)
+ensure_reply_stream (
+    State *state, redisContext *c, const char *after_id, gboolean *made, GError **error)
 {
   SluiceRedisArgs args;
   redisReply *reply;
@@ -530,7 +549,7 @@ ensure_reply_stream (State *state, redisContext *c, gboolean *made, GError **err
   freeReplyObject (reply);
   if (*made)
     {
-      if (!append_make_reply_stream (state, c, ttl_ms > 0 ? ttl_ms : G_MAXINT32, error))
+      if (!append_make_reply_stream (state, c, ttl_ms > 0 ? ttl_ms : G_MAXINT32, after_id, error))
         return FALSE;
     }
   else
@@ -581,10 +600,16 @@ reply_stream_lost (State *state)
 
 /* Connects the connection @role ("send" or "read") of the I/O thread (its
  * @first, or again) within @deadline (0: one try), non-blocking once
- * greeted; see connected_to (). */
+ * greeted; see connected_to (). A reply stream made anew starts after
+ * @after_id, the last answer read. */
 static redisContext *
-connect_role (
-    State *state, const char *role, gboolean first, gint64 deadline, guint *epoch, GError **error)
+connect_role (State *state,
+              const char *role,
+              gboolean first,
+              gint64 deadline,
+              guint *epoch,
+              const char *after_id,
+              GError **error)
 {
   for (;;)
     {
@@ -598,7 +623,7 @@ connect_role (
       guint64 max_bulk = 0;
 
       if (c != NULL && greet (state, c, role, &run_id, error) &&
-          (!send || (ensure_reply_stream (state, c, &made, error) &&
+          (!send || (ensure_reply_stream (state, c, after_id, &made, error) &&
                      sluice_redis_max_bulk (c, &max_bulk, error))))
         {
           if (send)
@@ -631,7 +656,12 @@ connect_role (
  * again for up to reconnect_ms. Past that (or with reconnect_ms 0) the
  * worker resigns and the I/O thread leaves: returns FALSE. */
 static gboolean
-lost (State *state, redisContext **c, const char *role, guint *epoch, GError *error)
+lost (State *state,
+      redisContext **c,
+      const char *role,
+      guint *epoch,
+      const char *after_id,
+      GError *error)
 {
   GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
   guint reconnect_ms;
@@ -652,7 +682,7 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
   g_debug ("Redis connection lost (%s), reconnecting", error->message);
   g_error_free (error);
 
-  *c = connect_role (state, role, FALSE, 0, epoch, &local);
+  *c = connect_role (state, role, FALSE, 0, epoch, after_id, &local);
   if (*c != NULL)
     {
       g_ptr_array_unref (tasks);
@@ -669,7 +699,7 @@ lost (State *state, redisContext **c, const char *role, guint *epoch, GError *er
 
   *c = connect_role (state, role, FALSE,
                      g_get_monotonic_time () + (gint64) reconnect_ms * G_TIME_SPAN_MILLISECOND,
-                     epoch, &local);
+                     epoch, after_id, &local);
   if (*c == NULL)
     {
       fail (state, local);
@@ -891,7 +921,7 @@ take_send_replies (Io *io, GError **error)
           reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
         {
           /* The reply stream was gone. */
-          if (!append_make_reply_stream (io->state, io->send, io->reply_ttl_ms, error))
+          if (!append_make_reply_stream (io->state, io->send, io->reply_ttl_ms, io->last_id, error))
             return FALSE;
           expect (io, NULL);
           expect (io, NULL);
@@ -1543,10 +1573,10 @@ io_lost (Io *io, gboolean send, GError *error)
        * answer may not be in Redis (connected_to () gives them back), and
        * the entry ids of their batches stay unknown. */
       expected_clear (io);
-      return lost (io->state, &io->send, "send", &io->epoch, error);
+      return lost (io->state, &io->send, "send", &io->epoch, io->last_id, error);
     }
   io->reading = FALSE;
-  return lost (io->state, &io->read, "read", &io->epoch, error);
+  return lost (io->state, &io->read, "read", &io->epoch, io->last_id, error);
 }
 
 /* Waits in poll () for the connections, the wake-up of another thread, or
@@ -1642,8 +1672,9 @@ io_main (gpointer data)
 
   g_queue_init (&io.expected);
   io.retry = g_ptr_array_new_with_free_func (g_object_unref);
-  io.send = connect_role (state, "send", TRUE, 0, &io.epoch, &error);
-  io.read = io.send != NULL ? connect_role (state, "read", TRUE, 0, &io.epoch, &error) : NULL;
+  io.send = connect_role (state, "send", TRUE, 0, &io.epoch, io.last_id, &error);
+  io.read =
+      io.send != NULL ? connect_role (state, "read", TRUE, 0, &io.epoch, io.last_id, &error) : NULL;
   if (io.read == NULL)
     fail (state, g_steal_pointer (&error));
 
