@@ -255,6 +255,7 @@ struct _TestMockWorker
   GPtrArray *run_threads; /* of GThread, borrowed */
   guint n_run;            /* (atomic) */
   guint n_run_in_call;
+  SluiceTaskQueue *fire_from; /* (nullable): run_task fires it from there */
 };
 
 /* The test's main thread, and whether it is inside a call to the queue. */
@@ -293,6 +294,8 @@ mock_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
     self->n_run_in_call++;
   g_mutex_unlock (&self->lock);
   g_atomic_int_inc (&self->n_run);
+  if (self->fire_from != NULL)
+    g_assert_true (sluice_task_queue_fire (self->fire_from, worker));
 }
 
 static void
@@ -1646,6 +1649,7 @@ test_hire_fire_pending (void)
   TestMockWorker *resigning = mock_worker_new (s_series, 2);
   SluiceThreadWorker *tw;
   CallResult r[5] = { 0 };
+  CallResult again[3] = { 0 };
   GError *gone = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CLOSED, "gone");
 
   sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
@@ -1683,6 +1687,32 @@ test_hire_fire_pending (void)
     g_main_context_iteration (NULL, FALSE);
   g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 1);
   g_assert_cmpuint (g_atomic_int_get (&resigning->n_run), ==, 0);
+
+  /* Fired from inside its own run_task, with two more waiting: the three
+   * run on a thread worker, the fired one gets no other. */
+  g_object_unref (mock);
+  mock = mock_worker_new (NULL, 3);
+  mock->fire_from = queue;
+  sluice_task_queue_fire (queue, SLUICE_WORKER (tw));
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  for (int i = 0; i < 3; i++)
+    call_record (queue, NULL, 5 + i, G_PRIORITY_DEFAULT, &again[i]);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+  g_assert_cmpuint (mock->n_crashed, ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 3);
+  g_object_unref (tw);
+  tw = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (tw));
+  for (int i = 0; i < 3; i++)
+    {
+      WAIT_UNTIL (again[i].n_completed == 1);
+      g_assert_cmpint (result_int (&again[i]), ==, 2 * (5 + i));
+      call_result_clear (&again[i]);
+    }
+  g_assert_cmpuint (log->ran->len, ==, 8);
+  for (guint i = 5; i < 8; i++)
+    g_assert_cmpint (g_array_index (log->ran, gint32, i), ==, i);
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 1);
 
   shutdown_and_wait (queue, FALSE);
   g_error_free (gone);
