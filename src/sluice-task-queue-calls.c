@@ -58,6 +58,10 @@ struct _SluiceHired
   GHashTable *held; /* of SluiceWorkerTask, borrowed (the call holds them) */
   gulong resigned_id;
   gulong capacity_id;
+  /* SLUICE_HIRE_RUN_ON_CONTEXT: (owned) (nullable) the hiring thread's
+   * context, and its deliverer while it holds tasks for the worker. */
+  GMainContext *context;
+  struct _Deliverer *deliverer;
 };
 
 typedef struct
@@ -568,8 +572,111 @@ dispatch_locked (SluiceCalls *calls)
   calls->rotate = (calls->rotate + 1) % n;
 }
 
+/* A worker hired with SLUICE_HIRE_RUN_ON_CONTEXT gets its tasks from its
+ * deliverer: a source on the hiring thread's context, which exists while
+ * it holds tasks for the worker (made for the first, destroyed once it
+ * has given the last), and gives them in the order they were handed over,
+ * one run_task () at a time. Firing the worker takes the tasks it still
+ * holds back to the queue, and retires the deliverer at once: they are
+ * never given to the worker. The deliverer holds the queue (so the calls
+ * outlive its dispatch); its tasks hold it anyway. */
+typedef struct _Deliverer
+{
+  GSource source;
+  SluiceCalls *calls;
+  SluiceTaskQueue *queue; /* (owned) */
+  SluiceHired *hired;     /* under the mutex: NULL once retired */
+  GQueue tasks;           /* of SluiceWorkerTask (owned), under the mutex */
+} Deliverer;
+
+/* Gives the worker the tasks its deliverer held when the dispatch began,
+ * one at a time, outside the mutex; those handed over meanwhile wait for
+ * the next iteration. Not recursive: a run_task () that iterates the
+ * context gets no other task meanwhile. The hiring thread's context. */
+static gboolean
+deliverer_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  Deliverer *deliverer = (Deliverer *) source;
+  SluiceCalls *calls = deliverer->calls;
+  gboolean retired;
+
+  g_mutex_lock (&calls->mutex);
+  for (guint n = deliverer->tasks.length; n > 0 && deliverer->hired != NULL; n--)
+    {
+      SluiceWorkerTask *task = g_queue_pop_head (&deliverer->tasks);
+      SluiceWorker *worker = g_object_ref (deliverer->hired->worker);
+
+      g_mutex_unlock (&calls->mutex);
+      sluice_worker_run_task (worker, task);
+      g_object_unref (task);
+      g_object_unref (worker);
+      g_mutex_lock (&calls->mutex);
+    }
+  if (deliverer->hired != NULL && g_queue_is_empty (&deliverer->tasks))
+    {
+      deliverer->hired->deliverer = NULL;
+      deliverer->hired = NULL;
+    }
+  retired = deliverer->hired == NULL;
+  g_mutex_unlock (&calls->mutex);
+  return retired ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
+}
+
+static void
+deliverer_finalize (GSource *source)
+{
+  Deliverer *deliverer = (Deliverer *) source;
+
+  g_assert (g_queue_is_empty (&deliverer->tasks));
+  g_object_unref (deliverer->queue);
+}
+
+static GSourceFuncs deliverer_funcs = {
+  NULL, NULL, deliverer_dispatch, deliverer_finalize, NULL, NULL,
+};
+
+/* Queues @task (taken) for @hired's deliverer, made if needed. */
+static void
+deliver_later_locked (SluiceCalls *calls, SluiceHired *hired, SluiceWorkerTask *task)
+{
+  if (hired->deliverer == NULL)
+    {
+      Deliverer *deliverer = (Deliverer *) g_source_new (&deliverer_funcs, sizeof (Deliverer));
+
+      deliverer->calls = calls;
+      deliverer->queue = g_object_ref (calls->queue); /* alive: @task holds it */
+      deliverer->hired = hired;
+      g_queue_init (&deliverer->tasks);
+      g_source_set_ready_time (&deliverer->source, 0);
+      g_source_set_static_name (&deliverer->source, "SluiceTaskQueue run_task on context");
+      hired->deliverer = deliverer;
+      g_source_attach (&deliverer->source, hired->context);
+      g_source_unref (&deliverer->source);
+    }
+  g_queue_push_tail (&hired->deliverer->tasks, task);
+}
+
+/* Under the mutex, when @hired is fired: its deliverer (if any) gives no
+ * more tasks, and is destroyed after the mutex; the tasks it held are
+ * dropped (the fire takes them back to the queue). */
+static void
+retire_deliverer_locked (SluiceHired *hired, After *after)
+{
+  Deliverer *deliverer = g_steal_pointer (&hired->deliverer);
+  SluiceWorkerTask *task;
+
+  if (deliverer == NULL)
+    return;
+  deliverer->hired = NULL;
+  while ((task = g_queue_pop_head (&deliverer->tasks)) != NULL)
+    after_add (after, &after->unref, task);
+  after_add (after, &after->destroy, g_source_ref (&deliverer->source));
+}
+
 /* Gives the tasks in the outbox to their workers, outside the mutex, one
- * thread at a time. */
+ * thread at a time; a worker hired with SLUICE_HIRE_RUN_ON_CONTEXT gets
+ * them from its deliverer. A task taken back (its worker fired) before it
+ * was given is not given. */
 static void
 calls_deliver (SluiceCalls *calls)
 {
@@ -584,9 +691,14 @@ calls_deliver (SluiceCalls *calls)
   calls->delivering = TRUE;
   while ((delivery = g_queue_pop_head (&calls->outbox)) != NULL)
     {
+      SluiceHired *hired = delivery->task->hired;
+
+      if (hired != NULL && hired->context != NULL)
+        deliver_later_locked (calls, hired, g_steal_pointer (&delivery->task));
       g_mutex_unlock (&calls->mutex);
-      sluice_worker_run_task (delivery->worker, delivery->task);
-      g_object_unref (delivery->task);
+      if (hired != NULL && delivery->task != NULL)
+        sluice_worker_run_task (delivery->worker, delivery->task);
+      g_clear_object (&delivery->task);
       g_object_unref (delivery->worker);
       g_free (delivery);
       g_mutex_lock (&calls->mutex);
@@ -731,7 +843,9 @@ static void
 hired_free (SluiceHired *hired)
 {
   g_assert (g_hash_table_size (hired->held) == 0);
+  g_assert (hired->deliverer == NULL);
   g_hash_table_unref (hired->held);
+  g_clear_pointer (&hired->context, g_main_context_unref);
   g_strfreev (hired->series);
   g_object_unref (hired->worker);
   g_free (hired);
@@ -770,7 +884,10 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
   g_mutex_lock (&calls->mutex);
   hired = find_hired_locked (calls, worker, &index);
   if (hired != NULL)
-    g_ptr_array_remove_index (calls->hired, index);
+    {
+      g_ptr_array_remove_index (calls->hired, index);
+      retire_deliverer_locked (hired, &after);
+    }
   g_mutex_unlock (&calls->mutex);
   if (hired == NULL)
     return FALSE;
@@ -1151,10 +1268,57 @@ sluice_task_queue_call_finish (SluiceTaskQueue *self, GAsyncResult *result, GErr
  *
  * When @worker emits [signal@Sluice.Worker::resigned], @self fires it.
  *
+ * @worker's [vfunc@Sluice.Worker.run_task] is called in whatever thread
+ * hands a task over; [method@Sluice.TaskQueue.hire_full] with
+ * %SLUICE_HIRE_RUN_ON_CONTEXT calls it on this thread's main context
+ * instead. (Python's `hire` does that for a worker whose `do_run_task` is
+ * written in Python.)
+ *
  * This function is safe to call from any thread.
  */
 void
 sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
+{
+  sluice_task_queue_hire_full (self, worker, SLUICE_HIRE_NONE);
+}
+
+/* clang-format off */
+/**
+ * sluice_task_queue_hire_full:
+ * @self: a task queue, not shut down
+ * @worker: a worker, not hired by any queue
+ * @flags: how to hire it
+ *
+ * Hires @worker as [method@Sluice.TaskQueue.hire] does, the way @flags
+ * says.
+ *
+ * With %SLUICE_HIRE_RUN_ON_CONTEXT, @worker's
+ * [vfunc@Sluice.Worker.run_task] is only ever called on the thread-default
+ * main context of the calling thread ([func@GLib.MainContext.ref_thread_default]),
+ * from a source its main loop dispatches at `G_PRIORITY_DEFAULT`: never
+ * in another thread, never from inside a call of the queue (a call, a
+ * completion, a fire). @worker gets its tasks in the order the queue
+ * handed them over, one run_task () at a time (a run_task () that
+ * iterates the context gets the next task only after it returns). This is
+ * how a worker written in JavaScript (GJS runs JavaScript on its main
+ * thread only) or in Python (whose code should not run in the queue's or
+ * another worker's threads) is hired beside workers that complete their
+ * tasks in threads, as a [class@Sluice.ThreadWorker] does. The calls it
+ * serves wait for that context's main loop: a task handed over counts
+ * against @worker's capacity until it is given and completed. A call's
+ * timeout runs from the moment it is handed over.
+ *
+ * Firing @worker ([method@Sluice.TaskQueue.fire], or its
+ * [signal@Sluice.Worker::resigned]) takes the tasks handed over but not
+ * yet given back to the queue, at their old place, with those it holds:
+ * they are never given to @worker. Fire it from the hiring thread to be
+ * sure that no run_task () is under way meanwhile.
+ *
+ * This function is safe to call from any thread.
+ */
+/* clang-format on */
+void
+sluice_task_queue_hire_full (SluiceTaskQueue *self, SluiceWorker *worker, SluiceHireFlags flags)
 {
   SluiceCalls *calls;
   SluiceHired *hired;
@@ -1162,6 +1326,7 @@ sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
 
   g_return_if_fail (SLUICE_IS_TASK_QUEUE (self));
   g_return_if_fail (SLUICE_IS_WORKER (worker));
+  g_return_if_fail ((flags & ~SLUICE_HIRE_RUN_ON_CONTEXT) == 0);
 
   calls = sluice_task_queue_ensure_calls (self);
 
@@ -1170,6 +1335,8 @@ sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
   hired->series = sluice_worker_get_series (worker);
   hired->capacity = sluice_worker_get_capacity (worker);
   hired->held = g_hash_table_new (NULL, NULL);
+  if (flags & SLUICE_HIRE_RUN_ON_CONTEXT)
+    hired->context = g_main_context_ref_thread_default ();
 
   g_mutex_lock (&calls->mutex);
   if (calls->shut_down || find_hired_locked (calls, worker, NULL) != NULL)

@@ -248,7 +248,19 @@ struct _TestMockWorker
   GPtrArray *held; /* of SluiceWorkerTask (owned) */
   guint n_crashed;
   guint n_stopped;
+  /* Each run_task: its thread (appended with the task under @lock, then
+   * @n_run counts it), and how many came from inside a call the test
+   * made to the queue on the main thread. */
+  GMutex lock;
+  GPtrArray *run_threads; /* of GThread, borrowed */
+  guint n_run;            /* (atomic) */
+  guint n_run_in_call;
+  SluiceTaskQueue *fire_from; /* (nullable): run_task fires it from there */
 };
+
+/* The test's main thread, and whether it is inside a call to the queue. */
+static GThread *main_thread;
+static gboolean in_queue_call;
 
 static void test_mock_worker_iface_init (SluiceWorkerInterface *iface);
 
@@ -273,7 +285,17 @@ mock_get_capacity (SluiceWorker *worker)
 static void
 mock_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
 {
-  g_ptr_array_add (TEST_MOCK_WORKER (worker)->held, g_object_ref (task));
+  TestMockWorker *self = TEST_MOCK_WORKER (worker);
+
+  g_mutex_lock (&self->lock);
+  g_ptr_array_add (self->held, g_object_ref (task));
+  g_ptr_array_add (self->run_threads, g_thread_self ());
+  if (g_thread_self () == main_thread && in_queue_call)
+    self->n_run_in_call++;
+  g_mutex_unlock (&self->lock);
+  g_atomic_int_inc (&self->n_run);
+  if (self->fire_from != NULL)
+    g_assert_true (sluice_task_queue_fire (self->fire_from, worker));
 }
 
 static void
@@ -324,6 +346,8 @@ test_mock_worker_finalize (GObject *object)
 
   g_strfreev (self->series);
   g_ptr_array_unref (self->held);
+  g_ptr_array_unref (self->run_threads);
+  g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (test_mock_worker_parent_class)->finalize (object);
 }
 
@@ -338,6 +362,8 @@ test_mock_worker_init (TestMockWorker *self)
 {
   self->held = g_ptr_array_new_with_free_func (g_object_unref);
   self->capacity = 1;
+  g_mutex_init (&self->lock);
+  self->run_threads = g_ptr_array_new ();
 }
 
 static TestMockWorker *
@@ -1450,10 +1476,337 @@ test_programmer_errors (void)
   g_object_unref (queue);
 }
 
+/* ---- SLUICE_HIRE_RUN_ON_CONTEXT ---------------------------------------- */
+
+/* What "grow" grows, once the test released it: each "grow" waits for a
+ * release of its own, given once the call that made it has returned, so
+ * that it is the thread worker's thread that hands the tasks over. */
+typedef struct
+{
+  TestMockWorker *mock;
+  GMutex mutex;
+  GCond cond;
+  guint n_released;
+} Grow;
+
+static void
+grow_release (Grow *grow)
+{
+  g_mutex_lock (&grow->mutex);
+  grow->n_released++;
+  g_cond_signal (&grow->cond);
+  g_mutex_unlock (&grow->mutex);
+}
+
+/* "grow" (u): the mock worker takes that many more tasks at once: the
+ * queue hands them over from this thread (a thread worker's). */
+static GVariant *
+grow_func (GVariant *args, GCancellable *cancellable, gpointer data, GError **error)
+{
+  Grow *grow = data;
+  guint32 n;
+
+  g_mutex_lock (&grow->mutex);
+  while (grow->n_released == 0)
+    g_cond_wait (&grow->cond, &grow->mutex);
+  grow->n_released--;
+  g_mutex_unlock (&grow->mutex);
+  g_variant_get (args, "(u)", &n);
+  grow->mock->capacity += n;
+  sluice_worker_capacity_changed (SLUICE_WORKER (grow->mock));
+  return NULL;
+}
+
+/* Checks that @mock got the calls 0 .. @n - 1 in that order, counts those
+ * it got in a thread other than @thread, then completes them all from
+ * here with their argument doubled. */
+static guint
+complete_in_order (TestMockWorker *mock, guint n, GThread *thread)
+{
+  guint n_foreign = 0;
+
+  g_mutex_lock (&mock->lock);
+  g_assert_cmpuint (mock->held->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      gint32 arg = task_int (mock->held->pdata[i]);
+
+      g_assert_cmpint (arg, ==, i);
+      n_foreign += mock->run_threads->pdata[i] != thread;
+      sluice_worker_task_return_value (mock->held->pdata[i], g_variant_new ("(i)", 2 * arg));
+    }
+  g_ptr_array_set_size (mock->held, 0);
+  g_mutex_unlock (&mock->lock);
+  return n_foreign;
+}
+
+#define N_GROWN_ONE_BY_ONE 7
+#define N_GROWN_AT_ONCE 20
+#define N_CONTEXT_CALLS (1 + N_GROWN_ONE_BY_ONE + N_GROWN_AT_ONCE)
+
+/* A worker hired with SLUICE_HIRE_RUN_ON_CONTEXT beside a thread worker,
+ * whose thread hands it its tasks ("grow" makes room for more): its
+ * run_task runs only on the main thread, from the main loop (never inside
+ * a call the test makes to the queue), in the order of the calls. Hired
+ * without the flag (the control), the same calls reach it inside
+ * call_async and in the thread worker's thread. */
+static void
+test_hire_run_on_context (gconstpointer data)
+{
+  SluiceHireFlags flags = GPOINTER_TO_UINT (data);
+  gboolean on_context = flags == SLUICE_HIRE_RUN_ON_CONTEXT;
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  const char *const t_series[] = { "t", NULL };
+  const char *const ctx_series[] = { "ctx", NULL };
+  SluiceThreadWorker *tw = thread_worker_new (t_series, 1, log);
+  TestMockWorker *mock = mock_worker_new (ctx_series, 1);
+  CallResult r[N_CONTEXT_CALLS] = { 0 };
+  CallResult grown[N_GROWN_ONE_BY_ONE + 1] = { 0 };
+  Grow grow = { mock };
+  guint n_foreign;
+
+  g_mutex_init (&grow.mutex);
+  g_cond_init (&grow.cond);
+  sluice_thread_worker_register (tw, "grow", "(u)", grow_func, &grow, NULL);
+  in_queue_call = TRUE;
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), flags);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (tw));
+  for (int i = 0; i < 1 + N_GROWN_ONE_BY_ONE; i++)
+    call_record (queue, "ctx", i, G_PRIORITY_DEFAULT, &r[i]);
+  in_queue_call = FALSE;
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+
+  /* One more at a time, handed over in the thread worker's thread. */
+  for (guint i = 0; i < N_GROWN_ONE_BY_ONE; i++)
+    {
+      in_queue_call = TRUE;
+      call (queue, "t", "grow", g_variant_new ("(u)", 1), G_PRIORITY_DEFAULT, &grown[i]);
+      in_queue_call = FALSE;
+      grow_release (&grow);
+      WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == (int) (2 + i));
+    }
+  /* Many at once: the worker is full, the calls wait in the queue, then
+   * the thread worker's thread hands them all over in one go. */
+  in_queue_call = TRUE;
+  for (int i = 1 + N_GROWN_ONE_BY_ONE; i < N_CONTEXT_CALLS; i++)
+    call_record (queue, "ctx", i, G_PRIORITY_DEFAULT, &r[i]);
+  in_queue_call = FALSE;
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 1 + N_GROWN_ONE_BY_ONE);
+  in_queue_call = TRUE;
+  call (queue, "t", "grow", g_variant_new ("(u)", N_GROWN_AT_ONCE), G_PRIORITY_DEFAULT,
+        &grown[N_GROWN_ONE_BY_ONE]);
+  in_queue_call = FALSE;
+  grow_release (&grow);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == N_CONTEXT_CALLS);
+  for (guint i = 0; i < G_N_ELEMENTS (grown); i++)
+    {
+      WAIT_UNTIL (grown[i].n_completed == 1);
+      g_assert_no_error (grown[i].error);
+      call_result_clear (&grown[i]);
+    }
+
+  n_foreign = complete_in_order (mock, N_CONTEXT_CALLS, g_thread_self ());
+  if (on_context)
+    {
+      g_assert_cmpuint (n_foreign, ==, 0);
+      g_assert_cmpuint (mock->n_run_in_call, ==, 0);
+    }
+  else
+    {
+      /* The first inside call_async, the others in the thread worker's
+       * thread. */
+      g_assert_cmpuint (mock->n_run_in_call, ==, 1);
+      g_assert_cmpuint (n_foreign, ==, N_CONTEXT_CALLS - 1);
+    }
+  for (int i = 0; i < N_CONTEXT_CALLS; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * i);
+      call_result_clear (&r[i]);
+    }
+
+  shutdown_and_wait (queue, FALSE);
+  g_assert_cmpuint (mock->n_stopped, ==, 1);
+  g_object_unref (tw);
+  g_object_unref (mock);
+  g_object_unref (queue);
+  log_free (log);
+  g_mutex_clear (&grow.mutex);
+  g_cond_clear (&grow.cond);
+}
+
+/* Fired, or resigning, while tasks handed over to it wait for its context:
+ * they go back to the queue with those it holds, each runs exactly once
+ * on another worker, in order, and never reaches the fired worker. */
+static void
+test_hire_fire_pending (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  Log *log = log_new ();
+  const char *const s_series[] = { "s", NULL };
+  TestMockWorker *mock = mock_worker_new (NULL, 3);
+  TestMockWorker *resigning = mock_worker_new (s_series, 2);
+  SluiceThreadWorker *tw;
+  CallResult r[5] = { 0 };
+  CallResult again[3] = { 0 };
+  GError *gone = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CLOSED, "gone");
+
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  call_record (queue, NULL, 0, G_PRIORITY_DEFAULT, &r[0]);
+  /* Never from inside the call that handed it over. */
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 0);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+  call_record (queue, NULL, 1, G_PRIORITY_DEFAULT, &r[1]);
+  call_record (queue, NULL, 2, G_PRIORITY_DEFAULT, &r[2]);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 3);
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (mock)));
+  g_assert_cmpuint (mock->n_crashed, ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 3);
+
+  /* The same through the resigned signal, with nothing given yet. */
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (resigning), SLUICE_HIRE_RUN_ON_CONTEXT);
+  call_record (queue, "s", 3, G_PRIORITY_DEFAULT, &r[3]);
+  call_record (queue, "s", 4, G_PRIORITY_DEFAULT, &r[4]);
+  sluice_worker_resign (SLUICE_WORKER (resigning), gone);
+  g_assert_cmpuint (resigning->n_crashed, ==, 1);
+
+  tw = thread_worker_new (s_series, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (tw));
+  for (int i = 0; i < 5; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * i);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpuint (log->ran->len, ==, 5);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpint (g_array_index (log->ran, gint32, i), ==, i);
+  /* Nothing more reaches the fired ones. */
+  for (guint i = 0; i < 10; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 1);
+  g_assert_cmpuint (g_atomic_int_get (&resigning->n_run), ==, 0);
+
+  /* Fired from inside its own run_task, with two more waiting: the three
+   * run on a thread worker, the fired one gets no other. */
+  g_object_unref (mock);
+  mock = mock_worker_new (NULL, 3);
+  mock->fire_from = queue;
+  sluice_task_queue_fire (queue, SLUICE_WORKER (tw));
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  for (int i = 0; i < 3; i++)
+    call_record (queue, NULL, 5 + i, G_PRIORITY_DEFAULT, &again[i]);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+  g_assert_cmpuint (mock->n_crashed, ==, 1);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 3);
+  g_object_unref (tw);
+  tw = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (tw));
+  for (int i = 0; i < 3; i++)
+    {
+      WAIT_UNTIL (again[i].n_completed == 1);
+      g_assert_cmpint (result_int (&again[i]), ==, 2 * (5 + i));
+      call_result_clear (&again[i]);
+    }
+  g_assert_cmpuint (log->ran->len, ==, 8);
+  for (guint i = 5; i < 8; i++)
+    g_assert_cmpint (g_array_index (log->ran, gint32, i), ==, i);
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 1);
+
+  shutdown_and_wait (queue, FALSE);
+  g_error_free (gone);
+  g_object_unref (tw);
+  g_object_unref (resigning);
+  g_object_unref (mock);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+#define N_HIRER_CALLS 16
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  TestMockWorker *mock;
+  gboolean hired; /* (atomic) */
+} Hirer;
+
+/* A thread with a main context of its own hires the worker, then runs its
+ * loop until the worker got all the calls. */
+static gpointer
+hirer_thread (gpointer data)
+{
+  Hirer *hirer = data;
+  GMainContext *context = g_main_context_new ();
+
+  g_main_context_push_thread_default (context);
+  sluice_task_queue_hire_full (hirer->queue, SLUICE_WORKER (hirer->mock),
+                               SLUICE_HIRE_RUN_ON_CONTEXT);
+  g_atomic_int_set (&hirer->hired, TRUE);
+  while (g_atomic_int_get (&hirer->mock->n_run) < N_HIRER_CALLS)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+  return NULL;
+}
+
+/* The context is the hiring thread's thread-default one, taken at hire
+ * time: calls made on the main thread reach the worker in that thread. */
+static void
+test_hire_run_on_context_thread (void)
+{
+  Hirer hirer = { sluice_task_queue_new (1), mock_worker_new (NULL, N_HIRER_CALLS), FALSE };
+  CallResult r[N_HIRER_CALLS] = { 0 };
+  GThread *thread = g_thread_new ("hirer", hirer_thread, &hirer);
+
+  WAIT_UNTIL (g_atomic_int_get (&hirer.hired));
+  for (int i = 0; i < N_HIRER_CALLS; i++)
+    call_record (hirer.queue, NULL, i, G_PRIORITY_DEFAULT, &r[i]);
+  g_thread_join (thread);
+  g_assert_cmpuint (complete_in_order (hirer.mock, N_HIRER_CALLS, thread), ==, 0);
+  for (int i = 0; i < N_HIRER_CALLS; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * i);
+      call_result_clear (&r[i]);
+    }
+  shutdown_and_wait (hirer.queue, FALSE);
+  g_object_unref (hirer.mock);
+  g_object_unref (hirer.queue);
+}
+
+static void
+test_hire_programmer_errors (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*flags*");
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), 1 << 7);
+  g_test_assert_expected_messages ();
+  g_assert_false (sluice_task_queue_fire (queue, SLUICE_WORKER (mock)));
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*hired already*");
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_NONE);
+  g_test_assert_expected_messages ();
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*SLUICE_IS_WORKER*");
+  sluice_task_queue_hire_full (queue, NULL, SLUICE_HIRE_RUN_ON_CONTEXT);
+  g_test_assert_expected_messages ();
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (mock)));
+  shutdown_and_wait (queue, FALSE);
+  g_test_expect_message ("Sluice", G_LOG_LEVEL_CRITICAL, "*shut down*");
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  g_test_assert_expected_messages ();
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  main_thread = g_thread_self ();
   /* Wakes WAIT_UNTIL up to look at state that worker threads change. */
   g_timeout_add (2, tick_cb, NULL);
 
@@ -1482,6 +1835,13 @@ main (int argc, char **argv)
   g_test_add_func ("/workers/call/cancelled-returns-in-order", test_cancelled_returns_in_order);
   g_test_add_func ("/workers/stress", test_stress);
   g_test_add_func ("/workers/programmer-errors", test_programmer_errors);
+  g_test_add_data_func ("/workers/hire/run-on-context",
+                        GUINT_TO_POINTER (SLUICE_HIRE_RUN_ON_CONTEXT), test_hire_run_on_context);
+  g_test_add_data_func ("/workers/hire/run-anywhere", GUINT_TO_POINTER (SLUICE_HIRE_NONE),
+                        test_hire_run_on_context);
+  g_test_add_func ("/workers/hire/fire-with-deliveries-pending", test_hire_fire_pending);
+  g_test_add_func ("/workers/hire/run-on-context-of-a-thread", test_hire_run_on_context_thread);
+  g_test_add_func ("/workers/hire/programmer-errors", test_hire_programmer_errors);
 
   return g_test_run ();
 }

@@ -15,6 +15,29 @@
 
 G_BEGIN_DECLS
 
+/* clang-format off */
+/**
+ * SluiceHireFlags:
+ * @SLUICE_HIRE_NONE: the worker's [vfunc@Sluice.Worker.run_task] is called
+ *   in whatever thread hands the task over: the thread of a call, of a
+ *   completion (maybe another worker's), of a fire or a shutdown, as
+ *   [method@Sluice.TaskQueue.hire] does
+ * @SLUICE_HIRE_RUN_ON_CONTEXT: the worker's [vfunc@Sluice.Worker.run_task]
+ *   is called only on the thread-default main context of the thread that
+ *   hires it, from a source its main loop dispatches, never from inside a
+ *   call of the queue: for a worker written in a language that runs on one
+ *   thread only (JavaScript) or that should not be called in foreign
+ *   threads (Python)
+ *
+ * How [method@Sluice.TaskQueue.hire_full] hires a worker.
+ */
+/* clang-format on */
+typedef enum /*< flags >*/
+{
+  SLUICE_HIRE_NONE = 0,
+  SLUICE_HIRE_RUN_ON_CONTEXT = 1 << 0,
+} SluiceHireFlags;
+
 /**
  * SluiceThreadFunc:
  * @cancellable: (nullable): the cancellable of the work, to check now and then
@@ -129,6 +152,9 @@ GVariant *sluice_task_queue_call_finish (SluiceTaskQueue *self,
                                          GError **error) G_GNUC_WARN_UNUSED_RESULT;
 SLUICE_AVAILABLE_IN_ALL
 void sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker);
+SLUICE_AVAILABLE_IN_ALL
+void
+sluice_task_queue_hire_full (SluiceTaskQueue *self, SluiceWorker *worker, SluiceHireFlags flags);
 SLUICE_AVAILABLE_IN_ALL
 gboolean sluice_task_queue_fire (SluiceTaskQueue *self, SluiceWorker *worker);
 SLUICE_AVAILABLE_IN_ALL

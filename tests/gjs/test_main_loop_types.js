@@ -356,6 +356,69 @@ function testJavaScriptWorker() {
     same(more, [12], 'a shutdown waits for the held call, then stops the worker with the default stop');
 }
 
+// Records the order of its tasks and answers each from an idle.
+const OrderWorker = GObject.registerClass({ Implements: [Sluice.Worker] },
+    class OrderWorker extends GObject.Object {
+        _init() {
+            super._init();
+            this.got = [];
+        }
+
+        vfunc_get_series() {
+            return ['js'];
+        }
+
+        vfunc_get_capacity() {
+            return 4;
+        }
+
+        vfunc_run_task(task) {
+            const [a, b] = task.get_args().deep_unpack();
+            this.got.push(a);
+            GLib.idle_add(GLib.PRIORITY_DEFAULT, () => {
+                task.return_value(new GLib.Variant('(i)', [a * b]));
+                return GLib.SOURCE_REMOVE;
+            });
+        }
+    });
+
+// Hired with RUN_ON_CONTEXT beside a thread worker: the thread worker's
+// thread completes its calls (of a name it does not know: they fail there)
+// and, delivering its next task, hands over the JavaScript worker's tasks
+// queued meanwhile; with the flag those wait for the main loop (GJS would
+// refuse to run vfunc_run_task in that thread, and the call would hang).
+function testJavaScriptWorkerBesideAThreadWorker() {
+    const N = 500, PER = 4;
+    const queue = new Sluice.TaskQueue();
+    const worker = new OrderWorker();
+    queue.hire_full(worker, Sluice.HireFlags.RUN_ON_CONTEXT);
+    queue.hire(Sluice.ThreadWorker.new(['tw'], 2));
+    const products = [], failures = [];
+    for (let i = 0; i < N; i++) {
+        for (let k = 0; k < PER; k++) {
+            queue.call_async('tw', 'nothing', null, 0, -1, null, (source, result) => {
+                try {
+                    source.call_finish(result);
+                } catch (e) {
+                    failures.push(e.matches(Sluice.Error, Sluice.Error.UNKNOWN_FUNCTION));
+                }
+            });
+        }
+        queue.call_async('js', 'mul', new GLib.Variant('(ii)', [i, 3]), 0, -1, null,
+            (source, result) => products.push(source.call_finish(result).deep_unpack()[0]));
+    }
+    runUntil('the calls', () => products.length === N && failures.length === N * PER);
+    same(worker.got, [...Array(N).keys()], 'the JavaScript worker got its tasks in the order of the calls');
+    same(products, [...Array(N).keys()].map(i => 3 * i), 'its results come back in order');
+    ok(failures.every(f => f), 'the thread worker failed the calls of a name it does not know');
+    let done = false;
+    queue.shutdown_async(false, null, () => {
+        done = true;
+    });
+    runUntil('the shutdown', () => done);
+}
+
 imports.tap.run([testStepsTakeTurns, testStepWaitsForATimeout, testStepFailsWithAnError,
     testStepThatThrows, testCoiterate, testPauseResumeStop, testJobQueueChannels, testJobQueueFailAndCancel,
-    testNamedCallsToAProcessWorker, testPipelineOfNamedCalls, testJavaScriptWorker]);
+    testNamedCallsToAProcessWorker, testPipelineOfNamedCalls, testJavaScriptWorker,
+    testJavaScriptWorkerBesideAThreadWorker]);

@@ -55,6 +55,12 @@ class QueueCase(unittest.TestCase):
         worker.register("fail", None, fail, None)
         return worker
 
+    def finish_until_done(self, worker, outs):
+        while not all(outs):
+            worker.finish_all()
+            GLib.MainContext.default().iteration(False)
+        self.assertEqual([o[0].unpack() for o in outs], [(i * 10,) for i in range(len(outs))])
+
     def call(self, series, name, args, priority=GLib.PRIORITY_DEFAULT, timeout=0):
         out = []
 
@@ -138,6 +144,7 @@ class PyWorker(GObject.Object, Sluice.Worker):
         self.held = []
         self.timed_out = []
         self.stopped = False
+        self.run_threads = []
 
     def do_get_series(self):
         return ["py"]
@@ -146,7 +153,9 @@ class PyWorker(GObject.Object, Sluice.Worker):
         return self.capacity
 
     def do_run_task(self, task):
-        # The queue calls this from any thread.
+        # TaskQueue.hire (the override) has the queue call this on the
+        # hiring thread's main context; hire_full(..., NONE), from any thread.
+        self.run_threads.append(threading.get_ident())
         self.held.append(task)
 
     def do_stop_async(self, cancellable, callback, *user_data):
@@ -174,12 +183,6 @@ class PyWorker(GObject.Object, Sluice.Worker):
 
 class PythonWorkers(QueueCase):
     """SluiceWorker implemented in Python (its vfuncs), hired by a queue."""
-
-    def finish_until_done(self, worker, outs):
-        while not all(outs):
-            worker.finish_all()
-            GLib.MainContext.default().iteration(False)
-        self.assertEqual([o[0].unpack() for o in outs], [(i * 10,) for i in range(len(outs))])
 
     def test_python_worker_runs_calls(self):
         worker = PyWorker()
@@ -240,6 +243,81 @@ class PythonWorkers(QueueCase):
         self.assertEqual(worker.held, [])
 
 
+class HireOnContext(QueueCase):
+    """hire_full and SLUICE_HIRE_RUN_ON_CONTEXT: a Python worker's
+    do_run_task on the hiring thread, beside a thread worker whose thread
+    hands it its tasks ("grow" makes room for more, in that thread)."""
+
+    def grow_worker(self, py_worker):
+        worker = self.worker(["t"])
+        grown = []
+        # Each grow waits until its call_async has returned: the thread
+        # worker's thread, not this one, hands the tasks over.
+        self.released = threading.Semaphore(0)
+
+        def grow(args, cancellable, data):
+            self.released.acquire()
+            (n,) = args.unpack()
+            grown.append(threading.get_ident())
+            py_worker.capacity += n
+            py_worker.capacity_changed()
+            return None
+
+        worker.register("grow", "(u)", grow, None)
+        return worker, grown
+
+    def run_beside_thread_worker(self, hire):
+        py_worker = PyWorker(capacity=1)
+        thread_worker, grown = self.grow_worker(py_worker)
+        hire(py_worker)
+        self.queue.hire(thread_worker)
+        outs = [self.call("py", "mul", GLib.Variant("(ii)", (i, 10))) for i in range(6)]
+        wait_until(lambda: len(py_worker.held) == 1)
+        for n, total in ((1, 2), (4, 6)):
+            self.call("t", "grow", GLib.Variant("(u)", (n,)))
+            self.released.release()
+            wait_until(lambda: len(py_worker.run_threads) == total)
+        wait_until(lambda: len(py_worker.held) == 6)
+        # In the order of the calls.
+        self.assertEqual([t.get_args().unpack()[0] for t in py_worker.held], list(range(6)))
+        self.finish_until_done(py_worker, outs)
+        return py_worker.run_threads, set(grown)
+
+    def test_hire_full_runs_on_context(self):
+        threads, grew_in = self.run_beside_thread_worker(
+            lambda w: self.queue.hire_full(w, Sluice.HireFlags.RUN_ON_CONTEXT))
+        self.assertNotIn(threading.get_ident(), grew_in)
+        self.assertEqual(threads, [threading.get_ident()] * 6)
+
+    def test_override_hire_runs_python_on_context(self):
+        threads, grew_in = self.run_beside_thread_worker(self.queue.hire)
+        self.assertEqual(threads, [threading.get_ident()] * 6)
+
+    def test_hire_full_none_runs_anywhere(self):
+        # The control: hired as C does, the tasks the thread worker's thread
+        # hands over reach do_run_task in that thread.
+        threads, grew_in = self.run_beside_thread_worker(
+            lambda w: self.queue.hire_full(w, Sluice.HireFlags.NONE))
+        self.assertEqual(threads[0], threading.get_ident())
+        self.assertEqual(set(threads[1:]), grew_in)
+
+    def test_fire_with_deliveries_pending(self):
+        worker = PyWorker(capacity=3)
+        self.queue.hire_full(worker, Sluice.HireFlags.RUN_ON_CONTEXT)
+        outs = [self.call(None, "add", GLib.Variant("(ii)", (i, 1))) for i in range(3)]
+        # Handed over, not given yet: never from inside call_async.
+        self.assertEqual(worker.held, [])
+        self.assertTrue(self.queue.fire(worker))
+        self.queue.hire(self.worker())
+        wait_until(lambda: all(outs))
+        self.assertEqual([o[0].unpack() for o in outs], [(i + 1,) for i in range(3)])
+        # Each ran once, on the thread worker; none reached the fired one.
+        self.assertEqual(len(self.threads), 3)
+        for _ in range(5):
+            GLib.MainContext.default().iteration(False)
+        self.assertEqual(worker.run_threads, [])
+
+
 def helpers(argv, n_processes):
     """A process worker whose helpers may take a minute to start: under
     AddressSanitizer on a loaded machine a Python helper took over the
@@ -288,4 +366,4 @@ class ProcessWorkers(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sys.exit(sluice_tap.run(NamedCalls, PythonWorkers, ProcessWorkers))
+    sys.exit(sluice_tap.run(NamedCalls, PythonWorkers, HireOnContext, ProcessWorkers))

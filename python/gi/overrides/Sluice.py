@@ -423,6 +423,29 @@ class TaskQueue(Sluice.TaskQueue):
     def run_finish(self, result):
         return _unwrap(super().run_finish(result))
 
+    def hire(self, worker):
+        """Hires worker. One whose do_run_task is written in Python gets
+        its tasks on this thread's main context, as hire_full(worker,
+        Sluice.HireFlags.RUN_ON_CONTEXT) does: never in the thread of a
+        call, of another worker or of the queue, so its Python code runs
+        where the caller's does and no other thread waits for the GIL to
+        hand it a task. hire_full(worker, Sluice.HireFlags.NONE) hires it
+        as C does."""
+        flags = Sluice.HireFlags.NONE
+        if _runs_task_in_python(worker):
+            flags = Sluice.HireFlags.RUN_ON_CONTEXT
+        return self.hire_full(worker, flags)
+
+
+def _runs_task_in_python(worker):
+    """Whether worker's run_task is a do_run_task of a Python class (not of
+    a class the typelib wraps)."""
+    return any(
+        "do_run_task" in vars(klass)
+        for klass in type(worker).__mro__
+        if not klass.__module__.startswith("gi.")
+    )
+
 
 TaskQueue = override(TaskQueue)
 __all__.append("TaskQueue")
