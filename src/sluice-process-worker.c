@@ -125,7 +125,7 @@ typedef struct
   gboolean suspect;       /* it was in a process that died: it runs alone */
   guint64 id;
   Proc *proc;
-  GDBusConnection *connection; /* (owned) */
+  GDBusConnection *connection; /* (owned) (nullable): for Cancel, if its caller can cancel it */
   gulong cancelled_id;
 } InFlight;
 
@@ -473,8 +473,8 @@ inbox_drain (SluiceProcessWorker *self)
       error_ids = sluice_wire_child_array (results, 4, sizeof (guint64), &n_errors);
       names = g_variant_get_child_value (results, 5);
       messages = g_variant_get_child_value (results, 6);
-      error_names = g_variant_get_strv (names, &n_names);
-      error_messages = g_variant_get_strv (messages, &n_messages);
+      error_names = sluice_wire_strv (names, &n_names);
+      error_messages = sluice_wire_strv (messages, &n_messages);
       if (!sluice_wire_values_view (results, 0, &values) || n_names != n_errors ||
           n_messages != n_errors)
         malformed_add (&malformed, item);
@@ -1200,7 +1200,6 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         in_flight->suspect = suspect;
         in_flight->id = self->next_id++;
         in_flight->proc = proc;
-        in_flight->connection = g_object_ref (proc->connection);
         if (g_hash_table_size (proc->in_flight) == 0)
           proc->busy_mark = now;
         /* Keyed by its own id: stealing it takes the key along. */
@@ -1272,9 +1271,12 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       SluiceCall *call = g_task_get_task_data (in_flight->task->call_task);
 
       if (call->cancellable != NULL)
-        in_flight->cancelled_id =
-            g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
-                                   G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+        {
+          in_flight->connection = g_object_ref (in_flight->proc->connection);
+          in_flight->cancelled_id =
+              g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
+                                     G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+        }
     }
   g_ptr_array_unref (to_send);
   g_mutex_unlock (&self->mutex);
