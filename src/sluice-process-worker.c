@@ -1248,7 +1248,7 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         continue;
       g_variant_builder_init (&calls, G_VARIANT_TYPE (SLUICE_WIRE_CALLS_TYPE));
       g_variant_builder_add_value (
-          &calls, g_variant_new_strv ((const char *const *) names->pdata, names->len));
+          &calls, sluice_wire_strv_new ((const char *const *) names->pdata, names->len));
       sluice_wire_values_end (&args, &calls);
       self->n_call_messages++;
       self->n_sent += names->len;

@@ -1065,7 +1065,8 @@ test_dispose_kills (void)
   after (b);
 }
 
-/* sluice_wire_strv () reads an "as" in place: it gives what
+/* sluice_wire_strv_new () makes the "as" g_variant_new_strv () makes;
+ * sluice_wire_strv () reads an "as" in place: it gives what
  * g_variant_get_strv () gives, for arrays whose framing offsets take 1, 2
  * and 4 bytes, and for arrays not in normal form (an element that is not
  * nul-terminated UTF-8, offsets out of order or past the end), which it
@@ -1099,7 +1100,7 @@ strv_from_bytes (const void *data, gsize size)
 static void
 test_wire_strv (void)
 {
-  const gsize sizes[] = { 0, 1, 2, 7, 40, 300, 7000 };
+  const gsize sizes[] = { 0, 1, 2, 7, 12, 13, 40, 300, 2500, 2700, 7000 };
   /* "ab", "", "c" with 1-byte offsets 3, 4, 6 */
   static const guint8 normal[] = { 'a', 'b', 0, 0, 'c', 0, 3, 4, 6 };
   static const guint8 not_nul_terminated[] = { 'a', 'b', 'x', 0, 'c', 0, 3, 4, 6 };
@@ -1127,6 +1128,20 @@ test_wire_strv (void)
       /* Serialised, as the batches are (an empty one has no data). */
       g_assert_true (sizes[k] == 0 || g_variant_get_data (array) != NULL);
       assert_strv_as_glib (array);
+      /* sluice_wire_strv_new () serialises it as GVariant does. */
+      {
+        GVariant *ours = g_variant_ref_sink (
+            sluice_wire_strv_new ((const char *const *) strings->pdata, strings->len));
+
+        g_assert_true (g_variant_is_of_type (ours, G_VARIANT_TYPE_STRING_ARRAY));
+        g_assert_cmpuint (g_variant_get_size (ours), ==, g_variant_get_size (array));
+        g_assert_true (sizes[k] == 0 ||
+                       memcmp (g_variant_get_data (ours), g_variant_get_data (array),
+                               g_variant_get_size (array)) == 0);
+        g_assert_true (g_variant_is_normal_form (ours));
+        g_assert_true (g_variant_equal (ours, array));
+        g_variant_unref (ours);
+      }
       {
         gsize n;
         const char **strv = sluice_wire_strv (array, &n);
@@ -1138,6 +1153,31 @@ test_wire_strv (void)
       }
       g_variant_unref (array);
       g_ptr_array_unref (strings);
+    }
+
+  /* Where the framing offsets grow from 1 to 2 and from 2 to 4 bytes. */
+  for (gsize length = 250; length < 65540; length = length == 257 ? 65526 : length + 1)
+    {
+      char *one = g_malloc (length + 1);
+      const char *strv[2];
+      GVariant *glib, *ours;
+
+      memset (one, 'x', length);
+      one[length] = '\0';
+      strv[0] = one;
+      strv[1] = "y";
+      for (gsize n = 1; n <= 2; n++)
+        {
+          glib = g_variant_ref_sink (g_variant_new_strv (strv, n));
+          ours = g_variant_ref_sink (sluice_wire_strv_new (strv, n));
+          g_assert_cmpuint (g_variant_get_size (ours), ==, g_variant_get_size (glib));
+          g_assert_cmpmem (g_variant_get_data (ours), g_variant_get_size (ours),
+                           g_variant_get_data (glib), g_variant_get_size (glib));
+          assert_strv_as_glib (ours);
+          g_variant_unref (glib);
+          g_variant_unref (ours);
+        }
+      g_free (one);
     }
 
   {
