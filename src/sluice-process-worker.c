@@ -366,6 +366,7 @@ results_filter_cb (GDBusConnection *connection,
 {
   ResultsFilter *filter = user_data;
   InboxItem *item;
+  gboolean wake;
 
   if (!incoming || g_dbus_message_get_message_type (message) != G_DBUS_MESSAGE_TYPE_SIGNAL ||
       g_strcmp0 (g_dbus_message_get_interface (message), WORKER_INTERFACE) != 0 ||
@@ -376,9 +377,13 @@ results_filter_cb (GDBusConnection *connection,
   item->proc = filter->proc;
   item->life = g_object_ref (filter->life);
   g_mutex_lock (&filter->inbox->mutex);
+  /* The first item wakes the pump, which takes them all (the owner
+   * context's lock is not taken again for the others). */
+  wake = g_queue_is_empty (&filter->inbox->items);
   g_queue_push_tail (&filter->inbox->items, item);
   g_mutex_unlock (&filter->inbox->mutex);
-  g_source_set_ready_time (filter->inbox->pump, 0);
+  if (wake)
+    g_source_set_ready_time (filter->inbox->pump, 0);
   return NULL;
 }
 
@@ -1311,6 +1316,7 @@ static void
 sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
 {
   SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+  gboolean wake;
 
   g_mutex_lock (&self->mutex);
   if (self->crashed || self->stopping)
@@ -1320,6 +1326,12 @@ sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
       return;
     }
   self->active = TRUE;
+  /* The first task waiting wakes the pump; it leaves tasks waiting only
+   * when no process can take them, and what gives a process room (an
+   * answer, a process ready or started again) wakes it: a task that finds
+   * others waiting does not take the owner context's lock again (once
+   * per call, with GDBus's thread taking it too). */
+  wake = g_queue_is_empty (&self->pending);
   /* Tasks mostly come in order: after the last, without a walk. */
   if (g_queue_is_empty (&self->pending) ||
       compare_tasks (g_queue_peek_tail (&self->pending), task, NULL) < 0)
@@ -1328,7 +1340,8 @@ sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
     g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
   g_mutex_unlock (&self->mutex);
 
-  pump_wake (self);
+  if (wake)
+    pump_wake (self);
 }
 
 static char **
