@@ -122,6 +122,8 @@ typedef struct
   gint64 tid;
   gint64 ticks;
   gint64 switches;
+  gint64 run_ns;  /* on a CPU (schedstat) */
+  gint64 wait_ns; /* runnable, waiting for a CPU (schedstat) */
 } ThreadStat;
 
 typedef struct
@@ -149,7 +151,8 @@ thread_stats_add (ThreadStats *stats, const char *pid, const char *role)
     {
       g_autofree char *stat_name = g_strdup_printf ("%s/%s/stat", dir_name, tid);
       g_autofree char *status_name = g_strdup_printf ("%s/%s/status", dir_name, tid);
-      g_autofree char *stat = NULL, *status = NULL;
+      g_autofree char *schedstat_name = g_strdup_printf ("%s/%s/schedstat", dir_name, tid);
+      g_autofree char *stat = NULL, *status = NULL, *schedstat = NULL;
       ThreadStat *thread = &stats->threads[stats->n];
       char *comm_end;
       char **fields;
@@ -169,6 +172,14 @@ thread_stats_add (ThreadStats *stats, const char *pid, const char *role)
       g_strfreev (fields);
       thread->switches = status_field (status, "voluntary_ctxt_switches:") +
                          status_field (status, "nonvoluntary_ctxt_switches:");
+      thread->run_ns = thread->wait_ns = 0;
+      if (g_file_get_contents (schedstat_name, &schedstat, NULL, NULL))
+        {
+          char *end;
+
+          thread->run_ns = g_ascii_strtoll (schedstat, &end, 10);
+          thread->wait_ns = g_ascii_strtoll (end, NULL, 10);
+        }
       stats->n++;
     }
   if (dir != NULL)
@@ -193,26 +204,32 @@ thread_stats_take (ThreadStats *stats, SluiceProcessWorker *worker)
 }
 
 /* Prints each thread's CPU µs and switches per call between @start and
- * @end, those that ran. */
+ * @end (@wall_us apart), those that ran; from schedstat (ns), the time it
+ * ran, the time it waited for a CPU (runnable, preempted) and the time it
+ * slept, per call (a runner that sleeps has no call to run). */
 static void
-thread_stats_print (const ThreadStats *start, const ThreadStats *end, guint n)
+thread_stats_print (const ThreadStats *start, const ThreadStats *end, guint n, gint64 wall_us)
 {
   double tick_us = 1e6 / sysconf (_SC_CLK_TCK);
 
   for (guint i = 0; i < end->n; i++)
     {
       const ThreadStat *e = &end->threads[i];
-      gint64 ticks = e->ticks, switches = e->switches;
+      gint64 ticks = e->ticks, switches = e->switches, run_ns = e->run_ns, wait_ns = e->wait_ns;
 
       for (guint j = 0; j < start->n; j++)
         if (start->threads[j].tid == e->tid)
           {
             ticks -= start->threads[j].ticks;
             switches -= start->threads[j].switches;
+            run_ns -= start->threads[j].run_ns;
+            wait_ns -= start->threads[j].wait_ns;
           }
       if (ticks > 0 || switches > 0)
-        g_printerr ("    %-32s cpu %6.1f us/call  switches %.3f/call\n", e->who,
-                    ticks * tick_us / n, (double) switches / n);
+        g_printerr ("    %-32s cpu %6.1f us/call  switches %.3f/call  run %6.1f  wait %6.1f  "
+                    "sleep %6.1f us/call\n",
+                    e->who, ticks * tick_us / n, (double) switches / n, run_ns / 1e3 / n,
+                    wait_ns / 1e3 / n, (wall_us * 1e3 - run_ns - wait_ns) / 1e3 / n);
     }
 }
 
@@ -284,7 +301,7 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   Run warm = { queue, "echo", FALSE, 8 * n_processes, in_flight, 0, 0, 0 };
   Run run = { queue, busy ? "busy" : "echo", busy, n, in_flight, 0, 0, 0 };
   gboolean shut = FALSE;
-  gint64 start, self_start, children_start, switches_start;
+  gint64 start, wall, self_start, children_start, switches_start;
   guint64 sent_start, call_messages_start, outcomes_start, result_messages_start;
   char **pids;
   double rate;
@@ -315,11 +332,12 @@ run_sluice (gboolean busy, guint n_processes, guint n)
   issue (&run);
   while (run.done < run.n)
     g_main_context_iteration (NULL, TRUE);
-  rate = run.n / ((g_get_monotonic_time () - start) / 1e6);
+  wall = g_get_monotonic_time () - start;
+  rate = run.n / (wall / 1e6);
   if (opt_per_thread)
     {
       thread_stats_take (threads_end, worker);
-      thread_stats_print (threads_start, threads_end, run.n);
+      thread_stats_print (threads_start, threads_end, run.n, wall);
       g_free (threads_start);
       g_free (threads_end);
     }

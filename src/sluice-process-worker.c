@@ -125,7 +125,7 @@ typedef struct
   gboolean suspect;       /* it was in a process that died: it runs alone */
   guint64 id;
   Proc *proc;
-  GDBusConnection *connection; /* (owned) */
+  GDBusConnection *connection; /* (owned) (nullable): for Cancel, if its caller can cancel it */
   gulong cancelled_id;
 } InFlight;
 
@@ -366,6 +366,7 @@ results_filter_cb (GDBusConnection *connection,
 {
   ResultsFilter *filter = user_data;
   InboxItem *item;
+  gboolean wake;
 
   if (!incoming || g_dbus_message_get_message_type (message) != G_DBUS_MESSAGE_TYPE_SIGNAL ||
       g_strcmp0 (g_dbus_message_get_interface (message), WORKER_INTERFACE) != 0 ||
@@ -376,9 +377,13 @@ results_filter_cb (GDBusConnection *connection,
   item->proc = filter->proc;
   item->life = g_object_ref (filter->life);
   g_mutex_lock (&filter->inbox->mutex);
+  /* The first item wakes the pump, which takes them all (the owner
+   * context's lock is not taken again for the others). */
+  wake = g_queue_is_empty (&filter->inbox->items);
   g_queue_push_tail (&filter->inbox->items, item);
   g_mutex_unlock (&filter->inbox->mutex);
-  g_source_set_ready_time (filter->inbox->pump, 0);
+  if (wake)
+    g_source_set_ready_time (filter->inbox->pump, 0);
   return NULL;
 }
 
@@ -473,8 +478,8 @@ inbox_drain (SluiceProcessWorker *self)
       error_ids = sluice_wire_child_array (results, 4, sizeof (guint64), &n_errors);
       names = g_variant_get_child_value (results, 5);
       messages = g_variant_get_child_value (results, 6);
-      error_names = g_variant_get_strv (names, &n_names);
-      error_messages = g_variant_get_strv (messages, &n_messages);
+      error_names = sluice_wire_strv (names, &n_names);
+      error_messages = sluice_wire_strv (messages, &n_messages);
       if (!sluice_wire_values_view (results, 0, &values) || n_names != n_errors ||
           n_messages != n_errors)
         malformed_add (&malformed, item);
@@ -1200,7 +1205,6 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         in_flight->suspect = suspect;
         in_flight->id = self->next_id++;
         in_flight->proc = proc;
-        in_flight->connection = g_object_ref (proc->connection);
         if (g_hash_table_size (proc->in_flight) == 0)
           proc->busy_mark = now;
         /* Keyed by its own id: stealing it takes the key along. */
@@ -1249,7 +1253,7 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
         continue;
       g_variant_builder_init (&calls, G_VARIANT_TYPE (SLUICE_WIRE_CALLS_TYPE));
       g_variant_builder_add_value (
-          &calls, g_variant_new_strv ((const char *const *) names->pdata, names->len));
+          &calls, sluice_wire_strv_new ((const char *const *) names->pdata, names->len));
       sluice_wire_values_end (&args, &calls);
       self->n_call_messages++;
       self->n_sent += names->len;
@@ -1272,9 +1276,12 @@ pump_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
       SluiceCall *call = g_task_get_task_data (in_flight->task->call_task);
 
       if (call->cancellable != NULL)
-        in_flight->cancelled_id =
-            g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
-                                   G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+        {
+          in_flight->connection = g_object_ref (in_flight->proc->connection);
+          in_flight->cancelled_id =
+              g_cancellable_connect (sluice_worker_task_get_cancellable (in_flight->task),
+                                     G_CALLBACK (task_cancelled_cb), in_flight, NULL);
+        }
     }
   g_ptr_array_unref (to_send);
   g_mutex_unlock (&self->mutex);
@@ -1309,6 +1316,7 @@ static void
 sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
 {
   SluiceProcessWorker *self = SLUICE_PROCESS_WORKER (worker);
+  gboolean wake;
 
   g_mutex_lock (&self->mutex);
   if (self->crashed || self->stopping)
@@ -1318,6 +1326,12 @@ sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
       return;
     }
   self->active = TRUE;
+  /* The first task waiting wakes the pump; it leaves tasks waiting only
+   * when no process can take them, and what gives a process room (an
+   * answer, a process ready or started again) wakes it: a task that finds
+   * others waiting does not take the owner context's lock again (once
+   * per call, with GDBus's thread taking it too). */
+  wake = g_queue_is_empty (&self->pending);
   /* Tasks mostly come in order: after the last, without a walk. */
   if (g_queue_is_empty (&self->pending) ||
       compare_tasks (g_queue_peek_tail (&self->pending), task, NULL) < 0)
@@ -1326,7 +1340,8 @@ sluice_process_worker_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
     g_queue_insert_sorted (&self->pending, g_object_ref (task), compare_tasks, NULL);
   g_mutex_unlock (&self->mutex);
 
-  pump_wake (self);
+  if (wake)
+    pump_wake (self);
 }
 
 static char **

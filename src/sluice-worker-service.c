@@ -548,7 +548,7 @@ handle_call_many (Served *served, GDBusMessage *message)
       return;
     }
   names_variant = g_variant_get_child_value (calls, 0);
-  names = g_variant_get_strv (names_variant, &n_names);
+  names = sluice_wire_strv (names_variant, &n_names);
   g_variant_unref (names_variant);
   if (!sluice_wire_values_view (calls, 1, &args) || n_names != args.n)
     {

@@ -11,6 +11,7 @@
 #include <sluice/sluice.h>
 
 #include "sluice-test-util.h"
+#include "sluice-worker-wire-private.h"
 
 #include <gio/gunixinputstream.h>
 #include <gio/gunixoutputstream.h>
@@ -1064,6 +1065,144 @@ test_dispose_kills (void)
   after (b);
 }
 
+/* sluice_wire_strv_new () makes the "as" g_variant_new_strv () makes;
+ * sluice_wire_strv () reads an "as" in place: it gives what
+ * g_variant_get_strv () gives, for arrays whose framing offsets take 1, 2
+ * and 4 bytes, and for arrays not in normal form (an element that is not
+ * nul-terminated UTF-8, offsets out of order or past the end), which it
+ * leaves to g_variant_get_strv (). */
+static void
+assert_strv_as_glib (GVariant *array)
+{
+  gsize n = 99, n_glib = 99;
+  const char **strv = sluice_wire_strv (array, &n);
+  const char **glib = g_variant_get_strv (array, &n_glib);
+
+  g_assert_cmpuint (n, ==, n_glib);
+  for (gsize i = 0; i < n; i++)
+    g_assert_cmpstr (strv[i], ==, glib[i]);
+  g_assert_null (strv[n]);
+  g_free (strv);
+  g_free (glib);
+}
+
+static GVariant *
+strv_from_bytes (const void *data, gsize size)
+{
+  GBytes *bytes = g_bytes_new (data, size);
+  GVariant *array =
+      g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE_STRING_ARRAY, bytes, FALSE));
+
+  g_bytes_unref (bytes);
+  return array;
+}
+
+static void
+test_wire_strv (void)
+{
+  const gsize sizes[] = { 0, 1, 2, 7, 12, 13, 40, 300, 2500, 2700, 7000 };
+  /* "ab", "", "c" with 1-byte offsets 3, 4, 6 */
+  static const guint8 normal[] = { 'a', 'b', 0, 0, 'c', 0, 3, 4, 6 };
+  static const guint8 not_nul_terminated[] = { 'a', 'b', 'x', 0, 'c', 0, 3, 4, 6 };
+  static const guint8 embedded_nul[] = { 'a', 0, 0, 0, 'c', 0, 3, 4, 6 };
+  static const guint8 not_utf8[] = { 'a', 0xff, 0, 0, 'c', 0, 3, 4, 6 };
+  static const guint8 out_of_order[] = { 'a', 'b', 0, 0, 'c', 0, 4, 3, 6 };
+  static const guint8 past_the_end[] = { 'a', 'b', 0, 0, 'c', 0, 3, 4, 60 };
+  static const guint8 odd_table[] = { 'a', 'b', 0, 0, 'c', 0, 3, 4, 5 };
+  const guint8 *malformed[] = {
+    not_nul_terminated, embedded_nul, not_utf8, out_of_order, past_the_end, odd_table,
+  };
+
+  for (guint k = 0; k < G_N_ELEMENTS (sizes); k++)
+    {
+      GPtrArray *strings = g_ptr_array_new_with_free_func (g_free);
+      GVariant *array;
+
+      for (gsize i = 0; i < sizes[k]; i++)
+        g_ptr_array_add (strings, i % 5 == 3
+                                      ? g_strdup ("")
+                                      : g_strdup_printf ("name-%zu-ü-%s", i,
+                                                         i % 7 == 0 ? "long-long-long" : ""));
+      array = g_variant_ref_sink (
+          g_variant_new_strv ((const char *const *) strings->pdata, strings->len));
+      /* Serialised, as the batches are (an empty one has no data). */
+      g_assert_true (sizes[k] == 0 || g_variant_get_data (array) != NULL);
+      assert_strv_as_glib (array);
+      /* sluice_wire_strv_new () serialises it as GVariant does. */
+      {
+        GVariant *ours = g_variant_ref_sink (
+            sluice_wire_strv_new ((const char *const *) strings->pdata, strings->len));
+
+        g_assert_true (g_variant_is_of_type (ours, G_VARIANT_TYPE_STRING_ARRAY));
+        g_assert_cmpuint (g_variant_get_size (ours), ==, g_variant_get_size (array));
+        g_assert_true (sizes[k] == 0 ||
+                       memcmp (g_variant_get_data (ours), g_variant_get_data (array),
+                               g_variant_get_size (array)) == 0);
+        g_assert_true (g_variant_is_normal_form (ours));
+        g_assert_true (g_variant_equal (ours, array));
+        g_variant_unref (ours);
+      }
+      {
+        gsize n;
+        const char **strv = sluice_wire_strv (array, &n);
+
+        g_assert_cmpuint (n, ==, sizes[k]);
+        for (gsize i = 0; i < n; i++)
+          g_assert_cmpstr (strv[i], ==, strings->pdata[i]);
+        g_free (strv);
+      }
+      g_variant_unref (array);
+      g_ptr_array_unref (strings);
+    }
+
+  /* Where the framing offsets grow from 1 to 2 and from 2 to 4 bytes. */
+  for (gsize length = 250; length < 65540; length = length == 257 ? 65526 : length + 1)
+    {
+      char *one = g_malloc (length + 1);
+      const char *strv[2];
+      GVariant *glib, *ours;
+
+      memset (one, 'x', length);
+      one[length] = '\0';
+      strv[0] = one;
+      strv[1] = "y";
+      for (gsize n = 1; n <= 2; n++)
+        {
+          glib = g_variant_ref_sink (g_variant_new_strv (strv, n));
+          ours = g_variant_ref_sink (sluice_wire_strv_new (strv, n));
+          g_assert_cmpuint (g_variant_get_size (ours), ==, g_variant_get_size (glib));
+          g_assert_cmpmem (g_variant_get_data (ours), g_variant_get_size (ours),
+                           g_variant_get_data (glib), g_variant_get_size (glib));
+          assert_strv_as_glib (ours);
+          g_variant_unref (glib);
+          g_variant_unref (ours);
+        }
+      g_free (one);
+    }
+
+  {
+    GVariant *array = strv_from_bytes (normal, sizeof normal);
+    gsize n;
+    const char **strv = sluice_wire_strv (array, &n);
+
+    g_assert_cmpuint (n, ==, 3);
+    g_assert_cmpstr (strv[0], ==, "ab");
+    g_assert_cmpstr (strv[1], ==, "");
+    g_assert_cmpstr (strv[2], ==, "c");
+    /* In place: pointers into the array's data. */
+    g_assert_true ((const guint8 *) strv[0] == (const guint8 *) g_variant_get_data (array));
+    g_free (strv);
+    g_variant_unref (array);
+  }
+  for (guint k = 0; k < G_N_ELEMENTS (malformed); k++)
+    {
+      GVariant *array = strv_from_bytes (malformed[k], sizeof normal);
+
+      assert_strv_as_glib (array);
+      g_variant_unref (array);
+    }
+}
+
 static void
 warm_up (void)
 {
@@ -1086,6 +1225,8 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_timeout_add (5, tick_cb, NULL);
+  /* Needs no helper. */
+  g_test_add_func ("/process-worker/wire-strv", test_wire_strv);
 
   if (helper_tool () == NULL || test_module () == NULL)
     {
