@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "bench-common.h"
+#include "bench-shuffle.h"
 #include "latency.h"
 
 #define MAX_REPS BENCH_MAX_REPS
@@ -265,22 +266,10 @@ static guint shuffle[MAX_HANDOFF_BATCH];
 static void
 use_handoff_batch (guint batch)
 {
-  g_autoptr (GRand) rand = NULL;
-
   if (batch == handoff_batch)
     return;
   handoff_batch = batch;
-  rand = g_rand_new_with_seed (42);
-  for (guint i = 0; i < batch; i++)
-    shuffle[i] = i;
-  for (guint i = batch - 1; i > 0; i--)
-    {
-      guint j = g_rand_int_range (rand, 0, i + 1);
-      guint t = shuffle[i];
-
-      shuffle[i] = shuffle[j];
-      shuffle[j] = t;
-    }
+  bench_shuffle_init (shuffle, batch);
 }
 
 static inline guint
