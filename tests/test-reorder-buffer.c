@@ -547,6 +547,65 @@ test_short_run (void)
     }
 }
 
+/* The wake rule adapts to the load (doc/overview.md): at the same depth
+ * (8 or more in flight) the consumer sleeps for a run while items come
+ * fast, and wakes per item once they come far apart (the moving average of
+ * the gap between items above 100 us). Observed through what it sleeps for
+ * and its count of sleeps; the gaps here are lower bounds (sleeps of 2 ms
+ * between completions), or far below the limit (completions in a tight
+ * loop, the consumer asleep meanwhile), so a slow machine does not change
+ * the outcome. */
+static void
+test_wake_rule (void)
+{
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (128, NULL, NULL);
+  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SluiceReorderStats stats;
+  SluiceSlot **slots;
+  GThread *thread;
+  guint64 sleeps;
+
+  sluice_reorder_buffer_set_wake_latency (rb, G_MAXINT);
+  slots = reserve_n (rb, 128);
+  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
+
+  /* Fast: a fresh buffer sleeps for the item three quarters through the
+   * 128 in flight; 96 items completed at once are one run, and with 32
+   * left in flight it sleeps for the run of the next 24. */
+  g_assert_true (consumer_asleep_for (rb, 95));
+  for (guint i = 0; i < 96; i++)
+    sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+  g_assert_true (consumer_asleep_for (rb, 119));
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_assert_cmpuint (stats.sleeps, <=, 3);
+
+  /* Slow: 24 items 2 ms apart (one run still: it was asleep for it), then
+   * with 8 in flight it wakes per item, each of the 8 left waking it. */
+  for (guint i = 96; i < 120; i++)
+    {
+      g_usleep (2000);
+      sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+    }
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  sleeps = stats.sleeps;
+  for (guint i = 120; i < 128; i++)
+    {
+      g_assert_true (consumer_asleep_for (rb, i));
+      g_usleep (2000);
+      sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+    }
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_assert_cmpuint (stats.sleeps - sleeps, >=, 8);
+
+  sluice_reorder_buffer_end (rb);
+  g_thread_join (thread);
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_received, ==, 128);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  g_free (slots);
+  sluice_reorder_buffer_unref (rb);
+}
+
 typedef enum
 {
   REFILL,         /* the owner refills the window */
@@ -1805,6 +1864,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/reorder-buffer/window", test_window);
   g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
   g_test_add_func ("/reorder-buffer/short-run", test_short_run);
+  g_test_add_func ("/reorder-buffer/wake-rule", test_wake_rule);
   g_test_add_data_func ("/reorder-buffer/early-room", GINT_TO_POINTER (EARLY_TAKEN),
                         test_early_room);
   g_test_add_data_func ("/reorder-buffer/early-room-refused", GINT_TO_POINTER (EARLY_REFUSED),
