@@ -436,6 +436,21 @@ test_early_room (gconstpointer data)
   callbacks_clear (&cb);
 }
 
+/* Sets the wake latency, reserves @n slots and starts a sequence consumer
+ * on them. */
+static GThread *
+consume_reserved (SluiceReorderBuffer *rb,
+                  guint wake_latency,
+                  guint n,
+                  SequenceConsumer *consumer,
+                  SluiceSlot ***slots)
+{
+  *consumer = (SequenceConsumer){ rb, 0, 0, 0, NULL };
+  sluice_reorder_buffer_set_wake_latency (rb, wake_latency);
+  *slots = reserve_n (rb, n);
+  return g_thread_new ("consumer", sequence_consumer_thread, consumer);
+}
+
 /* With items in flight the consumer sleeps for a later one (marking it) for
  * at most the wake latency, then for the head. The later item's completion
  * must not wake it after that: every wake-up costs a context switch, and
@@ -444,15 +459,11 @@ static void
 test_stale_mark (void)
 {
   SluiceReorderBuffer *rb = sluice_reorder_buffer_new (16, NULL, NULL);
-  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SequenceConsumer consumer;
   SluiceReorderStats stats;
   SluiceSlot **slots;
-  GThread *thread;
+  GThread *thread = consume_reserved (rb, 10 * 1000, 8, &consumer, &slots);
   guint64 sleeps;
-
-  sluice_reorder_buffer_set_wake_latency (rb, 10 * 1000);
-  slots = reserve_n (rb, 8);
-  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
 
   /* It sleeps for a later item (or, on a slow machine, passes the
    * deadline before it gets to sleep), times out, then sleeps for the
@@ -559,15 +570,11 @@ static void
 test_wake_rule (void)
 {
   SluiceReorderBuffer *rb = sluice_reorder_buffer_new (128, NULL, NULL);
-  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SequenceConsumer consumer;
   SluiceReorderStats stats;
   SluiceSlot **slots;
-  GThread *thread;
+  GThread *thread = consume_reserved (rb, G_MAXINT, 128, &consumer, &slots);
   guint64 sleeps;
-
-  sluice_reorder_buffer_set_wake_latency (rb, G_MAXINT);
-  slots = reserve_n (rb, 128);
-  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
 
   /* Fast: a fresh buffer sleeps for the item three quarters through the
    * 128 in flight; 96 items completed at once are one run, and with 32
