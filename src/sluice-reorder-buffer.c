@@ -62,8 +62,12 @@
 #define WAKE_RUN_GAP_MAX_US 100
 /* Each sample of the gap counts up to this much (an idle spell is one long
  * gap, not a reason to wake per item for long after it); the newest sample
- * weighs a quarter. */
+ * weighs a quarter. A sample spans at least WAKE_GAP_SPAN_MIN_US: its ends
+ * are waits of the consumer, each up to a gap away from an item, so a span
+ * of a few items only measures the gap within a gap (a consumer that fell
+ * behind under load sampled 200 us gaps as 10-20 us ones). */
 #define WAKE_GAP_CLAMP_US 1000
+#define WAKE_GAP_SPAN_MIN_US 1000
 
 static inline guint64
 load64 (const guint64 *p)
@@ -1046,23 +1050,26 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start, gboolean early_
 }
 
 /* The load as the wake rule sees it: at each wait that outlasts the polls
- * (@now: its clock), the time since the last such wait per item handed out
- * meanwhile is one sample of the gap between items (the consumer waited at
- * both ends, so it kept up: this is the rate at which items became
- * deliverable). A wait with no item since the last one adds to the next
- * sample. */
+ * (@now: its clock) at least WAKE_GAP_SPAN_MIN_US after the last sample,
+ * the time since then per item handed out meanwhile is one sample of the
+ * gap between items (the consumer waited at both ends, so it kept up: this
+ * is the rate at which items became deliverable). Earlier waits, and waits
+ * with no item since the last sample, add to the next sample. */
 static inline void
 note_item_gap (SluiceReorderBuffer *rb, gint64 now)
 {
   guint64 n = rb->handed - rb->gap_handed;
+  gint64 span_us = now - rb->gap_since;
 
   if (n == 0)
     return;
   if (rb->gap_since != 0)
     {
-      guint64 span_us = (guint64) MAX (now - rb->gap_since, 0);
-      gint64 sample = (gint64) MIN (span_us * 1000 / n, WAKE_GAP_CLAMP_US * 1000);
+      gint64 sample;
 
+      if (span_us < WAKE_GAP_SPAN_MIN_US)
+        return;
+      sample = (gint64) MIN ((guint64) span_us * 1000 / n, WAKE_GAP_CLAMP_US * 1000);
       rb->item_gap_ns =
           (guint) ((gint64) rb->item_gap_ns + (sample - (gint64) rb->item_gap_ns) / 4);
     }
