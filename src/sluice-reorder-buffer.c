@@ -529,7 +529,7 @@ sluice_reorder_buffer_claim_slow (SluiceSlot *slot, int tag_bits)
  * return from it), so its fields are ours for a moment. Takes the item for
  * it, when the slot is the head the consumer sleeps for and taking it
  * answers an open room request of the owner: the caller then answers the
- * request with the early answer function, then wakes the consumer.
+ * request with the early answer function, after it has woken the consumer.
  * Returns whether it did. The answer is not owed to anybody later: it is
  * paid at once, by the caller (an answer left for the consumer's next call
  * or the owner's next poll deadlocks a window of 1: nothing else runs).
@@ -609,16 +609,12 @@ sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state)
           published = g_atomic_int_compare_and_exchange (&slot->state, state, new_state);
           early = published && take_early_locked (rb, slot, new_state);
           g_mutex_unlock (&rb->lock);
-          /* The owner's wake-up first, then the consumer's: when both
-           * land on this core (the other one busy), the one woken last
-           * ran first here, and the consumer behind the owner waited for
-           * its whole turn (bench/latency, 1 in flight, load 13-17, perf
-           * sched: the consumer's wake-up to run 9 us median in this
-           * order reversed, 1 us in this one; p50 10.7 -> 5.1 us). */
-          if (early)
-            rb->early_answer_func (rb->callback_data);
           if (published)
             g_cond_signal (&rb->cond);
+          /* After the signal: the owner's wake-up runs beside the
+           * consumer's. */
+          if (early)
+            rb->early_answer_func (rb->callback_data);
           sluice_reorder_buffer_unref (rb);
           if (published)
             return TRUE;
