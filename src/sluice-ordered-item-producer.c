@@ -99,7 +99,7 @@
  * complete or for at most [property@Sluice.OrderedItemProducer:wake-latency]
  * (5 ms by default), so an item may reach the consumer that much after it
  * was completed. It does so only under load: with fewer than 8 items in
- * flight, or while items come 100 µs or more apart on average, it wakes for
+ * flight, or while items come 100 us or more apart on average, it wakes for
  * each item at once (the rule: doc/overview.md).
  */
 
@@ -2614,7 +2614,7 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * refilling; should the producer produce less than that and neither stop
    * nor pause, what is complete waits this long. 0 wakes the consumer for
    * each item at once. With fewer than 8 items in flight (and in the run),
-   * or while items come 100 µs or more apart on average, the consumer
+   * or while items come 100 us or more apart on average, the consumer
    * always wakes for the item it waits for at once: a run that short, or
    * that slow, saves little, and a lightly loaded stream keeps the latency
    * of a plain condition variable. A run is also cut to the items expected
