@@ -98,8 +98,9 @@
  * producer that was waiting for it, which is refilling the window) is
  * complete or for at most [property@Sluice.OrderedItemProducer:wake-latency]
  * (5 ms by default), so an item may reach the consumer that much after it
- * was completed; with fewer than 8 items in flight it wakes for each item at
- * once.
+ * was completed. It does so only under load: with fewer than 8 items in
+ * flight, or while items come 100 us or more apart on average, it wakes for
+ * each item at once (the rule: doc/overview.md).
  */
 
 typedef enum
@@ -2612,11 +2613,13 @@ sluice_ordered_item_producer_class_init (SluiceOrderedItemProducerClass *klass)
    * run is three quarters of a whole window, which the producer is
    * refilling; should the producer produce less than that and neither stop
    * nor pause, what is complete waits this long. 0 wakes the consumer for
-   * each item at once. With fewer than 8 items in flight (and in the run)
-   * the consumer always wakes for the item it waits for at once: a run that
-   * short saves little, and a lightly loaded stream keeps the latency of a
-   * plain condition variable. It may be set from any thread and applies from the
-   * consumer's next sleep.
+   * each item at once. With fewer than 8 items in flight (and in the run),
+   * or while items come 100 us or more apart on average, the consumer
+   * always wakes for the item it waits for at once: a run that short, or
+   * that slow, saves little, and a lightly loaded stream keeps the latency
+   * of a plain condition variable. A run is also cut to the items expected
+   * within this latency at the average gap. It may be set from any thread
+   * and applies from the consumer's next sleep.
    */
   properties[PROP_WAKE_LATENCY] =
       g_param_spec_uint ("wake-latency", NULL, NULL, 0, G_MAXINT, SLUICE_WAKE_LATENCY_DEFAULT_US,

@@ -23,9 +23,9 @@
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
  * (about 1 µs) measured better than 0, 10 and 200 for small work. */
 #define SPIN_MAX 40
-/* The adaptive spin of a consumer with few items in flight (below
- * WAKE_RUN_MIN_IN_FLIGHT), after the polls above: SluiceSpinRule
- * (sluice-private.h) and adaptive_spin (). */
+/* The adaptive spin of a consumer that wakes per item (below
+ * WAKE_RUN_MIN_IN_FLIGHT, or items WAKE_RUN_GAP_MAX_US apart), after the
+ * polls above: SluiceSpinRule (sluice-private.h) and adaptive_spin (). */
 /* Waking once per run of items (below) pays only when there are enough of
  * them in flight to make a run: with fewer the consumer wakes per item,
  * which keeps the latency of a lightly loaded stream at that of a plain
@@ -50,6 +50,24 @@
  * one): 11 -> 7 context switches per 1000 items of 2 us, small work 1.013 ->
  * 1.023 of oneTBB (means of 10 alternating processes each). */
 #define WAKE_RUN_MAX 1024
+/* The batching above saves wake-ups only when items come fast: it is the
+ * rule under load, not at every depth. The consumer keeps a moving average
+ * of the time between the items it takes (note_item_gap ()), and sleeps for
+ * a run only while that is below WAKE_RUN_GAP_MAX_US: a wake-up costs about
+ * 5 us on a VM, so waking per item at longer gaps costs at most about 5 % of
+ * a core, and saves the item up to a wake latency of waiting for its run.
+ * A run is also cut to the items expected within the wake latency (its
+ * length times the gap): a run that outlasts it costs a timeout and then a
+ * second sleep for the head. */
+#define WAKE_RUN_GAP_MAX_US 100
+/* Each sample of the gap counts up to this much (an idle spell is one long
+ * gap, not a reason to wake per item for long after it); the newest sample
+ * weighs a quarter. A sample spans at least WAKE_GAP_SPAN_MIN_US: its ends
+ * are waits of the consumer, each up to a gap away from an item, so a span
+ * of a few items only measures the gap within a gap (a consumer that fell
+ * behind under load sampled 200 us gaps as 10-20 us ones). */
+#define WAKE_GAP_CLAMP_US 1000
+#define WAKE_GAP_SPAN_MIN_US 1000
 
 static inline guint64
 load64 (const guint64 *p)
@@ -1027,6 +1045,34 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start, gboolean early_
   return FALSE;
 }
 
+/* The load as the wake rule sees it: at each wait that outlasts the polls
+ * (@now: its clock) at least WAKE_GAP_SPAN_MIN_US after the last sample,
+ * the time since then per item handed out meanwhile is one sample of the
+ * gap between items (the consumer waited at both ends, so it kept up: this
+ * is the rate at which items became deliverable). Earlier waits, and waits
+ * with no item since the last sample, add to the next sample. */
+static inline void
+note_item_gap (SluiceReorderBuffer *rb, gint64 now)
+{
+  guint64 n = rb->handed - rb->gap_handed;
+  gint64 span_us = now - rb->gap_since;
+
+  if (n == 0)
+    return;
+  if (rb->gap_since != 0)
+    {
+      gint64 sample;
+
+      if (span_us < WAKE_GAP_SPAN_MIN_US)
+        return;
+      sample = (gint64) MIN ((guint64) span_us * 1000 / n, WAKE_GAP_CLAMP_US * 1000);
+      rb->item_gap_ns =
+          (guint) ((gint64) rb->item_gap_ns + (sample - (gint64) rb->item_gap_ns) / 4);
+    }
+  rb->gap_since = now;
+  rb->gap_handed = rb->handed;
+}
+
 /* Returns when the head slot may be complete or a flag changed. */
 static void
 wait_for_head (SluiceReorderBuffer *rb)
@@ -1035,8 +1081,9 @@ wait_for_head (SluiceReorderBuffer *rb)
   int flags = g_atomic_int_get (&rb->flags);
   gboolean refilling;
   gboolean few;
+  gboolean batching;
   gboolean early_ok = FALSE;
-  gint64 start = 0;
+  gint64 start;
 
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
    * room request that may have come while we handed items out. */
@@ -1054,12 +1101,17 @@ wait_for_head (SluiceReorderBuffer *rb)
       sluice_cpu_relax ();
     }
 
-  /* Few in flight: the wake-up batching below does not apply, the
-   * adaptive spin may. */
-  few = MAX (load64 (&rb->next_seq) - seq, refilling ? rb->window : 0) < WAKE_RUN_MIN_IN_FLIGHT;
+  /* The wait outlasts the polls: the clock once, for the wake rule, the
+   * spin and the stall's start. */
+  start = g_get_monotonic_time ();
+  note_item_gap (rb, start);
+  batching = rb->item_gap_ns < WAKE_RUN_GAP_MAX_US * 1000;
+  /* Few in flight, or items too far apart: the wake-up batching below does
+   * not apply, the adaptive spin may. */
+  few = !batching ||
+        MAX (load64 (&rb->next_seq) - seq, refilling ? rb->window : 0) < WAKE_RUN_MIN_IN_FLIGHT;
   if (few)
     {
-      start = g_get_monotonic_time ();
       /* May a completer take the head for us and answer the owner
        * (take_early_locked ())? Asked here, outside our lock: the answer
        * may look at the owner's context. */
@@ -1075,10 +1127,9 @@ wait_for_head (SluiceReorderBuffer *rb)
     }
 
   /* A wait that outlasts the spin is one a stats reader may want to see
-   * (a head-of-line stall); the clock is read only here, off the spin. */
+   * (a head-of-line stall), from when it began. */
   if (rb->wait_since == 0)
-    __atomic_store_n (&rb->wait_since, start != 0 ? start : g_get_monotonic_time (),
-                      __ATOMIC_RELAXED);
+    __atomic_store_n (&rb->wait_since, start, __ATOMIC_RELAXED);
 
   g_mutex_lock (&rb->lock);
   {
@@ -1101,11 +1152,18 @@ wait_for_head (SluiceReorderBuffer *rb)
      * reservation, and the end retargets). */
     guint64 run = refilling ? MAX (in_flight, rb->window) : in_flight;
 
-    if (in_flight >= 2 && run >= WAKE_RUN_MIN_IN_FLIGHT && latency_us > 0)
+    if (batching && in_flight >= 2 && run >= WAKE_RUN_MIN_IN_FLIGHT && latency_us > 0)
       {
-        /* The item three quarters through the run. */
-        target = seq + MIN (run - run / 4, WAKE_RUN_MAX) - 1;
-        deadline = g_get_monotonic_time () + latency_us;
+        /* The item three quarters through the run, or as far as the items
+         * expected within the wake latency reach. */
+        guint64 reach = (guint64) latency_us * 1000 / MAX (rb->item_gap_ns, 1);
+
+        run = MIN (MIN (run - run / 4, WAKE_RUN_MAX), reach);
+        if (run >= 2)
+          {
+            target = seq + run - 1;
+            deadline = g_get_monotonic_time () + latency_us;
+          }
       }
 
     for (;;)

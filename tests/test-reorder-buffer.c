@@ -436,6 +436,21 @@ test_early_room (gconstpointer data)
   callbacks_clear (&cb);
 }
 
+/* Sets the wake latency, reserves @n slots and starts a sequence consumer
+ * on them. */
+static GThread *
+consume_reserved (SluiceReorderBuffer *rb,
+                  guint wake_latency,
+                  guint n,
+                  SequenceConsumer *consumer,
+                  SluiceSlot ***slots)
+{
+  *consumer = (SequenceConsumer){ rb, 0, 0, 0, NULL };
+  sluice_reorder_buffer_set_wake_latency (rb, wake_latency);
+  *slots = reserve_n (rb, n);
+  return g_thread_new ("consumer", sequence_consumer_thread, consumer);
+}
+
 /* With items in flight the consumer sleeps for a later one (marking it) for
  * at most the wake latency, then for the head. The later item's completion
  * must not wake it after that: every wake-up costs a context switch, and
@@ -444,15 +459,11 @@ static void
 test_stale_mark (void)
 {
   SluiceReorderBuffer *rb = sluice_reorder_buffer_new (16, NULL, NULL);
-  SequenceConsumer consumer = { rb, 0, 0, 0, NULL };
+  SequenceConsumer consumer;
   SluiceReorderStats stats;
   SluiceSlot **slots;
-  GThread *thread;
+  GThread *thread = consume_reserved (rb, 10 * 1000, 8, &consumer, &slots);
   guint64 sleeps;
-
-  sluice_reorder_buffer_set_wake_latency (rb, 10 * 1000);
-  slots = reserve_n (rb, 8);
-  thread = g_thread_new ("consumer", sequence_consumer_thread, &consumer);
 
   /* It sleeps for a later item (or, on a slow machine, passes the
    * deadline before it gets to sleep), times out, then sleeps for the
@@ -545,6 +556,63 @@ test_short_run (void)
       g_free (slots);
       sluice_reorder_buffer_unref (rb);
     }
+}
+
+/* The wake rule adapts to the load (doc/overview.md): at the same depth
+ * (8 or more in flight) the consumer sleeps for a run while items come
+ * fast, and wakes per item once they come far apart (the moving average of
+ * the gap between items above 100 us). Observed through what it sleeps for
+ * and its count of sleeps; the gaps here are lower bounds (sleeps of 2 ms
+ * between completions), or far below the limit (completions in a tight
+ * loop, the consumer asleep meanwhile), so a slow machine does not change
+ * the outcome. */
+static void
+test_wake_rule (void)
+{
+  SluiceReorderBuffer *rb = sluice_reorder_buffer_new (128, NULL, NULL);
+  SequenceConsumer consumer;
+  SluiceReorderStats stats;
+  SluiceSlot **slots;
+  GThread *thread = consume_reserved (rb, G_MAXINT, 128, &consumer, &slots);
+  guint64 sleeps;
+
+  /* Fast: a fresh buffer sleeps for the item three quarters through the
+   * 128 in flight; 96 items completed at once are one run, and with 32
+   * left in flight it sleeps for the run of the next 24. */
+  g_assert_true (consumer_asleep_for (rb, 95));
+  for (guint i = 0; i < 96; i++)
+    sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+  g_assert_true (consumer_asleep_for (rb, 119));
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_assert_cmpuint (stats.sleeps, <=, 3);
+
+  /* Slow: 24 items 2 ms apart (one run still: it was asleep for it), then
+   * with 8 in flight it sleeps for the head, and each of the 7 after it
+   * is a sleep of its own. */
+  for (guint i = 96; i < 120; i++)
+    {
+      g_usleep (2000);
+      sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+    }
+  g_assert_true (consumer_asleep_for (rb, 120));
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  sleeps = stats.sleeps;
+  for (guint i = 120; i < 128; i++)
+    {
+      g_assert_true (consumer_asleep_for (rb, i));
+      g_usleep (2000);
+      sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
+    }
+  sluice_reorder_buffer_get_stats (rb, &stats);
+  g_assert_cmpuint (stats.sleeps - sleeps, >=, 7);
+
+  sluice_reorder_buffer_end (rb);
+  g_thread_join (thread);
+  g_assert_no_error (consumer.error);
+  g_assert_cmpuint (consumer.n_received, ==, 128);
+  g_assert_cmpuint (consumer.n_bad_order, ==, 0);
+  g_free (slots);
+  sluice_reorder_buffer_unref (rb);
 }
 
 typedef enum
@@ -1805,6 +1873,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/reorder-buffer/window", test_window);
   g_test_add_func ("/reorder-buffer/stale-mark", test_stale_mark);
   g_test_add_func ("/reorder-buffer/short-run", test_short_run);
+  g_test_add_func ("/reorder-buffer/wake-rule", test_wake_rule);
   g_test_add_data_func ("/reorder-buffer/early-room", GINT_TO_POINTER (EARLY_TAKEN),
                         test_early_room);
   g_test_add_data_func ("/reorder-buffer/early-room-refused", GINT_TO_POINTER (EARLY_REFUSED),
