@@ -307,26 +307,36 @@ stats_reach (SluiceReorderBuffer *rb,
   return FALSE;
 }
 
-/* Whether the consumer comes to sleep for number @seq (the buffer's
- * private fields: set under its lock while the consumer sleeps). */
-static gboolean
-consumer_asleep_for (SluiceReorderBuffer *rb, guint64 seq)
+/* The number the consumer comes to sleep for, of @seq and @other (the
+ * buffer's private fields: set under its lock while the consumer
+ * sleeps); G_MAXUINT64 if neither. */
+static guint64
+consumer_asleep_for_either (SluiceReorderBuffer *rb, guint64 seq, guint64 other)
 {
   gint64 deadline = deadline_from_now ();
 
   do
     {
-      gboolean asleep;
+      guint64 asleep = G_MAXUINT64;
 
       sluice_reorder_buffer_lock (rb);
-      asleep = g_atomic_int_get (&rb->consumer_sleeping) && rb->consumer_wait_seq == seq;
+      if (g_atomic_int_get (&rb->consumer_sleeping) &&
+          (rb->consumer_wait_seq == seq || rb->consumer_wait_seq == other))
+        asleep = rb->consumer_wait_seq;
       sluice_reorder_buffer_unlock (rb);
-      if (asleep)
-        return TRUE;
+      if (asleep != G_MAXUINT64)
+        return asleep;
       g_usleep (1000);
     }
   while (g_get_monotonic_time () < deadline);
-  return FALSE;
+  return G_MAXUINT64;
+}
+
+/* Whether the consumer comes to sleep for number @seq. */
+static gboolean
+consumer_asleep_for (SluiceReorderBuffer *rb, guint64 seq)
+{
+  return consumer_asleep_for_either (rb, seq, seq) == seq;
 }
 
 /* ---- the early room answer ------------------------------------------------ */
@@ -570,21 +580,33 @@ static void
 test_wake_rule (void)
 {
   SluiceReorderBuffer *rb = sluice_reorder_buffer_new (128, NULL, NULL);
+  gint64 start = g_get_monotonic_time ();
   SequenceConsumer consumer;
   SluiceReorderStats stats;
   SluiceSlot **slots;
   GThread *thread = consume_reserved (rb, G_MAXINT, 128, &consumer, &slots);
-  guint64 sleeps;
+  guint64 sleeps, seq;
 
   /* Fast: a fresh buffer sleeps for the item three quarters through the
    * 128 in flight; 96 items completed at once are one run, and with 32
-   * left in flight it sleeps for the run of the next 24. */
+   * left in flight it sleeps for the run of the next 24. The consumer's
+   * one sample of the gap spans at most the time since the start: below
+   * 30 ms for 96 items it is below 400 us, a quarter of which is below
+   * the limit. A machine stalled longer than that (valgrind on a loaded
+   * machine) may make it wake per item (sleep for 96), which is right
+   * then. */
   g_assert_true (consumer_asleep_for (rb, 95));
   for (guint i = 0; i < 96; i++)
     sluice_reorder_buffer_complete (slots[i], GUINT_TO_POINTER (i + 1), NULL);
-  g_assert_true (consumer_asleep_for (rb, 119));
-  sluice_reorder_buffer_get_stats (rb, &stats);
-  g_assert_cmpuint (stats.sleeps, <=, 3);
+  seq = consumer_asleep_for_either (rb, 119, 96);
+  if (seq == 96 && g_get_monotonic_time () - start > 30 * G_TIME_SPAN_MILLISECOND)
+    g_test_message ("the machine stalled: the fast phase woke per item, not judged");
+  else
+    {
+      g_assert_cmpuint (seq, ==, 119);
+      sluice_reorder_buffer_get_stats (rb, &stats);
+      g_assert_cmpuint (stats.sleeps, <=, 3);
+    }
 
   /* Slow: 24 items 2 ms apart (one run still: it was asleep for it), then
    * with 8 in flight it sleeps for the head, and each of the 7 after it
