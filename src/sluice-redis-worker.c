@@ -1728,7 +1728,7 @@ take_read_replies (Io *io, GError **error)
       if (entries != NULL)
         take_answers (io, entries);
       /* Fewer than its COUNT: every answer there was when it ran. */
-      if (entries == NULL || entries->elements < 256)
+      if (entries == NULL || entries->elements < SLUICE_REDIS_XREAD_COUNT)
         io->caught_up = io->reads_done;
       freeReplyObject (reply);
     }
