@@ -1421,6 +1421,9 @@ renew_reply_stream (Io *io, GError **error)
   state->reply_ttl_changed = FALSE;
   io->reply_ttl_ms = state->reply_ttl_ms;
   g_mutex_unlock (&state->mutex);
+  /* The entries are checked at the new interval from now on. */
+  if (changed)
+    io->next_audit_us = 0;
   if (!changed && (io->reply_ttl_ms == 0 || now < io->next_renewal_us))
     return TRUE;
   io->next_renewal_us = now + (gint64) io->reply_ttl_ms * G_TIME_SPAN_MILLISECOND / 3;
