@@ -46,6 +46,8 @@ G_BEGIN_DECLS
 /* Bytes of calls (or answers) in one entry at most, unless one alone is
  * larger. */
 #define SLUICE_REDIS_MAX_ENTRY_BYTES (1024 * 1024)
+/* Entries an XREAD of sluice_redis_args_init_xread () returns at most. */
+#define SLUICE_REDIS_XREAD_COUNT 256
 
 /* Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
  * `unix:PATH`. */

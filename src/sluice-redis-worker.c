@@ -76,6 +76,9 @@
 /* The answers read leave the reply stream by an XTRIM once this many were
  * read since the last one, or once no call is in flight. */
 #define REPLY_TRIM_EVERY 32
+/* Open entries checked (still in their stream, or pending in the group)
+ * at each renewal of the reply stream, at most: 2 commands each. */
+#define AUDIT_BATCHES 4
 
 typedef struct _State State;
 
@@ -91,6 +94,14 @@ typedef struct
   guint size;        /* its calls */
   char *entry_id;    /* (nullable) until its XADD is answered; under the mutex */
   gboolean awaiting; /* the reply to its XADD is awaited on the send connection */
+  /* The I/O thread's checks that its entry is still in Redis (see
+   * audit ()): */
+  char *stream;        /* (owned) its calls' stream */
+  guint64 serial;      /* the order it was sent in */
+  guint64 round;       /* the last check that chose it */
+  gboolean seen;       /* the last check's XRANGE found it */
+  guint misses;        /* checks in a row that found it nowhere */
+  guint64 missed_read; /* the first XREAD sent after the first miss */
 } Batch;
 
 /* A call in Redis. */
@@ -136,6 +147,7 @@ struct _State
   GPtrArray *cancelled; /* of call ids (owned): cancel remotely */
   guint max_per_entry;  /* calls in one entry at most */
   guint64 n_sent, n_entries, n_redelivered, n_duplicates, n_results, n_reconnects;
+  guint64 n_vanished; /* calls given back: their entry vanished unread */
 };
 
 struct _SluiceRedisWorker
@@ -161,6 +173,7 @@ static void
 batch_clear (gpointer data)
 {
   g_free (((Batch *) data)->entry_id);
+  g_free (((Batch *) data)->stream);
 }
 
 static void
@@ -783,6 +796,14 @@ typedef struct
   gboolean send_ready;    /* poll () saw something on send */
   gboolean read_ready;    /* ... on read */
   GPtrArray *retry;       /* of SluiceWorkerTask (owned): refused for a while */
+  guint64 n_batches;      /* sent */
+  guint64 audit_round;    /* checks of the entries in flight */
+  guint64 audit_from;     /* the serial of the next batch to check */
+  gint64 next_audit_us;
+  guint auditing;     /* replies of checks awaited on send */
+  guint64 reads_sent; /* XREADs sent on read (less those lost) */
+  guint64 reads_done; /* XREADs answered */
+  guint64 caught_up;  /* the last XREAD answered with every answer there was */
 } Io;
 
 /* A reply awaited on the send connection. */
@@ -790,6 +811,8 @@ typedef struct
 {
   GPtrArray *call_ids; /* (nullable) of char *: the calls of an XADD; NULL for other commands */
   Batch *batch;        /* (nullable) (owned: a reference) the calls of that XADD */
+  Batch *audited;      /* (nullable) (owned: a reference) checked by an XRANGE or XPENDING */
+  gboolean pending;    /* the XPENDING of that check */
   gboolean renewal;    /* of the reply stream's time to live */
   gint64 sent_us;
 } Expected;
@@ -801,6 +824,7 @@ expected_free (gpointer data)
 
   g_clear_pointer (&expected->call_ids, g_ptr_array_unref);
   g_clear_pointer (&expected->batch, batch_release);
+  g_clear_pointer (&expected->audited, batch_release);
   g_free (expected);
 }
 
@@ -826,6 +850,7 @@ expected_clear (Io *io)
   g_mutex_unlock (&io->state->mutex);
   g_queue_clear_full (&io->expected, expected_free);
   g_queue_init (&io->expected);
+  io->auditing = 0;
 }
 
 /* Appends @args to the send connection, for a reply about @call_ids
@@ -876,6 +901,157 @@ take_refused (Io *io, Batch *batch, const char *id, GError *refused)
     }
 }
 
+/* Gives the calls of @batch still in flight back to the queue: its entry
+ * vanished from Redis unread (see take_audit_reply ()). They are sent
+ * again, with their next attempt number. */
+static void
+give_back_vanished (Io *io, Batch *batch)
+{
+  State *state = io->state;
+  GPtrArray *tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *flights = g_ptr_array_new_with_free_func (flight_free);
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_mutex_lock (&state->mutex);
+  g_hash_table_iter_init (&iter, state->in_flight);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Flight *flight = value;
+
+      if (flight->batch != batch)
+        continue;
+      g_ptr_array_add (tasks, g_steal_pointer (&flight->task));
+      g_hash_table_iter_steal (&iter);
+      g_free (key);
+      flight_left_locked (flight);
+      g_ptr_array_add (flights, flight);
+    }
+  /* Nothing left to delete. */
+  batch->n_calls = 0;
+  state->n_vanished += tasks->len;
+  g_mutex_unlock (&state->mutex);
+  g_ptr_array_unref (flights);
+  give_back (state, tasks);
+}
+
+/* The reply to a check of an entry of calls in flight (see audit ()):
+ * the XRANGE of it in its stream, then the XPENDING of it in the group.
+ * An entry found in neither on two checks in a row vanished unread: its
+ * calls still in flight go back, once an XREAD sent after the first miss
+ * read every answer there was. A remote worker acknowledges an entry in
+ * the transaction that adds its last answers to the reply stream, so an
+ * entry no longer pending because it was answered has all its answers
+ * read by then, and its calls are no longer in flight. Where the entry
+ * went while a remote worker ran its calls (the stream deleted), or the
+ * reply stream lost its answers, a call runs twice: the first result is
+ * kept, the other dropped (a duplicate). A command Redis refused (an
+ * ACL, loading) finds nothing missing. */
+static void
+take_audit_reply (Io *io, Expected *expected, redisReply *reply, GError *refused)
+{
+  Batch *batch = expected->audited;
+  gboolean found = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0;
+
+  if (io->auditing > 0)
+    io->auditing--;
+  /* NOGROUP: the stream, and with it the group, was deleted. */
+  if (refused != NULL && !(expected->pending && strstr (refused->message, "NOGROUP") != NULL))
+    found = TRUE;
+  if (!expected->pending)
+    batch->seen = found;
+  else if (found || batch->seen)
+    batch->misses = 0;
+  else if (batch->misses++ == 0)
+    batch->missed_read = io->reads_sent + 1;
+  else if (io->caught_up >= batch->missed_read)
+    give_back_vanished (io, batch);
+}
+
+static gint
+batch_serial_cmp (gconstpointer a, gconstpointer b)
+{
+  const Batch *x = *(Batch *const *) a, *y = *(Batch *const *) b;
+
+  return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
+/* Appends an XRANGE (or with @pending, an XPENDING) of @batch's entry. */
+static gboolean
+append_audit (Io *io, Batch *batch, gboolean pending, GError **error)
+{
+  SluiceRedisArgs args;
+  Expected *expected;
+
+  sluice_redis_args_init (&args);
+  sluice_redis_args_add (&args, pending ? "XPENDING" : "XRANGE");
+  sluice_redis_args_add (&args, batch->stream);
+  if (pending)
+    sluice_redis_args_add (&args, SLUICE_REDIS_GROUP);
+  sluice_redis_args_add (&args, batch->entry_id);
+  sluice_redis_args_add (&args, batch->entry_id);
+  if (pending)
+    sluice_redis_args_add (&args, "1");
+  if (!append (io, &args, NULL, error))
+    return FALSE;
+  expected = g_queue_peek_tail (&io->expected);
+  expected->audited = g_rc_box_acquire (batch);
+  expected->pending = pending;
+  io->auditing++;
+  return TRUE;
+}
+
+/* Checks, every third of the reply stream's time to live (20 s by
+ * default), that the entries of the calls in flight are still in Redis:
+ * AUDIT_BATCHES of them at a time, in the order they were sent, the
+ * first after those checked last time, with one check awaited at most
+ * (an XRANGE and an XPENDING each, pipelined; see take_audit_reply ()). */
+static gboolean
+audit (Io *io, GError **error)
+{
+  State *state = io->state;
+  gint64 now = g_get_monotonic_time ();
+  guint ttl_ms = io->reply_ttl_ms > 0 ? io->reply_ttl_ms : DEFAULT_REPLY_TTL_MS;
+  GPtrArray *open;
+  GHashTableIter iter;
+  gpointer value;
+  guint first = 0;
+  gboolean ok = TRUE;
+
+  if (io->auditing > 0 || now < io->next_audit_us)
+    return TRUE;
+  io->next_audit_us = now + (gint64) ttl_ms * G_TIME_SPAN_MILLISECOND / 3;
+  io->audit_round++;
+  open = g_ptr_array_new_with_free_func ((GDestroyNotify) batch_release);
+  g_mutex_lock (&state->mutex);
+  g_hash_table_iter_init (&iter, state->in_flight);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Batch *batch = ((Flight *) value)->batch;
+
+      if (batch->round == io->audit_round || batch->entry_id == NULL || batch->awaiting ||
+          batch->stream == NULL)
+        continue;
+      batch->round = io->audit_round;
+      g_ptr_array_add (open, g_rc_box_acquire (batch));
+    }
+  g_mutex_unlock (&state->mutex);
+  g_ptr_array_sort (open, batch_serial_cmp);
+  while (first < open->len && ((Batch *) open->pdata[first])->serial < io->audit_from)
+    first++;
+  if (first == open->len)
+    first = 0;
+  for (guint i = first; i < open->len && i < first + AUDIT_BATCHES && ok; i++)
+    {
+      Batch *batch = open->pdata[i];
+
+      ok = append_audit (io, batch, FALSE, error) && append_audit (io, batch, TRUE, error);
+      io->audit_from = batch->serial + 1;
+    }
+  g_ptr_array_unref (open);
+  return ok;
+}
+
 /* The reply to the command @expected (transfer full) awaited: for an
  * XADD of calls, the entry id Redis gave their batch, or a refusal. */
 static void
@@ -884,6 +1060,8 @@ take_send_reply (Io *io, Expected *expected, redisReply *reply, GError *refused)
   State *state = io->state;
   Batch *batch = expected != NULL ? expected->batch : NULL;
 
+  if (expected != NULL && expected->audited != NULL)
+    take_audit_reply (io, expected, reply, refused);
   if (batch != NULL)
     {
       g_mutex_lock (&state->mutex);
@@ -1108,6 +1286,8 @@ append_batch (Io *io, gboolean send, SluiceWorkerTask **tasks, guint n, GError *
       g_variant_builder_add_value (&builder, flight_new (io, batch, tasks[i]));
     }
   calls = g_variant_ref_sink (g_variant_builder_end (&builder));
+  batch->stream = g_strdup (stream);
+  batch->serial = io->n_batches++;
   g_mutex_lock (&state->mutex);
   state->n_entries++;
   g_mutex_unlock (&state->mutex);
@@ -1241,6 +1421,9 @@ renew_reply_stream (Io *io, GError **error)
   state->reply_ttl_changed = FALSE;
   io->reply_ttl_ms = state->reply_ttl_ms;
   g_mutex_unlock (&state->mutex);
+  /* The entries are checked at the new interval from now on. */
+  if (changed)
+    io->next_audit_us = 0;
   if (!changed && (io->reply_ttl_ms == 0 || now < io->next_renewal_us))
     return TRUE;
   io->next_renewal_us = now + (gint64) io->reply_ttl_ms * G_TIME_SPAN_MILLISECOND / 3;
@@ -1307,6 +1490,8 @@ send_pending (Io *io, GError **error)
   ok = append_sends (io, ok, tasks, error);
   if (ok)
     ok = renew_reply_stream (io, error);
+  if (ok)
+    ok = audit (io, error);
   trim = io->n_untrimmed >= REPLY_TRIM_EVERY;
   if (ok && io->n_untrimmed > 0 && io->n_untrimmed < REPLY_TRIM_EVERY)
     {
@@ -1530,6 +1715,7 @@ take_read_replies (Io *io, GError **error)
         case SLUICE_REDIS_TAKE_REFUSED:
           /* Redis is loading its data after a restart: wait. */
           io->reading = FALSE;
+          io->reads_done++;
           if (!sluice_redis_error_is_transient (refused))
             g_message ("Reading the answers: %s", refused->message);
           io->read_resume_us =
@@ -1540,9 +1726,13 @@ take_read_replies (Io *io, GError **error)
           break;
         }
       io->reading = FALSE;
+      io->reads_done++;
       entries = sluice_redis_xread_entries (reply);
       if (entries != NULL)
         take_answers (io, entries);
+      /* Fewer than its COUNT: every answer there was when it ran. */
+      if (entries == NULL || entries->elements < SLUICE_REDIS_XREAD_COUNT)
+        io->caught_up = io->reads_done;
       freeReplyObject (reply);
     }
 }
@@ -1559,6 +1749,7 @@ read_next (Io *io, gint64 now, GError **error)
   if (!sluice_redis_args_append (&args, io->read, error) || !sluice_redis_flush (io->read, error))
     return FALSE;
   io->reading = TRUE;
+  io->reads_sent++;
   return TRUE;
 }
 
@@ -1576,6 +1767,8 @@ io_lost (Io *io, gboolean send, GError *error)
       return lost (io->state, &io->send, "send", &io->epoch, io->last_id, error);
     }
   io->reading = FALSE;
+  /* The XREAD pending, if any, is never answered. */
+  io->reads_sent = io->reads_done;
   return lost (io->state, &io->read, "read", &io->epoch, io->last_id, error);
 }
 
@@ -1995,7 +2188,9 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  * `reconnects` (connections lost and made again), `tracked` (calls
  * whose attempts it counts: those it holds, and some it gave back when a
  * connection was lost; at most twice `max-in-flight` plus 256 beyond
- * those it holds).
+ * those it holds), `vanished` (calls sent again because their entry
+ * vanished from Redis before a remote worker read it: deleted by hand,
+ * or evicted).
  *
  * This function is safe to call from any thread.
  *
@@ -2026,6 +2221,7 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
                          g_variant_new_uint64 (state->n_reconnects));
   g_variant_builder_add (&builder, "{sv}", "tracked",
                          g_variant_new_uint64 (g_hash_table_size (state->attempts)));
+  g_variant_builder_add (&builder, "{sv}", "vanished", g_variant_new_uint64 (state->n_vanished));
   g_mutex_unlock (&state->mutex);
   return g_variant_ref_sink (g_variant_builder_end (&builder));
 }
@@ -2067,7 +2263,11 @@ sluice_redis_worker_set_reconnect_timeout (SluiceRedisWorker *self, guint timeou
  * Remote workers answer only to a reply stream that exists: an answer to a
  * producer that is gone is dropped. If @self could not renew it in time
  * (its connection was lost for longer), it makes the stream again and
- * sends the calls it had in Redis again.
+ * sends the calls it had in Redis again. At the same interval (every
+ * third of @ttl_ms, or of 60 seconds with none), @self checks that the
+ * entries of its calls in flight are still in Redis: calls whose entry
+ * vanished unread (deleted by hand, evicted) are sent again (`vanished`
+ * in sluice_redis_worker_get_stats()).
  *
  * This function is safe to call from any thread.
  */

@@ -518,7 +518,7 @@ sluice_redis_args_init_xread (SluiceRedisArgs *args,
   sluice_redis_args_init (args);
   sluice_redis_args_add (args, "XREAD");
   sluice_redis_args_add (args, "COUNT");
-  sluice_redis_args_add (args, "256");
+  sluice_redis_args_add_printf (args, "%d", SLUICE_REDIS_XREAD_COUNT);
   sluice_redis_args_add (args, "BLOCK");
   sluice_redis_args_add_printf (args, "%u", block_ms);
   sluice_redis_args_add (args, "STREAMS");

@@ -2572,6 +2572,147 @@ test_reply_to_its_attempt (void)
   server_stop (server);
 }
 
+/* How many times Redis ran @command (lower case) since it started. */
+static long long
+command_calls (Server *server, const char *command)
+{
+  redisReply *reply = redisCommand (server->c, "INFO commandstats");
+  g_autofree char *key = g_strdup_printf ("cmdstat_%s:calls=", command);
+  const char *at;
+  long long n = 0;
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_STRING);
+  at = strstr (reply->str, key);
+  if (at != NULL)
+    n = g_ascii_strtoll (at + strlen (key), NULL, 10);
+  freeReplyObject (reply);
+  return n;
+}
+
+/* Deletes every entry of @stream (XDEL, by id): returns how many. */
+static guint
+delete_entries (Server *server, const char *stream)
+{
+  redisReply *reply = redisCommand (server->c, "XRANGE %s - +", stream);
+  guint n = 0;
+
+  g_assert_nonnull (reply);
+  g_assert_cmpint (reply->type, ==, REDIS_REPLY_ARRAY);
+  for (size_t i = 0; i < reply->elements; i++)
+    n += integer_of (
+        redisCommand (server->c, "XDEL %s %s", stream, reply->element[i]->element[0]->str));
+  freeReplyObject (reply);
+  return n;
+}
+
+/* Calls whose entry vanished before a remote worker read it (deleted by
+ * hand: XDEL, or with @whole_stream DEL) go back and are sent again, once
+ * the producer found it neither in its stream nor pending, twice in a
+ * row: a remote worker started then completes each once. */
+static void
+entry_vanished (gboolean whole_stream)
+{
+  const guint n = 5;
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *remote;
+  Calls *calls;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 8, &worker);
+  /* Checks every second. */
+  sluice_redis_worker_set_reply_ttl (worker, 3000);
+  calls = calls_new (n);
+  for (guint i = 0; i < n; i++)
+    call (queue, calls, i, "squares", "square", g_variant_new ("(x)", (gint64) i));
+  WAIT_UNTIL (stat_of (worker, "sent") == n);
+  WAIT_UNTIL ((guint64) server_integer (server, "XLEN", "sluice:calls:squares") ==
+              stat_of (worker, "entries"));
+  if (whole_stream)
+    g_assert_cmpint (server_integer (server, "DEL", "sluice:calls:squares"), ==, 1);
+  else
+    g_assert_cmpuint (delete_entries (server, "sluice:calls:squares"), ==,
+                      stat_of (worker, "entries"));
+
+  /* Given back, all at once (after one check of each entry, or a
+   * second where the first XREAD had not caught up), and sent again. */
+  WAIT_UNTIL (stat_of (worker, "vanished") == n && stat_of (worker, "sent") >= 2 * n);
+  g_assert_cmpuint (calls->n_done, ==, 0);
+  g_assert_cmpuint (stat_of (worker, "in-flight"), ==, n);
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == n);
+  check_squares (calls, n);
+  g_assert_cmpuint (stat_of (worker, "results"), ==, n);
+  g_assert_cmpuint (stat_of (worker, "vanished"), ==, n);
+  finish (calls, n, queue, worker, remote, server);
+}
+
+static void
+test_entry_vanished (void)
+{
+  entry_vanished (FALSE);
+}
+
+static void
+test_stream_vanished (void)
+{
+  entry_vanished (TRUE);
+}
+
+/* Entries read and answered are never taken as vanished: one a remote
+ * worker holds (pending) while it is deleted from the stream by hand, over
+ * several checks, and many calls read and answered while the producer
+ * checks every 100 ms. */
+static void
+test_answered_not_vanished (void)
+{
+  const guint n = sluice_test_scale (600, 4);
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *remote;
+  Calls *calls;
+  long long checks;
+
+  if (server == NULL)
+    return;
+  g_atomic_int_set (&gate_open, FALSE);
+  remote = remote_start (server, "a");
+  queue = producer_new (server, "squares", 8, &worker);
+  /* Checks every half second (a shorter time to live would let a stalled
+   * machine lose the reply stream, which sends the calls again). */
+  sluice_redis_worker_set_reply_ttl (worker, 1500);
+  calls = calls_new (n + 1);
+  call (queue, calls, n, "squares", "gated-square", g_variant_new ("(x)", (gint64) n));
+  WAIT_UNTIL (pending_count (server, "sluice:calls:squares") == 1);
+  g_assert_cmpuint (delete_entries (server, "sluice:calls:squares"), ==, 1);
+  /* Six checks of it (the only entry in flight; the producer's are the
+   * only XRANGEs): found pending (without XPENDING, it goes back at the
+   * second or third). */
+  checks = command_calls (server, "xrange");
+  WAIT_UNTIL (command_calls (server, "xrange") >= checks + 6);
+  g_assert_cmpuint (stat_of (worker, "vanished"), ==, 0);
+  g_atomic_int_set (&gate_open, TRUE);
+  WAIT_UNTIL (calls->n_done == 1);
+
+  /* Many calls, checked while they wait at the gate (the remote worker
+   * holds two, the others wait in the stream), and then as they run. */
+  g_atomic_int_set (&gate_open, FALSE);
+  for (guint i = 0; i < n; i++)
+    call (queue, calls, i, "squares", "gated-square", g_variant_new ("(x)", (gint64) i));
+  WAIT_UNTIL (stat_of (worker, "in-flight") == 8);
+  checks = command_calls (server, "xrange");
+  WAIT_UNTIL (command_calls (server, "xrange") >= checks + 4 * 2);
+  g_atomic_int_set (&gate_open, TRUE);
+  WAIT_UNTIL (calls->n_done == n + 1);
+  check_squares (calls, n + 1);
+  g_assert_cmpuint (stat_of (worker, "vanished"), ==, 0);
+  finish (calls, n + 1, queue, worker, remote, server);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2591,6 +2732,9 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/redis-restart-appendonly", test_redis_restart_appendonly);
   g_test_add_func ("/redis-worker/redis-restart-info-denied", test_redis_restart_info_denied);
   g_test_add_func ("/redis-worker/reply-to-its-attempt", test_reply_to_its_attempt);
+  g_test_add_func ("/redis-worker/entry-vanished", test_entry_vanished);
+  g_test_add_func ("/redis-worker/stream-vanished", test_stream_vanished);
+  g_test_add_func ("/redis-worker/answered-not-vanished", test_answered_not_vanished);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
   g_test_add_func ("/redis-worker/killed-workers", test_killed_workers);
