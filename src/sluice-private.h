@@ -167,9 +167,10 @@ typedef struct
   guint64 count; /* items taken by then */
 } SluiceItemGap;
 
-/* A wait at @now (monotonic us) with @count items taken so far. */
+/* A wait at @now (monotonic us) with @count items taken so far; a sample
+ * spans at least @span_min_us (SLUICE_ITEM_GAP_SPAN_MIN_US or more). */
 static inline void
-sluice_item_gap_note (SluiceItemGap *gap, gint64 now, guint64 count)
+sluice_item_gap_note (SluiceItemGap *gap, gint64 now, guint64 count, gint64 span_min_us)
 {
   guint64 n = count - gap->count;
   gint64 span_us = now - gap->since;
@@ -180,7 +181,7 @@ sluice_item_gap_note (SluiceItemGap *gap, gint64 now, guint64 count)
     {
       gint64 sample;
 
-      if (span_us < SLUICE_ITEM_GAP_SPAN_MIN_US)
+      if (span_us < span_min_us)
         return;
       sample = (gint64) MIN ((guint64) span_us * 1000 / n, SLUICE_ITEM_GAP_CLAMP_US * 1000);
       gap->avg_ns = (guint) ((gint64) gap->avg_ns + (sample - (gint64) gap->avg_ns) / 4);

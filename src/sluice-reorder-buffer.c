@@ -1042,7 +1042,7 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start, gboolean early_
 static inline void
 note_item_gap (SluiceReorderBuffer *rb, gint64 now)
 {
-  sluice_item_gap_note (&rb->item_gap, now, rb->handed);
+  sluice_item_gap_note (&rb->item_gap, now, rb->handed, SLUICE_ITEM_GAP_SPAN_MIN_US);
 }
 
 /* Returns when the head slot may be complete or a flag changed. */

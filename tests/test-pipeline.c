@@ -2112,16 +2112,16 @@ test_wake_rule (void)
   fast = second_stage_sleeps_at (pipeline, 32, deadline) - sleeps;
   took = g_get_monotonic_time () - start;
 
-  /* 16 items 2 ms apart, 32 to 16 in flight; the last 8 are judged (the
-   * first ones measure the gap). */
-  for (guint i = 0; i < 16; i++)
+  /* 24 items 2 ms apart, 32 to 8 in flight; the last 8 are judged (the
+   * first ones measure the gap: samples span 8 ms). */
+  for (guint i = 0; i < 24; i++)
     {
-      if (i == 8)
-        sleeps = second_stage_sleeps_at (pipeline, 32 + 8, deadline);
+      if (i == 16)
+        sleeps = second_stage_sleeps_at (pipeline, 32 + 16, deadline);
       g_usleep (2000);
       turnstile_release (&gate, 32 + i + 1);
     }
-  slow = second_stage_sleeps_at (pipeline, 32 + 16, deadline) - sleeps;
+  slow = second_stage_sleeps_at (pipeline, 32 + 24, deadline) - sleeps;
 
   g_test_message ("32 items at once: %" G_GUINT64_FORMAT " sleeps in %" G_GINT64_FORMAT
                   " us; 8 items 2 ms apart: %" G_GUINT64_FORMAT " sleeps",
