@@ -263,6 +263,9 @@ struct _Stage
                        * queue (see sluice_pipeline_put()) */
   guint max_queued;   /* the most items the queue ever held */
   guint64 n_sleeps;   /* waits of its threads for an item that slept */
+  /* The wake rule's view of the load (stage_wait_locked()): the time
+   * between the items its threads finished. */
+  SluiceItemGap item_gap;
   /* Written by its threads for every item: off the lines of the fields
    * under the lock. */
   G_GNUC_UNUSED char pad0[64];
@@ -1370,22 +1373,32 @@ emitter_flush (SluicePipelineEmitter *emitter)
 }
 
 /* The wake-up rule. A stage thread that finds its queue empty while the
- * pipeline has at least WAKE_RUN_MIN_IN_FLIGHT inputs in flight sleeps
- * until a run of items is queued (a quarter of what is in flight, at most
- * WAKE_RUN_MAX items and half the capacity) or WAKE_LATENCY_US passes,
- * whichever comes first, and then takes what is there; pushes below the
- * run do not wake it (wake_popper_locked()). With fewer inputs in flight,
- * or after such a wait found nothing, it sleeps without a deadline and the
- * first push wakes it, as a plain condition variable: a lightly loaded
- * pipeline gets no added latency, a busy one at most WAKE_LATENCY_US per
- * stage. No item waits in a queue while every thread of its stage sleeps
- * for good: a thread sleeping without a deadline is woken by any push
- * (n_untimed), one with a deadline wakes at it by itself, and a run, the
- * end of the input and a stop wake them all the same. Dispatcher stages
- * always wake per item. */
+ * pipeline has at least WAKE_RUN_MIN_IN_FLIGHT inputs in flight and items
+ * come fast (the moving average of the time between the items the stage's
+ * threads finished is below SLUICE_ITEM_GAP_BATCH_MAX_US, SluiceItemGap in
+ * sluice-private.h, sampled at these waits) sleeps until a run of items is
+ * queued (a quarter of what is in flight, at most WAKE_RUN_MAX items, half
+ * the capacity and the items expected within WAKE_LATENCY_US at that gap)
+ * or WAKE_LATENCY_US passes, whichever comes first, and then takes what is
+ * there; pushes below the run do not wake it (wake_popper_locked()). With
+ * fewer inputs in flight, items further apart (waking per item then costs
+ * little, and batching would cost each item up to WAKE_LATENCY_US), a run
+ * under 2 items, or after such a wait found nothing, it sleeps without a
+ * deadline and the first push wakes it, as a plain condition variable: a
+ * lightly loaded pipeline gets no added latency, a busy one at most
+ * WAKE_LATENCY_US per stage. No item waits in a queue while every thread
+ * of its stage sleeps for good: a thread sleeping without a deadline is
+ * woken by any push (n_untimed), one with a deadline wakes at it by
+ * itself, and a run, the end of the input and a stop wake them all the
+ * same. Dispatcher stages always wake per item. */
 #define WAKE_RUN_MIN_IN_FLIGHT 8
 #define WAKE_RUN_MAX 64
 #define WAKE_LATENCY_US 1000
+/* A sample of the gap spans at least this long: a stage's items come in
+ * bursts (the window refills in runs), and an average of 1 ms samples
+ * weighed the idle spans between bursts as much as the bursts (bench
+ * large, 58 us per item: averages of 110-570 us). */
+#define WAKE_GAP_SPAN_MIN_US 8000
 /* With the stage's lock held: sleeps until a push (or a run of them, or
  * the deadline, see above) or a broadcast. *@timed_out set when a wait
  * with a deadline ended by it: the next one has none. */
@@ -1395,18 +1408,30 @@ stage_wait_locked (Stage *stage, gboolean *timed_out)
   SluicePipeline *self = stage_pipeline (stage);
   guint64 in_flight = __atomic_load_n (&self->n_in, __ATOMIC_RELAXED) -
                       __atomic_load_n (&self->n_out, __ATOMIC_RELAXED);
+  guint64 run = 0;
 
   stage->n_waiting++;
   stage->n_sleeps++;
   if (stage->key_func == NULL && !*timed_out && in_flight >= WAKE_RUN_MIN_IN_FLIGHT &&
       stage->capacity >= 4)
     {
-      gint64 deadline = g_get_monotonic_time () + WAKE_LATENCY_US;
+      /* The clock once, for the load and the deadline. */
+      gint64 now = g_get_monotonic_time ();
 
-      stage->wake_at = (guint) MIN (in_flight / 4, MIN (WAKE_RUN_MAX, stage->capacity / 2));
-      *timed_out = !g_cond_wait_until (&stage->not_empty, &stage->lock, deadline);
+      sluice_item_gap_note (&stage->item_gap, now,
+                            __atomic_load_n (&stage->n_done, __ATOMIC_RELAXED) +
+                                __atomic_load_n (&stage->n_failed, __ATOMIC_RELAXED),
+                            WAKE_GAP_SPAN_MIN_US);
+      if (sluice_item_gap_batching (&stage->item_gap))
+        run = MIN (MIN (in_flight / 4, MIN (WAKE_RUN_MAX, stage->capacity / 2)),
+                   sluice_item_gap_reach (&stage->item_gap, WAKE_LATENCY_US));
+      if (run >= 2)
+        {
+          stage->wake_at = (guint) run;
+          *timed_out = !g_cond_wait_until (&stage->not_empty, &stage->lock, now + WAKE_LATENCY_US);
+        }
     }
-  else
+  if (run < 2)
     {
       stage->n_untimed++;
       g_cond_wait (&stage->not_empty, &stage->lock);

@@ -138,6 +138,73 @@ sluice_spin_rule_failed (SluiceSpinRule *rule)
   rule->skip = (1u << (rule->fails - 1)) - 1;
 }
 
+/* The load as a wake-up rule sees it (doc/overview.md, doc/pipeline.md):
+ * the moving average of the time between the items a waiter takes, for
+ * the reorder buffer's consumer and a pipeline stage's threads. Sampled
+ * only at waits, from the clock the wait reads anyway: at each one at
+ * least SLUICE_ITEM_GAP_SPAN_MIN_US after the last sample, the time since
+ * then per item taken meanwhile is one sample (the waiter waited at both
+ * ends, so it kept up: this is the rate at which items came). Earlier
+ * waits, and waits with no item since the last sample, add to the next
+ * sample. Each sample counts up to SLUICE_ITEM_GAP_CLAMP_US (an idle spell
+ * is one long gap, not a reason to wake per item for long after it); the
+ * newest weighs a quarter; a new estimate is 0 (batching). A sample spans
+ * at least SLUICE_ITEM_GAP_SPAN_MIN_US: its ends are waits, each up to a
+ * gap away from an item, so a span of a few items only measures the gap
+ * within a gap (a consumer that fell behind under load sampled 200 us gaps
+ * as 10-20 us ones). Batching wake-ups pays only below
+ * SLUICE_ITEM_GAP_BATCH_MAX_US: a wake-up costs about 5 us on a VM, so
+ * waking per item at longer gaps costs at most about 5 % of a core. One
+ * waiter (or a lock) owns each estimate. */
+#define SLUICE_ITEM_GAP_BATCH_MAX_US 100
+#define SLUICE_ITEM_GAP_CLAMP_US 1000
+#define SLUICE_ITEM_GAP_SPAN_MIN_US 1000
+
+typedef struct
+{
+  guint avg_ns;  /* the moving average */
+  gint64 since;  /* the clock at the last sample; 0: none yet */
+  guint64 count; /* items taken by then */
+} SluiceItemGap;
+
+/* A wait at @now (monotonic us) with @count items taken so far; a sample
+ * spans at least @span_min_us (SLUICE_ITEM_GAP_SPAN_MIN_US or more). */
+static inline void
+sluice_item_gap_note (SluiceItemGap *gap, gint64 now, guint64 count, gint64 span_min_us)
+{
+  guint64 n = count - gap->count;
+  gint64 span_us = now - gap->since;
+
+  if (n == 0)
+    return;
+  if (gap->since != 0)
+    {
+      gint64 sample;
+
+      if (span_us < span_min_us)
+        return;
+      sample = (gint64) MIN ((guint64) span_us * 1000 / n, SLUICE_ITEM_GAP_CLAMP_US * 1000);
+      gap->avg_ns = (guint) ((gint64) gap->avg_ns + (sample - (gint64) gap->avg_ns) / 4);
+    }
+  gap->since = now;
+  gap->count = count;
+}
+
+/* Whether items come fast enough for wake-ups per run of them. */
+static inline gboolean
+sluice_item_gap_batching (const SluiceItemGap *gap)
+{
+  return gap->avg_ns < SLUICE_ITEM_GAP_BATCH_MAX_US * 1000;
+}
+
+/* The items expected within @latency_us (> 0) at the average gap: a run
+ * longer than that costs a timeout and a second sleep. */
+static inline guint64
+sluice_item_gap_reach (const SluiceItemGap *gap, int latency_us)
+{
+  return (guint64) latency_us * 1000 / MAX (gap->avg_ns, 1);
+}
+
 /* Locks @mutex, trying a while before it sleeps. A GMutex that finds its
  * holder busy goes straight into the kernel, and so does its unlock then:
  * for critical sections of a few dozen instructions taken from three

@@ -456,11 +456,8 @@ struct _SluiceReorderBuffer
   gpointer early_item;
 
   /* The wake rule's view of the load (note_item_gap ()): the moving
-   * average of the time between items taken, in ns, and where the last
-   * sample ended (clock, `handed`; gap_since 0: none yet). */
-  guint item_gap_ns;
-  gint64 gap_since;
-  guint64 gap_handed;
+   * average of the time between items taken (counted by `handed`). */
+  SluiceItemGap item_gap;
 
   gboolean lists; /* set before any item: a slot's item is a GPtrArray of items */
 };

@@ -52,22 +52,14 @@
 #define WAKE_RUN_MAX 1024
 /* The batching above saves wake-ups only when items come fast: it is the
  * rule under load, not at every depth. The consumer keeps a moving average
- * of the time between the items it takes (note_item_gap ()), and sleeps for
- * a run only while that is below WAKE_RUN_GAP_MAX_US: a wake-up costs about
- * 5 us on a VM, so waking per item at longer gaps costs at most about 5 % of
- * a core, and saves the item up to a wake latency of waiting for its run.
- * A run is also cut to the items expected within the wake latency (its
- * length times the gap): a run that outlasts it costs a timeout and then a
- * second sleep for the head. */
-#define WAKE_RUN_GAP_MAX_US 100
-/* Each sample of the gap counts up to this much (an idle spell is one long
- * gap, not a reason to wake per item for long after it); the newest sample
- * weighs a quarter. A sample spans at least WAKE_GAP_SPAN_MIN_US: its ends
- * are waits of the consumer, each up to a gap away from an item, so a span
- * of a few items only measures the gap within a gap (a consumer that fell
- * behind under load sampled 200 us gaps as 10-20 us ones). */
-#define WAKE_GAP_CLAMP_US 1000
-#define WAKE_GAP_SPAN_MIN_US 1000
+ * of the time between the items it takes (note_item_gap (), SluiceItemGap
+ * in sluice-private.h), and sleeps for a run only while that is below
+ * WAKE_RUN_GAP_MAX_US: a wake-up costs about 5 us on a VM, so waking per
+ * item at longer gaps costs at most about 5 % of a core, and saves the item
+ * up to a wake latency of waiting for its run. A run is also cut to the
+ * items expected within the wake latency (its length times the gap): a run
+ * that outlasts it costs a timeout and then a second sleep for the head. */
+#define WAKE_RUN_GAP_MAX_US SLUICE_ITEM_GAP_BATCH_MAX_US
 
 static inline guint64
 load64 (const guint64 *p)
@@ -1045,32 +1037,12 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start, gboolean early_
   return FALSE;
 }
 
-/* The load as the wake rule sees it: at each wait that outlasts the polls
- * (@now: its clock) at least WAKE_GAP_SPAN_MIN_US after the last sample,
- * the time since then per item handed out meanwhile is one sample of the
- * gap between items (the consumer waited at both ends, so it kept up: this
- * is the rate at which items became deliverable). Earlier waits, and waits
- * with no item since the last sample, add to the next sample. */
+/* The load as the wake rule sees it (SluiceItemGap): sampled at a wait
+ * that outlasts the polls (@now: its clock), per item handed out. */
 static inline void
 note_item_gap (SluiceReorderBuffer *rb, gint64 now)
 {
-  guint64 n = rb->handed - rb->gap_handed;
-  gint64 span_us = now - rb->gap_since;
-
-  if (n == 0)
-    return;
-  if (rb->gap_since != 0)
-    {
-      gint64 sample;
-
-      if (span_us < WAKE_GAP_SPAN_MIN_US)
-        return;
-      sample = (gint64) MIN ((guint64) span_us * 1000 / n, WAKE_GAP_CLAMP_US * 1000);
-      rb->item_gap_ns =
-          (guint) ((gint64) rb->item_gap_ns + (sample - (gint64) rb->item_gap_ns) / 4);
-    }
-  rb->gap_since = now;
-  rb->gap_handed = rb->handed;
+  sluice_item_gap_note (&rb->item_gap, now, rb->handed, SLUICE_ITEM_GAP_SPAN_MIN_US);
 }
 
 /* Returns when the head slot may be complete or a flag changed. */
@@ -1105,7 +1077,7 @@ wait_for_head (SluiceReorderBuffer *rb)
    * spin and the stall's start. */
   start = g_get_monotonic_time ();
   note_item_gap (rb, start);
-  batching = rb->item_gap_ns < WAKE_RUN_GAP_MAX_US * 1000;
+  batching = sluice_item_gap_batching (&rb->item_gap);
   /* Few in flight, or items too far apart: the wake-up batching below does
    * not apply, the adaptive spin may. */
   few = !batching ||
@@ -1156,7 +1128,7 @@ wait_for_head (SluiceReorderBuffer *rb)
       {
         /* The item three quarters through the run, or as far as the items
          * expected within the wake latency reach. */
-        guint64 reach = (guint64) latency_us * 1000 / MAX (rb->item_gap_ns, 1);
+        guint64 reach = sluice_item_gap_reach (&rb->item_gap, latency_us);
 
         run = MIN (MIN (run - run / 4, WAKE_RUN_MAX), reach);
         if (run >= 2)

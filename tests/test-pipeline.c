@@ -2059,6 +2059,92 @@ test_idle_no_spin (void)
   g_object_unref (pipeline);
 }
 
+/* The wake-up rule adapts to the load ("The wake-up rule" in
+ * doc/pipeline.md, issue 19): with 8 or more inputs in flight a stage
+ * thread batches its wake-ups only while items come fast; with items far
+ * apart it wakes per item instead of sleeping for a run (a timed sleep
+ * that runs out, then a second one for the item: two sleeps per item, and
+ * up to 1 ms of added latency each). The first stage passes items as the
+ * test lets them go (a turnstile); the second stage's sleeps are counted. Items 2 ms
+ * apart (g_usleep: lower bounds, a slow machine cannot make them fast):
+ * one sleep per item. Items completed at once: fewer sleeps than items,
+ * judged only where that phase did not stall for long (a stall rightly
+ * makes the gap look long and the stage wake per item). */
+/* The second stage's sleeps once it finished @done items. */
+static guint64
+second_stage_sleeps_at (SluicePipeline *pipeline, guint64 done, gint64 deadline)
+{
+  for (;;)
+    {
+      g_autoptr (GVariant) stats = sluice_pipeline_get_stats (pipeline);
+      g_autoptr (GVariant) two = stage_stats (stats, 1);
+
+      if (stat_u (two, "done") == done)
+        return stat_u (two, "sleeps");
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100);
+    }
+}
+
+static void
+test_wake_rule (void)
+{
+  SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 64, NULL);
+  g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  gint64 deadline = deadline_from_now ();
+  Turnstile gate = { 0 };
+  guint64 sleeps, fast, slow;
+  gint64 start, took;
+
+  g_mutex_init (&gate.lock);
+  g_cond_init (&gate.cond);
+  sluice_pipeline_add_stage (pipeline, "gate", 1, 64, turnstile_pass, &gate, NULL);
+  sluice_pipeline_add_stage (pipeline, "take", 1, 64, pass, NULL, NULL);
+  sluice_pipeline_start (pipeline, collect, got, NULL);
+  for (guint i = 0; i < 64; i++)
+    g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+
+  /* 32 items at once, 64 in flight. */
+  sleeps = second_stage_sleeps_at (pipeline, 0, deadline);
+  start = g_get_monotonic_time ();
+  turnstile_release (&gate, 32);
+  fast = second_stage_sleeps_at (pipeline, 32, deadline) - sleeps;
+  took = g_get_monotonic_time () - start;
+
+  /* 24 items 2 ms apart, 32 to 8 in flight; the last 8 are judged (the
+   * first ones measure the gap: samples span 8 ms). */
+  for (guint i = 0; i < 24; i++)
+    {
+      if (i == 16)
+        sleeps = second_stage_sleeps_at (pipeline, 32 + 16, deadline);
+      g_usleep (2000);
+      turnstile_release (&gate, 32 + i + 1);
+    }
+  slow = second_stage_sleeps_at (pipeline, 32 + 24, deadline) - sleeps;
+
+  g_test_message ("32 items at once: %" G_GUINT64_FORMAT " sleeps in %" G_GINT64_FORMAT
+                  " us; 8 items 2 ms apart: %" G_GUINT64_FORMAT " sleeps",
+                  fast, took, slow);
+  /* At most one sleep per item, the one for the item after them counted
+   * or not (fewer where the stage fell behind): the fixed rule slept twice
+   * per item. */
+  g_assert_cmpuint (slow, <=, 9);
+  if (took < 5000)
+    g_assert_cmpuint (fast, <=, 16);
+
+  turnstile_release (&gate, G_MAXUINT);
+  sluice_pipeline_close_input (pipeline);
+  g_assert_true (sluice_pipeline_join (pipeline, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 64);
+  for (guint i = 0; i < 64; i++)
+    g_assert_cmpuint (g_array_index (got, guint64, i), ==, i);
+  g_object_unref (pipeline);
+  g_cond_clear (&gate.cond);
+  g_mutex_clear (&gate.lock);
+}
+
 /* TestTimeout: run (range (10), [_sleep_1, collect], timeout): the worker
  * finishes the item it runs and starts no other; what it emits after the
  * timeout is dropped. jobq's items sleep 0.1 s against timeouts of 0.05 s
@@ -2873,6 +2959,7 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/pipeline/unordered", &unordered, test_order);
   g_test_add_func ("/pipeline/wide-fan-out", test_wide_fan_out);
   g_test_add_func ("/pipeline/idle-no-spin", test_idle_no_spin);
+  g_test_add_func ("/pipeline/wake-rule", test_wake_rule);
   g_test_add_func ("/pipeline/consumerator", test_consumerator);
   g_test_add_func ("/pipeline/error-at-position", test_error_at_position);
   g_test_add_data_func ("/pipeline/skip-failed", GINT_TO_POINTER (TRUE), test_skip_failed);
