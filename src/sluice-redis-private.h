@@ -70,6 +70,10 @@ void sluice_redis_endpoint_free (SluiceRedisEndpoint *endpoint);
 redisContext *
 sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GError **error);
 
+/* The parts of the stream entry id @id (MS-SEQ, as Redis gives it; a
+ * missing SEQ is 0). */
+void sluice_redis_entry_id_parse (const char *id, guint64 *ms, guint64 *seq);
+
 /* The largest value Redis takes in one command argument
  * (`proto-max-bulk-len`, CONFIG GET; blocking), or 0 when unknown (CONFIG
  * denied by an ACL or renamed). Fails only when the connection does. */

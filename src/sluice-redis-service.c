@@ -156,10 +156,10 @@ static const char trim_script[] =
 static int
 entry_id_compare (const char *a, const char *b)
 {
-  guint64 ms_a = g_ascii_strtoull (a, (char **) &a, 10),
-          ms_b = g_ascii_strtoull (b, (char **) &b, 10);
-  guint64 seq_a = *a == '-' ? g_ascii_strtoull (a + 1, NULL, 10) : 0;
-  guint64 seq_b = *b == '-' ? g_ascii_strtoull (b + 1, NULL, 10) : 0;
+  guint64 ms_a, seq_a, ms_b, seq_b;
+
+  sluice_redis_entry_id_parse (a, &ms_a, &seq_a);
+  sluice_redis_entry_id_parse (b, &ms_b, &seq_b);
 
   if (ms_a != ms_b)
     return ms_a < ms_b ? -1 : 1;

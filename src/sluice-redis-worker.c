@@ -500,20 +500,12 @@ append_make_reply_stream (
     State *state, redisContext *c, guint ttl_ms, const char *after_id, GError **error)
 {
   SluiceRedisArgs args;
-  guint64 ms = 0, seq = 0;
-  const char *dash = strchr (after_id, '-');
+  guint64 ms, seq;
 
   /* The marker's id follows the last answer read, so that every answer
    * to come has a higher id than that, which the reader asks for, even
    * where the clock of a Redis made anew is behind the old one's. */
-  if (dash != NULL)
-    {
-      g_autofree char *ms_part = g_strndup (after_id, dash - after_id);
-
-      if (!g_ascii_string_to_unsigned (ms_part, 10, 0, G_MAXUINT64, &ms, NULL) ||
-          !g_ascii_string_to_unsigned (dash + 1, 10, 0, G_MAXUINT64, &seq, NULL))
-        ms = seq = 0;
-    }
+  sluice_redis_entry_id_parse (after_id, &ms, &seq);
   if (seq == G_MAXUINT64)
     ms++, seq = 0;
   else

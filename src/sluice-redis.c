@@ -181,6 +181,15 @@ sluice_redis_connect (const SluiceRedisEndpoint *endpoint, guint timeout_ms, GEr
   return c;
 }
 
+void
+sluice_redis_entry_id_parse (const char *id, guint64 *ms, guint64 *seq)
+{
+  char *end;
+
+  *ms = g_ascii_strtoull (id, &end, 10);
+  *seq = *end == '-' ? g_ascii_strtoull (end + 1, NULL, 10) : 0;
+}
+
 gboolean
 sluice_redis_max_bulk (redisContext *c, guint64 *max_bulk, GError **error)
 {
