@@ -76,9 +76,12 @@
 /* The answers read leave the reply stream by an XTRIM once this many were
  * read since the last one, or once no call is in flight. */
 #define REPLY_TRIM_EVERY 32
-/* Open entries checked (still in their stream, or pending in the group)
- * at each renewal of the reply stream, at most: 2 commands each. */
+/* Open entries (calls in flight) checked at each renewal of the reply
+ * stream (still in their stream, or pending in the group; 2 commands
+ * each), besides those missed once: at least AUDIT_BATCHES, and enough
+ * that each is checked once in AUDIT_SPREAD renewals. */
 #define AUDIT_BATCHES 4
+#define AUDIT_SPREAD 4
 
 typedef struct _State State;
 
@@ -148,6 +151,7 @@ struct _State
   guint max_per_entry;  /* calls in one entry at most */
   guint64 n_sent, n_entries, n_redelivered, n_duplicates, n_results, n_reconnects;
   guint64 n_vanished; /* calls given back: their entry vanished unread */
+  guint64 n_checks;   /* checks of the entries in flight (see audit ()) */
 };
 
 struct _SluiceRedisWorker
@@ -995,9 +999,12 @@ append_audit (Io *io, Batch *batch, gboolean pending, GError **error)
 
 /* Checks, every third of the reply stream's time to live (20 s by
  * default), that the entries of the calls in flight are still in Redis:
- * AUDIT_BATCHES of them at a time, in the order they were sent, the
- * first after those checked last time, with one check awaited at most
- * (an XRANGE and an XPENDING each, pipelined; see take_audit_reply ()). */
+ * first those the last check missed (a second miss gives them back),
+ * then the next ones in the order they were sent, after those checked
+ * last time: AUDIT_BATCHES of them, or with E entries in flight
+ * ⌈E/AUDIT_SPREAD⌉, so that each is checked every AUDIT_SPREAD times at
+ * least. One check is awaited at a time: an XRANGE and an XPENDING per
+ * entry, pipelined (see take_audit_reply ()). */
 static gboolean
 audit (Io *io, GError **error)
 {
@@ -1007,7 +1014,7 @@ audit (Io *io, GError **error)
   GPtrArray *open;
   GHashTableIter iter;
   gpointer value;
-  guint first = 0;
+  guint first = 0, n_next;
   gboolean ok = TRUE;
 
   if (io->auditing > 0 || now < io->next_audit_us)
@@ -1027,18 +1034,33 @@ audit (Io *io, GError **error)
       batch->round = io->audit_round;
       g_ptr_array_add (open, g_rc_box_acquire (batch));
     }
+  if (open->len > 0)
+    state->n_checks++;
   g_mutex_unlock (&state->mutex);
   g_ptr_array_sort (open, batch_serial_cmp);
-  while (first < open->len && ((Batch *) open->pdata[first])->serial < io->audit_from)
-    first++;
-  if (first == open->len)
-    first = 0;
-  for (guint i = first; i < open->len && i < first + AUDIT_BATCHES && ok; i++)
+  n_next = MAX (AUDIT_BATCHES, (open->len + AUDIT_SPREAD - 1) / AUDIT_SPREAD);
+
+  /* Those missed once. */
+  for (guint i = 0; i < open->len && ok; i++)
     {
       Batch *batch = open->pdata[i];
 
+      if (batch->misses > 0)
+        ok = append_audit (io, batch, FALSE, error) && append_audit (io, batch, TRUE, error);
+    }
+
+  /* Then the next ones, round robin. */
+  while (first < open->len && ((Batch *) open->pdata[first])->serial < io->audit_from)
+    first++;
+  for (guint i = 0, n = 0; i < open->len && n < n_next && ok; i++)
+    {
+      Batch *batch = open->pdata[(first + i) % open->len];
+
+      if (batch->misses > 0)
+        continue;
       ok = append_audit (io, batch, FALSE, error) && append_audit (io, batch, TRUE, error);
       io->audit_from = batch->serial + 1;
+      n++;
     }
   g_ptr_array_unref (open);
   return ok;
@@ -2182,7 +2204,9 @@ sluice_redis_worker_get_client_id (SluiceRedisWorker *self)
  * connection was lost; at most twice `max-in-flight` plus 256 beyond
  * those it holds), `vanished` (calls sent again because their entry
  * vanished from Redis before a remote worker read it: deleted by hand,
- * or evicted).
+ * or evicted), `checks` (times it checked that the entries of its calls
+ * in flight are still in Redis: every third of the reply stream's time
+ * to live while calls are in flight).
  *
  * This function is safe to call from any thread.
  *
@@ -2214,6 +2238,7 @@ sluice_redis_worker_get_stats (SluiceRedisWorker *self)
   g_variant_builder_add (&builder, "{sv}", "tracked",
                          g_variant_new_uint64 (g_hash_table_size (state->attempts)));
   g_variant_builder_add (&builder, "{sv}", "vanished", g_variant_new_uint64 (state->n_vanished));
+  g_variant_builder_add (&builder, "{sv}", "checks", g_variant_new_uint64 (state->n_checks));
   g_mutex_unlock (&state->mutex);
   return g_variant_ref_sink (g_variant_builder_end (&builder));
 }

@@ -2662,6 +2662,46 @@ test_stream_vanished (void)
   entry_vanished (TRUE);
 }
 
+/* Many entries vanished at once (one call each, deleted by hand): each is
+ * checked within 4 checks (a quarter of them at each), and one missed is
+ * checked again at the next: all go back within 4 checks, plus one, plus
+ * one where the reader had not caught up. (Checking 4 at a time, round
+ * robin, took 12 checks for these 24.) */
+static void
+test_many_vanished (void)
+{
+  const guint n = 24;
+  Server *server = server_start (NULL);
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Remote *remote;
+  Calls *calls;
+  guint64 checks;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", n, &worker);
+  /* Checks every second. */
+  sluice_redis_worker_set_reply_ttl (worker, 3000);
+  calls = calls_new (n);
+  for (guint i = 0; i < n; i++)
+    {
+      call (queue, calls, i, "squares", "square", g_variant_new ("(x)", (gint64) i));
+      WAIT_UNTIL (stat_of (worker, "entries") == i + 1);
+    }
+  WAIT_UNTIL (server_integer (server, "XLEN", "sluice:calls:squares") == n);
+  g_assert_cmpuint (delete_entries (server, "sluice:calls:squares"), ==, n);
+  checks = stat_of (worker, "checks");
+  WAIT_UNTIL (stat_of (worker, "vanished") == n);
+  g_assert_cmpuint (stat_of (worker, "checks") - checks, <=, 4 + 1 + 1);
+  g_assert_cmpuint (calls->n_done, ==, 0);
+  remote = remote_start (server, "a");
+  WAIT_UNTIL (calls->n_done == n);
+  check_squares (calls, n);
+  g_assert_cmpuint (stat_of (worker, "vanished"), ==, n);
+  finish (calls, n, queue, worker, remote, server);
+}
+
 /* Entries read and answered are never taken as vanished: one a remote
  * worker holds (pending) while it is deleted from the stream by hand, over
  * several checks, and many calls read and answered while the producer
@@ -2734,6 +2774,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/reply-to-its-attempt", test_reply_to_its_attempt);
   g_test_add_func ("/redis-worker/entry-vanished", test_entry_vanished);
   g_test_add_func ("/redis-worker/stream-vanished", test_stream_vanished);
+  g_test_add_func ("/redis-worker/many-vanished", test_many_vanished);
   g_test_add_func ("/redis-worker/answered-not-vanished", test_answered_not_vanished);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
