@@ -2702,6 +2702,53 @@ test_many_vanished (void)
   finish (calls, n, queue, worker, remote, server);
 }
 
+/* Checks Redis refuses (an ACL denies XRANGE and XPENDING) find nothing
+ * missing: calls whose entry was deleted wait, check after check, until
+ * they are cancelled. */
+static void
+test_vanished_checks_refused (void)
+{
+  const char *extra[] = { "--user", "default", "on",      "nopass",    "~*",
+                          "&*",     "+@all",   "-xrange", "-xpending", NULL };
+  Server *server = server_start_full (NULL, FALSE, extra);
+  GCancellable *cancellable;
+  SluiceRedisWorker *worker;
+  SluiceTaskQueue *queue;
+  Calls *calls;
+  guint64 checks;
+
+  if (server == NULL)
+    return;
+  queue = producer_new (server, "squares", 8, &worker);
+  sluice_redis_worker_set_reply_ttl (worker, 3000);
+  cancellable = g_cancellable_new ();
+  calls = calls_new (2);
+  for (guint i = 0; i < 2; i++)
+    {
+      CallData *data = g_new0 (CallData, 1);
+
+      data->calls = calls;
+      data->index = i;
+      sluice_task_queue_call_async (queue, "squares", "square", g_variant_new ("(x)", (gint64) i),
+                                    0, 0, cancellable, call_done_cb, data);
+    }
+  WAIT_UNTIL (stat_of (worker, "sent") == 2);
+  WAIT_UNTIL ((guint64) server_integer (server, "XLEN", "sluice:calls:squares") ==
+              stat_of (worker, "entries"));
+  g_assert_cmpint (server_integer (server, "DEL", "sluice:calls:squares"), ==, 1);
+  checks = stat_of (worker, "checks");
+  WAIT_UNTIL (stat_of (worker, "checks") >= checks + 4);
+  g_assert_cmpuint (stat_of (worker, "vanished"), ==, 0);
+  g_assert_cmpuint (stat_of (worker, "in-flight"), ==, 2);
+  g_assert_cmpuint (calls->n_done, ==, 0);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (calls->n_done == 2);
+  for (guint i = 0; i < 2; i++)
+    g_assert_error (calls->errors[i], G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_object_unref (cancellable);
+  finish (calls, 2, queue, worker, NULL, server);
+}
+
 /* Entries read and answered are never taken as vanished: one a remote
  * worker holds (pending) while it is deleted from the stream by hand, over
  * several checks, and many calls read and answered while the producer
@@ -2775,6 +2822,7 @@ main (int argc, char **argv)
   g_test_add_func ("/redis-worker/entry-vanished", test_entry_vanished);
   g_test_add_func ("/redis-worker/stream-vanished", test_stream_vanished);
   g_test_add_func ("/redis-worker/many-vanished", test_many_vanished);
+  g_test_add_func ("/redis-worker/vanished-checks-refused", test_vanished_checks_refused);
   g_test_add_func ("/redis-worker/answered-not-vanished", test_answered_not_vanished);
   g_test_add_func ("/redis-worker/malformed-entries", test_malformed_entries);
   g_test_add_func ("/redis-worker/connection-errors", test_connection_errors);
