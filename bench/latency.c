@@ -20,12 +20,19 @@
  *   waiting on another for a free place.
  */
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getcpu () */
+#endif
+
 #include "latency.h"
 
 #include <sluice/sluice.h>
 
 #include <stdio.h>
 #include <time.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include "bench-common.h"
 
@@ -48,6 +55,13 @@ struct _Run
   Job *jobs;
   gint64 *t_done; /* ns, written by the completers */
   gint64 *t_recv; /* ns, written by the consumer */
+  /* The processors that completed and received each item: a consumer
+   * woken on the completer's processor runs at once, one woken on the
+   * other waits for that processor (an idle virtual CPU to wake, or another
+   * thread to preempt), which is what makes p50 with 1 in flight bimodal
+   * (bench/README.md, session 15). */
+  gint16 *cpu_done;
+  gint16 *cpu_recv;
   GAsyncQueue **queues;
   GThread **completers;
   guint64 produced;    /* the owner's */
@@ -67,6 +81,17 @@ struct _Run
 };
 
 static Job stop_job;
+
+/* The processor the calling thread runs on, or -1 where that is unknown. */
+static inline gint16
+current_cpu (void)
+{
+#ifdef __linux__
+  return (gint16) sched_getcpu ();
+#else
+  return -1;
+#endif
+}
 
 static inline gint64
 now_ns (void)
@@ -99,6 +124,7 @@ completer_main (gpointer data)
 
       (void) result;
       run->t_done[job->seq] = now_ns ();
+      run->cpu_done[job->seq] = current_cpu ();
       run->complete (run, job);
     }
   g_free (completer);
@@ -144,6 +170,7 @@ static inline void
 received (Run *run, guint64 seq, guint64 expected)
 {
   run->t_recv[seq] = now_ns ();
+  run->cpu_recv[seq] = current_cpu ();
   if (seq != expected)
     run->order_ok = FALSE;
 }
@@ -319,7 +346,8 @@ typedef enum
 static const char *lat_names[N_LAT_IMPLS] = { "sluice", "cond" };
 
 /* @waits: the sluice consumer's spins and sleeps, the owner's spins, the
- * early room answers, or NULL. */
+ * early room answers, the items received on the processor that completed
+ * them (all implementations), or NULL. */
 static void
 run_once (LatImpl impl,
           guint k,
@@ -337,6 +365,8 @@ run_once (LatImpl impl,
   run.jobs = g_new0 (Job, n);
   run.t_done = g_new0 (gint64, n);
   run.t_recv = g_new0 (gint64, n);
+  run.cpu_done = g_new0 (gint16, n);
+  run.cpu_recv = g_new0 (gint16, n);
   run.order_ok = TRUE;
   if (impl == LAT_SLUICE)
     sluice_latency_run (&run);
@@ -360,10 +390,15 @@ run_once (LatImpl impl,
       waits[1] = run.sleeps;
       waits[2] = run.owner_spins;
       waits[3] = run.early;
+      waits[4] = 0;
+      for (guint64 i = 0; i < n; i++)
+        waits[4] += run.cpu_done[i] >= 0 && run.cpu_done[i] == run.cpu_recv[i];
     }
   g_free (run.jobs);
   g_free (run.t_done);
   g_free (run.t_recv);
+  g_free (run.cpu_done);
+  g_free (run.cpu_recv);
 }
 
 void
@@ -391,15 +426,16 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
         {
           LatImpl impl = (i + rep) % N_LAT_IMPLS;
 
-          guint64 waits[4] = { 0, 0, 0, 0 };
+          guint64 waits[5] = { 0, 0, 0, 0, 0 };
 
           run_once (impl, ks[j], n, iters_per_us, &p50[j][impl][rep], &p99[j][impl][rep], waits);
           fprintf (stderr,
                    "  latency %u in flight %-6s rep %d: p50 %7.1f us  p99 %7.1f us  (spins "
                    "%" G_GUINT64_FORMAT ", sleeps %" G_GUINT64_FORMAT
-                   ", owner spins %" G_GUINT64_FORMAT ", early answers %" G_GUINT64_FORMAT ")\n",
+                   ", owner spins %" G_GUINT64_FORMAT ", early answers %" G_GUINT64_FORMAT
+                   "; received on the completing cpu %.0f %%)\n",
                    ks[j], lat_names[impl], rep + 1, p50[j][impl][rep], p99[j][impl][rep], waits[0],
-                   waits[1], waits[2], waits[3]);
+                   waits[1], waits[2], waits[3], 100.0 * waits[4] / n);
         }
 
   printf ("\nlatency from deliverable to received, %u-%u us of work per item, medians over %d "

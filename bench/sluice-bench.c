@@ -963,6 +963,8 @@ typedef struct
   gboolean ran;
 } Workload;
 
+static double cpu_us_per_item (const Workload *w, Impl impl, int i);
+
 static void
 measure (Workload *w, Impl impl)
 {
@@ -1000,8 +1002,14 @@ measure (Workload *w, Impl impl)
   s->max_live = MAX (s->max_live, r.max_live);
   s->max_n_items = MAX (s->max_n_items, r.max_n_items);
   s->n++;
-  fprintf (stderr, "  %-8s %-7s rep %d: %8.3f s  %10.0f items/s\n", w->name, impl_names[impl], s->n,
-           r.seconds, w->params.n / r.seconds);
+  /* Per repetition, with what tells the host's share from the code's: the
+   * cores the process kept busy, its CPU per item and the cores others
+   * took (issue 19: which side of a ratio swings). */
+  fprintf (stderr,
+           "  %-8s %-7s rep %d: %8.3f s  %10.0f items/s  cores %.2f  cpu %.1f ns/item  other "
+           "%.2f\n",
+           w->name, impl_names[impl], s->n, r.seconds, w->params.n / r.seconds, s->cpu[s->n - 1],
+           cpu_us_per_item (w, impl, s->n - 1) * 1000, s->other[s->n - 1]);
 }
 
 /* The median over repetitions of the ratio of two implementations' times,
