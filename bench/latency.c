@@ -20,12 +20,20 @@
  *   waiting on another for a free place.
  */
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getcpu () */
+#endif
+
 #include "latency.h"
 
 #include <sluice/sluice.h>
 
 #include <stdio.h>
 #include <time.h>
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #include "bench-common.h"
 
@@ -48,6 +56,16 @@ struct _Run
   Job *jobs;
   gint64 *t_done; /* ns, written by the completers */
   gint64 *t_recv; /* ns, written by the consumer */
+  /* The processors that completed and received each item: a consumer
+   * woken on the completer's processor runs at once, one woken on the
+   * other waits for that processor (an idle virtual CPU to wake, or another
+   * thread to preempt), which is what makes p50 with 1 in flight bimodal
+   * (bench/README.md, session 15). */
+  gint16 *cpu_done;
+  gint16 *cpu_recv;
+  /* --latency-start-apart: the first START_APART_ITEMS with the consumer
+   * on processor 1 and the owner and the completers on processor 0. */
+  gboolean start_apart;
   GAsyncQueue **queues;
   GThread **completers;
   guint64 produced;    /* the owner's */
@@ -67,6 +85,49 @@ struct _Run
 };
 
 static Job stop_job;
+
+/* Items of a run started apart (--latency-start-apart). */
+#define START_APART_ITEMS 200
+
+#ifdef __linux__
+static cpu_set_t start_apart_mask; /* the process's processors */
+#endif
+
+/* With @run->start_apart: binds the calling thread to processor @cpu, or
+ * gives it back the process's processors (@cpu -1). The kernel keeps a
+ * woken thread on its previous processor while that one is idle, so a
+ * layout taken at the start tends to last: this starts every run in the
+ * layout that makes p50 with 1 in flight slow (the consumer alone on the
+ * processor the completer does not use). */
+static void
+start_apart_bind (Run *run, int cpu)
+{
+#ifdef __linux__
+  cpu_set_t set;
+
+  if (!run->start_apart)
+    return;
+  if (cpu < 0)
+    set = start_apart_mask;
+  else
+    {
+      CPU_ZERO (&set);
+      CPU_SET (cpu, &set);
+    }
+  pthread_setaffinity_np (pthread_self (), sizeof set, &set);
+#endif
+}
+
+/* The processor the calling thread runs on, or -1 where that is unknown. */
+static inline gint16
+current_cpu (void)
+{
+#ifdef __linux__
+  return (gint16) sched_getcpu ();
+#else
+  return -1;
+#endif
+}
 
 static inline gint64
 now_ns (void)
@@ -91,6 +152,9 @@ completer_main (gpointer data)
   guint32 span = (LATENCY_WORK_MAX_US - LATENCY_WORK_MIN_US) * run->iters_per_us;
   Job *job;
 
+  gboolean bound = run->start_apart;
+
+  start_apart_bind (run, 0);
   while ((job = g_async_queue_pop (completer->queue)) != &stop_job)
     {
       guint32 iters = LATENCY_WORK_MIN_US * run->iters_per_us +
@@ -99,7 +163,13 @@ completer_main (gpointer data)
 
       (void) result;
       run->t_done[job->seq] = now_ns ();
+      run->cpu_done[job->seq] = current_cpu ();
       run->complete (run, job);
+      if (bound && job->seq + 1 >= START_APART_ITEMS)
+        {
+          start_apart_bind (run, -1);
+          bound = FALSE;
+        }
     }
   g_free (completer);
   return NULL;
@@ -144,8 +214,11 @@ static inline void
 received (Run *run, guint64 seq, guint64 expected)
 {
   run->t_recv[seq] = now_ns ();
+  run->cpu_recv[seq] = current_cpu ();
   if (seq != expected)
     run->order_ok = FALSE;
+  if (seq + 1 == START_APART_ITEMS)
+    start_apart_bind (run, -1);
 }
 
 /* ---- sluice ---- */
@@ -174,6 +247,7 @@ sluice_consume (SluiceConsumerator *consumerator, gpointer data, GError **error)
   gpointer item;
   guint64 expected = 0;
 
+  start_apart_bind (run, 1);
   while (sluice_consumerator_next (consumerator, &item, error))
     received (run, GPOINTER_TO_SIZE (item) - 1, expected++);
   return NULL;
@@ -197,8 +271,11 @@ sluice_latency_run (Run *run)
   run->complete = sluice_complete;
   start_completers (run);
   sluice_ordered_item_producer_start (producer, sluice_consume, run, NULL, NULL);
+  start_apart_bind (run, 0);
   while (run->produced < run->n)
     {
+      if (run->produced == START_APART_ITEMS)
+        start_apart_bind (run, -1);
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
       sluice_ordered_item_producer_produce (producer, sluice_item, run);
@@ -234,6 +311,7 @@ cond_consume (gpointer data)
 {
   Run *run = data;
 
+  start_apart_bind (run, 1);
   for (guint64 seq = 0; seq < run->n; seq++)
     {
       guint64 *place = &run->ring[seq % run->k];
@@ -262,10 +340,13 @@ cond_latency_run (Run *run)
   run->ring = g_new0 (guint64, run->k);
   start_completers (run);
   consumer = g_thread_new ("consumer", cond_consume, run);
+  start_apart_bind (run, 0);
   for (guint64 seq = 0; seq < run->n; seq++)
     {
       Job *job = &run->jobs[seq];
 
+      if (seq == START_APART_ITEMS)
+        start_apart_bind (run, -1);
       g_mutex_lock (&run->lock);
       while (seq - run->consumed >= run->k)
         g_cond_wait (&run->space_cond, &run->lock);
@@ -319,9 +400,11 @@ typedef enum
 static const char *lat_names[N_LAT_IMPLS] = { "sluice", "cond" };
 
 /* @waits: the sluice consumer's spins and sleeps, the owner's spins, the
- * early room answers, or NULL. */
+ * early room answers, the items received on the processor that completed
+ * them (all implementations), or NULL. */
 static void
 run_once (LatImpl impl,
+          gboolean start_apart,
           guint k,
           guint64 n,
           guint32 iters_per_us,
@@ -337,7 +420,10 @@ run_once (LatImpl impl,
   run.jobs = g_new0 (Job, n);
   run.t_done = g_new0 (gint64, n);
   run.t_recv = g_new0 (gint64, n);
+  run.cpu_done = g_new0 (gint16, n);
+  run.cpu_recv = g_new0 (gint16, n);
   run.order_ok = TRUE;
+  run.start_apart = start_apart;
   if (impl == LAT_SLUICE)
     sluice_latency_run (&run);
   else
@@ -360,14 +446,20 @@ run_once (LatImpl impl,
       waits[1] = run.sleeps;
       waits[2] = run.owner_spins;
       waits[3] = run.early;
+      waits[4] = 0;
+      for (guint64 i = 0; i < n; i++)
+        waits[4] += run.cpu_done[i] >= 0 && run.cpu_done[i] == run.cpu_recv[i];
     }
   g_free (run.jobs);
   g_free (run.t_done);
   g_free (run.t_recv);
+  g_free (run.cpu_done);
+  g_free (run.cpu_recv);
 }
 
 void
-bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
+bench_latency (
+    gboolean quick, int reps, guint32 iters_per_us, gboolean start_apart, GString *results)
 {
   static const guint ks[] = { 1, 4 };
   guint64 n = quick ? 2000 : 20000;
@@ -376,14 +468,29 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
   double ratio99[BENCH_MAX_REPS], ratio50[BENCH_MAX_REPS], v[BENCH_MAX_REPS];
 
   reps = MIN (reps, BENCH_MAX_REPS);
-  fprintf (stderr, "latency: %" G_GUINT64_FORMAT " items, 1 and 4 in flight, %d repetitions\n", n,
-           reps);
+  fprintf (stderr, "latency: %" G_GUINT64_FORMAT " items, 1 and 4 in flight, %d repetitions%s\n", n,
+           reps,
+           start_apart ? ", each run's first " G_STRINGIFY (START_APART_ITEMS) " items apart" : "");
+#ifdef __linux__
+  if (start_apart && (sched_getaffinity (0, sizeof start_apart_mask, &start_apart_mask) != 0 ||
+                      !CPU_ISSET (0, &start_apart_mask) || !CPU_ISSET (1, &start_apart_mask)))
+    {
+      fprintf (stderr, "latency: --latency-start-apart needs processors 0 and 1\n");
+      exit (1);
+    }
+#else
+  if (start_apart)
+    {
+      fprintf (stderr, "latency: --latency-start-apart needs Linux\n");
+      exit (1);
+    }
+#endif
   for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
     {
       double warm50, warm99;
 
-      run_once (LAT_SLUICE, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99, NULL);
-      run_once (LAT_COND, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99, NULL);
+      run_once (LAT_SLUICE, start_apart, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99, NULL);
+      run_once (LAT_COND, start_apart, ks[j], MIN (n, 500), iters_per_us, &warm50, &warm99, NULL);
     }
   for (int rep = 0; rep < reps; rep++)
     for (guint j = 0; j < G_N_ELEMENTS (ks); j++)
@@ -391,15 +498,17 @@ bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results)
         {
           LatImpl impl = (i + rep) % N_LAT_IMPLS;
 
-          guint64 waits[4] = { 0, 0, 0, 0 };
+          guint64 waits[5] = { 0, 0, 0, 0, 0 };
 
-          run_once (impl, ks[j], n, iters_per_us, &p50[j][impl][rep], &p99[j][impl][rep], waits);
+          run_once (impl, start_apart, ks[j], n, iters_per_us, &p50[j][impl][rep],
+                    &p99[j][impl][rep], waits);
           fprintf (stderr,
                    "  latency %u in flight %-6s rep %d: p50 %7.1f us  p99 %7.1f us  (spins "
                    "%" G_GUINT64_FORMAT ", sleeps %" G_GUINT64_FORMAT
-                   ", owner spins %" G_GUINT64_FORMAT ", early answers %" G_GUINT64_FORMAT ")\n",
+                   ", owner spins %" G_GUINT64_FORMAT ", early answers %" G_GUINT64_FORMAT
+                   "; received on the completing cpu %.0f %%)\n",
                    ks[j], lat_names[impl], rep + 1, p50[j][impl][rep], p99[j][impl][rep], waits[0],
-                   waits[1], waits[2], waits[3]);
+                   waits[1], waits[2], waits[3], 100.0 * waits[4] / n);
         }
 
   printf ("\nlatency from deliverable to received, %u-%u us of work per item, medians over %d "

@@ -8,5 +8,7 @@
 #include <glib.h>
 
 /* Runs the latency workload, prints its table and appends its RESULT lines
- * to @results. */
-void bench_latency (gboolean quick, int reps, guint32 iters_per_us, GString *results);
+ * to @results. @start_apart: each run's first items with the consumer on
+ * another processor than the owner and the completers (Linux). */
+void bench_latency (
+    gboolean quick, int reps, guint32 iters_per_us, gboolean start_apart, GString *results);

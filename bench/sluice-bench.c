@@ -71,6 +71,7 @@ static gboolean opt_no_acquire;
 static double opt_scale = 1.0;
 /* -1: the producer's default :wake-latency. */
 static int opt_wake_latency = -1;
+static gboolean opt_latency_start_apart;
 /* Hidden: run one slow-consumer case in this (child) process. */
 static char *opt_child;
 static gint64 opt_child_n;
@@ -96,6 +97,10 @@ static GOptionEntry option_entries[] = {
   { "scale", 's', 0, G_OPTION_ARG_DOUBLE, &opt_scale, "Multiply every item count", "X" },
   { "wake-latency", 0, 0, G_OPTION_ARG_INT, &opt_wake_latency,
     "Sluice: the producer's :wake-latency in us (default: the producer's own)", "US" },
+  { "latency-start-apart", 0, 0, G_OPTION_ARG_NONE, &opt_latency_start_apart,
+    "Latency: each run's first 200 items with the consumer on CPU 1, the other threads on CPU 0 "
+    "(the layout that makes p50 with 1 in flight slow; Linux)",
+    NULL },
   { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
   { "child-n", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &opt_child_n, NULL, NULL },
   { "child-work-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_work_iters, NULL,
@@ -963,6 +968,8 @@ typedef struct
   gboolean ran;
 } Workload;
 
+static double cpu_us_per_item (const Workload *w, Impl impl, int i);
+
 static void
 measure (Workload *w, Impl impl)
 {
@@ -1000,8 +1007,14 @@ measure (Workload *w, Impl impl)
   s->max_live = MAX (s->max_live, r.max_live);
   s->max_n_items = MAX (s->max_n_items, r.max_n_items);
   s->n++;
-  fprintf (stderr, "  %-8s %-7s rep %d: %8.3f s  %10.0f items/s\n", w->name, impl_names[impl], s->n,
-           r.seconds, w->params.n / r.seconds);
+  /* Per repetition, with what tells the host's share from the code's: the
+   * cores the process kept busy, its CPU per item and the cores others
+   * took (issue 19: which side of a ratio swings). */
+  fprintf (stderr,
+           "  %-8s %-7s rep %d: %8.3f s  %10.0f items/s  cores %.2f  cpu %.1f ns/item  other "
+           "%.2f\n",
+           w->name, impl_names[impl], s->n, r.seconds, w->params.n / r.seconds, s->cpu[s->n - 1],
+           cpu_us_per_item (w, impl, s->n - 1) * 1000, s->other[s->n - 1]);
 }
 
 /* The median over repetitions of the ratio of two implementations' times,
@@ -1750,7 +1763,7 @@ main (int argc, char *argv[])
                                 w[W_SLOW].params.n / bench_median (big->seconds, big->n));
       }
     if (wanted ("latency"))
-      bench_latency (opt_quick, reps, busy_iters_per_us, results);
+      bench_latency (opt_quick, reps, busy_iters_per_us, opt_latency_start_apart, results);
     printf ("\n%s", results->str);
     g_string_free (results, TRUE);
   }
