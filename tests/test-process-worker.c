@@ -1203,6 +1203,166 @@ test_wire_strv (void)
     }
 }
 
+/* A batch of values (sluice_wire_values_add ()) reads back as they were
+ * (sluice_wire_values_get ()); those of one fixed-size type as the
+ * children of one array (the view's uniform array), the others each
+ * from its own copy. A batch whose values have one type but not its
+ * size, or a type that is not a definite type, reads as
+ * sluice_wire_value () reads each value alone (a default value, an
+ * error). */
+static GVariant *
+wire_batch (const guint64 *ids,
+            const char *const *types,
+            const guint64 *ends,
+            gsize n,
+            const void *data,
+            gsize size)
+{
+  GVariant *tuple = g_variant_new (
+      "(@at@as@at@ay)", g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ids, n, sizeof (guint64)),
+      g_variant_new_strv (types, (gssize) n),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ends, n, sizeof (guint64)),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, size, 1));
+
+  /* Serialised, as it arrives. */
+  return g_variant_ref_sink (
+      g_variant_new_from_data (G_VARIANT_TYPE ("(atasatay)"), g_variant_get_data (tuple),
+                               g_variant_get_size (tuple), FALSE, NULL, NULL));
+}
+
+static void
+assert_values_read_back (GVariant **values, gsize n, gboolean uniform)
+{
+  SluiceWireValues wire;
+  GVariantBuilder builder;
+  GVariant *tuple, *serialised;
+  SluiceWireValuesView view;
+
+  sluice_wire_values_init (&wire);
+  for (gsize i = 0; i < n; i++)
+    sluice_wire_values_add (&wire, 100 + i, values[i]);
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("(atasatay)"));
+  sluice_wire_values_end (&wire, &builder);
+  tuple = g_variant_ref_sink (g_variant_builder_end (&builder));
+  serialised = g_variant_ref_sink (
+      g_variant_new_from_data (G_VARIANT_TYPE ("(atasatay)"), g_variant_get_data (tuple),
+                               g_variant_get_size (tuple), FALSE, NULL, NULL));
+  g_assert_true (sluice_wire_values_view (serialised, 0, &view));
+  g_assert_cmpuint (view.n, ==, n);
+  g_assert_true ((view.uniform != NULL) == uniform);
+  for (gsize i = 0; i < n; i++)
+    {
+      GError *error = NULL;
+      GVariant *value = sluice_wire_values_get (&view, i, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (view.ids[i], ==, 100 + i);
+      g_assert_cmpstr (g_variant_get_type_string (value), ==,
+                       g_variant_get_type_string (values[i]));
+      g_assert_true (g_variant_equal (value, values[i]));
+      g_assert_false (g_variant_is_floating (value));
+      g_variant_unref (value);
+    }
+  sluice_wire_values_view_clear (&view);
+  g_assert_null (view.uniform);
+  g_variant_unref (serialised);
+  g_variant_unref (tuple);
+}
+
+static void
+test_wire_values (void)
+{
+  GVariant *values[8];
+
+  /* One fixed-size type: one array. */
+  for (guint i = 0; i < 5; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("(u)", 50 + i));
+  assert_values_read_back (values, 5, TRUE);
+  assert_values_read_back (values, 1, TRUE);
+  for (guint i = 0; i < 5; i++)
+    g_variant_unref (values[i]);
+  /* With padding inside (a fixed size of 16), and the unit type. */
+  for (guint i = 0; i < 3; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("(tu)", G_MAXUINT64 - i, i));
+  assert_values_read_back (values, 3, TRUE);
+  for (guint i = 0; i < 3; i++)
+    g_variant_unref (values[i]);
+  for (guint i = 0; i < 3; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("()"));
+  assert_values_read_back (values, 3, TRUE);
+  for (guint i = 0; i < 3; i++)
+    g_variant_unref (values[i]);
+  /* Two types. */
+  values[0] = g_variant_ref_sink (g_variant_new ("(u)", 1));
+  values[1] = g_variant_ref_sink (g_variant_new ("(i)", -1));
+  values[2] = g_variant_ref_sink (g_variant_new ("(u)", 3));
+  assert_values_read_back (values, 3, FALSE);
+  for (guint i = 0; i < 3; i++)
+    g_variant_unref (values[i]);
+  /* A type of no fixed size, values of one size: not an array (its
+   * framing would be read from their data). */
+  values[0] = g_variant_ref_sink (g_variant_new_string ("ab"));
+  values[1] = g_variant_ref_sink (g_variant_new_string ("cd"));
+  values[2] = g_variant_ref_sink (g_variant_new_string ("e\001"));
+  assert_values_read_back (values, 3, FALSE);
+  for (guint i = 0; i < 3; i++)
+    g_variant_unref (values[i]);
+  values[0] = g_variant_ref_sink (g_variant_new ("(ay)", NULL));
+  values[1] = g_variant_ref_sink (g_variant_new ("(ay)", NULL));
+  assert_values_read_back (values, 2, FALSE);
+  for (guint i = 0; i < 2; i++)
+    g_variant_unref (values[i]);
+
+  /* Values of 3 bytes of a type of 4: defaults, as each alone. */
+  {
+    const guint64 ids[] = { 1, 2 };
+    const char *const types[] = { "(u)", "(u)", NULL };
+    const guint64 ends[] = { 3, 6 };
+    const guint8 data[] = { 1, 2, 3, 4, 5, 6 };
+    GVariant *batch = wire_batch (ids, types, ends, 2, data, sizeof data);
+    SluiceWireValuesView view;
+
+    g_assert_true (sluice_wire_values_view (batch, 0, &view));
+    g_assert_null (view.uniform);
+    for (gsize i = 0; i < 2; i++)
+      {
+        GVariant *value = sluice_wire_values_get (&view, i, NULL);
+        GVariant *alone = sluice_wire_value ("(u)", data + 3 * i, 3, NULL);
+        GVariant *zero = g_variant_ref_sink (g_variant_new ("(u)", 0));
+
+        g_assert_true (g_variant_equal (value, alone));
+        g_assert_true (g_variant_equal (value, zero));
+        g_variant_unref (value);
+        g_variant_unref (alone);
+        g_variant_unref (zero);
+      }
+    sluice_wire_values_view_clear (&view);
+    g_variant_unref (batch);
+  }
+  /* Not a definite type: an error for each. */
+  {
+    const guint64 ids[] = { 1, 2 };
+    const char *const types[] = { "(u", "(u", NULL };
+    const guint64 ends[] = { 4, 8 };
+    const guint8 data[8] = { 0 };
+    GVariant *batch = wire_batch (ids, types, ends, 2, data, sizeof data);
+    SluiceWireValuesView view;
+
+    g_assert_true (sluice_wire_values_view (batch, 0, &view));
+    g_assert_null (view.uniform);
+    for (gsize i = 0; i < 2; i++)
+      {
+        GError *error = NULL;
+
+        g_assert_null (sluice_wire_values_get (&view, i, &error));
+        g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+        g_error_free (error);
+      }
+    sluice_wire_values_view_clear (&view);
+    g_variant_unref (batch);
+  }
+}
+
 static void
 warm_up (void)
 {
@@ -1227,6 +1387,7 @@ main (int argc, char **argv)
   g_timeout_add (5, tick_cb, NULL);
   /* Needs no helper. */
   g_test_add_func ("/process-worker/wire-strv", test_wire_strv);
+  g_test_add_func ("/process-worker/wire-values", test_wire_values);
 
   if (helper_tool () == NULL || test_module () == NULL)
     {
