@@ -1224,10 +1224,16 @@ wire_batch (const guint64 *ids,
       g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ends, n, sizeof (guint64)),
       g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, size, 1));
 
-  /* Serialised, as it arrives. */
-  return g_variant_ref_sink (
-      g_variant_new_from_data (G_VARIANT_TYPE ("(atasatay)"), g_variant_get_data (tuple),
-                               g_variant_get_size (tuple), FALSE, NULL, NULL));
+  GVariant *batch;
+  gpointer copy;
+
+  /* Serialised, as it arrives (a copy: @tuple goes). */
+  g_variant_ref_sink (tuple);
+  copy = g_memdup2 (g_variant_get_data (tuple), g_variant_get_size (tuple));
+  batch = g_variant_ref_sink (g_variant_new_from_data (
+      G_VARIANT_TYPE ("(atasatay)"), copy, g_variant_get_size (tuple), FALSE, g_free, copy));
+  g_variant_unref (tuple);
+  return batch;
 }
 
 static void
