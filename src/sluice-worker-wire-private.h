@@ -290,6 +290,10 @@ sluice_wire_strv (GVariant *array, gsize *n)
  * (under GLib's lock of types) per value. About 1,500 instructions less a
  * value (a result of the worker, an argument of the helper) of the
  * ~1,900 of the copy. */
+/* The array and the check of the type cost about as much as 4 values
+ * read alone: fewer values are. */
+#define SLUICE_WIRE_UNIFORM_MIN 8
+
 static inline GVariant *
 sluice_wire_values_uniform (SluiceWireValuesView *view)
 {
@@ -299,7 +303,7 @@ sluice_wire_values_uniform (SluiceWireValuesView *view)
   GBytes *copy;
   char *array_type;
 
-  if (type == NULL || size == 0 || view->size != size * view->n ||
+  if (view->n < SLUICE_WIRE_UNIFORM_MIN || size == 0 || view->size != size * view->n ||
       !sluice_wire_type_check (type, NULL))
     return NULL;
   for (gsize i = 1; i < view->n; i++)

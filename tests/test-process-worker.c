@@ -1278,59 +1278,75 @@ assert_values_read_back (GVariant **values, gsize n, gboolean uniform)
 static void
 test_wire_values (void)
 {
-  GVariant *values[8];
+  GVariant *values[SLUICE_WIRE_UNIFORM_MIN + 2];
+  const guint n = G_N_ELEMENTS (values);
 
-  /* One fixed-size type: one array. */
-  for (guint i = 0; i < 5; i++)
+  /* One fixed-size type: one array (from SLUICE_WIRE_UNIFORM_MIN values;
+   * fewer each alone). */
+  for (guint i = 0; i < n; i++)
     values[i] = g_variant_ref_sink (g_variant_new ("(u)", 50 + i));
-  assert_values_read_back (values, 5, TRUE);
-  assert_values_read_back (values, 1, TRUE);
-  for (guint i = 0; i < 5; i++)
+  assert_values_read_back (values, n, TRUE);
+  assert_values_read_back (values, SLUICE_WIRE_UNIFORM_MIN, TRUE);
+  assert_values_read_back (values, SLUICE_WIRE_UNIFORM_MIN - 1, FALSE);
+  assert_values_read_back (values, 1, FALSE);
+  for (guint i = 0; i < n; i++)
     g_variant_unref (values[i]);
   /* With padding inside (a fixed size of 16), and the unit type. */
-  for (guint i = 0; i < 3; i++)
+  for (guint i = 0; i < n; i++)
     values[i] = g_variant_ref_sink (g_variant_new ("(tu)", G_MAXUINT64 - i, i));
-  assert_values_read_back (values, 3, TRUE);
-  for (guint i = 0; i < 3; i++)
+  assert_values_read_back (values, n, TRUE);
+  for (guint i = 0; i < n; i++)
     g_variant_unref (values[i]);
-  for (guint i = 0; i < 3; i++)
+  for (guint i = 0; i < n; i++)
     values[i] = g_variant_ref_sink (g_variant_new ("()"));
-  assert_values_read_back (values, 3, TRUE);
-  for (guint i = 0; i < 3; i++)
+  assert_values_read_back (values, n, TRUE);
+  for (guint i = 0; i < n; i++)
     g_variant_unref (values[i]);
   /* Two types. */
-  values[0] = g_variant_ref_sink (g_variant_new ("(u)", 1));
-  values[1] = g_variant_ref_sink (g_variant_new ("(i)", -1));
-  values[2] = g_variant_ref_sink (g_variant_new ("(u)", 3));
-  assert_values_read_back (values, 3, FALSE);
-  for (guint i = 0; i < 3; i++)
+  for (guint i = 0; i < n; i++)
+    values[i] =
+        g_variant_ref_sink (i % 2 == 0 ? g_variant_new ("(u)", i) : g_variant_new ("(i)", -i));
+  assert_values_read_back (values, n, FALSE);
+  for (guint i = 0; i < n; i++)
     g_variant_unref (values[i]);
   /* A type of no fixed size, values of one size: not an array (its
    * framing would be read from their data). */
-  values[0] = g_variant_ref_sink (g_variant_new_string ("ab"));
-  values[1] = g_variant_ref_sink (g_variant_new_string ("cd"));
-  values[2] = g_variant_ref_sink (g_variant_new_string ("e\001"));
-  assert_values_read_back (values, 3, FALSE);
-  for (guint i = 0; i < 3; i++)
+  for (guint i = 0; i < n; i++)
+    {
+      char string[3] = { (char) ('a' + i), i % 2 == 0 ? 'b' : '\001', '\0' };
+
+      values[i] = g_variant_ref_sink (g_variant_new_string (string));
+    }
+  assert_values_read_back (values, n, FALSE);
+  for (guint i = 0; i < n; i++)
     g_variant_unref (values[i]);
-  values[0] = g_variant_ref_sink (g_variant_new ("(ay)", NULL));
-  values[1] = g_variant_ref_sink (g_variant_new ("(ay)", NULL));
-  assert_values_read_back (values, 2, FALSE);
-  for (guint i = 0; i < 2; i++)
+  for (guint i = 0; i < n; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("(ay)", NULL));
+  assert_values_read_back (values, n, FALSE);
+  for (guint i = 0; i < n; i++)
     g_variant_unref (values[i]);
 
   /* Values of 3 bytes of a type of 4: defaults, as each alone. */
   {
-    const guint64 ids[] = { 1, 2 };
-    const char *const types[] = { "(u)", "(u)", NULL };
-    const guint64 ends[] = { 3, 6 };
-    const guint8 data[] = { 1, 2, 3, 4, 5, 6 };
-    GVariant *batch = wire_batch (ids, types, ends, 2, data, sizeof data);
+    guint64 ids[SLUICE_WIRE_UNIFORM_MIN], ends[SLUICE_WIRE_UNIFORM_MIN];
+    const char *types[SLUICE_WIRE_UNIFORM_MIN + 1];
+    guint8 data[3 * SLUICE_WIRE_UNIFORM_MIN];
+    GVariant *batch;
     SluiceWireValuesView view;
 
+    for (guint i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
+      {
+        ids[i] = i;
+        ends[i] = 3 * (i + 1);
+        types[i] = "(u)";
+      }
+    types[SLUICE_WIRE_UNIFORM_MIN] = NULL;
+    for (guint i = 0; i < sizeof data; i++)
+      data[i] = (guint8) (i + 1);
+    batch = wire_batch (ids, types, ends, SLUICE_WIRE_UNIFORM_MIN, data, sizeof data);
     g_assert_true (sluice_wire_values_view (batch, 0, &view));
     g_assert_null (view.uniform);
-    for (gsize i = 0; i < 2; i++)
+    for (gsize i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
       {
         GVariant *value = sluice_wire_values_get (&view, i, NULL);
         GVariant *alone = sluice_wire_value ("(u)", data + 3 * i, 3, NULL);
@@ -1347,16 +1363,23 @@ test_wire_values (void)
   }
   /* Not a definite type: an error for each. */
   {
-    const guint64 ids[] = { 1, 2 };
-    const char *const types[] = { "(u", "(u", NULL };
-    const guint64 ends[] = { 4, 8 };
-    const guint8 data[8] = { 0 };
-    GVariant *batch = wire_batch (ids, types, ends, 2, data, sizeof data);
+    guint64 ids[SLUICE_WIRE_UNIFORM_MIN], ends[SLUICE_WIRE_UNIFORM_MIN];
+    const char *types[SLUICE_WIRE_UNIFORM_MIN + 1];
+    guint8 data[4 * SLUICE_WIRE_UNIFORM_MIN] = { 0 };
+    GVariant *batch;
     SluiceWireValuesView view;
 
+    for (guint i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
+      {
+        ids[i] = i;
+        ends[i] = 4 * (i + 1);
+        types[i] = "(u";
+      }
+    types[SLUICE_WIRE_UNIFORM_MIN] = NULL;
+    batch = wire_batch (ids, types, ends, SLUICE_WIRE_UNIFORM_MIN, data, sizeof data);
     g_assert_true (sluice_wire_values_view (batch, 0, &view));
     g_assert_null (view.uniform);
-    for (gsize i = 0; i < 2; i++)
+    for (gsize i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
       {
         GError *error = NULL;
 
