@@ -1204,29 +1204,36 @@ test_wire_strv (void)
 }
 
 /* A batch of values (sluice_wire_values_add ()) reads back as they were
- * (sluice_wire_values_get ()); those of one fixed-size type as the
- * children of one array (the view's uniform array), the others each
- * from its own copy. A batch whose values have one type but not its
- * size, or a type that is not a definite type, reads as
- * sluice_wire_value () reads each value alone (a default value, an
- * error). */
+ * (sluice_wire_values_get ()); those of one fixed-size type, from
+ * SLUICE_WIRE_UNIFORM_MIN of them, as the children of one array (the
+ * view's uniform array), the others each from its own copy. A batch whose
+ * values have one type but not its size, or a type that is not a definite
+ * type, reads as sluice_wire_value () reads each value alone (a default
+ * value, an error). */
+
+/* A batch of SLUICE_WIRE_UNIFORM_MIN values of @type, @value_size bytes
+ * each, from @data. */
 static GVariant *
-wire_batch (const guint64 *ids,
-            const char *const *types,
-            const guint64 *ends,
-            gsize n,
-            const void *data,
-            gsize size)
+wire_batch (const char *type, gsize value_size, const guint8 *data)
 {
-  GVariant *tuple = g_variant_new (
+  const gsize n = SLUICE_WIRE_UNIFORM_MIN;
+  guint64 ids[SLUICE_WIRE_UNIFORM_MIN], ends[SLUICE_WIRE_UNIFORM_MIN];
+  const char *types[SLUICE_WIRE_UNIFORM_MIN + 1];
+  GVariant *tuple, *batch;
+  gpointer copy;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      ids[i] = i;
+      ends[i] = value_size * (i + 1);
+      types[i] = type;
+    }
+  types[n] = NULL;
+  tuple = g_variant_new (
       "(@at@as@at@ay)", g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ids, n, sizeof (guint64)),
       g_variant_new_strv (types, (gssize) n),
       g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ends, n, sizeof (guint64)),
-      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, size, 1));
-
-  GVariant *batch;
-  gpointer copy;
-
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, value_size * n, 1));
   /* Serialised, as it arrives (a copy: @tuple goes). */
   g_variant_ref_sink (tuple);
   copy = g_memdup2 (g_variant_get_data (tuple), g_variant_get_size (tuple));
@@ -1328,22 +1335,13 @@ test_wire_values (void)
 
   /* Values of 3 bytes of a type of 4: defaults, as each alone. */
   {
-    guint64 ids[SLUICE_WIRE_UNIFORM_MIN], ends[SLUICE_WIRE_UNIFORM_MIN];
-    const char *types[SLUICE_WIRE_UNIFORM_MIN + 1];
     guint8 data[3 * SLUICE_WIRE_UNIFORM_MIN];
     GVariant *batch;
     SluiceWireValuesView view;
 
-    for (guint i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
-      {
-        ids[i] = i;
-        ends[i] = 3 * (i + 1);
-        types[i] = "(u)";
-      }
-    types[SLUICE_WIRE_UNIFORM_MIN] = NULL;
     for (guint i = 0; i < sizeof data; i++)
       data[i] = (guint8) (i + 1);
-    batch = wire_batch (ids, types, ends, SLUICE_WIRE_UNIFORM_MIN, data, sizeof data);
+    batch = wire_batch ("(u)", 3, data);
     g_assert_true (sluice_wire_values_view (batch, 0, &view));
     g_assert_null (view.uniform);
     for (gsize i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
@@ -1363,20 +1361,11 @@ test_wire_values (void)
   }
   /* Not a definite type: an error for each. */
   {
-    guint64 ids[SLUICE_WIRE_UNIFORM_MIN], ends[SLUICE_WIRE_UNIFORM_MIN];
-    const char *types[SLUICE_WIRE_UNIFORM_MIN + 1];
-    guint8 data[4 * SLUICE_WIRE_UNIFORM_MIN] = { 0 };
+    const guint8 data[4 * SLUICE_WIRE_UNIFORM_MIN] = { 0 };
     GVariant *batch;
     SluiceWireValuesView view;
 
-    for (guint i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
-      {
-        ids[i] = i;
-        ends[i] = 4 * (i + 1);
-        types[i] = "(u";
-      }
-    types[SLUICE_WIRE_UNIFORM_MIN] = NULL;
-    batch = wire_batch (ids, types, ends, SLUICE_WIRE_UNIFORM_MIN, data, sizeof data);
+    batch = wire_batch ("(u", 4, data);
     g_assert_true (sluice_wire_values_view (batch, 0, &view));
     g_assert_null (view.uniform);
     for (gsize i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
