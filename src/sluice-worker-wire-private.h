@@ -281,19 +281,20 @@ sluice_wire_strv (GVariant *array, gsize *n)
   return strv;
 }
 
-/* The "aT" of sluice_wire_values_view () (@view->uniform), or NULL: when
- * its @n values all have the type T (a definite type of a fixed size S)
- * and S bytes each. Its children are then what sluice_wire_value_checked ()
- * makes of each value (GVariant reads an untrusted child of a fixed size
- * as it reads that value alone), for a GVariant each that refers to the
- * one copy of the data: no GBytes, no copy and no look-up of the type
- * (under GLib's lock of types) per value. About 1,500 instructions less a
- * value (a result of the worker, an argument of the helper) of the
- * ~1,900 of the copy. */
 /* The array and the check of the type cost about as much as 4 values
- * read alone: fewer values are. */
+ * read alone: fewer values are read alone. */
 #define SLUICE_WIRE_UNIFORM_MIN 8
 
+/* The "aT" of sluice_wire_values_view () (@view->uniform), or NULL: when
+ * its @n values (SLUICE_WIRE_UNIFORM_MIN at least) all have the type T (a
+ * definite type of a fixed size S) and S bytes each. Its children are
+ * then what sluice_wire_value_checked () makes of each value (GVariant
+ * reads an untrusted child of a fixed size as it reads that value alone),
+ * for a GVariant each that refers to the one copy of the data: no GBytes,
+ * no copy and no look-up of the type (under GLib's lock of types) per
+ * value. About 800 instructions less a value (a result of the worker, an
+ * argument of the helper): g_variant_get_child_value () itself costs
+ * ~1,500, about what the look-up did. */
 static inline GVariant *
 sluice_wire_values_uniform (SluiceWireValuesView *view)
 {
