@@ -81,6 +81,7 @@ typedef enum
   DELIVER_RUN,       /* run_task () */
   DELIVER_TIMED_OUT, /* task_timed_out () */
   DELIVER_STOP,      /* stop_async () */
+  DELIVER_CANCEL,    /* cancels the task's cancellable */
 } DeliverKind;
 
 struct _SluiceCalls
@@ -405,9 +406,20 @@ complete_full_locked (SluiceCalls *calls,
     dequeue_locked (calls, call);
   if (call->assigned != NULL && !by_worker)
     {
+      SluiceHired *hired = call->assigned->hired;
+
       /* The worker still holds it until it completes it. */
       g_atomic_int_set (&call->assigned->wanted, FALSE);
-      after_add (after, &after->cancel, g_object_ref (call->assigned));
+      if (hired->context == NULL)
+        after_add (after, &after->cancel, g_object_ref (call->assigned));
+      else if (call->assigned->given && !hired->fired)
+        {
+          /* Its cancellable is cancelled on the worker's context, whose
+           * handlers may be in its language. One not given yet never
+           * will be; one of a fired worker is cancelled by the fire. */
+          deliver_later_locked (calls, hired, DELIVER_CANCEL, g_object_ref (call->assigned),
+                                call->priority);
+        }
     }
   if (call->timeout_source != NULL)
     after_add (after, &after->destroy, g_steal_pointer (&call->timeout_source));
@@ -499,18 +511,19 @@ timeout_cb_locked (SluiceCalls *calls, GTask *task, After *after)
       after_add (after, &after->timed_out, g_object_ref (assigned));
       after_add (after, &after->timed_out, g_object_ref (assigned->hired->worker));
     }
-  else if (assigned->given && !assigned->hired->fired)
-    {
-      /* On the worker's context, after its run_task (). One not given yet
-       * never will be (its call is done): the worker hears of neither. */
-      deliver_later_locked (calls, assigned->hired, DELIVER_TIMED_OUT, g_object_ref (assigned),
-                            call->priority);
-    }
   complete_locked (calls, task, NULL,
                    g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                 _ ("The call of “%s” timed out after %d ms"), call->name,
                                 call->timeout_ms),
                    after);
+  if (assigned->hired->context != NULL && assigned->given && !assigned->hired->fired)
+    {
+      /* On the worker's context, after its run_task () and the cancel of
+       * its cancellable. One not given yet never will be (its call is
+       * done): the worker hears of neither. */
+      deliver_later_locked (calls, assigned->hired, DELIVER_TIMED_OUT, g_object_ref (assigned),
+                            call->priority);
+    }
 }
 
 static gboolean
@@ -685,6 +698,9 @@ errand_run (Deliverer *deliverer, SluiceWorker *worker, Errand *errand)
     case DELIVER_TIMED_OUT:
       if (iface->task_timed_out != NULL)
         iface->task_timed_out (worker, errand->task);
+      break;
+    case DELIVER_CANCEL:
+      sluice_worker_task_cancel (errand->task);
       break;
     case DELIVER_STOP:
       /* Its callback comes back here. */
@@ -1023,11 +1039,33 @@ on_hiring_thread (SluiceHired *hired)
   return g_thread_self () == hired->thread || g_main_context_is_owner (hired->context);
 }
 
-static gboolean
-crash_cb (gpointer data)
+/* The crash of a RUN_ON_CONTEXT worker fired from another thread, and
+ * the cancel of the tasks it held, on its context. */
+typedef struct
 {
-  g_ptr_array_unref (sluice_worker_crash (data));
+  SluiceWorker *worker; /* (owned) */
+  GPtrArray *cancel;    /* of SluiceWorkerTask (owned) */
+} CrashLater;
+
+static gboolean
+crash_later_cb (gpointer data)
+{
+  CrashLater *later = data;
+
+  g_ptr_array_unref (sluice_worker_crash (later->worker));
+  for (guint i = 0; i < later->cancel->len; i++)
+    sluice_worker_task_cancel (later->cancel->pdata[i]);
   return G_SOURCE_REMOVE;
+}
+
+static void
+crash_later_free (gpointer data)
+{
+  CrashLater *later = data;
+
+  g_object_unref (later->worker);
+  g_ptr_array_unref (later->cancel);
+  g_free (later);
 }
 
 /* Detaches @worker, crashes it and puts the tasks it held back in the
@@ -1036,7 +1074,8 @@ static gboolean
 calls_fire (SluiceCalls *calls, SluiceWorker *worker)
 {
   SluiceHired *hired;
-  GPtrArray *crashed;
+  GPtrArray *crashed = NULL;
+  CrashLater *later = NULL;
   GHashTableIter iter;
   gpointer key;
   GPtrArray *held;
@@ -1059,10 +1098,11 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
   g_signal_handler_disconnect (worker, hired->capacity_id);
   if (hired->context != NULL && !on_hiring_thread (hired))
     {
-      /* On its context, after a run_task () under way there, if any. */
-      sluice_idle_attach (hired->context, G_PRIORITY_DEFAULT, "SluiceTaskQueue crash on context",
-                          crash_cb, g_object_ref (worker), g_object_unref);
-      crashed = NULL;
+      /* On its context, after a run_task () under way there, if any; the
+       * cancellables of its tasks too. */
+      later = g_new (CrashLater, 1);
+      later->worker = g_object_ref (worker);
+      later->cancel = g_ptr_array_new_with_free_func (g_object_unref);
     }
   else
     crashed = sluice_worker_crash (worker);
@@ -1078,7 +1118,10 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
     {
       SluiceWorkerTask *task = held->pdata[i];
 
-      after_add (&after, &after.cancel, g_object_ref (task));
+      if (later != NULL)
+        g_ptr_array_add (later->cancel, g_object_ref (task));
+      else
+        after_add (&after, &after.cancel, g_object_ref (task));
       release_locked (calls, task, FALSE, &after);
     }
   g_ptr_array_unref (held);
@@ -1089,6 +1132,9 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
   check_idle_locked (calls, &after);
   g_mutex_unlock (&calls->mutex);
 
+  if (later != NULL)
+    sluice_idle_attach (hired->context, G_PRIORITY_DEFAULT, "SluiceTaskQueue crash on context",
+                        crash_later_cb, later, crash_later_free);
   g_clear_pointer (&crashed, g_ptr_array_unref);
   after_run (calls, &after);
   hired_free (hired);
@@ -1482,11 +1528,14 @@ sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
  * completion, a timeout, a fire, a shutdown):
  * [vfunc@Sluice.Worker.run_task] for each task handed over,
  * [vfunc@Sluice.Worker.task_timed_out] for a task it was given whose call
- * timed out (wherever the timeout fired), and
- * [vfunc@Sluice.Worker.stop_async] at the shutdown (its callback comes
- * back there), in the order they came, one at a time (a run_task () that
- * iterates the context gets the next only after it returns), each at the
- * priority of its call (the stop at `G_PRIORITY_DEFAULT_IDLE`). Its
+ * timed out (wherever the timeout fired), the cancel of the cancellable
+ * ([method@Sluice.WorkerTask.get_cancellable]) of a task it was given
+ * whose call was cancelled or timed out (so that its `cancelled` handlers
+ * run there), and [vfunc@Sluice.Worker.stop_async] at the shutdown (its
+ * callback comes back there), in the order they came, one at a time (a
+ * run_task () that iterates the context gets the next only after it
+ * returns), each at the priority of its call (the stop at
+ * `G_PRIORITY_DEFAULT_IDLE`). Its
  * [vfunc@Sluice.Worker.get_series] and [vfunc@Sluice.Worker.get_capacity]
  * are read in this call, and again in the thread where it emits
  * [signal@Sluice.Worker::capacity-changed]. This is how a worker written
@@ -1506,14 +1555,15 @@ sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
  * [signal@Sluice.Worker::resigned]) takes the tasks handed over but not
  * given yet back to the queue, at their old place, with those it holds,
  * in the same step: they are never given to @worker, and it is called no
- * more, but for [vfunc@Sluice.Worker.crash]. Fired in the hiring thread
- * (or one that iterates the context), it crashes at once; fired from
- * another thread, its crash comes on the context, after the run_task ()
- * that may be under way there (or about to start: the source had taken
- * its task when the fire came; at most one): that one finishes, but its
- * task was taken back already (its cancellable is cancelled, its
- * completion ignored) and runs again on another worker. The crash is the
- * last call @worker gets.
+ * more, but for [vfunc@Sluice.Worker.crash] and the cancel of the
+ * cancellables of the tasks it held. Fired in the hiring thread (or one
+ * that iterates the context), it crashes at once; fired from another
+ * thread, its crash (then those cancels) comes on the context, after the
+ * run_task () that may be under way there (or about to start: the source
+ * had taken its task when the fire came; at most one): that one finishes,
+ * but its task was taken back already (its completion is ignored, its
+ * cancellable is cancelled after the crash) and runs again on another
+ * worker. The crash is the last call @worker gets.
  *
  * This function is safe to call from any thread.
  */

@@ -26,8 +26,9 @@ G_BEGIN_DECLS
  *   [vfunc@Sluice.Worker.task_timed_out] and [vfunc@Sluice.Worker.stop_async]
  *   are called only on the thread-default main context of the thread that
  *   hires it, from a source its main loop dispatches, never from inside a
- *   call of the queue, and [vfunc@Sluice.Worker.crash] too when it is
- *   fired from another thread: for a worker written in a language that
+ *   call of the queue (the cancellables of its tasks are cancelled there
+ *   too), and [vfunc@Sluice.Worker.crash] too when it is fired from
+ *   another thread: for a worker written in a language that
  *   runs on one thread only (JavaScript) or that should not be called in
  *   foreign threads (Python)
  *

@@ -160,6 +160,9 @@ class PyWorker(GObject.Object, Sluice.Worker):
         # hiring thread's main context; hire_full(..., NONE), from any thread.
         self.run_threads.append(threading.get_ident())
         self.vfuncs.append(("run_task", threading.get_ident()))
+        # Its "cancelled" signal (Cancellable.connect is g_cancellable_connect).
+        GObject.Object.connect(task.get_cancellable(), "cancelled",
+                               lambda c: self.vfuncs.append(("cancelled", threading.get_ident())))
         self.held.append(task)
 
     def do_stop_async(self, cancellable, callback, *user_data):
@@ -346,7 +349,8 @@ class EveryVfuncOnContext(QueueCase):
     """A Python worker (hired with RUN_ON_CONTEXT by the override) hears
     from the queue on the hiring thread only: a timeout that fires on
     another thread's context, a fire or a shutdown from another thread
-    reach it here, and a call cancelled before its turn never does."""
+    reach it here (and the cancels of its tasks' cancellables), and a call
+    cancelled before its turn never does."""
 
     def test_timed_out_on_the_hiring_thread(self):
         worker = PyWorker(capacity=1)
@@ -368,7 +372,7 @@ class EveryVfuncOnContext(QueueCase):
         thread.join()
         wait_until(lambda: worker.timed_out)
         me = threading.get_ident()
-        self.assertEqual(worker.vfuncs, [("run_task", me), ("timed_out", me)])
+        self.assertEqual(worker.vfuncs, [("run_task", me), ("cancelled", me), ("timed_out", me)])
         worker.finish_all()
 
     def test_fired_from_another_thread(self):
@@ -381,7 +385,9 @@ class EveryVfuncOnContext(QueueCase):
         wait_until(lambda: fired and ("crash", threading.get_ident()) in worker.vfuncs)
         self.assertEqual(fired, [True])
         me = threading.get_ident()
-        self.assertEqual(worker.vfuncs, [("run_task", me), ("run_task", me), ("crash", me)])
+        # The crash, then the cancellables of the tasks it held.
+        self.assertEqual(worker.vfuncs, [("run_task", me), ("run_task", me), ("crash", me),
+                                         ("cancelled", me), ("cancelled", me)])
         self.queue.hire(self.worker())
         wait_until(lambda: all(outs))
         self.assertEqual([o[0].unpack() for o in outs], [(i + 1,) for i in range(3)])
