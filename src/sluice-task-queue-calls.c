@@ -1041,12 +1041,19 @@ find_hired_locked (SluiceCalls *calls, SluiceWorker *worker, guint *index)
   return NULL;
 }
 
-/* Whether this is the thread that hired @hired with RUN_ON_CONTEXT, or
- * one that iterates its context. */
+/* Acquires the context of @hired (hired with RUN_ON_CONTEXT) if this is
+ * a thread that iterates it, or the hiring thread while no other thread
+ * does: no dispatch of the worker's deliverer (no run_task ()) can be
+ * under way then, nor start before it is released. Another thread may
+ * iterate the context while the hiring thread does not (a thread-default
+ * context pushed in one thread, iterated by another): the hiring thread is
+ * a foreign one then. */
 static gboolean
-on_hiring_thread (SluiceHired *hired)
+acquire_hiring_context (SluiceHired *hired)
 {
-  return g_thread_self () == hired->thread || g_main_context_is_owner (hired->context);
+  if (g_main_context_is_owner (hired->context))
+    return g_main_context_acquire (hired->context);
+  return g_thread_self () == hired->thread && g_main_context_acquire (hired->context);
 }
 
 /* The crash of a RUN_ON_CONTEXT worker fired from another thread, and
@@ -1086,6 +1093,7 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
   SluiceHired *hired;
   GPtrArray *crashed = NULL;
   CrashLater *later = NULL;
+  gboolean acquired = FALSE;
   GHashTableIter iter;
   gpointer key;
   GPtrArray *held;
@@ -1106,7 +1114,7 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
 
   g_signal_handler_disconnect (worker, hired->resigned_id);
   g_signal_handler_disconnect (worker, hired->capacity_id);
-  if (hired->context != NULL && !on_hiring_thread (hired))
+  if (hired->context != NULL && !(acquired = acquire_hiring_context (hired)))
     {
       /* On its context, after a run_task () under way there, if any; the
        * cancellables of its tasks too. */
@@ -1147,6 +1155,9 @@ calls_fire (SluiceCalls *calls, SluiceWorker *worker)
                         crash_later_cb, later, crash_later_free);
   g_clear_pointer (&crashed, g_ptr_array_unref);
   after_run (calls, &after);
+  /* Held over the crash and the cancel of the tasks it held. */
+  if (acquired)
+    g_main_context_release (hired->context);
   hired_free (hired);
   return TRUE;
 }
@@ -1566,9 +1577,10 @@ sluice_task_queue_hire (SluiceTaskQueue *self, SluiceWorker *worker)
  * given yet back to the queue, at their old place, with those it holds,
  * in the same step: they are never given to @worker, and it is called no
  * more, but for [vfunc@Sluice.Worker.crash] and the cancel of the
- * cancellables of the tasks it held. Fired in the hiring thread (or one
- * that iterates the context), it crashes at once; fired from another
- * thread, its crash (then those cancels) comes on the context, after the
+ * cancellables of the tasks it held. Fired in a thread that iterates the
+ * context, or in the hiring thread while no other thread iterates it, it
+ * crashes at once; fired from another thread (the hiring thread too while
+ * another one iterates the context), its crash (then those cancels) comes on the context, after the
  * run_task () that may be under way there (or about to start: the source
  * had taken its task when the fire came; at most one): that one finishes,
  * but its task was taken back already (its completion is ignored, its

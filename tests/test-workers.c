@@ -2136,6 +2136,63 @@ test_hire_fire_from_thread (gconstpointer data)
   log_free (log);
 }
 
+/* Runs @data, a main loop, on its context as the thread-default one. */
+static gpointer
+loop_thread (gpointer data)
+{
+  GMainContext *context = g_main_loop_get_context (data);
+
+  g_main_context_push_thread_default (context);
+  g_main_loop_run (data);
+  g_main_context_pop_thread_default (context);
+  return NULL;
+}
+
+/* Hired in a thread whose thread-default context another thread
+ * iterates, and fired in the hiring thread: the crash (and the cancel of
+ * the task it held) runs on the context, in the thread that iterates it,
+ * as when fired from any other thread; at once, in the firing thread, it
+ * could run beside a run_task () under way there. */
+static void
+test_hire_fire_context_elsewhere (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+  GMainContext *context = g_main_context_new ();
+  GMainLoop *loop = g_main_loop_new (context, FALSE);
+  Log *log = log_new ();
+  SluiceThreadWorker *tw;
+  GThread *thread;
+  CallResult r = { 0 };
+
+  /* Pushed while no other thread iterates it (pushing acquires it). */
+  g_main_context_push_thread_default (context);
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  g_main_context_pop_thread_default (context);
+  thread = g_thread_new ("loop", loop_thread, loop);
+  call_record (queue, NULL, 0, G_PRIORITY_DEFAULT, &r);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+  g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (mock)));
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_crashed_atomic) == 1);
+  /* The loop quits once the crash's callback (then the cancel) returned. */
+  g_main_loop_quit (loop);
+  g_thread_join (thread);
+  assert_vfuncs_in (mock, "RCX", thread);
+
+  tw = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (tw));
+  WAIT_UNTIL (r.n_completed == 1);
+  g_assert_cmpint (result_int (&r), ==, 0);
+  call_result_clear (&r);
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (tw);
+  g_object_unref (mock);
+  g_object_unref (queue);
+  g_main_loop_unref (loop);
+  g_main_context_unref (context);
+  log_free (log);
+}
+
 /* ---- stress: fires from another thread beside the worker's context ---- */
 
 #define N_STRESS_CALLS 10000
@@ -2471,6 +2528,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/workers/hire/resign-from-thread", GINT_TO_POINTER (TRUE),
                         test_hire_fire_from_thread);
   g_test_add_func ("/workers/hire/stress-fire-from-thread", test_hire_stress_fire);
+  g_test_add_func ("/workers/hire/fire-context-elsewhere", test_hire_fire_context_elsewhere);
 
   return g_test_run ();
 }
