@@ -18,6 +18,10 @@
 
 #include "sluice-reorder-buffer-private.h"
 
+#ifdef SLUICE_SLOT_COMPLETE_PENDING
+#include <cpuid.h>
+#endif
+
 /* Polls of the awaited slot before the consumer goes to sleep: a wake-up
  * costs ~5 µs on the machines this was tuned on, but a consumer spinning
  * long takes the core a worker needs (2 workers on 2 cores); 40 pauses
@@ -107,6 +111,10 @@ sluice_reorder_buffer_reserve_lock_contended (SluiceReorderBuffer *rb)
   while (__atomic_exchange_n (&rb->reserve_lock, 1, __ATOMIC_ACQUIRE) != 0);
 }
 
+#ifdef SLUICE_SLOT_COMPLETE_PENDING
+int sluice_reorder_buffer_have_cx16;
+#endif
+
 SluiceReorderBuffer *
 sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancellable *cancellable)
 {
@@ -114,6 +122,22 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
 
   g_return_val_if_fail (window > 0, NULL);
   g_return_val_if_fail (window <= G_MAXINT / 2, NULL);
+
+#ifdef SLUICE_SLOT_COMPLETE_PENDING
+  {
+    /* Before any slot exists: completions read it (complete_pending ()). */
+    static gsize checked;
+
+    if (g_once_init_enter (&checked))
+      {
+        unsigned int a, b, c = 0, d;
+
+        if (__get_cpuid (1, &a, &b, &c, &d) && (c & bit_CMPXCHG16B))
+          g_atomic_int_set (&sluice_reorder_buffer_have_cx16, 1);
+        g_once_init_leave (&checked, 1);
+      }
+  }
+#endif
 
   /* Aligned, so that the padding really separates the cache lines. */
   rb = g_aligned_alloc0 (1, sizeof (SluiceReorderBuffer), 64);
