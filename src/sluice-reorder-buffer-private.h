@@ -482,6 +482,7 @@ struct _SluiceReorderBuffer
   guint batch_len;
   guint batch_pos;
   gboolean refilling; /* the room function said the owner refills the window */
+  gboolean taking;    /* atomic: take_run () frees ready slots with plain stores */
   gboolean finished;
   gboolean finished_by_end;
   SluiceReorderStats stats;
