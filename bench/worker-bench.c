@@ -6,7 +6,7 @@
  * Run through bench/worker-run. Workloads, each call one round trip to a
  * sluice-worker helper serving doc/examples/worker-module.c (one thread
  * per helper; the worker's own window per helper, which adapts to the
- * calls (at most 64; --max-calls caps it otherwise), so that it never
+ * calls (at most 128; --max-calls caps it otherwise), so that it never
  * waits for the next: Python's pool streams its tasks too):
  *
  * - trivial: "echo" of an integer;

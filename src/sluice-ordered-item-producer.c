@@ -1505,7 +1505,24 @@ produce (SluiceOrderedItemProducer *self,
   /* The common case, inline in the produce calls: no callback, started or
    * not, not stopping, nothing waiting for room, and the window far from
    * full. The rest, with its larger frame, is produce_slow (). */
-  if (G_LIKELY (callback == NULL))
+  if (G_LIKELY (callback == NULL) && kind == REQUEST_THREAD && cancellable == NULL)
+    {
+      /* A task with nothing to connect: the slot comes claimed from the
+       * reservation (one atomic instruction per item less than a claim in
+       * launch_in_thread ()), and goes to the task queue as it is. */
+      SluiceSlot *slot = sluice_reorder_buffer_try_reserve_claimed (self->rb);
+
+      if (G_LIKELY (slot != NULL))
+        {
+          slot->func = func;
+          slot->func_data = func_data;
+          slot->func_data_destroy = func_data_destroy;
+          slot->extras = NULL;
+          sluice_task_queue_push (self->task_queue, priority, NULL, run_in_thread, slot);
+          return;
+        }
+    }
+  else if (G_LIKELY (callback == NULL))
     {
       SluiceSlot *slot = sluice_reorder_buffer_try_reserve (self->rb);
 

@@ -557,9 +557,13 @@ sluice_reorder_buffer_fits_reserving (SluiceReorderBuffer *rb, guint n)
   return rb->accepted + n - rb->handed_seen <= rb->window;
 }
 
-/* With the reservation lock held, and room for it. */
+/* With the reservation lock held, and room for it. @claimed: the slot is
+ * claimed for its completion at once, as sluice_reorder_buffer_claim_reserved
+ * () would claim it (for owners that complete it through a path of their
+ * own): the state is stored once, where a claim after it is one more atomic
+ * instruction per item. */
 static inline SluiceSlot *
-sluice_reorder_buffer_reserve_reserving (SluiceReorderBuffer *rb)
+sluice_reorder_buffer_reserve_reserving_as (SluiceReorderBuffer *rb, gboolean claimed)
 {
   guint64 seq = rb->next_seq;
   SluiceSlot *slot = &rb->ring[seq & rb->mask];
@@ -588,18 +592,25 @@ sluice_reorder_buffer_reserve_reserving (SluiceReorderBuffer *rb)
            __atomic_load_n (&rb->consumer_wait_seq, __ATOMIC_RELAXED) == seq;
   __atomic_store_n (&slot->state,
                     (int) (((seq >> rb->lap_shift) & rb->tag_mask) << SLUICE_SLOT_KIND_BITS) |
-                        (waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING),
+                        (claimed ? (waited ? SLUICE_SLOT_CLAIMED_WAITED : SLUICE_SLOT_CLAIMED)
+                                 : (waited ? SLUICE_SLOT_WAITED : SLUICE_SLOT_PENDING)),
                     __ATOMIC_RELEASE);
 
   return slot;
+}
+
+static inline SluiceSlot *
+sluice_reorder_buffer_reserve_reserving (SluiceReorderBuffer *rb)
+{
+  return sluice_reorder_buffer_reserve_reserving_as (rb, FALSE);
 }
 
 /* Without the lock, from any thread: the next slot, if the gate is open,
  * the buffer neither ended nor aborted, and the window has room for it and
  * one more; otherwise NULL, and the caller takes the locked path. This is
  * the produce calls' fast path: one atomic instruction. */
-static inline SluiceSlot *
-sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
+G_ALWAYS_INLINE static inline SluiceSlot *
+sluice_reorder_buffer_try_reserve_as (SluiceReorderBuffer *rb, gboolean claimed)
 {
   SluiceSlot *slot = NULL;
 
@@ -608,10 +619,25 @@ sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
    * is left to the locked path, which also marks the producer not ready. */
   if (G_LIKELY (rb->gate_open && sluice_reorder_buffer_fits_reserving (rb, 2) &&
                 !(g_atomic_int_get (&rb->flags) & (SLUICE_RB_ENDED | SLUICE_RB_ABORTED))))
-    slot = sluice_reorder_buffer_reserve_reserving (rb);
+    slot = sluice_reorder_buffer_reserve_reserving_as (rb, claimed);
   sluice_reorder_buffer_reserve_unlock (rb);
 
   return slot;
+}
+
+static inline SluiceSlot *
+sluice_reorder_buffer_try_reserve (SluiceReorderBuffer *rb)
+{
+  return sluice_reorder_buffer_try_reserve_as (rb, FALSE);
+}
+
+/* As try_reserve (), and the slot comes claimed for its completion (see
+ * reserve_reserving_as ()): for owners that complete it themselves, such
+ * as a task that runs the item's function in a thread. */
+static inline SluiceSlot *
+sluice_reorder_buffer_try_reserve_claimed (SluiceReorderBuffer *rb)
+{
+  return sluice_reorder_buffer_try_reserve_as (rb, TRUE);
 }
 
 void sluice_reorder_buffer_answer_room (SluiceReorderBuffer *rb);

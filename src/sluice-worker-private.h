@@ -55,8 +55,11 @@ struct _SluiceWorkerTask
   GCancellable *cancellable;
   gboolean cancelled; /* (atomic) */
   SluiceHired *hired; /* under the calls' mutex: NULL once released */
-  gboolean wanted;    /* (atomic) */
-  guint n_lost;       /* workers lost in its call before this assignment */
+  /* Under the calls' mutex: a RUN_ON_CONTEXT worker's deliverer gave it
+   * to run_task () (or is about to). */
+  gboolean given;
+  gboolean wanted; /* (atomic) */
+  guint n_lost;    /* workers lost in its call before this assignment */
 };
 
 SluiceWorkerTask *sluice_worker_task_new (GTask *call_task, SluiceHired *hired);

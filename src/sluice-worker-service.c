@@ -95,13 +95,19 @@ G_DEFINE_FINAL_TYPE (SluiceWorkerService, sluice_worker_service, G_TYPE_OBJECT)
  * one thread went one outcome a message, and the worker's process spent
  * about a third more CPU per call. Session 12: waiting for two thirds
  * (was half) and up to 2 ms (was 1) took busy50 calls on one process
- * from 0.035-0.053 Results messages per call to 0.025-0.028 (load 18). */
+ * from 0.035-0.053 Results messages per call to 0.025-0.028 (load 18).
+ * Session 15: up to 4 ms (was 2), with the worker's max-calls 128 (was
+ * 64): busy50 calls on 2 processes from 0.054 to 0.032 Results messages
+ * per call (medians of 5, load 6), the worker's process 7.3 -> 5.1 µs of
+ * CPU per call, the helpers' threads other than the pool's 5.2 -> 3.6:
+ * each message costs both ends tens of µs (wake-ups included) on the
+ * loaded 2 cores, and the 2-process row is bound by their CPU. */
 
 /* The most outcomes in one Results signal: a big message delays the
  * first outcome in it. */
 #define MAX_OUTCOMES 256
 /* How long an outcome may wait for those of the calls waiting behind it. */
-#define FLUSH_DELAY_US 2000
+#define FLUSH_DELAY_US 4000
 
 typedef struct _Job Job;
 

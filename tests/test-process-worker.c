@@ -1203,6 +1203,184 @@ test_wire_strv (void)
     }
 }
 
+/* A batch of values (sluice_wire_values_add ()) reads back as they were
+ * (sluice_wire_values_get ()); those of one fixed-size type, from
+ * SLUICE_WIRE_UNIFORM_MIN of them, as the children of one array (the
+ * view's uniform array), the others each from its own copy. A batch whose
+ * values have one type but not its size, or a type that is not a definite
+ * type, reads as sluice_wire_value () reads each value alone (a default
+ * value, an error). */
+
+/* A batch of SLUICE_WIRE_UNIFORM_MIN values of @type, @value_size bytes
+ * each, from @data. */
+static GVariant *
+wire_batch (const char *type, gsize value_size, const guint8 *data)
+{
+  const gsize n = SLUICE_WIRE_UNIFORM_MIN;
+  guint64 ids[SLUICE_WIRE_UNIFORM_MIN], ends[SLUICE_WIRE_UNIFORM_MIN];
+  const char *types[SLUICE_WIRE_UNIFORM_MIN + 1];
+  GVariant *tuple, *batch;
+  gpointer copy;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      ids[i] = i;
+      ends[i] = value_size * (i + 1);
+      types[i] = type;
+    }
+  types[n] = NULL;
+  tuple = g_variant_new (
+      "(@at@as@at@ay)", g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ids, n, sizeof (guint64)),
+      g_variant_new_strv (types, (gssize) n),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, ends, n, sizeof (guint64)),
+      g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, value_size * n, 1));
+  /* Serialised, as it arrives (a copy: @tuple goes). */
+  g_variant_ref_sink (tuple);
+  copy = g_memdup2 (g_variant_get_data (tuple), g_variant_get_size (tuple));
+  batch = g_variant_ref_sink (g_variant_new_from_data (
+      G_VARIANT_TYPE ("(atasatay)"), copy, g_variant_get_size (tuple), FALSE, g_free, copy));
+  g_variant_unref (tuple);
+  return batch;
+}
+
+static void
+assert_values_read_back (GVariant **values, gsize n, gboolean uniform)
+{
+  SluiceWireValues wire;
+  GVariantBuilder builder;
+  GVariant *tuple, *serialised;
+  SluiceWireValuesView view;
+
+  sluice_wire_values_init (&wire);
+  for (gsize i = 0; i < n; i++)
+    sluice_wire_values_add (&wire, 100 + i, values[i]);
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("(atasatay)"));
+  sluice_wire_values_end (&wire, &builder);
+  tuple = g_variant_ref_sink (g_variant_builder_end (&builder));
+  serialised = g_variant_ref_sink (
+      g_variant_new_from_data (G_VARIANT_TYPE ("(atasatay)"), g_variant_get_data (tuple),
+                               g_variant_get_size (tuple), FALSE, NULL, NULL));
+  g_assert_true (sluice_wire_values_view (serialised, 0, &view));
+  g_assert_cmpuint (view.n, ==, n);
+  g_assert_true ((view.uniform != NULL) == uniform);
+  for (gsize i = 0; i < n; i++)
+    {
+      GError *error = NULL;
+      GVariant *value = sluice_wire_values_get (&view, i, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (view.ids[i], ==, 100 + i);
+      g_assert_cmpstr (g_variant_get_type_string (value), ==,
+                       g_variant_get_type_string (values[i]));
+      g_assert_true (g_variant_equal (value, values[i]));
+      g_assert_false (g_variant_is_floating (value));
+      g_variant_unref (value);
+    }
+  sluice_wire_values_view_clear (&view);
+  g_assert_null (view.uniform);
+  g_variant_unref (serialised);
+  g_variant_unref (tuple);
+}
+
+static void
+test_wire_values (void)
+{
+  GVariant *values[SLUICE_WIRE_UNIFORM_MIN + 2];
+  const guint n = G_N_ELEMENTS (values);
+
+  /* One fixed-size type: one array (from SLUICE_WIRE_UNIFORM_MIN values;
+   * fewer each alone). */
+  for (guint i = 0; i < n; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("(u)", 50 + i));
+  assert_values_read_back (values, n, TRUE);
+  assert_values_read_back (values, SLUICE_WIRE_UNIFORM_MIN, TRUE);
+  assert_values_read_back (values, SLUICE_WIRE_UNIFORM_MIN - 1, FALSE);
+  assert_values_read_back (values, 1, FALSE);
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (values[i]);
+  /* With padding inside (a fixed size of 16), and the unit type. */
+  for (guint i = 0; i < n; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("(tu)", G_MAXUINT64 - i, i));
+  assert_values_read_back (values, n, TRUE);
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (values[i]);
+  for (guint i = 0; i < n; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("()"));
+  assert_values_read_back (values, n, TRUE);
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (values[i]);
+  /* Two types. */
+  for (guint i = 0; i < n; i++)
+    values[i] =
+        g_variant_ref_sink (i % 2 == 0 ? g_variant_new ("(u)", i) : g_variant_new ("(i)", -i));
+  assert_values_read_back (values, n, FALSE);
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (values[i]);
+  /* A type of no fixed size, values of one size: not an array (its
+   * framing would be read from their data). */
+  for (guint i = 0; i < n; i++)
+    {
+      char string[3] = { (char) ('a' + i), i % 2 == 0 ? 'b' : '\001', '\0' };
+
+      values[i] = g_variant_ref_sink (g_variant_new_string (string));
+    }
+  assert_values_read_back (values, n, FALSE);
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (values[i]);
+  for (guint i = 0; i < n; i++)
+    values[i] = g_variant_ref_sink (g_variant_new ("(ay)", NULL));
+  assert_values_read_back (values, n, FALSE);
+  for (guint i = 0; i < n; i++)
+    g_variant_unref (values[i]);
+
+  /* Values of 3 bytes of a type of 4: defaults, as each alone. */
+  {
+    guint8 data[3 * SLUICE_WIRE_UNIFORM_MIN];
+    GVariant *batch;
+    SluiceWireValuesView view;
+
+    for (guint i = 0; i < sizeof data; i++)
+      data[i] = (guint8) (i + 1);
+    batch = wire_batch ("(u)", 3, data);
+    g_assert_true (sluice_wire_values_view (batch, 0, &view));
+    g_assert_null (view.uniform);
+    for (gsize i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
+      {
+        GVariant *value = sluice_wire_values_get (&view, i, NULL);
+        GVariant *alone = sluice_wire_value ("(u)", data + 3 * i, 3, NULL);
+        GVariant *zero = g_variant_ref_sink (g_variant_new ("(u)", 0));
+
+        g_assert_true (g_variant_equal (value, alone));
+        g_assert_true (g_variant_equal (value, zero));
+        g_variant_unref (value);
+        g_variant_unref (alone);
+        g_variant_unref (zero);
+      }
+    sluice_wire_values_view_clear (&view);
+    g_variant_unref (batch);
+  }
+  /* Not a definite type: an error for each. */
+  {
+    const guint8 data[4 * SLUICE_WIRE_UNIFORM_MIN] = { 0 };
+    GVariant *batch;
+    SluiceWireValuesView view;
+
+    batch = wire_batch ("(u", 4, data);
+    g_assert_true (sluice_wire_values_view (batch, 0, &view));
+    g_assert_null (view.uniform);
+    for (gsize i = 0; i < SLUICE_WIRE_UNIFORM_MIN; i++)
+      {
+        GError *error = NULL;
+
+        g_assert_null (sluice_wire_values_get (&view, i, &error));
+        g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+        g_error_free (error);
+      }
+    sluice_wire_values_view_clear (&view);
+    g_variant_unref (batch);
+  }
+}
+
 static void
 warm_up (void)
 {
@@ -1227,6 +1405,7 @@ main (int argc, char **argv)
   g_timeout_add (5, tick_cb, NULL);
   /* Needs no helper. */
   g_test_add_func ("/process-worker/wire-strv", test_wire_strv);
+  g_test_add_func ("/process-worker/wire-values", test_wire_values);
 
   if (helper_tool () == NULL || test_module () == NULL)
     {

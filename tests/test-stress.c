@@ -638,6 +638,143 @@ test_stop_while_consuming (void)
                1 + g_test_rand_int_range (0, (gint32) (per_thread * N_PRODUCERS)));
 }
 
+/* --- items made in the producer's own task queue only, completed in a
+ * random order (each task sleeps or spins a random while), where every
+ * slot is reserved already claimed for its task (the fast path of
+ * produce_item_in_thread ()); optionally the consumer returns early, which
+ * aborts the slots queued and running --- */
+
+typedef struct
+{
+  gint made;     /* atomic: items the tasks returned */
+  gint freed;    /* atomic: items the producer freed (never delivered) */
+  guint64 count; /* consumer thread */
+  guint64 sum;
+  guint64 first_bad;
+  guint64 stop_after; /* the consumer returns after this many; 0: never */
+} ThreadOnly;
+
+static ThreadOnly *thread_only_current;
+
+static gpointer
+thread_only_task (GCancellable *cancellable, gpointer data, GError **error)
+{
+  guint64 *item = g_new (guint64, 1);
+  guint r = g_random_int_range (0, 256);
+
+  *item = GPOINTER_TO_SIZE (data);
+  /* Most tasks end at once, some after a spin or a sleep: the two or three
+   * threads complete out of order, often the head last. */
+  if (r < 8)
+    g_usleep (r * 10);
+  else if (r < 64)
+    for (volatile guint k = 0; k < r * 20; k++)
+      ;
+  g_atomic_int_inc (&thread_only_current->made);
+  return item;
+}
+
+static void
+thread_only_free (gpointer item)
+{
+  g_atomic_int_inc (&thread_only_current->freed);
+  g_free (item);
+}
+
+static gpointer
+thread_only_consume (SluiceConsumerator *consumerator, gpointer data, GError **error)
+{
+  ThreadOnly *to = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (consumerator, &item, error))
+    {
+      guint64 value = *(guint64 *) item;
+
+      g_free (item);
+      if (value != to->count + 1 && to->first_bad == G_MAXUINT64)
+        to->first_bad = to->count;
+      to->count++;
+      to->sum += value;
+      if (to->stop_after != 0 && to->count == to->stop_after)
+        return GINT_TO_POINTER (1);
+    }
+  return *error == NULL ? GINT_TO_POINTER (1) : NULL;
+}
+
+static void
+run_thread_only (guint n, guint window, guint n_threads, guint64 stop_after)
+{
+  ThreadOnly to = { 0, 0, 0, 0, G_MAXUINT64, stop_after };
+  SluiceTaskQueue *queue = sluice_task_queue_new (n_threads);
+  SluiceOrderedItemProducer *producer =
+      sluice_ordered_item_producer_new (queue, window, thread_only_free);
+  GAsyncResult *result = NULL;
+  g_autoptr (GError) error = NULL;
+  gpointer ret;
+
+  thread_only_current = &to;
+  sluice_ordered_item_producer_start (producer, thread_only_consume, &to, NULL, NULL);
+  for (guint i = 0; i < n; i++)
+    {
+      /* Mostly within the window; now and then a call past it (it waits,
+       * in order, and takes the slow path). */
+      while (i % 211 != 0 && !sluice_ordered_item_producer_is_ready (producer))
+        g_main_context_iteration (NULL, TRUE);
+      sluice_ordered_item_producer_produce_item_in_thread (producer, thread_only_task,
+                                                           GSIZE_TO_POINTER ((gsize) i + 1), NULL,
+                                                           G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    }
+  sluice_ordered_item_producer_stop_async (producer, NULL, stopped, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  ret = sluice_ordered_item_producer_stop_finish (producer, result, &error);
+  g_object_unref (result);
+  g_object_unref (producer);
+  /* Every task has returned once the queue is idle. */
+  while (sluice_task_queue_get_n_pending (queue) > 0 || sluice_task_queue_get_n_running (queue) > 0)
+    g_main_context_iteration (NULL, FALSE);
+  g_object_unref (queue);
+
+  g_test_message ("%u items, window %u, %u threads: delivered %" G_GUINT64_FORMAT
+                  ", made %d, freed %d",
+                  n, window, n_threads, to.count, to.made, to.freed);
+  g_assert_cmpuint (to.first_bad, ==, G_MAXUINT64);
+  if (stop_after == 0)
+    {
+      g_assert_no_error (error);
+      g_assert_nonnull (ret);
+      g_assert_cmpuint (to.count, ==, n);
+      g_assert_cmpuint (to.sum, ==, (guint64) n * (n + 1) / 2);
+      g_assert_cmpuint (to.freed, ==, 0);
+    }
+  else
+    {
+      g_clear_error (&error);
+      g_assert_cmpuint (to.count, ==, MIN (stop_after, n));
+    }
+  /* Exactly once: every item a task made was delivered or freed. */
+  g_assert_cmpuint ((guint64) to.made, ==, to.count + (guint64) to.freed);
+  thread_only_current = NULL;
+}
+
+static void
+test_thread_only_random_order (void)
+{
+  run_thread_only (sluice_test_scale (300000, 30), 64, 3, 0);
+  run_thread_only (sluice_test_scale (50000, 25), 2, 2, 0);
+}
+
+/* The consumer returns while tasks are queued and running: their slots,
+ * claimed at their reservation, are abandoned and their items freed. */
+static void
+test_thread_only_consumer_returns (void)
+{
+  for (guint round = 0; round < 20; round++)
+    run_thread_only (sluice_test_scale (5000, 10), 32, 3,
+                     1 + g_test_rand_int_range (0, sluice_test_scale (5000, 10)));
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -655,6 +792,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/stop-while-producing", test_stop_while_producing);
   g_test_add_func ("/stress/stop-while-consuming", test_stop_while_consuming);
   g_test_add_func ("/stress/next-async/random-order", test_next_async_random_order);
+  g_test_add_func ("/stress/thread-only/random-order", test_thread_only_random_order);
+  g_test_add_func ("/stress/thread-only/consumer-returns", test_thread_only_consumer_returns);
 
   return g_test_run ();
 }

@@ -256,6 +256,16 @@ struct _TestMockWorker
   guint n_run;            /* (atomic) */
   guint n_run_in_call;
   SluiceTaskQueue *fire_from; /* (nullable): run_task fires it from there */
+  /* Each call of run_task (R), task_timed_out (T), stop_async (S) and
+   * crash (C), in order, with its thread, under @lock. */
+  GString *vfuncs;
+  GPtrArray *vfunc_threads; /* of GThread, borrowed */
+  guint n_timed_out;        /* (atomic) */
+  guint n_crashed_atomic;   /* (atomic): n_crashed, for other threads */
+  /* The stress test's: each task completed now, later or never, and no
+   * call after the crash. */
+  gboolean stress;
+  gboolean in_run; /* (atomic): in a stress run_task */
 };
 
 /* The test's main thread, and whether it is inside a call to the queue. */
@@ -282,12 +292,55 @@ mock_get_capacity (SluiceWorker *worker)
   return TEST_MOCK_WORKER (worker)->capacity;
 }
 
+/* Logs a call of a virtual function, under the lock. */
+static void
+mock_log_locked (TestMockWorker *self, char vfunc)
+{
+  g_string_append_c (self->vfuncs, vfunc);
+  g_ptr_array_add (self->vfunc_threads, g_thread_self ());
+  /* On the hiring (main) thread; nothing after a crash but the cancels of
+   * the tasks it held. */
+  if (self->stress)
+    {
+      if (vfunc != 'X')
+        g_assert_cmpuint (g_atomic_int_get (&self->n_crashed_atomic), ==, 0);
+      g_assert_true (g_thread_self () == main_thread);
+    }
+}
+
+/* The cancellable of a task it got was cancelled: logged as X. */
+static void
+mock_task_cancelled_cb (GCancellable *cancellable, gpointer data)
+{
+  TestMockWorker *self = data;
+
+  g_mutex_lock (&self->lock);
+  mock_log_locked (self, 'X');
+  g_mutex_unlock (&self->lock);
+}
+
+static void
+mock_watch_cancellable (TestMockWorker *self, SluiceWorkerTask *task)
+{
+  g_signal_connect_object (sluice_worker_task_get_cancellable (task), "cancelled",
+                           G_CALLBACK (mock_task_cancelled_cb), self, 0);
+}
+
+static void mock_stress_run_task (TestMockWorker *self, SluiceWorkerTask *task);
+
 static void
 mock_run_task (SluiceWorker *worker, SluiceWorkerTask *task)
 {
   TestMockWorker *self = TEST_MOCK_WORKER (worker);
 
+  if (self->stress)
+    {
+      mock_stress_run_task (self, task);
+      return;
+    }
+  mock_watch_cancellable (self, task);
   g_mutex_lock (&self->lock);
+  mock_log_locked (self, 'R');
   g_ptr_array_add (self->held, g_object_ref (task));
   g_ptr_array_add (self->run_threads, g_thread_self ());
   if (g_thread_self () == main_thread && in_queue_call)
@@ -305,8 +358,12 @@ mock_stop_async (SluiceWorker *worker,
                  gpointer user_data)
 {
   GTask *task = g_task_new (worker, cancellable, callback, user_data);
+  TestMockWorker *self = TEST_MOCK_WORKER (worker);
 
-  TEST_MOCK_WORKER (worker)->n_stopped++;
+  g_mutex_lock (&self->lock);
+  mock_log_locked (self, 'S');
+  g_mutex_unlock (&self->lock);
+  self->n_stopped++;
   g_task_return_boolean (task, TRUE);
   g_object_unref (task);
 }
@@ -321,11 +378,27 @@ static GPtrArray *
 mock_crash (SluiceWorker *worker)
 {
   TestMockWorker *self = TEST_MOCK_WORKER (worker);
-  GPtrArray *tasks = g_steal_pointer (&self->held);
+  GPtrArray *tasks;
 
+  g_mutex_lock (&self->lock);
+  mock_log_locked (self, 'C');
+  tasks = g_steal_pointer (&self->held);
   self->held = g_ptr_array_new_with_free_func (g_object_unref);
+  g_mutex_unlock (&self->lock);
   self->n_crashed++;
+  g_atomic_int_inc (&self->n_crashed_atomic);
   return tasks;
+}
+
+static void
+mock_task_timed_out (SluiceWorker *worker, SluiceWorkerTask *task)
+{
+  TestMockWorker *self = TEST_MOCK_WORKER (worker);
+
+  g_mutex_lock (&self->lock);
+  mock_log_locked (self, 'T');
+  g_mutex_unlock (&self->lock);
+  g_atomic_int_inc (&self->n_timed_out);
 }
 
 static void
@@ -337,6 +410,7 @@ test_mock_worker_iface_init (SluiceWorkerInterface *iface)
   iface->stop_async = mock_stop_async;
   iface->stop_finish = mock_stop_finish;
   iface->crash = mock_crash;
+  iface->task_timed_out = mock_task_timed_out;
 }
 
 static void
@@ -347,6 +421,8 @@ test_mock_worker_finalize (GObject *object)
   g_strfreev (self->series);
   g_ptr_array_unref (self->held);
   g_ptr_array_unref (self->run_threads);
+  g_string_free (self->vfuncs, TRUE);
+  g_ptr_array_unref (self->vfunc_threads);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (test_mock_worker_parent_class)->finalize (object);
 }
@@ -364,6 +440,8 @@ test_mock_worker_init (TestMockWorker *self)
   self->capacity = 1;
   g_mutex_init (&self->lock);
   self->run_threads = g_ptr_array_new ();
+  self->vfuncs = g_string_new (NULL);
+  self->vfunc_threads = g_ptr_array_new ();
 }
 
 static TestMockWorker *
@@ -1729,11 +1807,13 @@ typedef struct
 {
   SluiceTaskQueue *queue;
   TestMockWorker *mock;
-  gboolean hired; /* (atomic) */
+  GMainContext *context; /* the hirer's, once hired */
+  gboolean hired;        /* (atomic) */
+  gboolean done;         /* (atomic): the hirer may leave */
 } Hirer;
 
 /* A thread with a main context of its own hires the worker, then runs its
- * loop until the worker got all the calls. */
+ * loop until the test is done with it. */
 static gpointer
 hirer_thread (gpointer data)
 {
@@ -1741,29 +1821,59 @@ hirer_thread (gpointer data)
   GMainContext *context = g_main_context_new ();
 
   g_main_context_push_thread_default (context);
+  hirer->context = context;
   sluice_task_queue_hire_full (hirer->queue, SLUICE_WORKER (hirer->mock),
                                SLUICE_HIRE_RUN_ON_CONTEXT);
   g_atomic_int_set (&hirer->hired, TRUE);
-  while (g_atomic_int_get (&hirer->mock->n_run) < N_HIRER_CALLS)
+  while (!g_atomic_int_get (&hirer->done))
     g_main_context_iteration (context, TRUE);
   g_main_context_pop_thread_default (context);
   g_main_context_unref (context);
   return NULL;
 }
 
+static GThread *
+hirer_start (Hirer *hirer)
+{
+  GThread *thread = g_thread_new ("hirer", hirer_thread, hirer);
+
+  WAIT_UNTIL (g_atomic_int_get (&hirer->hired));
+  return thread;
+}
+
+static void
+hirer_join (Hirer *hirer, GThread *thread)
+{
+  g_atomic_int_set (&hirer->done, TRUE);
+  g_main_context_wakeup (hirer->context);
+  g_thread_join (thread);
+}
+
+/* Checks that each of the virtual functions @mock logged ran in @thread. */
+static void
+assert_vfuncs_in (TestMockWorker *mock, const char *vfuncs, GThread *thread)
+{
+  g_mutex_lock (&mock->lock);
+  g_assert_cmpstr (mock->vfuncs->str, ==, vfuncs);
+  for (guint i = 0; i < mock->vfunc_threads->len; i++)
+    g_assert_true (mock->vfunc_threads->pdata[i] == thread);
+  g_mutex_unlock (&mock->lock);
+}
+
 /* The context is the hiring thread's thread-default one, taken at hire
- * time: calls made on the main thread reach the worker in that thread. */
+ * time: calls made on the main thread reach the worker in that thread, and
+ * the shutdown made there stops it in that thread too. */
 static void
 test_hire_run_on_context_thread (void)
 {
-  Hirer hirer = { sluice_task_queue_new (1), mock_worker_new (NULL, N_HIRER_CALLS), FALSE };
+  Hirer hirer = { sluice_task_queue_new (1), mock_worker_new (NULL, N_HIRER_CALLS) };
   CallResult r[N_HIRER_CALLS] = { 0 };
-  GThread *thread = g_thread_new ("hirer", hirer_thread, &hirer);
+  GThread *thread = hirer_start (&hirer);
+  char expected[N_HIRER_CALLS + 2];
 
-  WAIT_UNTIL (g_atomic_int_get (&hirer.hired));
   for (int i = 0; i < N_HIRER_CALLS; i++)
     call_record (hirer.queue, NULL, i, G_PRIORITY_DEFAULT, &r[i]);
-  g_thread_join (thread);
+  WAIT_UNTIL (g_atomic_int_get (&hirer.mock->n_run) == N_HIRER_CALLS);
   g_assert_cmpuint (complete_in_order (hirer.mock, N_HIRER_CALLS, thread), ==, 0);
   for (int i = 0; i < N_HIRER_CALLS; i++)
     {
@@ -1772,8 +1882,519 @@ test_hire_run_on_context_thread (void)
       call_result_clear (&r[i]);
     }
   shutdown_and_wait (hirer.queue, FALSE);
+  hirer_join (&hirer, thread);
+  memset (expected, 'R', N_HIRER_CALLS);
+  expected[N_HIRER_CALLS] = 'S';
+  expected[N_HIRER_CALLS + 1] = '\0';
+  assert_vfuncs_in (hirer.mock, expected, thread);
   g_object_unref (hirer.mock);
   g_object_unref (hirer.queue);
+}
+
+/* A thread that makes a call with a timeout on a main context of its own,
+ * lets it time out there once told to, and waits for its return. */
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  int timeout_ms;
+  gboolean go; /* (atomic): it may iterate its context */
+  CallResult r;
+} Caller;
+
+static gpointer
+caller_thread (gpointer data)
+{
+  Caller *caller = data;
+  GMainContext *context = g_main_context_new ();
+
+  g_main_context_push_thread_default (context);
+  sluice_task_queue_call_async (caller->queue, NULL, "record", g_variant_new ("(i)", 0),
+                                G_PRIORITY_DEFAULT, caller->timeout_ms, NULL, call_done_cb,
+                                &caller->r);
+  while (!g_atomic_int_get (&caller->go))
+    g_usleep (100);
+  while (caller->r.n_completed == 0)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+  return NULL;
+}
+
+/* task_timed_out of a RUN_ON_CONTEXT worker runs on its context (not on
+ * that of the call, where the timeout fires), after the run_task of the
+ * task; a task whose call timed out before the worker got it is never
+ * given, and the worker hears of neither. */
+static void
+test_hire_timed_out_on_context (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+  Caller caller = { queue, 1 };
+  GThread *thread;
+
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+
+  /* Given, then timed out in the caller's context. */
+  thread = g_thread_new ("caller", caller_thread, &caller);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+  g_atomic_int_set (&caller.go, TRUE);
+  g_thread_join (thread);
+  g_assert_cmpuint (caller.r.n_completed, ==, 1);
+  g_assert_error (caller.r.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  call_result_clear (&caller.r);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_timed_out) == 1);
+  assert_vfuncs_in (mock, "RXT", g_thread_self ());
+  /* Completed late: its result is dropped, its place freed. */
+  complete_in_order (mock, 1, g_thread_self ());
+  WAIT_UNTIL (sluice_task_queue_get_n_calls (queue) == 0);
+
+  /* Timed out before the main loop gave it: never given. */
+  caller.r.n_completed = 0;
+  thread = g_thread_new ("caller", caller_thread, &caller);
+  g_thread_join (thread);
+  g_assert_error (caller.r.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  call_result_clear (&caller.r);
+  WAIT_UNTIL (sluice_task_queue_get_n_calls (queue) == 0);
+  for (guint i = 0; i < 5; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 1);
+  assert_vfuncs_in (mock, "RXT", g_thread_self ());
+
+  shutdown_and_wait (queue, FALSE);
+  assert_vfuncs_in (mock, "RXTS", g_thread_self ());
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+/* A call cancelled while its task waits for the worker's context fails
+ * with G_IO_ERROR_CANCELLED and is never given; its place goes to the
+ * next call. */
+static void
+test_hire_cancelled_not_given (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 1);
+  GCancellable *cancellable = g_cancellable_new ();
+  CallResult r[2] = { 0 };
+
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  sluice_task_queue_call_async (queue, NULL, "record", g_variant_new ("(i)", 0), G_PRIORITY_DEFAULT,
+                                0, cancellable, call_done_cb, &r[0]);
+  call_record (queue, NULL, 1, G_PRIORITY_DEFAULT, &r[1]);
+  g_cancellable_cancel (cancellable);
+  WAIT_UNTIL (r[0].n_completed == 1 && g_atomic_int_get (&mock->n_run) == 1);
+  g_assert_error (r[0].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (r[0].result);
+  /* The worker got the second only. */
+  g_mutex_lock (&mock->lock);
+  g_assert_cmpuint (mock->held->len, ==, 1);
+  g_assert_cmpint (task_int (mock->held->pdata[0]), ==, 1);
+  g_mutex_unlock (&mock->lock);
+  g_mutex_lock (&mock->lock);
+  sluice_worker_task_return_value (mock->held->pdata[0], g_variant_new ("(i)", 2));
+  g_ptr_array_set_size (mock->held, 0);
+  g_mutex_unlock (&mock->lock);
+  WAIT_UNTIL (r[1].n_completed == 1);
+  g_assert_cmpint (result_int (&r[1]), ==, 2);
+  for (guint i = 0; i < 5; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_cmpuint (r[0].n_completed, ==, 1);
+  call_result_clear (&r[0]);
+  call_result_clear (&r[1]);
+  assert_vfuncs_in (mock, "R", g_thread_self ());
+
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (cancellable);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+static gboolean
+flag_idle_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* run_task is dispatched at the priority of its call: after an idle more
+ * urgent than a low-priority call, before one less urgent than an urgent
+ * call. */
+static void
+test_hire_priority (void)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 2);
+  CallResult r[2] = { 0 };
+  gboolean idle_ran = FALSE;
+  GSource *idle;
+
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+
+  idle = g_idle_source_new ();
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT_IDLE);
+  g_source_set_callback (idle, flag_idle_cb, &idle_ran, NULL);
+  g_source_attach (idle, NULL);
+  g_source_unref (idle);
+  call_record (queue, NULL, 0, G_PRIORITY_LOW, &r[0]);
+  WAIT_UNTIL (idle_ran);
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_run), ==, 0);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 1);
+
+  idle_ran = FALSE;
+  idle = g_idle_source_new ();
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, flag_idle_cb, &idle_ran, NULL);
+  g_source_attach (idle, NULL);
+  g_source_unref (idle);
+  call_record (queue, NULL, 1, G_PRIORITY_HIGH, &r[1]);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 2);
+  g_assert_false (idle_ran);
+  WAIT_UNTIL (idle_ran);
+
+  complete_in_order (mock, 2, g_thread_self ());
+  for (int i = 0; i < 2; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * i);
+      call_result_clear (&r[i]);
+    }
+  shutdown_and_wait (queue, FALSE);
+  g_object_unref (mock);
+  g_object_unref (queue);
+}
+
+/* Fires @mock, or has it resign. */
+static void
+fire_or_resign (SluiceTaskQueue *queue, TestMockWorker *mock, gboolean resign)
+{
+  if (resign)
+    {
+      GError *gone = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CLOSED, "gone");
+
+      sluice_worker_resign (SLUICE_WORKER (mock), gone);
+      g_error_free (gone);
+    }
+  else
+    g_assert_true (sluice_task_queue_fire (queue, SLUICE_WORKER (mock)));
+}
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  TestMockWorker *mock;
+  gboolean resign;
+} Firer;
+
+static gpointer
+firer_thread (gpointer data)
+{
+  Firer *firer = data;
+
+  fire_or_resign (firer->queue, firer->mock, firer->resign);
+  return NULL;
+}
+
+/* Fired (or resigning) in another thread: the worker's crash runs on its
+ * context, after what it was given; its tasks go back to the queue at
+ * once. */
+static void
+test_hire_fire_from_thread (gconstpointer data)
+{
+  SluiceTaskQueue *queue = sluice_task_queue_new (1);
+  TestMockWorker *mock = mock_worker_new (NULL, 2);
+  Firer firer = { queue, mock, GPOINTER_TO_INT (data) };
+  Log *log = log_new ();
+  SluiceThreadWorker *tw;
+  CallResult r[3] = { 0 };
+
+  sluice_task_queue_hire_full (queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  for (int i = 0; i < 3; i++)
+    call_record (queue, NULL, i, G_PRIORITY_DEFAULT, &r[i]);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_run) == 2);
+  g_thread_join (g_thread_new ("firer", firer_thread, &firer));
+  /* Not in the firer's thread: on the main loop. */
+  g_assert_cmpuint (g_atomic_int_get (&mock->n_crashed_atomic), ==, 0);
+  g_assert_cmpuint (sluice_task_queue_get_n_calls (queue), ==, 3);
+  WAIT_UNTIL (g_atomic_int_get (&mock->n_crashed_atomic) == 1);
+  /* Then the cancellables of the two it held. */
+  assert_vfuncs_in (mock, "RRCXX", g_thread_self ());
+
+  tw = thread_worker_new (NULL, 1, log);
+  sluice_task_queue_hire (queue, SLUICE_WORKER (tw));
+  for (int i = 0; i < 3; i++)
+    {
+      WAIT_UNTIL (r[i].n_completed == 1);
+      g_assert_cmpint (result_int (&r[i]), ==, 2 * i);
+      call_result_clear (&r[i]);
+    }
+  g_assert_cmpuint (log_len (log), ==, 3);
+  shutdown_and_wait (queue, FALSE);
+  assert_vfuncs_in (mock, "RRCXX", g_thread_self ());
+  g_object_unref (tw);
+  g_object_unref (mock);
+  g_object_unref (queue);
+  log_free (log);
+}
+
+/* ---- stress: fires from another thread beside the worker's context ---- */
+
+#define N_STRESS_CALLS 10000
+#define N_STRESS_MOCKS 3
+#define N_STRESS_IN_FLIGHT 200
+
+/* Completes stress tasks later in its threads. */
+static GThreadPool *stress_pool;
+static guint stress_n_idle; /* (atomic): completions waiting in an idle */
+
+static void
+stress_complete (SluiceWorkerTask *task)
+{
+  sluice_worker_task_return_value (task, g_variant_new ("(i)", 2 * task_int (task)));
+}
+
+static gboolean
+stress_complete_idle_cb (gpointer data)
+{
+  stress_complete (data);
+  g_atomic_int_dec_and_test (&stress_n_idle);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+stress_complete_in_thread (gpointer data, gpointer user_data)
+{
+  if (g_random_boolean ())
+    g_usleep (g_random_int_range (0, 200));
+  stress_complete (data);
+  g_object_unref (data);
+}
+
+/* A stress mock completes each task at once, from an idle, from another
+ * thread, or never (until it is fired); sometimes it dawdles first, so
+ * that a fire from another thread comes while it runs. */
+static void
+mock_stress_run_task (TestMockWorker *self, SluiceWorkerTask *task)
+{
+  mock_watch_cancellable (self, task);
+  g_mutex_lock (&self->lock);
+  mock_log_locked (self, 'R');
+  g_mutex_unlock (&self->lock);
+  g_atomic_int_inc (&self->n_run);
+  g_atomic_int_set (&self->in_run, TRUE);
+  if (g_random_int_range (0, 4) == 0)
+    g_usleep (g_random_int_range (0, 300));
+  switch (g_random_int_range (0, 8))
+    {
+    case 0:
+    case 1:
+    case 2:
+      stress_complete (task);
+      break;
+    case 3:
+    case 4:
+      g_atomic_int_inc (&stress_n_idle);
+      g_idle_add_full (G_PRIORITY_DEFAULT, stress_complete_idle_cb, g_object_ref (task),
+                       g_object_unref);
+      break;
+    case 5:
+    case 6:
+      g_thread_pool_push (stress_pool, g_object_ref (task), NULL);
+      break;
+    default:
+      g_mutex_lock (&self->lock);
+      g_ptr_array_add (self->held, g_object_ref (task));
+      g_mutex_unlock (&self->lock);
+      break;
+    }
+  g_atomic_int_set (&self->in_run, FALSE);
+}
+
+typedef struct
+{
+  SluiceTaskQueue *queue;
+  GMutex mutex;
+  GPtrArray *hired; /* of TestMockWorker (owned), under @mutex */
+  guint n_to_hire;  /* under @mutex */
+  gboolean stop;    /* (atomic) */
+  guint n_fired;
+  guint n_fired_in_run; /* fires that began while the mock was in run_task */
+} Stress;
+
+/* Fires (or makes resign) a random hired mock now and then, from its own
+ * thread, while the main thread gives the mocks their tasks. */
+static gpointer
+stress_firer_thread (gpointer data)
+{
+  Stress *stress = data;
+
+  while (!g_atomic_int_get (&stress->stop))
+    {
+      TestMockWorker *mock = NULL;
+
+      g_usleep (g_random_int_range (50, 1500));
+      g_mutex_lock (&stress->mutex);
+      if (stress->hired->len > 0)
+        {
+          mock = g_ptr_array_steal_index_fast (stress->hired,
+                                               g_random_int_range (0, (gint32) stress->hired->len));
+          stress->n_to_hire++;
+        }
+      g_mutex_unlock (&stress->mutex);
+      if (mock == NULL)
+        continue;
+      stress->n_fired_in_run += g_atomic_int_get (&mock->in_run);
+      fire_or_resign (stress->queue, mock, g_random_boolean ());
+      stress->n_fired++;
+      g_object_unref (mock);
+    }
+  return NULL;
+}
+
+static void
+stress_hire (Stress *stress, GPtrArray *all)
+{
+  TestMockWorker *mock = mock_worker_new (NULL, g_test_rand_int_range (1, 5));
+
+  mock->stress = TRUE;
+  g_ptr_array_add (all, g_object_ref (mock));
+  sluice_task_queue_hire_full (stress->queue, SLUICE_WORKER (mock), SLUICE_HIRE_RUN_ON_CONTEXT);
+  g_mutex_lock (&stress->mutex);
+  g_ptr_array_add (stress->hired, mock);
+  g_mutex_unlock (&stress->mutex);
+}
+
+/* RUN_ON_CONTEXT workers fired or resigning in another thread at random
+ * moments, while the main thread runs their run_task, beside a thread
+ * worker; calls with timeouts and cancelled ones among them: every call
+ * completes exactly once, with its result or (if it had a timeout or a
+ * cancellable) its error; each mock got every virtual function on the
+ * main thread, and nothing after its crash. */
+static void
+test_hire_stress_fire (void)
+{
+  Stress stress = { sluice_task_queue_new (1) };
+  GPtrArray *all = g_ptr_array_new_with_free_func (g_object_unref);
+  Log *log = log_new ();
+  SluiceThreadWorker *tw = thread_worker_new (NULL, 2, log);
+  CallResult *r = g_new0 (CallResult, N_STRESS_CALLS);
+  GCancellable **cancellables = g_new0 (GCancellable *, N_STRESS_CALLS);
+  int *timeouts = g_new0 (int, N_STRESS_CALLS);
+  GThread *firer;
+  guint n_ok = 0, n_timed_out = 0, n_cancelled = 0;
+
+  stress_pool = g_thread_pool_new (stress_complete_in_thread, NULL, 2, FALSE, NULL);
+  g_mutex_init (&stress.mutex);
+  stress.hired = g_ptr_array_new ();
+  for (guint i = 0; i < N_STRESS_MOCKS; i++)
+    stress_hire (&stress, all);
+  sluice_task_queue_hire (stress.queue, SLUICE_WORKER (tw));
+  firer = g_thread_new ("firer", stress_firer_thread, &stress);
+
+  for (guint i = 0; i < N_STRESS_CALLS; i++)
+    {
+      switch (g_test_rand_int_range (0, 8))
+        {
+        case 0:
+          timeouts[i] = g_test_rand_int_range (1, 4);
+          break;
+        case 1:
+          cancellables[i] = g_cancellable_new ();
+          break;
+        default:
+          break;
+        }
+      sluice_task_queue_call_async (stress.queue, NULL, "record", g_variant_new ("(i)", (gint32) i),
+                                    G_PRIORITY_DEFAULT, timeouts[i], cancellables[i], call_done_cb,
+                                    &r[i]);
+      if (i % 16 == 15)
+        {
+          guint j = i - (guint) g_test_rand_int_range (0, 16);
+
+          if (cancellables[j] != NULL)
+            g_cancellable_cancel (cancellables[j]);
+          g_mutex_lock (&stress.mutex);
+          while (stress.n_to_hire > 0)
+            {
+              stress.n_to_hire--;
+              g_mutex_unlock (&stress.mutex);
+              stress_hire (&stress, all);
+              g_mutex_lock (&stress.mutex);
+            }
+          g_mutex_unlock (&stress.mutex);
+          for (guint k = 0; k < 4; k++)
+            g_main_context_iteration (NULL, FALSE);
+        }
+      while (sluice_task_queue_get_n_calls (stress.queue) > N_STRESS_IN_FLIGHT)
+        g_main_context_iteration (NULL, TRUE);
+    }
+
+  /* The firer stops; the mocks still hired are fired here, so that what
+   * they hold runs on the thread worker. */
+  g_atomic_int_set (&stress.stop, TRUE);
+  g_thread_join (firer);
+  for (guint i = 0; i < stress.hired->len; i++)
+    g_assert_true (sluice_task_queue_fire (stress.queue, stress.hired->pdata[i]));
+  g_ptr_array_set_size (stress.hired, 0);
+  WAIT_UNTIL (sluice_task_queue_get_n_calls (stress.queue) == 0);
+  g_thread_pool_free (stress_pool, FALSE, TRUE);
+  stress_pool = NULL;
+  WAIT_UNTIL (g_atomic_int_get (&stress_n_idle) == 0);
+  for (guint i = 0; i < N_STRESS_CALLS; i++)
+    WAIT_UNTIL (r[i].n_completed > 0);
+  for (guint k = 0; k < 10; k++)
+    g_main_context_iteration (NULL, FALSE);
+
+  for (guint i = 0; i < N_STRESS_CALLS; i++)
+    {
+      g_assert_cmpuint (r[i].n_completed, ==, 1);
+      if (r[i].error == NULL)
+        {
+          g_assert_cmpint (result_int (&r[i]), ==, 2 * (gint32) i);
+          n_ok++;
+        }
+      else if (g_error_matches (r[i].error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        {
+          g_assert_cmpint (timeouts[i], >, 0);
+          n_timed_out++;
+        }
+      else
+        {
+          g_assert_error (r[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+          g_assert_nonnull (cancellables[i]);
+          g_assert_true (g_cancellable_is_cancelled (cancellables[i]));
+          n_cancelled++;
+        }
+      call_result_clear (&r[i]);
+      g_clear_object (&cancellables[i]);
+    }
+  /* Each mock was fired once: its crash came last. */
+  for (guint i = 0; i < all->len; i++)
+    {
+      TestMockWorker *mock = all->pdata[i];
+      const char *crash;
+
+      WAIT_UNTIL (g_atomic_int_get (&mock->n_crashed_atomic) == 1);
+      g_mutex_lock (&mock->lock);
+      crash = strchr (mock->vfuncs->str, 'C');
+      g_assert_nonnull (crash);
+      g_assert_cmpuint (strspn (crash + 1, "X"), ==, strlen (crash + 1));
+      g_mutex_unlock (&mock->lock);
+    }
+  g_test_message ("%u calls: %u ok, %u timed out, %u cancelled; %u mocks, %u fired in a thread, "
+                  "%u of them in run_task",
+                  N_STRESS_CALLS, n_ok, n_timed_out, n_cancelled, all->len, stress.n_fired,
+                  stress.n_fired_in_run);
+
+  shutdown_and_wait (stress.queue, FALSE);
+  g_ptr_array_unref (stress.hired);
+  g_mutex_clear (&stress.mutex);
+  g_ptr_array_unref (all);
+  g_free (r);
+  g_free (cancellables);
+  g_free (timeouts);
+  g_object_unref (tw);
+  g_object_unref (stress.queue);
+  log_free (log);
 }
 
 static void
@@ -1842,6 +2463,14 @@ main (int argc, char **argv)
   g_test_add_func ("/workers/hire/fire-with-deliveries-pending", test_hire_fire_pending);
   g_test_add_func ("/workers/hire/run-on-context-of-a-thread", test_hire_run_on_context_thread);
   g_test_add_func ("/workers/hire/programmer-errors", test_hire_programmer_errors);
+  g_test_add_func ("/workers/hire/timed-out-on-context", test_hire_timed_out_on_context);
+  g_test_add_func ("/workers/hire/cancelled-not-given", test_hire_cancelled_not_given);
+  g_test_add_func ("/workers/hire/priority", test_hire_priority);
+  g_test_add_data_func ("/workers/hire/fire-from-thread", GINT_TO_POINTER (FALSE),
+                        test_hire_fire_from_thread);
+  g_test_add_data_func ("/workers/hire/resign-from-thread", GINT_TO_POINTER (TRUE),
+                        test_hire_fire_from_thread);
+  g_test_add_func ("/workers/hire/stress-fire-from-thread", test_hire_stress_fire);
 
   return g_test_run ();
 }

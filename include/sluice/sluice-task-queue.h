@@ -22,12 +22,15 @@ G_BEGIN_DECLS
  *   in whatever thread hands the task over: the thread of a call, of a
  *   completion (maybe another worker's), of a fire or a shutdown, as
  *   [method@Sluice.TaskQueue.hire] does
- * @SLUICE_HIRE_RUN_ON_CONTEXT: the worker's [vfunc@Sluice.Worker.run_task]
- *   is called only on the thread-default main context of the thread that
+ * @SLUICE_HIRE_RUN_ON_CONTEXT: the worker's [vfunc@Sluice.Worker.run_task],
+ *   [vfunc@Sluice.Worker.task_timed_out] and [vfunc@Sluice.Worker.stop_async]
+ *   are called only on the thread-default main context of the thread that
  *   hires it, from a source its main loop dispatches, never from inside a
- *   call of the queue: for a worker written in a language that runs on one
- *   thread only (JavaScript) or that should not be called in foreign
- *   threads (Python)
+ *   call of the queue (the cancellables of its tasks are cancelled there
+ *   too), and [vfunc@Sluice.Worker.crash] too when it is fired from
+ *   another thread: for a worker written in a language that
+ *   runs on one thread only (JavaScript) or that should not be called in
+ *   foreign threads (Python)
  *
  * How [method@Sluice.TaskQueue.hire_full] hires a worker.
  */

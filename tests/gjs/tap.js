@@ -32,14 +32,20 @@ function skip(reason) {
     print(`ok ${nTests} # SKIP ${reason}`);
 }
 
-// Runs the default main context until done() or a deadline.
+// Runs the default main context until done() or a deadline (a tick keeps
+// it checking when nothing else comes, as when a call hangs).
 function runUntil(what, done) {
     const context = GLib.MainContext.default();
     const deadline = GLib.get_monotonic_time() + 60 * 1000000;
-    while (!done()) {
-        if (GLib.get_monotonic_time() > deadline)
-            throw new Error(`timed out waiting for ${what}`);
-        context.iteration(true);
+    const tick = GLib.timeout_add(GLib.PRIORITY_DEFAULT, 100, () => GLib.SOURCE_CONTINUE);
+    try {
+        while (!done()) {
+            if (GLib.get_monotonic_time() > deadline)
+                throw new Error(`timed out waiting for ${what}`);
+            context.iteration(true);
+        }
+    } finally {
+        GLib.source_remove(tick);
     }
 }
 

@@ -418,7 +418,102 @@ function testJavaScriptWorkerBesideAThreadWorker() {
     runUntil('the shutdown', () => done);
 }
 
+// Answers an even first argument at once (in vfunc_run_task), holds an
+// odd one until it times out; records what it got and what timed out.
+const HoldingWorker = GObject.registerClass({ Implements: [Sluice.Worker] },
+    class HoldingWorker extends GObject.Object {
+        _init() {
+            super._init();
+            this.got = [];
+            this.timedOut = [];
+        }
+
+        vfunc_get_capacity() {
+            return 8;
+        }
+
+        vfunc_run_task(task) {
+            const [a, b] = task.get_args().deep_unpack();
+            this.got.push(a);
+            if (a % 2 === 0)
+                task.return_value(new GLib.Variant('(i)', [a * b]));
+        }
+
+        vfunc_task_timed_out(task) {
+            this.timedOut.push(task.get_args().deep_unpack()[0]);
+            task.give_back(false); // frees its place; the call failed already
+        }
+    });
+
+// Feeds a pipeline whose call stage makes its calls from its own threads
+// (each with a main context of its own, where its calls' timeouts fire).
+function runCallStage(queue, inputs, timeoutMs) {
+    const pipeline = Sluice.Pipeline.new(true, 8);
+    pipeline.skip_failed = true;
+    pipeline.add_call_stage('mul', 3, 4, queue, null, 'mul', GLib.PRIORITY_DEFAULT, timeoutMs);
+    pipeline.start(null);
+    const record = consumeOnMainLoop(pipeline.get_consumerator());
+    let i = 0;
+    const put = () => {
+        if (i === inputs.length) {
+            pipeline.close_input();
+            return;
+        }
+        pipeline.put_async(new GLib.Variant('(ii)', [inputs[i++], 3]), null, (source, result) => {
+            source.put_finish(result);
+            put();
+        });
+    };
+    put();
+    runUntil('the pipeline\'s outputs', () => record.ended);
+    return record.items.map(item => item.deep_unpack()[0]);
+}
+
+function shutDown(queue) {
+    let done = false;
+    queue.shutdown_async(false, null, () => {
+        done = true;
+    });
+    runUntil('the shutdown', () => done);
+}
+
+// The call stage's threads make the calls, and the queue hands a task
+// over in the thread that makes its call: with RUN_ON_CONTEXT the
+// JavaScript worker gets it on the main loop all the same. (Hired without
+// it, GJS blocks vfunc_run_task in those threads, "Attempting to run a JS
+// callback on a different thread", and the pipeline never ends.)
+function testJavaScriptWorkerFedFromPipelineThreads() {
+    const queue = new Sluice.TaskQueue();
+    const worker = new HoldingWorker();
+    queue.hire_full(worker, Sluice.HireFlags.RUN_ON_CONTEXT);
+    const inputs = Array.from({ length: 30 }, (_, k) => 2 * k);
+    same(runCallStage(queue, inputs, 0), inputs.map(a => 3 * a),
+        'the worker answered every call made in the stage threads, in order');
+    same([...worker.got].sort((a, b) => a - b), inputs, 'it got each call once');
+    shutDown(queue);
+}
+
+// A call's timeout fires on the context of its caller (a stage thread):
+// task_timed_out still reaches the JavaScript worker on the main loop,
+// once for each held task; a task that timed out before its turn is not
+// given. (Without that, GJS blocks vfunc_task_timed_out there.)
+function testJavaScriptWorkerTimedOutFromPipelineThreads() {
+    const queue = new Sluice.TaskQueue();
+    const worker = new HoldingWorker();
+    queue.hire_full(worker, Sluice.HireFlags.RUN_ON_CONTEXT);
+    const inputs = [0, 1, 2, 3, 4, 5, 6, 7];
+    const outputs = runCallStage(queue, inputs, 300);
+    runUntil('the timeouts of the odd calls given',
+        () => worker.timedOut.length === worker.got.filter(a => a % 2 === 1).length);
+    ok(worker.timedOut.length > 0, 'held calls timed out', `got ${worker.got}`);
+    same([...worker.timedOut].sort(), worker.got.filter(a => a % 2 === 1).sort(),
+        'task_timed_out came for each odd call given, on the main loop');
+    ok(outputs.every(a => a % 6 === 0), 'the odd calls failed (skipped)', `${outputs}`);
+    shutDown(queue);
+}
+
 imports.tap.run([testStepsTakeTurns, testStepWaitsForATimeout, testStepFailsWithAnError,
     testStepThatThrows, testCoiterate, testPauseResumeStop, testJobQueueChannels, testJobQueueFailAndCancel,
     testNamedCallsToAProcessWorker, testPipelineOfNamedCalls, testJavaScriptWorker,
-    testJavaScriptWorkerBesideAThreadWorker]);
+    testJavaScriptWorkerBesideAThreadWorker, testJavaScriptWorkerFedFromPipelineThreads,
+    testJavaScriptWorkerTimedOutFromPipelineThreads]);

@@ -61,7 +61,8 @@ class QueueCase(unittest.TestCase):
             GLib.MainContext.default().iteration(False)
         self.assertEqual([o[0].unpack() for o in outs], [(i * 10,) for i in range(len(outs))])
 
-    def call(self, series, name, args, priority=GLib.PRIORITY_DEFAULT, timeout=0):
+    def call(self, series, name, args, priority=GLib.PRIORITY_DEFAULT, timeout=0,
+             cancellable=None):
         out = []
 
         def done(queue, res):
@@ -70,7 +71,7 @@ class QueueCase(unittest.TestCase):
             except GLib.Error as e:
                 out.append(e)
 
-        self.queue.call_async(series, name, args, priority, timeout, None, done)
+        self.queue.call_async(series, name, args, priority, timeout, cancellable, done)
         return out
 
 
@@ -145,6 +146,8 @@ class PyWorker(GObject.Object, Sluice.Worker):
         self.timed_out = []
         self.stopped = False
         self.run_threads = []
+        # Each virtual function called by the queue, with its thread.
+        self.vfuncs = []
 
     def do_get_series(self):
         return ["py"]
@@ -156,10 +159,15 @@ class PyWorker(GObject.Object, Sluice.Worker):
         # TaskQueue.hire (the override) has the queue call this on the
         # hiring thread's main context; hire_full(..., NONE), from any thread.
         self.run_threads.append(threading.get_ident())
+        self.vfuncs.append(("run_task", threading.get_ident()))
+        # Its "cancelled" signal (Cancellable.connect is g_cancellable_connect).
+        GObject.Object.connect(task.get_cancellable(), "cancelled",
+                               lambda c: self.vfuncs.append(("cancelled", threading.get_ident())))
         self.held.append(task)
 
     def do_stop_async(self, cancellable, callback, *user_data):
         self.stopped = True
+        self.vfuncs.append(("stop", threading.get_ident()))
         # The callback carries its C user data itself.
         Gio.Task.new(self, cancellable, lambda source, res, *d: callback(source, res),
                      None).return_boolean(True)
@@ -168,10 +176,12 @@ class PyWorker(GObject.Object, Sluice.Worker):
         return result.propagate_boolean()
 
     def do_crash(self):
+        self.vfuncs.append(("crash", threading.get_ident()))
         held, self.held = self.held, []
         return held
 
     def do_task_timed_out(self, task):
+        self.vfuncs.append(("timed_out", threading.get_ident()))
         self.timed_out.append(task.get_name())
 
     def finish_all(self):
@@ -318,6 +328,100 @@ class HireOnContext(QueueCase):
         self.assertEqual(worker.run_threads, [])
 
 
+def in_thread_with_context(func):
+    """Runs func(context) in a new thread whose thread-default main context
+    is a new one; returns the thread, started."""
+
+    def run():
+        context = GLib.MainContext.new()
+        context.push_thread_default()
+        try:
+            func(context)
+        finally:
+            context.pop_thread_default()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+class EveryVfuncOnContext(QueueCase):
+    """A Python worker (hired with RUN_ON_CONTEXT by the override) hears
+    from the queue on the hiring thread only: a timeout that fires on
+    another thread's context, a fire or a shutdown from another thread
+    reach it here (and the cancels of its tasks' cancellables), and a call
+    cancelled before its turn never does."""
+
+    def test_timed_out_on_the_hiring_thread(self):
+        worker = PyWorker(capacity=1)
+        self.queue.hire(worker)
+        given = threading.Event()
+        out = []
+
+        def caller(context):
+            self.queue.call_async(None, "mul", GLib.Variant("(ii)", (2, 3)), GLib.PRIORITY_DEFAULT,
+                                  1, None, lambda q, res: out.append(res))
+            # The timeout fires on this context once the worker has the task.
+            given.wait()
+            while not out:
+                context.iteration(True)
+
+        thread = in_thread_with_context(caller)
+        wait_until(lambda: worker.held)
+        given.set()
+        thread.join()
+        wait_until(lambda: worker.timed_out)
+        me = threading.get_ident()
+        self.assertEqual(worker.vfuncs, [("run_task", me), ("cancelled", me), ("timed_out", me)])
+        worker.finish_all()
+
+    def test_fired_from_another_thread(self):
+        worker = PyWorker(capacity=2)
+        self.queue.hire(worker)
+        outs = [self.call(None, "add", GLib.Variant("(ii)", (i, 1))) for i in range(3)]
+        wait_until(lambda: len(worker.held) == 2)
+        fired = []
+        threading.Thread(target=lambda: fired.append(self.queue.fire(worker))).start()
+        wait_until(lambda: fired and ("crash", threading.get_ident()) in worker.vfuncs)
+        self.assertEqual(fired, [True])
+        me = threading.get_ident()
+        # The crash, then the cancellables of the tasks it held.
+        self.assertEqual(worker.vfuncs, [("run_task", me), ("run_task", me), ("crash", me),
+                                         ("cancelled", me), ("cancelled", me)])
+        self.queue.hire(self.worker())
+        wait_until(lambda: all(outs))
+        self.assertEqual([o[0].unpack() for o in outs], [(i + 1,) for i in range(3)])
+
+    def test_stopped_on_the_hiring_thread(self):
+        worker = PyWorker()
+        self.queue.hire(worker)
+        done = []
+
+        def shut_down(context):
+            self.queue.shutdown_async(False, None, lambda q, res: done.append(q.shutdown_finish(res)))
+            while not done:
+                context.iteration(True)
+
+        thread = in_thread_with_context(shut_down)
+        wait_until(lambda: done)
+        thread.join()
+        self.assertEqual(done, [True])
+        self.assertEqual(worker.vfuncs, [("stop", threading.get_ident())])
+
+    def test_cancelled_call_is_not_given(self):
+        worker = PyWorker(capacity=1)
+        self.queue.hire(worker)
+        cancellable = Gio.Cancellable()
+        out = self.call(None, "mul", GLib.Variant("(ii)", (2, 3)), cancellable=cancellable)
+        cancellable.cancel()
+        wait_until(lambda: out)
+        self.assertTrue(out[0].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
+        for _ in range(5):
+            GLib.MainContext.default().iteration(False)
+        self.assertEqual(worker.vfuncs, [])
+        self.assertEqual(self.queue.get_n_calls(), 0)
+
+
 def helpers(argv, n_processes):
     """A process worker whose helpers may take a minute to start: under
     AddressSanitizer on a loaded machine a Python helper took over the
@@ -366,4 +470,4 @@ class ProcessWorkers(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sys.exit(sluice_tap.run(NamedCalls, PythonWorkers, HireOnContext, ProcessWorkers))
+    sys.exit(sluice_tap.run(NamedCalls, PythonWorkers, HireOnContext, EveryVfuncOnContext, ProcessWorkers))

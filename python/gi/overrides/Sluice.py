@@ -429,8 +429,9 @@ class TaskQueue(Sluice.TaskQueue):
         Sluice.HireFlags.RUN_ON_CONTEXT) does: never in the thread of a
         call, of another worker or of the queue, so its Python code runs
         where the caller's does and no other thread waits for the GIL to
-        hand it a task. hire_full(worker, Sluice.HireFlags.NONE) hires it
-        as C does."""
+        hand it a task. Its do_task_timed_out and do_stop_async run there
+        too, and its do_crash when it is fired from another thread.
+        hire_full(worker, Sluice.HireFlags.NONE) hires it as C does."""
         flags = Sluice.HireFlags.NONE
         if _runs_task_in_python(worker):
             flags = Sluice.HireFlags.RUN_ON_CONTEXT
