@@ -1059,6 +1059,17 @@ slot_cancellable (SluiceSlot *slot)
              : sluice_reorder_buffer_get_cancellable (slot->rb);
 }
 
+/* Whether the slot behind @handle has no extras (read without a claim:
+ * only a hint, see sluice_slot_complete ()). */
+static inline gboolean
+sluice_slot_handle_extras_none (SluiceSlot *handle)
+{
+  int tag_bits;
+
+  return __atomic_load_n (&sluice_slot_handle_decode (handle, &tag_bits)->extras,
+                          __ATOMIC_RELAXED) == NULL;
+}
+
 /* The critical for a handle whose slot was completed already. */
 static void
 report_completed (SluiceSlot *handle, const char *func)
@@ -1131,6 +1142,12 @@ sluice_slot_complete (SluiceSlot *slot, gpointer item)
 
   g_return_if_fail (slot != NULL);
 
+  /* The common slot, with no extras: state and item in one atomic
+   * instruction. The extras were set before the handle was given out, and a
+   * stale handle's slot fails the exchange (its tag differs). */
+  if (G_LIKELY (sluice_slot_handle_extras_none (slot)) &&
+      sluice_reorder_buffer_complete_pending (slot, item))
+    return;
   if (G_UNLIKELY (claim_slot (slot, G_STRFUNC, &raw) == NULL))
     {
       sluice_reorder_buffer_free_item (raw->rb, item);

@@ -53,11 +53,13 @@ typedef struct _SluiceSlotExtras SluiceSlotExtras;
  * it over, and each move costs one line, not two. */
 struct _SluiceSlot
 {
-  int state;  /* SluiceSlotState, atomic */
-  int single; /* lists mode: the item is one item, not a list (complete_single ()) */
+  /* The first 16 bytes: sluice_reorder_buffer_complete_pending () sets
+   * state and item in one 16-byte atomic instruction. */
+  int state;     /* SluiceSlotState, atomic */
+  int single;    /* lists mode: the item is one item, not a list (complete_single ()) */
+  gpointer item; /* the item; the GError of a FAILED slot */
   guint64 seq;
   SluiceReorderBuffer *rb;
-  gpointer item; /* the item; the GError of a FAILED slot */
 
   /* Per-item data of the owner (the ordered item producer): set when the
    * slot is reserved, taken by the completer before it publishes. */
@@ -68,6 +70,7 @@ struct _SluiceSlot
 } __attribute__ ((aligned (64)));
 
 G_STATIC_ASSERT (sizeof (SluiceSlot) == 64);
+G_STATIC_ASSERT (G_STRUCT_OFFSET (SluiceSlot, item) == 8 || GLIB_SIZEOF_VOID_P != 8);
 
 /* Called on the consumer thread when live items fell to the level the owner
  * asked for with has_room_locked() (see there) while it waited for room. Returns whether the owner
@@ -293,6 +296,47 @@ sluice_reorder_buffer_publish (SluiceSlot *slot, gpointer item, GError *error)
   return sluice_reorder_buffer_publish_slow (slot, state, new_state);
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SLUICE_SLOT_COMPLETE_PENDING 1
+/* Set by the first sluice_reorder_buffer_new () (before any slot exists):
+ * whether the processor has cmpxchg16b. */
+extern int sluice_reorder_buffer_have_cx16;
+#endif
+
+/* Any thread, lock-free: completes the slot behind @handle with @item in
+ * one atomic instruction, state and item together, where claim () and
+ * publish () take two (issue 19: the handoff's completers spent half their
+ * CPU on those two; one 16-byte exchange costs about what one of them
+ * does). Only when the slot is plainly pending (not waited for by the
+ * consumer, not abandoned, its item and single flag as the reservation left
+ * them) and the processor can; returns FALSE having changed nothing
+ * otherwise: then claim () and publish (). The caller has made sure that
+ * nothing (the slot's extras) needs the claimed state in between. A stale
+ * handle fails the exchange as it fails a claim: its tag differs. */
+static inline gboolean
+sluice_reorder_buffer_complete_pending (SluiceSlot *handle, gpointer item)
+{
+#ifdef SLUICE_SLOT_COMPLETE_PENDING
+  int tag_bits;
+  SluiceSlot *slot = sluice_slot_handle_decode (handle, &tag_bits);
+  guint64 old_lo = (guint32) (tag_bits | SLUICE_SLOT_PENDING); /* state; single FALSE */
+  guint64 old_hi = 0;                                          /* item NULL */
+  guint64 new_lo = (guint32) (tag_bits | SLUICE_SLOT_READY);
+  gboolean done;
+
+  if (G_UNLIKELY (!sluice_reorder_buffer_have_cx16))
+    return FALSE;
+  __asm__ __volatile__("lock cmpxchg16b %1"
+                       : "=@ccz"(done), "+m"(*(volatile char (*)[16]) slot), "+a"(old_lo),
+                         "+d"(old_hi)
+                       : "b"(new_lo), "c"((guint64) (guintptr) item)
+                       : "memory");
+  return done;
+#else
+  return FALSE;
+#endif
+}
+
 /* Claims @slot, a reserved slot (the ring place, not a handle) that no
  * completer can have claimed yet: for owners that complete a slot through
  * a path of their own. */
@@ -438,6 +482,7 @@ struct _SluiceReorderBuffer
   guint batch_len;
   guint batch_pos;
   gboolean refilling; /* the room function said the owner refills the window */
+  gboolean taking;    /* atomic: take_run () frees ready slots with plain stores */
   gboolean finished;
   gboolean finished_by_end;
   SluiceReorderStats stats;

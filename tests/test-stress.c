@@ -377,10 +377,12 @@ typedef struct
   SluiceOrderedItemProducer *producer;
   GAsyncQueue *pending; /* of Pending, for the completers */
   guint per_thread;
-  int n_running;   /* producer threads still producing, atomic */
-  gint *freed;     /* abort test: how often each item was freed */
-  gint *created;   /* abort test: whether each item was made */
-  int n_destroyed; /* func_data_destroy calls, atomic */
+  int n_running;    /* producer threads still producing, atomic */
+  gint *freed;      /* abort test: how often each item was freed */
+  gint *created;    /* abort test: whether each item was made */
+  int n_destroyed;  /* func_data_destroy calls, atomic */
+  int n_made;       /* abort test: items made so far, atomic */
+  int stop_at_made; /* abort test: the thread that makes this many stops the producer */
 } Crowd;
 
 typedef struct
@@ -399,6 +401,10 @@ crowd_item (Call *call)
   if (crowd->freed != NULL)
     {
       g_atomic_int_inc (&crowd->created[index]);
+      /* A stop from a producing thread or a pool thread, racing with the
+       * consumer taking runs of items. */
+      if (g_atomic_int_add (&crowd->n_made, 1) + 1 == crowd->stop_at_made)
+        sluice_push_producer_stop_producing (SLUICE_PUSH_PRODUCER (crowd->producer));
       return &crowd->freed[index];
     }
   /* (thread, k + 1): each thread's items must come in its call order. */
@@ -506,9 +512,10 @@ crowd_tally (SluiceConsumerator *consumerator, gpointer data, GError **error)
 
 /* Runs N_PRODUCERS threads of produce calls against one consumer, the
  * window small enough that calls race with full windows, deferred calls
- * and (with @stop_after) a stop from the consumer. */
+ * and (with @stop_after) a stop from the consumer or (with @stop_at_made)
+ * from the thread that makes that many items. */
 static void
-run_crowd (guint per_thread, guint window, guint stop_after)
+run_crowd (guint per_thread, guint window, guint stop_after, guint stop_at_made)
 {
   Crowd crowd = { 0 };
   CrowdTally tally = { 0 };
@@ -523,13 +530,14 @@ run_crowd (guint per_thread, guint window, guint stop_after)
   crowd.per_thread = per_thread;
   crowd.pending = g_async_queue_new ();
   crowd.n_running = N_PRODUCERS;
-  if (stop_after > 0)
+  crowd.stop_at_made = (int) stop_at_made;
+  if (stop_after > 0 || stop_at_made > 0)
     {
       crowd.freed = g_new0 (gint, n);
       crowd.created = g_new0 (gint, n);
     }
-  crowd.producer =
-      sluice_ordered_item_producer_new (NULL, window, stop_after > 0 ? counted_item_free : NULL);
+  crowd.producer = sluice_ordered_item_producer_new (
+      NULL, window, crowd.freed != NULL ? counted_item_free : NULL);
   tally.crowd = &crowd;
   tally.stop_after = stop_after;
 
@@ -564,7 +572,7 @@ run_crowd (guint per_thread, guint window, guint stop_after)
   /* Every call's data was freed exactly once, run or refused. */
   g_assert_cmpint (crowd.n_destroyed, ==, n);
 
-  if (stop_after == 0)
+  if (crowd.freed == NULL)
     {
       g_assert_no_error (error);
       g_assert_true (ret == &tally);
@@ -599,13 +607,13 @@ run_crowd (guint per_thread, guint window, guint stop_after)
 static void
 test_concurrent_producers (void)
 {
-  run_crowd (sluice_test_scale (50000, 25), 64, 0);
+  run_crowd (sluice_test_scale (50000, 25), 64, 0, 0);
 }
 
 static void
 test_concurrent_producers_tiny_window (void)
 {
-  run_crowd (sluice_test_scale (20000, 20), 2, 0);
+  run_crowd (sluice_test_scale (20000, 20), 2, 0, 0);
 }
 
 /* A stop while four threads produce: reservations race with the abort. */
@@ -613,7 +621,21 @@ static void
 test_stop_while_producing (void)
 {
   for (guint round = 0; round < 20; round++)
-    run_crowd (sluice_test_scale (5000, 10), 32, 1 + g_test_rand_int_range (0, 4000) / 10);
+    run_crowd (sluice_test_scale (5000, 10), 32, 1 + g_test_rand_int_range (0, 4000) / 10, 0);
+}
+
+/* A stop from a producing or pool thread while the consumer takes runs of
+ * completed items (a wide window: long runs): the consumer frees a run's
+ * slots without a locked instruction, so the stop must not free the same
+ * ones (issue 19). Each item made is freed exactly once. */
+static void
+test_stop_while_consuming (void)
+{
+  guint per_thread = sluice_test_scale (5000, 10);
+
+  for (guint round = 0; round < 20; round++)
+    run_crowd (per_thread, 512, 0,
+               1 + g_test_rand_int_range (0, (gint32) (per_thread * N_PRODUCERS)));
 }
 
 /* --- items made in the producer's own task queue only, completed in a
@@ -768,6 +790,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/concurrent-producers/tiny-window",
                    test_concurrent_producers_tiny_window);
   g_test_add_func ("/stress/stop-while-producing", test_stop_while_producing);
+  g_test_add_func ("/stress/stop-while-consuming", test_stop_while_consuming);
   g_test_add_func ("/stress/next-async/random-order", test_next_async_random_order);
   g_test_add_func ("/stress/thread-only/random-order", test_thread_only_random_order);
   g_test_add_func ("/stress/thread-only/consumer-returns", test_thread_only_consumer_returns);
