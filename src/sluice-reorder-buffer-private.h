@@ -296,7 +296,7 @@ sluice_reorder_buffer_publish (SluiceSlot *slot, gpointer item, GError *error)
   return sluice_reorder_buffer_publish_slow (slot, state, new_state);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && defined(__LP64__) && (defined(__GNUC__) || defined(__clang__))
 #define SLUICE_SLOT_COMPLETE_PENDING 1
 /* Set by the first sluice_reorder_buffer_new () (before any slot exists):
  * whether the processor has cmpxchg16b. */
