@@ -509,6 +509,15 @@ step (SluiceInputStreamProducer *self)
     }
   if (self->busy || g_atomic_int_get (&self->paused))
     return;
+  /* A producer closed in another thread (a consumer that took a failed
+   * item) refuses the chunks before it stops us from the owner context:
+   * reading on to the end would report a reading that produced nothing
+   * more as complete. */
+  if (sluice_ordered_item_producer_is_closed_now (self->producer))
+    {
+      finish (self, ending_error (self));
+      return;
+    }
 
   if (self->input == NULL)
     {

@@ -19,6 +19,11 @@ GMainContext *sluice_ordered_item_producer_get_owner_context (SluiceOrderedItemP
  * dispose): for a consumer's blocking calls. Any thread. */
 GCancellable *sluice_ordered_item_producer_get_abort_cancellable (SluiceOrderedItemProducer *self);
 
+/* Whether @self refuses items now (is_closed () reads the notified
+ * property on the owner thread: a consumer that failed in its thread closes
+ * the producer before the owner context hears of it). Any thread. */
+gboolean sluice_ordered_item_producer_is_closed_now (SluiceOrderedItemProducer *self);
+
 /* Unregisters @upstream if it is still the registered producer (an upstream
  * that ends lets go of the producer, never of a successor). Owner context. */
 void sluice_ordered_item_producer_unregister_if (SluiceOrderedItemProducer *self,

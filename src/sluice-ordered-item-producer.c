@@ -3514,6 +3514,17 @@ sluice_ordered_item_producer_get_abort_cancellable (SluiceOrderedItemProducer *s
   return self->abort_cancellable;
 }
 
+gboolean
+sluice_ordered_item_producer_is_closed_now (SluiceOrderedItemProducer *self)
+{
+  gboolean closed;
+
+  sluice_reorder_buffer_lock (self->rb);
+  is_ready_locked (self, &closed);
+  sluice_reorder_buffer_unlock (self->rb);
+  return closed;
+}
+
 void
 sluice_ordered_item_producer_unregister_if (SluiceOrderedItemProducer *self,
                                             SluicePushProducer *upstream)

@@ -124,6 +124,9 @@ struct _TestSource
   gsize stall_at; /* reads block there until released */
   int released;   /* atomic */
   int stalled;    /* atomic */
+  /* Reads from there on wait until this producer is closed. */
+  gsize wait_closed_at;
+  SluiceOrderedItemProducer *wait_closed;
 };
 
 G_DEFINE_FINAL_TYPE (TestSource, test_source, G_TYPE_INPUT_STREAM)
@@ -142,6 +145,17 @@ test_source_read (
       g_atomic_int_set (&self->stalled, TRUE);
       while (!g_atomic_int_get (&self->released))
         g_usleep (1000);
+    }
+  if (self->pos >= self->wait_closed_at && self->wait_closed != NULL)
+    {
+      gint64 deadline = deadline_from_now ();
+
+      /* Not the owner thread: is_closed () reads the current state. */
+      while (!sluice_ordered_item_producer_is_closed (self->wait_closed))
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (1000);
+        }
     }
 
   if (self->pos >= end && self->pos < len)
@@ -174,6 +188,7 @@ static void
 test_source_init (TestSource *self)
 {
   self->stall_at = G_MAXSIZE;
+  self->wait_closed_at = G_MAXSIZE;
 }
 
 static GInputStream *
@@ -1071,6 +1086,139 @@ test_chunk_func_on_owner (void)
   run_clear (&run);
 }
 
+/* A consumer that takes a failed item closes the producer in its thread
+ * and only then tells the owner context (from the abort's cancellation of
+ * the items in flight). A reader that reads on meanwhile gets its chunks
+ * refused: it must not read on to the end of the input and report
+ * success. Here the consumer thread is held inside that cancellation (by
+ * the second chunk's function, in flight) until the reading has ended, and
+ * the stream reads on past its second chunk only once the producer is
+ * closed. */
+typedef struct
+{
+  GMutex mutex;
+  GCond cond;
+  gboolean connected;
+  gboolean released;
+} Gate;
+
+static void
+hold_until_released (GCancellable *cancellable, gpointer data)
+{
+  Gate *gate = data;
+
+  g_mutex_lock (&gate->mutex);
+  while (!gate->released)
+    g_cond_wait (&gate->cond, &gate->mutex);
+  g_mutex_unlock (&gate->mutex);
+}
+
+static GBytes *
+fail_first_hold_abort (GBytes *chunk,
+                       GBytes *previous,
+                       guint64 offset,
+                       GCancellable *cancellable,
+                       gpointer user_data,
+                       GError **error)
+{
+  Gate *gate = user_data;
+  gint64 deadline = deadline_from_now ();
+
+  if (offset == 0)
+    {
+      /* Fail once the second chunk holds the abort. */
+      g_mutex_lock (&gate->mutex);
+      while (!gate->connected)
+        g_cond_wait (&gate->cond, &gate->mutex);
+      g_mutex_unlock (&gate->mutex);
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "test: bad chunk");
+      return NULL;
+    }
+  if (offset == 1000)
+    {
+      g_cancellable_connect (cancellable, G_CALLBACK (hold_until_released), gate, NULL);
+      g_mutex_lock (&gate->mutex);
+      gate->connected = TRUE;
+      g_cond_broadcast (&gate->cond);
+      g_mutex_unlock (&gate->mutex);
+      /* In flight until the abort cancels it. */
+      while (!g_cancellable_is_cancelled (cancellable))
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (1000);
+        }
+    }
+  return g_bytes_ref (chunk);
+}
+
+static gpointer
+consume_all (SluiceConsumerator *items, gpointer user_data, GError **error)
+{
+  gpointer item;
+
+  while (sluice_consumerator_next (items, &item, error))
+    g_bytes_unref (item);
+  return NULL;
+}
+
+typedef struct
+{
+  Run *run;
+  Gate *gate;
+} GatedRun;
+
+static void
+on_read_all_open_gate (GObject *source, GAsyncResult *result, gpointer data)
+{
+  GatedRun *gated = data;
+
+  g_mutex_lock (&gated->gate->mutex);
+  gated->gate->released = TRUE;
+  g_cond_broadcast (&gated->gate->cond);
+  g_mutex_unlock (&gated->gate->mutex);
+  on_read_all (source, result, gated->run);
+}
+
+static void
+test_closed_by_consumer_thread (void)
+{
+  gsize size = 10 * 1000 + 7;
+  g_autoptr (GBytes) input = random_bytes (size, 23);
+  g_autoptr (SluiceTaskQueue) queue = sluice_task_queue_new (2);
+  g_autoptr (GInputStream) in = test_source_new (input, G_MAXSIZE);
+  Gate gate = { 0 };
+  Run run = { 0 };
+  GatedRun gated = { &run, &gate };
+  gint64 deadline = deadline_from_now ();
+
+  g_mutex_init (&gate.mutex);
+  g_cond_init (&gate.cond);
+  /* A window wider than the input: the reader is never paused. */
+  run.producer = sluice_ordered_item_producer_new (queue, 32, (GDestroyNotify) g_bytes_unref);
+  sluice_ordered_item_producer_start (run.producer, consume_all, NULL, NULL, NULL);
+  TEST_SOURCE (in)->wait_closed = run.producer;
+  TEST_SOURCE (in)->wait_closed_at = 2000;
+  run.reader = sluice_input_stream_producer_new (run.producer, in, 1000);
+  sluice_input_stream_producer_set_chunk_func (run.reader, fail_first_hold_abort, &gate, NULL);
+  sluice_input_stream_producer_read_all_async (run.reader, G_PRIORITY_DEFAULT, NULL,
+                                               on_read_all_open_gate, &gated);
+  while (!run.stop_done)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+
+  /* Stopped at the first chunk read after the close (3000 bytes), or
+   * earlier if the owner context heard of the close otherwise (the room
+   * the consumer made by taking the first item): never at the end. */
+  g_assert_error (run.read_error, SLUICE_ERROR, SLUICE_ERROR_STOPPED);
+  g_assert_cmpuint (sluice_input_stream_producer_get_bytes_read (run.reader), <=, 3000);
+  g_assert_error (run.stop_error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  run_clear (&run);
+  g_mutex_clear (&gate.mutex);
+  g_cond_clear (&gate.cond);
+}
+
 /* Programmer errors are criticals that leave everything as it was. */
 static void
 test_programmer_errors (void)
@@ -1135,6 +1283,7 @@ main (int argc, char *argv[])
                    test_stop_during_blocked_read_kept_stream);
   g_test_add_func ("/streams/dropped-producer", test_dropped_producer);
   g_test_add_func ("/streams/chunk-func-on-owner", test_chunk_func_on_owner);
+  g_test_add_func ("/streams/closed-by-consumer-thread", test_closed_by_consumer_thread);
   g_test_add_func ("/streams/programmer-errors", test_programmer_errors);
 
   return g_test_run ();
