@@ -1258,6 +1258,110 @@ test_stress (gconstpointer data)
   unref_and_wait_finalized (queue);
 }
 
+/* Pushes from several threads in bursts with random pauses, so that
+ * runners find the queue empty, leave and are started again while others
+ * push: every task runs exactly once, none is left queued with no runner
+ * coming (its pusher waits for it), and with one thread each pusher's tasks
+ * start in the order it pushed them. (Written for a lock-free push, issue
+ * 19, session 15: a push that meets a runner leaving is the race such a
+ * push must get right; with the leaving runner slowed down, a push that
+ * skipped the re-check failed here at once.) The tasks' counters, and
+ * when each started (a test runs at a time): */
+static struct
+{
+  int *calls;
+  guint *start_order;
+  int next_start; /* atomic */
+} leave_restart;
+
+/* @data: the task's counter in leave_restart.calls. */
+static void
+leave_restart_run (gpointer data, SluiceTaskReason reason)
+{
+  int *call = data;
+
+  if (reason == SLUICE_TASK_RUN)
+    leave_restart.start_order[call - leave_restart.calls] =
+        (guint) g_atomic_int_add (&leave_restart.next_start, 1);
+  g_atomic_int_add (call, reason == SLUICE_TASK_RUN ? 1 : STRESS_RELEASED);
+}
+
+static gpointer
+leave_restart_pusher_thread (gpointer data)
+{
+  StressPusher *pusher = data;
+  g_autoptr (GRand) rand = g_rand_new_with_seed (pusher->seed);
+  guint i = 0;
+
+  while (i < pusher->n)
+    {
+      guint burst = (guint) g_rand_int_range (rand, 1, 40);
+      gint64 deadline;
+
+      for (; burst > 0 && i < pusher->n; burst--, i++)
+        sluice_task_queue_push (pusher->queue, G_PRIORITY_DEFAULT, NULL, leave_restart_run,
+                                &pusher->calls[pusher->first + i]);
+      /* Mostly, wait for this burst to run: its last push may meet a
+       * runner leaving, and no later push starts another. A task left
+       * queued with no runner coming never runs. */
+      if (g_rand_int_range (rand, 0, 3) == 0)
+        continue;
+      deadline = g_get_monotonic_time () + TIMEOUT_SECONDS * G_USEC_PER_SEC;
+      while (g_atomic_int_get (&pusher->calls[pusher->first + i - 1]) == 0)
+        {
+          if (g_get_monotonic_time () > deadline)
+            g_error ("task %u never ran", pusher->first + i - 1);
+          g_thread_yield ();
+        }
+      /* Long enough, now and then, for the runners to leave. */
+      if (g_rand_boolean (rand))
+        g_usleep ((gulong) g_rand_int_range (rand, 1, 300));
+    }
+  return NULL;
+}
+
+static void
+test_stress_leave_restart (gconstpointer data)
+{
+  guint n_threads = GPOINTER_TO_UINT (data);
+  guint n_pushers = 4;
+  guint n_tasks = sluice_test_scale (40000, 20);
+  SluiceTaskQueue *queue = sluice_task_queue_new (n_threads);
+  g_autofree int *calls = g_new0 (int, n_tasks);
+  g_autofree guint *start_order = g_new0 (guint, n_tasks);
+  StressPusher pushers[4];
+  GThread *threads[4];
+
+  leave_restart.calls = calls;
+  leave_restart.start_order = start_order;
+  leave_restart.next_start = 0;
+  for (guint t = 0; t < n_pushers; t++)
+    {
+      pushers[t].queue = queue;
+      pushers[t].calls = calls;
+      pushers[t].first = t * (n_tasks / n_pushers);
+      pushers[t].n = t + 1 < n_pushers ? n_tasks / n_pushers : n_tasks - t * (n_tasks / n_pushers);
+      pushers[t].seed = g_test_rand_int ();
+      threads[t] = g_thread_new ("leave-restart-pusher", leave_restart_pusher_thread, &pushers[t]);
+    }
+  for (guint t = 0; t < n_pushers; t++)
+    g_thread_join (threads[t]);
+  shutdown_and_wait (queue, FALSE); /* draining: every task has run */
+
+  for (guint i = 0; i < n_tasks; i++)
+    if (calls[i] != 1)
+      g_assert_cmpint (calls[i], ==, 1);
+  /* One thread: each pusher's tasks started in its order. */
+  if (n_threads == 1)
+    for (guint t = 0; t < n_pushers; t++)
+      for (guint k = 1; k < pushers[t].n; k++)
+        if (start_order[pushers[t].first + k] < start_order[pushers[t].first + k - 1])
+          g_assert_cmpuint (start_order[pushers[t].first + k], >,
+                            start_order[pushers[t].first + k - 1]);
+
+  unref_and_wait_finalized (queue);
+}
+
 /* Public tasks cancelled from another thread while they are queued or
  * running: each completes exactly once and releases its data exactly once. */
 typedef struct
@@ -2336,6 +2440,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/task-queue/programmer-errors", test_programmer_errors);
   g_test_add_data_func ("/task-queue/stress/push", GINT_TO_POINTER (FALSE), test_stress);
   g_test_add_data_func ("/task-queue/stress/push-shutdown", GINT_TO_POINTER (TRUE), test_stress);
+  g_test_add_data_func ("/task-queue/stress/leave-restart/one-thread", GUINT_TO_POINTER (1),
+                        test_stress_leave_restart);
+  g_test_add_data_func ("/task-queue/stress/leave-restart/two-threads", GUINT_TO_POINTER (2),
+                        test_stress_leave_restart);
   g_test_add_func ("/task-queue/stress/cancel", test_stress_cancel);
   g_test_add_func ("/task-queue/stress/cancel-shutdown-race", test_stress_cancel_shutdown_race);
   g_test_add_func ("/task-queue/hand/counts-and-shutdown", test_hand_counts_and_shutdown);
