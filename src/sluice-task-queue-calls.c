@@ -142,7 +142,7 @@ static void calls_deliver (SluiceCalls *calls);
 static void calls_stop_workers (SluiceCalls *calls);
 static void calls_stopped_one (SluiceCalls *calls);
 static void deliver_later_locked (
-    SluiceCalls *calls, SluiceHired *hired, int kind, SluiceWorkerTask *task, int priority);
+    SluiceCalls *calls, SluiceHired *hired, DeliverKind kind, SluiceWorkerTask *task, int priority);
 
 /* What a returning call takes from the dispatcher. */
 typedef struct
@@ -786,7 +786,7 @@ static GSourceFuncs deliverer_funcs = {
  * @priority, for @hired's deliverer, made if needed. */
 static void
 deliver_later_locked (
-    SluiceCalls *calls, SluiceHired *hired, int kind, SluiceWorkerTask *task, int priority)
+    SluiceCalls *calls, SluiceHired *hired, DeliverKind kind, SluiceWorkerTask *task, int priority)
 {
   Errand *errand = g_new (Errand, 1);
 
