@@ -1514,10 +1514,7 @@ produce (SluiceOrderedItemProducer *self,
 
       if (G_LIKELY (slot != NULL))
         {
-          slot->func = func;
-          slot->func_data = func_data;
-          slot->func_data_destroy = func_data_destroy;
-          slot->extras = NULL;
+          setup_slot (slot, func, func_data, func_data_destroy, NULL, NULL);
           sluice_task_queue_push (self->task_queue, priority, NULL, run_in_thread, slot);
           return;
         }
