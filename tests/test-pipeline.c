@@ -1269,22 +1269,26 @@ test_stats (gconstpointer data)
   for (guint i = 0; i < 5; i++)
     g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
 
-  /* Until everything but input 0 has moved as far as it can. */
+  /* Until everything but input 0 has moved as far as it can. The counters
+   * are read one by one while the threads run (the first stage's before the
+   * second's): wait until each has settled, the first stage's too, rather
+   * than take the second stage's progress for the first's. */
   for (;;)
     {
-      g_autoptr (GVariant) s = NULL;
-
       g_clear_pointer (&stats, g_variant_unref);
+      g_clear_pointer (&first, g_variant_unref);
       g_clear_pointer (&second, g_variant_unref);
       stats = sluice_pipeline_get_stats (pipeline);
+      first = stage_stats (stats, 0);
       second = stage_stats (stats, 1);
       if (stat_u (stats, "head-wait-us") > 0 && stat_u (second, "idle") == 2 &&
-          (keyed ? stat_u (second, "held") == 4 : stat_u (stats, "out") == 4))
+          stat_u (first, "queue-size") == 0 && stat_u (first, "done") == 4 &&
+          (keyed ? stat_u (second, "held") == 4
+                 : stat_u (stats, "out") == 4 && stat_u (second, "done") == 4))
         break;
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       g_usleep (1000);
     }
-  first = stage_stats (stats, 0);
   g_assert_true (g_variant_lookup (first, "name", "s", &name));
   g_assert_cmpstr (name, ==, "hold-first");
   g_assert_cmpuint (stat_u (stats, "in"), ==, 5);
