@@ -69,6 +69,11 @@ static char *opt_only;
 static char *opt_impls;
 static gboolean opt_no_acquire;
 static double opt_scale = 1.0;
+/* Runs disturbed by other load on the machine are repeated, at most this
+ * many attempts each: the figures compare implementations, so they must see
+ * the same machine. On a machine that is always busy, 1 keeps every run and
+ * leaves the comparison to alternation and CPU time per item. */
+static int opt_attempts = 3;
 /* -1: the producer's default :wake-latency. */
 static int opt_wake_latency = -1;
 static gboolean opt_latency_start_apart;
@@ -95,6 +100,8 @@ static GOptionEntry option_entries[] = {
   { "no-acquire", 0, 0, G_OPTION_ARG_NONE, &opt_no_acquire,
     "Produce without holding the owner context (shows how :ready then lags)", NULL },
   { "scale", 's', 0, G_OPTION_ARG_DOUBLE, &opt_scale, "Multiply every item count", "X" },
+  { "attempts", 0, 0, G_OPTION_ARG_INT, &opt_attempts,
+    "Runs disturbed by other load: at most N attempts each (3; 1: never repeat)", "N" },
   { "wake-latency", 0, 0, G_OPTION_ARG_INT, &opt_wake_latency,
     "Sluice: the producer's :wake-latency in us (default: the producer's own)", "US" },
   { "latency-start-apart", 0, 0, G_OPTION_ARG_NONE, &opt_latency_start_apart,
@@ -198,10 +205,6 @@ system_busy_seconds (void)
   /* user nice system [idle iowait] irq softirq steal */
   return (double) (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / sysconf (_SC_CLK_TCK);
 }
-
-/* Runs disturbed by other load on the machine are repeated: the figures
- * compare implementations, so they must see the same machine. */
-#define MAX_ATTEMPTS 3
 
 /* Cores that other processes took, beyond what the tick granularity of
  * /proc/stat (two ticks per processor) can explain. */
@@ -988,7 +991,7 @@ measure (Workload *w, Impl impl)
       other = (after.system - before.system) - (after.cpu - before.cpu);
       if (!is_disturbed (other, after.wall - before.wall))
         break;
-      if (attempt == MAX_ATTEMPTS)
+      if (attempt >= opt_attempts)
         {
           s->n_disturbed++;
           break;
@@ -1246,7 +1249,7 @@ measure_child (Workload *w, Impl impl, guint64 n, Samples *s, Expected *e)
       other = run_child (w, impl, n, e, &r, &ru, &rss_mb);
       if (!is_disturbed (other, r.seconds))
         break;
-      if (attempt == MAX_ATTEMPTS)
+      if (attempt >= opt_attempts)
         {
           s->n_disturbed++;
           break;
@@ -1367,7 +1370,7 @@ print_table (Workload *workloads, int n_workloads)
   printf ("\nother: the most CPU (cores) that other processes or the hypervisor took during a "
           "kept run;\na run that saw more than 0.15 is repeated, up to %d times: %d repeated, "
           "%d kept disturbed.\n",
-          MAX_ATTEMPTS, n_retried, n_disturbed);
+          opt_attempts, n_retried, n_disturbed);
 }
 
 /* Whether @w ran @impl (NULL: no). */
