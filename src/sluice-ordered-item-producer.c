@@ -3160,8 +3160,9 @@ sluice_ordered_item_producer_wait_ready_finish (SluiceOrderedItemProducer *self,
  *   waiting for room with a window of 1, got it by a short spin without
  *   a sleep, and how often such a spin ended in a sleep;
  * - `early-room-answers` (`t`): how often a completing thread took the
- *   next item for the sleeping consumer and gave the owner its room itself
- *   (with few items in flight, see the performance notes).
+ *   next item for the sleeping consumer (or one spinning for it on another
+ *   processor) and gave the owner its room itself (with few items in
+ *   flight, see the performance notes).
  *
  * The values are read one by one while the stream runs: related counts may
  * be a few items apart.

@@ -471,7 +471,8 @@ struct _SluiceReorderBuffer
   int skip_failed;
   int wake_latency_us;       /* atomic; 0: wake for the head item at once */
   guint64 consumer_wait_seq; /* atomic; set with consumer_sleeping */
-  guint64 end_seq;           /* atomic reads, valid with SLUICE_RB_ENDED */
+  int completer_cpu; /* atomic: where the last completion that woke the consumer ran, or -1 */
+  guint64 end_seq;   /* atomic reads, valid with SLUICE_RB_ENDED */
 
   /* The consumer's own, on a cache line of their own. */
   G_GNUC_UNUSED char pad2[64];
@@ -490,13 +491,14 @@ struct _SluiceReorderBuffer
   guint64 n_skipped;        /* of which skipped; atomic reads */
   gint64 wait_since;        /* when the consumer began to wait for the head, or 0; atomic reads */
   SluiceSpinRule spin_rule; /* waits with few in flight (adaptive_spin ()) */
-  GPtrArray *list;          /* lists mode: the list being handed out, from list_pos */
+  SluiceSpinRule apart_spin_rule; /* waits on another processor (spin_apart ()) */
+  GPtrArray *list;                /* lists mode: the list being handed out, from list_pos */
   guint list_pos;
   /* The early room answer: set under the lock while the consumer sleeps
    * for the head (early_ok: it may be done for this sleep), by a completer
    * (the rest: the item it took, counted as handed already). */
   gboolean early_ok;
-  gboolean early_taken;
+  gboolean early_taken; /* atomic reads in spin_apart () */
   gboolean early_single;
   gpointer early_item;
 
