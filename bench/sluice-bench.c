@@ -72,6 +72,7 @@ static double opt_scale = 1.0;
 /* -1: the producer's default :wake-latency. */
 static int opt_wake_latency = -1;
 static gboolean opt_latency_start_apart;
+static gboolean opt_latency_keep_apart;
 /* Hidden: run one slow-consumer case in this (child) process. */
 static char *opt_child;
 static gint64 opt_child_n;
@@ -101,6 +102,8 @@ static GOptionEntry option_entries[] = {
     "Latency: each run's first 200 items with the consumer on CPU 1, the other threads on CPU 0 "
     "(the layout that makes p50 with 1 in flight slow; Linux)",
     NULL },
+  { "latency-keep-apart", 0, 0, G_OPTION_ARG_NONE, &opt_latency_keep_apart,
+    "Latency: every item so (what the path across processors costs; Linux)", NULL },
   { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
   { "child-n", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &opt_child_n, NULL, NULL },
   { "child-work-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_work_iters, NULL,
@@ -1763,7 +1766,8 @@ main (int argc, char *argv[])
                                 w[W_SLOW].params.n / bench_median (big->seconds, big->n));
       }
     if (wanted ("latency"))
-      bench_latency (opt_quick, reps, busy_iters_per_us, opt_latency_start_apart, results);
+      bench_latency (opt_quick, reps, busy_iters_per_us, opt_latency_start_apart,
+                     opt_latency_keep_apart, results);
     printf ("\n%s", results->str);
     g_string_free (results, TRUE);
   }
