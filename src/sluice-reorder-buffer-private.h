@@ -120,6 +120,14 @@ void sluice_reorder_buffer_set_early_room (SluiceReorderBuffer *rb,
  * producer's room source, held by the callback data). */
 void sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag);
 
+/* Before the consumer starts: *@cpu (atomic) becomes the processor the
+ * consumer waits on, with a window of 1, at each wait that outlasts the
+ * polls (-1 until then); same lifetime as the flag above. */
+void sluice_reorder_buffer_set_consumer_cpu_slot (SluiceReorderBuffer *rb, int *cpu);
+
+/* The processor the calling thread runs on, or -1 where that is unknown. */
+int sluice_current_cpu (void);
+
 /* The data given to set_callbacks(). */
 gpointer sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb);
 guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
@@ -437,7 +445,8 @@ struct _SluiceReorderBuffer
   SluiceReorderSettledFunc settled_func;
   SluiceReorderEarlyMayFunc early_may_func;
   SluiceReorderEarlyAnswerFunc early_answer_func;
-  int *room_wanted; /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
+  int *room_wanted;  /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
+  int *consumer_cpu; /* atomic; set_consumer_cpu_slot () */
   gpointer callback_data;
   GDestroyNotify callback_data_destroy;
 
