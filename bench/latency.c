@@ -92,6 +92,9 @@ static Job stop_job;
  * --latency-keep-apart (the slow layout throughout: what the path across
  * processors costs). */
 static guint64 start_apart_items = START_APART_ITEMS;
+/* --latency-owner-with-consumer: apart, the owner on the consumer's
+ * processor (1) instead of the completers' (sluice only). */
+static gboolean owner_with_consumer;
 
 #ifdef __linux__
 static cpu_set_t start_apart_mask; /* the process's processors */
@@ -275,7 +278,7 @@ sluice_latency_run (Run *run)
   run->complete = sluice_complete;
   start_completers (run);
   sluice_ordered_item_producer_start (producer, sluice_consume, run, NULL, NULL);
-  start_apart_bind (run, 0);
+  start_apart_bind (run, owner_with_consumer ? 1 : 0);
   while (run->produced < run->n)
     {
       if (run->produced == start_apart_items)
@@ -467,6 +470,7 @@ bench_latency (gboolean quick,
                guint32 iters_per_us,
                gboolean start_apart,
                gboolean keep_apart,
+               gboolean owner_apart,
                GString *results)
 {
   static const guint ks[] = { 1, 4 };
@@ -476,6 +480,7 @@ bench_latency (gboolean quick,
   double ratio99[BENCH_MAX_REPS], ratio50[BENCH_MAX_REPS], v[BENCH_MAX_REPS];
 
   reps = MIN (reps, BENCH_MAX_REPS);
+  owner_with_consumer = owner_apart;
   if (keep_apart)
     {
       start_apart = TRUE;

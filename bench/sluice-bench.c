@@ -73,6 +73,7 @@ static double opt_scale = 1.0;
 static int opt_wake_latency = -1;
 static gboolean opt_latency_start_apart;
 static gboolean opt_latency_keep_apart;
+static gboolean opt_latency_owner_with_consumer;
 /* Hidden: run one slow-consumer case in this (child) process. */
 static char *opt_child;
 static gint64 opt_child_n;
@@ -104,6 +105,8 @@ static GOptionEntry option_entries[] = {
     NULL },
   { "latency-keep-apart", 0, 0, G_OPTION_ARG_NONE, &opt_latency_keep_apart,
     "Latency: every item so (what the path across processors costs; Linux)", NULL },
+  { "latency-owner-with-consumer", 0, 0, G_OPTION_ARG_NONE, &opt_latency_owner_with_consumer,
+    "Latency, apart: Sluice's owner on the consumer's CPU instead of the completers'", NULL },
   { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
   { "child-n", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &opt_child_n, NULL, NULL },
   { "child-work-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_work_iters, NULL,
@@ -1767,7 +1770,7 @@ main (int argc, char *argv[])
       }
     if (wanted ("latency"))
       bench_latency (opt_quick, reps, busy_iters_per_us, opt_latency_start_apart,
-                     opt_latency_keep_apart, results);
+                     opt_latency_keep_apart, opt_latency_owner_with_consumer, results);
     printf ("\n%s", results->str);
     g_string_free (results, TRUE);
   }
