@@ -664,8 +664,14 @@ sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state)
           sluice_reorder_buffer_ref (rb);
           g_mutex_lock (&rb->lock);
           /* For the consumer's choice between a sleep and a spin
-           * (spin_apart ()). */
-          g_atomic_int_set (&rb->completer_cpu, current_cpu ());
+           * (spin_apart ()); written only when it changes: the line is
+           * read by every thread. */
+          {
+            int cpu = current_cpu ();
+
+            if (g_atomic_int_get (&rb->completer_cpu) != cpu)
+              g_atomic_int_set (&rb->completer_cpu, cpu);
+          }
           published = g_atomic_int_compare_and_exchange (&slot->state, state, new_state);
           early = published && take_early_locked (rb, slot, new_state);
           g_mutex_unlock (&rb->lock);
