@@ -88,6 +88,13 @@ static Job stop_job;
 
 /* Items of a run started apart (--latency-start-apart). */
 #define START_APART_ITEMS 200
+/* The items of each run kept apart: START_APART_ITEMS, or every one with
+ * --latency-keep-apart (the slow layout throughout: what the path across
+ * processors costs). */
+static guint64 start_apart_items = START_APART_ITEMS;
+/* --latency-owner-with-consumer: apart, the owner on the consumer's
+ * processor (1) instead of the completers' (sluice only). */
+static gboolean owner_with_consumer;
 
 #ifdef __linux__
 static cpu_set_t start_apart_mask; /* the process's processors */
@@ -165,7 +172,7 @@ completer_main (gpointer data)
       run->t_done[job->seq] = now_ns ();
       run->cpu_done[job->seq] = current_cpu ();
       run->complete (run, job);
-      if (bound && job->seq + 1 >= START_APART_ITEMS)
+      if (bound && job->seq + 1 >= start_apart_items)
         {
           start_apart_bind (run, -1);
           bound = FALSE;
@@ -217,7 +224,7 @@ received (Run *run, guint64 seq, guint64 expected)
   run->cpu_recv[seq] = current_cpu ();
   if (seq != expected)
     run->order_ok = FALSE;
-  if (seq + 1 == START_APART_ITEMS)
+  if (seq + 1 == start_apart_items)
     start_apart_bind (run, -1);
 }
 
@@ -271,10 +278,10 @@ sluice_latency_run (Run *run)
   run->complete = sluice_complete;
   start_completers (run);
   sluice_ordered_item_producer_start (producer, sluice_consume, run, NULL, NULL);
-  start_apart_bind (run, 0);
+  start_apart_bind (run, owner_with_consumer ? 1 : 0);
   while (run->produced < run->n)
     {
-      if (run->produced == START_APART_ITEMS)
+      if (run->produced == start_apart_items)
         start_apart_bind (run, -1);
       while (!sluice_ordered_item_producer_is_ready (producer))
         g_main_context_iteration (NULL, TRUE);
@@ -345,7 +352,7 @@ cond_latency_run (Run *run)
     {
       Job *job = &run->jobs[seq];
 
-      if (seq == START_APART_ITEMS)
+      if (seq == start_apart_items)
         start_apart_bind (run, -1);
       g_mutex_lock (&run->lock);
       while (seq - run->consumed >= run->k)
@@ -458,8 +465,13 @@ run_once (LatImpl impl,
 }
 
 void
-bench_latency (
-    gboolean quick, int reps, guint32 iters_per_us, gboolean start_apart, GString *results)
+bench_latency (gboolean quick,
+               int reps,
+               guint32 iters_per_us,
+               gboolean start_apart,
+               gboolean keep_apart,
+               gboolean owner_apart,
+               GString *results)
 {
   static const guint ks[] = { 1, 4 };
   guint64 n = quick ? 2000 : 20000;
@@ -468,9 +480,17 @@ bench_latency (
   double ratio99[BENCH_MAX_REPS], ratio50[BENCH_MAX_REPS], v[BENCH_MAX_REPS];
 
   reps = MIN (reps, BENCH_MAX_REPS);
+  owner_with_consumer = owner_apart;
+  if (keep_apart)
+    {
+      start_apart = TRUE;
+      start_apart_items = G_MAXUINT64;
+    }
   fprintf (stderr, "latency: %" G_GUINT64_FORMAT " items, 1 and 4 in flight, %d repetitions%s\n", n,
            reps,
-           start_apart ? ", each run's first " G_STRINGIFY (START_APART_ITEMS) " items apart" : "");
+           keep_apart    ? ", every item apart"
+           : start_apart ? ", each run's first " G_STRINGIFY (START_APART_ITEMS) " items apart"
+                         : "");
 #ifdef __linux__
   if (start_apart && (sched_getaffinity (0, sizeof start_apart_mask, &start_apart_mask) != 0 ||
                       !CPU_ISSET (0, &start_apart_mask) || !CPU_ISSET (1, &start_apart_mask)))

@@ -77,6 +77,8 @@ static int opt_attempts = 3;
 /* -1: the producer's default :wake-latency. */
 static int opt_wake_latency = -1;
 static gboolean opt_latency_start_apart;
+static gboolean opt_latency_keep_apart;
+static gboolean opt_latency_owner_with_consumer;
 /* Hidden: run one slow-consumer case in this (child) process. */
 static char *opt_child;
 static gint64 opt_child_n;
@@ -108,6 +110,10 @@ static GOptionEntry option_entries[] = {
     "Latency: each run's first 200 items with the consumer on CPU 1, the other threads on CPU 0 "
     "(the layout that makes p50 with 1 in flight slow; Linux)",
     NULL },
+  { "latency-keep-apart", 0, 0, G_OPTION_ARG_NONE, &opt_latency_keep_apart,
+    "Latency: every item so (what the path across processors costs; Linux)", NULL },
+  { "latency-owner-with-consumer", 0, 0, G_OPTION_ARG_NONE, &opt_latency_owner_with_consumer,
+    "Latency, apart: Sluice's owner on the consumer's CPU instead of the completers'", NULL },
   { "child", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_child, NULL, NULL },
   { "child-n", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &opt_child_n, NULL, NULL },
   { "child-work-iters", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_child_work_iters, NULL,
@@ -1766,7 +1772,8 @@ main (int argc, char *argv[])
                                 w[W_SLOW].params.n / bench_median (big->seconds, big->n));
       }
     if (wanted ("latency"))
-      bench_latency (opt_quick, reps, busy_iters_per_us, opt_latency_start_apart, results);
+      bench_latency (opt_quick, reps, busy_iters_per_us, opt_latency_start_apart,
+                     opt_latency_keep_apart, opt_latency_owner_with_consumer, results);
     printf ("\n%s", results->str);
     g_string_free (results, TRUE);
   }

@@ -120,6 +120,14 @@ void sluice_reorder_buffer_set_early_room (SluiceReorderBuffer *rb,
  * producer's room source, held by the callback data). */
 void sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag);
 
+/* Before the consumer starts: *@cpu (atomic) becomes the processor the
+ * consumer waits on, with a window of 1, at each wait that outlasts the
+ * polls (-1 until then); same lifetime as the flag above. */
+void sluice_reorder_buffer_set_consumer_cpu_slot (SluiceReorderBuffer *rb, int *cpu);
+
+/* The processor the calling thread runs on, or -1 where that is unknown. */
+int sluice_current_cpu (void);
+
 /* The data given to set_callbacks(). */
 gpointer sluice_reorder_buffer_get_callback_data (SluiceReorderBuffer *rb);
 guint sluice_reorder_buffer_get_window (SluiceReorderBuffer *rb);
@@ -437,7 +445,8 @@ struct _SluiceReorderBuffer
   SluiceReorderSettledFunc settled_func;
   SluiceReorderEarlyMayFunc early_may_func;
   SluiceReorderEarlyAnswerFunc early_answer_func;
-  int *room_wanted; /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
+  int *room_wanted;  /* atomic; set to 1 with every room request (set_room_wanted_flag ()) */
+  int *consumer_cpu; /* atomic; set_consumer_cpu_slot () */
   gpointer callback_data;
   GDestroyNotify callback_data_destroy;
 
@@ -471,7 +480,8 @@ struct _SluiceReorderBuffer
   int skip_failed;
   int wake_latency_us;       /* atomic; 0: wake for the head item at once */
   guint64 consumer_wait_seq; /* atomic; set with consumer_sleeping */
-  guint64 end_seq;           /* atomic reads, valid with SLUICE_RB_ENDED */
+  int completer_cpu; /* atomic: where the last completion that woke the consumer ran, or -1 */
+  guint64 end_seq;   /* atomic reads, valid with SLUICE_RB_ENDED */
 
   /* The consumer's own, on a cache line of their own. */
   G_GNUC_UNUSED char pad2[64];
@@ -490,13 +500,14 @@ struct _SluiceReorderBuffer
   guint64 n_skipped;        /* of which skipped; atomic reads */
   gint64 wait_since;        /* when the consumer began to wait for the head, or 0; atomic reads */
   SluiceSpinRule spin_rule; /* waits with few in flight (adaptive_spin ()) */
-  GPtrArray *list;          /* lists mode: the list being handed out, from list_pos */
+  SluiceSpinRule apart_spin_rule; /* waits on another processor (spin_apart ()) */
+  GPtrArray *list;                /* lists mode: the list being handed out, from list_pos */
   guint list_pos;
   /* The early room answer: set under the lock while the consumer sleeps
    * for the head (early_ok: it may be done for this sleep), by a completer
    * (the rest: the item it took, counted as handed already). */
   gboolean early_ok;
-  gboolean early_taken;
+  gboolean early_taken; /* atomic reads in spin_apart () */
   gboolean early_single;
   gpointer early_item;
 

@@ -16,7 +16,15 @@
  * at the first free place while produce calls wait for room).
  */
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getcpu () */
+#endif
+
 #include "sluice-reorder-buffer-private.h"
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #ifdef SLUICE_SLOT_COMPLETE_PENDING
 #include <cpuid.h>
@@ -64,6 +72,30 @@
  * items expected within the wake latency (its length times the gap): a run
  * that outlasts it costs a timeout and then a second sleep for the head. */
 #define WAKE_RUN_GAP_MAX_US SLUICE_ITEM_GAP_BATCH_MAX_US
+/* The longest spin of a consumer that waits for its one item in flight on
+ * another processor than the thread that completed the last one it slept
+ * for (spin_apart ()). The wait may hold a wake-up across processors of
+ * the completer itself (the owner beside the consumer hands it the item):
+ * kept apart that way, 50 us spun 50-60 % of the items (p50 1.4-24 us),
+ * 100 us 96-98 % (p50 1.3-1.4 us). */
+#define SPIN_APART_MAX_US 100
+
+/* The processor the calling thread runs on, or -1 where that is unknown. */
+static inline int
+current_cpu (void)
+{
+#ifdef __linux__
+  return sched_getcpu ();
+#else
+  return -1;
+#endif
+}
+
+int
+sluice_current_cpu (void)
+{
+  return current_cpu ();
+}
 
 static inline guint64
 load64 (const guint64 *p)
@@ -166,6 +198,8 @@ sluice_reorder_buffer_new (guint window, GDestroyNotify item_free_func, GCancell
   rb->item_free_func = item_free_func;
   rb->wake_latency_us = SLUICE_WAKE_LATENCY_DEFAULT_US;
   sluice_spin_rule_init (&rb->spin_rule);
+  sluice_spin_rule_init (&rb->apart_spin_rule);
+  rb->completer_cpu = -1;
   rb->cancellable = cancellable != NULL ? g_object_ref (cancellable) : g_cancellable_new ();
   g_mutex_init (&rb->lock);
   g_cond_init (&rb->cond);
@@ -296,6 +330,12 @@ void
 sluice_reorder_buffer_set_room_wanted_flag (SluiceReorderBuffer *rb, int *flag)
 {
   rb->room_wanted = flag;
+}
+
+void
+sluice_reorder_buffer_set_consumer_cpu_slot (SluiceReorderBuffer *rb, int *cpu)
+{
+  rb->consumer_cpu = cpu;
 }
 
 /* With the reservation lock held: a room request was made. */
@@ -577,7 +617,8 @@ take_early_locked (SluiceReorderBuffer *rb, SluiceSlot *slot, int state)
     }
   rb->early_item = slot->item;
   rb->early_single = slot->single;
-  rb->early_taken = TRUE;
+  /* A consumer in spin_apart () reads it without the lock. */
+  __atomic_store_n (&rb->early_taken, TRUE, __ATOMIC_RELEASE);
   store64 (&rb->head, seq + 1);
   publish64 (&rb->handed, rb->handed + 1);
   stat_inc (&rb->stats.early);
@@ -622,6 +663,15 @@ sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state)
            * keeps the condition alive. */
           sluice_reorder_buffer_ref (rb);
           g_mutex_lock (&rb->lock);
+          /* For the consumer's choice between a sleep and a spin
+           * (spin_apart ()); written only when it changes: the line is
+           * read by every thread. */
+          {
+            int cpu = current_cpu ();
+
+            if (g_atomic_int_get (&rb->completer_cpu) != cpu)
+              g_atomic_int_set (&rb->completer_cpu, cpu);
+          }
           published = g_atomic_int_compare_and_exchange (&slot->state, state, new_state);
           early = published && take_early_locked (rb, slot, new_state);
           g_mutex_unlock (&rb->lock);
@@ -1089,6 +1139,76 @@ adaptive_spin (SluiceReorderBuffer *rb, int flags, gint64 start, gboolean early_
   return FALSE;
 }
 
+/* The spin of a consumer that waits for its one item in flight on another
+ * processor than the thread that completed the last item it slept for (the
+ * processor the completer records in sluice_reorder_buffer_publish_slow ()).
+ * A sleep there costs a wake-up across processors: 10-35 µs on the 2-vCPU
+ * VM this was measured on (an idle virtual CPU to wake), against about
+ * 1.2 µs when the completer wakes the consumer on its own processor, and
+ * the kernel keeps a thread woken on an idle processor where it was, so the
+ * slow layout lasts (bench/README.md, sessions 15 and 16). A spin there
+ * does not take the completer's core. It spins where it would sleep, with
+ * the lock left and its sleep registered (the slot marked,
+ * consumer_sleeping set), so a completer still takes the slow path, does
+ * the early room answer and pays for the owner's wake-up itself; the
+ * spin only watches for what would have woken it.
+ *
+ * With the lock held, marked and registered as sleeping for the head slot
+ * @awaited; returns with the lock held, whether or not anything changed:
+ * the caller looks again before it sleeps (a signal sent while we spun is
+ * gone). The rule is SluiceSpinRule's back-off, for at most
+ * SPIN_APART_MAX_US: a spin that ends without the item makes the next
+ * ones rarer; the average of the waits is not asked, since what it would
+ * measure here is the slow wake-up itself. The owner does not spin for
+ * room on the consumer's processor (consumer_cpu). */
+static void
+spin_apart (SluiceReorderBuffer *rb, SluiceSlot *awaited, int flags, gint64 end)
+{
+  gboolean changed = FALSE;
+
+  g_mutex_unlock (&rb->lock);
+  do
+    {
+      SluiceSlotState kind = SLUICE_SLOT_FREE;
+
+      /* The clock once every 16 polls: a poll is a few loads and a pause. */
+      for (guint i = 0; i < 16 && !changed; i++)
+        {
+          kind = SLUICE_SLOT_KIND (g_atomic_int_get (&awaited->state));
+          changed = __atomic_load_n (&rb->early_taken, __ATOMIC_ACQUIRE) ||
+                    kind == SLUICE_SLOT_READY || kind == SLUICE_SLOT_FAILED ||
+                    g_atomic_int_get (&rb->flags) != flags;
+          if (!changed)
+            sluice_cpu_relax ();
+        }
+      /* Not reserved yet: the owner has still to produce it, and may be
+       * runnable on this processor (woken by the early answer for the
+       * item before): let it run rather than spin it out (kept apart with
+       * the owner beside the consumer: p50 18-20 us without the yield,
+       * 1.4 us with it). */
+      if (!changed && kind == SLUICE_SLOT_FREE)
+        g_thread_yield ();
+    }
+  while (!changed && g_get_monotonic_time () < end);
+
+  if (changed)
+    {
+      sluice_spin_rule_succeeded (&rb->apart_spin_rule);
+      stat_inc (&rb->stats.spins);
+      /* The completer may hold the lock a moment longer: a sleep on it
+       * would need the wake-up across processors this spin saved. */
+      for (guint i = 0; i < 100; i++)
+        {
+          if (g_mutex_trylock (&rb->lock))
+            return;
+          sluice_cpu_relax ();
+        }
+    }
+  else
+    sluice_spin_rule_failed (&rb->apart_spin_rule);
+  g_mutex_lock (&rb->lock);
+}
+
 /* The load as the wake rule sees it (SluiceItemGap): sampled at a wait
  * that outlasts the polls (@now: its clock), per item handed out. */
 static inline void
@@ -1107,6 +1227,7 @@ wait_for_head (SluiceReorderBuffer *rb)
   gboolean few;
   gboolean batching;
   gboolean early_ok = FALSE;
+  gint64 apart_end = 0;
   gint64 start;
 
   /* Pairs with has_room_locked(): our `handed` is visible before we read a
@@ -1140,12 +1261,30 @@ wait_for_head (SluiceReorderBuffer *rb)
        * (take_early_locked ())? Asked here, outside our lock: the answer
        * may look at the owner's context. */
       early_ok = rb->early_may_func != NULL && rb->early_may_func (rb->callback_data);
+      /* A window of 1, and the consumer apart from the thread that
+       * completed the last item it slept for: the sleep below becomes a
+       * spin first (spin_apart ()). Not with more in flight: their
+       * completers need both cores. */
+      if (rb->window == 1)
+        {
+          int completer_cpu = g_atomic_int_get (&rb->completer_cpu);
+          int cpu = current_cpu ();
+
+          /* For the owner, who does not spin for room on our processor
+           * (room_source_spin () in the ordered item producer). */
+          if (rb->consumer_cpu != NULL)
+            g_atomic_int_set (rb->consumer_cpu, cpu);
+          if (completer_cpu >= 0 && completer_cpu != cpu &&
+              (apart_end = sluice_spin_rule_deadline (&rb->apart_spin_rule, start)) != 0)
+            apart_end = start + SPIN_APART_MAX_US;
+        }
       /* With the owner waiting for room the sleep is the faster way: the
        * completer answers the owner beside our wake-up, where a spin that
        * gets the item leaves the answer on our way to it (bench/latency,
        * 1 in flight, quiet host: p50 3.0-3.7 us sleeping against 5.8
-       * spinning). */
-      if (!(early_ok && g_atomic_int_get (&rb->want_room)) &&
+       * spinning); apart from the completer the sleep spins first, with
+       * the early answer still done by the completer (spin_apart ()). */
+      if (apart_end == 0 && !(early_ok && g_atomic_int_get (&rb->want_room)) &&
           adaptive_spin (rb, flags, start, early_ok))
         return;
     }
@@ -1265,15 +1404,27 @@ wait_for_head (SluiceReorderBuffer *rb)
             __atomic_store_n (&rb->consumer_wait_seq, target, __ATOMIC_RELAXED);
             g_atomic_int_set (&rb->consumer_sleeping, TRUE);
           }
-        stat_inc (&rb->stats.sleeps);
         if (target == seq)
           {
             rb->early_ok = early_ok;
-            g_cond_wait (&rb->cond, &rb->lock);
+            /* Once per wait: the loop looks again after it. */
+            if (apart_end != 0)
+              {
+                gint64 end = apart_end;
+
+                apart_end = 0;
+                spin_apart (rb, awaited, flags, end);
+              }
+            else
+              {
+                stat_inc (&rb->stats.sleeps);
+                g_cond_wait (&rb->cond, &rb->lock);
+              }
             rb->early_ok = FALSE;
           }
         else
           {
+            stat_inc (&rb->stats.sleeps);
             /* A timeout retargets at the top of the loop. */
             if (!g_cond_wait_until (&rb->cond, &rb->lock, deadline))
               deadline = 0;

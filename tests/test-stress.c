@@ -3,9 +3,18 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* CPU_SET () */
+#endif
+
 #include <sluice/sluice.h>
 
 #include "sluice-test-util.h"
+
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #define N_COMPLETERS 2
 #define SHUFFLE_MAX 16
@@ -28,6 +37,29 @@ typedef struct
   guint64 first_bad; /* G_MAXUINT64 when all were in order */
 } Tally;
 
+/* /stress/window-one/apart: the completer threads bound to processor 0,
+ * the consumer to processor 1 (where the consumer spins for its item
+ * instead of sleeping: spin_apart () in sluice-reorder-buffer.c). */
+static gboolean bind_apart;
+
+#ifdef __linux__
+/* Binds the calling thread to @cpu, or back to @restore when it is not NULL. */
+static void
+bind_thread (int cpu, const cpu_set_t *restore)
+{
+  cpu_set_t set;
+
+  if (restore != NULL)
+    set = *restore;
+  else
+    {
+      CPU_ZERO (&set);
+      CPU_SET (cpu, &set);
+    }
+  g_assert_cmpint (pthread_setaffinity_np (pthread_self (), sizeof set, &set), ==, 0);
+}
+#endif
+
 /* A slot and what to complete it with. */
 typedef struct
 {
@@ -46,6 +78,10 @@ completer (gpointer data)
   guint n_held = 0;
   GRand *rand = g_rand_new ();
 
+#ifdef __linux__
+  if (bind_apart)
+    bind_thread (0, NULL);
+#endif
   for (;;)
     {
       Pending *pending = g_async_queue_pop (queue);
@@ -115,6 +151,16 @@ tally (SluiceConsumerator *consumerator, gpointer data, GError **error)
 {
   Tally *tally = g_new0 (Tally, 1);
   gpointer item;
+#ifdef __linux__
+  /* The consumer may run on a pool's thread: give its processors back. */
+  cpu_set_t saved;
+
+  if (bind_apart)
+    {
+      g_assert_cmpint (pthread_getaffinity_np (pthread_self (), sizeof saved, &saved), ==, 0);
+      bind_thread (1, NULL);
+    }
+#endif
 
   tally->first_bad = G_MAXUINT64;
   while (sluice_consumerator_next (consumerator, &item, error))
@@ -126,6 +172,10 @@ tally (SluiceConsumerator *consumerator, gpointer data, GError **error)
       tally->count++;
       tally->sum += value;
     }
+#ifdef __linux__
+  if (bind_apart)
+    bind_thread (-1, &saved);
+#endif
   return tally;
 }
 
@@ -185,8 +235,17 @@ run_stress (guint n, guint window, guint thread_every, guint wake_latency_us)
   for (guint i = 0; i < N_COMPLETERS; i++)
     g_thread_join (threads[i]);
 
-  g_test_message ("%u items, window %u: max live %u, deferred %u", n, window, stress.max_n_items,
-                  stress.deferred);
+  {
+    g_autoptr (GVariant) stats = sluice_ordered_item_producer_get_stats (stress.producer);
+    guint64 spins = 0, sleeps = 0;
+
+    g_variant_lookup (stats, "consumer-spins", "t", &spins);
+    g_variant_lookup (stats, "consumer-sleeps", "t", &sleeps);
+    g_test_message (
+        "%u items, window %u: max live %u, deferred %u, consumer spins %" G_GUINT64_FORMAT
+        ", sleeps %" G_GUINT64_FORMAT,
+        n, window, stress.max_n_items, stress.deferred, spins, sleeps);
+  }
   g_assert_cmpuint (t->first_bad, ==, G_MAXUINT64);
   g_assert_cmpuint (t->count, ==, n);
   g_assert_cmpuint (t->sum, ==, (guint64) n * (n + 1) / 2);
@@ -335,6 +394,31 @@ static void
 test_random_order_tiny_window (void)
 {
   run_stress (sluice_test_scale (200000, 20), 2, 5, 1000);
+}
+
+/* A window of 1 with the consumer on another processor than the threads
+ * that complete the items: the consumer spins for each item where it would
+ * sleep, with its sleep registered, so completers take the item for it and
+ * answer the owner's room (the early room answer) while it spins. Then the
+ * same unbound. Every item once, in order, within the window. */
+static void
+test_window_one_apart (void)
+{
+#ifdef __linux__
+  cpu_set_t set;
+
+  if (sched_getaffinity (0, sizeof set, &set) != 0 || !CPU_ISSET (0, &set) || !CPU_ISSET (1, &set))
+    {
+      g_test_skip ("needs processors 0 and 1");
+      return;
+    }
+  bind_apart = TRUE;
+  run_stress (sluice_test_scale (50000, 20), 1, 4, 1000);
+  bind_apart = FALSE;
+  run_stress (sluice_test_scale (50000, 20), 1, 4, 1000);
+#else
+  g_test_skip ("binds threads to processors: Linux only");
+#endif
 }
 
 /* The consumer woken for every item, and allowed to sleep long for runs. */
@@ -784,6 +868,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/stress/random-order/mixed-pool", test_random_order_mixed_pool);
   g_test_add_func ("/stress/random-order/tiny-window", test_random_order_tiny_window);
   g_test_add_func ("/stress/random-order/wake-per-item", test_random_order_wake_per_item);
+  g_test_add_func ("/stress/window-one/apart", test_window_one_apart);
   g_test_add_func ("/stress/random-order/long-wake-latency", test_random_order_long_wake_latency);
   g_test_add_func ("/stress/random-order/no-deadline", test_random_order_no_deadline);
   g_test_add_func ("/stress/concurrent-producers", test_concurrent_producers);
