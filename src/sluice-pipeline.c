@@ -377,6 +377,7 @@ struct _SluicePipeline
   GPtrArray *threads; /* of GThread: the stage threads and the consumer, until joined */
   guint n_holders;    /* running threads (and a last-reference handler): the toggle
                        * reference is ours until they are gone */
+  gboolean user_gone; /* the last notify said the user's references are gone */
 
   SluicePipelineConsumerFunc consumer_func;
   gpointer consumer_data;
@@ -524,14 +525,18 @@ static void stage_close (Stage *stage);
 static void on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref);
 
 /* Any thread, the last thing a holder does: the last one lets the toggle
- * reference go (which may finalize the pipeline). */
+ * reference go (which may finalize the pipeline), but only once the
+ * notify of the user's last reference has run. Before that it may still be
+ * on its way: the user's unref has given up its reference and is yet to
+ * call on_last_user_ref(); letting the toggle reference go then freed the
+ * pipeline under that call. The notify lets it go itself then. */
 static void
 release_holder (SluicePipeline *self)
 {
   gboolean last;
 
   g_mutex_lock (&self->lock);
-  last = --self->n_holders == 0;
+  last = --self->n_holders == 0 && self->user_gone;
   g_mutex_unlock (&self->lock);
   if (last)
     g_object_remove_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
@@ -547,17 +552,23 @@ on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
   SluicePipeline *self = SLUICE_PIPELINE (object);
   gboolean held;
 
+  /* A reference taken again (1 -> 2, notified before whoever took it can
+   * give it back) makes the next 2 -> 1 notify again: until then, the
+   * threads must not let the toggle reference go. */
+  g_mutex_lock (&self->lock);
+  self->user_gone = is_last_ref;
+  held = is_last_ref && self->n_holders > 0;
+  if (held)
+    self->n_holders++; /* the toggle reference stays while we work */
+  g_mutex_unlock (&self->lock);
   if (!is_last_ref)
     return;
-  /* Hold the toggle reference while we work, unless the threads are gone
-   * and the last of them is letting it go. */
-  g_mutex_lock (&self->lock);
-  held = self->n_holders > 0;
-  if (held)
-    self->n_holders++;
-  g_mutex_unlock (&self->lock);
   if (!held)
-    return;
+    {
+      /* The threads are done: nobody else lets it go. */
+      g_object_remove_toggle_ref (object, on_last_user_ref, NULL);
+      return;
+    }
 
   if (self->consumer_func != NULL)
     stage_close (self->stages->pdata[0]);

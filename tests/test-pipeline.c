@@ -2953,6 +2953,52 @@ static const KeyCase key_first = { TRUE, TRUE, FALSE };
 static const KeyCase key_error = { TRUE, FALSE, TRUE };
 static const KeyCase key_error_unordered = { FALSE, FALSE, TRUE };
 
+/* The user's last reference goes while the threads finish, many times,
+ * the unref at a random point of their end. The threads kept the pipeline
+ * alive through a toggle reference whose last holder could let it go while
+ * the user's unref was still to call its notify: the notify then ran on a
+ * freed pipeline (GLib 2.74; seen as "g_mutex_clear() called on ... locked
+ * mutex" and "invalid cast from '(null)'" in jobq's test_join_timeout).
+ * Each pipeline must give its consumer every output and free itself. */
+static void
+test_unref_while_finishing (gconstpointer data)
+{
+  gboolean with_consumer = GPOINTER_TO_INT (data);
+  guint n_rounds = sluice_test_scale (2000, 100);
+
+  for (guint round = 0; round < n_rounds; round++)
+    {
+      SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, NULL);
+      g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+      gint64 deadline = deadline_from_now ();
+      guint spin = g_random_int_range (0, 2000);
+      int finalized = 0;
+
+      g_object_weak_ref (G_OBJECT (pipeline), on_finalized, &finalized);
+      sluice_pipeline_add_stage (pipeline, "pass", 1, 4, pass, NULL, NULL);
+      sluice_pipeline_start (pipeline, with_consumer ? collect : NULL, got, NULL);
+      for (guint i = 0; i < 2; i++)
+        g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+      if (with_consumer)
+        sluice_pipeline_close_input (pipeline);
+      for (volatile guint i = 0; i < spin; i++)
+        ;
+      g_object_unref (pipeline);
+
+      while (!g_atomic_int_get (&finalized))
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_thread_yield ();
+        }
+      if (with_consumer)
+        {
+          g_assert_cmpuint (got->len, ==, 2);
+          g_assert_cmpuint (g_array_index (got, guint64, 0), ==, 0);
+          g_assert_cmpuint (g_array_index (got, guint64, 1), ==, 1);
+        }
+    }
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -2989,6 +3035,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/pipeline/destroy-on-owner", test_destroy_on_owner);
   g_test_add_data_func ("/pipeline/dropped/consumer", GINT_TO_POINTER (TRUE), test_dropped);
   g_test_add_data_func ("/pipeline/dropped/consumerator", GINT_TO_POINTER (FALSE), test_dropped);
+  g_test_add_data_func ("/pipeline/unref-while-finishing/consumer", GINT_TO_POINTER (TRUE),
+                        test_unref_while_finishing);
+  g_test_add_data_func ("/pipeline/unref-while-finishing/consumerator", GINT_TO_POINTER (FALSE),
+                        test_unref_while_finishing);
   g_test_add_data_func ("/pipeline/stats", GINT_TO_POINTER (FALSE), test_stats);
   g_test_add_data_func ("/pipeline/stats/dispatcher", GINT_TO_POINTER (TRUE), test_stats);
   g_test_add_func ("/pipeline/put-async", test_put_async);
