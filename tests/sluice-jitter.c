@@ -13,6 +13,9 @@
  *   LD_PRELOAD=_build/tests/libsluice-jitter.so JITTER=2 \
  *     _build/tests/test-pipeline -p /pipeline/some-case
  *
+ * It works on the Python tests too (libsluice's calls into GLib go through
+ * the PLT as well).
+ *
  * (under AddressSanitizer add ASAN_OPTIONS=verify_asan_link_order=0).
  * JITTER=1 (the default): a yield after 1 call in 16, a sleep of up to
  * 300 us after 1 in 256; JITTER=2: 1 in 4, and up to 200 us after 1 in 32.
@@ -73,6 +76,27 @@ jitter (void)
     usleep ((useconds_t) ((r >> 16) % (uint64_t) sleep_max_us));
 }
 
+/* GLib's own entry point. RTLD_NEXT finds it only when GLib is in the
+ * global scope; in Python, PyGObject's extension module loads GLib with
+ * RTLD_LOCAL (dlsym returned NULL and every Python test crashed at its first
+ * lock), so look in the loaded GLib itself then. */
+static void *
+real_symbol (const char *name)
+{
+  void *symbol = dlsym (RTLD_NEXT, name);
+
+  if (symbol == NULL)
+    {
+      void *glib = dlopen ("libglib-2.0.so.0", RTLD_LAZY | RTLD_NOLOAD);
+
+      if (glib != NULL)
+        symbol = dlsym (glib, name);
+    }
+  if (symbol == NULL)
+    abort ();
+  return symbol;
+}
+
 #define WRAP(name)                                                                                 \
   void name (void *object);                                                                        \
   void name (void *object)                                                                         \
@@ -80,7 +104,7 @@ jitter (void)
     static void (*real) (void *);                                                                  \
                                                                                                    \
     if (real == NULL)                                                                              \
-      real = (void (*) (void *)) dlsym (RTLD_NEXT, #name);                                         \
+      real = (void (*) (void *)) real_symbol (#name);                                              \
     real (object);                                                                                 \
     jitter ();                                                                                     \
   }
