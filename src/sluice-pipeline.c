@@ -377,7 +377,13 @@ struct _SluicePipeline
   GPtrArray *threads; /* of GThread: the stage threads and the consumer, until joined */
   guint n_holders;    /* running threads (and a last-reference handler): the toggle
                        * reference is ours until they are gone */
-  gboolean user_gone; /* the last notify said the user's references are gone */
+  /* The user's references as the toggle notifies count them: 1 at start,
+   * one more for each 1 -> 2 notify, one less for each 2 -> 1; gone at 0.
+   * Not a flag: GLib (2.74) notifies after the reference count changed, so
+   * a 2 -> 1 notify may come after the 1 -> 2 and 2 -> 1 of a reference
+   * another thread took meanwhile (a callback's g_object_ref ()). */
+  int user_refs;
+  gboolean toggle_released; /* the toggle reference went (or is going) */
 
   SluicePipelineConsumerFunc consumer_func;
   gpointer consumer_data;
@@ -526,17 +532,20 @@ static void on_last_user_ref (gpointer data, GObject *object, gboolean is_last_r
 
 /* Any thread, the last thing a holder does: the last one lets the toggle
  * reference go (which may finalize the pipeline), but only once the
- * notify of the user's last reference has run. Before that it may still be
- * on its way: the user's unref has given up its reference and is yet to
- * call on_last_user_ref(); letting the toggle reference go then freed the
- * pipeline under that call. The notify lets it go itself then. */
+ * notifies say the user's references are gone (user_refs). Before that the
+ * notify of the last one may still be on its way: the user's unref has
+ * given up its reference and is yet to call on_last_user_ref(); letting
+ * the toggle reference go then freed the pipeline under that call. The
+ * notify lets it go itself then. */
 static void
 release_holder (SluicePipeline *self)
 {
   gboolean last;
 
   g_mutex_lock (&self->lock);
-  last = --self->n_holders == 0 && self->user_gone;
+  last = --self->n_holders == 0 && self->user_refs == 0 && !self->toggle_released;
+  if (last)
+    self->toggle_released = TRUE;
   g_mutex_unlock (&self->lock);
   if (last)
     g_object_remove_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
@@ -550,25 +559,38 @@ static void
 on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
 {
   SluicePipeline *self = SLUICE_PIPELINE (object);
+  gboolean gone;
   gboolean held;
+  gboolean release;
 
   /* A reference taken again (1 -> 2, notified before whoever took it can
-   * give it back) makes the next 2 -> 1 notify again: until then, the
-   * threads must not let the toggle reference go. */
+   * give it back) makes the next 2 -> 1 notify again: until the count says
+   * every notify is in, the threads must not let the toggle reference go
+   * (a 2 -> 1 notify still on its way would run on a freed pipeline). */
   g_mutex_lock (&self->lock);
-  self->user_gone = is_last_ref;
-  held = is_last_ref && self->n_holders > 0;
+  if (self->toggle_released)
+    {
+      /* A notify of a reference that outlives the toggle one. */
+      g_mutex_unlock (&self->lock);
+      return;
+    }
+  self->user_refs += is_last_ref ? -1 : 1;
+  gone = self->user_refs == 0;
+  held = gone && self->n_holders > 0;
+  release = gone && !held;
   if (held)
     self->n_holders++; /* the toggle reference stays while we work */
+  if (release)
+    self->toggle_released = TRUE;
   g_mutex_unlock (&self->lock);
-  if (!is_last_ref)
-    return;
-  if (!held)
+  if (release)
     {
       /* The threads are done: nobody else lets it go. */
       g_object_remove_toggle_ref (object, on_last_user_ref, NULL);
       return;
     }
+  if (!held)
+    return;
 
   if (self->consumer_func != NULL)
     stage_close (self->stages->pdata[0]);
@@ -2748,6 +2770,7 @@ sluice_pipeline_start (SluicePipeline *self,
     {
       g_atomic_int_set (&self->started, TRUE);
       self->n_holders = 1; /* this call's, until every thread is started */
+      self->user_refs = 1; /* the caller's */
     }
   g_mutex_unlock (&self->lock);
   g_return_if_fail (!started);

@@ -2999,6 +2999,85 @@ test_unref_while_finishing (gconstpointer data)
     }
 }
 
+typedef struct
+{
+  SluicePipeline *pipeline;
+  GArray *got;
+  int n_got;      /* atomic */
+  int unref_soon; /* atomic */
+} RefCollect;
+
+/* A consumer that takes and gives back references to its pipeline (a
+ * binding or a callback may) after its last item, until the user's last
+ * unref is under way and a little after. */
+static gboolean
+collect_ref (SluiceConsumerator *outputs, gpointer data, GError **error)
+{
+  RefCollect *rc = data;
+  gpointer item;
+
+  while (sluice_consumerator_next (outputs, &item, error))
+    {
+      guint64 n = N (item);
+
+      g_array_append_val (rc->got, n);
+      g_atomic_int_inc (&rc->n_got);
+      if (n == 1)
+        {
+          for (guint i = 0; i < 100000 && !g_atomic_int_get (&rc->unref_soon); i++)
+            g_object_unref (g_object_ref (rc->pipeline));
+          for (guint i = 0; i < 3; i++)
+            g_object_unref (g_object_ref (rc->pipeline));
+        }
+    }
+  return *error == NULL;
+}
+
+/* Another thread takes and gives back a reference while the user's last
+ * unref is on its way to its notify: GLib (2.74) notifies after the count
+ * changed, so that 1 -> 2 and 2 -> 1 may be notified before the user's
+ * 2 -> 1. A flag set by the last notify then let the threads free the
+ * pipeline before the user's notify ran (ASan: heap-use-after-free in
+ * on_last_user_ref(); also "couldn't find toggle ref"). */
+static void
+test_unref_while_ref_from_consumer (void)
+{
+  guint n_rounds = sluice_test_scale (300, 20);
+
+  for (guint round = 0; round < n_rounds; round++)
+    {
+      SluicePipeline *pipeline = sluice_pipeline_new (TRUE, 8, NULL);
+      g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint64));
+      RefCollect rc = { pipeline, got, 0, 0 };
+      gint64 deadline = deadline_from_now ();
+      guint spin = g_random_int_range (0, 200);
+      int finalized = 0;
+
+      g_object_weak_ref (G_OBJECT (pipeline), on_finalized, &finalized);
+      sluice_pipeline_add_stage (pipeline, "pass", 1, 4, pass, NULL, NULL);
+      sluice_pipeline_start (pipeline, collect_ref, &rc, NULL);
+      for (guint i = 0; i < 2; i++)
+        g_assert_true (sluice_pipeline_put (pipeline, P (i), NULL, NULL));
+      sluice_pipeline_close_input (pipeline);
+      while (g_atomic_int_get (&rc.n_got) < 2)
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_thread_yield ();
+        }
+      for (volatile guint i = 0; i < spin; i++)
+        ;
+      g_atomic_int_set (&rc.unref_soon, 1);
+      g_object_unref (pipeline);
+
+      while (!g_atomic_int_get (&finalized))
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_thread_yield ();
+        }
+      g_assert_cmpuint (got->len, ==, 2);
+    }
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -3037,6 +3116,8 @@ main (int argc, char *argv[])
   g_test_add_data_func ("/pipeline/dropped/consumerator", GINT_TO_POINTER (FALSE), test_dropped);
   g_test_add_data_func ("/pipeline/unref-while-finishing/consumer", GINT_TO_POINTER (TRUE),
                         test_unref_while_finishing);
+  g_test_add_func ("/pipeline/unref-while-finishing/ref-from-consumer",
+                   test_unref_while_ref_from_consumer);
   g_test_add_data_func ("/pipeline/unref-while-finishing/consumerator", GINT_TO_POINTER (FALSE),
                         test_unref_while_finishing);
   g_test_add_data_func ("/pipeline/stats", GINT_TO_POINTER (FALSE), test_stats);
