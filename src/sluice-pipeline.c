@@ -530,6 +530,18 @@ static void stop_internal (SluicePipeline *self, gboolean by_user);
 static void stage_close (Stage *stage);
 static void on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref);
 
+/* With the lock held: whether the caller is the one to let the toggle
+ * reference go now: no thread holds it, the notifies say the user's
+ * references are gone, and nobody let it go yet. */
+static gboolean
+take_toggle_release_locked (SluicePipeline *self)
+{
+  if (self->n_holders > 0 || self->user_refs != 0 || self->toggle_released)
+    return FALSE;
+  self->toggle_released = TRUE;
+  return TRUE;
+}
+
 /* Any thread, the last thing a holder does: the last one lets the toggle
  * reference go (which may finalize the pipeline), but only once the
  * notifies say the user's references are gone (user_refs). Before that the
@@ -543,9 +555,8 @@ release_holder (SluicePipeline *self)
   gboolean last;
 
   g_mutex_lock (&self->lock);
-  last = --self->n_holders == 0 && self->user_refs == 0 && !self->toggle_released;
-  if (last)
-    self->toggle_released = TRUE;
+  self->n_holders--;
+  last = take_toggle_release_locked (self);
   g_mutex_unlock (&self->lock);
   if (last)
     g_object_remove_toggle_ref (G_OBJECT (self), on_last_user_ref, NULL);
@@ -577,11 +588,9 @@ on_last_user_ref (gpointer data, GObject *object, gboolean is_last_ref)
   self->user_refs += is_last_ref ? -1 : 1;
   gone = self->user_refs == 0;
   held = gone && self->n_holders > 0;
-  release = gone && !held;
+  release = take_toggle_release_locked (self);
   if (held)
     self->n_holders++; /* the toggle reference stays while we work */
-  if (release)
-    self->toggle_released = TRUE;
   g_mutex_unlock (&self->lock);
   if (release)
     {
