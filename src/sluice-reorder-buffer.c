@@ -664,14 +664,15 @@ sluice_reorder_buffer_publish_slow (SluiceSlot *slot, int state, int new_state)
           sluice_reorder_buffer_ref (rb);
           g_mutex_lock (&rb->lock);
           /* For the consumer's choice between a sleep and a spin
-           * (spin_apart ()); written only when it changes: the line is
-           * read by every thread. */
-          {
-            int cpu = current_cpu ();
+           * (spin_apart (), a window of 1 only); written only when it
+           * changes: the line is read by every thread. */
+          if (rb->window == 1)
+            {
+              int cpu = current_cpu ();
 
-            if (g_atomic_int_get (&rb->completer_cpu) != cpu)
-              g_atomic_int_set (&rb->completer_cpu, cpu);
-          }
+              if (g_atomic_int_get (&rb->completer_cpu) != cpu)
+                g_atomic_int_set (&rb->completer_cpu, cpu);
+            }
           published = g_atomic_int_compare_and_exchange (&slot->state, state, new_state);
           early = published && take_early_locked (rb, slot, new_state);
           g_mutex_unlock (&rb->lock);
@@ -1274,8 +1275,10 @@ wait_for_head (SluiceReorderBuffer *rb)
            * (room_source_spin () in the ordered item producer). */
           if (rb->consumer_cpu != NULL)
             g_atomic_int_set (rb->consumer_cpu, cpu);
+          /* The rule only says whether to spin (its back-off); how long
+           * is ours. */
           if (completer_cpu >= 0 && completer_cpu != cpu &&
-              (apart_end = sluice_spin_rule_deadline (&rb->apart_spin_rule, start)) != 0)
+              sluice_spin_rule_deadline (&rb->apart_spin_rule, start) != 0)
             apart_end = start + SPIN_APART_MAX_US;
         }
       /* With the owner waiting for room the sleep is the faster way: the
