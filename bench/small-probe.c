@@ -354,14 +354,6 @@ run_unsync (int rep)
           clock_seconds (CLOCK_MONOTONIC) - wall, figures[F_UNSYNC][rep]);
 }
 
-static int
-compare_doubles (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return (x > y) - (x < y);
-}
-
 static void
 print_spans (const char *what, const Spans *s, gboolean gaps)
 {
@@ -417,7 +409,7 @@ main (int argc, char **argv)
       if (trivial && (f == F_UNSYNC || f == F_UNSYNC_SYSTEM))
         continue;
       memcpy (sorted, figures[f], opt_reps * sizeof (double));
-      qsort (sorted, opt_reps, sizeof (double), compare_doubles);
+      qsort (sorted, opt_reps, sizeof (double), bench_compare_doubles);
       printf ("%-24s %10.2f %10.2f\n", figure_names[f], sorted[0], sorted[opt_reps / 2]);
     }
   print_spans ("runners", &runner_spans, TRUE);
